@@ -1,0 +1,211 @@
+//! Building requests and responses in code (RFC 3261 §8.1.1, §8.2.6).
+//!
+//! A [`RequestBuilder`] needs the six headers every request carries (Via, From, To, Call-ID,
+//! CSeq, Max-Forwards, the last defaulting to 70) and writes Content-Length itself.
+//! [`Response::from_request`] copies Via, From, To, Call-ID and CSeq as §8.2.6.2 says, keeping
+//! the request's exact Via lines.
+
+use bytes::Bytes;
+
+use crate::error::{ErrorKind, ParseError, Result};
+use crate::header::{CSeq, ContentType, Header, HeaderName, Headers, MediaType, TypedHeader, Via};
+use crate::message::{Core, Head, Request, Response};
+use crate::method::Method;
+use crate::name_addr::NameAddr;
+use crate::status::reason_phrase;
+use crate::uri::Uri;
+
+/// Builds a [`Request`].
+///
+/// ```
+/// use sipua_message::{RequestBuilder, Method, Via, Transport, NameAddr, Uri, Host};
+/// let uri: Uri = "sip:bob@biloxi.example.com".parse().unwrap();
+/// let req = RequestBuilder::new(Method::Invite, uri.clone())
+///     .via(Via::new(Transport::Udp, Host::Domain("pc33.atlanta.example.com".into()), None, "z9hG4bK776asdhds"))
+///     .from("Alice <sip:alice@atlanta.example.com>;tag=1928301774".parse().unwrap())
+///     .to(NameAddr::new(uri))
+///     .call_id("a84b4c76e66710@pc33.atlanta.example.com")
+///     .cseq(314159)
+///     .build()
+///     .unwrap();
+/// assert!(req.to_bytes().starts_with(b"INVITE sip:bob@biloxi.example.com SIP/2.0\r\n"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct RequestBuilder {
+    method: Method,
+    uri: Uri,
+    via: Vec<Via>,
+    from: Option<NameAddr>,
+    to: Option<NameAddr>,
+    call_id: Option<String>,
+    cseq: Option<u32>,
+    max_forwards: u8,
+    headers: Vec<Header>,
+    body: Option<(MediaType, Bytes)>,
+}
+
+impl RequestBuilder {
+    /// Starts a request for `method` to `uri`.
+    pub fn new(method: Method, uri: Uri) -> RequestBuilder {
+        RequestBuilder {
+            method,
+            uri,
+            via: Vec::new(),
+            from: None,
+            to: None,
+            call_id: None,
+            cseq: None,
+            max_forwards: 70,
+            headers: Vec::new(),
+            body: None,
+        }
+    }
+
+    /// Adds a Via below those already added (the first one added is the top).
+    pub fn via(mut self, via: Via) -> Self {
+        self.via.push(via);
+        self
+    }
+
+    /// Sets From.
+    pub fn from(mut self, from: NameAddr) -> Self {
+        self.from = Some(from);
+        self
+    }
+
+    /// Sets To.
+    pub fn to(mut self, to: NameAddr) -> Self {
+        self.to = Some(to);
+        self
+    }
+
+    /// Sets Call-ID.
+    pub fn call_id(mut self, id: impl Into<String>) -> Self {
+        self.call_id = Some(id.into());
+        self
+    }
+
+    /// Sets the CSeq number; the method is the request's.
+    pub fn cseq(mut self, seq: u32) -> Self {
+        self.cseq = Some(seq);
+        self
+    }
+
+    /// Sets Max-Forwards (default 70, RFC 3261 §8.1.1.6).
+    pub fn max_forwards(mut self, n: u8) -> Self {
+        self.max_forwards = n;
+        self
+    }
+
+    /// Adds any other header line, in order.
+    pub fn header(mut self, h: Header) -> Self {
+        self.headers.push(h);
+        self
+    }
+
+    /// Adds a typed header.
+    pub fn typed<T: TypedHeader>(self, value: &T) -> Self {
+        self.header(Header::typed(value))
+    }
+
+    /// Sets the body and its Content-Type.
+    pub fn body(mut self, content_type: MediaType, body: impl Into<Bytes>) -> Self {
+        self.body = Some((content_type, body.into()));
+        self
+    }
+
+    /// Checks the mandatory headers and builds the request.
+    pub fn build(self) -> Result<Request> {
+        let missing = |name| ParseError::in_header(ErrorKind::MissingHeader, name, "missing");
+        if self.via.is_empty() {
+            return Err(missing("Via"));
+        }
+        for h in &self.headers {
+            if matches!(
+                h.name(),
+                HeaderName::Via
+                    | HeaderName::From
+                    | HeaderName::To
+                    | HeaderName::CallId
+                    | HeaderName::CSeq
+                    | HeaderName::MaxForwards
+                    | HeaderName::ContentLength
+            ) {
+                return Err(ParseError::in_header(
+                    ErrorKind::DuplicateHeader,
+                    h.name().static_name(),
+                    "set it with its own builder method",
+                ));
+            }
+        }
+        let core = Core {
+            via: self.via,
+            from: self.from.ok_or(missing("From"))?,
+            to: self.to.ok_or(missing("To"))?,
+            call_id: self.call_id.ok_or(missing("Call-ID"))?,
+            cseq: CSeq { seq: self.cseq.ok_or(missing("CSeq"))?, method: self.method.clone() },
+            max_forwards: Some(self.max_forwards),
+        };
+        let mut headers = Headers::new();
+        for v in &core.via {
+            headers.push(Header::new(HeaderName::Via, v.to_string()));
+        }
+        headers.push(Header::new(HeaderName::MaxForwards, core.max_forwards.unwrap_or(70).to_string()));
+        headers.push(Header::new(HeaderName::From, core.from.to_string()));
+        headers.push(Header::new(HeaderName::To, core.to.to_string()));
+        headers.push(Header::new(HeaderName::CallId, core.call_id.clone()));
+        headers.push(Header::typed(&core.cseq));
+        for h in self.headers {
+            headers.push(h);
+        }
+        let body = match self.body {
+            Some((ct, body)) => {
+                headers.push(Header::typed(&ContentType(ct)));
+                body
+            }
+            None => Bytes::new(),
+        };
+        headers.push(Header::new(HeaderName::ContentLength, body.len().to_string()));
+        Ok(Request {
+            method: self.method,
+            uri: self.uri,
+            head: Head { headers, body, core, start_raw: None, raw: None },
+        })
+    }
+}
+
+impl Response {
+    /// A response to `req` (RFC 3261 §8.2.6): same Via lines (byte for byte), From, To,
+    /// Call-ID and CSeq; the standard reason phrase; `Content-Length: 0`. A 100 Trying also
+    /// copies Timestamp (§8.2.6.1). Add a To tag with [`Response::set_to_tag`].
+    pub fn from_request(req: &Request, status: u16) -> Response {
+        let status = status.clamp(100, 699);
+        let mut headers = Headers::new();
+        for h in req.headers().iter() {
+            let copy = match h.name() {
+                HeaderName::Via | HeaderName::From | HeaderName::To | HeaderName::CallId | HeaderName::CSeq => true,
+                HeaderName::Timestamp => status == 100,
+                _ => false,
+            };
+            if copy {
+                headers.push(h.clone());
+            }
+        }
+        headers.push(Header::new(HeaderName::ContentLength, "0"));
+        let mut core = req.head.core.clone();
+        core.max_forwards = None;
+        Response {
+            status,
+            reason: reason_phrase(status).to_owned(),
+            head: Head { headers, body: Bytes::new(), core, start_raw: None, raw: None },
+        }
+    }
+
+    /// Changes the status code and reason phrase.
+    pub fn set_status(&mut self, status: u16, reason: Option<&str>) {
+        self.status = status.clamp(100, 699);
+        self.reason = reason.map_or_else(|| reason_phrase(self.status).to_owned(), str::to_owned);
+        self.head.start_raw = None;
+        self.head.raw = None;
+    }
+}

@@ -1,0 +1,249 @@
+//! The Via header (RFC 3261 §20.42, §18.2.1) with RFC 3581 `rport` and RFC 5118 IPv6 forms.
+
+use std::fmt;
+
+use crate::error::{ErrorKind, ParseError, Result};
+use crate::params::Params;
+use crate::scan::{self, Cursor};
+use crate::uri::Host;
+
+/// The transport of a Via's sent-protocol (`SIP/2.0/UDP`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// UDP
+    Udp,
+    /// TCP
+    Tcp,
+    /// TLS over TCP
+    Tls,
+    /// SCTP
+    Sctp,
+    /// WebSocket (RFC 7118)
+    Ws,
+    /// Secure WebSocket (RFC 7118)
+    Wss,
+    /// Any other token.
+    Other(String),
+}
+
+impl Transport {
+    /// Parses a transport token, case-insensitively.
+    pub fn parse(s: &[u8]) -> Transport {
+        let is = |t: &[u8]| s.eq_ignore_ascii_case(t);
+        if is(b"UDP") {
+            Transport::Udp
+        } else if is(b"TCP") {
+            Transport::Tcp
+        } else if is(b"TLS") {
+            Transport::Tls
+        } else if is(b"SCTP") {
+            Transport::Sctp
+        } else if is(b"WS") {
+            Transport::Ws
+        } else if is(b"WSS") {
+            Transport::Wss
+        } else {
+            Transport::Other(scan::string(s).to_ascii_uppercase())
+        }
+    }
+
+    /// The token in upper case, as Via writes it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+            Transport::Sctp => "SCTP",
+            Transport::Ws => "WS",
+            Transport::Wss => "WSS",
+            Transport::Other(s) => s,
+        }
+    }
+
+    /// Whether the transport is reliable (no retransmissions, RFC 3261 §17.1.1.2).
+    pub fn is_reliable(&self) -> bool {
+        !matches!(self, Transport::Udp)
+    }
+
+    /// The default port: 5061 for TLS, 5060 otherwise (RFC 3261 §18.2.2, §19.1.2).
+    pub fn default_port(&self) -> u16 {
+        match self {
+            Transport::Tls | Transport::Wss => 5061,
+            _ => 5060,
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One Via value: who sent the request and how to reach them with the response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Via {
+    /// Protocol name and version, normally `SIP/2.0`.
+    pub protocol: String,
+    /// Transport of the hop.
+    pub transport: Transport,
+    /// sent-by host.
+    pub host: Host,
+    /// sent-by port, if written.
+    pub port: Option<u16>,
+    /// Parameters: branch, received, rport, maddr, ttl and extensions.
+    pub params: Params,
+}
+
+/// The magic cookie that starts every RFC 3261 branch (§8.1.1.7).
+pub const BRANCH_COOKIE: &str = "z9hG4bK";
+
+impl Via {
+    /// A `SIP/2.0/<transport>` Via with the given sent-by and branch.
+    pub fn new(transport: Transport, host: Host, port: Option<u16>, branch: &str) -> Via {
+        let mut params = Params::new();
+        params.set("branch", Some(branch));
+        Via { protocol: "SIP/2.0".into(), transport, host, port, params }
+    }
+
+    /// Parses one Via value (no commas).
+    pub fn parse(s: &[u8]) -> Result<Via> {
+        let bad = |r| ParseError::in_header(ErrorKind::HeaderValue, "Via", r);
+        let mut c = Cursor::new(s);
+        c.skip_ws();
+        let name = c.token().ok_or(bad("bad sent-protocol"))?;
+        if !c.eat_sep(b'/') {
+            return Err(bad("bad sent-protocol"));
+        }
+        c.skip_ws();
+        let version = c.token().ok_or(bad("bad sent-protocol"))?;
+        if !c.eat_sep(b'/') {
+            return Err(bad("bad sent-protocol"));
+        }
+        c.skip_ws();
+        let transport = c.token().ok_or(bad("bad transport"))?;
+        let before = c.pos;
+        c.skip_ws();
+        if c.pos == before {
+            return Err(bad("missing sent-by"));
+        }
+        let host_bytes = if c.peek() == Some(b'[') {
+            let start = c.pos;
+            c.take_while(|b| b != b']');
+            if !c.eat(b']') {
+                return Err(bad("bad IPv6 reference"));
+            }
+            &c.s[start..c.pos]
+        } else {
+            c.take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        };
+        let host = Host::parse(host_bytes).map_err(|_| bad("bad sent-by host"))?;
+        let port = if c.eat_sep(b':') {
+            c.skip_ws();
+            let p = c.take_while(|b| b.is_ascii_digit());
+            let p = scan::parse_u32(p).and_then(|p| u16::try_from(p).ok()).ok_or(bad("bad sent-by port"))?;
+            Some(p)
+        } else {
+            None
+        };
+        let params = Params::parse(&mut c).map_err(|e| e.with_header("Via"))?;
+        if !c.at_end() {
+            return Err(bad("unexpected text"));
+        }
+        let mut protocol = String::with_capacity(name.len() + version.len() + 1);
+        protocol.push_str(&scan::string(name));
+        protocol.push('/');
+        protocol.push_str(&scan::string(version));
+        Ok(Via { protocol, transport: Transport::parse(transport), host, port, params })
+    }
+
+    /// The `branch` parameter (transaction id, RFC 3261 §8.1.1.7).
+    pub fn branch(&self) -> Option<&str> {
+        self.params.value("branch")
+    }
+
+    /// Whether the branch carries the RFC 3261 magic cookie (else RFC 2543 matching applies).
+    pub fn has_rfc3261_branch(&self) -> bool {
+        self.branch().is_some_and(|b| b.len() > BRANCH_COOKIE.len() && b.starts_with(BRANCH_COOKIE))
+    }
+
+    /// The `received` parameter as a host (bare or bracketed IPv6 accepted, RFC 5118 §4.5).
+    pub fn received(&self) -> Option<Host> {
+        self.params.value("received").and_then(|v| Host::parse_lenient(v.as_bytes()).ok())
+    }
+
+    /// The `rport` parameter (RFC 3581): `Some(None)` when present without a value.
+    pub fn rport(&self) -> Option<Option<u16>> {
+        self.params.get("rport").map(|v| v.and_then(|v| v.parse().ok()))
+    }
+
+    /// The `maddr` parameter.
+    pub fn maddr(&self) -> Option<Host> {
+        self.params.value("maddr").and_then(|v| Host::parse_lenient(v.as_bytes()).ok())
+    }
+
+    /// The `ttl` parameter.
+    pub fn ttl(&self) -> Option<u8> {
+        self.params.value("ttl").and_then(|v| v.parse().ok())
+    }
+
+    /// sent-by port or the transport's default.
+    pub fn port_or_default(&self) -> u16 {
+        self.port.unwrap_or_else(|| self.transport.default_port())
+    }
+}
+
+impl fmt::Display for Via {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{} {}", self.protocol, self.transport, self.host)?;
+        if let Some(p) = self.port {
+            write!(f, ":{p}")?;
+        }
+        write!(f, "{}", self.params)
+    }
+}
+
+impl std::str::FromStr for Via {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Via> {
+        Via::parse(s.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folded_and_spaced_via() {
+        let v = Via::parse(b"SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;branch=390skdjuw").unwrap();
+        assert_eq!(v.protocol, "SIP/2.0");
+        assert_eq!(v.transport, Transport::Udp);
+        assert_eq!(v.host, Host::Ipv4("192.0.2.2".parse().unwrap()));
+        assert_eq!(v.branch(), Some("390skdjuw"));
+        assert!(!v.has_rfc3261_branch());
+        let v = Via::parse(b"SIP  / 2.0  / TCP     spindle.example.com   ;\r\n  branch  =   z9hG4bK9ikj8").unwrap();
+        assert_eq!(v.branch(), Some("z9hG4bK9ikj8"));
+        assert!(v.has_rfc3261_branch());
+        assert_eq!(v.to_string(), "SIP/2.0/TCP spindle.example.com;branch=z9hG4bK9ikj8");
+    }
+
+    #[test]
+    fn rport_received_and_ipv6() {
+        let v = Via::parse(b"SIP/2.0/UDP [2001:db8::9:1]:6050;branch=z9hG4bKas3;received=[2001:db8::9:255];rport")
+            .unwrap();
+        assert_eq!(v.port, Some(6050));
+        assert_eq!(v.received(), Some(Host::Ipv6("2001:db8::9:255".parse().unwrap())));
+        assert_eq!(v.rport(), Some(None));
+        let v = Via::parse(b"SIP/2.0/UDP h;rport=5062;received=2001:db8::9:255").unwrap();
+        assert_eq!(v.rport(), Some(Some(5062)));
+        assert!(v.received().is_some());
+    }
+
+    #[test]
+    fn malformed_vias() {
+        for bad in [&b"SIP/2.0/UDP 192.0.2.15;;"[..], b"SIP/2.0/UDP", b"SIP/2.0 host", b"SIP/2.0/UDP host:99999", b""] {
+            assert!(Via::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! `name-addr` and `addr-spec` with header parameters (RFC 3261 §20.10, §25.1): the value of
+//! From, To, Contact, Route, Record-Route, Refer-To, Referred-By and P-Asserted-Identity.
+//!
+//! In the addr-spec form (no angle brackets) every `;param` after the URI belongs to the
+//! header, not to the URI (RFC 3261 §20.10). Unquoted display names made of several tokens,
+//! with or without a space before `<` (RFC 4475 §3.1.1.6), are accepted.
+
+use std::fmt;
+
+use crate::error::{ErrorKind, ParseError, Result};
+use crate::params::Params;
+use crate::scan::{self, Cursor};
+use crate::uri::Uri;
+
+/// A URI with an optional display name and header parameters (`tag`, `q`, `expires`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameAddr {
+    /// Display name, unquoted; `None` when absent.
+    pub display: Option<String>,
+    /// The address.
+    pub uri: Uri,
+    /// Header parameters after the address.
+    pub params: Params,
+}
+
+impl NameAddr {
+    /// An address with no display name or parameters.
+    pub fn new(uri: Uri) -> NameAddr {
+        NameAddr { display: None, uri, params: Params::new() }
+    }
+
+    /// Parses one `name-addr`/`addr-spec` with parameters; the whole input must be used.
+    pub fn parse(s: &[u8]) -> Result<NameAddr> {
+        let mut c = Cursor::new(s);
+        let na = NameAddr::parse_at(&mut c)?;
+        if !c.at_end() {
+            return Err(ParseError::new(ErrorKind::HeaderValue, "unexpected text after address"));
+        }
+        Ok(na)
+    }
+
+    pub(crate) fn parse_at(c: &mut Cursor<'_>) -> Result<NameAddr> {
+        c.skip_ws();
+        let display;
+        let uri;
+        match c.peek() {
+            Some(b'"') => {
+                display = Some(scan::unescape_quoted(c.quoted()?));
+                c.skip_ws();
+                uri = bracketed_uri(c)?;
+            }
+            Some(b'<') => {
+                display = None;
+                uri = bracketed_uri(c)?;
+            }
+            Some(_) => {
+                let rest = c.rest();
+                let lt = memchr::memchr(b'<', rest);
+                // an unquoted display name is `*(token LWS)` before `<`
+                if let Some(lt) = lt.filter(|&lt| rest[..lt].iter().all(|&b| scan::is_token(b) || scan::is_ws(b))) {
+                    let name = scan::trim(&rest[..lt]);
+                    display = if name.is_empty() { None } else { Some(scan::string(name)) };
+                    c.pos += lt;
+                    uri = bracketed_uri(c)?;
+                } else {
+                    display = None;
+                    // addr-spec: the URI ends at the first ';', ',' or whitespace
+                    let spec = c.take_while(|b| b != b';' && b != b',' && !scan::is_ws(b));
+                    uri = Uri::parse(spec)?;
+                }
+            }
+            None => return Err(ParseError::new(ErrorKind::HeaderValue, "empty address")),
+        }
+        let params = Params::parse(c)?;
+        Ok(NameAddr { display, uri, params })
+    }
+
+    /// The `tag` parameter (From/To, RFC 3261 §19.3).
+    pub fn tag(&self) -> Option<&str> {
+        self.params.value("tag")
+    }
+
+    /// Sets the `tag` parameter.
+    pub fn set_tag(&mut self, tag: &str) {
+        self.params.set("tag", Some(tag));
+    }
+}
+
+fn bracketed_uri(c: &mut Cursor<'_>) -> Result<Uri> {
+    if !c.eat(b'<') {
+        return Err(ParseError::new(ErrorKind::HeaderValue, "expected '<'"));
+    }
+    let inner = c.take_while(|b| b != b'>');
+    if !c.eat(b'>') {
+        return Err(ParseError::new(ErrorKind::HeaderValue, "missing '>'"));
+    }
+    // spaces inside the brackets are not allowed (RFC 4475 §3.1.2.14); tolerate them at the edges
+    Uri::parse(scan::trim(inner))
+}
+
+impl std::str::FromStr for NameAddr {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<NameAddr> {
+        NameAddr::parse(s.as_bytes())
+    }
+}
+
+impl fmt::Display for NameAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(d) = &self.display {
+            let mut q = String::with_capacity(d.len() + 3);
+            scan::write_quoted(&mut q, d);
+            q.push(' ');
+            f.write_str(&q)?;
+        }
+        write!(f, "<{}>{}", self.uri, self.params)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::uri::Host;
+
+    #[test]
+    fn addr_spec_params_belong_to_the_header() {
+        let na = NameAddr::parse(b"sip:user@host129.example.com;unknownparam").unwrap();
+        assert!(na.params.contains("unknownparam"));
+        assert!(na.uri.as_sip().unwrap().params.is_empty());
+        let na = NameAddr::parse(b"<sip:user@host.example.com;unknownparam>").unwrap();
+        assert!(na.params.is_empty());
+        assert!(na.uri.as_sip().unwrap().params.contains("unknownparam"));
+    }
+
+    #[test]
+    fn display_names() {
+        let na = NameAddr::parse(br#""J Rosenberg \\\""       <sip:jdrosen@example.com>  ;  tag = 98asjd8"#).unwrap();
+        assert_eq!(na.display.as_deref(), Some(r#"J Rosenberg \""#));
+        assert_eq!(na.tag(), Some("98asjd8"));
+        let na = NameAddr::parse(b"caller<sip:caller@example.com>;tag=323").unwrap();
+        assert_eq!(na.display.as_deref(), Some("caller"));
+        let na = NameAddr::parse(b"token1~` token2'+_ token3*%!.- <sip:mundane@example.com>").unwrap();
+        assert_eq!(na.display.as_deref(), Some("token1~` token2'+_ token3*%!.-"));
+        assert_eq!(na.uri.as_sip().unwrap().host, Host::Domain("example.com".into()));
+        assert!(NameAddr::parse(br#""Mr. J. User <sip:j.user@example.com>"#).is_err());
+        assert!(NameAddr::parse(b"Bell, Alexander <sip:a.g.bell@example.com>").is_err());
+    }
+
+    #[test]
+    fn canonical_output() {
+        let na = NameAddr::parse(b"\"A \\\"B\\\"\" <sip:a@b>;tag=1").unwrap();
+        assert_eq!(na.to_string(), "\"A \\\"B\\\"\" <sip:a@b>;tag=1");
+        assert_eq!(NameAddr::parse(na.to_string().as_bytes()).unwrap(), na);
+    }
+}

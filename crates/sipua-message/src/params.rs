@@ -1,0 +1,159 @@
+//! Semicolon-separated parameters (`generic-param`, RFC 3261 §25.1) as they follow header values.
+//!
+//! Values keep their meaning, not their spelling: a quoted value is stored unquoted and
+//! written back quoted. Names compare case-insensitively (RFC 3261 §7.3.1).
+
+use std::fmt;
+
+use crate::error::{ErrorKind, ParseError, Result};
+use crate::scan::{self, Cursor};
+
+/// One `name[=value]` parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Param {
+    /// Parameter name as written.
+    pub name: String,
+    /// Value, unquoted; `None` for a flag such as `lr` or `rport`.
+    pub value: Option<String>,
+    /// Whether the value is written as a quoted string.
+    pub quoted: bool,
+}
+
+/// An ordered list of header parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Params(pub Vec<Param>);
+
+impl Params {
+    /// No parameters.
+    pub const fn new() -> Self {
+        Params(Vec::new())
+    }
+
+    /// The first parameter named `name` (case-insensitive): `Some(None)` for a flag,
+    /// `Some(Some(v))` for a value, `None` when absent.
+    pub fn get(&self, name: &str) -> Option<Option<&str>> {
+        self.0
+            .iter()
+            .find(|p| p.name.eq_ignore_ascii_case(name))
+            .map(|p| p.value.as_deref())
+    }
+
+    /// The value of `name`, if present with a value.
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.get(name).flatten()
+    }
+
+    /// Whether `name` is present (with or without a value).
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Sets `name` to `value` (replacing an existing one in place, else appending).
+    pub fn set(&mut self, name: &str, value: Option<&str>) {
+        let quoted = value.is_some_and(|v| !v.bytes().all(is_plain_value));
+        if let Some(p) = self.0.iter_mut().find(|p| p.name.eq_ignore_ascii_case(name)) {
+            p.value = value.map(str::to_owned);
+            p.quoted = quoted;
+        } else {
+            self.0.push(Param { name: name.to_owned(), value: value.map(str::to_owned), quoted });
+        }
+    }
+
+    /// Sets a value that must be written quoted (for example `+sip.instance`).
+    pub fn set_quoted(&mut self, name: &str, value: &str) {
+        self.set(name, Some(value));
+        if let Some(p) = self.0.iter_mut().find(|p| p.name.eq_ignore_ascii_case(name)) {
+            p.quoted = true;
+        }
+    }
+
+    /// Removes every parameter named `name`.
+    pub fn remove(&mut self, name: &str) {
+        self.0.retain(|p| !p.name.eq_ignore_ascii_case(name));
+    }
+
+    /// Iterates over the parameters in order.
+    pub fn iter(&self) -> std::slice::Iter<'_, Param> {
+        self.0.iter()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Parses `*( SEMI generic-param )` at the cursor, stopping before a `,` or at the end.
+    pub(crate) fn parse(c: &mut Cursor<'_>) -> Result<Params> {
+        let mut params = Vec::new();
+        loop {
+            c.skip_ws();
+            if !c.eat(b';') {
+                break;
+            }
+            c.skip_ws();
+            let name = c
+                .token()
+                .ok_or(ParseError::new(ErrorKind::HeaderValue, "empty parameter"))?;
+            let (value, quoted) = if c.eat_sep(b'=') {
+                c.skip_ws();
+                if c.peek() == Some(b'"') {
+                    (Some(scan::unescape_quoted(c.quoted()?)), true)
+                } else {
+                    let v = c.take_while(is_plain_value);
+                    if v.is_empty() {
+                        return Err(ParseError::new(ErrorKind::HeaderValue, "empty parameter value"));
+                    }
+                    (Some(scan::string(v)), false)
+                }
+            } else {
+                (None, false)
+            };
+            params.push(Param { name: scan::string(name), value, quoted });
+        }
+        Ok(Params(params))
+    }
+}
+
+/// Characters allowed in an unquoted `gen-value`: token or host (IPv6 references included).
+fn is_plain_value(b: u8) -> bool {
+    scan::is_token(b) || matches!(b, b':' | b'[' | b']')
+}
+
+impl fmt::Display for Params {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for p in &self.0 {
+            write!(f, ";{}", p.name)?;
+            if let Some(v) = &p.value {
+                if p.quoted {
+                    let mut s = String::with_capacity(v.len() + 2);
+                    scan::write_quoted(&mut s, v);
+                    write!(f, "={s}")?;
+                } else {
+                    write!(f, "={v}")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_with_spaces_quotes_and_flags() {
+        let mut c = Cursor::new(b" ;   tag    = 1918181833n ; lr; q=0.5;x=\"a b\"");
+        let p = Params::parse(&mut c).unwrap();
+        assert_eq!(p.value("TAG"), Some("1918181833n"));
+        assert_eq!(p.get("lr"), Some(None));
+        assert_eq!(p.value("x"), Some("a b"));
+        assert_eq!(p.to_string(), ";tag=1918181833n;lr;q=0.5;x=\"a b\"");
+    }
+
+    #[test]
+    fn empty_params_are_errors() {
+        assert!(Params::parse(&mut Cursor::new(b";;")).is_err());
+        assert!(Params::parse(&mut Cursor::new(b";a=")).is_err());
+    }
+}

@@ -1,0 +1,703 @@
+//! URIs: `sip:` and `sips:` (RFC 3261 §19.1), `tel:` (RFC 3966) and any other absolute URI
+//! (RFC 3261 §25.1 `absoluteURI`), with comparison per RFC 3261 §19.1.4 and IPv6 references
+//! per RFC 5118.
+//!
+//! `%HH` escapes are decoded exactly once, when parsing: `user`, `password`, parameter and
+//! header names and values hold decoded text, and [`fmt::Display`] escapes what the grammar
+//! requires. A URI that only needs to be forwarded is better kept as raw header bytes, which
+//! [`crate::Message`] does.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::error::{ErrorKind, ParseError, Result};
+use crate::scan;
+
+/// Any URI that can appear in a Request-URI, name-addr or addr-spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Uri {
+    /// `sip:` or `sips:`.
+    Sip(SipUri),
+    /// `tel:` (RFC 3966).
+    Tel(TelUri),
+    /// Any other scheme, kept opaque (for example `urn:`, `mailto:`, `http:`).
+    Absolute(AbsoluteUri),
+}
+
+/// `sip:` versus `sips:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    /// `sip:`
+    Sip,
+    /// `sips:` (TLS on every hop, RFC 3261 §19.1.1).
+    Sips,
+}
+
+/// A `sip:`/`sips:` URI, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipUri {
+    /// `sip` or `sips`.
+    pub scheme: Scheme,
+    /// User part, %-decoded (may contain `;`, `?`, even NUL).
+    pub user: Option<String>,
+    /// Password, %-decoded (deprecated by RFC 3261, but part of the grammar).
+    pub password: Option<String>,
+    /// Host: domain name, IPv4 or IPv6 address.
+    pub host: Host,
+    /// Explicit port. `None` is not the same as 5060 when comparing (RFC 3261 §19.1.4).
+    pub port: Option<u16>,
+    /// URI parameters (`;transport=tcp;lr`), %-decoded.
+    pub params: UriParams,
+    /// URI headers (`?Subject=x&Route=...`), %-decoded.
+    pub headers: Vec<(String, String)>,
+}
+
+/// A host as in RFC 3261 §25.1 `host`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Host {
+    /// A domain name, as written (compare case-insensitively).
+    Domain(String),
+    /// A dotted IPv4 address.
+    Ipv4(Ipv4Addr),
+    /// An IPv6 reference (written in brackets in URIs and Via).
+    Ipv6(Ipv6Addr),
+}
+
+/// A `tel:` URI (RFC 3966): a global (`+1-201-555-0123`) or local number with parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelUri {
+    /// The number as written, visual separators included.
+    pub number: String,
+    /// Parameters such as `phone-context`.
+    pub params: UriParams,
+}
+
+/// A URI of a scheme we do not interpret, kept as `scheme:rest`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AbsoluteUri {
+    /// The scheme, as written.
+    pub scheme: String,
+    /// Everything after the first colon.
+    pub rest: String,
+}
+
+/// URI parameters: `name[=value]` pairs, %-decoded, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UriParams(pub Vec<(String, Option<String>)>);
+
+impl UriParams {
+    /// `Some(None)` for a flag such as `lr`, `Some(Some(v))` for a value, `None` when absent.
+    pub fn get(&self, name: &str) -> Option<Option<&str>> {
+        self.0
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_deref())
+    }
+
+    /// The value of `name`, if present with a value.
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.get(name).flatten()
+    }
+
+    /// Whether `name` is present.
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Sets or replaces `name`.
+    pub fn set(&mut self, name: &str, value: Option<&str>) {
+        let value = value.map(str::to_owned);
+        if let Some(p) = self.0.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            p.1 = value;
+        } else {
+            self.0.push((name.to_owned(), value));
+        }
+    }
+
+    /// Removes `name`.
+    pub fn remove(&mut self, name: &str) {
+        self.0.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+fn err(reason: &'static str) -> ParseError {
+    ParseError::new(ErrorKind::Uri, reason)
+}
+
+// Character classes of RFC 3261 §25.1, as lookup functions over unescaped octets.
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')')
+}
+fn is_user_char(b: u8) -> bool {
+    // `#` is not in the grammar, but dial strings such as `*67#123` are common in the wild.
+    is_unreserved(b) || matches!(b, b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/' | b'#')
+}
+fn is_password_char(b: u8) -> bool {
+    is_unreserved(b) || matches!(b, b'&' | b'=' | b'+' | b'$' | b',')
+}
+fn is_param_char(b: u8) -> bool {
+    is_unreserved(b) || matches!(b, b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$')
+}
+fn is_header_char(b: u8) -> bool {
+    is_unreserved(b) || matches!(b, b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$')
+}
+fn is_host_char(b: u8) -> bool {
+    // `_` is not legal in host names but appears in real deployments; accept it.
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Checks `s` against a character class (with `%HH` escapes) and decodes it once.
+fn decode(s: &[u8], allowed: fn(u8) -> bool, what: &'static str) -> Result<String> {
+    if !s.contains(&b'%') {
+        if s.iter().all(|&b| allowed(b)) {
+            return Ok(scan::string(s));
+        }
+        return Err(err(what));
+    }
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        let b = s[i];
+        if b == b'%' {
+            let h = s.get(i + 1).copied().and_then(hex);
+            let l = s.get(i + 2).copied().and_then(hex);
+            match (h, l) {
+                (Some(h), Some(l)) => out.push(h << 4 | l),
+                _ => return Err(err("bad %-escape")),
+            }
+            i += 3;
+        } else if allowed(b) {
+            out.push(b);
+            i += 1;
+        } else {
+            return Err(err(what));
+        }
+    }
+    Ok(String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+}
+
+/// Writes `s`, %-escaping `%`, `#` and every octet outside `allowed`.
+fn encode(f: &mut fmt::Formatter<'_>, s: &str, allowed: fn(u8) -> bool) -> fmt::Result {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if !allowed(b) || b == b'%' || b == b'#' {
+            // the run before `i` holds only allowed (ASCII) octets, so it is valid UTF-8
+            f.write_str(std::str::from_utf8(&bytes[start..i]).map_err(|_| fmt::Error)?)?;
+            write!(f, "%{b:02X}")?;
+            start = i + 1;
+        }
+    }
+    f.write_str(std::str::from_utf8(&bytes[start..]).map_err(|_| fmt::Error)?)
+}
+
+impl Host {
+    /// Parses a host: a bracketed IPv6 reference, a dotted IPv4 address or a domain name.
+    pub fn parse(s: &[u8]) -> Result<Host> {
+        if s.first() == Some(&b'[') {
+            if s.last() != Some(&b']') || s.len() < 3 {
+                return Err(err("bad IPv6 reference"));
+            }
+            return parse_ipv6(&s[1..s.len() - 1]).map(Host::Ipv6);
+        }
+        if s.is_empty() {
+            return Err(err("empty host"));
+        }
+        if !s.iter().all(|&b| is_host_char(b)) {
+            return Err(err("bad character in host"));
+        }
+        if s.iter().all(|&b| b.is_ascii_digit() || b == b'.') {
+            // all digits and dots: must be a valid IPv4 address
+            return std::str::from_utf8(s)
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .map(Host::Ipv4)
+                .ok_or(err("bad IPv4 address"));
+        }
+        Ok(Host::Domain(scan::string(s)))
+    }
+
+    /// Parses a host that may also be a bare IPv6 address (the Via `received` and `maddr`
+    /// parameters, RFC 5118 §4.5).
+    pub fn parse_lenient(s: &[u8]) -> Result<Host> {
+        if s.contains(&b':') && s.first() != Some(&b'[') {
+            return parse_ipv6(s).map(Host::Ipv6);
+        }
+        Host::parse(s)
+    }
+
+    /// The address, if the host is an IP literal.
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self {
+            Host::Ipv4(a) => Some(IpAddr::V4(*a)),
+            Host::Ipv6(a) => Some(IpAddr::V6(*a)),
+            Host::Domain(_) => None,
+        }
+    }
+
+    /// Compares hosts as RFC 3261 §19.1.4 says: case-insensitive names, equal addresses.
+    pub fn equivalent(&self, other: &Host) -> bool {
+        match (self, other) {
+            (Host::Domain(a), Host::Domain(b)) => a.eq_ignore_ascii_case(b),
+            _ => self == other,
+        }
+    }
+}
+
+impl From<IpAddr> for Host {
+    fn from(ip: IpAddr) -> Host {
+        match ip {
+            IpAddr::V4(a) => Host::Ipv4(a),
+            IpAddr::V6(a) => Host::Ipv6(a),
+        }
+    }
+}
+
+fn parse_ipv6(s: &[u8]) -> Result<Ipv6Addr> {
+    let t = std::str::from_utf8(s).map_err(|_| err("bad IPv6 address"))?;
+    if let Ok(a) = t.parse() {
+        return Ok(a);
+    }
+    // RFC 5118 §4.10: RFC 3261's ABNF admits `:::`; tolerate it as `::`.
+    if t.contains(":::") {
+        if let Ok(a) = t.replacen(":::", "::", 1).parse() {
+            return Ok(a);
+        }
+    }
+    Err(err("bad IPv6 address"))
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Domain(d) => f.write_str(d),
+            Host::Ipv4(a) => write!(f, "{a}"),
+            Host::Ipv6(a) => write!(f, "[{a}]"),
+        }
+    }
+}
+
+impl Uri {
+    /// Parses a URI that spans the whole of `s` (no surrounding whitespace or brackets).
+    pub fn parse(s: &[u8]) -> Result<Uri> {
+        let colon = memchr::memchr(b':', s).ok_or(err("missing URI scheme"))?;
+        let scheme = &s[..colon];
+        let rest = &s[colon + 1..];
+        if scheme.eq_ignore_ascii_case(b"sip") {
+            SipUri::parse_rest(Scheme::Sip, rest).map(Uri::Sip)
+        } else if scheme.eq_ignore_ascii_case(b"sips") {
+            SipUri::parse_rest(Scheme::Sips, rest).map(Uri::Sip)
+        } else if scheme.eq_ignore_ascii_case(b"tel") {
+            TelUri::parse_rest(rest).map(Uri::Tel)
+        } else {
+            let valid_scheme = scheme.first().is_some_and(u8::is_ascii_alphabetic)
+                && scheme.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+            if !valid_scheme {
+                return Err(err("bad URI scheme"));
+            }
+            if rest.is_empty() || rest.iter().any(|&b| b <= b' ' || b == 0x7f || b == b'<' || b == b'>' || b == b'"') {
+                return Err(err("bad character in URI"));
+            }
+            Ok(Uri::Absolute(AbsoluteUri { scheme: scan::string(scheme), rest: scan::string(rest) }))
+        }
+    }
+
+    /// The SIP URI inside, if this is one.
+    pub fn as_sip(&self) -> Option<&SipUri> {
+        match self {
+            Uri::Sip(u) => Some(u),
+            _ => None,
+        }
+    }
+
+    /// Mutable access to the SIP URI inside, if this is one.
+    pub fn as_sip_mut(&mut self) -> Option<&mut SipUri> {
+        match self {
+            Uri::Sip(u) => Some(u),
+            _ => None,
+        }
+    }
+
+    /// The scheme in lower case (`sip`, `sips`, `tel`, or as written for others).
+    pub fn scheme(&self) -> &str {
+        match self {
+            Uri::Sip(u) if u.scheme == Scheme::Sips => "sips",
+            Uri::Sip(_) => "sip",
+            Uri::Tel(_) => "tel",
+            Uri::Absolute(a) => &a.scheme,
+        }
+    }
+
+    /// URI comparison as RFC 3261 §19.1.4 (sip/sips) and RFC 3966 §4 (tel) define it.
+    pub fn equivalent(&self, other: &Uri) -> bool {
+        match (self, other) {
+            (Uri::Sip(a), Uri::Sip(b)) => a.equivalent(b),
+            (Uri::Tel(a), Uri::Tel(b)) => a.equivalent(b),
+            (Uri::Absolute(a), Uri::Absolute(b)) => a.scheme.eq_ignore_ascii_case(&b.scheme) && a.rest == b.rest,
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for Uri {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Uri> {
+        Uri::parse(s.as_bytes())
+    }
+}
+
+impl From<SipUri> for Uri {
+    fn from(u: SipUri) -> Uri {
+        Uri::Sip(u)
+    }
+}
+
+impl SipUri {
+    /// A `sip:` URI with just a host.
+    pub fn new(host: Host) -> SipUri {
+        SipUri {
+            scheme: Scheme::Sip,
+            user: None,
+            password: None,
+            host,
+            port: None,
+            params: UriParams::default(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Parses a `sip:`/`sips:` URI.
+    pub fn parse(s: &[u8]) -> Result<SipUri> {
+        match Uri::parse(s)? {
+            Uri::Sip(u) => Ok(u),
+            _ => Err(err("not a sip or sips URI")),
+        }
+    }
+
+    fn parse_rest(scheme: Scheme, s: &[u8]) -> Result<SipUri> {
+        let (user, password, hostpart) = match memchr::memchr(b'@', s) {
+            Some(at) => {
+                let userinfo = &s[..at];
+                let (u, p) = match memchr::memchr(b':', userinfo) {
+                    Some(c) => (&userinfo[..c], Some(&userinfo[c + 1..])),
+                    None => (userinfo, None),
+                };
+                if u.is_empty() {
+                    return Err(err("empty user part"));
+                }
+                let user = decode(u, is_user_char, "bad character in user part")?;
+                let password = p.map(|p| decode(p, is_password_char, "bad character in password")).transpose()?;
+                (Some(user), password, &s[at + 1..])
+            }
+            None => (None, None, s),
+        };
+        // hostport ends at the first ';' or '?' (IPv6 references may hold ':' but not those)
+        let end = hostpart.iter().position(|&b| b == b';' || b == b'?').unwrap_or(hostpart.len());
+        let hostport = &hostpart[..end];
+        let (host, port) = if hostport.first() == Some(&b'[') {
+            let close = memchr::memchr(b']', hostport).ok_or(err("bad IPv6 reference"))?;
+            let host = Host::parse(&hostport[..=close])?;
+            let after = &hostport[close + 1..];
+            let port = match after.split_first() {
+                None => None,
+                Some((b':', p)) => Some(parse_port(p)?),
+                Some(_) => return Err(err("junk after IPv6 reference")),
+            };
+            (host, port)
+        } else {
+            match memchr::memchr(b':', hostport) {
+                Some(c) => (Host::parse(&hostport[..c])?, Some(parse_port(&hostport[c + 1..])?)),
+                None => (Host::parse(hostport)?, None),
+            }
+        };
+        let mut rest = &hostpart[end..];
+        let mut params = Vec::new();
+        let mut headers = Vec::new();
+        if rest.first() == Some(&b';') {
+            let pend = memchr::memchr(b'?', rest).unwrap_or(rest.len());
+            for p in rest[1..pend].split(|&b| b == b';') {
+                if p.is_empty() {
+                    return Err(err("empty URI parameter"));
+                }
+                let (n, v) = match memchr::memchr(b'=', p) {
+                    Some(e) => (&p[..e], Some(&p[e + 1..])),
+                    None => (p, None),
+                };
+                if n.is_empty() {
+                    return Err(err("empty URI parameter"));
+                }
+                let n = decode(n, is_param_char, "bad character in URI parameter")?;
+                let v = v.map(|v| decode(v, is_param_char, "bad character in URI parameter")).transpose()?;
+                params.push((n, v));
+            }
+            rest = &rest[pend..];
+        }
+        if rest.first() == Some(&b'?') {
+            for h in rest[1..].split(|&b| b == b'&') {
+                let e = memchr::memchr(b'=', h).ok_or(err("URI header without '='"))?;
+                if e == 0 {
+                    return Err(err("empty URI header name"));
+                }
+                let n = decode(&h[..e], is_header_char, "bad character in URI header")?;
+                let v = decode(&h[e + 1..], is_header_char, "bad character in URI header")?;
+                headers.push((n, v));
+            }
+        }
+        Ok(SipUri { scheme, user, password, host, port, params: UriParams(params), headers })
+    }
+
+    /// The `transport` parameter, lower-cased by the caller if needed.
+    pub fn transport(&self) -> Option<&str> {
+        self.params.value("transport")
+    }
+
+    /// Whether the `lr` parameter is present (a loose router, RFC 3261 §16.4).
+    pub fn lr(&self) -> bool {
+        self.params.contains("lr")
+    }
+
+    /// The `maddr` parameter.
+    pub fn maddr(&self) -> Option<&str> {
+        self.params.value("maddr")
+    }
+
+    /// Comparison per RFC 3261 §19.1.4.
+    pub fn equivalent(&self, o: &SipUri) -> bool {
+        if self.scheme != o.scheme
+            || self.user != o.user
+            || self.password != o.password
+            || !self.host.equivalent(&o.host)
+            || self.port != o.port
+        {
+            return false;
+        }
+        // user, ttl, method, maddr and transport must match, present in one means present in both
+        for name in ["user", "ttl", "method", "maddr", "transport"] {
+            match (self.params.get(name), o.params.get(name)) {
+                (None, None) => {}
+                (Some(a), Some(b)) => {
+                    if !opt_eq_ci(a, b) {
+                        return false;
+                    }
+                }
+                _ => return false,
+            }
+        }
+        // any other parameter appearing in both must match
+        for (n, v) in &self.params.0 {
+            if let Some(w) = o.params.get(n) {
+                if !opt_eq_ci(v.as_deref(), w) {
+                    return false;
+                }
+            }
+        }
+        // headers: all must be present in both and match
+        if self.headers.len() != o.headers.len() {
+            return false;
+        }
+        self.headers
+            .iter()
+            .all(|(n, v)| o.headers.iter().any(|(m, w)| n.eq_ignore_ascii_case(m) && v == w))
+    }
+}
+
+fn opt_eq_ci(a: Option<&str>, b: Option<&str>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+fn parse_port(p: &[u8]) -> Result<u16> {
+    if p.is_empty() || p.len() > 5 || !p.iter().all(u8::is_ascii_digit) {
+        return Err(err("bad port"));
+    }
+    scan::parse_u32(p).and_then(|v| u16::try_from(v).ok()).ok_or(err("bad port"))
+}
+
+impl fmt::Display for SipUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.scheme {
+            Scheme::Sip => "sip:",
+            Scheme::Sips => "sips:",
+        })?;
+        if let Some(u) = &self.user {
+            encode(f, u, is_user_char)?;
+            if let Some(p) = &self.password {
+                f.write_str(":")?;
+                encode(f, p, is_password_char)?;
+            }
+            f.write_str("@")?;
+        }
+        write!(f, "{}", self.host)?;
+        if let Some(p) = self.port {
+            write!(f, ":{p}")?;
+        }
+        write_uri_params(f, &self.params)?;
+        for (i, (n, v)) in self.headers.iter().enumerate() {
+            f.write_str(if i == 0 { "?" } else { "&" })?;
+            encode(f, n, is_header_char)?;
+            f.write_str("=")?;
+            encode(f, v, is_header_char)?;
+        }
+        Ok(())
+    }
+}
+
+fn write_uri_params(f: &mut fmt::Formatter<'_>, params: &UriParams) -> fmt::Result {
+    for (n, v) in &params.0 {
+        f.write_str(";")?;
+        encode(f, n, is_param_char)?;
+        if let Some(v) = v {
+            f.write_str("=")?;
+            encode(f, v, is_param_char)?;
+        }
+    }
+    Ok(())
+}
+
+impl TelUri {
+    fn parse_rest(s: &[u8]) -> Result<TelUri> {
+        let end = memchr::memchr(b';', s).unwrap_or(s.len());
+        let number = &s[..end];
+        let ok = |b: u8| b.is_ascii_hexdigit() || matches!(b, b'+' | b'-' | b'.' | b'(' | b')' | b'*' | b'#');
+        if number.is_empty() || !number.iter().all(|&b| ok(b)) {
+            return Err(err("bad telephone number"));
+        }
+        let mut params = Vec::new();
+        if end < s.len() {
+            for p in s[end + 1..].split(|&b| b == b';') {
+                let (n, v) = match memchr::memchr(b'=', p) {
+                    Some(e) => (&p[..e], Some(&p[e + 1..])),
+                    None => (p, None),
+                };
+                if n.is_empty() {
+                    return Err(err("empty tel URI parameter"));
+                }
+                let n = decode(n, is_param_char, "bad character in tel URI parameter")?;
+                let v = v.map(|v| decode(v, is_param_char, "bad character in tel URI parameter")).transpose()?;
+                params.push((n, v));
+            }
+        }
+        Ok(TelUri { number: scan::string(number), params: UriParams(params) })
+    }
+
+    /// Whether the number is global (starts with `+`).
+    pub fn is_global(&self) -> bool {
+        self.number.starts_with('+')
+    }
+
+    /// Comparison per RFC 3966 §4: numbers without visual separators, parameters in any order.
+    pub fn equivalent(&self, o: &TelUri) -> bool {
+        let digits = |s: &str| -> String {
+            s.chars().filter(|c| !matches!(c, '-' | '.' | '(' | ')')).collect::<String>().to_ascii_lowercase()
+        };
+        digits(&self.number) == digits(&o.number)
+            && self.params.0.len() == o.params.0.len()
+            && self.params.0.iter().all(|(n, v)| o.params.get(n).is_some_and(|w| opt_eq_ci(v.as_deref(), w)))
+    }
+}
+
+impl fmt::Display for TelUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "tel:{}", self.number)?;
+        write_uri_params(f, &self.params)
+    }
+}
+
+impl fmt::Display for AbsoluteUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.scheme, self.rest)
+    }
+}
+
+impl fmt::Display for Uri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Uri::Sip(u) => u.fmt(f),
+            Uri::Tel(u) => u.fmt(f),
+            Uri::Absolute(u) => u.fmt(f),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sip(s: &str) -> SipUri {
+        SipUri::parse(s.as_bytes()).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn escapes_decode_once() {
+        let u = sip("sip:cal%6Cer@host5.example.net;%6C%72;n%61me=v%61lue%25%34%31");
+        assert_eq!(u.user.as_deref(), Some("caller"));
+        assert!(u.lr());
+        assert_eq!(u.params.value("name"), Some("value%41"));
+        assert_eq!(u.to_string(), "sip:caller@host5.example.net;lr;name=value%2541");
+        let u = sip("sip:sips%3Auser%40example.com@example.net");
+        assert_eq!(u.user.as_deref(), Some("sips:user@example.com"));
+        assert_eq!(u.to_string(), "sip:sips%3Auser%40example.com@example.net");
+    }
+
+    #[test]
+    fn user_part_may_hold_semicolons() {
+        let u = sip("sip:user;par=u%40example.net@example.com");
+        assert_eq!(u.user.as_deref(), Some("user;par=u@example.net"));
+        assert_eq!(u.host, Host::Domain("example.com".into()));
+        assert!(u.params.is_empty());
+    }
+
+    #[test]
+    fn ipv6_references() {
+        let u = sip("sip:[2001:db8::10]:5070");
+        assert_eq!(u.host, Host::Ipv6("2001:db8::10".parse().unwrap()));
+        assert_eq!(u.port, Some(5070));
+        let u = sip("sip:[2001:db8::10:5070]");
+        assert_eq!(u.port, None);
+        assert!(SipUri::parse(b"sip:2001:db8::10").is_err());
+        let u = sip("sip:user@[2001:db8:::192.0.2.1]");
+        assert_eq!(u.host, Host::Ipv6("2001:db8::192.0.2.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn comparison_rules_of_19_1_4() {
+        let eq = |a: &str, b: &str| sip(a).equivalent(&sip(b));
+        assert!(eq("sip:%61lice@atlanta.com;transport=TCP", "sip:alice@AtLanTa.CoM;Transport=tcp"));
+        assert!(eq("sip:carol@chicago.com", "sip:carol@chicago.com;newparam=5"));
+        assert!(eq("sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
+            "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com"));
+        assert!(!eq("SIP:ALICE@AtLanTa.CoM;Transport=udp", "sip:alice@AtLanTa.CoM;Transport=UDP"));
+        assert!(!eq("sip:bob@biloxi.com", "sip:bob@biloxi.com:5060"));
+        assert!(!eq("sip:bob@biloxi.com", "sip:bob@biloxi.com;transport=udp"));
+        assert!(!eq("sip:carol@chicago.com;security=on", "sip:carol@chicago.com;security=off"));
+        assert!(!eq("sip:carol@chicago.com", "sip:carol@chicago.com?Subject=next%20meeting"));
+    }
+
+    #[test]
+    fn other_schemes() {
+        let u = Uri::parse(b"tel:+1-201-555-0123;phone-context=example.com").unwrap();
+        assert!(matches!(&u, Uri::Tel(t) if t.is_global()));
+        assert_eq!(u.to_string(), "tel:+1-201-555-0123;phone-context=example.com");
+        let u = Uri::parse(b"nobodyKnowsThisScheme:totallyopaquecontent").unwrap();
+        assert_eq!(u.scheme(), "nobodyKnowsThisScheme");
+        assert!(Uri::parse(b"<sip:a@b>").is_err());
+        assert!(Uri::parse(b"sip:a@b c").is_err());
+    }
+}

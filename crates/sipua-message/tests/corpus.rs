@@ -1,0 +1,297 @@
+//! Every message of the corpus (RFC 4475, RFC 5118, real captures) gets the verdict that
+//! `tests/corpus/expectations.tsv` gives it, and the fields the notes talk about come out right.
+
+use std::path::PathBuf;
+
+use sipua_message::header::{Contact, Require, Supported, WwwAuthenticate};
+use sipua_message::{ErrorKind, Host, HeaderName, Message, Method, Transport, Uri};
+
+fn corpus() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus")
+}
+
+fn load(name: &str) -> Vec<u8> {
+    let tsv = std::fs::read_to_string(corpus().join("expectations.tsv")).unwrap();
+    let row = tsv
+        .lines()
+        .find(|l| l.split('\t').next() == Some(name))
+        .unwrap_or_else(|| panic!("{name} not in expectations.tsv"));
+    let file = row.split('\t').nth(4).unwrap();
+    std::fs::read(corpus().join(file)).unwrap()
+}
+
+fn parse(name: &str) -> Message {
+    Message::parse(&load(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn req(name: &str) -> sipua_message::Request {
+    match parse(name) {
+        Message::Request(r) => r,
+        Message::Response(_) => panic!("{name} is a response"),
+    }
+}
+
+#[test]
+fn every_message_gets_its_verdict() {
+    let tsv = std::fs::read_to_string(corpus().join("expectations.tsv")).unwrap();
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for row in tsv.lines().skip(1) {
+        let cols: Vec<&str> = row.split('\t').collect();
+        let (name, expected, file, action) = (cols[0], cols[2], cols[4], cols[5]);
+        let data = std::fs::read(corpus().join(file)).unwrap();
+        let result = Message::parse(&data);
+        let verdict_ok = match (action, &result) {
+            ("accept" | "accept-lenient", Ok(m)) => {
+                let start = match m {
+                    Message::Request(r) => r.method().to_string(),
+                    Message::Response(r) => r.status().to_string(),
+                };
+                if start != expected {
+                    failures.push(format!("{name}: start line gave {start}, expected {expected}"));
+                }
+                // unmodified messages serialise byte for byte (up to the end of the body)
+                let out = m.to_bytes();
+                let begin = data.iter().position(|&b| b != b'\r' && b != b'\n').unwrap();
+                if data[begin..].get(..out.len()) != Some(&out[..]) {
+                    failures.push(format!("{name}: serialisation differs from input"));
+                }
+                true
+            }
+            ("reject-400" | "reject-501-or-400" | "discard", Err(e)) => e.status_code() == 400,
+            ("reject-505", Err(e)) => e.kind() == ErrorKind::Version && e.status_code() == 505,
+            ("reject-400-or-lenient", Ok(_)) => true,
+            ("reject-400-or-lenient", Err(e)) => e.status_code() == 400,
+            _ => false,
+        };
+        if !verdict_ok {
+            failures.push(format!("{name}: action {action}, got {:?}", result.as_ref().map(|_| "accepted")));
+        }
+        if let Err(e) = &result {
+            // the reason must be usable as a reason phrase: one line, printable
+            let text = e.to_string();
+            if text.is_empty() || text.contains(['\r', '\n']) {
+                failures.push(format!("{name}: unusable reason {text:?}"));
+            }
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 244, "expectations.tsv rows");
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn wsinv_whitespace_torture() {
+    let r = req("wsinv");
+    assert_eq!(r.to().tag(), Some("1918181833n"));
+    assert_eq!(r.from().tag(), Some("98asjd8"));
+    assert_eq!(r.from().display.as_deref(), Some("J Rosenberg \\\""));
+    assert_eq!(r.max_forwards(), Some(68));
+    assert_eq!(r.cseq().seq, 9);
+    assert_eq!(r.cseq().method, Method::Invite);
+    let via = r.via();
+    assert_eq!(via.len(), 3);
+    assert_eq!(via[0].branch(), Some("390skdjuw"));
+    assert_eq!(via[1].transport, Transport::Tcp);
+    assert_eq!(via[1].host, Host::Domain("spindle.example.com".into()));
+    assert_eq!(via[2].branch(), Some("z9hG4bK30239"));
+    // folded unknown header comes out unfolded, and keeps its raw bytes
+    let nf = r.headers().get(&HeaderName::new("NewFangledHeader")).unwrap();
+    assert_eq!(nf.unfolded(), "newfangled value continued newfangled value");
+    assert_eq!(r.headers().get(&HeaderName::new("UnknownHeaderWithUnusualValue")).unwrap().value(), b";;,,;;,;");
+    let contacts = r.contacts().unwrap();
+    assert_eq!(contacts.len(), 1);
+    let c = contacts[0].addr().unwrap();
+    assert_eq!(c.display.as_deref(), Some("Quoted string \"\""));
+    assert_eq!(c.params.value("newparam"), Some("newvalue"));
+    assert!(c.params.contains("secondparam"));
+    assert_eq!(contacts[0].q(), Some(0.33));
+    assert_eq!(r.headers().get(&HeaderName::Subject).unwrap().value(), b"");
+    assert_eq!(r.body().len(), 150);
+}
+
+#[test]
+fn intmeth_unusual_tokens() {
+    let r = req("intmeth");
+    assert_eq!(r.method(), &Method::Extension("!interesting-Method0123456789_*+`.%indeed'~".into()));
+    let u = r.uri().as_sip().unwrap();
+    assert_eq!(u.user.as_deref(), Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"));
+    assert_eq!(u.password.as_deref(), Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"));
+    assert_eq!(r.to().display.as_deref(), Some("BEL:\x07 NUL:\0 DEL:\x7f"));
+    assert_eq!(r.from().display.as_deref(), Some("token1~` token2'+_ token3*%!.-"));
+    assert_eq!(r.from().tag(), Some("_token~1'+`*%!-."));
+    assert_eq!(r.from().params.value("fromParam''~+*_!.-%"), Some("\u{440}\u{430}\u{431}\u{43e}\u{442}\u{430}\u{44e}\u{449}\u{438}\u{439}"));
+    assert_eq!(r.call_id(), "intmeth.word%ZK-!.*_+'@word`~)(><:\\/\"][?}{");
+    assert_eq!(r.top_via().branch(), Some("z9hG4bK-.!%66*_+`'~"));
+}
+
+#[test]
+fn escapes_are_decoded_once() {
+    let r = req("esc01");
+    assert_eq!(r.uri().as_sip().unwrap().user.as_deref(), Some("sips:user@example.com"));
+    assert_eq!(r.to().uri.as_sip().unwrap().user.as_deref(), Some("user"));
+    assert_eq!(r.from().uri.as_sip().unwrap().user.as_deref(), Some("I have spaces"));
+    let c = r.contacts().unwrap();
+    let u = c[0].addr().unwrap().uri.as_sip().unwrap();
+    assert_eq!(u.user.as_deref(), Some("caller"));
+    assert!(u.lr());
+    assert_eq!(u.params.value("name"), Some("value%41"));
+
+    let r = req("escnull");
+    assert_eq!(r.to().uri.as_sip().unwrap().user.as_deref(), Some("null-\0-null"));
+    let c = r.contacts().unwrap();
+    assert_eq!(c.len(), 2);
+    let users: Vec<_> = c.iter().map(|c| c.addr().unwrap().uri.as_sip().unwrap().user.clone().unwrap()).collect();
+    assert_eq!(users, vec!["\0".to_string(), "\0\0".to_string()]);
+    assert!(!c[0].addr().unwrap().uri.equivalent(&c[1].addr().unwrap().uri));
+
+    let r = req("esc02");
+    assert_eq!(r.method(), &Method::Extension("RE%47IST%45R".into()));
+    assert_eq!(r.to().display.as_deref(), Some("%Z%45"));
+    assert_eq!(r.contacts().unwrap().len(), 2);
+    assert!(r.headers().get(&HeaderName::new("C%6Fntact")).is_some());
+}
+
+#[test]
+fn display_names_and_brackets() {
+    assert_eq!(req("lwsdisp").from().display.as_deref(), Some("caller"));
+    let r = req("longreq");
+    assert_eq!(r.via().len(), 34);
+    assert!(r.from().uri.as_sip().unwrap().user.as_deref().unwrap().len() > 100);
+    assert!(r.from().tag().unwrap().len() > 20);
+    assert!(r.to().display.as_deref().unwrap().len() > 100);
+    assert!(r.call_id().len() > 100);
+}
+
+#[test]
+fn datagram_framing() {
+    let r = req("dblreq");
+    assert_eq!(r.method(), &Method::Register);
+    assert!(r.body().is_empty());
+    let r = req("mpart01");
+    assert_eq!(r.body().len(), 553);
+    assert!(r.body().contains(&0));
+    let r = req("inv2543");
+    assert!(!r.body().is_empty());
+    assert_eq!(r.top_via().branch(), None);
+    assert_eq!(r.max_forwards(), None);
+    assert_eq!(r.from().tag(), None);
+}
+
+#[test]
+fn user_part_with_semicolon_and_folded_accept() {
+    let r = req("semiuri");
+    let u = r.uri().as_sip().unwrap();
+    assert_eq!(u.user.as_deref(), Some("user;par=u@example.net"));
+    assert_eq!(u.host, Host::Domain("example.com".into()));
+    let accept = r.typed_all::<sipua_message::header::Accept>().unwrap();
+    assert_eq!(accept.len(), 6);
+    assert!(accept[5].0.is("message", "sipfrag"));
+}
+
+#[test]
+fn transports_and_reason_phrases() {
+    let r = req("transports");
+    let t: Vec<_> = r.via().iter().map(|v| v.transport.clone()).collect();
+    assert_eq!(t, vec![Transport::Udp, Transport::Sctp, Transport::Tls, Transport::Other("UNKNOWN".into()), Transport::Tcp]);
+    let Message::Response(r) = parse("unreason") else { panic!() };
+    assert!(r.reason().contains('='));
+    assert!(r.reason().ends_with("простое"), "{}", r.reason());
+    let Message::Response(r) = parse("noreason") else { panic!() };
+    assert_eq!(r.reason(), "");
+}
+
+#[test]
+fn schemes_and_contact_params() {
+    assert!(matches!(req("unkscm").uri(), Uri::Absolute(a) if a.scheme == "nobodyKnowsThisScheme"));
+    assert_eq!(req("novelsc").uri().scheme(), "soap.beep");
+    let r = req("unksm2");
+    assert_eq!(r.to().uri.scheme(), "isbn");
+    assert_eq!(r.from().uri.scheme(), "http");
+    assert_eq!(r.contacts().unwrap()[0].addr().unwrap().uri.scheme(), "name");
+
+    let c = req("cparam01").contacts().unwrap();
+    let a = c[0].addr().unwrap();
+    assert!(a.params.contains("unknownparam"));
+    assert!(a.uri.as_sip().unwrap().params.is_empty());
+    let c = req("cparam02").contacts().unwrap();
+    let a = c[0].addr().unwrap();
+    assert!(a.params.is_empty());
+    assert!(a.uri.as_sip().unwrap().params.contains("unknownparam"));
+    let c = req("regescrt").contacts().unwrap();
+    let u = c[0].addr().unwrap().uri.as_sip().unwrap();
+    assert_eq!(u.headers, vec![("Route".to_string(), "<sip:sip.example.com>".to_string())]);
+
+    let r = req("bext01");
+    let req_tags = r.typed_all::<Require>().unwrap();
+    assert_eq!(req_tags, vec![Require("nothingSupportsThis".into()), Require("nothingSupportsThisEither".into())]);
+    assert_eq!(req("zeromf").max_forwards(), Some(0));
+    assert!(!req("badbranch").top_via().has_rfc3261_branch());
+    let regaut = req("regaut01");
+    assert!(regaut.headers().get(&HeaderName::Authorization).is_some());
+}
+
+#[test]
+fn ipv6_messages() {
+    let r = req("ipv6-good");
+    assert_eq!(r.uri().as_sip().unwrap().host, Host::Ipv6("2001:db8::10".parse().unwrap()));
+    assert!(matches!(r.top_via().host, Host::Ipv6(_)));
+    let u = req("port-ambiguous").uri().as_sip().unwrap().clone();
+    assert_eq!((u.host, u.port), (Host::Ipv6("2001:db8::10:5070".parse().unwrap()), None));
+    let u = req("port-unambiguous").uri().as_sip().unwrap().clone();
+    assert_eq!((u.host, u.port), (Host::Ipv6("2001:db8::10".parse().unwrap()), Some(5070)));
+    let r = req("via-received-param-with-delim");
+    assert_eq!(r.top_via().received(), Some(Host::Ipv6("2001:db8::9:255".parse().unwrap())));
+    let r = req("via-received-param-no-delim");
+    assert_eq!(r.top_via().received(), Some(Host::Ipv6("2001:db8::9:255".parse().unwrap())));
+    let r = req("ipv6-bug-abnf-3-colons");
+    assert_eq!(r.uri().as_sip().unwrap().host, Host::Ipv6("2001:db8::192.0.2.1".parse().unwrap()));
+    let r = req("mult-ip-in-header");
+    assert!(r.via().iter().any(|v| matches!(v.host, Host::Ipv4(_))));
+    assert!(r.via().iter().any(|v| v.port == Some(6050)));
+}
+
+#[test]
+fn error_reasons_name_the_problem() {
+    let reason = |n: &str| Message::parse(&load(n)).unwrap_err().to_string();
+    assert_eq!(reason("badinv01"), "invalid Via header: empty parameter");
+    assert!(reason("insuf").starts_with("missing "), "{}", reason("insuf"));
+    assert!(reason("multi01").starts_with("more than one "), "{}", reason("multi01"));
+    assert_eq!(reason("mismatch01"), "invalid CSeq header: method does not match the request");
+    assert_eq!(reason("mcl01"), "invalid Content-Length header: two different values");
+    assert_eq!(reason("clerr"), "invalid Content-Length header: larger than the body");
+    assert_eq!(reason("ncl"), "invalid Content-Length header: not a number");
+    assert_eq!(reason("badvers"), "SIP version not supported");
+    assert!(reason("ipv6-bad").contains("Request-URI"));
+    assert!(reason("scalar02").contains("CSeq"));
+    assert!(reason("bigcode").contains("status code"));
+}
+
+#[test]
+fn real_world_extras() {
+    // digest challenge from a softswitch
+    let Message::Response(r) = parse("ndpi-siphello-f0010-401") else { panic!() };
+    let ch = r.typed::<WwwAuthenticate>().unwrap().unwrap();
+    assert!(ch.0.is_digest());
+    assert!(ch.0.param("nonce").is_some());
+    // IMS flow with preconditions and 100rel
+    let r = req("lioneagle-volte-11-INVITE");
+    let sup = r.typed_all::<Supported>().unwrap();
+    assert!(sup.iter().any(|s| s.0 == "100rel"), "{sup:?}");
+    assert!(matches!(r.contacts().unwrap()[0], Contact::Addr(_)));
+    // a message modified still writes untouched headers byte for byte
+    let data = load("wireshark-aaa-f0019-REGISTER");
+    let Message::Request(mut r) = Message::parse(&data).unwrap() else { panic!() };
+    r.set_max_forwards(69);
+    assert!(!r.is_pristine());
+    let out = r.to_bytes();
+    let lines = |b: &[u8]| -> Vec<Vec<u8>> {
+        let head = &b[..b.windows(4).position(|w| w == b"\r\n\r\n").unwrap()];
+        head.split(|&c| c == b'\n')
+            .filter(|l| !l.to_ascii_lowercase().starts_with(b"max-forwards"))
+            .map(<[u8]>::to_vec)
+            .collect()
+    };
+    assert_eq!(lines(&out), lines(&data));
+    assert_eq!(Message::parse(&out).unwrap().max_forwards(), Some(69));
+}
