@@ -497,12 +497,17 @@ impl SipUri {
                 _ => return false,
             }
         }
-        // any other parameter appearing in both must match
-        for (n, v) in &self.params.0 {
-            if let Some(w) = o.params.get(n) {
-                if !opt_eq_ci(v.as_deref(), w) {
-                    return false;
-                }
+        // any other parameter appearing in both must match (all its occurrences, in order)
+        let values = |p: &'_ UriParams, name: &str| -> Vec<Option<String>> {
+            p.0.iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_ref().map(|v| v.to_ascii_lowercase()))
+                .collect()
+        };
+        for (n, _) in &self.params.0 {
+            let theirs = values(&o.params, n);
+            if !theirs.is_empty() && values(&self.params, n) != theirs {
+                return false;
             }
         }
         // headers: all must be present in both and match
@@ -607,9 +612,16 @@ impl TelUri {
         let digits = |s: &str| -> String {
             s.chars().filter(|c| !matches!(c, '-' | '.' | '(' | ')')).collect::<String>().to_ascii_lowercase()
         };
-        digits(&self.number) == digits(&o.number)
-            && self.params.0.len() == o.params.0.len()
-            && self.params.0.iter().all(|(n, v)| o.params.get(n).is_some_and(|w| opt_eq_ci(v.as_deref(), w)))
+        let norm = |p: &UriParams| -> Vec<(String, Option<String>)> {
+            let mut v: Vec<_> = p
+                .0
+                .iter()
+                .map(|(n, v)| (n.to_ascii_lowercase(), v.as_ref().map(|v| v.to_ascii_lowercase())))
+                .collect();
+            v.sort();
+            v
+        };
+        digits(&self.number) == digits(&o.number) && norm(&self.params) == norm(&o.params)
     }
 }
 
