@@ -34,7 +34,11 @@ pub fn run(args: &Args) -> ExitCode {
     };
     match Message::parse(&data) {
         Ok(msg) => {
-            let out = if args.json { to_json(&msg).to_string() + "\n" } else { summary(&msg) };
+            let out = if args.json {
+                to_json(&msg).to_string() + "\n"
+            } else {
+                summary(&msg)
+            };
             // a closed pipe is not worth a panic
             let _ = std::io::stdout().write_all(out.as_bytes());
             ExitCode::SUCCESS
@@ -64,8 +68,20 @@ fn via_json(v: &Via) -> Value {
 /// The JSON form documented in the README.
 pub fn to_json(msg: &Message) -> Value {
     let (kind, method, uri, status, reason) = match msg {
-        Message::Request(r) => ("request", Some(r.method().to_string()), Some(r.uri().to_string()), None, None),
-        Message::Response(r) => ("response", None, None, Some(r.status()), Some(r.reason().to_string())),
+        Message::Request(r) => (
+            "request",
+            Some(r.method().to_string()),
+            Some(r.uri().to_string()),
+            None,
+            None,
+        ),
+        Message::Response(r) => (
+            "response",
+            None,
+            None,
+            Some(r.status()),
+            Some(r.reason().to_string()),
+        ),
     };
     let headers: Vec<Value> = msg
         .headers()
@@ -104,7 +120,10 @@ fn summary(msg: &Message) -> String {
         s.push_str(&format!("via[{i}]   {v}\n"));
     }
     s.push_str(&format!("headers  {}\n", msg.headers().len()));
-    let ct = msg.content_type().map(|c| format!(" ({c})")).unwrap_or_default();
+    let ct = msg
+        .content_type()
+        .map(|c| format!(" ({c})"))
+        .unwrap_or_default();
     s.push_str(&format!("body     {} bytes{ct}\n", msg.body().len()));
     s
 }

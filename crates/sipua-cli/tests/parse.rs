@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 fn corpus(file: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sipua-message/tests/corpus").join(file)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../sipua-message/tests/corpus")
+        .join(file)
 }
 
 fn sipua(args: &[&str], stdin: Option<&[u8]>) -> Output {
@@ -28,8 +30,19 @@ fn json(out: &Output) -> serde_json::Value {
 
 #[test]
 fn request_as_json() {
-    let out = sipua(&["parse", "--json", corpus("rfc4475/wsinv.dat").to_str().unwrap()], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = sipua(
+        &[
+            "parse",
+            "--json",
+            corpus("rfc4475/wsinv.dat").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v = json(&out);
     assert_eq!(v["kind"], "request");
     assert_eq!(v["method"], "INVITE");
@@ -50,7 +63,9 @@ fn request_as_json() {
     assert_eq!(via[1]["transport"], "TCP");
     assert_eq!(v["body_len"], 150);
     let headers = v["headers"].as_array().unwrap();
-    assert!(headers.iter().any(|h| h[0] == "NewFangledHeader" && h[1] == "newfangled value continued newfangled value"));
+    assert!(headers.iter().any(
+        |h| h[0] == "NewFangledHeader" && h[1] == "newfangled value continued newfangled value"
+    ));
     assert!(headers.iter().any(|h| h[0] == "Via"));
 }
 
@@ -67,13 +82,19 @@ fn response_from_stdin() {
     let out = sipua(&["parse", "-"], Some(&data));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("response 200 "), "{text}");
-    assert!(text.contains("call-id  unreason.1234ksdfak3j2erwedfsASdf"), "{text}");
+    assert!(
+        text.contains("call-id  unreason.1234ksdfak3j2erwedfsASdf"),
+        "{text}"
+    );
 }
 
 #[test]
 fn invalid_messages_exit_1_with_a_reason() {
     for (file, reason) in [
-        ("rfc4475/badinv01.dat", "error: invalid Via header: empty parameter\n"),
+        (
+            "rfc4475/badinv01.dat",
+            "error: invalid Via header: empty parameter\n",
+        ),
         ("rfc4475/badvers.dat", "error: SIP version not supported\n"),
         ("rfc4475/insuf.dat", "error: missing "),
     ] {
@@ -111,7 +132,12 @@ fn garbage_never_panics() {
     }
     for input in inputs {
         let out = sipua(&["parse", "-"], Some(&input));
-        assert!(matches!(out.status.code(), Some(0 | 1)), "exit {:?} for {:?}", out.status, String::from_utf8_lossy(&input));
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "exit {:?} for {:?}",
+            out.status,
+            String::from_utf8_lossy(&input)
+        );
         if out.status.code() == Some(1) {
             assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: "));
         }

@@ -48,12 +48,14 @@ Content-Length: 0\r\n\
 
 /// The transaction key a core reads from every message (RFC 3261 §17.1.3 / §17.2.3).
 fn key(m: &Message) -> usize {
-    let via = m.top_via();
-    via.branch().map_or(0, str::len)
+    let via = m.via_key();
+    via.branch.map_or(0, str::len)
+        + via.host.len()
         + via.port.unwrap_or(5060) as usize
         + m.cseq().seq as usize
         + m.call_id().len()
-        + m.from().tag().map_or(0, str::len)
+        + m.from_tag().map_or(0, str::len)
+        + m.to_tag().map_or(0, str::len)
 }
 
 fn bench(c: &mut Criterion) {
@@ -62,7 +64,9 @@ fn bench(c: &mut Criterion) {
         assert!(rsipstack::sip::parser::parse_message(msg).is_ok());
         let mut g = c.benchmark_group(name);
         g.throughput(Throughput::Bytes(msg.len() as u64));
-        g.bench_function("sipua/parse", |b| b.iter(|| Message::parse(black_box(msg)).unwrap()));
+        g.bench_function("sipua/parse", |b| {
+            b.iter(|| Message::parse(black_box(msg)).unwrap())
+        });
         g.bench_function("sipua/parse+key", |b| {
             b.iter(|| {
                 let m = Message::parse(black_box(msg)).unwrap();

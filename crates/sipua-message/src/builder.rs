@@ -8,8 +8,8 @@
 use bytes::Bytes;
 
 use crate::error::{ErrorKind, ParseError, Result};
-use crate::header::{CSeq, ContentType, Header, HeaderName, Headers, MediaType, TypedHeader, Via};
-use crate::message::{Core, Head, Request, Response};
+use crate::header::{CSeq, ContentType, Header, HeaderName, MediaType, TypedHeader, Via};
+use crate::message::{assemble, Line, Message, Request, Response};
 use crate::method::Method;
 use crate::name_addr::NameAddr;
 use crate::status::reason_phrase;
@@ -114,7 +114,8 @@ impl RequestBuilder {
         self
     }
 
-    /// Checks the mandatory headers and builds the request.
+    /// Checks the mandatory headers, writes the request and parses it back, so a built
+    /// request is exactly what a peer will parse.
     pub fn build(self) -> Result<Request> {
         let missing = |name| ParseError::in_header(ErrorKind::MissingHeader, name, "missing");
         if self.via.is_empty() {
@@ -138,74 +139,83 @@ impl RequestBuilder {
                 ));
             }
         }
-        let core = Core {
-            via: self.via,
-            from: self.from.ok_or(missing("From"))?,
-            to: self.to.ok_or(missing("To"))?,
-            call_id: self.call_id.ok_or(missing("Call-ID"))?,
-            cseq: CSeq { seq: self.cseq.ok_or(missing("CSeq"))?, method: self.method.clone() },
-            max_forwards: Some(self.max_forwards),
+        let cseq = CSeq {
+            seq: self.cseq.ok_or(missing("CSeq"))?,
+            method: self.method.clone(),
         };
-        let mut headers = Headers::new();
-        for v in &core.via {
-            headers.push(Header::new(HeaderName::Via, v.to_string()));
+        let from = self.from.ok_or(missing("From"))?;
+        let to = self.to.ok_or(missing("To"))?;
+        let call_id = self.call_id.ok_or(missing("Call-ID"))?;
+        let mut lines = Vec::with_capacity(self.via.len() + self.headers.len() + 8);
+        for v in &self.via {
+            lines.push(Line::New(Header::new(HeaderName::Via, v.to_string())));
         }
-        headers.push(Header::new(HeaderName::MaxForwards, core.max_forwards.unwrap_or(70).to_string()));
-        headers.push(Header::new(HeaderName::From, core.from.to_string()));
-        headers.push(Header::new(HeaderName::To, core.to.to_string()));
-        headers.push(Header::new(HeaderName::CallId, core.call_id.clone()));
-        headers.push(Header::typed(&core.cseq));
-        for h in self.headers {
-            headers.push(h);
-        }
+        lines.push(Line::New(Header::new(
+            HeaderName::MaxForwards,
+            self.max_forwards.to_string(),
+        )));
+        lines.push(Line::New(Header::new(HeaderName::From, from.to_string())));
+        lines.push(Line::New(Header::new(HeaderName::To, to.to_string())));
+        lines.push(Line::New(Header::new(HeaderName::CallId, call_id)));
+        lines.push(Line::New(Header::typed(&cseq)));
+        lines.extend(self.headers.into_iter().map(Line::New));
         let body = match self.body {
             Some((ct, body)) => {
-                headers.push(Header::typed(&ContentType(ct)));
+                lines.push(Line::New(Header::typed(&ContentType(ct))));
                 body
             }
             None => Bytes::new(),
         };
-        headers.push(Header::new(HeaderName::ContentLength, body.len().to_string()));
-        Ok(Request {
-            method: self.method,
-            uri: self.uri,
-            head: Head { headers, body, core, start_raw: None, raw: None },
-        })
+        lines.push(Line::New(Header::new(
+            HeaderName::ContentLength,
+            body.len().to_string(),
+        )));
+        let start = format!("{} {} SIP/2.0", self.method, self.uri);
+        match assemble(start.as_bytes(), &lines, &body)? {
+            Message::Request(r) => Ok(r),
+            Message::Response(_) => Err(ParseError::new(ErrorKind::StartLine, "not a request")),
+        }
     }
 }
 
 impl Response {
-    /// A response to `req` (RFC 3261 §8.2.6): same Via lines (byte for byte), From, To,
+    /// A response to `req` (RFC 3261 §8.2.6): the same Via lines (byte for byte), From, To,
     /// Call-ID and CSeq; the standard reason phrase; `Content-Length: 0`. A 100 Trying also
     /// copies Timestamp (§8.2.6.1). Add a To tag with [`Response::set_to_tag`].
     pub fn from_request(req: &Request, status: u16) -> Response {
         let status = status.clamp(100, 699);
-        let mut headers = Headers::new();
+        let mut lines = Vec::with_capacity(8);
         for h in req.headers().iter() {
             let copy = match h.name() {
-                HeaderName::Via | HeaderName::From | HeaderName::To | HeaderName::CallId | HeaderName::CSeq => true,
+                HeaderName::Via
+                | HeaderName::From
+                | HeaderName::To
+                | HeaderName::CallId
+                | HeaderName::CSeq => true,
                 HeaderName::Timestamp => status == 100,
                 _ => false,
             };
             if copy {
-                headers.push(h.clone());
+                lines.push(Line::Raw(h.raw_line()));
             }
         }
-        headers.push(Header::new(HeaderName::ContentLength, "0"));
-        let mut core = req.head.core.clone();
-        core.max_forwards = None;
-        Response {
-            status,
-            reason: reason_phrase(status).to_owned(),
-            head: Head { headers, body: Bytes::new(), core, start_raw: None, raw: None },
+        lines.push(Line::New(Header::new(HeaderName::ContentLength, "0")));
+        let start = format!("SIP/2.0 {status} {}", reason_phrase(status));
+        match assemble(start.as_bytes(), &lines, b"") {
+            Ok(Message::Response(r)) => r,
+            // the lines come from a request that parsed, so this cannot happen; answer 500
+            _ => fallback_response(),
         }
     }
+}
 
-    /// Changes the status code and reason phrase.
-    pub fn set_status(&mut self, status: u16, reason: Option<&str>) {
-        self.status = status.clamp(100, 699);
-        self.reason = reason.map_or_else(|| reason_phrase(self.status).to_owned(), str::to_owned);
-        self.head.start_raw = None;
-        self.head.raw = None;
+fn fallback_response() -> Response {
+    let raw =
+        b"SIP/2.0 500 Server Internal Error\r\nVia: SIP/2.0/UDP invalid;branch=z9hG4bKinvalid\r\n\
+        From: <sip:invalid>\r\nTo: <sip:invalid>\r\nCall-ID: invalid\r\nCSeq: 1 INVALID\r\n\
+        Content-Length: 0\r\n\r\n";
+    match Message::parse(raw) {
+        Ok(Message::Response(r)) => r,
+        _ => unreachable!("a fixed, valid response"),
     }
 }

@@ -49,17 +49,39 @@ pub struct ParseError {
 
 impl ParseError {
     pub(crate) const fn new(kind: ErrorKind, reason: &'static str) -> Self {
-        ParseError { kind, header: None, reason }
+        ParseError {
+            kind,
+            header: None,
+            reason,
+        }
     }
 
-    pub(crate) const fn in_header(kind: ErrorKind, header: &'static str, reason: &'static str) -> Self {
-        ParseError { kind, header: Some(header), reason }
+    pub(crate) const fn in_header(
+        kind: ErrorKind,
+        header: &'static str,
+        reason: &'static str,
+    ) -> Self {
+        ParseError {
+            kind,
+            header: Some(header),
+            reason,
+        }
     }
 
     /// Attaches the header name to an error raised by a value parser that did not know it.
     pub(crate) fn with_header(mut self, header: &'static str) -> Self {
         if self.header.is_none() {
             self.header = Some(header);
+        }
+        self
+    }
+
+    /// Puts the error under `header`, keeping its reason (the name of an inner header, if
+    /// any, is replaced).
+    pub(crate) fn with_header_name(mut self, header: &'static str) -> Self {
+        self.header = Some(header);
+        if self.kind == ErrorKind::Uri {
+            self.kind = ErrorKind::HeaderValue;
         }
         self
     }

@@ -68,7 +68,11 @@ pub struct StreamFramer {
 impl StreamFramer {
     /// A framer that refuses messages larger than `max_size` bytes.
     pub fn new(max_size: usize) -> StreamFramer {
-        StreamFramer { buf: BytesMut::new(), max_size, scanned: 0 }
+        StreamFramer {
+            buf: BytesMut::new(),
+            max_size,
+            scanned: 0,
+        }
     }
 
     /// Appends bytes read from the stream.
@@ -103,15 +107,21 @@ impl StreamFramer {
         let Some(i) = memchr::memmem::find(&self.buf[from..], b"\r\n\r\n").map(|i| i + from) else {
             self.scanned = self.buf.len();
             if self.buf.len() > self.max_size {
-                return Err(FramerError::TooLarge { limit: self.max_size });
+                return Err(FramerError::TooLarge {
+                    limit: self.max_size,
+                });
             }
             return Ok(None);
         };
         let head_len = i + 4;
         let cl = content_length(&self.buf[..i])?;
-        let total = head_len.checked_add(cl).ok_or(FramerError::BadContentLength)?;
+        let total = head_len
+            .checked_add(cl)
+            .ok_or(FramerError::BadContentLength)?;
         if total > self.max_size {
-            return Err(FramerError::TooLarge { limit: self.max_size });
+            return Err(FramerError::TooLarge {
+                limit: self.max_size,
+            });
         }
         if self.buf.len() < total {
             self.scanned = i; // keep the header end found; next call finds it again at once
@@ -126,10 +136,13 @@ impl StreamFramer {
 fn content_length(head: &[u8]) -> Result<usize, FramerError> {
     let mut found: Option<u32> = None;
     for line in head.split(|&b| b == b'\n') {
-        let Some(colon) = memchr::memchr(b':', line) else { continue };
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
         let name = scan::trim(&line[..colon]);
         if name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l") {
-            let v = scan::parse_u32(scan::trim(&line[colon + 1..])).ok_or(FramerError::BadContentLength)?;
+            let v = scan::parse_u32(scan::trim(&line[colon + 1..]))
+                .ok_or(FramerError::BadContentLength)?;
             if found.is_some_and(|f| f != v) {
                 return Err(FramerError::BadContentLength);
             }
@@ -155,7 +168,13 @@ mod tests {
                 frames.push(fr);
             }
         }
-        assert_eq!(frames, vec![Frame::Message(Bytes::from_static(MSG)), Frame::Message(Bytes::from_static(MSG))]);
+        assert_eq!(
+            frames,
+            vec![
+                Frame::Message(Bytes::from_static(MSG)),
+                Frame::Message(Bytes::from_static(MSG))
+            ]
+        );
         assert_eq!(f.pending(), 0);
     }
 

@@ -1,26 +1,29 @@
 //! SIP messages (RFC 3261 §7): requests and responses, their parsing from bytes, validation as
 //! a UAS applies it (§8.2, RFC 4475), and serialisation.
 //!
-//! Parsing is lazy and lossless. [`Message::parse`] finds the start line, splits the header
-//! section into fields (unfolding nothing, copying nothing but the input once), checks framing
-//! and parses only the headers every layer needs at once: Via, From, To, Call-ID, CSeq,
-//! Max-Forwards and Content-Length. Everything else is parsed when asked for, with
-//! [`Request::typed`] and friends. A message that is not modified serialises back byte for
-//! byte; after a change, untouched header lines are still written as they came.
+//! A message is its bytes plus an index. [`Message::parse`] copies the input once, finds the
+//! start line and the header lines, checks framing, and checks the headers every layer needs
+//! at once (Via, From, To, Call-ID, CSeq, Max-Forwards, Content-Length) without allocating,
+//! keeping the transaction key (top Via branch and sent-by, CSeq, Call-ID, tags) as ranges
+//! into the buffer. Typed values (`via()`, `from()`, [`Request::typed`], ...) are built when
+//! first asked for. Serialising is a slice of the buffer, so an unmodified message goes out
+//! byte for byte; a change writes a new buffer in which untouched lines keep their bytes.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::sync::OnceLock;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes};
 
 use crate::error::{ErrorKind, ParseError, Result};
 use crate::header::{
-    parse_call_id, parse_max_forwards, CSeq, Contact, ContentLength, ContentType, Header, HeaderName, Headers,
-    MediaType, TypedHeader, Via,
+    check_call_id, parse_max_forwards, span, CSeq, Contact, ContentLength, ContentType, Entry,
+    Header, HeaderName, Headers, MediaType, Span, Transport, TypedHeader, Via, ViaParts,
 };
 use crate::method::Method;
-use crate::name_addr::NameAddr;
+use crate::name_addr::{self, NameAddr};
 use crate::scan;
-use crate::uri::Uri;
+use crate::uri::{check_uri, AbsoluteUri, Host, Uri};
 
 /// Most header lines accepted in one message; more is treated as an attack.
 pub const MAX_HEADERS: usize = 512;
@@ -35,56 +38,86 @@ pub enum Message {
 }
 
 /// A SIP request: method, Request-URI, headers, body.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Request {
-    pub(crate) method: Method,
-    pub(crate) uri: Uri,
-    pub(crate) head: Head,
+    method: Method,
+    uri_span: Span,
+    uri: OnceLock<Box<Uri>>,
+    head: Head,
 }
 
 /// A SIP response: status code, reason phrase, headers, body.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Response {
-    pub(crate) status: u16,
-    pub(crate) reason: String,
-    pub(crate) head: Head,
+    status: u16,
+    reason: Span,
+    head: Head,
 }
 
-/// What requests and responses share: headers, body, the parsed core headers, and the
-/// original bytes while the message is unmodified.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Head {
-    pub(crate) headers: Headers,
-    pub(crate) body: Bytes,
-    pub(crate) core: Core,
-    /// The original start line (without CRLF) while the start line is unchanged.
-    pub(crate) start_raw: Option<Bytes>,
-    /// The original message (start line to end of body) while nothing is changed.
-    pub(crate) raw: Option<Bytes>,
+/// What requests and responses share: the buffer and its index.
+#[derive(Debug, Clone)]
+struct Head {
+    buf: Bytes,
+    /// The start line, without CRLF.
+    start: Span,
+    entries: Vec<Entry>,
+    body: Span,
+    core: Core,
+    pristine: bool,
 }
 
-/// Headers parsed eagerly because every layer needs them (RFC 3261 §8.1.1).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Core {
-    pub(crate) via: Vec<Via>,
-    pub(crate) from: NameAddr,
-    pub(crate) to: NameAddr,
-    pub(crate) call_id: String,
-    pub(crate) cseq: CSeq,
-    pub(crate) max_forwards: Option<u8>,
+/// The top Via's transaction key, as ranges.
+#[derive(Debug, Clone)]
+struct TopVia {
+    transport: Transport,
+    host: Span,
+    port: Option<u16>,
+    branch: Option<Span>,
 }
 
-fn is_core(name: &HeaderName) -> bool {
-    matches!(
-        name,
-        HeaderName::Via
-            | HeaderName::From
-            | HeaderName::To
-            | HeaderName::CallId
-            | HeaderName::CSeq
-            | HeaderName::MaxForwards
-            | HeaderName::ContentLength
-    )
+/// Headers checked at parse time because every layer needs them (RFC 3261 §8.1.1).
+#[derive(Debug, Clone)]
+struct Core {
+    top_via: TopVia,
+    call_id: Span,
+    cseq: CSeq,
+    max_forwards: Option<u8>,
+    from: usize,
+    to: usize,
+    from_tag: Option<Span>,
+    to_tag: Option<Span>,
+    via: OnceLock<Vec<Via>>,
+    from_addr: OnceLock<Box<NameAddr>>,
+    to_addr: OnceLock<Box<NameAddr>>,
+}
+
+/// The borrowed transaction key of a message's top Via (RFC 3261 §17.1.3, §17.2.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ViaKey<'a> {
+    /// Transport of the top Via.
+    pub transport: &'a Transport,
+    /// sent-by host as written.
+    pub host: &'a str,
+    /// sent-by port, if written.
+    pub port: Option<u16>,
+    /// The branch parameter.
+    pub branch: Option<&'a str>,
+}
+
+fn text(buf: &[u8], s: Span) -> &str {
+    // spans in the core only cover ASCII (tokens, words, hosts), checked at parse time
+    std::str::from_utf8(&buf[span(s)]).unwrap_or_default()
+}
+
+fn span_of(buf: &[u8], sub: &[u8]) -> Span {
+    let start = (sub.as_ptr() as usize).saturating_sub(buf.as_ptr() as usize);
+    (start as u32, (start + sub.len()) as u32)
+}
+
+/// A line of a message being built or rebuilt.
+pub(crate) enum Line<'a> {
+    Raw(&'a [u8]),
+    New(Header),
 }
 
 impl Message {
@@ -103,7 +136,7 @@ impl Message {
     ///       Call-ID: a84b4c76e66710\r\nCSeq: 63104 OPTIONS\r\nContent-Length: 0\r\n\r\n",
     /// ).unwrap();
     /// assert_eq!(msg.call_id(), "a84b4c76e66710");
-    /// assert_eq!(msg.top_via().branch(), Some("z9hG4bK776asdhds"));
+    /// assert_eq!(msg.via_key().branch, Some("z9hG4bK776asdhds"));
     /// ```
     pub fn parse(data: &[u8]) -> Result<Message> {
         Message::parse_bytes(Bytes::copy_from_slice(data))
@@ -142,59 +175,101 @@ impl Message {
         }
     }
 
-    fn head_mut(&mut self) -> &mut Head {
-        match self {
-            Message::Request(r) => &mut r.head,
-            Message::Response(r) => &mut r.head,
-        }
+    fn rebuilt(&self, lines: Vec<Line<'_>>, body: Option<&[u8]>) -> Result<Message> {
+        let h = self.head();
+        assemble(
+            &h.buf[span(h.start)],
+            &lines,
+            body.unwrap_or(&h.buf[span(h.body)]),
+        )
     }
 
-    /// The wire form: the original bytes if unmodified, else a fresh serialisation.
-    pub fn to_bytes(&self) -> Bytes {
-        match self {
-            Message::Request(r) => r.to_bytes(),
-            Message::Response(r) => r.to_bytes(),
-        }
+    fn replace_with(&mut self, m: Message) {
+        *self = m;
     }
 }
 
 /// Methods shared by [`Message`], [`Request`] and [`Response`].
 macro_rules! common_methods {
     () => {
-        /// All header fields in order.
-        pub fn headers(&self) -> &Headers {
-            &self.head().headers
+        /// All header lines in order.
+        pub fn headers(&self) -> Headers<'_> {
+            let h = self.head();
+            Headers::new(&h.buf, &h.entries)
         }
 
         /// The body (exactly Content-Length bytes).
-        pub fn body(&self) -> &Bytes {
-            &self.head().body
+        pub fn body(&self) -> &[u8] {
+            let h = self.head();
+            &h.buf[span(h.body)]
         }
 
-        /// Every Via, top first.
+        /// The body as a shared `Bytes` (no copy).
+        pub fn body_bytes(&self) -> Bytes {
+            let h = self.head();
+            h.buf.slice(span(h.body))
+        }
+
+        /// The wire form: the message's own bytes (no copy).
+        pub fn to_bytes(&self) -> Bytes {
+            let h = self.head();
+            h.buf.slice(h.start.0 as usize..h.body.1 as usize)
+        }
+
+        /// The top Via's transaction key, read without allocating.
+        pub fn via_key(&self) -> ViaKey<'_> {
+            let h = self.head();
+            let v = &h.core.top_via;
+            ViaKey {
+                transport: &v.transport,
+                host: text(&h.buf, v.host),
+                port: v.port,
+                branch: v.branch.map(|b| text(&h.buf, b)),
+            }
+        }
+
+        /// Every Via, top first (parsed on first use).
         pub fn via(&self) -> &[Via] {
-            &self.head().core.via
+            self.head().vias()
         }
 
-        /// The top Via: the transaction's branch and sent-by (RFC 3261 §17.1.3, §17.2.3).
+        /// The top Via (parsed on first use).
         pub fn top_via(&self) -> &Via {
-            // parsing and building both guarantee at least one Via
-            &self.head().core.via[0]
+            self.via().first().unwrap_or(&NO_VIA)
         }
 
-        /// The From header.
+        /// The From header (parsed on first use).
         pub fn from(&self) -> &NameAddr {
-            &self.head().core.from
+            let h = self.head();
+            h.core
+                .from_addr
+                .get_or_init(|| Box::new(h.name_addr(h.core.from)))
         }
 
-        /// The To header.
+        /// The To header (parsed on first use).
         pub fn to(&self) -> &NameAddr {
-            &self.head().core.to
+            let h = self.head();
+            h.core
+                .to_addr
+                .get_or_init(|| Box::new(h.name_addr(h.core.to)))
+        }
+
+        /// The From tag, read without allocating.
+        pub fn from_tag(&self) -> Option<&str> {
+            let h = self.head();
+            h.core.from_tag.map(|t| text(&h.buf, t))
+        }
+
+        /// The To tag, read without allocating.
+        pub fn to_tag(&self) -> Option<&str> {
+            let h = self.head();
+            h.core.to_tag.map(|t| text(&h.buf, t))
         }
 
         /// The Call-ID.
         pub fn call_id(&self) -> &str {
-            &self.head().core.call_id
+            let h = self.head();
+            text(&h.buf, h.core.call_id)
         }
 
         /// The CSeq.
@@ -209,12 +284,12 @@ macro_rules! common_methods {
 
         /// The first value of a typed header: `None` if absent, `Some(Err)` if malformed.
         pub fn typed<T: TypedHeader>(&self) -> Option<Result<T>> {
-            self.head().headers.typed()
+            self.headers().typed()
         }
 
         /// Every value of a typed header, across lines and commas.
         pub fn typed_all<T: TypedHeader>(&self) -> Result<Vec<T>> {
-            self.head().headers.typed_all()
+            self.headers().typed_all()
         }
 
         /// The Contact values (`*` included).
@@ -224,56 +299,136 @@ macro_rules! common_methods {
 
         /// The Content-Type, if present and well-formed.
         pub fn content_type(&self) -> Option<MediaType> {
-            self.typed::<ContentType>().and_then(|r| r.ok()).map(|c| c.0)
+            self.typed::<ContentType>()
+                .and_then(|r| r.ok())
+                .map(|c| c.0)
         }
 
-        /// Whether the message has not been modified since it was parsed (so it
-        /// serialises to exactly the bytes received).
+        /// Whether the message is exactly as parsed (not built or modified in code).
         pub fn is_pristine(&self) -> bool {
-            self.head().raw.is_some()
+            self.head().pristine
         }
 
-        /// Replaces every header of `h`'s name with `h`. Core headers (Via, From, To, Call-ID,
-        /// CSeq, Max-Forwards) are validated first; Content-Length follows the body and cannot
-        /// be set.
+        /// Replaces every header of `h`'s name with `h` (at the place of the first one).
+        /// The result must still be a valid message; Content-Length follows the body and
+        /// cannot be set.
         pub fn set_header(&mut self, h: Header) -> Result<()> {
-            self.head_mut().set_header(h)
+            if *h.name() == HeaderName::ContentLength {
+                return Err(ParseError::in_header(
+                    ErrorKind::HeaderValue,
+                    "Content-Length",
+                    "follows the body; use set_body",
+                ));
+            }
+            let name = h.name().clone();
+            let m = self.rebuilt(self.head().lines_with(&name, Some(h), false), None)?;
+            self.replace_with(m);
+            Ok(())
         }
 
-        /// Appends a header line (for Via, use `push_via`, which puts it on top).
+        /// Appends a header line (for Via use `push_via`, which puts it on top).
         pub fn push_header(&mut self, h: Header) -> Result<()> {
-            self.head_mut().push_header(h)
+            let mut lines = self.head().lines();
+            lines.push(Line::New(h));
+            let m = self.rebuilt(lines, None)?;
+            self.replace_with(m);
+            Ok(())
         }
 
-        /// Removes every header named `name`; the mandatory core headers cannot be removed.
+        /// Removes every header named `name`; fails if that leaves the message invalid.
         pub fn remove_header(&mut self, name: &HeaderName) -> Result<usize> {
-            self.head_mut().remove_header(name)
+            let n = self.headers().iter().filter(|h| h.is(name)).count();
+            if n > 0 {
+                let m = self.rebuilt(self.head().lines_with(name, None, true), None)?;
+                self.replace_with(m);
+            }
+            Ok(n)
         }
 
-        /// Puts a Via on top (what a proxy or a UAC does when sending, RFC 3261 §8.1.1.7).
-        pub fn push_via(&mut self, via: Via) {
-            self.head_mut().push_via(via)
+        /// Puts a Via on top (what a UAC or proxy does when sending, RFC 3261 §8.1.1.7, §16.6).
+        pub fn push_via(&mut self, via: Via) -> Result<()> {
+            let h = self.head();
+            let at = h
+                .entries
+                .iter()
+                .position(|e| e.known == Some(HeaderName::Via))
+                .unwrap_or(0);
+            let mut lines = h.lines();
+            lines.insert(at, Line::New(Header::new(HeaderName::Via, via.to_string())));
+            let m = self.rebuilt(lines, None)?;
+            self.replace_with(m);
+            Ok(())
         }
 
         /// Removes the top Via (what a UAC or proxy does with a response, RFC 3261 §18.1.2);
         /// refuses to remove the last one.
         pub fn pop_via(&mut self) -> Option<Via> {
-            self.head_mut().pop_via()
+            let top = self.via().first()?.clone();
+            if self.via().len() < 2 {
+                return None;
+            }
+            let h = self.head();
+            let i = h
+                .entries
+                .iter()
+                .position(|e| e.known == Some(HeaderName::Via))?;
+            let mut lines = h.lines();
+            let rest: Vec<&[u8]> = scan::split_commas(&h.buf[span(h.entries[i].value)])
+                .skip(1)
+                .collect();
+            if rest.is_empty() {
+                lines.remove(i);
+            } else {
+                lines[i] = Line::New(Header::new(HeaderName::Via, rest.join(&b", "[..])));
+            }
+            let m = self.rebuilt(lines, None).ok()?;
+            self.replace_with(m);
+            Some(top)
         }
 
         /// Sets the tag of the To header (a UAS creating a dialog, RFC 3261 §8.2.6.2).
-        pub fn set_to_tag(&mut self, tag: &str) {
+        pub fn set_to_tag(&mut self, tag: &str) -> Result<()> {
             let mut to = self.to().clone();
             to.set_tag(tag);
-            self.head_mut().replace_core(Header::new(HeaderName::To, to.to_string()), |c| c.to = to);
+            self.set_header(Header::new(HeaderName::To, to.to_string()))
         }
 
         /// Replaces the body, setting Content-Type (removed when `None`) and Content-Length.
-        pub fn set_body(&mut self, content_type: Option<&MediaType>, body: Bytes) {
-            self.head_mut().set_body(content_type, body)
+        pub fn set_body(&mut self, content_type: Option<&MediaType>, body: &[u8]) -> Result<()> {
+            let h = self.head();
+            let mut lines: Vec<Line<'_>> = h
+                .entries
+                .iter()
+                .filter(|e| {
+                    !matches!(
+                        e.known,
+                        Some(HeaderName::ContentType | HeaderName::ContentLength)
+                    )
+                })
+                .map(|e| Line::Raw(&h.buf[span(e.line)]))
+                .collect();
+            if let Some(ct) = content_type {
+                lines.push(Line::New(Header::typed(&ContentType(ct.clone()))));
+            }
+            lines.push(Line::New(Header::new(
+                HeaderName::ContentLength,
+                body.len().to_string(),
+            )));
+            let m = self.rebuilt(lines, Some(body))?;
+            self.replace_with(m);
+            Ok(())
         }
     };
 }
+
+/// Stands in for a Via that cannot be missing (every parsed or built message has one).
+static NO_VIA: Via = Via {
+    protocol: String::new(),
+    transport: Transport::Udp,
+    host: Host::Domain(String::new()),
+    port: None,
+    params: crate::params::Params::new(),
+};
 
 impl Message {
     common_methods!();
@@ -286,8 +441,19 @@ impl Request {
         &self.head
     }
 
-    fn head_mut(&mut self) -> &mut Head {
-        &mut self.head
+    fn rebuilt(&self, lines: Vec<Line<'_>>, body: Option<&[u8]>) -> Result<Message> {
+        let h = &self.head;
+        assemble(
+            &h.buf[span(h.start)],
+            &lines,
+            body.unwrap_or(&h.buf[span(h.body)]),
+        )
+    }
+
+    fn replace_with(&mut self, m: Message) {
+        if let Message::Request(r) = m {
+            *self = r;
+        }
     }
 
     /// The method.
@@ -295,31 +461,36 @@ impl Request {
         &self.method
     }
 
-    /// The Request-URI.
+    /// The Request-URI (parsed on first use).
     pub fn uri(&self) -> &Uri {
-        &self.uri
+        self.uri.get_or_init(|| {
+            Box::new(
+                Uri::parse(&self.head.buf[span(self.uri_span)])
+                    .unwrap_or_else(|_| unparsable_uri()),
+            )
+        })
+    }
+
+    /// The Request-URI as written.
+    pub fn uri_bytes(&self) -> &[u8] {
+        &self.head.buf[span(self.uri_span)]
     }
 
     /// Changes the Request-URI (a proxy retargeting, a UAC following a redirect).
-    pub fn set_uri(&mut self, uri: Uri) {
-        self.uri = uri;
-        self.head.start_raw = None;
-        self.head.raw = None;
+    pub fn set_uri(&mut self, uri: &Uri) -> Result<()> {
+        let start = format!("{} {} SIP/2.0", self.method, uri);
+        let m = assemble(
+            start.as_bytes(),
+            &self.head.lines(),
+            &self.head.buf[span(self.head.body)],
+        )?;
+        self.replace_with(m);
+        Ok(())
     }
 
     /// Sets Max-Forwards.
-    pub fn set_max_forwards(&mut self, n: u8) {
-        self.head.replace_core(Header::new(HeaderName::MaxForwards, n.to_string()), |c| c.max_forwards = Some(n));
-    }
-
-    /// The wire form: the original bytes if unmodified, else a fresh serialisation.
-    pub fn to_bytes(&self) -> Bytes {
-        self.head.to_bytes(|out| {
-            out.put_slice(self.method.as_str().as_bytes());
-            out.put_u8(b' ');
-            out.put_slice(self.uri.to_string().as_bytes());
-            out.put_slice(b" SIP/2.0");
-        })
+    pub fn set_max_forwards(&mut self, n: u8) -> Result<()> {
+        self.set_header(Header::new(HeaderName::MaxForwards, n.to_string()))
     }
 }
 
@@ -330,8 +501,19 @@ impl Response {
         &self.head
     }
 
-    fn head_mut(&mut self) -> &mut Head {
-        &mut self.head
+    fn rebuilt(&self, lines: Vec<Line<'_>>, body: Option<&[u8]>) -> Result<Message> {
+        let h = &self.head;
+        assemble(
+            &h.buf[span(h.start)],
+            &lines,
+            body.unwrap_or(&h.buf[span(h.body)]),
+        )
+    }
+
+    fn replace_with(&mut self, m: Message) {
+        if let Message::Response(r) = m {
+            *self = r;
+        }
     }
 
     /// The status code (100 to 699).
@@ -339,9 +521,9 @@ impl Response {
         self.status
     }
 
-    /// The reason phrase (lossy UTF-8; the exact bytes stay in [`Response::to_bytes`]).
-    pub fn reason(&self) -> &str {
-        &self.reason
+    /// The reason phrase (invalid UTF-8 replaced; the exact bytes are in [`Response::to_bytes`]).
+    pub fn reason(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.head.buf[span(self.reason)])
     }
 
     /// Whether this is a provisional (1xx) response.
@@ -354,190 +536,154 @@ impl Response {
         (200..300).contains(&self.status)
     }
 
-    /// The wire form: the original bytes if unmodified, else a fresh serialisation.
-    pub fn to_bytes(&self) -> Bytes {
-        self.head.to_bytes(|out| {
-            out.put_slice(b"SIP/2.0 ");
-            out.put_slice(self.status.to_string().as_bytes());
-            out.put_u8(b' ');
-            out.put_slice(self.reason.as_bytes());
-        })
-    }
-}
-
-impl Head {
-    fn changed(&mut self) {
-        self.raw = None;
-    }
-
-    fn to_bytes(&self, start_line: impl FnOnce(&mut BytesMut)) -> Bytes {
-        if let Some(raw) = &self.raw {
-            return raw.clone();
+    /// Changes the status code and reason phrase (`None`: the standard phrase).
+    pub fn set_status(&mut self, status: u16, reason: Option<&str>) -> Result<()> {
+        let status = status.clamp(100, 699);
+        let reason = reason.unwrap_or(crate::status::reason_phrase(status));
+        if reason.contains(['\r', '\n']) {
+            return Err(ParseError::new(
+                ErrorKind::StartLine,
+                "reason phrase with a line break",
+            ));
         }
-        let mut out = BytesMut::with_capacity(64 + self.headers.encoded_len() + self.body.len());
-        match &self.start_raw {
-            Some(s) => out.put_slice(s),
-            None => start_line(&mut out),
-        }
-        out.put_slice(b"\r\n");
-        for h in &self.headers {
-            h.write_to(&mut out);
-        }
-        out.put_slice(b"\r\n");
-        out.put_slice(&self.body);
-        out.freeze()
-    }
-
-    /// Replaces a core header line and updates the parsed copy with `update`.
-    fn replace_core(&mut self, h: Header, update: impl FnOnce(&mut Core)) {
-        self.headers.set(h);
-        update(&mut self.core);
-        self.changed();
-    }
-
-    fn set_header(&mut self, h: Header) -> Result<()> {
-        let name = h.name().clone();
-        match name {
-            HeaderName::ContentLength => {
-                return Err(ParseError::in_header(ErrorKind::HeaderValue, "Content-Length", "follows the body; use set_body"))
-            }
-            HeaderName::Via => {
-                let vias = parse_vias(std::iter::once(h.value()))?;
-                self.replace_core(h, |c| c.via = vias);
-            }
-            HeaderName::From => {
-                let v = parse_name_addr(h.value(), "From")?;
-                self.replace_core(h, |c| c.from = v);
-            }
-            HeaderName::To => {
-                let v = parse_name_addr(h.value(), "To")?;
-                self.replace_core(h, |c| c.to = v);
-            }
-            HeaderName::CallId => {
-                let v = parse_call_id(h.value())?;
-                self.replace_core(h, |c| c.call_id = v);
-            }
-            HeaderName::CSeq => {
-                let v = CSeq::parse(h.value())?;
-                self.replace_core(h, |c| c.cseq = v);
-            }
-            HeaderName::MaxForwards => {
-                let v = parse_max_forwards(h.value())?;
-                self.replace_core(h, |c| c.max_forwards = Some(v));
-            }
-            _ => {
-                self.headers.set(h);
-                self.changed();
-            }
-        }
+        let start = format!("SIP/2.0 {status} {reason}");
+        let m = assemble(
+            start.as_bytes(),
+            &self.head.lines(),
+            &self.head.buf[span(self.head.body)],
+        )?;
+        self.replace_with(m);
         Ok(())
     }
-
-    fn push_header(&mut self, h: Header) -> Result<()> {
-        match h.name() {
-            HeaderName::Via => {
-                let mut vias = parse_vias(std::iter::once(h.value()))?;
-                self.core.via.append(&mut vias);
-                self.headers.push(h);
-            }
-            n if is_core(n) => {
-                return Err(ParseError::in_header(
-                    ErrorKind::DuplicateHeader,
-                    n.static_name(),
-                    "allows one value; use set_header",
-                ))
-            }
-            _ => self.headers.push(h),
-        }
-        self.changed();
-        Ok(())
-    }
-
-    fn remove_header(&mut self, name: &HeaderName) -> Result<usize> {
-        if is_core(name) && *name != HeaderName::MaxForwards {
-            return Err(ParseError::in_header(ErrorKind::MissingHeader, name.static_name(), "is mandatory"));
-        }
-        if *name == HeaderName::MaxForwards {
-            self.core.max_forwards = None;
-        }
-        let n = self.headers.remove(name);
-        if n > 0 {
-            self.changed();
-        }
-        Ok(n)
-    }
-
-    fn push_via(&mut self, via: Via) {
-        let at = self.headers.0.iter().position(|h| *h.name() == HeaderName::Via).unwrap_or(0);
-        self.headers.insert(at, Header::new(HeaderName::Via, via.to_string()));
-        self.core.via.insert(0, via);
-        self.changed();
-    }
-
-    fn pop_via(&mut self) -> Option<Via> {
-        if self.core.via.len() < 2 {
-            return None;
-        }
-        self.headers.remove_first_value(&HeaderName::Via);
-        self.changed();
-        Some(self.core.via.remove(0))
-    }
-
-    fn set_body(&mut self, content_type: Option<&MediaType>, body: Bytes) {
-        match content_type {
-            Some(ct) => self.headers.set(Header::typed(&ContentType(ct.clone()))),
-            None => {
-                self.headers.remove(&HeaderName::ContentType);
-            }
-        }
-        self.headers.set(Header::new(HeaderName::ContentLength, body.len().to_string()));
-        self.body = body;
-        self.changed();
-    }
 }
 
-fn parse_vias<'a>(values: impl Iterator<Item = &'a [u8]>) -> Result<Vec<Via>> {
-    let mut out = Vec::with_capacity(2);
-    for v in values {
-        for part in scan::split_commas(v) {
-            if part.is_empty() {
-                return Err(ParseError::in_header(ErrorKind::HeaderValue, "Via", "empty value"));
-            }
-            out.push(Via::parse(part)?);
-        }
-    }
-    Ok(out)
-}
-
-fn parse_name_addr(v: &[u8], header: &'static str) -> Result<NameAddr> {
-    NameAddr::parse(v).map_err(|e| {
-        ParseError::in_header(ErrorKind::HeaderValue, header, e.reason())
+fn unparsable_uri() -> Uri {
+    Uri::Absolute(AbsoluteUri {
+        scheme: "invalid".into(),
+        rest: String::new(),
     })
 }
 
-/// The whole parse: start line, header fields, framing, core headers.
+impl Head {
+    fn vias(&self) -> &[Via] {
+        self.core.via.get_or_init(|| {
+            let mut out = Vec::with_capacity(2);
+            for e in self
+                .entries
+                .iter()
+                .filter(|e| e.known == Some(HeaderName::Via))
+            {
+                for part in scan::split_commas(&self.buf[span(e.value)]) {
+                    if let Ok(v) = Via::parse(part) {
+                        out.push(v);
+                    }
+                }
+            }
+            out
+        })
+    }
+
+    fn name_addr(&self, entry: usize) -> NameAddr {
+        let v = self
+            .entries
+            .get(entry)
+            .map_or(&b""[..], |e| &self.buf[span(e.value)]);
+        NameAddr::parse(v).unwrap_or_else(|_| NameAddr::new(unparsable_uri()))
+    }
+
+    /// Every header line, unchanged.
+    fn lines(&self) -> Vec<Line<'_>> {
+        self.entries
+            .iter()
+            .map(|e| Line::Raw(&self.buf[span(e.line)]))
+            .collect()
+    }
+
+    /// Every header line, with the `name` ones replaced by `new` (at the first one's place,
+    /// or appended) or removed.
+    fn lines_with(&self, name: &HeaderName, new: Option<Header>, remove: bool) -> Vec<Line<'_>> {
+        let mut lines = Vec::with_capacity(self.entries.len() + 1);
+        let mut new = new;
+        for e in &self.entries {
+            if e.is(&self.buf, name) {
+                if !remove {
+                    if let Some(h) = new.take() {
+                        lines.push(Line::New(h));
+                    }
+                }
+            } else {
+                lines.push(Line::Raw(&self.buf[span(e.line)]));
+            }
+        }
+        if let Some(h) = new {
+            lines.push(Line::New(h));
+        }
+        lines
+    }
+}
+
+/// Writes a message from a start line, header lines and a body, and parses it back.
+pub(crate) fn assemble(start: &[u8], lines: &[Line<'_>], body: &[u8]) -> Result<Message> {
+    let len = start.len()
+        + 4
+        + body.len()
+        + lines
+            .iter()
+            .map(|l| match l {
+                Line::Raw(r) => r.len() + 2,
+                Line::New(h) => h.name().as_str().len() + h.value().len() + 4,
+            })
+            .sum::<usize>();
+    let mut out = Vec::with_capacity(len);
+    out.put_slice(start);
+    out.put_slice(b"\r\n");
+    for l in lines {
+        match l {
+            Line::Raw(r) => {
+                out.put_slice(r);
+                out.put_slice(b"\r\n");
+            }
+            Line::New(h) => h.write_to(&mut out),
+        }
+    }
+    out.put_slice(b"\r\n");
+    out.put_slice(body);
+    let mut m = parse_message(Bytes::from(out))?;
+    match &mut m {
+        Message::Request(r) => r.head.pristine = false,
+        Message::Response(r) => r.head.pristine = false,
+    }
+    Ok(m)
+}
+
+/// The whole parse: start line, header lines, framing, core headers.
 fn parse_message(buf: Bytes) -> Result<Message> {
     let data = &buf[..];
+    if data.len() > u32::MAX as usize {
+        return Err(ParseError::new(ErrorKind::TooLarge, "message too large"));
+    }
     // RFC 3261 §7.5: ignore CRLFs before the start line
-    let begin = data.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(data.len());
+    let begin = data
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(data.len());
     if begin == data.len() {
         return Err(ParseError::new(ErrorKind::StartLine, "empty message"));
     }
-    let (start_end, mut pos) = line_end(data, begin).ok_or(ParseError::new(ErrorKind::Incomplete, "no header section"))?;
-    let start_line = &data[begin..start_end];
+    let (start_end, mut pos) =
+        line_end(data, begin).ok_or(ParseError::new(ErrorKind::Incomplete, "no header section"))?;
 
-    let mut headers = Vec::with_capacity(16);
+    let mut entries = Vec::with_capacity(16);
     let mut body_start = None;
     // (line start, line end) of the header being collected
     let mut current: Option<(usize, usize)> = None;
     while pos < data.len() {
-        let (end, next) = match line_end(data, pos) {
-            Some(x) => x,
-            None => break,
+        let Some((end, next)) = line_end(data, pos) else {
+            break;
         };
         if end == pos {
             if let Some((s, e)) = current.take() {
-                headers.push(field(&buf, s, e)?);
+                entries.push(field(data, s, e)?);
             }
             body_start = Some(next);
             break;
@@ -545,12 +691,17 @@ fn parse_message(buf: Bytes) -> Result<Message> {
         if data[pos] == b' ' || data[pos] == b'\t' {
             match &mut current {
                 Some((_, e)) => *e = end,
-                None => return Err(ParseError::new(ErrorKind::HeaderLine, "continuation line before the first header")),
+                None => {
+                    return Err(ParseError::new(
+                        ErrorKind::HeaderLine,
+                        "continuation line before the first header",
+                    ))
+                }
             }
         } else {
             if let Some((s, e)) = current.take() {
-                headers.push(field(&buf, s, e)?);
-                if headers.len() > MAX_HEADERS {
+                entries.push(field(data, s, e)?);
+                if entries.len() > MAX_HEADERS {
                     return Err(ParseError::new(ErrorKind::TooLarge, "too many headers"));
                 }
             }
@@ -558,40 +709,61 @@ fn parse_message(buf: Bytes) -> Result<Message> {
         }
         pos = next;
     }
-    let body_start = body_start.ok_or(ParseError::new(ErrorKind::Incomplete, "header section not terminated by an empty line"))?;
+    let body_start = body_start.ok_or(ParseError::new(
+        ErrorKind::Incomplete,
+        "header section not terminated by an empty line",
+    ))?;
 
     // framing: Content-Length
     let mut content_length: Option<u32> = None;
-    for h in headers.iter().filter(|h| *h.name() == HeaderName::ContentLength) {
-        let n = ContentLength::parse(h.value())
-            .map_err(|_| ParseError::in_header(ErrorKind::ContentLength, "Content-Length", "not a number"))?
+    for e in entries
+        .iter()
+        .filter(|e| e.known == Some(HeaderName::ContentLength))
+    {
+        let n = ContentLength::parse(&data[span(e.value)])
+            .map_err(|_| {
+                ParseError::in_header(ErrorKind::ContentLength, "Content-Length", "not a number")
+            })?
             .0;
         if content_length.is_some_and(|m| m != n) {
-            return Err(ParseError::in_header(ErrorKind::ContentLength, "Content-Length", "two different values"));
+            return Err(ParseError::in_header(
+                ErrorKind::ContentLength,
+                "Content-Length",
+                "two different values",
+            ));
         }
         content_length = Some(n);
     }
     let available = data.len() - body_start;
     let body_end = match content_length {
         Some(n) if n as usize > available => {
-            return Err(ParseError::in_header(ErrorKind::ContentLength, "Content-Length", "larger than the body"))
+            return Err(ParseError::in_header(
+                ErrorKind::ContentLength,
+                "Content-Length",
+                "larger than the body",
+            ))
         }
         Some(n) => body_start + n as usize,
         None => data.len(),
     };
 
-    let core = parse_core(&headers)?;
+    let core = parse_core(data, &entries)?;
     let head = Head {
-        headers: Headers(headers),
-        body: buf.slice(body_start..body_end),
+        start: (begin as u32, start_end as u32),
+        entries,
+        body: (body_start as u32, body_end as u32),
         core,
-        start_raw: Some(buf.slice(begin..start_end)),
-        raw: Some(buf.slice(begin..body_end)),
+        pristine: true,
+        buf: buf.clone(),
     };
-    let msg = parse_start_line(start_line, head)?;
+    let msg = parse_start_line(&buf, head)?;
     if let Message::Request(r) = &msg {
         if r.head.core.cseq.method != r.method {
-            return Err(ParseError::in_header(ErrorKind::CSeqMismatch, "CSeq", "method does not match the request"));
+            return Err(ParseError::in_header(
+                ErrorKind::CSeqMismatch,
+                "CSeq",
+                "method does not match the request",
+            ));
         }
     }
     Ok(msg)
@@ -600,17 +772,36 @@ fn parse_message(buf: Bytes) -> Result<Message> {
 /// End of the line starting at `pos` (before CR LF or a bare LF) and the start of the next.
 fn line_end(data: &[u8], pos: usize) -> Option<(usize, usize)> {
     let nl = pos + memchr::memchr(b'\n', &data[pos..])?;
-    let end = if nl > pos && data[nl - 1] == b'\r' { nl - 1 } else { nl };
+    let end = if nl > pos && data[nl - 1] == b'\r' {
+        nl - 1
+    } else {
+        nl
+    };
     Some((end, nl + 1))
 }
 
-fn field(buf: &Bytes, start: usize, end: usize) -> Result<Header> {
-    let line = &buf[start..end];
-    let colon = memchr::memchr(b':', line).ok_or(ParseError::new(ErrorKind::HeaderLine, "header line without a colon"))?;
-    let name = scan::trim(&line[..colon]);
-    if !scan::all_token(name) || line[..colon].first().is_some_and(|&b| scan::is_ws(b)) {
-        return Err(ParseError::new(ErrorKind::HeaderLine, "bad header name"));
+fn field(data: &[u8], start: usize, end: usize) -> Result<Entry> {
+    let line = &data[start..end];
+    // the name is a token, then optional whitespace, then the colon
+    let ne = line
+        .iter()
+        .position(|&b| !scan::is_token(b))
+        .unwrap_or(line.len());
+    let mut colon = ne;
+    while colon < line.len() && (line[colon] == b' ' || line[colon] == b'\t') {
+        colon += 1;
     }
+    if ne == 0 || line.get(colon) != Some(&b':') {
+        return Err(ParseError::new(
+            ErrorKind::HeaderLine,
+            if line[ne..].contains(&b':') {
+                "bad header name"
+            } else {
+                "header line without a colon"
+            },
+        ));
+    }
+    let name = &line[..ne];
     let mut vs = colon + 1;
     while vs < line.len() && scan::is_ws(line[vs]) {
         vs += 1;
@@ -619,52 +810,86 @@ fn field(buf: &Bytes, start: usize, end: usize) -> Result<Header> {
     while ve > vs && scan::is_ws(line[ve - 1]) {
         ve -= 1;
     }
-    Ok(Header::from_line(HeaderName::from_bytes(name), buf.slice(start..end), vs..ve))
+    let at = |i: usize| (start + i) as u32;
+    Ok(Entry {
+        known: HeaderName::known(name),
+        line: (at(0), at(line.len())),
+        name: (at(0), at(ne)),
+        value: (at(vs), at(ve)),
+    })
 }
 
-fn parse_core(headers: &[Header]) -> Result<Core> {
+fn parse_core(data: &[u8], entries: &[Entry]) -> Result<Core> {
+    let mut top_via: Option<TopVia> = None;
     let mut from = None;
     let mut to = None;
     let mut call_id = None;
     let mut cseq = None;
     let mut max_forwards = None;
-    let mut via = Vec::with_capacity(2);
-    fn once<'a>(slot: &mut Option<&'a Header>, h: &'a Header, name: &'static str) -> Result<()> {
+    fn once(slot: &mut Option<usize>, i: usize, name: &'static str) -> Result<()> {
         if slot.is_some() {
-            return Err(ParseError::in_header(ErrorKind::DuplicateHeader, name, "allows one value"));
+            return Err(ParseError::in_header(
+                ErrorKind::DuplicateHeader,
+                name,
+                "allows one value",
+            ));
         }
-        *slot = Some(h);
+        *slot = Some(i);
         Ok(())
     }
-    for h in headers {
-        match h.name() {
+    for (i, e) in entries.iter().enumerate() {
+        let Some(name) = &e.known else { continue };
+        match name {
             HeaderName::Via => {
-                for part in scan::split_commas(h.value()) {
+                for part in scan::split_commas(&data[span(e.value)]) {
                     if part.is_empty() {
-                        return Err(ParseError::in_header(ErrorKind::HeaderValue, "Via", "empty value"));
+                        return Err(ParseError::in_header(
+                            ErrorKind::HeaderValue,
+                            "Via",
+                            "empty value",
+                        ));
                     }
-                    via.push(Via::parse(part)?);
+                    let p = ViaParts::check(part)?;
+                    if top_via.is_none() {
+                        top_via = Some(TopVia {
+                            transport: Transport::parse(p.transport),
+                            host: span_of(data, p.host),
+                            port: p.port,
+                            branch: p.branch.map(|b| span_of(data, b)),
+                        });
+                    }
                 }
             }
-            HeaderName::From => once(&mut from, h, "From")?,
-            HeaderName::To => once(&mut to, h, "To")?,
-            HeaderName::CallId => once(&mut call_id, h, "Call-ID")?,
-            HeaderName::CSeq => once(&mut cseq, h, "CSeq")?,
-            HeaderName::MaxForwards => once(&mut max_forwards, h, "Max-Forwards")?,
+            HeaderName::From => once(&mut from, i, "From")?,
+            HeaderName::To => once(&mut to, i, "To")?,
+            HeaderName::CallId => once(&mut call_id, i, "Call-ID")?,
+            HeaderName::CSeq => once(&mut cseq, i, "CSeq")?,
+            HeaderName::MaxForwards => once(&mut max_forwards, i, "Max-Forwards")?,
             _ => {}
         }
     }
     let missing = |name| ParseError::in_header(ErrorKind::MissingHeader, name, "missing");
-    if via.is_empty() {
-        return Err(missing("Via"));
-    }
+    let value = |i: usize| &data[span(entries[i].value)];
+    let top_via = top_via.ok_or(missing("Via"))?;
+    let from = from.ok_or(missing("From"))?;
+    let to = to.ok_or(missing("To"))?;
+    let from_tag = name_addr::check(value(from)).map_err(|e| e.with_header_name("From"))?;
+    let to_tag = name_addr::check(value(to)).map_err(|e| e.with_header_name("To"))?;
+    let call_id = check_call_id(value(call_id.ok_or(missing("Call-ID"))?))?;
     Ok(Core {
-        via,
-        from: parse_name_addr(from.ok_or(missing("From"))?.value(), "From")?,
-        to: parse_name_addr(to.ok_or(missing("To"))?.value(), "To")?,
-        call_id: parse_call_id(call_id.ok_or(missing("Call-ID"))?.value())?,
-        cseq: CSeq::parse(cseq.ok_or(missing("CSeq"))?.value())?,
-        max_forwards: max_forwards.map(|h| parse_max_forwards(h.value())).transpose()?,
+        top_via,
+        call_id: span_of(data, call_id),
+        cseq: CSeq::parse(value(cseq.ok_or(missing("CSeq"))?))?,
+        max_forwards: max_forwards
+            .map(|i| parse_max_forwards(value(i)))
+            .transpose()?,
+        from,
+        to,
+        from_tag: from_tag.map(|t| span_of(data, t)),
+        to_tag: to_tag.map(|t| span_of(data, t)),
+        via: OnceLock::new(),
+        from_addr: OnceLock::new(),
+        to_addr: OnceLock::new(),
     })
 }
 
@@ -674,28 +899,42 @@ fn is_version(v: &[u8]) -> bool {
         && v[4..].iter().all(|&b| b.is_ascii_digit() || b == b'.')
 }
 
-fn parse_start_line(line: &[u8], head: Head) -> Result<Message> {
+fn parse_start_line(buf: &[u8], head: Head) -> Result<Message> {
     let bad = |r| ParseError::new(ErrorKind::StartLine, r);
+    let line = &buf[span(head.start)];
     if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/") {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
         let sp = memchr::memchr(b' ', line).ok_or(bad("status line without a status code"))?;
-        let version = &line[..sp];
-        if !version.eq_ignore_ascii_case(b"SIP/2.0") {
-            return Err(ParseError::new(ErrorKind::Version, "SIP version not supported"));
+        if !line[..sp].eq_ignore_ascii_case(b"SIP/2.0") {
+            return Err(ParseError::new(
+                ErrorKind::Version,
+                "SIP version not supported",
+            ));
         }
         let rest = &line[sp + 1..];
         let (code, reason) = match memchr::memchr(b' ', rest) {
             Some(i) => (&rest[..i], &rest[i + 1..]),
-            None => (rest, &b""[..]), // tolerate a missing space before an empty reason
+            None => (rest, &rest[rest.len()..]), // tolerate a missing space before an empty reason
         };
         if code.len() != 3 || !code.iter().all(u8::is_ascii_digit) {
-            return Err(ParseError::new(ErrorKind::StatusCode, "status code is not three digits"));
+            return Err(ParseError::new(
+                ErrorKind::StatusCode,
+                "status code is not three digits",
+            ));
         }
         let status = code.iter().fold(0u16, |v, &b| v * 10 + u16::from(b - b'0'));
         if !(100..=699).contains(&status) {
-            return Err(ParseError::new(ErrorKind::StatusCode, "status code out of range"));
+            return Err(ParseError::new(
+                ErrorKind::StatusCode,
+                "status code out of range",
+            ));
         }
-        return Ok(Message::Response(Response { status, reason: scan::string(reason), head }));
+        let reason = span_of(buf, reason);
+        return Ok(Message::Response(Response {
+            status,
+            reason,
+            head,
+        }));
     }
     // Request-Line = Method SP Request-URI SP SIP-Version
     let sp1 = memchr::memchr(b' ', line).ok_or(bad("request line is not 'METHOD URI SIP/2.0'"))?;
@@ -707,12 +946,20 @@ fn parse_start_line(line: &[u8], head: Head) -> Result<Message> {
     let version = scan::trim(&rest[sp2 + 1..]);
     if !version.eq_ignore_ascii_case(b"SIP/2.0") {
         if is_version(version) {
-            return Err(ParseError::new(ErrorKind::Version, "SIP version not supported"));
+            return Err(ParseError::new(
+                ErrorKind::Version,
+                "SIP version not supported",
+            ));
         }
         return Err(bad("request line is not 'METHOD URI SIP/2.0'"));
     }
-    let uri = Uri::parse(uri_bytes).map_err(|e| ParseError::new(ErrorKind::Uri, uri_reason(e.reason())))?;
-    Ok(Message::Request(Request { method, uri, head }))
+    check_uri(uri_bytes).map_err(|e| ParseError::new(ErrorKind::Uri, uri_reason(e.reason())))?;
+    Ok(Message::Request(Request {
+        method,
+        uri_span: span_of(buf, uri_bytes),
+        uri: OnceLock::new(),
+        head,
+    }))
 }
 
 fn uri_reason(reason: &'static str) -> &'static str {
@@ -721,6 +968,22 @@ fn uri_reason(reason: &'static str) -> &'static str {
         _ => "bad Request-URI",
     }
 }
+
+impl PartialEq for Request {
+    fn eq(&self, other: &Request) -> bool {
+        self.to_bytes() == other.to_bytes()
+    }
+}
+
+impl Eq for Request {}
+
+impl PartialEq for Response {
+    fn eq(&self, other: &Response) -> bool {
+        self.to_bytes() == other.to_bytes()
+    }
+}
+
+impl Eq for Response {}
 
 impl fmt::Display for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

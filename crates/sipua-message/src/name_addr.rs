@@ -26,7 +26,11 @@ pub struct NameAddr {
 impl NameAddr {
     /// An address with no display name or parameters.
     pub fn new(uri: Uri) -> NameAddr {
-        NameAddr { display: None, uri, params: Params::new() }
+        NameAddr {
+            display: None,
+            uri,
+            params: Params::new(),
+        }
     }
 
     /// Parses one `name-addr`/`addr-spec` with parameters; the whole input must be used.
@@ -34,45 +38,30 @@ impl NameAddr {
         let mut c = Cursor::new(s);
         let na = NameAddr::parse_at(&mut c)?;
         if !c.at_end() {
-            return Err(ParseError::new(ErrorKind::HeaderValue, "unexpected text after address"));
+            return Err(ParseError::new(
+                ErrorKind::HeaderValue,
+                "unexpected text after address",
+            ));
         }
         Ok(na)
     }
 
     pub(crate) fn parse_at(c: &mut Cursor<'_>) -> Result<NameAddr> {
-        c.skip_ws();
-        let display;
-        let uri;
-        match c.peek() {
-            Some(b'"') => {
-                display = Some(scan::unescape_quoted(c.quoted()?));
-                c.skip_ws();
-                uri = bracketed_uri(c)?;
+        let (display, uri) = split(c)?;
+        let display = display.map(|(d, quoted)| {
+            if quoted {
+                scan::unescape_quoted(d)
+            } else {
+                scan::string(d)
             }
-            Some(b'<') => {
-                display = None;
-                uri = bracketed_uri(c)?;
-            }
-            Some(_) => {
-                let rest = c.rest();
-                let lt = memchr::memchr(b'<', rest);
-                // an unquoted display name is `*(token LWS)` before `<`
-                if let Some(lt) = lt.filter(|&lt| rest[..lt].iter().all(|&b| scan::is_token(b) || scan::is_ws(b))) {
-                    let name = scan::trim(&rest[..lt]);
-                    display = if name.is_empty() { None } else { Some(scan::string(name)) };
-                    c.pos += lt;
-                    uri = bracketed_uri(c)?;
-                } else {
-                    display = None;
-                    // addr-spec: the URI ends at the first ';', ',' or whitespace
-                    let spec = c.take_while(|b| b != b';' && b != b',' && !scan::is_ws(b));
-                    uri = Uri::parse(spec)?;
-                }
-            }
-            None => return Err(ParseError::new(ErrorKind::HeaderValue, "empty address")),
-        }
+        });
+        let uri = Uri::parse(uri)?;
         let params = Params::parse(c)?;
-        Ok(NameAddr { display, uri, params })
+        Ok(NameAddr {
+            display,
+            uri,
+            params,
+        })
     }
 
     /// The `tag` parameter (From/To, RFC 3261 §19.3).
@@ -86,7 +75,69 @@ impl NameAddr {
     }
 }
 
-fn bracketed_uri(c: &mut Cursor<'_>) -> Result<Uri> {
+/// Checks one name-addr/addr-spec with parameters without allocating; returns the raw
+/// `tag` parameter value, if any. The whole input must be used.
+pub(crate) fn check(s: &[u8]) -> Result<Option<&[u8]>> {
+    let mut c = Cursor::new(s);
+    let (_, uri) = split(&mut c)?;
+    crate::uri::check_uri(uri)?;
+    let mut tag = None;
+    crate::params::scan_params(&mut c, |name, value| {
+        if tag.is_none() && name.eq_ignore_ascii_case(b"tag") {
+            tag = Some(value.map_or(&b""[..], |(v, _)| v));
+        }
+    })?;
+    if !c.at_end() {
+        return Err(ParseError::new(
+            ErrorKind::HeaderValue,
+            "unexpected text after address",
+        ));
+    }
+    Ok(tag)
+}
+
+/// A display name as written, and whether it was quoted.
+type RawDisplay<'a> = (&'a [u8], bool);
+
+/// Splits off the display name (raw, and whether it was quoted) and the URI bytes, leaving the
+/// cursor before the header parameters.
+fn split<'a>(c: &mut Cursor<'a>) -> Result<(Option<RawDisplay<'a>>, &'a [u8])> {
+    c.skip_ws();
+    match c.peek() {
+        Some(b'"') => {
+            let d = c.quoted()?;
+            c.skip_ws();
+            Ok((Some((d, true)), bracketed(c)?))
+        }
+        Some(b'<') => Ok((None, bracketed(c)?)),
+        Some(_) => {
+            let rest = c.rest();
+            let lt = memchr::memchr(b'<', rest);
+            // an unquoted display name is `*(token LWS)` before `<`
+            if let Some(lt) = lt.filter(|&lt| {
+                rest[..lt]
+                    .iter()
+                    .all(|&b| scan::is_token(b) || scan::is_ws(b))
+            }) {
+                let name = scan::trim(&rest[..lt]);
+                c.pos += lt;
+                let display = if name.is_empty() {
+                    None
+                } else {
+                    Some((name, false))
+                };
+                Ok((display, bracketed(c)?))
+            } else {
+                // addr-spec: the URI ends at the first ';', ',' or whitespace
+                let spec = c.take_while(|b| b != b';' && b != b',' && !scan::is_ws(b));
+                Ok((None, spec))
+            }
+        }
+        None => Err(ParseError::new(ErrorKind::HeaderValue, "empty address")),
+    }
+}
+
+fn bracketed<'a>(c: &mut Cursor<'a>) -> Result<&'a [u8]> {
     if !c.eat(b'<') {
         return Err(ParseError::new(ErrorKind::HeaderValue, "expected '<'"));
     }
@@ -95,7 +146,7 @@ fn bracketed_uri(c: &mut Cursor<'_>) -> Result<Uri> {
         return Err(ParseError::new(ErrorKind::HeaderValue, "missing '>'"));
     }
     // spaces inside the brackets are not allowed (RFC 4475 §3.1.2.14); tolerate them at the edges
-    Uri::parse(scan::trim(inner))
+    Ok(scan::trim(inner))
 }
 
 impl std::str::FromStr for NameAddr {
@@ -134,14 +185,24 @@ mod tests {
 
     #[test]
     fn display_names() {
-        let na = NameAddr::parse(br#""J Rosenberg \\\""       <sip:jdrosen@example.com>  ;  tag = 98asjd8"#).unwrap();
+        let na = NameAddr::parse(
+            br#""J Rosenberg \\\""       <sip:jdrosen@example.com>  ;  tag = 98asjd8"#,
+        )
+        .unwrap();
         assert_eq!(na.display.as_deref(), Some(r#"J Rosenberg \""#));
         assert_eq!(na.tag(), Some("98asjd8"));
         let na = NameAddr::parse(b"caller<sip:caller@example.com>;tag=323").unwrap();
         assert_eq!(na.display.as_deref(), Some("caller"));
-        let na = NameAddr::parse(b"token1~` token2'+_ token3*%!.- <sip:mundane@example.com>").unwrap();
-        assert_eq!(na.display.as_deref(), Some("token1~` token2'+_ token3*%!.-"));
-        assert_eq!(na.uri.as_sip().unwrap().host, Host::Domain("example.com".into()));
+        let na =
+            NameAddr::parse(b"token1~` token2'+_ token3*%!.- <sip:mundane@example.com>").unwrap();
+        assert_eq!(
+            na.display.as_deref(),
+            Some("token1~` token2'+_ token3*%!.-")
+        );
+        assert_eq!(
+            na.uri.as_sip().unwrap().host,
+            Host::Domain("example.com".into())
+        );
         assert!(NameAddr::parse(br#""Mr. J. User <sip:j.user@example.com>"#).is_err());
         assert!(NameAddr::parse(b"Bell, Alexander <sip:a.g.bell@example.com>").is_err());
     }

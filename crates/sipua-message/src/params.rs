@@ -51,18 +51,30 @@ impl Params {
     /// Sets `name` to `value` (replacing an existing one in place, else appending).
     pub fn set(&mut self, name: &str, value: Option<&str>) {
         let quoted = value.is_some_and(|v| !v.bytes().all(is_plain_value));
-        if let Some(p) = self.0.iter_mut().find(|p| p.name.eq_ignore_ascii_case(name)) {
+        if let Some(p) = self
+            .0
+            .iter_mut()
+            .find(|p| p.name.eq_ignore_ascii_case(name))
+        {
             p.value = value.map(str::to_owned);
             p.quoted = quoted;
         } else {
-            self.0.push(Param { name: name.to_owned(), value: value.map(str::to_owned), quoted });
+            self.0.push(Param {
+                name: name.to_owned(),
+                value: value.map(str::to_owned),
+                quoted,
+            });
         }
     }
 
     /// Sets a value that must be written quoted (for example `+sip.instance`).
     pub fn set_quoted(&mut self, name: &str, value: &str) {
         self.set(name, Some(value));
-        if let Some(p) = self.0.iter_mut().find(|p| p.name.eq_ignore_ascii_case(name)) {
+        if let Some(p) = self
+            .0
+            .iter_mut()
+            .find(|p| p.name.eq_ignore_ascii_case(name))
+        {
             p.quoted = true;
         }
     }
@@ -85,32 +97,56 @@ impl Params {
     /// Parses `*( SEMI generic-param )` at the cursor, stopping before a `,` or at the end.
     pub(crate) fn parse(c: &mut Cursor<'_>) -> Result<Params> {
         let mut params = Vec::new();
-        loop {
-            c.skip_ws();
-            if !c.eat(b';') {
-                break;
-            }
-            c.skip_ws();
-            let name = c
-                .token()
-                .ok_or(ParseError::new(ErrorKind::HeaderValue, "empty parameter"))?;
-            let (value, quoted) = if c.eat_sep(b'=') {
-                c.skip_ws();
-                if c.peek() == Some(b'"') {
-                    (Some(scan::unescape_quoted(c.quoted()?)), true)
-                } else {
-                    let v = c.take_while(is_plain_value);
-                    if v.is_empty() {
-                        return Err(ParseError::new(ErrorKind::HeaderValue, "empty parameter value"));
-                    }
-                    (Some(scan::string(v)), false)
-                }
-            } else {
-                (None, false)
+        scan_params(c, |name, value| {
+            let (value, quoted) = match value {
+                Some((v, true)) => (Some(scan::unescape_quoted(v)), true),
+                Some((v, false)) => (Some(scan::string(v)), false),
+                None => (None, false),
             };
-            params.push(Param { name: scan::string(name), value, quoted });
-        }
+            params.push(Param {
+                name: scan::string(name),
+                value,
+                quoted,
+            });
+        })?;
         Ok(Params(params))
+    }
+}
+
+/// Walks `*( SEMI generic-param )` at the cursor without allocating, calling `f` with each
+/// name and raw value (the inside of the quotes, still escaped, when `quoted`); stops before
+/// a `,` or at the end.
+pub(crate) fn scan_params<'a>(
+    c: &mut Cursor<'a>,
+    mut f: impl FnMut(&'a [u8], Option<(&'a [u8], bool)>),
+) -> Result<()> {
+    loop {
+        c.skip_ws();
+        if !c.eat(b';') {
+            return Ok(());
+        }
+        c.skip_ws();
+        let name = c
+            .token()
+            .ok_or(ParseError::new(ErrorKind::HeaderValue, "empty parameter"))?;
+        let value = if c.eat_sep(b'=') {
+            c.skip_ws();
+            if c.peek() == Some(b'"') {
+                Some((c.quoted()?, true))
+            } else {
+                let v = c.take_while(is_plain_value);
+                if v.is_empty() {
+                    return Err(ParseError::new(
+                        ErrorKind::HeaderValue,
+                        "empty parameter value",
+                    ));
+                }
+                Some((v, false))
+            }
+        } else {
+            None
+        };
+        f(name, value);
     }
 }
 

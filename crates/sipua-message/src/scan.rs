@@ -140,7 +140,10 @@ impl<'a> Cursor<'a> {
     /// between the quotes, quoted-pairs still escaped.
     pub fn quoted(&mut self) -> Result<&'a [u8]> {
         if !self.eat(b'"') {
-            return Err(ParseError::new(ErrorKind::HeaderValue, "expected a quoted string"));
+            return Err(ParseError::new(
+                ErrorKind::HeaderValue,
+                "expected a quoted string",
+            ));
         }
         let start = self.pos;
         while self.pos < self.s.len() {
@@ -154,7 +157,10 @@ impl<'a> Cursor<'a> {
                     // quoted-pair: "\" followed by any octet except CR and LF
                     match self.s.get(self.pos + 1) {
                         Some(b'\r') | Some(b'\n') | None => {
-                            return Err(ParseError::new(ErrorKind::HeaderValue, "bad escape in quoted string"))
+                            return Err(ParseError::new(
+                                ErrorKind::HeaderValue,
+                                "bad escape in quoted string",
+                            ))
                         }
                         Some(_) => self.pos += 2,
                     }
@@ -162,7 +168,10 @@ impl<'a> Cursor<'a> {
                 _ => self.pos += 1,
             }
         }
-        Err(ParseError::new(ErrorKind::HeaderValue, "unterminated quoted string"))
+        Err(ParseError::new(
+            ErrorKind::HeaderValue,
+            "unterminated quoted string",
+        ))
     }
 }
 
@@ -200,7 +209,11 @@ pub(crate) fn write_quoted(out: &mut String, s: &str) {
 /// Splits a header value at top-level commas: commas inside quoted strings or `<...>` do not
 /// count. Elements are trimmed; empty elements are returned too (callers reject them).
 pub(crate) fn split_commas(s: &[u8]) -> SplitCommas<'_> {
-    SplitCommas { s, pos: 0, done: false }
+    SplitCommas {
+        s,
+        pos: 0,
+        done: false,
+    }
 }
 
 pub(crate) struct SplitCommas<'a> {
@@ -217,6 +230,11 @@ impl<'a> Iterator for SplitCommas<'a> {
             return None;
         }
         let start = self.pos;
+        if start == 0 && memchr::memchr2(b',', b'"', self.s).is_none() {
+            // the common case: a single value
+            self.done = true;
+            return Some(trim(self.s));
+        }
         let mut i = self.pos;
         let mut in_quote = false;
         let mut in_angle = false;
@@ -258,7 +276,9 @@ pub(crate) fn parse_u32(s: &[u8]) -> Option<u32> {
     if digits.len() > 10 {
         return None;
     }
-    let v = digits.iter().fold(0u64, |v, &b| v * 10 + u64::from(b - b'0'));
+    let v = digits
+        .iter()
+        .fold(0u64, |v, &b| v * 10 + u64::from(b - b'0'));
     u32::try_from(v).ok()
 }
 
@@ -269,7 +289,10 @@ mod tests {
     #[test]
     fn commas_respect_quotes_and_angles() {
         let v: Vec<_> = split_commas(br#""a, b" <sip:x,y@h>;p="1,2", <sip:z>"#).collect();
-        assert_eq!(v, vec![&br#""a, b" <sip:x,y@h>;p="1,2""#[..], &b"<sip:z>"[..]]);
+        assert_eq!(
+            v,
+            vec![&br#""a, b" <sip:x,y@h>;p="1,2""#[..], &b"<sip:z>"[..]]
+        );
         let v: Vec<_> = split_commas(b"a,,b ,").collect();
         assert_eq!(v, vec![&b"a"[..], &b""[..], &b"b"[..], &b""[..]]);
     }

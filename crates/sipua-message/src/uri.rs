@@ -107,7 +107,11 @@ impl UriParams {
     /// Sets or replaces `name`.
     pub fn set(&mut self, name: &str, value: Option<&str>) {
         let value = value.map(str::to_owned);
-        if let Some(p) = self.0.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        if let Some(p) = self
+            .0
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
             p.1 = value;
         } else {
             self.0.push((name.to_owned(), value));
@@ -129,27 +133,66 @@ fn err(reason: &'static str) -> ParseError {
     ParseError::new(ErrorKind::Uri, reason)
 }
 
-// Character classes of RFC 3261 §25.1, as lookup functions over unescaped octets.
-fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')')
+// Character classes of RFC 3261 §25.1 as lookup tables over unescaped octets.
+const fn class(extra: &[u8]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+            );
+        c += 1;
+    }
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
+    t
 }
+
+type Class = [bool; 256];
+// `#` is not in the grammar, but dial strings such as `*67#123` are common in the wild.
+static USER: Class = class(b"&=+$,;?/#");
+static PASSWORD: Class = class(b"&=+$,");
+static PARAM: Class = class(b"[]/:&+$");
+static HEADER: Class = class(b"[]/?:+$");
+
 fn is_user_char(b: u8) -> bool {
-    // `#` is not in the grammar, but dial strings such as `*67#123` are common in the wild.
-    is_unreserved(b) || matches!(b, b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/' | b'#')
+    USER[b as usize]
 }
 fn is_password_char(b: u8) -> bool {
-    is_unreserved(b) || matches!(b, b'&' | b'=' | b'+' | b'$' | b',')
+    PASSWORD[b as usize]
 }
 fn is_param_char(b: u8) -> bool {
-    is_unreserved(b) || matches!(b, b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$')
+    PARAM[b as usize]
 }
 fn is_header_char(b: u8) -> bool {
-    is_unreserved(b) || matches!(b, b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$')
+    HEADER[b as usize]
 }
 fn is_host_char(b: u8) -> bool {
-    // `_` is not legal in host names but appears in real deployments; accept it.
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')
+    HOST_CLASS[b as usize] != 0
 }
+
+static HOST_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = if b.is_ascii_digit() || b == b'.' {
+            1
+        } else if b.is_ascii_alphabetic() || b == b'-' || b == b'_' {
+            2
+        } else {
+            0
+        };
+        c += 1;
+    }
+    t
+};
 
 fn hex(b: u8) -> Option<u8> {
     match b {
@@ -187,7 +230,30 @@ fn decode(s: &[u8], allowed: fn(u8) -> bool, what: &'static str) -> Result<Strin
             return Err(err(what));
         }
     }
-    Ok(String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+    Ok(String::from_utf8(out)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+}
+
+/// Checks `s` against a character class with `%HH` escapes, without decoding.
+#[inline]
+fn check(s: &[u8], allowed: &Class, what: &'static str) -> Result<()> {
+    let mut i = 0;
+    while i < s.len() {
+        let b = s[i];
+        if allowed[b as usize] {
+            i += 1;
+        } else if b == b'%' {
+            if s.get(i + 1).copied().and_then(hex).is_none()
+                || s.get(i + 2).copied().and_then(hex).is_none()
+            {
+                return Err(err("bad %-escape"));
+            }
+            i += 3;
+        } else {
+            return Err(err(what));
+        }
+    }
+    Ok(())
 }
 
 /// Writes `s`, %-escaping `%`, `#` and every octet outside `allowed`.
@@ -206,6 +272,32 @@ fn encode(f: &mut fmt::Formatter<'_>, s: &str, allowed: fn(u8) -> bool) -> fmt::
 }
 
 impl Host {
+    /// Checks a host as [`Host::parse`] does, without allocating.
+    pub(crate) fn check(s: &[u8]) -> Result<()> {
+        if s.first() == Some(&b'[') {
+            if s.last() != Some(&b']') || s.len() < 3 {
+                return Err(err("bad IPv6 reference"));
+            }
+            return parse_ipv6(&s[1..s.len() - 1]).map(|_| ());
+        }
+        if s.is_empty() {
+            return Err(err("empty host"));
+        }
+        // one pass: 1 for digits and dots, 2 for other host characters, 0 for anything else
+        let mut all = 0u8;
+        for &b in s {
+            let c = HOST_CLASS[b as usize];
+            if c == 0 {
+                return Err(err("bad character in host"));
+            }
+            all |= c;
+        }
+        if all == 1 && !is_ipv4(s) {
+            return Err(err("bad IPv4 address"));
+        }
+        Ok(())
+    }
+
     /// Parses a host: a bracketed IPv6 reference, a dotted IPv4 address or a domain name.
     pub fn parse(s: &[u8]) -> Result<Host> {
         if s.first() == Some(&b'[') {
@@ -267,6 +359,30 @@ impl From<IpAddr> for Host {
     }
 }
 
+/// Whether `s` (digits and dots only) is a dotted-quad IPv4 address, as `Ipv4Addr` parses it.
+fn is_ipv4(s: &[u8]) -> bool {
+    let mut parts = 0;
+    for part in s.split(|&b| b == b'.') {
+        parts += 1;
+        let ok = match part.len() {
+            1 => true,
+            2 => part[0] != b'0',
+            3 => {
+                part[0] != b'0'
+                    && (part[0] - b'0') as u32 * 100
+                        + (part[1] - b'0') as u32 * 10
+                        + (part[2] - b'0') as u32
+                        <= 255
+            }
+            _ => false,
+        };
+        if !ok || parts > 4 {
+            return false;
+        }
+    }
+    parts == 4
+}
+
 fn parse_ipv6(s: &[u8]) -> Result<Ipv6Addr> {
     let t = std::str::from_utf8(s).map_err(|_| err("bad IPv6 address"))?;
     if let Ok(a) = t.parse() {
@@ -305,14 +421,23 @@ impl Uri {
             TelUri::parse_rest(rest).map(Uri::Tel)
         } else {
             let valid_scheme = scheme.first().is_some_and(u8::is_ascii_alphabetic)
-                && scheme.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+                && scheme
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
             if !valid_scheme {
                 return Err(err("bad URI scheme"));
             }
-            if rest.is_empty() || rest.iter().any(|&b| b <= b' ' || b == 0x7f || b == b'<' || b == b'>' || b == b'"') {
+            if rest.is_empty()
+                || rest
+                    .iter()
+                    .any(|&b| b <= b' ' || b == 0x7f || b == b'<' || b == b'>' || b == b'"')
+            {
                 return Err(err("bad character in URI"));
             }
-            Ok(Uri::Absolute(AbsoluteUri { scheme: scan::string(scheme), rest: scan::string(rest) }))
+            Ok(Uri::Absolute(AbsoluteUri {
+                scheme: scan::string(scheme),
+                rest: scan::string(rest),
+            }))
         }
     }
 
@@ -347,7 +472,9 @@ impl Uri {
         match (self, other) {
             (Uri::Sip(a), Uri::Sip(b)) => a.equivalent(b),
             (Uri::Tel(a), Uri::Tel(b)) => a.equivalent(b),
-            (Uri::Absolute(a), Uri::Absolute(b)) => a.scheme.eq_ignore_ascii_case(&b.scheme) && a.rest == b.rest,
+            (Uri::Absolute(a), Uri::Absolute(b)) => {
+                a.scheme.eq_ignore_ascii_case(&b.scheme) && a.rest == b.rest
+            }
             _ => false,
         }
     }
@@ -389,75 +516,49 @@ impl SipUri {
     }
 
     fn parse_rest(scheme: Scheme, s: &[u8]) -> Result<SipUri> {
-        let (user, password, hostpart) = match memchr::memchr(b'@', s) {
-            Some(at) => {
-                let userinfo = &s[..at];
-                let (u, p) = match memchr::memchr(b':', userinfo) {
-                    Some(c) => (&userinfo[..c], Some(&userinfo[c + 1..])),
-                    None => (userinfo, None),
-                };
-                if u.is_empty() {
-                    return Err(err("empty user part"));
-                }
-                let user = decode(u, is_user_char, "bad character in user part")?;
-                let password = p.map(|p| decode(p, is_password_char, "bad character in password")).transpose()?;
-                (Some(user), password, &s[at + 1..])
-            }
-            None => (None, None, s),
-        };
-        // hostport ends at the first ';' or '?' (IPv6 references may hold ':' but not those)
-        let end = hostpart.iter().position(|&b| b == b';' || b == b'?').unwrap_or(hostpart.len());
-        let hostport = &hostpart[..end];
-        let (host, port) = if hostport.first() == Some(&b'[') {
-            let close = memchr::memchr(b']', hostport).ok_or(err("bad IPv6 reference"))?;
-            let host = Host::parse(&hostport[..=close])?;
-            let after = &hostport[close + 1..];
-            let port = match after.split_first() {
-                None => None,
-                Some((b':', p)) => Some(parse_port(p)?),
-                Some(_) => return Err(err("junk after IPv6 reference")),
-            };
-            (host, port)
-        } else {
-            match memchr::memchr(b':', hostport) {
-                Some(c) => (Host::parse(&hostport[..c])?, Some(parse_port(&hostport[c + 1..])?)),
-                None => (Host::parse(hostport)?, None),
-            }
-        };
-        let mut rest = &hostpart[end..];
+        let p = SipParts::split(s)?;
+        let user = p
+            .user
+            .map(|u| decode(u, is_user_char, "bad character in user part"))
+            .transpose()?;
+        let password = p
+            .password
+            .map(|u| decode(u, is_password_char, "bad character in password"))
+            .transpose()?;
+        let host = Host::parse(p.host)?;
         let mut params = Vec::new();
-        let mut headers = Vec::new();
-        if rest.first() == Some(&b';') {
-            let pend = memchr::memchr(b'?', rest).unwrap_or(rest.len());
-            for p in rest[1..pend].split(|&b| b == b';') {
-                if p.is_empty() {
-                    return Err(err("empty URI parameter"));
-                }
-                let (n, v) = match memchr::memchr(b'=', p) {
-                    Some(e) => (&p[..e], Some(&p[e + 1..])),
-                    None => (p, None),
-                };
-                if n.is_empty() {
-                    return Err(err("empty URI parameter"));
-                }
+        if !p.params.is_empty() {
+            for param in p.params.split(|&b| b == b';') {
+                let (n, v) = split_eq(param);
                 let n = decode(n, is_param_char, "bad character in URI parameter")?;
-                let v = v.map(|v| decode(v, is_param_char, "bad character in URI parameter")).transpose()?;
+                let v = v
+                    .map(|v| decode(v, is_param_char, "bad character in URI parameter"))
+                    .transpose()?;
                 params.push((n, v));
             }
-            rest = &rest[pend..];
         }
-        if rest.first() == Some(&b'?') {
-            for h in rest[1..].split(|&b| b == b'&') {
-                let e = memchr::memchr(b'=', h).ok_or(err("URI header without '='"))?;
-                if e == 0 {
-                    return Err(err("empty URI header name"));
-                }
-                let n = decode(&h[..e], is_header_char, "bad character in URI header")?;
-                let v = decode(&h[e + 1..], is_header_char, "bad character in URI header")?;
+        let mut headers = Vec::new();
+        if !p.headers.is_empty() {
+            for h in p.headers.split(|&b| b == b'&') {
+                let (n, v) = split_eq(h);
+                let n = decode(n, is_header_char, "bad character in URI header")?;
+                let v = decode(
+                    v.unwrap_or_default(),
+                    is_header_char,
+                    "bad character in URI header",
+                )?;
                 headers.push((n, v));
             }
         }
-        Ok(SipUri { scheme, user, password, host, port, params: UriParams(params), headers })
+        Ok(SipUri {
+            scheme,
+            user,
+            password,
+            host,
+            port: p.port,
+            params: UriParams(params),
+            headers,
+        })
     }
 
     /// The `transport` parameter, lower-cased by the caller if needed.
@@ -514,9 +615,128 @@ impl SipUri {
         if self.headers.len() != o.headers.len() {
             return false;
         }
-        self.headers
+        self.headers.iter().all(|(n, v)| {
+            o.headers
+                .iter()
+                .any(|(m, w)| n.eq_ignore_ascii_case(m) && v == w)
+        })
+    }
+}
+
+/// A `sip:`/`sips:` URI cut into its raw (still escaped) parts and fully checked, without
+/// allocating.
+pub(crate) struct SipParts<'a> {
+    pub user: Option<&'a [u8]>,
+    pub password: Option<&'a [u8]>,
+    pub host: &'a [u8],
+    pub port: Option<u16>,
+    /// Parameters after the first `;`, without it (empty when none).
+    pub params: &'a [u8],
+    /// Headers after `?`, without it (empty when none).
+    pub headers: &'a [u8],
+}
+
+fn split_eq(s: &[u8]) -> (&[u8], Option<&[u8]>) {
+    match memchr::memchr(b'=', s) {
+        Some(e) => (&s[..e], Some(&s[e + 1..])),
+        None => (s, None),
+    }
+}
+
+impl<'a> SipParts<'a> {
+    /// Splits and checks what follows `sip:`.
+    pub(crate) fn split(s: &'a [u8]) -> Result<SipParts<'a>> {
+        let (user, password, hostpart) = match s.iter().position(|&b| b == b'@') {
+            Some(at) => {
+                let userinfo = &s[..at];
+                let (u, p) = match userinfo.iter().position(|&b| b == b':') {
+                    Some(c) => (&userinfo[..c], Some(&userinfo[c + 1..])),
+                    None => (userinfo, None),
+                };
+                if u.is_empty() {
+                    return Err(err("empty user part"));
+                }
+                check(u, &USER, "bad character in user part")?;
+                if let Some(p) = p {
+                    check(p, &PASSWORD, "bad character in password")?;
+                }
+                (Some(u), p, &s[at + 1..])
+            }
+            None => (None, None, s),
+        };
+        // hostport ends at the first ';' or '?' (IPv6 references may hold ':' but not those)
+        let end = hostpart
             .iter()
-            .all(|(n, v)| o.headers.iter().any(|(m, w)| n.eq_ignore_ascii_case(m) && v == w))
+            .position(|&b| b == b';' || b == b'?')
+            .unwrap_or(hostpart.len());
+        let hostport = &hostpart[..end];
+        let (host, port) = if hostport.first() == Some(&b'[') {
+            let close = memchr::memchr(b']', hostport).ok_or(err("bad IPv6 reference"))?;
+            let after = &hostport[close + 1..];
+            let port = match after.split_first() {
+                None => None,
+                Some((b':', p)) => Some(parse_port(p)?),
+                Some(_) => return Err(err("junk after IPv6 reference")),
+            };
+            (&hostport[..=close], port)
+        } else {
+            match memchr::memchr(b':', hostport) {
+                Some(c) => (&hostport[..c], Some(parse_port(&hostport[c + 1..])?)),
+                None => (hostport, None),
+            }
+        };
+        Host::check(host)?;
+        let mut rest = &hostpart[end..];
+        let mut params: &[u8] = &[];
+        if rest.first() == Some(&b';') {
+            let pend = memchr::memchr(b'?', rest).unwrap_or(rest.len());
+            params = &rest[1..pend];
+            for p in params.split(|&b| b == b';') {
+                let (n, v) = split_eq(p);
+                if n.is_empty() {
+                    return Err(err("empty URI parameter"));
+                }
+                check(n, &PARAM, "bad character in URI parameter")?;
+                if let Some(v) = v {
+                    check(v, &PARAM, "bad character in URI parameter")?;
+                }
+            }
+            rest = &rest[pend..];
+        }
+        let mut headers: &[u8] = &[];
+        if rest.first() == Some(&b'?') {
+            headers = &rest[1..];
+            for h in headers.split(|&b| b == b'&') {
+                match split_eq(h) {
+                    (n, Some(v)) if !n.is_empty() => {
+                        check(n, &HEADER, "bad character in URI header")?;
+                        check(v, &HEADER, "bad character in URI header")?;
+                    }
+                    _ => return Err(err("URI header is not name=value")),
+                }
+            }
+        }
+        Ok(SipParts {
+            user,
+            password,
+            host,
+            port,
+            params,
+            headers,
+        })
+    }
+}
+
+/// Checks a URI as [`Uri::parse`] would accept it, without allocating.
+pub(crate) fn check_uri(s: &[u8]) -> Result<()> {
+    let colon = memchr::memchr(b':', s).ok_or(err("missing URI scheme"))?;
+    let scheme = &s[..colon];
+    let rest = &s[colon + 1..];
+    if scheme.eq_ignore_ascii_case(b"sip") || scheme.eq_ignore_ascii_case(b"sips") {
+        SipParts::split(rest).map(|_| ())
+    } else {
+        // tel and absolute URIs are rare enough to take the allocating path
+        Uri::parse(s).map(|_| ())
     }
 }
 
@@ -532,7 +752,9 @@ fn parse_port(p: &[u8]) -> Result<u16> {
     if p.is_empty() || p.len() > 5 || !p.iter().all(u8::is_ascii_digit) {
         return Err(err("bad port"));
     }
-    scan::parse_u32(p).and_then(|v| u16::try_from(v).ok()).ok_or(err("bad port"))
+    scan::parse_u32(p)
+        .and_then(|v| u16::try_from(v).ok())
+        .ok_or(err("bad port"))
 }
 
 impl fmt::Display for SipUri {
@@ -580,7 +802,9 @@ impl TelUri {
     fn parse_rest(s: &[u8]) -> Result<TelUri> {
         let end = memchr::memchr(b';', s).unwrap_or(s.len());
         let number = &s[..end];
-        let ok = |b: u8| b.is_ascii_hexdigit() || matches!(b, b'+' | b'-' | b'.' | b'(' | b')' | b'*' | b'#');
+        let ok = |b: u8| {
+            b.is_ascii_hexdigit() || matches!(b, b'+' | b'-' | b'.' | b'(' | b')' | b'*' | b'#')
+        };
         if number.is_empty() || !number.iter().all(|&b| ok(b)) {
             return Err(err("bad telephone number"));
         }
@@ -595,11 +819,16 @@ impl TelUri {
                     return Err(err("empty tel URI parameter"));
                 }
                 let n = decode(n, is_param_char, "bad character in tel URI parameter")?;
-                let v = v.map(|v| decode(v, is_param_char, "bad character in tel URI parameter")).transpose()?;
+                let v = v
+                    .map(|v| decode(v, is_param_char, "bad character in tel URI parameter"))
+                    .transpose()?;
                 params.push((n, v));
             }
         }
-        Ok(TelUri { number: scan::string(number), params: UriParams(params) })
+        Ok(TelUri {
+            number: scan::string(number),
+            params: UriParams(params),
+        })
     }
 
     /// Whether the number is global (starts with `+`).
@@ -610,14 +839,21 @@ impl TelUri {
     /// Comparison per RFC 3966 §4: numbers without visual separators, parameters in any order.
     pub fn equivalent(&self, o: &TelUri) -> bool {
         let digits = |s: &str| -> String {
-            s.chars().filter(|c| !matches!(c, '-' | '.' | '(' | ')')).collect::<String>().to_ascii_lowercase()
+            s.chars()
+                .filter(|c| !matches!(c, '-' | '.' | '(' | ')'))
+                .collect::<String>()
+                .to_ascii_lowercase()
         };
         let norm = |p: &UriParams| -> Vec<(String, Option<String>)> {
-            let mut v: Vec<_> = p
-                .0
-                .iter()
-                .map(|(n, v)| (n.to_ascii_lowercase(), v.as_ref().map(|v| v.to_ascii_lowercase())))
-                .collect();
+            let mut v: Vec<_> =
+                p.0.iter()
+                    .map(|(n, v)| {
+                        (
+                            n.to_ascii_lowercase(),
+                            v.as_ref().map(|v| v.to_ascii_lowercase()),
+                        )
+                    })
+                    .collect();
             v.sort();
             v
         };
@@ -662,7 +898,10 @@ mod tests {
         assert_eq!(u.user.as_deref(), Some("caller"));
         assert!(u.lr());
         assert_eq!(u.params.value("name"), Some("value%41"));
-        assert_eq!(u.to_string(), "sip:caller@host5.example.net;lr;name=value%2541");
+        assert_eq!(
+            u.to_string(),
+            "sip:caller@host5.example.net;lr;name=value%2541"
+        );
         let u = sip("sip:sips%3Auser%40example.com@example.net");
         assert_eq!(u.user.as_deref(), Some("sips:user@example.com"));
         assert_eq!(u.to_string(), "sip:sips%3Auser%40example.com@example.net");
@@ -691,25 +930,73 @@ mod tests {
     #[test]
     fn comparison_rules_of_19_1_4() {
         let eq = |a: &str, b: &str| sip(a).equivalent(&sip(b));
-        assert!(eq("sip:%61lice@atlanta.com;transport=TCP", "sip:alice@AtLanTa.CoM;Transport=tcp"));
-        assert!(eq("sip:carol@chicago.com", "sip:carol@chicago.com;newparam=5"));
-        assert!(eq("sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
-            "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com"));
-        assert!(!eq("SIP:ALICE@AtLanTa.CoM;Transport=udp", "sip:alice@AtLanTa.CoM;Transport=UDP"));
+        assert!(eq(
+            "sip:%61lice@atlanta.com;transport=TCP",
+            "sip:alice@AtLanTa.CoM;Transport=tcp"
+        ));
+        assert!(eq(
+            "sip:carol@chicago.com",
+            "sip:carol@chicago.com;newparam=5"
+        ));
+        assert!(eq(
+            "sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
+            "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com"
+        ));
+        assert!(!eq(
+            "SIP:ALICE@AtLanTa.CoM;Transport=udp",
+            "sip:alice@AtLanTa.CoM;Transport=UDP"
+        ));
         assert!(!eq("sip:bob@biloxi.com", "sip:bob@biloxi.com:5060"));
-        assert!(!eq("sip:bob@biloxi.com", "sip:bob@biloxi.com;transport=udp"));
-        assert!(!eq("sip:carol@chicago.com;security=on", "sip:carol@chicago.com;security=off"));
-        assert!(!eq("sip:carol@chicago.com", "sip:carol@chicago.com?Subject=next%20meeting"));
+        assert!(!eq(
+            "sip:bob@biloxi.com",
+            "sip:bob@biloxi.com;transport=udp"
+        ));
+        assert!(!eq(
+            "sip:carol@chicago.com;security=on",
+            "sip:carol@chicago.com;security=off"
+        ));
+        assert!(!eq(
+            "sip:carol@chicago.com",
+            "sip:carol@chicago.com?Subject=next%20meeting"
+        ));
     }
 
     #[test]
     fn other_schemes() {
         let u = Uri::parse(b"tel:+1-201-555-0123;phone-context=example.com").unwrap();
         assert!(matches!(&u, Uri::Tel(t) if t.is_global()));
-        assert_eq!(u.to_string(), "tel:+1-201-555-0123;phone-context=example.com");
+        assert_eq!(
+            u.to_string(),
+            "tel:+1-201-555-0123;phone-context=example.com"
+        );
         let u = Uri::parse(b"nobodyKnowsThisScheme:totallyopaquecontent").unwrap();
         assert_eq!(u.scheme(), "nobodyKnowsThisScheme");
         assert!(Uri::parse(b"<sip:a@b>").is_err());
         assert!(Uri::parse(b"sip:a@b c").is_err());
+    }
+}
+
+#[cfg(test)]
+mod ipv4_tests {
+    #[test]
+    fn ipv4_check_agrees_with_std() {
+        for s in [
+            "1.2.3.4",
+            "255.255.255.255",
+            "256.1.1.1",
+            "01.2.3.4",
+            "1.2.3",
+            "1.2.3.4.5",
+            "0.0.0.0",
+            "1..2.3",
+            "999.1.1.1",
+            "10.0.0.010",
+        ] {
+            assert_eq!(
+                super::is_ipv4(s.as_bytes()),
+                s.parse::<std::net::Ipv4Addr>().is_ok(),
+                "{s}"
+            );
+        }
     }
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use sipua_message::header::{Contact, Require, Supported, WwwAuthenticate};
-use sipua_message::{ErrorKind, Host, HeaderName, Message, Method, Transport, Uri};
+use sipua_message::{ErrorKind, HeaderName, Host, Message, Method, Transport, Uri};
 
 fn corpus() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus")
@@ -48,7 +48,9 @@ fn every_message_gets_its_verdict() {
                     Message::Response(r) => r.status().to_string(),
                 };
                 if start != expected {
-                    failures.push(format!("{name}: start line gave {start}, expected {expected}"));
+                    failures.push(format!(
+                        "{name}: start line gave {start}, expected {expected}"
+                    ));
                 }
                 // unmodified messages serialise byte for byte (up to the end of the body)
                 let out = m.to_bytes();
@@ -65,7 +67,10 @@ fn every_message_gets_its_verdict() {
             _ => false,
         };
         if !verdict_ok {
-            failures.push(format!("{name}: action {action}, got {:?}", result.as_ref().map(|_| "accepted")));
+            failures.push(format!(
+                "{name}: action {action}, got {:?}",
+                result.as_ref().map(|_| "accepted")
+            ));
         }
         if let Err(e) = &result {
             // the reason must be usable as a reason phrase: one line, printable
@@ -77,7 +82,12 @@ fn every_message_gets_its_verdict() {
         checked += 1;
     }
     assert_eq!(checked, 244, "expectations.tsv rows");
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -96,9 +106,18 @@ fn wsinv_whitespace_torture() {
     assert_eq!(via[1].host, Host::Domain("spindle.example.com".into()));
     assert_eq!(via[2].branch(), Some("z9hG4bK30239"));
     // folded unknown header comes out unfolded, and keeps its raw bytes
-    let nf = r.headers().get(&HeaderName::new("NewFangledHeader")).unwrap();
+    let nf = r
+        .headers()
+        .get(&HeaderName::new("NewFangledHeader"))
+        .unwrap();
     assert_eq!(nf.unfolded(), "newfangled value continued newfangled value");
-    assert_eq!(r.headers().get(&HeaderName::new("UnknownHeaderWithUnusualValue")).unwrap().value(), b";;,,;;,;");
+    assert_eq!(
+        r.headers()
+            .get(&HeaderName::new("UnknownHeaderWithUnusualValue"))
+            .unwrap()
+            .value(),
+        b";;,,;;,;"
+    );
     let contacts = r.contacts().unwrap();
     assert_eq!(contacts.len(), 1);
     let c = contacts[0].addr().unwrap();
@@ -113,14 +132,29 @@ fn wsinv_whitespace_torture() {
 #[test]
 fn intmeth_unusual_tokens() {
     let r = req("intmeth");
-    assert_eq!(r.method(), &Method::Extension("!interesting-Method0123456789_*+`.%indeed'~".into()));
+    assert_eq!(
+        r.method(),
+        &Method::Extension("!interesting-Method0123456789_*+`.%indeed'~".into())
+    );
     let u = r.uri().as_sip().unwrap();
-    assert_eq!(u.user.as_deref(), Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"));
-    assert_eq!(u.password.as_deref(), Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"));
+    assert_eq!(
+        u.user.as_deref(),
+        Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*")
+    );
+    assert_eq!(
+        u.password.as_deref(),
+        Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)")
+    );
     assert_eq!(r.to().display.as_deref(), Some("BEL:\x07 NUL:\0 DEL:\x7f"));
-    assert_eq!(r.from().display.as_deref(), Some("token1~` token2'+_ token3*%!.-"));
+    assert_eq!(
+        r.from().display.as_deref(),
+        Some("token1~` token2'+_ token3*%!.-")
+    );
     assert_eq!(r.from().tag(), Some("_token~1'+`*%!-."));
-    assert_eq!(r.from().params.value("fromParam''~+*_!.-%"), Some("\u{440}\u{430}\u{431}\u{43e}\u{442}\u{430}\u{44e}\u{449}\u{438}\u{439}"));
+    assert_eq!(
+        r.from().params.value("fromParam''~+*_!.-%"),
+        Some("\u{440}\u{430}\u{431}\u{43e}\u{442}\u{430}\u{44e}\u{449}\u{438}\u{439}")
+    );
     assert_eq!(r.call_id(), "intmeth.word%ZK-!.*_+'@word`~)(><:\\/\"][?}{");
     assert_eq!(r.top_via().branch(), Some("z9hG4bK-.!%66*_+`'~"));
 }
@@ -128,9 +162,15 @@ fn intmeth_unusual_tokens() {
 #[test]
 fn escapes_are_decoded_once() {
     let r = req("esc01");
-    assert_eq!(r.uri().as_sip().unwrap().user.as_deref(), Some("sips:user@example.com"));
+    assert_eq!(
+        r.uri().as_sip().unwrap().user.as_deref(),
+        Some("sips:user@example.com")
+    );
     assert_eq!(r.to().uri.as_sip().unwrap().user.as_deref(), Some("user"));
-    assert_eq!(r.from().uri.as_sip().unwrap().user.as_deref(), Some("I have spaces"));
+    assert_eq!(
+        r.from().uri.as_sip().unwrap().user.as_deref(),
+        Some("I have spaces")
+    );
     let c = r.contacts().unwrap();
     let u = c[0].addr().unwrap().uri.as_sip().unwrap();
     assert_eq!(u.user.as_deref(), Some("caller"));
@@ -138,12 +178,31 @@ fn escapes_are_decoded_once() {
     assert_eq!(u.params.value("name"), Some("value%41"));
 
     let r = req("escnull");
-    assert_eq!(r.to().uri.as_sip().unwrap().user.as_deref(), Some("null-\0-null"));
+    assert_eq!(
+        r.to().uri.as_sip().unwrap().user.as_deref(),
+        Some("null-\0-null")
+    );
     let c = r.contacts().unwrap();
     assert_eq!(c.len(), 2);
-    let users: Vec<_> = c.iter().map(|c| c.addr().unwrap().uri.as_sip().unwrap().user.clone().unwrap()).collect();
+    let users: Vec<_> = c
+        .iter()
+        .map(|c| {
+            c.addr()
+                .unwrap()
+                .uri
+                .as_sip()
+                .unwrap()
+                .user
+                .clone()
+                .unwrap()
+        })
+        .collect();
     assert_eq!(users, vec!["\0".to_string(), "\0\0".to_string()]);
-    assert!(!c[0].addr().unwrap().uri.equivalent(&c[1].addr().unwrap().uri));
+    assert!(!c[0]
+        .addr()
+        .unwrap()
+        .uri
+        .equivalent(&c[1].addr().unwrap().uri));
 
     let r = req("esc02");
     assert_eq!(r.method(), &Method::Extension("RE%47IST%45R".into()));
@@ -157,7 +216,17 @@ fn display_names_and_brackets() {
     assert_eq!(req("lwsdisp").from().display.as_deref(), Some("caller"));
     let r = req("longreq");
     assert_eq!(r.via().len(), 34);
-    assert!(r.from().uri.as_sip().unwrap().user.as_deref().unwrap().len() > 100);
+    assert!(
+        r.from()
+            .uri
+            .as_sip()
+            .unwrap()
+            .user
+            .as_deref()
+            .unwrap()
+            .len()
+            > 100
+    );
     assert!(r.from().tag().unwrap().len() > 20);
     assert!(r.to().display.as_deref().unwrap().len() > 100);
     assert!(r.call_id().len() > 100);
@@ -193,11 +262,24 @@ fn user_part_with_semicolon_and_folded_accept() {
 fn transports_and_reason_phrases() {
     let r = req("transports");
     let t: Vec<_> = r.via().iter().map(|v| v.transport.clone()).collect();
-    assert_eq!(t, vec![Transport::Udp, Transport::Sctp, Transport::Tls, Transport::Other("UNKNOWN".into()), Transport::Tcp]);
-    let Message::Response(r) = parse("unreason") else { panic!() };
+    assert_eq!(
+        t,
+        vec![
+            Transport::Udp,
+            Transport::Sctp,
+            Transport::Tls,
+            Transport::Other("UNKNOWN".into()),
+            Transport::Tcp
+        ]
+    );
+    let Message::Response(r) = parse("unreason") else {
+        panic!()
+    };
     assert!(r.reason().contains('='));
     assert!(r.reason().ends_with("простое"), "{}", r.reason());
-    let Message::Response(r) = parse("noreason") else { panic!() };
+    let Message::Response(r) = parse("noreason") else {
+        panic!()
+    };
     assert_eq!(r.reason(), "");
 }
 
@@ -208,7 +290,10 @@ fn schemes_and_contact_params() {
     let r = req("unksm2");
     assert_eq!(r.to().uri.scheme(), "isbn");
     assert_eq!(r.from().uri.scheme(), "http");
-    assert_eq!(r.contacts().unwrap()[0].addr().unwrap().uri.scheme(), "name");
+    assert_eq!(
+        r.contacts().unwrap()[0].addr().unwrap().uri.scheme(),
+        "name"
+    );
 
     let c = req("cparam01").contacts().unwrap();
     let a = c[0].addr().unwrap();
@@ -220,11 +305,20 @@ fn schemes_and_contact_params() {
     assert!(a.uri.as_sip().unwrap().params.contains("unknownparam"));
     let c = req("regescrt").contacts().unwrap();
     let u = c[0].addr().unwrap().uri.as_sip().unwrap();
-    assert_eq!(u.headers, vec![("Route".to_string(), "<sip:sip.example.com>".to_string())]);
+    assert_eq!(
+        u.headers,
+        vec![("Route".to_string(), "<sip:sip.example.com>".to_string())]
+    );
 
     let r = req("bext01");
     let req_tags = r.typed_all::<Require>().unwrap();
-    assert_eq!(req_tags, vec![Require("nothingSupportsThis".into()), Require("nothingSupportsThisEither".into())]);
+    assert_eq!(
+        req_tags,
+        vec![
+            Require("nothingSupportsThis".into()),
+            Require("nothingSupportsThisEither".into())
+        ]
+    );
     assert_eq!(req("zeromf").max_forwards(), Some(0));
     assert!(!req("badbranch").top_via().has_rfc3261_branch());
     let regaut = req("regaut01");
@@ -234,18 +328,36 @@ fn schemes_and_contact_params() {
 #[test]
 fn ipv6_messages() {
     let r = req("ipv6-good");
-    assert_eq!(r.uri().as_sip().unwrap().host, Host::Ipv6("2001:db8::10".parse().unwrap()));
+    assert_eq!(
+        r.uri().as_sip().unwrap().host,
+        Host::Ipv6("2001:db8::10".parse().unwrap())
+    );
     assert!(matches!(r.top_via().host, Host::Ipv6(_)));
     let u = req("port-ambiguous").uri().as_sip().unwrap().clone();
-    assert_eq!((u.host, u.port), (Host::Ipv6("2001:db8::10:5070".parse().unwrap()), None));
+    assert_eq!(
+        (u.host, u.port),
+        (Host::Ipv6("2001:db8::10:5070".parse().unwrap()), None)
+    );
     let u = req("port-unambiguous").uri().as_sip().unwrap().clone();
-    assert_eq!((u.host, u.port), (Host::Ipv6("2001:db8::10".parse().unwrap()), Some(5070)));
+    assert_eq!(
+        (u.host, u.port),
+        (Host::Ipv6("2001:db8::10".parse().unwrap()), Some(5070))
+    );
     let r = req("via-received-param-with-delim");
-    assert_eq!(r.top_via().received(), Some(Host::Ipv6("2001:db8::9:255".parse().unwrap())));
+    assert_eq!(
+        r.top_via().received(),
+        Some(Host::Ipv6("2001:db8::9:255".parse().unwrap()))
+    );
     let r = req("via-received-param-no-delim");
-    assert_eq!(r.top_via().received(), Some(Host::Ipv6("2001:db8::9:255".parse().unwrap())));
+    assert_eq!(
+        r.top_via().received(),
+        Some(Host::Ipv6("2001:db8::9:255".parse().unwrap()))
+    );
     let r = req("ipv6-bug-abnf-3-colons");
-    assert_eq!(r.uri().as_sip().unwrap().host, Host::Ipv6("2001:db8::192.0.2.1".parse().unwrap()));
+    assert_eq!(
+        r.uri().as_sip().unwrap().host,
+        Host::Ipv6("2001:db8::192.0.2.1".parse().unwrap())
+    );
     let r = req("mult-ip-in-header");
     assert!(r.via().iter().any(|v| matches!(v.host, Host::Ipv4(_))));
     assert!(r.via().iter().any(|v| v.port == Some(6050)));
@@ -255,11 +367,28 @@ fn ipv6_messages() {
 fn error_reasons_name_the_problem() {
     let reason = |n: &str| Message::parse(&load(n)).unwrap_err().to_string();
     assert_eq!(reason("badinv01"), "invalid Via header: empty parameter");
-    assert!(reason("insuf").starts_with("missing "), "{}", reason("insuf"));
-    assert!(reason("multi01").starts_with("more than one "), "{}", reason("multi01"));
-    assert_eq!(reason("mismatch01"), "invalid CSeq header: method does not match the request");
-    assert_eq!(reason("mcl01"), "invalid Content-Length header: two different values");
-    assert_eq!(reason("clerr"), "invalid Content-Length header: larger than the body");
+    assert!(
+        reason("insuf").starts_with("missing "),
+        "{}",
+        reason("insuf")
+    );
+    assert!(
+        reason("multi01").starts_with("more than one "),
+        "{}",
+        reason("multi01")
+    );
+    assert_eq!(
+        reason("mismatch01"),
+        "invalid CSeq header: method does not match the request"
+    );
+    assert_eq!(
+        reason("mcl01"),
+        "invalid Content-Length header: two different values"
+    );
+    assert_eq!(
+        reason("clerr"),
+        "invalid Content-Length header: larger than the body"
+    );
     assert_eq!(reason("ncl"), "invalid Content-Length header: not a number");
     assert_eq!(reason("badvers"), "SIP version not supported");
     assert!(reason("ipv6-bad").contains("Request-URI"));
@@ -270,7 +399,9 @@ fn error_reasons_name_the_problem() {
 #[test]
 fn real_world_extras() {
     // digest challenge from a softswitch
-    let Message::Response(r) = parse("ndpi-siphello-f0010-401") else { panic!() };
+    let Message::Response(r) = parse("ndpi-siphello-f0010-401") else {
+        panic!()
+    };
     let ch = r.typed::<WwwAuthenticate>().unwrap().unwrap();
     assert!(ch.0.is_digest());
     assert!(ch.0.param("nonce").is_some());
@@ -281,8 +412,10 @@ fn real_world_extras() {
     assert!(matches!(r.contacts().unwrap()[0], Contact::Addr(_)));
     // a message modified still writes untouched headers byte for byte
     let data = load("wireshark-aaa-f0019-REGISTER");
-    let Message::Request(mut r) = Message::parse(&data).unwrap() else { panic!() };
-    r.set_max_forwards(69);
+    let Message::Request(mut r) = Message::parse(&data).unwrap() else {
+        panic!()
+    };
+    r.set_max_forwards(69).unwrap();
     assert!(!r.is_pristine());
     let out = r.to_bytes();
     let lines = |b: &[u8]| -> Vec<Vec<u8>> {

@@ -10,30 +10,35 @@ mod via;
 
 pub use name::HeaderName;
 pub use typed::*;
+pub(crate) use via::ViaParts;
 pub use via::{Transport, Via, BRANCH_COOKIE};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes};
 
 use crate::error::Result;
 use crate::scan;
 
-/// One header field: a name and a value, plus the original line if it was parsed.
+/// A byte range inside a message buffer.
+pub(crate) type Span = (u32, u32);
+
+pub(crate) fn span(s: Span) -> std::ops::Range<usize> {
+    s.0 as usize..s.1 as usize
+}
+
+/// A header to add to a message: a name and a value, written as `Name: value`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
     name: HeaderName,
-    /// The whole original line (folds included, no final CRLF) if `raw`, else the value.
-    bytes: Bytes,
-    value_start: u32,
-    value_end: u32,
-    raw: bool,
+    value: Bytes,
 }
 
 impl Header {
-    /// A header with the given value, written canonically.
+    /// A header with the given value.
     pub fn new(name: HeaderName, value: impl Into<Bytes>) -> Header {
-        let bytes = value.into();
-        let end = bytes.len() as u32;
-        Header { name, bytes, value_start: 0, value_end: end, raw: false }
+        Header {
+            name,
+            value: value.into(),
+        }
     }
 
     /// A header holding a typed value.
@@ -41,24 +46,87 @@ impl Header {
         Header::new(T::NAME, value.to_string())
     }
 
-    /// A parsed header line; `value` is the range of the trimmed value inside `line`.
-    pub(crate) fn from_line(name: HeaderName, line: Bytes, value: std::ops::Range<usize>) -> Header {
-        Header { name, bytes: line, value_start: value.start as u32, value_end: value.end as u32, raw: true }
-    }
-
     /// The header's name.
     pub fn name(&self) -> &HeaderName {
         &self.name
     }
 
-    /// The value as bytes: trimmed, folds (CRLF + whitespace) still inside.
+    /// The value.
     pub fn value(&self) -> &[u8] {
-        &self.bytes[self.value_start as usize..self.value_end as usize]
+        &self.value
+    }
+
+    /// Appends `Name: value` and CRLF.
+    pub(crate) fn write_to(&self, out: &mut Vec<u8>) {
+        out.put_slice(self.name.as_str().as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(&self.value);
+        out.put_slice(b"\r\n");
+    }
+}
+
+/// Where one header line of a parsed message sits in its buffer.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    /// The known name, or `None` for an extension header (its name is `name` in the line).
+    pub known: Option<HeaderName>,
+    /// The whole line, folds included, without the final CRLF.
+    pub line: Span,
+    /// The name as written.
+    pub name: Span,
+    /// The trimmed value.
+    pub value: Span,
+}
+
+impl Entry {
+    pub(crate) fn is(&self, buf: &[u8], name: &HeaderName) -> bool {
+        match (&self.known, name) {
+            (Some(k), n) => k == n,
+            (None, HeaderName::Other(o)) => buf[span(self.name)].eq_ignore_ascii_case(o.as_bytes()),
+            (None, _) => false,
+        }
+    }
+}
+
+/// One header line of a message, borrowed from it.
+#[derive(Debug, Clone, Copy)]
+pub struct HeaderRef<'a> {
+    buf: &'a [u8],
+    entry: &'a Entry,
+}
+
+impl<'a> HeaderRef<'a> {
+    /// The header's name (known names map compact forms to the full name).
+    pub fn name(&self) -> HeaderName {
+        match &self.entry.known {
+            Some(k) => k.clone(),
+            None => HeaderName::Other(scan::string(self.name_bytes())),
+        }
+    }
+
+    /// The name as written on the wire.
+    pub fn name_bytes(&self) -> &'a [u8] {
+        &self.buf[span(self.entry.name)]
+    }
+
+    /// Whether this header is `name`.
+    pub fn is(&self, name: &HeaderName) -> bool {
+        self.entry.is(self.buf, name)
+    }
+
+    /// The value as bytes: trimmed, folds (CRLF + whitespace) still inside.
+    pub fn value(&self) -> &'a [u8] {
+        &self.buf[span(self.entry.value)]
     }
 
     /// The value as text, if it is valid UTF-8.
-    pub fn value_str(&self) -> Option<&str> {
+    pub fn value_str(&self) -> Option<&'a str> {
         std::str::from_utf8(self.value()).ok()
+    }
+
+    /// The whole line as received (name, colon, value, folds), without the final CRLF.
+    pub fn raw_line(&self) -> &'a [u8] {
+        &self.buf[span(self.entry.line)]
     }
 
     /// The value with folds replaced by single spaces (RFC 3261 §7.3.1), lossy UTF-8.
@@ -86,68 +154,42 @@ impl Header {
         out
     }
 
-    /// The original line, if this header was parsed and not rebuilt.
-    pub fn raw_line(&self) -> Option<&[u8]> {
-        self.raw.then_some(&self.bytes[..])
-    }
-
-    /// Parses the value as `T` (for list headers, the whole value must be one element).
+    /// Parses the whole value as one `T`.
     pub fn parse<T: TypedHeader>(&self) -> Result<T> {
         T::parse(self.value())
     }
 
-    /// The comma-separated elements of the value (just the value for non-list headers).
-    pub fn elements(&self) -> impl Iterator<Item = &[u8]> {
-        let list = self.name.is_list();
-        let v = self.value();
-        let mut single = Some(v);
-        let mut split = list.then(|| scan::split_commas(v));
-        std::iter::from_fn(move || match &mut split {
-            Some(s) => s.next(),
-            None => single.take(),
-        })
-    }
-
-    /// Appends the header line and its CRLF to `out`.
-    pub fn write_to(&self, out: &mut BytesMut) {
-        if self.raw {
-            out.put_slice(&self.bytes);
+    /// The comma-separated elements of a list header's value (the whole value otherwise).
+    pub fn elements(&self) -> Vec<&'a [u8]> {
+        let is_list = self.entry.known.as_ref().is_some_and(HeaderName::is_list);
+        if is_list {
+            scan::split_commas(self.value()).collect()
         } else {
-            out.put_slice(self.name.as_str().as_bytes());
-            out.put_slice(b": ");
-            out.put_slice(&self.bytes);
-        }
-        out.put_slice(b"\r\n");
-    }
-
-    /// Number of bytes [`Header::write_to`] writes.
-    pub(crate) fn encoded_len(&self) -> usize {
-        if self.raw {
-            self.bytes.len() + 2
-        } else {
-            self.name.as_str().len() + 4 + self.bytes.len()
+            vec![self.value()]
         }
     }
 }
 
-/// The ordered header fields of a message.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Headers(pub(crate) Vec<Header>);
+/// The ordered header lines of a message, borrowed from it.
+#[derive(Debug, Clone, Copy)]
+pub struct Headers<'a> {
+    buf: &'a [u8],
+    entries: &'a [Entry],
+}
 
-impl Headers {
-    /// No headers.
-    pub fn new() -> Headers {
-        Headers(Vec::new())
+impl<'a> Headers<'a> {
+    pub(crate) fn new(buf: &'a [u8], entries: &'a [Entry]) -> Headers<'a> {
+        Headers { buf, entries }
     }
 
     /// The first header named `name`.
-    pub fn get(&self, name: &HeaderName) -> Option<&Header> {
-        self.0.iter().find(|h| &h.name == name)
+    pub fn get(&self, name: &HeaderName) -> Option<HeaderRef<'a>> {
+        self.iter().find(|h| h.is(name))
     }
 
     /// Every header named `name`, in order.
-    pub fn get_all<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = &'a Header> + 'a {
-        self.0.iter().filter(move |h| &h.name == name)
+    pub fn get_all(&self, name: &'a HeaderName) -> impl Iterator<Item = HeaderRef<'a>> + 'a {
+        self.iter().filter(move |h| h.is(name))
     }
 
     /// Whether a header named `name` is present.
@@ -158,16 +200,17 @@ impl Headers {
     /// The first value of `T`: `None` if absent, `Some(Err)` if malformed.
     pub fn typed<T: TypedHeader>(&self) -> Option<Result<T>> {
         let h = self.get(&T::NAME)?;
-        Some(match h.elements().next() {
-            Some(first) => T::parse(first),
-            None => T::parse(h.value()),
+        Some(if T::LIST {
+            T::parse(scan::split_commas(h.value()).next().unwrap_or_default())
+        } else {
+            T::parse(h.value())
         })
     }
 
     /// Every value of `T`, across header lines and comma-separated elements.
     pub fn typed_all<T: TypedHeader>(&self) -> Result<Vec<T>> {
         let mut out = Vec::new();
-        for h in self.get_all(&T::NAME) {
+        for h in self.iter().filter(|h| h.is(&T::NAME)) {
             if T::LIST {
                 for e in scan::split_commas(h.value()) {
                     out.push(T::parse(e)?);
@@ -179,79 +222,21 @@ impl Headers {
         Ok(out)
     }
 
-    /// Iterates over all headers in order.
-    pub fn iter(&self) -> std::slice::Iter<'_, Header> {
-        self.0.iter()
+    /// Iterates over all header lines in order.
+    pub fn iter(&self) -> impl Iterator<Item = HeaderRef<'a>> + 'a {
+        let buf = self.buf;
+        self.entries
+            .iter()
+            .map(move |entry| HeaderRef { buf, entry })
     }
 
     /// Number of header lines.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.entries.len()
     }
 
     /// True when there are no headers.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub(crate) fn push(&mut self, h: Header) {
-        self.0.push(h);
-    }
-
-    pub(crate) fn insert(&mut self, index: usize, h: Header) {
-        let index = index.min(self.0.len());
-        self.0.insert(index, h);
-    }
-
-    /// Replaces every `name` header with `h`, at the position of the first one (or at the end).
-    pub(crate) fn set(&mut self, h: Header) {
-        match self.0.iter().position(|x| x.name == h.name) {
-            Some(i) => {
-                let name = h.name.clone();
-                self.0[i] = h;
-                let mut j = 0;
-                self.0.retain(|x| {
-                    let keep = j <= i || x.name != name;
-                    j += 1;
-                    keep
-                });
-            }
-            None => self.0.push(h),
-        }
-    }
-
-    /// Removes every `name` header; returns how many were removed.
-    pub(crate) fn remove(&mut self, name: &HeaderName) -> usize {
-        let before = self.0.len();
-        self.0.retain(|h| &h.name != name);
-        before - self.0.len()
-    }
-
-    /// Removes the first value of a list header (the top Via, say), dropping the line if
-    /// it held only that value.
-    pub(crate) fn remove_first_value(&mut self, name: &HeaderName) -> bool {
-        let Some(i) = self.0.iter().position(|h| &h.name == name) else { return false };
-        let mut parts = scan::split_commas(self.0[i].value());
-        parts.next();
-        let rest: Vec<&[u8]> = parts.collect();
-        if rest.is_empty() {
-            self.0.remove(i);
-        } else {
-            let joined = rest.join(&b", "[..]);
-            self.0[i] = Header::new(name.clone(), joined);
-        }
-        true
-    }
-
-    pub(crate) fn encoded_len(&self) -> usize {
-        self.0.iter().map(Header::encoded_len).sum()
-    }
-}
-
-impl<'a> IntoIterator for &'a Headers {
-    type Item = &'a Header;
-    type IntoIter = std::slice::Iter<'a, Header>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
+        self.entries.is_empty()
     }
 }

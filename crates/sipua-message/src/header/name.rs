@@ -46,23 +46,7 @@ macro_rules! header_names {
 
             /// Looks up a name as it appears on the wire (any case, compact forms too).
             pub fn from_bytes(name: &[u8]) -> HeaderName {
-                let mut buf = [0u8; 32];
-                if name.len() <= buf.len() {
-                    let lower = &mut buf[..name.len()];
-                    lower.copy_from_slice(name);
-                    lower.make_ascii_lowercase();
-                    let found = match &*lower {
-                        $(
-                            $lower => Some(HeaderName::$variant),
-                            $( [c] if *c == $compact as u8 => Some(HeaderName::$variant), )?
-                        )*
-                        _ => None,
-                    };
-                    if let Some(h) = found {
-                        return h;
-                    }
-                }
-                HeaderName::Other(String::from_utf8_lossy(name).into_owned())
+                HeaderName::known(name).unwrap_or_else(|| HeaderName::Other(String::from_utf8_lossy(name).into_owned()))
             }
         }
     };
@@ -138,6 +122,131 @@ header_names! {
 }
 
 impl HeaderName {
+    /// The known header `name` stands for, without allocating: a jump on (length, first
+    /// and last letter), then one comparison. (Generated from the table above.)
+    pub(crate) fn known(name: &[u8]) -> Option<HeaderName> {
+        let (Some(&first), Some(&last)) = (name.first(), name.last()) else {
+            return None;
+        };
+        match (
+            name.len(),
+            first.to_ascii_lowercase(),
+            last.to_ascii_lowercase(),
+        ) {
+            (1, b'a', _) => Some(HeaderName::AcceptContact),
+            (1, b'b', _) => Some(HeaderName::ReferredBy),
+            (1, b'c', _) => Some(HeaderName::ContentType),
+            (1, b'e', _) => Some(HeaderName::ContentEncoding),
+            (1, b'f', _) => Some(HeaderName::From),
+            (1, b'i', _) => Some(HeaderName::CallId),
+            (1, b'j', _) => Some(HeaderName::RejectContact),
+            (1, b'k', _) => Some(HeaderName::Supported),
+            (1, b'l', _) => Some(HeaderName::ContentLength),
+            (1, b'm', _) => Some(HeaderName::Contact),
+            (1, b'o', _) => Some(HeaderName::Event),
+            (1, b'r', _) => Some(HeaderName::ReferTo),
+            (1, b's', _) => Some(HeaderName::Subject),
+            (1, b't', _) => Some(HeaderName::To),
+            (1, b'u', _) => Some(HeaderName::AllowEvents),
+            (1, b'v', _) => Some(HeaderName::Via),
+            (1, b'x', _) => Some(HeaderName::SessionExpires),
+            (1, b'y', _) => Some(HeaderName::Identity),
+            (2, b't', b'o') if eq_name(name, b"To") => Some(HeaderName::To),
+            (3, b'v', b'a') if eq_name(name, b"Via") => Some(HeaderName::Via),
+            (4, b'c', b'q') if eq_name(name, b"CSeq") => Some(HeaderName::CSeq),
+            (4, b'd', b'e') if eq_name(name, b"Date") => Some(HeaderName::Date),
+            (4, b'f', b'm') if eq_name(name, b"From") => Some(HeaderName::From),
+            (4, b'p', b'h') if eq_name(name, b"Path") => Some(HeaderName::Path),
+            (4, b'r', b'k') if eq_name(name, b"RAck") => Some(HeaderName::RAck),
+            (4, b'r', b'q') if eq_name(name, b"RSeq") => Some(HeaderName::RSeq),
+            (5, b'a', b'w') if eq_name(name, b"Allow") => Some(HeaderName::Allow),
+            (5, b'e', b't') if eq_name(name, b"Event") => Some(HeaderName::Event),
+            (5, b'r', b'e') if eq_name(name, b"Route") => Some(HeaderName::Route),
+            (6, b'a', b't') if eq_name(name, b"Accept") => Some(HeaderName::Accept),
+            (6, b'm', b'e') if eq_name(name, b"Min-SE") => Some(HeaderName::MinSe),
+            (6, b'r', b'n') if eq_name(name, b"Reason") => Some(HeaderName::Reason),
+            (6, b's', b'r') if eq_name(name, b"Server") => Some(HeaderName::Server),
+            (7, b'c', b'd') if eq_name(name, b"Call-ID") => Some(HeaderName::CallId),
+            (7, b'c', b't') if eq_name(name, b"Contact") => Some(HeaderName::Contact),
+            (7, b'e', b's') if eq_name(name, b"Expires") => Some(HeaderName::Expires),
+            (7, b'p', b'y') if eq_name(name, b"Privacy") => Some(HeaderName::Privacy),
+            (7, b'r', b'e') if eq_name(name, b"Require") => Some(HeaderName::Require),
+            (7, b's', b't') if eq_name(name, b"Subject") => Some(HeaderName::Subject),
+            (7, b'w', b'g') if eq_name(name, b"Warning") => Some(HeaderName::Warning),
+            (8, b'i', b'y') if eq_name(name, b"Identity") => Some(HeaderName::Identity),
+            (8, b'p', b'y') if eq_name(name, b"Priority") => Some(HeaderName::Priority),
+            (8, b'r', b'o') if eq_name(name, b"Refer-To") => Some(HeaderName::ReferTo),
+            (8, b'r', b'o') if eq_name(name, b"Reply-To") => Some(HeaderName::ReplyTo),
+            (8, b'r', b's') if eq_name(name, b"Replaces") => Some(HeaderName::Replaces),
+            (8, b's', b'g') if eq_name(name, b"SIP-ETag") => Some(HeaderName::SipETag),
+            (9, b'c', b'o') if eq_name(name, b"Call-Info") => Some(HeaderName::CallInfo),
+            (9, b'r', b'b') if eq_name(name, b"Refer-Sub") => Some(HeaderName::ReferSub),
+            (9, b's', b'd') if eq_name(name, b"Supported") => Some(HeaderName::Supported),
+            (9, b't', b'p') if eq_name(name, b"Timestamp") => Some(HeaderName::Timestamp),
+            (10, b'a', b'o') if eq_name(name, b"Alert-Info") => Some(HeaderName::AlertInfo),
+            (10, b'e', b'o') if eq_name(name, b"Error-Info") => Some(HeaderName::ErrorInfo),
+            (10, b'u', b't') if eq_name(name, b"User-Agent") => Some(HeaderName::UserAgent),
+            (11, b'i', b'o') if eq_name(name, b"In-Reply-To") => Some(HeaderName::InReplyTo),
+            (11, b'm', b's') if eq_name(name, b"Min-Expires") => Some(HeaderName::MinExpires),
+            (11, b'r', b'r') if eq_name(name, b"Retry-After") => Some(HeaderName::RetryAfter),
+            (11, b'r', b'y') if eq_name(name, b"Referred-By") => Some(HeaderName::ReferredBy),
+            (11, b'u', b'd') if eq_name(name, b"Unsupported") => Some(HeaderName::Unsupported),
+            (12, b'a', b's') if eq_name(name, b"Allow-Events") => Some(HeaderName::AllowEvents),
+            (12, b'c', b'e') if eq_name(name, b"Content-Type") => Some(HeaderName::ContentType),
+            (12, b'm', b'n') if eq_name(name, b"MIME-Version") => Some(HeaderName::MimeVersion),
+            (12, b'm', b's') if eq_name(name, b"Max-Forwards") => Some(HeaderName::MaxForwards),
+            (12, b'o', b'n') if eq_name(name, b"Organization") => Some(HeaderName::Organization),
+            (12, b'r', b'e') if eq_name(name, b"Record-Route") => Some(HeaderName::RecordRoute),
+            (12, b's', b'h') if eq_name(name, b"SIP-If-Match") => Some(HeaderName::SipIfMatch),
+            (13, b'a', b'n') if eq_name(name, b"Authorization") => Some(HeaderName::Authorization),
+            (13, b'p', b'e') if eq_name(name, b"Proxy-Require") => Some(HeaderName::ProxyRequire),
+            (13, b's', b'e') if eq_name(name, b"Service-Route") => Some(HeaderName::ServiceRoute),
+            (14, b'a', b't') if eq_name(name, b"Accept-Contact") => Some(HeaderName::AcceptContact),
+            (14, b'c', b'h') if eq_name(name, b"Content-Length") => Some(HeaderName::ContentLength),
+            (14, b'r', b't') if eq_name(name, b"Reject-Contact") => Some(HeaderName::RejectContact),
+            (15, b'a', b'e') if eq_name(name, b"Accept-Language") => {
+                Some(HeaderName::AcceptLanguage)
+            }
+            (15, b'a', b'g') if eq_name(name, b"Accept-Encoding") => {
+                Some(HeaderName::AcceptEncoding)
+            }
+            (15, b's', b's') if eq_name(name, b"Session-Expires") => {
+                Some(HeaderName::SessionExpires)
+            }
+            (16, b'c', b'e') if eq_name(name, b"Content-Language") => {
+                Some(HeaderName::ContentLanguage)
+            }
+            (16, b'c', b'g') if eq_name(name, b"Content-Encoding") => {
+                Some(HeaderName::ContentEncoding)
+            }
+            (16, b'w', b'e') if eq_name(name, b"WWW-Authenticate") => {
+                Some(HeaderName::WwwAuthenticate)
+            }
+            (18, b'p', b'e') if eq_name(name, b"Proxy-Authenticate") => {
+                Some(HeaderName::ProxyAuthenticate)
+            }
+            (18, b's', b'e') if eq_name(name, b"Subscription-State") => {
+                Some(HeaderName::SubscriptionState)
+            }
+            (19, b'a', b'o') if eq_name(name, b"Authentication-Info") => {
+                Some(HeaderName::AuthenticationInfo)
+            }
+            (19, b'c', b'n') if eq_name(name, b"Content-Disposition") => {
+                Some(HeaderName::ContentDisposition)
+            }
+            (19, b'p', b'n') if eq_name(name, b"Proxy-Authorization") => {
+                Some(HeaderName::ProxyAuthorization)
+            }
+            (19, b'p', b'y') if eq_name(name, b"P-Asserted-Identity") => {
+                Some(HeaderName::PAssertedIdentity)
+            }
+            (20, b'p', b'y') if eq_name(name, b"P-Preferred-Identity") => {
+                Some(HeaderName::PPreferredIdentity)
+            }
+            _ => None,
+        }
+    }
+
     /// A name from text; known names become their variant.
     pub fn new(name: &str) -> HeaderName {
         HeaderName::from_bytes(name.as_bytes())
@@ -149,12 +258,41 @@ impl HeaderName {
         use HeaderName::*;
         matches!(
             self,
-            Accept | AcceptEncoding | AcceptLanguage | AlertInfo | Allow | AllowEvents | CallInfo | Contact
-                | ContentEncoding | ContentLanguage | ErrorInfo | InReplyTo | PAssertedIdentity
-                | PPreferredIdentity | Path | ProxyRequire | Reason | RecordRoute | Require | Route
-                | ServiceRoute | Supported | Unsupported | Via | Warning | AcceptContact | RejectContact
+            Accept
+                | AcceptEncoding
+                | AcceptLanguage
+                | AlertInfo
+                | Allow
+                | AllowEvents
+                | CallInfo
+                | Contact
+                | ContentEncoding
+                | ContentLanguage
+                | ErrorInfo
+                | InReplyTo
+                | PAssertedIdentity
+                | PPreferredIdentity
+                | Path
+                | ProxyRequire
+                | Reason
+                | RecordRoute
+                | Require
+                | Route
+                | ServiceRoute
+                | Supported
+                | Unsupported
+                | Via
+                | Warning
+                | AcceptContact
+                | RejectContact
         )
     }
+}
+
+/// Case-insensitive comparison, with a fast path for the canonical spelling most peers use.
+#[inline]
+fn eq_name(name: &[u8], canon: &[u8]) -> bool {
+    name == canon || name.eq_ignore_ascii_case(canon)
 }
 
 impl PartialEq for HeaderName {
@@ -201,11 +339,17 @@ mod tests {
 
     #[test]
     fn lookup_is_case_insensitive_and_knows_compact_forms() {
-        assert_eq!(HeaderName::from_bytes(b"MaX-fOrWaRdS"), HeaderName::MaxForwards);
+        assert_eq!(
+            HeaderName::from_bytes(b"MaX-fOrWaRdS"),
+            HeaderName::MaxForwards
+        );
         assert_eq!(HeaderName::from_bytes(b"v"), HeaderName::Via);
         assert_eq!(HeaderName::from_bytes(b"L"), HeaderName::ContentLength);
         assert_eq!(HeaderName::from_bytes(b"call-id"), HeaderName::CallId);
-        assert_eq!(HeaderName::from_bytes(b"C%6Fntact"), HeaderName::Other("c%6fntact".into()));
+        assert_eq!(
+            HeaderName::from_bytes(b"C%6Fntact"),
+            HeaderName::Other("c%6fntact".into())
+        );
         assert_eq!(HeaderName::CallId.as_str(), "Call-ID");
         assert_eq!(HeaderName::Via.compact(), Some('v'));
     }

@@ -49,7 +49,8 @@ impl TypedHeader for CSeq {
         let mut c = Cursor::new(s);
         c.skip_ws();
         let num = c.take_while(|b| b.is_ascii_digit());
-        let seq = scan::parse_u32(num).ok_or(bad(&Self::NAME, "sequence number missing or too large"))?;
+        let seq =
+            scan::parse_u32(num).ok_or(bad(&Self::NAME, "sequence number missing or too large"))?;
         let before = c.pos;
         c.skip_ws();
         if c.pos == before {
@@ -72,6 +73,11 @@ impl fmt::Display for CSeq {
 
 /// Checks and returns a Call-ID (`word ["@" word]`, RFC 3261 §20.8).
 pub fn parse_call_id(s: &[u8]) -> Result<String> {
+    check_call_id(s).map(scan::string)
+}
+
+/// Checks a Call-ID without allocating; returns it trimmed.
+pub(crate) fn check_call_id(s: &[u8]) -> Result<&[u8]> {
     let s = scan::trim(s);
     let bad = || ParseError::in_header(ErrorKind::HeaderValue, "Call-ID", "not a word[@word]");
     let (a, b) = match memchr::memchr(b'@', s) {
@@ -82,14 +88,18 @@ pub fn parse_call_id(s: &[u8]) -> Result<String> {
     if !word(a) || !b.is_none_or(word) {
         return Err(bad());
     }
-    Ok(scan::string(s))
+    Ok(s)
 }
 
 /// Parses Max-Forwards (0 to 255).
 pub fn parse_max_forwards(s: &[u8]) -> Result<u8> {
     scan::parse_u32(scan::trim(s))
         .and_then(|v| u8::try_from(v).ok())
-        .ok_or(ParseError::in_header(ErrorKind::HeaderValue, "Max-Forwards", "expected 0 to 255"))
+        .ok_or(ParseError::in_header(
+            ErrorKind::HeaderValue,
+            "Max-Forwards",
+            "expected 0 to 255",
+        ))
 }
 
 macro_rules! delta_header {
@@ -196,12 +206,19 @@ impl Contact {
 
     /// The `expires` parameter, if present and valid.
     pub fn expires(&self) -> Option<u32> {
-        self.addr()?.params.value("expires").and_then(|v| scan::parse_u32(v.as_bytes()))
+        self.addr()?
+            .params
+            .value("expires")
+            .and_then(|v| scan::parse_u32(v.as_bytes()))
     }
 
     /// The `q` parameter (0.0 to 1.0), if present and valid.
     pub fn q(&self) -> Option<f32> {
-        self.addr()?.params.value("q").and_then(|v| v.parse().ok()).filter(|q| (0.0..=1.0).contains(q))
+        self.addr()?
+            .params
+            .value("q")
+            .and_then(|v| v.parse().ok())
+            .filter(|q| (0.0..=1.0).contains(q))
     }
 }
 
@@ -212,7 +229,9 @@ impl TypedHeader for Contact {
         if scan::trim(s) == b"*" {
             return Ok(Contact::Star);
         }
-        NameAddr::parse(s).map(Contact::Addr).map_err(|e| e.with_header("Contact"))
+        NameAddr::parse(s)
+            .map(Contact::Addr)
+            .map_err(|e| e.with_header("Contact"))
     }
 }
 
@@ -239,7 +258,11 @@ pub struct MediaType {
 impl MediaType {
     /// `type/subtype` without parameters.
     pub fn new(kind: &str, subtype: &str) -> MediaType {
-        MediaType { kind: kind.into(), subtype: subtype.into(), params: Params::new() }
+        MediaType {
+            kind: kind.into(),
+            subtype: subtype.into(),
+            params: Params::new(),
+        }
     }
 
     /// Case-insensitive check of type and subtype.
@@ -266,7 +289,11 @@ impl MediaType {
         if !c.at_end() {
             return Err(bad(name, "unexpected text"));
         }
-        Ok(MediaType { kind: scan::string(kind), subtype: scan::string(subtype), params })
+        Ok(MediaType {
+            kind: scan::string(kind),
+            subtype: scan::string(subtype),
+            params,
+        })
     }
 }
 
@@ -374,7 +401,9 @@ impl Event {
 impl SubscriptionState {
     /// `expires` in seconds.
     pub fn expires(&self) -> Option<u32> {
-        self.params.value("expires").and_then(|v| scan::parse_u32(v.as_bytes()))
+        self.params
+            .value("expires")
+            .and_then(|v| scan::parse_u32(v.as_bytes()))
     }
     /// `reason` (deactivated, probation, rejected, timeout, giveup, noresource, invariant).
     pub fn reason(&self) -> Option<&str> {
@@ -382,7 +411,9 @@ impl SubscriptionState {
     }
     /// `retry-after` in seconds.
     pub fn retry_after(&self) -> Option<u32> {
-        self.params.value("retry-after").and_then(|v| scan::parse_u32(v.as_bytes()))
+        self.params
+            .value("retry-after")
+            .and_then(|v| scan::parse_u32(v.as_bytes()))
     }
 }
 
@@ -447,7 +478,9 @@ impl TypedHeader for Allow {
     const NAME: HeaderName = HeaderName::Allow;
     const LIST: bool = true;
     fn parse(s: &[u8]) -> Result<Allow> {
-        Method::parse(scan::trim(s)).map(Allow).map_err(|_| bad(&Self::NAME, "expected a method"))
+        Method::parse(scan::trim(s))
+            .map(Allow)
+            .map_err(|_| bad(&Self::NAME, "expected a method"))
     }
 }
 
@@ -542,7 +575,11 @@ impl TypedHeader for RetryAfter {
     const NAME: HeaderName = HeaderName::RetryAfter;
     fn parse(s: &[u8]) -> Result<RetryAfter> {
         let (delta, comment, params) = delta_with_params(s, &Self::NAME)?;
-        Ok(RetryAfter { delta, comment, params })
+        Ok(RetryAfter {
+            delta,
+            comment,
+            params,
+        })
     }
 }
 
@@ -572,9 +609,11 @@ impl TypedHeader for RAck {
     fn parse(s: &[u8]) -> Result<RAck> {
         let mut c = Cursor::new(s);
         c.skip_ws();
-        let rseq = scan::parse_u32(c.take_while(|b| b.is_ascii_digit())).ok_or(bad(&Self::NAME, "bad RSeq"))?;
+        let rseq = scan::parse_u32(c.take_while(|b| b.is_ascii_digit()))
+            .ok_or(bad(&Self::NAME, "bad RSeq"))?;
         c.skip_ws();
-        let cseq = scan::parse_u32(c.take_while(|b| b.is_ascii_digit())).ok_or(bad(&Self::NAME, "bad CSeq"))?;
+        let cseq = scan::parse_u32(c.take_while(|b| b.is_ascii_digit()))
+            .ok_or(bad(&Self::NAME, "bad CSeq"))?;
         c.skip_ws();
         let method = c.token().ok_or(bad(&Self::NAME, "missing method"))?;
         if !c.at_end() {
@@ -665,7 +704,10 @@ pub struct Auth {
 impl Auth {
     /// The value of parameter `name` (case-insensitive).
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|p| p.name.eq_ignore_ascii_case(name)).map(|p| p.value.as_str())
+        self.params
+            .iter()
+            .find(|p| p.name.eq_ignore_ascii_case(name))
+            .map(|p| p.value.as_str())
     }
 
     /// Whether the scheme is Digest.
@@ -675,7 +717,11 @@ impl Auth {
 
     /// Adds a parameter.
     pub fn push(&mut self, name: &str, value: &str, quoted: bool) {
-        self.params.push(AuthParam { name: name.into(), value: value.into(), quoted });
+        self.params.push(AuthParam {
+            name: name.into(),
+            value: value.into(),
+            quoted,
+        });
     }
 
     fn parse_named(s: &[u8], name: &HeaderName) -> Result<Auth> {
@@ -684,7 +730,11 @@ impl Auth {
         let scheme = c.token().ok_or(bad(name, "missing scheme"))?;
         let scheme = scan::string(scheme);
         if c.at_end() {
-            return Ok(Auth { scheme, params: Vec::new(), token: None });
+            return Ok(Auth {
+                scheme,
+                params: Vec::new(),
+                token: None,
+            });
         }
         let rest = c.rest();
         let mut params = Vec::new();
@@ -697,7 +747,11 @@ impl Auth {
             if !p.eat_sep(b'=') {
                 // token68 form (e.g. `Negotiate abc==`): keep opaque
                 if params.is_empty() && !rest.contains(&b',') {
-                    return Ok(Auth { scheme, params, token: Some(scan::string(scan::trim(rest))) });
+                    return Ok(Auth {
+                        scheme,
+                        params,
+                        token: Some(scan::string(scan::trim(rest))),
+                    });
                 }
                 return Err(bad(name, "bad auth parameter"));
             }
@@ -711,9 +765,17 @@ impl Auth {
             if !p.at_end() {
                 return Err(bad(name, "bad auth parameter"));
             }
-            params.push(AuthParam { name: scan::string(pname), value, quoted });
+            params.push(AuthParam {
+                name: scan::string(pname),
+                value,
+                quoted,
+            });
         }
-        Ok(Auth { scheme, params, token: None })
+        Ok(Auth {
+            scheme,
+            params,
+            token: None,
+        })
     }
 }
 
@@ -781,30 +843,55 @@ pub struct Date {
 impl TypedHeader for Date {
     const NAME: HeaderName = HeaderName::Date;
     fn parse(s: &[u8]) -> Result<Date> {
-        let e = || bad(&HeaderName::Date, "expected 'Wkd, DD Mon YYYY HH:MM:SS GMT'");
+        let e = || {
+            bad(
+                &HeaderName::Date,
+                "expected 'Wkd, DD Mon YYYY HH:MM:SS GMT'",
+            )
+        };
         let t = std::str::from_utf8(scan::trim(s)).map_err(|_| e())?;
         let parts: Vec<&str> = t.split_ascii_whitespace().collect();
-        let [wkday, day, month, year, time, zone] = parts[..] else { return Err(e()) };
+        let [wkday, day, month, year, time, zone] = parts[..] else {
+            return Err(e());
+        };
         if !wkday.ends_with(',') || zone != "GMT" {
             return Err(e());
         }
-        const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
         let month = MONTHS.iter().position(|m| *m == month).ok_or_else(e)? as u64 + 1;
         let day: u64 = day.parse().map_err(|_| e())?;
         let year: u64 = year.parse().map_err(|_| e())?;
-        let hms: Vec<u64> = time.split(':').map(|x| x.parse().map_err(|_| e())).collect::<Result<_>>()?;
-        let [h, m, sec] = hms[..] else { return Err(e()) };
-        if !(1..=31).contains(&day) || !(1970..=9999).contains(&year) || h > 23 || m > 59 || sec > 60 {
+        let hms: Vec<u64> = time
+            .split(':')
+            .map(|x| x.parse().map_err(|_| e()))
+            .collect::<Result<_>>()?;
+        let [h, m, sec] = hms[..] else {
+            return Err(e());
+        };
+        if !(1..=31).contains(&day)
+            || !(1970..=9999).contains(&year)
+            || h > 23
+            || m > 59
+            || sec > 60
+        {
             return Err(e());
         }
         // days from civil (Howard Hinnant's algorithm), for years >= 1970
-        let (y, mo) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
+        let (y, mo) = if month <= 2 {
+            (year - 1, month + 9)
+        } else {
+            (year, month - 3)
+        };
         let era = y / 400;
         let yoe = y - era * 400;
         let doy = (153 * mo + 2) / 5 + day - 1;
         let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
         let days = era * 146_097 + doe - 719_468;
-        Ok(Date { unix: days * 86_400 + h * 3600 + m * 60 + sec })
+        Ok(Date {
+            unix: days * 86_400 + h * 3600 + m * 60 + sec,
+        })
     }
 }
 
@@ -822,7 +909,9 @@ impl fmt::Display for Date {
         let d = doy - (153 * mp + 2) / 5 + 1;
         let m = if mp < 10 { mp + 3 } else { mp - 9 };
         let y = yoe + era * 400 + u64::from(m <= 2);
-        const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
         const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
         write!(
             f,
@@ -882,7 +971,13 @@ mod tests {
     #[test]
     fn cseq_with_folding_and_zeros() {
         let c = CSeq::parse(b"0009\r\n  INVITE").unwrap();
-        assert_eq!(c, CSeq { seq: 9, method: Method::Invite });
+        assert_eq!(
+            c,
+            CSeq {
+                seq: 9,
+                method: Method::Invite
+            }
+        );
         assert!(CSeq::parse(b"36893488147419103232 REGISTER").is_err());
         assert!(CSeq::parse(b"1INVITE").is_err());
         assert!(CSeq::parse(b"1").is_err());
@@ -912,10 +1007,17 @@ mod tests {
         assert_eq!(r.comment.as_deref(), Some("I'm in a meeting"));
         let r = RAck::parse(b"776656 1 INVITE").unwrap();
         assert_eq!((r.rseq, r.cseq), (776656, 1));
-        let r = Replaces::parse(b"425928@bobster.example.org;to-tag=7743;from-tag=6472;early-only").unwrap();
-        assert_eq!((r.to_tag(), r.from_tag(), r.early_only()), (Some("7743"), Some("6472"), true));
+        let r = Replaces::parse(b"425928@bobster.example.org;to-tag=7743;from-tag=6472;early-only")
+            .unwrap();
+        assert_eq!(
+            (r.to_tag(), r.from_tag(), r.early_only()),
+            (Some("7743"), Some("6472"), true)
+        );
         let s = SubscriptionState::parse(b"terminated;reason=timeout;retry-after=30").unwrap();
-        assert_eq!((s.state.as_str(), s.reason(), s.retry_after()), ("terminated", Some("timeout"), Some(30)));
+        assert_eq!(
+            (s.state.as_str(), s.reason(), s.retry_after()),
+            ("terminated", Some("timeout"), Some(30))
+        );
         let d = Date::parse(b"Sat, 13 Nov 2010 23:29:00 GMT").unwrap();
         assert_eq!(d.unix, 1_289_690_940);
         assert_eq!(d.to_string(), "Sat, 13 Nov 2010 23:29:00 GMT");

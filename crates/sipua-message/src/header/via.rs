@@ -103,13 +103,98 @@ impl Via {
     pub fn new(transport: Transport, host: Host, port: Option<u16>, branch: &str) -> Via {
         let mut params = Params::new();
         params.set("branch", Some(branch));
-        Via { protocol: "SIP/2.0".into(), transport, host, port, params }
+        Via {
+            protocol: "SIP/2.0".into(),
+            transport,
+            host,
+            port,
+            params,
+        }
     }
 
     /// Parses one Via value (no commas).
     pub fn parse(s: &[u8]) -> Result<Via> {
-        let bad = |r| ParseError::in_header(ErrorKind::HeaderValue, "Via", r);
         let mut c = Cursor::new(s);
+        let p = ViaParts::split(&mut c)?;
+        let params = Params::parse(&mut c).map_err(|e| e.with_header("Via"))?;
+        if !c.at_end() {
+            return Err(bad("unexpected text"));
+        }
+        let mut protocol = String::with_capacity(p.name.len() + p.version.len() + 1);
+        protocol.push_str(&scan::string(p.name));
+        protocol.push('/');
+        protocol.push_str(&scan::string(p.version));
+        let host = Host::parse(p.host).map_err(|_| bad("bad sent-by host"))?;
+        Ok(Via {
+            protocol,
+            transport: Transport::parse(p.transport),
+            host,
+            port: p.port,
+            params,
+        })
+    }
+
+    /// The `branch` parameter (transaction id, RFC 3261 §8.1.1.7).
+    pub fn branch(&self) -> Option<&str> {
+        self.params.value("branch")
+    }
+
+    /// Whether the branch carries the RFC 3261 magic cookie (else RFC 2543 matching applies).
+    pub fn has_rfc3261_branch(&self) -> bool {
+        self.branch()
+            .is_some_and(|b| b.len() > BRANCH_COOKIE.len() && b.starts_with(BRANCH_COOKIE))
+    }
+
+    /// The `received` parameter as a host (bare or bracketed IPv6 accepted, RFC 5118 §4.5).
+    pub fn received(&self) -> Option<Host> {
+        self.params
+            .value("received")
+            .and_then(|v| Host::parse_lenient(v.as_bytes()).ok())
+    }
+
+    /// The `rport` parameter (RFC 3581): `Some(None)` when present without a value.
+    pub fn rport(&self) -> Option<Option<u16>> {
+        self.params
+            .get("rport")
+            .map(|v| v.and_then(|v| v.parse().ok()))
+    }
+
+    /// The `maddr` parameter.
+    pub fn maddr(&self) -> Option<Host> {
+        self.params
+            .value("maddr")
+            .and_then(|v| Host::parse_lenient(v.as_bytes()).ok())
+    }
+
+    /// The `ttl` parameter.
+    pub fn ttl(&self) -> Option<u8> {
+        self.params.value("ttl").and_then(|v| v.parse().ok())
+    }
+
+    /// sent-by port or the transport's default.
+    pub fn port_or_default(&self) -> u16 {
+        self.port.unwrap_or_else(|| self.transport.default_port())
+    }
+}
+
+fn bad(reason: &'static str) -> ParseError {
+    ParseError::in_header(ErrorKind::HeaderValue, "Via", reason)
+}
+
+/// A Via value cut into raw parts and checked, without allocating.
+pub(crate) struct ViaParts<'a> {
+    pub name: &'a [u8],
+    pub version: &'a [u8],
+    pub transport: &'a [u8],
+    pub host: &'a [u8],
+    pub port: Option<u16>,
+    /// The `branch` parameter, raw (filled by [`ViaParts::check`]).
+    pub branch: Option<&'a [u8]>,
+}
+
+impl<'a> ViaParts<'a> {
+    /// sent-protocol and sent-by; leaves the cursor before the parameters.
+    fn split(c: &mut Cursor<'a>) -> Result<ViaParts<'a>> {
         c.skip_ws();
         let name = c.token().ok_or(bad("bad sent-protocol"))?;
         if !c.eat_sep(b'/') {
@@ -127,7 +212,7 @@ impl Via {
         if c.pos == before {
             return Err(bad("missing sent-by"));
         }
-        let host_bytes = if c.peek() == Some(b'[') {
+        let host = if c.peek() == Some(b'[') {
             let start = c.pos;
             c.take_while(|b| b != b']');
             if !c.eat(b']') {
@@ -137,59 +222,43 @@ impl Via {
         } else {
             c.take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
         };
-        let host = Host::parse(host_bytes).map_err(|_| bad("bad sent-by host"))?;
+        Host::check(host).map_err(|_| bad("bad sent-by host"))?;
         let port = if c.eat_sep(b':') {
             c.skip_ws();
             let p = c.take_while(|b| b.is_ascii_digit());
-            let p = scan::parse_u32(p).and_then(|p| u16::try_from(p).ok()).ok_or(bad("bad sent-by port"))?;
+            let p = scan::parse_u32(p)
+                .and_then(|p| u16::try_from(p).ok())
+                .ok_or(bad("bad sent-by port"))?;
             Some(p)
         } else {
             None
         };
-        let params = Params::parse(&mut c).map_err(|e| e.with_header("Via"))?;
+        Ok(ViaParts {
+            name,
+            version,
+            transport,
+            host,
+            port,
+            branch: None,
+        })
+    }
+
+    /// Checks a whole Via value (no commas) and returns its parts with the branch.
+    pub(crate) fn check(s: &'a [u8]) -> Result<ViaParts<'a>> {
+        let mut c = Cursor::new(s);
+        let mut p = ViaParts::split(&mut c)?;
+        let mut branch = None;
+        crate::params::scan_params(&mut c, |name, value| {
+            if branch.is_none() && name.eq_ignore_ascii_case(b"branch") {
+                branch = value.map(|(v, _)| v);
+            }
+        })
+        .map_err(|e| e.with_header("Via"))?;
         if !c.at_end() {
             return Err(bad("unexpected text"));
         }
-        let mut protocol = String::with_capacity(name.len() + version.len() + 1);
-        protocol.push_str(&scan::string(name));
-        protocol.push('/');
-        protocol.push_str(&scan::string(version));
-        Ok(Via { protocol, transport: Transport::parse(transport), host, port, params })
-    }
-
-    /// The `branch` parameter (transaction id, RFC 3261 §8.1.1.7).
-    pub fn branch(&self) -> Option<&str> {
-        self.params.value("branch")
-    }
-
-    /// Whether the branch carries the RFC 3261 magic cookie (else RFC 2543 matching applies).
-    pub fn has_rfc3261_branch(&self) -> bool {
-        self.branch().is_some_and(|b| b.len() > BRANCH_COOKIE.len() && b.starts_with(BRANCH_COOKIE))
-    }
-
-    /// The `received` parameter as a host (bare or bracketed IPv6 accepted, RFC 5118 §4.5).
-    pub fn received(&self) -> Option<Host> {
-        self.params.value("received").and_then(|v| Host::parse_lenient(v.as_bytes()).ok())
-    }
-
-    /// The `rport` parameter (RFC 3581): `Some(None)` when present without a value.
-    pub fn rport(&self) -> Option<Option<u16>> {
-        self.params.get("rport").map(|v| v.and_then(|v| v.parse().ok()))
-    }
-
-    /// The `maddr` parameter.
-    pub fn maddr(&self) -> Option<Host> {
-        self.params.value("maddr").and_then(|v| Host::parse_lenient(v.as_bytes()).ok())
-    }
-
-    /// The `ttl` parameter.
-    pub fn ttl(&self) -> Option<u8> {
-        self.params.value("ttl").and_then(|v| v.parse().ok())
-    }
-
-    /// sent-by port or the transport's default.
-    pub fn port_or_default(&self) -> u16 {
-        self.port.unwrap_or_else(|| self.transport.default_port())
+        p.branch = branch;
+        Ok(p)
     }
 }
 
@@ -222,18 +291,29 @@ mod tests {
         assert_eq!(v.host, Host::Ipv4("192.0.2.2".parse().unwrap()));
         assert_eq!(v.branch(), Some("390skdjuw"));
         assert!(!v.has_rfc3261_branch());
-        let v = Via::parse(b"SIP  / 2.0  / TCP     spindle.example.com   ;\r\n  branch  =   z9hG4bK9ikj8").unwrap();
+        let v = Via::parse(
+            b"SIP  / 2.0  / TCP     spindle.example.com   ;\r\n  branch  =   z9hG4bK9ikj8",
+        )
+        .unwrap();
         assert_eq!(v.branch(), Some("z9hG4bK9ikj8"));
         assert!(v.has_rfc3261_branch());
-        assert_eq!(v.to_string(), "SIP/2.0/TCP spindle.example.com;branch=z9hG4bK9ikj8");
+        assert_eq!(
+            v.to_string(),
+            "SIP/2.0/TCP spindle.example.com;branch=z9hG4bK9ikj8"
+        );
     }
 
     #[test]
     fn rport_received_and_ipv6() {
-        let v = Via::parse(b"SIP/2.0/UDP [2001:db8::9:1]:6050;branch=z9hG4bKas3;received=[2001:db8::9:255];rport")
-            .unwrap();
+        let v = Via::parse(
+            b"SIP/2.0/UDP [2001:db8::9:1]:6050;branch=z9hG4bKas3;received=[2001:db8::9:255];rport",
+        )
+        .unwrap();
         assert_eq!(v.port, Some(6050));
-        assert_eq!(v.received(), Some(Host::Ipv6("2001:db8::9:255".parse().unwrap())));
+        assert_eq!(
+            v.received(),
+            Some(Host::Ipv6("2001:db8::9:255".parse().unwrap()))
+        );
         assert_eq!(v.rport(), Some(None));
         let v = Via::parse(b"SIP/2.0/UDP h;rport=5062;received=2001:db8::9:255").unwrap();
         assert_eq!(v.rport(), Some(Some(5062)));
@@ -242,7 +322,13 @@ mod tests {
 
     #[test]
     fn malformed_vias() {
-        for bad in [&b"SIP/2.0/UDP 192.0.2.15;;"[..], b"SIP/2.0/UDP", b"SIP/2.0 host", b"SIP/2.0/UDP host:99999", b""] {
+        for bad in [
+            &b"SIP/2.0/UDP 192.0.2.15;;"[..],
+            b"SIP/2.0/UDP",
+            b"SIP/2.0 host",
+            b"SIP/2.0/UDP host:99999",
+            b"",
+        ] {
             assert!(Via::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
     }
