@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde_json::{json, Value};
-use sipua_message::{Message, NameAddr, Via};
+use sipua_message::{Message, NameAddr, ParseError, Via};
 
 /// Arguments of `sipua parse`.
 #[derive(clap::Args)]
@@ -32,13 +32,16 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match Message::parse(&data) {
-        Ok(msg) => {
-            let out = if args.json {
-                to_json(&msg).to_string() + "\n"
-            } else {
-                summary(&msg)
-            };
+    // parse, then check the full grammar of Via, From, To and Contact as a UAS would
+    let result = Message::parse(&data).and_then(|msg| {
+        if args.json {
+            to_json(&msg).map(|v| v.to_string() + "\n")
+        } else {
+            summary(&msg)
+        }
+    });
+    match result {
+        Ok(out) => {
             // a closed pipe is not worth a panic
             let _ = std::io::stdout().write_all(out.as_bytes());
             ExitCode::SUCCESS
@@ -66,7 +69,8 @@ fn via_json(v: &Via) -> Value {
 }
 
 /// The JSON form documented in the README.
-pub fn to_json(msg: &Message) -> Value {
+pub fn to_json(msg: &Message) -> Result<Value, ParseError> {
+    msg.validate()?;
     let (kind, method, uri, status, reason) = match msg {
         Message::Request(r) => (
             "request",
@@ -88,7 +92,7 @@ pub fn to_json(msg: &Message) -> Value {
         .iter()
         .map(|h| json!([h.name().as_str(), h.unfolded()]))
         .collect();
-    json!({
+    Ok(json!({
         "kind": kind,
         "method": method,
         "uri": uri,
@@ -96,17 +100,18 @@ pub fn to_json(msg: &Message) -> Value {
         "reason": reason,
         "call_id": msg.call_id(),
         "cseq": { "seq": msg.cseq().seq, "method": msg.cseq().method.to_string() },
-        "from": addr_json(msg.from()),
-        "to": addr_json(msg.to()),
-        "via": msg.via().iter().map(via_json).collect::<Vec<_>>(),
+        "from": addr_json(msg.from()?),
+        "to": addr_json(msg.to()?),
+        "via": msg.via()?.iter().map(via_json).collect::<Vec<_>>(),
         "max_forwards": msg.max_forwards(),
         "content_type": msg.content_type().map(|c| c.to_string()),
         "headers": headers,
         "body_len": msg.body().len(),
-    })
+    }))
 }
 
-fn summary(msg: &Message) -> String {
+fn summary(msg: &Message) -> Result<String, ParseError> {
+    msg.validate()?;
     let mut s = String::new();
     match msg {
         Message::Request(r) => s.push_str(&format!("request  {} {}\n", r.method(), r.uri())),
@@ -114,9 +119,9 @@ fn summary(msg: &Message) -> String {
     }
     s.push_str(&format!("call-id  {}\n", msg.call_id()));
     s.push_str(&format!("cseq     {}\n", msg.cseq()));
-    s.push_str(&format!("from     {}\n", msg.from()));
-    s.push_str(&format!("to       {}\n", msg.to()));
-    for (i, v) in msg.via().iter().enumerate() {
+    s.push_str(&format!("from     {}\n", msg.from()?));
+    s.push_str(&format!("to       {}\n", msg.to()?));
+    for (i, v) in msg.via()?.iter().enumerate() {
         s.push_str(&format!("via[{i}]   {v}\n"));
     }
     s.push_str(&format!("headers  {}\n", msg.headers().len()));
@@ -125,5 +130,5 @@ fn summary(msg: &Message) -> String {
         .map(|c| format!(" ({c})"))
         .unwrap_or_default();
     s.push_str(&format!("body     {} bytes{ct}\n", msg.body().len()));
-    s
+    Ok(s)
 }

@@ -18,12 +18,12 @@ use bytes::{BufMut, Bytes};
 use crate::error::{ErrorKind, ParseError, Result};
 use crate::header::{
     check_call_id, parse_max_forwards, span, CSeq, Contact, ContentLength, ContentType, Entry,
-    Header, HeaderName, Headers, MediaType, Span, Transport, TypedHeader, Via, ViaParts,
+    Header, HeaderName, Headers, Known, MediaType, Span, Transport, TypedHeader, Via, ViaParts,
 };
 use crate::method::Method;
 use crate::name_addr::{self, NameAddr};
 use crate::scan;
-use crate::uri::{check_uri, AbsoluteUri, Host, Uri};
+use crate::uri::{check_uri, AbsoluteUri, Uri};
 
 /// Most header lines accepted in one message; more is treated as an attack.
 pub const MAX_HEADERS: usize = 512;
@@ -86,9 +86,9 @@ struct Core {
     to: usize,
     from_tag: Option<Span>,
     to_tag: Option<Span>,
-    via: OnceLock<Vec<Via>>,
-    from_addr: OnceLock<Box<NameAddr>>,
-    to_addr: OnceLock<Box<NameAddr>>,
+    via: OnceLock<Result<Vec<Via>>>,
+    from_addr: OnceLock<Result<Box<NameAddr>>>,
+    to_addr: OnceLock<Result<Box<NameAddr>>>,
 }
 
 /// The borrowed transaction key of a message's top Via (RFC 3261 §17.1.3, §17.2.3).
@@ -228,30 +228,49 @@ macro_rules! common_methods {
             }
         }
 
-        /// Every Via, top first (parsed on first use).
-        pub fn via(&self) -> &[Via] {
+        /// Every Via, top first, parsed in full on first use (the top Via's key is checked at
+        /// parse time; the rest of the grammar here).
+        pub fn via(&self) -> Result<&[Via]> {
             self.head().vias()
         }
 
-        /// The top Via (parsed on first use).
-        pub fn top_via(&self) -> &Via {
-            self.via().first().unwrap_or(&NO_VIA)
+        /// The top Via, parsed in full on first use.
+        pub fn top_via(&self) -> Result<&Via> {
+            self.via()?.first().ok_or(ParseError::in_header(
+                ErrorKind::MissingHeader,
+                "Via",
+                "missing",
+            ))
         }
 
-        /// The From header (parsed on first use).
-        pub fn from(&self) -> &NameAddr {
+        /// The From header, parsed in full on first use.
+        pub fn from(&self) -> Result<&NameAddr> {
             let h = self.head();
             h.core
                 .from_addr
-                .get_or_init(|| Box::new(h.name_addr(h.core.from)))
+                .get_or_init(|| h.name_addr(h.core.from, "From"))
+                .as_deref()
+                .map_err(Clone::clone)
         }
 
-        /// The To header (parsed on first use).
-        pub fn to(&self) -> &NameAddr {
+        /// The To header, parsed in full on first use.
+        pub fn to(&self) -> Result<&NameAddr> {
             let h = self.head();
             h.core
                 .to_addr
-                .get_or_init(|| Box::new(h.name_addr(h.core.to)))
+                .get_or_init(|| h.name_addr(h.core.to, "To"))
+                .as_deref()
+                .map_err(Clone::clone)
+        }
+
+        /// Checks the full grammar of the headers a UA relies on (every Via, From, To,
+        /// Contact), beyond what [`Message::parse`] checks. A UAS answers a failure with 400.
+        pub fn validate(&self) -> Result<()> {
+            self.via()?;
+            self.from()?;
+            self.to()?;
+            self.contacts()?;
+            Ok(())
         }
 
         /// The From tag, read without allocating.
@@ -351,7 +370,7 @@ macro_rules! common_methods {
             let at = h
                 .entries
                 .iter()
-                .position(|e| e.known == Some(HeaderName::Via))
+                .position(|e| e.known == Some(Known::Via))
                 .unwrap_or(0);
             let mut lines = h.lines();
             lines.insert(at, Line::New(Header::new(HeaderName::Via, via.to_string())));
@@ -363,15 +382,13 @@ macro_rules! common_methods {
         /// Removes the top Via (what a UAC or proxy does with a response, RFC 3261 §18.1.2);
         /// refuses to remove the last one.
         pub fn pop_via(&mut self) -> Option<Via> {
-            let top = self.via().first()?.clone();
-            if self.via().len() < 2 {
+            let vias = self.via().ok()?;
+            if vias.len() < 2 {
                 return None;
             }
+            let top = vias[0].clone();
             let h = self.head();
-            let i = h
-                .entries
-                .iter()
-                .position(|e| e.known == Some(HeaderName::Via))?;
+            let i = h.entries.iter().position(|e| e.known == Some(Known::Via))?;
             let mut lines = h.lines();
             let rest: Vec<&[u8]> = scan::split_commas(&h.buf[span(h.entries[i].value)])
                 .skip(1)
@@ -388,7 +405,7 @@ macro_rules! common_methods {
 
         /// Sets the tag of the To header (a UAS creating a dialog, RFC 3261 §8.2.6.2).
         pub fn set_to_tag(&mut self, tag: &str) -> Result<()> {
-            let mut to = self.to().clone();
+            let mut to = self.to()?.clone();
             to.set_tag(tag);
             self.set_header(Header::new(HeaderName::To, to.to_string()))
         }
@@ -399,12 +416,7 @@ macro_rules! common_methods {
             let mut lines: Vec<Line<'_>> = h
                 .entries
                 .iter()
-                .filter(|e| {
-                    !matches!(
-                        e.known,
-                        Some(HeaderName::ContentType | HeaderName::ContentLength)
-                    )
-                })
+                .filter(|e| !matches!(e.known, Some(Known::ContentType | Known::ContentLength)))
                 .map(|e| Line::Raw(&h.buf[span(e.line)]))
                 .collect();
             if let Some(ct) = content_type {
@@ -420,15 +432,6 @@ macro_rules! common_methods {
         }
     };
 }
-
-/// Stands in for a Via that cannot be missing (every parsed or built message has one).
-static NO_VIA: Via = Via {
-    protocol: String::new(),
-    transport: Transport::Udp,
-    host: Host::Domain(String::new()),
-    port: None,
-    params: crate::params::Params::new(),
-};
 
 impl Message {
     common_methods!();
@@ -565,30 +568,34 @@ fn unparsable_uri() -> Uri {
 }
 
 impl Head {
-    fn vias(&self) -> &[Via] {
-        self.core.via.get_or_init(|| {
+    fn vias(&self) -> Result<&[Via]> {
+        let r = self.core.via.get_or_init(|| {
             let mut out = Vec::with_capacity(2);
-            for e in self
-                .entries
-                .iter()
-                .filter(|e| e.known == Some(HeaderName::Via))
-            {
+            for e in self.entries.iter().filter(|e| e.known == Some(Known::Via)) {
                 for part in scan::split_commas(&self.buf[span(e.value)]) {
-                    if let Ok(v) = Via::parse(part) {
-                        out.push(v);
+                    if part.is_empty() {
+                        return Err(ParseError::in_header(
+                            ErrorKind::HeaderValue,
+                            "Via",
+                            "empty value",
+                        ));
                     }
+                    out.push(Via::parse(part)?);
                 }
             }
-            out
-        })
+            Ok(out)
+        });
+        r.as_deref().map_err(Clone::clone)
     }
 
-    fn name_addr(&self, entry: usize) -> NameAddr {
+    fn name_addr(&self, entry: usize, header: &'static str) -> Result<Box<NameAddr>> {
         let v = self
             .entries
             .get(entry)
             .map_or(&b""[..], |e| &self.buf[span(e.value)]);
-        NameAddr::parse(v).unwrap_or_else(|_| NameAddr::new(unparsable_uri()))
+        NameAddr::parse(v)
+            .map(Box::new)
+            .map_err(|e| e.with_header_name(header))
     }
 
     /// Every header line, unchanged.
@@ -718,7 +725,7 @@ fn parse_message(buf: Bytes) -> Result<Message> {
     let mut content_length: Option<u32> = None;
     for e in entries
         .iter()
-        .filter(|e| e.known == Some(HeaderName::ContentLength))
+        .filter(|e| e.known == Some(Known::ContentLength))
     {
         let n = ContentLength::parse(&data[span(e.value)])
             .map_err(|_| {
@@ -754,9 +761,9 @@ fn parse_message(buf: Bytes) -> Result<Message> {
         body: (body_start as u32, body_end as u32),
         core,
         pristine: true,
-        buf: buf.clone(),
+        buf,
     };
-    let msg = parse_start_line(&buf, head)?;
+    let msg = parse_start_line(head)?;
     if let Message::Request(r) = &msg {
         if r.head.core.cseq.method != r.method {
             return Err(ParseError::in_header(
@@ -771,7 +778,7 @@ fn parse_message(buf: Bytes) -> Result<Message> {
 
 /// End of the line starting at `pos` (before CR LF or a bare LF) and the start of the next.
 fn line_end(data: &[u8], pos: usize) -> Option<(usize, usize)> {
-    let nl = pos + memchr::memchr(b'\n', &data[pos..])?;
+    let nl = pos + scan::find_byte(&data[pos..], b'\n')?;
     let end = if nl > pos && data[nl - 1] == b'\r' {
         nl - 1
     } else {
@@ -838,33 +845,33 @@ fn parse_core(data: &[u8], entries: &[Entry]) -> Result<Core> {
         Ok(())
     }
     for (i, e) in entries.iter().enumerate() {
-        let Some(name) = &e.known else { continue };
+        let Some(name) = e.known else { continue };
         match name {
-            HeaderName::Via => {
-                for part in scan::split_commas(&data[span(e.value)]) {
-                    if part.is_empty() {
-                        return Err(ParseError::in_header(
-                            ErrorKind::HeaderValue,
-                            "Via",
-                            "empty value",
-                        ));
-                    }
-                    let p = ViaParts::check(part)?;
-                    if top_via.is_none() {
-                        top_via = Some(TopVia {
-                            transport: Transport::parse(p.transport),
-                            host: span_of(data, p.host),
-                            port: p.port,
-                            branch: p.branch.map(|b| span_of(data, b)),
-                        });
-                    }
+            Known::Via if top_via.is_none() => {
+                // the top Via is the transaction key: check it now; the others on first use
+                let top = scan::split_commas(&data[span(e.value)])
+                    .next()
+                    .unwrap_or_default();
+                if top.is_empty() {
+                    return Err(ParseError::in_header(
+                        ErrorKind::HeaderValue,
+                        "Via",
+                        "empty value",
+                    ));
                 }
+                let p = ViaParts::check(top)?;
+                top_via = Some(TopVia {
+                    transport: Transport::parse(p.transport),
+                    host: span_of(data, p.host),
+                    port: p.port,
+                    branch: p.branch.map(|b| span_of(data, b)),
+                });
             }
-            HeaderName::From => once(&mut from, i, "From")?,
-            HeaderName::To => once(&mut to, i, "To")?,
-            HeaderName::CallId => once(&mut call_id, i, "Call-ID")?,
-            HeaderName::CSeq => once(&mut cseq, i, "CSeq")?,
-            HeaderName::MaxForwards => once(&mut max_forwards, i, "Max-Forwards")?,
+            Known::From => once(&mut from, i, "From")?,
+            Known::To => once(&mut to, i, "To")?,
+            Known::CallId => once(&mut call_id, i, "Call-ID")?,
+            Known::CSeq => once(&mut cseq, i, "CSeq")?,
+            Known::MaxForwards => once(&mut max_forwards, i, "Max-Forwards")?,
             _ => {}
         }
     }
@@ -873,8 +880,8 @@ fn parse_core(data: &[u8], entries: &[Entry]) -> Result<Core> {
     let top_via = top_via.ok_or(missing("Via"))?;
     let from = from.ok_or(missing("From"))?;
     let to = to.ok_or(missing("To"))?;
-    let from_tag = name_addr::check(value(from)).map_err(|e| e.with_header_name("From"))?;
-    let to_tag = name_addr::check(value(to)).map_err(|e| e.with_header_name("To"))?;
+    let from_tag = name_addr::key_check(value(from)).map_err(|e| e.with_header_name("From"))?;
+    let to_tag = name_addr::key_check(value(to)).map_err(|e| e.with_header_name("To"))?;
     let call_id = check_call_id(value(call_id.ok_or(missing("Call-ID"))?))?;
     Ok(Core {
         top_via,
@@ -899,8 +906,9 @@ fn is_version(v: &[u8]) -> bool {
         && v[4..].iter().all(|&b| b.is_ascii_digit() || b == b'.')
 }
 
-fn parse_start_line(buf: &[u8], head: Head) -> Result<Message> {
+fn parse_start_line(head: Head) -> Result<Message> {
     let bad = |r| ParseError::new(ErrorKind::StartLine, r);
+    let buf = &head.buf[..];
     let line = &buf[span(head.start)];
     if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/") {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase

@@ -75,12 +75,15 @@ impl NameAddr {
     }
 }
 
-/// Checks one name-addr/addr-spec with parameters without allocating; returns the raw
-/// `tag` parameter value, if any. The whole input must be used.
-pub(crate) fn check(s: &[u8]) -> Result<Option<&[u8]>> {
+/// Checks the structure of one name-addr/addr-spec with parameters without allocating:
+/// display name, brackets, a URI with a scheme, well-formed parameters. Returns the raw `tag`
+/// value, if any. The URI's own grammar is checked when the address is parsed in full.
+pub(crate) fn key_check(s: &[u8]) -> Result<Option<&[u8]>> {
     let mut c = Cursor::new(s);
     let (_, uri) = split(&mut c)?;
-    crate::uri::check_uri(uri)?;
+    if uri.len() < 2 || !uri[1..].contains(&b':') || !uri[0].is_ascii_alphabetic() {
+        return Err(ParseError::new(ErrorKind::Uri, "missing URI scheme"));
+    }
     let mut tag = None;
     crate::params::scan_params(&mut c, |name, value| {
         if tag.is_none() && name.eq_ignore_ascii_case(b"tag") {
@@ -112,7 +115,7 @@ fn split<'a>(c: &mut Cursor<'a>) -> Result<(Option<RawDisplay<'a>>, &'a [u8])> {
         Some(b'<') => Ok((None, bracketed(c)?)),
         Some(_) => {
             let rest = c.rest();
-            let lt = memchr::memchr(b'<', rest);
+            let lt = rest.iter().position(|&b| b == b'<');
             // an unquoted display name is `*(token LWS)` before `<`
             if let Some(lt) = lt.filter(|&lt| {
                 rest[..lt]

@@ -9,6 +9,7 @@ mod typed;
 mod via;
 
 pub use name::HeaderName;
+pub(crate) use name::Known;
 pub use typed::*;
 pub(crate) use via::ViaParts;
 pub use via::{Transport, Via, BRANCH_COOKIE};
@@ -66,10 +67,10 @@ impl Header {
 }
 
 /// Where one header line of a parsed message sits in its buffer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Entry {
     /// The known name, or `None` for an extension header (its name is `name` in the line).
-    pub known: Option<HeaderName>,
+    pub known: Option<Known>,
     /// The whole line, folds included, without the final CRLF.
     pub line: Span,
     /// The name as written.
@@ -80,8 +81,8 @@ pub(crate) struct Entry {
 
 impl Entry {
     pub(crate) fn is(&self, buf: &[u8], name: &HeaderName) -> bool {
-        match (&self.known, name) {
-            (Some(k), n) => k == n,
+        match (self.known, name) {
+            (Some(k), n) => Some(k) == n.to_known(),
             (None, HeaderName::Other(o)) => buf[span(self.name)].eq_ignore_ascii_case(o.as_bytes()),
             (None, _) => false,
         }
@@ -98,8 +99,8 @@ pub struct HeaderRef<'a> {
 impl<'a> HeaderRef<'a> {
     /// The header's name (known names map compact forms to the full name).
     pub fn name(&self) -> HeaderName {
-        match &self.entry.known {
-            Some(k) => k.clone(),
+        match self.entry.known {
+            Some(k) => k.name(),
             None => HeaderName::Other(scan::string(self.name_bytes())),
         }
     }
@@ -161,7 +162,7 @@ impl<'a> HeaderRef<'a> {
 
     /// The comma-separated elements of a list header's value (the whole value otherwise).
     pub fn elements(&self) -> Vec<&'a [u8]> {
-        let is_list = self.entry.known.as_ref().is_some_and(HeaderName::is_list);
+        let is_list = self.entry.known.is_some_and(|k| k.name().is_list());
         if is_list {
             scan::split_commas(self.value()).collect()
         } else {

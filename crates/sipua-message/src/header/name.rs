@@ -19,7 +19,30 @@ macro_rules! header_names {
             Other(String),
         }
 
+        /// A known header name without data: what a parsed message's index stores.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub(crate) enum Known {
+            $( $variant, )*
+        }
+
+        impl Known {
+            /// The public name.
+            pub(crate) fn name(self) -> HeaderName {
+                match self {
+                    $( Known::$variant => HeaderName::$variant, )*
+                }
+            }
+        }
+
         impl HeaderName {
+            /// The data-less form of a known name.
+            pub(crate) fn to_known(&self) -> Option<Known> {
+                match self {
+                    $( HeaderName::$variant => Some(Known::$variant), )*
+                    HeaderName::Other(_) => None,
+                }
+            }
+
             /// The canonical spelling, as written when sipua serialises the header.
             pub fn as_str(&self) -> &str {
                 match self {
@@ -46,7 +69,7 @@ macro_rules! header_names {
 
             /// Looks up a name as it appears on the wire (any case, compact forms too).
             pub fn from_bytes(name: &[u8]) -> HeaderName {
-                HeaderName::known(name).unwrap_or_else(|| HeaderName::Other(String::from_utf8_lossy(name).into_owned()))
+                HeaderName::known(name).map_or_else(|| HeaderName::Other(String::from_utf8_lossy(name).into_owned()), Known::name)
             }
         }
     };
@@ -124,7 +147,7 @@ header_names! {
 impl HeaderName {
     /// The known header `name` stands for, without allocating: a jump on (length, first
     /// and last letter), then one comparison. (Generated from the table above.)
-    pub(crate) fn known(name: &[u8]) -> Option<HeaderName> {
+    pub(crate) fn known(name: &[u8]) -> Option<Known> {
         let (Some(&first), Some(&last)) = (name.first(), name.last()) else {
             return None;
         };
@@ -133,115 +156,103 @@ impl HeaderName {
             first.to_ascii_lowercase(),
             last.to_ascii_lowercase(),
         ) {
-            (1, b'a', _) => Some(HeaderName::AcceptContact),
-            (1, b'b', _) => Some(HeaderName::ReferredBy),
-            (1, b'c', _) => Some(HeaderName::ContentType),
-            (1, b'e', _) => Some(HeaderName::ContentEncoding),
-            (1, b'f', _) => Some(HeaderName::From),
-            (1, b'i', _) => Some(HeaderName::CallId),
-            (1, b'j', _) => Some(HeaderName::RejectContact),
-            (1, b'k', _) => Some(HeaderName::Supported),
-            (1, b'l', _) => Some(HeaderName::ContentLength),
-            (1, b'm', _) => Some(HeaderName::Contact),
-            (1, b'o', _) => Some(HeaderName::Event),
-            (1, b'r', _) => Some(HeaderName::ReferTo),
-            (1, b's', _) => Some(HeaderName::Subject),
-            (1, b't', _) => Some(HeaderName::To),
-            (1, b'u', _) => Some(HeaderName::AllowEvents),
-            (1, b'v', _) => Some(HeaderName::Via),
-            (1, b'x', _) => Some(HeaderName::SessionExpires),
-            (1, b'y', _) => Some(HeaderName::Identity),
-            (2, b't', b'o') if eq_name(name, b"To") => Some(HeaderName::To),
-            (3, b'v', b'a') if eq_name(name, b"Via") => Some(HeaderName::Via),
-            (4, b'c', b'q') if eq_name(name, b"CSeq") => Some(HeaderName::CSeq),
-            (4, b'd', b'e') if eq_name(name, b"Date") => Some(HeaderName::Date),
-            (4, b'f', b'm') if eq_name(name, b"From") => Some(HeaderName::From),
-            (4, b'p', b'h') if eq_name(name, b"Path") => Some(HeaderName::Path),
-            (4, b'r', b'k') if eq_name(name, b"RAck") => Some(HeaderName::RAck),
-            (4, b'r', b'q') if eq_name(name, b"RSeq") => Some(HeaderName::RSeq),
-            (5, b'a', b'w') if eq_name(name, b"Allow") => Some(HeaderName::Allow),
-            (5, b'e', b't') if eq_name(name, b"Event") => Some(HeaderName::Event),
-            (5, b'r', b'e') if eq_name(name, b"Route") => Some(HeaderName::Route),
-            (6, b'a', b't') if eq_name(name, b"Accept") => Some(HeaderName::Accept),
-            (6, b'm', b'e') if eq_name(name, b"Min-SE") => Some(HeaderName::MinSe),
-            (6, b'r', b'n') if eq_name(name, b"Reason") => Some(HeaderName::Reason),
-            (6, b's', b'r') if eq_name(name, b"Server") => Some(HeaderName::Server),
-            (7, b'c', b'd') if eq_name(name, b"Call-ID") => Some(HeaderName::CallId),
-            (7, b'c', b't') if eq_name(name, b"Contact") => Some(HeaderName::Contact),
-            (7, b'e', b's') if eq_name(name, b"Expires") => Some(HeaderName::Expires),
-            (7, b'p', b'y') if eq_name(name, b"Privacy") => Some(HeaderName::Privacy),
-            (7, b'r', b'e') if eq_name(name, b"Require") => Some(HeaderName::Require),
-            (7, b's', b't') if eq_name(name, b"Subject") => Some(HeaderName::Subject),
-            (7, b'w', b'g') if eq_name(name, b"Warning") => Some(HeaderName::Warning),
-            (8, b'i', b'y') if eq_name(name, b"Identity") => Some(HeaderName::Identity),
-            (8, b'p', b'y') if eq_name(name, b"Priority") => Some(HeaderName::Priority),
-            (8, b'r', b'o') if eq_name(name, b"Refer-To") => Some(HeaderName::ReferTo),
-            (8, b'r', b'o') if eq_name(name, b"Reply-To") => Some(HeaderName::ReplyTo),
-            (8, b'r', b's') if eq_name(name, b"Replaces") => Some(HeaderName::Replaces),
-            (8, b's', b'g') if eq_name(name, b"SIP-ETag") => Some(HeaderName::SipETag),
-            (9, b'c', b'o') if eq_name(name, b"Call-Info") => Some(HeaderName::CallInfo),
-            (9, b'r', b'b') if eq_name(name, b"Refer-Sub") => Some(HeaderName::ReferSub),
-            (9, b's', b'd') if eq_name(name, b"Supported") => Some(HeaderName::Supported),
-            (9, b't', b'p') if eq_name(name, b"Timestamp") => Some(HeaderName::Timestamp),
-            (10, b'a', b'o') if eq_name(name, b"Alert-Info") => Some(HeaderName::AlertInfo),
-            (10, b'e', b'o') if eq_name(name, b"Error-Info") => Some(HeaderName::ErrorInfo),
-            (10, b'u', b't') if eq_name(name, b"User-Agent") => Some(HeaderName::UserAgent),
-            (11, b'i', b'o') if eq_name(name, b"In-Reply-To") => Some(HeaderName::InReplyTo),
-            (11, b'm', b's') if eq_name(name, b"Min-Expires") => Some(HeaderName::MinExpires),
-            (11, b'r', b'r') if eq_name(name, b"Retry-After") => Some(HeaderName::RetryAfter),
-            (11, b'r', b'y') if eq_name(name, b"Referred-By") => Some(HeaderName::ReferredBy),
-            (11, b'u', b'd') if eq_name(name, b"Unsupported") => Some(HeaderName::Unsupported),
-            (12, b'a', b's') if eq_name(name, b"Allow-Events") => Some(HeaderName::AllowEvents),
-            (12, b'c', b'e') if eq_name(name, b"Content-Type") => Some(HeaderName::ContentType),
-            (12, b'm', b'n') if eq_name(name, b"MIME-Version") => Some(HeaderName::MimeVersion),
-            (12, b'm', b's') if eq_name(name, b"Max-Forwards") => Some(HeaderName::MaxForwards),
-            (12, b'o', b'n') if eq_name(name, b"Organization") => Some(HeaderName::Organization),
-            (12, b'r', b'e') if eq_name(name, b"Record-Route") => Some(HeaderName::RecordRoute),
-            (12, b's', b'h') if eq_name(name, b"SIP-If-Match") => Some(HeaderName::SipIfMatch),
-            (13, b'a', b'n') if eq_name(name, b"Authorization") => Some(HeaderName::Authorization),
-            (13, b'p', b'e') if eq_name(name, b"Proxy-Require") => Some(HeaderName::ProxyRequire),
-            (13, b's', b'e') if eq_name(name, b"Service-Route") => Some(HeaderName::ServiceRoute),
-            (14, b'a', b't') if eq_name(name, b"Accept-Contact") => Some(HeaderName::AcceptContact),
-            (14, b'c', b'h') if eq_name(name, b"Content-Length") => Some(HeaderName::ContentLength),
-            (14, b'r', b't') if eq_name(name, b"Reject-Contact") => Some(HeaderName::RejectContact),
-            (15, b'a', b'e') if eq_name(name, b"Accept-Language") => {
-                Some(HeaderName::AcceptLanguage)
-            }
-            (15, b'a', b'g') if eq_name(name, b"Accept-Encoding") => {
-                Some(HeaderName::AcceptEncoding)
-            }
-            (15, b's', b's') if eq_name(name, b"Session-Expires") => {
-                Some(HeaderName::SessionExpires)
-            }
-            (16, b'c', b'e') if eq_name(name, b"Content-Language") => {
-                Some(HeaderName::ContentLanguage)
-            }
-            (16, b'c', b'g') if eq_name(name, b"Content-Encoding") => {
-                Some(HeaderName::ContentEncoding)
-            }
-            (16, b'w', b'e') if eq_name(name, b"WWW-Authenticate") => {
-                Some(HeaderName::WwwAuthenticate)
-            }
+            (1, b'a', _) => Some(Known::AcceptContact),
+            (1, b'b', _) => Some(Known::ReferredBy),
+            (1, b'c', _) => Some(Known::ContentType),
+            (1, b'e', _) => Some(Known::ContentEncoding),
+            (1, b'f', _) => Some(Known::From),
+            (1, b'i', _) => Some(Known::CallId),
+            (1, b'j', _) => Some(Known::RejectContact),
+            (1, b'k', _) => Some(Known::Supported),
+            (1, b'l', _) => Some(Known::ContentLength),
+            (1, b'm', _) => Some(Known::Contact),
+            (1, b'o', _) => Some(Known::Event),
+            (1, b'r', _) => Some(Known::ReferTo),
+            (1, b's', _) => Some(Known::Subject),
+            (1, b't', _) => Some(Known::To),
+            (1, b'u', _) => Some(Known::AllowEvents),
+            (1, b'v', _) => Some(Known::Via),
+            (1, b'x', _) => Some(Known::SessionExpires),
+            (1, b'y', _) => Some(Known::Identity),
+            (2, b't', b'o') if eq_name(name, b"To") => Some(Known::To),
+            (3, b'v', b'a') if eq_name(name, b"Via") => Some(Known::Via),
+            (4, b'c', b'q') if eq_name(name, b"CSeq") => Some(Known::CSeq),
+            (4, b'd', b'e') if eq_name(name, b"Date") => Some(Known::Date),
+            (4, b'f', b'm') if eq_name(name, b"From") => Some(Known::From),
+            (4, b'p', b'h') if eq_name(name, b"Path") => Some(Known::Path),
+            (4, b'r', b'k') if eq_name(name, b"RAck") => Some(Known::RAck),
+            (4, b'r', b'q') if eq_name(name, b"RSeq") => Some(Known::RSeq),
+            (5, b'a', b'w') if eq_name(name, b"Allow") => Some(Known::Allow),
+            (5, b'e', b't') if eq_name(name, b"Event") => Some(Known::Event),
+            (5, b'r', b'e') if eq_name(name, b"Route") => Some(Known::Route),
+            (6, b'a', b't') if eq_name(name, b"Accept") => Some(Known::Accept),
+            (6, b'm', b'e') if eq_name(name, b"Min-SE") => Some(Known::MinSe),
+            (6, b'r', b'n') if eq_name(name, b"Reason") => Some(Known::Reason),
+            (6, b's', b'r') if eq_name(name, b"Server") => Some(Known::Server),
+            (7, b'c', b'd') if eq_name(name, b"Call-ID") => Some(Known::CallId),
+            (7, b'c', b't') if eq_name(name, b"Contact") => Some(Known::Contact),
+            (7, b'e', b's') if eq_name(name, b"Expires") => Some(Known::Expires),
+            (7, b'p', b'y') if eq_name(name, b"Privacy") => Some(Known::Privacy),
+            (7, b'r', b'e') if eq_name(name, b"Require") => Some(Known::Require),
+            (7, b's', b't') if eq_name(name, b"Subject") => Some(Known::Subject),
+            (7, b'w', b'g') if eq_name(name, b"Warning") => Some(Known::Warning),
+            (8, b'i', b'y') if eq_name(name, b"Identity") => Some(Known::Identity),
+            (8, b'p', b'y') if eq_name(name, b"Priority") => Some(Known::Priority),
+            (8, b'r', b'o') if eq_name(name, b"Refer-To") => Some(Known::ReferTo),
+            (8, b'r', b'o') if eq_name(name, b"Reply-To") => Some(Known::ReplyTo),
+            (8, b'r', b's') if eq_name(name, b"Replaces") => Some(Known::Replaces),
+            (8, b's', b'g') if eq_name(name, b"SIP-ETag") => Some(Known::SipETag),
+            (9, b'c', b'o') if eq_name(name, b"Call-Info") => Some(Known::CallInfo),
+            (9, b'r', b'b') if eq_name(name, b"Refer-Sub") => Some(Known::ReferSub),
+            (9, b's', b'd') if eq_name(name, b"Supported") => Some(Known::Supported),
+            (9, b't', b'p') if eq_name(name, b"Timestamp") => Some(Known::Timestamp),
+            (10, b'a', b'o') if eq_name(name, b"Alert-Info") => Some(Known::AlertInfo),
+            (10, b'e', b'o') if eq_name(name, b"Error-Info") => Some(Known::ErrorInfo),
+            (10, b'u', b't') if eq_name(name, b"User-Agent") => Some(Known::UserAgent),
+            (11, b'i', b'o') if eq_name(name, b"In-Reply-To") => Some(Known::InReplyTo),
+            (11, b'm', b's') if eq_name(name, b"Min-Expires") => Some(Known::MinExpires),
+            (11, b'r', b'r') if eq_name(name, b"Retry-After") => Some(Known::RetryAfter),
+            (11, b'r', b'y') if eq_name(name, b"Referred-By") => Some(Known::ReferredBy),
+            (11, b'u', b'd') if eq_name(name, b"Unsupported") => Some(Known::Unsupported),
+            (12, b'a', b's') if eq_name(name, b"Allow-Events") => Some(Known::AllowEvents),
+            (12, b'c', b'e') if eq_name(name, b"Content-Type") => Some(Known::ContentType),
+            (12, b'm', b'n') if eq_name(name, b"MIME-Version") => Some(Known::MimeVersion),
+            (12, b'm', b's') if eq_name(name, b"Max-Forwards") => Some(Known::MaxForwards),
+            (12, b'o', b'n') if eq_name(name, b"Organization") => Some(Known::Organization),
+            (12, b'r', b'e') if eq_name(name, b"Record-Route") => Some(Known::RecordRoute),
+            (12, b's', b'h') if eq_name(name, b"SIP-If-Match") => Some(Known::SipIfMatch),
+            (13, b'a', b'n') if eq_name(name, b"Authorization") => Some(Known::Authorization),
+            (13, b'p', b'e') if eq_name(name, b"Proxy-Require") => Some(Known::ProxyRequire),
+            (13, b's', b'e') if eq_name(name, b"Service-Route") => Some(Known::ServiceRoute),
+            (14, b'a', b't') if eq_name(name, b"Accept-Contact") => Some(Known::AcceptContact),
+            (14, b'c', b'h') if eq_name(name, b"Content-Length") => Some(Known::ContentLength),
+            (14, b'r', b't') if eq_name(name, b"Reject-Contact") => Some(Known::RejectContact),
+            (15, b'a', b'e') if eq_name(name, b"Accept-Language") => Some(Known::AcceptLanguage),
+            (15, b'a', b'g') if eq_name(name, b"Accept-Encoding") => Some(Known::AcceptEncoding),
+            (15, b's', b's') if eq_name(name, b"Session-Expires") => Some(Known::SessionExpires),
+            (16, b'c', b'e') if eq_name(name, b"Content-Language") => Some(Known::ContentLanguage),
+            (16, b'c', b'g') if eq_name(name, b"Content-Encoding") => Some(Known::ContentEncoding),
+            (16, b'w', b'e') if eq_name(name, b"WWW-Authenticate") => Some(Known::WwwAuthenticate),
             (18, b'p', b'e') if eq_name(name, b"Proxy-Authenticate") => {
-                Some(HeaderName::ProxyAuthenticate)
+                Some(Known::ProxyAuthenticate)
             }
             (18, b's', b'e') if eq_name(name, b"Subscription-State") => {
-                Some(HeaderName::SubscriptionState)
+                Some(Known::SubscriptionState)
             }
             (19, b'a', b'o') if eq_name(name, b"Authentication-Info") => {
-                Some(HeaderName::AuthenticationInfo)
+                Some(Known::AuthenticationInfo)
             }
             (19, b'c', b'n') if eq_name(name, b"Content-Disposition") => {
-                Some(HeaderName::ContentDisposition)
+                Some(Known::ContentDisposition)
             }
             (19, b'p', b'n') if eq_name(name, b"Proxy-Authorization") => {
-                Some(HeaderName::ProxyAuthorization)
+                Some(Known::ProxyAuthorization)
             }
             (19, b'p', b'y') if eq_name(name, b"P-Asserted-Identity") => {
-                Some(HeaderName::PAssertedIdentity)
+                Some(Known::PAssertedIdentity)
             }
             (20, b'p', b'y') if eq_name(name, b"P-Preferred-Identity") => {
-                Some(HeaderName::PPreferredIdentity)
+                Some(Known::PPreferredIdentity)
             }
             _ => None,
         }
@@ -292,7 +303,8 @@ impl HeaderName {
 /// Case-insensitive comparison, with a fast path for the canonical spelling most peers use.
 #[inline]
 fn eq_name(name: &[u8], canon: &[u8]) -> bool {
-    name == canon || name.eq_ignore_ascii_case(canon)
+    // `name` is a token (checked by the caller)
+    crate::scan::eq_token_ci(name, canon)
 }
 
 impl PartialEq for HeaderName {

@@ -196,6 +196,12 @@ impl<'a> ViaParts<'a> {
     /// sent-protocol and sent-by; leaves the cursor before the parameters.
     fn split(c: &mut Cursor<'a>) -> Result<ViaParts<'a>> {
         c.skip_ws();
+        if c.rest().starts_with(b"SIP/2.0/") {
+            // the spelling every peer uses
+            let (name, version) = (&c.rest()[..3], &c.rest()[4..7]);
+            c.pos += 8;
+            return ViaParts::split_transport(c, name, version);
+        }
         let name = c.token().ok_or(bad("bad sent-protocol"))?;
         if !c.eat_sep(b'/') {
             return Err(bad("bad sent-protocol"));
@@ -206,6 +212,15 @@ impl<'a> ViaParts<'a> {
             return Err(bad("bad sent-protocol"));
         }
         c.skip_ws();
+        ViaParts::split_transport(c, name, version)
+    }
+
+    /// From the transport token to the end of sent-by.
+    fn split_transport(
+        c: &mut Cursor<'a>,
+        name: &'a [u8],
+        version: &'a [u8],
+    ) -> Result<ViaParts<'a>> {
         let transport = c.token().ok_or(bad("bad transport"))?;
         let before = c.pos;
         c.skip_ws();
