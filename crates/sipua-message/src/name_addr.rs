@@ -85,11 +85,19 @@ pub(crate) fn key_check(s: &[u8]) -> Result<Option<&[u8]>> {
         return Err(ParseError::new(ErrorKind::Uri, "missing URI scheme"));
     }
     let mut tag = None;
+    let mut bad_tag = false;
     crate::params::scan_params(&mut c, |name, value| {
-        if tag.is_none() && name.eq_ignore_ascii_case(b"tag") {
-            tag = Some(value.map_or(&b""[..], |(v, _)| v));
+        if tag.is_none() && !bad_tag && name.eq_ignore_ascii_case(b"tag") {
+            // tag-param = "tag" EQUAL token (RFC 3261 §25.1)
+            match value {
+                Some((v, false)) if scan::all_token(v) => tag = Some(v),
+                _ => bad_tag = true,
+            }
         }
     })?;
+    if bad_tag {
+        return Err(ParseError::new(ErrorKind::HeaderValue, "tag is not a token"));
+    }
     if !c.at_end() {
         return Err(ParseError::new(
             ErrorKind::HeaderValue,

@@ -1,0 +1,45 @@
+//! What `Message::parse` checks at once (framing, start line, the transaction key) and what it
+//! leaves to the first typed access or `validate()` (the rest of Via, From, To, Contact).
+
+use sipua_message::Message;
+
+fn msg(from: &str, vias: &str) -> Vec<u8> {
+    format!(
+        "OPTIONS sip:bob@example.com SIP/2.0\r\nVia: {vias}\r\nFrom: {from}\r\nTo: <sip:bob@example.com>\r\n\
+         Call-ID: lazy-1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+const VIA: &str = "SIP/2.0/UDP a.example.com;branch=z9hG4bK1";
+
+#[test]
+fn key_parameters_must_be_tokens() {
+    let e = Message::parse(&msg("<sip:a@b>;tag", VIA)).unwrap_err();
+    assert_eq!(e.to_string(), "invalid From header: tag is not a token");
+    let e = Message::parse(&msg("<sip:a@b>;tag=\"x\"", VIA)).unwrap_err();
+    assert_eq!(e.to_string(), "invalid From header: tag is not a token");
+    let e = Message::parse(&msg("<sip:a@b>;tag=1", "SIP/2.0/UDP h;branch")).unwrap_err();
+    assert_eq!(e.to_string(), "invalid Via header: branch is not a token");
+}
+
+#[test]
+fn address_grammar_errors_surface_on_use() {
+    let m = Message::parse(&msg("<sip:a b@example.com>;tag=1", VIA)).unwrap();
+    assert_eq!(m.from_tag(), Some("1"));
+    let e = m.from().unwrap_err();
+    assert_eq!(e.to_string(), "invalid From header: bad character in user part");
+    assert_eq!(m.validate().unwrap_err(), e);
+    assert_eq!(e.status_code(), 400);
+}
+
+#[test]
+fn lower_vias_are_checked_on_use() {
+    let m = Message::parse(&msg("<sip:a@b>;tag=1", &format!("{VIA}, SIP/2.0/UDP ;;"))).unwrap();
+    assert_eq!(m.via_key().branch, Some("z9hG4bK1"));
+    assert!(m.via().is_err());
+    assert!(m.validate().is_err());
+    let ok = Message::parse(&msg("<sip:a@b>;tag=1", &format!("{VIA}, SIP/2.0/TCP p.example.com:5070"))).unwrap();
+    assert_eq!(ok.via().unwrap().len(), 2);
+    assert_eq!(ok.via().unwrap()[1].port, Some(5070));
+}
