@@ -87,7 +87,7 @@ pub(crate) fn key_check(s: &[u8]) -> Result<Option<&[u8]>> {
     let mut tag = None;
     let mut bad_tag = false;
     crate::params::scan_params(&mut c, |name, value| {
-        if tag.is_none() && !bad_tag && name.eq_ignore_ascii_case(b"tag") {
+        if tag.is_none() && !bad_tag && scan::eq_token_ci(name, b"tag") {
             // tag-param = "tag" EQUAL token (RFC 3261 §25.1)
             match value {
                 Some((v, false)) if scan::all_token(v) => tag = Some(v),
@@ -96,7 +96,10 @@ pub(crate) fn key_check(s: &[u8]) -> Result<Option<&[u8]>> {
         }
     })?;
     if bad_tag {
-        return Err(ParseError::new(ErrorKind::HeaderValue, "tag is not a token"));
+        return Err(ParseError::new(
+            ErrorKind::HeaderValue,
+            "tag is not a token",
+        ));
     }
     if !c.at_end() {
         return Err(ParseError::new(
@@ -152,10 +155,12 @@ fn bracketed<'a>(c: &mut Cursor<'a>) -> Result<&'a [u8]> {
     if !c.eat(b'<') {
         return Err(ParseError::new(ErrorKind::HeaderValue, "expected '<'"));
     }
-    let inner = c.take_while(|b| b != b'>');
-    if !c.eat(b'>') {
+    let rest = c.rest();
+    let Some(close) = scan::find_byte(rest, b'>') else {
         return Err(ParseError::new(ErrorKind::HeaderValue, "missing '>'"));
-    }
+    };
+    let inner = &rest[..close];
+    c.pos += close + 1;
     // spaces inside the brackets are not allowed (RFC 4475 §3.1.2.14); tolerate them at the edges
     Ok(scan::trim(inner))
 }

@@ -150,9 +150,36 @@ pub(crate) fn scan_params<'a>(
     }
 }
 
+static PLAIN_VALUE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'!'
+                    | b'%'
+                    | b'*'
+                    | b'_'
+                    | b'+'
+                    | b'`'
+                    | b'\''
+                    | b'~'
+                    | b':'
+                    | b'['
+                    | b']'
+            );
+        c += 1;
+    }
+    t
+};
+
 /// Characters allowed in an unquoted `gen-value`: token or host (IPv6 references included).
+#[inline]
 fn is_plain_value(b: u8) -> bool {
-    scan::is_token(b) || matches!(b, b':' | b'[' | b']')
+    PLAIN_VALUE[b as usize]
 }
 
 impl fmt::Display for Params {

@@ -173,7 +173,8 @@ fn is_param_char(b: u8) -> bool {
 fn is_header_char(b: u8) -> bool {
     HEADER[b as usize]
 }
-fn is_host_char(b: u8) -> bool {
+#[inline]
+pub(crate) fn is_host_char(b: u8) -> bool {
     HOST_CLASS[b as usize] != 0
 }
 
@@ -293,6 +294,19 @@ impl Host {
             all |= c;
         }
         if all == 1 && !is_ipv4(s) {
+            return Err(err("bad IPv4 address"));
+        }
+        Ok(())
+    }
+
+    /// Checks a host made only of host characters (the caller scanned them): non-empty, and
+    /// a valid IPv4 address if it is all digits and dots.
+    #[inline]
+    pub(crate) fn check_name(s: &[u8]) -> Result<()> {
+        if s.is_empty() {
+            return Err(err("empty host"));
+        }
+        if s.iter().all(|&b| HOST_CLASS[b as usize] == 1) && !is_ipv4(s) {
             return Err(err("bad IPv4 address"));
         }
         Ok(())

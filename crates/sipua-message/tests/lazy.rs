@@ -28,7 +28,10 @@ fn address_grammar_errors_surface_on_use() {
     let m = Message::parse(&msg("<sip:a b@example.com>;tag=1", VIA)).unwrap();
     assert_eq!(m.from_tag(), Some("1"));
     let e = m.from().unwrap_err();
-    assert_eq!(e.to_string(), "invalid From header: bad character in user part");
+    assert_eq!(
+        e.to_string(),
+        "invalid From header: bad character in user part"
+    );
     assert_eq!(m.validate().unwrap_err(), e);
     assert_eq!(e.status_code(), 400);
 }
@@ -39,7 +42,11 @@ fn lower_vias_are_checked_on_use() {
     assert_eq!(m.via_key().branch, Some("z9hG4bK1"));
     assert!(m.via().is_err());
     assert!(m.validate().is_err());
-    let ok = Message::parse(&msg("<sip:a@b>;tag=1", &format!("{VIA}, SIP/2.0/TCP p.example.com:5070"))).unwrap();
+    let ok = Message::parse(&msg(
+        "<sip:a@b>;tag=1",
+        &format!("{VIA}, SIP/2.0/TCP p.example.com:5070"),
+    ))
+    .unwrap();
     assert_eq!(ok.via().unwrap().len(), 2);
     assert_eq!(ok.via().unwrap()[1].port, Some(5070));
 }

@@ -79,14 +79,29 @@ pub fn parse_call_id(s: &[u8]) -> Result<String> {
 /// Checks a Call-ID without allocating; returns it trimmed.
 pub(crate) fn check_call_id(s: &[u8]) -> Result<&[u8]> {
     let s = scan::trim(s);
-    let bad = || ParseError::in_header(ErrorKind::HeaderValue, "Call-ID", "not a word[@word]");
-    let (a, b) = match memchr::memchr(b'@', s) {
-        Some(at) => (&s[..at], Some(&s[at + 1..])),
-        None => (s, None),
+    // word ["@" word]: one pass, at most one '@', words not empty
+    let mut at = None;
+    for (i, &c) in s.iter().enumerate() {
+        if c == b'@' && at.is_none() {
+            at = Some(i);
+        } else if !scan::is_word(c) {
+            return Err(ParseError::in_header(
+                ErrorKind::HeaderValue,
+                "Call-ID",
+                "not a word[@word]",
+            ));
+        }
+    }
+    let ok = match at {
+        Some(i) => i > 0 && i + 1 < s.len(),
+        None => !s.is_empty(),
     };
-    let word = |w: &[u8]| !w.is_empty() && w.iter().all(|&c| scan::is_word(c));
-    if !word(a) || !b.is_none_or(word) {
-        return Err(bad());
+    if !ok {
+        return Err(ParseError::in_header(
+            ErrorKind::HeaderValue,
+            "Call-ID",
+            "not a word[@word]",
+        ));
     }
     Ok(s)
 }

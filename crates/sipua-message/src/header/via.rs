@@ -233,11 +233,14 @@ impl<'a> ViaParts<'a> {
             if !c.eat(b']') {
                 return Err(bad("bad IPv6 reference"));
             }
-            &c.s[start..c.pos]
+            let host = &c.s[start..c.pos];
+            Host::check(host).map_err(|_| bad("bad sent-by host"))?;
+            host
         } else {
-            c.take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+            let host = c.take_while(crate::uri::is_host_char);
+            Host::check_name(host).map_err(|_| bad("bad sent-by host"))?;
+            host
         };
-        Host::check(host).map_err(|_| bad("bad sent-by host"))?;
         let port = if c.eat_sep(b':') {
             c.skip_ws();
             let p = c.take_while(|b| b.is_ascii_digit());
@@ -265,7 +268,7 @@ impl<'a> ViaParts<'a> {
         let mut branch = None;
         let mut bad_branch = false;
         crate::params::scan_params(&mut c, |name, value| {
-            if branch.is_none() && !bad_branch && name.eq_ignore_ascii_case(b"branch") {
+            if branch.is_none() && !bad_branch && scan::eq_token_ci(name, b"branch") {
                 // via-branch = "branch" EQUAL token (RFC 3261 §25.1)
                 match value {
                     Some((v, false)) if scan::all_token(v) => branch = Some(v),
