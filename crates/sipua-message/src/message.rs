@@ -86,9 +86,16 @@ struct Core {
     to: usize,
     from_tag: Option<Span>,
     to_tag: Option<Span>,
+    /// Typed values built on first use (boxed: most messages never need them).
+    lazy: OnceLock<Box<Lazy>>,
+}
+
+/// The typed forms of the core headers, each parsed on first use.
+#[derive(Debug, Clone, Default)]
+struct Lazy {
     via: OnceLock<Result<Vec<Via>>>,
-    from_addr: OnceLock<Result<Box<NameAddr>>>,
-    to_addr: OnceLock<Result<Box<NameAddr>>>,
+    from: OnceLock<Result<NameAddr>>,
+    to: OnceLock<Result<NameAddr>>,
 }
 
 /// The borrowed transaction key of a message's top Via (RFC 3261 §17.1.3, §17.2.3).
@@ -246,20 +253,20 @@ macro_rules! common_methods {
         /// The From header, parsed in full on first use.
         pub fn from(&self) -> Result<&NameAddr> {
             let h = self.head();
-            h.core
-                .from_addr
+            h.lazy()
+                .from
                 .get_or_init(|| h.name_addr(h.core.from, "From"))
-                .as_deref()
+                .as_ref()
                 .map_err(Clone::clone)
         }
 
         /// The To header, parsed in full on first use.
         pub fn to(&self) -> Result<&NameAddr> {
             let h = self.head();
-            h.core
-                .to_addr
+            h.lazy()
+                .to
                 .get_or_init(|| h.name_addr(h.core.to, "To"))
-                .as_deref()
+                .as_ref()
                 .map_err(Clone::clone)
         }
 
@@ -569,7 +576,7 @@ fn unparsable_uri() -> Uri {
 
 impl Head {
     fn vias(&self) -> Result<&[Via]> {
-        let r = self.core.via.get_or_init(|| {
+        let r = self.lazy().via.get_or_init(|| {
             let mut out = Vec::with_capacity(2);
             for e in self.entries.iter().filter(|e| e.known == Some(Known::Via)) {
                 for part in scan::split_commas(&self.buf[span(e.value)]) {
@@ -588,14 +595,16 @@ impl Head {
         r.as_deref().map_err(Clone::clone)
     }
 
-    fn name_addr(&self, entry: usize, header: &'static str) -> Result<Box<NameAddr>> {
+    fn lazy(&self) -> &Lazy {
+        self.core.lazy.get_or_init(Box::default)
+    }
+
+    fn name_addr(&self, entry: usize, header: &'static str) -> Result<NameAddr> {
         let v = self
             .entries
             .get(entry)
             .map_or(&b""[..], |e| &self.buf[span(e.value)]);
-        NameAddr::parse(v)
-            .map(Box::new)
-            .map_err(|e| e.with_header_name(header))
+        NameAddr::parse(v).map_err(|e| e.with_header_name(header))
     }
 
     /// Every header line, unchanged.
@@ -684,10 +693,14 @@ fn parse_message(buf: Bytes) -> Result<Message> {
     let mut body_start = None;
     // (line start, line end) of the header being collected
     let mut current: Option<(usize, usize)> = None;
-    while pos < data.len() {
-        let Some((end, next)) = line_end(data, pos) else {
-            break;
+    let first = pos;
+    for nl in memchr::memchr_iter(b'\n', &data[first..]).map(|i| i + first) {
+        let end = if nl > pos && data[nl - 1] == b'\r' {
+            nl - 1
+        } else {
+            nl
         };
+        let next = nl + 1;
         if end == pos {
             if let Some((s, e)) = current.take() {
                 entries.push(field(data, s, e)?);
@@ -894,9 +907,7 @@ fn parse_core(data: &[u8], entries: &[Entry]) -> Result<Core> {
         to,
         from_tag: from_tag.map(|t| span_of(data, t)),
         to_tag: to_tag.map(|t| span_of(data, t)),
-        via: OnceLock::new(),
-        from_addr: OnceLock::new(),
-        to_addr: OnceLock::new(),
+        lazy: OnceLock::new(),
     })
 }
 
