@@ -67,6 +67,10 @@ fn bench(c: &mut Criterion) {
         g.bench_function("sipua/parse", |b| {
             b.iter(|| Message::parse(black_box(msg)).unwrap())
         });
+        g.bench_function("sipua/parse_bytes", |b| {
+            // zero-copy: the transport hands over the Bytes it received into
+            b.iter(|| Message::parse_bytes(bytes::Bytes::from_static(black_box(msg))).unwrap())
+        });
         g.bench_function("sipua/parse+key", |b| {
             b.iter(|| {
                 let m = Message::parse(black_box(msg)).unwrap();
