@@ -182,15 +182,6 @@ impl Message {
         }
     }
 
-    fn rebuilt(&self, lines: Vec<Line<'_>>, body: Option<&[u8]>) -> Result<Message> {
-        let h = self.head();
-        assemble(
-            &h.buf[span(h.start)],
-            &lines,
-            body.unwrap_or(&h.buf[span(h.body)]),
-        )
-    }
-
     fn replace_with(&mut self, m: Message) {
         *self = m;
     }
@@ -347,7 +338,9 @@ macro_rules! common_methods {
                 ));
             }
             let name = h.name().clone();
-            let m = self.rebuilt(self.head().lines_with(&name, Some(h), false), None)?;
+            let m = self
+                .head()
+                .rebuilt(self.head().lines_with(&name, Some(h), false), None)?;
             self.replace_with(m);
             Ok(())
         }
@@ -356,7 +349,7 @@ macro_rules! common_methods {
         pub fn push_header(&mut self, h: Header) -> Result<()> {
             let mut lines = self.head().lines();
             lines.push(Line::New(h));
-            let m = self.rebuilt(lines, None)?;
+            let m = self.head().rebuilt(lines, None)?;
             self.replace_with(m);
             Ok(())
         }
@@ -365,7 +358,9 @@ macro_rules! common_methods {
         pub fn remove_header(&mut self, name: &HeaderName) -> Result<usize> {
             let n = self.headers().iter().filter(|h| h.is(name)).count();
             if n > 0 {
-                let m = self.rebuilt(self.head().lines_with(name, None, true), None)?;
+                let m = self
+                    .head()
+                    .rebuilt(self.head().lines_with(name, None, true), None)?;
                 self.replace_with(m);
             }
             Ok(n)
@@ -381,7 +376,7 @@ macro_rules! common_methods {
                 .unwrap_or(0);
             let mut lines = h.lines();
             lines.insert(at, Line::New(Header::new(HeaderName::Via, via.to_string())));
-            let m = self.rebuilt(lines, None)?;
+            let m = self.head().rebuilt(lines, None)?;
             self.replace_with(m);
             Ok(())
         }
@@ -405,7 +400,7 @@ macro_rules! common_methods {
             } else {
                 lines[i] = Line::New(Header::new(HeaderName::Via, rest.join(&b", "[..])));
             }
-            let m = self.rebuilt(lines, None).ok()?;
+            let m = self.head().rebuilt(lines, None).ok()?;
             self.replace_with(m);
             Some(top)
         }
@@ -433,7 +428,7 @@ macro_rules! common_methods {
                 HeaderName::ContentLength,
                 body.len().to_string(),
             )));
-            let m = self.rebuilt(lines, Some(body))?;
+            let m = self.head().rebuilt(lines, Some(body))?;
             self.replace_with(m);
             Ok(())
         }
@@ -449,15 +444,6 @@ impl Request {
 
     fn head(&self) -> &Head {
         &self.head
-    }
-
-    fn rebuilt(&self, lines: Vec<Line<'_>>, body: Option<&[u8]>) -> Result<Message> {
-        let h = &self.head;
-        assemble(
-            &h.buf[span(h.start)],
-            &lines,
-            body.unwrap_or(&h.buf[span(h.body)]),
-        )
     }
 
     fn replace_with(&mut self, m: Message) {
@@ -489,11 +475,7 @@ impl Request {
     /// Changes the Request-URI (a proxy retargeting, a UAC following a redirect).
     pub fn set_uri(&mut self, uri: &Uri) -> Result<()> {
         let start = format!("{} {} SIP/2.0", self.method, uri);
-        let m = assemble(
-            start.as_bytes(),
-            &self.head.lines(),
-            &self.head.buf[span(self.head.body)],
-        )?;
+        let m = self.head.with_start(start.as_bytes())?;
         self.replace_with(m);
         Ok(())
     }
@@ -509,15 +491,6 @@ impl Response {
 
     fn head(&self) -> &Head {
         &self.head
-    }
-
-    fn rebuilt(&self, lines: Vec<Line<'_>>, body: Option<&[u8]>) -> Result<Message> {
-        let h = &self.head;
-        assemble(
-            &h.buf[span(h.start)],
-            &lines,
-            body.unwrap_or(&h.buf[span(h.body)]),
-        )
     }
 
     fn replace_with(&mut self, m: Message) {
@@ -557,11 +530,7 @@ impl Response {
             ));
         }
         let start = format!("SIP/2.0 {status} {reason}");
-        let m = assemble(
-            start.as_bytes(),
-            &self.head.lines(),
-            &self.head.buf[span(self.head.body)],
-        )?;
+        let m = self.head.with_start(start.as_bytes())?;
         self.replace_with(m);
         Ok(())
     }
@@ -605,6 +574,20 @@ impl Head {
             .get(entry)
             .map_or(&b""[..], |e| &self.buf[span(e.value)]);
         NameAddr::parse(v).map_err(|e| e.with_header_name(header))
+    }
+
+    /// This message with other header lines (and optionally another body).
+    fn rebuilt(&self, lines: Vec<Line<'_>>, body: Option<&[u8]>) -> Result<Message> {
+        assemble(
+            &self.buf[span(self.start)],
+            &lines,
+            body.unwrap_or(&self.buf[span(self.body)]),
+        )
+    }
+
+    /// This message with another start line.
+    fn with_start(&self, start: &[u8]) -> Result<Message> {
+        assemble(start, &self.lines(), &self.buf[span(self.body)])
     }
 
     /// Every header line, unchanged.

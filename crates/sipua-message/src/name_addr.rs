@@ -84,23 +84,11 @@ pub(crate) fn key_check(s: &[u8]) -> Result<Option<&[u8]>> {
     if uri.len() < 2 || !uri[1..].contains(&b':') || !uri[0].is_ascii_alphabetic() {
         return Err(ParseError::new(ErrorKind::Uri, "missing URI scheme"));
     }
-    let mut tag = None;
-    let mut bad_tag = false;
-    crate::params::scan_params(&mut c, |name, value| {
-        if tag.is_none() && !bad_tag && scan::eq_token_ci(name, b"tag") {
-            // tag-param = "tag" EQUAL token (RFC 3261 §25.1)
-            match value {
-                Some((v, false)) if scan::all_token(v) => tag = Some(v),
-                _ => bad_tag = true,
-            }
-        }
-    })?;
-    if bad_tag {
-        return Err(ParseError::new(
-            ErrorKind::HeaderValue,
-            "tag is not a token",
-        ));
-    }
+    let tag = crate::params::find_token_param(
+        &mut c,
+        b"tag",
+        ParseError::new(ErrorKind::HeaderValue, "tag is not a token"),
+    )?;
     if !c.at_end() {
         return Err(ParseError::new(
             ErrorKind::HeaderValue,

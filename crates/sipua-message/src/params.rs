@@ -50,7 +50,8 @@ impl Params {
 
     /// Sets `name` to `value` (replacing an existing one in place, else appending).
     pub fn set(&mut self, name: &str, value: Option<&str>) {
-        let quoted = value.is_some_and(|v| !v.bytes().all(is_plain_value));
+        let quoted =
+            value.is_some_and(|v| v.is_empty() || !v.bytes().all(|b| PLAIN_VALUE[b as usize]));
         if let Some(p) = self
             .0
             .iter_mut()
@@ -113,6 +114,29 @@ impl Params {
     }
 }
 
+/// Walks the parameters at the cursor and returns the value of `name`, which must be a plain
+/// token when present (the `tag` and `branch` of RFC 3261 §25.1); `not_token` otherwise.
+pub(crate) fn find_token_param<'a>(
+    c: &mut Cursor<'a>,
+    name: &[u8],
+    not_token: ParseError,
+) -> Result<Option<&'a [u8]>> {
+    let mut found = None;
+    let mut bad = false;
+    scan_params(c, |n, value| {
+        if found.is_none() && !bad && scan::eq_token_ci(n, name) {
+            match value {
+                Some((v, false)) if scan::all_token(v) => found = Some(v),
+                _ => bad = true,
+            }
+        }
+    })?;
+    if bad {
+        return Err(not_token);
+    }
+    Ok(found)
+}
+
 /// Walks `*( SEMI generic-param )` at the cursor without allocating, calling `f` with each
 /// name and raw value (the inside of the quotes, still escaped, when `quoted`); stops before
 /// a `,` or at the end.
@@ -120,28 +144,51 @@ pub(crate) fn scan_params<'a>(
     c: &mut Cursor<'a>,
     mut f: impl FnMut(&'a [u8], Option<(&'a [u8], bool)>),
 ) -> Result<()> {
+    // an index loop over the slice: this runs for every Via, From and To of every message
+    let s = c.s;
+    let n = s.len();
+    let mut i = c.pos;
+    let skip_ws = |mut i: usize| {
+        while i < n && scan::is_ws(s[i]) {
+            i += 1;
+        }
+        i
+    };
     loop {
-        c.skip_ws();
-        if !c.eat(b';') {
+        i = skip_ws(i);
+        if i >= n || s[i] != b';' {
+            c.pos = i;
             return Ok(());
         }
-        c.skip_ws();
-        let name = c
-            .token()
-            .ok_or(ParseError::new(ErrorKind::HeaderValue, "empty parameter"))?;
-        let value = if c.eat_sep(b'=') {
-            c.skip_ws();
-            if c.peek() == Some(b'"') {
-                Some((c.quoted()?, true))
+        i = skip_ws(i + 1);
+        let name_start = i;
+        while i < n && scan::is_token(s[i]) {
+            i += 1;
+        }
+        if i == name_start {
+            return Err(ParseError::new(ErrorKind::HeaderValue, "empty parameter"));
+        }
+        let name = &s[name_start..i];
+        let j = skip_ws(i);
+        let value = if j < n && s[j] == b'=' {
+            i = skip_ws(j + 1);
+            if i < n && s[i] == b'"' {
+                c.pos = i;
+                let q = c.quoted()?;
+                i = c.pos;
+                Some((q, true))
             } else {
-                let v = c.take_while(is_plain_value);
-                if v.is_empty() {
+                let value_start = i;
+                while i < n && PLAIN_VALUE[s[i] as usize] {
+                    i += 1;
+                }
+                if i == value_start {
                     return Err(ParseError::new(
                         ErrorKind::HeaderValue,
                         "empty parameter value",
                     ));
                 }
-                Some((v, false))
+                Some((&s[value_start..i], false))
             }
         } else {
             None
@@ -150,37 +197,8 @@ pub(crate) fn scan_params<'a>(
     }
 }
 
-static PLAIN_VALUE: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut c = 0;
-    while c < 256 {
-        let b = c as u8;
-        t[c] = b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'.'
-                    | b'!'
-                    | b'%'
-                    | b'*'
-                    | b'_'
-                    | b'+'
-                    | b'`'
-                    | b'\''
-                    | b'~'
-                    | b':'
-                    | b'['
-                    | b']'
-            );
-        c += 1;
-    }
-    t
-};
-
 /// Characters allowed in an unquoted `gen-value`: token or host (IPv6 references included).
-#[inline]
-fn is_plain_value(b: u8) -> bool {
-    PLAIN_VALUE[b as usize]
-}
+static PLAIN_VALUE: [bool; 256] = scan::table(b"-.!%*_+`'~:[]");
 
 impl fmt::Display for Params {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

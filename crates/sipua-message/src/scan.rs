@@ -7,7 +7,8 @@
 
 use crate::error::{ErrorKind, ParseError, Result};
 
-const fn table(extra: &[u8]) -> [bool; 256] {
+/// A byte class: ASCII letters and digits plus `extra`.
+pub(crate) const fn table(extra: &[u8]) -> [bool; 256] {
     let mut t = [false; 256];
     let mut c = 0;
     while c < 256 {

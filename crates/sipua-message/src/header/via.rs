@@ -265,21 +265,9 @@ impl<'a> ViaParts<'a> {
     pub(crate) fn check(s: &'a [u8]) -> Result<ViaParts<'a>> {
         let mut c = Cursor::new(s);
         let mut p = ViaParts::split(&mut c)?;
-        let mut branch = None;
-        let mut bad_branch = false;
-        crate::params::scan_params(&mut c, |name, value| {
-            if branch.is_none() && !bad_branch && scan::eq_token_ci(name, b"branch") {
-                // via-branch = "branch" EQUAL token (RFC 3261 §25.1)
-                match value {
-                    Some((v, false)) if scan::all_token(v) => branch = Some(v),
-                    _ => bad_branch = true,
-                }
-            }
-        })
-        .map_err(|e| e.with_header("Via"))?;
-        if bad_branch {
-            return Err(bad("branch is not a token"));
-        }
+        let branch =
+            crate::params::find_token_param(&mut c, b"branch", bad("branch is not a token"))
+                .map_err(|e| e.with_header("Via"))?;
         if !c.at_end() {
             return Err(bad("unexpected text"));
         }
