@@ -84,11 +84,7 @@ pub(crate) fn key_check(s: &[u8]) -> Result<Option<&[u8]>> {
     if uri.len() < 2 || !uri[1..].contains(&b':') || !uri[0].is_ascii_alphabetic() {
         return Err(ParseError::new(ErrorKind::Uri, "missing URI scheme"));
     }
-    let tag = crate::params::find_token_param(
-        &mut c,
-        b"tag",
-        ParseError::new(ErrorKind::HeaderValue, "tag is not a token"),
-    )?;
+    let tag = crate::params::find_token_param(&mut c, b"tag", "tag is not a token")?;
     if !c.at_end() {
         return Err(ParseError::new(
             ErrorKind::HeaderValue,

@@ -115,11 +115,12 @@ impl Params {
 }
 
 /// Walks the parameters at the cursor and returns the value of `name`, which must be a plain
-/// token when present (the `tag` and `branch` of RFC 3261 §25.1); `not_token` otherwise.
+/// token when present (the `tag` and `branch` of RFC 3261 §25.1); an error with the reason
+/// `not_token` otherwise.
 pub(crate) fn find_token_param<'a>(
     c: &mut Cursor<'a>,
     name: &[u8],
-    not_token: ParseError,
+    not_token: &'static str,
 ) -> Result<Option<&'a [u8]>> {
     let mut found = None;
     let mut bad = false;
@@ -132,7 +133,7 @@ pub(crate) fn find_token_param<'a>(
         }
     })?;
     if bad {
-        return Err(not_token);
+        return Err(ParseError::new(ErrorKind::HeaderValue, not_token));
     }
     Ok(found)
 }

@@ -265,9 +265,8 @@ impl<'a> ViaParts<'a> {
     pub(crate) fn check(s: &'a [u8]) -> Result<ViaParts<'a>> {
         let mut c = Cursor::new(s);
         let mut p = ViaParts::split(&mut c)?;
-        let branch =
-            crate::params::find_token_param(&mut c, b"branch", bad("branch is not a token"))
-                .map_err(|e| e.with_header("Via"))?;
+        let branch = crate::params::find_token_param(&mut c, b"branch", "branch is not a token")
+            .map_err(|e| e.with_header("Via"))?;
         if !c.at_end() {
             return Err(bad("unexpected text"));
         }
