@@ -15,7 +15,16 @@ fn typed<T: TypedHeader + std::fmt::Debug>(m: &Message) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(msg) = Message::parse(data) else { return };
+    let msg = match Message::parse(data) {
+        Ok(m) => m,
+        Err(e) => {
+            // a malformed request still gets a best-effort error response, never a panic
+            if let Some(resp) = sipua_message::error_response(data, &e, "fuzz") {
+                assert!(resp.starts_with(b"SIP/2.0 "));
+            }
+            return;
+        }
+    };
     // unmodified: byte-exact
     let bytes = msg.to_bytes();
     let again = Message::parse(&bytes).expect("pristine serialisation must parse");

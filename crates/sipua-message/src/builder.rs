@@ -219,3 +219,79 @@ fn fallback_response() -> Response {
         _ => unreachable!("a fixed, valid response"),
     }
 }
+
+/// A best-effort response to a request that did not parse (RFC 3261 §8.2: 400 with the reason,
+/// 505 for a bad version, 413 when too large), so a UAS can still tell the sender what is wrong.
+///
+/// The response copies the request's Via, From, To, Call-ID and CSeq lines as they are, adds
+/// `to_tag` to To, and uses [`ParseError::status_code`] and the error's text as the reason
+/// phrase. Returns `None` when the input is a response (malformed responses are dropped), or
+/// when one of those five headers cannot be found.
+///
+/// ```
+/// let bad = b"OPTIONS sip:a@example.com SIP/7.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+///     From: <sip:b@example.com>;tag=1\r\nTo: <sip:a@example.com>\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n\r\n";
+/// let err = sipua_message::Message::parse(bad).unwrap_err();
+/// let resp = sipua_message::error_response(bad, &err, "t1").unwrap();
+/// assert!(resp.starts_with(b"SIP/2.0 505 SIP version not supported\r\n"));
+/// ```
+pub fn error_response(request: &[u8], err: &ParseError, to_tag: &str) -> Option<Bytes> {
+    let begin = request.iter().position(|&b| b != b'\r' && b != b'\n')?;
+    let data = &request[begin..];
+    if data.len() >= 4 && data[..4].eq_ignore_ascii_case(b"SIP/") {
+        return None;
+    }
+    let mut out = format!("SIP/2.0 {} {err}\r\n", err.status_code()).into_bytes();
+    let mut seen = [false; 5];
+    let mut lines = data
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .skip(1)
+        .peekable();
+    while let Some(line) = lines.next() {
+        if line.is_empty() {
+            break;
+        }
+        // join folded continuation lines
+        let mut full = line.to_vec();
+        while let Some(next) = lines.peek() {
+            if next.first().is_some_and(|&b| b == b' ' || b == b'\t') {
+                full.extend_from_slice(b"\r\n");
+                full.extend_from_slice(next);
+                lines.next();
+            } else {
+                break;
+            }
+        }
+        let Some(colon) = full.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let name = HeaderName::from_bytes(crate::scan::trim(&full[..colon]));
+        let slot = match name {
+            HeaderName::Via => 0,
+            HeaderName::From => 1,
+            HeaderName::To => 2,
+            HeaderName::CallId => 3,
+            HeaderName::CSeq => 4,
+            _ => continue,
+        };
+        if slot != 0 && seen[slot] {
+            continue; // one of each, the first
+        }
+        seen[slot] = true;
+        out.extend_from_slice(&full);
+        if slot == 2
+            && !full.windows(5).any(|w| w.eq_ignore_ascii_case(b";tag="))
+            && !to_tag.is_empty()
+        {
+            out.extend_from_slice(b";tag=");
+            out.extend_from_slice(to_tag.as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    if seen.contains(&false) {
+        return None;
+    }
+    out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+    Some(Bytes::from(out))
+}

@@ -453,3 +453,40 @@ fn real_world_extras() {
     assert_eq!(lines(&out), lines(&data));
     assert_eq!(Message::parse(&out).unwrap().max_forwards(), Some(69));
 }
+
+#[test]
+fn malformed_requests_still_get_an_error_response() {
+    // every request the corpus says to reject, and that carries the five headers, can be
+    // answered with its status code and the parse error as reason phrase
+    let tsv = std::fs::read_to_string(corpus().join("expectations.tsv")).unwrap();
+    let mut answered = 0;
+    for row in tsv.lines().skip(1) {
+        let cols: Vec<&str> = row.split('\t').collect();
+        let (name, action, file) = (cols[0], cols[5], cols[4]);
+        if !action.starts_with("reject") {
+            continue;
+        }
+        let data = std::fs::read(corpus().join(file)).unwrap();
+        let Err(err) = Message::parse(&data) else {
+            continue;
+        };
+        let Some(resp) = sipua_message::error_response(&data, &err, "e1") else {
+            assert!(
+                ["insuf", "test"].contains(&name),
+                "{name}: no error response"
+            );
+            continue;
+        };
+        let start = format!("SIP/2.0 {} {err}\r\n", err.status_code());
+        assert!(resp.starts_with(start.as_bytes()), "{name}");
+        let text = String::from_utf8_lossy(&resp);
+        assert!(text.contains(";tag="), "{name}: {text}");
+        assert!(text.ends_with("Content-Length: 0\r\n\r\n"));
+        answered += 1;
+    }
+    assert!(answered >= 15, "only {answered} answered");
+    // responses are never answered
+    let data = load("scalarlg");
+    let err = Message::parse(&data).unwrap_err();
+    assert!(sipua_message::error_response(&data, &err, "e1").is_none());
+}
