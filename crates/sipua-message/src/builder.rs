@@ -178,6 +178,75 @@ impl RequestBuilder {
     }
 }
 
+impl Request {
+    /// The ACK a client INVITE transaction sends for a non-2xx final response
+    /// (RFC 3261 §17.1.1.3): same Request-URI, only the top Via, the INVITE's From, Call-ID,
+    /// CSeq number and Route set, the response's To (with its tag), no body.
+    pub fn ack_for(&self, response: &Response) -> Result<Request> {
+        if *self.method() != Method::Invite {
+            return Err(ParseError::new(
+                ErrorKind::StartLine,
+                "only an INVITE is acknowledged",
+            ));
+        }
+        let top_via = self.top_via()?;
+        let mut lines = vec![Line::New(Header::new(HeaderName::Via, top_via.to_string()))];
+        lines.push(Line::New(Header::new(HeaderName::MaxForwards, "70")));
+        for h in self.headers().iter() {
+            if h.is(&HeaderName::From) || h.is(&HeaderName::CallId) || h.is(&HeaderName::Route) {
+                lines.push(Line::Raw(h.raw_line()));
+            }
+        }
+        if let Some(to) = response.headers().get(&HeaderName::To) {
+            lines.push(Line::Raw(to.raw_line()));
+        }
+        lines.push(Line::New(Header::typed(&CSeq {
+            seq: self.cseq().seq,
+            method: Method::Ack,
+        })));
+        lines.push(Line::New(Header::new(HeaderName::ContentLength, "0")));
+        let start = [b"ACK ", self.uri_bytes(), b" SIP/2.0"].concat();
+        match assemble(&start, &lines, b"")? {
+            Message::Request(r) => Ok(r),
+            Message::Response(_) => Err(ParseError::new(ErrorKind::StartLine, "not a request")),
+        }
+    }
+
+    /// The CANCEL for this request (RFC 3261 §9.1): same Request-URI, top Via (same branch),
+    /// From, To, Call-ID, CSeq number and Route set; optional `Reason` lines (RFC 3326).
+    pub fn cancel(&self, reasons: &[Header]) -> Result<Request> {
+        if matches!(self.method(), Method::Ack | Method::Cancel) {
+            return Err(ParseError::new(
+                ErrorKind::StartLine,
+                "ACK and CANCEL cannot be cancelled",
+            ));
+        }
+        let top_via = self.top_via()?;
+        let mut lines = vec![Line::New(Header::new(HeaderName::Via, top_via.to_string()))];
+        lines.push(Line::New(Header::new(HeaderName::MaxForwards, "70")));
+        for h in self.headers().iter() {
+            if h.is(&HeaderName::From)
+                || h.is(&HeaderName::To)
+                || h.is(&HeaderName::CallId)
+                || h.is(&HeaderName::Route)
+            {
+                lines.push(Line::Raw(h.raw_line()));
+            }
+        }
+        lines.push(Line::New(Header::typed(&CSeq {
+            seq: self.cseq().seq,
+            method: Method::Cancel,
+        })));
+        lines.extend(reasons.iter().cloned().map(Line::New));
+        lines.push(Line::New(Header::new(HeaderName::ContentLength, "0")));
+        let start = [b"CANCEL ", self.uri_bytes(), b" SIP/2.0"].concat();
+        match assemble(&start, &lines, b"")? {
+            Message::Request(r) => Ok(r),
+            Message::Response(_) => Err(ParseError::new(ErrorKind::StartLine, "not a request")),
+        }
+    }
+}
+
 impl Response {
     /// A response to `req` (RFC 3261 §8.2.6): the same Via lines (byte for byte), From, To,
     /// Call-ID and CSeq; the standard reason phrase; `Content-Length: 0`. A 100 Trying also

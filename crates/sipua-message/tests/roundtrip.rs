@@ -261,3 +261,52 @@ fn header_mutation_keeps_core_values_in_step() {
     };
     assert_eq!(q.top_via().unwrap().branch(), Some("z9hG4bK1"));
 }
+
+#[test]
+fn ack_and_cancel_follow_17_1_1_3_and_9_1() {
+    let raw = b"INVITE sip:bob@biloxi.example.com SIP/2.0\r\n\
+        Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bKnashds8\r\n\
+        Via: SIP/2.0/UDP proxy.example.com;branch=z9hG4bKother\r\n\
+        Route: <sip:proxy.example.com;lr>\r\nMax-Forwards: 70\r\n\
+        From: Alice <sip:alice@atlanta.example.com>;tag=9fxced76sl\r\nTo: Bob <sip:bob@biloxi.example.com>\r\n\
+        Call-ID: 3848276298220188511@atlanta.example.com\r\nCSeq: 31862 INVITE\r\n\
+        Content-Type: application/sdp\r\nContent-Length: 4\r\n\r\nv=0\n";
+    let Message::Request(invite) = Message::parse(raw).unwrap() else {
+        panic!()
+    };
+    let mut busy = Response::from_request(&invite, 486);
+    busy.set_to_tag("8321234356").unwrap();
+    let ack = invite.ack_for(&busy).unwrap();
+    assert_eq!(ack.method(), &Method::Ack);
+    assert_eq!(ack.uri_bytes(), b"sip:bob@biloxi.example.com");
+    assert_eq!(ack.via().unwrap().len(), 1);
+    assert_eq!(ack.via_key().branch, Some("z9hG4bKnashds8"));
+    assert_eq!(ack.to_tag(), Some("8321234356"));
+    assert_eq!(ack.from_tag(), Some("9fxced76sl"));
+    assert_eq!((ack.cseq().seq, &ack.cseq().method), (31862, &Method::Ack));
+    assert!(ack.headers().contains(&HeaderName::Route));
+    assert!(ack.body().is_empty());
+    let cancel = invite
+        .cancel(&[Header::new(
+            HeaderName::Reason,
+            "SIP;cause=200;text=\"Call completed elsewhere\"",
+        )])
+        .unwrap();
+    assert_eq!(cancel.method(), &Method::Cancel);
+    assert_eq!(cancel.via_key().branch, Some("z9hG4bKnashds8"));
+    assert_eq!(cancel.via().unwrap().len(), 1);
+    assert_eq!(cancel.to_tag(), None);
+    assert_eq!(
+        (cancel.cseq().seq, &cancel.cseq().method),
+        (31862, &Method::Cancel)
+    );
+    assert_eq!(
+        cancel
+            .typed::<sipua_message::header::Reason>()
+            .unwrap()
+            .unwrap()
+            .cause(),
+        Some(200)
+    );
+    assert!(ack.cancel(&[]).is_err());
+}
