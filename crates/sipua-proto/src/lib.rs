@@ -1,9 +1,16 @@
 //! # sipua-proto
 //!
 //! The sans-IO core of sipua (RFC 3261 §8, §12, §17, §22): transactions, dialogs, the UA core
-//! and digest authentication as a plain state machine driven by `handle_*(now, input)` and
-//! drained with `poll_*()`. Not written yet: see the project's issues.
+//! and digest authentication as plain state machines driven by `handle_*(now, input)` and
+//! drained with `poll_*()`. Nothing here reads a clock, opens a socket or spawns a task: time
+//! is an argument, output is data.
+//!
+//! Built so far: the four transaction machines of RFC 3261 §17 with RFC 6026
+//! ([`transaction`]). The UA core that owns and routes them comes next.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod transaction;
 
 pub use sipua_message as message;
