@@ -6,11 +6,13 @@
 //! is an argument, output is data.
 //!
 //! Built so far: the four transaction machines of RFC 3261 §17 with RFC 6026
-//! ([`transaction`]). The UA core that owns and routes them comes next.
+//! ([`transaction`]) and digest authentication, client and server side ([`auth::digest`]).
+//! The UA core that owns and routes them comes next.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod transaction;
 
 pub use sipua_message as message;

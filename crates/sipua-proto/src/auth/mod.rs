@@ -1,0 +1,3 @@
+//! Authentication (RFC 3261 §22).
+
+pub mod digest;
