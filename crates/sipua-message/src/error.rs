@@ -76,6 +76,11 @@ impl ParseError {
         self
     }
 
+    /// The error for a message larger than the receiver's limit (answer 413 or drop).
+    pub fn too_large() -> Self {
+        ParseError::new(ErrorKind::TooLarge, "message too large")
+    }
+
     /// Puts the error under `header`, keeping its reason (the name of an inner header, if
     /// any, is replaced).
     pub(crate) fn with_header_name(mut self, header: &'static str) -> Self {

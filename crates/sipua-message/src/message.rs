@@ -405,6 +405,34 @@ macro_rules! common_methods {
             Some(top)
         }
 
+        /// Replaces the top Via value (a UAS adding `received` and `rport`, RFC 3581 §4),
+        /// keeping the other Via values and lines as they are.
+        pub fn set_top_via(&mut self, via: &Via) -> Result<()> {
+            let h = self.head();
+            let i = h
+                .entries
+                .iter()
+                .position(|e| e.known == Some(Known::Via))
+                .ok_or(ParseError::in_header(
+                    ErrorKind::MissingHeader,
+                    "Via",
+                    "missing",
+                ))?;
+            let mut lines = h.lines();
+            let rest: Vec<&[u8]> = scan::split_commas(&h.buf[span(h.entries[i].value)])
+                .skip(1)
+                .collect();
+            let mut value = via.to_string().into_bytes();
+            for r in rest {
+                value.extend_from_slice(b", ");
+                value.extend_from_slice(r);
+            }
+            lines[i] = Line::New(Header::new(HeaderName::Via, value));
+            let m = self.head().rebuilt(lines, None)?;
+            self.replace_with(m);
+            Ok(())
+        }
+
         /// Sets the tag of the To header (a UAS creating a dialog, RFC 3261 §8.2.6.2).
         pub fn set_to_tag(&mut self, tag: &str) -> Result<()> {
             let mut to = self.to()?.clone();

@@ -13,6 +13,8 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod endpoint;
+pub mod sim;
 pub mod transaction;
 
 pub use sipua_message as message;

@@ -1,0 +1,734 @@
+//! The endpoint: owns every transaction, matches what arrives to them (RFC 3261 §17.1.3,
+//! §17.2.3, with the RFC 2543 fallback), answers what no transaction should see (unmatched
+//! CANCEL with 481, malformed requests with 400/505, overload with 503), and routes responses
+//! back per RFC 3261 §18.2.2 and RFC 3581.
+//!
+//! It is sans-IO: the driver feeds it datagrams ([`Endpoint::handle_datagram`]) and time
+//! ([`Endpoint::handle_timeout`]), the transaction user calls [`Endpoint::send_request`] and
+//! [`Endpoint::respond`], and both drain [`Endpoint::poll_transmit`], [`Endpoint::poll_event`]
+//! and [`Endpoint::poll_timeout`].
+
+use std::cmp::Reverse;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use bytes::Bytes;
+use sipua_message::header::RetryAfter;
+use sipua_message::{
+    error_response, Header, Host, Message, Method, ParseError, Request, Response, Transport,
+};
+
+use crate::transaction::{
+    ClientInvite, ClientNonInvite, Delivery, Output, Reliability, ServerInvite, ServerNonInvite,
+    State, TimerConfig,
+};
+
+/// Limits and timers of an [`Endpoint`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// T1, T2, T4.
+    pub timers: TimerConfig,
+    /// Most live transactions; new requests beyond it get 503 with Retry-After.
+    pub max_transactions: usize,
+    /// Largest message accepted from the network, in bytes.
+    pub max_message_size: usize,
+    /// Send 100 Trying as soon as an INVITE arrives (RFC 3261 §17.2.1).
+    pub send_trying: bool,
+    /// Seeds the keyed hash of transaction keys (pass randomness in production).
+    pub seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            timers: TimerConfig::default(),
+            max_transactions: 100_000,
+            max_message_size: 65_535,
+            send_trying: true,
+            seed: 0x5eed_5eed_5eed_5eed,
+        }
+    }
+}
+
+/// A message that arrived.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The transport it came over.
+    pub transport: Transport,
+    /// The peer's address.
+    pub remote: SocketAddr,
+    /// The bytes: one datagram, or one frame cut by the stream framer.
+    pub bytes: Bytes,
+}
+
+/// Bytes to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// The transport to use (for streams: the connection to `destination`).
+    pub transport: Transport,
+    /// Where to.
+    pub destination: SocketAddr,
+    /// The message.
+    pub bytes: Bytes,
+}
+
+/// Names a transaction for its whole life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TransactionId(u64);
+
+/// What the endpoint tells its user.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A new request (not a retransmission, not an ACK or CANCEL): answer it with
+    /// [`Endpoint::respond`].
+    Request {
+        /// The server transaction to respond on.
+        id: TransactionId,
+        /// The request.
+        request: Request,
+        /// Who sent it.
+        source: SocketAddr,
+        /// Over what.
+        transport: Transport,
+    },
+    /// An ACK for a 2xx (it has no transaction: the dialog layer takes it).
+    Ack {
+        /// The ACK.
+        request: Request,
+        /// Who sent it.
+        source: SocketAddr,
+    },
+    /// The INVITE of server transaction `id` was cancelled; the endpoint answered the CANCEL
+    /// with 200. The TU should answer the INVITE with 487 (RFC 3261 §9.2).
+    Cancelled {
+        /// The INVITE's server transaction.
+        id: TransactionId,
+    },
+    /// A response for client transaction `id`.
+    Response {
+        /// The client transaction.
+        id: TransactionId,
+        /// The response.
+        response: Response,
+    },
+    /// A 2xx to an INVITE whose transaction is gone (a late retransmission or fork): the TU
+    /// should ACK it again.
+    StrayResponse {
+        /// The response.
+        response: Response,
+    },
+    /// Transaction `id` timed out (Timer B, F or H).
+    Timeout {
+        /// The transaction.
+        id: TransactionId,
+    },
+    /// Sending for transaction `id` failed.
+    TransportError {
+        /// The transaction.
+        id: TransactionId,
+    },
+    /// A message that did not parse (a request was answered with 400/505 when possible).
+    Malformed {
+        /// Who sent it.
+        source: SocketAddr,
+        /// What was wrong.
+        error: ParseError,
+    },
+}
+
+/// Why a command was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The transaction table is full.
+    Overloaded,
+    /// No live transaction has this id.
+    UnknownTransaction,
+    /// The transaction's state does not allow this (a second final response, say).
+    InvalidState,
+    /// ACKs for 2xx are sent with [`Endpoint::send_ack`], not as transactions.
+    AckIsNotATransaction,
+    /// The request's top Via has no branch parameter.
+    NoBranch,
+    /// The message is not usable (no branch, unparsable Via...).
+    Message(ParseError),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Overloaded => f.write_str("too many transactions"),
+            Error::UnknownTransaction => f.write_str("no such transaction"),
+            Error::InvalidState => f.write_str("the transaction cannot do that in its state"),
+            Error::AckIsNotATransaction => f.write_str("an ACK is sent with send_ack"),
+            Error::NoBranch => f.write_str("the top Via has no branch"),
+            Error::Message(e) => write!(f, "bad message: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Where a transaction sends.
+#[derive(Debug, Clone)]
+struct Peer {
+    transport: Transport,
+    destination: SocketAddr,
+}
+
+/// The four machines, by their RFC 3261 nicknames.
+#[derive(Debug)]
+enum Tx {
+    /// INVITE client transaction (boxed: it keeps the INVITE to build ACKs).
+    Ict(Box<ClientInvite>),
+    /// Non-INVITE client transaction.
+    Nict(ClientNonInvite),
+    /// INVITE server transaction.
+    Ist(ServerInvite),
+    /// Non-INVITE server transaction.
+    Nist(ServerNonInvite),
+}
+
+#[derive(Debug)]
+struct Entry {
+    tx: Tx,
+    peer: Peer,
+    key: u64,
+    client: bool,
+    /// Server side: the request and where it came from (for `received`/`rport` in responses).
+    request: Option<(Request, SocketAddr)>,
+}
+
+impl Entry {
+    fn state(&self) -> State {
+        match &self.tx {
+            Tx::Ict(t) => t.state(),
+            Tx::Nict(t) => t.state(),
+            Tx::Ist(t) => t.state(),
+            Tx::Nist(t) => t.state(),
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        match &self.tx {
+            Tx::Ict(t) => t.next_deadline(),
+            Tx::Nict(t) => t.next_deadline(),
+            Tx::Ist(t) => t.next_deadline(),
+            Tx::Nist(t) => t.next_deadline(),
+        }
+    }
+}
+
+/// The transaction layer and the stateless rules around it. See the module docs.
+#[derive(Debug)]
+pub struct Endpoint {
+    cfg: Config,
+    next_id: u64,
+    txs: HashMap<TransactionId, Entry>,
+    client_keys: HashMap<u64, TransactionId>,
+    server_keys: HashMap<u64, TransactionId>,
+    timers: BinaryHeap<Reverse<(Instant, TransactionId)>>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    scratch: Vec<Output>,
+}
+
+fn reliability(t: &Transport) -> Reliability {
+    if t.is_reliable() {
+        Reliability::Reliable
+    } else {
+        Reliability::Unreliable
+    }
+}
+
+impl Endpoint {
+    /// An endpoint with no transactions.
+    pub fn new(cfg: Config) -> Endpoint {
+        Endpoint {
+            cfg,
+            next_id: 1,
+            txs: HashMap::new(),
+            client_keys: HashMap::new(),
+            server_keys: HashMap::new(),
+            timers: BinaryHeap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Number of live transactions.
+    pub fn transactions(&self) -> usize {
+        self.txs.len()
+    }
+
+    /// The state of a live transaction.
+    pub fn state(&self, id: TransactionId) -> Option<State> {
+        self.txs.get(&id).map(Entry::state)
+    }
+
+    /// Next bytes to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// Next event for the transaction user.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Endpoint::handle_timeout`] must be called next (may be early, never late).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+
+    fn hash(&self, parts: &[&[u8]]) -> u64 {
+        let mut h = DefaultHasher::new();
+        self.cfg.seed.hash(&mut h);
+        for p in parts {
+            p.hash(&mut h);
+        }
+        h.finish()
+    }
+
+    /// Client key (§17.1.3): top Via branch and CSeq method.
+    fn client_key(&self, msg_branch: &str, method: &Method) -> u64 {
+        self.hash(&[b"c", msg_branch.as_bytes(), method.as_str().as_bytes()])
+    }
+
+    /// Server key (§17.2.3): branch, sent-by and method (ACK counts as INVITE); requests
+    /// without the RFC 3261 cookie use the RFC 2543 fields.
+    fn server_key(&self, req: &Request, method: &Method) -> u64 {
+        let method = if *method == Method::Ack {
+            &Method::Invite
+        } else {
+            method
+        };
+        let v = req.via_key();
+        match v.branch.filter(|b| b.len() > 7 && b.starts_with("z9hG4bK")) {
+            Some(branch) => {
+                let port = v
+                    .port
+                    .unwrap_or_else(|| v.transport.default_port())
+                    .to_be_bytes();
+                let host = v.host.to_ascii_lowercase();
+                self.hash(&[
+                    b"s",
+                    branch.as_bytes(),
+                    host.as_bytes(),
+                    &port,
+                    method.as_str().as_bytes(),
+                ])
+            }
+            None => {
+                let seq = req.cseq().seq.to_be_bytes();
+                self.hash(&[
+                    b"2543",
+                    req.uri_bytes(),
+                    req.call_id().as_bytes(),
+                    req.from_tag().unwrap_or("").as_bytes(),
+                    &seq,
+                    v.host.as_bytes(),
+                    method.as_str().as_bytes(),
+                ])
+            }
+        }
+    }
+
+    fn new_id(&mut self) -> TransactionId {
+        let id = TransactionId(self.next_id);
+        self.next_id += 1;
+        id
+    }
+
+    /// Moves the scratch outputs of transaction `id` to the queues, reschedules its timer, and
+    /// forgets it once terminated.
+    fn settle(&mut self, id: TransactionId) {
+        let Some(entry) = self.txs.get(&id) else {
+            return;
+        };
+        let peer = &entry.peer;
+        for o in self.scratch.drain(..) {
+            match o {
+                Output::Transmit(bytes) => self.transmits.push_back(Transmit {
+                    transport: peer.transport.clone(),
+                    destination: peer.destination,
+                    bytes,
+                }),
+                Output::Timeout => self.events.push_back(Event::Timeout { id }),
+                Output::TransportError => self.events.push_back(Event::TransportError { id }),
+            }
+        }
+        if entry.state() == State::Terminated {
+            let (key, client) = (entry.key, entry.client);
+            self.txs.remove(&id);
+            let keys = if client {
+                &mut self.client_keys
+            } else {
+                &mut self.server_keys
+            };
+            if keys.get(&key) == Some(&id) {
+                keys.remove(&key);
+            }
+        } else if let Some(at) = entry.next_deadline() {
+            self.timers.push(Reverse((at, id)));
+        }
+    }
+
+    /// Sends a request in a new client transaction to `destination` over `transport`.
+    /// The request's top Via must carry an RFC 3261 branch.
+    pub fn send_request(
+        &mut self,
+        now: Instant,
+        request: Request,
+        transport: Transport,
+        destination: SocketAddr,
+    ) -> Result<TransactionId, Error> {
+        if *request.method() == Method::Ack {
+            return Err(Error::AckIsNotATransaction);
+        }
+        if self.txs.len() >= self.cfg.max_transactions {
+            return Err(Error::Overloaded);
+        }
+        let branch = request.via_key().branch.ok_or(Error::NoBranch)?;
+        let key = self.client_key(branch, request.method());
+        let id = self.new_id();
+        let rel = reliability(&transport);
+        let tx = if *request.method() == Method::Invite {
+            Tx::Ict(Box::new(ClientInvite::new(
+                now,
+                request,
+                rel,
+                self.cfg.timers,
+                &mut self.scratch,
+            )))
+        } else {
+            Tx::Nict(ClientNonInvite::new(
+                now,
+                request.to_bytes(),
+                rel,
+                self.cfg.timers,
+                &mut self.scratch,
+            ))
+        };
+        self.txs.insert(
+            id,
+            Entry {
+                tx,
+                peer: Peer {
+                    transport,
+                    destination,
+                },
+                key,
+                client: true,
+                request: None,
+            },
+        );
+        self.client_keys.insert(key, id);
+        self.settle(id);
+        Ok(id)
+    }
+
+    /// Sends an ACK for a 2xx (end to end, no transaction: RFC 3261 §13.2.2.4).
+    pub fn send_ack(&mut self, ack: &Request, transport: Transport, destination: SocketAddr) {
+        self.transmits.push_back(Transmit {
+            transport,
+            destination,
+            bytes: ack.to_bytes(),
+        });
+    }
+
+    /// Sends `response` on server transaction `id`.
+    pub fn respond(
+        &mut self,
+        now: Instant,
+        id: TransactionId,
+        response: Response,
+    ) -> Result<(), Error> {
+        let entry = self.txs.get_mut(&id).ok_or(Error::UnknownTransaction)?;
+        let status = response.status();
+        let response = match &entry.request {
+            Some((req, source)) => with_received(response, req, *source),
+            None => response,
+        };
+        let bytes = response.to_bytes();
+        let ok = match &mut entry.tx {
+            Tx::Ist(t) => t.respond(now, status, bytes, &mut self.scratch),
+            Tx::Nist(t) => t.respond(now, status, bytes, &mut self.scratch),
+            _ => return Err(Error::UnknownTransaction),
+        };
+        self.settle(id);
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::InvalidState)
+        }
+    }
+
+    /// Fires every timer that is due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((at, id))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(entry) = self.txs.get_mut(&id) else {
+                continue;
+            };
+            // a stale heap entry: the transaction's timer moved
+            if entry.next_deadline() != Some(at) {
+                continue;
+            }
+            match &mut entry.tx {
+                Tx::Ict(t) => t.on_timeout(now, &mut self.scratch),
+                Tx::Nict(t) => t.on_timeout(now, &mut self.scratch),
+                Tx::Ist(t) => t.on_timeout(now, &mut self.scratch),
+                Tx::Nist(t) => t.on_timeout(now),
+            }
+            self.settle(id);
+        }
+    }
+
+    /// Takes in one message from the network.
+    pub fn handle_datagram(&mut self, now: Instant, rx: Received) {
+        if rx.bytes.len() > self.cfg.max_message_size {
+            let error = ParseError::too_large();
+            self.answer_malformed(&rx, &error);
+            self.events.push_back(Event::Malformed {
+                source: rx.remote,
+                error,
+            });
+            return;
+        }
+        match Message::parse_bytes(rx.bytes.clone()) {
+            Err(error) => {
+                self.answer_malformed(&rx, &error);
+                self.events.push_back(Event::Malformed {
+                    source: rx.remote,
+                    error,
+                });
+            }
+            Ok(Message::Response(resp)) => self.on_response(now, resp),
+            Ok(Message::Request(req)) => self.on_request(now, req, rx.transport, rx.remote),
+        }
+    }
+
+    fn answer_malformed(&mut self, rx: &Received, error: &ParseError) {
+        if let Some(bytes) = error_response(&rx.bytes, error, "") {
+            self.transmits.push_back(Transmit {
+                transport: rx.transport.clone(),
+                destination: rx.remote,
+                bytes,
+            });
+        }
+    }
+
+    fn on_response(&mut self, now: Instant, resp: Response) {
+        let Some(branch) = resp.via_key().branch else {
+            return;
+        };
+        let key = self.client_key(branch, &resp.cseq().method);
+        let Some(&id) = self.client_keys.get(&key) else {
+            if resp.is_success() && resp.cseq().method == Method::Invite {
+                self.events
+                    .push_back(Event::StrayResponse { response: resp });
+            }
+            return;
+        };
+        let Some(entry) = self.txs.get_mut(&id) else {
+            return;
+        };
+        let delivery = match &mut entry.tx {
+            Tx::Ict(t) => t.on_response(now, &resp, &mut self.scratch),
+            Tx::Nict(t) => t.on_response(now, resp.status()),
+            _ => Delivery::Absorb,
+        };
+        self.settle(id);
+        if delivery == Delivery::Pass {
+            self.events
+                .push_back(Event::Response { id, response: resp });
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, req: Request, transport: Transport, source: SocketAddr) {
+        let method = req.method().clone();
+        let key = self.server_key(&req, &method);
+        if let Some(&id) = self.server_keys.get(&key) {
+            self.on_retransmission(now, id, req, source);
+            return;
+        }
+        match method {
+            Method::Ack => {
+                // no INVITE transaction: the ACK of a 2xx, for the dialog layer
+                self.events.push_back(Event::Ack {
+                    request: req,
+                    source,
+                });
+            }
+            Method::Cancel => self.on_cancel(now, req, key, transport, source),
+            _ => {
+                let Some(id) = self.new_server_tx(&req, key, transport, source) else {
+                    return;
+                };
+                self.events.push_back(Event::Request {
+                    id,
+                    request: req,
+                    source,
+                    transport: self.txs[&id].peer.transport.clone(),
+                });
+            }
+        }
+    }
+
+    fn on_retransmission(
+        &mut self,
+        now: Instant,
+        id: TransactionId,
+        req: Request,
+        source: SocketAddr,
+    ) {
+        let Some(entry) = self.txs.get_mut(&id) else {
+            return;
+        };
+        let is_ack = *req.method() == Method::Ack;
+        let delivery = match &mut entry.tx {
+            Tx::Ist(t) if is_ack => t.on_ack(now),
+            Tx::Ist(t) => t.on_invite(&mut self.scratch),
+            Tx::Nist(t) => t.on_request(&mut self.scratch),
+            _ => Delivery::Absorb,
+        };
+        self.settle(id);
+        if is_ack && delivery == Delivery::Pass {
+            self.events.push_back(Event::Ack {
+                request: req,
+                source,
+            });
+        }
+    }
+
+    /// RFC 3261 §9.2: a CANCEL matches the INVITE with the same branch; it gets 200 if so,
+    /// 481 if not, in a transaction of its own.
+    fn on_cancel(
+        &mut self,
+        now: Instant,
+        req: Request,
+        key: u64,
+        transport: Transport,
+        source: SocketAddr,
+    ) {
+        let invite_key = self.server_key(&req, &Method::Invite);
+        let target = self.server_keys.get(&invite_key).copied();
+        let Some(cancel_id) = self.new_server_tx(&req, key, transport, source) else {
+            return;
+        };
+        let status = match target.and_then(|t| self.txs.get(&t).map(|e| (t, e.state()))) {
+            Some((invite, State::Proceeding)) => {
+                self.events.push_back(Event::Cancelled { id: invite });
+                200
+            }
+            // already answered: the CANCEL has no effect but still gets 200
+            Some(_) => 200,
+            None => 481,
+        };
+        let _ = self.respond(now, cancel_id, Response::from_request(&req, status));
+    }
+
+    /// Creates a server transaction, or answers 503 statelessly when full.
+    fn new_server_tx(
+        &mut self,
+        req: &Request,
+        key: u64,
+        transport: Transport,
+        source: SocketAddr,
+    ) -> Option<TransactionId> {
+        let peer = Peer {
+            destination: response_destination(req, &transport, source),
+            transport,
+        };
+        if self.txs.len() >= self.cfg.max_transactions {
+            let mut resp = Response::from_request(req, 503);
+            let _ = resp.push_header(Header::typed(&RetryAfter {
+                delta: 5,
+                comment: None,
+                params: Default::default(),
+            }));
+            let resp = with_received(resp, req, source);
+            self.transmits.push_back(Transmit {
+                transport: peer.transport,
+                destination: peer.destination,
+                bytes: resp.to_bytes(),
+            });
+            return None;
+        }
+        let id = self.new_id();
+        let rel = reliability(&peer.transport);
+        let tx = if *req.method() == Method::Invite {
+            let trying = self
+                .cfg
+                .send_trying
+                .then(|| with_received(Response::from_request(req, 100), req, source).to_bytes());
+            Tx::Ist(ServerInvite::new(
+                rel,
+                self.cfg.timers,
+                trying,
+                &mut self.scratch,
+            ))
+        } else {
+            Tx::Nist(ServerNonInvite::new(rel, self.cfg.timers))
+        };
+        self.txs.insert(
+            id,
+            Entry {
+                tx,
+                peer,
+                key,
+                client: false,
+                request: Some((req.clone(), source)),
+            },
+        );
+        self.server_keys.insert(key, id);
+        self.settle(id);
+        Some(id)
+    }
+}
+
+/// RFC 3261 §18.2.2 with RFC 3581: over a stream, back on the connection; over UDP, to
+/// `maddr` if given, else to the source address (with the source port when `rport` was asked
+/// for, the sent-by port otherwise).
+fn response_destination(req: &Request, transport: &Transport, source: SocketAddr) -> SocketAddr {
+    if transport.is_reliable() {
+        return source;
+    }
+    let Ok(via) = req.top_via() else {
+        return source;
+    };
+    if let Some(Host::Ipv4(a)) = via.maddr() {
+        return SocketAddr::new(IpAddr::V4(a), via.port_or_default());
+    }
+    if via.rport().is_some() {
+        return source;
+    }
+    SocketAddr::new(source.ip(), via.port_or_default())
+}
+
+/// Adds `received` (when the source IP differs from sent-by) and fills `rport` (when asked
+/// for) in the response's top Via (RFC 3261 §18.2.1, RFC 3581 §4).
+pub fn with_received(mut resp: Response, req: &Request, source: SocketAddr) -> Response {
+    let Ok(via) = req.top_via() else { return resp };
+    let sent_by_ip = via.host.ip();
+    let wants_rport = via.rport().is_some();
+    if sent_by_ip == Some(source.ip()) && !wants_rport {
+        return resp;
+    }
+    let mut v = via.clone();
+    v.params.set("received", Some(&source.ip().to_string()));
+    if wants_rport {
+        v.params.set("rport", Some(&source.port().to_string()));
+    }
+    let _ = resp.set_top_via(&v);
+    resp
+}

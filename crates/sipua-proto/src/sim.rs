@@ -1,0 +1,277 @@
+//! A simulated network for tests: several [`Endpoint`]s exchange their [`Transmit`]s through
+//! links with delay, jitter (so reordering), loss and duplication, on virtual time, from a
+//! seed. The same seed gives the same run, and a minute of SIP timers takes microseconds.
+//!
+//! Streams (TCP, TLS, WS) are modelled as reliable and ordered: no loss, no duplication, and
+//! each link delivers in sending order.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sipua_message::Transport;
+
+use crate::endpoint::{Endpoint, Event, Received, Transmit};
+
+/// How one direction of a link behaves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LinkConfig {
+    /// Base one-way delay.
+    pub delay: Duration,
+    /// Extra random delay, uniform in `0..=jitter`; reorders datagrams.
+    pub jitter: Duration,
+    /// Probability that a datagram is lost.
+    pub loss: f64,
+    /// Probability that a datagram arrives twice.
+    pub duplicate: f64,
+}
+
+impl Default for LinkConfig {
+    fn default() -> LinkConfig {
+        LinkConfig {
+            delay: Duration::from_millis(10),
+            jitter: Duration::ZERO,
+            loss: 0.0,
+            duplicate: 0.0,
+        }
+    }
+}
+
+/// A small deterministic generator (xorshift64*), enough for network weather.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed (any value, 0 included).
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x9e37_79b9_7f4a_7c15 | 1)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A float in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct InFlight {
+    at: Instant,
+    seq: u64,
+    from: SocketAddr,
+    to: SocketAddr,
+    transport: TransportKey,
+    bytes: Bytes,
+}
+
+/// `Transport` is not `Ord`; the heap only needs a stable order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct TransportKey(String);
+
+/// The network and the endpoints on it.
+#[derive(Debug)]
+pub struct Sim {
+    /// Virtual time now.
+    pub now: Instant,
+    rng: Rng,
+    default_link: LinkConfig,
+    links: HashMap<(SocketAddr, SocketAddr), LinkConfig>,
+    in_flight: BinaryHeap<Reverse<InFlight>>,
+    last_stream_delivery: HashMap<(SocketAddr, SocketAddr), Instant>,
+    seq: u64,
+    nodes: Vec<(SocketAddr, Endpoint)>,
+    /// Datagrams sent, lost and duplicated so far.
+    pub stats: NetStats,
+}
+
+/// Counters of what the network did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetStats {
+    /// Messages handed to the network.
+    pub sent: u64,
+    /// Messages it dropped.
+    pub lost: u64,
+    /// Extra copies it delivered.
+    pub duplicated: u64,
+}
+
+impl Sim {
+    /// An empty network starting at `start`, every link behaving as `default_link`.
+    pub fn new(seed: u64, start: Instant, default_link: LinkConfig) -> Sim {
+        Sim {
+            now: start,
+            rng: Rng::new(seed),
+            default_link,
+            links: HashMap::new(),
+            in_flight: BinaryHeap::new(),
+            last_stream_delivery: HashMap::new(),
+            seq: 0,
+            nodes: Vec::new(),
+            stats: NetStats::default(),
+        }
+    }
+
+    /// Adds an endpoint at `addr`; returns its index.
+    pub fn add(&mut self, addr: SocketAddr, endpoint: Endpoint) -> usize {
+        self.nodes.push((addr, endpoint));
+        self.nodes.len() - 1
+    }
+
+    /// The address of node `i`.
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        self.nodes[i].0
+    }
+
+    /// The endpoint of node `i`.
+    pub fn endpoint(&mut self, i: usize) -> &mut Endpoint {
+        &mut self.nodes[i].1
+    }
+
+    /// Sets how the link from `from` to `to` behaves.
+    pub fn set_link(&mut self, from: SocketAddr, to: SocketAddr, cfg: LinkConfig) {
+        self.links.insert((from, to), cfg);
+    }
+
+    /// Puts a message on the wire from `from`.
+    pub fn send(&mut self, from: SocketAddr, t: Transmit) {
+        self.stats.sent += 1;
+        let link = self
+            .links
+            .get(&(from, t.destination))
+            .copied()
+            .unwrap_or(self.default_link);
+        let reliable = t.transport.is_reliable();
+        if !reliable && self.rng.unit() < link.loss {
+            self.stats.lost += 1;
+            return;
+        }
+        let copies = if !reliable && self.rng.unit() < link.duplicate {
+            2
+        } else {
+            1
+        };
+        self.stats.duplicated += copies - 1;
+        for _ in 0..copies {
+            let jitter = if reliable || link.jitter.is_zero() {
+                Duration::ZERO
+            } else {
+                Duration::from_nanos(self.rng.next_u64() % (link.jitter.as_nanos() as u64 + 1))
+            };
+            let mut at = self.now + link.delay + jitter;
+            if reliable {
+                // a stream delivers in order
+                let last = self
+                    .last_stream_delivery
+                    .entry((from, t.destination))
+                    .or_insert(at);
+                at = at.max(*last);
+                *last = at;
+            }
+            self.seq += 1;
+            self.in_flight.push(Reverse(InFlight {
+                at,
+                seq: self.seq,
+                from,
+                to: t.destination,
+                transport: TransportKey(t.transport.as_str().to_owned()),
+                bytes: t.bytes.clone(),
+            }));
+        }
+    }
+
+    /// Moves every pending transmit of every endpoint onto the wire; returns whether any was.
+    fn flush(&mut self) -> bool {
+        let mut any = false;
+        for i in 0..self.nodes.len() {
+            while let Some(t) = self.nodes[i].1.poll_transmit() {
+                let from = self.nodes[i].0;
+                self.send(from, t);
+                any = true;
+            }
+        }
+        any
+    }
+
+    /// Runs until `until` (virtual time), giving every event to `tu` as
+    /// `(node index, endpoint, now, event)`; `tu` may call the endpoint to respond or send.
+    pub fn run_until(
+        &mut self,
+        until: Instant,
+        tu: &mut dyn FnMut(usize, &mut Endpoint, Instant, Event),
+    ) {
+        loop {
+            // settle: events may produce transmits and more events
+            loop {
+                let mut progressed = self.flush();
+                for i in 0..self.nodes.len() {
+                    while let Some(ev) = self.nodes[i].1.poll_event() {
+                        let now = self.now;
+                        tu(i, &mut self.nodes[i].1, now, ev);
+                        progressed = true;
+                    }
+                }
+                if !progressed {
+                    break;
+                }
+            }
+            let next_packet = self.in_flight.peek().map(|Reverse(p)| p.at);
+            let next_timer = self
+                .nodes
+                .iter()
+                .filter_map(|(_, e)| e.poll_timeout())
+                .min();
+            let next = match (next_packet, next_timer) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => match a.or(b) {
+                    Some(x) => x,
+                    None => {
+                        self.now = self.now.max(until);
+                        return;
+                    }
+                },
+            };
+            if next > until {
+                self.now = until;
+                return;
+            }
+            self.now = self.now.max(next);
+            while self
+                .in_flight
+                .peek()
+                .is_some_and(|Reverse(p)| p.at <= self.now)
+            {
+                let Some(Reverse(p)) = self.in_flight.pop() else {
+                    break;
+                };
+                if let Some(node) = self.nodes.iter_mut().find(|(a, _)| *a == p.to) {
+                    let transport = Transport::parse(p.transport.0.as_bytes());
+                    node.1.handle_datagram(
+                        self.now,
+                        Received {
+                            transport,
+                            remote: p.from,
+                            bytes: p.bytes,
+                        },
+                    );
+                }
+            }
+            let now = self.now;
+            for (_, e) in &mut self.nodes {
+                if e.poll_timeout().is_some_and(|t| t <= now) {
+                    e.handle_timeout(now);
+                }
+            }
+        }
+    }
+}
