@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod dialog;
 pub mod endpoint;
 pub mod sim;
 pub mod transaction;

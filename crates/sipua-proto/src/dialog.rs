@@ -1,0 +1,409 @@
+//! Dialogs (RFC 3261 §12): created by a UAC from a response with a To tag (§12.1.2) or by a
+//! UAS from a request (§12.1.1); route sets from Record-Route, remote target from Contact,
+//! local and remote CSeq rules, and in-dialog requests with loose routing and the strict
+//! routing of §12.2.1.1.
+
+use sipua_message::header::{Contact, RecordRoute};
+use sipua_message::{
+    Header, HeaderName, Method, NameAddr, ParseError, Request, RequestBuilder, Response, Uri, Via,
+};
+
+/// What names a dialog (RFC 3261 §12): Call-ID and the two tags.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DialogId {
+    /// The Call-ID.
+    pub call_id: String,
+    /// Our tag (From of our requests).
+    pub local_tag: String,
+    /// The peer's tag.
+    pub remote_tag: String,
+}
+
+/// Early (after a provisional response) or confirmed (after a 2xx).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DialogState {
+    /// Created by a provisional response with a To tag.
+    Early,
+    /// Created or confirmed by a 2xx.
+    Confirmed,
+}
+
+/// Why a dialog cannot be made or used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DialogError {
+    /// A header the dialog needs is malformed.
+    Message(ParseError),
+    /// The response or request has no tag to identify the peer.
+    MissingTag,
+    /// The dialog-creating message has no usable Contact.
+    MissingContact,
+    /// An in-dialog request came with a CSeq lower than the last one (answer 500).
+    CSeqTooLow,
+}
+
+impl From<ParseError> for DialogError {
+    fn from(e: ParseError) -> DialogError {
+        DialogError::Message(e)
+    }
+}
+
+/// The state of one dialog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dialog {
+    /// Call-ID and tags.
+    pub id: DialogId,
+    /// Early or confirmed.
+    pub state: DialogState,
+    /// The last CSeq we used (`None` until we send a request, on the UAS side).
+    pub local_seq: Option<u32>,
+    /// The last CSeq the peer used (`None` until it sends one, on the UAC side).
+    pub remote_seq: Option<u32>,
+    /// Our address (From of our requests).
+    pub local_uri: NameAddr,
+    /// The peer's address (To of our requests).
+    pub remote_uri: NameAddr,
+    /// Where our requests go: the peer's Contact.
+    pub remote_target: Uri,
+    /// Record-Route, in the order our requests visit it.
+    pub route_set: Vec<NameAddr>,
+    /// Whether the dialog is `sips` (RFC 3261 §12.1.1).
+    pub secure: bool,
+}
+
+fn contact_uri(contacts: Vec<Contact>) -> Result<Uri, DialogError> {
+    contacts
+        .into_iter()
+        .find_map(|c| c.addr().map(|a| a.uri.clone()))
+        .ok_or(DialogError::MissingContact)
+}
+
+fn without_tag(mut a: NameAddr) -> NameAddr {
+    a.params.remove("tag");
+    a
+}
+
+impl Dialog {
+    /// The UAC side, from our request and a response with a To tag (RFC 3261 §12.1.2).
+    pub fn uac(request: &Request, response: &Response) -> Result<Dialog, DialogError> {
+        let remote_tag = response.to_tag().ok_or(DialogError::MissingTag)?.to_owned();
+        let local_tag = request
+            .from_tag()
+            .ok_or(DialogError::MissingTag)?
+            .to_owned();
+        let mut route_set: Vec<NameAddr> = response
+            .typed_all::<RecordRoute>()?
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
+        route_set.reverse();
+        let remote_target = contact_uri(response.contacts()?)?;
+        Ok(Dialog {
+            id: DialogId {
+                call_id: request.call_id().to_owned(),
+                local_tag,
+                remote_tag,
+            },
+            state: if response.is_success() {
+                DialogState::Confirmed
+            } else {
+                DialogState::Early
+            },
+            local_seq: Some(request.cseq().seq),
+            remote_seq: None,
+            local_uri: request.from()?.clone(),
+            remote_uri: without_tag(response.to()?.clone()),
+            remote_target,
+            route_set,
+            secure: request.uri().scheme() == "sips",
+        })
+    }
+
+    /// The UAS side, from the request and the tag we put in our To (RFC 3261 §12.1.1).
+    pub fn uas(
+        request: &Request,
+        local_tag: &str,
+        state: DialogState,
+    ) -> Result<Dialog, DialogError> {
+        let remote_tag = request
+            .from_tag()
+            .ok_or(DialogError::MissingTag)?
+            .to_owned();
+        let route_set = request
+            .typed_all::<RecordRoute>()?
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
+        let remote_target = contact_uri(request.contacts()?)?;
+        let mut local_uri = request.to()?.clone();
+        local_uri.set_tag(local_tag);
+        Ok(Dialog {
+            id: DialogId {
+                call_id: request.call_id().to_owned(),
+                local_tag: local_tag.to_owned(),
+                remote_tag,
+            },
+            state,
+            local_seq: None,
+            remote_seq: Some(request.cseq().seq),
+            local_uri,
+            remote_uri: without_tag(request.from()?.clone()),
+            remote_target,
+            route_set,
+            secure: request.uri().scheme() == "sips",
+        })
+    }
+
+    /// The dialog id an incoming request belongs to (its To tag is ours).
+    pub fn id_of_request(req: &Request) -> Option<DialogId> {
+        Some(DialogId {
+            call_id: req.call_id().to_owned(),
+            local_tag: req.to_tag()?.to_owned(),
+            remote_tag: req.from_tag()?.to_owned(),
+        })
+    }
+
+    /// The dialog id a response to our request belongs to.
+    pub fn id_of_response(resp: &Response) -> Option<DialogId> {
+        Some(DialogId {
+            call_id: resp.call_id().to_owned(),
+            local_tag: resp.from_tag()?.to_owned(),
+            remote_tag: resp.to_tag()?.to_owned(),
+        })
+    }
+
+    /// Checks and records the CSeq of a request from the peer (RFC 3261 §12.2.2): a lower one
+    /// gets 500; a target refresh (INVITE, UPDATE) with a Contact moves the remote target.
+    pub fn on_request(&mut self, req: &Request) -> Result<(), DialogError> {
+        let seq = req.cseq().seq;
+        if *req.method() != Method::Ack && *req.method() != Method::Cancel {
+            if self.remote_seq.is_some_and(|r| seq <= r) {
+                return Err(DialogError::CSeqTooLow);
+            }
+            self.remote_seq = Some(seq);
+        }
+        if matches!(req.method(), Method::Invite | Method::Update) {
+            if let Ok(uri) = req
+                .contacts()
+                .map_err(DialogError::from)
+                .and_then(contact_uri)
+            {
+                self.remote_target = uri;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a response to our request in this dialog: a 2xx confirms the dialog, and a 2xx
+    /// or 1xx to a target refresh moves the remote target (RFC 3261 §12.2.1.2).
+    pub fn on_response(&mut self, resp: &Response) {
+        if resp.is_success() {
+            self.state = DialogState::Confirmed;
+        }
+        if matches!(resp.cseq().method, Method::Invite | Method::Update) && resp.status() > 100 {
+            if let Ok(uri) = resp
+                .contacts()
+                .map_err(DialogError::from)
+                .and_then(contact_uri)
+            {
+                self.remote_target = uri;
+            }
+        }
+    }
+
+    /// The URI the next hop is taken from: the first route, or the remote target.
+    pub fn next_hop(&self) -> &Uri {
+        self.route_set
+            .first()
+            .map_or(&self.remote_target, |r| &r.uri)
+    }
+
+    /// Builds the next in-dialog request (RFC 3261 §12.2.1.1), taking a new local CSeq.
+    pub fn request(
+        &mut self,
+        method: Method,
+        via: Via,
+        headers: Vec<Header>,
+    ) -> Result<Request, DialogError> {
+        let seq = self.local_seq.map_or(1, |s| s.wrapping_add(1)).max(1);
+        self.local_seq = Some(seq);
+        self.build(method, seq, via, headers)
+    }
+
+    /// The ACK for a 2xx to the INVITE with CSeq `invite_seq` (RFC 3261 §13.2.2.4).
+    pub fn ack(&self, invite_seq: u32, via: Via) -> Result<Request, DialogError> {
+        self.build(Method::Ack, invite_seq, via, Vec::new())
+    }
+
+    fn build(
+        &self,
+        method: Method,
+        seq: u32,
+        via: Via,
+        headers: Vec<Header>,
+    ) -> Result<Request, DialogError> {
+        let loose = self
+            .route_set
+            .first()
+            .is_none_or(|r| r.uri.as_sip().is_some_and(|s| s.lr()));
+        let (ruri, routes): (Uri, Vec<NameAddr>) = if loose {
+            (self.remote_target.clone(), self.route_set.clone())
+        } else {
+            // strict router: it becomes the Request-URI, the remote target the last Route
+            let mut routes: Vec<NameAddr> = self.route_set[1..].to_vec();
+            routes.push(NameAddr::new(self.remote_target.clone()));
+            let mut first = self.route_set[0].uri.clone();
+            if let Some(s) = first.as_sip_mut() {
+                s.headers.clear();
+            }
+            (first, routes)
+        };
+        let mut b = RequestBuilder::new(method, ruri)
+            .via(via)
+            .from(self.local_uri.clone())
+            .to({
+                let mut to = self.remote_uri.clone();
+                to.set_tag(&self.id.remote_tag);
+                to
+            })
+            .call_id(self.id.call_id.clone())
+            .cseq(seq);
+        for r in routes {
+            b = b.header(Header::new(HeaderName::Route, r.to_string()));
+        }
+        for h in headers {
+            b = b.header(h);
+        }
+        Ok(b.build()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sipua_message::Message;
+
+    fn parse_req(s: &str) -> Request {
+        match Message::parse(s.replace('\n', "\r\n").as_bytes()).unwrap() {
+            Message::Request(r) => r,
+            _ => unreachable!(),
+        }
+    }
+
+    fn invite() -> Request {
+        parse_req(
+            "INVITE sip:bob@biloxi.example.com SIP/2.0\n\
+             Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bKnashds8\n\
+             Record-Route: <sip:p2.example.com;lr>, <sip:p1.example.com;lr>\n\
+             From: Alice <sip:alice@atlanta.example.com>;tag=9fxced76sl\n\
+             To: Bob <sip:bob@biloxi.example.com>\n\
+             Call-ID: 3848276298220188511@atlanta.example.com\nCSeq: 2 INVITE\n\
+             Contact: <sip:alice@pc33.atlanta.example.com>\nContent-Length: 0\n\n",
+        )
+    }
+
+    fn ok(req: &Request) -> Response {
+        let mut r = Response::from_request(req, 200);
+        r.set_to_tag("314159").unwrap();
+        r.push_header(Header::new(
+            HeaderName::RecordRoute,
+            "<sip:p2.example.com;lr>, <sip:p1.example.com;lr>",
+        ))
+        .unwrap();
+        r.push_header(Header::new(HeaderName::Contact, "<sip:bob@192.0.2.4>"))
+            .unwrap();
+        r
+    }
+
+    fn via() -> Via {
+        "SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bKnew"
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn uac_dialog_reverses_record_route_and_targets_the_contact() {
+        let inv = invite();
+        let mut d = Dialog::uac(&inv, &ok(&inv)).unwrap();
+        assert_eq!(d.state, DialogState::Confirmed);
+        assert_eq!(d.id.remote_tag, "314159");
+        assert_eq!(d.route_set[0].uri.to_string(), "sip:p1.example.com;lr");
+        assert_eq!(d.remote_target.to_string(), "sip:bob@192.0.2.4");
+        let bye = d.request(Method::Bye, via(), Vec::new()).unwrap();
+        assert_eq!(bye.uri().to_string(), "sip:bob@192.0.2.4");
+        assert_eq!(bye.cseq().seq, 3);
+        assert_eq!(bye.to_tag(), Some("314159"));
+        assert_eq!(bye.from_tag(), Some("9fxced76sl"));
+        let routes: Vec<String> = bye
+            .headers()
+            .get_all(&HeaderName::Route)
+            .map(|h| h.unfolded())
+            .collect();
+        assert_eq!(
+            routes,
+            vec!["<sip:p1.example.com;lr>", "<sip:p2.example.com;lr>"]
+        );
+        let ack = d.ack(2, via()).unwrap();
+        assert_eq!((ack.cseq().seq, ack.method()), (2, &Method::Ack));
+    }
+
+    #[test]
+    fn uas_dialog_keeps_record_route_order_and_checks_cseq() {
+        let inv = invite();
+        let mut d = Dialog::uas(&inv, "314159", DialogState::Confirmed).unwrap();
+        assert_eq!(d.route_set[0].uri.to_string(), "sip:p2.example.com;lr");
+        assert_eq!(
+            d.remote_target.to_string(),
+            "sip:alice@pc33.atlanta.example.com"
+        );
+        assert_eq!(d.local_seq, None);
+        let bye = d.request(Method::Bye, via(), Vec::new()).unwrap();
+        assert_eq!(bye.cseq().seq, 1);
+        assert_eq!(bye.from_tag(), Some("314159"));
+        assert_eq!(bye.to_tag(), Some("9fxced76sl"));
+        // a request from the peer with an old CSeq is refused (500)
+        let old = parse_req(
+            "BYE sip:bob@192.0.2.4 SIP/2.0\nVia: SIP/2.0/UDP h;branch=z9hG4bK9\n\
+             From: <sip:alice@atlanta.example.com>;tag=9fxced76sl\nTo: <sip:bob@biloxi.example.com>;tag=314159\n\
+             Call-ID: 3848276298220188511@atlanta.example.com\nCSeq: 2 BYE\nContent-Length: 0\n\n",
+        );
+        assert_eq!(Dialog::id_of_request(&old).unwrap(), d.id);
+        assert_eq!(d.on_request(&old), Err(DialogError::CSeqTooLow));
+    }
+
+    #[test]
+    fn strict_router_becomes_the_request_uri() {
+        let inv = invite();
+        let mut resp = Response::from_request(&inv, 200);
+        resp.set_to_tag("1").unwrap();
+        resp.push_header(Header::new(
+            HeaderName::RecordRoute,
+            "<sip:strict.example.com>",
+        ))
+        .unwrap();
+        resp.push_header(Header::new(HeaderName::Contact, "<sip:bob@192.0.2.4>"))
+            .unwrap();
+        let mut d = Dialog::uac(&inv, &resp).unwrap();
+        let bye = d.request(Method::Bye, via(), Vec::new()).unwrap();
+        assert_eq!(bye.uri().to_string(), "sip:strict.example.com");
+        let routes: Vec<String> = bye
+            .headers()
+            .get_all(&HeaderName::Route)
+            .map(|h| h.unfolded())
+            .collect();
+        assert_eq!(routes, vec!["<sip:bob@192.0.2.4>"]);
+    }
+
+    #[test]
+    fn missing_tag_or_contact_is_an_error() {
+        let inv = invite();
+        let untagged = Response::from_request(&inv, 180);
+        assert_eq!(Dialog::uac(&inv, &untagged), Err(DialogError::MissingTag));
+        let mut no_contact = Response::from_request(&inv, 200);
+        no_contact.set_to_tag("1").unwrap();
+        assert_eq!(
+            Dialog::uac(&inv, &no_contact),
+            Err(DialogError::MissingContact)
+        );
+    }
+}
