@@ -9,7 +9,7 @@ use sipua_message::{
 };
 
 /// What names a dialog (RFC 3261 §12): Call-ID and the two tags.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DialogId {
     /// The Call-ID.
     pub call_id: String,

@@ -17,5 +17,6 @@ pub mod dialog;
 pub mod endpoint;
 pub mod sim;
 pub mod transaction;
+pub mod ua;
 
 pub use sipua_message as message;

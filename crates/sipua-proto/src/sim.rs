@@ -14,6 +14,61 @@ use bytes::Bytes;
 use sipua_message::Transport;
 
 use crate::endpoint::{Endpoint, Event, Received, Transmit};
+use crate::ua::{UaCore, UaEvent};
+
+/// Anything sans-IO that the simulator can drive: an [`Endpoint`] or a [`UaCore`].
+pub trait Node {
+    /// What it reports.
+    type Event;
+    /// A message arrived.
+    fn handle_datagram(&mut self, now: Instant, rx: Received);
+    /// Time passed.
+    fn handle_timeout(&mut self, now: Instant);
+    /// Bytes to send.
+    fn poll_transmit(&mut self) -> Option<Transmit>;
+    /// Something to report.
+    fn poll_event(&mut self) -> Option<Self::Event>;
+    /// The next deadline.
+    fn poll_timeout(&self) -> Option<Instant>;
+}
+
+impl Node for Endpoint {
+    type Event = Event;
+    fn handle_datagram(&mut self, now: Instant, rx: Received) {
+        Endpoint::handle_datagram(self, now, rx)
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        Endpoint::handle_timeout(self, now)
+    }
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        Endpoint::poll_transmit(self)
+    }
+    fn poll_event(&mut self) -> Option<Event> {
+        Endpoint::poll_event(self)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Endpoint::poll_timeout(self)
+    }
+}
+
+impl Node for UaCore {
+    type Event = UaEvent;
+    fn handle_datagram(&mut self, now: Instant, rx: Received) {
+        UaCore::handle_datagram(self, now, rx)
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        UaCore::handle_timeout(self, now)
+    }
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        UaCore::poll_transmit(self)
+    }
+    fn poll_event(&mut self) -> Option<UaEvent> {
+        UaCore::poll_event(self)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        UaCore::poll_timeout(self)
+    }
+}
 
 /// How one direction of a link behaves.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -79,9 +134,12 @@ struct InFlight {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct TransportKey(String);
 
-/// The network and the endpoints on it.
+/// The test's transaction user: called with (node index, node, now, event).
+pub type TransactionUser<'a, N> = dyn FnMut(usize, &mut N, Instant, <N as Node>::Event) + 'a;
+
+/// The network and the nodes on it.
 #[derive(Debug)]
-pub struct Sim {
+pub struct Sim<N: Node = Endpoint> {
     /// Virtual time now.
     pub now: Instant,
     rng: Rng,
@@ -90,7 +148,7 @@ pub struct Sim {
     in_flight: BinaryHeap<Reverse<InFlight>>,
     last_stream_delivery: HashMap<(SocketAddr, SocketAddr), Instant>,
     seq: u64,
-    nodes: Vec<(SocketAddr, Endpoint)>,
+    nodes: Vec<(SocketAddr, N)>,
     /// Datagrams sent, lost and duplicated so far.
     pub stats: NetStats,
 }
@@ -106,9 +164,9 @@ pub struct NetStats {
     pub duplicated: u64,
 }
 
-impl Sim {
+impl<N: Node> Sim<N> {
     /// An empty network starting at `start`, every link behaving as `default_link`.
-    pub fn new(seed: u64, start: Instant, default_link: LinkConfig) -> Sim {
+    pub fn new(seed: u64, start: Instant, default_link: LinkConfig) -> Sim<N> {
         Sim {
             now: start,
             rng: Rng::new(seed),
@@ -122,9 +180,9 @@ impl Sim {
         }
     }
 
-    /// Adds an endpoint at `addr`; returns its index.
-    pub fn add(&mut self, addr: SocketAddr, endpoint: Endpoint) -> usize {
-        self.nodes.push((addr, endpoint));
+    /// Adds a node at `addr`; returns its index.
+    pub fn add(&mut self, addr: SocketAddr, node: N) -> usize {
+        self.nodes.push((addr, node));
         self.nodes.len() - 1
     }
 
@@ -133,8 +191,8 @@ impl Sim {
         self.nodes[i].0
     }
 
-    /// The endpoint of node `i`.
-    pub fn endpoint(&mut self, i: usize) -> &mut Endpoint {
+    /// Node `i`.
+    pub fn endpoint(&mut self, i: usize) -> &mut N {
         &mut self.nodes[i].1
     }
 
@@ -205,11 +263,7 @@ impl Sim {
 
     /// Runs until `until` (virtual time), giving every event to `tu` as
     /// `(node index, endpoint, now, event)`; `tu` may call the endpoint to respond or send.
-    pub fn run_until(
-        &mut self,
-        until: Instant,
-        tu: &mut dyn FnMut(usize, &mut Endpoint, Instant, Event),
-    ) {
+    pub fn run_until(&mut self, until: Instant, tu: &mut TransactionUser<'_, N>) {
         loop {
             // settle: events may produce transmits and more events
             loop {

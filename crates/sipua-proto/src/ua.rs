@@ -1,0 +1,729 @@
+//! The user-agent core (RFC 3261 §8, §12, §13, §15): on top of the [`Endpoint`]'s
+//! transactions it creates and tracks dialogs, generates tags, Call-IDs and branches from a
+//! seeded generator, acknowledges 2xx responses end to end (and again when they are
+//! retransmitted, §13.2.2.4), retransmits its own 2xx until the ACK comes (§13.3.1.4), checks
+//! in-dialog requests (481 without a dialog, 500 for an old CSeq) and sends in-dialog requests.
+//!
+//! Like the endpoint it is sans-IO: `handle_*` in, `poll_*` out, time as an argument.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sipua_message::header::MediaType;
+use sipua_message::{
+    Header, HeaderName, Host, Method, NameAddr, Request, RequestBuilder, Response, Transport, Uri,
+    Via,
+};
+
+use crate::dialog::{Dialog, DialogError, DialogId, DialogState};
+use crate::endpoint::{self, Endpoint, Received, TransactionId, Transmit};
+use crate::sim::Rng;
+use crate::transaction::TimerConfig;
+
+/// Who this user agent is and where it listens.
+#[derive(Debug, Clone)]
+pub struct UaConfig {
+    /// The address in Via and Contact.
+    pub local: SocketAddr,
+    /// The transport in Via and Contact.
+    pub transport: Transport,
+    /// The user part of our Contact and address of record.
+    pub user: String,
+    /// The endpoint's limits and timers.
+    pub endpoint: endpoint::Config,
+    /// Seeds tags, Call-IDs and branches (pass randomness in production).
+    pub seed: u64,
+}
+
+/// What the UA core tells its user.
+#[derive(Debug, Clone)]
+pub enum UaEvent {
+    /// A request: a new INVITE or out-of-dialog request (`dialog: None`), or one inside a
+    /// dialog. Answer with [`UaCore::respond`].
+    Request {
+        /// Server transaction.
+        id: TransactionId,
+        /// The request.
+        request: Request,
+        /// Its dialog, for in-dialog requests.
+        dialog: Option<DialogId>,
+    },
+    /// A response to our request (2xx to INVITE already acknowledged by the core).
+    Response {
+        /// Client transaction.
+        id: TransactionId,
+        /// The response.
+        response: Response,
+        /// The dialog it created or belongs to.
+        dialog: Option<DialogId>,
+    },
+    /// The ACK for our 2xx arrived.
+    Ack {
+        /// The dialog.
+        dialog: DialogId,
+    },
+    /// No ACK for our 2xx within 64·T1: the TU should send BYE (RFC 3261 §13.3.1.4).
+    AckTimeout {
+        /// The dialog.
+        dialog: DialogId,
+    },
+    /// The peer cancelled the INVITE of `id`; the core answered 487 (RFC 3261 §9.2).
+    Cancelled {
+        /// The INVITE's server transaction.
+        id: TransactionId,
+    },
+    /// Our request `id` got no response (Timer B or F) or the ACK of our non-2xx never came.
+    Timeout {
+        /// The transaction.
+        id: TransactionId,
+    },
+    /// Sending for transaction `id` failed.
+    TransportError {
+        /// The transaction.
+        id: TransactionId,
+    },
+}
+
+/// Why a UA core command failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UaError {
+    /// From the transaction layer.
+    Endpoint(endpoint::Error),
+    /// No such dialog.
+    UnknownDialog,
+    /// No such server transaction awaiting an answer.
+    UnknownTransaction,
+    /// Building a message failed.
+    Dialog(DialogError),
+}
+
+impl From<endpoint::Error> for UaError {
+    fn from(e: endpoint::Error) -> UaError {
+        UaError::Endpoint(e)
+    }
+}
+
+impl From<DialogError> for UaError {
+    fn from(e: DialogError) -> UaError {
+        UaError::Dialog(e)
+    }
+}
+
+impl From<sipua_message::ParseError> for UaError {
+    fn from(e: sipua_message::ParseError) -> UaError {
+        UaError::Dialog(DialogError::Message(e))
+    }
+}
+
+/// A 2xx we retransmit until its ACK (RFC 3261 §13.3.1.4).
+#[derive(Debug)]
+struct Pending2xx {
+    bytes: Bytes,
+    transport: Transport,
+    destination: SocketAddr,
+    interval: Duration,
+    next: Instant,
+    give_up: Instant,
+}
+
+/// An ACK we sent, kept to answer retransmitted 2xx responses.
+#[derive(Debug)]
+struct SentAck {
+    bytes: Bytes,
+    transport: Transport,
+    destination: SocketAddr,
+    expires: Instant,
+}
+
+/// A request we are answering, kept until its final response.
+#[derive(Debug)]
+struct Incoming {
+    request: Request,
+    source: SocketAddr,
+    transport: Transport,
+    local_tag: String,
+}
+
+/// An INVITE we sent, kept to build the ACK of its 2xx.
+#[derive(Debug)]
+struct Outgoing {
+    request: Request,
+    transport: Transport,
+    destination: SocketAddr,
+}
+
+/// The user-agent core. See the module docs.
+#[derive(Debug)]
+pub struct UaCore {
+    cfg: UaConfig,
+    timers_cfg: TimerConfig,
+    endpoint: Endpoint,
+    rng: Rng,
+    dialogs: HashMap<DialogId, Dialog>,
+    incoming: HashMap<TransactionId, Incoming>,
+    outgoing: HashMap<TransactionId, Outgoing>,
+    pending_2xx: HashMap<(DialogId, u32), Pending2xx>,
+    sent_acks: HashMap<(DialogId, u32), SentAck>,
+    timers: BinaryHeap<Reverse<(Instant, DialogId, u32)>>,
+    events: VecDeque<UaEvent>,
+    /// What the core itself sends (2xx retransmissions, ACKs), before the endpoint's output.
+    queue: VecDeque<Transmit>,
+}
+
+impl UaCore {
+    /// A user agent with no dialogs.
+    pub fn new(cfg: UaConfig) -> UaCore {
+        UaCore {
+            timers_cfg: cfg.endpoint.timers,
+            endpoint: Endpoint::new(cfg.endpoint.clone()),
+            rng: Rng::new(cfg.seed),
+            cfg,
+            dialogs: HashMap::new(),
+            incoming: HashMap::new(),
+            outgoing: HashMap::new(),
+            pending_2xx: HashMap::new(),
+            sent_acks: HashMap::new(),
+            timers: BinaryHeap::new(),
+            events: VecDeque::new(),
+            queue: VecDeque::new(),
+        }
+    }
+
+    /// A dialog, if it exists.
+    pub fn dialog(&self, id: &DialogId) -> Option<&Dialog> {
+        self.dialogs.get(id)
+    }
+
+    /// Number of live dialogs.
+    pub fn dialogs(&self) -> usize {
+        self.dialogs.len()
+    }
+
+    /// Number of live transactions.
+    pub fn transactions(&self) -> usize {
+        self.endpoint.transactions()
+    }
+
+    fn token(&mut self, len: usize) -> String {
+        let mut s = String::with_capacity(len);
+        while s.len() < len {
+            let _ = write!(s, "{:016x}", self.rng.next_u64());
+        }
+        s.truncate(len);
+        s
+    }
+
+    fn via(&mut self) -> Via {
+        let branch = format!("z9hG4bK{}", self.token(16));
+        let mut v = Via::new(
+            self.cfg.transport.clone(),
+            Host::from(self.cfg.local.ip()),
+            Some(self.cfg.local.port()),
+            &branch,
+        );
+        v.params.set("rport", None);
+        v
+    }
+
+    fn contact(&self) -> Header {
+        let transport = match self.cfg.transport {
+            Transport::Udp => String::new(),
+            ref t => format!(";transport={}", t.as_str().to_ascii_lowercase()),
+        };
+        let host = Host::from(self.cfg.local.ip());
+        Header::new(
+            HeaderName::Contact,
+            format!(
+                "<sip:{}@{}:{}{transport}>",
+                self.cfg.user,
+                host,
+                self.cfg.local.port()
+            ),
+        )
+    }
+
+    fn local_aor(&self) -> NameAddr {
+        let uri: Uri = format!("sip:{}@{}", self.cfg.user, Host::from(self.cfg.local.ip()))
+            .parse()
+            .unwrap_or_else(|_| {
+                Uri::Sip(sipua_message::SipUri::new(Host::from(self.cfg.local.ip())))
+            });
+        NameAddr::new(uri)
+    }
+
+    /// Sends an INVITE to `target` through `destination` (the next hop, already resolved).
+    pub fn invite(
+        &mut self,
+        now: Instant,
+        target: Uri,
+        destination: SocketAddr,
+        body: Option<(MediaType, Bytes)>,
+    ) -> Result<TransactionId, UaError> {
+        let mut from = self.local_aor();
+        let tag = self.token(10);
+        from.set_tag(&tag);
+        let call_id = format!("{}@{}", self.token(20), Host::from(self.cfg.local.ip()));
+        let via = self.via();
+        let mut b = RequestBuilder::new(Method::Invite, target.clone())
+            .via(via)
+            .from(from)
+            .to(NameAddr::new(target))
+            .call_id(call_id)
+            .cseq(1)
+            .header(self.contact());
+        if let Some((ct, body)) = body {
+            b = b.body(ct, body);
+        }
+        let request = b.build()?;
+        let transport = self.cfg.transport.clone();
+        let id =
+            self.endpoint
+                .send_request(now, request.clone(), transport.clone(), destination)?;
+        self.outgoing.insert(
+            id,
+            Outgoing {
+                request,
+                transport,
+                destination,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Sends a request inside dialog `dialog` (BYE, INFO, re-INVITE...) to `destination`.
+    pub fn request_in_dialog(
+        &mut self,
+        now: Instant,
+        dialog: &DialogId,
+        method: Method,
+        destination: SocketAddr,
+    ) -> Result<TransactionId, UaError> {
+        if !self.dialogs.contains_key(dialog) {
+            return Err(UaError::UnknownDialog);
+        }
+        let via = self.via();
+        let headers = if method == Method::Invite {
+            vec![self.contact()]
+        } else {
+            Vec::new()
+        };
+        let request = self
+            .dialogs
+            .get_mut(dialog)
+            .ok_or(UaError::UnknownDialog)?
+            .request(method.clone(), via, headers)?;
+        let transport = self.cfg.transport.clone();
+        let id =
+            self.endpoint
+                .send_request(now, request.clone(), transport.clone(), destination)?;
+        if method == Method::Invite {
+            self.outgoing.insert(
+                id,
+                Outgoing {
+                    request,
+                    transport,
+                    destination,
+                },
+            );
+        }
+        if method == Method::Bye {
+            self.forget_dialog(dialog);
+        }
+        Ok(id)
+    }
+
+    /// A response to request `id` with our To tag (the same for every response of the
+    /// transaction) and, for dialog-creating INVITE responses, our Contact.
+    pub fn response(&self, id: TransactionId, status: u16) -> Result<Response, UaError> {
+        let inc = self.incoming.get(&id).ok_or(UaError::UnknownTransaction)?;
+        let mut resp = Response::from_request(&inc.request, status);
+        if status > 100 && inc.request.to_tag().is_none() {
+            resp.set_to_tag(&inc.local_tag)?;
+        }
+        if *inc.request.method() == Method::Invite && (101..300).contains(&status) {
+            resp.push_header(self.contact())?;
+        }
+        Ok(resp)
+    }
+
+    /// Sends `response` on server transaction `id`. A 1xx/2xx to an INVITE with a To tag
+    /// creates or confirms the dialog; a 2xx is then retransmitted until its ACK.
+    pub fn respond(
+        &mut self,
+        now: Instant,
+        id: TransactionId,
+        response: Response,
+    ) -> Result<Option<DialogId>, UaError> {
+        let status = response.status();
+        let inc = self.incoming.get(&id).ok_or(UaError::UnknownTransaction)?;
+        let mut dialog_id = None;
+        if *inc.request.method() == Method::Invite
+            && (101..300).contains(&status)
+            && response.to_tag().is_some()
+        {
+            let state = if status < 200 {
+                DialogState::Early
+            } else {
+                DialogState::Confirmed
+            };
+            let local_tag = response.to_tag().unwrap_or_default().to_owned();
+            match Dialog::id_of_request(&inc.request).filter(|d| self.dialogs.contains_key(d)) {
+                // re-INVITE inside an existing dialog
+                Some(existing) => dialog_id = Some(existing),
+                None => {
+                    let d = Dialog::uas(&inc.request, &local_tag, state)?;
+                    let did = d.id.clone();
+                    self.dialogs
+                        .entry(did.clone())
+                        .and_modify(|x| x.state = state)
+                        .or_insert(d);
+                    dialog_id = Some(did);
+                }
+            }
+        } else if let Some(did) =
+            Dialog::id_of_request(&inc.request).filter(|d| self.dialogs.contains_key(d))
+        {
+            dialog_id = Some(did);
+        }
+        let (request, source, transport) = (inc.request.clone(), inc.source, inc.transport.clone());
+        self.endpoint.respond(now, id, response.clone())?;
+        if status >= 200 {
+            self.incoming.remove(&id);
+        }
+        if *request.method() == Method::Invite && (200..300).contains(&status) {
+            if let Some(did) = &dialog_id {
+                // the endpoint sent it once; the core retransmits it until the ACK
+                let t1 = self.timers_cfg.t1;
+                let bytes = endpoint::with_received(response, &request, source).to_bytes();
+                let key = (did.clone(), request.cseq().seq);
+                let destination = if transport.is_reliable() {
+                    source
+                } else {
+                    destination_for(&request, source)
+                };
+                if !transport.is_reliable() {
+                    self.timers.push(Reverse((now + t1, key.0.clone(), key.1)));
+                }
+                self.pending_2xx.insert(
+                    key,
+                    Pending2xx {
+                        bytes,
+                        transport,
+                        destination,
+                        interval: t1,
+                        next: now + t1,
+                        give_up: now + self.timers_cfg.t1x64(),
+                    },
+                );
+                let give_up = now + self.timers_cfg.t1x64();
+                self.timers
+                    .push(Reverse((give_up, did.clone(), request.cseq().seq)));
+            }
+        }
+        if *request.method() == Method::Invite && status >= 300 {
+            if let Some(did) = Dialog::id_of_request(&request) {
+                // an early dialog created by a provisional response ends with the final answer
+                if self
+                    .dialogs
+                    .get(&did)
+                    .is_some_and(|d| d.state == DialogState::Early)
+                {
+                    self.dialogs.remove(&did);
+                }
+            }
+        }
+        Ok(dialog_id)
+    }
+
+    fn forget_dialog(&mut self, id: &DialogId) {
+        self.dialogs.remove(id);
+        self.pending_2xx.retain(|(d, _), _| d != id);
+    }
+
+    /// Takes in one message from the network.
+    pub fn handle_datagram(&mut self, now: Instant, rx: Received) {
+        self.endpoint.handle_datagram(now, rx);
+        self.pump(now);
+    }
+
+    /// Fires the timers that are due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.endpoint.handle_timeout(now);
+        while let Some(Reverse((at, did, seq))) = self.timers.peek().cloned() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let key = (did, seq);
+            let Some(p) = self.pending_2xx.get_mut(&key) else {
+                continue;
+            };
+            if now >= p.give_up {
+                self.pending_2xx.remove(&key);
+                self.events.push_back(UaEvent::AckTimeout { dialog: key.0 });
+                continue;
+            }
+            if p.next <= now {
+                self.queue.push_back(Transmit {
+                    transport: p.transport.clone(),
+                    destination: p.destination,
+                    bytes: p.bytes.clone(),
+                });
+                p.interval = (p.interval * 2).min(self.timers_cfg.t2);
+                p.next = now + p.interval;
+                let next = p.next;
+                self.timers.push(Reverse((next, key.0, key.1)));
+            }
+        }
+        self.sent_acks.retain(|_, a| a.expires > now);
+        self.pump(now);
+    }
+
+    /// Translates the endpoint's events into the core's.
+    fn pump(&mut self, now: Instant) {
+        while let Some(ev) = self.endpoint.poll_event() {
+            match ev {
+                endpoint::Event::Request {
+                    id,
+                    request,
+                    source,
+                    transport,
+                } => self.on_request(now, id, request, source, transport),
+                endpoint::Event::Ack { request, .. } => {
+                    let Some(did) = Dialog::id_of_request(&request) else {
+                        continue;
+                    };
+                    if self
+                        .pending_2xx
+                        .remove(&(did.clone(), request.cseq().seq))
+                        .is_some()
+                    {
+                        self.events.push_back(UaEvent::Ack { dialog: did });
+                    }
+                }
+                endpoint::Event::Cancelled { id } => {
+                    if let Ok(resp) = self.response(id, 487) {
+                        let _ = self.respond(now, id, resp);
+                    }
+                    self.events.push_back(UaEvent::Cancelled { id });
+                }
+                endpoint::Event::Response { id, response } => {
+                    self.on_response(now, Some(id), response)
+                }
+                endpoint::Event::StrayResponse { response } => {
+                    self.on_response(now, None, response)
+                }
+                endpoint::Event::Timeout { id } => {
+                    self.outgoing.remove(&id);
+                    self.incoming.remove(&id);
+                    self.events.push_back(UaEvent::Timeout { id });
+                }
+                endpoint::Event::TransportError { id } => {
+                    self.outgoing.remove(&id);
+                    self.incoming.remove(&id);
+                    self.events.push_back(UaEvent::TransportError { id });
+                }
+                endpoint::Event::Malformed { .. } => {}
+            }
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        now: Instant,
+        id: TransactionId,
+        request: Request,
+        source: SocketAddr,
+        transport: Transport,
+    ) {
+        let local_tag = self.token(10);
+        let in_dialog = request.to_tag().is_some();
+        self.incoming.insert(
+            id,
+            Incoming {
+                request: request.clone(),
+                source,
+                transport,
+                local_tag,
+            },
+        );
+        if in_dialog {
+            let did = Dialog::id_of_request(&request);
+            let checked = did
+                .as_ref()
+                .and_then(|d| self.dialogs.get_mut(d))
+                .map(|d| d.on_request(&request));
+            let status = match checked {
+                None => Some(481),
+                Some(Err(DialogError::CSeqTooLow)) => Some(500),
+                Some(Err(_)) => Some(400),
+                Some(Ok(())) => None,
+            };
+            if let Some(status) = status {
+                if let Ok(resp) = self.response(id, status) {
+                    let _ = self.respond(now, id, resp);
+                }
+                return;
+            }
+            if *request.method() == Method::Bye {
+                if let Some(d) = &did {
+                    self.forget_dialog(d);
+                }
+            }
+            self.events.push_back(UaEvent::Request {
+                id,
+                request,
+                dialog: did,
+            });
+        } else {
+            self.events.push_back(UaEvent::Request {
+                id,
+                request,
+                dialog: None,
+            });
+        }
+    }
+
+    fn on_response(&mut self, now: Instant, id: Option<TransactionId>, response: Response) {
+        let is_invite = response.cseq().method == Method::Invite;
+        if is_invite && response.is_success() {
+            // a retransmitted 2xx (its ACK was lost): ACK it again, tell no one
+            if let Some(did) = Dialog::id_of_response(&response) {
+                if let Some(a) = self.sent_acks.get(&(did, response.cseq().seq)) {
+                    let t = Transmit {
+                        transport: a.transport.clone(),
+                        destination: a.destination,
+                        bytes: a.bytes.clone(),
+                    };
+                    self.queue.push_back(t);
+                    return;
+                }
+            }
+        }
+        let mut dialog = None;
+        if is_invite
+            && response.status() > 100
+            && response.status() < 300
+            && response.to_tag().is_some()
+        {
+            let did = Dialog::id_of_response(&response);
+            let out = id.and_then(|i| self.outgoing.get(&i));
+            match (did, out) {
+                (Some(did), Some(out)) => {
+                    match self.dialogs.get_mut(&did) {
+                        Some(d) => d.on_response(&response),
+                        None => {
+                            if let Ok(d) = Dialog::uac(&out.request, &response) {
+                                self.dialogs.insert(did.clone(), d);
+                            }
+                        }
+                    }
+                    dialog = Some(did);
+                }
+                (Some(did), None) => dialog = Some(did),
+                _ => {}
+            }
+        }
+        if is_invite && response.is_success() {
+            if let Some(did) = &dialog {
+                self.ack_2xx(now, id, did, &response);
+            }
+            if id.is_none() {
+                return; // a retransmission after the transaction ended: re-ACKed, not news
+            }
+        }
+        if let (Some(i), true) = (id, response.status() >= 200) {
+            if !response.is_success() {
+                self.outgoing.remove(&i);
+                if let Some(did) = Dialog::id_of_response(&response) {
+                    if self
+                        .dialogs
+                        .get(&did)
+                        .is_some_and(|d| d.state == DialogState::Early)
+                    {
+                        self.dialogs.remove(&did);
+                    }
+                }
+            }
+        }
+        if let Some(id) = id {
+            self.events.push_back(UaEvent::Response {
+                id,
+                response,
+                dialog,
+            });
+        }
+    }
+
+    /// Sends the ACK for a 2xx (RFC 3261 §13.2.2.4) and keeps it for retransmitted 2xx.
+    fn ack_2xx(
+        &mut self,
+        now: Instant,
+        id: Option<TransactionId>,
+        did: &DialogId,
+        response: &Response,
+    ) {
+        let key = (did.clone(), response.cseq().seq);
+        let Some(out) = id.and_then(|i| self.outgoing.get(&i)) else {
+            return;
+        };
+        let (transport, destination) = (out.transport.clone(), out.destination);
+        let via = self.via();
+        let Some(d) = self.dialogs.get(did) else {
+            return;
+        };
+        let Ok(ack) = d.ack(response.cseq().seq, via) else {
+            return;
+        };
+        let bytes = ack.to_bytes();
+        self.queue.push_back(Transmit {
+            transport: transport.clone(),
+            destination,
+            bytes: bytes.clone(),
+        });
+        self.sent_acks.insert(
+            key,
+            SentAck {
+                bytes,
+                transport,
+                destination,
+                expires: now + self.timers_cfg.t1x64(),
+            },
+        );
+    }
+
+    /// Next bytes to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.queue
+            .pop_front()
+            .or_else(|| self.endpoint.poll_transmit())
+    }
+
+    /// Next event.
+    pub fn poll_event(&mut self) -> Option<UaEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`UaCore::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        // kept ACKs expire lazily, on the next timeout of anything else
+        let own = self.timers.peek().map(|Reverse((at, _, _))| *at);
+        [own, self.endpoint.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}
+
+/// Where responses to `request` go over UDP (RFC 3261 §18.2.2, RFC 3581).
+fn destination_for(request: &Request, source: SocketAddr) -> SocketAddr {
+    match request.top_via() {
+        Ok(v) if v.rport().is_none() => SocketAddr::new(source.ip(), v.port_or_default()),
+        _ => source,
+    }
+}

@@ -1,0 +1,269 @@
+//! Whole calls between two UA cores over the simulated network: INVITE, 180, 200, ACK, BYE,
+//! 200, with loss, duplication and reordering, over many seeds.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use sipua_message::{Method, Transport};
+use sipua_proto::dialog::DialogId;
+use sipua_proto::endpoint::Config;
+use sipua_proto::sim::{LinkConfig, Sim};
+use sipua_proto::ua::{UaConfig, UaCore, UaEvent};
+
+const ALICE: &str = "192.0.2.1:5060";
+const BOB: &str = "192.0.2.2:5070";
+
+fn ua(addr: &str, user: &str, seed: u64, transport: Transport) -> UaCore {
+    UaCore::new(UaConfig {
+        local: addr.parse().unwrap(),
+        transport,
+        user: user.into(),
+        endpoint: Config {
+            seed,
+            ..Config::default()
+        },
+        seed,
+    })
+}
+
+#[derive(Default, Debug)]
+struct Outcome {
+    alice_dialog: Option<DialogId>,
+    alice_got: Vec<String>,
+    bob_got: Vec<String>,
+}
+
+fn describe(ev: &UaEvent) -> String {
+    match ev {
+        UaEvent::Request {
+            request, dialog, ..
+        } => format!(
+            "request {} in_dialog={}",
+            request.method(),
+            dialog.is_some()
+        ),
+        UaEvent::Response { response, .. } => {
+            format!("response {} {}", response.status(), response.cseq().method)
+        }
+        UaEvent::Ack { .. } => "ack".into(),
+        UaEvent::AckTimeout { .. } => "ack timeout".into(),
+        UaEvent::Cancelled { .. } => "cancelled".into(),
+        UaEvent::Timeout { .. } => "timeout".into(),
+        UaEvent::TransportError { .. } => "transport error".into(),
+    }
+}
+
+/// Alice calls Bob; Bob rings and answers; Alice hangs up after two seconds.
+fn call(seed: u64, link: LinkConfig, transport: Transport) -> (Sim<UaCore>, Outcome) {
+    let mut sim: Sim<UaCore> = Sim::new(seed, Instant::now(), link);
+    let a = sim.add(
+        ALICE.parse().unwrap(),
+        ua(ALICE, "alice", seed, transport.clone()),
+    );
+    let b = sim.add(
+        BOB.parse().unwrap(),
+        ua(BOB, "bob", seed ^ 0xb0b, transport),
+    );
+    let start = sim.now;
+    let bob: SocketAddr = BOB.parse().unwrap();
+    sim.endpoint(a)
+        .invite(start, format!("sip:bob@{BOB}").parse().unwrap(), bob, None)
+        .unwrap();
+    let out = std::cell::RefCell::new(Outcome::default());
+    let mut tu = |node: usize, ua: &mut UaCore, now: Instant, ev: UaEvent| {
+        let mut out = out.borrow_mut();
+        if node == a {
+            out.alice_got.push(describe(&ev));
+            if let UaEvent::Response {
+                response,
+                dialog: Some(d),
+                ..
+            } = &ev
+            {
+                if response.is_success() && response.cseq().method == Method::Invite {
+                    out.alice_dialog = Some(d.clone());
+                }
+            }
+        } else {
+            out.bob_got.push(describe(&ev));
+            if let UaEvent::Request { id, request, .. } = &ev {
+                let status = if *request.method() == Method::Invite {
+                    180
+                } else {
+                    200
+                };
+                let resp = ua.response(*id, status).unwrap();
+                ua.respond(now, *id, resp).unwrap();
+                if status == 180 {
+                    let ok = ua.response(*id, 200).unwrap();
+                    ua.respond(now, *id, ok).unwrap();
+                }
+            }
+        }
+    };
+    // wait for the call to be up (the 200 may need retransmissions)
+    let mut t = start;
+    while out.borrow().alice_dialog.is_none() && t < start + Duration::from_secs(40) {
+        t += Duration::from_secs(2);
+        sim.run_until(t, &mut tu);
+    }
+    let dialog = out.borrow().alice_dialog.clone();
+    if let Some(d) = dialog {
+        let now = sim.now;
+        sim.endpoint(a)
+            .request_in_dialog(now, &d, Method::Bye, bob)
+            .unwrap();
+    }
+    sim.run_until(t + Duration::from_secs(70), &mut tu);
+    let _ = b;
+    (sim, out.into_inner())
+}
+
+fn check(seed: u64, sim: &mut Sim<UaCore>, out: &Outcome) {
+    let ctx = || {
+        format!(
+            "seed {seed}: alice {:?} bob {:?}",
+            out.alice_got, out.bob_got
+        )
+    };
+    assert!(out.alice_dialog.is_some(), "call never answered: {}", ctx());
+    assert!(
+        out.alice_got.iter().any(|e| e == "response 200 BYE"),
+        "{}",
+        ctx()
+    );
+    assert!(
+        out.bob_got
+            .iter()
+            .any(|e| e == "request BYE in_dialog=true"),
+        "{}",
+        ctx()
+    );
+    assert_eq!(
+        out.bob_got
+            .iter()
+            .filter(|e| e.starts_with("request INVITE"))
+            .count(),
+        1,
+        "{}",
+        ctx()
+    );
+    for bad in ["timeout", "ack timeout", "transport error"] {
+        assert!(
+            !out.alice_got.iter().chain(&out.bob_got).any(|e| e == bad),
+            "{bad}: {}",
+            ctx()
+        );
+    }
+    for i in 0..2 {
+        assert_eq!(sim.endpoint(i).dialogs(), 0, "{}", ctx());
+        assert_eq!(sim.endpoint(i).transactions(), 0, "{}", ctx());
+    }
+}
+
+#[test]
+fn call_on_a_clean_link() {
+    let (mut sim, out) = call(1, LinkConfig::default(), Transport::Udp);
+    check(1, &mut sim, &out);
+    assert_eq!(
+        out.bob_got,
+        vec![
+            "request INVITE in_dialog=false",
+            "ack",
+            "request BYE in_dialog=true"
+        ],
+        "the ACK for the 2xx reaches Bob's core"
+    );
+    assert_eq!(
+        out.alice_got,
+        vec![
+            "response 100 INVITE",
+            "response 180 INVITE",
+            "response 200 INVITE",
+            "response 200 BYE"
+        ]
+    );
+    // INVITE, 100, 180, 200, ACK, BYE, 200
+    assert_eq!(sim.stats.sent, 7);
+}
+
+#[test]
+fn call_over_tcp() {
+    let (mut sim, out) = call(2, LinkConfig::default(), Transport::Tcp);
+    check(2, &mut sim, &out);
+    assert_eq!(sim.stats.sent, 7);
+}
+
+#[test]
+fn calls_complete_at_20_percent_loss_on_every_seed() {
+    let lossy = LinkConfig {
+        loss: 0.2,
+        duplicate: 0.05,
+        jitter: Duration::from_millis(40),
+        ..LinkConfig::default()
+    };
+    let mut lost = 0;
+    for seed in 0..250 {
+        let (mut sim, out) = call(seed, lossy, Transport::Udp);
+        check(seed, &mut sim, &out);
+        lost += sim.stats.lost;
+    }
+    assert!(lost > 250, "the network really lost messages ({lost})");
+}
+
+#[test]
+fn a_2xx_that_is_never_acked_ends_in_ack_timeout() {
+    // Bob's ACKs never reach him: the link from Alice to Bob drops everything after the INVITE
+    let mut sim: Sim<UaCore> = Sim::new(5, Instant::now(), LinkConfig::default());
+    let a = sim.add(
+        ALICE.parse().unwrap(),
+        ua(ALICE, "alice", 5, Transport::Udp),
+    );
+    sim.add(BOB.parse().unwrap(), ua(BOB, "bob", 6, Transport::Udp));
+    let start = sim.now;
+    let bob: SocketAddr = BOB.parse().unwrap();
+    sim.endpoint(a)
+        .invite(start, format!("sip:bob@{BOB}").parse().unwrap(), bob, None)
+        .unwrap();
+    let mut bob_events = Vec::new();
+    let mut alice_acks_sent = 0;
+    // the INVITE arrives at 10 ms and is answered at once; the ACK would arrive at 30 ms
+    sim.run_until(
+        start + Duration::from_millis(15),
+        &mut |node, ua, now, ev| {
+            if let (1, UaEvent::Request { id, .. }) = (node, &ev) {
+                let ok = ua.response(*id, 200).unwrap();
+                ua.respond(now, *id, ok).unwrap();
+            }
+        },
+    );
+    let alice: SocketAddr = ALICE.parse().unwrap();
+    sim.set_link(
+        alice,
+        bob,
+        LinkConfig {
+            loss: 1.0,
+            ..LinkConfig::default()
+        },
+    );
+    sim.run_until(
+        start + Duration::from_secs(40),
+        &mut |node, _ua, _now, ev| {
+            if node == 1 {
+                bob_events.push(describe(&ev));
+            } else if matches!(ev, UaEvent::Response { .. }) {
+                alice_acks_sent += 1;
+            }
+        },
+    );
+    assert_eq!(
+        bob_events,
+        vec!["ack timeout"],
+        "Bob retransmitted the 200 for 64·T1, then gave up"
+    );
+    assert!(
+        sim.stats.lost >= 10,
+        "Alice kept re-ACKing the retransmitted 200s ({})",
+        sim.stats.lost
+    );
+}
