@@ -37,6 +37,71 @@ pub struct UaConfig {
     pub endpoint: endpoint::Config,
     /// Seeds tags, Call-IDs and branches (pass randomness in production).
     pub seed: u64,
+    /// What this UA accepts; requests outside it are answered by the core.
+    pub capabilities: Capabilities,
+}
+
+impl UaConfig {
+    /// A UA at `local` over `transport` as `user`, with default limits and capabilities.
+    pub fn new(local: SocketAddr, transport: Transport, user: &str) -> UaConfig {
+        UaConfig {
+            local,
+            transport,
+            user: user.to_owned(),
+            endpoint: endpoint::Config::default(),
+            seed: 0,
+            capabilities: Capabilities::default(),
+        }
+    }
+}
+
+/// The methods, extensions and body types a UA handles (RFC 3261 §8.2.1–§8.2.3); the core
+/// answers requests outside them with 405/501, 420 or 415, and OPTIONS with them (§11.2).
+#[derive(Debug, Clone)]
+pub struct Capabilities {
+    /// Methods in Allow.
+    pub allow: Vec<Method>,
+    /// Option tags in Supported; a Require outside this list gets 420.
+    pub supported: Vec<String>,
+    /// Body types in Accept; other bodies get 415.
+    pub accept: Vec<MediaType>,
+    /// Answer OPTIONS outside dialogs in the core (200 with Allow, Accept, Supported).
+    pub answer_options: bool,
+}
+
+impl Default for Capabilities {
+    fn default() -> Capabilities {
+        Capabilities {
+            allow: vec![
+                Method::Invite,
+                Method::Ack,
+                Method::Cancel,
+                Method::Bye,
+                Method::Options,
+                Method::Info,
+                Method::Message,
+                Method::Notify,
+                Method::Refer,
+                Method::Update,
+                Method::Prack,
+                Method::Subscribe,
+            ],
+            supported: vec![
+                "replaces".into(),
+                "timer".into(),
+                "100rel".into(),
+                "norefersub".into(),
+            ],
+            accept: vec![
+                MediaType::new("application", "sdp"),
+                MediaType::new("text", "plain"),
+                MediaType::new("message", "sipfrag"),
+                MediaType::new("application", "dtmf-relay"),
+                MediaType::new("multipart", "mixed"),
+            ],
+            answer_options: true,
+        }
+    }
 }
 
 /// What the UA core tells its user.
@@ -173,6 +238,9 @@ pub struct UaCore {
     events: VecDeque<UaEvent>,
     /// What the core itself sends (2xx retransmissions, ACKs), before the endpoint's output.
     queue: VecDeque<Transmit>,
+    /// Requests without a To tag being answered, by (From tag, Call-ID, CSeq), to spot merged
+    /// requests (RFC 3261 §8.2.2.2).
+    merged: HashMap<(String, String, u32), (TransactionId, String)>,
 }
 
 impl UaCore {
@@ -191,6 +259,7 @@ impl UaCore {
             timers: BinaryHeap::new(),
             events: VecDeque::new(),
             queue: VecDeque::new(),
+            merged: HashMap::new(),
         }
     }
 
@@ -393,6 +462,11 @@ impl UaCore {
         let (request, source, transport) = (inc.request.clone(), inc.source, inc.transport.clone());
         self.endpoint.respond(now, id, response.clone())?;
         if status >= 200 {
+            if let Some(key) = merge_key(&request) {
+                if self.merged.get(&key).is_some_and(|(t, _)| *t == id) {
+                    self.merged.remove(&key);
+                }
+            }
             self.incoming.remove(&id);
         }
         if *request.method() == Method::Invite && (200..300).contains(&status) {
@@ -438,6 +512,103 @@ impl UaCore {
             }
         }
         Ok(dialog_id)
+    }
+
+    /// The requests the core answers itself (RFC 3261 §8.2.1–§8.2.3, §16.3 step 3): a
+    /// method outside Allow (405, or 501 for one we do not know), a Request-URI scheme we do not
+    /// serve (416), headers that do not parse (400), Max-Forwards 0 (483, OPTIONS excepted), a
+    /// body type outside Accept (415), a Require outside Supported (420).
+    fn check_request(&self, req: &Request) -> Option<(u16, Vec<Header>)> {
+        let caps = &self.cfg.capabilities;
+        let method = req.method();
+        if !caps.allow.contains(method) {
+            let status = if matches!(method, Method::Extension(_)) {
+                501
+            } else {
+                405
+            };
+            return Some((status, vec![self.allow_header()]));
+        }
+        if !matches!(req.uri().scheme(), "sip" | "sips" | "tel") {
+            return Some((416, Vec::new()));
+        }
+        if req.validate().is_err() {
+            return Some((400, Vec::new()));
+        }
+        if req.max_forwards() == Some(0) && *method != Method::Options {
+            return Some((483, Vec::new()));
+        }
+        if *method == Method::Ack || *method == Method::Cancel {
+            return None;
+        }
+        if !req.body().is_empty() {
+            let ok = req
+                .content_type()
+                .is_some_and(|ct| caps.accept.iter().any(|a| a.matches(&ct)));
+            if !ok {
+                return Some((415, vec![self.accept_header()]));
+            }
+        }
+        let unsupported: Vec<String> = req
+            .typed_all::<sipua_message::header::Require>()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| r.0)
+            .filter(|tag| !caps.supported.iter().any(|s| s.eq_ignore_ascii_case(tag)))
+            .collect();
+        if !unsupported.is_empty() {
+            return Some((
+                420,
+                vec![Header::new(HeaderName::Unsupported, unsupported.join(", "))],
+            ));
+        }
+        None
+    }
+
+    fn allow_header(&self) -> Header {
+        let list: Vec<&str> = self
+            .cfg
+            .capabilities
+            .allow
+            .iter()
+            .map(Method::as_str)
+            .collect();
+        Header::new(HeaderName::Allow, list.join(", "))
+    }
+
+    fn accept_header(&self) -> Header {
+        let list: Vec<String> = self
+            .cfg
+            .capabilities
+            .accept
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        Header::new(HeaderName::Accept, list.join(", "))
+    }
+
+    fn capability_headers(&self) -> Vec<Header> {
+        vec![
+            self.allow_header(),
+            self.accept_header(),
+            Header::new(
+                HeaderName::Supported,
+                self.cfg.capabilities.supported.join(", "),
+            ),
+        ]
+    }
+
+    /// Answers server transaction `id` from the core, with extra headers.
+    fn answer(&mut self, now: Instant, id: TransactionId, status: u16, headers: Vec<Header>) {
+        let Ok(mut resp) = self.response(id, status) else {
+            return;
+        };
+        for h in headers {
+            if resp.push_header(h).is_err() {
+                break;
+            }
+        }
+        let _ = self.respond(now, id, resp);
     }
 
     fn forget_dialog(&mut self, id: &DialogId) {
@@ -543,6 +714,7 @@ impl UaCore {
     ) {
         let local_tag = self.token(10);
         let in_dialog = request.to_tag().is_some();
+        let stateless = self.check_request(&request);
         self.incoming.insert(
             id,
             Incoming {
@@ -552,6 +724,30 @@ impl UaCore {
                 local_tag,
             },
         );
+        if let Some((status, headers)) = stateless {
+            self.answer(now, id, status, headers);
+            return;
+        }
+        if !in_dialog {
+            if let Some(key) = merge_key(&request) {
+                let branch = request.via_key().branch.unwrap_or_default().to_owned();
+                match self.merged.get(&key) {
+                    // §8.2.2.2: the same request over another path
+                    Some((live, b)) if *b != branch && self.incoming.contains_key(live) => {
+                        self.answer(now, id, 482, Vec::new());
+                        return;
+                    }
+                    _ => {
+                        self.merged.insert(key, (id, branch));
+                    }
+                }
+            }
+            if *request.method() == Method::Options && self.cfg.capabilities.answer_options {
+                let headers = self.capability_headers();
+                self.answer(now, id, 200, headers);
+                return;
+            }
+        }
         if in_dialog {
             let did = Dialog::id_of_request(&request);
             let checked = did
@@ -718,6 +914,18 @@ impl UaCore {
             .flatten()
             .min()
     }
+}
+
+/// What identifies a request for merged-request detection (no To tag yet).
+fn merge_key(req: &Request) -> Option<(String, String, u32)> {
+    if req.to_tag().is_some() || matches!(req.method(), Method::Ack | Method::Cancel) {
+        return None;
+    }
+    Some((
+        req.from_tag()?.to_owned(),
+        req.call_id().to_owned(),
+        req.cseq().seq,
+    ))
 }
 
 /// Where responses to `request` go over UDP (RFC 3261 §18.2.2, RFC 3581).

@@ -14,15 +14,14 @@ const ALICE: &str = "192.0.2.1:5060";
 const BOB: &str = "192.0.2.2:5070";
 
 fn ua(addr: &str, user: &str, seed: u64, transport: Transport) -> UaCore {
+    let base = UaConfig::new(addr.parse().unwrap(), transport, user);
     UaCore::new(UaConfig {
-        local: addr.parse().unwrap(),
-        transport,
-        user: user.into(),
         endpoint: Config {
             seed,
             ..Config::default()
         },
         seed,
+        ..base
     })
 }
 

@@ -1,0 +1,194 @@
+//! What the UA core answers by itself (RFC 3261 §8.2, §11.2, §12.2.2).
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use sipua_message::{HeaderName, Message, Response, Transport};
+use sipua_proto::endpoint::Received;
+use sipua_proto::ua::{UaConfig, UaCore, UaEvent};
+
+fn core() -> UaCore {
+    UaCore::new(UaConfig::new(
+        "192.0.2.2:5060".parse().unwrap(),
+        Transport::Udp,
+        "bob",
+    ))
+}
+
+fn request(start: &str, extra: &str, branch: &str, body: &str) -> Bytes {
+    let method = start.split(' ').next().unwrap();
+    let cseq_method = if method.starts_with("sip") {
+        "OPTIONS"
+    } else {
+        method
+    };
+    Bytes::from(format!(
+        "{start} SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK{branch}\r\nMax-Forwards: 70\r\n\
+         From: <sip:alice@192.0.2.1>;tag=a1\r\nTo: <sip:bob@192.0.2.2>\r\nCall-ID: rules-1\r\nCSeq: 1 {cseq_method}\r\n\
+         Contact: <sip:alice@192.0.2.1>\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    ))
+}
+
+/// Feeds one request; returns the final response the core sent, if any, and the events.
+fn feed(ua: &mut UaCore, bytes: Bytes) -> (Option<Response>, Vec<UaEvent>) {
+    ua.handle_datagram(
+        Instant::now(),
+        Received {
+            transport: Transport::Udp,
+            remote: "192.0.2.1:5060".parse().unwrap(),
+            bytes,
+        },
+    );
+    let mut last = None;
+    while let Some(t) = ua.poll_transmit() {
+        if let Ok(Message::Response(r)) = Message::parse(&t.bytes) {
+            if r.status() >= 200 {
+                last = Some(r);
+            }
+        }
+    }
+    let mut events = Vec::new();
+    while let Some(e) = ua.poll_event() {
+        events.push(e);
+    }
+    (last, events)
+}
+
+fn answered(ua: &mut UaCore, bytes: Bytes) -> Response {
+    let (r, events) = feed(ua, bytes);
+    assert!(events.is_empty(), "the TU is not bothered: {events:?}");
+    r.expect("a final response")
+}
+
+fn header(r: &Response, name: HeaderName) -> String {
+    r.headers()
+        .get(&name)
+        .map(|h| h.unfolded())
+        .unwrap_or_default()
+}
+
+#[test]
+fn unknown_and_unallowed_methods() {
+    let mut ua = core();
+    let r = answered(
+        &mut ua,
+        request("NEWMETHOD sip:bob@192.0.2.2", "", "m1", ""),
+    );
+    assert_eq!(r.status(), 501);
+    assert!(header(&r, HeaderName::Allow).contains("INVITE"));
+    let r = answered(&mut ua, request("PUBLISH sip:bob@192.0.2.2", "", "m2", ""));
+    assert_eq!(r.status(), 405);
+    assert!(!header(&r, HeaderName::Allow).contains("PUBLISH"));
+    assert!(r.to_tag().is_some(), "a final response carries a To tag");
+}
+
+#[test]
+fn uri_scheme_body_type_and_extensions() {
+    let mut ua = core();
+    let r = answered(
+        &mut ua,
+        request(
+            "OPTIONS nobodyKnowsThisScheme:totallyopaquecontent",
+            "",
+            "u1",
+            "",
+        ),
+    );
+    assert_eq!(r.status(), 416);
+    let r = answered(
+        &mut ua,
+        request(
+            "INVITE sip:bob@192.0.2.2",
+            "Content-Type: application/unknownformat\r\n",
+            "u2",
+            "xyz",
+        ),
+    );
+    assert_eq!(r.status(), 415);
+    assert!(header(&r, HeaderName::Accept).contains("application/sdp"));
+    let r = answered(
+        &mut ua,
+        request(
+            "INVITE sip:bob@192.0.2.2",
+            "Require: nothingSupportsThis, 100rel\r\n",
+            "u3",
+            "",
+        ),
+    );
+    assert_eq!(r.status(), 420);
+    assert_eq!(header(&r, HeaderName::Unsupported), "nothingSupportsThis");
+}
+
+#[test]
+fn options_is_answered_with_capabilities() {
+    let mut ua = core();
+    let r = answered(&mut ua, request("OPTIONS sip:bob@192.0.2.2", "", "o1", ""));
+    assert_eq!(r.status(), 200);
+    assert!(header(&r, HeaderName::Allow).contains("BYE"));
+    assert!(header(&r, HeaderName::Supported).contains("replaces"));
+    assert!(header(&r, HeaderName::Accept).contains("application/sdp"));
+}
+
+#[test]
+fn max_forwards_zero() {
+    let mut ua = core();
+    let zero = |m: &str, b: &str| request(m, "", b, "").to_vec();
+    let fix = |v: Vec<u8>| {
+        Bytes::from(
+            String::from_utf8(v)
+                .unwrap()
+                .replace("Max-Forwards: 70", "Max-Forwards: 0"),
+        )
+    };
+    assert_eq!(
+        answered(&mut ua, fix(zero("INVITE sip:bob@192.0.2.2", "z1"))).status(),
+        483
+    );
+    assert_eq!(
+        answered(&mut ua, fix(zero("OPTIONS sip:bob@192.0.2.2", "z2"))).status(),
+        200
+    );
+}
+
+#[test]
+fn malformed_addresses_get_400() {
+    let mut ua = core();
+    let bytes = String::from_utf8(request("INVITE sip:bob@192.0.2.2", "", "b1", "").to_vec())
+        .unwrap()
+        .replace(
+            "From: <sip:alice@192.0.2.1>",
+            "From: <sip:al ice@192.0.2.1>",
+        );
+    assert_eq!(answered(&mut ua, Bytes::from(bytes)).status(), 400);
+}
+
+#[test]
+fn merged_request_gets_482_and_unknown_dialog_481() {
+    let mut ua = core();
+    let (r, events) = feed(
+        &mut ua,
+        request("INVITE sip:bob@192.0.2.2", "", "first", ""),
+    );
+    assert!(r.is_none(), "the TU answers this one");
+    assert!(matches!(
+        events.as_slice(),
+        [UaEvent::Request { dialog: None, .. }]
+    ));
+    // the same INVITE (From tag, Call-ID, CSeq) forked back to us along another path
+    assert_eq!(
+        answered(
+            &mut ua,
+            request("INVITE sip:bob@192.0.2.2", "", "second", "")
+        )
+        .status(),
+        482
+    );
+    let bye = String::from_utf8(request("BYE sip:bob@192.0.2.2", "", "bye", "").to_vec())
+        .unwrap()
+        .replace(
+            "To: <sip:bob@192.0.2.2>",
+            "To: <sip:bob@192.0.2.2>;tag=nosuch",
+        );
+    assert_eq!(answered(&mut ua, Bytes::from(bye)).status(), 481);
+}
