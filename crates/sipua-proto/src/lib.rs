@@ -15,6 +15,7 @@
 pub mod auth;
 pub mod dialog;
 pub mod endpoint;
+pub mod locate;
 pub mod sim;
 pub mod transaction;
 pub mod ua;
