@@ -13,12 +13,13 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sipua_message::header::MediaType;
+use sipua_message::header::{CSeq, MediaType, ProxyAuthenticate, WwwAuthenticate};
 use sipua_message::{
     Header, HeaderName, Host, Method, NameAddr, Request, RequestBuilder, Response, Transport, Uri,
     Via,
 };
 
+use crate::auth::digest::{Challenge, RequestParts};
 use crate::dialog::{Dialog, DialogError, DialogId, DialogState};
 use crate::endpoint::{self, Endpoint, Received, TransactionId, Transmit};
 use crate::sim::Rng;
@@ -39,7 +40,22 @@ pub struct UaConfig {
     pub seed: u64,
     /// What this UA accepts; requests outside it are answered by the core.
     pub capabilities: Capabilities,
+    /// Answers digest challenges (401/407) with these, when set.
+    pub credentials: Option<Credentials>,
 }
+
+/// A digest username and password (RFC 3261 §22).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The username.
+    pub username: String,
+    /// The password.
+    pub password: String,
+}
+
+/// How many times one request is re-sent with credentials before the 401/407 goes up
+/// (a `stale=true` challenge allows one more).
+const AUTH_ATTEMPTS: u8 = 2;
 
 impl UaConfig {
     /// A UA at `local` over `transport` as `user`, with default limits and capabilities.
@@ -51,6 +67,7 @@ impl UaConfig {
             endpoint: endpoint::Config::default(),
             seed: 0,
             capabilities: Capabilities::default(),
+            credentials: None,
         }
     }
 }
@@ -220,6 +237,12 @@ struct Outgoing {
     request: Request,
     transport: Transport,
     destination: SocketAddr,
+    /// The transaction the TU knows this request by (a retry with credentials gets a new
+    /// transaction, reported under the first one's id).
+    original: TransactionId,
+    auth_attempts: u8,
+    /// For an answered INVITE: when to forget it (forked 2xx stop after 64·T1).
+    forget_at: Option<Instant>,
 }
 
 /// The user-agent core. See the module docs.
@@ -333,32 +356,76 @@ impl UaCore {
         destination: SocketAddr,
         body: Option<(MediaType, Bytes)>,
     ) -> Result<TransactionId, UaError> {
+        self.send_request(now, Method::Invite, target, destination, Vec::new(), body)
+    }
+
+    /// Sends an out-of-dialog request (REGISTER, MESSAGE, OPTIONS, SUBSCRIBE, INVITE...) to
+    /// `target` through `destination`, with a new Call-ID and From tag. Requests that create
+    /// dialogs or bindings carry our Contact.
+    pub fn send_request(
+        &mut self,
+        now: Instant,
+        method: Method,
+        target: Uri,
+        destination: SocketAddr,
+        headers: Vec<Header>,
+        body: Option<(MediaType, Bytes)>,
+    ) -> Result<TransactionId, UaError> {
         let mut from = self.local_aor();
         let tag = self.token(10);
         from.set_tag(&tag);
+        let to = if method == Method::Register {
+            self.local_aor()
+        } else {
+            NameAddr::new(target.clone())
+        };
         let call_id = format!("{}@{}", self.token(20), Host::from(self.cfg.local.ip()));
         let via = self.via();
-        let mut b = RequestBuilder::new(Method::Invite, target.clone())
+        let mut b = RequestBuilder::new(method.clone(), target)
             .via(via)
             .from(from)
-            .to(NameAddr::new(target))
+            .to(to)
             .call_id(call_id)
-            .cseq(1)
-            .header(self.contact());
+            .cseq(1);
+        if matches!(
+            method,
+            Method::Invite | Method::Subscribe | Method::Refer | Method::Register
+        ) {
+            b = b.header(self.contact());
+        }
+        for h in headers {
+            b = b.header(h);
+        }
         if let Some((ct, body)) = body {
             b = b.body(ct, body);
         }
         let request = b.build()?;
+        self.start(now, request, destination, None)
+    }
+
+    /// Starts a client transaction for `request`; `original` names the first attempt of a
+    /// request re-sent with credentials.
+    fn start(
+        &mut self,
+        now: Instant,
+        request: Request,
+        destination: SocketAddr,
+        original: Option<(TransactionId, u8)>,
+    ) -> Result<TransactionId, UaError> {
         let transport = self.cfg.transport.clone();
         let id =
             self.endpoint
                 .send_request(now, request.clone(), transport.clone(), destination)?;
+        let (original, auth_attempts) = original.unwrap_or((id, 0));
         self.outgoing.insert(
             id,
             Outgoing {
                 request,
                 transport,
                 destination,
+                original,
+                auth_attempts,
+                forget_at: None,
             },
         );
         Ok(id)
@@ -386,20 +453,7 @@ impl UaCore {
             .get_mut(dialog)
             .ok_or(UaError::UnknownDialog)?
             .request(method.clone(), via, headers)?;
-        let transport = self.cfg.transport.clone();
-        let id =
-            self.endpoint
-                .send_request(now, request.clone(), transport.clone(), destination)?;
-        if method == Method::Invite {
-            self.outgoing.insert(
-                id,
-                Outgoing {
-                    request,
-                    transport,
-                    destination,
-                },
-            );
-        }
+        let id = self.start(now, request, destination, None)?;
         if method == Method::Bye {
             self.forget_dialog(dialog);
         }
@@ -652,6 +706,8 @@ impl UaCore {
             }
         }
         self.sent_acks.retain(|_, a| a.expires > now);
+        self.outgoing
+            .retain(|_, o| o.forget_at.is_none_or(|t| t > now));
         self.pump(now);
     }
 
@@ -690,12 +746,12 @@ impl UaCore {
                     self.on_response(now, None, response)
                 }
                 endpoint::Event::Timeout { id } => {
-                    self.outgoing.remove(&id);
+                    let id = self.outgoing.remove(&id).map_or(id, |o| o.original);
                     self.incoming.remove(&id);
                     self.events.push_back(UaEvent::Timeout { id });
                 }
                 endpoint::Event::TransportError { id } => {
-                    self.outgoing.remove(&id);
+                    let id = self.outgoing.remove(&id).map_or(id, |o| o.original);
                     self.incoming.remove(&id);
                     self.events.push_back(UaEvent::TransportError { id });
                 }
@@ -787,6 +843,14 @@ impl UaCore {
 
     fn on_response(&mut self, now: Instant, id: Option<TransactionId>, response: Response) {
         let is_invite = response.cseq().method == Method::Invite;
+        if let Some(i) = id {
+            if matches!(response.status(), 401 | 407)
+                && self.retry_with_credentials(now, i, &response)
+            {
+                return;
+            }
+        }
+        let original = id.map(|i| self.outgoing.get(&i).map_or(i, |o| o.original));
         if is_invite && response.is_success() {
             // a retransmitted 2xx (its ACK was lost): ACK it again, tell no one
             if let Some(did) = Dialog::id_of_response(&response) {
@@ -834,8 +898,15 @@ impl UaCore {
             }
         }
         if let (Some(i), true) = (id, response.status() >= 200) {
-            if !response.is_success() {
+            if is_invite && response.is_success() {
+                let forget = now + self.timers_cfg.t1x64();
+                if let Some(o) = self.outgoing.get_mut(&i) {
+                    o.forget_at = Some(forget);
+                }
+            } else {
                 self.outgoing.remove(&i);
+            }
+            if !response.is_success() {
                 if let Some(did) = Dialog::id_of_response(&response) {
                     if self
                         .dialogs
@@ -847,13 +918,92 @@ impl UaCore {
                 }
             }
         }
-        if let Some(id) = id {
+        if let Some(id) = original {
             self.events.push_back(UaEvent::Response {
                 id,
                 response,
                 dialog,
             });
         }
+    }
+
+    /// Re-sends the request of transaction `id` with credentials answering the challenge in
+    /// `response` (RFC 3261 §22.2, §8.1.3.5): a new branch, the next CSeq, the same Call-ID
+    /// and tags. Returns false when there is nothing to retry with, or enough retries.
+    fn retry_with_credentials(
+        &mut self,
+        now: Instant,
+        id: TransactionId,
+        response: &Response,
+    ) -> bool {
+        let Some(creds) = self.cfg.credentials.clone() else {
+            return false;
+        };
+        let Some(out) = self.outgoing.get(&id) else {
+            return false;
+        };
+        let proxy = response.status() == 407;
+        let challenges: Vec<sipua_message::header::Auth> = if proxy {
+            response
+                .typed_all::<ProxyAuthenticate>()
+                .map(|v| v.into_iter().map(|a| a.0).collect())
+                .unwrap_or_default()
+        } else {
+            response
+                .typed_all::<WwwAuthenticate>()
+                .map(|v| v.into_iter().map(|a| a.0).collect())
+                .unwrap_or_default()
+        };
+        let Some(challenge) = Challenge::choose(&challenges) else {
+            return false;
+        };
+        let limit = if challenge.stale {
+            AUTH_ATTEMPTS + 1
+        } else {
+            AUTH_ATTEMPTS
+        };
+        if out.auth_attempts >= limit {
+            return false;
+        }
+        let (mut req, destination, original, attempts) = (
+            out.request.clone(),
+            out.destination,
+            out.original,
+            out.auth_attempts + 1,
+        );
+        let method = req.method().clone();
+        let seq = match Dialog::id_of_request(&req).and_then(|d| self.dialogs.get_mut(&d)) {
+            Some(d) => {
+                let s = d.local_seq.map_or(1, |s| s.wrapping_add(1));
+                d.local_seq = Some(s);
+                s
+            }
+            None => req.cseq().seq.wrapping_add(1),
+        };
+        let cnonce = self.token(16);
+        let uri = String::from_utf8_lossy(req.uri_bytes()).into_owned();
+        let parts = RequestParts {
+            method: method.as_str(),
+            uri: &uri,
+            body: req.body(),
+        };
+        let answer = challenge.answer(&parts, &creds.username, &creds.password, &cnonce, 1);
+        let name = if proxy {
+            HeaderName::ProxyAuthorization
+        } else {
+            HeaderName::Authorization
+        };
+        let via = self.via();
+        let rebuilt = req
+            .set_header(Header::typed(&CSeq { seq, method }))
+            .and_then(|()| req.set_top_via(&via))
+            .and_then(|()| req.set_header(Header::new(name, answer.to_string())));
+        if rebuilt.is_err() {
+            return false;
+        }
+        self.outgoing.remove(&id);
+        self.start(now, req, destination, Some((original, attempts)))
+            .is_ok()
     }
 
     /// Sends the ACK for a 2xx (RFC 3261 §13.2.2.4) and keeps it for retransmitted 2xx.

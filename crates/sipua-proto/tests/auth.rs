@@ -1,0 +1,136 @@
+//! Digest challenges answered by the UA core: 401 for REGISTER, 407 for INVITE, wrong
+//! passwords bounded, the TU seeing one transaction throughout.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use sipua_message::header::{Authorization, ProxyAuthorization};
+use sipua_message::{Header, HeaderName, Method, Transport};
+use sipua_proto::auth::digest::{verify, RequestParts};
+use sipua_proto::sim::{LinkConfig, Sim};
+use sipua_proto::ua::{Credentials, UaConfig, UaCore, UaEvent};
+
+const ALICE: &str = "192.0.2.1:5060";
+const REGISTRAR: &str = "192.0.2.2:5060";
+
+fn alice(password: &str) -> UaCore {
+    UaCore::new(UaConfig {
+        credentials: Some(Credentials {
+            username: "alice".into(),
+            password: password.into(),
+        }),
+        seed: 21,
+        ..UaConfig::new(ALICE.parse().unwrap(), Transport::Udp, "alice")
+    })
+}
+
+fn registrar() -> UaCore {
+    let mut cfg = UaConfig {
+        seed: 22,
+        ..UaConfig::new(REGISTRAR.parse().unwrap(), Transport::Udp, "registrar")
+    };
+    cfg.capabilities.allow.push(Method::Register);
+    UaCore::new(cfg)
+}
+
+/// Runs Alice's request against a server that challenges (`proxy`: 407, else 401) and accepts
+/// the password "secret". Returns Alice's events and how many requests the server saw.
+fn run(
+    password: &str,
+    method: Method,
+    proxy: bool,
+) -> (
+    Vec<String>,
+    usize,
+    Option<sipua_proto::endpoint::TransactionId>,
+) {
+    let mut sim: Sim<UaCore> = Sim::new(3, Instant::now(), LinkConfig::default());
+    let a = sim.add(ALICE.parse().unwrap(), alice(password));
+    sim.add(REGISTRAR.parse().unwrap(), registrar());
+    let start = sim.now;
+    let dest: SocketAddr = REGISTRAR.parse().unwrap();
+    let id = sim
+        .endpoint(a)
+        .send_request(
+            start,
+            method,
+            format!("sip:{REGISTRAR}").parse().unwrap(),
+            dest,
+            Vec::new(),
+            None,
+        )
+        .unwrap();
+    let mut alice_events = Vec::new();
+    let mut seen = 0;
+    let mut first_id = None;
+    sim.run_until(start + Duration::from_secs(40), &mut |node, ua, now, ev| match (node, ev) {
+        (0, UaEvent::Response { id, response, .. }) => {
+            first_id.get_or_insert(id);
+            alice_events.push(format!("{} {}", response.status(), response.cseq().method));
+        }
+        (0, other) => alice_events.push(format!("{other:?}")),
+        (_, UaEvent::Request { id, request, .. }) => {
+            seen += 1;
+            let uri = String::from_utf8_lossy(request.uri_bytes()).into_owned();
+            let parts = RequestParts { method: request.method().as_str(), uri: &uri, body: request.body() };
+            let ok = if proxy {
+                request.typed::<ProxyAuthorization>().and_then(Result::ok).is_some_and(|c| verify(&c.0, &parts, "secret"))
+            } else {
+                request.typed::<Authorization>().and_then(Result::ok).is_some_and(|c| verify(&c.0, &parts, "secret"))
+            };
+            let status = match (ok, proxy) {
+                (true, _) => 200,
+                (false, true) => 407,
+                (false, false) => 401,
+            };
+            let mut resp = ua.response(id, status).unwrap();
+            if status != 200 {
+                let name = if proxy { HeaderName::ProxyAuthenticate } else { HeaderName::WwwAuthenticate };
+                let nonce = format!("nonce{seen}");
+                resp.push_header(Header::new(
+                    name,
+                    format!("Digest realm=\"example.com\", nonce=\"{nonce}\", qop=\"auth\", algorithm=SHA-256"),
+                ))
+                .unwrap();
+            }
+            ua.respond(now, id, resp).unwrap();
+        }
+        _ => {}
+    });
+    if let Some(f) = first_id {
+        assert_eq!(
+            f, id,
+            "responses to the retried request come under the first transaction's id"
+        );
+    }
+    (alice_events, seen, first_id)
+}
+
+#[test]
+fn register_answers_401_and_succeeds() {
+    let (events, seen, _) = run("secret", Method::Register, false);
+    assert_eq!(
+        events,
+        vec!["200 REGISTER"],
+        "the 401 stays inside the core"
+    );
+    assert_eq!(seen, 2);
+}
+
+#[test]
+fn wrong_password_gives_up_after_two_tries() {
+    let (events, seen, _) = run("wrong", Method::Register, false);
+    assert_eq!(events, vec!["401 REGISTER"]);
+    assert_eq!(seen, 3, "the first request and two retries");
+}
+
+#[test]
+fn invite_answers_407_and_the_call_is_up() {
+    let (events, seen, _) = run("secret", Method::Invite, true);
+    assert_eq!(
+        events,
+        vec!["100 INVITE", "100 INVITE", "200 INVITE"],
+        "{events:?}"
+    );
+    assert_eq!(seen, 2);
+}
