@@ -125,10 +125,8 @@ impl Dialog {
         local_tag: &str,
         state: DialogState,
     ) -> Result<Dialog, DialogError> {
-        let remote_tag = request
-            .from_tag()
-            .ok_or(DialogError::MissingTag)?
-            .to_owned();
+        // an RFC 2543 peer may send no From tag: the empty tag then names it
+        let remote_tag = request.from_tag().unwrap_or_default().to_owned();
         let route_set = request
             .typed_all::<RecordRoute>()?
             .into_iter()
@@ -159,7 +157,7 @@ impl Dialog {
         Some(DialogId {
             call_id: req.call_id().to_owned(),
             local_tag: req.to_tag()?.to_owned(),
-            remote_tag: req.from_tag()?.to_owned(),
+            remote_tag: req.from_tag().unwrap_or_default().to_owned(),
         })
     }
 

@@ -42,6 +42,8 @@ pub struct UaConfig {
     pub capabilities: Capabilities,
     /// Answers digest challenges (401/407) with these, when set.
     pub credentials: Option<Credentials>,
+    /// Most live dialogs; a new INVITE beyond it gets 503 with Retry-After.
+    pub max_dialogs: usize,
 }
 
 /// A digest username and password (RFC 3261 §22).
@@ -68,6 +70,7 @@ impl UaConfig {
             seed: 0,
             capabilities: Capabilities::default(),
             credentials: None,
+            max_dialogs: 100_000,
         }
     }
 }
@@ -466,7 +469,8 @@ impl UaCore {
         let inc = self.incoming.get(&id).ok_or(UaError::UnknownTransaction)?;
         let mut resp = Response::from_request(&inc.request, status);
         if status > 100 && inc.request.to_tag().is_none() {
-            resp.set_to_tag(&inc.local_tag)?;
+            // a To that does not parse (answered with 400) gets no tag rather than no answer
+            let _ = resp.set_to_tag(&inc.local_tag);
         }
         if *inc.request.method() == Method::Invite && (101..300).contains(&status) {
             resp.push_header(self.contact())?;
@@ -594,6 +598,21 @@ impl UaCore {
         }
         if *method == Method::Ack || *method == Method::Cancel {
             return None;
+        }
+        if *method == Method::Invite && !req.headers().contains(&HeaderName::Contact) {
+            // an INVITE must say where the dialog's requests go (RFC 3261 §8.1.1.8)
+            return Some((400, Vec::new()));
+        }
+        if *method == Method::Invite
+            && req.to_tag().is_none()
+            && self.dialogs.len() >= self.cfg.max_dialogs
+        {
+            let retry = sipua_message::header::RetryAfter {
+                delta: 10,
+                comment: None,
+                params: Default::default(),
+            };
+            return Some((503, vec![Header::typed(&retry)]));
         }
         if !req.body().is_empty() {
             let ok = req

@@ -192,3 +192,25 @@ fn merged_request_gets_482_and_unknown_dialog_481() {
         );
     assert_eq!(answered(&mut ua, Bytes::from(bye)).status(), 481);
 }
+
+#[test]
+fn full_dialog_table_answers_503() {
+    let mut ua = UaCore::new(UaConfig {
+        max_dialogs: 1,
+        ..UaConfig::new("192.0.2.2:5060".parse().unwrap(), Transport::Udp, "bob")
+    });
+    let (_, events) = feed(&mut ua, request("INVITE sip:bob@192.0.2.2", "", "d1", ""));
+    let Some(UaEvent::Request { id, .. }) = events.into_iter().next() else {
+        panic!()
+    };
+    let ok = ua.response(id, 200).unwrap();
+    ua.respond(Instant::now(), id, ok).unwrap();
+    assert_eq!(ua.dialogs(), 1);
+    let second = String::from_utf8(request("INVITE sip:bob@192.0.2.2", "", "d2", "").to_vec())
+        .unwrap()
+        .replace("rules-1", "rules-2");
+    let r = answered(&mut ua, Bytes::from(second));
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains(&HeaderName::RetryAfter));
+    assert_eq!(ua.dialogs(), 1);
+}

@@ -1,0 +1,156 @@
+//! The CPU cost of one whole call through two UA cores, and the memory a confirmed dialog
+//! holds. `cargo bench -p sipua-proto --bench call`. Results go to docs/PERFORMANCE.md.
+//!
+//! Messages go straight from one core to the other (no simulated network), so what is
+//! measured is parsing, transactions, dialogs and serialisation on both sides together:
+//! INVITE, 100, 180, 200, ACK, BYE, 200. Memory is the growth of the resident set while
+//! 100 000 answered calls stay up (both sides in one process, halved).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use sipua_message::{Method, Transport};
+use sipua_proto::endpoint::Received;
+use sipua_proto::ua::{UaConfig, UaCore, UaEvent};
+
+/// Resident memory of this process in bytes (Linux), to measure memory per dialog.
+fn rss() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+const A: &str = "192.0.2.1:5060";
+const B: &str = "192.0.2.2:5060";
+
+fn pair() -> (UaCore, UaCore) {
+    let a = UaCore::new(UaConfig {
+        seed: 1,
+        ..UaConfig::new(A.parse().unwrap(), Transport::Udp, "alice")
+    });
+    let b = UaCore::new(UaConfig {
+        seed: 2,
+        ..UaConfig::new(B.parse().unwrap(), Transport::Udp, "bob")
+    });
+    (a, b)
+}
+
+/// Moves messages between the two cores until both are quiet; Bob rings and answers every
+/// INVITE and accepts every BYE. Returns Alice's confirmed dialogs.
+fn pump(
+    now: Instant,
+    a: &mut UaCore,
+    b: &mut UaCore,
+    dialogs: &mut Vec<sipua_proto::dialog::DialogId>,
+) {
+    let (aa, ba): (SocketAddr, SocketAddr) = (A.parse().unwrap(), B.parse().unwrap());
+    loop {
+        let mut moved = false;
+        while let Some(t) = a.poll_transmit() {
+            b.handle_datagram(
+                now,
+                Received {
+                    transport: t.transport,
+                    remote: aa,
+                    bytes: t.bytes,
+                },
+            );
+            moved = true;
+        }
+        while let Some(t) = b.poll_transmit() {
+            a.handle_datagram(
+                now,
+                Received {
+                    transport: t.transport,
+                    remote: ba,
+                    bytes: t.bytes,
+                },
+            );
+            moved = true;
+        }
+        while let Some(ev) = b.poll_event() {
+            if let UaEvent::Request { id, request, .. } = ev {
+                if *request.method() == Method::Invite {
+                    let ringing = b.response(id, 180).unwrap();
+                    b.respond(now, id, ringing).unwrap();
+                }
+                let ok = b.response(id, 200).unwrap();
+                b.respond(now, id, ok).unwrap();
+            }
+            moved = true;
+        }
+        while let Some(ev) = a.poll_event() {
+            if let UaEvent::Response {
+                response,
+                dialog: Some(d),
+                ..
+            } = ev
+            {
+                if response.is_success() && response.cseq().method == Method::Invite {
+                    dialogs.push(d);
+                }
+            }
+            moved = true;
+        }
+        if !moved {
+            return;
+        }
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let start = Instant::now();
+    let bob: SocketAddr = B.parse().unwrap();
+    c.bench_function("call/invite-180-200-ack-bye-200 (both sides)", |bench| {
+        let (mut a, mut b) = pair();
+        let mut now = start;
+        let mut dialogs = Vec::new();
+        bench.iter(|| {
+            a.invite(now, "sip:bob@192.0.2.2:5060".parse().unwrap(), bob, None)
+                .unwrap();
+            pump(now, &mut a, &mut b, &mut dialogs);
+            let d = dialogs.pop().unwrap();
+            a.request_in_dialog(now, &d, Method::Bye, bob).unwrap();
+            pump(now, &mut a, &mut b, &mut dialogs);
+            // let the transactions end now and then, so tables stay small as in a real run
+            now += Duration::from_millis(1);
+            if a.transactions() > 10_000 {
+                now += Duration::from_secs(40);
+                a.handle_timeout(now);
+                b.handle_timeout(now);
+            }
+        });
+    });
+
+    // memory per confirmed dialog: 100 000 answered calls, transactions expired
+    let (mut a, mut b) = pair();
+    let mut dialogs = Vec::new();
+    let n = 100_000;
+    let before = rss();
+    for _ in 0..n {
+        a.invite(start, "sip:bob@192.0.2.2:5060".parse().unwrap(), bob, None)
+            .unwrap();
+        pump(start, &mut a, &mut b, &mut dialogs);
+    }
+    let later = start + Duration::from_secs(40);
+    a.handle_timeout(later);
+    b.handle_timeout(later);
+    pump(later, &mut a, &mut b, &mut dialogs);
+    let after = rss();
+    let per_side = after.saturating_sub(before) as f64 / n as f64 / 2.0;
+    println!(
+        "memory: {} + {} confirmed dialogs, {} transactions left, RSS +{} MB, {:.0} bytes per dialog per side",
+        a.dialogs(),
+        b.dialogs(),
+        a.transactions() + b.transactions(),
+        after.saturating_sub(before) / 1_000_000,
+        per_side
+    );
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
