@@ -69,6 +69,8 @@ pub struct Dialog {
     pub route_set: Vec<NameAddr>,
     /// Whether the dialog is `sips` (RFC 3261 §12.1.1).
     pub secure: bool,
+    /// Whether we sent the INVITE that made it (and so chose the Call-ID, RFC 3261 §14.1).
+    pub caller: bool,
 }
 
 fn contact_uri(contacts: Vec<Contact>) -> Result<Uri, DialogError> {
@@ -116,6 +118,7 @@ impl Dialog {
             remote_target,
             route_set,
             secure: request.uri().scheme() == "sips",
+            caller: true,
         })
     }
 
@@ -149,6 +152,7 @@ impl Dialog {
             remote_target,
             route_set,
             secure: request.uri().scheme() == "sips",
+            caller: false,
         })
     }
 

@@ -267,6 +267,10 @@ pub struct UaCore {
     /// Requests without a To tag being answered, by (From tag, Call-ID, CSeq), to spot merged
     /// requests (RFC 3261 §8.2.2.2).
     merged: HashMap<(String, String, u32), (TransactionId, String)>,
+    /// Dialogs with a re-INVITE of ours awaiting its final response (RFC 3261 §14.1).
+    invites_out: HashMap<DialogId, TransactionId>,
+    /// Dialogs with an INVITE from the peer not yet finally answered (RFC 3261 §14.2).
+    invites_in: HashMap<DialogId, TransactionId>,
 }
 
 impl UaCore {
@@ -286,6 +290,8 @@ impl UaCore {
             events: VecDeque::new(),
             queue: VecDeque::new(),
             merged: HashMap::new(),
+            invites_out: HashMap::new(),
+            invites_in: HashMap::new(),
         }
     }
 
@@ -456,11 +462,27 @@ impl UaCore {
             .get_mut(dialog)
             .ok_or(UaError::UnknownDialog)?
             .request(method.clone(), via, headers)?;
+        let is_invite = *request.method() == Method::Invite;
         let id = self.start(now, request, destination, None)?;
+        if is_invite {
+            self.invites_out.insert(dialog.clone(), id);
+        }
         if method == Method::Bye {
             self.forget_dialog(dialog);
         }
         Ok(id)
+    }
+
+    /// How long to wait before retrying a re-INVITE refused with 491 (RFC 3261 §14.1):
+    /// 2.1–4 s if we chose the Call-ID, else 0–2 s, in steps of 10 ms.
+    pub fn glare_backoff(&mut self, dialog: &DialogId) -> Duration {
+        let caller = self.dialogs.get(dialog).is_some_and(|d| d.caller);
+        let r = self.rng.next_u64();
+        if caller {
+            Duration::from_millis(2100 + (r % 191) * 10)
+        } else {
+            Duration::from_millis((r % 201) * 10)
+        }
     }
 
     /// A response to request `id` with our To tag (the same for every response of the
@@ -519,6 +541,9 @@ impl UaCore {
         }
         let (request, source, transport) = (inc.request.clone(), inc.source, inc.transport.clone());
         self.endpoint.respond(now, id, response.clone())?;
+        if status >= 200 && *request.method() == Method::Invite {
+            self.invites_in.retain(|_, t| *t != id);
+        }
         if status >= 200 {
             if let Some(key) = merge_key(&request) {
                 if self.merged.get(&key).is_some_and(|(t, _)| *t == id) {
@@ -829,16 +854,34 @@ impl UaCore {
                 .as_ref()
                 .and_then(|d| self.dialogs.get_mut(d))
                 .map(|d| d.on_request(&request));
-            let status = match checked {
+            let mut status = match checked {
                 None => Some(481),
                 Some(Err(DialogError::CSeqTooLow)) => Some(500),
                 Some(Err(_)) => Some(400),
                 Some(Ok(())) => None,
             };
-            if let Some(status) = status {
-                if let Ok(resp) = self.response(id, status) {
-                    let _ = self.respond(now, id, resp);
+            let mut headers = Vec::new();
+            if let (None, Some(d), Method::Invite) = (status, &did, request.method()) {
+                // §14.2: glare with our own re-INVITE gets 491; a second INVITE while one is
+                // unanswered, or while our 2xx waits for its ACK, gets 500 with Retry-After
+                if self.invites_out.contains_key(d) {
+                    status = Some(491);
+                } else if self.invites_in.contains_key(d)
+                    || self.pending_2xx.keys().any(|(p, _)| p == d)
+                {
+                    status = Some(500);
+                    let secs = (self.rng.next_u64() % 10) as u32;
+                    headers.push(Header::typed(&sipua_message::header::RetryAfter {
+                        delta: secs,
+                        comment: None,
+                        params: Default::default(),
+                    }));
+                } else {
+                    self.invites_in.insert(d.clone(), id);
                 }
+            }
+            if let Some(status) = status {
+                self.answer(now, id, status, headers);
                 return;
             }
             if *request.method() == Method::Bye {
@@ -870,6 +913,11 @@ impl UaCore {
             }
         }
         let original = id.map(|i| self.outgoing.get(&i).map_or(i, |o| o.original));
+        if response.status() >= 200 && is_invite {
+            if let Some(o) = original {
+                self.invites_out.retain(|_, t| *t != o && Some(*t) != id);
+            }
+        }
         if is_invite && response.is_success() {
             // a retransmitted 2xx (its ACK was lost): ACK it again, tell no one
             if let Some(did) = Dialog::id_of_response(&response) {

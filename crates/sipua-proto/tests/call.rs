@@ -266,3 +266,81 @@ fn a_2xx_that_is_never_acked_ends_in_ack_timeout() {
         sim.stats.lost
     );
 }
+
+#[test]
+fn reinvite_glare_gets_491_on_both_sides_then_backoff_succeeds() {
+    let mut sim: Sim<UaCore> = Sim::new(8, Instant::now(), LinkConfig::default());
+    let a = sim.add(
+        ALICE.parse().unwrap(),
+        ua(ALICE, "alice", 8, Transport::Udp),
+    );
+    let b = sim.add(BOB.parse().unwrap(), ua(BOB, "bob", 9, Transport::Udp));
+    let (alice, bob): (SocketAddr, SocketAddr) = (ALICE.parse().unwrap(), BOB.parse().unwrap());
+    let start = sim.now;
+    sim.endpoint(a)
+        .invite(start, format!("sip:bob@{BOB}").parse().unwrap(), bob, None)
+        .unwrap();
+    let log = std::cell::RefCell::new(Vec::<(usize, String)>::new());
+    let dialogs = std::cell::RefCell::new([None::<DialogId>, None]);
+    let mut tu = |node: usize, ua: &mut UaCore, now: Instant, ev: UaEvent| {
+        log.borrow_mut().push((node, describe(&ev)));
+        match ev {
+            UaEvent::Request { id, .. } => {
+                let ok = ua.response(id, 200).unwrap();
+                if let Ok(Some(d)) = ua.respond(now, id, ok) {
+                    dialogs.borrow_mut()[node] = Some(d);
+                }
+            }
+            UaEvent::Response {
+                response,
+                dialog: Some(d),
+                ..
+            } if response.is_success() => {
+                dialogs.borrow_mut()[node] = Some(d);
+            }
+            _ => {}
+        }
+    };
+    sim.run_until(start + Duration::from_secs(1), &mut tu);
+    let [da, db] = dialogs.borrow().clone();
+    let (da, db) = (da.expect("alice's dialog"), db.expect("bob's dialog"));
+    // both re-INVITE at the same instant
+    let now = sim.now;
+    sim.endpoint(a)
+        .request_in_dialog(now, &da, Method::Invite, bob)
+        .unwrap();
+    sim.endpoint(b)
+        .request_in_dialog(now, &db, Method::Invite, alice)
+        .unwrap();
+    log.borrow_mut().clear();
+    sim.run_until(now + Duration::from_secs(1), &mut tu);
+    let got: Vec<(usize, String)> = log.borrow().clone();
+    assert!(got.contains(&(a, "response 491 INVITE".into())), "{got:?}");
+    assert!(got.contains(&(b, "response 491 INVITE".into())), "{got:?}");
+    assert!(
+        !got.iter().any(|(_, e)| e.starts_with("request")),
+        "the cores answered the glare: {got:?}"
+    );
+    // Alice chose the Call-ID: she waits 2.1–4 s; Bob 0–2 s
+    let wait_a = sim.endpoint(a).glare_backoff(&da);
+    let wait_b = sim.endpoint(b).glare_backoff(&db);
+    assert!(
+        wait_a >= Duration::from_millis(2100) && wait_a <= Duration::from_secs(4),
+        "{wait_a:?}"
+    );
+    assert!(wait_b <= Duration::from_secs(2), "{wait_b:?}");
+    let now = sim.now;
+    sim.endpoint(a)
+        .request_in_dialog(now, &da, Method::Invite, bob)
+        .unwrap();
+    log.borrow_mut().clear();
+    sim.run_until(now + Duration::from_secs(1), &mut tu);
+    let got: Vec<(usize, String)> = log.borrow().clone();
+    assert!(
+        got.contains(&(b, "request INVITE in_dialog=true".into())),
+        "{got:?}"
+    );
+    assert!(got.contains(&(a, "response 200 INVITE".into())), "{got:?}");
+    assert!(got.contains(&(b, "ack".into())), "{got:?}");
+    assert_eq!(sim.endpoint(a).dialogs(), 1);
+}
