@@ -214,3 +214,84 @@ fn full_dialog_table_answers_503() {
     assert!(r.headers().contains(&HeaderName::RetryAfter));
     assert_eq!(ua.dialogs(), 1);
 }
+
+#[test]
+fn forked_2xx_make_two_dialogs_each_acked() {
+    use sipua_message::{Method, Request};
+    let mut alice = UaCore::new(UaConfig::new(
+        "192.0.2.1:5060".parse().unwrap(),
+        Transport::Udp,
+        "alice",
+    ));
+    let now = Instant::now();
+    let proxy: std::net::SocketAddr = "192.0.2.9:5060".parse().unwrap();
+    alice
+        .invite(now, "sip:bob@example.com".parse().unwrap(), proxy, None)
+        .unwrap();
+    let t = alice.poll_transmit().unwrap();
+    let Ok(Message::Request(invite)) = Message::parse(&t.bytes) else {
+        panic!()
+    };
+    let answer = |tag: &str, contact: &str| -> Bytes {
+        let mut r = Response::from_request(&invite, 200);
+        r.set_to_tag(tag).unwrap();
+        r.push_header(sipua_message::Header::new(
+            HeaderName::Contact,
+            format!("<{contact}>"),
+        ))
+        .unwrap();
+        r.to_bytes()
+    };
+    for (tag, contact) in [
+        ("fork1", "sip:bob@192.0.2.21"),
+        ("fork2", "sip:bob@192.0.2.22"),
+    ] {
+        alice.handle_datagram(
+            now,
+            Received {
+                transport: Transport::Udp,
+                remote: proxy,
+                bytes: answer(tag, contact),
+            },
+        );
+    }
+    let mut dialogs = Vec::new();
+    while let Some(ev) = alice.poll_event() {
+        if let UaEvent::Response {
+            response,
+            dialog: Some(d),
+            ..
+        } = ev
+        {
+            assert_eq!(response.status(), 200);
+            dialogs.push(d);
+        }
+    }
+    assert_eq!(dialogs.len(), 2);
+    assert_ne!(dialogs[0], dialogs[1]);
+    assert_eq!(alice.dialogs(), 2);
+    let acks: Vec<Request> = std::iter::from_fn(|| alice.poll_transmit())
+        .filter_map(|t| match Message::parse(&t.bytes) {
+            Ok(Message::Request(r)) if *r.method() == Method::Ack => Some(r),
+            _ => None,
+        })
+        .collect();
+    let targets: Vec<String> = acks.iter().map(|a| a.uri().to_string()).collect();
+    assert_eq!(
+        targets,
+        vec!["sip:bob@192.0.2.21", "sip:bob@192.0.2.22"],
+        "each dialog ACKed at its own target"
+    );
+    // a retransmission of the second 200 is re-ACKed without a new event
+    alice.handle_datagram(
+        now,
+        Received {
+            transport: Transport::Udp,
+            remote: proxy,
+            bytes: answer("fork2", "sip:bob@192.0.2.22"),
+        },
+    );
+    assert!(alice.poll_event().is_none());
+    let again = alice.poll_transmit().unwrap();
+    assert!(again.bytes.starts_with(b"ACK sip:bob@192.0.2.22 "));
+}
