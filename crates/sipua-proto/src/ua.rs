@@ -87,6 +87,9 @@ pub struct Capabilities {
     pub accept: Vec<MediaType>,
     /// Answer OPTIONS outside dialogs in the core (200 with Allow, Accept, Supported).
     pub answer_options: bool,
+    /// Answer 404 to requests outside dialogs whose Request-URI names another user than
+    /// ours (a Request-URI without a user part is always ours).
+    pub check_request_uri: bool,
 }
 
 impl Default for Capabilities {
@@ -120,6 +123,7 @@ impl Default for Capabilities {
                 MediaType::new("multipart", "mixed"),
             ],
             answer_options: true,
+            check_request_uri: true,
         }
     }
 }
@@ -614,6 +618,19 @@ impl UaCore {
         }
         if !matches!(req.uri().scheme(), "sip" | "sips" | "tel") {
             return Some((416, Vec::new()));
+        }
+        if caps.check_request_uri
+            && req.to_tag().is_none()
+            && !matches!(method, Method::Ack | Method::Cancel)
+        {
+            let other_user = req
+                .uri()
+                .as_sip()
+                .and_then(|u| u.user.as_deref())
+                .is_some_and(|u| u != self.cfg.user);
+            if other_user {
+                return Some((404, Vec::new()));
+            }
         }
         if req.validate().is_err() {
             return Some((400, Vec::new()));

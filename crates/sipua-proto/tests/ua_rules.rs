@@ -295,3 +295,21 @@ fn forked_2xx_make_two_dialogs_each_acked() {
     let again = alice.poll_transmit().unwrap();
     assert!(again.bytes.starts_with(b"ACK sip:bob@192.0.2.22 "));
 }
+
+#[test]
+fn request_for_another_user_gets_404() {
+    let mut ua = core();
+    assert_eq!(
+        answered(
+            &mut ua,
+            request("MESSAGE sip:carol@192.0.2.2", "", "n1", "")
+        )
+        .status(),
+        404
+    );
+    let (r, events) = feed(&mut ua, request("MESSAGE sip:bob@192.0.2.2", "", "n2", ""));
+    assert!(
+        r.is_none() && matches!(events.as_slice(), [UaEvent::Request { .. }]),
+        "bob's own request goes up"
+    );
+}
