@@ -250,6 +250,11 @@ struct Outgoing {
     auth_attempts: u8,
     /// For an answered INVITE: when to forget it (forked 2xx stop after 64·T1).
     forget_at: Option<Instant>,
+    /// A provisional response arrived (a CANCEL may be sent, RFC 3261 §9.1).
+    provisional: bool,
+    /// The TU cancelled: CANCEL sent, or to send on the first provisional response; a 2xx
+    /// that still arrives is acknowledged and ended with BYE.
+    cancel: Option<Vec<Header>>,
 }
 
 /// The user-agent core. See the module docs.
@@ -439,6 +444,8 @@ impl UaCore {
                 original,
                 auth_attempts,
                 forget_at: None,
+                provisional: false,
+                cancel: None,
             },
         );
         Ok(id)
@@ -486,6 +493,49 @@ impl UaCore {
             Duration::from_millis(2100 + (r % 191) * 10)
         } else {
             Duration::from_millis((r % 201) * 10)
+        }
+    }
+
+    /// Cancels the INVITE of client transaction `id` (RFC 3261 §9.1) with optional Reason
+    /// headers (RFC 3326). The CANCEL goes out once a provisional response has arrived; if the
+    /// callee answers anyway (the CANCEL/200 race), the core acknowledges the 2xx and sends
+    /// BYE.
+    pub fn cancel(
+        &mut self,
+        now: Instant,
+        id: TransactionId,
+        reasons: Vec<Header>,
+    ) -> Result<(), UaError> {
+        let current = self
+            .outgoing
+            .iter()
+            .find(|(_, o)| o.original == id)
+            .map(|(k, _)| *k)
+            .unwrap_or(id);
+        let out = self
+            .outgoing
+            .get_mut(&current)
+            .ok_or(UaError::UnknownTransaction)?;
+        if *out.request.method() != Method::Invite || out.cancel.is_some() {
+            return Err(UaError::UnknownTransaction);
+        }
+        out.cancel = Some(reasons);
+        if out.provisional {
+            self.send_cancel(now, current);
+        }
+        Ok(())
+    }
+
+    fn send_cancel(&mut self, now: Instant, id: TransactionId) {
+        let Some(out) = self.outgoing.get(&id) else {
+            return;
+        };
+        let reasons = out.cancel.clone().unwrap_or_default();
+        let (destination, transport) = (out.destination, out.transport.clone());
+        if let Ok(cancel) = out.request.cancel(&reasons) {
+            let _ = self
+                .endpoint
+                .send_request(now, cancel, transport, destination);
         }
     }
 
@@ -544,6 +594,7 @@ impl UaCore {
             dialog_id = Some(did);
         }
         let (request, source, transport) = (inc.request.clone(), inc.source, inc.transport.clone());
+        let local_tag = response.to_tag().unwrap_or(&inc.local_tag).to_owned();
         self.endpoint.respond(now, id, response.clone())?;
         if status >= 200 && *request.method() == Method::Invite {
             self.invites_in.retain(|_, t| *t != id);
@@ -586,8 +637,13 @@ impl UaCore {
                     .push(Reverse((give_up, did.clone(), request.cseq().seq)));
             }
         }
-        if *request.method() == Method::Invite && status >= 300 {
-            if let Some(did) = Dialog::id_of_request(&request) {
+        if *request.method() == Method::Invite && status >= 300 && request.to_tag().is_none() {
+            let did = DialogId {
+                call_id: request.call_id().to_owned(),
+                local_tag,
+                remote_tag: request.from_tag().unwrap_or_default().to_owned(),
+            };
+            {
                 // an early dialog created by a provisional response ends with the final answer
                 if self
                     .dialogs
@@ -930,6 +986,18 @@ impl UaCore {
             }
         }
         let original = id.map(|i| self.outgoing.get(&i).map_or(i, |o| o.original));
+        if let (Some(i), true) = (id, is_invite && response.status() < 200) {
+            let first = self
+                .outgoing
+                .get_mut(&i)
+                .is_some_and(|o| !std::mem::replace(&mut o.provisional, true));
+            if first && self.outgoing.get(&i).is_some_and(|o| o.cancel.is_some()) {
+                self.send_cancel(now, i);
+            }
+        }
+        let cancelled = id
+            .and_then(|i| self.outgoing.get(&i))
+            .is_some_and(|o| o.cancel.is_some());
         if response.status() >= 200 && is_invite {
             if let Some(o) = original {
                 self.invites_out.retain(|_, t| *t != o && Some(*t) != id);
@@ -976,6 +1044,15 @@ impl UaCore {
         if is_invite && response.is_success() {
             if let Some(did) = &dialog {
                 self.ack_2xx(now, id, did, &response);
+                if cancelled {
+                    // the CANCEL lost the race: end the call that came up anyway
+                    let dest = id
+                        .and_then(|i| self.outgoing.get(&i))
+                        .map(|o| o.destination);
+                    if let Some(dest) = dest {
+                        let _ = self.request_in_dialog(now, did, Method::Bye, dest);
+                    }
+                }
             }
             if id.is_none() {
                 return; // a retransmission after the transaction ended: re-ACKed, not news

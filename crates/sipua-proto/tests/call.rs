@@ -344,3 +344,88 @@ fn reinvite_glare_gets_491_on_both_sides_then_backoff_succeeds() {
     assert!(got.contains(&(b, "ack".into())), "{got:?}");
     assert_eq!(sim.endpoint(a).dialogs(), 1);
 }
+
+/// Alice invites Bob, who only rings; `cancel_at` after the start Alice cancels, and when
+/// `bob_answers` Bob answers 200 at that same instant.
+fn cancel_scenario(cancel_at: Duration, bob_answers: bool) -> (Sim<UaCore>, Vec<(usize, String)>) {
+    let mut sim: Sim<UaCore> = Sim::new(12, Instant::now(), LinkConfig::default());
+    let a = sim.add(
+        ALICE.parse().unwrap(),
+        ua(ALICE, "alice", 12, Transport::Udp),
+    );
+    let b = sim.add(BOB.parse().unwrap(), ua(BOB, "bob", 13, Transport::Udp));
+    let start = sim.now;
+    let invite = sim
+        .endpoint(a)
+        .invite(
+            start,
+            format!("sip:bob@{BOB}").parse().unwrap(),
+            BOB.parse().unwrap(),
+            None,
+        )
+        .unwrap();
+    let log = std::cell::RefCell::new(Vec::<(usize, String)>::new());
+    let pending = std::cell::RefCell::new(None);
+    let mut tu = |node: usize, ua: &mut UaCore, now: Instant, ev: UaEvent| {
+        log.borrow_mut().push((node, describe(&ev)));
+        if let (1, UaEvent::Request { id, request, .. }) = (node, &ev) {
+            let status = if *request.method() == Method::Invite {
+                180
+            } else {
+                200
+            };
+            let r = ua.response(*id, status).unwrap();
+            ua.respond(now, *id, r).unwrap();
+            if status == 180 {
+                *pending.borrow_mut() = Some(*id);
+            }
+        }
+    };
+    sim.run_until(start + cancel_at, &mut tu);
+    let now = sim.now;
+    sim.endpoint(a).cancel(now, invite, Vec::new()).unwrap();
+    if bob_answers {
+        let id = pending.borrow().expect("Bob got the INVITE");
+        let ok = sim.endpoint(b).response(id, 200).unwrap();
+        sim.endpoint(b).respond(now, id, ok).unwrap();
+    }
+    sim.run_until(start + Duration::from_secs(60), &mut tu);
+    (sim, log.into_inner())
+}
+
+#[test]
+fn cancel_after_180_gets_487() {
+    let (mut sim, log) = cancel_scenario(Duration::from_millis(100), false);
+    assert!(log.contains(&(1, "cancelled".into())), "{log:?}");
+    assert!(log.contains(&(0, "response 487 INVITE".into())), "{log:?}");
+    assert!(log.contains(&(0, "response 200 CANCEL".into())), "{log:?}");
+    assert_eq!(
+        sim.endpoint(0).dialogs() + sim.endpoint(1).dialogs(),
+        0,
+        "the early dialog ended with the 487"
+    );
+}
+
+#[test]
+fn cancel_before_any_provisional_waits_for_one() {
+    // at 5 ms nothing has come back yet; the CANCEL must wait for the 100 Trying (20 ms)
+    let (_, log) = cancel_scenario(Duration::from_millis(5), false);
+    assert!(log.contains(&(0, "response 487 INVITE".into())), "{log:?}");
+}
+
+#[test]
+fn cancel_200_race_ends_in_ack_and_bye() {
+    let (mut sim, log) = cancel_scenario(Duration::from_millis(100), true);
+    assert!(log.contains(&(0, "response 200 INVITE".into())), "{log:?}");
+    assert!(
+        !log.contains(&(1, "cancelled".into())),
+        "the CANCEL came too late to cancel: {log:?}"
+    );
+    assert!(log.contains(&(1, "ack".into())), "{log:?}");
+    assert!(
+        log.contains(&(1, "request BYE in_dialog=true".into())),
+        "the core ended the unwanted call: {log:?}"
+    );
+    assert!(log.contains(&(0, "response 200 BYE".into())), "{log:?}");
+    assert_eq!(sim.endpoint(0).dialogs() + sim.endpoint(1).dialogs(), 0);
+}
