@@ -124,8 +124,12 @@ fn nict_every_class_in_every_state() {
                     &mut out,
                 );
                 match state {
-                    State::Proceeding => drop(t.on_response(now, 180)),
-                    State::Completed => drop(t.on_response(now, 200)),
+                    State::Proceeding => {
+                        let _ = t.on_response(now, 180);
+                    }
+                    State::Completed => {
+                        let _ = t.on_response(now, 200);
+                    }
                     _ => {}
                 }
                 let d = t.on_response(now, status);
@@ -160,10 +164,10 @@ fn ist_every_tu_response_in_every_state() {
                 );
                 match state {
                     State::Completed => {
-                        drop(t.respond(now, 486, Bytes::from_static(b"486"), &mut out))
+                        let _ = t.respond(now, 486, Bytes::from_static(b"486"), &mut out);
                     }
                     State::Accepted => {
-                        drop(t.respond(now, 200, Bytes::from_static(b"200"), &mut out))
+                        let _ = t.respond(now, 200, Bytes::from_static(b"200"), &mut out);
                     }
                     State::Confirmed => {
                         t.respond(now, 486, Bytes::from_static(b"486"), &mut out);
@@ -196,10 +200,10 @@ fn nist_every_tu_response_in_every_state() {
                 let mut t = ServerNonInvite::new(Reliability::Unreliable, TimerConfig::default());
                 match state {
                     State::Proceeding => {
-                        drop(t.respond(now, 180, Bytes::from_static(b"180"), &mut out))
+                        let _ = t.respond(now, 180, Bytes::from_static(b"180"), &mut out);
                     }
                     State::Completed => {
-                        drop(t.respond(now, 200, Bytes::from_static(b"200"), &mut out))
+                        let _ = t.respond(now, 200, Bytes::from_static(b"200"), &mut out);
                     }
                     _ => {}
                 }
