@@ -429,3 +429,80 @@ fn cancel_200_race_ends_in_ack_and_bye() {
     assert!(log.contains(&(0, "response 200 BYE".into())), "{log:?}");
     assert_eq!(sim.endpoint(0).dialogs() + sim.endpoint(1).dialogs(), 0);
 }
+
+#[test]
+fn in_dialog_requests_from_each_side() {
+    let mut sim: Sim<UaCore> = Sim::new(14, Instant::now(), LinkConfig::default());
+    let a = sim.add(
+        ALICE.parse().unwrap(),
+        ua(ALICE, "alice", 14, Transport::Udp),
+    );
+    let b = sim.add(BOB.parse().unwrap(), ua(BOB, "bob", 15, Transport::Udp));
+    let (alice, bob): (SocketAddr, SocketAddr) = (ALICE.parse().unwrap(), BOB.parse().unwrap());
+    let start = sim.now;
+    sim.endpoint(a)
+        .invite(start, format!("sip:bob@{BOB}").parse().unwrap(), bob, None)
+        .unwrap();
+    let log = std::cell::RefCell::new(Vec::<(usize, String)>::new());
+    let dialogs = std::cell::RefCell::new([None::<DialogId>, None]);
+    let mut tu = |node: usize, ua: &mut UaCore, now: Instant, ev: UaEvent| {
+        log.borrow_mut().push((node, describe(&ev)));
+        match ev {
+            UaEvent::Request { id, .. } => {
+                let ok = ua.response(id, 200).unwrap();
+                if let Ok(Some(d)) = ua.respond(now, id, ok) {
+                    dialogs.borrow_mut()[node] = Some(d);
+                }
+            }
+            UaEvent::Response {
+                response,
+                dialog: Some(d),
+                ..
+            } if response.is_success() => {
+                dialogs.borrow_mut()[node] = Some(d);
+            }
+            _ => {}
+        }
+    };
+    sim.run_until(start + Duration::from_secs(1), &mut tu);
+    let [da, db] = dialogs.borrow().clone();
+    let (da, db) = (da.unwrap(), db.unwrap());
+    let methods = [
+        Method::Info,
+        Method::Message,
+        Method::Notify,
+        Method::Refer,
+        Method::Update,
+        Method::Prack,
+        Method::Invite,
+    ];
+    for m in methods.iter() {
+        for (from, d, to) in [(a, &da, bob), (b, &db, alice)] {
+            log.borrow_mut().clear();
+            let now = sim.now;
+            sim.endpoint(from)
+                .request_in_dialog(now, d, m.clone(), to)
+                .unwrap();
+            sim.run_until(now + Duration::from_secs(1), &mut tu);
+            let got = log.borrow().clone();
+            let other = 1 - from;
+            assert!(
+                got.contains(&(other, format!("request {m} in_dialog=true"))),
+                "{m} from {from}: {got:?}"
+            );
+            assert!(
+                got.contains(&(from, format!("response 200 {m}"))),
+                "{m} from {from}: {got:?}"
+            );
+        }
+    }
+    // CSeq went up on each side, one per request
+    assert_eq!(
+        sim.endpoint(a).dialog(&da).unwrap().local_seq,
+        Some(1 + methods.len() as u32)
+    );
+    assert_eq!(
+        sim.endpoint(b).dialog(&db).unwrap().local_seq,
+        Some(methods.len() as u32)
+    );
+}

@@ -419,3 +419,37 @@ fn rport_and_received_route_the_response_back_to_the_source() {
     assert_eq!(v.rport(), Some(Some(40000)));
     assert_eq!(ep.state(id), Some(State::Completed));
 }
+
+#[test]
+fn rfc_2543_requests_without_the_cookie_still_match_their_retransmissions() {
+    let mut ep = Endpoint::new(Config::default());
+    let now = Instant::now();
+    let raw = Bytes::from_static(
+        b"OPTIONS sip:bob@192.0.2.2 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060\r\nFrom: <sip:a@192.0.2.1>\r\n\
+          To: <sip:bob@192.0.2.2>\r\nCall-ID: old-1\r\nCSeq: 7 OPTIONS\r\n\r\n",
+    );
+    let rx = || Received {
+        transport: Transport::Udp,
+        remote: addr(ALICE),
+        bytes: raw.clone(),
+    };
+    ep.handle_datagram(now, rx());
+    let Some(Event::Request { id, request, .. }) = ep.poll_event() else {
+        panic!()
+    };
+    ep.handle_datagram(now, rx());
+    assert!(
+        ep.poll_event().is_none(),
+        "the retransmission matched by RFC 2543 rules"
+    );
+    ep.respond(now, id, Response::from_request(&request, 200))
+        .unwrap();
+    while ep.poll_transmit().is_some() {}
+    ep.handle_datagram(now, rx());
+    assert!(ep.poll_event().is_none());
+    assert!(
+        ep.poll_transmit()
+            .is_some_and(|t| t.bytes.starts_with(b"SIP/2.0 200")),
+        "the 200 is repeated"
+    );
+}
