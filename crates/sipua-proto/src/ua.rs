@@ -276,6 +276,9 @@ pub struct UaCore {
     /// Requests without a To tag being answered, by (From tag, Call-ID, CSeq), to spot merged
     /// requests (RFC 3261 §8.2.2.2).
     merged: HashMap<(String, String, u32), (TransactionId, String)>,
+    /// The last digest challenge answered per next hop, reused for the following requests
+    /// there with an increasing nonce count (RFC 3261 §22.3): (challenge, proxy?, nc).
+    auth_cache: HashMap<SocketAddr, (Challenge, bool, u32)>,
     /// Dialogs with a re-INVITE of ours awaiting its final response (RFC 3261 §14.1).
     invites_out: HashMap<DialogId, TransactionId>,
     /// Dialogs with an INVITE from the peer not yet finally answered (RFC 3261 §14.2).
@@ -299,6 +302,7 @@ impl UaCore {
             events: VecDeque::new(),
             queue: VecDeque::new(),
             merged: HashMap::new(),
+            auth_cache: HashMap::new(),
             invites_out: HashMap::new(),
             invites_in: HashMap::new(),
         }
@@ -430,6 +434,10 @@ impl UaCore {
         destination: SocketAddr,
         original: Option<(TransactionId, u8)>,
     ) -> Result<TransactionId, UaError> {
+        let mut request = request;
+        if original.is_none() {
+            self.authorize_from_cache(&mut request, destination);
+        }
         let transport = self.cfg.transport.clone();
         let id =
             self.endpoint
@@ -1088,6 +1096,35 @@ impl UaCore {
         }
     }
 
+    /// Adds credentials from the last challenge answered at `destination`, if any.
+    fn authorize_from_cache(&mut self, request: &mut Request, destination: SocketAddr) {
+        let Some(creds) = self.cfg.credentials.clone() else {
+            return;
+        };
+        if !self.auth_cache.contains_key(&destination) {
+            return;
+        }
+        let cnonce = self.token(16);
+        let Some((challenge, proxy, nc)) = self.auth_cache.get_mut(&destination) else {
+            return;
+        };
+        *nc += 1;
+        let uri = String::from_utf8_lossy(request.uri_bytes()).into_owned();
+        let method = request.method().clone();
+        let parts = RequestParts {
+            method: method.as_str(),
+            uri: &uri,
+            body: request.body(),
+        };
+        let answer = challenge.answer(&parts, &creds.username, &creds.password, &cnonce, *nc);
+        let name = if *proxy {
+            HeaderName::ProxyAuthorization
+        } else {
+            HeaderName::Authorization
+        };
+        let _ = request.set_header(Header::new(name, answer.to_string()));
+    }
+
     /// Re-sends the request of transaction `id` with credentials answering the challenge in
     /// `response` (RFC 3261 §22.2, §8.1.3.5): a new branch, the next CSeq, the same Call-ID
     /// and tags. Returns false when there is nothing to retry with, or enough retries.
@@ -1154,6 +1191,8 @@ impl UaCore {
         } else {
             HeaderName::Authorization
         };
+        self.auth_cache
+            .insert(destination, (challenge.clone(), proxy, 1));
         let via = self.via();
         let rebuilt = req
             .set_header(Header::typed(&CSeq { seq, method }))

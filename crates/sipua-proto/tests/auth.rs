@@ -33,17 +33,20 @@ fn registrar() -> UaCore {
     UaCore::new(cfg)
 }
 
-/// Runs Alice's request against a server that challenges (`proxy`: 407, else 401) and accepts
-/// the password "secret". Returns Alice's events and how many requests the server saw.
-fn run(
-    password: &str,
-    method: Method,
-    proxy: bool,
-) -> (
+type Run = (
     Vec<String>,
     usize,
     Option<sipua_proto::endpoint::TransactionId>,
-) {
+);
+
+fn run(password: &str, method: Method, proxy: bool) -> Run {
+    run_n(password, method, proxy, 1)
+}
+
+/// Runs `count` requests of Alice, one after the other, against a server that challenges
+/// (`proxy`: 407, else 401) and accepts the password "secret". Returns Alice's events, how many
+/// requests the server saw, and the id of the first response's transaction.
+fn run_n(password: &str, method: Method, proxy: bool, count: usize) -> Run {
     let mut sim: Sim<UaCore> = Sim::new(3, Instant::now(), LinkConfig::default());
     let a = sim.add(ALICE.parse().unwrap(), alice(password));
     sim.add(REGISTRAR.parse().unwrap(), registrar());
@@ -53,7 +56,7 @@ fn run(
         .endpoint(a)
         .send_request(
             start,
-            method,
+            method.clone(),
             format!("sip:{REGISTRAR}").parse().unwrap(),
             dest,
             Vec::new(),
@@ -63,7 +66,7 @@ fn run(
     let mut alice_events = Vec::new();
     let mut seen = 0;
     let mut first_id = None;
-    sim.run_until(start + Duration::from_secs(40), &mut |node, ua, now, ev| match (node, ev) {
+    let mut tu = |node: usize, ua: &mut UaCore, now: Instant, ev: UaEvent| match (node, ev) {
         (0, UaEvent::Response { id, response, .. }) => {
             first_id.get_or_insert(id);
             alice_events.push(format!("{} {}", response.status(), response.cseq().method));
@@ -72,11 +75,21 @@ fn run(
         (_, UaEvent::Request { id, request, .. }) => {
             seen += 1;
             let uri = String::from_utf8_lossy(request.uri_bytes()).into_owned();
-            let parts = RequestParts { method: request.method().as_str(), uri: &uri, body: request.body() };
+            let parts = RequestParts {
+                method: request.method().as_str(),
+                uri: &uri,
+                body: request.body(),
+            };
             let ok = if proxy {
-                request.typed::<ProxyAuthorization>().and_then(Result::ok).is_some_and(|c| verify(&c.0, &parts, "secret"))
+                request
+                    .typed::<ProxyAuthorization>()
+                    .and_then(Result::ok)
+                    .is_some_and(|c| verify(&c.0, &parts, "secret"))
             } else {
-                request.typed::<Authorization>().and_then(Result::ok).is_some_and(|c| verify(&c.0, &parts, "secret"))
+                request
+                    .typed::<Authorization>()
+                    .and_then(Result::ok)
+                    .is_some_and(|c| verify(&c.0, &parts, "secret"))
             };
             let status = match (ok, proxy) {
                 (true, _) => 200,
@@ -85,7 +98,11 @@ fn run(
             };
             let mut resp = ua.response(id, status).unwrap();
             if status != 200 {
-                let name = if proxy { HeaderName::ProxyAuthenticate } else { HeaderName::WwwAuthenticate };
+                let name = if proxy {
+                    HeaderName::ProxyAuthenticate
+                } else {
+                    HeaderName::WwwAuthenticate
+                };
                 let nonce = format!("nonce{seen}");
                 resp.push_header(Header::new(
                     name,
@@ -96,7 +113,22 @@ fn run(
             ua.respond(now, id, resp).unwrap();
         }
         _ => {}
-    });
+    };
+    sim.run_until(start + Duration::from_secs(40), &mut tu);
+    for _ in 1..count {
+        let now = sim.now;
+        sim.endpoint(a)
+            .send_request(
+                now,
+                method.clone(),
+                format!("sip:{REGISTRAR}").parse().unwrap(),
+                dest,
+                Vec::new(),
+                None,
+            )
+            .unwrap();
+        sim.run_until(now + Duration::from_secs(40), &mut tu);
+    }
     if let Some(f) = first_id {
         assert_eq!(
             f, id,
@@ -133,4 +165,14 @@ fn invite_answers_407_and_the_call_is_up() {
         "{events:?}"
     );
     assert_eq!(seen, 2);
+}
+
+#[test]
+fn credentials_are_reused_for_the_next_request_to_the_same_server() {
+    let (events, seen, _) = run_n("secret", Method::Register, false, 3);
+    assert_eq!(events, vec!["200 REGISTER", "200 REGISTER", "200 REGISTER"]);
+    assert_eq!(
+        seen, 4,
+        "one challenge, then every request authorised up front"
+    );
 }
