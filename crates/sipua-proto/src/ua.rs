@@ -438,7 +438,23 @@ impl UaCore {
         if original.is_none() {
             self.authorize_from_cache(&mut request, destination);
         }
-        let transport = self.cfg.transport.clone();
+        // RFC 3261 §18.1.1: a request too large for UDP goes over TCP, unless the URI insists
+        let forced_udp = request
+            .uri()
+            .as_sip()
+            .and_then(|u| u.transport())
+            .is_some_and(|t| t.eq_ignore_ascii_case("udp"));
+        let transport = crate::locate::transport_for_size(
+            &self.cfg.transport,
+            request.to_bytes().len(),
+            forced_udp,
+        );
+        if transport != self.cfg.transport {
+            if let Ok(mut via) = request.top_via().cloned() {
+                via.transport = transport.clone();
+                request.set_top_via(&via)?;
+            }
+        }
         let id =
             self.endpoint
                 .send_request(now, request.clone(), transport.clone(), destination)?;

@@ -313,3 +313,42 @@ fn request_for_another_user_gets_404() {
         "bob's own request goes up"
     );
 }
+
+#[test]
+fn large_requests_switch_to_tcp() {
+    use sipua_message::header::MediaType;
+    let mut alice = UaCore::new(UaConfig::new(
+        "192.0.2.1:5060".parse().unwrap(),
+        Transport::Udp,
+        "alice",
+    ));
+    let now = Instant::now();
+    let big = Bytes::from(vec![b'a'; 2000]);
+    alice
+        .send_request(
+            now,
+            sipua_message::Method::Message,
+            "sip:bob@192.0.2.2".parse().unwrap(),
+            "192.0.2.2:5060".parse().unwrap(),
+            Vec::new(),
+            Some((MediaType::new("text", "plain"), big)),
+        )
+        .unwrap();
+    let t = alice.poll_transmit().unwrap();
+    assert_eq!(t.transport, Transport::Tcp);
+    let Ok(Message::Request(r)) = Message::parse(&t.bytes) else {
+        panic!()
+    };
+    assert_eq!(r.via_key().transport, &Transport::Tcp, "Via says so too");
+    alice
+        .send_request(
+            now,
+            sipua_message::Method::Message,
+            "sip:bob@192.0.2.2".parse().unwrap(),
+            "192.0.2.2:5060".parse().unwrap(),
+            Vec::new(),
+            Some((MediaType::new("text", "plain"), Bytes::from_static(b"hi"))),
+        )
+        .unwrap();
+    assert_eq!(alice.poll_transmit().unwrap().transport, Transport::Udp);
+}
