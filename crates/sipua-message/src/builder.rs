@@ -252,27 +252,64 @@ impl Response {
     /// Call-ID and CSeq; the standard reason phrase; `Content-Length: 0`. A 100 Trying also
     /// copies Timestamp (§8.2.6.1). Add a To tag with [`Response::set_to_tag`].
     pub fn from_request(req: &Request, status: u16) -> Response {
+        Response::from_request_with(req, status, None, None, &[])
+    }
+
+    /// [`Response::from_request`] in one pass with what a UAS usually adds: a To tag (when the
+    /// request's To has none), a replacement for the top Via value (with `received`/`rport`,
+    /// RFC 3581), and extra headers (Contact, Allow...). One serialisation, one parse.
+    pub fn from_request_with(
+        req: &Request,
+        status: u16,
+        to_tag: Option<&str>,
+        top_via: Option<&Via>,
+        extra: &[Header],
+    ) -> Response {
         let status = status.clamp(100, 699);
-        let mut lines = Vec::with_capacity(8);
+        let mut lines = Vec::with_capacity(8 + extra.len());
+        let mut first_via = true;
         for h in req.headers().iter() {
-            let copy = match h.name() {
-                HeaderName::Via
-                | HeaderName::From
-                | HeaderName::To
-                | HeaderName::CallId
-                | HeaderName::CSeq => true,
-                HeaderName::Timestamp => status == 100,
-                _ => false,
-            };
-            if copy {
+            if h.is(&HeaderName::Via) {
+                match (first_via, top_via) {
+                    (true, Some(v)) => {
+                        // replace the first value, keep the others of that line
+                        let mut value = v.to_string().into_bytes();
+                        for rest in crate::scan::split_commas(h.value()).skip(1) {
+                            value.extend_from_slice(b", ");
+                            value.extend_from_slice(rest);
+                        }
+                        lines.push(Line::New(Header::new(HeaderName::Via, value)));
+                    }
+                    _ => lines.push(Line::Raw(h.raw_line())),
+                }
+                first_via = false;
+            } else if h.is(&HeaderName::To) {
+                match to_tag.filter(|_| req.to_tag().is_none()) {
+                    Some(tag) => {
+                        // a tag is a header parameter: it goes at the end of the value
+                        let value = [h.value(), b";tag=", tag.as_bytes()].concat();
+                        lines.push(Line::New(Header::new(HeaderName::To, value)));
+                    }
+                    None => lines.push(Line::Raw(h.raw_line())),
+                }
+            } else if h.is(&HeaderName::From)
+                || h.is(&HeaderName::CallId)
+                || h.is(&HeaderName::CSeq)
+                || (status == 100 && h.is(&HeaderName::Timestamp))
+            {
                 lines.push(Line::Raw(h.raw_line()));
             }
         }
+        lines.extend(extra.iter().cloned().map(Line::New));
         lines.push(Line::New(Header::new(HeaderName::ContentLength, "0")));
         let start = format!("SIP/2.0 {status} {}", reason_phrase(status));
         match assemble(start.as_bytes(), &lines, b"") {
             Ok(Message::Response(r)) => r,
-            // the lines come from a request that parsed, so this cannot happen; answer 500
+            // the lines come from a request that parsed; a tag or Via of the caller's that does
+            // not parse falls back to the plain copy
+            _ if to_tag.is_some() || top_via.is_some() || !extra.is_empty() => {
+                Response::from_request(req, status)
+            }
             _ => fallback_response(),
         }
     }

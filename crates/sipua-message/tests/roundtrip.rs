@@ -310,3 +310,29 @@ fn ack_and_cancel_follow_17_1_1_3_and_9_1() {
     );
     assert!(ack.cancel(&[]).is_err());
 }
+
+#[test]
+fn response_in_one_pass_with_tag_via_and_extra_headers() {
+    let raw = b"INVITE sip:bob@192.0.2.2 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKx;rport, SIP/2.0/UDP p;branch=z9hG4bKp\r\n\
+        From: <sip:alice@a.example.com>;tag=f\r\nTo: sip:bob@192.0.2.2\r\nCall-ID: c\r\nCSeq: 2 INVITE\r\n\
+        Contact: <sip:alice@10.0.0.1>\r\nContent-Length: 0\r\n\r\n";
+    let Message::Request(req) = Message::parse(raw).unwrap() else {
+        panic!()
+    };
+    let mut via = req.top_via().unwrap().clone();
+    via.params.set("received", Some("198.51.100.7"));
+    via.params.set("rport", Some("40000"));
+    let contact = Header::new(HeaderName::Contact, "<sip:bob@192.0.2.2>");
+    let r = Response::from_request_with(&req, 180, Some("t9"), Some(&via), &[contact]);
+    assert_eq!(r.status(), 180);
+    assert_eq!(r.to_tag(), Some("t9"));
+    assert_eq!(r.to().unwrap().uri.to_string(), "sip:bob@192.0.2.2");
+    let vias = r.via().unwrap();
+    assert_eq!(vias.len(), 2, "the second Via value of the line is kept");
+    assert_eq!(vias[0].rport(), Some(Some(40000)));
+    assert_eq!(vias[1].branch(), Some("z9hG4bKp"));
+    assert_eq!(r.contacts().unwrap().len(), 1);
+    // a tag already there is kept; a bad tag falls back to a plain copy
+    let plain = Response::from_request_with(&req, 200, Some("bad tag"), None, &[]);
+    assert_eq!(plain.to_tag(), None);
+}

@@ -19,7 +19,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use sipua_message::header::RetryAfter;
 use sipua_message::{
-    error_response, Header, Host, Message, Method, ParseError, Request, Response, Transport,
+    error_response, Header, HeaderName, Host, Message, Method, ParseError, Request, Response,
+    Transport, Via,
 };
 
 use crate::transaction::{
@@ -667,10 +668,10 @@ impl Endpoint {
         let id = self.new_id();
         let rel = reliability(&peer.transport);
         let tx = if *req.method() == Method::Invite {
-            let trying = self
-                .cfg
-                .send_trying
-                .then(|| with_received(Response::from_request(req, 100), req, source).to_bytes());
+            let trying = self.cfg.send_trying.then(|| {
+                Response::from_request_with(req, 100, None, received_via(req, source).as_ref(), &[])
+                    .to_bytes()
+            });
             Tx::Ist(ServerInvite::new(
                 rel,
                 self.cfg.timers,
@@ -715,20 +716,32 @@ fn response_destination(req: &Request, transport: &Transport, source: SocketAddr
     SocketAddr::new(source.ip(), via.port_or_default())
 }
 
-/// Adds `received` (when the source IP differs from sent-by) and fills `rport` (when asked
-/// for) in the response's top Via (RFC 3261 §18.2.1, RFC 3581 §4).
-pub fn with_received(mut resp: Response, req: &Request, source: SocketAddr) -> Response {
-    let Ok(via) = req.top_via() else { return resp };
-    let sent_by_ip = via.host.ip();
+/// The request's top Via with `received` (when the source IP differs from sent-by) and a
+/// filled `rport` (when asked for), as responses must carry it (RFC 3261 §18.2.1, RFC 3581
+/// §4); `None` when nothing needs adding.
+pub fn received_via(req: &Request, source: SocketAddr) -> Option<Via> {
+    let via = req.top_via().ok()?;
     let wants_rport = via.rport().is_some();
-    if sent_by_ip == Some(source.ip()) && !wants_rport {
-        return resp;
+    if via.host.ip() == Some(source.ip()) && !wants_rport {
+        return None;
     }
     let mut v = via.clone();
     v.params.set("received", Some(&source.ip().to_string()));
     if wants_rport {
         v.params.set("rport", Some(&source.port().to_string()));
     }
-    let _ = resp.set_top_via(&v);
+    Some(v)
+}
+
+/// `resp` with the Via of [`received_via`], unless it already differs from the request's
+/// (the UA core built it so).
+pub fn with_received(mut resp: Response, req: &Request, source: SocketAddr) -> Response {
+    let first = |h: sipua_message::Headers<'_>| h.get(&HeaderName::Via).map(|v| v.value().to_vec());
+    if first(resp.headers()) != first(req.headers()) {
+        return resp;
+    }
+    if let Some(v) = received_via(req, source) {
+        let _ = resp.set_top_via(&v);
+    }
     resp
 }

@@ -567,15 +567,23 @@ impl UaCore {
     /// transaction) and, for dialog-creating INVITE responses, our Contact.
     pub fn response(&self, id: TransactionId, status: u16) -> Result<Response, UaError> {
         let inc = self.incoming.get(&id).ok_or(UaError::UnknownTransaction)?;
-        let mut resp = Response::from_request(&inc.request, status);
-        if status > 100 && inc.request.to_tag().is_none() {
-            // a To that does not parse (answered with 400) gets no tag rather than no answer
-            let _ = resp.set_to_tag(&inc.local_tag);
-        }
-        if *inc.request.method() == Method::Invite && (101..300).contains(&status) {
-            resp.push_header(self.contact())?;
-        }
-        Ok(resp)
+        // a To that does not parse (answered with 400) gets no tag rather than no answer
+        let tag =
+            (status > 100 && inc.request.to_tag().is_none()).then_some(inc.local_tag.as_str());
+        let contact = *inc.request.method() == Method::Invite && (101..300).contains(&status);
+        let extra = if contact {
+            vec![self.contact()]
+        } else {
+            Vec::new()
+        };
+        let via = endpoint::received_via(&inc.request, inc.source);
+        Ok(Response::from_request_with(
+            &inc.request,
+            status,
+            tag,
+            via.as_ref(),
+            &extra,
+        ))
     }
 
     /// Sends `response` on server transaction `id`. A 1xx/2xx to an INVITE with a To tag
