@@ -8,7 +8,6 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -273,6 +272,10 @@ pub struct UaCore {
     events: VecDeque<UaEvent>,
     /// What the core itself sends (2xx retransmissions, ACKs), before the endpoint's output.
     queue: VecDeque<Transmit>,
+    /// Our Contact header, made once.
+    contact: Header,
+    /// Our address of record, made once.
+    aor: NameAddr,
     /// Requests without a To tag being answered, by (From tag, Call-ID, CSeq), to spot merged
     /// requests (RFC 3261 §8.2.2.2).
     merged: HashMap<(String, String, u32), (TransactionId, String)>,
@@ -288,6 +291,7 @@ pub struct UaCore {
 impl UaCore {
     /// A user agent with no dialogs.
     pub fn new(cfg: UaConfig) -> UaCore {
+        let (contact, aor) = (UaCore::make_contact(&cfg), UaCore::make_aor(&cfg));
         UaCore {
             timers_cfg: cfg.endpoint.timers,
             endpoint: Endpoint::new(cfg.endpoint.clone()),
@@ -301,6 +305,8 @@ impl UaCore {
             timers: BinaryHeap::new(),
             events: VecDeque::new(),
             queue: VecDeque::new(),
+            contact,
+            aor,
             merged: HashMap::new(),
             auth_cache: HashMap::new(),
             invites_out: HashMap::new(),
@@ -323,12 +329,17 @@ impl UaCore {
         self.endpoint.transactions()
     }
 
+    /// `len` random lower-case hex digits (tags, Call-IDs, branches, cnonces).
     fn token(&mut self, len: usize) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut s = String::with_capacity(len);
         while s.len() < len {
-            let _ = write!(s, "{:016x}", self.rng.next_u64());
+            let mut x = self.rng.next_u64();
+            for _ in 0..16.min(len - s.len()) {
+                s.push(char::from(HEX[(x & 0xf) as usize]));
+                x >>= 4;
+            }
         }
-        s.truncate(len);
         s
     }
 
@@ -345,28 +356,34 @@ impl UaCore {
     }
 
     fn contact(&self) -> Header {
-        let transport = match self.cfg.transport {
+        self.contact.clone()
+    }
+
+    fn make_contact(cfg: &UaConfig) -> Header {
+        let transport = match cfg.transport {
             Transport::Udp => String::new(),
             ref t => format!(";transport={}", t.as_str().to_ascii_lowercase()),
         };
-        let host = Host::from(self.cfg.local.ip());
+        let host = Host::from(cfg.local.ip());
         Header::new(
             HeaderName::Contact,
             format!(
                 "<sip:{}@{}:{}{transport}>",
-                self.cfg.user,
+                cfg.user,
                 host,
-                self.cfg.local.port()
+                cfg.local.port()
             ),
         )
     }
 
     fn local_aor(&self) -> NameAddr {
-        let uri: Uri = format!("sip:{}@{}", self.cfg.user, Host::from(self.cfg.local.ip()))
+        self.aor.clone()
+    }
+
+    fn make_aor(cfg: &UaConfig) -> NameAddr {
+        let uri: Uri = format!("sip:{}@{}", cfg.user, Host::from(cfg.local.ip()))
             .parse()
-            .unwrap_or_else(|_| {
-                Uri::Sip(sipua_message::SipUri::new(Host::from(self.cfg.local.ip())))
-            });
+            .unwrap_or_else(|_| Uri::Sip(sipua_message::SipUri::new(Host::from(cfg.local.ip()))));
         NameAddr::new(uri)
     }
 
