@@ -75,6 +75,9 @@ pub struct Transmit {
     pub destination: SocketAddr,
     /// The message.
     pub bytes: Bytes,
+    /// The transaction that sent it, if any: report a failure to send with
+    /// [`Endpoint::handle_transport_error`] (RFC 3261 §17.1.4, §17.2.4).
+    pub transaction: Option<TransactionId>,
 }
 
 /// Names a transaction for its whole life.
@@ -359,6 +362,7 @@ impl Endpoint {
                     transport: peer.transport.clone(),
                     destination: peer.destination,
                     bytes,
+                    transaction: Some(id),
                 }),
                 Output::Timeout => self.events.push_back(Event::Timeout { id }),
                 Output::TransportError => self.events.push_back(Event::TransportError { id }),
@@ -440,6 +444,7 @@ impl Endpoint {
             transport,
             destination,
             bytes: ack.to_bytes(),
+            transaction: None,
         });
     }
 
@@ -468,6 +473,21 @@ impl Endpoint {
         } else {
             Err(Error::InvalidState)
         }
+    }
+
+    /// The driver could not send a message of transaction `id` (connection refused, ICMP
+    /// unreachable...): the transaction ends and its user hears of it.
+    pub fn handle_transport_error(&mut self, id: TransactionId) {
+        let Some(entry) = self.txs.get_mut(&id) else {
+            return;
+        };
+        match &mut entry.tx {
+            Tx::Ict(t) => t.on_transport_error(&mut self.scratch),
+            Tx::Nict(t) => t.on_transport_error(&mut self.scratch),
+            Tx::Ist(t) => t.on_transport_error(&mut self.scratch),
+            Tx::Nist(t) => t.on_transport_error(&mut self.scratch),
+        }
+        self.settle(id);
     }
 
     /// Fires every timer that is due.
@@ -524,6 +544,7 @@ impl Endpoint {
                 transport: rx.transport.clone(),
                 destination: rx.remote,
                 bytes,
+                transaction: None,
             });
         }
     }
@@ -662,6 +683,7 @@ impl Endpoint {
                 transport: peer.transport,
                 destination: peer.destination,
                 bytes: resp.to_bytes(),
+                transaction: None,
             });
             return None;
         }

@@ -842,6 +842,12 @@ impl UaCore {
         self.pump(now);
     }
 
+    /// The driver could not send a message of transaction `id` (see [`Transmit::transaction`]).
+    pub fn handle_transport_error(&mut self, now: Instant, id: TransactionId) {
+        self.endpoint.handle_transport_error(id);
+        self.pump(now);
+    }
+
     /// Fires the timers that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.endpoint.handle_timeout(now);
@@ -864,6 +870,7 @@ impl UaCore {
                     transport: p.transport.clone(),
                     destination: p.destination,
                     bytes: p.bytes.clone(),
+                    transaction: None,
                 });
                 p.interval = (p.interval * 2).min(self.timers_cfg.t2);
                 p.next = now + p.interval;
@@ -1060,6 +1067,7 @@ impl UaCore {
                         transport: a.transport.clone(),
                         destination: a.destination,
                         bytes: a.bytes.clone(),
+                        transaction: None,
                     };
                     self.queue.push_back(t);
                     return;
@@ -1272,6 +1280,7 @@ impl UaCore {
             transport: transport.clone(),
             destination,
             bytes: bytes.clone(),
+            transaction: None,
         });
         self.sent_acks.insert(
             key,

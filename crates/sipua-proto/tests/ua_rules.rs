@@ -352,3 +352,28 @@ fn large_requests_switch_to_tcp() {
         .unwrap();
     assert_eq!(alice.poll_transmit().unwrap().transport, Transport::Udp);
 }
+
+#[test]
+fn a_failed_send_ends_the_transaction_with_a_transport_error() {
+    let mut alice = UaCore::new(UaConfig::new(
+        "192.0.2.1:5060".parse().unwrap(),
+        Transport::Tcp,
+        "alice",
+    ));
+    let now = Instant::now();
+    let id = alice
+        .send_request(
+            now,
+            sipua_message::Method::Options,
+            "sip:bob@192.0.2.2".parse().unwrap(),
+            "192.0.2.2:5060".parse().unwrap(),
+            Vec::new(),
+            None,
+        )
+        .unwrap();
+    let t = alice.poll_transmit().unwrap();
+    let tx = t.transaction.expect("the transmit names its transaction");
+    alice.handle_transport_error(now, tx);
+    assert!(matches!(alice.poll_event(), Some(UaEvent::TransportError { id: e }) if e == id));
+    assert_eq!(alice.transactions(), 0);
+}
