@@ -164,7 +164,10 @@ impl fmt::Display for NameAddr {
             q.push(' ');
             f.write_str(&q)?;
         }
-        write!(f, "<{}>{}", self.uri, self.params)
+        f.write_str("<")?;
+        fmt::Display::fmt(&self.uri, f)?;
+        f.write_str(">")?;
+        fmt::Display::fmt(&self.params, f)
     }
 }
 

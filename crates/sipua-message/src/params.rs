@@ -204,14 +204,16 @@ static PLAIN_VALUE: [bool; 256] = scan::table(b"-.!%*_+`'~:[]");
 impl fmt::Display for Params {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for p in &self.0 {
-            write!(f, ";{}", p.name)?;
+            f.write_str(";")?;
+            f.write_str(&p.name)?;
             if let Some(v) = &p.value {
+                f.write_str("=")?;
                 if p.quoted {
                     let mut s = String::with_capacity(v.len() + 2);
                     scan::write_quoted(&mut s, v);
-                    write!(f, "={s}")?;
+                    f.write_str(&s)?;
                 } else {
-                    write!(f, "={v}")?;
+                    f.write_str(v)?;
                 }
             }
         }

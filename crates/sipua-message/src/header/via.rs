@@ -277,11 +277,44 @@ impl<'a> ViaParts<'a> {
 
 impl fmt::Display for Via {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{} {}", self.protocol, self.transport, self.host)?;
+        // write_str rather than write!: Via is written for every request sent
+        f.write_str(&self.protocol)?;
+        f.write_str("/")?;
+        f.write_str(self.transport.as_str())?;
+        f.write_str(" ")?;
+        fmt::Display::fmt(&self.host, f)?;
         if let Some(p) = self.port {
-            write!(f, ":{p}")?;
+            f.write_str(":")?;
+            f.write_str(itoa_u16(p).as_str())?;
         }
-        write!(f, "{}", self.params)
+        fmt::Display::fmt(&self.params, f)
+    }
+}
+
+/// A port as text without the formatting machinery.
+pub(crate) fn itoa_u16(mut n: u16) -> PortText {
+    let mut buf = [0u8; 5];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    PortText { buf, start: i }
+}
+
+/// The digits of a port.
+pub(crate) struct PortText {
+    buf: [u8; 5],
+    start: usize,
+}
+
+impl PortText {
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[self.start..]).unwrap_or("0")
     }
 }
 
