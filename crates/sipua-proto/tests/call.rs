@@ -267,28 +267,21 @@ fn a_2xx_that_is_never_acked_ends_in_ack_timeout() {
     );
 }
 
-#[test]
-fn reinvite_glare_gets_491_on_both_sides_then_backoff_succeeds() {
-    let mut sim: Sim<UaCore> = Sim::new(8, Instant::now(), LinkConfig::default());
-    let a = sim.add(
-        ALICE.parse().unwrap(),
-        ua(ALICE, "alice", 8, Transport::Udp),
-    );
-    let b = sim.add(BOB.parse().unwrap(), ua(BOB, "bob", 9, Transport::Udp));
-    let (alice, bob): (SocketAddr, SocketAddr) = (ALICE.parse().unwrap(), BOB.parse().unwrap());
-    let start = sim.now;
-    sim.endpoint(a)
-        .invite(start, format!("sip:bob@{BOB}").parse().unwrap(), bob, None)
-        .unwrap();
-    let log = std::cell::RefCell::new(Vec::<(usize, String)>::new());
-    let dialogs = std::cell::RefCell::new([None::<DialogId>, None]);
-    let mut tu = |node: usize, ua: &mut UaCore, now: Instant, ev: UaEvent| {
-        log.borrow_mut().push((node, describe(&ev)));
+/// A TU that answers every request with 200 and remembers each side's dialog.
+#[derive(Default)]
+struct Answering {
+    log: std::cell::RefCell<Vec<(usize, String)>>,
+    dialogs: std::cell::RefCell<[Option<DialogId>; 2]>,
+}
+
+impl Answering {
+    fn on(&self, node: usize, ua: &mut UaCore, now: Instant, ev: UaEvent) {
+        self.log.borrow_mut().push((node, describe(&ev)));
         match ev {
             UaEvent::Request { id, .. } => {
                 let ok = ua.response(id, 200).unwrap();
                 if let Ok(Some(d)) = ua.respond(now, id, ok) {
-                    dialogs.borrow_mut()[node] = Some(d);
+                    self.dialogs.borrow_mut()[node] = Some(d);
                 }
             }
             UaEvent::Response {
@@ -296,13 +289,45 @@ fn reinvite_glare_gets_491_on_both_sides_then_backoff_succeeds() {
                 dialog: Some(d),
                 ..
             } if response.is_success() => {
-                dialogs.borrow_mut()[node] = Some(d);
+                self.dialogs.borrow_mut()[node] = Some(d);
             }
             _ => {}
         }
-    };
-    sim.run_until(start + Duration::from_secs(1), &mut tu);
-    let [da, db] = dialogs.borrow().clone();
+    }
+}
+
+/// Alice (node 0) calls Bob (node 1), who answers at once; returns after a second, call up.
+fn established(seed_a: u64, seed_b: u64) -> (Sim<UaCore>, Answering) {
+    let mut sim: Sim<UaCore> = Sim::new(seed_a, Instant::now(), LinkConfig::default());
+    let a = sim.add(
+        ALICE.parse().unwrap(),
+        ua(ALICE, "alice", seed_a, Transport::Udp),
+    );
+    sim.add(BOB.parse().unwrap(), ua(BOB, "bob", seed_b, Transport::Udp));
+    let start = sim.now;
+    sim.endpoint(a)
+        .invite(
+            start,
+            format!("sip:bob@{BOB}").parse().unwrap(),
+            BOB.parse().unwrap(),
+            None,
+        )
+        .unwrap();
+    let ans = Answering::default();
+    sim.run_until(start + Duration::from_secs(1), &mut |n, ua, now, ev| {
+        ans.on(n, ua, now, ev)
+    });
+    (sim, ans)
+}
+
+#[test]
+fn reinvite_glare_gets_491_on_both_sides_then_backoff_succeeds() {
+    let (mut sim, ans) = established(8, 9);
+    let (a, b) = (0, 1);
+    let (alice, bob): (SocketAddr, SocketAddr) = (ALICE.parse().unwrap(), BOB.parse().unwrap());
+    let mut tu =
+        |node: usize, ua: &mut UaCore, now: Instant, ev: UaEvent| ans.on(node, ua, now, ev);
+    let (log, [da, db]) = (&ans.log, ans.dialogs.borrow().clone());
     let (da, db) = (da.expect("alice's dialog"), db.expect("bob's dialog"));
     // both re-INVITE at the same instant
     let now = sim.now;
@@ -432,41 +457,13 @@ fn cancel_200_race_ends_in_ack_and_bye() {
 
 #[test]
 fn in_dialog_requests_from_each_side() {
-    let mut sim: Sim<UaCore> = Sim::new(14, Instant::now(), LinkConfig::default());
-    let a = sim.add(
-        ALICE.parse().unwrap(),
-        ua(ALICE, "alice", 14, Transport::Udp),
-    );
-    let b = sim.add(BOB.parse().unwrap(), ua(BOB, "bob", 15, Transport::Udp));
+    let (mut sim, ans) = established(14, 15);
+    let (a, b) = (0, 1);
     let (alice, bob): (SocketAddr, SocketAddr) = (ALICE.parse().unwrap(), BOB.parse().unwrap());
-    let start = sim.now;
-    sim.endpoint(a)
-        .invite(start, format!("sip:bob@{BOB}").parse().unwrap(), bob, None)
-        .unwrap();
-    let log = std::cell::RefCell::new(Vec::<(usize, String)>::new());
-    let dialogs = std::cell::RefCell::new([None::<DialogId>, None]);
-    let mut tu = |node: usize, ua: &mut UaCore, now: Instant, ev: UaEvent| {
-        log.borrow_mut().push((node, describe(&ev)));
-        match ev {
-            UaEvent::Request { id, .. } => {
-                let ok = ua.response(id, 200).unwrap();
-                if let Ok(Some(d)) = ua.respond(now, id, ok) {
-                    dialogs.borrow_mut()[node] = Some(d);
-                }
-            }
-            UaEvent::Response {
-                response,
-                dialog: Some(d),
-                ..
-            } if response.is_success() => {
-                dialogs.borrow_mut()[node] = Some(d);
-            }
-            _ => {}
-        }
-    };
-    sim.run_until(start + Duration::from_secs(1), &mut tu);
-    let [da, db] = dialogs.borrow().clone();
-    let (da, db) = (da.unwrap(), db.unwrap());
+    let mut tu =
+        |node: usize, ua: &mut UaCore, now: Instant, ev: UaEvent| ans.on(node, ua, now, ev);
+    let (log, [da, db]) = (&ans.log, ans.dialogs.borrow().clone());
+    let (da, db) = (da.expect("alice's dialog"), db.expect("bob's dialog"));
     let methods = [
         Method::Info,
         Method::Message,
