@@ -377,3 +377,33 @@ fn a_failed_send_ends_the_transaction_with_a_transport_error() {
     assert!(matches!(alice.poll_event(), Some(UaEvent::TransportError { id: e }) if e == id));
     assert_eq!(alice.transactions(), 0);
 }
+
+#[test]
+fn an_ack_with_the_wrong_cseq_does_not_stop_the_2xx() {
+    let mut ua = core();
+    let (_, events) = feed(&mut ua, request("INVITE sip:bob@192.0.2.2", "", "w1", ""));
+    let Some(UaEvent::Request { id, .. }) = events.into_iter().next() else {
+        panic!()
+    };
+    let ok = ua.response(id, 200).unwrap();
+    let tag = ok.to_tag().unwrap().to_owned();
+    ua.respond(Instant::now(), id, ok).unwrap();
+    while ua.poll_transmit().is_some() {}
+    let ack = |cseq: u32| {
+        Bytes::from(format!(
+            "ACK sip:bob@192.0.2.2 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKack{cseq}\r\n\
+             From: <sip:alice@192.0.2.1>;tag=a1\r\nTo: <sip:bob@192.0.2.2>;tag={tag}\r\nCall-ID: rules-1\r\n\
+             CSeq: {cseq} ACK\r\nContent-Length: 0\r\n\r\n"
+        ))
+    };
+    let (_, events) = feed(&mut ua, ack(2));
+    assert!(
+        events.is_empty(),
+        "an ACK for CSeq 2 does not acknowledge the 200 to CSeq 1: {events:?}"
+    );
+    let (_, events) = feed(&mut ua, ack(1));
+    assert!(
+        matches!(events.as_slice(), [UaEvent::Ack { .. }]),
+        "{events:?}"
+    );
+}
