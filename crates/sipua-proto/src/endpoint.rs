@@ -490,6 +490,21 @@ impl Endpoint {
         self.settle(id);
     }
 
+    /// Gives memory back after a load peak: tables far larger than their contents shrink.
+    fn shrink(&mut self) {
+        fn fit<K: std::hash::Hash + Eq, V>(m: &mut HashMap<K, V>) {
+            if m.capacity() > 1024 && m.len() * 4 < m.capacity() {
+                m.shrink_to_fit();
+            }
+        }
+        fit(&mut self.txs);
+        fit(&mut self.client_keys);
+        fit(&mut self.server_keys);
+        if self.timers.capacity() > 1024 && self.timers.len() * 4 < self.timers.capacity() {
+            self.timers.shrink_to_fit();
+        }
+    }
+
     /// Fires every timer that is due.
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(Reverse((at, id))) = self.timers.peek().copied() {
@@ -512,6 +527,7 @@ impl Endpoint {
             }
             self.settle(id);
         }
+        self.shrink();
     }
 
     /// Takes in one message from the network.

@@ -881,6 +881,16 @@ impl UaCore {
         self.sent_acks.retain(|_, a| a.expires > now);
         self.outgoing
             .retain(|_, o| o.forget_at.is_none_or(|t| t > now));
+        fn fit<K: std::hash::Hash + Eq, V>(m: &mut HashMap<K, V>) {
+            if m.capacity() > 1024 && m.len() * 4 < m.capacity() {
+                m.shrink_to_fit();
+            }
+        }
+        fit(&mut self.sent_acks);
+        fit(&mut self.outgoing);
+        fit(&mut self.incoming);
+        fit(&mut self.pending_2xx);
+        fit(&mut self.merged);
         self.pump(now);
     }
 
