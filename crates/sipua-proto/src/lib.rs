@@ -16,6 +16,7 @@ pub mod auth;
 pub mod dialog;
 pub mod endpoint;
 pub mod locate;
+pub mod rng;
 pub mod sim;
 pub mod transaction;
 pub mod ua;

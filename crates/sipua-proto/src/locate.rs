@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use sipua_message::header::Route;
 use sipua_message::{Host, Request, Scheme, SipUri, Transport, Uri};
 
-use crate::sim::Rng;
+use crate::rng::Rng;
 
 /// RFC 3261 §18.1.1: a request over UDP larger than this (MTU 1500 minus 200) goes over TCP.
 pub const UDP_LIMIT: usize = 1300;

@@ -12,17 +12,24 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sipua_message::header::{CSeq, MediaType, ProxyAuthenticate, WwwAuthenticate};
+use sipua_message::header::MediaType;
 use sipua_message::{
     Header, HeaderName, Host, Method, NameAddr, Request, RequestBuilder, Response, Transport, Uri,
     Via,
 };
 
-use crate::auth::digest::{Challenge, RequestParts};
+use crate::auth::digest::Challenge;
 use crate::dialog::{Dialog, DialogError, DialogId, DialogState};
+
+mod auth;
+mod rules;
+
 use crate::endpoint::{self, Endpoint, Received, TransactionId, Transmit};
-use crate::sim::Rng;
+use crate::rng::Rng;
 use crate::transaction::TimerConfig;
+pub use auth::Credentials;
+use rules::merge_key;
+pub use rules::Capabilities;
 
 /// Who this user agent is and where it listens.
 #[derive(Debug, Clone)]
@@ -45,19 +52,6 @@ pub struct UaConfig {
     pub max_dialogs: usize,
 }
 
-/// A digest username and password (RFC 3261 §22).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Credentials {
-    /// The username.
-    pub username: String,
-    /// The password.
-    pub password: String,
-}
-
-/// How many times one request is re-sent with credentials before the 401/407 goes up
-/// (a `stale=true` challenge allows one more).
-const AUTH_ATTEMPTS: u8 = 2;
-
 impl UaConfig {
     /// A UA at `local` over `transport` as `user`, with default limits and capabilities.
     pub fn new(local: SocketAddr, transport: Transport, user: &str) -> UaConfig {
@@ -70,59 +64,6 @@ impl UaConfig {
             capabilities: Capabilities::default(),
             credentials: None,
             max_dialogs: 100_000,
-        }
-    }
-}
-
-/// The methods, extensions and body types a UA handles (RFC 3261 §8.2.1–§8.2.3); the core
-/// answers requests outside them with 405/501, 420 or 415, and OPTIONS with them (§11.2).
-#[derive(Debug, Clone)]
-pub struct Capabilities {
-    /// Methods in Allow.
-    pub allow: Vec<Method>,
-    /// Option tags in Supported; a Require outside this list gets 420.
-    pub supported: Vec<String>,
-    /// Body types in Accept; other bodies get 415.
-    pub accept: Vec<MediaType>,
-    /// Answer OPTIONS outside dialogs in the core (200 with Allow, Accept, Supported).
-    pub answer_options: bool,
-    /// Answer 404 to requests outside dialogs whose Request-URI names another user than
-    /// ours (a Request-URI without a user part is always ours).
-    pub check_request_uri: bool,
-}
-
-impl Default for Capabilities {
-    fn default() -> Capabilities {
-        Capabilities {
-            allow: vec![
-                Method::Invite,
-                Method::Ack,
-                Method::Cancel,
-                Method::Bye,
-                Method::Options,
-                Method::Info,
-                Method::Message,
-                Method::Notify,
-                Method::Refer,
-                Method::Update,
-                Method::Prack,
-                Method::Subscribe,
-            ],
-            supported: vec![
-                "replaces".into(),
-                "timer".into(),
-                "100rel".into(),
-                "norefersub".into(),
-            ],
-            accept: vec![
-                MediaType::new("application", "sdp"),
-                MediaType::new("text", "plain"),
-                MediaType::new("message", "sipfrag"),
-                MediaType::new("application", "dtmf-relay"),
-                MediaType::new("multipart", "mixed"),
-            ],
-            answer_options: true,
-            check_request_uri: true,
         }
     }
 }
@@ -706,131 +647,6 @@ impl UaCore {
         Ok(dialog_id)
     }
 
-    /// The requests the core answers itself (RFC 3261 §8.2.1–§8.2.3, §16.3 step 3): a
-    /// method outside Allow (405, or 501 for one we do not know), a Request-URI scheme we do not
-    /// serve (416), headers that do not parse (400), Max-Forwards 0 (483, OPTIONS excepted), a
-    /// body type outside Accept (415), a Require outside Supported (420).
-    fn check_request(&self, req: &Request) -> Option<(u16, Vec<Header>)> {
-        let caps = &self.cfg.capabilities;
-        let method = req.method();
-        if !caps.allow.contains(method) {
-            let status = if matches!(method, Method::Extension(_)) {
-                501
-            } else {
-                405
-            };
-            return Some((status, vec![self.allow_header()]));
-        }
-        if !matches!(req.uri().scheme(), "sip" | "sips" | "tel") {
-            return Some((416, Vec::new()));
-        }
-        if caps.check_request_uri
-            && req.to_tag().is_none()
-            && !matches!(method, Method::Ack | Method::Cancel)
-        {
-            let other_user = req
-                .uri()
-                .as_sip()
-                .and_then(|u| u.user.as_deref())
-                .is_some_and(|u| u != self.cfg.user);
-            if other_user {
-                return Some((404, Vec::new()));
-            }
-        }
-        if req.validate().is_err() {
-            return Some((400, Vec::new()));
-        }
-        if req.max_forwards() == Some(0) && *method != Method::Options {
-            return Some((483, Vec::new()));
-        }
-        if *method == Method::Ack || *method == Method::Cancel {
-            return None;
-        }
-        if *method == Method::Invite && !req.headers().contains(&HeaderName::Contact) {
-            // an INVITE must say where the dialog's requests go (RFC 3261 §8.1.1.8)
-            return Some((400, Vec::new()));
-        }
-        if *method == Method::Invite
-            && req.to_tag().is_none()
-            && self.dialogs.len() >= self.cfg.max_dialogs
-        {
-            let retry = sipua_message::header::RetryAfter {
-                delta: 10,
-                comment: None,
-                params: Default::default(),
-            };
-            return Some((503, vec![Header::typed(&retry)]));
-        }
-        if !req.body().is_empty() {
-            let ok = req
-                .content_type()
-                .is_some_and(|ct| caps.accept.iter().any(|a| a.matches(&ct)));
-            if !ok {
-                return Some((415, vec![self.accept_header()]));
-            }
-        }
-        let unsupported: Vec<String> = req
-            .typed_all::<sipua_message::header::Require>()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|r| r.0)
-            .filter(|tag| !caps.supported.iter().any(|s| s.eq_ignore_ascii_case(tag)))
-            .collect();
-        if !unsupported.is_empty() {
-            return Some((
-                420,
-                vec![Header::new(HeaderName::Unsupported, unsupported.join(", "))],
-            ));
-        }
-        None
-    }
-
-    fn allow_header(&self) -> Header {
-        let list: Vec<&str> = self
-            .cfg
-            .capabilities
-            .allow
-            .iter()
-            .map(Method::as_str)
-            .collect();
-        Header::new(HeaderName::Allow, list.join(", "))
-    }
-
-    fn accept_header(&self) -> Header {
-        let list: Vec<String> = self
-            .cfg
-            .capabilities
-            .accept
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        Header::new(HeaderName::Accept, list.join(", "))
-    }
-
-    fn capability_headers(&self) -> Vec<Header> {
-        vec![
-            self.allow_header(),
-            self.accept_header(),
-            Header::new(
-                HeaderName::Supported,
-                self.cfg.capabilities.supported.join(", "),
-            ),
-        ]
-    }
-
-    /// Answers server transaction `id` from the core, with extra headers.
-    fn answer(&mut self, now: Instant, id: TransactionId, status: u16, headers: Vec<Header>) {
-        let Ok(mut resp) = self.response(id, status) else {
-            return;
-        };
-        for h in headers {
-            if resp.push_header(h).is_err() {
-                break;
-            }
-        }
-        let _ = self.respond(now, id, resp);
-    }
-
     fn forget_dialog(&mut self, id: &DialogId) {
         self.dialogs.remove(id);
         self.pending_2xx.retain(|(d, _), _| d != id);
@@ -1155,116 +971,6 @@ impl UaCore {
         }
     }
 
-    /// Adds credentials from the last challenge answered at `destination`, if any.
-    fn authorize_from_cache(&mut self, request: &mut Request, destination: SocketAddr) {
-        let Some(creds) = self.cfg.credentials.clone() else {
-            return;
-        };
-        if !self.auth_cache.contains_key(&destination) {
-            return;
-        }
-        let cnonce = self.token(16);
-        let Some((challenge, proxy, nc)) = self.auth_cache.get_mut(&destination) else {
-            return;
-        };
-        *nc += 1;
-        let uri = String::from_utf8_lossy(request.uri_bytes()).into_owned();
-        let method = request.method().clone();
-        let parts = RequestParts {
-            method: method.as_str(),
-            uri: &uri,
-            body: request.body(),
-        };
-        let answer = challenge.answer(&parts, &creds.username, &creds.password, &cnonce, *nc);
-        let name = if *proxy {
-            HeaderName::ProxyAuthorization
-        } else {
-            HeaderName::Authorization
-        };
-        let _ = request.set_header(Header::new(name, answer.to_string()));
-    }
-
-    /// Re-sends the request of transaction `id` with credentials answering the challenge in
-    /// `response` (RFC 3261 §22.2, §8.1.3.5): a new branch, the next CSeq, the same Call-ID
-    /// and tags. Returns false when there is nothing to retry with, or enough retries.
-    fn retry_with_credentials(
-        &mut self,
-        now: Instant,
-        id: TransactionId,
-        response: &Response,
-    ) -> bool {
-        let Some(creds) = self.cfg.credentials.clone() else {
-            return false;
-        };
-        let Some(out) = self.outgoing.get(&id) else {
-            return false;
-        };
-        let proxy = response.status() == 407;
-        let challenges: Vec<sipua_message::header::Auth> = if proxy {
-            response
-                .typed_all::<ProxyAuthenticate>()
-                .map(|v| v.into_iter().map(|a| a.0).collect())
-                .unwrap_or_default()
-        } else {
-            response
-                .typed_all::<WwwAuthenticate>()
-                .map(|v| v.into_iter().map(|a| a.0).collect())
-                .unwrap_or_default()
-        };
-        let Some(challenge) = Challenge::choose(&challenges) else {
-            return false;
-        };
-        let limit = if challenge.stale {
-            AUTH_ATTEMPTS + 1
-        } else {
-            AUTH_ATTEMPTS
-        };
-        if out.auth_attempts >= limit {
-            return false;
-        }
-        let (mut req, destination, original, attempts) = (
-            out.request.clone(),
-            out.destination,
-            out.original,
-            out.auth_attempts + 1,
-        );
-        let method = req.method().clone();
-        let seq = match Dialog::id_of_request(&req).and_then(|d| self.dialogs.get_mut(&d)) {
-            Some(d) => {
-                let s = d.local_seq.map_or(1, |s| s.wrapping_add(1));
-                d.local_seq = Some(s);
-                s
-            }
-            None => req.cseq().seq.wrapping_add(1),
-        };
-        let cnonce = self.token(16);
-        let uri = String::from_utf8_lossy(req.uri_bytes()).into_owned();
-        let parts = RequestParts {
-            method: method.as_str(),
-            uri: &uri,
-            body: req.body(),
-        };
-        let answer = challenge.answer(&parts, &creds.username, &creds.password, &cnonce, 1);
-        let name = if proxy {
-            HeaderName::ProxyAuthorization
-        } else {
-            HeaderName::Authorization
-        };
-        self.auth_cache
-            .insert(destination, (challenge.clone(), proxy, 1));
-        let via = self.via();
-        let rebuilt = req
-            .set_header(Header::typed(&CSeq { seq, method }))
-            .and_then(|()| req.set_top_via(&via))
-            .and_then(|()| req.set_header(Header::new(name, answer.to_string())));
-        if rebuilt.is_err() {
-            return false;
-        }
-        self.outgoing.remove(&id);
-        self.start(now, req, destination, Some((original, attempts)))
-            .is_ok()
-    }
-
     /// Sends the ACK for a 2xx (RFC 3261 §13.2.2.4) and keeps it for retransmitted 2xx.
     fn ack_2xx(
         &mut self,
@@ -1324,18 +1030,6 @@ impl UaCore {
             .flatten()
             .min()
     }
-}
-
-/// What identifies a request for merged-request detection (no To tag yet).
-fn merge_key(req: &Request) -> Option<(String, String, u32)> {
-    if req.to_tag().is_some() || matches!(req.method(), Method::Ack | Method::Cancel) {
-        return None;
-    }
-    Some((
-        req.from_tag()?.to_owned(),
-        req.call_id().to_owned(),
-        req.cseq().seq,
-    ))
 }
 
 /// Where responses to `request` go over UDP (RFC 3261 §18.2.2, RFC 3581).

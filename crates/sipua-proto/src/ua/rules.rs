@@ -1,0 +1,208 @@
+//! The requests the UA core answers by itself (RFC 3261 §8.2.1–§8.2.3, §8.2.2.2, §11.2,
+//! §16.3): capabilities, the checks in their order, and the headers that explain a refusal.
+
+use sipua_message::header::MediaType;
+use sipua_message::{Header, HeaderName, Method, Request};
+
+use std::time::Instant;
+
+use super::UaCore;
+use crate::endpoint::TransactionId;
+
+/// The methods, extensions and body types a UA handles (RFC 3261 §8.2.1–§8.2.3); the core
+/// answers requests outside them with 405/501, 420 or 415, and OPTIONS with them (§11.2).
+#[derive(Debug, Clone)]
+pub struct Capabilities {
+    /// Methods in Allow.
+    pub allow: Vec<Method>,
+    /// Option tags in Supported; a Require outside this list gets 420.
+    pub supported: Vec<String>,
+    /// Body types in Accept; other bodies get 415.
+    pub accept: Vec<MediaType>,
+    /// Answer OPTIONS outside dialogs in the core (200 with Allow, Accept, Supported).
+    pub answer_options: bool,
+    /// Answer 404 to requests outside dialogs whose Request-URI names another user than
+    /// ours (a Request-URI without a user part is always ours).
+    pub check_request_uri: bool,
+}
+
+impl Default for Capabilities {
+    fn default() -> Capabilities {
+        Capabilities {
+            allow: vec![
+                Method::Invite,
+                Method::Ack,
+                Method::Cancel,
+                Method::Bye,
+                Method::Options,
+                Method::Info,
+                Method::Message,
+                Method::Notify,
+                Method::Refer,
+                Method::Update,
+                Method::Prack,
+                Method::Subscribe,
+            ],
+            supported: vec![
+                "replaces".into(),
+                "timer".into(),
+                "100rel".into(),
+                "norefersub".into(),
+            ],
+            accept: vec![
+                MediaType::new("application", "sdp"),
+                MediaType::new("text", "plain"),
+                MediaType::new("message", "sipfrag"),
+                MediaType::new("application", "dtmf-relay"),
+                MediaType::new("multipart", "mixed"),
+            ],
+            answer_options: true,
+            check_request_uri: true,
+        }
+    }
+}
+
+impl UaCore {
+    /// The requests the core answers itself (RFC 3261 §8.2.1–§8.2.3, §16.3 step 3): a
+    /// method outside Allow (405, or 501 for one we do not know), a Request-URI scheme we do not
+    /// serve (416), headers that do not parse (400), Max-Forwards 0 (483, OPTIONS excepted), a
+    /// body type outside Accept (415), a Require outside Supported (420).
+    pub(super) fn check_request(&self, req: &Request) -> Option<(u16, Vec<Header>)> {
+        let caps = &self.cfg.capabilities;
+        let method = req.method();
+        if !caps.allow.contains(method) {
+            let status = if matches!(method, Method::Extension(_)) {
+                501
+            } else {
+                405
+            };
+            return Some((status, vec![self.allow_header()]));
+        }
+        if !matches!(req.uri().scheme(), "sip" | "sips" | "tel") {
+            return Some((416, Vec::new()));
+        }
+        if caps.check_request_uri
+            && req.to_tag().is_none()
+            && !matches!(method, Method::Ack | Method::Cancel)
+        {
+            let other_user = req
+                .uri()
+                .as_sip()
+                .and_then(|u| u.user.as_deref())
+                .is_some_and(|u| u != self.cfg.user);
+            if other_user {
+                return Some((404, Vec::new()));
+            }
+        }
+        if req.validate().is_err() {
+            return Some((400, Vec::new()));
+        }
+        if req.max_forwards() == Some(0) && *method != Method::Options {
+            return Some((483, Vec::new()));
+        }
+        if *method == Method::Ack || *method == Method::Cancel {
+            return None;
+        }
+        if *method == Method::Invite && !req.headers().contains(&HeaderName::Contact) {
+            // an INVITE must say where the dialog's requests go (RFC 3261 §8.1.1.8)
+            return Some((400, Vec::new()));
+        }
+        if *method == Method::Invite
+            && req.to_tag().is_none()
+            && self.dialogs.len() >= self.cfg.max_dialogs
+        {
+            let retry = sipua_message::header::RetryAfter {
+                delta: 10,
+                comment: None,
+                params: Default::default(),
+            };
+            return Some((503, vec![Header::typed(&retry)]));
+        }
+        if !req.body().is_empty() {
+            let ok = req
+                .content_type()
+                .is_some_and(|ct| caps.accept.iter().any(|a| a.matches(&ct)));
+            if !ok {
+                return Some((415, vec![self.accept_header()]));
+            }
+        }
+        let unsupported: Vec<String> = req
+            .typed_all::<sipua_message::header::Require>()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| r.0)
+            .filter(|tag| !caps.supported.iter().any(|s| s.eq_ignore_ascii_case(tag)))
+            .collect();
+        if !unsupported.is_empty() {
+            return Some((
+                420,
+                vec![Header::new(HeaderName::Unsupported, unsupported.join(", "))],
+            ));
+        }
+        None
+    }
+
+    pub(super) fn allow_header(&self) -> Header {
+        let list: Vec<&str> = self
+            .cfg
+            .capabilities
+            .allow
+            .iter()
+            .map(Method::as_str)
+            .collect();
+        Header::new(HeaderName::Allow, list.join(", "))
+    }
+
+    pub(super) fn accept_header(&self) -> Header {
+        let list: Vec<String> = self
+            .cfg
+            .capabilities
+            .accept
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        Header::new(HeaderName::Accept, list.join(", "))
+    }
+
+    pub(super) fn capability_headers(&self) -> Vec<Header> {
+        vec![
+            self.allow_header(),
+            self.accept_header(),
+            Header::new(
+                HeaderName::Supported,
+                self.cfg.capabilities.supported.join(", "),
+            ),
+        ]
+    }
+
+    /// Answers server transaction `id` from the core, with extra headers.
+    pub(super) fn answer(
+        &mut self,
+        now: Instant,
+        id: TransactionId,
+        status: u16,
+        headers: Vec<Header>,
+    ) {
+        let Ok(mut resp) = self.response(id, status) else {
+            return;
+        };
+        for h in headers {
+            if resp.push_header(h).is_err() {
+                break;
+            }
+        }
+        let _ = self.respond(now, id, resp);
+    }
+}
+
+/// What identifies a request for merged-request detection (no To tag yet).
+pub(super) fn merge_key(req: &Request) -> Option<(String, String, u32)> {
+    if req.to_tag().is_some() || matches!(req.method(), Method::Ack | Method::Cancel) {
+        return None;
+    }
+    Some((
+        req.from_tag()?.to_owned(),
+        req.call_id().to_owned(),
+        req.cseq().seq,
+    ))
+}
