@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+mod call;
 mod parse;
 
 use std::process::ExitCode;
@@ -20,11 +21,17 @@ struct Cli {
 enum Command {
     /// Parse a SIP message from FILE (`-` for stdin) and print what it holds.
     Parse(parse::Args),
+    /// Answer calls on a UDP address, printing what happens.
+    Serve(call::ServeArgs),
+    /// Call a SIP URI over UDP, hold the call, hang up.
+    Call(call::CallArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Parse(args) => parse::run(&args),
+        Command::Serve(args) => call::serve(&args),
+        Command::Call(args) => call::call(&args),
     }
 }

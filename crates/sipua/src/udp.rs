@@ -98,13 +98,24 @@ pub struct UdpUserAgent {
 impl UdpUserAgent {
     /// Binds `addr` (port 0 picks one) and starts the driver task on the current runtime.
     pub async fn bind(addr: SocketAddr, user: &str) -> io::Result<UdpUserAgent> {
+        UdpUserAgent::bind_with(addr, user, |_| {}).await
+    }
+
+    /// Like [`UdpUserAgent::bind`], letting `configure` adjust the core's configuration
+    /// (capabilities, credentials, limits) once the local address is known.
+    pub async fn bind_with(
+        addr: SocketAddr,
+        user: &str,
+        configure: impl FnOnce(&mut UaConfig),
+    ) -> io::Result<UdpUserAgent> {
         let socket = UdpSocket::bind(addr).await?;
         let local = socket.local_addr()?;
-        let seed = seed_from(local);
-        let core = UaCore::new(UaConfig {
-            seed,
+        let mut cfg = UaConfig {
+            seed: seed_from(local),
             ..UaConfig::new(local, Transport::Udp, user)
-        });
+        };
+        configure(&mut cfg);
+        let core = UaCore::new(cfg);
         let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
         let (event_tx, events) = mpsc::channel(EVENT_QUEUE);
         let task = tokio::spawn(run(core, socket, command_rx, event_tx));
