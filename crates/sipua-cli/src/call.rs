@@ -117,9 +117,18 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
                     }
                 }
                 UaEvent::Ack { .. } => println!("call established"),
-                UaEvent::AckTimeout { .. } => println!("no ACK: call dropped"),
+                UaEvent::AckTimeout { .. } => println!("no ACK: call ended with BYE"),
                 UaEvent::Cancelled { .. } => println!("call cancelled"),
-                other => println!("{other:?}"),
+                UaEvent::Response { response, .. } => {
+                    println!(
+                        "{} answered: {} {}",
+                        response.cseq().method,
+                        response.status(),
+                        response.reason()
+                    )
+                }
+                UaEvent::Timeout { .. } => println!("a request of ours got no answer"),
+                UaEvent::TransportError { .. } => println!("a request of ours could not be sent"),
             }
         }
         ua.shutdown().await;

@@ -119,3 +119,39 @@ fn sipua_call_reaches_sipp_uas() {
     assert!(text.contains("200 OK"), "{text}");
     assert!(text.contains("BYE: 200 OK"), "{text}");
 }
+
+#[test]
+fn a_lost_ack_makes_sipua_retransmit_its_200_then_send_bye() {
+    // SIPp never ACKs; sipua must repeat its 200 for 64*T1 (32 s) and then hang up with BYE
+    let port = free_udp_port();
+    let _serve = Killed(
+        Command::new(env!("CARGO_BIN_EXE_sipua"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("udp:127.0.0.1:{port}"),
+                "--lifetime",
+                "60",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sipp/uac_no_ack.xml");
+    let out = sipp()
+        .args([
+            "-sf",
+            scenario,
+            &format!("127.0.0.1:{port}"),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &free_udp_port().to_string(),
+        ])
+        .args(["-m", "1", "-timeout", "60", "-nostdin"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(counters(&text), (1, 0), "{text}");
+}

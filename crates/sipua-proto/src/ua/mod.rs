@@ -95,7 +95,7 @@ pub enum UaEvent {
         /// The dialog.
         dialog: DialogId,
     },
-    /// No ACK for our 2xx within 64·T1: the TU should send BYE (RFC 3261 §13.3.1.4).
+    /// No ACK for our 2xx within 64·T1: the core has sent BYE (RFC 3261 §13.3.1.4).
     AckTimeout {
         /// The dialog.
         dialog: DialogId,
@@ -677,7 +677,10 @@ impl UaCore {
                 continue;
             };
             if now >= p.give_up {
+                // §13.3.1.4: the dialog is confirmed, but the session ends with a BYE
+                let destination = p.destination;
                 self.pending_2xx.remove(&key);
+                let _ = self.request_in_dialog(now, &key.0, Method::Bye, destination);
                 self.events.push_back(UaEvent::AckTimeout { dialog: key.0 });
                 continue;
             }
