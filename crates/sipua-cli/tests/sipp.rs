@@ -31,6 +31,23 @@ impl Drop for Killed {
     }
 }
 
+/// `sipua serve` on `port`, stopped when the returned guard drops.
+fn serve(port: u16) -> Killed {
+    let child = Command::new(env!("CARGO_BIN_EXE_sipua"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("udp:127.0.0.1:{port}"),
+            "--lifetime",
+            "60",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    Killed(child)
+}
+
 fn counters(out: &str) -> (u32, u32) {
     let count = |label: &str| {
         out.lines()
@@ -46,20 +63,7 @@ fn counters(out: &str) -> (u32, u32) {
 #[test]
 fn sipp_uac_calls_sipua_serve_200_times_at_50_per_second() {
     let port = free_udp_port();
-    let _serve = Killed(
-        Command::new(env!("CARGO_BIN_EXE_sipua"))
-            .args([
-                "serve",
-                "--listen",
-                &format!("udp:127.0.0.1:{port}"),
-                "--lifetime",
-                "60",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    std::thread::sleep(Duration::from_millis(300));
+    let _serve = serve(port);
     let out = sipp()
         .args([
             "-sn",
@@ -124,20 +128,7 @@ fn sipua_call_reaches_sipp_uas() {
 fn a_lost_ack_makes_sipua_retransmit_its_200_then_send_bye() {
     // SIPp never ACKs; sipua must repeat its 200 for 64*T1 (32 s) and then hang up with BYE
     let port = free_udp_port();
-    let _serve = Killed(
-        Command::new(env!("CARGO_BIN_EXE_sipua"))
-            .args([
-                "serve",
-                "--listen",
-                &format!("udp:127.0.0.1:{port}"),
-                "--lifetime",
-                "60",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    std::thread::sleep(Duration::from_millis(300));
+    let _serve = serve(port);
     let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sipp/uac_no_ack.xml");
     let out = sipp()
         .args([
