@@ -1,13 +1,39 @@
 //! # sipua
 //!
-//! The async SIP user-agent library: tokio driver, transports and the SIP.js-style API
-//! (`UserAgent`, `Inviter`, `Invitation`, `Session`, `Registerer`, ...). Today: a UDP driver
-//! for the sans-IO core ([`udp::UdpUserAgent`]); the rest lands with the project's next issues.
+//! The async SIP user-agent library, with the object model of SIP.js: a [`UserAgent`] that
+//! owns a transport and the sans-IO protocol core ([`sipua_proto`]), [`Inviter`] and
+//! [`Invitation`] for outgoing and incoming calls, both a [`Session`] with a
+//! [`SessionState`] machine and a [`SessionDelegate`], and media behind a pluggable
+//! [`SessionDescriptionHandler`].
+//!
+//! One tokio task (the driver) owns the core and the socket; each session runs as a small
+//! task of its own; the types here are handles that send commands and await answers.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod udp;
+mod driver;
+mod error;
+pub mod sdh;
+mod session;
+pub mod transport;
+mod user_agent;
+
+pub use error::Error;
+pub use sdh::{
+    BodyAndContentType, FixedSdp, FixedSdpFactory, SessionDescriptionHandler,
+    SessionDescriptionHandlerFactory, SessionDescriptionHandlerModifier,
+    SessionDescriptionHandlerOptions,
+};
+pub use session::{
+    EndReason, Invitation, InvitationAcceptOptions, InvitationProgressOptions,
+    InvitationRejectOptions, Inviter, InviterCancelOptions, InviterInviteOptions, InviterOptions,
+    RequestOptions, Session, SessionDelegate, SessionInviteOptions, SessionState,
+};
+pub use transport::{LinkConfig, Listen, MemoryNetwork};
+pub use user_agent::{
+    IncomingRequest, UserAgent, UserAgentDelegate, UserAgentOptions, UserAgentState,
+};
 
 pub use sipua_message as message;
 pub use sipua_proto as proto;

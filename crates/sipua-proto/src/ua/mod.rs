@@ -90,10 +90,12 @@ pub enum UaEvent {
         /// The dialog it created or belongs to.
         dialog: Option<DialogId>,
     },
-    /// The ACK for our 2xx arrived.
+    /// The ACK for our 2xx arrived (it carries the answer when our 2xx made the offer).
     Ack {
         /// The dialog.
         dialog: DialogId,
+        /// The ACK itself.
+        request: Request,
     },
     /// No ACK for our 2xx within 64·T1: the core has sent BYE (RFC 3261 §13.3.1.4).
     AckTimeout {
@@ -129,6 +131,10 @@ pub enum UaError {
     UnknownTransaction,
     /// Building a message failed.
     Dialog(DialogError),
+    /// A re-INVITE of ours in this dialog still awaits its final response (RFC 3261 §14.1).
+    RequestPending,
+    /// No 2xx of that dialog and CSeq is waiting for the TU's ACK.
+    NothingToAck,
 }
 
 impl From<endpoint::Error> for UaError {
@@ -195,6 +201,8 @@ struct Outgoing {
     /// The TU cancelled: CANCEL sent, or to send on the first provisional response; a 2xx
     /// that still arrives is acknowledged and ended with BYE.
     cancel: Option<Vec<Header>>,
+    /// The TU acknowledges 2xx responses itself ([`UaCore::ack`]), to put an answer in the ACK.
+    defer_ack: bool,
 }
 
 /// The user-agent core. See the module docs.
@@ -227,6 +235,9 @@ pub struct UaCore {
     invites_out: HashMap<DialogId, TransactionId>,
     /// Dialogs with an INVITE from the peer not yet finally answered (RFC 3261 §14.2).
     invites_in: HashMap<DialogId, TransactionId>,
+    /// 2xx responses the TU will acknowledge itself ([`UaCore::defer_ack`]), with the client
+    /// transaction and when the 2xx came (forgotten after 64·T1).
+    awaiting_ack: HashMap<(DialogId, u32), (TransactionId, Instant)>,
 }
 
 impl UaCore {
@@ -252,6 +263,7 @@ impl UaCore {
             auth_cache: HashMap::new(),
             invites_out: HashMap::new(),
             invites_in: HashMap::new(),
+            awaiting_ack: HashMap::new(),
         }
     }
 
@@ -428,6 +440,7 @@ impl UaCore {
                 forget_at: None,
                 provisional: false,
                 cancel: None,
+                defer_ack: false,
             },
         );
         Ok(id)
@@ -441,20 +454,41 @@ impl UaCore {
         method: Method,
         destination: SocketAddr,
     ) -> Result<TransactionId, UaError> {
+        self.request_in_dialog_with(now, dialog, method, destination, Vec::new(), None)
+    }
+
+    /// Like [`UaCore::request_in_dialog`], with extra headers and a body (INFO payloads,
+    /// re-INVITE offers, in-dialog MESSAGE).
+    pub fn request_in_dialog_with(
+        &mut self,
+        now: Instant,
+        dialog: &DialogId,
+        method: Method,
+        destination: SocketAddr,
+        extra: Vec<Header>,
+        body: Option<(MediaType, Bytes)>,
+    ) -> Result<TransactionId, UaError> {
         if !self.dialogs.contains_key(dialog) {
             return Err(UaError::UnknownDialog);
         }
+        if method == Method::Invite && self.invites_out.contains_key(dialog) {
+            return Err(UaError::RequestPending);
+        }
         let via = self.via();
-        let headers = if method == Method::Invite {
+        let mut headers = if method == Method::Invite {
             vec![self.contact()]
         } else {
             Vec::new()
         };
-        let request = self
+        headers.extend(extra);
+        let mut request = self
             .dialogs
             .get_mut(dialog)
             .ok_or(UaError::UnknownDialog)?
             .request(method.clone(), via, headers)?;
+        if let Some((ct, body)) = body {
+            request.set_body(Some(&ct), &body)?;
+        }
         let is_invite = *request.method() == Method::Invite;
         let id = self.start(now, request, destination, None)?;
         if is_invite {
@@ -650,6 +684,7 @@ impl UaCore {
     fn forget_dialog(&mut self, id: &DialogId) {
         self.dialogs.remove(id);
         self.pending_2xx.retain(|(d, _), _| d != id);
+        self.awaiting_ack.retain(|(d, _), _| d != id);
     }
 
     /// Takes in one message from the network.
@@ -698,6 +733,8 @@ impl UaCore {
             }
         }
         self.sent_acks.retain(|_, a| a.expires > now);
+        let t1x64 = self.timers_cfg.t1x64();
+        self.awaiting_ack.retain(|_, (_, at)| *at + t1x64 > now);
         self.outgoing
             .retain(|_, o| o.forget_at.is_none_or(|t| t > now));
         fn fit<K: std::hash::Hash + Eq, V>(m: &mut HashMap<K, V>) {
@@ -732,7 +769,10 @@ impl UaCore {
                         .remove(&(did.clone(), request.cseq().seq))
                         .is_some()
                     {
-                        self.events.push_back(UaEvent::Ack { dialog: did });
+                        self.events.push_back(UaEvent::Ack {
+                            dialog: did,
+                            request,
+                        });
                     }
                 }
                 endpoint::Event::Cancelled { id } => {
@@ -891,6 +931,12 @@ impl UaCore {
         if is_invite && response.is_success() {
             // a retransmitted 2xx (its ACK was lost): ACK it again, tell no one
             if let Some(did) = Dialog::id_of_response(&response) {
+                if self
+                    .awaiting_ack
+                    .contains_key(&(did.clone(), response.cseq().seq))
+                {
+                    return; // the TU has it and has not acknowledged it yet
+                }
                 if let Some(a) = self.sent_acks.get(&(did, response.cseq().seq)) {
                     let t = Transmit {
                         transport: a.transport.clone(),
@@ -927,9 +973,18 @@ impl UaCore {
                 _ => {}
             }
         }
-        if is_invite && response.is_success() {
+        let deferred = id
+            .and_then(|i| self.outgoing.get(&i))
+            .is_some_and(|o| o.defer_ack && o.cancel.is_none());
+        if is_invite && response.is_success() && deferred {
+            if let (Some(did), Some(i)) = (&dialog, id) {
+                // the TU sends the ACK (with its answer) through `ack`
+                self.awaiting_ack
+                    .insert((did.clone(), response.cseq().seq), (i, now));
+            }
+        } else if is_invite && response.is_success() {
             if let Some(did) = &dialog {
-                self.ack_2xx(now, id, did, &response);
+                self.ack_2xx(now, id, did, &response, None);
                 if cancelled {
                     // the CANCEL lost the race: end the call that came up anyway
                     let dest = id
@@ -974,6 +1029,36 @@ impl UaCore {
         }
     }
 
+    /// Marks our INVITE `id` (initial or re-INVITE) so that its 2xx responses are reported but
+    /// not acknowledged: the TU calls [`UaCore::ack`] with the answer when the INVITE carried no
+    /// offer (RFC 3264 §5: the offer is in the 2xx, the answer in the ACK).
+    pub fn defer_ack(&mut self, id: TransactionId) -> Result<(), UaError> {
+        let o = self
+            .outgoing
+            .get_mut(&id)
+            .ok_or(UaError::UnknownTransaction)?;
+        o.defer_ack = true;
+        Ok(())
+    }
+
+    /// Acknowledges the 2xx of dialog `dialog` to the INVITE with CSeq `seq`, with an
+    /// optional body (the answer to an offer in the 2xx). Only for INVITEs marked with
+    /// [`UaCore::defer_ack`]; the ACK is kept and repeated for retransmitted 2xx.
+    pub fn ack(
+        &mut self,
+        now: Instant,
+        dialog: &DialogId,
+        seq: u32,
+        body: Option<(MediaType, Bytes)>,
+    ) -> Result<(), UaError> {
+        let (id, _) = self
+            .awaiting_ack
+            .remove(&(dialog.clone(), seq))
+            .ok_or(UaError::NothingToAck)?;
+        self.ack_seq(now, Some(id), dialog, seq, body);
+        Ok(())
+    }
+
     /// Sends the ACK for a 2xx (RFC 3261 §13.2.2.4) and keeps it for retransmitted 2xx.
     fn ack_2xx(
         &mut self,
@@ -981,8 +1066,20 @@ impl UaCore {
         id: Option<TransactionId>,
         did: &DialogId,
         response: &Response,
+        body: Option<(MediaType, Bytes)>,
     ) {
-        let key = (did.clone(), response.cseq().seq);
+        self.ack_seq(now, id, did, response.cseq().seq, body)
+    }
+
+    fn ack_seq(
+        &mut self,
+        now: Instant,
+        id: Option<TransactionId>,
+        did: &DialogId,
+        seq: u32,
+        body: Option<(MediaType, Bytes)>,
+    ) {
+        let key = (did.clone(), seq);
         let Some(out) = id.and_then(|i| self.outgoing.get(&i)) else {
             return;
         };
@@ -991,9 +1088,14 @@ impl UaCore {
         let Some(d) = self.dialogs.get(did) else {
             return;
         };
-        let Ok(ack) = d.ack(response.cseq().seq, via) else {
+        let Ok(mut ack) = d.ack(seq, via) else {
             return;
         };
+        if let Some((ct, body)) = body {
+            if ack.set_body(Some(&ct), &body).is_err() {
+                return;
+            }
+        }
         let bytes = ack.to_bytes();
         self.queue.push_back(Transmit {
             transport: transport.clone(),

@@ -129,7 +129,7 @@ fn a_lost_ack_makes_sipua_retransmit_its_200_then_send_bye() {
     // SIPp never ACKs; sipua must repeat its 200 for 64*T1 (32 s) and then hang up with BYE
     let port = free_udp_port();
     let _serve = serve(port);
-    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sipp/uac_no_ack.xml");
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/sipp/uac_no_ack.xml");
     let out = sipp()
         .args([
             "-sf",

@@ -1,0 +1,4 @@
+//! Interop tests: the `sipua` command against real, independent SIP programs on loopback.
+//! A peer that is missing is a failed test (`scripts/test` installs them).
+
+mod sipp;

@@ -1,0 +1,523 @@
+//! The driver: one tokio task owns the sans-IO [`UaCore`] and the transport. It feeds the core
+//! datagrams, timers and commands, sends what the core wants sent, and routes the core's events
+//! to the session tasks (by transaction and by dialog) or to whoever awaits a response. API
+//! handles never touch the core: they send [`Command`]s and await the reply.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use sipua_message::header::MediaType;
+use sipua_message::{Header, Method, Request, Response, Uri};
+use sipua_proto::dialog::DialogId;
+use sipua_proto::endpoint::{Received, TransactionId};
+use sipua_proto::ua::{UaCore, UaEvent};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::Error;
+use crate::transport::Net;
+use crate::user_agent::Shared;
+
+/// Inputs a session task may fall behind on before the driver sheds load for it.
+pub(crate) const SESSION_QUEUE: usize = 256;
+/// How long a graceful stop waits for BYEs and CANCELs to complete.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Names a session task inside one user agent.
+pub(crate) type SessionKey = u64;
+
+/// What the driver passes to a session task.
+#[derive(Debug)]
+pub(crate) enum SessionInput {
+    /// A response to one of the session's requests.
+    Response {
+        id: TransactionId,
+        response: Response,
+        dialog: Option<DialogId>,
+    },
+    /// A request inside one of the session's dialogs, or its initial INVITE.
+    Request { id: TransactionId, request: Request },
+    /// The ACK for our 2xx.
+    Ack { request: Request },
+    /// Our 2xx was never acknowledged; the core sent BYE.
+    AckTimeout,
+    /// The peer cancelled the INVITE (already answered 487 by the core).
+    Cancelled,
+    /// A request of the session got no response, or could not be sent.
+    Failed { id: TransactionId, timeout: bool },
+    /// The user agent is stopping: end the session.
+    Shutdown,
+}
+
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, Error>>;
+
+/// A body with its type, as the core takes it.
+pub(crate) type Body = Option<(MediaType, Bytes)>;
+
+/// What API handles and session tasks ask of the driver.
+pub(crate) enum Command {
+    /// A session task starts receiving inputs under `key`.
+    Attach {
+        key: SessionKey,
+        sink: mpsc::Sender<SessionInput>,
+    },
+    /// A session task has ended.
+    Detach { key: SessionKey },
+    /// A new INVITE for session `key`.
+    Invite {
+        key: SessionKey,
+        target: Uri,
+        destination: SocketAddr,
+        headers: Vec<Header>,
+        body: Body,
+        defer_ack: bool,
+        reply: Reply<TransactionId>,
+    },
+    /// A response on server transaction `id`; a dialog it creates belongs to `key`.
+    Respond {
+        key: Option<SessionKey>,
+        id: TransactionId,
+        status: u16,
+        reason: Option<String>,
+        headers: Vec<Header>,
+        body: Body,
+        reply: Reply<Option<DialogId>>,
+    },
+    /// A request inside `dialog`; its responses go to session `key`.
+    InDialog {
+        key: SessionKey,
+        dialog: DialogId,
+        method: Method,
+        headers: Vec<Header>,
+        body: Body,
+        defer_ack: bool,
+        reply: Reply<TransactionId>,
+    },
+    /// The ACK (with the answer) of a 2xx whose INVITE carried no offer.
+    Ack {
+        dialog: DialogId,
+        seq: u32,
+        body: Body,
+        reply: Reply<()>,
+    },
+    /// CANCEL our INVITE `id`.
+    Cancel {
+        id: TransactionId,
+        reasons: Vec<Header>,
+        reply: Reply<()>,
+    },
+    /// An out-of-dialog request (MESSAGE, OPTIONS...): the reply is its final response.
+    Request {
+        method: Method,
+        target: Uri,
+        destination: SocketAddr,
+        headers: Vec<Header>,
+        body: Body,
+        reply: Reply<Response>,
+    },
+    /// End every session, wait for them (bounded), then stop.
+    Stop { reply: oneshot::Sender<()> },
+}
+
+/// Where the responses of a client transaction go.
+enum Route {
+    Session(SessionKey),
+    Waiter(Reply<Response>),
+}
+
+/// What a session owns in the routing tables, to clean them when it detaches.
+#[derive(Default)]
+struct Owned {
+    transactions: Vec<TransactionId>,
+    dialogs: Vec<DialogId>,
+}
+
+pub(crate) struct Driver {
+    core: UaCore,
+    net: Net,
+    shared: Weak<Shared>,
+    sessions: HashMap<SessionKey, (mpsc::Sender<SessionInput>, Owned)>,
+    by_tx: HashMap<TransactionId, Route>,
+    by_dialog: HashMap<DialogId, SessionKey>,
+    /// Where a dialog's peer was last reached, when its target names no address.
+    peers: HashMap<DialogId, SocketAddr>,
+    /// Where each client INVITE went (the dialogs it creates inherit it).
+    destinations: HashMap<TransactionId, SocketAddr>,
+    stopping: Option<(tokio::time::Instant, oneshot::Sender<()>)>,
+}
+
+/// The driver's clock: tokio's, so a paused runtime gives virtual time.
+pub(crate) fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+impl Driver {
+    pub(crate) fn new(core: UaCore, net: Net, shared: Weak<Shared>) -> Driver {
+        Driver {
+            core,
+            net,
+            shared,
+            sessions: HashMap::new(),
+            by_tx: HashMap::new(),
+            by_dialog: HashMap::new(),
+            peers: HashMap::new(),
+            destinations: HashMap::new(),
+            stopping: None,
+        }
+    }
+
+    /// The loop: the only place that touches the transport and the clock.
+    pub(crate) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        loop {
+            while let Some(t) = self.core.poll_transmit() {
+                if self.net.send(&t.bytes, t.destination).await.is_err() {
+                    if let Some(tx) = t.transaction {
+                        self.core.handle_transport_error(now(), tx);
+                    }
+                }
+            }
+            while let Some(ev) = self.core.poll_event() {
+                self.route(ev);
+            }
+            if let Some((deadline, _)) = &self.stopping {
+                let idle = self.sessions.is_empty() && self.core.transactions() == 0;
+                if idle || tokio::time::Instant::now() >= *deadline {
+                    if let Some((_, reply)) = self.stopping.take() {
+                        let _ = reply.send(());
+                    }
+                    return;
+                }
+            }
+            let mut sleep = self.core.poll_timeout().map(tokio::time::Instant::from_std);
+            if let Some((deadline, _)) = &self.stopping {
+                sleep = Some(sleep.map_or(*deadline, |s| s.min(*deadline)));
+            }
+            tokio::select! {
+                r = self.net.recv() => {
+                    let Some((bytes, remote)) = r else { return };
+                    let transport = self.net.transport();
+                    self.core.handle_datagram(now(), Received { transport, remote, bytes });
+                }
+                cmd = commands.recv() => {
+                    let Some(cmd) = cmd else { return };
+                    self.apply(cmd);
+                }
+                _ = async { tokio::time::sleep_until(sleep.unwrap_or_else(tokio::time::Instant::now)).await }, if sleep.is_some() => {
+                    self.core.handle_timeout(now());
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, key: SessionKey, input: SessionInput) -> bool {
+        let Some((sink, _)) = self.sessions.get(&key) else {
+            return false;
+        };
+        // a session that stopped reading loses inputs rather than stalling every other call
+        sink.try_send(input).is_ok()
+    }
+
+    fn own_tx(&mut self, key: SessionKey, id: TransactionId) {
+        self.by_tx.insert(id, Route::Session(key));
+        if let Some((_, owned)) = self.sessions.get_mut(&key) {
+            owned.transactions.push(id);
+        }
+    }
+
+    fn own_dialog(&mut self, key: SessionKey, dialog: &DialogId) {
+        if self.by_dialog.insert(dialog.clone(), key) != Some(key) {
+            if let Some((_, owned)) = self.sessions.get_mut(&key) {
+                owned.dialogs.push(dialog.clone());
+            }
+        }
+    }
+
+    /// Sends a core event where it belongs.
+    fn route(&mut self, ev: UaEvent) {
+        match ev {
+            UaEvent::Request {
+                id,
+                request,
+                dialog: Some(dialog),
+            } => match self.by_dialog.get(&dialog).copied() {
+                Some(key) if self.deliver(key, SessionInput::Request { id, request }) => {
+                    self.own_tx(key, id);
+                }
+                Some(_) => self.answer(id, 503),
+                None => self.answer(id, 481),
+            },
+            UaEvent::Request {
+                id,
+                request,
+                dialog: None,
+            } => self.incoming(id, request),
+            UaEvent::Response {
+                id,
+                response,
+                dialog,
+            } => {
+                let last = response.status() >= 200
+                    && (response.cseq().method != Method::Invite || !response.is_success());
+                match self.by_tx.get(&id) {
+                    Some(Route::Session(key)) => {
+                        let key = *key;
+                        if let Some(d) = &dialog {
+                            self.own_dialog(key, d);
+                            if let Some(dest) = self.destinations.get(&id) {
+                                self.peers.insert(d.clone(), *dest);
+                            }
+                        }
+                        self.deliver(
+                            key,
+                            SessionInput::Response {
+                                id,
+                                response,
+                                dialog,
+                            },
+                        );
+                        if last {
+                            self.by_tx.remove(&id);
+                            self.destinations.remove(&id);
+                        }
+                    }
+                    Some(Route::Waiter(_)) if response.status() >= 200 => {
+                        if let Some(Route::Waiter(w)) = self.by_tx.remove(&id) {
+                            let _ = w.send(Ok(response));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            UaEvent::Ack { dialog, request } => {
+                if let Some(key) = self.by_dialog.get(&dialog).copied() {
+                    self.deliver(key, SessionInput::Ack { request });
+                }
+            }
+            UaEvent::AckTimeout { dialog } => {
+                if let Some(key) = self.by_dialog.get(&dialog).copied() {
+                    self.deliver(key, SessionInput::AckTimeout);
+                }
+            }
+            UaEvent::Cancelled { id } => {
+                if let Some(Route::Session(key)) = self.by_tx.get(&id) {
+                    let key = *key;
+                    self.deliver(key, SessionInput::Cancelled);
+                }
+            }
+            UaEvent::Timeout { id } | UaEvent::TransportError { id } => {
+                let timeout = matches!(ev, UaEvent::Timeout { .. });
+                self.destinations.remove(&id);
+                match self.by_tx.remove(&id) {
+                    Some(Route::Session(key)) => {
+                        self.deliver(key, SessionInput::Failed { id, timeout });
+                    }
+                    Some(Route::Waiter(w)) => {
+                        let _ = w.send(Err(if timeout {
+                            Error::Timeout
+                        } else {
+                            Error::Transport("could not send the request".into())
+                        }));
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+
+    /// A request outside any dialog.
+    fn incoming(&mut self, id: TransactionId, request: Request) {
+        let Some(shared) = self.shared.upgrade() else {
+            self.answer(id, 503);
+            return;
+        };
+        if self.stopping.is_some() {
+            self.answer(id, 503);
+            return;
+        }
+        match request.method() {
+            Method::Invite => {
+                let key = shared.next_key();
+                let (sink, inputs) = mpsc::channel(SESSION_QUEUE);
+                self.sessions.insert(key, (sink, Owned::default()));
+                self.own_tx(key, id);
+                crate::session::spawn_invitation(shared, key, id, request, inputs);
+            }
+            Method::Message | Method::Notify => {
+                crate::user_agent::incoming_request(shared, id, request);
+            }
+            _ => self.answer(id, 405),
+        }
+    }
+
+    fn answer(&mut self, id: TransactionId, status: u16) {
+        let t = now();
+        if let Ok(mut r) = self.core.response(id, status) {
+            if status == 405 {
+                if let Some(shared) = self.shared.upgrade() {
+                    let _ = r.push_header(shared.allow_header());
+                }
+            }
+            let _ = self.core.respond(t, id, r);
+        }
+    }
+
+    /// The next hop of an in-dialog request: the dialog's route or target when it names an
+    /// address, else where its peer was last reached.
+    fn dialog_destination(&self, dialog: &DialogId) -> Option<SocketAddr> {
+        let d = self.core.dialog(dialog)?;
+        crate::user_agent::literal_address(d.next_hop()).or_else(|| self.peers.get(dialog).copied())
+    }
+
+    fn apply(&mut self, cmd: Command) {
+        let t = now();
+        match cmd {
+            Command::Attach { key, sink } => {
+                self.sessions.insert(key, (sink, Owned::default()));
+            }
+            Command::Detach { key } => {
+                if let Some((_, owned)) = self.sessions.remove(&key) {
+                    for id in owned.transactions {
+                        if matches!(self.by_tx.get(&id), Some(Route::Session(k)) if *k == key) {
+                            self.by_tx.remove(&id);
+                            self.destinations.remove(&id);
+                        }
+                    }
+                    for d in owned.dialogs {
+                        if self.by_dialog.get(&d) == Some(&key) {
+                            self.by_dialog.remove(&d);
+                            self.peers.remove(&d);
+                        }
+                    }
+                }
+            }
+            Command::Invite {
+                key,
+                target,
+                destination,
+                headers,
+                body,
+                defer_ack,
+                reply,
+            } => {
+                let r = self
+                    .core
+                    .send_request(t, Method::Invite, target, destination, headers, body)
+                    .and_then(|id| {
+                        if defer_ack {
+                            self.core.defer_ack(id)?;
+                        }
+                        Ok(id)
+                    });
+                if let Ok(id) = r {
+                    self.own_tx(key, id);
+                    self.destinations.insert(id, destination);
+                }
+                let _ = reply.send(r.map_err(Error::from));
+            }
+            Command::Respond {
+                key,
+                id,
+                status,
+                reason,
+                headers,
+                body,
+                reply,
+            } => {
+                let r = self.core.response(id, status).and_then(|mut resp| {
+                    if reason.is_some() {
+                        resp.set_status(status, reason.as_deref())?;
+                    }
+                    for h in headers {
+                        resp.push_header(h)?;
+                    }
+                    if let Some((ct, b)) = body {
+                        resp.set_body(Some(&ct), &b)?;
+                    }
+                    self.core.respond(t, id, resp)
+                });
+                if let (Some(key), Ok(Some(d))) = (key, &r) {
+                    self.own_dialog(key, d);
+                }
+                let _ = reply.send(r.map_err(Error::from));
+            }
+            Command::InDialog {
+                key,
+                dialog,
+                method,
+                headers,
+                body,
+                defer_ack,
+                reply,
+            } => {
+                let Some(destination) = self.dialog_destination(&dialog) else {
+                    let _ = reply.send(Err(Error::Unresolvable(format!(
+                        "the remote target of dialog {}",
+                        dialog.call_id
+                    ))));
+                    return;
+                };
+                let r = self
+                    .core
+                    .request_in_dialog_with(t, &dialog, method, destination, headers, body)
+                    .and_then(|id| {
+                        if defer_ack {
+                            self.core.defer_ack(id)?;
+                        }
+                        Ok(id)
+                    });
+                if let Ok(id) = r {
+                    self.own_tx(key, id);
+                }
+                let _ = reply.send(r.map_err(Error::from));
+            }
+            Command::Ack {
+                dialog,
+                seq,
+                body,
+                reply,
+            } => {
+                let _ = reply.send(self.core.ack(t, &dialog, seq, body).map_err(Error::from));
+            }
+            Command::Cancel { id, reasons, reply } => {
+                let _ = reply.send(self.core.cancel(t, id, reasons).map_err(Error::from));
+            }
+            Command::Request {
+                method,
+                target,
+                destination,
+                headers,
+                body,
+                reply,
+            } => match self
+                .core
+                .send_request(t, method, target, destination, headers, body)
+            {
+                Ok(id) => {
+                    self.by_tx.insert(id, Route::Waiter(reply));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e.into()));
+                }
+            },
+            Command::Stop { reply } => {
+                for (sink, _) in self.sessions.values() {
+                    let _ = sink.try_send(SessionInput::Shutdown);
+                }
+                self.stopping = Some((tokio::time::Instant::now() + STOP_GRACE, reply));
+            }
+        }
+    }
+}
+
+/// Starts the driver task for `core` on `net`.
+pub(crate) fn spawn(
+    core: UaCore,
+    net: Net,
+    shared: &Arc<Shared>,
+    commands: mpsc::Receiver<Command>,
+) -> tokio::task::JoinHandle<()> {
+    let driver = Driver::new(core, net, Arc::downgrade(shared));
+    tokio::spawn(driver.run(commands))
+}

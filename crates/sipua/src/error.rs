@@ -1,0 +1,90 @@
+//! The errors of the session API, one enum with a variant per thing that can go wrong (the
+//! SIP.js exceptions `RequestPendingError`, `SessionTerminatedError`, `StateTransitionError`...
+//! become variants here).
+
+use std::fmt;
+
+use sipua_proto::ua::UaError;
+
+/// Why an API call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// A request of the same kind is still waiting for its final response (a second
+    /// re-INVITE, RFC 3261 §14.1; SIP.js `RequestPendingError`).
+    RequestPending,
+    /// The session has ended; nothing more can be sent in it (SIP.js `SessionTerminatedError`).
+    SessionTerminated,
+    /// The call is not allowed in the current state, e.g. `accept()` on an answered
+    /// invitation (SIP.js `StateTransitionError`).
+    StateTransition {
+        /// What was attempted.
+        action: &'static str,
+        /// The state it was attempted in.
+        state: crate::SessionState,
+    },
+    /// The session description handler failed (SIP.js `SessionDescriptionHandlerError`).
+    SessionDescriptionHandler(String),
+    /// The peer's body has a content type no handler takes (SIP.js
+    /// `ContentTypeUnsupportedError`).
+    ContentTypeUnsupported(String),
+    /// Sending failed, or the transport is closed.
+    Transport(String),
+    /// No response came in time (Timer B or F, RFC 3261 §17.1).
+    Timeout,
+    /// The peer refused the request with this final response.
+    Rejected {
+        /// Status code, 300–699.
+        status: u16,
+        /// Its reason phrase.
+        reason: String,
+    },
+    /// The target cannot be reached: no address for its host.
+    Unresolvable(String),
+    /// An argument is malformed (a URI, a header, a body).
+    InvalidArgument(String),
+    /// The user agent is not started, or has stopped.
+    Stopped,
+    /// The protocol core refused the command.
+    Core(UaError),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::RequestPending => f.write_str("a request is already pending"),
+            Error::SessionTerminated => f.write_str("the session has terminated"),
+            Error::StateTransition { action, state } => {
+                write!(f, "cannot {action} in state {state:?}")
+            }
+            Error::SessionDescriptionHandler(e) => {
+                write!(f, "session description handler: {e}")
+            }
+            Error::ContentTypeUnsupported(t) => write!(f, "unsupported content type {t}"),
+            Error::Transport(e) => write!(f, "transport: {e}"),
+            Error::Timeout => f.write_str("no response (timeout)"),
+            Error::Rejected { status, reason } => write!(f, "rejected: {status} {reason}"),
+            Error::Unresolvable(h) => write!(f, "no address for {h}"),
+            Error::InvalidArgument(e) => write!(f, "invalid argument: {e}"),
+            Error::Stopped => f.write_str("the user agent is not running"),
+            Error::Core(e) => write!(f, "refused by the protocol core: {e:?}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<UaError> for Error {
+    fn from(e: UaError) -> Error {
+        match e {
+            UaError::RequestPending => Error::RequestPending,
+            e => Error::Core(e),
+        }
+    }
+}
+
+impl From<sipua_message::ParseError> for Error {
+    fn from(e: sipua_message::ParseError) -> Error {
+        Error::InvalidArgument(e.to_string())
+    }
+}

@@ -1,0 +1,243 @@
+//! The seam between signalling and media, as in SIP.js: a session asks its
+//! [`SessionDescriptionHandler`] for an offer or an answer ([`get_description`]) and hands it
+//! the peer's ([`set_description`]); the bodies are opaque to signalling (RFC 3264 offer/answer
+//! is the handler's business). A [`SessionDescriptionHandlerFactory`] makes one handler per
+//! session.
+//!
+//! [`FixedSdp`] is the built-in handler: it offers and answers one fixed audio stream, so calls
+//! complete before real media is plugged in. `sipua-media` provides the RTP handler.
+//!
+//! [`get_description`]: SessionDescriptionHandler::get_description
+//! [`set_description`]: SessionDescriptionHandler::set_description
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+/// A boxed future, as the handler traits return (they are used as trait objects).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A body and its content type (SIP.js `BodyAndContentType`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyAndContentType {
+    /// The body, e.g. an SDP.
+    pub body: Bytes,
+    /// Its media type, e.g. `application/sdp`.
+    pub content_type: String,
+}
+
+impl BodyAndContentType {
+    /// An `application/sdp` body.
+    pub fn sdp(body: impl Into<Bytes>) -> BodyAndContentType {
+        BodyAndContentType {
+            body: body.into(),
+            content_type: "application/sdp".into(),
+        }
+    }
+}
+
+/// Options passed to the handler with each call (SIP.js
+/// `SessionDescriptionHandlerOptions`); handlers read what they understand.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionDescriptionHandlerOptions {
+    /// Put the media on hold: offer `sendonly` (or answer `recvonly`/`inactive`).
+    pub hold: bool,
+}
+
+/// Why a handler failed; a session answers 488 (or ends the call) when it does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SdhError(pub String);
+
+impl std::fmt::Display for SdhError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SdhError {}
+
+/// Rewrites a description before it is sent or after it is received (SIP.js
+/// `SessionDescriptionHandlerModifier`), e.g. to strip a codec.
+pub type SessionDescriptionHandlerModifier =
+    Arc<dyn Fn(BodyAndContentType) -> Result<BodyAndContentType, SdhError> + Send + Sync>;
+
+/// The media side of one session (SIP.js `SessionDescriptionHandler`).
+pub trait SessionDescriptionHandler: Send {
+    /// The local description: an offer when none has been received, else the answer.
+    fn get_description<'a>(
+        &'a mut self,
+        options: &'a SessionDescriptionHandlerOptions,
+        modifiers: &'a [SessionDescriptionHandlerModifier],
+    ) -> BoxFuture<'a, Result<BodyAndContentType, SdhError>>;
+
+    /// Applies the peer's description (an offer or the answer to ours).
+    fn set_description<'a>(
+        &'a mut self,
+        description: &'a BodyAndContentType,
+        options: &'a SessionDescriptionHandlerOptions,
+        modifiers: &'a [SessionDescriptionHandlerModifier],
+    ) -> BoxFuture<'a, Result<(), SdhError>>;
+
+    /// Whether this handler understands bodies of `content_type`.
+    fn has_description(&self, content_type: &str) -> bool;
+
+    /// Forgets an offer that was refused (RFC 3264 §8: the previous session stays).
+    fn rollback_description(&mut self) -> BoxFuture<'_, Result<(), SdhError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Sends DTMF tones in the media, if the handler can (RFC 4733).
+    fn send_dtmf(&mut self, _tones: &str) -> bool {
+        false
+    }
+
+    /// Releases the media resources; called once when the session ends.
+    fn close(&mut self);
+}
+
+/// What a factory knows about the session it makes a handler for.
+#[derive(Debug, Clone)]
+pub struct SessionContext {
+    /// The local address signalling uses (a handler binds media near it).
+    pub local_ip: IpAddr,
+    /// The session's id (the Call-ID and tags, once known), for logs.
+    pub id: String,
+}
+
+/// Makes a handler per session (SIP.js `SessionDescriptionHandlerFactory`).
+pub trait SessionDescriptionHandlerFactory: Send + Sync {
+    /// A new handler for `session`.
+    fn create(
+        &self,
+        session: &SessionContext,
+        options: &SessionDescriptionHandlerOptions,
+    ) -> Result<Box<dyn SessionDescriptionHandler>, SdhError>;
+}
+
+/// A handler that offers and answers one fixed G.711 audio stream and sends no media: enough
+/// for signalling to complete against real peers (they see a valid SDP) before real media is
+/// plugged in.
+#[derive(Debug, Clone)]
+pub struct FixedSdp {
+    ip: IpAddr,
+    port: u16,
+    version: u64,
+    session_id: u64,
+    remote: Option<BodyAndContentType>,
+    closed: bool,
+}
+
+impl FixedSdp {
+    /// A handler announcing media at `ip:port`.
+    pub fn new(ip: IpAddr, port: u16, session_id: u64) -> FixedSdp {
+        FixedSdp {
+            ip,
+            port,
+            version: 0,
+            session_id,
+            remote: None,
+            closed: false,
+        }
+    }
+
+    /// The peer's last description, if any.
+    pub fn remote(&self) -> Option<&BodyAndContentType> {
+        self.remote.as_ref()
+    }
+
+    fn render(&mut self, hold: bool) -> String {
+        self.version += 1;
+        let family = if self.ip.is_ipv4() { "IP4" } else { "IP6" };
+        let direction = if hold { "sendonly" } else { "sendrecv" };
+        format!(
+            "v=0\r\no=sipua {id} {ver} IN {family} {ip}\r\ns=sipua\r\nc=IN {family} {ip}\r\n\
+             t=0 0\r\nm=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\n\
+             a=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n\
+             a=ptime:20\r\na={direction}\r\n",
+            id = self.session_id,
+            ver = self.version,
+            ip = self.ip,
+            port = self.port,
+        )
+    }
+}
+
+impl SessionDescriptionHandler for FixedSdp {
+    fn get_description<'a>(
+        &'a mut self,
+        options: &'a SessionDescriptionHandlerOptions,
+        modifiers: &'a [SessionDescriptionHandlerModifier],
+    ) -> BoxFuture<'a, Result<BodyAndContentType, SdhError>> {
+        Box::pin(async move {
+            if self.closed {
+                return Err(SdhError("closed".into()));
+            }
+            let mut d = BodyAndContentType::sdp(self.render(options.hold));
+            for m in modifiers {
+                d = m(d)?;
+            }
+            Ok(d)
+        })
+    }
+
+    fn set_description<'a>(
+        &'a mut self,
+        description: &'a BodyAndContentType,
+        _options: &'a SessionDescriptionHandlerOptions,
+        modifiers: &'a [SessionDescriptionHandlerModifier],
+    ) -> BoxFuture<'a, Result<(), SdhError>> {
+        Box::pin(async move {
+            if !self.has_description(&description.content_type) {
+                return Err(SdhError(format!(
+                    "unsupported content type {}",
+                    description.content_type
+                )));
+            }
+            let mut d = description.clone();
+            for m in modifiers {
+                d = m(d)?;
+            }
+            if !d.body.starts_with(b"v=0") {
+                return Err(SdhError("not an SDP (no v=0 line)".into()));
+            }
+            self.remote = Some(d);
+            Ok(())
+        })
+    }
+
+    fn has_description(&self, content_type: &str) -> bool {
+        content_type
+            .split(';')
+            .next()
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp"))
+    }
+
+    fn close(&mut self) {
+        self.closed = true;
+    }
+}
+
+/// The factory of [`FixedSdp`] handlers: the default of [`crate::UserAgentOptions`].
+#[derive(Debug, Clone, Default)]
+pub struct FixedSdpFactory {
+    /// The media port announced (nothing listens there); 0 picks 49170.
+    pub port: u16,
+}
+
+impl SessionDescriptionHandlerFactory for FixedSdpFactory {
+    fn create(
+        &self,
+        session: &SessionContext,
+        _options: &SessionDescriptionHandlerOptions,
+    ) -> Result<Box<dyn SessionDescriptionHandler>, SdhError> {
+        let id = session.id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        }) % 1_000_000_000;
+        let port = if self.port == 0 { 49170 } else { self.port };
+        Ok(Box::new(FixedSdp::new(session.local_ip, port, id)))
+    }
+}

@@ -1,0 +1,507 @@
+//! Sessions (SIP.js `Session`, `Inviter`, `Invitation`): an INVITE dialog and its media
+//! handler, from the first INVITE to the BYE (RFC 3261 §13–§15, offer/answer per RFC 3264 §5
+//! through the [`SessionDescriptionHandler`](crate::SessionDescriptionHandler)).
+//!
+//! Each session runs as a small task that owns its state and its media handler; [`Session`],
+//! [`Inviter`] and [`Invitation`] are cheap handles to it. State changes are published on a
+//! `watch` channel ([`Session::state_change`]) and requests from the peer go to the
+//! [`SessionDelegate`]. Dropping every handle of a session disposes of it (BYE, CANCEL or
+//! 480, as [`Session::dispose`]).
+
+mod task;
+
+use std::sync::{Arc, Mutex};
+
+use sipua_message::{Header, Request, Response, Uri};
+use sipua_proto::dialog::DialogId;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::driver::{Command, SessionKey, SESSION_QUEUE};
+use crate::error::Error;
+use crate::sdh::{
+    BodyAndContentType, SessionDescriptionHandlerModifier, SessionDescriptionHandlerOptions,
+};
+use crate::user_agent::{Shared, UserAgent};
+
+pub(crate) use task::spawn_invitation;
+
+/// Where a session is (SIP.js `SessionState`). Moves only forward:
+/// `Initial → Establishing → Established → Terminating → Terminated`, skipping allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SessionState {
+    /// Created; no INVITE sent or answered yet.
+    Initial,
+    /// INVITE sent (caller) or being answered (callee).
+    Establishing,
+    /// 2xx sent or received and acknowledged.
+    Established,
+    /// Ending: CANCEL sent, or BYE waiting for the ACK of our 2xx.
+    Terminating,
+    /// Over.
+    Terminated,
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EndReason {
+    /// We sent BYE.
+    LocalBye,
+    /// The peer sent BYE.
+    RemoteBye,
+    /// The INVITE was refused (3xx–6xx), by the peer or, as 487, after our CANCEL.
+    Rejected {
+        /// Status code.
+        status: u16,
+        /// Reason phrase.
+        reason: String,
+    },
+    /// We rejected the invitation (or it timed out unanswered with 480).
+    LocalReject {
+        /// The status we sent.
+        status: u16,
+    },
+    /// The caller cancelled the invitation.
+    Cancelled,
+    /// No response to the INVITE (Timer B).
+    Timeout,
+    /// The INVITE could not be sent.
+    TransportError,
+    /// Our 2xx was never acknowledged: the session ended with BYE (RFC 3261 §13.3.1.4).
+    AckTimeout,
+    /// Media negotiation failed (the session was ended with BYE or 488).
+    MediaFailure(String),
+    /// Disposed before it was established.
+    Disposed,
+}
+
+/// What the application is told about requests inside a session (SIP.js
+/// `SessionDelegate`). Called on the session's task: return quickly. The methods that return
+/// a status choose the response (200 by default).
+pub trait SessionDelegate: Send + Sync {
+    /// The peer hung up (the BYE is answered 200).
+    fn on_bye(&self, _request: &Request) {}
+    /// An INFO; returns the status to answer with.
+    fn on_info(&self, _request: &Request) -> u16 {
+        200
+    }
+    /// A MESSAGE in the session; returns the status to answer with.
+    fn on_message(&self, _request: &Request) -> u16 {
+        200
+    }
+    /// A NOTIFY in the session; returns the status to answer with.
+    fn on_notify(&self, _request: &Request) -> u16 {
+        200
+    }
+    /// A re-INVITE from the peer was answered with `status` (informational).
+    fn on_invite(&self, _request: &Request, _status: u16) {}
+    /// The ACK for our 2xx arrived.
+    fn on_ack(&self, _request: &Request) {}
+    /// The caller cancelled (the INVITE is answered 487).
+    fn on_cancel(&self) {}
+    /// A provisional response to our INVITE (180 Ringing, 183 Session Progress...). A
+    /// sipua addition: SIP.js reports it through a request delegate.
+    fn on_progress(&self, _response: &Response) {}
+}
+
+/// Extra headers and an optional body for a request or response (SIP.js `RequestOptions`).
+#[derive(Debug, Clone, Default)]
+pub struct RequestOptions {
+    /// Headers added as given.
+    pub extra_headers: Vec<Header>,
+    /// A body.
+    pub body: Option<BodyAndContentType>,
+}
+
+/// Options of an [`Inviter`] (SIP.js `InviterOptions`).
+#[derive(Clone, Default)]
+pub struct InviterOptions {
+    /// Apply an answer found in a provisional response right away (early media).
+    pub early_media: bool,
+    /// Send the INVITE without an offer: the peer offers in its 2xx, we answer in the ACK.
+    pub invite_without_sdp: bool,
+    /// Headers added to the INVITE.
+    pub extra_headers: Vec<Header>,
+    /// Hide our identity: `From: "Anonymous" <sip:anonymous@anonymous.invalid>` and
+    /// `Privacy: id` (RFC 3323).
+    pub anonymous: bool,
+    /// Told about requests in the session.
+    pub delegate: Option<Arc<dyn SessionDelegate>>,
+    /// Passed to the media handler.
+    pub session_description_handler_options: SessionDescriptionHandlerOptions,
+    /// Applied to our descriptions.
+    pub session_description_handler_modifiers: Vec<SessionDescriptionHandlerModifier>,
+}
+
+/// Options of [`Inviter::invite`] (SIP.js `InviterInviteOptions`).
+#[derive(Debug, Clone, Default)]
+pub struct InviterInviteOptions {
+    /// Headers added to this INVITE.
+    pub extra_headers: Vec<Header>,
+}
+
+/// Options of [`Inviter::cancel`] (SIP.js `InviterCancelOptions`): a status and phrase become
+/// `Reason: SIP;cause=..;text=".."` (RFC 3326).
+#[derive(Debug, Clone, Default)]
+pub struct InviterCancelOptions {
+    /// The Reason cause.
+    pub status_code: Option<u16>,
+    /// The Reason text.
+    pub reason_phrase: Option<String>,
+    /// Headers added to the CANCEL.
+    pub extra_headers: Vec<Header>,
+}
+
+/// Options of [`Invitation::accept`] (SIP.js `InvitationAcceptOptions`).
+#[derive(Debug, Clone, Default)]
+pub struct InvitationAcceptOptions {
+    /// Headers added to the 200.
+    pub extra_headers: Vec<Header>,
+}
+
+/// Options of [`Invitation::progress`] (SIP.js `InvitationProgressOptions`).
+#[derive(Debug, Clone, Default)]
+pub struct InvitationProgressOptions {
+    /// 101–199; 180 when `None`. A 183 carries our session description (early media).
+    pub status_code: Option<u16>,
+    /// A reason phrase other than the standard one.
+    pub reason_phrase: Option<String>,
+    /// Headers added to the response.
+    pub extra_headers: Vec<Header>,
+    /// A body instead of the media handler's description.
+    pub body: Option<BodyAndContentType>,
+}
+
+/// Options of [`Invitation::reject`] (SIP.js `InvitationRejectOptions`).
+#[derive(Debug, Clone, Default)]
+pub struct InvitationRejectOptions {
+    /// 300–699; 480 when `None`. A 3xx redirects: put the new target in a Contact header.
+    pub status_code: Option<u16>,
+    /// A reason phrase other than the standard one.
+    pub reason_phrase: Option<String>,
+    /// Headers added to the response.
+    pub extra_headers: Vec<Header>,
+}
+
+/// Options of [`Session::invite`], a re-INVITE (SIP.js `SessionInviteOptions`).
+#[derive(Debug, Clone, Default)]
+pub struct SessionInviteOptions {
+    /// Headers added to the re-INVITE.
+    pub extra_headers: Vec<Header>,
+    /// Send no offer: the peer offers in its 2xx and we answer in the ACK.
+    pub without_sdp: bool,
+    /// Replaces the session's media options for this offer (e.g. `hold`).
+    pub session_description_handler_options: Option<SessionDescriptionHandlerOptions>,
+}
+
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, Error>>;
+
+/// What handles ask of the session task.
+pub(crate) enum SessionCommand {
+    Invite(InviterInviteOptions, Reply<()>),
+    Cancel(InviterCancelOptions, Reply<()>),
+    Accept(InvitationAcceptOptions, Reply<()>),
+    Progress(InvitationProgressOptions, Reply<()>),
+    Reject(InvitationRejectOptions, Reply<()>),
+    Bye(RequestOptions, Reply<Response>),
+    Request(sipua_message::Method, RequestOptions, Reply<Response>),
+    ReInvite(SessionInviteOptions, Reply<()>),
+    Dispose(Reply<()>),
+}
+
+/// What handles can read without asking the task.
+#[derive(Debug, Default)]
+pub(crate) struct SessionInfo {
+    pub(crate) dialog: Option<DialogId>,
+    pub(crate) end: Option<EndReason>,
+    pub(crate) remote_description: Option<BodyAndContentType>,
+}
+
+/// The delegate slot a handle can fill after the session started (SIP.js sets
+/// `session.delegate` the same way).
+pub(crate) type DelegateSlot = Arc<Mutex<Option<Arc<dyn SessionDelegate>>>>;
+
+struct Handle {
+    commands: mpsc::Sender<SessionCommand>,
+    state: watch::Receiver<SessionState>,
+    info: Arc<Mutex<SessionInfo>>,
+    delegate: DelegateSlot,
+}
+
+/// A call, from either side (SIP.js `Session`). [`Inviter`] and [`Invitation`] dereference
+/// to it. Clones are handles to the same session.
+#[derive(Clone)]
+pub struct Session {
+    handle: Arc<Handle>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    fn new(
+        commands: mpsc::Sender<SessionCommand>,
+        state: watch::Receiver<SessionState>,
+        info: Arc<Mutex<SessionInfo>>,
+        delegate: DelegateSlot,
+    ) -> Session {
+        Session {
+            handle: Arc::new(Handle {
+                commands,
+                state,
+                info,
+                delegate,
+            }),
+        }
+    }
+
+    /// Sets who is told about requests in this session (replacing any delegate given in
+    /// the options); typically called on an [`Invitation`] before answering it.
+    pub fn set_delegate(&self, delegate: Arc<dyn SessionDelegate>) {
+        *self
+            .handle
+            .delegate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(delegate);
+    }
+
+    fn info(&self) -> std::sync::MutexGuard<'_, SessionInfo> {
+        self.handle.info.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> SessionCommand) -> Result<T, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.handle
+            .commands
+            .send(make(tx))
+            .await
+            .map_err(|_| Error::SessionTerminated)?;
+        rx.await.map_err(|_| Error::SessionTerminated)?
+    }
+
+    /// The current state.
+    pub fn state(&self) -> SessionState {
+        *self.handle.state.borrow()
+    }
+
+    /// Follows state changes (SIP.js `stateChange`).
+    pub fn state_change(&self) -> watch::Receiver<SessionState> {
+        self.handle.state.clone()
+    }
+
+    /// Waits until the session is established; an error says why it ended instead.
+    pub async fn established(&self) -> Result<(), Error> {
+        let mut rx = self.state_change();
+        let s = *rx
+            .wait_for(|s| *s >= SessionState::Established)
+            .await
+            .map_err(|_| Error::SessionTerminated)?;
+        if s == SessionState::Established {
+            return Ok(());
+        }
+        Err(match self.end_reason() {
+            Some(EndReason::Rejected { status, reason }) => Error::Rejected { status, reason },
+            Some(EndReason::Timeout) => Error::Timeout,
+            Some(EndReason::TransportError) => {
+                Error::Transport("the INVITE could not be sent".into())
+            }
+            _ => Error::SessionTerminated,
+        })
+    }
+
+    /// Waits until the session has terminated and says why.
+    pub async fn terminated(&self) -> EndReason {
+        let mut rx = self.state_change();
+        let _ = rx.wait_for(|s| *s == SessionState::Terminated).await;
+        self.end_reason().unwrap_or(EndReason::Disposed)
+    }
+
+    /// Why the session ended, once it has.
+    pub fn end_reason(&self) -> Option<EndReason> {
+        self.info().end.clone()
+    }
+
+    /// The dialog (Call-ID and tags), once there is one.
+    pub fn dialog(&self) -> Option<DialogId> {
+        self.info().dialog.clone()
+    }
+
+    /// The peer's last session description (offer or answer).
+    pub fn remote_description(&self) -> Option<BodyAndContentType> {
+        self.info().remote_description.clone()
+    }
+
+    /// Hangs up an established session (BYE) and returns the BYE's final response. The
+    /// state is `Terminated` as soon as the BYE is sent; a callee whose 2xx is not yet
+    /// acknowledged waits for the ACK first (RFC 3261 §15).
+    pub async fn bye(&self) -> Result<Response, Error> {
+        self.bye_with(RequestOptions::default()).await
+    }
+
+    /// [`Session::bye`] with extra headers or a body.
+    pub async fn bye_with(&self, options: RequestOptions) -> Result<Response, Error> {
+        self.ask(|r| SessionCommand::Bye(options, r)).await
+    }
+
+    /// Sends INFO (RFC 6086) and returns its final response.
+    pub async fn info_request(&self, options: RequestOptions) -> Result<Response, Error> {
+        self.ask(|r| SessionCommand::Request(sipua_message::Method::Info, options, r))
+            .await
+    }
+
+    /// Sends MESSAGE inside the session and returns its final response.
+    pub async fn message(&self, options: RequestOptions) -> Result<Response, Error> {
+        self.ask(|r| SessionCommand::Request(sipua_message::Method::Message, options, r))
+            .await
+    }
+
+    /// Re-INVITE: a new offer (e.g. hold) in an established session. Resolves when the
+    /// re-INVITE is answered: `Ok` for 2xx, [`Error::Rejected`] otherwise (the previous
+    /// media stays). A 491 (glare) is retried after the back-off of RFC 3261 §14.1, up to
+    /// three times. A second call while one is pending is [`Error::RequestPending`].
+    pub async fn invite(&self, options: SessionInviteOptions) -> Result<(), Error> {
+        self.ask(|r| SessionCommand::ReInvite(options, r)).await
+    }
+
+    /// Ends the session whatever its state: CANCEL or BYE for a caller, 480 or BYE for a
+    /// callee; nothing once terminated.
+    pub async fn dispose(&self) -> Result<(), Error> {
+        match self.ask(SessionCommand::Dispose).await {
+            Err(Error::SessionTerminated) => Ok(()),
+            r => r,
+        }
+    }
+}
+
+/// An outgoing call (SIP.js `Inviter`).
+#[derive(Clone, Debug)]
+pub struct Inviter {
+    session: Session,
+}
+
+impl std::ops::Deref for Inviter {
+    type Target = Session;
+    fn deref(&self) -> &Session {
+        &self.session
+    }
+}
+
+impl Inviter {
+    /// A call to `target` from `ua` (which must be started). Nothing is sent until
+    /// [`Inviter::invite`].
+    pub fn new(ua: &UserAgent, target: Uri, options: InviterOptions) -> Result<Inviter, Error> {
+        let shared = ua.shared().ok_or(Error::Stopped)?;
+        let session = task::spawn_inviter(shared, target, options)?;
+        Ok(Inviter { session })
+    }
+
+    /// The session handle.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// Sends the INVITE (with an offer from the media handler, unless `invite_without_sdp`).
+    /// Resolves once it is sent; follow [`Session::state_change`] or await
+    /// [`Session::established`] for the outcome. On an established session it re-INVITEs.
+    pub async fn invite(&self, options: InviterInviteOptions) -> Result<(), Error> {
+        self.session
+            .ask(|r| SessionCommand::Invite(options, r))
+            .await
+    }
+
+    /// Cancels the INVITE (RFC 3261 §9.1). The CANCEL leaves once a provisional response has
+    /// come; if the callee answers anyway, the call is acknowledged and ended with BYE.
+    pub async fn cancel(&self, options: InviterCancelOptions) -> Result<(), Error> {
+        self.session
+            .ask(|r| SessionCommand::Cancel(options, r))
+            .await
+    }
+}
+
+/// An incoming call (SIP.js `Invitation`), from the delegate or
+/// [`UserAgent::next_invitation`].
+#[derive(Clone, Debug)]
+pub struct Invitation {
+    session: Session,
+    request: Arc<Request>,
+}
+
+impl std::ops::Deref for Invitation {
+    type Target = Session;
+    fn deref(&self) -> &Session {
+        &self.session
+    }
+}
+
+impl Invitation {
+    /// The session handle.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The INVITE.
+    pub fn request(&self) -> &Request {
+        &self.request
+    }
+
+    /// Answers 200 with our description (the answer to the INVITE's offer, or an offer).
+    /// Resolves once the 200 is sent; the session is then `Established`.
+    pub async fn accept(&self, options: InvitationAcceptOptions) -> Result<(), Error> {
+        self.session
+            .ask(|r| SessionCommand::Accept(options, r))
+            .await
+    }
+
+    /// Sends a provisional response (180 by default; 183 carries our description).
+    pub async fn progress(&self, options: InvitationProgressOptions) -> Result<(), Error> {
+        self.session
+            .ask(|r| SessionCommand::Progress(options, r))
+            .await
+    }
+
+    /// Refuses the call (480 by default; 3xx redirects).
+    pub async fn reject(&self, options: InvitationRejectOptions) -> Result<(), Error> {
+        self.session
+            .ask(|r| SessionCommand::Reject(options, r))
+            .await
+    }
+
+    /// Rejects without waiting (used when no one takes the invitation).
+    pub(crate) fn reject_nowait(&self, status: u16) {
+        let (tx, _rx) = oneshot::channel();
+        let _ = self
+            .session
+            .handle
+            .commands
+            .try_send(SessionCommand::Reject(
+                InvitationRejectOptions {
+                    status_code: Some(status),
+                    ..Default::default()
+                },
+                tx,
+            ));
+    }
+}
+
+/// Creates the input channel of a new session and registers it with the driver.
+fn attach(
+    shared: &Shared,
+    key: SessionKey,
+) -> Result<mpsc::Receiver<crate::driver::SessionInput>, Error> {
+    let (sink, inputs) = mpsc::channel(SESSION_QUEUE);
+    shared
+        .commands
+        .try_send(Command::Attach { key, sink })
+        .map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                Error::Transport("the user agent is overloaded".into())
+            }
+            mpsc::error::TrySendError::Closed(_) => Error::Stopped,
+        })?;
+    Ok(inputs)
+}

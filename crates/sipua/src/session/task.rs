@@ -1,0 +1,1206 @@
+//! The task behind each session: it owns the session's state, dialog and media handler, takes
+//! commands from the handles and inputs from the driver, and publishes state changes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use sipua_message::header::Expires;
+use sipua_message::{Header, HeaderName, Method, Request, Response, Uri};
+use sipua_proto::dialog::DialogId;
+use sipua_proto::endpoint::TransactionId;
+use sipua_proto::rng::Rng;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::{
+    attach, DelegateSlot, EndReason, Invitation, InvitationAcceptOptions,
+    InvitationProgressOptions, InvitationRejectOptions, InviterCancelOptions, InviterInviteOptions,
+    InviterOptions, Reply, RequestOptions, Session, SessionCommand, SessionDelegate, SessionInfo,
+    SessionInviteOptions, SessionState,
+};
+use crate::driver::{Body, Command, SessionInput, SessionKey};
+use crate::error::Error;
+use crate::sdh::{
+    BodyAndContentType, SessionContext, SessionDescriptionHandler,
+    SessionDescriptionHandlerModifier, SessionDescriptionHandlerOptions,
+};
+use crate::user_agent::{body_of, content_type_of, Shared};
+
+/// Commands queued from handles to one session.
+const COMMAND_QUEUE: usize = 32;
+/// Attempts of a re-INVITE refused with 491 (RFC 3261 §14.1) before giving up.
+const GLARE_ATTEMPTS: u8 = 3;
+
+/// The caller's side of the initial INVITE.
+struct Uac {
+    target: Uri,
+    options: InviterOptions,
+    invite: Option<TransactionId>,
+    /// The INVITE carried our offer.
+    offered: bool,
+    /// The answer has been applied (from a 1xx with early media, or the 2xx).
+    answered: bool,
+    cancelled: bool,
+}
+
+/// The callee's side of the initial INVITE.
+struct Uas {
+    id: TransactionId,
+    request: Arc<Request>,
+    /// A final response has been sent.
+    finished: bool,
+    /// The INVITE's offer has been given to the media handler.
+    offer_applied: bool,
+    no_answer_at: Instant,
+    expires_at: Option<Instant>,
+}
+
+enum Role {
+    Uac(Box<Uac>),
+    Uas(Box<Uas>),
+}
+
+/// Our re-INVITE waiting for its final response.
+struct ReInvite {
+    id: TransactionId,
+    reply: Reply<()>,
+    options: SessionInviteOptions,
+    offered: bool,
+    attempts: u8,
+}
+
+struct Task {
+    key: SessionKey,
+    shared: Arc<Shared>,
+    state: watch::Sender<SessionState>,
+    info: Arc<Mutex<SessionInfo>>,
+    commands: mpsc::Receiver<SessionCommand>,
+    inputs: mpsc::Receiver<SessionInput>,
+    handles_gone: bool,
+    sdh: Option<Box<dyn SessionDescriptionHandler>>,
+    sdh_options: SessionDescriptionHandlerOptions,
+    modifiers: Vec<SessionDescriptionHandlerModifier>,
+    delegate: DelegateSlot,
+    dialog: Option<DialogId>,
+    role: Role,
+    /// Non-INVITE requests we sent, by transaction, with whoever waits for the answer.
+    requests: HashMap<TransactionId, Option<Reply<Response>>>,
+    reinvite: Option<ReInvite>,
+    /// A re-INVITE to retry after glare, and when.
+    retry: Option<(Instant, SessionInviteOptions, Reply<()>, u8)>,
+    /// Our 2xx waits for its ACK (a BYE must wait too, RFC 3261 §15).
+    awaiting_ack: bool,
+    /// Our 2xx carried an offer: the ACK carries the answer.
+    answer_in_ack: bool,
+    /// A BYE asked for while our 2xx waits for its ACK.
+    bye_after_ack: Option<(RequestOptions, Reply<Response>)>,
+    rng: Rng,
+}
+
+type Channels = (
+    mpsc::Sender<SessionCommand>,
+    mpsc::Receiver<SessionCommand>,
+    watch::Sender<SessionState>,
+    Arc<Mutex<SessionInfo>>,
+    DelegateSlot,
+);
+
+fn new_channels(delegate: Option<Arc<dyn SessionDelegate>>) -> Channels {
+    let (ctx, crx) = mpsc::channel(COMMAND_QUEUE);
+    let (stx, _) = watch::channel(SessionState::Initial);
+    let info = Arc::new(Mutex::new(SessionInfo::default()));
+    (ctx, crx, stx, info, Arc::new(Mutex::new(delegate)))
+}
+
+/// Starts the task of an outgoing call.
+pub(crate) fn spawn_inviter(
+    shared: Arc<Shared>,
+    target: Uri,
+    options: InviterOptions,
+) -> Result<Session, Error> {
+    if target.as_sip().is_none() {
+        return Err(Error::InvalidArgument(format!(
+            "{target}: only sip: and sips: targets can be called"
+        )));
+    }
+    let key = shared.next_key();
+    let inputs = attach(&shared, key)?;
+    let (ctx, crx, stx, info, slot) = new_channels(options.delegate.clone());
+    let session = Session::new(ctx, stx.subscribe(), info.clone(), slot.clone());
+    let task = Task {
+        key,
+        rng: Rng::new(key ^ shared.local.port() as u64 ^ 0x5eed),
+        sdh_options: options.session_description_handler_options.clone(),
+        modifiers: options.session_description_handler_modifiers.clone(),
+        delegate: slot,
+        role: Role::Uac(Box::new(Uac {
+            target,
+            options,
+            invite: None,
+            offered: false,
+            answered: false,
+            cancelled: false,
+        })),
+        ..Task::blank(shared, stx, info, crx, inputs)
+    };
+    tokio::spawn(task.run(None));
+    Ok(session)
+}
+
+/// Starts the task of an incoming call; the driver has already attached `key`.
+pub(crate) fn spawn_invitation(
+    shared: Arc<Shared>,
+    key: SessionKey,
+    id: TransactionId,
+    request: Request,
+    inputs: mpsc::Receiver<SessionInput>,
+) {
+    let (ctx, crx, stx, info, slot) = new_channels(None);
+    let request = Arc::new(request);
+    let invitation = Invitation {
+        session: Session::new(ctx, stx.subscribe(), info.clone(), slot.clone()),
+        request: request.clone(),
+    };
+    let now = Instant::now();
+    let expires_at = request
+        .typed::<Expires>()
+        .and_then(Result::ok)
+        .map(|e| now + Duration::from_secs(u64::from(e.0)));
+    let no_answer_at = now + shared.options.no_answer_timeout;
+    let task = Task {
+        key,
+        rng: Rng::new(key ^ shared.local.port() as u64 ^ 0xca11),
+        delegate: slot,
+        role: Role::Uas(Box::new(Uas {
+            id,
+            request,
+            finished: false,
+            offer_applied: false,
+            no_answer_at,
+            expires_at,
+        })),
+        ..Task::blank(shared, stx, info, crx, inputs)
+    };
+    tokio::spawn(task.run(Some(invitation)));
+}
+
+impl Task {
+    fn blank(
+        shared: Arc<Shared>,
+        state: watch::Sender<SessionState>,
+        info: Arc<Mutex<SessionInfo>>,
+        commands: mpsc::Receiver<SessionCommand>,
+        inputs: mpsc::Receiver<SessionInput>,
+    ) -> Task {
+        Task {
+            key: 0,
+            shared,
+            state,
+            info,
+            commands,
+            inputs,
+            handles_gone: false,
+            sdh: None,
+            sdh_options: SessionDescriptionHandlerOptions::default(),
+            modifiers: Vec::new(),
+            delegate: Arc::new(Mutex::new(None)),
+            dialog: None,
+            role: Role::Uac(Box::new(Uac {
+                target: Uri::Absolute(sipua_message::AbsoluteUri {
+                    scheme: "x".into(),
+                    rest: String::new(),
+                }),
+                options: InviterOptions::default(),
+                invite: None,
+                offered: false,
+                answered: false,
+                cancelled: false,
+            })),
+            requests: HashMap::new(),
+            reinvite: None,
+            retry: None,
+            awaiting_ack: false,
+            answer_in_ack: false,
+            bye_after_ack: None,
+            rng: Rng::new(0),
+        }
+    }
+
+    fn delegate(&self) -> Option<Arc<dyn SessionDelegate>> {
+        self.delegate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn current(&self) -> SessionState {
+        *self.state.borrow()
+    }
+
+    fn info(&self) -> std::sync::MutexGuard<'_, SessionInfo> {
+        self.info.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Moves to `to` if the machine allows it (forward only).
+    fn transition(&mut self, to: SessionState) {
+        if to > self.current() {
+            self.state.send_replace(to);
+        }
+    }
+
+    fn terminate(&mut self, reason: EndReason) {
+        if self.current() == SessionState::Terminated {
+            return;
+        }
+        self.info().end.get_or_insert(reason);
+        self.transition(SessionState::Terminated);
+    }
+
+    fn done(&self) -> bool {
+        self.current() == SessionState::Terminated
+            && self.requests.is_empty()
+            && self.reinvite.is_none()
+    }
+
+    fn invalid<T>(&self, action: &'static str) -> Result<T, Error> {
+        if self.current() == SessionState::Terminated {
+            return Err(Error::SessionTerminated);
+        }
+        Err(Error::StateTransition {
+            action,
+            state: self.current(),
+        })
+    }
+
+    async fn run(mut self, invitation: Option<Invitation>) {
+        if let Some(inv) = invitation {
+            // hand the only handle over: when the application drops it, we dispose
+            self.shared.offer_invitation(inv);
+        }
+        while !self.done() {
+            let deadline = self.deadline();
+            tokio::select! {
+                input = self.inputs.recv() => match input {
+                    Some(i) => self.on_input(i).await,
+                    None => {
+                        self.terminate(EndReason::TransportError);
+                        break;
+                    }
+                },
+                cmd = self.commands.recv(), if !self.handles_gone => match cmd {
+                    Some(c) => self.on_command(c).await,
+                    None => {
+                        self.handles_gone = true;
+                        let _ = self.dispose().await;
+                    }
+                },
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    self.on_timer().await;
+                }
+            }
+        }
+        if let Some(sdh) = self.sdh.as_mut() {
+            sdh.close();
+        }
+        let _ = self
+            .shared
+            .commands
+            .send(Command::Detach { key: self.key })
+            .await;
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        let retry = self.retry.as_ref().map(|r| r.0);
+        let answer = match &self.role {
+            Role::Uas(u) if !u.finished => Some(match u.expires_at {
+                Some(e) => e.min(u.no_answer_at),
+                None => u.no_answer_at,
+            }),
+            _ => None,
+        };
+        [retry, answer].into_iter().flatten().min()
+    }
+
+    async fn on_timer(&mut self) {
+        let now = Instant::now();
+        if self.retry.as_ref().is_some_and(|r| r.0 <= now) {
+            if let Some((_, options, reply, attempts)) = self.retry.take() {
+                self.start_reinvite(options, reply, attempts).await;
+            }
+        }
+        let timed_out = match &self.role {
+            Role::Uas(u) if !u.finished => {
+                if u.expires_at.is_some_and(|e| e <= now) {
+                    Some(487) // the INVITE's Expires passed (RFC 3261 §13.3.1)
+                } else if u.no_answer_at <= now {
+                    Some(480)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        };
+        if let Some(status) = timed_out {
+            let _ = self
+                .reject(InvitationRejectOptions {
+                    status_code: Some(status),
+                    ..Default::default()
+                })
+                .await;
+        }
+    }
+
+    // ---- talking to the driver ----
+
+    async fn respond(
+        &mut self,
+        id: TransactionId,
+        status: u16,
+        reason: Option<String>,
+        headers: Vec<Header>,
+        body: Option<BodyAndContentType>,
+    ) -> Result<Option<DialogId>, Error> {
+        let body = to_body(body)?;
+        let key = self.key;
+        let mut headers = headers;
+        if status >= 200 {
+            headers.push(Header::new(
+                HeaderName::Server,
+                self.shared.options.user_agent_string.clone(),
+            ));
+        }
+        self.shared
+            .ask(|reply| Command::Respond {
+                key: Some(key),
+                id,
+                status,
+                reason,
+                headers,
+                body,
+                reply,
+            })
+            .await
+    }
+
+    async fn send_in_dialog(
+        &mut self,
+        dialog: &DialogId,
+        method: Method,
+        options: RequestOptions,
+        defer_ack: bool,
+    ) -> Result<TransactionId, Error> {
+        let body = to_body(options.body)?;
+        let (key, dialog) = (self.key, dialog.clone());
+        let headers = options.extra_headers;
+        self.shared
+            .ask(|reply| Command::InDialog {
+                key,
+                dialog,
+                method,
+                headers,
+                body,
+                defer_ack,
+                reply,
+            })
+            .await
+    }
+
+    /// Sends BYE in `dialog` and forgets its answer (forks, failed negotiations).
+    async fn bye_dialog(&mut self, dialog: &DialogId) {
+        if let Ok(id) = self
+            .send_in_dialog(dialog, Method::Bye, RequestOptions::default(), false)
+            .await
+        {
+            self.requests.insert(id, None);
+        }
+    }
+
+    async fn ack(&mut self, dialog: &DialogId, seq: u32, body: Option<BodyAndContentType>) {
+        let Ok(body) = to_body(body) else { return };
+        let dialog = dialog.clone();
+        let _ = self
+            .shared
+            .ask(|reply| Command::Ack {
+                dialog,
+                seq,
+                body,
+                reply,
+            })
+            .await;
+    }
+
+    // ---- media ----
+
+    fn ensure_sdh(&mut self) -> Result<&mut Box<dyn SessionDescriptionHandler>, Error> {
+        if self.sdh.is_none() {
+            let ctx = SessionContext {
+                local_ip: self.shared.local.ip(),
+                id: format!("{}-{}", self.shared.local, self.key),
+            };
+            let sdh = self
+                .shared
+                .options
+                .session_description_handler_factory
+                .create(&ctx, &self.sdh_options)
+                .map_err(|e| Error::SessionDescriptionHandler(e.0))?;
+            self.sdh = Some(sdh);
+        }
+        self.sdh
+            .as_mut()
+            .ok_or_else(|| Error::SessionDescriptionHandler("no handler".into()))
+    }
+
+    async fn local_description(
+        &mut self,
+        options: Option<&SessionDescriptionHandlerOptions>,
+    ) -> Result<BodyAndContentType, Error> {
+        let options = options.cloned().unwrap_or_else(|| self.sdh_options.clone());
+        let modifiers = self.modifiers.clone();
+        let sdh = self.ensure_sdh()?;
+        sdh.get_description(&options, &modifiers)
+            .await
+            .map_err(|e| Error::SessionDescriptionHandler(e.0))
+    }
+
+    /// Gives the peer's description in `body`/`content_type` to the handler.
+    async fn remote_description(
+        &mut self,
+        message_body: Option<BodyAndContentType>,
+    ) -> Result<(), Error> {
+        let d = message_body
+            .ok_or_else(|| Error::SessionDescriptionHandler("no session description".into()))?;
+        let options = self.sdh_options.clone();
+        let modifiers = self.modifiers.clone();
+        let sdh = self.ensure_sdh()?;
+        if !sdh.has_description(&d.content_type) {
+            return Err(Error::ContentTypeUnsupported(d.content_type.clone()));
+        }
+        sdh.set_description(&d, &options, &modifiers)
+            .await
+            .map_err(|e| Error::SessionDescriptionHandler(e.0))?;
+        self.info().remote_description = Some(d);
+        Ok(())
+    }
+
+    async fn rollback(&mut self) {
+        if let Some(sdh) = self.sdh.as_mut() {
+            let _ = sdh.rollback_description().await;
+        }
+    }
+
+    // ---- commands ----
+
+    async fn on_command(&mut self, cmd: SessionCommand) {
+        match cmd {
+            SessionCommand::Invite(o, reply) => {
+                let r = if self.current() == SessionState::Established {
+                    let options = SessionInviteOptions {
+                        extra_headers: o.extra_headers,
+                        ..Default::default()
+                    };
+                    return self.reinvite(options, reply).await;
+                } else {
+                    self.invite(o).await
+                };
+                let _ = reply.send(r);
+            }
+            SessionCommand::Cancel(o, reply) => {
+                let r = self.cancel(o).await;
+                let _ = reply.send(r);
+            }
+            SessionCommand::Accept(o, reply) => {
+                let r = self.accept(o).await;
+                let _ = reply.send(r);
+            }
+            SessionCommand::Progress(o, reply) => {
+                let r = self.progress(o).await;
+                let _ = reply.send(r);
+            }
+            SessionCommand::Reject(o, reply) => {
+                let r = self.reject(o).await;
+                let _ = reply.send(r);
+            }
+            SessionCommand::Bye(o, reply) => self.bye(o, reply).await,
+            SessionCommand::Request(method, o, reply) => {
+                if self.current() != SessionState::Established {
+                    let _ = reply.send(self.invalid("send a request"));
+                    return;
+                }
+                let Some(d) = self.dialog.clone() else {
+                    let _ = reply.send(self.invalid("send a request"));
+                    return;
+                };
+                match self.send_in_dialog(&d, method, o, false).await {
+                    Ok(id) => {
+                        self.requests.insert(id, Some(reply));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            SessionCommand::ReInvite(o, reply) => self.reinvite(o, reply).await,
+            SessionCommand::Dispose(reply) => {
+                let r = self.dispose().await;
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    async fn invite(&mut self, o: InviterInviteOptions) -> Result<(), Error> {
+        if self.current() != SessionState::Initial {
+            return self.invalid("invite");
+        }
+        let Role::Uac(uac) = &self.role else {
+            return self.invalid("invite");
+        };
+        let (target, without_sdp) = (uac.target.clone(), uac.options.invite_without_sdp);
+        let mut headers = uac.options.extra_headers.clone();
+        headers.extend(o.extra_headers);
+        headers.push(Header::new(
+            HeaderName::UserAgent,
+            self.shared.options.user_agent_string.clone(),
+        ));
+        let body = if without_sdp {
+            None
+        } else {
+            Some(self.local_description(None).await?)
+        };
+        let destination = self.shared.resolve(&target).await?;
+        let body_for_core = to_body(body.clone())?;
+        let key = self.key;
+        let id = self
+            .shared
+            .ask(|reply| Command::Invite {
+                key,
+                target,
+                destination,
+                headers,
+                body: body_for_core,
+                defer_ack: without_sdp,
+                reply,
+            })
+            .await?;
+        if let Role::Uac(uac) = &mut self.role {
+            uac.invite = Some(id);
+            uac.offered = body.is_some();
+        }
+        self.transition(SessionState::Establishing);
+        Ok(())
+    }
+
+    async fn cancel(&mut self, o: InviterCancelOptions) -> Result<(), Error> {
+        let state = self.current();
+        let Role::Uac(uac) = &mut self.role else {
+            return self.invalid("cancel");
+        };
+        match (state, uac.invite) {
+            (SessionState::Initial, _) => {
+                uac.cancelled = true;
+                self.terminate(EndReason::Disposed);
+                Ok(())
+            }
+            (SessionState::Establishing, Some(id)) if !uac.cancelled => {
+                uac.cancelled = true;
+                let mut reasons = o.extra_headers;
+                if let Some(code) = o.status_code {
+                    let text = o.reason_phrase.unwrap_or_default().replace('"', "'");
+                    reasons.push(Header::new(
+                        HeaderName::Reason,
+                        format!("SIP;cause={code};text=\"{text}\""),
+                    ));
+                }
+                self.shared
+                    .ask(|reply| Command::Cancel { id, reasons, reply })
+                    .await?;
+                self.transition(SessionState::Terminating);
+                Ok(())
+            }
+            _ => self.invalid("cancel"),
+        }
+    }
+
+    fn uas(&mut self) -> Option<&mut Uas> {
+        match &mut self.role {
+            Role::Uas(u) => Some(u),
+            Role::Uac(_) => None,
+        }
+    }
+
+    /// Applies the INVITE's offer once, if it has one. `Ok(true)` when it had one.
+    async fn apply_invite_offer(&mut self) -> Result<bool, Error> {
+        let Some(u) = self.uas() else {
+            return Ok(false);
+        };
+        let request = u.request.clone();
+        if u.offer_applied {
+            return Ok(true);
+        }
+        let Some(body) = body_and_type(&*request) else {
+            return Ok(false);
+        };
+        self.remote_description(Some(body)).await?;
+        if let Some(u) = self.uas() {
+            u.offer_applied = true;
+        }
+        Ok(true)
+    }
+
+    async fn accept(&mut self, o: InvitationAcceptOptions) -> Result<(), Error> {
+        let state = self.current();
+        let Some(u) = self.uas() else {
+            return self.invalid("accept");
+        };
+        if u.finished || state > SessionState::Establishing {
+            return self.invalid("accept");
+        }
+        let id = u.id;
+        self.transition(SessionState::Establishing);
+        let negotiated = match self.apply_invite_offer().await {
+            Ok(had_offer) => self.local_description(None).await.map(|d| (had_offer, d)),
+            Err(e) => Err(e),
+        };
+        let (had_offer, answer) = match negotiated {
+            Ok(x) => x,
+            Err(e) => {
+                let status = if matches!(e, Error::ContentTypeUnsupported(_)) {
+                    415
+                } else {
+                    488
+                };
+                let _ = self.respond(id, status, None, Vec::new(), None).await;
+                if let Some(u) = self.uas() {
+                    u.finished = true;
+                }
+                self.terminate(EndReason::MediaFailure(e.to_string()));
+                return Err(e);
+            }
+        };
+        let dialog = self
+            .respond(id, 200, None, o.extra_headers, Some(answer))
+            .await?;
+        if let Some(u) = self.uas() {
+            u.finished = true;
+        }
+        self.dialog = dialog.clone();
+        self.info().dialog = dialog;
+        self.awaiting_ack = true;
+        self.answer_in_ack = !had_offer;
+        self.transition(SessionState::Established);
+        Ok(())
+    }
+
+    async fn progress(&mut self, o: InvitationProgressOptions) -> Result<(), Error> {
+        let state = self.current();
+        let Some(u) = self.uas() else {
+            return self.invalid("progress");
+        };
+        if u.finished || state > SessionState::Establishing {
+            return self.invalid("progress");
+        }
+        let id = u.id;
+        let status = o.status_code.unwrap_or(180).clamp(101, 199);
+        let body = match (o.body, status) {
+            (Some(b), _) => Some(b),
+            (None, 183) => {
+                // early media: our answer (or offer) in the 183
+                self.apply_invite_offer().await?;
+                Some(self.local_description(None).await?)
+            }
+            _ => None,
+        };
+        self.transition(SessionState::Establishing);
+        self.respond(id, status, o.reason_phrase, o.extra_headers, body)
+            .await?;
+        Ok(())
+    }
+
+    async fn reject(&mut self, o: InvitationRejectOptions) -> Result<(), Error> {
+        let Some(u) = self.uas() else {
+            return self.invalid("reject");
+        };
+        if u.finished {
+            return self.invalid("reject");
+        }
+        let id = u.id;
+        let status = o.status_code.unwrap_or(480).clamp(300, 699);
+        u.finished = true;
+        self.respond(id, status, o.reason_phrase, o.extra_headers, None)
+            .await?;
+        self.terminate(EndReason::LocalReject { status });
+        Ok(())
+    }
+
+    async fn bye(&mut self, o: RequestOptions, reply: Reply<Response>) {
+        let state = self.current();
+        let Some(d) = self
+            .dialog
+            .clone()
+            .filter(|_| state == SessionState::Established)
+        else {
+            let _ = reply.send(self.invalid("bye"));
+            return;
+        };
+        if self.awaiting_ack {
+            // RFC 3261 §15: a callee does not send BYE before the ACK (or its timeout)
+            self.transition(SessionState::Terminating);
+            self.bye_after_ack = Some((o, reply));
+            return;
+        }
+        match self.send_in_dialog(&d, Method::Bye, o, false).await {
+            Ok(id) => {
+                self.requests.insert(id, Some(reply));
+                self.terminate(EndReason::LocalBye);
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    async fn dispose(&mut self) -> Result<(), Error> {
+        match self.current() {
+            SessionState::Terminated | SessionState::Terminating => Ok(()),
+            SessionState::Established => {
+                let (tx, _rx) = tokio::sync::oneshot::channel();
+                self.bye(RequestOptions::default(), tx).await;
+                Ok(())
+            }
+            SessionState::Initial | SessionState::Establishing => match &self.role {
+                Role::Uac(_) => {
+                    let r = self.cancel(InviterCancelOptions::default()).await;
+                    if r.is_err() {
+                        self.terminate(EndReason::Disposed);
+                    }
+                    Ok(())
+                }
+                Role::Uas(_) => {
+                    let r = self.reject(InvitationRejectOptions::default()).await;
+                    if r.is_err() {
+                        self.terminate(EndReason::Disposed);
+                    }
+                    Ok(())
+                }
+            },
+        }
+    }
+
+    async fn reinvite(&mut self, o: SessionInviteOptions, reply: Reply<()>) {
+        if self.current() != SessionState::Established || self.dialog.is_none() {
+            let _ = reply.send(self.invalid("re-INVITE"));
+            return;
+        }
+        if self.reinvite.is_some() || self.retry.is_some() {
+            let _ = reply.send(Err(Error::RequestPending));
+            return;
+        }
+        self.start_reinvite(o, reply, 0).await;
+    }
+
+    async fn start_reinvite(&mut self, o: SessionInviteOptions, reply: Reply<()>, attempts: u8) {
+        let Some(d) = self.dialog.clone() else {
+            let _ = reply.send(Err(Error::SessionTerminated));
+            return;
+        };
+        let body = if o.without_sdp {
+            None
+        } else {
+            match self
+                .local_description(o.session_description_handler_options.as_ref())
+                .await
+            {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    return;
+                }
+            }
+        };
+        let offered = body.is_some();
+        let options = RequestOptions {
+            extra_headers: o.extra_headers.clone(),
+            body,
+        };
+        match self
+            .send_in_dialog(&d, Method::Invite, options, !offered)
+            .await
+        {
+            Ok(id) => {
+                self.reinvite = Some(ReInvite {
+                    id,
+                    reply,
+                    options: o,
+                    offered,
+                    attempts,
+                });
+            }
+            Err(e) => {
+                self.rollback().await;
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    // ---- inputs ----
+
+    async fn on_input(&mut self, input: SessionInput) {
+        match input {
+            SessionInput::Response {
+                id,
+                response,
+                dialog,
+            } => {
+                let initial = matches!(&self.role, Role::Uac(u) if u.invite == Some(id));
+                if initial {
+                    self.on_invite_response(response, dialog).await;
+                } else if self.reinvite.as_ref().is_some_and(|r| r.id == id) {
+                    self.on_reinvite_response(response).await;
+                } else if response.status() >= 200 {
+                    if let Some(waiter) = self.requests.remove(&id) {
+                        if let Some(w) = waiter {
+                            let _ = w.send(Ok(response));
+                        }
+                    } else if response.is_success() && response.cseq().method == Method::Invite {
+                        // a 2xx from another fork, after ours: end that dialog
+                        if let Some(d) = dialog.filter(|d| Some(d) != self.dialog.as_ref()) {
+                            self.end_fork(&d, &response).await;
+                        }
+                    }
+                }
+            }
+            SessionInput::Request { id, request } => self.on_request(id, request).await,
+            SessionInput::Ack { request } => self.on_ack(request).await,
+            SessionInput::AckTimeout => {
+                self.awaiting_ack = false;
+                if let Some((_, reply)) = self.bye_after_ack.take() {
+                    let _ = reply.send(Err(Error::Timeout));
+                }
+                self.terminate(EndReason::AckTimeout);
+            }
+            SessionInput::Cancelled => {
+                if let Some(u) = self.uas() {
+                    u.finished = true;
+                }
+                if let Some(d) = &self.delegate() {
+                    d.on_cancel();
+                }
+                self.terminate(EndReason::Cancelled);
+            }
+            SessionInput::Failed { id, timeout } => {
+                let initial = matches!(&self.role, Role::Uac(u) if u.invite == Some(id));
+                let e = if timeout {
+                    Error::Timeout
+                } else {
+                    Error::Transport("could not send".into())
+                };
+                if initial {
+                    self.terminate(if timeout {
+                        EndReason::Timeout
+                    } else {
+                        EndReason::TransportError
+                    });
+                } else if self.reinvite.as_ref().is_some_and(|r| r.id == id) {
+                    if let Some(r) = self.reinvite.take() {
+                        self.rollback().await;
+                        let _ = r.reply.send(Err(e));
+                    }
+                } else if let Some(Some(w)) = self.requests.remove(&id) {
+                    let _ = w.send(Err(e));
+                }
+            }
+            SessionInput::Shutdown => {
+                let _ = self.dispose().await;
+            }
+        }
+    }
+
+    /// ACK then BYE a dialog made by another fork's 2xx (SIP.js does the same).
+    async fn end_fork(&mut self, d: &DialogId, response: &Response) {
+        let deferred = matches!(&self.role, Role::Uac(u) if !u.offered);
+        if deferred {
+            self.ack(d, response.cseq().seq, None).await;
+        }
+        self.bye_dialog(d).await;
+    }
+
+    async fn on_invite_response(&mut self, response: Response, dialog: Option<DialogId>) {
+        let status = response.status();
+        let Role::Uac(uac) = &self.role else { return };
+        let (offered, answered, cancelled, early_media) = (
+            uac.offered,
+            uac.answered,
+            uac.cancelled,
+            uac.options.early_media,
+        );
+        if status < 200 {
+            if let Some(d) = &self.delegate() {
+                d.on_progress(&response);
+            }
+            let body = body_and_type(&response);
+            let wanted = early_media && offered && !answered && dialog.is_some();
+            if wanted && body.is_some() && self.remote_description(body).await.is_ok() {
+                if let Role::Uac(u) = &mut self.role {
+                    u.answered = true;
+                }
+            }
+            return;
+        }
+        if status >= 300 {
+            self.terminate(EndReason::Rejected {
+                status,
+                reason: response.reason().into_owned(),
+            });
+            return;
+        }
+        let Some(d) = dialog else { return };
+        if self.dialog.as_ref().is_some_and(|x| *x != d) {
+            self.end_fork(&d, &response).await;
+            return;
+        }
+        if self.dialog.is_some() {
+            return; // a retransmission, already handled
+        }
+        if cancelled {
+            // the CANCEL lost the race: the core acknowledged the 2xx and sent BYE
+            self.terminate(EndReason::LocalBye);
+            return;
+        }
+        self.dialog = Some(d.clone());
+        self.info().dialog = Some(d.clone());
+        let seq = response.cseq().seq;
+        let body = body_and_type(&response);
+        let outcome = if offered {
+            if answered {
+                Ok(())
+            } else {
+                self.remote_description(body).await
+            }
+        } else {
+            // the 2xx offers; our answer goes in the ACK
+            match self.remote_description(body).await {
+                Ok(()) => match self.local_description(None).await {
+                    Ok(answer) => {
+                        self.ack(&d, seq, Some(answer)).await;
+                        Ok(())
+                    }
+                    Err(e) => {
+                        self.ack(&d, seq, None).await;
+                        Err(e)
+                    }
+                },
+                Err(e) => {
+                    self.ack(&d, seq, None).await;
+                    Err(e)
+                }
+            }
+        };
+        if let Role::Uac(u) = &mut self.role {
+            u.answered = true;
+        }
+        match outcome {
+            Ok(()) => self.transition(SessionState::Established),
+            Err(e) => {
+                self.bye_dialog(&d).await;
+                self.terminate(EndReason::MediaFailure(e.to_string()));
+            }
+        }
+    }
+
+    async fn on_reinvite_response(&mut self, response: Response) {
+        let status = response.status();
+        if status < 200 {
+            return;
+        }
+        let Some(r) = self.reinvite.take() else {
+            return;
+        };
+        let Some(d) = self.dialog.clone() else {
+            let _ = r.reply.send(Err(Error::SessionTerminated));
+            return;
+        };
+        if response.is_success() {
+            let body = body_and_type(&response);
+            let outcome = if r.offered {
+                self.remote_description(body).await
+            } else {
+                let seq = response.cseq().seq;
+                match self.remote_description(body).await {
+                    Ok(()) => match self.local_description(None).await {
+                        Ok(answer) => {
+                            self.ack(&d, seq, Some(answer)).await;
+                            Ok(())
+                        }
+                        Err(e) => {
+                            self.ack(&d, seq, None).await;
+                            Err(e)
+                        }
+                    },
+                    Err(e) => {
+                        self.ack(&d, seq, None).await;
+                        Err(e)
+                    }
+                }
+            };
+            match outcome {
+                Ok(()) => {
+                    let _ = r.reply.send(Ok(()));
+                }
+                Err(e) => {
+                    // RFC 3261 §14.1 leaves this to the UA; like SIP.js we end the call
+                    let _ = r.reply.send(Err(e.clone()));
+                    self.bye_dialog(&d).await;
+                    self.terminate(EndReason::MediaFailure(e.to_string()));
+                }
+            }
+            return;
+        }
+        self.rollback().await;
+        if status == 491 && r.attempts + 1 < GLARE_ATTEMPTS {
+            // RFC 3261 §14.1: the Call-ID's owner waits 2.1–4 s, the other side 0–2 s
+            let caller = matches!(self.role, Role::Uac(_));
+            let steps = self.rng.next_u64();
+            let wait = if caller {
+                Duration::from_millis(2100 + (steps % 191) * 10)
+            } else {
+                Duration::from_millis((steps % 201) * 10)
+            };
+            self.retry = Some((Instant::now() + wait, r.options, r.reply, r.attempts + 1));
+            return;
+        }
+        let _ = r.reply.send(Err(Error::Rejected {
+            status,
+            reason: response.reason().into_owned(),
+        }));
+        if matches!(status, 408 | 481) {
+            // RFC 3261 §12.2.1.2: the dialog is gone
+            self.terminate(EndReason::Rejected {
+                status,
+                reason: response.reason().into_owned(),
+            });
+        }
+    }
+
+    async fn on_ack(&mut self, request: Request) {
+        if !self.awaiting_ack {
+            return;
+        }
+        self.awaiting_ack = false;
+        if std::mem::replace(&mut self.answer_in_ack, false) {
+            let body = body_and_type(&request);
+            if let Err(e) = self.remote_description(body).await {
+                if let Some(d) = self.dialog.clone() {
+                    self.bye_dialog(&d).await;
+                }
+                self.terminate(EndReason::MediaFailure(e.to_string()));
+                return;
+            }
+        }
+        if let Some(d) = &self.delegate() {
+            d.on_ack(&request);
+        }
+        if let Some((o, reply)) = self.bye_after_ack.take() {
+            self.state.send_replace(SessionState::Established);
+            self.bye(o, reply).await;
+        }
+    }
+
+    async fn on_request(&mut self, id: TransactionId, request: Request) {
+        let delegate = self.delegate();
+        match request.method() {
+            Method::Bye => {
+                let _ = self.respond(id, 200, None, Vec::new(), None).await;
+                if let Some(d) = &delegate {
+                    d.on_bye(&request);
+                }
+                if let Some((_, reply)) = self.bye_after_ack.take() {
+                    let _ = reply.send(Err(Error::SessionTerminated));
+                }
+                self.terminate(EndReason::RemoteBye);
+            }
+            Method::Invite => self.on_reinvite(id, request).await,
+            m => {
+                let status = match (delegate, m) {
+                    (Some(d), Method::Info) => d.on_info(&request),
+                    (Some(d), Method::Message) => d.on_message(&request),
+                    (Some(d), Method::Notify) => d.on_notify(&request),
+                    (_, Method::Info | Method::Message | Method::Notify) => 200,
+                    _ => 501,
+                };
+                let _ = self.respond(id, status, None, Vec::new(), None).await;
+            }
+        }
+    }
+
+    /// A re-INVITE from the peer: answered from the media handler, 488 if it fails.
+    async fn on_reinvite(&mut self, id: TransactionId, request: Request) {
+        let offer = body_and_type(&request);
+        let has_offer = offer.is_some();
+        let negotiated = if has_offer {
+            match self.remote_description(offer).await {
+                Ok(()) => self.local_description(None).await,
+                Err(e) => Err(e),
+            }
+        } else {
+            self.local_description(None).await
+        };
+        let status = match negotiated {
+            Ok(desc) => match self.respond(id, 200, None, Vec::new(), Some(desc)).await {
+                Ok(_) => {
+                    self.awaiting_ack = true;
+                    self.answer_in_ack = !has_offer;
+                    200
+                }
+                Err(_) => 500,
+            },
+            Err(_) => {
+                self.rollback().await;
+                let _ = self.respond(id, 488, None, Vec::new(), None).await;
+                488
+            }
+        };
+        if let Some(d) = &self.delegate() {
+            d.on_invite(&request, status);
+        }
+    }
+}
+
+/// The body of a message with its content type, if it has a body.
+fn body_and_type<M: HasBody>(m: &M) -> Option<BodyAndContentType> {
+    let body = m.body_bytes();
+    if body.is_empty() {
+        return None;
+    }
+    let content_type = m
+        .media_type()
+        .map_or_else(|| "application/sdp".to_owned(), |t| content_type_of(&t));
+    Some(BodyAndContentType { body, content_type })
+}
+
+trait HasBody {
+    fn body_bytes(&self) -> Bytes;
+    fn media_type(&self) -> Option<sipua_message::header::MediaType>;
+}
+
+impl HasBody for Request {
+    fn body_bytes(&self) -> Bytes {
+        Request::body_bytes(self)
+    }
+    fn media_type(&self) -> Option<sipua_message::header::MediaType> {
+        self.content_type()
+    }
+}
+
+impl HasBody for Response {
+    fn body_bytes(&self) -> Bytes {
+        Response::body_bytes(self)
+    }
+    fn media_type(&self) -> Option<sipua_message::header::MediaType> {
+        self.content_type()
+    }
+}
+
+fn to_body(b: Option<BodyAndContentType>) -> Result<Body, Error> {
+    body_of(b.map(|b| (b.content_type, b.body)))
+}

@@ -1,0 +1,504 @@
+//! `UserAgent`: the entry point of the API, as in SIP.js. It owns the driver task (transport,
+//! timers, the sans-IO core) and hands incoming INVITEs, MESSAGEs and NOTIFYs to its
+//! [`UserAgentDelegate`] or, without one, to [`UserAgent::next_invitation`].
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use sipua_message::header::MediaType;
+use sipua_message::{Header, HeaderName, Host, Method, Request, Response, Uri};
+use sipua_proto::endpoint::TransactionId;
+use sipua_proto::ua::{Capabilities, Credentials, UaConfig, UaCore};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::driver::{self, Body, Command};
+use crate::error::Error;
+use crate::sdh::{FixedSdpFactory, SessionDescriptionHandlerFactory};
+use crate::session::Invitation;
+use crate::transport::{Listen, Net};
+
+const COMMAND_QUEUE: usize = 1024;
+/// Invitations waiting in [`UserAgent::next_invitation`] beyond this are refused with 486.
+const INVITATION_QUEUE: usize = 64;
+
+/// Whether the user agent runs (SIP.js `UserAgentState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserAgentState {
+    /// Not listening (before `start`, after `stop`).
+    Stopped,
+    /// Listening and sending.
+    Started,
+}
+
+/// What the application wants told about requests outside sessions (SIP.js
+/// `UserAgentDelegate`). Called on the user agent's tasks: return quickly, and spawn for
+/// anything long. Every method has a default.
+pub trait UserAgentDelegate: Send + Sync {
+    /// A new call. Answer it with [`Invitation::accept`], [`Invitation::progress`] or
+    /// [`Invitation::reject`]; dropping every handle of an unanswered invitation rejects it
+    /// (480). Without a delegate, invitations queue for [`UserAgent::next_invitation`].
+    fn on_invite(&self, invitation: Invitation) {
+        drop(invitation);
+    }
+    /// An out-of-dialog MESSAGE (RFC 3428). The default accepts it (200).
+    fn on_message(&self, message: IncomingRequest) {
+        message.accept();
+    }
+    /// An out-of-dialog NOTIFY. The default refuses it: no subscription (481).
+    fn on_notify(&self, notification: IncomingRequest) {
+        notification.reject(481);
+    }
+    /// The transport is up (after `start`).
+    fn on_connect(&self) {}
+    /// The transport went down; `error` is set when it was not asked for.
+    fn on_disconnect(&self, _error: Option<Error>) {}
+}
+
+/// How a user agent is set up (SIP.js `UserAgentOptions`); `Default` gives a UDP agent on an
+/// ephemeral loopback port.
+#[derive(Clone)]
+pub struct UserAgentOptions {
+    /// Where to listen; its address goes into Via and Contact.
+    pub listen: Listen,
+    /// The user part of our Contact and address of record.
+    pub user: String,
+    /// Makes the media handler of each session.
+    pub session_description_handler_factory: Arc<dyn SessionDescriptionHandlerFactory>,
+    /// Told about incoming requests; see [`UserAgentDelegate`].
+    pub delegate: Option<Arc<dyn UserAgentDelegate>>,
+    /// An unanswered invitation is rejected with 480 after this long (SIP.js
+    /// `noAnswerTimeout`, 60 s).
+    pub no_answer_timeout: Duration,
+    /// Sent as `User-Agent` on requests and `Server` on responses.
+    pub user_agent_string: String,
+    /// Answers digest challenges (401/407) with these credentials.
+    pub credentials: Option<Credentials>,
+    /// Sends every out-of-dialog request here instead of the Request-URI's host.
+    pub outbound_proxy: Option<SocketAddr>,
+    /// Answers requests to any user, not only ours (a server answering every number).
+    pub accept_any_user: bool,
+    /// On `stop`, ends every session (BYE, CANCEL or 480) and waits for the answers.
+    pub graceful_shutdown: bool,
+    /// Seeds tags, branches and Call-IDs; `None` takes one from the clock and address.
+    pub seed: Option<u64>,
+}
+
+impl Default for UserAgentOptions {
+    fn default() -> UserAgentOptions {
+        UserAgentOptions {
+            listen: Listen::Udp(SocketAddr::from(([127, 0, 0, 1], 0))),
+            user: "sipua".into(),
+            session_description_handler_factory: Arc::new(FixedSdpFactory::default()),
+            delegate: None,
+            no_answer_timeout: Duration::from_secs(60),
+            user_agent_string: concat!("sipua/", env!("CARGO_PKG_VERSION")).into(),
+            credentials: None,
+            outbound_proxy: None,
+            accept_any_user: false,
+            graceful_shutdown: true,
+            seed: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for UserAgentOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserAgentOptions")
+            .field("listen", &self.listen)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// State shared by the user agent handle, the driver and the session tasks.
+pub(crate) struct Shared {
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) options: UserAgentOptions,
+    pub(crate) local: SocketAddr,
+    next_key: AtomicU64,
+    invitations: Mutex<Option<mpsc::Sender<Invitation>>>,
+    allow: Vec<Method>,
+}
+
+impl Shared {
+    pub(crate) fn next_key(&self) -> u64 {
+        self.next_key.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// `Allow` with the methods the API handles.
+    pub(crate) fn allow_header(&self) -> Header {
+        let list: Vec<&str> = self.allow.iter().map(Method::as_str).collect();
+        Header::new(HeaderName::Allow, list.join(", "))
+    }
+
+    pub(crate) async fn ask<T>(
+        &self,
+        make: impl FnOnce(driver::Reply<T>) -> Command,
+    ) -> Result<T, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// Hands a new invitation to the delegate or the queue; refuses it when neither takes it.
+    pub(crate) fn offer_invitation(&self, invitation: Invitation) {
+        if let Some(d) = &self.options.delegate {
+            d.on_invite(invitation);
+            return;
+        }
+        let queue = self.invitations.lock().unwrap_or_else(|e| e.into_inner());
+        let refused = match queue.as_ref() {
+            Some(q) => match q.try_send(invitation) {
+                Ok(()) => None,
+                Err(mpsc::error::TrySendError::Full(i) | mpsc::error::TrySendError::Closed(i)) => {
+                    Some(i)
+                }
+            },
+            None => Some(invitation),
+        };
+        if let Some(inv) = refused {
+            inv.reject_nowait(486);
+        }
+    }
+
+    /// Where to send a request for `target`: the outbound proxy, the URI's address, or the
+    /// address its host name resolves to (A/AAAA).
+    pub(crate) async fn resolve(&self, target: &Uri) -> Result<SocketAddr, Error> {
+        if let Some(p) = self.options.outbound_proxy {
+            return Ok(p);
+        }
+        if let Some(a) = literal_address(target) {
+            return Ok(a);
+        }
+        let sip = target
+            .as_sip()
+            .ok_or_else(|| Error::Unresolvable(target.to_string()))?;
+        let host = sip.host.to_string();
+        let port = sip.port.unwrap_or(default_port(sip));
+        let found = match tokio::net::lookup_host((host.clone(), port)).await {
+            Ok(mut addrs) => addrs.next(),
+            Err(_) => None,
+        };
+        found.ok_or(Error::Unresolvable(host))
+    }
+}
+
+fn default_port(sip: &sipua_message::SipUri) -> u16 {
+    if sip.scheme == sipua_message::Scheme::Sips {
+        5061
+    } else {
+        5060
+    }
+}
+
+/// The address a SIP URI names directly (an IP literal host), with its port or the default.
+pub(crate) fn literal_address(uri: &Uri) -> Option<SocketAddr> {
+    let sip = uri.as_sip()?;
+    let target = sip.maddr().and_then(|m| m.parse::<IpAddr>().ok());
+    let ip = match (&sip.host, target) {
+        (_, Some(ip)) => ip,
+        (Host::Ipv4(ip), None) => IpAddr::V4(*ip),
+        (Host::Ipv6(ip), None) => IpAddr::V6(*ip),
+        _ => return None,
+    };
+    let port = sip.port.unwrap_or(default_port(sip));
+    Some(SocketAddr::new(ip, port))
+}
+
+/// A SIP user agent (SIP.js `UserAgent`): create it with options, `start` it, make calls
+/// with [`crate::Inviter`], take calls from the delegate or [`UserAgent::next_invitation`].
+/// Cheap to clone; every clone is the same agent.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), sipua::Error> {
+/// use sipua::{Inviter, InviterOptions, UserAgent, UserAgentOptions};
+/// let ua = UserAgent::new(UserAgentOptions::default());
+/// ua.start().await?;
+/// let inviter = Inviter::new(&ua, "sip:bob@127.0.0.1:5062".parse()?, InviterOptions::default())?;
+/// inviter.invite(Default::default()).await?;
+/// inviter.session().established().await?;
+/// inviter.session().bye().await?;
+/// ua.stop().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct UserAgent {
+    inner: Arc<UaInner>,
+}
+
+struct UaInner {
+    options: UserAgentOptions,
+    state: watch::Sender<UserAgentState>,
+    running: Mutex<Option<Running>>,
+    invitations: tokio::sync::Mutex<Option<mpsc::Receiver<Invitation>>>,
+}
+
+struct Running {
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl UserAgent {
+    /// A stopped user agent with these options.
+    pub fn new(options: UserAgentOptions) -> UserAgent {
+        UserAgent {
+            inner: Arc::new(UaInner {
+                options,
+                state: watch::channel(UserAgentState::Stopped).0,
+                running: Mutex::new(None),
+                invitations: tokio::sync::Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The options it was made with.
+    pub fn options(&self) -> &UserAgentOptions {
+        &self.inner.options
+    }
+
+    /// The current state.
+    pub fn state(&self) -> UserAgentState {
+        *self.inner.state.borrow()
+    }
+
+    /// Follows state changes (SIP.js `stateChange`).
+    pub fn state_change(&self) -> watch::Receiver<UserAgentState> {
+        self.inner.state.subscribe()
+    }
+
+    /// The address the transport is bound to, once started.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.shared().map(|s| s.local)
+    }
+
+    pub(crate) fn shared(&self) -> Option<Arc<Shared>> {
+        let g = self.inner.running.lock().unwrap_or_else(|e| e.into_inner());
+        g.as_ref().map(|r| r.shared.clone())
+    }
+
+    /// Binds the transport and starts the driver. Starting a started agent does nothing.
+    pub async fn start(&self) -> Result<(), Error> {
+        if self.shared().is_some() {
+            return Ok(());
+        }
+        let o = &self.inner.options;
+        let net = Net::bind(&o.listen)
+            .await
+            .map_err(|e| Error::Transport(e.to_string()))?;
+        let local = net
+            .local_addr()
+            .map_err(|e| Error::Transport(e.to_string()))?;
+        let transport = net.transport();
+        let seed = o.seed.unwrap_or_else(|| clock_seed(local));
+        let mut cfg = UaConfig {
+            seed,
+            credentials: o.credentials.clone(),
+            ..UaConfig::new(local, transport, &o.user)
+        };
+        cfg.endpoint.seed = seed.rotate_left(17);
+        let allow = vec![
+            Method::Invite,
+            Method::Ack,
+            Method::Cancel,
+            Method::Bye,
+            Method::Options,
+            Method::Info,
+            Method::Message,
+            Method::Notify,
+        ];
+        cfg.capabilities = Capabilities {
+            allow: allow.clone(),
+            check_request_uri: !o.accept_any_user,
+            ..Capabilities::default()
+        };
+        let core = UaCore::new(cfg);
+        let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
+        let (inv_tx, inv_rx) = mpsc::channel(INVITATION_QUEUE);
+        let shared = Arc::new(Shared {
+            commands,
+            options: o.clone(),
+            local,
+            next_key: AtomicU64::new(1),
+            invitations: Mutex::new(Some(inv_tx)),
+            allow,
+        });
+        *self.inner.invitations.lock().await = Some(inv_rx);
+        let task = driver::spawn(core, net, &shared, command_rx);
+        *self.inner.running.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Running { shared, task });
+        self.inner.state.send_replace(UserAgentState::Started);
+        if let Some(d) = &o.delegate {
+            d.on_connect();
+        }
+        Ok(())
+    }
+
+    /// Stops: with `graceful_shutdown`, ends every session first (BYE, CANCEL or 480) and
+    /// waits up to 5 s for their answers; then closes the transport.
+    pub async fn stop(&self) {
+        let running = self
+            .inner
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let Some(Running { shared, task }) = running else {
+            return;
+        };
+        if self.inner.options.graceful_shutdown {
+            let (tx, rx) = oneshot::channel();
+            if shared
+                .commands
+                .send(Command::Stop { reply: tx })
+                .await
+                .is_ok()
+            {
+                let _ = rx.await;
+            }
+        }
+        task.abort();
+        let _ = task.await;
+        *shared.invitations.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.inner.state.send_replace(UserAgentState::Stopped);
+        if let Some(d) = &self.inner.options.delegate {
+            d.on_disconnect(None);
+        }
+    }
+
+    /// The next incoming call, when no delegate is set; `None` once stopped.
+    pub async fn next_invitation(&self) -> Option<Invitation> {
+        let mut g = self.inner.invitations.lock().await;
+        g.as_mut()?.recv().await
+    }
+
+    /// Sends an out-of-dialog request (MESSAGE, OPTIONS, INFO...) and returns its final
+    /// response, whatever its status (SIP.js `Messager` and core requests).
+    pub async fn request(
+        &self,
+        method: Method,
+        target: Uri,
+        headers: Vec<Header>,
+        body: Option<(String, Bytes)>,
+    ) -> Result<Response, Error> {
+        let shared = self.shared().ok_or(Error::Stopped)?;
+        let destination = shared.resolve(&target).await?;
+        let body = body_of(body)?;
+        shared
+            .ask(|reply| Command::Request {
+                method,
+                target,
+                destination,
+                headers,
+                body,
+                reply,
+            })
+            .await
+    }
+}
+
+/// Parses a `(content type, body)` pair for the core.
+pub(crate) fn body_of(body: Option<(String, Bytes)>) -> Result<Body, Error> {
+    match body {
+        None => Ok(None),
+        Some((ct, b)) => {
+            let mt =
+                <sipua_message::header::ContentType as sipua_message::header::TypedHeader>::parse(
+                    ct.as_bytes(),
+                )
+                .map_err(|e| Error::InvalidArgument(format!("content type {ct}: {e}")))?;
+            Ok(Some((mt.0, b)))
+        }
+    }
+}
+
+/// A seed from the clock and the address, so two agents never share tags or branches.
+fn clock_seed(local: SocketAddr) -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    t ^ (u64::from(local.port()) << 48) ^ 0x9e37_79b9_7f4a_7c15
+}
+
+/// An incoming request outside a session's own handling (MESSAGE, NOTIFY; SIP.js `Message`,
+/// `Notification`, `Info`, `Bye`): read it, then answer. Dropping it unanswered accepts it.
+pub struct IncomingRequest {
+    request: Request,
+    id: TransactionId,
+    shared: Arc<Shared>,
+    answered: bool,
+}
+
+impl std::fmt::Debug for IncomingRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IncomingRequest")
+            .field("method", self.request.method())
+            .finish_non_exhaustive()
+    }
+}
+
+impl IncomingRequest {
+    /// The request.
+    pub fn request(&self) -> &Request {
+        &self.request
+    }
+
+    /// Answers 200 OK.
+    pub fn accept(mut self) {
+        self.send(200);
+    }
+
+    /// Answers with `status` (400–699).
+    pub fn reject(mut self, status: u16) {
+        self.send(status);
+    }
+
+    fn send(&mut self, status: u16) {
+        if std::mem::replace(&mut self.answered, true) {
+            return;
+        }
+        let (tx, _rx) = oneshot::channel();
+        let _ = self.shared.commands.try_send(Command::Respond {
+            key: None,
+            id: self.id,
+            status,
+            reason: None,
+            headers: Vec::new(),
+            body: None,
+            reply: tx,
+        });
+    }
+}
+
+impl Drop for IncomingRequest {
+    fn drop(&mut self) {
+        self.send(200);
+    }
+}
+
+/// An out-of-dialog MESSAGE or NOTIFY, to the delegate or its default.
+pub(crate) fn incoming_request(shared: Arc<Shared>, id: TransactionId, request: Request) {
+    let method = request.method().clone();
+    let r = IncomingRequest {
+        request,
+        id,
+        shared: shared.clone(),
+        answered: false,
+    };
+    match (&shared.options.delegate, method) {
+        (Some(d), Method::Message) => d.on_message(r),
+        (Some(d), _) => d.on_notify(r),
+        (None, Method::Message) => r.accept(),
+        (None, _) => r.reject(481),
+    }
+}
+
+/// The media type of a body, as given by its message.
+pub(crate) fn content_type_of(m: &MediaType) -> String {
+    format!("{}/{}", m.kind, m.subtype)
+}

@@ -1,0 +1,640 @@
+//! SIP.js's session scenarios (`test/spec/api/session.spec.ts` and
+//! `session-in-dialog.spec.ts`), ported: two user agents on an in-memory network with virtual
+//! time (tokio's paused clock), with and without an offer in the INVITE.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sipua::message::{Request, Response};
+use sipua::{
+    EndReason, Error, Invitation, InvitationProgressOptions, InvitationRejectOptions, Inviter,
+    InviterCancelOptions, InviterOptions, LinkConfig, Listen, MemoryNetwork, RequestOptions,
+    SessionDelegate, SessionInviteOptions, SessionState, UserAgent, UserAgentOptions,
+};
+
+const ALICE: &str = "10.0.0.1:5060";
+const BOB: &str = "10.0.0.2:5060";
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+async fn agent(
+    net: &MemoryNetwork,
+    at: &str,
+    user: &str,
+    tweak: impl FnOnce(&mut UserAgentOptions),
+) -> UserAgent {
+    let mut o = UserAgentOptions {
+        listen: Listen::Memory(net.clone(), addr(at)),
+        user: user.into(),
+        seed: Some(addr(at).ip().to_string().len() as u64 + user.len() as u64),
+        ..Default::default()
+    };
+    tweak(&mut o);
+    let ua = UserAgent::new(o);
+    ua.start().await.unwrap();
+    ua
+}
+
+struct Pair {
+    net: MemoryNetwork,
+    alice: UserAgent,
+    bob: UserAgent,
+}
+
+async fn pair(seed: u64) -> Pair {
+    let net = MemoryNetwork::new(seed, LinkConfig::default());
+    let alice = agent(&net, ALICE, "alice", |_| {}).await;
+    let bob = agent(&net, BOB, "bob", |_| {}).await;
+    Pair { net, alice, bob }
+}
+
+fn bob_uri() -> sipua::message::Uri {
+    format!("sip:bob@{BOB}").parse().unwrap()
+}
+
+fn inviter(p: &Pair, with_sdp: bool) -> Inviter {
+    Inviter::new(
+        &p.alice,
+        bob_uri(),
+        InviterOptions {
+            invite_without_sdp: !with_sdp,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+async fn invitation(p: &Pair) -> Invitation {
+    p.bob.next_invitation().await.expect("an invitation")
+}
+
+/// A whole call: INVITE (with or without offer), 180, 200, ACK, BYE from either side.
+async fn basic_call(with_sdp: bool, bye_from_alice: bool) {
+    let p = pair(1).await;
+    let call = inviter(&p, with_sdp);
+    call.invite(Default::default()).await.unwrap();
+    assert_eq!(call.state(), SessionState::Establishing);
+    let inv = invitation(&p).await;
+    assert_eq!(inv.request().body().is_empty(), !with_sdp);
+    inv.progress(Default::default()).await.unwrap();
+    assert_eq!(inv.state(), SessionState::Establishing);
+    inv.accept(Default::default()).await.unwrap();
+    assert_eq!(inv.state(), SessionState::Established);
+    call.established().await.unwrap();
+    // both sides hold the other's description: offer/answer went through INVITE/200 or 200/ACK
+    let mut bob_state = inv.state_change();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(call.remote_description().is_some());
+    assert!(
+        inv.remote_description().is_some(),
+        "answer in the ACK reached Bob"
+    );
+    assert_eq!(
+        call.dialog().unwrap().call_id,
+        inv.dialog().unwrap().call_id
+    );
+    if bye_from_alice {
+        let resp = call.bye().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(call.end_reason(), Some(EndReason::LocalBye));
+        assert_eq!(inv.terminated().await, EndReason::RemoteBye);
+    } else {
+        let resp = inv.bye().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(call.terminated().await, EndReason::RemoteBye);
+    }
+    bob_state
+        .wait_for(|s| *s == SessionState::Terminated)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn call_with_offer_alice_hangs_up() {
+    basic_call(true, true).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn call_without_offer_alice_hangs_up() {
+    basic_call(false, true).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn call_with_offer_bob_hangs_up() {
+    basic_call(true, false).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn call_without_offer_bob_hangs_up() {
+    basic_call(false, false).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn reject_ends_both_sides_with_480() {
+    for with_sdp in [true, false] {
+        let p = pair(2).await;
+        let call = inviter(&p, with_sdp);
+        call.invite(Default::default()).await.unwrap();
+        let inv = invitation(&p).await;
+        inv.reject(Default::default()).await.unwrap();
+        assert_eq!(
+            inv.end_reason(),
+            Some(EndReason::LocalReject { status: 480 })
+        );
+        assert!(matches!(
+            call.established().await,
+            Err(Error::Rejected { status: 480, .. })
+        ));
+        // a second answer is refused
+        assert!(inv.reject(Default::default()).await.is_err());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn accept_twice_is_a_state_error() {
+    let p = pair(3).await;
+    let call = inviter(&p, true);
+    call.invite(Default::default()).await.unwrap();
+    let inv = invitation(&p).await;
+    inv.accept(Default::default()).await.unwrap();
+    assert!(matches!(
+        inv.accept(Default::default()).await,
+        Err(Error::StateTransition { .. })
+    ));
+    assert!(matches!(
+        inv.reject(Default::default()).await,
+        Err(Error::StateTransition { .. })
+    ));
+    call.established().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn redirect_reaches_the_caller_as_3xx() {
+    let p = pair(4).await;
+    let call = inviter(&p, true);
+    call.invite(Default::default()).await.unwrap();
+    let inv = invitation(&p).await;
+    inv.reject(InvitationRejectOptions {
+        status_code: Some(302),
+        extra_headers: vec![sipua::message::Header::new(
+            sipua::message::HeaderName::Contact,
+            "<sip:carol@10.0.0.3>",
+        )],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert!(matches!(
+        call.terminated().await,
+        EndReason::Rejected { status: 302, .. }
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_before_any_provisional_ends_with_487() {
+    for with_sdp in [true, false] {
+        let p = pair(5).await;
+        let call = inviter(&p, with_sdp);
+        call.invite(Default::default()).await.unwrap();
+        // sent before the 100 Trying comes back: the CANCEL waits for it (RFC 3261 §9.1)
+        call.cancel(Default::default()).await.unwrap();
+        assert_eq!(call.state(), SessionState::Terminating);
+        let inv = invitation(&p).await;
+        assert_eq!(inv.terminated().await, EndReason::Cancelled);
+        assert!(matches!(
+            call.terminated().await,
+            EndReason::Rejected { status: 487, .. }
+        ));
+    }
+}
+
+/// Records every datagram the network carries (and drops none).
+fn tap(net: &MemoryNetwork) -> Arc<std::sync::Mutex<Vec<String>>> {
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let l = log.clone();
+    net.drop_when(move |_, _, b| {
+        l.lock()
+            .unwrap()
+            .push(String::from_utf8_lossy(b).into_owned());
+        false
+    });
+    log
+}
+
+fn count(log: &Arc<std::sync::Mutex<Vec<String>>>, prefix: &str) -> usize {
+    log.lock()
+        .unwrap()
+        .iter()
+        .filter(|m| m.starts_with(prefix))
+        .count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_after_180_with_reason() {
+    struct Cancelled(Arc<AtomicUsize>);
+    impl SessionDelegate for Cancelled {
+        fn on_cancel(&self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    struct Progress(Arc<AtomicUsize>);
+    impl SessionDelegate for Progress {
+        fn on_progress(&self, r: &Response) {
+            if r.status() == 180 {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+    let p = pair(6).await;
+    let log = tap(&p.net);
+    let progress = Arc::new(AtomicUsize::new(0));
+    let cancels = Arc::new(AtomicUsize::new(0));
+    let call = Inviter::new(
+        &p.alice,
+        bob_uri(),
+        InviterOptions {
+            delegate: Some(Arc::new(Progress(progress.clone()))),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    call.invite(Default::default()).await.unwrap();
+    let inv = invitation(&p).await;
+    inv.set_delegate(Arc::new(Cancelled(cancels.clone())));
+    inv.progress(Default::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(progress.load(Ordering::SeqCst), 1);
+    call.cancel(InviterCancelOptions {
+        status_code: Some(200),
+        reason_phrase: Some("answered elsewhere".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(inv.terminated().await, EndReason::Cancelled);
+    assert_eq!(cancels.load(Ordering::SeqCst), 1);
+    assert!(matches!(
+        call.terminated().await,
+        EndReason::Rejected { status: 487, .. }
+    ));
+    let log = log.lock().unwrap();
+    let cancel = log
+        .iter()
+        .find(|m| m.starts_with("CANCEL "))
+        .expect("a CANCEL");
+    assert!(
+        cancel.contains("Reason: SIP;cause=200;text=\"answered elsewhere\"\r\n"),
+        "{cancel}"
+    );
+    // the 487 is acknowledged by the INVITE client transaction
+    assert!(log.iter().any(|m| m.starts_with("ACK ")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_and_200_cross_the_200_wins_and_is_ended_with_bye() {
+    let p = pair(7).await;
+    let call = inviter(&p, true);
+    call.invite(Default::default()).await.unwrap();
+    let inv = invitation(&p).await;
+    inv.progress(Default::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // both leave at the same instant: the 200 and the CANCEL cross on the wire
+    let (a, b) = tokio::join!(
+        call.cancel(Default::default()),
+        inv.accept(Default::default())
+    );
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(inv.terminated().await, EndReason::RemoteBye);
+    call.terminated().await;
+    assert_eq!(call.state(), SessionState::Terminated);
+}
+
+#[tokio::test(start_paused = true)]
+async fn lost_ack_is_recovered_by_the_2xx_retransmission() {
+    let p = pair(8).await;
+    p.net.drop_next(b"ACK ", 2);
+    let call = inviter(&p, true);
+    call.invite(Default::default()).await.unwrap();
+    let inv = invitation(&p).await;
+    let log = tap(&p.net);
+    inv.accept(Default::default()).await.unwrap();
+    call.established().await.unwrap();
+    // Bob may only hang up once the ACK is in (RFC 3261 §15): the BYE waits for it
+    let bye = inv.bye().await.unwrap();
+    assert_eq!(bye.status(), 200);
+    assert_eq!(call.terminated().await, EndReason::RemoteBye);
+    // two ACKs lost: the 200 went out three times, each answered by an ACK
+    assert_eq!(
+        count(&log, "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1:5060"),
+        3
+    );
+    assert_eq!(count(&log, "ACK "), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn never_acked_2xx_ends_with_bye_after_64_t1() {
+    let p = pair(9).await;
+    p.net.drop_next(b"ACK ", usize::MAX);
+    let call = inviter(&p, true);
+    call.invite(Default::default()).await.unwrap();
+    let inv = invitation(&p).await;
+    let start = tokio::time::Instant::now();
+    inv.accept(Default::default()).await.unwrap();
+    assert_eq!(inv.terminated().await, EndReason::AckTimeout);
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(32) && waited < Duration::from_secs(34),
+        "{waited:?}"
+    );
+    assert_eq!(call.terminated().await, EndReason::RemoteBye);
+}
+
+#[tokio::test(start_paused = true)]
+async fn unanswered_invitation_times_out_with_480() {
+    let net = MemoryNetwork::new(10, LinkConfig::default());
+    let alice = agent(&net, ALICE, "alice", |_| {}).await;
+    let bob = agent(&net, BOB, "bob", |o| {
+        o.no_answer_timeout = Duration::from_secs(5)
+    })
+    .await;
+    let call = Inviter::new(&alice, bob_uri(), Default::default()).unwrap();
+    call.invite(Default::default()).await.unwrap();
+    let inv = bob.next_invitation().await.unwrap();
+    inv.progress(Default::default()).await.unwrap();
+    let start = tokio::time::Instant::now();
+    assert!(matches!(
+        call.terminated().await,
+        EndReason::Rejected { status: 480, .. }
+    ));
+    assert!(start.elapsed() <= Duration::from_secs(6));
+    assert_eq!(
+        inv.end_reason(),
+        Some(EndReason::LocalReject { status: 480 })
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn nobody_there_times_out_after_timer_b() {
+    let net = MemoryNetwork::new(11, LinkConfig::default());
+    let alice = agent(&net, ALICE, "alice", |_| {}).await;
+    let call = Inviter::new(&alice, bob_uri(), Default::default()).unwrap();
+    let start = tokio::time::Instant::now();
+    call.invite(Default::default()).await.unwrap();
+    assert_eq!(call.terminated().await, EndReason::Timeout);
+    assert!(start.elapsed() >= Duration::from_secs(32));
+    assert!(matches!(call.established().await, Err(Error::Timeout)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn early_media_applies_the_answer_of_the_183() {
+    let p = pair(12).await;
+    let call = Inviter::new(
+        &p.alice,
+        bob_uri(),
+        InviterOptions {
+            early_media: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    call.invite(Default::default()).await.unwrap();
+    let inv = invitation(&p).await;
+    inv.progress(InvitationProgressOptions {
+        status_code: Some(183),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(call.state(), SessionState::Establishing);
+    assert!(
+        call.remote_description().is_some(),
+        "answer from the 183 applied"
+    );
+    inv.accept(Default::default()).await.unwrap();
+    call.established().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_early_media_the_183_answer_waits_for_the_200() {
+    let p = pair(13).await;
+    let call = inviter(&p, true);
+    call.invite(Default::default()).await.unwrap();
+    let inv = invitation(&p).await;
+    inv.progress(InvitationProgressOptions {
+        status_code: Some(183),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(call.remote_description().is_none());
+    inv.accept(Default::default()).await.unwrap();
+    call.established().await.unwrap();
+    assert!(call.remote_description().is_some());
+}
+
+async fn established(p: &Pair, with_sdp: bool) -> (Inviter, Invitation) {
+    let call = inviter(p, with_sdp);
+    call.invite(Default::default()).await.unwrap();
+    let inv = invitation(p).await;
+    inv.accept(Default::default()).await.unwrap();
+    call.established().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await; // the ACK lands
+    (call, inv)
+}
+
+#[tokio::test(start_paused = true)]
+async fn reinvite_accepted_from_either_side_with_and_without_offer() {
+    for with_sdp in [true, false] {
+        let p = pair(14).await;
+        let (call, inv) = established(&p, with_sdp).await;
+        let hold = SessionInviteOptions {
+            without_sdp: !with_sdp,
+            ..Default::default()
+        };
+        call.session().invite(hold.clone()).await.unwrap();
+        inv.invite(hold).await.unwrap();
+        assert_eq!(call.state(), SessionState::Established);
+        assert_eq!(inv.state(), SessionState::Established);
+        call.bye().await.unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn second_reinvite_while_one_is_pending_is_request_pending() {
+    let p = pair(15).await;
+    let (call, _inv) = established(&p, true).await;
+    let (a, b) = tokio::join!(
+        call.session().invite(Default::default()),
+        call.session().invite(Default::default())
+    );
+    assert!(a.is_ok());
+    assert_eq!(b, Err(Error::RequestPending));
+}
+
+#[tokio::test(start_paused = true)]
+async fn reinvite_glare_491_both_sides_retry_and_succeed() {
+    let p = pair(16).await;
+    let (call, inv) = established(&p, true).await;
+    let log = tap(&p.net);
+    let (a, b) = tokio::join!(
+        call.session().invite(Default::default()),
+        inv.invite(Default::default())
+    );
+    a.unwrap();
+    b.unwrap();
+    // both re-INVITEs crossed and got 491, then each side retried after its back-off
+    assert_eq!(count(&log, "SIP/2.0 491"), 2);
+    assert_eq!(count(&log, "INVITE "), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn info_and_message_reach_the_delegate_and_its_status_comes_back() {
+    struct Bob;
+    impl SessionDelegate for Bob {
+        fn on_info(&self, r: &Request) -> u16 {
+            if r.body() == b"Signal=5\r\nDuration=160\r\n" {
+                200
+            } else {
+                400
+            }
+        }
+        fn on_message(&self, _r: &Request) -> u16 {
+            415
+        }
+    }
+    let p = pair(17).await;
+    let call = Inviter::new(
+        &p.alice,
+        bob_uri(),
+        InviterOptions {
+            delegate: Some(Arc::new(Bob)),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    call.invite(Default::default()).await.unwrap();
+    let inv = invitation(&p).await;
+    inv.accept(Default::default()).await.unwrap();
+    call.established().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Bob sends, Alice's delegate answers
+    let body = |s: &'static str, t: &str| RequestOptions {
+        body: Some(sipua::BodyAndContentType {
+            body: s.into(),
+            content_type: t.into(),
+        }),
+        ..Default::default()
+    };
+    let r = inv
+        .info_request(body(
+            "Signal=5\r\nDuration=160\r\n",
+            "application/dtmf-relay",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = inv
+        .info_request(body("Signal=x", "application/dtmf-relay"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = inv.message(body("hello", "text/plain")).await.unwrap();
+    assert_eq!(r.status(), 415);
+    // Alice sends; Bob has no delegate: 200
+    let r = call.message(body("hi", "text/plain")).await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_outside_established_are_state_errors() {
+    let p = pair(18).await;
+    let call = inviter(&p, true);
+    assert!(matches!(
+        call.bye().await,
+        Err(Error::StateTransition { .. })
+    ));
+    assert!(matches!(call.invite(Default::default()).await, Ok(())));
+    assert!(matches!(
+        call.info_request(Default::default()).await,
+        Err(Error::StateTransition { .. })
+    ));
+    let inv = invitation(&p).await;
+    inv.reject(Default::default()).await.unwrap();
+    call.terminated().await;
+    assert_eq!(call.bye().await.unwrap_err(), Error::SessionTerminated);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_every_handle_disposes_the_call() {
+    let p = pair(19).await;
+    let (call, inv) = established(&p, true).await;
+    drop(call);
+    assert_eq!(inv.terminated().await, EndReason::RemoteBye);
+}
+
+#[tokio::test(start_paused = true)]
+async fn graceful_stop_hangs_up_live_calls() {
+    let p = pair(20).await;
+    let (_call, inv) = established(&p, true).await;
+    p.alice.stop().await;
+    assert_eq!(inv.terminated().await, EndReason::RemoteBye);
+    assert_eq!(p.alice.state(), sipua::UserAgentState::Stopped);
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_complete_at_20_percent_loss_with_duplication_and_reordering() {
+    let mut completed = 0;
+    for seed in 0..40 {
+        let net = MemoryNetwork::new(
+            seed,
+            LinkConfig {
+                delay: Duration::from_millis(20),
+                jitter: Duration::from_millis(30),
+                loss: 0.2,
+                duplicate: 0.1,
+            },
+        );
+        let alice = agent(&net, ALICE, "alice", |_| {}).await;
+        let bob = agent(&net, BOB, "bob", |_| {}).await;
+        let call = Inviter::new(
+            &alice,
+            bob_uri(),
+            InviterOptions {
+                invite_without_sdp: seed % 2 == 1,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        call.invite(Default::default()).await.unwrap();
+        let inv = bob.next_invitation().await.unwrap();
+        inv.accept(Default::default()).await.unwrap();
+        call.established()
+            .await
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        // the ACK (with the answer, when the 200 offered) gets through within 64·T1
+        for _ in 0..320 {
+            if inv.remote_description().is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let bye = call
+            .bye()
+            .await
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        assert_eq!(bye.status(), 200, "seed {seed}");
+        assert_eq!(inv.terminated().await, EndReason::RemoteBye, "seed {seed}");
+        assert!(inv.remote_description().is_some(), "seed {seed}");
+        completed += 1;
+        alice.stop().await;
+        bob.stop().await;
+    }
+    assert_eq!(completed, 40);
+}
