@@ -41,9 +41,9 @@ impl std::str::FromStr for Answer {
 /// Arguments of `sipua serve`.
 #[derive(clap::Args)]
 pub struct ServeArgs {
-    /// Where to listen, as `udp:IP:PORT`.
+    /// Where to listen, as `udp:IP:PORT` or `tcp:IP:PORT`; repeat to listen on several.
     #[arg(long, default_value = "udp:127.0.0.1:5062")]
-    listen: String,
+    listen: Vec<String>,
     /// How to answer calls: `auto`, `busy` or `ring:SECONDS`.
     #[arg(long, default_value = "auto")]
     answer: Answer,
@@ -56,7 +56,7 @@ pub struct ServeArgs {
 }
 
 /// Arguments of `sipua call`.
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub struct CallArgs {
     /// Who to call, e.g. `sip:bob@127.0.0.1:5062`.
     uri: String,
@@ -66,9 +66,26 @@ pub struct CallArgs {
     /// Local address to call from.
     #[arg(long, default_value = "udp:127.0.0.1:0")]
     from_addr: String,
+    /// The transport to call over, `udp` or `tcp` (default: the URI's `transport`
+    /// parameter, else UDP).
+    #[arg(long)]
+    transport: Option<String>,
     /// Send the INVITE without an SDP offer (the callee offers in its 200).
     #[arg(long)]
     no_offer: bool,
+    /// Make this many calls (a load run); prints the successful and failed counts.
+    #[arg(long, default_value_t = 1)]
+    calls: u64,
+    /// Calls started per second when `--calls` is above 1.
+    #[arg(long, default_value_t = 10.0)]
+    rate: f64,
+    /// Most calls in progress at once when `--calls` is above 1.
+    #[arg(long, default_value_t = 1000)]
+    concurrent: usize,
+    /// Seconds to keep the user agent (and its TCP connections) open after the last call,
+    /// for peers that treat a closed connection as a failed call.
+    #[arg(long, default_value_t = 0.0)]
+    linger: f64,
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -159,45 +176,49 @@ async fn answer(inv: Invitation, mode: Answer, quiet: bool) {
 
 /// Runs `sipua serve`.
 pub fn serve(args: &ServeArgs) -> ExitCode {
-    let listen = match Listen::parse(&args.listen) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
+    let mut listens = Vec::new();
+    for l in &args.listen {
+        match Listen::parse(l) {
+            Ok(l) => listens.push(l),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
         }
-    };
+    }
     runtime().block_on(async {
-        // a server answers whatever user the Request-URI names
-        let ua = UserAgent::new(UserAgentOptions {
-            listen,
-            accept_any_user: true,
-            ..Default::default()
-        });
-        if let Err(e) = ua.start().await {
-            eprintln!("error: cannot listen on {}: {e}", args.listen);
-            return ExitCode::FAILURE;
-        }
-        if let Some(a) = ua.local_addr() {
-            println!("listening on udp:{a}");
-        }
-        let lifetime = async {
-            if args.lifetime > 0 {
-                tokio::time::sleep(Duration::from_secs(args.lifetime)).await
-            } else {
-                std::future::pending::<()>().await
+        let mut agents = Vec::new();
+        for (listen, text) in listens.into_iter().zip(&args.listen) {
+            // a server answers whatever user the Request-URI names
+            let ua = UserAgent::new(UserAgentOptions {
+                listen,
+                accept_any_user: true,
+                ..Default::default()
+            });
+            if let Err(e) = ua.start().await {
+                eprintln!("error: cannot listen on {text}: {e}");
+                return ExitCode::FAILURE;
             }
-        };
-        tokio::pin!(lifetime);
-        loop {
-            tokio::select! {
-                inv = ua.next_invitation() => {
-                    let Some(inv) = inv else { break };
-                    tokio::spawn(answer(inv, args.answer, args.quiet));
+            let scheme = text.split(':').next().unwrap_or("udp");
+            if let Some(a) = ua.local_addr() {
+                println!("listening on {scheme}:{a}");
+            }
+            let (mode, quiet, agent) = (args.answer, args.quiet, ua.clone());
+            tokio::spawn(async move {
+                while let Some(inv) = agent.next_invitation().await {
+                    tokio::spawn(answer(inv, mode, quiet));
                 }
-                _ = &mut lifetime => break,
-            }
+            });
+            agents.push(ua);
         }
-        ua.stop().await;
+        if args.lifetime > 0 {
+            tokio::time::sleep(Duration::from_secs(args.lifetime)).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+        for ua in agents {
+            ua.stop().await;
+        }
         ExitCode::SUCCESS
     })
 }
@@ -213,7 +234,13 @@ impl SessionDelegate for Progress {
 /// Runs `sipua call`: exit 0 when the call was answered and hung up cleanly.
 pub fn call(args: &CallArgs) -> ExitCode {
     let (listen, uri) = match (Listen::parse(&args.from_addr), args.uri.parse::<Uri>()) {
-        (Ok(l), Ok(u)) => (l, u),
+        (Ok(l), Ok(u)) => match with_transport(l, u, args.transport.as_deref()) {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
         (Err(e), _) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
@@ -232,52 +259,141 @@ pub fn call(args: &CallArgs) -> ExitCode {
             eprintln!("error: cannot bind {}: {e}", args.from_addr);
             return ExitCode::FAILURE;
         }
-        let options = InviterOptions {
-            invite_without_sdp: args.no_offer,
-            delegate: Some(Arc::new(Progress)),
-            ..Default::default()
-        };
-        let call = match Inviter::new(&ua, uri.clone(), options) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
-        };
         if let Some(a) = ua.local_addr() {
-            println!("calling {uri} from udp:{a}");
+            println!("calling {uri} from {a}");
         }
-        print_states("call".into(), &call);
-        if let Err(e) = call.invite(Default::default()).await {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-        if let Err(e) = call.established().await {
-            eprintln!("error: {e}");
-            ua.stop().await;
-            return ExitCode::FAILURE;
-        }
-        println!("call established; hanging up in {} s", args.duration);
-        let hold = tokio::time::sleep(Duration::from_secs_f64(args.duration.max(0.0)));
-        let code = tokio::select! {
-            _ = hold => match call.bye().await {
-                Ok(r) => {
-                    println!("BYE: {} {}", r.status(), r.reason());
-                    if r.is_success() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
-                }
+        let code = if args.calls <= 1 {
+            match one_call(&ua, &uri, args, true).await {
+                Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("error: BYE: {e}");
+                    eprintln!("error: {e}");
                     ExitCode::FAILURE
                 }
-            },
-            why = call.terminated() => {
-                println!("call ended early: {}", describe(why));
-                ExitCode::SUCCESS
             }
+        } else {
+            many_calls(&ua, &uri, args).await
         };
         // let the state printer finish its line
         tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_secs_f64(args.linger.max(0.0))).await;
         ua.stop().await;
         code
     })
+}
+
+/// One call: INVITE, wait for the answer, hold `--duration`, BYE. `Ok` when it was answered
+/// and ended cleanly (by our BYE answered 2xx, or by the peer's BYE).
+async fn one_call(ua: &UserAgent, uri: &Uri, args: &CallArgs, verbose: bool) -> Result<(), String> {
+    let options = InviterOptions {
+        invite_without_sdp: args.no_offer,
+        delegate: verbose.then(|| Arc::new(Progress) as Arc<dyn SessionDelegate>),
+        ..Default::default()
+    };
+    let call = Inviter::new(ua, uri.clone(), options).map_err(|e| e.to_string())?;
+    if verbose {
+        print_states("call".into(), &call);
+    }
+    call.invite(Default::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    call.established().await.map_err(|e| e.to_string())?;
+    if verbose {
+        println!("call established; hanging up in {} s", args.duration);
+    }
+    let hold = tokio::time::sleep(Duration::from_secs_f64(args.duration.max(0.0)));
+    tokio::select! {
+        _ = hold => {
+            let r = call.bye().await.map_err(|e| format!("BYE: {e}"))?;
+            if verbose {
+                println!("BYE: {} {}", r.status(), r.reason());
+            }
+            if r.is_success() {
+                Ok(())
+            } else {
+                Err(format!("BYE answered {} {}", r.status(), r.reason()))
+            }
+        }
+        why = call.terminated() => {
+            if verbose {
+                println!("call ended early: {}", describe(why));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `--calls N`: N calls started at `--rate` per second, at most `--concurrent` at once; prints
+/// the successful and failed counts, exit 0 only when none failed.
+async fn many_calls(ua: &UserAgent, uri: &Uri, args: &CallArgs) -> ExitCode {
+    let started = std::time::Instant::now();
+    let gap = Duration::from_secs_f64(1.0 / args.rate.max(0.001));
+    let limit = Arc::new(tokio::sync::Semaphore::new(args.concurrent.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut tick = tokio::time::interval(gap);
+    for _ in 0..args.calls {
+        tick.tick().await;
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            break;
+        };
+        let (ua, uri, args) = (ua.clone(), uri.clone(), args.clone());
+        tasks.spawn(async move {
+            let r = one_call(&ua, &uri, &args, false).await;
+            drop(permit);
+            r
+        });
+    }
+    let (mut ok, mut failed) = (0u64, 0u64);
+    while let Some(r) = tasks.join_next().await {
+        match r {
+            Ok(Ok(())) => ok += 1,
+            Ok(Err(e)) => {
+                failed += 1;
+                eprintln!("call failed: {e}");
+            }
+            Err(_) => failed += 1,
+        }
+    }
+    println!(
+        "calls: {ok} successful, {failed} failed in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Chooses the transport of a call: `--transport`, else the URI's `transport` parameter, else
+/// UDP; the local listener and the URI are made to agree.
+fn with_transport(
+    listen: Listen,
+    uri: Uri,
+    transport: Option<&str>,
+) -> Result<(Listen, Uri), String> {
+    let from_uri = uri
+        .as_sip()
+        .and_then(|s| s.transport())
+        .map(str::to_ascii_lowercase);
+    let chosen = transport
+        .map(str::to_ascii_lowercase)
+        .or(from_uri)
+        .unwrap_or_else(|| "udp".into());
+    let addr = match listen {
+        Listen::Udp(a) | Listen::Tcp(a) => a,
+        other => return Ok((other, uri)),
+    };
+    match chosen.as_str() {
+        "udp" => Ok((Listen::Udp(addr), uri)),
+        "tcp" => {
+            let uri = match &uri {
+                Uri::Sip(s) if s.transport().is_none() => format!("{uri};transport=tcp")
+                    .parse()
+                    .map_err(|e| format!("{uri}: {e}"))?,
+                _ => uri,
+            };
+            Ok((Listen::Tcp(addr), uri))
+        }
+        other => Err(format!("transport {other} is not supported yet (udp, tcp)")),
+    }
 }

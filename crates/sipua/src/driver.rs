@@ -17,7 +17,7 @@ use sipua_proto::ua::{UaCore, UaEvent};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::Error;
-use crate::transport::Net;
+use crate::transport::{Net, NetEvent};
 use crate::user_agent::Shared;
 
 /// Inputs a session task may fall behind on before the driver sheds load for it.
@@ -119,6 +119,10 @@ pub(crate) enum Command {
     },
     /// End every session, wait for them (bounded), then stop.
     Stop { reply: oneshot::Sender<()> },
+    /// Counts of what the agent holds.
+    Stats {
+        reply: oneshot::Sender<crate::Stats>,
+    },
 }
 
 /// Where the responses of a client transaction go.
@@ -172,7 +176,7 @@ impl Driver {
     pub(crate) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         loop {
             while let Some(t) = self.core.poll_transmit() {
-                if self.net.send(&t.bytes, t.destination).await.is_err() {
+                if self.net.send(&t).await.is_err() {
                     if let Some(tx) = t.transaction {
                         self.core.handle_transport_error(now(), tx);
                     }
@@ -182,7 +186,10 @@ impl Driver {
                 self.route(ev);
             }
             if let Some((deadline, _)) = &self.stopping {
-                let idle = self.sessions.is_empty() && self.core.transactions() == 0;
+                // sessions end once their BYE or CANCEL is answered; lingering
+                // transactions (Timer D, J, K) only absorb retransmissions
+                let idle = self.sessions.is_empty()
+                    && !self.by_tx.values().any(|r| matches!(r, Route::Waiter(_)));
                 if idle || tokio::time::Instant::now() >= *deadline {
                     if let Some((_, reply)) = self.stopping.take() {
                         let _ = reply.send(());
@@ -195,11 +202,13 @@ impl Driver {
                 sleep = Some(sleep.map_or(*deadline, |s| s.min(*deadline)));
             }
             tokio::select! {
-                r = self.net.recv() => {
-                    let Some((bytes, remote)) = r else { return };
-                    let transport = self.net.transport();
-                    self.core.handle_datagram(now(), Received { transport, remote, bytes });
-                }
+                r = self.net.recv() => match r {
+                    None => return,
+                    Some(NetEvent::Message(transport, bytes, remote)) => {
+                        self.core.handle_datagram(now(), Received { transport, remote, bytes });
+                    }
+                    Some(NetEvent::SendFailed(id)) => self.core.handle_transport_error(now(), id),
+                },
                 cmd = commands.recv() => {
                     let Some(cmd) = cmd else { return };
                     self.apply(cmd);
@@ -501,6 +510,14 @@ impl Driver {
                     let _ = reply.send(Err(e.into()));
                 }
             },
+            Command::Stats { reply } => {
+                let _ = reply.send(crate::Stats {
+                    sessions: self.sessions.len(),
+                    dialogs: self.core.dialogs(),
+                    transactions: self.core.transactions(),
+                    connections: self.net.connections(),
+                });
+            }
             Command::Stop { reply } => {
                 for (sink, _) in self.sessions.values() {
                     let _ = sink.try_send(SessionInput::Shutdown);

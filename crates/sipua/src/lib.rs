@@ -32,7 +32,7 @@ pub use session::{
 };
 pub use transport::{LinkConfig, Listen, MemoryNetwork};
 pub use user_agent::{
-    IncomingRequest, UserAgent, UserAgentDelegate, UserAgentOptions, UserAgentState,
+    IncomingRequest, Stats, UserAgent, UserAgentDelegate, UserAgentOptions, UserAgentState,
 };
 
 pub use sipua_message as message;

@@ -18,11 +18,25 @@ use crate::driver::{self, Body, Command};
 use crate::error::Error;
 use crate::sdh::{FixedSdpFactory, SessionDescriptionHandlerFactory};
 use crate::session::Invitation;
-use crate::transport::{Listen, Net};
+use crate::transport::{Listen, Net, StreamLimits};
 
 const COMMAND_QUEUE: usize = 1024;
 /// Invitations waiting in [`UserAgent::next_invitation`] beyond this are refused with 486.
 const INVITATION_QUEUE: usize = 64;
+
+/// A snapshot of what a user agent holds ([`UserAgent::stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Session tasks alive (calls in any state).
+    pub sessions: usize,
+    /// Dialogs in the protocol core.
+    pub dialogs: usize,
+    /// Transactions in the protocol core.
+    pub transactions: usize,
+    /// Open TCP connections.
+    pub connections: usize,
+}
 
 /// Whether the user agent runs (SIP.js `UserAgentState`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +98,10 @@ pub struct UserAgentOptions {
     pub graceful_shutdown: bool,
     /// Seeds tags, branches and Call-IDs; `None` takes one from the clock and address.
     pub seed: Option<u64>,
+    /// A TCP connection with no traffic for this long is closed.
+    pub connection_idle_timeout: Duration,
+    /// Most open TCP connections; beyond it new ones are refused.
+    pub max_connections: usize,
 }
 
 impl Default for UserAgentOptions {
@@ -100,6 +118,8 @@ impl Default for UserAgentOptions {
             accept_any_user: false,
             graceful_shutdown: true,
             seed: None,
+            connection_idle_timeout: Duration::from_secs(180),
+            max_connections: 10_000,
         }
     }
 }
@@ -288,12 +308,16 @@ impl UserAgent {
             return Ok(());
         }
         let o = &self.inner.options;
-        let net = Net::bind(&o.listen)
+        let limits = StreamLimits {
+            idle: o.connection_idle_timeout,
+            max_message: 65_535,
+            max_connections: o.max_connections,
+            connect_timeout: Duration::from_secs(10),
+        };
+        let net = Net::bind(&o.listen, limits)
             .await
             .map_err(|e| Error::Transport(e.to_string()))?;
-        let local = net
-            .local_addr()
-            .map_err(|e| Error::Transport(e.to_string()))?;
+        let local = net.local_addr();
         let transport = net.transport();
         let seed = o.seed.unwrap_or_else(|| clock_seed(local));
         let mut cfg = UaConfig {
@@ -369,6 +393,18 @@ impl UserAgent {
         if let Some(d) = &self.inner.options.delegate {
             d.on_disconnect(None);
         }
+    }
+
+    /// What the agent holds now: live sessions, dialogs, transactions, TCP connections.
+    pub async fn stats(&self) -> Result<Stats, Error> {
+        let shared = self.shared().ok_or(Error::Stopped)?;
+        let (tx, rx) = oneshot::channel();
+        shared
+            .commands
+            .send(Command::Stats { reply: tx })
+            .await
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
     }
 
     /// The next incoming call, when no delegate is set; `None` once stopped.

@@ -1,7 +1,5 @@
-//! The sockets a user agent speaks through. The driver only needs "receive a message from an
-//! address" and "send bytes to an address"; this module gives it that over UDP (RFC 3261
-//! §18) and over an in-process [`MemoryNetwork`] with loss, duplication, delay and reordering
-//! on tokio's clock, so whole user agents can be tested deterministically with virtual time.
+//! An in-process datagram network for tests, with loss, duplication, delay and reordering on
+//! tokio's clock.
 
 use std::collections::HashMap;
 use std::io;
@@ -10,86 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use sipua_message::Transport;
 use sipua_proto::rng::Rng;
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-/// Largest datagram read.
-const MAX_DATAGRAM: usize = 65_535;
 /// Datagrams waiting at a memory port beyond this are lost, as a full socket buffer loses them.
 const PORT_QUEUE: usize = 4096;
-
-/// Where a user agent listens: the transport and the local address (port 0 picks one).
-#[derive(Debug, Clone)]
-pub enum Listen {
-    /// A UDP socket.
-    Udp(SocketAddr),
-    /// A port on an in-process [`MemoryNetwork`] (datagram semantics, like UDP).
-    Memory(MemoryNetwork, SocketAddr),
-}
-
-impl Listen {
-    /// Parses `udp:IP:PORT` (the only socket transport so far).
-    pub fn parse(s: &str) -> Result<Listen, String> {
-        let (scheme, addr) = s
-            .split_once(':')
-            .ok_or_else(|| format!("{s}: expected udp:IP:PORT"))?;
-        let addr: SocketAddr = addr.parse().map_err(|e| format!("{s}: {e}"))?;
-        match scheme.to_ascii_lowercase().as_str() {
-            "udp" => Ok(Listen::Udp(addr)),
-            other => Err(format!("{s}: transport {other} is not supported yet")),
-        }
-    }
-}
-
-/// A bound transport, owned by the driver task.
-pub(crate) enum Net {
-    Udp(UdpSocket, Vec<u8>),
-    Memory(MemoryPort),
-}
-
-impl Net {
-    pub(crate) async fn bind(listen: &Listen) -> io::Result<Net> {
-        Ok(match listen {
-            Listen::Udp(a) => Net::Udp(UdpSocket::bind(a).await?, vec![0; MAX_DATAGRAM]),
-            Listen::Memory(n, a) => Net::Memory(n.bind(*a)?),
-        })
-    }
-
-    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
-        match self {
-            Net::Udp(s, _) => s.local_addr(),
-            Net::Memory(p) => Ok(p.addr),
-        }
-    }
-
-    /// The SIP transport this is (what Via and Contact say).
-    pub(crate) fn transport(&self) -> Transport {
-        Transport::Udp
-    }
-
-    /// The next message and where it came from; `None` once the transport is gone.
-    pub(crate) async fn recv(&mut self) -> Option<(Bytes, SocketAddr)> {
-        match self {
-            Net::Udp(s, buf) => loop {
-                match s.recv_from(buf).await {
-                    Ok((n, from)) => return Some((Bytes::copy_from_slice(&buf[..n]), from)),
-                    // ICMP errors surface here on some systems: not fatal for a UDP server
-                    Err(_) => continue,
-                }
-            },
-            Net::Memory(p) => p.rx.recv().await,
-        }
-    }
-
-    pub(crate) async fn send(&mut self, bytes: &Bytes, to: SocketAddr) -> io::Result<()> {
-        match self {
-            Net::Udp(s, _) => s.send_to(bytes, to).await.map(|_| ()),
-            Net::Memory(p) => p.net.send(p.addr, to, bytes.clone()),
-        }
-    }
-}
 
 /// How the in-memory network treats each datagram.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -194,7 +117,7 @@ impl MemoryNetwork {
         (g.delivered, g.dropped)
     }
 
-    fn bind(&self, addr: SocketAddr) -> io::Result<MemoryPort> {
+    pub(crate) fn bind(&self, addr: SocketAddr) -> io::Result<MemoryPort> {
         let mut g = self.lock();
         if g.ports.get(&addr).is_some_and(|t| !t.is_closed()) {
             return Err(io::Error::new(io::ErrorKind::AddrInUse, addr.to_string()));
@@ -208,7 +131,7 @@ impl MemoryNetwork {
         })
     }
 
-    fn send(&self, from: SocketAddr, to: SocketAddr, bytes: Bytes) -> io::Result<()> {
+    pub(crate) fn send(&self, from: SocketAddr, to: SocketAddr, bytes: Bytes) -> io::Result<()> {
         let mut g = self.lock();
         let Some(port) = g.ports.get(&to).cloned() else {
             // like UDP: nobody listening is not the sender's error
@@ -245,7 +168,7 @@ impl MemoryNetwork {
 
 /// A bound address on a [`MemoryNetwork`].
 pub(crate) struct MemoryPort {
-    net: MemoryNetwork,
-    addr: SocketAddr,
-    rx: mpsc::Receiver<(Bytes, SocketAddr)>,
+    pub(crate) net: MemoryNetwork,
+    pub(crate) addr: SocketAddr,
+    pub(crate) rx: mpsc::Receiver<(Bytes, SocketAddr)>,
 }

@@ -1,0 +1,149 @@
+//! Whole calls between two sipua user agents over real loopback sockets, one test per
+//! transport, plus the stream rules: connection reuse, CRLF keep-alive (RFC 5626 §4.4.1), idle
+//! close, and the switch to TCP for requests too large for UDP (RFC 3261 §18.1.1).
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sipua::message::{Header, HeaderName, Uri};
+use sipua::{
+    EndReason, Inviter, InviterInviteOptions, InviterOptions, Listen, UserAgent, UserAgentOptions,
+};
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+async fn agent(listen: Listen, tweak: impl FnOnce(&mut UserAgentOptions)) -> UserAgent {
+    let mut o = UserAgentOptions {
+        listen,
+        ..Default::default()
+    };
+    tweak(&mut o);
+    let ua = UserAgent::new(o);
+    ua.start().await.unwrap();
+    ua
+}
+
+fn target(ua: &UserAgent, transport: &str) -> Uri {
+    let a = ua.local_addr().unwrap();
+    let param = if transport == "udp" {
+        String::new()
+    } else {
+        format!(";transport={transport}")
+    };
+    format!("sip:bob@{a}{param}").parse().unwrap()
+}
+
+/// Alice calls Bob, Bob answers, Alice hangs up; returns the INVITE Bob received.
+async fn call(alice: &UserAgent, bob: &UserAgent, to: Uri, extra: Vec<Header>) -> String {
+    let call = Inviter::new(alice, to, InviterOptions::default()).unwrap();
+    call.invite(InviterInviteOptions {
+        extra_headers: extra,
+    })
+    .await
+    .unwrap();
+    let inv = tokio::time::timeout(Duration::from_secs(5), bob.next_invitation())
+        .await
+        .expect("the INVITE arrives")
+        .unwrap();
+    let invite = String::from_utf8_lossy(&inv.request().to_bytes()).into_owned();
+    inv.progress(Default::default()).await.unwrap();
+    inv.accept(Default::default()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), call.established())
+        .await
+        .unwrap()
+        .unwrap();
+    let bye = call.bye().await.unwrap();
+    assert_eq!(bye.status(), 200);
+    assert_eq!(inv.terminated().await, EndReason::RemoteBye);
+    invite
+}
+
+#[tokio::test]
+async fn udp_carries_a_whole_call() {
+    let alice = agent(Listen::Udp(loopback()), |_| {}).await;
+    let bob = agent(Listen::Udp(loopback()), |o| o.user = "bob".into()).await;
+    let invite = call(&alice, &bob, target(&bob, "udp"), Vec::new()).await;
+    assert!(invite.contains("Via: SIP/2.0/UDP 127.0.0.1:"), "{invite}");
+    alice.stop().await;
+    bob.stop().await;
+}
+
+#[tokio::test]
+async fn tcp_carries_a_whole_call_and_reuses_its_connections() {
+    let alice = agent(Listen::Tcp(loopback()), |_| {}).await;
+    let bob = agent(Listen::Tcp(loopback()), |o| o.user = "bob".into()).await;
+    let invite = call(&alice, &bob, target(&bob, "tcp"), Vec::new()).await;
+    assert!(invite.contains("Via: SIP/2.0/TCP 127.0.0.1:"), "{invite}");
+    assert!(
+        invite.contains(";transport=tcp>"),
+        "Contact names TCP: {invite}"
+    );
+    // Alice's connection to Bob carried the call; Bob's BYE-less side reused what it had:
+    // Bob opened at most one connection back to Alice's listener for nothing but the
+    // requests he sends (none here), so each side holds one or two.
+    let (a, b) = (alice.stats().await.unwrap(), bob.stats().await.unwrap());
+    assert!((1..=2).contains(&a.connections), "{a:?}");
+    assert!((1..=2).contains(&b.connections), "{b:?}");
+    // a second call goes over the same connection
+    call(&alice, &bob, target(&bob, "tcp"), Vec::new()).await;
+    assert_eq!(alice.stats().await.unwrap().connections, a.connections);
+    alice.stop().await;
+    bob.stop().await;
+}
+
+#[tokio::test]
+async fn idle_tcp_connections_close() {
+    let alice = agent(Listen::Tcp(loopback()), |o| {
+        o.connection_idle_timeout = Duration::from_millis(500)
+    })
+    .await;
+    let bob = agent(Listen::Tcp(loopback()), |o| o.user = "bob".into()).await;
+    call(&alice, &bob, target(&bob, "tcp"), Vec::new()).await;
+    assert!(alice.stats().await.unwrap().connections >= 1);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(alice.stats().await.unwrap().connections, 0);
+    // and Bob noticed the close too
+    assert_eq!(bob.stats().await.unwrap().connections, 0);
+    // a new call opens a new connection
+    call(&alice, &bob, target(&bob, "tcp"), Vec::new()).await;
+    alice.stop().await;
+    bob.stop().await;
+}
+
+#[tokio::test]
+async fn crlf_ping_gets_a_pong_and_broken_framing_closes_the_connection() {
+    let bob = agent(Listen::Tcp(loopback()), |_| {}).await;
+    let addr = bob.local_addr().unwrap();
+    let (pong, closed) = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"\r\n\r\n").unwrap();
+        let mut buf = [0u8; 8];
+        let n = s.read(&mut buf).unwrap();
+        let pong = buf[..n].to_vec();
+        // a Content-Length that is not a number: framing is lost, the server closes
+        s.write_all(b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nContent-Length: abc\r\n\r\n")
+            .unwrap();
+        let closed = matches!(s.read(&mut buf), Ok(0));
+        (pong, closed)
+    })
+    .await
+    .unwrap();
+    assert_eq!(pong, b"\r\n");
+    assert!(closed);
+    bob.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_too_large_for_udp_goes_over_tcp() {
+    let alice = agent(Listen::Udp(loopback()), |_| {}).await;
+    let bob = agent(Listen::Udp(loopback()), |o| o.user = "bob".into()).await;
+    let big = Header::new(HeaderName::from("X-Padding"), "x".repeat(1500));
+    let invite = call(&alice, &bob, target(&bob, "udp"), vec![big]).await;
+    assert!(invite.contains("Via: SIP/2.0/TCP 127.0.0.1:"), "{invite}");
+    alice.stop().await;
+    bob.stop().await;
+}
