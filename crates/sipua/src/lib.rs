@@ -30,7 +30,10 @@ pub use session::{
     InvitationRejectOptions, Inviter, InviterCancelOptions, InviterInviteOptions, InviterOptions,
     RequestOptions, Session, SessionDelegate, SessionInviteOptions, SessionState,
 };
-pub use transport::{LinkConfig, Listen, MemoryNetwork};
+pub use transport::{LinkConfig, Listen, MemoryNetwork, TlsOptions};
+
+/// The rustls crate sipua uses, for building [`TlsOptions`].
+pub use tokio_rustls::rustls;
 pub use user_agent::{
     IncomingRequest, Stats, UserAgent, UserAgentDelegate, UserAgentOptions, UserAgentState,
 };

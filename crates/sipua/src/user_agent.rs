@@ -18,7 +18,7 @@ use crate::driver::{self, Body, Command};
 use crate::error::Error;
 use crate::sdh::{FixedSdpFactory, SessionDescriptionHandlerFactory};
 use crate::session::Invitation;
-use crate::transport::{Listen, Net, StreamLimits};
+use crate::transport::{Listen, Net, StreamLimits, TlsOptions};
 
 const COMMAND_QUEUE: usize = 1024;
 /// Invitations waiting in [`UserAgent::next_invitation`] beyond this are refused with 486.
@@ -102,6 +102,8 @@ pub struct UserAgentOptions {
     pub connection_idle_timeout: Duration,
     /// Most open TCP connections; beyond it new ones are refused.
     pub max_connections: usize,
+    /// Certificates for TLS and WSS.
+    pub tls: TlsOptions,
 }
 
 impl Default for UserAgentOptions {
@@ -120,6 +122,7 @@ impl Default for UserAgentOptions {
             seed: None,
             connection_idle_timeout: Duration::from_secs(180),
             max_connections: 10_000,
+            tls: TlsOptions::default(),
         }
     }
 }
@@ -314,7 +317,7 @@ impl UserAgent {
             max_connections: o.max_connections,
             connect_timeout: Duration::from_secs(10),
         };
-        let net = Net::bind(&o.listen, limits)
+        let net = Net::bind(&o.listen, limits, &o.tls)
             .await
             .map_err(|e| Error::Transport(e.to_string()))?;
         let local = net.local_addr();

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use sipua::message::{Header, HeaderName, Uri};
 use sipua::{
-    EndReason, Inviter, InviterInviteOptions, InviterOptions, Listen, UserAgent, UserAgentOptions,
+    EndReason, Inviter, InviterInviteOptions, InviterOptions, Listen, TlsOptions, UserAgent,
+    UserAgentOptions,
 };
 
 fn loopback() -> SocketAddr {
@@ -145,5 +146,86 @@ async fn a_request_too_large_for_udp_goes_over_tcp() {
     let invite = call(&alice, &bob, target(&bob, "udp"), vec![big]).await;
     assert!(invite.contains("Via: SIP/2.0/TCP 127.0.0.1:"), "{invite}");
     alice.stop().await;
+    bob.stop().await;
+}
+
+/// A certificate for 127.0.0.1 made at test time, and options that serve it and trust it.
+fn test_tls() -> TlsOptions {
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let (chain, key) = (cert.cert.pem(), cert.key_pair.serialize_pem());
+    TlsOptions::from_pem(&chain, &key, &chain).unwrap()
+}
+
+async fn stream_call(listen: fn(SocketAddr) -> Listen, scheme: &str, via: &str) {
+    let tls = test_tls();
+    let t = tls.clone();
+    let alice = agent(listen(loopback()), |o| o.tls = t).await;
+    let bob = agent(listen(loopback()), |o| {
+        o.user = "bob".into();
+        o.tls = tls
+    })
+    .await;
+    let invite = call(&alice, &bob, target(&bob, scheme), Vec::new()).await;
+    assert!(
+        invite.contains(&format!("Via: SIP/2.0/{via} 127.0.0.1:")),
+        "{invite}"
+    );
+    assert!(
+        invite.contains(&format!(";transport={scheme}>")),
+        "{invite}"
+    );
+    alice.stop().await;
+    bob.stop().await;
+}
+
+#[tokio::test]
+async fn tls_carries_a_whole_call() {
+    stream_call(Listen::Tls, "tls", "TLS").await;
+}
+
+#[tokio::test]
+async fn websocket_carries_a_whole_call() {
+    stream_call(Listen::Ws, "ws", "WS").await;
+}
+
+#[tokio::test]
+async fn secure_websocket_carries_a_whole_call() {
+    stream_call(Listen::Wss, "wss", "WSS").await;
+}
+
+#[tokio::test]
+async fn tls_to_an_untrusted_certificate_fails_the_call() {
+    let bob = agent(Listen::Tls(loopback()), |o| o.tls = test_tls()).await;
+    // Alice trusts another certificate than Bob's
+    let alice = agent(Listen::Tls(loopback()), |o| o.tls = test_tls()).await;
+    let call = Inviter::new(&alice, target(&bob, "tls"), InviterOptions::default()).unwrap();
+    call.invite(Default::default()).await.unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(15), call.terminated())
+        .await
+        .expect("the failure is reported, not waited out");
+    assert_eq!(end, EndReason::TransportError);
+    alice.stop().await;
+    bob.stop().await;
+}
+
+#[tokio::test]
+async fn websocket_without_the_sip_subprotocol_is_refused() {
+    let bob = agent(Listen::Ws(loopback()), |_| {}).await;
+    let addr = bob.local_addr().unwrap();
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .unwrap();
+        let mut buf = vec![0u8; 1024];
+        let n = s.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     bob.stop().await;
 }

@@ -6,10 +6,11 @@
 //! on tokio's clock, so whole user agents can be tested deterministically with virtual time.
 
 mod memory;
-mod tcp;
+mod stream;
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -31,22 +32,97 @@ pub enum Listen {
     Udp(SocketAddr),
     /// A TCP listener; requests go over TCP connections.
     Tcp(SocketAddr),
+    /// A TLS listener (needs [`TlsOptions::server`]); requests go over TLS (RFC 3261 §26.2).
+    Tls(SocketAddr),
+    /// A WebSocket listener, subprotocol `sip` (RFC 7118).
+    Ws(SocketAddr),
+    /// A secure WebSocket listener (needs [`TlsOptions::server`]).
+    Wss(SocketAddr),
     /// A port on an in-process [`MemoryNetwork`] (datagram semantics, like UDP).
     Memory(MemoryNetwork, SocketAddr),
 }
 
 impl Listen {
-    /// Parses `udp:IP:PORT` or `tcp:IP:PORT`.
+    /// Parses `udp:IP:PORT`, `tcp:`, `tls:`, `ws:` or `wss:`.
     pub fn parse(s: &str) -> Result<Listen, String> {
         let (scheme, addr) = s
             .split_once(':')
-            .ok_or_else(|| format!("{s}: expected udp:IP:PORT or tcp:IP:PORT"))?;
+            .ok_or_else(|| format!("{s}: expected udp|tcp|tls|ws|wss:IP:PORT"))?;
         let addr: SocketAddr = addr.parse().map_err(|e| format!("{s}: {e}"))?;
         match scheme.to_ascii_lowercase().as_str() {
             "udp" => Ok(Listen::Udp(addr)),
             "tcp" => Ok(Listen::Tcp(addr)),
-            other => Err(format!("{s}: transport {other} is not supported yet")),
+            "tls" => Ok(Listen::Tls(addr)),
+            "ws" => Ok(Listen::Ws(addr)),
+            "wss" => Ok(Listen::Wss(addr)),
+            other => Err(format!("{s}: unknown transport {other}")),
         }
+    }
+
+    /// The SIP transport this listener speaks.
+    pub fn transport(&self) -> Transport {
+        match self {
+            Listen::Udp(_) | Listen::Memory(..) => Transport::Udp,
+            Listen::Tcp(_) => Transport::Tcp,
+            Listen::Tls(_) => Transport::Tls,
+            Listen::Ws(_) => Transport::Ws,
+            Listen::Wss(_) => Transport::Wss,
+        }
+    }
+}
+
+/// TLS configuration (rustls) for `sips:`, TLS and WSS: a server configuration with our
+/// certificate for listeners, and a client configuration with the roots we trust for
+/// connections we open. Either may be absent when that side is not used.
+#[derive(Clone, Default)]
+pub struct TlsOptions {
+    /// For TLS and WSS listeners.
+    pub server: Option<Arc<rustls::ServerConfig>>,
+    /// For TLS and WSS connections we open.
+    pub client: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl TlsOptions {
+    /// Options from PEM text: our certificate chain and private key (for listeners; empty
+    /// strings for none) and the certificates we trust as roots (for connections we open;
+    /// empty for none). Errors say which part failed to load.
+    pub fn from_pem(chain: &str, key: &str, roots: &str) -> Result<TlsOptions, String> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let mut o = TlsOptions::default();
+        if !chain.is_empty() {
+            let certs = CertificateDer::pem_slice_iter(chain.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("certificate chain: {e}"))?;
+            let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
+                .map_err(|e| format!("private key: {e}"))?;
+            let server = rustls::ServerConfig::builder()
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .map_err(|e| format!("server configuration: {e}"))?;
+            o.server = Some(Arc::new(server));
+        }
+        if !roots.is_empty() {
+            let mut store = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(roots.as_bytes()) {
+                let c = c.map_err(|e| format!("trusted roots: {e}"))?;
+                store.add(c).map_err(|e| format!("trusted roots: {e}"))?;
+            }
+            let client = rustls::ClientConfig::builder()
+                .with_root_certificates(store)
+                .with_no_client_auth();
+            o.client = Some(Arc::new(client));
+        }
+        Ok(o)
+    }
+}
+
+impl std::fmt::Debug for TlsOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsOptions")
+            .field("server", &self.server.is_some())
+            .field("client", &self.client.is_some())
+            .finish()
     }
 }
 
@@ -76,48 +152,42 @@ pub(crate) enum NetEvent {
 pub(crate) struct Net {
     udp: Option<(UdpSocket, Vec<u8>)>,
     memory: Option<MemoryPort>,
-    tcp: Option<tcp::Tcp>,
+    streams: stream::Streams,
     primary: Transport,
     local: SocketAddr,
 }
 
 impl Net {
-    pub(crate) async fn bind(listen: &Listen, limits: StreamLimits) -> io::Result<Net> {
-        Ok(match listen {
+    pub(crate) async fn bind(
+        listen: &Listen,
+        limits: StreamLimits,
+        tls: &TlsOptions,
+    ) -> io::Result<Net> {
+        let mut streams = stream::Streams::new(limits, tls);
+        let (mut udp, mut memory) = (None, None);
+        let local = match listen {
             Listen::Udp(a) => {
                 let s = UdpSocket::bind(a).await?;
                 let local = s.local_addr()?;
                 // a TCP listener on the same port if free; else TCP works as a client only
-                let tcp = match tcp::Tcp::bind(local, limits).await {
-                    Ok(t) => t,
-                    Err(_) => tcp::Tcp::client_only(local, limits),
-                };
-                Net {
-                    udp: Some((s, vec![0; MAX_DATAGRAM])),
-                    memory: None,
-                    tcp: Some(tcp),
-                    primary: Transport::Udp,
-                    local,
-                }
+                let _ = streams.listen(Transport::Tcp, local).await;
+                udp = Some((s, vec![0; MAX_DATAGRAM]));
+                local
             }
-            Listen::Tcp(a) => {
-                let tcp = tcp::Tcp::bind(*a, limits).await?;
-                let local = tcp.local_addr();
-                Net {
-                    udp: None,
-                    memory: None,
-                    tcp: Some(tcp),
-                    primary: Transport::Tcp,
-                    local,
-                }
+            Listen::Tcp(a) | Listen::Tls(a) | Listen::Ws(a) | Listen::Wss(a) => {
+                streams.listen(listen.transport(), *a).await?
             }
-            Listen::Memory(n, a) => Net {
-                udp: None,
-                memory: Some(n.bind(*a)?),
-                tcp: None,
-                primary: Transport::Udp,
-                local: *a,
-            },
+            Listen::Memory(n, a) => {
+                memory = Some(n.bind(*a)?);
+                *a
+            }
+        };
+        Ok(Net {
+            udp,
+            memory,
+            streams,
+            primary: listen.transport(),
+            local,
         })
     }
 
@@ -133,7 +203,10 @@ impl Net {
     /// The next event; `None` once every transport is gone.
     pub(crate) async fn recv(&mut self) -> Option<NetEvent> {
         let Net {
-            udp, memory, tcp, ..
+            udp,
+            memory,
+            streams,
+            ..
         } = self;
         tokio::select! {
             r = async {
@@ -156,7 +229,7 @@ impl Net {
                 let p = memory.as_mut()?;
                 p.rx.recv().await.map(|(b, from)| NetEvent::Message(Transport::Udp, b, from))
             }, if memory.is_some() => r,
-            r = async { tcp.as_mut()?.recv().await }, if tcp.is_some() => r,
+            r = streams.recv() => r,
         }
     }
 
@@ -173,10 +246,20 @@ impl Net {
                 }
                 Err(io::Error::new(io::ErrorKind::Unsupported, "no UDP socket"))
             }
-            Transport::Tcp => match &mut self.tcp {
-                Some(tcp) => tcp.send(t.destination, t.bytes.clone(), t.transaction),
-                None => Err(io::Error::new(io::ErrorKind::Unsupported, "no TCP")),
-            },
+            Transport::Tcp | Transport::Tls | Transport::Ws | Transport::Wss => {
+                if self.memory.is_some() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        "the memory network carries datagrams only",
+                    ));
+                }
+                self.streams.send(
+                    t.transport.clone(),
+                    t.destination,
+                    t.bytes.clone(),
+                    t.transaction,
+                )
+            }
             _ => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 "transport not available",
@@ -186,6 +269,6 @@ impl Net {
 
     /// Open stream connections.
     pub(crate) fn connections(&self) -> usize {
-        self.tcp.as_ref().map_or(0, tcp::Tcp::connections)
+        self.streams.connections()
     }
 }

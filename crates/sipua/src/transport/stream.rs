@@ -1,0 +1,465 @@
+//! SIP over streams: TCP and TLS (RFC 3261 §18, §26.2; framed by Content-Length, §18.3) and
+//! WebSocket / secure WebSocket (RFC 7118: one SIP message per WebSocket message, subprotocol
+//! `sip`). A listener per transport, and one task per connection that frames what it reads,
+//! answers CRLF keep-alive pings (RFC 5626 §4.4.1), writes what the driver sends, and closes
+//! after an idle period or when framing is lost. Connections are keyed by transport and peer
+//! address and reused both ways: a response goes back on the connection its request came in
+//! on (§18.2.2), and the peer's requests can reach a WebSocket client only that way.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use sipua_message::{Frame, StreamFramer, Transport};
+use sipua_proto::endpoint::TransactionId;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::rustls;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use super::{NetEvent, StreamLimits, TlsOptions};
+
+/// Messages queued for one connection before sending fails fast.
+const CONNECTION_QUEUE: usize = 256;
+/// Events from every connection to the driver.
+const EVENT_QUEUE: usize = 1024;
+/// The WebSocket subprotocol of RFC 7118.
+const SUBPROTOCOL: &str = "sip";
+
+type Outgoing = (Bytes, Option<TransactionId>);
+
+/// Any byte stream: TCP, or TLS over TCP.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+type BoxIo = Box<dyn Io>;
+
+/// What connection tasks and acceptors tell the transport.
+enum StreamEvent {
+    Net(NetEvent),
+    Accepted(Transport, SocketAddr, mpsc::Sender<Outgoing>),
+    Closed(Transport, SocketAddr, u64),
+}
+
+/// How to set up connections of each transport.
+#[derive(Clone)]
+struct Setup {
+    limits: StreamLimits,
+    tls_client: Option<tokio_rustls::TlsConnector>,
+    tls_server: Option<tokio_rustls::TlsAcceptor>,
+}
+
+pub(crate) struct Streams {
+    setup: Setup,
+    conns: HashMap<(Transport, SocketAddr), (mpsc::Sender<Outgoing>, u64)>,
+    events_tx: mpsc::Sender<StreamEvent>,
+    events: mpsc::Receiver<StreamEvent>,
+    next_id: u64,
+    acceptors: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Streams {
+    fn drop(&mut self) {
+        for a in self.acceptors.drain(..) {
+            a.abort();
+        }
+    }
+}
+
+fn is_secure(t: &Transport) -> bool {
+    matches!(t, Transport::Tls | Transport::Wss)
+}
+
+fn is_websocket(t: &Transport) -> bool {
+    matches!(t, Transport::Ws | Transport::Wss)
+}
+
+impl Streams {
+    /// Stream transports that can open connections (TLS ones only with a client config).
+    pub(crate) fn new(limits: StreamLimits, tls: &TlsOptions) -> Streams {
+        let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
+        Streams {
+            setup: Setup {
+                limits,
+                tls_client: tls.client.clone().map(tokio_rustls::TlsConnector::from),
+                tls_server: tls.server.clone().map(tokio_rustls::TlsAcceptor::from),
+            },
+            conns: HashMap::new(),
+            events_tx,
+            events,
+            next_id: 1,
+            acceptors: Vec::new(),
+        }
+    }
+
+    /// Listens for `transport` connections on `addr`; returns the bound address.
+    pub(crate) async fn listen(
+        &mut self,
+        transport: Transport,
+        addr: SocketAddr,
+    ) -> io::Result<SocketAddr> {
+        if is_secure(&transport) && self.setup.tls_server.is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a TLS listener needs a server certificate (TlsOptions::server)",
+            ));
+        }
+        let listener = TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let (events, setup) = (self.events_tx.clone(), self.setup.clone());
+        self.acceptors
+            .push(tokio::spawn(accept(listener, transport, events, setup)));
+        Ok(local)
+    }
+
+    pub(crate) fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// The next message or failure from any connection.
+    pub(crate) async fn recv(&mut self) -> Option<NetEvent> {
+        loop {
+            match self.events.recv().await? {
+                StreamEvent::Net(e) => return Some(e),
+                StreamEvent::Accepted(t, remote, tx) => {
+                    if self.conns.len() >= self.setup.limits.max_connections {
+                        continue; // dropping the sender closes the connection
+                    }
+                    let id = self.next_id;
+                    self.next_id += 1;
+                    self.conns.insert((t, remote), (tx, id));
+                }
+                StreamEvent::Closed(t, remote, id) => {
+                    let key = (t, remote);
+                    if self
+                        .conns
+                        .get(&key)
+                        .is_some_and(|(_, i)| *i == id || id == 0)
+                    {
+                        self.conns.remove(&key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queues `bytes` for `to` over `transport`, opening a connection if there is none.
+    pub(crate) fn send(
+        &mut self,
+        transport: Transport,
+        to: SocketAddr,
+        bytes: Bytes,
+        tx: Option<TransactionId>,
+    ) -> io::Result<()> {
+        let key = (transport.clone(), to);
+        if let Some((c, _)) = self.conns.get(&key) {
+            match c.try_send((bytes, tx)) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        "connection send queue full",
+                    ))
+                }
+                Err(mpsc::error::TrySendError::Closed((b, t))) => {
+                    self.conns.remove(&key);
+                    return self.send(transport, to, b, t);
+                }
+            }
+        }
+        if is_secure(&transport) && self.setup.tls_client.is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "TLS needs a client configuration (TlsOptions::client)",
+            ));
+        }
+        if self.conns.len() >= self.setup.limits.max_connections {
+            return Err(io::Error::other("too many connections"));
+        }
+        let (otx, orx) = mpsc::channel(CONNECTION_QUEUE);
+        let _ = otx.try_send((bytes, tx));
+        let id = self.next_id;
+        self.next_id += 1;
+        self.conns.insert(key, (otx, id));
+        tokio::spawn(connection(
+            None,
+            transport,
+            to,
+            id,
+            orx,
+            self.events_tx.clone(),
+            self.setup.clone(),
+        ));
+        Ok(())
+    }
+}
+
+async fn accept(
+    listener: TcpListener,
+    transport: Transport,
+    events: mpsc::Sender<StreamEvent>,
+    setup: Setup,
+) {
+    loop {
+        let Ok((stream, remote)) = listener.accept().await else {
+            // out of file descriptors and the like: wait a little rather than spin
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let (otx, orx) = mpsc::channel(CONNECTION_QUEUE);
+        let accepted = StreamEvent::Accepted(transport.clone(), remote, otx);
+        if events.send(accepted).await.is_err() {
+            return;
+        }
+        // id 0: an accepted connection closes whatever entry its address has
+        tokio::spawn(connection(
+            Some(stream),
+            transport.clone(),
+            remote,
+            0,
+            orx,
+            events.clone(),
+            setup.clone(),
+        ));
+    }
+}
+
+/// Connects to `remote` (TCP, then TLS if secure); `None` on failure.
+async fn connect(transport: &Transport, remote: SocketAddr, setup: &Setup) -> Option<BoxIo> {
+    let tcp = tokio::time::timeout(setup.limits.connect_timeout, TcpStream::connect(remote))
+        .await
+        .ok()?
+        .ok()?;
+    let _ = tcp.set_nodelay(true);
+    if !is_secure(transport) {
+        return Some(Box::new(tcp));
+    }
+    let name = rustls::pki_types::ServerName::IpAddress(remote.ip().into());
+    let tls = setup.tls_client.as_ref()?.connect(name, tcp);
+    let s = tokio::time::timeout(setup.limits.connect_timeout, tls)
+        .await
+        .ok()?
+        .ok()?;
+    Some(Box::new(s))
+}
+
+/// The TLS handshake of an accepted connection, when the transport is secure.
+async fn secure(transport: &Transport, tcp: TcpStream, setup: &Setup) -> Option<BoxIo> {
+    if !is_secure(transport) {
+        return Some(Box::new(tcp));
+    }
+    let tls = setup.tls_server.as_ref()?.accept(tcp);
+    let s = tokio::time::timeout(setup.limits.connect_timeout, tls)
+        .await
+        .ok()?
+        .ok()?;
+    Some(Box::new(s))
+}
+
+fn ws_config(limits: &StreamLimits) -> WebSocketConfig {
+    let mut c = WebSocketConfig::default();
+    c.max_message_size = Some(limits.max_message);
+    c.max_frame_size = Some(limits.max_message);
+    c
+}
+
+/// One connection: set it up, then read, frame, write and keep alive until closed.
+async fn connection(
+    stream: Option<TcpStream>,
+    transport: Transport,
+    remote: SocketAddr,
+    id: u64,
+    mut out: mpsc::Receiver<Outgoing>,
+    events: mpsc::Sender<StreamEvent>,
+    setup: Setup,
+) {
+    let io = match stream {
+        Some(tcp) => secure(&transport, tcp, &setup).await,
+        None => connect(&transport, remote, &setup).await,
+    };
+    if let Some(io) = io {
+        let accepted = id == 0;
+        if is_websocket(&transport) {
+            websocket(io, accepted, &transport, remote, &mut out, &events, &setup).await;
+        } else {
+            bytestream(io, &transport, remote, &mut out, &events, &setup).await;
+        }
+    }
+    // whatever is still queued will never leave: fail its transactions now
+    out.close();
+    while let Ok((_, tx)) = out.try_recv() {
+        if let Some(tx) = tx {
+            let _ = events
+                .send(StreamEvent::Net(NetEvent::SendFailed(tx)))
+                .await;
+        }
+    }
+    let _ = events
+        .send(StreamEvent::Closed(transport, remote, id))
+        .await;
+}
+
+/// TCP and TLS: messages cut from the byte stream by Content-Length.
+async fn bytestream(
+    io: BoxIo,
+    transport: &Transport,
+    remote: SocketAddr,
+    out: &mut mpsc::Receiver<Outgoing>,
+    events: &mpsc::Sender<StreamEvent>,
+    setup: &Setup,
+) {
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let mut framer = StreamFramer::new(setup.limits.max_message);
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let idle = tokio::time::sleep(setup.limits.idle);
+        tokio::select! {
+            r = rd.read(&mut buf) => {
+                let n = match r {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                framer.push(&buf[..n]);
+                loop {
+                    match framer.next_frame() {
+                        Ok(Some(Frame::Message(m))) => {
+                            let ev = NetEvent::Message(transport.clone(), m, remote);
+                            if events.send(StreamEvent::Net(ev)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(Some(Frame::Ping)) => {
+                            if wr.write_all(b"\r\n").await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(Some(Frame::Pong)) => {}
+                        Ok(None) => break,
+                        Err(_) => return, // framing is lost: only closing recovers
+                    }
+                }
+            }
+            m = out.recv() => {
+                let Some((bytes, tx)) = m else { return };
+                if wr.write_all(&bytes).await.is_err() || wr.flush().await.is_err() {
+                    if let Some(tx) = tx {
+                        let _ = events.send(StreamEvent::Net(NetEvent::SendFailed(tx))).await;
+                    }
+                    return;
+                }
+            }
+            _ = idle => return,
+        }
+    }
+}
+
+/// WS and WSS: the handshake with subprotocol `sip`, then one SIP message per WebSocket
+/// message (RFC 7118 §5).
+async fn websocket(
+    io: BoxIo,
+    accepted: bool,
+    transport: &Transport,
+    remote: SocketAddr,
+    out: &mut mpsc::Receiver<Outgoing>,
+    events: &mpsc::Sender<StreamEvent>,
+    setup: &Setup,
+) {
+    let config = Some(ws_config(&setup.limits));
+    let handshake = async {
+        if accepted {
+            let check = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
+                let offers_sip = req
+                    .headers()
+                    .get_all("Sec-WebSocket-Protocol")
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .flat_map(|v| v.split(','))
+                    .any(|p| p.trim().eq_ignore_ascii_case(SUBPROTOCOL));
+                if !offers_sip {
+                    let mut e = ErrorResponse::new(Some("subprotocol sip required".into()));
+                    *e.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::BAD_REQUEST;
+                    return Err(e);
+                }
+                resp.headers_mut().insert(
+                    "Sec-WebSocket-Protocol",
+                    HeaderValue::from_static(SUBPROTOCOL),
+                );
+                Ok(resp)
+            };
+            tokio_tungstenite::accept_hdr_async_with_config(io, check, config)
+                .await
+                .ok()
+        } else {
+            let scheme = if is_secure(transport) { "wss" } else { "ws" };
+            let mut req =
+                tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+                    format!("{scheme}://{remote}/"),
+                )
+                .ok()?;
+            req.headers_mut().insert(
+                "Sec-WebSocket-Protocol",
+                HeaderValue::from_static(SUBPROTOCOL),
+            );
+            let (ws, resp) = tokio_tungstenite::client_async_with_config(req, io, config)
+                .await
+                .ok()?;
+            let agreed = resp
+                .headers()
+                .get("Sec-WebSocket-Protocol")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case(SUBPROTOCOL));
+            agreed.then_some(ws)
+        }
+    };
+    let Ok(Some(mut ws)) = tokio::time::timeout(setup.limits.connect_timeout, handshake).await
+    else {
+        return;
+    };
+    loop {
+        let idle = tokio::time::sleep(setup.limits.idle);
+        tokio::select! {
+            m = ws.next() => {
+                let data: Bytes = match m {
+                    Some(Ok(WsMessage::Text(t))) => Bytes::copy_from_slice(t.as_bytes()),
+                    Some(Ok(WsMessage::Binary(b))) => b,
+                    Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Ok(_)) => continue, // ping/pong frames: answered by the library
+                };
+                if data.iter().all(|b| matches!(b, b'\r' | b'\n')) {
+                    continue; // a keep-alive some clients send as a message
+                }
+                let ev = NetEvent::Message(transport.clone(), data, remote);
+                if events.send(StreamEvent::Net(ev)).await.is_err() {
+                    return;
+                }
+            }
+            m = out.recv() => {
+                let Some((bytes, tx)) = m else {
+                    let _ = ws.close(None).await;
+                    return;
+                };
+                // SIP is text; browsers' SIP stacks expect text frames
+                let msg = match std::str::from_utf8(&bytes) {
+                    Ok(s) => WsMessage::Text(s.into()),
+                    Err(_) => WsMessage::Binary(bytes.clone()),
+                };
+                if ws.send(msg).await.is_err() {
+                    if let Some(tx) = tx {
+                        let _ = events.send(StreamEvent::Net(NetEvent::SendFailed(tx))).await;
+                    }
+                    return;
+                }
+            }
+            _ = idle => {
+                let _ = ws.close(None).await;
+                return;
+            }
+        }
+    }
+}
