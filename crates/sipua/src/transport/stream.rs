@@ -359,6 +359,30 @@ async fn bytestream(
     }
 }
 
+/// The server side of the handshake: the client must offer subprotocol `sip` (RFC 7118
+/// §4.1), which the answer then names; anything else is refused with 400.
+// the callback's signature is tungstenite's, large error type included
+#[allow(clippy::result_large_err)]
+fn require_sip(req: &Request, mut resp: Response) -> Result<Response, ErrorResponse> {
+    let offers_sip = req
+        .headers()
+        .get_all("Sec-WebSocket-Protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case(SUBPROTOCOL));
+    if !offers_sip {
+        let mut e = ErrorResponse::new(Some("subprotocol sip required".into()));
+        *e.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::BAD_REQUEST;
+        return Err(e);
+    }
+    resp.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static(SUBPROTOCOL),
+    );
+    Ok(resp)
+}
+
 /// WS and WSS: the handshake with subprotocol `sip`, then one SIP message per WebSocket
 /// message (RFC 7118 §5).
 async fn websocket(
@@ -373,26 +397,7 @@ async fn websocket(
     let config = Some(ws_config(&setup.limits));
     let handshake = async {
         if accepted {
-            let check = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
-                let offers_sip = req
-                    .headers()
-                    .get_all("Sec-WebSocket-Protocol")
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .flat_map(|v| v.split(','))
-                    .any(|p| p.trim().eq_ignore_ascii_case(SUBPROTOCOL));
-                if !offers_sip {
-                    let mut e = ErrorResponse::new(Some("subprotocol sip required".into()));
-                    *e.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::BAD_REQUEST;
-                    return Err(e);
-                }
-                resp.headers_mut().insert(
-                    "Sec-WebSocket-Protocol",
-                    HeaderValue::from_static(SUBPROTOCOL),
-                );
-                Ok(resp)
-            };
-            tokio_tungstenite::accept_hdr_async_with_config(io, check, config)
+            tokio_tungstenite::accept_hdr_async_with_config(io, require_sip, config)
                 .await
                 .ok()
         } else {
