@@ -1,4 +1,5 @@
 //! Interop tests: the `sipua` command against real, independent SIP programs on loopback.
 //! A peer that is missing is a failed test (`scripts/test` installs them).
 
+mod baresip;
 mod sipp;

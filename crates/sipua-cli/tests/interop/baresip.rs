@@ -1,0 +1,443 @@
+//! Interop with baresip (Debian `baresip`), on loopback: `sipua call` against baresip answering
+//! by itself, and baresip calling `sipua serve` (dialled through baresip's ctrl_tcp socket),
+//! hung up once by baresip and once by sipua. baresip runs headless (no stdio UI, no sound card:
+//! a sine source and a null sink) from a config directory made per test from the templates in
+//! `tests/interop/baresip/`, with its SIP trace (`-s`) on for the assertions and for failure
+//! messages. baresip missing is a failure, not a skip: `scripts/test` installs it.
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const CONFIG: &str = include_str!("baresip/config");
+const ACCOUNTS: &str = include_str!("baresip/accounts");
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A port free for UDP and TCP whose next port is free for TCP too: baresip listens on UDP and
+/// TCP at its SIP port and opens a TLS listener at SIP port + 1.
+fn free_baresip_sip_port() -> u16 {
+    for _ in 0..100 {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if port < u16::MAX
+            && TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port + 1)).is_ok()
+        {
+            return port;
+        }
+    }
+    panic!("no free UDP+TCP port pair for baresip on 127.0.0.1");
+}
+
+fn free_tcp_port_except(taken: &[u16]) -> u16 {
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !taken.contains(&port) {
+            return port;
+        }
+    }
+}
+
+/// Polls `done` every 50 ms for up to `secs` seconds; true as soon as it holds.
+fn wait_until(secs: f64, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What a child writes to its pipes, gathered line by line by reader threads as it arrives.
+#[derive(Clone, Default)]
+struct Output(Arc<Mutex<String>>);
+
+impl Output {
+    fn collect(&self, pipe: impl Read + Send + 'static) {
+        let text = self.0.clone();
+        std::thread::spawn(move || {
+            let mut pipe = BufReader::new(pipe);
+            let mut line = Vec::new();
+            while matches!(pipe.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+                text.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&line));
+                line.clear();
+            }
+        });
+    }
+
+    fn text(&self) -> String {
+        self.0.lock().unwrap().clone()
+    }
+
+    fn wait_for(&self, pattern: &str, secs: f64) -> bool {
+        wait_until(secs, || self.text().contains(pattern))
+    }
+}
+
+/// A child that is killed (by its own PID) and reaped when the guard drops.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `cmd` with stdout and stderr gathered into one `Output`, stdin closed.
+fn spawn(cmd: &mut Command) -> (Killed, Output) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = Output::default();
+    out.collect(child.stdout.take().unwrap());
+    out.collect(child.stderr.take().unwrap());
+    (Killed(child), out)
+}
+
+/// Waits up to `secs` for the child to exit; `None` if it is still running.
+fn wait_exit(child: &mut Killed, secs: f64) -> Option<ExitStatus> {
+    let mut status = None;
+    wait_until(secs, || {
+        status = child.0.try_wait().unwrap();
+        status.is_some()
+    });
+    status
+}
+
+/// `sipua serve` on 127.0.0.1:`port`, running until its lifetime ends (or the guard drops).
+fn serve(port: u16, lifetime: u32) -> (Killed, Output) {
+    let (child, out) = spawn(Command::new(env!("CARGO_BIN_EXE_sipua")).args([
+        "serve",
+        "--listen",
+        &format!("udp:127.0.0.1:{port}"),
+        "--lifetime",
+        &lifetime.to_string(),
+    ]));
+    assert!(
+        out.wait_for("listening on", 10.0),
+        "sipua serve did not start:\n{}",
+        out.text()
+    );
+    (child, out)
+}
+
+/// One headless baresip on loopback, from a private config directory that is removed again
+/// when it drops (after the process is killed).
+struct Baresip {
+    child: Killed,
+    out: Output,
+    dir: PathBuf,
+    sip_port: u16,
+    ctrl_port: u16,
+}
+
+impl Baresip {
+    fn start() -> Baresip {
+        assert!(
+            Command::new("baresip")
+                .arg("-h")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok(),
+            "baresip is not installed (apt-get install baresip; scripts/test does it)"
+        );
+        let sip_port = free_baresip_sip_port();
+        let ctrl_port = free_tcp_port_except(&[sip_port, sip_port + 1]);
+        let dir = std::env::temp_dir().join(format!(
+            "sipua-interop-baresip-{}-{sip_port}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let fill = |template: &str| {
+            template
+                .replace("@SIP_PORT@", &sip_port.to_string())
+                .replace("@CTRL_PORT@", &ctrl_port.to_string())
+        };
+        std::fs::write(dir.join("config"), fill(CONFIG)).unwrap();
+        std::fs::write(dir.join("accounts"), fill(ACCOUNTS)).unwrap();
+        // -n: the address to use (an interface name such as `lo` is not found), -s: SIP trace
+        // on stdout, -t: quit after 120 s even if this test dies without killing it
+        let mut cmd = Command::new("baresip");
+        cmd.arg("-f")
+            .arg(&dir)
+            .args(["-n", "127.0.0.1", "-s", "-t", "120"]);
+        let (child, out) = spawn(&mut cmd);
+        let mut bs = Baresip {
+            child,
+            out,
+            dir,
+            sip_port,
+            ctrl_port,
+        };
+        let ready = bs.out.wait_for("baresip is ready.", 10.0);
+        let exited = bs.child.0.try_wait().unwrap();
+        assert!(
+            ready && exited.is_none(),
+            "baresip did not start (exit {exited:?}):\n{}",
+            bs.out.text()
+        );
+        bs
+    }
+
+    fn log(&self) -> String {
+        self.out.text()
+    }
+
+    /// Whether baresip's trace shows a 200 response to a BYE, sent from `from` to `to` (ports on
+    /// 127.0.0.1). A traced message starts with `UDP 127.0.0.1:A -> 127.0.0.1:B` and ends with
+    /// the colour reset `ESC[;m`.
+    fn traced_bye_200(&self, from: u16, to: u16) -> bool {
+        let head = format!("UDP 127.0.0.1:{from} -> 127.0.0.1:{to}\n");
+        self.log().split(head.as_str()).skip(1).any(|m| {
+            let m = m.split("\u{1b}[;m").next().unwrap_or(m);
+            m.starts_with("SIP/2.0 200 ")
+                && m.lines()
+                    .any(|l| l.starts_with("CSeq:") && l.trim_end().ends_with(" BYE"))
+        })
+    }
+
+    fn ctrl(&self) -> Ctrl {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.ctrl_port));
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+            .unwrap_or_else(|e| panic!("ctrl_tcp 127.0.0.1:{}: {e}", self.ctrl_port));
+        stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        Ctrl {
+            stream,
+            buf: Vec::new(),
+            seen: Vec::new(),
+        }
+    }
+}
+
+impl Drop for Baresip {
+    fn drop(&mut self) {
+        let _ = self.child.0.kill();
+        let _ = self.child.0.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A connection to baresip's ctrl_tcp: commands go out as JSON in netstrings
+/// (`LEN:{"command":…,"params":…,"token":…},`); responses and call events (`CALL_RINGING`,
+/// `CALL_ESTABLISHED`, `CALL_CLOSED`, …) come back the same way on the same connection.
+struct Ctrl {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    seen: Vec<String>,
+}
+
+impl Ctrl {
+    fn send(&mut self, command: &str, params: &str) {
+        let json = format!(r#"{{"command":"{command}","params":"{params}","token":"sipua"}}"#);
+        self.stream
+            .write_all(format!("{}:{json},", json.len()).as_bytes())
+            .unwrap();
+    }
+
+    /// Reads netstrings until one received so far contains `pattern`, for up to `secs`.
+    fn wait_for(&mut self, pattern: &str, secs: f64) -> bool {
+        let deadline = Instant::now() + Duration::from_secs_f64(secs);
+        loop {
+            if self.seen.iter().any(|m| m.contains(pattern)) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return false,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) => panic!("ctrl_tcp read: {e}"),
+            }
+            self.decode();
+        }
+    }
+
+    /// Moves every complete netstring from `buf` to `seen`.
+    fn decode(&mut self) {
+        while let Some(colon) = self.buf.iter().position(|&b| b == b':') {
+            let len: usize = std::str::from_utf8(&self.buf[..colon])
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| {
+                    panic!(
+                        "ctrl_tcp: bad netstring {:?}",
+                        String::from_utf8_lossy(&self.buf)
+                    )
+                });
+            let end = colon + 1 + len;
+            if self.buf.len() <= end {
+                break; // the payload or its trailing comma is still to come
+            }
+            let msg = String::from_utf8_lossy(&self.buf[colon + 1..end]).into_owned();
+            self.seen.push(msg);
+            self.buf = self.buf.split_off(end + 1);
+        }
+    }
+
+    fn transcript(&self) -> String {
+        self.seen.join("\n")
+    }
+}
+
+#[test]
+fn sipua_call_reaches_baresip_auto_answer() {
+    let bs = Baresip::start();
+    let (mut call, out) = spawn(Command::new(env!("CARGO_BIN_EXE_sipua")).args([
+        "call",
+        &format!("sip:baresip@127.0.0.1:{}", bs.sip_port),
+        "--duration",
+        "1",
+    ]));
+    // 1 s call + up to 5 s of transaction lingering in `ua.stop()` after the BYE
+    let status = wait_exit(&mut call, 30.0);
+    let text = out.text();
+    let context = || format!("sipua call:\n{text}\nbaresip:\n{}", bs.log());
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "sipua call exit {status:?}\n{}",
+        context()
+    );
+    assert!(text.contains("call: Established"), "{}", context());
+    assert!(text.contains("BYE: 200 OK"), "{}", context());
+    // baresip's own view: it answered, the call was up, and it ended on our BYE
+    assert!(
+        bs.out.wait_for("Call established: sip:sipua@", 5.0),
+        "{}",
+        context()
+    );
+    assert!(
+        bs.out
+            .wait_for("session closed: Connection reset by peer", 5.0),
+        "{}",
+        context()
+    );
+}
+
+#[test]
+fn baresip_calls_sipua_serve_and_hangs_up() {
+    let port = free_udp_port();
+    let (_serve, served) = serve(port, 60);
+    let bs = Baresip::start();
+    let mut ctrl = bs.ctrl();
+    let context = |ctrl: &Ctrl| {
+        format!(
+            "ctrl_tcp:\n{}\nsipua serve:\n{}\nbaresip:\n{}",
+            ctrl.transcript(),
+            served.text(),
+            bs.log()
+        )
+    };
+
+    ctrl.send("dial", &format!("sip:sipua@127.0.0.1:{port}"));
+    assert!(ctrl.wait_for(r#""ok":true"#, 5.0), "{}", context(&ctrl));
+    assert!(
+        ctrl.wait_for(r#""type":"CALL_ESTABLISHED""#, 10.0),
+        "{}",
+        context(&ctrl)
+    );
+    assert!(served.wait_for(": Established", 5.0), "{}", context(&ctrl));
+
+    std::thread::sleep(Duration::from_secs(1));
+    ctrl.send("hangup", "");
+    assert!(
+        ctrl.wait_for(r#""type":"CALL_CLOSED""#, 10.0),
+        "{}",
+        context(&ctrl)
+    );
+    assert!(
+        served.wait_for(": terminated (the peer hung up)", 10.0),
+        "{}",
+        context(&ctrl)
+    );
+    // sipua answered baresip's BYE with 200
+    assert!(
+        wait_until(5.0, || bs.traced_bye_200(port, bs.sip_port)),
+        "no 200 to the BYE from sipua in baresip's trace\n{}",
+        context(&ctrl)
+    );
+}
+
+#[test]
+fn baresip_calls_sipua_serve_which_hangs_up_when_its_lifetime_ends() {
+    let bs = Baresip::start();
+    let port = free_udp_port();
+    // stopping at the end of its lifetime, sipua serve hangs up the calls still up (BYE)
+    let (mut server, served) = serve(port, 4);
+    let mut ctrl = bs.ctrl();
+    let context = |ctrl: &Ctrl| {
+        format!(
+            "ctrl_tcp:\n{}\nsipua serve:\n{}\nbaresip:\n{}",
+            ctrl.transcript(),
+            served.text(),
+            bs.log()
+        )
+    };
+
+    ctrl.send("dial", &format!("sip:sipua@127.0.0.1:{port}"));
+    assert!(ctrl.wait_for(r#""ok":true"#, 5.0), "{}", context(&ctrl));
+    assert!(
+        ctrl.wait_for(r#""type":"CALL_ESTABLISHED""#, 10.0),
+        "{}",
+        context(&ctrl)
+    );
+    assert!(served.wait_for(": Established", 5.0), "{}", context(&ctrl));
+
+    assert!(
+        ctrl.wait_for(r#""type":"CALL_CLOSED""#, 15.0),
+        "{}",
+        context(&ctrl)
+    );
+    assert!(
+        ctrl.wait_for("Connection reset by peer", 1.0),
+        "baresip's call did not end by a BYE from sipua\n{}",
+        context(&ctrl)
+    );
+    assert!(
+        served.wait_for(": terminated (we hung up)", 5.0),
+        "{}",
+        context(&ctrl)
+    );
+    assert!(
+        wait_until(5.0, || bs.traced_bye_200(bs.sip_port, port)),
+        "no 200 from baresip to sipua's BYE in baresip's trace\n{}",
+        context(&ctrl)
+    );
+    // and sipua serve then exits on its own, successfully (after its BYE transaction is done)
+    let status = wait_exit(&mut server, 20.0);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "sipua serve exit {status:?}\n{}",
+        context(&ctrl)
+    );
+}
