@@ -9,7 +9,7 @@ use std::time::Duration;
 use sipua::message::{Response, Uri};
 use sipua::{
     EndReason, Invitation, InvitationRejectOptions, Inviter, InviterOptions, Listen, Session,
-    SessionDelegate, SessionState, UserAgent, UserAgentOptions,
+    SessionDelegate, SessionState, TlsOptions, UserAgent, UserAgentOptions,
 };
 
 /// How `sipua serve` answers INVITEs.
@@ -41,9 +41,17 @@ impl std::str::FromStr for Answer {
 /// Arguments of `sipua serve`.
 #[derive(clap::Args)]
 pub struct ServeArgs {
-    /// Where to listen, as `udp:IP:PORT` or `tcp:IP:PORT`; repeat to listen on several.
+    /// Where to listen: `udp:IP:PORT`, `tcp:`, `tls:`, `ws:` or `wss:`; repeat to listen on
+    /// several.
     #[arg(long, default_value = "udp:127.0.0.1:5062")]
     listen: Vec<String>,
+    /// PEM certificate chain for `tls:` and `wss:` (without one, a self-signed certificate
+    /// for the listening address is made and its path printed).
+    #[arg(long, requires = "key")]
+    cert: Option<std::path::PathBuf>,
+    /// PEM private key of `--cert`.
+    #[arg(long, requires = "cert")]
+    key: Option<std::path::PathBuf>,
     /// How to answer calls: `auto`, `busy` or `ring:SECONDS`.
     #[arg(long, default_value = "auto")]
     answer: Answer,
@@ -66,10 +74,20 @@ pub struct CallArgs {
     /// Local address to call from.
     #[arg(long, default_value = "udp:127.0.0.1:0")]
     from_addr: String,
-    /// The transport to call over, `udp` or `tcp` (default: the URI's `transport`
-    /// parameter, else UDP).
+    /// The transport to call over: `udp`, `tcp`, `tls`, `ws` or `wss` (default: the URI's
+    /// `transport` parameter, TLS for a `sips:` URI, else UDP).
     #[arg(long)]
     transport: Option<String>,
+    /// Who we are, for From: a SIP URI or a name-addr such as `"Alice" <sip:alice@example.com>`.
+    #[arg(long)]
+    from: Option<String>,
+    /// PEM certificates to trust for `tls` and `wss` (the server's, or its CA).
+    #[arg(long)]
+    ca: Option<std::path::PathBuf>,
+    /// Cancel the call if it is not answered within this many seconds (0: wait for the
+    /// callee's final response).
+    #[arg(long, default_value_t = 60.0)]
+    answer_timeout: f64,
     /// Send the INVITE without an SDP offer (the callee offers in its 200).
     #[arg(long)]
     no_offer: bool,
@@ -186,6 +204,24 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
             }
         }
     }
+    let secure: Vec<std::net::IpAddr> = listens
+        .iter()
+        .filter_map(|l| match l {
+            Listen::Tls(a) | Listen::Wss(a) => Some(a.ip()),
+            _ => None,
+        })
+        .collect();
+    let tls = if secure.is_empty() {
+        TlsOptions::default()
+    } else {
+        match server_tls(args.cert.as_deref(), args.key.as_deref(), &secure) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    };
     runtime().block_on(async {
         let mut agents = Vec::new();
         for (listen, text) in listens.into_iter().zip(&args.listen) {
@@ -193,6 +229,7 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
             let ua = UserAgent::new(UserAgentOptions {
                 listen,
                 accept_any_user: true,
+                tls: tls.clone(),
                 ..Default::default()
             });
             if let Err(e) = ua.start().await {
@@ -250,9 +287,32 @@ pub fn call(args: &CallArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let from = match args.from.as_deref().map(parse_from).transpose() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: --from: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let tls = match &args.ca {
+        None => TlsOptions::default(),
+        Some(p) => match std::fs::read_to_string(p)
+            .map_err(|e| e.to_string())
+            .and_then(|roots| TlsOptions::from_pem("", "", &roots))
+        {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: --ca {}: {e}", p.display());
+                return ExitCode::from(2);
+            }
+        },
+    };
     runtime().block_on(async {
         let ua = UserAgent::new(UserAgentOptions {
             listen,
+            uri: from.as_ref().map(|f| f.uri.clone()),
+            display_name: from.and_then(|f| f.display),
+            tls,
             ..Default::default()
         });
         if let Err(e) = ua.start().await {
@@ -296,6 +356,20 @@ async fn one_call(ua: &UserAgent, uri: &Uri, args: &CallArgs, verbose: bool) -> 
     call.invite(Default::default())
         .await
         .map_err(|e| e.to_string())?;
+    if args.answer_timeout > 0.0 {
+        let limit = Duration::from_secs_f64(args.answer_timeout);
+        if tokio::time::timeout(limit, call.established())
+            .await
+            .is_err()
+        {
+            let _ = call.cancel(Default::default()).await;
+            call.terminated().await;
+            return Err(format!(
+                "no answer within {} s: cancelled",
+                args.answer_timeout
+            ));
+        }
+    }
     call.established().await.map_err(|e| e.to_string())?;
     if verbose {
         println!("call established; hanging up in {} s", args.duration);
@@ -365,35 +439,69 @@ async fn many_calls(ua: &UserAgent, uri: &Uri, args: &CallArgs) -> ExitCode {
 }
 
 /// Chooses the transport of a call: `--transport`, else the URI's `transport` parameter, else
-/// UDP; the local listener and the URI are made to agree.
+/// TLS for `sips:`, else UDP; the local listener and the URI are made to agree.
 fn with_transport(
     listen: Listen,
     uri: Uri,
     transport: Option<&str>,
 ) -> Result<(Listen, Uri), String> {
-    let from_uri = uri
-        .as_sip()
-        .and_then(|s| s.transport())
-        .map(str::to_ascii_lowercase);
+    let sip = uri.as_sip();
+    let from_uri = sip.and_then(|s| s.transport()).map(str::to_ascii_lowercase);
+    let sips = sip.is_some_and(|s| s.scheme == sipua::message::Scheme::Sips);
     let chosen = transport
         .map(str::to_ascii_lowercase)
-        .or(from_uri)
-        .unwrap_or_else(|| "udp".into());
+        .or(from_uri.clone())
+        .unwrap_or_else(|| if sips { "tls".into() } else { "udp".into() });
     let addr = match listen {
-        Listen::Udp(a) | Listen::Tcp(a) => a,
+        Listen::Udp(a) | Listen::Tcp(a) | Listen::Tls(a) | Listen::Ws(a) | Listen::Wss(a) => a,
         other => return Ok((other, uri)),
     };
-    match chosen.as_str() {
-        "udp" => Ok((Listen::Udp(addr), uri)),
-        "tcp" => {
-            let uri = match &uri {
-                Uri::Sip(s) if s.transport().is_none() => format!("{uri};transport=tcp")
-                    .parse()
-                    .map_err(|e| format!("{uri}: {e}"))?,
-                _ => uri,
-            };
-            Ok((Listen::Tcp(addr), uri))
+    let listen = Listen::parse(&format!("{chosen}:{addr}"))?;
+    // the URI says how to reach the callee: add the transport unless it already says so
+    let implied = chosen == "udp" || (chosen == "tls" && sips);
+    let uri =
+        if from_uri.is_none() && !implied && uri.as_sip().is_some_and(|s| s.headers.is_empty()) {
+            format!("{uri};transport={chosen}")
+                .parse()
+                .map_err(|e| format!("{uri}: {e}"))?
+        } else {
+            uri
+        };
+    Ok((listen, uri))
+}
+
+/// TLS options for `serve`: the given certificate, or a self-signed one for `ips` written
+/// next to the system's temporary files so that callers can trust it.
+pub fn server_tls(
+    cert: Option<&std::path::Path>,
+    key: Option<&std::path::Path>,
+    ips: &[std::net::IpAddr],
+) -> Result<TlsOptions, String> {
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
+    };
+    let (chain, key) = match (cert, key) {
+        (Some(c), Some(k)) => (read(c)?, read(k)?),
+        _ => {
+            let names: Vec<String> = ips.iter().map(|i| i.to_string()).collect();
+            let made = rcgen::generate_simple_self_signed(names)
+                .map_err(|e| format!("self-signed certificate: {e}"))?;
+            let (chain, key) = (made.cert.pem(), made.key_pair.serialize_pem());
+            let path = std::env::temp_dir().join(format!("sipua-serve-{}.pem", std::process::id()));
+            std::fs::write(&path, &chain).map_err(|e| format!("{}: {e}", path.display()))?;
+            println!(
+                "self-signed certificate: {} (trust it with --ca)",
+                path.display()
+            );
+            (chain, key)
         }
-        other => Err(format!("transport {other} is not supported yet (udp, tcp)")),
-    }
+    };
+    TlsOptions::from_pem(&chain, &key, "")
+}
+
+/// `--from`: a name-addr (`"Alice" <sip:alice@example.com>`) or a bare URI.
+fn parse_from(s: &str) -> Result<sipua::message::NameAddr, String> {
+    sipua::message::NameAddr::parse(s.as_bytes())
+        .or_else(|_| s.parse::<Uri>().map(sipua::message::NameAddr::new))
+        .map_err(|e| format!("{s}: {e}"))
 }

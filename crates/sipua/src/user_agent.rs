@@ -77,8 +77,12 @@ pub trait UserAgentDelegate: Send + Sync {
 pub struct UserAgentOptions {
     /// Where to listen; its address goes into Via and Contact.
     pub listen: Listen,
-    /// The user part of our Contact and address of record.
+    /// The user part of our Contact (and of our address of record when `uri` is unset).
     pub user: String,
+    /// Our address of record, put in From (SIP.js `uri`); `None` is `sip:user@local-ip`.
+    pub uri: Option<Uri>,
+    /// The display name in From (SIP.js `displayName`).
+    pub display_name: Option<String>,
     /// Makes the media handler of each session.
     pub session_description_handler_factory: Arc<dyn SessionDescriptionHandlerFactory>,
     /// Told about incoming requests; see [`UserAgentDelegate`].
@@ -111,6 +115,8 @@ impl Default for UserAgentOptions {
         UserAgentOptions {
             listen: Listen::Udp(SocketAddr::from(([127, 0, 0, 1], 0))),
             user: "sipua".into(),
+            uri: None,
+            display_name: None,
             session_description_handler_factory: Arc::new(FixedSdpFactory::default()),
             delegate: None,
             no_answer_timeout: Duration::from_secs(60),
@@ -323,8 +329,23 @@ impl UserAgent {
         let local = net.local_addr();
         let transport = net.transport();
         let seed = o.seed.unwrap_or_else(|| clock_seed(local));
+        let aor = match (&o.uri, &o.display_name) {
+            (None, None) => None,
+            (uri, name) => {
+                let uri = match uri {
+                    Some(u) => u.clone(),
+                    None => format!("sip:{}@{}", o.user, Host::from(local.ip()))
+                        .parse()
+                        .map_err(|e| Error::InvalidArgument(format!("user {}: {e}", o.user)))?,
+                };
+                let mut a = sipua_message::NameAddr::new(uri);
+                a.display = name.clone();
+                Some(a)
+            }
+        };
         let mut cfg = UaConfig {
             seed,
+            aor,
             credentials: o.credentials.clone(),
             ..UaConfig::new(local, transport, &o.user)
         };

@@ -50,6 +50,9 @@ pub struct UaConfig {
     pub credentials: Option<Credentials>,
     /// Most live dialogs; a new INVITE beyond it gets 503 with Retry-After.
     pub max_dialogs: usize,
+    /// Our address of record for From (and To of REGISTER), with its display name; `None`
+    /// makes `sip:user@local-ip`.
+    pub aor: Option<NameAddr>,
 }
 
 impl UaConfig {
@@ -64,6 +67,7 @@ impl UaConfig {
             capabilities: Capabilities::default(),
             credentials: None,
             max_dialogs: 100_000,
+            aor: None,
         }
     }
 }
@@ -334,6 +338,11 @@ impl UaCore {
     }
 
     fn make_aor(cfg: &UaConfig) -> NameAddr {
+        if let Some(a) = &cfg.aor {
+            let mut a = a.clone();
+            a.params.remove("tag");
+            return a;
+        }
         let uri: Uri = format!("sip:{}@{}", cfg.user, Host::from(cfg.local.ip()))
             .parse()
             .unwrap_or_else(|_| Uri::Sip(sipua_message::SipUri::new(Host::from(cfg.local.ip()))));

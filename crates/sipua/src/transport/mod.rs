@@ -32,11 +32,12 @@ pub enum Listen {
     Udp(SocketAddr),
     /// A TCP listener; requests go over TCP connections.
     Tcp(SocketAddr),
-    /// A TLS listener (needs [`TlsOptions::server`]); requests go over TLS (RFC 3261 §26.2).
+    /// A TLS listener; requests go over TLS (RFC 3261 §26.2). Without
+    /// [`TlsOptions::server`] nothing listens: the agent only opens connections.
     Tls(SocketAddr),
     /// A WebSocket listener, subprotocol `sip` (RFC 7118).
     Ws(SocketAddr),
-    /// A secure WebSocket listener (needs [`TlsOptions::server`]).
+    /// A secure WebSocket listener; without [`TlsOptions::server`], a client only.
     Wss(SocketAddr),
     /// A port on an in-process [`MemoryNetwork`] (datagram semantics, like UDP).
     Memory(MemoryNetwork, SocketAddr),
@@ -173,6 +174,12 @@ impl Net {
                 let _ = streams.listen(Transport::Tcp, local).await;
                 udp = Some((s, vec![0; MAX_DATAGRAM]));
                 local
+            }
+            Listen::Tls(a) | Listen::Wss(a) if tls.server.is_none() => {
+                // a client without a certificate: connections we open only; Via and Contact
+                // still need a port, so take a free one
+                let probe = std::net::TcpListener::bind(a)?;
+                probe.local_addr()?
             }
             Listen::Tcp(a) | Listen::Tls(a) | Listen::Ws(a) | Listen::Wss(a) => {
                 streams.listen(listen.transport(), *a).await?

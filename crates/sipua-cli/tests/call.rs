@@ -1,0 +1,149 @@
+//! `sipua serve` and `sipua call` against each other, over every transport, as a user runs
+//! them: serve makes its own certificate for TLS and WSS and prints where it is; call trusts
+//! it with `--ca`.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `sipua serve` on `transport` and returns it with the lines it printed up to
+/// "listening on".
+fn serve(transport: &str, port: u16) -> (Killed, Vec<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sipua"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("{transport}:127.0.0.1:{port}"),
+            "--lifetime",
+            "20",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.starts_with("listening on");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    // keep draining so serve never blocks on a full pipe
+    std::thread::spawn(move || for _ in lines {});
+    (Killed(child), seen)
+}
+
+fn call_over(transport: &str) {
+    let port = free_port();
+    let (_serve, lines) = serve(transport, port);
+    assert!(
+        lines.last().is_some_and(|l| l.starts_with("listening on")),
+        "{lines:?}"
+    );
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sipua"));
+    cmd.args([
+        "call",
+        &format!("sip:bob@127.0.0.1:{port}"),
+        "--transport",
+        transport,
+        "--duration",
+        "0.2",
+        "--from",
+        "\"Alice\" <sip:alice@example.com>",
+    ]);
+    if let Some(pem) = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("self-signed certificate: "))
+    {
+        cmd.args(["--ca", pem.split(' ').next().unwrap()]);
+    }
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{transport}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("call: Established"), "{text}");
+    assert!(text.contains("BYE: 200 OK"), "{text}");
+}
+
+#[test]
+fn call_over_udp() {
+    call_over("udp");
+}
+
+#[test]
+fn call_over_tcp() {
+    call_over("tcp");
+}
+
+#[test]
+fn call_over_tls() {
+    call_over("tls");
+}
+
+#[test]
+fn call_over_ws() {
+    call_over("ws");
+}
+
+#[test]
+fn call_over_wss() {
+    call_over("wss");
+}
+
+#[test]
+fn an_unanswered_call_is_cancelled_after_answer_timeout() {
+    let port = free_port();
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_sipua"));
+    serve.args([
+        "serve",
+        "--listen",
+        &format!("udp:127.0.0.1:{port}"),
+        "--answer",
+        "ring:30",
+        "--lifetime",
+        "20",
+    ]);
+    let _serve = Killed(serve.stdout(Stdio::null()).spawn().unwrap());
+    std::thread::sleep(Duration::from_millis(300));
+    let out = Command::new(env!("CARGO_BIN_EXE_sipua"))
+        .args([
+            "call",
+            &format!("sip:bob@127.0.0.1:{port}"),
+            "--answer-timeout",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(text.contains("180 Ringing"), "{text}");
+    assert!(err.contains("no answer within 1 s: cancelled"), "{err}");
+    assert!(
+        text.contains("terminated (487 Request Terminated)"),
+        "{text}"
+    );
+}
