@@ -177,8 +177,13 @@ async fn answer(inv: Invitation, mode: Answer, quiet: bool) {
         },
         Answer::Ring(secs) => match inv.progress(Default::default()).await {
             Ok(()) => {
-                tokio::time::sleep(Duration::from_secs(secs)).await;
-                inv.accept(Default::default()).await
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(secs)) => {
+                        inv.accept(Default::default()).await
+                    }
+                    // cancelled while ringing: nothing left to answer
+                    _ = inv.terminated() => Ok(()),
+                }
             }
             Err(e) => Err(e),
         },

@@ -54,12 +54,15 @@ fn serve(transport: &str, port: u16) -> (Killed, Vec<String>) {
 }
 
 fn call_over(transport: &str) {
-    let port = free_port();
-    let (_serve, lines) = serve(transport, port);
-    assert!(
-        lines.last().is_some_and(|l| l.starts_with("listening on")),
-        "{lines:?}"
-    );
+    // a port picked free can be taken by a parallel test before serve binds it: try again
+    let (port, _serve, lines) = (0..5)
+        .map(|_| {
+            let port = free_port();
+            let (child, lines) = serve(transport, port);
+            (port, child, lines)
+        })
+        .find(|(_, _, lines)| lines.last().is_some_and(|l| l.starts_with("listening on")))
+        .expect("sipua serve starts");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sipua"));
     cmd.args([
         "call",

@@ -672,7 +672,22 @@ impl Endpoint {
             Some(_) => 200,
             None => 481,
         };
-        let _ = self.respond(now, cancel_id, Response::from_request(&req, status));
+        let mut resp = Response::from_request(&req, status);
+        // RFC 3261 §9.2: the 200 carries the To tag of the INVITE's responses
+        let tag = target
+            .and_then(|t| match self.txs.get(&t).map(|e| &e.tx) {
+                Some(Tx::Ist(ist)) => ist.last_response().cloned(),
+                _ => None,
+            })
+            .and_then(|b| sipua_message::Message::parse_bytes(b).ok())
+            .and_then(|m| match m {
+                sipua_message::Message::Response(r) => r.to_tag().map(str::to_owned),
+                sipua_message::Message::Request(_) => None,
+            });
+        if let (Some(tag), true) = (tag, req.to_tag().is_none()) {
+            let _ = resp.set_to_tag(&tag);
+        }
+        let _ = self.respond(now, cancel_id, resp);
     }
 
     /// Creates a server transaction, or answers 503 statelessly when full.

@@ -128,6 +128,10 @@ pub struct FixedSdp {
     version: u64,
     session_id: u64,
     remote: Option<BodyAndContentType>,
+    /// Our offer waits for its answer.
+    offering: bool,
+    /// The peer's offer waits for our answer; its direction attribute.
+    answering: Option<&'static str>,
     closed: bool,
 }
 
@@ -140,6 +144,8 @@ impl FixedSdp {
             version: 0,
             session_id,
             remote: None,
+            offering: false,
+            answering: None,
             closed: false,
         }
     }
@@ -152,7 +158,22 @@ impl FixedSdp {
     fn render(&mut self, hold: bool) -> String {
         self.version += 1;
         let family = if self.ip.is_ipv4() { "IP4" } else { "IP6" };
-        let direction = if hold { "sendonly" } else { "sendrecv" };
+        // RFC 3264 §6.1: an answer mirrors the offer's direction; an offer holds or not
+        let direction = match self.answering.take() {
+            Some("sendonly") => "recvonly",
+            Some("recvonly") => "sendonly",
+            Some("inactive") => "inactive",
+            Some(_) if hold => "sendonly",
+            Some(_) => "sendrecv",
+            None => {
+                self.offering = true;
+                if hold {
+                    "sendonly"
+                } else {
+                    "sendrecv"
+                }
+            }
+        };
         format!(
             "v=0\r\no=sipua {id} {ver} IN {family} {ip}\r\ns=sipua\r\nc=IN {family} {ip}\r\n\
              t=0 0\r\nm=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\n\
@@ -204,6 +225,16 @@ impl SessionDescriptionHandler for FixedSdp {
             if !d.body.starts_with(b"v=0") {
                 return Err(SdhError("not an SDP (no v=0 line)".into()));
             }
+            if std::mem::take(&mut self.offering) {
+                self.answering = None; // the answer to our offer
+            } else {
+                let text = String::from_utf8_lossy(&d.body);
+                let direction = ["sendonly", "recvonly", "inactive"]
+                    .into_iter()
+                    .find(|a| text.lines().any(|l| l.trim_end() == format!("a={a}")))
+                    .unwrap_or("sendrecv");
+                self.answering = Some(direction);
+            }
             self.remote = Some(d);
             Ok(())
         })
@@ -214,6 +245,12 @@ impl SessionDescriptionHandler for FixedSdp {
             .split(';')
             .next()
             .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp"))
+    }
+
+    fn rollback_description(&mut self) -> BoxFuture<'_, Result<(), SdhError>> {
+        self.offering = false;
+        self.answering = None;
+        Box::pin(async { Ok(()) })
     }
 
     fn close(&mut self) {
@@ -239,5 +276,73 @@ impl SessionDescriptionHandlerFactory for FixedSdpFactory {
         }) % 1_000_000_000;
         let port = if self.port == 0 { 49170 } else { self.port };
         Ok(Box::new(FixedSdp::new(session.local_ip, port, id)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run<T>(f: impl Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    fn direction(d: &BodyAndContentType) -> String {
+        let t = String::from_utf8_lossy(&d.body).into_owned();
+        t.lines()
+            .find_map(|l| {
+                l.strip_prefix("a=").filter(|a| {
+                    a.ends_with("send")
+                        || a.ends_with("recv")
+                        || a.ends_with("only")
+                        || *a == "inactive"
+                })
+            })
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    #[test]
+    fn answers_mirror_the_direction_of_the_offer() {
+        run(async {
+            let o = SessionDescriptionHandlerOptions::default();
+            for (offer, answer) in [
+                ("sendonly", "recvonly"),
+                ("recvonly", "sendonly"),
+                ("inactive", "inactive"),
+                ("sendrecv", "sendrecv"),
+            ] {
+                let mut h = FixedSdp::new("127.0.0.1".parse().unwrap(), 4000, 1);
+                let sdp = format!("v=0\r\nm=audio 5000 RTP/AVP 0\r\na={offer}\r\n");
+                h.set_description(&BodyAndContentType::sdp(sdp), &o, &[])
+                    .await
+                    .unwrap();
+                let a = h.get_description(&o, &[]).await.unwrap();
+                assert_eq!(direction(&a), answer, "offer {offer}");
+                // the next description is a new offer again
+                let next = h.get_description(&o, &[]).await.unwrap();
+                assert_eq!(direction(&next), "sendrecv");
+            }
+        });
+    }
+
+    #[test]
+    fn hold_offers_sendonly_and_its_answer_is_not_taken_for_an_offer() {
+        run(async {
+            let hold = SessionDescriptionHandlerOptions { hold: true };
+            let mut h = FixedSdp::new("127.0.0.1".parse().unwrap(), 4000, 1);
+            let offer = h.get_description(&hold, &[]).await.unwrap();
+            assert_eq!(direction(&offer), "sendonly");
+            let answer = BodyAndContentType::sdp("v=0\r\na=recvonly\r\n");
+            h.set_description(&answer, &hold, &[]).await.unwrap();
+            let o = SessionDescriptionHandlerOptions::default();
+            assert_eq!(
+                direction(&h.get_description(&o, &[]).await.unwrap()),
+                "sendrecv"
+            );
+        });
     }
 }

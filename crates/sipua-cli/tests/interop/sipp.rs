@@ -1,7 +1,9 @@
 //! Interop with SIPp (Debian `sip-tester`), on loopback: its built-in `uac` against `sipua serve`,
-//! and `sipua call` against its built-in `uas`. SIPp missing is a failure, not a skip:
-//! `scripts/test` installs it.
+//! `sipua call` against its built-in `uas`, and our own caller scenarios (`sipp/*.xml`: no ACK,
+//! CANCEL, 486, re-INVITE, INFO, retransmitted INVITE) against `sipua serve`. SIPp missing is a
+//! failure, not a skip: `scripts/test` installs it.
 
+use std::io::Read;
 use std::net::UdpSocket;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -31,8 +33,26 @@ impl Drop for Killed {
     }
 }
 
+impl Killed {
+    /// Stops the process and returns what it wrote to its stdout (which must be piped).
+    fn stop(mut self) -> String {
+        let _ = self.0.kill();
+        let mut out = String::new();
+        if let Some(mut stdout) = self.0.stdout.take() {
+            let _ = stdout.read_to_string(&mut out);
+        }
+        out
+    }
+}
+
 /// `sipua serve` on `port`, stopped when the returned guard drops.
 fn serve(port: u16) -> Killed {
+    serve_with(port, &[], Stdio::null())
+}
+
+/// `sipua serve` on `port` with `extra` arguments (`--answer busy`...), its stdout going to
+/// `stdout`; stopped when the returned guard drops or by [`Killed::stop`].
+fn serve_with(port: u16, extra: &[&str], stdout: Stdio) -> Killed {
     let child = Command::new(env!("CARGO_BIN_EXE_sipua"))
         .args([
             "serve",
@@ -41,7 +61,8 @@ fn serve(port: u16) -> Killed {
             "--lifetime",
             "60",
         ])
-        .stdout(Stdio::null())
+        .args(extra)
+        .stdout(stdout)
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
@@ -60,21 +81,32 @@ fn counters(out: &str) -> (u32, u32) {
     (count("Successful call"), count("Failed call"))
 }
 
-#[test]
-fn sipp_uac_calls_sipua_serve_200_times_at_50_per_second() {
+/// SIPp's built-in `uac` makes 200 calls at 50 calls/s to `sipua serve` over `transport`.
+fn sipp_uac_against_serve(transport: &str) {
     let port = free_udp_port();
-    let _serve = serve(port);
+    let listen = format!("{transport}:127.0.0.1:{port}");
+    let _serve = Killed(
+        Command::new(env!("CARGO_BIN_EXE_sipua"))
+            .args(["serve", "--listen", &listen, "--lifetime", "60", "--quiet"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let mode = if transport == "tcp" { "t1" } else { "u1" };
     let out = sipp()
+        .args(["-sn", "uac", &format!("127.0.0.1:{port}"), "-t", mode])
+        .args(["-i", "127.0.0.1", "-p", &free_udp_port().to_string()])
         .args([
-            "-sn",
-            "uac",
-            &format!("127.0.0.1:{port}"),
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &free_udp_port().to_string(),
+            "-m",
+            "200",
+            "-r",
+            "50",
+            "-timeout",
+            "40",
+            "-timeout_error",
+            "-nostdin",
         ])
-        .args(["-m", "200", "-r", "50", "-timeout", "40", "-nostdin"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -83,35 +115,45 @@ fn sipp_uac_calls_sipua_serve_200_times_at_50_per_second() {
 }
 
 #[test]
-fn sipua_call_reaches_sipp_uas() {
+fn sipp_uac_calls_sipua_serve_200_times_at_50_per_second_over_udp() {
+    sipp_uac_against_serve("udp");
+}
+
+#[test]
+fn sipp_uac_calls_sipua_serve_200_times_at_50_per_second_over_tcp() {
+    sipp_uac_against_serve("tcp");
+}
+
+/// `sipua call` makes 200 calls at 50 calls/s to SIPp's built-in `uas` over `transport`;
+/// both sides count 200 successful calls.
+fn sipua_calls_sipp_uas(transport: &str) {
     let port = free_udp_port();
-    let _uas = Killed(
-        sipp()
-            .args([
-                "-sn",
-                "uas",
-                "-i",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-m",
-                "1",
-                "-nostdin",
-                "-timeout",
-                "30",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mode = if transport == "tcp" { "t1" } else { "u1" };
+    let mut uas = sipp()
+        .args([
+            "-sn",
+            "uas",
+            "-t",
+            mode,
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
+        .args(["-m", "200", "-nostdin", "-timeout", "60", "-timeout_error"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut uas_out = uas.stdout.take().unwrap();
+    let _uas = Killed(uas);
     std::thread::sleep(Duration::from_millis(300));
     let out = Command::new(env!("CARGO_BIN_EXE_sipua"))
-        .args([
-            "call",
-            &format!("sip:service@127.0.0.1:{port}"),
-            "--duration",
-            "0.2",
-        ])
+        .args(["call", &format!("sip:service@127.0.0.1:{port}")])
+        .args(["--transport", transport, "--duration", "0.1"])
+        .args(["--calls", "200", "--rate", "50"])
+        // SIPp's uas ends each call with a 4 s pause and counts a call whose TCP connection
+        // closes during it as failed: keep the connection until the last pause is over
+        .args(["--linger", "5"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -120,8 +162,21 @@ fn sipua_call_reaches_sipp_uas() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("200 OK"), "{text}");
-    assert!(text.contains("BYE: 200 OK"), "{text}");
+    assert!(text.contains("calls: 200 successful, 0 failed"), "{text}");
+    // SIPp exits by itself after its 200th call
+    let mut uas_text = String::new();
+    uas_out.read_to_string(&mut uas_text).unwrap();
+    assert_eq!(counters(&uas_text), (200, 0), "{uas_text}");
+}
+
+#[test]
+fn sipua_call_makes_200_calls_at_50_per_second_to_sipp_uas_over_udp() {
+    sipua_calls_sipp_uas("udp");
+}
+
+#[test]
+fn sipua_call_makes_200_calls_at_50_per_second_to_sipp_uas_over_tcp() {
+    sipua_calls_sipp_uas("tcp");
 }
 
 #[test]
@@ -129,7 +184,10 @@ fn a_lost_ack_makes_sipua_retransmit_its_200_then_send_bye() {
     // SIPp never ACKs; sipua must repeat its 200 for 64*T1 (32 s) and then hang up with BYE
     let port = free_udp_port();
     let _serve = serve(port);
-    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/sipp/uac_no_ack.xml");
+    let scenario = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/sipp/uac_no_ack.xml"
+    );
     let out = sipp()
         .args([
             "-sf",
@@ -145,4 +203,126 @@ fn a_lost_ack_makes_sipua_retransmit_its_200_then_send_bye() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(counters(&text), (1, 0), "{text}");
+}
+
+/// Runs our scenario `file` (in `tests/interop/sipp/`) for `calls` calls at 5 per second, plus
+/// `sipp_extra` arguments, against `sipua serve --answer <answer>`. Returns SIPp's final screen,
+/// whether SIPp exited with 0 (every call succeeded) and what `sipua serve` printed.
+fn scenario_against_serve(
+    file: &str,
+    answer: &str,
+    calls: u32,
+    sipp_extra: &[&str],
+) -> (String, bool, String) {
+    let port = free_udp_port();
+    let callee = serve_with(port, &["--answer", answer], Stdio::piped());
+    let scenario = format!("{}/tests/interop/sipp/{file}", env!("CARGO_MANIFEST_DIR"));
+    let out = sipp()
+        .args([
+            "-sf",
+            &scenario,
+            &format!("127.0.0.1:{port}"),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &free_udp_port().to_string(),
+        ])
+        .args([
+            "-m",
+            &calls.to_string(),
+            "-r",
+            "5",
+            "-timeout",
+            "30",
+            // without it SIPp 3.6.1 prints its final screen at the timeout but does not exit
+            // while calls are pending
+            "-timeout_error",
+            "-nostdin",
+        ])
+        .args(sipp_extra)
+        .output()
+        .unwrap();
+    // let sipua print the end of the last call
+    std::thread::sleep(Duration::from_millis(300));
+    let printed = callee.stop();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        out.status.success(),
+        printed,
+    )
+}
+
+/// How many lines of `sipua serve`'s output contain `what`.
+fn lines_with(printed: &str, what: &str) -> usize {
+    printed.lines().filter(|l| l.contains(what)).count()
+}
+
+#[test]
+fn sipp_cancel_after_180_gets_200_and_487() {
+    // sipua rings for 5 s; SIPp cancels at the 180 and checks the CSeq of the 200 (CANCEL) and
+    // of the 487 (INVITE), then ACKs the 487
+    let (text, ok, printed) = scenario_against_serve("cancel.xml", "ring:5", 5, &[]);
+    assert_eq!(counters(&text), (5, 0), "{text}");
+    assert!(ok, "{text}");
+    assert_eq!(lines_with(&printed, "INVITE from"), 5, "{printed}");
+    assert_eq!(
+        lines_with(&printed, "terminated (cancelled by the caller)"),
+        5,
+        "{printed}"
+    );
+}
+
+#[test]
+fn sipp_invite_to_a_busy_sipua_gets_486_and_acks_it() {
+    let (text, ok, printed) = scenario_against_serve("busy.xml", "busy", 10, &[]);
+    assert_eq!(counters(&text), (10, 0), "{text}");
+    assert!(ok, "{text}");
+    assert_eq!(
+        lines_with(&printed, "terminated (we answered 486)"),
+        10,
+        "{printed}"
+    );
+}
+
+#[test]
+fn sipp_reinvite_in_the_dialog_gets_200_with_sdp_then_bye_ends_the_call() {
+    let (text, ok, printed) = scenario_against_serve("reinvite.xml", "auto", 10, &[]);
+    assert_eq!(counters(&text), (10, 0), "{text}");
+    assert!(ok, "{text}");
+    assert_eq!(lines_with(&printed, "INVITE from"), 10, "{printed}");
+    assert_eq!(
+        lines_with(&printed, "terminated (the peer hung up)"),
+        10,
+        "{printed}"
+    );
+}
+
+#[test]
+fn sipp_info_with_a_dtmf_digit_in_the_dialog_gets_200() {
+    let (text, ok, printed) = scenario_against_serve("info.xml", "auto", 10, &[]);
+    assert_eq!(counters(&text), (10, 0), "{text}");
+    assert!(ok, "{text}");
+    assert_eq!(
+        lines_with(&printed, "terminated (the peer hung up)"),
+        10,
+        "{printed}"
+    );
+}
+
+#[test]
+fn a_retransmitted_invite_brings_back_the_180_and_makes_no_second_call() {
+    // three byte-identical copies of each INVITE: while ringing (1 s), after the 200, after the
+    // ACK. -nr: SIPp's hash-based retransmission detection would take the repeated 180 for a
+    // retransmission and resend the copy (see the scenario)
+    let (text, ok, printed) =
+        scenario_against_serve("retransmitted_invite.xml", "ring:1", 5, &["-nr"]);
+    assert_eq!(counters(&text), (5, 0), "{text}");
+    assert!(ok, "{text}");
+    // one call per INVITE, however many copies arrived
+    assert_eq!(lines_with(&printed, "INVITE from"), 5, "{printed}");
+    assert_eq!(
+        lines_with(&printed, "terminated (the peer hung up)"),
+        5,
+        "{printed}"
+    );
 }

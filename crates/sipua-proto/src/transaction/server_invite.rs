@@ -27,6 +27,11 @@ pub struct ServerInvite {
 }
 
 impl ServerInvite {
+    /// The last response sent (what a retransmitted INVITE gets again).
+    pub fn last_response(&self) -> Option<&Bytes> {
+        self.last.as_ref()
+    }
+
     /// A transaction for an INVITE that just arrived. `trying`, if given, is sent at once as
     /// the 100 Trying of RFC 3261 §17.2.1.
     pub fn new(

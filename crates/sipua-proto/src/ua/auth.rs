@@ -132,7 +132,7 @@ impl UaCore {
             return false;
         }
         self.outgoing.remove(&id);
-        self.start(now, req, destination, Some((original, attempts)))
+        self.start(now, req, destination, Some((original, attempts)), None)
             .is_ok()
     }
 }

@@ -372,6 +372,22 @@ impl UaCore {
         headers: Vec<Header>,
         body: Option<(MediaType, Bytes)>,
     ) -> Result<TransactionId, UaError> {
+        self.send_request_over(now, method, target, destination, None, headers, body)
+    }
+
+    /// Like [`UaCore::send_request`], over `transport` when given (the choice of RFC 3263
+    /// server location) rather than the configured one.
+    #[allow(clippy::too_many_arguments)]
+    pub fn send_request_over(
+        &mut self,
+        now: Instant,
+        method: Method,
+        target: Uri,
+        destination: SocketAddr,
+        transport: Option<Transport>,
+        headers: Vec<Header>,
+        body: Option<(MediaType, Bytes)>,
+    ) -> Result<TransactionId, UaError> {
         let mut from = self.local_aor();
         let tag = self.token(10);
         from.set_tag(&tag);
@@ -401,7 +417,7 @@ impl UaCore {
             b = b.body(ct, body);
         }
         let request = b.build()?;
-        self.start(now, request, destination, None)
+        self.start(now, request, destination, None, transport)
     }
 
     /// Starts a client transaction for `request`; `original` names the first attempt of a
@@ -412,23 +428,27 @@ impl UaCore {
         request: Request,
         destination: SocketAddr,
         original: Option<(TransactionId, u8)>,
+        hint: Option<Transport>,
     ) -> Result<TransactionId, UaError> {
         let mut request = request;
         if original.is_none() {
             self.authorize_from_cache(&mut request, destination);
         }
+        // the transport chosen by server location (RFC 3263), else the one in our Via
+        let via_transport = request
+            .top_via()
+            .map(|v| v.transport.clone())
+            .unwrap_or_else(|_| self.cfg.transport.clone());
+        let base = hint.unwrap_or_else(|| via_transport.clone());
         // RFC 3261 §18.1.1: a request too large for UDP goes over TCP, unless the URI insists
         let forced_udp = request
             .uri()
             .as_sip()
             .and_then(|u| u.transport())
             .is_some_and(|t| t.eq_ignore_ascii_case("udp"));
-        let transport = crate::locate::transport_for_size(
-            &self.cfg.transport,
-            request.to_bytes().len(),
-            forced_udp,
-        );
-        if transport != self.cfg.transport {
+        let transport =
+            crate::locate::transport_for_size(&base, request.to_bytes().len(), forced_udp);
+        if transport != via_transport {
             if let Ok(mut via) = request.top_via().cloned() {
                 via.transport = transport.clone();
                 request.set_top_via(&via)?;
@@ -499,7 +519,13 @@ impl UaCore {
             request.set_body(Some(&ct), &body)?;
         }
         let is_invite = *request.method() == Method::Invite;
-        let id = self.start(now, request, destination, None)?;
+        // a transport parameter in the next hop (the peer's Contact or first route) decides
+        let hint = self
+            .dialogs
+            .get(dialog)
+            .and_then(|d| d.next_hop().as_sip().and_then(|u| u.transport()))
+            .map(|t| Transport::parse(t.as_bytes()));
+        let id = self.start(now, request, destination, None, hint)?;
         if is_invite {
             self.invites_out.insert(dialog.clone(), id);
         }
