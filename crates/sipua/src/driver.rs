@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use sipua_message::header::MediaType;
-use sipua_message::{Header, Method, Request, Response, Uri};
+use sipua_message::{Header, Method, Request, Response, Transport, Uri};
 use sipua_proto::dialog::DialogId;
 use sipua_proto::endpoint::{Received, TransactionId};
 use sipua_proto::ua::{UaCore, UaEvent};
@@ -70,6 +70,7 @@ pub(crate) enum Command {
         key: SessionKey,
         target: Uri,
         destination: SocketAddr,
+        transport: Option<Transport>,
         headers: Vec<Header>,
         body: Body,
         defer_ack: bool,
@@ -113,6 +114,7 @@ pub(crate) enum Command {
         method: Method,
         target: Uri,
         destination: SocketAddr,
+        transport: Option<Transport>,
         headers: Vec<Header>,
         body: Body,
         reply: Reply<Response>,
@@ -405,6 +407,7 @@ impl Driver {
                 key,
                 target,
                 destination,
+                transport,
                 headers,
                 body,
                 defer_ack,
@@ -412,7 +415,15 @@ impl Driver {
             } => {
                 let r = self
                     .core
-                    .send_request(t, Method::Invite, target, destination, headers, body)
+                    .send_request_over(
+                        t,
+                        Method::Invite,
+                        target,
+                        destination,
+                        transport,
+                        headers,
+                        body,
+                    )
                     .and_then(|id| {
                         if defer_ack {
                             self.core.defer_ack(id)?;
@@ -496,13 +507,19 @@ impl Driver {
                 method,
                 target,
                 destination,
+                transport,
                 headers,
                 body,
                 reply,
-            } => match self
-                .core
-                .send_request(t, method, target, destination, headers, body)
-            {
+            } => match self.core.send_request_over(
+                t,
+                method,
+                target,
+                destination,
+                transport,
+                headers,
+                body,
+            ) {
                 Ok(id) => {
                     self.by_tx.insert(id, Route::Waiter(reply));
                 }

@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod dns;
 mod driver;
 mod error;
 pub mod sdh;
@@ -19,6 +20,7 @@ mod session;
 pub mod transport;
 mod user_agent;
 
+pub use dns::{DnsResolver, Located};
 pub use error::Error;
 pub use sdh::{
     BodyAndContentType, FixedSdp, FixedSdpFactory, SessionDescriptionHandler,

@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use sipua_message::header::MediaType;
-use sipua_message::{Header, HeaderName, Host, Method, Request, Response, Uri};
+use sipua_message::{Header, HeaderName, Host, Method, Request, Response, Transport, Uri};
 use sipua_proto::endpoint::TransactionId;
 use sipua_proto::ua::{Capabilities, Credentials, UaConfig, UaCore};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::dns::DnsResolver;
 use crate::driver::{self, Body, Command};
 use crate::error::Error;
 use crate::sdh::{FixedSdpFactory, SessionDescriptionHandlerFactory};
@@ -96,6 +97,9 @@ pub struct UserAgentOptions {
     pub credentials: Option<Credentials>,
     /// Sends every out-of-dialog request here instead of the Request-URI's host.
     pub outbound_proxy: Option<SocketAddr>,
+    /// DNS servers for RFC 3263 server location (NAPTR, SRV, A/AAAA); `None` uses the
+    /// system's configuration.
+    pub dns_servers: Option<Vec<SocketAddr>>,
     /// Answers requests to any user, not only ours (a server answering every number).
     pub accept_any_user: bool,
     /// On `stop`, ends every session (BYE, CANCEL or 480) and waits for the answers.
@@ -123,6 +127,7 @@ impl Default for UserAgentOptions {
             user_agent_string: concat!("sipua/", env!("CARGO_PKG_VERSION")).into(),
             credentials: None,
             outbound_proxy: None,
+            dns_servers: None,
             accept_any_user: false,
             graceful_shutdown: true,
             seed: None,
@@ -147,6 +152,7 @@ pub(crate) struct Shared {
     pub(crate) commands: mpsc::Sender<Command>,
     pub(crate) options: UserAgentOptions,
     pub(crate) local: SocketAddr,
+    pub(crate) dns: DnsResolver,
     next_key: AtomicU64,
     invitations: Mutex<Option<mpsc::Sender<Invitation>>>,
     allow: Vec<Method>,
@@ -196,25 +202,22 @@ impl Shared {
         }
     }
 
-    /// Where to send a request for `target`: the outbound proxy, the URI's address, or the
-    /// address its host name resolves to (A/AAAA).
-    pub(crate) async fn resolve(&self, target: &Uri) -> Result<SocketAddr, Error> {
+    /// Where to send a request for `target`: the outbound proxy, or the first target of
+    /// RFC 3263 server location, with the transport when the URI or DNS chose it.
+    pub(crate) async fn resolve(
+        &self,
+        target: &Uri,
+    ) -> Result<(SocketAddr, Option<Transport>), Error> {
         if let Some(p) = self.options.outbound_proxy {
-            return Ok(p);
+            return Ok((p, None));
         }
-        if let Some(a) = literal_address(target) {
-            return Ok(a);
-        }
-        let sip = target
-            .as_sip()
+        let located = self.dns.locate(target).await?;
+        let (transport, addr) = located
+            .targets
+            .into_iter()
+            .next()
             .ok_or_else(|| Error::Unresolvable(target.to_string()))?;
-        let host = sip.host.to_string();
-        let port = sip.port.unwrap_or(default_port(sip));
-        let found = match tokio::net::lookup_host((host.clone(), port)).await {
-            Ok(mut addrs) => addrs.next(),
-            Err(_) => None,
-        };
-        found.ok_or(Error::Unresolvable(host))
+        Ok((addr, located.transport_chosen.then_some(transport)))
     }
 }
 
@@ -372,6 +375,10 @@ impl UserAgent {
             commands,
             options: o.clone(),
             local,
+            dns: match &o.dns_servers {
+                Some(servers) => DnsResolver::with_servers(servers, seed),
+                None => DnsResolver::system(seed),
+            },
             next_key: AtomicU64::new(1),
             invitations: Mutex::new(Some(inv_tx)),
             allow,
@@ -447,13 +454,14 @@ impl UserAgent {
         body: Option<(String, Bytes)>,
     ) -> Result<Response, Error> {
         let shared = self.shared().ok_or(Error::Stopped)?;
-        let destination = shared.resolve(&target).await?;
+        let (destination, transport) = shared.resolve(&target).await?;
         let body = body_of(body)?;
         shared
             .ask(|reply| Command::Request {
                 method,
                 target,
                 destination,
+                transport,
                 headers,
                 body,
                 reply,

@@ -568,7 +568,7 @@ impl Task {
         } else {
             Some(self.local_description(None).await?)
         };
-        let destination = self.shared.resolve(&target).await?;
+        let (destination, transport) = self.shared.resolve(&target).await?;
         let body_for_core = to_body(body.clone())?;
         let key = self.key;
         let id = self
@@ -577,6 +577,7 @@ impl Task {
                 key,
                 target,
                 destination,
+                transport,
                 headers,
                 body: body_for_core,
                 defer_ack: without_sdp,
