@@ -30,7 +30,11 @@ async fn agent(
     let mut o = UserAgentOptions {
         listen: Listen::Memory(net.clone(), addr(at)),
         user: user.into(),
-        seed: Some(addr(at).ip().to_string().len() as u64 + user.len() as u64),
+        seed: Some(
+            at.bytes()
+                .chain(user.bytes())
+                .fold(7u64, |h, b| h.wrapping_mul(31) ^ u64::from(b)),
+        ),
         ..Default::default()
     };
     tweak(&mut o);
@@ -637,4 +641,161 @@ async fn calls_complete_at_20_percent_loss_with_duplication_and_reordering() {
         bob.stop().await;
     }
     assert_eq!(completed, 40);
+}
+
+/// Alice calls an address that forks to two Bobs (as a forking proxy would).
+async fn forked(seed: u64) -> (MemoryNetwork, UserAgent, UserAgent, UserAgent) {
+    let net = MemoryNetwork::new(seed, LinkConfig::default());
+    let alice = agent(&net, ALICE, "alice", |_| {}).await;
+    let bob1 = agent(&net, BOB, "bob", |_| {}).await;
+    let bob2 = agent(&net, "10.0.0.3:5060", "bob", |_| {}).await;
+    net.fork(addr("10.0.0.9:5060"), &[addr(BOB), addr("10.0.0.3:5060")]);
+    (net, alice, bob1, bob2)
+}
+
+#[tokio::test(start_paused = true)]
+async fn forked_invite_both_answer_the_first_2xx_wins_the_second_is_acked_and_ended() {
+    for with_sdp in [true, false] {
+        let (net, alice, bob1, bob2) = forked(21).await;
+        let log = tap(&net);
+        let call = Inviter::new(
+            &alice,
+            "sip:bob@10.0.0.9:5060".parse().unwrap(),
+            InviterOptions {
+                invite_without_sdp: !with_sdp,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        call.invite(Default::default()).await.unwrap();
+        let (i1, i2) = (
+            bob1.next_invitation().await.unwrap(),
+            bob2.next_invitation().await.unwrap(),
+        );
+        i1.accept(Default::default()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        i2.accept(Default::default()).await.unwrap();
+        call.established().await.unwrap();
+        // the losing fork is acknowledged, then hung up
+        assert_eq!(
+            i2.terminated().await,
+            EndReason::RemoteBye,
+            "sdp {with_sdp}"
+        );
+        assert_eq!(
+            call.dialog(),
+            i1.dialog().map(|d| sipua::proto::dialog::DialogId {
+                call_id: d.call_id,
+                local_tag: d.remote_tag,
+                remote_tag: d.local_tag,
+            })
+        );
+        assert_eq!(count(&log, "ACK "), 2);
+        assert_eq!(count(&log, "BYE "), 1);
+        assert_eq!(i1.state(), SessionState::Established);
+        call.bye().await.unwrap();
+        assert_eq!(i1.terminated().await, EndReason::RemoteBye);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn early_media_survives_forking_the_answer_follows_the_dialog_that_wins() {
+    let (_net, alice, bob1, bob2) = forked(22).await;
+    let call = Inviter::new(
+        &alice,
+        "sip:bob@10.0.0.9:5060".parse().unwrap(),
+        InviterOptions {
+            early_media: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    call.invite(Default::default()).await.unwrap();
+    let (i1, i2) = (
+        bob1.next_invitation().await.unwrap(),
+        bob2.next_invitation().await.unwrap(),
+    );
+    let early = InvitationProgressOptions {
+        status_code: Some(183),
+        ..Default::default()
+    };
+    i1.progress(early.clone()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let sdp = |s: &sipua::Session| {
+        String::from_utf8_lossy(&s.remote_description().unwrap().body).into_owned()
+    };
+    assert!(
+        sdp(&call).contains("c=IN IP4 10.0.0.2"),
+        "early media from the first fork"
+    );
+    i2.progress(early).await.unwrap();
+    i2.accept(Default::default()).await.unwrap();
+    call.established().await.unwrap();
+    // the second Bob answered: the media now follows his answer; the first fork is cancelled
+    assert!(sdp(&call).contains("c=IN IP4 10.0.0.3"), "{}", sdp(&call));
+    assert_eq!(call.state(), SessionState::Established);
+    i1.reject(Default::default()).await.ok();
+    call.bye().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn invite_expires_header_ends_an_unanswered_invitation_with_487() {
+    let p = pair(23).await;
+    let call = Inviter::new(
+        &p.alice,
+        bob_uri(),
+        InviterOptions {
+            extra_headers: vec![sipua::message::Header::new(
+                sipua::message::HeaderName::Expires,
+                "3",
+            )],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    call.invite(Default::default()).await.unwrap();
+    let inv = invitation(&p).await;
+    inv.progress(Default::default()).await.unwrap();
+    let start = tokio::time::Instant::now();
+    assert!(matches!(
+        call.terminated().await,
+        EndReason::Rejected { status: 487, .. }
+    ));
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(2) && waited <= Duration::from_secs(4),
+        "{waited:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn reinvite_before_the_ack_of_the_first_2xx_gets_500_with_retry_after() {
+    let p = pair(24).await;
+    let call = inviter(&p, true);
+    call.invite(Default::default()).await.unwrap();
+    let inv = invitation(&p).await;
+    // Alice's ACK is lost, so Bob still waits for it when Bob's re-INVITE... no: Alice
+    // re-INVITEs while Bob's 2xx is unacknowledged (RFC 3261 §14.2: 500 + Retry-After)
+    p.net.drop_next(b"ACK ", 1);
+    inv.accept(Default::default()).await.unwrap();
+    call.established().await.unwrap();
+    let r = call.session().invite(Default::default()).await;
+    assert!(
+        matches!(r, Err(Error::Rejected { status: 500, .. })),
+        "{r:?}"
+    );
+    // the session stays up; once the ACK gets through, a re-INVITE works
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    call.session().invite(Default::default()).await.unwrap();
+    assert_eq!(inv.state(), SessionState::Established);
+}
+
+#[tokio::test(start_paused = true)]
+async fn bye_crossing_a_reinvite_ends_the_session_and_the_reinvite_fails() {
+    let p = pair(25).await;
+    let (call, inv) = established(&p, true).await;
+    let (r, bye) = tokio::join!(call.session().invite(Default::default()), inv.bye());
+    assert!(bye.is_ok());
+    assert!(r.is_err(), "{r:?}");
+    assert_eq!(call.terminated().await, EndReason::RemoteBye);
 }

@@ -1024,7 +1024,7 @@ impl UaCore {
                     // the CANCEL lost the race: end the call that came up anyway
                     let dest = id
                         .and_then(|i| self.outgoing.get(&i))
-                        .map(|o| o.destination);
+                        .map(|o| self.dialog_destination(did).unwrap_or(o.destination));
                     if let Some(dest) = dest {
                         let _ = self.request_in_dialog(now, did, Method::Bye, dest);
                     }
@@ -1118,7 +1118,8 @@ impl UaCore {
         let Some(out) = id.and_then(|i| self.outgoing.get(&i)) else {
             return;
         };
-        let (transport, destination) = (out.transport.clone(), out.destination);
+        let (transport, fallback) = (out.transport.clone(), out.destination);
+        let destination = self.dialog_destination(did).unwrap_or(fallback);
         let via = self.via();
         let Some(d) = self.dialogs.get(did) else {
             return;
@@ -1147,6 +1148,20 @@ impl UaCore {
                 expires: now + self.timers_cfg.t1x64(),
             },
         );
+    }
+
+    /// Where in-dialog requests of `dialog` go when its next hop (first route, else the
+    /// remote target) names an address: RFC 3261 §12.2.1.1 routing, which for the ACK of a
+    /// 2xx (§13.2.2.4) and the BYE after a lost race may differ from where the INVITE went
+    /// (a forking proxy that did not record-route). `None` for a host name: the caller's
+    /// resolved address applies.
+    pub fn dialog_destination(&self, dialog: &DialogId) -> Option<SocketAddr> {
+        let d = self.dialogs.get(dialog)?;
+        let mut l = crate::locate::Locator::new(d.next_hop(), 0).ok()?;
+        match l.step() {
+            crate::locate::Step::Done(t) => t.first().map(|(_, a)| *a),
+            _ => None,
+        }
     }
 
     /// Next bytes to send.

@@ -42,6 +42,8 @@ struct Uac {
     offered: bool,
     /// The answer has been applied (from a 1xx with early media, or the 2xx).
     answered: bool,
+    /// The early dialog whose answer (in a 1xx) was applied for early media.
+    early: Option<DialogId>,
     cancelled: bool,
 }
 
@@ -141,6 +143,7 @@ pub(crate) fn spawn_inviter(
             invite: None,
             offered: false,
             answered: false,
+            early: None,
             cancelled: false,
         })),
         ..Task::blank(shared, stx, info, crx, inputs)
@@ -216,6 +219,7 @@ impl Task {
                 invite: None,
                 offered: false,
                 answered: false,
+                early: None,
                 cancelled: false,
             })),
             requests: HashMap::new(),
@@ -921,7 +925,19 @@ impl Task {
     async fn end_fork(&mut self, d: &DialogId, response: &Response) {
         let deferred = matches!(&self.role, Role::Uac(u) if !u.offered);
         if deferred {
-            self.ack(d, response.cseq().seq, None).await;
+            // its 2xx made an offer: the ACK owes it an answer, from a handler of its own
+            let ctx = SessionContext {
+                local_ip: self.shared.local.ip(),
+                id: format!("{}-{}-fork", self.shared.local, self.key),
+            };
+            let pending = throwaway_answer(
+                self.shared.clone(),
+                ctx,
+                self.sdh_options.clone(),
+                body_and_type(response),
+            );
+            let answer = pending.await;
+            self.ack(d, response.cseq().seq, answer).await;
         }
         self.bye_dialog(d).await;
     }
@@ -944,6 +960,7 @@ impl Task {
             if wanted && body.is_some() && self.remote_description(body).await.is_ok() {
                 if let Role::Uac(u) = &mut self.role {
                     u.answered = true;
+                    u.early = dialog;
                 }
             }
             return;
@@ -972,10 +989,16 @@ impl Task {
         self.info().dialog = Some(d.clone());
         let seq = response.cseq().seq;
         let body = body_and_type(&response);
+        let early = match &self.role {
+            Role::Uac(u) => u.early.clone(),
+            Role::Uas(_) => None,
+        };
         let outcome = if offered {
-            if answered {
-                Ok(())
+            if answered && (early.as_ref() == Some(&d) || body.is_none()) {
+                Ok(()) // the early answer of this very dialog stands
             } else {
+                // another fork answered: its answer replaces the early one (SIP.js gives up
+                // the call here; the media follows the dialog that won instead)
                 self.remote_description(body).await
             }
         } else {
@@ -1165,6 +1188,25 @@ impl Task {
             d.on_invite(&request, status);
         }
     }
+}
+
+/// An answer to `offer` from a fresh handler that is closed at once: for a dialog that is
+/// acknowledged only to be ended (a losing fork).
+async fn throwaway_answer(
+    shared: Arc<Shared>,
+    ctx: SessionContext,
+    options: SessionDescriptionHandlerOptions,
+    offer: Option<BodyAndContentType>,
+) -> Option<BodyAndContentType> {
+    let offer = offer?;
+    let factory = &shared.options.session_description_handler_factory;
+    let mut sdh = factory.create(&ctx, &options).ok()?;
+    let answer = match sdh.set_description(&offer, &options, &[]).await {
+        Ok(()) => sdh.get_description(&options, &[]).await.ok(),
+        Err(_) => None,
+    };
+    sdh.close();
+    answer
 }
 
 /// The body of a message with its content type, if it has a body.

@@ -46,6 +46,8 @@ struct NetInner {
     link: LinkConfig,
     /// Drops datagrams for which it returns true (SIP.js's `receiveDropOnce`).
     filters: Vec<Filter>,
+    /// Datagrams to an alias go to each of its addresses (a forking proxy, in effect).
+    aliases: HashMap<SocketAddr, Vec<SocketAddr>>,
     delivered: u64,
     dropped: u64,
 }
@@ -74,6 +76,7 @@ impl MemoryNetwork {
                 rng: Rng::new(seed),
                 link,
                 filters: Vec::new(),
+                aliases: HashMap::new(),
                 delivered: 0,
                 dropped: 0,
             })),
@@ -111,6 +114,12 @@ impl MemoryNetwork {
         });
     }
 
+    /// Makes `alias` deliver every datagram to each of `targets`, as a forking proxy would
+    /// fork a request (RFC 3261 §16.6): each target answers the sender directly.
+    pub fn fork(&self, alias: SocketAddr, targets: &[SocketAddr]) {
+        self.lock().aliases.insert(alias, targets.to_vec());
+    }
+
     /// Datagrams delivered and dropped so far.
     pub fn counts(&self) -> (u64, u64) {
         let g = self.lock();
@@ -132,11 +141,23 @@ impl MemoryNetwork {
     }
 
     pub(crate) fn send(&self, from: SocketAddr, to: SocketAddr, bytes: Bytes) -> io::Result<()> {
+        let targets = self.lock().aliases.get(&to).cloned();
+        if let Some(targets) = targets {
+            for t in targets {
+                self.send_one(from, t, bytes.clone());
+            }
+            return Ok(());
+        }
+        self.send_one(from, to, bytes);
+        Ok(())
+    }
+
+    fn send_one(&self, from: SocketAddr, to: SocketAddr, bytes: Bytes) {
         let mut g = self.lock();
         let Some(port) = g.ports.get(&to).cloned() else {
             // like UDP: nobody listening is not the sender's error
             g.dropped += 1;
-            return Ok(());
+            return;
         };
         let mut drop = false;
         for f in g.filters.iter_mut() {
@@ -145,7 +166,7 @@ impl MemoryNetwork {
         let link = g.link;
         if drop || g.rng.unit() < link.loss {
             g.dropped += 1;
-            return Ok(());
+            return;
         }
         let copies = if g.rng.unit() < link.duplicate { 2 } else { 1 };
         for _ in 0..copies {
@@ -162,7 +183,6 @@ impl MemoryNetwork {
                 let _ = port.try_send((bytes, from));
             });
         }
-        Ok(())
     }
 }
 

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Load run (a benchmark, not a test): SIPp's built-in uac at rising call rates against
+# `sipua serve` and, in the same run, against SIPp's own built-in uas, over UDP on loopback.
+# For each server and rate: calls made over DURATION seconds, failed calls, SIPp's
+# retransmissions, and the server's CPU time per call (user+system, from /proc).
+#
+#   bench/load.sh [DURATION] [RATES...]      e.g. bench/load.sh 30 200 500 1000 2000
+#
+# Needs sipp (Debian sip-tester) and a release build (cargo build --release -p sipua-cli).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-30}
+shift || true
+RATES=${*:-200 500 1000 2000 4000}
+SIPUA=target/release/sipua
+[ -x "$SIPUA" ] || cargo build --release -p sipua-cli
+TICKS=$(getconf CLK_TCK)
+PORT=17400
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+user_ticks() { awk '{print $14}' "/proc/$1/stat"; }
+
+run() { # server rate -> one table row
+  local server=$1 rate=$2 pid
+  PORT=$((PORT + 2))
+  if [ "$server" = sipua ]; then
+    "$SIPUA" serve --listen "udp:127.0.0.1:$PORT" --quiet --lifetime $((DURATION + 60)) >/dev/null &
+    pid=$!
+  else
+    sipp -sn uas -i 127.0.0.1 -p "$PORT" -nostdin -bg >/dev/null 2>&1 || true
+    sleep 0.3
+    pid=$(pgrep -n -f "sipp -sn uas -i 127.0.0.1 -p $PORT ")
+  fi
+  sleep 0.5
+  local before ubefore out
+  before=$(cpu_ticks "$pid")
+  ubefore=$(user_ticks "$pid")
+  out=$(sipp -sn uac "127.0.0.1:$PORT" -i 127.0.0.1 -p $((PORT + 1)) -r "$rate" \
+    -m $((rate * DURATION)) -l $((rate * 40)) -timeout $((DURATION + 40)) -timeout_error -nostdin 2>&1 || true)
+  local after uafter
+  after=$(cpu_ticks "$pid")
+  uafter=$(user_ticks "$pid")
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  local ok failed retrans secs
+  ok=$(echo "$out" | awk -F'|' '/Successful call/ {v=$3} END {gsub(/ /,"",v); print v+0}')
+  failed=$(echo "$out" | awk -F'|' '/Failed call/ {v=$3} END {gsub(/ /,"",v); print v+0}')
+  retrans=$(echo "$out" | awk '/INVITE ---------->/ {r=$4} END {print r+0}')
+  secs=$(awk -v t=$((after - before)) -v k="$TICKS" 'BEGIN {printf "%.2f", t / k}')
+  local per_call user_share
+  per_call=$(awk -v s="$secs" -v n="$ok" 'BEGIN {if (n > 0) printf "%.1f", s * 1e6 / n; else print "-"}')
+  user_share=$(awk -v u=$((uafter - ubefore)) -v t=$((after - before)) 'BEGIN {if (t > 0) printf "%d %%", 100 * u / t; else print "-"}')
+  printf '| %s | %s | %s | %s | %s | %s s (%s user) | %s µs |\n' "$server" "$rate" "$ok" "$failed" "$retrans" "$secs" "$user_share" "$per_call"
+}
+
+echo "| server | rate (calls/s) | successful | failed | INVITE retransmissions | server CPU | CPU per call |"
+echo "|---|---|---|---|---|---|---|"
+for rate in $RATES; do
+  run sipua "$rate"
+  run sipp-uas "$rate"
+done
