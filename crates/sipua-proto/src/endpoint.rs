@@ -14,7 +14,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sipua_message::header::RetryAfter;
@@ -37,8 +37,12 @@ pub struct Config {
     pub max_transactions: usize,
     /// Largest message accepted from the network, in bytes.
     pub max_message_size: usize,
-    /// Send 100 Trying as soon as an INVITE arrives (RFC 3261 §17.2.1).
+    /// Send 100 Trying for INVITEs (RFC 3261 §17.2.1).
     pub send_trying: bool,
+    /// Hold the 100 Trying this long and send it only if the TU has not answered by then
+    /// (§17.2.1 allows leaving it out when the TU responds within 200 ms); zero sends it
+    /// at once.
+    pub trying_delay: Duration,
     /// Seeds the keyed hash of transaction keys (pass randomness in production).
     pub seed: u64,
 }
@@ -50,6 +54,7 @@ impl Default for Config {
             max_transactions: 100_000,
             max_message_size: 65_535,
             send_trying: true,
+            trying_delay: Duration::ZERO,
             seed: 0x5eed_5eed_5eed_5eed,
         }
     }
@@ -349,15 +354,41 @@ impl Endpoint {
         id
     }
 
+    /// Replaces [`Output::Trying`] in the scratch outputs by the 100 Trying for the request
+    /// of server transaction `id` (RFC 3261 §17.2.1, §8.2.6).
+    fn build_trying(&mut self, id: TransactionId) {
+        let Some(entry) = self.txs.get_mut(&id) else {
+            return;
+        };
+        let Some((req, source)) = &entry.request else {
+            return;
+        };
+        let bytes =
+            Response::from_request_with(req, 100, None, received_via(req, *source).as_ref(), &[])
+                .to_bytes();
+        if let Tx::Ist(ist) = &mut entry.tx {
+            ist.set_trying(bytes.clone());
+        }
+        for o in self.scratch.iter_mut() {
+            if *o == Output::Trying {
+                *o = Output::Transmit(bytes.clone());
+            }
+        }
+    }
+
     /// Moves the scratch outputs of transaction `id` to the queues, reschedules its timer, and
     /// forgets it once terminated.
     fn settle(&mut self, id: TransactionId) {
+        if self.scratch.contains(&Output::Trying) {
+            self.build_trying(id);
+        }
         let Some(entry) = self.txs.get(&id) else {
             return;
         };
         let peer = &entry.peer;
         for o in self.scratch.drain(..) {
             match o {
+                Output::Trying => {} // built above
                 Output::Transmit(bytes) => self.transmits.push_back(Transmit {
                     transport: peer.transport.clone(),
                     destination: peer.destination,
@@ -609,7 +640,7 @@ impl Endpoint {
             }
             Method::Cancel => self.on_cancel(now, req, key, transport, source),
             _ => {
-                let Some(id) = self.new_server_tx(&req, key, transport, source) else {
+                let Some(id) = self.new_server_tx(now, &req, key, transport, source) else {
                     return;
                 };
                 self.events.push_back(Event::Request {
@@ -660,7 +691,7 @@ impl Endpoint {
     ) {
         let invite_key = self.server_key(&req, &Method::Invite);
         let target = self.server_keys.get(&invite_key).copied();
-        let Some(cancel_id) = self.new_server_tx(&req, key, transport, source) else {
+        let Some(cancel_id) = self.new_server_tx(now, &req, key, transport, source) else {
             return;
         };
         let status = match target.and_then(|t| self.txs.get(&t).map(|e| (t, e.state()))) {
@@ -693,6 +724,7 @@ impl Endpoint {
     /// Creates a server transaction, or answers 503 statelessly when full.
     fn new_server_tx(
         &mut self,
+        now: Instant,
         req: &Request,
         key: u64,
         transport: Transport,
@@ -721,16 +753,29 @@ impl Endpoint {
         let id = self.new_id();
         let rel = reliability(&peer.transport);
         let tx = if *req.method() == Method::Invite {
-            let trying = self.cfg.send_trying.then(|| {
-                Response::from_request_with(req, 100, None, received_via(req, source).as_ref(), &[])
+            if self.cfg.send_trying && !self.cfg.trying_delay.is_zero() {
+                Tx::Ist(
+                    ServerInvite::new(rel, self.cfg.timers, None, &mut self.scratch)
+                        .with_delayed_trying(now + self.cfg.trying_delay),
+                )
+            } else {
+                let trying = self.cfg.send_trying.then(|| {
+                    Response::from_request_with(
+                        req,
+                        100,
+                        None,
+                        received_via(req, source).as_ref(),
+                        &[],
+                    )
                     .to_bytes()
-            });
-            Tx::Ist(ServerInvite::new(
-                rel,
-                self.cfg.timers,
-                trying,
-                &mut self.scratch,
-            ))
+                });
+                Tx::Ist(ServerInvite::new(
+                    rel,
+                    self.cfg.timers,
+                    trying,
+                    &mut self.scratch,
+                ))
+            }
         } else {
             Tx::Nist(ServerNonInvite::new(rel, self.cfg.timers))
         };

@@ -453,3 +453,51 @@ fn rfc_2543_requests_without_the_cookie_still_match_their_retransmissions() {
         "the 200 is repeated"
     );
 }
+
+#[test]
+fn a_held_back_100_trying_goes_out_only_when_the_tu_is_slow() {
+    let cfg = Config {
+        trying_delay: Duration::from_millis(200),
+        ..Config::default()
+    };
+    let start = Instant::now();
+    let invite = |branch: &str| Received {
+        transport: Transport::Udp,
+        remote: addr(ALICE),
+        bytes: request(Method::Invite, branch, Transport::Udp).to_bytes(),
+    };
+    // the TU rings within 200 ms: no 100 at all
+    let mut ep = Endpoint::new(cfg.clone());
+    ep.handle_datagram(start, invite("fast"));
+    assert!(ep.poll_transmit().is_none());
+    let Some(Event::Request { id, request, .. }) = ep.poll_event() else {
+        panic!()
+    };
+    let mut ringing = Response::from_request(&request, 180);
+    ringing.set_to_tag("b1").unwrap();
+    ep.respond(start, id, ringing).unwrap();
+    ep.handle_timeout(start + Duration::from_millis(200));
+    let sent: Vec<u16> = std::iter::from_fn(|| ep.poll_transmit())
+        .map(|t| match Message::parse(&t.bytes).unwrap() {
+            Message::Response(r) => r.status(),
+            Message::Request(_) => 0,
+        })
+        .collect();
+    assert_eq!(sent, vec![180]);
+
+    // the TU is slow: the 100 leaves at 200 ms, and a retransmitted INVITE gets it again
+    let mut ep = Endpoint::new(cfg);
+    ep.handle_datagram(start, invite("slow"));
+    assert!(ep.poll_transmit().is_none());
+    assert_eq!(ep.poll_timeout(), Some(start + Duration::from_millis(200)));
+    ep.handle_timeout(start + Duration::from_millis(200));
+    let t = ep.poll_transmit().expect("the 100 Trying");
+    let Message::Response(r) = Message::parse(&t.bytes).unwrap() else {
+        panic!()
+    };
+    assert_eq!(r.status(), 100);
+    assert_eq!(r.call_id(), "slow@alice");
+    ep.handle_datagram(start + Duration::from_millis(500), invite("slow"));
+    let again = ep.poll_transmit().expect("the 100 again");
+    assert_eq!(again.bytes, t.bytes);
+}

@@ -110,6 +110,10 @@ pub struct UserAgentOptions {
     pub connection_idle_timeout: Duration,
     /// Most open TCP connections; beyond it new ones are refused.
     pub max_connections: usize,
+    /// Most live transactions; requests beyond it get 503 with Retry-After. Over UDP each
+    /// call holds its transactions for 32 s after they end, so 500 000 covers about 7 000
+    /// calls per second.
+    pub max_transactions: usize,
     /// Certificates for TLS and WSS.
     pub tls: TlsOptions,
 }
@@ -133,6 +137,7 @@ impl Default for UserAgentOptions {
             seed: None,
             connection_idle_timeout: Duration::from_secs(180),
             max_connections: 10_000,
+            max_transactions: 500_000,
             tls: TlsOptions::default(),
         }
     }
@@ -353,6 +358,12 @@ impl UserAgent {
             ..UaConfig::new(local, transport, &o.user)
         };
         cfg.endpoint.seed = seed.rotate_left(17);
+        // an INVITE answered within 200 ms needs no 100 Trying (RFC 3261 §17.2.1): one
+        // message less per call for agents that ring or answer at once
+        cfg.endpoint.trying_delay = Duration::from_millis(200);
+        // transactions linger 64·T1 after their final response over UDP (Timers J and L):
+        // room for several thousand calls per second
+        cfg.endpoint.max_transactions = o.max_transactions;
         let allow = vec![
             Method::Invite,
             Method::Ack,

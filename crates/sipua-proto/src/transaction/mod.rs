@@ -69,6 +69,11 @@ pub enum Output {
     Timeout,
     /// The transport failed (RFC 3261 §17.1.4, §17.2.4): tell the transaction user.
     TransportError,
+    /// A held-back 100 Trying is due (the TU has not answered in time, or the INVITE came
+    /// again): the owner builds it from the request, sends it, and hands it back with
+    /// `ServerInvite::set_trying`. Built only when needed, so an INVITE answered at once
+    /// costs no 100 at all.
+    Trying,
 }
 
 /// What to do with a message a transaction was given.

@@ -24,6 +24,8 @@ pub struct ServerInvite {
     h: Timer,
     i: Timer,
     l: Timer,
+    /// A 100 Trying held back until this instant, dropped if the TU answers first.
+    trying: Option<Instant>,
 }
 
 impl ServerInvite {
@@ -53,6 +55,22 @@ impl ServerInvite {
             h: Timer::default(),
             i: Timer::default(),
             l: Timer::default(),
+            trying: None,
+        }
+    }
+
+    /// Holds the 100 Trying back until `at`: [`Output::Trying`] asks for it then, only if no
+    /// response has gone out, or at once if the INVITE is retransmitted before (RFC 3261
+    /// §17.2.1).
+    pub fn with_delayed_trying(mut self, at: Instant) -> Self {
+        self.trying = Some(at);
+        self
+    }
+
+    /// The 100 Trying built for [`Output::Trying`]: what a retransmitted INVITE gets again.
+    pub fn set_trying(&mut self, bytes: Bytes) {
+        if self.state == State::Proceeding && self.last.is_none() {
+            self.last = Some(bytes);
         }
     }
 
@@ -63,6 +81,10 @@ impl ServerInvite {
 
     /// The INVITE arrived again.
     pub fn on_invite(&mut self, out: &mut Vec<Output>) -> Delivery {
+        if self.trying.take().is_some() && self.last.is_none() {
+            out.push(Output::Trying);
+            return Delivery::Absorb;
+        }
         if let (State::Proceeding | State::Completed, Some(last)) = (self.state, &self.last) {
             out.push(Output::Transmit(last.clone()));
         }
@@ -101,6 +123,7 @@ impl ServerInvite {
     ) -> bool {
         match self.state {
             State::Proceeding => {
+                self.trying = None;
                 out.push(Output::Transmit(bytes.clone()));
                 if status < 200 {
                     self.last = Some(bytes);
@@ -128,6 +151,10 @@ impl ServerInvite {
 
     /// Fires the timers that are due.
     pub fn on_timeout(&mut self, now: Instant, out: &mut Vec<Output>) {
+        if self.trying.is_some_and(|at| at <= now) {
+            self.trying = None;
+            out.push(Output::Trying);
+        }
         if self.h.fire(now) {
             // the ACK never came (RFC 3261 §17.2.1)
             self.g.stop();
@@ -160,7 +187,12 @@ impl ServerInvite {
 
     /// When `on_timeout` must be called next.
     pub fn next_deadline(&self) -> Option<Instant> {
-        earliest(&[self.g, self.h, self.i, self.l])
+        let timers = earliest(&[self.g, self.h, self.i, self.l]);
+        match (self.trying, timers) {
+            (Some(at), Some(t)) => Some(t.min(at)),
+            (Some(at), None) => Some(at),
+            (None, t) => t,
+        }
     }
 }
 
@@ -189,6 +221,40 @@ mod tests {
             out.last(),
             Some(&Output::Transmit(Bytes::from_static(b"180")))
         );
+    }
+
+    #[test]
+    fn a_delayed_100_is_dropped_when_the_tu_answers_first_and_asked_for_when_it_does_not() {
+        let now = Instant::now();
+        let delay = std::time::Duration::from_millis(200);
+        let fresh = |out: &mut Vec<Output>| {
+            ServerInvite::new(Reliability::Unreliable, TimerConfig::default(), None, out)
+                .with_delayed_trying(now + delay)
+        };
+        let mut out = Vec::new();
+        let mut t = fresh(&mut out);
+        assert!(out.is_empty());
+        assert_eq!(t.next_deadline(), Some(now + delay));
+        t.respond(now, 180, Bytes::from_static(b"180"), &mut out);
+        t.on_timeout(now + delay, &mut out);
+        assert_eq!(out, vec![Output::Transmit(Bytes::from_static(b"180"))]);
+
+        let mut out = Vec::new();
+        let mut t = fresh(&mut out);
+        t.on_timeout(now + delay, &mut out);
+        assert_eq!(out, vec![Output::Trying]);
+        t.set_trying(Bytes::from_static(b"100"));
+        // a retransmitted INVITE gets the 100 again
+        t.on_invite(&mut out);
+        assert_eq!(out[1], Output::Transmit(Bytes::from_static(b"100")));
+
+        // retransmitted before the delay: the 100 is asked for at once, and only once
+        let mut out = Vec::new();
+        let mut t = fresh(&mut out);
+        t.on_invite(&mut out);
+        assert_eq!(out, vec![Output::Trying]);
+        t.on_timeout(now + delay, &mut out);
+        assert_eq!(out.len(), 1);
     }
 
     #[test]
