@@ -9,7 +9,7 @@ use std::time::Duration;
 use sipua::message::{Response, Uri};
 use sipua::{
     EndReason, Invitation, InvitationRejectOptions, Inviter, InviterOptions, Listen, Session,
-    SessionDelegate, SessionState, TlsOptions, UserAgent, UserAgentOptions,
+    SessionDelegate, SessionState, TlsOptions, UserAgent, UserAgentDelegate, UserAgentOptions,
 };
 
 /// How `sipua serve` answers INVITEs.
@@ -197,6 +197,18 @@ async fn answer(inv: Invitation, mode: Answer, quiet: bool) {
     inv.terminated().await;
 }
 
+/// `serve`'s delegate: answers each invitation on a task of its own.
+struct Answerer {
+    mode: Answer,
+    quiet: bool,
+}
+
+impl UserAgentDelegate for Answerer {
+    fn on_invite(&self, invitation: Invitation) {
+        tokio::spawn(answer(invitation, self.mode, self.quiet));
+    }
+}
+
 /// Runs `sipua serve`.
 pub fn serve(args: &ServeArgs) -> ExitCode {
     let mut listens = Vec::new();
@@ -235,6 +247,11 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
                 listen,
                 accept_any_user: true,
                 tls: tls.clone(),
+                // each call is answered on a task of its own, started as the INVITE arrives
+                delegate: Some(Arc::new(Answerer {
+                    mode: args.answer,
+                    quiet: args.quiet,
+                })),
                 ..Default::default()
             });
             if let Err(e) = ua.start().await {
@@ -245,12 +262,6 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
             if let Some(a) = ua.local_addr() {
                 println!("listening on {scheme}:{a}");
             }
-            let (mode, quiet, agent) = (args.answer, args.quiet, ua.clone());
-            tokio::spawn(async move {
-                while let Some(inv) = agent.next_invitation().await {
-                    tokio::spawn(answer(inv, mode, quiet));
-                }
-            });
             agents.push(ua);
         }
         if args.lifetime > 0 {

@@ -22,8 +22,9 @@ use crate::session::Invitation;
 use crate::transport::{Listen, Net, StreamLimits, TlsOptions};
 
 const COMMAND_QUEUE: usize = 1024;
-/// Invitations waiting in [`UserAgent::next_invitation`] beyond this are refused with 486.
-const INVITATION_QUEUE: usize = 64;
+/// Invitations waiting in [`UserAgent::next_invitation`] beyond this are refused with 486
+/// (a burst of INVITEs is read in one go before the application runs, so not too few).
+const INVITATION_QUEUE: usize = 4096;
 
 /// A snapshot of what a user agent holds ([`UserAgent::stats`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -108,6 +109,10 @@ pub struct UserAgentOptions {
     pub seed: Option<u64>,
     /// A TCP connection with no traffic for this long is closed.
     pub connection_idle_timeout: Duration,
+    /// Send CRLF keep-alive pings this often on TCP and TLS connections we open, and drop a
+    /// connection whose pong does not come within 10 s (RFC 5626 §4.4.1); such connections
+    /// are kept rather than closed when idle. `None`: no pings.
+    pub keepalive_interval: Option<Duration>,
     /// Most open TCP connections; beyond it new ones are refused.
     pub max_connections: usize,
     /// Most live transactions; requests beyond it get 503 with Retry-After. Over UDP each
@@ -136,6 +141,7 @@ impl Default for UserAgentOptions {
             graceful_shutdown: true,
             seed: None,
             connection_idle_timeout: Duration::from_secs(180),
+            keepalive_interval: None,
             max_connections: 10_000,
             max_transactions: 500_000,
             tls: TlsOptions::default(),
@@ -330,6 +336,7 @@ impl UserAgent {
             max_message: 65_535,
             max_connections: o.max_connections,
             connect_timeout: Duration::from_secs(10),
+            keepalive: o.keepalive_interval,
         };
         let net = Net::bind(&o.listen, limits, &o.tls)
             .await

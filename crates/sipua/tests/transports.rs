@@ -229,3 +229,59 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     bob.stop().await;
 }
+
+#[tokio::test]
+async fn the_side_that_opened_a_tcp_flow_keeps_it_alive_with_crlf_pings() {
+    // Alice pings every 300 ms and would close idle connections after 500 ms; Bob answers
+    // each ping with a pong, so Alice's connection outlives the idle limit
+    let alice = agent(Listen::Tcp(loopback()), |o| {
+        o.keepalive_interval = Some(Duration::from_millis(300));
+        o.connection_idle_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let bob = agent(Listen::Tcp(loopback()), |o| o.user = "bob".into()).await;
+    call(&alice, &bob, target(&bob, "tcp"), Vec::new()).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(alice.stats().await.unwrap().connections, 1);
+    alice.stop().await;
+    bob.stop().await;
+
+    // against a server that never answers, the ping is on the wire after the interval
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let alice = agent(Listen::Tcp(loopback()), |o| {
+        o.keepalive_interval = Some(Duration::from_millis(300))
+    })
+    .await;
+    let reader = std::thread::spawn(move || {
+        let (mut s, _) = server.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !seen.ends_with(b"\r\n\r\n\r\n\r\n") {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "closed before the ping");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        seen
+    });
+    let call = Inviter::new(
+        &alice,
+        format!("sip:x@127.0.0.1:{port};transport=tcp")
+            .parse()
+            .unwrap(),
+        // no body: the INVITE ends with its blank line, so a ping makes four CRLFs in a row
+        InviterOptions {
+            invite_without_sdp: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    call.invite(Default::default()).await.unwrap();
+    let seen = tokio::task::spawn_blocking(move || reader.join().unwrap())
+        .await
+        .unwrap();
+    // the INVITE (ending in its blank line), then a ping
+    assert!(seen.starts_with(b"INVITE "));
+    alice.stop().await;
+}

@@ -127,6 +127,21 @@ impl std::fmt::Debug for TlsOptions {
     }
 }
 
+/// Receive buffer asked for UDP sockets: a burst of datagrams while the driver is busy
+/// waits here instead of being dropped by the kernel (capped by `net.core.rmem_max`).
+const UDP_RECEIVE_BUFFER: usize = 4 << 20;
+
+/// A non-blocking UDP socket bound to `addr`, with a large receive buffer.
+fn udp_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let domain = socket2::Domain::for_address(addr);
+    let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    // best effort: the kernel caps it, and a smaller buffer still works
+    let _ = s.set_recv_buffer_size(UDP_RECEIVE_BUFFER);
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    UdpSocket::from_std(s.into())
+}
+
 /// Limits of stream transports.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct StreamLimits {
@@ -138,6 +153,8 @@ pub(crate) struct StreamLimits {
     pub(crate) max_connections: usize,
     /// How long a connection attempt may take.
     pub(crate) connect_timeout: Duration,
+    /// CRLF keep-alive interval on TCP/TLS connections we open (RFC 5626 §4.4.1).
+    pub(crate) keepalive: Option<Duration>,
 }
 
 /// What the transports report to the driver.
@@ -168,7 +185,7 @@ impl Net {
         let (mut udp, mut memory) = (None, None);
         let local = match listen {
             Listen::Udp(a) => {
-                let s = UdpSocket::bind(a).await?;
+                let s = udp_socket(*a)?;
                 let local = s.local_addr()?;
                 // a TCP listener on the same port if free; else TCP works as a client only
                 let _ = streams.listen(Transport::Tcp, local).await;

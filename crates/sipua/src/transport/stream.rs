@@ -29,6 +29,8 @@ use super::{NetEvent, StreamLimits, TlsOptions};
 const CONNECTION_QUEUE: usize = 256;
 /// Events from every connection to the driver.
 const EVENT_QUEUE: usize = 1024;
+/// How long a CRLF ping may wait for its pong (RFC 5626 §4.4.1).
+const PONG_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The WebSocket subprotocol of RFC 7118.
 const SUBPROTOCOL: &str = "sip";
 
@@ -288,7 +290,7 @@ async fn connection(
         if is_websocket(&transport) {
             websocket(io, accepted, &transport, remote, &mut out, &events, &setup).await;
         } else {
-            bytestream(io, &transport, remote, &mut out, &events, &setup).await;
+            bytestream(io, accepted, &transport, remote, &mut out, &events, &setup).await;
         }
     }
     // whatever is still queued will never leave: fail its transactions now
@@ -308,6 +310,7 @@ async fn connection(
 /// TCP and TLS: messages cut from the byte stream by Content-Length.
 async fn bytestream(
     io: BoxIo,
+    accepted: bool,
     transport: &Transport,
     remote: SocketAddr,
     out: &mut mpsc::Receiver<Outgoing>,
@@ -317,8 +320,20 @@ async fn bytestream(
     let (mut rd, mut wr) = tokio::io::split(io);
     let mut framer = StreamFramer::new(setup.limits.max_message);
     let mut buf = vec![0u8; 16 * 1024];
+    // RFC 5626 §4.4.1: the side that opened the flow keeps it alive with CRLF pings and
+    // gives it up when a pong does not come within 10 s; it is then not closed for idleness
+    let keepalive = if accepted {
+        None
+    } else {
+        setup.limits.keepalive
+    };
+    let mut ping_sent = false;
     loop {
-        let idle = tokio::time::sleep(setup.limits.idle);
+        let wait = match keepalive {
+            Some(_) if ping_sent => PONG_TIMEOUT,
+            Some(interval) => interval,
+            None => setup.limits.idle,
+        };
         tokio::select! {
             r = rd.read(&mut buf) => {
                 let n = match r {
@@ -339,7 +354,7 @@ async fn bytestream(
                                 return;
                             }
                         }
-                        Ok(Some(Frame::Pong)) => {}
+                        Ok(Some(Frame::Pong)) => ping_sent = false,
                         Ok(None) => break,
                         Err(_) => return, // framing is lost: only closing recovers
                     }
@@ -354,7 +369,15 @@ async fn bytestream(
                     return;
                 }
             }
-            _ = idle => return,
+            _ = tokio::time::sleep(wait) => {
+                if keepalive.is_none() || ping_sent {
+                    return; // idle, or the flow failed: no pong
+                }
+                if wr.write_all(b"\r\n\r\n").await.is_err() {
+                    return;
+                }
+                ping_sent = true;
+            }
         }
     }
 }
