@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use sipua_message::header::MediaType;
-use sipua_message::{Header, Method, Request, Response, Transport, Uri};
+use sipua_message::{Header, Method, NameAddr, Request, Response, Transport, Uri};
 use sipua_proto::dialog::DialogId;
 use sipua_proto::endpoint::{Received, TransactionId};
-use sipua_proto::ua::{UaCore, UaEvent};
+use sipua_proto::ua::{OutOfDialog, UaCore, UaEvent};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::Error;
@@ -71,6 +71,7 @@ pub(crate) enum Command {
         target: Uri,
         destination: SocketAddr,
         transport: Option<Transport>,
+        from: Option<NameAddr>,
         headers: Vec<Header>,
         body: Body,
         defer_ack: bool,
@@ -408,22 +409,21 @@ impl Driver {
                 target,
                 destination,
                 transport,
+                from,
                 headers,
                 body,
                 defer_ack,
                 reply,
             } => {
+                let opts = OutOfDialog {
+                    transport,
+                    from,
+                    headers,
+                    body,
+                };
                 let r = self
                     .core
-                    .send_request_over(
-                        t,
-                        Method::Invite,
-                        target,
-                        destination,
-                        transport,
-                        headers,
-                        body,
-                    )
+                    .send_request_with(t, Method::Invite, target, destination, opts)
                     .and_then(|id| {
                         if defer_ack {
                             self.core.defer_ack(id)?;
@@ -511,14 +511,17 @@ impl Driver {
                 headers,
                 body,
                 reply,
-            } => match self.core.send_request_over(
+            } => match self.core.send_request_with(
                 t,
                 method,
                 target,
                 destination,
-                transport,
-                headers,
-                body,
+                OutOfDialog {
+                    transport,
+                    headers,
+                    body,
+                    ..OutOfDialog::default()
+                },
             ) {
                 Ok(id) => {
                     self.by_tx.insert(id, Route::Waiter(reply));

@@ -799,3 +799,32 @@ async fn bye_crossing_a_reinvite_ends_the_session_and_the_reinvite_fails() {
     assert!(r.is_err(), "{r:?}");
     assert_eq!(call.terminated().await, EndReason::RemoteBye);
 }
+
+#[tokio::test(start_paused = true)]
+async fn anonymous_caller_hides_its_identity_in_from() {
+    let p = pair(26).await;
+    let call = Inviter::new(
+        &p.alice,
+        bob_uri(),
+        InviterOptions {
+            anonymous: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    call.invite(Default::default()).await.unwrap();
+    let inv = invitation(&p).await;
+    let from = inv.request().from().unwrap().clone();
+    assert_eq!(from.display.as_deref(), Some("Anonymous"));
+    assert_eq!(from.uri.to_string(), "sip:anonymous@anonymous.invalid");
+    let text = String::from_utf8_lossy(&inv.request().to_bytes()).into_owned();
+    assert!(text.contains("Privacy: id\r\n"), "{text}");
+    assert!(
+        text.contains("P-Preferred-Identity: <sip:alice@10.0.0.1>\r\n"),
+        "{text}"
+    );
+    // the call itself works as any other
+    inv.accept(Default::default()).await.unwrap();
+    call.established().await.unwrap();
+    call.bye().await.unwrap();
+}

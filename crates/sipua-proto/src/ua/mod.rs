@@ -72,6 +72,20 @@ impl UaConfig {
     }
 }
 
+/// What an out-of-dialog request carries beyond its method and target
+/// ([`UaCore::send_request_with`]).
+#[derive(Debug, Clone, Default)]
+pub struct OutOfDialog {
+    /// The transport to use rather than the configured one (RFC 3263's choice).
+    pub transport: Option<Transport>,
+    /// A From other than our address of record (its tag is ours to add).
+    pub from: Option<NameAddr>,
+    /// Headers added as given.
+    pub headers: Vec<Header>,
+    /// A body and its type.
+    pub body: Option<(MediaType, Bytes)>,
+}
+
 /// What the UA core tells its user.
 #[derive(Debug, Clone)]
 pub enum UaEvent {
@@ -372,23 +386,31 @@ impl UaCore {
         headers: Vec<Header>,
         body: Option<(MediaType, Bytes)>,
     ) -> Result<TransactionId, UaError> {
-        self.send_request_over(now, method, target, destination, None, headers, body)
+        let opts = OutOfDialog {
+            headers,
+            body,
+            ..OutOfDialog::default()
+        };
+        self.send_request_with(now, method, target, destination, opts)
     }
 
-    /// Like [`UaCore::send_request`], over `transport` when given (the choice of RFC 3263
-    /// server location) rather than the configured one.
-    #[allow(clippy::too_many_arguments)]
-    pub fn send_request_over(
+    /// Like [`UaCore::send_request`], with the choices of [`OutOfDialog`]: the transport
+    /// RFC 3263 server location picked, another From (an anonymous caller, RFC 3323).
+    pub fn send_request_with(
         &mut self,
         now: Instant,
         method: Method,
         target: Uri,
         destination: SocketAddr,
-        transport: Option<Transport>,
-        headers: Vec<Header>,
-        body: Option<(MediaType, Bytes)>,
+        opts: OutOfDialog,
     ) -> Result<TransactionId, UaError> {
-        let mut from = self.local_aor();
+        let OutOfDialog {
+            transport,
+            from,
+            headers,
+            body,
+        } = opts;
+        let mut from = from.unwrap_or_else(|| self.local_aor());
         let tag = self.token(10);
         from.set_tag(&tag);
         let to = if method == Method::Register {

@@ -122,8 +122,9 @@ pub struct InviterOptions {
     pub invite_without_sdp: bool,
     /// Headers added to the INVITE.
     pub extra_headers: Vec<Header>,
-    /// Hide our identity: `From: "Anonymous" <sip:anonymous@anonymous.invalid>` and
-    /// `Privacy: id` (RFC 3323).
+    /// Hide our identity: `From: "Anonymous" <sip:anonymous@anonymous.invalid>` with
+    /// `Privacy: id` (RFC 3323) and our address of record in `P-Preferred-Identity` for a
+    /// trusted proxy (RFC 3325), as SIP.js does.
     pub anonymous: bool,
     /// Told about requests in the session.
     pub delegate: Option<Arc<dyn SessionDelegate>>,

@@ -562,6 +562,24 @@ impl Task {
         };
         let (target, without_sdp) = (uac.target.clone(), uac.options.invite_without_sdp);
         let mut headers = uac.options.extra_headers.clone();
+        // RFC 3323 / 3325: an anonymous From, our identity only for a trusted proxy
+        let from = if uac.options.anonymous {
+            headers.push(Header::new(HeaderName::from("Privacy"), "id"));
+            let me = self.shared.options.uri.clone().map_or_else(
+                || {
+                    format!(
+                        "<sip:{}@{}>",
+                        self.shared.options.user,
+                        self.shared.local.ip()
+                    )
+                },
+                |u| format!("<{u}>"),
+            );
+            headers.push(Header::new(HeaderName::from("P-Preferred-Identity"), me));
+            sipua_message::NameAddr::parse(b"\"Anonymous\" <sip:anonymous@anonymous.invalid>").ok()
+        } else {
+            None
+        };
         headers.extend(o.extra_headers);
         headers.push(Header::new(
             HeaderName::UserAgent,
@@ -582,6 +600,7 @@ impl Task {
                 target,
                 destination,
                 transport,
+                from,
                 headers,
                 body: body_for_core,
                 defer_ack: without_sdp,
@@ -1003,22 +1022,7 @@ impl Task {
             }
         } else {
             // the 2xx offers; our answer goes in the ACK
-            match self.remote_description(body).await {
-                Ok(()) => match self.local_description(None).await {
-                    Ok(answer) => {
-                        self.ack(&d, seq, Some(answer)).await;
-                        Ok(())
-                    }
-                    Err(e) => {
-                        self.ack(&d, seq, None).await;
-                        Err(e)
-                    }
-                },
-                Err(e) => {
-                    self.ack(&d, seq, None).await;
-                    Err(e)
-                }
-            }
+            self.answer_in_ack(&d, seq, body).await
         };
         if let Role::Uac(u) = &mut self.role {
             u.answered = true;
@@ -1028,6 +1032,31 @@ impl Task {
             Err(e) => {
                 self.bye_dialog(&d).await;
                 self.terminate(EndReason::MediaFailure(e.to_string()));
+            }
+        }
+    }
+
+    /// A 2xx to our INVITE without offer carried the offer: apply it and put our answer in
+    /// the ACK (RFC 3264 §5). The ACK goes out even when negotiation fails (without a body),
+    /// so the peer stops retransmitting; the error tells the caller to end the session.
+    async fn answer_in_ack(
+        &mut self,
+        d: &DialogId,
+        seq: u32,
+        offer: Option<BodyAndContentType>,
+    ) -> Result<(), Error> {
+        let answer = match self.remote_description(offer).await {
+            Ok(()) => self.local_description(None).await,
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok(answer) => {
+                self.ack(d, seq, Some(answer)).await;
+                Ok(())
+            }
+            Err(e) => {
+                self.ack(d, seq, None).await;
+                Err(e)
             }
         }
     }
@@ -1049,23 +1078,7 @@ impl Task {
             let outcome = if r.offered {
                 self.remote_description(body).await
             } else {
-                let seq = response.cseq().seq;
-                match self.remote_description(body).await {
-                    Ok(()) => match self.local_description(None).await {
-                        Ok(answer) => {
-                            self.ack(&d, seq, Some(answer)).await;
-                            Ok(())
-                        }
-                        Err(e) => {
-                            self.ack(&d, seq, None).await;
-                            Err(e)
-                        }
-                    },
-                    Err(e) => {
-                        self.ack(&d, seq, None).await;
-                        Err(e)
-                    }
-                }
+                self.answer_in_ack(&d, response.cseq().seq, body).await
             };
             match outcome {
                 Ok(()) => {

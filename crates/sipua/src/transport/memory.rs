@@ -14,29 +14,9 @@ use tokio::sync::mpsc;
 /// Datagrams waiting at a memory port beyond this are lost, as a full socket buffer loses them.
 const PORT_QUEUE: usize = 4096;
 
-/// How the in-memory network treats each datagram.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LinkConfig {
-    /// One-way delay.
-    pub delay: Duration,
-    /// Extra random delay, uniform in `0..=jitter`: reorders datagrams.
-    pub jitter: Duration,
-    /// Probability a datagram is lost.
-    pub loss: f64,
-    /// Probability a datagram is delivered twice.
-    pub duplicate: f64,
-}
-
-impl Default for LinkConfig {
-    fn default() -> LinkConfig {
-        LinkConfig {
-            delay: Duration::from_millis(10),
-            jitter: Duration::ZERO,
-            loss: 0.0,
-            duplicate: 0.0,
-        }
-    }
-}
+/// How the in-memory network treats each datagram: the same knobs as the sans-IO
+/// simulator's links (delay, jitter, loss, duplication).
+pub use sipua_proto::sim::LinkConfig;
 
 type Filter = Box<dyn FnMut(SocketAddr, SocketAddr, &[u8]) -> bool + Send>;
 
