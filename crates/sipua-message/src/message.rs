@@ -42,7 +42,6 @@ pub enum Message {
 pub struct Request {
     method: Method,
     uri_span: Span,
-    uri: OnceLock<Box<Uri>>,
     head: Head,
 }
 
@@ -54,9 +53,22 @@ pub struct Response {
     head: Head,
 }
 
-/// What requests and responses share: the buffer and its index.
+/// What requests and responses share: the buffer and its index, behind an `Arc` so that a
+/// message clones with a reference count (the core keeps several clones of each request);
+/// every change builds a new message, so the shared part is never written.
 #[derive(Debug, Clone)]
-struct Head {
+struct Head(std::sync::Arc<HeadData>);
+
+impl std::ops::Deref for Head {
+    type Target = HeadData;
+    fn deref(&self) -> &HeadData {
+        &self.0
+    }
+}
+
+/// The buffer and its index.
+#[derive(Debug)]
+struct HeadData {
     buf: Bytes,
     /// The start line, without CRLF.
     start: Span,
@@ -64,6 +76,8 @@ struct Head {
     body: Span,
     core: Core,
     pristine: bool,
+    /// A request's Request-URI, parsed on first use (boxed: most messages never need it).
+    uri: OnceLock<Box<Uri>>,
 }
 
 /// The top Via's transaction key, as ranges.
@@ -487,7 +501,7 @@ impl Request {
 
     /// The Request-URI (parsed on first use).
     pub fn uri(&self) -> &Uri {
-        self.uri.get_or_init(|| {
+        self.head.uri.get_or_init(|| {
             Box::new(
                 Uri::parse(&self.head.buf[span(self.uri_span)])
                     .unwrap_or_else(|_| unparsable_uri()),
@@ -571,7 +585,7 @@ fn unparsable_uri() -> Uri {
     })
 }
 
-impl Head {
+impl HeadData {
     fn vias(&self) -> Result<&[Via]> {
         let r = self.lazy().via.get_or_init(|| {
             let mut out = Vec::with_capacity(2);
@@ -676,9 +690,12 @@ pub(crate) fn assemble(start: &[u8], lines: &[Line<'_>], body: &[u8]) -> Result<
     out.put_slice(b"\r\n");
     out.put_slice(body);
     let mut m = parse_message(Bytes::from(out))?;
-    match &mut m {
-        Message::Request(r) => r.head.pristine = false,
-        Message::Response(r) => r.head.pristine = false,
+    let head = match &mut m {
+        Message::Request(r) => &mut r.head,
+        Message::Response(r) => &mut r.head,
+    };
+    if let Some(h) = std::sync::Arc::get_mut(&mut head.0) {
+        h.pristine = false; // just parsed: not shared yet
     }
     Ok(m)
 }
@@ -779,14 +796,15 @@ fn parse_message(buf: Bytes) -> Result<Message> {
     };
 
     let core = parse_core(data, &entries)?;
-    let head = Head {
+    let head = Head(std::sync::Arc::new(HeadData {
         start: (begin as u32, start_end as u32),
         entries,
         body: (body_start as u32, body_end as u32),
         core,
         pristine: true,
+        uri: OnceLock::new(),
         buf,
-    };
+    }));
     let msg = parse_start_line(head)?;
     if let Message::Request(r) = &msg {
         if r.head.core.cseq.method != r.method {
@@ -987,7 +1005,6 @@ fn parse_start_line(head: Head) -> Result<Message> {
     Ok(Message::Request(Request {
         method,
         uri_span: span_of(buf, uri_bytes),
-        uri: OnceLock::new(),
         head,
     }))
 }
