@@ -378,8 +378,9 @@ impl Driver {
     /// The next hop of an in-dialog request: the dialog's route or target when it names an
     /// address, else where its peer was last reached.
     fn dialog_destination(&self, dialog: &DialogId) -> Option<SocketAddr> {
-        let d = self.core.dialog(dialog)?;
-        crate::user_agent::literal_address(d.next_hop()).or_else(|| self.peers.get(dialog).copied())
+        self.core
+            .dialog_destination(dialog)
+            .or_else(|| self.peers.get(dialog).copied())
     }
 
     fn apply(&mut self, cmd: Command) {

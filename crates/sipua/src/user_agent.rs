@@ -2,7 +2,7 @@
 //! timers, the sans-IO core) and hands incoming INVITEs, MESSAGEs and NOTIFYs to its
 //! [`UserAgentDelegate`] or, without one, to [`UserAgent::next_invitation`].
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -230,28 +230,6 @@ impl Shared {
             .ok_or_else(|| Error::Unresolvable(target.to_string()))?;
         Ok((addr, located.transport_chosen.then_some(transport)))
     }
-}
-
-fn default_port(sip: &sipua_message::SipUri) -> u16 {
-    if sip.scheme == sipua_message::Scheme::Sips {
-        5061
-    } else {
-        5060
-    }
-}
-
-/// The address a SIP URI names directly (an IP literal host), with its port or the default.
-pub(crate) fn literal_address(uri: &Uri) -> Option<SocketAddr> {
-    let sip = uri.as_sip()?;
-    let target = sip.maddr().and_then(|m| m.parse::<IpAddr>().ok());
-    let ip = match (&sip.host, target) {
-        (_, Some(ip)) => ip,
-        (Host::Ipv4(ip), None) => IpAddr::V4(*ip),
-        (Host::Ipv6(ip), None) => IpAddr::V6(*ip),
-        _ => return None,
-    };
-    let port = sip.port.unwrap_or(default_port(sip));
-    Some(SocketAddr::new(ip, port))
 }
 
 /// A SIP user agent (SIP.js `UserAgent`): create it with options, `start` it, make calls
