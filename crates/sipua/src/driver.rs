@@ -446,18 +446,18 @@ impl Driver {
                 body,
                 reply,
             } => {
-                let r = self.core.response(id, status).and_then(|mut resp| {
-                    if reason.is_some() {
-                        resp.set_status(status, reason.as_deref())?;
-                    }
-                    for h in headers {
-                        resp.push_header(h)?;
-                    }
-                    if let Some((ct, b)) = body {
-                        resp.set_body(Some(&ct), &b)?;
-                    }
-                    self.core.respond(t, id, resp)
-                });
+                let r = self
+                    .core
+                    .response_with(id, status, headers)
+                    .and_then(|mut resp| {
+                        if reason.is_some() {
+                            resp.set_status(status, reason.as_deref())?;
+                        }
+                        if let Some((ct, b)) = body {
+                            resp.set_body(Some(&ct), &b)?;
+                        }
+                        self.core.respond(t, id, resp)
+                    });
                 if let (Some(key), Ok(Some(d))) = (key, &r) {
                     self.own_dialog(key, d);
                 }

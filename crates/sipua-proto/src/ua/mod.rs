@@ -615,16 +615,26 @@ impl UaCore {
     /// A response to request `id` with our To tag (the same for every response of the
     /// transaction) and, for dialog-creating INVITE responses, our Contact.
     pub fn response(&self, id: TransactionId, status: u16) -> Result<Response, UaError> {
+        self.response_with(id, status, Vec::new())
+    }
+
+    /// [`UaCore::response`] with `headers` added in the same pass (one serialisation, one
+    /// parse; adding them afterwards would rebuild the response once each).
+    pub fn response_with(
+        &self,
+        id: TransactionId,
+        status: u16,
+        headers: Vec<Header>,
+    ) -> Result<Response, UaError> {
         let inc = self.incoming.get(&id).ok_or(UaError::UnknownTransaction)?;
         // a To that does not parse (answered with 400) gets no tag rather than no answer
         let tag =
             (status > 100 && inc.request.to_tag().is_none()).then_some(inc.local_tag.as_str());
         let contact = *inc.request.method() == Method::Invite && (101..300).contains(&status);
-        let extra = if contact {
-            vec![self.contact()]
-        } else {
-            Vec::new()
-        };
+        let mut extra = headers;
+        if contact {
+            extra.insert(0, self.contact());
+        }
         let via = endpoint::received_via(&inc.request, inc.source);
         Ok(Response::from_request_with(
             &inc.request,
