@@ -349,20 +349,24 @@ impl UserAgent {
         // transactions linger 64·T1 after their final response over UDP (Timers J and L):
         // room for several thousand calls per second
         cfg.endpoint.max_transactions = o.max_transactions;
-        let allow = vec![
-            Method::Invite,
-            Method::Ack,
-            Method::Cancel,
-            Method::Bye,
-            Method::Options,
-            Method::Info,
-            Method::Message,
-            Method::Notify,
-        ];
+        // what the core accepts, less what this API does not handle yet (REFER, UPDATE, PRACK
+        // and SUBSCRIBE are still to come): those get 405 with this Allow
+        let defaults = Capabilities::default();
+        let allow: Vec<Method> = defaults
+            .allow
+            .iter()
+            .filter(|m| {
+                !matches!(
+                    m,
+                    Method::Refer | Method::Update | Method::Prack | Method::Subscribe
+                )
+            })
+            .cloned()
+            .collect();
         cfg.capabilities = Capabilities {
             allow: allow.clone(),
             check_request_uri: !o.accept_any_user,
-            ..Capabilities::default()
+            ..defaults
         };
         let core = UaCore::new(cfg);
         let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
