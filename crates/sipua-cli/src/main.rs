@@ -21,9 +21,9 @@ struct Cli {
 enum Command {
     /// Parse a SIP message from FILE (`-` for stdin) and print what it holds.
     Parse(parse::Args),
-    /// Answer calls on a UDP address, printing what happens.
+    /// Answer calls on UDP, TCP, TLS, WS or WSS, printing what happens.
     Serve(call::ServeArgs),
-    /// Call a SIP URI over UDP, hold the call, hang up.
+    /// Call a SIP URI over any transport, hold the call, hang up (or make many calls).
     Call(call::CallArgs),
 }
 
