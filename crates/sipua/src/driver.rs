@@ -13,7 +13,7 @@ use sipua_message::header::MediaType;
 use sipua_message::{Header, Method, NameAddr, Request, Response, Transport, Uri};
 use sipua_proto::dialog::DialogId;
 use sipua_proto::endpoint::{Received, TransactionId};
-use sipua_proto::ua::{OutOfDialog, UaCore, UaEvent};
+use sipua_proto::ua::{OutOfDialog, UaCore, UaError, UaEvent};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::Error;
@@ -383,6 +383,20 @@ impl Driver {
             .or_else(|| self.peers.get(dialog).copied())
     }
 
+    /// Marks a just-started INVITE so that the session acknowledges its 2xx itself (with the
+    /// answer, when the INVITE carried no offer).
+    fn deferring_ack(
+        &mut self,
+        started: Result<TransactionId, UaError>,
+        defer_ack: bool,
+    ) -> Result<TransactionId, UaError> {
+        let id = started?;
+        if defer_ack {
+            self.core.defer_ack(id)?;
+        }
+        Ok(id)
+    }
+
     fn apply(&mut self, cmd: Command) {
         let t = now();
         match cmd {
@@ -424,13 +438,8 @@ impl Driver {
                 };
                 let r = self
                     .core
-                    .send_request_with(t, Method::Invite, target, destination, opts)
-                    .and_then(|id| {
-                        if defer_ack {
-                            self.core.defer_ack(id)?;
-                        }
-                        Ok(id)
-                    });
+                    .send_request_with(t, Method::Invite, target, destination, opts);
+                let r = self.deferring_ack(r, defer_ack);
                 if let Ok(id) = r {
                     self.own_tx(key, id);
                     self.destinations.insert(id, destination);
@@ -479,15 +488,15 @@ impl Driver {
                     ))));
                     return;
                 };
-                let r = self
-                    .core
-                    .request_in_dialog_with(t, &dialog, method, destination, headers, body)
-                    .and_then(|id| {
-                        if defer_ack {
-                            self.core.defer_ack(id)?;
-                        }
-                        Ok(id)
-                    });
+                let r = self.core.request_in_dialog_with(
+                    t,
+                    &dialog,
+                    method,
+                    destination,
+                    headers,
+                    body,
+                );
+                let r = self.deferring_ack(r, defer_ack);
                 if let Ok(id) = r {
                     self.own_tx(key, id);
                 }

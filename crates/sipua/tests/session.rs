@@ -72,6 +72,13 @@ fn inviter(p: &Pair, with_sdp: bool) -> Inviter {
     .unwrap()
 }
 
+/// Alice calls Bob with `options` and the INVITE is sent.
+async fn invite_with(p: &Pair, options: InviterOptions) -> Inviter {
+    let call = Inviter::new(&p.alice, bob_uri(), options).unwrap();
+    call.invite(Default::default()).await.unwrap();
+    call
+}
+
 async fn invitation(p: &Pair) -> Invitation {
     p.bob.next_invitation().await.expect("an invitation")
 }
@@ -257,16 +264,14 @@ async fn cancel_after_180_with_reason() {
     let log = tap(&p.net);
     let progress = Arc::new(AtomicUsize::new(0));
     let cancels = Arc::new(AtomicUsize::new(0));
-    let call = Inviter::new(
-        &p.alice,
-        bob_uri(),
+    let call = invite_with(
+        &p,
         InviterOptions {
             delegate: Some(Arc::new(Progress(progress.clone()))),
             ..Default::default()
         },
     )
-    .unwrap();
-    call.invite(Default::default()).await.unwrap();
+    .await;
     let inv = invitation(&p).await;
     inv.set_delegate(Arc::new(Cancelled(cancels.clone())));
     inv.progress(Default::default()).await.unwrap();
@@ -397,16 +402,14 @@ async fn nobody_there_times_out_after_timer_b() {
 #[tokio::test(start_paused = true)]
 async fn early_media_applies_the_answer_of_the_183() {
     let p = pair(12).await;
-    let call = Inviter::new(
-        &p.alice,
-        bob_uri(),
+    let call = invite_with(
+        &p,
         InviterOptions {
             early_media: true,
             ..Default::default()
         },
     )
-    .unwrap();
-    call.invite(Default::default()).await.unwrap();
+    .await;
     let inv = invitation(&p).await;
     inv.progress(InvitationProgressOptions {
         status_code: Some(183),
@@ -514,16 +517,14 @@ async fn info_and_message_reach_the_delegate_and_its_status_comes_back() {
         }
     }
     let p = pair(17).await;
-    let call = Inviter::new(
-        &p.alice,
-        bob_uri(),
+    let call = invite_with(
+        &p,
         InviterOptions {
             delegate: Some(Arc::new(Bob)),
             ..Default::default()
         },
     )
-    .unwrap();
-    call.invite(Default::default()).await.unwrap();
+    .await;
     let inv = invitation(&p).await;
     inv.accept(Default::default()).await.unwrap();
     call.established().await.unwrap();
@@ -741,9 +742,8 @@ async fn early_media_survives_forking_the_answer_follows_the_dialog_that_wins() 
 #[tokio::test(start_paused = true)]
 async fn invite_expires_header_ends_an_unanswered_invitation_with_487() {
     let p = pair(23).await;
-    let call = Inviter::new(
-        &p.alice,
-        bob_uri(),
+    let call = invite_with(
+        &p,
         InviterOptions {
             extra_headers: vec![sipua::message::Header::new(
                 sipua::message::HeaderName::Expires,
@@ -752,8 +752,7 @@ async fn invite_expires_header_ends_an_unanswered_invitation_with_487() {
             ..Default::default()
         },
     )
-    .unwrap();
-    call.invite(Default::default()).await.unwrap();
+    .await;
     let inv = invitation(&p).await;
     inv.progress(Default::default()).await.unwrap();
     let start = tokio::time::Instant::now();
@@ -803,16 +802,14 @@ async fn bye_crossing_a_reinvite_ends_the_session_and_the_reinvite_fails() {
 #[tokio::test(start_paused = true)]
 async fn anonymous_caller_hides_its_identity_in_from() {
     let p = pair(26).await;
-    let call = Inviter::new(
-        &p.alice,
-        bob_uri(),
+    let call = invite_with(
+        &p,
         InviterOptions {
             anonymous: true,
             ..Default::default()
         },
     )
-    .unwrap();
-    call.invite(Default::default()).await.unwrap();
+    .await;
     let inv = invitation(&p).await;
     let from = inv.request().from().unwrap().clone();
     assert_eq!(from.display.as_deref(), Some("Anonymous"));
