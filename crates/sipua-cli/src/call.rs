@@ -1,6 +1,7 @@
 //! `sipua serve` and `sipua call`: the session API (`UserAgent`, `Inviter`, `Invitation`) on a
-//! real socket, printing state changes as they happen. Media is the built-in fixed SDP for
-//! now (no audio flows yet).
+//! real socket, printing state changes as they happen and a line of media figures per call
+//! every second. Calls carry real RTP audio (`sipua-media`'s `RtpAudio`): silence, a WAV
+//! file or an echo, optionally recorded to WAV; `--no-media` keeps to signalling.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -61,6 +62,19 @@ pub struct ServeArgs {
     /// Print nothing per call (for load runs).
     #[arg(long)]
     quiet: bool,
+    /// Send every call's audio back to it.
+    #[arg(long, conflicts_with = "play")]
+    echo: bool,
+    /// Play this WAV file into every call (any common format and rate).
+    #[arg(long)]
+    play: Option<std::path::PathBuf>,
+    /// Record what every call sends us into DIR/<call>.wav.
+    #[arg(long)]
+    record_dir: Option<std::path::PathBuf>,
+    /// Signalling only: announce a fixed SDP and send no RTP (for load runs against
+    /// signalling-only peers such as SIPp's built-in scenarios).
+    #[arg(long, conflicts_with_all = ["echo", "play", "record_dir"])]
+    no_media: bool,
 }
 
 /// Arguments of `sipua call`.
@@ -104,6 +118,18 @@ pub struct CallArgs {
     /// for peers that treat a closed connection as a failed call.
     #[arg(long, default_value_t = 0.0)]
     linger: f64,
+    /// Play this WAV file into the call (any common format and rate; silence after it).
+    #[arg(long)]
+    play: Option<std::path::PathBuf>,
+    /// Record what the call sends us into this WAV file (8 kHz, 16-bit mono).
+    #[arg(long)]
+    record: Option<std::path::PathBuf>,
+    /// Send these DTMF digits (RFC 4733) once the call is established.
+    #[arg(long)]
+    dtmf: Option<String>,
+    /// Signalling only: announce a fixed SDP and send no RTP.
+    #[arg(long, conflicts_with_all = ["play", "record", "dtmf"])]
+    no_media: bool,
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -114,7 +140,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// Prints each state change of `session`, prefixed with `label`, until it terminates.
-fn print_states(label: String, session: &Session) {
+pub(crate) fn print_states(label: String, session: &Session) {
     let mut rx = session.state_change();
     let session = session.clone();
     tokio::spawn(async move {
@@ -162,6 +188,7 @@ async fn answer(inv: Invitation, mode: Answer, quiet: bool) {
             r.uri()
         );
         print_states(label.clone(), &inv);
+        crate::media::print_live(label.clone(), &inv);
     }
     let result = match mode {
         Answer::Busy => {
@@ -239,11 +266,37 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
             }
         }
     };
+    let media = if args.no_media {
+        None
+    } else {
+        let play = match (&args.play, args.echo) {
+            (Some(p), _) => match crate::media::load_wav(p) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: --play {e}");
+                    return ExitCode::from(2);
+                }
+            },
+            (None, true) => crate::media::Play::Echo,
+            (None, false) => crate::media::Play::Silence,
+        };
+        let record = match &args.record_dir {
+            Some(d) => {
+                if let Err(e) = std::fs::create_dir_all(d) {
+                    eprintln!("error: --record-dir {}: {e}", d.display());
+                    return ExitCode::from(2);
+                }
+                crate::media::Record::Dir(d.clone())
+            }
+            None => crate::media::Record::Nothing,
+        };
+        Some(crate::media::factory(play, record))
+    };
     runtime().block_on(async {
         let mut agents = Vec::new();
         for (listen, text) in listens.into_iter().zip(&args.listen) {
             // a server answers whatever user the Request-URI names
-            let ua = UserAgent::new(UserAgentOptions {
+            let mut options = UserAgentOptions {
                 listen,
                 accept_any_user: true,
                 tls: tls.clone(),
@@ -253,7 +306,11 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
                     quiet: args.quiet,
                 })),
                 ..Default::default()
-            });
+            };
+            if let Some(f) = &media {
+                options.session_description_handler_factory = f.clone();
+            }
+            let ua = UserAgent::new(options);
             if let Err(e) = ua.start().await {
                 eprintln!("error: cannot listen on {text}: {e}");
                 return ExitCode::FAILURE;
@@ -323,14 +380,36 @@ pub fn call(args: &CallArgs) -> ExitCode {
             }
         },
     };
+    let play = match &args.play {
+        Some(p) => match crate::media::load_wav(p) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: --play {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => crate::media::Play::Silence,
+    };
+    let record = match &args.record {
+        Some(p) if args.calls > 1 => {
+            eprintln!("error: --record {} takes one call", p.display());
+            return ExitCode::from(2);
+        }
+        Some(p) => crate::media::Record::File(p.clone()),
+        None => crate::media::Record::Nothing,
+    };
     runtime().block_on(async {
-        let ua = UserAgent::new(UserAgentOptions {
+        let mut options = UserAgentOptions {
             listen,
             uri: from.as_ref().map(|f| f.uri.clone()),
             display_name: from.and_then(|f| f.display),
             tls,
             ..Default::default()
-        });
+        };
+        if !args.no_media {
+            options.session_description_handler_factory = crate::media::factory(play, record);
+        }
+        let ua = UserAgent::new(options);
         if let Err(e) = ua.start().await {
             eprintln!("error: cannot bind {}: {e}", args.from_addr);
             return ExitCode::FAILURE;
@@ -340,7 +419,7 @@ pub fn call(args: &CallArgs) -> ExitCode {
         }
         let code = if args.calls <= 1 {
             match one_call(&ua, &uri, args, true).await {
-                Ok(()) => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::FAILURE
@@ -359,7 +438,12 @@ pub fn call(args: &CallArgs) -> ExitCode {
 
 /// One call: INVITE, wait for the answer, hold `--duration`, BYE. `Ok` when it was answered
 /// and ended cleanly (by our BYE answered 2xx, or by the peer's BYE).
-async fn one_call(ua: &UserAgent, uri: &Uri, args: &CallArgs, verbose: bool) -> Result<(), String> {
+async fn one_call(
+    ua: &UserAgent,
+    uri: &Uri,
+    args: &CallArgs,
+    verbose: bool,
+) -> Result<Option<sipua_media::MediaStats>, String> {
     let options = InviterOptions {
         invite_without_sdp: args.no_offer,
         delegate: verbose.then(|| Arc::new(Progress) as Arc<dyn SessionDelegate>),
@@ -389,6 +473,15 @@ async fn one_call(ua: &UserAgent, uri: &Uri, args: &CallArgs, verbose: bool) -> 
     call.established().await.map_err(|e| e.to_string())?;
     if verbose {
         println!("call established; hanging up in {} s", args.duration);
+        crate::media::print_live("call".into(), &call);
+    }
+    if let Some(digits) = args.dtmf.as_deref() {
+        call.send_dtmf(digits)
+            .await
+            .map_err(|e| format!("DTMF: {e}"))?;
+        if verbose {
+            println!("sending DTMF {digits}");
+        }
     }
     let hold = tokio::time::sleep(Duration::from_secs_f64(args.duration.max(0.0)));
     tokio::select! {
@@ -397,8 +490,17 @@ async fn one_call(ua: &UserAgent, uri: &Uri, args: &CallArgs, verbose: bool) -> 
             if verbose {
                 println!("BYE: {} {}", r.status(), r.reason());
             }
+            let mut stats = None;
+            if let Some(m) = call.media::<sipua_media::MediaHandle>() {
+                // the recording is complete once the media has stopped
+                m.closed().await;
+                if verbose {
+                    println!("media: {}", crate::media::line(&m.stats()));
+                }
+                stats = Some(m.stats());
+            }
             if r.is_success() {
-                Ok(())
+                Ok(stats)
             } else {
                 Err(format!("BYE answered {} {}", r.status(), r.reason()))
             }
@@ -407,7 +509,7 @@ async fn one_call(ua: &UserAgent, uri: &Uri, args: &CallArgs, verbose: bool) -> 
             if verbose {
                 println!("call ended early: {}", describe(why));
             }
-            Ok(())
+            Ok(None)
         }
     }
 }
@@ -433,9 +535,13 @@ async fn many_calls(ua: &UserAgent, uri: &Uri, args: &CallArgs) -> ExitCode {
         });
     }
     let (mut ok, mut failed) = (0u64, 0u64);
+    let mut media = Vec::new();
     while let Some(r) = tasks.join_next().await {
         match r {
-            Ok(Ok(())) => ok += 1,
+            Ok(Ok(stats)) => {
+                ok += 1;
+                media.extend(stats);
+            }
             Ok(Err(e)) => {
                 failed += 1;
                 eprintln!("call failed: {e}");
@@ -447,6 +553,26 @@ async fn many_calls(ua: &UserAgent, uri: &Uri, args: &CallArgs) -> ExitCode {
         "calls: {ok} successful, {failed} failed in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    if !media.is_empty() {
+        // what each call measured on the audio it received
+        let n = media.len() as f64;
+        let loss: Vec<f64> = media
+            .iter()
+            .map(|m| f64::from(m.loss_fraction) * 100.0)
+            .collect();
+        let jitter: Vec<f64> = media.iter().map(|m| f64::from(m.jitter_ms)).collect();
+        let received: u64 = media.iter().map(|m| m.packets_received).sum();
+        let silent = media.iter().filter(|m| m.packets_received == 0).count();
+        println!(
+            "media: {} calls, {received} packets received, {silent} calls heard nothing; \
+             loss mean {:.2} % max {:.2} %; jitter mean {:.2} ms max {:.2} ms",
+            media.len(),
+            loss.iter().sum::<f64>() / n,
+            loss.iter().cloned().fold(0.0, f64::max),
+            jitter.iter().sum::<f64>() / n,
+            jitter.iter().cloned().fold(0.0, f64::max),
+        );
+    }
     if failed == 0 {
         ExitCode::SUCCESS
     } else {

@@ -3,6 +3,8 @@
 #![forbid(unsafe_code)]
 
 mod call;
+mod demo;
+mod media;
 mod parse;
 
 use std::process::ExitCode;
@@ -19,6 +21,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Make a real call on this machine, with audio and DTMF, and report what happened.
+    Demo(demo::DemoArgs),
     /// Parse a SIP message from FILE (`-` for stdin) and print what it holds.
     Parse(parse::Args),
     /// Answer calls on UDP, TCP, TLS, WS or WSS, printing what happens.
@@ -30,6 +34,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Demo(args) => demo::demo(&args),
         Command::Parse(args) => parse::run(&args),
         Command::Serve(args) => call::serve(&args),
         Command::Call(args) => call::call(&args),

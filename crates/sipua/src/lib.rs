@@ -23,8 +23,8 @@ mod user_agent;
 pub use dns::{DnsResolver, Located};
 pub use error::Error;
 pub use sdh::{
-    BodyAndContentType, FixedSdp, FixedSdpFactory, SessionDescriptionHandler,
-    SessionDescriptionHandlerFactory, SessionDescriptionHandlerModifier,
+    BodyAndContentType, BoxFuture, FixedSdp, FixedSdpFactory, SdhError, SessionContext,
+    SessionDescriptionHandler, SessionDescriptionHandlerFactory, SessionDescriptionHandlerModifier,
     SessionDescriptionHandlerOptions,
 };
 pub use session::{

@@ -90,9 +90,16 @@ pub trait SessionDescriptionHandler: Send {
         Box::pin(async { Ok(()) })
     }
 
-    /// Sends DTMF tones in the media, if the handler can (RFC 4733).
+    /// Sends DTMF tones in the media, if the handler can (RFC 4733); false when it cannot
+    /// (no telephone-event negotiated, no media yet, or characters other than `0-9*#A-D,`).
     fn send_dtmf(&mut self, _tones: &str) -> bool {
         false
+    }
+
+    /// A handle the application can reach through [`Session::media`](crate::Session::media),
+    /// e.g. to read media statistics or receive DTMF events; `None` when the handler has none.
+    fn handle(&self) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        None
     }
 
     /// Releases the media resources; called once when the session ends.

@@ -208,14 +208,16 @@ pub(crate) enum SessionCommand {
     Request(sipua_message::Method, RequestOptions, Reply<Response>),
     ReInvite(SessionInviteOptions, Reply<()>),
     Dispose(Reply<()>),
+    Dtmf(String, Reply<()>),
 }
 
 /// What handles can read without asking the task.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct SessionInfo {
     pub(crate) dialog: Option<DialogId>,
     pub(crate) end: Option<EndReason>,
     pub(crate) remote_description: Option<BodyAndContentType>,
+    pub(crate) media: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 /// The delegate slot a handle can fill after the session started (SIP.js sets
@@ -335,6 +337,22 @@ impl Session {
     /// The peer's last session description (offer or answer).
     pub fn remote_description(&self) -> Option<BodyAndContentType> {
         self.info().remote_description.clone()
+    }
+
+    /// The media handler's handle, if it offers one of type `T` (for `sipua-media`'s
+    /// `RtpAudio`, its `MediaHandle`: statistics, DTMF events). Available once the session
+    /// has made its first offer or answer.
+    pub fn media<T: std::any::Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        let any = self.info().media.clone()?;
+        any.downcast::<T>().ok()
+    }
+
+    /// Sends DTMF tones through the media handler (RFC 4733 telephone-events with
+    /// `RtpAudio`): `0-9`, `*`, `#`, `A-D`, and `,` for a pause. Fails with
+    /// [`Error::SessionDescriptionHandler`] when the handler cannot send them.
+    pub async fn send_dtmf(&self, tones: &str) -> Result<(), Error> {
+        let tones = tones.to_owned();
+        self.ask(|r| SessionCommand::Dtmf(tones, r)).await
     }
 
     /// Hangs up an established session (BYE) and returns the BYE's final response. The

@@ -449,6 +449,9 @@ impl Task {
                 .session_description_handler_factory
                 .create(&ctx, &self.sdh_options)
                 .map_err(|e| Error::SessionDescriptionHandler(e.0))?;
+            if let Some(handle) = sdh.handle() {
+                self.info().media = Some(handle);
+            }
             self.sdh = Some(sdh);
         }
         self.sdh
@@ -548,6 +551,23 @@ impl Task {
             SessionCommand::ReInvite(o, reply) => self.reinvite(o, reply).await,
             SessionCommand::Dispose(reply) => {
                 let r = self.dispose().await;
+                let _ = reply.send(r);
+            }
+            SessionCommand::Dtmf(tones, reply) => {
+                let terminated = self.current() == SessionState::Terminated;
+                let r = match self.sdh.as_mut() {
+                    _ if terminated => Err(Error::SessionTerminated),
+                    None => Err(Error::SessionDescriptionHandler("no media yet".into())),
+                    Some(sdh) => {
+                        if sdh.send_dtmf(&tones) {
+                            Ok(())
+                        } else {
+                            Err(Error::SessionDescriptionHandler(
+                                "the media handler cannot send these DTMF tones".into(),
+                            ))
+                        }
+                    }
+                };
                 let _ = reply.send(r);
             }
         }

@@ -1,0 +1,156 @@
+//! Media for the commands: the RTP audio handler built from `--play`, `--record`, `--echo`
+//! and `--record-dir`, and the live line printed once a second per call.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sipua::{SdhError, Session, SessionContext, SessionDescriptionHandlerFactory};
+use sipua_media::audio::{AudioSink, AudioSource, NullSink, Silence, WavRecorder, WavSource};
+use sipua_media::{AudioIo, MediaEvent, MediaHandle, MediaStats, RtpAudioFactory, RtpAudioOptions};
+
+/// What a command plays into its calls.
+#[derive(Clone, Debug)]
+pub enum Play {
+    /// Silence.
+    Silence,
+    /// A WAV file (any common format and rate, resampled to 8 kHz), once.
+    Wav(Arc<Vec<i16>>),
+    /// Whatever arrives, sent back.
+    Echo,
+}
+
+/// Where a command records what its calls hear.
+#[derive(Clone, Debug)]
+pub enum Record {
+    /// Nowhere.
+    Nothing,
+    /// This WAV file (one call).
+    File(PathBuf),
+    /// One WAV file per call in this directory, named after the call.
+    Dir(PathBuf),
+}
+
+/// Reads `--play FILE` into 8 kHz samples.
+pub fn load_wav(path: &Path) -> Result<Play, String> {
+    let samples =
+        sipua_media::wav::read_wav_8k(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Play::Wav(Arc::new(samples)))
+}
+
+/// The RTP audio handler factory for these choices.
+pub fn factory(play: Play, record: Record) -> Arc<dyn SessionDescriptionHandlerFactory> {
+    let audio = move |ctx: &SessionContext| -> Result<AudioIo, SdhError> {
+        if let Play::Echo = play {
+            let io = AudioIo::echo();
+            return match record_sink(&record, ctx)? {
+                None => Ok(io),
+                // record what arrives and send it back
+                Some(rec) => Ok(AudioIo::new(
+                    io.source,
+                    Box::new(sipua_media::audio::Tee::new(vec![io.sink, rec])),
+                )),
+            };
+        }
+        let source: Box<dyn AudioSource> = match &play {
+            Play::Wav(s) => Box::new(WavSource::new(s.as_ref().clone())),
+            _ => Box::new(Silence),
+        };
+        let sink = record_sink(&record, ctx)?.unwrap_or_else(|| Box::new(NullSink));
+        Ok(AudioIo::new(source, sink))
+    };
+    Arc::new(RtpAudioFactory::new(RtpAudioOptions {
+        audio: Arc::new(audio),
+        ..Default::default()
+    }))
+}
+
+fn record_sink(
+    record: &Record,
+    ctx: &SessionContext,
+) -> Result<Option<Box<dyn AudioSink>>, SdhError> {
+    let path = match record {
+        Record::Nothing => return Ok(None),
+        Record::File(p) => p.clone(),
+        Record::Dir(d) => {
+            let name: String = ctx
+                .id
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            d.join(format!("{name}.wav"))
+        }
+    };
+    let rec =
+        WavRecorder::create(&path).map_err(|e| SdhError(format!("{}: {e}", path.display())))?;
+    Ok(Some(Box::new(rec)))
+}
+
+/// One line of media figures.
+pub fn line(s: &MediaStats) -> String {
+    let mut out = format!(
+        "{} sent {} recv {} lost {} ({:.1} %) jitter {:.1} ms",
+        if s.codec.is_empty() { "-" } else { &s.codec },
+        s.packets_sent,
+        s.packets_received,
+        s.packets_lost.max(0),
+        f64::from(s.loss_fraction) * 100.0,
+        s.jitter_ms,
+    );
+    if let Some(rtt) = s.remote_report.and_then(|r| r.rtt_ms) {
+        out.push_str(&format!(" rtt {rtt:.1} ms"));
+    }
+    if s.dtmf_received > 0 {
+        out.push_str(&format!(" dtmf {}", s.dtmf_received));
+    }
+    out
+}
+
+/// Prints `label: <state> <media line>` every second while `session` lasts, and each DTMF
+/// digit as it arrives.
+pub fn print_live(label: String, session: &Session) {
+    let session = session.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.tick().await;
+        let mut events: Option<tokio::sync::broadcast::Receiver<MediaEvent>> = None;
+        loop {
+            if events.is_none() {
+                events = session.media::<MediaHandle>().map(|m| m.events());
+            }
+            let event = async {
+                match events.as_mut() {
+                    Some(rx) => match rx.recv().await {
+                        Ok(e) => Some(e),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => None,
+                        // the media stopped: only the ticks are left
+                        Err(_) => std::future::pending().await,
+                    },
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tick.tick() => {
+                    let state = session.state();
+                    if state == sipua::SessionState::Terminated {
+                        break;
+                    }
+                    if let Some(m) = session.media::<MediaHandle>() {
+                        println!("{label}: {state:?} {}", line(&m.stats()));
+                    }
+                }
+                e = event => {
+                    if let Some(MediaEvent::Dtmf { digit, duration_ms }) = e {
+                        println!("{label}: DTMF {digit} ({duration_ms} ms)");
+                    }
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,603 @@
+//! [`RtpAudio`]: the `SessionDescriptionHandler` for plain `RTP/AVP` audio. It negotiates with
+//! RFC 3264 offer/answer ([`OfferAnswer`]), binds an RTP/RTCP port pair (RFC 3550 §11: an
+//! even port and the next one), and runs one small tokio task per call that drives an
+//! [`AudioStream`] with the sockets and the clock. The application reaches the running media
+//! through a [`MediaHandle`] (`session.media::<MediaHandle>()`): statistics, DTMF events,
+//! and the moment a recording is complete.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket as StdUdpSocket};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use sipua::{
+    BodyAndContentType, BoxFuture, SdhError, SessionContext, SessionDescriptionHandler,
+    SessionDescriptionHandlerFactory, SessionDescriptionHandlerModifier,
+    SessionDescriptionHandlerOptions,
+};
+use tokio::net::UdpSocket;
+use tokio::sync::{broadcast, mpsc, watch};
+
+use crate::audio::{echo_pair, AudioSink, AudioSource, NullSink, Silence};
+use crate::jitter::JitterConfig;
+use crate::sdp::offer_answer::{LocalMedia, MediaCapabilities, Negotiated, OfferAnswer};
+use crate::sdp::{Direction, SessionDescription};
+use crate::stream::{AudioStream, MediaEvent, MediaStats, StreamConfig};
+
+/// A call's audio ends: what it plays and where what it hears goes.
+pub struct AudioIo {
+    /// What we send.
+    pub source: Box<dyn AudioSource>,
+    /// What we receive goes here.
+    pub sink: Box<dyn AudioSink>,
+}
+
+impl AudioIo {
+    /// Sends silence, discards what arrives.
+    pub fn silence() -> AudioIo {
+        AudioIo {
+            source: Box::new(Silence),
+            sink: Box::new(NullSink),
+        }
+    }
+
+    /// Sends back what arrives (about 1 s of buffering at most).
+    pub fn echo() -> AudioIo {
+        let (sink, source) = echo_pair(8000);
+        AudioIo {
+            source: Box::new(source),
+            sink: Box::new(sink),
+        }
+    }
+
+    /// A source and a sink of the application's.
+    pub fn new(source: Box<dyn AudioSource>, sink: Box<dyn AudioSink>) -> AudioIo {
+        AudioIo { source, sink }
+    }
+}
+
+/// Makes the audio ends of each call; called once per session, when its media handler is
+/// created.
+pub type AudioIoFactory = Arc<dyn Fn(&SessionContext) -> Result<AudioIo, SdhError> + Send + Sync>;
+
+/// Settings of [`RtpAudio`] handlers.
+#[derive(Clone)]
+pub struct RtpAudioOptions {
+    /// Codecs offered and accepted, in order of preference, and telephone-event.
+    pub capabilities: MediaCapabilities,
+    /// Ports to take RTP/RTCP pairs from (inclusive).
+    pub port_range: (u16, u16),
+    /// The address announced in SDP when the user agent listens on an unspecified address
+    /// (0.0.0.0 or ::); by default the address of the interface that routes to the peer.
+    pub public_address: Option<IpAddr>,
+    /// The jitter buffer of each call.
+    pub jitter: JitterConfig,
+    /// The audio ends of each call (default: silence out, nothing kept).
+    pub audio: AudioIoFactory,
+}
+
+impl Default for RtpAudioOptions {
+    fn default() -> Self {
+        RtpAudioOptions {
+            capabilities: MediaCapabilities::default(),
+            port_range: (16384, 32767),
+            public_address: None,
+            jitter: JitterConfig::default(),
+            audio: Arc::new(|_| Ok(AudioIo::silence())),
+        }
+    }
+}
+
+impl std::fmt::Debug for RtpAudioOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RtpAudioOptions")
+            .field("capabilities", &self.capabilities)
+            .field("port_range", &self.port_range)
+            .field("public_address", &self.public_address)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Makes an [`RtpAudio`] handler per session: put it in `UserAgentOptions`.
+#[derive(Clone, Debug, Default)]
+pub struct RtpAudioFactory {
+    options: Arc<RtpAudioOptions>,
+}
+
+impl RtpAudioFactory {
+    /// A factory with these settings.
+    pub fn new(options: RtpAudioOptions) -> RtpAudioFactory {
+        RtpAudioFactory {
+            options: Arc::new(options),
+        }
+    }
+}
+
+impl SessionDescriptionHandlerFactory for RtpAudioFactory {
+    fn create(
+        &self,
+        session: &SessionContext,
+        _options: &SessionDescriptionHandlerOptions,
+    ) -> Result<Box<dyn SessionDescriptionHandler>, SdhError> {
+        Ok(Box::new(RtpAudio::new(session, self.options.clone())?))
+    }
+}
+
+/// The running media of a call, as the application sees it.
+pub struct MediaHandle {
+    stats: watch::Receiver<MediaStats>,
+    events: broadcast::Sender<MediaEvent>,
+    commands: Mutex<Option<mpsc::Sender<Control>>>,
+    closed: watch::Receiver<bool>,
+    local: SocketAddr,
+    negotiated: Mutex<Option<Negotiated>>,
+}
+
+impl std::fmt::Debug for MediaHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaHandle")
+            .field("local", &self.local)
+            .field("stats", &*self.stats.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MediaHandle {
+    /// The counters now (updated every frame).
+    pub fn stats(&self) -> MediaStats {
+        self.stats.borrow().clone()
+    }
+
+    /// Follows the counters as they change.
+    pub fn stats_change(&self) -> watch::Receiver<MediaStats> {
+        self.stats.clone()
+    }
+
+    /// Events from now on (DTMF received, the source ended...). A receiver that falls more
+    /// than 64 events behind loses the oldest.
+    pub fn events(&self) -> broadcast::Receiver<MediaEvent> {
+        self.events.subscribe()
+    }
+
+    /// Our RTP address.
+    pub fn local_address(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// What offer/answer decided last, once it has.
+    pub fn negotiated(&self) -> Option<Negotiated> {
+        self.negotiated
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Queues DTMF digits as RFC 4733 telephone-events (`Session::send_dtmf` does the same).
+    pub fn send_dtmf(&self, digits: &str) -> bool {
+        send_control(&self.commands, Control::Dtmf(digits.to_owned()))
+    }
+
+    /// Waits until the media has stopped and its sink is finished (a recording is complete
+    /// on disk). Returns at once if media never started.
+    pub async fn closed(&self) {
+        let mut rx = self.closed.clone();
+        let _ = rx.wait_for(|c| *c).await;
+    }
+}
+
+fn send_control(slot: &Mutex<Option<mpsc::Sender<Control>>>, c: Control) -> bool {
+    let guard = slot.lock().unwrap_or_else(|e| e.into_inner());
+    guard.as_ref().is_some_and(|tx| tx.try_send(c).is_ok())
+}
+
+/// Orders from the handler to the media task.
+enum Control {
+    Update(Negotiated),
+    Dtmf(String),
+    Close,
+}
+
+/// The RTP audio handler of one session (see the module documentation).
+pub struct RtpAudio {
+    options: Arc<RtpAudioOptions>,
+    oa: OfferAnswer,
+    ip: IpAddr,
+    sockets: Option<(StdUdpSocket, StdUdpSocket)>,
+    local: SocketAddr,
+    audio: Option<AudioIo>,
+    /// The peer's last description (to tell a repeated answer from a new offer).
+    remote: Option<SessionDescription>,
+    /// Whether our last description was an offer still unanswered.
+    offering: bool,
+    /// We have received an offer and owe an answer.
+    answering: bool,
+    handle: Arc<MediaHandle>,
+    stats_tx: Option<watch::Sender<MediaStats>>,
+    closed_tx: Option<watch::Sender<bool>>,
+    running: bool,
+    seed: u64,
+}
+
+impl RtpAudio {
+    /// A handler for `session`: binds its RTP and RTCP ports now (so the offer can name
+    /// them) and makes its audio ends.
+    pub fn new(
+        session: &SessionContext,
+        options: Arc<RtpAudioOptions>,
+    ) -> Result<RtpAudio, SdhError> {
+        let seed = random_seed(&session.id);
+        let ip = match (session.local_ip, options.public_address) {
+            (ip, _) if !ip.is_unspecified() => ip,
+            (_, Some(p)) => p,
+            (ip, None) if ip.is_ipv4() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            (_, None) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        };
+        let bind_ip = if session.local_ip.is_unspecified() {
+            session.local_ip
+        } else {
+            ip
+        };
+        let (rtp, rtcp) = bind_pair(bind_ip, options.port_range, seed)?;
+        let local = SocketAddr::new(ip, rtp.local_addr().map_err(io_err)?.port());
+        let audio = (options.audio)(session)?;
+        let (stats_tx, stats_rx) = watch::channel(MediaStats::default());
+        let (closed_tx, closed_rx) = watch::channel(false);
+        let (events, _) = broadcast::channel(64);
+        let handle = Arc::new(MediaHandle {
+            stats: stats_rx,
+            events,
+            commands: Mutex::new(None),
+            closed: closed_rx,
+            local,
+            negotiated: Mutex::new(None),
+        });
+        Ok(RtpAudio {
+            oa: OfferAnswer::new(options.capabilities.clone(), seed % 1_000_000_000),
+            options,
+            ip,
+            sockets: Some((rtp, rtcp)),
+            local,
+            audio: Some(audio),
+            remote: None,
+            offering: false,
+            answering: false,
+            handle,
+            stats_tx: Some(stats_tx),
+            closed_tx: Some(closed_tx),
+            running: false,
+            seed,
+        })
+    }
+
+    /// The handle the session exposes (also returned by `Session::media`).
+    pub fn media_handle(&self) -> Arc<MediaHandle> {
+        self.handle.clone()
+    }
+
+    fn local_media(&self, options: &SessionDescriptionHandlerOptions) -> LocalMedia {
+        LocalMedia {
+            address: self.ip,
+            rtp_port: self.local.port(),
+            direction: if options.hold {
+                Direction::SendOnly
+            } else {
+                Direction::SendRecv
+            },
+        }
+    }
+
+    /// Starts the media task with the first negotiation, or updates it.
+    fn apply(&mut self, negotiated: Negotiated) -> Result<(), SdhError> {
+        *self
+            .handle
+            .negotiated
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(negotiated.clone());
+        if self.running {
+            send_control(&self.handle.commands, Control::Update(negotiated));
+            return Ok(());
+        }
+        let (Some((rtp, rtcp)), Some(audio), Some(stats_tx), Some(closed_tx)) = (
+            self.sockets.take(),
+            self.audio.take(),
+            self.stats_tx.take(),
+            self.closed_tx.take(),
+        ) else {
+            return Err(SdhError("media already closed".into()));
+        };
+        let wallclock = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let config = StreamConfig {
+            ssrc: (self.seed >> 32) as u32,
+            cname: format!("sipua-{:08x}@{}", self.seed as u32, self.ip),
+            initial_sequence: (self.seed >> 16) as u16,
+            initial_timestamp: self.seed as u32,
+            jitter: self.options.jitter,
+            wallclock,
+            seed: self.seed,
+        };
+        let stream = AudioStream::new(config, negotiated, audio.source, audio.sink, Instant::now())
+            .map_err(SdhError)?;
+        let rtp = UdpSocket::from_std(rtp).map_err(io_err)?;
+        let rtcp = UdpSocket::from_std(rtcp).map_err(io_err)?;
+        let (tx, rx) = mpsc::channel(16);
+        *self
+            .handle
+            .commands
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        tokio::spawn(run(
+            stream,
+            rtp,
+            rtcp,
+            rx,
+            stats_tx,
+            self.handle.events.clone(),
+            closed_tx,
+        ));
+        self.running = true;
+        Ok(())
+    }
+}
+
+impl SessionDescriptionHandler for RtpAudio {
+    fn get_description<'a>(
+        &'a mut self,
+        options: &'a SessionDescriptionHandlerOptions,
+        modifiers: &'a [SessionDescriptionHandlerModifier],
+    ) -> BoxFuture<'a, Result<BodyAndContentType, SdhError>> {
+        Box::pin(async move {
+            let local = self.local_media(options);
+            let sdp = if std::mem::take(&mut self.answering) {
+                let (answer, negotiated) = self
+                    .oa
+                    .create_answer(&local)
+                    .map_err(|e| SdhError(e.to_string()))?;
+                self.apply(negotiated)?;
+                answer
+            } else {
+                self.offering = true;
+                self.oa.create_offer(&local)
+            };
+            let mut d = BodyAndContentType::sdp(sdp.to_string());
+            for m in modifiers {
+                d = m(d)?;
+            }
+            Ok(d)
+        })
+    }
+
+    fn set_description<'a>(
+        &'a mut self,
+        description: &'a BodyAndContentType,
+        _options: &'a SessionDescriptionHandlerOptions,
+        modifiers: &'a [SessionDescriptionHandlerModifier],
+    ) -> BoxFuture<'a, Result<(), SdhError>> {
+        Box::pin(async move {
+            if !self.has_description(&description.content_type) {
+                return Err(SdhError(format!(
+                    "unsupported content type {}",
+                    description.content_type
+                )));
+            }
+            let mut d = description.clone();
+            for m in modifiers {
+                d = m(d)?;
+            }
+            let text = std::str::from_utf8(&d.body)
+                .map_err(|_| SdhError("the SDP is not UTF-8".into()))?;
+            let sdp = SessionDescription::parse(text).map_err(|e| SdhError(e.to_string()))?;
+            // RFC 3264 §8: the peer's o= session id stays, its version moves on a change
+            let same_session = self.remote.as_ref().is_some_and(|r| {
+                r.origin.username == sdp.origin.username
+                    && r.origin.session_id == sdp.origin.session_id
+                    && r.origin.address == sdp.origin.address
+            });
+            let same_origin = same_session
+                && self
+                    .remote
+                    .as_ref()
+                    .is_some_and(|r| r.origin.session_version == sdp.origin.session_version);
+            if std::mem::take(&mut self.offering) {
+                let negotiated = self
+                    .oa
+                    .receive_answer(&sdp)
+                    .map_err(|e| SdhError(e.to_string()))?;
+                self.apply(negotiated)?;
+            } else if same_origin {
+                // the same description again (e.g. in the 2xx after a 183): RFC 3264 §8 says
+                // an unchanged version is no new offer
+            } else if self.remote.is_some() && !same_session && self.oa.can_take_forked_answer() {
+                // another fork answered our offer: its answer replaces the first one
+                let negotiated = self
+                    .oa
+                    .receive_forked_answer(&sdp)
+                    .map_err(|e| SdhError(e.to_string()))?;
+                self.apply(negotiated)?;
+            } else {
+                self.oa
+                    .receive_offer(&sdp)
+                    .map_err(|e| SdhError(e.to_string()))?;
+                self.answering = true;
+            }
+            self.remote = Some(sdp);
+            Ok(())
+        })
+    }
+
+    fn has_description(&self, content_type: &str) -> bool {
+        content_type
+            .split(';')
+            .next()
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp"))
+    }
+
+    fn rollback_description(&mut self) -> BoxFuture<'_, Result<(), SdhError>> {
+        self.offering = false;
+        self.answering = false;
+        self.oa.rollback();
+        Box::pin(async { Ok(()) })
+    }
+
+    fn send_dtmf(&mut self, tones: &str) -> bool {
+        let valid = !tones.is_empty()
+            && tones
+                .chars()
+                .all(|c| matches!(c, '0'..='9' | '*' | '#' | 'A'..='D' | 'a'..='d' | ','));
+        let te = self
+            .handle
+            .negotiated()
+            .is_some_and(|n| n.telephone_event.is_some());
+        valid && te && self.handle.send_dtmf(&tones.to_ascii_uppercase())
+    }
+
+    fn handle(&self) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        Some(self.handle.clone())
+    }
+
+    fn close(&mut self) {
+        if !send_control(&self.handle.commands, Control::Close) {
+            // never started: nothing to stop, but a recording is still finished
+            if let Some(mut audio) = self.audio.take() {
+                audio.sink.finish();
+            }
+            if let Some(tx) = self.closed_tx.take() {
+                let _ = tx.send(true);
+            }
+        }
+        self.sockets = None;
+    }
+}
+
+impl Drop for RtpAudio {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The media task: moves datagrams and time between the sockets and the stream.
+async fn run(
+    mut stream: AudioStream,
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+    mut control: mpsc::Receiver<Control>,
+    stats: watch::Sender<MediaStats>,
+    events: broadcast::Sender<MediaEvent>,
+    closed: watch::Sender<bool>,
+) {
+    let mut rtp_buf = vec![0u8; 2048];
+    let mut rtcp_buf = vec![0u8; 2048];
+    let mut last_stats = Instant::now();
+    loop {
+        let deadline = stream
+            .poll_timeout()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+        tokio::select! {
+            r = rtp.recv_from(&mut rtp_buf) => {
+                if let Ok((n, from)) = r {
+                    stream.handle_rtp(Instant::now(), from, &rtp_buf[..n]);
+                }
+            }
+            r = rtcp.recv_from(&mut rtcp_buf) => {
+                if let Ok((n, from)) = r {
+                    stream.handle_rtcp(Instant::now(), from, &rtcp_buf[..n]);
+                }
+            }
+            c = control.recv() => match c {
+                Some(Control::Update(n)) => {
+                    let _ = stream.update(n);
+                }
+                Some(Control::Dtmf(d)) => {
+                    stream.send_dtmf(&d);
+                }
+                Some(Control::Close) | None => {
+                    stream.close(Instant::now());
+                    flush(&mut stream, &rtp, &rtcp, &events).await;
+                    stats.send_replace(stream.stats().clone());
+                    let _ = closed.send(true);
+                    return;
+                }
+            },
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                stream.handle_timeout(Instant::now());
+            }
+        }
+        flush(&mut stream, &rtp, &rtcp, &events).await;
+        let now = Instant::now();
+        if now.duration_since(last_stats) >= Duration::from_millis(100) {
+            last_stats = now;
+            stats.send_replace(stream.stats().clone());
+        }
+    }
+}
+
+async fn flush(
+    stream: &mut AudioStream,
+    rtp: &UdpSocket,
+    rtcp: &UdpSocket,
+    events: &broadcast::Sender<MediaEvent>,
+) {
+    while let Some(t) = stream.poll_transmit() {
+        let socket = if t.rtcp { rtcp } else { rtp };
+        // a send error (no route, peer port closed) loses this packet only
+        let _ = socket.send_to(&t.payload, t.destination).await;
+    }
+    while let Some(e) = stream.poll_event() {
+        let _ = events.send(e);
+    }
+}
+
+/// Binds an even RTP port and the next one for RTCP, starting at a random place in `range`.
+fn bind_pair(
+    ip: IpAddr,
+    range: (u16, u16),
+    seed: u64,
+) -> Result<(StdUdpSocket, StdUdpSocket), SdhError> {
+    let (lo, hi) = (range.0.max(1024) & !1, range.1);
+    if hi <= lo {
+        return Err(SdhError(format!(
+            "empty RTP port range {}-{}",
+            range.0, range.1
+        )));
+    }
+    let pairs = u32::from((hi - lo) / 2).max(1);
+    let first = (seed % u64::from(pairs)) as u32;
+    for i in 0..pairs.min(512) {
+        let port = lo as u32 + 2 * ((first + i) % pairs);
+        let Ok(port) = u16::try_from(port) else {
+            continue;
+        };
+        let Ok(rtp) = StdUdpSocket::bind(SocketAddr::new(ip, port)) else {
+            continue;
+        };
+        let Ok(rtcp) = StdUdpSocket::bind(SocketAddr::new(ip, port + 1)) else {
+            continue;
+        };
+        rtp.set_nonblocking(true).map_err(io_err)?;
+        rtcp.set_nonblocking(true).map_err(io_err)?;
+        return Ok((rtp, rtcp));
+    }
+    Err(SdhError(format!(
+        "no free RTP port pair in {}-{}",
+        range.0, range.1
+    )))
+}
+
+fn io_err(e: std::io::Error) -> SdhError {
+    SdhError(format!("media socket: {e}"))
+}
+
+/// A seed for SSRC, sequence, timestamp and ports: the session id hashed with the process's
+/// random hash keys and the time (RFC 3550 §8 wants SSRCs unpredictable and distinct).
+fn random_seed(id: &str) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write(id.as_bytes());
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.finish()
+}

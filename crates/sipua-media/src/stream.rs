@@ -1,0 +1,986 @@
+//! One RTP audio stream as a plain state machine (sans-IO): RTP packetisation and playout
+//! (RFC 3550 §5, G.711 per RFC 3551 §4.5.14), RTCP sender and receiver reports with jitter,
+//! loss and round-trip time (RFC 3550 §6.4), and RFC 4733 DTMF in both directions.
+//!
+//! The stream never reads a clock or touches a socket. Its driver feeds it packets
+//! ([`AudioStream::handle_rtp`], [`AudioStream::handle_rtcp`]) and the time
+//! ([`AudioStream::handle_timeout`] at [`AudioStream::poll_timeout`]), then sends what
+//! [`AudioStream::poll_transmit`] gives and passes on what [`AudioStream::poll_event`] gives.
+//! Every 20 ms tick sends one frame read from the [`AudioSource`] (or a DTMF packet while
+//! digits are playing) and writes one frame to the [`AudioSink`] from the jitter buffer (the
+//! last frame faded for a lost packet, silence when nothing came), so a recording keeps wall
+//! time.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::audio::{AudioSink, AudioSource};
+use crate::dtmf::{DtmfReceiver, DtmfSender};
+use crate::g711::{self, Law};
+use crate::jitter::{JitterBuffer, JitterConfig, Playout};
+use crate::rtp::rtcp::{self, ReportBlock, RtcpPacket};
+use crate::rtp::stats::ReceiverStats;
+use crate::rtp::{is_rtcp, RtpPacket};
+use crate::sdp::offer_answer::Negotiated;
+use crate::sdp::Direction;
+
+/// Samples per second of G.711 and of telephone-events.
+const CLOCK_RATE: u32 = 8000;
+/// Most transmits or events waiting to be drained; older ones are dropped beyond it.
+const QUEUE_LIMIT: usize = 256;
+/// RTCP report interval (RFC 3550 §6.2: 5 s minimum, randomised by 0.5–1.5).
+const RTCP_INTERVAL: Duration = Duration::from_secs(5);
+/// A driver that fell this far behind skips ahead instead of sending a burst.
+const MAX_CATCH_UP: Duration = Duration::from_millis(200);
+
+/// What a stream is set up with, beyond what offer/answer decided.
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    /// Our synchronisation source (random per stream, RFC 3550 §8).
+    pub ssrc: u32,
+    /// Our canonical name in RTCP SDES (RFC 3550 §6.5.1).
+    pub cname: String,
+    /// The first RTP sequence number (random, RFC 3550 §5.1).
+    pub initial_sequence: u16,
+    /// The first RTP timestamp (random, RFC 3550 §5.1).
+    pub initial_timestamp: u32,
+    /// The jitter buffer's settings.
+    pub jitter: JitterConfig,
+    /// Wall-clock time at the stream's start instant, as time since the Unix epoch, for the
+    /// NTP timestamps of sender reports (passed in: the stream reads no clock).
+    pub wallclock: Duration,
+    /// Seed for the randomised RTCP interval.
+    pub seed: u64,
+}
+
+/// Something the application may want to know about the stream.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum MediaEvent {
+    /// A DTMF digit arrived as an RFC 4733 telephone-event.
+    Dtmf {
+        /// `0-9`, `*`, `#` or `A-D`.
+        digit: char,
+        /// How long the key was held, in milliseconds.
+        duration_ms: u32,
+    },
+    /// The peer's RTP comes from another address than its SDP announced; we now send there
+    /// (symmetric RTP, RFC 4961, as NATs require).
+    RemoteAddressChanged(SocketAddr),
+    /// The audio source has played to its end (silence is sent from now on).
+    SourceEnded,
+    /// The peer said goodbye in RTCP (BYE).
+    RemoteBye,
+}
+
+/// A datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where it goes.
+    pub destination: SocketAddr,
+    /// Whether it is RTCP (sent from the RTCP socket) rather than RTP.
+    pub rtcp: bool,
+    /// The packet.
+    pub payload: Vec<u8>,
+}
+
+/// What the peer says about our stream in its RTCP reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RemoteReport {
+    /// The fraction of our packets it lost in the last interval, 0.0–1.0.
+    pub fraction_lost: f32,
+    /// How many of our packets it lost in all.
+    pub cumulative_lost: i64,
+    /// The interarrival jitter it measures on our stream, in milliseconds.
+    pub jitter_ms: f32,
+    /// The round-trip time derived from its report (RFC 3550 §6.4.1), when it had our SR.
+    pub rtt_ms: Option<f32>,
+}
+
+/// Counters of one stream.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MediaStats {
+    /// The codec in use, e.g. `PCMU`.
+    pub codec: String,
+    /// Where we send RTP.
+    pub remote: Option<SocketAddr>,
+    /// RTP packets sent (audio and DTMF).
+    pub packets_sent: u64,
+    /// RTP payload bytes sent.
+    pub octets_sent: u64,
+    /// RTP packets received from the peer (audio and DTMF).
+    pub packets_received: u64,
+    /// RTP payload bytes received.
+    pub octets_received: u64,
+    /// Packets the peer sent that never arrived (RFC 3550 A.3: expected minus received).
+    pub packets_lost: i64,
+    /// `packets_lost` over the expected count, 0.0–1.0.
+    pub loss_fraction: f32,
+    /// Interarrival jitter of the peer's stream, in milliseconds (RFC 3550 A.8).
+    pub jitter_ms: f32,
+    /// Packets that came too late for their playout time, or twice.
+    pub discarded: u64,
+    /// Frames played out while a packet was missing (concealed).
+    pub concealed_frames: u64,
+    /// Datagrams that were not RTP or RTCP we could use.
+    pub invalid: u64,
+    /// DTMF digits sent and received.
+    pub dtmf_sent: u64,
+    /// DTMF digits received.
+    pub dtmf_received: u64,
+    /// What the peer reports about our stream.
+    pub remote_report: Option<RemoteReport>,
+    /// RTCP packets sent and received.
+    pub rtcp_sent: u64,
+    /// RTCP compound packets received.
+    pub rtcp_received: u64,
+}
+
+/// The codec a negotiated payload type maps to.
+fn law_of(encoding: &str) -> Option<Law> {
+    if encoding.eq_ignore_ascii_case("PCMU") {
+        Some(Law::Ulaw)
+    } else if encoding.eq_ignore_ascii_case("PCMA") {
+        Some(Law::Alaw)
+    } else {
+        None
+    }
+}
+
+/// One RTP audio stream (see the module documentation).
+pub struct AudioStream {
+    config: StreamConfig,
+    params: Negotiated,
+    law: Law,
+    /// Where RTP goes: the SDP's address, until the peer's packets come from elsewhere.
+    remote_rtp: SocketAddr,
+    remote_rtcp: SocketAddr,
+    /// Whether we already followed the peer's RTP to another address (done once).
+    latched: bool,
+    source: Box<dyn AudioSource>,
+    sink: Box<dyn AudioSink>,
+    source_ended: bool,
+    start: Instant,
+    sequence: u16,
+    timestamp: u32,
+    next_frame: Instant,
+    next_rtcp: Instant,
+    rng: u64,
+    frame: Vec<i16>,
+    encoded: Vec<u8>,
+    decoded: Vec<i16>,
+    /// The last frame played, for concealing a lost one.
+    last_played: Vec<i16>,
+    conceal_run: u32,
+    jitter: JitterBuffer,
+    receiver: Option<ReceiverStats>,
+    remote_ssrc: Option<u32>,
+    /// The peer's last sender report: its middle NTP bits and when it arrived.
+    last_sr: Option<(u32, Instant)>,
+    /// Whether we sent RTP since the last report (then we send SR, else RR).
+    sent_since_report: bool,
+    dtmf_tx: DtmfSender,
+    /// The RTP timestamp of the last DTMF event counted as sent.
+    dtmf_last_end: u32,
+    dtmf_rx: DtmfReceiver,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<MediaEvent>,
+    stats: MediaStats,
+    closed: bool,
+}
+
+impl std::fmt::Debug for AudioStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AudioStream")
+            .field("remote_rtp", &self.remote_rtp)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AudioStream {
+    /// A stream for what offer/answer decided, starting at `now`. Fails when the negotiated
+    /// codec is not G.711.
+    pub fn new(
+        config: StreamConfig,
+        params: Negotiated,
+        source: Box<dyn AudioSource>,
+        sink: Box<dyn AudioSink>,
+        now: Instant,
+    ) -> Result<AudioStream, String> {
+        let law = law_of(&params.codec.encoding)
+            .ok_or_else(|| format!("codec {} is not G.711", params.codec.encoding))?;
+        let mut rng = config.seed | 1;
+        let first_rtcp = jittered(&mut rng, RTCP_INTERVAL / 2);
+        let stats = MediaStats {
+            codec: params.codec.encoding.to_ascii_uppercase(),
+            remote: Some(params.remote_address),
+            ..MediaStats::default()
+        };
+        Ok(AudioStream {
+            law,
+            remote_rtp: params.remote_address,
+            remote_rtcp: params.remote_rtcp,
+            latched: false,
+            source,
+            sink,
+            source_ended: false,
+            start: now,
+            sequence: config.initial_sequence,
+            timestamp: config.initial_timestamp,
+            next_frame: now,
+            next_rtcp: now + first_rtcp,
+            rng,
+            frame: Vec::new(),
+            encoded: Vec::new(),
+            decoded: Vec::new(),
+            last_played: Vec::new(),
+            conceal_run: 0,
+            jitter: JitterBuffer::new(config.jitter),
+            receiver: None,
+            remote_ssrc: None,
+            last_sr: None,
+            sent_since_report: false,
+            dtmf_tx: DtmfSender::new(CLOCK_RATE, Duration::from_millis(20)),
+            dtmf_last_end: u32::MAX,
+            dtmf_rx: DtmfReceiver::new(CLOCK_RATE),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats,
+            closed: false,
+            params,
+            config,
+        })
+    }
+
+    fn frame_samples(&self) -> usize {
+        (self.params.ptime.clamp(10, 120) * CLOCK_RATE / 1000) as usize
+    }
+
+    fn frame_duration(&self) -> Duration {
+        Duration::from_millis(u64::from(self.params.ptime.clamp(10, 120)))
+    }
+
+    /// Applies a new negotiation (a re-INVITE: hold, unhold, another address or codec).
+    pub fn update(&mut self, params: Negotiated) -> Result<(), String> {
+        let law = law_of(&params.codec.encoding)
+            .ok_or_else(|| format!("codec {} is not G.711", params.codec.encoding))?;
+        if params.remote_address != self.params.remote_address {
+            // a new address in the SDP wins over what we latched
+            self.remote_rtp = params.remote_address;
+            self.latched = false;
+        }
+        self.remote_rtcp = params.remote_rtcp;
+        self.law = law;
+        self.stats.codec = params.codec.encoding.to_ascii_uppercase();
+        self.stats.remote = Some(self.remote_rtp);
+        self.params = params;
+        Ok(())
+    }
+
+    /// What offer/answer decided, as last applied.
+    pub fn params(&self) -> &Negotiated {
+        &self.params
+    }
+
+    /// Queues DTMF digits (`0-9*#A-D`, `,` for a pause) as RFC 4733 events; false when the
+    /// peer did not accept telephone-event, we are not sending, or a character is invalid.
+    pub fn send_dtmf(&mut self, digits: &str) -> bool {
+        if self.params.telephone_event.is_none() || !sends(self.params.direction) {
+            return false;
+        }
+        self.dtmf_tx.queue(digits).is_ok()
+    }
+
+    /// A datagram that arrived on the RTP socket (RTP, or RTCP multiplexed per RFC 5761).
+    pub fn handle_rtp(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        if self.closed {
+            return;
+        }
+        if is_rtcp(bytes) {
+            self.handle_rtcp(now, from, bytes);
+            return;
+        }
+        let Ok(packet) = RtpPacket::parse(bytes) else {
+            self.stats.invalid += 1;
+            return;
+        };
+        let is_dtmf = Some(packet.payload_type) == self.params.telephone_event;
+        if !is_dtmf && packet.payload_type != self.params.codec.payload_type {
+            // comfort noise or a codec we did not agree on: not audio we can play
+            self.stats.invalid += 1;
+            return;
+        }
+        if from != self.remote_rtp && !self.latched {
+            self.latched = true;
+            self.remote_rtp = from;
+            self.stats.remote = Some(from);
+            self.push_event(MediaEvent::RemoteAddressChanged(from));
+        }
+        if self.remote_ssrc != Some(packet.ssrc) {
+            // a new source (the peer restarted or re-INVITEd to another device)
+            self.remote_ssrc = Some(packet.ssrc);
+            self.receiver = Some(ReceiverStats::new(packet.ssrc, packet.sequence, CLOCK_RATE));
+            self.jitter.reset();
+        }
+        self.stats.packets_received += 1;
+        self.stats.octets_received += packet.payload.len() as u64;
+        if let Some(r) = self.receiver.as_mut() {
+            if is_dtmf {
+                r.on_untimed_packet(packet.sequence);
+            } else {
+                r.on_packet(packet.sequence, packet.timestamp, now);
+            }
+        }
+        if is_dtmf {
+            if let Some(d) = self
+                .dtmf_rx
+                .on_packet(packet.timestamp, packet.payload, now)
+            {
+                self.stats.dtmf_received += 1;
+                self.push_event(MediaEvent::Dtmf {
+                    digit: d.digit,
+                    duration_ms: d.duration_ms,
+                });
+            }
+            return;
+        }
+        if receives(self.params.direction) {
+            let _ = self
+                .jitter
+                .push(packet.sequence, packet.timestamp, packet.payload, now);
+        }
+    }
+
+    /// A datagram that arrived on the RTCP socket.
+    pub fn handle_rtcp(&mut self, now: Instant, _from: SocketAddr, bytes: &[u8]) {
+        let Ok(packets) = rtcp::parse_compound(bytes) else {
+            self.stats.invalid += 1;
+            return;
+        };
+        self.stats.rtcp_received += 1;
+        for p in packets {
+            match p {
+                RtcpPacket::SenderReport { ntp, reports, .. } => {
+                    self.last_sr = Some((rtcp::ntp_middle32(ntp), now));
+                    self.remote_report(now, &reports);
+                }
+                RtcpPacket::ReceiverReport { reports, .. } => self.remote_report(now, &reports),
+                RtcpPacket::Bye { ssrcs, .. }
+                    if self.remote_ssrc.is_some_and(|s| ssrcs.contains(&s)) =>
+                {
+                    self.push_event(MediaEvent::RemoteBye);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn remote_report(&mut self, now: Instant, blocks: &[ReportBlock]) {
+        let Some(b) = blocks.iter().find(|b| b.ssrc == self.config.ssrc) else {
+            return;
+        };
+        let rtt = rtcp::rtt(self.ntp_middle32(now), b).map(|d| d.as_secs_f32() * 1000.0);
+        self.stats.remote_report = Some(RemoteReport {
+            fraction_lost: f32::from(b.fraction_lost) / 256.0,
+            cumulative_lost: i64::from(b.cumulative_lost),
+            jitter_ms: b.jitter as f32 * 1000.0 / CLOCK_RATE as f32,
+            rtt_ms: rtt,
+        });
+    }
+
+    fn ntp_middle32(&self, now: Instant) -> u32 {
+        rtcp::ntp_middle32(self.ntp(now))
+    }
+
+    fn ntp(&self, now: Instant) -> u64 {
+        rtcp::ntp_timestamp(self.config.wallclock + now.saturating_duration_since(self.start))
+    }
+
+    /// Advances the stream to `now`: sends and plays every frame that is due, and the RTCP
+    /// report when its time has come.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.closed {
+            return;
+        }
+        let step = self.frame_duration();
+        if now.saturating_duration_since(self.next_frame) > MAX_CATCH_UP {
+            // the driver stalled: play on from now rather than in a burst
+            let behind = now.saturating_duration_since(self.next_frame);
+            let frames = (behind.as_micros() / step.as_micros().max(1)) as u32;
+            self.timestamp = self
+                .timestamp
+                .wrapping_add(frames.wrapping_mul(self.frame_samples() as u32));
+            self.next_frame = now;
+        }
+        while self.next_frame <= now {
+            let at = self.next_frame;
+            self.tick(at);
+            self.next_frame += step;
+        }
+        if let Some(d) = self.dtmf_rx.handle_timeout(now) {
+            self.stats.dtmf_received += 1;
+            self.push_event(MediaEvent::Dtmf {
+                digit: d.digit,
+                duration_ms: d.duration_ms,
+            });
+        }
+        if now >= self.next_rtcp {
+            self.send_report(now, false);
+            let interval = jittered(&mut self.rng, RTCP_INTERVAL);
+            self.next_rtcp = now + interval;
+        }
+        self.update_stats();
+    }
+
+    /// When [`AudioStream::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.closed {
+            return None;
+        }
+        let mut t = self.next_frame.min(self.next_rtcp);
+        if let Some(d) = self.dtmf_rx.poll_timeout() {
+            t = t.min(d);
+        }
+        Some(t)
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<MediaEvent> {
+        self.events.pop_front()
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> &MediaStats {
+        &self.stats
+    }
+
+    /// Ends the stream: a last report with BYE (RFC 3550 §6.6), and the sink is finished (a
+    /// recording is complete once this returns).
+    pub fn close(&mut self, now: Instant) {
+        if self.closed {
+            return;
+        }
+        self.send_report(now, true);
+        self.sink.finish();
+        self.closed = true;
+    }
+
+    /// One frame time: send a frame (or DTMF) and play one.
+    fn tick(&mut self, at: Instant) {
+        let samples = self.frame_samples();
+        let sending = sends(self.params.direction);
+        if !(sending && !self.dtmf_tx.is_idle() && self.send_dtmf_packet(at)) {
+            self.frame.clear();
+            self.frame.resize(samples, 0);
+            if !self.source_ended && !self.source.read(&mut self.frame) {
+                self.source_ended = true;
+                self.push_event(MediaEvent::SourceEnded);
+            }
+            if sending {
+                self.encoded.clear();
+                g711::encode(self.law, &self.frame, &mut self.encoded);
+                let marker = self.stats.packets_sent == 0;
+                let payload = std::mem::take(&mut self.encoded);
+                self.send_rtp(
+                    self.params.codec.payload_type,
+                    marker,
+                    self.timestamp,
+                    &payload,
+                );
+                self.encoded = payload;
+            }
+        }
+        self.timestamp = self.timestamp.wrapping_add(samples as u32);
+        self.play(at, samples);
+    }
+
+    /// Sends the DTMF packet due now instead of audio; false when no digit is playing.
+    fn send_dtmf_packet(&mut self, at: Instant) -> bool {
+        let Some(pt) = self.params.telephone_event else {
+            return false;
+        };
+        let Some(p) = self.dtmf_tx.next_packet(at, self.timestamp) else {
+            return false;
+        };
+        if p.end && p.timestamp != self.dtmf_last_end {
+            // the first of the (repeated) end packets: one digit sent
+            self.dtmf_last_end = p.timestamp;
+            self.stats.dtmf_sent += 1;
+        }
+        self.send_rtp(pt, p.marker, p.timestamp, &p.payload);
+        true
+    }
+
+    fn send_rtp(&mut self, payload_type: u8, marker: bool, timestamp: u32, payload: &[u8]) {
+        let packet = RtpPacket {
+            marker,
+            payload_type,
+            sequence: self.sequence,
+            timestamp,
+            ssrc: self.config.ssrc,
+            csrc_count: 0,
+            payload,
+        };
+        let mut out = Vec::with_capacity(12 + payload.len());
+        packet.write(&mut out);
+        self.sequence = self.sequence.wrapping_add(1);
+        self.stats.packets_sent += 1;
+        self.stats.octets_sent += payload.len() as u64;
+        self.sent_since_report = true;
+        self.push_transmit(Transmit {
+            destination: self.remote_rtp,
+            rtcp: false,
+            payload: out,
+        });
+    }
+
+    /// Plays one frame out of the jitter buffer into the sink.
+    fn play(&mut self, at: Instant, samples: usize) {
+        self.decoded.clear();
+        match self.jitter.pop(at) {
+            Playout::Frame(payload) => {
+                g711::decode(self.law, &payload, &mut self.decoded);
+                self.decoded.resize(samples, 0);
+                self.conceal_run = 0;
+                self.last_played.clear();
+                self.last_played.extend_from_slice(&self.decoded);
+            }
+            Playout::Lost => {
+                // repeat the last frame, fading out over three frames (a simple concealment)
+                self.stats.concealed_frames += 1;
+                self.conceal_run += 1;
+                let gain = match self.conceal_run {
+                    1 => 0.7,
+                    2 => 0.4,
+                    3 => 0.2,
+                    _ => 0.0,
+                };
+                self.decoded.extend(
+                    self.last_played
+                        .iter()
+                        .map(|&s| (f32::from(s) * gain) as i16),
+                );
+                self.decoded.resize(samples, 0);
+            }
+            Playout::Empty => self.decoded.resize(samples, 0),
+        }
+        // the sink hears silence while nothing arrives, so a recording keeps wall time
+        let frame = std::mem::take(&mut self.decoded);
+        self.sink.write(&frame);
+        self.decoded = frame;
+    }
+
+    /// An RTCP compound packet: SR when we sent since the last one, else RR; SDES; BYE.
+    fn send_report(&mut self, now: Instant, bye: bool) {
+        let mut blocks = Vec::new();
+        if let Some(r) = self.receiver.as_mut() {
+            let (lsr, dlsr) = match self.last_sr {
+                Some((lsr, at)) => (lsr, now.saturating_duration_since(at)),
+                None => (0, Duration::ZERO),
+            };
+            blocks.push(r.report_block(lsr, dlsr));
+        }
+        let mut out = Vec::with_capacity(128);
+        let first = if self.sent_since_report {
+            rtcp::Report::Sender {
+                ssrc: self.config.ssrc,
+                info: rtcp::SenderInfo {
+                    ntp: self.ntp(now),
+                    rtp_timestamp: self.timestamp,
+                    packet_count: self.stats.packets_sent as u32,
+                    octet_count: self.stats.octets_sent as u32,
+                },
+                reports: &blocks,
+            }
+        } else {
+            rtcp::Report::Receiver {
+                ssrc: self.config.ssrc,
+                reports: &blocks,
+            }
+        };
+        rtcp::write_compound(&mut out, &first, &self.config.cname, bye.then_some(""));
+        self.sent_since_report = false;
+        self.stats.rtcp_sent += 1;
+        self.push_transmit(Transmit {
+            destination: self.remote_rtcp,
+            rtcp: true,
+            payload: out,
+        });
+    }
+
+    fn update_stats(&mut self) {
+        if let Some(r) = self.receiver.as_ref() {
+            let expected = r.expected().max(1);
+            self.stats.packets_lost = r.cumulative_lost();
+            self.stats.loss_fraction = (r.cumulative_lost().max(0) as f64 / expected as f64) as f32;
+            self.stats.jitter_ms = r.jitter_ms() as f32;
+        }
+        self.stats.discarded = self.jitter.late() + self.jitter.duplicates();
+    }
+
+    fn push_transmit(&mut self, t: Transmit) {
+        if self.transmits.len() >= QUEUE_LIMIT {
+            self.transmits.pop_front();
+        }
+        self.transmits.push_back(t);
+    }
+
+    fn push_event(&mut self, e: MediaEvent) {
+        if self.events.len() >= QUEUE_LIMIT {
+            self.events.pop_front();
+        }
+        self.events.push_back(e);
+    }
+}
+
+fn sends(d: Direction) -> bool {
+    d.sends()
+}
+
+fn receives(d: Direction) -> bool {
+    d.receives()
+}
+
+/// `base` scaled by a pseudo-random factor in 0.5–1.5 (RFC 3550 §6.3.1), from a xorshift.
+fn jittered(rng: &mut u64, base: Duration) -> Duration {
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    let factor = 0.5 + (*rng % 1000) as f64 / 1000.0;
+    base.mul_f64(factor)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::analysis;
+    use crate::audio::{MemorySink, NullSink, Silence, Tone, WavSource};
+    use crate::sdp::offer_answer::Codec;
+
+    const A: &str = "127.0.0.1:20000";
+    const B: &str = "127.0.0.1:30000";
+
+    fn negotiated(remote: &str, codec: Codec, direction: Direction) -> Negotiated {
+        let remote: SocketAddr = remote.parse().unwrap();
+        Negotiated {
+            remote_address: remote,
+            remote_rtcp: SocketAddr::new(remote.ip(), remote.port() + 1),
+            codec,
+            telephone_event: Some(101),
+            direction,
+            ptime: 20,
+            remote_ptime: Some(20),
+        }
+    }
+
+    fn config(seed: u64) -> StreamConfig {
+        StreamConfig {
+            ssrc: 0x1000 + seed as u32,
+            cname: format!("test{seed}"),
+            initial_sequence: 65500, // wraps during the test
+            initial_timestamp: u32::MAX - 1000,
+            jitter: JitterConfig::default(),
+            wallclock: Duration::from_secs(1_700_000_000),
+            seed,
+        }
+    }
+
+    /// Two streams joined by a simulated link with delay, loss and reordering, in virtual
+    /// time.
+    struct Link {
+        a: AudioStream,
+        b: AudioStream,
+        now: Instant,
+        /// (delivery time, to b?, from, datagram)
+        flight: Vec<(Instant, bool, SocketAddr, bool, Vec<u8>)>,
+        rng: u64,
+        loss: f64,
+        jitter_ms: u64,
+        sent_to_b: usize,
+        a_events: Vec<MediaEvent>,
+        b_events: Vec<MediaEvent>,
+    }
+
+    impl Link {
+        fn random(&mut self) -> f64 {
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            (self.rng % 1_000_000) as f64 / 1_000_000.0
+        }
+
+        fn run_for(&mut self, d: Duration) {
+            let end = self.now + d;
+            while self.now < end {
+                let next = [self.a.poll_timeout(), self.b.poll_timeout()]
+                    .into_iter()
+                    .flatten()
+                    .chain(self.flight.iter().map(|f| f.0))
+                    .min()
+                    .unwrap_or(end)
+                    .min(end)
+                    .max(self.now);
+                self.now = next;
+                let now = self.now;
+                // deliver what is due
+                let mut i = 0;
+                while i < self.flight.len() {
+                    if self.flight[i].0 <= now {
+                        let (_, to_b, from, rtcp, bytes) = self.flight.swap_remove(i);
+                        let s = if to_b { &mut self.b } else { &mut self.a };
+                        if rtcp {
+                            s.handle_rtcp(now, from, &bytes);
+                        } else {
+                            s.handle_rtp(now, from, &bytes);
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+                self.a.handle_timeout(now);
+                self.b.handle_timeout(now);
+                for to_b in [true, false] {
+                    loop {
+                        let t = if to_b {
+                            self.a.poll_transmit()
+                        } else {
+                            self.b.poll_transmit()
+                        };
+                        let Some(t) = t else { break };
+                        if to_b && !t.rtcp {
+                            self.sent_to_b += 1;
+                        }
+                        if self.random() < self.loss {
+                            continue;
+                        }
+                        let delay = 10 + (self.random() * self.jitter_ms as f64) as u64;
+                        let from: SocketAddr = if to_b { A } else { B }.parse().unwrap();
+                        let from = if t.rtcp {
+                            SocketAddr::new(from.ip(), from.port() + 1)
+                        } else {
+                            from
+                        };
+                        self.flight.push((
+                            now + Duration::from_millis(delay),
+                            to_b,
+                            from,
+                            t.rtcp,
+                            t.payload,
+                        ));
+                    }
+                }
+                while let Some(e) = self.a.poll_event() {
+                    self.a_events.push(e);
+                }
+                while let Some(e) = self.b.poll_event() {
+                    self.b_events.push(e);
+                }
+                if self.now == end {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn link(
+        source: Box<dyn AudioSource>,
+        codec: Codec,
+        loss: f64,
+        jitter_ms: u64,
+    ) -> (Link, Arc<Mutex<Vec<i16>>>) {
+        let now = Instant::now();
+        let (sink, heard) = MemorySink::new(8000 * 60);
+        let a = AudioStream::new(
+            config(1),
+            negotiated(B, codec.clone(), Direction::SendRecv),
+            source,
+            Box::new(NullSink),
+            now,
+        )
+        .unwrap();
+        let b = AudioStream::new(
+            config(2),
+            negotiated(A, codec, Direction::SendRecv),
+            Box::new(Silence),
+            Box::new(sink),
+            now,
+        )
+        .unwrap();
+        let l = Link {
+            a,
+            b,
+            now,
+            flight: Vec::new(),
+            rng: 0x9e37_79b9_7f4a_7c15,
+            loss,
+            jitter_ms,
+            sent_to_b: 0,
+            a_events: Vec::new(),
+            b_events: Vec::new(),
+        };
+        (l, heard)
+    }
+
+    fn melody() -> Vec<i16> {
+        crate::audio::demo_melody()
+    }
+
+    #[test]
+    fn audio_sent_one_way_is_heard_on_the_other_side() {
+        for codec in [Codec::pcmu(), Codec::pcma()] {
+            let sent = melody();
+            let (mut l, heard) = link(Box::new(WavSource::new(sent.clone())), codec, 0.0, 0);
+            l.run_for(Duration::from_secs(3));
+            let heard = heard.lock().unwrap().clone();
+            let (lag, corr) = analysis::best_alignment(&sent, &heard, 8000);
+            assert!(corr > 0.99, "correlation {corr}");
+            // link delay 10 ms plus the 40 ms jitter buffer, give or take a frame
+            assert!((300..=800).contains(&lag), "lag {lag} samples");
+            assert!(analysis::snr_db(&sent, &heard) > 30.0);
+            assert!(l.a_events.contains(&MediaEvent::SourceEnded));
+            assert_eq!(l.b.stats().packets_lost, 0);
+            // all but what is still on the wire
+            assert!(l.b.stats().packets_received + 2 >= l.sent_to_b as u64);
+        }
+    }
+
+    #[test]
+    fn loss_and_reordering_are_counted_and_concealed() {
+        let tone = Tone::new(440.0, 8000, 8000);
+        let (mut l, heard) = link(Box::new(tone), Codec::pcmu(), 0.05, 60);
+        l.run_for(Duration::from_secs(10));
+        let s = l.b.stats().clone();
+        // 10 s at 50 packets/s, 5 % lost
+        assert!((400..=560).contains(&s.packets_received), "{s:?}");
+        assert!(s.loss_fraction > 0.02 && s.loss_fraction < 0.09, "{s:?}");
+        assert!(s.jitter_ms > 1.0 && s.jitter_ms < 40.0, "{s:?}");
+        assert!(s.concealed_frames > 0, "{s:?}");
+        // the tone is still the tone
+        let heard = heard.lock().unwrap().clone();
+        let tail = &heard[heard.len() - 16000..];
+        assert_eq!(
+            analysis::dominant_frequency(tail, 8000, &[300.0, 440.0, 1000.0]),
+            Some(440.0)
+        );
+    }
+
+    #[test]
+    fn dtmf_digits_arrive_once_each_in_order() {
+        let (mut l, _) = link(Box::new(Silence), Codec::pcmu(), 0.0, 0);
+        l.run_for(Duration::from_millis(200));
+        assert!(l.a.send_dtmf("1#9*"));
+        l.run_for(Duration::from_secs(3));
+        let digits: String = l
+            .b_events
+            .iter()
+            .filter_map(|e| match e {
+                MediaEvent::Dtmf { digit, .. } => Some(*digit),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(digits, "1#9*");
+        assert_eq!(l.a.stats().dtmf_sent, 4);
+        assert_eq!(l.b.stats().dtmf_received, 4);
+        // event packets repeat their timestamp: they must not read as jitter
+        assert!(l.b.stats().jitter_ms < 1.0, "{:?}", l.b.stats());
+    }
+
+    #[test]
+    fn dtmf_survives_a_lossy_link() {
+        let (mut l, _) = link(Box::new(Silence), Codec::pcmu(), 0.1, 30);
+        l.run_for(Duration::from_millis(200));
+        assert!(l.a.send_dtmf("0123456789"));
+        l.run_for(Duration::from_secs(6));
+        let digits: String = l
+            .b_events
+            .iter()
+            .filter_map(|e| match e {
+                MediaEvent::Dtmf { digit, .. } => Some(*digit),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(digits, "0123456789");
+    }
+
+    #[test]
+    fn rtcp_reports_give_the_peer_our_loss_and_a_round_trip_time() {
+        let (mut l, _) = link(Box::new(Silence), Codec::pcma(), 0.1, 0);
+        l.run_for(Duration::from_secs(20));
+        let report = l.a.stats().remote_report.expect("a report from b");
+        assert!(report.fraction_lost < 0.3, "{report:?}");
+        assert!(report.cumulative_lost > 0, "{report:?}");
+        let rtt = report.rtt_ms.expect("b had our sender report");
+        // 10 ms each way on this link
+        assert!((15.0..=30.0).contains(&rtt), "rtt {rtt}");
+        assert!(l.a.stats().rtcp_sent >= 2 && l.b.stats().rtcp_received >= 1);
+    }
+
+    #[test]
+    fn a_stream_on_hold_sends_nothing_and_resumes_on_unhold() {
+        let (mut l, _) = link(Box::new(Silence), Codec::pcmu(), 0.0, 0);
+        l.run_for(Duration::from_secs(1));
+        let before = l.a.stats().packets_sent;
+        assert!(before >= 49);
+        // b holds: a is told recvonly
+        l.a.update(negotiated(B, Codec::pcmu(), Direction::RecvOnly))
+            .unwrap();
+        l.run_for(Duration::from_secs(1));
+        assert_eq!(l.a.stats().packets_sent, before);
+        assert!(!l.a.send_dtmf("1"), "no DTMF while not sending");
+        l.a.update(negotiated(B, Codec::pcmu(), Direction::SendRecv))
+            .unwrap();
+        l.run_for(Duration::from_secs(1));
+        assert!(l.a.stats().packets_sent >= before + 49);
+    }
+
+    #[test]
+    fn rtp_from_another_address_is_followed_once() {
+        let (mut l, _) = link(Box::new(Silence), Codec::pcmu(), 0.0, 0);
+        // b's SDP said 127.0.0.1:30000 but its packets come from a NAT's address
+        let nat: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+        let mut out = Vec::new();
+        RtpPacket {
+            marker: false,
+            payload_type: 0,
+            sequence: 1,
+            timestamp: 160,
+            ssrc: 77,
+            csrc_count: 0,
+            payload: &[0xff; 160],
+        }
+        .write(&mut out);
+        l.a.handle_rtp(l.now, nat, &out);
+        assert_eq!(
+            l.a.poll_event(),
+            Some(MediaEvent::RemoteAddressChanged(nat))
+        );
+        l.a.handle_timeout(l.now + Duration::from_millis(20));
+        let t = l.a.poll_transmit().unwrap();
+        assert_eq!(t.destination, nat);
+        // garbage and foreign payload types are counted, not played
+        l.a.handle_rtp(l.now, nat, b"\x00\x01");
+        assert_eq!(l.a.stats().invalid, 1);
+    }
+
+    #[test]
+    fn a_stream_that_is_not_g711_is_refused() {
+        let now = Instant::now();
+        let r = AudioStream::new(
+            config(1),
+            negotiated(B, Codec::new(9, "G722", 8000), Direction::SendRecv),
+            Box::new(Silence),
+            Box::new(NullSink),
+            now,
+        );
+        assert!(r.is_err());
+    }
+}
