@@ -24,7 +24,7 @@ run() { # server rate -> one table row
   local server=$1 rate=$2 pid
   PORT=$((PORT + 2))
   if [ "$server" = sipua ]; then
-    "$SIPUA" serve --listen "udp:127.0.0.1:$PORT" --quiet --lifetime $((DURATION + 60)) >/dev/null &
+    "$SIPUA" serve --listen "udp:127.0.0.1:$PORT" --no-media --quiet --lifetime $((DURATION + 60)) >/dev/null &
     pid=$!
   else
     sipp -sn uas -i 127.0.0.1 -p "$PORT" -nostdin -bg >/dev/null 2>&1 || true

@@ -48,6 +48,14 @@ pub struct SessionDescriptionHandlerOptions {
     pub hold: bool,
 }
 
+impl SessionDescriptionHandlerOptions {
+    /// Options that put the media on hold (SIP.js `sessionDescriptionHandlerOptions:
+    /// { hold: true }`), e.g. for a re-INVITE.
+    pub fn hold() -> SessionDescriptionHandlerOptions {
+        SessionDescriptionHandlerOptions { hold: true }
+    }
+}
+
 /// Why a handler failed; a session answers 488 (or ends the call) when it does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SdhError(pub String);

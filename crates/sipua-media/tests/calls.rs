@@ -1,0 +1,294 @@
+//! Whole calls with real audio between two sipua user agents on loopback: the audio that
+//! one side plays is what the other side records (checked by correlation and SNR, not by
+//! packet counts), both with the offer in the INVITE and in the 200; DTMF through
+//! `Session::send_dtmf`; hold and unhold by re-INVITE (SIP.js's hold cases); codec choice by
+//! capabilities; 488 when no codec is shared.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sipua::message::Uri;
+use sipua::{
+    BodyAndContentType, EndReason, Error, Invitation, Inviter, InviterOptions, Listen,
+    SessionDescriptionHandlerOptions, SessionInviteOptions, UserAgent, UserAgentOptions,
+};
+use sipua_media::analysis;
+use sipua_media::audio::{demo_melody, AudioSink, MemorySink, NullSink, Silence, Tone, WavSource};
+use sipua_media::sdp::offer_answer::{Codec, MediaCapabilities};
+use sipua_media::sdp::Direction;
+use sipua_media::{AudioIo, MediaEvent, MediaHandle, RtpAudioFactory, RtpAudioOptions};
+
+type Heard = Arc<Mutex<Vec<i16>>>;
+
+/// A user agent on loopback UDP whose calls play `play` (once) and record into memory.
+async fn agent(user: &str, play: Option<Vec<i16>>, caps: MediaCapabilities) -> (UserAgent, Heard) {
+    let (sink, heard) = MemorySink::new(8000 * 60);
+    let sink: Arc<Mutex<Option<Box<dyn AudioSink>>>> = Arc::new(Mutex::new(Some(Box::new(sink))));
+    let play = Arc::new(Mutex::new(play));
+    let ua = UserAgent::new(UserAgentOptions {
+        listen: Listen::Udp("127.0.0.1:0".parse().unwrap()),
+        user: user.into(),
+        session_description_handler_factory: Arc::new(RtpAudioFactory::new(RtpAudioOptions {
+            capabilities: caps,
+            audio: Arc::new(move |_| {
+                let sink = sink
+                    .lock()
+                    .unwrap()
+                    .take()
+                    .unwrap_or_else(|| Box::new(NullSink));
+                let source: Box<dyn sipua_media::audio::AudioSource> =
+                    match play.lock().unwrap().take() {
+                        Some(s) => Box::new(WavSource::new(s)),
+                        None => Box::new(Silence),
+                    };
+                Ok(AudioIo::new(source, sink))
+            }),
+            ..Default::default()
+        })),
+        ..Default::default()
+    });
+    ua.start().await.unwrap();
+    (ua, heard)
+}
+
+fn uri(ua: &UserAgent, user: &str) -> Uri {
+    format!("sip:{user}@{}", ua.local_addr().unwrap())
+        .parse()
+        .unwrap()
+}
+
+async fn next(ua: &UserAgent) -> Invitation {
+    tokio::time::timeout(Duration::from_secs(5), ua.next_invitation())
+        .await
+        .expect("the INVITE arrives")
+        .unwrap()
+}
+
+async fn connect(
+    alice: &UserAgent,
+    bob: &UserAgent,
+    options: InviterOptions,
+) -> (Inviter, Invitation) {
+    let call = Inviter::new(alice, uri(bob, "bob"), options).unwrap();
+    call.invite(Default::default()).await.unwrap();
+    let inv = next(bob).await;
+    inv.accept(Default::default()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), call.established())
+        .await
+        .unwrap()
+        .unwrap();
+    (call, inv)
+}
+
+fn media(s: &sipua::Session) -> Arc<MediaHandle> {
+    s.media::<MediaHandle>().expect("an RtpAudio handle")
+}
+
+fn assert_heard(sent: &[i16], heard: &Heard) {
+    let heard = heard.lock().unwrap().clone();
+    let (_, corr) = analysis::best_alignment(sent, &heard, 16000);
+    let snr = analysis::snr_db(sent, &heard);
+    assert!(corr > 0.98, "correlation {corr}");
+    assert!(snr > 30.0, "SNR {snr} dB");
+}
+
+async fn audio_flows_both_ways(without_sdp: bool) {
+    let melody = demo_melody();
+    let tone: Vec<i16> = {
+        use sipua_media::audio::AudioSource;
+        let mut t = Tone::new(697.0, 6000, 8000);
+        let mut v = vec![0i16; 16000];
+        t.read(&mut v);
+        v
+    };
+    let (alice, alice_heard) = agent("alice", Some(melody.clone()), Default::default()).await;
+    let (bob, bob_heard) = agent("bob", Some(tone.clone()), Default::default()).await;
+    let (call, inv) = connect(
+        &alice,
+        &bob,
+        InviterOptions {
+            invite_without_sdp: without_sdp,
+            ..Default::default()
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let (a, b) = (media(&call), media(&inv));
+    assert_eq!(a.negotiated().unwrap().codec.encoding, "PCMU");
+    call.bye().await.unwrap();
+    assert_eq!(inv.terminated().await, EndReason::RemoteBye);
+    a.closed().await;
+    b.closed().await;
+    assert_heard(&melody, &bob_heard);
+    assert_heard(&tone, &alice_heard);
+    let (sa, sb) = (a.stats(), b.stats());
+    assert!(
+        sa.packets_sent >= 120 && sb.packets_sent >= 120,
+        "{sa:?} {sb:?}"
+    );
+    assert_eq!(sa.packets_lost, 0);
+    assert_eq!(sb.packets_lost, 0);
+    alice.stop().await;
+    bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_flows_both_ways_with_the_offer_in_the_invite() {
+    audio_flows_both_ways(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_flows_both_ways_with_the_offer_in_the_200() {
+    audio_flows_both_ways(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dtmf_from_send_dtmf_reaches_the_peer_as_events() {
+    let (alice, _) = agent("alice", None, Default::default()).await;
+    let (bob, _) = agent("bob", None, Default::default()).await;
+    let (call, inv) = connect(&alice, &bob, Default::default()).await;
+    let mut events = media(&inv).events();
+    call.send_dtmf("5*#A").await.unwrap();
+    let mut digits = String::new();
+    while digits.len() < 4 {
+        match tokio::time::timeout(Duration::from_secs(3), events.recv()).await {
+            Ok(Ok(MediaEvent::Dtmf { digit, duration_ms })) => {
+                assert!((80..=120).contains(&duration_ms), "{duration_ms} ms");
+                digits.push(digit);
+            }
+            Ok(Ok(_)) => {}
+            other => panic!("no DTMF event: {other:?}, so far {digits:?}"),
+        }
+    }
+    assert_eq!(digits, "5*#A");
+    // invalid digits are an error, not a silent no-op
+    assert!(matches!(
+        call.send_dtmf("12x").await,
+        Err(Error::SessionDescriptionHandler(_))
+    ));
+    call.bye().await.unwrap();
+    alice.stop().await;
+    bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_and_unhold_by_reinvite_stop_and_restart_the_held_sides_audio() {
+    let (alice, _) = agent("alice", None, Default::default()).await;
+    let (bob, _) = agent("bob", None, Default::default()).await;
+    let (call, inv) = connect(&alice, &bob, Default::default()).await;
+    let (a, b) = (media(&call), media(&inv));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Alice holds: she offers sendonly, Bob answers recvonly and stops sending
+    call.session()
+        .invite(SessionInviteOptions {
+            session_description_handler_options: Some(SessionDescriptionHandlerOptions::hold()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(a.negotiated().unwrap().direction, Direction::SendOnly);
+    assert_eq!(b.negotiated().unwrap().direction, Direction::RecvOnly);
+    let remote = call.remote_description().unwrap();
+    assert!(String::from_utf8_lossy(&remote.body).contains("a=recvonly"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (b_sent, a_sent) = (b.stats().packets_sent, a.stats().packets_sent);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        b.stats().packets_sent,
+        b_sent,
+        "Bob sends nothing while held"
+    );
+    assert!(a.stats().packets_sent >= a_sent + 20, "Alice keeps sending");
+
+    // unhold: both send again
+    call.session().invite(Default::default()).await.unwrap();
+    assert_eq!(a.negotiated().unwrap().direction, Direction::SendRecv);
+    assert_eq!(b.negotiated().unwrap().direction, Direction::SendRecv);
+    let b_sent = b.stats().packets_sent;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(b.stats().packets_sent >= b_sent + 20);
+
+    // Bob holds Alice from his side the same way
+    inv.invite(SessionInviteOptions {
+        session_description_handler_options: Some(SessionDescriptionHandlerOptions::hold()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(a.negotiated().unwrap().direction, Direction::RecvOnly);
+    call.bye().await.unwrap();
+    alice.stop().await;
+    bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_answer_picks_a_codec_both_sides_have() {
+    let alaw_only = MediaCapabilities {
+        codecs: vec![Codec::pcma()],
+        ..Default::default()
+    };
+    let melody = demo_melody();
+    let (alice, _) = agent("alice", Some(melody.clone()), Default::default()).await;
+    let (bob, bob_heard) = agent("bob", None, alaw_only).await;
+    let (call, inv) = connect(&alice, &bob, Default::default()).await;
+    assert_eq!(media(&call).negotiated().unwrap().codec.encoding, "PCMA");
+    assert_eq!(media(&call).negotiated().unwrap().codec.payload_type, 8);
+    let answer = String::from_utf8_lossy(&call.remote_description().unwrap().body).into_owned();
+    assert!(
+        answer.contains("m=audio ") && answer.contains(" RTP/AVP 8 101"),
+        "{answer}"
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    call.bye().await.unwrap();
+    media(&inv).closed().await;
+    assert_heard(&melody, &bob_heard);
+    alice.stop().await;
+    bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_without_a_shared_codec_is_refused_with_488() {
+    let (alice, _) = agent("alice", None, Default::default()).await;
+    let (bob, _) = agent("bob", None, Default::default()).await;
+    // Alice's offer is rewritten to offer G.729 only
+    let g729_only: sipua::SessionDescriptionHandlerModifier = Arc::new(|d: BodyAndContentType| {
+        let text = String::from_utf8_lossy(&d.body)
+            .lines()
+            .map(|l| {
+                if l.starts_with("m=audio") {
+                    let port = l.split(' ').nth(1).unwrap_or("0").to_owned();
+                    format!("m=audio {port} RTP/AVP 18")
+                } else {
+                    l.to_owned()
+                }
+            })
+            .filter(|l| !l.starts_with("a=rtpmap") && !l.starts_with("a=fmtp"))
+            .collect::<Vec<_>>()
+            .join("\r\n")
+            + "\r\n";
+        Ok(BodyAndContentType::sdp(text))
+    });
+    let call = Inviter::new(
+        &alice,
+        uri(&bob, "bob"),
+        InviterOptions {
+            session_description_handler_modifiers: vec![g729_only],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    call.invite(Default::default()).await.unwrap();
+    // Bob's answer fails: the invitation is refused with 488
+    let inv = next(&bob).await;
+    assert!(inv.accept(Default::default()).await.is_err());
+    let why = tokio::time::timeout(Duration::from_secs(5), call.terminated())
+        .await
+        .unwrap();
+    match why {
+        EndReason::Rejected { status, .. } => assert_eq!(status, 488),
+        other => panic!("expected 488, got {other:?}"),
+    }
+    alice.stop().await;
+    bob.stop().await;
+}
