@@ -139,6 +139,10 @@ pub fn print_live(label: String, session: &Session) {
                 _ = tick.tick() => {
                     let state = session.state();
                     if state == sipua::SessionState::Terminated {
+                        if let Some(m) = session.media::<MediaHandle>() {
+                            m.closed().await;
+                            println!("{label}: media at the end: {}", line(&m.stats()));
+                        }
                         break;
                     }
                     if let Some(m) = session.media::<MediaHandle>() {
