@@ -27,6 +27,10 @@ use crate::sdp::Direction;
 
 /// Samples per second of G.711 and of telephone-events.
 const CLOCK_RATE: u32 = 8000;
+/// The packet time, both ways.
+const FRAME: Duration = Duration::from_millis(20);
+/// Samples in one 20 ms frame at 8 kHz.
+const FRAME_SAMPLES: usize = 160;
 /// Most transmits or events waiting to be drained; older ones are dropped beyond it.
 const QUEUE_LIMIT: usize = 256;
 /// RTCP report interval (RFC 3550 §6.2: 5 s minimum, randomised by 0.5–1.5).
@@ -254,12 +258,15 @@ impl AudioStream {
         })
     }
 
+    /// Samples per packet. Frames are 20 ms both ways, the `a=ptime:20` we announce and
+    /// the packet time nearly every phone uses; a peer asking for another ptime still gets
+    /// 20 ms packets (RFC 4566 makes ptime a hint), and the jitter buffer expects 20 ms.
     fn frame_samples(&self) -> usize {
-        (self.params.ptime.clamp(10, 120) * CLOCK_RATE / 1000) as usize
+        FRAME_SAMPLES
     }
 
     fn frame_duration(&self) -> Duration {
-        Duration::from_millis(u64::from(self.params.ptime.clamp(10, 120)))
+        FRAME
     }
 
     /// Applies a new negotiation (a re-INVITE: hold, unhold, another address or codec).
