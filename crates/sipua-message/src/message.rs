@@ -832,15 +832,15 @@ fn line_end(data: &[u8], pos: usize) -> Option<(usize, usize)> {
 fn field(data: &[u8], start: usize, end: usize) -> Result<Entry> {
     let line = &data[start..end];
     // the name is a token, then optional whitespace, then the colon
-    let ne = line
-        .iter()
-        .position(|&b| !scan::is_token(b))
-        .unwrap_or(line.len());
+    let mut ne = 0;
+    while ne < line.len() && scan::is_token(line[ne]) {
+        ne += 1;
+    }
     let mut colon = ne;
     while colon < line.len() && (line[colon] == b' ' || line[colon] == b'\t') {
         colon += 1;
     }
-    if ne == 0 || line.get(colon) != Some(&b':') {
+    if ne == 0 || colon >= line.len() || line[colon] != b':' {
         return Err(ParseError::new(
             ErrorKind::HeaderLine,
             if line[ne..].contains(&b':') {
@@ -850,7 +850,6 @@ fn field(data: &[u8], start: usize, end: usize) -> Result<Entry> {
             },
         ));
     }
-    let name = &line[..ne];
     let mut vs = colon + 1;
     while vs < line.len() && scan::is_ws(line[vs]) {
         vs += 1;
@@ -861,7 +860,7 @@ fn field(data: &[u8], start: usize, end: usize) -> Result<Entry> {
     }
     let at = |i: usize| (start + i) as u32;
     Ok(Entry {
-        known: HeaderName::known(name),
+        known: HeaderName::known(&line[..ne]),
         line: (at(0), at(line.len())),
         name: (at(0), at(ne)),
         value: (at(vs), at(ve)),

@@ -79,22 +79,13 @@ pub fn parse_call_id(s: &[u8]) -> Result<String> {
 /// Checks a Call-ID without allocating; returns it trimmed.
 pub(crate) fn check_call_id(s: &[u8]) -> Result<&[u8]> {
     let s = scan::trim(s);
-    // word ["@" word]: one pass, at most one '@', words not empty
-    let mut at = None;
-    for (i, &c) in s.iter().enumerate() {
-        if c == b'@' && at.is_none() {
-            at = Some(i);
-        } else if !scan::is_word(c) {
-            return Err(ParseError::in_header(
-                ErrorKind::HeaderValue,
-                "Call-ID",
-                "not a word[@word]",
-            ));
-        }
-    }
-    let ok = match at {
-        Some(i) => i > 0 && i + 1 < s.len(),
+    // word ["@" word]: '@' is not a word character, so the first non-word byte must be the
+    // one '@' (not first, not last) and the rest words again
+    let ok = match s.iter().position(|&c| !scan::is_word(c)) {
         None => !s.is_empty(),
+        Some(i) => {
+            s[i] == b'@' && i > 0 && i + 1 < s.len() && s[i + 1..].iter().all(|&c| scan::is_word(c))
+        }
     };
     if !ok {
         return Err(ParseError::in_header(
