@@ -55,6 +55,12 @@ impl AudioIo {
     }
 }
 
+impl From<crate::wav::WavError> for SdhError {
+    fn from(e: crate::wav::WavError) -> SdhError {
+        SdhError(e.to_string())
+    }
+}
+
 /// Makes the audio ends of each call; called once per session, when its media handler is
 /// created.
 pub type AudioIoFactory = Arc<dyn Fn(&SessionContext) -> Result<AudioIo, SdhError> + Send + Sync>;
