@@ -71,6 +71,10 @@ pub struct ServeArgs {
     /// Record what every call sends us into DIR/<call>.wav.
     #[arg(long)]
     record_dir: Option<std::path::PathBuf>,
+    /// Codecs to offer and accept, in order of preference: `pcmu`, `pcma`, `opus` (Opus
+    /// needs the `opus` build feature). Default: PCMU, PCMA (and Opus when built in).
+    #[arg(long)]
+    codecs: Option<String>,
     /// Signalling only: announce a fixed SDP and send no RTP (for load runs against
     /// signalling-only peers such as SIPp's built-in scenarios).
     #[arg(long, conflicts_with_all = ["echo", "play", "record_dir"])]
@@ -127,6 +131,10 @@ pub struct CallArgs {
     /// Send these DTMF digits (RFC 4733) once the call is established.
     #[arg(long)]
     dtmf: Option<String>,
+    /// Codecs to offer and accept, in order of preference: `pcmu`, `pcma`, `opus` (Opus
+    /// needs the `opus` build feature). Default: PCMU, PCMA (and Opus when built in).
+    #[arg(long)]
+    codecs: Option<String>,
     /// Signalling only: announce a fixed SDP and send no RTP.
     #[arg(long, conflicts_with_all = ["play", "record", "dtmf"])]
     no_media: bool,
@@ -290,7 +298,19 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
             }
             None => crate::media::Record::Nothing,
         };
-        Some(crate::media::factory(play, record))
+        let caps = match args
+            .codecs
+            .as_deref()
+            .map(crate::media::capabilities)
+            .transpose()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: --codecs: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        Some(crate::media::factory(play, record, caps))
     };
     runtime().block_on(async {
         let mut agents = Vec::new();
@@ -398,6 +418,18 @@ pub fn call(args: &CallArgs) -> ExitCode {
         Some(p) => crate::media::Record::File(p.clone()),
         None => crate::media::Record::Nothing,
     };
+    let caps = match args
+        .codecs
+        .as_deref()
+        .map(crate::media::capabilities)
+        .transpose()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: --codecs: {e}");
+            return ExitCode::from(2);
+        }
+    };
     runtime().block_on(async {
         let mut options = UserAgentOptions {
             listen,
@@ -407,7 +439,7 @@ pub fn call(args: &CallArgs) -> ExitCode {
             ..Default::default()
         };
         if !args.no_media {
-            options.session_description_handler_factory = crate::media::factory(play, record);
+            options.session_description_handler_factory = crate::media::factory(play, record, caps);
         }
         let ua = UserAgent::new(options);
         if let Err(e) = ua.start().await {

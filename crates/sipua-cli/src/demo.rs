@@ -23,6 +23,10 @@ pub struct DemoArgs {
     /// The transport of the call: `udp`, `tcp`, `tls`, `ws` or `wss`.
     #[arg(long, default_value = "udp")]
     transport: String,
+    /// The codec Alice offers: `pcmu`, `pcma` or `opus` (Opus needs the `opus` build
+    /// feature).
+    #[arg(long, default_value = "pcmu")]
+    codec: String,
     /// The DTMF digits Alice sends after the melody.
     #[arg(long, default_value = "1234#")]
     dtmf: String,
@@ -50,6 +54,7 @@ pub fn demo(args: &DemoArgs) -> ExitCode {
 
 async fn run(args: &DemoArgs, out: &std::path::Path) -> Result<(), String> {
     let transport = args.transport.to_ascii_lowercase();
+    let caps = crate::media::capabilities(&args.codec)?;
     println!("sipua demo: Alice calls Bob on 127.0.0.1; Bob echoes the audio back.\n");
     let tls = if matches!(transport.as_str(), "tls" | "wss") {
         crate::call::server_tls(None, None, &["127.0.0.1".parse().expect("an IP")])?
@@ -91,6 +96,7 @@ async fn run(args: &DemoArgs, out: &std::path::Path) -> Result<(), String> {
         user: "alice".into(),
         tls,
         session_description_handler_factory: Arc::new(RtpAudioFactory::new(RtpAudioOptions {
+            capabilities: caps,
             audio: Arc::new(move |_| {
                 let sink = sink.lock().unwrap_or_else(|e| e.into_inner()).take();
                 let samples = source.lock().unwrap_or_else(|e| e.into_inner()).take();

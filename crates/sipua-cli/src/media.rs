@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use sipua::{SdhError, Session, SessionContext, SessionDescriptionHandlerFactory};
 use sipua_media::audio::{AudioSink, AudioSource, NullSink, Silence, WavRecorder, WavSource};
+use sipua_media::sdp::offer_answer::{Codec, MediaCapabilities};
 use sipua_media::{AudioIo, MediaEvent, MediaHandle, MediaStats, RtpAudioFactory, RtpAudioOptions};
 
 /// What a command plays into its calls.
@@ -38,8 +39,38 @@ pub fn load_wav(path: &Path) -> Result<Play, String> {
     Ok(Play::Wav(Arc::new(samples)))
 }
 
+/// `--codecs pcmu,pcma,opus`: the codecs offered and accepted, in order of preference.
+pub fn capabilities(list: &str) -> Result<MediaCapabilities, String> {
+    let mut codecs = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let codec = match name.to_ascii_lowercase().as_str() {
+            "pcmu" => Codec::pcmu(),
+            "pcma" => Codec::pcma(),
+            "opus" => sipua_media::codec::opus(),
+            other => return Err(format!("unknown codec {other} (pcmu, pcma, opus)")),
+        };
+        if !sipua_media::codec::is_supported(&codec) {
+            return Err(format!(
+                "{name} is not built in (build with --features opus and libopus-dev)"
+            ));
+        }
+        codecs.push(codec);
+    }
+    if codecs.is_empty() {
+        return Err("no codec given".into());
+    }
+    Ok(MediaCapabilities {
+        codecs,
+        ..Default::default()
+    })
+}
+
 /// The RTP audio handler factory for these choices.
-pub fn factory(play: Play, record: Record) -> Arc<dyn SessionDescriptionHandlerFactory> {
+pub fn factory(
+    play: Play,
+    record: Record,
+    capabilities: Option<MediaCapabilities>,
+) -> Arc<dyn SessionDescriptionHandlerFactory> {
     let audio = move |ctx: &SessionContext| -> Result<AudioIo, SdhError> {
         if let Play::Echo = play {
             let io = AudioIo::echo();
@@ -59,9 +90,11 @@ pub fn factory(play: Play, record: Record) -> Arc<dyn SessionDescriptionHandlerF
         let sink = record_sink(&record, ctx)?.unwrap_or_else(|| Box::new(NullSink));
         Ok(AudioIo::new(source, sink))
     };
+    let defaults = RtpAudioOptions::default();
     Arc::new(RtpAudioFactory::new(RtpAudioOptions {
         audio: Arc::new(audio),
-        ..Default::default()
+        capabilities: capabilities.unwrap_or(defaults.capabilities.clone()),
+        ..defaults
     }))
 }
 

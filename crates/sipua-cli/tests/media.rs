@@ -30,26 +30,28 @@ fn serve(args: &[&str]) -> (Killed, u16) {
             .local_addr()
             .unwrap()
             .port();
-        let mut child = sipua()
-            .args([
-                "serve",
-                "--listen",
-                &format!("udp:127.0.0.1:{port}"),
-                "--lifetime",
-                "30",
-            ])
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut child = Killed(
+            sipua()
+                .args([
+                    "serve",
+                    "--listen",
+                    &format!("udp:127.0.0.1:{port}"),
+                    "--lifetime",
+                    "30",
+                ])
+                .args(args)
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
         let up = lines
             .by_ref()
             .map_while(Result::ok)
             .any(|l| l.starts_with("listening on"));
         std::thread::spawn(move || for _ in lines {});
         if up {
-            return (Killed(child), port);
+            return (child, port);
         }
     }
     panic!("sipua serve did not start");

@@ -30,6 +30,7 @@
 
 pub mod analysis;
 pub mod audio;
+pub mod codec;
 pub mod dtmf;
 pub mod g711;
 pub mod jitter;

@@ -68,7 +68,8 @@ pub type AudioIoFactory = Arc<dyn Fn(&SessionContext) -> Result<AudioIo, SdhErro
 /// Settings of [`RtpAudio`] handlers.
 #[derive(Clone)]
 pub struct RtpAudioOptions {
-    /// Codecs offered and accepted, in order of preference, and telephone-event.
+    /// Codecs offered and accepted, in order of preference, and telephone-event. By default
+    /// PCMU, PCMA (and Opus with the `opus` feature), telephone-event on 101.
     pub capabilities: MediaCapabilities,
     /// Ports to take RTP/RTCP pairs from (inclusive).
     pub port_range: (u16, u16),
@@ -83,8 +84,12 @@ pub struct RtpAudioOptions {
 
 impl Default for RtpAudioOptions {
     fn default() -> Self {
+        #[allow(unused_mut)]
+        let mut capabilities = MediaCapabilities::default();
+        #[cfg(feature = "opus")]
+        capabilities.codecs.push(crate::codec::opus());
         RtpAudioOptions {
-            capabilities: MediaCapabilities::default(),
+            capabilities,
             port_range: (16384, 32767),
             public_address: None,
             jitter: JitterConfig::default(),

@@ -16,8 +16,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::audio::{AudioSink, AudioSource};
+use crate::codec::MediaCodec;
 use crate::dtmf::{DtmfReceiver, DtmfSender};
-use crate::g711::{self, Law};
 use crate::jitter::{JitterBuffer, JitterConfig, Playout};
 use crate::rtp::rtcp::{self, ReportBlock, RtcpPacket};
 use crate::rtp::stats::ReceiverStats;
@@ -25,8 +25,8 @@ use crate::rtp::{is_rtcp, RtpPacket};
 use crate::sdp::offer_answer::Negotiated;
 use crate::sdp::Direction;
 
-/// Samples per second of G.711 and of telephone-events.
-const CLOCK_RATE: u32 = 8000;
+/// The clock of telephone-event durations (`telephone-event/8000`, the rate we offer).
+const TELEPHONE_EVENT_CLOCK: u32 = 8000;
 /// The packet time, both ways.
 const FRAME: Duration = Duration::from_millis(20);
 /// Samples in one 20 ms frame at 8 kHz.
@@ -141,22 +141,20 @@ pub struct MediaStats {
     pub rtcp_received: u64,
 }
 
-/// The codec a negotiated payload type maps to.
-fn law_of(encoding: &str) -> Option<Law> {
-    if encoding.eq_ignore_ascii_case("PCMU") {
-        Some(Law::Ulaw)
-    } else if encoding.eq_ignore_ascii_case("PCMA") {
-        Some(Law::Alaw)
-    } else {
-        None
-    }
+/// The jitter buffer for `codec`: its packets are 20 ms in the codec's RTP clock.
+fn jitter_for(config: &JitterConfig, codec: &MediaCodec) -> JitterBuffer {
+    JitterBuffer::new(JitterConfig {
+        frame_samples: codec.timestamp_step(),
+        clock_rate: codec.clock_rate(),
+        ..*config
+    })
 }
 
 /// One RTP audio stream (see the module documentation).
 pub struct AudioStream {
     config: StreamConfig,
     params: Negotiated,
-    law: Law,
+    codec: MediaCodec,
     /// Where RTP goes: the SDP's address, until the peer's packets come from elsewhere.
     remote_rtp: SocketAddr,
     remote_rtcp: SocketAddr,
@@ -205,7 +203,7 @@ impl std::fmt::Debug for AudioStream {
 
 impl AudioStream {
     /// A stream for what offer/answer decided, starting at `now`. Fails when the negotiated
-    /// codec is not G.711.
+    /// codec is not one we run (G.711, or Opus with the `opus` feature).
     pub fn new(
         config: StreamConfig,
         params: Negotiated,
@@ -213,17 +211,17 @@ impl AudioStream {
         sink: Box<dyn AudioSink>,
         now: Instant,
     ) -> Result<AudioStream, String> {
-        let law = law_of(&params.codec.encoding)
-            .ok_or_else(|| format!("codec {} is not G.711", params.codec.encoding))?;
+        let codec = MediaCodec::new(&params.codec)?;
         let mut rng = config.seed | 1;
         let first_rtcp = jittered(&mut rng, RTCP_INTERVAL / 2);
         let stats = MediaStats {
-            codec: params.codec.encoding.to_ascii_uppercase(),
+            codec: codec.name().into(),
             remote: Some(params.remote_address),
             ..MediaStats::default()
         };
         Ok(AudioStream {
-            law,
+            jitter: jitter_for(&config.jitter, &codec),
+            codec,
             remote_rtp: params.remote_address,
             remote_rtcp: params.remote_rtcp,
             latched: false,
@@ -241,14 +239,13 @@ impl AudioStream {
             decoded: Vec::new(),
             last_played: Vec::new(),
             conceal_run: 0,
-            jitter: JitterBuffer::new(config.jitter),
             receiver: None,
             remote_ssrc: None,
             last_sr: None,
             sent_since_report: false,
-            dtmf_tx: DtmfSender::new(CLOCK_RATE, Duration::from_millis(20)),
+            dtmf_tx: DtmfSender::new(TELEPHONE_EVENT_CLOCK, Duration::from_millis(20)),
             dtmf_last_end: u32::MAX,
-            dtmf_rx: DtmfReceiver::new(CLOCK_RATE),
+            dtmf_rx: DtmfReceiver::new(TELEPHONE_EVENT_CLOCK),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats,
@@ -271,16 +268,24 @@ impl AudioStream {
 
     /// Applies a new negotiation (a re-INVITE: hold, unhold, another address or codec).
     pub fn update(&mut self, params: Negotiated) -> Result<(), String> {
-        let law = law_of(&params.codec.encoding)
-            .ok_or_else(|| format!("codec {} is not G.711", params.codec.encoding))?;
+        if !params
+            .codec
+            .encoding
+            .eq_ignore_ascii_case(&self.params.codec.encoding)
+        {
+            // another codec: a new encoder and decoder, and a jitter buffer for its clock
+            self.codec = MediaCodec::new(&params.codec)?;
+            self.jitter = jitter_for(&self.config.jitter, &self.codec);
+            self.receiver = None;
+            self.remote_ssrc = None;
+        }
         if params.remote_address != self.params.remote_address {
             // a new address in the SDP wins over what we latched
             self.remote_rtp = params.remote_address;
             self.latched = false;
         }
         self.remote_rtcp = params.remote_rtcp;
-        self.law = law;
-        self.stats.codec = params.codec.encoding.to_ascii_uppercase();
+        self.stats.codec = self.codec.name().into();
         self.stats.remote = Some(self.remote_rtp);
         self.params = params;
         Ok(())
@@ -328,7 +333,11 @@ impl AudioStream {
         if self.remote_ssrc != Some(packet.ssrc) {
             // a new source (the peer restarted or re-INVITEd to another device)
             self.remote_ssrc = Some(packet.ssrc);
-            self.receiver = Some(ReceiverStats::new(packet.ssrc, packet.sequence, CLOCK_RATE));
+            self.receiver = Some(ReceiverStats::new(
+                packet.ssrc,
+                packet.sequence,
+                self.codec.clock_rate(),
+            ));
             self.jitter.reset();
         }
         self.stats.packets_received += 1;
@@ -392,7 +401,7 @@ impl AudioStream {
         self.stats.remote_report = Some(RemoteReport {
             fraction_lost: f32::from(b.fraction_lost) / 256.0,
             cumulative_lost: i64::from(b.cumulative_lost),
-            jitter_ms: b.jitter as f32 * 1000.0 / CLOCK_RATE as f32,
+            jitter_ms: b.jitter as f32 * 1000.0 / self.codec.clock_rate() as f32,
             rtt_ms: rtt,
         });
     }
@@ -418,7 +427,7 @@ impl AudioStream {
             let frames = (behind.as_micros() / step.as_micros().max(1)) as u32;
             self.timestamp = self
                 .timestamp
-                .wrapping_add(frames.wrapping_mul(self.frame_samples() as u32));
+                .wrapping_add(frames.wrapping_mul(self.codec.timestamp_step()));
             self.next_frame = now;
         }
         while self.next_frame <= now {
@@ -492,7 +501,7 @@ impl AudioStream {
             }
             if sending {
                 self.encoded.clear();
-                g711::encode(self.law, &self.frame, &mut self.encoded);
+                self.codec.encode(&self.frame, &mut self.encoded);
                 let marker = self.stats.packets_sent == 0;
                 let payload = std::mem::take(&mut self.encoded);
                 self.send_rtp(
@@ -504,7 +513,7 @@ impl AudioStream {
                 self.encoded = payload;
             }
         }
-        self.timestamp = self.timestamp.wrapping_add(samples as u32);
+        self.timestamp = self.timestamp.wrapping_add(self.codec.timestamp_step());
         self.play(at, samples);
     }
 
@@ -553,11 +562,16 @@ impl AudioStream {
         self.decoded.clear();
         match self.jitter.pop(at) {
             Playout::Frame(payload) => {
-                g711::decode(self.law, &payload, &mut self.decoded);
+                self.codec.decode(&payload, &mut self.decoded);
                 self.decoded.resize(samples, 0);
                 self.conceal_run = 0;
                 self.last_played.clear();
                 self.last_played.extend_from_slice(&self.decoded);
+            }
+            Playout::Lost if self.codec.conceal(&mut self.decoded) => {
+                // the codec's own concealment (Opus)
+                self.stats.concealed_frames += 1;
+                self.decoded.resize(samples, 0);
             }
             Playout::Lost => {
                 // repeat the last frame, fading out over three frames (a simple concealment)
@@ -860,6 +874,35 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "opus")]
+    #[test]
+    fn opus_carries_audio_on_a_48_khz_clock_and_conceals_loss() {
+        let sent = melody();
+        let (mut l, heard) = link(
+            Box::new(WavSource::new(sent.clone())),
+            crate::codec::opus(),
+            0.0,
+            0,
+        );
+        l.run_for(Duration::from_secs(3));
+        let h = heard.lock().unwrap().clone();
+        let (_, corr) = analysis::best_alignment(&sent, &h, 8000);
+        assert!(corr > 0.9, "correlation {corr}");
+        assert_eq!(l.b.stats().codec, "opus");
+        assert_eq!(l.b.stats().packets_lost, 0);
+        // timestamps step 960 a packet: jitter stays near zero on a clean link
+        assert!(l.b.stats().jitter_ms < 1.0, "{:?}", l.b.stats());
+        // with loss the decoder's concealment fills the gaps
+        let (mut l, _) = link(
+            Box::new(Tone::new(440.0, 8000, 8000)),
+            crate::codec::opus(),
+            0.05,
+            0,
+        );
+        l.run_for(Duration::from_secs(5));
+        assert!(l.b.stats().concealed_frames > 0, "{:?}", l.b.stats());
+    }
+
     #[test]
     fn loss_and_reordering_are_counted_and_concealed() {
         let tone = Tone::new(440.0, 8000, 8000);
@@ -979,7 +1022,7 @@ mod tests {
     }
 
     #[test]
-    fn a_stream_that_is_not_g711_is_refused() {
+    fn a_codec_we_do_not_run_is_refused() {
         let now = Instant::now();
         let r = AudioStream::new(
             config(1),

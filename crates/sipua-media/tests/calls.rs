@@ -292,3 +292,28 @@ async fn an_offer_without_a_shared_codec_is_refused_with_488() {
     alice.stop().await;
     bob.stop().await;
 }
+
+#[cfg(feature = "opus")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opus_call_carries_audio_on_the_offered_rtpmap() {
+    let opus_first = MediaCapabilities {
+        codecs: vec![sipua_media::codec::opus(), Codec::pcmu()],
+        ..Default::default()
+    };
+    let melody = demo_melody();
+    let (alice, _) = agent("alice", Some(melody.clone()), opus_first.clone()).await;
+    let (bob, bob_heard) = agent("bob", None, opus_first).await;
+    let (call, inv) = connect(&alice, &bob, Default::default()).await;
+    let answer = String::from_utf8_lossy(&call.remote_description().unwrap().body).into_owned();
+    assert!(answer.contains("a=rtpmap:111 opus/48000/2"), "{answer}");
+    assert_eq!(media(&call).negotiated().unwrap().codec.encoding, "opus");
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    call.bye().await.unwrap();
+    media(&inv).closed().await;
+    let heard = bob_heard.lock().unwrap().clone();
+    let (_, corr) = analysis::best_alignment(&melody, &heard, 16000);
+    assert!(corr > 0.9, "correlation {corr}");
+    assert_eq!(media(&inv).stats().codec, "opus");
+    alice.stop().await;
+    bob.stop().await;
+}
