@@ -2,4 +2,5 @@
 //! A peer that is missing is a failed test (`scripts/test` installs them).
 
 mod baresip;
+mod media;
 mod sipp;

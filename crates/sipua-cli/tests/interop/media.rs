@@ -1,0 +1,897 @@
+//! Audio interop on loopback: sipua's RTP audio and RFC 4733 DTMF against baresip (Debian
+//! `baresip`), SIPp (Debian `sip-tester`) and PJSIP (PyPI `pjsua2-python`, driven by
+//! `pjsua/peer.py`). Every test checks the audio itself, in WAV files recorded at both ends:
+//! a played tone must be the dominant frequency of the other side's recording, or a played
+//! melody must correlate with it. A missing peer is a failure, not a skip: `scripts/test`
+//! installs them all.
+//!
+//! baresip plays a WAV through its `aufile` source and records what it receives through the
+//! `sndfile` filter (`baresip/config-media`); SIPp's built-in `uas` echoes our RTP
+//! (`-rtp_echo`); PJSIP plays and records WAVs on its null sound device.
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sipua_media::audio::{self, AudioSource};
+use sipua_media::{analysis, wav};
+
+const CONFIG: &str = include_str!("baresip/config-media");
+const ACCOUNTS: &str = include_str!("baresip/accounts");
+const PEER_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/pjsua/peer.py");
+const VENV_PYTHON: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../target/interop-venv/bin/python"
+);
+
+const RATE: u32 = 8000;
+/// The frequencies a recording is checked against: the two test tones and a few others.
+const CANDIDATES: [f32; 5] = [300.0, 440.0, 1000.0, 1500.0, 2000.0];
+
+// ---------------------------------------------------------------------------------------------
+// Processes, ports, directories
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A UDP port whose port + 2 is free too: SIPp binds both (audio and video echo).
+fn free_sipp_media_port() -> u16 {
+    for _ in 0..100 {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = sock.local_addr().unwrap().port();
+        if port < u16::MAX - 2 && UdpSocket::bind(("127.0.0.1", port + 2)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free UDP port pair for SIPp's media on 127.0.0.1");
+}
+
+/// A port free for UDP and TCP whose next port is free for TCP too: baresip listens on UDP and
+/// TCP at its SIP port and opens a TLS listener at SIP port + 1.
+fn free_baresip_sip_port() -> u16 {
+    for _ in 0..100 {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if port < u16::MAX
+            && TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port + 1)).is_ok()
+        {
+            return port;
+        }
+    }
+    panic!("no free UDP+TCP port pair for baresip on 127.0.0.1");
+}
+
+fn free_tcp_port_except(taken: &[u16]) -> u16 {
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !taken.contains(&port) {
+            return port;
+        }
+    }
+}
+
+/// Polls `done` every 50 ms for up to `secs` seconds; true as soon as it holds.
+fn wait_until(secs: f64, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What a child writes to its pipes, gathered line by line by reader threads as it arrives.
+#[derive(Clone, Default)]
+struct Output(Arc<Mutex<String>>);
+
+impl Output {
+    fn collect(&self, pipe: impl Read + Send + 'static) {
+        let text = self.0.clone();
+        std::thread::spawn(move || {
+            let mut pipe = BufReader::new(pipe);
+            let mut line = Vec::new();
+            while matches!(pipe.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+                text.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&line));
+                line.clear();
+            }
+        });
+    }
+
+    fn text(&self) -> String {
+        self.0.lock().unwrap().clone()
+    }
+
+    fn wait_for(&self, pattern: &str, secs: f64) -> bool {
+        wait_until(secs, || self.text().contains(pattern))
+    }
+}
+
+/// A child that is killed (by its own PID) and reaped when the guard drops.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `cmd` with stdout and stderr gathered into one `Output`, stdin closed.
+fn spawn(cmd: &mut Command) -> (Killed, Output) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let out = Output::default();
+    out.collect(child.stdout.take().unwrap());
+    out.collect(child.stderr.take().unwrap());
+    (Killed(child), out)
+}
+
+/// Waits up to `secs` for the child to exit; `None` if it is still running.
+fn wait_exit(child: &mut Killed, secs: f64) -> Option<ExitStatus> {
+    let mut status = None;
+    wait_until(secs, || {
+        status = child.0.try_wait().unwrap();
+        status.is_some()
+    });
+    status
+}
+
+/// A fresh directory for one test, removed when the test passes and kept (its path is in the
+/// failure messages) when it fails.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir =
+            std::env::temp_dir().join(format!("sipua-interop-media-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn sipua() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sipua"))
+}
+
+/// `sipua serve` on 127.0.0.1:`port` with `extra` arguments, for at most 60 s.
+fn serve(port: u16, extra: &[&str]) -> (Killed, Output) {
+    let (child, out) = spawn(
+        sipua()
+            .args([
+                "serve",
+                "--listen",
+                &format!("udp:127.0.0.1:{port}"),
+                "--lifetime",
+                "60",
+            ])
+            .args(extra),
+    );
+    assert!(
+        out.wait_for("listening on", 10.0),
+        "sipua serve did not start:\n{}",
+        out.text()
+    );
+    (child, out)
+}
+
+/// Runs `sipua call` with `args` to its end (at most 30 s); returns whether it exited 0, and
+/// what it printed.
+fn call(args: &[&str]) -> (bool, String) {
+    let (mut child, out) = spawn(sipua().arg("call").args(args));
+    let status = wait_exit(&mut child, 30.0);
+    (status.is_some_and(|s| s.success()), out.text())
+}
+
+/// The digits of the `DTMF d (n ms)` lines `sipua serve` printed, in order.
+fn sipua_dtmf(printed: &str) -> String {
+    printed
+        .lines()
+        .filter_map(|l| l.split_once(": DTMF ").map(|(_, rest)| rest))
+        .filter_map(|rest| rest.chars().next())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audio
+
+/// `secs` seconds of a sine at `freq` Hz, at about -12 dBFS, 8 kHz.
+fn tone(freq: f32, secs: f64) -> Vec<i16> {
+    let mut samples = vec![0i16; (secs * f64::from(RATE)) as usize];
+    audio::Tone::new(freq, 8000, RATE).read(&mut samples);
+    samples
+}
+
+fn write_wav(path: &Path, samples: &[i16]) {
+    std::fs::write(path, wav::write_wav(samples, RATE)).unwrap();
+}
+
+fn read_wav(path: &Path) -> Vec<i16> {
+    let w = wav::read_wav_file(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(w.sample_rate, RATE, "{}", path.display());
+    w.samples
+}
+
+/// How much of a recording is the tone `freq`: over its 20 ms blocks (a packet's worth; short
+/// enough that a gap or a concealed packet spoils few of them) that are not silent (RMS above about -40 dBFS), the count of
+/// such blocks and the share of them in which `freq` holds at least 70 % of the power.
+fn tone_blocks(samples: &[i16], freq: f32) -> (usize, f64) {
+    let blocks: Vec<&[i16]> = samples
+        .chunks_exact(RATE as usize / 50)
+        .filter(|b| analysis::rms(b) > 300.0)
+        .collect();
+    let toned = blocks
+        .iter()
+        .filter(|b| {
+            // a sine of amplitude A reads (A / 32768)² in Goertzel power and has RMS² A² / 2
+            let power = analysis::goertzel_power(b, freq, RATE) * 32768.0 * 32768.0 / 2.0;
+            let r = analysis::rms(b);
+            power / (r * r) >= 0.7
+        })
+        .count();
+    let share = if blocks.is_empty() {
+        0.0
+    } else {
+        toned as f64 / blocks.len() as f64
+    };
+    (blocks.len(), share)
+}
+
+/// Asserts that the recording `samples` is `freq`: the dominant one of [`CANDIDATES`] over the
+/// whole file, and the tone of nearly every 20 ms block that is not silent, for at least
+/// `min_secs` seconds of such blocks.
+fn assert_tone(
+    what: &str,
+    samples: &[i16],
+    freq: f32,
+    min_secs: f64,
+    context: &dyn Fn() -> String,
+) {
+    let dominant = analysis::dominant_frequency(samples, RATE, &CANDIDATES);
+    let (blocks, share) = tone_blocks(samples, freq);
+    println!(
+        "{what}: dominant {dominant:?}, {blocks} blocks with sound, {:.1} % of them {freq} Hz",
+        share * 100.0
+    );
+    assert!(
+        dominant == Some(freq) && blocks as f64 / 50.0 >= min_secs && share >= 0.95,
+        "{what}: expected {freq} Hz; dominant {dominant:?}, {blocks} blocks of 20 ms with \
+         sound ({} samples in all), {:.1} % of them {freq} Hz\n{}",
+        samples.len(),
+        share * 100.0,
+        context()
+    );
+}
+
+/// Asserts that the recording `samples` holds the melody `reference`, which sipua played: each
+/// quarter second of it correlates above 0.9 at a lag within 100 ms of the best lag of the
+/// whole (a receiver's adaptive jitter buffer may drop or add a few ms while it plays: PJSIP's
+/// does, so the whole may correlate less). With `whole_snr` (for sipua's own recordings, whose
+/// playout keeps time), the whole must correlate above 0.9 too, with an SNR above that.
+/// Returns the lag.
+fn assert_melody(
+    what: &str,
+    reference: &[i16],
+    samples: &[i16],
+    whole_snr: Option<f64>,
+    context: &dyn Fn() -> String,
+) -> usize {
+    const SEGMENT: usize = RATE as usize / 4;
+    const SLACK: usize = RATE as usize / 10;
+    let (lag, corr) = analysis::best_alignment(reference, samples, samples.len());
+    let snr = analysis::snr_db(reference, samples);
+    let segments: Vec<(usize, f64)> = reference
+        .chunks(SEGMENT)
+        .enumerate()
+        .map(|(i, segment)| {
+            let start = (i * SEGMENT + lag).saturating_sub(SLACK);
+            let end = (start + segment.len() + 2 * SLACK).min(samples.len());
+            let window = samples.get(start..end).unwrap_or_default();
+            let (l, c) = analysis::best_alignment(segment, window, 2 * SLACK);
+            ((start + l).saturating_sub(i * SEGMENT), c)
+        })
+        .collect();
+    println!(
+        "{what}: correlation {corr:.3} at lag {lag}, SNR {snr:.1} dB, quarter seconds \
+         {segments:.3?}"
+    );
+    let whole_ok = whole_snr.is_none_or(|min| corr > 0.9 && snr > min);
+    assert!(
+        whole_ok && segments.iter().all(|&(_, c)| c > 0.9),
+        "{what}: correlation {corr:.3} at lag {lag}, SNR {snr:.1} dB (whole: {whole_snr:?} \
+         expected); (lag, correlation) of each quarter second: {segments:.3?}; {} samples \
+         recorded\n{}",
+        samples.len(),
+        context()
+    );
+    lag
+}
+
+// ---------------------------------------------------------------------------------------------
+// baresip
+
+/// One headless baresip on loopback that plays `wav` (8 kHz mono) into each call and records
+/// what it receives to `dumps/`, from a config directory made in the test's directory.
+struct Baresip {
+    child: Killed,
+    out: Output,
+    dumps: PathBuf,
+    sip_port: u16,
+    ctrl_port: u16,
+}
+
+impl Baresip {
+    fn start(dir: &TempDir, wav: &Path) -> Baresip {
+        assert!(
+            Command::new("baresip")
+                .arg("-h")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok(),
+            "baresip is not installed (apt-get install baresip; scripts/test does it)"
+        );
+        let sip_port = free_baresip_sip_port();
+        let ctrl_port = free_tcp_port_except(&[sip_port, sip_port + 1]);
+        let conf = dir.join("baresip");
+        let dumps = dir.join("baresip-dumps");
+        std::fs::create_dir_all(&conf).unwrap();
+        std::fs::create_dir_all(&dumps).unwrap();
+        let fill = |template: &str| {
+            template
+                .replace("@SIP_PORT@", &sip_port.to_string())
+                .replace("@CTRL_PORT@", &ctrl_port.to_string())
+                .replace("@WAV@", wav.to_str().unwrap())
+                .replace("@SND_PATH@", dumps.to_str().unwrap())
+        };
+        std::fs::write(conf.join("config"), fill(CONFIG)).unwrap();
+        std::fs::write(conf.join("accounts"), fill(ACCOUNTS)).unwrap();
+        // -n: the address to use, -s: SIP trace on stdout, -t: quit after 60 s even if this
+        // test dies without killing it
+        let (child, out) = spawn(Command::new("baresip").arg("-f").arg(&conf).args([
+            "-n",
+            "127.0.0.1",
+            "-s",
+            "-t",
+            "60",
+        ]));
+        let mut bs = Baresip {
+            child,
+            out,
+            dumps,
+            sip_port,
+            ctrl_port,
+        };
+        let ready = bs.out.wait_for("baresip is ready.", 10.0);
+        let exited = bs.child.0.try_wait().unwrap();
+        assert!(
+            ready && exited.is_none(),
+            "baresip did not start (exit {exited:?}):\n{}",
+            bs.out.text()
+        );
+        bs
+    }
+
+    fn ctrl(&self) -> Ctrl {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.ctrl_port));
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+            .unwrap_or_else(|e| panic!("ctrl_tcp 127.0.0.1:{}: {e}", self.ctrl_port));
+        stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        Ctrl {
+            stream,
+            buf: Vec::new(),
+            seen: Vec::new(),
+        }
+    }
+
+    /// Quits baresip through `ctrl` and waits for it to exit, which completes the WAV files of
+    /// its calls (libsndfile writes their sizes on close: a killed baresip leaves them empty).
+    fn quit(&mut self, ctrl: &mut Ctrl) {
+        ctrl.send("quit", "");
+        let status = wait_exit(&mut self.child, 10.0);
+        assert!(
+            status.is_some(),
+            "baresip did not quit\nctrl_tcp:\n{}\nbaresip:\n{}",
+            ctrl.transcript(),
+            self.out.text()
+        );
+    }
+
+    /// What baresip received in its one call: the `dump-…-dec.wav` sndfile wrote.
+    fn received(&self) -> Vec<i16> {
+        let decoded: Vec<PathBuf> = std::fs::read_dir(&self.dumps)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with("-dec.wav"))
+            .collect();
+        assert_eq!(
+            decoded.len(),
+            1,
+            "expected one -dec.wav in {}: {decoded:?}\nbaresip:\n{}",
+            self.dumps.display(),
+            self.out.text()
+        );
+        read_wav(&decoded[0])
+    }
+}
+
+/// A connection to baresip's ctrl_tcp: commands go out as JSON in netstrings
+/// (`LEN:{"command":…,"params":…,"token":…},`); responses and events come back the same way.
+struct Ctrl {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    seen: Vec<String>,
+}
+
+impl Ctrl {
+    fn send(&mut self, command: &str, params: &str) {
+        let json =
+            serde_json::json!({"command": command, "params": params, "token": "sipua"}).to_string();
+        self.stream
+            .write_all(format!("{}:{json},", json.len()).as_bytes())
+            .unwrap();
+    }
+
+    /// Reads what has arrived, for up to `secs`, until a message contains `pattern`.
+    fn wait_for(&mut self, pattern: &str, secs: f64) -> bool {
+        let deadline = Instant::now() + Duration::from_secs_f64(secs);
+        loop {
+            if self.seen.iter().any(|m| m.contains(pattern)) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return false,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) => panic!("ctrl_tcp read: {e}"),
+            }
+            self.decode();
+        }
+    }
+
+    /// Moves every complete netstring from `buf` to `seen`.
+    fn decode(&mut self) {
+        while let Some(colon) = self.buf.iter().position(|&b| b == b':') {
+            let len: usize = std::str::from_utf8(&self.buf[..colon])
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| {
+                    panic!(
+                        "ctrl_tcp: bad netstring {:?}",
+                        String::from_utf8_lossy(&self.buf)
+                    )
+                });
+            let end = colon + 1 + len;
+            if self.buf.len() <= end {
+                break; // the payload or its trailing comma is still to come
+            }
+            let msg = String::from_utf8_lossy(&self.buf[colon + 1..end]).into_owned();
+            self.seen.push(msg);
+            self.buf = self.buf.split_off(end + 1);
+        }
+    }
+
+    /// The digits of the `CALL_DTMF_START` events so far, in order.
+    fn dtmf(&self) -> String {
+        self.seen
+            .iter()
+            .filter_map(|m| serde_json::from_str::<serde_json::Value>(m).ok())
+            .filter(|v| v["type"] == "CALL_DTMF_START")
+            .filter_map(|v| v["param"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    fn transcript(&self) -> String {
+        self.seen.join("\n")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// PJSIP
+
+/// The Python that runs `pjsua/peer.py`: `$SIPUA_PYTHON`, else the venv `scripts/test` makes,
+/// else `python3`; it must import pjsua2.
+fn python() -> String {
+    let python = std::env::var("SIPUA_PYTHON").unwrap_or_else(|_| {
+        if Path::new(VENV_PYTHON).exists() {
+            VENV_PYTHON.to_owned()
+        } else {
+            "python3".to_owned()
+        }
+    });
+    let check = Command::new(&python).args(["-c", "import pjsua2"]).output();
+    assert!(
+        check.as_ref().is_ok_and(|o| o.status.success()),
+        "{python} cannot import pjsua2 (PJSIP's Python binding, PyPI pjsua2-python): scripts/test \
+         installs it into target/interop-venv; or set SIPUA_PYTHON to a python that has it\n{}",
+        check.map_or_else(
+            |e| e.to_string(),
+            |o| String::from_utf8_lossy(&o.stderr).into_owned()
+        )
+    );
+    python
+}
+
+/// `pjsua/peer.py` with `args`, once it has said READY; returns it, its output and its URI.
+fn pjsua_peer(args: &[&str]) -> (Killed, Output, String) {
+    let (child, out) = spawn(Command::new(python()).arg("-u").arg(PEER_PY).args(args));
+    assert!(
+        out.wait_for("READY sip:", 10.0),
+        "peer.py did not start:\n{}",
+        out.text()
+    );
+    let text = out.text();
+    let uri = text
+        .lines()
+        .find_map(|l| l.strip_prefix("READY "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    (child, out, uri)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tests
+
+#[test]
+fn sipua_call_and_baresip_hear_each_other_and_baresip_gets_sipuas_dtmf() {
+    let dir = TempDir::new("call-baresip");
+    let melody = audio::demo_melody();
+    let (play, rec, bs_wav) = (
+        dir.join("melody.wav"),
+        dir.join("rec.wav"),
+        dir.join("tone440.wav"),
+    );
+    write_wav(&play, &melody);
+    // longer than the call: baresip hangs up when its file ends
+    write_wav(&bs_wav, &tone(440.0, 10.0));
+    let mut bs = Baresip::start(&dir, &bs_wav);
+    let mut ctrl = bs.ctrl(); // before the call, to get its events
+
+    let (ok, printed) = call(&[
+        &format!("sip:baresip@127.0.0.1:{}", bs.sip_port),
+        "--play",
+        play.to_str().unwrap(),
+        "--record",
+        rec.to_str().unwrap(),
+        "--dtmf",
+        "19#",
+        "--duration",
+        "3.5",
+    ]);
+    ctrl.wait_for(r#""type":"CALL_CLOSED""#, 5.0);
+    bs.quit(&mut ctrl);
+    let context = || {
+        format!(
+            "files in {}\nsipua call:\n{printed}\nctrl_tcp:\n{}\nbaresip:\n{}",
+            dir.0.display(),
+            ctrl.transcript(),
+            bs.out.text()
+        )
+    };
+    assert!(ok, "sipua call failed\n{}", context());
+    assert!(printed.contains("call: Established PCMU"), "{}", context());
+
+    // sipua heard baresip's tone, for most of the call
+    assert_tone("sipua's recording", &read_wav(&rec), 440.0, 2.5, &context);
+    // baresip heard sipua's melody
+    assert_melody(
+        "baresip's -dec.wav",
+        &melody,
+        &bs.received(),
+        None,
+        &context,
+    );
+    // and got the digits, in order, as RFC 4733 events
+    assert_eq!(ctrl.dtmf(), "19#", "{}", context());
+}
+
+#[test]
+fn baresip_calls_sipua_serve_both_hear_each_other_and_sipua_gets_baresips_dtmf() {
+    let dir = TempDir::new("baresip-serve");
+    let (prompt, recs, bs_wav) = (
+        dir.join("tone1000.wav"),
+        dir.join("calls"),
+        dir.join("tone440.wav"),
+    );
+    write_wav(&prompt, &tone(1000.0, 5.0));
+    write_wav(&bs_wav, &tone(440.0, 10.0));
+    let port = free_udp_port();
+    let (_serve, served) = serve(
+        port,
+        &[
+            "--play",
+            prompt.to_str().unwrap(),
+            "--record-dir",
+            recs.to_str().unwrap(),
+        ],
+    );
+    let mut bs = Baresip::start(&dir, &bs_wav);
+    let mut ctrl = bs.ctrl();
+    let context = |ctrl: &Ctrl, bs: &Baresip| {
+        format!(
+            "files in {}\nsipua serve:\n{}\nctrl_tcp:\n{}\nbaresip:\n{}",
+            dir.0.display(),
+            served.text(),
+            ctrl.transcript(),
+            bs.out.text()
+        )
+    };
+
+    ctrl.send("dial", &format!("sip:sipua@127.0.0.1:{port}"));
+    assert!(
+        ctrl.wait_for(r#""type":"CALL_ESTABLISHED""#, 10.0),
+        "{}",
+        context(&ctrl, &bs)
+    );
+    ctrl.send("sndcode", "2580*");
+    // five digits 240 ms apart, then the rest of 3 s of audio
+    std::thread::sleep(Duration::from_secs(3));
+    ctrl.send("hangup", "");
+    assert!(
+        ctrl.wait_for(r#""type":"CALL_CLOSED""#, 10.0),
+        "{}",
+        context(&ctrl, &bs)
+    );
+    // sipua has finished the call's recording when it prints the call's last media line
+    assert!(
+        served.wait_for(": media at the end:", 10.0),
+        "{}",
+        context(&ctrl, &bs)
+    );
+    bs.quit(&mut ctrl);
+    let context = || context(&ctrl, &bs);
+
+    assert_eq!(sipua_dtmf(&served.text()), "2580*", "{}", context());
+    let files: Vec<PathBuf> = std::fs::read_dir(&recs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}\n{}", context());
+    assert_tone(
+        "sipua serve's recording",
+        &read_wav(&files[0]),
+        440.0,
+        2.5,
+        &context,
+    );
+    assert_tone("baresip's -dec.wav", &bs.received(), 1000.0, 2.5, &context);
+}
+
+#[test]
+fn sipua_call_hears_its_melody_back_from_sipp_rtp_echo() {
+    assert!(
+        Command::new("sipp").arg("-v").output().is_ok(),
+        "SIPp is not installed (apt-get install sip-tester; scripts/test does it)"
+    );
+    let dir = TempDir::new("sipp-echo");
+    let melody = audio::demo_melody();
+    let (play, rec) = (dir.join("melody.wav"), dir.join("rec.wav"));
+    write_wav(&play, &melody);
+    let (sip_port, media_port) = (free_udp_port(), free_sipp_media_port());
+    let (_sipp, sipp_out) = spawn(Command::new("sipp").args([
+        "-sn",
+        "uas",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &sip_port.to_string(),
+        "-mi",
+        "127.0.0.1",
+        "-mp",
+        &media_port.to_string(),
+        "-rtp_echo",
+        "-m",
+        "1",
+        "-nostdin",
+    ]));
+    // SIPp prints nothing when it is ready; a late start only costs an INVITE retransmission
+    std::thread::sleep(Duration::from_millis(300));
+
+    let (ok, printed) = call(&[
+        &format!("sip:echo@127.0.0.1:{sip_port}"),
+        "--play",
+        play.to_str().unwrap(),
+        "--record",
+        rec.to_str().unwrap(),
+        "--duration",
+        "3",
+    ]);
+    let context = || {
+        format!(
+            "files in {}\nsipua call:\n{printed}\nSIPp:\n{}",
+            dir.0.display(),
+            sipp_out.text()
+        )
+    };
+    assert!(ok, "sipua call failed\n{}", context());
+    assert!(printed.contains("call: Established PCMU"), "{}", context());
+    // the melody went to SIPp and came back, through G.711 twice
+    let lag = assert_melody(
+        "sipua's recording",
+        &melody,
+        &read_wav(&rec),
+        Some(20.0),
+        &context,
+    );
+    assert!(
+        lag < 4000,
+        "the echo came after {lag} samples\n{}",
+        context()
+    );
+}
+
+#[test]
+fn pjsua_calls_sipua_serve_with_audio_and_rfc4733_dtmf() {
+    let dir = TempDir::new("pjsua-serve");
+    let (prompt, recs, pj_play, pj_rec) = (
+        dir.join("tone1000.wav"),
+        dir.join("calls"),
+        dir.join("tone440.wav"),
+        dir.join("pjsua-rec.wav"),
+    );
+    write_wav(&prompt, &tone(1000.0, 5.0));
+    write_wav(&pj_play, &tone(440.0, 5.0));
+    let port = free_udp_port();
+    let (_serve, served) = serve(
+        port,
+        &[
+            "--play",
+            prompt.to_str().unwrap(),
+            "--record-dir",
+            recs.to_str().unwrap(),
+        ],
+    );
+    let (mut peer, peer_out, _) = pjsua_peer(&[
+        &format!("sip:sipua@127.0.0.1:{port}"),
+        "--play",
+        pj_play.to_str().unwrap(),
+        "--record",
+        pj_rec.to_str().unwrap(),
+        "--dtmf",
+        "147#",
+        "--dtmf-delay",
+        "0.5",
+        "--duration",
+        "3.5",
+        "--timeout",
+        "20",
+    ]);
+    let status = wait_exit(&mut peer, 25.0);
+    let finished = served.wait_for(": media at the end:", 5.0);
+    let context = || {
+        format!(
+            "files in {}\npeer.py:\n{}\nsipua serve:\n{}",
+            dir.0.display(),
+            peer_out.text(),
+            served.text()
+        )
+    };
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "peer.py exit {status:?}\n{}",
+        context()
+    );
+    assert!(finished, "{}", context());
+    assert!(peer_out.text().contains("DTMF-TX 147#"), "{}", context());
+
+    assert_eq!(sipua_dtmf(&served.text()), "147#", "{}", context());
+    let files: Vec<PathBuf> = std::fs::read_dir(&recs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}\n{}", context());
+    // PJSIP sends no audio while it sends a digit: about 0.3 s per digit is missing
+    assert_tone(
+        "sipua serve's recording",
+        &read_wav(&files[0]),
+        440.0,
+        1.5,
+        &context,
+    );
+    assert_tone(
+        "pjsua's recording",
+        &read_wav(&pj_rec),
+        1000.0,
+        2.5,
+        &context,
+    );
+}
+
+#[test]
+fn sipua_call_and_pjsua_answering_hear_each_other() {
+    let dir = TempDir::new("call-pjsua");
+    let melody = audio::demo_melody();
+    let (play, rec, pj_play, pj_rec) = (
+        dir.join("melody.wav"),
+        dir.join("rec.wav"),
+        dir.join("tone1000.wav"),
+        dir.join("pjsua-rec.wav"),
+    );
+    write_wav(&play, &melody);
+    write_wav(&pj_play, &tone(1000.0, 5.0));
+    let (mut peer, peer_out, uri) = pjsua_peer(&[
+        "--answer",
+        "--play",
+        pj_play.to_str().unwrap(),
+        "--record",
+        pj_rec.to_str().unwrap(),
+        "--timeout",
+        "20",
+    ]);
+    let (ok, printed) = call(&[
+        &uri,
+        "--play",
+        play.to_str().unwrap(),
+        "--record",
+        rec.to_str().unwrap(),
+        "--duration",
+        "3",
+    ]);
+    // peer.py exits on our BYE, after closing its recording
+    let status = wait_exit(&mut peer, 10.0);
+    let context = || {
+        format!(
+            "files in {}\nsipua call:\n{printed}\npeer.py:\n{}",
+            dir.0.display(),
+            peer_out.text()
+        )
+    };
+    assert!(ok, "sipua call failed\n{}", context());
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "peer.py exit {status:?}\n{}",
+        context()
+    );
+    assert!(printed.contains("call: Established PCMU"), "{}", context());
+
+    assert_melody(
+        "pjsua's recording",
+        &melody,
+        &read_wav(&pj_rec),
+        None,
+        &context,
+    );
+    assert_tone("sipua's recording", &read_wav(&rec), 1000.0, 2.5, &context);
+}
