@@ -357,6 +357,12 @@ struct Baresip {
 
 impl Baresip {
     fn start(dir: &TempDir, wav: &Path) -> Baresip {
+        Baresip::start_with(dir, wav, "pcmu,pcma")
+    }
+
+    /// [`Baresip::start`] with the account's codecs (`opus`: baresip's Opus module, which
+    /// runs at 48 kHz stereo, so `wav` must be 48 kHz stereo and its recording is too).
+    fn start_with(dir: &TempDir, wav: &Path, codecs: &str) -> Baresip {
         assert!(
             Command::new("baresip")
                 .arg("-h")
@@ -378,6 +384,7 @@ impl Baresip {
                 .replace("@CTRL_PORT@", &ctrl_port.to_string())
                 .replace("@WAV@", wav.to_str().unwrap())
                 .replace("@SND_PATH@", dumps.to_str().unwrap())
+                .replace("audio_codecs=pcmu,pcma", &format!("audio_codecs={codecs}"))
         };
         std::fs::write(conf.join("config"), fill(CONFIG)).unwrap();
         std::fs::write(conf.join("accounts"), fill(ACCOUNTS)).unwrap();
@@ -436,6 +443,10 @@ impl Baresip {
 
     /// What baresip received in its one call: the `dump-…-dec.wav` sndfile wrote.
     fn received(&self) -> Vec<i16> {
+        read_wav(&self.received_file())
+    }
+
+    fn received_file(&self) -> PathBuf {
         let decoded: Vec<PathBuf> = std::fs::read_dir(&self.dumps)
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -448,7 +459,7 @@ impl Baresip {
             self.dumps.display(),
             self.out.text()
         );
-        read_wav(&decoded[0])
+        decoded[0].clone()
     }
 }
 
@@ -894,4 +905,55 @@ fn sipua_call_and_pjsua_answering_hear_each_other() {
         &context,
     );
     assert_tone("sipua's recording", &read_wav(&rec), 1000.0, 2.5, &context);
+}
+
+/// Opus both ways with baresip (needs the `opus` feature, which `scripts/test` turns on): what
+/// sipua plays, coded by our libopus encoder at a 48 kHz RTP clock, is what baresip hears, and
+/// baresip's Opus tone is what sipua records.
+#[cfg(feature = "opus")]
+#[test]
+fn sipua_call_and_baresip_talk_opus() {
+    let dir = TempDir::new("opus-baresip");
+    let melody = audio::demo_melody();
+    let (play, rec, bs_wav) = (
+        dir.join("melody.wav"),
+        dir.join("rec.wav"),
+        dir.join("tone440-48k.wav"),
+    );
+    write_wav(&play, &melody);
+    // baresip's Opus source runs at 48 kHz stereo: its file must too (longer than the call)
+    let up = wav::resample(&tone(440.0, 10.0), RATE, 48000);
+    let stereo: Vec<i16> = up.iter().flat_map(|&s| [s, s]).collect();
+    let mut bytes = wav::write_wav(&stereo, 48000);
+    bytes[22] = 2; // channels
+    bytes[28..32].copy_from_slice(&(48000u32 * 4).to_le_bytes()); // byte rate
+    bytes[32] = 4; // block align
+    std::fs::write(&bs_wav, bytes).unwrap();
+    let mut bs = Baresip::start_with(&dir, &bs_wav, "opus");
+    let mut ctrl = bs.ctrl();
+    let (ok, printed) = call(&[
+        &format!("sip:baresip@127.0.0.1:{}", bs.sip_port),
+        "--codecs",
+        "opus,pcmu",
+        "--play",
+        play.to_str().unwrap(),
+        "--record",
+        rec.to_str().unwrap(),
+        "--duration",
+        "3.5",
+    ]);
+    ctrl.wait_for(r#""type":"CALL_CLOSED""#, 5.0);
+    bs.quit(&mut ctrl);
+    let context = || {
+        format!(
+            "files in {}\nsipua call:\n{printed}\nbaresip:\n{}",
+            dir.0.display(),
+            bs.out.text()
+        )
+    };
+    assert!(ok, "sipua call failed\n{}", context());
+    assert!(printed.contains("call: Established opus"), "{}", context());
+    assert_tone("sipua's recording", &read_wav(&rec), 440.0, 2.5, &context);
+    let heard = wav::read_wav_8k(&bs.received_file()).expect("baresip's recording");
+    assert_melody("baresip's -dec.wav", &melody, &heard, None, &context);
 }

@@ -498,13 +498,25 @@ impl OfferAnswer {
         }
         let direction = offered.reverse().intersect(local.direction);
 
-        let audio = self.audio_section(
+        let mut audio = self.audio_section(
             local,
             &theirs.proto,
             choice.codecs.iter().map(|(c, ours)| (c, ours.as_deref())),
             choice.telephone_event,
             direction,
         );
+        if let Some(pt) = choice.telephone_event {
+            // RFC 4733 §2.4.1: answer with the events both sides know, not all of ours
+            let events = theirs
+                .fmtp(pt)
+                .map_or_else(|| TELEPHONE_EVENT_FMTP.to_owned(), common_events);
+            let ours = format!("{pt} {TELEPHONE_EVENT_FMTP}");
+            for a in &mut audio.attributes {
+                if a.name == "fmtp" && a.value.as_deref() == Some(ours.as_str()) {
+                    a.value = Some(format!("{pt} {events}"));
+                }
+            }
+        }
         let media = with_audio_at(&offer.media, choice.index, audio);
         let answer = self.finish(local, media);
 
@@ -766,6 +778,35 @@ fn with_audio_at(
     media
 }
 
+/// The telephone-events of an offer's fmtp (`0-15`, `0-11,16`) that we also take (0–16),
+/// in the same notation; ours when none are left or the list is not understood.
+fn common_events(offered: &str) -> String {
+    let mut out = Vec::new();
+    for item in offered.split(',').map(str::trim) {
+        let (lo, hi) = match item.split_once('-') {
+            Some((a, b)) => (a.trim().parse::<u16>(), b.trim().parse::<u16>()),
+            None => (item.parse::<u16>(), item.parse::<u16>()),
+        };
+        let (Ok(lo), Ok(hi)) = (lo, hi) else {
+            return TELEPHONE_EVENT_FMTP.to_owned();
+        };
+        let hi = hi.min(16);
+        if lo > hi {
+            continue;
+        }
+        out.push(if lo == hi {
+            lo.to_string()
+        } else {
+            format!("{lo}-{hi}")
+        });
+    }
+    if out.is_empty() {
+        TELEPHONE_EVENT_FMTP.to_owned()
+    } else {
+        out.join(",")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -868,7 +909,8 @@ a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv
             audio.rtpmap(101).map(|m| m.encoding),
             Some("telephone-event".into())
         );
-        assert_eq!(audio.fmtp(101), Some("0-16"));
+        // the offer's events (0-15), not all of ours (0-16)
+        assert_eq!(audio.fmtp(101), Some("0-15"));
         assert_eq!(negotiated.codec, Codec::pcma());
         assert_eq!(negotiated.telephone_event, Some(101));
         assert_eq!(negotiated.remote_address, sock(PEER, 6000));
@@ -1288,5 +1330,18 @@ m=application 6008 UDP/BFCP *\n",
             OfferAnswerError::NoCommonCodec.to_string(),
             "no audio codec in common"
         );
+    }
+
+    #[test]
+    fn the_answer_lists_only_the_telephone_events_the_offer_has() {
+        assert_eq!(common_events("0-15"), "0-15");
+        assert_eq!(common_events("0-11,16,32-40"), "0-11,16");
+        assert_eq!(common_events("0-255"), "0-16");
+        assert_eq!(common_events("junk"), "0-16");
+        let offer = peer_sdp(PEER, 1, PCMU_PCMA_DTMF);
+        let mut oa = OfferAnswer::new(MediaCapabilities::default(), 7);
+        oa.receive_offer(&offer).unwrap();
+        let (answer, _) = oa.create_answer(&local()).unwrap();
+        assert_eq!(answer.media[0].fmtp(101), Some("0-15"));
     }
 }
