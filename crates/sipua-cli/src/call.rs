@@ -73,8 +73,8 @@ pub struct ServeArgs {
     record_dir: Option<std::path::PathBuf>,
     /// Codecs to offer and accept, in order of preference: `pcmu`, `pcma`, `opus` (Opus
     /// needs the `opus` build feature). Default: PCMU, PCMA (and Opus when built in).
-    #[arg(long)]
-    codecs: Option<String>,
+    #[arg(long, value_parser = crate::media::capabilities)]
+    codecs: Option<sipua_media::sdp::offer_answer::MediaCapabilities>,
     /// Signalling only: announce a fixed SDP and send no RTP (for load runs against
     /// signalling-only peers such as SIPp's built-in scenarios).
     #[arg(long, conflicts_with_all = ["echo", "play", "record_dir"])]
@@ -133,8 +133,8 @@ pub struct CallArgs {
     dtmf: Option<String>,
     /// Codecs to offer and accept, in order of preference: `pcmu`, `pcma`, `opus` (Opus
     /// needs the `opus` build feature). Default: PCMU, PCMA (and Opus when built in).
-    #[arg(long)]
-    codecs: Option<String>,
+    #[arg(long, value_parser = crate::media::capabilities)]
+    codecs: Option<sipua_media::sdp::offer_answer::MediaCapabilities>,
     /// Signalling only: announce a fixed SDP and send no RTP.
     #[arg(long, conflicts_with_all = ["play", "record", "dtmf"])]
     no_media: bool,
@@ -298,18 +298,7 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
             }
             None => crate::media::Record::Nothing,
         };
-        let caps = match args
-            .codecs
-            .as_deref()
-            .map(crate::media::capabilities)
-            .transpose()
-        {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("error: --codecs: {e}");
-                return ExitCode::from(2);
-            }
-        };
+        let caps = args.codecs.clone();
         Some(crate::media::factory(play, record, caps))
     };
     runtime().block_on(async {
@@ -418,18 +407,7 @@ pub fn call(args: &CallArgs) -> ExitCode {
         Some(p) => crate::media::Record::File(p.clone()),
         None => crate::media::Record::Nothing,
     };
-    let caps = match args
-        .codecs
-        .as_deref()
-        .map(crate::media::capabilities)
-        .transpose()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: --codecs: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let caps = args.codecs.clone();
     runtime().block_on(async {
         let mut options = UserAgentOptions {
             listen,

@@ -370,11 +370,7 @@ impl SessionDescriptionHandler for RtpAudio {
                 self.offering = true;
                 self.oa.create_offer(&local)
             };
-            let mut d = BodyAndContentType::sdp(sdp.to_string());
-            for m in modifiers {
-                d = m(d)?;
-            }
-            Ok(d)
+            BodyAndContentType::sdp(sdp.to_string()).modified(modifiers)
         })
     }
 
@@ -385,16 +381,7 @@ impl SessionDescriptionHandler for RtpAudio {
         modifiers: &'a [SessionDescriptionHandlerModifier],
     ) -> BoxFuture<'a, Result<(), SdhError>> {
         Box::pin(async move {
-            if !self.has_description(&description.content_type) {
-                return Err(SdhError(format!(
-                    "unsupported content type {}",
-                    description.content_type
-                )));
-            }
-            let mut d = description.clone();
-            for m in modifiers {
-                d = m(d)?;
-            }
+            let d = description.received_sdp(modifiers)?;
             let text = std::str::from_utf8(&d.body)
                 .map_err(|_| SdhError("the SDP is not UTF-8".into()))?;
             let sdp = SessionDescription::parse(text).map_err(|e| SdhError(e.to_string()))?;
@@ -437,10 +424,7 @@ impl SessionDescriptionHandler for RtpAudio {
     }
 
     fn has_description(&self, content_type: &str) -> bool {
-        content_type
-            .split(';')
-            .next()
-            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp"))
+        BodyAndContentType::is_sdp_type(content_type)
     }
 
     fn rollback_description(&mut self) -> BoxFuture<'_, Result<(), SdhError>> {

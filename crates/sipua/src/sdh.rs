@@ -39,6 +39,38 @@ impl BodyAndContentType {
     }
 }
 
+impl BodyAndContentType {
+    /// Whether the content type is `application/sdp` (parameters and case ignored).
+    pub fn is_sdp_type(content_type: &str) -> bool {
+        content_type
+            .split(';')
+            .next()
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp"))
+    }
+
+    /// The description after `modifiers`, in order (SIP.js applies them the same way).
+    pub fn modified(
+        self,
+        modifiers: &[SessionDescriptionHandlerModifier],
+    ) -> Result<BodyAndContentType, SdhError> {
+        modifiers.iter().try_fold(self, |d, m| m(d))
+    }
+
+    /// A received SDP after `modifiers`: an error unless its content type is SDP.
+    pub fn received_sdp(
+        &self,
+        modifiers: &[SessionDescriptionHandlerModifier],
+    ) -> Result<BodyAndContentType, SdhError> {
+        if !BodyAndContentType::is_sdp_type(&self.content_type) {
+            return Err(SdhError(format!(
+                "unsupported content type {}",
+                self.content_type
+            )));
+        }
+        self.clone().modified(modifiers)
+    }
+}
+
 /// Options passed to the handler with each call (SIP.js
 /// `SessionDescriptionHandlerOptions`); handlers read what they understand.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -212,11 +244,7 @@ impl SessionDescriptionHandler for FixedSdp {
             if self.closed {
                 return Err(SdhError("closed".into()));
             }
-            let mut d = BodyAndContentType::sdp(self.render(options.hold));
-            for m in modifiers {
-                d = m(d)?;
-            }
-            Ok(d)
+            BodyAndContentType::sdp(self.render(options.hold)).modified(modifiers)
         })
     }
 
@@ -227,16 +255,7 @@ impl SessionDescriptionHandler for FixedSdp {
         modifiers: &'a [SessionDescriptionHandlerModifier],
     ) -> BoxFuture<'a, Result<(), SdhError>> {
         Box::pin(async move {
-            if !self.has_description(&description.content_type) {
-                return Err(SdhError(format!(
-                    "unsupported content type {}",
-                    description.content_type
-                )));
-            }
-            let mut d = description.clone();
-            for m in modifiers {
-                d = m(d)?;
-            }
+            let d = description.received_sdp(modifiers)?;
             if !d.body.starts_with(b"v=0") {
                 return Err(SdhError("not an SDP (no v=0 line)".into()));
             }
@@ -256,10 +275,7 @@ impl SessionDescriptionHandler for FixedSdp {
     }
 
     fn has_description(&self, content_type: &str) -> bool {
-        content_type
-            .split(';')
-            .next()
-            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp"))
+        BodyAndContentType::is_sdp_type(content_type)
     }
 
     fn rollback_description(&mut self) -> BoxFuture<'_, Result<(), SdhError>> {

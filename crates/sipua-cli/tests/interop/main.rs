@@ -2,5 +2,6 @@
 //! A peer that is missing is a failed test (`scripts/test` installs them).
 
 mod baresip;
+mod common;
 mod media;
 mod sipp;

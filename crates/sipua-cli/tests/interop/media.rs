@@ -9,11 +9,11 @@
 //! `sndfile` filter (`baresip/config-media`); SIPp's built-in `uas` echoes our RTP
 //! (`-rtp_echo`); PJSIP plays and records WAVs on its null sound device.
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use crate::common::*;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sipua_media::audio::{self, AudioSource};
@@ -34,14 +34,6 @@ const CANDIDATES: [f32; 5] = [300.0, 440.0, 1000.0, 1500.0, 2000.0];
 // ---------------------------------------------------------------------------------------------
 // Processes, ports, directories
 
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A UDP port whose port + 2 is free too: SIPp binds both (audio and video echo).
 fn free_sipp_media_port() -> u16 {
     for _ in 0..100 {
@@ -52,111 +44,6 @@ fn free_sipp_media_port() -> u16 {
         }
     }
     panic!("no free UDP port pair for SIPp's media on 127.0.0.1");
-}
-
-/// A port free for UDP and TCP whose next port is free for TCP too: baresip listens on UDP and
-/// TCP at its SIP port and opens a TLS listener at SIP port + 1.
-fn free_baresip_sip_port() -> u16 {
-    for _ in 0..100 {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if port < u16::MAX
-            && TcpListener::bind(("127.0.0.1", port)).is_ok()
-            && TcpListener::bind(("127.0.0.1", port + 1)).is_ok()
-        {
-            return port;
-        }
-    }
-    panic!("no free UDP+TCP port pair for baresip on 127.0.0.1");
-}
-
-fn free_tcp_port_except(taken: &[u16]) -> u16 {
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if !taken.contains(&port) {
-            return port;
-        }
-    }
-}
-
-/// Polls `done` every 50 ms for up to `secs` seconds; true as soon as it holds.
-fn wait_until(secs: f64, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs_f64(secs);
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// What a child writes to its pipes, gathered line by line by reader threads as it arrives.
-#[derive(Clone, Default)]
-struct Output(Arc<Mutex<String>>);
-
-impl Output {
-    fn collect(&self, pipe: impl Read + Send + 'static) {
-        let text = self.0.clone();
-        std::thread::spawn(move || {
-            let mut pipe = BufReader::new(pipe);
-            let mut line = Vec::new();
-            while matches!(pipe.read_until(b'\n', &mut line), Ok(n) if n > 0) {
-                text.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&line));
-                line.clear();
-            }
-        });
-    }
-
-    fn text(&self) -> String {
-        self.0.lock().unwrap().clone()
-    }
-
-    fn wait_for(&self, pattern: &str, secs: f64) -> bool {
-        wait_until(secs, || self.text().contains(pattern))
-    }
-}
-
-/// A child that is killed (by its own PID) and reaped when the guard drops.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `cmd` with stdout and stderr gathered into one `Output`, stdin closed.
-fn spawn(cmd: &mut Command) -> (Killed, Output) {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    let out = Output::default();
-    out.collect(child.stdout.take().unwrap());
-    out.collect(child.stderr.take().unwrap());
-    (Killed(child), out)
-}
-
-/// Waits up to `secs` for the child to exit; `None` if it is still running.
-fn wait_exit(child: &mut Killed, secs: f64) -> Option<ExitStatus> {
-    let mut status = None;
-    wait_until(secs, || {
-        status = child.0.try_wait().unwrap();
-        status.is_some()
-    });
-    status
 }
 
 /// A fresh directory for one test, removed when the test passes and kept (its path is in the

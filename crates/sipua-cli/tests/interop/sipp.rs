@@ -3,18 +3,10 @@
 //! CANCEL, 486, re-INVITE, INFO, retransmitted INVITE) against `sipua serve`. SIPp missing is a
 //! failure, not a skip: `scripts/test` installs it.
 
+use crate::common::*;
 use std::io::Read;
-use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn sipp() -> Command {
     assert!(
@@ -22,15 +14,6 @@ fn sipp() -> Command {
         "SIPp is not installed (apt-get install sip-tester; scripts/test does it)"
     );
     Command::new("sipp")
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 impl Killed {

@@ -1,0 +1,122 @@
+//! What the interop tests share: free loopback ports, child processes whose output is
+//! gathered as it comes and which are killed when their guard drops, and polling with a
+//! deadline.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{TcpListener, UdpSocket};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub(crate) fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A port free for UDP and TCP whose next port is free for TCP too: baresip listens on UDP and
+/// TCP at its SIP port and opens a TLS listener at SIP port + 1.
+pub(crate) fn free_baresip_sip_port() -> u16 {
+    for _ in 0..100 {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if port < u16::MAX
+            && TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port + 1)).is_ok()
+        {
+            return port;
+        }
+    }
+    panic!("no free UDP+TCP port pair for baresip on 127.0.0.1");
+}
+
+pub(crate) fn free_tcp_port_except(taken: &[u16]) -> u16 {
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !taken.contains(&port) {
+            return port;
+        }
+    }
+}
+
+/// Polls `done` every 50 ms for up to `secs` seconds; true as soon as it holds.
+pub(crate) fn wait_until(secs: f64, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What a child writes to its pipes, gathered line by line by reader threads as it arrives.
+#[derive(Clone, Default)]
+pub(crate) struct Output(Arc<Mutex<String>>);
+
+impl Output {
+    pub(crate) fn collect(&self, pipe: impl Read + Send + 'static) {
+        let text = self.0.clone();
+        std::thread::spawn(move || {
+            let mut pipe = BufReader::new(pipe);
+            let mut line = Vec::new();
+            while matches!(pipe.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+                text.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&line));
+                line.clear();
+            }
+        });
+    }
+
+    pub(crate) fn text(&self) -> String {
+        self.0.lock().unwrap().clone()
+    }
+
+    pub(crate) fn wait_for(&self, pattern: &str, secs: f64) -> bool {
+        wait_until(secs, || self.text().contains(pattern))
+    }
+}
+
+/// A child that is killed (by its own PID) and reaped when the guard drops.
+pub(crate) struct Killed(pub(crate) Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `cmd` with stdout and stderr gathered into one `Output`, stdin closed.
+pub(crate) fn spawn(cmd: &mut Command) -> (Killed, Output) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let out = Output::default();
+    out.collect(child.stdout.take().unwrap());
+    out.collect(child.stderr.take().unwrap());
+    (Killed(child), out)
+}
+
+/// Waits up to `secs` for the child to exit; `None` if it is still running.
+pub(crate) fn wait_exit(child: &mut Killed, secs: f64) -> Option<ExitStatus> {
+    let mut status = None;
+    wait_until(secs, || {
+        status = child.0.try_wait().unwrap();
+        status.is_some()
+    });
+    status
+}
