@@ -6,11 +6,9 @@
 //! messages. baresip missing is a failure, not a skip: `scripts/test` installs it.
 
 use crate::common::*;
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const CONFIG: &str = include_str!("baresip/config");
 const ACCOUNTS: &str = include_str!("baresip/accounts");
@@ -110,17 +108,7 @@ impl Baresip {
     }
 
     fn ctrl(&self) -> Ctrl {
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.ctrl_port));
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-            .unwrap_or_else(|e| panic!("ctrl_tcp 127.0.0.1:{}: {e}", self.ctrl_port));
-        stream
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        Ctrl {
-            stream,
-            buf: Vec::new(),
-            seen: Vec::new(),
-        }
+        Ctrl::connect(self.ctrl_port)
     }
 }
 
@@ -129,71 +117,6 @@ impl Drop for Baresip {
         let _ = self.child.0.kill();
         let _ = self.child.0.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A connection to baresip's ctrl_tcp: commands go out as JSON in netstrings
-/// (`LEN:{"command":…,"params":…,"token":…},`); responses and call events (`CALL_RINGING`,
-/// `CALL_ESTABLISHED`, `CALL_CLOSED`, …) come back the same way on the same connection.
-struct Ctrl {
-    stream: TcpStream,
-    buf: Vec<u8>,
-    seen: Vec<String>,
-}
-
-impl Ctrl {
-    fn send(&mut self, command: &str, params: &str) {
-        let json = format!(r#"{{"command":"{command}","params":"{params}","token":"sipua"}}"#);
-        self.stream
-            .write_all(format!("{}:{json},", json.len()).as_bytes())
-            .unwrap();
-    }
-
-    /// Reads netstrings until one received so far contains `pattern`, for up to `secs`.
-    fn wait_for(&mut self, pattern: &str, secs: f64) -> bool {
-        let deadline = Instant::now() + Duration::from_secs_f64(secs);
-        loop {
-            if self.seen.iter().any(|m| m.contains(pattern)) {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            let mut chunk = [0u8; 4096];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return false,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                Err(e) => panic!("ctrl_tcp read: {e}"),
-            }
-            self.decode();
-        }
-    }
-
-    /// Moves every complete netstring from `buf` to `seen`.
-    fn decode(&mut self) {
-        while let Some(colon) = self.buf.iter().position(|&b| b == b':') {
-            let len: usize = std::str::from_utf8(&self.buf[..colon])
-                .ok()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or_else(|| {
-                    panic!(
-                        "ctrl_tcp: bad netstring {:?}",
-                        String::from_utf8_lossy(&self.buf)
-                    )
-                });
-            let end = colon + 1 + len;
-            if self.buf.len() <= end {
-                break; // the payload or its trailing comma is still to come
-            }
-            let msg = String::from_utf8_lossy(&self.buf[colon + 1..end]).into_owned();
-            self.seen.push(msg);
-            self.buf = self.buf.split_off(end + 1);
-        }
-    }
-
-    fn transcript(&self) -> String {
-        self.seen.join("\n")
     }
 }
 

@@ -2,8 +2,8 @@
 //! gathered as it comes and which are killed when their guard drops, and polling with a
 //! deadline.
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::{TcpListener, UdpSocket};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -119,4 +119,94 @@ pub(crate) fn wait_exit(child: &mut Killed, secs: f64) -> Option<ExitStatus> {
         status.is_some()
     });
     status
+}
+
+/// A connection to baresip's ctrl_tcp: commands go out as JSON in netstrings
+/// (`LEN:{"command":…,"params":…,"token":…},`); responses and events come back the same way.
+pub(crate) struct Ctrl {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    seen: Vec<String>,
+}
+
+impl Ctrl {
+    /// Connects to baresip's ctrl_tcp on 127.0.0.1:`port`.
+    pub(crate) fn connect(port: u16) -> Ctrl {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+            .unwrap_or_else(|e| panic!("ctrl_tcp 127.0.0.1:{port}: {e}"));
+        stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        Ctrl {
+            stream,
+            buf: Vec::new(),
+            seen: Vec::new(),
+        }
+    }
+
+    pub(crate) fn send(&mut self, command: &str, params: &str) {
+        let json =
+            serde_json::json!({"command": command, "params": params, "token": "sipua"}).to_string();
+        self.stream
+            .write_all(format!("{}:{json},", json.len()).as_bytes())
+            .unwrap();
+    }
+
+    /// Reads what has arrived, for up to `secs`, until a message contains `pattern`.
+    pub(crate) fn wait_for(&mut self, pattern: &str, secs: f64) -> bool {
+        let deadline = Instant::now() + Duration::from_secs_f64(secs);
+        loop {
+            if self.seen.iter().any(|m| m.contains(pattern)) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return false,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) => panic!("ctrl_tcp read: {e}"),
+            }
+            self.decode();
+        }
+    }
+
+    /// Moves every complete netstring from `buf` to `seen`.
+    pub(crate) fn decode(&mut self) {
+        while let Some(colon) = self.buf.iter().position(|&b| b == b':') {
+            let len: usize = std::str::from_utf8(&self.buf[..colon])
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| {
+                    panic!(
+                        "ctrl_tcp: bad netstring {:?}",
+                        String::from_utf8_lossy(&self.buf)
+                    )
+                });
+            let end = colon + 1 + len;
+            if self.buf.len() <= end {
+                break; // the payload or its trailing comma is still to come
+            }
+            let msg = String::from_utf8_lossy(&self.buf[colon + 1..end]).into_owned();
+            self.seen.push(msg);
+            self.buf = self.buf.split_off(end + 1);
+        }
+    }
+
+    /// The digits of the `CALL_DTMF_START` events so far, in order.
+    pub(crate) fn dtmf(&self) -> String {
+        self.seen
+            .iter()
+            .filter_map(|m| serde_json::from_str::<serde_json::Value>(m).ok())
+            .filter(|v| v["type"] == "CALL_DTMF_START")
+            .filter_map(|v| v["param"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    pub(crate) fn transcript(&self) -> String {
+        self.seen.join("\n")
+    }
 }

@@ -10,11 +10,10 @@
 //! (`-rtp_echo`); PJSIP plays and records WAVs on its null sound device.
 
 use crate::common::*;
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sipua_media::audio::{self, AudioSource};
 use sipua_media::{analysis, wav};
@@ -302,17 +301,7 @@ impl Baresip {
     }
 
     fn ctrl(&self) -> Ctrl {
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.ctrl_port));
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-            .unwrap_or_else(|e| panic!("ctrl_tcp 127.0.0.1:{}: {e}", self.ctrl_port));
-        stream
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        Ctrl {
-            stream,
-            buf: Vec::new(),
-            seen: Vec::new(),
-        }
+        Ctrl::connect(self.ctrl_port)
     }
 
     /// Quits baresip through `ctrl` and waits for it to exit, which completes the WAV files of
@@ -347,81 +336,6 @@ impl Baresip {
             self.out.text()
         );
         decoded[0].clone()
-    }
-}
-
-/// A connection to baresip's ctrl_tcp: commands go out as JSON in netstrings
-/// (`LEN:{"command":…,"params":…,"token":…},`); responses and events come back the same way.
-struct Ctrl {
-    stream: TcpStream,
-    buf: Vec<u8>,
-    seen: Vec<String>,
-}
-
-impl Ctrl {
-    fn send(&mut self, command: &str, params: &str) {
-        let json =
-            serde_json::json!({"command": command, "params": params, "token": "sipua"}).to_string();
-        self.stream
-            .write_all(format!("{}:{json},", json.len()).as_bytes())
-            .unwrap();
-    }
-
-    /// Reads what has arrived, for up to `secs`, until a message contains `pattern`.
-    fn wait_for(&mut self, pattern: &str, secs: f64) -> bool {
-        let deadline = Instant::now() + Duration::from_secs_f64(secs);
-        loop {
-            if self.seen.iter().any(|m| m.contains(pattern)) {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            let mut chunk = [0u8; 4096];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return false,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                Err(e) => panic!("ctrl_tcp read: {e}"),
-            }
-            self.decode();
-        }
-    }
-
-    /// Moves every complete netstring from `buf` to `seen`.
-    fn decode(&mut self) {
-        while let Some(colon) = self.buf.iter().position(|&b| b == b':') {
-            let len: usize = std::str::from_utf8(&self.buf[..colon])
-                .ok()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or_else(|| {
-                    panic!(
-                        "ctrl_tcp: bad netstring {:?}",
-                        String::from_utf8_lossy(&self.buf)
-                    )
-                });
-            let end = colon + 1 + len;
-            if self.buf.len() <= end {
-                break; // the payload or its trailing comma is still to come
-            }
-            let msg = String::from_utf8_lossy(&self.buf[colon + 1..end]).into_owned();
-            self.seen.push(msg);
-            self.buf = self.buf.split_off(end + 1);
-        }
-    }
-
-    /// The digits of the `CALL_DTMF_START` events so far, in order.
-    fn dtmf(&self) -> String {
-        self.seen
-            .iter()
-            .filter_map(|m| serde_json::from_str::<serde_json::Value>(m).ok())
-            .filter(|v| v["type"] == "CALL_DTMF_START")
-            .filter_map(|v| v["param"].as_str().map(str::to_owned))
-            .collect()
-    }
-
-    fn transcript(&self) -> String {
-        self.seen.join("\n")
     }
 }
 
