@@ -71,7 +71,7 @@ pub(crate) enum Command {
         target: Uri,
         destination: SocketAddr,
         transport: Option<Transport>,
-        from: Option<NameAddr>,
+        from: Option<Box<NameAddr>>,
         headers: Vec<Header>,
         body: Body,
         defer_ack: bool,
@@ -115,9 +115,8 @@ pub(crate) enum Command {
         method: Method,
         target: Uri,
         destination: SocketAddr,
-        transport: Option<Transport>,
-        headers: Vec<Header>,
-        body: Body,
+        /// Everything but the method and target (transport, headers, body, Call-ID...).
+        opts: Box<OutOfDialog>,
         reply: Reply<Response>,
     },
     /// End every session, wait for them (bounded), then stop.
@@ -432,9 +431,10 @@ impl Driver {
             } => {
                 let opts = OutOfDialog {
                     transport,
-                    from,
+                    from: from.map(|f| *f),
                     headers,
                     body,
+                    ..OutOfDialog::default()
                 };
                 let r = self
                     .core
@@ -517,22 +517,12 @@ impl Driver {
                 method,
                 target,
                 destination,
-                transport,
-                headers,
-                body,
+                opts,
                 reply,
-            } => match self.core.send_request_with(
-                t,
-                method,
-                target,
-                destination,
-                OutOfDialog {
-                    transport,
-                    headers,
-                    body,
-                    ..OutOfDialog::default()
-                },
-            ) {
+            } => match self
+                .core
+                .send_request_with(t, method, target, destination, *opts)
+            {
                 Ok(id) => {
                     self.by_tx.insert(id, Route::Waiter(reply));
                 }

@@ -15,6 +15,7 @@
 pub mod dns;
 mod driver;
 mod error;
+mod registerer;
 pub mod sdh;
 mod session;
 pub mod transport;
@@ -22,6 +23,7 @@ mod user_agent;
 
 pub use dns::{DnsResolver, Located};
 pub use error::Error;
+pub use registerer::{Registerer, RegistererOptions, RegistererState, Registration};
 pub use sdh::{
     BodyAndContentType, BoxFuture, FixedSdp, FixedSdpFactory, SdhError, SessionContext,
     SessionDescriptionHandler, SessionDescriptionHandlerFactory, SessionDescriptionHandlerModifier,

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use sipua_message::header::MediaType;
 use sipua_message::{Header, HeaderName, Host, Method, Request, Response, Transport, Uri};
 use sipua_proto::endpoint::TransactionId;
-use sipua_proto::ua::{Capabilities, Credentials, UaConfig, UaCore};
+use sipua_proto::ua::{Capabilities, Credentials, OutOfDialog, UaConfig, UaCore};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::dns::DnsResolver;
@@ -172,6 +172,26 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn next_key(&self) -> u64 {
         self.next_key.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Our address of record: `uri` of the options, else `sip:user@local-ip`.
+    pub(crate) fn aor(&self) -> Uri {
+        self.options.uri.clone().unwrap_or_else(|| {
+            format!("sip:{}@{}", self.options.user, Host::from(self.local.ip()))
+                .parse()
+                .unwrap_or_else(|_| {
+                    Uri::Sip(sipua_message::SipUri::new(Host::from(self.local.ip())))
+                })
+        })
+    }
+
+    /// A value no other call of this agent (or agent) is likely to get, for Call-IDs.
+    pub(crate) fn random(&self) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(self.next_key());
+        h.write_u64(clock_seed(self.local));
+        h.finish()
     }
 
     /// `Allow` with the methods the API handles.
@@ -453,17 +473,33 @@ impl UserAgent {
         headers: Vec<Header>,
         body: Option<(String, Bytes)>,
     ) -> Result<Response, Error> {
+        let opts = OutOfDialog {
+            headers,
+            body: body_of(body)?,
+            ..OutOfDialog::default()
+        };
+        self.request_with(method, target, None, opts).await
+    }
+
+    /// [`UserAgent::request`] with every choice of the core's [`OutOfDialog`] (Call-ID, CSeq,
+    /// To, Contact...), sent to `via` (an outbound proxy or registrar) or else where `target`
+    /// resolves.
+    pub(crate) async fn request_with(
+        &self,
+        method: Method,
+        target: Uri,
+        via: Option<&Uri>,
+        mut opts: OutOfDialog,
+    ) -> Result<Response, Error> {
         let shared = self.shared().ok_or(Error::Stopped)?;
-        let (destination, transport) = shared.resolve(&target).await?;
-        let body = body_of(body)?;
+        let (destination, transport) = shared.resolve(via.unwrap_or(&target)).await?;
+        opts.transport = opts.transport.or(transport);
         shared
             .ask(|reply| Command::Request {
                 method,
                 target,
                 destination,
-                transport,
-                headers,
-                body,
+                opts: Box::new(opts),
                 reply,
             })
             .await

@@ -84,6 +84,20 @@ pub struct OutOfDialog {
     pub headers: Vec<Header>,
     /// A body and its type.
     pub body: Option<(MediaType, Bytes)>,
+    /// The Call-ID to reuse (a registration keeps one Call-ID, RFC 3261 §10.2.4); a new
+    /// one when `None`.
+    pub call_id: Option<String>,
+    /// The CSeq number (a registration's next one); 1 when `None`.
+    pub cseq: Option<u32>,
+    /// The To header (the address of record being registered, RFC 3261 §10.2); our own for
+    /// REGISTER and the target otherwise when `None`.
+    pub to: Option<NameAddr>,
+    /// The Contact header, for REGISTER's `expires`, `+sip.instance` and `reg-id` or `*`;
+    /// our own when `None` (for the methods that carry one).
+    pub contact: Option<Header>,
+    /// Parameters appended to our own Contact (`;expires=600;reg-id=1;+sip.instance=...`)
+    /// when `contact` is `None`.
+    pub contact_params: Option<String>,
 }
 
 /// What the UA core tells its user.
@@ -409,24 +423,38 @@ impl UaCore {
             from,
             headers,
             body,
+            call_id,
+            cseq,
+            to,
+            contact,
+            contact_params,
         } = opts;
         let mut from = from.unwrap_or_else(|| self.local_aor());
         let tag = self.token(10);
         from.set_tag(&tag);
-        let to = if method == Method::Register {
-            self.local_aor()
-        } else {
-            NameAddr::new(target.clone())
-        };
-        let call_id = format!("{}@{}", self.token(20), Host::from(self.cfg.local.ip()));
+        let to = to.unwrap_or_else(|| {
+            if method == Method::Register {
+                self.local_aor()
+            } else {
+                NameAddr::new(target.clone())
+            }
+        });
+        let call_id = call_id
+            .unwrap_or_else(|| format!("{}@{}", self.token(20), Host::from(self.cfg.local.ip())));
         let via = self.via();
         let mut b = RequestBuilder::new(method.clone(), target)
             .via(via)
             .from(from)
             .to(to)
             .call_id(call_id)
-            .cseq(1);
-        if matches!(
+            .cseq(cseq.unwrap_or(1));
+        if let Some(c) = contact {
+            b = b.header(c);
+        } else if let Some(p) = contact_params {
+            let ours = self.contact();
+            let value = format!("{}{p}", String::from_utf8_lossy(ours.value()));
+            b = b.header(Header::new(HeaderName::Contact, value));
+        } else if matches!(
             method,
             Method::Invite | Method::Subscribe | Method::Refer | Method::Register
         ) {

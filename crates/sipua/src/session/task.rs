@@ -620,7 +620,7 @@ impl Task {
                 target,
                 destination,
                 transport,
-                from,
+                from: from.map(Box::new),
                 headers,
                 body: body_for_core,
                 defer_ack: without_sdp,
