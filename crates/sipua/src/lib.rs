@@ -15,6 +15,7 @@
 pub mod dns;
 mod driver;
 mod error;
+mod messager;
 mod registerer;
 pub mod sdh;
 mod session;
@@ -23,6 +24,7 @@ mod user_agent;
 
 pub use dns::{DnsResolver, Located};
 pub use error::Error;
+pub use messager::{Messager, MessagerOptions};
 pub use registerer::{Registerer, RegistererOptions, RegistererState, Registration};
 pub use sdh::{
     BodyAndContentType, BoxFuture, FixedSdp, FixedSdpFactory, SdhError, SessionContext,
