@@ -75,6 +75,14 @@ pub struct ServeArgs {
     /// needs the `opus` build feature). Default: PCMU, PCMA (and Opus when built in).
     #[arg(long, value_parser = crate::media::capabilities)]
     codecs: Option<sipua_media::sdp::offer_answer::MediaCapabilities>,
+    /// Register this address of record (e.g. `sip:bob@example.com`) from the first
+    /// `--listen` address, so that calls to it through the registrar's proxy reach us.
+    #[arg(long)]
+    register: Option<Uri>,
+    #[command(flatten)]
+    registration: crate::account::RegisterArgs,
+    #[command(flatten)]
+    auth: crate::account::AuthArgs,
     /// Signalling only: announce a fixed SDP and send no RTP (for load runs against
     /// signalling-only peers such as SIPp's built-in scenarios).
     #[arg(long, conflicts_with_all = ["echo", "play", "record_dir"])]
@@ -135,12 +143,14 @@ pub struct CallArgs {
     /// needs the `opus` build feature). Default: PCMU, PCMA (and Opus when built in).
     #[arg(long, value_parser = crate::media::capabilities)]
     codecs: Option<sipua_media::sdp::offer_answer::MediaCapabilities>,
+    #[command(flatten)]
+    auth: crate::account::AuthArgs,
     /// Signalling only: announce a fixed SDP and send no RTP.
     #[arg(long, conflicts_with_all = ["play", "record", "dtmf"])]
     no_media: bool,
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -319,6 +329,15 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
             if let Some(f) = &media {
                 options.session_description_handler_factory = f.clone();
             }
+            args.auth.apply(&mut options);
+            if agents.is_empty() {
+                if let Some(aor) = &args.register {
+                    options.uri = Some(aor.clone());
+                    if let Some(u) = aor.as_sip().and_then(|s| s.user.clone()) {
+                        options.user = u;
+                    }
+                }
+            }
             let ua = UserAgent::new(options);
             if let Err(e) = ua.start().await {
                 eprintln!("error: cannot listen on {text}: {e}");
@@ -330,10 +349,26 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
             }
             agents.push(ua);
         }
+        let registration = match (&args.register, agents.first()) {
+            (Some(_), Some(ua)) => match crate::account::register(ua, &args.registration).await {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+            _ => None,
+        };
         if args.lifetime > 0 {
             tokio::time::sleep(Duration::from_secs(args.lifetime)).await;
         } else {
             std::future::pending::<()>().await;
+        }
+        if let Some(r) = registration {
+            match r.unregister(false).await {
+                Ok(resp) => println!("unregistered ({} {})", resp.status(), resp.reason()),
+                Err(e) => eprintln!("unregister: {e}"),
+            }
         }
         for ua in agents {
             ua.stop().await;
@@ -419,6 +454,7 @@ pub fn call(args: &CallArgs) -> ExitCode {
         if !args.no_media {
             options.session_description_handler_factory = crate::media::factory(play, record, caps);
         }
+        args.auth.apply(&mut options);
         let ua = UserAgent::new(options);
         if let Err(e) = ua.start().await {
             eprintln!("error: cannot bind {}: {e}", args.from_addr);

@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+mod account;
 mod call;
 mod demo;
 mod media;
@@ -29,6 +30,10 @@ enum Command {
     Serve(call::ServeArgs),
     /// Call a SIP URI over any transport, hold the call, hang up (or make many calls).
     Call(call::CallArgs),
+    /// Register an address of record at its registrar, stay registered, unregister.
+    Register(account::RegisterCommand),
+    /// Send a MESSAGE (RFC 3428) and print the answer.
+    Message(account::MessageCommand),
 }
 
 fn main() -> ExitCode {
@@ -38,5 +43,7 @@ fn main() -> ExitCode {
         Command::Parse(args) => parse::run(&args),
         Command::Serve(args) => call::serve(&args),
         Command::Call(args) => call::call(&args),
+        Command::Register(args) => account::register_command(&args),
+        Command::Message(args) => account::message_command(&args),
     }
 }

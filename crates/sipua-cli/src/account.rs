@@ -1,0 +1,244 @@
+//! What the commands share to talk to a registrar or proxy: digest credentials
+//! (`--user`/`--password`), an outbound proxy (`--proxy`); and the commands `sipua register`
+//! and `sipua message`.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use sipua::message::Uri;
+use sipua::proto::ua::Credentials;
+use sipua::{
+    Listen, Messager, MessagerOptions, Registerer, RegistererOptions, UserAgent, UserAgentOptions,
+};
+
+/// `--user`, `--password`, `--proxy`: flattened into every command that sends requests.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct AuthArgs {
+    /// The user name for digest challenges (401/407) from a registrar or proxy.
+    #[arg(long, requires = "password")]
+    pub user: Option<String>,
+    /// The password for digest challenges.
+    #[arg(long, requires = "user")]
+    pub password: Option<String>,
+    /// Send every out-of-dialog request (INVITE, MESSAGE, REGISTER) to this proxy,
+    /// `IP:PORT`, whatever the Request-URI says.
+    #[arg(long)]
+    pub proxy: Option<SocketAddr>,
+}
+
+impl AuthArgs {
+    /// Puts the credentials and the proxy into `o`.
+    pub fn apply(&self, o: &mut UserAgentOptions) {
+        if let (Some(u), Some(p)) = (&self.user, &self.password) {
+            o.credentials = Some(Credentials {
+                username: u.clone(),
+                password: p.clone(),
+            });
+        }
+        if self.proxy.is_some() {
+            o.outbound_proxy = self.proxy;
+        }
+    }
+}
+
+/// How to register an agent: flattened into `serve` and `register`.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct RegisterArgs {
+    /// The registrar (default: the domain of the address of record).
+    #[arg(long)]
+    pub registrar: Option<Uri>,
+    /// The registration interval to ask for, in seconds.
+    #[arg(long, default_value_t = 600)]
+    pub expires: u32,
+}
+
+impl RegisterArgs {
+    fn options(&self) -> RegistererOptions {
+        RegistererOptions {
+            expires: self.expires,
+            registrar: self.registrar.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Registers `ua` and prints the outcome; the registration refreshes itself until dropped.
+pub async fn register(ua: &UserAgent, args: &RegisterArgs) -> Result<Registerer, String> {
+    let r = Registerer::new(ua, args.options()).map_err(|e| e.to_string())?;
+    let resp = r.register().await.map_err(|e| format!("register: {e}"))?;
+    let g = r.registration();
+    println!(
+        "registered ({} {}), expires in {} s; bindings: {}",
+        resp.status(),
+        resp.reason(),
+        g.expires.unwrap_or(0),
+        g.contacts.join(", ")
+    );
+    Ok(r)
+}
+
+/// Arguments of `sipua register`.
+#[derive(clap::Args)]
+pub struct RegisterCommand {
+    /// The address of record to register, e.g. `sip:alice@example.com`.
+    aor: Uri,
+    #[command(flatten)]
+    auth: AuthArgs,
+    #[command(flatten)]
+    register: RegisterArgs,
+    /// Our local address: `udp:IP:PORT`, `tcp:`, `tls:`, `ws:` or `wss:`.
+    #[arg(long, default_value = "udp:127.0.0.1:0")]
+    from_addr: String,
+    /// Seconds to stay registered (refreshing) before unregistering; 0 unregisters at once.
+    #[arg(long, default_value_t = 0.0)]
+    duration: f64,
+    /// Remove every binding of the address of record (`Contact: *`) instead of registering.
+    #[arg(long)]
+    unregister_all: bool,
+}
+
+/// Runs `sipua register`: exit 0 when the registrar accepted and the unregistration too.
+pub fn register_command(args: &RegisterCommand) -> ExitCode {
+    let listen = match Listen::parse(&args.from_addr) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let user = args
+        .aor
+        .as_sip()
+        .and_then(|s| s.user.clone())
+        .unwrap_or_else(|| "sipua".into());
+    crate::call::runtime().block_on(async {
+        let mut o = UserAgentOptions {
+            listen,
+            user,
+            uri: Some(args.aor.clone()),
+            ..Default::default()
+        };
+        args.auth.apply(&mut o);
+        let ua = UserAgent::new(o);
+        if let Err(e) = ua.start().await {
+            eprintln!("error: cannot bind {}: {e}", args.from_addr);
+            return ExitCode::FAILURE;
+        }
+        let code = run_register(&ua, args).await;
+        ua.stop().await;
+        code
+    })
+}
+
+async fn run_register(ua: &UserAgent, args: &RegisterCommand) -> ExitCode {
+    if args.unregister_all {
+        let r = match Registerer::new(ua, args.register.options()) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        return match r.unregister(true).await {
+            Ok(resp) => {
+                println!("unregistered all ({} {})", resp.status(), resp.reason());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: unregister: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let r = match register(ua, &args.register).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tokio::time::sleep(Duration::from_secs_f64(args.duration.max(0.0))).await;
+    match r.unregister(false).await {
+        Ok(resp) => {
+            println!("unregistered ({} {})", resp.status(), resp.reason());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: unregister: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Arguments of `sipua message`.
+#[derive(clap::Args)]
+pub struct MessageCommand {
+    /// Who to send it to, e.g. `sip:bob@example.com`.
+    to: Uri,
+    /// The text.
+    text: String,
+    /// Its media type.
+    #[arg(long, default_value = "text/plain")]
+    content_type: String,
+    /// Who we are (From), e.g. `sip:alice@example.com`.
+    #[arg(long)]
+    from: Option<Uri>,
+    #[command(flatten)]
+    auth: AuthArgs,
+    /// Our local address: `udp:IP:PORT`, `tcp:`, `tls:`, `ws:` or `wss:`.
+    #[arg(long, default_value = "udp:127.0.0.1:0")]
+    from_addr: String,
+}
+
+/// Runs `sipua message`: exit 0 when the MESSAGE was accepted (2xx).
+pub fn message_command(args: &MessageCommand) -> ExitCode {
+    let listen = match Listen::parse(&args.from_addr) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::call::runtime().block_on(async {
+        let mut o = UserAgentOptions {
+            listen,
+            uri: args.from.clone(),
+            ..Default::default()
+        };
+        if let Some(user) = args.from.as_ref().and_then(|u| u.as_sip()?.user.clone()) {
+            o.user = user;
+        }
+        args.auth.apply(&mut o);
+        let ua = UserAgent::new(o);
+        if let Err(e) = ua.start().await {
+            eprintln!("error: cannot bind {}: {e}", args.from_addr);
+            return ExitCode::FAILURE;
+        }
+        let m = Messager::new(
+            &ua,
+            args.to.clone(),
+            args.text.clone(),
+            &args.content_type,
+            MessagerOptions::default(),
+        );
+        let code = match m {
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+            Ok(m) => match m.message().await {
+                Ok(r) => {
+                    println!("{} {}", r.status(), r.reason());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+        };
+        ua.stop().await;
+        code
+    })
+}
