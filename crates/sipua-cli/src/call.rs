@@ -101,7 +101,8 @@ pub struct CallArgs {
     #[arg(long, default_value = "udp:127.0.0.1:0")]
     from_addr: String,
     /// The transport to call over: `udp`, `tcp`, `tls`, `ws` or `wss` (default: the URI's
-    /// `transport` parameter, TLS for a `sips:` URI, else UDP).
+    /// `transport` parameter, else the scheme of `--from-addr`, TLS for a `sips:` URI, else
+    /// UDP).
     #[arg(long)]
     transport: Option<String>,
     /// Who we are, for From: a SIP URI or a name-addr such as `"Alice" <sip:alice@example.com>`.
@@ -251,6 +252,18 @@ struct Answerer {
 impl UserAgentDelegate for Answerer {
     fn on_invite(&self, invitation: Invitation) {
         tokio::spawn(answer(invitation, self.mode, self.quiet));
+    }
+
+    fn on_message(&self, message: sipua::IncomingRequest) {
+        if !self.quiet {
+            let r = message.request();
+            println!(
+                "MESSAGE from {}: {}",
+                r.from().map_or("?".into(), |f| f.uri.to_string()),
+                String::from_utf8_lossy(r.body())
+            );
+        }
+        message.accept();
     }
 }
 
@@ -636,9 +649,18 @@ fn with_transport(
     let sip = uri.as_sip();
     let from_uri = sip.and_then(|s| s.transport()).map(str::to_ascii_lowercase);
     let sips = sip.is_some_and(|s| s.scheme == sipua::message::Scheme::Sips);
+    // the local address's own scheme counts when it is not the default UDP
+    let from_listen = match &listen {
+        Listen::Tcp(_) => Some("tcp"),
+        Listen::Tls(_) => Some("tls"),
+        Listen::Ws(_) => Some("ws"),
+        Listen::Wss(_) => Some("wss"),
+        _ => None,
+    };
     let chosen = transport
         .map(str::to_ascii_lowercase)
         .or(from_uri.clone())
+        .or(from_listen.map(str::to_owned))
         .unwrap_or_else(|| if sips { "tls".into() } else { "udp".into() });
     let addr = match listen {
         Listen::Udp(a) | Listen::Tcp(a) | Listen::Tls(a) | Listen::Ws(a) | Listen::Wss(a) => a,

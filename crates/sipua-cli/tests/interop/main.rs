@@ -3,5 +3,6 @@
 
 mod baresip;
 mod common;
+mod kamailio;
 mod media;
 mod sipp;

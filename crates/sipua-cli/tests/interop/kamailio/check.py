@@ -43,6 +43,8 @@ VERBOSE = False
 HOST = "127.0.0.1"
 DOMAIN = "127.0.0.1"
 PASSWORDS = {"alice": "alicepw", "bob": "bobpw"}
+# Request-URIs: "bare" sip:bob@127.0.0.1, or "port" sip:bob@127.0.0.1:<proxy port>[;transport=]
+URI_STYLE = "bare"
 
 
 def rand(n=10):
@@ -331,6 +333,14 @@ class Net:
         self.via = {"udp": "UDP", "tcp": "TCP", "ws": "WS"}[kind]
         self.tparam = {"udp": "", "tcp": ";transport=tcp", "ws": ";transport=ws"}[kind]
 
+    def domain_uri(self, user=None):
+        """The R-URI for user (or the registrar) in our domain, in the current URI_STYLE."""
+        u = f"{user}@" if user else ""
+        if URI_STYLE == "bare":
+            return f"sip:{u}{DOMAIN}"
+        port = self.ports["ws"] if self.kind == "ws" else self.ports["sip"]
+        return f"sip:{u}{HOST}:{port}{self.tparam}"
+
     def proxy_uri(self):
         if self.kind == "ws":
             return f"sip:{HOST}:{self.ports['ws']};transport=ws;lr"
@@ -564,7 +574,7 @@ class UA:
     def register(self, expires=None, contact=None, password=None, expect_status=200,
                  extra=()):
         call_id, tag = rand(16) + "@check", rand()
-        ruri = f"sip:{DOMAIN}"
+        ruri = self.net.domain_uri()
         headers = list(extra)
         if expires is not None:
             headers.append(f"Expires: {expires}")
@@ -624,7 +634,7 @@ def expect(cond, what):
 def invite(caller, callee, ports, to_user=None, ruri=None):
     """alice -> proxy INVITE with 407 dance. Returns (call_id, from_tag, cseq, branch, ruri)."""
     to_user = to_user or callee.name
-    ruri = ruri or f"sip:{to_user}@{DOMAIN}"
+    ruri = ruri or caller.net.domain_uri(to_user)
     call_id, tag = rand(16) + "@check", rand()
     sdp = (f"v=0\r\no=- 1 1 IN IP4 {HOST}\r\ns=-\r\nc=IN IP4 {HOST}\r\nt=0 0\r\n"
            f"m=audio 4000 RTP/AVP 0\r\n").encode()
@@ -736,7 +746,7 @@ def cancelled_call(caller, callee, ports):
 
 def message(sender, receiver, text):
     call_id, tag = rand(16) + "@check", rand()
-    ruri = f"sip:{receiver.name}@{DOMAIN}"
+    ruri = sender.net.domain_uri(receiver.name)
     data, _ = sender.build("MESSAGE", ruri, ruri, call_id, tag, 1, body=text.encode(),
                            extra=["Content-Type: text/plain"], contact=False)
     sender.send(data)
@@ -781,8 +791,10 @@ def invite_404(caller, to_name):
     caller.ack_non2xx(r, ruri, branch)
 
 
-def scenario(ports, kind_a, kind_b, tcp_listen, first):
-    tag = f"[alice {kind_a} -> bob {kind_b}]"
+def scenario(ports, kind_a, kind_b, tcp_listen, first, style):
+    global URI_STYLE
+    URI_STYLE = style
+    tag = f"[alice {kind_a} -> bob {kind_b}, {style} R-URIs]"
     alice = UA("alice", kind_a, ports, tcp_listen)
     bob = UA("bob", kind_b, ports, tcp_listen)
     try:
@@ -794,6 +806,15 @@ def scenario(ports, kind_a, kind_b, tcp_listen, first):
                    f"contact missing in 200: {r.all('contact')}")
         check(f"{tag} REGISTER alice: 401 then 200 with contact", reg_alice)
         if first:
+            def options():
+                ruri = alice.net.proxy_uri().replace(";lr", "")
+                call_id = rand(16) + "@check"
+                data, _ = alice.build("OPTIONS", ruri, ruri, call_id, rand(), 1)
+                alice.send(data)
+                r = alice.wait_final(call_id, 1, "OPTIONS")
+                expect(r.status == 200, f"OPTIONS to the proxy got {r.first}")
+            check(f"{tag} OPTIONS to the proxy itself: 200 (no auth)", options)
+
             def too_brief():
                 r, _ = alice.register(expires=30)
                 expect(r.status == 423, f"Expires 30 got {r.first}")
@@ -804,6 +825,16 @@ def scenario(ports, kind_a, kind_b, tcp_listen, first):
                 r, _ = alice.register(expires=300, password="nope")
                 expect(r.status == 401, f"wrong password got {r.first}")
             check(f"{tag} REGISTER wrong password: 401 again", wrong_pw)
+
+            def foreign_aor():
+                saved = alice.aor
+                alice.aor = alice.aor.replace("alice", "bob")  # bob's AoR, alice's credentials
+                try:
+                    r, _ = alice.register(expires=300)
+                finally:
+                    alice.aor = saved
+                expect(r.status == 403, f"REGISTER of bob's AoR by alice got {r.first}")
+            check(f"{tag} REGISTER someone else's AoR: 403", foreign_aor)
 
             def default_expires():
                 r, _ = alice.register()
@@ -889,6 +920,8 @@ def main():
     ap.add_argument("--tcp-flows", action="store_true",
                     help="start with -A WITH_TCP_FLOWS; TCP UAs then do not listen")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (config, log)")
+    ap.add_argument("--only", metavar="A,B", action="append",
+                    help="run only alice transport A with bob transport B (udp, tcp, ws)")
     args = ap.parse_args()
     VERBOSE = args.verbose
     sip = free_udp_tcp_port()
@@ -898,8 +931,12 @@ def main():
     try:
         combos = [("udp", "udp"), ("tcp", "tcp"), ("ws", "ws"), ("udp", "ws"), ("ws", "udp"),
                   ("tcp", "ws"), ("udp", "tcp")]
+        if args.only:
+            combos = [tuple(o.split(",")) for o in args.only]
         for i, (a, b) in enumerate(combos):
-            scenario(ports, a, b, not args.tcp_flows, first=(i == 0))
+            for style in ("bare", "port"):
+                scenario(ports, a, b, not args.tcp_flows, first=(i == 0 and style == "bare"),
+                         style=style)
     finally:
         stop_kamailio(proc)
         failed = sum(1 for _, ok in RESULTS if not ok)

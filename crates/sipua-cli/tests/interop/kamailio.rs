@@ -1,0 +1,316 @@
+//! Interop with Kamailio (Debian `kamailio`, `kamailio-websocket-modules`) as registrar and
+//! stateful proxy with digest authentication from a text database (`kamailio/kamailio.cfg`,
+//! `kamailio/db/`), started by each test on loopback. Over UDP, TCP and WebSocket: Bob
+//! (`sipua serve --register`) registers through a 401 challenge, Alice (`sipua call`) calls
+//! `sip:bob@127.0.0.1` through the proxy answering its 407, the call carries audio both ways
+//! and is hung up; Alice's MESSAGE reaches Bob through the proxy; Bob unregisters every
+//! binding and a MESSAGE to him then gets 404. Kamailio missing is a failure, not a skip:
+//! `scripts/test` installs it.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::common::*;
+
+const CFG: &str = include_str!("kamailio/kamailio.cfg");
+const VERSION: &str = include_str!("kamailio/db/version");
+const SUBSCRIBER: &str = include_str!("kamailio/db/subscriber");
+
+/// One Kamailio on loopback from a private directory; stopped with SIGTERM (its worker
+/// processes follow the main one; SIGKILL would leave them holding the ports).
+struct Kamailio {
+    child: Killed,
+    out: Output,
+    dir: PathBuf,
+    sip_port: u16,
+    ws_port: u16,
+}
+
+impl Kamailio {
+    fn start(name: &str) -> Kamailio {
+        assert!(
+            Command::new("kamailio").arg("-v").output().is_ok(),
+            "kamailio is not installed (apt-get install kamailio kamailio-websocket-modules; \
+             scripts/test does it)"
+        );
+        let dir = std::env::temp_dir().join(format!(
+            "sipua-interop-kamailio-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (db, run) = (dir.join("db"), dir.join("run"));
+        std::fs::create_dir_all(&db).unwrap();
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::write(db.join("version"), VERSION).unwrap();
+        std::fs::write(db.join("subscriber"), SUBSCRIBER).unwrap();
+        let sip_port = free_baresip_sip_port();
+        let ws_port = free_tcp_port_except(&[sip_port, sip_port + 1]);
+        let cfg = CFG
+            .replace("@UDP_PORT@", &sip_port.to_string())
+            .replace("@WS_PORT@", &ws_port.to_string())
+            .replace("@DB_DIR@", db.to_str().unwrap());
+        let cfg_path = dir.join("kamailio.cfg");
+        std::fs::write(&cfg_path, cfg).unwrap();
+        let (child, out) = spawn(
+            Command::new("kamailio")
+                .arg("-f")
+                .arg(&cfg_path)
+                .args(["-DD", "-E", "-Y"])
+                .arg(&run)
+                .arg("-P")
+                .arg(run.join("kamailio.pid")),
+        );
+        let k = Kamailio {
+            child,
+            out,
+            dir,
+            sip_port,
+            ws_port,
+        };
+        assert!(
+            k.out.wait_for("sipua-kamailio ready", 10.0),
+            "kamailio did not start:\n{}",
+            k.out.text()
+        );
+        k
+    }
+
+    /// `IP:PORT` of the proxy for `transport`.
+    fn proxy(&self, transport: &str) -> String {
+        let port = if transport == "ws" {
+            self.ws_port
+        } else {
+            self.sip_port
+        };
+        format!("127.0.0.1:{port}")
+    }
+
+    /// The registrar's URI over `transport`.
+    fn registrar(&self, transport: &str) -> String {
+        match transport {
+            "udp" => format!("sip:{}", self.proxy("udp")),
+            t => format!("sip:{};transport={t}", self.proxy(t)),
+        }
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.0.id().to_string()])
+            .status();
+        wait_exit(&mut self.child, 3.0);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn sipua() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sipua"))
+}
+
+/// Runs a `sipua` command to its end (at most 30 s): whether it exited 0 and what it printed.
+fn run(args: &[&str]) -> (bool, String) {
+    let (mut child, out) = spawn(sipua().args(args));
+    let status = wait_exit(&mut child, 30.0);
+    (status.is_some_and(|s| s.success()), out.text())
+}
+
+fn register_call_message_unregister(transport: &str) {
+    let k = Kamailio::start(transport);
+    let proxy = k.proxy(transport);
+    let registrar = k.registrar(transport);
+    let context = |what: &str| format!("{what}\nkamailio:\n{}", k.out.text());
+
+    // Bob registers (401 → credentials → 200) and answers calls
+    let bob_listen = format!(
+        "{transport}:127.0.0.1:{}",
+        free_tcp_port_except(&[k.sip_port, k.ws_port])
+    );
+    let (_bob, bob_out) = spawn(sipua().args([
+        "serve",
+        "--listen",
+        &bob_listen,
+        "--register",
+        "sip:bob@127.0.0.1",
+        "--registrar",
+        &registrar,
+        "--user",
+        "bob",
+        "--password",
+        "bobpw",
+        "--proxy",
+        &proxy,
+        "--lifetime",
+        "40",
+    ]));
+    assert!(
+        bob_out.wait_for("registered (200", 10.0),
+        "{}",
+        context(&format!("bob did not register:\n{}", bob_out.text()))
+    );
+
+    // Alice calls sip:bob@127.0.0.1 through the proxy (407 → credentials)
+    let from_addr = format!("{transport}:127.0.0.1:0");
+    let (ok, printed) = run(&[
+        "call",
+        "sip:bob@127.0.0.1",
+        "--from",
+        "sip:alice@127.0.0.1",
+        "--from-addr",
+        &from_addr,
+        "--user",
+        "alice",
+        "--password",
+        "alicepw",
+        "--proxy",
+        &proxy,
+        "--duration",
+        "1.5",
+    ]);
+    let both = || format!("alice:\n{printed}\nbob:\n{}", bob_out.text());
+    assert!(ok, "{}", context(&format!("the call failed\n{}", both())));
+    assert!(printed.contains("BYE: 200"), "{}", context(&both()));
+    assert!(
+        bob_out.wait_for("INVITE from sip:alice@127.0.0.1", 2.0),
+        "{}",
+        context(&both())
+    );
+    // audio flowed (RTP goes straight between the two, the proxy only carries signalling)
+    let media = printed
+        .lines()
+        .find(|l| l.starts_with("media: "))
+        .unwrap_or_default();
+    let received: u64 = media
+        .split_whitespace()
+        .skip_while(|w| *w != "recv")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        received >= 40,
+        "{}",
+        context(&format!("media: {media}\n{}", both()))
+    );
+
+    // Alice's MESSAGE reaches Bob through the proxy
+    let (ok, printed) = run(&[
+        "message",
+        "sip:bob@127.0.0.1",
+        "hello through kamailio",
+        "--from",
+        "sip:alice@127.0.0.1",
+        "--from-addr",
+        &from_addr,
+        "--user",
+        "alice",
+        "--password",
+        "alicepw",
+        "--proxy",
+        &proxy,
+    ]);
+    assert!(ok && printed.contains("200"), "{}", context(&printed));
+    assert!(
+        bob_out.wait_for(
+            "MESSAGE from sip:alice@127.0.0.1: hello through kamailio",
+            3.0
+        ),
+        "{}",
+        context(&bob_out.text())
+    );
+
+    // every binding of Bob removed (Contact: *): now he is unknown to the proxy
+    let (ok, printed) = run(&[
+        "register",
+        "sip:bob@127.0.0.1",
+        "--unregister-all",
+        "--registrar",
+        &registrar,
+        "--from-addr",
+        &from_addr,
+        "--user",
+        "bob",
+        "--password",
+        "bobpw",
+        "--proxy",
+        &proxy,
+    ]);
+    assert!(
+        ok && printed.contains("unregistered all (200"),
+        "{}",
+        context(&printed)
+    );
+    let (ok, printed) = run(&[
+        "message",
+        "sip:bob@127.0.0.1",
+        "anyone there?",
+        "--from",
+        "sip:alice@127.0.0.1",
+        "--from-addr",
+        &from_addr,
+        "--user",
+        "alice",
+        "--password",
+        "alicepw",
+        "--proxy",
+        &proxy,
+    ]);
+    assert!(!ok, "{}", context(&printed));
+    assert!(printed.contains("404"), "{}", context(&printed));
+}
+
+#[test]
+fn kamailio_over_udp_registers_routes_a_call_and_a_message_and_unregisters() {
+    register_call_message_unregister("udp");
+}
+
+#[test]
+fn kamailio_over_tcp_registers_routes_a_call_and_a_message_and_unregisters() {
+    register_call_message_unregister("tcp");
+}
+
+#[test]
+fn kamailio_over_websocket_registers_routes_a_call_and_a_message_and_unregisters() {
+    register_call_message_unregister("ws");
+}
+
+#[test]
+fn kamailio_refuses_a_wrong_password_and_a_too_short_interval_is_raised() {
+    let k = Kamailio::start("auth");
+    let registrar = k.registrar("udp");
+    let proxy = k.proxy("udp");
+    let (ok, printed) = run(&[
+        "register",
+        "sip:alice@127.0.0.1",
+        "--registrar",
+        &registrar,
+        "--user",
+        "alice",
+        "--password",
+        "wrong",
+        "--proxy",
+        &proxy,
+    ]);
+    assert!(!ok, "{printed}");
+    assert!(
+        printed.contains("401"),
+        "{printed}\nkamailio:\n{}",
+        k.out.text()
+    );
+    // 423 Interval Too Brief: the registrar's Min-Expires (60) is asked for instead
+    let (ok, printed) = run(&[
+        "register",
+        "sip:alice@127.0.0.1",
+        "--registrar",
+        &registrar,
+        "--expires",
+        "10",
+        "--user",
+        "alice",
+        "--password",
+        "alicepw",
+        "--proxy",
+        &proxy,
+    ]);
+    assert!(ok, "{printed}\nkamailio:\n{}", k.out.text());
+    assert!(printed.contains("expires in 60 s"), "{printed}");
+}
