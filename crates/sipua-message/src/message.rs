@@ -717,50 +717,67 @@ fn parse_message(buf: Bytes) -> Result<Message> {
     let (start_end, mut pos) =
         line_end(data, begin).ok_or(ParseError::new(ErrorKind::Incomplete, "no header section"))?;
 
+    let incomplete = || {
+        ParseError::new(
+            ErrorKind::Incomplete,
+            "header section not terminated by an empty line",
+        )
+    };
     let mut entries = Vec::with_capacity(16);
-    let mut body_start = None;
-    // (line start, line end) of the header being collected
-    let mut current: Option<(usize, usize)> = None;
-    let first = pos;
-    for nl in memchr::memchr_iter(b'\n', &data[first..]).map(|i| i + first) {
-        let end = if nl > pos && data[nl - 1] == b'\r' {
-            nl - 1
-        } else {
-            nl
+    let body_start = loop {
+        // `pos` starts a line that does not continue a header (folds are taken below)
+        let Some(&first) = data.get(pos) else {
+            return Err(incomplete());
         };
-        let next = nl + 1;
-        if end == pos {
-            if let Some((s, e)) = current.take() {
-                entries.push(field(data, s, e)?);
-            }
-            body_start = Some(next);
-            break;
-        }
-        if data[pos] == b' ' || data[pos] == b'\t' {
-            match &mut current {
-                Some((_, e)) => *e = end,
-                None => {
-                    return Err(ParseError::new(
-                        ErrorKind::HeaderLine,
-                        "continuation line before the first header",
-                    ))
-                }
-            }
+        // fast path: `Name: value` with the name and the value on this line, looked at
+        // before the end of the line is searched for (from the value on)
+        let fast = if scan::is_token(first) {
+            name_and_value(data, pos)
         } else {
-            if let Some((s, e)) = current.take() {
-                entries.push(field(data, s, e)?);
-                if entries.len() > MAX_HEADERS {
-                    return Err(ParseError::new(ErrorKind::TooLarge, "too many headers"));
-                }
+            None
+        };
+        let from = fast.map_or(pos, |(_, vs, _)| vs);
+        let Some(nl) = scan::find_byte_wide(&data[from..], b'\n') else {
+            return Err(incomplete());
+        };
+        let (mut end, mut next) = ends(data, pos, from + nl);
+        if end == pos {
+            break next;
+        }
+        if first == b' ' || first == b'\t' {
+            // (after a header, its continuation lines are taken below)
+            return Err(ParseError::new(
+                ErrorKind::HeaderLine,
+                "continuation line before the first header",
+            ));
+        }
+        // continuation lines (RFC 3261 §7.3.1)
+        while let Some(b' ' | b'\t') = data.get(next) {
+            let Some(nl) = scan::find_byte_wide(&data[next..], b'\n') else {
+                return Err(incomplete());
+            };
+            (end, next) = ends(data, next, next + nl);
+        }
+        // a header is only judged once the line after it is complete
+        let seen = |e: ParseError| {
+            if scan::find_byte_wide(&data[next..], b'\n').is_some() {
+                e
+            } else {
+                incomplete()
             }
-            current = Some((pos, end));
+        };
+        entries.push(field(data, pos, end, fast).map_err(seen)?);
+        if entries.len() > MAX_HEADERS
+            && !data[next..].starts_with(b"\n")
+            && !data[next..].starts_with(b"\r\n")
+        {
+            return Err(seen(ParseError::new(
+                ErrorKind::TooLarge,
+                "too many headers",
+            )));
         }
         pos = next;
-    }
-    let body_start = body_start.ok_or(ParseError::new(
-        ErrorKind::Incomplete,
-        "header section not terminated by an empty line",
-    ))?;
+    };
 
     // framing: Content-Length
     let mut content_length: Option<u32> = None;
@@ -829,7 +846,76 @@ fn line_end(data: &[u8], pos: usize) -> Option<(usize, usize)> {
     Some((end, nl + 1))
 }
 
-fn field(data: &[u8], start: usize, end: usize) -> Result<Entry> {
+/// The end of the header name, the start of the value and the known name of the header line
+/// at `pos`, when it is `token *(SP / HTAB) ":" *(SP / HTAB)` and a value on the same line;
+/// `None` otherwise (then [`field_slow`] looks at the whole header once it is complete).
+#[inline]
+fn name_and_value(data: &[u8], pos: usize) -> Option<(usize, usize, Option<Known>)> {
+    let rest = &data[pos..];
+    // the first colon: a token has none, so it ends the name (and its blanks) if anything does
+    let colon = scan::find_byte(rest, b':')?;
+    let (name, value) = rest.split_at(colon);
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let name = match name.last() {
+        Some(b) if blank(b) => {
+            let ne = name.iter().rposition(|b| !blank(b)).map_or(0, |i| i + 1);
+            &name[..ne]
+        }
+        _ => name,
+    };
+    // a known spelling is a token; anything else must be checked
+    let known = Known::lookup_in(rest, name.len());
+    if known.is_none() && !scan::all_token(name) {
+        return None;
+    }
+    let value = &value[1..];
+    let skip = value.iter().position(|b| !blank(b))?;
+    match value[skip] {
+        b'\r' | b'\n' => None,
+        _ => Some((pos + name.len(), pos + colon + 1 + skip, known)),
+    }
+}
+
+/// The end of the line whose LF is at `nl` (before its CR, if any, that is not its first
+/// byte `pos`) and the start of the next.
+#[inline]
+fn ends(data: &[u8], pos: usize, nl: usize) -> (usize, usize) {
+    let end = if nl > pos && data[nl - 1] == b'\r' {
+        nl - 1
+    } else {
+        nl
+    };
+    (end, nl + 1)
+}
+
+/// The entry of the header on lines `start..end` (folds included), with what
+/// [`name_and_value`] found on its first line.
+#[inline]
+fn field(
+    data: &[u8],
+    start: usize,
+    end: usize,
+    fast: Option<(usize, usize, Option<Known>)>,
+) -> Result<Entry> {
+    let Some((ne, vs, known)) = fast else {
+        return field_slow(data, start, end);
+    };
+    // data[vs] is not whitespace, so the trim stops there
+    let mut ve = end;
+    while ve > vs && scan::is_ws(data[ve - 1]) {
+        ve -= 1;
+    }
+    Ok(Entry {
+        known,
+        line: (start as u32, end as u32),
+        name: (start as u32, ne as u32),
+        value: (vs as u32, ve as u32),
+    })
+}
+
+#[cold]
+#[inline(never)]
+fn field_slow(data: &[u8], start: usize, end: usize) -> Result<Entry> {
     let line = &data[start..end];
     // the name is a token, then optional whitespace, then the colon
     let mut ne = 0;

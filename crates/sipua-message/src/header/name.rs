@@ -26,6 +26,12 @@ macro_rules! header_names {
         }
 
         impl Known {
+            /// Every canonical spelling, then the compact forms.
+            const SPELLINGS: &'static [(&'static [u8], Known)] = &[
+                $( ($canon.as_bytes(), Known::$variant), )*
+                $( $( (&[$compact as u32 as u8], Known::$variant), )? )*
+            ];
+
             /// The public name.
             pub(crate) fn name(self) -> HeaderName {
                 match self {
@@ -142,6 +148,144 @@ header_names! {
     Via => "Via", b"via", 'v';
     Warning => "Warning", b"warning";
     WwwAuthenticate => "WWW-Authenticate", b"www-authenticate";
+}
+
+/// A known spelling as up to three little-endian words (bytes 0 to 8, the last 8 bytes of a
+/// name longer than 8, bytes 8 to 16 of a name longer than 16; zero-padded), lower case, with
+/// the case bit of every letter in a mask: a name matches when `word | mask == lower` for
+/// every word, which takes letters in any case and every other byte exactly.
+#[derive(Clone, Copy)]
+struct Spelling {
+    len: u8,
+    known: Known,
+    lower: [u64; 3],
+    mask: [u64; 3],
+}
+
+/// Longest known spelling.
+const MAX_LEN: usize = 20;
+
+/// How [`word`] maps each byte.
+#[derive(Clone, Copy)]
+enum Map {
+    AsIs,
+    Lower,
+    CaseBit,
+}
+
+/// Up to 8 bytes of `s` from `at`, as a little-endian word, each byte mapped by `map`.
+const fn word(s: &[u8], at: usize, map: Map) -> u64 {
+    let mut v = 0u64;
+    let mut i = 0;
+    while i < 8 && at + i < s.len() {
+        let b = s[at + i];
+        let b = match map {
+            Map::AsIs => b,
+            Map::Lower => b.to_ascii_lowercase(),
+            Map::CaseBit if b.is_ascii_alphabetic() => 0x20,
+            Map::CaseBit => 0,
+        };
+        v |= (b as u64) << (8 * i);
+        i += 1;
+    }
+    v
+}
+
+/// The words of a spelling (see [`Spelling`]), bytes mapped by `map`.
+const fn words_of(s: &[u8], map: Map) -> [u64; 3] {
+    let n = s.len();
+    [
+        word(s, 0, map),
+        if n > 8 { word(s, n - 8, map) } else { 0 },
+        if n > 16 { word(s, 8, map) } else { 0 },
+    ]
+}
+
+/// The slot in [`SLOTS`] of a name of `n` bytes with the first two words `w0` and `w1`: the
+/// case bit is set in every byte first, so every spelling of a name lands in the same slot.
+#[inline]
+const fn slot_of(w0: u64, w1: u64, n: usize) -> usize {
+    const CASE: u64 = 0x2020_2020_2020_2020;
+    let x = ((w0 | CASE) ^ (w1 | CASE).rotate_left(29)).wrapping_add(n as u64);
+    // a multiplier for which the known spellings fall in distinct slots (checked below)
+    (x.wrapping_mul(0x5579_85e0_911a_e38d) >> 55) as usize
+}
+
+const EMPTY: u8 = u8::MAX;
+
+static SPELLINGS: [Spelling; Known::SPELLINGS.len()] = {
+    let mut t = [Spelling {
+        len: 0,
+        known: Known::Via,
+        lower: [0; 3],
+        mask: [0; 3],
+    }; Known::SPELLINGS.len()];
+    let mut i = 0;
+    while i < t.len() {
+        let (s, known) = Known::SPELLINGS[i];
+        assert!(!s.is_empty() && s.len() <= MAX_LEN);
+        t[i] = Spelling {
+            len: s.len() as u8,
+            known,
+            lower: words_of(s, Map::Lower),
+            mask: words_of(s, Map::CaseBit),
+        };
+        i += 1;
+    }
+    t
+};
+
+/// Index into [`SPELLINGS`] by [`slot_of`], or [`EMPTY`].
+static SLOTS: [u8; 512] = {
+    let mut t = [EMPTY; 512];
+    let mut i = 0;
+    assert!(SPELLINGS.len() < EMPTY as usize);
+    while i < SPELLINGS.len() {
+        let s = &SPELLINGS[i];
+        let slot = slot_of(s.lower[0], s.lower[1], s.len as usize);
+        assert!(t[slot] == EMPTY, "two known header names share a slot");
+        t[slot] = i as u8;
+        i += 1;
+    }
+    t
+};
+
+impl Known {
+    /// The known header named by the first `n` bytes of `s`, letters in any case and every
+    /// other byte exactly (for a token, the same answer as [`HeaderName::known`]): one hash
+    /// and one comparison of words.
+    #[inline]
+    pub(crate) fn lookup_in(s: &[u8], n: usize) -> Option<Known> {
+        if n == 0 || n > MAX_LEN || n > s.len() {
+            return None;
+        }
+        let load = |at: usize| {
+            s.get(at..at + 8)
+                .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
+        };
+        let w0 = if s.len() >= 8 {
+            // the bytes after the name are masked off
+            load(0) & (u64::MAX >> (64 - 8 * n.min(8)))
+        } else {
+            word(&s[..n], 0, Map::AsIs)
+        };
+        let w1 = if n > 8 { load(n - 8) } else { 0 };
+        let sp = SPELLINGS.get(usize::from(SLOTS[slot_of(w0, w1, n)]))?;
+        if usize::from(sp.len) != n {
+            return None;
+        }
+        let w2 = if n > 16 { load(8) } else { 0 };
+        ((w0 | sp.mask[0]) == sp.lower[0]
+            && (w1 | sp.mask[1]) == sp.lower[1]
+            && (w2 | sp.mask[2]) == sp.lower[2])
+            .then_some(sp.known)
+    }
+
+    /// [`Known::lookup_in`] for a whole slice.
+    #[cfg(test)]
+    fn lookup(name: &[u8]) -> Option<Known> {
+        Known::lookup_in(name, name.len())
+    }
 }
 
 impl HeaderName {
@@ -364,5 +508,74 @@ mod tests {
         );
         assert_eq!(HeaderName::CallId.as_str(), "Call-ID");
         assert_eq!(HeaderName::Via.compact(), Some('v'));
+    }
+
+    #[test]
+    fn lookup_agrees_with_known_on_tokens() {
+        // every spelling in several cases, and near misses
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        for &(s, _) in Known::SPELLINGS {
+            names.push(s.to_vec());
+            names.push(s.to_ascii_lowercase());
+            names.push(s.to_ascii_uppercase());
+            let alt: Vec<u8> = s
+                .iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    if i % 2 == 0 {
+                        b.to_ascii_uppercase()
+                    } else {
+                        *b
+                    }
+                })
+                .collect();
+            names.push(alt);
+            for i in 0..s.len() {
+                for b in [b'-', b'.', b'x', b'!', b'~', b'0'] {
+                    let mut n = s.to_vec();
+                    n[i] = b;
+                    names.push(n);
+                }
+                names.push([&s[..i], &s[i + 1..]].concat());
+            }
+            names.push([s, b"x"].concat());
+            names.push([b"x", s].concat());
+        }
+        let token = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~";
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..200_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = 1 + (seed % 21) as usize;
+            names.push(
+                (0..len)
+                    .map(|i| token[((seed >> (i * 3)) as usize ^ (i * 7)) % token.len()])
+                    .collect(),
+            );
+        }
+        for n in &names {
+            if n.iter().all(|&b| crate::scan::is_token(b)) {
+                let known = HeaderName::known(n);
+                assert_eq!(Known::lookup(n), known, "{}", String::from_utf8_lossy(n));
+                // followed by other bytes, as in a message
+                for tail in [
+                    &b":"[..],
+                    b": x",
+                    b" : value\r\n",
+                    b"xxxxxxxxxxxxxxxxxxxxxxx",
+                ] {
+                    let line = [&n[..], tail].concat();
+                    assert_eq!(Known::lookup_in(&line, n.len()), known);
+                }
+            }
+        }
+        for &(s, k) in Known::SPELLINGS {
+            assert_eq!(Known::lookup(s), Some(k));
+        }
+        // exact on everything but letters
+        assert_eq!(Known::lookup(b"Call\rID"), None);
+        assert_eq!(Known::lookup(b"Call-ID\0"), None);
+        assert_eq!(Known::lookup(b""), None);
     }
 }
