@@ -100,8 +100,8 @@ impl Params {
         let mut params = Vec::new();
         scan_params(c, |name, value| {
             let (value, quoted) = match value {
-                Some((v, true)) => (Some(scan::unescape_quoted(v)), true),
-                Some((v, false)) => (Some(scan::string(v)), false),
+                Some(RawValue::Quoted(v)) => (Some(scan::unescape_quoted(v)), true),
+                Some(RawValue::Token(v) | RawValue::Plain(v)) => (Some(scan::string(v)), false),
                 None => (None, false),
             };
             params.push(Param {
@@ -127,7 +127,7 @@ pub(crate) fn find_token_param<'a>(
     scan_params(c, |n, value| {
         if found.is_none() && !bad && scan::eq_token_ci(n, name) {
             match value {
-                Some((v, false)) if scan::all_token(v) => found = Some(v),
+                Some(RawValue::Token(v)) => found = Some(v),
                 _ => bad = true,
             }
         }
@@ -138,60 +138,89 @@ pub(crate) fn find_token_param<'a>(
     Ok(found)
 }
 
+/// A parameter value as written.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RawValue<'a> {
+    /// An unquoted value made of token characters only.
+    Token(&'a [u8]),
+    /// Another unquoted value (with `:`, `[` or `]`, as in an IPv6 address).
+    Plain(&'a [u8]),
+    /// The inside of the quotes, quoted-pairs still escaped.
+    Quoted(&'a [u8]),
+}
+
 /// Walks `*( SEMI generic-param )` at the cursor without allocating, calling `f` with each
-/// name and raw value (the inside of the quotes, still escaped, when `quoted`); stops before
-/// a `,` or at the end.
+/// name and value; stops before a `,` or at the end.
+#[inline]
 pub(crate) fn scan_params<'a>(
     c: &mut Cursor<'a>,
-    mut f: impl FnMut(&'a [u8], Option<(&'a [u8], bool)>),
+    mut f: impl FnMut(&'a [u8], Option<RawValue<'a>>),
 ) -> Result<()> {
-    // an index loop over the slice: this runs for every Via, From and To of every message
+    // this runs for every Via, From and To of every message: runs of bytes are scanned with
+    // one table that gives both classes
     let s = c.s;
-    let n = s.len();
     let mut i = c.pos;
-    let skip_ws = |mut i: usize| {
-        while i < n && scan::is_ws(s[i]) {
-            i += 1;
-        }
-        i
+    let skip_ws = |i: usize| {
+        let rest = s.get(i..).unwrap_or_default();
+        i + rest
+            .iter()
+            .position(|&b| !scan::is_ws(b))
+            .unwrap_or(rest.len())
     };
     loop {
         i = skip_ws(i);
-        if i >= n || s[i] != b';' {
+        if s.get(i) != Some(&b';') {
             c.pos = i;
             return Ok(());
         }
         i = skip_ws(i + 1);
-        let name_start = i;
-        while i < n && scan::is_token(s[i]) {
-            i += 1;
-        }
-        if i == name_start {
+        let rest = s.get(i..).unwrap_or_default();
+        let len = rest
+            .iter()
+            .position(|&b| CLASS[b as usize] & TOKEN == 0)
+            .unwrap_or(rest.len());
+        if len == 0 {
             return Err(ParseError::new(ErrorKind::HeaderValue, "empty parameter"));
         }
-        let name = &s[name_start..i];
+        let name = &rest[..len];
+        i += len;
         let j = skip_ws(i);
-        let value = if j < n && s[j] == b'=' {
+        let value = if s.get(j) == Some(&b'=') {
             i = skip_ws(j + 1);
-            if i < n && s[i] == b'"' {
+            let rest = s.get(i..).unwrap_or_default();
+            if rest.first() == Some(&b'"') {
                 c.pos = i;
                 let q = c.quoted()?;
                 i = c.pos;
-                Some((q, true))
+                Some(RawValue::Quoted(q))
             } else {
-                let value_start = i;
-                while i < n && PLAIN_VALUE[s[i] as usize] {
-                    i += 1;
+                // the run of value characters, and whether all of them are token characters
+                let mut all = TOKEN;
+                let mut len = 0;
+                for &b in rest {
+                    let class = CLASS[b as usize];
+                    if class & PLAIN == 0 {
+                        break;
+                    }
+                    all &= class;
+                    len += 1;
                 }
-                if i == value_start {
+                if len == 0 {
                     return Err(ParseError::new(
                         ErrorKind::HeaderValue,
                         "empty parameter value",
                     ));
                 }
-                Some((&s[value_start..i], false))
+                i += len;
+                let v = &rest[..len];
+                Some(if all != 0 {
+                    RawValue::Token(v)
+                } else {
+                    RawValue::Plain(v)
+                })
             }
         } else {
+            i = j;
             None
         };
         f(name, value);
@@ -200,6 +229,22 @@ pub(crate) fn scan_params<'a>(
 
 /// Characters allowed in an unquoted `gen-value`: token or host (IPv6 references included).
 static PLAIN_VALUE: [bool; 256] = scan::table(b"-.!%*_+`'~:[]");
+
+/// [`CLASS`] bit of token characters.
+const TOKEN: u8 = 1;
+/// [`CLASS`] bit of [`PLAIN_VALUE`] characters (token characters included).
+const PLAIN: u8 = 2;
+
+/// Both classes of every byte.
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = if PLAIN_VALUE[b] { PLAIN } else { 0 } | if scan::TOKEN[b] { TOKEN } else { 0 };
+        b += 1;
+    }
+    t
+};
 
 impl fmt::Display for Params {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -233,6 +278,15 @@ mod tests {
         assert_eq!(p.get("lr"), Some(None));
         assert_eq!(p.value("x"), Some("a b"));
         assert_eq!(p.to_string(), ";tag=1918181833n;lr;q=0.5;x=\"a b\"");
+    }
+
+    #[test]
+    fn token_characters_are_plain_value_characters() {
+        for b in 0..=255u8 {
+            assert!(!scan::is_token(b) || PLAIN_VALUE[b as usize], "{b}");
+            assert_eq!(CLASS[b as usize] & TOKEN != 0, scan::is_token(b));
+            assert_eq!(CLASS[b as usize] & PLAIN != 0, PLAIN_VALUE[b as usize]);
+        }
     }
 
     #[test]
