@@ -729,6 +729,20 @@ fn parse_message(buf: Bytes) -> Result<Message> {
         let Some(&first) = data.get(pos) else {
             return Err(incomplete());
         };
+        if scan::is_token(first) && entries.len() < MAX_HEADERS {
+            if let Some(l) = simple_line(&data[pos..]) {
+                let at = |i: usize| (pos + i) as u32;
+                entries.push(Entry {
+                    known: l.known,
+                    line: (at(0), at(l.line_end)),
+                    name: (at(0), at(l.name_end)),
+                    value: (at(l.value.0), at(l.value.1)),
+                });
+                pos += l.next;
+                continue;
+            }
+        }
+        // any other line: the general case
         // fast path: `Name: value` with the name and the value on this line, looked at
         // before the end of the line is searched for (from the value on)
         let fast = if scan::is_token(first) {
@@ -874,6 +888,54 @@ fn name_and_value(data: &[u8], pos: usize) -> Option<(usize, usize, Option<Known
         b'\r' | b'\n' => None,
         _ => Some((pos + name.len(), pos + colon + 1 + skip, known)),
     }
+}
+
+/// A header that is one line `Name: value` (at most one blank after the colon) followed by
+/// a line that does not continue it, as offsets from its first byte.
+struct SimpleLine {
+    known: Option<Known>,
+    name_end: usize,
+    value: (usize, usize),
+    line_end: usize,
+    next: usize,
+}
+
+/// The common header line, found in one straight pass (the general case in [`parse_message`]
+/// finds the same entry for it); `None` for anything else.
+#[inline(always)]
+fn simple_line(rest: &[u8]) -> Option<SimpleLine> {
+    let colon = scan::find_byte(rest, b':')?;
+    let (name, after) = rest.split_at(colon);
+    // a known spelling is a token; anything else must be checked
+    let known = Known::lookup_in(rest, name.len());
+    if known.is_none() && !scan::all_token(name) {
+        return None;
+    }
+    let vs = match after {
+        [_, b' ' | b'\t', b, ..] if !scan::is_ws(*b) => colon + 2,
+        [_, b, ..] if !scan::is_ws(*b) => colon + 1,
+        _ => return None,
+    };
+    let value = &rest[vs..];
+    let nl = scan::find_byte_wide(value, b'\n')?;
+    match value.get(nl + 1) {
+        Some(b' ' | b'\t') | None => return None,
+        Some(_) => {}
+    }
+    let line = &value[..nl];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    // value[0] is not whitespace
+    let ve = line
+        .iter()
+        .rposition(|&b| !scan::is_ws(b))
+        .map_or(0, |i| i + 1);
+    Some(SimpleLine {
+        known,
+        name_end: colon,
+        value: (vs, vs + ve),
+        line_end: vs + line.len(),
+        next: vs + nl + 1,
+    })
 }
 
 /// The end of the line whose LF is at `nl` (before its CR, if any, that is not its first
