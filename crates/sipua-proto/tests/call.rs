@@ -49,6 +49,8 @@ fn describe(ev: &UaEvent) -> String {
         UaEvent::Cancelled { .. } => "cancelled".into(),
         UaEvent::Timeout { .. } => "timeout".into(),
         UaEvent::TransportError { .. } => "transport error".into(),
+        UaEvent::Prack { .. } => "prack".into(),
+        UaEvent::PrackTimeout { .. } => "prack timeout".into(),
     }
 }
 
@@ -474,7 +476,6 @@ fn in_dialog_requests_from_each_side() {
         Method::Notify,
         Method::Refer,
         Method::Update,
-        Method::Prack,
         Method::Invite,
     ];
     for m in methods.iter() {
@@ -506,4 +507,14 @@ fn in_dialog_requests_from_each_side() {
         sim.endpoint(b).dialog(&db).unwrap().local_seq,
         Some(methods.len() as u32)
     );
+    // a PRACK that acknowledges no reliable provisional of ours gets 481 (RFC 3262 §3)
+    log.borrow_mut().clear();
+    let now = sim.now;
+    sim.endpoint(a)
+        .request_in_dialog(now, &da, Method::Prack, bob)
+        .unwrap();
+    sim.run_until(now + Duration::from_secs(1), &mut tu);
+    let got = log.borrow().clone();
+    assert!(got.contains(&(a, "response 481 PRACK".into())), "{got:?}");
+    assert!(!got.iter().any(|(n, _)| *n == b), "{got:?}");
 }

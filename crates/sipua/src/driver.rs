@@ -43,6 +43,10 @@ pub(crate) enum SessionInput {
     Ack { request: Request },
     /// Our 2xx was never acknowledged; the core sent BYE.
     AckTimeout,
+    /// The PRACK for our reliable provisional response (answered 200 by the core).
+    Prack { request: Request },
+    /// No PRACK came for our reliable provisional: the core refused the INVITE with 504.
+    PrackTimeout,
     /// The peer cancelled the INVITE (already answered 487 by the core).
     Cancelled,
     /// A request of the session got no response, or could not be sent.
@@ -85,6 +89,8 @@ pub(crate) enum Command {
         reason: Option<String>,
         headers: Vec<Header>,
         body: Body,
+        /// Send a 1xx reliably (RFC 3262: Require 100rel, RSeq, retransmitted until PRACK).
+        reliable: bool,
         reply: Reply<Option<DialogId>>,
     },
     /// A request inside `dialog`; its responses go to session `key`.
@@ -306,6 +312,17 @@ impl Driver {
                     self.deliver(key, SessionInput::Ack { request });
                 }
             }
+            UaEvent::Prack { dialog, request } => {
+                if let Some(key) = self.by_dialog.get(&dialog).copied() {
+                    self.deliver(key, SessionInput::Prack { request });
+                }
+            }
+            UaEvent::PrackTimeout { id } => {
+                if let Some(Route::Session(key)) = self.by_tx.get(&id) {
+                    let key = *key;
+                    self.deliver(key, SessionInput::PrackTimeout);
+                }
+            }
             UaEvent::AckTimeout { dialog } => {
                 if let Some(key) = self.by_dialog.get(&dialog).copied() {
                     self.deliver(key, SessionInput::AckTimeout);
@@ -453,6 +470,7 @@ impl Driver {
                 reason,
                 headers,
                 body,
+                reliable,
                 reply,
             } => {
                 let r = self
@@ -465,7 +483,11 @@ impl Driver {
                         if let Some((ct, b)) = body {
                             resp.set_body(Some(&ct), &b)?;
                         }
-                        self.core.respond(t, id, resp)
+                        if reliable {
+                            self.core.respond_reliably(t, id, resp)
+                        } else {
+                            self.core.respond(t, id, resp)
+                        }
                     });
                 if let (Some(key), Ok(Some(d))) = (key, &r) {
                     self.own_dialog(key, d);

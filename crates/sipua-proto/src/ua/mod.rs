@@ -22,6 +22,7 @@ use crate::auth::digest::Challenge;
 use crate::dialog::{Dialog, DialogError, DialogId, DialogState};
 
 mod auth;
+mod prack;
 mod rules;
 
 use crate::endpoint::{self, Endpoint, Received, TransactionId, Transmit};
@@ -149,6 +150,20 @@ pub enum UaEvent {
         /// The transaction.
         id: TransactionId,
     },
+    /// The PRACK for our reliable provisional response arrived (RFC 3262 §3); the core
+    /// answered it 200. It may carry an answer to an offer in that response.
+    Prack {
+        /// The early dialog.
+        dialog: DialogId,
+        /// The PRACK.
+        request: Request,
+    },
+    /// No PRACK came for our reliable provisional response to INVITE `id` within 64·T1: the
+    /// core refused the INVITE with 504 (RFC 3262 §3).
+    PrackTimeout {
+        /// The INVITE's server transaction.
+        id: TransactionId,
+    },
 }
 
 /// Why a UA core command failed.
@@ -167,6 +182,8 @@ pub enum UaError {
     RequestPending,
     /// No 2xx of that dialog and CSeq is waiting for the TU's ACK.
     NothingToAck,
+    /// The command does not apply to what it names (e.g. a reliable 200).
+    InvalidArgument(String),
 }
 
 impl From<endpoint::Error> for UaError {
@@ -270,6 +287,8 @@ pub struct UaCore {
     /// 2xx responses the TU will acknowledge itself ([`UaCore::defer_ack`]), with the client
     /// transaction and when the 2xx came (forgotten after 64·T1).
     awaiting_ack: HashMap<(DialogId, u32), (TransactionId, Instant)>,
+    /// Reliable provisional responses, sent and received (RFC 3262).
+    prack: prack::PrackState,
 }
 
 impl UaCore {
@@ -296,6 +315,7 @@ impl UaCore {
             invites_out: HashMap::new(),
             invites_in: HashMap::new(),
             awaiting_ack: HashMap::new(),
+            prack: prack::PrackState::default(),
         }
     }
 
@@ -717,6 +737,7 @@ impl UaCore {
         self.endpoint.respond(now, id, response.clone())?;
         if status >= 200 && *request.method() == Method::Invite {
             self.invites_in.retain(|_, t| *t != id);
+            self.prack_final(id);
         }
         if status >= 200 {
             if let Some(key) = merge_key(&request) {
@@ -777,6 +798,7 @@ impl UaCore {
     }
 
     fn forget_dialog(&mut self, id: &DialogId) {
+        self.prack.forget(id);
         self.dialogs.remove(id);
         self.pending_2xx.retain(|(d, _), _| d != id);
         self.awaiting_ack.retain(|(d, _), _| d != id);
@@ -842,6 +864,7 @@ impl UaCore {
         fit(&mut self.incoming);
         fit(&mut self.pending_2xx);
         fit(&mut self.merged);
+        self.prack_timeouts(now);
         self.pump(now);
     }
 
@@ -982,6 +1005,11 @@ impl UaCore {
                     self.forget_dialog(d);
                 }
             }
+            if let Some(d) = &did {
+                if self.on_prack(now, id, &request, d) {
+                    return;
+                }
+            }
             self.events.push_back(UaEvent::Request {
                 id,
                 request,
@@ -998,6 +1026,22 @@ impl UaCore {
 
     fn on_response(&mut self, now: Instant, id: Option<TransactionId>, response: Response) {
         let is_invite = response.cseq().method == Method::Invite;
+        if response.cseq().method == Method::Prack {
+            // our own PRACK's answer: nobody else asked (auth challenges are retried first)
+            if let Some(i) = id {
+                if matches!(response.status(), 401 | 407)
+                    && self.retry_with_credentials(now, i, &response)
+                {
+                    return;
+                }
+                if response.status() >= 200 {
+                    self.outgoing.remove(&i);
+                    if self.prack.take_ours(i) {
+                        return;
+                    }
+                }
+            }
+        }
         if let Some(i) = id {
             if matches!(response.status(), 401 | 407)
                 && self.retry_with_credentials(now, i, &response)
@@ -1066,6 +1110,14 @@ impl UaCore {
                 }
                 (Some(did), None) => dialog = Some(did),
                 _ => {}
+            }
+        }
+        if let (Some(did), Some(i), true) = (&dialog, id, is_invite && response.status() < 200) {
+            let dest = self.outgoing.get(&i).map(|o| o.destination);
+            if let Some(dest) = dest {
+                if !self.on_reliable_provisional(now, &response, did, dest) {
+                    return;
+                }
             }
         }
         let deferred = id
@@ -1240,7 +1292,7 @@ impl UaCore {
     pub fn poll_timeout(&self) -> Option<Instant> {
         // kept ACKs expire lazily, on the next timeout of anything else
         let own = self.timers.peek().map(|Reverse((at, _, _))| *at);
-        [own, self.endpoint.poll_timeout()]
+        [own, self.prack.next_timeout(), self.endpoint.poll_timeout()]
             .into_iter()
             .flatten()
             .min()

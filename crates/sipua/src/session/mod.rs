@@ -171,6 +171,11 @@ pub struct InvitationProgressOptions {
     pub extra_headers: Vec<Header>,
     /// A body instead of the media handler's description.
     pub body: Option<BodyAndContentType>,
+    /// Send it reliably (RFC 3262, SIP.js `rel100`): `Require: 100rel`, retransmitted until
+    /// the caller's PRACK, which [`Invitation::progress`] then waits for. Always so when the
+    /// INVITE requires 100rel; refused with [`Error::InvalidArgument`] when the caller does
+    /// not support it.
+    pub rel100: bool,
 }
 
 /// Options of [`Invitation::reject`] (SIP.js `InvitationRejectOptions`).

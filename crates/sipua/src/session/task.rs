@@ -98,6 +98,9 @@ struct Task {
     answer_in_ack: bool,
     /// A BYE asked for while our 2xx waits for its ACK.
     bye_after_ack: Option<(RequestOptions, Reply<Response>)>,
+    /// A reliable provisional response of ours awaits its PRACK (RFC 3262); the progress
+    /// call that sent it resolves then.
+    awaiting_prack: Option<Reply<()>>,
     rng: Rng,
 }
 
@@ -228,6 +231,7 @@ impl Task {
             awaiting_ack: false,
             answer_in_ack: false,
             bye_after_ack: None,
+            awaiting_prack: None,
             rng: Rng::new(0),
         }
     }
@@ -366,6 +370,19 @@ impl Task {
         headers: Vec<Header>,
         body: Option<BodyAndContentType>,
     ) -> Result<Option<DialogId>, Error> {
+        self.respond_with(id, status, reason, headers, body, false)
+            .await
+    }
+
+    async fn respond_with(
+        &mut self,
+        id: TransactionId,
+        status: u16,
+        reason: Option<String>,
+        headers: Vec<Header>,
+        body: Option<BodyAndContentType>,
+        reliable: bool,
+    ) -> Result<Option<DialogId>, Error> {
         let body = to_body(body)?;
         let key = self.key;
         let mut headers = headers;
@@ -383,6 +400,7 @@ impl Task {
                 reason,
                 headers,
                 body,
+                reliable,
                 reply,
             })
             .await
@@ -521,10 +539,16 @@ impl Task {
                 let r = self.accept(o).await;
                 let _ = reply.send(r);
             }
-            SessionCommand::Progress(o, reply) => {
-                let r = self.progress(o).await;
-                let _ = reply.send(r);
-            }
+            SessionCommand::Progress(o, reply) => match self.progress_with(o).await {
+                // resolved by the PRACK (or its timeout)
+                Ok(true) => self.awaiting_prack = Some(reply),
+                Ok(false) => {
+                    let _ = reply.send(Ok(()));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
             SessionCommand::Reject(o, reply) => {
                 let r = self.reject(o).await;
                 let _ = reply.send(r);
@@ -582,6 +606,10 @@ impl Task {
         };
         let (target, without_sdp) = (uac.target.clone(), uac.options.invite_without_sdp);
         let mut headers = uac.options.extra_headers.clone();
+        if !headers.iter().any(|h| *h.name() == HeaderName::Supported) {
+            // we PRACK reliable provisional responses (RFC 3262 §4)
+            headers.push(Header::new(HeaderName::Supported, "100rel"));
+        }
         // RFC 3323 / 3325: an anonymous From, our identity only for a trusted proxy
         let from = if uac.options.anonymous {
             headers.push(Header::new(HeaderName::from("Privacy"), "id"));
@@ -736,7 +764,9 @@ impl Task {
         Ok(())
     }
 
-    async fn progress(&mut self, o: InvitationProgressOptions) -> Result<(), Error> {
+    /// Sends the provisional response; `Ok(true)` when it went reliably and the PRACK is
+    /// awaited.
+    async fn progress_with(&mut self, o: InvitationProgressOptions) -> Result<bool, Error> {
         let state = self.current();
         let Some(u) = self.uas() else {
             return self.invalid("progress");
@@ -745,7 +775,28 @@ impl Task {
             return self.invalid("progress");
         }
         let id = u.id;
+        let option_tags = |name: HeaderName| -> bool {
+            u.request.headers().iter().any(|h| {
+                h.is(&name)
+                    && h.elements()
+                        .iter()
+                        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"100rel"))
+            })
+        };
+        let (required, supported) = (
+            option_tags(HeaderName::Require),
+            option_tags(HeaderName::Supported),
+        );
         let status = o.status_code.unwrap_or(180).clamp(101, 199);
+        let reliable = (o.rel100 || required) && status > 100;
+        if reliable && !(required || supported) {
+            return Err(Error::InvalidArgument(
+                "rel100: the caller does not support 100rel".into(),
+            ));
+        }
+        if reliable && self.awaiting_prack.is_some() {
+            return Err(Error::RequestPending);
+        }
         let body = match (o.body, status) {
             (Some(b), _) => Some(b),
             (None, 183) => {
@@ -756,9 +807,9 @@ impl Task {
             _ => None,
         };
         self.transition(SessionState::Establishing);
-        self.respond(id, status, o.reason_phrase, o.extra_headers, body)
+        self.respond_with(id, status, o.reason_phrase, o.extra_headers, body, reliable)
             .await?;
-        Ok(())
+        Ok(reliable)
     }
 
     async fn reject(&mut self, o: InvitationRejectOptions) -> Result<(), Error> {
@@ -916,6 +967,25 @@ impl Task {
             }
             SessionInput::Request { id, request } => self.on_request(id, request).await,
             SessionInput::Ack { request } => self.on_ack(request).await,
+            SessionInput::Prack { request } => {
+                if let Some(reply) = self.awaiting_prack.take() {
+                    // a PRACK may carry the answer to an offer in our reliable 1xx
+                    let r = match body_and_type(&request) {
+                        Some(answer) => self.remote_description(Some(answer)).await,
+                        None => Ok(()),
+                    };
+                    let _ = reply.send(r);
+                }
+            }
+            SessionInput::PrackTimeout => {
+                if let Some(reply) = self.awaiting_prack.take() {
+                    let _ = reply.send(Err(Error::Timeout));
+                }
+                if let Some(u) = self.uas() {
+                    u.finished = true;
+                }
+                self.terminate(EndReason::LocalReject { status: 504 });
+            }
             SessionInput::AckTimeout => {
                 self.awaiting_ack = false;
                 if let Some((_, reply)) = self.bye_after_ack.take() {
