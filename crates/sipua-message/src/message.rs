@@ -917,7 +917,7 @@ fn simple_line(rest: &[u8]) -> Option<SimpleLine> {
         _ => return None,
     };
     let value = &rest[vs..];
-    let nl = scan::find_byte_wide(value, b'\n')?;
+    let nl = scan::find_byte_wide_inline(value, b'\n')?;
     match value.get(nl + 1) {
         Some(b' ' | b'\t') | None => return None,
         Some(_) => {}

@@ -199,8 +199,14 @@ pub(crate) fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
 
 /// [`find_byte`] for longer runs such as a line: sixteen bytes at a time, in a form the
 /// compiler turns into one vector comparison per chunk.
-#[inline]
+#[inline(never)]
 pub(crate) fn find_byte_wide(hay: &[u8], needle: u8) -> Option<usize> {
+    find_byte_wide_inline(hay, needle)
+}
+
+/// [`find_byte_wide`], inlined.
+#[inline(always)]
+pub(crate) fn find_byte_wide_inline(hay: &[u8], needle: u8) -> Option<usize> {
     let mut chunks = hay.chunks_exact(16);
     let mut base = 0;
     for chunk in &mut chunks {
