@@ -309,3 +309,48 @@ fn a_retransmitted_invite_brings_back_the_180_and_makes_no_second_call() {
         "{printed}"
     );
 }
+
+#[test]
+fn sipp_requiring_100rel_gets_a_reliable_180_and_its_prack_answered() {
+    let (text, ok, printed) = scenario_against_serve("prack_uac.xml", "auto", 10, &[]);
+    assert_eq!(counters(&text), (10, 0), "{text}");
+    assert!(ok, "{text}");
+    assert_eq!(
+        lines_with(&printed, "terminated (the peer hung up)"),
+        10,
+        "{printed}"
+    );
+}
+
+#[test]
+fn sipua_call_pracks_the_reliable_183_of_sipp() {
+    let port = free_udp_port();
+    let scenario = format!(
+        "{}/tests/interop/sipp/prack_uas.xml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut uas = sipp()
+        .args(["-sf", &scenario, "-i", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-m", "1", "-nostdin", "-timeout", "20", "-timeout_error"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut uas_out = uas.stdout.take().unwrap();
+    let _uas = Killed(uas);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = Command::new(env!("CARGO_BIN_EXE_sipua"))
+        .args(["call", &format!("sip:service@127.0.0.1:{port}")])
+        .args(["--duration", "0.5"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("183 Session Progress"), "{text}");
+    let mut uas_text = String::new();
+    uas_out.read_to_string(&mut uas_text).unwrap();
+    assert_eq!(counters(&uas_text), (1, 0), "{uas_text}");
+}
