@@ -1038,17 +1038,7 @@ fn parse_core(data: &[u8], entries: &[Entry]) -> Result<Core> {
         match name {
             Known::Via if top_via.is_none() => {
                 // the top Via is the transaction key: check it now; the others on first use
-                let top = scan::split_commas(&data[span(e.value)])
-                    .next()
-                    .unwrap_or_default();
-                if top.is_empty() {
-                    return Err(ParseError::in_header(
-                        ErrorKind::HeaderValue,
-                        "Via",
-                        "empty value",
-                    ));
-                }
-                let p = ViaParts::check(top)?;
+                let p = ViaParts::check_first(&data[span(e.value)])?;
                 top_via = Some(TopVia {
                     transport: Transport::parse(p.transport),
                     host: span_of(data, p.host),

@@ -261,6 +261,31 @@ impl<'a> ViaParts<'a> {
         })
     }
 
+    /// Checks the first Via of a header value (which may hold several, comma-separated) and
+    /// returns its parts with the branch: the same answer as [`ViaParts::check`] on the first
+    /// element of the list, and the same error.
+    pub(crate) fn check_first(value: &'a [u8]) -> Result<ViaParts<'a>> {
+        // fast path: parse the value as it is; a Via has no comma and no '<' outside its
+        // quoted strings, so if it parses up to the end or a comma, that is the first element
+        let mut c = Cursor::new(value);
+        if let Ok(mut p) = ViaParts::split(&mut c) {
+            if let Ok(branch) =
+                crate::params::find_token_param(&mut c, b"branch", "branch is not a token")
+            {
+                c.skip_ws();
+                if matches!(c.peek(), None | Some(b',')) {
+                    p.branch = branch;
+                    return Ok(p);
+                }
+            }
+        }
+        let top = scan::split_commas(value).next().unwrap_or_default();
+        if top.is_empty() {
+            return Err(bad("empty value"));
+        }
+        ViaParts::check(top)
+    }
+
     /// Checks a whole Via value (no commas) and returns its parts with the branch.
     pub(crate) fn check(s: &'a [u8]) -> Result<ViaParts<'a>> {
         let mut c = Cursor::new(s);
