@@ -248,11 +248,9 @@ macro_rules! common_methods {
 
         /// The top Via, parsed in full on first use.
         pub fn top_via(&self) -> Result<&Via> {
-            self.via()?.first().ok_or(ParseError::in_header(
-                ErrorKind::MissingHeader,
-                "Via",
-                "missing",
-            ))
+            self.via()?
+                .first()
+                .ok_or_else(|| ParseError::in_header(ErrorKind::MissingHeader, "Via", "missing"))
         }
 
         /// The From header, parsed in full on first use.
@@ -427,11 +425,7 @@ macro_rules! common_methods {
                 .entries
                 .iter()
                 .position(|e| e.known == Some(Known::Via))
-                .ok_or(ParseError::in_header(
-                    ErrorKind::MissingHeader,
-                    "Via",
-                    "missing",
-                ))?;
+                .ok_or_else(|| ParseError::in_header(ErrorKind::MissingHeader, "Via", "missing"))?;
             let mut lines = h.lines();
             let rest: Vec<&[u8]> = scan::split_commas(&h.buf[span(h.entries[i].value)])
                 .skip(1)
@@ -714,8 +708,8 @@ fn parse_message(buf: Bytes) -> Result<Message> {
     if begin == data.len() {
         return Err(ParseError::new(ErrorKind::StartLine, "empty message"));
     }
-    let (start_end, mut pos) =
-        line_end(data, begin).ok_or(ParseError::new(ErrorKind::Incomplete, "no header section"))?;
+    let (start_end, mut pos) = line_end(data, begin)
+        .ok_or_else(|| ParseError::new(ErrorKind::Incomplete, "no header section"))?;
 
     let incomplete = || {
         ParseError::new(
@@ -1056,16 +1050,16 @@ fn parse_core(data: &[u8], entries: &[Entry]) -> Result<Core> {
     }
     let missing = |name| ParseError::in_header(ErrorKind::MissingHeader, name, "missing");
     let value = |i: usize| &data[span(entries[i].value)];
-    let top_via = top_via.ok_or(missing("Via"))?;
-    let from = from.ok_or(missing("From"))?;
-    let to = to.ok_or(missing("To"))?;
+    let top_via = top_via.ok_or_else(|| missing("Via"))?;
+    let from = from.ok_or_else(|| missing("From"))?;
+    let to = to.ok_or_else(|| missing("To"))?;
     let from_tag = name_addr::key_check(value(from)).map_err(|e| e.with_header_name("From"))?;
     let to_tag = name_addr::key_check(value(to)).map_err(|e| e.with_header_name("To"))?;
-    let call_id = check_call_id(value(call_id.ok_or(missing("Call-ID"))?))?;
+    let call_id = check_call_id(value(call_id.ok_or_else(|| missing("Call-ID"))?))?;
     Ok(Core {
         top_via,
         call_id: span_of(data, call_id),
-        cseq: CSeq::parse(value(cseq.ok_or(missing("CSeq"))?))?,
+        cseq: CSeq::parse(value(cseq.ok_or_else(|| missing("CSeq"))?))?,
         max_forwards: max_forwards
             .map(|i| parse_max_forwards(value(i)))
             .transpose()?,
@@ -1089,7 +1083,8 @@ fn parse_start_line(head: Head) -> Result<Message> {
     let line = &buf[span(head.start)];
     if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/") {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
-        let sp = memchr::memchr(b' ', line).ok_or(bad("status line without a status code"))?;
+        let sp =
+            memchr::memchr(b' ', line).ok_or_else(|| bad("status line without a status code"))?;
         if !line[..sp].eq_ignore_ascii_case(b"SIP/2.0") {
             return Err(ParseError::new(
                 ErrorKind::Version,
@@ -1122,9 +1117,11 @@ fn parse_start_line(head: Head) -> Result<Message> {
         }));
     }
     // Request-Line = Method SP Request-URI SP SIP-Version
-    let sp1 = memchr::memchr(b' ', line).ok_or(bad("request line is not 'METHOD URI SIP/2.0'"))?;
+    let sp1 = memchr::memchr(b' ', line)
+        .ok_or_else(|| bad("request line is not 'METHOD URI SIP/2.0'"))?;
     let rest = &line[sp1 + 1..];
-    let sp2 = memchr::memchr(b' ', rest).ok_or(bad("request line is not 'METHOD URI SIP/2.0'"))?;
+    let sp2 = memchr::memchr(b' ', rest)
+        .ok_or_else(|| bad("request line is not 'METHOD URI SIP/2.0'"))?;
     let method = Method::parse(&line[..sp1])?;
     let uri_bytes = &rest[..sp2];
     // trailing whitespace after the version is tolerated (RFC 4475 §3.1.2.10 allows either)

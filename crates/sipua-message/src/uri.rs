@@ -299,17 +299,23 @@ impl Host {
         Ok(())
     }
 
-    /// Checks a host made only of host characters (the caller scanned them): non-empty, and
-    /// a valid IPv4 address if it is all digits and dots.
+    /// The run of host characters at the start of `s`, if it is a host name or an IPv4
+    /// address (non-empty; a valid IPv4 address if all digits and dots): its length, in one
+    /// pass.
     #[inline]
-    pub(crate) fn check_name(s: &[u8]) -> Result<()> {
-        if s.is_empty() {
-            return Err(err("empty host"));
+    pub(crate) fn name_run(s: &[u8]) -> Option<usize> {
+        let mut all = 0u8;
+        let mut n = 0;
+        for &b in s {
+            let c = HOST_CLASS[b as usize];
+            if c == 0 {
+                break;
+            }
+            all |= c;
+            n += 1;
         }
-        if s.iter().all(|&b| HOST_CLASS[b as usize] == 1) && !is_ipv4(s) {
-            return Err(err("bad IPv4 address"));
-        }
-        Ok(())
+        // nothing, or only digits and dots that are not an IPv4 address
+        (all == 2 || all == 3 || (all == 1 && is_ipv4(&s[..n]))).then_some(n)
     }
 
     /// Parses a host: a bracketed IPv6 reference, a dotted IPv4 address or a domain name.
@@ -1015,6 +1021,33 @@ mod tests {
 
 #[cfg(test)]
 mod ipv4_tests {
+    #[test]
+    fn host_name_runs_agree_with_check() {
+        for s in [
+            &b""[..],
+            b"a",
+            b"1",
+            b".",
+            b"192.0.2.101",
+            b"192.0.2.256",
+            b"192.0.2",
+            b"192.0.2.1.5",
+            b"01.2.3.4",
+            b"1..2.3",
+            b"host-1_x.example.com",
+            b"1.2.3.4a",
+            b"999",
+            b"example.com.",
+        ] {
+            let n = super::Host::name_run(s);
+            assert_eq!(n.is_some(), super::Host::check(s).is_ok(), "{s:?}");
+            assert!(n.is_none_or(|n| n == s.len()));
+            // the run stops at the first other byte
+            let t = [s, b":5060"].concat();
+            assert_eq!(super::Host::name_run(&t), n, "{s:?}");
+        }
+    }
+
     #[test]
     fn ipv4_and_port_display_agree_with_std() {
         for s in [

@@ -31,7 +31,7 @@ fn bad(name: &HeaderName, reason: &'static str) -> ParseError {
 
 /// Parses a whole value that must be exactly one unsigned 32-bit number.
 fn delta(name: &HeaderName, s: &[u8]) -> Result<u32> {
-    scan::parse_u32(scan::trim(s)).ok_or(bad(name, "expected a number below 2^32"))
+    scan::parse_u32(scan::trim(s)).ok_or_else(|| bad(name, "expected a number below 2^32"))
 }
 
 /// `CSeq: 4711 INVITE` (RFC 3261 §20.16).
@@ -49,14 +49,16 @@ impl TypedHeader for CSeq {
         let mut c = Cursor::new(s);
         c.skip_ws();
         let num = c.take_while(|b| b.is_ascii_digit());
-        let seq =
-            scan::parse_u32(num).ok_or(bad(&Self::NAME, "sequence number missing or too large"))?;
+        let seq = scan::parse_u32(num)
+            .ok_or_else(|| bad(&Self::NAME, "sequence number missing or too large"))?;
         let before = c.pos;
         c.skip_ws();
         if c.pos == before {
             return Err(bad(&Self::NAME, "missing method"));
         }
-        let method = c.token().ok_or(bad(&Self::NAME, "missing method"))?;
+        let method = c
+            .token()
+            .ok_or_else(|| bad(&Self::NAME, "missing method"))?;
         if !c.at_end() {
             return Err(bad(&Self::NAME, "unexpected text"));
         }
@@ -101,11 +103,9 @@ pub(crate) fn check_call_id(s: &[u8]) -> Result<&[u8]> {
 pub fn parse_max_forwards(s: &[u8]) -> Result<u8> {
     scan::parse_u32(scan::trim(s))
         .and_then(|v| u8::try_from(v).ok())
-        .ok_or(ParseError::in_header(
-            ErrorKind::HeaderValue,
-            "Max-Forwards",
-            "expected 0 to 255",
-        ))
+        .ok_or_else(|| {
+            ParseError::in_header(ErrorKind::HeaderValue, "Max-Forwards", "expected 0 to 255")
+        })
 }
 
 macro_rules! delta_header {
@@ -285,12 +285,12 @@ impl MediaType {
     fn parse_with(s: &[u8], name: &HeaderName) -> Result<MediaType> {
         let mut c = Cursor::new(s);
         c.skip_ws();
-        let kind = c.token().ok_or(bad(name, "bad media type"))?;
+        let kind = c.token().ok_or_else(|| bad(name, "bad media type"))?;
         if !c.eat_sep(b'/') {
             return Err(bad(name, "bad media type"));
         }
         c.skip_ws();
-        let subtype = c.token().ok_or(bad(name, "bad media subtype"))?;
+        let subtype = c.token().ok_or_else(|| bad(name, "bad media subtype"))?;
         let params = Params::parse(&mut c).map_err(|e| e.with_header(name.static_name()))?;
         if !c.at_end() {
             return Err(bad(name, "unexpected text"));
@@ -349,7 +349,7 @@ impl fmt::Display for MediaType {
 fn token_with_params(s: &[u8], name: &HeaderName) -> Result<(String, Params)> {
     let mut c = Cursor::new(s);
     c.skip_ws();
-    let t = c.token().ok_or(bad(name, "expected a token"))?;
+    let t = c.token().ok_or_else(|| bad(name, "expected a token"))?;
     let params = Params::parse(&mut c).map_err(|e| e.with_header(name.static_name()))?;
     if !c.at_end() {
         return Err(bad(name, "unexpected text"));
@@ -516,7 +516,7 @@ fn delta_with_params(s: &[u8], name: &HeaderName) -> Result<(u32, Option<String>
     let mut c = Cursor::new(s);
     c.skip_ws();
     let n = c.take_while(|b| b.is_ascii_digit());
-    let d = scan::parse_u32(n).ok_or(bad(name, "expected a number below 2^32"))?;
+    let d = scan::parse_u32(n).ok_or_else(|| bad(name, "expected a number below 2^32"))?;
     c.skip_ws();
     let comment = if c.peek() == Some(b'(') {
         // Retry-After comment: balanced parentheses, no nesting needed in practice
@@ -616,12 +616,14 @@ impl TypedHeader for RAck {
         let mut c = Cursor::new(s);
         c.skip_ws();
         let rseq = scan::parse_u32(c.take_while(|b| b.is_ascii_digit()))
-            .ok_or(bad(&Self::NAME, "bad RSeq"))?;
+            .ok_or_else(|| bad(&Self::NAME, "bad RSeq"))?;
         c.skip_ws();
         let cseq = scan::parse_u32(c.take_while(|b| b.is_ascii_digit()))
-            .ok_or(bad(&Self::NAME, "bad CSeq"))?;
+            .ok_or_else(|| bad(&Self::NAME, "bad CSeq"))?;
         c.skip_ws();
-        let method = c.token().ok_or(bad(&Self::NAME, "missing method"))?;
+        let method = c
+            .token()
+            .ok_or_else(|| bad(&Self::NAME, "missing method"))?;
         if !c.at_end() {
             return Err(bad(&Self::NAME, "unexpected text"));
         }
@@ -733,7 +735,7 @@ impl Auth {
     fn parse_named(s: &[u8], name: &HeaderName) -> Result<Auth> {
         let mut c = Cursor::new(s);
         c.skip_ws();
-        let scheme = c.token().ok_or(bad(name, "missing scheme"))?;
+        let scheme = c.token().ok_or_else(|| bad(name, "missing scheme"))?;
         let scheme = scan::string(scheme);
         if c.at_end() {
             return Ok(Auth {
@@ -749,7 +751,7 @@ impl Auth {
                 continue; // RFC 7235 allows empty list elements
             }
             let mut p = Cursor::new(item);
-            let pname = p.token().ok_or(bad(name, "bad auth parameter"))?;
+            let pname = p.token().ok_or_else(|| bad(name, "bad auth parameter"))?;
             if !p.eat_sep(b'=') {
                 // token68 form (e.g. `Negotiate abc==`): keep opaque
                 if params.is_empty() && !rest.contains(&b',') {

@@ -202,12 +202,12 @@ impl<'a> ViaParts<'a> {
             c.pos += 8;
             return ViaParts::split_transport(c, name, version);
         }
-        let name = c.token().ok_or(bad("bad sent-protocol"))?;
+        let name = c.token().ok_or_else(|| bad("bad sent-protocol"))?;
         if !c.eat_sep(b'/') {
             return Err(bad("bad sent-protocol"));
         }
         c.skip_ws();
-        let version = c.token().ok_or(bad("bad sent-protocol"))?;
+        let version = c.token().ok_or_else(|| bad("bad sent-protocol"))?;
         if !c.eat_sep(b'/') {
             return Err(bad("bad sent-protocol"));
         }
@@ -221,7 +221,7 @@ impl<'a> ViaParts<'a> {
         name: &'a [u8],
         version: &'a [u8],
     ) -> Result<ViaParts<'a>> {
-        let transport = c.token().ok_or(bad("bad transport"))?;
+        let transport = c.token().ok_or_else(|| bad("bad transport"))?;
         let before = c.pos;
         c.skip_ws();
         if c.pos == before {
@@ -237,17 +237,29 @@ impl<'a> ViaParts<'a> {
             Host::check(host).map_err(|_| bad("bad sent-by host"))?;
             host
         } else {
-            let host = c.take_while(crate::uri::is_host_char);
-            Host::check_name(host).map_err(|_| bad("bad sent-by host"))?;
-            host
+            let rest = c.rest();
+            let n = Host::name_run(rest).ok_or_else(|| bad("bad sent-by host"))?;
+            c.pos += n;
+            &rest[..n]
         };
         let port = if c.eat_sep(b':') {
             c.skip_ws();
-            let p = c.take_while(|b| b.is_ascii_digit());
-            let p = scan::parse_u32(p)
-                .and_then(|p| u16::try_from(p).ok())
-                .ok_or(bad("bad sent-by port"))?;
-            Some(p)
+            // digits, leading zeros allowed, up to 65535 (the value saturates above)
+            let rest = c.rest();
+            let mut n = 0;
+            let mut port = 0u32;
+            for &b in rest {
+                if !b.is_ascii_digit() {
+                    break;
+                }
+                port = (port * 10 + u32::from(b - b'0')).min(1 << 20);
+                n += 1;
+            }
+            c.pos += n;
+            if n == 0 || port > u32::from(u16::MAX) {
+                return Err(bad("bad sent-by port"));
+            }
+            Some(port as u16)
         } else {
             None
         };
