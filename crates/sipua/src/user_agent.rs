@@ -369,13 +369,13 @@ impl UserAgent {
         // transactions linger 64·T1 after their final response over UDP (Timers J and L):
         // room for several thousand calls per second
         cfg.endpoint.max_transactions = o.max_transactions;
-        // what the core accepts, less what this API does not handle yet (REFER, UPDATE and
-        // SUBSCRIBE are still to come): those get 405 with this Allow
+        // what the core accepts, less what this API does not handle yet (REFER and SUBSCRIBE
+        // are still to come): those get 405 with this Allow
         let defaults = Capabilities::default();
         let allow: Vec<Method> = defaults
             .allow
             .iter()
-            .filter(|m| !matches!(m, Method::Refer | Method::Update | Method::Subscribe))
+            .filter(|m| !matches!(m, Method::Refer | Method::Subscribe))
             .cloned()
             .collect();
         cfg.capabilities = Capabilities {

@@ -102,6 +102,8 @@ pub trait SessionDelegate: Send + Sync {
     /// A provisional response to our INVITE (180 Ringing, 183 Session Progress...). A
     /// sipua addition: SIP.js reports it through a request delegate.
     fn on_progress(&self, _response: &Response) {}
+    /// An UPDATE from the peer (RFC 3311) was answered with `status` (informational).
+    fn on_update(&self, _request: &Request, _status: u16) {}
 }
 
 /// Extra headers and an optional body for a request or response (SIP.js `RequestOptions`).
@@ -189,6 +191,17 @@ pub struct InvitationRejectOptions {
     pub extra_headers: Vec<Header>,
 }
 
+/// Options of [`Session::update`] (RFC 3311; SIP.js has no UPDATE).
+#[derive(Debug, Clone, Default)]
+pub struct SessionUpdateOptions {
+    /// Headers added to the UPDATE.
+    pub extra_headers: Vec<Header>,
+    /// Send no offer: the UPDATE only refreshes the session (RFC 4028) or the target.
+    pub without_sdp: bool,
+    /// Replaces the session's media options for this offer (e.g. `hold`).
+    pub session_description_handler_options: Option<SessionDescriptionHandlerOptions>,
+}
+
 /// Options of [`Session::invite`], a re-INVITE (SIP.js `SessionInviteOptions`).
 #[derive(Debug, Clone, Default)]
 pub struct SessionInviteOptions {
@@ -214,6 +227,7 @@ pub(crate) enum SessionCommand {
     ReInvite(SessionInviteOptions, Reply<()>),
     Dispose(Reply<()>),
     Dtmf(String, Reply<()>),
+    Update(SessionUpdateOptions, Reply<()>),
 }
 
 /// What handles can read without asking the task.
@@ -390,6 +404,15 @@ impl Session {
     /// three times. A second call while one is pending is [`Error::RequestPending`].
     pub async fn invite(&self, options: SessionInviteOptions) -> Result<(), Error> {
         self.ask(|r| SessionCommand::ReInvite(options, r)).await
+    }
+
+    /// UPDATE (RFC 3311): a new offer without a re-INVITE, also in an early dialog (before
+    /// the call is answered, once a provisional response made the dialog). Resolves when
+    /// the UPDATE is answered: `Ok` for 2xx (the answer is applied), [`Error::Rejected`]
+    /// otherwise (491 on glare, the previous media stays). A second call while an offer of
+    /// ours is pending is [`Error::RequestPending`].
+    pub async fn update(&self, options: SessionUpdateOptions) -> Result<(), Error> {
+        self.ask(|r| SessionCommand::Update(options, r)).await
     }
 
     /// Ends the session whatever its state: CANCEL or BYE for a caller, 480 or BYE for a

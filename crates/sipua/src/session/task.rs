@@ -18,7 +18,7 @@ use super::{
     attach, DelegateSlot, EndReason, Invitation, InvitationAcceptOptions,
     InvitationProgressOptions, InvitationRejectOptions, InviterCancelOptions, InviterInviteOptions,
     InviterOptions, Reply, RequestOptions, Session, SessionCommand, SessionDelegate, SessionInfo,
-    SessionInviteOptions, SessionState,
+    SessionInviteOptions, SessionState, SessionUpdateOptions,
 };
 use crate::driver::{Body, Command, SessionInput, SessionKey};
 use crate::error::Error;
@@ -65,6 +65,13 @@ enum Role {
 }
 
 /// Our re-INVITE waiting for its final response.
+/// Our UPDATE awaiting its final response.
+struct Update {
+    id: TransactionId,
+    reply: Reply<()>,
+    offered: bool,
+}
+
 struct ReInvite {
     id: TransactionId,
     reply: Reply<()>,
@@ -90,6 +97,8 @@ struct Task {
     /// Non-INVITE requests we sent, by transaction, with whoever waits for the answer.
     requests: HashMap<TransactionId, Option<Reply<Response>>>,
     reinvite: Option<ReInvite>,
+    /// Our UPDATE in progress (RFC 3311).
+    update: Option<Update>,
     /// A re-INVITE to retry after glare, and when.
     retry: Option<(Instant, SessionInviteOptions, Reply<()>, u8)>,
     /// Our 2xx waits for its ACK (a BYE must wait too, RFC 3261 §15).
@@ -231,6 +240,7 @@ impl Task {
             awaiting_ack: false,
             answer_in_ack: false,
             bye_after_ack: None,
+            update: None,
             awaiting_prack: None,
             rng: Rng::new(0),
         }
@@ -577,6 +587,7 @@ impl Task {
                 let r = self.dispose().await;
                 let _ = reply.send(r);
             }
+            SessionCommand::Update(o, reply) => self.send_update(o, reply).await,
             SessionCommand::Dtmf(tones, reply) => {
                 let terminated = self.current() == SessionState::Terminated;
                 let r = match self.sdh.as_mut() {
@@ -938,6 +949,124 @@ impl Task {
         }
     }
 
+    /// The dialog an UPDATE goes in: the confirmed one, or the early one of a caller.
+    fn update_dialog(&self) -> Option<DialogId> {
+        self.dialog.clone().or_else(|| match &self.role {
+            Role::Uac(u) => u.early.clone(),
+            Role::Uas(_) => None,
+        })
+    }
+
+    async fn send_update(&mut self, o: SessionUpdateOptions, reply: Reply<()>) {
+        let Some(d) = self
+            .update_dialog()
+            .filter(|_| self.current() < SessionState::Terminating)
+        else {
+            let _ = reply.send(self.invalid("UPDATE"));
+            return;
+        };
+        if self.update.is_some() || self.reinvite.is_some() || self.retry.is_some() {
+            let _ = reply.send(Err(Error::RequestPending));
+            return;
+        }
+        let body = if o.without_sdp {
+            None
+        } else {
+            match self
+                .local_description(o.session_description_handler_options.as_ref())
+                .await
+            {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    return;
+                }
+            }
+        };
+        let offered = body.is_some();
+        let options = RequestOptions {
+            extra_headers: o.extra_headers,
+            body,
+        };
+        match self
+            .send_in_dialog(&d, Method::Update, options, false)
+            .await
+        {
+            Ok(id) => self.update = Some(Update { id, reply, offered }),
+            Err(e) => {
+                if offered {
+                    self.rollback().await;
+                }
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    async fn on_update_response(&mut self, response: Response) {
+        let Some(u) = self.update.take() else { return };
+        let r = if response.is_success() {
+            match body_and_type(&response) {
+                Some(answer) if u.offered => self.remote_description(Some(answer)).await,
+                None if u.offered => {
+                    self.rollback().await;
+                    Err(Error::SessionDescriptionHandler(
+                        "the 2xx to our UPDATE carried no answer".into(),
+                    ))
+                }
+                _ => Ok(()),
+            }
+        } else {
+            // RFC 3311 §5.1: a refused offer leaves the previous session as it was
+            if u.offered {
+                self.rollback().await;
+            }
+            Err(Error::Rejected {
+                status: response.status(),
+                reason: response.reason().into_owned(),
+            })
+        };
+        let _ = u.reply.send(r);
+    }
+
+    /// An UPDATE from the peer (RFC 3311 §5.2): its offer answered in the 200, 491 while an
+    /// offer of ours is pending, 488 when the media handler refuses it; 200 without a body
+    /// for a refresh.
+    async fn on_update(&mut self, id: TransactionId, request: Request) {
+        let offer = body_and_type(&request);
+        let ours_pending = self.update.as_ref().is_some_and(|u| u.offered)
+            || self.reinvite.as_ref().is_some_and(|r| r.offered);
+        let status = match offer {
+            Some(_) if ours_pending => {
+                let _ = self.respond(id, 491, None, Vec::new(), None).await;
+                491
+            }
+            Some(offer) => {
+                let answer = match self.remote_description(Some(offer)).await {
+                    Ok(()) => self.local_description(None).await,
+                    Err(e) => Err(e),
+                };
+                match answer {
+                    Ok(desc) => match self.respond(id, 200, None, Vec::new(), Some(desc)).await {
+                        Ok(_) => 200,
+                        Err(_) => 500,
+                    },
+                    Err(_) => {
+                        self.rollback().await;
+                        let _ = self.respond(id, 488, None, Vec::new(), None).await;
+                        488
+                    }
+                }
+            }
+            None => {
+                let _ = self.respond(id, 200, None, Vec::new(), None).await;
+                200
+            }
+        };
+        if let Some(d) = &self.delegate() {
+            d.on_update(&request, status);
+        }
+    }
+
     // ---- inputs ----
 
     async fn on_input(&mut self, input: SessionInput) {
@@ -952,6 +1081,10 @@ impl Task {
                     self.on_invite_response(response, dialog).await;
                 } else if self.reinvite.as_ref().is_some_and(|r| r.id == id) {
                     self.on_reinvite_response(response).await;
+                } else if self.update.as_ref().is_some_and(|u| u.id == id) {
+                    if response.status() >= 200 {
+                        self.on_update_response(response).await;
+                    }
                 } else if response.status() >= 200 {
                     if let Some(waiter) = self.requests.remove(&id) {
                         if let Some(w) = waiter {
@@ -1019,6 +1152,13 @@ impl Task {
                     if let Some(r) = self.reinvite.take() {
                         self.rollback().await;
                         let _ = r.reply.send(Err(e));
+                    }
+                } else if self.update.as_ref().is_some_and(|u| u.id == id) {
+                    if let Some(u) = self.update.take() {
+                        if u.offered {
+                            self.rollback().await;
+                        }
+                        let _ = u.reply.send(Err(e));
                     }
                 } else if let Some(Some(w)) = self.requests.remove(&id) {
                     let _ = w.send(Err(e));
@@ -1247,6 +1387,7 @@ impl Task {
                 self.terminate(EndReason::RemoteBye);
             }
             Method::Invite => self.on_reinvite(id, request).await,
+            Method::Update => self.on_update(id, request).await,
             m => {
                 let status = match (delegate, m) {
                     (Some(d), Method::Info) => d.on_info(&request),

@@ -1,0 +1,167 @@
+//! UPDATE (RFC 3311) between two user agents on the in-memory network with virtual time: a
+//! new offer in an established call (hold), an UPDATE in the early dialog before the call is
+//! answered, a refresh without a body, and glare (both sides offer at once: both get 491 and
+//! keep their previous media). SIP.js has no UPDATE.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sipua::message::Request;
+use sipua::{
+    Error, InvitationProgressOptions, Inviter, InviterOptions, LinkConfig, Listen, MemoryNetwork,
+    SessionDelegate, SessionDescriptionHandlerOptions, SessionUpdateOptions, UserAgent,
+    UserAgentOptions,
+};
+
+const ALICE: &str = "10.0.0.1:5060";
+const BOB: &str = "10.0.0.2:5060";
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+async fn agent(net: &MemoryNetwork, at: &str, user: &str) -> UserAgent {
+    let ua = UserAgent::new(UserAgentOptions {
+        listen: Listen::Memory(net.clone(), addr(at)),
+        user: user.into(),
+        seed: Some(at.len() as u64 * 13 + user.len() as u64),
+        ..Default::default()
+    });
+    ua.start().await.unwrap();
+    ua
+}
+
+#[derive(Default)]
+struct Updates(Mutex<Vec<u16>>);
+
+impl SessionDelegate for Updates {
+    fn on_update(&self, _r: &Request, status: u16) {
+        self.0.lock().unwrap().push(status);
+    }
+}
+
+fn text(d: Option<sipua::BodyAndContentType>) -> String {
+    String::from_utf8_lossy(&d.expect("a description").body).into_owned()
+}
+
+fn hold() -> SessionUpdateOptions {
+    SessionUpdateOptions {
+        session_description_handler_options: Some(SessionDescriptionHandlerOptions::hold()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_update_changes_the_media_of_an_established_call_and_a_bare_one_refreshes() {
+    let net = MemoryNetwork::new(5, LinkConfig::default());
+    let (alice, bob) = (
+        agent(&net, ALICE, "alice").await,
+        agent(&net, BOB, "bob").await,
+    );
+    let call = Inviter::new(
+        &alice,
+        format!("sip:bob@{BOB}").parse().unwrap(),
+        Default::default(),
+    )
+    .unwrap();
+    call.invite(Default::default()).await.unwrap();
+    let inv = bob.next_invitation().await.unwrap();
+    let seen = Arc::new(Updates::default());
+    inv.set_delegate(seen.clone());
+    inv.accept(Default::default()).await.unwrap();
+    call.established().await.unwrap();
+
+    call.update(hold()).await.unwrap();
+    assert!(text(inv.remote_description()).contains("a=sendonly"));
+    assert!(text(call.remote_description()).contains("a=recvonly"));
+    // without a body: a refresh, answered 200
+    call.update(SessionUpdateOptions {
+        without_sdp: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // and from the callee's side too
+    inv.update(Default::default()).await.unwrap();
+    assert!(text(call.remote_description()).contains("a=sendrecv"));
+    assert_eq!(*seen.0.lock().unwrap(), [200, 200]);
+    call.bye().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_update_in_the_early_dialog_goes_before_the_answer() {
+    let net = MemoryNetwork::new(6, LinkConfig::default());
+    let (alice, bob) = (
+        agent(&net, ALICE, "alice").await,
+        agent(&net, BOB, "bob").await,
+    );
+    let call = Inviter::new(
+        &alice,
+        format!("sip:bob@{BOB}").parse().unwrap(),
+        InviterOptions {
+            early_media: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    // no early dialog yet: nothing to send an UPDATE in
+    assert!(matches!(
+        call.update(Default::default()).await,
+        Err(Error::StateTransition { .. })
+    ));
+    call.invite(Default::default()).await.unwrap();
+    let inv = bob.next_invitation().await.unwrap();
+    let seen = Arc::new(Updates::default());
+    inv.set_delegate(seen.clone());
+    inv.progress(InvitationProgressOptions {
+        status_code: Some(183),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    call.update(hold()).await.unwrap();
+    assert_eq!(*seen.0.lock().unwrap(), [200]);
+    assert!(text(inv.remote_description()).contains("a=sendonly"));
+    inv.accept(Default::default()).await.unwrap();
+    call.established().await.unwrap();
+    call.bye().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn updates_that_cross_both_get_491_and_the_media_stays() {
+    let net = MemoryNetwork::new(
+        7,
+        LinkConfig {
+            delay: Duration::from_millis(50),
+            ..Default::default()
+        },
+    );
+    let (alice, bob) = (
+        agent(&net, ALICE, "alice").await,
+        agent(&net, BOB, "bob").await,
+    );
+    let call = Inviter::new(
+        &alice,
+        format!("sip:bob@{BOB}").parse().unwrap(),
+        Default::default(),
+    )
+    .unwrap();
+    call.invite(Default::default()).await.unwrap();
+    let inv = bob.next_invitation().await.unwrap();
+    inv.accept(Default::default()).await.unwrap();
+    call.established().await.unwrap();
+    let before = text(call.remote_description());
+    let (a, b) = tokio::join!(call.update(hold()), inv.update(hold()));
+    for r in [a, b] {
+        assert!(
+            matches!(r, Err(Error::Rejected { status: 491, .. })),
+            "{r:?}"
+        );
+    }
+    assert_eq!(text(call.remote_description()), before);
+    // afterwards one of them goes through
+    call.update(hold()).await.unwrap();
+    call.bye().await.unwrap();
+}
