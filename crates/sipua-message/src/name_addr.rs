@@ -81,7 +81,8 @@ impl NameAddr {
 pub(crate) fn key_check(s: &[u8]) -> Result<Option<&[u8]>> {
     let mut c = Cursor::new(s);
     let (_, uri) = split(&mut c)?;
-    if uri.len() < 2 || !uri[1..].contains(&b':') || !uri[0].is_ascii_alphabetic() {
+    if uri.len() < 2 || scan::find_byte(&uri[1..], b':').is_none() || !uri[0].is_ascii_alphabetic()
+    {
         return Err(ParseError::new(ErrorKind::Uri, "missing URI scheme"));
     }
     let tag = crate::params::find_token_param(&mut c, b"tag", "tag is not a token")?;
