@@ -125,57 +125,60 @@ pub(crate) fn find_token_param<'a>(
     name: &[u8],
     not_token: &'static str,
 ) -> Result<Option<&'a [u8]>> {
+    // `rest` is what is left of `c.s`
     let s = c.s;
-    let mut i = c.pos;
+    let mut rest = s.get(c.pos..).unwrap_or_default();
     let mut found = None;
     let mut bad = false;
-    let skip_ws = |mut i: usize| {
-        while s.get(i).is_some_and(|&b| scan::is_ws(b)) {
-            i += 1;
+    #[inline(always)]
+    fn skip_ws(r: &[u8]) -> &[u8] {
+        match r.first() {
+            Some(&b) if scan::is_ws(b) => {
+                let n = r.iter().position(|&b| !scan::is_ws(b)).unwrap_or(r.len());
+                &r[n..]
+            }
+            _ => r,
         }
-        i
-    };
-    loop {
-        i = skip_ws(i);
-        if s.get(i) != Some(&b';') {
-            c.pos = i;
-            break;
-        }
-        i = skip_ws(i + 1);
-        let rest = s.get(i..).unwrap_or_default();
-        let len = rest
-            .iter()
+    }
+    #[inline(always)]
+    fn token_len(r: &[u8]) -> usize {
+        r.iter()
             .position(|&b| !scan::is_token(b))
-            .unwrap_or(rest.len());
+            .unwrap_or(r.len())
+    }
+    loop {
+        rest = skip_ws(rest);
+        let Some((b';', after)) = rest.split_first() else {
+            break;
+        };
+        rest = skip_ws(after);
+        let len = token_len(rest);
         if len == 0 {
             return Err(ParseError::new(ErrorKind::HeaderValue, "empty parameter"));
         }
+        let (pname, after) = rest.split_at(len);
         // the first `name` decides; later ones are only checked like any other
-        let wanted = found.is_none() && !bad && scan::eq_token_ci(&rest[..len], name);
-        i += len;
-        let j = skip_ws(i);
-        if s.get(j) != Some(&b'=') {
-            i = j;
+        let wanted = found.is_none() && !bad && scan::eq_token_ci(pname, name);
+        rest = after;
+        let after = skip_ws(rest);
+        let Some((b'=', after)) = after.split_first() else {
+            rest = after;
             bad |= wanted;
             continue;
-        }
-        i = skip_ws(j + 1);
-        let rest = s.get(i..).unwrap_or_default();
+        };
+        rest = skip_ws(after);
         if rest.first() == Some(&b'"') {
-            c.pos = i;
-            c.quoted()?;
-            i = c.pos;
+            let mut q = Cursor {
+                s,
+                pos: s.len() - rest.len(),
+            };
+            q.quoted()?;
+            rest = s.get(q.pos..).unwrap_or_default();
             bad |= wanted;
             continue;
         }
         // a wanted value: its token characters first, then whatever else a value may hold
-        let token = if wanted {
-            rest.iter()
-                .position(|&b| !scan::is_token(b))
-                .unwrap_or(rest.len())
-        } else {
-            0
-        };
+        let token = if wanted { token_len(rest) } else { 0 };
         let len = token
             + rest[token..]
                 .iter()
@@ -187,15 +190,17 @@ pub(crate) fn find_token_param<'a>(
                 "empty parameter value",
             ));
         }
+        let (value, after) = rest.split_at(len);
         if wanted {
             if token == len {
-                found = Some(&rest[..len]);
+                found = Some(value);
             } else {
                 bad = true;
             }
         }
-        i += len;
+        rest = after;
     }
+    c.pos = s.len() - rest.len();
     if bad {
         return Err(ParseError::new(ErrorKind::HeaderValue, not_token));
     }
