@@ -1081,18 +1081,18 @@ fn parse_start_line(head: Head) -> Result<Message> {
     let bad = |r| ParseError::new(ErrorKind::StartLine, r);
     let buf = &head.buf[..];
     let line = &buf[span(head.start)];
-    if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/") {
+    if line.starts_with(b"SIP/") || line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/") {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
         let sp =
-            memchr::memchr(b' ', line).ok_or_else(|| bad("status line without a status code"))?;
-        if !line[..sp].eq_ignore_ascii_case(b"SIP/2.0") {
+            scan::find_byte(line, b' ').ok_or_else(|| bad("status line without a status code"))?;
+        if &line[..sp] != b"SIP/2.0" && !line[..sp].eq_ignore_ascii_case(b"SIP/2.0") {
             return Err(ParseError::new(
                 ErrorKind::Version,
                 "SIP version not supported",
             ));
         }
         let rest = &line[sp + 1..];
-        let (code, reason) = match memchr::memchr(b' ', rest) {
+        let (code, reason) = match scan::find_byte(rest, b' ') {
             Some(i) => (&rest[..i], &rest[i + 1..]),
             None => (rest, &rest[rest.len()..]), // tolerate a missing space before an empty reason
         };
@@ -1117,16 +1117,16 @@ fn parse_start_line(head: Head) -> Result<Message> {
         }));
     }
     // Request-Line = Method SP Request-URI SP SIP-Version
-    let sp1 = memchr::memchr(b' ', line)
+    let sp1 = scan::find_byte(line, b' ')
         .ok_or_else(|| bad("request line is not 'METHOD URI SIP/2.0'"))?;
     let rest = &line[sp1 + 1..];
-    let sp2 = memchr::memchr(b' ', rest)
+    let sp2 = scan::find_byte(rest, b' ')
         .ok_or_else(|| bad("request line is not 'METHOD URI SIP/2.0'"))?;
     let method = Method::parse(&line[..sp1])?;
     let uri_bytes = &rest[..sp2];
     // trailing whitespace after the version is tolerated (RFC 4475 §3.1.2.10 allows either)
     let version = scan::trim(&rest[sp2 + 1..]);
-    if !version.eq_ignore_ascii_case(b"SIP/2.0") {
+    if version != b"SIP/2.0" && !version.eq_ignore_ascii_case(b"SIP/2.0") {
         if is_version(version) {
             return Err(ParseError::new(
                 ErrorKind::Version,

@@ -29,6 +29,13 @@ pub enum Transport {
 impl Transport {
     /// Parses a transport token, case-insensitively.
     pub fn parse(s: &[u8]) -> Transport {
+        // the usual spelling first
+        match s {
+            b"UDP" => return Transport::Udp,
+            b"TCP" => return Transport::Tcp,
+            b"TLS" => return Transport::Tls,
+            _ => {}
+        }
         let is = |t: &[u8]| s.eq_ignore_ascii_case(t);
         if is(b"UDP") {
             Transport::Udp
