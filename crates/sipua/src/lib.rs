@@ -35,7 +35,7 @@ pub use session::{
     EndReason, Invitation, InvitationAcceptOptions, InvitationProgressOptions,
     InvitationRejectOptions, Inviter, InviterCancelOptions, InviterInviteOptions, InviterOptions,
     RequestOptions, Session, SessionDelegate, SessionInviteOptions, SessionState,
-    SessionUpdateOptions,
+    SessionTimerOptions, SessionUpdateOptions,
 };
 pub use transport::{LinkConfig, Listen, MemoryNetwork, TlsOptions};
 

@@ -98,6 +98,9 @@ pub struct UserAgentOptions {
     pub credentials: Option<Credentials>,
     /// Sends every out-of-dialog request here instead of the Request-URI's host.
     pub outbound_proxy: Option<SocketAddr>,
+    /// Session timers (RFC 4028) for calls: offered by our INVITEs, granted to callers, and
+    /// refreshed or enforced; `None` turns them off.
+    pub session_timers: Option<crate::SessionTimerOptions>,
     /// DNS servers for RFC 3263 server location (NAPTR, SRV, A/AAAA); `None` uses the
     /// system's configuration.
     pub dns_servers: Option<Vec<SocketAddr>>,
@@ -136,6 +139,7 @@ impl Default for UserAgentOptions {
             user_agent_string: concat!("sipua/", env!("CARGO_PKG_VERSION")).into(),
             credentials: None,
             outbound_proxy: None,
+            session_timers: Some(crate::SessionTimerOptions::default()),
             dns_servers: None,
             accept_any_user: false,
             graceful_shutdown: true,

@@ -90,7 +90,7 @@ async fn a_reliable_183_with_the_answer_is_pracked_and_the_call_completes() {
     call.invite(Default::default()).await.unwrap();
     let inv = bob.next_invitation().await.unwrap();
     let invite = String::from_utf8_lossy(&inv.request().to_bytes()).into_owned();
-    assert!(invite.contains("Supported: 100rel\r\n"), "{invite}");
+    assert!(invite.contains("Supported: 100rel, timer\r\n"), "{invite}");
     // resolves once Alice's PRACK has come
     let r = inv.progress(reliable_183()).await;
     assert!(r.is_ok(), "{r:?}\n{}", log.lock().unwrap().join("\n----\n"));

@@ -9,6 +9,9 @@
 //! 480, as [`Session::dispose`]).
 
 mod task;
+mod timer;
+
+pub use timer::SessionTimerOptions;
 
 use std::sync::{Arc, Mutex};
 
@@ -73,6 +76,8 @@ pub enum EndReason {
     MediaFailure(String),
     /// Disposed before it was established.
     Disposed,
+    /// No session refresh came in time (RFC 4028 §10): we sent BYE.
+    SessionExpired,
 }
 
 /// What the application is told about requests inside a session (SIP.js

@@ -99,6 +99,10 @@ struct Task {
     reinvite: Option<ReInvite>,
     /// Our UPDATE in progress (RFC 3311).
     update: Option<Update>,
+    /// The session timer, once negotiated (RFC 4028).
+    timer: Option<super::timer::Running>,
+    /// The peer's Allow lists UPDATE: refreshes use it rather than re-INVITE.
+    peer_allows_update: bool,
     /// A re-INVITE to retry after glare, and when.
     retry: Option<(Instant, SessionInviteOptions, Reply<()>, u8)>,
     /// Our 2xx waits for its ACK (a BYE must wait too, RFC 3261 §15).
@@ -241,6 +245,8 @@ impl Task {
             answer_in_ack: false,
             bye_after_ack: None,
             update: None,
+            timer: None,
+            peer_allows_update: false,
             awaiting_prack: None,
             rng: Rng::new(0),
         }
@@ -338,11 +344,82 @@ impl Task {
             }),
             _ => None,
         };
-        [retry, answer].into_iter().flatten().min()
+        let timer = self
+            .timer
+            .filter(|_| self.current() == SessionState::Established)
+            .map(|t| t.at);
+        [retry, answer, timer].into_iter().flatten().min()
+    }
+
+    /// The session timer fired: refresh (UPDATE without a body when the peer allows it,
+    /// else a re-INVITE), or end the session the peer stopped refreshing (RFC 4028 §10).
+    async fn on_session_timer(&mut self, now: Instant) {
+        let Some(t) = self.timer else { return };
+        if t.at > now || self.current() != SessionState::Established {
+            return;
+        }
+        if !t.we_refresh {
+            self.timer = None;
+            self.info().end.get_or_insert(EndReason::SessionExpired);
+            if let Some(d) = self.dialog.clone() {
+                self.bye_dialog(&d).await;
+            }
+            self.terminate(EndReason::SessionExpired);
+            return;
+        }
+        if self.reinvite.is_some() || self.update.is_some() || self.retry.is_some() {
+            // an offer of ours is under way; it refreshes the session when answered
+            self.timer = Some(super::timer::Running {
+                at: now + Duration::from_secs(1),
+                ..t
+            });
+            return;
+        }
+        let headers = vec![
+            t.refresh_header(),
+            Header::new(HeaderName::Supported, "timer"),
+        ];
+        let (reply, _) = tokio::sync::oneshot::channel();
+        if self.peer_allows_update {
+            let o = SessionUpdateOptions {
+                extra_headers: headers,
+                without_sdp: true,
+                ..Default::default()
+            };
+            self.send_update(o, reply).await;
+        } else {
+            let o = SessionInviteOptions {
+                extra_headers: headers,
+                ..Default::default()
+            };
+            self.start_reinvite(o, reply, 0).await;
+        }
+        self.timer = Some(super::timer::Running::start(t.interval, true, now));
+    }
+
+    /// A re-INVITE or UPDATE from the peer refreshed the session: it refreshes from now on;
+    /// the header goes into our 2xx.
+    fn refreshed_by_peer(&mut self, request: &Request) -> Option<Header> {
+        let t = self.timer?;
+        let (interval, header) = super::timer::answer_refresh(request, t.interval);
+        self.timer = Some(super::timer::Running::start(
+            interval,
+            false,
+            Instant::now(),
+        ));
+        Some(header)
+    }
+
+    /// Our re-INVITE or UPDATE was answered 2xx: the session is refreshed.
+    fn refreshed_by_us(&mut self, response: &Response) {
+        let Some(t) = self.timer else { return };
+        let (interval, we) = super::timer::from_answer(response).unwrap_or((t.interval, true));
+        self.timer = Some(super::timer::Running::start(interval, we, Instant::now()));
     }
 
     async fn on_timer(&mut self) {
         let now = Instant::now();
+        self.on_session_timer(now).await;
         if self.retry.as_ref().is_some_and(|r| r.0 <= now) {
             if let Some((_, options, reply, attempts)) = self.retry.take() {
                 self.start_reinvite(options, reply, attempts).await;
@@ -618,8 +695,26 @@ impl Task {
         let (target, without_sdp) = (uac.target.clone(), uac.options.invite_without_sdp);
         let mut headers = uac.options.extra_headers.clone();
         if !headers.iter().any(|h| *h.name() == HeaderName::Supported) {
-            // we PRACK reliable provisional responses (RFC 3262 §4)
-            headers.push(Header::new(HeaderName::Supported, "100rel"));
+            // we PRACK reliable provisional responses (RFC 3262 §4), and run session timers
+            // unless they are off
+            let tags = if self.shared.options.session_timers.is_some() {
+                "100rel, timer"
+            } else {
+                "100rel"
+            };
+            headers.push(Header::new(HeaderName::Supported, tags));
+        }
+        if !headers.iter().any(|h| *h.name() == HeaderName::Allow) {
+            // RFC 3261 §20.5: what we take in the dialog (UPDATE for refreshes, RFC 4028)
+            headers.push(self.shared.allow_header());
+        }
+        if let Some(st) = &self.shared.options.session_timers {
+            if !headers
+                .iter()
+                .any(|h| *h.name() == HeaderName::SessionExpires)
+            {
+                headers.extend(super::timer::invite_headers(st));
+            }
         }
         // RFC 3323 / 3325: an anonymous From, our identity only for a trusted proxy
         let from = if uac.options.anonymous {
@@ -761,12 +856,44 @@ impl Task {
                 return Err(e);
             }
         };
-        let dialog = self
-            .respond(id, 200, None, o.extra_headers, Some(answer))
-            .await?;
+        let mut extra = o.extra_headers;
+        if !extra.iter().any(|h| *h.name() == HeaderName::Allow) {
+            extra.push(self.shared.allow_header());
+        }
+        let mut timer = None;
+        let invite = self.uas().map(|u| u.request.clone());
+        if let (Some(st), Some(invite)) = (self.shared.options.session_timers, invite) {
+            self.peer_allows_update = super::timer::allows_update(&invite.headers());
+            match super::timer::decide(&invite, &st) {
+                super::timer::Decision::TooBrief(min) => {
+                    // RFC 4028 §8.1: 422 with our minimum; the caller may try again
+                    let min_se = Header::new(HeaderName::MinSe, min.to_string());
+                    let _ = self.respond(id, 422, None, vec![min_se], None).await;
+                    self.rollback().await;
+                    if let Some(u) = self.uas() {
+                        u.finished = true;
+                    }
+                    self.terminate(EndReason::LocalReject { status: 422 });
+                    return Err(Error::Rejected {
+                        status: 422,
+                        reason: "Session Interval Too Small".into(),
+                    });
+                }
+                super::timer::Decision::Run {
+                    interval,
+                    we_refresh,
+                    headers,
+                } => {
+                    extra.extend(headers);
+                    timer = Some((interval, we_refresh));
+                }
+            }
+        }
+        let dialog = self.respond(id, 200, None, extra, Some(answer)).await?;
         if let Some(u) = self.uas() {
             u.finished = true;
         }
+        self.timer = timer.map(|(i, we)| super::timer::Running::start(i, we, Instant::now()));
         self.dialog = dialog.clone();
         self.info().dialog = dialog;
         self.awaiting_ack = true;
@@ -1004,6 +1131,9 @@ impl Task {
 
     async fn on_update_response(&mut self, response: Response) {
         let Some(u) = self.update.take() else { return };
+        if response.is_success() {
+            self.refreshed_by_us(&response);
+        }
         let r = if response.is_success() {
             match body_and_type(&response) {
                 Some(answer) if u.offered => self.remote_description(Some(answer)).await,
@@ -1046,10 +1176,14 @@ impl Task {
                     Err(e) => Err(e),
                 };
                 match answer {
-                    Ok(desc) => match self.respond(id, 200, None, Vec::new(), Some(desc)).await {
-                        Ok(_) => 200,
-                        Err(_) => 500,
-                    },
+                    Ok(desc) => {
+                        let refresh: Vec<Header> =
+                            self.refreshed_by_peer(&request).into_iter().collect();
+                        match self.respond(id, 200, None, refresh, Some(desc)).await {
+                            Ok(_) => 200,
+                            Err(_) => 500,
+                        }
+                    }
                     Err(_) => {
                         self.rollback().await;
                         let _ = self.respond(id, 488, None, Vec::new(), None).await;
@@ -1058,7 +1192,8 @@ impl Task {
                 }
             }
             None => {
-                let _ = self.respond(id, 200, None, Vec::new(), None).await;
+                let refresh: Vec<Header> = self.refreshed_by_peer(&request).into_iter().collect();
+                let _ = self.respond(id, 200, None, refresh, None).await;
                 200
             }
         };
@@ -1257,6 +1392,14 @@ impl Task {
         if let Role::Uac(u) = &mut self.role {
             u.answered = true;
         }
+        if outcome.is_ok() {
+            self.peer_allows_update = super::timer::allows_update(&response.headers());
+            if self.shared.options.session_timers.is_some() {
+                self.timer = super::timer::from_answer(&response).map(|(interval, we)| {
+                    super::timer::Running::start(interval, we, Instant::now())
+                });
+            }
+        }
         match outcome {
             Ok(()) => self.transition(SessionState::Established),
             Err(e) => {
@@ -1304,6 +1447,7 @@ impl Task {
             return;
         };
         if response.is_success() {
+            self.refreshed_by_us(&response);
             let body = body_and_type(&response);
             let outcome = if r.offered {
                 self.remote_description(body).await
@@ -1413,8 +1557,9 @@ impl Task {
         } else {
             self.local_description(None).await
         };
+        let refresh: Vec<Header> = self.refreshed_by_peer(&request).into_iter().collect();
         let status = match negotiated {
-            Ok(desc) => match self.respond(id, 200, None, Vec::new(), Some(desc)).await {
+            Ok(desc) => match self.respond(id, 200, None, refresh, Some(desc)).await {
                 Ok(_) => {
                     self.awaiting_ack = true;
                     self.answer_in_ack = !has_offer;

@@ -1,0 +1,270 @@
+//! Session timers (RFC 4028): keeping a call alive with periodic refreshes so that a side
+//! (or proxy) that lost the other can end it. The negotiation rules live here; the session
+//! task calls them when it sends or answers an INVITE, a re-INVITE or an UPDATE.
+//!
+//! - A caller offers `Session-Expires` (and `Min-SE`) with `Supported: timer` (§7.1).
+//! - A callee refuses an interval below its `Min-SE` with 422 (§8.1); otherwise its 2xx names
+//!   the interval and the refresher: the caller's choice, else `uac` when the caller supports
+//!   timers, else `uas` (§9).
+//! - The refresher refreshes at half the interval (§10): UPDATE without a body when the peer
+//!   allows UPDATE, else a re-INVITE. The other side sends BYE when no refresh came by the
+//!   interval less min(32 s, a third of it) (§10).
+
+use std::time::Duration;
+
+use sipua_message::header::{MinSe, SessionExpires};
+use sipua_message::{Header, HeaderName, Method, Request, Response};
+use tokio::time::Instant;
+
+/// Session-timer settings of a user agent (RFC 4028).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionTimerOptions {
+    /// The interval asked for, in seconds (RFC 4028's recommended 1800).
+    pub session_expires: u32,
+    /// The shortest interval accepted; shorter ones get 422 (at least 90, §4).
+    pub min_se: u32,
+}
+
+impl Default for SessionTimerOptions {
+    fn default() -> Self {
+        SessionTimerOptions {
+            session_expires: 1800,
+            min_se: 90,
+        }
+    }
+}
+
+/// A running session timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Running {
+    /// The negotiated interval in seconds.
+    pub(crate) interval: u32,
+    /// Whether we refresh (else we watch for the peer's refreshes).
+    pub(crate) we_refresh: bool,
+    /// When to refresh, or when the session expires.
+    pub(crate) at: Instant,
+}
+
+impl Running {
+    pub(crate) fn start(interval: u32, we_refresh: bool, now: Instant) -> Running {
+        let i = u64::from(interval.max(1));
+        let after = if we_refresh {
+            Duration::from_secs(i) / 2
+        } else {
+            // §10: BYE at the interval less min(32 s, a third of it)
+            Duration::from_secs(i - (i / 3).min(32))
+        };
+        Running {
+            interval,
+            we_refresh,
+            at: now + after,
+        }
+    }
+
+    /// `Session-Expires` for a refresh we send (we are its UAC and stay the refresher).
+    pub(crate) fn refresh_header(&self) -> Header {
+        Header::new(
+            HeaderName::SessionExpires,
+            format!("{};refresher=uac", self.interval),
+        )
+    }
+}
+
+/// Whether `r` lists `tag` in a header named `name` (Supported, Require, Allow...).
+pub(crate) fn lists(
+    headers: &sipua_message::header::Headers<'_>,
+    name: HeaderName,
+    tag: &str,
+) -> bool {
+    headers.iter().any(|h| {
+        h.is(&name)
+            && h.elements()
+                .iter()
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(tag.as_bytes()))
+    })
+}
+
+/// The headers a caller's INVITE carries for session timers.
+pub(crate) fn invite_headers(o: &SessionTimerOptions) -> Vec<Header> {
+    vec![
+        Header::new(HeaderName::SessionExpires, o.session_expires.to_string()),
+        Header::new(HeaderName::MinSe, o.min_se.to_string()),
+    ]
+}
+
+/// What a callee does with an INVITE's session-timer request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// The interval is below our minimum: answer 422 with this `Min-SE`.
+    TooBrief(u32),
+    /// Run a timer: the 2xx gets these headers; `we_refresh` tells who refreshes.
+    Run {
+        interval: u32,
+        we_refresh: bool,
+        headers: Vec<Header>,
+    },
+}
+
+/// The callee's decision for `invite` (RFC 4028 §8–9).
+pub(crate) fn decide(invite: &Request, o: &SessionTimerOptions) -> Decision {
+    let h = invite.headers();
+    let asked = h.typed::<SessionExpires>().and_then(Result::ok);
+    let their_min = h.typed::<MinSe>().and_then(Result::ok).map_or(0, |m| m.0);
+    let supports = lists(&h, HeaderName::Supported, "timer");
+    let min = o.min_se.max(90);
+    if let Some(se) = &asked {
+        if se.delta < min {
+            return Decision::TooBrief(min);
+        }
+    }
+    let interval = asked
+        .as_ref()
+        .map_or(o.session_expires, |se| {
+            se.delta.min(o.session_expires.max(min))
+        })
+        .max(min)
+        .max(their_min);
+    let refresher = match asked.as_ref().and_then(SessionExpires::refresher) {
+        Some(r) if r.eq_ignore_ascii_case("uas") => "uas",
+        Some(r) if r.eq_ignore_ascii_case("uac") && supports => "uac",
+        _ if supports => "uac",
+        _ => "uas",
+    };
+    let mut headers = vec![Header::new(
+        HeaderName::SessionExpires,
+        format!("{interval};refresher={refresher}"),
+    )];
+    if supports {
+        headers.push(Header::new(HeaderName::Require, "timer"));
+    }
+    Decision::Run {
+        interval,
+        we_refresh: refresher == "uas",
+        headers,
+    }
+}
+
+/// The caller's timer from the 2xx to its INVITE: `None` when the callee runs none.
+pub(crate) fn from_answer(response: &Response) -> Option<(u32, bool)> {
+    let se = response.typed::<SessionExpires>().and_then(Result::ok)?;
+    // §7.2: a 2xx without refresher leaves refreshing to the caller
+    let we_refresh = se
+        .refresher()
+        .is_none_or(|r| !r.eq_ignore_ascii_case("uas"));
+    Some((se.delta.max(1), we_refresh))
+}
+
+/// A refresh from the peer (re-INVITE or UPDATE): the interval it names (else ours) and the
+/// header for our 2xx, which leaves the refreshing to it (RFC 4028 §9).
+pub(crate) fn answer_refresh(request: &Request, current: u32) -> (u32, Header) {
+    let interval = request
+        .typed::<SessionExpires>()
+        .and_then(Result::ok)
+        .map_or(current, |s| s.delta.max(1));
+    (
+        interval,
+        Header::new(
+            HeaderName::SessionExpires,
+            format!("{interval};refresher=uac"),
+        ),
+    )
+}
+
+/// Whether the peer's Allow (in its INVITE or 2xx) lists UPDATE, so refreshes can use it.
+pub(crate) fn allows_update(headers: &sipua_message::header::Headers<'_>) -> bool {
+    lists(headers, HeaderName::Allow, Method::Update.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invite(extra: &str) -> Request {
+        let text = format!(
+            "INVITE sip:bob@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1\r\n\
+             From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:bob@127.0.0.1>\r\nCall-ID: x\r\n\
+             CSeq: 1 INVITE\r\nMax-Forwards: 70\r\n{extra}Content-Length: 0\r\n\r\n"
+        );
+        match sipua_message::Message::parse(text.as_bytes()).unwrap() {
+            sipua_message::Message::Request(r) => r,
+            _ => unreachable!(),
+        }
+    }
+
+    fn header_text(d: &Decision) -> String {
+        match d {
+            Decision::Run { headers, .. } => headers
+                .iter()
+                .map(|h| String::from_utf8_lossy(h.value()).into_owned())
+                .collect::<Vec<_>>()
+                .join(" | "),
+            Decision::TooBrief(m) => format!("422 {m}"),
+        }
+    }
+
+    #[test]
+    fn a_callee_refuses_an_interval_below_its_minimum_with_422() {
+        let o = SessionTimerOptions {
+            min_se: 120,
+            ..Default::default()
+        };
+        let d = decide(&invite("Session-Expires: 100\r\nSupported: timer\r\n"), &o);
+        assert_eq!(d, Decision::TooBrief(120));
+    }
+
+    #[test]
+    fn a_supporting_caller_refreshes_unless_it_asks_the_callee_to() {
+        let o = SessionTimerOptions::default();
+        let d = decide(&invite("Session-Expires: 600\r\nSupported: timer\r\n"), &o);
+        assert_eq!(header_text(&d), "600;refresher=uac | timer");
+        assert!(matches!(
+            d,
+            Decision::Run {
+                we_refresh: false,
+                ..
+            }
+        ));
+        let d = decide(
+            &invite("Session-Expires: 600;refresher=uas\r\nSupported: timer\r\n"),
+            &o,
+        );
+        assert!(matches!(
+            d,
+            Decision::Run {
+                we_refresh: true,
+                interval: 600,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn without_caller_support_the_callee_refreshes_itself() {
+        let d = decide(&invite(""), &SessionTimerOptions::default());
+        assert_eq!(header_text(&d), "1800;refresher=uas");
+        assert!(matches!(
+            d,
+            Decision::Run {
+                we_refresh: true,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn refreshes_come_at_half_time_and_expiry_a_little_before_the_end() {
+        let now = Instant::now();
+        assert_eq!(
+            Running::start(1800, true, now).at,
+            now + Duration::from_secs(900)
+        );
+        assert_eq!(
+            Running::start(1800, false, now).at,
+            now + Duration::from_secs(1800 - 32)
+        );
+        assert_eq!(
+            Running::start(90, false, now).at,
+            now + Duration::from_secs(60)
+        );
+    }
+}
