@@ -354,3 +354,15 @@ fn sipua_call_pracks_the_reliable_183_of_sipp() {
     uas_out.read_to_string(&mut uas_text).unwrap();
     assert_eq!(counters(&uas_text), (1, 0), "{uas_text}");
 }
+
+#[test]
+fn sipp_gets_a_session_timer_granted_and_refreshes_and_holds_with_update() {
+    let (text, ok, printed) = scenario_against_serve("update_timer.xml", "auto", 5, &[]);
+    assert_eq!(counters(&text), (5, 0), "{text}");
+    assert!(ok, "{text}");
+    assert_eq!(
+        lines_with(&printed, "terminated (the peer hung up)"),
+        5,
+        "{printed}"
+    );
+}
