@@ -150,7 +150,7 @@ async fn when_refreshes_stop_the_callee_ends_the_call() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn an_interval_below_the_callees_minimum_gets_422() {
+async fn an_interval_below_the_callees_minimum_gets_422_and_the_caller_asks_again() {
     let (alice, bob, log) = setup(
         Some(SessionTimerOptions {
             session_expires: 60,
@@ -172,12 +172,16 @@ async fn an_interval_below_the_callees_minimum_gets_422() {
         inv.accept(Default::default()).await,
         Err(Error::Rejected { status: 422, .. })
     ));
-    assert!(matches!(
-        call.terminated().await,
-        EndReason::Rejected { status: 422, .. }
-    ));
     let r422 = find(&log, |m| m.starts_with("SIP/2.0 422"));
     assert!(r422[0].contains("Min-SE: 90\r\n"), "{}", r422[0]);
+    // RFC 4028 §7.4: Alice sends the INVITE again with Bob's minimum, and Bob takes it
+    let again = bob.next_invitation().await.unwrap();
+    let text = String::from_utf8_lossy(&again.request().to_bytes()).into_owned();
+    assert!(text.contains("Session-Expires: 90\r\n"), "{text}");
+    again.accept(Default::default()).await.unwrap();
+    call.established().await.unwrap();
+    assert_eq!(find(&log, |m| m.starts_with("INVITE ")).len(), 2);
+    call.bye().await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]

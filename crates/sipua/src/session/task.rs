@@ -45,6 +45,19 @@ struct Uac {
     /// The early dialog whose answer (in a 1xx) was applied for early media.
     early: Option<DialogId>,
     cancelled: bool,
+    /// What the INVITE was sent with, to send it again after a 422 (RFC 4028 §7.4).
+    resend: Option<Box<Resend>>,
+}
+
+/// An initial INVITE as sent, kept until its final response.
+struct Resend {
+    target: Uri,
+    from: Option<sipua_message::NameAddr>,
+    headers: Vec<Header>,
+    body: Body,
+    defer_ack: bool,
+    /// Already sent again once after a 422.
+    retried: bool,
 }
 
 /// The callee's side of the initial INVITE.
@@ -161,6 +174,7 @@ pub(crate) fn spawn_inviter(
             answered: false,
             early: None,
             cancelled: false,
+            resend: None,
         })),
         ..Task::blank(shared, stx, info, crx, inputs)
     };
@@ -237,6 +251,7 @@ impl Task {
                 answered: false,
                 early: None,
                 cancelled: false,
+                resend: None,
             })),
             requests: HashMap::new(),
             reinvite: None,
@@ -744,29 +759,79 @@ impl Task {
         } else {
             Some(self.local_description(None).await?)
         };
-        let (destination, transport) = self.shared.resolve(&target).await?;
         let body_for_core = to_body(body.clone())?;
-        let key = self.key;
-        let id = self
-            .shared
-            .ask(|reply| Command::Invite {
-                key,
-                target,
-                destination,
-                transport,
-                from: from.map(Box::new),
-                headers,
-                body: body_for_core,
-                defer_ack: without_sdp,
-                reply,
-            })
-            .await?;
+        let resend = Resend {
+            target,
+            from,
+            headers,
+            body: body_for_core,
+            defer_ack: without_sdp,
+            retried: false,
+        };
+        let id = self.send_initial_invite(&resend).await?;
         if let Role::Uac(uac) = &mut self.role {
             uac.invite = Some(id);
             uac.offered = body.is_some();
+            uac.resend = Some(Box::new(resend));
         }
         self.transition(SessionState::Establishing);
         Ok(())
+    }
+
+    async fn send_initial_invite(&mut self, r: &Resend) -> Result<TransactionId, Error> {
+        let (destination, transport) = self.shared.resolve(&r.target).await?;
+        let key = self.key;
+        self.shared
+            .ask(|reply| Command::Invite {
+                key,
+                target: r.target.clone(),
+                destination,
+                transport,
+                from: r.from.clone().map(Box::new),
+                headers: r.headers.clone(),
+                body: r.body.clone(),
+                defer_ack: r.defer_ack,
+                reply,
+            })
+            .await
+    }
+
+    /// A 422 to our INVITE (RFC 4028 §7.4): send it again, once, asking for the callee's
+    /// Min-SE. True when it went out again.
+    async fn retry_after_422(&mut self, response: &Response) -> bool {
+        let min = response
+            .typed::<sipua_message::header::MinSe>()
+            .and_then(Result::ok)
+            .map(|m| m.0);
+        let Role::Uac(uac) = &mut self.role else {
+            return false;
+        };
+        let (Some(min), Some(mut resend)) = (min, uac.resend.take()) else {
+            return false;
+        };
+        if resend.retried || uac.cancelled {
+            return false;
+        }
+        resend.retried = true;
+        resend
+            .headers
+            .retain(|h| *h.name() != HeaderName::SessionExpires && *h.name() != HeaderName::MinSe);
+        resend
+            .headers
+            .push(Header::new(HeaderName::SessionExpires, min.to_string()));
+        resend
+            .headers
+            .push(Header::new(HeaderName::MinSe, min.to_string()));
+        match self.send_initial_invite(&resend).await {
+            Ok(id) => {
+                if let Role::Uac(uac) = &mut self.role {
+                    uac.invite = Some(id);
+                    uac.resend = Some(resend);
+                }
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     async fn cancel(&mut self, o: InviterCancelOptions) -> Result<(), Error> {
@@ -1347,6 +1412,9 @@ impl Task {
                     u.early = dialog;
                 }
             }
+            return;
+        }
+        if status == 422 && self.retry_after_422(&response).await {
             return;
         }
         if status >= 300 {
