@@ -758,3 +758,76 @@ fn sipua_call_and_baresip_talk_opus() {
     let heard = wav::read_wav_8k(&bs.received_file()).expect("baresip's recording");
     assert_melody("baresip's -dec.wav", &melody, &heard, None, &context);
 }
+
+/// PJSIP requiring 100rel calls `sipua serve`: serve's 180 goes reliably, PJSIP PRACKs it,
+/// and the call completes with audio; PJSIP's recording holds serve's prompt.
+#[test]
+fn pjsua_requiring_100rel_calls_sipua_serve_and_pracks_its_reliable_180() {
+    let dir = TempDir::new("pjsua-prack-serve");
+    let (prompt, pj_rec) = (dir.join("tone1000.wav"), dir.join("pjsua-rec.wav"));
+    write_wav(&prompt, &tone(1000.0, 5.0));
+    let port = free_udp_port();
+    let (_serve, served) = serve(port, &["--play", prompt.to_str().unwrap()]);
+    let (mut peer, peer_out, _) = pjsua_peer(&[
+        &format!("sip:sipua@127.0.0.1:{port}"),
+        "--100rel",
+        "--record",
+        pj_rec.to_str().unwrap(),
+        "--duration",
+        "2",
+        "--timeout",
+        "20",
+    ]);
+    let status = wait_exit(&mut peer, 25.0);
+    let context = || {
+        format!(
+            "peer.py:\n{}\nsipua serve:\n{}",
+            peer_out.text(),
+            served.text()
+        )
+    };
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{}",
+        context()
+    );
+    assert!(peer_out.text().contains("CONFIRMED"), "{}", context());
+    assert!(
+        served.wait_for("terminated (the peer hung up)", 5.0),
+        "{}",
+        context()
+    );
+    assert_tone(
+        "PJSIP's recording",
+        &read_wav(&pj_rec),
+        1000.0,
+        1.0,
+        &context,
+    );
+}
+
+/// `sipua call` to PJSIP answering with reliable provisional responses: sipua PRACKs them and
+/// the call completes with audio both ways.
+#[test]
+fn sipua_call_pracks_pjsuas_reliable_provisional_responses() {
+    let dir = TempDir::new("pjsua-prack-call");
+    let (pj_play, rec) = (dir.join("tone440.wav"), dir.join("rec.wav"));
+    write_wav(&pj_play, &tone(440.0, 5.0));
+    let (_peer, peer_out, uri) = pjsua_peer(&[
+        "--answer",
+        "--100rel",
+        // 180 (reliable, for sipua to PRACK), then 200
+        "--ring",
+        "0.5",
+        "--play",
+        pj_play.to_str().unwrap(),
+        "--timeout",
+        "20",
+    ]);
+    let (ok, printed) = call(&[&uri, "--record", rec.to_str().unwrap(), "--duration", "2"]);
+    let context = || format!("sipua call:\n{printed}\npeer.py:\n{}", peer_out.text());
+    assert!(ok, "{}", context());
+    assert!(printed.contains("180 Ringing"), "{}", context());
+    assert!(printed.contains("call: Established"), "{}", context());
+    assert_tone("sipua's recording", &read_wav(&rec), 440.0, 1.0, &context);
+}

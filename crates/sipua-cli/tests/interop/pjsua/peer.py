@@ -42,6 +42,9 @@ class Peer:
         self.confirmed_at = None
         self.ended = False
         self.media_up = False
+        # with --ring: when to send the 200 after the 180
+        self.ring = 0.0
+        self.answer_at = None
 
 
 class Call(pj.Call):
@@ -91,6 +94,12 @@ class Account(pj.Account):
             call.answer(op)
             return
         self.peer.call = call
+        if self.peer.ring > 0:
+            # ring first (reliably with --100rel); the main loop answers later
+            op.statusCode = 180
+            call.answer(op)
+            self.peer.answer_at = time.monotonic() + self.peer.ring
+            return
         op.statusCode = 200
         call.answer(op)
 
@@ -112,7 +121,7 @@ def endpoint_config(log_level):
     return cfg
 
 
-def account_config(sip_port, transport, rtp_port):
+def account_config(sip_port, transport, rtp_port, rel100=False):
     acfg = pj.AccountConfig()
     acfg.idUri = f"sip:pjsua@127.0.0.1:{sip_port}"
     acfg.regConfig.registrarUri = ""
@@ -136,6 +145,9 @@ def account_config(sip_port, transport, rtp_port):
     # else PJSIP re-INVITEs to lock one codec when an answer lists several
     media.lockCodecEnabled = False
     acfg.callConfig.timerUse = pj.PJSUA_SIP_TIMER_INACTIVE
+    if rel100:
+        # RFC 3262 required: our INVITEs carry Require: 100rel, our 1xx go reliably
+        acfg.callConfig.prackUse = pj.PJSUA_100REL_MANDATORY
     return acfg
 
 
@@ -155,8 +167,9 @@ def run(a, ep, peer):
     ep.codecSetPriority("PCMU/8000/1", 255)
     ep.codecSetPriority("PCMA/8000/1", 254)
 
+    peer.ring = a.ring
     acc = Account(peer)
-    acc.create(account_config(sip_port, transport, a.rtp_port))
+    acc.create(account_config(sip_port, transport, a.rtp_port, a.rel100))
     peer.acc = acc
     if a.play:
         peer.player = pj.AudioMediaPlayer()
@@ -174,6 +187,11 @@ def run(a, ep, peer):
     dtmf_sent = hung_up = False
     while time.monotonic() < deadline:
         ep.libHandleEvents(10)
+        if peer.answer_at is not None and time.monotonic() >= peer.answer_at:
+            peer.answer_at = None
+            op = pj.CallOpParam()
+            op.statusCode = 200
+            peer.call.answer(op)
         if peer.ended:
             return 0 if peer.confirmed_at is not None else 1
         if peer.confirmed_at is None:
@@ -223,6 +241,8 @@ def main():
     )
     ap.add_argument("--timeout", type=float, default=30.0, help="give up after this long")
     ap.add_argument("--log-level", type=int, default=1, help="PJSIP log level (0-6)")
+    ap.add_argument("--100rel", dest="rel100", action="store_true", help="require 100rel (PRACK)")
+    ap.add_argument("--ring", type=float, default=0.0, help="answering: 180, then 200 after this")
     a = ap.parse_args()
     if bool(a.uri) == a.answer:
         ap.error("give either a URI to call or --answer")
