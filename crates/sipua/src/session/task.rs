@@ -1097,23 +1097,34 @@ impl Task {
         self.start_reinvite(o, reply, 0).await;
     }
 
+    /// The offer of a re-INVITE or UPDATE from the media handler; none `without_sdp`.
+    async fn offer_body(
+        &mut self,
+        without_sdp: bool,
+        options: Option<&SessionDescriptionHandlerOptions>,
+    ) -> Result<Option<BodyAndContentType>, Error> {
+        if without_sdp {
+            return Ok(None);
+        }
+        self.local_description(options).await.map(Some)
+    }
+
     async fn start_reinvite(&mut self, o: SessionInviteOptions, reply: Reply<()>, attempts: u8) {
         let Some(d) = self.dialog.clone() else {
             let _ = reply.send(Err(Error::SessionTerminated));
             return;
         };
-        let body = if o.without_sdp {
-            None
-        } else {
-            match self
-                .local_description(o.session_description_handler_options.as_ref())
-                .await
-            {
-                Ok(b) => Some(b),
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                    return;
-                }
+        let body = match self
+            .offer_body(
+                o.without_sdp,
+                o.session_description_handler_options.as_ref(),
+            )
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
             }
         };
         let offered = body.is_some();
@@ -1161,18 +1172,17 @@ impl Task {
             let _ = reply.send(Err(Error::RequestPending));
             return;
         }
-        let body = if o.without_sdp {
-            None
-        } else {
-            match self
-                .local_description(o.session_description_handler_options.as_ref())
-                .await
-            {
-                Ok(b) => Some(b),
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                    return;
-                }
+        let body = match self
+            .offer_body(
+                o.without_sdp,
+                o.session_description_handler_options.as_ref(),
+            )
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
             }
         };
         let offered = body.is_some();
