@@ -95,16 +95,30 @@ async fn agent(registrar: SocketAddr, password: Option<&str>) -> UserAgent {
     ua
 }
 
+/// `register()` on a task of its own, while the test plays the registrar.
+fn spawn_register(
+    r: &Registerer,
+) -> tokio::task::JoinHandle<Result<sipua::message::Response, Error>> {
+    let r = r.clone();
+    tokio::spawn(async move { r.register().await })
+}
+
+/// `unregister(all)` on a task of its own.
+fn spawn_unregister(
+    r: &Registerer,
+    all: bool,
+) -> tokio::task::JoinHandle<Result<sipua::message::Response, Error>> {
+    let r = r.clone();
+    tokio::spawn(async move { r.unregister(all).await })
+}
+
 #[tokio::test]
 async fn registers_with_digest_refreshes_before_expiry_and_unregisters() {
     let reg = Registrar::new().await;
     let ua = agent(reg.addr(), Some("secret")).await;
     let r = Registerer::new(&ua, RegistererOptions::default()).unwrap();
     assert_eq!(r.state(), RegistererState::Initial);
-    let task = {
-        let r = r.clone();
-        tokio::spawn(async move { r.register().await })
-    };
+    let task = spawn_register(&r);
     // 401 first
     let (first, from) = reg.next(5.0).await;
     assert!(
@@ -160,10 +174,7 @@ async fn registers_with_digest_refreshes_before_expiry_and_unregisters() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(r.registration().expires, Some(600));
 
-    let un = {
-        let r = r.clone();
-        tokio::spawn(async move { r.unregister(false).await })
-    };
+    let un = spawn_unregister(&r, false);
     let (bye, from) = reg.next(5.0).await;
     assert!(contact(&bye).ends_with(";expires=0"), "{}", contact(&bye));
     assert!(bye.cseq().seq > refresh.cseq().seq);
@@ -185,10 +196,7 @@ async fn interval_too_brief_is_asked_again_with_min_expires() {
         },
     )
     .unwrap();
-    let task = tokio::spawn({
-        let r = r.clone();
-        async move { r.register().await }
-    });
+    let task = spawn_register(&r);
     let (first, from) = reg.next(5.0).await;
     let min = Header::new(HeaderName::MinExpires, "1800");
     reg.answer(&first, from, 423, &[min]).await;
@@ -209,10 +217,7 @@ async fn a_503_with_retry_after_is_reported_and_retried_after_that_delay() {
     let reg = Registrar::new().await;
     let ua = agent(reg.addr(), None).await;
     let r = Registerer::new(&ua, RegistererOptions::default()).unwrap();
-    let task = tokio::spawn({
-        let r = r.clone();
-        async move { r.register().await }
-    });
+    let task = spawn_register(&r);
     let (first, from) = reg.next(5.0).await;
     let retry = Header::new(HeaderName::RetryAfter, "1");
     reg.answer(&first, from, 503, &[retry]).await;
@@ -246,10 +251,7 @@ async fn a_redirect_is_followed_to_the_registrar_it_names() {
     let (a, b) = (Registrar::new().await, Registrar::new().await);
     let ua = agent(a.addr(), None).await;
     let r = Registerer::new(&ua, RegistererOptions::default()).unwrap();
-    let task = tokio::spawn({
-        let r = r.clone();
-        async move { r.register().await }
-    });
+    let task = spawn_register(&r);
     let (first, from) = a.next(5.0).await;
     let elsewhere = Header::new(HeaderName::Contact, format!("<sip:{}>", b.addr()));
     a.answer(&first, from, 302, &[elsewhere]).await;
@@ -274,10 +276,7 @@ async fn instance_and_reg_id_are_sent_and_gruus_learned() {
         },
     )
     .unwrap();
-    let task = tokio::spawn({
-        let r = r.clone();
-        async move { r.register().await }
-    });
+    let task = spawn_register(&r);
     let (req, from) = reg.next(5.0).await;
     let c = contact(&req);
     assert!(c.contains(&format!("+sip.instance=\"<{id}>\"")), "{c}");
@@ -312,18 +311,12 @@ async fn unregister_all_sends_contact_star_and_dropping_the_last_handle_unregist
     let reg = Registrar::new().await;
     let ua = agent(reg.addr(), None).await;
     let r = Registerer::new(&ua, RegistererOptions::default()).unwrap();
-    let task = tokio::spawn({
-        let r = r.clone();
-        async move { r.register().await }
-    });
+    let task = spawn_register(&r);
     let (req, from) = reg.next(5.0).await;
     reg.accept(&req, from, 600, "").await;
     task.await.unwrap().unwrap();
 
-    let task = tokio::spawn({
-        let r = r.clone();
-        async move { r.unregister(true).await }
-    });
+    let task = spawn_unregister(&r, true);
     let (all, from) = reg.next(5.0).await;
     assert_eq!(contact(&all), "*");
     assert_eq!(header(&all, "Expires").as_deref(), Some("0"));
@@ -336,10 +329,7 @@ async fn unregister_all_sends_contact_star_and_dropping_the_last_handle_unregist
     assert_eq!(r.state(), RegistererState::Unregistered);
 
     // register again, then drop every handle: the binding is removed
-    let task = tokio::spawn({
-        let r = r.clone();
-        async move { r.register().await }
-    });
+    let task = spawn_register(&r);
     let (req, from) = reg.next(5.0).await;
     reg.accept(&req, from, 600, "").await;
     task.await.unwrap().unwrap();

@@ -115,6 +115,26 @@ fn run(args: &[&str]) -> (bool, String) {
     (status.is_some_and(|s| s.success()), out.text())
 }
 
+/// Runs `sipua <command> <args>` as Alice (From, credentials) through `proxy` from
+/// `from_addr`.
+fn as_alice(command: &str, args: &[&str], from_addr: &str, proxy: &str) -> (bool, String) {
+    let mut all = vec![command];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&[
+        "--from",
+        "sip:alice@127.0.0.1",
+        "--from-addr",
+        from_addr,
+        "--user",
+        "alice",
+        "--password",
+        "alicepw",
+        "--proxy",
+        proxy,
+    ]);
+    run(&all)
+}
+
 fn register_call_message_unregister(transport: &str) {
     let k = Kamailio::start(transport);
     let proxy = k.proxy(transport);
@@ -151,22 +171,12 @@ fn register_call_message_unregister(transport: &str) {
 
     // Alice calls sip:bob@127.0.0.1 through the proxy (407 → credentials)
     let from_addr = format!("{transport}:127.0.0.1:0");
-    let (ok, printed) = run(&[
+    let (ok, printed) = as_alice(
         "call",
-        "sip:bob@127.0.0.1",
-        "--from",
-        "sip:alice@127.0.0.1",
-        "--from-addr",
+        &["sip:bob@127.0.0.1", "--duration", "1.5"],
         &from_addr,
-        "--user",
-        "alice",
-        "--password",
-        "alicepw",
-        "--proxy",
         &proxy,
-        "--duration",
-        "1.5",
-    ]);
+    );
     let both = || format!("alice:\n{printed}\nbob:\n{}", bob_out.text());
     assert!(ok, "{}", context(&format!("the call failed\n{}", both())));
     assert!(printed.contains("BYE: 200"), "{}", context(&both()));
@@ -193,21 +203,12 @@ fn register_call_message_unregister(transport: &str) {
     );
 
     // Alice's MESSAGE reaches Bob through the proxy
-    let (ok, printed) = run(&[
+    let (ok, printed) = as_alice(
         "message",
-        "sip:bob@127.0.0.1",
-        "hello through kamailio",
-        "--from",
-        "sip:alice@127.0.0.1",
-        "--from-addr",
+        &["sip:bob@127.0.0.1", "hello through kamailio"],
         &from_addr,
-        "--user",
-        "alice",
-        "--password",
-        "alicepw",
-        "--proxy",
         &proxy,
-    ]);
+    );
     assert!(ok && printed.contains("200"), "{}", context(&printed));
     assert!(
         bob_out.wait_for(
@@ -239,21 +240,12 @@ fn register_call_message_unregister(transport: &str) {
         "{}",
         context(&printed)
     );
-    let (ok, printed) = run(&[
+    let (ok, printed) = as_alice(
         "message",
-        "sip:bob@127.0.0.1",
-        "anyone there?",
-        "--from",
-        "sip:alice@127.0.0.1",
-        "--from-addr",
+        &["sip:bob@127.0.0.1", "anyone there?"],
         &from_addr,
-        "--user",
-        "alice",
-        "--password",
-        "alicepw",
-        "--proxy",
         &proxy,
-    ]);
+    );
     assert!(!ok, "{}", context(&printed));
     assert!(printed.contains("404"), "{}", context(&printed));
 }
