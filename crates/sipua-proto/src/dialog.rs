@@ -156,6 +156,39 @@ impl Dialog {
         })
     }
 
+    /// The subscriber's side, from our SUBSCRIBE (or REFER) and a NOTIFY that arrived
+    /// before its 2xx (RFC 6665 §4.1.2.4): the NOTIFY plays the response's part, but its
+    /// Record-Route is taken as a request's (in order) and its CSeq is the peer's.
+    pub fn from_notify(subscribe: &Request, notify: &Request) -> Result<Dialog, DialogError> {
+        let local_tag = subscribe
+            .from_tag()
+            .ok_or(DialogError::MissingTag)?
+            .to_owned();
+        let remote_tag = notify.from_tag().ok_or(DialogError::MissingTag)?.to_owned();
+        let route_set = notify
+            .typed_all::<RecordRoute>()?
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
+        let remote_target = contact_uri(notify.contacts()?)?;
+        Ok(Dialog {
+            id: DialogId {
+                call_id: subscribe.call_id().to_owned(),
+                local_tag,
+                remote_tag,
+            },
+            state: DialogState::Confirmed,
+            local_seq: Some(subscribe.cseq().seq),
+            remote_seq: None,
+            local_uri: subscribe.from()?.clone(),
+            remote_uri: without_tag(notify.from()?.clone()),
+            remote_target,
+            route_set,
+            secure: subscribe.uri().scheme() == "sips",
+            caller: true,
+        })
+    }
+
     /// The dialog id an incoming request belongs to (its To tag is ours).
     pub fn id_of_request(req: &Request) -> Option<DialogId> {
         Some(DialogId {
@@ -184,7 +217,11 @@ impl Dialog {
             }
             self.remote_seq = Some(seq);
         }
-        if matches!(req.method(), Method::Invite | Method::Update) {
+        // target refresh requests (RFC 3261 §12.2.2, RFC 6665 §4.1.2.4 and §4.2.1)
+        if matches!(
+            req.method(),
+            Method::Invite | Method::Update | Method::Subscribe | Method::Notify
+        ) {
             if let Ok(uri) = req
                 .contacts()
                 .map_err(DialogError::from)
@@ -202,7 +239,12 @@ impl Dialog {
         if resp.is_success() {
             self.state = DialogState::Confirmed;
         }
-        if matches!(resp.cseq().method, Method::Invite | Method::Update) && resp.status() > 100 {
+        let refresh = match resp.cseq().method {
+            Method::Invite | Method::Update => resp.status() > 100,
+            Method::Subscribe => resp.is_success(),
+            _ => false,
+        };
+        if refresh {
             if let Ok(uri) = resp
                 .contacts()
                 .map_err(DialogError::from)

@@ -24,6 +24,7 @@ use crate::dialog::{Dialog, DialogError, DialogId, DialogState};
 mod auth;
 mod prack;
 mod rules;
+mod subscribe;
 
 use crate::endpoint::{self, Endpoint, Received, TransactionId, Transmit};
 use crate::rng::Rng;
@@ -289,6 +290,10 @@ pub struct UaCore {
     awaiting_ack: HashMap<(DialogId, u32), (TransactionId, Instant)>,
     /// Reliable provisional responses, sent and received (RFC 3262).
     prack: prack::PrackState,
+    /// Our out-of-dialog SUBSCRIBE and REFER requests by (Call-ID, From tag), kept 64·T1 so
+    /// that a NOTIFY arriving before (or instead of) the 2xx creates the subscription's
+    /// dialog (RFC 6665 §4.1.2.4), as may several forked NOTIFYs.
+    subscribing: HashMap<(String, String), (Request, Instant)>,
 }
 
 impl UaCore {
@@ -316,6 +321,7 @@ impl UaCore {
             invites_in: HashMap::new(),
             awaiting_ack: HashMap::new(),
             prack: prack::PrackState::default(),
+            subscribing: HashMap::new(),
         }
     }
 
@@ -528,6 +534,11 @@ impl UaCore {
             self.endpoint
                 .send_request(now, request.clone(), transport.clone(), destination)?;
         let (original, auth_attempts) = original.unwrap_or((id, 0));
+        if matches!(request.method(), Method::Subscribe | Method::Refer)
+            && request.to_tag().is_none()
+        {
+            self.remember_subscribe(now, &request);
+        }
         self.outgoing.insert(
             id,
             Outgoing {
@@ -574,7 +585,13 @@ impl UaCore {
             return Err(UaError::RequestPending);
         }
         let via = self.via();
-        let mut headers = if method == Method::Invite {
+        // target refresh requests, and REFER, say where the peer's requests go (RFC 3261
+        // §12.2.1.1, RFC 3311 §5.1, RFC 6665 §4.1.2.1 and §4.2.2, RFC 3515 §2.4.1)
+        let refresh = matches!(
+            method,
+            Method::Invite | Method::Update | Method::Subscribe | Method::Notify | Method::Refer
+        );
+        let mut headers = if refresh && !extra.iter().any(|h| h.name() == &HeaderName::Contact) {
             vec![self.contact()]
         } else {
             Vec::new()
@@ -678,9 +695,14 @@ impl UaCore {
         // a To that does not parse (answered with 400) gets no tag rather than no answer
         let tag =
             (status > 100 && inc.request.to_tag().is_none()).then_some(inc.local_tag.as_str());
-        let contact = *inc.request.method() == Method::Invite && (101..300).contains(&status);
+        let contact = match inc.request.method() {
+            Method::Invite => (101..300).contains(&status),
+            // the notifier's 2xx names its target (RFC 6665 §4.2.1, RFC 3515 §2.4.2)
+            Method::Subscribe | Method::Refer | Method::Update => (200..300).contains(&status),
+            _ => false,
+        };
         let mut extra = headers;
-        if contact {
+        if contact && !extra.iter().any(|h| h.name() == &HeaderName::Contact) {
             extra.insert(0, self.contact());
         }
         let via = endpoint::received_via(&inc.request, inc.source);
@@ -727,6 +749,17 @@ impl UaCore {
                     dialog_id = Some(did);
                 }
             }
+        } else if matches!(inc.request.method(), Method::Subscribe | Method::Refer)
+            && inc.request.to_tag().is_none()
+            && response.is_success()
+        {
+            // a 2xx to SUBSCRIBE or REFER creates the subscription's dialog (RFC 6665
+            // §4.2.1, RFC 3515 §2.4.4)
+            let local_tag = response.to_tag().unwrap_or(&inc.local_tag).to_owned();
+            let d = Dialog::uas(&inc.request, &local_tag, DialogState::Confirmed)?;
+            let did = d.id.clone();
+            self.dialogs.entry(did.clone()).or_insert(d);
+            dialog_id = Some(did);
         } else if let Some(did) =
             Dialog::id_of_request(&inc.request).filter(|d| self.dialogs.contains_key(d))
         {
@@ -797,6 +830,15 @@ impl UaCore {
         Ok(dialog_id)
     }
 
+    /// Ends a dialog the TU is done with: a subscription that terminated (RFC 6665 §4.4.1),
+    /// whose dialog no BYE ends. Later requests in it get 481.
+    pub fn end_dialog(&mut self, id: &DialogId) {
+        // nor may a late NOTIFY of that SUBSCRIBE create it again
+        self.subscribing
+            .remove(&(id.call_id.clone(), id.local_tag.clone()));
+        self.forget_dialog(id);
+    }
+
     fn forget_dialog(&mut self, id: &DialogId) {
         self.prack.forget(id);
         self.dialogs.remove(id);
@@ -854,6 +896,7 @@ impl UaCore {
         self.awaiting_ack.retain(|_, (_, at)| *at + t1x64 > now);
         self.outgoing
             .retain(|_, o| o.forget_at.is_none_or(|t| t > now));
+        self.subscribing.retain(|_, (_, at)| *at > now);
         fn fit<K: std::hash::Hash + Eq, V>(m: &mut HashMap<K, V>) {
             if m.capacity() > 1024 && m.len() * 4 < m.capacity() {
                 m.shrink_to_fit();
@@ -864,6 +907,7 @@ impl UaCore {
         fit(&mut self.incoming);
         fit(&mut self.pending_2xx);
         fit(&mut self.merged);
+        fit(&mut self.subscribing);
         self.prack_timeouts(now);
         self.pump(now);
     }
@@ -966,6 +1010,11 @@ impl UaCore {
         }
         if in_dialog {
             let did = Dialog::id_of_request(&request);
+            if *request.method() == Method::Notify {
+                if let Some(d) = &did {
+                    self.dialog_from_notify(d, &request);
+                }
+            }
             let checked = did
                 .as_ref()
                 .and_then(|d| self.dialogs.get_mut(d))
@@ -1111,6 +1160,11 @@ impl UaCore {
                 (Some(did), None) => dialog = Some(did),
                 _ => {}
             }
+        }
+        if matches!(response.cseq().method, Method::Subscribe | Method::Refer)
+            && response.is_success()
+        {
+            dialog = self.subscription_dialog(id, &response);
         }
         if let (Some(did), Some(i), true) = (&dialog, id, is_invite && response.status() < 200) {
             let dest = self.outgoing.get(&i).map(|o| o.destination);

@@ -103,14 +103,14 @@ impl UaCore {
         if *method == Method::Ack || *method == Method::Cancel {
             return None;
         }
-        if *method == Method::Invite && !req.headers().contains(&HeaderName::Contact) {
-            // an INVITE must say where the dialog's requests go (RFC 3261 §8.1.1.8)
+        let creates_dialog = matches!(method, Method::Invite | Method::Subscribe | Method::Refer);
+        if creates_dialog && req.to_tag().is_none() && !req.headers().contains(&HeaderName::Contact)
+        {
+            // a request that creates a dialog must say where its requests go (RFC 3261
+            // §8.1.1.8, RFC 6665 §4.1.2.1, RFC 3515 §2.1)
             return Some((400, Vec::new()));
         }
-        if *method == Method::Invite
-            && req.to_tag().is_none()
-            && self.dialogs.len() >= self.cfg.max_dialogs
-        {
+        if creates_dialog && req.to_tag().is_none() && self.dialogs.len() >= self.cfg.max_dialogs {
             let retry = sipua_message::header::RetryAfter {
                 delta: 10,
                 comment: None,
@@ -118,7 +118,9 @@ impl UaCore {
             };
             return Some((503, vec![Header::typed(&retry)]));
         }
-        if !req.body().is_empty() {
+        // a NOTIFY's body is the event package's (presence, dialog, message summary...): the
+        // subscriber that asked for it judges it, not a fixed list (RFC 6665 §4.1.3)
+        if !req.body().is_empty() && *method != Method::Notify {
             let ok = req
                 .content_type()
                 .is_some_and(|ct| caps.accept.iter().any(|a| a.matches(&ct)));
