@@ -125,6 +125,18 @@ pub(crate) enum Command {
         opts: Box<OutOfDialog>,
         reply: Reply<Response>,
     },
+    /// An out-of-dialog request whose responses, and the dialogs they or NOTIFYs create
+    /// (SUBSCRIBE, REFER: matched by Call-ID), go to task `key`.
+    RequestFor {
+        key: SessionKey,
+        method: Method,
+        target: Uri,
+        destination: SocketAddr,
+        opts: Box<OutOfDialog>,
+        reply: Reply<TransactionId>,
+    },
+    /// A task is done with `dialog` (a subscription that ended): the core forgets it.
+    EndDialog { dialog: DialogId },
     /// End every session, wait for them (bounded), then stop.
     Stop { reply: oneshot::Sender<()> },
     /// Counts of what the agent holds.
@@ -144,6 +156,8 @@ enum Route {
 struct Owned {
     transactions: Vec<TransactionId>,
     dialogs: Vec<DialogId>,
+    /// Call-IDs of SUBSCRIBE or REFER requests whose NOTIFYs may create dialogs.
+    call_ids: Vec<String>,
 }
 
 pub(crate) struct Driver {
@@ -153,6 +167,9 @@ pub(crate) struct Driver {
     sessions: HashMap<SessionKey, (mpsc::Sender<SessionInput>, Owned)>,
     by_tx: HashMap<TransactionId, Route>,
     by_dialog: HashMap<DialogId, SessionKey>,
+    /// Tasks awaiting the dialogs their SUBSCRIBE or REFER creates, by Call-ID: a NOTIFY may
+    /// come before the 2xx (RFC 6665 §4.1.2.4).
+    by_call: HashMap<String, SessionKey>,
     /// Where a dialog's peer was last reached, when its target names no address.
     peers: HashMap<DialogId, SocketAddr>,
     /// Where each client INVITE went (the dialogs it creates inherit it).
@@ -174,6 +191,7 @@ impl Driver {
             sessions: HashMap::new(),
             by_tx: HashMap::new(),
             by_dialog: HashMap::new(),
+            by_call: HashMap::new(),
             peers: HashMap::new(),
             destinations: HashMap::new(),
             stopping: None,
@@ -258,7 +276,7 @@ impl Driver {
                 id,
                 request,
                 dialog: Some(dialog),
-            } => match self.by_dialog.get(&dialog).copied() {
+            } => match self.dialog_owner(&dialog) {
                 Some(key) if self.deliver(key, SessionInput::Request { id, request }) => {
                     self.own_tx(key, id);
                 }
@@ -354,6 +372,17 @@ impl Driver {
         }
     }
 
+    /// The task a dialog belongs to; a new dialog of a SUBSCRIBE or REFER (made by a NOTIFY)
+    /// becomes its task's.
+    fn dialog_owner(&mut self, dialog: &DialogId) -> Option<SessionKey> {
+        if let Some(key) = self.by_dialog.get(dialog) {
+            return Some(*key);
+        }
+        let key = *self.by_call.get(&dialog.call_id)?;
+        self.own_dialog(key, dialog);
+        Some(key)
+    }
+
     /// A request outside any dialog.
     fn incoming(&mut self, id: TransactionId, request: Request) {
         let Some(shared) = self.shared.upgrade() else {
@@ -375,6 +404,7 @@ impl Driver {
             Method::Message | Method::Notify => {
                 crate::user_agent::incoming_request(shared, id, request);
             }
+            Method::Subscribe => crate::notifier::incoming_subscribe(shared, id, request),
             _ => self.answer(id, 405),
         }
     }
@@ -425,6 +455,11 @@ impl Driver {
                         if matches!(self.by_tx.get(&id), Some(Route::Session(k)) if *k == key) {
                             self.by_tx.remove(&id);
                             self.destinations.remove(&id);
+                        }
+                    }
+                    for c in owned.call_ids {
+                        if self.by_call.get(&c) == Some(&key) {
+                            self.by_call.remove(&c);
                         }
                     }
                     for d in owned.dialogs {
@@ -552,6 +587,36 @@ impl Driver {
                     let _ = reply.send(Err(e.into()));
                 }
             },
+            Command::RequestFor {
+                key,
+                method,
+                target,
+                destination,
+                opts,
+                reply,
+            } => {
+                let call_id = opts.call_id.clone();
+                let creates = matches!(method, Method::Subscribe | Method::Refer);
+                let r = self
+                    .core
+                    .send_request_with(t, method, target, destination, *opts);
+                if let Ok(id) = r {
+                    self.own_tx(key, id);
+                    self.destinations.insert(id, destination);
+                    if let (true, Some(c)) = (creates, call_id) {
+                        self.by_call.insert(c.clone(), key);
+                        if let Some((_, owned)) = self.sessions.get_mut(&key) {
+                            owned.call_ids.push(c);
+                        }
+                    }
+                }
+                let _ = reply.send(r.map_err(Error::from));
+            }
+            Command::EndDialog { dialog } => {
+                self.core.end_dialog(&dialog);
+                self.by_dialog.remove(&dialog);
+                self.peers.remove(&dialog);
+            }
             Command::Stats { reply } => {
                 let _ = reply.send(crate::Stats {
                     sessions: self.sessions.len(),

@@ -16,15 +16,18 @@ pub mod dns;
 mod driver;
 mod error;
 mod messager;
+mod notifier;
 mod registerer;
 pub mod sdh;
 mod session;
+mod subscription;
 pub mod transport;
 mod user_agent;
 
 pub use dns::{DnsResolver, Located};
 pub use error::Error;
 pub use messager::{Messager, MessagerOptions};
+pub use notifier::{IncomingSubscription, Notifier, NotifierOptions, NotifierState};
 pub use registerer::{Registerer, RegistererOptions, RegistererState, Registration};
 pub use sdh::{
     BodyAndContentType, BoxFuture, FixedSdp, FixedSdpFactory, SdhError, SessionContext,
@@ -36,6 +39,10 @@ pub use session::{
     InvitationRejectOptions, Inviter, InviterCancelOptions, InviterInviteOptions, InviterOptions,
     RequestOptions, Session, SessionDelegate, SessionInviteOptions, SessionState,
     SessionTimerOptions, SessionUpdateOptions,
+};
+pub use subscription::{
+    Notification, Subscriber, SubscriberOptions, SubscriptionDelegate, SubscriptionState,
+    Termination,
 };
 pub use transport::{LinkConfig, Listen, MemoryNetwork, TlsOptions};
 

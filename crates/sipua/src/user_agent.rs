@@ -67,6 +67,12 @@ pub trait UserAgentDelegate: Send + Sync {
     fn on_notify(&self, notification: IncomingRequest) {
         notification.reject(481);
     }
+    /// A SUBSCRIBE outside any dialog (RFC 6665 §4.2): accept it to get a
+    /// [`crate::Notifier`] that sends the resource's state. The default refuses it with 489
+    /// (no event package served).
+    fn on_subscribe(&self, subscription: crate::IncomingSubscription) {
+        subscription.reject(489);
+    }
     /// The transport is up (after `start`).
     fn on_connect(&self) {}
     /// The transport went down; `error` is set when it was not asked for.
@@ -373,15 +379,9 @@ impl UserAgent {
         // transactions linger 64·T1 after their final response over UDP (Timers J and L):
         // room for several thousand calls per second
         cfg.endpoint.max_transactions = o.max_transactions;
-        // what the core accepts, less what this API does not handle yet (REFER and SUBSCRIBE
-        // are still to come): those get 405 with this Allow
+        // what the core accepts is what this API handles
         let defaults = Capabilities::default();
-        let allow: Vec<Method> = defaults
-            .allow
-            .iter()
-            .filter(|m| !matches!(m, Method::Refer | Method::Subscribe))
-            .cloned()
-            .collect();
+        let allow: Vec<Method> = defaults.allow.clone();
         cfg.capabilities = Capabilities {
             allow: allow.clone(),
             check_request_uri: !o.accept_any_user,
