@@ -16,6 +16,7 @@ pub mod dns;
 mod driver;
 mod error;
 mod messager;
+mod publisher;
 mod registerer;
 pub mod sdh;
 mod session;
@@ -25,6 +26,7 @@ mod user_agent;
 pub use dns::{DnsResolver, Located};
 pub use error::Error;
 pub use messager::{Messager, MessagerOptions};
+pub use publisher::{Publisher, PublisherOptions, PublisherState};
 pub use registerer::{Registerer, RegistererOptions, RegistererState, Registration};
 pub use sdh::{
     BodyAndContentType, BoxFuture, FixedSdp, FixedSdpFactory, SdhError, SessionContext,
