@@ -17,6 +17,7 @@ mod driver;
 mod error;
 mod messager;
 mod notifier;
+mod publisher;
 mod registerer;
 pub mod sdh;
 mod session;
@@ -28,6 +29,7 @@ pub use dns::{DnsResolver, Located};
 pub use error::Error;
 pub use messager::{Messager, MessagerOptions};
 pub use notifier::{IncomingSubscription, Notifier, NotifierOptions, NotifierState};
+pub use publisher::{Publisher, PublisherOptions, PublisherState};
 pub use registerer::{Registerer, RegistererOptions, RegistererState, Registration};
 pub use sdh::{
     BodyAndContentType, BoxFuture, FixedSdp, FixedSdpFactory, SdhError, SessionContext,
