@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use sipua_message::header::MediaType;
-use sipua_message::{Header, Method, NameAddr, Request, Response, Transport, Uri};
-use sipua_proto::dialog::DialogId;
+use sipua_message::{Header, HeaderName, Method, NameAddr, Request, Response, Transport, Uri};
+use sipua_proto::dialog::{DialogId, DialogState};
 use sipua_proto::endpoint::{Received, TransactionId};
 use sipua_proto::ua::{OutOfDialog, UaCore, UaError, UaEvent};
 use tokio::sync::{mpsc, oneshot};
@@ -53,6 +53,8 @@ pub(crate) enum SessionInput {
     Failed { id: TransactionId, timeout: bool },
     /// The user agent is stopping: end the session.
     Shutdown,
+    /// An accepted INVITE with Replaces took this session's place (RFC 3891): end it.
+    Replaced,
 }
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, Error>>;
@@ -134,6 +136,13 @@ pub(crate) enum Command {
         destination: SocketAddr,
         opts: Box<OutOfDialog>,
         reply: Reply<TransactionId>,
+    },
+    /// Session `key` has been replaced by an accepted INVITE with Replaces: it ends.
+    Replaced { key: SessionKey },
+    /// A copy of the core's state of `dialog` (remote target, tags...).
+    DialogInfo {
+        dialog: DialogId,
+        reply: Reply<Option<sipua_proto::dialog::Dialog>>,
     },
     /// A task is done with `dialog` (a subscription that ended): the core forgets it.
     EndDialog { dialog: DialogId },
@@ -395,11 +404,19 @@ impl Driver {
         }
         match request.method() {
             Method::Invite => {
+                let replaces = if request.headers().get(&HeaderName::Replaces).is_some() {
+                    match self.replaced_session(&request) {
+                        Ok(k) => Some(k),
+                        Err(status) => return self.answer(id, status),
+                    }
+                } else {
+                    None
+                };
                 let key = shared.next_key();
                 let (sink, inputs) = mpsc::channel(SESSION_QUEUE);
                 self.sessions.insert(key, (sink, Owned::default()));
                 self.own_tx(key, id);
-                crate::session::spawn_invitation(shared, key, id, request, inputs);
+                crate::session::spawn_invitation(shared, key, id, request, inputs, replaces);
             }
             Method::Message | Method::Notify => {
                 crate::user_agent::incoming_request(shared, id, request);
@@ -407,6 +424,32 @@ impl Driver {
             Method::Subscribe => crate::notifier::incoming_subscribe(shared, id, request),
             _ => self.answer(id, 405),
         }
+    }
+
+    /// The session an INVITE with Replaces takes the place of (RFC 3891 §3): 481 when no
+    /// dialog matches (or only an early one we did not start), 486 for a confirmed one
+    /// with `early-only`, 400 for a Replaces that does not parse. The tags are ours as
+    /// the receiver: `to-tag` is our local tag.
+    fn replaced_session(&self, request: &Request) -> Result<SessionKey, u16> {
+        let r = match request.typed::<sipua_message::header::Replaces>() {
+            Some(Ok(r)) => r,
+            _ => return Err(400),
+        };
+        let (Some(to), Some(from)) = (r.to_tag(), r.from_tag()) else {
+            return Err(400);
+        };
+        let did = DialogId {
+            call_id: r.call_id.clone(),
+            local_tag: to.to_owned(),
+            remote_tag: from.to_owned(),
+        };
+        let d = self.core.dialog(&did).ok_or(481u16)?;
+        match d.state {
+            DialogState::Confirmed if r.early_only() => return Err(486),
+            DialogState::Early if !d.caller => return Err(481),
+            _ => {}
+        }
+        self.by_dialog.get(&did).copied().ok_or(481)
     }
 
     fn answer(&mut self, id: TransactionId, status: u16) {
@@ -611,6 +654,12 @@ impl Driver {
                     }
                 }
                 let _ = reply.send(r.map_err(Error::from));
+            }
+            Command::Replaced { key } => {
+                self.deliver(key, SessionInput::Replaced);
+            }
+            Command::DialogInfo { dialog, reply } => {
+                let _ = reply.send(Ok(self.core.dialog(&dialog).cloned()));
             }
             Command::EndDialog { dialog } => {
                 self.core.end_dialog(&dialog);

@@ -39,8 +39,9 @@ pub use sdh::{
 pub use session::{
     EndReason, Invitation, InvitationAcceptOptions, InvitationProgressOptions,
     InvitationRejectOptions, Inviter, InviterCancelOptions, InviterInviteOptions, InviterOptions,
-    RequestOptions, Session, SessionDelegate, SessionInviteOptions, SessionState,
-    SessionTimerOptions, SessionUpdateOptions,
+    ReferNotification, ReferTarget, Referral, Referrer, RequestOptions, Session, SessionDelegate,
+    SessionInviteOptions, SessionReferOptions, SessionState, SessionTimerOptions,
+    SessionUpdateOptions,
 };
 pub use subscription::{
     Notification, Subscriber, SubscriberOptions, SubscriptionDelegate, SubscriptionState,

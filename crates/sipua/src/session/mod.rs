@@ -8,9 +8,11 @@
 //! [`SessionDelegate`]. Dropping every handle of a session disposes of it (BYE, CANCEL or
 //! 480, as [`Session::dispose`]).
 
+mod refer;
 mod task;
 mod timer;
 
+pub use refer::{ReferNotification, ReferTarget, Referral, Referrer, SessionReferOptions};
 pub use timer::SessionTimerOptions;
 
 use std::sync::{Arc, Mutex};
@@ -78,6 +80,9 @@ pub enum EndReason {
     Disposed,
     /// No session refresh came in time (RFC 4028 §10): we sent BYE.
     SessionExpired,
+    /// An INVITE with Replaces took this session's place (RFC 3891 §3): we sent BYE, or
+    /// CANCEL for a call not answered yet.
+    Replaced,
 }
 
 /// What the application is told about requests inside a session (SIP.js
@@ -109,6 +114,13 @@ pub trait SessionDelegate: Send + Sync {
     fn on_progress(&self, _response: &Response) {}
     /// An UPDATE from the peer (RFC 3311) was answered with `status` (informational).
     fn on_update(&self, _request: &Request, _status: u16) {}
+    /// A REFER (RFC 3515): the peer asks us to call someone (a transfer). Accept it and
+    /// place the call with [`Referral::make_inviter`]. The default refuses it (603): unlike
+    /// SIP.js, which follows every REFER, sipua places no call the application did not ask
+    /// for.
+    fn on_refer(&self, referral: Referral) {
+        drop(referral);
+    }
 }
 
 /// Extra headers and an optional body for a request or response (SIP.js `RequestOptions`).
@@ -233,6 +245,21 @@ pub(crate) enum SessionCommand {
     Dispose(Reply<()>),
     Dtmf(String, Reply<()>),
     Update(SessionUpdateOptions, Reply<()>),
+    Refer(ReferTarget, SessionReferOptions, Reply<Referrer>),
+    /// Answer a request the application holds (a REFER).
+    Respond(
+        sipua_proto::endpoint::TransactionId,
+        u16,
+        Vec<Header>,
+        Reply<()>,
+    ),
+    /// A NOTIFY of the implicit subscription of the peer's REFER with CSeq `event_id`.
+    ReferNotify {
+        event_id: u32,
+        sipfrag: String,
+        terminated: bool,
+        reply: Reply<()>,
+    },
 }
 
 /// What handles can read without asking the task.
@@ -418,6 +445,27 @@ impl Session {
     /// ours is pending is [`Error::RequestPending`].
     pub async fn update(&self, options: SessionUpdateOptions) -> Result<(), Error> {
         self.ask(|r| SessionCommand::Update(options, r)).await
+    }
+
+    /// Transfers the peer (REFER, RFC 3515): to a URI (blind transfer) or to the peer of
+    /// another session, whose call the new one replaces (attended transfer, RFC 3891).
+    /// Resolves once the peer accepts the REFER (2xx); the [`Referrer`] then reports the
+    /// transfer's progress. Hanging up afterwards is the application's choice.
+    ///
+    /// ```no_run
+    /// # async fn demo(session: sipua::Session) -> Result<(), sipua::Error> {
+    /// let referrer = session.refer("sip:carol@example.com".parse::<sipua::message::Uri>()?, Default::default()).await?;
+    /// referrer.outcome().await?; // Carol answered the transferred call
+    /// session.bye().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn refer(
+        &self,
+        to: impl Into<ReferTarget>,
+        options: SessionReferOptions,
+    ) -> Result<Referrer, Error> {
+        let to = to.into();
+        self.ask(|r| SessionCommand::Refer(to, options, r)).await
     }
 
     /// Ends the session whatever its state: CANCEL or BYE for a caller, 480 or BYE for a

@@ -14,11 +14,12 @@ use sipua_proto::rng::Rng;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::refer::{ReferNotification, ReferTarget, Referral, Referrer, REFER_QUEUE};
 use super::{
     attach, DelegateSlot, EndReason, Invitation, InvitationAcceptOptions,
     InvitationProgressOptions, InvitationRejectOptions, InviterCancelOptions, InviterInviteOptions,
     InviterOptions, Reply, RequestOptions, Session, SessionCommand, SessionDelegate, SessionInfo,
-    SessionInviteOptions, SessionState, SessionUpdateOptions,
+    SessionInviteOptions, SessionReferOptions, SessionState, SessionUpdateOptions,
 };
 use crate::driver::{Body, Command, SessionInput, SessionKey};
 use crate::error::Error;
@@ -70,6 +71,8 @@ struct Uas {
     offer_applied: bool,
     no_answer_at: Instant,
     expires_at: Option<Instant>,
+    /// The session an INVITE with Replaces takes the place of once answered (RFC 3891).
+    replaces: Option<SessionKey>,
 }
 
 enum Role {
@@ -128,6 +131,13 @@ struct Task {
     /// call that sent it resolves then.
     awaiting_prack: Option<Reply<()>>,
     rng: Rng,
+    /// Our own command channel, weakly: for the referrals we hand out.
+    me: Option<mpsc::WeakSender<SessionCommand>>,
+    /// Our REFERs' implicit subscriptions: the REFER's transaction, its CSeq once answered,
+    /// and where its progress goes.
+    refer_subs: Vec<(TransactionId, Option<u32>, mpsc::Sender<ReferNotification>)>,
+    /// Our REFERs awaiting their final response.
+    refer_waiters: HashMap<TransactionId, (Reply<Referrer>, mpsc::Receiver<ReferNotification>)>,
 }
 
 type Channels = (
@@ -159,9 +169,11 @@ pub(crate) fn spawn_inviter(
     let key = shared.next_key();
     let inputs = attach(&shared, key)?;
     let (ctx, crx, stx, info, slot) = new_channels(options.delegate.clone());
+    let me = Some(ctx.downgrade());
     let session = Session::new(ctx, stx.subscribe(), info.clone(), slot.clone());
     let task = Task {
         key,
+        me,
         rng: Rng::new(key ^ shared.local.port() as u64 ^ 0x5eed),
         sdh_options: options.session_description_handler_options.clone(),
         modifiers: options.session_description_handler_modifiers.clone(),
@@ -189,9 +201,11 @@ pub(crate) fn spawn_invitation(
     id: TransactionId,
     request: Request,
     inputs: mpsc::Receiver<SessionInput>,
+    replaces: Option<SessionKey>,
 ) {
     let (ctx, crx, stx, info, slot) = new_channels(None);
     let request = Arc::new(request);
+    let me = Some(ctx.downgrade());
     let invitation = Invitation {
         session: Session::new(ctx, stx.subscribe(), info.clone(), slot.clone()),
         request: request.clone(),
@@ -204,6 +218,7 @@ pub(crate) fn spawn_invitation(
     let no_answer_at = now + shared.options.no_answer_timeout;
     let task = Task {
         key,
+        me,
         rng: Rng::new(key ^ shared.local.port() as u64 ^ 0xca11),
         delegate: slot,
         role: Role::Uas(Box::new(Uas {
@@ -213,6 +228,7 @@ pub(crate) fn spawn_invitation(
             offer_applied: false,
             no_answer_at,
             expires_at,
+            replaces,
         })),
         ..Task::blank(shared, stx, info, crx, inputs)
     };
@@ -264,6 +280,9 @@ impl Task {
             peer_allows_update: false,
             awaiting_prack: None,
             rng: Rng::new(0),
+            me: None,
+            refer_subs: Vec::new(),
+            refer_waiters: HashMap::new(),
         }
     }
 
@@ -639,6 +658,14 @@ impl Task {
             }
             SessionCommand::Accept(o, reply) => {
                 let r = self.accept(o).await;
+                let replaces = match &self.role {
+                    Role::Uas(u) => u.replaces,
+                    Role::Uac(_) => None,
+                };
+                if let (Ok(()), Some(key)) = (&r, replaces) {
+                    // the new call is up: the one it replaces ends (RFC 3891 §3)
+                    let _ = self.shared.commands.send(Command::Replaced { key }).await;
+                }
                 let _ = reply.send(r);
             }
             SessionCommand::Progress(o, reply) => match self.progress_with(o).await {
@@ -680,6 +707,20 @@ impl Task {
                 let _ = reply.send(r);
             }
             SessionCommand::Update(o, reply) => self.send_update(o, reply).await,
+            SessionCommand::Refer(to, o, reply) => self.refer(to, o, reply).await,
+            SessionCommand::Respond(id, status, headers, reply) => {
+                let r = self.respond(id, status, None, headers, None).await;
+                let _ = reply.send(r.map(|_| ()));
+            }
+            SessionCommand::ReferNotify {
+                event_id,
+                sipfrag,
+                terminated,
+                reply,
+            } => {
+                self.refer_notify(event_id, sipfrag, terminated, reply)
+                    .await
+            }
             SessionCommand::Dtmf(tones, reply) => {
                 let terminated = self.current() == SessionState::Terminated;
                 let r = match self.sdh.as_mut() {
@@ -1295,6 +1336,10 @@ impl Task {
                     if response.status() >= 200 {
                         self.on_update_response(response).await;
                     }
+                } else if self.refer_waiters.contains_key(&id) {
+                    if response.status() >= 200 {
+                        self.on_refer_response(id, response);
+                    }
                 } else if response.status() >= 200 {
                     if let Some(waiter) = self.requests.remove(&id) {
                         if let Some(w) = waiter {
@@ -1309,6 +1354,10 @@ impl Task {
                 }
             }
             SessionInput::Request { id, request } => self.on_request(id, request).await,
+            SessionInput::Replaced => {
+                self.info().end.get_or_insert(EndReason::Replaced);
+                let _ = self.dispose().await;
+            }
             SessionInput::Ack { request } => self.on_ack(request).await,
             SessionInput::Prack { request } => {
                 if let Some(reply) = self.awaiting_prack.take() {
@@ -1610,6 +1659,11 @@ impl Task {
             }
             Method::Invite => self.on_reinvite(id, request).await,
             Method::Update => self.on_update(id, request).await,
+            Method::Refer => self.on_refer(id, request).await,
+            Method::Notify if is_refer_event(&request) => {
+                let status = self.on_refer_notify(&request);
+                let _ = self.respond(id, status, None, Vec::new(), None).await;
+            }
             m => {
                 let status = match (delegate, m) {
                     (Some(d), Method::Info) => d.on_info(&request),
@@ -1653,6 +1707,235 @@ impl Task {
         };
         if let Some(d) = &self.delegate() {
             d.on_invite(&request, status);
+        }
+    }
+}
+
+/// Whether a NOTIFY belongs to the refer package (RFC 3515 §2.4.4).
+fn is_refer_event(request: &Request) -> bool {
+    request
+        .typed::<sipua_message::header::Event>()
+        .and_then(Result::ok)
+        .is_some_and(|e| e.package.eq_ignore_ascii_case("refer"))
+}
+
+impl Task {
+    /// Sends a REFER (SIP.js `Session.refer`); the reply comes with its final response.
+    async fn refer(&mut self, to: ReferTarget, o: SessionReferOptions, reply: Reply<Referrer>) {
+        let Some(d) = self
+            .dialog
+            .clone()
+            .filter(|_| self.current() == SessionState::Established)
+        else {
+            let _ = reply.send(self.invalid("refer"));
+            return;
+        };
+        let refer_to = match self.refer_to(to).await {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let mut headers = vec![
+            Header::new(HeaderName::ReferTo, refer_to),
+            Header::new(HeaderName::ReferredBy, format!("<{}>", self.shared.aor())),
+        ];
+        if o.no_subscription {
+            headers.push(Header::new(HeaderName::ReferSub, "false"));
+            headers.push(Header::new(HeaderName::Supported, "norefersub"));
+        }
+        headers.extend(o.extra_headers);
+        let options = RequestOptions {
+            extra_headers: headers,
+            body: None,
+        };
+        match self.send_in_dialog(&d, Method::Refer, options, false).await {
+            Ok(id) => {
+                let (tx, rx) = mpsc::channel(REFER_QUEUE);
+                // a NOTIFY may overtake the 2xx: the subscription is listened to already
+                self.refer_subs.push((id, None, tx));
+                self.refer_waiters.insert(id, (reply, rx));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    /// The Refer-To value for a target: a URI, or the other session's peer with the
+    /// `Replaces` that names its dialog from that peer's side (RFC 3891 §5).
+    async fn refer_to(&mut self, to: ReferTarget) -> Result<String, Error> {
+        let other = match to {
+            ReferTarget::Uri(u) => return Ok(format!("<{u}>")),
+            ReferTarget::Session(s) => s,
+        };
+        let Some(od) = other.dialog() else {
+            return Err(Error::InvalidArgument(
+                "the session to replace has no dialog yet".into(),
+            ));
+        };
+        let dialog = self
+            .shared
+            .ask(|reply| Command::DialogInfo {
+                dialog: od.clone(),
+                reply,
+            })
+            .await?
+            .ok_or(Error::SessionTerminated)?;
+        let mut target = dialog.remote_target.clone();
+        let Some(sip) = target.as_sip_mut() else {
+            return Err(Error::InvalidArgument(
+                "the session to replace has no SIP target".into(),
+            ));
+        };
+        sip.headers
+            .retain(|(n, _)| !n.eq_ignore_ascii_case("replaces"));
+        sip.headers.push((
+            "Replaces".into(),
+            format!(
+                "{};to-tag={};from-tag={}",
+                od.call_id, od.remote_tag, od.local_tag
+            ),
+        ));
+        let mut addr = dialog.remote_uri.clone();
+        addr.uri = target;
+        addr.params = Default::default();
+        Ok(addr.to_string())
+    }
+
+    fn on_refer_response(&mut self, id: TransactionId, response: Response) {
+        let Some((reply, rx)) = self.refer_waiters.remove(&id) else {
+            return;
+        };
+        if response.is_success() {
+            let no_sub = response
+                .headers()
+                .get(&HeaderName::ReferSub)
+                .is_some_and(|v| v.value().trim_ascii().eq_ignore_ascii_case(b"false"));
+            if no_sub {
+                self.refer_subs.retain(|(t, _, _)| *t != id);
+            } else if let Some(s) = self.refer_subs.iter_mut().find(|(t, _, _)| *t == id) {
+                s.1 = Some(response.cseq().seq);
+            }
+            let _ = reply.send(Ok(Referrer::new(response, rx)));
+        } else {
+            self.refer_subs.retain(|(t, _, _)| *t != id);
+            let _ = reply.send(Err(Error::Rejected {
+                status: response.status(),
+                reason: response.reason().into_owned(),
+            }));
+        }
+    }
+
+    /// A NOTIFY of one of our REFERs: its progress goes to the [`Referrer`]. Returns the
+    /// status to answer with (481 when no REFER of ours matches, RFC 6665 §4.1.3).
+    fn on_refer_notify(&mut self, request: &Request) -> u16 {
+        let id = request
+            .typed::<sipua_message::header::Event>()
+            .and_then(Result::ok)
+            .and_then(|e| e.id().and_then(|v| v.parse::<u32>().ok()));
+        let at = match id {
+            Some(seq) => self
+                .refer_subs
+                .iter()
+                .position(|(_, c, _)| *c == Some(seq))
+                .or_else(|| self.refer_subs.iter().position(|(_, c, _)| c.is_none())),
+            None => (!self.refer_subs.is_empty()).then_some(0),
+        };
+        let Some(at) = at else {
+            return 481;
+        };
+        let terminated = request
+            .typed::<sipua_message::header::SubscriptionState>()
+            .and_then(Result::ok)
+            .is_some_and(|s| s.state.eq_ignore_ascii_case("terminated"));
+        if let Some(n) = ReferNotification::parse(request, terminated) {
+            let _ = self.refer_subs[at].2.try_send(n);
+        }
+        if terminated {
+            self.refer_subs.remove(at);
+        }
+        200
+    }
+
+    /// A REFER from the peer: to the delegate as a [`Referral`], or refused.
+    async fn on_refer(&mut self, id: TransactionId, request: Request) {
+        if self.current() != SessionState::Established {
+            let _ = self.respond(id, 403, None, Vec::new(), None).await;
+            return;
+        }
+        let Some(me) = self.me.clone() else {
+            let _ = self.respond(id, 500, None, Vec::new(), None).await;
+            return;
+        };
+        match Referral::new(request, id, me, self.shared.clone()) {
+            Err(status) => {
+                let _ = self.respond(id, status, None, Vec::new(), None).await;
+            }
+            // without a delegate, dropping it refuses it (603)
+            Ok(referral) => match self.delegate() {
+                Some(d) => d.on_refer(referral),
+                None => drop(referral),
+            },
+        }
+    }
+
+    /// Sends a progress NOTIFY of the peer's REFER (RFC 3515 §2.4.4).
+    async fn refer_notify(
+        &mut self,
+        event_id: u32,
+        sipfrag: String,
+        terminated: bool,
+        reply: Reply<()>,
+    ) {
+        let Some(d) = self
+            .dialog
+            .clone()
+            .filter(|_| self.current() != SessionState::Terminated)
+        else {
+            let _ = reply.send(Err(Error::SessionTerminated));
+            return;
+        };
+        let state = if terminated {
+            "terminated;reason=noresource".to_owned()
+        } else {
+            "active;expires=60".to_owned()
+        };
+        let options = RequestOptions {
+            extra_headers: vec![
+                Header::new(HeaderName::Event, format!("refer;id={event_id}")),
+                Header::new(HeaderName::SubscriptionState, state),
+            ],
+            body: Some(BodyAndContentType {
+                body: Bytes::from(sipfrag),
+                content_type: "message/sipfrag;version=2.0".into(),
+            }),
+        };
+        match self
+            .send_in_dialog(&d, Method::Notify, options, false)
+            .await
+        {
+            Ok(id) => {
+                // resolved with the NOTIFY's answer
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                self.requests.insert(id, Some(tx));
+                tokio::spawn(async move {
+                    let r = match rx.await {
+                        Ok(Ok(resp)) if resp.is_success() => Ok(()),
+                        Ok(Ok(resp)) => Err(Error::Rejected {
+                            status: resp.status(),
+                            reason: resp.reason().into_owned(),
+                        }),
+                        Ok(Err(e)) => Err(e),
+                        Err(_) => Err(Error::SessionTerminated),
+                    };
+                    let _ = reply.send(r);
+                });
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
         }
     }
 }
