@@ -193,12 +193,17 @@ fn describe(r: EndReason) -> String {
         EndReason::TransportError => "could not send".into(),
         EndReason::AckTimeout => "no ACK: ended with BYE".into(),
         EndReason::MediaFailure(e) => format!("media negotiation failed: {e}"),
+        EndReason::Replaced => "replaced by a transferred call".into(),
         other => format!("{other:?}"),
     }
 }
 
 async fn answer(inv: Invitation, mode: Answer, quiet: bool) {
     let label = format!("call {}", inv.request().call_id());
+    // a REFER in the call is followed (the peer transfers us)
+    inv.set_delegate(Arc::new(crate::transfer::FollowTransfers {
+        label: label.clone(),
+    }));
     if !quiet {
         let r = inv.request();
         println!(
@@ -264,6 +269,10 @@ impl UserAgentDelegate for Answerer {
             );
         }
         message.accept();
+    }
+
+    fn on_subscribe(&self, subscription: sipua::IncomingSubscription) {
+        crate::events::serve_subscription(subscription, self.quiet);
     }
 }
 

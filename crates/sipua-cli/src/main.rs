@@ -5,8 +5,10 @@
 mod account;
 mod call;
 mod demo;
+mod events;
 mod media;
 mod parse;
+mod transfer;
 
 use std::process::ExitCode;
 
@@ -34,6 +36,10 @@ enum Command {
     Register(account::RegisterCommand),
     /// Send a MESSAGE (RFC 3428) and print the answer.
     Message(account::MessageCommand),
+    /// Subscribe to an event package (presence, message-summary...) and print the NOTIFYs.
+    Subscribe(events::SubscribeArgs),
+    /// Call a SIP URI, then transfer the call (REFER) to a target, blind or attended.
+    Transfer(transfer::TransferArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,5 +51,7 @@ fn main() -> ExitCode {
         Command::Call(args) => call::call(&args),
         Command::Register(args) => account::register_command(&args),
         Command::Message(args) => account::message_command(&args),
+        Command::Subscribe(args) => events::subscribe_command(&args),
+        Command::Transfer(args) => transfer::transfer_command(&args),
     }
 }
