@@ -6,6 +6,10 @@
 //! [`SessionState`] machine and a [`SessionDelegate`], and media behind a pluggable
 //! [`SessionDescriptionHandler`].
 //!
+//! For applications that want a phone rather than a toolkit, [`SimpleUser`] (one call at a
+//! time) and [`SessionManager`] (many) put the agent, its registration and its calls behind
+//! one handle and one delegate, as SIP.js's `SimpleUser` and `SessionManager` do.
+//!
 //! One tokio task (the driver) owns the core and the socket; each session runs as a small
 //! task of its own; the types here are handles that send commands and await answers.
 
@@ -19,6 +23,8 @@ mod messager;
 mod registerer;
 pub mod sdh;
 mod session;
+mod session_manager;
+mod simple_user;
 pub mod transport;
 mod user_agent;
 
@@ -37,6 +43,8 @@ pub use session::{
     RequestOptions, Session, SessionDelegate, SessionInviteOptions, SessionState,
     SessionTimerOptions, SessionUpdateOptions,
 };
+pub use session_manager::{SessionManager, SessionManagerDelegate, SessionManagerOptions};
+pub use simple_user::{SimpleUser, SimpleUserDelegate, SimpleUserOptions};
 pub use transport::{LinkConfig, Listen, MemoryNetwork, TlsOptions};
 
 /// The rustls crate sipua uses, for building [`TlsOptions`].
