@@ -47,6 +47,16 @@ pub enum Error {
     Stopped,
     /// The protocol core refused the command.
     Core(UaError),
+    /// There is no call to act on, e.g. [`SimpleUser::answer`](crate::SimpleUser::answer)
+    /// with no incoming call (SIP.js rejects with a plain `Error`).
+    NoSession,
+    /// The limit of simultaneous calls is reached
+    /// ([`SessionManagerOptions::max_simultaneous_sessions`](crate::SessionManagerOptions);
+    /// one for a [`SimpleUser`](crate::SimpleUser)).
+    TooManySessions {
+        /// The limit.
+        limit: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -68,6 +78,10 @@ impl fmt::Display for Error {
             Error::InvalidArgument(e) => write!(f, "invalid argument: {e}"),
             Error::Stopped => f.write_str("the user agent is not running"),
             Error::Core(e) => write!(f, "refused by the protocol core: {e:?}"),
+            Error::NoSession => f.write_str("there is no call to act on"),
+            Error::TooManySessions { limit } => {
+                write!(f, "too many calls: at most {limit} at a time")
+            }
         }
     }
 }

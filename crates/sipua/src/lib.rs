@@ -6,6 +6,10 @@
 //! [`SessionState`] machine and a [`SessionDelegate`], and media behind a pluggable
 //! [`SessionDescriptionHandler`].
 //!
+//! For applications that want a phone rather than a toolkit, [`SimpleUser`] (one call at a
+//! time) and [`SessionManager`] (many) put the agent, its registration and its calls behind
+//! one handle and one delegate, as SIP.js's `SimpleUser` and `SessionManager` do.
+//!
 //! One tokio task (the driver) owns the core and the socket; each session runs as a small
 //! task of its own; the types here are handles that send commands and await answers.
 
@@ -21,6 +25,8 @@ mod publisher;
 mod registerer;
 pub mod sdh;
 mod session;
+mod session_manager;
+mod simple_user;
 mod subscription;
 pub mod transport;
 mod user_agent;
@@ -43,6 +49,8 @@ pub use session::{
     SessionInviteOptions, SessionReferOptions, SessionState, SessionTimerOptions,
     SessionUpdateOptions,
 };
+pub use session_manager::{SessionManager, SessionManagerDelegate, SessionManagerOptions};
+pub use simple_user::{SimpleUser, SimpleUserDelegate, SimpleUserOptions};
 pub use subscription::{
     Notification, Subscriber, SubscriberOptions, SubscriptionDelegate, SubscriptionState,
     Termination,

@@ -244,7 +244,7 @@ impl Registerer {
 }
 
 /// `sip:host[:port]` of an address of record (RFC 3261 §10.2: the registrar of a domain).
-fn registrar_of(aor: &Uri) -> Result<Uri, Error> {
+pub(crate) fn registrar_of(aor: &Uri) -> Result<Uri, Error> {
     let sip = aor
         .as_sip()
         .ok_or_else(|| Error::InvalidArgument(format!("{aor}: not a SIP URI to register")))?;

@@ -297,6 +297,16 @@ impl std::fmt::Debug for Session {
     }
 }
 
+/// Two handles are equal when they are handles to the same session (so a
+/// [`SessionManager`](crate::SessionManager) can find the call it is handed back).
+impl PartialEq for Session {
+    fn eq(&self, other: &Session) -> bool {
+        Arc::ptr_eq(&self.handle.info, &other.handle.info)
+    }
+}
+
+impl Eq for Session {}
+
 impl Session {
     fn new(
         commands: mpsc::Sender<SessionCommand>,
