@@ -243,6 +243,7 @@ impl Driver {
                         self.core.handle_datagram(now(), Received { transport, remote, bytes });
                     }
                     Some(NetEvent::SendFailed(id)) => self.core.handle_transport_error(now(), id),
+                    Some(NetEvent::FlowLost(transport, remote)) => self.flow_lost(&transport, remote),
                 },
                 cmd = commands.recv() => {
                     let Some(cmd) = cmd else { return };
@@ -378,6 +379,23 @@ impl Driver {
                     None => {}
                 }
             }
+        }
+    }
+
+    /// A connection we opened broke: the delegate hears of it (RFC 5626 §4.4 leaves the
+    /// recovery, a new flow and a new registration, to the user agent's user).
+    fn flow_lost(&self, transport: &Transport, remote: SocketAddr) {
+        if self.stopping.is_some() {
+            return;
+        }
+        if let Some(d) = self
+            .shared
+            .upgrade()
+            .and_then(|s| s.options.delegate.clone())
+        {
+            d.on_disconnect(Some(Error::Transport(format!(
+                "the {transport} connection to {remote} was lost"
+            ))));
         }
     }
 

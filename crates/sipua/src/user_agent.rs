@@ -75,7 +75,11 @@ pub trait UserAgentDelegate: Send + Sync {
     }
     /// The transport is up (after `start`).
     fn on_connect(&self) {}
-    /// The transport went down; `error` is set when it was not asked for.
+    /// The transport went down: `None` after `stop`; an error when a connection we opened
+    /// (to a registrar or proxy, over TCP, TLS, WS or WSS) was closed by the peer, failed,
+    /// or stopped answering keep-alives. The next request opens a new connection; the
+    /// application re-registers and refreshes its calls over it ([`crate::SessionManager`]
+    /// does both).
     fn on_disconnect(&self, _error: Option<Error>) {}
 }
 

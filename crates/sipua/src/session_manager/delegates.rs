@@ -39,8 +39,11 @@ impl UserAgentDelegate for AgentDelegate {
     }
 
     fn on_disconnect(&self, error: Option<Error>) {
-        if let Some(inner) = self.0.upgrade() {
-            inner.tell(|d| d.on_server_disconnect(error.as_ref()));
+        match (self.0.upgrade(), error) {
+            // a flow broke: recover it
+            (Some(inner), Some(e)) => inner.flow_lost(e),
+            (Some(inner), None) => inner.tell(|d| d.on_server_disconnect(None)),
+            (None, _) => {}
         }
     }
 }

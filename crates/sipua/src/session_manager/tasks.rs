@@ -49,11 +49,67 @@ impl Inner {
         }));
     }
 
+    /// A connection we opened broke (the user agent's `on_disconnect` with an error): with
+    /// a server to keep (a registration or pings), it is lost until a probe gets through,
+    /// tried with back-off (1 s doubling to 30 s); the recovery then binds again over the
+    /// new flow and re-INVITEs every established call (RFC 5626 §4.4).
+    pub(super) fn flow_lost(self: &Arc<Self>, error: Error) {
+        let has_server =
+            self.want_registered.load(Ordering::Relaxed) || self.ping_interval.is_some();
+        if !has_server {
+            self.tell(|d| d.on_server_disconnect(Some(&error)));
+            return;
+        }
+        if self.server_lost.swap(true, Ordering::Relaxed) {
+            return; // a recovery is already under way
+        }
+        self.tell(|d| d.on_server_disconnect(Some(&error)));
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut backoff = RECOVERY_FIRST;
+            loop {
+                tokio::time::sleep(backoff).await;
+                let Some(inner) = weak.upgrade() else { return };
+                if !inner.server_lost.load(Ordering::Relaxed) {
+                    return; // the pings saw it come back first
+                }
+                match inner.probe().await {
+                    Ok(registered) => {
+                        inner.recovered_with(registered).await;
+                        return;
+                    }
+                    Err(Error::Stopped) => return,
+                    Err(_) => backoff = (backoff * 2).min(RECOVERY_MAX),
+                }
+            }
+        });
+    }
+
+    /// Tries the server once over a new flow: a REGISTER when a registration is wanted
+    /// (`Ok(true)`), else an OPTIONS ping.
+    async fn probe(&self) -> Result<bool, Error> {
+        if self.want_registered.load(Ordering::Relaxed) {
+            let registerer = lock(&self.registerer).clone();
+            if let Some(r) = registerer {
+                return r.register().await.map(|_| true);
+            }
+        }
+        let target = self.ping_target()?;
+        ping(&self.ua, &target, Duration::from_secs(5))
+            .await
+            .map(|()| false)
+    }
+
     /// The lost server answers again: bind again, tell every peer of the new flow, and
     /// say so.
     async fn recovered(self: Arc<Self>) {
+        self.recovered_with(false).await;
+    }
+
+    /// [`Inner::recovered`], the REGISTER skipped when the probe just made it.
+    async fn recovered_with(self: Arc<Self>, registered: bool) {
         self.server_lost.store(false, Ordering::Relaxed);
-        if self.want_registered.load(Ordering::Relaxed) {
+        if !registered && self.want_registered.load(Ordering::Relaxed) {
             let registerer = lock(&self.registerer).clone();
             if let Some(r) = registerer {
                 if r.register().await.is_err() {
@@ -200,10 +256,9 @@ pub(super) async fn ping_loop(manager: Weak<Inner>, target: Uri, every: Duration
             Err(e) => e,
         };
         match manager.upgrade() {
-            Some(inner) => {
-                inner.server_lost.store(true, Ordering::Relaxed);
-                inner.tell(|d| d.on_server_disconnect(Some(&error)));
-            }
+            // a lost connection found it first: that recovery is under way
+            Some(inner) if inner.server_lost.swap(true, Ordering::Relaxed) => continue,
+            Some(inner) => inner.tell(|d| d.on_server_disconnect(Some(&error))),
             None => return,
         }
         let mut backoff = RECOVERY_FIRST;

@@ -164,6 +164,8 @@ pub(crate) enum NetEvent {
     Message(Transport, Bytes, SocketAddr),
     /// Bytes of transaction `id` could not be sent (connection refused, reset...).
     SendFailed(TransactionId),
+    /// A connection we opened broke (closed by the peer, reset, keep-alive unanswered).
+    FlowLost(Transport, SocketAddr),
 }
 
 /// The bound transports, owned by the driver task.

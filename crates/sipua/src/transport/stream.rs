@@ -287,10 +287,15 @@ async fn connection(
     };
     if let Some(io) = io {
         let accepted = id == 0;
-        if is_websocket(&transport) {
-            websocket(io, accepted, &transport, remote, &mut out, &events, &setup).await;
+        let ended = if is_websocket(&transport) {
+            websocket(io, accepted, &transport, remote, &mut out, &events, &setup).await
         } else {
-            bytestream(io, accepted, &transport, remote, &mut out, &events, &setup).await;
+            bytestream(io, accepted, &transport, remote, &mut out, &events, &setup).await
+        };
+        if !accepted && ended == Ended::Lost {
+            // a flow we opened (to a registrar, a proxy) broke: the user agent may recover
+            let ev = NetEvent::FlowLost(transport.clone(), remote);
+            let _ = events.send(StreamEvent::Net(ev)).await;
         }
     }
     // whatever is still queued will never leave: fail its transactions now
@@ -307,6 +312,15 @@ async fn connection(
         .await;
 }
 
+/// Why a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// We closed it: idle, or the transport is going away.
+    Closed,
+    /// The peer closed it, it failed, or its keep-alive went unanswered.
+    Lost,
+}
+
 /// TCP and TLS: messages cut from the byte stream by Content-Length.
 async fn bytestream(
     io: BoxIo,
@@ -316,7 +330,7 @@ async fn bytestream(
     out: &mut mpsc::Receiver<Outgoing>,
     events: &mpsc::Sender<StreamEvent>,
     setup: &Setup,
-) {
+) -> Ended {
     let (mut rd, mut wr) = tokio::io::split(io);
     let mut framer = StreamFramer::new(setup.limits.max_message);
     let mut buf = vec![0u8; 16 * 1024];
@@ -337,7 +351,7 @@ async fn bytestream(
         tokio::select! {
             r = rd.read(&mut buf) => {
                 let n = match r {
-                    Ok(0) | Err(_) => return,
+                    Ok(0) | Err(_) => return Ended::Lost,
                     Ok(n) => n,
                 };
                 framer.push(&buf[..n]);
@@ -346,35 +360,38 @@ async fn bytestream(
                         Ok(Some(Frame::Message(m))) => {
                             let ev = NetEvent::Message(transport.clone(), m, remote);
                             if events.send(StreamEvent::Net(ev)).await.is_err() {
-                                return;
+                                return Ended::Closed;
                             }
                         }
                         Ok(Some(Frame::Ping)) => {
                             if wr.write_all(b"\r\n").await.is_err() {
-                                return;
+                                return Ended::Lost;
                             }
                         }
                         Ok(Some(Frame::Pong)) => ping_sent = false,
                         Ok(None) => break,
-                        Err(_) => return, // framing is lost: only closing recovers
+                        Err(_) => return Ended::Lost, // framing is lost: only closing recovers
                     }
                 }
             }
             m = out.recv() => {
-                let Some((bytes, tx)) = m else { return };
+                let Some((bytes, tx)) = m else { return Ended::Closed };
                 if wr.write_all(&bytes).await.is_err() || wr.flush().await.is_err() {
                     if let Some(tx) = tx {
                         let _ = events.send(StreamEvent::Net(NetEvent::SendFailed(tx))).await;
                     }
-                    return;
+                    return Ended::Lost;
                 }
             }
             _ = tokio::time::sleep(wait) => {
-                if keepalive.is_none() || ping_sent {
-                    return; // idle, or the flow failed: no pong
+                if keepalive.is_none() {
+                    return Ended::Closed; // idle
+                }
+                if ping_sent {
+                    return Ended::Lost; // no pong: the flow failed (RFC 5626 §4.4.1)
                 }
                 if wr.write_all(b"\r\n\r\n").await.is_err() {
-                    return;
+                    return Ended::Lost;
                 }
                 ping_sent = true;
             }
@@ -416,7 +433,7 @@ async fn websocket(
     out: &mut mpsc::Receiver<Outgoing>,
     events: &mpsc::Sender<StreamEvent>,
     setup: &Setup,
-) {
+) -> Ended {
     let config = Some(ws_config(&setup.limits));
     let handshake = async {
         if accepted {
@@ -447,7 +464,7 @@ async fn websocket(
     };
     let Ok(Some(mut ws)) = tokio::time::timeout(setup.limits.connect_timeout, handshake).await
     else {
-        return;
+        return Ended::Closed;
     };
     loop {
         let idle = tokio::time::sleep(setup.limits.idle);
@@ -456,7 +473,7 @@ async fn websocket(
                 let data: Bytes = match m {
                     Some(Ok(WsMessage::Text(t))) => Bytes::copy_from_slice(t.as_bytes()),
                     Some(Ok(WsMessage::Binary(b))) => b,
-                    Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return Ended::Lost,
                     Some(Ok(_)) => continue, // ping/pong frames: answered by the library
                 };
                 if data.iter().all(|b| matches!(b, b'\r' | b'\n')) {
@@ -464,13 +481,13 @@ async fn websocket(
                 }
                 let ev = NetEvent::Message(transport.clone(), data, remote);
                 if events.send(StreamEvent::Net(ev)).await.is_err() {
-                    return;
+                    return Ended::Closed;
                 }
             }
             m = out.recv() => {
                 let Some((bytes, tx)) = m else {
                     let _ = ws.close(None).await;
-                    return;
+                    return Ended::Closed;
                 };
                 // SIP is text; browsers' SIP stacks expect text frames
                 let msg = match std::str::from_utf8(&bytes) {
@@ -481,12 +498,12 @@ async fn websocket(
                     if let Some(tx) = tx {
                         let _ = events.send(StreamEvent::Net(NetEvent::SendFailed(tx))).await;
                     }
-                    return;
+                    return Ended::Lost;
                 }
             }
             _ = idle => {
                 let _ = ws.close(None).await;
-                return;
+                return Ended::Closed;
             }
         }
     }
