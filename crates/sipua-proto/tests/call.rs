@@ -518,3 +518,82 @@ fn in_dialog_requests_from_each_side() {
     assert!(got.contains(&(a, "response 481 PRACK".into())), "{got:?}");
     assert!(!got.iter().any(|(n, _)| *n == b), "{got:?}");
 }
+
+/// RFC 3262 inside a confirmed dialog: Bob answers Alice's re-INVITE with a reliable 183,
+/// Alice's core PRACKs it, and Bob's final 200 follows the PRACK (SIP.js has no PRACK on
+/// re-INVITE at all). Clean and at 20 % loss.
+fn prack_on_reinvite(seed: u64, loss: f64) -> Vec<(usize, String)> {
+    let (mut sim, ans) = established(seed, seed ^ 0x5a5a);
+    let da = ans.dialogs.borrow()[0].clone().expect("alice's dialog");
+    sim.set_link(
+        ALICE.parse().unwrap(),
+        BOB.parse().unwrap(),
+        LinkConfig {
+            loss,
+            ..LinkConfig::default()
+        },
+    );
+    sim.set_link(
+        BOB.parse().unwrap(),
+        ALICE.parse().unwrap(),
+        LinkConfig {
+            loss,
+            ..LinkConfig::default()
+        },
+    );
+    let now = sim.now;
+    sim.endpoint(0)
+        .request_in_dialog(now, &da, Method::Invite, BOB.parse().unwrap())
+        .unwrap();
+    let log = std::cell::RefCell::new(Vec::new());
+    let reinvite = std::cell::Cell::new(None);
+    sim.run_until(now + Duration::from_secs(40), &mut |node, ua, now, ev| {
+        log.borrow_mut().push((node, describe(&ev)));
+        match ev {
+            UaEvent::Request { id, request, .. }
+                if node == 1 && *request.method() == Method::Invite =>
+            {
+                reinvite.set(Some(id));
+                let r = ua.response(id, 183).unwrap();
+                ua.respond_reliably(now, id, r).unwrap();
+            }
+            UaEvent::Prack { .. } if node == 1 => {
+                let id = reinvite.get().expect("the re-INVITE");
+                let ok = ua.response(id, 200).unwrap();
+                ua.respond(now, id, ok).unwrap();
+            }
+            _ => {}
+        }
+    });
+    log.into_inner()
+}
+
+#[test]
+fn a_reinvite_answered_with_a_reliable_183_is_pracked_then_completes() {
+    let log = prack_on_reinvite(21, 0.0);
+    let alice: Vec<&String> = log
+        .iter()
+        .filter(|(n, s)| *n == 0 && s != "response 100 INVITE")
+        .map(|(_, s)| s)
+        .collect();
+    assert_eq!(
+        alice,
+        vec!["response 183 INVITE", "response 200 INVITE"],
+        "{log:?}"
+    );
+    assert!(log.contains(&(1, "prack".into())), "{log:?}");
+    for seed in 0..20 {
+        let log = prack_on_reinvite(100 + seed, 0.2);
+        assert!(
+            log.contains(&(0, "response 200 INVITE".into())),
+            "seed {seed}: {log:?}"
+        );
+        assert_eq!(
+            log.iter()
+                .filter(|e| **e == (1, "prack".to_string()))
+                .count(),
+            1,
+            "seed {seed}: one PRACK reaches Bob's TU, retransmissions absorbed: {log:?}"
+        );
+    }
+}
