@@ -55,7 +55,7 @@ pub use subscription::{
     Notification, Subscriber, SubscriberOptions, SubscriptionDelegate, SubscriptionState,
     Termination,
 };
-pub use transport::{LinkConfig, Listen, MemoryNetwork, TlsOptions};
+pub use transport::{LinkConfig, Listen, MemoryNetwork, MemorySocket, TlsOptions};
 
 /// The rustls crate sipua uses, for building [`TlsOptions`].
 pub use tokio_rustls::rustls;

@@ -100,6 +100,12 @@ impl MemoryNetwork {
         self.lock().aliases.insert(alias, targets.to_vec());
     }
 
+    /// A raw datagram socket at `addr`, for tests that script a peer by hand (a notifier
+    /// sending malformed NOTIFYs, a registrar...).
+    pub fn socket(&self, addr: SocketAddr) -> io::Result<MemorySocket> {
+        Ok(MemorySocket(self.bind(addr)?))
+    }
+
     /// Datagrams delivered and dropped so far.
     pub fn counts(&self) -> (u64, u64) {
         let g = self.lock();
@@ -171,4 +177,30 @@ pub(crate) struct MemoryPort {
     pub(crate) net: MemoryNetwork,
     pub(crate) addr: SocketAddr,
     pub(crate) rx: mpsc::Receiver<(Bytes, SocketAddr)>,
+}
+
+/// A raw datagram socket on a [`MemoryNetwork`] ([`MemoryNetwork::socket`]).
+pub struct MemorySocket(MemoryPort);
+
+impl std::fmt::Debug for MemorySocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MemorySocket({})", self.0.addr)
+    }
+}
+
+impl MemorySocket {
+    /// Its address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.0.addr
+    }
+
+    /// Sends a datagram (subject to the network's loss, delay and filters).
+    pub fn send_to(&self, bytes: impl Into<Bytes>, to: SocketAddr) -> io::Result<()> {
+        self.0.net.send(self.0.addr, to, bytes.into())
+    }
+
+    /// The next datagram and who sent it.
+    pub async fn recv_from(&mut self) -> Option<(Bytes, SocketAddr)> {
+        self.0.rx.recv().await
+    }
 }

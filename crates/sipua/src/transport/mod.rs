@@ -19,7 +19,7 @@ use sipua_proto::endpoint::{TransactionId, Transmit};
 use tokio::net::UdpSocket;
 
 use memory::MemoryPort;
-pub use memory::{LinkConfig, MemoryNetwork};
+pub use memory::{LinkConfig, MemoryNetwork, MemorySocket};
 
 /// Largest datagram read.
 const MAX_DATAGRAM: usize = 65_535;
