@@ -440,6 +440,9 @@ impl Driver {
                 crate::user_agent::incoming_request(shared, id, request);
             }
             Method::Subscribe => crate::notifier::incoming_subscribe(shared, id, request),
+            // REFER outside a dialog (RFC 3515 allows it) would place calls for whoever
+            // asks: declined, as an unhandled REFER inside a call is
+            Method::Refer => self.answer(id, 603),
             _ => self.answer(id, 405),
         }
     }

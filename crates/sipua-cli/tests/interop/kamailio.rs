@@ -306,3 +306,101 @@ fn kamailio_refuses_a_wrong_password_and_a_too_short_interval_is_raised() {
     assert!(ok, "{printed}\nkamailio:\n{}", k.out.text());
     assert!(printed.contains("expires in 60 s"), "{printed}");
 }
+
+/// `sipua serve --register USER` through Kamailio over UDP, printing what it does.
+fn registered_serve(k: &Kamailio, user: &str) -> (Killed, Output) {
+    let listen = format!(
+        "udp:127.0.0.1:{}",
+        free_tcp_port_except(&[k.sip_port, k.ws_port])
+    );
+    let (child, out) = spawn(sipua().args([
+        "serve",
+        "--listen",
+        &listen,
+        "--no-media",
+        "--register",
+        &format!("sip:{user}@127.0.0.1"),
+        "--registrar",
+        &k.registrar("udp"),
+        "--user",
+        user,
+        "--password",
+        &format!("{user}pw"),
+        "--proxy",
+        &k.proxy("udp"),
+        "--lifetime",
+        "40",
+    ]));
+    assert!(
+        out.wait_for("registered (200", 10.0),
+        "{user} did not register:\n{}\nkamailio:\n{}",
+        out.text(),
+        k.out.text()
+    );
+    (child, out)
+}
+
+#[test]
+fn kamailio_routes_a_subscription_and_a_transfer_between_registered_users() {
+    let k = Kamailio::start("events");
+    let proxy = k.proxy("udp");
+    let (_bob, bob_out) = registered_serve(&k, "bob");
+    let (_carol, carol_out) = registered_serve(&k, "carol");
+    let context = |what: &str| {
+        format!(
+            "{what}\nbob:\n{}\ncarol:\n{}\nkamailio:\n{}",
+            bob_out.text(),
+            carol_out.text(),
+            k.out.text()
+        )
+    };
+
+    // Alice watches Bob's presence: SUBSCRIBE through the proxy's 407, NOTIFY back through
+    // its Record-Route
+    let (ok, printed) = as_alice(
+        "subscribe",
+        &["sip:bob@127.0.0.1", "--duration", "1"],
+        "udp:127.0.0.1:0",
+        &proxy,
+    );
+    assert!(ok, "{}", context(&printed));
+    assert!(printed.contains("NOTIFY (active"), "{}", context(&printed));
+    assert!(
+        printed.contains("<basic>open</basic>"),
+        "{}",
+        context(&printed)
+    );
+    assert!(printed.contains("unsubscribed"), "{}", context(&printed));
+    assert!(bob_out.wait_for("SUBSCRIBE presence from sip:alice@127.0.0.1", 2.0));
+
+    // Alice calls Bob and transfers him to Carol: the REFER and its NOTIFYs follow the
+    // dialog's route; Bob's call to Carol goes through the proxy with his own credentials
+    let (ok, printed) = as_alice(
+        "transfer",
+        &[
+            "sip:bob@127.0.0.1",
+            "sip:carol@127.0.0.1",
+            "--duration",
+            "0.5",
+        ],
+        "udp:127.0.0.1:0",
+        &proxy,
+    );
+    assert!(ok, "{}", context(&printed));
+    assert!(printed.contains("REFER: 202"), "{}", context(&printed));
+    assert!(
+        printed.contains("transfer: 200 OK"),
+        "{}",
+        context(&printed)
+    );
+    assert!(
+        bob_out.wait_for("transfer to sip:carol@127.0.0.1: Established", 5.0),
+        "{}",
+        context(&printed)
+    );
+    assert!(
+        carol_out.wait_for("INVITE from sip:bob@127.0.0.1", 5.0),
+        "{}",
+        context(&printed)
+    );
+}
