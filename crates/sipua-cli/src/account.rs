@@ -42,6 +42,55 @@ impl AuthArgs {
     }
 }
 
+/// Runs `body` with a user agent started on `from_addr` (`udp:IP:PORT`, `tcp:`...) as
+/// `from` (its user becomes our Contact's), with `auth`, and stops it afterwards: exit 2
+/// for a bad address, 1 when it cannot bind, else what `body` returns.
+pub fn with_agent<F, Fut>(from_addr: &str, from: Option<&Uri>, auth: &AuthArgs, body: F) -> ExitCode
+where
+    F: FnOnce(UserAgent) -> Fut,
+    Fut: std::future::Future<Output = ExitCode>,
+{
+    let listen = match Listen::parse(from_addr) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::call::runtime().block_on(async {
+        let mut o = UserAgentOptions {
+            listen,
+            uri: from.cloned(),
+            ..Default::default()
+        };
+        if let Some(user) = from.and_then(|u| u.as_sip()?.user.clone()) {
+            o.user = user;
+        }
+        auth.apply(&mut o);
+        let ua = UserAgent::new(o);
+        if let Err(e) = ua.start().await {
+            eprintln!("error: cannot bind {from_addr}: {e}");
+            return ExitCode::FAILURE;
+        }
+        let code = body(ua.clone()).await;
+        // let printers finish their lines
+        tokio::task::yield_now().await;
+        ua.stop().await;
+        code
+    })
+}
+
+/// Exit 0 for `Ok`; the error printed and exit 1 otherwise.
+pub fn exit_code(r: Result<(), String>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// How to register an agent: flattened into `serve` and `register`.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct RegisterArgs {
@@ -193,52 +242,34 @@ pub struct MessageCommand {
 
 /// Runs `sipua message`: exit 0 when the MESSAGE was accepted (2xx).
 pub fn message_command(args: &MessageCommand) -> ExitCode {
-    let listen = match Listen::parse(&args.from_addr) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    crate::call::runtime().block_on(async {
-        let mut o = UserAgentOptions {
-            listen,
-            uri: args.from.clone(),
-            ..Default::default()
-        };
-        if let Some(user) = args.from.as_ref().and_then(|u| u.as_sip()?.user.clone()) {
-            o.user = user;
-        }
-        args.auth.apply(&mut o);
-        let ua = UserAgent::new(o);
-        if let Err(e) = ua.start().await {
-            eprintln!("error: cannot bind {}: {e}", args.from_addr);
-            return ExitCode::FAILURE;
-        }
-        let m = Messager::new(
-            &ua,
-            args.to.clone(),
-            args.text.clone(),
-            &args.content_type,
-            MessagerOptions::default(),
-        );
-        let code = match m {
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
-            }
-            Ok(m) => match m.message().await {
-                Ok(r) => {
-                    println!("{} {}", r.status(), r.reason());
-                    ExitCode::SUCCESS
-                }
+    with_agent(
+        &args.from_addr,
+        args.from.as_ref(),
+        &args.auth,
+        |ua| async move {
+            let m = Messager::new(
+                &ua,
+                args.to.clone(),
+                args.text.clone(),
+                &args.content_type,
+                MessagerOptions::default(),
+            );
+            match m {
                 Err(e) => {
                     eprintln!("error: {e}");
-                    ExitCode::FAILURE
+                    ExitCode::from(2)
                 }
-            },
-        };
-        ua.stop().await;
-        code
-    })
+                Ok(m) => match m.message().await {
+                    Ok(r) => {
+                        println!("{} {}", r.status(), r.reason());
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        ExitCode::FAILURE
+                    }
+                },
+            }
+        },
+    )
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use sipua::message::Uri;
 use sipua::{
-    BodyAndContentType, IncomingSubscription, Listen, NotifierOptions, Subscriber,
-    SubscriberOptions, SubscriptionState, UserAgent, UserAgentOptions,
+    BodyAndContentType, IncomingSubscription, NotifierOptions, Subscriber, SubscriberOptions,
+    SubscriptionState, UserAgent,
 };
 
 /// Arguments of `sipua subscribe`.
@@ -41,38 +41,12 @@ pub struct SubscribeArgs {
 
 /// Runs `sipua subscribe`: exit 0 when the subscription was accepted and got a NOTIFY.
 pub fn subscribe_command(args: &SubscribeArgs) -> ExitCode {
-    let listen = match Listen::parse(&args.from_addr) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    crate::call::runtime().block_on(async {
-        let mut o = UserAgentOptions {
-            listen,
-            uri: args.from.clone(),
-            ..Default::default()
-        };
-        if let Some(user) = args.from.as_ref().and_then(|u| u.as_sip()?.user.clone()) {
-            o.user = user;
-        }
-        args.auth.apply(&mut o);
-        let ua = UserAgent::new(o);
-        if let Err(e) = ua.start().await {
-            eprintln!("error: cannot bind {}: {e}", args.from_addr);
-            return ExitCode::FAILURE;
-        }
-        let code = match run(&ua, args).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        };
-        ua.stop().await;
-        code
-    })
+    crate::account::with_agent(
+        &args.from_addr,
+        args.from.as_ref(),
+        &args.auth,
+        |ua| async move { crate::account::exit_code(run(&ua, args).await) },
+    )
 }
 
 async fn run(ua: &UserAgent, args: &SubscribeArgs) -> Result<(), String> {

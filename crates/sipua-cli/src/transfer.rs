@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use sipua::message::Uri;
 use sipua::{
-    Inviter, InviterOptions, Listen, Referral, Session, SessionDelegate, SessionReferOptions,
-    UserAgent, UserAgentOptions,
+    Inviter, InviterOptions, Referral, Session, SessionDelegate, SessionReferOptions, UserAgent,
 };
 
 /// Arguments of `sipua transfer`.
@@ -58,39 +57,12 @@ async fn call_up(ua: &UserAgent, uri: &Uri, label: &str) -> Result<Inviter, Stri
 
 /// Runs `sipua transfer`: exit 0 when the target answered the transferred call.
 pub fn transfer_command(args: &TransferArgs) -> ExitCode {
-    let listen = match Listen::parse(&args.from_addr) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    crate::call::runtime().block_on(async {
-        let mut o = UserAgentOptions {
-            listen,
-            uri: args.from.clone(),
-            ..Default::default()
-        };
-        if let Some(user) = args.from.as_ref().and_then(|u| u.as_sip()?.user.clone()) {
-            o.user = user;
-        }
-        args.auth.apply(&mut o);
-        let ua = UserAgent::new(o);
-        if let Err(e) = ua.start().await {
-            eprintln!("error: cannot bind {}: {e}", args.from_addr);
-            return ExitCode::FAILURE;
-        }
-        let code = match run(&ua, args).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        };
-        tokio::task::yield_now().await;
-        ua.stop().await;
-        code
-    })
+    crate::account::with_agent(
+        &args.from_addr,
+        args.from.as_ref(),
+        &args.auth,
+        |ua| async move { crate::account::exit_code(run(&ua, args).await) },
+    )
 }
 
 async fn run(ua: &UserAgent, args: &TransferArgs) -> Result<(), String> {

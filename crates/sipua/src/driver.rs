@@ -59,6 +59,28 @@ pub(crate) enum SessionInput {
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, Error>>;
 
+/// Sends a handle's command to its task (a session, subscription or notifier) and awaits
+/// the reply; a task that is gone is [`Error::SessionTerminated`].
+pub(crate) async fn ask_task<C, T>(
+    commands: &mpsc::Sender<C>,
+    make: impl FnOnce(Reply<T>) -> C,
+) -> Result<T, Error> {
+    let (tx, rx) = oneshot::channel();
+    commands
+        .send(make(tx))
+        .await
+        .map_err(|_| Error::SessionTerminated)?;
+    rx.await.map_err(|_| Error::SessionTerminated)?
+}
+
+/// Sleeps until `at`, or forever without one (a `select!` arm for an optional timer).
+pub(crate) async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// A body with its type, as the core takes it.
 pub(crate) type Body = Option<(MediaType, Bytes)>;
 

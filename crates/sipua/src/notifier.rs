@@ -17,7 +17,7 @@ use sipua_proto::endpoint::TransactionId;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use crate::driver::{Command, SessionInput, SessionKey, SESSION_QUEUE};
+use crate::driver::{ask_task, sleep_until, Command, SessionInput, SessionKey, SESSION_QUEUE};
 use crate::error::Error;
 use crate::sdh::BodyAndContentType;
 use crate::user_agent::{body_of, Shared};
@@ -279,17 +279,8 @@ impl std::fmt::Debug for Notifier {
 }
 
 impl Notifier {
-    async fn ask(
-        &self,
-        make: impl FnOnce(oneshot::Sender<Result<(), Error>>) -> NotifyCommand,
-    ) -> Result<(), Error> {
-        let (tx, rx) = oneshot::channel();
-        self.inner
-            .commands
-            .send(make(tx))
-            .await
-            .map_err(|_| Error::SessionTerminated)?;
-        rx.await.map_err(|_| Error::SessionTerminated)?
+    async fn ask(&self, make: impl FnOnce(Waiter) -> NotifyCommand) -> Result<(), Error> {
+        ask_task(&self.inner.commands, make).await
     }
 
     /// Sends the resource's new state (the body becomes the state repeated after
@@ -655,12 +646,5 @@ impl NotifyTask {
             self.expires_at = Instant::now() + Duration::from_secs(u64::from(granted));
             self.queue_current(None);
         }
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
     }
 }

@@ -21,7 +21,7 @@ use sipua_proto::ua::OutOfDialog;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use crate::driver::{Command, SessionInput, SessionKey, SESSION_QUEUE};
+use crate::driver::{ask_task, sleep_until, Command, SessionInput, SessionKey, SESSION_QUEUE};
 use crate::error::Error;
 use crate::sdh::BodyAndContentType;
 use crate::user_agent::{body_of, content_type_of, Shared, UserAgent};
@@ -246,17 +246,8 @@ impl Subscriber {
         })
     }
 
-    async fn ask(
-        &self,
-        make: impl FnOnce(oneshot::Sender<Result<(), Error>>) -> SubCommand,
-    ) -> Result<(), Error> {
-        let (tx, rx) = oneshot::channel();
-        self.handle
-            .commands
-            .send(make(tx))
-            .await
-            .map_err(|_| Error::SessionTerminated)?;
-        rx.await.map_err(|_| Error::SessionTerminated)?
+    async fn ask(&self, make: impl FnOnce(Reply) -> SubCommand) -> Result<(), Error> {
+        ask_task(&self.handle.commands, make).await
     }
 
     /// Sends the SUBSCRIBE (or, once subscribed, a refresh) and waits for its final
@@ -401,6 +392,16 @@ impl SubTask {
                 _ = sleep_until(deadline), if deadline.is_some() => self.on_timer().await,
             }
         }
+        self.end_dialog().await;
+        let _ = self
+            .shared
+            .commands
+            .send(Command::Detach { key: self.key })
+            .await;
+    }
+
+    /// Lets go of the subscription's dialog: the core forgets it.
+    async fn end_dialog(&mut self) {
         if let Some(d) = self.dialog.take() {
             let _ = self
                 .shared
@@ -408,11 +409,6 @@ impl SubTask {
                 .send(Command::EndDialog { dialog: d })
                 .await;
         }
-        let _ = self
-            .shared
-            .commands
-            .send(Command::Detach { key: self.key })
-            .await;
     }
 
     fn headers(&self, expires: u32) -> Vec<Header> {
@@ -784,13 +780,7 @@ impl SubTask {
 
     async fn on_terminated(&mut self, s: &StateHeader) {
         let reason = s.reason().map(str::to_ascii_lowercase);
-        if let Some(d) = self.dialog.take() {
-            let _ = self
-                .shared
-                .commands
-                .send(Command::EndDialog { dialog: d })
-                .await;
-        }
+        self.end_dialog().await;
         if self.current() == SubscriptionState::Terminated {
             self.linger_until = Some(Instant::now());
             return;
@@ -862,11 +852,4 @@ fn granted(response: &Response) -> Option<u32> {
         .typed::<Expires>()
         .and_then(Result::ok)
         .map(|e| e.0)
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
 }

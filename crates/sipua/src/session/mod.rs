@@ -339,13 +339,7 @@ impl Session {
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> SessionCommand) -> Result<T, Error> {
-        let (tx, rx) = oneshot::channel();
-        self.handle
-            .commands
-            .send(make(tx))
-            .await
-            .map_err(|_| Error::SessionTerminated)?;
-        rx.await.map_err(|_| Error::SessionTerminated)?
+        crate::driver::ask_task(&self.handle.commands, make).await
     }
 
     /// The current state.

@@ -238,14 +238,8 @@ impl Referral {
         &self,
         make: impl FnOnce(oneshot::Sender<Result<(), Error>>) -> SessionCommand,
     ) -> Result<(), Error> {
-        let (tx, rx) = oneshot::channel();
-        self.commands
-            .upgrade()
-            .ok_or(Error::SessionTerminated)?
-            .send(make(tx))
-            .await
-            .map_err(|_| Error::SessionTerminated)?;
-        rx.await.map_err(|_| Error::SessionTerminated)?
+        let commands = self.commands.upgrade().ok_or(Error::SessionTerminated)?;
+        crate::driver::ask_task(&commands, make).await
     }
 
     /// Accepts (202 Accepted) and reports `100 Trying` at once, as RFC 3515 §2.4.4 asks;
