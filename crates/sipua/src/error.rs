@@ -88,6 +88,20 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+impl Error {
+    /// `Ok` for a 2xx; [`Error::Rejected`] with the status and reason otherwise.
+    pub(crate) fn check(response: &sipua_message::Response) -> Result<(), Error> {
+        if response.is_success() {
+            Ok(())
+        } else {
+            Err(Error::Rejected {
+                status: response.status(),
+                reason: response.reason().into_owned(),
+            })
+        }
+    }
+}
+
 impl From<UaError> for Error {
     fn from(e: UaError) -> Error {
         match e {

@@ -554,14 +554,7 @@ impl NotifyTask {
                     return;
                 }
                 let status = response.status();
-                let result = if response.is_success() {
-                    Ok(())
-                } else {
-                    Err(Error::Rejected {
-                        status,
-                        reason: response.reason().into_owned(),
-                    })
-                };
+                let result = Error::check(&response);
                 for w in waiters {
                     let _ = w.send(result.clone());
                 }

@@ -662,14 +662,7 @@ impl SessionManager {
 
 /// `Ok` for a 2xx, [`Error::Rejected`] for anything else.
 fn success(response: Response) -> Result<(), Error> {
-    if response.is_success() {
-        Ok(())
-    } else {
-        Err(Error::Rejected {
-            status: response.status(),
-            reason: response.reason().into_owned(),
-        })
-    }
+    Error::check(&response)
 }
 
 impl Inner {

@@ -633,14 +633,7 @@ impl SubTask {
             return;
         }
         let status = response.status();
-        let result = if response.is_success() {
-            Ok(())
-        } else {
-            Err(Error::Rejected {
-                status,
-                reason: response.reason().into_owned(),
-            })
-        };
+        let result = Error::check(&response);
         match kind {
             Kind::Initial if response.is_success() => {
                 if let Some(d) = &dialog {

@@ -1922,11 +1922,7 @@ impl Task {
                 self.requests.insert(id, Some(tx));
                 tokio::spawn(async move {
                     let r = match rx.await {
-                        Ok(Ok(resp)) if resp.is_success() => Ok(()),
-                        Ok(Ok(resp)) => Err(Error::Rejected {
-                            status: resp.status(),
-                            reason: resp.reason().into_owned(),
-                        }),
+                        Ok(Ok(resp)) => Error::check(&resp),
                         Ok(Err(e)) => Err(e),
                         Err(_) => Err(Error::SessionTerminated),
                     };
