@@ -1,9 +1,10 @@
 //! What the interop tests share: free loopback ports, child processes whose output is
-//! gathered as it comes and which are killed when their guard drops, and polling with a
-//! deadline.
+//! gathered as it comes and which are killed when their guard drops, polling with a
+//! deadline, and the PJSIP peer (`pjsua/peer.py`).
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -119,6 +120,53 @@ pub(crate) fn wait_exit(child: &mut Killed, secs: f64) -> Option<ExitStatus> {
         status.is_some()
     });
     status
+}
+
+const PEER_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/pjsua/peer.py");
+const VENV_PYTHON: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../target/interop-venv/bin/python"
+);
+
+/// The Python that runs `pjsua/peer.py`: `$SIPUA_PYTHON`, else the venv `scripts/test` makes,
+/// else `python3`; it must import pjsua2.
+fn python() -> String {
+    let python = std::env::var("SIPUA_PYTHON").unwrap_or_else(|_| {
+        if Path::new(VENV_PYTHON).exists() {
+            VENV_PYTHON.to_owned()
+        } else {
+            "python3".to_owned()
+        }
+    });
+    let check = Command::new(&python).args(["-c", "import pjsua2"]).output();
+    assert!(
+        check.as_ref().is_ok_and(|o| o.status.success()),
+        "{python} cannot import pjsua2 (PJSIP's Python binding, PyPI pjsua2-python): scripts/test \
+         installs it into target/interop-venv; or set SIPUA_PYTHON to a python that has it\n{}",
+        check.map_or_else(
+            |e| e.to_string(),
+            |o| String::from_utf8_lossy(&o.stderr).into_owned()
+        )
+    );
+    python
+}
+
+/// `pjsua/peer.py` with `args`, once it has said READY; returns it, its output and its URI.
+pub(crate) fn pjsua_peer(args: &[&str]) -> (Killed, Output, String) {
+    let (child, out) = spawn(Command::new(python()).arg("-u").arg(PEER_PY).args(args));
+    assert!(
+        out.wait_for("READY sip:", 10.0),
+        "peer.py did not start:\n{}",
+        out.text()
+    );
+    let text = out.text();
+    let uri = text
+        .lines()
+        .find_map(|l| l.strip_prefix("READY "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    (child, out, uri)
 }
 
 /// A connection to baresip's ctrl_tcp: commands go out as JSON in netstrings

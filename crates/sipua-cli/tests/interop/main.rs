@@ -6,3 +6,4 @@ mod common;
 mod kamailio;
 mod media;
 mod sipp;
+mod transfer;

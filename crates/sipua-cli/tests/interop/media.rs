@@ -20,11 +20,6 @@ use sipua_media::{analysis, wav};
 
 const CONFIG: &str = include_str!("baresip/config-media");
 const ACCOUNTS: &str = include_str!("baresip/accounts");
-const PEER_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/pjsua/peer.py");
-const VENV_PYTHON: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../target/interop-venv/bin/python"
-);
 
 const RATE: u32 = 8000;
 /// The frequencies a recording is checked against: the two test tones and a few others.
@@ -337,50 +332,6 @@ impl Baresip {
         );
         decoded[0].clone()
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// PJSIP
-
-/// The Python that runs `pjsua/peer.py`: `$SIPUA_PYTHON`, else the venv `scripts/test` makes,
-/// else `python3`; it must import pjsua2.
-fn python() -> String {
-    let python = std::env::var("SIPUA_PYTHON").unwrap_or_else(|_| {
-        if Path::new(VENV_PYTHON).exists() {
-            VENV_PYTHON.to_owned()
-        } else {
-            "python3".to_owned()
-        }
-    });
-    let check = Command::new(&python).args(["-c", "import pjsua2"]).output();
-    assert!(
-        check.as_ref().is_ok_and(|o| o.status.success()),
-        "{python} cannot import pjsua2 (PJSIP's Python binding, PyPI pjsua2-python): scripts/test \
-         installs it into target/interop-venv; or set SIPUA_PYTHON to a python that has it\n{}",
-        check.map_or_else(
-            |e| e.to_string(),
-            |o| String::from_utf8_lossy(&o.stderr).into_owned()
-        )
-    );
-    python
-}
-
-/// `pjsua/peer.py` with `args`, once it has said READY; returns it, its output and its URI.
-fn pjsua_peer(args: &[&str]) -> (Killed, Output, String) {
-    let (child, out) = spawn(Command::new(python()).arg("-u").arg(PEER_PY).args(args));
-    assert!(
-        out.wait_for("READY sip:", 10.0),
-        "peer.py did not start:\n{}",
-        out.text()
-    );
-    let text = out.text();
-    let uri = text
-        .lines()
-        .find_map(|l| l.strip_prefix("READY "))
-        .unwrap()
-        .trim()
-        .to_owned();
-    (child, out, uri)
 }
 
 // ---------------------------------------------------------------------------------------------

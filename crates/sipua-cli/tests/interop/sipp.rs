@@ -8,7 +8,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn sipp() -> Command {
+pub(crate) fn sipp() -> Command {
     assert!(
         Command::new("sipp").arg("-v").output().is_ok(),
         "SIPp is not installed (apt-get install sip-tester; scripts/test does it)"
@@ -52,7 +52,8 @@ fn serve_with(port: u16, extra: &[&str], stdout: Stdio) -> Killed {
     Killed(child)
 }
 
-fn counters(out: &str) -> (u32, u32) {
+/// The (successful, failed) call counts of SIPp's last screen in `out`.
+pub(crate) fn counters(out: &str) -> (u32, u32) {
     let count = |label: &str| {
         out.lines()
             .rev()

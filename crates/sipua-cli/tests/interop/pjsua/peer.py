@@ -1,23 +1,38 @@
 #!/usr/bin/env python3
-"""A PJSIP peer for sipua's audio interop tests (tests/interop/media.rs), on PJSIP's Python
-binding (PyPI `pjsua2-python`, `import pjsua2`; scripts/test installs it).
+"""A PJSIP peer for sipua's interop tests (tests/interop/media.rs, transfer.rs), on PJSIP's
+Python binding (PyPI `pjsua2-python`, `import pjsua2`; scripts/test installs it).
 
   peer.py [options] sip:user@127.0.0.1:PORT   # make one call to that URI
+  peer.py [options] URI1 URI2                 # call URI1, then URI2 once the first is up
   peer.py [options] --answer                  # answer the first call that comes (200)
+
+Transfer (RFC 3515, RFC 3891): a REFER received in a call is always followed (PJSIP calls
+the Refer-To target in a new call, and an INVITE with Replaces takes over the call it names);
+--xfer URI sends a REFER in the first call once it is up (blind transfer), --xfer-replaces
+refers the first call's peer to the second call's peer (attended transfer). The transferor
+hangs up the transferred call on the final NOTIFY (the target answered, or the transfer
+failed).
 
 UDP on 127.0.0.1 only, no registrar, no STUN/TURN/ICE/SRTP/session timers, G.711 only (PJSIP
 adds telephone-event by itself), no sound card (the null device): the audio comes from
 --play and goes to --record.
 
-Prints one line per event, flushed at once, for the test to wait on:
+Prints one line per event, flushed at once, for the test to wait on; `call=N` numbers the
+calls of the run from 0 in the order they began:
   READY sip:pjsua@127.0.0.1:PORT     the SIP transport is up (with --answer: call this URI)
-  CONFIRMED                          the call is established (ACK sent or received)
+  INCOMING call=0 from URI           an INVITE came (answered with --answer)
+  CONFIRMED call=0 remote URI        the call is established (ACK sent or received)
   MEDIA PCMU 8000 remote IP:PORT     the audio stream is up
   DTMF-TX 147#                       the digits were queued (RFC 4733)
   DTMF-RX 5                          a digit arrived (RFC 4733 or INFO)
-  HANGUP                             we send BYE (--duration is over)
-  DISCONNECTED 200 Normal call clearing
-Exits 0 when the call was established and then ended, 1 when it failed, 2 on --timeout.
+  XFER call=0 to URI                 we sent a REFER (--xfer, --xfer-replaces)
+  XFER-STATUS call=0 200 OK final    a NOTIFY of our REFER: the target's answer
+  XFER-REQUEST call=0 to URI         a REFER came: PJSIP follows it in call=1
+  REPLACED call=0 by call=1          an INVITE with Replaces took call 0's place
+  HANGUP call=0                      we send BYE (--duration is over, or a transfer done)
+  DISCONNECTED call=0 200 Normal call clearing
+Exits 0 when every call has ended and at least one was established (and, with --xfer or
+--xfer-replaces, the transfer succeeded), 1 when it failed, 2 on --timeout.
 """
 import argparse
 import random
@@ -36,39 +51,96 @@ class Peer:
 
     def __init__(self):
         self.acc = None
-        self.call = None
+        # every Call of the run, in the order they began; kept until libDestroy (a Call
+        # dropped earlier, in a callback, is freed under PJSIP's feet)
+        self.calls = []
+        self.answered = None  # the incoming call we answer (--answer)
         self.player = None
         self.recorder = None
-        self.confirmed_at = None
-        self.ended = False
-        self.media_up = False
         # with --ring: when to send the 200 after the 180
         self.ring = 0.0
         self.answer_at = None
+        # the final status of our REFER (--xfer, --xfer-replaces)
+        self.xfer_final = None
+
+    def new_call(self, acc, call_id=pj.PJSUA_INVALID_ID):
+        call = Call(self, acc, len(self.calls), call_id)
+        self.calls.append(call)
+        return call
+
+    def confirmed(self):
+        return any(c.confirmed_at is not None for c in self.calls)
+
+    def all_ended(self):
+        return bool(self.calls) and all(c.ended for c in self.calls)
 
 
 class Call(pj.Call):
-    def __init__(self, peer, acc, call_id=pj.PJSUA_INVALID_ID):
+    def __init__(self, peer, acc, n, call_id=pj.PJSUA_INVALID_ID):
         pj.Call.__init__(self, acc, call_id)
         self.peer = peer
+        self.acc = acc
+        self.n = n  # its number in the output (call=N)
+        self.tag = f"call={n}"
+        self.confirmed_at = None
+        self.ended = False
+        self.media_up = False
+        self.hung_up = False
+
+    def hangup_once(self):
+        if not self.hung_up and not self.ended:
+            self.hung_up = True
+            say("HANGUP", self.tag)
+            self.hangup(pj.CallOpParam(True))
 
     def onCallState(self, prm):
         ci = self.getInfo()
-        if ci.state == pj.PJSIP_INV_STATE_CONFIRMED and self.peer.confirmed_at is None:
-            self.peer.confirmed_at = time.monotonic()
-            say("CONFIRMED")
-        elif ci.state == pj.PJSIP_INV_STATE_DISCONNECTED:
-            say("DISCONNECTED", ci.lastStatusCode, ci.lastReason)
-            self.peer.ended = True
+        if ci.state == pj.PJSIP_INV_STATE_CONFIRMED and self.confirmed_at is None:
+            self.confirmed_at = time.monotonic()
+            say("CONFIRMED", self.tag, "remote", ci.remoteUri)
+        elif ci.state == pj.PJSIP_INV_STATE_DISCONNECTED and not self.ended:
+            say("DISCONNECTED", self.tag, ci.lastStatusCode, ci.lastReason)
+            self.ended = True
+
+    def onCallTransferRequest(self, prm):
+        # follow it (202) in a Call of our own: without one PJSIP reuses this object for
+        # the new call and reports both calls' events to it
+        new = self.peer.new_call(self.acc)
+        say("XFER-REQUEST", self.tag, "to", prm.dstUri, "->", new.tag)
+        prm.statusCode = 202
+        prm.newCall = new
+
+    def onCallTransferStatus(self, prm):
+        say(
+            "XFER-STATUS",
+            self.tag,
+            prm.statusCode,
+            prm.reason,
+            "final" if prm.finalNotify else "progress",
+        )
+        if prm.finalNotify or prm.statusCode >= 200:
+            self.peer.xfer_final = prm.statusCode
+            prm.cont = False
+            # the transfer is done: the transferor leaves the call (RFC 5589 §6.1); when it
+            # failed, we end too (exit 1) rather than wait for --timeout
+            self.hangup_once()
+
+    def onCallReplaceRequest(self, prm):
+        say("REPLACE-REQUEST", self.tag)
+
+    def onCallReplaced(self, prm):
+        new = self.peer.new_call(self.acc, prm.newCallId)
+        say("REPLACED", self.tag, "by", new.tag)
+        prm.newCall = new
 
     def onCallMediaState(self, prm):
         ci = self.getInfo()
         for i, mi in enumerate(ci.media):
             if mi.type != pj.PJMEDIA_TYPE_AUDIO or mi.status != pj.PJSUA_CALL_MEDIA_ACTIVE:
                 continue
-            if self.peer.media_up:
+            if self.media_up:
                 continue  # a re-INVITE: the bridge connections are still in place
-            self.peer.media_up = True
+            self.media_up = True
             am = self.getAudioMedia(i)
             si = self.getStreamInfo(i)
             say("MEDIA", si.codecName, si.codecClockRate, "remote", si.remoteRtpAddress)
@@ -87,13 +159,14 @@ class Account(pj.Account):
         self.peer = peer
 
     def onIncomingCall(self, prm):
-        call = Call(self.peer, self, prm.callId)
+        call = self.peer.new_call(self, prm.callId)
+        say("INCOMING", call.tag, "from", call.getInfo().remoteUri)
         op = pj.CallOpParam()
-        if self.peer.call is not None:
-            op.statusCode = 486  # one call per run
+        if self.peer.answered is not None:
+            op.statusCode = 486  # one call answered per run
             call.answer(op)
             return
-        self.peer.call = call
+        self.peer.answered = call
         if self.peer.ring > 0:
             # ring first (reliably with --100rel); the main loop answers later
             op.statusCode = 180
@@ -109,7 +182,7 @@ def endpoint_config(log_level):
     # no worker thread: every callback runs in this thread, inside libHandleEvents()
     cfg.uaConfig.threadCnt = 0
     cfg.uaConfig.mainThreadOnly = False
-    cfg.uaConfig.maxCalls = 2
+    cfg.uaConfig.maxCalls = 4  # a transfer has up to three at once
     cfg.uaConfig.userAgent = "sipua-interop-pjsua2"
     cfg.logConfig.level = log_level
     cfg.logConfig.consoleLevel = log_level
@@ -179,24 +252,47 @@ def run(a, ep, peer):
         peer.recorder.createRecorder(a.record)
 
     say("READY", f"sip:pjsua@127.0.0.1:{sip_port}")
-    if a.uri:
-        peer.call = Call(peer, acc)
-        peer.call.makeCall(a.uri, pj.CallOpParam(True))
+    to_call = list(a.uri)
+    ours = []  # the calls we made, in the order of a.uri
+
+    def call_next():
+        call = peer.new_call(acc)
+        ours.append(call)
+        call.makeCall(to_call.pop(0), pj.CallOpParam(True))
+
+    if to_call:
+        call_next()
 
     deadline = time.monotonic() + a.timeout
-    dtmf_sent = hung_up = False
+    dtmf_sent = xfer_sent = False
     while time.monotonic() < deadline:
         ep.libHandleEvents(10)
-        if peer.answer_at is not None and time.monotonic() >= peer.answer_at:
+        now = time.monotonic()
+        if peer.answer_at is not None and now >= peer.answer_at:
             peer.answer_at = None
             op = pj.CallOpParam()
             op.statusCode = 200
-            peer.call.answer(op)
-        if peer.ended:
-            return 0 if peer.confirmed_at is not None else 1
-        if peer.confirmed_at is None:
+            peer.answered.answer(op)
+        if peer.all_ended() and not to_call:
+            if not peer.confirmed():
+                return 1
+            if (a.xfer or a.xfer_replaces) and not (
+                peer.xfer_final is not None and 200 <= peer.xfer_final < 300
+            ):
+                return 1
+            return 0
+        if to_call and ours[-1].ended:
+            say("FAILED", ours[-1].tag, "ended before the next call")
+            ep.hangupAllCalls()
+            for _ in range(100):
+                ep.libHandleEvents(10)
+            return 1
+        if to_call and ours[-1].confirmed_at is not None:
+            call_next()
+        first = ours[0] if ours else peer.answered
+        if first is None or first.confirmed_at is None:
             continue
-        up = time.monotonic() - peer.confirmed_at
+        up = now - first.confirmed_at
         if a.dtmf and not dtmf_sent and up >= a.dtmf_delay:
             dtmf_sent = True
             prm = pj.CallSendDtmfParam()
@@ -204,14 +300,29 @@ def run(a, ep, peer):
             prm.method = pj.PJSUA_DTMF_METHOD_RFC2833
             prm.duration = a.dtmf_duration
             try:
-                peer.call.sendDtmf(prm)
+                first.sendDtmf(prm)
                 say("DTMF-TX", a.dtmf)
             except pj.Error as e:  # the peer's SDP had no telephone-event
                 say("DTMF-TX-ERROR", e.info())
-        if a.duration > 0 and not hung_up and up >= a.duration:
-            hung_up = True
-            say("HANGUP")
-            peer.call.hangup(pj.CallOpParam(True))
+        if a.xfer and not xfer_sent and up >= a.xfer_delay and not first.ended:
+            xfer_sent = True
+            say("XFER", first.tag, "to", a.xfer)
+            first.xfer(a.xfer, pj.CallOpParam(True))
+        if (
+            a.xfer_replaces
+            and not xfer_sent
+            and len(ours) == 2
+            and ours[1].confirmed_at is not None
+            and now - ours[1].confirmed_at >= a.xfer_delay
+        ):
+            xfer_sent = True
+            say("XFER", first.tag, "to the peer of", ours[1].tag, "(replaces)")
+            first.xferReplaces(ours[1], pj.CallOpParam(True))
+        if a.duration > 0:
+            # each call hangs up this long after it was established
+            for c in peer.calls:
+                if c.confirmed_at is not None and now - c.confirmed_at >= a.duration:
+                    c.hangup_once()
     say("TIMEOUT")
     ep.hangupAllCalls()
     for _ in range(100):
@@ -220,8 +331,10 @@ def run(a, ep, peer):
 
 
 def main():
-    ap = argparse.ArgumentParser(description="PJSIP peer for sipua's audio interop tests")
-    ap.add_argument("uri", nargs="?", help="call this URI")
+    ap = argparse.ArgumentParser(description="PJSIP peer for sipua's interop tests")
+    ap.add_argument(
+        "uri", nargs="*", help="call this URI (several: each once the one before is up)"
+    )
     ap.add_argument("--answer", action="store_true", help="answer the first incoming call")
     ap.add_argument("--sip-port", type=int, default=0, help="local SIP/UDP port (0: any)")
     ap.add_argument(
@@ -243,9 +356,22 @@ def main():
     ap.add_argument("--log-level", type=int, default=1, help="PJSIP log level (0-6)")
     ap.add_argument("--100rel", dest="rel100", action="store_true", help="require 100rel (PRACK)")
     ap.add_argument("--ring", type=float, default=0.0, help="answering: 180, then 200 after this")
+    ap.add_argument("--xfer", help="transfer the first call to this URI (REFER) once it is up")
+    ap.add_argument(
+        "--xfer-replaces",
+        action="store_true",
+        help="attended transfer: refer the first call's peer to the second's (Replaces)",
+    )
+    ap.add_argument(
+        "--xfer-delay", type=float, default=0.5, help="seconds after CONFIRMED before the REFER"
+    )
     a = ap.parse_args()
     if bool(a.uri) == a.answer:
         ap.error("give either a URI to call or --answer")
+    if a.xfer_replaces and len(a.uri) != 2:
+        ap.error("--xfer-replaces needs two URIs to call")
+    if a.xfer and a.xfer_replaces:
+        ap.error("--xfer or --xfer-replaces, not both")
 
     ep = pj.Endpoint()
     ep.libCreate()
@@ -259,7 +385,8 @@ def main():
         # PJSIP assert at exit
         peer.recorder = None
         peer.player = None
-        peer.call = None
+        peer.answered = None
+        peer.calls = []
         if peer.acc is not None:
             peer.acc.shutdown()
             peer.acc = None
