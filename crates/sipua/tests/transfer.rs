@@ -267,6 +267,7 @@ async fn attended_transfer_replaces_the_consultation_call() {
         .headers()
         .get(&HeaderName::Replaces)
         .is_some());
+
     // Carol ended the replaced call herself; Alice saw the BYE
     assert_eq!(carol_side.terminated().await, EndReason::Replaced);
     assert_eq!(alice_carol.terminated().await, EndReason::RemoteBye);
@@ -321,4 +322,34 @@ async fn replaces_for_no_dialog_gets_481_and_early_only_on_a_confirmed_one_486()
     assert_eq!(carol_side.state(), SessionState::Established);
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(alice_carol.state(), SessionState::Established);
+}
+
+#[tokio::test(start_paused = true)]
+async fn headers_in_the_refer_to_uri_go_into_the_invite_except_unsafe_ones() {
+    let t = three(Some(Follow::Call)).await;
+    let carol = carol_answers(&t.carol);
+    let target: Uri =
+        format!("sip:carol@{CAROL}?X-Campaign=42&Subject=transfer&From=%3Csip%3Aevil%40x%3E")
+            .parse()
+            .unwrap();
+    let referrer = t
+        .alice_bob
+        .refer(target, SessionReferOptions::default())
+        .await
+        .unwrap();
+    referrer.outcome().await.unwrap();
+    let carol_side = carol.await.unwrap();
+    let r = carol_side.request();
+    let value = |n: &str| {
+        r.headers()
+            .get(&HeaderName::from(n))
+            .map(|h| String::from_utf8_lossy(h.value()).into_owned())
+    };
+    assert_eq!(value("X-Campaign").as_deref(), Some("42"));
+    assert_eq!(value("Subject").as_deref(), Some("transfer"));
+    assert!(
+        r.from().unwrap().uri.to_string().contains("bob@"),
+        "From was not taken from the URI"
+    );
+    assert!(!r.uri().to_string().contains('?'), "{}", r.uri());
 }

@@ -292,19 +292,18 @@ impl Referral {
         .await
     }
 
-    /// The call that carries the transfer out: to the Refer-To URI, with its `Replaces`
-    /// as a header (attended transfer) and the REFER's Referred-By. Its outcome (200, or
-    /// the failure) is NOTIFYed to the referrer once it is known. Call
-    /// [`Inviter::invite`] to place it.
+    /// The call that carries the transfer out: to the Refer-To URI, whose headers
+    /// (`Replaces` for an attended transfer, `Require`...) become the INVITE's as RFC 3261
+    /// §19.1.5 says, with the REFER's Referred-By. Its outcome (200, or the failure) is
+    /// NOTIFYed to the referrer once it is known. Call [`Inviter::invite`] to place it.
     pub fn make_inviter(&self, mut options: InviterOptions) -> Result<Inviter, Error> {
         let mut target = self.refer_to.uri.clone();
         if let Some(sip) = target.as_sip_mut() {
-            sip.headers.clear();
-        }
-        if let Some(r) = self.replaces() {
-            options
-                .extra_headers
-                .push(Header::new(HeaderName::Replaces, r));
+            for (name, value) in std::mem::take(&mut sip.headers) {
+                if let Some(h) = uri_header(&name, value) {
+                    options.extra_headers.push(h);
+                }
+            }
         }
         if let Some(by) = self.request.headers().get(&HeaderName::ReferredBy) {
             options.extra_headers.push(Header::new(
@@ -346,6 +345,30 @@ impl Drop for Referral {
             }
         }
     }
+}
+
+/// A header of a URI as a header of the request it makes (RFC 3261 §19.1.5): those that
+/// would rewrite the dialog or the transaction (From, Call-ID, Via, Route...) and `body`
+/// are left out.
+fn uri_header(name: &str, value: String) -> Option<Header> {
+    const UNSAFE: &[&str] = &[
+        "from",
+        "to",
+        "call-id",
+        "cseq",
+        "via",
+        "contact",
+        "route",
+        "record-route",
+        "max-forwards",
+        "content-length",
+        "content-type",
+        "body",
+    ];
+    if name.is_empty() || UNSAFE.iter().any(|u| u.eq_ignore_ascii_case(name)) {
+        return None;
+    }
+    Some(Header::new(HeaderName::from(name), value))
 }
 
 /// The status line that sums up how a referred call went.
