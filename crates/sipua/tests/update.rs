@@ -82,10 +82,23 @@ async fn an_update_changes_the_media_of_an_established_call_and_a_bare_one_refre
     })
     .await
     .unwrap();
-    // and from the callee's side too
+    // and from the callee's side too: Alice's answer keeps her on hold
     inv.update(Default::default()).await.unwrap();
     assert!(text(call.remote_description()).contains("a=sendrecv"));
+    assert!(
+        text(inv.remote_description()).contains("a=sendonly"),
+        "a peer's offer does not take the call off hold"
+    );
     assert_eq!(*seen.0.lock().unwrap(), [200, 200]);
+    // Alice takes it off hold; from then on her answers are sendrecv again
+    call.update(SessionUpdateOptions {
+        session_description_handler_options: Some(Default::default()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    inv.update(Default::default()).await.unwrap();
+    assert!(text(inv.remote_description()).contains("a=sendrecv"));
     call.bye().await.unwrap();
 }
 

@@ -86,6 +86,8 @@ struct Update {
     id: TransactionId,
     reply: Reply<()>,
     offered: bool,
+    /// The media options of its offer.
+    options: Option<SessionDescriptionHandlerOptions>,
 }
 
 struct ReInvite {
@@ -106,6 +108,10 @@ struct Task {
     handles_gone: bool,
     sdh: Option<Box<dyn SessionDescriptionHandler>>,
     sdh_options: SessionDescriptionHandlerOptions,
+    /// The media options of our last accepted offer (hold, say): our answers to the peer's
+    /// offers keep to them, so a peer's re-INVITE does not take a call off hold. `None`:
+    /// the session's own.
+    answer_options: Option<SessionDescriptionHandlerOptions>,
     modifiers: Vec<SessionDescriptionHandlerModifier>,
     delegate: DelegateSlot,
     dialog: Option<DialogId>,
@@ -253,6 +259,7 @@ impl Task {
             handles_gone: false,
             sdh: None,
             sdh_options: SessionDescriptionHandlerOptions::default(),
+            answer_options: None,
             modifiers: Vec::new(),
             delegate: Arc::new(Mutex::new(None)),
             dialog: None,
@@ -1235,7 +1242,14 @@ impl Task {
             .send_in_dialog(&d, Method::Update, options, false)
             .await
         {
-            Ok(id) => self.update = Some(Update { id, reply, offered }),
+            Ok(id) => {
+                self.update = Some(Update {
+                    id,
+                    reply,
+                    offered,
+                    options: o.session_description_handler_options,
+                })
+            }
             Err(e) => {
                 if offered {
                     self.rollback().await;
@@ -1249,6 +1263,9 @@ impl Task {
         let Some(u) = self.update.take() else { return };
         if response.is_success() {
             self.refreshed_by_us(&response);
+        }
+        if response.is_success() && u.offered {
+            self.answer_options = u.options.clone();
         }
         let r = if response.is_success() {
             match body_and_type(&response) {
@@ -1288,7 +1305,10 @@ impl Task {
             }
             Some(offer) => {
                 let answer = match self.remote_description(Some(offer)).await {
-                    Ok(()) => self.local_description(None).await,
+                    Ok(()) => {
+                        self.local_description(self.answer_options.clone().as_ref())
+                            .await
+                    }
                     Err(e) => Err(e),
                 };
                 match answer {
@@ -1546,7 +1566,10 @@ impl Task {
         offer: Option<BodyAndContentType>,
     ) -> Result<(), Error> {
         let answer = match self.remote_description(offer).await {
-            Ok(()) => self.local_description(None).await,
+            Ok(()) => {
+                self.local_description(self.answer_options.clone().as_ref())
+                    .await
+            }
             Err(e) => Err(e),
         };
         match answer {
@@ -1575,6 +1598,9 @@ impl Task {
         };
         if response.is_success() {
             self.refreshed_by_us(&response);
+            if !r.options.without_sdp || r.options.session_description_handler_options.is_some() {
+                self.answer_options = r.options.session_description_handler_options.clone();
+            }
             let body = body_and_type(&response);
             let outcome = if r.offered {
                 self.remote_description(body).await
@@ -1683,11 +1709,15 @@ impl Task {
         let has_offer = offer.is_some();
         let negotiated = if has_offer {
             match self.remote_description(offer).await {
-                Ok(()) => self.local_description(None).await,
+                Ok(()) => {
+                    self.local_description(self.answer_options.clone().as_ref())
+                        .await
+                }
                 Err(e) => Err(e),
             }
         } else {
-            self.local_description(None).await
+            self.local_description(self.answer_options.clone().as_ref())
+                .await
         };
         let refresh: Vec<Header> = self.refreshed_by_peer(&request).into_iter().collect();
         let status = match negotiated {
