@@ -825,3 +825,47 @@ async fn anonymous_caller_hides_its_identity_in_from() {
     call.established().await.unwrap();
     call.bye().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn identities_of_both_sides_and_the_asserted_one() {
+    let p = pair(41).await;
+    let call = invite_with(
+        &p,
+        InviterOptions {
+            extra_headers: vec![sipua::message::Header::new(
+                sipua::message::HeaderName::PAssertedIdentity,
+                "\"Alice Example\" <sip:+15550100@example.com>",
+            )],
+            ..Default::default()
+        },
+    )
+    .await;
+    // before the answer the caller knows the target only
+    assert_eq!(call.remote_identity().unwrap().uri, bob_uri());
+    assert!(call
+        .local_identity()
+        .unwrap()
+        .uri
+        .to_string()
+        .starts_with("sip:alice@"));
+    let inv = p.bob.next_invitation().await.unwrap();
+    assert!(inv
+        .remote_identity()
+        .unwrap()
+        .uri
+        .to_string()
+        .starts_with("sip:alice@"));
+    assert!(inv.remote_identity().unwrap().params.value("tag").is_none());
+    assert_eq!(inv.local_identity().unwrap().uri, bob_uri());
+    let asserted = inv.asserted_identity().expect("the asserted identity");
+    assert_eq!(asserted.display.as_deref(), Some("Alice Example"));
+    assert_eq!(asserted.uri.to_string(), "sip:+15550100@example.com");
+    inv.accept(Default::default()).await.unwrap();
+    call.established().await.unwrap();
+    // after the answer: the callee's To, without its tag
+    let remote = call.remote_identity().unwrap();
+    assert_eq!(remote.uri, bob_uri());
+    assert!(remote.params.value("tag").is_none());
+    assert!(call.asserted_identity().is_none());
+    call.bye().await.unwrap();
+}

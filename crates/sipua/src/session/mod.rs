@@ -269,6 +269,16 @@ pub(crate) struct SessionInfo {
     pub(crate) end: Option<EndReason>,
     pub(crate) remote_description: Option<BodyAndContentType>,
     pub(crate) media: Option<Arc<dyn std::any::Any + Send + Sync>>,
+    pub(crate) local_identity: Option<sipua_message::NameAddr>,
+    pub(crate) remote_identity: Option<sipua_message::NameAddr>,
+    pub(crate) asserted_identity: Option<sipua_message::NameAddr>,
+}
+
+/// A From or To without its tag: who a party is, not which dialog.
+pub(crate) fn identity(a: &sipua_message::NameAddr) -> sipua_message::NameAddr {
+    let mut a = a.clone();
+    a.params.remove("tag");
+    a
 }
 
 /// The delegate slot a handle can fill after the session started (SIP.js sets
@@ -382,6 +392,24 @@ impl Session {
     /// Why the session ended, once it has.
     pub fn end_reason(&self) -> Option<EndReason> {
         self.info().end.clone()
+    }
+
+    /// Who we are in this call (SIP.js `localIdentity`): our From as a caller, the To of
+    /// the INVITE as a callee.
+    pub fn local_identity(&self) -> Option<sipua_message::NameAddr> {
+        self.info().local_identity.clone()
+    }
+
+    /// Who the peer is (SIP.js `remoteIdentity`): the caller's From, or the callee's To as
+    /// its answer gave it (the target until then).
+    pub fn remote_identity(&self) -> Option<sipua_message::NameAddr> {
+        self.info().remote_identity.clone()
+    }
+
+    /// The peer's identity as a trusted proxy asserted it (P-Asserted-Identity, RFC 3325;
+    /// SIP.js `assertedIdentity`), from the INVITE or the 2xx.
+    pub fn asserted_identity(&self) -> Option<sipua_message::NameAddr> {
+        self.info().asserted_identity.clone()
     }
 
     /// The dialog (Call-ID and tags), once there is one.

@@ -175,6 +175,13 @@ pub(crate) fn spawn_inviter(
     let key = shared.next_key();
     let inputs = attach(&shared, key)?;
     let (ctx, crx, stx, info, slot) = new_channels(options.delegate.clone());
+    {
+        let mut i = info.lock().unwrap_or_else(|e| e.into_inner());
+        let mut local = sipua_message::NameAddr::new(shared.aor());
+        local.display = shared.options.display_name.clone();
+        i.local_identity = Some(local);
+        i.remote_identity = Some(sipua_message::NameAddr::new(target.clone()));
+    }
     let me = Some(ctx.downgrade());
     let session = Session::new(ctx, stx.subscribe(), info.clone(), slot.clone());
     let task = Task {
@@ -211,6 +218,16 @@ pub(crate) fn spawn_invitation(
 ) {
     let (ctx, crx, stx, info, slot) = new_channels(None);
     let request = Arc::new(request);
+    {
+        let mut i = info.lock().unwrap_or_else(|e| e.into_inner());
+        i.local_identity = request.to().ok().map(super::identity);
+        i.remote_identity = request.from().ok().map(super::identity);
+        // RFC 3325: the identity a trusted proxy asserted
+        i.asserted_identity = request
+            .typed::<sipua_message::header::PAssertedIdentity>()
+            .and_then(Result::ok)
+            .map(|p| p.0);
+    }
     let me = Some(ctx.downgrade());
     let invitation = Invitation {
         session: Session::new(ctx, stx.subscribe(), info.clone(), slot.clone()),
@@ -1517,7 +1534,17 @@ impl Task {
             return;
         }
         self.dialog = Some(d.clone());
-        self.info().dialog = Some(d.clone());
+        {
+            let mut i = self.info();
+            i.dialog = Some(d.clone());
+            if let Ok(to) = response.to() {
+                i.remote_identity = Some(super::identity(to));
+            }
+            i.asserted_identity = response
+                .typed::<sipua_message::header::PAssertedIdentity>()
+                .and_then(Result::ok)
+                .map(|p| p.0);
+        }
         let seq = response.cseq().seq;
         let body = body_and_type(&response);
         let early = match &self.role {
