@@ -108,8 +108,9 @@ pub struct SessionManagerOptions {
     /// the limit is refused with 486 Busy Here.
     pub max_simultaneous_sessions: usize,
     /// `true` (the default): [`SessionManager::send_dtmf`] sends RFC 4733 events through
-    /// the media handler ([`Session::send_dtmf`]); `false`: a SIP INFO with an
-    /// `application/dtmf-relay` body (`Signal=5`, `Duration=160`).
+    /// the media handler ([`Session::send_dtmf`]), or INFO when the handler cannot (the
+    /// default `FixedSdp`); `false`: always a SIP INFO with an `application/dtmf-relay`
+    /// body (`Signal=5`, `Duration=160`).
     pub send_dtmf_using_session_description_handler: bool,
     /// Send OPTIONS to the registrar (or the host of the address of record) this often; a
     /// ping unanswered within the interval, or answered 408 or 503, means the server is
@@ -591,7 +592,11 @@ impl SessionManager {
     pub async fn send_dtmf(&self, session: &Session, tone: char) -> Result<(), Error> {
         let tone = dtmf::checked_tone(tone)?;
         if self.inner.dtmf_by_media {
-            return session.send_dtmf(tone.encode_utf8(&mut [0; 4])).await;
+            match session.send_dtmf(tone.encode_utf8(&mut [0; 4])).await {
+                // a media handler without RFC 4733 (the default FixedSdp): INFO instead
+                Err(Error::SessionDescriptionHandler(_)) => {}
+                r => return r,
+            }
         }
         let response = session
             .info_request(RequestOptions {

@@ -837,3 +837,20 @@ async fn a_blind_transfer_moves_the_call_and_the_transferee_follows_it() {
     declining.await.unwrap();
     assert_eq!(bob_call.state(), sipua::SessionState::Established);
 }
+
+#[tokio::test]
+async fn dtmf_falls_back_to_info_when_the_media_handler_cannot_send_it() {
+    // the default media handler (FixedSdp) sends no RTP, so no RFC 4733 either
+    let (alice, mut a) = phone("alice", |o| {
+        o.send_dtmf_using_session_description_handler = true;
+    })
+    .await;
+    let (bob, mut b) = phone("bob", |_| {}).await;
+    alice.call(address(bob.user_agent(), "bob")).await.unwrap();
+    saw_all(&mut b, &[Ev::Created, Ev::Received]).await;
+    bob.answer().await.unwrap();
+    saw_all(&mut a, &[Ev::Created, Ev::Answered]).await;
+    alice.send_dtmf('7').await.unwrap();
+    saw_all(&mut b, &[Ev::Dtmf('7', INFO_DTMF)]).await;
+    alice.hangup().await.unwrap();
+}
