@@ -199,6 +199,11 @@ impl Publisher {
             refresh: Mutex::new(None),
             options,
         });
+        shared.on_stop(&inner, |inner| {
+            Box::pin(async move {
+                let _ = dispose(&inner).await;
+            })
+        });
         Ok(Publisher {
             _last: Arc::new(DisposeOnDrop(inner.clone())),
             inner,

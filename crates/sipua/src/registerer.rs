@@ -180,6 +180,13 @@ impl Registerer {
             refresh: Mutex::new(None),
             options,
         });
+        shared.on_stop(&inner, |inner| {
+            Box::pin(async move {
+                if *inner.state.borrow() == RegistererState::Registered {
+                    let _ = unregister(&inner, false).await;
+                }
+            })
+        });
         Ok(Registerer {
             _last: Arc::new(DisposeOnDrop(inner.clone())),
             inner,

@@ -181,9 +181,34 @@ pub(crate) struct Shared {
     next_key: AtomicU64,
     invitations: Mutex<Option<mpsc::Sender<Invitation>>>,
     allow: Vec<Method>,
+    /// What a graceful stop does first: unregister the registerers, unpublish the
+    /// publishers (SIP.js's order), each while its handle lives.
+    stop_hooks: Mutex<Vec<StopHook>>,
+}
+
+/// Work for a graceful stop on behalf of an object that may be gone by then.
+pub(crate) struct StopHook {
+    alive: Box<dyn Fn() -> bool + Send + Sync>,
+    run: Box<dyn Fn() -> Option<crate::BoxFuture<'static, ()>> + Send + Sync>,
 }
 
 impl Shared {
+    /// Runs `f(target)` when the agent stops gracefully, if `target` still lives then.
+    pub(crate) fn on_stop<T: Send + Sync + 'static>(
+        &self,
+        target: &Arc<T>,
+        f: fn(Arc<T>) -> crate::BoxFuture<'static, ()>,
+    ) {
+        let (a, b) = (Arc::downgrade(target), Arc::downgrade(target));
+        let mut hooks = self.stop_hooks.lock().unwrap_or_else(|e| e.into_inner());
+        // forget the hooks of objects gone since, so the list stays as long as what lives
+        hooks.retain(|h| (h.alive)());
+        hooks.push(StopHook {
+            alive: Box::new(move || a.strong_count() > 0),
+            run: Box::new(move || b.upgrade().map(f)),
+        });
+    }
+
     pub(crate) fn next_key(&self) -> u64 {
         self.next_key.fetch_add(1, Ordering::Relaxed)
     }
@@ -405,6 +430,7 @@ impl UserAgent {
             next_key: AtomicU64::new(1),
             invitations: Mutex::new(Some(inv_tx)),
             allow,
+            stop_hooks: Mutex::new(Vec::new()),
         });
         *self.inner.invitations.lock().await = Some(inv_rx);
         let task = driver::spawn(core, net, &shared, command_rx);
@@ -417,9 +443,30 @@ impl UserAgent {
         Ok(())
     }
 
-    /// Stops: with `graceful_shutdown`, ends every session first (BYE, CANCEL or 480) and
-    /// waits up to 5 s for their answers; then closes the transport.
+    /// Stops: with `graceful_shutdown`, first unregisters every live [`crate::Registerer`]
+    /// and unpublishes every live [`crate::Publisher`], then ends every session and
+    /// subscription (BYE, CANCEL, 480, unSUBSCRIBE, terminated NOTIFY), waiting up to 5 s
+    /// for each step's answers; then closes the transport.
     pub async fn stop(&self) {
+        if self.inner.options.graceful_shutdown {
+            // registrations and publications go first, all at once, bounded, while the
+            // agent still runs
+            if let Some(shared) = self.shared() {
+                let hooks = std::mem::take(
+                    &mut *shared.stop_hooks.lock().unwrap_or_else(|e| e.into_inner()),
+                );
+                let mut work = tokio::task::JoinSet::new();
+                for h in hooks {
+                    if let Some(f) = (h.run)() {
+                        work.spawn(f);
+                    }
+                }
+                let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                    while work.join_next().await.is_some() {}
+                })
+                .await;
+            }
+        }
         let running = self
             .inner
             .running

@@ -116,6 +116,8 @@ async fn agent(esc: SocketAddr) -> UserAgent {
         listen: Listen::Udp("127.0.0.1:0".parse().unwrap()),
         user: "alice".into(),
         uri: Some(format!("sip:alice@{esc}").parse().unwrap()),
+        // the scripted ESC does not answer the unPUBLISH a graceful stop would send
+        graceful_shutdown: false,
         ..Default::default()
     });
     ua.start().await.unwrap();

@@ -81,7 +81,14 @@ fn contact(req: &Request) -> String {
 }
 
 async fn agent(registrar: SocketAddr, password: Option<&str>) -> UserAgent {
+    agent_with(registrar, password, false).await
+}
+
+/// An agent whose `stop()` unregisters first when `graceful` (the scripted registrar of
+/// most tests does not answer that last REGISTER).
+async fn agent_with(registrar: SocketAddr, password: Option<&str>, graceful: bool) -> UserAgent {
     let ua = UserAgent::new(UserAgentOptions {
+        graceful_shutdown: graceful,
         listen: Listen::Udp("127.0.0.1:0".parse().unwrap()),
         user: "alice".into(),
         uri: Some(format!("sip:alice@{registrar}").parse().unwrap()),
@@ -346,4 +353,29 @@ async fn unregister_all_sends_contact_star_and_dropping_the_last_handle_unregist
     .unwrap()
     .unwrap();
     ua.stop().await;
+}
+
+#[tokio::test]
+async fn a_graceful_stop_unregisters_first() {
+    let reg = Registrar::new().await;
+    let ua = agent_with(reg.addr(), None, true).await;
+    let r = Registerer::new(&ua, RegistererOptions::default()).unwrap();
+    let task = spawn_register(&r);
+    let (req, from) = reg.next(5.0).await;
+    reg.accept(&req, from, 600, "").await;
+    task.await.unwrap().unwrap();
+    // stop() while the registerer is still held: the binding goes before the transport
+    let stopping = {
+        let ua = ua.clone();
+        tokio::spawn(async move { ua.stop().await })
+    };
+    let (bye, from) = reg.next(5.0).await;
+    assert!(contact(&bye).ends_with(";expires=0"), "{}", contact(&bye));
+    reg.answer(&bye, from, 200, &[]).await;
+    tokio::time::timeout(Duration::from_secs(5), stopping)
+        .await
+        .expect("stop() returns")
+        .unwrap();
+    assert_eq!(r.state(), RegistererState::Unregistered);
+    assert_eq!(ua.state(), sipua::UserAgentState::Stopped);
 }
