@@ -21,9 +21,11 @@
 //!   503 means the server is lost; the manager then probes with back-off (1 s doubling to
 //!   30 s) and, once the server answers, registers again and re-INVITEs every established
 //!   call so that peers and proxies learn the new flow. SIP.js reconnects its WebSocket
-//!   instead; over UDP, TCP or TLS a new request opens the new flow itself.
+//!   instead; over UDP, TCP or TLS a new request opens the new flow itself. A TCP, TLS or
+//!   WebSocket connection that breaks starts the same recovery (RFC 5626 §4.4);
+//! - transfer (`transfer`, REFER with its NOTIFYed outcome, then hang up), and a managed
+//!   call transferred by its peer follows the REFER as a new managed call.
 //!
-//! Call transfer (SIP.js `transfer`) is not here yet: it comes with `Session::refer`.
 //! [`SimpleUser`](crate::SimpleUser) wraps a manager limited to one call.
 
 mod delegates;
