@@ -53,6 +53,9 @@ pub struct RegistererOptions {
     pub reg_id: Option<u32>,
     /// Most 423 and 3xx answers followed for one registration before giving up.
     pub max_redirects: u8,
+    /// More contacts bound with ours in every REGISTER, with the same interval (another
+    /// transport's address, a forwarding number...); removed with ours on unregister.
+    pub extra_contacts: Vec<Uri>,
 }
 
 impl Default for RegistererOptions {
@@ -66,6 +69,7 @@ impl Default for RegistererOptions {
             instance_id: None,
             reg_id: None,
             max_redirects: 3,
+            extra_contacts: Vec::new(),
         }
     }
 }
@@ -303,6 +307,14 @@ async fn send(
     }
     if contact.is_some() {
         headers.push(Header::new(HeaderName::Expires, expires.to_string()));
+    } else {
+        // several contacts in one REGISTER (RFC 3261 §10.2.1), each with the interval
+        for c in &o.extra_contacts {
+            headers.push(Header::new(
+                HeaderName::Contact,
+                format!("<{c}>;expires={expires}"),
+            ));
+        }
     }
     let opts = OutOfDialog {
         headers,

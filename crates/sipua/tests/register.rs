@@ -379,3 +379,52 @@ async fn a_graceful_stop_unregisters_first() {
     assert_eq!(r.state(), RegistererState::Unregistered);
     assert_eq!(ua.state(), sipua::UserAgentState::Stopped);
 }
+
+#[tokio::test]
+async fn several_contacts_are_bound_and_removed_together() {
+    let reg = Registrar::new().await;
+    let ua = agent(reg.addr(), None).await;
+    let extra: sipua::message::Uri = "sip:alice@192.0.2.7:5070;transport=tcp".parse().unwrap();
+    let r = Registerer::new(
+        &ua,
+        RegistererOptions {
+            extra_contacts: vec![extra.clone()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let task = spawn_register(&r);
+    let (req, from) = reg.next(5.0).await;
+    let contacts: Vec<String> = req
+        .headers()
+        .get_all(&HeaderName::Contact)
+        .map(|h| String::from_utf8_lossy(h.value()).into_owned())
+        .collect();
+    assert_eq!(contacts.len(), 2, "{contacts:?}");
+    assert!(
+        contacts[0].contains("alice@127.0.0.1"),
+        "ours first: {contacts:?}"
+    );
+    assert_eq!(contacts[1], format!("<{extra}>;expires=600"));
+    let both: Vec<Header> = contacts
+        .iter()
+        .map(|c| Header::new(HeaderName::Contact, c.clone()))
+        .collect();
+    reg.answer(&req, from, 200, &both).await;
+    task.await.unwrap().unwrap();
+    assert_eq!(r.registration().contacts.len(), 2);
+    assert_eq!(r.registration().expires, Some(600));
+
+    let task = spawn_unregister(&r, false);
+    let (bye, from) = reg.next(5.0).await;
+    let gone: Vec<String> = bye
+        .headers()
+        .get_all(&HeaderName::Contact)
+        .map(|h| String::from_utf8_lossy(h.value()).into_owned())
+        .collect();
+    assert_eq!(gone.len(), 2, "{gone:?}");
+    assert!(gone.iter().all(|c| c.ends_with(";expires=0")), "{gone:?}");
+    reg.answer(&bye, from, 200, &[]).await;
+    task.await.unwrap().unwrap();
+    ua.stop().await;
+}
