@@ -8,8 +8,8 @@
 use bytes::Bytes;
 
 use crate::error::{ErrorKind, ParseError, Result};
-use crate::header::{CSeq, ContentType, Header, HeaderName, MediaType, TypedHeader, Via};
-use crate::message::{assemble, Line, Message, Request, Response};
+use crate::header::{Header, HeaderName, MediaType, TypedHeader, Via};
+use crate::message::{write_decimal, write_display, Message, Request, Response, Writer};
 use crate::method::Method;
 use crate::name_addr::NameAddr;
 use crate::status::reason_phrase;
@@ -139,43 +139,60 @@ impl RequestBuilder {
                 ));
             }
         }
-        let cseq = CSeq {
-            seq: self.cseq.ok_or(missing("CSeq"))?,
-            method: self.method.clone(),
-        };
+        let seq = self.cseq.ok_or(missing("CSeq"))?;
         let from = self.from.ok_or(missing("From"))?;
         let to = self.to.ok_or(missing("To"))?;
         let call_id = self.call_id.ok_or(missing("Call-ID"))?;
-        let mut lines = Vec::with_capacity(self.via.len() + self.headers.len() + 8);
-        for v in &self.via {
-            lines.push(Line::New(Header::new(HeaderName::Via, v.to_string())));
-        }
-        lines.push(Line::New(Header::new(
-            HeaderName::MaxForwards,
-            self.max_forwards.to_string(),
-        )));
-        lines.push(Line::New(Header::new(HeaderName::From, from.to_string())));
-        lines.push(Line::New(Header::new(HeaderName::To, to.to_string())));
-        lines.push(Line::New(Header::new(HeaderName::CallId, call_id)));
-        lines.push(Line::New(Header::typed(&cseq)));
-        lines.extend(self.headers.into_iter().map(Line::New));
-        let body = match self.body {
-            Some((ct, body)) => {
-                lines.push(Line::New(Header::typed(&ContentType(ct))));
-                body
-            }
-            None => Bytes::new(),
+        let body = match &self.body {
+            Some((_, body)) => &body[..],
+            None => &[][..],
         };
-        lines.push(Line::New(Header::new(
-            HeaderName::ContentLength,
-            body.len().to_string(),
-        )));
-        let start = format!("{} {} SIP/2.0", self.method, self.uri);
-        match assemble(start.as_bytes(), &lines, &body)? {
+        // one buffer, written in place: typed values go straight into it
+        let extra: usize = self
+            .headers
+            .iter()
+            .map(|h| h.name().as_str().len() + h.value().len() + 4)
+            .sum();
+        let mut w = Writer::new(
+            400 + extra + call_id.len() + body.len(),
+            self.via.len() + self.headers.len() + 8,
+        );
+        w.out.extend_from_slice(self.method.as_str().as_bytes());
+        w.out.push(b' ');
+        write_display(&mut w.out, &self.uri);
+        w.out.extend_from_slice(b" SIP/2.0");
+        w.end_start_line();
+        for v in &self.via {
+            w.header_with(&HeaderName::Via, |o| write_display(o, v));
+        }
+        w.header_with(&HeaderName::MaxForwards, |o| {
+            write_decimal(o, u64::from(self.max_forwards))
+        });
+        w.header_with(&HeaderName::From, |o| write_display(o, &from));
+        w.header_with(&HeaderName::To, |o| write_display(o, &to));
+        w.header(&HeaderName::CallId, call_id.as_bytes());
+        w.header_with(&HeaderName::CSeq, |o| write_cseq(o, seq, &self.method));
+        for h in &self.headers {
+            w.header(h.name(), h.value());
+        }
+        if let Some((ct, _)) = &self.body {
+            w.header_with(&HeaderName::ContentType, |o| write_display(o, ct));
+        }
+        w.header_with(&HeaderName::ContentLength, |o| {
+            write_decimal(o, body.len() as u64)
+        });
+        match w.finish(body)? {
             Message::Request(r) => Ok(r),
             Message::Response(_) => Err(ParseError::new(ErrorKind::StartLine, "not a request")),
         }
     }
+}
+
+/// Writes a CSeq value: the number, a space, the method.
+fn write_cseq(out: &mut Vec<u8>, seq: u32, method: &Method) {
+    write_decimal(out, u64::from(seq));
+    out.push(b' ');
+    out.extend_from_slice(method.as_str().as_bytes());
 }
 
 impl Request {
@@ -190,23 +207,26 @@ impl Request {
             ));
         }
         let top_via = self.top_via()?;
-        let mut lines = vec![Line::New(Header::new(HeaderName::Via, top_via.to_string()))];
-        lines.push(Line::New(Header::new(HeaderName::MaxForwards, "70")));
+        let mut w = Writer::new(self.to_bytes().len() + 64, self.headers().len() + 2);
+        w.out.extend_from_slice(b"ACK ");
+        w.out.extend_from_slice(self.uri_bytes());
+        w.out.extend_from_slice(b" SIP/2.0");
+        w.end_start_line();
+        w.header_with(&HeaderName::Via, |o| write_display(o, top_via));
+        w.header(&HeaderName::MaxForwards, b"70");
         for h in self.headers().iter() {
             if h.is(&HeaderName::From) || h.is(&HeaderName::CallId) || h.is(&HeaderName::Route) {
-                lines.push(Line::Raw(h.raw_line()));
+                w.raw(h);
             }
         }
         if let Some(to) = response.headers().get(&HeaderName::To) {
-            lines.push(Line::Raw(to.raw_line()));
+            w.raw(to);
         }
-        lines.push(Line::New(Header::typed(&CSeq {
-            seq: self.cseq().seq,
-            method: Method::Ack,
-        })));
-        lines.push(Line::New(Header::new(HeaderName::ContentLength, "0")));
-        let start = [b"ACK ", self.uri_bytes(), b" SIP/2.0"].concat();
-        match assemble(&start, &lines, b"")? {
+        w.header_with(&HeaderName::CSeq, |o| {
+            write_cseq(o, self.cseq().seq, &Method::Ack)
+        });
+        w.header(&HeaderName::ContentLength, b"0");
+        match w.finish(b"")? {
             Message::Request(r) => Ok(r),
             Message::Response(_) => Err(ParseError::new(ErrorKind::StartLine, "not a request")),
         }
@@ -222,25 +242,30 @@ impl Request {
             ));
         }
         let top_via = self.top_via()?;
-        let mut lines = vec![Line::New(Header::new(HeaderName::Via, top_via.to_string()))];
-        lines.push(Line::New(Header::new(HeaderName::MaxForwards, "70")));
+        let mut w = Writer::new(self.to_bytes().len() + 64, self.headers().len() + 2);
+        w.out.extend_from_slice(b"CANCEL ");
+        w.out.extend_from_slice(self.uri_bytes());
+        w.out.extend_from_slice(b" SIP/2.0");
+        w.end_start_line();
+        w.header_with(&HeaderName::Via, |o| write_display(o, top_via));
+        w.header(&HeaderName::MaxForwards, b"70");
         for h in self.headers().iter() {
             if h.is(&HeaderName::From)
                 || h.is(&HeaderName::To)
                 || h.is(&HeaderName::CallId)
                 || h.is(&HeaderName::Route)
             {
-                lines.push(Line::Raw(h.raw_line()));
+                w.raw(h);
             }
         }
-        lines.push(Line::New(Header::typed(&CSeq {
-            seq: self.cseq().seq,
-            method: Method::Cancel,
-        })));
-        lines.extend(reasons.iter().cloned().map(Line::New));
-        lines.push(Line::New(Header::new(HeaderName::ContentLength, "0")));
-        let start = [b"CANCEL ", self.uri_bytes(), b" SIP/2.0"].concat();
-        match assemble(&start, &lines, b"")? {
+        w.header_with(&HeaderName::CSeq, |o| {
+            write_cseq(o, self.cseq().seq, &Method::Cancel)
+        });
+        for r in reasons {
+            w.header(r.name(), r.value());
+        }
+        w.header(&HeaderName::ContentLength, b"0");
+        match w.finish(b"")? {
             Message::Request(r) => Ok(r),
             Message::Response(_) => Err(ParseError::new(ErrorKind::StartLine, "not a request")),
         }
@@ -266,44 +291,61 @@ impl Response {
         extra: &[Header],
     ) -> Response {
         let status = status.clamp(100, 699);
-        let mut lines = Vec::with_capacity(8 + extra.len());
+        let extra_len: usize = extra
+            .iter()
+            .map(|h| h.name().as_str().len() + h.value().len() + 4)
+            .sum();
+        let mut w = Writer::new(
+            req.to_bytes().len() - req.body().len() + extra_len + 128,
+            req.headers().len() + extra.len() + 2,
+        );
+        w.out.extend_from_slice(b"SIP/2.0 ");
+        write_decimal(&mut w.out, u64::from(status));
+        w.out.push(b' ');
+        w.out.extend_from_slice(reason_phrase(status).as_bytes());
+        w.end_start_line();
         let mut first_via = true;
         for h in req.headers().iter() {
             if h.is(&HeaderName::Via) {
                 match (first_via, top_via) {
                     (true, Some(v)) => {
                         // replace the first value, keep the others of that line
-                        let mut value = v.to_string().into_bytes();
-                        for rest in crate::scan::split_commas(h.value()).skip(1) {
-                            value.extend_from_slice(b", ");
-                            value.extend_from_slice(rest);
-                        }
-                        lines.push(Line::New(Header::new(HeaderName::Via, value)));
+                        w.header_with(&HeaderName::Via, |o| {
+                            write_display(o, v);
+                            for rest in crate::scan::split_commas(h.value()).skip(1) {
+                                o.extend_from_slice(b", ");
+                                o.extend_from_slice(rest);
+                            }
+                        });
                     }
-                    _ => lines.push(Line::Raw(h.raw_line())),
+                    _ => w.raw(h),
                 }
                 first_via = false;
             } else if h.is(&HeaderName::To) {
                 match to_tag.filter(|_| req.to_tag().is_none()) {
                     Some(tag) => {
                         // a tag is a header parameter: it goes at the end of the value
-                        let value = [h.value(), b";tag=", tag.as_bytes()].concat();
-                        lines.push(Line::New(Header::new(HeaderName::To, value)));
+                        w.header_with(&HeaderName::To, |o| {
+                            o.extend_from_slice(h.value());
+                            o.extend_from_slice(b";tag=");
+                            o.extend_from_slice(tag.as_bytes());
+                        });
                     }
-                    None => lines.push(Line::Raw(h.raw_line())),
+                    None => w.raw(h),
                 }
             } else if h.is(&HeaderName::From)
                 || h.is(&HeaderName::CallId)
                 || h.is(&HeaderName::CSeq)
                 || (status == 100 && h.is(&HeaderName::Timestamp))
             {
-                lines.push(Line::Raw(h.raw_line()));
+                w.raw(h);
             }
         }
-        lines.extend(extra.iter().cloned().map(Line::New));
-        lines.push(Line::New(Header::new(HeaderName::ContentLength, "0")));
-        let start = format!("SIP/2.0 {status} {}", reason_phrase(status));
-        match assemble(start.as_bytes(), &lines, b"") {
+        for h in extra {
+            w.header(h.name(), h.value());
+        }
+        w.header(&HeaderName::ContentLength, b"0");
+        match w.finish(b"") {
             Ok(Message::Response(r)) => r,
             // the lines come from a request that parsed; a tag or Via of the caller's that does
             // not parse falls back to the plain copy

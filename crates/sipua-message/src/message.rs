@@ -18,7 +18,8 @@ use bytes::{BufMut, Bytes};
 use crate::error::{ErrorKind, ParseError, Result};
 use crate::header::{
     check_call_id, parse_max_forwards, span, CSeq, Contact, ContentLength, ContentType, Entry,
-    Header, HeaderName, Headers, Known, MediaType, Span, Transport, TypedHeader, Via, ViaParts,
+    Header, HeaderName, HeaderRef, Headers, Known, MediaType, Span, Transport, TypedHeader, Via,
+    ViaParts,
 };
 use crate::method::Method;
 use crate::name_addr::{self, NameAddr};
@@ -137,7 +138,9 @@ fn span_of(buf: &[u8], sub: &[u8]) -> Span {
 
 /// A line of a message being built or rebuilt.
 pub(crate) enum Line<'a> {
-    Raw(&'a [u8]),
+    /// A header line of a parsed message, copied as it is (folds included).
+    Raw(HeaderRef<'a>),
+    /// A header made in code, written `Name: value`.
     New(Header),
 }
 
@@ -455,7 +458,7 @@ macro_rules! common_methods {
                 .entries
                 .iter()
                 .filter(|e| !matches!(e.known, Some(Known::ContentType | Known::ContentLength)))
-                .map(|e| Line::Raw(&h.buf[span(e.line)]))
+                .map(|e| Line::Raw(HeaderRef::new(&h.buf, e)))
                 .collect();
             if let Some(ct) = content_type {
                 lines.push(Line::New(Header::typed(&ContentType(ct.clone()))));
@@ -630,7 +633,7 @@ impl HeadData {
     fn lines(&self) -> Vec<Line<'_>> {
         self.entries
             .iter()
-            .map(|e| Line::Raw(&self.buf[span(e.line)]))
+            .map(|e| Line::Raw(HeaderRef::new(&self.buf, e)))
             .collect()
     }
 
@@ -647,7 +650,7 @@ impl HeadData {
                     }
                 }
             } else {
-                lines.push(Line::Raw(&self.buf[span(e.line)]));
+                lines.push(Line::Raw(HeaderRef::new(&self.buf, e)));
             }
         }
         if let Some(h) = new {
@@ -657,7 +660,7 @@ impl HeadData {
     }
 }
 
-/// Writes a message from a start line, header lines and a body, and parses it back.
+/// Writes a message from a start line, header lines and a body, and indexes it.
 pub(crate) fn assemble(start: &[u8], lines: &[Line<'_>], body: &[u8]) -> Result<Message> {
     let len = start.len()
         + 4
@@ -665,33 +668,186 @@ pub(crate) fn assemble(start: &[u8], lines: &[Line<'_>], body: &[u8]) -> Result<
         + lines
             .iter()
             .map(|l| match l {
-                Line::Raw(r) => r.len() + 2,
+                Line::Raw(h) => h.raw_line().len() + 2,
                 Line::New(h) => h.name().as_str().len() + h.value().len() + 4,
             })
             .sum::<usize>();
-    let mut out = Vec::with_capacity(len);
-    out.put_slice(start);
-    out.put_slice(b"\r\n");
+    let mut w = Writer::new(len, lines.len());
+    w.out.put_slice(start);
+    w.end_start_line();
     for l in lines {
         match l {
-            Line::Raw(r) => {
-                out.put_slice(r);
-                out.put_slice(b"\r\n");
-            }
-            Line::New(h) => h.write_to(&mut out),
+            Line::Raw(h) => w.raw(*h),
+            Line::New(h) => w.header(h.name(), h.value()),
         }
     }
-    out.put_slice(b"\r\n");
-    out.put_slice(body);
-    let mut m = parse_message(Bytes::from(out))?;
-    let head = match &mut m {
-        Message::Request(r) => &mut r.head,
-        Message::Response(r) => &mut r.head,
-    };
-    if let Some(h) = std::sync::Arc::get_mut(&mut head.0) {
-        h.pristine = false; // just parsed: not shared yet
+    w.finish(body)
+}
+
+/// `fmt::Write` into a byte buffer: typed values are written where they go, with no
+/// `String` in between.
+pub(crate) struct ByteWriter<'a>(pub(crate) &'a mut Vec<u8>);
+
+impl fmt::Write for ByteWriter<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
     }
-    Ok(m)
+}
+
+/// Appends `value`'s text (its `Display`) to `out`.
+pub(crate) fn write_display(out: &mut Vec<u8>, value: &dyn fmt::Display) {
+    // writing into a Vec cannot fail
+    let _ = fmt::write(&mut ByteWriter(out), format_args!("{value}"));
+}
+
+/// Appends the decimal digits of `n` to `out`, without the formatter.
+pub(crate) fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// Writes a message into one buffer and records the index of each header line as it goes,
+/// so that a built message is not scanned again: only the checks that follow the line scan
+/// (framing, the core headers, the start line) run on it, and they give the same verdicts as
+/// [`Message::parse`] would on the same bytes.
+///
+/// A line that the parser might cut differently (a value with a line break or outer blanks, a
+/// name that is not a token) makes [`Writer::finish`] parse the whole buffer instead, so a
+/// built message is always exactly what a peer will parse.
+pub(crate) struct Writer {
+    /// The message so far.
+    pub(crate) out: Vec<u8>,
+    entries: Vec<Entry>,
+    start_end: usize,
+    /// Every line so far is indexed as the parser would index it.
+    plain: bool,
+}
+
+impl Writer {
+    /// A writer with room for `capacity` bytes and `lines` header lines; the start line is
+    /// written into [`Writer::out`] first, then ended with [`Writer::end_start_line`].
+    pub(crate) fn new(capacity: usize, lines: usize) -> Writer {
+        Writer {
+            out: Vec::with_capacity(capacity),
+            entries: Vec::with_capacity(lines.max(8)),
+            start_end: 0,
+            plain: true,
+        }
+    }
+
+    /// Ends the start line written so far.
+    pub(crate) fn end_start_line(&mut self) {
+        let start = &self.out[..];
+        if start.is_empty() || memchr::memchr2(b'\r', b'\n', start).is_some() {
+            self.plain = false;
+        }
+        self.start_end = self.out.len();
+        self.out.put_slice(b"\r\n");
+    }
+
+    /// Copies a header line of a parsed message (its index moves with it).
+    pub(crate) fn raw(&mut self, h: HeaderRef<'_>) {
+        let e = h.entry();
+        let at = self.out.len() as i64 - i64::from(e.line.0);
+        let shift = |s: Span| ((i64::from(s.0) + at) as u32, (i64::from(s.1) + at) as u32);
+        self.entries.push(Entry {
+            known: e.known,
+            line: shift(e.line),
+            name: shift(e.name),
+            value: shift(e.value),
+        });
+        self.out.put_slice(h.raw_line());
+        self.out.put_slice(b"\r\n");
+    }
+
+    /// Writes `Name: value`.
+    pub(crate) fn header(&mut self, name: &HeaderName, value: &[u8]) {
+        self.header_with(name, |out| out.extend_from_slice(value));
+    }
+
+    /// Writes `Name: ` and then the value that `write` appends to the buffer.
+    pub(crate) fn header_with(&mut self, name: &HeaderName, write: impl FnOnce(&mut Vec<u8>)) {
+        let line = self.out.len();
+        self.out.put_slice(name.as_str().as_bytes());
+        let name_end = self.out.len();
+        self.out.put_slice(b": ");
+        let vs = self.out.len();
+        write(&mut self.out);
+        let ve = self.out.len();
+        let written = &self.out[line..];
+        let known = Known::lookup_in(written, name_end - line);
+        let value = &self.out[vs..ve];
+        let plain = match (value.first(), value.last()) {
+            (Some(&first), Some(&last)) => {
+                !scan::is_ws(first)
+                    && !scan::is_ws(last)
+                    && memchr::memchr2(b'\r', b'\n', value).is_none()
+            }
+            _ => false,
+        };
+        if !plain || (known.is_none() && !scan::all_token(&self.out[line..name_end])) {
+            self.plain = false;
+        }
+        self.entries.push(Entry {
+            known,
+            line: (line as u32, ve as u32),
+            name: (line as u32, name_end as u32),
+            value: (vs as u32, ve as u32),
+        });
+        self.out.put_slice(b"\r\n");
+    }
+
+    /// Ends the header section, appends the body and gives the message, indexed as written
+    /// (or parsed, when a line asked for it).
+    pub(crate) fn finish(mut self, body: &[u8]) -> Result<Message> {
+        self.out.put_slice(b"\r\n");
+        let body_start = self.out.len();
+        self.out.put_slice(body);
+        let plain =
+            self.plain && self.entries.len() < MAX_HEADERS && self.out.len() <= u32::MAX as usize;
+        let buf = Bytes::from(self.out);
+        #[cfg(debug_assertions)]
+        let check = plain.then(|| (parse_message(buf.clone()), self.entries.clone()));
+        let m = if plain {
+            index_message(buf, 0, self.start_end, self.entries, body_start)
+        } else {
+            parse_message(buf)
+        };
+        #[cfg(debug_assertions)]
+        if let Some((parsed, entries)) = check {
+            // what is indexed as written is what the parser finds
+            match (&parsed, &m) {
+                (Ok(p), Ok(_)) => {
+                    let p = match p {
+                        Message::Request(r) => &r.head,
+                        Message::Response(r) => &r.head,
+                    };
+                    assert_eq!(format!("{:?}", p.entries), format!("{entries:?}"));
+                }
+                (Err(a), Err(b)) => assert_eq!(a, b),
+                _ => panic!("written {m:?}, parsed {parsed:?}"),
+            }
+        }
+        let mut m = m?;
+        let head = match &mut m {
+            Message::Request(r) => &mut r.head,
+            Message::Response(r) => &mut r.head,
+        };
+        if let Some(h) = std::sync::Arc::get_mut(&mut head.0) {
+            h.pristine = false; // just made: not shared yet
+        }
+        Ok(m)
+    }
 }
 
 /// The whole parse: start line, header lines, framing, core headers.
@@ -787,6 +943,20 @@ fn parse_message(buf: Bytes) -> Result<Message> {
         pos = next;
     };
 
+    index_message(buf, begin, start_end, entries, body_start)
+}
+
+/// The checks that follow the line scan: framing (Content-Length), the core headers, the
+/// start line. `entries` index the header lines of `buf`, whose start line is
+/// `begin..start_end` and whose body starts at `body_start`.
+fn index_message(
+    buf: Bytes,
+    begin: usize,
+    start_end: usize,
+    entries: Vec<Entry>,
+    body_start: usize,
+) -> Result<Message> {
+    let data = &buf[..];
     // framing: Content-Length
     let mut content_length: Option<u32> = None;
     for e in entries
