@@ -9,7 +9,9 @@ use bytes::Bytes;
 
 use crate::error::{ErrorKind, ParseError, Result};
 use crate::header::{Header, HeaderName, MediaType, TypedHeader, Via};
-use crate::message::{write_decimal, write_display, Message, Request, Response, Writer};
+use crate::message::{
+    write_decimal, write_display, ByteWriter, Message, Request, Response, Writer,
+};
 use crate::method::Method;
 use crate::name_addr::NameAddr;
 use crate::status::reason_phrase;
@@ -159,17 +161,23 @@ impl RequestBuilder {
         );
         w.out.extend_from_slice(self.method.as_str().as_bytes());
         w.out.push(b' ');
-        write_display(&mut w.out, &self.uri);
+        let _ = self.uri.write_to(&mut ByteWriter(&mut w.out));
         w.out.extend_from_slice(b" SIP/2.0");
         w.end_start_line();
         for v in &self.via {
-            w.header_with(&HeaderName::Via, |o| write_display(o, v));
+            w.header_with(&HeaderName::Via, |o| {
+                let _ = v.write_to(&mut ByteWriter(o));
+            });
         }
         w.header_with(&HeaderName::MaxForwards, |o| {
             write_decimal(o, u64::from(self.max_forwards))
         });
-        w.header_with(&HeaderName::From, |o| write_display(o, &from));
-        w.header_with(&HeaderName::To, |o| write_display(o, &to));
+        w.header_with(&HeaderName::From, |o| {
+            let _ = from.write_to(&mut ByteWriter(o));
+        });
+        w.header_with(&HeaderName::To, |o| {
+            let _ = to.write_to(&mut ByteWriter(o));
+        });
         w.header(&HeaderName::CallId, call_id.as_bytes());
         w.header_with(&HeaderName::CSeq, |o| write_cseq(o, seq, &self.method));
         for h in &self.headers {
@@ -212,7 +220,9 @@ impl Request {
         w.out.extend_from_slice(self.uri_bytes());
         w.out.extend_from_slice(b" SIP/2.0");
         w.end_start_line();
-        w.header_with(&HeaderName::Via, |o| write_display(o, top_via));
+        w.header_with(&HeaderName::Via, |o| {
+            let _ = top_via.write_to(&mut ByteWriter(o));
+        });
         w.header(&HeaderName::MaxForwards, b"70");
         for h in self.headers().iter() {
             if h.is(&HeaderName::From) || h.is(&HeaderName::CallId) || h.is(&HeaderName::Route) {
@@ -247,7 +257,9 @@ impl Request {
         w.out.extend_from_slice(self.uri_bytes());
         w.out.extend_from_slice(b" SIP/2.0");
         w.end_start_line();
-        w.header_with(&HeaderName::Via, |o| write_display(o, top_via));
+        w.header_with(&HeaderName::Via, |o| {
+            let _ = top_via.write_to(&mut ByteWriter(o));
+        });
         w.header(&HeaderName::MaxForwards, b"70");
         for h in self.headers().iter() {
             if h.is(&HeaderName::From)
@@ -311,7 +323,7 @@ impl Response {
                     (true, Some(v)) => {
                         // replace the first value, keep the others of that line
                         w.header_with(&HeaderName::Via, |o| {
-                            write_display(o, v);
+                            let _ = v.write_to(&mut ByteWriter(o));
                             for rest in crate::scan::split_commas(h.value()).skip(1) {
                                 o.extend_from_slice(b", ");
                                 o.extend_from_slice(rest);

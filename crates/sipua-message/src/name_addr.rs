@@ -159,6 +159,13 @@ impl std::str::FromStr for NameAddr {
 
 impl fmt::Display for NameAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f)
+    }
+}
+
+impl NameAddr {
+    /// Writes the address as [`fmt::Display`] does, into any [`fmt::Write`].
+    pub(crate) fn write_to<W: fmt::Write>(&self, f: &mut W) -> fmt::Result {
         if let Some(d) = &self.display {
             let mut q = String::with_capacity(d.len() + 3);
             scan::write_quoted(&mut q, d);
@@ -166,9 +173,9 @@ impl fmt::Display for NameAddr {
             f.write_str(&q)?;
         }
         f.write_str("<")?;
-        fmt::Display::fmt(&self.uri, f)?;
+        self.uri.write_to(f)?;
         f.write_str(">")?;
-        fmt::Display::fmt(&self.params, f)
+        self.params.write_to(f)
     }
 }
 

@@ -272,6 +272,13 @@ static PLAIN_VALUE: [bool; 256] = scan::table(b"-.!%*_+`'~:[]");
 
 impl fmt::Display for Params {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f)
+    }
+}
+
+impl Params {
+    /// Writes `;name=value...` as [`fmt::Display`] does, into any [`fmt::Write`].
+    pub(crate) fn write_to<W: fmt::Write>(&self, f: &mut W) -> fmt::Result {
         for p in &self.0 {
             f.write_str(";")?;
             f.write_str(&p.name)?;

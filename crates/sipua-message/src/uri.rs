@@ -258,7 +258,7 @@ fn check(s: &[u8], allowed: &Class, what: &'static str) -> Result<()> {
 }
 
 /// Writes `s`, %-escaping `%`, `#` and every octet outside `allowed`.
-fn encode(f: &mut fmt::Formatter<'_>, s: &str, allowed: fn(u8) -> bool) -> fmt::Result {
+fn encode<W: fmt::Write>(f: &mut W, s: &str, allowed: fn(u8) -> bool) -> fmt::Result {
     let bytes = s.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
@@ -419,6 +419,14 @@ fn parse_ipv6(s: &[u8]) -> Result<Ipv6Addr> {
 
 impl fmt::Display for Host {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f)
+    }
+}
+
+impl Host {
+    /// Writes the host as [`fmt::Display`] does, into any [`fmt::Write`] (a message buffer
+    /// being built, without the formatter).
+    pub(crate) fn write_to<W: fmt::Write>(&self, f: &mut W) -> fmt::Result {
         match self {
             Host::Domain(d) => f.write_str(d),
             Host::Ipv4(a) => {
@@ -801,6 +809,13 @@ fn parse_port(p: &[u8]) -> Result<u16> {
 
 impl fmt::Display for SipUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f)
+    }
+}
+
+impl SipUri {
+    /// Writes the URI as [`fmt::Display`] does, into any [`fmt::Write`].
+    pub(crate) fn write_to<W: fmt::Write>(&self, f: &mut W) -> fmt::Result {
         f.write_str(match self.scheme {
             Scheme::Sip => "sip:",
             Scheme::Sips => "sips:",
@@ -813,7 +828,7 @@ impl fmt::Display for SipUri {
             }
             f.write_str("@")?;
         }
-        fmt::Display::fmt(&self.host, f)?;
+        self.host.write_to(f)?;
         if let Some(p) = self.port {
             f.write_str(":")?;
             f.write_str(crate::header::itoa_u16(p).as_str())?;
@@ -829,7 +844,7 @@ impl fmt::Display for SipUri {
     }
 }
 
-fn write_uri_params(f: &mut fmt::Formatter<'_>, params: &UriParams) -> fmt::Result {
+fn write_uri_params<W: fmt::Write>(f: &mut W, params: &UriParams) -> fmt::Result {
     for (n, v) in &params.0 {
         f.write_str(";")?;
         encode(f, n, is_param_char)?;
@@ -919,10 +934,17 @@ impl fmt::Display for AbsoluteUri {
 
 impl fmt::Display for Uri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f)
+    }
+}
+
+impl Uri {
+    /// Writes the URI as [`fmt::Display`] does, into any [`fmt::Write`].
+    pub(crate) fn write_to<W: fmt::Write>(&self, f: &mut W) -> fmt::Result {
         match self {
-            Uri::Sip(u) => u.fmt(f),
-            Uri::Tel(u) => u.fmt(f),
-            Uri::Absolute(u) => u.fmt(f),
+            Uri::Sip(u) => u.write_to(f),
+            Uri::Tel(u) => write!(f, "{u}"),
+            Uri::Absolute(u) => write!(f, "{u}"),
         }
     }
 }

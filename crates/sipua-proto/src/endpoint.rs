@@ -10,7 +10,7 @@
 
 use std::cmp::Reverse;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
@@ -23,6 +23,7 @@ use sipua_message::{
     Transport, Via,
 };
 
+use crate::idmap::IdMap;
 use crate::transaction::{
     ClientInvite, ClientNonInvite, Delivery, Output, Reliability, ServerInvite, ServerNonInvite,
     State, TimerConfig,
@@ -237,9 +238,9 @@ impl Entry {
 pub struct Endpoint {
     cfg: Config,
     next_id: u64,
-    txs: HashMap<TransactionId, Entry>,
-    client_keys: HashMap<u64, TransactionId>,
-    server_keys: HashMap<u64, TransactionId>,
+    txs: IdMap<TransactionId, Entry>,
+    client_keys: IdMap<u64, TransactionId>,
+    server_keys: IdMap<u64, TransactionId>,
     timers: BinaryHeap<Reverse<(Instant, TransactionId)>>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -260,9 +261,9 @@ impl Endpoint {
         Endpoint {
             cfg,
             next_id: 1,
-            txs: HashMap::new(),
-            client_keys: HashMap::new(),
-            server_keys: HashMap::new(),
+            txs: IdMap::default(),
+            client_keys: IdMap::default(),
+            server_keys: IdMap::default(),
             timers: BinaryHeap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -324,11 +325,25 @@ impl Endpoint {
                     .port
                     .unwrap_or_else(|| v.transport.default_port())
                     .to_be_bytes();
-                let host = v.host.to_ascii_lowercase();
+                // the host compares case-insensitively: hash it in lower case (on the
+                // stack for any usual length)
+                let mut small = [0u8; 64];
+                let long;
+                let host: &[u8] = match small.get_mut(..v.host.len()) {
+                    Some(s) => {
+                        s.copy_from_slice(v.host.as_bytes());
+                        s.make_ascii_lowercase();
+                        s
+                    }
+                    None => {
+                        long = v.host.to_ascii_lowercase();
+                        long.as_bytes()
+                    }
+                };
                 self.hash(&[
                     b"s",
                     branch.as_bytes(),
-                    host.as_bytes(),
+                    host,
                     &port,
                     method.as_str().as_bytes(),
                 ])
@@ -523,7 +538,7 @@ impl Endpoint {
 
     /// Gives memory back after a load peak: tables far larger than their contents shrink.
     fn shrink(&mut self) {
-        fn fit<K: std::hash::Hash + Eq, V>(m: &mut HashMap<K, V>) {
+        fn fit<K: std::hash::Hash + Eq, V>(m: &mut IdMap<K, V>) {
             if m.capacity() > 1024 && m.len() * 4 < m.capacity() {
                 m.shrink_to_fit();
             }

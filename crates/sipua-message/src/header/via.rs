@@ -321,17 +321,24 @@ impl<'a> ViaParts<'a> {
 
 impl fmt::Display for Via {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f)
+    }
+}
+
+impl Via {
+    /// Writes the Via value as [`fmt::Display`] does, into any [`fmt::Write`].
+    pub(crate) fn write_to<W: fmt::Write>(&self, f: &mut W) -> fmt::Result {
         // write_str rather than write!: Via is written for every request sent
         f.write_str(&self.protocol)?;
         f.write_str("/")?;
         f.write_str(self.transport.as_str())?;
         f.write_str(" ")?;
-        fmt::Display::fmt(&self.host, f)?;
+        self.host.write_to(f)?;
         if let Some(p) = self.port {
             f.write_str(":")?;
             f.write_str(itoa_u16(p).as_str())?;
         }
-        fmt::Display::fmt(&self.params, f)
+        self.params.write_to(f)
     }
 }
 

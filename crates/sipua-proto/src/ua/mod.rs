@@ -27,6 +27,7 @@ mod rules;
 mod subscribe;
 
 use crate::endpoint::{self, Endpoint, Received, TransactionId, Transmit};
+use crate::idmap::IdMap;
 use crate::rng::Rng;
 use crate::transaction::TimerConfig;
 pub use auth::Credentials;
@@ -263,8 +264,8 @@ pub struct UaCore {
     endpoint: Endpoint,
     rng: Rng,
     dialogs: HashMap<DialogId, Dialog>,
-    incoming: HashMap<TransactionId, Incoming>,
-    outgoing: HashMap<TransactionId, Outgoing>,
+    incoming: IdMap<TransactionId, Incoming>,
+    outgoing: IdMap<TransactionId, Outgoing>,
     pending_2xx: HashMap<(DialogId, u32), Pending2xx>,
     sent_acks: HashMap<(DialogId, u32), SentAck>,
     timers: BinaryHeap<Reverse<(Instant, DialogId, u32)>>,
@@ -306,8 +307,8 @@ impl UaCore {
             rng: Rng::new(cfg.seed),
             cfg,
             dialogs: HashMap::new(),
-            incoming: HashMap::new(),
-            outgoing: HashMap::new(),
+            incoming: IdMap::default(),
+            outgoing: IdMap::default(),
             pending_2xx: HashMap::new(),
             sent_acks: HashMap::new(),
             timers: BinaryHeap::new(),
@@ -897,7 +898,7 @@ impl UaCore {
         self.outgoing
             .retain(|_, o| o.forget_at.is_none_or(|t| t > now));
         self.subscribing.retain(|_, (_, at)| *at > now);
-        fn fit<K: std::hash::Hash + Eq, V>(m: &mut HashMap<K, V>) {
+        fn fit<K: std::hash::Hash + Eq, V, S: std::hash::BuildHasher>(m: &mut HashMap<K, V, S>) {
             if m.capacity() > 1024 && m.len() * 4 < m.capacity() {
                 m.shrink_to_fit();
             }
