@@ -209,8 +209,16 @@ struct Entry {
     peer: Peer,
     key: u64,
     client: bool,
-    /// Server side: the request and where it came from (for `received`/`rport` in responses).
-    request: Option<(Request, SocketAddr)>,
+    /// Server side: the request and the top Via of its responses.
+    request: Option<Incoming>,
+}
+
+/// What a server transaction keeps of its request.
+#[derive(Debug)]
+struct Incoming {
+    request: Request,
+    /// The top Via its responses carry ([`received_via`]), made once for all of them.
+    via: Option<Via>,
 }
 
 impl Entry {
@@ -375,12 +383,11 @@ impl Endpoint {
         let Some(entry) = self.txs.get_mut(&id) else {
             return;
         };
-        let Some((req, source)) = &entry.request else {
+        let Some(inc) = &entry.request else {
             return;
         };
         let bytes =
-            Response::from_request_with(req, 100, None, received_via(req, *source).as_ref(), &[])
-                .to_bytes();
+            Response::from_request_with(&inc.request, 100, None, inc.via.as_ref(), &[]).to_bytes();
         if let Tx::Ist(ist) = &mut entry.tx {
             ist.set_trying(bytes.clone());
         }
@@ -504,7 +511,7 @@ impl Endpoint {
         let entry = self.txs.get_mut(&id).ok_or(Error::UnknownTransaction)?;
         let status = response.status();
         let response = match &entry.request {
-            Some((req, source)) => with_received(response, req, *source),
+            Some(inc) => with_via(response, &inc.request, inc.via.as_ref()),
             None => response,
         };
         let bytes = response.to_bytes();
@@ -767,6 +774,7 @@ impl Endpoint {
         }
         let id = self.new_id();
         let rel = reliability(&peer.transport);
+        let via = received_via(req, source);
         let tx = if *req.method() == Method::Invite {
             if self.cfg.send_trying && !self.cfg.trying_delay.is_zero() {
                 Tx::Ist(
@@ -775,14 +783,7 @@ impl Endpoint {
                 )
             } else {
                 let trying = self.cfg.send_trying.then(|| {
-                    Response::from_request_with(
-                        req,
-                        100,
-                        None,
-                        received_via(req, source).as_ref(),
-                        &[],
-                    )
-                    .to_bytes()
+                    Response::from_request_with(req, 100, None, via.as_ref(), &[]).to_bytes()
                 });
                 Tx::Ist(ServerInvite::new(
                     rel,
@@ -801,7 +802,10 @@ impl Endpoint {
                 peer,
                 key,
                 client: false,
-                request: Some((req.clone(), source)),
+                request: Some(Incoming {
+                    request: req.clone(),
+                    via,
+                }),
             },
         );
         self.server_keys.insert(key, id);
@@ -848,13 +852,34 @@ pub fn received_via(req: &Request, source: SocketAddr) -> Option<Via> {
 
 /// `resp` with the Via of [`received_via`], unless it already differs from the request's
 /// (the UA core built it so).
-pub fn with_received(mut resp: Response, req: &Request, source: SocketAddr) -> Response {
-    let first = |h: sipua_message::Headers<'_>| h.get(&HeaderName::Via).map(|v| v.value().to_vec());
-    if first(resp.headers()) != first(req.headers()) {
+pub fn with_received(resp: Response, req: &Request, source: SocketAddr) -> Response {
+    if !same_top_via(&resp, req) {
         return resp;
     }
-    if let Some(v) = received_via(req, source) {
-        let _ = resp.set_top_via(&v);
+    with_via(resp, req, received_via(req, source).as_ref())
+}
+
+/// Whether `resp` still has the top Via line of `req` as it came (not yet given `received`).
+fn same_top_via(resp: &Response, req: &Request) -> bool {
+    fn first(h: sipua_message::Headers<'_>) -> Option<&[u8]> {
+        h.get(&HeaderName::Via).map(|v| v.value())
+    }
+    first(resp.headers()) == first(req.headers())
+}
+
+/// [`with_received`] with the request's [`received_via`] already made.
+fn with_via(mut resp: Response, req: &Request, via: Option<&Via>) -> Response {
+    if let Some(v) = via.filter(|_| same_top_via(&resp, req)) {
+        let _ = resp.set_top_via(v);
     }
     resp
+}
+
+impl Endpoint {
+    /// The top Via that responses on server transaction `id` carry ([`received_via`] of its
+    /// request), made when the request arrived.
+    pub(crate) fn received_via_of(&self, id: TransactionId) -> Option<Option<&Via>> {
+        let inc = self.txs.get(&id)?.request.as_ref()?;
+        Some(inc.via.as_ref())
+    }
 }

@@ -512,19 +512,18 @@ impl UaCore {
             self.authorize_from_cache(&mut request, destination);
         }
         // the transport chosen by server location (RFC 3263), else the one in our Via
-        let via_transport = request
-            .top_via()
-            .map(|v| v.transport.clone())
-            .unwrap_or_else(|_| self.cfg.transport.clone());
+        let via_transport = request.via_key().transport.clone();
         let base = hint.unwrap_or_else(|| via_transport.clone());
         // RFC 3261 §18.1.1: a request too large for UDP goes over TCP, unless the URI insists
-        let forced_udp = request
-            .uri()
-            .as_sip()
-            .and_then(|u| u.transport())
-            .is_some_and(|t| t.eq_ignore_ascii_case("udp"));
-        let transport =
-            crate::locate::transport_for_size(&base, request.to_bytes().len(), forced_udp);
+        // (the URI is only parsed when the size asks the question)
+        let size = request.to_bytes().len();
+        let forced_udp = crate::locate::transport_for_size(&base, size, false) != base
+            && request
+                .uri()
+                .as_sip()
+                .and_then(|u| u.transport())
+                .is_some_and(|t| t.eq_ignore_ascii_case("udp"));
+        let transport = crate::locate::transport_for_size(&base, size, forced_udp);
         if transport != via_transport {
             if let Ok(mut via) = request.top_via().cloned() {
                 via.transport = transport.clone();
@@ -706,12 +705,20 @@ impl UaCore {
         if contact && !extra.iter().any(|h| h.name() == &HeaderName::Contact) {
             extra.insert(0, self.contact());
         }
-        let via = endpoint::received_via(&inc.request, inc.source);
+        // made once by the endpoint when the request arrived; made here if it is gone
+        let made;
+        let via = match self.endpoint.received_via_of(id) {
+            Some(v) => v,
+            None => {
+                made = endpoint::received_via(&inc.request, inc.source);
+                made.as_ref()
+            }
+        };
         Ok(Response::from_request_with(
             &inc.request,
             status,
             tag,
-            via.as_ref(),
+            via,
             &extra,
         ))
     }
@@ -736,17 +743,26 @@ impl UaCore {
             } else {
                 DialogState::Confirmed
             };
-            let local_tag = response.to_tag().unwrap_or_default().to_owned();
+            let local_tag = response.to_tag().unwrap_or_default();
             match Dialog::id_of_request(&inc.request).filter(|d| self.dialogs.contains_key(d)) {
                 // re-INVITE inside an existing dialog
                 Some(existing) => dialog_id = Some(existing),
                 None => {
-                    let d = Dialog::uas(&inc.request, &local_tag, state)?;
-                    let did = d.id.clone();
-                    self.dialogs
-                        .entry(did.clone())
-                        .and_modify(|x| x.state = state)
-                        .or_insert(d);
+                    // the id Dialog::uas gives: a dialog of this INVITE that a provisional
+                    // response made early is confirmed, not made again
+                    let did = DialogId {
+                        call_id: inc.request.call_id().to_owned(),
+                        local_tag: local_tag.to_owned(),
+                        remote_tag: inc.request.from_tag().unwrap_or_default().to_owned(),
+                    };
+                    match self.dialogs.get_mut(&did) {
+                        Some(x) => x.state = state,
+                        None => {
+                            let d = Dialog::uas(&inc.request, local_tag, state)?;
+                            debug_assert_eq!(d.id, did);
+                            self.dialogs.insert(did.clone(), d);
+                        }
+                    }
                     dialog_id = Some(did);
                 }
             }
