@@ -32,26 +32,42 @@ use crate::uri::Uri;
 ///     .unwrap();
 /// assert!(req.to_bytes().starts_with(b"INVITE sip:bob@biloxi.example.com SIP/2.0\r\n"));
 /// ```
+///
+/// Values are written into the builder's buffer as they are given (typed values through
+/// their `Display` form), so the `_ref` methods take them by reference without a clone.
 #[derive(Debug, Clone)]
 pub struct RequestBuilder {
     method: Method,
-    uri: Uri,
-    via: Vec<Via>,
-    from: Option<NameAddr>,
-    to: Option<NameAddr>,
-    call_id: Option<String>,
+    /// The Request-URI, Vias, From, To and Call-ID as text, where the ranges below say.
+    text: Vec<u8>,
+    uri: Range,
+    via: Vec<Range>,
+    from: Option<Range>,
+    to: Option<Range>,
+    call_id: Option<Range>,
     cseq: Option<u32>,
     max_forwards: u8,
     headers: Vec<Header>,
     body: Option<(MediaType, Bytes)>,
 }
 
+/// Where a value is in [`RequestBuilder::text`].
+type Range = (u32, u32);
+
 impl RequestBuilder {
     /// Starts a request for `method` to `uri`.
     pub fn new(method: Method, uri: Uri) -> RequestBuilder {
+        RequestBuilder::new_ref(method, &uri)
+    }
+
+    /// [`RequestBuilder::new`] with a borrowed Request-URI.
+    pub fn new_ref(method: Method, uri: &Uri) -> RequestBuilder {
+        let mut text = Vec::with_capacity(256);
+        let _ = uri.write_to(&mut ByteWriter(&mut text));
         RequestBuilder {
             method,
-            uri,
+            uri: (0, text.len() as u32),
+            text,
             via: Vec::new(),
             from: None,
             to: None,
@@ -63,27 +79,64 @@ impl RequestBuilder {
         }
     }
 
+    /// Appends what `write` writes to the text and says where it is.
+    fn put(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> Range {
+        let start = self.text.len() as u32;
+        write(&mut self.text);
+        (start, self.text.len() as u32)
+    }
+
+    fn text(&self, r: Range) -> &[u8] {
+        &self.text[r.0 as usize..r.1 as usize]
+    }
+
     /// Adds a Via below those already added (the first one added is the top).
     pub fn via(mut self, via: Via) -> Self {
-        self.via.push(via);
+        let r = self.put(|t| {
+            let _ = via.write_to(&mut ByteWriter(t));
+        });
+        self.via.push(r);
         self
     }
 
     /// Sets From.
-    pub fn from(mut self, from: NameAddr) -> Self {
-        self.from = Some(from);
+    pub fn from(self, from: NameAddr) -> Self {
+        self.from_ref(&from)
+    }
+
+    /// Sets From from a borrowed address.
+    pub fn from_ref(mut self, from: &NameAddr) -> Self {
+        self.from = Some(self.put(|t| {
+            let _ = from.write_to(&mut ByteWriter(t));
+        }));
         self
     }
 
     /// Sets To.
-    pub fn to(mut self, to: NameAddr) -> Self {
-        self.to = Some(to);
+    pub fn to(self, to: NameAddr) -> Self {
+        self.to_ref(&to)
+    }
+
+    /// Sets To from a borrowed address.
+    pub fn to_ref(mut self, to: &NameAddr) -> Self {
+        self.to = Some(self.put(|t| {
+            let _ = to.write_to(&mut ByteWriter(t));
+        }));
+        self
+    }
+
+    /// Sets To from a borrowed address with its `tag` set to `tag` (as
+    /// [`NameAddr::set_tag`] would on a copy): the To of a request inside a dialog.
+    pub fn to_tagged(mut self, to: &NameAddr, tag: &str) -> Self {
+        self.to = Some(self.put(|t| {
+            let _ = to.write_tagged(&mut ByteWriter(t), tag);
+        }));
         self
     }
 
     /// Sets Call-ID.
-    pub fn call_id(mut self, id: impl Into<String>) -> Self {
-        self.call_id = Some(id.into());
+    pub fn call_id(mut self, id: impl AsRef<str>) -> Self {
+        self.call_id = Some(self.put(|t| t.extend_from_slice(id.as_ref().as_bytes())));
         self
     }
 
@@ -142,9 +195,9 @@ impl RequestBuilder {
             }
         }
         let seq = self.cseq.ok_or(missing("CSeq"))?;
-        let from = self.from.ok_or(missing("From"))?;
-        let to = self.to.ok_or(missing("To"))?;
-        let call_id = self.call_id.ok_or(missing("Call-ID"))?;
+        let from = self.text(self.from.ok_or(missing("From"))?);
+        let to = self.text(self.to.ok_or(missing("To"))?);
+        let call_id = self.text(self.call_id.ok_or(missing("Call-ID"))?);
         let body = match &self.body {
             Some((_, body)) => &body[..],
             None => &[][..],
@@ -156,29 +209,23 @@ impl RequestBuilder {
             .map(|h| h.name().as_str().len() + h.value().len() + 4)
             .sum();
         let mut w = Writer::new(
-            400 + extra + call_id.len() + body.len(),
+            200 + self.text.len() + extra + body.len(),
             self.via.len() + self.headers.len() + 8,
         );
         w.out.extend_from_slice(self.method.as_str().as_bytes());
         w.out.push(b' ');
-        let _ = self.uri.write_to(&mut ByteWriter(&mut w.out));
+        w.out.extend_from_slice(self.text(self.uri));
         w.out.extend_from_slice(b" SIP/2.0");
         w.end_start_line();
-        for v in &self.via {
-            w.header_with(&HeaderName::Via, |o| {
-                let _ = v.write_to(&mut ByteWriter(o));
-            });
+        for &v in &self.via {
+            w.header(&HeaderName::Via, self.text(v));
         }
         w.header_with(&HeaderName::MaxForwards, |o| {
             write_decimal(o, u64::from(self.max_forwards))
         });
-        w.header_with(&HeaderName::From, |o| {
-            let _ = from.write_to(&mut ByteWriter(o));
-        });
-        w.header_with(&HeaderName::To, |o| {
-            let _ = to.write_to(&mut ByteWriter(o));
-        });
-        w.header(&HeaderName::CallId, call_id.as_bytes());
+        w.header(&HeaderName::From, from);
+        w.header(&HeaderName::To, to);
+        w.header(&HeaderName::CallId, call_id);
         w.header_with(&HeaderName::CSeq, |o| write_cseq(o, seq, &self.method));
         for h in &self.headers {
             w.header(h.name(), h.value());

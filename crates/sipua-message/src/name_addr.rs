@@ -166,6 +166,19 @@ impl fmt::Display for NameAddr {
 impl NameAddr {
     /// Writes the address as [`fmt::Display`] does, into any [`fmt::Write`].
     pub(crate) fn write_to<W: fmt::Write>(&self, f: &mut W) -> fmt::Result {
+        self.write_address(f)?;
+        self.params.write_to(f)
+    }
+
+    /// Writes the address with its `tag` parameter set to `tag`, as a copy given
+    /// [`NameAddr::set_tag`] would be written, without making the copy.
+    pub(crate) fn write_tagged<W: fmt::Write>(&self, f: &mut W, tag: &str) -> fmt::Result {
+        self.write_address(f)?;
+        self.params.write_with(f, "tag", Some(tag))
+    }
+
+    /// The display name and the bracketed URI.
+    fn write_address<W: fmt::Write>(&self, f: &mut W) -> fmt::Result {
         if let Some(d) = &self.display {
             let mut q = String::with_capacity(d.len() + 3);
             scan::write_quoted(&mut q, d);
@@ -174,8 +187,7 @@ impl NameAddr {
         }
         f.write_str("<")?;
         self.uri.write_to(f)?;
-        f.write_str(">")?;
-        self.params.write_to(f)
+        f.write_str(">")
     }
 }
 
@@ -183,6 +195,24 @@ impl NameAddr {
 mod tests {
     use super::*;
     use crate::uri::Host;
+
+    #[test]
+    fn written_with_a_tag_is_a_tagged_copy_written() {
+        for (addr, tag) in [
+            ("<sip:bob@example.com>", "314159"),
+            ("\"Bob B\" <sip:bob@example.com>;TAG=old;x=1", "new"),
+            ("sip:bob@example.com;x=1;tag=a;tag=b", "c"),
+            ("<sip:bob@example.com>", ""),
+            ("<sip:bob@example.com>;expires=5", "a b"),
+        ] {
+            let na = NameAddr::parse(addr.as_bytes()).unwrap();
+            let mut copy = na.clone();
+            copy.set_tag(tag);
+            let mut written = String::new();
+            na.write_tagged(&mut written, tag).unwrap();
+            assert_eq!(written, copy.to_string(), "{addr} with tag {tag:?}");
+        }
+    }
 
     #[test]
     fn addr_spec_params_belong_to_the_header() {

@@ -9,7 +9,7 @@ use sipua_message::{
 };
 
 /// What names a dialog (RFC 3261 §12): Call-ID and the two tags.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct DialogId {
     /// The Call-ID.
     pub call_id: String,
@@ -17,6 +17,16 @@ pub struct DialogId {
     pub local_tag: String,
     /// The peer's tag.
     pub remote_tag: String,
+}
+
+/// Hashes the two tags only (equal ids have equal tags, so this agrees with `Eq`): our tag is
+/// ours and random, the pair tells forks apart, and the Call-ID, the longest part, adds
+/// nothing but hashing time to the tables of the UA core.
+impl std::hash::Hash for DialogId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.local_tag.hash(state);
+        self.remote_tag.hash(state);
+    }
 }
 
 /// Early (after a provisional response) or confirmed (after a 2xx).
@@ -290,31 +300,32 @@ impl Dialog {
             .route_set
             .first()
             .is_none_or(|r| r.uri.as_sip().is_some_and(|s| s.lr()));
-        let (ruri, routes): (Uri, Vec<NameAddr>) = if loose {
-            (self.remote_target.clone(), self.route_set.clone())
+        // loose routing (the usual case) borrows every value; a strict router is rewritten
+        let mut b = if loose {
+            let mut b = RequestBuilder::new_ref(method, &self.remote_target);
+            for r in &self.route_set {
+                b = b.header(Header::new(HeaderName::Route, r.to_string()));
+            }
+            b
         } else {
             // strict router: it becomes the Request-URI, the remote target the last Route
-            let mut routes: Vec<NameAddr> = self.route_set[1..].to_vec();
-            routes.push(NameAddr::new(self.remote_target.clone()));
             let mut first = self.route_set[0].uri.clone();
             if let Some(s) = first.as_sip_mut() {
                 s.headers.clear();
             }
-            (first, routes)
+            let mut b = RequestBuilder::new(method, first);
+            for r in &self.route_set[1..] {
+                b = b.header(Header::new(HeaderName::Route, r.to_string()));
+            }
+            let target = NameAddr::new(self.remote_target.clone());
+            b.header(Header::new(HeaderName::Route, target.to_string()))
         };
-        let mut b = RequestBuilder::new(method, ruri)
+        b = b
             .via(via)
-            .from(self.local_uri.clone())
-            .to({
-                let mut to = self.remote_uri.clone();
-                to.set_tag(&self.id.remote_tag);
-                to
-            })
-            .call_id(self.id.call_id.clone())
+            .from_ref(&self.local_uri)
+            .to_tagged(&self.remote_uri, &self.id.remote_tag)
+            .call_id(&self.id.call_id)
             .cseq(seq);
-        for r in routes {
-            b = b.header(Header::new(HeaderName::Route, r.to_string()));
-        }
         for h in headers {
             b = b.header(h);
         }
