@@ -90,6 +90,13 @@ fn contact_uri(contacts: Vec<Contact>) -> Result<Uri, DialogError> {
         .ok_or(DialogError::MissingContact)
 }
 
+/// Whether the Request-URI is a `sips` URI (RFC 3261 §12.1.1), parsing it only when it
+/// starts as one: a `sip:` URI never is, and most dialogs need nothing else from it.
+fn is_sips(request: &Request) -> bool {
+    let b = request.uri_bytes();
+    b.len() > 5 && b[..5].eq_ignore_ascii_case(b"sips:") && request.uri().scheme() == "sips"
+}
+
 fn without_tag(mut a: NameAddr) -> NameAddr {
     a.params.remove("tag");
     a
@@ -127,7 +134,7 @@ impl Dialog {
             remote_uri: without_tag(response.to()?.clone()),
             remote_target,
             route_set,
-            secure: request.uri().scheme() == "sips",
+            secure: is_sips(request),
             caller: true,
         })
     }
@@ -161,7 +168,7 @@ impl Dialog {
             remote_uri: without_tag(request.from()?.clone()),
             remote_target,
             route_set,
-            secure: request.uri().scheme() == "sips",
+            secure: is_sips(request),
             caller: false,
         })
     }
@@ -194,7 +201,7 @@ impl Dialog {
             remote_uri: without_tag(notify.from()?.clone()),
             remote_target,
             route_set,
-            secure: subscribe.uri().scheme() == "sips",
+            secure: is_sips(subscribe),
             caller: true,
         })
     }

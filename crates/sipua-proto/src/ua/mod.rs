@@ -263,7 +263,9 @@ pub struct UaCore {
     timers_cfg: TimerConfig,
     endpoint: Endpoint,
     rng: Rng,
-    dialogs: HashMap<DialogId, Dialog>,
+    /// The dialogs, boxed: the table then holds a key and a pointer per slot, and its
+    /// spare slots (up to half of them after it grows) cost little.
+    dialogs: HashMap<DialogId, Box<Dialog>>,
     incoming: IdMap<TransactionId, Incoming>,
     outgoing: IdMap<TransactionId, Outgoing>,
     pending_2xx: HashMap<(DialogId, u32), Pending2xx>,
@@ -328,7 +330,7 @@ impl UaCore {
 
     /// A dialog, if it exists.
     pub fn dialog(&self, id: &DialogId) -> Option<&Dialog> {
-        self.dialogs.get(id)
+        self.dialogs.get(id).map(|d| &**d)
     }
 
     /// Number of live dialogs.
@@ -760,7 +762,7 @@ impl UaCore {
                         None => {
                             let d = Dialog::uas(&inc.request, local_tag, state)?;
                             debug_assert_eq!(d.id, did);
-                            self.dialogs.insert(did.clone(), d);
+                            self.dialogs.insert(did.clone(), Box::new(d));
                         }
                     }
                     dialog_id = Some(did);
@@ -775,7 +777,7 @@ impl UaCore {
             let local_tag = response.to_tag().unwrap_or(&inc.local_tag).to_owned();
             let d = Dialog::uas(&inc.request, &local_tag, DialogState::Confirmed)?;
             let did = d.id.clone();
-            self.dialogs.entry(did.clone()).or_insert(d);
+            self.dialogs.entry(did.clone()).or_insert(Box::new(d));
             dialog_id = Some(did);
         } else if let Some(did) =
             Dialog::id_of_request(&inc.request).filter(|d| self.dialogs.contains_key(d))
@@ -1168,7 +1170,7 @@ impl UaCore {
                         Some(d) => d.on_response(&response),
                         None => {
                             if let Ok(d) = Dialog::uac(&out.request, &response) {
-                                self.dialogs.insert(did.clone(), d);
+                                self.dialogs.insert(did.clone(), Box::new(d));
                             }
                         }
                     }
