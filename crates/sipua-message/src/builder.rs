@@ -112,6 +112,15 @@ impl RequestBuilder {
         self
     }
 
+    /// Sets From from a borrowed address with its `tag` set to `tag` (as
+    /// [`NameAddr::set_tag`] would on a copy): our address of record with a new tag.
+    pub fn from_tagged(mut self, from: &NameAddr, tag: &str) -> Self {
+        self.from = Some(self.put(|t| {
+            let _ = from.write_tagged(&mut ByteWriter(t), tag);
+        }));
+        self
+    }
+
     /// Sets To.
     pub fn to(self, to: NameAddr) -> Self {
         self.to_ref(&to)

@@ -173,10 +173,6 @@ fn is_param_char(b: u8) -> bool {
 fn is_header_char(b: u8) -> bool {
     HEADER[b as usize]
 }
-#[inline]
-pub(crate) fn is_host_char(b: u8) -> bool {
-    HOST_CLASS[b as usize] != 0
-}
 
 static HOST_CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -329,16 +325,18 @@ impl Host {
         if s.is_empty() {
             return Err(err("empty host"));
         }
-        if !s.iter().all(|&b| is_host_char(b)) {
-            return Err(err("bad character in host"));
+        // one pass: 1 for digits and dots, 2 for other host characters, 0 for anything else
+        let mut all = 0u8;
+        for &b in s {
+            let c = HOST_CLASS[b as usize];
+            if c == 0 {
+                return Err(err("bad character in host"));
+            }
+            all |= c;
         }
-        if s.iter().all(|&b| b.is_ascii_digit() || b == b'.') {
+        if all == 1 {
             // all digits and dots: must be a valid IPv4 address
-            return std::str::from_utf8(s)
-                .ok()
-                .and_then(|t| t.parse().ok())
-                .map(Host::Ipv4)
-                .ok_or(err("bad IPv4 address"));
+            return parse_ipv4(s).map(Host::Ipv4).ok_or(err("bad IPv4 address"));
         }
         Ok(Host::Domain(scan::string(s)))
     }
@@ -380,6 +378,27 @@ impl From<IpAddr> for Host {
 }
 
 /// Whether `s` (digits and dots only) is a dotted-quad IPv4 address, as `Ipv4Addr` parses it.
+/// A dotted-quad IPv4 address as [`Ipv4Addr`]'s `FromStr` reads it (four decimal octets of
+/// at most three digits, no leading zero, none above 255), without the string round trip.
+fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = 0;
+    for part in s.split(|&b| b == b'.') {
+        let slot = octets.get_mut(parts)?;
+        parts += 1;
+        if part.is_empty()
+            || part.len() > 3
+            || (part.len() > 1 && part[0] == b'0')
+            || !part.iter().all(u8::is_ascii_digit)
+        {
+            return None;
+        }
+        let v = part.iter().fold(0u32, |v, &d| v * 10 + u32::from(d - b'0'));
+        *slot = u8::try_from(v).ok()?;
+    }
+    (parts == 4).then_some(Ipv4Addr::from(octets))
+}
+
 fn is_ipv4(s: &[u8]) -> bool {
     let mut parts = 0;
     for part in s.split(|&b| b == b'.') {
@@ -955,6 +974,46 @@ mod tests {
 
     fn sip(s: &str) -> SipUri {
         SipUri::parse(s.as_bytes()).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn ipv4_reads_as_the_standard_library_reads_it() {
+        // every string of up to 7 characters over digits and dots that matter, and longer ones
+        let alphabet = b"0125.9";
+        let mut cases: Vec<Vec<u8>> = vec![Vec::new()];
+        let mut all = Vec::new();
+        for _ in 0..7 {
+            let mut next = Vec::new();
+            for c in &cases {
+                for &a in alphabet {
+                    let mut n = c.clone();
+                    n.push(a);
+                    next.push(n);
+                }
+            }
+            all.extend(next.iter().cloned());
+            cases = next;
+        }
+        for extra in [
+            "192.0.2.1",
+            "255.255.255.255",
+            "256.1.1.1",
+            "1.2.3.04",
+            "01.2.3.4",
+            "1.2.3.4.5",
+            "1..2.3",
+            "1.2.3.",
+            ".1.2.3",
+            "0.0.0.0",
+            "1.2.3.4444",
+            "100.200.250.199",
+        ] {
+            all.push(extra.as_bytes().to_vec());
+        }
+        for s in all {
+            let std: Option<Ipv4Addr> = std::str::from_utf8(&s).unwrap().parse().ok();
+            assert_eq!(parse_ipv4(&s), std, "{}", String::from_utf8_lossy(&s));
+        }
     }
 
     #[test]

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sipua_message::header::MediaType;
+use sipua_message::header::BRANCH_COOKIE;
 use sipua_message::{
-    Header, HeaderName, Host, Method, NameAddr, Request, RequestBuilder, Response, Transport, Uri,
-    Via,
+    Header, HeaderName, Host, Method, NameAddr, Param, Params, Request, RequestBuilder, Response,
+    Transport, Uri, Via,
 };
 
 use crate::auth::digest::Challenge;
@@ -278,6 +279,8 @@ pub struct UaCore {
     contact: Header,
     /// Our address of record, made once.
     aor: NameAddr,
+    /// `@` and our address, the end of the Call-IDs we make.
+    call_id_suffix: String,
     /// Requests without a To tag being answered, by (From tag, Call-ID, CSeq), to spot merged
     /// requests (RFC 3261 §8.2.2.2).
     merged: HashMap<(String, String, u32), (TransactionId, String)>,
@@ -303,6 +306,7 @@ impl UaCore {
     /// A user agent with no dialogs.
     pub fn new(cfg: UaConfig) -> UaCore {
         let (contact, aor) = (UaCore::make_contact(&cfg), UaCore::make_aor(&cfg));
+        let call_id_suffix = format!("@{}", Host::from(cfg.local.ip()));
         UaCore {
             timers_cfg: cfg.endpoint.timers,
             endpoint: Endpoint::new(cfg.endpoint.clone()),
@@ -318,6 +322,7 @@ impl UaCore {
             queue: VecDeque::new(),
             contact,
             aor,
+            call_id_suffix,
             merged: HashMap::new(),
             auth_cache: HashMap::new(),
             invites_out: HashMap::new(),
@@ -345,28 +350,50 @@ impl UaCore {
 
     /// `len` random lower-case hex digits (tags, Call-IDs, branches, cnonces).
     fn token(&mut self, len: usize) -> String {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut s = String::with_capacity(len);
-        while s.len() < len {
+        self.push_token(&mut s, len);
+        s
+    }
+
+    /// Appends [`UaCore::token`]'s digits to `s`.
+    fn push_token(&mut self, s: &mut String, len: usize) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let end = s.len() + len;
+        while s.len() < end {
             let mut x = self.rng.next_u64();
-            for _ in 0..16.min(len - s.len()) {
+            for _ in 0..16.min(end - s.len()) {
                 s.push(char::from(HEX[(x & 0xf) as usize]));
                 x >>= 4;
             }
         }
-        s
     }
 
+    /// Our Via with a new branch and `rport` (RFC 3581): `Via::new` plus the `rport` flag,
+    /// made directly (one allocation per part).
     fn via(&mut self) -> Via {
-        let branch = format!("z9hG4bK{}", self.token(16));
-        let mut v = Via::new(
-            self.cfg.transport.clone(),
-            Host::from(self.cfg.local.ip()),
-            Some(self.cfg.local.port()),
-            &branch,
-        );
-        v.params.set("rport", None);
-        v
+        let mut branch = String::with_capacity(BRANCH_COOKIE.len() + 16);
+        branch.push_str(BRANCH_COOKIE);
+        self.push_token(&mut branch, 16);
+        let param = |name: &str, value| Param {
+            name: name.to_owned(),
+            value,
+            quoted: false,
+        };
+        Via {
+            protocol: "SIP/2.0".to_owned(),
+            transport: self.cfg.transport.clone(),
+            host: Host::from(self.cfg.local.ip()),
+            port: Some(self.cfg.local.port()),
+            params: Params(vec![param("branch", Some(branch)), param("rport", None)]),
+        }
+    }
+
+    /// A new Call-ID: random digits `@` our address.
+    fn call_id(&mut self) -> String {
+        let mut id = String::with_capacity(20 + self.call_id_suffix.len());
+        self.push_token(&mut id, 20);
+        id.push_str(&self.call_id_suffix);
+        id
     }
 
     fn contact(&self) -> Header {
@@ -388,10 +415,6 @@ impl UaCore {
                 cfg.local.port()
             ),
         )
-    }
-
-    fn local_aor(&self) -> NameAddr {
-        self.aor.clone()
     }
 
     fn make_aor(cfg: &UaConfig) -> NameAddr {
@@ -458,25 +481,20 @@ impl UaCore {
             contact,
             contact_params,
         } = opts;
-        let mut from = from.unwrap_or_else(|| self.local_aor());
         let tag = self.token(10);
-        from.set_tag(&tag);
-        let to = to.unwrap_or_else(|| {
-            if method == Method::Register {
-                self.local_aor()
-            } else {
-                NameAddr::new(target.clone())
-            }
-        });
-        let call_id = call_id
-            .unwrap_or_else(|| format!("{}@{}", self.token(20), Host::from(self.cfg.local.ip())));
+        let call_id = call_id.unwrap_or_else(|| self.call_id());
         let via = self.via();
-        let mut b = RequestBuilder::new(method.clone(), target)
+        // From is our address of record (or the caller's choice) with a new tag, written
+        // without a copy; To the registered address, the target or the caller's choice
+        let mut b = RequestBuilder::new_ref(method.clone(), &target)
             .via(via)
-            .from(from)
-            .to(to)
-            .call_id(call_id)
-            .cseq(cseq.unwrap_or(1));
+            .from_tagged(from.as_ref().unwrap_or(&self.aor), &tag);
+        b = match to {
+            Some(to) => b.to(to),
+            None if method == Method::Register => b.to_ref(&self.aor),
+            None => b.to(NameAddr::new(target)),
+        };
+        b = b.call_id(call_id).cseq(cseq.unwrap_or(1));
         if let Some(c) = contact {
             b = b.header(c);
         } else if let Some(p) = contact_params {
