@@ -861,11 +861,45 @@ pub fn received_via(req: &Request, source: SocketAddr) -> Option<Via> {
         return None;
     }
     let mut v = via.clone();
-    v.params.set("received", Some(&source.ip().to_string()));
+    v.params.set("received", Some(&ip_text(source.ip())));
     if wants_rport {
-        v.params.set("rport", Some(&source.port().to_string()));
+        let mut port = String::with_capacity(5);
+        push_decimal(&mut port, u32::from(source.port()));
+        v.params.set("rport", Some(&port));
     }
     Some(v)
+}
+
+/// An address as `IpAddr`'s `Display` writes it, the usual IPv4 case without the formatter.
+fn ip_text(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(a) => {
+            let mut s = String::with_capacity(15);
+            for (i, o) in a.octets().into_iter().enumerate() {
+                if i > 0 {
+                    s.push('.');
+                }
+                push_decimal(&mut s, u32::from(o));
+            }
+            s
+        }
+        IpAddr::V6(_) => ip.to_string(),
+    }
+}
+
+/// Appends the decimal digits of `n` to `s`, without the formatter.
+fn push_decimal(s: &mut String, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    s.extend(digits[i..].iter().map(|&d| char::from(d)));
 }
 
 /// `resp` with the Via of [`received_via`], unless it already differs from the request's
@@ -899,5 +933,30 @@ impl Endpoint {
     pub(crate) fn received_via_of(&self, id: TransactionId) -> Option<Option<&Via>> {
         let inc = self.txs.get(&id)?.request.as_ref()?;
         Some(inc.via.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_and_ports_are_written_as_display_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "192.0.2.1",
+            "255.255.255.255",
+            "10.0.100.9",
+            "::1",
+            "2001:db8::7",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+        for port in [0u16, 9, 10, 5060, 65535] {
+            let mut s = String::new();
+            push_decimal(&mut s, u32::from(port));
+            assert_eq!(s, port.to_string());
+        }
     }
 }

@@ -803,7 +803,10 @@ impl UaCore {
             dialog_id = Some(did);
         }
         let (request, source, transport) = (inc.request.clone(), inc.source, inc.transport.clone());
-        let local_tag = response.to_tag().unwrap_or(&inc.local_tag).to_owned();
+        // our tag, for an early dialog that a final non-2xx ends (below)
+        let ends_early =
+            *request.method() == Method::Invite && status >= 300 && request.to_tag().is_none();
+        let local_tag = ends_early.then(|| response.to_tag().unwrap_or(&inc.local_tag).to_owned());
         self.endpoint.respond(now, id, response.clone())?;
         if status >= 200 && *request.method() == Method::Invite {
             self.invites_in.retain(|_, t| *t != id);
@@ -847,7 +850,7 @@ impl UaCore {
                     .push(Reverse((give_up, did.clone(), request.cseq().seq)));
             }
         }
-        if *request.method() == Method::Invite && status >= 300 && request.to_tag().is_none() {
+        if let Some(local_tag) = local_tag {
             let did = DialogId {
                 call_id: request.call_id().to_owned(),
                 local_tag,
@@ -898,11 +901,14 @@ impl UaCore {
     /// Fires the timers that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.endpoint.handle_timeout(now);
-        while let Some(Reverse((at, did, seq))) = self.timers.peek().cloned() {
-            if at > now {
+        while self
+            .timers
+            .peek()
+            .is_some_and(|Reverse((at, _, _))| *at <= now)
+        {
+            let Some(Reverse((_, did, seq))) = self.timers.pop() else {
                 break;
-            }
-            self.timers.pop();
+            };
             let key = (did, seq);
             let Some(p) = self.pending_2xx.get_mut(&key) else {
                 continue;
@@ -963,13 +969,10 @@ impl UaCore {
                     let Some(did) = Dialog::id_of_request(&request) else {
                         continue;
                     };
-                    if self
-                        .pending_2xx
-                        .remove(&(did.clone(), request.cseq().seq))
-                        .is_some()
-                    {
+                    let key = (did, request.cseq().seq);
+                    if self.pending_2xx.remove(&key).is_some() {
                         self.events.push_back(UaEvent::Ack {
-                            dialog: did,
+                            dialog: key.0,
                             request,
                         });
                     }
@@ -1156,13 +1159,11 @@ impl UaCore {
         if is_invite && response.is_success() {
             // a retransmitted 2xx (its ACK was lost): ACK it again, tell no one
             if let Some(did) = Dialog::id_of_response(&response) {
-                if self
-                    .awaiting_ack
-                    .contains_key(&(did.clone(), response.cseq().seq))
-                {
+                let key = (did, response.cseq().seq);
+                if self.awaiting_ack.contains_key(&key) {
                     return; // the TU has it and has not acknowledged it yet
                 }
-                if let Some(a) = self.sent_acks.get(&(did, response.cseq().seq)) {
+                if let Some(a) = self.sent_acks.get(&key) {
                     let t = Transmit {
                         transport: a.transport.clone(),
                         destination: a.destination,
