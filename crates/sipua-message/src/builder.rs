@@ -386,7 +386,7 @@ impl Response {
                             }
                         });
                     }
-                    _ => w.raw(h),
+                    _ => w.raw_checked(h, req.checked(h, first_via)),
                 }
                 first_via = false;
             } else if h.is(&HeaderName::To) {
@@ -399,14 +399,14 @@ impl Response {
                             o.extend_from_slice(tag.as_bytes());
                         });
                     }
-                    None => w.raw(h),
+                    None => w.raw_checked(h, req.checked(h, false)),
                 }
             } else if h.is(&HeaderName::From)
                 || h.is(&HeaderName::CallId)
                 || h.is(&HeaderName::CSeq)
                 || (status == 100 && h.is(&HeaderName::Timestamp))
             {
-                w.raw(h);
+                w.raw_checked(h, req.checked(h, false));
             }
         }
         for h in extra {

@@ -83,11 +83,44 @@ struct HeadData {
 
 /// The top Via's transaction key, as ranges.
 #[derive(Debug, Clone)]
-struct TopVia {
+pub(crate) struct TopVia {
     transport: Transport,
     host: Span,
     port: Option<u16>,
     branch: Option<Span>,
+}
+
+/// What a core header line copied from a parsed message is known to hold: what the checks
+/// of [`Message::parse`] found in the same bytes there. A message built from such lines (a
+/// response copying its request's From, To, Call-ID, CSeq and Via) is indexed without
+/// checking them again.
+#[derive(Debug, Clone)]
+pub(crate) enum Checked {
+    /// The top Via's transaction key.
+    TopVia(TopVia),
+    /// The tag of From or To.
+    Tag(Option<Span>),
+    /// The Call-ID, trimmed.
+    CallId(Span),
+    /// The CSeq.
+    CSeq(CSeq),
+}
+
+impl Checked {
+    /// The same, for the line moved by `at` bytes.
+    fn moved(self, at: i64) -> Checked {
+        let mv = |s: Span| ((i64::from(s.0) + at) as u32, (i64::from(s.1) + at) as u32);
+        match self {
+            Checked::TopVia(v) => Checked::TopVia(TopVia {
+                host: mv(v.host),
+                branch: v.branch.map(mv),
+                ..v
+            }),
+            Checked::Tag(t) => Checked::Tag(t.map(mv)),
+            Checked::CallId(c) => Checked::CallId(mv(c)),
+            c @ Checked::CSeq(_) => c,
+        }
+    }
 }
 
 /// Headers checked at parse time because every layer needs them (RFC 3261 §8.1.1).
@@ -506,6 +539,21 @@ impl Request {
         })
     }
 
+    /// What the parse found in the core header line `h` of this request (the top Via line,
+    /// From, To, Call-ID or CSeq), for a message built by copying that line
+    /// ([`Writer::raw_checked`]); `None` for any other line.
+    pub(crate) fn checked(&self, h: HeaderRef<'_>, top_via: bool) -> Option<Checked> {
+        let core = &self.head.core;
+        match h.entry().known? {
+            Known::Via if top_via => Some(Checked::TopVia(core.top_via.clone())),
+            Known::From => Some(Checked::Tag(core.from_tag)),
+            Known::To => Some(Checked::Tag(core.to_tag)),
+            Known::CallId => Some(Checked::CallId(core.call_id)),
+            Known::CSeq => Some(Checked::CSeq(core.cseq.clone())),
+            _ => None,
+        }
+    }
+
     /// The Request-URI as written.
     pub fn uri_bytes(&self) -> &[u8] {
         &self.head.buf[span(self.uri_span)]
@@ -728,6 +776,8 @@ pub(crate) struct Writer {
     /// The message so far.
     pub(crate) out: Vec<u8>,
     entries: Vec<Entry>,
+    /// Core header lines copied with what their source's parse found in them, by entry.
+    checked: Vec<(usize, Checked)>,
     start_end: usize,
     /// Every line so far is indexed as the parser would index it.
     plain: bool,
@@ -740,6 +790,7 @@ impl Writer {
         Writer {
             out: Vec::with_capacity(capacity),
             entries: Vec::with_capacity(lines.max(8)),
+            checked: Vec::new(),
             start_end: 0,
             plain: true,
         }
@@ -753,6 +804,16 @@ impl Writer {
         }
         self.start_end = self.out.len();
         self.out.put_slice(b"\r\n");
+    }
+
+    /// Copies a core header line of a parsed message with what its parse found in it
+    /// ([`Request::checked`]), which indexing then takes instead of checking the line again.
+    pub(crate) fn raw_checked(&mut self, h: HeaderRef<'_>, checked: Option<Checked>) {
+        let at = self.out.len() as i64 - i64::from(h.entry().line.0);
+        if let Some(c) = checked {
+            self.checked.push((self.entries.len(), c.moved(at)));
+        }
+        self.raw(h);
     }
 
     /// Copies a header line of a parsed message (its index moves with it).
@@ -819,7 +880,14 @@ impl Writer {
         #[cfg(debug_assertions)]
         let check = plain.then(|| (parse_message(buf.clone()), self.entries.clone()));
         let m = if plain {
-            index_message(buf, 0, self.start_end, self.entries, body_start)
+            index_message(
+                buf,
+                0,
+                self.start_end,
+                self.entries,
+                body_start,
+                &self.checked,
+            )
         } else {
             parse_message(buf)
         };
@@ -827,12 +895,14 @@ impl Writer {
         if let Some((parsed, entries)) = check {
             // what is indexed as written is what the parser finds
             match (&parsed, &m) {
-                (Ok(p), Ok(_)) => {
-                    let p = match p {
-                        Message::Request(r) => &r.head,
-                        Message::Response(r) => &r.head,
+                (Ok(p), Ok(w)) => {
+                    let head = |m: &Message| match m {
+                        Message::Request(r) => r.head.clone(),
+                        Message::Response(r) => r.head.clone(),
                     };
+                    let (p, w) = (head(p), head(w));
                     assert_eq!(format!("{:?}", p.entries), format!("{entries:?}"));
+                    assert_eq!(format!("{:?}", p.core), format!("{:?}", w.core));
                 }
                 (Err(a), Err(b)) => assert_eq!(a, b),
                 _ => panic!("written {m:?}, parsed {parsed:?}"),
@@ -943,18 +1013,20 @@ fn parse_message(buf: Bytes) -> Result<Message> {
         pos = next;
     };
 
-    index_message(buf, begin, start_end, entries, body_start)
+    index_message(buf, begin, start_end, entries, body_start, &[])
 }
 
 /// The checks that follow the line scan: framing (Content-Length), the core headers, the
 /// start line. `entries` index the header lines of `buf`, whose start line is
-/// `begin..start_end` and whose body starts at `body_start`.
+/// `begin..start_end` and whose body starts at `body_start`; `checked` gives what is already
+/// known of some core lines (by entry).
 fn index_message(
     buf: Bytes,
     begin: usize,
     start_end: usize,
     entries: Vec<Entry>,
     body_start: usize,
+    checked: &[(usize, Checked)],
 ) -> Result<Message> {
     let data = &buf[..];
     // framing: Content-Length
@@ -990,7 +1062,7 @@ fn index_message(
         None => data.len(),
     };
 
-    let core = parse_core(data, &entries)?;
+    let core = parse_core(data, &entries, checked)?;
     let head = Head(std::sync::Arc::new(HeadData {
         start: (begin as u32, start_end as u32),
         entries,
@@ -1179,7 +1251,8 @@ fn field_slow(data: &[u8], start: usize, end: usize) -> Result<Entry> {
     })
 }
 
-fn parse_core(data: &[u8], entries: &[Entry]) -> Result<Core> {
+fn parse_core(data: &[u8], entries: &[Entry], checked: &[(usize, Checked)]) -> Result<Core> {
+    let known = |i: usize| checked.iter().find(|(at, _)| *at == i).map(|(_, c)| c);
     let mut top_via: Option<TopVia> = None;
     let mut from = None;
     let mut to = None;
@@ -1202,6 +1275,10 @@ fn parse_core(data: &[u8], entries: &[Entry]) -> Result<Core> {
         match name {
             Known::Via if top_via.is_none() => {
                 // the top Via is the transaction key: check it now; the others on first use
+                if let Some(Checked::TopVia(v)) = known(i) {
+                    top_via = Some(v.clone());
+                    continue;
+                }
                 let p = ViaParts::check_first(&data[span(e.value)])?;
                 top_via = Some(TopVia {
                     transport: Transport::parse(p.transport),
@@ -1223,20 +1300,37 @@ fn parse_core(data: &[u8], entries: &[Entry]) -> Result<Core> {
     let top_via = top_via.ok_or_else(|| missing("Via"))?;
     let from = from.ok_or_else(|| missing("From"))?;
     let to = to.ok_or_else(|| missing("To"))?;
-    let from_tag = name_addr::key_check(value(from)).map_err(|e| e.with_header_name("From"))?;
-    let to_tag = name_addr::key_check(value(to)).map_err(|e| e.with_header_name("To"))?;
-    let call_id = check_call_id(value(call_id.ok_or_else(|| missing("Call-ID"))?))?;
+    // a line copied with what its source's parse found in it is not checked again
+    let tag = |i: usize, header: &'static str| -> Result<Option<Span>> {
+        if let Some(Checked::Tag(t)) = known(i) {
+            return Ok(*t);
+        }
+        let t = name_addr::key_check(value(i)).map_err(|e| e.with_header_name(header))?;
+        Ok(t.map(|t| span_of(data, t)))
+    };
+    let from_tag = tag(from, "From")?;
+    let to_tag = tag(to, "To")?;
+    let call_id = call_id.ok_or_else(|| missing("Call-ID"))?;
+    let call_id = match known(call_id) {
+        Some(Checked::CallId(c)) => *c,
+        _ => span_of(data, check_call_id(value(call_id))?),
+    };
+    let cseq = cseq.ok_or_else(|| missing("CSeq"))?;
+    let cseq = match known(cseq) {
+        Some(Checked::CSeq(c)) => c.clone(),
+        _ => CSeq::parse(value(cseq))?,
+    };
     Ok(Core {
         top_via,
-        call_id: span_of(data, call_id),
-        cseq: CSeq::parse(value(cseq.ok_or_else(|| missing("CSeq"))?))?,
+        call_id,
+        cseq,
         max_forwards: max_forwards
             .map(|i| parse_max_forwards(value(i)))
             .transpose()?,
         from,
         to,
-        from_tag: from_tag.map(|t| span_of(data, t)),
-        to_tag: to_tag.map(|t| span_of(data, t)),
+        from_tag,
+        to_tag,
         lazy: OnceLock::new(),
     })
 }

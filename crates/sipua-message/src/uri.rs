@@ -450,26 +450,13 @@ impl Host {
             Host::Domain(d) => f.write_str(d),
             Host::Ipv4(a) => {
                 // four octets by hand: the formatter is slow and this runs for every message
-                let o = a.octets();
-                let mut buf = [0u8; 15];
-                let mut n = 0;
-                for (i, x) in o.iter().enumerate() {
+                for (i, o) in a.octets().into_iter().enumerate() {
                     if i > 0 {
-                        buf[n] = b'.';
-                        n += 1;
+                        f.write_str(".")?;
                     }
-                    if *x >= 100 {
-                        buf[n] = b'0' + x / 100;
-                        n += 1;
-                    }
-                    if *x >= 10 {
-                        buf[n] = b'0' + x / 10 % 10;
-                        n += 1;
-                    }
-                    buf[n] = b'0' + x % 10;
-                    n += 1;
+                    scan::write_decimal(f, u32::from(o))?;
                 }
-                f.write_str(std::str::from_utf8(&buf[..n]).map_err(|_| fmt::Error)?)
+                Ok(())
             }
             Host::Ipv6(a) => write!(f, "[{a}]"),
         }
@@ -850,7 +837,7 @@ impl SipUri {
         self.host.write_to(f)?;
         if let Some(p) = self.port {
             f.write_str(":")?;
-            f.write_str(crate::header::itoa_u16(p).as_str())?;
+            scan::write_decimal(f, u32::from(p))?;
         }
         write_uri_params(f, &self.params)?;
         for (i, (n, v)) in self.headers.iter().enumerate() {
@@ -1141,8 +1128,13 @@ mod ipv4_tests {
             let a: std::net::Ipv4Addr = s.parse().unwrap();
             assert_eq!(super::Host::Ipv4(a).to_string(), a.to_string());
         }
-        for p in [0u16, 9, 10, 5060, 65535] {
-            assert_eq!(crate::header::itoa_u16(p).as_str(), p.to_string());
+        for p in (0..=u16::MAX)
+            .step_by(7)
+            .chain([9, 10, 99, 100, 101, 5060, 65535])
+        {
+            let mut s = String::new();
+            crate::scan::write_decimal(&mut s, u32::from(p)).unwrap();
+            assert_eq!(s, p.to_string());
         }
     }
 

@@ -11,7 +11,7 @@ mod via;
 pub use name::HeaderName;
 pub(crate) use name::Known;
 pub use typed::*;
-pub(crate) use via::{itoa_u16, ViaParts};
+pub(crate) use via::ViaParts;
 pub use via::{Transport, Via, BRANCH_COOKIE};
 
 use bytes::Bytes;

@@ -336,36 +336,9 @@ impl Via {
         self.host.write_to(f)?;
         if let Some(p) = self.port {
             f.write_str(":")?;
-            f.write_str(itoa_u16(p).as_str())?;
+            scan::write_decimal(f, u32::from(p))?;
         }
         self.params.write_to(f)
-    }
-}
-
-/// A port as text without the formatting machinery.
-pub(crate) fn itoa_u16(mut n: u16) -> PortText {
-    let mut buf = [0u8; 5];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    PortText { buf, start: i }
-}
-
-/// The digits of a port.
-pub(crate) struct PortText {
-    buf: [u8; 5],
-    start: usize,
-}
-
-impl PortText {
-    pub(crate) fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.buf[self.start..]).unwrap_or("0")
     }
 }
 
