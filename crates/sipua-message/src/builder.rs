@@ -99,6 +99,15 @@ impl RequestBuilder {
         self
     }
 
+    /// Adds a Via value given as text, below those already added: what a UA that writes its
+    /// own Via once (the branch aside) adds without making a [`Via`]. The top Via is checked
+    /// when the request is built, as every Via of a parsed message is when first read.
+    pub fn via_text(mut self, value: impl AsRef<str>) -> Self {
+        let r = self.put(|t| t.extend_from_slice(value.as_ref().as_bytes()));
+        self.via.push(r);
+        self
+    }
+
     /// Sets From.
     pub fn from(self, from: NameAddr) -> Self {
         self.from_ref(&from)

@@ -29,6 +29,16 @@ impl std::hash::Hash for DialogId {
     }
 }
 
+/// The Via of a request a dialog builds: a typed value, or the text the UA core writes for
+/// its own Via (no struct to make, write and drop for every request).
+#[derive(Debug, Clone)]
+pub(crate) enum ViaValue {
+    /// A typed Via.
+    Typed(Via),
+    /// A Via value as written.
+    Text(String),
+}
+
 /// Early (after a provisional response) or confirmed (after a 2xx).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DialogState {
@@ -286,6 +296,16 @@ impl Dialog {
         via: Via,
         headers: Vec<Header>,
     ) -> Result<Request, DialogError> {
+        self.request_via(method, ViaValue::Typed(via), headers)
+    }
+
+    /// [`Dialog::request`] with the Via as text or typed.
+    pub(crate) fn request_via(
+        &mut self,
+        method: Method,
+        via: ViaValue,
+        headers: Vec<Header>,
+    ) -> Result<Request, DialogError> {
         let seq = self.local_seq.map_or(1, |s| s.wrapping_add(1)).max(1);
         self.local_seq = Some(seq);
         self.build(method, seq, via, headers)
@@ -293,6 +313,11 @@ impl Dialog {
 
     /// The ACK for a 2xx to the INVITE with CSeq `invite_seq` (RFC 3261 §13.2.2.4).
     pub fn ack(&self, invite_seq: u32, via: Via) -> Result<Request, DialogError> {
+        self.build(Method::Ack, invite_seq, ViaValue::Typed(via), Vec::new())
+    }
+
+    /// [`Dialog::ack`] with the Via as text or typed.
+    pub(crate) fn ack_via(&self, invite_seq: u32, via: ViaValue) -> Result<Request, DialogError> {
         self.build(Method::Ack, invite_seq, via, Vec::new())
     }
 
@@ -300,7 +325,7 @@ impl Dialog {
         &self,
         method: Method,
         seq: u32,
-        via: Via,
+        via: ViaValue,
         headers: Vec<Header>,
     ) -> Result<Request, DialogError> {
         let loose = self
@@ -327,8 +352,11 @@ impl Dialog {
             let target = NameAddr::new(self.remote_target.clone());
             b.header(Header::new(HeaderName::Route, target.to_string()))
         };
+        b = match via {
+            ViaValue::Typed(v) => b.via(v),
+            ViaValue::Text(t) => b.via_text(t),
+        };
         b = b
-            .via(via)
             .from_ref(&self.local_uri)
             .to_tagged(&self.remote_uri, &self.id.remote_tag)
             .call_id(&self.id.call_id)

@@ -20,7 +20,7 @@ use sipua_message::{
 };
 
 use crate::auth::digest::Challenge;
-use crate::dialog::{Dialog, DialogError, DialogId, DialogState};
+use crate::dialog::{Dialog, DialogError, DialogId, DialogState, ViaValue};
 
 mod auth;
 mod prack;
@@ -281,6 +281,8 @@ pub struct UaCore {
     aor: NameAddr,
     /// `@` and our address, the end of the Call-IDs we make.
     call_id_suffix: String,
+    /// Our Via up to its branch value (`SIP/2.0/UDP host:port;branch=`).
+    via_prefix: String,
     /// Requests without a To tag being answered, by (From tag, Call-ID, CSeq), to spot merged
     /// requests (RFC 3261 §8.2.2.2).
     merged: HashMap<(String, String, u32), (TransactionId, String)>,
@@ -307,6 +309,17 @@ impl UaCore {
     pub fn new(cfg: UaConfig) -> UaCore {
         let (contact, aor) = (UaCore::make_contact(&cfg), UaCore::make_aor(&cfg));
         let call_id_suffix = format!("@{}", Host::from(cfg.local.ip()));
+        // what UaCore::via writes before its branch value
+        let via_prefix = {
+            let mut v = Via::new(
+                cfg.transport.clone(),
+                Host::from(cfg.local.ip()),
+                Some(cfg.local.port()),
+                "",
+            );
+            v.params = Params::new();
+            format!("{v};branch=")
+        };
         UaCore {
             timers_cfg: cfg.endpoint.timers,
             endpoint: Endpoint::new(cfg.endpoint.clone()),
@@ -323,6 +336,7 @@ impl UaCore {
             contact,
             aor,
             call_id_suffix,
+            via_prefix,
             merged: HashMap::new(),
             auth_cache: HashMap::new(),
             invites_out: HashMap::new(),
@@ -386,6 +400,16 @@ impl UaCore {
             port: Some(self.cfg.local.port()),
             params: Params(vec![param("branch", Some(branch)), param("rport", None)]),
         }
+    }
+
+    /// [`UaCore::via`] as text, as it writes (the part before the branch is made once).
+    fn via_text(&mut self) -> String {
+        let mut v = String::with_capacity(self.via_prefix.len() + BRANCH_COOKIE.len() + 22);
+        v.push_str(&self.via_prefix);
+        v.push_str(BRANCH_COOKIE);
+        self.push_token(&mut v, 16);
+        v.push_str(";rport");
+        v
     }
 
     /// A new Call-ID: random digits `@` our address.
@@ -483,11 +507,11 @@ impl UaCore {
         } = opts;
         let tag = self.token(10);
         let call_id = call_id.unwrap_or_else(|| self.call_id());
-        let via = self.via();
+        let via = self.via_text();
         // From is our address of record (or the caller's choice) with a new tag, written
         // without a copy; To the registered address, the target or the caller's choice
         let mut b = RequestBuilder::new_ref(method.clone(), &target)
-            .via(via)
+            .via_text(via)
             .from_tagged(from.as_ref().unwrap_or(&self.aor), &tag);
         b = match to {
             Some(to) => b.to(to),
@@ -604,7 +628,7 @@ impl UaCore {
         if method == Method::Invite && self.invites_out.contains_key(dialog) {
             return Err(UaError::RequestPending);
         }
-        let via = self.via();
+        let via = ViaValue::Text(self.via_text());
         // target refresh requests, and REFER, say where the peer's requests go (RFC 3261
         // §12.2.1.1, RFC 3311 §5.1, RFC 6665 §4.1.2.1 and §4.2.2, RFC 3515 §2.4.1)
         let refresh = matches!(
@@ -621,7 +645,7 @@ impl UaCore {
             .dialogs
             .get_mut(dialog)
             .ok_or(UaError::UnknownDialog)?
-            .request(method.clone(), via, headers)?;
+            .request_via(method.clone(), via, headers)?;
         if let Some((ct, body)) = body {
             request.set_body(Some(&ct), &body)?;
         }
@@ -882,8 +906,12 @@ impl UaCore {
     fn forget_dialog(&mut self, id: &DialogId) {
         self.prack.forget(id);
         self.dialogs.remove(id);
-        self.pending_2xx.retain(|(d, _), _| d != id);
-        self.awaiting_ack.retain(|(d, _), _| d != id);
+        if !self.pending_2xx.is_empty() {
+            self.pending_2xx.retain(|(d, _), _| d != id);
+        }
+        if !self.awaiting_ack.is_empty() {
+            self.awaiting_ack.retain(|(d, _), _| d != id);
+        }
     }
 
     /// Takes in one message from the network.
@@ -1160,7 +1188,7 @@ impl UaCore {
             // a retransmitted 2xx (its ACK was lost): ACK it again, tell no one
             if let Some(did) = Dialog::id_of_response(&response) {
                 let key = (did, response.cseq().seq);
-                if self.awaiting_ack.contains_key(&key) {
+                if !self.awaiting_ack.is_empty() && self.awaiting_ack.contains_key(&key) {
                     return; // the TU has it and has not acknowledged it yet
                 }
                 if let Some(a) = self.sent_acks.get(&key) {
@@ -1324,11 +1352,11 @@ impl UaCore {
         };
         let (transport, fallback) = (out.transport.clone(), out.destination);
         let destination = self.dialog_destination(did).unwrap_or(fallback);
-        let via = self.via();
+        let via = ViaValue::Text(self.via_text());
         let Some(d) = self.dialogs.get(did) else {
             return;
         };
-        let Ok(mut ack) = d.ack(seq, via) else {
+        let Ok(mut ack) = d.ack_via(seq, via) else {
             return;
         };
         if let Some((ct, body)) = body {
@@ -1396,5 +1424,28 @@ fn destination_for(request: &Request, source: SocketAddr) -> SocketAddr {
     match request.top_via() {
         Ok(v) if v.rport().is_none() => SocketAddr::new(source.ip(), v.port_or_default()),
         _ => source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_via_as_text_is_our_via_written() {
+        for (local, transport) in [
+            ("192.0.2.1:5060", Transport::Udp),
+            ("192.0.2.1:5070", Transport::Tcp),
+            ("[2001:db8::1]:5061", Transport::Tls),
+        ] {
+            let cfg = UaConfig {
+                seed: 7,
+                ..UaConfig::new(local.parse().unwrap(), transport, "alice")
+            };
+            let (mut a, mut b) = (UaCore::new(cfg.clone()), UaCore::new(cfg));
+            for _ in 0..3 {
+                assert_eq!(a.via_text(), b.via().to_string());
+            }
+        }
     }
 }
