@@ -845,8 +845,11 @@ impl Writer {
         let vs = self.out.len();
         write(&mut self.out);
         let ve = self.out.len();
-        let written = &self.out[line..];
-        let known = Known::lookup_in(written, name_end - line);
+        // a named header is its own known name (its canonical spelling looks up to it)
+        let known = match name {
+            HeaderName::Other(_) => Known::lookup_in(&self.out[line..], name_end - line),
+            n => n.to_known(),
+        };
         let value = &self.out[vs..ve];
         let plain = match (value.first(), value.last()) {
             (Some(&first), Some(&last)) => {
