@@ -61,7 +61,11 @@ pub(crate) fn all_token(s: &[u8]) -> bool {
 /// Bytes to an owned string; invalid UTF-8 becomes U+FFFD (typed views only: raw bytes are
 /// kept elsewhere for forwarding).
 pub(crate) fn string(s: &[u8]) -> String {
-    String::from_utf8_lossy(s).into_owned()
+    // the check alone is cheaper than the lossy walk, and almost every input passes it
+    match std::str::from_utf8(s) {
+        Ok(t) => t.to_owned(),
+        Err(_) => String::from_utf8_lossy(s).into_owned(),
+    }
 }
 
 /// A cursor over a header value.
