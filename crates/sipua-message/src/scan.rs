@@ -353,6 +353,26 @@ pub(crate) fn parse_u32(s: &[u8]) -> Option<u32> {
     u32::try_from(v).ok()
 }
 
+/// `00` to `99`, two characters each, for writing numbers without the formatter.
+const DIGIT_PAIRS: &str = "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
+
+/// Writes `n` in decimal into any [`std::fmt::Write`], two digits at a time from a table
+/// (no formatter, no UTF-8 check of a digit buffer): ports and IPv4 octets.
+pub(crate) fn write_decimal<W: std::fmt::Write>(f: &mut W, n: u32) -> std::fmt::Result {
+    if n >= 100 {
+        write_decimal(f, n / 100)?;
+        let i = (n % 100) as usize * 2;
+        f.write_str(&DIGIT_PAIRS[i..i + 2])
+    } else if n >= 10 {
+        let i = n as usize * 2;
+        f.write_str(&DIGIT_PAIRS[i..i + 2])
+    } else {
+        // the second digit of "0n"
+        let i = n as usize * 2 + 1;
+        f.write_str(&DIGIT_PAIRS[i..i + 1])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,25 +444,5 @@ mod tests {
         let inner = c.quoted().unwrap();
         assert_eq!(unescape_quoted(inner), r#"J Rosenberg \""#);
         assert!(Cursor::new(b"\"open").quoted().is_err());
-    }
-}
-
-/// `00` to `99`, two characters each, for writing numbers without the formatter.
-const DIGIT_PAIRS: &str = "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
-
-/// Writes `n` in decimal into any [`std::fmt::Write`], two digits at a time from a table
-/// (no formatter, no UTF-8 check of a digit buffer): ports and IPv4 octets.
-pub(crate) fn write_decimal<W: std::fmt::Write>(f: &mut W, n: u32) -> std::fmt::Result {
-    if n >= 100 {
-        write_decimal(f, n / 100)?;
-        let i = (n % 100) as usize * 2;
-        f.write_str(&DIGIT_PAIRS[i..i + 2])
-    } else if n >= 10 {
-        let i = n as usize * 2;
-        f.write_str(&DIGIT_PAIRS[i..i + 2])
-    } else {
-        // the second digit of "0n"
-        let i = n as usize * 2 + 1;
-        f.write_str(&DIGIT_PAIRS[i..i + 1])
     }
 }
