@@ -8,7 +8,7 @@
 use bytes::Bytes;
 
 use crate::error::{ErrorKind, ParseError, Result};
-use crate::header::{Header, HeaderName, MediaType, TypedHeader, Via};
+use crate::header::{Header, HeaderName, Known, MediaType, TypedHeader, Via};
 use crate::message::{
     write_decimal, write_display, ByteWriter, Message, Request, Response, Writer,
 };
@@ -382,24 +382,28 @@ impl Response {
         w.out.extend_from_slice(reason_phrase(status).as_bytes());
         w.end_start_line();
         let mut first_via = true;
+        // one match on each line's known name (as HeaderRef::is decides for these names)
         for h in req.headers().iter() {
-            if h.is(&HeaderName::Via) {
-                match (first_via, top_via) {
-                    (true, Some(v)) => {
-                        // replace the first value, keep the others of that line
-                        w.header_with(&HeaderName::Via, |o| {
-                            let _ = v.write_to(&mut ByteWriter(o));
-                            for rest in crate::scan::split_commas(h.value()).skip(1) {
-                                o.extend_from_slice(b", ");
-                                o.extend_from_slice(rest);
-                            }
-                        });
+            match h.entry().known {
+                Some(Known::Via) => {
+                    match (first_via, top_via) {
+                        (true, Some(v)) => {
+                            // replace the first value, keep the others of that line
+                            w.header_with(&HeaderName::Via, |o| {
+                                let _ = v.write_to(&mut ByteWriter(o));
+                                if memchr::memchr(b',', h.value()).is_some() {
+                                    for rest in crate::scan::split_commas(h.value()).skip(1) {
+                                        o.extend_from_slice(b", ");
+                                        o.extend_from_slice(rest);
+                                    }
+                                }
+                            });
+                        }
+                        _ => w.raw_checked(h, req.checked(h, first_via)),
                     }
-                    _ => w.raw_checked(h, req.checked(h, first_via)),
+                    first_via = false;
                 }
-                first_via = false;
-            } else if h.is(&HeaderName::To) {
-                match to_tag.filter(|_| req.to_tag().is_none()) {
+                Some(Known::To) => match to_tag.filter(|_| req.to_tag().is_none()) {
                     Some(tag) => {
                         // a tag is a header parameter: it goes at the end of the value
                         w.header_with(&HeaderName::To, |o| {
@@ -409,13 +413,12 @@ impl Response {
                         });
                     }
                     None => w.raw_checked(h, req.checked(h, false)),
+                },
+                Some(Known::From | Known::CallId | Known::CSeq) => {
+                    w.raw_checked(h, req.checked(h, false));
                 }
-            } else if h.is(&HeaderName::From)
-                || h.is(&HeaderName::CallId)
-                || h.is(&HeaderName::CSeq)
-                || (status == 100 && h.is(&HeaderName::Timestamp))
-            {
-                w.raw_checked(h, req.checked(h, false));
+                Some(Known::Timestamp) if status == 100 => w.raw(h),
+                _ => {}
             }
         }
         for h in extra {

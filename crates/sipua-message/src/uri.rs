@@ -271,11 +271,16 @@ fn encode<W: fmt::Write>(f: &mut W, s: &str, allowed: fn(u8) -> bool) -> fmt::Re
 impl Host {
     /// Checks a host as [`Host::parse`] does, without allocating.
     pub(crate) fn check(s: &[u8]) -> Result<()> {
+        Host::check_is_ipv4(s).map(|_| ())
+    }
+
+    /// [`Host::check`], saying whether the host is an IPv4 address.
+    pub(crate) fn check_is_ipv4(s: &[u8]) -> Result<bool> {
         if s.first() == Some(&b'[') {
             if s.last() != Some(&b']') || s.len() < 3 {
                 return Err(err("bad IPv6 reference"));
             }
-            return parse_ipv6(&s[1..s.len() - 1]).map(|_| ());
+            return parse_ipv6(&s[1..s.len() - 1]).map(|_| false);
         }
         if s.is_empty() {
             return Err(err("empty host"));
@@ -292,7 +297,7 @@ impl Host {
         if all == 1 && !is_ipv4(s) {
             return Err(err("bad IPv4 address"));
         }
-        Ok(())
+        Ok(all == 1)
     }
 
     /// The run of host characters at the start of `s`, if it is a host name or an IPv4
@@ -581,7 +586,14 @@ impl SipUri {
             .password
             .map(|u| decode(u, is_password_char, "bad character in password"))
             .transpose()?;
-        let host = Host::parse(p.host)?;
+        // the host was checked by the split: an IPv4 address is read without a second scan
+        let host = if p.ipv4 {
+            parse_ipv4(p.host)
+                .map(Host::Ipv4)
+                .ok_or(err("bad IPv4 address"))?
+        } else {
+            Host::parse(p.host)?
+        };
         let mut params = Vec::new();
         if !p.params.is_empty() {
             for param in p.params.split(|&b| b == b';') {
@@ -685,6 +697,8 @@ pub(crate) struct SipParts<'a> {
     pub user: Option<&'a [u8]>,
     pub password: Option<&'a [u8]>,
     pub host: &'a [u8],
+    /// The host is a (checked) IPv4 address.
+    pub ipv4: bool,
     pub port: Option<u16>,
     /// Parameters after the first `;`, without it (empty when none).
     pub params: &'a [u8],
@@ -741,7 +755,7 @@ impl<'a> SipParts<'a> {
                 None => (hostport, None),
             }
         };
-        Host::check(host)?;
+        let ipv4 = Host::check_is_ipv4(host)?;
         let mut rest = &hostpart[end..];
         let mut params: &[u8] = &[];
         if rest.first() == Some(&b';') {
@@ -776,6 +790,7 @@ impl<'a> SipParts<'a> {
             user,
             password,
             host,
+            ipv4,
             port,
             params,
             headers,

@@ -1184,6 +1184,8 @@ impl UaCore {
                 self.invites_out.retain(|_, t| *t != o && Some(*t) != id);
             }
         }
+        // the dialog id of a 2xx, made once for the two uses below
+        let mut success_id = None;
         if is_invite && response.is_success() {
             // a retransmitted 2xx (its ACK was lost): ACK it again, tell no one
             if let Some(did) = Dialog::id_of_response(&response) {
@@ -1201,6 +1203,7 @@ impl UaCore {
                     self.queue.push_back(t);
                     return;
                 }
+                success_id = Some(key.0);
             }
         }
         let mut dialog = None;
@@ -1209,7 +1212,7 @@ impl UaCore {
             && response.status() < 300
             && response.to_tag().is_some()
         {
-            let did = Dialog::id_of_response(&response);
+            let did = success_id.or_else(|| Dialog::id_of_response(&response));
             let out = id.and_then(|i| self.outgoing.get(&i));
             match (did, out) {
                 (Some(did), Some(out)) => {
