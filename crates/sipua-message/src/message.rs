@@ -319,6 +319,23 @@ macro_rules! common_methods {
             Ok(())
         }
 
+        /// The verdict of [`Message::validate`] (the same `Ok` or the same error) without
+        /// keeping From and To as typed values: their URIs are checked in place, and they are
+        /// parsed only when that check fails (to give the error). For a request whose From and
+        /// To are not read afterwards (a BYE, say) this is the cheaper check.
+        pub fn validate_quick(&self) -> Result<()> {
+            self.via()?;
+            let h = self.head();
+            if !h.address_parses(h.core.from) {
+                self.from()?;
+            }
+            if !h.address_parses(h.core.to) {
+                self.to()?;
+            }
+            self.contacts()?;
+            Ok(())
+        }
+
         /// The From tag, read without allocating.
         pub fn from_tag(&self) -> Option<&str> {
             let h = self.head();
@@ -653,6 +670,14 @@ impl HeadData {
 
     fn lazy(&self) -> &Lazy {
         self.core.lazy.get_or_init(Box::default)
+    }
+
+    /// Whether the From or To of `entry` parses in full, told without parsing it when it can
+    /// be (its structure was checked when the message was indexed).
+    fn address_parses(&self, entry: usize) -> bool {
+        self.entries
+            .get(entry)
+            .is_some_and(|e| name_addr::parses_in_full(&self.buf[span(e.value)]))
     }
 
     fn name_addr(&self, entry: usize, header: &'static str) -> Result<NameAddr> {

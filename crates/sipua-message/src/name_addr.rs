@@ -95,6 +95,18 @@ pub(crate) fn key_check(s: &[u8]) -> Result<Option<&[u8]>> {
     Ok(tag)
 }
 
+/// Whether the address `s`, whose structure [`key_check`] accepted when its message was
+/// indexed (display name, brackets, parameters, nothing after them), also parses in full:
+/// only its URI is then left to check, which [`check_uri`](crate::uri::check_uri) does as
+/// [`Uri::parse`] would, without allocating. `false` means "parse it to know".
+pub(crate) fn parses_in_full(s: &[u8]) -> bool {
+    let mut c = Cursor::new(s);
+    match split(&mut c) {
+        Ok((_, uri)) => crate::uri::check_uri(uri).is_ok(),
+        Err(_) => false,
+    }
+}
+
 /// A display name as written, and whether it was quoted.
 type RawDisplay<'a> = (&'a [u8], bool);
 

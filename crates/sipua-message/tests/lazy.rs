@@ -50,3 +50,39 @@ fn lower_vias_are_checked_on_use() {
     assert_eq!(ok.via().unwrap().len(), 2);
     assert_eq!(ok.via().unwrap()[1].port, Some(5070));
 }
+
+#[test]
+fn quick_validation_gives_the_verdict_of_validate() {
+    let addresses = [
+        "<sip:alice@example.com>",
+        "Alice <sip:alice@192.0.2.1:5060;transport=tcp>",
+        "\"A \\\"B\\\"\" <sips:alice@[2001:db8::1]>",
+        "sip:alice@example.com;x=1",
+        "<tel:+1-555-0100;phone-context=example.com>",
+        "<http://example.com/alice>",
+        "<sip:al ice@example.com>",
+        "<sip:alice@exa mple.com>",
+        "<sip:alice@example.com:99999>",
+        "<sip:alice@256.1.1.1>",
+        "<sip:%zz@example.com>",
+        "<sip:alice@example.com;=x>",
+        "<x-:a b>",
+    ];
+    for from in addresses {
+        for to in addresses {
+            let raw = format!(
+                "BYE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+                 From: {from};tag=1\r\nTo: {to};tag=2\r\nCall-ID: c\r\nCSeq: 2 BYE\r\n\
+                 Content-Length: 0\r\n\r\n"
+            );
+            let Ok(Message::Request(req)) = Message::parse(raw.as_bytes()) else {
+                continue;
+            };
+            let fresh = || match Message::parse(raw.as_bytes()) {
+                Ok(Message::Request(r)) => r,
+                _ => unreachable!(),
+            };
+            assert_eq!(req.validate_quick(), fresh().validate(), "{from} / {to}");
+        }
+    }
+}

@@ -78,7 +78,7 @@ impl UaCore {
             };
             return Some((status, vec![self.allow_header()]));
         }
-        if !matches!(req.uri().scheme(), "sip" | "sips" | "tel") {
+        if !served_scheme(req) {
             return Some((416, Vec::new()));
         }
         if caps.check_request_uri
@@ -94,7 +94,16 @@ impl UaCore {
                 return Some((404, Vec::new()));
             }
         }
-        if req.validate().is_err() {
+        // From and To are read again (typed) only when the request makes a dialog: keep them
+        // then, check them in place otherwise (the same verdict)
+        let makes_dialog = matches!(method, Method::Invite | Method::Subscribe | Method::Refer)
+            && req.to_tag().is_none();
+        let valid = if makes_dialog {
+            req.validate()
+        } else {
+            req.validate_quick()
+        };
+        if valid.is_err() {
             return Some((400, Vec::new()));
         }
         if req.max_forwards() == Some(0) && *method != Method::Options {
@@ -198,6 +207,19 @@ impl UaCore {
 }
 
 /// What identifies a request for merged-request detection (no To tag yet).
+/// Whether the Request-URI's scheme is one we serve (sip, sips, tel), read from its first
+/// bytes when it can be: every Request-URI passed `check_uri` when its message was indexed,
+/// which accepts what `Uri::parse` accepts, so one that starts `sip:`, `sips:` or `tel:`
+/// parses as that scheme. Others are parsed to be sure.
+fn served_scheme(req: &Request) -> bool {
+    let b = req.uri_bytes();
+    let starts = |p: &[u8]| b.len() > p.len() && b[..p.len()].eq_ignore_ascii_case(p);
+    starts(b"sip:")
+        || starts(b"sips:")
+        || starts(b"tel:")
+        || matches!(req.uri().scheme(), "sip" | "sips" | "tel")
+}
+
 pub(super) fn merge_key(req: &Request) -> Option<(String, String, u32)> {
     if req.to_tag().is_some() || matches!(req.method(), Method::Ack | Method::Cancel) {
         return None;
