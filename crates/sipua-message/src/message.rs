@@ -326,13 +326,25 @@ macro_rules! common_methods {
         pub fn validate_quick(&self) -> Result<()> {
             self.via()?;
             let h = self.head();
-            if !h.address_parses(h.core.from) {
+            // an address already parsed is not checked again
+            let typed = h.core.lazy.get();
+            let parsed = |f: fn(&Lazy) -> &OnceLock<Result<NameAddr>>| {
+                typed.is_some_and(|l| f(l).get().is_some_and(|r| r.is_ok()))
+            };
+            if !parsed(|l| &l.from) && !h.address_parses(h.core.from) {
                 self.from()?;
             }
-            if !h.address_parses(h.core.to) {
+            if !parsed(|l| &l.to) && !h.address_parses(h.core.to) {
                 self.to()?;
             }
-            self.contacts()?;
+            // as contacts(): every value of every Contact line, the first error returned
+            for c in self.headers().iter().filter(|c| c.is(&HeaderName::Contact)) {
+                for e in scan::split_commas(c.value()) {
+                    if !name_addr::contact_parses_in_full(e) {
+                        <Contact as TypedHeader>::parse(e)?;
+                    }
+                }
+            }
             Ok(())
         }
 

@@ -107,6 +107,23 @@ pub(crate) fn parses_in_full(s: &[u8]) -> bool {
     }
 }
 
+/// Whether `s` parses in full as a Contact value (`*` or an address), told without
+/// allocating when it can be: the address's structure and parameters as [`key_check`] walks
+/// them, and its URI as [`check_uri`](crate::uri::check_uri) checks it. `false` means "parse
+/// it to know" (a `tag` that is not a token, say, which a Contact may have).
+pub(crate) fn contact_parses_in_full(s: &[u8]) -> bool {
+    if scan::trim(s) == b"*" {
+        return true;
+    }
+    let mut c = Cursor::new(s);
+    let Ok((_, uri)) = split(&mut c) else {
+        return false;
+    };
+    crate::uri::check_uri(uri).is_ok()
+        && crate::params::find_token_param(&mut c, b"tag", "").is_ok()
+        && c.at_end()
+}
+
 /// A display name as written, and whether it was quoted.
 type RawDisplay<'a> = (&'a [u8], bool);
 

@@ -94,16 +94,14 @@ impl UaCore {
                 return Some((404, Vec::new()));
             }
         }
-        // From and To are read again (typed) only when the request makes a dialog: keep them
-        // then, check them in place otherwise (the same verdict)
+        // validate's verdict; From and To are read again (typed) only when the request makes
+        // a dialog, so they are parsed for it then, and checked in place otherwise
         let makes_dialog = matches!(method, Method::Invite | Method::Subscribe | Method::Refer)
             && req.to_tag().is_none();
-        let valid = if makes_dialog {
-            req.validate()
-        } else {
-            req.validate_quick()
-        };
-        if valid.is_err() {
+        if makes_dialog {
+            let _ = (req.from(), req.to());
+        }
+        if req.validate_quick().is_err() {
             return Some((400, Vec::new()));
         }
         if req.max_forwards() == Some(0) && *method != Method::Options {
