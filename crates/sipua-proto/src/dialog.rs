@@ -21,11 +21,27 @@ pub struct DialogId {
 
 /// Hashes the two tags only (equal ids have equal tags, so this agrees with `Eq`): our tag is
 /// ours and random, the pair tells forks apart, and the Call-ID, the longest part, adds
-/// nothing but hashing time to the tables of the UA core.
+/// nothing but hashing time to the tables of the UA core. The tags go to the hasher in one
+/// write.
 impl std::hash::Hash for DialogId {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.local_tag.hash(state);
-        self.remote_tag.hash(state);
+        // one write of `local 0xff remote` (0xff is never in UTF-8, so the pair is read back
+        // unambiguously), from the stack for the usual short tags
+        let (l, r) = (self.local_tag.as_bytes(), self.remote_tag.as_bytes());
+        let mut buf = [0u8; 64];
+        match buf.get_mut(..l.len() + 1 + r.len()) {
+            Some(b) => {
+                b[..l.len()].copy_from_slice(l);
+                b[l.len()] = 0xff;
+                b[l.len() + 1..].copy_from_slice(r);
+                state.write(b);
+            }
+            None => {
+                state.write(l);
+                state.write_u8(0xff);
+                state.write(r);
+            }
+        }
     }
 }
 
