@@ -641,21 +641,18 @@ impl UaCore {
             Vec::new()
         };
         headers.extend(extra);
-        let mut request = self
-            .dialogs
-            .get_mut(dialog)
-            .ok_or(UaError::UnknownDialog)?
-            .request_via(method.clone(), via, headers)?;
+        let d = self.dialogs.get_mut(dialog).ok_or(UaError::UnknownDialog)?;
+        let mut request = d.request_via(method.clone(), via, headers)?;
+        // a transport parameter in the next hop (the peer's Contact or first route) decides
+        let hint = d
+            .next_hop()
+            .as_sip()
+            .and_then(|u| u.transport())
+            .map(|t| Transport::parse(t.as_bytes()));
         if let Some((ct, body)) = body {
             request.set_body(Some(&ct), &body)?;
         }
         let is_invite = *request.method() == Method::Invite;
-        // a transport parameter in the next hop (the peer's Contact or first route) decides
-        let hint = self
-            .dialogs
-            .get(dialog)
-            .and_then(|d| d.next_hop().as_sip().and_then(|u| u.transport()))
-            .map(|t| Transport::parse(t.as_bytes()));
         let id = self.start(now, request, destination, None, hint)?;
         if is_invite {
             self.invites_out.insert(dialog.clone(), id);
