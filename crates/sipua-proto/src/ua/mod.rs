@@ -9,6 +9,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -269,9 +270,10 @@ pub struct UaCore {
     dialogs: HashMap<DialogId, Box<Dialog>>,
     incoming: IdMap<TransactionId, Incoming>,
     outgoing: IdMap<TransactionId, Outgoing>,
-    pending_2xx: HashMap<(DialogId, u32), Pending2xx>,
+    /// By (dialog, CSeq), shared with the timers that retransmit them (no copy of the id).
+    pending_2xx: HashMap<Arc<(DialogId, u32)>, Pending2xx>,
     sent_acks: HashMap<(DialogId, u32), SentAck>,
-    timers: BinaryHeap<Reverse<(Instant, DialogId, u32)>>,
+    timers: BinaryHeap<Reverse<(Instant, Arc<(DialogId, u32)>)>>,
     events: VecDeque<UaEvent>,
     /// What the core itself sends (2xx retransmissions, ACKs), before the endpoint's output.
     queue: VecDeque<Transmit>,
@@ -846,15 +848,17 @@ impl UaCore {
                 // the endpoint sent it once; the core retransmits it until the ACK
                 let t1 = self.timers_cfg.t1;
                 let bytes = endpoint::with_received(response, &request, source).to_bytes();
-                let key = (did.clone(), request.cseq().seq);
+                let key = Arc::new((did.clone(), request.cseq().seq));
                 let destination = if transport.is_reliable() {
                     source
                 } else {
                     destination_for(&request, source)
                 };
                 if !transport.is_reliable() {
-                    self.timers.push(Reverse((now + t1, key.0.clone(), key.1)));
+                    self.timers.push(Reverse((now + t1, key.clone())));
                 }
+                let give_up = now + self.timers_cfg.t1x64();
+                self.timers.push(Reverse((give_up, key.clone())));
                 self.pending_2xx.insert(
                     key,
                     Pending2xx {
@@ -863,12 +867,9 @@ impl UaCore {
                         destination,
                         interval: t1,
                         next: now + t1,
-                        give_up: now + self.timers_cfg.t1x64(),
+                        give_up,
                     },
                 );
-                let give_up = now + self.timers_cfg.t1x64();
-                self.timers
-                    .push(Reverse((give_up, did.clone(), request.cseq().seq)));
             }
         }
         if let Some(local_tag) = local_tag {
@@ -904,7 +905,7 @@ impl UaCore {
         self.prack.forget(id);
         self.dialogs.remove(id);
         if !self.pending_2xx.is_empty() {
-            self.pending_2xx.retain(|(d, _), _| d != id);
+            self.pending_2xx.retain(|k, _| k.0 != *id);
         }
         if !self.awaiting_ack.is_empty() {
             self.awaiting_ack.retain(|(d, _), _| d != id);
@@ -929,21 +930,22 @@ impl UaCore {
         while self
             .timers
             .peek()
-            .is_some_and(|Reverse((at, _, _))| *at <= now)
+            .is_some_and(|Reverse((at, _))| *at <= now)
         {
-            let Some(Reverse((_, did, seq))) = self.timers.pop() else {
+            let Some(Reverse((_, key))) = self.timers.pop() else {
                 break;
             };
-            let key = (did, seq);
-            let Some(p) = self.pending_2xx.get_mut(&key) else {
+            let Some(p) = self.pending_2xx.get_mut(&*key) else {
                 continue;
             };
             if now >= p.give_up {
                 // §13.3.1.4: the dialog is confirmed, but the session ends with a BYE
                 let destination = p.destination;
-                self.pending_2xx.remove(&key);
+                self.pending_2xx.remove(&*key);
                 let _ = self.request_in_dialog(now, &key.0, Method::Bye, destination);
-                self.events.push_back(UaEvent::AckTimeout { dialog: key.0 });
+                self.events.push_back(UaEvent::AckTimeout {
+                    dialog: key.0.clone(),
+                });
                 continue;
             }
             if p.next <= now {
@@ -956,7 +958,7 @@ impl UaCore {
                 p.interval = (p.interval * 2).min(self.timers_cfg.t2);
                 p.next = now + p.interval;
                 let next = p.next;
-                self.timers.push(Reverse((next, key.0, key.1)));
+                self.timers.push(Reverse((next, key)));
             }
         }
         self.sent_acks.retain(|_, a| a.expires > now);
@@ -1097,7 +1099,7 @@ impl UaCore {
                 if self.invites_out.contains_key(d) {
                     status = Some(491);
                 } else if self.invites_in.contains_key(d)
-                    || self.pending_2xx.keys().any(|(p, _)| p == d)
+                    || self.pending_2xx.keys().any(|k| k.0 == *d)
                 {
                     status = Some(500);
                     let secs = (self.rng.next_u64() % 10) as u32;
@@ -1411,7 +1413,7 @@ impl UaCore {
     /// When [`UaCore::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         // kept ACKs expire lazily, on the next timeout of anything else
-        let own = self.timers.peek().map(|Reverse((at, _, _))| *at);
+        let own = self.timers.peek().map(|Reverse((at, _))| *at);
         [own, self.prack.next_timeout(), self.endpoint.poll_timeout()]
             .into_iter()
             .flatten()
