@@ -110,9 +110,13 @@ pub struct Dialog {
 }
 
 fn contact_uri(contacts: Vec<Contact>) -> Result<Uri, DialogError> {
+    // the first address, moved out of the values parsed for us
     contacts
         .into_iter()
-        .find_map(|c| c.addr().map(|a| a.uri.clone()))
+        .find_map(|c| match c {
+            Contact::Addr(a) => Some(a.uri),
+            Contact::Star => None,
+        })
         .ok_or(DialogError::MissingContact)
 }
 
