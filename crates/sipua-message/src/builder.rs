@@ -367,6 +367,29 @@ impl Response {
         top_via: Option<&Via>,
         extra: &[Header],
     ) -> Response {
+        Response::from_request_top_via(req, status, to_tag, top_via.map(TopVia::Typed), extra)
+    }
+
+    /// [`Response::from_request_with`] with the replacement top Via value as text (what
+    /// [`Via::to_string_with`] writes, made once for every response of a transaction). The
+    /// value is checked as the top Via of any message is.
+    pub fn from_request_with_via_text(
+        req: &Request,
+        status: u16,
+        to_tag: Option<&str>,
+        top_via: Option<&str>,
+        extra: &[Header],
+    ) -> Response {
+        Response::from_request_top_via(req, status, to_tag, top_via.map(TopVia::Text), extra)
+    }
+
+    fn from_request_top_via(
+        req: &Request,
+        status: u16,
+        to_tag: Option<&str>,
+        top_via: Option<TopVia<'_>>,
+        extra: &[Header],
+    ) -> Response {
         let status = status.clamp(100, 699);
         let extra_len: usize = extra
             .iter()
@@ -390,7 +413,12 @@ impl Response {
                         (true, Some(v)) => {
                             // replace the first value, keep the others of that line
                             w.header_with(&HeaderName::Via, |o| {
-                                let _ = v.write_to(&mut ByteWriter(o));
+                                match v {
+                                    TopVia::Typed(v) => {
+                                        let _ = v.write_to(&mut ByteWriter(o));
+                                    }
+                                    TopVia::Text(t) => o.extend_from_slice(t.as_bytes()),
+                                }
                                 if memchr::memchr(b',', h.value()).is_some() {
                                     for rest in crate::scan::split_commas(h.value()).skip(1) {
                                         o.extend_from_slice(b", ");
@@ -435,6 +463,13 @@ impl Response {
             _ => fallback_response(),
         }
     }
+}
+
+/// A response's replacement top Via value, typed or as text.
+#[derive(Clone, Copy)]
+enum TopVia<'a> {
+    Typed(&'a Via),
+    Text(&'a str),
 }
 
 fn fallback_response() -> Response {

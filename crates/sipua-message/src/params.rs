@@ -292,18 +292,38 @@ impl Params {
         name: &str,
         value: Option<&str>,
     ) -> fmt::Result {
-        let quoted = set_quoted(value);
-        let mut set = false;
+        self.write_with_all(f, &[(name, value)])
+    }
+
+    /// Writes the parameters as a copy given [`Params::set`] for each of `set`, in order, would
+    /// be written, without making the copy: the first parameter of each name takes its new
+    /// value where it is, a name not present is appended (in the order given).
+    pub(crate) fn write_with_all<W: fmt::Write>(
+        &self,
+        f: &mut W,
+        set: &[(&str, Option<&str>)],
+    ) -> fmt::Result {
+        // which of `set` already found its parameter (a handful at most)
+        let mut done = [false; 8];
+        let done = done.get_mut(..set.len()).ok_or(fmt::Error)?;
         for p in &self.0 {
-            if !set && p.name.eq_ignore_ascii_case(name) {
-                set = true;
-                write_param(f, &p.name, value, quoted)?;
-            } else {
-                write_param(f, &p.name, p.value.as_deref(), p.quoted)?;
+            let hit = set
+                .iter()
+                .enumerate()
+                .position(|(i, (name, _))| !done[i] && p.name.eq_ignore_ascii_case(name));
+            match hit {
+                Some(i) => {
+                    done[i] = true;
+                    let value = set[i].1;
+                    write_param(f, &p.name, value, set_quoted(value))?;
+                }
+                None => write_param(f, &p.name, p.value.as_deref(), p.quoted)?,
             }
         }
-        if !set {
-            write_param(f, name, value, quoted)?;
+        for (i, (name, value)) in set.iter().enumerate() {
+            if !done[i] {
+                write_param(f, name, *value, set_quoted(*value))?;
+            }
         }
         Ok(())
     }

@@ -217,8 +217,11 @@ struct Entry {
 #[derive(Debug)]
 struct Incoming {
     request: Request,
-    /// The top Via its responses carry ([`received_via`]), made once for all of them.
-    via: Option<Via>,
+    /// Where it came from.
+    source: SocketAddr,
+    /// The top Via its responses carry ([`received_via`], as text), made once for all of
+    /// them.
+    via: Option<String>,
 }
 
 impl Entry {
@@ -405,7 +408,8 @@ impl Endpoint {
             return;
         };
         let bytes =
-            Response::from_request_with(&inc.request, 100, None, inc.via.as_ref(), &[]).to_bytes();
+            Response::from_request_with_via_text(&inc.request, 100, None, inc.via.as_deref(), &[])
+                .to_bytes();
         if let Tx::Ist(ist) = &mut entry.tx {
             ist.set_trying(bytes.clone());
         }
@@ -529,7 +533,7 @@ impl Endpoint {
         let entry = self.txs.get_mut(&id).ok_or(Error::UnknownTransaction)?;
         let status = response.status();
         let response = match &entry.request {
-            Some(inc) => with_via(response, &inc.request, inc.via.as_ref()),
+            Some(inc) => with_received(response, &inc.request, inc.source),
             None => response,
         };
         let bytes = response.to_bytes();
@@ -792,7 +796,7 @@ impl Endpoint {
         }
         let id = self.new_id();
         let rel = reliability(&peer.transport);
-        let via = received_via(req, source);
+        let via = received_via_text(req, source);
         let tx = if *req.method() == Method::Invite {
             if self.cfg.send_trying && !self.cfg.trying_delay.is_zero() {
                 Tx::Ist(
@@ -801,7 +805,8 @@ impl Endpoint {
                 )
             } else {
                 let trying = self.cfg.send_trying.then(|| {
-                    Response::from_request_with(req, 100, None, via.as_ref(), &[]).to_bytes()
+                    Response::from_request_with_via_text(req, 100, None, via.as_deref(), &[])
+                        .to_bytes()
                 });
                 Tx::Ist(ServerInvite::new(
                     rel,
@@ -822,6 +827,7 @@ impl Endpoint {
                 client: false,
                 request: Some(Incoming {
                     request: req.clone(),
+                    source,
                     via,
                 }),
             },
@@ -904,11 +910,37 @@ fn push_decimal(s: &mut String, mut n: u32) {
 
 /// `resp` with the Via of [`received_via`], unless it already differs from the request's
 /// (the UA core built it so).
-pub fn with_received(resp: Response, req: &Request, source: SocketAddr) -> Response {
+pub fn with_received(mut resp: Response, req: &Request, source: SocketAddr) -> Response {
     if !same_top_via(&resp, req) {
         return resp;
     }
-    with_via(resp, req, received_via(req, source).as_ref())
+    if let Some(v) = received_via(req, source) {
+        let _ = resp.set_top_via(&v);
+    }
+    resp
+}
+
+/// [`received_via`] written as text ([`Via::to_string_with`], no copy of the Via): what
+/// responses made by the endpoint and the UA core carry.
+pub(crate) fn received_via_text(req: &Request, source: SocketAddr) -> Option<String> {
+    let via = req.top_via().ok()?;
+    let wants_rport = via.rport().is_some();
+    if via.host.ip() == Some(source.ip()) && !wants_rport {
+        return None;
+    }
+    let ip = ip_text(source.ip());
+    let text = if wants_rport {
+        let mut port = String::with_capacity(5);
+        push_decimal(&mut port, u32::from(source.port()));
+        via.to_string_with(&[("received", Some(&ip)), ("rport", Some(&port))])
+    } else {
+        via.to_string_with(&[("received", Some(&ip))])
+    };
+    debug_assert_eq!(
+        Some(&text),
+        received_via(req, source).map(|v| v.to_string()).as_ref()
+    );
+    Some(text)
 }
 
 /// Whether `resp` still has the top Via line of `req` as it came (not yet given `received`).
@@ -919,20 +951,12 @@ fn same_top_via(resp: &Response, req: &Request) -> bool {
     first(resp.headers()) == first(req.headers())
 }
 
-/// [`with_received`] with the request's [`received_via`] already made.
-fn with_via(mut resp: Response, req: &Request, via: Option<&Via>) -> Response {
-    if let Some(v) = via.filter(|_| same_top_via(&resp, req)) {
-        let _ = resp.set_top_via(v);
-    }
-    resp
-}
-
 impl Endpoint {
     /// The top Via that responses on server transaction `id` carry ([`received_via`] of its
     /// request), made when the request arrived.
-    pub(crate) fn received_via_of(&self, id: TransactionId) -> Option<Option<&Via>> {
+    pub(crate) fn received_via_of(&self, id: TransactionId) -> Option<Option<&str>> {
         let inc = self.txs.get(&id)?.request.as_ref()?;
-        Some(inc.via.as_ref())
+        Some(inc.via.as_deref())
     }
 }
 

@@ -753,11 +753,11 @@ impl UaCore {
         let via = match self.endpoint.received_via_of(id) {
             Some(v) => v,
             None => {
-                made = endpoint::received_via(&inc.request, inc.source);
-                made.as_ref()
+                made = endpoint::received_via_text(&inc.request, inc.source);
+                made.as_deref()
             }
         };
-        Ok(Response::from_request_with(
+        Ok(Response::from_request_with_via_text(
             &inc.request,
             status,
             tag,
