@@ -276,6 +276,22 @@ macro_rules! common_methods {
             }
         }
 
+        /// The top Via's branch: `via_key().branch` without reading the host.
+        pub fn branch(&self) -> Option<&str> {
+            let h = self.head();
+            h.core.top_via.branch.map(|b| text(&h.buf, b))
+        }
+
+        /// The top Via's transport: `via_key().transport` without reading the rest.
+        pub fn via_transport(&self) -> &Transport {
+            &self.head().core.top_via.transport
+        }
+
+        /// Whether To has a tag: `to_tag().is_some()` without reading the tag.
+        pub fn has_to_tag(&self) -> bool {
+            self.head().core.to_tag.is_some()
+        }
+
         /// Every Via, top first, parsed in full on first use (the top Via's key is checked at
         /// parse time; the rest of the grammar here).
         pub fn via(&self) -> Result<&[Via]> {

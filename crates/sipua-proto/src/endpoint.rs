@@ -474,7 +474,7 @@ impl Endpoint {
         if self.txs.len() >= self.cfg.max_transactions {
             return Err(Error::Overloaded);
         }
-        let branch = request.via_key().branch.ok_or(Error::NoBranch)?;
+        let branch = request.branch().ok_or(Error::NoBranch)?;
         let key = self.client_key(branch, request.method());
         let id = self.new_id();
         let rel = reliability(&transport);
@@ -641,7 +641,7 @@ impl Endpoint {
     }
 
     fn on_response(&mut self, now: Instant, resp: Response) {
-        let Some(branch) = resp.via_key().branch else {
+        let Some(branch) = resp.branch() else {
             return;
         };
         let key = self.client_key(branch, &resp.cseq().method);
@@ -759,7 +759,7 @@ impl Endpoint {
                 sipua_message::Message::Response(r) => r.to_tag().map(str::to_owned),
                 sipua_message::Message::Request(_) => None,
             });
-        if let (Some(tag), true) = (tag, req.to_tag().is_none()) {
+        if let (Some(tag), true) = (tag, !req.has_to_tag()) {
             let _ = resp.set_to_tag(&tag);
         }
         let _ = self.respond(now, cancel_id, resp);

@@ -558,7 +558,7 @@ impl UaCore {
             self.authorize_from_cache(&mut request, destination);
         }
         // the transport chosen by server location (RFC 3263), else the one in our Via
-        let via_transport = request.via_key().transport.clone();
+        let via_transport = request.via_transport().clone();
         let base = hint.unwrap_or_else(|| via_transport.clone());
         // RFC 3261 §18.1.1: a request too large for UDP goes over TCP, unless the URI insists
         // (the URI is only parsed when the size asks the question)
@@ -580,9 +580,7 @@ impl UaCore {
             self.endpoint
                 .send_request(now, request.clone(), transport.clone(), destination)?;
         let (original, auth_attempts) = original.unwrap_or((id, 0));
-        if matches!(request.method(), Method::Subscribe | Method::Refer)
-            && request.to_tag().is_none()
-        {
+        if matches!(request.method(), Method::Subscribe | Method::Refer) && !request.has_to_tag() {
             self.remember_subscribe(now, &request);
         }
         self.outgoing.insert(
@@ -736,8 +734,7 @@ impl UaCore {
     ) -> Result<Response, UaError> {
         let inc = self.incoming.get(&id).ok_or(UaError::UnknownTransaction)?;
         // a To that does not parse (answered with 400) gets no tag rather than no answer
-        let tag =
-            (status > 100 && inc.request.to_tag().is_none()).then_some(inc.local_tag.as_str());
+        let tag = (status > 100 && !inc.request.has_to_tag()).then_some(inc.local_tag.as_str());
         let contact = match inc.request.method() {
             Method::Invite => (101..300).contains(&status),
             // the notifier's 2xx names its target (RFC 6665 §4.2.1, RFC 3515 §2.4.2)
@@ -779,7 +776,7 @@ impl UaCore {
         let mut dialog_id = None;
         if *inc.request.method() == Method::Invite
             && (101..300).contains(&status)
-            && response.to_tag().is_some()
+            && response.has_to_tag()
         {
             let state = if status < 200 {
                 DialogState::Early
@@ -810,7 +807,7 @@ impl UaCore {
                 }
             }
         } else if matches!(inc.request.method(), Method::Subscribe | Method::Refer)
-            && inc.request.to_tag().is_none()
+            && !inc.request.has_to_tag()
             && response.is_success()
         {
             // a 2xx to SUBSCRIBE or REFER creates the subscription's dialog (RFC 6665
@@ -828,7 +825,7 @@ impl UaCore {
         let (request, source, transport) = (inc.request.clone(), inc.source, inc.transport.clone());
         // our tag, for an early dialog that a final non-2xx ends (below)
         let ends_early =
-            *request.method() == Method::Invite && status >= 300 && request.to_tag().is_none();
+            *request.method() == Method::Invite && status >= 300 && !request.has_to_tag();
         let local_tag = ends_early.then(|| response.to_tag().unwrap_or(&inc.local_tag).to_owned());
         self.endpoint.respond(now, id, response.clone())?;
         if status >= 200 && *request.method() == Method::Invite {
@@ -1040,7 +1037,7 @@ impl UaCore {
         transport: Transport,
     ) {
         let local_tag = self.token(10);
-        let in_dialog = request.to_tag().is_some();
+        let in_dialog = request.has_to_tag();
         let stateless = self.check_request(&request);
         self.incoming.insert(
             id,
@@ -1057,7 +1054,7 @@ impl UaCore {
         }
         if !in_dialog {
             if let Some(key) = merge_key(&request) {
-                let branch = request.via_key().branch.unwrap_or_default().to_owned();
+                let branch = request.branch().unwrap_or_default().to_owned();
                 match self.merged.get(&key) {
                     // §8.2.2.2: the same request over another path
                     Some((live, b)) if *b != branch && self.incoming.contains_key(live) => {
@@ -1206,10 +1203,7 @@ impl UaCore {
             }
         }
         let mut dialog = None;
-        if is_invite
-            && response.status() > 100
-            && response.status() < 300
-            && response.to_tag().is_some()
+        if is_invite && response.status() > 100 && response.status() < 300 && response.has_to_tag()
         {
             let did = success_id.or_else(|| Dialog::id_of_response(&response));
             let out = id.and_then(|i| self.outgoing.get(&i));

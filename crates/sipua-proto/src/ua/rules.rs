@@ -82,7 +82,7 @@ impl UaCore {
             return Some((416, Vec::new()));
         }
         if caps.check_request_uri
-            && req.to_tag().is_none()
+            && !req.has_to_tag()
             && !matches!(method, Method::Ack | Method::Cancel)
         {
             let other_user = req
@@ -97,7 +97,7 @@ impl UaCore {
         // validate's verdict; From and To are read again (typed) only when the request makes
         // a dialog, so they are parsed for it then, and checked in place otherwise
         let makes_dialog = matches!(method, Method::Invite | Method::Subscribe | Method::Refer)
-            && req.to_tag().is_none();
+            && !req.has_to_tag();
         if makes_dialog {
             let _ = (req.from(), req.to());
         }
@@ -111,13 +111,12 @@ impl UaCore {
             return None;
         }
         let creates_dialog = matches!(method, Method::Invite | Method::Subscribe | Method::Refer);
-        if creates_dialog && req.to_tag().is_none() && !req.headers().contains(&HeaderName::Contact)
-        {
+        if creates_dialog && !req.has_to_tag() && !req.headers().contains(&HeaderName::Contact) {
             // a request that creates a dialog must say where its requests go (RFC 3261
             // §8.1.1.8, RFC 6665 §4.1.2.1, RFC 3515 §2.1)
             return Some((400, Vec::new()));
         }
-        if creates_dialog && req.to_tag().is_none() && self.dialogs.len() >= self.cfg.max_dialogs {
+        if creates_dialog && !req.has_to_tag() && self.dialogs.len() >= self.cfg.max_dialogs {
             let retry = sipua_message::header::RetryAfter {
                 delta: 10,
                 comment: None,
@@ -219,7 +218,7 @@ fn served_scheme(req: &Request) -> bool {
 }
 
 pub(super) fn merge_key(req: &Request) -> Option<(String, String, u32)> {
-    if req.to_tag().is_some() || matches!(req.method(), Method::Ack | Method::Cancel) {
+    if req.has_to_tag() || matches!(req.method(), Method::Ack | Method::Cancel) {
         return None;
     }
     Some((

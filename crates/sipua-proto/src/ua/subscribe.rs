@@ -58,7 +58,7 @@ impl UaCore {
             return None;
         }
         let request = &self.outgoing.get(&id?)?.request;
-        if request.to_tag().is_some() {
+        if request.has_to_tag() {
             return None; // a refresh in a dialog that has since ended
         }
         let d = Dialog::uac(request, response).ok()?;
