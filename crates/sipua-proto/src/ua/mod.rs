@@ -1385,6 +1385,15 @@ impl UaCore {
     /// resolved address applies.
     pub fn dialog_destination(&self, dialog: &DialogId) -> Option<SocketAddr> {
         let d = self.dialogs.get(dialog)?;
+        // the usual next hop, an IP address with a port and no maddr or transport parameter,
+        // is where the locator would send (RFC 3263 §4.2), without making one
+        if let Some(sip) = d.next_hop().as_sip() {
+            if let (Some(ip), Some(port), None, None) =
+                (sip.host.ip(), sip.port, sip.maddr(), sip.transport())
+            {
+                return Some(SocketAddr::new(ip, port));
+            }
+        }
         let mut l = crate::locate::Locator::new(d.next_hop(), 0).ok()?;
         match l.step() {
             crate::locate::Step::Done(t) => t.first().map(|(_, a)| *a),
