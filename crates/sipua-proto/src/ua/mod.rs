@@ -7,6 +7,7 @@
 //! Like the endpoint it is sans-IO: `handle_*` in, `poll_*` out, time as an argument.
 
 use std::cmp::Reverse;
+use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -833,9 +834,11 @@ impl UaCore {
             self.prack_final(id);
         }
         if status >= 200 {
-            if let Some(key) = merge_key(&request) {
-                if self.merged.get(&key).is_some_and(|(t, _)| *t == id) {
-                    self.merged.remove(&key);
+            if let Some(key) = merge_key(&request).filter(|_| !self.merged.is_empty()) {
+                if let Entry::Occupied(e) = self.merged.entry(key) {
+                    if e.get().0 == id {
+                        e.remove();
+                    }
                 }
             }
             self.incoming.remove(&id);
@@ -1055,14 +1058,19 @@ impl UaCore {
         if !in_dialog {
             if let Some(key) = merge_key(&request) {
                 let branch = request.branch().unwrap_or_default().to_owned();
-                match self.merged.get(&key) {
-                    // §8.2.2.2: the same request over another path
-                    Some((live, b)) if *b != branch && self.incoming.contains_key(live) => {
+                // §8.2.2.2: the same request over another path (one lookup for both uses)
+                match self.merged.entry(key) {
+                    Entry::Occupied(e)
+                        if e.get().1 != branch && self.incoming.contains_key(&e.get().0) =>
+                    {
                         self.answer(now, id, 482, Vec::new());
                         return;
                     }
-                    _ => {
-                        self.merged.insert(key, (id, branch));
+                    Entry::Occupied(mut e) => {
+                        e.insert((id, branch));
+                    }
+                    Entry::Vacant(v) => {
+                        v.insert((id, branch));
                     }
                 }
             }
