@@ -129,6 +129,13 @@ fn is_sips(request: &Request) -> bool {
 
 fn without_tag(mut a: NameAddr) -> NameAddr {
     a.params.remove("tag");
+    compact(a)
+}
+
+/// The address with no spare room in its parameter list: it lives as long as the dialog, and
+/// a list that lost or gained a tag keeps the capacity of a growing one.
+fn compact(mut a: NameAddr) -> NameAddr {
+    a.params.0.shrink_to_fit();
     a
 }
 
@@ -185,6 +192,7 @@ impl Dialog {
         let remote_target = contact_uri(request.contacts()?)?;
         let mut local_uri = request.to()?.clone();
         local_uri.set_tag(local_tag);
+        let local_uri = compact(local_uri);
         Ok(Dialog {
             id: DialogId {
                 call_id: request.call_id().to_owned(),
