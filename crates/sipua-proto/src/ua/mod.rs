@@ -220,6 +220,9 @@ struct Pending2xx {
     give_up: Instant,
 }
 
+/// The dialog and CSeq of a 2xx awaiting its ACK, shared by its table entry and its timers.
+type AckKey = Arc<(DialogId, u32)>;
+
 /// An ACK we sent, kept to answer retransmitted 2xx responses.
 #[derive(Debug)]
 struct SentAck {
@@ -272,9 +275,9 @@ pub struct UaCore {
     incoming: IdMap<TransactionId, Incoming>,
     outgoing: IdMap<TransactionId, Outgoing>,
     /// By (dialog, CSeq), shared with the timers that retransmit them (no copy of the id).
-    pending_2xx: HashMap<Arc<(DialogId, u32)>, Pending2xx>,
+    pending_2xx: HashMap<AckKey, Pending2xx>,
     sent_acks: HashMap<(DialogId, u32), SentAck>,
-    timers: BinaryHeap<Reverse<(Instant, Arc<(DialogId, u32)>)>>,
+    timers: BinaryHeap<Reverse<(Instant, AckKey)>>,
     events: VecDeque<UaEvent>,
     /// What the core itself sends (2xx retransmissions, ACKs), before the endpoint's output.
     queue: VecDeque<Transmit>,
