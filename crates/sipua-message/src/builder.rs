@@ -8,8 +8,10 @@
 use bytes::Bytes;
 
 use crate::error::{ErrorKind, ParseError, Result};
-use crate::header::{CSeq, ContentType, Header, HeaderName, MediaType, TypedHeader, Via};
-use crate::message::{assemble, Line, Message, Request, Response};
+use crate::header::{Header, HeaderName, Known, MediaType, TypedHeader, Via};
+use crate::message::{
+    write_decimal, write_display, ByteWriter, Message, Request, Response, Writer,
+};
 use crate::method::Method;
 use crate::name_addr::NameAddr;
 use crate::status::reason_phrase;
@@ -30,26 +32,42 @@ use crate::uri::Uri;
 ///     .unwrap();
 /// assert!(req.to_bytes().starts_with(b"INVITE sip:bob@biloxi.example.com SIP/2.0\r\n"));
 /// ```
+///
+/// Values are written into the builder's buffer as they are given (typed values through
+/// their `Display` form), so the `_ref` methods take them by reference without a clone.
 #[derive(Debug, Clone)]
 pub struct RequestBuilder {
     method: Method,
-    uri: Uri,
-    via: Vec<Via>,
-    from: Option<NameAddr>,
-    to: Option<NameAddr>,
-    call_id: Option<String>,
+    /// The Request-URI, Vias, From, To and Call-ID as text, where the ranges below say.
+    text: Vec<u8>,
+    uri: Range,
+    via: Vec<Range>,
+    from: Option<Range>,
+    to: Option<Range>,
+    call_id: Option<Range>,
     cseq: Option<u32>,
     max_forwards: u8,
     headers: Vec<Header>,
     body: Option<(MediaType, Bytes)>,
 }
 
+/// Where a value is in [`RequestBuilder::text`].
+type Range = (u32, u32);
+
 impl RequestBuilder {
     /// Starts a request for `method` to `uri`.
     pub fn new(method: Method, uri: Uri) -> RequestBuilder {
+        RequestBuilder::new_ref(method, &uri)
+    }
+
+    /// [`RequestBuilder::new`] with a borrowed Request-URI.
+    pub fn new_ref(method: Method, uri: &Uri) -> RequestBuilder {
+        let mut text = Vec::with_capacity(256);
+        let _ = uri.write_to(&mut ByteWriter(&mut text));
         RequestBuilder {
             method,
-            uri,
+            uri: (0, text.len() as u32),
+            text,
             via: Vec::new(),
             from: None,
             to: None,
@@ -61,27 +79,82 @@ impl RequestBuilder {
         }
     }
 
+    /// Appends what `write` writes to the text and says where it is.
+    fn put(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> Range {
+        let start = self.text.len() as u32;
+        write(&mut self.text);
+        (start, self.text.len() as u32)
+    }
+
+    fn text(&self, r: Range) -> &[u8] {
+        &self.text[r.0 as usize..r.1 as usize]
+    }
+
     /// Adds a Via below those already added (the first one added is the top).
     pub fn via(mut self, via: Via) -> Self {
-        self.via.push(via);
+        let r = self.put(|t| {
+            let _ = via.write_to(&mut ByteWriter(t));
+        });
+        self.via.push(r);
+        self
+    }
+
+    /// Adds a Via value given as text, below those already added: what a UA that writes its
+    /// own Via once (the branch aside) adds without making a [`Via`]. The top Via is checked
+    /// when the request is built, as every Via of a parsed message is when first read.
+    pub fn via_text(mut self, value: impl AsRef<str>) -> Self {
+        let r = self.put(|t| t.extend_from_slice(value.as_ref().as_bytes()));
+        self.via.push(r);
         self
     }
 
     /// Sets From.
-    pub fn from(mut self, from: NameAddr) -> Self {
-        self.from = Some(from);
+    pub fn from(self, from: NameAddr) -> Self {
+        self.from_ref(&from)
+    }
+
+    /// Sets From from a borrowed address.
+    pub fn from_ref(mut self, from: &NameAddr) -> Self {
+        self.from = Some(self.put(|t| {
+            let _ = from.write_to(&mut ByteWriter(t));
+        }));
+        self
+    }
+
+    /// Sets From from a borrowed address with its `tag` set to `tag` (as
+    /// [`NameAddr::set_tag`] would on a copy): our address of record with a new tag.
+    pub fn from_tagged(mut self, from: &NameAddr, tag: &str) -> Self {
+        self.from = Some(self.put(|t| {
+            let _ = from.write_tagged(&mut ByteWriter(t), tag);
+        }));
         self
     }
 
     /// Sets To.
-    pub fn to(mut self, to: NameAddr) -> Self {
-        self.to = Some(to);
+    pub fn to(self, to: NameAddr) -> Self {
+        self.to_ref(&to)
+    }
+
+    /// Sets To from a borrowed address.
+    pub fn to_ref(mut self, to: &NameAddr) -> Self {
+        self.to = Some(self.put(|t| {
+            let _ = to.write_to(&mut ByteWriter(t));
+        }));
+        self
+    }
+
+    /// Sets To from a borrowed address with its `tag` set to `tag` (as
+    /// [`NameAddr::set_tag`] would on a copy): the To of a request inside a dialog.
+    pub fn to_tagged(mut self, to: &NameAddr, tag: &str) -> Self {
+        self.to = Some(self.put(|t| {
+            let _ = to.write_tagged(&mut ByteWriter(t), tag);
+        }));
         self
     }
 
     /// Sets Call-ID.
-    pub fn call_id(mut self, id: impl Into<String>) -> Self {
-        self.call_id = Some(id.into());
+    pub fn call_id(mut self, id: impl AsRef<str>) -> Self {
+        self.call_id = Some(self.put(|t| t.extend_from_slice(id.as_ref().as_bytes())));
         self
     }
 
@@ -139,43 +212,60 @@ impl RequestBuilder {
                 ));
             }
         }
-        let cseq = CSeq {
-            seq: self.cseq.ok_or(missing("CSeq"))?,
-            method: self.method.clone(),
+        let seq = self.cseq.ok_or(missing("CSeq"))?;
+        let from = self.text(self.from.ok_or(missing("From"))?);
+        let to = self.text(self.to.ok_or(missing("To"))?);
+        let call_id = self.text(self.call_id.ok_or(missing("Call-ID"))?);
+        let body = match &self.body {
+            Some((_, body)) => &body[..],
+            None => &[][..],
         };
-        let from = self.from.ok_or(missing("From"))?;
-        let to = self.to.ok_or(missing("To"))?;
-        let call_id = self.call_id.ok_or(missing("Call-ID"))?;
-        let mut lines = Vec::with_capacity(self.via.len() + self.headers.len() + 8);
-        for v in &self.via {
-            lines.push(Line::New(Header::new(HeaderName::Via, v.to_string())));
+        // one buffer, written in place: typed values go straight into it
+        let extra: usize = self
+            .headers
+            .iter()
+            .map(|h| h.name().as_str().len() + h.value().len() + 4)
+            .sum();
+        let mut w = Writer::new(
+            200 + self.text.len() + extra + body.len(),
+            self.via.len() + self.headers.len() + 8,
+        );
+        w.out.extend_from_slice(self.method.as_str().as_bytes());
+        w.out.push(b' ');
+        w.out.extend_from_slice(self.text(self.uri));
+        w.out.extend_from_slice(b" SIP/2.0");
+        w.end_start_line();
+        for &v in &self.via {
+            w.header(&HeaderName::Via, self.text(v));
         }
-        lines.push(Line::New(Header::new(
-            HeaderName::MaxForwards,
-            self.max_forwards.to_string(),
-        )));
-        lines.push(Line::New(Header::new(HeaderName::From, from.to_string())));
-        lines.push(Line::New(Header::new(HeaderName::To, to.to_string())));
-        lines.push(Line::New(Header::new(HeaderName::CallId, call_id)));
-        lines.push(Line::New(Header::typed(&cseq)));
-        lines.extend(self.headers.into_iter().map(Line::New));
-        let body = match self.body {
-            Some((ct, body)) => {
-                lines.push(Line::New(Header::typed(&ContentType(ct))));
-                body
-            }
-            None => Bytes::new(),
-        };
-        lines.push(Line::New(Header::new(
-            HeaderName::ContentLength,
-            body.len().to_string(),
-        )));
-        let start = format!("{} {} SIP/2.0", self.method, self.uri);
-        match assemble(start.as_bytes(), &lines, &body)? {
+        w.header_with(&HeaderName::MaxForwards, |o| {
+            write_decimal(o, u64::from(self.max_forwards))
+        });
+        w.header(&HeaderName::From, from);
+        w.header(&HeaderName::To, to);
+        w.header(&HeaderName::CallId, call_id);
+        w.header_with(&HeaderName::CSeq, |o| write_cseq(o, seq, &self.method));
+        for h in &self.headers {
+            w.header(h.name(), h.value());
+        }
+        if let Some((ct, _)) = &self.body {
+            w.header_with(&HeaderName::ContentType, |o| write_display(o, ct));
+        }
+        w.header_with(&HeaderName::ContentLength, |o| {
+            write_decimal(o, body.len() as u64)
+        });
+        match w.finish(body)? {
             Message::Request(r) => Ok(r),
             Message::Response(_) => Err(ParseError::new(ErrorKind::StartLine, "not a request")),
         }
     }
+}
+
+/// Writes a CSeq value: the number, a space, the method.
+fn write_cseq(out: &mut Vec<u8>, seq: u32, method: &Method) {
+    write_decimal(out, u64::from(seq));
+    out.push(b' ');
+    out.extend_from_slice(method.as_str().as_bytes());
 }
 
 impl Request {
@@ -190,23 +280,28 @@ impl Request {
             ));
         }
         let top_via = self.top_via()?;
-        let mut lines = vec![Line::New(Header::new(HeaderName::Via, top_via.to_string()))];
-        lines.push(Line::New(Header::new(HeaderName::MaxForwards, "70")));
+        let mut w = Writer::new(self.to_bytes().len() + 64, self.headers().len() + 2);
+        w.out.extend_from_slice(b"ACK ");
+        w.out.extend_from_slice(self.uri_bytes());
+        w.out.extend_from_slice(b" SIP/2.0");
+        w.end_start_line();
+        w.header_with(&HeaderName::Via, |o| {
+            let _ = top_via.write_to(&mut ByteWriter(o));
+        });
+        w.header(&HeaderName::MaxForwards, b"70");
         for h in self.headers().iter() {
             if h.is(&HeaderName::From) || h.is(&HeaderName::CallId) || h.is(&HeaderName::Route) {
-                lines.push(Line::Raw(h.raw_line()));
+                w.raw(h);
             }
         }
         if let Some(to) = response.headers().get(&HeaderName::To) {
-            lines.push(Line::Raw(to.raw_line()));
+            w.raw(to);
         }
-        lines.push(Line::New(Header::typed(&CSeq {
-            seq: self.cseq().seq,
-            method: Method::Ack,
-        })));
-        lines.push(Line::New(Header::new(HeaderName::ContentLength, "0")));
-        let start = [b"ACK ", self.uri_bytes(), b" SIP/2.0"].concat();
-        match assemble(&start, &lines, b"")? {
+        w.header_with(&HeaderName::CSeq, |o| {
+            write_cseq(o, self.cseq().seq, &Method::Ack)
+        });
+        w.header(&HeaderName::ContentLength, b"0");
+        match w.finish(b"")? {
             Message::Request(r) => Ok(r),
             Message::Response(_) => Err(ParseError::new(ErrorKind::StartLine, "not a request")),
         }
@@ -222,25 +317,32 @@ impl Request {
             ));
         }
         let top_via = self.top_via()?;
-        let mut lines = vec![Line::New(Header::new(HeaderName::Via, top_via.to_string()))];
-        lines.push(Line::New(Header::new(HeaderName::MaxForwards, "70")));
+        let mut w = Writer::new(self.to_bytes().len() + 64, self.headers().len() + 2);
+        w.out.extend_from_slice(b"CANCEL ");
+        w.out.extend_from_slice(self.uri_bytes());
+        w.out.extend_from_slice(b" SIP/2.0");
+        w.end_start_line();
+        w.header_with(&HeaderName::Via, |o| {
+            let _ = top_via.write_to(&mut ByteWriter(o));
+        });
+        w.header(&HeaderName::MaxForwards, b"70");
         for h in self.headers().iter() {
             if h.is(&HeaderName::From)
                 || h.is(&HeaderName::To)
                 || h.is(&HeaderName::CallId)
                 || h.is(&HeaderName::Route)
             {
-                lines.push(Line::Raw(h.raw_line()));
+                w.raw(h);
             }
         }
-        lines.push(Line::New(Header::typed(&CSeq {
-            seq: self.cseq().seq,
-            method: Method::Cancel,
-        })));
-        lines.extend(reasons.iter().cloned().map(Line::New));
-        lines.push(Line::New(Header::new(HeaderName::ContentLength, "0")));
-        let start = [b"CANCEL ", self.uri_bytes(), b" SIP/2.0"].concat();
-        match assemble(&start, &lines, b"")? {
+        w.header_with(&HeaderName::CSeq, |o| {
+            write_cseq(o, self.cseq().seq, &Method::Cancel)
+        });
+        for r in reasons {
+            w.header(r.name(), r.value());
+        }
+        w.header(&HeaderName::ContentLength, b"0");
+        match w.finish(b"")? {
             Message::Request(r) => Ok(r),
             Message::Response(_) => Err(ParseError::new(ErrorKind::StartLine, "not a request")),
         }
@@ -265,45 +367,93 @@ impl Response {
         top_via: Option<&Via>,
         extra: &[Header],
     ) -> Response {
+        Response::from_request_top_via(req, status, to_tag, top_via.map(TopVia::Typed), extra)
+    }
+
+    /// [`Response::from_request_with`] with the replacement top Via value as text (what
+    /// [`Via::to_string_with`] writes, made once for every response of a transaction). The
+    /// value is checked as the top Via of any message is.
+    pub fn from_request_with_via_text(
+        req: &Request,
+        status: u16,
+        to_tag: Option<&str>,
+        top_via: Option<&str>,
+        extra: &[Header],
+    ) -> Response {
+        Response::from_request_top_via(req, status, to_tag, top_via.map(TopVia::Text), extra)
+    }
+
+    fn from_request_top_via(
+        req: &Request,
+        status: u16,
+        to_tag: Option<&str>,
+        top_via: Option<TopVia<'_>>,
+        extra: &[Header],
+    ) -> Response {
         let status = status.clamp(100, 699);
-        let mut lines = Vec::with_capacity(8 + extra.len());
+        let extra_len: usize = extra
+            .iter()
+            .map(|h| h.name().as_str().len() + h.value().len() + 4)
+            .sum();
+        let mut w = Writer::new(
+            req.to_bytes().len() - req.body().len() + extra_len + 128,
+            req.headers().len() + extra.len() + 2,
+        );
+        w.out.extend_from_slice(b"SIP/2.0 ");
+        write_decimal(&mut w.out, u64::from(status));
+        w.out.push(b' ');
+        w.out.extend_from_slice(reason_phrase(status).as_bytes());
+        w.end_start_line();
         let mut first_via = true;
+        // one match on each line's known name (as HeaderRef::is decides for these names)
         for h in req.headers().iter() {
-            if h.is(&HeaderName::Via) {
-                match (first_via, top_via) {
-                    (true, Some(v)) => {
-                        // replace the first value, keep the others of that line
-                        let mut value = v.to_string().into_bytes();
-                        for rest in crate::scan::split_commas(h.value()).skip(1) {
-                            value.extend_from_slice(b", ");
-                            value.extend_from_slice(rest);
+            match h.entry().known {
+                Some(Known::Via) => {
+                    match (first_via, top_via) {
+                        (true, Some(v)) => {
+                            // replace the first value, keep the others of that line
+                            w.header_with(&HeaderName::Via, |o| {
+                                match v {
+                                    TopVia::Typed(v) => {
+                                        let _ = v.write_to(&mut ByteWriter(o));
+                                    }
+                                    TopVia::Text(t) => o.extend_from_slice(t.as_bytes()),
+                                }
+                                if memchr::memchr(b',', h.value()).is_some() {
+                                    for rest in crate::scan::split_commas(h.value()).skip(1) {
+                                        o.extend_from_slice(b", ");
+                                        o.extend_from_slice(rest);
+                                    }
+                                }
+                            });
                         }
-                        lines.push(Line::New(Header::new(HeaderName::Via, value)));
+                        _ => w.raw_checked(h, req.checked(h, first_via)),
                     }
-                    _ => lines.push(Line::Raw(h.raw_line())),
+                    first_via = false;
                 }
-                first_via = false;
-            } else if h.is(&HeaderName::To) {
-                match to_tag.filter(|_| req.to_tag().is_none()) {
+                Some(Known::To) => match to_tag.filter(|_| req.to_tag().is_none()) {
                     Some(tag) => {
                         // a tag is a header parameter: it goes at the end of the value
-                        let value = [h.value(), b";tag=", tag.as_bytes()].concat();
-                        lines.push(Line::New(Header::new(HeaderName::To, value)));
+                        w.header_with(&HeaderName::To, |o| {
+                            o.extend_from_slice(h.value());
+                            o.extend_from_slice(b";tag=");
+                            o.extend_from_slice(tag.as_bytes());
+                        });
                     }
-                    None => lines.push(Line::Raw(h.raw_line())),
+                    None => w.raw_checked(h, req.checked(h, false)),
+                },
+                Some(Known::From | Known::CallId | Known::CSeq) => {
+                    w.raw_checked(h, req.checked(h, false));
                 }
-            } else if h.is(&HeaderName::From)
-                || h.is(&HeaderName::CallId)
-                || h.is(&HeaderName::CSeq)
-                || (status == 100 && h.is(&HeaderName::Timestamp))
-            {
-                lines.push(Line::Raw(h.raw_line()));
+                Some(Known::Timestamp) if status == 100 => w.raw(h),
+                _ => {}
             }
         }
-        lines.extend(extra.iter().cloned().map(Line::New));
-        lines.push(Line::New(Header::new(HeaderName::ContentLength, "0")));
-        let start = format!("SIP/2.0 {status} {}", reason_phrase(status));
-        match assemble(start.as_bytes(), &lines, b"") {
+        for h in extra {
+            w.header(h.name(), h.value());
+        }
+        w.header(&HeaderName::ContentLength, b"0");
+        match w.finish(b"") {
             Ok(Message::Response(r)) => r,
             // the lines come from a request that parsed; a tag or Via of the caller's that does
             // not parse falls back to the plain copy
@@ -313,6 +463,13 @@ impl Response {
             _ => fallback_response(),
         }
     }
+}
+
+/// A response's replacement top Via value, typed or as text.
+#[derive(Clone, Copy)]
+enum TopVia<'a> {
+    Typed(&'a Via),
+    Text(&'a str),
 }
 
 fn fallback_response() -> Response {

@@ -18,7 +18,8 @@ use bytes::{BufMut, Bytes};
 use crate::error::{ErrorKind, ParseError, Result};
 use crate::header::{
     check_call_id, parse_max_forwards, span, CSeq, Contact, ContentLength, ContentType, Entry,
-    Header, HeaderName, Headers, Known, MediaType, Span, Transport, TypedHeader, Via, ViaParts,
+    Header, HeaderName, HeaderRef, Headers, Known, MediaType, Span, Transport, TypedHeader, Via,
+    ViaParts,
 };
 use crate::method::Method;
 use crate::name_addr::{self, NameAddr};
@@ -82,11 +83,44 @@ struct HeadData {
 
 /// The top Via's transaction key, as ranges.
 #[derive(Debug, Clone)]
-struct TopVia {
+pub(crate) struct TopVia {
     transport: Transport,
     host: Span,
     port: Option<u16>,
     branch: Option<Span>,
+}
+
+/// What a core header line copied from a parsed message is known to hold: what the checks
+/// of [`Message::parse`] found in the same bytes there. A message built from such lines (a
+/// response copying its request's From, To, Call-ID, CSeq and Via) is indexed without
+/// checking them again.
+#[derive(Debug, Clone)]
+pub(crate) enum Checked {
+    /// The top Via's transaction key.
+    TopVia(TopVia),
+    /// The tag of From or To.
+    Tag(Option<Span>),
+    /// The Call-ID, trimmed.
+    CallId(Span),
+    /// The CSeq.
+    CSeq(CSeq),
+}
+
+impl Checked {
+    /// The same, for the line moved by `at` bytes.
+    fn moved(self, at: i64) -> Checked {
+        let mv = |s: Span| ((i64::from(s.0) + at) as u32, (i64::from(s.1) + at) as u32);
+        match self {
+            Checked::TopVia(v) => Checked::TopVia(TopVia {
+                host: mv(v.host),
+                branch: v.branch.map(mv),
+                ..v
+            }),
+            Checked::Tag(t) => Checked::Tag(t.map(mv)),
+            Checked::CallId(c) => Checked::CallId(mv(c)),
+            c @ Checked::CSeq(_) => c,
+        }
+    }
 }
 
 /// Headers checked at parse time because every layer needs them (RFC 3261 §8.1.1).
@@ -137,7 +171,9 @@ fn span_of(buf: &[u8], sub: &[u8]) -> Span {
 
 /// A line of a message being built or rebuilt.
 pub(crate) enum Line<'a> {
-    Raw(&'a [u8]),
+    /// A header line of a parsed message, copied as it is (folds included).
+    Raw(HeaderRef<'a>),
+    /// A header made in code, written `Name: value`.
     New(Header),
 }
 
@@ -240,6 +276,22 @@ macro_rules! common_methods {
             }
         }
 
+        /// The top Via's branch: `via_key().branch` without reading the host.
+        pub fn branch(&self) -> Option<&str> {
+            let h = self.head();
+            h.core.top_via.branch.map(|b| text(&h.buf, b))
+        }
+
+        /// The top Via's transport: `via_key().transport` without reading the rest.
+        pub fn via_transport(&self) -> &Transport {
+            &self.head().core.top_via.transport
+        }
+
+        /// Whether To has a tag: `to_tag().is_some()` without reading the tag.
+        pub fn has_to_tag(&self) -> bool {
+            self.head().core.to_tag.is_some()
+        }
+
         /// Every Via, top first, parsed in full on first use (the top Via's key is checked at
         /// parse time; the rest of the grammar here).
         pub fn via(&self) -> Result<&[Via]> {
@@ -280,6 +332,35 @@ macro_rules! common_methods {
             self.from()?;
             self.to()?;
             self.contacts()?;
+            Ok(())
+        }
+
+        /// The verdict of [`Message::validate`] (the same `Ok` or the same error) without
+        /// keeping From and To as typed values: their URIs are checked in place, and they are
+        /// parsed only when that check fails (to give the error). For a request whose From and
+        /// To are not read afterwards (a BYE, say) this is the cheaper check.
+        pub fn validate_quick(&self) -> Result<()> {
+            self.via()?;
+            let h = self.head();
+            // an address already parsed is not checked again
+            let typed = h.core.lazy.get();
+            let parsed = |f: fn(&Lazy) -> &OnceLock<Result<NameAddr>>| {
+                typed.is_some_and(|l| f(l).get().is_some_and(|r| r.is_ok()))
+            };
+            if !parsed(|l| &l.from) && !h.address_parses(h.core.from) {
+                self.from()?;
+            }
+            if !parsed(|l| &l.to) && !h.address_parses(h.core.to) {
+                self.to()?;
+            }
+            // as contacts(): every value of every Contact line, the first error returned
+            for c in self.headers().iter().filter(|c| c.is(&HeaderName::Contact)) {
+                for e in scan::split_commas(c.value()) {
+                    if !name_addr::contact_parses_in_full(e) {
+                        <Contact as TypedHeader>::parse(e)?;
+                    }
+                }
+            }
             Ok(())
         }
 
@@ -455,7 +536,7 @@ macro_rules! common_methods {
                 .entries
                 .iter()
                 .filter(|e| !matches!(e.known, Some(Known::ContentType | Known::ContentLength)))
-                .map(|e| Line::Raw(&h.buf[span(e.line)]))
+                .map(|e| Line::Raw(HeaderRef::new(&h.buf, e)))
                 .collect();
             if let Some(ct) = content_type {
                 lines.push(Line::New(Header::typed(&ContentType(ct.clone()))));
@@ -501,6 +582,21 @@ impl Request {
                     .unwrap_or_else(|_| unparsable_uri()),
             )
         })
+    }
+
+    /// What the parse found in the core header line `h` of this request (the top Via line,
+    /// From, To, Call-ID or CSeq), for a message built by copying that line
+    /// ([`Writer::raw_checked`]); `None` for any other line.
+    pub(crate) fn checked(&self, h: HeaderRef<'_>, top_via: bool) -> Option<Checked> {
+        let core = &self.head.core;
+        match h.entry().known? {
+            Known::Via if top_via => Some(Checked::TopVia(core.top_via.clone())),
+            Known::From => Some(Checked::Tag(core.from_tag)),
+            Known::To => Some(Checked::Tag(core.to_tag)),
+            Known::CallId => Some(Checked::CallId(core.call_id)),
+            Known::CSeq => Some(Checked::CSeq(core.cseq.clone())),
+            _ => None,
+        }
     }
 
     /// The Request-URI as written.
@@ -604,6 +700,14 @@ impl HeadData {
         self.core.lazy.get_or_init(Box::default)
     }
 
+    /// Whether the From or To of `entry` parses in full, told without parsing it when it can
+    /// be (its structure was checked when the message was indexed).
+    fn address_parses(&self, entry: usize) -> bool {
+        self.entries
+            .get(entry)
+            .is_some_and(|e| name_addr::parses_in_full(&self.buf[span(e.value)]))
+    }
+
     fn name_addr(&self, entry: usize, header: &'static str) -> Result<NameAddr> {
         let v = self
             .entries
@@ -630,7 +734,7 @@ impl HeadData {
     fn lines(&self) -> Vec<Line<'_>> {
         self.entries
             .iter()
-            .map(|e| Line::Raw(&self.buf[span(e.line)]))
+            .map(|e| Line::Raw(HeaderRef::new(&self.buf, e)))
             .collect()
     }
 
@@ -647,7 +751,7 @@ impl HeadData {
                     }
                 }
             } else {
-                lines.push(Line::Raw(&self.buf[span(e.line)]));
+                lines.push(Line::Raw(HeaderRef::new(&self.buf, e)));
             }
         }
         if let Some(h) = new {
@@ -657,7 +761,7 @@ impl HeadData {
     }
 }
 
-/// Writes a message from a start line, header lines and a body, and parses it back.
+/// Writes a message from a start line, header lines and a body, and indexes it.
 pub(crate) fn assemble(start: &[u8], lines: &[Line<'_>], body: &[u8]) -> Result<Message> {
     let len = start.len()
         + 4
@@ -665,33 +769,211 @@ pub(crate) fn assemble(start: &[u8], lines: &[Line<'_>], body: &[u8]) -> Result<
         + lines
             .iter()
             .map(|l| match l {
-                Line::Raw(r) => r.len() + 2,
+                Line::Raw(h) => h.raw_line().len() + 2,
                 Line::New(h) => h.name().as_str().len() + h.value().len() + 4,
             })
             .sum::<usize>();
-    let mut out = Vec::with_capacity(len);
-    out.put_slice(start);
-    out.put_slice(b"\r\n");
+    let mut w = Writer::new(len, lines.len());
+    w.out.put_slice(start);
+    w.end_start_line();
     for l in lines {
         match l {
-            Line::Raw(r) => {
-                out.put_slice(r);
-                out.put_slice(b"\r\n");
-            }
-            Line::New(h) => h.write_to(&mut out),
+            Line::Raw(h) => w.raw(*h),
+            Line::New(h) => w.header(h.name(), h.value()),
         }
     }
-    out.put_slice(b"\r\n");
-    out.put_slice(body);
-    let mut m = parse_message(Bytes::from(out))?;
-    let head = match &mut m {
-        Message::Request(r) => &mut r.head,
-        Message::Response(r) => &mut r.head,
-    };
-    if let Some(h) = std::sync::Arc::get_mut(&mut head.0) {
-        h.pristine = false; // just parsed: not shared yet
+    w.finish(body)
+}
+
+/// `fmt::Write` into a byte buffer: typed values are written where they go, with no
+/// `String` in between.
+pub(crate) struct ByteWriter<'a>(pub(crate) &'a mut Vec<u8>);
+
+impl fmt::Write for ByteWriter<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
     }
-    Ok(m)
+}
+
+/// Appends `value`'s text (its `Display`) to `out`.
+pub(crate) fn write_display(out: &mut Vec<u8>, value: &dyn fmt::Display) {
+    // writing into a Vec cannot fail
+    let _ = fmt::write(&mut ByteWriter(out), format_args!("{value}"));
+}
+
+/// Appends the decimal digits of `n` to `out`, without the formatter.
+pub(crate) fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// Writes a message into one buffer and records the index of each header line as it goes,
+/// so that a built message is not scanned again: only the checks that follow the line scan
+/// (framing, the core headers, the start line) run on it, and they give the same verdicts as
+/// [`Message::parse`] would on the same bytes.
+///
+/// A line that the parser might cut differently (a value with a line break or outer blanks, a
+/// name that is not a token) makes [`Writer::finish`] parse the whole buffer instead, so a
+/// built message is always exactly what a peer will parse.
+pub(crate) struct Writer {
+    /// The message so far.
+    pub(crate) out: Vec<u8>,
+    entries: Vec<Entry>,
+    /// Core header lines copied with what their source's parse found in them, by entry.
+    checked: Vec<(usize, Checked)>,
+    start_end: usize,
+    /// Every line so far is indexed as the parser would index it.
+    plain: bool,
+}
+
+impl Writer {
+    /// A writer with room for `capacity` bytes and `lines` header lines; the start line is
+    /// written into [`Writer::out`] first, then ended with [`Writer::end_start_line`].
+    pub(crate) fn new(capacity: usize, lines: usize) -> Writer {
+        Writer {
+            out: Vec::with_capacity(capacity),
+            entries: Vec::with_capacity(lines.max(8)),
+            checked: Vec::new(),
+            start_end: 0,
+            plain: true,
+        }
+    }
+
+    /// Ends the start line written so far.
+    pub(crate) fn end_start_line(&mut self) {
+        let start = &self.out[..];
+        if start.is_empty() || memchr::memchr2(b'\r', b'\n', start).is_some() {
+            self.plain = false;
+        }
+        self.start_end = self.out.len();
+        self.out.put_slice(b"\r\n");
+    }
+
+    /// Copies a core header line of a parsed message with what its parse found in it
+    /// ([`Request::checked`]), which indexing then takes instead of checking the line again.
+    pub(crate) fn raw_checked(&mut self, h: HeaderRef<'_>, checked: Option<Checked>) {
+        let at = self.out.len() as i64 - i64::from(h.entry().line.0);
+        if let Some(c) = checked {
+            self.checked.push((self.entries.len(), c.moved(at)));
+        }
+        self.raw(h);
+    }
+
+    /// Copies a header line of a parsed message (its index moves with it).
+    pub(crate) fn raw(&mut self, h: HeaderRef<'_>) {
+        let e = h.entry();
+        let at = self.out.len() as i64 - i64::from(e.line.0);
+        let shift = |s: Span| ((i64::from(s.0) + at) as u32, (i64::from(s.1) + at) as u32);
+        self.entries.push(Entry {
+            known: e.known,
+            line: shift(e.line),
+            name: shift(e.name),
+            value: shift(e.value),
+        });
+        self.out.put_slice(h.raw_line());
+        self.out.put_slice(b"\r\n");
+    }
+
+    /// Writes `Name: value`.
+    pub(crate) fn header(&mut self, name: &HeaderName, value: &[u8]) {
+        self.header_with(name, |out| out.extend_from_slice(value));
+    }
+
+    /// Writes `Name: ` and then the value that `write` appends to the buffer.
+    pub(crate) fn header_with(&mut self, name: &HeaderName, write: impl FnOnce(&mut Vec<u8>)) {
+        let line = self.out.len();
+        self.out.put_slice(name.as_str().as_bytes());
+        let name_end = self.out.len();
+        self.out.put_slice(b": ");
+        let vs = self.out.len();
+        write(&mut self.out);
+        let ve = self.out.len();
+        // a named header is its own known name (its canonical spelling looks up to it)
+        let known = match name {
+            HeaderName::Other(_) => Known::lookup_in(&self.out[line..], name_end - line),
+            n => n.to_known(),
+        };
+        let value = &self.out[vs..ve];
+        let plain = match (value.first(), value.last()) {
+            (Some(&first), Some(&last)) => {
+                !scan::is_ws(first)
+                    && !scan::is_ws(last)
+                    && memchr::memchr2(b'\r', b'\n', value).is_none()
+            }
+            _ => false,
+        };
+        if !plain || (known.is_none() && !scan::all_token(&self.out[line..name_end])) {
+            self.plain = false;
+        }
+        self.entries.push(Entry {
+            known,
+            line: (line as u32, ve as u32),
+            name: (line as u32, name_end as u32),
+            value: (vs as u32, ve as u32),
+        });
+        self.out.put_slice(b"\r\n");
+    }
+
+    /// Ends the header section, appends the body and gives the message, indexed as written
+    /// (or parsed, when a line asked for it).
+    pub(crate) fn finish(mut self, body: &[u8]) -> Result<Message> {
+        self.out.put_slice(b"\r\n");
+        let body_start = self.out.len();
+        self.out.put_slice(body);
+        let plain =
+            self.plain && self.entries.len() < MAX_HEADERS && self.out.len() <= u32::MAX as usize;
+        let buf = Bytes::from(self.out);
+        #[cfg(debug_assertions)]
+        let check = plain.then(|| (parse_message(buf.clone()), self.entries.clone()));
+        let m = if plain {
+            index_message(
+                buf,
+                0,
+                self.start_end,
+                self.entries,
+                body_start,
+                &self.checked,
+            )
+        } else {
+            parse_message(buf)
+        };
+        #[cfg(debug_assertions)]
+        if let Some((parsed, entries)) = check {
+            // what is indexed as written is what the parser finds
+            match (&parsed, &m) {
+                (Ok(p), Ok(w)) => {
+                    let head = |m: &Message| match m {
+                        Message::Request(r) => r.head.clone(),
+                        Message::Response(r) => r.head.clone(),
+                    };
+                    let (p, w) = (head(p), head(w));
+                    assert_eq!(format!("{:?}", p.entries), format!("{entries:?}"));
+                    assert_eq!(format!("{:?}", p.core), format!("{:?}", w.core));
+                }
+                (Err(a), Err(b)) => assert_eq!(a, b),
+                _ => panic!("written {m:?}, parsed {parsed:?}"),
+            }
+        }
+        let mut m = m?;
+        let head = match &mut m {
+            Message::Request(r) => &mut r.head,
+            Message::Response(r) => &mut r.head,
+        };
+        if let Some(h) = std::sync::Arc::get_mut(&mut head.0) {
+            h.pristine = false; // just made: not shared yet
+        }
+        Ok(m)
+    }
 }
 
 /// The whole parse: start line, header lines, framing, core headers.
@@ -787,6 +1069,22 @@ fn parse_message(buf: Bytes) -> Result<Message> {
         pos = next;
     };
 
+    index_message(buf, begin, start_end, entries, body_start, &[])
+}
+
+/// The checks that follow the line scan: framing (Content-Length), the core headers, the
+/// start line. `entries` index the header lines of `buf`, whose start line is
+/// `begin..start_end` and whose body starts at `body_start`; `checked` gives what is already
+/// known of some core lines (by entry).
+fn index_message(
+    buf: Bytes,
+    begin: usize,
+    start_end: usize,
+    entries: Vec<Entry>,
+    body_start: usize,
+    checked: &[(usize, Checked)],
+) -> Result<Message> {
+    let data = &buf[..];
     // framing: Content-Length
     let mut content_length: Option<u32> = None;
     for e in entries
@@ -820,7 +1118,7 @@ fn parse_message(buf: Bytes) -> Result<Message> {
         None => data.len(),
     };
 
-    let core = parse_core(data, &entries)?;
+    let core = parse_core(data, &entries, checked)?;
     let head = Head(std::sync::Arc::new(HeadData {
         start: (begin as u32, start_end as u32),
         entries,
@@ -1009,7 +1307,8 @@ fn field_slow(data: &[u8], start: usize, end: usize) -> Result<Entry> {
     })
 }
 
-fn parse_core(data: &[u8], entries: &[Entry]) -> Result<Core> {
+fn parse_core(data: &[u8], entries: &[Entry], checked: &[(usize, Checked)]) -> Result<Core> {
+    let known = |i: usize| checked.iter().find(|(at, _)| *at == i).map(|(_, c)| c);
     let mut top_via: Option<TopVia> = None;
     let mut from = None;
     let mut to = None;
@@ -1032,6 +1331,10 @@ fn parse_core(data: &[u8], entries: &[Entry]) -> Result<Core> {
         match name {
             Known::Via if top_via.is_none() => {
                 // the top Via is the transaction key: check it now; the others on first use
+                if let Some(Checked::TopVia(v)) = known(i) {
+                    top_via = Some(v.clone());
+                    continue;
+                }
                 let p = ViaParts::check_first(&data[span(e.value)])?;
                 top_via = Some(TopVia {
                     transport: Transport::parse(p.transport),
@@ -1053,20 +1356,37 @@ fn parse_core(data: &[u8], entries: &[Entry]) -> Result<Core> {
     let top_via = top_via.ok_or_else(|| missing("Via"))?;
     let from = from.ok_or_else(|| missing("From"))?;
     let to = to.ok_or_else(|| missing("To"))?;
-    let from_tag = name_addr::key_check(value(from)).map_err(|e| e.with_header_name("From"))?;
-    let to_tag = name_addr::key_check(value(to)).map_err(|e| e.with_header_name("To"))?;
-    let call_id = check_call_id(value(call_id.ok_or_else(|| missing("Call-ID"))?))?;
+    // a line copied with what its source's parse found in it is not checked again
+    let tag = |i: usize, header: &'static str| -> Result<Option<Span>> {
+        if let Some(Checked::Tag(t)) = known(i) {
+            return Ok(*t);
+        }
+        let t = name_addr::key_check(value(i)).map_err(|e| e.with_header_name(header))?;
+        Ok(t.map(|t| span_of(data, t)))
+    };
+    let from_tag = tag(from, "From")?;
+    let to_tag = tag(to, "To")?;
+    let call_id = call_id.ok_or_else(|| missing("Call-ID"))?;
+    let call_id = match known(call_id) {
+        Some(Checked::CallId(c)) => *c,
+        _ => span_of(data, check_call_id(value(call_id))?),
+    };
+    let cseq = cseq.ok_or_else(|| missing("CSeq"))?;
+    let cseq = match known(cseq) {
+        Some(Checked::CSeq(c)) => c.clone(),
+        _ => CSeq::parse(value(cseq))?,
+    };
     Ok(Core {
         top_via,
-        call_id: span_of(data, call_id),
-        cseq: CSeq::parse(value(cseq.ok_or_else(|| missing("CSeq"))?))?,
+        call_id,
+        cseq,
         max_forwards: max_forwards
             .map(|i| parse_max_forwards(value(i)))
             .transpose()?,
         from,
         to,
-        from_tag: from_tag.map(|t| span_of(data, t)),
-        to_tag: to_tag.map(|t| span_of(data, t)),
+        from_tag,
+        to_tag,
         lazy: OnceLock::new(),
     })
 }

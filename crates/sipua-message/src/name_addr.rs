@@ -95,6 +95,35 @@ pub(crate) fn key_check(s: &[u8]) -> Result<Option<&[u8]>> {
     Ok(tag)
 }
 
+/// Whether the address `s`, whose structure [`key_check`] accepted when its message was
+/// indexed (display name, brackets, parameters, nothing after them), also parses in full:
+/// only its URI is then left to check, which [`check_uri`](crate::uri::check_uri) does as
+/// [`Uri::parse`] would, without allocating. `false` means "parse it to know".
+pub(crate) fn parses_in_full(s: &[u8]) -> bool {
+    let mut c = Cursor::new(s);
+    match split(&mut c) {
+        Ok((_, uri)) => crate::uri::check_uri(uri).is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Whether `s` parses in full as a Contact value (`*` or an address), told without
+/// allocating when it can be: the address's structure and parameters as [`key_check`] walks
+/// them, and its URI as [`check_uri`](crate::uri::check_uri) checks it. `false` means "parse
+/// it to know" (a `tag` that is not a token, say, which a Contact may have).
+pub(crate) fn contact_parses_in_full(s: &[u8]) -> bool {
+    if scan::trim(s) == b"*" {
+        return true;
+    }
+    let mut c = Cursor::new(s);
+    let Ok((_, uri)) = split(&mut c) else {
+        return false;
+    };
+    crate::uri::check_uri(uri).is_ok()
+        && crate::params::find_token_param(&mut c, b"tag", "").is_ok()
+        && c.at_end()
+}
+
 /// A display name as written, and whether it was quoted.
 type RawDisplay<'a> = (&'a [u8], bool);
 
@@ -159,6 +188,26 @@ impl std::str::FromStr for NameAddr {
 
 impl fmt::Display for NameAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f)
+    }
+}
+
+impl NameAddr {
+    /// Writes the address as [`fmt::Display`] does, into any [`fmt::Write`].
+    pub(crate) fn write_to<W: fmt::Write>(&self, f: &mut W) -> fmt::Result {
+        self.write_address(f)?;
+        self.params.write_to(f)
+    }
+
+    /// Writes the address with its `tag` parameter set to `tag`, as a copy given
+    /// [`NameAddr::set_tag`] would be written, without making the copy.
+    pub(crate) fn write_tagged<W: fmt::Write>(&self, f: &mut W, tag: &str) -> fmt::Result {
+        self.write_address(f)?;
+        self.params.write_with(f, "tag", Some(tag))
+    }
+
+    /// The display name and the bracketed URI.
+    fn write_address<W: fmt::Write>(&self, f: &mut W) -> fmt::Result {
         if let Some(d) = &self.display {
             let mut q = String::with_capacity(d.len() + 3);
             scan::write_quoted(&mut q, d);
@@ -166,9 +215,8 @@ impl fmt::Display for NameAddr {
             f.write_str(&q)?;
         }
         f.write_str("<")?;
-        fmt::Display::fmt(&self.uri, f)?;
-        f.write_str(">")?;
-        fmt::Display::fmt(&self.params, f)
+        self.uri.write_to(f)?;
+        f.write_str(">")
     }
 }
 
@@ -176,6 +224,24 @@ impl fmt::Display for NameAddr {
 mod tests {
     use super::*;
     use crate::uri::Host;
+
+    #[test]
+    fn written_with_a_tag_is_a_tagged_copy_written() {
+        for (addr, tag) in [
+            ("<sip:bob@example.com>", "314159"),
+            ("\"Bob B\" <sip:bob@example.com>;TAG=old;x=1", "new"),
+            ("sip:bob@example.com;x=1;tag=a;tag=b", "c"),
+            ("<sip:bob@example.com>", ""),
+            ("<sip:bob@example.com>;expires=5", "a b"),
+        ] {
+            let na = NameAddr::parse(addr.as_bytes()).unwrap();
+            let mut copy = na.clone();
+            copy.set_tag(tag);
+            let mut written = String::new();
+            na.write_tagged(&mut written, tag).unwrap();
+            assert_eq!(written, copy.to_string(), "{addr} with tag {tag:?}");
+        }
+    }
 
     #[test]
     fn addr_spec_params_belong_to_the_header() {

@@ -50,8 +50,7 @@ impl Params {
 
     /// Sets `name` to `value` (replacing an existing one in place, else appending).
     pub fn set(&mut self, name: &str, value: Option<&str>) {
-        let quoted =
-            value.is_some_and(|v| v.is_empty() || !v.bytes().all(|b| PLAIN_VALUE[b as usize]));
+        let quoted = set_quoted(value);
         if let Some(p) = self
             .0
             .iter_mut()
@@ -272,22 +271,89 @@ static PLAIN_VALUE: [bool; 256] = scan::table(b"-.!%*_+`'~:[]");
 
 impl fmt::Display for Params {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f)
+    }
+}
+
+impl Params {
+    /// Writes `;name=value...` as [`fmt::Display`] does, into any [`fmt::Write`].
+    pub(crate) fn write_to<W: fmt::Write>(&self, f: &mut W) -> fmt::Result {
         for p in &self.0 {
-            f.write_str(";")?;
-            f.write_str(&p.name)?;
-            if let Some(v) = &p.value {
-                f.write_str("=")?;
-                if p.quoted {
-                    let mut s = String::with_capacity(v.len() + 2);
-                    scan::write_quoted(&mut s, v);
-                    f.write_str(&s)?;
-                } else {
-                    f.write_str(v)?;
+            write_param(f, &p.name, p.value.as_deref(), p.quoted)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the parameters as a copy given [`Params::set`]`(name, value)` would be written,
+    /// without making the copy.
+    pub(crate) fn write_with<W: fmt::Write>(
+        &self,
+        f: &mut W,
+        name: &str,
+        value: Option<&str>,
+    ) -> fmt::Result {
+        self.write_with_all(f, &[(name, value)])
+    }
+
+    /// Writes the parameters as a copy given [`Params::set`] for each of `set`, in order, would
+    /// be written, without making the copy: the first parameter of each name takes its new
+    /// value where it is, a name not present is appended (in the order given).
+    pub(crate) fn write_with_all<W: fmt::Write>(
+        &self,
+        f: &mut W,
+        set: &[(&str, Option<&str>)],
+    ) -> fmt::Result {
+        // which of `set` already found its parameter (a handful at most)
+        let mut done = [false; 8];
+        let done = done.get_mut(..set.len()).ok_or(fmt::Error)?;
+        for p in &self.0 {
+            let hit = set
+                .iter()
+                .enumerate()
+                .position(|(i, (name, _))| !done[i] && p.name.eq_ignore_ascii_case(name));
+            match hit {
+                Some(i) => {
+                    done[i] = true;
+                    let value = set[i].1;
+                    write_param(f, &p.name, value, set_quoted(value))?;
                 }
+                None => write_param(f, &p.name, p.value.as_deref(), p.quoted)?,
+            }
+        }
+        for (i, (name, value)) in set.iter().enumerate() {
+            if !done[i] {
+                write_param(f, name, *value, set_quoted(*value))?;
             }
         }
         Ok(())
     }
+}
+
+/// Whether [`Params::set`] writes `value` quoted: when empty or not made of plain characters.
+fn set_quoted(value: Option<&str>) -> bool {
+    value.is_some_and(|v| v.is_empty() || !v.bytes().all(|b| PLAIN_VALUE[b as usize]))
+}
+
+/// `;name`, `;name=value` or `;name="value"`.
+fn write_param<W: fmt::Write>(
+    f: &mut W,
+    name: &str,
+    value: Option<&str>,
+    quoted: bool,
+) -> fmt::Result {
+    f.write_str(";")?;
+    f.write_str(name)?;
+    if let Some(v) = value {
+        f.write_str("=")?;
+        if quoted {
+            let mut s = String::with_capacity(v.len() + 2);
+            scan::write_quoted(&mut s, v);
+            f.write_str(&s)?;
+        } else {
+            f.write_str(v)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -61,7 +61,11 @@ pub(crate) fn all_token(s: &[u8]) -> bool {
 /// Bytes to an owned string; invalid UTF-8 becomes U+FFFD (typed views only: raw bytes are
 /// kept elsewhere for forwarding).
 pub(crate) fn string(s: &[u8]) -> String {
-    String::from_utf8_lossy(s).into_owned()
+    // the check alone is cheaper than the lossy walk, and almost every input passes it
+    match std::str::from_utf8(s) {
+        Ok(t) => t.to_owned(),
+        Err(_) => String::from_utf8_lossy(s).into_owned(),
+    }
 }
 
 /// A cursor over a header value.
@@ -347,6 +351,26 @@ pub(crate) fn parse_u32(s: &[u8]) -> Option<u32> {
         .iter()
         .fold(0u64, |v, &b| v * 10 + u64::from(b - b'0'));
     u32::try_from(v).ok()
+}
+
+/// `00` to `99`, two characters each, for writing numbers without the formatter.
+const DIGIT_PAIRS: &str = "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
+
+/// Writes `n` in decimal into any [`std::fmt::Write`], two digits at a time from a table
+/// (no formatter, no UTF-8 check of a digit buffer): ports and IPv4 octets.
+pub(crate) fn write_decimal<W: std::fmt::Write>(f: &mut W, n: u32) -> std::fmt::Result {
+    if n >= 100 {
+        write_decimal(f, n / 100)?;
+        let i = (n % 100) as usize * 2;
+        f.write_str(&DIGIT_PAIRS[i..i + 2])
+    } else if n >= 10 {
+        let i = n as usize * 2;
+        f.write_str(&DIGIT_PAIRS[i..i + 2])
+    } else {
+        // the second digit of "0n"
+        let i = n as usize * 2 + 1;
+        f.write_str(&DIGIT_PAIRS[i..i + 1])
+    }
 }
 
 #[cfg(test)]

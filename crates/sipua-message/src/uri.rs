@@ -173,10 +173,6 @@ fn is_param_char(b: u8) -> bool {
 fn is_header_char(b: u8) -> bool {
     HEADER[b as usize]
 }
-#[inline]
-pub(crate) fn is_host_char(b: u8) -> bool {
-    HOST_CLASS[b as usize] != 0
-}
 
 static HOST_CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -258,7 +254,7 @@ fn check(s: &[u8], allowed: &Class, what: &'static str) -> Result<()> {
 }
 
 /// Writes `s`, %-escaping `%`, `#` and every octet outside `allowed`.
-fn encode(f: &mut fmt::Formatter<'_>, s: &str, allowed: fn(u8) -> bool) -> fmt::Result {
+fn encode<W: fmt::Write>(f: &mut W, s: &str, allowed: fn(u8) -> bool) -> fmt::Result {
     let bytes = s.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
@@ -275,11 +271,16 @@ fn encode(f: &mut fmt::Formatter<'_>, s: &str, allowed: fn(u8) -> bool) -> fmt::
 impl Host {
     /// Checks a host as [`Host::parse`] does, without allocating.
     pub(crate) fn check(s: &[u8]) -> Result<()> {
+        Host::check_is_ipv4(s).map(|_| ())
+    }
+
+    /// [`Host::check`], saying whether the host is an IPv4 address.
+    pub(crate) fn check_is_ipv4(s: &[u8]) -> Result<bool> {
         if s.first() == Some(&b'[') {
             if s.last() != Some(&b']') || s.len() < 3 {
                 return Err(err("bad IPv6 reference"));
             }
-            return parse_ipv6(&s[1..s.len() - 1]).map(|_| ());
+            return parse_ipv6(&s[1..s.len() - 1]).map(|_| false);
         }
         if s.is_empty() {
             return Err(err("empty host"));
@@ -296,7 +297,7 @@ impl Host {
         if all == 1 && !is_ipv4(s) {
             return Err(err("bad IPv4 address"));
         }
-        Ok(())
+        Ok(all == 1)
     }
 
     /// The run of host characters at the start of `s`, if it is a host name or an IPv4
@@ -329,16 +330,18 @@ impl Host {
         if s.is_empty() {
             return Err(err("empty host"));
         }
-        if !s.iter().all(|&b| is_host_char(b)) {
-            return Err(err("bad character in host"));
+        // one pass: 1 for digits and dots, 2 for other host characters, 0 for anything else
+        let mut all = 0u8;
+        for &b in s {
+            let c = HOST_CLASS[b as usize];
+            if c == 0 {
+                return Err(err("bad character in host"));
+            }
+            all |= c;
         }
-        if s.iter().all(|&b| b.is_ascii_digit() || b == b'.') {
+        if all == 1 {
             // all digits and dots: must be a valid IPv4 address
-            return std::str::from_utf8(s)
-                .ok()
-                .and_then(|t| t.parse().ok())
-                .map(Host::Ipv4)
-                .ok_or(err("bad IPv4 address"));
+            return parse_ipv4(s).map(Host::Ipv4).ok_or(err("bad IPv4 address"));
         }
         Ok(Host::Domain(scan::string(s)))
     }
@@ -380,6 +383,27 @@ impl From<IpAddr> for Host {
 }
 
 /// Whether `s` (digits and dots only) is a dotted-quad IPv4 address, as `Ipv4Addr` parses it.
+/// A dotted-quad IPv4 address as [`Ipv4Addr`]'s `FromStr` reads it (four decimal octets of
+/// at most three digits, no leading zero, none above 255), without the string round trip.
+fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = 0;
+    for part in s.split(|&b| b == b'.') {
+        let slot = octets.get_mut(parts)?;
+        parts += 1;
+        if part.is_empty()
+            || part.len() > 3
+            || (part.len() > 1 && part[0] == b'0')
+            || !part.iter().all(u8::is_ascii_digit)
+        {
+            return None;
+        }
+        let v = part.iter().fold(0u32, |v, &d| v * 10 + u32::from(d - b'0'));
+        *slot = u8::try_from(v).ok()?;
+    }
+    (parts == 4).then_some(Ipv4Addr::from(octets))
+}
+
 fn is_ipv4(s: &[u8]) -> bool {
     let mut parts = 0;
     for part in s.split(|&b| b == b'.') {
@@ -419,30 +443,25 @@ fn parse_ipv6(s: &[u8]) -> Result<Ipv6Addr> {
 
 impl fmt::Display for Host {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f)
+    }
+}
+
+impl Host {
+    /// Writes the host as [`fmt::Display`] does, into any [`fmt::Write`] (a message buffer
+    /// being built, without the formatter).
+    pub(crate) fn write_to<W: fmt::Write>(&self, f: &mut W) -> fmt::Result {
         match self {
             Host::Domain(d) => f.write_str(d),
             Host::Ipv4(a) => {
                 // four octets by hand: the formatter is slow and this runs for every message
-                let o = a.octets();
-                let mut buf = [0u8; 15];
-                let mut n = 0;
-                for (i, x) in o.iter().enumerate() {
+                for (i, o) in a.octets().into_iter().enumerate() {
                     if i > 0 {
-                        buf[n] = b'.';
-                        n += 1;
+                        f.write_str(".")?;
                     }
-                    if *x >= 100 {
-                        buf[n] = b'0' + x / 100;
-                        n += 1;
-                    }
-                    if *x >= 10 {
-                        buf[n] = b'0' + x / 10 % 10;
-                        n += 1;
-                    }
-                    buf[n] = b'0' + x % 10;
-                    n += 1;
+                    scan::write_decimal(f, u32::from(o))?;
                 }
-                f.write_str(std::str::from_utf8(&buf[..n]).map_err(|_| fmt::Error)?)
+                Ok(())
             }
             Host::Ipv6(a) => write!(f, "[{a}]"),
         }
@@ -567,7 +586,14 @@ impl SipUri {
             .password
             .map(|u| decode(u, is_password_char, "bad character in password"))
             .transpose()?;
-        let host = Host::parse(p.host)?;
+        // the host was checked by the split: an IPv4 address is read without a second scan
+        let host = if p.ipv4 {
+            parse_ipv4(p.host)
+                .map(Host::Ipv4)
+                .ok_or(err("bad IPv4 address"))?
+        } else {
+            Host::parse(p.host)?
+        };
         let mut params = Vec::new();
         if !p.params.is_empty() {
             for param in p.params.split(|&b| b == b';') {
@@ -671,6 +697,8 @@ pub(crate) struct SipParts<'a> {
     pub user: Option<&'a [u8]>,
     pub password: Option<&'a [u8]>,
     pub host: &'a [u8],
+    /// The host is a (checked) IPv4 address.
+    pub ipv4: bool,
     pub port: Option<u16>,
     /// Parameters after the first `;`, without it (empty when none).
     pub params: &'a [u8],
@@ -727,7 +755,7 @@ impl<'a> SipParts<'a> {
                 None => (hostport, None),
             }
         };
-        Host::check(host)?;
+        let ipv4 = Host::check_is_ipv4(host)?;
         let mut rest = &hostpart[end..];
         let mut params: &[u8] = &[];
         if rest.first() == Some(&b';') {
@@ -762,6 +790,7 @@ impl<'a> SipParts<'a> {
             user,
             password,
             host,
+            ipv4,
             port,
             params,
             headers,
@@ -801,6 +830,13 @@ fn parse_port(p: &[u8]) -> Result<u16> {
 
 impl fmt::Display for SipUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f)
+    }
+}
+
+impl SipUri {
+    /// Writes the URI as [`fmt::Display`] does, into any [`fmt::Write`].
+    pub(crate) fn write_to<W: fmt::Write>(&self, f: &mut W) -> fmt::Result {
         f.write_str(match self.scheme {
             Scheme::Sip => "sip:",
             Scheme::Sips => "sips:",
@@ -813,10 +849,10 @@ impl fmt::Display for SipUri {
             }
             f.write_str("@")?;
         }
-        fmt::Display::fmt(&self.host, f)?;
+        self.host.write_to(f)?;
         if let Some(p) = self.port {
             f.write_str(":")?;
-            f.write_str(crate::header::itoa_u16(p).as_str())?;
+            scan::write_decimal(f, u32::from(p))?;
         }
         write_uri_params(f, &self.params)?;
         for (i, (n, v)) in self.headers.iter().enumerate() {
@@ -829,7 +865,7 @@ impl fmt::Display for SipUri {
     }
 }
 
-fn write_uri_params(f: &mut fmt::Formatter<'_>, params: &UriParams) -> fmt::Result {
+fn write_uri_params<W: fmt::Write>(f: &mut W, params: &UriParams) -> fmt::Result {
     for (n, v) in &params.0 {
         f.write_str(";")?;
         encode(f, n, is_param_char)?;
@@ -919,10 +955,17 @@ impl fmt::Display for AbsoluteUri {
 
 impl fmt::Display for Uri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f)
+    }
+}
+
+impl Uri {
+    /// Writes the URI as [`fmt::Display`] does, into any [`fmt::Write`].
+    pub(crate) fn write_to<W: fmt::Write>(&self, f: &mut W) -> fmt::Result {
         match self {
-            Uri::Sip(u) => u.fmt(f),
-            Uri::Tel(u) => u.fmt(f),
-            Uri::Absolute(u) => u.fmt(f),
+            Uri::Sip(u) => u.write_to(f),
+            Uri::Tel(u) => write!(f, "{u}"),
+            Uri::Absolute(u) => write!(f, "{u}"),
         }
     }
 }
@@ -933,6 +976,46 @@ mod tests {
 
     fn sip(s: &str) -> SipUri {
         SipUri::parse(s.as_bytes()).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn ipv4_reads_as_the_standard_library_reads_it() {
+        // every string of up to 7 characters over digits and dots that matter, and longer ones
+        let alphabet = b"0125.9";
+        let mut cases: Vec<Vec<u8>> = vec![Vec::new()];
+        let mut all = Vec::new();
+        for _ in 0..7 {
+            let mut next = Vec::new();
+            for c in &cases {
+                for &a in alphabet {
+                    let mut n = c.clone();
+                    n.push(a);
+                    next.push(n);
+                }
+            }
+            all.extend(next.iter().cloned());
+            cases = next;
+        }
+        for extra in [
+            "192.0.2.1",
+            "255.255.255.255",
+            "256.1.1.1",
+            "1.2.3.04",
+            "01.2.3.4",
+            "1.2.3.4.5",
+            "1..2.3",
+            "1.2.3.",
+            ".1.2.3",
+            "0.0.0.0",
+            "1.2.3.4444",
+            "100.200.250.199",
+        ] {
+            all.push(extra.as_bytes().to_vec());
+        }
+        for s in all {
+            let std: Option<Ipv4Addr> = std::str::from_utf8(&s).unwrap().parse().ok();
+            assert_eq!(parse_ipv4(&s), std, "{}", String::from_utf8_lossy(&s));
+        }
     }
 
     #[test]
@@ -1060,8 +1143,13 @@ mod ipv4_tests {
             let a: std::net::Ipv4Addr = s.parse().unwrap();
             assert_eq!(super::Host::Ipv4(a).to_string(), a.to_string());
         }
-        for p in [0u16, 9, 10, 5060, 65535] {
-            assert_eq!(crate::header::itoa_u16(p).as_str(), p.to_string());
+        for p in (0..=u16::MAX)
+            .step_by(7)
+            .chain([9, 10, 99, 100, 101, 5060, 65535])
+        {
+            let mut s = String::new();
+            crate::scan::write_decimal(&mut s, u32::from(p)).unwrap();
+            assert_eq!(s, p.to_string());
         }
     }
 

@@ -50,3 +50,68 @@ fn lower_vias_are_checked_on_use() {
     assert_eq!(ok.via().unwrap().len(), 2);
     assert_eq!(ok.via().unwrap()[1].port, Some(5070));
 }
+
+#[test]
+fn quick_validation_gives_the_verdict_of_validate() {
+    let addresses = [
+        "<sip:alice@example.com>",
+        "Alice <sip:alice@192.0.2.1:5060;transport=tcp>",
+        "\"A \\\"B\\\"\" <sips:alice@[2001:db8::1]>",
+        "sip:alice@example.com;x=1",
+        "<tel:+1-555-0100;phone-context=example.com>",
+        "<http://example.com/alice>",
+        "<sip:al ice@example.com>",
+        "<sip:alice@exa mple.com>",
+        "<sip:alice@example.com:99999>",
+        "<sip:alice@256.1.1.1>",
+        "<sip:%zz@example.com>",
+        "<sip:alice@example.com;=x>",
+        "<x-:a b>",
+    ];
+    let contacts = [
+        None,
+        Some("*"),
+        Some("<sip:a@example.com>;expires=60;q=0.5"),
+        Some("<sip:a@example.com>;tag=\"x y\""),
+        Some("<sip:a@example.com>, <sip:b@example.com>"),
+        Some("<sip:a@example.com>, <sip:b c@example.com>"),
+        Some("<sip:a@example.com>,"),
+        Some("sip:a@example.com;x"),
+        Some("<sip:a@example.com>;=1"),
+    ];
+    for (i, from) in addresses.iter().enumerate() {
+        for to in addresses {
+            let contact = contacts[i % contacts.len()]
+                .map(|c| format!("Contact: {c}\r\n"))
+                .unwrap_or_default();
+            let raw = format!(
+                "BYE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+                 From: {from};tag=1\r\nTo: {to};tag=2\r\nCall-ID: c\r\nCSeq: 2 BYE\r\n\
+                 {contact}Content-Length: 0\r\n\r\n"
+            );
+            let Ok(Message::Request(req)) = Message::parse(raw.as_bytes()) else {
+                continue;
+            };
+            let fresh = || match Message::parse(raw.as_bytes()) {
+                Ok(Message::Request(r)) => r,
+                _ => unreachable!(),
+            };
+            let verdict = fresh().validate();
+            assert_eq!(req.validate_quick(), verdict, "{from} / {to} / {contact}");
+            // with From and To parsed first, as for a request that makes a dialog
+            let warm = fresh();
+            let _ = (warm.from(), warm.to());
+            assert_eq!(warm.validate_quick(), verdict, "{from} / {to} / {contact}");
+        }
+    }
+    for contact in contacts.into_iter().flatten() {
+        let raw = format!(
+            "INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+             From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: c\r\n\
+             CSeq: 2 INVITE\r\nContact: {contact}\r\nContact: <sip:z@example.com>\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        let m = || Message::parse(raw.as_bytes()).unwrap();
+        assert_eq!(m().validate_quick(), m().validate(), "{contact}");
+    }
+}

@@ -5,11 +5,15 @@
 //! measured is parsing, transactions, dialogs and serialisation on both sides together:
 //! INVITE, 100, 180, 200, ACK, BYE, 200. Memory per dialog is the growth of the resident set
 //! from 50 000 to 100 000 answered calls (both sides in one process, halved).
+//!
+//! For instruction counts, `SIPUA_CALLS=N` runs N calls in a plain loop instead (no
+//! criterion, no memory run), which `valgrind --tool=callgrind` can count:
+//! `SIPUA_CALLS=20000 valgrind --tool=callgrind target/release/deps/call-<hash>`.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
 use sipua_message::{Method, Transport};
 use sipua_proto::endpoint::Received;
 use sipua_proto::ua::{UaConfig, UaCore, UaEvent};
@@ -102,6 +106,29 @@ fn pump(
     }
 }
 
+/// One whole call, both sides: INVITE, 180, 200, ACK, BYE, 200; transactions expire now and
+/// then so that tables stay small as in a real run.
+fn one_call(
+    a: &mut UaCore,
+    b: &mut UaCore,
+    now: &mut Instant,
+    dialogs: &mut Vec<sipua_proto::dialog::DialogId>,
+) {
+    let bob: SocketAddr = B.parse().unwrap();
+    a.invite(*now, "sip:bob@192.0.2.2:5060".parse().unwrap(), bob, None)
+        .unwrap();
+    pump(*now, a, b, dialogs);
+    let d = dialogs.pop().unwrap();
+    a.request_in_dialog(*now, &d, Method::Bye, bob).unwrap();
+    pump(*now, a, b, dialogs);
+    *now += Duration::from_millis(1);
+    if a.transactions() > 10_000 {
+        *now += Duration::from_secs(40);
+        a.handle_timeout(*now);
+        b.handle_timeout(*now);
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let start = Instant::now();
     let bob: SocketAddr = B.parse().unwrap();
@@ -109,21 +136,7 @@ fn bench(c: &mut Criterion) {
         let (mut a, mut b) = pair();
         let mut now = start;
         let mut dialogs = Vec::new();
-        bench.iter(|| {
-            a.invite(now, "sip:bob@192.0.2.2:5060".parse().unwrap(), bob, None)
-                .unwrap();
-            pump(now, &mut a, &mut b, &mut dialogs);
-            let d = dialogs.pop().unwrap();
-            a.request_in_dialog(now, &d, Method::Bye, bob).unwrap();
-            pump(now, &mut a, &mut b, &mut dialogs);
-            // let the transactions end now and then, so tables stay small as in a real run
-            now += Duration::from_millis(1);
-            if a.transactions() > 10_000 {
-                now += Duration::from_secs(40);
-                a.handle_timeout(now);
-                b.handle_timeout(now);
-            }
-        });
+        bench.iter(|| one_call(&mut a, &mut b, &mut now, &mut dialogs));
     });
 
     // memory per confirmed dialog: the marginal growth of the resident set between 50 000 and
@@ -158,4 +171,20 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if let Some(n) = std::env::var("SIPUA_CALLS")
+        .ok()
+        .and_then(|n| n.parse::<u64>().ok())
+    {
+        let (mut a, mut b) = pair();
+        let (mut now, mut dialogs) = (Instant::now(), Vec::new());
+        for _ in 0..n {
+            one_call(&mut a, &mut b, &mut now, &mut dialogs);
+        }
+        println!("{n} calls");
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -9,7 +9,7 @@ use sipua_message::{
 };
 
 /// What names a dialog (RFC 3261 §12): Call-ID and the two tags.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct DialogId {
     /// The Call-ID.
     pub call_id: String,
@@ -17,6 +17,42 @@ pub struct DialogId {
     pub local_tag: String,
     /// The peer's tag.
     pub remote_tag: String,
+}
+
+/// Hashes the two tags only (equal ids have equal tags, so this agrees with `Eq`): our tag is
+/// ours and random, the pair tells forks apart, and the Call-ID, the longest part, adds
+/// nothing but hashing time to the tables of the UA core. The tags go to the hasher in one
+/// write.
+impl std::hash::Hash for DialogId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // one write of `local 0xff remote` (0xff is never in UTF-8, so the pair is read back
+        // unambiguously), from the stack for the usual short tags
+        let (l, r) = (self.local_tag.as_bytes(), self.remote_tag.as_bytes());
+        let mut buf = [0u8; 64];
+        match buf.get_mut(..l.len() + 1 + r.len()) {
+            Some(b) => {
+                b[..l.len()].copy_from_slice(l);
+                b[l.len()] = 0xff;
+                b[l.len() + 1..].copy_from_slice(r);
+                state.write(b);
+            }
+            None => {
+                state.write(l);
+                state.write_u8(0xff);
+                state.write(r);
+            }
+        }
+    }
+}
+
+/// The Via of a request a dialog builds: a typed value, or the text the UA core writes for
+/// its own Via (no struct to make, write and drop for every request).
+#[derive(Debug, Clone)]
+pub(crate) enum ViaValue {
+    /// A typed Via.
+    Typed(Via),
+    /// A Via value as written.
+    Text(String),
 }
 
 /// Early (after a provisional response) or confirmed (after a 2xx).
@@ -74,14 +110,32 @@ pub struct Dialog {
 }
 
 fn contact_uri(contacts: Vec<Contact>) -> Result<Uri, DialogError> {
+    // the first address, moved out of the values parsed for us
     contacts
         .into_iter()
-        .find_map(|c| c.addr().map(|a| a.uri.clone()))
+        .find_map(|c| match c {
+            Contact::Addr(a) => Some(a.uri),
+            Contact::Star => None,
+        })
         .ok_or(DialogError::MissingContact)
+}
+
+/// Whether the Request-URI is a `sips` URI (RFC 3261 §12.1.1), parsing it only when it
+/// starts as one: a `sip:` URI never is, and most dialogs need nothing else from it.
+fn is_sips(request: &Request) -> bool {
+    let b = request.uri_bytes();
+    b.len() > 5 && b[..5].eq_ignore_ascii_case(b"sips:") && request.uri().scheme() == "sips"
 }
 
 fn without_tag(mut a: NameAddr) -> NameAddr {
     a.params.remove("tag");
+    compact(a)
+}
+
+/// The address with no spare room in its parameter list: it lives as long as the dialog, and
+/// a list that lost or gained a tag keeps the capacity of a growing one.
+fn compact(mut a: NameAddr) -> NameAddr {
+    a.params.0.shrink_to_fit();
     a
 }
 
@@ -117,7 +171,7 @@ impl Dialog {
             remote_uri: without_tag(response.to()?.clone()),
             remote_target,
             route_set,
-            secure: request.uri().scheme() == "sips",
+            secure: is_sips(request),
             caller: true,
         })
     }
@@ -138,6 +192,7 @@ impl Dialog {
         let remote_target = contact_uri(request.contacts()?)?;
         let mut local_uri = request.to()?.clone();
         local_uri.set_tag(local_tag);
+        let local_uri = compact(local_uri);
         Ok(Dialog {
             id: DialogId {
                 call_id: request.call_id().to_owned(),
@@ -151,7 +206,7 @@ impl Dialog {
             remote_uri: without_tag(request.from()?.clone()),
             remote_target,
             route_set,
-            secure: request.uri().scheme() == "sips",
+            secure: is_sips(request),
             caller: false,
         })
     }
@@ -184,7 +239,7 @@ impl Dialog {
             remote_uri: without_tag(notify.from()?.clone()),
             remote_target,
             route_set,
-            secure: subscribe.uri().scheme() == "sips",
+            secure: is_sips(subscribe),
             caller: true,
         })
     }
@@ -269,6 +324,16 @@ impl Dialog {
         via: Via,
         headers: Vec<Header>,
     ) -> Result<Request, DialogError> {
+        self.request_via(method, ViaValue::Typed(via), headers)
+    }
+
+    /// [`Dialog::request`] with the Via as text or typed.
+    pub(crate) fn request_via(
+        &mut self,
+        method: Method,
+        via: ViaValue,
+        headers: Vec<Header>,
+    ) -> Result<Request, DialogError> {
         let seq = self.local_seq.map_or(1, |s| s.wrapping_add(1)).max(1);
         self.local_seq = Some(seq);
         self.build(method, seq, via, headers)
@@ -276,6 +341,11 @@ impl Dialog {
 
     /// The ACK for a 2xx to the INVITE with CSeq `invite_seq` (RFC 3261 §13.2.2.4).
     pub fn ack(&self, invite_seq: u32, via: Via) -> Result<Request, DialogError> {
+        self.build(Method::Ack, invite_seq, ViaValue::Typed(via), Vec::new())
+    }
+
+    /// [`Dialog::ack`] with the Via as text or typed.
+    pub(crate) fn ack_via(&self, invite_seq: u32, via: ViaValue) -> Result<Request, DialogError> {
         self.build(Method::Ack, invite_seq, via, Vec::new())
     }
 
@@ -283,38 +353,42 @@ impl Dialog {
         &self,
         method: Method,
         seq: u32,
-        via: Via,
+        via: ViaValue,
         headers: Vec<Header>,
     ) -> Result<Request, DialogError> {
         let loose = self
             .route_set
             .first()
             .is_none_or(|r| r.uri.as_sip().is_some_and(|s| s.lr()));
-        let (ruri, routes): (Uri, Vec<NameAddr>) = if loose {
-            (self.remote_target.clone(), self.route_set.clone())
+        // loose routing (the usual case) borrows every value; a strict router is rewritten
+        let mut b = if loose {
+            let mut b = RequestBuilder::new_ref(method, &self.remote_target);
+            for r in &self.route_set {
+                b = b.header(Header::new(HeaderName::Route, r.to_string()));
+            }
+            b
         } else {
             // strict router: it becomes the Request-URI, the remote target the last Route
-            let mut routes: Vec<NameAddr> = self.route_set[1..].to_vec();
-            routes.push(NameAddr::new(self.remote_target.clone()));
             let mut first = self.route_set[0].uri.clone();
             if let Some(s) = first.as_sip_mut() {
                 s.headers.clear();
             }
-            (first, routes)
+            let mut b = RequestBuilder::new(method, first);
+            for r in &self.route_set[1..] {
+                b = b.header(Header::new(HeaderName::Route, r.to_string()));
+            }
+            let target = NameAddr::new(self.remote_target.clone());
+            b.header(Header::new(HeaderName::Route, target.to_string()))
         };
-        let mut b = RequestBuilder::new(method, ruri)
-            .via(via)
-            .from(self.local_uri.clone())
-            .to({
-                let mut to = self.remote_uri.clone();
-                to.set_tag(&self.id.remote_tag);
-                to
-            })
-            .call_id(self.id.call_id.clone())
+        b = match via {
+            ViaValue::Typed(v) => b.via(v),
+            ViaValue::Text(t) => b.via_text(t),
+        };
+        b = b
+            .from_ref(&self.local_uri)
+            .to_tagged(&self.remote_uri, &self.id.remote_tag)
+            .call_id(&self.id.call_id)
             .cseq(seq);
-        for r in routes {
-            b = b.header(Header::new(HeaderName::Route, r.to_string()));
-        }
         for h in headers {
             b = b.header(h);
         }

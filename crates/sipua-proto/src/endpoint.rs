@@ -10,7 +10,7 @@
 
 use std::cmp::Reverse;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
@@ -23,6 +23,7 @@ use sipua_message::{
     Transport, Via,
 };
 
+use crate::idmap::IdMap;
 use crate::transaction::{
     ClientInvite, ClientNonInvite, Delivery, Output, Reliability, ServerInvite, ServerNonInvite,
     State, TimerConfig,
@@ -208,8 +209,19 @@ struct Entry {
     peer: Peer,
     key: u64,
     client: bool,
-    /// Server side: the request and where it came from (for `received`/`rport` in responses).
-    request: Option<(Request, SocketAddr)>,
+    /// Server side: the request and the top Via of its responses.
+    request: Option<Incoming>,
+}
+
+/// What a server transaction keeps of its request.
+#[derive(Debug)]
+struct Incoming {
+    request: Request,
+    /// Where it came from.
+    source: SocketAddr,
+    /// The top Via its responses carry ([`received_via`], as text), made once for all of
+    /// them.
+    via: Option<String>,
 }
 
 impl Entry {
@@ -237,9 +249,9 @@ impl Entry {
 pub struct Endpoint {
     cfg: Config,
     next_id: u64,
-    txs: HashMap<TransactionId, Entry>,
-    client_keys: HashMap<u64, TransactionId>,
-    server_keys: HashMap<u64, TransactionId>,
+    txs: IdMap<TransactionId, Entry>,
+    client_keys: IdMap<u64, TransactionId>,
+    server_keys: IdMap<u64, TransactionId>,
     timers: BinaryHeap<Reverse<(Instant, TransactionId)>>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -260,9 +272,9 @@ impl Endpoint {
         Endpoint {
             cfg,
             next_id: 1,
-            txs: HashMap::new(),
-            client_keys: HashMap::new(),
-            server_keys: HashMap::new(),
+            txs: IdMap::default(),
+            client_keys: IdMap::default(),
+            server_keys: IdMap::default(),
             timers: BinaryHeap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -295,11 +307,29 @@ impl Endpoint {
         self.timers.peek().map(|Reverse((at, _))| *at)
     }
 
+    /// The keyed hash of a transaction key's parts, each length-prefixed so that the parts
+    /// cannot run into each other; fed to the hasher in one write when they fit on the stack.
     fn hash(&self, parts: &[&[u8]]) -> u64 {
         let mut h = DefaultHasher::new();
         self.cfg.seed.hash(&mut h);
-        for p in parts {
-            p.hash(&mut h);
+        let mut buf = [0u8; 256];
+        let total: usize = parts.iter().map(|p| 2 + p.len()).sum();
+        if total <= buf.len() {
+            let mut n = 0;
+            for p in parts {
+                // a part is at most 254 bytes here
+                buf[n..n + 2].copy_from_slice(&(p.len() as u16).to_le_bytes());
+                buf[n + 2..n + 2 + p.len()].copy_from_slice(p);
+                n += 2 + p.len();
+            }
+            h.write_u8(0);
+            h.write(&buf[..n]);
+        } else {
+            // a key this long is rare: its parts one by one
+            h.write_u8(1);
+            for p in parts {
+                p.hash(&mut h);
+            }
         }
         h.finish()
     }
@@ -324,11 +354,25 @@ impl Endpoint {
                     .port
                     .unwrap_or_else(|| v.transport.default_port())
                     .to_be_bytes();
-                let host = v.host.to_ascii_lowercase();
+                // the host compares case-insensitively: hash it in lower case (on the
+                // stack for any usual length)
+                let mut small = [0u8; 64];
+                let long;
+                let host: &[u8] = match small.get_mut(..v.host.len()) {
+                    Some(s) => {
+                        s.copy_from_slice(v.host.as_bytes());
+                        s.make_ascii_lowercase();
+                        s
+                    }
+                    None => {
+                        long = v.host.to_ascii_lowercase();
+                        long.as_bytes()
+                    }
+                };
                 self.hash(&[
                     b"s",
                     branch.as_bytes(),
-                    host.as_bytes(),
+                    host,
                     &port,
                     method.as_str().as_bytes(),
                 ])
@@ -360,11 +404,11 @@ impl Endpoint {
         let Some(entry) = self.txs.get_mut(&id) else {
             return;
         };
-        let Some((req, source)) = &entry.request else {
+        let Some(inc) = &entry.request else {
             return;
         };
         let bytes =
-            Response::from_request_with(req, 100, None, received_via(req, *source).as_ref(), &[])
+            Response::from_request_with_via_text(&inc.request, 100, None, inc.via.as_deref(), &[])
                 .to_bytes();
         if let Tx::Ist(ist) = &mut entry.tx {
             ist.set_trying(bytes.clone());
@@ -430,7 +474,7 @@ impl Endpoint {
         if self.txs.len() >= self.cfg.max_transactions {
             return Err(Error::Overloaded);
         }
-        let branch = request.via_key().branch.ok_or(Error::NoBranch)?;
+        let branch = request.branch().ok_or(Error::NoBranch)?;
         let key = self.client_key(branch, request.method());
         let id = self.new_id();
         let rel = reliability(&transport);
@@ -489,7 +533,7 @@ impl Endpoint {
         let entry = self.txs.get_mut(&id).ok_or(Error::UnknownTransaction)?;
         let status = response.status();
         let response = match &entry.request {
-            Some((req, source)) => with_received(response, req, *source),
+            Some(inc) => with_received(response, &inc.request, inc.source),
             None => response,
         };
         let bytes = response.to_bytes();
@@ -523,7 +567,7 @@ impl Endpoint {
 
     /// Gives memory back after a load peak: tables far larger than their contents shrink.
     fn shrink(&mut self) {
-        fn fit<K: std::hash::Hash + Eq, V>(m: &mut HashMap<K, V>) {
+        fn fit<K: std::hash::Hash + Eq, V>(m: &mut IdMap<K, V>) {
             if m.capacity() > 1024 && m.len() * 4 < m.capacity() {
                 m.shrink_to_fit();
             }
@@ -597,7 +641,7 @@ impl Endpoint {
     }
 
     fn on_response(&mut self, now: Instant, resp: Response) {
-        let Some(branch) = resp.via_key().branch else {
+        let Some(branch) = resp.branch() else {
             return;
         };
         let key = self.client_key(branch, &resp.cseq().method);
@@ -715,7 +759,7 @@ impl Endpoint {
                 sipua_message::Message::Response(r) => r.to_tag().map(str::to_owned),
                 sipua_message::Message::Request(_) => None,
             });
-        if let (Some(tag), true) = (tag, req.to_tag().is_none()) {
+        if let (Some(tag), true) = (tag, !req.has_to_tag()) {
             let _ = resp.set_to_tag(&tag);
         }
         let _ = self.respond(now, cancel_id, resp);
@@ -752,6 +796,7 @@ impl Endpoint {
         }
         let id = self.new_id();
         let rel = reliability(&peer.transport);
+        let via = received_via_text(req, source);
         let tx = if *req.method() == Method::Invite {
             if self.cfg.send_trying && !self.cfg.trying_delay.is_zero() {
                 Tx::Ist(
@@ -760,14 +805,8 @@ impl Endpoint {
                 )
             } else {
                 let trying = self.cfg.send_trying.then(|| {
-                    Response::from_request_with(
-                        req,
-                        100,
-                        None,
-                        received_via(req, source).as_ref(),
-                        &[],
-                    )
-                    .to_bytes()
+                    Response::from_request_with_via_text(req, 100, None, via.as_deref(), &[])
+                        .to_bytes()
                 });
                 Tx::Ist(ServerInvite::new(
                     rel,
@@ -786,7 +825,11 @@ impl Endpoint {
                 peer,
                 key,
                 client: false,
-                request: Some((req.clone(), source)),
+                request: Some(Incoming {
+                    request: req.clone(),
+                    source,
+                    via,
+                }),
             },
         );
         self.server_keys.insert(key, id);
@@ -824,22 +867,120 @@ pub fn received_via(req: &Request, source: SocketAddr) -> Option<Via> {
         return None;
     }
     let mut v = via.clone();
-    v.params.set("received", Some(&source.ip().to_string()));
+    v.params.set("received", Some(&ip_text(source.ip())));
     if wants_rport {
-        v.params.set("rport", Some(&source.port().to_string()));
+        let mut port = String::with_capacity(5);
+        push_decimal(&mut port, u32::from(source.port()));
+        v.params.set("rport", Some(&port));
     }
     Some(v)
+}
+
+/// An address as `IpAddr`'s `Display` writes it, the usual IPv4 case without the formatter.
+fn ip_text(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(a) => {
+            let mut s = String::with_capacity(15);
+            for (i, o) in a.octets().into_iter().enumerate() {
+                if i > 0 {
+                    s.push('.');
+                }
+                push_decimal(&mut s, u32::from(o));
+            }
+            s
+        }
+        IpAddr::V6(_) => ip.to_string(),
+    }
+}
+
+/// Appends the decimal digits of `n` to `s`, without the formatter.
+fn push_decimal(s: &mut String, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    s.extend(digits[i..].iter().map(|&d| char::from(d)));
 }
 
 /// `resp` with the Via of [`received_via`], unless it already differs from the request's
 /// (the UA core built it so).
 pub fn with_received(mut resp: Response, req: &Request, source: SocketAddr) -> Response {
-    let first = |h: sipua_message::Headers<'_>| h.get(&HeaderName::Via).map(|v| v.value().to_vec());
-    if first(resp.headers()) != first(req.headers()) {
+    if !same_top_via(&resp, req) {
         return resp;
     }
     if let Some(v) = received_via(req, source) {
         let _ = resp.set_top_via(&v);
     }
     resp
+}
+
+/// [`received_via`] written as text ([`Via::to_string_with`], no copy of the Via): what
+/// responses made by the endpoint and the UA core carry.
+pub(crate) fn received_via_text(req: &Request, source: SocketAddr) -> Option<String> {
+    let via = req.top_via().ok()?;
+    let wants_rport = via.rport().is_some();
+    if via.host.ip() == Some(source.ip()) && !wants_rport {
+        return None;
+    }
+    let ip = ip_text(source.ip());
+    let text = if wants_rport {
+        let mut port = String::with_capacity(5);
+        push_decimal(&mut port, u32::from(source.port()));
+        via.to_string_with(&[("received", Some(&ip)), ("rport", Some(&port))])
+    } else {
+        via.to_string_with(&[("received", Some(&ip))])
+    };
+    debug_assert_eq!(
+        Some(&text),
+        received_via(req, source).map(|v| v.to_string()).as_ref()
+    );
+    Some(text)
+}
+
+/// Whether `resp` still has the top Via line of `req` as it came (not yet given `received`).
+fn same_top_via(resp: &Response, req: &Request) -> bool {
+    fn first(h: sipua_message::Headers<'_>) -> Option<&[u8]> {
+        h.get(&HeaderName::Via).map(|v| v.value())
+    }
+    first(resp.headers()) == first(req.headers())
+}
+
+impl Endpoint {
+    /// The top Via that responses on server transaction `id` carry ([`received_via`] of its
+    /// request), made when the request arrived.
+    pub(crate) fn received_via_of(&self, id: TransactionId) -> Option<Option<&str>> {
+        let inc = self.txs.get(&id)?.request.as_ref()?;
+        Some(inc.via.as_deref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_and_ports_are_written_as_display_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "192.0.2.1",
+            "255.255.255.255",
+            "10.0.100.9",
+            "::1",
+            "2001:db8::7",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+        for port in [0u16, 9, 10, 5060, 65535] {
+            let mut s = String::new();
+            push_decimal(&mut s, u32::from(port));
+            assert_eq!(s, port.to_string());
+        }
+    }
 }

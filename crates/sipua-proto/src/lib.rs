@@ -15,6 +15,7 @@
 pub mod auth;
 pub mod dialog;
 pub mod endpoint;
+mod idmap;
 pub mod locate;
 pub mod rng;
 pub mod sim;

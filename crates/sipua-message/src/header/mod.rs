@@ -11,10 +11,10 @@ mod via;
 pub use name::HeaderName;
 pub(crate) use name::Known;
 pub use typed::*;
-pub(crate) use via::{itoa_u16, ViaParts};
+pub(crate) use via::ViaParts;
 pub use via::{Transport, Via, BRANCH_COOKIE};
 
-use bytes::{BufMut, Bytes};
+use bytes::Bytes;
 
 use crate::error::Result;
 use crate::scan;
@@ -56,14 +56,6 @@ impl Header {
     pub fn value(&self) -> &[u8] {
         &self.value
     }
-
-    /// Appends `Name: value` and CRLF.
-    pub(crate) fn write_to(&self, out: &mut Vec<u8>) {
-        out.put_slice(self.name.as_str().as_bytes());
-        out.put_slice(b": ");
-        out.put_slice(&self.value);
-        out.put_slice(b"\r\n");
-    }
 }
 
 /// Where one header line of a parsed message sits in its buffer.
@@ -97,6 +89,16 @@ pub struct HeaderRef<'a> {
 }
 
 impl<'a> HeaderRef<'a> {
+    /// The header of `entry` in `buf`.
+    pub(crate) fn new(buf: &'a [u8], entry: &'a Entry) -> HeaderRef<'a> {
+        HeaderRef { buf, entry }
+    }
+
+    /// Its index entry (ranges into the message's buffer).
+    pub(crate) fn entry(&self) -> &'a Entry {
+        self.entry
+    }
+
     /// The header's name (known names map compact forms to the full name).
     pub fn name(&self) -> HeaderName {
         match self.entry.known {

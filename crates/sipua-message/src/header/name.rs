@@ -494,6 +494,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_known_name_is_found_from_its_canonical_spelling() {
+        for &(_, k) in Known::SPELLINGS {
+            let name = k.name();
+            assert_eq!(
+                Known::lookup(name.as_str().as_bytes()),
+                name.to_known(),
+                "{name:?}"
+            );
+            assert_eq!(name.to_known(), Some(k));
+        }
+    }
+
+    #[test]
     fn lookup_is_case_insensitive_and_knows_compact_forms() {
         assert_eq!(
             HeaderName::from_bytes(b"MaX-fOrWaRdS"),

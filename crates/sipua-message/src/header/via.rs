@@ -321,44 +321,47 @@ impl<'a> ViaParts<'a> {
 
 impl fmt::Display for Via {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f)
+    }
+}
+
+impl Via {
+    /// Writes the Via value as [`fmt::Display`] does, into any [`fmt::Write`].
+    pub(crate) fn write_to<W: fmt::Write>(&self, f: &mut W) -> fmt::Result {
+        self.write_sent_by(f)?;
+        self.params.write_to(f)
+    }
+
+    /// This Via as text with `params` set as [`Params::set`] would set them, in order, on a
+    /// copy, without making the copy: what a UAS puts in its responses, the request's Via with
+    /// `received` and `rport` (RFC 3261 §18.2.1, RFC 3581 §4). At most 8 parameters.
+    ///
+    /// ```
+    /// use sipua_message::Via;
+    /// let v: Via = "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;rport".parse().unwrap();
+    /// let text = v.to_string_with(&[("received", Some("192.0.2.9")), ("rport", Some("5070"))]);
+    /// assert_eq!(text, "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;rport=5070;received=192.0.2.9");
+    /// ```
+    pub fn to_string_with(&self, params: &[(&str, Option<&str>)]) -> String {
+        let mut s = String::with_capacity(96);
+        let _ = self.write_sent_by(&mut s);
+        let _ = self.params.write_with_all(&mut s, params);
+        s
+    }
+
+    /// `SIP/2.0/UDP host:port`, what comes before the parameters.
+    fn write_sent_by<W: fmt::Write>(&self, f: &mut W) -> fmt::Result {
         // write_str rather than write!: Via is written for every request sent
         f.write_str(&self.protocol)?;
         f.write_str("/")?;
         f.write_str(self.transport.as_str())?;
         f.write_str(" ")?;
-        fmt::Display::fmt(&self.host, f)?;
+        self.host.write_to(f)?;
         if let Some(p) = self.port {
             f.write_str(":")?;
-            f.write_str(itoa_u16(p).as_str())?;
+            scan::write_decimal(f, u32::from(p))?;
         }
-        fmt::Display::fmt(&self.params, f)
-    }
-}
-
-/// A port as text without the formatting machinery.
-pub(crate) fn itoa_u16(mut n: u16) -> PortText {
-    let mut buf = [0u8; 5];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    PortText { buf, start: i }
-}
-
-/// The digits of a port.
-pub(crate) struct PortText {
-    buf: [u8; 5],
-    start: usize,
-}
-
-impl PortText {
-    pub(crate) fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.buf[self.start..]).unwrap_or("0")
+        Ok(())
     }
 }
 
@@ -372,6 +375,31 @@ impl std::str::FromStr for Via {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn written_with_parameters_set_is_a_copy_with_them_set_written() {
+        let sets: [&[(&str, Option<&str>)]; 4] = [
+            &[("received", Some("192.0.2.9"))],
+            &[("received", Some("192.0.2.9")), ("rport", Some("5070"))],
+            &[("RPORT", Some("1")), ("x", None), ("y", Some("a b"))],
+            &[("received", Some("2001:db8::1")), ("branch", Some(""))],
+        ];
+        for via in [
+            "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;rport",
+            "SIP/2.0/TCP h.example.com;Received=1.2.3.4;branch=z9hG4bK2;rport=1;rport",
+            "SIP/2.0/UDP [2001:db8::2];branch=z9hG4bK3;x=\"q\"",
+            "SIP/2.0/UDP h",
+        ] {
+            let v: Via = via.parse().unwrap();
+            for set in sets {
+                let mut copy = v.clone();
+                for (name, value) in set {
+                    copy.params.set(name, *value);
+                }
+                assert_eq!(v.to_string_with(set), copy.to_string(), "{via} {set:?}");
+            }
+        }
+    }
 
     #[test]
     fn folded_and_spaced_via() {

@@ -7,19 +7,22 @@
 //! Like the endpoint it is sans-IO: `handle_*` in, `poll_*` out, time as an argument.
 
 use std::cmp::Reverse;
+use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sipua_message::header::MediaType;
+use sipua_message::header::BRANCH_COOKIE;
 use sipua_message::{
-    Header, HeaderName, Host, Method, NameAddr, Request, RequestBuilder, Response, Transport, Uri,
-    Via,
+    Header, HeaderName, Host, Method, NameAddr, Param, Params, Request, RequestBuilder, Response,
+    Transport, Uri, Via,
 };
 
 use crate::auth::digest::Challenge;
-use crate::dialog::{Dialog, DialogError, DialogId, DialogState};
+use crate::dialog::{Dialog, DialogError, DialogId, DialogState, ViaValue};
 
 mod auth;
 mod prack;
@@ -27,6 +30,7 @@ mod rules;
 mod subscribe;
 
 use crate::endpoint::{self, Endpoint, Received, TransactionId, Transmit};
+use crate::idmap::IdMap;
 use crate::rng::Rng;
 use crate::transaction::TimerConfig;
 pub use auth::Credentials;
@@ -216,6 +220,9 @@ struct Pending2xx {
     give_up: Instant,
 }
 
+/// The dialog and CSeq of a 2xx awaiting its ACK, shared by its table entry and its timers.
+type AckKey = Arc<(DialogId, u32)>;
+
 /// An ACK we sent, kept to answer retransmitted 2xx responses.
 #[derive(Debug)]
 struct SentAck {
@@ -262,12 +269,15 @@ pub struct UaCore {
     timers_cfg: TimerConfig,
     endpoint: Endpoint,
     rng: Rng,
-    dialogs: HashMap<DialogId, Dialog>,
-    incoming: HashMap<TransactionId, Incoming>,
-    outgoing: HashMap<TransactionId, Outgoing>,
-    pending_2xx: HashMap<(DialogId, u32), Pending2xx>,
+    /// The dialogs, boxed: the table then holds a key and a pointer per slot, and its
+    /// spare slots (up to half of them after it grows) cost little.
+    dialogs: HashMap<DialogId, Box<Dialog>>,
+    incoming: IdMap<TransactionId, Incoming>,
+    outgoing: IdMap<TransactionId, Outgoing>,
+    /// By (dialog, CSeq), shared with the timers that retransmit them (no copy of the id).
+    pending_2xx: HashMap<AckKey, Pending2xx>,
     sent_acks: HashMap<(DialogId, u32), SentAck>,
-    timers: BinaryHeap<Reverse<(Instant, DialogId, u32)>>,
+    timers: BinaryHeap<Reverse<(Instant, AckKey)>>,
     events: VecDeque<UaEvent>,
     /// What the core itself sends (2xx retransmissions, ACKs), before the endpoint's output.
     queue: VecDeque<Transmit>,
@@ -275,6 +285,10 @@ pub struct UaCore {
     contact: Header,
     /// Our address of record, made once.
     aor: NameAddr,
+    /// `@` and our address, the end of the Call-IDs we make.
+    call_id_suffix: String,
+    /// Our Via up to its branch value (`SIP/2.0/UDP host:port;branch=`).
+    via_prefix: String,
     /// Requests without a To tag being answered, by (From tag, Call-ID, CSeq), to spot merged
     /// requests (RFC 3261 §8.2.2.2).
     merged: HashMap<(String, String, u32), (TransactionId, String)>,
@@ -300,14 +314,26 @@ impl UaCore {
     /// A user agent with no dialogs.
     pub fn new(cfg: UaConfig) -> UaCore {
         let (contact, aor) = (UaCore::make_contact(&cfg), UaCore::make_aor(&cfg));
+        let call_id_suffix = format!("@{}", Host::from(cfg.local.ip()));
+        // what UaCore::via writes before its branch value
+        let via_prefix = {
+            let mut v = Via::new(
+                cfg.transport.clone(),
+                Host::from(cfg.local.ip()),
+                Some(cfg.local.port()),
+                "",
+            );
+            v.params = Params::new();
+            format!("{v};branch=")
+        };
         UaCore {
             timers_cfg: cfg.endpoint.timers,
             endpoint: Endpoint::new(cfg.endpoint.clone()),
             rng: Rng::new(cfg.seed),
             cfg,
             dialogs: HashMap::new(),
-            incoming: HashMap::new(),
-            outgoing: HashMap::new(),
+            incoming: IdMap::default(),
+            outgoing: IdMap::default(),
             pending_2xx: HashMap::new(),
             sent_acks: HashMap::new(),
             timers: BinaryHeap::new(),
@@ -315,6 +341,8 @@ impl UaCore {
             queue: VecDeque::new(),
             contact,
             aor,
+            call_id_suffix,
+            via_prefix,
             merged: HashMap::new(),
             auth_cache: HashMap::new(),
             invites_out: HashMap::new(),
@@ -327,7 +355,7 @@ impl UaCore {
 
     /// A dialog, if it exists.
     pub fn dialog(&self, id: &DialogId) -> Option<&Dialog> {
-        self.dialogs.get(id)
+        self.dialogs.get(id).map(|d| &**d)
     }
 
     /// Number of live dialogs.
@@ -342,28 +370,60 @@ impl UaCore {
 
     /// `len` random lower-case hex digits (tags, Call-IDs, branches, cnonces).
     fn token(&mut self, len: usize) -> String {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut s = String::with_capacity(len);
-        while s.len() < len {
+        self.push_token(&mut s, len);
+        s
+    }
+
+    /// Appends [`UaCore::token`]'s digits to `s`.
+    fn push_token(&mut self, s: &mut String, len: usize) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let end = s.len() + len;
+        while s.len() < end {
             let mut x = self.rng.next_u64();
-            for _ in 0..16.min(len - s.len()) {
+            for _ in 0..16.min(end - s.len()) {
                 s.push(char::from(HEX[(x & 0xf) as usize]));
                 x >>= 4;
             }
         }
-        s
     }
 
+    /// Our Via with a new branch and `rport` (RFC 3581): `Via::new` plus the `rport` flag,
+    /// made directly (one allocation per part).
     fn via(&mut self) -> Via {
-        let branch = format!("z9hG4bK{}", self.token(16));
-        let mut v = Via::new(
-            self.cfg.transport.clone(),
-            Host::from(self.cfg.local.ip()),
-            Some(self.cfg.local.port()),
-            &branch,
-        );
-        v.params.set("rport", None);
+        let mut branch = String::with_capacity(BRANCH_COOKIE.len() + 16);
+        branch.push_str(BRANCH_COOKIE);
+        self.push_token(&mut branch, 16);
+        let param = |name: &str, value| Param {
+            name: name.to_owned(),
+            value,
+            quoted: false,
+        };
+        Via {
+            protocol: "SIP/2.0".to_owned(),
+            transport: self.cfg.transport.clone(),
+            host: Host::from(self.cfg.local.ip()),
+            port: Some(self.cfg.local.port()),
+            params: Params(vec![param("branch", Some(branch)), param("rport", None)]),
+        }
+    }
+
+    /// [`UaCore::via`] as text, as it writes (the part before the branch is made once).
+    fn via_text(&mut self) -> String {
+        let mut v = String::with_capacity(self.via_prefix.len() + BRANCH_COOKIE.len() + 22);
+        v.push_str(&self.via_prefix);
+        v.push_str(BRANCH_COOKIE);
+        self.push_token(&mut v, 16);
+        v.push_str(";rport");
         v
+    }
+
+    /// A new Call-ID: random digits `@` our address.
+    fn call_id(&mut self) -> String {
+        let mut id = String::with_capacity(20 + self.call_id_suffix.len());
+        self.push_token(&mut id, 20);
+        id.push_str(&self.call_id_suffix);
+        id
     }
 
     fn contact(&self) -> Header {
@@ -385,10 +445,6 @@ impl UaCore {
                 cfg.local.port()
             ),
         )
-    }
-
-    fn local_aor(&self) -> NameAddr {
-        self.aor.clone()
     }
 
     fn make_aor(cfg: &UaConfig) -> NameAddr {
@@ -455,25 +511,20 @@ impl UaCore {
             contact,
             contact_params,
         } = opts;
-        let mut from = from.unwrap_or_else(|| self.local_aor());
         let tag = self.token(10);
-        from.set_tag(&tag);
-        let to = to.unwrap_or_else(|| {
-            if method == Method::Register {
-                self.local_aor()
-            } else {
-                NameAddr::new(target.clone())
-            }
-        });
-        let call_id = call_id
-            .unwrap_or_else(|| format!("{}@{}", self.token(20), Host::from(self.cfg.local.ip())));
-        let via = self.via();
-        let mut b = RequestBuilder::new(method.clone(), target)
-            .via(via)
-            .from(from)
-            .to(to)
-            .call_id(call_id)
-            .cseq(cseq.unwrap_or(1));
+        let call_id = call_id.unwrap_or_else(|| self.call_id());
+        let via = self.via_text();
+        // From is our address of record (or the caller's choice) with a new tag, written
+        // without a copy; To the registered address, the target or the caller's choice
+        let mut b = RequestBuilder::new_ref(method.clone(), &target)
+            .via_text(via)
+            .from_tagged(from.as_ref().unwrap_or(&self.aor), &tag);
+        b = match to {
+            Some(to) => b.to(to),
+            None if method == Method::Register => b.to_ref(&self.aor),
+            None => b.to(NameAddr::new(target)),
+        };
+        b = b.call_id(call_id).cseq(cseq.unwrap_or(1));
         if let Some(c) = contact {
             b = b.header(c);
         } else if let Some(p) = contact_params {
@@ -511,19 +562,18 @@ impl UaCore {
             self.authorize_from_cache(&mut request, destination);
         }
         // the transport chosen by server location (RFC 3263), else the one in our Via
-        let via_transport = request
-            .top_via()
-            .map(|v| v.transport.clone())
-            .unwrap_or_else(|_| self.cfg.transport.clone());
+        let via_transport = request.via_transport().clone();
         let base = hint.unwrap_or_else(|| via_transport.clone());
         // RFC 3261 §18.1.1: a request too large for UDP goes over TCP, unless the URI insists
-        let forced_udp = request
-            .uri()
-            .as_sip()
-            .and_then(|u| u.transport())
-            .is_some_and(|t| t.eq_ignore_ascii_case("udp"));
-        let transport =
-            crate::locate::transport_for_size(&base, request.to_bytes().len(), forced_udp);
+        // (the URI is only parsed when the size asks the question)
+        let size = request.to_bytes().len();
+        let forced_udp = crate::locate::transport_for_size(&base, size, false) != base
+            && request
+                .uri()
+                .as_sip()
+                .and_then(|u| u.transport())
+                .is_some_and(|t| t.eq_ignore_ascii_case("udp"));
+        let transport = crate::locate::transport_for_size(&base, size, forced_udp);
         if transport != via_transport {
             if let Ok(mut via) = request.top_via().cloned() {
                 via.transport = transport.clone();
@@ -534,9 +584,7 @@ impl UaCore {
             self.endpoint
                 .send_request(now, request.clone(), transport.clone(), destination)?;
         let (original, auth_attempts) = original.unwrap_or((id, 0));
-        if matches!(request.method(), Method::Subscribe | Method::Refer)
-            && request.to_tag().is_none()
-        {
+        if matches!(request.method(), Method::Subscribe | Method::Refer) && !request.has_to_tag() {
             self.remember_subscribe(now, &request);
         }
         self.outgoing.insert(
@@ -584,7 +632,7 @@ impl UaCore {
         if method == Method::Invite && self.invites_out.contains_key(dialog) {
             return Err(UaError::RequestPending);
         }
-        let via = self.via();
+        let via = ViaValue::Text(self.via_text());
         // target refresh requests, and REFER, say where the peer's requests go (RFC 3261
         // §12.2.1.1, RFC 3311 §5.1, RFC 6665 §4.1.2.1 and §4.2.2, RFC 3515 §2.4.1)
         let refresh = matches!(
@@ -597,21 +645,18 @@ impl UaCore {
             Vec::new()
         };
         headers.extend(extra);
-        let mut request = self
-            .dialogs
-            .get_mut(dialog)
-            .ok_or(UaError::UnknownDialog)?
-            .request(method.clone(), via, headers)?;
+        let d = self.dialogs.get_mut(dialog).ok_or(UaError::UnknownDialog)?;
+        let mut request = d.request_via(method.clone(), via, headers)?;
+        // a transport parameter in the next hop (the peer's Contact or first route) decides
+        let hint = d
+            .next_hop()
+            .as_sip()
+            .and_then(|u| u.transport())
+            .map(|t| Transport::parse(t.as_bytes()));
         if let Some((ct, body)) = body {
             request.set_body(Some(&ct), &body)?;
         }
         let is_invite = *request.method() == Method::Invite;
-        // a transport parameter in the next hop (the peer's Contact or first route) decides
-        let hint = self
-            .dialogs
-            .get(dialog)
-            .and_then(|d| d.next_hop().as_sip().and_then(|u| u.transport()))
-            .map(|t| Transport::parse(t.as_bytes()));
         let id = self.start(now, request, destination, None, hint)?;
         if is_invite {
             self.invites_out.insert(dialog.clone(), id);
@@ -693,8 +738,7 @@ impl UaCore {
     ) -> Result<Response, UaError> {
         let inc = self.incoming.get(&id).ok_or(UaError::UnknownTransaction)?;
         // a To that does not parse (answered with 400) gets no tag rather than no answer
-        let tag =
-            (status > 100 && inc.request.to_tag().is_none()).then_some(inc.local_tag.as_str());
+        let tag = (status > 100 && !inc.request.has_to_tag()).then_some(inc.local_tag.as_str());
         let contact = match inc.request.method() {
             Method::Invite => (101..300).contains(&status),
             // the notifier's 2xx names its target (RFC 6665 §4.2.1, RFC 3515 §2.4.2)
@@ -705,12 +749,20 @@ impl UaCore {
         if contact && !extra.iter().any(|h| h.name() == &HeaderName::Contact) {
             extra.insert(0, self.contact());
         }
-        let via = endpoint::received_via(&inc.request, inc.source);
-        Ok(Response::from_request_with(
+        // made once by the endpoint when the request arrived; made here if it is gone
+        let made;
+        let via = match self.endpoint.received_via_of(id) {
+            Some(v) => v,
+            None => {
+                made = endpoint::received_via_text(&inc.request, inc.source);
+                made.as_deref()
+            }
+        };
+        Ok(Response::from_request_with_via_text(
             &inc.request,
             status,
             tag,
-            via.as_ref(),
+            via,
             &extra,
         ))
     }
@@ -728,29 +780,38 @@ impl UaCore {
         let mut dialog_id = None;
         if *inc.request.method() == Method::Invite
             && (101..300).contains(&status)
-            && response.to_tag().is_some()
+            && response.has_to_tag()
         {
             let state = if status < 200 {
                 DialogState::Early
             } else {
                 DialogState::Confirmed
             };
-            let local_tag = response.to_tag().unwrap_or_default().to_owned();
+            let local_tag = response.to_tag().unwrap_or_default();
             match Dialog::id_of_request(&inc.request).filter(|d| self.dialogs.contains_key(d)) {
                 // re-INVITE inside an existing dialog
                 Some(existing) => dialog_id = Some(existing),
                 None => {
-                    let d = Dialog::uas(&inc.request, &local_tag, state)?;
-                    let did = d.id.clone();
-                    self.dialogs
-                        .entry(did.clone())
-                        .and_modify(|x| x.state = state)
-                        .or_insert(d);
+                    // the id Dialog::uas gives: a dialog of this INVITE that a provisional
+                    // response made early is confirmed, not made again
+                    let did = DialogId {
+                        call_id: inc.request.call_id().to_owned(),
+                        local_tag: local_tag.to_owned(),
+                        remote_tag: inc.request.from_tag().unwrap_or_default().to_owned(),
+                    };
+                    match self.dialogs.get_mut(&did) {
+                        Some(x) => x.state = state,
+                        None => {
+                            let d = Dialog::uas(&inc.request, local_tag, state)?;
+                            debug_assert_eq!(d.id, did);
+                            self.dialogs.insert(did.clone(), Box::new(d));
+                        }
+                    }
                     dialog_id = Some(did);
                 }
             }
         } else if matches!(inc.request.method(), Method::Subscribe | Method::Refer)
-            && inc.request.to_tag().is_none()
+            && !inc.request.has_to_tag()
             && response.is_success()
         {
             // a 2xx to SUBSCRIBE or REFER creates the subscription's dialog (RFC 6665
@@ -758,7 +819,7 @@ impl UaCore {
             let local_tag = response.to_tag().unwrap_or(&inc.local_tag).to_owned();
             let d = Dialog::uas(&inc.request, &local_tag, DialogState::Confirmed)?;
             let did = d.id.clone();
-            self.dialogs.entry(did.clone()).or_insert(d);
+            self.dialogs.entry(did.clone()).or_insert(Box::new(d));
             dialog_id = Some(did);
         } else if let Some(did) =
             Dialog::id_of_request(&inc.request).filter(|d| self.dialogs.contains_key(d))
@@ -766,16 +827,21 @@ impl UaCore {
             dialog_id = Some(did);
         }
         let (request, source, transport) = (inc.request.clone(), inc.source, inc.transport.clone());
-        let local_tag = response.to_tag().unwrap_or(&inc.local_tag).to_owned();
+        // our tag, for an early dialog that a final non-2xx ends (below)
+        let ends_early =
+            *request.method() == Method::Invite && status >= 300 && !request.has_to_tag();
+        let local_tag = ends_early.then(|| response.to_tag().unwrap_or(&inc.local_tag).to_owned());
         self.endpoint.respond(now, id, response.clone())?;
         if status >= 200 && *request.method() == Method::Invite {
             self.invites_in.retain(|_, t| *t != id);
             self.prack_final(id);
         }
         if status >= 200 {
-            if let Some(key) = merge_key(&request) {
-                if self.merged.get(&key).is_some_and(|(t, _)| *t == id) {
-                    self.merged.remove(&key);
+            if let Some(key) = merge_key(&request).filter(|_| !self.merged.is_empty()) {
+                if let Entry::Occupied(e) = self.merged.entry(key) {
+                    if e.get().0 == id {
+                        e.remove();
+                    }
                 }
             }
             self.incoming.remove(&id);
@@ -785,15 +851,17 @@ impl UaCore {
                 // the endpoint sent it once; the core retransmits it until the ACK
                 let t1 = self.timers_cfg.t1;
                 let bytes = endpoint::with_received(response, &request, source).to_bytes();
-                let key = (did.clone(), request.cseq().seq);
+                let key = Arc::new((did.clone(), request.cseq().seq));
                 let destination = if transport.is_reliable() {
                     source
                 } else {
                     destination_for(&request, source)
                 };
                 if !transport.is_reliable() {
-                    self.timers.push(Reverse((now + t1, key.0.clone(), key.1)));
+                    self.timers.push(Reverse((now + t1, key.clone())));
                 }
+                let give_up = now + self.timers_cfg.t1x64();
+                self.timers.push(Reverse((give_up, key.clone())));
                 self.pending_2xx.insert(
                     key,
                     Pending2xx {
@@ -802,15 +870,12 @@ impl UaCore {
                         destination,
                         interval: t1,
                         next: now + t1,
-                        give_up: now + self.timers_cfg.t1x64(),
+                        give_up,
                     },
                 );
-                let give_up = now + self.timers_cfg.t1x64();
-                self.timers
-                    .push(Reverse((give_up, did.clone(), request.cseq().seq)));
             }
         }
-        if *request.method() == Method::Invite && status >= 300 && request.to_tag().is_none() {
+        if let Some(local_tag) = local_tag {
             let did = DialogId {
                 call_id: request.call_id().to_owned(),
                 local_tag,
@@ -842,8 +907,12 @@ impl UaCore {
     fn forget_dialog(&mut self, id: &DialogId) {
         self.prack.forget(id);
         self.dialogs.remove(id);
-        self.pending_2xx.retain(|(d, _), _| d != id);
-        self.awaiting_ack.retain(|(d, _), _| d != id);
+        if !self.pending_2xx.is_empty() {
+            self.pending_2xx.retain(|k, _| k.0 != *id);
+        }
+        if !self.awaiting_ack.is_empty() {
+            self.awaiting_ack.retain(|(d, _), _| d != id);
+        }
     }
 
     /// Takes in one message from the network.
@@ -861,21 +930,25 @@ impl UaCore {
     /// Fires the timers that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.endpoint.handle_timeout(now);
-        while let Some(Reverse((at, did, seq))) = self.timers.peek().cloned() {
-            if at > now {
+        while self
+            .timers
+            .peek()
+            .is_some_and(|Reverse((at, _))| *at <= now)
+        {
+            let Some(Reverse((_, key))) = self.timers.pop() else {
                 break;
-            }
-            self.timers.pop();
-            let key = (did, seq);
-            let Some(p) = self.pending_2xx.get_mut(&key) else {
+            };
+            let Some(p) = self.pending_2xx.get_mut(&*key) else {
                 continue;
             };
             if now >= p.give_up {
                 // §13.3.1.4: the dialog is confirmed, but the session ends with a BYE
                 let destination = p.destination;
-                self.pending_2xx.remove(&key);
+                self.pending_2xx.remove(&*key);
                 let _ = self.request_in_dialog(now, &key.0, Method::Bye, destination);
-                self.events.push_back(UaEvent::AckTimeout { dialog: key.0 });
+                self.events.push_back(UaEvent::AckTimeout {
+                    dialog: key.0.clone(),
+                });
                 continue;
             }
             if p.next <= now {
@@ -888,7 +961,7 @@ impl UaCore {
                 p.interval = (p.interval * 2).min(self.timers_cfg.t2);
                 p.next = now + p.interval;
                 let next = p.next;
-                self.timers.push(Reverse((next, key.0, key.1)));
+                self.timers.push(Reverse((next, key)));
             }
         }
         self.sent_acks.retain(|_, a| a.expires > now);
@@ -897,7 +970,7 @@ impl UaCore {
         self.outgoing
             .retain(|_, o| o.forget_at.is_none_or(|t| t > now));
         self.subscribing.retain(|_, (_, at)| *at > now);
-        fn fit<K: std::hash::Hash + Eq, V>(m: &mut HashMap<K, V>) {
+        fn fit<K: std::hash::Hash + Eq, V, S: std::hash::BuildHasher>(m: &mut HashMap<K, V, S>) {
             if m.capacity() > 1024 && m.len() * 4 < m.capacity() {
                 m.shrink_to_fit();
             }
@@ -926,13 +999,10 @@ impl UaCore {
                     let Some(did) = Dialog::id_of_request(&request) else {
                         continue;
                     };
-                    if self
-                        .pending_2xx
-                        .remove(&(did.clone(), request.cseq().seq))
-                        .is_some()
-                    {
+                    let key = (did, request.cseq().seq);
+                    if self.pending_2xx.remove(&key).is_some() {
                         self.events.push_back(UaEvent::Ack {
-                            dialog: did,
+                            dialog: key.0,
                             request,
                         });
                     }
@@ -973,7 +1043,7 @@ impl UaCore {
         transport: Transport,
     ) {
         let local_tag = self.token(10);
-        let in_dialog = request.to_tag().is_some();
+        let in_dialog = request.has_to_tag();
         let stateless = self.check_request(&request);
         self.incoming.insert(
             id,
@@ -990,15 +1060,20 @@ impl UaCore {
         }
         if !in_dialog {
             if let Some(key) = merge_key(&request) {
-                let branch = request.via_key().branch.unwrap_or_default().to_owned();
-                match self.merged.get(&key) {
-                    // §8.2.2.2: the same request over another path
-                    Some((live, b)) if *b != branch && self.incoming.contains_key(live) => {
+                let branch = request.branch().unwrap_or_default().to_owned();
+                // §8.2.2.2: the same request over another path (one lookup for both uses)
+                match self.merged.entry(key) {
+                    Entry::Occupied(e)
+                        if e.get().1 != branch && self.incoming.contains_key(&e.get().0) =>
+                    {
                         self.answer(now, id, 482, Vec::new());
                         return;
                     }
-                    _ => {
-                        self.merged.insert(key, (id, branch));
+                    Entry::Occupied(mut e) => {
+                        e.insert((id, branch));
+                    }
+                    Entry::Vacant(v) => {
+                        v.insert((id, branch));
                     }
                 }
             }
@@ -1032,7 +1107,7 @@ impl UaCore {
                 if self.invites_out.contains_key(d) {
                     status = Some(491);
                 } else if self.invites_in.contains_key(d)
-                    || self.pending_2xx.keys().any(|(p, _)| p == d)
+                    || self.pending_2xx.keys().any(|k| k.0 == *d)
                 {
                     status = Some(500);
                     let secs = (self.rng.next_u64() % 10) as u32;
@@ -1116,16 +1191,16 @@ impl UaCore {
                 self.invites_out.retain(|_, t| *t != o && Some(*t) != id);
             }
         }
+        // the dialog id of a 2xx, made once for the two uses below
+        let mut success_id = None;
         if is_invite && response.is_success() {
             // a retransmitted 2xx (its ACK was lost): ACK it again, tell no one
             if let Some(did) = Dialog::id_of_response(&response) {
-                if self
-                    .awaiting_ack
-                    .contains_key(&(did.clone(), response.cseq().seq))
-                {
+                let key = (did, response.cseq().seq);
+                if !self.awaiting_ack.is_empty() && self.awaiting_ack.contains_key(&key) {
                     return; // the TU has it and has not acknowledged it yet
                 }
-                if let Some(a) = self.sent_acks.get(&(did, response.cseq().seq)) {
+                if let Some(a) = self.sent_acks.get(&key) {
                     let t = Transmit {
                         transport: a.transport.clone(),
                         destination: a.destination,
@@ -1135,15 +1210,13 @@ impl UaCore {
                     self.queue.push_back(t);
                     return;
                 }
+                success_id = Some(key.0);
             }
         }
         let mut dialog = None;
-        if is_invite
-            && response.status() > 100
-            && response.status() < 300
-            && response.to_tag().is_some()
+        if is_invite && response.status() > 100 && response.status() < 300 && response.has_to_tag()
         {
-            let did = Dialog::id_of_response(&response);
+            let did = success_id.or_else(|| Dialog::id_of_response(&response));
             let out = id.and_then(|i| self.outgoing.get(&i));
             match (did, out) {
                 (Some(did), Some(out)) => {
@@ -1151,7 +1224,7 @@ impl UaCore {
                         Some(d) => d.on_response(&response),
                         None => {
                             if let Ok(d) = Dialog::uac(&out.request, &response) {
-                                self.dialogs.insert(did.clone(), d);
+                                self.dialogs.insert(did.clone(), Box::new(d));
                             }
                         }
                     }
@@ -1286,11 +1359,11 @@ impl UaCore {
         };
         let (transport, fallback) = (out.transport.clone(), out.destination);
         let destination = self.dialog_destination(did).unwrap_or(fallback);
-        let via = self.via();
+        let via = ViaValue::Text(self.via_text());
         let Some(d) = self.dialogs.get(did) else {
             return;
         };
-        let Ok(mut ack) = d.ack(seq, via) else {
+        let Ok(mut ack) = d.ack_via(seq, via) else {
             return;
         };
         if let Some((ct, body)) = body {
@@ -1323,6 +1396,15 @@ impl UaCore {
     /// resolved address applies.
     pub fn dialog_destination(&self, dialog: &DialogId) -> Option<SocketAddr> {
         let d = self.dialogs.get(dialog)?;
+        // the usual next hop, an IP address with a port and no maddr or transport parameter,
+        // is where the locator would send (RFC 3263 §4.2), without making one
+        if let Some(sip) = d.next_hop().as_sip() {
+            if let (Some(ip), Some(port), None, None) =
+                (sip.host.ip(), sip.port, sip.maddr(), sip.transport())
+            {
+                return Some(SocketAddr::new(ip, port));
+            }
+        }
         let mut l = crate::locate::Locator::new(d.next_hop(), 0).ok()?;
         match l.step() {
             crate::locate::Step::Done(t) => t.first().map(|(_, a)| *a),
@@ -1345,7 +1427,7 @@ impl UaCore {
     /// When [`UaCore::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         // kept ACKs expire lazily, on the next timeout of anything else
-        let own = self.timers.peek().map(|Reverse((at, _, _))| *at);
+        let own = self.timers.peek().map(|Reverse((at, _))| *at);
         [own, self.prack.next_timeout(), self.endpoint.poll_timeout()]
             .into_iter()
             .flatten()
@@ -1358,5 +1440,28 @@ fn destination_for(request: &Request, source: SocketAddr) -> SocketAddr {
     match request.top_via() {
         Ok(v) if v.rport().is_none() => SocketAddr::new(source.ip(), v.port_or_default()),
         _ => source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_via_as_text_is_our_via_written() {
+        for (local, transport) in [
+            ("192.0.2.1:5060", Transport::Udp),
+            ("192.0.2.1:5070", Transport::Tcp),
+            ("[2001:db8::1]:5061", Transport::Tls),
+        ] {
+            let cfg = UaConfig {
+                seed: 7,
+                ..UaConfig::new(local.parse().unwrap(), transport, "alice")
+            };
+            let (mut a, mut b) = (UaCore::new(cfg.clone()), UaCore::new(cfg));
+            for _ in 0..3 {
+                assert_eq!(a.via_text(), b.via().to_string());
+            }
+        }
     }
 }

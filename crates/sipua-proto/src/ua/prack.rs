@@ -58,9 +58,15 @@ impl PrackState {
 
     /// Forgets a dialog's state (it ended).
     pub(super) fn forget(&mut self, dialog: &DialogId) {
-        self.out.remove(dialog);
-        self.rseq_out.remove(dialog);
-        self.rseq_in.remove(dialog);
+        // most dialogs never use 100rel: an empty table is not worth hashing the id for
+        for m in [&mut self.rseq_out, &mut self.rseq_in] {
+            if !m.is_empty() {
+                m.remove(dialog);
+            }
+        }
+        if !self.out.is_empty() {
+            self.out.remove(dialog);
+        }
     }
 
     /// Whether `id` is a PRACK the core sent (its response is absorbed).

@@ -78,11 +78,11 @@ impl UaCore {
             };
             return Some((status, vec![self.allow_header()]));
         }
-        if !matches!(req.uri().scheme(), "sip" | "sips" | "tel") {
+        if !served_scheme(req) {
             return Some((416, Vec::new()));
         }
         if caps.check_request_uri
-            && req.to_tag().is_none()
+            && !req.has_to_tag()
             && !matches!(method, Method::Ack | Method::Cancel)
         {
             let other_user = req
@@ -94,7 +94,14 @@ impl UaCore {
                 return Some((404, Vec::new()));
             }
         }
-        if req.validate().is_err() {
+        // validate's verdict; From and To are read again (typed) only when the request makes
+        // a dialog, so they are parsed for it then, and checked in place otherwise
+        let makes_dialog = matches!(method, Method::Invite | Method::Subscribe | Method::Refer)
+            && !req.has_to_tag();
+        if makes_dialog {
+            let _ = (req.from(), req.to());
+        }
+        if req.validate_quick().is_err() {
             return Some((400, Vec::new()));
         }
         if req.max_forwards() == Some(0) && *method != Method::Options {
@@ -104,13 +111,12 @@ impl UaCore {
             return None;
         }
         let creates_dialog = matches!(method, Method::Invite | Method::Subscribe | Method::Refer);
-        if creates_dialog && req.to_tag().is_none() && !req.headers().contains(&HeaderName::Contact)
-        {
+        if creates_dialog && !req.has_to_tag() && !req.headers().contains(&HeaderName::Contact) {
             // a request that creates a dialog must say where its requests go (RFC 3261
             // §8.1.1.8, RFC 6665 §4.1.2.1, RFC 3515 §2.1)
             return Some((400, Vec::new()));
         }
-        if creates_dialog && req.to_tag().is_none() && self.dialogs.len() >= self.cfg.max_dialogs {
+        if creates_dialog && !req.has_to_tag() && self.dialogs.len() >= self.cfg.max_dialogs {
             let retry = sipua_message::header::RetryAfter {
                 delta: 10,
                 comment: None,
@@ -198,8 +204,21 @@ impl UaCore {
 }
 
 /// What identifies a request for merged-request detection (no To tag yet).
+/// Whether the Request-URI's scheme is one we serve (sip, sips, tel), read from its first
+/// bytes when it can be: every Request-URI passed `check_uri` when its message was indexed,
+/// which accepts what `Uri::parse` accepts, so one that starts `sip:`, `sips:` or `tel:`
+/// parses as that scheme. Others are parsed to be sure.
+fn served_scheme(req: &Request) -> bool {
+    let b = req.uri_bytes();
+    let starts = |p: &[u8]| b.len() > p.len() && b[..p.len()].eq_ignore_ascii_case(p);
+    starts(b"sip:")
+        || starts(b"sips:")
+        || starts(b"tel:")
+        || matches!(req.uri().scheme(), "sip" | "sips" | "tel")
+}
+
 pub(super) fn merge_key(req: &Request) -> Option<(String, String, u32)> {
-    if req.to_tag().is_some() || matches!(req.method(), Method::Ack | Method::Cancel) {
+    if req.has_to_tag() || matches!(req.method(), Method::Ack | Method::Cancel) {
         return None;
     }
     Some((

@@ -38,7 +38,7 @@ impl UaCore {
             return;
         };
         if let Ok(d) = Dialog::from_notify(subscribe, notify) {
-            self.dialogs.insert(id.clone(), d);
+            self.dialogs.insert(id.clone(), Box::new(d));
         }
     }
 
@@ -58,11 +58,11 @@ impl UaCore {
             return None;
         }
         let request = &self.outgoing.get(&id?)?.request;
-        if request.to_tag().is_some() {
+        if request.has_to_tag() {
             return None; // a refresh in a dialog that has since ended
         }
         let d = Dialog::uac(request, response).ok()?;
-        self.dialogs.insert(did.clone(), d);
+        self.dialogs.insert(did.clone(), Box::new(d));
         Some(did)
     }
 }
