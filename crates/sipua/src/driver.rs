@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use sipua_message::header::MediaType;
 use sipua_message::{Header, HeaderName, Method, NameAddr, Request, Response, Transport, Uri};
-use sipua_proto::dialog::{DialogId, DialogState};
+use sipua_proto::dialog::DialogId;
 use sipua_proto::endpoint::{Received, TransactionId};
 use sipua_proto::ua::{OutOfDialog, UaCore, UaError, UaEvent};
 use tokio::sync::{mpsc, oneshot};
@@ -469,29 +469,10 @@ impl Driver {
         }
     }
 
-    /// The session an INVITE with Replaces takes the place of (RFC 3891 §3): 481 when no
-    /// dialog matches (or only an early one we did not start), 486 for a confirmed one
-    /// with `early-only`, 400 for a Replaces that does not parse. The tags are ours as
-    /// the receiver: `to-tag` is our local tag.
+    /// The session an INVITE with Replaces takes the place of: the core matches the
+    /// dialog (RFC 3891 §3, or the status to refuse with), we know its session.
     fn replaced_session(&self, request: &Request) -> Result<SessionKey, u16> {
-        let r = match request.typed::<sipua_message::header::Replaces>() {
-            Some(Ok(r)) => r,
-            _ => return Err(400),
-        };
-        let (Some(to), Some(from)) = (r.to_tag(), r.from_tag()) else {
-            return Err(400);
-        };
-        let did = DialogId {
-            call_id: r.call_id.clone(),
-            local_tag: to.to_owned(),
-            remote_tag: from.to_owned(),
-        };
-        let d = self.core.dialog(&did).ok_or(481u16)?;
-        match d.state {
-            DialogState::Confirmed if r.early_only() => return Err(486),
-            DialogState::Early if !d.caller => return Err(481),
-            _ => {}
-        }
+        let did = self.core.replaced_dialog(request)?.ok_or(400u16)?;
         self.by_dialog.get(&did).copied().ok_or(481)
     }
 

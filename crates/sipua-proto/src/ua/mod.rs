@@ -26,6 +26,7 @@ use crate::dialog::{Dialog, DialogError, DialogId, DialogState, ViaValue};
 
 mod auth;
 mod prack;
+mod replaces;
 mod rules;
 mod subscribe;
 
