@@ -110,21 +110,21 @@ fn sipp_uac_calls_sipua_serve_200_times_at_50_per_second_over_tcp() {
 
 /// `sipua call` makes 200 calls at 50 calls/s to SIPp's built-in `uas` over `transport`;
 /// both sides count 200 successful calls.
-fn sipua_calls_sipp_uas(transport: &str) {
-    let port = free_udp_port();
-    let mode = if transport == "tcp" { "t1" } else { "u1" };
+/// `sipua call sip:service@127.0.0.1:PORT CALL_ARGS` against SIPp started with
+/// `sipp_args` for `calls` calls: whether the call exited 0, what it printed (standard
+/// output, then standard error), and what SIPp printed once it exited by itself.
+fn sipua_call_against_sipp(
+    port: u16,
+    sipp_args: &[&str],
+    calls: u32,
+    timeout_secs: u32,
+    call_args: &[&str],
+) -> (bool, String, String, String) {
     let mut uas = sipp()
-        .args([
-            "-sn",
-            "uas",
-            "-t",
-            mode,
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])
-        .args(["-m", "200", "-nostdin", "-timeout", "60", "-timeout_error"])
+        .args(sipp_args)
+        .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-m", &calls.to_string(), "-nostdin"])
+        .args(["-timeout", &timeout_secs.to_string(), "-timeout_error"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -133,23 +133,46 @@ fn sipua_calls_sipp_uas(transport: &str) {
     std::thread::sleep(Duration::from_millis(300));
     let out = Command::new(env!("CARGO_BIN_EXE_sipua"))
         .args(["call", &format!("sip:service@127.0.0.1:{port}")])
-        .args(["--transport", transport, "--duration", "0.1"])
-        .args(["--calls", "200", "--rate", "50"])
-        // SIPp's uas ends each call with a 4 s pause and counts a call whose TCP connection
-        // closes during it as failed: keep the connection until the last pause is over
-        .args(["--linger", "5"])
+        .args(call_args)
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(text.contains("calls: 200 successful, 0 failed"), "{text}");
-    // SIPp exits by itself after its 200th call
+    // SIPp exits by itself after its last call
     let mut uas_text = String::new();
     uas_out.read_to_string(&mut uas_text).unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        uas_text,
+    )
+}
+
+fn sipua_calls_sipp_uas(transport: &str) {
+    let port = free_udp_port();
+    let mode = if transport == "tcp" { "t1" } else { "u1" };
+    let (ok, text, err, uas_text) = sipua_call_against_sipp(
+        port,
+        &["-sn", "uas", "-t", mode],
+        200,
+        60,
+        &[
+            "--transport",
+            transport,
+            "--duration",
+            "0.1",
+            "--calls",
+            "200",
+            "--rate",
+            "50",
+            // SIPp's uas ends each call with a 4 s pause and counts a call whose TCP
+            // connection closes during it as failed: keep the connection until the last
+            // pause is over
+            "--linger",
+            "5",
+        ],
+    );
+    assert!(ok, "{text}{err}");
+    assert!(text.contains("calls: 200 successful, 0 failed"), "{text}");
     assert_eq!(counters(&uas_text), (200, 0), "{uas_text}");
 }
 
@@ -330,29 +353,10 @@ fn sipua_call_pracks_the_reliable_183_of_sipp() {
         "{}/tests/interop/sipp/prack_uas.xml",
         env!("CARGO_MANIFEST_DIR")
     );
-    let mut uas = sipp()
-        .args(["-sf", &scenario, "-i", "127.0.0.1", "-p", &port.to_string()])
-        .args(["-m", "1", "-nostdin", "-timeout", "20", "-timeout_error"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut uas_out = uas.stdout.take().unwrap();
-    let _uas = Killed(uas);
-    std::thread::sleep(Duration::from_millis(300));
-    let out = Command::new(env!("CARGO_BIN_EXE_sipua"))
-        .args(["call", &format!("sip:service@127.0.0.1:{port}")])
-        .args(["--duration", "0.5"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, text, err, uas_text) =
+        sipua_call_against_sipp(port, &["-sf", &scenario], 1, 20, &["--duration", "0.5"]);
+    assert!(ok, "{text}{err}");
     assert!(text.contains("183 Session Progress"), "{text}");
-    let mut uas_text = String::new();
-    uas_out.read_to_string(&mut uas_text).unwrap();
     assert_eq!(counters(&uas_text), (1, 0), "{uas_text}");
 }
 
