@@ -20,8 +20,8 @@ use sipua_message::header::{ContentType, Event, Expires, MediaType, MinExpires, 
 use sipua_message::{Header, HeaderName, Method, Response, Uri};
 use sipua_proto::ua::OutOfDialog;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
+use crate::driver::TaskSlot;
 use crate::error::Error;
 use crate::user_agent::UserAgent;
 
@@ -85,7 +85,7 @@ struct Inner {
     state: watch::Sender<PublisherState>,
     /// The entity tag of our publication (written with `ops` held).
     etag: Mutex<Option<String>>,
-    refresh: Mutex<Option<JoinHandle<()>>>,
+    refresh: TaskSlot,
 }
 
 struct Ops {
@@ -144,7 +144,7 @@ impl Drop for DisposeOnDrop {
             });
         } else {
             inner.state.send_replace(PublisherState::Terminated);
-            cancel_refresh(&inner);
+            inner.refresh.cancel();
         }
     }
 }
@@ -196,7 +196,7 @@ impl Publisher {
             }),
             state: watch::channel(PublisherState::Initial).0,
             etag: Mutex::new(None),
-            refresh: Mutex::new(None),
+            refresh: TaskSlot::default(),
             options,
         });
         shared.on_stop(&inner, |inner| {
@@ -221,7 +221,7 @@ impl Publisher {
         let content = content.into();
         let mut ops = self.inner.ops.lock().await;
         ensure_alive(&self.inner, "publish")?;
-        cancel_refresh(&self.inner);
+        self.inner.refresh.cancel();
         ops.body = Some(content);
         exchange(&self.inner, &mut ops, Kind::Publish).await
     }
@@ -232,7 +232,7 @@ impl Publisher {
     pub async fn unpublish(&self) -> Result<Response, Error> {
         let mut ops = self.inner.ops.lock().await;
         ensure_alive(&self.inner, "unpublish")?;
-        cancel_refresh(&self.inner);
+        self.inner.refresh.cancel();
         unpublish(&self.inner, &mut ops).await
     }
 
@@ -296,18 +296,6 @@ fn step(state: &watch::Sender<PublisherState>, to: PublisherState) {
     });
 }
 
-/// Stops a pending refresh. Called with `ops` held, so the refresh is not mid-request.
-fn cancel_refresh(inner: &Inner) {
-    if let Some(t) = inner
-        .refresh
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take()
-    {
-        t.abort();
-    }
-}
-
 async fn unpublish(inner: &Arc<Inner>, ops: &mut Ops) -> Result<Response, Error> {
     if etag_of(inner).is_none() {
         return Err(Error::InvalidArgument(
@@ -322,7 +310,7 @@ async fn dispose(inner: &Arc<Inner>) -> Result<(), Error> {
     if *inner.state.borrow() == PublisherState::Terminated {
         return Ok(());
     }
-    cancel_refresh(inner);
+    inner.refresh.cancel();
     let r = if inner.options.unpublish_on_drop
         && *inner.state.borrow() == PublisherState::Published
         && etag_of(inner).is_some()
@@ -332,7 +320,7 @@ async fn dispose(inner: &Arc<Inner>) -> Result<(), Error> {
         Ok(())
     };
     inner.state.send_replace(PublisherState::Terminated);
-    cancel_refresh(inner);
+    inner.refresh.cancel();
     r
 }
 
@@ -463,24 +451,11 @@ fn schedule(inner: &Arc<Inner>, after: Duration, epoch: u64) {
             return;
         }
         // the slot holds this task: forget it rather than abort ourselves mid-request
-        drop(
-            inner
-                .refresh
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take(),
-        );
+        inner.refresh.forget();
         // exchange() schedules the next one itself
         let _ = Box::pin(exchange(&inner, &mut ops, Kind::Refresh)).await;
     });
-    if let Some(old) = inner
-        .refresh
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .replace(task)
-    {
-        old.abort();
-    }
+    inner.refresh.replace(task);
 }
 
 #[cfg(test)]

@@ -14,8 +14,8 @@ use sipua_message::header::{Contact, Expires, MinExpires, RetryAfter};
 use sipua_message::{Header, HeaderName, Method, NameAddr, Response, Uri};
 use sipua_proto::ua::OutOfDialog;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
+use crate::driver::TaskSlot;
 use crate::error::Error;
 use crate::user_agent::UserAgent;
 
@@ -99,7 +99,7 @@ struct Inner {
     ops: tokio::sync::Mutex<Ops>,
     state: watch::Sender<RegistererState>,
     info: Mutex<Registration>,
-    refresh: Mutex<Option<JoinHandle<()>>>,
+    refresh: TaskSlot,
 }
 
 struct Ops {
@@ -131,14 +131,7 @@ struct DisposeOnDrop(Arc<Inner>);
 impl Drop for DisposeOnDrop {
     fn drop(&mut self) {
         let inner = self.0.clone();
-        if let Some(t) = inner
-            .refresh
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            t.abort();
-        }
+        inner.refresh.cancel();
         if *inner.state.borrow() == RegistererState::Registered {
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 rt.spawn(async move {
@@ -181,7 +174,7 @@ impl Registerer {
             }),
             state: watch::channel(RegistererState::Initial).0,
             info: Mutex::new(Registration::default()),
-            refresh: Mutex::new(None),
+            refresh: TaskSlot::default(),
             options,
         });
         shared.on_stop(&inner, |inner| {
@@ -217,7 +210,7 @@ impl Registerer {
         } else {
             Ok(())
         };
-        self.stop_refresh();
+        self.inner.refresh.cancel();
         self.inner.state.send_replace(RegistererState::Terminated);
         r
     }
@@ -239,18 +232,6 @@ impl Registerer {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-    }
-
-    fn stop_refresh(&self) {
-        if let Some(t) = self
-            .inner
-            .refresh
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            t.abort();
-        }
     }
 }
 
@@ -458,14 +439,7 @@ fn granted(inner: &Inner, resp: &Response, asked: u32) -> u32 {
 }
 
 async fn unregister(inner: &Arc<Inner>, all: bool) -> Result<Response, Error> {
-    if let Some(t) = inner
-        .refresh
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take()
-    {
-        t.abort();
-    }
+    inner.refresh.cancel();
     let mut ops = inner.ops.lock().await;
     let contact = all.then(|| Header::new(HeaderName::Contact, "*"));
     let resp = send(inner, &mut ops, contact, 0).await?;
@@ -514,14 +488,7 @@ fn schedule(inner: &Arc<Inner>, after: Duration) {
             }
         }
     });
-    if let Some(old) = inner
-        .refresh
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .replace(task)
-    {
-        old.abort();
-    }
+    inner.refresh.replace(task);
 }
 
 #[cfg(test)]
