@@ -367,7 +367,8 @@ impl Response {
         top_via: Option<&Via>,
         extra: &[Header],
     ) -> Response {
-        Response::from_request_top_via(req, status, to_tag, top_via.map(TopVia::Typed), extra)
+        let via = top_via.map(TopVia::Typed);
+        Response::from_request_top_via(req, status, None, to_tag, via, extra, None)
     }
 
     /// [`Response::from_request_with`] with the replacement top Via value as text (what
@@ -380,29 +381,66 @@ impl Response {
         top_via: Option<&str>,
         extra: &[Header],
     ) -> Response {
-        Response::from_request_top_via(req, status, to_tag, top_via.map(TopVia::Text), extra)
+        let via = top_via.map(TopVia::Text);
+        Response::from_request_top_via(req, status, None, to_tag, via, extra, None)
+    }
+
+    /// [`Response::from_request_with_via_text`] with a reason phrase of the caller's (`None`:
+    /// the standard one) and a body with its type, still in one pass: a UAS's 183 or 200
+    /// with SDP is built once, not built and then rebuilt by [`Response::set_status`] and
+    /// `set_body`. A reason with a line break is refused.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_request_with_parts(
+        req: &Request,
+        status: u16,
+        reason: Option<&str>,
+        to_tag: Option<&str>,
+        top_via: Option<&str>,
+        extra: &[Header],
+        body: Option<(&MediaType, &[u8])>,
+    ) -> Result<Response> {
+        if reason.is_some_and(|r| r.contains(['\r', '\n'])) {
+            return Err(ParseError::new(
+                ErrorKind::StartLine,
+                "reason phrase with a line break",
+            ));
+        }
+        let via = top_via.map(TopVia::Text);
+        let mut r = Response::from_request_top_via(req, status, reason, to_tag, via, extra, body);
+        // the fallback for lines that did not parse drops what was added: add it again
+        if reason.is_some_and(|x| r.reason() != x) {
+            r.set_status(status, reason)?;
+        }
+        if let Some((ct, b)) = body.filter(|(_, b)| r.body().len() != b.len()) {
+            r.set_body(Some(ct), b)?;
+        }
+        Ok(r)
     }
 
     fn from_request_top_via(
         req: &Request,
         status: u16,
+        reason: Option<&str>,
         to_tag: Option<&str>,
         top_via: Option<TopVia<'_>>,
         extra: &[Header],
+        body: Option<(&MediaType, &[u8])>,
     ) -> Response {
+        let body_len = body.map_or(0, |(_, b)| b.len());
         let status = status.clamp(100, 699);
         let extra_len: usize = extra
             .iter()
             .map(|h| h.name().as_str().len() + h.value().len() + 4)
             .sum();
         let mut w = Writer::new(
-            req.to_bytes().len() - req.body().len() + extra_len + 128,
+            req.to_bytes().len() - req.body().len() + extra_len + body_len + 160,
             req.headers().len() + extra.len() + 2,
         );
         w.out.extend_from_slice(b"SIP/2.0 ");
         write_decimal(&mut w.out, u64::from(status));
         w.out.push(b' ');
-        w.out.extend_from_slice(reason_phrase(status).as_bytes());
+        w.out
+            .extend_from_slice(reason.unwrap_or(reason_phrase(status)).as_bytes());
         w.end_start_line();
         let mut first_via = true;
         // one match on each line's known name (as HeaderRef::is decides for these names)
@@ -452,8 +490,18 @@ impl Response {
         for h in extra {
             w.header(h.name(), h.value());
         }
-        w.header(&HeaderName::ContentLength, b"0");
-        match w.finish(b"") {
+        match body {
+            None => w.header(&HeaderName::ContentLength, b"0"),
+            Some((ct, _)) => {
+                w.header_with(&HeaderName::ContentType, |o| {
+                    let _ = ct.write_to(&mut ByteWriter(o));
+                });
+                w.header_with(&HeaderName::ContentLength, |o| {
+                    write_decimal(o, body_len as u64)
+                });
+            }
+        }
+        match w.finish(body.map_or(&[][..], |(_, b)| b)) {
             Ok(Message::Response(r)) => r,
             // the lines come from a request that parsed; a tag or Via of the caller's that does
             // not parse falls back to the plain copy

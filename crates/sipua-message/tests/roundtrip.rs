@@ -156,6 +156,39 @@ proptest! {
     }
 
     #[test]
+    fn a_response_with_reason_and_body_in_one_pass_is_the_one_built_in_steps(
+        (builder, ..) in request(),
+        status in 100u16..700,
+        tag in token(),
+        reason in proptest::option::of("[A-Za-z][ -~]{0,20}"),
+        body in proptest::collection::vec(any::<u8>(), 0..64),
+        sdp in any::<bool>(),
+    ) {
+        let req = builder.build().unwrap();
+        let ct = if sdp { MediaType::new("application", "sdp") } else {
+            let mut t = MediaType::new("text", "plain");
+            t.params.set("charset", Some("utf-8"));
+            t
+        };
+        let extra = [Header::new(HeaderName::Contact, "<sip:u@192.0.2.9>")];
+        let one = Response::from_request_with_parts(
+            &req, status, reason.as_deref(), Some(&tag), Some("SIP/2.0/UDP h;branch=z9hG4bKq"),
+            &extra, (!body.is_empty()).then_some((&ct, &body[..])),
+        ).unwrap();
+        let mut steps = Response::from_request_with_via_text(
+            &req, status, Some(&tag), Some("SIP/2.0/UDP h;branch=z9hG4bKq"), &extra,
+        );
+        if reason.is_some() {
+            steps.set_status(status, reason.as_deref()).unwrap();
+        }
+        if !body.is_empty() {
+            steps.set_body(Some(&ct), &body).unwrap();
+        }
+        prop_assert_eq!(one.to_bytes(), steps.to_bytes());
+        prop_assert_eq!(one.body(), &body[..]);
+    }
+
+    #[test]
     fn responses_copy_the_request((builder, ..) in request(), status in 100u16..700, tag in token()) {
         let req = builder.build().unwrap();
         let mut resp = Response::from_request(&req, status);
@@ -335,4 +368,21 @@ fn response_in_one_pass_with_tag_via_and_extra_headers() {
     // a tag already there is kept; a bad tag falls back to a plain copy
     let plain = Response::from_request_with(&req, 200, Some("bad tag"), None, &[]);
     assert_eq!(plain.to_tag(), None);
+    // a reason phrase cannot break the start line; the fallback still carries reason and body
+    let sdp = MediaType::new("application", "sdp");
+    let e = Response::from_request_with_parts(&req, 200, Some("OK\r\nX: y"), None, None, &[], None);
+    assert!(e.is_err());
+    let r = Response::from_request_with_parts(
+        &req,
+        183,
+        Some("Early Media"),
+        Some("bad tag"),
+        None,
+        &[],
+        Some((&sdp, b"v=0\r\n")),
+    )
+    .unwrap();
+    assert_eq!(r.reason(), "Early Media");
+    assert_eq!(r.body(), b"v=0\r\n");
+    assert!(r.content_type().is_some_and(|t| t.is("application", "sdp")));
 }

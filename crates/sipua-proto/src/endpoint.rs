@@ -542,6 +542,11 @@ impl Endpoint {
             Tx::Nist(t) => t.respond(now, status, bytes, &mut self.scratch),
             _ => return Err(Error::UnknownTransaction),
         };
+        if ok && status >= 200 {
+            // what lingers (Timers J, L, H) needs the key and the last response only: a
+            // request kept for 32 s more would cost its buffer and parsed head per call
+            entry.request = None;
+        }
         self.settle(id);
         if ok {
             Ok(())
@@ -963,6 +968,58 @@ impl Endpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server transaction keeps its request until the final response only: what lingers
+    /// for Timers J and L (32 s over UDP, thousands of calls at a time) absorbs
+    /// retransmissions with the key and the last response.
+    #[test]
+    fn a_final_response_lets_go_of_the_request_and_retransmissions_are_still_answered() {
+        let now = Instant::now();
+        let mut ep = Endpoint::new(Config::default());
+        let peer: SocketAddr = "192.0.2.9:5060".parse().unwrap();
+        for (method, status) in [("INVITE", 486u16), ("INVITE", 200), ("BYE", 200)] {
+            let raw = format!(
+                "{method} sip:b@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bK{method}{status}\r\n\
+                 From: <sip:a@192.0.2.9>;tag=1\r\nTo: <sip:b@192.0.2.1>\r\nCall-ID: c{status}\r\n\
+                 CSeq: 1 {method}\r\nMax-Forwards: 70\r\nContact: <sip:a@192.0.2.9>\r\nContent-Length: 0\r\n\r\n"
+            );
+            let rx = || Received {
+                transport: Transport::Udp,
+                remote: peer,
+                bytes: Bytes::from(raw.clone()),
+            };
+            ep.handle_datagram(now, rx());
+            let Some(Event::Request { id, request, .. }) = ep.poll_event() else {
+                panic!("{method}: no request event")
+            };
+            while ep.poll_transmit().is_some() {}
+            let mut resp = Response::from_request(&request, status);
+            resp.set_to_tag("t").unwrap();
+            ep.respond(now, id, resp).unwrap();
+            assert!(
+                ep.txs[&id].request.is_none(),
+                "{method} {status}: request kept"
+            );
+            while ep.poll_transmit().is_some() {}
+            // a retransmission is absorbed; a non-2xx final answers it again
+            ep.handle_datagram(now, rx());
+            assert!(
+                ep.poll_event().is_none(),
+                "{method} {status}: retransmission passed up"
+            );
+            let again = ep.poll_transmit();
+            if method == "INVITE" && status == 200 {
+                assert!(
+                    again.is_none(),
+                    "the UA core, not the transaction, repeats a 2xx"
+                );
+            } else {
+                let t = again.expect("the final response again");
+                let code = format!("SIP/2.0 {status} ");
+                assert!(t.bytes.starts_with(code.as_bytes()));
+            }
+        }
+    }
 
     #[test]
     fn addresses_and_ports_are_written_as_display_writes_them() {

@@ -17,6 +17,7 @@ use sipua_proto::ua::{OutOfDialog, UaCore, UaError, UaEvent};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::Error;
+use crate::queue::{queue, QueueSender};
 use crate::transport::{Net, NetEvent};
 use crate::user_agent::Shared;
 
@@ -119,7 +120,7 @@ pub(crate) enum Command {
     /// A session task starts receiving inputs under `key`.
     Attach {
         key: SessionKey,
-        sink: mpsc::Sender<SessionInput>,
+        sink: QueueSender<SessionInput>,
     },
     /// A session task has ended.
     Detach { key: SessionKey },
@@ -225,7 +226,7 @@ pub(crate) struct Driver {
     core: UaCore,
     net: Net,
     shared: Weak<Shared>,
-    sessions: HashMap<SessionKey, (mpsc::Sender<SessionInput>, Owned)>,
+    sessions: HashMap<SessionKey, (QueueSender<SessionInput>, Owned)>,
     by_tx: HashMap<TransactionId, Route>,
     by_dialog: HashMap<DialogId, SessionKey>,
     /// Tasks awaiting the dialogs their SUBSCRIBE or REFER creates, by Call-ID: a NOTIFY may
@@ -261,6 +262,11 @@ impl Driver {
 
     /// The loop: the only place that touches the transport and the clock.
     pub(crate) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        // one timer, moved only when the core's next deadline moves (not made anew for each
+        // message: that would register and cancel a timer-wheel entry every time)
+        let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+        tokio::pin!(timer);
+        let mut armed: Option<tokio::time::Instant> = None;
         loop {
             while let Some(t) = self.core.poll_transmit() {
                 if self.net.send(&t).await.is_err() {
@@ -288,6 +294,10 @@ impl Driver {
             if let Some((deadline, _)) = &self.stopping {
                 sleep = Some(sleep.map_or(*deadline, |s| s.min(*deadline)));
             }
+            if let Some(at) = sleep.filter(|at| armed != Some(*at)) {
+                timer.as_mut().reset(at);
+                armed = Some(at);
+            }
             tokio::select! {
                 r = self.net.recv() => match r {
                     None => return,
@@ -301,7 +311,8 @@ impl Driver {
                     let Some(cmd) = cmd else { return };
                     self.apply(cmd);
                 }
-                _ = async { tokio::time::sleep_until(sleep.unwrap_or_else(tokio::time::Instant::now)).await }, if sleep.is_some() => {
+                _ = &mut timer, if sleep.is_some() => {
+                    armed = None;
                     self.core.handle_timeout(now());
                 }
             }
@@ -483,7 +494,7 @@ impl Driver {
                     None
                 };
                 let key = shared.next_key();
-                let (sink, inputs) = mpsc::channel(SESSION_QUEUE);
+                let (sink, inputs) = queue(SESSION_QUEUE);
                 self.sessions.insert(key, (sink, Owned::default()));
                 self.own_tx(key, id);
                 crate::session::spawn_invitation(shared, key, id, request, inputs, replaces);
@@ -605,16 +616,11 @@ impl Driver {
                 reliable,
                 reply,
             } => {
+                let body = body.as_ref().map(|(ct, b)| (ct, &b[..]));
                 let r = self
                     .core
-                    .response_with(id, status, headers)
-                    .and_then(|mut resp| {
-                        if reason.is_some() {
-                            resp.set_status(status, reason.as_deref())?;
-                        }
-                        if let Some((ct, b)) = body {
-                            resp.set_body(Some(&ct), &b)?;
-                        }
+                    .response_full(id, status, reason.as_deref(), headers, body)
+                    .and_then(|resp| {
                         if reliable {
                             self.core.respond_reliably(t, id, resp)
                         } else {

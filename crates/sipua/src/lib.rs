@@ -22,6 +22,7 @@ mod error;
 mod messager;
 mod notifier;
 mod publisher;
+mod queue;
 mod registerer;
 pub mod sdh;
 mod session;

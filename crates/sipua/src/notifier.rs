@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use crate::driver::{ask_task, sleep_until, Command, SessionInput, SessionKey, SESSION_QUEUE};
 use crate::error::Error;
+use crate::queue::QueueReceiver;
 use crate::sdh::BodyAndContentType;
 use crate::user_agent::{body_of, Shared};
 
@@ -145,7 +146,7 @@ impl IncomingSubscription {
         )?;
         let shared = self.shared.clone();
         let key = shared.next_key();
-        let (sink, inputs) = mpsc::channel(SESSION_QUEUE);
+        let (sink, inputs) = crate::queue::queue(SESSION_QUEUE);
         shared
             .commands
             .send(Command::Attach { key, sink })
@@ -460,7 +461,7 @@ impl NotifyTask {
     async fn run(
         mut self,
         mut commands: mpsc::Receiver<NotifyCommand>,
-        mut inputs: mpsc::Receiver<SessionInput>,
+        mut inputs: QueueReceiver<SessionInput>,
     ) {
         let mut handles_gone = false;
         loop {

@@ -262,10 +262,18 @@ impl SessionDescriptionHandler for FixedSdp {
             if std::mem::take(&mut self.offering) {
                 self.answering = None; // the answer to our offer
             } else {
-                let text = String::from_utf8_lossy(&d.body);
-                let direction = ["sendonly", "recvonly", "inactive"]
-                    .into_iter()
-                    .find(|a| text.lines().any(|l| l.trim_end() == format!("a={a}")))
+                // the last direction attribute wins (a media-level one after the session's)
+                let direction = d
+                    .body
+                    .split(|&b| b == b'\n')
+                    .rev()
+                    .filter_map(|l| l.trim_ascii_end().strip_prefix(b"a="))
+                    .filter_map(|a| {
+                        ["sendonly", "recvonly", "inactive", "sendrecv"]
+                            .into_iter()
+                            .find(|d| a == d.as_bytes())
+                    })
+                    .next()
                     .unwrap_or("sendrecv");
                 self.answering = Some(direction);
             }
@@ -356,6 +364,34 @@ mod tests {
                 // the next description is a new offer again
                 let next = h.get_description(&o, &[]).await.unwrap();
                 assert_eq!(direction(&next), "sendrecv");
+            }
+        });
+    }
+
+    #[test]
+    fn a_media_level_direction_overrides_the_session_level_one() {
+        run(async {
+            let o = SessionDescriptionHandlerOptions::default();
+            for (offer, answer) in [
+                (
+                    "a=sendonly\r\nm=audio 5000 RTP/AVP 0\r\na=sendrecv\r\n",
+                    "sendrecv",
+                ),
+                (
+                    "a=sendrecv\r\nm=audio 5000 RTP/AVP 0\r\na=inactive\r\n",
+                    "inactive",
+                ),
+                ("a=recvonly\r\nm=audio 5000 RTP/AVP 0\r\n", "sendonly"),
+                // CRLF or bare LF line ends, trailing blanks
+                ("m=audio 5000 RTP/AVP 0\na=sendonly \n", "recvonly"),
+            ] {
+                let mut h = FixedSdp::new("127.0.0.1".parse().unwrap(), 4000, 1);
+                let sdp = format!("v=0\r\n{offer}");
+                h.set_description(&BodyAndContentType::sdp(sdp), &o, &[])
+                    .await
+                    .unwrap();
+                let a = h.get_description(&o, &[]).await.unwrap();
+                assert_eq!(direction(&a), answer, "offer {offer:?}");
             }
         });
     }

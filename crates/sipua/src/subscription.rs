@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use crate::driver::{ask_task, sleep_until, Command, SessionInput, SessionKey, SESSION_QUEUE};
 use crate::error::Error;
+use crate::queue::QueueReceiver;
 use crate::sdh::BodyAndContentType;
 use crate::user_agent::{body_of, content_type_of, Shared, UserAgent};
 
@@ -207,7 +208,7 @@ impl Subscriber {
         let (notify_tx, notify_rx) = mpsc::channel(NOTIFICATION_QUEUE);
         let ended = Arc::new(Mutex::new(None));
         let key = shared.next_key();
-        let (inputs_tx, inputs) = mpsc::channel(SESSION_QUEUE);
+        let (inputs_tx, inputs) = crate::queue::queue(SESSION_QUEUE);
         shared
             .commands
             .try_send(Command::Attach {
@@ -353,7 +354,7 @@ impl SubTask {
     async fn run(
         mut self,
         mut commands: mpsc::Receiver<SubCommand>,
-        mut inputs: mpsc::Receiver<SessionInput>,
+        mut inputs: QueueReceiver<SessionInput>,
     ) {
         let mut handles_gone = false;
         loop {

@@ -338,9 +338,19 @@ impl fmt::Display for Accept {
     }
 }
 
+impl MediaType {
+    /// Writes `type/subtype;params` without the formatter's machinery (builders call this).
+    pub(crate) fn write_to<W: fmt::Write>(&self, f: &mut W) -> fmt::Result {
+        f.write_str(&self.kind)?;
+        f.write_char('/')?;
+        f.write_str(&self.subtype)?;
+        self.params.write_to(f)
+    }
+}
+
 impl fmt::Display for MediaType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}{}", self.kind, self.subtype, self.params)
+        self.write_to(f)
     }
 }
 

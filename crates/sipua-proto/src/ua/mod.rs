@@ -737,6 +737,19 @@ impl UaCore {
         status: u16,
         headers: Vec<Header>,
     ) -> Result<Response, UaError> {
+        self.response_full(id, status, None, headers, None)
+    }
+
+    /// [`UaCore::response_with`] with a reason phrase of the caller's (`None`: the standard
+    /// one) and a body of the given type, all in the one pass.
+    pub fn response_full(
+        &self,
+        id: TransactionId,
+        status: u16,
+        reason: Option<&str>,
+        headers: Vec<Header>,
+        body: Option<(&MediaType, &[u8])>,
+    ) -> Result<Response, UaError> {
         let inc = self.incoming.get(&id).ok_or(UaError::UnknownTransaction)?;
         // a To that does not parse (answered with 400) gets no tag rather than no answer
         let tag = (status > 100 && !inc.request.has_to_tag()).then_some(inc.local_tag.as_str());
@@ -759,13 +772,15 @@ impl UaCore {
                 made.as_deref()
             }
         };
-        Ok(Response::from_request_with_via_text(
+        Ok(Response::from_request_with_parts(
             &inc.request,
             status,
+            reason,
             tag,
             via,
             &extra,
-        ))
+            body,
+        )?)
     }
 
     /// Sends `response` on server transaction `id`. A 1xx/2xx to an INVITE with a To tag

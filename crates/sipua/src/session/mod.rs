@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::driver::{Command, SessionKey, SESSION_QUEUE};
 use crate::error::Error;
+use crate::queue::QueueReceiver;
 use crate::sdh::{
     BodyAndContentType, SessionDescriptionHandlerModifier, SessionDescriptionHandlerOptions,
 };
@@ -286,7 +287,7 @@ pub(crate) fn identity(a: &sipua_message::NameAddr) -> sipua_message::NameAddr {
 pub(crate) type DelegateSlot = Arc<Mutex<Option<Arc<dyn SessionDelegate>>>>;
 
 struct Handle {
-    commands: mpsc::Sender<SessionCommand>,
+    commands: mpsc::Sender<Box<SessionCommand>>,
     state: watch::Receiver<SessionState>,
     info: Arc<Mutex<SessionInfo>>,
     delegate: DelegateSlot,
@@ -319,7 +320,7 @@ impl Eq for Session {}
 
 impl Session {
     fn new(
-        commands: mpsc::Sender<SessionCommand>,
+        commands: mpsc::Sender<Box<SessionCommand>>,
         state: watch::Receiver<SessionState>,
         info: Arc<Mutex<SessionInfo>>,
         delegate: DelegateSlot,
@@ -349,7 +350,7 @@ impl Session {
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> SessionCommand) -> Result<T, Error> {
-        crate::driver::ask_task(&self.handle.commands, make).await
+        crate::driver::ask_task(&self.handle.commands, |r| Box::new(make(r))).await
     }
 
     /// The current state.
@@ -610,13 +611,13 @@ impl Invitation {
             .session
             .handle
             .commands
-            .try_send(SessionCommand::Reject(
+            .try_send(Box::new(SessionCommand::Reject(
                 InvitationRejectOptions {
                     status_code: Some(status),
                     ..Default::default()
                 },
                 tx,
-            ));
+            )));
     }
 }
 
@@ -624,8 +625,8 @@ impl Invitation {
 fn attach(
     shared: &Shared,
     key: SessionKey,
-) -> Result<mpsc::Receiver<crate::driver::SessionInput>, Error> {
-    let (sink, inputs) = mpsc::channel(SESSION_QUEUE);
+) -> Result<QueueReceiver<crate::driver::SessionInput>, Error> {
+    let (sink, inputs) = crate::queue::queue(SESSION_QUEUE);
     shared
         .commands
         .try_send(Command::Attach { key, sink })

@@ -157,7 +157,7 @@ pub struct Referral {
     refer_to: NameAddr,
     /// The session's commands; weak, so that a referral kept around does not keep the
     /// session from being disposed of when its handles go.
-    commands: mpsc::WeakSender<SessionCommand>,
+    commands: mpsc::WeakSender<Box<SessionCommand>>,
     shared: Arc<Shared>,
     answered: AtomicBool,
 }
@@ -176,7 +176,7 @@ impl Referral {
     pub(crate) fn new(
         request: Request,
         id: sipua_proto::endpoint::TransactionId,
-        commands: mpsc::WeakSender<SessionCommand>,
+        commands: mpsc::WeakSender<Box<SessionCommand>>,
         shared: Arc<Shared>,
     ) -> Result<Referral, u16> {
         let all = request.typed_all::<ReferTo>().map_err(|_| 400u16)?;
@@ -239,7 +239,7 @@ impl Referral {
         make: impl FnOnce(oneshot::Sender<Result<(), Error>>) -> SessionCommand,
     ) -> Result<(), Error> {
         let commands = self.commands.upgrade().ok_or(Error::SessionTerminated)?;
-        crate::driver::ask_task(&commands, make).await
+        crate::driver::ask_task(&commands, |r| Box::new(make(r))).await
     }
 
     /// Accepts (202 Accepted) and reports `100 Trying` at once, as RFC 3515 §2.4.4 asks;
@@ -323,12 +323,12 @@ impl Referral {
                     return; // the session is gone: no one to tell
                 };
                 let _ = commands
-                    .send(SessionCommand::ReferNotify {
+                    .send(Box::new(SessionCommand::ReferNotify {
                         event_id,
                         sipfrag: format!("SIP/2.0 {status} {reason}\r\n"),
                         terminated: true,
                         reply: tx,
-                    })
+                    }))
                     .await;
             });
         }
@@ -341,7 +341,12 @@ impl Drop for Referral {
         if !self.answered.swap(true, Ordering::SeqCst) {
             let (tx, _rx) = oneshot::channel();
             if let Some(c) = self.commands.upgrade() {
-                let _ = c.try_send(SessionCommand::Respond(self.id, 603, Vec::new(), tx));
+                let _ = c.try_send(Box::new(SessionCommand::Respond(
+                    self.id,
+                    603,
+                    Vec::new(),
+                    tx,
+                )));
             }
         }
     }

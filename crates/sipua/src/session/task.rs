@@ -23,6 +23,7 @@ use super::{
 };
 use crate::driver::{Body, Command, SessionInput, SessionKey};
 use crate::error::Error;
+use crate::queue::QueueReceiver;
 use crate::sdh::{
     BodyAndContentType, SessionContext, SessionDescriptionHandler,
     SessionDescriptionHandlerModifier, SessionDescriptionHandlerOptions,
@@ -103,8 +104,8 @@ struct Task {
     shared: Arc<Shared>,
     state: watch::Sender<SessionState>,
     info: Arc<Mutex<SessionInfo>>,
-    commands: mpsc::Receiver<SessionCommand>,
-    inputs: mpsc::Receiver<SessionInput>,
+    commands: mpsc::Receiver<Box<SessionCommand>>,
+    inputs: QueueReceiver<SessionInput>,
     handles_gone: bool,
     sdh: Option<Box<dyn SessionDescriptionHandler>>,
     sdh_options: SessionDescriptionHandlerOptions,
@@ -138,7 +139,7 @@ struct Task {
     awaiting_prack: Option<Reply<()>>,
     rng: Rng,
     /// Our own command channel, weakly: for the referrals we hand out.
-    me: Option<mpsc::WeakSender<SessionCommand>>,
+    me: Option<mpsc::WeakSender<Box<SessionCommand>>>,
     /// Our REFERs' implicit subscriptions: the REFER's transaction, its CSeq once answered,
     /// and where its progress goes.
     refer_subs: Vec<(TransactionId, Option<u32>, mpsc::Sender<ReferNotification>)>,
@@ -147,8 +148,8 @@ struct Task {
 }
 
 type Channels = (
-    mpsc::Sender<SessionCommand>,
-    mpsc::Receiver<SessionCommand>,
+    mpsc::Sender<Box<SessionCommand>>,
+    mpsc::Receiver<Box<SessionCommand>>,
     watch::Sender<SessionState>,
     Arc<Mutex<SessionInfo>>,
     DelegateSlot,
@@ -213,7 +214,7 @@ pub(crate) fn spawn_invitation(
     key: SessionKey,
     id: TransactionId,
     request: Request,
-    inputs: mpsc::Receiver<SessionInput>,
+    inputs: QueueReceiver<SessionInput>,
     replaces: Option<SessionKey>,
 ) {
     let (ctx, crx, stx, info, slot) = new_channels(None);
@@ -263,8 +264,8 @@ impl Task {
         shared: Arc<Shared>,
         state: watch::Sender<SessionState>,
         info: Arc<Mutex<SessionInfo>>,
-        commands: mpsc::Receiver<SessionCommand>,
-        inputs: mpsc::Receiver<SessionInput>,
+        commands: mpsc::Receiver<Box<SessionCommand>>,
+        inputs: QueueReceiver<SessionInput>,
     ) -> Task {
         Task {
             key: 0,
@@ -372,7 +373,7 @@ impl Task {
                     }
                 },
                 cmd = self.commands.recv(), if !self.handles_gone => match cmd {
-                    Some(c) => self.on_command(c).await,
+                    Some(c) => self.on_command(*c).await,
                     None => {
                         self.handles_gone = true;
                         let _ = self.dispose().await;
