@@ -14,6 +14,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// sipua: a SIP user agent for the command line.
 #[derive(Parser)]
 #[command(name = "sipua", version, about)]
