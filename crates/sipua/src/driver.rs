@@ -335,6 +335,10 @@ impl Driver {
     }
 
     fn own_dialog(&mut self, key: SessionKey, dialog: &DialogId) {
+        // the 180 and the 200 of a call name the same dialog: no copies the second time
+        if self.by_dialog.get(dialog) == Some(&key) {
+            return;
+        }
         if self.by_dialog.insert(dialog.clone(), key) != Some(key) {
             if let Some((_, owned)) = self.sessions.get_mut(&key) {
                 owned.dialogs.push(dialog.clone());

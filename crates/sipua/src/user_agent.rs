@@ -180,7 +180,8 @@ pub(crate) struct Shared {
     pub(crate) dns: DnsResolver,
     next_key: AtomicU64,
     invitations: Mutex<Option<mpsc::Sender<Invitation>>>,
-    allow: Vec<Method>,
+    /// `Allow` with the methods the API handles, made once.
+    allow_line: Header,
     /// What a graceful stop does first: unregister the registerers, unpublish the
     /// publishers (SIP.js's order), each while its handle lives.
     stop_hooks: Mutex<Vec<StopHook>>,
@@ -235,8 +236,7 @@ impl Shared {
 
     /// `Allow` with the methods the API handles.
     pub(crate) fn allow_header(&self) -> Header {
-        let list: Vec<&str> = self.allow.iter().map(Method::as_str).collect();
-        Header::new(HeaderName::Allow, list.join(", "))
+        self.allow_line.clone()
     }
 
     pub(crate) async fn ask<T>(
@@ -429,7 +429,10 @@ impl UserAgent {
             },
             next_key: AtomicU64::new(1),
             invitations: Mutex::new(Some(inv_tx)),
-            allow,
+            allow_line: {
+                let list: Vec<&str> = allow.iter().map(Method::as_str).collect();
+                Header::new(HeaderName::Allow, list.join(", "))
+            },
             stop_hooks: Mutex::new(Vec::new()),
         });
         *self.inner.invitations.lock().await = Some(inv_rx);

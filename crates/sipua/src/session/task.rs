@@ -362,8 +362,17 @@ impl Task {
             // hand the only handle over: when the application drops it, we dispose
             self.shared.offer_invitation(inv);
         }
+        // one timer, moved only when the deadline moves (a new Sleep per input would register
+        // and cancel a timer-wheel entry each time)
+        let timer = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(timer);
+        let mut armed = None;
         while !self.done() {
             let deadline = self.deadline();
+            if let Some(at) = deadline.filter(|at| armed != Some(*at)) {
+                timer.as_mut().reset(at);
+                armed = Some(at);
+            }
             tokio::select! {
                 input = self.inputs.recv() => match input {
                     Some(i) => self.on_input(i).await,
@@ -379,7 +388,8 @@ impl Task {
                         let _ = self.dispose().await;
                     }
                 },
-                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                _ = &mut timer, if deadline.is_some() => {
+                    armed = None;
                     self.on_timer().await;
                 }
             }
