@@ -6,14 +6,16 @@
 #
 #   bench/load.sh [DURATION] [RATES...]      e.g. bench/load.sh 30 200 500 1000 2000
 #
-# Needs sipp (Debian sip-tester) and a release build (cargo build --release -p sipua-cli).
+# Needs sipp (Debian sip-tester) and a release build (cargo build --release -p sipua-cli);
+# PROFILE=release-lto takes that profile's build (link-time optimised, as a server is deployed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-30}
 shift || true
 RATES=${*:-200 500 1000 2000 4000}
-SIPUA=target/release/sipua
-[ -x "$SIPUA" ] || cargo build --release -p sipua-cli
+PROFILE=${PROFILE:-release}
+SIPUA=target/$PROFILE/sipua
+[ -x "$SIPUA" ] || cargo build --profile "$PROFILE" -p sipua-cli
 TICKS=$(getconf CLK_TCK)
 PORT=17400
 
