@@ -221,16 +221,35 @@ impl FixedSdp {
                 }
             }
         };
-        format!(
-            "v=0\r\no=sipua {id} {ver} IN {family} {ip}\r\ns=sipua\r\nc=IN {family} {ip}\r\n\
-             t=0 0\r\nm=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\n\
-             a=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n\
-             a=ptime:20\r\na={direction}\r\n",
-            id = self.session_id,
-            ver = self.version,
-            ip = self.ip,
-            port = self.port,
-        )
+        // written piece by piece: this runs for every call a server answers
+        use std::fmt::Write as _;
+        let ip = self.ip.to_string();
+        let mut sdp = String::with_capacity(320);
+        let _ = write!(sdp, "v=0\r\no=sipua {} {}", self.session_id, self.version);
+        for part in [
+            " IN ",
+            family,
+            " ",
+            &ip,
+            "\r\ns=sipua\r\nc=IN ",
+            family,
+            " ",
+            &ip,
+        ] {
+            sdp.push_str(part);
+        }
+        let _ = write!(
+            sdp,
+            "\r\nt=0 0\r\nm=audio {} RTP/AVP 0 8 101\r\n",
+            self.port
+        );
+        sdp.push_str(
+            "a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
+             a=fmtp:101 0-16\r\na=ptime:20\r\na=",
+        );
+        sdp.push_str(direction);
+        sdp.push_str("\r\n");
+        sdp
     }
 }
 
@@ -366,6 +385,28 @@ mod tests {
                 assert_eq!(direction(&next), "sendrecv");
             }
         });
+    }
+
+    #[test]
+    fn the_fixed_description_is_written_in_full() {
+        let mut h = FixedSdp::new("192.0.2.5".parse().unwrap(), 4000, 77);
+        assert_eq!(
+            h.render(false),
+            "v=0\r\no=sipua 77 1 IN IP4 192.0.2.5\r\ns=sipua\r\nc=IN IP4 192.0.2.5\r\nt=0 0\r\n\
+             m=audio 4000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+             a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n"
+        );
+        let mut h = FixedSdp::new("2001:db8::5".parse().unwrap(), 4002, 1);
+        let sdp = h.render(true);
+        assert!(
+            sdp.starts_with("v=0\r\no=sipua 1 1 IN IP6 2001:db8::5\r\n"),
+            "{sdp}"
+        );
+        assert!(sdp.contains("\r\nc=IN IP6 2001:db8::5\r\n") && sdp.ends_with("a=sendonly\r\n"));
+        assert!(
+            h.render(false).contains("o=sipua 1 2 IN"),
+            "the version goes up"
+        );
     }
 
     #[test]

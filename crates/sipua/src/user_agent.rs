@@ -182,6 +182,8 @@ pub(crate) struct Shared {
     invitations: Mutex<Option<mpsc::Sender<Invitation>>>,
     /// `Allow` with the methods the API handles, made once.
     allow_line: Header,
+    /// `Server` with the user agent string, made once (final responses carry it).
+    pub(crate) server_line: Header,
     /// What a graceful stop does first: unregister the registerers, unpublish the
     /// publishers (SIP.js's order), each while its handle lives.
     stop_hooks: Mutex<Vec<StopHook>>,
@@ -429,6 +431,7 @@ impl UserAgent {
             },
             next_key: AtomicU64::new(1),
             invitations: Mutex::new(Some(inv_tx)),
+            server_line: Header::new(HeaderName::Server, o.user_agent_string.clone()),
             allow_line: {
                 let list: Vec<&str> = allow.iter().map(Method::as_str).collect();
                 Header::new(HeaderName::Allow, list.join(", "))

@@ -543,10 +543,7 @@ impl Task {
         let key = self.key;
         let mut headers = headers;
         if status >= 200 {
-            headers.push(Header::new(
-                HeaderName::Server,
-                self.shared.options.user_agent_string.clone(),
-            ));
+            headers.push(self.shared.server_line.clone());
         }
         self.shared
             .ask(|reply| Command::Respond {
