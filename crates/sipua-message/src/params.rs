@@ -378,6 +378,74 @@ mod tests {
         }
     }
 
+    /// What [`find_token_param`] must answer, by way of [`scan_params`]; the cursor position
+    /// when it is `Ok`.
+    fn slow_find<'a>(s: &'a [u8], name: &[u8]) -> (Result<Option<&'a [u8]>>, usize) {
+        let mut c = Cursor::new(s);
+        let mut found = None;
+        let mut bad = false;
+        let walk = scan_params(&mut c, |n, value| {
+            if found.is_none() && !bad && scan::eq_token_ci(n, name) {
+                match value {
+                    Some((v, false)) if scan::all_token(v) => found = Some(v),
+                    _ => bad = true,
+                }
+            }
+        });
+        let r = match walk {
+            Err(e) => Err(e),
+            Ok(()) if bad => Err(ParseError::new(ErrorKind::HeaderValue, "bad tag")),
+            Ok(()) => Ok(found),
+        };
+        (r, c.pos)
+    }
+
+    #[test]
+    fn find_token_param_walks_like_scan_params_on_generated_input() {
+        // pieces a parameter list is made of, and bytes it should not hold
+        const PIECES: &[&[u8]] = &[
+            b";", b";", b";", b"=", b"=", b"tag", b"TaG", b"branch", b"z9hG4bK74bf9", b"x",
+            b"0123456789abcdef01", b"192.0.2.1", b"[2001:db8::1]", b"a:b", b" ", b"\t",
+            b"\r\n ", b"\"", b"\"q s\"", b"\"a\\\"b\"", b"\\", b",", b">", b"<", b"/",
+            b"\x80", b"\xff", b"~", b"%", b"rport", b"received", b"lr", b"@", b"(", b"{",
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |m: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % m as u64) as usize
+        };
+        let mut input = Vec::new();
+        for round in 0..200_000 {
+            input.clear();
+            let pieces = next(12);
+            for _ in 0..pieces {
+                if round % 4 == 0 {
+                    // single bytes too, to reach odd corners
+                    input.push(PIECES[next(PIECES.len())][0]);
+                } else {
+                    input.extend_from_slice(PIECES[next(PIECES.len())]);
+                }
+            }
+            let start = next(3).min(input.len());
+            for name in [&b"tag"[..], b"branch"] {
+                let mut c = Cursor::new(&input);
+                c.pos = start;
+                let fast = find_token_param(&mut c, name, "bad tag");
+                let (slow, pos) = {
+                    let (r, p) = slow_find(&input[start..], name);
+                    (r, p + start)
+                };
+                let shown = String::from_utf8_lossy(&input);
+                assert_eq!(fast, slow, "{shown:?} from {start}");
+                if fast.is_ok() {
+                    assert_eq!(c.pos, pos, "{shown:?} from {start}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn find_token_param_walks_like_scan_params() {
         for s in [

@@ -259,13 +259,20 @@ fn encode<W: fmt::Write>(f: &mut W, s: &str, allowed: fn(u8) -> bool) -> fmt::Re
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         if !allowed(b) || b == b'%' || b == b'#' {
-            // the run before `i` holds only allowed (ASCII) octets, so it is valid UTF-8
-            f.write_str(std::str::from_utf8(&bytes[start..i]).map_err(|_| fmt::Error)?)?;
+            // the run before `i` holds only allowed (ASCII) octets: when not empty, it starts
+            // and ends at character boundaries
+            if start < i {
+                f.write_str(s.get(start..i).ok_or(fmt::Error)?)?;
+            }
             write!(f, "%{b:02X}")?;
             start = i + 1;
         }
     }
-    f.write_str(std::str::from_utf8(&bytes[start..]).map_err(|_| fmt::Error)?)
+    // (a non-empty rest starts with an allowed ASCII octet)
+    if start < bytes.len() {
+        f.write_str(s.get(start..).ok_or(fmt::Error)?)?;
+    }
+    Ok(())
 }
 
 impl Host {
