@@ -42,7 +42,7 @@ mod uri;
 pub use builder::{error_response, RequestBuilder};
 pub use error::{ErrorKind, ParseError, Result};
 pub use framer::{Frame, FramerError, StreamFramer};
-pub use header::{Header, HeaderName, HeaderRef, Headers, Transport, Via};
+pub use header::{Header, HeaderName, HeaderRef, Headers, Transport, Via, ViaText};
 pub use message::{Message, Request, Response, ViaKey, MAX_HEADERS};
 pub use method::Method;
 pub use name_addr::NameAddr;

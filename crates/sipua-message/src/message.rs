@@ -11,6 +11,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use bytes::{BufMut, Bytes};
@@ -19,7 +20,7 @@ use crate::error::{ErrorKind, ParseError, Result};
 use crate::header::{
     check_call_id, parse_max_forwards, span, CSeq, Contact, ContentLength, ContentType, Entry,
     Header, HeaderName, HeaderRef, Headers, Known, MediaType, Span, Transport, TypedHeader, Via,
-    ViaParts,
+    ViaParts, ViaText,
 };
 use crate::method::Method;
 use crate::name_addr::{self, NameAddr};
@@ -79,6 +80,9 @@ struct HeadData {
     pristine: bool,
     /// A request's Request-URI, parsed on first use (boxed: most messages never need it).
     uri: OnceLock<Box<Uri>>,
+    /// Every Via value is known to parse (found by a check in place, so that the next one
+    /// does not walk them again).
+    vias_parse: AtomicBool,
 }
 
 /// The top Via's transaction key, as ranges.
@@ -298,6 +302,13 @@ macro_rules! common_methods {
             self.head().vias()
         }
 
+        /// The top Via read in place ([`ViaText`], no allocation) when it is written in the
+        /// form [`Via`]'s `Display` writes and every Via parses (when [`Message::via`] is
+        /// `Ok`); `None` otherwise, and then [`Message::top_via`] reads it.
+        pub fn top_via_text(&self) -> Option<ViaText<'_>> {
+            self.head().top_via_text()
+        }
+
         /// The top Via, parsed in full on first use.
         pub fn top_via(&self) -> Result<&Via> {
             self.via()?
@@ -340,10 +351,13 @@ macro_rules! common_methods {
         /// parsed only when that check fails (to give the error). For a request whose From and
         /// To are not read afterwards (a BYE, say) this is the cheaper check.
         pub fn validate_quick(&self) -> Result<()> {
-            self.via()?;
             let h = self.head();
-            // an address already parsed is not checked again
+            // a value already parsed is not checked again
             let typed = h.core.lazy.get();
+            let vias_parsed = typed.is_some_and(|l| l.via.get().is_some_and(|r| r.is_ok()));
+            if !vias_parsed && !h.vias_parse_in_full() {
+                self.via()?;
+            }
             let parsed = |f: fn(&Lazy) -> &OnceLock<Result<NameAddr>>| {
                 typed.is_some_and(|l| f(l).get().is_some_and(|r| r.is_ok()))
             };
@@ -694,6 +708,43 @@ impl HeadData {
             Ok(out)
         });
         r.as_deref().map_err(Clone::clone)
+    }
+
+    /// Whether every Via value parses (as [`HeadData::vias`] would say), told without
+    /// allocating.
+    fn vias_parse_in_full(&self) -> bool {
+        if self.vias_parse.load(Ordering::Relaxed) {
+            return true;
+        }
+        let parse = self
+            .entries
+            .iter()
+            .filter(|e| e.known == Some(Known::Via))
+            .all(|e| {
+                scan::split_commas(&self.buf[span(e.value)])
+                    .all(|v| !v.is_empty() && Via::parses_in_full(v))
+            });
+        self.vias_parse.store(parse, Ordering::Relaxed);
+        parse
+    }
+
+    /// The top Via read in place, when it is in canonical form and every Via parses.
+    fn top_via_text(&self) -> Option<ViaText<'_>> {
+        let mut vias = self.entries.iter().filter(|e| e.known == Some(Known::Via));
+        let first = &self.buf[span(vias.next()?.value)];
+        let mut values = scan::split_commas(first);
+        let top = ViaText::read(values.next()?)?;
+        if self.vias_parse.load(Ordering::Relaxed) {
+            return Some(top);
+        }
+        // the others parse too, as `vias` would have them
+        let rest_parse = values.all(|v| !v.is_empty() && Via::parses_in_full(v))
+            && vias.all(|e| {
+                scan::split_commas(&self.buf[span(e.value)])
+                    .all(|v| !v.is_empty() && Via::parses_in_full(v))
+            });
+        self.vias_parse.store(rest_parse, Ordering::Relaxed);
+        rest_parse.then_some(top)
     }
 
     fn lazy(&self) -> &Lazy {
@@ -1126,6 +1177,7 @@ fn index_message(
         core,
         pristine: true,
         uri: OnceLock::new(),
+        vias_parse: AtomicBool::new(false),
         buf,
     }));
     let msg = parse_start_line(head)?;

@@ -303,30 +303,48 @@ impl Params {
         f: &mut W,
         set: &[(&str, Option<&str>)],
     ) -> fmt::Result {
-        // which of `set` already found its parameter (a handful at most)
-        let mut done = [false; 8];
-        let done = done.get_mut(..set.len()).ok_or(fmt::Error)?;
-        for p in &self.0 {
-            let hit = set
+        write_params_with(
+            f,
+            self.0
                 .iter()
-                .enumerate()
-                .position(|(i, (name, _))| !done[i] && p.name.eq_ignore_ascii_case(name));
-            match hit {
-                Some(i) => {
-                    done[i] = true;
-                    let value = set[i].1;
-                    write_param(f, &p.name, value, set_quoted(value))?;
-                }
-                None => write_param(f, &p.name, p.value.as_deref(), p.quoted)?,
-            }
-        }
-        for (i, (name, value)) in set.iter().enumerate() {
-            if !done[i] {
-                write_param(f, name, *value, set_quoted(*value))?;
-            }
-        }
-        Ok(())
+                .map(|p| (p.name.as_str(), p.value.as_deref(), p.quoted)),
+            set,
+        )
     }
+}
+
+/// Writes the parameters `params` (name, value, quoted) as a [`Params`] holding them would
+/// be written given [`Params::set`] for each of `set`, in order: the first parameter of each
+/// name takes its new value where it is, a name not present is appended (in the order given).
+/// At most 8 names in `set`.
+pub(crate) fn write_params_with<'p, W: fmt::Write>(
+    f: &mut W,
+    params: impl Iterator<Item = (&'p str, Option<&'p str>, bool)>,
+    set: &[(&str, Option<&str>)],
+) -> fmt::Result {
+    // which of `set` already found its parameter (a handful at most)
+    let mut done = [false; 8];
+    let done = done.get_mut(..set.len()).ok_or(fmt::Error)?;
+    for (name, value, quoted) in params {
+        let hit = set
+            .iter()
+            .enumerate()
+            .position(|(i, (n, _))| !done[i] && name.eq_ignore_ascii_case(n));
+        match hit {
+            Some(i) => {
+                done[i] = true;
+                let value = set[i].1;
+                write_param(f, name, value, set_quoted(value))?;
+            }
+            None => write_param(f, name, value, quoted)?,
+        }
+    }
+    for (i, (name, value)) in set.iter().enumerate() {
+        if !done[i] {
+            write_param(f, name, *value, set_quoted(*value))?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether [`Params::set`] writes `value` quoted: when empty or not made of plain characters.
@@ -404,10 +422,41 @@ mod tests {
     fn find_token_param_walks_like_scan_params_on_generated_input() {
         // pieces a parameter list is made of, and bytes it should not hold
         const PIECES: &[&[u8]] = &[
-            b";", b";", b";", b"=", b"=", b"tag", b"TaG", b"branch", b"z9hG4bK74bf9", b"x",
-            b"0123456789abcdef01", b"192.0.2.1", b"[2001:db8::1]", b"a:b", b" ", b"\t",
-            b"\r\n ", b"\"", b"\"q s\"", b"\"a\\\"b\"", b"\\", b",", b">", b"<", b"/",
-            b"\x80", b"\xff", b"~", b"%", b"rport", b"received", b"lr", b"@", b"(", b"{",
+            b";",
+            b";",
+            b";",
+            b"=",
+            b"=",
+            b"tag",
+            b"TaG",
+            b"branch",
+            b"z9hG4bK74bf9",
+            b"x",
+            b"0123456789abcdef01",
+            b"192.0.2.1",
+            b"[2001:db8::1]",
+            b"a:b",
+            b" ",
+            b"\t",
+            b"\r\n ",
+            b"\"",
+            b"\"q s\"",
+            b"\"a\\\"b\"",
+            b"\\",
+            b",",
+            b">",
+            b"<",
+            b"/",
+            b"\x80",
+            b"\xff",
+            b"~",
+            b"%",
+            b"rport",
+            b"received",
+            b"lr",
+            b"@",
+            b"(",
+            b"{",
         ];
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = |m: usize| {

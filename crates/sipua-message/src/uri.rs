@@ -392,46 +392,44 @@ impl From<IpAddr> for Host {
 /// Whether `s` (digits and dots only) is a dotted-quad IPv4 address, as `Ipv4Addr` parses it.
 /// A dotted-quad IPv4 address as [`Ipv4Addr`]'s `FromStr` reads it (four decimal octets of
 /// at most three digits, no leading zero, none above 255), without the string round trip.
-fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
+pub(crate) fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
+    // one pass over the bytes: this runs for every IPv4 host of every message
     let mut octets = [0u8; 4];
-    let mut parts = 0;
-    for part in s.split(|&b| b == b'.') {
-        let slot = octets.get_mut(parts)?;
-        parts += 1;
-        if part.is_empty()
-            || part.len() > 3
-            || (part.len() > 1 && part[0] == b'0')
-            || !part.iter().all(u8::is_ascii_digit)
-        {
-            return None;
+    let mut part = 0;
+    let mut value = 0u32;
+    let mut digits = 0;
+    for &b in s {
+        if b == b'.' {
+            if digits == 0 || part == 3 {
+                return None;
+            }
+            octets[part] = value as u8;
+            part += 1;
+            value = 0;
+            digits = 0;
+        } else {
+            let d = b.wrapping_sub(b'0');
+            // a digit; at most three; none after a leading zero; at most 255
+            if d > 9 || digits == 3 || (digits == 1 && value == 0) {
+                return None;
+            }
+            value = value * 10 + u32::from(d);
+            if value > 255 {
+                return None;
+            }
+            digits += 1;
         }
-        let v = part.iter().fold(0u32, |v, &d| v * 10 + u32::from(d - b'0'));
-        *slot = u8::try_from(v).ok()?;
     }
-    (parts == 4).then_some(Ipv4Addr::from(octets))
+    if digits == 0 || part != 3 {
+        return None;
+    }
+    octets[3] = value as u8;
+    Some(Ipv4Addr::from(octets))
 }
 
+/// Whether `s` is a dotted-quad IPv4 address ([`parse_ipv4`]).
 fn is_ipv4(s: &[u8]) -> bool {
-    let mut parts = 0;
-    for part in s.split(|&b| b == b'.') {
-        parts += 1;
-        let ok = match part.len() {
-            1 => true,
-            2 => part[0] != b'0',
-            3 => {
-                part[0] != b'0'
-                    && (part[0] - b'0') as u32 * 100
-                        + (part[1] - b'0') as u32 * 10
-                        + (part[2] - b'0') as u32
-                        <= 255
-            }
-            _ => false,
-        };
-        if !ok || parts > 4 {
-            return false;
-        }
-    }
-    parts == 4
+    parse_ipv4(s).is_some()
 }
 
 fn parse_ipv6(s: &[u8]) -> Result<Ipv6Addr> {

@@ -1438,6 +1438,13 @@ impl UaCore {
 
 /// Where responses to `request` go over UDP (RFC 3261 §18.2.2, RFC 3581).
 fn destination_for(request: &Request, source: SocketAddr) -> SocketAddr {
+    // the Via as written when it can be read so (no typed Via), else parsed
+    if let Some(v) = request.top_via_text() {
+        return match v.rport() {
+            None => SocketAddr::new(source.ip(), v.port_or_default()),
+            Some(_) => source,
+        };
+    }
     match request.top_via() {
         Ok(v) if v.rport().is_none() => SocketAddr::new(source.ip(), v.port_or_default()),
         _ => source,
