@@ -336,6 +336,26 @@ macro_rules! common_methods {
                 .map_err(Clone::clone)
         }
 
+        /// The From header as a value of the caller's own: the one [`Message::from`] keeps
+        /// when it is already parsed (a copy), else parsed for the caller alone and not kept,
+        /// which spares the copy when the address is read once (a dialog taking it).
+        pub fn owned_from(&self) -> Result<NameAddr> {
+            let h = self.head();
+            match h.core.lazy.get().and_then(|l| l.from.get()) {
+                Some(r) => r.clone(),
+                None => h.name_addr(h.core.from, "From"),
+            }
+        }
+
+        /// The To header as a value of the caller's own ([`Message::owned_from`] for To).
+        pub fn owned_to(&self) -> Result<NameAddr> {
+            let h = self.head();
+            match h.core.lazy.get().and_then(|l| l.to.get()) {
+                Some(r) => r.clone(),
+                None => h.name_addr(h.core.to, "To"),
+            }
+        }
+
         /// Checks the full grammar of the headers a UA relies on (every Via, From, To,
         /// Contact), beyond what [`Message::parse`] checks. A UAS answers a failure with 400.
         pub fn validate(&self) -> Result<()> {

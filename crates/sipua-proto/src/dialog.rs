@@ -167,8 +167,8 @@ impl Dialog {
             },
             local_seq: Some(request.cseq().seq),
             remote_seq: None,
-            local_uri: request.from()?.clone(),
-            remote_uri: without_tag(response.to()?.clone()),
+            local_uri: request.owned_from()?,
+            remote_uri: without_tag(response.owned_to()?),
             remote_target,
             route_set,
             secure: is_sips(request),
@@ -190,7 +190,7 @@ impl Dialog {
             .map(|r| r.0)
             .collect();
         let remote_target = contact_uri(request.contacts()?)?;
-        let mut local_uri = request.to()?.clone();
+        let mut local_uri = request.owned_to()?;
         local_uri.set_tag(local_tag);
         let local_uri = compact(local_uri);
         Ok(Dialog {
@@ -203,7 +203,7 @@ impl Dialog {
             local_seq: None,
             remote_seq: Some(request.cseq().seq),
             local_uri,
-            remote_uri: without_tag(request.from()?.clone()),
+            remote_uri: without_tag(request.owned_from()?),
             remote_target,
             route_set,
             secure: is_sips(request),
@@ -235,8 +235,8 @@ impl Dialog {
             state: DialogState::Confirmed,
             local_seq: Some(subscribe.cseq().seq),
             remote_seq: None,
-            local_uri: subscribe.from()?.clone(),
-            remote_uri: without_tag(notify.from()?.clone()),
+            local_uri: subscribe.owned_from()?,
+            remote_uri: without_tag(notify.owned_from()?),
             remote_target,
             route_set,
             secure: is_sips(subscribe),
@@ -246,19 +246,23 @@ impl Dialog {
 
     /// The dialog id an incoming request belongs to (its To tag is ours).
     pub fn id_of_request(req: &Request) -> Option<DialogId> {
+        // the tag first: a request outside a dialog costs no copy
+        let local_tag = req.to_tag()?.to_owned();
         Some(DialogId {
             call_id: req.call_id().to_owned(),
-            local_tag: req.to_tag()?.to_owned(),
+            local_tag,
             remote_tag: req.from_tag().unwrap_or_default().to_owned(),
         })
     }
 
     /// The dialog id a response to our request belongs to.
     pub fn id_of_response(resp: &Response) -> Option<DialogId> {
+        // the tags first: a response without them costs no copy
+        let (local_tag, remote_tag) = (resp.from_tag()?, resp.to_tag()?);
         Some(DialogId {
             call_id: resp.call_id().to_owned(),
-            local_tag: resp.from_tag()?.to_owned(),
-            remote_tag: resp.to_tag()?.to_owned(),
+            local_tag: local_tag.to_owned(),
+            remote_tag: remote_tag.to_owned(),
         })
     }
 
