@@ -746,10 +746,17 @@ impl UaCore {
             Method::Subscribe | Method::Refer | Method::Update => (200..300).contains(&status),
             _ => false,
         };
+        // our Contact first; borrowed, without a list, when it is the only extra header
         let mut extra = headers;
-        if contact && !extra.iter().any(|h| h.name() == &HeaderName::Contact) {
+        let with_contact = contact && !extra.iter().any(|h| h.name() == &HeaderName::Contact);
+        if with_contact && !extra.is_empty() {
             extra.insert(0, self.contact());
         }
+        let extra: &[Header] = if with_contact && extra.is_empty() {
+            std::slice::from_ref(&self.contact)
+        } else {
+            &extra
+        };
         // made once by the endpoint when the request arrived; made here if it is gone
         let made;
         let via = match self.endpoint.received_via_of(id) {
@@ -764,7 +771,7 @@ impl UaCore {
             status,
             tag,
             via,
-            &extra,
+            extra,
         ))
     }
 
