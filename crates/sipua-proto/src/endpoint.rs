@@ -311,22 +311,23 @@ impl Endpoint {
     /// cannot run into each other; fed to the hasher in one write when they fit on the stack.
     fn hash(&self, parts: &[&[u8]]) -> u64 {
         let mut h = DefaultHasher::new();
-        self.cfg.seed.hash(&mut h);
+        // the seed, a mark for the form, then the parts: one write when they fit
         let mut buf = [0u8; 256];
+        buf[..8].copy_from_slice(&self.cfg.seed.to_le_bytes());
         let total: usize = parts.iter().map(|p| 2 + p.len()).sum();
-        if total <= buf.len() {
-            let mut n = 0;
+        if 9 + total <= buf.len() {
+            let mut n = 9;
             for p in parts {
-                // a part is at most 254 bytes here
+                // a part is at most 245 bytes here
                 buf[n..n + 2].copy_from_slice(&(p.len() as u16).to_le_bytes());
                 buf[n + 2..n + 2 + p.len()].copy_from_slice(p);
                 n += 2 + p.len();
             }
-            h.write_u8(0);
             h.write(&buf[..n]);
         } else {
             // a key this long is rare: its parts one by one
-            h.write_u8(1);
+            buf[8] = 1;
+            h.write(&buf[..9]);
             for p in parts {
                 p.hash(&mut h);
             }
