@@ -20,7 +20,7 @@ use crate::error::{ErrorKind, ParseError, Result};
 use crate::header::{
     check_call_id, parse_max_forwards, span, CSeq, Contact, ContentLength, ContentType, Entry,
     Header, HeaderName, HeaderRef, Headers, Known, MediaType, Span, Transport, TypedHeader, Via,
-    ViaParts, ViaText,
+    ViaAt, ViaParts, ViaText,
 };
 use crate::method::Method;
 use crate::name_addr::{self, NameAddr};
@@ -83,6 +83,8 @@ struct HeadData {
     /// Every Via value is known to parse (found by a check in place, so that the next one
     /// does not walk them again).
     vias_parse: AtomicBool,
+    /// The top Via value (its range) read in place, once ([`HeadData::top_via_text`]).
+    via_text: OnceLock<Option<(Span, ViaAt)>>,
 }
 
 /// The top Via's transaction key, as ranges.
@@ -748,23 +750,32 @@ impl HeadData {
         parse
     }
 
-    /// The top Via read in place, when it is in canonical form and every Via parses.
+    /// The top Via read in place, when it is in canonical form and every Via parses (read
+    /// once, kept for the next reader).
     fn top_via_text(&self) -> Option<ViaText<'_>> {
+        let (at, via) = self.via_text.get_or_init(|| self.read_top_via()).as_ref()?;
+        Some(ViaText::new(&self.buf[span(*at)], *via))
+    }
+
+    fn read_top_via(&self) -> Option<(Span, ViaAt)> {
         let mut vias = self.entries.iter().filter(|e| e.known == Some(Known::Via));
         let first = &self.buf[span(vias.next()?.value)];
         let mut values = scan::split_commas(first);
-        let top = ViaText::read(values.next()?)?;
-        if self.vias_parse.load(Ordering::Relaxed) {
-            return Some(top);
+        let top = values.next()?;
+        let read = ViaText::read(top)?;
+        if !self.vias_parse.load(Ordering::Relaxed) {
+            // the others parse too, as `vias` would have them
+            let rest_parse = values.all(|v| !v.is_empty() && Via::parses_in_full(v))
+                && vias.all(|e| {
+                    scan::split_commas(&self.buf[span(e.value)])
+                        .all(|v| !v.is_empty() && Via::parses_in_full(v))
+                });
+            self.vias_parse.store(rest_parse, Ordering::Relaxed);
+            if !rest_parse {
+                return None;
+            }
         }
-        // the others parse too, as `vias` would have them
-        let rest_parse = values.all(|v| !v.is_empty() && Via::parses_in_full(v))
-            && vias.all(|e| {
-                scan::split_commas(&self.buf[span(e.value)])
-                    .all(|v| !v.is_empty() && Via::parses_in_full(v))
-            });
-        self.vias_parse.store(rest_parse, Ordering::Relaxed);
-        rest_parse.then_some(top)
+        Some((span_of(&self.buf, top), read))
     }
 
     fn lazy(&self) -> &Lazy {
@@ -1198,6 +1209,7 @@ fn index_message(
         pristine: true,
         uri: OnceLock::new(),
         vias_parse: AtomicBool::new(false),
+        via_text: OnceLock::new(),
         buf,
     }));
     let msg = parse_start_line(head)?;

@@ -224,23 +224,38 @@ impl Via {
 /// ```
 #[derive(Debug, Clone, Copy)]
 pub struct ViaText<'a> {
-    /// The whole value.
-    text: &'a str,
-    /// Where the parameters start in `text`.
-    params_at: usize,
+    /// The whole value (ASCII).
+    text: &'a [u8],
+    at: ViaAt,
+}
+
+/// Where the parts of a Via value read in place are, from its first byte: what a message
+/// keeps so that reading its top Via again costs nothing.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ViaAt {
+    /// Where the parameters start.
+    params_at: u32,
     /// sent-by, when an IPv4 address.
     ipv4: Option<Ipv4Addr>,
     port: Option<u16>,
     default_port: u16,
     /// The first `rport` and the first `maddr` parameter, each with its value if it has one.
-    rport: Option<Option<&'a str>>,
-    maddr: Option<Option<&'a str>>,
+    rport: Option<Option<(u32, u32)>>,
+    maddr: Option<Option<(u32, u32)>>,
 }
 
 impl<'a> ViaText<'a> {
+    /// The value `text` with the parts [`ViaText::read`] found in it.
+    pub(crate) fn new(text: &'a [u8], at: ViaAt) -> ViaText<'a> {
+        ViaText { text, at }
+    }
+
     /// Reads `value` (one Via value, no commas, no outer whitespace) when it is in the form
     /// described above and parses in full; `None` otherwise.
-    pub(crate) fn read(value: &'a [u8]) -> Option<ViaText<'a>> {
+    pub(crate) fn read(value: &[u8]) -> Option<ViaAt> {
+        if value.len() > u32::MAX as usize {
+            return None;
+        }
         let mut c = Cursor::new(value);
         let p = ViaParts::split(&mut c).ok()?;
         let at = |sub: &[u8]| sub.as_ptr() as usize - value.as_ptr() as usize;
@@ -291,7 +306,7 @@ impl<'a> ViaText<'a> {
                 Some((v, quoted)) => {
                     plain &= !quoted && at(v) == end + 1;
                     end = at(v) + v.len();
-                    Some(v)
+                    Some((at(v) as u32, end as u32))
                 }
                 None => None,
             };
@@ -302,78 +317,79 @@ impl<'a> ViaText<'a> {
             }
         })
         .ok()?;
+        // (then every byte is ASCII: sent-protocol, token, host, digits, parameter characters)
         if !plain || end != value.len() || c.pos != end {
             return None;
         }
-        // every byte is ASCII now (sent-protocol, token, host, digits, parameter characters)
-        let text = std::str::from_utf8(value).ok()?;
-        let str_of = |b: &[u8]| text.get(at(b)..at(b) + b.len());
         let ipv4 = if p.host.iter().all(|&b| b.is_ascii_digit() || b == b'.') {
             Some(crate::uri::parse_ipv4(p.host)?)
         } else {
             None
         };
-        Some(ViaText {
-            text,
-            params_at,
+        Some(ViaAt {
+            params_at: params_at as u32,
             ipv4,
             port: p.port,
             default_port: match p.transport {
                 b"TLS" | b"WSS" => 5061,
                 _ => 5060,
             },
-            rport: match rport {
-                Some(Some(v)) => Some(Some(str_of(v)?)),
-                Some(None) => Some(None),
-                None => None,
-            },
-            maddr: match maddr {
-                Some(Some(v)) => Some(Some(str_of(v)?)),
-                Some(None) => Some(None),
-                None => None,
-            },
+            rport,
+            maddr,
         })
+    }
+
+    /// A parameter value found by [`ViaText::read`], as text.
+    fn value(&self, at: (u32, u32)) -> Option<&'a str> {
+        let bytes = self.text.get(at.0 as usize..at.1 as usize)?;
+        std::str::from_utf8(bytes).ok()
     }
 
     /// The value as written (and as [`Via`]'s `Display` writes it).
     pub fn as_str(&self) -> &'a str {
-        self.text
+        // ASCII, as read
+        std::str::from_utf8(self.text).unwrap_or_default()
     }
 
     /// The sent-by address when it is an IP address ([`Host::ip`] of [`Via::host`]).
     pub fn host_ip(&self) -> Option<IpAddr> {
-        self.ipv4.map(IpAddr::V4)
+        self.at.ipv4.map(IpAddr::V4)
     }
 
     /// sent-by port, if written.
     pub fn port(&self) -> Option<u16> {
-        self.port
+        self.at.port
     }
 
     /// sent-by port or the transport's default ([`Via::port_or_default`]).
     pub fn port_or_default(&self) -> u16 {
-        self.port.unwrap_or(self.default_port)
+        self.at.port.unwrap_or(self.at.default_port)
     }
 
     /// The `rport` parameter ([`Via::rport`]).
     pub fn rport(&self) -> Option<Option<u16>> {
-        self.rport.map(|v| v.and_then(|v| v.parse().ok()))
+        self.at
+            .rport
+            .map(|v| v.and_then(|v| self.value(v)?.parse().ok()))
     }
 
     /// The `maddr` parameter ([`Via::maddr`]).
     pub fn maddr(&self) -> Option<Host> {
-        self.maddr
+        self.at
+            .maddr
             .flatten()
-            .and_then(|v| Host::parse_lenient(v.as_bytes()).ok())
+            .and_then(|v| Host::parse_lenient(self.value(v)?.as_bytes()).ok())
     }
 
     /// The value with parameters set: what [`Via::to_string_with`] writes for the parsed
     /// value.
     pub fn to_string_with(&self, params: &[(&str, Option<&str>)]) -> String {
-        let mut s = String::with_capacity(self.text.len() + 40);
-        s.push_str(&self.text[..self.params_at]);
+        let text = self.as_str();
+        let params_at = (self.at.params_at as usize).min(text.len());
+        let mut s = String::with_capacity(text.len() + 40);
+        s.push_str(&text[..params_at]);
         // `;name` or `;name=value`: no quotes, and neither `;` nor `=` inside a name or value
-        let raw = self.text[self.params_at..].split(';').skip(1).map(|p| {
+        let raw = text[params_at..].split(';').skip(1).map(|p| {
             let (name, value) = match p.split_once('=') {
                 Some((n, v)) => (n, Some(v)),
                 None => (p, None),
@@ -674,7 +690,7 @@ mod tests {
             ("SIP/2.0/UDP 192.0.2.1 x", false),
             ("SIP/2.0/UDP 192.0.2.300", false),
         ] {
-            let read = ViaText::read(via.as_bytes());
+            let read = ViaText::read(via.as_bytes()).map(|at| ViaText::new(via.as_bytes(), at));
             assert_eq!(read.is_some(), canonical, "{via}");
             let Some(t) = read else { continue };
             let v = Via::parse(via.as_bytes()).unwrap();
