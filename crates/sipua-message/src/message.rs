@@ -443,6 +443,15 @@ macro_rules! common_methods {
             self.typed_all()
         }
 
+        /// The URI of the first Contact value as written (between its angle brackets, or the
+        /// whole addr-spec), without parsing it; `None` when there is no Contact, the first
+        /// value is `*`, or its address cannot be told apart.
+        pub fn first_contact_uri(&self) -> Option<&[u8]> {
+            let value = self.headers().get(&HeaderName::Contact)?.value();
+            let first = scan::split_commas(value).next()?;
+            name_addr::uri_bytes(first).filter(|u| *u != b"*")
+        }
+
         /// The Content-Type, if present and well-formed.
         pub fn content_type(&self) -> Option<MediaType> {
             self.typed::<ContentType>()

@@ -124,6 +124,12 @@ pub(crate) fn contact_parses_in_full(s: &[u8]) -> bool {
         && c.at_end()
 }
 
+/// The URI bytes of an address (`name-addr` or `addr-spec`) as [`NameAddr::parse`] takes
+/// them apart, without parsing the URI; `None` when the address does not split.
+pub(crate) fn uri_bytes(s: &[u8]) -> Option<&[u8]> {
+    split(&mut Cursor::new(s)).ok().map(|(_, uri)| uri)
+}
+
 /// A display name as written, and whether it was quoted.
 type RawDisplay<'a> = (&'a [u8], bool);
 

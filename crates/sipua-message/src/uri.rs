@@ -965,6 +965,22 @@ impl fmt::Display for Uri {
 }
 
 impl Uri {
+    /// Whether `bytes` is this URI as its `Display` writes it, told without writing it out.
+    pub fn is_written_as(&self, bytes: &[u8]) -> bool {
+        /// Takes what is written off the front of `rest`, failing at the first difference.
+        struct Compare<'a> {
+            rest: &'a [u8],
+        }
+        impl fmt::Write for Compare<'_> {
+            fn write_str(&mut self, s: &str) -> fmt::Result {
+                self.rest = self.rest.strip_prefix(s.as_bytes()).ok_or(fmt::Error)?;
+                Ok(())
+            }
+        }
+        let mut c = Compare { rest: bytes };
+        self.write_to(&mut c).is_ok() && c.rest.is_empty()
+    }
+
     /// Writes the URI as [`fmt::Display`] does, into any [`fmt::Write`].
     pub(crate) fn write_to<W: fmt::Write>(&self, f: &mut W) -> fmt::Result {
         match self {
@@ -1020,6 +1036,24 @@ mod tests {
         for s in all {
             let std: Option<Ipv4Addr> = std::str::from_utf8(&s).unwrap().parse().ok();
             assert_eq!(parse_ipv4(&s), std, "{}", String::from_utf8_lossy(&s));
+        }
+    }
+
+    #[test]
+    fn written_form_compared_without_writing() {
+        for text in [
+            "sip:bob@192.0.2.2:5060",
+            "sips:alice@example.com;transport=tcp?subject=x",
+            "sip:cal%6Cer@host5.example.net;%6C%72;n%61me=v%61lue%25%34%31",
+            "tel:+1-201-555-0123",
+            "urn:service:sos",
+        ] {
+            let u: Uri = text.parse().unwrap();
+            let written = u.to_string();
+            assert!(u.is_written_as(written.as_bytes()), "{text}");
+            assert!(!u.is_written_as(&written.as_bytes()[1..]), "{text}");
+            assert!(!u.is_written_as(format!("{written}x").as_bytes()), "{text}");
+            assert!(!u.is_written_as(b""), "{text}");
         }
     }
 

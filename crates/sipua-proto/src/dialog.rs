@@ -304,6 +304,19 @@ impl Dialog {
             _ => false,
         };
         if refresh {
+            // the target we have again (the 2xx after a 1xx of the same peer): it would parse
+            // to what we hold, so nothing changes; compared as written, not parsed
+            if resp
+                .first_contact_uri()
+                .is_some_and(|u| self.remote_target.is_written_as(u))
+            {
+                debug_assert!(resp
+                    .contacts()
+                    .map_err(DialogError::from)
+                    .and_then(contact_uri)
+                    .map_or(true, |u| u == self.remote_target));
+                return;
+            }
             if let Ok(uri) = resp
                 .contacts()
                 .map_err(DialogError::from)
