@@ -94,13 +94,8 @@ impl UaCore {
                 return Some((404, Vec::new()));
             }
         }
-        // validate's verdict; From and To are read again (typed) only when the request makes
-        // a dialog, so they are parsed for it then, and checked in place otherwise
-        let makes_dialog = matches!(method, Method::Invite | Method::Subscribe | Method::Refer)
-            && !req.has_to_tag();
-        if makes_dialog {
-            let _ = (req.from(), req.to());
-        }
+        // validate's verdict, From and To checked in place: a dialog this request makes
+        // parses them for itself (`owned_from`, `owned_to`)
         if req.validate_quick().is_err() {
             return Some((400, Vec::new()));
         }
