@@ -644,6 +644,41 @@ impl Request {
         }
     }
 
+    /// The user part of a `sip:` or `sips:` Request-URI as [`Request::uri`] gives it
+    /// (`as_sip()`'s `user`), read in place without parsing the URI: `Some(None)` for a SIP
+    /// URI without one; `None` when the URI is not a SIP URI or its user part has escapes
+    /// (then [`Request::uri`] tells).
+    pub fn uri_sip_user(&self) -> Option<Option<&str>> {
+        // every Request-URI passed `check_uri` when its message was indexed, which cuts a
+        // SIP URI as `Uri::parse` does: the user part ends at the first `@` (and before the
+        // password's `:`), and without escapes it is its own decoded form
+        let b = self.uri_bytes();
+        let colon = memchr::memchr(b':', b)?;
+        let scheme = &b[..colon];
+        if !scheme.eq_ignore_ascii_case(b"sip") && !scheme.eq_ignore_ascii_case(b"sips") {
+            return None;
+        }
+        let rest = &b[colon + 1..];
+        let user = match memchr::memchr(b'@', rest) {
+            None => None,
+            Some(at) => {
+                let info = &rest[..at];
+                let user = memchr::memchr(b':', info).map_or(info, |c| &info[..c]);
+                if user.contains(&b'%') {
+                    return None;
+                }
+                Some(std::str::from_utf8(user).ok()?)
+            }
+        };
+        debug_assert_eq!(
+            self.uri().as_sip().map(|u| u.user.as_deref()),
+            Some(user),
+            "{}",
+            String::from_utf8_lossy(b)
+        );
+        Some(user)
+    }
+
     /// The Request-URI as written.
     pub fn uri_bytes(&self) -> &[u8] {
         &self.head.buf[span(self.uri_span)]

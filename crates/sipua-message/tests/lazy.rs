@@ -115,3 +115,32 @@ fn quick_validation_gives_the_verdict_of_validate() {
         assert_eq!(m().validate_quick(), m().validate(), "{contact}");
     }
 }
+
+#[test]
+fn request_uri_user_read_in_place_is_the_parsed_one() {
+    for uri in [
+        "sip:bob@example.com",
+        "sips:bob:secret@example.com:5061;transport=tcp",
+        "sip:example.com",
+        "sip:+1-212-555;phone-context=x@example.com;user=phone",
+        "SIP:Bob@Example.COM",
+        "sip:host;x=a@b",
+        "sip:b%6Fb@example.com",
+        "tel:+1-201-555-0123",
+    ] {
+        let raw = format!(
+            "OPTIONS {uri} SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+             From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: x\r\n\
+             CSeq: 1 OPTIONS\r\n\r\n"
+        );
+        let Message::Request(req) = Message::parse(raw.as_bytes()).unwrap() else {
+            panic!("{uri}");
+        };
+        let parsed = req.uri().as_sip().map(|u| u.user.as_deref());
+        match req.uri_sip_user() {
+            Some(user) => assert_eq!(Some(user), parsed, "{uri}"),
+            // escapes and other schemes are left to the parse
+            None => assert!(uri.contains('%') || !uri.starts_with("sip"), "{uri}"),
+        }
+    }
+}

@@ -85,11 +85,12 @@ impl UaCore {
             && !req.has_to_tag()
             && !matches!(method, Method::Ack | Method::Cancel)
         {
-            let other_user = req
-                .uri()
-                .as_sip()
-                .and_then(|u| u.user.as_deref())
-                .is_some_and(|u| u != self.cfg.user);
+            // the user part read in place when it can be (no parse of the URI)
+            let user = match req.uri_sip_user() {
+                Some(user) => user,
+                None => req.uri().as_sip().and_then(|u| u.user.as_deref()),
+            };
+            let other_user = user.is_some_and(|u| u != self.cfg.user);
             if other_user {
                 return Some((404, Vec::new()));
             }
