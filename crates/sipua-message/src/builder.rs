@@ -439,6 +439,11 @@ impl Response {
                             o.extend_from_slice(b";tag=");
                             o.extend_from_slice(tag.as_bytes());
                         });
+                        // the request's To checked without a tag, so with a token appended
+                        // as its last parameter that token is its tag: indexed as such
+                        if crate::scan::all_token(tag.as_bytes()) {
+                            w.last_tag_is(tag.len());
+                        }
                     }
                     None => w.raw_checked(h, req.checked(h, false)),
                 },

@@ -995,6 +995,19 @@ impl Writer {
         self.raw(h);
     }
 
+    /// Says that the value of the line just written ends with its From or To tag, `len`
+    /// bytes long (a tag appended to an address that had none), which indexing then takes
+    /// instead of checking the line again.
+    pub(crate) fn last_tag_is(&mut self, len: usize) {
+        let Some(e) = self.entries.last() else {
+            return;
+        };
+        let end = e.value.1;
+        let tag = (end - len as u32, end);
+        self.checked
+            .push((self.entries.len() - 1, Checked::Tag(Some(tag))));
+    }
+
     /// Copies a header line of a parsed message (its index moves with it).
     pub(crate) fn raw(&mut self, h: HeaderRef<'_>) {
         let e = h.entry();
