@@ -39,7 +39,7 @@ mod scan;
 mod status;
 mod uri;
 
-pub use builder::{error_response, RequestBuilder};
+pub use builder::{error_response, RequestBuilder, ViaTemplate};
 pub use error::{ErrorKind, ParseError, Result};
 pub use framer::{Frame, FramerError, StreamFramer};
 pub use header::{Header, HeaderName, HeaderRef, Headers, Transport, Via, ViaText};

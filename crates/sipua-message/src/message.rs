@@ -96,6 +96,33 @@ pub(crate) struct TopVia {
     branch: Option<Span>,
 }
 
+impl TopVia {
+    /// Checks `value` (one Via value) as the top Via of a message is checked, and gives its
+    /// key with spans from its start.
+    pub(crate) fn check(value: &[u8]) -> Result<TopVia> {
+        let p = ViaParts::check(value)?;
+        Ok(TopVia {
+            transport: Transport::parse(p.transport),
+            host: span_of(value, p.host),
+            port: p.port,
+            branch: p.branch.map(|b| span_of(value, b)),
+        })
+    }
+
+    /// The branch's span.
+    pub(crate) fn branch(&self) -> Option<Span> {
+        self.branch
+    }
+
+    /// The same key with the branch at `branch`.
+    pub(crate) fn with_branch(&self, branch: Span) -> TopVia {
+        TopVia {
+            branch: Some(branch),
+            ..self.clone()
+        }
+    }
+}
+
 /// What a core header line copied from a parsed message is known to hold: what the checks
 /// of [`Message::parse`] found in the same bytes there. A message built from such lines (a
 /// response copying its request's From, To, Call-ID, CSeq and Via) is indexed without
@@ -993,6 +1020,16 @@ impl Writer {
             self.checked.push((self.entries.len(), c.moved(at)));
         }
         self.raw(h);
+    }
+
+    /// Says what the line just written holds (`checked`, its spans from the start of the
+    /// value), which indexing then takes instead of checking the line.
+    pub(crate) fn last_value_checked(&mut self, checked: Checked) {
+        let Some(e) = self.entries.last() else {
+            return;
+        };
+        let c = checked.moved(i64::from(e.value.0));
+        self.checked.push((self.entries.len() - 1, c));
     }
 
     /// Says that the value of the line just written ends with its From or To tag, `len`

@@ -6,6 +6,7 @@
 use sipua_message::header::{Contact, RecordRoute};
 use sipua_message::{
     Header, HeaderName, Method, NameAddr, ParseError, Request, RequestBuilder, Response, Uri, Via,
+    ViaTemplate,
 };
 
 /// What names a dialog (RFC 3261 §12): Call-ID and the two tags.
@@ -48,11 +49,13 @@ impl std::hash::Hash for DialogId {
 /// The Via of a request a dialog builds: a typed value, or the text the UA core writes for
 /// its own Via (no struct to make, write and drop for every request).
 #[derive(Debug, Clone)]
-pub(crate) enum ViaValue {
+pub(crate) enum ViaValue<'a> {
     /// A typed Via.
     Typed(Via),
     /// A Via value as written.
     Text(String),
+    /// The UA's Via template with a branch ([`RequestBuilder::via_branch`]).
+    Branch(&'a ViaTemplate, String),
 }
 
 /// Early (after a provisional response) or confirmed (after a 2xx).
@@ -348,7 +351,7 @@ impl Dialog {
     pub(crate) fn request_via(
         &mut self,
         method: Method,
-        via: ViaValue,
+        via: ViaValue<'_>,
         headers: Vec<Header>,
     ) -> Result<Request, DialogError> {
         let seq = self.local_seq.map_or(1, |s| s.wrapping_add(1)).max(1);
@@ -362,7 +365,11 @@ impl Dialog {
     }
 
     /// [`Dialog::ack`] with the Via as text or typed.
-    pub(crate) fn ack_via(&self, invite_seq: u32, via: ViaValue) -> Result<Request, DialogError> {
+    pub(crate) fn ack_via(
+        &self,
+        invite_seq: u32,
+        via: ViaValue<'_>,
+    ) -> Result<Request, DialogError> {
         self.build(Method::Ack, invite_seq, via, Vec::new())
     }
 
@@ -370,7 +377,7 @@ impl Dialog {
         &self,
         method: Method,
         seq: u32,
-        via: ViaValue,
+        via: ViaValue<'_>,
         headers: Vec<Header>,
     ) -> Result<Request, DialogError> {
         let loose = self
@@ -400,6 +407,7 @@ impl Dialog {
         b = match via {
             ViaValue::Typed(v) => b.via(v),
             ViaValue::Text(t) => b.via_text(t),
+            ViaValue::Branch(template, branch) => b.via_branch(template, &branch),
         };
         b = b
             .from_ref(&self.local_uri)

@@ -18,7 +18,7 @@ use sipua_message::header::MediaType;
 use sipua_message::header::BRANCH_COOKIE;
 use sipua_message::{
     Header, HeaderName, Host, Method, NameAddr, Param, Params, Request, RequestBuilder, Response,
-    Transport, Uri, Via,
+    Transport, Uri, Via, ViaTemplate,
 };
 
 use crate::auth::digest::Challenge;
@@ -290,6 +290,9 @@ pub struct UaCore {
     call_id_suffix: String,
     /// Our Via up to its branch value (`SIP/2.0/UDP host:port;branch=`).
     via_prefix: String,
+    /// The same with `;rport` after the branch, checked once (`None` if it does not parse:
+    /// then requests carry [`UaCore::via_text`], checked each time).
+    via_template: Option<ViaTemplate>,
     /// Requests without a To tag being answered, by (From tag, Call-ID, CSeq), to spot merged
     /// requests (RFC 3261 §8.2.2.2).
     merged: HashMap<(String, String, u32), (TransactionId, String)>,
@@ -343,6 +346,7 @@ impl UaCore {
             contact,
             aor,
             call_id_suffix,
+            via_template: ViaTemplate::new(&via_prefix, ";rport").ok(),
             via_prefix,
             merged: HashMap::new(),
             auth_cache: HashMap::new(),
@@ -409,14 +413,42 @@ impl UaCore {
         }
     }
 
-    /// [`UaCore::via`] as text, as it writes (the part before the branch is made once).
-    fn via_text(&mut self) -> String {
-        let mut v = String::with_capacity(self.via_prefix.len() + BRANCH_COOKIE.len() + 22);
+    /// Our Via as text with `branch`.
+    fn via_text_with(&self, branch: &str) -> String {
+        let mut v = String::with_capacity(self.via_prefix.len() + branch.len() + 6);
         v.push_str(&self.via_prefix);
-        v.push_str(BRANCH_COOKIE);
-        self.push_token(&mut v, 16);
+        v.push_str(branch);
         v.push_str(";rport");
         v
+    }
+
+    /// [`UaCore::via`] as text, as it writes (the part before the branch is made once); the
+    /// template with the same branch writes the same.
+    #[cfg(test)]
+    fn via_text(&mut self) -> String {
+        let branch = self.branch();
+        let text = self.via_text_with(&branch);
+        if let Some(t) = &self.via_template {
+            assert_eq!(t.with_branch(&branch), text);
+        }
+        text
+    }
+
+    /// A new branch: the RFC 3261 cookie and random digits, as [`UaCore::via`] has it.
+    fn branch(&mut self) -> String {
+        let mut branch = String::with_capacity(BRANCH_COOKIE.len() + 16);
+        branch.push_str(BRANCH_COOKIE);
+        self.push_token(&mut branch, 16);
+        branch
+    }
+
+    /// Our Via for a new request with `branch` ([`UaCore::branch`]): the template with it,
+    /// or the text (what [`UaCore::via_text`] writes).
+    fn via_value(&self, branch: String) -> ViaValue<'_> {
+        match &self.via_template {
+            Some(t) => ViaValue::Branch(t, branch),
+            None => ViaValue::Text(self.via_text_with(&branch)),
+        }
     }
 
     /// A new Call-ID: random digits `@` our address.
@@ -514,12 +546,16 @@ impl UaCore {
         } = opts;
         let tag = self.token(10);
         let call_id = call_id.unwrap_or_else(|| self.call_id());
-        let via = self.via_text();
+        let branch = self.branch();
         // From is our address of record (or the caller's choice) with a new tag, written
         // without a copy; To the registered address, the target or the caller's choice
-        let mut b = RequestBuilder::new_ref(method.clone(), &target)
-            .via_text(via)
-            .from_tagged(from.as_ref().unwrap_or(&self.aor), &tag);
+        let b = RequestBuilder::new_ref(method.clone(), &target);
+        let mut b = match self.via_value(branch) {
+            ViaValue::Branch(t, branch) => b.via_branch(t, &branch),
+            ViaValue::Text(v) => b.via_text(v),
+            ViaValue::Typed(v) => b.via(v),
+        }
+        .from_tagged(from.as_ref().unwrap_or(&self.aor), &tag);
         b = match to {
             Some(to) => b.to(to),
             None if method == Method::Register => b.to_ref(&self.aor),
@@ -633,7 +669,7 @@ impl UaCore {
         if method == Method::Invite && self.invites_out.contains_key(dialog) {
             return Err(UaError::RequestPending);
         }
-        let via = ViaValue::Text(self.via_text());
+        let branch = self.branch();
         // target refresh requests, and REFER, say where the peer's requests go (RFC 3261
         // §12.2.1.1, RFC 3311 §5.1, RFC 6665 §4.1.2.1 and §4.2.2, RFC 3515 §2.4.1)
         let refresh = matches!(
@@ -646,6 +682,10 @@ impl UaCore {
             Vec::new()
         };
         headers.extend(extra);
+        let via = match &self.via_template {
+            Some(t) => ViaValue::Branch(t, branch),
+            None => ViaValue::Text(self.via_text_with(&branch)),
+        };
         let d = self.dialogs.get_mut(dialog).ok_or(UaError::UnknownDialog)?;
         let mut request = d.request_via(method.clone(), via, headers)?;
         // a transport parameter in the next hop (the peer's Contact or first route) decides
@@ -1367,7 +1407,8 @@ impl UaCore {
         };
         let (transport, fallback) = (out.transport.clone(), out.destination);
         let destination = self.dialog_destination(did).unwrap_or(fallback);
-        let via = ViaValue::Text(self.via_text());
+        let branch = self.branch();
+        let via = self.via_value(branch);
         let Some(d) = self.dialogs.get(did) else {
             return;
         };
@@ -1474,6 +1515,7 @@ mod tests {
                 ..UaConfig::new(local.parse().unwrap(), transport, "alice")
             };
             let (mut a, mut b) = (UaCore::new(cfg.clone()), UaCore::new(cfg));
+            assert!(a.via_template.is_some());
             for _ in 0..3 {
                 assert_eq!(a.via_text(), b.via().to_string());
             }
