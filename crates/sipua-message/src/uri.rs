@@ -278,16 +278,16 @@ fn encode<W: fmt::Write>(f: &mut W, s: &str, allowed: fn(u8) -> bool) -> fmt::Re
 impl Host {
     /// Checks a host as [`Host::parse`] does, without allocating.
     pub(crate) fn check(s: &[u8]) -> Result<()> {
-        Host::check_is_ipv4(s).map(|_| ())
+        Host::check_ipv4(s).map(|_| ())
     }
 
-    /// [`Host::check`], saying whether the host is an IPv4 address.
-    pub(crate) fn check_is_ipv4(s: &[u8]) -> Result<bool> {
+    /// [`Host::check`], giving the address when the host is an IPv4 address.
+    pub(crate) fn check_ipv4(s: &[u8]) -> Result<Option<Ipv4Addr>> {
         if s.first() == Some(&b'[') {
             if s.last() != Some(&b']') || s.len() < 3 {
                 return Err(err("bad IPv6 reference"));
             }
-            return parse_ipv6(&s[1..s.len() - 1]).map(|_| false);
+            return parse_ipv6(&s[1..s.len() - 1]).map(|_| None);
         }
         if s.is_empty() {
             return Err(err("empty host"));
@@ -301,10 +301,10 @@ impl Host {
             }
             all |= c;
         }
-        if all == 1 && !is_ipv4(s) {
-            return Err(err("bad IPv4 address"));
+        if all == 1 {
+            return parse_ipv4(s).map(Some).ok_or(err("bad IPv4 address"));
         }
-        Ok(all == 1)
+        Ok(None)
     }
 
     /// The run of host characters at the start of `s`, if it is a host name or an IPv4
@@ -592,10 +592,8 @@ impl SipUri {
             .map(|u| decode(u, is_password_char, "bad character in password"))
             .transpose()?;
         // the host was checked by the split: an IPv4 address is read without a second scan
-        let host = if p.ipv4 {
-            parse_ipv4(p.host)
-                .map(Host::Ipv4)
-                .ok_or(err("bad IPv4 address"))?
+        let host = if let Some(a) = p.ipv4 {
+            Host::Ipv4(a)
         } else {
             Host::parse(p.host)?
         };
@@ -702,8 +700,8 @@ pub(crate) struct SipParts<'a> {
     pub user: Option<&'a [u8]>,
     pub password: Option<&'a [u8]>,
     pub host: &'a [u8],
-    /// The host is a (checked) IPv4 address.
-    pub ipv4: bool,
+    /// The host as an IPv4 address, when it is one (read by the check).
+    pub ipv4: Option<Ipv4Addr>,
     pub port: Option<u16>,
     /// Parameters after the first `;`, without it (empty when none).
     pub params: &'a [u8],
@@ -760,7 +758,7 @@ impl<'a> SipParts<'a> {
                 None => (hostport, None),
             }
         };
-        let ipv4 = Host::check_is_ipv4(host)?;
+        let ipv4 = Host::check_ipv4(host)?;
         let mut rest = &hostpart[end..];
         let mut params: &[u8] = &[];
         if rest.first() == Some(&b';') {
