@@ -385,6 +385,29 @@ macro_rules! common_methods {
             }
         }
 
+        /// [`Message::owned_from`] without its `tag` parameters (as [`Params::remove`]
+        /// leaves it; the parameters otherwise in order): the peer's address a dialog keeps,
+        /// parsed without making the tag to drop.
+        ///
+        /// [`Params::remove`]: crate::Params::remove
+        pub fn owned_from_untagged(&self) -> Result<NameAddr> {
+            let h = self.head();
+            match h.core.lazy.get().and_then(|l| l.from.get()) {
+                Some(r) => r.clone().map(untagged),
+                None => h.name_addr_untagged(h.core.from, "From"),
+            }
+        }
+
+        /// [`Message::owned_to`] without its `tag` parameters
+        /// ([`Message::owned_from_untagged`] for To).
+        pub fn owned_to_untagged(&self) -> Result<NameAddr> {
+            let h = self.head();
+            match h.core.lazy.get().and_then(|l| l.to.get()) {
+                Some(r) => r.clone().map(untagged),
+                None => h.name_addr_untagged(h.core.to, "To"),
+            }
+        }
+
         /// Checks the full grammar of the headers a UA relies on (every Via, From, To,
         /// Contact), beyond what [`Message::parse`] checks. A UAS answers a failure with 400.
         pub fn validate(&self) -> Result<()> {
@@ -775,6 +798,12 @@ impl Response {
     }
 }
 
+/// `a` without its `tag` parameters.
+fn untagged(mut a: NameAddr) -> NameAddr {
+    a.params.remove("tag");
+    a
+}
+
 fn unparsable_uri() -> Uri {
     Uri::Absolute(AbsoluteUri {
         scheme: "invalid".into(),
@@ -859,6 +888,14 @@ impl HeadData {
         self.entries
             .get(entry)
             .is_some_and(|e| name_addr::parses_in_full(&self.buf[span(e.value)]))
+    }
+
+    fn name_addr_untagged(&self, entry: usize, header: &'static str) -> Result<NameAddr> {
+        let v = self
+            .entries
+            .get(entry)
+            .map_or(&b""[..], |e| &self.buf[span(e.value)]);
+        NameAddr::parse_untagged(v).map_err(|e| e.with_header_name(header))
     }
 
     fn name_addr(&self, entry: usize, header: &'static str) -> Result<NameAddr> {

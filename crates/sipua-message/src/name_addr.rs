@@ -46,7 +46,26 @@ impl NameAddr {
         Ok(na)
     }
 
+    /// [`NameAddr::parse`], then every `tag` parameter removed (as
+    /// [`Params::remove`] removes it), without making them.
+    pub(crate) fn parse_untagged(s: &[u8]) -> Result<NameAddr> {
+        let mut c = Cursor::new(s);
+        let na = NameAddr::parse_at_skipping(&mut c, Some(b"tag"))?;
+        if !c.at_end() {
+            return Err(ParseError::new(
+                ErrorKind::HeaderValue,
+                "unexpected text after address",
+            ));
+        }
+        Ok(na)
+    }
+
     pub(crate) fn parse_at(c: &mut Cursor<'_>) -> Result<NameAddr> {
+        NameAddr::parse_at_skipping(c, None)
+    }
+
+    /// [`NameAddr::parse_at`] leaving out the parameters named `skip`.
+    fn parse_at_skipping(c: &mut Cursor<'_>, skip: Option<&[u8]>) -> Result<NameAddr> {
         let (display, uri) = split(c)?;
         let display = display.map(|(d, quoted)| {
             if quoted {
@@ -56,7 +75,7 @@ impl NameAddr {
             }
         });
         let uri = Uri::parse(uri)?;
-        let params = Params::parse(c)?;
+        let params = Params::parse_skipping(c, skip)?;
         Ok(NameAddr {
             display,
             uri,

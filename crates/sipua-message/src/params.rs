@@ -96,8 +96,17 @@ impl Params {
 
     /// Parses `*( SEMI generic-param )` at the cursor, stopping before a `,` or at the end.
     pub(crate) fn parse(c: &mut Cursor<'_>) -> Result<Params> {
+        Params::parse_skipping(c, None)
+    }
+
+    /// [`Params::parse`] leaving out the parameters named `skip` (case-insensitive): what
+    /// [`Params::remove`] would leave, without making them.
+    pub(crate) fn parse_skipping(c: &mut Cursor<'_>, skip: Option<&[u8]>) -> Result<Params> {
         let mut params = Vec::new();
         scan_params(c, |name, value| {
+            if skip.is_some_and(|s| name.eq_ignore_ascii_case(s)) {
+                return;
+            }
             let (value, quoted) = match value {
                 Some((v, true)) => (Some(scan::unescape_quoted(v)), true),
                 Some((v, false)) => (Some(scan::string(v)), false),

@@ -144,3 +144,27 @@ fn request_uri_user_read_in_place_is_the_parsed_one() {
         }
     }
 }
+
+#[test]
+fn addresses_without_tags_are_the_parsed_ones_less_their_tags() {
+    for from in [
+        "<sip:a@example.com>;tag=1",
+        "\"A\" <sip:a@example.com;transport=tcp>;x=1;TAG=2;y;tag=3",
+        "sip:a@example.com;tag=1;z=\"q\"",
+        "A <sip:a@example.com>",
+    ] {
+        let m = Message::parse(&msg(from, VIA)).unwrap();
+        let mut expected = m.from().unwrap().clone();
+        expected.params.remove("tag");
+        // before and after the message keeps its own parse
+        assert_eq!(m.owned_from_untagged().unwrap(), expected, "{from}");
+        let _ = m.from();
+        assert_eq!(m.owned_from_untagged().unwrap(), expected, "{from}");
+        assert_eq!(m.owned_from().unwrap(), *m.from().unwrap(), "{from}");
+    }
+    let m = Message::parse(&msg("<sip:a b@example.com>;tag=1", VIA)).unwrap();
+    assert_eq!(
+        m.owned_from_untagged().unwrap_err(),
+        m.from().unwrap_err().clone()
+    );
+}
