@@ -271,6 +271,14 @@ impl RequestBuilder {
         w.header(&HeaderName::To, to);
         w.header(&HeaderName::CallId, call_id);
         w.header_with(&HeaderName::CSeq, |o| write_cseq(o, seq, &self.method));
+        // a number and a method of our own reads back as itself (an extension method might
+        // spell a standard one or not be a token: it is checked)
+        if !matches!(self.method, Method::Extension(_)) {
+            w.last_value_checked(Checked::CSeq(crate::header::CSeq {
+                seq,
+                method: self.method.clone(),
+            }));
+        }
         for h in &self.headers {
             w.header(h.name(), h.value());
         }
