@@ -145,6 +145,16 @@ fn compact(mut a: NameAddr) -> NameAddr {
 impl Dialog {
     /// The UAC side, from our request and a response with a To tag (RFC 3261 §12.1.2).
     pub fn uac(request: &Request, response: &Response) -> Result<Dialog, DialogError> {
+        Dialog::uac_with(request, response, None)
+    }
+
+    /// [`Dialog::uac`] with our address when the caller has it already (what the request's
+    /// From parses to), else parsed from the request.
+    pub(crate) fn uac_with(
+        request: &Request,
+        response: &Response,
+        local_uri: Option<NameAddr>,
+    ) -> Result<Dialog, DialogError> {
         let remote_tag = response.to_tag().ok_or(DialogError::MissingTag)?.to_owned();
         let local_tag = request
             .from_tag()
@@ -170,7 +180,13 @@ impl Dialog {
             },
             local_seq: Some(request.cseq().seq),
             remote_seq: None,
-            local_uri: request.owned_from()?,
+            local_uri: match local_uri {
+                Some(a) => {
+                    debug_assert_eq!(Ok(&a), request.owned_from().as_ref());
+                    a
+                }
+                None => request.owned_from()?,
+            },
             remote_uri: without_tag(response.owned_to_untagged()?),
             remote_target,
             route_set,

@@ -256,6 +256,9 @@ struct Outgoing {
     forget_at: Option<Instant>,
     /// A provisional response arrived (a CANCEL may be sent, RFC 3261 §9.1).
     provisional: bool,
+    /// The From is our address of record with a tag (as `from_tagged` writes it), so a
+    /// dialog takes it from [`UaCore::aor`] instead of parsing it.
+    from_aor: bool,
     /// The TU cancelled: CANCEL sent, or to send on the first provisional response; a 2xx
     /// that still arrives is acknowledged and ended with BYE.
     cancel: Option<Vec<Header>>,
@@ -286,6 +289,9 @@ pub struct UaCore {
     contact: Header,
     /// Our address of record, made once.
     aor: NameAddr,
+    /// Our address of record written with a tag parses back to it with that tag (checked
+    /// once): a dialog's local address is then made from it, not parsed.
+    aor_round_trips: bool,
     /// `@` and our address, the end of the Call-IDs we make.
     call_id_suffix: String,
     /// Our Via up to its branch value (`SIP/2.0/UDP host:port;branch=`).
@@ -344,6 +350,11 @@ impl UaCore {
             events: VecDeque::new(),
             queue: VecDeque::new(),
             contact,
+            aor_round_trips: {
+                let mut tagged = aor.clone();
+                tagged.set_tag("0123456789");
+                NameAddr::parse(tagged.to_string().as_bytes()).is_ok_and(|a| a == tagged)
+            },
             aor,
             call_id_suffix,
             via_template: ViaTemplate::new(&via_prefix, ";rport").ok(),
@@ -581,7 +592,12 @@ impl UaCore {
             b = b.body(ct, body);
         }
         let request = b.build()?;
-        self.start(now, request, destination, None, transport)
+        let from_aor = from.is_none();
+        let id = self.start(now, request, destination, None, transport)?;
+        if let Some(o) = self.outgoing.get_mut(&id) {
+            o.from_aor = from_aor;
+        }
+        Ok(id)
     }
 
     /// Starts a client transaction for `request`; `original` names the first attempt of a
@@ -634,6 +650,7 @@ impl UaCore {
                 auth_attempts,
                 forget_at: None,
                 provisional: false,
+                from_aor: false,
                 cancel: None,
                 defer_ack: false,
             },
@@ -1271,7 +1288,17 @@ impl UaCore {
                     match self.dialogs.get_mut(&did) {
                         Some(d) => d.on_response(&response),
                         None => {
-                            if let Ok(d) = Dialog::uac(&out.request, &response) {
+                            // our From is our address of record with the request's tag: the
+                            // dialog takes it from there rather than parsing it
+                            let local = (out.from_aor && self.aor_round_trips)
+                                .then(|| out.request.from_tag())
+                                .flatten()
+                                .map(|tag| {
+                                    let mut a = self.aor.clone();
+                                    a.set_tag(tag);
+                                    a
+                                });
+                            if let Ok(d) = Dialog::uac_with(&out.request, &response, local) {
                                 self.dialogs.insert(did.clone(), Box::new(d));
                             }
                         }
