@@ -239,6 +239,7 @@ struct Incoming {
     request: Request,
     source: SocketAddr,
     transport: Transport,
+    /// Our To tag for its responses (empty for a request inside a dialog, whose To has one).
     local_tag: String,
 }
 
@@ -1107,8 +1108,13 @@ impl UaCore {
         source: SocketAddr,
         transport: Transport,
     ) {
-        let local_tag = self.token(10);
         let in_dialog = request.has_to_tag();
+        // our tag for the responses: a request inside a dialog already names it
+        let local_tag = if in_dialog {
+            String::new()
+        } else {
+            self.token(10)
+        };
         let stateless = self.check_request(&request);
         self.incoming.insert(
             id,
