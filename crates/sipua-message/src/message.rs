@@ -439,7 +439,25 @@ macro_rules! common_methods {
             if !parsed(|l| &l.to) && !h.address_parses(h.core.to) {
                 self.to()?;
             }
-            // as contacts(): every value of every Contact line, the first error returned
+            self.contacts_parse()
+        }
+
+        /// [`Message::validate_quick`] for every header but From and To: for a caller that
+        /// parses those itself (with [`Message::owned_from`] and the like, which give their
+        /// errors), so that they are not checked twice.
+        pub fn validate_quick_but_addresses(&self) -> Result<()> {
+            let h = self.head();
+            let typed = h.core.lazy.get();
+            let vias_parsed = typed.is_some_and(|l| l.via.get().is_some_and(|r| r.is_ok()));
+            if !vias_parsed && !h.vias_parse_in_full() {
+                self.via()?;
+            }
+            self.contacts_parse()
+        }
+
+        /// As [`Message::contacts`] says `Ok` or its error: every value of every Contact
+        /// line, checked in place when it can be.
+        fn contacts_parse(&self) -> Result<()> {
             for c in self.headers().iter().filter(|c| c.is(&HeaderName::Contact)) {
                 for e in scan::split_commas(c.value()) {
                     if !name_addr::contact_parses_in_full(e) {

@@ -201,6 +201,26 @@ impl Dialog {
         local_tag: &str,
         state: DialogState,
     ) -> Result<Dialog, DialogError> {
+        Dialog::uas_with(request, local_tag, state, None)
+    }
+
+    /// [`Dialog::uas`] with the request's From without its tag and its To when the caller
+    /// parsed them already ([`Request::owned_from_untagged`], [`Request::owned_to`]).
+    pub(crate) fn uas_with(
+        request: &Request,
+        local_tag: &str,
+        state: DialogState,
+        addresses: Option<(NameAddr, NameAddr)>,
+    ) -> Result<Dialog, DialogError> {
+        #[cfg(debug_assertions)]
+        if let Some((from, to)) = &addresses {
+            assert_eq!(Ok(from), request.owned_from_untagged().as_ref());
+            assert_eq!(Ok(to), request.owned_to().as_ref());
+        }
+        let (remote_uri, local_uri) = match addresses {
+            Some((from, to)) => (from, to),
+            None => (request.owned_from_untagged()?, request.owned_to()?),
+        };
         // an RFC 2543 peer may send no From tag: the empty tag then names it
         let remote_tag = request.from_tag().unwrap_or_default().to_owned();
         let route_set = request
@@ -209,7 +229,7 @@ impl Dialog {
             .map(|r| r.0)
             .collect();
         let remote_target = contact_uri(request.contacts()?)?;
-        let mut local_uri = request.owned_to()?;
+        let mut local_uri = local_uri;
         local_uri.set_tag(local_tag);
         let local_uri = compact(local_uri);
         Ok(Dialog {
@@ -222,7 +242,7 @@ impl Dialog {
             local_seq: None,
             remote_seq: Some(request.cseq().seq),
             local_uri,
-            remote_uri: without_tag(request.owned_from_untagged()?),
+            remote_uri: without_tag(remote_uri),
             remote_target,
             route_set,
             secure: is_sips(request),

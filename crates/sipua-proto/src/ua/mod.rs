@@ -241,6 +241,9 @@ struct Incoming {
     transport: Transport,
     /// Our To tag for its responses (empty for a request inside a dialog, whose To has one).
     local_tag: String,
+    /// For a request that makes a dialog: its From without the tag and its To, parsed when
+    /// it was checked, for the dialog to take.
+    addresses: Option<(NameAddr, NameAddr)>,
 }
 
 /// An INVITE we sent, kept to build the ACK of its 2xx.
@@ -842,7 +845,10 @@ impl UaCore {
         response: Response,
     ) -> Result<Option<DialogId>, UaError> {
         let status = response.status();
-        let inc = self.incoming.get(&id).ok_or(UaError::UnknownTransaction)?;
+        let inc = self
+            .incoming
+            .get_mut(&id)
+            .ok_or(UaError::UnknownTransaction)?;
         let mut dialog_id = None;
         if *inc.request.method() == Method::Invite
             && (101..300).contains(&status)
@@ -868,7 +874,8 @@ impl UaCore {
                     match self.dialogs.get_mut(&did) {
                         Some(x) => x.state = state,
                         None => {
-                            let d = Dialog::uas(&inc.request, local_tag, state)?;
+                            let addresses = inc.addresses.take();
+                            let d = Dialog::uas_with(&inc.request, local_tag, state, addresses)?;
                             debug_assert_eq!(d.id, did);
                             self.dialogs.insert(did.clone(), Box::new(d));
                         }
@@ -883,7 +890,8 @@ impl UaCore {
             // a 2xx to SUBSCRIBE or REFER creates the subscription's dialog (RFC 6665
             // §4.2.1, RFC 3515 §2.4.4)
             let local_tag = response.to_tag().unwrap_or(&inc.local_tag).to_owned();
-            let d = Dialog::uas(&inc.request, &local_tag, DialogState::Confirmed)?;
+            let addresses = inc.addresses.take();
+            let d = Dialog::uas_with(&inc.request, &local_tag, DialogState::Confirmed, addresses)?;
             let did = d.id.clone();
             self.dialogs.entry(did.clone()).or_insert(Box::new(d));
             dialog_id = Some(did);
@@ -1115,7 +1123,8 @@ impl UaCore {
         } else {
             self.token(10)
         };
-        let stateless = self.check_request(&request);
+        let mut addresses = None;
+        let stateless = self.check_request(&request, &mut addresses);
         self.incoming.insert(
             id,
             Incoming {
@@ -1123,6 +1132,7 @@ impl UaCore {
                 source,
                 transport,
                 local_tag,
+                addresses,
             },
         );
         if let Some((status, headers)) = stateless {

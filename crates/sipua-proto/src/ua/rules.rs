@@ -2,7 +2,7 @@
 //! §16.3): capabilities, the checks in their order, and the headers that explain a refusal.
 
 use sipua_message::header::MediaType;
-use sipua_message::{Header, HeaderName, Method, Request};
+use sipua_message::{Header, HeaderName, Method, NameAddr, Request};
 
 use std::time::Instant;
 
@@ -67,7 +67,14 @@ impl UaCore {
     /// method outside Allow (405, or 501 for one we do not know), a Request-URI scheme we do not
     /// serve (416), headers that do not parse (400), Max-Forwards 0 (483, OPTIONS excepted), a
     /// body type outside Accept (415), a Require outside Supported (420).
-    pub(super) fn check_request(&self, req: &Request) -> Option<(u16, Vec<Header>)> {
+    ///
+    /// A request that makes a dialog has its From (without the tag) and To parsed here, for
+    /// the dialog: they are left in `addresses`.
+    pub(super) fn check_request(
+        &self,
+        req: &Request,
+        addresses: &mut Option<(NameAddr, NameAddr)>,
+    ) -> Option<(u16, Vec<Header>)> {
         let caps = &self.cfg.capabilities;
         let method = req.method();
         if !caps.allow.contains(method) {
@@ -95,9 +102,22 @@ impl UaCore {
                 return Some((404, Vec::new()));
             }
         }
-        // validate's verdict, From and To checked in place: a dialog this request makes
-        // parses them for itself (`owned_from`, `owned_to`)
-        if req.validate_quick().is_err() {
+        // validate's verdict; the From and To of a request that makes a dialog parsed for
+        // the dialog (their errors are validate's), the others' checked in place
+        let makes_dialog = matches!(method, Method::Invite | Method::Subscribe | Method::Refer)
+            && !req.has_to_tag();
+        let valid = if makes_dialog {
+            match (req.owned_from_untagged(), req.owned_to()) {
+                (Ok(from), Ok(to)) if req.validate_quick_but_addresses().is_ok() => {
+                    *addresses = Some((from, to));
+                    true
+                }
+                _ => false,
+            }
+        } else {
+            req.validate_quick().is_ok()
+        };
+        if !valid {
             return Some((400, Vec::new()));
         }
         if req.max_forwards() == Some(0) && *method != Method::Options {
