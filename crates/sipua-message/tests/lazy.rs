@@ -102,6 +102,15 @@ fn quick_validation_gives_the_verdict_of_validate() {
             let warm = fresh();
             let _ = (warm.from(), warm.to());
             assert_eq!(warm.validate_quick(), verdict, "{from} / {to} / {contact}");
+            // with From and To parsed by the caller, as for a request that makes a dialog
+            let own = fresh();
+            let parts = (own.owned_from_untagged(), own.owned_to());
+            let rest = own.validate_quick_but_addresses();
+            assert_eq!(
+                parts.0.is_ok() && parts.1.is_ok() && rest.is_ok(),
+                verdict.is_ok(),
+                "{from} / {to} / {contact}"
+            );
         }
     }
     for contact in contacts.into_iter().flatten() {
