@@ -423,13 +423,10 @@ macro_rules! common_methods {
         /// parsed only when that check fails (to give the error). For a request whose From and
         /// To are not read afterwards (a BYE, say) this is the cheaper check.
         pub fn validate_quick(&self) -> Result<()> {
+            self.validate_vias()?;
             let h = self.head();
-            // a value already parsed is not checked again
+            // an address already parsed is not checked again
             let typed = h.core.lazy.get();
-            let vias_parsed = typed.is_some_and(|l| l.via.get().is_some_and(|r| r.is_ok()));
-            if !vias_parsed && !h.vias_parse_in_full() {
-                self.via()?;
-            }
             let parsed = |f: fn(&Lazy) -> &OnceLock<Result<NameAddr>>| {
                 typed.is_some_and(|l| f(l).get().is_some_and(|r| r.is_ok()))
             };
@@ -442,17 +439,18 @@ macro_rules! common_methods {
             self.contacts_parse()
         }
 
-        /// [`Message::validate_quick`] for every header but From and To: for a caller that
-        /// parses those itself (with [`Message::owned_from`] and the like, which give their
+        /// The Vias' part of [`Message::validate`]'s verdict (every Via parses), told in
+        /// place when it can be: for a caller that parses From, To and Contact itself (with
+        /// [`Message::owned_from`], [`Message::contacts`] and the like, which give their
         /// errors), so that they are not checked twice.
-        pub fn validate_quick_but_addresses(&self) -> Result<()> {
+        pub fn validate_vias(&self) -> Result<()> {
             let h = self.head();
             let typed = h.core.lazy.get();
             let vias_parsed = typed.is_some_and(|l| l.via.get().is_some_and(|r| r.is_ok()));
             if !vias_parsed && !h.vias_parse_in_full() {
                 self.via()?;
             }
-            self.contacts_parse()
+            Ok(())
         }
 
         /// As [`Message::contacts`] says `Ok` or its error: every value of every Contact

@@ -102,12 +102,13 @@ fn quick_validation_gives_the_verdict_of_validate() {
             let warm = fresh();
             let _ = (warm.from(), warm.to());
             assert_eq!(warm.validate_quick(), verdict, "{from} / {to} / {contact}");
-            // with From and To parsed by the caller, as for a request that makes a dialog
+            // with From, To and Contact parsed by the caller, as for a request that makes a
+            // dialog
             let own = fresh();
-            let parts = (own.owned_from_untagged(), own.owned_to());
-            let rest = own.validate_quick_but_addresses();
+            let parts = (own.owned_from_untagged(), own.owned_to(), own.contacts());
+            let vias = own.validate_vias();
             assert_eq!(
-                parts.0.is_ok() && parts.1.is_ok() && rest.is_ok(),
+                parts.0.is_ok() && parts.1.is_ok() && parts.2.is_ok() && vias.is_ok(),
                 verdict.is_ok(),
                 "{from} / {to} / {contact}"
             );

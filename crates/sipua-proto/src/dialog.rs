@@ -87,6 +87,18 @@ impl From<ParseError> for DialogError {
     }
 }
 
+/// What a UAS dialog takes of the request that makes it, parsed when the request was
+/// checked ([`Dialog::uas`] parses them itself otherwise).
+#[derive(Debug)]
+pub(crate) struct UasParts {
+    /// From, without its tag.
+    pub from: NameAddr,
+    /// To.
+    pub to: NameAddr,
+    /// The Contact values.
+    pub contacts: Vec<Contact>,
+}
+
 /// The state of one dialog.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dialog {
@@ -204,22 +216,22 @@ impl Dialog {
         Dialog::uas_with(request, local_tag, state, None)
     }
 
-    /// [`Dialog::uas`] with the request's From without its tag and its To when the caller
-    /// parsed them already ([`Request::owned_from_untagged`], [`Request::owned_to`]).
+    /// [`Dialog::uas`] with what the caller parsed of the request already.
     pub(crate) fn uas_with(
         request: &Request,
         local_tag: &str,
         state: DialogState,
-        addresses: Option<(NameAddr, NameAddr)>,
+        parts: Option<UasParts>,
     ) -> Result<Dialog, DialogError> {
         #[cfg(debug_assertions)]
-        if let Some((from, to)) = &addresses {
-            assert_eq!(Ok(from), request.owned_from_untagged().as_ref());
-            assert_eq!(Ok(to), request.owned_to().as_ref());
+        if let Some(p) = &parts {
+            assert_eq!(Ok(&p.from), request.owned_from_untagged().as_ref());
+            assert_eq!(Ok(&p.to), request.owned_to().as_ref());
+            assert_eq!(Ok(&p.contacts), request.contacts().as_ref());
         }
-        let (remote_uri, local_uri) = match addresses {
-            Some((from, to)) => (from, to),
-            None => (request.owned_from_untagged()?, request.owned_to()?),
+        let (from, to, contacts) = match parts {
+            Some(p) => (Some(p.from), Some(p.to), Some(p.contacts)),
+            None => (None, None, None),
         };
         // an RFC 2543 peer may send no From tag: the empty tag then names it
         let remote_tag = request.from_tag().unwrap_or_default().to_owned();
@@ -228,10 +240,22 @@ impl Dialog {
             .into_iter()
             .map(|r| r.0)
             .collect();
-        let remote_target = contact_uri(request.contacts()?)?;
-        let mut local_uri = local_uri;
+        // (what was not parsed already is parsed here, in the order errors are told)
+        let contacts = match contacts {
+            Some(c) => c,
+            None => request.contacts()?,
+        };
+        let remote_target = contact_uri(contacts)?;
+        let mut local_uri = match to {
+            Some(t) => t,
+            None => request.owned_to()?,
+        };
         local_uri.set_tag(local_tag);
         let local_uri = compact(local_uri);
+        let remote_uri = match from {
+            Some(f) => f,
+            None => request.owned_from_untagged()?,
+        };
         Ok(Dialog {
             id: DialogId {
                 call_id: request.call_id().to_owned(),

@@ -22,7 +22,7 @@ use sipua_message::{
 };
 
 use crate::auth::digest::Challenge;
-use crate::dialog::{Dialog, DialogError, DialogId, DialogState, ViaValue};
+use crate::dialog::{Dialog, DialogError, DialogId, DialogState, UasParts, ViaValue};
 
 mod auth;
 mod prack;
@@ -241,9 +241,9 @@ struct Incoming {
     transport: Transport,
     /// Our To tag for its responses (empty for a request inside a dialog, whose To has one).
     local_tag: String,
-    /// For a request that makes a dialog: its From without the tag and its To, parsed when
-    /// it was checked, for the dialog to take.
-    addresses: Option<(NameAddr, NameAddr)>,
+    /// For a request that makes a dialog: what the dialog takes of it, parsed when it was
+    /// checked.
+    parts: Option<UasParts>,
 }
 
 /// An INVITE we sent, kept to build the ACK of its 2xx.
@@ -874,8 +874,8 @@ impl UaCore {
                     match self.dialogs.get_mut(&did) {
                         Some(x) => x.state = state,
                         None => {
-                            let addresses = inc.addresses.take();
-                            let d = Dialog::uas_with(&inc.request, local_tag, state, addresses)?;
+                            let parts = inc.parts.take();
+                            let d = Dialog::uas_with(&inc.request, local_tag, state, parts)?;
                             debug_assert_eq!(d.id, did);
                             self.dialogs.insert(did.clone(), Box::new(d));
                         }
@@ -890,8 +890,8 @@ impl UaCore {
             // a 2xx to SUBSCRIBE or REFER creates the subscription's dialog (RFC 6665
             // §4.2.1, RFC 3515 §2.4.4)
             let local_tag = response.to_tag().unwrap_or(&inc.local_tag).to_owned();
-            let addresses = inc.addresses.take();
-            let d = Dialog::uas_with(&inc.request, &local_tag, DialogState::Confirmed, addresses)?;
+            let parts = inc.parts.take();
+            let d = Dialog::uas_with(&inc.request, &local_tag, DialogState::Confirmed, parts)?;
             let did = d.id.clone();
             self.dialogs.entry(did.clone()).or_insert(Box::new(d));
             dialog_id = Some(did);
@@ -1123,8 +1123,8 @@ impl UaCore {
         } else {
             self.token(10)
         };
-        let mut addresses = None;
-        let stateless = self.check_request(&request, &mut addresses);
+        let mut parts = None;
+        let stateless = self.check_request(&request, &mut parts);
         self.incoming.insert(
             id,
             Incoming {
@@ -1132,7 +1132,7 @@ impl UaCore {
                 source,
                 transport,
                 local_tag,
-                addresses,
+                parts,
             },
         );
         if let Some((status, headers)) = stateless {

@@ -2,7 +2,9 @@
 //! §16.3): capabilities, the checks in their order, and the headers that explain a refusal.
 
 use sipua_message::header::MediaType;
-use sipua_message::{Header, HeaderName, Method, NameAddr, Request};
+use sipua_message::{Header, HeaderName, Method, Request};
+
+use crate::dialog::UasParts;
 
 use std::time::Instant;
 
@@ -68,12 +70,12 @@ impl UaCore {
     /// serve (416), headers that do not parse (400), Max-Forwards 0 (483, OPTIONS excepted), a
     /// body type outside Accept (415), a Require outside Supported (420).
     ///
-    /// A request that makes a dialog has its From (without the tag) and To parsed here, for
-    /// the dialog: they are left in `addresses`.
+    /// A request that makes a dialog has its From (without the tag), To and Contact parsed
+    /// here, for the dialog: they are left in `parts`.
     pub(super) fn check_request(
         &self,
         req: &Request,
-        addresses: &mut Option<(NameAddr, NameAddr)>,
+        parts: &mut Option<UasParts>,
     ) -> Option<(u16, Vec<Header>)> {
         let caps = &self.cfg.capabilities;
         let method = req.method();
@@ -102,14 +104,14 @@ impl UaCore {
                 return Some((404, Vec::new()));
             }
         }
-        // validate's verdict; the From and To of a request that makes a dialog parsed for
-        // the dialog (their errors are validate's), the others' checked in place
+        // validate's verdict; the From, To and Contact of a request that makes a dialog
+        // parsed for the dialog (their errors are validate's), the others' checked in place
         let makes_dialog = matches!(method, Method::Invite | Method::Subscribe | Method::Refer)
             && !req.has_to_tag();
         let valid = if makes_dialog {
-            match (req.owned_from_untagged(), req.owned_to()) {
-                (Ok(from), Ok(to)) if req.validate_quick_but_addresses().is_ok() => {
-                    *addresses = Some((from, to));
+            match (req.owned_from_untagged(), req.owned_to(), req.contacts()) {
+                (Ok(from), Ok(to), Ok(contacts)) if req.validate_vias().is_ok() => {
+                    *parts = Some(UasParts { from, to, contacts });
                     true
                 }
                 _ => false,
