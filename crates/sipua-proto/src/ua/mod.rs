@@ -1449,12 +1449,13 @@ impl UaCore {
             return;
         };
         let (transport, fallback) = (out.transport.clone(), out.destination);
-        let destination = self.dialog_destination(did).unwrap_or(fallback);
         let branch = self.branch();
-        let via = self.via_value(branch);
+        // one lookup of the dialog for where the ACK goes and what it holds
         let Some(d) = self.dialogs.get(did) else {
             return;
         };
+        let destination = destination_of(d).unwrap_or(fallback);
+        let via = self.via_value(branch);
         let Ok(mut ack) = d.ack_via(seq, via) else {
             return;
         };
@@ -1487,21 +1488,7 @@ impl UaCore {
     /// (a forking proxy that did not record-route). `None` for a host name: the caller's
     /// resolved address applies.
     pub fn dialog_destination(&self, dialog: &DialogId) -> Option<SocketAddr> {
-        let d = self.dialogs.get(dialog)?;
-        // the usual next hop, an IP address with a port and no maddr or transport parameter,
-        // is where the locator would send (RFC 3263 §4.2), without making one
-        if let Some(sip) = d.next_hop().as_sip() {
-            if let (Some(ip), Some(port), None, None) =
-                (sip.host.ip(), sip.port, sip.maddr(), sip.transport())
-            {
-                return Some(SocketAddr::new(ip, port));
-            }
-        }
-        let mut l = crate::locate::Locator::new(d.next_hop(), 0).ok()?;
-        match l.step() {
-            crate::locate::Step::Done(t) => t.first().map(|(_, a)| *a),
-            _ => None,
-        }
+        destination_of(self.dialogs.get(dialog)?)
     }
 
     /// Next bytes to send.
@@ -1524,6 +1511,24 @@ impl UaCore {
             .into_iter()
             .flatten()
             .min()
+    }
+}
+
+/// [`UaCore::dialog_destination`] of dialog `d`.
+fn destination_of(d: &Dialog) -> Option<SocketAddr> {
+    // the usual next hop, an IP address with a port and no maddr or transport parameter,
+    // is where the locator would send (RFC 3263 §4.2), without making one
+    if let Some(sip) = d.next_hop().as_sip() {
+        if let (Some(ip), Some(port), None, None) =
+            (sip.host.ip(), sip.port, sip.maddr(), sip.transport())
+        {
+            return Some(SocketAddr::new(ip, port));
+        }
+    }
+    let mut l = crate::locate::Locator::new(d.next_hop(), 0).ok()?;
+    match l.step() {
+        crate::locate::Step::Done(t) => t.first().map(|(_, a)| *a),
+        _ => None,
     }
 }
 
