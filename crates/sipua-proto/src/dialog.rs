@@ -192,13 +192,14 @@ impl Dialog {
             },
             local_seq: Some(request.cseq().seq),
             remote_seq: None,
-            local_uri: match local_uri {
+            // (no spare room in its parameter list: it lives as long as the dialog)
+            local_uri: compact(match local_uri {
                 Some(a) => {
                     debug_assert_eq!(Ok(&a), request.owned_from().as_ref());
                     a
                 }
                 None => request.owned_from()?,
-            },
+            }),
             remote_uri: without_tag(response.owned_to_untagged()?),
             remote_target,
             route_set,

@@ -1310,7 +1310,9 @@ impl UaCore {
                                 .then(|| out.request.from_tag())
                                 .flatten()
                                 .map(|tag| {
+                                    // room for the tag and no more: the dialog keeps it
                                     let mut a = self.aor.clone();
+                                    a.params.0.reserve_exact(1);
                                     a.set_tag(tag);
                                     a
                                 });
