@@ -10,7 +10,8 @@ use bytes::Bytes;
 use crate::error::{ErrorKind, ParseError, Result};
 use crate::header::{Header, HeaderName, Known, MediaType, TypedHeader, Via};
 use crate::message::{
-    write_decimal, write_display, ByteWriter, Message, Request, Response, Writer,
+    write_decimal, write_display, ByteWriter, Checked, Message, Request, Response,
+    TopVia as ViaKeySpans, Writer,
 };
 use crate::method::Method;
 use crate::name_addr::NameAddr;
@@ -42,6 +43,9 @@ pub struct RequestBuilder {
     text: Vec<u8>,
     uri: Range,
     via: Vec<Range>,
+    /// The top Via's transaction key, from the start of its value, when it is known without
+    /// a check ([`RequestBuilder::via_branch`]).
+    top_via_key: Option<ViaKeySpans>,
     from: Option<Range>,
     to: Option<Range>,
     call_id: Option<Range>,
@@ -69,6 +73,7 @@ impl RequestBuilder {
             uri: (0, text.len() as u32),
             text,
             via: Vec::new(),
+            top_via_key: None,
             from: None,
             to: None,
             call_id: None,
@@ -104,6 +109,24 @@ impl RequestBuilder {
     /// when the request is built, as every Via of a parsed message is when first read.
     pub fn via_text(mut self, value: impl AsRef<str>) -> Self {
         let r = self.put(|t| t.extend_from_slice(value.as_ref().as_bytes()));
+        self.via.push(r);
+        self
+    }
+
+    /// Adds a Via value made of `template` with `branch` in its place, below those already
+    /// added: a UA's own Via with the branch of a new request. When it is the top Via and
+    /// `branch` is a token, the request is indexed with the key the template's check found,
+    /// without checking the Via again.
+    pub fn via_branch(mut self, template: &ViaTemplate, branch: &str) -> Self {
+        let r = self.put(|t| {
+            t.extend_from_slice(template.prefix.as_bytes());
+            t.extend_from_slice(branch.as_bytes());
+            t.extend_from_slice(template.suffix.as_bytes());
+        });
+        if self.via.is_empty() && crate::scan::all_token(branch.as_bytes()) {
+            let at = template.prefix.len() as u32;
+            self.top_via_key = Some(template.key.with_branch((at, at + branch.len() as u32)));
+        }
         self.via.push(r);
         self
     }
@@ -235,8 +258,11 @@ impl RequestBuilder {
         w.out.extend_from_slice(self.text(self.uri));
         w.out.extend_from_slice(b" SIP/2.0");
         w.end_start_line();
-        for &v in &self.via {
+        for (i, &v) in self.via.iter().enumerate() {
             w.header(&HeaderName::Via, self.text(v));
+            if let (0, Some(key)) = (i, &self.top_via_key) {
+                w.last_value_checked(Checked::TopVia(key.clone()));
+            }
         }
         w.header_with(&HeaderName::MaxForwards, |o| {
             write_decimal(o, u64::from(self.max_forwards))
@@ -245,6 +271,14 @@ impl RequestBuilder {
         w.header(&HeaderName::To, to);
         w.header(&HeaderName::CallId, call_id);
         w.header_with(&HeaderName::CSeq, |o| write_cseq(o, seq, &self.method));
+        // a number and a method of our own reads back as itself (an extension method might
+        // spell a standard one or not be a token: it is checked)
+        if !matches!(self.method, Method::Extension(_)) {
+            w.last_value_checked(Checked::CSeq(crate::header::CSeq {
+                seq,
+                method: self.method.clone(),
+            }));
+        }
         for h in &self.headers {
             w.header(h.name(), h.value());
         }
@@ -258,6 +292,68 @@ impl RequestBuilder {
             Message::Request(r) => Ok(r),
             Message::Response(_) => Err(ParseError::new(ErrorKind::StartLine, "not a request")),
         }
+    }
+}
+
+/// A Via value around its branch, checked once: `prefix` ends with `branch=` and `suffix`
+/// holds what follows the branch value (`;rport`). The Via of each request a UA sends is
+/// this with a new branch ([`RequestBuilder::via_branch`]), indexed with the transaction key
+/// found here instead of being checked again.
+///
+/// ```
+/// use sipua_message::{Method, RequestBuilder, Uri, ViaTemplate};
+/// let t = ViaTemplate::new("SIP/2.0/UDP 192.0.2.1:5060;branch=", ";rport").unwrap();
+/// let uri: Uri = "sip:bob@192.0.2.2".parse().unwrap();
+/// let req = RequestBuilder::new(Method::Options, uri.clone())
+///     .via_branch(&t, "z9hG4bK1f2e3d")
+///     .from("<sip:alice@192.0.2.1>;tag=1".parse().unwrap())
+///     .to(sipua_message::NameAddr::new(uri))
+///     .call_id("c1")
+///     .cseq(1)
+///     .build()
+///     .unwrap();
+/// assert_eq!(req.branch(), Some("z9hG4bK1f2e3d"));
+/// assert_eq!(req.via_key().host, "192.0.2.1");
+/// ```
+#[derive(Debug, Clone)]
+pub struct ViaTemplate {
+    prefix: String,
+    suffix: String,
+    /// The transaction key of the value, from its start (the branch set per request).
+    key: ViaKeySpans,
+}
+
+impl ViaTemplate {
+    /// Checks `prefix` + a branch + `suffix` as the top Via of a message is checked (with a
+    /// one-character branch: any token in its place is then the branch of the same value,
+    /// the rest of the walk unchanged). Fails when that Via does not parse, when its branch
+    /// is not the value right after `prefix`, or when `suffix` is neither empty nor starts
+    /// with `;`.
+    pub fn new(prefix: &str, suffix: &str) -> Result<ViaTemplate> {
+        let bad = |r| ParseError::in_header(ErrorKind::HeaderValue, "Via", r);
+        if !suffix.is_empty() && !suffix.starts_with(';') {
+            return Err(bad("template suffix is not parameters"));
+        }
+        let text = format!("{prefix}z{suffix}");
+        let key = ViaKeySpans::check(text.as_bytes())?;
+        let at = prefix.len() as u32;
+        if key.branch() != Some((at, at + 1)) {
+            return Err(bad("template branch is not after the prefix"));
+        }
+        Ok(ViaTemplate {
+            prefix: prefix.to_owned(),
+            suffix: suffix.to_owned(),
+            key,
+        })
+    }
+
+    /// The value with `branch` in its place.
+    pub fn with_branch(&self, branch: &str) -> String {
+        let mut s = String::with_capacity(self.prefix.len() + branch.len() + self.suffix.len());
+        s.push_str(&self.prefix);
+        s.push_str(branch);
+        s.push_str(&self.suffix);
+        s
     }
 }
 
@@ -477,6 +573,11 @@ impl Response {
                             o.extend_from_slice(b";tag=");
                             o.extend_from_slice(tag.as_bytes());
                         });
+                        // the request's To checked without a tag, so with a token appended
+                        // as its last parameter that token is its tag: indexed as such
+                        if crate::scan::all_token(tag.as_bytes()) {
+                            w.last_tag_is(tag.len());
+                        }
                     }
                     None => w.raw_checked(h, req.checked(h, false)),
                 },
@@ -605,4 +706,51 @@ pub fn error_response(request: &[u8], err: &ParseError, to_tag: &str) -> Option<
     }
     out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
     Some(Bytes::from(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn via_templates_are_checked_once_and_index_as_a_parse_would() {
+        for (prefix, suffix) in [
+            ("SIP/2.0/UDP 192.0.2.1:5060;branch=", ";rport"),
+            ("SIP/2.0/TCP h.example.com;x=1;branch=", ""),
+            (
+                "SIP / 2.0 / TLS [2001:db8::1]:5061 ; branch=",
+                ";  rport ;y=\"q\"",
+            ),
+        ] {
+            let t = ViaTemplate::new(prefix, suffix).unwrap();
+            let uri: Uri = "sip:bob@192.0.2.2".parse().unwrap();
+            for branch in ["z9hG4bK1", "z9hG4bK0123456789abcdef", "x", "!%*_+`'~.-"] {
+                let req = RequestBuilder::new(Method::Options, uri.clone())
+                    .via_branch(&t, branch)
+                    .from("<sip:a@192.0.2.1>;tag=1".parse().unwrap())
+                    .to(NameAddr::new(uri.clone()))
+                    .call_id("c")
+                    .cseq(1)
+                    .build()
+                    .unwrap();
+                let parsed = Message::parse(&req.to_bytes()).unwrap();
+                assert_eq!(req.via_key(), parsed.via_key(), "{prefix} {branch}");
+                assert_eq!(req.branch(), Some(branch));
+            }
+        }
+        for (prefix, suffix) in [
+            ("SIP/2.0/UDP h;branch=", "rport"),
+            ("SIP/2.0/UDP h;branch=x;branch=", ""),
+            ("SIP/2.0/UDP h;branch=\"", ""),
+            ("SIP/2.0/UDP h;", ""),
+            ("SIP/2.0/UDP h;branch=", ";;"),
+            ("SIP/2.0/UDP h;branch=", ", SIP/2.0/UDP g"),
+            ("SIP/2.0/UDP;branch=", ""),
+        ] {
+            assert!(
+                ViaTemplate::new(prefix, suffix).is_err(),
+                "{prefix} {suffix}"
+            );
+        }
+    }
 }

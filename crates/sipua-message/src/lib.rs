@@ -39,10 +39,10 @@ mod scan;
 mod status;
 mod uri;
 
-pub use builder::{error_response, RequestBuilder};
+pub use builder::{error_response, RequestBuilder, ViaTemplate};
 pub use error::{ErrorKind, ParseError, Result};
 pub use framer::{Frame, FramerError, StreamFramer};
-pub use header::{Header, HeaderName, HeaderRef, Headers, Transport, Via};
+pub use header::{Header, HeaderName, HeaderRef, Headers, Transport, Via, ViaText};
 pub use message::{Message, Request, Response, ViaKey, MAX_HEADERS};
 pub use method::Method;
 pub use name_addr::NameAddr;

@@ -11,6 +11,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use bytes::{BufMut, Bytes};
@@ -19,7 +20,7 @@ use crate::error::{ErrorKind, ParseError, Result};
 use crate::header::{
     check_call_id, parse_max_forwards, span, CSeq, Contact, ContentLength, ContentType, Entry,
     Header, HeaderName, HeaderRef, Headers, Known, MediaType, Span, Transport, TypedHeader, Via,
-    ViaParts,
+    ViaAt, ViaParts, ViaText,
 };
 use crate::method::Method;
 use crate::name_addr::{self, NameAddr};
@@ -79,6 +80,11 @@ struct HeadData {
     pristine: bool,
     /// A request's Request-URI, parsed on first use (boxed: most messages never need it).
     uri: OnceLock<Box<Uri>>,
+    /// Every Via value is known to parse (found by a check in place, so that the next one
+    /// does not walk them again).
+    vias_parse: AtomicBool,
+    /// The top Via value (its range) read in place, once ([`HeadData::top_via_text`]).
+    via_text: OnceLock<Option<(Span, ViaAt)>>,
 }
 
 /// The top Via's transaction key, as ranges.
@@ -88,6 +94,33 @@ pub(crate) struct TopVia {
     host: Span,
     port: Option<u16>,
     branch: Option<Span>,
+}
+
+impl TopVia {
+    /// Checks `value` (one Via value) as the top Via of a message is checked, and gives its
+    /// key with spans from its start.
+    pub(crate) fn check(value: &[u8]) -> Result<TopVia> {
+        let p = ViaParts::check(value)?;
+        Ok(TopVia {
+            transport: Transport::parse(p.transport),
+            host: span_of(value, p.host),
+            port: p.port,
+            branch: p.branch.map(|b| span_of(value, b)),
+        })
+    }
+
+    /// The branch's span.
+    pub(crate) fn branch(&self) -> Option<Span> {
+        self.branch
+    }
+
+    /// The same key with the branch at `branch`.
+    pub(crate) fn with_branch(&self, branch: Span) -> TopVia {
+        TopVia {
+            branch: Some(branch),
+            ..self.clone()
+        }
+    }
 }
 
 /// What a core header line copied from a parsed message is known to hold: what the checks
@@ -298,6 +331,13 @@ macro_rules! common_methods {
             self.head().vias()
         }
 
+        /// The top Via read in place ([`ViaText`], no allocation) when it is written in the
+        /// form [`Via`]'s `Display` writes and every Via parses (when [`Message::via`] is
+        /// `Ok`); `None` otherwise, and then [`Message::top_via`] reads it.
+        pub fn top_via_text(&self) -> Option<ViaText<'_>> {
+            self.head().top_via_text()
+        }
+
         /// The top Via, parsed in full on first use.
         pub fn top_via(&self) -> Result<&Via> {
             self.via()?
@@ -325,6 +365,49 @@ macro_rules! common_methods {
                 .map_err(Clone::clone)
         }
 
+        /// The From header as a value of the caller's own: the one [`Message::from`] keeps
+        /// when it is already parsed (a copy), else parsed for the caller alone and not kept,
+        /// which spares the copy when the address is read once (a dialog taking it).
+        pub fn owned_from(&self) -> Result<NameAddr> {
+            let h = self.head();
+            match h.core.lazy.get().and_then(|l| l.from.get()) {
+                Some(r) => r.clone(),
+                None => h.name_addr(h.core.from, "From"),
+            }
+        }
+
+        /// The To header as a value of the caller's own ([`Message::owned_from`] for To).
+        pub fn owned_to(&self) -> Result<NameAddr> {
+            let h = self.head();
+            match h.core.lazy.get().and_then(|l| l.to.get()) {
+                Some(r) => r.clone(),
+                None => h.name_addr(h.core.to, "To"),
+            }
+        }
+
+        /// [`Message::owned_from`] without its `tag` parameters (as [`Params::remove`]
+        /// leaves it; the parameters otherwise in order): the peer's address a dialog keeps,
+        /// parsed without making the tag to drop.
+        ///
+        /// [`Params::remove`]: crate::Params::remove
+        pub fn owned_from_untagged(&self) -> Result<NameAddr> {
+            let h = self.head();
+            match h.core.lazy.get().and_then(|l| l.from.get()) {
+                Some(r) => r.clone().map(untagged),
+                None => h.name_addr_untagged(h.core.from, "From"),
+            }
+        }
+
+        /// [`Message::owned_to`] without its `tag` parameters
+        /// ([`Message::owned_from_untagged`] for To).
+        pub fn owned_to_untagged(&self) -> Result<NameAddr> {
+            let h = self.head();
+            match h.core.lazy.get().and_then(|l| l.to.get()) {
+                Some(r) => r.clone().map(untagged),
+                None => h.name_addr_untagged(h.core.to, "To"),
+            }
+        }
+
         /// Checks the full grammar of the headers a UA relies on (every Via, From, To,
         /// Contact), beyond what [`Message::parse`] checks. A UAS answers a failure with 400.
         pub fn validate(&self) -> Result<()> {
@@ -340,7 +423,7 @@ macro_rules! common_methods {
         /// parsed only when that check fails (to give the error). For a request whose From and
         /// To are not read afterwards (a BYE, say) this is the cheaper check.
         pub fn validate_quick(&self) -> Result<()> {
-            self.via()?;
+            self.validate_vias()?;
             let h = self.head();
             // an address already parsed is not checked again
             let typed = h.core.lazy.get();
@@ -353,7 +436,26 @@ macro_rules! common_methods {
             if !parsed(|l| &l.to) && !h.address_parses(h.core.to) {
                 self.to()?;
             }
-            // as contacts(): every value of every Contact line, the first error returned
+            self.contacts_parse()
+        }
+
+        /// The Vias' part of [`Message::validate`]'s verdict (every Via parses), told in
+        /// place when it can be: for a caller that parses From, To and Contact itself (with
+        /// [`Message::owned_from`], [`Message::contacts`] and the like, which give their
+        /// errors), so that they are not checked twice.
+        pub fn validate_vias(&self) -> Result<()> {
+            let h = self.head();
+            let typed = h.core.lazy.get();
+            let vias_parsed = typed.is_some_and(|l| l.via.get().is_some_and(|r| r.is_ok()));
+            if !vias_parsed && !h.vias_parse_in_full() {
+                self.via()?;
+            }
+            Ok(())
+        }
+
+        /// As [`Message::contacts`] says `Ok` or its error: every value of every Contact
+        /// line, checked in place when it can be.
+        fn contacts_parse(&self) -> Result<()> {
             for c in self.headers().iter().filter(|c| c.is(&HeaderName::Contact)) {
                 for e in scan::split_commas(c.value()) {
                     if !name_addr::contact_parses_in_full(e) {
@@ -405,6 +507,15 @@ macro_rules! common_methods {
         /// The Contact values (`*` included).
         pub fn contacts(&self) -> Result<Vec<Contact>> {
             self.typed_all()
+        }
+
+        /// The URI of the first Contact value as written (between its angle brackets, or the
+        /// whole addr-spec), without parsing it; `None` when there is no Contact, the first
+        /// value is `*`, or its address cannot be told apart.
+        pub fn first_contact_uri(&self) -> Option<&[u8]> {
+            let value = self.headers().get(&HeaderName::Contact)?.value();
+            let first = scan::split_commas(value).next()?;
+            name_addr::uri_bytes(first).filter(|u| *u != b"*")
         }
 
         /// The Content-Type, if present and well-formed.
@@ -599,6 +710,41 @@ impl Request {
         }
     }
 
+    /// The user part of a `sip:` or `sips:` Request-URI as [`Request::uri`] gives it
+    /// (`as_sip()`'s `user`), read in place without parsing the URI: `Some(None)` for a SIP
+    /// URI without one; `None` when the URI is not a SIP URI or its user part has escapes
+    /// (then [`Request::uri`] tells).
+    pub fn uri_sip_user(&self) -> Option<Option<&str>> {
+        // every Request-URI passed `check_uri` when its message was indexed, which cuts a
+        // SIP URI as `Uri::parse` does: the user part ends at the first `@` (and before the
+        // password's `:`), and without escapes it is its own decoded form
+        let b = self.uri_bytes();
+        let colon = memchr::memchr(b':', b)?;
+        let scheme = &b[..colon];
+        if !scheme.eq_ignore_ascii_case(b"sip") && !scheme.eq_ignore_ascii_case(b"sips") {
+            return None;
+        }
+        let rest = &b[colon + 1..];
+        let user = match memchr::memchr(b'@', rest) {
+            None => None,
+            Some(at) => {
+                let info = &rest[..at];
+                let user = memchr::memchr(b':', info).map_or(info, |c| &info[..c]);
+                if user.contains(&b'%') {
+                    return None;
+                }
+                Some(std::str::from_utf8(user).ok()?)
+            }
+        };
+        debug_assert_eq!(
+            self.uri().as_sip().map(|u| u.user.as_deref()),
+            Some(user),
+            "{}",
+            String::from_utf8_lossy(b)
+        );
+        Some(user)
+    }
+
     /// The Request-URI as written.
     pub fn uri_bytes(&self) -> &[u8] {
         &self.head.buf[span(self.uri_span)]
@@ -668,6 +814,12 @@ impl Response {
     }
 }
 
+/// `a` without its `tag` parameters.
+fn untagged(mut a: NameAddr) -> NameAddr {
+    a.params.remove("tag");
+    a
+}
+
 fn unparsable_uri() -> Uri {
     Uri::Absolute(AbsoluteUri {
         scheme: "invalid".into(),
@@ -696,6 +848,52 @@ impl HeadData {
         r.as_deref().map_err(Clone::clone)
     }
 
+    /// Whether every Via value parses (as [`HeadData::vias`] would say), told without
+    /// allocating.
+    fn vias_parse_in_full(&self) -> bool {
+        if self.vias_parse.load(Ordering::Relaxed) {
+            return true;
+        }
+        let parse = self
+            .entries
+            .iter()
+            .filter(|e| e.known == Some(Known::Via))
+            .all(|e| {
+                scan::split_commas(&self.buf[span(e.value)])
+                    .all(|v| !v.is_empty() && Via::parses_in_full(v))
+            });
+        self.vias_parse.store(parse, Ordering::Relaxed);
+        parse
+    }
+
+    /// The top Via read in place, when it is in canonical form and every Via parses (read
+    /// once, kept for the next reader).
+    fn top_via_text(&self) -> Option<ViaText<'_>> {
+        let (at, via) = self.via_text.get_or_init(|| self.read_top_via()).as_ref()?;
+        Some(ViaText::new(&self.buf[span(*at)], *via))
+    }
+
+    fn read_top_via(&self) -> Option<(Span, ViaAt)> {
+        let mut vias = self.entries.iter().filter(|e| e.known == Some(Known::Via));
+        let first = &self.buf[span(vias.next()?.value)];
+        let mut values = scan::split_commas(first);
+        let top = values.next()?;
+        let read = ViaText::read(top)?;
+        if !self.vias_parse.load(Ordering::Relaxed) {
+            // the others parse too, as `vias` would have them
+            let rest_parse = values.all(|v| !v.is_empty() && Via::parses_in_full(v))
+                && vias.all(|e| {
+                    scan::split_commas(&self.buf[span(e.value)])
+                        .all(|v| !v.is_empty() && Via::parses_in_full(v))
+                });
+            self.vias_parse.store(rest_parse, Ordering::Relaxed);
+            if !rest_parse {
+                return None;
+            }
+        }
+        Some((span_of(&self.buf, top), read))
+    }
+
     fn lazy(&self) -> &Lazy {
         self.core.lazy.get_or_init(Box::default)
     }
@@ -706,6 +904,14 @@ impl HeadData {
         self.entries
             .get(entry)
             .is_some_and(|e| name_addr::parses_in_full(&self.buf[span(e.value)]))
+    }
+
+    fn name_addr_untagged(&self, entry: usize, header: &'static str) -> Result<NameAddr> {
+        let v = self
+            .entries
+            .get(entry)
+            .map_or(&b""[..], |e| &self.buf[span(e.value)]);
+        NameAddr::parse_untagged(v).map_err(|e| e.with_header_name(header))
     }
 
     fn name_addr(&self, entry: usize, header: &'static str) -> Result<NameAddr> {
@@ -867,6 +1073,29 @@ impl Writer {
             self.checked.push((self.entries.len(), c.moved(at)));
         }
         self.raw(h);
+    }
+
+    /// Says what the line just written holds (`checked`, its spans from the start of the
+    /// value), which indexing then takes instead of checking the line.
+    pub(crate) fn last_value_checked(&mut self, checked: Checked) {
+        let Some(e) = self.entries.last() else {
+            return;
+        };
+        let c = checked.moved(i64::from(e.value.0));
+        self.checked.push((self.entries.len() - 1, c));
+    }
+
+    /// Says that the value of the line just written ends with its From or To tag, `len`
+    /// bytes long (a tag appended to an address that had none), which indexing then takes
+    /// instead of checking the line again.
+    pub(crate) fn last_tag_is(&mut self, len: usize) {
+        let Some(e) = self.entries.last() else {
+            return;
+        };
+        let end = e.value.1;
+        let tag = (end - len as u32, end);
+        self.checked
+            .push((self.entries.len() - 1, Checked::Tag(Some(tag))));
     }
 
     /// Copies a header line of a parsed message (its index moves with it).
@@ -1126,6 +1355,8 @@ fn index_message(
         core,
         pristine: true,
         uri: OnceLock::new(),
+        vias_parse: AtomicBool::new(false),
+        via_text: OnceLock::new(),
         buf,
     }));
     let msg = parse_start_line(head)?;

@@ -46,7 +46,26 @@ impl NameAddr {
         Ok(na)
     }
 
+    /// [`NameAddr::parse`], then every `tag` parameter removed (as
+    /// [`Params::remove`] removes it), without making them.
+    pub(crate) fn parse_untagged(s: &[u8]) -> Result<NameAddr> {
+        let mut c = Cursor::new(s);
+        let na = NameAddr::parse_at_skipping(&mut c, Some(b"tag"))?;
+        if !c.at_end() {
+            return Err(ParseError::new(
+                ErrorKind::HeaderValue,
+                "unexpected text after address",
+            ));
+        }
+        Ok(na)
+    }
+
     pub(crate) fn parse_at(c: &mut Cursor<'_>) -> Result<NameAddr> {
+        NameAddr::parse_at_skipping(c, None)
+    }
+
+    /// [`NameAddr::parse_at`] leaving out the parameters named `skip`.
+    fn parse_at_skipping(c: &mut Cursor<'_>, skip: Option<&[u8]>) -> Result<NameAddr> {
         let (display, uri) = split(c)?;
         let display = display.map(|(d, quoted)| {
             if quoted {
@@ -56,7 +75,7 @@ impl NameAddr {
             }
         });
         let uri = Uri::parse(uri)?;
-        let params = Params::parse(c)?;
+        let params = Params::parse_skipping(c, skip)?;
         Ok(NameAddr {
             display,
             uri,
@@ -122,6 +141,12 @@ pub(crate) fn contact_parses_in_full(s: &[u8]) -> bool {
     crate::uri::check_uri(uri).is_ok()
         && crate::params::find_token_param(&mut c, b"tag", "").is_ok()
         && c.at_end()
+}
+
+/// The URI bytes of an address (`name-addr` or `addr-spec`) as [`NameAddr::parse`] takes
+/// them apart, without parsing the URI; `None` when the address does not split.
+pub(crate) fn uri_bytes(s: &[u8]) -> Option<&[u8]> {
+    split(&mut Cursor::new(s)).ok().map(|(_, uri)| uri)
 }
 
 /// A display name as written, and whether it was quoted.

@@ -96,8 +96,17 @@ impl Params {
 
     /// Parses `*( SEMI generic-param )` at the cursor, stopping before a `,` or at the end.
     pub(crate) fn parse(c: &mut Cursor<'_>) -> Result<Params> {
+        Params::parse_skipping(c, None)
+    }
+
+    /// [`Params::parse`] leaving out the parameters named `skip` (case-insensitive): what
+    /// [`Params::remove`] would leave, without making them.
+    pub(crate) fn parse_skipping(c: &mut Cursor<'_>, skip: Option<&[u8]>) -> Result<Params> {
         let mut params = Vec::new();
         scan_params(c, |name, value| {
+            if skip.is_some_and(|s| name.eq_ignore_ascii_case(s)) {
+                return;
+            }
             let (value, quoted) = match value {
                 Some((v, true)) => (Some(scan::unescape_quoted(v)), true),
                 Some((v, false)) => (Some(scan::string(v)), false),
@@ -303,30 +312,48 @@ impl Params {
         f: &mut W,
         set: &[(&str, Option<&str>)],
     ) -> fmt::Result {
-        // which of `set` already found its parameter (a handful at most)
-        let mut done = [false; 8];
-        let done = done.get_mut(..set.len()).ok_or(fmt::Error)?;
-        for p in &self.0 {
-            let hit = set
+        write_params_with(
+            f,
+            self.0
                 .iter()
-                .enumerate()
-                .position(|(i, (name, _))| !done[i] && p.name.eq_ignore_ascii_case(name));
-            match hit {
-                Some(i) => {
-                    done[i] = true;
-                    let value = set[i].1;
-                    write_param(f, &p.name, value, set_quoted(value))?;
-                }
-                None => write_param(f, &p.name, p.value.as_deref(), p.quoted)?,
-            }
-        }
-        for (i, (name, value)) in set.iter().enumerate() {
-            if !done[i] {
-                write_param(f, name, *value, set_quoted(*value))?;
-            }
-        }
-        Ok(())
+                .map(|p| (p.name.as_str(), p.value.as_deref(), p.quoted)),
+            set,
+        )
     }
+}
+
+/// Writes the parameters `params` (name, value, quoted) as a [`Params`] holding them would
+/// be written given [`Params::set`] for each of `set`, in order: the first parameter of each
+/// name takes its new value where it is, a name not present is appended (in the order given).
+/// At most 8 names in `set`.
+pub(crate) fn write_params_with<'p, W: fmt::Write>(
+    f: &mut W,
+    params: impl Iterator<Item = (&'p str, Option<&'p str>, bool)>,
+    set: &[(&str, Option<&str>)],
+) -> fmt::Result {
+    // which of `set` already found its parameter (a handful at most)
+    let mut done = [false; 8];
+    let done = done.get_mut(..set.len()).ok_or(fmt::Error)?;
+    for (name, value, quoted) in params {
+        let hit = set
+            .iter()
+            .enumerate()
+            .position(|(i, (n, _))| !done[i] && name.eq_ignore_ascii_case(n));
+        match hit {
+            Some(i) => {
+                done[i] = true;
+                let value = set[i].1;
+                write_param(f, name, value, set_quoted(value))?;
+            }
+            None => write_param(f, name, value, quoted)?,
+        }
+    }
+    for (i, (name, value)) in set.iter().enumerate() {
+        if !done[i] {
+            write_param(f, name, *value, set_quoted(*value))?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether [`Params::set`] writes `value` quoted: when empty or not made of plain characters.
@@ -375,6 +402,105 @@ mod tests {
         // find_token_param scans a wanted value as tokens, then as plain value characters
         for b in 0..=255u8 {
             assert!(!scan::is_token(b) || PLAIN_VALUE[b as usize], "{b}");
+        }
+    }
+
+    /// What [`find_token_param`] must answer, by way of [`scan_params`]; the cursor position
+    /// when it is `Ok`.
+    fn slow_find<'a>(s: &'a [u8], name: &[u8]) -> (Result<Option<&'a [u8]>>, usize) {
+        let mut c = Cursor::new(s);
+        let mut found = None;
+        let mut bad = false;
+        let walk = scan_params(&mut c, |n, value| {
+            if found.is_none() && !bad && scan::eq_token_ci(n, name) {
+                match value {
+                    Some((v, false)) if scan::all_token(v) => found = Some(v),
+                    _ => bad = true,
+                }
+            }
+        });
+        let r = match walk {
+            Err(e) => Err(e),
+            Ok(()) if bad => Err(ParseError::new(ErrorKind::HeaderValue, "bad tag")),
+            Ok(()) => Ok(found),
+        };
+        (r, c.pos)
+    }
+
+    #[test]
+    fn find_token_param_walks_like_scan_params_on_generated_input() {
+        // pieces a parameter list is made of, and bytes it should not hold
+        const PIECES: &[&[u8]] = &[
+            b";",
+            b";",
+            b";",
+            b"=",
+            b"=",
+            b"tag",
+            b"TaG",
+            b"branch",
+            b"z9hG4bK74bf9",
+            b"x",
+            b"0123456789abcdef01",
+            b"192.0.2.1",
+            b"[2001:db8::1]",
+            b"a:b",
+            b" ",
+            b"\t",
+            b"\r\n ",
+            b"\"",
+            b"\"q s\"",
+            b"\"a\\\"b\"",
+            b"\\",
+            b",",
+            b">",
+            b"<",
+            b"/",
+            b"\x80",
+            b"\xff",
+            b"~",
+            b"%",
+            b"rport",
+            b"received",
+            b"lr",
+            b"@",
+            b"(",
+            b"{",
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |m: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % m as u64) as usize
+        };
+        let mut input = Vec::new();
+        for round in 0..200_000 {
+            input.clear();
+            let pieces = next(12);
+            for _ in 0..pieces {
+                if round % 4 == 0 {
+                    // single bytes too, to reach odd corners
+                    input.push(PIECES[next(PIECES.len())][0]);
+                } else {
+                    input.extend_from_slice(PIECES[next(PIECES.len())]);
+                }
+            }
+            let start = next(3).min(input.len());
+            for name in [&b"tag"[..], b"branch"] {
+                let mut c = Cursor::new(&input);
+                c.pos = start;
+                let fast = find_token_param(&mut c, name, "bad tag");
+                let (slow, pos) = {
+                    let (r, p) = slow_find(&input[start..], name);
+                    (r, p + start)
+                };
+                let shown = String::from_utf8_lossy(&input);
+                assert_eq!(fast, slow, "{shown:?} from {start}");
+                if fast.is_ok() {
+                    assert_eq!(c.pos, pos, "{shown:?} from {start}");
+                }
+            }
         }
     }
 

@@ -259,28 +259,35 @@ fn encode<W: fmt::Write>(f: &mut W, s: &str, allowed: fn(u8) -> bool) -> fmt::Re
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         if !allowed(b) || b == b'%' || b == b'#' {
-            // the run before `i` holds only allowed (ASCII) octets, so it is valid UTF-8
-            f.write_str(std::str::from_utf8(&bytes[start..i]).map_err(|_| fmt::Error)?)?;
+            // the run before `i` holds only allowed (ASCII) octets: when not empty, it starts
+            // and ends at character boundaries
+            if start < i {
+                f.write_str(s.get(start..i).ok_or(fmt::Error)?)?;
+            }
             write!(f, "%{b:02X}")?;
             start = i + 1;
         }
     }
-    f.write_str(std::str::from_utf8(&bytes[start..]).map_err(|_| fmt::Error)?)
+    // (a non-empty rest starts with an allowed ASCII octet)
+    if start < bytes.len() {
+        f.write_str(s.get(start..).ok_or(fmt::Error)?)?;
+    }
+    Ok(())
 }
 
 impl Host {
     /// Checks a host as [`Host::parse`] does, without allocating.
     pub(crate) fn check(s: &[u8]) -> Result<()> {
-        Host::check_is_ipv4(s).map(|_| ())
+        Host::check_ipv4(s).map(|_| ())
     }
 
-    /// [`Host::check`], saying whether the host is an IPv4 address.
-    pub(crate) fn check_is_ipv4(s: &[u8]) -> Result<bool> {
+    /// [`Host::check`], giving the address when the host is an IPv4 address.
+    pub(crate) fn check_ipv4(s: &[u8]) -> Result<Option<Ipv4Addr>> {
         if s.first() == Some(&b'[') {
             if s.last() != Some(&b']') || s.len() < 3 {
                 return Err(err("bad IPv6 reference"));
             }
-            return parse_ipv6(&s[1..s.len() - 1]).map(|_| false);
+            return parse_ipv6(&s[1..s.len() - 1]).map(|_| None);
         }
         if s.is_empty() {
             return Err(err("empty host"));
@@ -294,10 +301,10 @@ impl Host {
             }
             all |= c;
         }
-        if all == 1 && !is_ipv4(s) {
-            return Err(err("bad IPv4 address"));
+        if all == 1 {
+            return parse_ipv4(s).map(Some).ok_or(err("bad IPv4 address"));
         }
-        Ok(all == 1)
+        Ok(None)
     }
 
     /// The run of host characters at the start of `s`, if it is a host name or an IPv4
@@ -385,46 +392,44 @@ impl From<IpAddr> for Host {
 /// Whether `s` (digits and dots only) is a dotted-quad IPv4 address, as `Ipv4Addr` parses it.
 /// A dotted-quad IPv4 address as [`Ipv4Addr`]'s `FromStr` reads it (four decimal octets of
 /// at most three digits, no leading zero, none above 255), without the string round trip.
-fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
+pub(crate) fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
+    // one pass over the bytes: this runs for every IPv4 host of every message
     let mut octets = [0u8; 4];
-    let mut parts = 0;
-    for part in s.split(|&b| b == b'.') {
-        let slot = octets.get_mut(parts)?;
-        parts += 1;
-        if part.is_empty()
-            || part.len() > 3
-            || (part.len() > 1 && part[0] == b'0')
-            || !part.iter().all(u8::is_ascii_digit)
-        {
-            return None;
+    let mut part = 0;
+    let mut value = 0u32;
+    let mut digits = 0;
+    for &b in s {
+        if b == b'.' {
+            if digits == 0 || part == 3 {
+                return None;
+            }
+            octets[part] = value as u8;
+            part += 1;
+            value = 0;
+            digits = 0;
+        } else {
+            let d = b.wrapping_sub(b'0');
+            // a digit; at most three; none after a leading zero; at most 255
+            if d > 9 || digits == 3 || (digits == 1 && value == 0) {
+                return None;
+            }
+            value = value * 10 + u32::from(d);
+            if value > 255 {
+                return None;
+            }
+            digits += 1;
         }
-        let v = part.iter().fold(0u32, |v, &d| v * 10 + u32::from(d - b'0'));
-        *slot = u8::try_from(v).ok()?;
     }
-    (parts == 4).then_some(Ipv4Addr::from(octets))
+    if digits == 0 || part != 3 {
+        return None;
+    }
+    octets[3] = value as u8;
+    Some(Ipv4Addr::from(octets))
 }
 
+/// Whether `s` is a dotted-quad IPv4 address ([`parse_ipv4`]).
 fn is_ipv4(s: &[u8]) -> bool {
-    let mut parts = 0;
-    for part in s.split(|&b| b == b'.') {
-        parts += 1;
-        let ok = match part.len() {
-            1 => true,
-            2 => part[0] != b'0',
-            3 => {
-                part[0] != b'0'
-                    && (part[0] - b'0') as u32 * 100
-                        + (part[1] - b'0') as u32 * 10
-                        + (part[2] - b'0') as u32
-                        <= 255
-            }
-            _ => false,
-        };
-        if !ok || parts > 4 {
-            return false;
-        }
-    }
-    parts == 4
+    parse_ipv4(s).is_some()
 }
 
 fn parse_ipv6(s: &[u8]) -> Result<Ipv6Addr> {
@@ -587,10 +592,8 @@ impl SipUri {
             .map(|u| decode(u, is_password_char, "bad character in password"))
             .transpose()?;
         // the host was checked by the split: an IPv4 address is read without a second scan
-        let host = if p.ipv4 {
-            parse_ipv4(p.host)
-                .map(Host::Ipv4)
-                .ok_or(err("bad IPv4 address"))?
+        let host = if let Some(a) = p.ipv4 {
+            Host::Ipv4(a)
         } else {
             Host::parse(p.host)?
         };
@@ -697,8 +700,8 @@ pub(crate) struct SipParts<'a> {
     pub user: Option<&'a [u8]>,
     pub password: Option<&'a [u8]>,
     pub host: &'a [u8],
-    /// The host is a (checked) IPv4 address.
-    pub ipv4: bool,
+    /// The host as an IPv4 address, when it is one (read by the check).
+    pub ipv4: Option<Ipv4Addr>,
     pub port: Option<u16>,
     /// Parameters after the first `;`, without it (empty when none).
     pub params: &'a [u8],
@@ -755,7 +758,7 @@ impl<'a> SipParts<'a> {
                 None => (hostport, None),
             }
         };
-        let ipv4 = Host::check_is_ipv4(host)?;
+        let ipv4 = Host::check_ipv4(host)?;
         let mut rest = &hostpart[end..];
         let mut params: &[u8] = &[];
         if rest.first() == Some(&b';') {
@@ -960,6 +963,22 @@ impl fmt::Display for Uri {
 }
 
 impl Uri {
+    /// Whether `bytes` is this URI as its `Display` writes it, told without writing it out.
+    pub fn is_written_as(&self, bytes: &[u8]) -> bool {
+        /// Takes what is written off the front of `rest`, failing at the first difference.
+        struct Compare<'a> {
+            rest: &'a [u8],
+        }
+        impl fmt::Write for Compare<'_> {
+            fn write_str(&mut self, s: &str) -> fmt::Result {
+                self.rest = self.rest.strip_prefix(s.as_bytes()).ok_or(fmt::Error)?;
+                Ok(())
+            }
+        }
+        let mut c = Compare { rest: bytes };
+        self.write_to(&mut c).is_ok() && c.rest.is_empty()
+    }
+
     /// Writes the URI as [`fmt::Display`] does, into any [`fmt::Write`].
     pub(crate) fn write_to<W: fmt::Write>(&self, f: &mut W) -> fmt::Result {
         match self {
@@ -1015,6 +1034,24 @@ mod tests {
         for s in all {
             let std: Option<Ipv4Addr> = std::str::from_utf8(&s).unwrap().parse().ok();
             assert_eq!(parse_ipv4(&s), std, "{}", String::from_utf8_lossy(&s));
+        }
+    }
+
+    #[test]
+    fn written_form_compared_without_writing() {
+        for text in [
+            "sip:bob@192.0.2.2:5060",
+            "sips:alice@example.com;transport=tcp?subject=x",
+            "sip:cal%6Cer@host5.example.net;%6C%72;n%61me=v%61lue%25%34%31",
+            "tel:+1-201-555-0123",
+            "urn:service:sos",
+        ] {
+            let u: Uri = text.parse().unwrap();
+            let written = u.to_string();
+            assert!(u.is_written_as(written.as_bytes()), "{text}");
+            assert!(!u.is_written_as(&written.as_bytes()[1..]), "{text}");
+            assert!(!u.is_written_as(format!("{written}x").as_bytes()), "{text}");
+            assert!(!u.is_written_as(b""), "{text}");
         }
     }
 

@@ -102,6 +102,16 @@ fn quick_validation_gives_the_verdict_of_validate() {
             let warm = fresh();
             let _ = (warm.from(), warm.to());
             assert_eq!(warm.validate_quick(), verdict, "{from} / {to} / {contact}");
+            // with From, To and Contact parsed by the caller, as for a request that makes a
+            // dialog
+            let own = fresh();
+            let parts = (own.owned_from_untagged(), own.owned_to(), own.contacts());
+            let vias = own.validate_vias();
+            assert_eq!(
+                parts.0.is_ok() && parts.1.is_ok() && parts.2.is_ok() && vias.is_ok(),
+                verdict.is_ok(),
+                "{from} / {to} / {contact}"
+            );
         }
     }
     for contact in contacts.into_iter().flatten() {
@@ -114,4 +124,57 @@ fn quick_validation_gives_the_verdict_of_validate() {
         let m = || Message::parse(raw.as_bytes()).unwrap();
         assert_eq!(m().validate_quick(), m().validate(), "{contact}");
     }
+}
+
+#[test]
+fn request_uri_user_read_in_place_is_the_parsed_one() {
+    for uri in [
+        "sip:bob@example.com",
+        "sips:bob:secret@example.com:5061;transport=tcp",
+        "sip:example.com",
+        "sip:+1-212-555;phone-context=x@example.com;user=phone",
+        "SIP:Bob@Example.COM",
+        "sip:host;x=a@b",
+        "sip:b%6Fb@example.com",
+        "tel:+1-201-555-0123",
+    ] {
+        let raw = format!(
+            "OPTIONS {uri} SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+             From: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: x\r\n\
+             CSeq: 1 OPTIONS\r\n\r\n"
+        );
+        let Message::Request(req) = Message::parse(raw.as_bytes()).unwrap() else {
+            panic!("{uri}");
+        };
+        let parsed = req.uri().as_sip().map(|u| u.user.as_deref());
+        match req.uri_sip_user() {
+            Some(user) => assert_eq!(Some(user), parsed, "{uri}"),
+            // escapes and other schemes are left to the parse
+            None => assert!(uri.contains('%') || !uri.starts_with("sip"), "{uri}"),
+        }
+    }
+}
+
+#[test]
+fn addresses_without_tags_are_the_parsed_ones_less_their_tags() {
+    for from in [
+        "<sip:a@example.com>;tag=1",
+        "\"A\" <sip:a@example.com;transport=tcp>;x=1;TAG=2;y;tag=3",
+        "sip:a@example.com;tag=1;z=\"q\"",
+        "A <sip:a@example.com>",
+    ] {
+        let m = Message::parse(&msg(from, VIA)).unwrap();
+        let mut expected = m.from().unwrap().clone();
+        expected.params.remove("tag");
+        // before and after the message keeps its own parse
+        assert_eq!(m.owned_from_untagged().unwrap(), expected, "{from}");
+        let _ = m.from();
+        assert_eq!(m.owned_from_untagged().unwrap(), expected, "{from}");
+        assert_eq!(m.owned_from().unwrap(), *m.from().unwrap(), "{from}");
+    }
+    let m = Message::parse(&msg("<sip:a b@example.com>;tag=1", VIA)).unwrap();
+    assert_eq!(
+        m.owned_from_untagged().unwrap_err(),
+        m.from().unwrap_err().clone()
+    );
 }

@@ -6,6 +6,7 @@
 use sipua_message::header::{Contact, RecordRoute};
 use sipua_message::{
     Header, HeaderName, Method, NameAddr, ParseError, Request, RequestBuilder, Response, Uri, Via,
+    ViaTemplate,
 };
 
 /// What names a dialog (RFC 3261 §12): Call-ID and the two tags.
@@ -48,11 +49,13 @@ impl std::hash::Hash for DialogId {
 /// The Via of a request a dialog builds: a typed value, or the text the UA core writes for
 /// its own Via (no struct to make, write and drop for every request).
 #[derive(Debug, Clone)]
-pub(crate) enum ViaValue {
+pub(crate) enum ViaValue<'a> {
     /// A typed Via.
     Typed(Via),
     /// A Via value as written.
     Text(String),
+    /// The UA's Via template with a branch ([`RequestBuilder::via_branch`]).
+    Branch(&'a ViaTemplate, String),
 }
 
 /// Early (after a provisional response) or confirmed (after a 2xx).
@@ -82,6 +85,18 @@ impl From<ParseError> for DialogError {
     fn from(e: ParseError) -> DialogError {
         DialogError::Message(e)
     }
+}
+
+/// What a UAS dialog takes of the request that makes it, parsed when the request was
+/// checked ([`Dialog::uas`] parses them itself otherwise).
+#[derive(Debug)]
+pub(crate) struct UasParts {
+    /// From, without its tag.
+    pub from: NameAddr,
+    /// To.
+    pub to: NameAddr,
+    /// The Contact values.
+    pub contacts: Vec<Contact>,
 }
 
 /// The state of one dialog.
@@ -142,6 +157,16 @@ fn compact(mut a: NameAddr) -> NameAddr {
 impl Dialog {
     /// The UAC side, from our request and a response with a To tag (RFC 3261 §12.1.2).
     pub fn uac(request: &Request, response: &Response) -> Result<Dialog, DialogError> {
+        Dialog::uac_with(request, response, None)
+    }
+
+    /// [`Dialog::uac`] with our address when the caller has it already (what the request's
+    /// From parses to), else parsed from the request.
+    pub(crate) fn uac_with(
+        request: &Request,
+        response: &Response,
+        local_uri: Option<NameAddr>,
+    ) -> Result<Dialog, DialogError> {
         let remote_tag = response.to_tag().ok_or(DialogError::MissingTag)?.to_owned();
         let local_tag = request
             .from_tag()
@@ -167,8 +192,15 @@ impl Dialog {
             },
             local_seq: Some(request.cseq().seq),
             remote_seq: None,
-            local_uri: request.from()?.clone(),
-            remote_uri: without_tag(response.to()?.clone()),
+            // (no spare room in its parameter list: it lives as long as the dialog)
+            local_uri: compact(match local_uri {
+                Some(a) => {
+                    debug_assert_eq!(Ok(&a), request.owned_from().as_ref());
+                    a
+                }
+                None => request.owned_from()?,
+            }),
+            remote_uri: without_tag(response.owned_to_untagged()?),
             remote_target,
             route_set,
             secure: is_sips(request),
@@ -182,6 +214,26 @@ impl Dialog {
         local_tag: &str,
         state: DialogState,
     ) -> Result<Dialog, DialogError> {
+        Dialog::uas_with(request, local_tag, state, None)
+    }
+
+    /// [`Dialog::uas`] with what the caller parsed of the request already.
+    pub(crate) fn uas_with(
+        request: &Request,
+        local_tag: &str,
+        state: DialogState,
+        parts: Option<UasParts>,
+    ) -> Result<Dialog, DialogError> {
+        #[cfg(debug_assertions)]
+        if let Some(p) = &parts {
+            assert_eq!(Ok(&p.from), request.owned_from_untagged().as_ref());
+            assert_eq!(Ok(&p.to), request.owned_to().as_ref());
+            assert_eq!(Ok(&p.contacts), request.contacts().as_ref());
+        }
+        let (from, to, contacts) = match parts {
+            Some(p) => (Some(p.from), Some(p.to), Some(p.contacts)),
+            None => (None, None, None),
+        };
         // an RFC 2543 peer may send no From tag: the empty tag then names it
         let remote_tag = request.from_tag().unwrap_or_default().to_owned();
         let route_set = request
@@ -189,10 +241,22 @@ impl Dialog {
             .into_iter()
             .map(|r| r.0)
             .collect();
-        let remote_target = contact_uri(request.contacts()?)?;
-        let mut local_uri = request.to()?.clone();
+        // (what was not parsed already is parsed here, in the order errors are told)
+        let contacts = match contacts {
+            Some(c) => c,
+            None => request.contacts()?,
+        };
+        let remote_target = contact_uri(contacts)?;
+        let mut local_uri = match to {
+            Some(t) => t,
+            None => request.owned_to()?,
+        };
         local_uri.set_tag(local_tag);
         let local_uri = compact(local_uri);
+        let remote_uri = match from {
+            Some(f) => f,
+            None => request.owned_from_untagged()?,
+        };
         Ok(Dialog {
             id: DialogId {
                 call_id: request.call_id().to_owned(),
@@ -203,7 +267,7 @@ impl Dialog {
             local_seq: None,
             remote_seq: Some(request.cseq().seq),
             local_uri,
-            remote_uri: without_tag(request.from()?.clone()),
+            remote_uri: without_tag(remote_uri),
             remote_target,
             route_set,
             secure: is_sips(request),
@@ -235,8 +299,8 @@ impl Dialog {
             state: DialogState::Confirmed,
             local_seq: Some(subscribe.cseq().seq),
             remote_seq: None,
-            local_uri: subscribe.from()?.clone(),
-            remote_uri: without_tag(notify.from()?.clone()),
+            local_uri: subscribe.owned_from()?,
+            remote_uri: without_tag(notify.owned_from_untagged()?),
             remote_target,
             route_set,
             secure: is_sips(subscribe),
@@ -246,19 +310,23 @@ impl Dialog {
 
     /// The dialog id an incoming request belongs to (its To tag is ours).
     pub fn id_of_request(req: &Request) -> Option<DialogId> {
+        // the tag first: a request outside a dialog costs no copy
+        let local_tag = req.to_tag()?.to_owned();
         Some(DialogId {
             call_id: req.call_id().to_owned(),
-            local_tag: req.to_tag()?.to_owned(),
+            local_tag,
             remote_tag: req.from_tag().unwrap_or_default().to_owned(),
         })
     }
 
     /// The dialog id a response to our request belongs to.
     pub fn id_of_response(resp: &Response) -> Option<DialogId> {
+        // the tags first: a response without them costs no copy
+        let (local_tag, remote_tag) = (resp.from_tag()?, resp.to_tag()?);
         Some(DialogId {
             call_id: resp.call_id().to_owned(),
-            local_tag: resp.from_tag()?.to_owned(),
-            remote_tag: resp.to_tag()?.to_owned(),
+            local_tag: local_tag.to_owned(),
+            remote_tag: remote_tag.to_owned(),
         })
     }
 
@@ -300,6 +368,19 @@ impl Dialog {
             _ => false,
         };
         if refresh {
+            // the target we have again (the 2xx after a 1xx of the same peer): it would parse
+            // to what we hold, so nothing changes; compared as written, not parsed
+            if resp
+                .first_contact_uri()
+                .is_some_and(|u| self.remote_target.is_written_as(u))
+            {
+                debug_assert!(resp
+                    .contacts()
+                    .map_err(DialogError::from)
+                    .and_then(contact_uri)
+                    .map_or(true, |u| u == self.remote_target));
+                return;
+            }
             if let Ok(uri) = resp
                 .contacts()
                 .map_err(DialogError::from)
@@ -331,7 +412,7 @@ impl Dialog {
     pub(crate) fn request_via(
         &mut self,
         method: Method,
-        via: ViaValue,
+        via: ViaValue<'_>,
         headers: Vec<Header>,
     ) -> Result<Request, DialogError> {
         let seq = self.local_seq.map_or(1, |s| s.wrapping_add(1)).max(1);
@@ -345,7 +426,11 @@ impl Dialog {
     }
 
     /// [`Dialog::ack`] with the Via as text or typed.
-    pub(crate) fn ack_via(&self, invite_seq: u32, via: ViaValue) -> Result<Request, DialogError> {
+    pub(crate) fn ack_via(
+        &self,
+        invite_seq: u32,
+        via: ViaValue<'_>,
+    ) -> Result<Request, DialogError> {
         self.build(Method::Ack, invite_seq, via, Vec::new())
     }
 
@@ -353,7 +438,7 @@ impl Dialog {
         &self,
         method: Method,
         seq: u32,
-        via: ViaValue,
+        via: ViaValue<'_>,
         headers: Vec<Header>,
     ) -> Result<Request, DialogError> {
         let loose = self
@@ -383,6 +468,7 @@ impl Dialog {
         b = match via {
             ViaValue::Typed(v) => b.via(v),
             ViaValue::Text(t) => b.via_text(t),
+            ViaValue::Branch(template, branch) => b.via_branch(template, &branch),
         };
         b = b
             .from_ref(&self.local_uri)

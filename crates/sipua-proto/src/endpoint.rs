@@ -20,7 +20,7 @@ use bytes::Bytes;
 use sipua_message::header::RetryAfter;
 use sipua_message::{
     error_response, Header, HeaderName, Host, Message, Method, ParseError, Request, Response,
-    Transport, Via,
+    Transport, Via, ViaText,
 };
 
 use crate::idmap::IdMap;
@@ -311,22 +311,23 @@ impl Endpoint {
     /// cannot run into each other; fed to the hasher in one write when they fit on the stack.
     fn hash(&self, parts: &[&[u8]]) -> u64 {
         let mut h = DefaultHasher::new();
-        self.cfg.seed.hash(&mut h);
+        // the seed, a mark for the form, then the parts: one write when they fit
         let mut buf = [0u8; 256];
+        buf[..8].copy_from_slice(&self.cfg.seed.to_le_bytes());
         let total: usize = parts.iter().map(|p| 2 + p.len()).sum();
-        if total <= buf.len() {
-            let mut n = 0;
+        if 9 + total <= buf.len() {
+            let mut n = 9;
             for p in parts {
-                // a part is at most 254 bytes here
+                // a part is at most 245 bytes here
                 buf[n..n + 2].copy_from_slice(&(p.len() as u16).to_le_bytes());
                 buf[n + 2..n + 2 + p.len()].copy_from_slice(p);
                 n += 2 + p.len();
             }
-            h.write_u8(0);
             h.write(&buf[..n]);
         } else {
             // a key this long is rare: its parts one by one
-            h.write_u8(1);
+            buf[8] = 1;
+            h.write(&buf[..9]);
             for p in parts {
                 p.hash(&mut h);
             }
@@ -779,8 +780,10 @@ impl Endpoint {
         transport: Transport,
         source: SocketAddr,
     ) -> Option<TransactionId> {
+        // the top Via read once, for the destination and the Via of the responses
+        let via_text = req.top_via_text();
         let peer = Peer {
-            destination: response_destination(req, &transport, source),
+            destination: response_destination(req, via_text.as_ref(), &transport, source),
             transport,
         };
         if self.txs.len() >= self.cfg.max_transactions {
@@ -801,7 +804,7 @@ impl Endpoint {
         }
         let id = self.new_id();
         let rel = reliability(&peer.transport);
-        let via = received_via_text(req, source);
+        let via = received_via_text_of(req, via_text.as_ref(), source);
         let tx = if *req.method() == Method::Invite {
             if self.cfg.send_trying && !self.cfg.trying_delay.is_zero() {
                 Tx::Ist(
@@ -846,20 +849,30 @@ impl Endpoint {
 /// RFC 3261 §18.2.2 with RFC 3581: over a stream, back on the connection; over UDP, to
 /// `maddr` if given, else to the source address (with the source port when `rport` was asked
 /// for, the sent-by port otherwise).
-fn response_destination(req: &Request, transport: &Transport, source: SocketAddr) -> SocketAddr {
+fn response_destination(
+    req: &Request,
+    via: Option<&ViaText<'_>>,
+    transport: &Transport,
+    source: SocketAddr,
+) -> SocketAddr {
     if transport.is_reliable() {
         return source;
     }
-    let Ok(via) = req.top_via() else {
-        return source;
+    // the Via as written when it can be read so (`via`, no typed Via), else parsed
+    let (maddr, rport, port) = match via {
+        Some(v) => (v.maddr(), v.rport().is_some(), v.port_or_default()),
+        None => match req.top_via() {
+            Ok(v) => (v.maddr(), v.rport().is_some(), v.port_or_default()),
+            Err(_) => return source,
+        },
     };
-    if let Some(Host::Ipv4(a)) = via.maddr() {
-        return SocketAddr::new(IpAddr::V4(a), via.port_or_default());
+    if let Some(Host::Ipv4(a)) = maddr {
+        return SocketAddr::new(IpAddr::V4(a), port);
     }
-    if via.rport().is_some() {
+    if rport {
         return source;
     }
-    SocketAddr::new(source.ip(), via.port_or_default())
+    SocketAddr::new(source.ip(), port)
 }
 
 /// The request's top Via with `received` (when the source IP differs from sent-by) and a
@@ -928,24 +941,54 @@ pub fn with_received(mut resp: Response, req: &Request, source: SocketAddr) -> R
 /// [`received_via`] written as text ([`Via::to_string_with`], no copy of the Via): what
 /// responses made by the endpoint and the UA core carry.
 pub(crate) fn received_via_text(req: &Request, source: SocketAddr) -> Option<String> {
-    let via = req.top_via().ok()?;
-    let wants_rport = via.rport().is_some();
-    if via.host.ip() == Some(source.ip()) && !wants_rport {
-        return None;
-    }
-    let ip = ip_text(source.ip());
-    let text = if wants_rport {
-        let mut port = String::with_capacity(5);
-        push_decimal(&mut port, u32::from(source.port()));
-        via.to_string_with(&[("received", Some(&ip)), ("rport", Some(&port))])
-    } else {
-        via.to_string_with(&[("received", Some(&ip))])
-    };
+    received_via_text_of(req, req.top_via_text().as_ref(), source)
+}
+
+/// [`received_via_text`] given the request's [`Request::top_via_text`].
+fn received_via_text_of(
+    req: &Request,
+    via: Option<&ViaText<'_>>,
+    source: SocketAddr,
+) -> Option<String> {
+    // the Via as written when it can be read so (`via`, no typed Via), else parsed
+    let text = match via {
+        Some(v) => received_params(v.rport().is_some(), v.host_ip(), source, |set| {
+            v.to_string_with(set)
+        }),
+        None => {
+            let v = req.top_via().ok()?;
+            received_params(v.rport().is_some(), v.host.ip(), source, |set| {
+                v.to_string_with(set)
+            })
+        }
+    }?;
     debug_assert_eq!(
         Some(&text),
         received_via(req, source).map(|v| v.to_string()).as_ref()
     );
     Some(text)
+}
+
+/// What [`received_via`] sets on a Via that asked for `rport` (`wants_rport`) or not, sent
+/// from `host_ip`, that came from `source`: `write` gives the Via with those parameters set;
+/// `None` when nothing needs setting.
+fn received_params(
+    wants_rport: bool,
+    host_ip: Option<IpAddr>,
+    source: SocketAddr,
+    write: impl FnOnce(&[(&str, Option<&str>)]) -> String,
+) -> Option<String> {
+    if host_ip == Some(source.ip()) && !wants_rport {
+        return None;
+    }
+    let ip = ip_text(source.ip());
+    if wants_rport {
+        let mut port = String::with_capacity(5);
+        push_decimal(&mut port, u32::from(source.port()));
+        Some(write(&[("received", Some(&ip)), ("rport", Some(&port))]))
+    } else {
+        Some(write(&[("received", Some(&ip))]))
+    }
 }
 
 /// Whether `resp` still has the top Via line of `req` as it came (not yet given `received`).

@@ -11,8 +11,9 @@ mod via;
 pub use name::HeaderName;
 pub(crate) use name::Known;
 pub use typed::*;
+pub(crate) use via::ViaAt;
 pub(crate) use via::ViaParts;
-pub use via::{Transport, Via, BRANCH_COOKIE};
+pub use via::{Transport, Via, ViaText, BRANCH_COOKIE};
 
 use bytes::Bytes;
 

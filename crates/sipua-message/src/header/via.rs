@@ -1,6 +1,7 @@
 //! The Via header (RFC 3261 §20.42, §18.2.1) with RFC 3581 `rport` and RFC 5118 IPv6 forms.
 
 use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
 
 use crate::error::{ErrorKind, ParseError, Result};
 use crate::params::Params;
@@ -181,6 +182,222 @@ impl Via {
     /// sent-by port or the transport's default.
     pub fn port_or_default(&self) -> u16 {
         self.port.unwrap_or_else(|| self.transport.default_port())
+    }
+}
+
+impl Via {
+    /// Whether `s` (one Via value, no commas) parses: what [`Via::parse`] says, told without
+    /// allocating.
+    pub(crate) fn parses_in_full(s: &[u8]) -> bool {
+        let mut c = Cursor::new(s);
+        let Ok(p) = ViaParts::split(&mut c) else {
+            return false;
+        };
+        crate::params::scan_params(&mut c, |_, _| {}).is_ok()
+            && c.at_end()
+            && Host::check(p.host).is_ok()
+    }
+}
+
+/// A Via value read in place, without making a [`Via`]: for a value written in the form
+/// [`Via`]'s `Display` writes it (`SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;rport`: one
+/// space, no other whitespace, no quoted value, an IPv4 address or a name as sent-by, a port
+/// without leading zeros), which is how user agents write their Via. What a UAS reads of a
+/// request's top Via to answer it (RFC 3261 §18.2.1, §18.2.2, RFC 3581), each answer the
+/// same as the parsed [`Via`]'s, without the allocations of a parse.
+///
+/// ```
+/// let msg = sipua_message::Message::parse(
+///     b"OPTIONS sip:bob@example.com SIP/2.0\r\n\
+///       Via: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bK776asdhds;rport\r\n\
+///       From: <sip:alice@example.com>;tag=1928301774\r\n\
+///       To: <sip:bob@example.com>\r\n\
+///       Call-ID: a84b4c76e66710\r\nCSeq: 63104 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+/// ).unwrap();
+/// let via = msg.top_via_text().unwrap();
+/// assert_eq!(via.rport(), Some(None));
+/// assert_eq!(via.port_or_default(), 5070);
+/// assert_eq!(
+///     via.to_string_with(&[("received", Some("192.0.2.9")), ("rport", Some("5071"))]),
+///     msg.top_via().unwrap().to_string_with(&[("received", Some("192.0.2.9")), ("rport", Some("5071"))]),
+/// );
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct ViaText<'a> {
+    /// The whole value (ASCII).
+    text: &'a [u8],
+    at: ViaAt,
+}
+
+/// Where the parts of a Via value read in place are, from its first byte: what a message
+/// keeps so that reading its top Via again costs nothing.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ViaAt {
+    /// Where the parameters start.
+    params_at: u32,
+    /// sent-by, when an IPv4 address.
+    ipv4: Option<Ipv4Addr>,
+    port: Option<u16>,
+    default_port: u16,
+    /// The first `rport` and the first `maddr` parameter, each with its value if it has one.
+    rport: Option<Option<(u32, u32)>>,
+    maddr: Option<Option<(u32, u32)>>,
+}
+
+impl<'a> ViaText<'a> {
+    /// The value `text` with the parts [`ViaText::read`] found in it.
+    pub(crate) fn new(text: &'a [u8], at: ViaAt) -> ViaText<'a> {
+        ViaText { text, at }
+    }
+
+    /// Reads `value` (one Via value, no commas, no outer whitespace) when it is in the form
+    /// described above and parses in full; `None` otherwise.
+    pub(crate) fn read(value: &[u8]) -> Option<ViaAt> {
+        if value.len() > u32::MAX as usize {
+            return None;
+        }
+        let mut c = Cursor::new(value);
+        let p = ViaParts::split(&mut c).ok()?;
+        let at = |sub: &[u8]| sub.as_ptr() as usize - value.as_ptr() as usize;
+        // `SIP/2.0/` and the transport in upper case (as `Transport` writes it), one space,
+        // then sent-by: a name or an IPv4 address (which the split checked as `Host::parse`
+        // does), written as it is written back
+        let host_at = 8 + p.transport.len() + 1;
+        if !value.starts_with(b"SIP/2.0/")
+            || at(p.transport) != 8
+            || p.transport.iter().any(u8::is_ascii_lowercase)
+            || value.get(host_at - 1) != Some(&b' ')
+            || at(p.host) != host_at
+            || p.host.first() == Some(&b'[')
+        {
+            return None;
+        }
+        let host_end = host_at + p.host.len();
+        // the port right after a colon, without blanks or leading zeros: then the cursor is
+        // exactly as far as its decimal form is long
+        let params_at = match p.port {
+            None => host_end,
+            Some(port) => {
+                let mut digits = 1;
+                let mut n = port;
+                while n >= 10 {
+                    n /= 10;
+                    digits += 1;
+                }
+                if value.get(host_end) != Some(&b':') {
+                    return None;
+                }
+                host_end + 1 + digits
+            }
+        };
+        if c.pos != params_at {
+            return None;
+        }
+        // parameters `;name` or `;name=value`, each right after the previous one, no quotes
+        let mut end = params_at;
+        let mut plain = true;
+        let mut rport = None;
+        let mut maddr = None;
+        crate::params::scan_params(&mut c, |name, v| {
+            let name_at = at(name);
+            plain &= name_at == end + 1;
+            end = name_at + name.len();
+            let value = match v {
+                Some((v, quoted)) => {
+                    plain &= !quoted && at(v) == end + 1;
+                    end = at(v) + v.len();
+                    Some((at(v) as u32, end as u32))
+                }
+                None => None,
+            };
+            if rport.is_none() && name.eq_ignore_ascii_case(b"rport") {
+                rport = Some(value);
+            } else if maddr.is_none() && name.eq_ignore_ascii_case(b"maddr") {
+                maddr = Some(value);
+            }
+        })
+        .ok()?;
+        // (then every byte is ASCII: sent-protocol, token, host, digits, parameter characters)
+        if !plain || end != value.len() || c.pos != end {
+            return None;
+        }
+        let ipv4 = if p.host.iter().all(|&b| b.is_ascii_digit() || b == b'.') {
+            Some(crate::uri::parse_ipv4(p.host)?)
+        } else {
+            None
+        };
+        Some(ViaAt {
+            params_at: params_at as u32,
+            ipv4,
+            port: p.port,
+            default_port: match p.transport {
+                b"TLS" | b"WSS" => 5061,
+                _ => 5060,
+            },
+            rport,
+            maddr,
+        })
+    }
+
+    /// A parameter value found by [`ViaText::read`], as text.
+    fn value(&self, at: (u32, u32)) -> Option<&'a str> {
+        let bytes = self.text.get(at.0 as usize..at.1 as usize)?;
+        std::str::from_utf8(bytes).ok()
+    }
+
+    /// The value as written (and as [`Via`]'s `Display` writes it).
+    pub fn as_str(&self) -> &'a str {
+        // ASCII, as read
+        std::str::from_utf8(self.text).unwrap_or_default()
+    }
+
+    /// The sent-by address when it is an IP address ([`Host::ip`] of [`Via::host`]).
+    pub fn host_ip(&self) -> Option<IpAddr> {
+        self.at.ipv4.map(IpAddr::V4)
+    }
+
+    /// sent-by port, if written.
+    pub fn port(&self) -> Option<u16> {
+        self.at.port
+    }
+
+    /// sent-by port or the transport's default ([`Via::port_or_default`]).
+    pub fn port_or_default(&self) -> u16 {
+        self.at.port.unwrap_or(self.at.default_port)
+    }
+
+    /// The `rport` parameter ([`Via::rport`]).
+    pub fn rport(&self) -> Option<Option<u16>> {
+        self.at
+            .rport
+            .map(|v| v.and_then(|v| self.value(v)?.parse().ok()))
+    }
+
+    /// The `maddr` parameter ([`Via::maddr`]).
+    pub fn maddr(&self) -> Option<Host> {
+        self.at
+            .maddr
+            .flatten()
+            .and_then(|v| Host::parse_lenient(self.value(v)?.as_bytes()).ok())
+    }
+
+    /// The value with parameters set: what [`Via::to_string_with`] writes for the parsed
+    /// value.
+    pub fn to_string_with(&self, params: &[(&str, Option<&str>)]) -> String {
+        let text = self.as_str();
+        let params_at = (self.at.params_at as usize).min(text.len());
+        let mut s = String::with_capacity(text.len() + 40);
+        s.push_str(&text[..params_at]);
+        // `;name` or `;name=value`: no quotes, and neither `;` nor `=` inside a name or value
+        let raw = text[params_at..].split(';').skip(1).map(|p| {
+            let (name, value) = match p.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (p, None),
+            };
+            (name, value, false)
+        });
+        let _ = crate::params::write_params_with(&mut s, raw, params);
+        s
     }
 }
 
@@ -436,6 +653,99 @@ mod tests {
         let v = Via::parse(b"SIP/2.0/UDP h;rport=5062;received=2001:db8::9:255").unwrap();
         assert_eq!(v.rport(), Some(Some(5062)));
         assert!(v.received().is_some());
+    }
+
+    #[test]
+    fn read_in_place_answers_as_the_parsed_via() {
+        let sets: [&[(&str, Option<&str>)]; 3] = [
+            &[("received", Some("192.0.2.9"))],
+            &[("received", Some("192.0.2.9")), ("rport", Some("5070"))],
+            &[("RPORT", Some("1")), ("x", None), ("y", Some("a b"))],
+        ];
+        // (value, whether it is in the form read in place)
+        for (via, canonical) in [
+            ("SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;rport", true),
+            ("SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1", true),
+            (
+                "SIP/2.0/TLS h.example.com;RPORT=7;maddr=239.1.1.1;rport",
+                true,
+            ),
+            ("SIP/2.0/WSS h;maddr;ttl=1;received=[2001:db8::1]", true),
+            ("SIP/2.0/XYZ 10.0.0.1:0;rport=x", true),
+            ("SIP/2.0/UDP h:65535", true),
+            ("SIP/2.0/UDP 192.0.2.1:05060;branch=z9hG4bK1", false),
+            ("SIP/2.0/UDP 192.0.2.1: 5060;branch=z9hG4bK1", false),
+            ("SIP/2.0/UDP 192.0.2.1 :5060", false),
+            ("SIP/2.0/UDP 192.0.2.1 ;branch=z9hG4bK1", false),
+            ("SIP/2.0/UDP 192.0.2.1; branch=z9hG4bK1", false),
+            ("SIP/2.0/UDP 192.0.2.1;branch =z9hG4bK1", false),
+            ("SIP/2.0/UDP 192.0.2.1;branch= z9hG4bK1", false),
+            ("SIP/2.0/UDP 192.0.2.1;x=\"q\"", false),
+            ("SIP/2.0/udp 192.0.2.1", false),
+            ("SIP/2.0/UDP  192.0.2.1", false),
+            ("SIP / 2.0/UDP 192.0.2.1", false),
+            ("sip/2.0/UDP 192.0.2.1", false),
+            ("SIP/2.0/UDP [2001:db8::1]:5060", false),
+            ("SIP/2.0/UDP 192.0.2.1;;", false),
+            ("SIP/2.0/UDP 192.0.2.1 x", false),
+            ("SIP/2.0/UDP 192.0.2.300", false),
+        ] {
+            let read = ViaText::read(via.as_bytes()).map(|at| ViaText::new(via.as_bytes(), at));
+            assert_eq!(read.is_some(), canonical, "{via}");
+            let Some(t) = read else { continue };
+            let v = Via::parse(via.as_bytes()).unwrap();
+            assert_eq!(t.as_str(), v.to_string(), "{via}");
+            assert_eq!(t.host_ip(), v.host.ip(), "{via}");
+            assert_eq!(t.port(), v.port, "{via}");
+            assert_eq!(t.port_or_default(), v.port_or_default(), "{via}");
+            assert_eq!(t.rport(), v.rport(), "{via}");
+            assert_eq!(t.maddr(), v.maddr(), "{via}");
+            for set in sets {
+                assert_eq!(
+                    t.to_string_with(set),
+                    v.to_string_with(set),
+                    "{via} {set:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn read_in_place_only_when_every_via_parses() {
+        let msg = |vias: &str| {
+            crate::Message::parse(
+                format!(
+                    "OPTIONS sip:b@example.com SIP/2.0\r\n{vias}From: <sip:a@example.com>;tag=1\r\n\
+                     To: <sip:b@example.com>\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .unwrap()
+        };
+        for (vias, read) in [
+            ("Via: SIP/2.0/UDP h;branch=z9hG4bK1\r\n", true),
+            (
+                "Via: SIP/2.0/UDP h;branch=z9hG4bK1, SIP/2.0/TCP g\r\nVia: SIP/2.0/UDP f\r\n",
+                true,
+            ),
+            (
+                "Via: SIP/2.0/UDP h;branch=z9hG4bK1, SIP/2.0/TCP g;;\r\n",
+                false,
+            ),
+            ("Via: SIP/2.0/UDP h;branch=z9hG4bK1,\r\n", false),
+            (
+                "Via: SIP/2.0/UDP h;branch=z9hG4bK1\r\nVia: SIP/2.0/UDP [::1\r\n",
+                false,
+            ),
+            ("Via: SIP/2.0/UDP h ;branch=z9hG4bK1\r\n", false),
+        ] {
+            let m = msg(vias);
+            assert_eq!(m.top_via_text().is_some(), read, "{vias}");
+            assert_eq!(m.validate_quick().is_ok(), m.via().is_ok(), "{vias}");
+            if let Some(t) = m.top_via_text() {
+                assert_eq!(t.as_str(), m.top_via().unwrap().to_string());
+            }
+        }
     }
 
     #[test]

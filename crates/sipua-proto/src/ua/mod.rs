@@ -18,11 +18,11 @@ use sipua_message::header::MediaType;
 use sipua_message::header::BRANCH_COOKIE;
 use sipua_message::{
     Header, HeaderName, Host, Method, NameAddr, Param, Params, Request, RequestBuilder, Response,
-    Transport, Uri, Via,
+    Transport, Uri, Via, ViaTemplate,
 };
 
 use crate::auth::digest::Challenge;
-use crate::dialog::{Dialog, DialogError, DialogId, DialogState, ViaValue};
+use crate::dialog::{Dialog, DialogError, DialogId, DialogState, UasParts, ViaValue};
 
 mod auth;
 mod prack;
@@ -239,7 +239,11 @@ struct Incoming {
     request: Request,
     source: SocketAddr,
     transport: Transport,
+    /// Our To tag for its responses (empty for a request inside a dialog, whose To has one).
     local_tag: String,
+    /// For a request that makes a dialog: what the dialog takes of it, parsed when it was
+    /// checked.
+    parts: Option<UasParts>,
 }
 
 /// An INVITE we sent, kept to build the ACK of its 2xx.
@@ -256,6 +260,9 @@ struct Outgoing {
     forget_at: Option<Instant>,
     /// A provisional response arrived (a CANCEL may be sent, RFC 3261 §9.1).
     provisional: bool,
+    /// The From is our address of record with a tag (as `from_tagged` writes it), so a
+    /// dialog takes it from [`UaCore::aor`] instead of parsing it.
+    from_aor: bool,
     /// The TU cancelled: CANCEL sent, or to send on the first provisional response; a 2xx
     /// that still arrives is acknowledged and ended with BYE.
     cancel: Option<Vec<Header>>,
@@ -286,10 +293,16 @@ pub struct UaCore {
     contact: Header,
     /// Our address of record, made once.
     aor: NameAddr,
+    /// Our address of record written with a tag parses back to it with that tag (checked
+    /// once): a dialog's local address is then made from it, not parsed.
+    aor_round_trips: bool,
     /// `@` and our address, the end of the Call-IDs we make.
     call_id_suffix: String,
     /// Our Via up to its branch value (`SIP/2.0/UDP host:port;branch=`).
     via_prefix: String,
+    /// The same with `;rport` after the branch, checked once (`None` if it does not parse:
+    /// then requests carry [`UaCore::via_text`], checked each time).
+    via_template: Option<ViaTemplate>,
     /// Requests without a To tag being answered, by (From tag, Call-ID, CSeq), to spot merged
     /// requests (RFC 3261 §8.2.2.2).
     merged: HashMap<(String, String, u32), (TransactionId, String)>,
@@ -341,8 +354,14 @@ impl UaCore {
             events: VecDeque::new(),
             queue: VecDeque::new(),
             contact,
+            aor_round_trips: {
+                let mut tagged = aor.clone();
+                tagged.set_tag("0123456789");
+                NameAddr::parse(tagged.to_string().as_bytes()).is_ok_and(|a| a == tagged)
+            },
             aor,
             call_id_suffix,
+            via_template: ViaTemplate::new(&via_prefix, ";rport").ok(),
             via_prefix,
             merged: HashMap::new(),
             auth_cache: HashMap::new(),
@@ -409,14 +428,42 @@ impl UaCore {
         }
     }
 
-    /// [`UaCore::via`] as text, as it writes (the part before the branch is made once).
-    fn via_text(&mut self) -> String {
-        let mut v = String::with_capacity(self.via_prefix.len() + BRANCH_COOKIE.len() + 22);
+    /// Our Via as text with `branch`.
+    fn via_text_with(&self, branch: &str) -> String {
+        let mut v = String::with_capacity(self.via_prefix.len() + branch.len() + 6);
         v.push_str(&self.via_prefix);
-        v.push_str(BRANCH_COOKIE);
-        self.push_token(&mut v, 16);
+        v.push_str(branch);
         v.push_str(";rport");
         v
+    }
+
+    /// [`UaCore::via`] as text, as it writes (the part before the branch is made once); the
+    /// template with the same branch writes the same.
+    #[cfg(test)]
+    fn via_text(&mut self) -> String {
+        let branch = self.branch();
+        let text = self.via_text_with(&branch);
+        if let Some(t) = &self.via_template {
+            assert_eq!(t.with_branch(&branch), text);
+        }
+        text
+    }
+
+    /// A new branch: the RFC 3261 cookie and random digits, as [`UaCore::via`] has it.
+    fn branch(&mut self) -> String {
+        let mut branch = String::with_capacity(BRANCH_COOKIE.len() + 16);
+        branch.push_str(BRANCH_COOKIE);
+        self.push_token(&mut branch, 16);
+        branch
+    }
+
+    /// Our Via for a new request with `branch` ([`UaCore::branch`]): the template with it,
+    /// or the text (what [`UaCore::via_text`] writes).
+    fn via_value(&self, branch: String) -> ViaValue<'_> {
+        match &self.via_template {
+            Some(t) => ViaValue::Branch(t, branch),
+            None => ViaValue::Text(self.via_text_with(&branch)),
+        }
     }
 
     /// A new Call-ID: random digits `@` our address.
@@ -514,12 +561,16 @@ impl UaCore {
         } = opts;
         let tag = self.token(10);
         let call_id = call_id.unwrap_or_else(|| self.call_id());
-        let via = self.via_text();
+        let branch = self.branch();
         // From is our address of record (or the caller's choice) with a new tag, written
         // without a copy; To the registered address, the target or the caller's choice
-        let mut b = RequestBuilder::new_ref(method.clone(), &target)
-            .via_text(via)
-            .from_tagged(from.as_ref().unwrap_or(&self.aor), &tag);
+        let b = RequestBuilder::new_ref(method.clone(), &target);
+        let mut b = match self.via_value(branch) {
+            ViaValue::Branch(t, branch) => b.via_branch(t, &branch),
+            ViaValue::Text(v) => b.via_text(v),
+            ViaValue::Typed(v) => b.via(v),
+        }
+        .from_tagged(from.as_ref().unwrap_or(&self.aor), &tag);
         b = match to {
             Some(to) => b.to(to),
             None if method == Method::Register => b.to_ref(&self.aor),
@@ -545,7 +596,12 @@ impl UaCore {
             b = b.body(ct, body);
         }
         let request = b.build()?;
-        self.start(now, request, destination, None, transport)
+        let from_aor = from.is_none();
+        let id = self.start(now, request, destination, None, transport)?;
+        if let Some(o) = self.outgoing.get_mut(&id) {
+            o.from_aor = from_aor;
+        }
+        Ok(id)
     }
 
     /// Starts a client transaction for `request`; `original` names the first attempt of a
@@ -598,6 +654,7 @@ impl UaCore {
                 auth_attempts,
                 forget_at: None,
                 provisional: false,
+                from_aor: false,
                 cancel: None,
                 defer_ack: false,
             },
@@ -633,7 +690,7 @@ impl UaCore {
         if method == Method::Invite && self.invites_out.contains_key(dialog) {
             return Err(UaError::RequestPending);
         }
-        let via = ViaValue::Text(self.via_text());
+        let branch = self.branch();
         // target refresh requests, and REFER, say where the peer's requests go (RFC 3261
         // §12.2.1.1, RFC 3311 §5.1, RFC 6665 §4.1.2.1 and §4.2.2, RFC 3515 §2.4.1)
         let refresh = matches!(
@@ -646,6 +703,10 @@ impl UaCore {
             Vec::new()
         };
         headers.extend(extra);
+        let via = match &self.via_template {
+            Some(t) => ViaValue::Branch(t, branch),
+            None => ViaValue::Text(self.via_text_with(&branch)),
+        };
         let d = self.dialogs.get_mut(dialog).ok_or(UaError::UnknownDialog)?;
         let mut request = d.request_via(method.clone(), via, headers)?;
         // a transport parameter in the next hop (the peer's Contact or first route) decides
@@ -759,10 +820,17 @@ impl UaCore {
             Method::Subscribe | Method::Refer | Method::Update => (200..300).contains(&status),
             _ => false,
         };
+        // our Contact first; borrowed, without a list, when it is the only extra header
         let mut extra = headers;
-        if contact && !extra.iter().any(|h| h.name() == &HeaderName::Contact) {
+        let with_contact = contact && !extra.iter().any(|h| h.name() == &HeaderName::Contact);
+        if with_contact && !extra.is_empty() {
             extra.insert(0, self.contact());
         }
+        let extra: &[Header] = if with_contact && extra.is_empty() {
+            std::slice::from_ref(&self.contact)
+        } else {
+            &extra
+        };
         // made once by the endpoint when the request arrived; made here if it is gone
         let made;
         let via = match self.endpoint.received_via_of(id) {
@@ -778,7 +846,7 @@ impl UaCore {
             reason,
             tag,
             via,
-            &extra,
+            extra,
             body,
         )?)
     }
@@ -792,7 +860,10 @@ impl UaCore {
         response: Response,
     ) -> Result<Option<DialogId>, UaError> {
         let status = response.status();
-        let inc = self.incoming.get(&id).ok_or(UaError::UnknownTransaction)?;
+        let inc = self
+            .incoming
+            .get_mut(&id)
+            .ok_or(UaError::UnknownTransaction)?;
         let mut dialog_id = None;
         if *inc.request.method() == Method::Invite
             && (101..300).contains(&status)
@@ -818,7 +889,8 @@ impl UaCore {
                     match self.dialogs.get_mut(&did) {
                         Some(x) => x.state = state,
                         None => {
-                            let d = Dialog::uas(&inc.request, local_tag, state)?;
+                            let parts = inc.parts.take();
+                            let d = Dialog::uas_with(&inc.request, local_tag, state, parts)?;
                             debug_assert_eq!(d.id, did);
                             self.dialogs.insert(did.clone(), Box::new(d));
                         }
@@ -833,7 +905,8 @@ impl UaCore {
             // a 2xx to SUBSCRIBE or REFER creates the subscription's dialog (RFC 6665
             // §4.2.1, RFC 3515 §2.4.4)
             let local_tag = response.to_tag().unwrap_or(&inc.local_tag).to_owned();
-            let d = Dialog::uas(&inc.request, &local_tag, DialogState::Confirmed)?;
+            let parts = inc.parts.take();
+            let d = Dialog::uas_with(&inc.request, &local_tag, DialogState::Confirmed, parts)?;
             let did = d.id.clone();
             self.dialogs.entry(did.clone()).or_insert(Box::new(d));
             dialog_id = Some(did);
@@ -1058,9 +1131,15 @@ impl UaCore {
         source: SocketAddr,
         transport: Transport,
     ) {
-        let local_tag = self.token(10);
         let in_dialog = request.has_to_tag();
-        let stateless = self.check_request(&request);
+        // our tag for the responses: a request inside a dialog already names it
+        let local_tag = if in_dialog {
+            String::new()
+        } else {
+            self.token(10)
+        };
+        let mut parts = None;
+        let stateless = self.check_request(&request, &mut parts);
         self.incoming.insert(
             id,
             Incoming {
@@ -1068,6 +1147,7 @@ impl UaCore {
                 source,
                 transport,
                 local_tag,
+                parts,
             },
         );
         if let Some((status, headers)) = stateless {
@@ -1239,7 +1319,19 @@ impl UaCore {
                     match self.dialogs.get_mut(&did) {
                         Some(d) => d.on_response(&response),
                         None => {
-                            if let Ok(d) = Dialog::uac(&out.request, &response) {
+                            // our From is our address of record with the request's tag: the
+                            // dialog takes it from there rather than parsing it
+                            let local = (out.from_aor && self.aor_round_trips)
+                                .then(|| out.request.from_tag())
+                                .flatten()
+                                .map(|tag| {
+                                    // room for the tag and no more: the dialog keeps it
+                                    let mut a = self.aor.clone();
+                                    a.params.0.reserve_exact(1);
+                                    a.set_tag(tag);
+                                    a
+                                });
+                            if let Ok(d) = Dialog::uac_with(&out.request, &response, local) {
                                 self.dialogs.insert(did.clone(), Box::new(d));
                             }
                         }
@@ -1374,11 +1466,13 @@ impl UaCore {
             return;
         };
         let (transport, fallback) = (out.transport.clone(), out.destination);
-        let destination = self.dialog_destination(did).unwrap_or(fallback);
-        let via = ViaValue::Text(self.via_text());
+        let branch = self.branch();
+        // one lookup of the dialog for where the ACK goes and what it holds
         let Some(d) = self.dialogs.get(did) else {
             return;
         };
+        let destination = destination_of(d).unwrap_or(fallback);
+        let via = self.via_value(branch);
         let Ok(mut ack) = d.ack_via(seq, via) else {
             return;
         };
@@ -1411,21 +1505,7 @@ impl UaCore {
     /// (a forking proxy that did not record-route). `None` for a host name: the caller's
     /// resolved address applies.
     pub fn dialog_destination(&self, dialog: &DialogId) -> Option<SocketAddr> {
-        let d = self.dialogs.get(dialog)?;
-        // the usual next hop, an IP address with a port and no maddr or transport parameter,
-        // is where the locator would send (RFC 3263 §4.2), without making one
-        if let Some(sip) = d.next_hop().as_sip() {
-            if let (Some(ip), Some(port), None, None) =
-                (sip.host.ip(), sip.port, sip.maddr(), sip.transport())
-            {
-                return Some(SocketAddr::new(ip, port));
-            }
-        }
-        let mut l = crate::locate::Locator::new(d.next_hop(), 0).ok()?;
-        match l.step() {
-            crate::locate::Step::Done(t) => t.first().map(|(_, a)| *a),
-            _ => None,
-        }
+        destination_of(self.dialogs.get(dialog)?)
     }
 
     /// Next bytes to send.
@@ -1451,8 +1531,33 @@ impl UaCore {
     }
 }
 
+/// [`UaCore::dialog_destination`] of dialog `d`.
+fn destination_of(d: &Dialog) -> Option<SocketAddr> {
+    // the usual next hop, an IP address with a port and no maddr or transport parameter,
+    // is where the locator would send (RFC 3263 §4.2), without making one
+    if let Some(sip) = d.next_hop().as_sip() {
+        if let (Some(ip), Some(port), None, None) =
+            (sip.host.ip(), sip.port, sip.maddr(), sip.transport())
+        {
+            return Some(SocketAddr::new(ip, port));
+        }
+    }
+    let mut l = crate::locate::Locator::new(d.next_hop(), 0).ok()?;
+    match l.step() {
+        crate::locate::Step::Done(t) => t.first().map(|(_, a)| *a),
+        _ => None,
+    }
+}
+
 /// Where responses to `request` go over UDP (RFC 3261 §18.2.2, RFC 3581).
 fn destination_for(request: &Request, source: SocketAddr) -> SocketAddr {
+    // the Via as written when it can be read so (no typed Via), else parsed
+    if let Some(v) = request.top_via_text() {
+        return match v.rport() {
+            None => SocketAddr::new(source.ip(), v.port_or_default()),
+            Some(_) => source,
+        };
+    }
     match request.top_via() {
         Ok(v) if v.rport().is_none() => SocketAddr::new(source.ip(), v.port_or_default()),
         _ => source,
@@ -1475,6 +1580,7 @@ mod tests {
                 ..UaConfig::new(local.parse().unwrap(), transport, "alice")
             };
             let (mut a, mut b) = (UaCore::new(cfg.clone()), UaCore::new(cfg));
+            assert!(a.via_template.is_some());
             for _ in 0..3 {
                 assert_eq!(a.via_text(), b.via().to_string());
             }

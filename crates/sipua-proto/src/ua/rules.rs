@@ -4,6 +4,8 @@
 use sipua_message::header::MediaType;
 use sipua_message::{Header, HeaderName, Method, Request};
 
+use crate::dialog::UasParts;
+
 use std::time::Instant;
 
 use super::UaCore;
@@ -67,7 +69,14 @@ impl UaCore {
     /// method outside Allow (405, or 501 for one we do not know), a Request-URI scheme we do not
     /// serve (416), headers that do not parse (400), Max-Forwards 0 (483, OPTIONS excepted), a
     /// body type outside Accept (415), a Require outside Supported (420).
-    pub(super) fn check_request(&self, req: &Request) -> Option<(u16, Vec<Header>)> {
+    ///
+    /// A request that makes a dialog has its From (without the tag), To and Contact parsed
+    /// here, for the dialog: they are left in `parts`.
+    pub(super) fn check_request(
+        &self,
+        req: &Request,
+        parts: &mut Option<UasParts>,
+    ) -> Option<(u16, Vec<Header>)> {
         let caps = &self.cfg.capabilities;
         let method = req.method();
         if !caps.allow.contains(method) {
@@ -85,23 +94,32 @@ impl UaCore {
             && !req.has_to_tag()
             && !matches!(method, Method::Ack | Method::Cancel)
         {
-            let other_user = req
-                .uri()
-                .as_sip()
-                .and_then(|u| u.user.as_deref())
-                .is_some_and(|u| u != self.cfg.user);
+            // the user part read in place when it can be (no parse of the URI)
+            let user = match req.uri_sip_user() {
+                Some(user) => user,
+                None => req.uri().as_sip().and_then(|u| u.user.as_deref()),
+            };
+            let other_user = user.is_some_and(|u| u != self.cfg.user);
             if other_user {
                 return Some((404, Vec::new()));
             }
         }
-        // validate's verdict; From and To are read again (typed) only when the request makes
-        // a dialog, so they are parsed for it then, and checked in place otherwise
+        // validate's verdict; the From, To and Contact of a request that makes a dialog
+        // parsed for the dialog (their errors are validate's), the others' checked in place
         let makes_dialog = matches!(method, Method::Invite | Method::Subscribe | Method::Refer)
             && !req.has_to_tag();
-        if makes_dialog {
-            let _ = (req.from(), req.to());
-        }
-        if req.validate_quick().is_err() {
+        let valid = if makes_dialog {
+            match (req.owned_from_untagged(), req.owned_to(), req.contacts()) {
+                (Ok(from), Ok(to), Ok(contacts)) if req.validate_vias().is_ok() => {
+                    *parts = Some(UasParts { from, to, contacts });
+                    true
+                }
+                _ => false,
+            }
+        } else {
+            req.validate_quick().is_ok()
+        };
+        if !valid {
             return Some((400, Vec::new()));
         }
         if req.max_forwards() == Some(0) && *method != Method::Options {
