@@ -534,8 +534,10 @@ impl Endpoint {
         let entry = self.txs.get_mut(&id).ok_or(Error::UnknownTransaction)?;
         let status = response.status();
         let response = match &entry.request {
-            Some(inc) => with_received(response, &inc.request, inc.source),
-            None => response,
+            // the request's top Via needs no received/rport (`via` was made on arrival): the
+            // response carries it as it came, without reading the Via again
+            Some(inc) if inc.via.is_some() => with_received(response, &inc.request, inc.source),
+            _ => response,
         };
         let bytes = response.to_bytes();
         let ok = match &mut entry.tx {

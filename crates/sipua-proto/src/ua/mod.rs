@@ -920,6 +920,9 @@ impl UaCore {
         let ends_early =
             *request.method() == Method::Invite && status >= 300 && !request.has_to_tag();
         let local_tag = ends_early.then(|| response.to_tag().unwrap_or(&inc.local_tag).to_owned());
+        // whether the request's top Via gets received/rport in responses (known on arrival;
+        // the endpoint lets go of the request at the final response)
+        let via_changes = matches!(self.endpoint.received_via_of(id), Some(Some(_)));
         self.endpoint.respond(now, id, response.clone())?;
         if status >= 200 && *request.method() == Method::Invite {
             self.invites_in.retain(|_, t| *t != id);
@@ -939,7 +942,11 @@ impl UaCore {
             if let Some(did) = &dialog_id {
                 // the endpoint sent it once; the core retransmits it until the ACK
                 let t1 = self.timers_cfg.t1;
-                let bytes = endpoint::with_received(response, &request, source).to_bytes();
+                let bytes = if via_changes {
+                    endpoint::with_received(response, &request, source).to_bytes()
+                } else {
+                    response.to_bytes()
+                };
                 let key = Arc::new((did.clone(), request.cseq().seq));
                 let destination = if transport.is_reliable() {
                     source

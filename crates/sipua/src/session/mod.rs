@@ -272,6 +272,8 @@ pub(crate) struct SessionInfo {
     pub(crate) media: Option<Arc<dyn std::any::Any + Send + Sync>>,
     pub(crate) local_identity: Option<sipua_message::NameAddr>,
     pub(crate) remote_identity: Option<sipua_message::NameAddr>,
+    /// A callee's INVITE: its To and From are the identities when none were set.
+    pub(crate) invite: Option<Arc<sipua_message::Request>>,
     pub(crate) asserted_identity: Option<sipua_message::NameAddr>,
 }
 
@@ -398,13 +400,19 @@ impl Session {
     /// Who we are in this call (SIP.js `localIdentity`): our From as a caller, the To of
     /// the INVITE as a callee.
     pub fn local_identity(&self) -> Option<sipua_message::NameAddr> {
-        self.info().local_identity.clone()
+        let i = self.info();
+        i.local_identity
+            .clone()
+            .or_else(|| i.invite.as_ref()?.to().ok().map(identity))
     }
 
     /// Who the peer is (SIP.js `remoteIdentity`): the caller's From, or the callee's To as
     /// its answer gave it (the target until then).
     pub fn remote_identity(&self) -> Option<sipua_message::NameAddr> {
-        self.info().remote_identity.clone()
+        let i = self.info();
+        i.remote_identity
+            .clone()
+            .or_else(|| i.invite.as_ref()?.from().ok().map(identity))
     }
 
     /// The peer's identity as a trusted proxy asserted it (P-Asserted-Identity, RFC 3325;

@@ -221,8 +221,8 @@ pub(crate) fn spawn_invitation(
     let request = Arc::new(request);
     {
         let mut i = info.lock().unwrap_or_else(|e| e.into_inner());
-        i.local_identity = request.to().ok().map(super::identity);
-        i.remote_identity = request.from().ok().map(super::identity);
+        // the identities are read from the INVITE when asked (most servers never ask)
+        i.invite = Some(request.clone());
         // RFC 3325: the identity a trusted proxy asserted
         i.asserted_identity = request
             .typed::<sipua_message::header::PAssertedIdentity>()
