@@ -38,10 +38,10 @@ count() { # name -> one table row
   done
   sleep 2
   sipp -sn uac "127.0.0.1:$PORT" -i 127.0.0.1 -p $((PORT + 1)) -r 100 -m 200 -nostdin -timeout 60 >/dev/null 2>&1 || true
-  callgrind_control -z "$pid" >/dev/null
+  callgrind_control -z "$pid" >/dev/null 2>&1
   local out
   out=$(sipp -sn uac "127.0.0.1:$PORT" -i 127.0.0.1 -p $((PORT + 1)) -r 100 -m "$CALLS" -nostdin -timeout 120 2>&1 || true)
-  callgrind_control -d "$pid" >/dev/null
+  callgrind_control -d "$pid" >/dev/null 2>&1
   sleep 1
   # the counts are written: no need for a graceful exit (SIPp waits for one under valgrind)
   kill -KILL "$pid" 2>/dev/null || true
