@@ -10,22 +10,26 @@
 # are made at 100 calls/s, and the counters are dumped. Kernel time (the socket calls) is not
 # counted: both servers make the same system calls per call (epoll_wait, recvfrom, sendto).
 #
+# CACHE_SIM=1 adds callgrind's cache simulation: first-level instruction and data cache misses
+# per call, a steadier sign of memory traffic than CPU time.
+#
 # Needs valgrind, sipp (Debian sip-tester) and a release build; PROFILE=release-lto picks
 # that profile's binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CALLS=${1:-2000}
 PROFILE=${PROFILE:-release}
-SIPUA=target/$PROFILE/sipua
+SIPUA=${SIPUA:-target/$PROFILE/sipua}
 [ -x "$SIPUA" ] || cargo build --profile "$PROFILE" -p sipua-cli
 OUT=$(mktemp -d)
-trap 'rm -rf "$OUT"' EXIT
+# KEEP=1 keeps the callgrind files (for callgrind_annotate) and prints where they are
+trap 'if [ -n "${KEEP:-}" ]; then echo "callgrind files in $OUT" >&2; else rm -rf "$OUT"; fi' EXIT
 PORT=17600
 
 count() { # name -> one table row
   local name=$1 pid
   PORT=$((PORT + 2))
-  local cg=(valgrind --tool=callgrind --callgrind-out-file="$OUT/$name")
+  local cg=(valgrind --tool=callgrind ${CACHE_SIM:+--cache-sim=yes} --callgrind-out-file="$OUT/$name")
   if [ "$name" = sipua ]; then
     "${cg[@]}" "$SIPUA" serve --listen "udp:127.0.0.1:$PORT" --no-media --quiet --lifetime 600 >/dev/null 2>&1 &
   else
@@ -48,11 +52,25 @@ count() { # name -> one table row
   wait 2>/dev/null || true
   local ok total
   ok=$(echo "$out" | awk -F'|' '/Successful call/ {v=$3} END {gsub(/ /,"",v); print v+0}')
-  total=$(callgrind_annotate "$OUT/$name.1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(/,/,"",$1); print $1}')
-  printf '| %s | %s | %s | %s |\n' "$name" "$ok" "$total" "$((total / (ok > 0 ? ok : 1)))"
+  local totals
+  totals=$(callgrind_annotate "$OUT/$name.1" 2>/dev/null | awk '/PROGRAM TOTALS/ {for (i = 1; i < NF; i++) if ($i ~ /^[0-9,]+$/) {gsub(/,/, "", $i); printf "%s ", $i}}')
+  set -- $totals
+  local total=$1 n=$((ok > 0 ? ok : 1))
+  if [ -n "${CACHE_SIM:-}" ]; then
+    # events: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw
+    printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$ok" "$total" "$((total / n))" \
+      "$(($4 / n))" "$(($5 / n))" "$(($6 / n))"
+  else
+    printf '| %s | %s | %s | %s |\n' "$name" "$ok" "$total" "$((total / n))"
+  fi
 }
 
-echo "| server | calls | instructions | per call |"
-echo "|---|---|---|---|"
+if [ -n "${CACHE_SIM:-}" ]; then
+  echo "| server | calls | instructions | per call | L1i misses per call | L1d read misses per call | L1d write misses per call |"
+  echo "|---|---|---|---|---|---|---|"
+else
+  echo "| server | calls | instructions | per call |"
+  echo "|---|---|---|---|"
+fi
 count sipua
 count sipp-uas

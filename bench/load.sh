@@ -14,7 +14,7 @@ DURATION=${1:-30}
 shift || true
 RATES=${*:-200 500 1000 2000 4000}
 PROFILE=${PROFILE:-release}
-SIPUA=target/$PROFILE/sipua
+SIPUA=${SIPUA:-target/$PROFILE/sipua}
 [ -x "$SIPUA" ] || cargo build --profile "$PROFILE" -p sipua-cli
 TICKS=$(getconf CLK_TCK)
 PORT=17400

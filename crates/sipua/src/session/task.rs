@@ -204,7 +204,7 @@ pub(crate) fn spawn_inviter(
         })),
         ..Task::blank(shared, stx, info, crx, inputs)
     };
-    tokio::spawn(task.run(None));
+    tokio::spawn(Box::pin(task.run(None)));
     Ok(session)
 }
 
@@ -256,7 +256,9 @@ pub(crate) fn spawn_invitation(
         })),
         ..Task::blank(shared, stx, info, crx, inputs)
     };
-    tokio::spawn(task.run(Some(invitation)));
+    // boxed: the future is about 4 KB, and a task cell holding it inline is moved whole
+    // through spawn and rewritten whole at each stage change (several 4 KB copies a call)
+    tokio::spawn(Box::pin(task.run(Some(invitation))));
 }
 
 impl Task {
