@@ -1070,7 +1070,7 @@ impl Writer {
     pub(crate) fn raw_checked(&mut self, h: HeaderRef<'_>, checked: Option<Checked>) {
         let at = self.out.len() as i64 - i64::from(h.entry().line.0);
         if let Some(c) = checked {
-            self.checked.push((self.entries.len(), c.moved(at)));
+            self.note_checked(self.entries.len(), c.moved(at));
         }
         self.raw(h);
     }
@@ -1082,7 +1082,7 @@ impl Writer {
             return;
         };
         let c = checked.moved(i64::from(e.value.0));
-        self.checked.push((self.entries.len() - 1, c));
+        self.note_checked(self.entries.len() - 1, c);
     }
 
     /// Says that the value of the line just written ends with its From or To tag, `len`
@@ -1094,8 +1094,16 @@ impl Writer {
         };
         let end = e.value.1;
         let tag = (end - len as u32, end);
-        self.checked
-            .push((self.entries.len() - 1, Checked::Tag(Some(tag))));
+        self.note_checked(self.entries.len() - 1, Checked::Tag(Some(tag)));
+    }
+
+    /// Records what is known of line `entry`. The first note makes room for the usual
+    /// handful (Via, From, To, Call-ID, CSeq, a tag) at once, rather than growing twice.
+    fn note_checked(&mut self, entry: usize, checked: Checked) {
+        if self.checked.capacity() == 0 {
+            self.checked.reserve_exact(8);
+        }
+        self.checked.push((entry, checked));
     }
 
     /// Copies a header line of a parsed message (its index moves with it).

@@ -3,6 +3,8 @@
 //! local and remote CSeq rules, and in-dialog requests with loose routing and the strict
 //! routing of §12.2.1.1.
 
+use std::sync::Arc;
+
 use sipua_message::header::{Contact, RecordRoute};
 use sipua_message::{
     Header, HeaderName, Method, NameAddr, ParseError, Request, RequestBuilder, Response, Uri, Via,
@@ -10,14 +12,17 @@ use sipua_message::{
 };
 
 /// What names a dialog (RFC 3261 §12): Call-ID and the two tags.
+///
+/// The parts are shared strings: an id is copied into several tables and handles per call
+/// (the UA core, the driver, the session), and a copy only counts a reference.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct DialogId {
     /// The Call-ID.
-    pub call_id: String,
+    pub call_id: Arc<str>,
     /// Our tag (From of our requests).
-    pub local_tag: String,
+    pub local_tag: Arc<str>,
     /// The peer's tag.
-    pub remote_tag: String,
+    pub remote_tag: Arc<str>,
 }
 
 /// Hashes the two tags only (equal ids have equal tags, so this agrees with `Eq`): our tag is
@@ -181,9 +186,9 @@ impl Dialog {
         let remote_target = contact_uri(response.contacts()?)?;
         Ok(Dialog {
             id: DialogId {
-                call_id: request.call_id().to_owned(),
-                local_tag,
-                remote_tag,
+                call_id: request.call_id().into(),
+                local_tag: local_tag.into(),
+                remote_tag: remote_tag.into(),
             },
             state: if response.is_success() {
                 DialogState::Confirmed
@@ -259,9 +264,9 @@ impl Dialog {
         };
         Ok(Dialog {
             id: DialogId {
-                call_id: request.call_id().to_owned(),
-                local_tag: local_tag.to_owned(),
-                remote_tag,
+                call_id: request.call_id().into(),
+                local_tag: local_tag.into(),
+                remote_tag: remote_tag.into(),
             },
             state,
             local_seq: None,
@@ -292,9 +297,9 @@ impl Dialog {
         let remote_target = contact_uri(notify.contacts()?)?;
         Ok(Dialog {
             id: DialogId {
-                call_id: subscribe.call_id().to_owned(),
-                local_tag,
-                remote_tag,
+                call_id: subscribe.call_id().into(),
+                local_tag: local_tag.into(),
+                remote_tag: remote_tag.into(),
             },
             state: DialogState::Confirmed,
             local_seq: Some(subscribe.cseq().seq),
@@ -311,11 +316,11 @@ impl Dialog {
     /// The dialog id an incoming request belongs to (its To tag is ours).
     pub fn id_of_request(req: &Request) -> Option<DialogId> {
         // the tag first: a request outside a dialog costs no copy
-        let local_tag = req.to_tag()?.to_owned();
+        let local_tag = req.to_tag()?.into();
         Some(DialogId {
-            call_id: req.call_id().to_owned(),
+            call_id: req.call_id().into(),
             local_tag,
-            remote_tag: req.from_tag().unwrap_or_default().to_owned(),
+            remote_tag: req.from_tag().unwrap_or_default().into(),
         })
     }
 
@@ -324,9 +329,9 @@ impl Dialog {
         // the tags first: a response without them costs no copy
         let (local_tag, remote_tag) = (resp.from_tag()?, resp.to_tag()?);
         Some(DialogId {
-            call_id: resp.call_id().to_owned(),
-            local_tag: local_tag.to_owned(),
-            remote_tag: remote_tag.to_owned(),
+            call_id: resp.call_id().into(),
+            local_tag: local_tag.into(),
+            remote_tag: remote_tag.into(),
         })
     }
 
@@ -530,7 +535,7 @@ mod tests {
         let inv = invite();
         let mut d = Dialog::uac(&inv, &ok(&inv)).unwrap();
         assert_eq!(d.state, DialogState::Confirmed);
-        assert_eq!(d.id.remote_tag, "314159");
+        assert_eq!(&*d.id.remote_tag, "314159");
         assert_eq!(d.route_set[0].uri.to_string(), "sip:p1.example.com;lr");
         assert_eq!(d.remote_target.to_string(), "sip:bob@192.0.2.4");
         let bye = d.request(Method::Bye, via(), Vec::new()).unwrap();

@@ -302,7 +302,7 @@ fn a_notify_before_the_2xx_creates_the_dialog_and_forks_make_their_own() {
         panic!("the NOTIFY did not reach the TU in a dialog");
     };
     assert_eq!(*request.method(), Method::Notify);
-    assert_eq!(d1.remote_tag, "fork1");
+    assert_eq!(&*d1.remote_tag, "fork1");
     let r = alice.response(id, 200).unwrap();
     alice.respond(now, id, r).unwrap();
     assert_eq!(answered_status(&mut alice), 200);
@@ -318,7 +318,7 @@ fn a_notify_before_the_2xx_creates_the_dialog_and_forks_make_their_own() {
     else {
         panic!("the forked NOTIFY made no dialog");
     };
-    assert_eq!(d2.remote_tag, "fork2");
+    assert_eq!(&*d2.remote_tag, "fork2");
     assert_eq!(alice.dialogs(), 2);
     // the dialog's requests go to the NOTIFY's Contact with the SUBSCRIBE's next CSeq
     alice

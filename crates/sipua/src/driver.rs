@@ -472,7 +472,7 @@ impl Driver {
         if let Some(key) = self.by_dialog.get(dialog) {
             return Some(*key);
         }
-        let key = *self.by_call.get(&dialog.call_id)?;
+        let key = *self.by_call.get(&*dialog.call_id)?;
         self.own_dialog(key, dialog);
         Some(key)
     }

@@ -177,6 +177,8 @@ pub(crate) struct Shared {
     pub(crate) commands: mpsc::Sender<Command>,
     pub(crate) options: UserAgentOptions,
     pub(crate) local: SocketAddr,
+    /// `local` as text, made once (each session's id for its media handler starts with it).
+    pub(crate) local_text: String,
     pub(crate) dns: DnsResolver,
     next_key: AtomicU64,
     invitations: Mutex<Option<mpsc::Sender<Invitation>>>,
@@ -425,6 +427,7 @@ impl UserAgent {
             commands,
             options: o.clone(),
             local,
+            local_text: local.to_string(),
             dns: match &o.dns_servers {
                 Some(servers) => DnsResolver::with_servers(servers, seed),
                 None => DnsResolver::system(seed),

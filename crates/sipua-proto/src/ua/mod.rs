@@ -882,9 +882,9 @@ impl UaCore {
                     // the id Dialog::uas gives: a dialog of this INVITE that a provisional
                     // response made early is confirmed, not made again
                     let did = DialogId {
-                        call_id: inc.request.call_id().to_owned(),
-                        local_tag: local_tag.to_owned(),
-                        remote_tag: inc.request.from_tag().unwrap_or_default().to_owned(),
+                        call_id: inc.request.call_id().into(),
+                        local_tag: local_tag.into(),
+                        remote_tag: inc.request.from_tag().unwrap_or_default().into(),
                     };
                     match self.dialogs.get_mut(&did) {
                         Some(x) => x.state = state,
@@ -973,9 +973,9 @@ impl UaCore {
         }
         if let Some(local_tag) = local_tag {
             let did = DialogId {
-                call_id: request.call_id().to_owned(),
-                local_tag,
-                remote_tag: request.from_tag().unwrap_or_default().to_owned(),
+                call_id: request.call_id().into(),
+                local_tag: local_tag.into(),
+                remote_tag: request.from_tag().unwrap_or_default().into(),
             };
             {
                 // an early dialog created by a provisional response ends with the final answer
@@ -996,7 +996,7 @@ impl UaCore {
     pub fn end_dialog(&mut self, id: &DialogId) {
         // nor may a late NOTIFY of that SUBSCRIBE create it again
         self.subscribing
-            .remove(&(id.call_id.clone(), id.local_tag.clone()));
+            .remove(&(id.call_id.to_string(), id.local_tag.to_string()));
         self.forget_dialog(id);
     }
 

@@ -22,9 +22,9 @@ impl UaCore {
             return Err(400);
         };
         let did = DialogId {
-            call_id: r.call_id.clone(),
-            local_tag: to.to_owned(),
-            remote_tag: from.to_owned(),
+            call_id: r.call_id.as_str().into(),
+            local_tag: to.into(),
+            remote_tag: from.into(),
         };
         let d = self.dialog(&did).ok_or(481u16)?;
         match d.state {

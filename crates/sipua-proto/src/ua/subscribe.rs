@@ -33,7 +33,7 @@ impl UaCore {
         if self.dialogs.contains_key(id) || self.dialogs.len() >= self.cfg.max_dialogs {
             return;
         }
-        let key = (id.call_id.clone(), id.local_tag.clone());
+        let key = (id.call_id.to_string(), id.local_tag.to_string());
         let Some((subscribe, _)) = self.subscribing.get(&key) else {
             return;
         };

@@ -614,7 +614,13 @@ impl Task {
         if self.sdh.is_none() {
             let ctx = SessionContext {
                 local_ip: self.shared.local.ip(),
-                id: format!("{}-{}", self.shared.local, self.key),
+                id: {
+                    // the address as text was made once; a SocketAddr's Display is slow
+                    let mut id = String::with_capacity(self.shared.local_text.len() + 21);
+                    id.push_str(&self.shared.local_text);
+                    let _ = std::fmt::Write::write_fmt(&mut id, format_args!("-{}", self.key));
+                    id
+                },
             };
             let sdh = self
                 .shared
