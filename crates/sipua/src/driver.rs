@@ -146,7 +146,9 @@ pub(crate) enum Command {
         body: Body,
         /// Send a 1xx reliably (RFC 3262: Require 100rel, RSeq, retransmitted until PRACK).
         reliable: bool,
-        reply: Reply<Option<DialogId>>,
+        /// Where the outcome goes; `None` when nobody waits for it (a session answering a
+        /// BYE ends without one more round trip to the driver).
+        reply: Option<Reply<Option<DialogId>>>,
     },
     /// A request inside `dialog`; its responses go to session `key`.
     InDialog {
@@ -634,7 +636,9 @@ impl Driver {
                 if let (Some(key), Ok(Some(d))) = (key, &r) {
                     self.own_dialog(key, d);
                 }
-                let _ = reply.send(r.map_err(Error::from));
+                if let Some(reply) = reply {
+                    let _ = reply.send(r.map_err(Error::from));
+                }
             }
             Command::InDialog {
                 key,

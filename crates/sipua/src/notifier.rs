@@ -163,7 +163,7 @@ impl IncomingSubscription {
                 headers: vec![Header::typed(&Expires(granted))],
                 body: None,
                 reliable: false,
-                reply: tx,
+                reply: Some(tx),
             })
             .await
             .map_err(|_| Error::Stopped)?;
@@ -229,7 +229,7 @@ fn answer(shared: &Shared, id: TransactionId, status: u16, headers: Vec<Header>)
         headers,
         body: None,
         reliable: false,
-        reply: tx,
+        reply: Some(tx),
     });
 }
 
@@ -596,7 +596,7 @@ impl NotifyTask {
             headers,
             body: None,
             reliable: false,
-            reply: tx,
+            reply: Some(tx),
         };
         if self.shared.commands.send(cmd).await.is_ok() {
             let _ = rx.await;

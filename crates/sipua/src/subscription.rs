@@ -697,7 +697,7 @@ impl SubTask {
             headers: Vec::new(),
             body: None,
             reliable: false,
-            reply: tx,
+            reply: Some(tx),
         };
         if self.shared.commands.send(cmd).await.is_ok() {
             let _ = rx.await;

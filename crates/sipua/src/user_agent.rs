@@ -634,7 +634,7 @@ impl IncomingRequest {
             reason: None,
             headers: Vec::new(),
             body: None,
-            reply: tx,
+            reply: Some(tx),
         });
     }
 }

@@ -556,9 +556,32 @@ impl Task {
                 headers,
                 body,
                 reliable,
-                reply,
+                reply: Some(reply),
             })
             .await
+    }
+
+    /// Answers `id` without waiting for the outcome: for a response whose failure would
+    /// change nothing (the 200 to a BYE, after which the session ends anyway).
+    async fn respond_and_forget(&mut self, id: TransactionId, status: u16) {
+        let mut headers = Vec::new();
+        if status >= 200 {
+            headers.push(self.shared.server_line.clone());
+        }
+        let _ = self
+            .shared
+            .commands
+            .send(Command::Respond {
+                key: Some(self.key),
+                id,
+                status,
+                reason: None,
+                headers,
+                body: None,
+                reliable: false,
+                reply: None,
+            })
+            .await;
     }
 
     async fn send_in_dialog(
@@ -1717,7 +1740,7 @@ impl Task {
         let delegate = self.delegate();
         match request.method() {
             Method::Bye => {
-                let _ = self.respond(id, 200, None, Vec::new(), None).await;
+                self.respond_and_forget(id, 200).await;
                 if let Some(d) = &delegate {
                     d.on_bye(&request);
                 }
