@@ -5,6 +5,7 @@
 # retransmissions, and the server's CPU time per call (user+system, from /proc).
 #
 #   bench/load.sh [DURATION] [RATES...]      e.g. bench/load.sh 30 200 500 1000 2000
+#   ROUNDS=3 bench/load.sh 15 1000 2000     each rate three times, with the ratios' medians
 #
 # Needs sipp (Debian sip-tester) and a release build (cargo build --release -p sipua-cli);
 # PROFILE=release-lto takes that profile's build (link-time optimised, as a server is deployed).
@@ -24,7 +25,6 @@ user_ticks() { awk '{print $14}' "/proc/$1/stat"; }
 
 run() { # server rate -> one table row
   local server=$1 rate=$2 pid
-  PORT=$((PORT + 2))
   if [ "$server" = sipua ]; then
     "$SIPUA" serve --listen "udp:127.0.0.1:$PORT" --no-media --quiet --lifetime $((DURATION + 60)) >/dev/null &
     pid=$!
@@ -57,7 +57,31 @@ run() { # server rate -> one table row
 
 echo "| server | rate (calls/s) | successful | failed | INVITE retransmissions | server CPU | CPU per call |"
 echo "|---|---|---|---|---|---|---|"
+# ROUNDS=N repeats each rate N times, sipua and SIPp's uas alternately, and ends with each
+# round's ratio of CPU per call and their median: single runs on a shared machine differ by
+# up to 20 %, the ratio of two runs made a few seconds apart much less
+ROUNDS=${ROUNDS:-1}
+RATIOS=$(mktemp)
+trap 'rm -f "$RATIOS"' EXIT
 for rate in $RATES; do
-  run sipua "$rate"
-  run sipp-uas "$rate"
+  for _ in $(seq "$ROUNDS"); do
+    # each run on fresh ports (run is a subshell here, so the count moves out here)
+    PORT=$((PORT + 2))
+    a=$(run sipua "$rate")
+    PORT=$((PORT + 2))
+    b=$(run sipp-uas "$rate")
+    printf '%s\n%s\n' "$a" "$b"
+    us() { echo "$1" | awk -F'|' '{gsub(/[ µs]/, "", $8); print $8}'; }
+    echo "$rate $(us "$a") $(us "$b")" >>"$RATIOS"
+  done
 done
+if [ "$ROUNDS" -gt 1 ]; then
+  echo
+  echo "| rate (calls/s) | sipua / SIPp's uas CPU per call, by round | median |"
+  echo "|---|---|---|"
+  for rate in $RATES; do
+    awk -v r="$rate" '$1 == r && $2 != "-" && $3 != "-" && $3 > 0 {printf "%.2f\n", $2 / $3}' "$RATIOS" |
+      sort -n | awk -v r="$rate" '{v[NR] = $1; all = all (NR > 1 ? ", " : "") $1}
+        END {if (NR) printf "| %s | %s | %s |\n", r, all, (NR % 2 ? v[(NR + 1) / 2] : sprintf("%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2))}'
+  done
+fi

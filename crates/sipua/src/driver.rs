@@ -209,6 +209,29 @@ pub(crate) enum Command {
     },
 }
 
+impl Command {
+    /// A response with neither reason phrase nor body, sent unreliably: the common answer
+    /// of a session or a subscription to a request of its peer.
+    pub(crate) fn plain_response(
+        key: Option<SessionKey>,
+        id: TransactionId,
+        status: u16,
+        headers: Vec<Header>,
+        reply: Option<Reply<Option<DialogId>>>,
+    ) -> Command {
+        Command::Respond {
+            key,
+            id,
+            status,
+            reason: None,
+            headers,
+            body: None,
+            reliable: false,
+            reply,
+        }
+    }
+}
+
 /// Where the responses of a client transaction go.
 enum Route {
     Session(SessionKey),

@@ -220,17 +220,9 @@ impl Drop for IncomingSubscription {
 }
 
 fn answer(shared: &Shared, id: TransactionId, status: u16, headers: Vec<Header>) {
-    let (tx, _rx) = oneshot::channel();
-    let _ = shared.commands.try_send(Command::Respond {
-        key: None,
-        id,
-        status,
-        reason: None,
-        headers,
-        body: None,
-        reliable: false,
-        reply: Some(tx),
-    });
+    let _ = shared
+        .commands
+        .try_send(Command::plain_response(None, id, status, headers, None));
 }
 
 /// Hands an out-of-dialog SUBSCRIBE to the delegate; without one it is refused with 489
@@ -588,16 +580,7 @@ impl NotifyTask {
 
     async fn respond(&self, id: TransactionId, status: u16, headers: Vec<Header>) {
         let (tx, rx) = oneshot::channel();
-        let cmd = Command::Respond {
-            key: Some(self.key),
-            id,
-            status,
-            reason: None,
-            headers,
-            body: None,
-            reliable: false,
-            reply: Some(tx),
-        };
+        let cmd = Command::plain_response(Some(self.key), id, status, headers, Some(tx));
         if self.shared.commands.send(cmd).await.is_ok() {
             let _ = rx.await;
         }

@@ -571,16 +571,13 @@ impl Task {
         let _ = self
             .shared
             .commands
-            .send(Command::Respond {
-                key: Some(self.key),
+            .send(Command::plain_response(
+                Some(self.key),
                 id,
                 status,
-                reason: None,
                 headers,
-                body: None,
-                reliable: false,
-                reply: None,
-            })
+                None,
+            ))
             .await;
     }
 
