@@ -249,7 +249,9 @@ impl Entry {
 pub struct Endpoint {
     cfg: Config,
     next_id: u64,
-    txs: IdMap<TransactionId, Entry>,
+    /// Boxed: a transaction outlives its call by 32 s over UDP (Timers J and L), and an
+    /// entry inline would make every slot of the table, used or not, its full size.
+    txs: IdMap<TransactionId, Box<Entry>>,
     client_keys: IdMap<u64, TransactionId>,
     server_keys: IdMap<u64, TransactionId>,
     timers: BinaryHeap<Reverse<(Instant, TransactionId)>>,
@@ -289,7 +291,7 @@ impl Endpoint {
 
     /// The state of a live transaction.
     pub fn state(&self, id: TransactionId) -> Option<State> {
-        self.txs.get(&id).map(Entry::state)
+        self.txs.get(&id).map(|e| e.state())
     }
 
     /// Next bytes to send.
@@ -498,7 +500,7 @@ impl Endpoint {
         };
         self.txs.insert(
             id,
-            Entry {
+            Box::new(Entry {
                 tx,
                 peer: Peer {
                     transport,
@@ -507,7 +509,7 @@ impl Endpoint {
                 key,
                 client: true,
                 request: None,
-            },
+            }),
         );
         self.client_keys.insert(key, id);
         self.settle(id);
@@ -830,7 +832,7 @@ impl Endpoint {
         };
         self.txs.insert(
             id,
-            Entry {
+            Box::new(Entry {
                 tx,
                 peer,
                 key,
@@ -840,7 +842,7 @@ impl Endpoint {
                     source,
                     via,
                 }),
-            },
+            }),
         );
         self.server_keys.insert(key, id);
         self.settle(id);
