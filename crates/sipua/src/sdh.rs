@@ -363,6 +363,17 @@ mod tests {
             .to_owned()
     }
 
+    /// A fresh fixed handler and its answer to the offer `sdp`.
+    async fn answer_to(sdp: String) -> (FixedSdp, BodyAndContentType) {
+        let o = SessionDescriptionHandlerOptions::default();
+        let mut h = FixedSdp::new("127.0.0.1".parse().unwrap(), 4000, 1);
+        h.set_description(&BodyAndContentType::sdp(sdp), &o, &[])
+            .await
+            .unwrap();
+        let a = h.get_description(&o, &[]).await.unwrap();
+        (h, a)
+    }
+
     #[test]
     fn answers_mirror_the_direction_of_the_offer() {
         run(async {
@@ -373,12 +384,8 @@ mod tests {
                 ("inactive", "inactive"),
                 ("sendrecv", "sendrecv"),
             ] {
-                let mut h = FixedSdp::new("127.0.0.1".parse().unwrap(), 4000, 1);
                 let sdp = format!("v=0\r\nm=audio 5000 RTP/AVP 0\r\na={offer}\r\n");
-                h.set_description(&BodyAndContentType::sdp(sdp), &o, &[])
-                    .await
-                    .unwrap();
-                let a = h.get_description(&o, &[]).await.unwrap();
+                let (mut h, a) = answer_to(sdp).await;
                 assert_eq!(direction(&a), answer, "offer {offer}");
                 // the next description is a new offer again
                 let next = h.get_description(&o, &[]).await.unwrap();
@@ -412,7 +419,6 @@ mod tests {
     #[test]
     fn a_media_level_direction_overrides_the_session_level_one() {
         run(async {
-            let o = SessionDescriptionHandlerOptions::default();
             for (offer, answer) in [
                 (
                     "a=sendonly\r\nm=audio 5000 RTP/AVP 0\r\na=sendrecv\r\n",
@@ -426,12 +432,7 @@ mod tests {
                 // CRLF or bare LF line ends, trailing blanks
                 ("m=audio 5000 RTP/AVP 0\na=sendonly \n", "recvonly"),
             ] {
-                let mut h = FixedSdp::new("127.0.0.1".parse().unwrap(), 4000, 1);
-                let sdp = format!("v=0\r\n{offer}");
-                h.set_description(&BodyAndContentType::sdp(sdp), &o, &[])
-                    .await
-                    .unwrap();
-                let a = h.get_description(&o, &[]).await.unwrap();
+                let (_, a) = answer_to(format!("v=0\r\n{offer}")).await;
                 assert_eq!(direction(&a), answer, "offer {offer:?}");
             }
         });
