@@ -28,26 +28,110 @@ pub struct DialogId {
 /// Hashes the two tags only (equal ids have equal tags, so this agrees with `Eq`): our tag is
 /// ours and random, the pair tells forks apart, and the Call-ID, the longest part, adds
 /// nothing but hashing time to the tables of the UA core. The tags go to the hasher in one
-/// write.
+/// write. [`DialogIdRef`] hashes the same way, so it finds ids in tables without copies.
 impl std::hash::Hash for DialogId {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        // one write of `local 0xff remote` (0xff is never in UTF-8, so the pair is read back
-        // unambiguously), from the stack for the usual short tags
-        let (l, r) = (self.local_tag.as_bytes(), self.remote_tag.as_bytes());
-        let mut buf = [0u8; 64];
-        match buf.get_mut(..l.len() + 1 + r.len()) {
-            Some(b) => {
-                b[..l.len()].copy_from_slice(l);
-                b[l.len()] = 0xff;
-                b[l.len() + 1..].copy_from_slice(r);
-                state.write(b);
-            }
-            None => {
-                state.write(l);
-                state.write_u8(0xff);
-                state.write(r);
-            }
+        hash_tags(&self.local_tag, &self.remote_tag, state);
+    }
+}
+
+fn hash_tags<H: std::hash::Hasher>(local: &str, remote: &str, state: &mut H) {
+    // one write of `local 0xff remote` (0xff is never in UTF-8, so the pair is read back
+    // unambiguously), from the stack for the usual short tags
+    let (l, r) = (local.as_bytes(), remote.as_bytes());
+    let mut buf = [0u8; 64];
+    match buf.get_mut(..l.len() + 1 + r.len()) {
+        Some(b) => {
+            b[..l.len()].copy_from_slice(l);
+            b[l.len()] = 0xff;
+            b[l.len() + 1..].copy_from_slice(r);
+            state.write(b);
         }
+        None => {
+            state.write(l);
+            state.write_u8(0xff);
+            state.write(r);
+        }
+    }
+}
+
+/// A dialog id's parts borrowed from a message: what a table keyed by [`DialogId`] is
+/// searched with (`table.get(id_ref.key())`), so that a request for an unknown dialog, or
+/// one whose id the table already holds, costs no copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DialogIdRef<'a> {
+    /// The Call-ID.
+    pub call_id: &'a str,
+    /// Our tag.
+    pub local_tag: &'a str,
+    /// The peer's tag.
+    pub remote_tag: &'a str,
+}
+
+impl<'a> DialogIdRef<'a> {
+    /// The lookup key for tables keyed by [`DialogId`].
+    pub fn key(&self) -> &(dyn DialogKey + 'a) {
+        self
+    }
+
+    /// An owned id with these parts (three string copies).
+    pub fn to_owned_id(&self) -> DialogId {
+        DialogId {
+            call_id: self.call_id.into(),
+            local_tag: self.local_tag.into(),
+            remote_tag: self.remote_tag.into(),
+        }
+    }
+}
+
+impl DialogId {
+    /// The parts, borrowed.
+    pub fn as_ref(&self) -> DialogIdRef<'_> {
+        DialogIdRef {
+            call_id: &self.call_id,
+            local_tag: &self.local_tag,
+            remote_tag: &self.remote_tag,
+        }
+    }
+}
+
+/// Anything that names a dialog by its three parts: an owned [`DialogId`] or a borrowed
+/// [`DialogIdRef`]. Tables keyed by `DialogId` are searched with `&dyn DialogKey`.
+pub trait DialogKey {
+    /// The three parts.
+    fn parts(&self) -> DialogIdRef<'_>;
+}
+
+impl DialogKey for DialogId {
+    fn parts(&self) -> DialogIdRef<'_> {
+        self.as_ref()
+    }
+}
+
+impl DialogKey for DialogIdRef<'_> {
+    fn parts(&self) -> DialogIdRef<'_> {
+        *self
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn DialogKey + 'a> for DialogId {
+    fn borrow(&self) -> &(dyn DialogKey + 'a) {
+        self
+    }
+}
+
+impl PartialEq for dyn DialogKey + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn DialogKey + '_ {}
+
+impl std::hash::Hash for dyn DialogKey + '_ {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let p = self.parts();
+        hash_tags(p.local_tag, p.remote_tag, state);
     }
 }
 
@@ -315,23 +399,29 @@ impl Dialog {
 
     /// The dialog id an incoming request belongs to (its To tag is ours).
     pub fn id_of_request(req: &Request) -> Option<DialogId> {
-        // the tag first: a request outside a dialog costs no copy
-        let local_tag = req.to_tag()?.into();
-        Some(DialogId {
-            call_id: req.call_id().into(),
-            local_tag,
-            remote_tag: req.from_tag().unwrap_or_default().into(),
+        Dialog::ref_of_request(req).map(|r| r.to_owned_id())
+    }
+
+    /// The same, borrowed from the request: no copies.
+    pub fn ref_of_request(req: &Request) -> Option<DialogIdRef<'_>> {
+        Some(DialogIdRef {
+            local_tag: req.to_tag()?,
+            call_id: req.call_id(),
+            remote_tag: req.from_tag().unwrap_or_default(),
         })
     }
 
     /// The dialog id a response to our request belongs to.
     pub fn id_of_response(resp: &Response) -> Option<DialogId> {
-        // the tags first: a response without them costs no copy
-        let (local_tag, remote_tag) = (resp.from_tag()?, resp.to_tag()?);
-        Some(DialogId {
-            call_id: resp.call_id().into(),
-            local_tag: local_tag.into(),
-            remote_tag: remote_tag.into(),
+        Dialog::ref_of_response(resp).map(|r| r.to_owned_id())
+    }
+
+    /// The same, borrowed from the response: no copies.
+    pub fn ref_of_response(resp: &Response) -> Option<DialogIdRef<'_>> {
+        Some(DialogIdRef {
+            local_tag: resp.from_tag()?,
+            remote_tag: resp.to_tag()?,
+            call_id: resp.call_id(),
         })
     }
 
@@ -497,6 +587,57 @@ mod tests {
             Message::Request(r) => r,
             _ => unreachable!(),
         }
+    }
+
+    #[test]
+    fn a_borrowed_id_finds_its_dialog_in_tables_of_either_hasher() {
+        let id = |c: &str, l: &str, r: &str| DialogId {
+            call_id: c.into(),
+            local_tag: l.into(),
+            remote_tag: r.into(),
+        };
+        let mut std_table = std::collections::HashMap::new();
+        let mut keyed: crate::hash::KeyedMap<DialogId, u32> = Default::default();
+        // forks: one Call-ID and local tag, several remote tags
+        for (n, r) in ["a", "b", "ab", ""].iter().enumerate() {
+            std_table.insert(id("c1", "l1", r), n as u32);
+            keyed.insert(id("c1", "l1", r), n as u32);
+        }
+        for (n, r) in ["a", "b", "ab", ""].iter().enumerate() {
+            let look = DialogIdRef {
+                call_id: "c1",
+                local_tag: "l1",
+                remote_tag: r,
+            };
+            assert_eq!(std_table.get(look.key()), Some(&(n as u32)));
+            assert_eq!(keyed.get(look.key()), Some(&(n as u32)));
+            assert_eq!(look.to_owned_id().as_ref(), look);
+        }
+        // the tags do not run into each other, and the Call-ID counts for equality
+        for (c, l, r) in [("c1", "l1a", ""), ("c1", "l", "1a"), ("c2", "l1", "a")] {
+            let look = DialogIdRef {
+                call_id: c,
+                local_tag: l,
+                remote_tag: r,
+            };
+            assert_eq!(keyed.get(look.key()), None, "{c} {l} {r}");
+            assert_eq!(std_table.get(look.key()), None, "{c} {l} {r}");
+        }
+    }
+
+    #[test]
+    fn a_request_names_its_dialog_borrowed_as_owned() {
+        let req = parse_req(
+            "BYE sip:a@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK1\n\
+             From: <sip:b@h>;tag=theirs\nTo: <sip:a@h>;tag=ours\nCall-ID: k1\nCSeq: 2 BYE\n\
+             Max-Forwards: 70\nContent-Length: 0\n\n",
+        );
+        let r = Dialog::ref_of_request(&req).unwrap();
+        assert_eq!(
+            (r.call_id, r.local_tag, r.remote_tag),
+            ("k1", "ours", "theirs")
+        );
+        assert_eq!(Dialog::id_of_request(&req).unwrap().as_ref(), r);
     }
 
     fn invite() -> Request {

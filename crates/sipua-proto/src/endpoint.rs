@@ -8,9 +8,8 @@
 //! [`Endpoint::respond`], and both drain [`Endpoint::poll_transmit`], [`Endpoint::poll_event`]
 //! and [`Endpoint::poll_timeout`].
 
-use std::cmp::Reverse;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
@@ -23,7 +22,8 @@ use sipua_message::{
     Transport, Via, ViaText,
 };
 
-use crate::idmap::IdMap;
+use crate::hash::IdMap;
+use crate::timers::TimerQueue;
 use crate::transaction::{
     ClientInvite, ClientNonInvite, Delivery, Output, Reliability, ServerInvite, ServerNonInvite,
     State, TimerConfig,
@@ -254,7 +254,7 @@ pub struct Endpoint {
     txs: IdMap<TransactionId, Box<Entry>>,
     client_keys: IdMap<u64, TransactionId>,
     server_keys: IdMap<u64, TransactionId>,
-    timers: BinaryHeap<Reverse<(Instant, TransactionId)>>,
+    timers: TimerQueue<TransactionId>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     scratch: Vec<Output>,
@@ -277,7 +277,7 @@ impl Endpoint {
             txs: IdMap::default(),
             client_keys: IdMap::default(),
             server_keys: IdMap::default(),
-            timers: BinaryHeap::new(),
+            timers: TimerQueue::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             scratch: Vec::new(),
@@ -306,7 +306,7 @@ impl Endpoint {
 
     /// When [`Endpoint::handle_timeout`] must be called next (may be early, never late).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((at, _))| *at)
+        self.timers.next_deadline()
     }
 
     /// The keyed hash of a transaction key's parts, each length-prefixed so that the parts
@@ -425,7 +425,7 @@ impl Endpoint {
 
     /// Moves the scratch outputs of transaction `id` to the queues, reschedules its timer, and
     /// forgets it once terminated.
-    fn settle(&mut self, id: TransactionId) {
+    fn settle(&mut self, now: Instant, id: TransactionId) {
         if self.scratch.contains(&Output::Trying) {
             self.build_trying(id);
         }
@@ -458,7 +458,7 @@ impl Endpoint {
                 keys.remove(&key);
             }
         } else if let Some(at) = entry.next_deadline() {
-            self.timers.push(Reverse((at, id)));
+            self.timers.push(now, at, id);
         }
     }
 
@@ -512,7 +512,7 @@ impl Endpoint {
             }),
         );
         self.client_keys.insert(key, id);
-        self.settle(id);
+        self.settle(now, id);
         Ok(id)
     }
 
@@ -552,7 +552,7 @@ impl Endpoint {
             // request kept for 32 s more would cost its buffer and parsed head per call
             entry.request = None;
         }
-        self.settle(id);
+        self.settle(now, id);
         if ok {
             Ok(())
         } else {
@@ -562,7 +562,7 @@ impl Endpoint {
 
     /// The driver could not send a message of transaction `id` (connection refused, ICMP
     /// unreachable...): the transaction ends and its user hears of it.
-    pub fn handle_transport_error(&mut self, id: TransactionId) {
+    pub fn handle_transport_error(&mut self, now: Instant, id: TransactionId) {
         let Some(entry) = self.txs.get_mut(&id) else {
             return;
         };
@@ -572,7 +572,7 @@ impl Endpoint {
             Tx::Ist(t) => t.on_transport_error(&mut self.scratch),
             Tx::Nist(t) => t.on_transport_error(&mut self.scratch),
         }
-        self.settle(id);
+        self.settle(now, id);
     }
 
     /// Gives memory back after a load peak: tables far larger than their contents shrink.
@@ -585,18 +585,12 @@ impl Endpoint {
         fit(&mut self.txs);
         fit(&mut self.client_keys);
         fit(&mut self.server_keys);
-        if self.timers.capacity() > 1024 && self.timers.len() * 4 < self.timers.capacity() {
-            self.timers.shrink_to_fit();
-        }
+        self.timers.shrink();
     }
 
     /// Fires every timer that is due.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(Reverse((at, id))) = self.timers.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
+        while let Some((at, id)) = self.timers.pop_due(now) {
             let Some(entry) = self.txs.get_mut(&id) else {
                 continue;
             };
@@ -610,7 +604,7 @@ impl Endpoint {
                 Tx::Ist(t) => t.on_timeout(now, &mut self.scratch),
                 Tx::Nist(t) => t.on_timeout(now),
             }
-            self.settle(id);
+            self.settle(now, id);
         }
         self.shrink();
     }
@@ -670,7 +664,7 @@ impl Endpoint {
             Tx::Nict(t) => t.on_response(now, resp.status()),
             _ => Delivery::Absorb,
         };
-        self.settle(id);
+        self.settle(now, id);
         if delivery == Delivery::Pass {
             self.events
                 .push_back(Event::Response { id, response: resp });
@@ -724,7 +718,7 @@ impl Endpoint {
             Tx::Nist(t) => t.on_request(&mut self.scratch),
             _ => Delivery::Absorb,
         };
-        self.settle(id);
+        self.settle(now, id);
         if is_ack && delivery == Delivery::Pass {
             self.events.push_back(Event::Ack {
                 request: req,
@@ -845,7 +839,7 @@ impl Endpoint {
             }),
         );
         self.server_keys.insert(key, id);
-        self.settle(id);
+        self.settle(now, id);
         Some(id)
     }
 }

@@ -15,10 +15,11 @@
 pub mod auth;
 pub mod dialog;
 pub mod endpoint;
-mod idmap;
+pub mod hash;
 pub mod locate;
 pub mod rng;
 pub mod sim;
+mod timers;
 pub mod transaction;
 pub mod ua;
 

@@ -3,7 +3,7 @@
 //! to the session tasks (by transaction and by dialog) or to whoever awaits a response. API
 //! handles never touch the core: they send [`Command`]s and await the reply.
 
-use std::collections::HashMap;
+use sipua_proto::hash::{IdMap, KeyedMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -251,16 +251,16 @@ pub(crate) struct Driver {
     core: UaCore,
     net: Net,
     shared: Weak<Shared>,
-    sessions: HashMap<SessionKey, (QueueSender<SessionInput>, Owned)>,
-    by_tx: HashMap<TransactionId, Route>,
-    by_dialog: HashMap<DialogId, SessionKey>,
+    sessions: IdMap<SessionKey, (QueueSender<SessionInput>, Owned)>,
+    by_tx: IdMap<TransactionId, Route>,
+    by_dialog: KeyedMap<DialogId, SessionKey>,
     /// Tasks awaiting the dialogs their SUBSCRIBE or REFER creates, by Call-ID: a NOTIFY may
     /// come before the 2xx (RFC 6665 §4.1.2.4).
-    by_call: HashMap<String, SessionKey>,
+    by_call: KeyedMap<String, SessionKey>,
     /// Where a dialog's peer was last reached, when its target names no address.
-    peers: HashMap<DialogId, SocketAddr>,
+    peers: KeyedMap<DialogId, SocketAddr>,
     /// Where each client INVITE went (the dialogs it creates inherit it).
-    destinations: HashMap<TransactionId, SocketAddr>,
+    destinations: IdMap<TransactionId, SocketAddr>,
     stopping: Option<(tokio::time::Instant, oneshot::Sender<()>)>,
 }
 
@@ -275,12 +275,12 @@ impl Driver {
             core,
             net,
             shared,
-            sessions: HashMap::new(),
-            by_tx: HashMap::new(),
-            by_dialog: HashMap::new(),
-            by_call: HashMap::new(),
-            peers: HashMap::new(),
-            destinations: HashMap::new(),
+            sessions: IdMap::default(),
+            by_tx: IdMap::default(),
+            by_dialog: KeyedMap::default(),
+            by_call: KeyedMap::default(),
+            peers: KeyedMap::default(),
+            destinations: IdMap::default(),
             stopping: None,
         }
     }

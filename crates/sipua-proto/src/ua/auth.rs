@@ -100,7 +100,7 @@ impl UaCore {
             out.auth_attempts + 1,
         );
         let method = req.method().clone();
-        let seq = match Dialog::id_of_request(&req).and_then(|d| self.dialogs.get_mut(&d)) {
+        let seq = match Dialog::ref_of_request(&req).and_then(|d| self.dialogs.get_mut(d.key())) {
             Some(d) => {
                 let s = d.local_seq.map_or(1, |s| s.wrapping_add(1));
                 d.local_seq = Some(s);

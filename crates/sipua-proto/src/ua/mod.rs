@@ -6,9 +6,9 @@
 //!
 //! Like the endpoint it is sans-IO: `handle_*` in, `poll_*` out, time as an argument.
 
-use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ use sipua_message::{
 };
 
 use crate::auth::digest::Challenge;
-use crate::dialog::{Dialog, DialogError, DialogId, DialogState, UasParts, ViaValue};
+use crate::dialog::{Dialog, DialogError, DialogId, DialogIdRef, DialogState, UasParts, ViaValue};
 
 mod auth;
 mod prack;
@@ -31,8 +31,9 @@ mod rules;
 mod subscribe;
 
 use crate::endpoint::{self, Endpoint, Received, TransactionId, Transmit};
-use crate::idmap::IdMap;
+use crate::hash::{IdMap, KeyedMap, KeyedState};
 use crate::rng::Rng;
+use crate::timers::TimerQueue;
 use crate::transaction::TimerConfig;
 pub use auth::Credentials;
 use rules::merge_key;
@@ -279,13 +280,13 @@ pub struct UaCore {
     rng: Rng,
     /// The dialogs, boxed: the table then holds a key and a pointer per slot, and its
     /// spare slots (up to half of them after it grows) cost little.
-    dialogs: HashMap<DialogId, Box<Dialog>>,
+    dialogs: KeyedMap<DialogId, Box<Dialog>>,
     incoming: IdMap<TransactionId, Incoming>,
     outgoing: IdMap<TransactionId, Outgoing>,
     /// By (dialog, CSeq), shared with the timers that retransmit them (no copy of the id).
-    pending_2xx: HashMap<AckKey, Pending2xx>,
-    sent_acks: HashMap<(DialogId, u32), SentAck>,
-    timers: BinaryHeap<Reverse<(Instant, AckKey)>>,
+    pending_2xx: KeyedMap<AckKey, Pending2xx>,
+    sent_acks: KeyedMap<(DialogId, u32), SentAck>,
+    timers: TimerQueue<AckKey>,
     events: VecDeque<UaEvent>,
     /// What the core itself sends (2xx retransmissions, ACKs), before the endpoint's output.
     queue: VecDeque<Transmit>,
@@ -303,25 +304,36 @@ pub struct UaCore {
     /// The same with `;rport` after the branch, checked once (`None` if it does not parse:
     /// then requests carry [`UaCore::via_text`], checked each time).
     via_template: Option<ViaTemplate>,
-    /// Requests without a To tag being answered, by (From tag, Call-ID, CSeq), to spot merged
-    /// requests (RFC 3261 §8.2.2.2).
-    merged: HashMap<(String, String, u32), (TransactionId, String)>,
+    /// Requests without a To tag being answered, by the keyed hash of (From tag, Call-ID,
+    /// CSeq), with the keyed hash of their branch, to spot merged requests (RFC 3261
+    /// §8.2.2.2).
+    merged: IdMap<u64, (TransactionId, u64)>,
+    /// The secret keys of the hashes above.
+    keys: KeyedState,
     /// The last digest challenge answered per next hop, reused for the following requests
     /// there with an increasing nonce count (RFC 3261 §22.3): (challenge, proxy?, nc).
-    auth_cache: HashMap<SocketAddr, (Challenge, bool, u32)>,
+    auth_cache: KeyedMap<SocketAddr, (Challenge, bool, u32)>,
     /// Dialogs with a re-INVITE of ours awaiting its final response (RFC 3261 §14.1).
-    invites_out: HashMap<DialogId, TransactionId>,
+    invites_out: KeyedMap<DialogId, TransactionId>,
     /// Dialogs with an INVITE from the peer not yet finally answered (RFC 3261 §14.2).
-    invites_in: HashMap<DialogId, TransactionId>,
+    invites_in: KeyedMap<DialogId, TransactionId>,
     /// 2xx responses the TU will acknowledge itself ([`UaCore::defer_ack`]), with the client
     /// transaction and when the 2xx came (forgotten after 64·T1).
-    awaiting_ack: HashMap<(DialogId, u32), (TransactionId, Instant)>,
+    awaiting_ack: KeyedMap<(DialogId, u32), (TransactionId, Instant)>,
     /// Reliable provisional responses, sent and received (RFC 3262).
     prack: prack::PrackState,
     /// Our out-of-dialog SUBSCRIBE and REFER requests by (Call-ID, From tag), kept 64·T1 so
     /// that a NOTIFY arriving before (or instead of) the 2xx creates the subscription's
     /// dialog (RFC 6665 §4.1.2.4), as may several forked NOTIFYs.
-    subscribing: HashMap<(String, String), (Request, Instant)>,
+    subscribing: KeyedMap<(String, String), (Request, Instant)>,
+    /// When [`UaCore::handle_timeout`] next sweeps the tables whose entries expire lazily.
+    next_sweep: Option<Instant>,
+}
+
+/// The table's own id of the dialog `r` names, if the table holds it: a copy that counts
+/// references instead of copying strings.
+fn known(dialogs: &KeyedMap<DialogId, Box<Dialog>>, r: DialogIdRef<'_>) -> Option<DialogId> {
+    dialogs.get_key_value(r.key()).map(|(k, _)| k.clone())
 }
 
 impl UaCore {
@@ -345,12 +357,12 @@ impl UaCore {
             endpoint: Endpoint::new(cfg.endpoint.clone()),
             rng: Rng::new(cfg.seed),
             cfg,
-            dialogs: HashMap::new(),
+            dialogs: KeyedMap::default(),
             incoming: IdMap::default(),
             outgoing: IdMap::default(),
-            pending_2xx: HashMap::new(),
-            sent_acks: HashMap::new(),
-            timers: BinaryHeap::new(),
+            pending_2xx: KeyedMap::default(),
+            sent_acks: KeyedMap::default(),
+            timers: TimerQueue::default(),
             events: VecDeque::new(),
             queue: VecDeque::new(),
             contact,
@@ -363,13 +375,15 @@ impl UaCore {
             call_id_suffix,
             via_template: ViaTemplate::new(&via_prefix, ";rport").ok(),
             via_prefix,
-            merged: HashMap::new(),
-            auth_cache: HashMap::new(),
-            invites_out: HashMap::new(),
-            invites_in: HashMap::new(),
-            awaiting_ack: HashMap::new(),
+            merged: IdMap::default(),
+            keys: KeyedState::default(),
+            auth_cache: KeyedMap::default(),
+            invites_out: KeyedMap::default(),
+            invites_in: KeyedMap::default(),
+            awaiting_ack: KeyedMap::default(),
             prack: prack::PrackState::default(),
-            subscribing: HashMap::new(),
+            subscribing: KeyedMap::default(),
+            next_sweep: None,
         }
     }
 
@@ -875,26 +889,34 @@ impl UaCore {
                 DialogState::Confirmed
             };
             let local_tag = response.to_tag().unwrap_or_default();
-            match Dialog::id_of_request(&inc.request).filter(|d| self.dialogs.contains_key(d)) {
+            match Dialog::ref_of_request(&inc.request).and_then(|r| known(&self.dialogs, r)) {
                 // re-INVITE inside an existing dialog
                 Some(existing) => dialog_id = Some(existing),
                 None => {
                     // the id Dialog::uas gives: a dialog of this INVITE that a provisional
                     // response made early is confirmed, not made again
-                    let did = DialogId {
-                        call_id: inc.request.call_id().into(),
-                        local_tag: local_tag.into(),
-                        remote_tag: inc.request.from_tag().unwrap_or_default().into(),
+                    let r = DialogIdRef {
+                        call_id: inc.request.call_id(),
+                        local_tag,
+                        remote_tag: inc.request.from_tag().unwrap_or_default(),
                     };
-                    match self.dialogs.get_mut(&did) {
-                        Some(x) => x.state = state,
+                    let did = match self.dialogs.get_key_value(r.key()) {
+                        Some((did, _)) => {
+                            let did = did.clone();
+                            if let Some(x) = self.dialogs.get_mut(&did) {
+                                x.state = state;
+                            }
+                            did
+                        }
                         None => {
                             let parts = inc.parts.take();
                             let d = Dialog::uas_with(&inc.request, local_tag, state, parts)?;
-                            debug_assert_eq!(d.id, did);
+                            debug_assert_eq!(d.id.as_ref(), r);
+                            let did = d.id.clone();
                             self.dialogs.insert(did.clone(), Box::new(d));
+                            did
                         }
-                    }
+                    };
                     dialog_id = Some(did);
                 }
             }
@@ -911,7 +933,7 @@ impl UaCore {
             self.dialogs.entry(did.clone()).or_insert(Box::new(d));
             dialog_id = Some(did);
         } else if let Some(did) =
-            Dialog::id_of_request(&inc.request).filter(|d| self.dialogs.contains_key(d))
+            Dialog::ref_of_request(&inc.request).and_then(|r| known(&self.dialogs, r))
         {
             dialog_id = Some(did);
         }
@@ -929,7 +951,7 @@ impl UaCore {
             self.prack_final(id);
         }
         if status >= 200 {
-            if let Some(key) = merge_key(&request).filter(|_| !self.merged.is_empty()) {
+            if let Some(key) = merge_key(&self.keys, &request).filter(|_| !self.merged.is_empty()) {
                 if let Entry::Occupied(e) = self.merged.entry(key) {
                     if e.get().0 == id {
                         e.remove();
@@ -954,10 +976,10 @@ impl UaCore {
                     destination_for(&request, source)
                 };
                 if !transport.is_reliable() {
-                    self.timers.push(Reverse((now + t1, key.clone())));
+                    self.timers.push(now, now + t1, key.clone());
                 }
                 let give_up = now + self.timers_cfg.t1x64();
-                self.timers.push(Reverse((give_up, key.clone())));
+                self.timers.push(now, give_up, key.clone());
                 self.pending_2xx.insert(
                     key,
                     Pending2xx {
@@ -972,20 +994,18 @@ impl UaCore {
             }
         }
         if let Some(local_tag) = local_tag {
-            let did = DialogId {
-                call_id: request.call_id().into(),
-                local_tag: local_tag.into(),
-                remote_tag: request.from_tag().unwrap_or_default().into(),
+            let r = DialogIdRef {
+                call_id: request.call_id(),
+                local_tag: &local_tag,
+                remote_tag: request.from_tag().unwrap_or_default(),
             };
+            // an early dialog created by a provisional response ends with the final answer
+            if self
+                .dialogs
+                .get(r.key())
+                .is_some_and(|d| d.state == DialogState::Early)
             {
-                // an early dialog created by a provisional response ends with the final answer
-                if self
-                    .dialogs
-                    .get(&did)
-                    .is_some_and(|d| d.state == DialogState::Early)
-                {
-                    self.dialogs.remove(&did);
-                }
+                self.dialogs.remove(r.key());
             }
         }
         Ok(dialog_id)
@@ -1019,21 +1039,14 @@ impl UaCore {
 
     /// The driver could not send a message of transaction `id` (see [`Transmit::transaction`]).
     pub fn handle_transport_error(&mut self, now: Instant, id: TransactionId) {
-        self.endpoint.handle_transport_error(id);
+        self.endpoint.handle_transport_error(now, id);
         self.pump(now);
     }
 
     /// Fires the timers that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.endpoint.handle_timeout(now);
-        while self
-            .timers
-            .peek()
-            .is_some_and(|Reverse((at, _))| *at <= now)
-        {
-            let Some(Reverse((_, key))) = self.timers.pop() else {
-                break;
-            };
+        while let Some((_, key)) = self.timers.pop_due(now) {
             let Some(p) = self.pending_2xx.get_mut(&*key) else {
                 continue;
             };
@@ -1057,9 +1070,23 @@ impl UaCore {
                 p.interval = (p.interval * 2).min(self.timers_cfg.t2);
                 p.next = now + p.interval;
                 let next = p.next;
-                self.timers.push(Reverse((next, key)));
+                self.timers.push(now, next, key);
             }
         }
+        // the sweeps below walk whole tables: at most once per T1, however often timers
+        // fire (a caller at thousands of calls a second keeps tens of thousands of ACKs)
+        if self.next_sweep.is_none_or(|at| now >= at) {
+            self.next_sweep = Some(now + self.timers_cfg.t1);
+            self.sweep(now);
+        }
+        self.prack_timeouts(now);
+        self.pump(now);
+    }
+
+    /// Forgets what has outlived its use (kept ACKs, finished client transactions, awaited
+    /// ACKs and SUBSCRIBEs past 64·T1) and shrinks tables far larger than their contents.
+    /// What it forgets stays harmless until then: it is late by at most T1.
+    fn sweep(&mut self, now: Instant) {
         self.sent_acks.retain(|_, a| a.expires > now);
         let t1x64 = self.timers_cfg.t1x64();
         self.awaiting_ack.retain(|_, (_, at)| *at + t1x64 > now);
@@ -1076,9 +1103,8 @@ impl UaCore {
         fit(&mut self.incoming);
         fit(&mut self.pending_2xx);
         fit(&mut self.merged);
+        self.timers.shrink();
         fit(&mut self.subscribing);
-        self.prack_timeouts(now);
-        self.pump(now);
     }
 
     /// Translates the endpoint's events into the core's.
@@ -1092,7 +1118,10 @@ impl UaCore {
                     transport,
                 } => self.on_request(now, id, request, source, transport),
                 endpoint::Event::Ack { request, .. } => {
-                    let Some(did) = Dialog::id_of_request(&request) else {
+                    // a 2xx awaits its ACK only in a dialog the table holds
+                    let Some(did) =
+                        Dialog::ref_of_request(&request).and_then(|r| known(&self.dialogs, r))
+                    else {
                         continue;
                     };
                     let key = (did, request.cseq().seq);
@@ -1162,8 +1191,8 @@ impl UaCore {
             return;
         }
         if !in_dialog {
-            if let Some(key) = merge_key(&request) {
-                let branch = request.branch().unwrap_or_default().to_owned();
+            if let Some(key) = merge_key(&self.keys, &request) {
+                let branch = self.keys.hash_one(request.branch().unwrap_or_default());
                 // §8.2.2.2: the same request over another path (one lookup for both uses)
                 match self.merged.entry(key) {
                     Entry::Occupied(e)
@@ -1187,12 +1216,14 @@ impl UaCore {
             }
         }
         if in_dialog {
-            let did = Dialog::id_of_request(&request);
+            let r = Dialog::ref_of_request(&request);
             if *request.method() == Method::Notify {
-                if let Some(d) = &did {
-                    self.dialog_from_notify(d, &request);
+                if let Some(r) = r.filter(|r| !self.dialogs.contains_key(r.key())) {
+                    self.dialog_from_notify(&r.to_owned_id(), &request);
                 }
             }
+            // the table's own id: its parts are shared, so this copy counts references
+            let did = r.and_then(|r| known(&self.dialogs, r));
             let checked = did
                 .as_ref()
                 .and_then(|d| self.dialogs.get_mut(d))
@@ -1298,8 +1329,10 @@ impl UaCore {
         let mut success_id = None;
         if is_invite && response.is_success() {
             // a retransmitted 2xx (its ACK was lost): ACK it again, tell no one
-            if let Some(did) = Dialog::id_of_response(&response) {
-                let key = (did, response.cseq().seq);
+            if let Some(r) = Dialog::ref_of_response(&response) {
+                let seq = response.cseq().seq;
+                let did = known(&self.dialogs, r).unwrap_or_else(|| r.to_owned_id());
+                let key = (did, seq);
                 if !self.awaiting_ack.is_empty() && self.awaiting_ack.contains_key(&key) {
                     return; // the TU has it and has not acknowledged it yet
                 }
@@ -1398,13 +1431,13 @@ impl UaCore {
                 self.outgoing.remove(&i);
             }
             if !response.is_success() {
-                if let Some(did) = Dialog::id_of_response(&response) {
+                if let Some(r) = Dialog::ref_of_response(&response) {
                     if self
                         .dialogs
-                        .get(&did)
+                        .get(r.key())
                         .is_some_and(|d| d.state == DialogState::Early)
                     {
-                        self.dialogs.remove(&did);
+                        self.dialogs.remove(r.key());
                     }
                 }
             }
@@ -1530,7 +1563,7 @@ impl UaCore {
     /// When [`UaCore::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         // kept ACKs expire lazily, on the next timeout of anything else
-        let own = self.timers.peek().map(|Reverse((at, _))| *at);
+        let own = self.timers.next_deadline();
         [own, self.prack.next_timeout(), self.endpoint.poll_timeout()]
             .into_iter()
             .flatten()

@@ -41,11 +41,11 @@ pub(super) struct ReliableOut {
 #[derive(Debug, Default)]
 pub(super) struct PrackState {
     /// Per dialog: the one reliable provisional not yet acknowledged (UAS).
-    out: std::collections::HashMap<DialogId, ReliableOut>,
+    out: crate::hash::KeyedMap<DialogId, ReliableOut>,
     /// Per dialog: the last RSeq we sent (UAS).
-    rseq_out: std::collections::HashMap<DialogId, u32>,
+    rseq_out: crate::hash::KeyedMap<DialogId, u32>,
     /// Per dialog: the last RSeq we acknowledged (UAC).
-    rseq_in: std::collections::HashMap<DialogId, u32>,
+    rseq_in: crate::hash::KeyedMap<DialogId, u32>,
     /// Our PRACK transactions: their responses are the core's business, not the TU's.
     ours: std::collections::HashSet<TransactionId>,
 }

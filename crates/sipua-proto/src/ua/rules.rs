@@ -5,6 +5,8 @@ use sipua_message::header::MediaType;
 use sipua_message::{Header, HeaderName, Method, Request};
 
 use crate::dialog::UasParts;
+use crate::hash::KeyedState;
+use std::hash::{BuildHasher, Hasher};
 
 use std::time::Instant;
 
@@ -235,13 +237,15 @@ fn served_scheme(req: &Request) -> bool {
         || matches!(req.uri().scheme(), "sip" | "sips" | "tel")
 }
 
-pub(super) fn merge_key(req: &Request) -> Option<(String, String, u32)> {
+/// What spots a merged request (RFC 3261 §8.2.2.2): From tag, Call-ID and CSeq, as one keyed
+/// hash (no copies of the strings; a false match needs 64 bits of luck against secret keys).
+pub(super) fn merge_key(keys: &KeyedState, req: &Request) -> Option<u64> {
     if req.has_to_tag() || matches!(req.method(), Method::Ack | Method::Cancel) {
         return None;
     }
-    Some((
-        req.from_tag()?.to_owned(),
-        req.call_id().to_owned(),
-        req.cseq().seq,
-    ))
+    let mut h = keys.build_hasher();
+    h.write(req.from_tag()?.as_bytes());
+    h.write(req.call_id().as_bytes());
+    h.write_u32(req.cseq().seq);
+    Some(h.finish())
 }

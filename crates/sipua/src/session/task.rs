@@ -1,7 +1,7 @@
 //! The task behind each session: it owns the session's state, dialog and media handler, takes
 //! commands from the handles and inputs from the driver, and publishes state changes.
 
-use std::collections::HashMap;
+use sipua_proto::hash::IdMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -118,7 +118,7 @@ struct Task {
     dialog: Option<DialogId>,
     role: Role,
     /// Non-INVITE requests we sent, by transaction, with whoever waits for the answer.
-    requests: HashMap<TransactionId, Option<Reply<Response>>>,
+    requests: IdMap<TransactionId, Option<Reply<Response>>>,
     reinvite: Option<ReInvite>,
     /// Our UPDATE in progress (RFC 3311).
     update: Option<Update>,
@@ -144,7 +144,7 @@ struct Task {
     /// and where its progress goes.
     refer_subs: Vec<(TransactionId, Option<u32>, mpsc::Sender<ReferNotification>)>,
     /// Our REFERs awaiting their final response.
-    refer_waiters: HashMap<TransactionId, (Reply<Referrer>, mpsc::Receiver<ReferNotification>)>,
+    refer_waiters: IdMap<TransactionId, (Reply<Referrer>, mpsc::Receiver<ReferNotification>)>,
 }
 
 type Channels = (
@@ -296,7 +296,7 @@ impl Task {
                 cancelled: false,
                 resend: None,
             })),
-            requests: HashMap::new(),
+            requests: IdMap::default(),
             reinvite: None,
             retry: None,
             awaiting_ack: false,
@@ -309,7 +309,7 @@ impl Task {
             rng: Rng::new(0),
             me: None,
             refer_subs: Vec::new(),
-            refer_waiters: HashMap::new(),
+            refer_waiters: IdMap::default(),
         }
     }
 
