@@ -27,8 +27,7 @@ pub struct DialogId {
 
 /// Hashes the two tags only (equal ids have equal tags, so this agrees with `Eq`): our tag is
 /// ours and random, the pair tells forks apart, and the Call-ID, the longest part, adds
-/// nothing but hashing time to the tables of the UA core. The tags go to the hasher in one
-/// write. [`DialogIdRef`] hashes the same way, so it finds ids in tables without copies.
+/// nothing but hashing time to the tables of the UA core. [`DialogIdRef`] hashes the same way, so it finds ids in tables without copies.
 impl std::hash::Hash for DialogId {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         hash_tags(&self.local_tag, &self.remote_tag, state);
@@ -36,23 +35,10 @@ impl std::hash::Hash for DialogId {
 }
 
 fn hash_tags<H: std::hash::Hasher>(local: &str, remote: &str, state: &mut H) {
-    // one write of `local 0xff remote` (0xff is never in UTF-8, so the pair is read back
-    // unambiguously), from the stack for the usual short tags
-    let (l, r) = (local.as_bytes(), remote.as_bytes());
-    let mut buf = [0u8; 64];
-    match buf.get_mut(..l.len() + 1 + r.len()) {
-        Some(b) => {
-            b[..l.len()].copy_from_slice(l);
-            b[l.len()] = 0xff;
-            b[l.len() + 1..].copy_from_slice(r);
-            state.write(b);
-        }
-        None => {
-            state.write(l);
-            state.write_u8(0xff);
-            state.write(r);
-        }
-    }
+    // 0xff is never in UTF-8: `local 0xff remote` reads back one way only
+    state.write(local.as_bytes());
+    state.write_u8(0xff);
+    state.write(remote.as_bytes());
 }
 
 /// A dialog id's parts borrowed from a message: what a table keyed by [`DialogId`] is

@@ -89,12 +89,38 @@ fn fold(a: u64, b: u64) -> u64 {
     (p as u64) ^ ((p >> 64) as u64)
 }
 
-/// Up to 8 bytes as a little-endian integer (zero above them).
+/// Eight bytes from the start of `b` (which has at least eight) as a little-endian integer.
 #[inline]
-fn word(b: &[u8]) -> u64 {
+fn u64_at(b: &[u8], at: usize) -> u64 {
     let mut w = [0u8; 8];
-    w[..b.len()].copy_from_slice(b);
+    w.copy_from_slice(&b[at..at + 8]);
     u64::from_le_bytes(w)
+}
+
+/// Four bytes from `at` (the slice has them) as a little-endian integer.
+#[inline]
+fn u32_at(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(&b[at..at + 4]);
+    u64::from(u32::from_le_bytes(w))
+}
+
+/// The last 0–15 bytes as two integers that, with the length, name them exactly: reads of
+/// fixed size that may overlap (no copy loop, no call to `memcpy`).
+#[inline]
+fn tail(b: &[u8]) -> (u64, u64) {
+    let n = b.len();
+    if n >= 8 {
+        (u64_at(b, 0), u64_at(b, n - 8))
+    } else if n >= 4 {
+        (u32_at(b, 0), u32_at(b, n - 4))
+    } else if n > 0 {
+        // one to three bytes: first, middle and last cover them all
+        let v = u64::from(b[0]) | u64::from(b[n / 2]) << 8 | u64::from(b[n - 1]) << 16;
+        (v, 0)
+    } else {
+        (0, 0)
+    }
 }
 
 impl KeyedHasher {
@@ -114,12 +140,12 @@ impl Hasher for KeyedHasher {
     fn write(&mut self, bytes: &[u8]) {
         let mut chunks = bytes.chunks_exact(16);
         for c in &mut chunks {
-            self.mix(word(&c[..8]), word(&c[8..]));
+            self.mix(u64_at(c, 0), u64_at(c, 8));
         }
-        let rest = chunks.remainder();
-        // the length goes into the last fold, so "a" and "a\0" differ
-        let (lo, hi) = rest.split_at(rest.len().min(8));
-        self.mix(word(lo), word(hi) ^ ((bytes.len() as u64) << 56));
+        // the length goes into the last fold, so "a" and "a\0" differ, and so do two
+        // tails whose overlapping reads coincide
+        let (lo, hi) = tail(chunks.remainder());
+        self.mix(lo, hi ^ (bytes.len() as u64).rotate_right(8));
     }
 
     #[inline]
@@ -174,6 +200,26 @@ mod tests {
         seen.sort_unstable();
         seen.dedup();
         assert_eq!(seen.len(), near.len(), "a collision among near keys");
+    }
+
+    #[test]
+    fn every_byte_of_every_length_counts() {
+        // the tails are read with overlapping fixed-size loads: each byte must still reach
+        // the hash, and prefixes (same bytes, other lengths) must differ
+        let s = KeyedState::default();
+        let text: Vec<u8> = (0u8..48).map(|i| b'a' + i % 26).collect();
+        let mut prefixes: Vec<u64> = (0..=text.len()).map(|n| s.hash_one(&text[..n])).collect();
+        prefixes.sort_unstable();
+        prefixes.dedup();
+        assert_eq!(prefixes.len(), text.len() + 1);
+        for n in 1..=text.len() {
+            let base = s.hash_one(&text[..n]);
+            for i in 0..n {
+                let mut k = text[..n].to_vec();
+                k[i] ^= 0x20;
+                assert_ne!(s.hash_one(&k), base, "length {n}, byte {i}");
+            }
+        }
     }
 
     #[test]

@@ -547,18 +547,29 @@ impl Task {
         if status >= 200 {
             headers.push(self.shared.server_line.clone());
         }
-        self.shared
-            .ask(|reply| Command::Respond {
-                key: Some(key),
-                id,
-                status,
-                reason,
-                headers,
-                body,
-                reliable,
-                reply: Some(reply),
-            })
-            .await
+        let respond = |reply| Command::Respond {
+            key: Some(key),
+            id,
+            status,
+            reason,
+            headers,
+            body,
+            reliable,
+            reply,
+        };
+        if status < 200 && !reliable {
+            // an unreliable provisional response is sent without waiting for the driver: the
+            // session needs no dialog id from it, and the core refuses it only once the
+            // INVITE has its final response, which this task sent itself or hears of as an
+            // input (a CANCEL answered with 487)
+            self.shared
+                .commands
+                .send(respond(None))
+                .await
+                .map_err(|_| Error::Stopped)?;
+            return Ok(None);
+        }
+        self.shared.ask(|reply| respond(Some(reply))).await
     }
 
     /// Answers `id` without waiting for the outcome: for a response whose failure would
