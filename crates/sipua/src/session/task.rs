@@ -2065,20 +2065,40 @@ fn body_and_type<M: HasBody>(m: &M) -> Option<BodyAndContentType> {
     if body.is_empty() {
         return None;
     }
-    let content_type = m
-        .media_type()
-        .map_or_else(|| "application/sdp".to_owned(), |t| content_type_of(&t));
+    // `type/subtype` as written when the header is only that (the usual case, no parse);
+    // else what the parse finds, without its parameters
+    let plain = m.content_type_text().and_then(|v| {
+        let v = std::str::from_utf8(v).ok()?.trim_matches([' ', '\t']);
+        let (kind, subtype) = v.split_once('/')?;
+        // RFC 3261 §25.1 token characters
+        let token = |t: &str| {
+            !t.is_empty()
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+        };
+        (token(kind) && token(subtype)).then(|| v.to_owned())
+    });
+    let content_type = plain.unwrap_or_else(|| {
+        m.media_type()
+            .map_or_else(|| "application/sdp".to_owned(), |t| content_type_of(&t))
+    });
     Some(BodyAndContentType { body, content_type })
 }
 
 trait HasBody {
     fn body_bytes(&self) -> Bytes;
+    fn content_type_text(&self) -> Option<&[u8]>;
     fn media_type(&self) -> Option<sipua_message::header::MediaType>;
 }
 
 impl HasBody for Request {
     fn body_bytes(&self) -> Bytes {
         Request::body_bytes(self)
+    }
+    fn content_type_text(&self) -> Option<&[u8]> {
+        self.headers()
+            .get(&HeaderName::ContentType)
+            .map(|h| h.value())
     }
     fn media_type(&self) -> Option<sipua_message::header::MediaType> {
         self.content_type()
@@ -2089,6 +2109,11 @@ impl HasBody for Response {
     fn body_bytes(&self) -> Bytes {
         Response::body_bytes(self)
     }
+    fn content_type_text(&self) -> Option<&[u8]> {
+        self.headers()
+            .get(&HeaderName::ContentType)
+            .map(|h| h.value())
+    }
     fn media_type(&self) -> Option<sipua_message::header::MediaType> {
         self.content_type()
     }
@@ -2096,4 +2121,39 @@ impl HasBody for Response {
 
 fn to_body(b: Option<BodyAndContentType>) -> Result<Body, Error> {
     body_of(b.map(|b| (b.content_type, b.body)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sipua_message::Message;
+
+    fn request_with(content_type: Option<&str>) -> Request {
+        let ct = content_type.map_or(String::new(), |c| format!("Content-Type:{c}\r\n"));
+        let text = format!(
+            "MESSAGE sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK1\r\n\
+             From: <sip:b@h>;tag=1\r\nTo: <sip:a@h>\r\nCall-ID: k\r\nCSeq: 1 MESSAGE\r\n\
+             Max-Forwards: 70\r\n{ct}Content-Length: 3\r\n\r\nv=0"
+        );
+        match Message::parse(text.as_bytes()).unwrap() {
+            Message::Request(r) => r,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn a_body_s_type_is_type_slash_subtype_without_parameters() {
+        for (header, want) in [
+            (Some(" application/sdp"), "application/sdp"),
+            (Some("Application/SDP "), "Application/SDP"),
+            (Some(" text/plain;charset=utf-8"), "text/plain"),
+            (Some(" multipart/mixed ; boundary=x"), "multipart/mixed"),
+            (Some(" application / sdp"), "application/sdp"),
+            (None, "application/sdp"),
+        ] {
+            let b = body_and_type(&request_with(header)).unwrap();
+            assert_eq!(b.content_type, want, "{header:?}");
+            assert_eq!(&b.body[..], b"v=0");
+        }
+    }
 }
