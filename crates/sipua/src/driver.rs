@@ -264,6 +264,9 @@ pub(crate) struct Driver {
     stopping: Option<(tokio::time::Instant, oneshot::Sender<()>)>,
 }
 
+/// How many queued commands the driver applies after the one its select woke for.
+const COMMAND_BATCH: usize = 32;
+
 /// The driver's clock: tokio's, so a paused runtime gives virtual time.
 pub(crate) fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
@@ -335,6 +338,15 @@ impl Driver {
                 cmd = commands.recv() => {
                     let Some(cmd) = cmd else { return };
                     self.apply(cmd);
+                    // what else the sessions queued meanwhile, in order, before the next
+                    // select (each round polls every source and the core's deadline); bounded
+                    // so that the network is read between batches
+                    for _ in 0..COMMAND_BATCH {
+                        match commands.try_recv() {
+                            Ok(cmd) => self.apply(cmd),
+                            Err(_) => break,
+                        }
+                    }
                 }
                 _ = &mut timer, if sleep.is_some() => {
                     armed = None;
