@@ -327,7 +327,7 @@ impl Driver {
                 armed = Some(at);
             }
             tokio::select! {
-                r = self.net.recv() => match r {
+                r = std::future::poll_fn(|cx| self.net.poll_recv(cx)) => match r {
                     None => return,
                     Some(NetEvent::Message(transport, bytes, remote)) => {
                         self.core.handle_datagram(now(), Received { transport, remote, bytes });

@@ -11,11 +11,13 @@ mod stream;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use sipua_message::Transport;
 use sipua_proto::endpoint::{TransactionId, Transmit};
+use tokio::io::ReadBuf;
 use tokio::net::UdpSocket;
 
 use memory::MemoryPort;
@@ -175,6 +177,8 @@ pub(crate) struct Net {
     streams: stream::Streams,
     primary: Transport,
     local: SocketAddr,
+    /// Which source [`Net::poll_recv`] asks first.
+    turn: u8,
 }
 
 impl Net {
@@ -214,6 +218,7 @@ impl Net {
             streams,
             primary: listen.transport(),
             local,
+            turn: 0,
         })
     }
 
@@ -226,36 +231,50 @@ impl Net {
         self.primary.clone()
     }
 
-    /// The next event; `None` once every transport is gone.
-    pub(crate) async fn recv(&mut self) -> Option<NetEvent> {
-        let Net {
-            udp,
-            memory,
-            streams,
-            ..
-        } = self;
-        tokio::select! {
-            r = async {
-                let (s, buf) = udp.as_mut()?;
-                loop {
-                    match s.recv_from(buf).await {
-                        Ok((n, from)) => {
-                            return Some(NetEvent::Message(
-                                Transport::Udp,
-                                Bytes::copy_from_slice(&buf[..n]),
-                                from,
-                            ))
-                        }
-                        // ICMP errors surface here on some systems: not fatal for a server
-                        Err(_) => continue,
-                    }
+    /// The next event: a poll, so that the driver's loop makes no future per round (and a
+    /// UDP socket that is not ready keeps its waker in place instead of joining and leaving
+    /// a waiter list each time). `Ready(None)` once the stream transports or the simulated
+    /// network are gone. The sources take turns at being asked first, so that a flood on
+    /// one cannot starve the others.
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<NetEvent>> {
+        self.turn = (self.turn + 1) % 3;
+        for i in 0..3 {
+            let polled = match (self.turn + i) % 3 {
+                0 => self.poll_udp(cx),
+                1 => match self.memory.as_mut() {
+                    Some(p) => p
+                        .rx
+                        .poll_recv(cx)
+                        .map(|m| m.map(|(b, from)| NetEvent::Message(Transport::Udp, b, from))),
+                    None => Poll::Pending,
+                },
+                _ => self.streams.poll_recv(cx),
+            };
+            if polled.is_ready() {
+                return polled;
+            }
+        }
+        Poll::Pending
+    }
+
+    fn poll_udp(&mut self, cx: &mut Context<'_>) -> Poll<Option<NetEvent>> {
+        let Some((s, buf)) = self.udp.as_mut() else {
+            return Poll::Pending;
+        };
+        loop {
+            let mut rb = ReadBuf::new(buf);
+            match s.poll_recv_from(cx, &mut rb) {
+                Poll::Ready(Ok(from)) => {
+                    return Poll::Ready(Some(NetEvent::Message(
+                        Transport::Udp,
+                        Bytes::copy_from_slice(rb.filled()),
+                        from,
+                    )))
                 }
-            }, if udp.is_some() => r,
-            r = async {
-                let p = memory.as_mut()?;
-                p.rx.recv().await.map(|(b, from)| NetEvent::Message(Transport::Udp, b, from))
-            }, if memory.is_some() => r,
-            r = streams.recv() => r,
+                // ICMP errors surface here on some systems: not fatal for a server
+                Poll::Ready(Err(_)) => continue,
+                Poll::Pending => return Poll::Pending,
+            }
         }
     }
 

@@ -123,11 +123,20 @@ impl Streams {
         self.conns.len()
     }
 
-    /// The next message or failure from any connection.
-    pub(crate) async fn recv(&mut self) -> Option<NetEvent> {
+    /// The next message or failure from any connection: `Ready(None)` once no connection can
+    /// report any more.
+    pub(crate) fn poll_recv(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<NetEvent>> {
         loop {
-            match self.events.recv().await? {
-                StreamEvent::Net(e) => return Some(e),
+            let event = match self.events.poll_recv(cx) {
+                std::task::Poll::Ready(Some(e)) => e,
+                std::task::Poll::Ready(None) => return std::task::Poll::Ready(None),
+                std::task::Poll::Pending => return std::task::Poll::Pending,
+            };
+            match event {
+                StreamEvent::Net(e) => return std::task::Poll::Ready(Some(e)),
                 StreamEvent::Accepted(t, remote, tx) => {
                     if self.conns.len() >= self.setup.limits.max_connections {
                         continue; // dropping the sender closes the connection
