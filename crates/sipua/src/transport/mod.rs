@@ -284,7 +284,13 @@ impl Net {
         match t.transport {
             Transport::Udp => {
                 if let Some((s, _)) = &self.udp {
-                    return s.send_to(&t.bytes, t.destination).await.map(|_| ());
+                    // straight to the socket; the readiness future only when its buffer is full
+                    return match s.try_send_to(&t.bytes, t.destination) {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            s.send_to(&t.bytes, t.destination).await.map(|_| ())
+                        }
+                        r => r.map(|_| ()),
+                    };
                 }
                 if let Some(p) = &self.memory {
                     return p.net.send(p.addr, t.destination, t.bytes.clone());
