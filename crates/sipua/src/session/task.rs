@@ -191,18 +191,24 @@ pub(crate) fn spawn_inviter(
         rng: Rng::new(key ^ shared.local.port() as u64 ^ 0x5eed),
         sdh_options: options.session_description_handler_options.clone(),
         modifiers: options.session_description_handler_modifiers.clone(),
-        delegate: slot,
-        role: Role::Uac(Box::new(Uac {
-            target,
-            options,
-            invite: None,
-            offered: false,
-            answered: false,
-            early: None,
-            cancelled: false,
-            resend: None,
-        })),
-        ..Task::blank(shared, stx, info, crx, inputs)
+        ..Task::blank(
+            shared,
+            stx,
+            info,
+            crx,
+            inputs,
+            slot,
+            Role::Uac(Box::new(Uac {
+                target,
+                options,
+                invite: None,
+                offered: false,
+                answered: false,
+                early: None,
+                cancelled: false,
+                resend: None,
+            })),
+        )
     };
     tokio::spawn(Box::pin(task.run(None)));
     Ok(session)
@@ -244,17 +250,23 @@ pub(crate) fn spawn_invitation(
         key,
         me,
         rng: Rng::new(key ^ shared.local.port() as u64 ^ 0xca11),
-        delegate: slot,
-        role: Role::Uas(Box::new(Uas {
-            id,
-            request,
-            finished: false,
-            offer_applied: false,
-            no_answer_at,
-            expires_at,
-            replaces,
-        })),
-        ..Task::blank(shared, stx, info, crx, inputs)
+        ..Task::blank(
+            shared,
+            stx,
+            info,
+            crx,
+            inputs,
+            slot,
+            Role::Uas(Box::new(Uas {
+                id,
+                request,
+                finished: false,
+                offer_applied: false,
+                no_answer_at,
+                expires_at,
+                replaces,
+            })),
+        )
     };
     // boxed: the future is about 4 KB, and a task cell holding it inline is moved whole
     // through spawn and rewritten whole at each stage change (several 4 KB copies a call)
@@ -262,12 +274,17 @@ pub(crate) fn spawn_invitation(
 }
 
 impl Task {
+    /// A task in its first state, with everything a role does not set; the role and the
+    /// delegate's slot come in (a placeholder made only to be replaced would cost three
+    /// allocations a call).
     fn blank(
         shared: Arc<Shared>,
         state: watch::Sender<SessionState>,
         info: Arc<Mutex<SessionInfo>>,
         commands: mpsc::Receiver<Box<SessionCommand>>,
         inputs: QueueReceiver<SessionInput>,
+        delegate: Arc<Mutex<Option<Arc<dyn SessionDelegate>>>>,
+        role: Role,
     ) -> Task {
         Task {
             key: 0,
@@ -281,21 +298,9 @@ impl Task {
             sdh_options: SessionDescriptionHandlerOptions::default(),
             answer_options: None,
             modifiers: Vec::new(),
-            delegate: Arc::new(Mutex::new(None)),
+            delegate,
             dialog: None,
-            role: Role::Uac(Box::new(Uac {
-                target: Uri::Absolute(sipua_message::AbsoluteUri {
-                    scheme: "x".into(),
-                    rest: String::new(),
-                }),
-                options: InviterOptions::default(),
-                invite: None,
-                offered: false,
-                answered: false,
-                early: None,
-                cancelled: false,
-                resend: None,
-            })),
+            role,
             requests: IdMap::default(),
             reinvite: None,
             retry: None,

@@ -242,10 +242,10 @@ impl Net {
             let polled = match (self.turn + i) % 3 {
                 0 => self.poll_udp(cx),
                 1 => match self.memory.as_mut() {
-                    Some(p) => p
-                        .rx
-                        .poll_recv(cx)
-                        .map(|m| m.map(|(b, from)| NetEvent::Message(Transport::Udp, b, from))),
+                    Some(p) => {
+                        p.rx.poll_recv(cx)
+                            .map(|m| m.map(|(b, from)| NetEvent::Message(Transport::Udp, b, from)))
+                    }
                     None => Poll::Pending,
                 },
                 _ => self.streams.poll_recv(cx),
