@@ -305,7 +305,12 @@ impl Endpoint {
     }
 
     /// When [`Endpoint::handle_timeout`] must be called next (may be early, never late).
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    /// Deadlines of timers that were stopped or moved are dropped first: a transaction
+    /// answered before its 100 Trying was due, for one, wakes no one.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        let txs = &self.txs;
+        self.timers
+            .drop_stale_fronts(|at, id| txs.get(id).is_some_and(|e| e.next_deadline() == Some(at)));
         self.timers.next_deadline()
     }
 

@@ -29,7 +29,7 @@ pub trait Node {
     /// Something to report.
     fn poll_event(&mut self) -> Option<Self::Event>;
     /// The next deadline.
-    fn poll_timeout(&self) -> Option<Instant>;
+    fn poll_timeout(&mut self) -> Option<Instant>;
 }
 
 impl Node for Endpoint {
@@ -46,7 +46,7 @@ impl Node for Endpoint {
     fn poll_event(&mut self) -> Option<Event> {
         Endpoint::poll_event(self)
     }
-    fn poll_timeout(&self) -> Option<Instant> {
+    fn poll_timeout(&mut self) -> Option<Instant> {
         Endpoint::poll_timeout(self)
     }
 }
@@ -65,7 +65,7 @@ impl Node for UaCore {
     fn poll_event(&mut self) -> Option<UaEvent> {
         UaCore::poll_event(self)
     }
-    fn poll_timeout(&self) -> Option<Instant> {
+    fn poll_timeout(&mut self) -> Option<Instant> {
         UaCore::poll_timeout(self)
     }
 }
@@ -258,7 +258,7 @@ impl<N: Node> Sim<N> {
             let next_packet = self.in_flight.peek().map(|Reverse(p)| p.at);
             let next_timer = self
                 .nodes
-                .iter()
+                .iter_mut()
                 .filter_map(|(_, e)| e.poll_timeout())
                 .min();
             let next = match (next_packet, next_timer) {

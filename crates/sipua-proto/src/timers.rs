@@ -89,6 +89,27 @@ impl<T> TimerQueue<T> {
         lanes.chain(heap).min()
     }
 
+    /// Drops deadlines at the front that `live` says no longer matter (their timer was
+    /// stopped or moved), so that [`TimerQueue::next_deadline`] names one that does and the
+    /// caller is not woken for nothing. Each entry is looked at once: entries behind a live
+    /// front wait until they reach it.
+    pub fn drop_stale_fronts(&mut self, mut live: impl FnMut(Instant, &T) -> bool) {
+        for (_, q) in &mut self.lanes {
+            while let Some((at, item)) = q.front() {
+                if live(*at, item) {
+                    break;
+                }
+                q.pop_front();
+            }
+        }
+        while let Some(Reverse(HeapItem(at, item))) = self.heap.peek() {
+            if live(*at, item) {
+                break;
+            }
+            self.heap.pop();
+        }
+    }
+
     /// Takes the earliest deadline if it is due at `now`.
     pub fn pop_due(&mut self, now: Instant) -> Option<(Instant, T)> {
         let mut best: Option<(Instant, Option<usize>)> = None;
@@ -183,6 +204,28 @@ mod tests {
         assert_eq!(q.next_deadline(), Some(t0 + s(32)));
         assert_eq!(drain(&mut q, t0 + s(32)), vec![(t0 + s(32), 1)]);
         assert_eq!(drain(&mut q, t0 + s(40)), vec![(t0 + s(33), 3)]);
+    }
+
+    #[test]
+    fn stale_fronts_go_and_live_ones_stay() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut q = TimerQueue::default();
+        // lane of 200 ms: items 1 (stale), 2 (live), 3 (stale, behind a live one)
+        q.push(t0, t0 + ms(200), 1);
+        q.push(t0 + ms(1), t0 + ms(201), 2);
+        q.push(t0 + ms(2), t0 + ms(202), 3);
+        // lane of 500 ms: all stale
+        q.push(t0, t0 + ms(500), 4);
+        q.push(t0, t0 + ms(500), 5);
+        let live = |_: Instant, i: &u32| *i == 2;
+        q.drop_stale_fronts(live);
+        assert_eq!(q.next_deadline(), Some(t0 + ms(201)));
+        assert_eq!(q.len(), 2, "the stale entry behind a live front waits");
+        assert_eq!(q.pop_due(t0 + ms(300)), Some((t0 + ms(201), 2)));
+        q.drop_stale_fronts(live);
+        assert_eq!(q.next_deadline(), None);
+        assert_eq!(q.len(), 0);
     }
 
     #[test]

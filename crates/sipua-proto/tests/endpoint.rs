@@ -476,6 +476,8 @@ fn a_held_back_100_trying_goes_out_only_when_the_tu_is_slow() {
     let mut ringing = Response::from_request(&request, 180);
     ringing.set_to_tag("b1").unwrap();
     ep.respond(start, id, ringing).unwrap();
+    // the 100's deadline is gone with it: nothing to wake for until the final response
+    assert_eq!(ep.poll_timeout(), None);
     ep.handle_timeout(start + Duration::from_millis(200));
     let sent: Vec<u16> = std::iter::from_fn(|| ep.poll_transmit())
         .map(|t| match Message::parse(&t.bytes).unwrap() {

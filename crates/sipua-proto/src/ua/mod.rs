@@ -1560,9 +1560,17 @@ impl UaCore {
         self.events.pop_front()
     }
 
-    /// When [`UaCore::handle_timeout`] must be called next.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    /// When [`UaCore::handle_timeout`] must be called next. Deadlines that no longer matter
+    /// (a 2xx acknowledged before its retransmission was due, a transaction answered before
+    /// its 100 Trying) are dropped first, so that they wake no one.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
         // kept ACKs expire lazily, on the next timeout of anything else
+        let pending = &self.pending_2xx;
+        self.timers.drop_stale_fronts(|at, key| {
+            pending
+                .get(&**key)
+                .is_some_and(|p| p.next == at || p.give_up == at)
+        });
         let own = self.timers.next_deadline();
         [own, self.prack.next_timeout(), self.endpoint.poll_timeout()]
             .into_iter()
