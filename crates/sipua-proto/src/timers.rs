@@ -66,7 +66,15 @@ impl<T> TimerQueue<T> {
                 self.lanes.push((ahead, VecDeque::new()));
                 Some(self.lanes.len() - 1)
             }
-            None => None,
+            // a deadline set from an earlier time (Timer B once the retransmissions stop)
+            // has a one-off distance: its lane empties soon and goes to the next duration
+            None => self
+                .lanes
+                .iter()
+                .position(|(_, q)| q.is_empty())
+                .inspect(|&i| {
+                    self.lanes[i].0 = ahead;
+                }),
         };
         if let Some(i) = lane {
             let q = &mut self.lanes[i].1;
@@ -204,6 +212,27 @@ mod tests {
         assert_eq!(q.next_deadline(), Some(t0 + s(32)));
         assert_eq!(drain(&mut q, t0 + s(32)), vec![(t0 + s(32), 1)]);
         assert_eq!(drain(&mut q, t0 + s(40)), vec![(t0 + s(33), 3)]);
+    }
+
+    #[test]
+    fn one_off_durations_do_not_keep_lanes_from_common_ones() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut q = TimerQueue::default();
+        // eight one-off distances take every lane, then come due and leave
+        for d in 1..=8u64 {
+            q.push(t0, t0 + ms(d * 7 + 1), d as u32);
+        }
+        assert_eq!(q.heap.len(), 0);
+        while q.pop_due(t0 + ms(100)).is_some() {}
+        // a common distance gets a lane back: a thousand of them stay out of the heap
+        for i in 0..1000u64 {
+            let now = t0 + ms(100 + i);
+            q.push(now, now + ms(32_000), i as u32);
+        }
+        assert_eq!(q.heap.len(), 0);
+        assert_eq!(q.len(), 1000);
+        assert_eq!(q.next_deadline(), Some(t0 + ms(32_100)));
     }
 
     #[test]
