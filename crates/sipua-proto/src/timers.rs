@@ -6,9 +6,10 @@
 //! Deadlines set the same duration ahead come due in the order they were set, so each such
 //! duration gets a lane: a FIFO that pushes at the back and pops at the front, touching two
 //! cache lines however many timers wait. A binary heap of 100 000 entries, by contrast, walks
-//! 17 levels of a multi-megabyte array on every pop. Deadlines that fit no lane (more
-//! durations than lanes, or a clock that went backwards) go to a heap, so any input stays
-//! correct.
+//! 17 levels of a multi-megabyte array on every pop. A lane left empty goes to the next new
+//! duration (one-off distances, such as Timer B's once the retransmissions stop, come and go).
+//! Deadlines that fit no lane (more durations than lanes, or a clock that went backwards) go
+//! to a heap, so any input stays correct.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
