@@ -37,6 +37,7 @@ mod name_addr;
 mod params;
 mod scan;
 mod status;
+pub mod text;
 mod uri;
 
 pub use builder::{error_response, RequestBuilder, ViaTemplate};

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sipua_message::header::RetryAfter;
+use sipua_message::text::{ip_text, push_decimal};
 use sipua_message::{
     error_response, Header, HeaderName, Host, Message, Method, ParseError, Request, Response,
     Transport, Via, ViaText,
@@ -891,42 +892,10 @@ pub fn received_via(req: &Request, source: SocketAddr) -> Option<Via> {
     v.params.set("received", Some(&ip_text(source.ip())));
     if wants_rport {
         let mut port = String::with_capacity(5);
-        push_decimal(&mut port, u32::from(source.port()));
+        push_decimal(&mut port, u64::from(source.port()));
         v.params.set("rport", Some(&port));
     }
     Some(v)
-}
-
-/// An address as `IpAddr`'s `Display` writes it, the usual IPv4 case without the formatter.
-fn ip_text(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(a) => {
-            let mut s = String::with_capacity(15);
-            for (i, o) in a.octets().into_iter().enumerate() {
-                if i > 0 {
-                    s.push('.');
-                }
-                push_decimal(&mut s, u32::from(o));
-            }
-            s
-        }
-        IpAddr::V6(_) => ip.to_string(),
-    }
-}
-
-/// Appends the decimal digits of `n` to `s`, without the formatter.
-fn push_decimal(s: &mut String, mut n: u32) {
-    let mut digits = [0u8; 10];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    s.extend(digits[i..].iter().map(|&d| char::from(d)));
 }
 
 /// `resp` with the Via of [`received_via`], unless it already differs from the request's
@@ -987,7 +956,7 @@ fn received_params(
     let ip = ip_text(source.ip());
     if wants_rport {
         let mut port = String::with_capacity(5);
-        push_decimal(&mut port, u32::from(source.port()));
+        push_decimal(&mut port, u64::from(source.port()));
         Some(write(&[("received", Some(&ip)), ("rport", Some(&port))]))
     } else {
         Some(write(&[("received", Some(&ip))]))
@@ -1064,26 +1033,6 @@ mod tests {
                 let code = format!("SIP/2.0 {status} ");
                 assert!(t.bytes.starts_with(code.as_bytes()));
             }
-        }
-    }
-
-    #[test]
-    fn addresses_and_ports_are_written_as_display_writes_them() {
-        for ip in [
-            "0.0.0.0",
-            "192.0.2.1",
-            "255.255.255.255",
-            "10.0.100.9",
-            "::1",
-            "2001:db8::7",
-        ] {
-            let ip: IpAddr = ip.parse().unwrap();
-            assert_eq!(ip_text(ip), ip.to_string());
-        }
-        for port in [0u16, 9, 10, 5060, 65535] {
-            let mut s = String::new();
-            push_decimal(&mut s, u32::from(port));
-            assert_eq!(s, port.to_string());
         }
     }
 }

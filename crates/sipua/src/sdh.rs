@@ -16,6 +16,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use sipua_message::text::{push_decimal, push_ip};
 
 /// A boxed future, as the handler traits return (they are used as trait objects).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -248,41 +249,6 @@ impl FixedSdp {
     }
 }
 
-/// Appends `n` in decimal.
-fn push_decimal(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for &d in &digits[i..] {
-        out.push(char::from(d));
-    }
-}
-
-/// Appends an address as SDP writes it (RFC 4566 §5.7: dotted quad or RFC 5952 text).
-fn push_ip(out: &mut String, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push('.');
-                }
-                push_decimal(out, u64::from(octet));
-            }
-        }
-        IpAddr::V6(v6) => {
-            use std::fmt::Write as _;
-            let _ = write!(out, "{v6}");
-        }
-    }
-}
-
 impl SessionDescriptionHandler for FixedSdp {
     fn get_description<'a>(
         &'a mut self,
@@ -391,27 +357,6 @@ mod tests {
             })
             .unwrap_or_default()
             .to_owned()
-    }
-
-    #[test]
-    fn numbers_and_addresses_are_written_as_display_writes_them() {
-        for n in [0, 9, 10, 255, 65535, 1_000_000_007, u64::MAX] {
-            let mut out = String::new();
-            push_decimal(&mut out, n);
-            assert_eq!(out, n.to_string());
-        }
-        for ip in [
-            "0.0.0.0",
-            "255.255.255.255",
-            "10.0.100.9",
-            "2001:db8::1",
-            "::1",
-        ] {
-            let ip: IpAddr = ip.parse().unwrap();
-            let mut out = String::new();
-            push_ip(&mut out, ip);
-            assert_eq!(out, ip.to_string());
-        }
     }
 
     /// A fresh fixed handler and its answer to the offer `sdp`.
