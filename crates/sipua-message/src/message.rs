@@ -1009,18 +1009,9 @@ pub(crate) fn write_display(out: &mut Vec<u8>, value: &dyn fmt::Display) {
 }
 
 /// Appends the decimal digits of `n` to `out`, without the formatter.
-pub(crate) fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
+pub(crate) fn write_decimal(out: &mut Vec<u8>, n: u64) {
+    let (digits, start) = crate::text::decimal_digits(n);
+    out.extend_from_slice(&digits[start..]);
 }
 
 /// Writes a message into one buffer and records the index of each header line as it goes,

@@ -4,8 +4,8 @@
 
 use std::net::IpAddr;
 
-/// Appends `n` in decimal, as `Display` writes it.
-pub fn push_decimal(out: &mut String, mut n: u64) {
+/// The decimal digits of `n`: they are `buf[start..]` of the returned `(buf, start)`.
+pub(crate) fn decimal_digits(mut n: u64) -> ([u8; 20], usize) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
@@ -16,7 +16,13 @@ pub fn push_decimal(out: &mut String, mut n: u64) {
             break;
         }
     }
-    out.extend(digits[i..].iter().map(|&d| char::from(d)));
+    (digits, i)
+}
+
+/// Appends `n` in decimal, as `Display` writes it.
+pub fn push_decimal(out: &mut String, n: u64) {
+    let (digits, start) = decimal_digits(n);
+    out.extend(digits[start..].iter().map(|&d| char::from(d)));
 }
 
 /// Appends an address as `IpAddr`'s `Display` writes it (dotted quad, or RFC 5952 text for
