@@ -539,6 +539,7 @@ impl Response {
             .extend_from_slice(reason.unwrap_or(reason_phrase(status)).as_bytes());
         w.end_start_line();
         let mut first_via = true;
+        let record_route = creates_dialog(req, status);
         // one match on each line's known name (as HeaderRef::is decides for these names)
         for h in req.headers().iter() {
             match h.entry().known {
@@ -585,6 +586,8 @@ impl Response {
                     w.raw_checked(h, req.checked(h, false));
                 }
                 Some(Known::Timestamp) if status == 100 => w.raw(h),
+                // byte for byte, in order, unknown parameters and all (RFC 3261 §12.1.1)
+                Some(Known::RecordRoute) if record_route => w.raw(h),
                 _ => {}
             }
         }
@@ -611,6 +614,21 @@ impl Response {
             }
             _ => fallback_response(),
         }
+    }
+}
+
+/// Whether a `status` response to `req` creates a dialog, and so carries the request's
+/// Record-Route (RFC 3261 §12.1.1): a 101–299 to an INVITE, or a 2xx to a SUBSCRIBE, REFER
+/// (RFC 6665 §4.2.1, RFC 3515) or to a NOTIFY that makes a subscription's dialog (RFC 6665
+/// §4.1.2.4), when the request is outside a dialog (no To tag).
+fn creates_dialog(req: &Request, status: u16) -> bool {
+    if req.has_to_tag() {
+        return false;
+    }
+    match req.method() {
+        Method::Invite => (101..300).contains(&status),
+        Method::Subscribe | Method::Refer | Method::Notify => (200..300).contains(&status),
+        _ => false,
     }
 }
 

@@ -1,14 +1,17 @@
 //! Dialogs (RFC 3261 §12): created by a UAC from a response with a To tag (§12.1.2) or by a
 //! UAS from a request (§12.1.1); route sets from Record-Route, remote target from Contact,
 //! local and remote CSeq rules, and in-dialog requests with loose routing and the strict
-//! routing of §12.2.1.1.
+//! routing of §12.2.1.1; the route set recomputed by the 2xx that confirms an early dialog
+//! (§13.2.2.4) and frozen after it; the flow a dialog came over, for peers reachable only
+//! through it (RFC 5626, RFC 7118).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use sipua_message::header::{Contact, RecordRoute};
 use sipua_message::{
-    Header, HeaderName, Method, NameAddr, ParseError, Request, RequestBuilder, Response, Uri, Via,
-    ViaTemplate,
+    Header, HeaderName, Method, NameAddr, ParseError, Request, RequestBuilder, Response, Transport,
+    Uri, Via, ViaTemplate,
 };
 
 /// What names a dialog (RFC 3261 §12): Call-ID and the two tags.
@@ -197,6 +200,36 @@ pub struct Dialog {
     pub secure: bool,
     /// Whether we sent the INVITE that made it (and so chose the Call-ID, RFC 3261 §14.1).
     pub caller: bool,
+    /// The connection the dialog's first request or response came over (TCP, TLS, WS,
+    /// WSS), if it did: our requests go back over it when the peer cannot be reached
+    /// otherwise (see [`Dialog::uses_flow`]).
+    pub flow: Option<Flow>,
+}
+
+/// A connection to a peer, as the transports key it: the transport and the peer's address
+/// (RFC 5626 §3 "flow", RFC 3261 §18 connection reuse).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Flow {
+    /// TCP, TLS, WS or WSS.
+    pub transport: Transport,
+    /// The peer's end of the connection.
+    pub remote: SocketAddr,
+}
+
+/// Whether a peer's Contact can only be reached over the connection it came in on: a
+/// WebSocket client (it accepts no connection, and its Contact host is often made up under
+/// `.invalid`, RFC 7118 §5 and Appendix B) or an RFC 5626 outbound Contact (`;ob`).
+pub fn reached_only_over_flow(target: &Uri) -> bool {
+    let Some(sip) = target.as_sip() else {
+        return false;
+    };
+    let host = sip.host.to_string();
+    let host = host.trim_end_matches('.');
+    host.len() >= 8 && host[host.len() - 8..].eq_ignore_ascii_case(".invalid")
+        || sip.params.get("ob").is_some()
+        || sip
+            .transport()
+            .is_some_and(|t| t.eq_ignore_ascii_case("ws") || t.eq_ignore_ascii_case("wss"))
 }
 
 fn contact_uri(contacts: Vec<Contact>) -> Result<Uri, DialogError> {
@@ -280,6 +313,7 @@ impl Dialog {
             route_set,
             secure: is_sips(request),
             caller: true,
+            flow: None,
         })
     }
 
@@ -347,6 +381,7 @@ impl Dialog {
             route_set,
             secure: is_sips(request),
             caller: false,
+            flow: None,
         })
     }
 
@@ -380,6 +415,7 @@ impl Dialog {
             route_set,
             secure: is_sips(subscribe),
             caller: true,
+            flow: None,
         })
     }
 
@@ -441,6 +477,16 @@ impl Dialog {
     /// or 1xx to a target refresh moves the remote target (RFC 3261 §12.2.1.2).
     pub fn on_response(&mut self, resp: &Response) {
         if resp.is_success() {
+            // the 2xx that confirms an early dialog of our INVITE sets its route set anew
+            // (RFC 3261 §13.2.2.4); a confirmed dialog's route set never changes (§12.2.1.2)
+            if self.state == DialogState::Early
+                && self.caller
+                && resp.cseq().method == Method::Invite
+            {
+                if let Ok(rr) = resp.typed_all::<RecordRoute>() {
+                    self.route_set = rr.into_iter().rev().map(|r| r.0).collect();
+                }
+            }
             self.state = DialogState::Confirmed;
         }
         let refresh = match resp.cseq().method {
@@ -470,6 +516,14 @@ impl Dialog {
                 self.remote_target = uri;
             }
         }
+    }
+
+    /// Whether our requests must go over [`Dialog::flow`] rather than to the next hop: no
+    /// route set (the peer is the next hop) and a peer that is [`reached_only_over_flow`].
+    pub fn uses_flow(&self) -> bool {
+        self.flow.is_some()
+            && self.route_set.is_empty()
+            && reached_only_over_flow(&self.remote_target)
     }
 
     /// The URI the next hop is taken from: the first route, or the remote target.
@@ -639,13 +693,9 @@ mod tests {
     }
 
     fn ok(req: &Request) -> Response {
+        // a 2xx to an INVITE copies its Record-Route (RFC 3261 §12.1.1)
         let mut r = Response::from_request(req, 200);
         r.set_to_tag("314159").unwrap();
-        r.push_header(Header::new(
-            HeaderName::RecordRoute,
-            "<sip:p2.example.com;lr>, <sip:p1.example.com;lr>",
-        ))
-        .unwrap();
         r.push_header(Header::new(HeaderName::Contact, "<sip:bob@192.0.2.4>"))
             .unwrap();
         r
@@ -712,6 +762,7 @@ mod tests {
         let inv = invite();
         let mut resp = Response::from_request(&inv, 200);
         resp.set_to_tag("1").unwrap();
+        resp.remove_header(&HeaderName::RecordRoute).unwrap();
         resp.push_header(Header::new(
             HeaderName::RecordRoute,
             "<sip:strict.example.com>",

@@ -22,7 +22,9 @@ use sipua_message::{
 };
 
 use crate::auth::digest::Challenge;
-use crate::dialog::{Dialog, DialogError, DialogId, DialogIdRef, DialogState, UasParts, ViaValue};
+use crate::dialog::{
+    Dialog, DialogError, DialogId, DialogIdRef, DialogState, Flow, UasParts, ViaValue,
+};
 
 mod auth;
 mod prack;
@@ -723,12 +725,16 @@ impl UaCore {
         };
         let d = self.dialogs.get_mut(dialog).ok_or(UaError::UnknownDialog)?;
         let mut request = d.request_via(method.clone(), via, headers)?;
-        // a transport parameter in the next hop (the peer's Contact or first route) decides
-        let hint = d
-            .next_hop()
-            .as_sip()
-            .and_then(|u| u.transport())
-            .map(|t| Transport::parse(t.as_bytes()));
+        // the flow the peer is reachable over, else a transport parameter in the next hop
+        // (the peer's Contact or first route) decides
+        let hint = match flow_in_use(d) {
+            Some(f) => Some(f.transport.clone()),
+            None => d
+                .next_hop()
+                .as_sip()
+                .and_then(|u| u.transport())
+                .map(|t| Transport::parse(t.as_bytes())),
+        };
         if let Some((ct, body)) = body {
             request.set_body(Some(&ct), &body)?;
         }
@@ -910,7 +916,8 @@ impl UaCore {
                         }
                         None => {
                             let parts = inc.parts.take();
-                            let d = Dialog::uas_with(&inc.request, local_tag, state, parts)?;
+                            let mut d = Dialog::uas_with(&inc.request, local_tag, state, parts)?;
+                            d.flow = flow_of(&inc.transport, inc.source);
                             debug_assert_eq!(d.id.as_ref(), r);
                             let did = d.id.clone();
                             self.dialogs.insert(did.clone(), Box::new(d));
@@ -928,7 +935,8 @@ impl UaCore {
             // §4.2.1, RFC 3515 §2.4.4)
             let local_tag = response.to_tag().unwrap_or(&inc.local_tag).to_owned();
             let parts = inc.parts.take();
-            let d = Dialog::uas_with(&inc.request, &local_tag, DialogState::Confirmed, parts)?;
+            let mut d = Dialog::uas_with(&inc.request, &local_tag, DialogState::Confirmed, parts)?;
+            d.flow = flow_of(&inc.transport, inc.source);
             let did = d.id.clone();
             self.dialogs.entry(did.clone()).or_insert(Box::new(d));
             dialog_id = Some(did);
@@ -1371,7 +1379,8 @@ impl UaCore {
                                     a.set_tag(tag);
                                     a
                                 });
-                            if let Ok(d) = Dialog::uac_with(&out.request, &response, local) {
+                            if let Ok(mut d) = Dialog::uac_with(&out.request, &response, local) {
+                                d.flow = flow_of(&out.transport, out.destination);
                                 self.dialogs.insert(did.clone(), Box::new(d));
                             }
                         }
@@ -1505,12 +1514,15 @@ impl UaCore {
         let Some(out) = id.and_then(|i| self.outgoing.get(&i)) else {
             return;
         };
-        let (transport, fallback) = (out.transport.clone(), out.destination);
+        let (mut transport, fallback) = (out.transport.clone(), out.destination);
         let branch = self.branch();
         // one lookup of the dialog for where the ACK goes and what it holds
         let Some(d) = self.dialogs.get(did) else {
             return;
         };
+        if let Some(f) = flow_in_use(d) {
+            transport = f.transport.clone();
+        }
         let destination = destination_of(d).unwrap_or(fallback);
         let via = self.via_value(branch);
         let Ok(mut ack) = d.ack_via(seq, via) else {
@@ -1579,8 +1591,32 @@ impl UaCore {
     }
 }
 
+/// The connection dialog `d`'s requests go over instead of its next hop: the peer can be
+/// reached only over it ([`Dialog::uses_flow`]), or the next hop names no address we could
+/// reach without DNS while the peer reached us over a connection.
+fn flow_in_use(d: &Dialog) -> Option<&Flow> {
+    let f = d.flow.as_ref()?;
+    (d.uses_flow() || next_hop_address(d).is_none()).then_some(f)
+}
+
+/// The flow a dialog made by a message over `transport` from (or to) `remote` keeps.
+fn flow_of(transport: &Transport, remote: SocketAddr) -> Option<Flow> {
+    transport.is_reliable().then(|| Flow {
+        transport: transport.clone(),
+        remote,
+    })
+}
+
 /// [`UaCore::dialog_destination`] of dialog `d`.
 fn destination_of(d: &Dialog) -> Option<SocketAddr> {
+    match flow_in_use(d) {
+        Some(f) => Some(f.remote),
+        None => next_hop_address(d),
+    }
+}
+
+/// Where the next hop of dialog `d` is, when it names an address (RFC 3263 without DNS).
+fn next_hop_address(d: &Dialog) -> Option<SocketAddr> {
     // the usual next hop, an IP address with a port and no maddr or transport parameter,
     // is where the locator would send (RFC 3263 §4.2), without making one
     if let Some(sip) = d.next_hop().as_sip() {

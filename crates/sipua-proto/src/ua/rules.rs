@@ -246,6 +246,8 @@ pub(super) fn merge_key(keys: &KeyedState, req: &Request) -> Option<u64> {
     let mut h = keys.build_hasher();
     h.write(req.from_tag()?.as_bytes());
     h.write(req.call_id().as_bytes());
+    // CSeq is number and method: a MESSAGE 1 beside an INVITE 1 is not a merged request
     h.write_u32(req.cseq().seq);
+    h.write(req.method().as_str().as_bytes());
     Some(h.finish())
 }

@@ -482,7 +482,13 @@ async fn websocket(
                 let data: Bytes = match m {
                     Some(Ok(WsMessage::Text(t))) => Bytes::copy_from_slice(t.as_bytes()),
                     Some(Ok(WsMessage::Binary(b))) => b,
-                    Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return Ended::Lost,
+                    Some(Ok(WsMessage::Close(_))) => {
+                        // the library queued our Close in reply: send it before letting go
+                        // (RFC 6455 §5.5.1; a peer that never hears it reports 1006)
+                        let _ = tokio::time::timeout(WS_CLOSE_WAIT, ws.flush()).await;
+                        return Ended::Lost;
+                    }
+                    None | Some(Err(_)) => return Ended::Lost,
                     Some(Ok(_)) => continue, // ping/pong frames: answered by the library
                 };
                 if data.iter().all(|b| matches!(b, b'\r' | b'\n')) {
@@ -495,7 +501,7 @@ async fn websocket(
             }
             m = out.recv() => {
                 let Some((bytes, tx)) = m else {
-                    let _ = ws.close(None).await;
+                    close_ws(&mut ws).await;
                     return Ended::Closed;
                 };
                 // SIP is text; browsers' SIP stacks expect text frames
@@ -511,9 +517,31 @@ async fn websocket(
                 }
             }
             _ = idle => {
-                let _ = ws.close(None).await;
+                close_ws(&mut ws).await;
                 return Ended::Closed;
             }
         }
     }
+}
+
+/// How long a WebSocket close handshake may take, each way.
+const WS_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Our side of the close handshake (RFC 6455 §5.5.1, §7.1.2): a Close frame, then the
+/// peer's Close in reply (what else it sends meanwhile is dropped), within [`WS_CLOSE_WAIT`].
+async fn close_ws<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if ws.close(None).await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(WS_CLOSE_WAIT, async {
+        while let Some(Ok(m)) = ws.next().await {
+            if matches!(m, WsMessage::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
