@@ -25,6 +25,11 @@ pub struct AuthArgs {
     /// `IP:PORT`, whatever the Request-URI says.
     #[arg(long)]
     pub proxy: Option<SocketAddr>,
+    /// The address to put in Via, Contact and SDP instead of the one we listen on (a
+    /// NAT's or a container host's). On `0.0.0.0` without it, each peer is given the
+    /// address the kernel routes to it from.
+    #[arg(long)]
+    pub public_address: Option<std::net::IpAddr>,
 }
 
 impl AuthArgs {
@@ -38,6 +43,9 @@ impl AuthArgs {
         }
         if self.proxy.is_some() {
             o.outbound_proxy = self.proxy;
+        }
+        if self.public_address.is_some() {
+            o.public_address = self.public_address;
         }
     }
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 use sipua::message::{Response, Uri};
 use sipua::{
     EndReason, Invitation, InvitationRejectOptions, Inviter, InviterOptions, Listen, Session,
-    SessionDelegate, SessionState, TlsOptions, UserAgent, UserAgentDelegate, UserAgentOptions,
+    SessionDelegate, SessionDescriptionHandlerOptions, SessionInviteOptions, SessionState,
+    TlsOptions, UserAgent, UserAgentDelegate, UserAgentOptions,
 };
 
 /// How `sipua serve` answers INVITEs.
@@ -87,6 +88,9 @@ pub struct ServeArgs {
     /// signalling-only peers such as SIPp's built-in scenarios).
     #[arg(long, conflicts_with_all = ["echo", "play", "record_dir"])]
     no_media: bool,
+    /// Hang up each answered call after this many seconds (0: wait for the caller's BYE).
+    #[arg(long, default_value_t = 0.0)]
+    hangup_after: f64,
 }
 
 /// Arguments of `sipua call`.
@@ -149,6 +153,10 @@ pub struct CallArgs {
     /// Signalling only: announce a fixed SDP and send no RTP.
     #[arg(long, conflicts_with_all = ["play", "record", "dtmf"])]
     no_media: bool,
+    /// Once established, put the call on hold with a re-INVITE (`sendonly`), then take it
+    /// off hold with another, and print each outcome.
+    #[arg(long)]
+    hold: bool,
 }
 
 pub(crate) fn runtime() -> tokio::runtime::Runtime {
@@ -198,7 +206,7 @@ fn describe(r: EndReason) -> String {
     }
 }
 
-async fn answer(inv: Invitation, mode: Answer, quiet: bool) {
+async fn answer(inv: Invitation, mode: Answer, quiet: bool, hangup_after: f64) {
     let label = format!("call {}", inv.request().call_id());
     // a REFER in the call is followed (the peer transfers us)
     inv.set_delegate(Arc::new(crate::transfer::FollowTransfers {
@@ -244,6 +252,18 @@ async fn answer(inv: Invitation, mode: Answer, quiet: bool) {
             println!("{label}: {e}");
         }
     }
+    if hangup_after > 0.0 && inv.state() == SessionState::Established {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs_f64(hangup_after)) => {
+                match inv.bye().await {
+                    Ok(r) if !quiet => println!("{label}: BYE: {} {}", r.status(), r.reason()),
+                    Err(e) if !quiet => println!("{label}: BYE: {e}"),
+                    _ => {}
+                }
+            }
+            _ = inv.terminated() => {}
+        }
+    }
     // keep the handle until the call ends (dropping it would hang up)
     inv.terminated().await;
 }
@@ -252,11 +272,12 @@ async fn answer(inv: Invitation, mode: Answer, quiet: bool) {
 struct Answerer {
     mode: Answer,
     quiet: bool,
+    hangup_after: f64,
 }
 
 impl UserAgentDelegate for Answerer {
     fn on_invite(&self, invitation: Invitation) {
-        tokio::spawn(answer(invitation, self.mode, self.quiet));
+        tokio::spawn(answer(invitation, self.mode, self.quiet, self.hangup_after));
     }
 
     fn on_message(&self, message: sipua::IncomingRequest) {
@@ -345,6 +366,7 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
                 delegate: Some(Arc::new(Answerer {
                     mode: args.answer,
                     quiet: args.quiet,
+                    hangup_after: args.hangup_after,
                 })),
                 ..Default::default()
             };
@@ -551,9 +573,32 @@ async fn one_call(
             println!("sending DTMF {digits}");
         }
     }
-    let hold = tokio::time::sleep(Duration::from_secs_f64(args.duration.max(0.0)));
+    let stay = tokio::time::sleep(Duration::from_secs_f64(args.duration.max(0.0)));
+    tokio::pin!(stay);
+    if args.hold {
+        for (what, options) in [
+            ("hold", SessionDescriptionHandlerOptions::hold()),
+            ("unhold", SessionDescriptionHandlerOptions::default()),
+        ] {
+            let o = SessionInviteOptions {
+                session_description_handler_options: Some(options),
+                ..Default::default()
+            };
+            tokio::select! {
+                r = call.session().invite(o) => {
+                    r.map_err(|e| format!("{what}: {e}"))?;
+                    if verbose {
+                        println!("{what}: ok");
+                    }
+                }
+                why = call.terminated() => {
+                    return Err(format!("call ended before {what}: {}", describe(why)));
+                }
+            }
+        }
+    }
     tokio::select! {
-        _ = hold => {
+        _ = &mut stay => {
             let r = call.bye().await.map_err(|e| format!("BYE: {e}"))?;
             if verbose {
                 println!("BYE: {} {}", r.status(), r.reason());

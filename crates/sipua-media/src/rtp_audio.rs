@@ -73,8 +73,8 @@ pub struct RtpAudioOptions {
     pub capabilities: MediaCapabilities,
     /// Ports to take RTP/RTCP pairs from (inclusive).
     pub port_range: (u16, u16),
-    /// The address announced in SDP when the user agent listens on an unspecified address
-    /// (0.0.0.0 or ::); by default the address of the interface that routes to the peer.
+    /// The address announced in SDP instead of the one signalling names towards the peer
+    /// (a NAT's public address); `UserAgentOptions::public_address` sets both at once.
     pub public_address: Option<IpAddr>,
     /// The jitter buffer of each call.
     pub jitter: JitterConfig,
@@ -236,17 +236,16 @@ impl RtpAudio {
         options: Arc<RtpAudioOptions>,
     ) -> Result<RtpAudio, SdhError> {
         let seed = random_seed(&session.id);
-        let ip = match (session.local_ip, options.public_address) {
-            (ip, _) if !ip.is_unspecified() => ip,
-            (_, Some(p)) => p,
-            (ip, None) if ip.is_ipv4() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            (_, None) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        // named in the SDP: a public address of the user's, else the one signalling names
+        // towards this peer; never a wildcard (which would mean "hold" to old peers)
+        let ip = match (options.public_address, session.local_ip) {
+            (Some(p), _) => p,
+            (None, ip) if !ip.is_unspecified() => ip,
+            (None, ip) if ip.is_ipv4() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            (None, _) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
         };
-        let bind_ip = if session.local_ip.is_unspecified() {
-            session.local_ip
-        } else {
-            ip
-        };
+        // bound where signalling listens (all addresses when it listens on all)
+        let bind_ip = session.bind_ip;
         let (rtp, rtcp) = bind_pair(bind_ip, options.port_range, seed)?;
         let local = SocketAddr::new(ip, rtp.local_addr().map_err(io_err)?.port());
         let audio = (options.audio)(session)?;

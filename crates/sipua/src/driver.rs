@@ -262,6 +262,9 @@ pub(crate) struct Driver {
     /// Where each client INVITE went (the dialogs it creates inherit it).
     destinations: IdMap<TransactionId, SocketAddr>,
     stopping: Option<(tokio::time::Instant, oneshot::Sender<()>)>,
+    /// For an agent on a wildcard address without a public one: our address towards each
+    /// peer, set in the core before each message it sends or answers.
+    routes: Option<Arc<crate::transport::Routes>>,
 }
 
 /// How many queued commands the driver applies after the one its select woke for.
@@ -274,7 +277,12 @@ pub(crate) fn now() -> std::time::Instant {
 
 impl Driver {
     pub(crate) fn new(core: UaCore, net: Net, shared: Weak<Shared>) -> Driver {
+        let routes = shared
+            .upgrade()
+            .and_then(|s| s.public_ip().is_none().then(|| s.routes.clone()))
+            .filter(|_| net.local_addr().ip().is_unspecified());
         Driver {
+            routes,
             core,
             net,
             shared,
@@ -330,6 +338,7 @@ impl Driver {
                 r = std::future::poll_fn(|cx| self.net.poll_recv(cx)) => match r {
                     None => return,
                     Some(NetEvent::Message(transport, bytes, remote)) => {
+                        self.advertise_to(Some(remote));
                         self.core.handle_datagram(now(), Received { transport, remote, bytes });
                     }
                     Some(NetEvent::SendFailed(id)) => self.core.handle_transport_error(now(), id),
@@ -353,6 +362,14 @@ impl Driver {
                     self.core.handle_timeout(now());
                 }
             }
+        }
+    }
+
+    /// On a wildcard address, names in what the core writes next the address the kernel
+    /// routes to `peer` from (see [`UaCore::set_local_ip`]).
+    fn advertise_to(&mut self, peer: Option<SocketAddr>) {
+        if let (Some(routes), Some(peer)) = (&self.routes, peer) {
+            self.core.set_local_ip(routes.source_for(peer.ip()));
         }
     }
 
@@ -538,7 +555,10 @@ impl Driver {
                 let (sink, inputs) = queue(SESSION_QUEUE);
                 self.sessions.insert(key, (sink, Owned::default()));
                 self.own_tx(key, id);
-                crate::session::spawn_invitation(shared, key, id, request, inputs, replaces);
+                let source = self.core.request_source(id);
+                crate::session::spawn_invitation(
+                    shared, key, id, request, inputs, replaces, source,
+                );
             }
             Method::Message | Method::Notify => {
                 crate::user_agent::incoming_request(shared, id, request);
@@ -560,6 +580,7 @@ impl Driver {
 
     fn answer(&mut self, id: TransactionId, status: u16) {
         let t = now();
+        self.advertise_to(self.core.request_source(id));
         if let Ok(mut r) = self.core.response(id, status) {
             if status == 405 {
                 if let Some(shared) = self.shared.upgrade() {
@@ -630,6 +651,7 @@ impl Driver {
                 defer_ack,
                 reply,
             } => {
+                self.advertise_to(Some(destination));
                 let opts = OutOfDialog {
                     transport,
                     from: from.map(|f| *f),
@@ -657,6 +679,7 @@ impl Driver {
                 reliable,
                 reply,
             } => {
+                self.advertise_to(self.core.request_source(id));
                 let body = body.as_ref().map(|(ct, b)| (ct, &b[..]));
                 let r = self
                     .core
@@ -691,6 +714,7 @@ impl Driver {
                     ))));
                     return;
                 };
+                self.advertise_to(Some(destination));
                 let r = self.core.request_in_dialog_with(
                     t,
                     &dialog,
@@ -711,6 +735,7 @@ impl Driver {
                 body,
                 reply,
             } => {
+                self.advertise_to(self.dialog_destination(&dialog));
                 let _ = reply.send(self.core.ack(t, &dialog, seq, body).map_err(Error::from));
             }
             Command::Cancel { id, reasons, reply } => {
@@ -722,10 +747,11 @@ impl Driver {
                 destination,
                 opts,
                 reply,
-            } => match self
-                .core
-                .send_request_with(t, method, target, destination, *opts)
-            {
+            } => match {
+                self.advertise_to(Some(destination));
+                self.core
+                    .send_request_with(t, method, target, destination, *opts)
+            } {
                 Ok(id) => {
                     self.by_tx.insert(id, Route::Waiter(reply));
                 }
@@ -741,6 +767,7 @@ impl Driver {
                 opts,
                 reply,
             } => {
+                self.advertise_to(Some(destination));
                 let call_id = opts.call_id.clone();
                 let creates = matches!(method, Method::Subscribe | Method::Refer);
                 let r = self

@@ -150,8 +150,12 @@ pub trait SessionDescriptionHandler: Send {
 /// What a factory knows about the session it makes a handler for.
 #[derive(Debug, Clone)]
 pub struct SessionContext {
-    /// The local address signalling uses (a handler binds media near it).
+    /// The address to name in the description: the one signalling names towards this
+    /// session's peer (never a wildcard, unless nothing better is known).
     pub local_ip: IpAddr,
+    /// The address signalling listens on (a handler binds media there: a wildcard address
+    /// when the agent listens on one).
+    pub bind_ip: IpAddr,
     /// The session's id (the Call-ID and tags, once known), for logs.
     pub id: String,
 }

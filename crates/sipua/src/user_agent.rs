@@ -2,7 +2,7 @@
 //! timers, the sans-IO core) and hands incoming INVITEs, MESSAGEs and NOTIFYs to its
 //! [`UserAgentDelegate`] or, without one, to [`UserAgent::next_invitation`].
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -87,8 +87,14 @@ pub trait UserAgentDelegate: Send + Sync {
 /// ephemeral loopback port.
 #[derive(Clone)]
 pub struct UserAgentOptions {
-    /// Where to listen; its address goes into Via and Contact.
+    /// Where to listen; its address goes into Via and Contact. On a wildcard address
+    /// (`0.0.0.0`, `::`) each message names instead the address the kernel routes to its
+    /// peer from (and so does the SDP of the default media handlers).
     pub listen: Listen,
+    /// The address to put in Via, Contact, From and the SDP instead of the one we listen
+    /// on or route from: a NAT's public address, or a container's host address. The port
+    /// stays the one we listen on.
+    pub public_address: Option<IpAddr>,
     /// The user part of our Contact (and of our address of record when `uri` is unset).
     pub user: String,
     /// Our address of record, put in From (SIP.js `uri`); `None` is `sip:user@local-ip`.
@@ -114,7 +120,9 @@ pub struct UserAgentOptions {
     /// DNS servers for RFC 3263 server location (NAPTR, SRV, A/AAAA); `None` uses the
     /// system's configuration.
     pub dns_servers: Option<Vec<SocketAddr>>,
-    /// Answers requests to any user, not only ours (a server answering every number).
+    /// Answers requests to any user (the default, as SIP.js does); `false` answers 404 to
+    /// requests outside a dialog whose Request-URI names another user than
+    /// [`UserAgentOptions::user`].
     pub accept_any_user: bool,
     /// On `stop`, ends every session (BYE, CANCEL or 480) and waits for the answers.
     pub graceful_shutdown: bool,
@@ -140,6 +148,7 @@ impl Default for UserAgentOptions {
     fn default() -> UserAgentOptions {
         UserAgentOptions {
             listen: Listen::Udp(SocketAddr::from(([127, 0, 0, 1], 0))),
+            public_address: None,
             user: "sipua".into(),
             uri: None,
             display_name: None,
@@ -151,7 +160,7 @@ impl Default for UserAgentOptions {
             outbound_proxy: None,
             session_timers: Some(crate::SessionTimerOptions::default()),
             dns_servers: None,
-            accept_any_user: false,
+            accept_any_user: true,
             graceful_shutdown: true,
             seed: None,
             connection_idle_timeout: Duration::from_secs(180),
@@ -180,6 +189,8 @@ pub(crate) struct Shared {
     /// `local` as text, made once (each session's id for its media handler starts with it).
     pub(crate) local_text: String,
     pub(crate) dns: DnsResolver,
+    /// Our address towards each peer, for an agent on a wildcard address.
+    pub(crate) routes: Arc<crate::transport::Routes>,
     next_key: AtomicU64,
     invitations: Mutex<Option<mpsc::Sender<Invitation>>>,
     /// `Allow` with the methods the API handles, made once.
@@ -198,6 +209,30 @@ pub(crate) struct StopHook {
 }
 
 impl Shared {
+    /// The public address set in the options, if any.
+    pub(crate) fn public_ip(&self) -> Option<IpAddr> {
+        self.options.public_address
+    }
+
+    /// Whether what we advertise depends on the peer: a wildcard address and no public one.
+    pub(crate) fn routes_matter(&self) -> bool {
+        self.public_ip().is_none() && self.local.ip().is_unspecified()
+    }
+
+    /// The address that our messages and media descriptions name towards `peer`: the
+    /// public address if set, else the one we listen on, else (on a wildcard address) the
+    /// one the kernel routes to `peer` from.
+    pub(crate) fn advertised_ip(&self, peer: Option<SocketAddr>) -> IpAddr {
+        if let Some(ip) = self.public_ip() {
+            return ip;
+        }
+        let ip = self.local.ip();
+        match peer {
+            Some(p) if ip.is_unspecified() => self.routes.source_for(p.ip()),
+            _ => ip,
+        }
+    }
+
     /// Runs `f(target)` when the agent stops gracefully, if `target` still lives then.
     pub(crate) fn on_stop<T: Send + Sync + 'static>(
         &self,
@@ -383,6 +418,19 @@ impl UserAgent {
             .await
             .map_err(|e| Error::Transport(e.to_string()))?;
         let local = net.local_addr();
+        // what the core names until the driver knows the peer (see UaCore::set_local_ip)
+        let named = match o.public_address {
+            Some(ip) => SocketAddr::new(ip, local.port()),
+            None if local.ip().is_unspecified() => SocketAddr::new(
+                if local.is_ipv4() {
+                    std::net::Ipv4Addr::LOCALHOST.into()
+                } else {
+                    std::net::Ipv6Addr::LOCALHOST.into()
+                },
+                local.port(),
+            ),
+            None => local,
+        };
         let transport = net.transport();
         let seed = o.seed.unwrap_or_else(|| clock_seed(local));
         let aor = match (&o.uri, &o.display_name) {
@@ -390,7 +438,7 @@ impl UserAgent {
             (uri, name) => {
                 let uri = match uri {
                     Some(u) => u.clone(),
-                    None => format!("sip:{}@{}", o.user, Host::from(local.ip()))
+                    None => format!("sip:{}@{}", o.user, Host::from(named.ip()))
                         .parse()
                         .map_err(|e| Error::InvalidArgument(format!("user {}: {e}", o.user)))?,
                 };
@@ -403,7 +451,7 @@ impl UserAgent {
             seed,
             aor,
             credentials: o.credentials.clone(),
-            ..UaConfig::new(local, transport, &o.user)
+            ..UaConfig::new(named, transport, &o.user)
         };
         cfg.endpoint.seed = seed.rotate_left(17);
         // an INVITE answered within 200 ms needs no 100 Trying (RFC 3261 §17.2.1): one
@@ -428,6 +476,7 @@ impl UserAgent {
             options: o.clone(),
             local,
             local_text: local.to_string(),
+            routes: Arc::default(),
             dns: match &o.dns_servers {
                 Some(servers) => DnsResolver::with_servers(servers, seed),
                 None => DnsResolver::system(seed),

@@ -9,7 +9,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -341,19 +341,14 @@ fn known(dialogs: &KeyedMap<DialogId, Box<Dialog>>, r: DialogIdRef<'_>) -> Optio
 impl UaCore {
     /// A user agent with no dialogs.
     pub fn new(cfg: UaConfig) -> UaCore {
-        let (contact, aor) = (UaCore::make_contact(&cfg), UaCore::make_aor(&cfg));
-        let call_id_suffix = format!("@{}", Host::from(cfg.local.ip()));
-        // what UaCore::via writes before its branch value
-        let via_prefix = {
-            let mut v = Via::new(
-                cfg.transport.clone(),
-                Host::from(cfg.local.ip()),
-                Some(cfg.local.port()),
-                "",
-            );
-            v.params = Params::new();
-            format!("{v};branch=")
-        };
+        let Addressed {
+            contact,
+            aor,
+            aor_round_trips,
+            call_id_suffix,
+            via_prefix,
+            via_template,
+        } = Addressed::new(&cfg);
         UaCore {
             timers_cfg: cfg.endpoint.timers,
             endpoint: Endpoint::new(cfg.endpoint.clone()),
@@ -368,14 +363,10 @@ impl UaCore {
             events: VecDeque::new(),
             queue: VecDeque::new(),
             contact,
-            aor_round_trips: {
-                let mut tagged = aor.clone();
-                tagged.set_tag("0123456789");
-                NameAddr::parse(tagged.to_string().as_bytes()).is_ok_and(|a| a == tagged)
-            },
+            aor_round_trips,
             aor,
             call_id_suffix,
-            via_template: ViaTemplate::new(&via_prefix, ";rport").ok(),
+            via_template,
             via_prefix,
             merged: IdMap::default(),
             keys: KeyedState::default(),
@@ -387,6 +378,35 @@ impl UaCore {
             subscribing: KeyedMap::default(),
             next_sweep: None,
         }
+    }
+
+    /// The address our Via, Contact, Call-IDs and (when no address of record was set) From
+    /// name from now on. A user agent listening on a wildcard address (`0.0.0.0`, `::`)
+    /// sets, before each message, the address the kernel routes to that peer from, so that
+    /// no message names the wildcard (its driver looks the route up; this core reads no
+    /// socket). Cheap when the address does not change.
+    pub fn set_local_ip(&mut self, ip: IpAddr) {
+        if ip == self.cfg.local.ip() {
+            return;
+        }
+        self.cfg.local.set_ip(ip);
+        let a = Addressed::new(&self.cfg);
+        self.contact = a.contact;
+        self.aor = a.aor;
+        self.aor_round_trips = a.aor_round_trips;
+        self.call_id_suffix = a.call_id_suffix;
+        self.via_prefix = a.via_prefix;
+        self.via_template = a.via_template;
+    }
+
+    /// The address our messages name now ([`UaCore::set_local_ip`]).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.cfg.local
+    }
+
+    /// Where request `id` (a server transaction still being answered) came from.
+    pub fn request_source(&self, id: TransactionId) -> Option<SocketAddr> {
+        self.incoming.get(&id).map(|i| i.source)
     }
 
     /// A dialog, if it exists.
@@ -1605,6 +1625,45 @@ fn flow_of(transport: &Transport, remote: SocketAddr) -> Option<Flow> {
         transport: transport.clone(),
         remote,
     })
+}
+
+/// What the core writes from its own address, made once per address.
+struct Addressed {
+    contact: Header,
+    aor: NameAddr,
+    aor_round_trips: bool,
+    call_id_suffix: String,
+    via_prefix: String,
+    via_template: Option<ViaTemplate>,
+}
+
+impl Addressed {
+    fn new(cfg: &UaConfig) -> Addressed {
+        let aor = UaCore::make_aor(cfg);
+        // what UaCore::via writes before its branch value
+        let via_prefix = {
+            let mut v = Via::new(
+                cfg.transport.clone(),
+                Host::from(cfg.local.ip()),
+                Some(cfg.local.port()),
+                "",
+            );
+            v.params = Params::new();
+            format!("{v};branch=")
+        };
+        Addressed {
+            contact: UaCore::make_contact(cfg),
+            aor_round_trips: {
+                let mut tagged = aor.clone();
+                tagged.set_tag("0123456789");
+                NameAddr::parse(tagged.to_string().as_bytes()).is_ok_and(|a| a == tagged)
+            },
+            aor,
+            call_id_suffix: format!("@{}", Host::from(cfg.local.ip())),
+            via_template: ViaTemplate::new(&via_prefix, ";rport").ok(),
+            via_prefix,
+        }
+    }
 }
 
 /// [`UaCore::dialog_destination`] of dialog `d`.

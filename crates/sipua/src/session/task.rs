@@ -130,6 +130,9 @@ struct Task {
     retry: Option<(Instant, SessionInviteOptions, Reply<()>, u8)>,
     /// Our 2xx waits for its ACK (a BYE must wait too, RFC 3261 §15).
     awaiting_ack: bool,
+    /// The peer's address (where the INVITE came from, or where ours goes), when known:
+    /// on a wildcard address, the media handler names our address towards it.
+    peer: Option<std::net::SocketAddr>,
     /// Our 2xx carried an offer: the ACK carries the answer.
     answer_in_ack: bool,
     /// A BYE asked for while our 2xx waits for its ACK.
@@ -222,6 +225,7 @@ pub(crate) fn spawn_invitation(
     request: Request,
     inputs: QueueReceiver<SessionInput>,
     replaces: Option<SessionKey>,
+    source: Option<std::net::SocketAddr>,
 ) {
     let (ctx, crx, stx, info, slot) = new_channels(None);
     let request = Arc::new(request);
@@ -250,6 +254,7 @@ pub(crate) fn spawn_invitation(
         key,
         me,
         rng: Rng::new(key ^ shared.local.port() as u64 ^ 0xca11),
+        peer: source,
         ..Task::blank(
             shared,
             stx,
@@ -305,6 +310,7 @@ impl Task {
             reinvite: None,
             retry: None,
             awaiting_ack: false,
+            peer: None,
             answer_in_ack: false,
             bye_after_ack: None,
             update: None,
@@ -652,7 +658,8 @@ impl Task {
     fn ensure_sdh(&mut self) -> Result<&mut Box<dyn SessionDescriptionHandler>, Error> {
         if self.sdh.is_none() {
             let ctx = SessionContext {
-                local_ip: self.shared.local.ip(),
+                local_ip: self.shared.advertised_ip(self.peer),
+                bind_ip: self.shared.local.ip(),
                 id: {
                     // the address as text was made once; a SocketAddr's Display is slow
                     let mut id = String::with_capacity(self.shared.local_text.len() + 21);
@@ -859,7 +866,7 @@ impl Task {
                     format!(
                         "<sip:{}@{}>",
                         self.shared.options.user,
-                        self.shared.local.ip()
+                        self.shared.advertised_ip(self.peer)
                     )
                 },
                 |u| format!("<{u}>"),
@@ -874,6 +881,13 @@ impl Task {
             HeaderName::UserAgent,
             self.shared.options.user_agent_string.clone(),
         ));
+        if self.shared.routes_matter() {
+            // on a wildcard address the offer names our address towards the next hop
+            if let Role::Uac(uac) = &self.role {
+                let target = uac.target.clone();
+                self.peer = self.shared.resolve(&target).await.ok().map(|(d, _)| d);
+            }
+        }
         let body = if without_sdp {
             None
         } else {
@@ -1527,7 +1541,8 @@ impl Task {
         if deferred {
             // its 2xx made an offer: the ACK owes it an answer, from a handler of its own
             let ctx = SessionContext {
-                local_ip: self.shared.local.ip(),
+                local_ip: self.shared.advertised_ip(self.peer),
+                bind_ip: self.shared.local.ip(),
                 id: format!("{}-{}-fork", self.shared.local, self.key),
             };
             let pending = throwaway_answer(

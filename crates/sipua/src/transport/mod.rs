@@ -6,6 +6,7 @@
 //! on tokio's clock, so whole user agents can be tested deterministically with virtual time.
 
 mod memory;
+mod route;
 mod stream;
 
 use std::io;
@@ -22,6 +23,7 @@ use tokio::net::UdpSocket;
 
 use memory::MemoryPort;
 pub use memory::{LinkConfig, MemoryNetwork, MemorySocket};
+pub(crate) use route::Routes;
 
 /// Largest datagram read.
 const MAX_DATAGRAM: usize = 65_535;
