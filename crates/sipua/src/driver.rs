@@ -747,18 +747,20 @@ impl Driver {
                 destination,
                 opts,
                 reply,
-            } => match {
+            } => {
                 self.advertise_to(Some(destination));
-                self.core
+                match self
+                    .core
                     .send_request_with(t, method, target, destination, *opts)
-            } {
-                Ok(id) => {
-                    self.by_tx.insert(id, Route::Waiter(reply));
+                {
+                    Ok(id) => {
+                        self.by_tx.insert(id, Route::Waiter(reply));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.into()));
+                    }
                 }
-                Err(e) => {
-                    let _ = reply.send(Err(e.into()));
-                }
-            },
+            }
             Command::RequestFor {
                 key,
                 method,
