@@ -157,6 +157,13 @@ pub struct CallArgs {
     /// off hold with another, and print each outcome.
     #[arg(long)]
     hold: bool,
+    /// Once established (and after `--hold`), send this text in a MESSAGE (RFC 3428) inside
+    /// the call (SIP.js `session.message()`), and print its answer.
+    #[arg(long)]
+    message: Option<String>,
+    /// The same, outside the call: a MESSAGE of its own to the URI called.
+    #[arg(long)]
+    message_out: Option<String>,
 }
 
 pub(crate) fn runtime() -> tokio::runtime::Runtime {
@@ -595,6 +602,42 @@ async fn one_call(
                     return Err(format!("call ended before {what}: {}", describe(why)));
                 }
             }
+        }
+    }
+    if let Some(text) = &args.message {
+        let body = sipua::BodyAndContentType {
+            content_type: "text/plain".into(),
+            body: text.clone().into(),
+        };
+        let r = call
+            .message(sipua::RequestOptions {
+                body: Some(body),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("MESSAGE: {e}"))?;
+        if verbose {
+            println!("MESSAGE in the call: {} {}", r.status(), r.reason());
+        }
+        if !r.is_success() {
+            return Err(format!("MESSAGE answered {} {}", r.status(), r.reason()));
+        }
+    }
+    if let Some(text) = &args.message_out {
+        let m = sipua::Messager::new(
+            ua,
+            uri.clone(),
+            text.clone(),
+            "text/plain",
+            Default::default(),
+        )
+        .map_err(|e| format!("MESSAGE: {e}"))?;
+        let r = m.message().await.map_err(|e| format!("MESSAGE: {e}"))?;
+        if verbose {
+            println!("MESSAGE: {} {}", r.status(), r.reason());
+        }
+        if !r.is_success() {
+            return Err(format!("MESSAGE answered {} {}", r.status(), r.reason()));
         }
     }
     tokio::select! {

@@ -125,13 +125,46 @@ async fn run(ua: &UserAgent, args: &TransferArgs) -> Result<(), String> {
     outcome
 }
 
-/// The transferee's side for `sipua serve`: follows every REFER, printing how it goes.
+/// The transferee's side for `sipua serve`: follows every REFER, printing how it goes, and
+/// prints the peer's re-INVITEs (with the direction they offer) and in-call MESSAGEs.
 pub struct FollowTransfers {
     /// The answered call's name in the output.
     pub label: String,
 }
 
+/// The direction attribute of an SDP body (RFC 3264 §5.1; `sendrecv` when none is given).
+fn sdp_direction(body: &[u8]) -> &'static str {
+    let text = String::from_utf8_lossy(body);
+    for d in ["sendonly", "recvonly", "inactive", "sendrecv"] {
+        if text.lines().any(|l| l.trim() == format!("a={d}")) {
+            return d;
+        }
+    }
+    if body.is_empty() {
+        "no offer"
+    } else {
+        "sendrecv"
+    }
+}
+
 impl SessionDelegate for FollowTransfers {
+    fn on_invite(&self, request: &sipua::message::Request, status: u16) {
+        println!(
+            "{}: re-INVITE ({}) answered {status}",
+            self.label,
+            sdp_direction(request.body())
+        );
+    }
+
+    fn on_message(&self, request: &sipua::message::Request) -> u16 {
+        println!(
+            "{}: MESSAGE in the call: {}",
+            self.label,
+            String::from_utf8_lossy(request.body())
+        );
+        200
+    }
+
     fn on_refer(&self, referral: Referral) {
         let label = self.label.clone();
         tokio::spawn(async move {

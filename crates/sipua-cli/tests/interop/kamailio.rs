@@ -18,16 +18,21 @@ const SUBSCRIBER: &str = include_str!("kamailio/db/subscriber");
 
 /// One Kamailio on loopback from a private directory; stopped with SIGTERM (its worker
 /// processes follow the main one; SIGKILL would leave them holding the ports).
-struct Kamailio {
+pub(crate) struct Kamailio {
     child: Killed,
-    out: Output,
+    pub(crate) out: Output,
     dir: PathBuf,
-    sip_port: u16,
-    ws_port: u16,
+    pub(crate) sip_port: u16,
+    pub(crate) ws_port: u16,
 }
 
 impl Kamailio {
     fn start(name: &str) -> Kamailio {
+        Kamailio::start_with(name, &[])
+    }
+
+    /// [`Kamailio::start`] with `-A` defines of the config (`OPEN_RELAY`, `WITH_TCP_FLOWS`).
+    pub(crate) fn start_with(name: &str, defines: &[&str]) -> Kamailio {
         assert!(
             Command::new("kamailio").arg("-v").output().is_ok(),
             "kamailio is not installed (apt-get install kamailio kamailio-websocket-modules; \
@@ -58,7 +63,8 @@ impl Kamailio {
                 .args(["-DD", "-E", "-Y"])
                 .arg(&run)
                 .arg("-P")
-                .arg(run.join("kamailio.pid")),
+                .arg(run.join("kamailio.pid"))
+                .args(defines.iter().flat_map(|d| ["-A", d])),
         );
         let k = Kamailio {
             child,

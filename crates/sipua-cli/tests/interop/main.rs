@@ -4,6 +4,8 @@
 mod baresip;
 mod common;
 mod kamailio;
+mod matrix;
+mod matrix_sipp;
 mod media;
 mod sipp;
 mod transfer;

@@ -41,7 +41,11 @@ function emit(name, fields = {}) {
     if (v === undefined || v === null) continue;
     line += ` ${k}=${fmtValue(k, v)}`;
   }
-  process.stdout.write(line + "\n"); // synchronous for pipes and files on Linux
+  try {
+    process.stdout.write(line + "\n"); // synchronous for pipes and files on Linux
+  } catch {
+    // stdout gone (the harness closed the pipe): nothing left to tell
+  }
 }
 
 class PeerError extends Error {
@@ -58,12 +62,13 @@ modes:   answer | call URI | message URI --message TEXT | subscribe URI [--event
 options: --server ws://127.0.0.1:PORT|wss://...  (loopback only, required)
          --ca FILE  --user NAME --password PW  --domain D (127.0.0.1)  --register
          --lifetime S (30)  --timeout S (10)  --log debug|trace
-         --hangup-after S  --hold  --hold-for S (0.5)  --calls N (1, 0 = unlimited)
+         --hangup-after S  --hold  --hold-after S (0.5)  --hold-for S (0.5)
+         --calls N (1, 0 = unlimited)
          --message TEXT  --event PKG  --accept TYPE  --notifies N (1)  --expires S
          --rtp-port P (40000)`;
 const VALUE_OPTS = new Set([
   "server", "ca", "user", "password", "domain", "log", "lifetime", "timeout", "hangup-after",
-  "hold-for", "calls", "message", "event", "accept", "notifies", "expires", "rtp-port",
+  "hold-for", "hold-after", "calls", "message", "event", "accept", "notifies", "expires", "rtp-port",
 ]);
 const FLAG_OPTS = new Set(["register", "hold"]);
 
@@ -138,6 +143,7 @@ const TIMEOUT = num("timeout", 10, { min: 0.1 });
 const HANGUP_AFTER = num("hangup-after", undefined);
 const HOLD = !!opts.hold;
 const HOLD_FOR = num("hold-for", 0.5);
+const HOLD_AFTER = num("hold-after", 0.5);
 const CALLS = num("calls", 1, { integer: true });
 const NOTIFIES = num("notifies", 1, { min: 1, integer: true });
 const RTP_PORT = num("rtp-port", 40000, { min: 1, integer: true });
@@ -176,6 +182,7 @@ const is2xx = (s) => typeof s === "number" && s >= 200 && s < 300;
 // Both libraries do `new WebSocket(url, "sip")` on the global: give them the `ws` package,
 // with the TLS options and (--log debug) every frame logged to stderr.
 let localAddress;
+let lastSocketError; // why the last connection failed (TLS, refused...)
 function logWire(dir, data) {
   const text = typeof data === "string" ? data : Buffer.from(data).toString("utf8");
   process.stderr.write(`----- ${dir} t=${Date.now() - T0} (${text.length} bytes)\n${text.replace(/\r\n/g, "\n")}\n`);
@@ -187,6 +194,7 @@ class PeerWebSocket extends WsWebSocket {
       const s = this._socket;
       if (s) localAddress = `${s.localAddress}:${s.localPort}`;
     });
+    this.on("error", (e) => (lastSocketError = e && e.message));
     if (WIRE_LOG) this.on("message", (data) => logWire(`received from ${url}`, data));
   }
   send(data, ...rest) {
@@ -303,6 +311,7 @@ class Call {
     this.localBye = false;
     this.scenario = Promise.resolve();
     this.endedPromise = new Promise((r) => (this.resolveEnded = r));
+    this.establishedPromise = new Promise((r) => (this.resolveEstablished = r));
     calls.push(this);
   }
   onProgress(status) {
@@ -313,6 +322,7 @@ class Call {
     this.established = true;
     this.establishedAt = Date.now();
     emit("established", { call: this.n, status });
+    this.resolveEstablished();
     this.scenario = runCallScenario(this);
   }
   onByeReceived() {
@@ -329,10 +339,7 @@ class Call {
   onTerminated(cause) {
     if (this.ended) return;
     if (!this.established) return this.onFailed(undefined, cause);
-    if (this.localBye) {
-      this.pendingCause = cause; // reported once our BYE's response is in
-      return;
-    }
+    if (this.localBye) return; // hangup() reports the end once our BYE's response is in
     this.end(cause);
   }
   onFailed(status, cause) {
@@ -347,6 +354,8 @@ class Call {
     if (this.ended) return;
     this.ended = true;
     emit("terminated", { call: this.n, cause });
+    // a call ends with a BYE from one side; anything else (a library giving up) is a failure
+    if (cause !== "bye" && cause !== "local-bye") fail("call-ended-abnormally", { call: this.n, cause });
     this.resolveEnded();
     callEnded(this);
   }
@@ -368,6 +377,10 @@ class Call {
 async function runCallScenario(call) {
   try {
     if (HOLD) {
+      // RFC 5407 3.1.4: a re-INVITE right behind the ACK can meet a 500 (SIP.js answers
+      // so while it is still processing the ACK), so wait a little first.
+      await sleep(HOLD_AFTER * 1000);
+      if (call.ended) return;
       const held = await withTimeout(call.hold(true), TIMEOUT, "hold");
       if (call.ended) return;
       emit("hold-ok", { call: call.n, status: held });
@@ -386,9 +399,8 @@ async function runCallScenario(call) {
       await call.hangup();
     }
   } catch (e) {
-    if (call.ended) return;
     failWith(e, { call: call.n });
-    await call.hangup(); // a broken scenario does not leave the call up
+    if (!call.ended) await call.hangup(); // a broken scenario does not leave the call up
   }
 }
 
@@ -512,7 +524,8 @@ async function makeSipjs() {
       // (outgoing: established once requestDelegate.onAccept has the 2xx, see call())
       if (state === SessionState.Terminated) {
         if (call.established) call.onTerminated(call.remoteBye ? "bye" : "terminated");
-        else call.onFailed(call.rejectStatus, call.rejectReason || "terminated");
+        // an outgoing call's rejection reaches requestDelegate.onReject just after this
+        else setTimeout(() => call.onFailed(undefined, "terminated"), incoming ? 0 : 50);
       }
     });
     call.hold = (on) =>
@@ -557,9 +570,9 @@ async function makeSipjs() {
       const call = new Call("in", from);
       emit("invite-received", { call: call.n, from });
       wireSession(invitation, call, true);
+      // SIP.js has already sent 180 Ringing (sendInitialProvisionalResponse)
       invitation
-        .progress()
-        .then(() => invitation.accept())
+        .accept()
         .catch((e) => failWith(new PeerError("accept-failed", { detail: e.message }), { call: call.n }));
     };
   }
@@ -603,10 +616,7 @@ async function makeSipjs() {
             onAccept: (r) => {
               if (inviter.state === SessionState.Established) call.onEstablished(r.message.statusCode);
             },
-            onReject: (r) => {
-              call.rejectStatus = r.message.statusCode;
-              call.rejectReason = r.message.reasonPhrase;
-            },
+            onReject: (r) => call.onFailed(r.message.statusCode, r.message.reasonPhrase),
           },
         })
         .catch((e) => call.onFailed(undefined, e.message));
@@ -1047,7 +1057,8 @@ async function main() {
   try {
     await withTimeout(driver.start(), TIMEOUT, "connect");
   } catch (e) {
-    return failWith(e), finish(1);
+    const detail = lastSocketError || (e instanceof PeerError ? e.fields.detail : e && e.message);
+    return fail("connect-failed", { detail: detail || undefined }), finish(1);
   }
   emit("connected", { server: SERVER, local: localAddress });
   if (opts.register) {
@@ -1069,16 +1080,7 @@ async function main() {
         emit("invite-sent", { call: call.n, to: TARGET });
         driver.call(TARGET, call);
         // bounded: no final answer within --timeout is a failure
-        const answered = Promise.race([call.endedPromise, new Promise((r) => {
-          const tick = setInterval(() => {
-            if (call.established) {
-              clearInterval(tick);
-              r();
-            }
-          }, 20);
-          call.endedPromise.then(() => clearInterval(tick));
-        })]);
-        await withTimeout(answered, TIMEOUT, "answer");
+        await withTimeout(Promise.race([call.establishedPromise, call.endedPromise]), TIMEOUT, "answer");
         break; // the call's end finishes the process
       }
       case "message":

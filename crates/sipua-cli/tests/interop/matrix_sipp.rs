@@ -1,0 +1,331 @@
+//! The SIPp rows of the interop matrix (see `matrix.rs`), over UDP and TCP. SIPp plays the
+//! whole call from a scenario made per cell: as caller, INVITE, ACK, a hold and an unhold
+//! re-INVITE, a MESSAGE in the call, then its BYE or the wait for ours; as callee, the same
+//! from the other side, keeping the route set of the INVITE (`rrs`) for its BYE. SIPp counts
+//! the call successful only if every message came as the scenario says.
+
+use std::path::PathBuf;
+
+use crate::common::*;
+use crate::matrix::*;
+use crate::sipp::{counters, sipp};
+
+const SDP_HOLD: &str = "a=sendonly";
+const SDP_ACTIVE: &str = "a=sendrecv";
+
+fn sdp(direction: &str) -> String {
+    format!(
+        "v=0\no=sipp 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\n\
+         m=audio 6000 RTP/AVP 0 101\na=rtpmap:0 PCMU/8000\na=rtpmap:101 telephone-event/8000\n{direction}\n"
+    )
+}
+
+/// The caller's scenario: `bye` says whether SIPp hangs up (else it waits for sipua's BYE).
+fn uac_scenario(bye: bool) -> String {
+    let invite = |seq: u32, dir: &str, first: bool| {
+        let (uri, to, routes) = if first {
+            ("[target]", "<[target]>", "")
+        } else {
+            ("[next_url]", "<[target]>[peer_tag_param]", "[routes]\n")
+        };
+        format!(
+            r#"  <send retrans="500"><![CDATA[
+INVITE {uri} SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+{routes}From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: {to}
+Call-ID: [call_id]
+CSeq: {seq} INVITE
+Contact: <sip:sipp@[local_ip]:[local_port];transport=[transport]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+{body}]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200" rrs="true"/>
+  <send><![CDATA[
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+[routes]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <[target]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: {seq} ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+"#,
+            body = sdp(dir)
+        )
+    };
+    let in_dialog = |method: &str, seq: u32, body: &str| {
+        let ct = if body.is_empty() {
+            String::new()
+        } else {
+            "Content-Type: text/plain\n".to_owned()
+        };
+        format!(
+            r#"  <send retrans="500"><![CDATA[
+{method} [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+[routes]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <[target]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: {seq} {method}
+Max-Forwards: 70
+{ct}Content-Length: [len]
+
+{body}]]></send>
+  <recv response="200"/>
+"#
+        )
+    };
+    let end = if bye {
+        format!(
+            "  <pause milliseconds=\"300\"/>\n{}",
+            in_dialog("BYE", 5, "")
+        )
+    } else {
+        r#"  <recv request="BYE"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+"#
+        .to_owned()
+    };
+    format!(
+        "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n<scenario name=\"matrix caller\">\n{}{}{}{}{end}</scenario>\n",
+        invite(1, SDP_ACTIVE, true),
+        invite(2, SDP_HOLD, false),
+        invite(3, SDP_ACTIVE, false),
+        in_dialog("MESSAGE", 4, "hello from sipp"),
+    )
+}
+
+/// The callee's scenario: `bye` says whether SIPp hangs up.
+fn uas_scenario(bye: bool) -> String {
+    let answer = |first: bool, dir: &str| {
+        let tag = if first {
+            "[last_To:];tag=[pid]SIPpTag01[call_number]"
+        } else {
+            "[last_To:]"
+        };
+        let ringing = if first {
+            format!(
+                r#"  <send><![CDATA[
+SIP/2.0 180 Ringing
+[last_Via:]
+[last_Record-Route:]
+[last_From:]
+{tag}
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:sipp@[local_ip]:[local_port];transport=[transport]>
+Content-Length: 0
+
+]]></send>
+"#
+            )
+        } else {
+            String::new()
+        };
+        let rrs = if first { " rrs=\"true\"" } else { "" };
+        // SIPp refuses a variable set and never used: only when it sends the BYE
+        let check = if first && bye {
+            // the caller's addresses, for our BYE
+            r#"    <action>
+      <ereg regexp="[^ ].*" search_in="hdr" header="From:" check_it="true" assign_to="caller"/>
+      <ereg regexp="[^ ].*" search_in="hdr" header="To:" check_it="true" assign_to="callee"/>
+    </action>
+"#
+        } else {
+            ""
+        };
+        format!(
+            r#"  <recv request="INVITE"{rrs}>
+{check}  </recv>
+{ringing}  <send retrans="500"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_Record-Route:]
+[last_From:]
+{tag}
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:sipp@[local_ip]:[local_port];transport=[transport]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+{body}]]></send>
+  <recv request="ACK"/>
+"#,
+            body = sdp(dir)
+        )
+    };
+    let ok = r#"  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+"#;
+    let end = if bye {
+        r#"  <pause milliseconds="300"/>
+  <send retrans="500"><![CDATA[
+BYE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+[routes]
+From: [$callee];tag=[pid]SIPpTag01[call_number]
+To: [$caller]
+Call-ID: [call_id]
+CSeq: 1 BYE
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="200"/>
+"#
+        .to_owned()
+    } else {
+        format!("  <recv request=\"BYE\"/>\n{ok}")
+    };
+    format!(
+        "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n<scenario name=\"matrix callee\">\n{}{}{}  <recv request=\"MESSAGE\"/>\n{ok}{end}</scenario>\n",
+        answer(true, SDP_ACTIVE),
+        answer(false, "a=recvonly"),
+        answer(false, SDP_ACTIVE),
+    )
+}
+
+fn scenario_file(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sipua-matrix-sipp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// SIPp's own verdict on its one call: successful, and its screen for the log.
+fn sipp_outcome(ok: bool, out: &str) -> Outcome {
+    let (good, bad) = counters(out);
+    let passed = ok && good == 1 && bad == 0;
+    Outcome {
+        setup: passed,
+        hold: passed,
+        message: passed,
+        bye: passed,
+        log: out.to_owned(),
+        note: String::new(),
+    }
+}
+
+fn cell(c: &Cell, k: Option<&crate::kamailio::Kamailio>) -> Result<Outcome, NotApplicable> {
+    let mode = if c.transport == "tcp" { "t1" } else { "u1" };
+    let uri_param = if c.transport == "tcp" {
+        ";transport=tcp"
+    } else {
+        ""
+    };
+    if c.sipua_calls {
+        // SIPp answers; sipua calls it (through the proxy when asked)
+        let port = free_udp_port();
+        let sf = scenario_file(
+            &format!("uas-{}-{}.xml", c.transport, !c.sipua_hangs_up),
+            &uas_scenario(!c.sipua_hangs_up),
+        );
+        let (mut sipp, sipp_out) = spawn(
+            sipp()
+                .arg("-sf")
+                .arg(&sf)
+                .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-t", mode])
+                .args(["-m", "1", "-timeout", "40", "-timeout_error", "-nostdin"]),
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let uri = format!("sip:sipp@127.0.0.1:{port}{uri_param}");
+        let (ok, out) = call(&uri, c, k, false);
+        let status = wait_exit(&mut sipp, 15.0);
+        let ours = judge_call(ok, &out, c);
+        let peer = sipp_outcome(status.is_some_and(|s| s.success()), &sipp_out.text());
+        Ok(both(ours, peer))
+    } else {
+        let port = free_udp_port();
+        let hangup = c.sipua_hangs_up.then_some(1.0);
+        let (_serve, serve_out) = serve(c.transport, port, hangup);
+        let sf = scenario_file(
+            &format!("uac-{}-{}.xml", c.transport, !c.sipua_hangs_up),
+            &uac_scenario(!c.sipua_hangs_up),
+        );
+        let target = format!("sip:bob@127.0.0.1:{port}{uri_param}");
+        let next_hop = match k {
+            Some(k) => format!("127.0.0.1:{}", k.sip_port),
+            None => format!("127.0.0.1:{port}"),
+        };
+        let (mut sipp, sipp_out) = spawn(
+            sipp()
+                .arg("-sf")
+                .arg(&sf)
+                .args(["-i", "127.0.0.1", "-p", &free_udp_port().to_string()])
+                .args(["-t", mode, "-key", "target", &target])
+                .args(["-m", "1", "-timeout", "40", "-timeout_error", "-nostdin"])
+                .arg(&next_hop),
+        );
+        let status = wait_exit(&mut sipp, 45.0);
+        // the serve side prints the end a moment after SIPp's last message
+        let done = if c.sipua_hangs_up {
+            ": BYE: 200"
+        } else {
+            "the peer hung up"
+        };
+        serve_out.wait_for(done, 3.0);
+        let ours = judge_serve(&serve_out.text(), c);
+        let peer = sipp_outcome(status.is_some_and(|s| s.success()), &sipp_out.text());
+        Ok(both(ours, peer))
+    }
+}
+
+fn sipp_version() -> String {
+    let v = version_of("sipp", &["-v"], "SIPp v");
+    v.split_whitespace()
+        .find(|w| w.starts_with('v'))
+        .map(|w| format!("SIPp {}", w.split('-').next().unwrap_or(w)))
+        .unwrap_or(v)
+}
+
+fn matrix(transport: &'static str) {
+    let k = proxy(&format!("matrix-sipp-{transport}"));
+    let version = format!("{}; proxy {}", sipp_version(), kamailio_version());
+    let name = "SIPp";
+    let cells = Cell::all(transport);
+    // both transports write one section: run them as one list when both are asked
+    run_cells(
+        &format!("{name} {}", transport.to_uppercase()),
+        &version,
+        &cells,
+        |c| cell(c, c.via_proxy.then_some(&k)),
+    );
+}
+
+#[test]
+fn matrix_sipp_udp() {
+    matrix("udp");
+}
+
+#[test]
+fn matrix_sipp_tcp() {
+    matrix("tcp");
+}
