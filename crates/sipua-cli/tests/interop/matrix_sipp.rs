@@ -329,3 +329,104 @@ fn matrix_sipp_udp() {
 fn matrix_sipp_tcp() {
     matrix("tcp");
 }
+
+/// SIPp's `-trace_msg` file of a run: every message it sent and received.
+fn traced(dir: &std::path::Path) -> String {
+    std::fs::read_to_string(dir.join("messages.log")).unwrap_or_default()
+}
+
+/// `sipua serve` on `0.0.0.0` (all addresses) answers SIPp calling from 127.0.0.2 to
+/// 127.0.0.3; then `sipua call` from `0.0.0.0` calls SIPp on 127.0.0.2. No message and no SDP
+/// names `0.0.0.0`: every Via, Contact, From and `c=` line names an address SIPp reached.
+fn wildcard(transport: &str) {
+    let mode = if transport == "tcp" { "t1" } else { "u1" };
+    let dir =
+        std::env::temp_dir().join(format!("sipua-wildcard-{transport}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_udp_port();
+    let mut cmd = sipua();
+    cmd.args([
+        "serve",
+        "--listen",
+        &format!("{transport}:0.0.0.0:{port}"),
+        "--lifetime",
+        "30",
+    ]);
+    let (_serve, serve_out) = spawn(&mut cmd);
+    assert!(serve_out.wait_for("listening on", 10.0));
+    let (mut uac, uac_out) = spawn(
+        sipp()
+            .current_dir(&dir)
+            .args(["-sn", "uac", "-i", "127.0.0.2", "-t", mode, "-s", "bob"])
+            .args(["-p", &free_udp_port().to_string()])
+            .args(["-m", "1", "-timeout", "20", "-timeout_error", "-nostdin"])
+            .args(["-trace_msg", "-message_file", "messages.log"])
+            .arg(format!("127.0.0.3:{port}")),
+    );
+    let status = wait_exit(&mut uac, 25.0);
+    let trace = traced(&dir);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "SIPp from 127.0.0.2 could not call sipua on 0.0.0.0:\n{}\n{}\n{trace}",
+        uac_out.text(),
+        serve_out.text()
+    );
+    assert!(!trace.contains("0.0.0.0"), "a wildcard went out:\n{trace}");
+    for line in ["Contact: <sip:sipua@127.0.0.1:", "c=IN IP4 127.0.0.1"] {
+        assert!(trace.contains(line), "no `{line}`:\n{trace}");
+    }
+
+    // the other way: sipua on 0.0.0.0 calls SIPp on 127.0.0.2
+    let _ = std::fs::remove_file(dir.join("messages.log"));
+    let sipp_port = free_udp_port();
+    let (mut uas, uas_out) = spawn(
+        sipp()
+            .current_dir(&dir)
+            .args(["-sn", "uas", "-i", "127.0.0.2", "-t", mode])
+            .args(["-p", &sipp_port.to_string()])
+            .args(["-m", "1", "-timeout", "20", "-timeout_error", "-nostdin"])
+            .args(["-trace_msg", "-message_file", "messages.log"]),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let param = if transport == "tcp" {
+        ";transport=tcp"
+    } else {
+        ""
+    };
+    let (mut c, call_out) = spawn(sipua().args([
+        "call",
+        &format!("sip:sipp@127.0.0.2:{sipp_port}{param}"),
+        "--from-addr",
+        &format!("{transport}:0.0.0.0:0"),
+        "--duration",
+        "1",
+    ]));
+    let called = wait_exit(&mut c, 25.0);
+    let status = wait_exit(&mut uas, 10.0);
+    let trace = traced(&dir);
+    assert!(
+        called.is_some_and(|s| s.success()) && status.is_some_and(|s| s.success()),
+        "sipua on 0.0.0.0 could not call SIPp on 127.0.0.2:\n{}\n{}\n{trace}",
+        call_out.text(),
+        uas_out.text()
+    );
+    assert!(!trace.contains("0.0.0.0"), "a wildcard went out:\n{trace}");
+    for line in [
+        "Via: SIP/2.0/",
+        "Contact: <sip:sipua@127.0.0.1:",
+        "c=IN IP4 127.0.0.1",
+    ] {
+        assert!(trace.contains(line), "no `{line}`:\n{trace}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sipua_on_0_0_0_0_names_an_address_the_peer_can_reach_udp() {
+    wildcard("udp");
+}
+
+#[test]
+fn sipua_on_0_0_0_0_names_an_address_the_peer_can_reach_tcp() {
+    wildcard("tcp");
+}
