@@ -32,16 +32,23 @@ fn serve(port: u16, lifetime: u32) -> (Killed, Output) {
 
 /// One headless baresip on loopback, from a private config directory that is removed again
 /// when it drops (after the process is killed).
-struct Baresip {
+pub(crate) struct Baresip {
     child: Killed,
-    out: Output,
+    pub(crate) out: Output,
     dir: PathBuf,
-    sip_port: u16,
+    pub(crate) sip_port: u16,
     ctrl_port: u16,
 }
 
 impl Baresip {
     fn start() -> Baresip {
+        Baresip::start_with("", None)
+    }
+
+    /// [`Baresip::start`] with `params` added to its account (`;outbound="sip:…"`) and, when
+    /// given, a contacts file whose first entry is where its `message` command sends (the
+    /// `contact` module is loaded for it).
+    pub(crate) fn start_with(params: &str, contact: Option<&str>) -> Baresip {
         assert!(
             Command::new("baresip")
                 .arg("-h")
@@ -64,8 +71,26 @@ impl Baresip {
                 .replace("@SIP_PORT@", &sip_port.to_string())
                 .replace("@CTRL_PORT@", &ctrl_port.to_string())
         };
-        std::fs::write(dir.join("config"), fill(CONFIG)).unwrap();
-        std::fs::write(dir.join("accounts"), fill(ACCOUNTS)).unwrap();
+        let mut config = fill(CONFIG);
+        let mut accounts = fill(ACCOUNTS);
+        if !params.is_empty() {
+            accounts = accounts
+                .lines()
+                .map(|l| {
+                    if l.starts_with('<') {
+                        format!("{l}{params}\n")
+                    } else {
+                        format!("{l}\n")
+                    }
+                })
+                .collect();
+        }
+        if let Some(c) = contact {
+            config.push_str("module\t\t\tcontact.so\n");
+            std::fs::write(dir.join("contacts"), format!("\"peer\" <{c}>\n")).unwrap();
+        }
+        std::fs::write(dir.join("config"), config).unwrap();
+        std::fs::write(dir.join("accounts"), accounts).unwrap();
         // -n: the address to use (an interface name such as `lo` is not found), -s: SIP trace
         // on stdout, -t: quit after 120 s even if this test dies without killing it
         let mut cmd = Command::new("baresip");
@@ -90,7 +115,7 @@ impl Baresip {
         bs
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.out.text()
     }
 
@@ -107,7 +132,7 @@ impl Baresip {
         })
     }
 
-    fn ctrl(&self) -> Ctrl {
+    pub(crate) fn ctrl(&self) -> Ctrl {
         Ctrl::connect(self.ctrl_port)
     }
 }

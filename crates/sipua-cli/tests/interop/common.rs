@@ -244,6 +244,28 @@ impl Ctrl {
         }
     }
 
+    /// Reads for up to `secs` until `n` messages contain `pattern` (events repeat, such as
+    /// `CALL_REMOTE_SDP` after each re-INVITE); whether they did.
+    pub(crate) fn wait_count(&mut self, pattern: &str, n: usize, secs: f64) -> bool {
+        let deadline = Instant::now() + Duration::from_secs_f64(secs);
+        loop {
+            if self.seen.iter().filter(|m| m.contains(pattern)).count() >= n {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return false,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) => panic!("ctrl_tcp read: {e}"),
+            }
+            self.decode();
+        }
+    }
+
     /// The digits of the `CALL_DTMF_START` events so far, in order.
     pub(crate) fn dtmf(&self) -> String {
         self.seen

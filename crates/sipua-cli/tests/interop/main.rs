@@ -5,6 +5,7 @@ mod baresip;
 mod common;
 mod kamailio;
 mod matrix;
+mod matrix_baresip;
 mod matrix_node;
 mod matrix_sipp;
 mod media;

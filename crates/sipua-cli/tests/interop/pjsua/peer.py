@@ -33,9 +33,15 @@ failure (or the call ending first) prints HOLD-FAILED and makes the exit code 1.
 
 Instant messages (RFC 3428): --message TEXT sends one out-of-dialog MESSAGE (text/plain) once
 the first call is CONFIRMED (and its --hold sequence is over): to --message-to URI if given,
-else to the URI we called (the first one), else (--answer) to the caller's From URI. A final
-response other than 200/202 makes the exit code 1. MESSAGEs we receive (in or out of a dialog)
-are answered 200 by PJSIP and printed.
+else to the URI we called (the first one), else (--answer) to the caller's From URI (which
+often names no port, e.g. sipua's `sip:sipua@127.0.0.1`, so goes to 5060: give --message-to).
+--message-in-call sends it inside the first call's dialog instead. A final response other than
+200/202 makes the exit code 1. MESSAGEs we receive (in or out of a dialog) are answered 200 by
+PJSIP and printed.
+
+PJSIP's own habits worth knowing: it drops the port from the URIs of From and To (our From is
+`sip:pjsua@127.0.0.1`); over TCP the Contact of a request we send names the ephemeral port of
+the connection, not --port (in-dialog requests reach us by reusing that connection).
 
 Transfer (RFC 3515, RFC 3891): a REFER received in a call is always followed (PJSIP calls
 the Refer-To target in a new call, and an INVITE with Replaces takes over the call it names);
@@ -66,7 +72,8 @@ calls of the run from 0 in the order they began:
   REINVITE-RX call=0 sendonly        a re-INVITE came; the a= direction of its SDP offer for
                                      audio (sendonly, recvonly, inactive, sendrecv; sendrecv
                                      when absent; `none` for a re-INVITE without an offer)
-  MESSAGE-TX 200 OK                  the final response to our MESSAGE (--message)
+  MESSAGE-TX 200 OK                  the final response to our MESSAGE (--message); a
+                                     MESSAGE still unanswered at --timeout is not reported
   MESSAGE-TX-ERROR DETAILS           PJSIP could not send the MESSAGE
   MESSAGE-RX from URI body TEXT      a MESSAGE came (PJSIP answered 200); newlines in TEXT
                                      are printed as \\n
@@ -273,10 +280,26 @@ class Call(pj.Call):
                 self.hold_over("failed")
 
     def onCallTsxState(self, prm):
-        # the final response to our hold/unhold re-INVITE
-        if self.hold_pending is None or prm.e.type != pj.PJSIP_EVENT_TSX_STATE:
+        if prm.e.type != pj.PJSIP_EVENT_TSX_STATE:
             return
-        tsx = prm.e.body.tsxState.tsx
+        ev = prm.e.body.tsxState
+        tsx = ev.tsx
+        if (
+            tsx.role == pj.PJSIP_ROLE_UAS
+            and tsx.method == "INVITE"
+            and ev.type == pj.PJSIP_EVENT_RX_MSG
+            and self.confirmed_at is not None
+        ):
+            # a re-INVITE came: onCallRxReinvite reports those with an offer, PJSIP tells
+            # it nothing of the others
+            msg = ev.src.rdata.wholeMsg
+            _, _, body = msg.replace("\r\n", "\n").partition("\n\n")
+            if msg.startswith("INVITE ") and not body.strip():
+                say("REINVITE-RX", self.tag, "none")
+            return
+        # the final response to our hold/unhold re-INVITE
+        if self.hold_pending is None:
+            return
         if (
             tsx.role != pj.PJSIP_ROLE_UAC
             or tsx.method != "INVITE"
@@ -312,6 +335,11 @@ class Call(pj.Call):
 
     def onInstantMessage(self, prm):
         say("MESSAGE-RX from", bare_uri(prm.fromUri), "body", one_line(prm.msgBody))
+
+    def onInstantMessageStatus(self, prm):
+        # the final response to our MESSAGE in this call (--message-in-call)
+        say("MESSAGE-TX", prm.code, prm.reason)
+        self.peer.msg_status = prm.code
 
     def onCallTransferRequest(self, prm):
         # follow it (202) in a Call of our own: without one PJSIP reuses this object for
@@ -451,9 +479,20 @@ def account_config(sip_port, transport, rtp_port, rel100=False, proxy=None):
     return acfg
 
 
-def send_message(a, ep, peer, to):
-    """Sends the --message MESSAGE to `to`, out of any dialog."""
+def send_message(a, peer, first):
+    """Sends the --message MESSAGE: in the first call (--message-in-call), else out of any
+    dialog to --message-to or the first call's remote URI."""
     peer.msg_sent = True
+    prm = pj.SendInstantMessageParam()
+    prm.content = a.message
+    if a.message_in_call:
+        try:
+            first.sendInstantMessage(prm)
+        except pj.Error as e:  # the call has ended
+            say("MESSAGE-TX-ERROR", first.tag, e.info())
+            peer.msg_status = 0
+        return
+    to = a.message_to or first.remote
     if a.transport == "tcp" and not a.proxy:
         to = with_param(to, "transport", "transport=tcp")
     try:
@@ -462,8 +501,6 @@ def send_message(a, ep, peer, to):
         cfg.subscribe = False
         peer.buddy = pj.Buddy()
         peer.buddy.create(peer.acc, cfg)
-        prm = pj.SendInstantMessageParam()
-        prm.content = a.message
         peer.buddy.sendInstantMessage(prm)
     except pj.Error as e:
         say("MESSAGE-TX-ERROR", to, e.info())
@@ -537,7 +574,7 @@ def run(a, ep, peer):
             and first.confirmed_at is not None
             and (not a.hold or first.hold_result is not None or first.ended)
         ):
-            send_message(a, ep, peer, a.message_to or first.remote)
+            send_message(a, peer, first)
         msg_waiting = a.message is not None and peer.msg_sent and peer.msg_status is None
         answering = a.answer and peer.n_answered < a.calls
         if peer.all_ended() and not to_call and not answering and not msg_waiting:
@@ -676,6 +713,11 @@ def main():
     ap.add_argument(
         "--message-to", help="the MESSAGE's Request-URI (default: the first call's remote URI)"
     )
+    ap.add_argument(
+        "--message-in-call",
+        action="store_true",
+        help="send the --message MESSAGE inside the first call (its dialog) instead",
+    )
     ap.add_argument("--xfer", help="transfer the first call to this URI (REFER) once it is up")
     ap.add_argument(
         "--xfer-replaces",
@@ -694,8 +736,10 @@ def main():
         ap.error("--xfer or --xfer-replaces, not both")
     if a.calls < 1:
         ap.error("--calls must be at least 1")
-    if a.message_to and a.message is None:
-        ap.error("--message-to needs --message")
+    if (a.message_to or a.message_in_call) and a.message is None:
+        ap.error("--message-to and --message-in-call need --message")
+    if a.message_to and a.message_in_call:
+        ap.error("--message-to or --message-in-call, not both")
     if a.proxy:
         a.proxy = proxy_uri(a.proxy, a.transport == "tcp")
         if (uri_param(a.proxy, "transport") or "udp").lower() != a.transport:
