@@ -51,7 +51,12 @@ pub(crate) enum SessionInput {
     /// The peer cancelled the INVITE (already answered 487 by the core).
     Cancelled,
     /// A request of the session got no response, or could not be sent.
-    Failed { id: TransactionId, timeout: bool },
+    Failed {
+        id: TransactionId,
+        timeout: bool,
+        /// Why it could not be sent, when known (`None` for a timeout).
+        reason: Option<Box<str>>,
+    },
     /// The user agent is stopping: end the session.
     Shutdown,
     /// An accepted INVITE with Replaces took this session's place (RFC 3891): end it.
@@ -265,7 +270,13 @@ pub(crate) struct Driver {
     /// For an agent on a wildcard address without a public one: our address towards each
     /// peer, set in the core before each message it sends or answers.
     routes: Option<Arc<crate::transport::Routes>>,
+    /// Why sending a transaction's message failed at once, until its owner hears of it.
+    send_errors: IdMap<TransactionId, Box<str>>,
 }
+
+/// Most failure reasons kept for [`Driver::send_errors`] (each is taken when the core reports
+/// the failure, at once; this only bounds a pathological backlog).
+const MAX_SEND_ERRORS: usize = 1024;
 
 /// How many queued commands the driver applies after the one its select woke for.
 const COMMAND_BATCH: usize = 32;
@@ -283,6 +294,7 @@ impl Driver {
             .filter(|_| net.local_addr().ip().is_unspecified());
         Driver {
             routes,
+            send_errors: IdMap::default(),
             core,
             net,
             shared,
@@ -305,8 +317,16 @@ impl Driver {
         let mut armed: Option<tokio::time::Instant> = None;
         loop {
             while let Some(t) = self.core.poll_transmit() {
-                if self.net.send(&t).await.is_err() {
+                if let Err(e) = self.net.send(&t).await {
                     if let Some(tx) = t.transaction {
+                        if self.send_errors.len() >= MAX_SEND_ERRORS {
+                            self.send_errors.clear();
+                        }
+                        let why = format!(
+                            "could not send over {} to {}: {e}",
+                            t.transport, t.destination
+                        );
+                        self.send_errors.insert(tx, why.into());
                         self.core.handle_transport_error(now(), tx);
                     }
                 }
@@ -486,15 +506,28 @@ impl Driver {
             UaEvent::Timeout { id } | UaEvent::TransportError { id } => {
                 let timeout = matches!(ev, UaEvent::Timeout { .. });
                 self.destinations.remove(&id);
+                let reason = if timeout {
+                    None
+                } else {
+                    Some(self.send_errors.remove(&id).unwrap_or_else(|| {
+                        "could not send: the connection failed or was closed".into()
+                    }))
+                };
                 match self.by_tx.remove(&id) {
                     Some(Route::Session(key)) => {
-                        self.deliver(key, SessionInput::Failed { id, timeout });
+                        self.deliver(
+                            key,
+                            SessionInput::Failed {
+                                id,
+                                timeout,
+                                reason,
+                            },
+                        );
                     }
                     Some(Route::Waiter(w)) => {
-                        let _ = w.send(Err(if timeout {
-                            Error::Timeout
-                        } else {
-                            Error::Transport("could not send the request".into())
+                        let _ = w.send(Err(match reason {
+                            None => Error::Timeout,
+                            Some(r) => Error::Transport(r.into()),
                         }));
                     }
                     None => {}

@@ -594,7 +594,7 @@ impl SubTask {
                 dialog,
             } => self.on_response(id, response, dialog).await,
             SessionInput::Request { id, request } => self.on_request(id, request).await,
-            SessionInput::Failed { id, timeout } => {
+            SessionInput::Failed { id, timeout, .. } => {
                 if let Some((pid, kind, reply)) = self.pending.take() {
                     if pid != id {
                         self.pending = Some((pid, kind, reply));

@@ -1500,12 +1500,16 @@ impl Task {
                 }
                 self.terminate(EndReason::Cancelled);
             }
-            SessionInput::Failed { id, timeout } => {
+            SessionInput::Failed {
+                id,
+                timeout,
+                reason,
+            } => {
                 let initial = matches!(&self.role, Role::Uac(u) if u.invite == Some(id));
-                let e = if timeout {
-                    Error::Timeout
-                } else {
-                    Error::Transport("could not send".into())
+                let e = match reason {
+                    Some(r) if !timeout => Error::Transport(r.into()),
+                    _ if timeout => Error::Timeout,
+                    _ => Error::Transport("could not send".into()),
                 };
                 if initial {
                     self.terminate(if timeout {

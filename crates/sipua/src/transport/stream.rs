@@ -56,9 +56,15 @@ struct Setup {
     tls_server: Option<tokio_rustls::TlsAcceptor>,
 }
 
+/// Closed WebSocket flows that peers opened, remembered (up to this many) so that a request
+/// to one fails at once: a WebSocket client accepts no connection (RFC 7118 §5).
+const CLOSED_FLOWS: usize = 1024;
+
 pub(crate) struct Streams {
     setup: Setup,
     conns: HashMap<(Transport, SocketAddr), (mpsc::Sender<Outgoing>, u64)>,
+    /// Recently closed WebSocket connections that peers opened, oldest first.
+    closed_inbound: std::collections::VecDeque<(Transport, SocketAddr)>,
     events_tx: mpsc::Sender<StreamEvent>,
     events: mpsc::Receiver<StreamEvent>,
     next_id: u64,
@@ -92,6 +98,7 @@ impl Streams {
                 tls_server: tls.server.clone().map(tokio_rustls::TlsAcceptor::from),
             },
             conns: HashMap::new(),
+            closed_inbound: std::collections::VecDeque::new(),
             events_tx,
             events,
             next_id: 1,
@@ -143,9 +150,19 @@ impl Streams {
                     }
                     let id = self.next_id;
                     self.next_id += 1;
+                    if !self.closed_inbound.is_empty() {
+                        self.closed_inbound
+                            .retain(|(ct, ca)| *ca != remote || *ct != t);
+                    }
                     self.conns.insert((t, remote), (tx, id));
                 }
                 StreamEvent::Closed(t, remote, id) => {
+                    if id == 0 && is_websocket(&t) {
+                        if self.closed_inbound.len() >= CLOSED_FLOWS {
+                            self.closed_inbound.pop_front();
+                        }
+                        self.closed_inbound.push_back((t.clone(), remote));
+                    }
                     let key = (t, remote);
                     if self
                         .conns
@@ -182,6 +199,12 @@ impl Streams {
                     return self.send(transport, to, b, t);
                 }
             }
+        }
+        if is_websocket(&transport) && self.closed_inbound.contains(&key) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                format!("the WebSocket flow from {to} is closed (a WebSocket client accepts no connection)"),
+            ));
         }
         if is_secure(&transport) && self.setup.tls_client.is_none() {
             return Err(io::Error::new(
@@ -475,13 +498,30 @@ async fn websocket(
     else {
         return Ended::Closed;
     };
+    // RFC 5626 §4.4.1 over WebSocket: the side that opened the flow pings (a WebSocket Ping,
+    // which every server answers, RFC 6455 §5.5.2) and gives the flow up when no Pong comes
+    let keepalive = if accepted {
+        None
+    } else {
+        setup.limits.keepalive
+    };
+    let mut ping_sent = false;
     loop {
-        let idle = tokio::time::sleep(setup.limits.idle);
+        let wait = match keepalive {
+            Some(_) if ping_sent => PONG_TIMEOUT,
+            Some(interval) => interval,
+            None => setup.limits.idle,
+        };
+        let idle = tokio::time::sleep(wait);
         tokio::select! {
             m = ws.next() => {
                 let data: Bytes = match m {
                     Some(Ok(WsMessage::Text(t))) => Bytes::copy_from_slice(t.as_bytes()),
                     Some(Ok(WsMessage::Binary(b))) => b,
+                    Some(Ok(WsMessage::Pong(_))) => {
+                        ping_sent = false;
+                        continue;
+                    }
                     Some(Ok(WsMessage::Close(_))) => {
                         // the library queued our Close in reply: send it before letting go
                         // (RFC 6455 §5.5.1; a peer that never hears it reports 1006)
@@ -492,7 +532,13 @@ async fn websocket(
                     Some(Ok(_)) => continue, // ping/pong frames: answered by the library
                 };
                 if data.iter().all(|b| matches!(b, b'\r' | b'\n')) {
-                    continue; // a keep-alive some clients send as a message
+                    // a keep-alive as SIP.js sends it: a CRLF CRLF ping gets a CRLF pong
+                    // (RFC 5626 §4.4.1); a lone CRLF is a pong and needs nothing
+                    if data.len() >= 4 && ws.send(WsMessage::Text("\r\n".into())).await.is_err() {
+                        return Ended::Lost;
+                    }
+                    ping_sent = false;
+                    continue;
                 }
                 let ev = NetEvent::Message(transport.clone(), data, remote);
                 if events.send(StreamEvent::Net(ev)).await.is_err() {
@@ -517,8 +563,17 @@ async fn websocket(
                 }
             }
             _ = idle => {
-                close_ws(&mut ws).await;
-                return Ended::Closed;
+                if keepalive.is_none() {
+                    close_ws(&mut ws).await;
+                    return Ended::Closed; // idle
+                }
+                if ping_sent {
+                    return Ended::Lost; // no pong: the flow failed (RFC 5626 §4.4.1)
+                }
+                if ws.send(WsMessage::Ping(Bytes::new())).await.is_err() {
+                    return Ended::Lost;
+                }
+                ping_sent = true;
             }
         }
     }

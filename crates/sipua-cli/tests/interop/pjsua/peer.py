@@ -218,7 +218,8 @@ class Call(pj.Call):
         self.hold_at = None
         self.hold_pending = None
         self.hold_result = None
-        self.hold_tries = 0
+        self.hold_tries = 0  # re-INVITEs sent again after a 491
+        self.hold_busy = 0  # times PJSIP refused to send one (another one under way)
 
     def hangup_once(self):
         if not self.hung_up and not self.ended:
@@ -250,8 +251,8 @@ class Call(pj.Call):
         except pj.Error as e:
             # another INVITE transaction of the dialog is under way (the peer's re-INVITE):
             # try again shortly
-            self.hold_tries += 1
-            if self.hold_tries > 50:
+            self.hold_busy += 1
+            if self.hold_busy > 50:
                 say("HOLD-FAILED", self.tag, "error", e.info())
                 self.hold_over("failed")
             else:
