@@ -130,7 +130,7 @@ const VENV_PYTHON: &str = concat!(
 
 /// The Python that runs `pjsua/peer.py`: `$SIPUA_PYTHON`, else the venv `scripts/test` makes,
 /// else `python3`; it must import pjsua2.
-fn python() -> String {
+pub(crate) fn python() -> String {
     let python = std::env::var("SIPUA_PYTHON").unwrap_or_else(|_| {
         if Path::new(VENV_PYTHON).exists() {
             VENV_PYTHON.to_owned()

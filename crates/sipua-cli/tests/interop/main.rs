@@ -7,6 +7,7 @@ mod kamailio;
 mod matrix;
 mod matrix_baresip;
 mod matrix_node;
+mod matrix_pjsip;
 mod matrix_sipp;
 mod media;
 mod sipp;
