@@ -9,6 +9,7 @@ mod matrix_baresip;
 mod matrix_node;
 mod matrix_pjsip;
 mod matrix_sipp;
+mod matrix_subscribe;
 mod media;
 mod sipp;
 mod transfer;

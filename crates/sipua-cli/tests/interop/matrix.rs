@@ -85,8 +85,8 @@ struct Row {
     result: Result<Outcome, &'static str>,
 }
 
-/// Every peer's rows of this run, by peer, for the page.
-static ROWS: Mutex<BTreeMap<String, (String, Vec<Row>)>> = Mutex::new(BTreeMap::new());
+/// Every section of this run, by name, for the page.
+static SECTIONS: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
 
 const PAGE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/INTEROP.md");
 
@@ -266,8 +266,14 @@ pub(crate) fn run_cells(
 
 /// Puts `peer`'s rows into the page, keeping the other peers' rows of earlier runs.
 fn record(peer: &str, version: &str, rows: Vec<Row>) {
-    let mut all = ROWS.lock().unwrap_or_else(|e| e.into_inner());
-    all.insert(peer.to_owned(), (version.to_owned(), rows));
+    record_section(peer, version, &table(peer, &rows));
+}
+
+/// Puts a section (`### name (version)` and `text`) into the page, keeping the sections
+/// of earlier runs that this run did not write.
+pub(crate) fn record_section(name: &str, version: &str, text: &str) {
+    let mut all = SECTIONS.lock().unwrap_or_else(|e| e.into_inner());
+    all.insert(name.to_owned(), format!("### {name} ({version})\n\n{text}"));
     let old = std::fs::read_to_string(PAGE).unwrap_or_default();
     // sections of peers this run did not test are kept as they were
     let mut sections: BTreeMap<String, String> = BTreeMap::new();
@@ -294,8 +300,8 @@ fn record(peer: &str, version: &str, rows: Vec<Row>) {
     if let Some((n, t)) = current.take() {
         sections.insert(n, t);
     }
-    for (name, (version, rows)) in all.iter() {
-        sections.insert(name.clone(), section(name, version, rows));
+    for (name, text) in all.iter() {
+        sections.insert(name.clone(), text.clone());
     }
     let mut page = String::from(HEADER);
     for text in sections.values() {
@@ -336,11 +342,10 @@ fn mark(b: bool) -> &'static str {
     }
 }
 
-fn section(peer: &str, version: &str, rows: &[Row]) -> String {
-    let mut s = format!(
-        "### {peer} ({version})\n\n\
-         | transport | path | caller | hangs up | set-up | hold | MESSAGE | BYE | note |\n\
-         |---|---|---|---|---|---|---|---|---|\n"
+fn table(peer: &str, rows: &[Row]) -> String {
+    let mut s = String::from(
+        "| transport | path | caller | hangs up | set-up | hold | MESSAGE | BYE | note |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         let c = &r.cell;

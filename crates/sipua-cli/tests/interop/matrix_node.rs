@@ -153,7 +153,7 @@ fn cell(lib: &str, c: &Cell, k: &Kamailio) -> Result<Outcome, NotApplicable> {
     }
 }
 
-fn package_version(name: &str) -> String {
+pub(crate) fn package_version(name: &str) -> String {
     let p = Path::new(NODE_DIR)
         .join("node_modules")
         .join(name)

@@ -298,7 +298,7 @@ fn cell(c: &Cell, k: Option<&crate::kamailio::Kamailio>) -> Result<Outcome, NotA
     }
 }
 
-fn sipp_version() -> String {
+pub(crate) fn sipp_version() -> String {
     let v = version_of("sipp", &["-v"], "SIPp v");
     v.split_whitespace()
         .find(|w| w.starts_with('v'))
