@@ -44,3 +44,9 @@ pub use rtp_audio::{
     AudioIo, AudioIoFactory, MediaHandle, RtpAudio, RtpAudioFactory, RtpAudioOptions,
 };
 pub use stream::{MediaEvent, MediaStats, RemoteReport};
+
+/// The README's examples, compiled as doctests (here, where `sipua`, `sipua-media` and
+/// `sipua-message` are all in reach), so that every snippet a user copies builds.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

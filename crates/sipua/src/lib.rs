@@ -65,4 +65,8 @@ pub use user_agent::{
 };
 
 pub use sipua_message as message;
+pub use sipua_message::{NameAddr, Uri};
 pub use sipua_proto as proto;
+/// A user name and password for digest challenges (401/407), as
+/// [`UserAgentOptions::credentials`] takes them.
+pub use sipua_proto::ua::Credentials;
