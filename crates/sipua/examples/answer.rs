@@ -10,7 +10,9 @@ use sipua::{Listen, UserAgent, UserAgentOptions};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "0.0.0.0:5062".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "0.0.0.0:5062".into());
     let ua = UserAgent::new(UserAgentOptions {
         listen: Listen::Udp(addr.parse()?),
         // calls to any user are answered; `accept_any_user: false` answers 404 to calls for

@@ -19,11 +19,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ua.start().await?;
 
     // refreshed before expiry; NOTIFY before the 2xx, Timer N and terminated reasons handled
-    let sub = Subscriber::new(&ua, target.parse()?, "presence", SubscriberOptions::default())?;
+    let sub = Subscriber::new(
+        &ua,
+        target.parse()?,
+        "presence",
+        SubscriberOptions::default(),
+    )?;
     sub.subscribe().await?;
     let watch = async {
         while let Some(n) = sub.next_notification().await {
-            println!("{:?}: {}", n.subscription_state(), String::from_utf8_lossy(n.body()));
+            println!(
+                "{:?}: {}",
+                n.subscription_state(),
+                String::from_utf8_lossy(n.body())
+            );
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(30), watch).await;

@@ -29,7 +29,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let registerer = Registerer::new(&ua, RegistererOptions::default())?;
     let r = registerer.register().await?; // 401/407 answered; refreshed before expiry
     println!("REGISTER: {} {}", r.status(), r.reason());
-    let m = Messager::new(&ua, to.parse()?, "hi", "text/plain", MessagerOptions::default())?;
+    let m = Messager::new(
+        &ua,
+        to.parse()?,
+        "hi",
+        "text/plain",
+        MessagerOptions::default(),
+    )?;
     let r = m.message().await?;
     println!("MESSAGE: {} {}", r.status(), r.reason());
     registerer.unregister(false).await?; // `true` removes every binding (Contact: *)

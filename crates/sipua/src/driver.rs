@@ -212,6 +212,9 @@ pub(crate) enum Command {
     Stats {
         reply: oneshot::Sender<crate::Stats>,
     },
+    /// SIP outbound is in use (a registration with `reg-id` succeeded): our Contact in
+    /// dialog-forming messages carries `;ob` (RFC 5626 §4.3).
+    Outbound(bool),
 }
 
 impl Command {
@@ -831,6 +834,7 @@ impl Driver {
                 self.by_dialog.remove(&dialog);
                 self.peers.remove(&dialog);
             }
+            Command::Outbound(on) => self.core.set_outbound(on),
             Command::Stats { reply } => {
                 let _ = reply.send(crate::Stats {
                     sessions: self.sessions.len(),

@@ -15,7 +15,7 @@ use sipua_message::{Header, HeaderName, Method, NameAddr, Response, Uri};
 use sipua_proto::ua::OutOfDialog;
 use tokio::sync::watch;
 
-use crate::driver::TaskSlot;
+use crate::driver::{Command, TaskSlot};
 use crate::error::Error;
 use crate::user_agent::UserAgent;
 
@@ -342,6 +342,12 @@ async fn register(inner: &Arc<Inner>) -> Result<Response, Error> {
         match status {
             200..=299 => {
                 let granted = granted(inner, &resp, expires);
+                if inner.options.reg_id.is_some() && inner.options.instance_id.is_some() {
+                    // registered over an outbound flow: our dialogs ask to be reached over it
+                    if let Some(shared) = inner.ua.shared() {
+                        let _ = shared.commands.try_send(Command::Outbound(true));
+                    }
+                }
                 inner.state.send_replace(RegistererState::Registered);
                 let pct = u64::from(inner.options.refresh_frequency.clamp(10, 99));
                 let at = (u64::from(granted) * pct / 100).min(u64::from(granted).saturating_sub(5));

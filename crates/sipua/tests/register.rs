@@ -314,6 +314,55 @@ async fn instance_and_reg_id_are_sent_and_gruus_learned() {
 }
 
 #[tokio::test]
+async fn an_outbound_registration_puts_ob_in_the_contact_of_later_invites() {
+    let reg = Registrar::new().await;
+    let ua = agent(reg.addr(), None).await;
+    let before = dialog_contact(&ua, &reg).await;
+    assert!(!before.contains(";ob"), "{before}");
+    let r = Registerer::new(
+        &ua,
+        RegistererOptions {
+            instance_id: Some("urn:uuid:00000000-0000-1000-8000-000a95a0e128".into()),
+            reg_id: Some(1),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let task = spawn_register(&r);
+    let (req, from) = reg.next(5.0).await;
+    // the REGISTER names its flow by reg-id; `ob` is for dialogs (RFC 5626 §4.2, §4.3)
+    assert!(!contact(&req).contains(";ob"), "{}", contact(&req));
+    reg.accept(&req, from, 600, "").await;
+    task.await.unwrap().unwrap();
+    let after = dialog_contact(&ua, &reg).await;
+    assert!(after.contains(";ob>"), "{after}");
+    ua.stop().await;
+}
+
+/// The Contact of an INVITE `ua` sends to the registrar's address (as to its proxy).
+async fn dialog_contact(ua: &UserAgent, reg: &Registrar) -> String {
+    let call = sipua::Inviter::new(
+        ua,
+        format!("sip:bob@{}", reg.addr()).parse().unwrap(),
+        Default::default(),
+    )
+    .unwrap();
+    call.invite(Default::default()).await.unwrap();
+    let mut buf = vec![0u8; 65536];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(5), reg.sock.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let Message::Request(invite) = Message::parse(&buf[..n]).unwrap() else {
+        panic!("not a request");
+    };
+    assert_eq!(invite.method().as_str(), "INVITE");
+    let c = contact(&invite);
+    let _ = call.cancel(Default::default()).await;
+    c
+}
+
+#[tokio::test]
 async fn unregister_all_sends_contact_star_and_dropping_the_last_handle_unregisters() {
     let reg = Registrar::new().await;
     let ua = agent(reg.addr(), None).await;

@@ -63,6 +63,10 @@ pub struct UaConfig {
     /// Our address of record for From (and To of REGISTER), with its display name; `None`
     /// makes `sip:user@local-ip`.
     pub aor: Option<NameAddr>,
+    /// SIP outbound (RFC 5626 §4.3): our Contact in dialog-forming requests and responses
+    /// carries `;ob`, asking proxies to reach us over the flow we registered on (not in
+    /// REGISTER's Contact, which names the flow by `reg-id`).
+    pub outbound: bool,
 }
 
 impl UaConfig {
@@ -78,6 +82,7 @@ impl UaConfig {
             credentials: None,
             max_dialogs: 100_000,
             aor: None,
+            outbound: false,
         }
     }
 }
@@ -399,6 +404,17 @@ impl UaCore {
         self.via_template = a.via_template;
     }
 
+    /// Turns SIP outbound on or off ([`UaConfig::outbound`]): a registration that uses it
+    /// (`reg-id`, RFC 5626 §4.2) turns it on for the agent's dialogs.
+    pub fn set_outbound(&mut self, on: bool) {
+        if on == self.cfg.outbound {
+            return;
+        }
+        self.cfg.outbound = on;
+        let a = Addressed::new(&self.cfg);
+        self.contact = a.contact;
+    }
+
     /// The address our messages name now ([`UaCore::set_local_ip`]).
     pub fn local_addr(&self) -> SocketAddr {
         self.cfg.local
@@ -514,16 +530,26 @@ impl UaCore {
         self.contact.clone()
     }
 
+    /// Our Contact for a request of `method`: without `;ob` in a REGISTER (RFC 5626 §4.2).
+    fn contact_for(&self, method: &Method) -> Header {
+        if self.cfg.outbound && *method == Method::Register {
+            let v = String::from_utf8_lossy(self.contact.value()).replace(";ob>", ">");
+            return Header::new(HeaderName::Contact, v);
+        }
+        self.contact()
+    }
+
     fn make_contact(cfg: &UaConfig) -> Header {
         let transport = match cfg.transport {
             Transport::Udp => String::new(),
             ref t => format!(";transport={}", t.as_str().to_ascii_lowercase()),
         };
         let host = Host::from(cfg.local.ip());
+        let ob = if cfg.outbound { ";ob" } else { "" };
         Header::new(
             HeaderName::Contact,
             format!(
-                "<sip:{}@{}:{}{transport}>",
+                "<sip:{}@{}:{}{transport}{ob}>",
                 cfg.user,
                 host,
                 cfg.local.port()
@@ -616,14 +642,14 @@ impl UaCore {
         if let Some(c) = contact {
             b = b.header(c);
         } else if let Some(p) = contact_params {
-            let ours = self.contact();
+            let ours = self.contact_for(&method);
             let value = format!("{}{p}", String::from_utf8_lossy(ours.value()));
             b = b.header(Header::new(HeaderName::Contact, value));
         } else if matches!(
             method,
             Method::Invite | Method::Subscribe | Method::Refer | Method::Register
         ) {
-            b = b.header(self.contact());
+            b = b.header(self.contact_for(&method));
         }
         for h in headers {
             b = b.header(h);
