@@ -115,6 +115,14 @@ pub struct CallArgs {
     /// PEM certificates to trust for `tls` and `wss` (the server's, or its CA).
     #[arg(long)]
     ca: Option<std::path::PathBuf>,
+    /// PEM certificate chain to listen with on a `tls:` or `wss:` `--from-addr`, so that the
+    /// peer can open connections to our Contact (without one we only open connections, and
+    /// our Contact asks for them to be reused with `;ob`, RFC 5626).
+    #[arg(long, requires = "key")]
+    cert: Option<std::path::PathBuf>,
+    /// PEM private key of `--cert`.
+    #[arg(long, requires = "cert")]
+    key: Option<std::path::PathBuf>,
     /// Cancel the call if it is not answered within this many seconds (0: wait for the
     /// callee's final response).
     #[arg(long, default_value_t = 60.0)]
@@ -154,7 +162,7 @@ pub struct CallArgs {
     #[arg(long, conflicts_with_all = ["play", "record", "dtmf"])]
     no_media: bool,
     /// Once established, put the call on hold with a re-INVITE (`sendonly`), then take it
-    /// off hold with another, and print each outcome.
+    /// off hold with another (0.3 s apart), and print each outcome.
     #[arg(long)]
     hold: bool,
     /// Once established (and after `--hold`), send this text in a MESSAGE (RFC 3428) inside
@@ -462,18 +470,36 @@ pub fn call(args: &CallArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let tls = match &args.ca {
-        None => TlsOptions::default(),
-        Some(p) => match std::fs::read_to_string(p)
-            .map_err(|e| e.to_string())
-            .and_then(|roots| TlsOptions::from_pem("", "", &roots))
-        {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("error: --ca {}: {e}", p.display());
-                return ExitCode::from(2);
-            }
-        },
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
+    };
+    let pems = (|| -> Result<(String, String, String), String> {
+        let roots = args
+            .ca
+            .as_deref()
+            .map(read)
+            .transpose()?
+            .unwrap_or_default();
+        let chain = args
+            .cert
+            .as_deref()
+            .map(read)
+            .transpose()?
+            .unwrap_or_default();
+        let key = args
+            .key
+            .as_deref()
+            .map(read)
+            .transpose()?
+            .unwrap_or_default();
+        Ok((chain, key, roots))
+    })();
+    let tls = match pems.and_then(|(c, k, r)| TlsOptions::from_pem(&c, &k, &r)) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: --ca/--cert/--key: {e}");
+            return ExitCode::from(2);
+        }
     };
     let play = match &args.play {
         Some(p) => match crate::media::load_wav(p) {
@@ -533,6 +559,9 @@ pub fn call(args: &CallArgs) -> ExitCode {
     })
 }
 
+/// How long `call --hold` waits after the call is up and between its two re-INVITEs.
+const HOLD_PAUSE: Duration = Duration::from_millis(300);
+
 /// One call: INVITE, wait for the answer, hold `--duration`, BYE. `Ok` when it was answered
 /// and ended cleanly (by our BYE answered 2xx, or by the peer's BYE).
 async fn one_call(
@@ -587,6 +616,9 @@ async fn one_call(
             ("hold", SessionDescriptionHandlerOptions::hold()),
             ("unhold", SessionDescriptionHandlerOptions::default()),
         ] {
+            // a moment first, as a person pressing the button would: a re-INVITE right
+            // behind an ACK can overtake it and be refused (RFC 5407 §3.1.2)
+            tokio::time::sleep(HOLD_PAUSE).await;
             let o = SessionInviteOptions {
                 session_description_handler_options: Some(options),
                 ..Default::default()

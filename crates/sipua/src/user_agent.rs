@@ -454,6 +454,11 @@ impl UserAgent {
             ..UaConfig::new(named, transport, &o.user)
         };
         cfg.endpoint.seed = seed.rotate_left(17);
+        // a TLS or WSS agent without a certificate listens on nothing: peers can reach it
+        // only over the connections it opens, which its Contact says with `;ob` (RFC 5626
+        // §4.3, as WebSocket clients do, RFC 7118 §5)
+        cfg.outbound =
+            matches!(o.listen, Listen::Tls(_) | Listen::Wss(_)) && o.tls.server.is_none();
         // an INVITE answered within 200 ms needs no 100 Trying (RFC 3261 §17.2.1): one
         // message less per call for agents that ring or answer at once
         cfg.endpoint.trying_delay = Duration::from_millis(200);

@@ -280,3 +280,22 @@ impl Ctrl {
         self.seen.join("\n")
     }
 }
+
+/// A certificate for 127.0.0.1 and localhost and its key, as PEM files made once per run
+/// (rcgen): what every TLS and WSS listener of the tests presents, and what every client of
+/// theirs trusts.
+pub(crate) fn test_certificate() -> (std::path::PathBuf, std::path::PathBuf) {
+    static MADE: std::sync::OnceLock<(std::path::PathBuf, std::path::PathBuf)> =
+        std::sync::OnceLock::new();
+    MADE.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("sipua-interop-cert-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+            .unwrap();
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert, made.cert.pem()).unwrap();
+        std::fs::write(&key, made.key_pair.serialize_pem()).unwrap();
+        (cert, key)
+    })
+    .clone()
+}

@@ -24,6 +24,10 @@ pub(crate) struct Kamailio {
     dir: PathBuf,
     pub(crate) sip_port: u16,
     pub(crate) ws_port: u16,
+    /// SIP over TLS, with `WITH_TLS`.
+    pub(crate) tls_port: u16,
+    /// Secure WebSocket, with `WITH_TLS`.
+    pub(crate) wss_port: u16,
 }
 
 impl Kamailio {
@@ -50,9 +54,29 @@ impl Kamailio {
         std::fs::write(db.join("subscriber"), SUBSCRIBER).unwrap();
         let sip_port = free_baresip_sip_port();
         let ws_port = free_tcp_port_except(&[sip_port, sip_port + 1]);
+        let tls_port = free_tcp_port_except(&[sip_port, sip_port + 1, ws_port]);
+        let wss_port = free_tcp_port_except(&[sip_port, sip_port + 1, ws_port, tls_port]);
+        if defines.contains(&"WITH_TLS") {
+            let (cert, key) = test_certificate();
+            std::fs::write(
+                dir.join("tls.cfg"),
+                format!(
+                    "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\n\
+                     require_certificate = no\nprivate_key = {}\ncertificate = {}\n\n\
+                     [client:default]\nmethod = TLSv1.2+\nverify_certificate = no\n\
+                     require_certificate = no\n",
+                    key.display(),
+                    cert.display()
+                ),
+            )
+            .unwrap();
+        }
         let cfg = CFG
             .replace("@UDP_PORT@", &sip_port.to_string())
             .replace("@WS_PORT@", &ws_port.to_string())
+            .replace("@TLS_PORT@", &tls_port.to_string())
+            .replace("@WSS_PORT@", &wss_port.to_string())
+            .replace("@DIR@", dir.to_str().unwrap())
             .replace("@DB_DIR@", db.to_str().unwrap());
         let cfg_path = dir.join("kamailio.cfg");
         std::fs::write(&cfg_path, cfg).unwrap();
@@ -72,6 +96,8 @@ impl Kamailio {
             dir,
             sip_port,
             ws_port,
+            tls_port,
+            wss_port,
         };
         assert!(
             k.out.wait_for("sipua-kamailio ready", 10.0),

@@ -110,6 +110,10 @@ pub(crate) fn serve(transport: &str, port: u16, hangup_after: Option<f64>) -> (K
     if let Some(s) = hangup_after {
         cmd.args(["--hangup-after", &s.to_string()]);
     }
+    if matches!(transport, "tls" | "wss") {
+        let (cert, key) = test_certificate();
+        cmd.arg("--cert").arg(cert).arg("--key").arg(key);
+    }
     let (child, out) = spawn(&mut cmd);
     assert!(
         out.wait_for("listening on", 10.0),
@@ -130,7 +134,7 @@ pub(crate) fn call(
 ) -> (bool, String) {
     let mut cmd = sipua();
     let from_transport = match cell.transport {
-        "tcp" => "tcp",
+        t @ ("tcp" | "tls") => t,
         _ => "udp",
     };
     let duration = if cell.sipua_hangs_up { "2" } else { "30" };
@@ -155,7 +159,18 @@ pub(crate) fn call(
         "hello from sipua",
     ]);
     if let Some(k) = proxy {
-        cmd.args(["--proxy", &format!("127.0.0.1:{}", k.sip_port)]);
+        let port = if from_transport == "tls" {
+            k.tls_port
+        } else {
+            k.sip_port
+        };
+        cmd.args(["--proxy", &format!("127.0.0.1:{port}")]);
+    }
+    if from_transport == "tls" {
+        // trust the peers' certificate, and listen with it so that they can call back
+        let (cert, key) = test_certificate();
+        cmd.arg("--ca").arg(&cert);
+        cmd.arg("--cert").arg(cert).arg("--key").arg(key);
     }
     let (mut child, out) = spawn(&mut cmd);
     let status = wait_exit(&mut child, 45.0);
@@ -408,5 +423,5 @@ pub(crate) fn kamailio_version() -> String {
 
 /// A record-routing Kamailio for the proxied cells of one test.
 pub(crate) fn proxy(name: &str) -> Kamailio {
-    Kamailio::start_with(name, &["OPEN_RELAY"])
+    Kamailio::start_with(name, &["OPEN_RELAY", "WITH_TLS"])
 }

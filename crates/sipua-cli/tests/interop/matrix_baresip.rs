@@ -196,7 +196,7 @@ fn baresip_version() -> String {
 }
 
 fn matrix(transport: &'static str) {
-    let k = Kamailio::start_with(&format!("matrix-baresip-{transport}"), &["OPEN_RELAY"]);
+    let k = proxy(&format!("matrix-baresip-{transport}"));
     let version = format!("{}; proxy {}", baresip_version(), kamailio_version());
     run_cells(
         &format!("baresip {}", transport.to_uppercase()),

@@ -90,7 +90,7 @@ fn cell(c: &Cell, k: &Kamailio) -> Result<Outcome, NotApplicable> {
 }
 
 fn matrix(transport: &'static str) {
-    let k = Kamailio::start_with(&format!("matrix-pjsip-{transport}"), &["OPEN_RELAY"]);
+    let k = proxy(&format!("matrix-pjsip-{transport}"));
     let version = format!("PJSIP {}; proxy {}", pjsua_version(), kamailio_version());
     run_cells(
         &format!("PJSIP {}", transport.to_uppercase()),

@@ -1734,6 +1734,16 @@ impl Task {
             self.retry = Some((Instant::now() + wait, r.options, r.reply, r.attempts + 1));
             return;
         }
+        if status == 500 && r.attempts + 1 < GLARE_ATTEMPTS {
+            // RFC 3261 §14.2: a peer still busy with an INVITE of ours (its ACK crossing our
+            // next re-INVITE, RFC 5407 §3.1.2) answers 500 with Retry-After of 0–10 s: try
+            // again then
+            if let Some(secs) = retry_after_secs(&response).filter(|s| *s <= 10) {
+                let wait = Duration::from_secs(secs).max(Duration::from_millis(100));
+                self.retry = Some((Instant::now() + wait, r.options, r.reply, r.attempts + 1));
+                return;
+            }
+        }
         let _ = r.reply.send(Err(Error::Rejected {
             status,
             reason: response.reason().into_owned(),
@@ -2183,4 +2193,12 @@ mod tests {
             assert_eq!(&b.body[..], b"v=0");
         }
     }
+}
+
+/// The seconds of a response's Retry-After (RFC 3261 §20.33).
+fn retry_after_secs(response: &Response) -> Option<u64> {
+    response
+        .typed::<sipua_message::header::RetryAfter>()
+        .and_then(Result::ok)
+        .map(|r| u64::from(r.delta))
 }

@@ -11,16 +11,25 @@ it).
 Options besides the ones below (see --help): --port/--sip-port, --rtp-port, --play, --record,
 --dtmf, --dtmf-delay, --dtmf-duration, --100rel, --ring, --timeout, --log-level.
 
-Transport: --transport udp (the default) or tcp: the one SIP transport we listen on (127.0.0.1,
---port) and send over; READY prints a URI that reaches us (with ;transport=tcp for TCP). With
-tcp, a URI to call or to send the MESSAGE to that names no transport gets ;transport=tcp when
-there is no --proxy (PJSIP could not send it otherwise); through a proxy the R-URI is left as
-given (the proxy picks the next hop's transport).
+Transport: --transport udp (the default), tcp or tls: the one SIP transport we listen on
+(127.0.0.1, --port) and send over; READY prints a URI that reaches us (with ;transport=tcp for
+TCP, ;transport=tls for TLS). With tcp or tls, a URI to call or to send the MESSAGE to that
+names no transport gets ;transport=tcp or ;transport=tls when there is no --proxy (PJSIP could
+not send it otherwise); through a proxy the R-URI is left as given (the proxy picks the next
+hop's transport).
 
-Outbound proxy: --proxy sip:127.0.0.1:PORT[;transport=tcp] routes every request we send
+TLS: --transport tls needs --cert FILE and --key FILE (PEM), the certificate and key our TLS
+listener presents (PJSIP presents them as a client too, should a server ask); no client
+certificate is asked for. --ca FILE (PEM): verify the certificate of the servers we connect
+to against it (and their name, 127.0.0.1: give the certificate an IP:127.0.0.1
+subjectAltName); without --ca the server's certificate is not verified. We send sip: URIs over
+TLS (;transport=tls), not sips:.
+
+Outbound proxy: --proxy sip:127.0.0.1:PORT[;transport=tcp|tls] routes every request we send
 (INVITE, MESSAGE, and in-dialog requests while there is no Record-Route) through that proxy,
-as a loose router (`;lr` added if missing; `;transport=tcp` added with --transport tcp).
-In-dialog requests follow the dialog's Record-Route route set (PJSIP does that by itself).
+as a loose router (`;lr` added if missing; `;transport=tcp` or `;transport=tls` added with
+--transport tcp or tls). In-dialog requests follow the dialog's Record-Route route set (PJSIP
+does that by itself).
 
 Call duration: --duration S hangs up each call S seconds after it was established (after the
 --hold sequence, with --hold); the default, 0, never hangs up: we wait for the peer's BYE.
@@ -40,8 +49,8 @@ often names no port, e.g. sipua's `sip:sipua@127.0.0.1`, so goes to 5060: give -
 PJSIP and printed.
 
 PJSIP's own habits worth knowing: it drops the port from the URIs of From and To (our From is
-`sip:pjsua@127.0.0.1`); over TCP the Contact of a request we send names the ephemeral port of
-the connection, not --port (in-dialog requests reach us by reusing that connection).
+`sip:pjsua@127.0.0.1`); over TCP and TLS the Contact of a request we send names the ephemeral
+port of the connection, not --port (in-dialog requests reach us by reusing that connection).
 
 Transfer (RFC 3515, RFC 3891): a REFER received in a call is always followed (PJSIP calls
 the Refer-To target in a new call, and an INVITE with Replaces takes over the call it names);
@@ -57,7 +66,8 @@ adds telephone-event by itself), no sound card (the null device): the audio come
 Prints one line per event, flushed at once, for the test to wait on; `call=N` numbers the
 calls of the run from 0 in the order they began:
   READY sip:pjsua@127.0.0.1:PORT     the SIP transport is up (with --answer: call this URI);
-                                     READY sip:pjsua@127.0.0.1:PORT;transport=tcp with TCP
+                                     READY sip:pjsua@127.0.0.1:PORT;transport=tcp with TCP,
+                                     ...;transport=tls with TLS
   INCOMING call=0 from URI           an INVITE came (answered with --answer)
   CONFIRMED call=0 remote URI        the call is established (ACK sent or received)
   MEDIA PCMU 8000 remote IP:PORT     the audio stream is up
@@ -494,8 +504,8 @@ def send_message(a, peer, first):
             peer.msg_status = 0
         return
     to = a.message_to or first.remote
-    if a.transport == "tcp" and not a.proxy:
-        to = with_param(to, "transport", "transport=tcp")
+    if a.transport != "udp" and not a.proxy:
+        to = with_param(to, "transport", f"transport={a.transport}")
     try:
         cfg = pj.BuddyConfig()
         cfg.uri = to
@@ -510,12 +520,28 @@ def send_message(a, peer, first):
 
 def run(a, ep, peer):
     """The call itself; returns the exit code."""
-    tcp = a.transport == "tcp"
+    kind = {
+        "udp": pj.PJSIP_TRANSPORT_UDP,
+        "tcp": pj.PJSIP_TRANSPORT_TCP,
+        "tls": pj.PJSIP_TRANSPORT_TLS,
+    }[a.transport]
     tc = pj.TransportConfig()
     tc.port = a.sip_port
     tc.boundAddress = "127.0.0.1"
     tc.publicAddress = "127.0.0.1"
-    transport = ep.transportCreate(pj.PJSIP_TRANSPORT_TCP if tcp else pj.PJSIP_TRANSPORT_UDP, tc)
+    if a.transport == "tls":
+        tls = tc.tlsConfig
+        tls.certFile = a.cert
+        tls.privKeyFile = a.key
+        # our own TLS server does not ask for client certificates
+        tls.verifyClient = False
+        tls.requireClientCert = False
+        if a.ca:
+            tls.CaListFile = a.ca
+            tls.verifyServer = True
+        else:
+            tls.verifyServer = False
+    transport = ep.transportCreate(kind, tc)
     ep.libStart()
     ep.audDevManager().setNullDev()
     sip_port = int(ep.transportGetInfo(transport).localName.rsplit(":", 1)[1])
@@ -540,10 +566,11 @@ def run(a, ep, peer):
         peer.recorder = pj.AudioMediaRecorder()
         peer.recorder.createRecorder(a.record)
 
-    say("READY", f"sip:pjsua@127.0.0.1:{sip_port}" + (";transport=tcp" if tcp else ""))
+    suffix = "" if a.transport == "udp" else f";transport={a.transport}"
+    say("READY", f"sip:pjsua@127.0.0.1:{sip_port}{suffix}")
     to_call = list(a.uri)
-    if tcp and not a.proxy:
-        to_call = [with_param(u, "transport", "transport=tcp") for u in to_call]
+    if a.transport != "udp" and not a.proxy:
+        to_call = [with_param(u, "transport", f"transport={a.transport}") for u in to_call]
     ours = []  # the calls we made, in the order of a.uri
 
     def call_next():
@@ -640,13 +667,13 @@ def run(a, ep, peer):
     return 2
 
 
-def proxy_uri(proxy, tcp):
-    """--proxy as a loose-routing Route URI for our transport."""
+def proxy_uri(proxy, transport):
+    """--proxy as a loose-routing Route URI for our transport (udp, tcp, tls)."""
     uri = bare_uri(proxy)
     if not uri.lower().startswith(("sip:", "sips:")):
         uri = "sip:" + uri
-    if tcp:
-        uri = with_param(uri, "transport", "transport=tcp")
+    if transport != "udp":
+        uri = with_param(uri, "transport", f"transport={transport}")
     return with_param(uri, "lr", "lr")
 
 
@@ -667,13 +694,19 @@ def main():
     )
     ap.add_argument(
         "--transport",
-        choices=("udp", "tcp"),
+        choices=("udp", "tcp", "tls"),
         default="udp",
         help="the SIP transport we listen on and send over",
     )
+    ap.add_argument("--cert", help="tls: PEM certificate our TLS listener presents")
+    ap.add_argument("--key", help="tls: PEM private key of --cert")
+    ap.add_argument(
+        "--ca",
+        help="tls: PEM certificates to verify the servers we connect to against (none: no check)",
+    )
     ap.add_argument(
         "--proxy",
-        help="outbound proxy for every request: sip:127.0.0.1:PORT[;transport=tcp] (;lr added)",
+        help="outbound proxy for every request: sip:127.0.0.1:PORT[;transport=tcp|tls] (;lr added)",
     )
     ap.add_argument(
         "--rtp-port",
@@ -741,8 +774,16 @@ def main():
         ap.error("--message-to and --message-in-call need --message")
     if a.message_to and a.message_in_call:
         ap.error("--message-to or --message-in-call, not both")
+    if a.transport == "tls":
+        if not (a.cert and a.key):
+            ap.error("--transport tls needs --cert and --key")
+        for f in (a.cert, a.key, a.ca):
+            if f and not os.path.isfile(f):
+                ap.error(f"no such file: {f}")
+    elif a.cert or a.key or a.ca:
+        ap.error("--cert, --key and --ca are for --transport tls")
     if a.proxy:
-        a.proxy = proxy_uri(a.proxy, a.transport == "tcp")
+        a.proxy = proxy_uri(a.proxy, a.transport)
         if (uri_param(a.proxy, "transport") or "udp").lower() != a.transport:
             ap.error(f"--proxy {a.proxy} is not over --transport {a.transport}")
 
