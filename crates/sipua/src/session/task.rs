@@ -2160,6 +2160,14 @@ fn to_body(b: Option<BodyAndContentType>) -> Result<Body, Error> {
     body_of(b.map(|b| (b.content_type, b.body)))
 }
 
+/// The seconds of a response's Retry-After (RFC 3261 §20.33).
+fn retry_after_secs(response: &Response) -> Option<u64> {
+    response
+        .typed::<sipua_message::header::RetryAfter>()
+        .and_then(Result::ok)
+        .map(|r| u64::from(r.delta))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2193,12 +2201,4 @@ mod tests {
             assert_eq!(&b.body[..], b"v=0");
         }
     }
-}
-
-/// The seconds of a response's Retry-After (RFC 3261 §20.33).
-fn retry_after_secs(response: &Response) -> Option<u64> {
-    response
-        .typed::<sipua_message::header::RetryAfter>()
-        .and_then(Result::ok)
-        .map(|r| u64::from(r.delta))
 }
