@@ -206,3 +206,36 @@ async fn a_caller_without_timers_leaves_the_refreshing_to_the_callee() {
     assert_eq!(call.state(), SessionState::Established);
     call.bye().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_hold_reinvite_from_a_caller_without_timers_does_not_hand_it_the_refreshing() {
+    // a SIP.js-like caller (no RFC 4028) puts the call on hold: Bob must go on refreshing,
+    // or the call would expire after one interval with nobody refreshing it
+    let (alice, bob, log) = setup(None, timers(120), |_| false).await;
+    let (call, inv) = connect(&alice, &bob).await;
+    call.session()
+        .invite(sipua::SessionInviteOptions {
+            session_description_handler_options: Some(
+                sipua::SessionDescriptionHandlerOptions::hold(),
+            ),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ok = find(&log, |m| {
+        m.starts_with("SIP/2.0 200") && m.contains(" INVITE\r\n")
+    });
+    assert!(
+        ok[1].contains("Session-Expires: 120;refresher=uas\r\n"),
+        "{}",
+        ok[1]
+    );
+    // three intervals later the call is up, refreshed by Bob all along
+    tokio::time::sleep(Duration::from_secs(360)).await;
+    assert_eq!(inv.state(), SessionState::Established);
+    assert_eq!(call.state(), SessionState::Established);
+    let updates = find(&log, |m| m.starts_with("UPDATE "));
+    assert!(updates.len() >= 5, "{} refreshes", updates.len());
+    assert!(updates.iter().all(|u| u.contains("From: <sip:bob@")));
+    call.bye().await.unwrap();
+}

@@ -482,14 +482,14 @@ impl Task {
         self.timer = Some(super::timer::Running::start(t.interval, true, now));
     }
 
-    /// A re-INVITE or UPDATE from the peer refreshed the session: it refreshes from now on;
-    /// the header goes into our 2xx.
+    /// A re-INVITE or UPDATE from the peer refreshed the session: it refreshes from now on
+    /// if it supports timers, else we still do; the header goes into our 2xx.
     fn refreshed_by_peer(&mut self, request: &Request) -> Option<Header> {
         let t = self.timer?;
-        let (interval, header) = super::timer::answer_refresh(request, t.interval);
+        let (interval, we_refresh, header) = super::timer::answer_refresh(request, t.interval);
         self.timer = Some(super::timer::Running::start(
             interval,
-            false,
+            we_refresh,
             Instant::now(),
         ));
         Some(header)

@@ -154,18 +154,28 @@ pub(crate) fn from_answer(response: &Response) -> Option<(u32, bool)> {
     Some((se.delta.max(1), we_refresh))
 }
 
-/// A refresh from the peer (re-INVITE or UPDATE): the interval it names (else ours) and the
-/// header for our 2xx, which leaves the refreshing to it (RFC 4028 §9).
-pub(crate) fn answer_refresh(request: &Request, current: u32) -> (u32, Header) {
-    let interval = request
-        .typed::<SessionExpires>()
-        .and_then(Result::ok)
-        .map_or(current, |s| s.delta.max(1));
+/// A re-INVITE or UPDATE from the peer (RFC 4028 §9, as for an initial INVITE): the
+/// interval it names (else ours), whether we refresh from now on, and the header for our
+/// 2xx. The peer refreshes if it asks to, or if it supports timers and names no refresher;
+/// a peer that does not support them (a hold re-INVITE from SIP.js, say) leaves the
+/// refreshing to us: the call must not expire because it re-INVITEd once.
+pub(crate) fn answer_refresh(request: &Request, current: u32) -> (u32, bool, Header) {
+    let h = request.headers();
+    let asked = h.typed::<SessionExpires>().and_then(Result::ok);
+    let supports = lists(&h, HeaderName::Supported, "timer");
+    let interval = asked.as_ref().map_or(current, |s| s.delta.max(1));
+    let they_refresh = match asked.as_ref().and_then(SessionExpires::refresher) {
+        Some(r) if r.eq_ignore_ascii_case("uas") => false,
+        Some(r) if r.eq_ignore_ascii_case("uac") => supports,
+        _ => supports,
+    };
+    let refresher = if they_refresh { "uac" } else { "uas" };
     (
         interval,
+        !they_refresh,
         Header::new(
             HeaderName::SessionExpires,
-            format!("{interval};refresher=uac"),
+            format!("{interval};refresher={refresher}"),
         ),
     )
 }
@@ -249,6 +259,29 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_reinvite_from_a_peer_without_timers_leaves_the_refreshing_to_us() {
+        // a hold re-INVITE from a UA that never heard of RFC 4028
+        let (interval, we, h) = answer_refresh(&invite(""), 1800);
+        assert_eq!((interval, we), (1800, true));
+        assert_eq!(&*String::from_utf8_lossy(h.value()), "1800;refresher=uas");
+        // a supporting peer that refreshes names itself, or nobody
+        let (_, we, h) = answer_refresh(
+            &invite("Session-Expires: 900;refresher=uac\r\nSupported: timer\r\n"),
+            1800,
+        );
+        assert!(!we);
+        assert_eq!(&*String::from_utf8_lossy(h.value()), "900;refresher=uac");
+        let (_, we, _) = answer_refresh(&invite("Supported: timer\r\n"), 1800);
+        assert!(!we);
+        // asking us to refresh
+        let (_, we, _) = answer_refresh(
+            &invite("Session-Expires: 900;refresher=uas\r\nSupported: timer\r\n"),
+            1800,
+        );
+        assert!(we);
     }
 
     #[test]

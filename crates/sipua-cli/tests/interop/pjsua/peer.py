@@ -23,7 +23,7 @@ listener presents (PJSIP presents them as a client too, should a server ask); no
 certificate is asked for. --ca FILE (PEM): verify the certificate of the servers we connect
 to against it (and their name, 127.0.0.1: give the certificate an IP:127.0.0.1
 subjectAltName); without --ca the server's certificate is not verified. We send sip: URIs over
-TLS (;transport=tls), not sips:.
+TLS (;transport=tls), not sips:. TLS 1.2 at most: the pjsua2-python wheel bundles OpenSSL 1.0.2.
 
 Outbound proxy: --proxy sip:127.0.0.1:PORT[;transport=tcp|tls] routes every request we send
 (INVITE, MESSAGE, and in-dialog requests while there is no Record-Route) through that proxy,
@@ -51,6 +51,12 @@ PJSIP and printed.
 PJSIP's own habits worth knowing: it drops the port from the URIs of From and To (our From is
 `sip:pjsua@127.0.0.1`); over TCP and TLS the Contact of a request we send names the ephemeral
 port of the connection, not --port (in-dialog requests reach us by reusing that connection).
+The other way round, PJSIP reuses a connection only if it goes to the address it sends to: as
+callee over TCP or TLS it sends its in-dialog requests (re-INVITE, BYE) to the caller's Contact
+(or the first Record-Route) over a connection of its own, unless that Contact names the
+caller's end of the connection the INVITE came on; it even tries to connect to that Contact
+as the INVITE arrives. When that port is closed, our re-INVITE fails with 503 (HOLD-FAILED)
+and our BYE ends the call here without reaching the caller (DISCONNECTED still says 200).
 
 Transfer (RFC 3515, RFC 3891): a REFER received in a call is always followed (PJSIP calls
 the Refer-To target in a new call, and an INVITE with Replaces takes over the call it names);
