@@ -189,9 +189,15 @@ fn uas_requests_follow_the_record_route_in_order() {
     assert_eq!(out[0].destination, dest);
     assert_eq!(bye.uri().to_string(), format!("sip:alice@{ALICE}"));
     let route = lines(&bye.to_bytes(), "Route");
-    assert_eq!(route.len(), 3, "{route:?}");
-    assert!(route[0].starts_with("<sip:192.0.2.10:5070;lr"));
-    assert!(route[2].starts_with("<sip:192.0.2.11"));
+    // every value as it came, parameters and all (RFC 3261 §12.2.1.1)
+    assert_eq!(
+        route,
+        [
+            "<sip:192.0.2.10:5070;lr;ftag=a1;x-unknown=q%20v>;x-hdr",
+            "<sip:p2.example.com;lr>",
+            "<sip:192.0.2.11;transport=tcp;lr>"
+        ]
+    );
 }
 
 #[test]
