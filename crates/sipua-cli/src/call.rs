@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// PEM private key of `--cert`.
     #[arg(long, requires = "cert")]
     key: Option<std::path::PathBuf>,
+    /// PEM certificates to trust for the TLS and WSS connections we open ourselves (a BYE
+    /// to a caller's Contact, say): the peers' certificates or their CA.
+    #[arg(long)]
+    ca: Option<std::path::PathBuf>,
     /// How to answer calls: `auto`, `busy` or `ring:SECONDS`.
     #[arg(long, default_value = "auto")]
     answer: Answer,
@@ -334,7 +338,12 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
     let tls = if secure.is_empty() {
         TlsOptions::default()
     } else {
-        match server_tls(args.cert.as_deref(), args.key.as_deref(), &secure) {
+        match server_tls(
+            args.cert.as_deref(),
+            args.key.as_deref(),
+            args.ca.as_deref(),
+            &secure,
+        ) {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -814,6 +823,7 @@ fn with_transport(
 pub fn server_tls(
     cert: Option<&std::path::Path>,
     key: Option<&std::path::Path>,
+    ca: Option<&std::path::Path>,
     ips: &[std::net::IpAddr],
 ) -> Result<TlsOptions, String> {
     let read = |p: &std::path::Path| {
@@ -835,7 +845,8 @@ pub fn server_tls(
             (chain, key)
         }
     };
-    TlsOptions::from_pem(&chain, &key, "")
+    let roots = ca.map(read).transpose()?.unwrap_or_default();
+    TlsOptions::from_pem(&chain, &key, &roots)
 }
 
 /// `--from`: a name-addr (`"Alice" <sip:alice@example.com>`) or a bare URI.

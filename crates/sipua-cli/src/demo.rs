@@ -57,7 +57,7 @@ async fn run(args: &DemoArgs, out: &std::path::Path) -> Result<(), String> {
     let caps = crate::media::capabilities(&args.codec)?;
     println!("sipua demo: Alice calls Bob on 127.0.0.1; Bob echoes the audio back.\n");
     let tls = if matches!(transport.as_str(), "tls" | "wss") {
-        crate::call::server_tls(None, None, &["127.0.0.1".parse().expect("an IP")])?
+        crate::call::server_tls(None, None, None, &["127.0.0.1".parse().expect("an IP")])?
     } else {
         sipua::TlsOptions::default()
     };

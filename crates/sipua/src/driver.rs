@@ -364,7 +364,15 @@ impl Driver {
                         self.advertise_to(Some(remote));
                         self.core.handle_datagram(now(), Received { transport, remote, bytes });
                     }
-                    Some(NetEvent::SendFailed(id)) => self.core.handle_transport_error(now(), id),
+                    Some(NetEvent::SendFailed(id, why)) => {
+                        if let Some(why) = why {
+                            if self.send_errors.len() >= MAX_SEND_ERRORS {
+                                self.send_errors.clear();
+                            }
+                            self.send_errors.insert(id, why);
+                        }
+                        self.core.handle_transport_error(now(), id)
+                    }
                     Some(NetEvent::FlowLost(transport, remote)) => self.flow_lost(&transport, remote),
                 },
                 cmd = commands.recv() => {

@@ -42,13 +42,14 @@ pub(crate) struct Baresip {
 
 impl Baresip {
     fn start() -> Baresip {
-        Baresip::start_with("", None)
+        Baresip::start_with("", None, false)
     }
 
     /// [`Baresip::start`] with `params` added to its account (`;outbound="sip:…"`) and, when
     /// given, a contacts file whose first entry is where its `message` command sends (the
     /// `contact` module is loaded for it).
-    pub(crate) fn start_with(params: &str, contact: Option<&str>) -> Baresip {
+    /// With `tls`, its TLS listener (at SIP port + 1) presents the tests' certificate.
+    pub(crate) fn start_with(params: &str, contact: Option<&str>, tls: bool) -> Baresip {
         assert!(
             Command::new("baresip")
                 .arg("-h")
@@ -84,6 +85,15 @@ impl Baresip {
                     }
                 })
                 .collect();
+        }
+        if tls {
+            // certificate and key in one file, as baresip 1.0 reads them
+            let (cert, key) = test_certificate();
+            let both = dir.join("tls.pem");
+            let pem =
+                std::fs::read_to_string(cert).unwrap() + &std::fs::read_to_string(key).unwrap();
+            std::fs::write(&both, pem).unwrap();
+            config.push_str(&format!("sip_certificate\t\t{}\n", both.display()));
         }
         if let Some(c) = contact {
             config.push_str("module\t\t\tcontact.so\n");

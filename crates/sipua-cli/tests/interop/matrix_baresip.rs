@@ -39,26 +39,28 @@ fn traced_bye_200(log: &str) -> bool {
 }
 
 fn outbound(c: &Cell, k: &Kamailio) -> String {
-    if c.transport == "tcp" {
-        format!(";outbound=\"sip:127.0.0.1:{};transport=tcp\"", k.sip_port)
-    } else {
-        format!(";outbound=\"sip:127.0.0.1:{}\"", k.sip_port)
+    match c.transport {
+        "tcp" => format!(";outbound=\"sip:127.0.0.1:{};transport=tcp\"", k.sip_port),
+        "tls" => format!(";outbound=\"sip:127.0.0.1:{};transport=tls\"", k.tls_port),
+        _ => format!(";outbound=\"sip:127.0.0.1:{}\"", k.sip_port),
     }
 }
 
 fn cell(c: &Cell, k: &Kamailio) -> Result<Outcome, NotApplicable> {
-    let param = if c.transport == "tcp" {
-        ";transport=tcp"
-    } else {
-        ""
+    let tls = c.transport == "tls";
+    let param = match c.transport {
+        "udp" => String::new(),
+        t => format!(";transport={t}"),
     };
     if c.sipua_calls {
-        let bs = Baresip::start_with("", None);
+        let bs = Baresip::start_with("", None, tls);
         let mut ctrl = bs.ctrl();
-        let uri = format!("sip:baresip@127.0.0.1:{}{param}", bs.sip_port);
+        // baresip's TLS listener is at its SIP port + 1
+        let port = bs.sip_port + u16::from(tls);
+        let uri = format!("sip:baresip@127.0.0.1:{port}{param}");
         let mut cmd = sipua();
         let duration = if c.sipua_hangs_up { "2" } else { "30" };
-        let from = if c.transport == "tcp" { "tcp" } else { "udp" };
+        let from = c.transport;
         cmd.args([
             "call",
             &uri,
@@ -74,7 +76,14 @@ fn cell(c: &Cell, k: &Kamailio) -> Result<Outcome, NotApplicable> {
             "15",
         ]);
         if c.via_proxy {
-            cmd.args(["--proxy", &format!("127.0.0.1:{}", k.sip_port)]);
+            let port = if tls { k.tls_port } else { k.sip_port };
+            cmd.args(["--proxy", &format!("127.0.0.1:{port}")]);
+        }
+        if tls {
+            // trust baresip's certificate, and listen so that it can send us its BYE
+            let (cert, key) = test_certificate();
+            cmd.arg("--ca").arg(&cert);
+            cmd.arg("--cert").arg(cert).arg("--key").arg(key);
         }
         let (mut child, out) = spawn(&mut cmd);
         if !c.sipua_hangs_up && out.wait_for("MESSAGE: ", 20.0) {
@@ -113,9 +122,14 @@ fn cell(c: &Cell, k: &Kamailio) -> Result<Outcome, NotApplicable> {
                 "60",
                 "--no-media",
             ]);
-            if c.transport == "tcp" {
+            if c.transport != "udp" {
                 // baresip 1.0 sends its MESSAGE to a URI over UDP only
                 cmd.args(["--listen", &format!("udp:127.0.0.1:{}", free_udp_port())]);
+            }
+            if tls {
+                let (cert, key) = test_certificate();
+                cmd.arg("--ca").arg(&cert);
+                cmd.arg("--cert").arg(cert).arg("--key").arg(key);
             }
             if c.sipua_hangs_up {
                 cmd.args(["--hangup-after", "3"]);
@@ -136,7 +150,7 @@ fn cell(c: &Cell, k: &Kamailio) -> Result<Outcome, NotApplicable> {
         } else {
             String::new()
         };
-        let bs = Baresip::start_with(&params, Some(&message_to));
+        let bs = Baresip::start_with(&params, Some(&message_to), tls);
         let mut ctrl = bs.ctrl();
         ctrl.send("dial", &format!("sip:bob@127.0.0.1:{port}{param}"));
         let established = ctrl.wait_for("CALL_ESTABLISHED", 15.0);
@@ -171,9 +185,11 @@ fn cell(c: &Cell, k: &Kamailio) -> Result<Outcome, NotApplicable> {
             message: log.contains("hello from baresip"),
             bye: closed && traced_bye_200(&log),
             log: format!("ctrl_tcp:\n{}\nbaresip:\n{log}", ctrl.transcript()),
-            note: if c.transport == "tcp" {
-                "MESSAGE beside the call, over UDP (baresip 1.0 sends none to a URI over TCP)"
-                    .into()
+            note: if c.transport != "udp" {
+                format!(
+                    "MESSAGE beside the call, over UDP (baresip 1.0 sends none to a URI over {})",
+                    c.transport.to_uppercase()
+                )
             } else {
                 "MESSAGE beside the call".into()
             },
@@ -214,4 +230,9 @@ fn matrix_baresip_udp() {
 #[test]
 fn matrix_baresip_tcp() {
     matrix("tcp");
+}
+
+#[test]
+fn matrix_baresip_tls() {
+    matrix("tls");
 }

@@ -33,13 +33,19 @@ fn judge_peer(out: &str, exited_ok: bool, caller: bool, cell: &Cell) -> Outcome 
 }
 
 fn cell(c: &Cell, k: &Kamailio) -> Result<Outcome, NotApplicable> {
-    let param = if c.transport == "tcp" {
-        ";transport=tcp"
-    } else {
-        ""
+    let param = match c.transport {
+        "udp" => String::new(),
+        t => format!(";transport={t}"),
     };
-    let proxy_uri = format!("sip:127.0.0.1:{}{param}", k.sip_port);
+    let proxy_port = if c.transport == "tls" {
+        k.tls_port
+    } else {
+        k.sip_port
+    };
+    let proxy_uri = format!("sip:127.0.0.1:{proxy_port}{param}");
     let port = free_udp_port().to_string();
+    let (cert, key) = test_certificate();
+    let (cert, key) = (cert.to_string_lossy(), key.to_string_lossy());
     let mut args: Vec<&str> = vec![
         "--transport",
         c.transport,
@@ -48,6 +54,9 @@ fn cell(c: &Cell, k: &Kamailio) -> Result<Outcome, NotApplicable> {
         "--timeout",
         "40",
     ];
+    if c.transport == "tls" {
+        args.extend_from_slice(&["--cert", &cert, "--key", &key, "--ca", &cert]);
+    }
     if c.via_proxy {
         args.extend_from_slice(&["--proxy", &proxy_uri]);
     }
@@ -108,6 +117,11 @@ fn matrix_pjsip_udp() {
 #[test]
 fn matrix_pjsip_tcp() {
     matrix("tcp");
+}
+
+#[test]
+fn matrix_pjsip_tls() {
+    matrix("tls");
 }
 
 /// The installed pjsua2-python package's version (PJSIP's own, with a packaging suffix).

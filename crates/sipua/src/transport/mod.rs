@@ -166,8 +166,9 @@ pub(crate) struct StreamLimits {
 pub(crate) enum NetEvent {
     /// A message arrived.
     Message(Transport, Bytes, SocketAddr),
-    /// Bytes of transaction `id` could not be sent (connection refused, reset...).
-    SendFailed(TransactionId),
+    /// Bytes of transaction `id` could not be sent (connection refused, reset...), with why
+    /// when known.
+    SendFailed(TransactionId, Option<Box<str>>),
     /// A connection we opened broke (closed by the peer, reset, keep-alive unanswered).
     FlowLost(Transport, SocketAddr),
 }

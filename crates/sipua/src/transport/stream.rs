@@ -264,23 +264,31 @@ async fn accept(
     }
 }
 
-/// Connects to `remote` (TCP, then TLS if secure); `None` on failure.
-async fn connect(transport: &Transport, remote: SocketAddr, setup: &Setup) -> Option<BoxIo> {
-    let tcp = tokio::time::timeout(setup.limits.connect_timeout, TcpStream::connect(remote))
+/// Connects to `remote` (TCP, then TLS if secure), or says why it could not.
+async fn connect(
+    transport: &Transport,
+    remote: SocketAddr,
+    setup: &Setup,
+) -> Result<BoxIo, String> {
+    let timeout = setup.limits.connect_timeout;
+    let tcp = tokio::time::timeout(timeout, TcpStream::connect(remote))
         .await
-        .ok()?
-        .ok()?;
+        .map_err(|_| format!("no answer within {} s", timeout.as_secs()))?
+        .map_err(|e| e.to_string())?;
     let _ = tcp.set_nodelay(true);
     if !is_secure(transport) {
-        return Some(Box::new(tcp));
+        return Ok(Box::new(tcp));
     }
     let name = rustls::pki_types::ServerName::IpAddress(remote.ip().into());
-    let tls = setup.tls_client.as_ref()?.connect(name, tcp);
-    let s = tokio::time::timeout(setup.limits.connect_timeout, tls)
+    let client = setup
+        .tls_client
+        .as_ref()
+        .ok_or("TLS needs a client configuration (TlsOptions::client)")?;
+    let s = tokio::time::timeout(timeout, client.connect(name, tcp))
         .await
-        .ok()?
-        .ok()?;
-    Some(Box::new(s))
+        .map_err(|_| format!("no TLS handshake within {} s", timeout.as_secs()))?
+        .map_err(|e| format!("TLS: {e}"))?;
+    Ok(Box::new(s))
 }
 
 /// The TLS handshake of an accepted connection, when the transport is secure.
@@ -314,29 +322,32 @@ async fn connection(
     setup: Setup,
 ) {
     let io = match stream {
-        Some(tcp) => secure(&transport, tcp, &setup).await,
-        None => connect(&transport, remote, &setup).await,
+        Some(tcp) => secure(&transport, tcp, &setup).await.ok_or(None),
+        None => connect(&transport, remote, &setup).await.map_err(Some),
     };
-    if let Some(io) = io {
-        let accepted = id == 0;
-        let ended = if is_websocket(&transport) {
-            websocket(io, accepted, &transport, remote, &mut out, &events, &setup).await
-        } else {
-            bytestream(io, accepted, &transport, remote, &mut out, &events, &setup).await
-        };
-        if !accepted && ended == Ended::Lost {
-            // a flow we opened (to a registrar, a proxy) broke: the user agent may recover
-            let ev = NetEvent::FlowLost(transport.clone(), remote);
-            let _ = events.send(StreamEvent::Net(ev)).await;
+    let mut why: Option<Box<str>> = None;
+    match io {
+        Err(e) => why = e.map(|e| format!("{transport} connection to {remote}: {e}").into()),
+        Ok(io) => {
+            let accepted = id == 0;
+            let ended = if is_websocket(&transport) {
+                websocket(io, accepted, &transport, remote, &mut out, &events, &setup).await
+            } else {
+                bytestream(io, accepted, &transport, remote, &mut out, &events, &setup).await
+            };
+            if !accepted && ended == Ended::Lost {
+                // a flow we opened (to a registrar, a proxy) broke: the user agent may recover
+                let ev = NetEvent::FlowLost(transport.clone(), remote);
+                let _ = events.send(StreamEvent::Net(ev)).await;
+            }
         }
     }
     // whatever is still queued will never leave: fail its transactions now
     out.close();
     while let Ok((_, tx)) = out.try_recv() {
         if let Some(tx) = tx {
-            let _ = events
-                .send(StreamEvent::Net(NetEvent::SendFailed(tx)))
-                .await;
+            let ev = NetEvent::SendFailed(tx, why.clone());
+            let _ = events.send(StreamEvent::Net(ev)).await;
         }
     }
     let _ = events
@@ -410,7 +421,7 @@ async fn bytestream(
                 let Some((bytes, tx)) = m else { return Ended::Closed };
                 if wr.write_all(&bytes).await.is_err() || wr.flush().await.is_err() {
                     if let Some(tx) = tx {
-                        let _ = events.send(StreamEvent::Net(NetEvent::SendFailed(tx))).await;
+                        let _ = events.send(StreamEvent::Net(NetEvent::SendFailed(tx, None))).await;
                     }
                     return Ended::Lost;
                 }
@@ -557,7 +568,7 @@ async fn websocket(
                 };
                 if ws.send(msg).await.is_err() {
                     if let Some(tx) = tx {
-                        let _ = events.send(StreamEvent::Net(NetEvent::SendFailed(tx))).await;
+                        let _ = events.send(StreamEvent::Net(NetEvent::SendFailed(tx, None))).await;
                     }
                     return Ended::Lost;
                 }
