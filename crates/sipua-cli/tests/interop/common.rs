@@ -203,23 +203,7 @@ impl Ctrl {
 
     /// Reads what has arrived, for up to `secs`, until a message contains `pattern`.
     pub(crate) fn wait_for(&mut self, pattern: &str, secs: f64) -> bool {
-        let deadline = Instant::now() + Duration::from_secs_f64(secs);
-        loop {
-            if self.seen.iter().any(|m| m.contains(pattern)) {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            let mut chunk = [0u8; 4096];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return false,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                Err(e) => panic!("ctrl_tcp read: {e}"),
-            }
-            self.decode();
-        }
+        self.wait_count(pattern, 1, secs)
     }
 
     /// Moves every complete netstring from `buf` to `seen`.

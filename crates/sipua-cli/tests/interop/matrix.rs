@@ -200,6 +200,18 @@ pub(crate) fn judge_call(ok: bool, out: &str, cell: &Cell) -> Outcome {
     }
 }
 
+/// [`judge_serve`] once `served` has printed the end of the call (a moment after the
+/// peer's last message), or after 3 s.
+pub(crate) fn judge_serve_when_done(served: &Output, cell: &Cell) -> Outcome {
+    let done = if cell.sipua_hangs_up {
+        ": BYE: 200"
+    } else {
+        "the peer hung up"
+    };
+    served.wait_for(done, 3.0);
+    judge_serve(&served.text(), cell)
+}
+
 /// What `sipua serve`'s output proves for `cell` (the peer called).
 pub(crate) fn judge_serve(out: &str, cell: &Cell) -> Outcome {
     Outcome {

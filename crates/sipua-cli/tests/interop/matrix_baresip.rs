@@ -169,15 +169,9 @@ fn cell(c: &Cell, k: &Kamailio) -> Result<Outcome, NotApplicable> {
             }
         }
         let closed = ctrl.wait_for("CALL_CLOSED", 10.0);
-        let done = if c.sipua_hangs_up {
-            ": BYE: 200"
-        } else {
-            "the peer hung up"
-        };
-        served.wait_for(done, 3.0);
+        let ours = judge_serve_when_done(&served, c);
         // baresip reports the call closed as it sends its BYE; the 200 is traced after
         wait_until(3.0, || traced_bye_200(&bs.log()));
-        let ours = judge_serve(&served.text(), c);
         let log = bs.log();
         let theirs = Outcome {
             setup: established,

@@ -145,13 +145,7 @@ fn cell(lib: &str, c: &Cell, k: &Kamailio) -> Result<Outcome, NotApplicable> {
         }
         let (mut p, out) = peer(lib, &args);
         let status = wait_exit(&mut p, 45.0);
-        let done = if c.sipua_hangs_up {
-            ": BYE: 200"
-        } else {
-            "the peer hung up"
-        };
-        serve_out.wait_for(done, 3.0);
-        let ours = judge_serve(&serve_out.text(), c);
+        let ours = judge_serve_when_done(&serve_out, c);
         let theirs = judge_peer_caller(status.is_some_and(|s| s.success()), &out.text(), c);
         Ok(both(ours, theirs))
     }

@@ -85,16 +85,8 @@ fn cell(c: &Cell, k: &Kamailio) -> Result<Outcome, NotApplicable> {
         ]);
         let (mut peer, peer_out, _) = pjsua_peer(&args);
         let exited = wait_exit(&mut peer, 45.0).is_some_and(|s| s.success());
-        let done = if c.sipua_hangs_up {
-            ": BYE: 200"
-        } else {
-            "the peer hung up"
-        };
-        served.wait_for(done, 3.0);
-        Ok(both(
-            judge_serve(&served.text(), c),
-            judge_peer(&peer_out.text(), exited, true, c),
-        ))
+        let ours = judge_serve_when_done(&served, c);
+        Ok(both(ours, judge_peer(&peer_out.text(), exited, true, c)))
     }
 }
 

@@ -285,14 +285,7 @@ fn cell(c: &Cell, k: Option<&crate::kamailio::Kamailio>) -> Result<Outcome, NotA
                 .arg(&next_hop),
         );
         let status = wait_exit(&mut sipp, 45.0);
-        // the serve side prints the end a moment after SIPp's last message
-        let done = if c.sipua_hangs_up {
-            ": BYE: 200"
-        } else {
-            "the peer hung up"
-        };
-        serve_out.wait_for(done, 3.0);
-        let ours = judge_serve(&serve_out.text(), c);
+        let ours = judge_serve_when_done(&serve_out, c);
         let peer = sipp_outcome(status.is_some_and(|s| s.success()), &sipp_out.text());
         Ok(both(ours, peer))
     }

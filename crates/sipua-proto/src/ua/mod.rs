@@ -297,20 +297,8 @@ pub struct UaCore {
     events: VecDeque<UaEvent>,
     /// What the core itself sends (2xx retransmissions, ACKs), before the endpoint's output.
     queue: VecDeque<Transmit>,
-    /// Our Contact header, made once.
-    contact: Header,
-    /// Our address of record, made once.
-    aor: NameAddr,
-    /// Our address of record written with a tag parses back to it with that tag (checked
-    /// once): a dialog's local address is then made from it, not parsed.
-    aor_round_trips: bool,
-    /// `@` and our address, the end of the Call-IDs we make.
-    call_id_suffix: String,
-    /// Our Via up to its branch value (`SIP/2.0/UDP host:port;branch=`).
-    via_prefix: String,
-    /// The same with `;rport` after the branch, checked once (`None` if it does not parse:
-    /// then requests carry [`UaCore::via_text`], checked each time).
-    via_template: Option<ViaTemplate>,
+    /// What we write from our own address, made once per address.
+    ours: Addressed,
     /// Requests without a To tag being answered, by the keyed hash of (From tag, Call-ID,
     /// CSeq), with the keyed hash of their branch, to spot merged requests (RFC 3261
     /// §8.2.2.2).
@@ -346,14 +334,7 @@ fn known(dialogs: &KeyedMap<DialogId, Box<Dialog>>, r: DialogIdRef<'_>) -> Optio
 impl UaCore {
     /// A user agent with no dialogs.
     pub fn new(cfg: UaConfig) -> UaCore {
-        let Addressed {
-            contact,
-            aor,
-            aor_round_trips,
-            call_id_suffix,
-            via_prefix,
-            via_template,
-        } = Addressed::new(&cfg);
+        let ours = Addressed::new(&cfg);
         UaCore {
             timers_cfg: cfg.endpoint.timers,
             endpoint: Endpoint::new(cfg.endpoint.clone()),
@@ -367,12 +348,7 @@ impl UaCore {
             timers: TimerQueue::default(),
             events: VecDeque::new(),
             queue: VecDeque::new(),
-            contact,
-            aor_round_trips,
-            aor,
-            call_id_suffix,
-            via_template,
-            via_prefix,
+            ours,
             merged: IdMap::default(),
             keys: KeyedState::default(),
             auth_cache: KeyedMap::default(),
@@ -395,13 +371,7 @@ impl UaCore {
             return;
         }
         self.cfg.local.set_ip(ip);
-        let a = Addressed::new(&self.cfg);
-        self.contact = a.contact;
-        self.aor = a.aor;
-        self.aor_round_trips = a.aor_round_trips;
-        self.call_id_suffix = a.call_id_suffix;
-        self.via_prefix = a.via_prefix;
-        self.via_template = a.via_template;
+        self.ours = Addressed::new(&self.cfg);
     }
 
     /// Turns SIP outbound on or off ([`UaConfig::outbound`]): a registration that uses it
@@ -411,8 +381,7 @@ impl UaCore {
             return;
         }
         self.cfg.outbound = on;
-        let a = Addressed::new(&self.cfg);
-        self.contact = a.contact;
+        self.ours.contact = UaCore::make_contact(&self.cfg);
     }
 
     /// The address our messages name now ([`UaCore::set_local_ip`]).
@@ -482,8 +451,8 @@ impl UaCore {
 
     /// Our Via as text with `branch`.
     fn via_text_with(&self, branch: &str) -> String {
-        let mut v = String::with_capacity(self.via_prefix.len() + branch.len() + 6);
-        v.push_str(&self.via_prefix);
+        let mut v = String::with_capacity(self.ours.via_prefix.len() + branch.len() + 6);
+        v.push_str(&self.ours.via_prefix);
         v.push_str(branch);
         v.push_str(";rport");
         v
@@ -495,7 +464,7 @@ impl UaCore {
     fn via_text(&mut self) -> String {
         let branch = self.branch();
         let text = self.via_text_with(&branch);
-        if let Some(t) = &self.via_template {
+        if let Some(t) = &self.ours.via_template {
             assert_eq!(t.with_branch(&branch), text);
         }
         text
@@ -512,7 +481,7 @@ impl UaCore {
     /// Our Via for a new request with `branch` ([`UaCore::branch`]): the template with it,
     /// or the text (what [`UaCore::via_text`] writes).
     fn via_value(&self, branch: String) -> ViaValue<'_> {
-        match &self.via_template {
+        match &self.ours.via_template {
             Some(t) => ViaValue::Branch(t, branch),
             None => ViaValue::Text(self.via_text_with(&branch)),
         }
@@ -520,20 +489,20 @@ impl UaCore {
 
     /// A new Call-ID: random digits `@` our address.
     fn call_id(&mut self) -> String {
-        let mut id = String::with_capacity(20 + self.call_id_suffix.len());
+        let mut id = String::with_capacity(20 + self.ours.call_id_suffix.len());
         self.push_token(&mut id, 20);
-        id.push_str(&self.call_id_suffix);
+        id.push_str(&self.ours.call_id_suffix);
         id
     }
 
     fn contact(&self) -> Header {
-        self.contact.clone()
+        self.ours.contact.clone()
     }
 
     /// Our Contact for a request of `method`: without `;ob` in a REGISTER (RFC 5626 §4.2).
     fn contact_for(&self, method: &Method) -> Header {
         if self.cfg.outbound && *method == Method::Register {
-            let v = String::from_utf8_lossy(self.contact.value()).replace(";ob>", ">");
+            let v = String::from_utf8_lossy(self.ours.contact.value()).replace(";ob>", ">");
             return Header::new(HeaderName::Contact, v);
         }
         self.contact()
@@ -632,10 +601,10 @@ impl UaCore {
             ViaValue::Text(v) => b.via_text(v),
             ViaValue::Typed(v) => b.via(v),
         }
-        .from_tagged(from.as_ref().unwrap_or(&self.aor), &tag);
+        .from_tagged(from.as_ref().unwrap_or(&self.ours.aor), &tag);
         b = match to {
             Some(to) => b.to(to),
-            None if method == Method::Register => b.to_ref(&self.aor),
+            None if method == Method::Register => b.to_ref(&self.ours.aor),
             None => b.to(NameAddr::new(target)),
         };
         b = b.call_id(call_id).cseq(cseq.unwrap_or(1));
@@ -765,7 +734,7 @@ impl UaCore {
             Vec::new()
         };
         headers.extend(extra);
-        let via = match &self.via_template {
+        let via = match &self.ours.via_template {
             Some(t) => ViaValue::Branch(t, branch),
             None => ViaValue::Text(self.via_text_with(&branch)),
         };
@@ -893,7 +862,7 @@ impl UaCore {
             extra.insert(0, self.contact());
         }
         let extra: &[Header] = if with_contact && extra.is_empty() {
-            std::slice::from_ref(&self.contact)
+            std::slice::from_ref(&self.ours.contact)
         } else {
             &extra
         };
@@ -1415,12 +1384,12 @@ impl UaCore {
                         None => {
                             // our From is our address of record with the request's tag: the
                             // dialog takes it from there rather than parsing it
-                            let local = (out.from_aor && self.aor_round_trips)
+                            let local = (out.from_aor && self.ours.aor_round_trips)
                                 .then(|| out.request.from_tag())
                                 .flatten()
                                 .map(|tag| {
                                     // room for the tag and no more: the dialog keeps it
-                                    let mut a = self.aor.clone();
+                                    let mut a = self.ours.aor.clone();
                                     a.params.0.reserve_exact(1);
                                     a.set_tag(tag);
                                     a
@@ -1654,12 +1623,21 @@ fn flow_of(transport: &Transport, remote: SocketAddr) -> Option<Flow> {
 }
 
 /// What the core writes from its own address, made once per address.
+#[derive(Debug)]
 struct Addressed {
+    /// Our Contact header.
     contact: Header,
+    /// Our address of record.
     aor: NameAddr,
+    /// Our address of record written with a tag parses back to it with that tag (checked
+    /// once): a dialog's local address is then made from it, not parsed.
     aor_round_trips: bool,
+    /// `@` and our address, the end of the Call-IDs we make.
     call_id_suffix: String,
+    /// Our Via up to its branch value (`SIP/2.0/UDP host:port;branch=`).
     via_prefix: String,
+    /// The same with `;rport` after the branch, checked once (`None` if it does not parse:
+    /// then requests carry [`UaCore::via_text`], checked each time).
     via_template: Option<ViaTemplate>,
 }
 
@@ -1749,7 +1727,7 @@ mod tests {
                 ..UaConfig::new(local.parse().unwrap(), transport, "alice")
             };
             let (mut a, mut b) = (UaCore::new(cfg.clone()), UaCore::new(cfg));
-            assert!(a.via_template.is_some());
+            assert!(a.ours.via_template.is_some());
             for _ in 0..3 {
                 assert_eq!(a.via_text(), b.via().to_string());
             }
