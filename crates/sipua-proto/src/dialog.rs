@@ -202,8 +202,9 @@ pub struct Dialog {
     pub caller: bool,
     /// The connection the dialog's first request or response came over (TCP, TLS, WS,
     /// WSS), if it did: our requests go back over it when the peer cannot be reached
-    /// otherwise (see [`Dialog::uses_flow`]).
-    pub flow: Option<Flow>,
+    /// otherwise (see [`Dialog::uses_flow`]). Boxed: most dialogs (over UDP) have none, and
+    /// a dialog table holds many.
+    pub flow: Option<Box<Flow>>,
 }
 
 /// A connection to a peer, as the transports key it: the transport and the peer's address

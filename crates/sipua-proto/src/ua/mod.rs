@@ -1610,15 +1610,17 @@ impl UaCore {
 /// reached only over it ([`Dialog::uses_flow`]), or the next hop names no address we could
 /// reach without DNS while the peer reached us over a connection.
 fn flow_in_use(d: &Dialog) -> Option<&Flow> {
-    let f = d.flow.as_ref()?;
+    let f = d.flow.as_deref()?;
     (d.uses_flow() || next_hop_address(d).is_none()).then_some(f)
 }
 
 /// The flow a dialog made by a message over `transport` from (or to) `remote` keeps.
-fn flow_of(transport: &Transport, remote: SocketAddr) -> Option<Flow> {
-    transport.is_reliable().then(|| Flow {
-        transport: transport.clone(),
-        remote,
+fn flow_of(transport: &Transport, remote: SocketAddr) -> Option<Box<Flow>> {
+    transport.is_reliable().then(|| {
+        Box::new(Flow {
+            transport: transport.clone(),
+            remote,
+        })
     })
 }
 
