@@ -333,13 +333,38 @@ pub(crate) fn record_section(name: &str, version: &str, text: &str) {
     for (name, text) in all.iter() {
         sections.insert(name.clone(), text.clone());
     }
+    // calls first, then subscriptions; peers by name whatever their case
+    let mut order: Vec<(&String, &String)> = sections.iter().collect();
+    order.sort_by_key(|(n, _)| (n.starts_with("Subscriptions"), n.to_lowercase()));
     let mut page = String::from(HEADER);
-    for text in sections.values() {
+    page.push_str(&summary(&order));
+    page.push_str("## Results\n\n");
+    for (_, text) in order {
         page.push_str(text);
         page.push('\n');
     }
     page.push_str(FOOTER);
     let _ = std::fs::write(PAGE, page);
+}
+
+/// The page at a glance: per section, how many rows passed every check, failed one, or
+/// could not be played.
+fn summary(sections: &[(&String, &String)]) -> String {
+    let mut s = String::from(
+        "## At a glance\n\n| peer and transport | proven | failed | not applicable |\n|---|---|---|---|\n",
+    );
+    for (name, text) in sections {
+        let rows: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("| ") && !l.starts_with("| transport"))
+            .collect();
+        let failed = rows.iter().filter(|l| l.contains('✘')).count();
+        let na = rows.iter().filter(|l| l.contains("| n/a |")).count();
+        let proven = rows.len() - failed - na;
+        s.push_str(&format!("| {name} | {proven} | {failed} | {na} |\n"));
+    }
+    s.push('\n');
+    s
 }
 
 const HEADER: &str = "# Interoperability\n\n\
@@ -354,8 +379,7 @@ sent by the caller and seen by the callee;\n\
 - **MESSAGE**: one MESSAGE (RFC 3428) from the caller inside the call, answered 200 and seen by\n  \
 the callee (beside the call, for a peer that takes none inside it: see the note);\n\
 - **BYE**: the side that hangs up gets 200 for its BYE and the other side sees the call end.\n\n\
-This page is written by the tests themselves; a peer's section changes only when its test runs.\n\n\
-## Results\n\n";
+This page is written by the tests themselves; a peer's section changes only when its test runs.\n\n";
 
 const FOOTER: &str = "## Not covered here\n\n\
 - A WebSocket client (SIP.js, JsSIP) cannot be called straight: it accepts no connection and\n  \
