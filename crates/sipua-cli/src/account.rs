@@ -80,7 +80,12 @@ where
             eprintln!("error: cannot bind {from_addr}: {e}");
             return ExitCode::FAILURE;
         }
-        let code = body(ua.clone()).await;
+        // on SIGINT or SIGTERM what the command holds is dropped (a registration unregisters,
+        // a subscription unsubscribes, a call hangs up) and the graceful stop waits for it
+        let code = tokio::select! {
+            code = body(ua.clone()) => code,
+            _ = crate::signals::stop_requested() => ExitCode::SUCCESS,
+        };
         // let printers finish their lines
         tokio::task::yield_now().await;
         ua.stop().await;
@@ -215,7 +220,11 @@ async fn run_register(ua: &UserAgent, args: &RegisterCommand) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tokio::time::sleep(Duration::from_secs_f64(args.duration.max(0.0))).await;
+    // the duration, or until SIGINT/SIGTERM: either way the binding is removed
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_secs_f64(args.duration.max(0.0))) => {}
+        _ = crate::signals::stop_requested() => {}
+    }
     match r.unregister(false).await {
         Ok(resp) => {
             println!("unregistered ({} {})", resp.status(), resp.reason());

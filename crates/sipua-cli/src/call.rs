@@ -335,8 +335,8 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
             _ => None,
         })
         .collect();
-    let tls = if secure.is_empty() {
-        TlsOptions::default()
+    let (tls, made_certificate) = if secure.is_empty() {
+        (TlsOptions::default(), None)
     } else {
         match server_tls(
             args.cert.as_deref(),
@@ -427,10 +427,16 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
             },
             _ => None,
         };
-        if args.lifetime > 0 {
-            tokio::time::sleep(Duration::from_secs(args.lifetime)).await;
-        } else {
-            std::future::pending::<()>().await;
+        let lifetime = async {
+            if args.lifetime > 0 {
+                tokio::time::sleep(Duration::from_secs(args.lifetime)).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            _ = lifetime => {}
+            _ = crate::signals::stop_requested() => {}
         }
         if let Some(r) = registration {
             match r.unregister(false).await {
@@ -438,9 +444,12 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
                 Err(e) => eprintln!("unregister: {e}"),
             }
         }
+        // every call ends with BYE (CANCEL, or 480 while ringing) and its answer, each agent
+        // within a bounded time
         for ua in agents {
             ua.stop().await;
         }
+        drop(made_certificate); // its directory goes with it
         ExitCode::SUCCESS
     })
 }
@@ -549,20 +558,28 @@ pub fn call(args: &CallArgs) -> ExitCode {
         if let Some(a) = ua.local_addr() {
             println!("calling {uri} from {a}");
         }
-        let code = if args.calls <= 1 {
-            match one_call(&ua, &uri, args, true).await {
-                Ok(_) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
+        let calls = async {
+            if args.calls <= 1 {
+                match one_call(&ua, &uri, args, true).await {
+                    Ok(_) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        ExitCode::FAILURE
+                    }
                 }
+            } else {
+                many_calls(&ua, &uri, args).await
             }
-        } else {
-            many_calls(&ua, &uri, args).await
+        };
+        // on SIGINT or SIGTERM the calls are dropped (which hangs them up: BYE, or CANCEL
+        // while ringing) and the agent's graceful stop waits for the answers
+        let (code, linger) = tokio::select! {
+            code = calls => (code, args.linger.max(0.0)),
+            _ = crate::signals::stop_requested() => (ExitCode::SUCCESS, 0.0),
         };
         // let the state printer finish its line
         tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_secs_f64(args.linger.max(0.0))).await;
+        tokio::time::sleep(Duration::from_secs_f64(linger)).await;
         ua.stop().await;
         code
     })
@@ -825,10 +842,11 @@ pub fn server_tls(
     key: Option<&std::path::Path>,
     ca: Option<&std::path::Path>,
     ips: &[std::net::IpAddr],
-) -> Result<TlsOptions, String> {
+) -> Result<(TlsOptions, Option<MadeCertificate>), String> {
     let read = |p: &std::path::Path| {
         std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
     };
+    let mut made_file = None;
     let (chain, key) = match (cert, key) {
         (Some(c), Some(k)) => (read(c)?, read(k)?),
         _ => {
@@ -836,17 +854,58 @@ pub fn server_tls(
             let made = rcgen::generate_simple_self_signed(names)
                 .map_err(|e| format!("self-signed certificate: {e}"))?;
             let (chain, key) = (made.cert.pem(), made.key_pair.serialize_pem());
-            let path = std::env::temp_dir().join(format!("sipua-serve-{}.pem", std::process::id()));
-            std::fs::write(&path, &chain).map_err(|e| format!("{}: {e}", path.display()))?;
+            let file = MadeCertificate::write(&chain)?;
             println!(
                 "self-signed certificate: {} (trust it with --ca)",
-                path.display()
+                file.path().display()
             );
+            made_file = Some(file);
             (chain, key)
         }
     };
     let roots = ca.map(read).transpose()?.unwrap_or_default();
-    TlsOptions::from_pem(&chain, &key, &roots)
+    Ok((TlsOptions::from_pem(&chain, &key, &roots)?, made_file))
+}
+
+/// A certificate the command made, in a directory of its own that only this user can read
+/// (a name nobody can guess or take first); the directory goes when this value is dropped.
+pub struct MadeCertificate {
+    dir: std::path::PathBuf,
+}
+
+impl MadeCertificate {
+    fn write(chain: &str) -> Result<MadeCertificate, String> {
+        use std::os::unix::fs::DirBuilderExt;
+        // the clock's nanoseconds and our pid: unique enough, and `create` fails rather than
+        // reuse a directory someone made first
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir = std::env::temp_dir().join(format!(
+            "sipua-{}-{:x}",
+            std::process::id(),
+            nanos ^ 0x5eed_cafe
+        ));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        let made = MadeCertificate { dir };
+        let path = made.path();
+        std::fs::write(&path, chain).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(made)
+    }
+
+    /// Where the certificate is (PEM).
+    pub fn path(&self) -> std::path::PathBuf {
+        self.dir.join("certificate.pem")
+    }
+}
+
+impl Drop for MadeCertificate {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// `--from`: a name-addr (`"Alice" <sip:alice@example.com>`) or a bare URI.

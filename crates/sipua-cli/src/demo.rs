@@ -56,10 +56,11 @@ async fn run(args: &DemoArgs, out: &std::path::Path) -> Result<(), String> {
     let transport = args.transport.to_ascii_lowercase();
     let caps = crate::media::capabilities(&args.codec)?;
     println!("sipua demo: Alice calls Bob on 127.0.0.1; Bob echoes the audio back.\n");
-    let tls = if matches!(transport.as_str(), "tls" | "wss") {
+    // the certificate's file goes when `_made` is dropped, at the end of the demo
+    let (tls, _made) = if matches!(transport.as_str(), "tls" | "wss") {
         crate::call::server_tls(None, None, None, &["127.0.0.1".parse().expect("an IP")])?
     } else {
-        sipua::TlsOptions::default()
+        (sipua::TlsOptions::default(), None)
     };
 
     // Bob: answers every call, echoes the audio back

@@ -8,6 +8,7 @@ mod demo;
 mod events;
 mod media;
 mod parse;
+mod signals;
 mod transfer;
 
 use std::process::ExitCode;

@@ -11,5 +11,6 @@ mod matrix_pjsip;
 mod matrix_sipp;
 mod matrix_subscribe;
 mod media;
+mod signals;
 mod sipp;
 mod transfer;
