@@ -396,6 +396,19 @@ impl Driver {
         }
     }
 
+    /// Remembers that `destination` was reached by resolving `uri`'s host, so that a TLS
+    /// connection there checks that name (RFC 5922 §7.2); not for the outbound proxy, an
+    /// address of its own.
+    fn name_destination(&mut self, destination: SocketAddr, uri: &Uri) {
+        let proxy = self.shared.upgrade().and_then(|s| s.options.outbound_proxy);
+        if proxy == Some(destination) {
+            return;
+        }
+        if let Some(sip) = uri.as_sip() {
+            self.net.set_server_name(destination, &sip.host);
+        }
+    }
+
     /// On a wildcard address, names in what the core writes next the address the kernel
     /// routes to `peer` from (see [`UaCore::set_local_ip`]).
     fn advertise_to(&mut self, peer: Option<SocketAddr>) {
@@ -696,6 +709,7 @@ impl Driver {
                 reply,
             } => {
                 self.advertise_to(Some(destination));
+                self.name_destination(destination, &target);
                 let opts = OutOfDialog {
                     transport,
                     from: from.map(|f| *f),
@@ -759,6 +773,9 @@ impl Driver {
                     return;
                 };
                 self.advertise_to(Some(destination));
+                if let Some(hop) = self.core.dialog(&dialog).map(|d| d.next_hop().clone()) {
+                    self.name_destination(destination, &hop);
+                }
                 let r = self.core.request_in_dialog_with(
                     t,
                     &dialog,
@@ -793,6 +810,7 @@ impl Driver {
                 reply,
             } => {
                 self.advertise_to(Some(destination));
+                self.name_destination(destination, &target);
                 match self
                     .core
                     .send_request_with(t, method, target, destination, *opts)
@@ -814,6 +832,7 @@ impl Driver {
                 reply,
             } => {
                 self.advertise_to(Some(destination));
+                self.name_destination(destination, &target);
                 let call_id = opts.call_id.clone();
                 let creates = matches!(method, Method::Subscribe | Method::Refer);
                 let r = self

@@ -285,3 +285,86 @@ async fn the_side_that_opened_a_tcp_flow_keeps_it_alive_with_crlf_pings() {
     assert!(seen.starts_with(b"INVITE "));
     alice.stop().await;
 }
+
+/// Options that serve a certificate for exactly `names` (DNS names or IP addresses) and
+/// trust it.
+fn tls_for(names: &[&str]) -> TlsOptions {
+    let cert =
+        rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    let (chain, key) = (cert.cert.pem(), cert.key_pair.serialize_pem());
+    TlsOptions::from_pem(&chain, &key, &chain).unwrap()
+}
+
+/// Calls `uri` from a TLS agent trusting `tls`'s certificate; how the call ended and why.
+async fn tls_call(tls: &TlsOptions, uri: &str) -> (EndReason, Option<String>) {
+    let alice = agent(Listen::Tls(loopback()), |o| o.tls = tls.clone()).await;
+    let call = Inviter::new(&alice, uri.parse().unwrap(), InviterOptions::default()).unwrap();
+    call.invite(Default::default()).await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(10), call.established()).await;
+    let end = if matches!(r, Ok(Ok(()))) {
+        call.bye().await.unwrap();
+        call.terminated().await
+    } else {
+        call.terminated().await
+    };
+    let why = call.send_failure();
+    alice.stop().await;
+    (end, why)
+}
+
+#[tokio::test]
+async fn tls_checks_the_certificate_against_the_host_of_the_uri_not_the_address() {
+    // RFC 5922 §7.2: the name the caller asked for is what the server must prove
+    for (names, host, ok) in [
+        (&["localhost"][..], "localhost", true),
+        (&["localhost"][..], "127.0.0.1", false),
+        (&["127.0.0.1"][..], "localhost", false),
+        (&["127.0.0.1"][..], "127.0.0.1", true),
+    ] {
+        let tls = tls_for(names);
+        let t = tls.clone();
+        let bob = agent(Listen::Tls(loopback()), |o| {
+            o.user = "bob".into();
+            o.tls = t
+        })
+        .await;
+        let port = bob.local_addr().unwrap().port();
+        let answering = tokio::spawn({
+            let bob = bob.clone();
+            async move {
+                if let Some(inv) = bob.next_invitation().await {
+                    inv.accept(Default::default()).await.unwrap();
+                    inv.terminated().await;
+                }
+            }
+        });
+        let (end, why) = tls_call(&tls, &format!("sip:bob@{host}:{port};transport=tls")).await;
+        if ok {
+            assert_eq!(end, EndReason::LocalBye, "{names:?} for {host}");
+        } else {
+            assert_eq!(end, EndReason::TransportError, "{names:?} for {host}");
+            let why = why.unwrap_or_default();
+            assert!(why.contains("TLS") && why.contains("certificate"), "{why}");
+        }
+        answering.abort();
+        bob.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_tls_connection_to_a_host_name_sends_it_by_sni() {
+    use tokio_rustls::rustls;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sni = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let acceptor =
+            tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
+        let start = acceptor.await.unwrap();
+        start.client_hello().server_name().map(str::to_owned)
+    });
+    let tls = tls_for(&["localhost"]);
+    let _ = tls_call(&tls, &format!("sip:bob@localhost:{port};transport=tls")).await;
+    assert_eq!(sni.await.unwrap().as_deref(), Some("localhost"));
+}

@@ -275,6 +275,8 @@ pub(crate) struct SessionInfo {
     /// A callee's INVITE: its To and From are the identities when none were set.
     pub(crate) invite: Option<Arc<sipua_message::Request>>,
     pub(crate) asserted_identity: Option<sipua_message::NameAddr>,
+    /// Why the INVITE could not be sent, when the session ended so.
+    pub(crate) send_failure: Option<String>,
 }
 
 /// A From or To without its tag: who a party is, not which dialog.
@@ -378,9 +380,10 @@ impl Session {
         Err(match self.end_reason() {
             Some(EndReason::Rejected { status, reason }) => Error::Rejected { status, reason },
             Some(EndReason::Timeout) => Error::Timeout,
-            Some(EndReason::TransportError) => {
-                Error::Transport("the INVITE could not be sent".into())
-            }
+            Some(EndReason::TransportError) => Error::Transport(match self.send_failure() {
+                Some(why) => format!("the INVITE could not be sent: {why}"),
+                None => "the INVITE could not be sent".into(),
+            }),
             _ => Error::SessionTerminated,
         })
     }
@@ -395,6 +398,13 @@ impl Session {
     /// Why the session ended, once it has.
     pub fn end_reason(&self) -> Option<EndReason> {
         self.info().end.clone()
+    }
+
+    /// Why the INVITE could not be sent, when the session ended with
+    /// [`EndReason::TransportError`]: the connection refused, the TLS handshake's error (a
+    /// certificate for another name, say), the closed flow of a WebSocket client...
+    pub fn send_failure(&self) -> Option<String> {
+        self.info().send_failure.clone()
     }
 
     /// Who we are in this call (SIP.js `localIdentity`): our From as a caller, the To of

@@ -1512,6 +1512,9 @@ impl Task {
                     _ => Error::Transport("could not send".into()),
                 };
                 if initial {
+                    if let Error::Transport(why) = &e {
+                        self.info().send_failure = Some(why.clone());
+                    }
                     self.terminate(if timeout {
                         EndReason::Timeout
                     } else {

@@ -325,4 +325,12 @@ impl Net {
     pub(crate) fn connections(&self) -> usize {
         self.streams.connections()
     }
+
+    /// Remembers that `addr` was reached by resolving the host name `host` (see
+    /// `Streams::set_server_name`); an IP literal names nothing more than the address.
+    pub(crate) fn set_server_name(&mut self, addr: SocketAddr, host: &sipua_message::Host) {
+        if let sipua_message::Host::Domain(d) = host {
+            self.streams.set_server_name(addr, d);
+        }
+    }
 }

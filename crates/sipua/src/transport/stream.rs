@@ -56,6 +56,9 @@ struct Setup {
     tls_server: Option<tokio_rustls::TlsAcceptor>,
 }
 
+/// Server names remembered per address (beyond it the table starts afresh).
+const MAX_NAMES: usize = 4096;
+
 /// Closed WebSocket flows that peers opened, remembered (up to this many) so that a request
 /// to one fails at once: a WebSocket client accepts no connection (RFC 7118 §5).
 const CLOSED_FLOWS: usize = 1024;
@@ -65,6 +68,9 @@ pub(crate) struct Streams {
     conns: HashMap<(Transport, SocketAddr), (mpsc::Sender<Outgoing>, u64)>,
     /// Recently closed WebSocket connections that peers opened, oldest first.
     closed_inbound: std::collections::VecDeque<(Transport, SocketAddr)>,
+    /// The host names that addresses were reached by (the URI's host, RFC 5922 §7.2): the
+    /// name a TLS connection there must prove and asks for by SNI.
+    names: HashMap<SocketAddr, Box<str>>,
     events_tx: mpsc::Sender<StreamEvent>,
     events: mpsc::Receiver<StreamEvent>,
     next_id: u64,
@@ -99,6 +105,7 @@ impl Streams {
             },
             conns: HashMap::new(),
             closed_inbound: std::collections::VecDeque::new(),
+            names: HashMap::new(),
             events_tx,
             events,
             next_id: 1,
@@ -128,6 +135,19 @@ impl Streams {
 
     pub(crate) fn connections(&self) -> usize {
         self.conns.len()
+    }
+
+    /// Remembers that `addr` was reached by resolving `host`: a TLS connection opened to it
+    /// checks the server's certificate against `host` (and sends it by SNI), not against the
+    /// address (RFC 5922 §7.2, RFC 6125).
+    pub(crate) fn set_server_name(&mut self, addr: SocketAddr, host: &str) {
+        if self.names.get(&addr).is_some_and(|h| **h == *host) {
+            return;
+        }
+        if self.names.len() >= MAX_NAMES {
+            self.names.clear();
+        }
+        self.names.insert(addr, host.into());
     }
 
     /// The next message or failure from any connection: `Ready(None)` once no connection can
@@ -220,8 +240,9 @@ impl Streams {
         let id = self.next_id;
         self.next_id += 1;
         self.conns.insert(key, (otx, id));
+        let name = self.names.get(&to).cloned();
         tokio::spawn(connection(
-            None,
+            Dial::Out(name),
             transport,
             to,
             id,
@@ -253,7 +274,7 @@ async fn accept(
         }
         // id 0: an accepted connection closes whatever entry its address has
         tokio::spawn(connection(
-            Some(stream),
+            Dial::In(stream),
             transport.clone(),
             remote,
             0,
@@ -264,10 +285,12 @@ async fn accept(
     }
 }
 
-/// Connects to `remote` (TCP, then TLS if secure), or says why it could not.
+/// Connects to `remote` (TCP, then TLS if secure, checking the certificate against `name`
+/// when the address was reached by one, else against the address), or says why it could not.
 async fn connect(
     transport: &Transport,
     remote: SocketAddr,
+    name: Option<&str>,
     setup: &Setup,
 ) -> Result<BoxIo, String> {
     let timeout = setup.limits.connect_timeout;
@@ -279,7 +302,10 @@ async fn connect(
     if !is_secure(transport) {
         return Ok(Box::new(tcp));
     }
-    let name = rustls::pki_types::ServerName::IpAddress(remote.ip().into());
+    let name = match name.map(|n| rustls::pki_types::ServerName::try_from(n.to_owned())) {
+        Some(Ok(n)) => n,
+        _ => rustls::pki_types::ServerName::IpAddress(remote.ip().into()),
+    };
     let client = setup
         .tls_client
         .as_ref()
@@ -311,9 +337,16 @@ fn ws_config(limits: &StreamLimits) -> WebSocketConfig {
     c
 }
 
+/// How a connection starts: accepted, or opened by us to a server known by a host name (or
+/// only by its address).
+enum Dial {
+    In(TcpStream),
+    Out(Option<Box<str>>),
+}
+
 /// One connection: set it up, then read, frame, write and keep alive until closed.
 async fn connection(
-    stream: Option<TcpStream>,
+    dial: Dial,
     transport: Transport,
     remote: SocketAddr,
     id: u64,
@@ -321,9 +354,11 @@ async fn connection(
     events: mpsc::Sender<StreamEvent>,
     setup: Setup,
 ) {
-    let io = match stream {
-        Some(tcp) => secure(&transport, tcp, &setup).await.ok_or(None),
-        None => connect(&transport, remote, &setup).await.map_err(Some),
+    let io = match dial {
+        Dial::In(tcp) => secure(&transport, tcp, &setup).await.ok_or(None),
+        Dial::Out(name) => connect(&transport, remote, name.as_deref(), &setup)
+            .await
+            .map_err(Some),
     };
     let mut why: Option<Box<str>> = None;
     match io {
