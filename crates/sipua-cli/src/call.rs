@@ -14,6 +14,24 @@ use sipua::{
     TlsOptions, UserAgent, UserAgentDelegate, UserAgentOptions,
 };
 
+/// What a peer wrote, for printing: at most [`SHOWN`] characters (a 60 KB URI is not printed
+/// for every call), on one line.
+pub fn shown(text: impl AsRef<str>) -> String {
+    let text = text.as_ref();
+    let mut out: String = text
+        .chars()
+        .take(SHOWN)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.chars().nth(SHOWN).is_some() {
+        out.push_str("…");
+    }
+    out
+}
+
+/// How much of a peer's text [`shown`] prints.
+const SHOWN: usize = 200;
+
 /// How `sipua serve` answers INVITEs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Answer {
@@ -226,7 +244,7 @@ fn describe(r: EndReason) -> String {
 }
 
 async fn answer(inv: Invitation, mode: Answer, quiet: bool, hangup_after: f64) {
-    let label = format!("call {}", inv.request().call_id());
+    let label = format!("call {}", shown(inv.request().call_id()));
     // a REFER in the call is followed (the peer transfers us)
     inv.set_delegate(Arc::new(crate::transfer::FollowTransfers {
         label: label.clone(),
@@ -235,8 +253,8 @@ async fn answer(inv: Invitation, mode: Answer, quiet: bool, hangup_after: f64) {
         let r = inv.request();
         println!(
             "{label}: INVITE from {} to {}",
-            r.from().map_or("?".into(), |f| f.uri.to_string()),
-            r.uri()
+            shown(r.from().map_or("?".into(), |f| f.uri.to_string())),
+            shown(r.uri().to_string())
         );
         print_states(label.clone(), &inv);
         crate::media::print_live(label.clone(), &inv);
@@ -304,8 +322,8 @@ impl UserAgentDelegate for Answerer {
             let r = message.request();
             println!(
                 "MESSAGE from {}: {}",
-                r.from().map_or("?".into(), |f| f.uri.to_string()),
-                String::from_utf8_lossy(r.body())
+                shown(r.from().map_or("?".into(), |f| f.uri.to_string())),
+                shown(String::from_utf8_lossy(r.body()))
             );
         }
         message.accept();
@@ -458,7 +476,7 @@ struct Progress;
 
 impl SessionDelegate for Progress {
     fn on_progress(&self, r: &Response) {
-        println!("{} {}", r.status(), r.reason());
+        println!("{} {}", r.status(), shown(r.reason()));
     }
 }
 
@@ -913,4 +931,19 @@ fn parse_from(s: &str) -> Result<sipua::message::NameAddr, String> {
     sipua::message::NameAddr::parse(s.as_bytes())
         .or_else(|_| s.parse::<Uri>().map(sipua::message::NameAddr::new))
         .map_err(|e| format!("{s}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown;
+
+    #[test]
+    fn a_peers_text_is_printed_short_and_on_one_line() {
+        let long = format!("sip:{}@example.com", "a".repeat(60_000));
+        let s = shown(&long);
+        assert_eq!(s.chars().count(), 201);
+        assert!(s.ends_with('…'));
+        assert_eq!(shown("two\r\nlines"), "two  lines");
+        assert_eq!(shown("sip:bob@example.com"), "sip:bob@example.com");
+    }
 }

@@ -122,8 +122,8 @@ pub fn serve_subscription(s: IncomingSubscription, quiet: bool) {
         let r = s.request();
         println!(
             "SUBSCRIBE {} from {}",
-            s.event(),
-            r.from().map_or("?".into(), |f| f.uri.to_string())
+            crate::call::shown(s.event()),
+            crate::call::shown(r.from().map_or("?".into(), |f| f.uri.to_string()))
         );
     }
     tokio::spawn(async move {

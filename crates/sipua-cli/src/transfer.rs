@@ -160,7 +160,7 @@ impl SessionDelegate for FollowTransfers {
         println!(
             "{}: MESSAGE in the call: {}",
             self.label,
-            String::from_utf8_lossy(request.body())
+            crate::call::shown(String::from_utf8_lossy(request.body()))
         );
         200
     }
@@ -175,7 +175,10 @@ impl SessionDelegate for FollowTransfers {
             if let Some(r) = referral.replaces() {
                 println!("{label}: the transfer replaces call {r}");
             }
-            println!("{label}: REFER to {target}");
+            println!(
+                "{label}: REFER to {}",
+                crate::call::shown(target.to_string())
+            );
             if let Err(e) = referral.accept().await {
                 println!("{label}: cannot accept the REFER: {e}");
                 return;

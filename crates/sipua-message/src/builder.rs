@@ -655,8 +655,10 @@ fn fallback_response() -> Response {
 ///
 /// The response copies the request's Via, From, To, Call-ID and CSeq lines as they are, adds
 /// `to_tag` to To, and uses [`ParseError::status_code`] and the error's text as the reason
-/// phrase. Returns `None` when the input is a response (malformed responses are dropped), or
-/// when one of those five headers cannot be found.
+/// phrase. Returns `None` when the input is a response (malformed responses are dropped),
+/// when one of those five headers cannot be found, or when they would make the answer larger
+/// than [`MAX_ERROR_RESPONSE`] (Vias past the top one are left out first): a peer's oversized
+/// request is never sent back.
 ///
 /// ```
 /// let bad = b"OPTIONS sip:a@example.com SIP/7.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
@@ -708,6 +710,12 @@ pub fn error_response(request: &[u8], err: &ParseError, to_tag: &str) -> Option<
         if slot != 0 && seen[slot] {
             continue; // one of each, the first
         }
+        // what a peer made large is not sent back large (a 413 for 1 500 Vias): Vias beyond
+        // the top one only while the answer stays within its budget (the top one reaches
+        // the hop that sent it, which is all an answer to a broken request can hope for)
+        if slot == 0 && seen[0] && out.len() + full.len() > MAX_ERROR_RESPONSE / 2 {
+            continue;
+        }
         seen[slot] = true;
         out.extend_from_slice(&full);
         if slot == 2
@@ -719,12 +727,17 @@ pub fn error_response(request: &[u8], err: &ParseError, to_tag: &str) -> Option<
         }
         out.extend_from_slice(b"\r\n");
     }
-    if seen.contains(&false) {
+    if seen.contains(&false) || out.len() > MAX_ERROR_RESPONSE {
+        // a From, To or Call-ID too large to echo: no answer rather than a large one
         return None;
     }
     out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
     Some(Bytes::from(out))
 }
+
+/// The largest answer [`error_response`] writes: the echoed Vias, From, To, Call-ID and
+/// CSeq of a request that may be hostile.
+pub const MAX_ERROR_RESPONSE: usize = 8 * 1024;
 
 #[cfg(test)]
 mod tests {

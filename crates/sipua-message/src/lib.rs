@@ -40,7 +40,7 @@ mod status;
 pub mod text;
 mod uri;
 
-pub use builder::{error_response, RequestBuilder, ViaTemplate};
+pub use builder::{error_response, RequestBuilder, ViaTemplate, MAX_ERROR_RESPONSE};
 pub use error::{ErrorKind, ParseError, Result};
 pub use framer::{Frame, FramerError, StreamFramer};
 pub use header::{Header, HeaderName, HeaderRef, Headers, Transport, Via, ViaText};

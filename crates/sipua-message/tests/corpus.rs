@@ -490,3 +490,39 @@ fn malformed_requests_still_get_an_error_response() {
     let err = Message::parse(&data).unwrap_err();
     assert!(sipua_message::error_response(&data, &err, "e1").is_none());
 }
+
+#[test]
+fn an_error_response_does_not_send_a_huge_request_back() {
+    // 1 500 Vias make the request too large; the 413 keeps the top Via (and what fits)
+    let vias: String = (0..1500)
+        .map(|i| {
+            format!(
+                "Via: SIP/2.0/UDP 192.0.2.{}:5060;branch=z9hG4bK{i}\r\n",
+                i % 250
+            )
+        })
+        .collect();
+    let data = format!(
+        "INVITE sip:bob@example.com SIP/2.0\r\n{vias}From: <sip:a@example.com>;tag=1\r\n\
+         To: <sip:bob@example.com>\r\nCall-ID: big\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    );
+    let err = sipua_message::ParseError::too_large();
+    let resp = sipua_message::error_response(data.as_bytes(), &err, "e1").unwrap();
+    let text = String::from_utf8_lossy(&resp);
+    assert!(
+        resp.len() <= sipua_message::MAX_ERROR_RESPONSE + 64,
+        "{}",
+        resp.len()
+    );
+    assert!(text.starts_with("SIP/2.0 413 "), "{text}");
+    assert!(text.contains("branch=z9hG4bK0\r\n"), "the top Via");
+    assert!(!text.contains("branch=z9hG4bK1499"), "not every Via");
+    // a From too large to echo gets no answer at all
+    let huge = format!(
+        "INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+         From: <sip:{}@example.com>;tag=1\r\nTo: <sip:bob@example.com>\r\nCall-ID: big\r\n\
+         CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+        "a".repeat(60_000)
+    );
+    assert!(sipua_message::error_response(huge.as_bytes(), &err, "e1").is_none());
+}
