@@ -24,7 +24,7 @@ pub fn shown(text: impl AsRef<str>) -> String {
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
     if text.chars().nth(SHOWN).is_some() {
-        out.push_str("…");
+        out.push('…');
     }
     out
 }
