@@ -150,3 +150,55 @@ fn an_unanswered_call_is_cancelled_after_answer_timeout() {
         "{text}"
     );
 }
+
+/// Without `--ca`, a TLS call trusts the platform's roots: refused for serve's self-signed
+/// certificate, accepted once the platform's store (here `SSL_CERT_FILE`) holds it.
+#[test]
+fn without_ca_tls_verifies_against_the_platform_roots() {
+    let (port, _serve, lines) = (0..5)
+        .map(|_| {
+            let port = free_port();
+            let (child, lines) = serve("tls", port);
+            (port, child, lines)
+        })
+        .find(|(_, _, lines)| lines.last().is_some_and(|l| l.starts_with("listening on")))
+        .expect("sipua serve starts");
+    let pem = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("self-signed certificate: "))
+        .and_then(|l| l.split(' ').next())
+        .expect("the certificate's path")
+        .to_owned();
+    let call = |cert_file: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sipua"));
+        cmd.args([
+            "call",
+            &format!("sip:bob@127.0.0.1:{port};transport=tls"),
+            "--from-addr",
+            "tls:127.0.0.1:0",
+            "--duration",
+            "0.2",
+            "--no-media",
+        ]);
+        // without: the system's store, which cannot hold a certificate made a moment ago
+        if let Some(f) = cert_file {
+            cmd.env("SSL_CERT_FILE", f);
+        }
+        cmd.output().unwrap()
+    };
+    let refused = call(None);
+    let text = String::from_utf8_lossy(&refused.stderr).into_owned()
+        + &String::from_utf8_lossy(&refused.stdout);
+    assert!(!refused.status.success(), "{text}");
+    assert!(text.contains("could not be sent"), "{text}");
+    // refused for the certificate (or, on a machine without any roots, for having none)
+    assert!(
+        text.contains("certificate") || text.contains("no trusted roots"),
+        "{text}"
+    );
+    let trusted = call(Some(&pem));
+    let text = String::from_utf8_lossy(&trusted.stdout).into_owned()
+        + &String::from_utf8_lossy(&trusted.stderr);
+    assert!(trusted.status.success(), "{text}");
+    assert!(text.contains("BYE: 200 OK"), "{text}");
+}

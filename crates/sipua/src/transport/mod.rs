@@ -83,7 +83,9 @@ impl Listen {
 pub struct TlsOptions {
     /// For TLS and WSS listeners.
     pub server: Option<Arc<rustls::ServerConfig>>,
-    /// For TLS and WSS connections we open.
+    /// For TLS and WSS connections we open; `None` trusts the platform's roots (the system's
+    /// certificate store, or the file `SSL_CERT_FILE` names, through rustls-native-certs), so
+    /// that servers are verified by default.
     pub client: Option<Arc<rustls::ClientConfig>>,
 }
 

@@ -226,12 +226,6 @@ impl Streams {
                 format!("the WebSocket flow from {to} is closed (a WebSocket client accepts no connection)"),
             ));
         }
-        if is_secure(&transport) && self.setup.tls_client.is_none() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "TLS needs a client configuration (TlsOptions::client)",
-            ));
-        }
         if self.conns.len() >= self.setup.limits.max_connections {
             return Err(io::Error::other("too many connections"));
         }
@@ -306,15 +300,36 @@ async fn connect(
         Some(Ok(n)) => n,
         _ => rustls::pki_types::ServerName::IpAddress(remote.ip().into()),
     };
-    let client = setup
-        .tls_client
-        .as_ref()
-        .ok_or("TLS needs a client configuration (TlsOptions::client)")?;
+    let client = match &setup.tls_client {
+        Some(c) => c,
+        None => platform_client()
+            .as_ref()
+            .ok_or("no trusted roots: the platform has none (TlsOptions::client sets some)")?,
+    };
     let s = tokio::time::timeout(timeout, client.connect(name, tcp))
         .await
         .map_err(|_| format!("no TLS handshake within {} s", timeout.as_secs()))?
         .map_err(|e| format!("TLS: {e}"))?;
     Ok(Box::new(s))
+}
+
+/// A client configuration trusting the platform's roots (rustls-native-certs: the system's
+/// store, or the file `SSL_CERT_FILE` names), loaded once, at the first TLS connection that
+/// has no configuration of its own; `None` when the platform has no roots at all.
+fn platform_client() -> &'static Option<tokio_rustls::TlsConnector> {
+    static CLIENT: std::sync::OnceLock<Option<tokio_rustls::TlsConnector>> =
+        std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| {
+        let mut roots = rustls::RootCertStore::empty();
+        let found = rustls_native_certs::load_native_certs();
+        let (added, _) = roots.add_parsable_certificates(found.certs);
+        (added > 0).then(|| {
+            let config = rustls::ClientConfig::builder()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        })
+    })
 }
 
 /// The TLS handshake of an accepted connection, when the transport is secure.
