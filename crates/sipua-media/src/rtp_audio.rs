@@ -203,6 +203,8 @@ fn send_control(slot: &Mutex<Option<mpsc::Sender<Control>>>, c: Control) -> bool
 /// Orders from the handler to the media task.
 enum Control {
     Update(Negotiated),
+    /// The dialog is confirmed: media may go to the peer's address.
+    Confirm,
     Dtmf(String),
     Close,
 }
@@ -225,6 +227,8 @@ pub struct RtpAudio {
     stats_tx: Option<watch::Sender<MediaStats>>,
     closed_tx: Option<watch::Sender<bool>>,
     running: bool,
+    /// The dialog is confirmed ([`SessionDescriptionHandler::confirmed`]).
+    confirmed: bool,
     seed: u64,
 }
 
@@ -274,6 +278,7 @@ impl RtpAudio {
             stats_tx: Some(stats_tx),
             closed_tx: Some(closed_tx),
             running: false,
+            confirmed: false,
             seed,
         })
     }
@@ -296,7 +301,10 @@ impl RtpAudio {
     }
 
     /// Starts the media task with the first negotiation, or updates it.
-    fn apply(&mut self, negotiated: Negotiated) -> Result<(), SdhError> {
+    /// Starts (or updates) the media with `negotiated`; `verified` says whether the peer's
+    /// address may be sent to at once (it came in the answer to our offer) or only once the
+    /// dialog is confirmed or the peer's RTP arrives (it came in an offer).
+    fn apply(&mut self, negotiated: Negotiated, verified: bool) -> Result<(), SdhError> {
         *self
             .handle
             .negotiated
@@ -325,6 +333,7 @@ impl RtpAudio {
             jitter: self.options.jitter,
             wallclock,
             seed: self.seed,
+            verified: verified || self.confirmed,
         };
         let stream = AudioStream::new(config, negotiated, audio.source, audio.sink, Instant::now())
             .map_err(SdhError)?;
@@ -363,7 +372,7 @@ impl SessionDescriptionHandler for RtpAudio {
                     .oa
                     .create_answer(&local)
                     .map_err(|e| SdhError(e.to_string()))?;
-                self.apply(negotiated)?;
+                self.apply(negotiated, false)?;
                 answer
             } else {
                 self.offering = true;
@@ -400,7 +409,7 @@ impl SessionDescriptionHandler for RtpAudio {
                     .oa
                     .receive_answer(&sdp)
                     .map_err(|e| SdhError(e.to_string()))?;
-                self.apply(negotiated)?;
+                self.apply(negotiated, true)?;
             } else if same_origin {
                 // the same description again (e.g. in the 2xx after a 183): RFC 3264 §8 says
                 // an unchanged version is no new offer
@@ -410,7 +419,7 @@ impl SessionDescriptionHandler for RtpAudio {
                     .oa
                     .receive_forked_answer(&sdp)
                     .map_err(|e| SdhError(e.to_string()))?;
-                self.apply(negotiated)?;
+                self.apply(negotiated, true)?;
             } else {
                 self.oa
                     .receive_offer(&sdp)
@@ -447,6 +456,13 @@ impl SessionDescriptionHandler for RtpAudio {
 
     fn handle(&self) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
         Some(self.handle.clone())
+    }
+
+    fn confirmed(&mut self) {
+        self.confirmed = true;
+        if self.running {
+            send_control(&self.handle.commands, Control::Confirm);
+        }
     }
 
     fn close(&mut self) {
@@ -501,6 +517,7 @@ async fn run(
                 Some(Control::Update(n)) => {
                     let _ = stream.update(n);
                 }
+                Some(Control::Confirm) => stream.confirm(),
                 Some(Control::Dtmf(d)) => {
                     stream.send_dtmf(&d);
                 }

@@ -56,6 +56,11 @@ pub struct StreamConfig {
     pub wallclock: Duration,
     /// Seed for the randomised RTCP interval.
     pub seed: u64,
+    /// Whether the peer's address may be sent to at once. `false` for an answerer: the
+    /// address came in an offer anyone could have sent (a spoofed INVITE would make us an
+    /// RTP reflector), so nothing goes there until signalling confirms the call
+    /// ([`AudioStream::confirm`], on the ACK) or RTP comes from the peer (symmetric RTP).
+    pub verified: bool,
 }
 
 /// Something the application may want to know about the stream.
@@ -160,6 +165,8 @@ pub struct AudioStream {
     remote_rtcp: SocketAddr,
     /// Whether we already followed the peer's RTP to another address (done once).
     latched: bool,
+    /// Whether we may send to the peer (see [`StreamConfig::verified`]).
+    verified: bool,
     source: Box<dyn AudioSource>,
     sink: Box<dyn AudioSink>,
     source_ended: bool,
@@ -225,6 +232,7 @@ impl AudioStream {
             remote_rtp: params.remote_address,
             remote_rtcp: params.remote_rtcp,
             latched: false,
+            verified: config.verified,
             source,
             sink,
             source_ended: false,
@@ -305,6 +313,12 @@ impl AudioStream {
         self.dtmf_tx.queue(digits).is_ok()
     }
 
+    /// Signalling confirmed the call (our 2xx was acknowledged): the peer's address may be
+    /// sent to (see [`StreamConfig::verified`]).
+    pub fn confirm(&mut self) {
+        self.verified = true;
+    }
+
     /// A datagram that arrived on the RTP socket (RTP, or RTCP multiplexed per RFC 5761).
     pub fn handle_rtp(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         if self.closed {
@@ -324,6 +338,8 @@ impl AudioStream {
             self.stats.invalid += 1;
             return;
         }
+        // the peer speaks from there: sending to it reflects nothing at a stranger
+        self.verified = true;
         if from != self.remote_rtp && !self.latched {
             self.latched = true;
             self.remote_rtp = from;
@@ -492,6 +508,13 @@ impl AudioStream {
     fn tick(&mut self, at: Instant) {
         let samples = self.frame_samples();
         let sending = sends(self.params.direction);
+        if sending && !self.verified {
+            // nothing goes out yet, and nothing of the source is lost meanwhile: a prompt
+            // starts from its beginning once the peer is confirmed
+            self.timestamp = self.timestamp.wrapping_add(self.codec.timestamp_step());
+            self.play(at, samples);
+            return;
+        }
         if !(sending && !self.dtmf_tx.is_idle() && self.send_dtmf_packet(at)) {
             self.frame.clear();
             self.frame.resize(samples, 0);
@@ -535,6 +558,9 @@ impl AudioStream {
     }
 
     fn send_rtp(&mut self, payload_type: u8, marker: bool, timestamp: u32, payload: &[u8]) {
+        if !self.verified {
+            return; // not to an address nobody has vouched for (StreamConfig::verified)
+        }
         let packet = RtpPacket {
             marker,
             payload_type,
@@ -600,6 +626,9 @@ impl AudioStream {
 
     /// An RTCP compound packet: SR when we sent since the last one, else RR; SDES; BYE.
     fn send_report(&mut self, now: Instant, bye: bool) {
+        if !self.verified {
+            return;
+        }
         let mut blocks = Vec::new();
         if let Some(r) = self.receiver.as_mut() {
             let (lsr, dlsr) = match self.last_sr {
@@ -712,6 +741,7 @@ mod tests {
             jitter: JitterConfig::default(),
             wallclock: Duration::from_secs(1_700_000_000),
             seed,
+            verified: true,
         }
     }
 
@@ -853,6 +883,60 @@ mod tests {
 
     fn melody() -> Vec<i16> {
         crate::audio::demo_melody()
+    }
+
+    /// Runs `s` for `secs` of virtual time from `now`; how many datagrams it sent.
+    fn sent_for(s: &mut AudioStream, now: &mut Instant, secs: u64) -> usize {
+        let end = *now + Duration::from_secs(secs);
+        let mut sent = 0;
+        while *now < end {
+            *now += Duration::from_millis(10);
+            s.handle_timeout(*now);
+            while s.poll_transmit().is_some() {
+                sent += 1;
+            }
+        }
+        sent
+    }
+
+    #[test]
+    fn an_answerer_sends_nothing_to_an_unverified_address() {
+        // the offer's address is anyone's until the ACK comes or the peer's RTP does: no
+        // reflector for spoofed INVITEs
+        for by_rtp in [false, true] {
+            let mut now = Instant::now();
+            let mut s = AudioStream::new(
+                StreamConfig {
+                    verified: false,
+                    ..config(3)
+                },
+                negotiated(B, Codec::pcmu(), Direction::SendRecv),
+                Box::new(Tone::new(440.0, 8000, 8000)),
+                Box::new(NullSink),
+                now,
+            )
+            .unwrap();
+            assert_eq!(sent_for(&mut s, &mut now, 10), 0, "nothing, RTCP included");
+            assert_eq!(s.stats().packets_sent, 0);
+            if by_rtp {
+                let packet = RtpPacket {
+                    marker: false,
+                    payload_type: 0,
+                    sequence: 1,
+                    timestamp: 160,
+                    ssrc: 77,
+                    csrc_count: 0,
+                    payload: &[0xff; 160],
+                };
+                let mut bytes = Vec::new();
+                packet.write(&mut bytes);
+                s.handle_rtp(now, B.parse().unwrap(), &bytes);
+            } else {
+                s.confirm();
+            }
+            let sent = sent_for(&mut s, &mut now, 1);
+            assert!(sent >= 45, "{sent} datagrams in the first second after");
+        }
     }
 
     #[test]

@@ -317,3 +317,57 @@ async fn an_opus_call_carries_audio_on_the_offered_rtpmap() {
     alice.stop().await;
     bob.stop().await;
 }
+
+/// An INVITE whose SDP names `victim` as its media address, from a socket that will never
+/// acknowledge the 200 (a spoofed source, as an attacker's would be).
+fn spoofed_invite(
+    bob: std::net::SocketAddr,
+    from: std::net::SocketAddr,
+    victim: std::net::SocketAddr,
+) -> String {
+    let sdp = format!(
+        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+        ip = victim.ip(),
+        port = victim.port()
+    );
+    format!(
+        "INVITE sip:bob@{bob} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bKspoof1\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:mallory@example.com>;tag=m1\r\nTo: <sip:bob@{bob}>\r\n\
+         Call-ID: spoof-1\r\nCSeq: 1 INVITE\r\nContact: <sip:mallory@{from}>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answered_but_unacknowledged_call_sends_no_media_to_the_address_its_offer_named() {
+    // RFC 3261 §13.3.1.4 leaves the callee waiting for the ACK; until it comes (or RTP comes
+    // from that address) the address is nobody's word: no RTP goes there
+    let (bob, _) = agent("bob", Some(demo_melody()), Default::default()).await;
+    let victim = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mallory = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let invite = spoofed_invite(
+        bob.local_addr().unwrap(),
+        mallory.local_addr().unwrap(),
+        victim.local_addr().unwrap(),
+    );
+    mallory
+        .send_to(invite.as_bytes(), bob.local_addr().unwrap())
+        .await
+        .unwrap();
+    let inv = next(&bob).await;
+    inv.accept(Default::default()).await.unwrap();
+    let mut buf = [0u8; 2048];
+    let mut reflected = 0;
+    let until = tokio::time::Instant::now() + Duration::from_secs(3);
+    while let Ok(Ok(_)) = tokio::time::timeout_at(until, victim.recv_from(&mut buf)).await {
+        reflected += 1;
+    }
+    assert_eq!(
+        reflected, 0,
+        "RTP reached an address that never confirmed the call"
+    );
+    assert_eq!(media(&inv).stats().packets_sent, 0);
+    bob.stop().await;
+}

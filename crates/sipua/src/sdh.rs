@@ -145,6 +145,11 @@ pub trait SessionDescriptionHandler: Send {
 
     /// Releases the media resources; called once when the session ends.
     fn close(&mut self);
+
+    /// The dialog is confirmed: our 2xx was acknowledged, or we acknowledged the peer's. A
+    /// handler that answered an offer holds its media back until then (or until media comes
+    /// from the peer), so that a spoofed INVITE cannot aim it at a stranger. Default: nothing.
+    fn confirmed(&mut self) {}
 }
 
 /// What a factory knows about the session it makes a handler for.

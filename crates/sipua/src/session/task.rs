@@ -1652,7 +1652,13 @@ impl Task {
             }
         }
         match outcome {
-            Ok(()) => self.transition(SessionState::Established),
+            Ok(()) => {
+                // the peer's 2xx, acknowledged by us: the dialog is confirmed
+                if let Some(sdh) = self.sdh.as_mut() {
+                    sdh.confirmed();
+                }
+                self.transition(SessionState::Established)
+            }
             Err(e) => {
                 self.bye_dialog(&d).await;
                 self.terminate(EndReason::MediaFailure(e.to_string()));
@@ -1774,6 +1780,10 @@ impl Task {
                 self.terminate(EndReason::MediaFailure(e.to_string()));
                 return;
             }
+        }
+        // our 2xx is acknowledged: the peer is who its offer says (RFC 3261 §13.3.1.4)
+        if let Some(sdh) = self.sdh.as_mut() {
+            sdh.confirmed();
         }
         if let Some(d) = &self.delegate() {
             d.on_ack(&request);
