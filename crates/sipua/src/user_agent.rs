@@ -136,6 +136,13 @@ pub struct UserAgentOptions {
     pub keepalive_interval: Option<Duration>,
     /// Most open TCP connections; beyond it new ones are refused.
     pub max_connections: usize,
+    /// Most connections accepted from one IP address, so that one peer cannot lock every
+    /// other out (a NAT in front of many phones may need more).
+    pub max_connections_per_address: usize,
+    /// How long a message on a TCP or TLS connection may take to arrive once it has begun;
+    /// a connection whose message takes longer is closed (one byte a second keeps no
+    /// connection open).
+    pub message_timeout: Duration,
     /// Most live transactions; requests beyond it get 503 with Retry-After. Over UDP each
     /// call holds its transactions for 32 s after they end, so 500 000 covers about 7 000
     /// calls per second.
@@ -166,6 +173,8 @@ impl Default for UserAgentOptions {
             connection_idle_timeout: Duration::from_secs(180),
             keepalive_interval: None,
             max_connections: 10_000,
+            max_connections_per_address: 256,
+            message_timeout: Duration::from_secs(20),
             max_transactions: 500_000,
             tls: TlsOptions::default(),
         }
@@ -413,6 +422,8 @@ impl UserAgent {
             max_connections: o.max_connections,
             connect_timeout: Duration::from_secs(10),
             keepalive: o.keepalive_interval,
+            max_connections_per_address: o.max_connections_per_address,
+            message_deadline: o.message_timeout,
         };
         let net = Net::bind(&o.listen, limits, &o.tls)
             .await

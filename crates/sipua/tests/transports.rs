@@ -368,3 +368,79 @@ async fn a_tls_connection_to_a_host_name_sends_it_by_sni() {
     let _ = tls_call(&tls, &format!("sip:bob@localhost:{port};transport=tls")).await;
     assert_eq!(sni.await.unwrap().as_deref(), Some("localhost"));
 }
+
+#[tokio::test]
+async fn one_address_cannot_take_every_connection_slot() {
+    let bob = agent(Listen::Tcp(loopback()), |o| {
+        o.max_connections_per_address = 3
+    })
+    .await;
+    let addr = bob.local_addr().unwrap();
+    let verdicts = tokio::task::spawn_blocking(move || {
+        // five connections from 127.0.0.1: three are kept, the others closed at once
+        let conns: Vec<std::net::TcpStream> = (0..5)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        let mut closed = 0;
+        for mut c in conns.iter() {
+            c.set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            let mut buf = [0u8; 8];
+            if matches!(c.read(&mut buf), Ok(0)) {
+                closed += 1;
+            }
+        }
+        // another address is not locked out: a CRLF ping from 127.0.0.2 gets its pong
+        let sock =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        sock.bind(&"127.0.0.2:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        sock.connect(&addr.into()).unwrap();
+        let mut other: std::net::TcpStream = sock.into();
+        other
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        other.write_all(b"\r\n\r\n").unwrap();
+        let mut buf = [0u8; 8];
+        let n = other.read(&mut buf).unwrap_or(0);
+        (closed, buf[..n].to_vec())
+    })
+    .await
+    .unwrap();
+    assert_eq!(verdicts.0, 2, "the connections beyond three are refused");
+    assert_eq!(verdicts.1, b"\r\n", "another address still gets in");
+    bob.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_sent_a_byte_at_a_time_does_not_hold_the_connection() {
+    let bob = agent(Listen::Tcp(loopback()), |o| {
+        o.message_timeout = Duration::from_millis(600)
+    })
+    .await;
+    let addr = bob.local_addr().unwrap();
+    let (closed_after, kept) = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let start = std::time::Instant::now();
+        let message = b"OPTIONS sip:bob@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:1;branch=z9hG4bK1\r\n";
+        let mut buf = [0u8; 64];
+        for b in message.iter().cycle().take(200) {
+            // one byte every 50 ms: each resets no idle timer that matters any more
+            if s.write_all(&[*b]).is_err() {
+                break;
+            }
+            if matches!(s.read(&mut buf), Ok(0)) {
+                return (Some(start.elapsed()), false);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        (None, true)
+    })
+    .await
+    .unwrap();
+    assert!(!kept, "the slow sender kept its connection");
+    let t = closed_after.unwrap();
+    assert!(t < Duration::from_secs(3), "closed after {t:?}");
+    bob.stop().await;
+}

@@ -161,6 +161,11 @@ pub(crate) struct StreamLimits {
     pub(crate) connect_timeout: Duration,
     /// CRLF keep-alive interval on TCP/TLS connections we open (RFC 5626 §4.4.1).
     pub(crate) keepalive: Option<Duration>,
+    /// Most connections accepted from one IP address: one peer cannot take every slot.
+    pub(crate) max_connections_per_address: usize,
+    /// How long a message may take to arrive once its first byte has (a slow sender
+    /// cannot hold a connection open a byte at a time).
+    pub(crate) message_deadline: Duration,
 }
 
 /// What the transports report to the driver.

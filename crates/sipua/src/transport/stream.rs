@@ -68,6 +68,8 @@ pub(crate) struct Streams {
     conns: HashMap<(Transport, SocketAddr), (mpsc::Sender<Outgoing>, u64)>,
     /// Recently closed WebSocket connections that peers opened, oldest first.
     closed_inbound: std::collections::VecDeque<(Transport, SocketAddr)>,
+    /// Connections accepted per IP address (see `StreamLimits::max_connections_per_address`).
+    per_address: HashMap<std::net::IpAddr, usize>,
     /// The host names that addresses were reached by (the URI's host, RFC 5922 §7.2): the
     /// name a TLS connection there must prove and asks for by SNI.
     names: HashMap<SocketAddr, Box<str>>,
@@ -106,6 +108,7 @@ impl Streams {
             conns: HashMap::new(),
             closed_inbound: std::collections::VecDeque::new(),
             names: HashMap::new(),
+            per_address: HashMap::new(),
             events_tx,
             events,
             next_id: 1,
@@ -165,9 +168,13 @@ impl Streams {
             match event {
                 StreamEvent::Net(e) => return std::task::Poll::Ready(Some(e)),
                 StreamEvent::Accepted(t, remote, tx) => {
-                    if self.conns.len() >= self.setup.limits.max_connections {
+                    let from_there = self.per_address.get(&remote.ip()).copied().unwrap_or(0);
+                    if self.conns.len() >= self.setup.limits.max_connections
+                        || from_there >= self.setup.limits.max_connections_per_address
+                    {
                         continue; // dropping the sender closes the connection
                     }
+                    *self.per_address.entry(remote.ip()).or_default() += 1;
                     let id = self.next_id;
                     self.next_id += 1;
                     if !self.closed_inbound.is_empty() {
@@ -177,6 +184,19 @@ impl Streams {
                     self.conns.insert((t, remote), (tx, id));
                 }
                 StreamEvent::Closed(t, remote, id) => {
+                    if id == 0 {
+                        // an accepted connection that was counted (it had a slot)
+                        if let std::collections::hash_map::Entry::Occupied(mut e) =
+                            self.per_address.entry(remote.ip())
+                        {
+                            if self.conns.get(&(t.clone(), remote)).is_some() {
+                                *e.get_mut() -= 1;
+                                if *e.get() == 0 {
+                                    e.remove();
+                                }
+                            }
+                        }
+                    }
                     if id == 0 && is_websocket(&t) {
                         if self.closed_inbound.len() >= CLOSED_FLOWS {
                             self.closed_inbound.pop_front();
@@ -435,11 +455,18 @@ async fn bytestream(
         setup.limits.keepalive
     };
     let mut ping_sent = false;
+    // when the message now being read began to arrive: it must end within the deadline
+    let mut partial_since: Option<tokio::time::Instant> = None;
     loop {
         let wait = match keepalive {
             Some(_) if ping_sent => PONG_TIMEOUT,
             Some(interval) => interval,
             None => setup.limits.idle,
+        };
+        let wake = tokio::time::Instant::now() + wait;
+        let wake = match partial_since {
+            Some(t) => wake.min(t + setup.limits.message_deadline),
+            None => wake,
         };
         tokio::select! {
             r = rd.read(&mut buf) => {
@@ -466,6 +493,11 @@ async fn bytestream(
                         Err(_) => return Ended::Lost, // framing is lost: only closing recovers
                     }
                 }
+                partial_since = match (framer.pending(), partial_since) {
+                    (0, _) => None,
+                    (_, None) => Some(tokio::time::Instant::now()),
+                    (_, started) => started,
+                };
             }
             m = out.recv() => {
                 let Some((bytes, tx)) = m else { return Ended::Closed };
@@ -476,7 +508,12 @@ async fn bytestream(
                     return Ended::Lost;
                 }
             }
-            _ = tokio::time::sleep(wait) => {
+            _ = tokio::time::sleep_until(wake) => {
+                if partial_since
+                    .is_some_and(|t| t + setup.limits.message_deadline <= tokio::time::Instant::now())
+                {
+                    return Ended::Lost; // a message that never ends: a slow sender, or a stall
+                }
                 if keepalive.is_none() {
                     return Ended::Closed; // idle
                 }
