@@ -189,7 +189,7 @@ impl Streams {
                         if let std::collections::hash_map::Entry::Occupied(mut e) =
                             self.per_address.entry(remote.ip())
                         {
-                            if self.conns.get(&(t.clone(), remote)).is_some() {
+                            if self.conns.contains_key(&(t.clone(), remote)) {
                                 *e.get_mut() -= 1;
                                 if *e.get() == 0 {
                                     e.remove();
