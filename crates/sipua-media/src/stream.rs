@@ -885,6 +885,22 @@ mod tests {
         crate::audio::demo_melody()
     }
 
+    /// One PCMU packet of silence from SSRC 77.
+    fn pcmu_packet() -> Vec<u8> {
+        let mut out = Vec::new();
+        RtpPacket {
+            marker: false,
+            payload_type: 0,
+            sequence: 1,
+            timestamp: 160,
+            ssrc: 77,
+            csrc_count: 0,
+            payload: &[0xff; 160],
+        }
+        .write(&mut out);
+        out
+    }
+
     /// Runs `s` for `secs` of virtual time from `now`; how many datagrams it sent.
     fn sent_for(s: &mut AudioStream, now: &mut Instant, secs: u64) -> usize {
         let end = *now + Duration::from_secs(secs);
@@ -919,18 +935,7 @@ mod tests {
             assert_eq!(sent_for(&mut s, &mut now, 10), 0, "nothing, RTCP included");
             assert_eq!(s.stats().packets_sent, 0);
             if by_rtp {
-                let packet = RtpPacket {
-                    marker: false,
-                    payload_type: 0,
-                    sequence: 1,
-                    timestamp: 160,
-                    ssrc: 77,
-                    csrc_count: 0,
-                    payload: &[0xff; 160],
-                };
-                let mut bytes = Vec::new();
-                packet.write(&mut bytes);
-                s.handle_rtp(now, B.parse().unwrap(), &bytes);
+                s.handle_rtp(now, B.parse().unwrap(), &pcmu_packet());
             } else {
                 s.confirm();
             }
@@ -1081,17 +1086,7 @@ mod tests {
         let (mut l, _) = link(Box::new(Silence), Codec::pcmu(), 0.0, 0);
         // b's SDP said 127.0.0.1:30000 but its packets come from a NAT's address
         let nat: SocketAddr = "192.0.2.7:40000".parse().unwrap();
-        let mut out = Vec::new();
-        RtpPacket {
-            marker: false,
-            payload_type: 0,
-            sequence: 1,
-            timestamp: 160,
-            ssrc: 77,
-            csrc_count: 0,
-            payload: &[0xff; 160],
-        }
-        .write(&mut out);
+        let out = pcmu_packet();
         l.a.handle_rtp(l.now, nat, &out);
         assert_eq!(
             l.a.poll_event(),

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use crate::common::*;
 use crate::matrix::*;
-use crate::sipp::{counters, sipp};
+use crate::sipp::{counters, sipp, ANSWER_200};
 
 const SDP_HOLD: &str = "a=sendonly";
 const SDP_ACTIVE: &str = "a=sendrecv";
@@ -90,19 +90,7 @@ Max-Forwards: 70
             in_dialog("BYE", 5, "")
         )
     } else {
-        r#"  <recv request="BYE"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-"#
-        .to_owned()
+        format!("  <recv request=\"BYE\"/>\n{ANSWER_200}")
     };
     format!(
         "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n<scenario name=\"matrix caller\">\n{}{}{}{}{end}</scenario>\n",
@@ -173,17 +161,7 @@ Content-Length: [len]
             body = sdp(dir)
         )
     };
-    let ok = r#"  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-"#;
+    let ok = ANSWER_200;
     let end = if bye {
         r#"  <pause milliseconds="300"/>
   <send retrans="500"><![CDATA[

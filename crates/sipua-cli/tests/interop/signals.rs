@@ -6,10 +6,10 @@ use std::process::Command;
 
 use crate::common::*;
 use crate::matrix::{serve, sipua};
-use crate::sipp::{counters, sipp};
+use crate::sipp::{counters, sipp, ANSWER_200};
 
-/// SIPp calls and then only waits for the callee's BYE, which it answers.
-const WAIT_FOR_BYE: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+/// SIPp calls and then only waits for the callee's BYE (which [`wait_for_bye`] answers).
+const CALL_THEN_BYE: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="caller waiting for the callee's BYE">
   <send retrans="500"><![CDATA[
 INVITE sip:bob@[remote_ip]:[remote_port] SIP/2.0
@@ -46,18 +46,12 @@ Content-Length: 0
 
 ]]></send>
   <recv request="BYE"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-</scenario>
 "#;
+
+/// SIPp calls and then only waits for the callee's BYE, which it answers.
+fn wait_for_bye() -> String {
+    format!("{CALL_THEN_BYE}{ANSWER_200}</scenario>\n")
+}
 
 fn kill(child: &Killed, signal: &str) {
     let _ = Command::new("kill")
@@ -72,7 +66,7 @@ fn sigterm_hangs_up_every_live_call_of_serve_and_exits_0() {
     let dir = std::env::temp_dir().join(format!("sipua-signals-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let sf = dir.join("wait_for_bye.xml");
-    std::fs::write(&sf, WAIT_FOR_BYE).unwrap();
+    std::fs::write(&sf, wait_for_bye()).unwrap();
     let (mut uac, uac_out) = spawn(
         sipp()
             .arg("-sf")
@@ -147,11 +141,11 @@ fn a_second_signal_stops_at_once() {
     let dir = std::env::temp_dir().join(format!("sipua-signals2-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let sf = dir.join("silent_bye.xml");
-    let silent = WAIT_FOR_BYE.replace(
+    let silent = wait_for_bye().replace(
         "  <recv request=\"BYE\"/>\n  <send><![CDATA[\nSIP/2.0 200 OK",
         "  <recv request=\"BYE\"/>\n  <pause milliseconds=\"20000\"/>\n  <send><![CDATA[\nSIP/2.0 200 OK",
     );
-    assert_ne!(silent, WAIT_FOR_BYE);
+    assert_ne!(silent, wait_for_bye());
     std::fs::write(&sf, silent).unwrap();
     let (_uac, _) = spawn(
         sipp()

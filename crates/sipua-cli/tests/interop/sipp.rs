@@ -8,6 +8,20 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+/// A SIPp scenario step: a 200 OK to the request just received, its Via, From, To, Call-ID
+/// and CSeq copied.
+pub(crate) const ANSWER_200: &str = r#"  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+"#;
+
 pub(crate) fn sipp() -> Command {
     assert!(
         Command::new("sipp").arg("-v").output().is_ok(),
