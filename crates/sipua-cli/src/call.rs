@@ -506,29 +506,13 @@ pub fn call(args: &CallArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let read = |p: &std::path::Path| {
-        std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
-    };
+    // the PEM files named (each empty when not named)
     let pems = (|| -> Result<(String, String, String), String> {
-        let roots = args
-            .ca
-            .as_deref()
-            .map(read)
-            .transpose()?
-            .unwrap_or_default();
-        let chain = args
-            .cert
-            .as_deref()
-            .map(read)
-            .transpose()?
-            .unwrap_or_default();
-        let key = args
-            .key
-            .as_deref()
-            .map(read)
-            .transpose()?
-            .unwrap_or_default();
-        Ok((chain, key, roots))
+        Ok((
+            read_pem(args.cert.as_deref())?,
+            read_pem(args.key.as_deref())?,
+            read_pem(args.ca.as_deref())?,
+        ))
     })();
     let tls = match pems.and_then(|(c, k, r)| TlsOptions::from_pem(&c, &k, &r)) {
         Ok(t) => t,
@@ -861,12 +845,9 @@ pub fn server_tls(
     ca: Option<&std::path::Path>,
     ips: &[std::net::IpAddr],
 ) -> Result<(TlsOptions, Option<MadeCertificate>), String> {
-    let read = |p: &std::path::Path| {
-        std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
-    };
     let mut made_file = None;
     let (chain, key) = match (cert, key) {
-        (Some(c), Some(k)) => (read(c)?, read(k)?),
+        (Some(c), Some(k)) => (read_pem(Some(c))?, read_pem(Some(k))?),
         _ => {
             let names: Vec<String> = ips.iter().map(|i| i.to_string()).collect();
             let made = rcgen::generate_simple_self_signed(names)
@@ -881,8 +862,16 @@ pub fn server_tls(
             (chain, key)
         }
     };
-    let roots = ca.map(read).transpose()?.unwrap_or_default();
+    let roots = read_pem(ca)?;
     Ok((TlsOptions::from_pem(&chain, &key, &roots)?, made_file))
+}
+
+/// The text of a PEM file, or nothing when none is named; an error names the file.
+fn read_pem(path: Option<&std::path::Path>) -> Result<String, String> {
+    match path {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display())),
+        None => Ok(String::new()),
+    }
 }
 
 /// A certificate the command made, in a directory of its own that only this user can read

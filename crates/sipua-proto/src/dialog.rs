@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use sipua_message::header::{Contact, RecordRoute};
 use sipua_message::{
-    Header, HeaderName, Method, NameAddr, ParseError, Request, RequestBuilder, Response, Transport,
-    Uri, Via, ViaTemplate,
+    Header, HeaderName, Host, Method, NameAddr, ParseError, Request, RequestBuilder, Response,
+    Transport, Uri, Via, ViaTemplate,
 };
 
 /// What names a dialog (RFC 3261 §12): Call-ID and the two tags.
@@ -224,9 +224,14 @@ pub fn reached_only_over_flow(target: &Uri) -> bool {
     let Some(sip) = target.as_sip() else {
         return false;
     };
-    let host = sip.host.to_string();
-    let host = host.trim_end_matches('.');
-    host.len() >= 8 && host[host.len() - 8..].eq_ignore_ascii_case(".invalid")
+    let invalid = match &sip.host {
+        Host::Domain(d) => {
+            let d = d.trim_end_matches('.').as_bytes();
+            d.len() >= 8 && d[d.len() - 8..].eq_ignore_ascii_case(b".invalid")
+        }
+        _ => false,
+    };
+    invalid
         || sip.params.get("ob").is_some()
         || sip
             .transport()

@@ -275,6 +275,8 @@ pub(crate) struct Driver {
     routes: Option<Arc<crate::transport::Routes>>,
     /// Why sending a transaction's message failed at once, until its owner hears of it.
     send_errors: IdMap<TransactionId, Box<str>>,
+    /// The agent's outbound proxy (its address names no host to check a certificate by).
+    outbound_proxy: Option<SocketAddr>,
 }
 
 /// Most failure reasons kept for [`Driver::send_errors`] (each is taken when the core reports
@@ -291,12 +293,15 @@ pub(crate) fn now() -> std::time::Instant {
 
 impl Driver {
     pub(crate) fn new(core: UaCore, net: Net, shared: Weak<Shared>) -> Driver {
-        let routes = shared
-            .upgrade()
+        let upgraded = shared.upgrade();
+        let routes = upgraded
+            .as_ref()
             .and_then(|s| s.public_ip().is_none().then(|| s.routes.clone()))
             .filter(|_| net.local_addr().ip().is_unspecified());
+        let outbound_proxy = upgraded.and_then(|s| s.options.outbound_proxy);
         Driver {
             routes,
+            outbound_proxy,
             send_errors: IdMap::default(),
             core,
             net,
@@ -322,15 +327,11 @@ impl Driver {
             while let Some(t) = self.core.poll_transmit() {
                 if let Err(e) = self.net.send(&t).await {
                     if let Some(tx) = t.transaction {
-                        if self.send_errors.len() >= MAX_SEND_ERRORS {
-                            self.send_errors.clear();
-                        }
                         let why = format!(
                             "could not send over {} to {}: {e}",
                             t.transport, t.destination
                         );
-                        self.send_errors.insert(tx, why.into());
-                        self.core.handle_transport_error(now(), tx);
+                        self.send_failed(tx, Some(why.into()));
                     }
                 }
             }
@@ -364,15 +365,7 @@ impl Driver {
                         self.advertise_to(Some(remote));
                         self.core.handle_datagram(now(), Received { transport, remote, bytes });
                     }
-                    Some(NetEvent::SendFailed(id, why)) => {
-                        if let Some(why) = why {
-                            if self.send_errors.len() >= MAX_SEND_ERRORS {
-                                self.send_errors.clear();
-                            }
-                            self.send_errors.insert(id, why);
-                        }
-                        self.core.handle_transport_error(now(), id)
-                    }
+                    Some(NetEvent::SendFailed(id, why)) => self.send_failed(id, why),
                     Some(NetEvent::FlowLost(transport, remote)) => self.flow_lost(&transport, remote),
                 },
                 cmd = commands.recv() => {
@@ -396,12 +389,23 @@ impl Driver {
         }
     }
 
+    /// The message of transaction `id` could not be sent: the core hears of it, and the
+    /// reason (when known) waits for the transaction's owner.
+    fn send_failed(&mut self, id: TransactionId, why: Option<Box<str>>) {
+        if let Some(why) = why {
+            if self.send_errors.len() >= MAX_SEND_ERRORS {
+                self.send_errors.clear();
+            }
+            self.send_errors.insert(id, why);
+        }
+        self.core.handle_transport_error(now(), id);
+    }
+
     /// Remembers that `destination` was reached by resolving `uri`'s host, so that a TLS
     /// connection there checks that name (RFC 5922 §7.2); not for the outbound proxy, an
     /// address of its own.
     fn name_destination(&mut self, destination: SocketAddr, uri: &Uri) {
-        let proxy = self.shared.upgrade().and_then(|s| s.options.outbound_proxy);
-        if proxy == Some(destination) {
+        if self.outbound_proxy == Some(destination) {
             return;
         }
         if let Some(sip) = uri.as_sip() {

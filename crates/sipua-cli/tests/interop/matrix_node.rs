@@ -38,19 +38,23 @@ fn has(out: &str, event: &str) -> bool {
         .any(|l| l.starts_with(&format!("EVENT {event}")))
 }
 
+/// Whether the peer saw the BYE of the side that hung up: ours arrived, or its own got 200.
+fn bye_seen(out: &str, cell: &Cell) -> bool {
+    if cell.sipua_hangs_up {
+        has(out, "bye-received")
+    } else {
+        out.lines()
+            .any(|l| l.starts_with("EVENT bye-sent") && l.contains("status=200"))
+    }
+}
+
 /// What the peer's events prove when it called.
 fn judge_peer_caller(ok: bool, out: &str, cell: &Cell) -> Outcome {
     Outcome {
         setup: has(out, "established"),
         hold: has(out, "hold-ok") && has(out, "unhold-ok"),
         message: out.contains("EVENT message-sent") && out.contains("status=200"),
-        bye: ok
-            && if cell.sipua_hangs_up {
-                has(out, "bye-received")
-            } else {
-                out.lines()
-                    .any(|l| l.starts_with("EVENT bye-sent") && l.contains("status=200"))
-            },
+        bye: ok && bye_seen(out, cell),
         log: out.to_owned(),
         note: "MESSAGE beside the call".into(),
     }
@@ -62,13 +66,7 @@ fn judge_peer_callee(ok: bool, out: &str, cell: &Cell) -> Outcome {
         setup: has(out, "established"),
         hold: out.contains("direction=sendonly") && out.contains("direction=sendrecv"),
         message: has(out, "message-received"),
-        bye: ok
-            && if cell.sipua_hangs_up {
-                has(out, "bye-received")
-            } else {
-                out.lines()
-                    .any(|l| l.starts_with("EVENT bye-sent") && l.contains("status=200"))
-            },
+        bye: ok && bye_seen(out, cell),
         log: out.to_owned(),
         note: String::new(),
     }

@@ -1506,10 +1506,10 @@ impl Task {
                 reason,
             } => {
                 let initial = matches!(&self.role, Role::Uac(u) if u.invite == Some(id));
+                // the driver gives a reason for every failure but a timeout
                 let e = match reason {
-                    Some(r) if !timeout => Error::Transport(r.into()),
-                    _ if timeout => Error::Timeout,
-                    _ => Error::Transport("could not send".into()),
+                    Some(r) => Error::Transport(r.into()),
+                    None => Error::Timeout,
                 };
                 if initial {
                     if let Error::Transport(why) = &e {

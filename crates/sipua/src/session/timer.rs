@@ -105,6 +105,15 @@ pub(crate) enum Decision {
     },
 }
 
+/// Whether the peer that sent a request with `asked` (its Session-Expires) refreshes the
+/// session (RFC 4028 §9): if it supports timers and does not ask us to.
+fn peer_refreshes(asked: Option<&SessionExpires>, supports: bool) -> bool {
+    supports
+        && !asked
+            .and_then(SessionExpires::refresher)
+            .is_some_and(|r| r.eq_ignore_ascii_case("uas"))
+}
+
 /// The callee's decision for `invite` (RFC 4028 §8–9).
 pub(crate) fn decide(invite: &Request, o: &SessionTimerOptions) -> Decision {
     let h = invite.headers();
@@ -124,11 +133,10 @@ pub(crate) fn decide(invite: &Request, o: &SessionTimerOptions) -> Decision {
         })
         .max(min)
         .max(their_min);
-    let refresher = match asked.as_ref().and_then(SessionExpires::refresher) {
-        Some(r) if r.eq_ignore_ascii_case("uas") => "uas",
-        Some(r) if r.eq_ignore_ascii_case("uac") && supports => "uac",
-        _ if supports => "uac",
-        _ => "uas",
+    let refresher = if peer_refreshes(asked.as_ref(), supports) {
+        "uac"
+    } else {
+        "uas"
     };
     let mut headers = vec![Header::new(
         HeaderName::SessionExpires,
@@ -164,11 +172,7 @@ pub(crate) fn answer_refresh(request: &Request, current: u32) -> (u32, bool, Hea
     let asked = h.typed::<SessionExpires>().and_then(Result::ok);
     let supports = lists(&h, HeaderName::Supported, "timer");
     let interval = asked.as_ref().map_or(current, |s| s.delta.max(1));
-    let they_refresh = match asked.as_ref().and_then(SessionExpires::refresher) {
-        Some(r) if r.eq_ignore_ascii_case("uas") => false,
-        Some(r) if r.eq_ignore_ascii_case("uac") => supports,
-        _ => supports,
-    };
+    let they_refresh = peer_refreshes(asked.as_ref(), supports);
     let refresher = if they_refresh { "uac" } else { "uas" };
     (
         interval,

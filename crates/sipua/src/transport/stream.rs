@@ -449,20 +449,12 @@ async fn bytestream(
     let mut buf = vec![0u8; 16 * 1024];
     // RFC 5626 §4.4.1: the side that opened the flow keeps it alive with CRLF pings and
     // gives it up when a pong does not come within 10 s; it is then not closed for idleness
-    let keepalive = if accepted {
-        None
-    } else {
-        setup.limits.keepalive
-    };
+    let keepalive = keepalive_of(accepted, setup);
     let mut ping_sent = false;
     // when the message now being read began to arrive: it must end within the deadline
     let mut partial_since: Option<tokio::time::Instant> = None;
     loop {
-        let wait = match keepalive {
-            Some(_) if ping_sent => PONG_TIMEOUT,
-            Some(interval) => interval,
-            None => setup.limits.idle,
-        };
+        let wait = next_wait(keepalive, ping_sent, setup);
         let wake = tokio::time::Instant::now() + wait;
         let wake = match partial_since {
             Some(t) => wake.min(t + setup.limits.message_deadline),
@@ -526,6 +518,30 @@ async fn bytestream(
                 ping_sent = true;
             }
         }
+    }
+}
+
+/// RFC 5626 §4.4.1: the side that opened a flow keeps it alive (every `keepalive`), and is
+/// then not closed for idleness; the side that accepted it waits for the pings.
+fn keepalive_of(accepted: bool, setup: &Setup) -> Option<std::time::Duration> {
+    if accepted {
+        None
+    } else {
+        setup.limits.keepalive
+    }
+}
+
+/// How long a connection may stay silent now: until the pong of a ping sent, the next ping,
+/// or (without keep-alives) the idle limit.
+fn next_wait(
+    keepalive: Option<std::time::Duration>,
+    ping_sent: bool,
+    setup: &Setup,
+) -> std::time::Duration {
+    match keepalive {
+        Some(_) if ping_sent => PONG_TIMEOUT,
+        Some(interval) => interval,
+        None => setup.limits.idle,
     }
 }
 
@@ -598,18 +614,10 @@ async fn websocket(
     };
     // RFC 5626 §4.4.1 over WebSocket: the side that opened the flow pings (a WebSocket Ping,
     // which every server answers, RFC 6455 §5.5.2) and gives the flow up when no Pong comes
-    let keepalive = if accepted {
-        None
-    } else {
-        setup.limits.keepalive
-    };
+    let keepalive = keepalive_of(accepted, setup);
     let mut ping_sent = false;
     loop {
-        let wait = match keepalive {
-            Some(_) if ping_sent => PONG_TIMEOUT,
-            Some(interval) => interval,
-            None => setup.limits.idle,
-        };
+        let wait = next_wait(keepalive, ping_sent, setup);
         let idle = tokio::time::sleep(wait);
         tokio::select! {
             m = ws.next() => {
