@@ -59,6 +59,8 @@ fn stream(data: &[u8]) {
         jitter: JitterConfig::default(),
         wallclock: Duration::from_secs(1_700_000_000),
         seed: 7,
+        verified: data.first().is_some_and(|b| b & 1 == 1),
+        silent_peer_limit: Some(Duration::from_millis(300)),
     };
     let mut s = AudioStream::new(config, negotiated, Box::new(Silence), Box::new(NullSink), t0)
         .unwrap();

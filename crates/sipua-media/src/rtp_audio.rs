@@ -80,6 +80,10 @@ pub struct RtpAudioOptions {
     pub jitter: JitterConfig,
     /// The audio ends of each call (default: silence out, nothing kept).
     pub audio: AudioIoFactory,
+    /// How long a call sends at full rate to a peer it hears nothing from (default 12 s,
+    /// [`crate::stream::SILENT_PEER_LIMIT`]); then one packet a second until it is heard.
+    /// `None` for a peer that only ever listens and sends not even RTCP.
+    pub silent_peer_limit: Option<std::time::Duration>,
 }
 
 impl Default for RtpAudioOptions {
@@ -94,6 +98,7 @@ impl Default for RtpAudioOptions {
             public_address: None,
             jitter: JitterConfig::default(),
             audio: Arc::new(|_| Ok(AudioIo::silence())),
+            silent_peer_limit: Some(crate::stream::SILENT_PEER_LIMIT),
         }
     }
 }
@@ -334,6 +339,7 @@ impl RtpAudio {
             wallclock,
             seed: self.seed,
             verified: verified || self.confirmed,
+            silent_peer_limit: self.options.silent_peer_limit,
         };
         let stream = AudioStream::new(config, negotiated, audio.source, audio.sink, Instant::now())
             .map_err(SdhError)?;

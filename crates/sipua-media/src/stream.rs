@@ -61,7 +61,20 @@ pub struct StreamConfig {
     /// RTP reflector), so nothing goes there until signalling confirms the call
     /// ([`AudioStream::confirm`], on the ACK) or RTP comes from the peer (symmetric RTP).
     pub verified: bool,
+    /// How long we send at full rate while nothing (RTP or RTCP) arrives from the peer; past
+    /// it, one packet a second until the peer is heard again ([`MediaEvent::PeerSilent`]). A
+    /// confirmed call to an address that never answers (a dead peer, or a spoofed INVITE and
+    /// ACK naming a victim) then gets a trickle, not 50 packets a second. `None`: no cap.
+    pub silent_peer_limit: Option<Duration>,
 }
+
+/// The rate cap's default for [`StreamConfig::silent_peer_limit`]: long enough for any peer
+/// that sends media or RTCP reports (every 5 s, RFC 3550 §6.2) to be heard.
+pub const SILENT_PEER_LIMIT: Duration = Duration::from_secs(12);
+
+/// How often a stream capped by [`StreamConfig::silent_peer_limit`] still sends a packet
+/// (which keeps a NAT binding open and lets a peer that only listens be heard again).
+const SILENT_PEER_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Something the application may want to know about the stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,6 +94,9 @@ pub enum MediaEvent {
     SourceEnded,
     /// The peer said goodbye in RTCP (BYE).
     RemoteBye,
+    /// Nothing has arrived from the peer for [`StreamConfig::silent_peer_limit`]: we send one
+    /// packet a second until it is heard again (an application may hang up, as an RTP timeout).
+    PeerSilent,
 }
 
 /// A datagram to send.
@@ -167,6 +183,10 @@ pub struct AudioStream {
     latched: bool,
     /// Whether we may send to the peer (see [`StreamConfig::verified`]).
     verified: bool,
+    /// When the peer was last heard (RTP or RTCP), or when we began sending to it.
+    heard: Option<Instant>,
+    /// While capped ([`StreamConfig::silent_peer_limit`]): when the next packet may go.
+    capped_until: Option<Instant>,
     source: Box<dyn AudioSource>,
     sink: Box<dyn AudioSink>,
     source_ended: bool,
@@ -233,6 +253,8 @@ impl AudioStream {
             remote_rtcp: params.remote_rtcp,
             latched: false,
             verified: config.verified,
+            heard: None,
+            capped_until: None,
             source,
             sink,
             source_ended: false,
@@ -295,6 +317,11 @@ impl AudioStream {
         self.remote_rtcp = params.remote_rtcp;
         self.stats.codec = self.codec.name().into();
         self.stats.remote = Some(self.remote_rtp);
+        if params.direction != self.params.direction || params.remote_address != self.remote_rtp {
+            // a renegotiated call (unhold, a new address) starts the silence clock anew
+            self.heard = None;
+            self.capped_until = None;
+        }
         self.params = params;
         Ok(())
     }
@@ -340,6 +367,7 @@ impl AudioStream {
         }
         // the peer speaks from there: sending to it reflects nothing at a stranger
         self.verified = true;
+        self.heard_from(now);
         if from != self.remote_rtp && !self.latched {
             self.latched = true;
             self.remote_rtp = from;
@@ -392,6 +420,7 @@ impl AudioStream {
             return;
         };
         self.stats.rtcp_received += 1;
+        self.heard_from(now);
         for p in packets {
             match p {
                 RtcpPacket::SenderReport { ntp, reports, .. } => {
@@ -504,11 +533,41 @@ impl AudioStream {
         self.closed = true;
     }
 
+    /// Something came from the peer: the rate cap, if any, is lifted.
+    fn heard_from(&mut self, now: Instant) {
+        self.heard = Some(now);
+        self.capped_until = None;
+    }
+
+    /// Whether the rate cap for a silent peer holds this frame back (see
+    /// [`StreamConfig::silent_peer_limit`]).
+    fn capped(&mut self, at: Instant) -> bool {
+        let Some(limit) = self.config.silent_peer_limit else {
+            return false;
+        };
+        let heard = *self.heard.get_or_insert(at); // the clock starts with our first packet
+        if at.saturating_duration_since(heard) < limit {
+            return false;
+        }
+        match self.capped_until {
+            None => {
+                self.push_event(MediaEvent::PeerSilent);
+                self.capped_until = Some(at + SILENT_PEER_INTERVAL);
+                false
+            }
+            Some(until) if at >= until => {
+                self.capped_until = Some(at + SILENT_PEER_INTERVAL);
+                false
+            }
+            Some(_) => true,
+        }
+    }
+
     /// One frame time: send a frame (or DTMF) and play one.
     fn tick(&mut self, at: Instant) {
         let samples = self.frame_samples();
-        let sending = sends(self.params.direction);
-        if sending && !self.verified {
+        let sending = sends(self.params.direction) && self.verified && !self.capped(at);
+        if sends(self.params.direction) && !self.verified {
             // nothing goes out yet, and nothing of the source is lost meanwhile: a prompt
             // starts from its beginning once the peer is confirmed
             self.timestamp = self.timestamp.wrapping_add(self.codec.timestamp_step());
@@ -742,6 +801,7 @@ mod tests {
             wallclock: Duration::from_secs(1_700_000_000),
             seed,
             verified: true,
+            silent_peer_limit: Some(SILENT_PEER_LIMIT),
         }
     }
 
@@ -902,6 +962,16 @@ mod tests {
     }
 
     /// Runs `s` for `secs` of virtual time from `now`; how many datagrams it sent.
+    fn receiver_report() -> Vec<u8> {
+        let mut out = Vec::new();
+        let rr = rtcp::Report::Receiver {
+            ssrc: 77,
+            reports: &[],
+        };
+        rtcp::write_compound(&mut out, &rr, "peer", None);
+        out
+    }
+
     fn sent_for(s: &mut AudioStream, now: &mut Instant, secs: u64) -> usize {
         let end = *now + Duration::from_secs(secs);
         let mut sent = 0;
@@ -942,6 +1012,41 @@ mod tests {
             let sent = sent_for(&mut s, &mut now, 1);
             assert!(sent >= 45, "{sent} datagrams in the first second after");
         }
+    }
+
+    #[test]
+    fn a_peer_never_heard_gets_one_packet_a_second_after_the_limit() {
+        let mut now = Instant::now();
+        let mut s = AudioStream::new(
+            config(4),
+            negotiated(B, Codec::pcmu(), Direction::SendRecv),
+            Box::new(Tone::new(440.0, 8000, 8000)),
+            Box::new(NullSink),
+            now,
+        )
+        .unwrap();
+        let limit = SILENT_PEER_LIMIT.as_secs();
+        let full = sent_for(&mut s, &mut now, limit);
+        assert!(
+            full as u64 >= 50 * limit - 5,
+            "{full} datagrams at full rate"
+        );
+        // past the limit: a trickle (RTP once a second, plus the odd RTCP report)
+        let capped = sent_for(&mut s, &mut now, 30);
+        assert!((30..=40).contains(&capped), "{capped} datagrams in 30 s");
+        let mut events = std::iter::from_fn(|| s.poll_event());
+        assert!(events.any(|e| e == MediaEvent::PeerSilent));
+        // the peer speaks: full rate again at once
+        s.handle_rtp(now, B.parse().unwrap(), &pcmu_packet());
+        let again = sent_for(&mut s, &mut now, 1);
+        assert!(again >= 45, "{again} datagrams in the second after");
+        // a peer heard now and then (RTCP every 5 s) is never capped
+        let mut total = 0;
+        for _ in 0..6 {
+            total += sent_for(&mut s, &mut now, 5);
+            s.handle_rtcp(now, B.parse().unwrap(), &receiver_report());
+        }
+        assert!(total >= 50 * 30 - 10, "{total} datagrams in 30 s");
     }
 
     #[test]

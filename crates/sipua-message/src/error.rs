@@ -30,8 +30,13 @@ pub enum ErrorKind {
     ContentLength,
     /// A URI does not match the sip/sips/tel/absoluteURI grammar.
     Uri,
-    /// The message is larger than the configured limit.
+    /// The message, or one of its header lines, is larger than the receiver's limit, or it
+    /// has too many headers or Vias (answer 513 Message Too Large, RFC 3261 §21.5.14).
     TooLarge,
+    /// The body is larger than the receiver takes (answer 413, RFC 3261 §21.4.11).
+    BodyTooLarge,
+    /// The Request-URI is longer than the receiver takes (answer 414, RFC 3261 §21.4.12).
+    UriTooLong,
     /// The header section is not terminated by an empty line.
     Incomplete,
 }
@@ -76,9 +81,21 @@ impl ParseError {
         self
     }
 
-    /// The error for a message larger than the receiver's limit (answer 413 or drop).
+    /// The error for a message larger than the receiver's limit (answer 513 or drop).
     pub fn too_large() -> Self {
         ParseError::new(ErrorKind::TooLarge, "message too large")
+    }
+
+    /// The error for a message of `data.len()` bytes when the receiver takes at most `limit`:
+    /// 413 (the body is too large) when the header section ends within the limit, 513 (the
+    /// message is too large) when it does not.
+    pub fn too_large_for(data: &[u8], limit: usize) -> Self {
+        let head = &data[..data.len().min(limit)];
+        if memchr::memmem::find(head, b"\r\n\r\n").is_some() {
+            ParseError::new(ErrorKind::BodyTooLarge, "body too large")
+        } else {
+            ParseError::too_large()
+        }
     }
 
     /// Puts the error under `header`, keeping its reason (the name of an inner header, if
@@ -107,11 +124,14 @@ impl ParseError {
     }
 
     /// The status code a UAS should answer a request that fails this way with
-    /// (400, or 505 for a bad version, 413 for an oversize message).
+    /// (400; 505 for a bad version; 513, 413 or 414 for a message, body or Request-URI too
+    /// large, RFC 3261 §21.4).
     pub fn status_code(&self) -> u16 {
         match self.kind {
             ErrorKind::Version => 505,
-            ErrorKind::TooLarge => 413,
+            ErrorKind::TooLarge => 513,
+            ErrorKind::BodyTooLarge => 413,
+            ErrorKind::UriTooLong => 414,
             _ => 400,
         }
     }

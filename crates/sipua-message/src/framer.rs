@@ -132,6 +132,20 @@ impl StreamFramer {
     }
 }
 
+impl StreamFramer {
+    /// The answer to send before closing after `error`, when one can be made: 413 or 513 for
+    /// a message too large (RFC 3261 §21.4.11, §21.5.14), built from the part received by
+    /// [`crate::error_response`] (so nothing large is echoed); `None` for broken framing.
+    pub fn error_answer(&self, error: &FramerError) -> Option<Bytes> {
+        let FramerError::TooLarge { limit } = error else {
+            return None;
+        };
+        let first = self.buf.iter().position(|&b| b != b'\r' && b != b'\n')?;
+        let data = &self.buf[first..];
+        crate::error_response(data, &crate::ParseError::too_large_for(data, *limit), "")
+    }
+}
+
 /// Content-Length from a header section (0 when absent).
 fn content_length(head: &[u8]) -> Result<usize, FramerError> {
     let mut found: Option<u32> = None;
@@ -157,6 +171,39 @@ mod tests {
     use super::*;
 
     const MSG: &[u8] = b"MESSAGE sip:a@b SIP/2.0\r\nl: 5\r\n\r\nhello";
+
+    #[test]
+    fn a_message_too_large_is_answered_413_or_513_before_the_close() {
+        let head = "INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\n\
+                    From: <sip:b@c>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n";
+        // the header section fits but the body does not: 413
+        let mut f = StreamFramer::new(300);
+        f.push(format!("{head}Content-Length: 5000\r\n\r\n").as_bytes());
+        let e = f.next_frame().unwrap_err();
+        let answer = f.error_answer(&e).unwrap();
+        assert!(
+            answer.starts_with(b"SIP/2.0 413 body too large\r\n"),
+            "{answer:?}"
+        );
+        // the header section alone is over the limit: 513
+        let mut f = StreamFramer::new(300);
+        f.push(format!("{head}X-Big: {}\r\n", "a".repeat(400)).as_bytes());
+        let e = f.next_frame().unwrap_err();
+        let answer = f.error_answer(&e).unwrap();
+        assert!(
+            answer.starts_with(b"SIP/2.0 513 message too large\r\n"),
+            "{answer:?}"
+        );
+        assert!(
+            !answer.windows(10).any(|w| w == b"aaaaaaaaaa"),
+            "nothing large echoed"
+        );
+        // broken framing gets no answer
+        let mut f = StreamFramer::new(300);
+        f.push(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: x\r\n\r\n");
+        let e = f.next_frame().unwrap_err();
+        assert_eq!(f.error_answer(&e), None);
+    }
 
     #[test]
     fn byte_by_byte_input_gives_one_message() {

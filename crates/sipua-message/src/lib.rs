@@ -44,7 +44,9 @@ pub use builder::{error_response, RequestBuilder, ViaTemplate, MAX_ERROR_RESPONS
 pub use error::{ErrorKind, ParseError, Result};
 pub use framer::{Frame, FramerError, StreamFramer};
 pub use header::{Header, HeaderName, HeaderRef, Headers, Transport, Via, ViaText};
-pub use message::{Message, Request, Response, ViaKey, MAX_HEADERS};
+pub use message::{
+    Message, Request, Response, ViaKey, MAX_HEADERS, MAX_LINE_LENGTH, MAX_REQUEST_LINE, MAX_VIAS,
+};
 pub use method::Method;
 pub use name_addr::NameAddr;
 pub use params::{Param, Params};

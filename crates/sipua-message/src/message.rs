@@ -27,8 +27,19 @@ use crate::name_addr::{self, NameAddr};
 use crate::scan;
 use crate::uri::{check_uri, AbsoluteUri, Uri};
 
-/// Most header lines accepted in one message; more is treated as an attack.
+/// Most header lines accepted in one message; more is treated as an attack (513).
 pub const MAX_HEADERS: usize = 512;
+
+/// Longest header line accepted, folds included (513): a legitimate line, even a Via header
+/// with the values of 70 proxies, is far shorter.
+pub const MAX_LINE_LENGTH: usize = 8 * 1024;
+
+/// Longest request line accepted (414 Request-URI Too Long, RFC 3261 §21.4.12).
+pub const MAX_REQUEST_LINE: usize = 4 * 1024;
+
+/// Most Via values accepted in one message (513): Max-Forwards starts at 70, so a request
+/// that really crossed proxies carries far fewer.
+pub const MAX_VIAS: usize = 128;
 
 /// A request or a response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1296,8 +1307,37 @@ fn parse_message(buf: Bytes) -> Result<Message> {
         }
         pos = next;
     };
-
+    check_limits(data, begin..start_end, &entries)?;
     index_message(buf, begin, start_end, entries, body_start, &[])
+}
+
+/// The per-message limits a hostile peer meets (RFC 3261 §21.4): the request line
+/// ([`MAX_REQUEST_LINE`], 414), each header line ([`MAX_LINE_LENGTH`]) and the Via values
+/// ([`MAX_VIAS`]), both 513.
+fn check_limits(data: &[u8], start: std::ops::Range<usize>, entries: &[Entry]) -> Result<()> {
+    if start.len() > MAX_REQUEST_LINE {
+        let kind = if data[start].starts_with(b"SIP/") {
+            ErrorKind::TooLarge
+        } else {
+            ErrorKind::UriTooLong
+        };
+        return Err(ParseError::new(kind, "Request-URI too long"));
+    }
+    let mut vias = 0;
+    for e in entries {
+        let (from, to) = (e.line.0 as usize, e.line.1 as usize);
+        if to - from > MAX_LINE_LENGTH {
+            return Err(ParseError::new(ErrorKind::TooLarge, "header line too long"));
+        }
+        if e.known == Some(Known::Via) {
+            let value = &data[e.value.0 as usize..e.value.1 as usize];
+            vias += 1 + memchr::memchr_iter(b',', value).count();
+        }
+    }
+    if vias > MAX_VIAS {
+        return Err(ParseError::new(ErrorKind::TooLarge, "too many Via headers"));
+    }
+    Ok(())
 }
 
 /// The checks that follow the line scan: framing (Content-Length), the core headers, the

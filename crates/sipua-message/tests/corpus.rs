@@ -493,7 +493,7 @@ fn malformed_requests_still_get_an_error_response() {
 
 #[test]
 fn an_error_response_does_not_send_a_huge_request_back() {
-    // 1 500 Vias make the request too large; the 413 keeps the top Via (and what fits)
+    // 1 500 Vias make the request too large; the 513 keeps the top Via (and what fits)
     let vias: String = (0..1500)
         .map(|i| {
             format!(
@@ -514,7 +514,7 @@ fn an_error_response_does_not_send_a_huge_request_back() {
         "{}",
         resp.len()
     );
-    assert!(text.starts_with("SIP/2.0 413 "), "{text}");
+    assert!(text.starts_with("SIP/2.0 513 "), "{text}");
     assert!(text.contains("branch=z9hG4bK0\r\n"), "the top Via");
     assert!(!text.contains("branch=z9hG4bK1499"), "not every Via");
     // a From too large to echo gets no answer at all
@@ -525,4 +525,90 @@ fn an_error_response_does_not_send_a_huge_request_back() {
         "a".repeat(60_000)
     );
     assert!(sipua_message::error_response(huge.as_bytes(), &err, "e1").is_none());
+}
+
+/// A request of `extra` lines after the core headers, with Request-URI `uri`.
+fn request_with(uri: &str, extra: &str) -> String {
+    format!(
+        "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+         From: <sip:a@example.com>;tag=1\r\nTo: <sip:bob@example.com>\r\nCall-ID: lim\r\n\
+         CSeq: 1 INVITE\r\n{extra}Content-Length: 0\r\n\r\n"
+    )
+}
+
+/// The answer a UAS sends to `data`, which must fail to parse.
+fn answer_to(data: &str) -> String {
+    let err = sipua_message::Message::parse(data.as_bytes()).unwrap_err();
+    let resp = sipua_message::error_response(data.as_bytes(), &err, "t").unwrap();
+    assert!(
+        resp.len() <= sipua_message::MAX_ERROR_RESPONSE,
+        "{} bytes echoed",
+        resp.len()
+    );
+    assert!(
+        !resp.windows(64).any(|w| w.iter().all(|&b| b == w[0])),
+        "no long run echoed"
+    );
+    String::from_utf8(resp.to_vec()).unwrap()
+}
+
+#[test]
+fn per_message_limits_get_414_and_513_and_nothing_large_back() {
+    use sipua_message::{MAX_LINE_LENGTH, MAX_REQUEST_LINE, MAX_VIAS};
+    // at the limits: accepted
+    let uri = format!("sip:{}@example.com", "u".repeat(MAX_REQUEST_LINE - 40));
+    sipua_message::Message::parse(request_with(&uri, "").as_bytes()).unwrap();
+    let line = format!("X-Long: {}\r\n", "v".repeat(MAX_LINE_LENGTH - 8));
+    sipua_message::Message::parse(request_with("sip:b@example.com", &line).as_bytes()).unwrap();
+    let vias: String = (1..MAX_VIAS)
+        .map(|i| format!("Via: SIP/2.0/UDP p{i};branch=z9hG4bK{i}\r\n"))
+        .collect();
+    sipua_message::Message::parse(request_with("sip:b@example.com", &vias).as_bytes()).unwrap();
+
+    // a Request-URI past the limit: 414
+    let uri = format!("sip:{}@example.com", "u".repeat(MAX_REQUEST_LINE));
+    let text = answer_to(&request_with(&uri, ""));
+    assert!(
+        text.starts_with("SIP/2.0 414 Request-URI too long\r\n"),
+        "{text}"
+    );
+    // one header line past the limit: 513
+    let line = format!("X-Long: {}\r\n", "v".repeat(MAX_LINE_LENGTH));
+    let text = answer_to(&request_with("sip:b@example.com", &line));
+    assert!(
+        text.starts_with("SIP/2.0 513 header line too long\r\n"),
+        "{text}"
+    );
+    // too many Vias, as lines or as the values of one line: 513 with the top Via only
+    let vias: String = (1..=MAX_VIAS)
+        .map(|i| format!("Via: SIP/2.0/UDP p{i};branch=z9hG4bK{i}\r\n"))
+        .collect();
+    let text = answer_to(&request_with("sip:b@example.com", &vias));
+    assert!(
+        text.starts_with("SIP/2.0 513 too many Via headers\r\n"),
+        "{text}"
+    );
+    let values: Vec<String> = (1..=MAX_VIAS)
+        .map(|i| format!("SIP/2.0/UDP p{i}"))
+        .collect();
+    let one = format!("Via: {}\r\n", values.join(","));
+    let text = answer_to(&request_with("sip:b@example.com", &one));
+    assert!(
+        text.starts_with("SIP/2.0 513 too many Via headers\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Via: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_oversize_datagram_gets_413_when_only_its_body_is_too_large() {
+    use sipua_message::ParseError;
+    let small = request_with("sip:b@example.com", "");
+    let err = ParseError::too_large_for(small.as_bytes(), 1000);
+    assert_eq!(err.status_code(), 413);
+    let err = ParseError::too_large_for(small.as_bytes(), 100);
+    assert_eq!(err.status_code(), 513);
 }

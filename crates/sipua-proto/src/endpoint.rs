@@ -618,7 +618,7 @@ impl Endpoint {
     /// Takes in one message from the network.
     pub fn handle_datagram(&mut self, now: Instant, rx: Received) {
         if rx.bytes.len() > self.cfg.max_message_size {
-            let error = ParseError::too_large();
+            let error = ParseError::too_large_for(&rx.bytes, self.cfg.max_message_size);
             self.answer_malformed(&rx, &error);
             self.events.push_back(Event::Malformed {
                 source: rx.remote,

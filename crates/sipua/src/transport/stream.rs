@@ -482,7 +482,15 @@ async fn bytestream(
                         }
                         Ok(Some(Frame::Pong)) => ping_sent = false,
                         Ok(None) => break,
-                        Err(_) => return Ended::Lost, // framing is lost: only closing recovers
+                        Err(e) => {
+                            // framing is lost: only closing recovers; a message too large
+                            // is told why first (413/513)
+                            if let Some(answer) = framer.error_answer(&e) {
+                                let _ = wr.write_all(&answer).await;
+                                let _ = wr.flush().await;
+                            }
+                            return Ended::Lost;
+                        }
                     }
                 }
                 partial_since = match (framer.pending(), partial_since) {
