@@ -193,6 +193,157 @@ fn merged_request_gets_482_and_unknown_dialog_481() {
     assert_eq!(answered(&mut ua, Bytes::from(bye)).status(), 481);
 }
 
+/// Feeds one request at `now` from 192.0.2.1; returns every response status the core sent
+/// and the events.
+fn feed_at(ua: &mut UaCore, now: Instant, bytes: Bytes) -> (Vec<String>, Vec<UaEvent>) {
+    ua.handle_datagram(
+        now,
+        Received {
+            transport: Transport::Udp,
+            remote: "192.0.2.1:5060".parse().unwrap(),
+            bytes,
+        },
+    );
+    let mut sent = Vec::new();
+    while let Some(t) = ua.poll_transmit() {
+        match Message::parse(&t.bytes) {
+            Ok(Message::Response(r)) => sent.push(r.status().to_string()),
+            Ok(Message::Request(r)) => sent.push(r.method().to_string()),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    (sent, std::iter::from_fn(|| ua.poll_event()).collect())
+}
+
+/// An INVITE of Call-ID `call` over branch `branch`.
+fn invite(call: &str, branch: &str) -> Bytes {
+    let text = String::from_utf8(request("INVITE sip:bob@192.0.2.2", "", branch, "").to_vec());
+    Bytes::from(text.unwrap().replace("rules-1", call))
+}
+
+#[test]
+fn a_merged_request_gets_482_while_the_first_transaction_lingers() {
+    // RFC 3261 §8.2.2.2: "ongoing transactions" include the first one after it was answered
+    for status in [486, 200] {
+        let mut ua = core();
+        let t0 = Instant::now();
+        let (_, events) = feed_at(&mut ua, t0, invite("m1", "first"));
+        let Some(UaEvent::Request { id, .. }) = events.into_iter().next() else {
+            panic!()
+        };
+        let r = ua.response(id, status).unwrap();
+        ua.respond(t0, id, r).unwrap();
+        while ua.poll_transmit().is_some() {}
+        // a copy along another path, a second after the answer: 482, the TU never sees it
+        let later = t0 + std::time::Duration::from_secs(1);
+        let (mut sent, events) = feed_at(&mut ua, later, invite("m1", "second"));
+        sent.retain(|s| s != "100");
+        assert_eq!(sent, ["482"], "after {status}");
+        assert!(!events.iter().any(|e| matches!(e, UaEvent::Request { .. })));
+        // the first branch again is a retransmission, absorbed by its transaction
+        let (sent, events) = feed_at(&mut ua, later, invite("m1", "first"));
+        assert!(!sent.contains(&"482".to_string()), "{sent:?}");
+        assert!(!events.iter().any(|e| matches!(e, UaEvent::Request { .. })));
+    }
+}
+
+#[test]
+fn unacknowledged_calls_past_the_limit_end_oldest_first() {
+    let mut ua = UaCore::new(UaConfig {
+        max_unconfirmed: 3,
+        ..UaConfig::new("192.0.2.2:5060".parse().unwrap(), Transport::Udp, "bob")
+    });
+    let t0 = Instant::now();
+    let mut dialogs: Vec<sipua_proto::dialog::DialogId> = Vec::new();
+    for i in 0..6 {
+        let now = t0 + std::time::Duration::from_millis(i * 10);
+        let (sent, events) = feed_at(&mut ua, now, invite(&format!("u{i}"), &format!("b{i}")));
+        let mut ended = Vec::new();
+        let mut id = None;
+        for e in events {
+            match e {
+                UaEvent::Request { id: t, .. } => id = Some(t),
+                UaEvent::AckTimeout { dialog } => ended.push(dialog),
+                e => panic!("{e:?}"),
+            }
+        }
+        // the fourth INVITE on finds three calls waiting: the oldest one ends with a BYE
+        if i >= 3 {
+            assert_eq!(ended, [dialogs[(i - 3) as usize].clone()], "call {i}");
+            assert!(sent.contains(&"BYE".to_string()), "{sent:?}");
+        } else {
+            assert!(ended.is_empty());
+        }
+        let id = id.expect("the new INVITE reaches the TU");
+        let ok = ua.response(id, 200).unwrap();
+        dialogs.push(ua.respond(now, id, ok).unwrap().unwrap());
+        while ua.poll_transmit().is_some() {}
+    }
+    // a call that was acknowledged is never dropped: ACK the newest, then three more
+    let ack = String::from_utf8(invite("u5", "ack5").to_vec()).unwrap();
+    let tag = dialogs[5].local_tag.to_string();
+    let ack = ack
+        .replace("INVITE sip", "ACK sip")
+        .replace("1 INVITE", "1 ACK")
+        .replace(
+            "To: <sip:bob@192.0.2.2>",
+            &format!("To: <sip:bob@192.0.2.2>;tag={tag}"),
+        );
+    let (_, events) = feed_at(&mut ua, t0, Bytes::from(ack));
+    assert!(
+        matches!(events.as_slice(), [UaEvent::Ack { .. }]),
+        "{events:?}"
+    );
+    for i in 6..9 {
+        let (_, events) = feed_at(&mut ua, t0, invite(&format!("u{i}"), &format!("b{i}")));
+        for e in &events {
+            if let UaEvent::AckTimeout { dialog } = e {
+                assert_ne!(*dialog, dialogs[5], "the confirmed call stays");
+            }
+        }
+        let Some(UaEvent::Request { id, .. }) = events.into_iter().last() else {
+            panic!()
+        };
+        let ok = ua.response(id, 200).unwrap();
+        ua.respond(t0, id, ok).unwrap();
+    }
+}
+
+#[test]
+fn unacknowledged_calls_past_the_byte_budget_end_oldest_first() {
+    // INVITEs with 6 KB of headers each, a budget of 20 KB: at most two or three wait
+    let mut ua = UaCore::new(UaConfig {
+        max_unconfirmed_bytes: 20_000,
+        ..UaConfig::new("192.0.2.2:5060".parse().unwrap(), Transport::Udp, "bob")
+    });
+    let padding: String = (0..60)
+        .map(|i| format!("X-Pad-{i}: {}\r\n", "p".repeat(90)))
+        .collect();
+    let t0 = Instant::now();
+    let mut ended = 0;
+    for i in 0..20 {
+        let text = String::from_utf8(invite(&format!("b{i}"), &format!("x{i}")).to_vec()).unwrap();
+        let big = text.replace("Content-Length", &format!("{padding}Content-Length"));
+        let (_, events) = feed_at(&mut ua, t0, Bytes::from(big));
+        for e in events {
+            match e {
+                UaEvent::Request { id, .. } => {
+                    let ok = ua.response(id, 200).unwrap();
+                    ua.respond(t0, id, ok).unwrap();
+                }
+                UaEvent::AckTimeout { .. } => ended += 1,
+                e => panic!("{e:?}"),
+            }
+        }
+        while ua.poll_transmit().is_some() {}
+    }
+    assert!(ended >= 16, "{ended} calls dropped");
+    assert!(
+        ua.dialogs() <= 20 - ended,
+        "the dropped calls' dialogs are gone"
+    );
+}
+
 #[test]
 fn full_dialog_table_answers_503() {
     let mut ua = UaCore::new(UaConfig {

@@ -60,6 +60,14 @@ pub struct UaConfig {
     pub credentials: Option<Credentials>,
     /// Most live dialogs; a new INVITE beyond it gets 503 with Retry-After.
     pub max_dialogs: usize,
+    /// Most calls answered 2xx and not yet acknowledged. A new INVITE beyond it (or beyond
+    /// `max_unconfirmed_bytes`) ends the oldest such call first ([`UaEvent::AckTimeout`], a
+    /// BYE sent), so a flood of INVITEs that are never acknowledged cannot hold the table, or
+    /// memory, for the 32 s an ACK may take, while a real caller's ACK comes in milliseconds.
+    pub max_unconfirmed: usize,
+    /// Most bytes those calls may cost: their 2xx (kept to retransmit it) and their INVITE
+    /// (which the TU keeps), counted as received.
+    pub max_unconfirmed_bytes: usize,
     /// Our address of record for From (and To of REGISTER), with its display name; `None`
     /// makes `sip:user@local-ip`.
     pub aor: Option<NameAddr>,
@@ -81,6 +89,8 @@ impl UaConfig {
             capabilities: Capabilities::default(),
             credentials: None,
             max_dialogs: 100_000,
+            max_unconfirmed: 4096,
+            max_unconfirmed_bytes: 32 << 20,
             aor: None,
             outbound: false,
         }
@@ -144,7 +154,8 @@ pub enum UaEvent {
         /// The ACK itself.
         request: Request,
     },
-    /// No ACK for our 2xx within 64·T1: the core has sent BYE (RFC 3261 §13.3.1.4).
+    /// No ACK for our 2xx within 64·T1 (RFC 3261 §13.3.1.4), or none yet when a new INVITE
+    /// needed the room ([`UaConfig::max_unconfirmed`], oldest first): the core has sent BYE.
     AckTimeout {
         /// The dialog.
         dialog: DialogId,
@@ -227,6 +238,8 @@ struct Pending2xx {
     interval: Duration,
     next: Instant,
     give_up: Instant,
+    /// What it counts against [`UaConfig::max_unconfirmed_bytes`].
+    cost: usize,
 }
 
 /// The dialog and CSeq of a 2xx awaiting its ACK, shared by its table entry and its timers.
@@ -292,6 +305,11 @@ pub struct UaCore {
     outgoing: IdMap<TransactionId, Outgoing>,
     /// By (dialog, CSeq), shared with the timers that retransmit them (no copy of the id).
     pending_2xx: KeyedMap<AckKey, Pending2xx>,
+    /// The keys of `pending_2xx` in the order the 2xx went out, for dropping the oldest first
+    /// (keys already acknowledged are skipped, and swept).
+    unconfirmed: VecDeque<AckKey>,
+    /// The sum of the `cost` of `pending_2xx`.
+    unconfirmed_bytes: usize,
     sent_acks: KeyedMap<(DialogId, u32), SentAck>,
     timers: TimerQueue<AckKey>,
     events: VecDeque<UaEvent>,
@@ -344,6 +362,8 @@ impl UaCore {
             incoming: IdMap::default(),
             outgoing: IdMap::default(),
             pending_2xx: KeyedMap::default(),
+            unconfirmed: VecDeque::new(),
+            unconfirmed_bytes: 0,
             sent_acks: KeyedMap::default(),
             timers: TimerQueue::default(),
             events: VecDeque::new(),
@@ -974,13 +994,8 @@ impl UaCore {
             self.prack_final(id);
         }
         if status >= 200 {
-            if let Some(key) = merge_key(&self.keys, &request).filter(|_| !self.merged.is_empty()) {
-                if let Entry::Occupied(e) = self.merged.entry(key) {
-                    if e.get().0 == id {
-                        e.remove();
-                    }
-                }
-            }
+            // (its merged-request entry stays while the transaction lingers: a copy of the
+            // request along another path still gets 482, RFC 3261 §8.2.2.2; swept below)
             self.incoming.remove(&id);
         }
         if *request.method() == Method::Invite && (200..300).contains(&status) {
@@ -1003,7 +1018,10 @@ impl UaCore {
                 }
                 let give_up = now + self.timers_cfg.t1x64();
                 self.timers.push(now, give_up, key.clone());
-                self.pending_2xx.insert(
+                let cost = bytes.len() + request.to_bytes().len();
+                self.unconfirmed_bytes += cost;
+                self.unconfirmed.push_back(key.clone());
+                let old = self.pending_2xx.insert(
                     key,
                     Pending2xx {
                         bytes,
@@ -1012,8 +1030,12 @@ impl UaCore {
                         interval: t1,
                         next: now + t1,
                         give_up,
+                        cost,
                     },
                 );
+                if let Some(old) = old {
+                    self.unconfirmed_bytes -= old.cost;
+                }
             }
         }
         if let Some(local_tag) = local_tag {
@@ -1047,7 +1069,15 @@ impl UaCore {
         self.prack.forget(id);
         self.dialogs.remove(id);
         if !self.pending_2xx.is_empty() {
-            self.pending_2xx.retain(|k, _| k.0 != *id);
+            let mut freed = 0;
+            self.pending_2xx.retain(|k, p| {
+                let keep = k.0 != *id;
+                if !keep {
+                    freed += p.cost;
+                }
+                keep
+            });
+            self.unconfirmed_bytes -= freed;
         }
         if !self.awaiting_ack.is_empty() {
             self.awaiting_ack.retain(|(d, _), _| d != id);
@@ -1075,12 +1105,7 @@ impl UaCore {
             };
             if now >= p.give_up {
                 // §13.3.1.4: the dialog is confirmed, but the session ends with a BYE
-                let destination = p.destination;
-                self.pending_2xx.remove(&*key);
-                let _ = self.request_in_dialog(now, &key.0, Method::Bye, destination);
-                self.events.push_back(UaEvent::AckTimeout {
-                    dialog: key.0.clone(),
-                });
+                self.give_up_on_ack(now, &key);
                 continue;
             }
             if p.next <= now {
@@ -1106,6 +1131,33 @@ impl UaCore {
         self.pump(now);
     }
 
+    /// Ends the call whose 2xx `key` names for want of its ACK (RFC 3261 §13.3.1.4): a BYE,
+    /// and [`UaEvent::AckTimeout`] for the TU. False when that 2xx is no longer pending.
+    fn give_up_on_ack(&mut self, now: Instant, key: &AckKey) -> bool {
+        let Some(p) = self.pending_2xx.remove(&**key) else {
+            return false;
+        };
+        self.unconfirmed_bytes -= p.cost;
+        let _ = self.request_in_dialog(now, &key.0, Method::Bye, p.destination);
+        self.events.push_back(UaEvent::AckTimeout {
+            dialog: key.0.clone(),
+        });
+        true
+    }
+
+    /// Makes room for a new call of `size` bytes within [`UaConfig::max_unconfirmed`] and
+    /// [`UaConfig::max_unconfirmed_bytes`] by ending the oldest calls still awaiting their ACK.
+    fn make_room(&mut self, now: Instant, size: usize) {
+        while self.pending_2xx.len() >= self.cfg.max_unconfirmed
+            || self.unconfirmed_bytes + size > self.cfg.max_unconfirmed_bytes
+        {
+            let Some(key) = self.unconfirmed.pop_front() else {
+                break;
+            };
+            self.give_up_on_ack(now, &key);
+        }
+    }
+
     /// Forgets what has outlived its use (kept ACKs, finished client transactions, awaited
     /// ACKs and SUBSCRIBEs past 64·T1) and shrinks tables far larger than their contents.
     /// What it forgets stays harmless until then: it is late by at most T1.
@@ -1121,6 +1173,11 @@ impl UaCore {
                 m.shrink_to_fit();
             }
         }
+        let endpoint = &self.endpoint;
+        self.merged
+            .retain(|_, (id, _)| endpoint.state(*id).is_some());
+        let pending = &self.pending_2xx;
+        self.unconfirmed.retain(|k| pending.contains_key(&**k));
         fit(&mut self.sent_acks);
         fit(&mut self.outgoing);
         fit(&mut self.incoming);
@@ -1148,7 +1205,8 @@ impl UaCore {
                         continue;
                     };
                     let key = (did, request.cseq().seq);
-                    if self.pending_2xx.remove(&key).is_some() {
+                    if let Some(p) = self.pending_2xx.remove(&key) {
+                        self.unconfirmed_bytes -= p.cost;
                         self.events.push_back(UaEvent::Ack {
                             dialog: key.0,
                             request,
@@ -1219,7 +1277,7 @@ impl UaCore {
                 // §8.2.2.2: the same request over another path (one lookup for both uses)
                 match self.merged.entry(key) {
                     Entry::Occupied(e)
-                        if e.get().1 != branch && self.incoming.contains_key(&e.get().0) =>
+                        if e.get().1 != branch && self.endpoint.state(e.get().0).is_some() =>
                     {
                         self.answer(now, id, 482, Vec::new());
                         return;
@@ -1297,6 +1355,9 @@ impl UaCore {
                 dialog: did,
             });
         } else {
+            if *request.method() == Method::Invite {
+                self.make_room(now, request.to_bytes().len());
+            }
             self.events.push_back(UaEvent::Request {
                 id,
                 request,
