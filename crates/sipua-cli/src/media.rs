@@ -120,8 +120,8 @@ fn record_sink(
             d.join(format!("{name}.wav"))
         }
     };
-    let rec =
-        WavRecorder::create(&path).map_err(|e| SdhError(format!("{}: {e}", path.display())))?;
+    let rec = WavRecorder::create(&path)
+        .map_err(|e| SdhError::new(format!("{}: {e}", path.display())))?;
     Ok(Some(Box::new(rec)))
 }
 

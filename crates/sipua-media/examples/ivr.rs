@@ -34,7 +34,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
                     .collect();
                 let rec = WavRecorder::create(format!("{name}.wav").as_ref())
-                    .map_err(|e| SdhError(e.to_string()))?;
+                    .map_err(|e| SdhError::new(e.to_string()))?;
                 Ok(AudioIo::new(source, Box::new(rec)))
             }),
             ..Default::default()

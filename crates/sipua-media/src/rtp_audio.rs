@@ -57,7 +57,7 @@ impl AudioIo {
 
 impl From<crate::wav::WavError> for SdhError {
     fn from(e: crate::wav::WavError) -> SdhError {
-        SdhError(e.to_string())
+        SdhError::new(e.to_string())
     }
 }
 
@@ -325,7 +325,7 @@ impl RtpAudio {
             self.stats_tx.take(),
             self.closed_tx.take(),
         ) else {
-            return Err(SdhError("media already closed".into()));
+            return Err(SdhError::new("media already closed"));
         };
         let wallclock = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -342,7 +342,7 @@ impl RtpAudio {
             silent_peer_limit: self.options.silent_peer_limit,
         };
         let stream = AudioStream::new(config, negotiated, audio.source, audio.sink, Instant::now())
-            .map_err(SdhError)?;
+            .map_err(SdhError::new)?;
         let rtp = UdpSocket::from_std(rtp).map_err(io_err)?;
         let rtcp = UdpSocket::from_std(rtcp).map_err(io_err)?;
         let (tx, rx) = mpsc::channel(16);
@@ -377,7 +377,7 @@ impl SessionDescriptionHandler for RtpAudio {
                 let (answer, negotiated) = self
                     .oa
                     .create_answer(&local)
-                    .map_err(|e| SdhError(e.to_string()))?;
+                    .map_err(|e| SdhError::new(e.to_string()))?;
                 self.apply(negotiated, false)?;
                 answer
             } else {
@@ -396,9 +396,9 @@ impl SessionDescriptionHandler for RtpAudio {
     ) -> BoxFuture<'a, Result<(), SdhError>> {
         Box::pin(async move {
             let d = description.received_sdp(modifiers)?;
-            let text = std::str::from_utf8(&d.body)
-                .map_err(|_| SdhError("the SDP is not UTF-8".into()))?;
-            let sdp = SessionDescription::parse(text).map_err(|e| SdhError(e.to_string()))?;
+            let text =
+                std::str::from_utf8(&d.body).map_err(|_| SdhError::new("the SDP is not UTF-8"))?;
+            let sdp = SessionDescription::parse(text).map_err(|e| SdhError::new(e.to_string()))?;
             // RFC 3264 §8: the peer's o= session id stays, its version moves on a change
             let same_session = self.remote.as_ref().is_some_and(|r| {
                 r.origin.username == sdp.origin.username
@@ -414,7 +414,7 @@ impl SessionDescriptionHandler for RtpAudio {
                 let negotiated = self
                     .oa
                     .receive_answer(&sdp)
-                    .map_err(|e| SdhError(e.to_string()))?;
+                    .map_err(|e| SdhError::new(e.to_string()))?;
                 self.apply(negotiated, true)?;
             } else if same_origin {
                 // the same description again (e.g. in the 2xx after a 183): RFC 3264 §8 says
@@ -424,12 +424,12 @@ impl SessionDescriptionHandler for RtpAudio {
                 let negotiated = self
                     .oa
                     .receive_forked_answer(&sdp)
-                    .map_err(|e| SdhError(e.to_string()))?;
+                    .map_err(|e| SdhError::new(e.to_string()))?;
                 self.apply(negotiated, true)?;
             } else {
                 self.oa
                     .receive_offer(&sdp)
-                    .map_err(|e| SdhError(e.to_string()))?;
+                    .map_err(|e| SdhError::new(e.to_string()))?;
                 self.answering = true;
             }
             self.remote = Some(sdp);
@@ -564,6 +564,9 @@ async fn flush(
     }
 }
 
+/// Seconds a caller is told to wait when no RTP port pair is free (503 Retry-After).
+const PORTS_RETRY_AFTER: u32 = 5;
+
 /// Binds an even RTP port and the next one for RTCP, starting at a random place in `range`.
 fn bind_pair(
     ip: IpAddr,
@@ -572,7 +575,7 @@ fn bind_pair(
 ) -> Result<(StdUdpSocket, StdUdpSocket), SdhError> {
     let (lo, hi) = (range.0.max(1024) & !1, range.1);
     if hi <= lo {
-        return Err(SdhError(format!(
+        return Err(SdhError::new(format!(
             "empty RTP port range {}-{}",
             range.0, range.1
         )));
@@ -594,14 +597,15 @@ fn bind_pair(
         rtcp.set_nonblocking(true).map_err(io_err)?;
         return Ok((rtp, rtcp));
     }
-    Err(SdhError(format!(
-        "no free RTP port pair in {}-{}",
-        range.0, range.1
-    )))
+    // every port taken (a flood of calls, or a range too small): a caller may retry soon
+    Err(SdhError::unavailable(
+        format!("no free RTP port pair in {}-{}", range.0, range.1),
+        PORTS_RETRY_AFTER,
+    ))
 }
 
 fn io_err(e: std::io::Error) -> SdhError {
-    SdhError(format!("media socket: {e}"))
+    SdhError::new(format!("media socket: {e}"))
 }
 
 /// A seed for SSRC, sequence, timestamp and ports: the session id hashed with the process's

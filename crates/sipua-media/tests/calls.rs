@@ -293,6 +293,43 @@ async fn an_offer_without_a_shared_codec_is_refused_with_488() {
     bob.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_free_media_port_is_503_with_retry_after_not_488() {
+    // every port of Bob's range is taken (a flood of calls would do the same)
+    let held: Vec<std::net::UdpSocket> = (47_000..47_004)
+        .filter_map(|p| std::net::UdpSocket::bind(("127.0.0.1", p)).ok())
+        .collect();
+    let (alice, _) = agent("alice", None, Default::default()).await;
+    let bob = UserAgent::new(UserAgentOptions {
+        listen: Listen::Udp("127.0.0.1:0".parse().unwrap()),
+        user: "bob".into(),
+        session_description_handler_factory: Arc::new(RtpAudioFactory::new(RtpAudioOptions {
+            port_range: (47_000, 47_003),
+            ..Default::default()
+        })),
+        ..Default::default()
+    });
+    bob.start().await.unwrap();
+    let call = Inviter::new(&alice, uri(&bob, "bob"), Default::default()).unwrap();
+    call.invite(Default::default()).await.unwrap();
+    let inv = next(&bob).await;
+    let err = inv.accept(Default::default()).await.unwrap_err();
+    assert!(
+        matches!(err, Error::MediaUnavailable { retry_after: 5, .. }),
+        "{err:?}"
+    );
+    let why = tokio::time::timeout(Duration::from_secs(5), call.terminated())
+        .await
+        .unwrap();
+    match why {
+        EndReason::Rejected { status, .. } => assert_eq!(status, 503),
+        other => panic!("expected 503, got {other:?}"),
+    }
+    drop(held);
+    alice.stop().await;
+    bob.stop().await;
+}
+
 #[cfg(feature = "opus")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_opus_call_carries_audio_on_the_offered_rtpmap() {

@@ -25,6 +25,14 @@ pub enum Error {
     },
     /// The session description handler failed (SIP.js `SessionDescriptionHandlerError`).
     SessionDescriptionHandler(String),
+    /// The media handler is out of a resource for now (no free RTP port pair); an incoming
+    /// call is answered 503 with Retry-After.
+    MediaUnavailable {
+        /// What ran out.
+        reason: String,
+        /// Seconds after which to try again.
+        retry_after: u32,
+    },
     /// The peer's body has a content type no handler takes (SIP.js
     /// `ContentTypeUnsupportedError`).
     ContentTypeUnsupported(String),
@@ -70,6 +78,13 @@ impl fmt::Display for Error {
             Error::SessionDescriptionHandler(e) => {
                 write!(f, "session description handler: {e}")
             }
+            Error::MediaUnavailable {
+                reason,
+                retry_after,
+            } => write!(
+                f,
+                "media unavailable ({reason}); retry after {retry_after} s"
+            ),
             Error::ContentTypeUnsupported(t) => write!(f, "unsupported content type {t}"),
             Error::Transport(e) => write!(f, "transport: {e}"),
             Error::Timeout => f.write_str("no response (timeout)"),
@@ -114,5 +129,17 @@ impl From<UaError> for Error {
 impl From<sipua_message::ParseError> for Error {
     fn from(e: sipua_message::ParseError) -> Error {
         Error::InvalidArgument(e.to_string())
+    }
+}
+
+impl From<crate::sdh::SdhError> for Error {
+    fn from(e: crate::sdh::SdhError) -> Error {
+        match e.retry_after() {
+            Some(retry_after) => Error::MediaUnavailable {
+                reason: e.message().to_owned(),
+                retry_after,
+            },
+            None => Error::SessionDescriptionHandler(e.message().to_owned()),
+        }
     }
 }

@@ -63,7 +63,7 @@ impl BodyAndContentType {
         modifiers: &[SessionDescriptionHandlerModifier],
     ) -> Result<BodyAndContentType, SdhError> {
         if !BodyAndContentType::is_sdp_type(&self.content_type) {
-            return Err(SdhError(format!(
+            return Err(SdhError::new(format!(
                 "unsupported content type {}",
                 self.content_type
             )));
@@ -89,13 +89,48 @@ impl SessionDescriptionHandlerOptions {
     }
 }
 
-/// Why a handler failed; a session answers 488 (or ends the call) when it does.
+/// Why a handler failed; a session answers 488 (or ends the call) when it does, or 503 with
+/// Retry-After when the handler is out of a resource for now ([`SdhError::unavailable`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SdhError(pub String);
+pub struct SdhError {
+    message: String,
+    /// `Some(seconds)`: out of a resource (media ports), worth a retry after that long.
+    retry_after: Option<u32>,
+}
+
+impl SdhError {
+    /// A failure to negotiate or set up media (488 for an offer it could not answer).
+    pub fn new(message: impl Into<String>) -> SdhError {
+        SdhError {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// The handler is out of a resource (no free RTP port pair): the caller is told to come
+    /// back after `retry_after` seconds (503 with Retry-After, RFC 3261 §21.5.4) rather than
+    /// that its offer is unacceptable.
+    pub fn unavailable(message: impl Into<String>, retry_after: u32) -> SdhError {
+        SdhError {
+            message: message.into(),
+            retry_after: Some(retry_after),
+        }
+    }
+
+    /// What went wrong.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// For a failure of [`SdhError::unavailable`]: seconds after which to retry.
+    pub fn retry_after(&self) -> Option<u32> {
+        self.retry_after
+    }
+}
 
 impl std::fmt::Display for SdhError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -266,7 +301,7 @@ impl SessionDescriptionHandler for FixedSdp {
     ) -> BoxFuture<'a, Result<BodyAndContentType, SdhError>> {
         Box::pin(async move {
             if self.closed {
-                return Err(SdhError("closed".into()));
+                return Err(SdhError::new("closed"));
             }
             BodyAndContentType::sdp(self.render(options.hold)).modified(modifiers)
         })
@@ -281,7 +316,7 @@ impl SessionDescriptionHandler for FixedSdp {
         Box::pin(async move {
             let d = description.received_sdp(modifiers)?;
             if !d.body.starts_with(b"v=0") {
-                return Err(SdhError("not an SDP (no v=0 line)".into()));
+                return Err(SdhError::new("not an SDP (no v=0 line)"));
             }
             if std::mem::take(&mut self.offering) {
                 self.answering = None; // the answer to our offer

@@ -673,7 +673,7 @@ impl Task {
                 .options
                 .session_description_handler_factory
                 .create(&ctx, &self.sdh_options)
-                .map_err(|e| Error::SessionDescriptionHandler(e.0))?;
+                .map_err(Error::from)?;
             if let Some(handle) = sdh.handle() {
                 self.info().media = Some(handle);
             }
@@ -693,7 +693,7 @@ impl Task {
         let sdh = self.ensure_sdh()?;
         sdh.get_description(&options, &modifiers)
             .await
-            .map_err(|e| Error::SessionDescriptionHandler(e.0))
+            .map_err(Error::from)
     }
 
     /// Gives the peer's description in `body`/`content_type` to the handler.
@@ -711,7 +711,7 @@ impl Task {
         }
         sdh.set_description(&d, &options, &modifiers)
             .await
-            .map_err(|e| Error::SessionDescriptionHandler(e.0))?;
+            .map_err(Error::from)?;
         self.info().remote_description = Some(d);
         Ok(())
     }
@@ -1042,12 +1042,20 @@ impl Task {
         let (had_offer, answer) = match negotiated {
             Ok(x) => x,
             Err(e) => {
-                let status = if matches!(e, Error::ContentTypeUnsupported(_)) {
-                    415
-                } else {
-                    488
+                let (status, headers) = match &e {
+                    Error::ContentTypeUnsupported(_) => (415, Vec::new()),
+                    // out of media ports for now: come back later (RFC 3261 §21.5.4)
+                    Error::MediaUnavailable { retry_after, .. } => (
+                        503,
+                        vec![Header::typed(&sipua_message::header::RetryAfter {
+                            delta: *retry_after,
+                            comment: None,
+                            params: Default::default(),
+                        })],
+                    ),
+                    _ => (488, Vec::new()),
                 };
-                let _ = self.respond(id, status, None, Vec::new(), None).await;
+                let _ = self.respond(id, status, None, headers, None).await;
                 if let Some(u) = self.uas() {
                     u.finished = true;
                 }
