@@ -3,6 +3,7 @@
 
 mod baresip;
 mod common;
+mod flood;
 mod kamailio;
 mod matrix;
 mod matrix_baresip;

@@ -66,7 +66,8 @@ pub struct UaConfig {
     /// memory, for the 32 s an ACK may take, while a real caller's ACK comes in milliseconds.
     pub max_unconfirmed: usize,
     /// Most bytes those calls may cost: their 2xx (kept to retransmit it) and their INVITE
-    /// (which the TU keeps), counted as received.
+    /// (which the TU keeps), counted as received (16 MiB; what a call really holds, with its
+    /// session and media, is a few times that: see docs/SECURITY.md).
     pub max_unconfirmed_bytes: usize,
     /// Our address of record for From (and To of REGISTER), with its display name; `None`
     /// makes `sip:user@local-ip`.
@@ -90,7 +91,7 @@ impl UaConfig {
             credentials: None,
             max_dialogs: 100_000,
             max_unconfirmed: 4096,
-            max_unconfirmed_bytes: 32 << 20,
+            max_unconfirmed_bytes: 16 << 20,
             aor: None,
             outbound: false,
         }
