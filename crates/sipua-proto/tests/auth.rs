@@ -161,3 +161,71 @@ fn credentials_are_reused_for_the_next_request_to_the_same_server() {
         "one challenge, then every request authorised up front"
     );
 }
+
+/// Alice (with `password`) sends `count` MESSAGEs, then INVITEs, to Bob, whose core
+/// challenges them itself (`UaConfig::authenticate`), over a link that loses and duplicates.
+/// Returns Alice's final statuses and the requests Bob's TU saw.
+fn against_authenticating_core(password: &str, count: usize) -> (Vec<u16>, usize) {
+    let link = LinkConfig {
+        loss: 0.1,
+        duplicate: 0.1,
+        ..LinkConfig::default()
+    };
+    let mut sim: Sim<UaCore> = Sim::new(9, Instant::now(), link);
+    let a = sim.add(ALICE.parse().unwrap(), alice(password));
+    let mut cfg = UaConfig {
+        seed: 23,
+        authenticate: Some(sipua_proto::ua::DigestServerConfig {
+            realm: "example.com".into(),
+            users: [("alice".to_owned(), "secret".to_owned())].into(),
+            ..Default::default()
+        }),
+        ..UaConfig::new(REGISTRAR.parse().unwrap(), Transport::Udp, "bob")
+    };
+    cfg.capabilities.check_request_uri = false;
+    sim.add(REGISTRAR.parse().unwrap(), UaCore::new(cfg));
+    let dest: SocketAddr = REGISTRAR.parse().unwrap();
+    let mut finals = Vec::new();
+    let mut seen = 0;
+    let mut tu = |node: usize, ua: &mut UaCore, now: Instant, ev: UaEvent| match (node, ev) {
+        (0, UaEvent::Response { response, .. }) if response.status() >= 200 => {
+            finals.push(response.status());
+        }
+        (1, UaEvent::Request { id, request, .. }) => {
+            seen += 1;
+            // the core let it through with Alice's credentials on it
+            assert!(request.headers().contains(&HeaderName::Authorization));
+            let resp = ua.response(id, 200).unwrap();
+            ua.respond(now, id, resp).unwrap();
+        }
+        _ => {}
+    };
+    for method in [Method::Message, Method::Invite] {
+        for _ in 0..count {
+            let now = sim.now;
+            let target = format!("sip:bob@{REGISTRAR}").parse().unwrap();
+            let body = (method == Method::Message).then(|| {
+                (
+                    sipua_message::header::MediaType::new("text", "plain"),
+                    bytes::Bytes::from_static(b"hello"),
+                )
+            });
+            sim.endpoint(a)
+                .send_request(now, method.clone(), target, dest, Vec::new(), body)
+                .unwrap();
+            sim.run_until(now + Duration::from_secs(40), &mut tu);
+        }
+    }
+    (finals, seen)
+}
+
+#[test]
+fn a_core_that_authenticates_lets_the_right_password_through_over_a_lossy_link() {
+    let (finals, seen) = against_authenticating_core("secret", 3);
+    assert_eq!(finals, [200; 6], "{finals:?}");
+    assert_eq!(seen, 6, "the TU sees each request once, authenticated");
+    // a wrong password never reaches the TU: 401 after the client's retries
+    let (finals, seen) = against_authenticating_core("wrong", 2);
+    assert_eq!(finals, [401; 4], "{finals:?}");
+    assert_eq!(seen, 0);
+}

@@ -69,4 +69,4 @@ pub use sipua_message::{NameAddr, Uri};
 pub use sipua_proto as proto;
 /// A user name and password for digest challenges (401/407), as
 /// [`UserAgentOptions::credentials`] takes them.
-pub use sipua_proto::ua::Credentials;
+pub use sipua_proto::ua::{Credentials, DigestServerConfig};

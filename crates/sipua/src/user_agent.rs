@@ -11,7 +11,9 @@ use bytes::Bytes;
 use sipua_message::header::MediaType;
 use sipua_message::{Header, HeaderName, Host, Method, Request, Response, Transport, Uri};
 use sipua_proto::endpoint::TransactionId;
-use sipua_proto::ua::{Capabilities, Credentials, OutOfDialog, UaConfig, UaCore};
+use sipua_proto::ua::{
+    Capabilities, Credentials, DigestServerConfig, OutOfDialog, UaConfig, UaCore,
+};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::dns::DnsResolver;
@@ -112,6 +114,10 @@ pub struct UserAgentOptions {
     pub user_agent_string: String,
     /// Answers digest challenges (401/407) with these credentials.
     pub credentials: Option<Credentials>,
+    /// Asks callers for digest credentials (401) before a request outside a dialog reaches
+    /// the delegate or `next_invitation()` (OPTIONS, ACK and CANCEL excepted): nonces that
+    /// expire and are used once per count, failures limited per address (403 past them).
+    pub authenticate: Option<DigestServerConfig>,
     /// Sends every out-of-dialog request here instead of the Request-URI's host.
     pub outbound_proxy: Option<SocketAddr>,
     /// Session timers (RFC 4028) for calls: offered by our INVITEs, granted to callers, and
@@ -164,6 +170,7 @@ impl Default for UserAgentOptions {
             no_answer_timeout: Duration::from_secs(60),
             user_agent_string: concat!("sipua/", env!("CARGO_PKG_VERSION")).into(),
             credentials: None,
+            authenticate: None,
             outbound_proxy: None,
             session_timers: Some(crate::SessionTimerOptions::default()),
             dns_servers: None,
@@ -462,6 +469,7 @@ impl UserAgent {
             seed,
             aor,
             credentials: o.credentials.clone(),
+            authenticate: o.authenticate.clone(),
             ..UaConfig::new(named, transport, &o.user)
         };
         cfg.endpoint.seed = seed.rotate_left(17);

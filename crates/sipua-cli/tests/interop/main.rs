@@ -1,6 +1,7 @@
 //! Interop tests: the `sipua` command against real, independent SIP programs on loopback.
 //! A peer that is missing is a failed test (`scripts/test` installs them).
 
+mod auth;
 mod baresip;
 mod common;
 mod flood;

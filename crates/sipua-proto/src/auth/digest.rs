@@ -294,9 +294,11 @@ pub fn verify(credentials: &Auth, req: &RequestParts<'_>, password: &str) -> boo
     ) else {
         return false;
     };
-    if uri != req.uri {
+    if !same_resource(uri, req.uri) {
         return false;
     }
+    // the hash covers the uri as the client wrote it
+    let req = &RequestParts { uri, ..*req };
     let Some(alg) = p("algorithm").map_or(Some(Algorithm::Md5), Algorithm::parse) else {
         return false;
     };
@@ -318,6 +320,22 @@ pub fn verify(credentials: &Auth, req: &RequestParts<'_>, password: &str) -> boo
             .zip(response.bytes())
             .fold(0u8, |acc, (a, b)| acc | (a ^ b.to_ascii_lowercase()))
             == 0
+}
+
+/// Whether a digest `uri` names the request's resource (RFC 7616 §3.4.6): the Request-URI
+/// as written, or the same without its user part, as some clients (SIPp) write it.
+fn same_resource(uri: &str, request_uri: &str) -> bool {
+    fn without_user(u: &str) -> &str {
+        let rest = u
+            .strip_prefix("sip:")
+            .or_else(|| u.strip_prefix("sips:"))
+            .unwrap_or(u);
+        match rest.find('@') {
+            Some(at) => &rest[at + 1..],
+            None => rest,
+        }
+    }
+    uri == request_uri || without_user(uri).eq_ignore_ascii_case(without_user(request_uri))
 }
 
 #[cfg(test)]
@@ -453,5 +471,26 @@ mod tests {
         );
         let stale = Challenge::from_auth(&h(r#"Digest realm="r", nonce="n", stale=TRUE"#)).unwrap();
         assert!(stale.stale);
+    }
+
+    #[test]
+    fn a_digest_uri_without_the_user_part_names_the_same_resource() {
+        let c = challenge(r#"Digest realm="r", nonce="n", qop="auth""#);
+        let written = RequestParts {
+            method: "INVITE",
+            uri: "sip:127.0.0.1:5060",
+            body: b"",
+        };
+        let a = c.answer(&written, "u", "p", "cn", 1);
+        let request = RequestParts {
+            uri: "sip:bob@127.0.0.1:5060",
+            ..written
+        };
+        assert!(verify(&a, &request, "p"), "SIPp's form");
+        let elsewhere = RequestParts {
+            uri: "sip:bob@192.0.2.9:5060",
+            ..written
+        };
+        assert!(!verify(&a, &elsewhere, "p"), "another host");
     }
 }

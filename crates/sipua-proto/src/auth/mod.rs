@@ -1,3 +1,4 @@
 //! Authentication (RFC 3261 §22).
 
 pub mod digest;
+pub mod server;

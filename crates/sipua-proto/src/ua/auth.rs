@@ -1,19 +1,22 @@
-//! Digest authentication in the UA core (RFC 3261 §22.2–§22.3): answering 401/407 by
-//! re-sending the request with credentials, and reusing the last challenge at a next hop.
+//! Digest authentication in the UA core (RFC 3261 §22.2–§22.4): answering 401/407 by
+//! re-sending the request with credentials, reusing the last challenge at a next hop, and,
+//! as a server, challenging requests that come without the right credentials.
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use sipua_message::header::{CSeq, ProxyAuthenticate, WwwAuthenticate};
+use sipua_message::header::{Authorization, CSeq, ProxyAuthenticate, WwwAuthenticate};
 use sipua_message::{Header, HeaderName, Request, Response};
 
 use super::UaCore;
 use crate::auth::digest::{Challenge, RequestParts};
+use crate::auth::server::{DigestServer, Verdict};
 use crate::dialog::Dialog;
 use crate::endpoint::TransactionId;
 
-/// A digest username and password (RFC 3261 §22).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A digest username and password (RFC 3261 §22). Its `Debug` leaves the password out, so
+/// that a logged configuration shows no secret.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     /// The username.
     pub username: String,
@@ -21,11 +24,69 @@ pub struct Credentials {
     pub password: String,
 }
 
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<hidden>")
+            .finish()
+    }
+}
+
 /// How many times one request is re-sent with credentials before the 401/407 goes up
 /// (a `stale=true` challenge allows one more).
 pub(super) const AUTH_ATTEMPTS: u8 = 2;
 
 impl UaCore {
+    /// Server side ([`super::UaConfig::authenticate`]): whether out-of-dialog request `id`
+    /// from `source` may go on to the TU. When it may not, the core has answered it: 401 with
+    /// a challenge, or 403 for an address that failed too often.
+    pub(super) fn authenticated(
+        &mut self,
+        now: Instant,
+        id: TransactionId,
+        request: &Request,
+        source: SocketAddr,
+    ) -> bool {
+        let Some(cfg) = &self.cfg.authenticate else {
+            return true;
+        };
+        let server = self.auth_server.get_or_insert_with(|| {
+            let mut secret = [0u8; 32];
+            for chunk in secret.chunks_mut(8) {
+                chunk.copy_from_slice(&self.rng.next_u64().to_le_bytes());
+            }
+            Box::new(DigestServer::new(cfg.clone(), secret, now))
+        });
+        let credentials: Vec<_> = request
+            .typed_all::<Authorization>()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|a| a.0)
+            .collect();
+        let uri = String::from_utf8_lossy(request.uri_bytes());
+        let parts = RequestParts {
+            method: request.method().as_str(),
+            uri: &uri,
+            body: request.body(),
+        };
+        match server.check(now, source.ip(), &credentials, &parts) {
+            Verdict::Authenticated(_) => true,
+            Verdict::Challenge { challenges } => {
+                let headers = challenges
+                    .into_iter()
+                    .map(|c| Header::new(HeaderName::WwwAuthenticate, c))
+                    .collect();
+                self.answer(now, id, 401, headers);
+                false
+            }
+            Verdict::Forbidden => {
+                self.answer(now, id, 403, Vec::new());
+                false
+            }
+        }
+    }
+
     /// Adds credentials from the last challenge answered at `destination`, if any.
     pub(super) fn authorize_from_cache(&mut self, request: &mut Request, destination: SocketAddr) {
         let Some(creds) = self.cfg.credentials.clone() else {

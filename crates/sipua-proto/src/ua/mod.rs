@@ -22,6 +22,8 @@ use sipua_message::{
 };
 
 use crate::auth::digest::Challenge;
+use crate::auth::server::DigestServer;
+pub use crate::auth::server::DigestServerConfig;
 use crate::dialog::{
     Dialog, DialogError, DialogId, DialogIdRef, DialogState, Flow, UasParts, ViaValue,
 };
@@ -58,6 +60,10 @@ pub struct UaConfig {
     pub capabilities: Capabilities,
     /// Answers digest challenges (401/407) with these, when set.
     pub credentials: Option<Credentials>,
+    /// Challenges out-of-dialog requests (all but ACK, CANCEL and OPTIONS) for these users'
+    /// credentials, when set (RFC 3261 §22.4): nonces that expire and are used once per
+    /// count, failures limited per address ([`DigestServerConfig`]).
+    pub authenticate: Option<DigestServerConfig>,
     /// Most live dialogs; a new INVITE beyond it gets 503 with Retry-After.
     pub max_dialogs: usize,
     /// Most calls answered 2xx and not yet acknowledged. A new INVITE beyond it (or beyond
@@ -89,6 +95,7 @@ impl UaConfig {
             seed: 0,
             capabilities: Capabilities::default(),
             credentials: None,
+            authenticate: None,
             max_dialogs: 100_000,
             max_unconfirmed: 4096,
             max_unconfirmed_bytes: 16 << 20,
@@ -342,6 +349,8 @@ pub struct UaCore {
     subscribing: KeyedMap<(String, String), (Request, Instant)>,
     /// When [`UaCore::handle_timeout`] next sweeps the tables whose entries expire lazily.
     next_sweep: Option<Instant>,
+    /// Checks credentials when [`UaConfig::authenticate`] is set (made at the first request).
+    auth_server: Option<Box<DigestServer>>,
 }
 
 /// The table's own id of the dialog `r` names, if the table holds it: a copy that counts
@@ -379,6 +388,7 @@ impl UaCore {
             prack: prack::PrackState::default(),
             subscribing: KeyedMap::default(),
             next_sweep: None,
+            auth_server: None,
         }
     }
 
@@ -1270,6 +1280,12 @@ impl UaCore {
         );
         if let Some((status, headers)) = stateless {
             self.answer(now, id, status, headers);
+            return;
+        }
+        if !in_dialog
+            && *request.method() != Method::Options
+            && !self.authenticated(now, id, &request, source)
+        {
             return;
         }
         if !in_dialog {
