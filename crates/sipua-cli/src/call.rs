@@ -76,6 +76,10 @@ pub struct ServeArgs {
     /// to a caller's Contact, say): the peers' certificates or their CA.
     #[arg(long)]
     ca: Option<std::path::PathBuf>,
+    /// Mutual TLS: every `tls:` and `wss:` client must present a certificate signed by one
+    /// of these PEM certificates (or be one of them), else its handshake fails.
+    #[arg(long)]
+    client_ca: Option<std::path::PathBuf>,
     /// How to answer calls: `auto`, `busy` or `ring:SECONDS`.
     #[arg(long, default_value = "auto")]
     answer: Answer,
@@ -153,11 +157,16 @@ pub struct CallArgs {
     #[arg(long)]
     from: Option<String>,
     /// PEM certificates to trust for `tls` and `wss` (the server's, or its CA).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "insecure")]
     ca: Option<std::path::PathBuf>,
+    /// Accept any TLS certificate from the server, whatever it names and whoever signed it:
+    /// for testing only (anyone on the path could read and change the call's signalling).
+    #[arg(long)]
+    insecure: bool,
     /// PEM certificate chain to listen with on a `tls:` or `wss:` `--from-addr`, so that the
     /// peer can open connections to our Contact (without one we only open connections, and
-    /// our Contact asks for them to be reused with `;ob`, RFC 5626).
+    /// our Contact asks for them to be reused with `;ob`, RFC 5626); also presented to a
+    /// server that asks for a client certificate (mutual TLS).
     #[arg(long, requires = "key")]
     cert: Option<std::path::PathBuf>,
     /// PEM private key of `--cert`.
@@ -378,6 +387,7 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
             args.cert.as_deref(),
             args.key.as_deref(),
             args.ca.as_deref(),
+            args.client_ca.as_deref(),
             &secure,
         ) {
             Ok(t) => t,
@@ -547,7 +557,19 @@ pub fn call(args: &CallArgs) -> ExitCode {
             read_pem(args.ca.as_deref())?,
         ))
     })();
-    let tls = match pems.and_then(|(c, k, r)| TlsOptions::from_pem(&c, &k, &r)) {
+    let tls = pems.and_then(|(chain, key, roots)| {
+        let mut tls = TlsOptions::from_pem(&chain, &key, &roots)?;
+        if !chain.is_empty() {
+            // the same identity for the connections we open, for servers that ask for one
+            tls = tls.present_client_certificate(&chain, &key, &roots)?;
+        }
+        if args.insecure {
+            eprintln!("warning: --insecure: the server's certificate is not checked");
+            tls = tls.insecure();
+        }
+        Ok(tls)
+    });
+    let tls = match tls {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: --ca/--cert/--key: {e}");
@@ -871,11 +893,13 @@ fn with_transport(
 }
 
 /// TLS options for `serve`: the given certificate, or a self-signed one for `ips` written
-/// next to the system's temporary files so that callers can trust it.
+/// next to the system's temporary files so that callers can trust it; with `client_ca`,
+/// clients must present a certificate it vouches for (mutual TLS).
 pub fn server_tls(
     cert: Option<&std::path::Path>,
     key: Option<&std::path::Path>,
     ca: Option<&std::path::Path>,
+    client_ca: Option<&std::path::Path>,
     ips: &[std::net::IpAddr],
 ) -> Result<(TlsOptions, Option<MadeCertificate>), String> {
     let mut made_file = None;
@@ -896,7 +920,11 @@ pub fn server_tls(
         }
     };
     let roots = read_pem(ca)?;
-    Ok((TlsOptions::from_pem(&chain, &key, &roots)?, made_file))
+    let mut tls = TlsOptions::from_pem(&chain, &key, &roots)?;
+    if client_ca.is_some() {
+        tls = tls.require_client_certificates(&chain, &key, &read_pem(client_ca)?)?;
+    }
+    Ok((tls, made_file))
 }
 
 /// The text of a PEM file, or nothing when none is named; an error names the file.

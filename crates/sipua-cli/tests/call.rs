@@ -27,6 +27,11 @@ fn free_port() -> u16 {
 /// Starts `sipua serve` on `transport` and returns it with the lines it printed up to
 /// "listening on".
 fn serve(transport: &str, port: u16) -> (Killed, Vec<String>) {
+    serve_with(transport, port, &[])
+}
+
+/// [`serve`] with more arguments.
+fn serve_with(transport: &str, port: u16, extra: &[&str]) -> (Killed, Vec<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sipua"))
         .args([
             "serve",
@@ -35,6 +40,7 @@ fn serve(transport: &str, port: u16) -> (Killed, Vec<String>) {
             "--lifetime",
             "20",
         ])
+        .args(extra)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -201,4 +207,113 @@ fn without_ca_tls_verifies_against_the_platform_roots() {
         + &String::from_utf8_lossy(&trusted.stderr);
     assert!(trusted.status.success(), "{text}");
     assert!(text.contains("BYE: 200 OK"), "{text}");
+}
+
+/// `sipua call` over TLS to `port` with `extra` arguments: whether it exited 0, and what it
+/// printed.
+fn tls_call(port: u16, extra: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sipua"))
+        .args([
+            "call",
+            &format!("sip:bob@127.0.0.1:{port};transport=tls"),
+            "--from-addr",
+            "tls:127.0.0.1:0",
+            "--duration",
+            "0.2",
+            "--no-media",
+        ])
+        .args(extra)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn insecure_calls_a_server_whose_certificate_cannot_be_checked_and_says_so() {
+    let port = free_port();
+    let (_serve, lines) = serve("tls", port);
+    assert!(
+        lines.last().is_some_and(|l| l.starts_with("listening on")),
+        "{lines:?}"
+    );
+    let (ok, text) = tls_call(port, &["--insecure"]);
+    assert!(ok && text.contains("BYE: 200 OK"), "{text}");
+    assert!(text.contains("warning: --insecure"), "{text}");
+    // and --insecure with --ca is a usage error, not a silent choice
+    let (ok, text) = tls_call(port, &["--insecure", "--ca", "/dev/null"]);
+    assert!(!ok && text.contains("cannot be used with"), "{text}");
+}
+
+#[test]
+fn serve_with_a_client_ca_takes_only_callers_that_present_a_certificate_it_trusts() {
+    let dir = std::env::temp_dir().join(format!("sipua-mtls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, host: &str| {
+        let c = rcgen::generate_simple_self_signed(vec![host.to_owned()]).unwrap();
+        let (cert, key) = (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&cert, c.cert.pem()).unwrap();
+        std::fs::write(&key, c.key_pair.serialize_pem()).unwrap();
+        (cert.display().to_string(), key.display().to_string())
+    };
+    let (server_cert, server_key) = write("server", "127.0.0.1");
+    let (client_cert, client_key) = write("alice", "alice.example");
+    let (other_cert, other_key) = write("mallory", "mallory.example");
+    let port = free_port();
+    let (_serve, lines) = serve_with(
+        "tls",
+        port,
+        &[
+            "--cert",
+            &server_cert,
+            "--key",
+            &server_key,
+            "--client-ca",
+            &client_cert,
+        ],
+    );
+    assert!(
+        lines.last().is_some_and(|l| l.starts_with("listening on")),
+        "{lines:?}"
+    );
+    let (ok, text) = tls_call(
+        port,
+        &[
+            "--ca",
+            &server_cert,
+            "--cert",
+            &client_cert,
+            "--key",
+            &client_key,
+        ],
+    );
+    assert!(ok && text.contains("BYE: 200 OK"), "{text}");
+    for extra in [
+        vec!["--ca", &server_cert],
+        vec![
+            "--ca",
+            &server_cert,
+            "--cert",
+            &other_cert,
+            "--key",
+            &other_key,
+        ],
+    ] {
+        let start = std::time::Instant::now();
+        let (ok, text) = tls_call(port, &extra);
+        assert!(
+            !ok && text.contains("could not be sent"),
+            "{extra:?}: {text}"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

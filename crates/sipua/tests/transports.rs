@@ -444,3 +444,93 @@ async fn a_message_sent_a_byte_at_a_time_does_not_hold_the_connection() {
     assert!(t < Duration::from_secs(3), "closed after {t:?}");
     bob.stop().await;
 }
+
+/// A self-signed certificate for `name`: (chain, key) in PEM.
+fn identity(name: &str) -> (String, String) {
+    let c = rcgen::generate_simple_self_signed(vec![name.to_owned()]).unwrap();
+    (c.cert.pem(), c.key_pair.serialize_pem())
+}
+
+/// How a TLS call from an agent with `tls` to `bob` ends: Established, or why not.
+async fn outcome(tls: TlsOptions, bob: &UserAgent) -> Result<(), EndReason> {
+    let alice = agent(Listen::Tls(loopback()), |o| o.tls = tls).await;
+    let call = Inviter::new(&alice, target(bob, "tls"), InviterOptions::default()).unwrap();
+    call.invite(Default::default()).await.unwrap();
+    // Bob answers what reaches him
+    let answered = tokio::select! {
+        inv = bob.next_invitation() => {
+            let inv = inv.unwrap();
+            inv.accept(Default::default()).await.unwrap();
+            true
+        }
+        _ = call.terminated() => false,
+    };
+    let r = if answered {
+        tokio::time::timeout(Duration::from_secs(5), call.established()).await
+    } else {
+        Ok(Err(sipua::Error::Timeout))
+    };
+    let result = if matches!(r, Ok(Ok(()))) {
+        call.bye().await.unwrap();
+        Ok(())
+    } else {
+        Err(call.terminated().await)
+    };
+    alice.stop().await;
+    result
+}
+
+#[tokio::test]
+async fn mutual_tls_takes_only_clients_with_a_trusted_certificate() {
+    let (server_chain, server_key) = identity("127.0.0.1");
+    let (client_chain, client_key) = identity("alice.example");
+    let (other_chain, other_key) = identity("mallory.example");
+    let bob = agent(Listen::Tls(loopback()), |o| {
+        o.user = "bob".into();
+        o.tls = TlsOptions::default()
+            .require_client_certificates(&server_chain, &server_key, &client_chain)
+            .unwrap();
+    })
+    .await;
+    // the right certificate
+    let ok = TlsOptions::default()
+        .present_client_certificate(&client_chain, &client_key, &server_chain)
+        .unwrap();
+    assert_eq!(outcome(ok, &bob).await, Ok(()));
+    // none, and one the server does not trust: the server ends the handshake, and the call
+    // fails at once with a transport error (not after Timer B's 32 s)
+    let none = TlsOptions::from_pem("", "", &server_chain).unwrap();
+    let other = TlsOptions::default()
+        .present_client_certificate(&other_chain, &other_key, &server_chain)
+        .unwrap();
+    for refused in [none, other] {
+        let start = std::time::Instant::now();
+        assert_eq!(outcome(refused, &bob).await, Err(EndReason::TransportError));
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+    bob.stop().await;
+}
+
+#[tokio::test]
+async fn insecure_accepts_a_certificate_that_cannot_be_checked_and_nothing_else_does() {
+    // Bob's certificate names another host and nobody trusts it
+    let bob = agent(Listen::Tls(loopback()), |o| {
+        o.user = "bob".into();
+        o.tls = tls_for(&["other.example"]);
+    })
+    .await;
+    assert_eq!(
+        outcome(TlsOptions::default().insecure(), &bob).await,
+        Ok(())
+    );
+    let trusting_another = tls_for(&["127.0.0.1"]);
+    assert_eq!(
+        outcome(trusting_another, &bob).await,
+        Err(EndReason::TransportError)
+    );
+    bob.stop().await;
+}

@@ -400,11 +400,27 @@ async fn connection(
         Err(e) => why = e.map(|e| format!("{transport} connection to {remote}: {e}").into()),
         Ok(io) => {
             let accepted = id == 0;
+            let mut unanswered = Unanswered::default();
             let ended = if is_websocket(&transport) {
                 websocket(io, accepted, &transport, remote, &mut out, &events, &setup).await
             } else {
-                bytestream(io, accepted, &transport, remote, &mut out, &events, &setup).await
+                let lines = (&transport, remote, &mut out, &events);
+                bytestream(io, accepted, lines, &setup, &mut unanswered).await
             };
+            if ended == Ended::Lost && !unanswered.sent.is_empty() {
+                // the peer closed a connection we opened before sending a byte back (a TLS
+                // server refusing our client certificate, say): what we sent on it will not
+                // be answered, so its transactions fail now rather than at Timer B
+                let why: Box<str> = format!(
+                    "{transport} connection to {remote} closed before any answer{}",
+                    unanswered.error.map_or(String::new(), |e| format!(": {e}"))
+                )
+                .into();
+                for tx in unanswered.sent {
+                    let ev = NetEvent::SendFailed(tx, Some(why.clone()));
+                    let _ = events.send(StreamEvent::Net(ev)).await;
+                }
+            }
             if !accepted && ended == Ended::Lost {
                 // a flow we opened (to a registrar, a proxy) broke: the user agent may recover
                 let ev = NetEvent::FlowLost(transport.clone(), remote);
@@ -434,16 +450,33 @@ enum Ended {
     Lost,
 }
 
+/// On a connection we opened, the transactions whose requests went out before the peer
+/// sent a single byte (at most a few: the first requests), and the error that ended it.
+#[derive(Default)]
+struct Unanswered {
+    sent: Vec<TransactionId>,
+    error: Option<String>,
+}
+
+/// What a connection reads and writes for: its transport and peer, the queue of what to
+/// send, and where to report.
+type Lines<'a> = (
+    &'a Transport,
+    SocketAddr,
+    &'a mut mpsc::Receiver<Outgoing>,
+    &'a mpsc::Sender<StreamEvent>,
+);
+
 /// TCP and TLS: messages cut from the byte stream by Content-Length.
 async fn bytestream(
     io: BoxIo,
     accepted: bool,
-    transport: &Transport,
-    remote: SocketAddr,
-    out: &mut mpsc::Receiver<Outgoing>,
-    events: &mpsc::Sender<StreamEvent>,
+    (transport, remote, out, events): Lines<'_>,
     setup: &Setup,
+    unanswered: &mut Unanswered,
 ) -> Ended {
+    // until the first byte comes back, what we send is remembered (see Unanswered)
+    let mut heard = accepted;
     let (mut rd, mut wr) = tokio::io::split(io);
     let mut framer = StreamFramer::new(setup.limits.max_message);
     let mut buf = vec![0u8; 16 * 1024];
@@ -463,9 +496,17 @@ async fn bytestream(
         tokio::select! {
             r = rd.read(&mut buf) => {
                 let n = match r {
-                    Ok(0) | Err(_) => return Ended::Lost,
+                    Ok(0) => return Ended::Lost,
+                    Err(e) => {
+                        unanswered.error = Some(e.to_string());
+                        return Ended::Lost;
+                    }
                     Ok(n) => n,
                 };
+                if !heard {
+                    heard = true;
+                    unanswered.sent = Vec::new();
+                }
                 framer.push(&buf[..n]);
                 loop {
                     match framer.next_frame() {
@@ -506,6 +547,11 @@ async fn bytestream(
                         let _ = events.send(StreamEvent::Net(NetEvent::SendFailed(tx, None))).await;
                     }
                     return Ended::Lost;
+                }
+                if let (false, Some(tx)) = (heard, tx) {
+                    if unanswered.sent.len() < 64 {
+                        unanswered.sent.push(tx);
+                    }
                 }
             }
             _ = tokio::time::sleep_until(wake) => {

@@ -15,7 +15,7 @@ set -Eeuo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 die() { echo "lab.sh: $*" >&2; exit 1; }
-usage() { sed -n '8,10p' "${BASH_SOURCE[0]}" | sed 's/^#  //' >&2; exit 2; }
+usage() { sed -n '8,10p' "${BASH_SOURCE[0]}" | sed 's/^# *//' >&2; exit 2; }
 
 prereqs() {
   [[ $(id -u) == 0 ]] || die "must run as root (network namespaces, TUN devices)"
@@ -75,7 +75,9 @@ down() {
 fail_up() {
   trap - ERR
   echo "lab.sh: up $NAME failed: $*" >&2
-  [[ -s $DIR/impair.log ]] && { echo "--- $DIR/impair.log:" >&2; cat "$DIR/impair.log" >&2; }
+  if [[ -s $DIR/impair.log ]]; then
+    echo "--- $DIR/impair.log:" >&2; cat "$DIR/impair.log" >&2; : >"$DIR/impair.log"
+  fi
   down >/dev/null; exit 1
 }
 
@@ -99,36 +101,28 @@ up() {
   ip -n "$B" link add vb type veth peer name rb netns "$R"
   ip -n "$A" addr add 10.77.1.2/24 dev va; ip -n "$A" link set va up
   ip -n "$B" addr add 10.77.2.2/24 dev vb; ip -n "$B" link set vb up
-  ip -n "$A" route add default via 10.77.1.1
-  ip -n "$B" route add default via 10.77.2.1
+  ip -n "$A" route add default via 10.77.1.1; ip -n "$B" route add default via 10.77.2.1
   # router: forwarding first so that devices created later inherit it; no rp_filter anywhere
   rsys net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 \
     net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.default.send_redirects=0 \
     net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
   ip -n "$R" addr add 10.77.1.1/24 dev ra; ip -n "$R" addr add 10.77.2.1/24 dev rb
-  ip -n "$R" tuntap add dev tun-ab mode tun
-  ip -n "$R" tuntap add dev tun-ba mode tun
+  ip -n "$R" tuntap add dev tun-ab mode tun; ip -n "$R" tuntap add dev tun-ba mode tun
   for dev in ra rb tun-ab tun-ba; do
     ip -n "$R" link set "$dev" mtu 1500 txqueuelen 10000 up
     rsys "net.ipv4.conf.$dev.rp_filter=0" "net.ipv4.conf.$dev.forwarding=1"
   done
   # from a (iif ra) -> tun-ab; from b (iif rb) -> tun-ba; re-injected (iif tun-*) -> main table
-  ip -n "$R" route add 10.77.2.0/24 dev tun-ab table 100
-  ip -n "$R" route add 10.77.1.0/24 dev tun-ba table 101
-  ip -n "$R" rule add pref 100 iif ra lookup 100
-  ip -n "$R" rule add pref 101 iif rb lookup 101
-  trap - ERR
+  ip -n "$R" route add 10.77.2.0/24 dev tun-ab table 100; ip -n "$R" rule add pref 100 iif ra lookup 100
+  ip -n "$R" route add 10.77.1.0/24 dev tun-ba table 101; ip -n "$R" rule add pref 101 iif rb lookup 101
 
-  local py
-  py=$(python3 -c 'import sys; print(sys.executable)')
+  local py; py=$(python3 -c 'import sys; print(sys.executable)')  # no pyenv shim: $! = impair
   setsid nohup ip netns exec "$R" "$py" "$HERE/impair.py" "${opts[@]}" --stats "$STATS" \
     tun-ab tun-ba </dev/null >"$DIR/impair.log" 2>&1 &
-  echo $! >"$DIR/pid"
-  echo "$STATS" >"$DIR/stats-path"
+  echo $! >"$DIR/pid"; echo "$STATS" >"$DIR/stats-path"
 
   # wait for impair.py to attach both TUN devices (carrier comes up)
-  local ok=0
-  for _ in $(seq 100); do
+  local ok=0; for _ in $(seq 100); do
     kill -0 "$(<"$DIR/pid")" 2>/dev/null || fail_up "impair.py exited"
     if ip -n "$R" link show tun-ab | grep -q LOWER_UP && ip -n "$R" link show tun-ba | grep -q LOWER_UP
     then ok=1; break; fi
@@ -137,14 +131,13 @@ up() {
   ((ok)) || fail_up "TUN devices did not come up within 10 s"
 
   # prove a UDP datagram crosses a -> b (skipped when everything is dropped)
-  if awk -v l="$loss" 'BEGIN { exit !(l >= 100) }'; then return 0; fi
+  if awk -v l="$loss" 'BEGIN { exit !(l >= 100) }'; then trap - ERR; return 0; fi
   local flag=$DIR/probe-received
   ip netns exec "$B" python3 -c '
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("10.77.2.2", 40999)); s.settimeout(20)
 s.recv(100); open(sys.argv[1], "w").close()' "$flag" 2>>"$DIR/impair.log" &
-  local rpid=$!
-  ip netns exec "$A" python3 -c '
+  local rpid=$!; ip netns exec "$A" python3 -c '
 import os, socket, sys, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); end = time.monotonic() + 15
 while not os.path.exists(sys.argv[1]) and time.monotonic() < end:
@@ -155,6 +148,7 @@ while not os.path.exists(sys.argv[1]) and time.monotonic() < end:
   # let in-flight probes (and ICMP replies) drain, then zero the counters for the test proper
   sleep "$(awk -v d="$delay" -v j="$jitter" 'BEGIN { print 2 * (d + j) / 1000 + 0.1 }')"
   kill -USR1 "$(<"$DIR/pid")"
+  trap - ERR
 }
 
 (($# >= 1)) || usage
