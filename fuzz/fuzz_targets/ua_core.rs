@@ -2,7 +2,9 @@
 //! every request it is given. Never a panic, and the tables stay within their limits.
 //!
 //! Input: messages separated by the two bytes 0x00 0xff; before each, virtual time moves on
-//! by (length mod 7) × 300 ms, so retransmission and expiry timers fire too.
+//! by (length mod 7) × 300 ms, so retransmission and expiry timers fire too. An odd first
+//! byte turns on digest authentication (the core challenges, counts failures, blocks);
+//! the budget for unacknowledged calls is small, so calls are dropped oldest first.
 #![no_main]
 
 use std::time::{Duration, Instant};
@@ -11,15 +13,24 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use sipua_message::Transport;
 use sipua_proto::endpoint::{Config, Received};
-use sipua_proto::ua::{UaConfig, UaCore, UaEvent};
+use sipua_proto::ua::{DigestServerConfig, UaConfig, UaCore, UaEvent};
 
 const MAX_TX: usize = 16;
 const MAX_DIALOGS: usize = 8;
 
 fuzz_target!(|data: &[u8]| {
+    let authenticate = data.first().is_some_and(|b| b & 1 == 1).then(|| DigestServerConfig {
+        users: [("alice".to_owned(), "secret".to_owned())].into(),
+        max_failures: 3,
+        max_tracked: 4,
+        ..Default::default()
+    });
     let mut ua = UaCore::new(UaConfig {
         endpoint: Config { max_transactions: MAX_TX, ..Config::default() },
         max_dialogs: MAX_DIALOGS,
+        max_unconfirmed: 3,
+        max_unconfirmed_bytes: 4_000,
+        authenticate,
         ..UaConfig::new("192.0.2.2:5060".parse().unwrap(), Transport::Udp, "bob")
     });
     let mut now = Instant::now();
