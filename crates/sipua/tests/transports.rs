@@ -413,6 +413,55 @@ async fn one_address_cannot_take_every_connection_slot() {
 }
 
 #[tokio::test]
+async fn a_full_table_closes_the_oldest_idle_connection_for_a_new_one() {
+    let bob = agent(Listen::Tcp(loopback()), |o| o.max_connections = 3).await;
+    let addr = bob.local_addr().unwrap();
+    let (fresh_refused, evicted, pong) = tokio::task::spawn_blocking(move || {
+        let closed = |c: &std::net::TcpStream, wait: u64| {
+            c.set_read_timeout(Some(Duration::from_millis(wait)))
+                .unwrap();
+            let mut buf = [0u8; 8];
+            matches!((&*c).read(&mut buf), Ok(0))
+        };
+        let idle: Vec<std::net::TcpStream> = (0..3)
+            .map(|_| {
+                let c = std::net::TcpStream::connect(addr).unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+                c
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        // the table is full of fresh connections: a fourth is refused
+        let fourth = std::net::TcpStream::connect(addr).unwrap();
+        let fresh_refused = closed(&fourth, 500);
+        // once they have idled 2 s, a new one gets in and the oldest idle one goes
+        std::thread::sleep(Duration::from_millis(2200));
+        let mut fifth = std::net::TcpStream::connect(addr).unwrap();
+        fifth
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        fifth.write_all(b"\r\n\r\n").unwrap();
+        let mut buf = [0u8; 8];
+        let n = fifth.read(&mut buf).unwrap_or(0);
+        let evicted: Vec<bool> = idle.iter().map(|c| closed(c, 300)).collect();
+        (fresh_refused, evicted, buf[..n].to_vec())
+    })
+    .await
+    .unwrap();
+    assert!(
+        fresh_refused,
+        "no connection was idle long enough to make room"
+    );
+    assert_eq!(pong, b"\r\n", "the new connection is served");
+    assert_eq!(
+        evicted,
+        [true, false, false],
+        "the oldest idle one is closed"
+    );
+    bob.stop().await;
+}
+
+#[tokio::test]
 async fn a_message_sent_a_byte_at_a_time_does_not_hold_the_connection() {
     let bob = agent(Listen::Tcp(loopback()), |o| {
         o.message_timeout = Duration::from_millis(600)

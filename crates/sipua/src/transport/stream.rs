@@ -63,9 +63,22 @@ const MAX_NAMES: usize = 4096;
 /// to one fails at once: a WebSocket client accepts no connection (RFC 7118 §5).
 const CLOSED_FLOWS: usize = 1024;
 
+/// A connection's entry: its send queue, its id, whether a peer opened it, and when a
+/// message last went either way on it.
+struct Conn {
+    tx: mpsc::Sender<Outgoing>,
+    id: u64,
+    accepted: bool,
+    active: tokio::time::Instant,
+}
+
+/// A connection idle at least this long may be closed to make room for a new one when the
+/// table is full (the oldest idle first), so that idle connections cannot lock callers out.
+const EVICTABLE_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub(crate) struct Streams {
     setup: Setup,
-    conns: HashMap<(Transport, SocketAddr), (mpsc::Sender<Outgoing>, u64)>,
+    conns: HashMap<(Transport, SocketAddr), Conn>,
     /// Recently closed WebSocket connections that peers opened, oldest first.
     closed_inbound: std::collections::VecDeque<(Transport, SocketAddr)>,
     /// Connections accepted per IP address (see `StreamLimits::max_connections_per_address`).
@@ -166,11 +179,19 @@ impl Streams {
                 std::task::Poll::Pending => return std::task::Poll::Pending,
             };
             match event {
-                StreamEvent::Net(e) => return std::task::Poll::Ready(Some(e)),
+                StreamEvent::Net(e) => {
+                    if let NetEvent::Message(t, _, remote) = &e {
+                        if let Some(c) = self.conns.get_mut(&(t.clone(), *remote)) {
+                            c.active = tokio::time::Instant::now();
+                        }
+                    }
+                    return std::task::Poll::Ready(Some(e));
+                }
                 StreamEvent::Accepted(t, remote, tx) => {
                     let from_there = self.per_address.get(&remote.ip()).copied().unwrap_or(0);
-                    if self.conns.len() >= self.setup.limits.max_connections
-                        || from_there >= self.setup.limits.max_connections_per_address
+                    if from_there >= self.setup.limits.max_connections_per_address
+                        || (self.conns.len() >= self.setup.limits.max_connections
+                            && !self.evict_idle())
                     {
                         continue; // dropping the sender closes the connection
                     }
@@ -181,7 +202,14 @@ impl Streams {
                         self.closed_inbound
                             .retain(|(ct, ca)| *ca != remote || *ct != t);
                     }
-                    self.conns.insert((t, remote), (tx, id));
+                    let active = tokio::time::Instant::now();
+                    let conn = Conn {
+                        tx,
+                        id,
+                        accepted: true,
+                        active,
+                    };
+                    self.conns.insert((t, remote), conn);
                 }
                 StreamEvent::Closed(t, remote, id) => {
                     if id == 0 {
@@ -204,16 +232,41 @@ impl Streams {
                         self.closed_inbound.push_back((t.clone(), remote));
                     }
                     let key = (t, remote);
-                    if self
-                        .conns
-                        .get(&key)
-                        .is_some_and(|(_, i)| *i == id || id == 0)
-                    {
+                    if self.conns.get(&key).is_some_and(|c| c.id == id || id == 0) {
                         self.conns.remove(&key);
                     }
                 }
             }
         }
+    }
+
+    /// Closes the connection idle longest, if it has been idle [`EVICTABLE_AFTER`], to make
+    /// room in a full table; false when every connection is busy.
+    fn evict_idle(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        let Some(key) = self
+            .conns
+            .iter()
+            .filter(|(_, c)| now.saturating_duration_since(c.active) >= EVICTABLE_AFTER)
+            .min_by_key(|(_, c)| c.active)
+            .map(|(k, _)| k.clone())
+        else {
+            return false;
+        };
+        // dropping its sender closes it; its slot is counted free now
+        if let Some(c) = self.conns.remove(&key) {
+            if c.accepted {
+                if let std::collections::hash_map::Entry::Occupied(mut e) =
+                    self.per_address.entry(key.1.ip())
+                {
+                    *e.get_mut() -= 1;
+                    if *e.get() == 0 {
+                        e.remove();
+                    }
+                }
+            }
+        }
+        true
     }
 
     /// Queues `bytes` for `to` over `transport`, opening a connection if there is none.
@@ -225,9 +278,12 @@ impl Streams {
         tx: Option<TransactionId>,
     ) -> io::Result<()> {
         let key = (transport.clone(), to);
-        if let Some((c, _)) = self.conns.get(&key) {
-            match c.try_send((bytes, tx)) {
-                Ok(()) => return Ok(()),
+        if let Some(c) = self.conns.get_mut(&key) {
+            match c.tx.try_send((bytes, tx)) {
+                Ok(()) => {
+                    c.active = tokio::time::Instant::now();
+                    return Ok(());
+                }
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     return Err(io::Error::new(
                         io::ErrorKind::WouldBlock,
@@ -246,14 +302,20 @@ impl Streams {
                 format!("the WebSocket flow from {to} is closed (a WebSocket client accepts no connection)"),
             ));
         }
-        if self.conns.len() >= self.setup.limits.max_connections {
+        if self.conns.len() >= self.setup.limits.max_connections && !self.evict_idle() {
             return Err(io::Error::other("too many connections"));
         }
         let (otx, orx) = mpsc::channel(CONNECTION_QUEUE);
         let _ = otx.try_send((bytes, tx));
         let id = self.next_id;
         self.next_id += 1;
-        self.conns.insert(key, (otx, id));
+        let conn = Conn {
+            tx: otx,
+            id,
+            accepted: false,
+            active: tokio::time::Instant::now(),
+        };
+        self.conns.insert(key, conn);
         let name = self.names.get(&to).cloned();
         tokio::spawn(connection(
             Dial::Out(name),
