@@ -37,6 +37,16 @@ impl Kamailio {
 
     /// [`Kamailio::start`] with `-A` defines of the config (`OPEN_RELAY`, `WITH_TCP_FLOWS`).
     pub(crate) fn start_with(name: &str, defines: &[&str]) -> Kamailio {
+        Kamailio::start_at(name, defines, None)
+    }
+
+    /// A Kamailio in network namespace `ns` at `ip` (ports 5060, 8080, 5061, 8443): the
+    /// config's and the user table's 127.0.0.1 become `ip`.
+    pub(crate) fn start_in(name: &str, ns: &str, ip: &str) -> Kamailio {
+        Kamailio::start_at(name, &[], Some((ns, ip)))
+    }
+
+    fn start_at(name: &str, defines: &[&str], at: Option<(&str, &str)>) -> Kamailio {
         assert!(
             Command::new("kamailio").arg("-v").output().is_ok(),
             "kamailio is not installed (apt-get install kamailio kamailio-websocket-modules; \
@@ -51,11 +61,17 @@ impl Kamailio {
         std::fs::create_dir_all(&db).unwrap();
         std::fs::create_dir_all(&run).unwrap();
         std::fs::write(db.join("version"), VERSION).unwrap();
-        std::fs::write(db.join("subscriber"), SUBSCRIBER).unwrap();
-        let sip_port = free_baresip_sip_port();
-        let ws_port = free_tcp_port_except(&[sip_port, sip_port + 1]);
-        let tls_port = free_tcp_port_except(&[sip_port, sip_port + 1, ws_port]);
-        let wss_port = free_tcp_port_except(&[sip_port, sip_port + 1, ws_port, tls_port]);
+        let ip = at.map_or("127.0.0.1", |(_, ip)| ip);
+        std::fs::write(db.join("subscriber"), SUBSCRIBER.replace("127.0.0.1", ip)).unwrap();
+        let (sip_port, ws_port, tls_port, wss_port) = if at.is_some() {
+            (5060, 8080, 5061, 8443) // a namespace of its own: every port is free
+        } else {
+            let sip_port = free_baresip_sip_port();
+            let ws_port = free_tcp_port_except(&[sip_port, sip_port + 1]);
+            let tls_port = free_tcp_port_except(&[sip_port, sip_port + 1, ws_port]);
+            let wss_port = free_tcp_port_except(&[sip_port, sip_port + 1, ws_port, tls_port]);
+            (sip_port, ws_port, tls_port, wss_port)
+        };
         if defines.contains(&"WITH_TLS") {
             let (cert, key) = test_certificate();
             std::fs::write(
@@ -77,11 +93,20 @@ impl Kamailio {
             .replace("@TLS_PORT@", &tls_port.to_string())
             .replace("@WSS_PORT@", &wss_port.to_string())
             .replace("@DIR@", dir.to_str().unwrap())
-            .replace("@DB_DIR@", db.to_str().unwrap());
+            .replace("@DB_DIR@", db.to_str().unwrap())
+            .replace("127.0.0.1", ip);
         let cfg_path = dir.join("kamailio.cfg");
         std::fs::write(&cfg_path, cfg).unwrap();
+        let mut command = match at {
+            Some((ns, _)) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "kamailio"]);
+                c
+            }
+            None => Command::new("kamailio"),
+        };
         let (child, out) = spawn(
-            Command::new("kamailio")
+            command
                 .arg("-f")
                 .arg(&cfg_path)
                 .args(["-DD", "-E", "-Y"])
