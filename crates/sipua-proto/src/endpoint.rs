@@ -210,6 +210,8 @@ struct Entry {
     peer: Peer,
     key: u64,
     client: bool,
+    /// Server side: whether it is in `Endpoint::lingering`.
+    lingering: bool,
     /// Server side: the request and the top Via of its responses.
     request: Option<Incoming>,
 }
@@ -259,7 +261,15 @@ pub struct Endpoint {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     scratch: Vec<Output>,
+    /// Server transactions that have answered and linger only to absorb retransmissions
+    /// (Timers J, L, H, I), in the order they began to: when the table is full, the oldest
+    /// of them that has lingered [`LINGER_EVICTABLE`] makes room for a new request.
+    lingering: VecDeque<(TransactionId, Instant)>,
 }
+
+/// How long an answered server transaction lingers before a full table may drop it for a new
+/// request: by then its peer has had several retransmission intervals to hear the answer.
+const LINGER_EVICTABLE: Duration = Duration::from_secs(4);
 
 fn reliability(t: &Transport) -> Reliability {
     if t.is_reliable() {
@@ -282,6 +292,7 @@ impl Endpoint {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             scratch: Vec::new(),
+            lingering: VecDeque::new(),
         }
     }
 
@@ -452,20 +463,56 @@ impl Endpoint {
                 Output::TransportError => self.events.push_back(Event::TransportError { id }),
             }
         }
-        if entry.state() == State::Terminated {
-            let (key, client) = (entry.key, entry.client);
-            self.txs.remove(&id);
-            let keys = if client {
-                &mut self.client_keys
-            } else {
-                &mut self.server_keys
-            };
-            if keys.get(&key) == Some(&id) {
-                keys.remove(&key);
-            }
-        } else if let Some(at) = entry.next_deadline() {
+        let state = entry.state();
+        if state == State::Terminated {
+            self.forget(id);
+            return;
+        }
+        if let Some(at) = entry.next_deadline() {
             self.timers.push(now, at, id);
         }
+        let answered = matches!(state, State::Completed | State::Accepted | State::Confirmed);
+        if answered && !entry.client && !entry.lingering {
+            if let Some(e) = self.txs.get_mut(&id) {
+                e.lingering = true;
+            }
+            self.lingering.push_back((id, now));
+        }
+    }
+
+    /// Drops transaction `id` and its key.
+    fn forget(&mut self, id: TransactionId) {
+        let Some(entry) = self.txs.remove(&id) else {
+            return;
+        };
+        let keys = if entry.client {
+            &mut self.client_keys
+        } else {
+            &mut self.server_keys
+        };
+        if keys.get(&entry.key) == Some(&id) {
+            keys.remove(&entry.key);
+        }
+    }
+
+    /// Makes room in a full table by dropping the server transactions that have lingered
+    /// longest after their answer (at least [`LINGER_EVICTABLE`]); false if none could go.
+    fn make_room(&mut self, now: Instant) -> bool {
+        while self.txs.len() >= self.cfg.max_transactions {
+            let Some(&(old, since)) = self.lingering.front() else {
+                return false;
+            };
+            if !self.txs.contains_key(&old) {
+                self.lingering.pop_front(); // ended on its own
+                continue;
+            }
+            if now.saturating_duration_since(since) < LINGER_EVICTABLE {
+                return false;
+            }
+            self.lingering.pop_front();
+            self.forget(old);
+        }
+        true
     }
 
     /// Sends a request in a new client transaction to `destination` over `transport`.
@@ -514,6 +561,7 @@ impl Endpoint {
                 },
                 key,
                 client: true,
+                lingering: false,
                 request: None,
             }),
         );
@@ -611,6 +659,14 @@ impl Endpoint {
                 Tx::Nist(t) => t.on_timeout(now),
             }
             self.settle(now, id);
+        }
+        // the transactions that ended lingering, from the front (they end in about the order
+        // they began to linger)
+        while let Some(&(id, _)) = self.lingering.front() {
+            if self.txs.contains_key(&id) {
+                break;
+            }
+            self.lingering.pop_front();
         }
         self.shrink();
     }
@@ -790,7 +846,7 @@ impl Endpoint {
             destination: response_destination(req, via_text.as_ref(), &transport, source),
             transport,
         };
-        if self.txs.len() >= self.cfg.max_transactions {
+        if self.txs.len() >= self.cfg.max_transactions && !self.make_room(now) {
             let mut resp = Response::from_request(req, 503);
             let _ = resp.push_header(Header::typed(&RetryAfter {
                 delta: 5,
@@ -837,6 +893,7 @@ impl Endpoint {
                 peer,
                 key,
                 client: false,
+                lingering: false,
                 request: Some(Incoming {
                     request: req.clone(),
                     source,

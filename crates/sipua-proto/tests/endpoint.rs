@@ -379,6 +379,72 @@ fn full_table_answers_503_with_retry_after() {
 }
 
 #[test]
+fn a_full_table_drops_the_oldest_answered_transaction_for_a_new_request() {
+    let mut ep = Endpoint::new(Config {
+        max_transactions: 3,
+        ..Config::default()
+    });
+    let t0 = Instant::now();
+    // feeds a request at `at`; returns the status the endpoint itself answered, if any
+    let mut feed = |ep: &mut Endpoint, at: Instant, branch: &str| {
+        let req = request(Method::Options, branch, Transport::Udp);
+        ep.handle_datagram(
+            at,
+            Received {
+                transport: Transport::Udp,
+                remote: addr(ALICE),
+                bytes: req.to_bytes(),
+            },
+        );
+        let mut answered_by_us = None;
+        while let Some(ev) = ep.poll_event() {
+            if let Event::Request { id, request, .. } = ev {
+                ep.respond(at, id, Response::from_request(&request, 200))
+                    .unwrap();
+            }
+        }
+        while let Some(t) = ep.poll_transmit() {
+            if let Ok(Message::Response(r)) = Message::parse(&t.bytes) {
+                if r.status() != 200 {
+                    answered_by_us = Some(r.status());
+                }
+            }
+        }
+        answered_by_us
+    };
+    // three answered requests linger (Timer J, 32 s over UDP)
+    for i in 0..3 {
+        let at = t0 + Duration::from_millis(100 * i);
+        assert_eq!(feed(&mut ep, at, &format!("l{i}")), None);
+    }
+    assert_eq!(ep.transactions(), 3);
+    // a second later none has lingered long enough to go: 503
+    assert_eq!(
+        feed(&mut ep, t0 + Duration::from_secs(1), "early"),
+        Some(503)
+    );
+    // five seconds later the oldest makes room, and only it
+    let later = t0 + Duration::from_secs(5);
+    ep.handle_timeout(later);
+    assert_eq!(feed(&mut ep, later, "new"), None, "served, not refused");
+    assert_eq!(ep.transactions(), 3);
+    // the second and third still absorb their retransmissions; the first is gone
+    for (branch, kept) in [("l1", true), ("l2", true)] {
+        let req = request(Method::Options, branch, Transport::Udp);
+        ep.handle_datagram(
+            later,
+            Received {
+                transport: Transport::Udp,
+                remote: addr(ALICE),
+                bytes: req.to_bytes(),
+            },
+        );
+        assert_eq!(ep.poll_event().is_none(), kept, "{branch}");
+        while ep.poll_transmit().is_some() {}
+    }
+}
+
+#[test]
 fn rport_and_received_route_the_response_back_to_the_source() {
     // Alice says sent-by 10.0.0.1 with rport, but arrives from a NAT at 198.51.100.7:40000
     let mut ep = Endpoint::new(Config::default());
