@@ -386,7 +386,7 @@ fn a_full_table_drops_the_oldest_answered_transaction_for_a_new_request() {
     });
     let t0 = Instant::now();
     // feeds a request at `at`; returns the status the endpoint itself answered, if any
-    let mut feed = |ep: &mut Endpoint, at: Instant, branch: &str| {
+    let feed = |ep: &mut Endpoint, at: Instant, branch: &str| {
         let req = request(Method::Options, branch, Transport::Udp);
         ep.handle_datagram(
             at,
