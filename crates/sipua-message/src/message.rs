@@ -1307,14 +1307,19 @@ fn parse_message(buf: Bytes) -> Result<Message> {
         }
         pos = next;
     };
-    check_limits(data, begin..start_end, &entries)?;
+    check_limits(data, begin..start_end, body_start, &entries)?;
     index_message(buf, begin, start_end, entries, body_start, &[])
 }
 
 /// The per-message limits a hostile peer meets (RFC 3261 §21.4): the request line
 /// ([`MAX_REQUEST_LINE`], 414), each header line ([`MAX_LINE_LENGTH`]) and the Via values
 /// ([`MAX_VIAS`]), both 513.
-fn check_limits(data: &[u8], start: std::ops::Range<usize>, entries: &[Entry]) -> Result<()> {
+fn check_limits(
+    data: &[u8],
+    start: std::ops::Range<usize>,
+    body_start: usize,
+    entries: &[Entry],
+) -> Result<()> {
     if start.len() > MAX_REQUEST_LINE {
         let kind = if data[start].starts_with(b"SIP/") {
             ErrorKind::TooLarge
@@ -1322,6 +1327,11 @@ fn check_limits(data: &[u8], start: std::ops::Range<usize>, entries: &[Entry]) -
             ErrorKind::UriTooLong
         };
         return Err(ParseError::new(kind, "Request-URI too long"));
+    }
+    // a header section this short can hold neither a line too long nor too many Vias (the
+    // shortest Via value, `SIP/2.0/UDP h`, and its comma take 14 bytes): most messages stop here
+    if body_start - start.end < 14 * MAX_VIAS {
+        return Ok(());
     }
     let mut vias = 0;
     for e in entries {

@@ -351,6 +351,8 @@ pub struct UaCore {
     next_sweep: Option<Instant>,
     /// Checks credentials when [`UaConfig::authenticate`] is set (made at the first request).
     auth_server: Option<Box<DigestServer>>,
+    /// Sweeps so far (some tables are swept only every few).
+    sweeps: u32,
 }
 
 /// The table's own id of the dialog `r` names, if the table holds it: a copy that counts
@@ -389,6 +391,7 @@ impl UaCore {
             subscribing: KeyedMap::default(),
             next_sweep: None,
             auth_server: None,
+            sweeps: 0,
         }
     }
 
@@ -1184,9 +1187,14 @@ impl UaCore {
                 m.shrink_to_fit();
             }
         }
-        let endpoint = &self.endpoint;
-        self.merged
-            .retain(|_, (id, _)| endpoint.state(*id).is_some());
+        // merged-request entries outlive their transactions by up to 8 sweeps (4 s): looking
+        // each one up every T1 for its 32 s would cost more than the entry itself
+        self.sweeps = self.sweeps.wrapping_add(1);
+        if self.sweeps % 8 == 0 {
+            let endpoint = &self.endpoint;
+            self.merged
+                .retain(|_, (id, _)| endpoint.state(*id).is_some());
+        }
         let pending = &self.pending_2xx;
         self.unconfirmed.retain(|k| pending.contains_key(&**k));
         fit(&mut self.sent_acks);
