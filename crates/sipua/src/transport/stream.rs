@@ -9,6 +9,8 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -36,6 +38,67 @@ const SUBPROTOCOL: &str = "sip";
 
 type Outgoing = (Bytes, Option<TransactionId>);
 
+/// Most bytes waiting in one connection's send queue (beside [`CONNECTION_QUEUE`] messages):
+/// a peer that stops reading holds at most this much of our memory.
+const CONNECTION_QUEUE_BYTES: usize = 1 << 20;
+
+/// The sending end of a connection's queue, bounded in messages and in bytes.
+#[derive(Clone)]
+struct QueueTx {
+    tx: mpsc::Sender<Outgoing>,
+    bytes: Arc<AtomicUsize>,
+}
+
+/// The connection's end of its queue.
+struct QueueRx {
+    rx: mpsc::Receiver<Outgoing>,
+    bytes: Arc<AtomicUsize>,
+}
+
+fn queue() -> (QueueTx, QueueRx) {
+    let (tx, rx) = mpsc::channel(CONNECTION_QUEUE);
+    let bytes = Arc::new(AtomicUsize::new(0));
+    (
+        QueueTx {
+            tx,
+            bytes: bytes.clone(),
+        },
+        QueueRx { rx, bytes },
+    )
+}
+
+impl QueueTx {
+    /// Queues `m` unless the queue is full in messages or in bytes.
+    fn try_send(&self, m: Outgoing) -> Result<(), mpsc::error::TrySendError<Outgoing>> {
+        let n = m.0.len();
+        if self.bytes.fetch_add(n, Ordering::AcqRel) + n > CONNECTION_QUEUE_BYTES {
+            self.bytes.fetch_sub(n, Ordering::AcqRel);
+            return Err(mpsc::error::TrySendError::Full(m));
+        }
+        self.tx.try_send(m).inspect_err(|_| {
+            self.bytes.fetch_sub(n, Ordering::AcqRel);
+        })
+    }
+}
+
+impl QueueRx {
+    async fn recv(&mut self) -> Option<Outgoing> {
+        let m = self.rx.recv().await?;
+        self.bytes.fetch_sub(m.0.len(), Ordering::AcqRel);
+        Some(m)
+    }
+
+    fn try_recv(&mut self) -> Result<Outgoing, mpsc::error::TryRecvError> {
+        let m = self.rx.try_recv()?;
+        self.bytes.fetch_sub(m.0.len(), Ordering::AcqRel);
+        Ok(m)
+    }
+
+    fn close(&mut self) {
+        self.rx.close();
+    }
+}
+
 /// Any byte stream: TCP, or TLS over TCP.
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
@@ -44,7 +107,7 @@ type BoxIo = Box<dyn Io>;
 /// What connection tasks and acceptors tell the transport.
 enum StreamEvent {
     Net(NetEvent),
-    Accepted(Transport, SocketAddr, mpsc::Sender<Outgoing>),
+    Accepted(Transport, SocketAddr, QueueTx),
     Closed(Transport, SocketAddr, u64),
 }
 
@@ -66,7 +129,7 @@ const CLOSED_FLOWS: usize = 1024;
 /// A connection's entry: its send queue, its id, whether a peer opened it, and when a
 /// message last went either way on it.
 struct Conn {
-    tx: mpsc::Sender<Outgoing>,
+    tx: QueueTx,
     id: u64,
     accepted: bool,
     active: tokio::time::Instant,
@@ -305,7 +368,7 @@ impl Streams {
         if self.conns.len() >= self.setup.limits.max_connections && !self.evict_idle() {
             return Err(io::Error::other("too many connections"));
         }
-        let (otx, orx) = mpsc::channel(CONNECTION_QUEUE);
+        let (otx, orx) = queue();
         let _ = otx.try_send((bytes, tx));
         let id = self.next_id;
         self.next_id += 1;
@@ -343,7 +406,7 @@ async fn accept(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (otx, orx) = mpsc::channel(CONNECTION_QUEUE);
+        let (otx, orx) = queue();
         let accepted = StreamEvent::Accepted(transport.clone(), remote, otx);
         if events.send(accepted).await.is_err() {
             return;
@@ -447,7 +510,7 @@ async fn connection(
     transport: Transport,
     remote: SocketAddr,
     id: u64,
-    mut out: mpsc::Receiver<Outgoing>,
+    mut out: QueueRx,
     events: mpsc::Sender<StreamEvent>,
     setup: Setup,
 ) {
@@ -525,7 +588,7 @@ struct Unanswered {
 type Lines<'a> = (
     &'a Transport,
     SocketAddr,
-    &'a mut mpsc::Receiver<Outgoing>,
+    &'a mut QueueRx,
     &'a mpsc::Sender<StreamEvent>,
 );
 
@@ -692,7 +755,7 @@ async fn websocket(
     accepted: bool,
     transport: &Transport,
     remote: SocketAddr,
-    out: &mut mpsc::Receiver<Outgoing>,
+    out: &mut QueueRx,
     events: &mpsc::Sender<StreamEvent>,
     setup: &Setup,
 ) -> Ended {
@@ -821,4 +884,32 @@ where
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod queue_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_connection_queue_is_bounded_in_bytes_as_well_as_messages() {
+        let (tx, mut rx) = queue();
+        let big = || (Bytes::from(vec![0u8; 600 * 1024]), None);
+        tx.try_send(big()).unwrap();
+        // a second 600 KiB would pass 1 MiB: refused, and the count is not disturbed
+        assert!(matches!(
+            tx.try_send(big()),
+            Err(mpsc::error::TrySendError::Full(_))
+        ));
+        assert_eq!(tx.bytes.load(Ordering::Acquire), 600 * 1024);
+        // once the connection has taken the first, there is room again
+        rx.recv().await.unwrap();
+        assert_eq!(tx.bytes.load(Ordering::Acquire), 0);
+        tx.try_send(big()).unwrap();
+        // small messages stop at the message count
+        let (tx, _rx) = queue();
+        let sent = (0..CONNECTION_QUEUE + 10)
+            .filter(|_| tx.try_send((Bytes::from_static(b"x"), None)).is_ok())
+            .count();
+        assert_eq!(sent, CONNECTION_QUEUE);
+    }
 }
