@@ -107,6 +107,18 @@ fn uri_scheme_body_type_and_extensions() {
     );
     assert_eq!(r.status(), 415);
     assert!(header(&r, HeaderName::Accept).contains("application/sdp"));
+    // §8.2.3: a body in an encoding we cannot undo gets 415 with what we take
+    let r = answered(
+        &mut ua,
+        request(
+            "INVITE sip:bob@192.0.2.2",
+            "Content-Type: application/sdp\r\nContent-Encoding: gzip\r\n",
+            "u2b",
+            "xyz",
+        ),
+    );
+    assert_eq!(r.status(), 415);
+    assert_eq!(header(&r, HeaderName::AcceptEncoding), "identity");
     let r = answered(
         &mut ua,
         request(

@@ -153,6 +153,17 @@ impl UaCore {
             if !ok {
                 return Some((415, vec![self.accept_header()]));
             }
+            // §8.2.3: a body in an encoding we cannot undo (we take none but identity)
+            let headers = req.headers();
+            let encoded = headers.get_all(&HeaderName::ContentEncoding).any(|h| {
+                h.value()
+                    .split(|&b| b == b',')
+                    .any(|e| !e.trim_ascii().eq_ignore_ascii_case(b"identity"))
+            });
+            if encoded {
+                let identity = Header::new(HeaderName::AcceptEncoding, "identity");
+                return Some((415, vec![identity]));
+            }
         }
         let unsupported: Vec<String> = req
             .typed_all::<sipua_message::header::Require>()
