@@ -9,6 +9,7 @@ mod events;
 mod media;
 mod parse;
 mod signals;
+mod trace;
 mod transfer;
 
 use std::process::ExitCode;
@@ -24,6 +25,8 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    trace: trace::TraceArgs,
 }
 
 #[derive(Subcommand)]
@@ -48,6 +51,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = trace::install(&cli.trace) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     match cli.command {
         Command::Demo(args) => demo::demo(&args),
         Command::Parse(args) => parse::run(&args),

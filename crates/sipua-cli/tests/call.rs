@@ -317,3 +317,77 @@ fn serve_with_a_client_ca_takes_only_callers_that_present_a_certificate_it_trust
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn trace_prints_every_message_and_pcap_is_read_back_by_tshark() {
+    assert!(
+        Command::new("tshark").arg("-v").output().is_ok(),
+        "tshark is not installed (apt-get install tshark; scripts/test does it)"
+    );
+    let port = free_port();
+    let (_serve, lines) = serve("udp", port);
+    assert!(
+        lines.last().is_some_and(|l| l.starts_with("listening on")),
+        "{lines:?}"
+    );
+    let pcap = std::env::temp_dir().join(format!("sipua-trace-{}.pcap", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_sipua"))
+        .args(["-v", "--trace", "--pcap"])
+        .arg(&pcap)
+        .args([
+            "call",
+            &format!("sip:bob@127.0.0.1:{port}"),
+            "--duration",
+            "0.3",
+            "--no-media",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}{err}");
+    // --trace: each message with its direction, transport and peer
+    for m in ["INVITE sip:bob@", "SIP/2.0 200 OK", "ACK sip:", "BYE sip:"] {
+        assert!(text.contains(m), "{m}: {text}");
+    }
+    assert!(
+        text.contains("sent UDP") && text.contains(&format!("127.0.0.1:{port}")),
+        "{text}"
+    );
+    // -v: state changes on stderr
+    assert!(
+        err.contains("session state") && err.contains("Established"),
+        "{err}"
+    );
+    // --pcap: tshark finds the INVITE, the 200s, the ACK and the BYE
+    let read = Command::new("tshark")
+        .arg("-r")
+        .arg(&pcap)
+        .args([
+            "-Y",
+            "sip",
+            "-T",
+            "fields",
+            "-e",
+            "sip.Method",
+            "-e",
+            "sip.Status-Code",
+        ])
+        .output()
+        .unwrap();
+    let fields = String::from_utf8_lossy(&read.stdout);
+    assert!(
+        read.status.success(),
+        "{fields}{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    let rows: Vec<&str> = fields.lines().map(str::trim).collect();
+    for want in ["INVITE", "ACK", "BYE"] {
+        assert!(rows.contains(&want), "{want} in {rows:?}");
+    }
+    assert!(
+        rows.iter().filter(|r| **r == "200").count() >= 2,
+        "{rows:?}"
+    );
+    let _ = std::fs::remove_file(&pcap);
+}

@@ -325,12 +325,15 @@ impl Driver {
         let mut armed: Option<tokio::time::Instant> = None;
         loop {
             while let Some(t) = self.core.poll_transmit() {
+                let local = self.core.local_addr();
+                crate::trace::message(true, &t.transport, local, t.destination, &t.bytes);
                 if let Err(e) = self.net.send(&t).await {
                     if let Some(tx) = t.transaction {
                         let why = format!(
                             "could not send over {} to {}: {e}",
                             t.transport, t.destination
                         );
+                        tracing::warn!(target: "sipua", "{why}");
                         self.send_failed(tx, Some(why.into()));
                     }
                 }
@@ -362,6 +365,8 @@ impl Driver {
                 r = std::future::poll_fn(|cx| self.net.poll_recv(cx)) => match r {
                     None => return,
                     Some(NetEvent::Message(transport, bytes, remote)) => {
+                        let local = self.core.local_addr();
+                        crate::trace::message(false, &transport, local, remote, &bytes);
                         self.advertise_to(Some(remote));
                         self.core.handle_datagram(now(), Received { transport, remote, bytes });
                     }
@@ -891,6 +896,8 @@ pub(crate) fn spawn(
     shared: &Arc<Shared>,
     commands: mpsc::Receiver<Command>,
 ) -> tokio::task::JoinHandle<()> {
+    use tracing::Instrument;
+    let span = tracing::info_span!(target: "sipua", "user_agent", local = %core.local_addr());
     let driver = Driver::new(core, net, Arc::downgrade(shared));
-    tokio::spawn(driver.run(commands))
+    tokio::spawn(driver.run(commands).instrument(span))
 }

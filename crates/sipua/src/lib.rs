@@ -29,6 +29,7 @@ mod session;
 mod session_manager;
 mod simple_user;
 mod subscription;
+pub mod trace;
 pub mod transport;
 mod user_agent;
 

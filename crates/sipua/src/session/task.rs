@@ -213,7 +213,11 @@ pub(crate) fn spawn_inviter(
             })),
         )
     };
-    tokio::spawn(Box::pin(Box::new(task).run(None)));
+    let span = tracing::info_span!(target: "sipua", "session", key, role = "caller");
+    tokio::spawn(tracing::Instrument::instrument(
+        Box::pin(Box::new(task).run(None)),
+        span,
+    ));
     Ok(session)
 }
 
@@ -240,6 +244,8 @@ pub(crate) fn spawn_invitation(
             .map(|p| p.0);
     }
     let me = Some(ctx.downgrade());
+    let call_id_of = request.clone();
+    let call_id = call_id_of.call_id();
     let invitation = Invitation {
         session: Session::new(ctx, stx.subscribe(), info.clone(), slot.clone()),
         request: request.clone(),
@@ -275,7 +281,17 @@ pub(crate) fn spawn_invitation(
     };
     // boxed: the future is about 3 KB, and a task cell holding it inline is moved whole
     // through spawn and rewritten whole at each stage change (several such copies a call)
-    tokio::spawn(Box::pin(Box::new(task).run(Some(invitation))));
+    let span = tracing::info_span!(
+        target: "sipua",
+        "session",
+        key,
+        role = "callee",
+        call_id = call_id.get(..80).unwrap_or(call_id),
+    );
+    tokio::spawn(tracing::Instrument::instrument(
+        Box::pin(Box::new(task).run(Some(invitation))),
+        span,
+    ));
 }
 
 impl Task {
@@ -342,6 +358,7 @@ impl Task {
     /// Moves to `to` if the machine allows it (forward only).
     fn transition(&mut self, to: SessionState) {
         if to > self.current() {
+            tracing::debug!(target: "sipua", state = ?to, "session state");
             self.state.send_replace(to);
         }
     }

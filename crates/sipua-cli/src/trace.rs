@@ -1,0 +1,250 @@
+//! What the command shows of the library's `tracing` events: `-v` (state changes and
+//! failures, `-vv` everything), `--trace` (every SIP message, as SIP.js's `traceSip` or sngrep
+//! shows them: time, direction, transport, addresses, size, the message) and `--pcap FILE`
+//! (the same messages as a capture Wireshark and tshark open: SIP over UDP, or over TCP for
+//! the stream transports, as IPv4 or IPv6 packets with the agent's and the peer's addresses).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sipua::trace::MESSAGE_TARGET;
+use tracing::field::{Field, Visit};
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
+
+/// The options every command takes.
+#[derive(clap::Args, Clone, Default)]
+pub struct TraceArgs {
+    /// Show what happens inside: state changes and failures (`-vv`: everything).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Print every SIP message sent and received (time, direction, transport, addresses,
+    /// size, the message; digest responses hidden).
+    #[arg(long, global = true)]
+    trace: bool,
+    /// Write every SIP message sent and received to FILE as a capture (pcap) that Wireshark
+    /// and tshark open.
+    #[arg(long, value_name = "FILE", global = true)]
+    pcap: Option<std::path::PathBuf>,
+}
+
+/// Installs the subscriber the options ask for (none when they ask for nothing).
+pub fn install(args: &TraceArgs) -> Result<(), String> {
+    if args.verbose == 0 && !args.trace && args.pcap.is_none() {
+        return Ok(());
+    }
+    let pcap = match &args.pcap {
+        Some(path) => Some(Mutex::new(Pcap::create(path)?)),
+        None => None,
+    };
+    let messages = Messages {
+        print: args.trace,
+        pcap,
+    }
+    .with_filter(Targets::new().with_target(MESSAGE_TARGET, LevelFilter::TRACE));
+    let level = match args.verbose {
+        0 => LevelFilter::OFF,
+        1 => LevelFilter::DEBUG,
+        _ => LevelFilter::TRACE,
+    };
+    let verbose = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(
+            Targets::new()
+                .with_target(MESSAGE_TARGET, LevelFilter::OFF)
+                .with_target("sipua", level),
+        );
+    tracing_subscriber::registry()
+        .with(messages)
+        .with(verbose)
+        .try_init()
+        .map_err(|e| format!("tracing: {e}"))
+}
+
+/// The fields of one message event.
+#[derive(Default)]
+struct Fields {
+    direction: String,
+    transport: String,
+    local: String,
+    peer: String,
+    text: String,
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "direction" {
+            self.direction = value.to_owned();
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let v = format!("{value:?}");
+        match field.name() {
+            "message" => self.text = v,
+            "transport" => self.transport = v,
+            "local" => self.local = v,
+            "peer" => self.peer = v,
+            "direction" => self.direction = v.trim_matches('"').to_owned(),
+            _ => {}
+        }
+    }
+}
+
+/// Prints and captures the SIP message events.
+struct Messages {
+    print: bool,
+    pcap: Option<Mutex<Pcap>>,
+}
+
+impl<S: tracing::Subscriber> Layer<S> for Messages {
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
+        let mut f = Fields::default();
+        event.record(&mut f);
+        let sent = f.direction == "sent";
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        if self.print {
+            let secs = now.as_secs() % 86_400;
+            let arrow = if sent { "→" } else { "←" };
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(
+                out,
+                "{:02}:{:02}:{:02}.{:06} {} {} {} {} {} ({} bytes)\n{}",
+                secs / 3600,
+                secs / 60 % 60,
+                secs % 60,
+                now.subsec_micros(),
+                f.direction,
+                f.transport,
+                f.local,
+                arrow,
+                f.peer,
+                f.text.len(),
+                f.text.trim_end()
+            );
+        }
+        if let Some(p) = &self.pcap {
+            let (Ok(local), Ok(peer)) = (f.local.parse(), f.peer.parse()) else {
+                return;
+            };
+            let (from, to) = if sent { (local, peer) } else { (peer, local) };
+            let udp = f.transport.eq_ignore_ascii_case("udp");
+            let mut p = p.lock().unwrap_or_else(|e| e.into_inner());
+            p.write(now, from, to, udp, f.text.as_bytes());
+        }
+    }
+}
+
+/// A pcap file of raw IP packets (LINKTYPE_RAW), written as messages come.
+struct Pcap {
+    file: std::io::BufWriter<std::fs::File>,
+    /// The next TCP sequence number per direction of each pair of addresses.
+    seq: HashMap<(SocketAddr, SocketAddr), u32>,
+}
+
+impl Pcap {
+    fn create(path: &std::path::Path) -> Result<Pcap, String> {
+        let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut file = std::io::BufWriter::new(file);
+        // magic, version 2.4, GMT offset, accuracy, snapshot length, LINKTYPE_RAW (101)
+        let mut header = Vec::with_capacity(24);
+        header.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+        header.extend_from_slice(&2u16.to_le_bytes());
+        header.extend_from_slice(&4u16.to_le_bytes());
+        header.extend_from_slice(&[0; 8]);
+        header.extend_from_slice(&65_535u32.to_le_bytes());
+        header.extend_from_slice(&101u32.to_le_bytes());
+        file.write_all(&header)
+            .and_then(|_| file.flush())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Pcap {
+            file,
+            seq: HashMap::new(),
+        })
+    }
+
+    fn write(
+        &mut self,
+        at: std::time::Duration,
+        from: SocketAddr,
+        to: SocketAddr,
+        udp: bool,
+        payload: &[u8],
+    ) {
+        let payload = &payload[..payload.len().min(65_000)];
+        let mut l4 = Vec::with_capacity(20 + payload.len());
+        l4.extend_from_slice(&from.port().to_be_bytes());
+        l4.extend_from_slice(&to.port().to_be_bytes());
+        if udp {
+            l4.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+            l4.extend_from_slice(&[0, 0]); // no checksum
+        } else {
+            let ack = *self.seq.get(&(to, from)).unwrap_or(&1);
+            let seq = self.seq.entry((from, to)).or_insert(1);
+            l4.extend_from_slice(&seq.to_be_bytes());
+            *seq = seq.wrapping_add(payload.len() as u32);
+            l4.extend_from_slice(&ack.to_be_bytes());
+            l4.extend_from_slice(&[0x50, 0x18]); // 20-byte header; PSH, ACK
+            l4.extend_from_slice(&65_535u16.to_be_bytes());
+            l4.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent pointer
+        }
+        l4.extend_from_slice(payload);
+        let protocol = if udp { 17 } else { 6 };
+        let packet = match (from.ip(), to.ip()) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                let mut h = vec![0x45, 0];
+                h.extend_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
+                h.extend_from_slice(&[0, 0, 0x40, 0, 64, protocol, 0, 0]);
+                h.extend_from_slice(&a.octets());
+                h.extend_from_slice(&b.octets());
+                let sum = checksum(&h);
+                h[10..12].copy_from_slice(&sum.to_be_bytes());
+                h
+            }
+            (a, b) => {
+                let v6 = |ip: IpAddr| match ip {
+                    IpAddr::V4(v) => v.to_ipv6_mapped(),
+                    IpAddr::V6(v) => v,
+                };
+                let mut h = vec![0x60, 0, 0, 0];
+                h.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+                h.extend_from_slice(&[protocol, 64]);
+                h.extend_from_slice(&v6(a).octets());
+                h.extend_from_slice(&v6(b).octets());
+                h
+            }
+        };
+        let len = (packet.len() + l4.len()) as u32;
+        let mut record = Vec::with_capacity(16);
+        record.extend_from_slice(&(at.as_secs() as u32).to_le_bytes());
+        record.extend_from_slice(&at.subsec_micros().to_le_bytes());
+        record.extend_from_slice(&len.to_le_bytes());
+        record.extend_from_slice(&len.to_le_bytes());
+        // flushed at once: the process may end at any time (a signal, an error)
+        let _ = self
+            .file
+            .write_all(&record)
+            .and_then(|_| self.file.write_all(&packet))
+            .and_then(|_| self.file.write_all(&l4))
+            .and_then(|_| self.file.flush());
+    }
+}
+
+/// The IPv4 header checksum (RFC 791).
+fn checksum(header: &[u8]) -> u16 {
+    let mut sum: u32 = header
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
