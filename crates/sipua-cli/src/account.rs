@@ -202,7 +202,10 @@ async fn run_register(ua: &UserAgent, args: &RegisterCommand) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        return match r.unregister(true).await {
+        return match r
+            .unregister(sipua::RegistererUnregisterOptions::all())
+            .await
+        {
             Ok(resp) => {
                 println!("unregistered all ({} {})", resp.status(), resp.reason());
                 ExitCode::SUCCESS
@@ -225,7 +228,7 @@ async fn run_register(ua: &UserAgent, args: &RegisterCommand) -> ExitCode {
         _ = tokio::time::sleep(Duration::from_secs_f64(args.duration.max(0.0))) => {}
         _ = crate::signals::stop_requested() => {}
     }
-    match r.unregister(false).await {
+    match r.unregister(Default::default()).await {
         Ok(resp) => {
             println!("unregistered ({} {})", resp.status(), resp.reason());
             ExitCode::SUCCESS

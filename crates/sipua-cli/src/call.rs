@@ -500,7 +500,7 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
             _ = crate::signals::stop_requested() => {}
         }
         if let Some(r) = registration {
-            match r.unregister(false).await {
+            match r.unregister(Default::default()).await {
                 Ok(resp) => println!("unregistered ({} {})", resp.status(), resp.reason()),
                 Err(e) => eprintln!("unregister: {e}"),
             }

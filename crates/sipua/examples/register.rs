@@ -38,7 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let r = m.message().await?;
     println!("MESSAGE: {} {}", r.status(), r.reason());
-    registerer.unregister(false).await?; // `true` removes every binding (Contact: *)
+    registerer.unregister(Default::default()).await?; // `RegistererUnregisterOptions::all()`: every binding (Contact: *)
     ua.stop().await;
     Ok(())
 }

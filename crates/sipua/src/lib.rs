@@ -38,7 +38,9 @@ pub use error::Error;
 pub use messager::{Messager, MessagerOptions};
 pub use notifier::{IncomingSubscription, Notifier, NotifierOptions, NotifierState};
 pub use publisher::{Publisher, PublisherOptions, PublisherState};
-pub use registerer::{Registerer, RegistererOptions, RegistererState, Registration};
+pub use registerer::{
+    Registerer, RegistererOptions, RegistererState, RegistererUnregisterOptions, Registration,
+};
 pub use sdh::{
     BodyAndContentType, BoxFuture, FixedSdp, FixedSdpFactory, SdhError, SessionContext,
     SessionDescriptionHandler, SessionDescriptionHandlerFactory, SessionDescriptionHandlerModifier,

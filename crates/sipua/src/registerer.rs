@@ -32,6 +32,22 @@ pub enum RegistererState {
     Terminated,
 }
 
+/// How [`Registerer::unregister`] unregisters (SIP.js `RegistererUnregisterOptions`).
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct RegistererUnregisterOptions {
+    /// Remove every binding of the address of record (`Contact: *`, RFC 3261 §10.2.2), not
+    /// only ours.
+    pub all: bool,
+}
+
+impl RegistererUnregisterOptions {
+    /// Every binding of the address of record (`Contact: *`).
+    pub fn all() -> RegistererUnregisterOptions {
+        RegistererUnregisterOptions { all: true }
+    }
+}
+
 /// Options of a [`Registerer`] (SIP.js `RegistererOptions`).
 #[derive(Debug, Clone)]
 pub struct RegistererOptions {
@@ -116,7 +132,7 @@ struct Ops {
 /// let registerer = Registerer::new(&ua, RegistererOptions::default())?;
 /// registerer.register().await?;          // refreshed in the background from now on
 /// // ...
-/// registerer.unregister(false).await?;
+/// registerer.unregister(Default::default()).await?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -198,9 +214,13 @@ impl Registerer {
     }
 
     /// Removes our binding (`Contact: <ours>;expires=0`), or every binding of the address
-    /// of record with `all` (`Contact: *`, RFC 3261 §10.2.2). Stops the refreshes.
-    pub async fn unregister(&self, all: bool) -> Result<Response, Error> {
-        unregister(&self.inner, all).await
+    /// of record with [`RegistererUnregisterOptions::all`] (`Contact: *`, RFC 3261 §10.2.2).
+    /// Stops the refreshes.
+    pub async fn unregister(
+        &self,
+        options: RegistererUnregisterOptions,
+    ) -> Result<Response, Error> {
+        unregister(&self.inner, options.all).await
     }
 
     /// Unregisters if registered and ends the registration (SIP.js `dispose`).

@@ -475,7 +475,7 @@ impl SessionManager {
         let Some(registerer) = lock(&inner.registerer).clone() else {
             return Ok(());
         };
-        registerer.unregister(false).await.map(|_| ())
+        registerer.unregister(Default::default()).await.map(|_| ())
     }
 
     /// Calls `destination` (SIP.js `call`): `on_call_created`, then the INVITE. Resolves
@@ -601,7 +601,7 @@ impl SessionManager {
             }
         }
         let response = session
-            .info_request(RequestOptions {
+            .info(RequestOptions {
                 extra_headers: Vec::new(),
                 body: Some(dtmf::info_body(tone)),
             })

@@ -116,7 +116,14 @@ fn spawn_unregister(
     all: bool,
 ) -> tokio::task::JoinHandle<Result<sipua::message::Response, Error>> {
     let r = r.clone();
-    tokio::spawn(async move { r.unregister(all).await })
+    tokio::spawn(async move {
+        r.unregister(if all {
+            sipua::RegistererUnregisterOptions::all()
+        } else {
+            Default::default()
+        })
+        .await
+    })
 }
 
 #[tokio::test]

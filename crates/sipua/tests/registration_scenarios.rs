@@ -118,7 +118,7 @@ async fn register_is_refreshed_before_expiry_for_an_hour_then_unregistered() {
     }
     assert_eq!(r.state(), RegistererState::Registered);
     let r2 = r.clone();
-    let task = tokio::spawn(async move { r2.unregister(false).await });
+    let task = tokio::spawn(async move { r2.unregister(Default::default()).await });
     let (bye, from) = reg.next().await;
     reg.answer(&bye, from, 200, &[]);
     task.await.unwrap().unwrap();

@@ -108,6 +108,10 @@ async fn basic_call(with_sdp: bool, bye_from_alice: bool) {
         call.dialog().unwrap().call_id,
         inv.dialog().unwrap().call_id
     );
+    // SIP.js's session id (Call-ID and the caller's tag) is the same on both sides
+    let id = inv.id().expect("a callee knows its id at once");
+    assert!(id.starts_with(inv.request().call_id()), "{id}");
+    assert_eq!(call.id().as_deref(), Some(id.as_str()));
     if bye_from_alice {
         let resp = call.bye().await.unwrap();
         assert_eq!(resp.status(), 200);
@@ -538,7 +542,7 @@ async fn info_and_message_reach_the_delegate_and_its_status_comes_back() {
         ..Default::default()
     };
     let r = inv
-        .info_request(body(
+        .info(body(
             "Signal=5\r\nDuration=160\r\n",
             "application/dtmf-relay",
         ))
@@ -546,7 +550,7 @@ async fn info_and_message_reach_the_delegate_and_its_status_comes_back() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let r = inv
-        .info_request(body("Signal=x", "application/dtmf-relay"))
+        .info(body("Signal=x", "application/dtmf-relay"))
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
@@ -567,7 +571,7 @@ async fn requests_outside_established_are_state_errors() {
     ));
     assert!(matches!(call.invite(Default::default()).await, Ok(())));
     assert!(matches!(
-        call.info_request(Default::default()).await,
+        call.info(Default::default()).await,
         Err(Error::StateTransition { .. })
     ));
     let inv = invitation(&p).await;

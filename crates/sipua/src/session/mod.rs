@@ -349,7 +349,7 @@ impl Session {
             .unwrap_or_else(|e| e.into_inner()) = Some(delegate);
     }
 
-    fn info(&self) -> std::sync::MutexGuard<'_, SessionInfo> {
+    fn shared_info(&self) -> std::sync::MutexGuard<'_, SessionInfo> {
         self.handle.info.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -397,20 +397,20 @@ impl Session {
 
     /// Why the session ended, once it has.
     pub fn end_reason(&self) -> Option<EndReason> {
-        self.info().end.clone()
+        self.shared_info().end.clone()
     }
 
     /// Why the INVITE could not be sent, when the session ended with
     /// [`EndReason::TransportError`]: the connection refused, the TLS handshake's error (a
     /// certificate for another name, say), the closed flow of a WebSocket client...
     pub fn send_failure(&self) -> Option<String> {
-        self.info().send_failure.clone()
+        self.shared_info().send_failure.clone()
     }
 
     /// Who we are in this call (SIP.js `localIdentity`): our From as a caller, the To of
     /// the INVITE as a callee.
     pub fn local_identity(&self) -> Option<sipua_message::NameAddr> {
-        let i = self.info();
+        let i = self.shared_info();
         i.local_identity
             .clone()
             .or_else(|| i.invite.as_ref()?.to().ok().map(identity))
@@ -419,7 +419,7 @@ impl Session {
     /// Who the peer is (SIP.js `remoteIdentity`): the caller's From, or the callee's To as
     /// its answer gave it (the target until then).
     pub fn remote_identity(&self) -> Option<sipua_message::NameAddr> {
-        let i = self.info();
+        let i = self.shared_info();
         i.remote_identity
             .clone()
             .or_else(|| i.invite.as_ref()?.from().ok().map(identity))
@@ -428,24 +428,40 @@ impl Session {
     /// The peer's identity as a trusted proxy asserted it (P-Asserted-Identity, RFC 3325;
     /// SIP.js `assertedIdentity`), from the INVITE or the 2xx.
     pub fn asserted_identity(&self) -> Option<sipua_message::NameAddr> {
-        self.info().asserted_identity.clone()
+        self.shared_info().asserted_identity.clone()
+    }
+
+    /// The session's id as SIP.js makes it: the Call-ID followed by the caller's From tag.
+    /// A callee knows it from the start; a caller once its INVITE has made a dialog.
+    pub fn id(&self) -> Option<String> {
+        let info = self.shared_info();
+        if let Some(invite) = &info.invite {
+            return Some(format!(
+                "{}{}",
+                invite.call_id(),
+                invite.from_tag().unwrap_or_default()
+            ));
+        }
+        info.dialog
+            .as_ref()
+            .map(|d| format!("{}{}", d.call_id, d.local_tag))
     }
 
     /// The dialog (Call-ID and tags), once there is one.
     pub fn dialog(&self) -> Option<DialogId> {
-        self.info().dialog.clone()
+        self.shared_info().dialog.clone()
     }
 
     /// The peer's last session description (offer or answer).
     pub fn remote_description(&self) -> Option<BodyAndContentType> {
-        self.info().remote_description.clone()
+        self.shared_info().remote_description.clone()
     }
 
     /// The media handler's handle, if it offers one of type `T` (for `sipua-media`'s
     /// `RtpAudio`, its `MediaHandle`: statistics, DTMF events). Available once the session
     /// has made its first offer or answer.
     pub fn media<T: std::any::Any + Send + Sync>(&self) -> Option<Arc<T>> {
-        let any = self.info().media.clone()?;
+        let any = self.shared_info().media.clone()?;
         any.downcast::<T>().ok()
     }
 
@@ -469,8 +485,8 @@ impl Session {
         self.ask(|r| SessionCommand::Bye(options, r)).await
     }
 
-    /// Sends INFO (RFC 6086) and returns its final response.
-    pub async fn info_request(&self, options: RequestOptions) -> Result<Response, Error> {
+    /// Sends INFO (RFC 6086) and returns its final response (SIP.js `session.info()`).
+    pub async fn info(&self, options: RequestOptions) -> Result<Response, Error> {
         self.ask(|r| SessionCommand::Request(sipua_message::Method::Info, options, r))
             .await
     }
