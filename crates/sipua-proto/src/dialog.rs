@@ -159,6 +159,26 @@ pub enum DialogError {
     CSeqTooLow,
 }
 
+impl std::fmt::Display for DialogError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DialogError::Message(e) => write!(f, "malformed message: {e}"),
+            DialogError::MissingTag => f.write_str("no tag to identify the peer"),
+            DialogError::MissingContact => f.write_str("no usable Contact"),
+            DialogError::CSeqTooLow => f.write_str("CSeq lower than the dialog's last"),
+        }
+    }
+}
+
+impl std::error::Error for DialogError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DialogError::Message(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 impl From<ParseError> for DialogError {
     fn from(e: ParseError) -> DialogError {
         DialogError::Message(e)

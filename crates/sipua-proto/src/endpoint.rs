@@ -182,7 +182,14 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Message(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// Where a transaction sends.
 #[derive(Debug, Clone)]

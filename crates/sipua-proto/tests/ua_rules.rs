@@ -570,3 +570,20 @@ fn an_ack_with_the_wrong_cseq_does_not_stop_the_2xx() {
         "{events:?}"
     );
 }
+
+#[test]
+fn core_errors_say_what_is_wrong_and_chain_their_source() {
+    use sipua_proto::dialog::DialogError;
+    use sipua_proto::ua::UaError;
+    use std::error::Error as _;
+    let parse = sipua_message::Message::parse(b"INVITE sip:a@b SIP/2.0\r\n\r\n").unwrap_err();
+    let e = UaError::Dialog(DialogError::Message(parse.clone()));
+    assert_eq!(e.to_string(), format!("dialog: malformed message: {parse}"));
+    let dialog = e.source().expect("the dialog error");
+    assert_eq!(dialog.to_string(), format!("malformed message: {parse}"));
+    assert_eq!(dialog.source().unwrap().to_string(), parse.to_string());
+    assert_eq!(
+        UaError::RequestPending.to_string(),
+        "a re-INVITE of ours in this dialog awaits its final response"
+    );
+}

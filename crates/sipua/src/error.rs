@@ -92,7 +92,7 @@ impl fmt::Display for Error {
             Error::Unresolvable(h) => write!(f, "no address for {h}"),
             Error::InvalidArgument(e) => write!(f, "invalid argument: {e}"),
             Error::Stopped => f.write_str("the user agent is not running"),
-            Error::Core(e) => write!(f, "refused by the protocol core: {e:?}"),
+            Error::Core(e) => write!(f, "refused by the protocol core: {e}"),
             Error::NoSession => f.write_str("there is no call to act on"),
             Error::TooManySessions { limit } => {
                 write!(f, "too many calls: at most {limit} at a time")
@@ -101,7 +101,14 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Core(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 impl Error {
     /// `Ok` for a 2xx; [`Error::Rejected`] with the status and reason otherwise.

@@ -219,6 +219,32 @@ pub enum UaError {
     InvalidArgument(String),
 }
 
+impl std::fmt::Display for UaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UaError::Endpoint(e) => write!(f, "transaction layer: {e}"),
+            UaError::UnknownDialog => f.write_str("no such dialog"),
+            UaError::UnknownTransaction => f.write_str("no such transaction awaiting an answer"),
+            UaError::Dialog(e) => write!(f, "dialog: {e}"),
+            UaError::RequestPending => {
+                f.write_str("a re-INVITE of ours in this dialog awaits its final response")
+            }
+            UaError::NothingToAck => f.write_str("no 2xx of that dialog and CSeq awaits an ACK"),
+            UaError::InvalidArgument(why) => write!(f, "invalid argument: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for UaError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            UaError::Endpoint(e) => Some(e),
+            UaError::Dialog(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 impl From<endpoint::Error> for UaError {
     fn from(e: endpoint::Error) -> UaError {
         UaError::Endpoint(e)
