@@ -23,6 +23,14 @@ pub enum Error {
         /// The state it was attempted in.
         state: crate::SessionState,
     },
+    /// The user agent could not listen where its options say (`UserAgent::start`): the
+    /// address is in use, not ours, or not allowed; `source` keeps the `io::Error`.
+    Listen {
+        /// The listener, as configured.
+        listen: String,
+        /// Why ([`IoError::kind`] tells `AddrInUse` from `AddrNotAvailable`...).
+        source: IoError,
+    },
     /// The session description handler failed (SIP.js `SessionDescriptionHandlerError`).
     SessionDescriptionHandler(String),
     /// The media handler is out of a resource for now (no free RTP port pair); an incoming
@@ -75,6 +83,7 @@ impl fmt::Display for Error {
             Error::StateTransition { action, state } => {
                 write!(f, "cannot {action} in state {state:?}")
             }
+            Error::Listen { listen, source } => write!(f, "cannot listen on {listen}: {source}"),
             Error::SessionDescriptionHandler(e) => {
                 write!(f, "session description handler: {e}")
             }
@@ -105,6 +114,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Core(e) => Some(e),
+            Error::Listen { source, .. } => Some(source.get_ref()),
             _ => None,
         }
     }
@@ -148,5 +158,42 @@ impl From<crate::sdh::SdhError> for Error {
             },
             None => Error::SessionDescriptionHandler(e.message().to_owned()),
         }
+    }
+}
+
+/// An `io::Error` kept as the source of an [`Error`]: shared so that `Error` stays `Clone`,
+/// and compared by kind and text so that it stays `PartialEq`.
+#[derive(Debug, Clone)]
+pub struct IoError(std::sync::Arc<std::io::Error>);
+
+impl IoError {
+    /// The kind, to match on (`AddrInUse`, `PermissionDenied`...).
+    pub fn kind(&self) -> std::io::ErrorKind {
+        self.0.kind()
+    }
+
+    /// The error itself.
+    pub fn get_ref(&self) -> &std::io::Error {
+        &self.0
+    }
+}
+
+impl From<std::io::Error> for IoError {
+    fn from(e: std::io::Error) -> IoError {
+        IoError(std::sync::Arc::new(e))
+    }
+}
+
+impl PartialEq for IoError {
+    fn eq(&self, other: &IoError) -> bool {
+        self.kind() == other.kind() && self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for IoError {}
+
+impl fmt::Display for IoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
     }
 }

@@ -34,7 +34,7 @@ pub mod transport;
 mod user_agent;
 
 pub use dns::{DnsResolver, Located};
-pub use error::Error;
+pub use error::{Error, IoError};
 pub use messager::{Messager, MessagerOptions};
 pub use notifier::{IncomingSubscription, Notifier, NotifierOptions, NotifierState};
 pub use publisher::{Publisher, PublisherOptions, PublisherState};

@@ -434,7 +434,10 @@ impl UserAgent {
         };
         let net = Net::bind(&o.listen, limits, &o.tls)
             .await
-            .map_err(|e| Error::Transport(e.to_string()))?;
+            .map_err(|e| Error::Listen {
+                listen: o.listen.to_string(),
+                source: e.into(),
+            })?;
         let local = net.local_addr();
         // what the core names until the driver knows the peer (see UaCore::set_local_ip)
         let named = match o.public_address {

@@ -583,3 +583,27 @@ async fn insecure_accepts_a_certificate_that_cannot_be_checked_and_nothing_else_
     );
     bob.stop().await;
 }
+
+#[tokio::test]
+async fn listening_on_a_port_in_use_is_a_listen_error_of_kind_addr_in_use() {
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let ua = UserAgent::new(UserAgentOptions {
+        listen: Listen::Udp(addr),
+        ..Default::default()
+    });
+    match ua.start().await {
+        Err(sipua::Error::Listen { listen, source }) => {
+            assert_eq!(source.kind(), std::io::ErrorKind::AddrInUse);
+            assert_eq!(listen, format!("udp:{addr}"));
+            let e = ua.start().await.unwrap_err();
+            let text = e.to_string();
+            assert!(
+                text.starts_with(&format!("cannot listen on udp:{addr}: ")),
+                "{text}"
+            );
+            assert!(std::error::Error::source(&e).is_some());
+        }
+        other => panic!("{other:?}"),
+    }
+}

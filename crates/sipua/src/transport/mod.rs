@@ -47,6 +47,21 @@ pub enum Listen {
     Memory(MemoryNetwork, SocketAddr),
 }
 
+impl std::fmt::Display for Listen {
+    /// As [`Listen::parse`] reads it: `udp:127.0.0.1:5060`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (scheme, addr) = match self {
+            Listen::Udp(a) => ("udp", a),
+            Listen::Tcp(a) => ("tcp", a),
+            Listen::Tls(a) => ("tls", a),
+            Listen::Ws(a) => ("ws", a),
+            Listen::Wss(a) => ("wss", a),
+            Listen::Memory(_, a) => ("memory", a),
+        };
+        write!(f, "{scheme}:{addr}")
+    }
+}
+
 impl Listen {
     /// Parses `udp:IP:PORT`, `tcp:`, `tls:`, `ws:` or `wss:`.
     pub fn parse(s: &str) -> Result<Listen, String> {
