@@ -77,7 +77,7 @@ where
         auth.apply(&mut o);
         let ua = UserAgent::new(o);
         if let Err(e) = ua.start().await {
-            eprintln!("error: cannot bind {from_addr}: {e}");
+            eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
         // on SIGINT or SIGTERM what the command holds is dropped (a registration unregisters,
@@ -184,7 +184,7 @@ pub fn register_command(args: &RegisterCommand) -> ExitCode {
         args.auth.apply(&mut o);
         let ua = UserAgent::new(o);
         if let Err(e) = ua.start().await {
-            eprintln!("error: cannot bind {}: {e}", args.from_addr);
+            eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
         let code = run_register(&ua, args).await;

@@ -469,7 +469,7 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
             }
             let ua = UserAgent::new(options);
             if let Err(e) = ua.start().await {
-                eprintln!("error: cannot listen on {text}: {e}");
+                eprintln!("error: {e}");
                 return ExitCode::FAILURE;
             }
             let scheme = text.split(':').next().unwrap_or("udp");
@@ -609,7 +609,7 @@ pub fn call(args: &CallArgs) -> ExitCode {
         args.auth.apply(&mut options);
         let ua = UserAgent::new(options);
         if let Err(e) = ua.start().await {
-            eprintln!("error: cannot bind {}: {e}", args.from_addr);
+            eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
         if let Some(a) = ua.local_addr() {
