@@ -330,6 +330,47 @@ async fn no_free_media_port_is_503_with_retry_after_not_488() {
     bob.stop().await;
 }
 
+/// An agent whose media factory notes who each call is with, and whether it saw the INVITE.
+async fn noting_agent(user: &str, seen: Arc<Mutex<Vec<(String, bool)>>>) -> UserAgent {
+    let ua = UserAgent::new(UserAgentOptions {
+        listen: Listen::Udp("127.0.0.1:0".parse().unwrap()),
+        user: user.into(),
+        session_description_handler_factory: Arc::new(RtpAudioFactory::new(RtpAudioOptions {
+            audio: Arc::new(move |ctx| {
+                let who = ctx.remote_identity.as_ref().map(|a| a.uri.to_string());
+                seen.lock()
+                    .unwrap()
+                    .push((who.unwrap_or_default(), ctx.request.is_some()));
+                Ok(AudioIo::silence())
+            }),
+            ..Default::default()
+        })),
+        ..Default::default()
+    });
+    ua.start().await.unwrap();
+    ua
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_media_factory_knows_who_the_call_is_with() {
+    // a bot names a recording per caller: its factory sees the peer and the INVITE
+    let (a_seen, b_seen) = (Arc::default(), Arc::default());
+    let alice = noting_agent("alice", Arc::clone(&a_seen)).await;
+    let bob = noting_agent("bob", Arc::clone(&b_seen)).await;
+    let (call, _inv) = connect(&alice, &bob, Default::default()).await;
+    call.bye().await.unwrap();
+    let b = b_seen.lock().unwrap().clone();
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert!(b[0].0.starts_with("sip:alice@"), "{b:?}");
+    assert!(b[0].1, "the callee's factory sees the INVITE");
+    let a = a_seen.lock().unwrap().clone();
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert!(a[0].0.starts_with("sip:bob@"), "{a:?}");
+    assert!(!a[0].1, "a caller has no INVITE of the peer's");
+    alice.stop().await;
+    bob.stop().await;
+}
+
 #[cfg(feature = "opus")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_opus_call_carries_audio_on_the_offered_rtpmap() {

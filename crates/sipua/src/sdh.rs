@@ -189,6 +189,7 @@ pub trait SessionDescriptionHandler: Send {
 
 /// What a factory knows about the session it makes a handler for.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct SessionContext {
     /// The address to name in the description: the one signalling names towards this
     /// session's peer (never a wildcard, unless nothing better is known).
@@ -198,6 +199,14 @@ pub struct SessionContext {
     pub bind_ip: IpAddr,
     /// The session's id (the Call-ID and tags, once known), for logs.
     pub id: String,
+    /// Who we are in the call (our From as a caller, the INVITE's To as a callee).
+    pub local_identity: Option<sipua_message::NameAddr>,
+    /// Who the peer is (the caller's From, or the target we call): a bot names its
+    /// recording, or picks its prompt, by it.
+    pub remote_identity: Option<sipua_message::NameAddr>,
+    /// The INVITE that started a callee's session (its headers: what the caller dialled,
+    /// what a proxy added); `None` for a caller.
+    pub request: Option<std::sync::Arc<sipua_message::Request>>,
 }
 
 /// Makes a handler per session (SIP.js `SessionDescriptionHandlerFactory`).
