@@ -51,3 +51,8 @@ pub use stream::{MediaEvent, MediaStats, RemoteReport};
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;
+
+/// The guide's examples, compiled as doctests like the README's.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/guide.md")]
+pub struct GuideDoctests;
