@@ -175,56 +175,44 @@ fn without_ca_tls_verifies_against_the_platform_roots() {
         .and_then(|l| l.split(' ').next())
         .expect("the certificate's path")
         .to_owned();
-    let call = |cert_file: Option<&str>| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sipua"));
-        cmd.args([
-            "call",
-            &format!("sip:bob@127.0.0.1:{port};transport=tls"),
-            "--from-addr",
-            "tls:127.0.0.1:0",
-            "--duration",
-            "0.2",
-            "--no-media",
-        ]);
-        // without: the system's store, which cannot hold a certificate made a moment ago
-        if let Some(f) = cert_file {
-            cmd.env("SSL_CERT_FILE", f);
-        }
-        cmd.output().unwrap()
-    };
-    let refused = call(None);
-    let text = String::from_utf8_lossy(&refused.stderr).into_owned()
-        + &String::from_utf8_lossy(&refused.stdout);
-    assert!(!refused.status.success(), "{text}");
+    // without SSL_CERT_FILE: the system's store, which cannot hold a certificate made a
+    // moment ago
+    let (ok, text) = tls_call_in(port, &[], None);
+    assert!(!ok, "{text}");
     assert!(text.contains("could not be sent"), "{text}");
     // refused for the certificate (or, on a machine without any roots, for having none)
     assert!(
         text.contains("certificate") || text.contains("no trusted roots"),
         "{text}"
     );
-    let trusted = call(Some(&pem));
-    let text = String::from_utf8_lossy(&trusted.stdout).into_owned()
-        + &String::from_utf8_lossy(&trusted.stderr);
-    assert!(trusted.status.success(), "{text}");
+    let (ok, text) = tls_call_in(port, &[], Some(("SSL_CERT_FILE", &pem)));
+    assert!(ok, "{text}");
     assert!(text.contains("BYE: 200 OK"), "{text}");
 }
 
 /// `sipua call` over TLS to `port` with `extra` arguments: whether it exited 0, and what it
 /// printed.
 fn tls_call(port: u16, extra: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sipua"))
-        .args([
-            "call",
-            &format!("sip:bob@127.0.0.1:{port};transport=tls"),
-            "--from-addr",
-            "tls:127.0.0.1:0",
-            "--duration",
-            "0.2",
-            "--no-media",
-        ])
-        .args(extra)
-        .output()
-        .unwrap();
+    tls_call_in(port, extra, None)
+}
+
+/// [`tls_call`] with one more environment variable.
+fn tls_call_in(port: u16, extra: &[&str], env: Option<(&str, &str)>) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sipua"));
+    cmd.args([
+        "call",
+        &format!("sip:bob@127.0.0.1:{port};transport=tls"),
+        "--from-addr",
+        "tls:127.0.0.1:0",
+        "--duration",
+        "0.2",
+        "--no-media",
+    ])
+    .args(extra);
+    if let Some((k, v)) = env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
