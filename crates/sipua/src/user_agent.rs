@@ -149,6 +149,10 @@ pub struct UserAgentOptions {
     /// a connection whose message takes longer is closed (one byte a second keeps no
     /// connection open).
     pub message_timeout: Duration,
+    /// Most bytes of messages still arriving on TCP and TLS connections, summed
+    /// over all of them (64 MiB): a connection whose partial message would pass it is closed,
+    /// so many connections each holding most of a large message cannot take the memory.
+    pub max_partial_bytes: usize,
     /// Most live transactions; requests beyond it get 503 with Retry-After. Over UDP each
     /// call holds its transactions for 32 s after they end, so 500 000 covers about 7 000
     /// calls per second.
@@ -182,6 +186,7 @@ impl Default for UserAgentOptions {
             max_connections: 10_000,
             max_connections_per_address: 256,
             message_timeout: Duration::from_secs(20),
+            max_partial_bytes: 64 << 20,
             max_transactions: 500_000,
             tls: TlsOptions::default(),
         }
@@ -431,6 +436,7 @@ impl UserAgent {
             keepalive: o.keepalive_interval,
             max_connections_per_address: o.max_connections_per_address,
             message_deadline: o.message_timeout,
+            max_partial_bytes: o.max_partial_bytes,
         };
         let net = Net::bind(&o.listen, limits, &o.tls)
             .await

@@ -607,3 +607,50 @@ async fn listening_on_a_port_in_use_is_a_listen_error_of_kind_addr_in_use() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn half_received_messages_cannot_take_more_than_their_budget() {
+    let bob = agent(Listen::Tcp(loopback()), |o| o.max_partial_bytes = 10_000).await;
+    let addr = bob.local_addr().unwrap();
+    let (closed, answered) = tokio::task::spawn_blocking(move || {
+        let partial = format!(
+            "OPTIONS sip:bob@{addr} SIP/2.0\r\nX-Pad: {}",
+            "p".repeat(4_000)
+        );
+        let conns: Vec<std::net::TcpStream> = (0..3)
+            .map(|_| {
+                let mut c = std::net::TcpStream::connect(addr).unwrap();
+                c.write_all(partial.as_bytes()).unwrap();
+                std::thread::sleep(Duration::from_millis(100));
+                c
+            })
+            .collect();
+        // the third would take the total past 10 000 bytes: it is closed, the others kept
+        let closed: Vec<bool> = conns
+            .iter()
+            .map(|c| {
+                c.set_read_timeout(Some(Duration::from_millis(300)))
+                    .unwrap();
+                let mut buf = [0u8; 64];
+                matches!((&*c).read(&mut buf), Ok(0))
+            })
+            .collect();
+        // a whole small request on a new connection still gets its answer
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let options = format!(
+            "OPTIONS sip:bob@{addr} SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bKpb\r\n\
+             From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:bob@{addr}>\r\nCall-ID: pb\r\n\
+             CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        c.write_all(options.as_bytes()).unwrap();
+        let mut buf = [0u8; 32];
+        let n = c.read(&mut buf).unwrap_or(0);
+        (closed, String::from_utf8_lossy(&buf[..n]).into_owned())
+    })
+    .await
+    .unwrap();
+    assert_eq!(closed, [false, false, true]);
+    assert!(answered.starts_with("SIP/2.0 200"), "{answered}");
+    bob.stop().await;
+}

@@ -331,6 +331,8 @@ pub(crate) struct StreamLimits {
     /// How long a message may take to arrive once its first byte has (a slow sender
     /// cannot hold a connection open a byte at a time).
     pub(crate) message_deadline: Duration,
+    /// Most bytes of messages still arriving, summed over every connection.
+    pub(crate) max_partial_bytes: usize,
 }
 
 /// What the transports report to the driver.

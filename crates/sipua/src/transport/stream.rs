@@ -117,6 +117,8 @@ struct Setup {
     limits: StreamLimits,
     tls_client: Option<tokio_rustls::TlsConnector>,
     tls_server: Option<tokio_rustls::TlsAcceptor>,
+    /// Bytes of partial messages held by all connections (see `max_partial_bytes`).
+    partial: Arc<AtomicUsize>,
 }
 
 /// Server names remembered per address (beyond it the table starts afresh).
@@ -180,6 +182,7 @@ impl Streams {
                 limits,
                 tls_client: tls.client.clone().map(tokio_rustls::TlsConnector::from),
                 tls_server: tls.server.clone().map(tokio_rustls::TlsAcceptor::from),
+                partial: Arc::new(AtomicUsize::new(0)),
             },
             conns: HashMap::new(),
             closed_inbound: std::collections::VecDeque::new(),
@@ -575,6 +578,36 @@ enum Ended {
     Lost,
 }
 
+/// A connection's part of [`Setup::partial`], given back when dropped.
+struct Share<'a> {
+    total: &'a AtomicUsize,
+    mine: usize,
+}
+
+impl Share<'_> {
+    /// Sets this connection's partial bytes to `now`; false if that would take the total
+    /// past `limit` (the share is then unchanged).
+    fn set(&mut self, now: usize, limit: usize) -> bool {
+        if now > self.mine {
+            let more = now - self.mine;
+            if self.total.fetch_add(more, Ordering::AcqRel) + more > limit {
+                self.total.fetch_sub(more, Ordering::AcqRel);
+                return false;
+            }
+        } else {
+            self.total.fetch_sub(self.mine - now, Ordering::AcqRel);
+        }
+        self.mine = now;
+        true
+    }
+}
+
+impl Drop for Share<'_> {
+    fn drop(&mut self) {
+        self.total.fetch_sub(self.mine, Ordering::AcqRel);
+    }
+}
+
 /// On a connection we opened, the transactions whose requests went out before the peer
 /// sent a single byte (at most a few: the first requests), and the error that ended it.
 #[derive(Default)]
@@ -602,6 +635,11 @@ async fn bytestream(
 ) -> Ended {
     // until the first byte comes back, what we send is remembered (see Unanswered)
     let mut heard = accepted;
+    // this connection's share of the partial bytes of all connections, given back at the end
+    let mut share = Share {
+        total: &setup.partial,
+        mine: 0,
+    };
     let (mut rd, mut wr) = tokio::io::split(io);
     let mut framer = StreamFramer::new(setup.limits.max_message);
     let mut buf = vec![0u8; 16 * 1024];
@@ -658,6 +696,9 @@ async fn bytestream(
                             return Ended::Lost;
                         }
                     }
+                }
+                if !share.set(framer.pending(), setup.limits.max_partial_bytes) {
+                    return Ended::Lost; // too much held by half-received messages
                 }
                 partial_since = match (framer.pending(), partial_since) {
                     (0, _) => None,
