@@ -1,7 +1,8 @@
 //! `sipua serve --require-auth` asks callers for digest credentials (RFC 3261 §22.4), tried
 //! with SIPp as the caller: the right password gets the call through after a 401; a replayed
 //! Authorization (same nonce and count) gets a fresh challenge, not a call; a caller that
-//! keeps guessing gets 403 once it has failed 10 times. Plus `sipua call --user/--password`.
+//! keeps guessing gets 403 once it has failed 10 times; PJSIP answers the SHA-256 challenge.
+//! Plus `sipua call --user/--password`.
 
 use crate::common::*;
 use crate::matrix::sipua;
@@ -297,4 +298,67 @@ fn sipua_call_with_a_password_reaches_serve_and_without_one_does_not() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success() && text.contains("401"), "{text}");
+}
+
+#[test]
+fn pjsua_authenticates_to_serve_with_sha_256() {
+    // serve offers SHA-256 first (RFC 8760); PJSIP takes it, and its trace hides the response
+    let port = free_udp_port();
+    let (_serve, served) = spawn(sipua().args([
+        "--trace",
+        "serve",
+        "--listen",
+        &format!("udp:127.0.0.1:{port}"),
+        "--lifetime",
+        "60",
+        "--no-media",
+        "--require-auth",
+        "alice:secret",
+    ]));
+    assert!(served.wait_for("listening on", 10.0), "{}", served.text());
+    let target = format!("sip:bob@127.0.0.1:{port}");
+    let (mut peer, out, _) = pjsua_peer(&[
+        &target,
+        "--user",
+        "alice",
+        "--password",
+        "secret",
+        "--duration",
+        "0.5",
+        "--timeout",
+        "15",
+    ]);
+    let status = wait_exit(&mut peer, 20.0);
+    assert!(
+        status.is_some_and(|s| s.success()) && out.text().contains("CONFIRMED"),
+        "{}\n{}",
+        out.text(),
+        served.text()
+    );
+    let text = served.text();
+    assert!(
+        text.contains("algorithm=SHA-256") && text.contains("response=\"…\""),
+        "{text}"
+    );
+    assert!(!text.contains("secret"), "{text}");
+    // a wrong password never gets the call up
+    let (mut peer, out, _) = pjsua_peer(&[
+        &target,
+        "--user",
+        "alice",
+        "--password",
+        "guess",
+        "--duration",
+        "0.5",
+        "--timeout",
+        "8",
+    ]);
+    let _ = wait_exit(&mut peer, 15.0);
+    assert!(!out.text().contains("CONFIRMED"), "{}", out.text());
+    assert_eq!(
+        served.text().matches("INVITE from").count(),
+        1,
+        "{}",
+        served.text()
+    );
 }

@@ -462,12 +462,15 @@ def endpoint_config(log_level, max_calls):
     return cfg
 
 
-def account_config(sip_port, transport, rtp_port, rel100=False, proxy=None):
+def account_config(sip_port, transport, rtp_port, rel100=False, proxy=None, user=None, password=None):
     acfg = pj.AccountConfig()
-    acfg.idUri = f"sip:pjsua@127.0.0.1:{sip_port}"
+    acfg.idUri = f"sip:{user or 'pjsua'}@127.0.0.1:{sip_port}"
     acfg.regConfig.registrarUri = ""
     acfg.regConfig.registerOnAdd = False
     acfg.sipConfig.transportId = transport
+    if user and password:
+        # answers a 401/407 of any realm with these (MD5 or SHA-256, as challenged)
+        acfg.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", user, 0, password))
     if proxy:
         proxies = pj.StringVector()
         proxies.append(proxy)
@@ -563,7 +566,7 @@ def run(a, ep, peer):
         peer.hold_delay = a.hold_delay
         peer.hold_time = a.hold_time
     acc = Account(peer)
-    acc.create(account_config(sip_port, transport, a.rtp_port, a.rel100, a.proxy))
+    acc.create(account_config(sip_port, transport, a.rtp_port, a.rel100, a.proxy, a.user, a.password))
     peer.acc = acc
     if a.play:
         peer.player = pj.AudioMediaPlayer()
@@ -689,6 +692,8 @@ def main():
         "uri", nargs="*", help="call this URI (several: each once the one before is up)"
     )
     ap.add_argument("--answer", action="store_true", help="answer incoming calls (--calls)")
+    ap.add_argument("--user", help="digest user name for 401/407 challenges")
+    ap.add_argument("--password", help="digest password of --user")
     ap.add_argument(
         "--calls",
         type=int,
