@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use sipua::{Listen, SdhError, UserAgent, UserAgentOptions};
 use sipua_media::audio::{AudioSource, Tone, WavRecorder, WavSource};
-use sipua_media::{AudioIo, MediaEvent, MediaHandle, RtpAudioFactory, RtpAudioOptions};
+use sipua_media::{AudioIo, MediaEvent, RtpAudioFactory, RtpAudioOptions, SessionAudio};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -48,7 +48,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             if call.accept(Default::default()).await.is_err() {
                 return;
             }
-            let Some(media) = call.media::<MediaHandle>() else {
+            let Some(media) = call.audio() else {
                 return;
             };
             let mut events = media.events();

@@ -42,7 +42,7 @@ pub mod stream;
 pub mod wav;
 
 pub use rtp_audio::{
-    AudioIo, AudioIoFactory, MediaHandle, RtpAudio, RtpAudioFactory, RtpAudioOptions,
+    AudioIo, AudioIoFactory, MediaHandle, RtpAudio, RtpAudioFactory, RtpAudioOptions, SessionAudio,
 };
 pub use stream::{MediaEvent, MediaStats, RemoteReport};
 

@@ -2,7 +2,7 @@
 //! RFC 3264 offer/answer ([`OfferAnswer`]), binds an RTP/RTCP port pair (RFC 3550 §11: an
 //! even port and the next one), and runs one small tokio task per call that drives an
 //! [`AudioStream`] with the sockets and the clock. The application reaches the running media
-//! through a [`MediaHandle`] (`session.media::<MediaHandle>()`): statistics, DTMF events,
+//! through a [`MediaHandle`] (`session.audio()`, [`SessionAudio`]): statistics, DTMF events,
 //! and the moment a recording is complete.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket as StdUdpSocket};
@@ -135,6 +135,20 @@ impl SessionDescriptionHandlerFactory for RtpAudioFactory {
         _options: &SessionDescriptionHandlerOptions,
     ) -> Result<Box<dyn SessionDescriptionHandler>, SdhError> {
         Ok(Box::new(RtpAudio::new(session, self.options.clone())?))
+    }
+}
+
+/// The typed way to a session's [`MediaHandle`]: `call.audio()` instead of
+/// `call.media::<MediaHandle>()`.
+pub trait SessionAudio {
+    /// The session's `RtpAudio` handle (statistics, DTMF and media events), once the media
+    /// handler exists; `None` for a session with another media handler.
+    fn audio(&self) -> Option<Arc<MediaHandle>>;
+}
+
+impl SessionAudio for sipua::Session {
+    fn audio(&self) -> Option<Arc<MediaHandle>> {
+        self.media::<MediaHandle>()
     }
 }
 

@@ -16,7 +16,9 @@ use sipua_media::analysis;
 use sipua_media::audio::{demo_melody, AudioSink, MemorySink, NullSink, Silence, Tone, WavSource};
 use sipua_media::sdp::offer_answer::{Codec, MediaCapabilities};
 use sipua_media::sdp::Direction;
-use sipua_media::{AudioIo, MediaEvent, MediaHandle, RtpAudioFactory, RtpAudioOptions};
+use sipua_media::{
+    AudioIo, MediaEvent, MediaHandle, RtpAudioFactory, RtpAudioOptions, SessionAudio,
+};
 
 type Heard = Arc<Mutex<Vec<i16>>>;
 
@@ -81,7 +83,7 @@ async fn connect(
 }
 
 fn media(s: &sipua::Session) -> Arc<MediaHandle> {
-    s.media::<MediaHandle>().expect("an RtpAudio handle")
+    s.audio().expect("an RtpAudio handle")
 }
 
 fn assert_heard(sent: &[i16], heard: &Heard) {
