@@ -2,7 +2,9 @@
 //! failures, `-vv` everything), `--trace` (every SIP message, as SIP.js's `traceSip` or sngrep
 //! shows them: time, direction, transport, addresses, size, the message) and `--pcap FILE`
 //! (the same messages as a capture Wireshark and tshark open: SIP over UDP, or over TCP for
-//! the stream transports, as IPv4 or IPv6 packets with the agent's and the peer's addresses).
+//! the stream transports, as IPv4 or IPv6 packets with the agent's and the peer's addresses),
+//! and `--hep udp:IP:PORT` (each message as a HEP v3 packet to a Homer collector, as SIP
+//! services are traced in production).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -31,13 +33,36 @@ pub struct TraceArgs {
     /// and tshark open.
     #[arg(long, value_name = "FILE", global = true)]
     pcap: Option<std::path::PathBuf>,
+    /// Send every SIP message sent and received to a HEP v3 collector (Homer) at
+    /// `udp:IP:PORT`.
+    #[arg(long, value_name = "udp:IP:PORT", global = true)]
+    hep: Option<String>,
 }
 
 /// Installs the subscriber the options ask for (none when they ask for nothing).
 pub fn install(args: &TraceArgs) -> Result<(), String> {
-    if args.verbose == 0 && !args.trace && args.pcap.is_none() {
+    if args.verbose == 0 && !args.trace && args.pcap.is_none() && args.hep.is_none() {
         return Ok(());
     }
+    let hep = match &args.hep {
+        Some(target) => {
+            let addr: SocketAddr = target
+                .strip_prefix("udp:")
+                .unwrap_or(target)
+                .parse()
+                .map_err(|e| format!("--hep {target}: {e}"))?;
+            let bind: SocketAddr = if addr.is_ipv4() {
+                "0.0.0.0:0".parse().expect("an address")
+            } else {
+                "[::]:0".parse().expect("an address")
+            };
+            let socket = std::net::UdpSocket::bind(bind)
+                .and_then(|s| s.connect(addr).map(|_| s))
+                .map_err(|e| format!("--hep {target}: {e}"))?;
+            Some(socket)
+        }
+        None => None,
+    };
     let pcap = match &args.pcap {
         Some(path) => Some(Mutex::new(Pcap::create(path)?)),
         None => None,
@@ -45,6 +70,7 @@ pub fn install(args: &TraceArgs) -> Result<(), String> {
     let messages = Messages {
         print: args.trace,
         pcap,
+        hep,
     }
     .with_filter(Targets::new().with_target(MESSAGE_TARGET, LevelFilter::TRACE));
     let level = match args.verbose {
@@ -100,6 +126,7 @@ impl Visit for Fields {
 struct Messages {
     print: bool,
     pcap: Option<Mutex<Pcap>>,
+    hep: Option<std::net::UdpSocket>,
 }
 
 impl<S: tracing::Subscriber> Layer<S> for Messages {
@@ -130,14 +157,18 @@ impl<S: tracing::Subscriber> Layer<S> for Messages {
                 f.text.trim_end()
             );
         }
+        let (Ok(local), Ok(peer)) = (f.local.parse(), f.peer.parse()) else {
+            return;
+        };
+        let (from, to) = if sent { (local, peer) } else { (peer, local) };
+        let udp = f.transport.eq_ignore_ascii_case("udp");
         if let Some(p) = &self.pcap {
-            let (Ok(local), Ok(peer)) = (f.local.parse(), f.peer.parse()) else {
-                return;
-            };
-            let (from, to) = if sent { (local, peer) } else { (peer, local) };
-            let udp = f.transport.eq_ignore_ascii_case("udp");
             let mut p = p.lock().unwrap_or_else(|e| e.into_inner());
             p.write(now, from, to, udp, f.text.as_bytes());
+        }
+        if let Some(socket) = &self.hep {
+            // a lost trace packet is not worth waiting for
+            let _ = socket.send(&hep3(now, from, to, udp, f.text.as_bytes()));
         }
     }
 }
@@ -235,6 +266,63 @@ impl Pcap {
             .and_then(|_| self.file.write_all(&l4))
             .and_then(|_| self.file.flush());
     }
+}
+
+/// One HEP v3 packet (the HEP/EEP protocol of Homer): a `HEP3` header, then chunks of
+/// vendor 0 (address family, protocol, addresses, ports, time, protocol type 1 for SIP, the
+/// Call-ID as correlation id, and the message as payload).
+fn hep3(
+    at: std::time::Duration,
+    from: SocketAddr,
+    to: SocketAddr,
+    udp: bool,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut chunks = Vec::with_capacity(64 + payload.len());
+    let mut chunk = |kind: u16, value: &[u8]| {
+        chunks.extend_from_slice(&0u16.to_be_bytes());
+        chunks.extend_from_slice(&kind.to_be_bytes());
+        chunks.extend_from_slice(&((6 + value.len()) as u16).to_be_bytes());
+        chunks.extend_from_slice(value);
+    };
+    match (from.ip(), to.ip()) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => {
+            chunk(1, &[2]);
+            chunk(3, &a.octets());
+            chunk(4, &b.octets());
+        }
+        (a, b) => {
+            let v6 = |ip: IpAddr| match ip {
+                IpAddr::V4(v) => v.to_ipv6_mapped(),
+                IpAddr::V6(v) => v,
+            };
+            chunk(1, &[10]);
+            chunk(5, &v6(a).octets());
+            chunk(6, &v6(b).octets());
+        }
+    }
+    chunk(2, &[if udp { 17 } else { 6 }]);
+    chunk(7, &from.port().to_be_bytes());
+    chunk(8, &to.port().to_be_bytes());
+    chunk(9, &(at.as_secs() as u32).to_be_bytes());
+    chunk(10, &at.subsec_micros().to_be_bytes());
+    chunk(11, &[1]); // SIP
+    chunk(12, &0u32.to_be_bytes()); // capture agent id
+    let text = String::from_utf8_lossy(payload);
+    if let Some(call_id) = text.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        let name = name.trim();
+        (name.eq_ignore_ascii_case("call-id") || name == "i").then(|| value.trim())
+    }) {
+        chunk(17, call_id.as_bytes());
+    }
+    let payload = &payload[..payload.len().min(65_000)];
+    chunk(15, payload);
+    let mut packet = Vec::with_capacity(6 + chunks.len());
+    packet.extend_from_slice(b"HEP3");
+    packet.extend_from_slice(&((6 + chunks.len()).min(65_535) as u16).to_be_bytes());
+    packet.extend_from_slice(&chunks);
+    packet
 }
 
 /// The IPv4 header checksum (RFC 791).

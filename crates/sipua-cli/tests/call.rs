@@ -379,3 +379,79 @@ fn trace_prints_every_message_and_pcap_is_read_back_by_tshark() {
     );
     let _ = std::fs::remove_file(&pcap);
 }
+
+/// The chunks of a HEP v3 packet, by type (vendor 0).
+fn hep_chunks(packet: &[u8]) -> std::collections::HashMap<u16, Vec<u8>> {
+    assert_eq!(&packet[..4], b"HEP3");
+    let total = u16::from_be_bytes([packet[4], packet[5]]) as usize;
+    assert_eq!(total, packet.len());
+    let mut chunks = std::collections::HashMap::new();
+    let mut at = 6;
+    while at + 6 <= packet.len() {
+        let kind = u16::from_be_bytes([packet[at + 2], packet[at + 3]]);
+        let len = u16::from_be_bytes([packet[at + 4], packet[at + 5]]) as usize;
+        chunks.insert(kind, packet[at + 6..at + len].to_vec());
+        at += len;
+    }
+    assert_eq!(at, packet.len(), "chunks fill the packet");
+    chunks
+}
+
+#[test]
+fn hep_sends_every_message_to_a_homer_collector() {
+    let collector = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    collector
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let hep = format!("udp:{}", collector.local_addr().unwrap());
+    let port = free_port();
+    let (_serve, lines) = serve("udp", port);
+    assert!(
+        lines.last().is_some_and(|l| l.starts_with("listening on")),
+        "{lines:?}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_sipua"))
+        .args(["--hep", &hep])
+        .args([
+            "call",
+            &format!("sip:bob@127.0.0.1:{port}"),
+            "--duration",
+            "0.3",
+            "--no-media",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut seen = Vec::new();
+    let mut buf = vec![0u8; 65_535];
+    while let Ok(n) = collector.recv(&mut buf) {
+        let c = hep_chunks(&buf[..n]);
+        assert_eq!(c[&1], [2], "IPv4");
+        assert_eq!(c[&2], [17], "UDP");
+        assert_eq!(c[&11], [1], "SIP");
+        let payload = String::from_utf8(c[&15].clone()).unwrap();
+        let call_id = payload
+            .lines()
+            .find_map(|l| l.strip_prefix("Call-ID: "))
+            .unwrap()
+            .to_owned();
+        assert_eq!(c[&17], call_id.as_bytes(), "the Call-ID correlates");
+        let ports = (
+            u16::from_be_bytes([c[&7][0], c[&7][1]]),
+            u16::from_be_bytes([c[&8][0], c[&8][1]]),
+        );
+        seen.push((payload.lines().next().unwrap().to_owned(), ports));
+    }
+    let first = |m: &str| seen.iter().find(|(l, _)| l.starts_with(m)).map(|s| s.1);
+    // the INVITE goes to serve's port, the 200 comes from it; ACK and BYE are there too
+    assert_eq!(first("INVITE ").map(|p| p.1), Some(port), "{seen:?}");
+    assert_eq!(first("SIP/2.0 200").map(|p| p.0), Some(port), "{seen:?}");
+    assert!(
+        first("ACK ").is_some() && first("BYE ").is_some(),
+        "{seen:?}"
+    );
+}
