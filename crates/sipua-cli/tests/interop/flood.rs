@@ -17,10 +17,12 @@ use crate::sipp::{counters, sipp};
 const FLOOD: usize = 8_000;
 const FLOOD_RATE: u64 = 800;
 
-/// The bound on serve's resident memory during and after the flood (measured: 116 MB peak).
-/// Before the budget for unacknowledged calls (`max_unconfirmed_bytes`), these 8 000 calls
-/// held their 30 KB INVITEs for 32 s: 604 MB peak, 643 MB after.
-const RSS_LIMIT_MB: u64 = 150;
+/// The bound on serve's resident memory during and after the flood: measured 116–124 MB peak
+/// with the machine otherwise idle, 168 MB with the other interop tests running beside it
+/// (serve then falls behind and the allocator keeps more). Before the budget for
+/// unacknowledged calls (`max_unconfirmed_bytes`), these 8 000 calls held their 30 KB INVITEs
+/// for 32 s: 604 MB peak, 643 MB after; the bound is half of that.
+const RSS_LIMIT_MB: u64 = 300;
 
 /// serve's resident set in MB, from /proc.
 fn rss_mb(pid: u32) -> u64 {

@@ -306,14 +306,18 @@ impl Streams {
         }
     }
 
-    /// Closes the connection idle longest, if it has been idle [`EVICTABLE_AFTER`], to make
-    /// room in a full table; false when every connection is busy.
+    /// Closes the connection a peer opened that has been idle longest, if idle for
+    /// [`EVICTABLE_AFTER`], to make room in a full table; false when none can go. The
+    /// connections we opened (to a registrar or proxy, kept alive by CRLF pings, RFC 5626)
+    /// are never evicted: a flood of connections must not cost us our own flows.
     fn evict_idle(&mut self) -> bool {
         let now = tokio::time::Instant::now();
         let Some(key) = self
             .conns
             .iter()
-            .filter(|(_, c)| now.saturating_duration_since(c.active) >= EVICTABLE_AFTER)
+            .filter(|(_, c)| {
+                c.accepted && now.saturating_duration_since(c.active) >= EVICTABLE_AFTER
+            })
             .min_by_key(|(_, c)| c.active)
             .map(|(k, _)| k.clone())
         else {
