@@ -240,15 +240,11 @@ impl Pcap {
                 h
             }
             (a, b) => {
-                let v6 = |ip: IpAddr| match ip {
-                    IpAddr::V4(v) => v.to_ipv6_mapped(),
-                    IpAddr::V6(v) => v,
-                };
                 let mut h = vec![0x60, 0, 0, 0];
                 h.extend_from_slice(&(l4.len() as u16).to_be_bytes());
                 h.extend_from_slice(&[protocol, 64]);
-                h.extend_from_slice(&v6(a).octets());
-                h.extend_from_slice(&v6(b).octets());
+                h.extend_from_slice(&as_v6(a).octets());
+                h.extend_from_slice(&as_v6(b).octets());
                 h
             }
         };
@@ -292,13 +288,9 @@ fn hep3(
             chunk(4, &b.octets());
         }
         (a, b) => {
-            let v6 = |ip: IpAddr| match ip {
-                IpAddr::V4(v) => v.to_ipv6_mapped(),
-                IpAddr::V6(v) => v,
-            };
             chunk(1, &[10]);
-            chunk(5, &v6(a).octets());
-            chunk(6, &v6(b).octets());
+            chunk(5, &as_v6(a).octets());
+            chunk(6, &as_v6(b).octets());
         }
     }
     chunk(2, &[if udp { 17 } else { 6 }]);
@@ -323,6 +315,14 @@ fn hep3(
     packet.extend_from_slice(&((6 + chunks.len()).min(65_535) as u16).to_be_bytes());
     packet.extend_from_slice(&chunks);
     packet
+}
+
+/// An address as IPv6 (an IPv4 one mapped), for a packet whose other address is IPv6.
+fn as_v6(ip: IpAddr) -> std::net::Ipv6Addr {
+    match ip {
+        IpAddr::V4(v) => v.to_ipv6_mapped(),
+        IpAddr::V6(v) => v,
+    }
 }
 
 /// The IPv4 header checksum (RFC 791).

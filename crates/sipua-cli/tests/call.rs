@@ -306,6 +306,16 @@ fn serve_with_a_client_ca_takes_only_callers_that_present_a_certificate_it_trust
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `sipua OPTIONS call` of 0.3 s, without media, to serve on UDP `port`.
+fn short_call(port: u16, options: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_sipua"))
+        .args(options)
+        .args(["call", &format!("sip:bob@127.0.0.1:{port}")])
+        .args(["--duration", "0.3", "--no-media"])
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn trace_prints_every_message_and_pcap_is_read_back_by_tshark() {
     assert!(
@@ -319,18 +329,7 @@ fn trace_prints_every_message_and_pcap_is_read_back_by_tshark() {
         "{lines:?}"
     );
     let pcap = std::env::temp_dir().join(format!("sipua-trace-{}.pcap", std::process::id()));
-    let out = Command::new(env!("CARGO_BIN_EXE_sipua"))
-        .args(["-v", "--trace", "--pcap"])
-        .arg(&pcap)
-        .args([
-            "call",
-            &format!("sip:bob@127.0.0.1:{port}"),
-            "--duration",
-            "0.3",
-            "--no-media",
-        ])
-        .output()
-        .unwrap();
+    let out = short_call(port, &["-v", "--trace", "--pcap", pcap.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}{err}");
@@ -410,17 +409,7 @@ fn hep_sends_every_message_to_a_homer_collector() {
         lines.last().is_some_and(|l| l.starts_with("listening on")),
         "{lines:?}"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_sipua"))
-        .args(["--hep", &hep])
-        .args([
-            "call",
-            &format!("sip:bob@127.0.0.1:{port}"),
-            "--duration",
-            "0.3",
-            "--no-media",
-        ])
-        .output()
-        .unwrap();
+    let out = short_call(port, &["--hep", &hep]);
     assert!(
         out.status.success(),
         "{}",

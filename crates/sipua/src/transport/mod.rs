@@ -109,15 +109,9 @@ impl TlsOptions {
     /// strings for none) and the certificates we trust as roots (for connections we open;
     /// empty for none). Errors say which part failed to load.
     pub fn from_pem(chain: &str, key: &str, roots: &str) -> Result<TlsOptions, String> {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
         let mut o = TlsOptions::default();
         if !chain.is_empty() {
-            let certs = CertificateDer::pem_slice_iter(chain.as_bytes())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("certificate chain: {e}"))?;
-            let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
-                .map_err(|e| format!("private key: {e}"))?;
+            let (certs, key) = pem_identity(chain, key)?;
             let server = rustls::ServerConfig::builder()
                 .with_no_client_auth()
                 .with_single_cert(certs, key)
@@ -125,13 +119,8 @@ impl TlsOptions {
             o.server = Some(Arc::new(server));
         }
         if !roots.is_empty() {
-            let mut store = rustls::RootCertStore::empty();
-            for c in CertificateDer::pem_slice_iter(roots.as_bytes()) {
-                let c = c.map_err(|e| format!("trusted roots: {e}"))?;
-                store.add(c).map_err(|e| format!("trusted roots: {e}"))?;
-            }
             let client = rustls::ClientConfig::builder()
-                .with_root_certificates(store)
+                .with_root_certificates(pem_roots(roots, "trusted roots")?)
                 .with_no_client_auth();
             o.client = Some(Arc::new(client));
         }
@@ -176,7 +165,11 @@ impl TlsOptions {
             store.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
             store
         } else {
-            pem_roots(roots, "trusted roots")?
+            let store = pem_roots(roots, "trusted roots")?;
+            if store.is_empty() {
+                return Err("trusted roots: no certificate".into());
+            }
+            store
         };
         let client = rustls::ClientConfig::builder()
             .with_root_certificates(store)
@@ -233,9 +226,6 @@ fn pem_roots(pem: &str, what: &str) -> Result<rustls::RootCertStore, String> {
     for c in CertificateDer::pem_slice_iter(pem.as_bytes()) {
         let c = c.map_err(|e| format!("{what}: {e}"))?;
         store.add(c).map_err(|e| format!("{what}: {e}"))?;
-    }
-    if store.is_empty() {
-        return Err(format!("{what}: no certificate"));
     }
     Ok(store)
 }
