@@ -3,7 +3,6 @@
 //! it with `--ca`.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -16,13 +15,9 @@ impl Drop for Killed {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[path = "support/ports.rs"]
+mod ports;
+use ports::free_udp_port as free_port;
 
 /// Starts `sipua serve` on `transport` and returns it with the lines it printed up to
 /// "listening on".

@@ -3,48 +3,16 @@
 //! deadline, and the PJSIP peer (`pjsua/peer.py`).
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub(crate) fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub(crate) use ports::{free_baresip_sip_port, free_tcp_port_except, free_udp_port};
 
-/// A port free for UDP and TCP whose next port is free for TCP too: baresip listens on UDP and
-/// TCP at its SIP port and opens a TLS listener at SIP port + 1.
-pub(crate) fn free_baresip_sip_port() -> u16 {
-    for _ in 0..100 {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if port < u16::MAX
-            && TcpListener::bind(("127.0.0.1", port)).is_ok()
-            && TcpListener::bind(("127.0.0.1", port + 1)).is_ok()
-        {
-            return port;
-        }
-    }
-    panic!("no free UDP+TCP port pair for baresip on 127.0.0.1");
-}
-
-pub(crate) fn free_tcp_port_except(taken: &[u16]) -> u16 {
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if !taken.contains(&port) {
-            return port;
-        }
-    }
-}
+#[path = "../support/ports.rs"]
+mod ports;
 
 /// Polls `done` every 50 ms for up to `secs` seconds; true as soon as it holds.
 pub(crate) fn wait_until(secs: f64, mut done: impl FnMut() -> bool) -> bool {
