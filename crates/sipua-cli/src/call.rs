@@ -558,10 +558,12 @@ pub fn call(args: &CallArgs) -> ExitCode {
         ))
     })();
     let tls = pems.and_then(|(chain, key, roots)| {
-        let mut tls = TlsOptions::from_pem(&chain, &key, &roots)?;
+        let mut tls = TlsOptions::from_pem(&chain, &key, &roots).map_err(|e| e.to_string())?;
         if !chain.is_empty() {
             // the same identity for the connections we open, for servers that ask for one
-            tls = tls.present_client_certificate(&chain, &key, &roots)?;
+            tls = tls
+                .present_client_certificate(&chain, &key, &roots)
+                .map_err(|e| e.to_string())?;
         }
         if args.insecure {
             eprintln!("warning: --insecure: the server's certificate is not checked");
@@ -878,7 +880,7 @@ fn with_transport(
         Listen::Udp(a) | Listen::Tcp(a) | Listen::Tls(a) | Listen::Ws(a) | Listen::Wss(a) => a,
         other => return Ok((other, uri)),
     };
-    let listen = Listen::parse(&format!("{chosen}:{addr}"))?;
+    let listen = Listen::parse(&format!("{chosen}:{addr}")).map_err(|e| e.to_string())?;
     // the URI says how to reach the callee: add the transport unless it already says so
     let implied = chosen == "udp" || (chosen == "tls" && sips);
     let uri =
@@ -920,9 +922,11 @@ pub fn server_tls(
         }
     };
     let roots = read_pem(ca)?;
-    let mut tls = TlsOptions::from_pem(&chain, &key, &roots)?;
+    let mut tls = TlsOptions::from_pem(&chain, &key, &roots).map_err(|e| e.to_string())?;
     if client_ca.is_some() {
-        tls = tls.require_client_certificates(&chain, &key, &read_pem(client_ca)?)?;
+        tls = tls
+            .require_client_certificates(&chain, &key, &read_pem(client_ca)?)
+            .map_err(|e| e.to_string())?;
     }
     Ok((tls, made_file))
 }

@@ -71,7 +71,7 @@ async fn run(args: &DemoArgs, out: &std::path::Path) -> Result<(), String> {
 
     // Bob: answers every call, echoes the audio back
     let bob = UserAgent::new(UserAgentOptions {
-        listen: Listen::parse(&format!("{transport}:127.0.0.1:0"))?,
+        listen: Listen::parse(&format!("{transport}:127.0.0.1:0")).map_err(|e| e.to_string())?,
         user: "bob".into(),
         accept_any_user: true,
         tls: tls.clone(),
@@ -99,7 +99,7 @@ async fn run(args: &DemoArgs, out: &std::path::Path) -> Result<(), String> {
         ])))));
     let source = Arc::new(Mutex::new(Some(melody.clone())));
     let alice = UserAgent::new(UserAgentOptions {
-        listen: Listen::parse(&format!("{transport}:127.0.0.1:0"))?,
+        listen: Listen::parse(&format!("{transport}:127.0.0.1:0")).map_err(|e| e.to_string())?,
         user: "alice".into(),
         tls,
         session_description_handler_factory: Arc::new(RtpAudioFactory::new(RtpAudioOptions {

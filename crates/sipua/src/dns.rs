@@ -13,7 +13,7 @@ use hickory_resolver::TokioResolver;
 use sipua_message::{Transport, Uri};
 use sipua_proto::locate::{Locator, Naptr, Srv, Step};
 
-use crate::error::Error;
+use crate::error::{DnsError, DnsErrorKind, Error};
 
 /// Where a request goes: the targets of RFC 3263 §4, best first, and whether DNS (or the URI)
 /// chose the transport rather than leaving it to the agent.
@@ -78,15 +78,27 @@ impl DnsResolver {
 
     /// The targets for `uri` (RFC 3263 §4).
     pub async fn locate(&self, uri: &Uri) -> Result<Located, Error> {
-        let mut locator = Locator::new(uri, self.seed)
-            .map_err(|e| Error::Unresolvable(format!("{uri}: {e:?}")))?;
+        let mut locator = Locator::new(uri, self.seed).map_err(|e| {
+            Error::Dns(DnsError::new(
+                DnsErrorKind::NoTarget,
+                format!("{uri}: {e:?}"),
+            ))
+        })?;
         let mut transport_chosen = uri.as_sip().is_some_and(|s| s.transport().is_some());
+        // why the last address lookup found nothing, for the error if none finds anything
+        let mut failure: Option<DnsError> = None;
+        let not_found = || {
+            let host = uri
+                .as_sip()
+                .map_or_else(|| uri.to_string(), |s| s.host.to_string());
+            Error::Dns(DnsError::new(DnsErrorKind::NotFound, host))
+        };
         // each step narrows; a bounded loop in case answers keep coming back empty
         for _ in 0..4 {
             match locator.step() {
                 Step::Done(targets) => {
                     if targets.is_empty() {
-                        return Err(Error::Unresolvable(uri.to_string()));
+                        return Err(failure.map_or_else(not_found, Error::Dns));
                     }
                     return Ok(Located {
                         targets,
@@ -109,13 +121,16 @@ impl DnsResolver {
                 Step::Address(hosts) => {
                     let mut answers = Vec::with_capacity(hosts.len());
                     for (_, host, _) in &hosts {
-                        answers.push(self.addresses(host).await);
+                        answers.push(self.addresses(host).await.unwrap_or_else(|e| {
+                            failure = Some(e);
+                            Vec::new()
+                        }));
                     }
                     locator.address_answer(&answers);
                 }
             }
         }
-        Err(Error::Unresolvable(uri.to_string()))
+        Err(failure.map_or_else(not_found, Error::Dns))
     }
 
     async fn naptr(&self, domain: &str) -> Vec<Naptr> {
@@ -158,17 +173,25 @@ impl DnsResolver {
             .collect()
     }
 
-    async fn addresses(&self, host: &str) -> Vec<IpAddr> {
+    /// The addresses of `host`, or why there are none.
+    async fn addresses(&self, host: &str) -> Result<Vec<IpAddr>, DnsError> {
         match &self.resolver {
-            Some(r) => r
-                .lookup_ip(fqdn(host))
-                .await
-                .map(|ips| ips.iter().collect())
-                .unwrap_or_default(),
-            None => tokio::net::lookup_host((host, 0))
-                .await
-                .map(|a| a.map(|s| s.ip()).collect())
-                .unwrap_or_default(),
+            Some(r) => match r.lookup_ip(fqdn(host)).await {
+                Ok(ips) => Ok(ips.iter().collect()),
+                Err(e) => {
+                    let kind = if e.is_no_records_found() || e.is_nx_domain() {
+                        DnsErrorKind::NotFound
+                    } else {
+                        DnsErrorKind::Failed
+                    };
+                    Err(DnsError::new(kind, host).with_source(e))
+                }
+            },
+            // the operating system's resolver (getaddrinfo) does not say which it was
+            None => match tokio::net::lookup_host((host, 0)).await {
+                Ok(a) => Ok(a.map(|s| s.ip()).collect()),
+                Err(e) => Err(DnsError::new(DnsErrorKind::NotFound, host).with_source(e)),
+            },
         }
     }
 }

@@ -16,7 +16,7 @@ use sipua_proto::endpoint::{Received, TransactionId};
 use sipua_proto::ua::{OutOfDialog, UaCore, UaError, UaEvent};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::error::Error;
+use crate::error::{DnsError, DnsErrorKind, Error, TransportError, TransportErrorKind};
 use crate::queue::{queue, QueueSender};
 use crate::transport::{Net, NetEvent};
 use crate::user_agent::Shared;
@@ -55,7 +55,7 @@ pub(crate) enum SessionInput {
         id: TransactionId,
         timeout: bool,
         /// Why it could not be sent, when known (`None` for a timeout).
-        reason: Option<Box<str>>,
+        reason: Option<TransportError>,
     },
     /// The user agent is stopping: end the session.
     Shutdown,
@@ -274,7 +274,7 @@ pub(crate) struct Driver {
     /// peer, set in the core before each message it sends or answers.
     routes: Option<Arc<crate::transport::Routes>>,
     /// Why sending a transaction's message failed at once, until its owner hears of it.
-    send_errors: IdMap<TransactionId, Box<str>>,
+    send_errors: IdMap<TransactionId, TransportError>,
     /// The agent's outbound proxy (its address names no host to check a certificate by).
     outbound_proxy: Option<SocketAddr>,
 }
@@ -329,12 +329,17 @@ impl Driver {
                 crate::trace::message(true, &t.transport, local, t.destination, &t.bytes);
                 if let Err(e) = self.net.send(&t).await {
                     if let Some(tx) = t.transaction {
-                        let why = format!(
-                            "could not send over {} to {}: {e}",
-                            t.transport, t.destination
-                        );
+                        let context = format!("sending over {} to {}", t.transport, t.destination);
+                        let why = if e.kind() == std::io::ErrorKind::WouldBlock {
+                            TransportError::new(
+                                TransportErrorKind::Overloaded,
+                                format!("{context}: {e}"),
+                            )
+                        } else {
+                            TransportError::io(context, e)
+                        };
                         tracing::warn!(target: "sipua", "{why}");
-                        self.send_failed(tx, Some(why.into()));
+                        self.send_failed(tx, Some(why));
                     }
                 }
             }
@@ -396,7 +401,7 @@ impl Driver {
 
     /// The message of transaction `id` could not be sent: the core hears of it, and the
     /// reason (when known) waits for the transaction's owner.
-    fn send_failed(&mut self, id: TransactionId, why: Option<Box<str>>) {
+    fn send_failed(&mut self, id: TransactionId, why: Option<TransportError>) {
         if let Some(why) = why {
             if self.send_errors.len() >= MAX_SEND_ERRORS {
                 self.send_errors.clear();
@@ -543,7 +548,10 @@ impl Driver {
                     None
                 } else {
                     Some(self.send_errors.remove(&id).unwrap_or_else(|| {
-                        "could not send: the connection failed or was closed".into()
+                        TransportError::new(
+                            TransportErrorKind::Closed,
+                            "could not send: the connection failed or was closed",
+                        )
                     }))
                 };
                 match self.by_tx.remove(&id) {
@@ -560,7 +568,7 @@ impl Driver {
                     Some(Route::Waiter(w)) => {
                         let _ = w.send(Err(match reason {
                             None => Error::Timeout,
-                            Some(r) => Error::Transport(r.into()),
+                            Some(r) => Error::Transport(r),
                         }));
                     }
                     None => {}
@@ -580,8 +588,9 @@ impl Driver {
             .upgrade()
             .and_then(|s| s.options.delegate.clone())
         {
-            d.on_disconnect(Some(Error::Transport(format!(
-                "the {transport} connection to {remote} was lost"
+            d.on_disconnect(Some(Error::Transport(TransportError::new(
+                TransportErrorKind::Closed,
+                format!("the {transport} connection to {remote} was lost"),
             ))));
         }
     }
@@ -775,9 +784,9 @@ impl Driver {
                 reply,
             } => {
                 let Some(destination) = self.dialog_destination(&dialog) else {
-                    let _ = reply.send(Err(Error::Unresolvable(format!(
-                        "the remote target of dialog {}",
-                        dialog.call_id
+                    let _ = reply.send(Err(Error::Dns(DnsError::new(
+                        DnsErrorKind::NoTarget,
+                        format!("the remote target of dialog {}", dialog.call_id),
                     ))));
                     return;
                 };

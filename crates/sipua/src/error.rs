@@ -32,7 +32,7 @@ pub enum Error {
         source: IoError,
     },
     /// The session description handler failed (SIP.js `SessionDescriptionHandlerError`).
-    SessionDescriptionHandler(String),
+    SessionDescriptionHandler(crate::sdh::SdhError),
     /// The media handler is out of a resource for now (no free RTP port pair); an incoming
     /// call is answered 503 with Retry-After.
     MediaUnavailable {
@@ -44,8 +44,11 @@ pub enum Error {
     /// The peer's body has a content type no handler takes (SIP.js
     /// `ContentTypeUnsupportedError`).
     ContentTypeUnsupported(String),
-    /// Sending failed, or the transport is closed.
-    Transport(String),
+    /// Sending failed on the wire: a connection refused or lost, a TLS handshake that
+    /// failed (a certificate not trusted or for another name), a full send queue;
+    /// [`TransportError::kind`] says which, and `source()` keeps the `io::Error` or
+    /// `rustls::Error`.
+    Transport(TransportError),
     /// No response came in time (Timer B or F, RFC 3261 §17.1).
     Timeout,
     /// The peer refused the request with this final response.
@@ -55,8 +58,9 @@ pub enum Error {
         /// Its reason phrase.
         reason: String,
     },
-    /// The target cannot be reached: no address for its host.
-    Unresolvable(String),
+    /// The target's host has no address: DNS said there is none, or no name server answered
+    /// (RFC 3263 §4).
+    Dns(DnsError),
     /// An argument is malformed (a URI, a header, a body).
     InvalidArgument(String),
     /// The user agent is not started, or has stopped.
@@ -98,7 +102,7 @@ impl fmt::Display for Error {
             Error::Transport(e) => write!(f, "transport: {e}"),
             Error::Timeout => f.write_str("no response (timeout)"),
             Error::Rejected { status, reason } => write!(f, "rejected: {status} {reason}"),
-            Error::Unresolvable(h) => write!(f, "no address for {h}"),
+            Error::Dns(e) => e.fmt(f),
             Error::InvalidArgument(e) => write!(f, "invalid argument: {e}"),
             Error::Stopped => f.write_str("the user agent is not running"),
             Error::Core(e) => write!(f, "refused by the protocol core: {e}"),
@@ -115,6 +119,9 @@ impl std::error::Error for Error {
         match self {
             Error::Core(e) => Some(e),
             Error::Listen { source, .. } => Some(source.get_ref()),
+            Error::Transport(e) => Some(e),
+            Error::Dns(e) => Some(e),
+            Error::SessionDescriptionHandler(e) => Some(e),
             _ => None,
         }
     }
@@ -156,7 +163,7 @@ impl From<crate::sdh::SdhError> for Error {
                 reason: e.message().to_owned(),
                 retry_after,
             },
-            None => Error::SessionDescriptionHandler(e.message().to_owned()),
+            None => Error::SessionDescriptionHandler(e),
         }
     }
 }
@@ -197,3 +204,200 @@ impl fmt::Display for IoError {
         self.0.fmt(f)
     }
 }
+
+/// A cause kept inside an error (an `io::Error`, a resolver's error), shared so that errors
+/// stay `Clone`.
+#[derive(Clone)]
+struct Cause(std::sync::Arc<dyn std::error::Error + Send + Sync>);
+
+impl fmt::Debug for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What kind of failure a [`TransportError`] is, to match on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransportErrorKind {
+    /// The operating system failed the connection or the send (refused, reset, network
+    /// unreachable...), with its `io::ErrorKind`.
+    Io(std::io::ErrorKind),
+    /// The TLS handshake failed: the peer's certificate is not trusted or is for another
+    /// name (RFC 5922 §7.2), the peer refused ours, or there are no trusted roots to check
+    /// it with; [`TransportError::tls_error`] gives rustls's reason.
+    Tls,
+    /// No connection, or no TLS handshake, within the connect timeout.
+    Timeout,
+    /// The connection closed, or was lost, before the message went out or was answered.
+    Closed,
+    /// Too much is queued (a connection's send queue, the user agent's command queue).
+    Overloaded,
+}
+
+/// A message that could not be sent, or a connection lost: where, of what kind, and the
+/// underlying error as `source()`.
+#[derive(Debug, Clone)]
+pub struct TransportError {
+    kind: TransportErrorKind,
+    context: Box<str>,
+    source: Option<Cause>,
+}
+
+impl TransportError {
+    /// A failure of `kind` described by `context` ("tcp connection to 192.0.2.1:5060").
+    pub(crate) fn new(kind: TransportErrorKind, context: impl Into<Box<str>>) -> TransportError {
+        TransportError {
+            kind,
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// The `io::Error` `e` while doing `context`: of kind [`TransportErrorKind::Tls`] when it
+    /// carries a `rustls::Error` (tokio-rustls reports a failed handshake, or an alert from
+    /// the peer, that way), else of its `io::ErrorKind`.
+    pub(crate) fn io(context: impl Into<Box<str>>, e: std::io::Error) -> TransportError {
+        let tls = e
+            .get_ref()
+            .is_some_and(|inner| inner.is::<tokio_rustls::rustls::Error>());
+        TransportError {
+            kind: if tls {
+                TransportErrorKind::Tls
+            } else {
+                TransportErrorKind::Io(e.kind())
+            },
+            context: context.into(),
+            source: Some(Cause(std::sync::Arc::new(e))),
+        }
+    }
+
+    /// The same failure, said of `context` (which may name the request it cost).
+    pub(crate) fn in_context(mut self, context: impl fmt::Display) -> TransportError {
+        self.context = format!("{context}: {}", self.context).into();
+        self
+    }
+
+    /// What kind of failure it is.
+    pub fn kind(&self) -> TransportErrorKind {
+        self.kind
+    }
+
+    /// The operating system's error, when there is one (connection refused, reset...).
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        self.source.as_ref()?.0.downcast_ref::<std::io::Error>()
+    }
+
+    /// rustls's reason a TLS handshake failed (an invalid certificate, a name that does not
+    /// match, an alert from the peer...).
+    pub fn tls_error(&self) -> Option<&tokio_rustls::rustls::Error> {
+        self.io_error()?.get_ref()?.downcast_ref()
+    }
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.context)?;
+        match &self.source {
+            Some(c) => write!(f, ": {}", c.0),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for TransportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_ref()
+            .map(|c| &*c.0 as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl PartialEq for TransportError {
+    fn eq(&self, other: &TransportError) -> bool {
+        self.to_string() == other.to_string() && self.kind == other.kind
+    }
+}
+
+impl Eq for TransportError {}
+
+/// What kind of failure a [`DnsError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DnsErrorKind {
+    /// The name exists nowhere, or has no address (NXDOMAIN, no A/AAAA/SRV records).
+    NotFound,
+    /// No name server answered in time, or one answered with an error (SERVFAIL...).
+    Failed,
+    /// There is nothing to look up: the URI is not a SIP URI, or a dialog has no remote
+    /// target.
+    NoTarget,
+}
+
+/// A host that RFC 3263 server location could not turn into an address.
+#[derive(Debug, Clone)]
+pub struct DnsError {
+    kind: DnsErrorKind,
+    name: Box<str>,
+    source: Option<Cause>,
+}
+
+impl DnsError {
+    /// A failure of `kind` for `name`.
+    pub(crate) fn new(kind: DnsErrorKind, name: impl Into<Box<str>>) -> DnsError {
+        DnsError {
+            kind,
+            name: name.into(),
+            source: None,
+        }
+    }
+
+    /// The same, with the resolver's error kept as the source.
+    pub(crate) fn with_source(
+        mut self,
+        e: impl std::error::Error + Send + Sync + 'static,
+    ) -> DnsError {
+        self.source = Some(Cause(std::sync::Arc::new(e)));
+        self
+    }
+
+    /// What kind of failure it is.
+    pub fn kind(&self) -> DnsErrorKind {
+        self.kind
+    }
+
+    /// The name (or URI) that was looked up.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl fmt::Display for DnsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            DnsErrorKind::NotFound => write!(f, "no address for {}", self.name)?,
+            DnsErrorKind::Failed => write!(f, "DNS lookup of {} failed", self.name)?,
+            DnsErrorKind::NoTarget => write!(f, "nothing to look up: {}", self.name)?,
+        }
+        match &self.source {
+            Some(c) => write!(f, ": {}", c.0),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for DnsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_ref()
+            .map(|c| &*c.0 as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl PartialEq for DnsError {
+    fn eq(&self, other: &DnsError) -> bool {
+        self.kind == other.kind && self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for DnsError {}

@@ -34,7 +34,7 @@ pub mod transport;
 mod user_agent;
 
 pub use dns::{DnsResolver, Located};
-pub use error::{Error, IoError};
+pub use error::{DnsError, DnsErrorKind, Error, IoError, TransportError, TransportErrorKind};
 pub use messager::{Messager, MessagerOptions};
 pub use notifier::{IncomingSubscription, Notifier, NotifierOptions, NotifierState};
 pub use publisher::{Publisher, PublisherOptions, PublisherState};

@@ -594,7 +594,11 @@ impl SubTask {
                 dialog,
             } => self.on_response(id, response, dialog).await,
             SessionInput::Request { id, request } => self.on_request(id, request).await,
-            SessionInput::Failed { id, timeout, .. } => {
+            SessionInput::Failed {
+                id,
+                timeout,
+                reason,
+            } => {
                 if let Some((pid, kind, reply)) = self.pending.take() {
                     if pid != id {
                         self.pending = Some((pid, kind, reply));
@@ -607,7 +611,16 @@ impl SubTask {
                         let _ = r.send(Err(if timeout {
                             Error::Timeout
                         } else {
-                            Error::Transport("the SUBSCRIBE could not be sent".into())
+                            Error::Transport(
+                                reason
+                                    .unwrap_or_else(|| {
+                                        crate::TransportError::new(
+                                            crate::TransportErrorKind::Closed,
+                                            "the connection failed or was closed",
+                                        )
+                                    })
+                                    .in_context("the SUBSCRIBE could not be sent"),
+                            )
                         }));
                     }
                 }

@@ -342,11 +342,12 @@ impl Shared {
             return Ok((p, None));
         }
         let located = self.dns.locate(target).await?;
-        let (transport, addr) = located
-            .targets
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::Unresolvable(target.to_string()))?;
+        let (transport, addr) = located.targets.into_iter().next().ok_or_else(|| {
+            Error::Dns(crate::DnsError::new(
+                crate::DnsErrorKind::NotFound,
+                target.to_string(),
+            ))
+        })?;
         Ok((addr, located.transport_chosen.then_some(transport)))
     }
 }

@@ -196,5 +196,48 @@ async fn an_explicit_port_skips_naptr_and_srv_and_an_unknown_name_is_unresolvabl
         .locate(&"sip:alice@nowhere.example.test".parse().unwrap())
         .await
         .unwrap_err();
-    assert!(matches!(err, sipua::Error::Unresolvable(_)), "{err:?}");
+    match &err {
+        sipua::Error::Dns(e) => {
+            assert_eq!(e.kind(), sipua::DnsErrorKind::NotFound, "{err}");
+            assert_eq!(e.name(), "nowhere.example.test");
+        }
+        _ => panic!("not a DNS error: {err:?}"),
+    }
+
+    // the same through the API: calling the unknown name fails with the DNS kind
+    let alice = agent(Listen::Udp("127.0.0.1:0".parse().unwrap()), dns, "alice").await;
+    let call = Inviter::new(
+        &alice,
+        "sip:bob@nowhere.example.test".parse::<Uri>().unwrap(),
+        Default::default(),
+    )
+    .unwrap();
+    let sent = call.invite(Default::default()).await;
+    let err = match sent {
+        Err(e) => e,
+        Ok(_) => call.established().await.unwrap_err(),
+    };
+    assert!(
+        matches!(&err, sipua::Error::Dns(e) if e.kind() == sipua::DnsErrorKind::NotFound),
+        "{err:?}"
+    );
+    alice.stop().await;
+}
+
+#[tokio::test]
+async fn name_servers_that_do_not_answer_give_the_failed_kind_with_the_resolvers_error() {
+    // a UDP socket that reads queries and never answers; nothing listens on its TCP port
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let resolver = DnsResolver::with_servers(&[silent.local_addr().unwrap()], 1);
+    let err = resolver
+        .locate(&"sip:alice@host.example.test:5060".parse().unwrap())
+        .await
+        .unwrap_err();
+    match &err {
+        sipua::Error::Dns(e) => {
+            assert_eq!(e.kind(), sipua::DnsErrorKind::Failed, "{err}");
+            assert!(std::error::Error::source(e).is_some(), "{err}");
+        }
+        _ => panic!("not a DNS error: {err:?}"),
+    }
 }

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use sipua::message::{Header, HeaderName, Uri};
+use sipua::rustls;
 use sipua::{
     EndReason, Inviter, InviterInviteOptions, InviterOptions, Listen, TlsOptions, UserAgent,
     UserAgentOptions,
@@ -297,7 +298,7 @@ fn tls_for(names: &[&str]) -> TlsOptions {
 }
 
 /// Calls `uri` from a TLS agent trusting `tls`'s certificate; how the call ended and why.
-async fn tls_call(tls: &TlsOptions, uri: &str) -> (EndReason, Option<String>) {
+async fn tls_call(tls: &TlsOptions, uri: &str) -> (EndReason, Option<sipua::TransportError>) {
     let alice = agent(Listen::Tls(loopback()), |o| o.tls = tls.clone()).await;
     let call = Inviter::new(&alice, uri.parse().unwrap(), InviterOptions::default()).unwrap();
     call.invite(Default::default()).await.unwrap();
@@ -344,8 +345,21 @@ async fn tls_checks_the_certificate_against_the_host_of_the_uri_not_the_address(
             assert_eq!(end, EndReason::LocalBye, "{names:?} for {host}");
         } else {
             assert_eq!(end, EndReason::TransportError, "{names:?} for {host}");
-            let why = why.unwrap_or_default();
-            assert!(why.contains("TLS") && why.contains("certificate"), "{why}");
+            // the error is of the TLS kind, and rustls's reason is there to match on
+            let why = why.expect("a reason");
+            assert_eq!(why.kind(), sipua::TransportErrorKind::Tls, "{why}");
+            assert!(
+                matches!(
+                    why.tls_error(),
+                    Some(rustls::Error::InvalidCertificate(
+                        rustls::CertificateError::NotValidForName
+                            | rustls::CertificateError::NotValidForNameContext { .. }
+                    ))
+                ),
+                "{why}: {:?}",
+                why.tls_error()
+            );
+            assert!(why.to_string().contains("certificate"), "{why}");
         }
         answering.abort();
         bob.stop().await;
@@ -653,4 +667,41 @@ async fn half_received_messages_cannot_take_more_than_their_budget() {
     assert_eq!(closed, [false, false, true]);
     assert!(answered.starts_with("SIP/2.0 200"), "{answered}");
     bob.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_tcp_connection_is_the_io_kind_with_the_os_error_as_source() {
+    // a port that was free a moment ago: nothing listens there now
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let alice = agent(Listen::Tcp(loopback()), |_| {}).await;
+    let uri: Uri = format!("sip:bob@127.0.0.1:{port};transport=tcp")
+        .parse()
+        .unwrap();
+    let call = Inviter::new(&alice, uri, InviterOptions::default()).unwrap();
+    call.invite(Default::default()).await.unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(10), call.established())
+        .await
+        .expect("the failure is reported at once, not at Timer B")
+        .unwrap_err();
+    let sipua::Error::Transport(e) = &err else {
+        panic!("not a transport error: {err:?}");
+    };
+    assert_eq!(
+        e.kind(),
+        sipua::TransportErrorKind::Io(std::io::ErrorKind::ConnectionRefused),
+        "{err}"
+    );
+    assert_eq!(
+        e.io_error().map(std::io::Error::kind),
+        Some(std::io::ErrorKind::ConnectionRefused)
+    );
+    // the chain: Error -> TransportError -> io::Error
+    let source = std::error::Error::source(&err).expect("a source");
+    assert!(source.source().is_some(), "{err}");
+    assert_eq!(call.end_reason(), Some(EndReason::TransportError));
+    alice.stop().await;
 }

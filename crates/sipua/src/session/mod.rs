@@ -75,8 +75,8 @@ pub enum EndReason {
     TransportError,
     /// Our 2xx was never acknowledged: the session ended with BYE (RFC 3261 §13.3.1.4).
     AckTimeout,
-    /// Media negotiation failed (the session was ended with BYE or 488).
-    MediaFailure(String),
+    /// Media negotiation failed (the session was ended with BYE or 488), with the error.
+    MediaFailure(Box<Error>),
     /// Disposed before it was established.
     Disposed,
     /// No session refresh came in time (RFC 4028 §10): we sent BYE.
@@ -276,7 +276,7 @@ pub(crate) struct SessionInfo {
     pub(crate) invite: Option<Arc<sipua_message::Request>>,
     pub(crate) asserted_identity: Option<sipua_message::NameAddr>,
     /// Why the INVITE could not be sent, when the session ended so.
-    pub(crate) send_failure: Option<String>,
+    pub(crate) send_failure: Option<crate::TransportError>,
 }
 
 /// A From or To without its tag: who a party is, not which dialog.
@@ -381,8 +381,11 @@ impl Session {
             Some(EndReason::Rejected { status, reason }) => Error::Rejected { status, reason },
             Some(EndReason::Timeout) => Error::Timeout,
             Some(EndReason::TransportError) => Error::Transport(match self.send_failure() {
-                Some(why) => format!("the INVITE could not be sent: {why}"),
-                None => "the INVITE could not be sent".into(),
+                Some(why) => why.in_context("the INVITE could not be sent"),
+                None => crate::TransportError::new(
+                    crate::TransportErrorKind::Closed,
+                    "the INVITE could not be sent",
+                ),
             }),
             _ => Error::SessionTerminated,
         })
@@ -403,7 +406,7 @@ impl Session {
     /// Why the INVITE could not be sent, when the session ended with
     /// [`EndReason::TransportError`]: the connection refused, the TLS handshake's error (a
     /// certificate for another name, say), the closed flow of a WebSocket client...
-    pub fn send_failure(&self) -> Option<String> {
+    pub fn send_failure(&self) -> Option<crate::TransportError> {
         self.shared_info().send_failure.clone()
     }
 
@@ -665,9 +668,10 @@ fn attach(
         .commands
         .try_send(Command::Attach { key, sink })
         .map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => {
-                Error::Transport("the user agent is overloaded".into())
-            }
+            mpsc::error::TrySendError::Full(_) => Error::Transport(crate::TransportError::new(
+                crate::TransportErrorKind::Overloaded,
+                "the user agent is overloaded",
+            )),
             mpsc::error::TrySendError::Closed(_) => Error::Stopped,
         })?;
     Ok(inputs)

@@ -716,7 +716,7 @@ impl Task {
         }
         self.sdh
             .as_mut()
-            .ok_or_else(|| Error::SessionDescriptionHandler("no handler".into()))
+            .ok_or_else(|| Error::SessionDescriptionHandler(crate::SdhError::new("no handler")))
     }
 
     async fn local_description(
@@ -736,8 +736,9 @@ impl Task {
         &mut self,
         message_body: Option<BodyAndContentType>,
     ) -> Result<(), Error> {
-        let d = message_body
-            .ok_or_else(|| Error::SessionDescriptionHandler("no session description".into()))?;
+        let d = message_body.ok_or_else(|| {
+            Error::SessionDescriptionHandler(crate::SdhError::new("no session description"))
+        })?;
         let options = self.sdh_options.clone();
         let modifiers = self.modifiers.clone();
         let sdh = self.ensure_sdh()?;
@@ -846,14 +847,16 @@ impl Task {
                 let terminated = self.current() == SessionState::Terminated;
                 let r = match self.sdh.as_mut() {
                     _ if terminated => Err(Error::SessionTerminated),
-                    None => Err(Error::SessionDescriptionHandler("no media yet".into())),
+                    None => Err(Error::SessionDescriptionHandler(crate::SdhError::new(
+                        "no media yet",
+                    ))),
                     Some(sdh) => {
                         if sdh.send_dtmf(&tones) {
                             Ok(())
                         } else {
-                            Err(Error::SessionDescriptionHandler(
-                                "the media handler cannot send these DTMF tones".into(),
-                            ))
+                            Err(Error::SessionDescriptionHandler(crate::SdhError::new(
+                                "the media handler cannot send these DTMF tones",
+                            )))
                         }
                     }
                 };
@@ -1094,7 +1097,7 @@ impl Task {
                 if let Some(u) = self.uas() {
                     u.finished = true;
                 }
-                self.terminate(EndReason::MediaFailure(e.to_string()));
+                self.terminate(EndReason::MediaFailure(Box::new(e.clone())));
                 return Err(e);
             }
         };
@@ -1401,9 +1404,9 @@ impl Task {
                 Some(answer) if u.offered => self.remote_description(Some(answer)).await,
                 None if u.offered => {
                     self.rollback().await;
-                    Err(Error::SessionDescriptionHandler(
-                        "the 2xx to our UPDATE carried no answer".into(),
-                    ))
+                    Err(Error::SessionDescriptionHandler(crate::SdhError::new(
+                        "the 2xx to our UPDATE carried no answer",
+                    )))
                 }
                 _ => Ok(()),
             }
@@ -1551,7 +1554,7 @@ impl Task {
                 let initial = matches!(&self.role, Role::Uac(u) if u.invite == Some(id));
                 // the driver gives a reason for every failure but a timeout
                 let e = match reason {
-                    Some(r) => Error::Transport(r.into()),
+                    Some(r) => Error::Transport(r),
                     None => Error::Timeout,
                 };
                 if initial {
@@ -1707,7 +1710,7 @@ impl Task {
             }
             Err(e) => {
                 self.bye_dialog(&d).await;
-                self.terminate(EndReason::MediaFailure(e.to_string()));
+                self.terminate(EndReason::MediaFailure(Box::new(e.clone())));
             }
         }
     }
@@ -1771,7 +1774,7 @@ impl Task {
                     // RFC 3261 §14.1 leaves this to the UA; like SIP.js we end the call
                     let _ = r.reply.send(Err(e.clone()));
                     self.bye_dialog(&d).await;
-                    self.terminate(EndReason::MediaFailure(e.to_string()));
+                    self.terminate(EndReason::MediaFailure(Box::new(e.clone())));
                 }
             }
             return;
@@ -1823,7 +1826,7 @@ impl Task {
                 if let Some(d) = self.dialog.clone() {
                     self.bye_dialog(&d).await;
                 }
-                self.terminate(EndReason::MediaFailure(e.to_string()));
+                self.terminate(EndReason::MediaFailure(Box::new(e.clone())));
                 return;
             }
         }

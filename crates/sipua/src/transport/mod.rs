@@ -64,18 +64,18 @@ impl std::fmt::Display for Listen {
 
 impl Listen {
     /// Parses `udp:IP:PORT`, `tcp:`, `tls:`, `ws:` or `wss:`.
-    pub fn parse(s: &str) -> Result<Listen, String> {
+    pub fn parse(s: &str) -> Result<Listen, crate::Error> {
         let (scheme, addr) = s
             .split_once(':')
-            .ok_or_else(|| format!("{s}: expected udp|tcp|tls|ws|wss:IP:PORT"))?;
-        let addr: SocketAddr = addr.parse().map_err(|e| format!("{s}: {e}"))?;
+            .ok_or_else(|| invalid(format!("{s}: expected udp|tcp|tls|ws|wss:IP:PORT")))?;
+        let addr: SocketAddr = addr.parse().map_err(|e| invalid(format!("{s}: {e}")))?;
         match scheme.to_ascii_lowercase().as_str() {
             "udp" => Ok(Listen::Udp(addr)),
             "tcp" => Ok(Listen::Tcp(addr)),
             "tls" => Ok(Listen::Tls(addr)),
             "ws" => Ok(Listen::Ws(addr)),
             "wss" => Ok(Listen::Wss(addr)),
-            other => Err(format!("{s}: unknown transport {other}")),
+            other => Err(invalid(format!("{s}: unknown transport {other}"))),
         }
     }
 
@@ -108,14 +108,14 @@ impl TlsOptions {
     /// Options from PEM text: our certificate chain and private key (for listeners; empty
     /// strings for none) and the certificates we trust as roots (for connections we open;
     /// empty for none). Errors say which part failed to load.
-    pub fn from_pem(chain: &str, key: &str, roots: &str) -> Result<TlsOptions, String> {
+    pub fn from_pem(chain: &str, key: &str, roots: &str) -> Result<TlsOptions, crate::Error> {
         let mut o = TlsOptions::default();
         if !chain.is_empty() {
             let (certs, key) = pem_identity(chain, key)?;
             let server = rustls::ServerConfig::builder()
                 .with_no_client_auth()
                 .with_single_cert(certs, key)
-                .map_err(|e| format!("server configuration: {e}"))?;
+                .map_err(|e| invalid(format!("server configuration: {e}")))?;
             o.server = Some(Arc::new(server));
         }
         if !roots.is_empty() {
@@ -137,16 +137,16 @@ impl TlsOptions {
         chain: &str,
         key: &str,
         client_roots: &str,
-    ) -> Result<TlsOptions, String> {
+    ) -> Result<TlsOptions, crate::Error> {
         let (certs, key) = pem_identity(chain, key)?;
         let roots = pem_roots(client_roots, "client roots")?;
         let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
             .build()
-            .map_err(|e| format!("client roots: {e}"))?;
+            .map_err(|e| invalid(format!("client roots: {e}")))?;
         let server = rustls::ServerConfig::builder()
             .with_client_cert_verifier(verifier)
             .with_single_cert(certs, key)
-            .map_err(|e| format!("server configuration: {e}"))?;
+            .map_err(|e| invalid(format!("server configuration: {e}")))?;
         self.server = Some(Arc::new(server));
         Ok(self)
     }
@@ -158,7 +158,7 @@ impl TlsOptions {
         chain: &str,
         key: &str,
         roots: &str,
-    ) -> Result<TlsOptions, String> {
+    ) -> Result<TlsOptions, crate::Error> {
         let (certs, key) = pem_identity(chain, key)?;
         let store = if roots.is_empty() {
             let mut store = rustls::RootCertStore::empty();
@@ -167,14 +167,14 @@ impl TlsOptions {
         } else {
             let store = pem_roots(roots, "trusted roots")?;
             if store.is_empty() {
-                return Err("trusted roots: no certificate".into());
+                return Err(invalid("trusted roots: no certificate".into()));
             }
             store
         };
         let client = rustls::ClientConfig::builder()
             .with_root_certificates(store)
             .with_client_auth_cert(certs, key)
-            .map_err(|e| format!("client certificate: {e}"))?;
+            .map_err(|e| invalid(format!("client certificate: {e}")))?;
         self.client = Some(Arc::new(client));
         Ok(self)
     }
@@ -203,31 +203,36 @@ fn pem_identity(
         Vec<rustls::pki_types::CertificateDer<'static>>,
         rustls::pki_types::PrivateKeyDer<'static>,
     ),
-    String,
+    crate::Error,
 > {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs = CertificateDer::pem_slice_iter(chain.as_bytes())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("certificate chain: {e}"))?;
+        .map_err(|e| invalid(format!("certificate chain: {e}")))?;
     if certs.is_empty() {
-        return Err("certificate chain: no certificate".into());
+        return Err(invalid("certificate chain: no certificate".into()));
     }
-    let key =
-        PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| format!("private key: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
+        .map_err(|e| invalid(format!("private key: {e}")))?;
     Ok((certs, key))
 }
 
 /// Trust anchors from PEM; `what` names them in errors.
-fn pem_roots(pem: &str, what: &str) -> Result<rustls::RootCertStore, String> {
+fn pem_roots(pem: &str, what: &str) -> Result<rustls::RootCertStore, crate::Error> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
     let mut store = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-        let c = c.map_err(|e| format!("{what}: {e}"))?;
-        store.add(c).map_err(|e| format!("{what}: {e}"))?;
+        let c = c.map_err(|e| invalid(format!("{what}: {e}")))?;
+        store.add(c).map_err(|e| invalid(format!("{what}: {e}")))?;
     }
     Ok(store)
+}
+
+/// A configuration argument that does not hold.
+fn invalid(why: String) -> crate::Error {
+    crate::Error::InvalidArgument(why)
 }
 
 /// The verifier of [`TlsOptions::insecure`]: any certificate, signatures still checked.
@@ -332,7 +337,7 @@ pub(crate) enum NetEvent {
     Message(Transport, Bytes, SocketAddr),
     /// Bytes of transaction `id` could not be sent (connection refused, reset...), with why
     /// when known.
-    SendFailed(TransactionId, Option<Box<str>>),
+    SendFailed(TransactionId, Option<crate::TransportError>),
     /// A connection we opened broke (closed by the peer, reset, keep-alive unanswered).
     FlowLost(Transport, SocketAddr),
 }

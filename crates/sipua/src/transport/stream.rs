@@ -26,6 +26,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::{NetEvent, StreamLimits, TlsOptions};
+use crate::error::{TransportError, TransportErrorKind};
 
 /// Messages queued for one connection before sending fails fast.
 const CONNECTION_QUEUE: usize = 256;
@@ -438,12 +439,18 @@ async fn connect(
     remote: SocketAddr,
     name: Option<&str>,
     setup: &Setup,
-) -> Result<BoxIo, String> {
+) -> Result<BoxIo, TransportError> {
     let timeout = setup.limits.connect_timeout;
+    let context = || format!("{transport} connection to {remote}");
     let tcp = tokio::time::timeout(timeout, TcpStream::connect(remote))
         .await
-        .map_err(|_| format!("no answer within {} s", timeout.as_secs()))?
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| {
+            TransportError::new(
+                TransportErrorKind::Timeout,
+                format!("{}: no answer within {} s", context(), timeout.as_secs()),
+            )
+        })?
+        .map_err(|e| TransportError::io(context(), e))?;
     let _ = tcp.set_nodelay(true);
     if !is_secure(transport) {
         return Ok(Box::new(tcp));
@@ -454,14 +461,29 @@ async fn connect(
     };
     let client = match &setup.tls_client {
         Some(c) => c,
-        None => platform_client()
-            .as_ref()
-            .ok_or("no trusted roots: the platform has none (TlsOptions::client sets some)")?,
+        None => platform_client().as_ref().ok_or_else(|| {
+            TransportError::new(
+                TransportErrorKind::Tls,
+                format!(
+                    "{}: no trusted roots: the platform has none (TlsOptions::client sets some)",
+                    context()
+                ),
+            )
+        })?,
     };
     let s = tokio::time::timeout(timeout, client.connect(name, tcp))
         .await
-        .map_err(|_| format!("no TLS handshake within {} s", timeout.as_secs()))?
-        .map_err(|e| format!("TLS: {e}"))?;
+        .map_err(|_| {
+            TransportError::new(
+                TransportErrorKind::Timeout,
+                format!(
+                    "{}: no TLS handshake within {} s",
+                    context(),
+                    timeout.as_secs()
+                ),
+            )
+        })?
+        .map_err(|e| TransportError::io(format!("{}: TLS", context()), e))?;
     Ok(Box::new(s))
 }
 
@@ -527,9 +549,9 @@ async fn connection(
             .await
             .map_err(Some),
     };
-    let mut why: Option<Box<str>> = None;
+    let mut why: Option<TransportError> = None;
     match io {
-        Err(e) => why = e.map(|e| format!("{transport} connection to {remote}: {e}").into()),
+        Err(e) => why = e,
         Ok(io) => {
             let accepted = id == 0;
             let mut unanswered = Unanswered::default();
@@ -543,11 +565,12 @@ async fn connection(
                 // the peer closed a connection we opened before sending a byte back (a TLS
                 // server refusing our client certificate, say): what we sent on it will not
                 // be answered, so its transactions fail now rather than at Timer B
-                let why: Box<str> = format!(
-                    "{transport} connection to {remote} closed before any answer{}",
-                    unanswered.error.map_or(String::new(), |e| format!(": {e}"))
-                )
-                .into();
+                let context =
+                    format!("{transport} connection to {remote} closed before any answer");
+                let why = match unanswered.error {
+                    Some(e) => TransportError::io(context, e),
+                    None => TransportError::new(TransportErrorKind::Closed, context),
+                };
                 for tx in unanswered.sent {
                     let ev = NetEvent::SendFailed(tx, Some(why.clone()));
                     let _ = events.send(StreamEvent::Net(ev)).await;
@@ -617,7 +640,7 @@ impl Drop for Share<'_> {
 #[derive(Default)]
 struct Unanswered {
     sent: Vec<TransactionId>,
-    error: Option<String>,
+    error: Option<std::io::Error>,
 }
 
 /// What a connection reads and writes for: its transport and peer, the queue of what to
@@ -665,7 +688,7 @@ async fn bytestream(
                 let n = match r {
                     Ok(0) => return Ended::Lost,
                     Err(e) => {
-                        unanswered.error = Some(e.to_string());
+                        unanswered.error = Some(e);
                         return Ended::Lost;
                     }
                     Ok(n) => n,
