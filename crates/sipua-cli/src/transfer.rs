@@ -156,13 +156,13 @@ impl SessionDelegate for FollowTransfers {
         );
     }
 
-    fn on_message(&self, request: &sipua::message::Request) -> u16 {
+    fn on_message(&self, message: sipua::Message) {
         println!(
             "{}: MESSAGE in the call: {}",
             self.label,
-            crate::call::shown(String::from_utf8_lossy(request.body()))
+            crate::call::shown(String::from_utf8_lossy(message.body()))
         );
-        200
+        message.accept();
     }
 
     fn on_refer(&self, referral: Referral) {

@@ -313,6 +313,14 @@ impl Endpoint {
         self.txs.get(&id).map(|e| e.state())
     }
 
+    /// The INVITE a live INVITE client transaction sends.
+    pub fn sent_invite(&self, id: TransactionId) -> Option<&Request> {
+        match &self.txs.get(&id)?.tx {
+            Tx::Ict(t) => Some(t.request()),
+            _ => None,
+        }
+    }
+
     /// Next bytes to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()

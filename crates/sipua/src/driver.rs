@@ -139,7 +139,8 @@ pub(crate) enum Command {
         headers: Vec<Header>,
         body: Body,
         defer_ack: bool,
-        reply: Reply<TransactionId>,
+        /// The transaction and the INVITE as sent.
+        reply: Reply<(TransactionId, Option<Arc<Request>>)>,
     },
     /// A response on server transaction `id`; a dialog it creates belongs to `key`.
     Respond {
@@ -743,6 +744,7 @@ impl Driver {
                     self.own_tx(key, id);
                     self.destinations.insert(id, destination);
                 }
+                let r = r.map(|id| (id, self.core.sent_invite(id).cloned().map(Arc::new)));
                 let _ = reply.send(r.map_err(Error::from));
             }
             Command::Respond {

@@ -64,7 +64,8 @@ pub use transport::{LinkConfig, Listen, MemoryNetwork, MemorySocket, TlsOptions}
 /// The rustls crate sipua uses, for building [`TlsOptions`].
 pub use tokio_rustls::rustls;
 pub use user_agent::{
-    IncomingRequest, Stats, UserAgent, UserAgentDelegate, UserAgentOptions, UserAgentState,
+    Bye, IncomingRequest, Info, Message, Stats, UserAgent, UserAgentDelegate, UserAgentOptions,
+    UserAgentState,
 };
 
 pub use sipua_message as message;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sipua::message::{Request, Response};
+use sipua::message::{Header, HeaderName, Response};
 use sipua::{
     EndReason, Error, Invitation, InvitationProgressOptions, InvitationRejectOptions, Inviter,
     InviterCancelOptions, InviterOptions, LinkConfig, Listen, MemoryNetwork, RequestOptions,
@@ -87,9 +87,15 @@ async fn invitation(p: &Pair) -> Invitation {
 async fn basic_call(with_sdp: bool, bye_from_alice: bool) {
     let p = pair(1).await;
     let call = inviter(&p, with_sdp);
+    assert!(call.request().is_none(), "nothing sent yet");
     call.invite(Default::default()).await.unwrap();
     assert_eq!(call.state(), SessionState::Establishing);
     let inv = invitation(&p).await;
+    // Inviter::request is the INVITE Bob got
+    let sent = call.request().expect("the INVITE as sent");
+    assert_eq!(sent.method(), inv.request().method());
+    assert_eq!(sent.call_id(), inv.request().call_id());
+    assert_eq!(sent.body(), inv.request().body());
     assert_eq!(inv.request().body().is_empty(), !with_sdp);
     inv.progress(Default::default()).await.unwrap();
     assert_eq!(inv.state(), SessionState::Establishing);
@@ -506,18 +512,28 @@ async fn reinvite_glare_491_both_sides_retry_and_succeed() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn info_and_message_reach_the_delegate_and_its_status_comes_back() {
+async fn info_and_message_reach_the_delegate_and_its_answer_comes_back() {
     struct Bob;
     impl SessionDelegate for Bob {
-        fn on_info(&self, r: &Request) -> u16 {
-            if r.body() == b"Signal=5\r\nDuration=160\r\n" {
-                200
+        fn on_info(&self, info: sipua::Info) {
+            if info.body() == b"Signal=5\r\nDuration=160\r\n" {
+                info.accept()
             } else {
-                400
+                info.reject(400)
             }
         }
-        fn on_message(&self, _r: &Request) -> u16 {
-            415
+        fn on_message(&self, message: sipua::Message) {
+            // kept, and answered later from another task, with a header
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                message.reject_with(
+                    415,
+                    RequestOptions {
+                        extra_headers: vec![Header::new(HeaderName::Accept, "text/html")],
+                        ..Default::default()
+                    },
+                );
+            });
         }
     }
     let p = pair(17).await;
@@ -556,6 +572,8 @@ async fn info_and_message_reach_the_delegate_and_its_status_comes_back() {
     assert_eq!(r.status(), 400);
     let r = inv.message(body("hello", "text/plain")).await.unwrap();
     assert_eq!(r.status(), 415);
+    let text = String::from_utf8_lossy(&r.to_bytes()).into_owned();
+    assert!(text.contains("\r\nAccept: text/html\r\n"), "{text}");
     // Alice sends; Bob has no delegate: 200
     let r = call.message(body("hi", "text/plain")).await.unwrap();
     assert_eq!(r.status(), 200);

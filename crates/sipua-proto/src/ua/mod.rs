@@ -454,6 +454,11 @@ impl UaCore {
         self.incoming.get(&id).map(|i| i.source)
     }
 
+    /// The INVITE that client transaction `id` sends, while it lives.
+    pub fn sent_invite(&self, id: TransactionId) -> Option<&Request> {
+        self.endpoint.sent_invite(id)
+    }
+
     /// A dialog, if it exists.
     pub fn dialog(&self, id: &DialogId) -> Option<&Dialog> {
         self.dialogs.get(id).map(|d| &**d)

@@ -87,22 +87,26 @@ pub enum EndReason {
 }
 
 /// What the application is told about requests inside a session (SIP.js
-/// `SessionDelegate`). Called on the session's task: return quickly. The methods that return
-/// a status choose the response (200 by default).
+/// `SessionDelegate`). Called on the session's task: return quickly. A BYE, INFO, MESSAGE
+/// or NOTIFY comes as an object to answer ([`crate::IncomingRequest`]); dropped unanswered,
+/// it is accepted (200).
 pub trait SessionDelegate: Send + Sync {
-    /// The peer hung up (the BYE is answered 200).
-    fn on_bye(&self, _request: &Request) {}
-    /// An INFO; returns the status to answer with.
-    fn on_info(&self, _request: &Request) -> u16 {
-        200
+    /// The peer hung up. The session ends whatever the answer (200 by default).
+    fn on_bye(&self, bye: crate::Bye) {
+        bye.accept();
     }
-    /// A MESSAGE in the session; returns the status to answer with.
-    fn on_message(&self, _request: &Request) -> u16 {
-        200
+    /// An INFO (RFC 6086): DTMF, say. Accepted (200) by default.
+    fn on_info(&self, info: crate::Info) {
+        info.accept();
     }
-    /// A NOTIFY in the session; returns the status to answer with.
-    fn on_notify(&self, _request: &Request) -> u16 {
-        200
+    /// A MESSAGE in the session (RFC 3428). Accepted (200) by default.
+    fn on_message(&self, message: crate::Message) {
+        message.accept();
+    }
+    /// A NOTIFY in the session (other than a REFER's progress, which the [`Referrer`]
+    /// takes). Accepted (200) by default.
+    fn on_notify(&self, notification: crate::IncomingRequest) {
+        notification.accept();
     }
     /// A re-INVITE from the peer was answered with `status` (informational).
     fn on_invite(&self, _request: &Request, _status: u16) {}
@@ -277,6 +281,8 @@ pub(crate) struct SessionInfo {
     pub(crate) asserted_identity: Option<sipua_message::NameAddr>,
     /// Why the INVITE could not be sent, when the session ended so.
     pub(crate) send_failure: Option<crate::TransportError>,
+    /// A caller's INVITE as last sent (a 401/407 or 422 sends it again, changed).
+    pub(crate) sent_invite: Option<Arc<sipua_message::Request>>,
 }
 
 /// A From or To without its tag: who a party is, not which dialog.
@@ -573,6 +579,14 @@ impl Inviter {
     /// The session handle.
     pub fn session(&self) -> &Session {
         &self.session
+    }
+
+    /// The INVITE as sent (SIP.js `inviter.request`), once [`Inviter::invite`] has sent it:
+    /// the Call-ID, From tag and headers the peer sees. After a 422 this is the INVITE sent
+    /// again; a retry answering a challenge (401/407) keeps its Call-ID and tags but has a
+    /// new CSeq and the credentials.
+    pub fn request(&self) -> Option<Arc<Request>> {
+        self.session.shared_info().sent_invite.clone()
     }
 
     /// Sends the INVITE (with an offer from the media handler, unless `invite_without_sdp`).

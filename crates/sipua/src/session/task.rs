@@ -605,6 +605,11 @@ impl Task {
 
     /// Answers `id` without waiting for the outcome: for a response whose failure would
     /// change nothing (the 200 to a BYE, after which the session ends anyway).
+    /// `request` as an object for the delegate to answer (200 if it does not).
+    fn incoming(&self, id: TransactionId, request: Request) -> crate::IncomingRequest {
+        crate::IncomingRequest::new(self.shared.clone(), id, request, 200)
+    }
+
     async fn respond_and_forget(&mut self, id: TransactionId, status: u16) {
         let mut headers = Vec::new();
         if status >= 200 {
@@ -953,7 +958,8 @@ impl Task {
     async fn send_initial_invite(&mut self, r: &Resend) -> Result<TransactionId, Error> {
         let (destination, transport) = self.shared.resolve(&r.target).await?;
         let key = self.key;
-        self.shared
+        let (id, sent) = self
+            .shared
             .ask(|reply| Command::Invite {
                 key,
                 target: r.target.clone(),
@@ -965,7 +971,9 @@ impl Task {
                 defer_ack: r.defer_ack,
                 reply,
             })
-            .await
+            .await?;
+        self.info().sent_invite = sent;
+        Ok(id)
     }
 
     /// A 422 to our INVITE (RFC 4028 §7.4): send it again, once, asking for the callee's
@@ -1847,9 +1855,9 @@ impl Task {
         let delegate = self.delegate();
         match request.method() {
             Method::Bye => {
-                self.respond_and_forget(id, 200).await;
-                if let Some(d) = &delegate {
-                    d.on_bye(&request);
+                match &delegate {
+                    Some(d) => d.on_bye(self.incoming(id, request)),
+                    None => self.respond_and_forget(id, 200).await,
                 }
                 if let Some((_, reply)) = self.bye_after_ack.take() {
                     let _ = reply.send(Err(Error::SessionTerminated));
@@ -1863,16 +1871,18 @@ impl Task {
                 let status = self.on_refer_notify(&request);
                 let _ = self.respond(id, status, None, Vec::new(), None).await;
             }
-            m => {
-                let status = match (delegate, m) {
-                    (Some(d), Method::Info) => d.on_info(&request),
-                    (Some(d), Method::Message) => d.on_message(&request),
-                    (Some(d), Method::Notify) => d.on_notify(&request),
-                    (_, Method::Info | Method::Message | Method::Notify) => 200,
-                    _ => 501,
-                };
-                let _ = self.respond(id, status, None, Vec::new(), None).await;
-            }
+            m => match (delegate, m) {
+                (Some(d), Method::Info) => d.on_info(self.incoming(id, request)),
+                (Some(d), Method::Message) => d.on_message(self.incoming(id, request)),
+                (Some(d), Method::Notify) => d.on_notify(self.incoming(id, request)),
+                (_, m) => {
+                    let status = match m {
+                        Method::Info | Method::Message | Method::Notify => 200,
+                        _ => 501,
+                    };
+                    let _ = self.respond(id, status, None, Vec::new(), None).await;
+                }
+            },
         }
     }
 

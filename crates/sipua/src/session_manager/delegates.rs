@@ -57,33 +57,43 @@ pub(super) struct ManagedDelegate {
 }
 
 impl SessionDelegate for ManagedDelegate {
-    fn on_bye(&self, request: &Request) {
-        if let Some(u) = &self.user {
-            u.on_bye(request);
+    fn on_bye(&self, bye: crate::Bye) {
+        match &self.user {
+            Some(u) => u.on_bye(bye),
+            None => bye.accept(),
         }
     }
 
-    fn on_info(&self, request: &Request) -> u16 {
-        match dtmf_of(request) {
+    fn on_info(&self, info: crate::Info) {
+        match dtmf_of(info.request()) {
             Dtmf::Tone(tone, duration) => {
+                info.accept();
                 if let Some(inner) = self.manager.upgrade() {
                     if let Some(session) = inner.session_by_id(self.id) {
                         inner.tell(|d| d.on_call_dtmf_received(&session, tone, duration));
                     }
                 }
-                200
             }
-            Dtmf::Malformed => 400,
-            Dtmf::Other => self.user.as_ref().map_or(200, |u| u.on_info(request)),
+            Dtmf::Malformed => info.reject(400),
+            Dtmf::Other => match &self.user {
+                Some(u) => u.on_info(info),
+                None => info.accept(),
+            },
         }
     }
 
-    fn on_message(&self, request: &Request) -> u16 {
-        self.user.as_ref().map_or(200, |u| u.on_message(request))
+    fn on_message(&self, message: crate::Message) {
+        match &self.user {
+            Some(u) => u.on_message(message),
+            None => message.accept(),
+        }
     }
 
-    fn on_notify(&self, request: &Request) -> u16 {
-        self.user.as_ref().map_or(200, |u| u.on_notify(request))
+    fn on_notify(&self, notification: IncomingRequest) {
+        match &self.user {
+            Some(u) => u.on_notify(notification),
+            None => notification.accept(),
+        }
     }
 
     fn on_invite(&self, request: &Request, status: u16) {
