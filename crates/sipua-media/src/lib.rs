@@ -29,6 +29,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+#[cfg(any(test, feature = "test-util"))]
 pub mod analysis;
 pub mod audio;
 pub mod codec;

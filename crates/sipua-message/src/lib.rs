@@ -37,6 +37,7 @@ mod name_addr;
 mod params;
 mod scan;
 mod status;
+#[doc(hidden)] // shared with the other sipua crates, not part of the API
 pub mod text;
 mod uri;
 

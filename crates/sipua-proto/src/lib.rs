@@ -15,9 +15,12 @@
 pub mod auth;
 pub mod dialog;
 pub mod endpoint;
+#[doc(hidden)] // shared with the other sipua crates, not part of the API
 pub mod hash;
 pub mod locate;
+#[doc(hidden)] // shared with the other sipua crates, not part of the API
 pub mod rng;
+#[cfg(any(test, feature = "test-util"))]
 pub mod sim;
 mod timers;
 pub mod transaction;

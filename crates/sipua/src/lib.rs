@@ -59,7 +59,9 @@ pub use subscription::{
     Notification, Subscriber, SubscriberOptions, SubscriptionDelegate, SubscriptionState,
     Termination,
 };
-pub use transport::{LinkConfig, Listen, MemoryNetwork, MemorySocket, TlsOptions};
+pub use transport::{DatagramTransport, DatagramTransportFactory, Listen, TlsOptions};
+#[cfg(feature = "test-util")]
+pub use transport::{LinkConfig, MemoryNetwork, MemorySocket};
 
 /// The rustls crate sipua uses, for building [`TlsOptions`].
 pub use tokio_rustls::rustls;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use sipua::message::{Header, HeaderName, Response};
 use sipua::{
-    EndReason, Error, InvitationProgressOptions, Inviter, InviterOptions, LinkConfig, Listen,
+    EndReason, Error, InvitationProgressOptions, Inviter, InviterOptions, LinkConfig,
     MemoryNetwork, SessionDelegate, SessionState, UserAgent, UserAgentOptions,
 };
 
@@ -24,7 +24,7 @@ fn addr(s: &str) -> SocketAddr {
 
 async fn agent(net: &MemoryNetwork, at: &str, user: &str) -> UserAgent {
     let ua = UserAgent::new(UserAgentOptions {
-        listen: Listen::Memory(net.clone(), addr(at)),
+        listen: net.listen(addr(at)),
         user: user.into(),
         seed: Some(at.len() as u64 * 7 + user.len() as u64),
         ..Default::default()

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use sipua::message::{Header, HeaderName, Message, Request, Response};
 use sipua::{
-    Error, LinkConfig, Listen, MemoryNetwork, MemorySocket, Registerer, RegistererOptions,
-    RegistererState, UserAgent, UserAgentOptions,
+    Error, LinkConfig, MemoryNetwork, MemorySocket, Registerer, RegistererOptions, RegistererState,
+    UserAgent, UserAgentOptions,
 };
 use tokio::time::Instant;
 
@@ -72,7 +72,7 @@ async fn setup() -> (UserAgent, Registrar, Registerer) {
     let net = MemoryNetwork::new(2, LinkConfig::default());
     let reg = Registrar(net.socket(REGISTRAR.parse().unwrap()).unwrap());
     let ua = UserAgent::new(UserAgentOptions {
-        listen: Listen::Memory(net, ALICE.parse().unwrap()),
+        listen: net.listen(ALICE.parse().unwrap()),
         user: "alice".into(),
         uri: Some(format!("sip:alice@{REGISTRAR}").parse().unwrap()),
         seed: Some(9),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use sipua::message::{Header, HeaderName, Response};
 use sipua::{
     EndReason, Error, Invitation, InvitationProgressOptions, InvitationRejectOptions, Inviter,
-    InviterCancelOptions, InviterOptions, LinkConfig, Listen, MemoryNetwork, RequestOptions,
+    InviterCancelOptions, InviterOptions, LinkConfig, MemoryNetwork, RequestOptions,
     SessionDelegate, SessionInviteOptions, SessionState, UserAgent, UserAgentOptions,
 };
 
@@ -28,7 +28,7 @@ async fn agent(
     tweak: impl FnOnce(&mut UserAgentOptions),
 ) -> UserAgent {
     let mut o = UserAgentOptions {
-        listen: Listen::Memory(net.clone(), addr(at)),
+        listen: net.listen(addr(at)),
         user: user.into(),
         seed: Some(
             at.bytes()

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sipua::{
-    EndReason, Error, Inviter, LinkConfig, Listen, MemoryNetwork, SessionState,
-    SessionTimerOptions, UserAgent, UserAgentOptions,
+    EndReason, Error, Inviter, LinkConfig, MemoryNetwork, SessionState, SessionTimerOptions,
+    UserAgent, UserAgentOptions,
 };
 
 const ALICE: &str = "10.0.0.1:5060";
@@ -25,7 +25,7 @@ async fn agent(
     timers: Option<SessionTimerOptions>,
 ) -> UserAgent {
     let ua = UserAgent::new(UserAgentOptions {
-        listen: Listen::Memory(net.clone(), at.parse::<SocketAddr>().unwrap()),
+        listen: net.listen(at.parse::<SocketAddr>().unwrap()),
         user: user.into(),
         seed: Some(at.len() as u64 * 17 + user.len() as u64),
         session_timers: timers,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use sipua::message::{Header, HeaderName, Message, Request, Response};
 use sipua::proto::ua::Credentials;
 use sipua::{
-    Error, LinkConfig, Listen, MemoryNetwork, MemorySocket, Subscriber, SubscriberOptions,
+    Error, LinkConfig, MemoryNetwork, MemorySocket, Subscriber, SubscriberOptions,
     SubscriptionState, UserAgent, UserAgentOptions,
 };
 
@@ -116,7 +116,7 @@ async fn setup(credentials: bool) -> (UserAgent, Bob) {
         sent: 0,
     };
     let alice = UserAgent::new(UserAgentOptions {
-        listen: Listen::Memory(net, ALICE.parse().unwrap()),
+        listen: net.listen(ALICE.parse().unwrap()),
         user: "alice".into(),
         seed: Some(3),
         credentials: credentials.then(|| Credentials {

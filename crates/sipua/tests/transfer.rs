@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sipua::message::{Header, HeaderName, Uri};
 use sipua::{
-    EndReason, Error, Invitation, Inviter, InviterOptions, LinkConfig, Listen, MemoryNetwork,
+    EndReason, Error, Invitation, Inviter, InviterOptions, LinkConfig, MemoryNetwork,
     ReferNotification, Referral, Session, SessionDelegate, SessionReferOptions, SessionState,
     UserAgent, UserAgentOptions,
 };
@@ -20,7 +20,7 @@ const CAROL: &str = "10.0.0.3:5060";
 
 async fn agent(net: &MemoryNetwork, at: &str, user: &str) -> UserAgent {
     let ua = UserAgent::new(UserAgentOptions {
-        listen: Listen::Memory(net.clone(), at.parse::<SocketAddr>().unwrap()),
+        listen: net.listen(at.parse::<SocketAddr>().unwrap()),
         user: user.into(),
         seed: Some(
             at.bytes()

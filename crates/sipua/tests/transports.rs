@@ -63,6 +63,95 @@ async fn call(alice: &UserAgent, bob: &UserAgent, to: Uri, extra: Vec<Header>) -
     invite
 }
 
+/// A transport of the user's own: a UDP socket that counts what it carries (a relay or a
+/// tunnel has the same shape).
+struct Counting {
+    socket: tokio::net::UdpSocket,
+    /// The same socket for sending: a send on a non-blocking socket needs no readiness.
+    sender: std::net::UdpSocket,
+    buf: Vec<u8>,
+    counts: std::sync::Arc<(
+        std::sync::atomic::AtomicUsize,
+        std::sync::atomic::AtomicUsize,
+    )>,
+}
+
+impl sipua::DatagramTransport for Counting {
+    fn local_addr(&self) -> SocketAddr {
+        self.socket.local_addr().unwrap()
+    }
+
+    fn send_to(&mut self, datagram: bytes::Bytes, to: SocketAddr) -> std::io::Result<()> {
+        self.counts
+            .0
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.sender.send_to(&datagram, to).map(|_| ())
+    }
+
+    fn poll_recv_from(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<(bytes::Bytes, SocketAddr)>> {
+        let mut rb = tokio::io::ReadBuf::new(&mut self.buf);
+        match self.socket.poll_recv_from(cx, &mut rb) {
+            std::task::Poll::Ready(Ok(from)) => {
+                self.counts
+                    .1
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                std::task::Poll::Ready(Some((bytes::Bytes::copy_from_slice(rb.filled()), from)))
+            }
+            std::task::Poll::Ready(Err(_)) => std::task::Poll::Ready(None),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+struct CountingFactory(
+    std::sync::Arc<(
+        std::sync::atomic::AtomicUsize,
+        std::sync::atomic::AtomicUsize,
+    )>,
+);
+
+impl sipua::DatagramTransportFactory for CountingFactory {
+    fn bind(&self) -> std::io::Result<Box<dyn sipua::DatagramTransport>> {
+        let std = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        std.set_nonblocking(true)?;
+        Ok(Box::new(Counting {
+            sender: std.try_clone()?,
+            socket: tokio::net::UdpSocket::from_std(std)?,
+            buf: vec![0; 65_535],
+            counts: self.0.clone(),
+        }))
+    }
+}
+
+#[tokio::test]
+async fn a_datagram_transport_of_the_users_own_carries_a_whole_call() {
+    let counts = std::sync::Arc::new(Default::default());
+    let factory = std::sync::Arc::new(CountingFactory(std::sync::Arc::clone(&counts)));
+    let alice = agent(Listen::Datagram(factory), |_| {}).await;
+    let bob = agent(Listen::Udp(loopback()), |o| o.user = "bob".into()).await;
+    let invite = call(&alice, &bob, target(&bob, "udp"), Vec::new()).await;
+    // its address is in Via, as UDP
+    let at = alice.local_addr().unwrap();
+    assert!(
+        invite.contains(&format!("Via: SIP/2.0/UDP {at};")),
+        "{invite}"
+    );
+    // INVITE, ACK, BYE went out through it; 100/180/200 and the 200 to the BYE came in
+    let (sent, received) = (
+        counts.0.load(std::sync::atomic::Ordering::Relaxed),
+        counts.1.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    assert!(
+        sent >= 3 && received >= 3,
+        "sent {sent}, received {received}"
+    );
+    alice.stop().await;
+    bob.stop().await;
+}
+
 #[tokio::test]
 async fn udp_carries_a_whole_call() {
     let alice = agent(Listen::Udp(loopback()), |_| {}).await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sipua::message::Request;
 use sipua::{
-    Error, InvitationProgressOptions, Inviter, InviterOptions, LinkConfig, Listen, MemoryNetwork,
+    Error, InvitationProgressOptions, Inviter, InviterOptions, LinkConfig, MemoryNetwork,
     SessionDelegate, SessionDescriptionHandlerOptions, SessionUpdateOptions, UserAgent,
     UserAgentOptions,
 };
@@ -23,7 +23,7 @@ fn addr(s: &str) -> SocketAddr {
 
 async fn agent(net: &MemoryNetwork, at: &str, user: &str) -> UserAgent {
     let ua = UserAgent::new(UserAgentOptions {
-        listen: Listen::Memory(net.clone(), addr(at)),
+        listen: net.listen(addr(at)),
         user: user.into(),
         seed: Some(at.len() as u64 * 13 + user.len() as u64),
         ..Default::default()

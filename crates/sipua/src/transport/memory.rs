@@ -100,6 +100,14 @@ impl MemoryNetwork {
         self.lock().aliases.insert(alias, targets.to_vec());
     }
 
+    /// Where a user agent listens to be at `addr` on this network.
+    pub fn listen(&self, addr: SocketAddr) -> super::Listen {
+        super::Listen::Datagram(std::sync::Arc::new(MemoryBind {
+            net: self.clone(),
+            addr,
+        }))
+    }
+
     /// A raw datagram socket at `addr`, for tests that script a peer by hand (a notifier
     /// sending malformed NOTIFYs, a registrar...).
     pub fn socket(&self, addr: SocketAddr) -> io::Result<MemorySocket> {
@@ -177,6 +185,35 @@ pub(crate) struct MemoryPort {
     pub(crate) net: MemoryNetwork,
     pub(crate) addr: SocketAddr,
     pub(crate) rx: mpsc::Receiver<(Bytes, SocketAddr)>,
+}
+
+impl super::DatagramTransport for MemoryPort {
+    fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn send_to(&mut self, datagram: Bytes, to: SocketAddr) -> io::Result<()> {
+        self.net.send(self.addr, to, datagram)
+    }
+
+    fn poll_recv_from(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<(Bytes, SocketAddr)>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+/// Binds a user agent at its address on the network ([`MemoryNetwork::listen`]).
+struct MemoryBind {
+    net: MemoryNetwork,
+    addr: SocketAddr,
+}
+
+impl super::DatagramTransportFactory for MemoryBind {
+    fn bind(&self) -> io::Result<Box<dyn super::DatagramTransport>> {
+        Ok(Box::new(self.net.bind(self.addr)?))
+    }
 }
 
 /// A raw datagram socket on a [`MemoryNetwork`] ([`MemoryNetwork::socket`]).

@@ -1,10 +1,13 @@
 //! The sockets a user agent speaks through (RFC 3261 §18). The driver only needs "a message
 //! arrived from an address over a transport" and "send these bytes to an address over a
-//! transport"; this module gives it that over UDP, over TCP (connections opened on demand,
-//! reused in both directions, framed by Content-Length, CRLF keep-alives answered, closed when
-//! idle) and over an in-process [`MemoryNetwork`] with loss, duplication, delay and reordering
-//! on tokio's clock, so whole user agents can be tested deterministically with virtual time.
+//! transport"; this module gives it that over UDP, over TCP, TLS, WS and WSS (connections
+//! opened on demand, reused in both directions, framed by Content-Length, keep-alives
+//! answered, closed when idle), and over any [`DatagramTransport`] a user brings (a relay, a
+//! tunnel, a test network). With the `test-util` feature, `MemoryNetwork` is one: an
+//! in-process network with loss, duplication, delay and reordering on tokio's clock, so that
+//! whole user agents are tested deterministically in virtual time.
 
+#[cfg(feature = "test-util")]
 mod memory;
 mod route;
 mod stream;
@@ -21,15 +24,38 @@ use sipua_proto::endpoint::{TransactionId, Transmit};
 use tokio::io::ReadBuf;
 use tokio::net::UdpSocket;
 
-use memory::MemoryPort;
+#[cfg(feature = "test-util")]
 pub use memory::{LinkConfig, MemoryNetwork, MemorySocket};
 pub(crate) use route::Routes;
 
 /// Largest datagram read.
 const MAX_DATAGRAM: usize = 65_535;
 
+/// A datagram transport a user brings in place of a UDP socket ([`Listen::Datagram`]): a
+/// relay, a tunnel, an in-process network. It has UDP's semantics for SIP: messages are
+/// whole datagrams, may be lost, and are retransmitted by the transactions (RFC 3261
+/// §17); Via and Contact name it `UDP`.
+pub trait DatagramTransport: Send + 'static {
+    /// The address peers reach it at (what Via and Contact name).
+    fn local_addr(&self) -> SocketAddr;
+    /// Sends `datagram` to `to` now, without waiting: a datagram that cannot go is lost, as
+    /// with UDP; an error fails the transaction that sent it at once. (A non-blocking
+    /// `std::net::UdpSocket` sends without a readiness check; tokio's `try_send_to` may say
+    /// `WouldBlock` until the reactor has seen the socket writable.)
+    fn send_to(&mut self, datagram: Bytes, to: SocketAddr) -> io::Result<()>;
+    /// The next datagram received and who sent it, or `Pending` (waking `cx` when one
+    /// comes); `Ready(None)` when the transport has closed.
+    fn poll_recv_from(&mut self, cx: &mut Context<'_>) -> Poll<Option<(Bytes, SocketAddr)>>;
+}
+
+/// Makes a user agent's [`DatagramTransport`] each time it starts.
+pub trait DatagramTransportFactory: Send + Sync + 'static {
+    /// A bound transport, or why not (an address in use...).
+    fn bind(&self) -> io::Result<Box<dyn DatagramTransport>>;
+}
+
 /// Where a user agent listens: the transport and the local address (port 0 picks one).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Listen {
     /// A UDP socket (and a TCP listener on the same port when it is free, for requests too
     /// large for UDP, RFC 3261 §18.1.1).
@@ -43,8 +69,15 @@ pub enum Listen {
     Ws(SocketAddr),
     /// A secure WebSocket listener; without [`TlsOptions::server`], a client only.
     Wss(SocketAddr),
-    /// A port on an in-process [`MemoryNetwork`] (datagram semantics, like UDP).
-    Memory(MemoryNetwork, SocketAddr),
+    /// A datagram transport of the user's own (`MemoryNetwork::listen` gives one on the
+    /// test network).
+    Datagram(Arc<dyn DatagramTransportFactory>),
+}
+
+impl std::fmt::Debug for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 impl std::fmt::Display for Listen {
@@ -56,7 +89,7 @@ impl std::fmt::Display for Listen {
             Listen::Tls(a) => ("tls", a),
             Listen::Ws(a) => ("ws", a),
             Listen::Wss(a) => ("wss", a),
-            Listen::Memory(_, a) => ("memory", a),
+            Listen::Datagram(_) => return f.write_str("datagram"),
         };
         write!(f, "{scheme}:{addr}")
     }
@@ -82,7 +115,7 @@ impl Listen {
     /// The SIP transport this listener speaks.
     pub fn transport(&self) -> Transport {
         match self {
-            Listen::Udp(_) | Listen::Memory(..) => Transport::Udp,
+            Listen::Udp(_) | Listen::Datagram(_) => Transport::Udp,
             Listen::Tcp(_) => Transport::Tcp,
             Listen::Tls(_) => Transport::Tls,
             Listen::Ws(_) => Transport::Ws,
@@ -345,7 +378,7 @@ pub(crate) enum NetEvent {
 /// The bound transports, owned by the driver task.
 pub(crate) struct Net {
     udp: Option<(UdpSocket, Vec<u8>)>,
-    memory: Option<MemoryPort>,
+    custom: Option<Box<dyn DatagramTransport>>,
     streams: stream::Streams,
     primary: Transport,
     local: SocketAddr,
@@ -360,7 +393,7 @@ impl Net {
         tls: &TlsOptions,
     ) -> io::Result<Net> {
         let mut streams = stream::Streams::new(limits, tls);
-        let (mut udp, mut memory) = (None, None);
+        let (mut udp, mut custom) = (None, None);
         let local = match listen {
             Listen::Udp(a) => {
                 let s = udp_socket(*a)?;
@@ -379,14 +412,16 @@ impl Net {
             Listen::Tcp(a) | Listen::Tls(a) | Listen::Ws(a) | Listen::Wss(a) => {
                 streams.listen(listen.transport(), *a).await?
             }
-            Listen::Memory(n, a) => {
-                memory = Some(n.bind(*a)?);
-                *a
+            Listen::Datagram(factory) => {
+                let t = factory.bind()?;
+                let local = t.local_addr();
+                custom = Some(t);
+                local
             }
         };
         Ok(Net {
             udp,
-            memory,
+            custom,
             streams,
             primary: listen.transport(),
             local,
@@ -413,11 +448,10 @@ impl Net {
         for i in 0..3 {
             let polled = match (self.turn + i) % 3 {
                 0 => self.poll_udp(cx),
-                1 => match self.memory.as_mut() {
-                    Some(p) => {
-                        p.rx.poll_recv(cx)
-                            .map(|m| m.map(|(b, from)| NetEvent::Message(Transport::Udp, b, from)))
-                    }
+                1 => match self.custom.as_mut() {
+                    Some(t) => t
+                        .poll_recv_from(cx)
+                        .map(|m| m.map(|(b, from)| NetEvent::Message(Transport::Udp, b, from))),
                     None => Poll::Pending,
                 },
                 _ => self.streams.poll_recv(cx),
@@ -464,16 +498,16 @@ impl Net {
                         r => r.map(|_| ()),
                     };
                 }
-                if let Some(p) = &self.memory {
-                    return p.net.send(p.addr, t.destination, t.bytes.clone());
+                if let Some(c) = &mut self.custom {
+                    return c.send_to(t.bytes.clone(), t.destination);
                 }
                 Err(io::Error::new(io::ErrorKind::Unsupported, "no UDP socket"))
             }
             Transport::Tcp | Transport::Tls | Transport::Ws | Transport::Wss => {
-                if self.memory.is_some() {
+                if self.custom.is_some() {
                     return Err(io::Error::new(
                         io::ErrorKind::Unsupported,
-                        "the memory network carries datagrams only",
+                        "a datagram transport carries datagrams only",
                     ));
                 }
                 self.streams.send(
