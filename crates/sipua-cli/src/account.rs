@@ -2,7 +2,6 @@
 //! (`--user`/`--password`), an outbound proxy (`--proxy`); and the commands `sipua register`
 //! and `sipua message`.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -21,10 +20,12 @@ pub struct AuthArgs {
     /// The password for digest challenges.
     #[arg(long, requires = "user")]
     pub password: Option<String>,
-    /// Send every out-of-dialog request (INVITE, MESSAGE, REGISTER) to this proxy,
-    /// `IP:PORT`, whatever the Request-URI says.
+    /// Send every out-of-dialog request (INVITE, MESSAGE, REGISTER) through this proxy,
+    /// whatever the Request-URI says: `IP:PORT`, a SIP URI (`sips:proxy.example.com`,
+    /// `sip:10.0.0.1;transport=tcp`, located by DNS) or a WebSocket URL
+    /// (`wss://edge.example.com/ws`).
     #[arg(long)]
-    pub proxy: Option<SocketAddr>,
+    pub proxy: Option<sipua::OutboundProxy>,
     /// The address to put in Via, Contact and SDP instead of the one we listen on (a
     /// NAT's or a container host's). On `0.0.0.0` without it, each peer is given the
     /// address the kernel routes to it from.
@@ -42,7 +43,7 @@ impl AuthArgs {
             });
         }
         if self.proxy.is_some() {
-            o.outbound_proxy = self.proxy;
+            o.outbound_proxy = self.proxy.clone();
         }
         if self.public_address.is_some() {
             o.public_address = self.public_address;

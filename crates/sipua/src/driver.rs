@@ -276,9 +276,15 @@ pub(crate) struct Driver {
     routes: Option<Arc<crate::transport::Routes>>,
     /// Why sending a transaction's message failed at once, until its owner hears of it.
     send_errors: IdMap<TransactionId, TransportError>,
-    /// The agent's outbound proxy (its address names no host to check a certificate by).
-    outbound_proxy: Option<SocketAddr>,
+    /// The agent's outbound proxy: what its connections check and ask for.
+    outbound_proxy: Option<crate::transport::OutboundProxy>,
+    /// The addresses the outbound proxy was reached at (a few): an in-dialog request there
+    /// keeps the proxy's name rather than its route's.
+    proxy_destinations: Vec<SocketAddr>,
 }
+
+/// Most addresses of the outbound proxy remembered.
+const MAX_PROXY_DESTINATIONS: usize = 8;
 
 /// Most failure reasons kept for [`Driver::send_errors`] (each is taken when the core reports
 /// the failure, at once; this only bounds a pathological backlog).
@@ -299,10 +305,11 @@ impl Driver {
             .as_ref()
             .and_then(|s| s.public_ip().is_none().then(|| s.routes.clone()))
             .filter(|_| net.local_addr().ip().is_unspecified());
-        let outbound_proxy = upgraded.and_then(|s| s.options.outbound_proxy);
+        let outbound_proxy = upgraded.and_then(|s| s.options.outbound_proxy.clone());
         Driver {
             routes,
             outbound_proxy,
+            proxy_destinations: Vec::new(),
             send_errors: IdMap::default(),
             core,
             net,
@@ -413,14 +420,32 @@ impl Driver {
     }
 
     /// Remembers that `destination` was reached by resolving `uri`'s host, so that a TLS
-    /// connection there checks that name (RFC 5922 §7.2); not for the outbound proxy, an
-    /// address of its own.
+    /// connection there checks that name (RFC 5922 §7.2); not for the outbound proxy, which
+    /// keeps its own.
     fn name_destination(&mut self, destination: SocketAddr, uri: &Uri) {
-        if self.outbound_proxy == Some(destination) {
+        if self.proxy_destinations.contains(&destination) {
             return;
         }
         if let Some(sip) = uri.as_sip() {
-            self.net.set_server_name(destination, &sip.host);
+            self.net.set_server_name(destination, &sip.host, None);
+        }
+    }
+
+    /// Names the destination of a request outside a dialog: the outbound proxy's host (and
+    /// WebSocket path) when there is one, for that is where it goes; else `target`'s host.
+    fn name_out_of_dialog(&mut self, destination: SocketAddr, target: &Uri) {
+        let Some(proxy) = &self.outbound_proxy else {
+            return self.name_destination(destination, target);
+        };
+        if let Some(sip) = proxy.uri().as_sip() {
+            self.net
+                .set_server_name(destination, &sip.host, proxy.ws_path());
+        }
+        if !self.proxy_destinations.contains(&destination) {
+            if self.proxy_destinations.len() >= MAX_PROXY_DESTINATIONS {
+                self.proxy_destinations.remove(0);
+            }
+            self.proxy_destinations.push(destination);
         }
     }
 
@@ -728,7 +753,7 @@ impl Driver {
                 reply,
             } => {
                 self.advertise_to(Some(destination));
-                self.name_destination(destination, &target);
+                self.name_out_of_dialog(destination, &target);
                 let opts = OutOfDialog {
                     transport,
                     from: from.map(|f| *f),
@@ -830,7 +855,7 @@ impl Driver {
                 reply,
             } => {
                 self.advertise_to(Some(destination));
-                self.name_destination(destination, &target);
+                self.name_out_of_dialog(destination, &target);
                 match self
                     .core
                     .send_request_with(t, method, target, destination, *opts)
@@ -852,7 +877,7 @@ impl Driver {
                 reply,
             } => {
                 self.advertise_to(Some(destination));
-                self.name_destination(destination, &target);
+                self.name_out_of_dialog(destination, &target);
                 let call_id = opts.call_id.clone();
                 let creates = matches!(method, Method::Subscribe | Method::Refer);
                 let r = self

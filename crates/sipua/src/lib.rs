@@ -59,7 +59,9 @@ pub use subscription::{
     Notification, Subscriber, SubscriberOptions, SubscriptionDelegate, SubscriptionState,
     Termination,
 };
-pub use transport::{DatagramTransport, DatagramTransportFactory, Listen, TlsOptions};
+pub use transport::{
+    DatagramTransport, DatagramTransportFactory, Listen, OutboundProxy, TlsOptions,
+};
 #[cfg(feature = "test-util")]
 pub use transport::{LinkConfig, MemoryNetwork, MemorySocket};
 

@@ -118,8 +118,10 @@ pub struct UserAgentOptions {
     /// the delegate or `next_invitation()` (OPTIONS, ACK and CANCEL excepted): nonces that
     /// expire and are used once per count, failures limited per address (403 past them).
     pub authenticate: Option<DigestServerConfig>,
-    /// Sends every out-of-dialog request here instead of the Request-URI's host.
-    pub outbound_proxy: Option<SocketAddr>,
+    /// Sends every request outside a dialog through this proxy instead of the Request-URI's
+    /// host (SIP.js `transportOptions.server`): `"wss://edge.example.com/ws".parse()?`,
+    /// `"sips:proxy.example.com".parse()?`, or `Some(addr.into())` for an address.
+    pub outbound_proxy: Option<crate::transport::OutboundProxy>,
     /// Session timers (RFC 4028) for calls: offered by our INVITEs, granted to callers, and
     /// refreshed or enforced; `None` turns them off.
     pub session_timers: Option<crate::SessionTimerOptions>,
@@ -338,9 +340,10 @@ impl Shared {
         &self,
         target: &Uri,
     ) -> Result<(SocketAddr, Option<Transport>), Error> {
-        if let Some(p) = self.options.outbound_proxy {
-            return Ok((p, None));
-        }
+        let target = match &self.options.outbound_proxy {
+            Some(p) => p.uri(),
+            None => target,
+        };
         let located = self.dns.locate(target).await?;
         let (transport, addr) = located.targets.into_iter().next().ok_or_else(|| {
             Error::Dns(crate::DnsError::new(

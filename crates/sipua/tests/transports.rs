@@ -794,3 +794,141 @@ async fn a_refused_tcp_connection_is_the_io_kind_with_the_os_error_as_source() {
     assert_eq!(call.end_reason(), Some(EndReason::TransportError));
     alice.stop().await;
 }
+
+#[test]
+fn an_outbound_proxy_is_written_as_users_write_it() {
+    use sipua::OutboundProxy;
+    let p: OutboundProxy = "wss://edge.example.com/ws".parse().unwrap();
+    assert_eq!(
+        p.uri().to_string(),
+        "sip:edge.example.com:443;transport=wss"
+    );
+    assert_eq!(p.ws_path(), Some("/ws"));
+    assert_eq!(p.to_string(), "wss://edge.example.com:443/ws");
+    let p: OutboundProxy = "ws://10.0.0.1".parse().unwrap();
+    assert_eq!(p.uri().to_string(), "sip:10.0.0.1:80;transport=ws");
+    assert_eq!(p.ws_path(), Some("/"));
+    let p: OutboundProxy = "sips:proxy.example.com".parse().unwrap();
+    assert_eq!(p.uri().to_string(), "sips:proxy.example.com");
+    assert_eq!(p.ws_path(), None);
+    let p: OutboundProxy = "192.0.2.1:5060".parse().unwrap();
+    assert_eq!(p.uri().to_string(), "sip:192.0.2.1:5060");
+    let a: SocketAddr = "192.0.2.1:5060".parse().unwrap();
+    assert_eq!(OutboundProxy::from(a), p);
+    for bad in ["", "tel:+15551234", "wss://", "sip:"] {
+        assert!(
+            matches!(
+                bad.parse::<OutboundProxy>(),
+                Err(sipua::Error::InvalidArgument(_))
+            ),
+            "{bad:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_websocket_proxy_url_gives_the_handshake_its_host_and_path() {
+    use futures_util::StreamExt;
+    // a WebSocket server that records the handshake's request line and Host, then reads
+    // the first SIP message
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let record = seen.clone();
+        let callback = move |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
+                             mut resp: tokio_tungstenite::tungstenite::handshake::server::Response| {
+            let host = req.headers().get("host").and_then(|h| h.to_str().ok());
+            *record.lock().unwrap() = Some((req.uri().to_string(), host.map(str::to_owned)));
+            resp.headers_mut()
+                .insert("Sec-WebSocket-Protocol", "sip".parse().unwrap());
+            Ok(resp)
+        };
+        let mut ws = tokio_tungstenite::accept_hdr_async(tcp, callback)
+            .await
+            .unwrap();
+        let first = ws.next().await.unwrap().unwrap().into_text().unwrap();
+        let seen = seen.lock().unwrap().clone();
+        (seen, first.to_string())
+    });
+    let proxy = format!("ws://localhost:{port}/sip-edge?token=abc");
+    let alice = agent(Listen::Ws(loopback()), |o| {
+        o.outbound_proxy = Some(proxy.parse().unwrap())
+    })
+    .await;
+    let call = Inviter::new(
+        &alice,
+        "sip:bob@example.invalid".parse().unwrap(),
+        InviterOptions::default(),
+    )
+    .unwrap();
+    call.invite(Default::default()).await.unwrap();
+    let (seen, first) = tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("the proxy is reached")
+        .unwrap();
+    let (path, host) = seen.expect("a handshake");
+    assert_eq!(path, "/sip-edge?token=abc");
+    assert_eq!(host.as_deref(), Some(format!("localhost:{port}").as_str()));
+    // the request is for the target; only the hop is the proxy
+    assert!(
+        first.starts_with("INVITE sip:bob@example.invalid SIP/2.0\r\n"),
+        "{first}"
+    );
+    assert!(first.contains("Via: SIP/2.0/WS "), "{first}");
+    alice.stop().await;
+}
+
+#[tokio::test]
+async fn a_tls_proxy_named_by_uri_is_checked_against_that_name() {
+    // Bob serves a certificate for "localhost" and plays the proxy; Alice calls a target
+    // with no address of its own through "sips:localhost:PORT"
+    for (names, ok) in [(&["localhost"][..], true), (&["127.0.0.1"][..], false)] {
+        let tls = tls_for(names);
+        let t = tls.clone();
+        let bob = agent(Listen::Tls(loopback()), |o| {
+            o.user = "bob".into();
+            o.tls = t
+        })
+        .await;
+        let port = bob.local_addr().unwrap().port();
+        let answering = tokio::spawn({
+            let bob = bob.clone();
+            async move {
+                if let Some(inv) = bob.next_invitation().await {
+                    inv.accept(Default::default()).await.unwrap();
+                    inv.terminated().await;
+                }
+            }
+        });
+        let alice = agent(Listen::Tls(loopback()), |o| {
+            o.tls = tls.clone();
+            o.outbound_proxy = Some(format!("sips:localhost:{port}").parse().unwrap());
+        })
+        .await;
+        let call = Inviter::new(
+            &alice,
+            "sips:bob@example.invalid".parse().unwrap(),
+            InviterOptions::default(),
+        )
+        .unwrap();
+        call.invite(Default::default()).await.unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(10), call.established())
+            .await
+            .expect("an outcome in time");
+        if ok {
+            r.unwrap();
+            call.bye().await.unwrap();
+        } else {
+            let err = r.unwrap_err();
+            assert!(
+                matches!(&err, sipua::Error::Transport(e) if e.kind() == sipua::TransportErrorKind::Tls),
+                "{err:?}"
+            );
+        }
+        answering.abort();
+        alice.stop().await;
+        bob.stop().await;
+    }
+}

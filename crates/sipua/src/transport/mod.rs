@@ -19,7 +19,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use sipua_message::Transport;
+use sipua_message::{Transport, Uri};
 use sipua_proto::endpoint::{TransactionId, Transmit};
 use tokio::io::ReadBuf;
 use tokio::net::UdpSocket;
@@ -120,6 +120,116 @@ impl Listen {
             Listen::Tls(_) => Transport::Tls,
             Listen::Ws(_) => Transport::Ws,
             Listen::Wss(_) => Transport::Wss,
+        }
+    }
+}
+
+/// The proxy a client sends its requests outside dialogs through (SIP.js
+/// `transportOptions.server`; RFC 3261 §8.1.2's outbound proxy): written as users write it,
+/// `wss://edge.example.com/ws`, `sips:proxy.example.com`, `sip:192.0.2.1:5060;transport=tcp`
+/// or a bare `192.0.2.1:5060`. A SIP URI is located by RFC 3263 (NAPTR, SRV, A/AAAA, its
+/// `transport` parameter choosing the transport), a WebSocket URL by its host and port; a
+/// TLS or WSS connection checks the certificate against the host written here (RFC 5922
+/// §7.2), and a WebSocket handshake asks for the URL's path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundProxy {
+    uri: Uri,
+    ws_path: Option<Box<str>>,
+}
+
+impl OutboundProxy {
+    /// Parses a `sip:` or `sips:` URI, a `ws://` or `wss://` URL, or `host:port` (a SIP URI
+    /// without the scheme).
+    pub fn parse(s: &str) -> Result<OutboundProxy, crate::Error> {
+        let s = s.trim();
+        let lower = s.to_ascii_lowercase();
+        for (scheme, transport, default_port) in [("ws://", "ws", 80), ("wss://", "wss", 443)] {
+            let Some(rest) = lower.strip_prefix(scheme).map(|_| &s[scheme.len()..]) else {
+                continue;
+            };
+            let (authority, path) = match rest.find(['/', '?']) {
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, "/"),
+            };
+            let path = if path.starts_with('?') {
+                format!("/{path}")
+            } else {
+                path.to_owned()
+            };
+            let uri = Uri::parse(format!("sip:{authority};transport={transport}").as_bytes())
+                .map_err(|e| invalid(format!("{s}: {e}")))?;
+            let mut uri = uri;
+            if let Uri::Sip(u) = &mut uri {
+                u.port.get_or_insert(default_port);
+            }
+            return Ok(OutboundProxy {
+                uri,
+                ws_path: Some(path.into()),
+            });
+        }
+        let text = if lower.starts_with("sip:") || lower.starts_with("sips:") {
+            s.to_owned()
+        } else {
+            format!("sip:{s}")
+        };
+        let uri = Uri::parse(text.as_bytes()).map_err(|e| invalid(format!("{s}: {e}")))?;
+        if uri.as_sip().is_none() {
+            return Err(invalid(format!("{s}: not a SIP URI or WebSocket URL")));
+        }
+        Ok(OutboundProxy { uri, ws_path: None })
+    }
+
+    /// The proxy as a SIP URI (a WebSocket URL becomes `sip:host:port;transport=ws|wss`).
+    pub fn uri(&self) -> &Uri {
+        &self.uri
+    }
+
+    /// The path a WebSocket handshake asks for (`/` when the URL has none); `None` for a
+    /// SIP URI.
+    pub fn ws_path(&self) -> Option<&str> {
+        self.ws_path.as_deref()
+    }
+}
+
+impl std::str::FromStr for OutboundProxy {
+    type Err = crate::Error;
+
+    fn from_str(s: &str) -> Result<OutboundProxy, crate::Error> {
+        OutboundProxy::parse(s)
+    }
+}
+
+impl From<SocketAddr> for OutboundProxy {
+    /// The proxy at this address, over the agent's own transport.
+    fn from(a: SocketAddr) -> OutboundProxy {
+        let host = match a.ip() {
+            std::net::IpAddr::V4(ip) => sipua_message::Host::Ipv4(ip),
+            std::net::IpAddr::V6(ip) => sipua_message::Host::Ipv6(ip),
+        };
+        let mut uri = sipua_message::SipUri::new(host);
+        uri.port = Some(a.port());
+        OutboundProxy {
+            uri: Uri::Sip(uri),
+            ws_path: None,
+        }
+    }
+}
+
+impl std::fmt::Display for OutboundProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.ws_path, self.uri.as_sip()) {
+            (Some(path), Some(u)) => {
+                let scheme = match u.transport() {
+                    Some(t) if t.eq_ignore_ascii_case("wss") => "wss",
+                    _ => "ws",
+                };
+                write!(f, "{scheme}://{}", u.host)?;
+                if let Some(p) = u.port {
+                    write!(f, ":{p}")?;
+                }
+                f.write_str(path)
+            }
+            _ => self.uri.fmt(f),
         }
     }
 }
@@ -530,10 +640,20 @@ impl Net {
     }
 
     /// Remembers that `addr` was reached by resolving the host name `host` (see
-    /// `Streams::set_server_name`); an IP literal names nothing more than the address.
-    pub(crate) fn set_server_name(&mut self, addr: SocketAddr, host: &sipua_message::Host) {
-        if let sipua_message::Host::Domain(d) = host {
-            self.streams.set_server_name(addr, d);
+    /// `Streams::set_server_name`), and the path a WebSocket handshake there asks for; an IP
+    /// literal names nothing more than the address.
+    pub(crate) fn set_server_name(
+        &mut self,
+        addr: SocketAddr,
+        host: &sipua_message::Host,
+        ws_path: Option<&str>,
+    ) {
+        let name = match host {
+            sipua_message::Host::Domain(d) => Some(d.as_str()),
+            _ => None,
+        };
+        if name.is_some() || ws_path.is_some() {
+            self.streams.set_server_name(addr, name, ws_path);
         }
     }
 }

@@ -125,6 +125,14 @@ struct Setup {
 /// Server names remembered per address (beyond it the table starts afresh).
 const MAX_NAMES: usize = 4096;
 
+/// What a server was reached by: the host name its certificate must show, and the path of
+/// its WebSocket URL.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct ServerName {
+    host: Option<Box<str>>,
+    path: Option<Box<str>>,
+}
+
 /// Closed WebSocket flows that peers opened, remembered (up to this many) so that a request
 /// to one fails at once: a WebSocket client accepts no connection (RFC 7118 §5).
 const CLOSED_FLOWS: usize = 1024;
@@ -150,8 +158,9 @@ pub(crate) struct Streams {
     /// Connections accepted per IP address (see `StreamLimits::max_connections_per_address`).
     per_address: HashMap<std::net::IpAddr, usize>,
     /// The host names that addresses were reached by (the URI's host, RFC 5922 §7.2): the
-    /// name a TLS connection there must prove and asks for by SNI.
-    names: HashMap<SocketAddr, Box<str>>,
+    /// name a TLS connection there must prove and asks for by SNI; and the path a WebSocket
+    /// handshake there asks for (an outbound proxy's URL).
+    names: HashMap<SocketAddr, ServerName>,
     events_tx: mpsc::Sender<StreamEvent>,
     events: mpsc::Receiver<StreamEvent>,
     next_id: u64,
@@ -223,14 +232,23 @@ impl Streams {
     /// Remembers that `addr` was reached by resolving `host`: a TLS connection opened to it
     /// checks the server's certificate against `host` (and sends it by SNI), not against the
     /// address (RFC 5922 §7.2, RFC 6125).
-    pub(crate) fn set_server_name(&mut self, addr: SocketAddr, host: &str) {
-        if self.names.get(&addr).is_some_and(|h| **h == *host) {
+    pub(crate) fn set_server_name(
+        &mut self,
+        addr: SocketAddr,
+        host: Option<&str>,
+        path: Option<&str>,
+    ) {
+        let name = ServerName {
+            host: host.map(Into::into),
+            path: path.map(Into::into),
+        };
+        if self.names.get(&addr) == Some(&name) {
             return;
         }
         if self.names.len() >= MAX_NAMES {
             self.names.clear();
         }
-        self.names.insert(addr, host.into());
+        self.names.insert(addr, name);
     }
 
     /// The next message or failure from any connection: `Ready(None)` once no connection can
@@ -387,7 +405,7 @@ impl Streams {
             active: tokio::time::Instant::now(),
         };
         self.conns.insert(key, conn);
-        let name = self.names.get(&to).cloned();
+        let name = self.names.get(&to).cloned().unwrap_or_default();
         tokio::spawn(connection(
             Dial::Out(name),
             transport,
@@ -526,11 +544,11 @@ fn ws_config(limits: &StreamLimits) -> WebSocketConfig {
     c
 }
 
-/// How a connection starts: accepted, or opened by us to a server known by a host name (or
-/// only by its address).
+/// How a connection starts: accepted, or opened by us to a server known by a host name and
+/// path (or only by its address).
 enum Dial {
     In(TcpStream),
-    Out(Option<Box<str>>),
+    Out(ServerName),
 }
 
 /// One connection: set it up, then read, frame, write and keep alive until closed.
@@ -543,11 +561,17 @@ async fn connection(
     events: mpsc::Sender<StreamEvent>,
     setup: Setup,
 ) {
-    let io = match dial {
-        Dial::In(tcp) => secure(&transport, tcp, &setup).await.ok_or(None),
-        Dial::Out(name) => connect(&transport, remote, name.as_deref(), &setup)
-            .await
-            .map_err(Some),
+    let (io, name) = match dial {
+        Dial::In(tcp) => (
+            secure(&transport, tcp, &setup).await.ok_or(None),
+            ServerName::default(),
+        ),
+        Dial::Out(name) => (
+            connect(&transport, remote, name.host.as_deref(), &setup)
+                .await
+                .map_err(Some),
+            name,
+        ),
     };
     let mut why: Option<TransportError> = None;
     match io {
@@ -556,7 +580,8 @@ async fn connection(
             let accepted = id == 0;
             let mut unanswered = Unanswered::default();
             let ended = if is_websocket(&transport) {
-                websocket(io, accepted, &transport, remote, &mut out, &events, &setup).await
+                let lines = (&transport, remote, &mut out, &events);
+                websocket(io, accepted, &name, lines, &setup).await
             } else {
                 let lines = (&transport, remote, &mut out, &events);
                 bytestream(io, accepted, lines, &setup, &mut unanswered).await
@@ -821,10 +846,8 @@ fn require_sip(req: &Request, mut resp: Response) -> Result<Response, ErrorRespo
 async fn websocket(
     io: BoxIo,
     accepted: bool,
-    transport: &Transport,
-    remote: SocketAddr,
-    out: &mut QueueRx,
-    events: &mpsc::Sender<StreamEvent>,
+    name: &ServerName,
+    (transport, remote, out, events): Lines<'_>,
     setup: &Setup,
 ) -> Ended {
     let config = Some(ws_config(&setup.limits));
@@ -834,10 +857,16 @@ async fn websocket(
                 .await
                 .ok()
         } else {
+            // the URL names the host (its Host header) and path the server was configured by
             let scheme = if is_secure(transport) { "wss" } else { "ws" };
+            let authority = match &name.host {
+                Some(h) => format!("{h}:{}", remote.port()),
+                None => remote.to_string(),
+            };
+            let path = name.path.as_deref().unwrap_or("/");
             let mut req =
                 tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-                    format!("{scheme}://{remote}/"),
+                    format!("{scheme}://{authority}{path}"),
                 )
                 .ok()?;
             req.headers_mut().insert(
