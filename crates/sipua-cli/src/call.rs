@@ -440,10 +440,25 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
     };
     runtime().block_on(async {
         let mut agents = Vec::new();
-        for (listen, text) in listens.into_iter().zip(&args.listen) {
+        // one agent on every listener when each has a transport of its own (UDP and TLS and
+        // WSS at once: a call names the listener it came in on); else one agent for each
+        let distinct = {
+            let mut seen: Vec<_> = listens.iter().map(Listen::transport).collect();
+            seen.sort_by_key(|t| t.as_str().to_owned());
+            seen.dedup();
+            seen.len() == listens.len()
+        };
+        let groups: Vec<Vec<Listen>> = if distinct {
+            vec![listens]
+        } else {
+            listens.into_iter().map(|l| vec![l]).collect()
+        };
+        for mut group in groups {
+            let listen = group.remove(0);
             // a server answers whatever user the Request-URI names
             let mut options = UserAgentOptions {
                 listen,
+                also_listen: group,
                 accept_any_user: true,
                 tls: tls.clone(),
                 // each call is answered on a task of its own, started as the INVITE arrives
@@ -472,9 +487,11 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
                 eprintln!("error: {e}");
                 return ExitCode::FAILURE;
             }
-            let scheme = text.split(':').next().unwrap_or("udp");
-            if let Some(a) = ua.local_addr() {
-                println!("listening on {scheme}:{a}");
+            for (transport, a) in ua.listeners().unwrap_or_default() {
+                println!(
+                    "listening on {}:{a}",
+                    transport.as_str().to_ascii_lowercase()
+                );
             }
             agents.push(ua);
         }

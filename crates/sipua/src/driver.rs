@@ -278,6 +278,9 @@ pub(crate) struct Driver {
     send_errors: IdMap<TransactionId, TransportError>,
     /// The agent's outbound proxy: what its connections check and ask for.
     outbound_proxy: Option<crate::transport::OutboundProxy>,
+    /// With more than one listener: each one's transport and port, the primary first (what
+    /// a message names is chosen by the transport that carries it).
+    listeners: Vec<(Transport, u16)>,
     /// The addresses the outbound proxy was reached at (a few): an in-dialog request there
     /// keeps the proxy's name rather than its route's.
     proxy_destinations: Vec<SocketAddr>,
@@ -306,10 +309,15 @@ impl Driver {
             .and_then(|s| s.public_ip().is_none().then(|| s.routes.clone()))
             .filter(|_| net.local_addr().ip().is_unspecified());
         let outbound_proxy = upgraded.and_then(|s| s.options.outbound_proxy.clone());
+        let listeners = match net.listeners() {
+            [_] | [] => Vec::new(),
+            all => all.iter().map(|(t, a)| (t.clone(), a.port())).collect(),
+        };
         Driver {
             routes,
             outbound_proxy,
             proxy_destinations: Vec::new(),
+            listeners,
             send_errors: IdMap::default(),
             core,
             net,
@@ -429,6 +437,18 @@ impl Driver {
         if let Some(sip) = uri.as_sip() {
             self.net.set_server_name(destination, &sip.host, None);
         }
+    }
+
+    /// With several listeners, names in what the core writes next the listener of
+    /// `transport` (the primary's when `None` or when none listens on it).
+    fn use_listener(&mut self, transport: Option<&Transport>) {
+        let Some((primary, primary_port)) = self.listeners.first().cloned() else {
+            return;
+        };
+        let (t, port) = transport
+            .and_then(|t| self.listeners.iter().find(|(have, _)| have == t).cloned())
+            .unwrap_or((primary, primary_port));
+        self.core.set_listener(t, port);
     }
 
     /// Names the destination of a request outside a dialog: the outbound proxy's host (and
@@ -752,6 +772,7 @@ impl Driver {
                 defer_ack,
                 reply,
             } => {
+                self.use_listener(transport.as_ref());
                 self.advertise_to(Some(destination));
                 self.name_out_of_dialog(destination, &target);
                 let opts = OutOfDialog {
@@ -782,6 +803,10 @@ impl Driver {
                 reliable,
                 reply,
             } => {
+                if !self.listeners.is_empty() {
+                    let t = self.core.request_transport(id).cloned();
+                    self.use_listener(t.as_ref());
+                }
                 self.advertise_to(self.core.request_source(id));
                 let body = body.as_ref().map(|(ct, b)| (ct, &b[..]));
                 let r = self
@@ -817,6 +842,18 @@ impl Driver {
                     ))));
                     return;
                 };
+                if !self.listeners.is_empty() {
+                    // the dialog's connection, else what its next hop asks for
+                    let t = self.core.dialog(&dialog).and_then(|d| {
+                        d.flow.as_ref().map(|f| f.transport.clone()).or_else(|| {
+                            d.next_hop()
+                                .as_sip()
+                                .and_then(|u| u.transport())
+                                .map(|t| Transport::parse(t.as_bytes()))
+                        })
+                    });
+                    self.use_listener(t.as_ref());
+                }
                 self.advertise_to(Some(destination));
                 if let Some(hop) = self.core.dialog(&dialog).map(|d| d.next_hop().clone()) {
                     self.name_destination(destination, &hop);
@@ -854,6 +891,7 @@ impl Driver {
                 opts,
                 reply,
             } => {
+                self.use_listener(opts.transport.as_ref());
                 self.advertise_to(Some(destination));
                 self.name_out_of_dialog(destination, &target);
                 match self
@@ -876,6 +914,7 @@ impl Driver {
                 opts,
                 reply,
             } => {
+                self.use_listener(opts.transport.as_ref());
                 self.advertise_to(Some(destination));
                 self.name_out_of_dialog(destination, &target);
                 let call_id = opts.call_id.clone();

@@ -93,6 +93,11 @@ pub struct UserAgentOptions {
     /// (`0.0.0.0`, `::`) each message names instead the address the kernel routes to its
     /// peer from (and so does the SDP of the default media handlers).
     pub listen: Listen,
+    /// More listeners, one per transport besides `listen`'s (UDP and TLS and WSS at once,
+    /// say), on the same IP address: a message sent over one of their transports names
+    /// that listener's port and transport in Via and Contact, and a response names the
+    /// listener its request came in on. Empty by default.
+    pub also_listen: Vec<Listen>,
     /// The address to put in Via, Contact, From and the SDP instead of the one we listen
     /// on or route from: a NAT's public address, or a container's host address. The port
     /// stays the one we listen on.
@@ -167,6 +172,7 @@ impl Default for UserAgentOptions {
     fn default() -> UserAgentOptions {
         UserAgentOptions {
             listen: Listen::Udp(SocketAddr::from(([127, 0, 0, 1], 0))),
+            also_listen: Vec::new(),
             public_address: None,
             user: "sipua".into(),
             uri: None,
@@ -209,6 +215,8 @@ pub(crate) struct Shared {
     pub(crate) commands: mpsc::Sender<Command>,
     pub(crate) options: UserAgentOptions,
     pub(crate) local: SocketAddr,
+    /// Every listener's transport and bound address, the primary first.
+    pub(crate) listeners: Vec<(Transport, SocketAddr)>,
     /// `local` as text, made once (each session's id for its media handler starts with it).
     pub(crate) local_text: String,
     pub(crate) dns: DnsResolver,
@@ -421,6 +429,12 @@ impl UserAgent {
         self.shared().map(|s| s.local)
     }
 
+    /// Every listener's transport and bound address, the primary (`listen`) first, then
+    /// `also_listen`'s; `None` before `start`.
+    pub fn listeners(&self) -> Option<Vec<(Transport, SocketAddr)>> {
+        self.shared().map(|s| s.listeners.clone())
+    }
+
     pub(crate) fn shared(&self) -> Option<Arc<Shared>> {
         let g = self.inner.running.lock().unwrap_or_else(|e| e.into_inner());
         g.as_ref().map(|r| r.shared.clone())
@@ -442,10 +456,14 @@ impl UserAgent {
             message_deadline: o.message_timeout,
             max_partial_bytes: o.max_partial_bytes,
         };
-        let net = Net::bind(&o.listen, limits, &o.tls)
+        let net = Net::bind(&o.listen, &o.also_listen, limits, &o.tls)
             .await
             .map_err(|e| Error::Listen {
-                listen: o.listen.to_string(),
+                listen: std::iter::once(&o.listen)
+                    .chain(&o.also_listen)
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 source: e.into(),
             })?;
         let local = net.local_addr();
@@ -512,6 +530,7 @@ impl UserAgent {
             commands,
             options: o.clone(),
             local,
+            listeners: net.listeners().to_vec(),
             local_text: local.to_string(),
             routes: Arc::default(),
             dns: match &o.dns_servers {

@@ -827,6 +827,7 @@ fn an_outbound_proxy_is_written_as_users_write_it() {
 }
 
 #[tokio::test]
+#[allow(clippy::result_large_err)] // tungstenite's handshake callback returns its Response
 async fn a_websocket_proxy_url_gives_the_handshake_its_host_and_path() {
     use futures_util::StreamExt;
     // a WebSocket server that records the handshake's request line and Host, then reads
@@ -931,4 +932,85 @@ async fn a_tls_proxy_named_by_uri_is_checked_against_that_name() {
         alice.stop().await;
         bob.stop().await;
     }
+}
+
+#[tokio::test]
+async fn one_agent_listens_on_udp_tls_and_wss_at_once_and_each_call_names_its_own_listener() {
+    let tls = tls_for(&["127.0.0.1"]);
+    let t = tls.clone();
+    let bob = agent(Listen::Udp(loopback()), |o| {
+        o.user = "bob".into();
+        o.tls = t;
+        o.also_listen = vec![Listen::Tls(loopback()), Listen::Wss(loopback())];
+    })
+    .await;
+    // where each listener is: UDP is the primary; the others are found by connecting
+    let udp = bob.local_addr().unwrap().port();
+    let answering = tokio::spawn({
+        let bob = bob.clone();
+        async move {
+            let mut contacts = Vec::new();
+            while let Some(inv) = bob.next_invitation().await {
+                let text = String::from_utf8_lossy(&inv.request().to_bytes()).into_owned();
+                inv.accept(Default::default()).await.unwrap();
+                contacts.push(text);
+                let _ = inv.terminated().await;
+                if contacts.len() == 3 {
+                    break;
+                }
+            }
+            contacts
+        }
+    });
+    let ports = bob.listeners().unwrap();
+    assert_eq!(ports.len(), 3, "{ports:?}");
+    for (transport, listen) in [
+        ("udp", Listen::Udp(loopback())),
+        ("tls", Listen::Tls(loopback())),
+        ("wss", Listen::Wss(loopback())),
+    ] {
+        let (_, at) = ports
+            .iter()
+            .find(|(t, _)| t.as_str().eq_ignore_ascii_case(transport))
+            .unwrap();
+        let tls = tls.clone();
+        let caller = agent(listen, |o| o.tls = tls).await;
+        let param = if transport == "udp" {
+            String::new()
+        } else {
+            format!(";transport={transport}")
+        };
+        let to: Uri = format!("sip:bob@{at}{param}").parse().unwrap();
+        let call = Inviter::new(&caller, to, InviterOptions::default()).unwrap();
+        call.invite(Default::default()).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), call.established())
+            .await
+            .unwrap_or_else(|_| panic!("{transport}: no answer"))
+            .unwrap_or_else(|e| panic!("{transport}: {e}"));
+        // the caller's BYE goes to the Contact of Bob's 200: it must name this listener
+        let bye = tokio::time::timeout(Duration::from_secs(5), call.bye())
+            .await
+            .unwrap_or_else(|_| panic!("{transport}: the BYE got no answer"))
+            .unwrap();
+        assert_eq!(bye.status(), 200, "{transport}");
+        caller.stop().await;
+    }
+    let invites = answering.await.unwrap();
+    assert_eq!(invites.len(), 3);
+    assert_eq!(ports[0].1.port(), udp);
+    bob.stop().await;
+}
+
+#[tokio::test]
+async fn two_listeners_for_one_transport_are_refused() {
+    let ua = UserAgent::new(UserAgentOptions {
+        listen: Listen::Udp(loopback()),
+        also_listen: vec![Listen::Tcp(loopback()), Listen::Tcp(loopback())],
+        ..Default::default()
+    });
+    let err = ua.start().await.unwrap_err();
+    assert!(
+        matches!(&err, sipua::Error::Listen { source, .. } if source.kind() == std::io::ErrorKind::InvalidInput),
+        "{err:?}"
+    );
 }

@@ -6,6 +6,7 @@ mod baresip;
 mod common;
 mod flood;
 mod kamailio;
+mod listeners;
 mod lossy;
 mod matrix;
 mod matrix_baresip;

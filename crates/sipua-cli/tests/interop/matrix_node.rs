@@ -15,7 +15,7 @@ use crate::matrix::*;
 const NODE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/node");
 
 /// `node peer.mjs <lib> <args>`, gathered as it runs.
-fn peer(lib: &str, args: &[&str]) -> (Killed, Output) {
+pub(crate) fn peer(lib: &str, args: &[&str]) -> (Killed, Output) {
     assert!(
         Command::new("node").arg("--version").output().is_ok(),
         "node is not installed (apt-get install nodejs npm; scripts/test-deps does it)"

@@ -434,6 +434,23 @@ impl UaCore {
         self.ours = Addressed::new(&self.cfg);
     }
 
+    /// Names from now on the listener at `port` for `transport` in Via and Contact (an agent
+    /// listening on several transports sets it before each message, for the transport that
+    /// carries it); the IP address stays ([`UaCore::set_local_ip`]).
+    pub fn set_listener(&mut self, transport: Transport, port: u16) {
+        if transport == self.cfg.transport && port == self.cfg.local.port() {
+            return;
+        }
+        self.cfg.transport = transport;
+        self.cfg.local.set_port(port);
+        self.ours = Addressed::new(&self.cfg);
+    }
+
+    /// The transport request `id` (a server transaction still being answered) came over.
+    pub fn request_transport(&self, id: TransactionId) -> Option<&Transport> {
+        self.incoming.get(&id).map(|i| &i.transport)
+    }
+
     /// Turns SIP outbound on or off ([`UaConfig::outbound`]): a registration that uses it
     /// (`reg-id`, RFC 5626 §4.2) turns it on for the agent's dialogs.
     pub fn set_outbound(&mut self, on: bool) {

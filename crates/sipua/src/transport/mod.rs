@@ -492,51 +492,91 @@ pub(crate) struct Net {
     streams: stream::Streams,
     primary: Transport,
     local: SocketAddr,
+    /// Each listener's transport and address, the primary first.
+    listeners: Vec<(Transport, SocketAddr)>,
     /// Which source [`Net::poll_recv`] asks first.
     turn: u8,
 }
 
 impl Net {
+    /// Binds `listen` (the primary listener: its address and transport are what messages
+    /// name unless another listener's transport carries them) and each of `also`.
     pub(crate) async fn bind(
         listen: &Listen,
+        also: &[Listen],
         limits: StreamLimits,
         tls: &TlsOptions,
     ) -> io::Result<Net> {
-        let mut streams = stream::Streams::new(limits, tls);
-        let (mut udp, mut custom) = (None, None);
+        let mut net = Net {
+            udp: None,
+            custom: None,
+            streams: stream::Streams::new(limits, tls),
+            primary: listen.transport(),
+            local: SocketAddr::from(([0, 0, 0, 0], 0)),
+            listeners: Vec::new(),
+            turn: 0,
+        };
+        net.local = net.add(listen, tls, true).await?;
+        for l in also {
+            let t = l.transport();
+            if net.listeners.iter().any(|(have, _)| *have == t) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{l}: a second {t} listener (one per transport)"),
+                ));
+            }
+            net.add(l, tls, false).await?;
+        }
+        Ok(net)
+    }
+
+    /// Binds one listener; its local address.
+    async fn add(
+        &mut self,
+        listen: &Listen,
+        tls: &TlsOptions,
+        primary: bool,
+    ) -> io::Result<SocketAddr> {
         let local = match listen {
             Listen::Udp(a) => {
                 let s = udp_socket(*a)?;
                 let local = s.local_addr()?;
                 // a TCP listener on the same port if free; else TCP works as a client only
-                let _ = streams.listen(Transport::Tcp, local).await;
-                udp = Some((s, vec![0; MAX_DATAGRAM]));
+                if primary {
+                    let _ = self.streams.listen(Transport::Tcp, local).await;
+                }
+                self.udp = Some((s, vec![0; MAX_DATAGRAM]));
                 local
             }
             Listen::Tls(a) | Listen::Wss(a) if tls.server.is_none() => {
+                if !primary {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("{listen}: a TLS listener needs a server certificate"),
+                    ));
+                }
                 // a client without a certificate: connections we open only; Via and Contact
                 // still need a port, so take a free one
                 let probe = std::net::TcpListener::bind(a)?;
                 probe.local_addr()?
             }
             Listen::Tcp(a) | Listen::Tls(a) | Listen::Ws(a) | Listen::Wss(a) => {
-                streams.listen(listen.transport(), *a).await?
+                self.streams.listen(listen.transport(), *a).await?
             }
             Listen::Datagram(factory) => {
                 let t = factory.bind()?;
                 let local = t.local_addr();
-                custom = Some(t);
+                self.custom = Some(t);
                 local
             }
         };
-        Ok(Net {
-            udp,
-            custom,
-            streams,
-            primary: listen.transport(),
-            local,
-            turn: 0,
-        })
+        self.listeners.push((listen.transport(), local));
+        Ok(local)
+    }
+
+    /// Every listener's transport and address, the primary first.
+    pub(crate) fn listeners(&self) -> &[(Transport, SocketAddr)] {
+        &self.listeners
     }
 
     pub(crate) fn local_addr(&self) -> SocketAddr {
