@@ -25,6 +25,8 @@ mod publisher;
 mod queue;
 mod registerer;
 pub mod sdh;
+#[doc = include_str!("sipjs.md")]
+pub mod sipjs {}
 mod session;
 mod session_manager;
 mod simple_user;
