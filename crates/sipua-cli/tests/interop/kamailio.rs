@@ -16,6 +16,9 @@ const CFG: &str = include_str!("kamailio/kamailio.cfg");
 const VERSION: &str = include_str!("kamailio/db/version");
 const SUBSCRIBER: &str = include_str!("kamailio/db/subscriber");
 
+/// The path of the WebSocket URL the tests give `--proxy` (Kamailio logs each handshake's).
+const WS_PATH: &str = "/sipua-edge?client=test";
+
 /// One Kamailio on loopback from a private directory; stopped with SIGTERM (its worker
 /// processes follow the main one; SIGKILL would leave them holding the ports).
 pub(crate) struct Kamailio {
@@ -132,21 +135,26 @@ impl Kamailio {
         k
     }
 
-    /// `IP:PORT` of the proxy for `transport`.
+    /// The proxy for `transport` as a user writes `--proxy`: `IP:PORT` for UDP, a SIP URI
+    /// with its transport for TCP, a URL with a host name and a path for WebSocket.
     fn proxy(&self, transport: &str) -> String {
+        match transport {
+            "ws" => format!("ws://localhost:{}{WS_PATH}", self.ws_port),
+            "udp" => format!("127.0.0.1:{}", self.sip_port),
+            t => format!("sip:127.0.0.1:{};transport={t}", self.sip_port),
+        }
+    }
+
+    /// The registrar's URI over `transport`.
+    fn registrar(&self, transport: &str) -> String {
         let port = if transport == "ws" {
             self.ws_port
         } else {
             self.sip_port
         };
-        format!("127.0.0.1:{port}")
-    }
-
-    /// The registrar's URI over `transport`.
-    fn registrar(&self, transport: &str) -> String {
         match transport {
-            "udp" => format!("sip:{}", self.proxy("udp")),
-            t => format!("sip:{};transport={t}", self.proxy(t)),
+            "udp" => format!("sip:127.0.0.1:{port}"),
+            t => format!("sip:127.0.0.1:{port};transport={t}"),
         }
     }
 }
@@ -236,6 +244,14 @@ fn register_call_message_unregister(transport: &str) {
     );
     let both = || format!("alice:\n{printed}\nbob:\n{}", bob_out.text());
     assert!(ok, "{}", context(&format!("the call failed\n{}", both())));
+    if transport == "ws" {
+        // the proxy URL's path and host name reached Kamailio's handshake
+        let handshake = format!(
+            "WebSocket handshake for {WS_PATH} host localhost:{}",
+            k.ws_port
+        );
+        assert!(k.out.text().contains(&handshake), "{}", context(&handshake));
+    }
     assert!(printed.contains("BYE: 200"), "{}", context(&both()));
     assert!(
         bob_out.wait_for("INVITE from sip:alice@127.0.0.1", 2.0),
