@@ -210,6 +210,23 @@ impl fmt::Display for IoError {
 #[derive(Clone)]
 struct Cause(std::sync::Arc<dyn std::error::Error + Send + Sync>);
 
+impl Cause {
+    /// `: cause` after what was written, when there is one.
+    fn write_after(cause: &Option<Cause>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match cause {
+            Some(c) => write!(f, ": {}", c.0),
+            None => Ok(()),
+        }
+    }
+
+    /// The cause as `Error::source` gives it.
+    fn as_source(cause: &Option<Cause>) -> Option<&(dyn std::error::Error + 'static)> {
+        cause
+            .as_ref()
+            .map(|c| &*c.0 as &(dyn std::error::Error + 'static))
+    }
+}
+
 impl fmt::Debug for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
@@ -298,18 +315,13 @@ impl TransportError {
 impl fmt::Display for TransportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.context)?;
-        match &self.source {
-            Some(c) => write!(f, ": {}", c.0),
-            None => Ok(()),
-        }
+        Cause::write_after(&self.source, f)
     }
 }
 
 impl std::error::Error for TransportError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_ref()
-            .map(|c| &*c.0 as &(dyn std::error::Error + 'static))
+        Cause::as_source(&self.source)
     }
 }
 
@@ -379,18 +391,13 @@ impl fmt::Display for DnsError {
             DnsErrorKind::Failed => write!(f, "DNS lookup of {} failed", self.name)?,
             DnsErrorKind::NoTarget => write!(f, "nothing to look up: {}", self.name)?,
         }
-        match &self.source {
-            Some(c) => write!(f, ": {}", c.0),
-            None => Ok(()),
-        }
+        Cause::write_after(&self.source, f)
     }
 }
 
 impl std::error::Error for DnsError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_ref()
-            .map(|c| &*c.0 as &(dyn std::error::Error + 'static))
+        Cause::as_source(&self.source)
     }
 }
 

@@ -386,6 +386,26 @@ fn tls_for(names: &[&str]) -> TlsOptions {
     TlsOptions::from_pem(&chain, &key, &chain).unwrap()
 }
 
+/// Bob on TLS with `tls`'s certificate, answering the first call, on a task of its own.
+async fn tls_bob(tls: &TlsOptions) -> (UserAgent, tokio::task::JoinHandle<()>) {
+    let t = tls.clone();
+    let bob = agent(Listen::Tls(loopback()), |o| {
+        o.user = "bob".into();
+        o.tls = t
+    })
+    .await;
+    let answering = tokio::spawn({
+        let bob = bob.clone();
+        async move {
+            if let Some(inv) = bob.next_invitation().await {
+                inv.accept(Default::default()).await.unwrap();
+                inv.terminated().await;
+            }
+        }
+    });
+    (bob, answering)
+}
+
 /// Calls `uri` from a TLS agent trusting `tls`'s certificate; how the call ended and why.
 async fn tls_call(tls: &TlsOptions, uri: &str) -> (EndReason, Option<sipua::TransportError>) {
     let alice = agent(Listen::Tls(loopback()), |o| o.tls = tls.clone()).await;
@@ -413,22 +433,8 @@ async fn tls_checks_the_certificate_against_the_host_of_the_uri_not_the_address(
         (&["127.0.0.1"][..], "127.0.0.1", true),
     ] {
         let tls = tls_for(names);
-        let t = tls.clone();
-        let bob = agent(Listen::Tls(loopback()), |o| {
-            o.user = "bob".into();
-            o.tls = t
-        })
-        .await;
+        let (bob, answering) = tls_bob(&tls).await;
         let port = bob.local_addr().unwrap().port();
-        let answering = tokio::spawn({
-            let bob = bob.clone();
-            async move {
-                if let Some(inv) = bob.next_invitation().await {
-                    inv.accept(Default::default()).await.unwrap();
-                    inv.terminated().await;
-                }
-            }
-        });
         let (end, why) = tls_call(&tls, &format!("sip:bob@{host}:{port};transport=tls")).await;
         if ok {
             assert_eq!(end, EndReason::LocalBye, "{names:?} for {host}");
@@ -887,22 +893,8 @@ async fn a_tls_proxy_named_by_uri_is_checked_against_that_name() {
     // with no address of its own through "sips:localhost:PORT"
     for (names, ok) in [(&["localhost"][..], true), (&["127.0.0.1"][..], false)] {
         let tls = tls_for(names);
-        let t = tls.clone();
-        let bob = agent(Listen::Tls(loopback()), |o| {
-            o.user = "bob".into();
-            o.tls = t
-        })
-        .await;
+        let (bob, answering) = tls_bob(&tls).await;
         let port = bob.local_addr().unwrap().port();
-        let answering = tokio::spawn({
-            let bob = bob.clone();
-            async move {
-                if let Some(inv) = bob.next_invitation().await {
-                    inv.accept(Default::default()).await.unwrap();
-                    inv.terminated().await;
-                }
-            }
-        });
         let alice = agent(Listen::Tls(loopback()), |o| {
             o.tls = tls.clone();
             o.outbound_proxy = Some(format!("sips:localhost:{port}").parse().unwrap());
