@@ -22,6 +22,19 @@ pub enum LocateError {
     UnsupportedTransport,
 }
 
+impl std::fmt::Display for LocateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LocateError::NotSip => "not a sip: or sips: URI (a tel: URI needs a proxy)",
+            LocateError::UnsupportedTransport => {
+                "its transport parameter names no transport we speak"
+            }
+        })
+    }
+}
+
+impl std::error::Error for LocateError {}
+
 /// The URI the next hop is taken from (RFC 3261 §8.1.2): the outbound proxy if one is
 /// configured, else the first Route, else the Request-URI.
 pub fn next_hop_uri(request: &Request, outbound_proxy: Option<&Uri>) -> Uri {

@@ -7,6 +7,7 @@
 //! cargo run -p sipua --example proxy -- wss://edge.example.com/ws sip:alice@example.com alice secret sip:bob@example.com
 //! ```
 
+use sipua::message::header::RetryAfter;
 use sipua::{
     Credentials, Error, Inviter, Listen, OutboundProxy, Registerer, RegistererOptions,
     TransportErrorKind, UserAgent, UserAgentOptions,
@@ -62,7 +63,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// What went wrong, by kind.
 fn explain(e: Error) -> String {
     match e {
-        Error::Rejected { status, reason } => format!("refused: {status} {reason}"),
+        Error::Rejected {
+            status: 503,
+            response: Some(r),
+            ..
+        } => match r.typed::<RetryAfter>().and_then(Result::ok) {
+            Some(after) => format!("the proxy is overloaded: retry after {} s", after.delta),
+            None => "the proxy is overloaded".into(),
+        },
+        Error::Rejected { status, reason, .. } => format!("refused: {status} {reason}"),
         Error::Dns(e) => format!("the proxy's name does not resolve: {e}"),
         Error::Transport(e) if e.kind() == TransportErrorKind::Tls => {
             format!("the proxy's certificate was refused: {e}")

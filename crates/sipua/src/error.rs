@@ -57,6 +57,10 @@ pub enum Error {
         status: u16,
         /// Its reason phrase.
         reason: String,
+        /// The response itself, for its headers (Retry-After, Warning, Reason, a 3xx's
+        /// Contacts); `None` when no response came (a transfer's outcome reported by NOTIFY,
+        /// a 422 we sent ourselves).
+        response: Option<sipua_message::Response>,
     },
     /// The target's host has no address: DNS said there is none, or no name server answered
     /// (RFC 3263 §4).
@@ -101,7 +105,7 @@ impl fmt::Display for Error {
             Error::ContentTypeUnsupported(t) => write!(f, "unsupported content type {t}"),
             Error::Transport(e) => write!(f, "transport: {e}"),
             Error::Timeout => f.write_str("no response (timeout)"),
-            Error::Rejected { status, reason } => write!(f, "rejected: {status} {reason}"),
+            Error::Rejected { status, reason, .. } => write!(f, "rejected: {status} {reason}"),
             Error::Dns(e) => e.fmt(f),
             Error::InvalidArgument(e) => write!(f, "invalid argument: {e}"),
             Error::Stopped => f.write_str("the user agent is not running"),
@@ -133,10 +137,16 @@ impl Error {
         if response.is_success() {
             Ok(())
         } else {
-            Err(Error::Rejected {
-                status: response.status(),
-                reason: response.reason().into_owned(),
-            })
+            Err(Error::rejected(response))
+        }
+    }
+
+    /// [`Error::Rejected`] by `response`.
+    pub(crate) fn rejected(response: &sipua_message::Response) -> Error {
+        Error::Rejected {
+            status: response.status(),
+            reason: response.reason().into_owned(),
+            response: Some(response.clone()),
         }
     }
 }
@@ -188,6 +198,12 @@ impl IoError {
 impl From<std::io::Error> for IoError {
     fn from(e: std::io::Error) -> IoError {
         IoError(std::sync::Arc::new(e))
+    }
+}
+
+impl std::error::Error for IoError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
     }
 }
 

@@ -82,10 +82,7 @@ impl Messager {
         if r.is_success() {
             Ok(r)
         } else {
-            Err(Error::Rejected {
-                status: r.status(),
-                reason: r.reason().into_owned(),
-            })
+            Err(Error::rejected(&r))
         }
     }
 }

@@ -392,10 +392,7 @@ async fn exchange(inner: &Arc<Inner>, ops: &mut Ops, kind: Kind) -> Result<Respo
         }
         set_etag(inner, None);
         transition(inner, PublisherState::Unpublished);
-        return Err(Error::Rejected {
-            status,
-            reason: resp.reason().into_owned(),
-        });
+        return Err(Error::rejected(&resp));
     }
 }
 

@@ -413,10 +413,7 @@ async fn register(inner: &Arc<Inner>) -> Result<Response, Error> {
             let wait = retry.map_or_else(|| backoff(inner), |s| Duration::from_secs(u64::from(s)));
             schedule(inner, wait);
         }
-        return Err(Error::Rejected {
-            status,
-            reason: resp.reason().into_owned(),
-        });
+        return Err(Error::rejected(&resp));
     }
 }
 
@@ -483,10 +480,7 @@ async fn unregister(inner: &Arc<Inner>, all: bool) -> Result<Response, Error> {
         }
         Ok(resp)
     } else {
-        Err(Error::Rejected {
-            status: resp.status(),
-            reason: resp.reason().into_owned(),
-        })
+        Err(Error::rejected(&resp))
     }
 }
 

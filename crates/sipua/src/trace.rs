@@ -3,11 +3,13 @@
 //!
 //! - Every SIP message sent and received is an event of its own: target [`MESSAGE_TARGET`],
 //!   level TRACE, with the fields `direction` (`"sent"` or `"received"`), `transport`, `local`
-//!   and `peer` (addresses) and `size` (bytes on the wire); its message is the SIP message as
+//!   and `peer` (addresses), `size` (bytes on the wire), and `call_id`, `cseq` and `branch`
+//!   (the top Via's: the transaction); its message is the SIP message as
 //!   text, with the digest `response` and `cnonce` of Authorization and Proxy-Authorization
 //!   hidden, so that no trace holds what a password could be guessed from.
 //! - Each user agent's driver runs in a span `user_agent` (its local address) and each session
-//!   in a span `session` (its Call-ID); session state changes are DEBUG events and failures to
+//!   in a span `session` (its Call-ID and, once the dialog exists, both tags); session state
+//!   changes are DEBUG events and failures to
 //!   send are WARN events, target `sipua`.
 
 use std::borrow::Cow;
@@ -30,6 +32,12 @@ pub(crate) fn message(
         let text = String::from_utf8_lossy(bytes);
         let text = redacted(&text);
         let direction = if sent { "sent" } else { "received" };
+        // the transaction and dialog it belongs to, for filtering a busy trace
+        let call_id = header(&text, "call-id", "i").unwrap_or_default();
+        let cseq = header(&text, "cseq", "").unwrap_or_default();
+        let branch = header(&text, "via", "v")
+            .and_then(|v| v.split(';').find_map(|p| p.trim().strip_prefix("branch=")))
+            .unwrap_or_default();
         tracing::trace!(
             target: "sipua::message",
             direction,
@@ -37,9 +45,25 @@ pub(crate) fn message(
             local = %local,
             peer = %peer,
             size = bytes.len(),
+            call_id,
+            cseq,
+            branch,
             "{text}"
         );
     }
+}
+
+/// The value of the first header `name` (or its compact form `short`) of a message's text.
+fn header<'a>(text: &'a str, name: &str, short: &str) -> Option<&'a str> {
+    text.lines()
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            let n = n.trim();
+            (n.eq_ignore_ascii_case(name) || (!short.is_empty() && n.eq_ignore_ascii_case(short)))
+                .then(|| v.trim())
+        })
 }
 
 /// `text` with the value of every `response=` and `cnonce=` parameter of Authorization and

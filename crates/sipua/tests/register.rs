@@ -236,7 +236,17 @@ async fn a_503_with_retry_after_is_reported_and_retried_after_that_delay() {
     let retry = Header::new(HeaderName::RetryAfter, "1");
     reg.answer(&first, from, 503, &[retry]).await;
     match task.await.unwrap() {
-        Err(Error::Rejected { status: 503, .. }) => {}
+        // the response itself comes with the error, its Retry-After readable
+        Err(Error::Rejected {
+            status: 503,
+            response: Some(response),
+            ..
+        }) => {
+            let after = response
+                .typed::<sipua::message::header::RetryAfter>()
+                .and_then(Result::ok);
+            assert_eq!(after.map(|a| a.delta), Some(1));
+        }
         other => panic!("expected 503, got {other:?}"),
     }
     assert_eq!(r.state(), RegistererState::Unregistered);

@@ -213,6 +213,18 @@ async fn redirect_reaches_the_caller_as_3xx() {
         call.terminated().await,
         EndReason::Rejected { status: 302, .. }
     ));
+    // established() says why, with the 3xx and its Contact to follow
+    match call.established().await {
+        Err(Error::Rejected {
+            status: 302,
+            response: Some(r),
+            ..
+        }) => {
+            let text = String::from_utf8_lossy(&r.to_bytes()).into_owned();
+            assert!(text.contains("Contact: <sip:carol@10.0.0.3>"), "{text}");
+        }
+        other => panic!("expected the 302, got {other:?}"),
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -13,23 +13,27 @@ use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
 
-/// One message event: (direction, transport, peer, size, text).
-type Seen = (String, String, String, u64, String);
+/// One message event: (direction, transport, peer, size, text, call_id).
+type Seen = (String, String, String, u64, String, String);
 
-/// A subscriber that keeps the message events.
+/// A subscriber that keeps the message events, and the values recorded into spans later
+/// (a session's tags).
 #[derive(Clone, Default)]
 struct Collect {
     seen: Arc<Mutex<Vec<Seen>>>,
+    recorded: Arc<Mutex<Vec<(String, String)>>>,
     next: Arc<AtomicU64>,
 }
 
 #[derive(Default)]
-struct Fields(String, String, String, u64, String);
+struct Fields(String, String, String, u64, String, String);
 
 impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "direction" {
-            self.0 = value.into();
+        match field.name() {
+            "direction" => self.0 = value.into(),
+            "call_id" => self.5 = value.into(),
+            _ => {}
         }
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
@@ -54,13 +58,30 @@ impl Subscriber for Collect {
     fn new_span(&self, _: &Attributes<'_>) -> Id {
         Id::from_u64(self.next.fetch_add(1, Ordering::Relaxed) + 1)
     }
-    fn record(&self, _: &Id, _: &Record<'_>) {}
+    fn record(&self, _: &Id, values: &Record<'_>) {
+        struct Named<'a>(&'a Mutex<Vec<(String, String)>>);
+        impl Visit for Named<'_> {
+            fn record_str(&mut self, field: &Field, value: &str) {
+                self.0
+                    .lock()
+                    .unwrap()
+                    .push((field.name().to_owned(), value.to_owned()));
+            }
+            fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+                self.record_str(field, &format!("{value:?}"));
+            }
+        }
+        values.record(&mut Named(&self.recorded));
+    }
     fn record_follows_from(&self, _: &Id, _: &Id) {}
     fn event(&self, event: &Event<'_>) {
         if event.metadata().target() == MESSAGE_TARGET {
             let mut f = Fields::default();
             event.record(&mut f);
-            self.seen.lock().unwrap().push((f.0, f.1, f.2, f.3, f.4));
+            self.seen
+                .lock()
+                .unwrap()
+                .push((f.0, f.1, f.2, f.3, f.4, f.5));
         }
     }
     fn enter(&self, _: &Id) {}
@@ -113,11 +134,25 @@ async fn every_message_of_a_call_is_traced_sent_and_received_without_credentials
         .unwrap();
     inv.accept(Default::default()).await.unwrap();
     call.established().await.unwrap();
+    let dialog = call.dialog().unwrap();
     assert_eq!(call.bye().await.unwrap().status(), 200);
     alice.stop().await;
     bob.stop().await;
 
     let seen = collect.seen.lock().unwrap().clone();
+    // each message event names its Call-ID; the sessions' spans got their tags
+    assert!(seen.iter().all(|s| s.5 == *dialog.call_id), "{seen:?}");
+    let recorded = collect.recorded.lock().unwrap().clone();
+    for (field, value) in [
+        ("local_tag", &dialog.local_tag),
+        ("remote_tag", &dialog.remote_tag),
+        ("call_id", &dialog.call_id),
+    ] {
+        assert!(
+            recorded.iter().any(|(f, v)| f == field && v == &**value),
+            "{field} {value} not in {recorded:?}"
+        );
+    }
     let lines = |direction: &str| -> Vec<String> {
         seen.iter()
             .filter(|s| s.0 == direction)
@@ -153,7 +188,7 @@ async fn every_message_of_a_call_is_traced_sent_and_received_without_credentials
     a.sort();
     b.sort();
     assert_eq!(a, b);
-    for (_, transport, peer, size, text) in &seen {
+    for (_, transport, peer, size, text, _) in &seen {
         assert_eq!(transport, "UDP");
         assert!(peer.starts_with("127.0.0.1:"), "{peer}");
         assert!(

@@ -127,6 +127,19 @@ pub enum ChallengeError {
     UnsupportedQop,
 }
 
+impl std::fmt::Display for ChallengeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ChallengeError::NotDigest => "not a Digest challenge",
+            ChallengeError::Incomplete => "the challenge has no realm or no nonce",
+            ChallengeError::UnsupportedAlgorithm => "the challenge's algorithm is not supported",
+            ChallengeError::UnsupportedQop => "the challenge offers neither qop auth nor auth-int",
+        })
+    }
+}
+
+impl std::error::Error for ChallengeError {}
+
 impl Challenge {
     /// Reads a challenge header value.
     pub fn from_auth(a: &Auth) -> Result<Challenge, ChallengeError> {

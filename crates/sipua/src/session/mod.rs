@@ -281,6 +281,8 @@ pub(crate) struct SessionInfo {
     pub(crate) asserted_identity: Option<sipua_message::NameAddr>,
     /// Why the INVITE could not be sent, when the session ended so.
     pub(crate) send_failure: Option<crate::TransportError>,
+    /// The final response that refused a caller's INVITE.
+    pub(crate) final_response: Option<sipua_message::Response>,
     /// A caller's INVITE as last sent (a 401/407 or 422 sends it again, changed).
     pub(crate) sent_invite: Option<Arc<sipua_message::Request>>,
 }
@@ -384,7 +386,11 @@ impl Session {
             return Ok(());
         }
         Err(match self.end_reason() {
-            Some(EndReason::Rejected { status, reason }) => Error::Rejected { status, reason },
+            Some(EndReason::Rejected { status, reason }) => Error::Rejected {
+                status,
+                reason,
+                response: self.shared_info().final_response.clone(),
+            },
             Some(EndReason::Timeout) => Error::Timeout,
             Some(EndReason::TransportError) => Error::Transport(match self.send_failure() {
                 Some(why) => why.in_context("the INVITE could not be sent"),

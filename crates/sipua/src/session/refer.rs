@@ -136,6 +136,7 @@ impl Referrer {
                     Err(Error::Rejected {
                         status: n.status,
                         reason: n.reason,
+                        response: None,
                     })
                 };
             }

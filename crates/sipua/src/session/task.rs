@@ -101,6 +101,9 @@ struct ReInvite {
 
 struct Task {
     key: SessionKey,
+    /// The session's span (the task runs in it): the dialog's Call-ID and tags are
+    /// recorded into it once known.
+    span: tracing::Span,
     shared: Arc<Shared>,
     state: watch::Sender<SessionState>,
     info: Arc<Mutex<SessionInfo>>,
@@ -213,12 +216,32 @@ pub(crate) fn spawn_inviter(
             })),
         )
     };
-    let span = tracing::info_span!(target: "sipua", "session", key, role = "caller");
+    let span = tracing::info_span!(
+        target: "sipua",
+        "session",
+        key,
+        role = "caller",
+        call_id = tracing::field::Empty,
+        local_tag = tracing::field::Empty,
+        remote_tag = tracing::field::Empty,
+    );
+    let mut task = task;
+    task.span = span.clone();
     tokio::spawn(tracing::Instrument::instrument(
         Box::pin(Box::new(task).run(None)),
         span,
     ));
     Ok(session)
+}
+
+/// Names the dialog in the session's span (its Call-ID and both tags), once it exists.
+fn record_dialog(span: &tracing::Span, d: &DialogId) {
+    if !span.is_disabled() {
+        let cut = |s: &str| s.get(..80).unwrap_or(s).to_owned();
+        span.record("call_id", cut(&d.call_id));
+        span.record("local_tag", cut(&d.local_tag));
+        span.record("remote_tag", cut(&d.remote_tag));
+    }
 }
 
 /// Starts the task of an incoming call; the driver has already attached `key`.
@@ -287,7 +310,11 @@ pub(crate) fn spawn_invitation(
         key,
         role = "callee",
         call_id = call_id.get(..80).unwrap_or(call_id),
+        local_tag = tracing::field::Empty,
+        remote_tag = tracing::field::Empty,
     );
+    let mut task = task;
+    task.span = span.clone();
     tokio::spawn(tracing::Instrument::instrument(
         Box::pin(Box::new(task).run(Some(invitation))),
         span,
@@ -309,6 +336,7 @@ impl Task {
     ) -> Task {
         Task {
             key: 0,
+            span: tracing::Span::none(),
             shared,
             state,
             info,
@@ -1130,6 +1158,7 @@ impl Task {
                     return Err(Error::Rejected {
                         status: 422,
                         reason: "Session Interval Too Small".into(),
+                        response: None,
                     });
                 }
                 super::timer::Decision::Run {
@@ -1147,6 +1176,9 @@ impl Task {
             u.finished = true;
         }
         self.timer = timer.map(|(i, we)| super::timer::Running::start(i, we, Instant::now()));
+        if let Some(d) = &dialog {
+            record_dialog(&self.span, d);
+        }
         self.dialog = dialog.clone();
         self.info().dialog = dialog;
         self.awaiting_ack = true;
@@ -1423,10 +1455,7 @@ impl Task {
             if u.offered {
                 self.rollback().await;
             }
-            Err(Error::Rejected {
-                status: response.status(),
-                reason: response.reason().into_owned(),
-            })
+            Err(Error::rejected(&response))
         };
         let _ = u.reply.send(r);
     }
@@ -1648,6 +1677,7 @@ impl Task {
             return;
         }
         if status >= 300 {
+            self.info().final_response = Some(response.clone());
             self.terminate(EndReason::Rejected {
                 status,
                 reason: response.reason().into_owned(),
@@ -1667,6 +1697,7 @@ impl Task {
             self.terminate(EndReason::LocalBye);
             return;
         }
+        record_dialog(&self.span, &d);
         self.dialog = Some(d.clone());
         {
             let mut i = self.info();
@@ -1810,10 +1841,7 @@ impl Task {
                 return;
             }
         }
-        let _ = r.reply.send(Err(Error::Rejected {
-            status,
-            reason: response.reason().into_owned(),
-        }));
+        let _ = r.reply.send(Err(Error::rejected(&response)));
         if matches!(status, 408 | 481) {
             // RFC 3261 §12.2.1.2: the dialog is gone
             self.terminate(EndReason::Rejected {
@@ -2034,10 +2062,7 @@ impl Task {
             let _ = reply.send(Ok(Referrer::new(response, rx)));
         } else {
             self.refer_subs.retain(|(t, _, _)| *t != id);
-            let _ = reply.send(Err(Error::Rejected {
-                status: response.status(),
-                reason: response.reason().into_owned(),
-            }));
+            let _ = reply.send(Err(Error::rejected(&response)));
         }
     }
 
