@@ -339,10 +339,10 @@ async fn noting_agent(user: &str, seen: Arc<Mutex<Vec<(String, bool)>>>) -> User
         user: user.into(),
         session_description_handler_factory: Arc::new(RtpAudioFactory::new(RtpAudioOptions {
             audio: Arc::new(move |ctx| {
-                let who = ctx.remote_identity.as_ref().map(|a| a.uri.to_string());
+                let who = ctx.remote_identity().map(|a| a.uri.to_string());
                 seen.lock()
                     .unwrap()
-                    .push((who.unwrap_or_default(), ctx.request.is_some()));
+                    .push((who.unwrap_or_default(), ctx.request().is_some()));
                 Ok(AudioIo::silence())
             }),
             ..Default::default()

@@ -188,7 +188,7 @@ pub trait SessionDescriptionHandler: Send {
 }
 
 /// What a factory knows about the session it makes a handler for.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct SessionContext {
     /// The address to name in the description: the one signalling names towards this
@@ -199,14 +199,40 @@ pub struct SessionContext {
     pub bind_ip: IpAddr,
     /// The session's id (the Call-ID and tags, once known), for logs.
     pub id: String,
+    /// The session the handler is for, read when asked (parsing who is calling costs
+    /// thousands of instructions a call; most handlers never ask).
+    pub(crate) session: Option<Arc<std::sync::Mutex<crate::session::SessionInfo>>>,
+}
+
+impl std::fmt::Debug for SessionContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionContext")
+            .field("local_ip", &self.local_ip)
+            .field("bind_ip", &self.bind_ip)
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionContext {
     /// Who we are in the call (our From as a caller, the INVITE's To as a callee).
-    pub local_identity: Option<sipua_message::NameAddr>,
+    pub fn local_identity(&self) -> Option<sipua_message::NameAddr> {
+        crate::session::local_identity_of(self.session.as_ref()?)
+    }
+
     /// Who the peer is (the caller's From, or the target we call): a bot names its
     /// recording, or picks its prompt, by it.
-    pub remote_identity: Option<sipua_message::NameAddr>,
+    pub fn remote_identity(&self) -> Option<sipua_message::NameAddr> {
+        crate::session::remote_identity_of(self.session.as_ref()?)
+    }
+
     /// The INVITE that started a callee's session (its headers: what the caller dialled,
     /// what a proxy added); `None` for a caller.
-    pub request: Option<std::sync::Arc<sipua_message::Request>>,
+    pub fn request(&self) -> Option<Arc<sipua_message::Request>> {
+        let info = self.session.as_ref()?;
+        let i = info.lock().unwrap_or_else(|e| e.into_inner());
+        i.invite.clone()
+    }
 }
 
 /// Makes a handler per session (SIP.js `SessionDescriptionHandlerFactory`).

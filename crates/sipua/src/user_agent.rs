@@ -778,7 +778,7 @@ impl IncomingRequest {
         headers.push(self.shared.server_line.clone());
         // a body that does not make a message is left out rather than losing the answer
         let body = body_of(options.body.map(|b| (b.content_type, b.body))).unwrap_or_default();
-        let (tx, _rx) = oneshot::channel();
+        // nobody waits for the outcome: a response that cannot go is the peer's to retry
         let _ = self.shared.commands.try_send(Command::Respond {
             reliable: false,
             key: None,
@@ -787,7 +787,7 @@ impl IncomingRequest {
             reason: None,
             headers,
             body,
-            reply: Some(tx),
+            reply: None,
         });
     }
 }

@@ -287,6 +287,22 @@ pub(crate) struct SessionInfo {
     pub(crate) sent_invite: Option<Arc<sipua_message::Request>>,
 }
 
+/// Who we are in a session: as set, else the To of a callee's INVITE.
+pub(crate) fn local_identity_of(info: &Mutex<SessionInfo>) -> Option<sipua_message::NameAddr> {
+    let i = info.lock().unwrap_or_else(|e| e.into_inner());
+    i.local_identity
+        .clone()
+        .or_else(|| i.invite.as_ref()?.to().ok().map(identity))
+}
+
+/// Who the peer is: as set, else the From of a callee's INVITE.
+pub(crate) fn remote_identity_of(info: &Mutex<SessionInfo>) -> Option<sipua_message::NameAddr> {
+    let i = info.lock().unwrap_or_else(|e| e.into_inner());
+    i.remote_identity
+        .clone()
+        .or_else(|| i.invite.as_ref()?.from().ok().map(identity))
+}
+
 /// A From or To without its tag: who a party is, not which dialog.
 pub(crate) fn identity(a: &sipua_message::NameAddr) -> sipua_message::NameAddr {
     let mut a = a.clone();
@@ -425,19 +441,13 @@ impl Session {
     /// Who we are in this call (SIP.js `localIdentity`): our From as a caller, the To of
     /// the INVITE as a callee.
     pub fn local_identity(&self) -> Option<sipua_message::NameAddr> {
-        let i = self.shared_info();
-        i.local_identity
-            .clone()
-            .or_else(|| i.invite.as_ref()?.to().ok().map(identity))
+        local_identity_of(&self.handle.info)
     }
 
     /// Who the peer is (SIP.js `remoteIdentity`): the caller's From, or the callee's To as
     /// its answer gave it (the target until then).
     pub fn remote_identity(&self) -> Option<sipua_message::NameAddr> {
-        let i = self.shared_info();
-        i.remote_identity
-            .clone()
-            .or_else(|| i.invite.as_ref()?.from().ok().map(identity))
+        remote_identity_of(&self.handle.info)
     }
 
     /// The peer's identity as a trusted proxy asserted it (P-Asserted-Identity, RFC 3325;

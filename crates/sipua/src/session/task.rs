@@ -707,21 +707,6 @@ impl Task {
 
     fn ensure_sdh(&mut self) -> Result<&mut Box<dyn SessionDescriptionHandler>, Error> {
         if self.sdh.is_none() {
-            let (local_identity, remote_identity, request) = {
-                let i = self.info();
-                let invite = i.invite.clone();
-                let to = invite
-                    .as_deref()
-                    .and_then(|r| r.to().ok().map(super::identity));
-                let from = invite
-                    .as_deref()
-                    .and_then(|r| r.from().ok().map(super::identity));
-                (
-                    i.local_identity.clone().or(to),
-                    i.remote_identity.clone().or(from),
-                    invite,
-                )
-            };
             let ctx = SessionContext {
                 local_ip: self.shared.advertised_ip(self.peer),
                 bind_ip: self.shared.local.ip(),
@@ -732,9 +717,7 @@ impl Task {
                     let _ = std::fmt::Write::write_fmt(&mut id, format_args!("-{}", self.key));
                     id
                 },
-                local_identity,
-                remote_identity,
-                request,
+                session: Some(self.info.clone()),
             };
             let sdh = self
                 .shared
@@ -1634,9 +1617,7 @@ impl Task {
                 local_ip: self.shared.advertised_ip(self.peer),
                 bind_ip: self.shared.local.ip(),
                 id: format!("{}-{}-fork", self.shared.local, self.key),
-                local_identity: None,
-                remote_identity: None,
-                request: None,
+                session: None,
             };
             let pending = throwaway_answer(
                 self.shared.clone(),
