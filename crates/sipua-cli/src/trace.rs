@@ -2,7 +2,8 @@
 //! failures, `-vv` everything), `--trace` (every SIP message, as SIP.js's `traceSip` or sngrep
 //! shows them: time, direction, transport, addresses, size, the message) and `--pcap FILE`
 //! (the same messages as a capture Wireshark and tshark open: SIP over UDP, or over TCP for
-//! the stream transports, as IPv4 or IPv6 packets with the agent's and the peer's addresses),
+//! the stream transports, as IPv4 or IPv6 packets with the agent's and the peer's addresses,
+//! and the calls' RTP and RTCP as the UDP datagrams they were),
 //! and `--hep udp:IP:PORT` (each message as a HEP v3 packet to a Homer collector, as SIP
 //! services are traced in production).
 
@@ -13,6 +14,7 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sipua::trace::MESSAGE_TARGET;
+use sipua_media::PACKET_TARGET;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::{Context, SubscriberExt};
@@ -29,8 +31,8 @@ pub struct TraceArgs {
     /// size, the message; digest responses hidden).
     #[arg(long, global = true)]
     trace: bool,
-    /// Write every SIP message sent and received to FILE as a capture (pcap) that Wireshark
-    /// and tshark open.
+    /// Write every SIP message sent and received, and the calls' RTP and RTCP, to FILE as a
+    /// capture (pcap) that Wireshark and tshark open.
     #[arg(long, value_name = "FILE", global = true)]
     pcap: Option<std::path::PathBuf>,
     /// Send every SIP message sent and received to a HEP v3 collector (Homer) at
@@ -67,12 +69,22 @@ pub fn install(args: &TraceArgs) -> Result<(), String> {
         Some(path) => Some(Mutex::new(Pcap::create(path)?)),
         None => None,
     };
+    // RTP and RTCP packets go to the capture only (printed, they would drown the messages)
+    let rtp = if pcap.is_some() {
+        LevelFilter::TRACE
+    } else {
+        LevelFilter::OFF
+    };
     let messages = Messages {
         print: args.trace,
         pcap,
         hep,
     }
-    .with_filter(Targets::new().with_target(MESSAGE_TARGET, LevelFilter::TRACE));
+    .with_filter(
+        Targets::new()
+            .with_target(MESSAGE_TARGET, LevelFilter::TRACE)
+            .with_target(PACKET_TARGET, rtp),
+    );
     let level = match args.verbose {
         0 => LevelFilter::OFF,
         1 => LevelFilter::DEBUG,
@@ -83,6 +95,7 @@ pub fn install(args: &TraceArgs) -> Result<(), String> {
         .with_filter(
             Targets::new()
                 .with_target(MESSAGE_TARGET, LevelFilter::OFF)
+                .with_target(PACKET_TARGET, LevelFilter::OFF)
                 .with_target("sipua", level),
         );
     tracing_subscriber::registry()
@@ -100,9 +113,17 @@ struct Fields {
     local: String,
     peer: String,
     text: String,
+    /// An RTP or RTCP packet's bytes.
+    packet: Vec<u8>,
 }
 
 impl Visit for Fields {
+    fn record_bytes(&mut self, field: &Field, value: &[u8]) {
+        if field.name() == "packet" {
+            self.packet = value.to_vec();
+        }
+    }
+
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "direction" {
             self.direction = value.to_owned();
@@ -137,6 +158,17 @@ impl<S: tracing::Subscriber> Layer<S> for Messages {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
+        if event.metadata().target() == PACKET_TARGET {
+            // media: into the capture as the UDP datagram it was
+            let (Ok(local), Ok(peer), Some(p)) = (f.local.parse(), f.peer.parse(), &self.pcap)
+            else {
+                return;
+            };
+            let (from, to) = if sent { (local, peer) } else { (peer, local) };
+            let mut p = p.lock().unwrap_or_else(|e| e.into_inner());
+            p.write(now, from, to, true, &f.packet);
+            return;
+        }
         if self.print {
             let secs = now.as_secs() % 86_400;
             let arrow = if sent { "→" } else { "←" };

@@ -439,3 +439,61 @@ fn hep_sends_every_message_to_a_homer_collector() {
         "{seen:?}"
     );
 }
+
+#[test]
+fn pcap_holds_the_calls_rtp_and_rtcp_beside_its_sip() {
+    assert!(
+        Command::new("tshark").arg("-v").output().is_ok(),
+        "tshark is not installed (apt-get install tshark; scripts/test does it)"
+    );
+    let port = free_port();
+    let (_serve, lines) = serve_with("udp", port, &["--echo"]);
+    assert!(
+        lines.last().is_some_and(|l| l.starts_with("listening on")),
+        "{lines:?}"
+    );
+    let pcap = std::env::temp_dir().join(format!("sipua-rtp-{}.pcap", std::process::id()));
+    // a call with audio (a tone, echoed back) for a second
+    let out = Command::new(env!("CARGO_BIN_EXE_sipua"))
+        .args(["--pcap", pcap.to_str().unwrap()])
+        .args(["call", &format!("sip:bob@127.0.0.1:{port}")])
+        .args(["--duration", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // tshark reads the media as RTP (it follows the SDP of the SIP in the same capture)
+    let read = Command::new("tshark")
+        .arg("-r")
+        .arg(&pcap)
+        .args([
+            "-Y",
+            "rtp || rtcp || sip",
+            "-T",
+            "fields",
+            "-e",
+            "frame.protocols",
+        ])
+        .output()
+        .unwrap();
+    let protocols = String::from_utf8_lossy(&read.stdout);
+    assert!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    let count = |p: &str| {
+        protocols
+            .lines()
+            .filter(|l| l.split(':').any(|x| x == p))
+            .count()
+    };
+    // 50 packets a second each way, and the SIP of the call
+    assert!(count("rtp") >= 60, "rtp {}: {protocols}", count("rtp"));
+    assert!(count("sip") >= 5, "{protocols}");
+    let _ = std::fs::remove_file(&pcap);
+}

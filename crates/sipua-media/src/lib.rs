@@ -44,6 +44,7 @@ pub mod wav;
 
 pub use rtp_audio::{
     AudioIo, AudioIoFactory, MediaHandle, RtpAudio, RtpAudioFactory, RtpAudioOptions, SessionAudio,
+    PACKET_TARGET,
 };
 pub use stream::{MediaEvent, MediaStats, RemoteReport};
 

@@ -365,10 +365,22 @@ impl RtpAudio {
             .commands
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        // the addresses the packets went from, for traces: the advertised one for a wildcard
+        let named = |s: &UdpSocket| {
+            let a = s
+                .local_addr()
+                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+            if a.ip().is_unspecified() {
+                SocketAddr::new(self.ip, a.port())
+            } else {
+                a
+            }
+        };
+        let locals = (named(&rtp), named(&rtcp));
         tokio::spawn(run(
             stream,
-            rtp,
-            rtcp,
+            (rtp, rtcp),
+            locals,
             rx,
             stats_tx,
             self.handle.events.clone(),
@@ -508,8 +520,8 @@ impl Drop for RtpAudio {
 /// The media task: moves datagrams and time between the sockets and the stream.
 async fn run(
     mut stream: AudioStream,
-    rtp: UdpSocket,
-    rtcp: UdpSocket,
+    (rtp, rtcp): (UdpSocket, UdpSocket),
+    locals: (SocketAddr, SocketAddr),
     mut control: mpsc::Receiver<Control>,
     stats: watch::Sender<MediaStats>,
     events: broadcast::Sender<MediaEvent>,
@@ -525,11 +537,13 @@ async fn run(
         tokio::select! {
             r = rtp.recv_from(&mut rtp_buf) => {
                 if let Ok((n, from)) = r {
+                    trace_packet(false, locals.0, from, &rtp_buf[..n]);
                     stream.handle_rtp(Instant::now(), from, &rtp_buf[..n]);
                 }
             }
             r = rtcp.recv_from(&mut rtcp_buf) => {
                 if let Ok((n, from)) = r {
+                    trace_packet(false, locals.1, from, &rtcp_buf[..n]);
                     stream.handle_rtcp(Instant::now(), from, &rtcp_buf[..n]);
                 }
             }
@@ -543,7 +557,7 @@ async fn run(
                 }
                 Some(Control::Close) | None => {
                     stream.close(Instant::now());
-                    flush(&mut stream, &rtp, &rtcp, &events).await;
+                    flush(&mut stream, (&rtp, &rtcp), locals, &events).await;
                     stats.send_replace(stream.stats().clone());
                     let _ = closed.send(true);
                     return;
@@ -553,7 +567,7 @@ async fn run(
                 stream.handle_timeout(Instant::now());
             }
         }
-        flush(&mut stream, &rtp, &rtcp, &events).await;
+        flush(&mut stream, (&rtp, &rtcp), locals, &events).await;
         let now = Instant::now();
         if now.duration_since(last_stats) >= Duration::from_millis(100) {
             last_stats = now;
@@ -564,17 +578,42 @@ async fn run(
 
 async fn flush(
     stream: &mut AudioStream,
-    rtp: &UdpSocket,
-    rtcp: &UdpSocket,
+    (rtp, rtcp): (&UdpSocket, &UdpSocket),
+    locals: (SocketAddr, SocketAddr),
     events: &broadcast::Sender<MediaEvent>,
 ) {
     while let Some(t) = stream.poll_transmit() {
-        let socket = if t.rtcp { rtcp } else { rtp };
+        let (socket, local) = if t.rtcp {
+            (rtcp, locals.1)
+        } else {
+            (rtp, locals.0)
+        };
+        trace_packet(true, local, t.destination, &t.payload);
         // a send error (no route, peer port closed) loses this packet only
         let _ = socket.send_to(&t.payload, t.destination).await;
     }
     while let Some(e) = stream.poll_event() {
         let _ = events.send(e);
+    }
+}
+
+/// The target of the TRACE events that carry each RTP and RTCP packet sent and received:
+/// fields `direction` (`"sent"` or `"received"`), `local` and `peer` (addresses), `size`, and
+/// `packet` (the bytes, as `record_bytes`). The `sipua` command's `--pcap` writes them into the
+/// capture beside the SIP messages. Off, the check costs an atomic load per packet.
+pub const PACKET_TARGET: &str = "sipua::rtp";
+
+/// Reports a packet to `tracing` (see [`PACKET_TARGET`]).
+fn trace_packet(sent: bool, local: SocketAddr, peer: SocketAddr, bytes: &[u8]) {
+    if tracing::enabled!(target: "sipua::rtp", tracing::Level::TRACE) {
+        tracing::trace!(
+            target: "sipua::rtp",
+            direction = if sent { "sent" } else { "received" },
+            local = %local,
+            peer = %peer,
+            size = bytes.len(),
+            packet = bytes,
+        );
     }
 }
 
