@@ -53,20 +53,57 @@ pub enum SubscriptionState {
 /// Told about a subscription's NOTIFYs (SIP.js `SubscriptionDelegate`). Called on the
 /// subscription's task: return quickly.
 pub trait SubscriptionDelegate: Send + Sync {
-    /// A NOTIFY of this subscription; the status returned answers it (200 by default).
-    fn on_notify(&self, notification: &Notification) -> u16 {
-        let _ = notification;
-        200
+    /// A NOTIFY of this subscription: [`Notification::accept`] it (the default) or
+    /// [`Notification::reject`] it before returning. A rejected NOTIFY changes nothing of
+    /// the subscription's state (and a 481 or 489 makes the notifier end it, RFC 6665
+    /// §4.1.3).
+    fn on_notify(&self, notification: &Notification) {
+        notification.accept();
     }
 }
 
 /// One NOTIFY (SIP.js `Notification`): the resource's state as the notifier reports it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Notification {
     request: Request,
+    /// The answer a delegate chose (200 unless it rejected).
+    status: std::sync::atomic::AtomicU16,
+}
+
+impl Clone for Notification {
+    fn clone(&self) -> Notification {
+        Notification {
+            request: self.request.clone(),
+            status: std::sync::atomic::AtomicU16::new(self.status()),
+        }
+    }
 }
 
 impl Notification {
+    fn new(request: Request) -> Notification {
+        Notification {
+            request,
+            status: std::sync::atomic::AtomicU16::new(200),
+        }
+    }
+
+    /// Answers it 200 OK (what happens unless the delegate rejects it).
+    pub fn accept(&self) {
+        self.status.store(200, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Answers it with `status` (400–699; anything lower is taken as 400): the body was not
+    /// understood (415), the event is not wanted (489)...
+    pub fn reject(&self, status: u16) {
+        self.status
+            .store(status.clamp(400, 699), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The status it is answered with.
+    fn status(&self) -> u16 {
+        self.status.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The NOTIFY itself.
     pub fn request(&self) -> &Request {
         &self.request
@@ -753,9 +790,12 @@ impl SubTask {
         if lingering && self.dialog.is_none() {
             self.dialog = Some(did.clone());
         }
-        let notification = Notification { request };
+        let notification = Notification::new(request);
         let status = match &self.options.delegate {
-            Some(d) => d.on_notify(&notification),
+            Some(d) => {
+                d.on_notify(&notification);
+                notification.status()
+            }
             None => {
                 let _ = self.notifications.try_send(notification.clone());
                 200

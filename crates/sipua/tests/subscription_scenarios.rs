@@ -381,3 +381,64 @@ async fn refreshed_before_expiry_then_unsubscribed() {
         200
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_delegate_rejects_a_notify_and_the_state_stays() {
+    /// Takes PIDF documents only; an empty body is refused with 415.
+    struct PidfOnly;
+    impl sipua::SubscriptionDelegate for PidfOnly {
+        fn on_notify(&self, n: &sipua::Notification) {
+            if n.body().is_empty() || n.content_type().as_deref() != Some("application/pidf+xml") {
+                n.reject(415);
+            } else {
+                n.accept();
+            }
+        }
+    }
+    let (alice, mut bob) = setup(false).await;
+    let s = Subscriber::new(
+        &alice,
+        format!("sip:bob@{BOB}").parse().unwrap(),
+        "presence",
+        SubscriberOptions {
+            expires: 3600,
+            delegate: Some(std::sync::Arc::new(PidfOnly)),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let done = spawn_subscribe(&s);
+    let (sub, from) = bob.next_request().await;
+    bob.answer(&sub, from, 200, &[expires(3600)]);
+    done.await.unwrap().unwrap();
+    // Bob's NOTIFYs carry PIDF: accepted, and followed
+    assert_eq!(
+        bob.notify_answered(&sub, "presence", Some("active"), None)
+            .await,
+        200
+    );
+    assert_eq!(s.state(), SubscriptionState::Subscribed);
+    // a NOTIFY the delegate refuses: its answer goes back, and the state does not move
+    let refused = {
+        let seq = 100;
+        let msg = format!(
+            "NOTIFY sip:alice@{ALICE} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {BOB};branch=z9hG4bK-notify-empty\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:bob@{BOB}>;tag=bob1\r\n\
+             To: {}\r\n\
+             Call-ID: {}\r\n\
+             CSeq: {seq} NOTIFY\r\n\
+             Contact: <sip:bob@{BOB}>\r\n\
+             Event: presence\r\n\
+             Subscription-State: terminated;reason=noresource\r\n\
+             Content-Length: 0\r\n\r\n",
+            String::from_utf8_lossy(sub.headers().get(&HeaderName::From).unwrap().value()),
+            sub.call_id(),
+        );
+        bob.sock.send_to(msg, ALICE.parse().unwrap()).unwrap();
+        bob.next_response().await.status()
+    };
+    assert_eq!(refused, 415);
+    assert_eq!(s.state(), SubscriptionState::Subscribed);
+}
