@@ -86,6 +86,20 @@ pub struct ServeArgs {
     /// Stop after this many seconds (0: run until killed).
     #[arg(long, default_value_t = 0)]
     lifetime: u64,
+    /// On SIGTERM or SIGINT (or at the end of --lifetime), drain for up to SECONDS before
+    /// stopping: OPTIONS and new calls are answered 503 at once (a dispatcher takes this
+    /// instance out), the calls in progress go on to their end; a second signal stops at
+    /// once. Without it, every call is hung up at once.
+    #[arg(long, value_name = "SECONDS")]
+    drain: Option<f64>,
+    /// Overload control: past this many requests received and not yet answered, new ones
+    /// get 503 with Retry-After (calls in progress keep their priority). 0: no limit.
+    #[arg(long, default_value_t = 0)]
+    max_pending: usize,
+    /// Overload control: past this many new calls a second, 503 with Retry-After. 0: no
+    /// limit.
+    #[arg(long, default_value_t = 0)]
+    max_cps: u32,
     /// Print nothing per call (for load runs).
     #[arg(long)]
     quiet: bool,
@@ -459,6 +473,8 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
             let mut options = UserAgentOptions {
                 listen,
                 also_listen: group,
+                max_pending_requests: args.max_pending,
+                max_invites_per_second: args.max_cps,
                 accept_any_user: true,
                 tls: tls.clone(),
                 // each call is answered on a task of its own, started as the INVITE arrives
@@ -521,6 +537,24 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
                 Ok(resp) => println!("unregistered ({} {})", resp.status(), resp.reason()),
                 Err(e) => eprintln!("unregister: {e}"),
             }
+        }
+        if let Some(secs) = args.drain {
+            // new requests get 503 while the calls here go on, up to the deadline; every
+            // agent drains at once (a second signal ends the process, see signals.rs)
+            println!("draining (up to {secs} s)");
+            let within = Duration::from_secs_f64(secs.max(0.0));
+            let drains: Vec<_> = agents
+                .iter()
+                .map(|ua| {
+                    let ua = ua.clone();
+                    tokio::spawn(async move { ua.drain(within).await })
+                })
+                .collect();
+            let mut left = 0;
+            for d in drains {
+                left += d.await.unwrap_or(0);
+            }
+            println!("drained ({left} calls hung up at the deadline)");
         }
         // every call ends with BYE (CANCEL, or 480 while ringing) and its answer, each agent
         // within a bounded time

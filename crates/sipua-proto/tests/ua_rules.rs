@@ -587,3 +587,129 @@ fn core_errors_say_what_is_wrong_and_chain_their_source() {
         "a re-INVITE of ours in this dialog awaits its final response"
     );
 }
+
+/// How many 503s the core sent.
+fn shed_of(sent: &[String]) -> usize {
+    sent.iter().filter(|s| *s == "503").count()
+}
+
+#[test]
+fn past_the_pending_limit_new_requests_get_503_and_calls_in_progress_go_on() {
+    let mut ua = UaCore::new(UaConfig {
+        max_pending_requests: 2,
+        overload_retry_after: 7,
+        ..UaConfig::new("192.0.2.2:5060".parse().unwrap(), Transport::Udp, "bob")
+    });
+    let t0 = Instant::now();
+    // two INVITEs wait for the TU: both reach it
+    let mut ids = Vec::new();
+    for i in 0..2 {
+        let (_, events) = feed_at(&mut ua, t0, invite(&format!("p{i}"), &format!("pb{i}")));
+        match events.as_slice() {
+            [UaEvent::Request { id, .. }] => ids.push(*id),
+            e => panic!("{e:?}"),
+        }
+    }
+    // the third, and an OPTIONS: 503 at once, the TU never hears of them
+    let (sent, events) = feed_at(&mut ua, t0, invite("p2", "pb2"));
+    assert_eq!(shed_of(&sent), 1, "{sent:?}");
+    assert!(events.is_empty(), "{events:?}");
+    let r = answered(
+        &mut ua,
+        request("OPTIONS sip:bob@192.0.2.2", "", "opt1", ""),
+    );
+    assert_eq!(r.status(), 503);
+    assert_eq!(header(&r, HeaderName::RetryAfter), "7");
+    assert_eq!(ua.shed(), 2);
+    // the first call is answered: its ACK and its BYE are in a dialog, never shed
+    let ok = ua.response(ids[0], 200).unwrap();
+    let dialog = ua.respond(t0, ids[0], ok).unwrap().unwrap();
+    while ua.poll_transmit().is_some() {}
+    let tag = dialog.local_tag.to_string();
+    let in_dialog = |method: &str, branch: &str| {
+        let text = String::from_utf8(invite("p0", branch).to_vec()).unwrap();
+        Bytes::from(
+            text.replace("INVITE sip", &format!("{method} sip"))
+                .replace("1 INVITE", &format!("2 {method}"))
+                .replace(
+                    "<sip:bob@192.0.2.2>",
+                    &format!("<sip:bob@192.0.2.2>;tag={tag}"),
+                ),
+        )
+    };
+    let (sent, events) = feed_at(&mut ua, t0, in_dialog("BYE", "bye0"));
+    assert_eq!(shed_of(&sent), 0, "{sent:?}");
+    assert!(
+        events.iter().any(|e| matches!(e, UaEvent::Request { .. })),
+        "the BYE reaches the TU: {events:?}"
+    );
+}
+
+#[test]
+fn invites_past_their_rate_get_503_and_the_rate_comes_back() {
+    let mut ua = UaCore::new(UaConfig {
+        max_invites_per_second: 2,
+        ..UaConfig::new("192.0.2.2:5060".parse().unwrap(), Transport::Udp, "bob")
+    });
+    let t0 = Instant::now();
+    let mut outcome = |now: Instant, i: u32| {
+        let (sent, events) = feed_at(&mut ua, now, invite(&format!("r{i}"), &format!("rb{i}")));
+        match (shed_of(&sent), events.as_slice()) {
+            (1, []) => "503",
+            (0, [UaEvent::Request { .. }]) => "taken",
+            other => panic!("{other:?}"),
+        }
+    };
+    // a second's worth at once, then 503
+    assert_eq!(
+        [outcome(t0, 0), outcome(t0, 1), outcome(t0, 2)],
+        ["taken", "taken", "503"]
+    );
+    // half a second later, one token more
+    let later = t0 + std::time::Duration::from_millis(500);
+    assert_eq!([outcome(later, 3), outcome(later, 4)], ["taken", "503"]);
+}
+
+#[test]
+fn a_draining_core_answers_new_requests_503_but_not_its_dialogs() {
+    let mut ua = core();
+    let t0 = Instant::now();
+    let (_, events) = feed_at(&mut ua, t0, invite("d0", "db0"));
+    let Some(UaEvent::Request { id, .. }) = events.into_iter().next() else {
+        panic!()
+    };
+    let ok = ua.response(id, 200).unwrap();
+    let dialog = ua.respond(t0, id, ok).unwrap().unwrap();
+    while ua.poll_transmit().is_some() {}
+    ua.set_draining(true);
+    // OPTIONS (a dispatcher's probe) and a new INVITE: 503
+    let r = answered(
+        &mut ua,
+        request("OPTIONS sip:bob@192.0.2.2", "", "dopt", ""),
+    );
+    assert_eq!(r.status(), 503);
+    assert_eq!(header(&r, HeaderName::RetryAfter), "5");
+    let (sent, events) = feed_at(&mut ua, t0, invite("d1", "db1"));
+    assert_eq!(shed_of(&sent), 1, "{sent:?}");
+    assert!(events.is_empty());
+    // the call here goes on: its BYE reaches the TU
+    let tag = dialog.local_tag.to_string();
+    let text = String::from_utf8(invite("d0", "dbye").to_vec()).unwrap();
+    let bye = text
+        .replace("INVITE sip", "BYE sip")
+        .replace("1 INVITE", "2 BYE")
+        .replace(
+            "<sip:bob@192.0.2.2>",
+            &format!("<sip:bob@192.0.2.2>;tag={tag}"),
+        );
+    let (sent, events) = feed_at(&mut ua, t0, Bytes::from(bye));
+    assert_eq!(shed_of(&sent), 0, "{sent:?}");
+    assert!(events.iter().any(|e| matches!(e, UaEvent::Request { .. })));
+    // and draining ends: OPTIONS is answered 200 again
+    ua.set_draining(false);
+    let r = answered(
+        &mut ua,
+        request("OPTIONS sip:bob@192.0.2.2", "", "dopt2", ""),
+    );
+    assert_eq!(r.status(), 200);
+}

@@ -216,6 +216,9 @@ pub(crate) enum Command {
     /// SIP outbound is in use (a registration with `reg-id` succeeded): our Contact in
     /// dialog-forming messages carries `;ob` (RFC 5626 §4.3).
     Outbound(bool),
+    /// Draining: every new request outside a dialog is answered 503 (see
+    /// `UaCore::set_draining`).
+    Draining(bool),
 }
 
 impl Command {
@@ -946,12 +949,14 @@ impl Driver {
                 self.peers.remove(&dialog);
             }
             Command::Outbound(on) => self.core.set_outbound(on),
+            Command::Draining(on) => self.core.set_draining(on),
             Command::Stats { reply } => {
                 let _ = reply.send(crate::Stats {
                     sessions: self.sessions.len(),
                     dialogs: self.core.dialogs(),
                     transactions: self.core.transactions(),
                     connections: self.net.connections(),
+                    shed: self.core.shed(),
                 });
             }
             Command::Stop { reply } => {

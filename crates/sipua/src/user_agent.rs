@@ -40,6 +40,9 @@ pub struct Stats {
     pub transactions: usize,
     /// Open TCP connections.
     pub connections: usize,
+    /// New requests refused with 503 by overload control or draining
+    /// ([`UserAgentOptions::max_pending_requests`], [`UserAgent::drain`]).
+    pub shed: u64,
 }
 
 /// Whether the user agent runs (SIP.js `UserAgentState`).
@@ -139,6 +142,15 @@ pub struct UserAgentOptions {
     pub accept_any_user: bool,
     /// On `stop`, ends every session (BYE, CANCEL or 480) and waits for the answers.
     pub graceful_shutdown: bool,
+    /// Overload control (RFC 3261 §21.5.4): past this many requests received and not yet
+    /// answered, a new request outside a dialog is answered 503 with Retry-After at once,
+    /// before a session is made for it; calls already accepted (their ACK, BYE, re-INVITE)
+    /// and CANCELs are never refused. 0 (the default): no limit.
+    pub max_pending_requests: usize,
+    /// Past this many new INVITEs a second, the same 503. 0 (the default): no limit.
+    pub max_invites_per_second: u32,
+    /// The Retry-After (seconds) of those 503s and of a draining agent's (5).
+    pub overload_retry_after: u32,
     /// Seeds tags, branches and Call-IDs; `None` takes one from the clock and address.
     pub seed: Option<u64>,
     /// A TCP connection with no traffic for this long is closed.
@@ -188,6 +200,9 @@ impl Default for UserAgentOptions {
             dns_servers: None,
             accept_any_user: true,
             graceful_shutdown: true,
+            max_pending_requests: 0,
+            max_invites_per_second: 0,
+            overload_retry_after: 5,
             seed: None,
             connection_idle_timeout: Duration::from_secs(180),
             keepalive_interval: None,
@@ -501,6 +516,9 @@ impl UserAgent {
             aor,
             credentials: o.credentials.clone(),
             authenticate: o.authenticate.clone(),
+            max_pending_requests: o.max_pending_requests,
+            max_invites_per_second: o.max_invites_per_second,
+            overload_retry_after: o.overload_retry_after,
             ..UaConfig::new(named, transport, &o.user)
         };
         cfg.endpoint.seed = seed.rotate_left(17);
@@ -555,6 +573,35 @@ impl UserAgent {
             d.on_connect();
         }
         Ok(())
+    }
+
+    /// Drains, then stops (for a rolling restart behind a dispatcher): from now on every new
+    /// request outside a dialog, OPTIONS included, is answered 503 with Retry-After (so a
+    /// dispatcher probing with OPTIONS takes this instance out at once, and new calls go
+    /// elsewhere), while the calls already here go on; once none is left, or after `within`,
+    /// [`UserAgent::stop`] ends what remains. Returns how many calls were still live at the
+    /// deadline (0 when all ended on their own).
+    pub async fn drain(&self, within: Duration) -> usize {
+        let Some(shared) = self.shared() else {
+            return 0;
+        };
+        if shared.commands.send(Command::Draining(true)).await.is_err() {
+            return 0;
+        }
+        drop(shared);
+        let deadline = tokio::time::Instant::now() + within;
+        let left = loop {
+            let live = match self.stats().await {
+                Ok(s) => s.sessions,
+                Err(_) => 0,
+            };
+            if live == 0 || tokio::time::Instant::now() >= deadline {
+                break live;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        self.stop().await;
+        left
     }
 
     /// Stops: with `graceful_shutdown`, first unregisters every live [`crate::Registerer`]

@@ -210,3 +210,103 @@ fn the_certificate_serve_makes_is_private_and_removed_when_it_stops() {
     assert!(status.is_some_and(|s| s.success()), "{}", served.text());
     assert!(!dir.exists(), "{} is left behind", dir.display());
 }
+
+/// Sends `request` (a SIP request's text with `{port}` for our port) from a fresh UDP
+/// socket to `to`; the status of the first final response.
+fn status_of(request: &str, to: u16) -> Option<u16> {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sock.local_addr().unwrap().port();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(3)))
+        .unwrap();
+    sock.send_to(
+        request.replace("{port}", &port.to_string()).as_bytes(),
+        ("127.0.0.1", to),
+    )
+    .unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = sock.recv(&mut buf).ok()?;
+        let text = String::from_utf8_lossy(&buf[..n]);
+        let status: u16 = text.split(' ').nth(1)?.parse().ok()?;
+        if status >= 200 {
+            return Some(status);
+        }
+    }
+}
+
+#[test]
+fn sigterm_with_drain_refuses_new_calls_and_probes_but_lets_live_calls_end() {
+    let port = free_udp_port();
+    let (mut serve, served) = spawn(sipua().args([
+        "serve",
+        "--listen",
+        &format!("udp:127.0.0.1:{port}"),
+        "--no-media",
+        "--drain",
+        "20",
+        "--lifetime",
+        "60",
+    ]));
+    assert!(served.wait_for("listening on", 10.0), "{}", served.text());
+    // SIPp's built-in uac: 5 calls, each hung up by SIPp after 3 s
+    let (mut uac, uac_out) = spawn(
+        sipp()
+            .args(["-sn", "uac", "-d", "3000"])
+            .args(["-i", "127.0.0.1", "-p", &free_udp_port().to_string()])
+            .args([
+                "-m", "5", "-r", "100", "-l", "5", "-timeout", "30", "-nostdin",
+            ])
+            .arg(format!("127.0.0.1:{port}")),
+    );
+    let up = wait_until(10.0, || served.text().matches(": Established").count() >= 5);
+    assert!(up, "not all 5 calls came up:\n{}", served.text());
+    let start = std::time::Instant::now();
+    kill(&serve, "-TERM");
+    assert!(served.wait_for("draining", 5.0), "{}", served.text());
+    // a dispatcher's probe and a new call: 503 at once
+    let options = "OPTIONS sip:bob@127.0.0.1 SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-drain-probe\r\n\
+        Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p1\r\nTo: <sip:bob@127.0.0.1>\r\n\
+        Call-ID: drain-probe\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(status_of(options, port), Some(503));
+    let invite = options
+        .replace("OPTIONS", "INVITE")
+        .replace("drain-probe", "drain-call")
+        .replace(
+            "Content-Length",
+            "Contact: <sip:probe@127.0.0.1:{port}>\r\nContent-Length",
+        );
+    assert_eq!(status_of(&invite, port), Some(503));
+    // the 5 calls end as SIPp hangs them up; then serve stops, long before the 20 s
+    let status = wait_exit(&mut serve, 15.0);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "serve exit {status:?}:\n{}",
+        served.text()
+    );
+    let took = start.elapsed();
+    assert!(took.as_secs() < 10, "took {took:?}");
+    assert!(
+        served
+            .text()
+            .contains("drained (0 calls hung up at the deadline)"),
+        "{}",
+        served.text()
+    );
+    assert_eq!(
+        served
+            .text()
+            .matches("terminated (the peer hung up)")
+            .count(),
+        5,
+        "{}",
+        served.text()
+    );
+    let sipp_status = wait_exit(&mut uac, 15.0);
+    let (ok, failed) = counters(&uac_out.text());
+    assert!(
+        sipp_status.is_some_and(|s| s.success()) && ok == 5 && failed == 0,
+        "SIPp: {ok} ok, {failed} failed:\n{}",
+        uac_out.text()
+    );
+}

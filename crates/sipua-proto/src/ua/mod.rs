@@ -75,6 +75,16 @@ pub struct UaConfig {
     /// (which the TU keeps), counted as received (16 MiB; what a call really holds, with its
     /// session and media, is a few times that: see docs/SECURITY.md).
     pub max_unconfirmed_bytes: usize,
+    /// Overload control (RFC 3261 §21.5.4): past this many requests received and not yet
+    /// answered, a new request outside a dialog gets 503 with Retry-After at once, before
+    /// the TU hears of it; requests inside dialogs (ACK, BYE, re-INVITE) and CANCELs are
+    /// never shed, so calls already accepted go on. 0: no limit.
+    pub max_pending_requests: usize,
+    /// Past this many new INVITEs a second (a token bucket holding a second's worth), the
+    /// same 503. 0: no limit.
+    pub max_invites_per_second: u32,
+    /// The Retry-After (seconds) of the 503s of overload control and of draining.
+    pub overload_retry_after: u32,
     /// Our address of record for From (and To of REGISTER), with its display name; `None`
     /// makes `sip:user@local-ip`.
     pub aor: Option<NameAddr>,
@@ -99,6 +109,9 @@ impl UaConfig {
             max_dialogs: 100_000,
             max_unconfirmed: 4096,
             max_unconfirmed_bytes: 16 << 20,
+            max_pending_requests: 0,
+            max_invites_per_second: 0,
+            overload_retry_after: 5,
             aor: None,
             outbound: false,
         }
@@ -355,6 +368,13 @@ pub struct UaCore {
     /// CSeq), with the keyed hash of their branch, to spot merged requests (RFC 3261
     /// §8.2.2.2).
     merged: IdMap<u64, (TransactionId, u64)>,
+    /// Draining ([`UaCore::set_draining`]): every new request outside a dialog gets 503.
+    draining: bool,
+    /// The INVITE token bucket of [`UaConfig::max_invites_per_second`]: tokens, and when
+    /// they were counted.
+    invite_tokens: (f64, Option<Instant>),
+    /// Requests refused by overload control or draining.
+    shed: u64,
     /// The secret keys of the hashes above.
     keys: KeyedState,
     /// The last digest challenge answered per next hop, reused for the following requests
@@ -408,6 +428,9 @@ impl UaCore {
             queue: VecDeque::new(),
             ours,
             merged: IdMap::default(),
+            draining: false,
+            invite_tokens: (0.0, None),
+            shed: 0,
             keys: KeyedState::default(),
             auth_cache: KeyedMap::default(),
             invites_out: KeyedMap::default(),
@@ -449,6 +472,48 @@ impl UaCore {
     /// The transport request `id` (a server transaction still being answered) came over.
     pub fn request_transport(&self, id: TransactionId) -> Option<&Transport> {
         self.incoming.get(&id).map(|i| &i.transport)
+    }
+
+    /// Drains (or stops draining): every new request outside a dialog, OPTIONS included, is
+    /// answered 503 with Retry-After, so that a dispatcher probing with OPTIONS takes this
+    /// instance out while its calls go on to their end.
+    pub fn set_draining(&mut self, on: bool) {
+        self.draining = on;
+    }
+
+    /// Requests refused with 503 by overload control or draining so far.
+    pub fn shed(&self) -> u64 {
+        self.shed
+    }
+
+    /// Whether a new request outside a dialog is refused for load: draining, too many
+    /// requests unanswered, or INVITEs past their rate. ACK and CANCEL never are.
+    fn sheds(&mut self, now: Instant, method: &Method) -> bool {
+        if matches!(method, Method::Ack | Method::Cancel) {
+            return false;
+        }
+        if self.draining {
+            return true;
+        }
+        let max = self.cfg.max_pending_requests;
+        // `incoming` holds this request too
+        if max > 0 && self.incoming.len() > max {
+            return true;
+        }
+        let rate = self.cfg.max_invites_per_second;
+        if rate == 0 || *method != Method::Invite {
+            return false;
+        }
+        let (tokens, at) = self.invite_tokens;
+        let elapsed = at.map_or(1.0, |t| now.saturating_duration_since(t).as_secs_f64());
+        let tokens = (tokens + elapsed * f64::from(rate)).min(f64::from(rate));
+        if tokens >= 1.0 {
+            self.invite_tokens = (tokens - 1.0, Some(now));
+            false
+        } else {
+            self.invite_tokens = (tokens, Some(now));
+            true
+        }
     }
 
     /// Turns SIP outbound on or off ([`UaConfig::outbound`]): a registration that uses it
@@ -1336,6 +1401,17 @@ impl UaCore {
         );
         if let Some((status, headers)) = stateless {
             self.answer(now, id, status, headers);
+            return;
+        }
+        if !in_dialog && self.sheds(now, request.method()) {
+            // the cheapest answer: nothing made for it but the transaction that absorbs its
+            // retransmissions
+            self.shed += 1;
+            let after = Header::new(
+                HeaderName::RetryAfter,
+                self.cfg.overload_retry_after.to_string(),
+            );
+            self.answer(now, id, 503, vec![after]);
             return;
         }
         if !in_dialog
