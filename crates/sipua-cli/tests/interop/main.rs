@@ -4,6 +4,7 @@
 mod auth;
 mod baresip;
 mod common;
+mod dispatcher;
 mod flood;
 mod kamailio;
 mod listeners;
