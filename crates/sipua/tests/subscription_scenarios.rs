@@ -65,6 +65,18 @@ impl Bob {
     /// Sends a NOTIFY in the subscription `sub` created; `state` None leaves out
     /// Subscription-State, `event` is the Event header's value.
     fn notify(&mut self, sub: &Request, event: &str, state: Option<&str>, cseq: Option<u32>) {
+        self.notify_with(sub, event, state, cseq, Some("<presence/>"));
+    }
+
+    /// [`Bob::notify`] with `body` as PIDF, or without a body.
+    fn notify_with(
+        &mut self,
+        sub: &Request,
+        event: &str,
+        state: Option<&str>,
+        cseq: Option<u32>,
+        body: Option<&str>,
+    ) {
         let seq = cseq.unwrap_or_else(|| {
             self.cseq += 1;
             self.cseq
@@ -73,7 +85,12 @@ impl Bob {
         let state = state
             .map(|s| format!("Subscription-State: {s}\r\n"))
             .unwrap_or_default();
-        let body = "<presence/>";
+        let content_type = if body.is_some() {
+            "Content-Type: application/pidf+xml\r\n"
+        } else {
+            ""
+        };
+        let body = body.unwrap_or_default();
         let msg = format!(
             "NOTIFY sip:alice@{ALICE} SIP/2.0\r\n\
              Via: SIP/2.0/UDP {BOB};branch=z9hG4bK-notify-{}\r\n\
@@ -85,7 +102,7 @@ impl Bob {
              Contact: <sip:bob@{BOB}>\r\n\
              Event: {event}\r\n\
              {state}\
-             Content-Type: application/pidf+xml\r\n\
+             {content_type}\
              Content-Length: {}\r\n\r\n{body}",
             self.sent,
             String::from_utf8_lossy(sub.headers().get(&HeaderName::From).unwrap().value()),
@@ -419,26 +436,14 @@ async fn a_delegate_rejects_a_notify_and_the_state_stays() {
     );
     assert_eq!(s.state(), SubscriptionState::Subscribed);
     // a NOTIFY the delegate refuses: its answer goes back, and the state does not move
-    let refused = {
-        let seq = 100;
-        let msg = format!(
-            "NOTIFY sip:alice@{ALICE} SIP/2.0\r\n\
-             Via: SIP/2.0/UDP {BOB};branch=z9hG4bK-notify-empty\r\n\
-             Max-Forwards: 70\r\n\
-             From: <sip:bob@{BOB}>;tag=bob1\r\n\
-             To: {}\r\n\
-             Call-ID: {}\r\n\
-             CSeq: {seq} NOTIFY\r\n\
-             Contact: <sip:bob@{BOB}>\r\n\
-             Event: presence\r\n\
-             Subscription-State: terminated;reason=noresource\r\n\
-             Content-Length: 0\r\n\r\n",
-            String::from_utf8_lossy(sub.headers().get(&HeaderName::From).unwrap().value()),
-            sub.call_id(),
-        );
-        bob.sock.send_to(msg, ALICE.parse().unwrap()).unwrap();
-        bob.next_response().await.status()
-    };
+    bob.notify_with(
+        &sub,
+        "presence",
+        Some("terminated;reason=noresource"),
+        None,
+        None,
+    );
+    let refused = bob.next_response().await.status();
     assert_eq!(refused, 415);
     assert_eq!(s.state(), SubscriptionState::Subscribed);
 }

@@ -81,6 +81,15 @@ pub(crate) fn spawn(cmd: &mut Command) -> (Killed, Output) {
 }
 
 /// Waits up to `secs` for the child to exit; `None` if it is still running.
+/// Stops `child` with SIGTERM and waits up to 3 s for it (Kamailio: its worker processes
+/// follow the main one on SIGTERM; SIGKILL would leave them holding the ports).
+pub(crate) fn terminate(child: &mut Killed) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status();
+    wait_exit(child, 3.0);
+}
+
 pub(crate) fn wait_exit(child: &mut Killed, secs: f64) -> Option<ExitStatus> {
     let mut status = None;
     wait_until(secs, || {

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::{free_udp_port, spawn, wait_exit, wait_until, Killed, Output};
+use crate::common::{free_udp_port, spawn, terminate, wait_exit, wait_until, Killed, Output};
 use crate::matrix::sipua;
 use crate::sipp::{counters, sipp};
 
@@ -51,10 +51,7 @@ struct Dispatcher {
 
 impl Drop for Dispatcher {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.0.id().to_string()])
-            .status();
-        wait_exit(&mut self.child, 3.0);
+        terminate(&mut self.child);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -139,6 +136,18 @@ fn outcome(sipp: &mut Killed, out: &Output) -> (u32, u32) {
     counters(&out.text())
 }
 
+/// `n` short calls through the dispatcher, every one of which must succeed.
+fn all_succeed(d: &Dispatcher, scenario: &std::path::Path, n: u32) {
+    let (mut run, run_out) = calls(d, scenario, n, 20, 500);
+    assert_eq!(
+        outcome(&mut run, &run_out),
+        (n, 0),
+        "{}\nkamailio:\n{}",
+        run_out.text(),
+        d.out.text()
+    );
+}
+
 fn established(out: &Output) -> usize {
     out.text().matches(": Established").count()
 }
@@ -172,13 +181,7 @@ fn dispatcher_fails_over_a_killed_instance_drains_one_and_takes_one_back() {
     );
 
     // 2. after the probe took .2 out, every call succeeds
-    let (mut run, run_out) = calls(&d, &scenario, 60, 20, 500);
-    assert_eq!(
-        outcome(&mut run, &run_out),
-        (60, 0),
-        "{}",
-        context(&run_out.text())
-    );
+    all_succeed(&d, &scenario, 60);
 
     // 3. .3 drains in the middle of 100 calls of 2 s: none fails, .3 hangs up none
     let (mut run, run_out) = calls(&d, &scenario, 100, 20, 2000);
@@ -212,13 +215,7 @@ fn dispatcher_fails_over_a_killed_instance_drains_one_and_takes_one_back() {
             .any(|l| l.contains("instance OPTIONS sip:127.0.0.2") && l.ends_with(" up"))
     });
     assert!(back, "{}", context(".2 was not put back"));
-    let (mut run, run_out) = calls(&d, &scenario, 60, 20, 500);
-    assert_eq!(
-        outcome(&mut run, &run_out),
-        (60, 0),
-        "{}",
-        context(&run_out.text())
-    );
+    all_succeed(&d, &scenario, 60);
     assert!(
         established(&serves[0].1) > 0,
         "{}",

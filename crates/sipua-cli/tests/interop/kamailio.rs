@@ -161,10 +161,7 @@ impl Kamailio {
 
 impl Drop for Kamailio {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.0.id().to_string()])
-            .status();
-        wait_exit(&mut self.child, 3.0);
+        terminate(&mut self.child);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
