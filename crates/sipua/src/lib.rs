@@ -31,6 +31,7 @@ mod session;
 mod session_manager;
 mod simple_user;
 mod subscription;
+mod tasks;
 pub mod trace;
 pub mod transport;
 mod user_agent;

@@ -17,10 +17,11 @@ use sipua_proto::endpoint::TransactionId;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use crate::driver::{ask_task, sleep_until, Command, SessionInput, SessionKey, SESSION_QUEUE};
+use crate::driver::{Command, SessionInput, SessionKey, SESSION_QUEUE};
 use crate::error::Error;
 use crate::queue::QueueReceiver;
 use crate::sdh::BodyAndContentType;
+use crate::tasks::{ask_task, sleep_until};
 use crate::user_agent::{body_of, Shared};
 
 /// Where a subscription we serve is.

@@ -21,8 +21,8 @@ use sipua_message::{Header, HeaderName, Method, Response, Uri};
 use sipua_proto::ua::OutOfDialog;
 use tokio::sync::watch;
 
-use crate::driver::TaskSlot;
 use crate::error::Error;
+use crate::tasks::TaskSlot;
 use crate::user_agent::UserAgent;
 
 /// Where a publication is (SIP.js `PublisherState`). The edges are SIP.js's: `Initial →

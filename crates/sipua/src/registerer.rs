@@ -15,8 +15,9 @@ use sipua_message::{Header, HeaderName, Method, NameAddr, Response, Uri};
 use sipua_proto::ua::OutOfDialog;
 use tokio::sync::watch;
 
-use crate::driver::{Command, TaskSlot};
+use crate::driver::Command;
 use crate::error::Error;
+use crate::tasks::TaskSlot;
 use crate::user_agent::UserAgent;
 
 /// Where a registration is (SIP.js `RegistererState`).

@@ -21,10 +21,11 @@ use sipua_proto::ua::OutOfDialog;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use crate::driver::{ask_task, sleep_until, Command, SessionInput, SessionKey, SESSION_QUEUE};
+use crate::driver::{Command, SessionInput, SessionKey, SESSION_QUEUE};
 use crate::error::Error;
 use crate::queue::QueueReceiver;
 use crate::sdh::BodyAndContentType;
+use crate::tasks::{ask_task, sleep_until};
 use crate::user_agent::{body_of, content_type_of, Shared, UserAgent};
 
 /// Timer N (RFC 6665 §4.1.2.4): how long to wait for the first NOTIFY, 64·T1.

@@ -326,7 +326,7 @@ impl Shared {
 
     pub(crate) async fn ask<T>(
         &self,
-        make: impl FnOnce(driver::Reply<T>) -> Command,
+        make: impl FnOnce(crate::tasks::Reply<T>) -> Command,
     ) -> Result<T, Error> {
         let (tx, rx) = oneshot::channel();
         self.commands

@@ -235,7 +235,7 @@ pub struct SessionInviteOptions {
     pub session_description_handler_options: Option<SessionDescriptionHandlerOptions>,
 }
 
-pub(crate) type Reply<T> = oneshot::Sender<Result<T, Error>>;
+pub(crate) use crate::tasks::Reply;
 
 /// What handles ask of the session task.
 pub(crate) enum SessionCommand {
@@ -378,7 +378,7 @@ impl Session {
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> SessionCommand) -> Result<T, Error> {
-        crate::driver::ask_task(&self.handle.commands, |r| Box::new(make(r))).await
+        crate::tasks::ask_task(&self.handle.commands, |r| Box::new(make(r))).await
     }
 
     /// The current state.

@@ -240,7 +240,7 @@ impl Referral {
         make: impl FnOnce(oneshot::Sender<Result<(), Error>>) -> SessionCommand,
     ) -> Result<(), Error> {
         let commands = self.commands.upgrade().ok_or(Error::SessionTerminated)?;
-        crate::driver::ask_task(&commands, |r| Box::new(make(r))).await
+        crate::tasks::ask_task(&commands, |r| Box::new(make(r))).await
     }
 
     /// Accepts (202 Accepted) and reports `100 Trying` at once, as RFC 3515 §2.4.4 asks;
