@@ -17,7 +17,7 @@ use sipua_proto::endpoint::TransactionId;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use crate::driver::{Command, SessionInput, SessionKey, SESSION_QUEUE};
+use crate::commands::{Command, SessionInput, SessionKey, SESSION_QUEUE};
 use crate::error::Error;
 use crate::queue::QueueReceiver;
 use crate::sdh::BodyAndContentType;
@@ -336,7 +336,7 @@ struct NotifyTask {
     event: Event,
     state: watch::Sender<NotifierState>,
     /// The current state document.
-    body: crate::driver::Body,
+    body: crate::commands::Body,
     expires_at: Instant,
     max_expires: u32,
     min_expires: u32,

@@ -15,7 +15,7 @@ use sipua_message::{Header, HeaderName, Method, NameAddr, Response, Uri};
 use sipua_proto::ua::OutOfDialog;
 use tokio::sync::watch;
 
-use crate::driver::Command;
+use crate::commands::Command;
 use crate::error::Error;
 use crate::tasks::TaskSlot;
 use crate::user_agent::UserAgent;

@@ -21,7 +21,7 @@ use sipua_proto::ua::OutOfDialog;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use crate::driver::{Command, SessionInput, SessionKey, SESSION_QUEUE};
+use crate::commands::{Command, SessionInput, SessionKey, SESSION_QUEUE};
 use crate::error::Error;
 use crate::queue::QueueReceiver;
 use crate::sdh::BodyAndContentType;

@@ -16,8 +16,9 @@ use sipua_proto::ua::{
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::commands::{Body, Command};
 use crate::dns::DnsResolver;
-use crate::driver::{self, Body, Command};
+use crate::driver;
 use crate::error::Error;
 use crate::sdh::{FixedSdpFactory, SessionDescriptionHandlerFactory};
 use crate::session::{Invitation, RequestOptions};

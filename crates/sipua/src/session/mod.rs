@@ -21,7 +21,7 @@ use sipua_message::{Header, Request, Response, Uri};
 use sipua_proto::dialog::DialogId;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::driver::{Command, SessionKey, SESSION_QUEUE};
+use crate::commands::{Command, SessionKey, SESSION_QUEUE};
 use crate::error::Error;
 use crate::queue::QueueReceiver;
 use crate::sdh::{
@@ -692,7 +692,7 @@ impl Invitation {
 fn attach(
     shared: &Shared,
     key: SessionKey,
-) -> Result<QueueReceiver<crate::driver::SessionInput>, Error> {
+) -> Result<QueueReceiver<crate::commands::SessionInput>, Error> {
     let (sink, inputs) = crate::queue::queue(SESSION_QUEUE);
     shared
         .commands

@@ -21,7 +21,7 @@ use super::{
     InviterOptions, Reply, RequestOptions, Session, SessionCommand, SessionDelegate, SessionInfo,
     SessionInviteOptions, SessionReferOptions, SessionState, SessionUpdateOptions,
 };
-use crate::driver::{Body, Command, SessionInput, SessionKey};
+use crate::commands::{Body, Command, SessionInput, SessionKey};
 use crate::error::Error;
 use crate::queue::QueueReceiver;
 use crate::sdh::{
