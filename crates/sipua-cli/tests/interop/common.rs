@@ -9,7 +9,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub(crate) use ports::{free_baresip_sip_port, free_tcp_port_except, free_udp_port};
+pub(crate) use ports::{free_baresip_sip_port, free_tcp_port, free_udp_port};
 
 #[path = "../support/ports.rs"]
 mod ports;

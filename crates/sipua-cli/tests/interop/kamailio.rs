@@ -70,9 +70,9 @@ impl Kamailio {
             (5060, 8080, 5061, 8443) // a namespace of its own: every port is free
         } else {
             let sip_port = free_baresip_sip_port();
-            let ws_port = free_tcp_port_except(&[sip_port, sip_port + 1]);
-            let tls_port = free_tcp_port_except(&[sip_port, sip_port + 1, ws_port]);
-            let wss_port = free_tcp_port_except(&[sip_port, sip_port + 1, ws_port, tls_port]);
+            let ws_port = free_tcp_port();
+            let tls_port = free_tcp_port();
+            let wss_port = free_tcp_port();
             (sip_port, ws_port, tls_port, wss_port)
         };
         if defines.contains(&"WITH_TLS") {
@@ -204,10 +204,7 @@ fn register_call_message_unregister(transport: &str) {
     let context = |what: &str| format!("{what}\nkamailio:\n{}", k.out.text());
 
     // Bob registers (401 → credentials → 200) and answers calls
-    let bob_listen = format!(
-        "{transport}:127.0.0.1:{}",
-        free_tcp_port_except(&[k.sip_port, k.ws_port])
-    );
+    let bob_listen = format!("{transport}:127.0.0.1:{}", free_tcp_port());
     let (_bob, bob_out) = spawn(sipua().args([
         "serve",
         "--listen",
@@ -379,10 +376,7 @@ fn kamailio_refuses_a_wrong_password_and_a_too_short_interval_is_raised() {
 
 /// `sipua serve --register USER` through Kamailio over UDP, printing what it does.
 fn registered_serve(k: &Kamailio, user: &str) -> (Killed, Output) {
-    let listen = format!(
-        "udp:127.0.0.1:{}",
-        free_tcp_port_except(&[k.sip_port, k.ws_port])
-    );
+    let listen = format!("udp:127.0.0.1:{}", free_tcp_port());
     let (child, out) = spawn(sipua().args([
         "serve",
         "--listen",

@@ -254,7 +254,7 @@ impl Baresip {
             "baresip is not installed (apt-get install baresip; scripts/test does it)"
         );
         let sip_port = free_baresip_sip_port();
-        let ctrl_port = free_tcp_port_except(&[sip_port, sip_port + 1]);
+        let ctrl_port = free_tcp_port();
         let conf = dir.join("baresip");
         let dumps = dir.join("baresip-dumps");
         std::fs::create_dir_all(&conf).unwrap();

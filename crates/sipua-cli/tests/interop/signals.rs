@@ -185,7 +185,7 @@ fn a_second_signal_stops_at_once() {
 #[test]
 fn the_certificate_serve_makes_is_private_and_removed_when_it_stops() {
     use std::os::unix::fs::PermissionsExt;
-    let port = free_tcp_port_except(&[]);
+    let port = free_tcp_port();
     let (mut serve, served) = spawn(sipua().args([
         "serve",
         "--listen",

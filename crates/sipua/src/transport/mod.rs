@@ -156,9 +156,8 @@ impl OutboundProxy {
             } else {
                 path.to_owned()
             };
-            let uri = Uri::parse(format!("sip:{authority};transport={transport}").as_bytes())
+            let mut uri = Uri::parse(format!("sip:{authority};transport={transport}").as_bytes())
                 .map_err(|e| invalid(format!("{s}: {e}")))?;
-            let mut uri = uri;
             if let Uri::Sip(u) = &mut uri {
                 u.port.get_or_insert(default_port);
             }
