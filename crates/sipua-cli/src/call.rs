@@ -103,6 +103,11 @@ pub struct ServeArgs {
     /// Print nothing per call (for load runs).
     #[arg(long)]
     quiet: bool,
+    /// Cores to answer calls on: each UDP listener's socket is shared by one agent per
+    /// thread, each owning the calls whose Call-ID hashes to it (other transports are
+    /// served by the first). Default: the machine's cores.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
     /// Send every call's audio back to it.
     #[arg(long, conflicts_with = "play")]
     echo: bool,
@@ -452,71 +457,103 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
         let caps = args.codecs.clone();
         Some(crate::media::factory(play, record, caps))
     };
-    runtime().block_on(async {
-        let mut agents = Vec::new();
-        // one agent on every listener when each has a transport of its own (UDP and TLS and
-        // WSS at once: a call names the listener it came in on); else one agent for each
-        let distinct = {
-            let mut seen: Vec<_> = listens.iter().map(Listen::transport).collect();
-            seen.sort_by_key(|t| t.as_str().to_owned());
-            seen.dedup();
-            seen.len() == listens.len()
-        };
-        let groups: Vec<Vec<Listen>> = if distinct {
-            vec![listens]
-        } else {
-            listens.into_iter().map(|l| vec![l]).collect()
-        };
-        for mut group in groups {
-            let listen = group.remove(0);
-            // a server answers whatever user the Request-URI names
-            let mut options = UserAgentOptions {
-                listen,
-                also_listen: group,
-                max_pending_requests: args.max_pending,
-                max_invites_per_second: args.max_cps,
-                accept_any_user: true,
-                tls: tls.clone(),
-                // each call is answered on a task of its own, started as the INVITE arrives
-                delegate: Some(Arc::new(Answerer {
-                    mode: args.answer,
-                    quiet: args.quiet,
-                    hangup_after: args.hangup_after,
-                })),
-                ..Default::default()
-            };
-            if let Some(f) = &media {
-                options.session_description_handler_factory = f.clone();
-            }
-            options.authenticate = authenticate.clone();
-            args.auth.apply(&mut options);
-            if agents.is_empty() {
-                if let Some(aor) = &args.register {
-                    options.uri = Some(aor.clone());
-                    if let Some(u) = aor.as_sip().and_then(|s| s.user.clone()) {
-                        options.user = u;
+    let mut template = UserAgentOptions {
+        max_pending_requests: args.max_pending,
+        max_invites_per_second: args.max_cps,
+        // a server answers whatever user the Request-URI names
+        accept_any_user: true,
+        tls,
+        // each call is answered on a task of its own, started as the INVITE arrives
+        delegate: Some(Arc::new(Answerer {
+            mode: args.answer,
+            quiet: args.quiet,
+            hangup_after: args.hangup_after,
+        })),
+        authenticate,
+        ..Default::default()
+    };
+    if let Some(f) = &media {
+        template.session_description_handler_factory = f.clone();
+    }
+    args.auth.apply(&mut template);
+    let threads = args.threads.map(usize::from).unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let plan = match plan_agents(listens, threads) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut plan = plan.into_iter();
+    let own = plan.next().unwrap_or_default();
+    // the other cores' agents, each thread with a runtime of its own
+    let mut others = Vec::new();
+    for groups in plan {
+        let template = template.clone();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let (end_tx, end_rx) = tokio::sync::oneshot::channel::<Option<Duration>>();
+        let thread = std::thread::spawn(move || {
+            runtime().block_on(async move {
+                let mut agents = Vec::new();
+                for (listen, also) in groups {
+                    match start_agent(&template, listen, also, None).await {
+                        Ok(ua) => agents.push(ua),
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return 0;
+                        }
                     }
                 }
+                let _ = ready_tx.send(Ok(()));
+                let drain = end_rx.await.unwrap_or(None);
+                end_agents(agents, drain).await
+            })
+        });
+        others.push((ready_rx, Some(end_tx), thread));
+    }
+    let register = args.register.clone();
+    let code = runtime().block_on(async {
+        let mut agents = Vec::new();
+        let mut first = true;
+        for (listen, also) in own {
+            let aor = if first { register.as_ref() } else { None };
+            first = false;
+            match start_agent(&template, listen, also, aor).await {
+                Ok(ua) => agents.push(ua),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Err(ExitCode::FAILURE);
+                }
             }
-            let ua = UserAgent::new(options);
-            if let Err(e) = ua.start().await {
+        }
+        for (ready, _, _) in &mut others {
+            if let Ok(Err(e)) = ready.await {
                 eprintln!("error: {e}");
-                return ExitCode::FAILURE;
+                return Err(ExitCode::FAILURE);
             }
+        }
+        for ua in &agents {
             for (transport, a) in ua.listeners().unwrap_or_default() {
                 println!(
                     "listening on {}:{a}",
                     transport.as_str().to_ascii_lowercase()
                 );
             }
-            agents.push(ua);
+        }
+        if !others.is_empty() {
+            println!(
+                "{} threads: each answers the calls whose Call-ID hashes to it",
+                others.len() + 1
+            );
         }
         let registration = match (&args.register, agents.first()) {
             (Some(_), Some(ua)) => match crate::account::register(ua, &args.registration).await {
                 Ok(r) => Some(r),
                 Err(e) => {
                     eprintln!("error: {e}");
-                    return ExitCode::FAILURE;
+                    return Err(ExitCode::FAILURE);
                 }
             },
             _ => None,
@@ -538,32 +575,130 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
                 Err(e) => eprintln!("unregister: {e}"),
             }
         }
-        if let Some(secs) = args.drain {
-            // new requests get 503 while the calls here go on, up to the deadline; every
-            // agent drains at once (a second signal ends the process, see signals.rs)
-            println!("draining (up to {secs} s)");
-            let within = Duration::from_secs_f64(secs.max(0.0));
-            let drains: Vec<_> = agents
-                .iter()
-                .map(|ua| {
-                    let ua = ua.clone();
-                    tokio::spawn(async move { ua.drain(within).await })
-                })
-                .collect();
-            let mut left = 0;
-            for d in drains {
-                left += d.await.unwrap_or(0);
+        let drain = args
+            .drain
+            .map(|secs| Duration::from_secs_f64(secs.max(0.0)));
+        if let Some(d) = drain {
+            println!("draining (up to {} s)", d.as_secs_f64());
+        }
+        // every thread drains (or stops) its agents at once
+        for (_, end, _) in &mut others {
+            if let Some(end) = end.take() {
+                let _ = end.send(drain);
             }
-            println!("drained ({left} calls hung up at the deadline)");
         }
-        // every call ends with BYE (CANCEL, or 480 while ringing) and its answer, each agent
-        // within a bounded time
-        for ua in agents {
-            ua.stop().await;
+        Ok(end_agents(agents, drain).await)
+    });
+    let mut left = match code {
+        Ok(left) => left,
+        Err(code) => return code,
+    };
+    for (_, end, thread) in others {
+        if let Some(end) = end {
+            let _ = end.send(None);
         }
-        drop(made_certificate); // its directory goes with it
-        ExitCode::SUCCESS
-    })
+        left += thread.join().unwrap_or(0);
+    }
+    if args.drain.is_some() {
+        println!("drained ({left} calls hung up at the deadline)");
+    }
+    drop(made_certificate); // its directory goes with it
+    ExitCode::SUCCESS
+}
+
+/// Which agents `serve` runs on which thread: the first list is the main thread's. Listeners
+/// of distinct transports share one agent (UDP and TLS and WSS at once: a call names the
+/// listener it came in on), else each has its own. With several threads, each UDP listener's
+/// socket is shared by one agent per thread ([`sipua::transport::udp_shards`]); the first
+/// thread's agent also has the group's other listeners.
+fn plan_agents(listens: Vec<Listen>, threads: usize) -> Result<Vec<AgentPlan>, String> {
+    let distinct = {
+        let mut seen: Vec<_> = listens.iter().map(Listen::transport).collect();
+        seen.sort_by_key(|t| t.as_str().to_owned());
+        seen.dedup();
+        seen.len() == listens.len()
+    };
+    let groups: Vec<Vec<Listen>> = if distinct {
+        vec![listens]
+    } else {
+        listens.into_iter().map(|l| vec![l]).collect()
+    };
+    let mut plan: Vec<AgentPlan> = vec![Vec::new(); threads.max(1)];
+    for mut group in groups {
+        let udp = group.iter().position(|l| matches!(l, Listen::Udp(_)));
+        match udp {
+            Some(i) if threads > 1 => {
+                let Listen::Udp(addr) = group.remove(i) else {
+                    unreachable!()
+                };
+                let shards = sipua::transport::udp_shards(addr, threads)
+                    .map_err(|e| format!("udp:{addr}: {e}"))?;
+                for (t, shard) in shards.into_iter().enumerate() {
+                    let also = if t == 0 {
+                        std::mem::take(&mut group)
+                    } else {
+                        Vec::new()
+                    };
+                    plan[t].push((shard, also));
+                }
+            }
+            _ => {
+                let listen = group.remove(0);
+                plan[0].push((listen, group));
+            }
+        }
+    }
+    Ok(plan)
+}
+
+/// One thread's agents: each one's listener and its other listeners.
+type AgentPlan = Vec<(Listen, Vec<Listen>)>;
+
+/// Starts one of `serve`'s agents; the first registers `aor` when given.
+async fn start_agent(
+    template: &UserAgentOptions,
+    listen: Listen,
+    also_listen: Vec<Listen>,
+    aor: Option<&Uri>,
+) -> Result<UserAgent, sipua::Error> {
+    let mut options = UserAgentOptions {
+        listen,
+        also_listen,
+        ..template.clone()
+    };
+    if let Some(aor) = aor {
+        options.uri = Some(aor.clone());
+        if let Some(u) = aor.as_sip().and_then(|s| s.user.clone()) {
+            options.user = u;
+        }
+    }
+    let ua = UserAgent::new(options);
+    ua.start().await?;
+    Ok(ua)
+}
+
+/// Ends `agents`: with `drain`, new requests get 503 while their calls go on, up to the
+/// deadline, all at once; then (or at once) every call ends with BYE (CANCEL, or 480 while
+/// ringing) and its answer, each agent within a bounded time. The calls hung up at the
+/// deadline.
+async fn end_agents(agents: Vec<UserAgent>, drain: Option<Duration>) -> usize {
+    let mut left = 0;
+    if let Some(within) = drain {
+        let drains: Vec<_> = agents
+            .iter()
+            .map(|ua| {
+                let ua = ua.clone();
+                tokio::spawn(async move { ua.drain(within).await })
+            })
+            .collect();
+        for d in drains {
+            left += d.await.unwrap_or(0);
+        }
+    }
+    for ua in agents {
+        ua.stop().await;
+    }
+    left
 }
 
 struct Progress;

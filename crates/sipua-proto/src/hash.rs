@@ -169,6 +169,18 @@ impl Hasher for KeyedHasher {
     }
 }
 
+/// Which of `count` shards owns the calls with this Call-ID: agents that share one socket,
+/// one per core, each own the Call-IDs that hash to them (keyed, so that a peer cannot pick
+/// Call-IDs that all land on one shard). The same in every thread of a process.
+pub fn shard_of(call_id: &[u8], count: usize) -> usize {
+    if count <= 1 {
+        return 0;
+    }
+    let h = KeyedState::default().hash_one(call_id);
+    // the high half, multiplied down into 0..count: no bias worth naming, no division
+    ((u128::from(h >> 32) * count as u128) >> 32) as usize
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

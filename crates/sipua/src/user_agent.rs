@@ -497,7 +497,10 @@ impl UserAgent {
             None => local,
         };
         let transport = net.transport();
-        let seed = o.seed.unwrap_or_else(|| clock_seed(local));
+        let shard = net.shard();
+        // agents sharing a socket start at once: each its own sequence
+        let seed = o.seed.unwrap_or_else(|| clock_seed(local))
+            ^ shard.map_or(0, |(i, _)| (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let aor = match (&o.uri, &o.display_name) {
             (None, None) => None,
             (uri, name) => {
@@ -520,6 +523,7 @@ impl UserAgent {
             max_pending_requests: o.max_pending_requests,
             max_invites_per_second: o.max_invites_per_second,
             overload_retry_after: o.overload_retry_after,
+            shard,
             ..UaConfig::new(named, transport, &o.user)
         };
         cfg.endpoint.seed = seed.rotate_left(17);

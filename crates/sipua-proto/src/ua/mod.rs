@@ -92,6 +92,10 @@ pub struct UaConfig {
     /// carries `;ob`, asking proxies to reach us over the flow we registered on (not in
     /// REGISTER's Contact, which names the flow by `reg-id`).
     pub outbound: bool,
+    /// For one of several cores that share a socket: this core's index and how many there
+    /// are. The Call-IDs it makes then hash to it ([`crate::hash::shard_of`]), so that the
+    /// answers to its requests are handed back to it. `None`: one core.
+    pub shard: Option<(usize, usize)>,
 }
 
 impl UaConfig {
@@ -114,6 +118,7 @@ impl UaConfig {
             overload_retry_after: 5,
             aor: None,
             outbound: false,
+            shard: None,
         }
     }
 }
@@ -634,11 +639,19 @@ impl UaCore {
         }
     }
 
-    /// A new Call-ID: random digits `@` our address.
+    /// A new Call-ID: random digits `@` our address (of our shard, when we are one of
+    /// several: on average as many draws as there are shards).
     fn call_id(&mut self) -> String {
         let mut id = String::with_capacity(20 + self.ours.call_id_suffix.len());
-        self.push_token(&mut id, 20);
-        id.push_str(&self.ours.call_id_suffix);
+        for _ in 0..1000 {
+            id.clear();
+            self.push_token(&mut id, 20);
+            id.push_str(&self.ours.call_id_suffix);
+            match self.cfg.shard {
+                Some((index, count)) if crate::hash::shard_of(id.as_bytes(), count) != index => {}
+                _ => break,
+            }
+        }
         id
     }
 

@@ -10,6 +10,7 @@
 #[cfg(feature = "test-util")]
 mod memory;
 mod route;
+mod shards;
 mod stream;
 
 use std::io;
@@ -27,6 +28,7 @@ use tokio::net::UdpSocket;
 #[cfg(feature = "test-util")]
 pub use memory::{LinkConfig, MemoryNetwork, MemorySocket};
 pub(crate) use route::Routes;
+pub use shards::udp_shards;
 
 /// Largest datagram read.
 const MAX_DATAGRAM: usize = 65_535;
@@ -46,6 +48,12 @@ pub trait DatagramTransport: Send + 'static {
     /// The next datagram received and who sent it, or `Pending` (waking `cx` when one
     /// comes); `Ready(None)` when the transport has closed.
     fn poll_recv_from(&mut self, cx: &mut Context<'_>) -> Poll<Option<(Bytes, SocketAddr)>>;
+    /// For a transport that one of several agents shares ([`udp_shards`]): this agent's
+    /// index and how many there are. Its core then makes Call-IDs that the transport hands
+    /// back to it. `None` (the default) for a transport of one agent.
+    fn shard(&self) -> Option<(usize, usize)> {
+        None
+    }
 }
 
 /// Makes a user agent's [`DatagramTransport`] each time it starts.
@@ -441,13 +449,19 @@ const UDP_RECEIVE_BUFFER: usize = 4 << 20;
 
 /// A non-blocking UDP socket bound to `addr`, with a large receive buffer.
 fn udp_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
+    UdpSocket::from_std(udp_socket_std(addr)?.into())
+}
+
+/// A bound, non-blocking UDP socket with a large receive buffer, not yet registered with a
+/// runtime.
+fn udp_socket_std(addr: SocketAddr) -> io::Result<socket2::Socket> {
     let domain = socket2::Domain::for_address(addr);
     let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
     // best effort: the kernel caps it, and a smaller buffer still works
     let _ = s.set_recv_buffer_size(UDP_RECEIVE_BUFFER);
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
-    UdpSocket::from_std(s.into())
+    Ok(s)
 }
 
 /// Limits of stream transports.
@@ -565,12 +579,22 @@ impl Net {
             Listen::Datagram(factory) => {
                 let t = factory.bind()?;
                 let local = t.local_addr();
+                // the first share of a UDP socket takes TCP on its port, as `Listen::Udp` does
+                if primary && matches!(t.shard(), Some((0, _))) {
+                    let _ = self.streams.listen(Transport::Tcp, local).await;
+                }
                 self.custom = Some(t);
                 local
             }
         };
         self.listeners.push((listen.transport(), local));
         Ok(local)
+    }
+
+    /// This agent's share of a UDP socket several agents serve, when it has one: its index
+    /// and the number of shards ([`DatagramTransport::shard`]).
+    pub(crate) fn shard(&self) -> Option<(usize, usize)> {
+        self.custom.as_ref().and_then(|c| c.shard())
     }
 
     /// Every listener's transport and address, the primary first.
@@ -653,7 +677,9 @@ impl Net {
                 Err(io::Error::new(io::ErrorKind::Unsupported, "no UDP socket"))
             }
             Transport::Tcp | Transport::Tls | Transport::Ws | Transport::Wss => {
-                if self.custom.is_some() {
+                // a user's own datagram transport (a test network) has no stream transports
+                // beside it, unless it is a share of a real UDP socket
+                if self.custom.as_ref().is_some_and(|c| c.shard().is_none()) {
                     return Err(io::Error::new(
                         io::ErrorKind::Unsupported,
                         "a datagram transport carries datagrams only",

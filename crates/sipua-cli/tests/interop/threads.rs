@@ -1,0 +1,82 @@
+//! `sipua serve --threads N`: one UDP socket shared by N agents, each on a core of its own and
+//! owning the calls whose Call-ID hashes to it. A single peer address (one SIPp, one proxy)
+//! is the case that matters: the kernel would put all of it on one socket.
+
+use crate::common::*;
+use crate::sipp::{counters, sipp};
+use std::process::{Command, Stdio};
+
+/// `serve --threads 3` on a fresh port, printing per call.
+fn serve_threads(extra: &[&str]) -> (Killed, Output, u16) {
+    let port = free_udp_port();
+    let (serve, out) = spawn(
+        Command::new(env!("CARGO_BIN_EXE_sipua"))
+            .args(["serve", "--listen", &format!("udp:127.0.0.1:{port}")])
+            .args(["--threads", "3", "--lifetime", "60", "--no-media"])
+            .args(extra),
+    );
+    assert!(out.wait_for("listening on", 10.0), "{}", out.text());
+    assert!(out.wait_for("3 threads", 1.0), "{}", out.text());
+    (serve, out, port)
+}
+
+#[test]
+fn three_threads_answer_every_call_of_one_sipp() {
+    let (_serve, out, port) = serve_threads(&[]);
+    let run = sipp()
+        .args(["-sn", "uac", &format!("127.0.0.1:{port}")])
+        .args(["-i", "127.0.0.1", "-p", &free_udp_port().to_string()])
+        .args([
+            "-m",
+            "300",
+            "-r",
+            "100",
+            "-timeout",
+            "40",
+            "-timeout_error",
+            "-nostdin",
+        ])
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(counters(&text), (300, 0), "{text}\n{}", out.text());
+    // every call was answered once, whichever thread owned it
+    assert_eq!(
+        out.text().matches(": INVITE from").count(),
+        300,
+        "{}",
+        out.text()
+    );
+}
+
+#[test]
+fn each_thread_hangs_up_its_calls_and_hears_the_answer_to_its_bye() {
+    // the BYE goes out from the thread that owns the call; its 200 must come back to it
+    let (_serve, out, port) = serve_threads(&["--hangup-after", "0.2"]);
+    let call = Command::new(env!("CARGO_BIN_EXE_sipua"))
+        .args(["call", &format!("sip:service@127.0.0.1:{port}")])
+        .args(["--from-addr", &format!("udp:127.0.0.1:{}", free_udp_port())])
+        .args([
+            "--calls",
+            "30",
+            "--rate",
+            "30",
+            "--duration",
+            "5",
+            "--no-media",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&call.stdout);
+    assert!(
+        text.contains("calls: 30 successful, 0 failed"),
+        "{text}\n{}",
+        out.text()
+    );
+    assert!(
+        wait_until(5.0, || out.text().matches(": BYE: 200 OK").count() == 30),
+        "{}",
+        out.text()
+    );
+}

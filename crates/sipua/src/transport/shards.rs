@@ -1,0 +1,313 @@
+//! One UDP port served by several user agents, one per core ([`udp_shards`]): the SIP core
+//! is single-threaded by design (sans-IO, one task owns its transactions and dialogs), so a
+//! machine's cores are used by running one agent per core, each owning the calls whose
+//! Call-ID hashes to it (RFC 3261 §8.1.1.4: every message of a dialog and of its
+//! transactions carries the same Call-ID, so a dialog never crosses shards).
+//!
+//! A single peer (one SIPp, one proxy) sends from one address, so the kernel's
+//! `SO_REUSEPORT` spreading, which hashes the address pair, would put everything on one
+//! socket. Here one socket is shared: the first shard reads it and hands each datagram that
+//! is not its own to the shard it belongs to over a bounded queue (full: the datagram is
+//! dropped, as a full socket buffer would; the sender's retransmission recovers it). Every
+//! shard sends on the socket directly. Each shard's core makes Call-IDs that hash to itself
+//! ([`sipua_proto::ua::UaConfig::shard`]), so answers to its own requests come back to it.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use sipua_proto::hash::shard_of;
+use tokio::io::ReadBuf;
+use tokio::sync::mpsc;
+
+use super::{DatagramTransport, DatagramTransportFactory, Listen};
+
+/// Datagrams waiting for one shard; past it they are dropped.
+const SHARD_QUEUE: usize = 8192;
+
+/// Most datagrams of other shards the reading shard hands on in one poll, before it lets its
+/// own agent run.
+const HAND_ON_BURST: usize = 256;
+
+/// Binds one UDP socket at `addr` and returns `count` listeners on it, one for each agent
+/// that shares it: run each agent (its [`UserAgentOptions::listen`](crate::UserAgentOptions::listen))
+/// on a thread or runtime of its own. Every listener names the same address in Via and
+/// Contact. The first one's agent reads the socket for all; start it, and keep it running,
+/// while any other runs.
+///
+/// ```no_run
+/// # fn main() -> std::io::Result<()> {
+/// let listens = sipua::transport::udp_shards("127.0.0.1:5060".parse().unwrap(), 2)?;
+/// for listen in listens {
+///     std::thread::spawn(move || {
+///         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+///         rt.block_on(async move {
+///             let ua = sipua::UserAgent::new(sipua::UserAgentOptions {
+///                 listen,
+///                 ..Default::default()
+///             });
+///             ua.start().await.unwrap();
+///             std::future::pending::<()>().await
+///         })
+///     });
+/// }
+/// # Ok(()) }
+/// ```
+pub fn udp_shards(addr: SocketAddr, count: usize) -> io::Result<Vec<Listen>> {
+    if count == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "udp_shards: at least one shard",
+        ));
+    }
+    let socket = std::net::UdpSocket::from(super::udp_socket_std(addr)?);
+    let local = socket.local_addr()?;
+    let mut senders = Vec::with_capacity(count);
+    let mut receivers = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (tx, rx) = mpsc::channel(SHARD_QUEUE);
+        senders.push(tx);
+        receivers.push(Some(rx));
+    }
+    let shared = Arc::new(Shared {
+        socket,
+        local,
+        senders,
+        receivers: Mutex::new(receivers),
+    });
+    Ok((0..count)
+        .map(|index| {
+            Listen::Datagram(Arc::new(ShardBind {
+                shared: shared.clone(),
+                index,
+            }))
+        })
+        .collect())
+}
+
+/// One shard's queue of datagrams and their senders.
+type Queue = mpsc::Receiver<(Bytes, SocketAddr)>;
+
+/// What the shards of one socket share.
+struct Shared {
+    /// Non-blocking: every shard sends on it from its own thread.
+    socket: std::net::UdpSocket,
+    local: SocketAddr,
+    /// Each shard's queue of datagrams (the first's is unused: it reads the socket).
+    senders: Vec<mpsc::Sender<(Bytes, SocketAddr)>>,
+    /// Taken by each shard's transport when its agent starts.
+    receivers: Mutex<Vec<Option<Queue>>>,
+}
+
+/// Makes shard `index`'s transport when its agent starts.
+struct ShardBind {
+    shared: Arc<Shared>,
+    index: usize,
+}
+
+impl DatagramTransportFactory for ShardBind {
+    fn bind(&self) -> io::Result<Box<dyn DatagramTransport>> {
+        let rx = self
+            .shared
+            .receivers
+            .lock()
+            .map_err(|_| io::Error::other("udp_shards: poisoned"))?
+            .get_mut(self.index)
+            .and_then(Option::take)
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("udp shard {} is in use", self.index),
+                )
+            })?;
+        // the reading shard registers the socket with the runtime it runs on
+        let reader = if self.index == 0 {
+            let s = self.shared.socket.try_clone()?;
+            Some((
+                tokio::net::UdpSocket::from_std(s)?,
+                vec![0; super::MAX_DATAGRAM],
+            ))
+        } else {
+            None
+        };
+        Ok(Box::new(Shard {
+            shared: self.shared.clone(),
+            index: self.index,
+            rx,
+            reader,
+        }))
+    }
+}
+
+/// One agent's share of the socket.
+struct Shard {
+    shared: Arc<Shared>,
+    index: usize,
+    rx: Queue,
+    /// The socket and a buffer, for the shard that reads.
+    reader: Option<(tokio::net::UdpSocket, Vec<u8>)>,
+}
+
+impl DatagramTransport for Shard {
+    fn local_addr(&self) -> SocketAddr {
+        self.shared.local
+    }
+
+    fn send_to(&mut self, datagram: Bytes, to: SocketAddr) -> io::Result<()> {
+        match self.shared.socket.send_to(&datagram, to) {
+            // the send buffer is full: lost, as on a congested link; retransmissions recover
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+            r => r.map(|_| ()),
+        }
+    }
+
+    fn poll_recv_from(&mut self, cx: &mut Context<'_>) -> Poll<Option<(Bytes, SocketAddr)>> {
+        let count = self.shared.senders.len();
+        if let Some((socket, buf)) = self.reader.as_mut() {
+            for _ in 0..HAND_ON_BURST {
+                let mut rb = ReadBuf::new(buf);
+                match socket.poll_recv_from(cx, &mut rb) {
+                    Poll::Ready(Ok(from)) => {
+                        let d = rb.filled();
+                        let to = call_id(d).map_or(0, |id| shard_of(id, count));
+                        if to == self.index {
+                            return Poll::Ready(Some((Bytes::copy_from_slice(d), from)));
+                        }
+                        // full: dropped, as a full socket buffer would
+                        let _ = self.shared.senders[to].try_send((Bytes::copy_from_slice(d), from));
+                    }
+                    // ICMP errors surface here on some systems: not fatal for a server
+                    Poll::Ready(Err(_)) => continue,
+                    Poll::Pending => return self.rx.poll_recv(cx),
+                }
+            }
+            // more may be waiting: let this shard's agent run first, then come back
+            cx.waker().wake_by_ref();
+            return match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(m)) => Poll::Ready(Some(m)),
+                _ => Poll::Pending,
+            };
+        }
+        self.rx.poll_recv(cx)
+    }
+
+    fn shard(&self) -> Option<(usize, usize)> {
+        Some((self.index, self.shared.senders.len()))
+    }
+}
+
+/// The Call-ID of a SIP message in `d`, as the parser will read it (the value between the
+/// colon and the line end, without surrounding white space), or `None` when there is none
+/// in the headers (a keep-alive, garbage: the first shard answers those).
+pub(crate) fn call_id(d: &[u8]) -> Option<&[u8]> {
+    let mut at = memchr::memchr(b'\n', d)? + 1;
+    while at < d.len() {
+        let end = memchr::memchr(b'\n', &d[at..]).map_or(d.len(), |n| at + n);
+        let line = &d[at..end];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            return None; // the end of the headers
+        }
+        let name_end = line
+            .iter()
+            .position(|&b| b == b':' || b == b' ' || b == b'\t')
+            .unwrap_or(line.len());
+        let name = &line[..name_end];
+        if name.eq_ignore_ascii_case(b"call-id") || name.eq_ignore_ascii_case(b"i") {
+            let rest = line[name_end..].trim_ascii_start();
+            if let Some(value) = rest.strip_prefix(b":") {
+                let value = value.trim_ascii();
+                return (!value.is_empty()).then_some(value);
+            }
+        }
+        at = end + 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_call_id_is_found_as_the_parser_reads_it() {
+        let m = b"INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+                  Call-ID:  abc@host \r\nCSeq: 1 INVITE\r\n\r\nbody\r\nCall-ID: no\r\n";
+        assert_eq!(call_id(m), Some(&b"abc@host"[..]));
+        let compact = b"SIP/2.0 200 OK\nv: SIP/2.0/UDP h\ni:x1\n\n";
+        assert_eq!(call_id(compact), Some(&b"x1"[..]));
+        let spaced = b"BYE sip:a@b SIP/2.0\r\ncall-id\t : Q\r\n\r\n";
+        assert_eq!(call_id(spaced), Some(&b"Q"[..]));
+        // a header whose name only starts like it, one in the body, none at all
+        assert_eq!(call_id(b"BYE x SIP/2.0\r\nCall-IDs: y\r\n\r\n"), None);
+        assert_eq!(call_id(b"BYE x SIP/2.0\r\n\r\nCall-ID: y\r\n"), None);
+        assert_eq!(call_id(b"\r\n\r\n"), None);
+        assert_eq!(call_id(b""), None);
+        // the same Call-ID as the parser sees it
+        let valid = b"OPTIONS sip:b@192.0.2.2 SIP/2.0\r\n\
+                      Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK-1\r\n\
+                      From: <sip:a@192.0.2.1>;tag=1\r\nTo: <sip:b@192.0.2.2>\r\n\
+                      Call-ID: \t x-y.z@192.0.2.1  \r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n\
+                      Content-Length: 0\r\n\r\n";
+        let parsed = sipua_message::Message::parse(valid).unwrap();
+        assert_eq!(parsed.call_id().as_bytes(), call_id(valid).unwrap());
+    }
+
+    #[tokio::test]
+    async fn each_datagram_reaches_the_shard_its_call_id_hashes_to() {
+        let listens = udp_shards("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        let mut shards: Vec<Box<dyn DatagramTransport>> = listens
+            .iter()
+            .map(|l| match l {
+                Listen::Datagram(f) => f.bind().unwrap(),
+                _ => unreachable!(),
+            })
+            .collect();
+        // a second agent cannot take a shard already taken
+        match &listens[1] {
+            Listen::Datagram(f) => assert!(f.bind().is_err()),
+            _ => unreachable!(),
+        }
+        let addr = shards[0].local_addr();
+        assert!(shards.iter().all(|s| s.local_addr() == addr));
+        let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let ids: Vec<String> = (0..60).map(|i| format!("call-{i}@peer")).collect();
+        for id in &ids {
+            let m = format!("OPTIONS sip:x@y SIP/2.0\r\nCall-ID: {id}\r\nCSeq: 1 OPTIONS\r\n\r\n");
+            peer.send_to(m.as_bytes(), addr).await.unwrap();
+        }
+        let mut got: Vec<Vec<String>> = vec![Vec::new(); 3];
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while got.iter().map(Vec::len).sum::<usize>() < ids.len() {
+            assert!(tokio::time::Instant::now() < deadline, "datagrams lost");
+            for (i, s) in shards.iter_mut().enumerate() {
+                let polled = std::future::poll_fn(|cx| match s.poll_recv_from(cx) {
+                    Poll::Pending => Poll::Ready(None),
+                    r => r,
+                })
+                .await;
+                if let Some((d, from)) = polled {
+                    assert_eq!(from, peer.local_addr().unwrap());
+                    let id = String::from_utf8(call_id(&d).unwrap().to_vec()).unwrap();
+                    got[i].push(id);
+                }
+            }
+            tokio::task::yield_now().await;
+        }
+        for (i, ids) in got.iter().enumerate() {
+            assert!(!ids.is_empty(), "shard {i} got nothing of 60 calls");
+            for id in ids {
+                assert_eq!(shard_of(id.as_bytes(), 3), i, "{id}");
+            }
+        }
+        // each shard sends from the shared address
+        shards[2]
+            .send_to(Bytes::from_static(b"hi"), peer.local_addr().unwrap())
+            .unwrap();
+        let mut buf = [0u8; 16];
+        let (n, from) = peer.recv_from(&mut buf).await.unwrap();
+        assert_eq!((&buf[..n], from), (&b"hi"[..], addr));
+    }
+}
