@@ -36,6 +36,7 @@ pub mod codec;
 pub mod dtmf;
 pub mod g711;
 pub mod jitter;
+mod ports;
 pub mod rtp;
 mod rtp_audio;
 pub mod sdp;

@@ -234,6 +234,8 @@ pub struct RtpAudio {
     oa: OfferAnswer,
     ip: IpAddr,
     sockets: Option<(StdUdpSocket, StdUdpSocket)>,
+    /// The pool the sockets go back to when the call is done with them.
+    pool: crate::ports::Key,
     local: SocketAddr,
     audio: Option<AudioIo>,
     /// The peer's last description (to tell a repeated answer from a new offer).
@@ -269,7 +271,16 @@ impl RtpAudio {
         };
         // bound where signalling listens (all addresses when it listens on all)
         let bind_ip = session.bind_ip;
-        let (rtp, rtcp) = bind_pair(bind_ip, options.port_range, seed)?;
+        // a pair from an earlier call when one has rested long enough, else a new one
+        let pool = (bind_ip, options.port_range);
+        let now = Instant::now();
+        let (rtp, rtcp) = match crate::ports::take(pool, now, true) {
+            Some(pair) => pair,
+            None => match bind_pair(bind_ip, options.port_range, seed) {
+                Ok(pair) => pair,
+                Err(e) => crate::ports::take(pool, now, false).ok_or(e)?,
+            },
+        };
         let local = SocketAddr::new(ip, rtp.local_addr().map_err(io_err)?.port());
         let audio = (options.audio)(session)?;
         let (stats_tx, stats_rx) = watch::channel(MediaStats::default());
@@ -288,6 +299,7 @@ impl RtpAudio {
             options,
             ip,
             sockets: Some((rtp, rtcp)),
+            pool,
             local,
             audio: Some(audio),
             remote: None,
@@ -380,6 +392,7 @@ impl RtpAudio {
         tokio::spawn(run(
             stream,
             (rtp, rtcp),
+            self.pool,
             locals,
             rx,
             stats_tx,
@@ -507,7 +520,9 @@ impl SessionDescriptionHandler for RtpAudio {
                 let _ = tx.send(true);
             }
         }
-        self.sockets = None;
+        if let Some((rtp, rtcp)) = self.sockets.take() {
+            crate::ports::give(self.pool, rtp, rtcp, Instant::now());
+        }
     }
 }
 
@@ -521,6 +536,7 @@ impl Drop for RtpAudio {
 async fn run(
     mut stream: AudioStream,
     (rtp, rtcp): (UdpSocket, UdpSocket),
+    pool: crate::ports::Key,
     locals: (SocketAddr, SocketAddr),
     mut control: mpsc::Receiver<Control>,
     stats: watch::Sender<MediaStats>,
@@ -559,6 +575,10 @@ async fn run(
                     stream.close(Instant::now());
                     flush(&mut stream, (&rtp, &rtcp), locals, &events).await;
                     stats.send_replace(stream.stats().clone());
+                    // the sockets serve a later call
+                    if let (Ok(rtp), Ok(rtcp)) = (rtp.into_std(), rtcp.into_std()) {
+                        crate::ports::give(pool, rtp, rtcp, Instant::now());
+                    }
                     let _ = closed.send(true);
                     return;
                 }
