@@ -391,8 +391,7 @@ impl RtpAudio {
         let locals = (named(&rtp), named(&rtcp));
         tokio::spawn(run(
             stream,
-            (rtp, rtcp),
-            self.pool,
+            (rtp, rtcp, self.pool),
             locals,
             rx,
             stats_tx,
@@ -535,8 +534,8 @@ impl Drop for RtpAudio {
 /// The media task: moves datagrams and time between the sockets and the stream.
 async fn run(
     mut stream: AudioStream,
-    (rtp, rtcp): (UdpSocket, UdpSocket),
-    pool: crate::ports::Key,
+    // the sockets and the pool they go back to
+    (rtp, rtcp, pool): (UdpSocket, UdpSocket, crate::ports::Key),
     locals: (SocketAddr, SocketAddr),
     mut control: mpsc::Receiver<Control>,
     stats: watch::Sender<MediaStats>,
