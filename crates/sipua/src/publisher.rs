@@ -187,7 +187,7 @@ impl Publisher {
             target,
             event: event.trim().to_owned(),
             content_type,
-            call_id: format!("{:016x}@sipua", shared.random()),
+            call_id: shared.new_call_id("@sipua"),
             ops: tokio::sync::Mutex::new(Ops {
                 cseq: 1,
                 expires: options.expires,

@@ -180,7 +180,7 @@ impl Registerer {
             Some(r) => r.clone(),
             None => registrar_of(&aor_uri)?,
         };
-        let call_id = format!("{:016x}@sipua", shared.random());
+        let call_id = shared.new_call_id("@sipua");
         let inner = Arc::new(Inner {
             ua: ua.clone(),
             aor: NameAddr::new(aor_uri),

@@ -500,7 +500,7 @@ impl SubTask {
                 transport,
                 headers: self.headers(expires),
                 body,
-                call_id: Some(format!("{:016x}-sub", self.shared.random())),
+                call_id: Some(self.shared.new_call_id("-sub")),
                 ..OutOfDialog::default()
             };
             let (tx, rx) = oneshot::channel();

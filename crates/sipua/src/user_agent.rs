@@ -233,6 +233,8 @@ pub(crate) struct Shared {
     pub(crate) local: SocketAddr,
     /// Every listener's transport and bound address, the primary first.
     pub(crate) listeners: Vec<(Transport, SocketAddr)>,
+    /// This agent's index among those sharing its socket, and their number.
+    pub(crate) shard: Option<(usize, usize)>,
     /// `local` as text, made once (each session's id for its media handler starts with it).
     pub(crate) local_text: String,
     pub(crate) dns: DnsResolver,
@@ -318,6 +320,20 @@ impl Shared {
         h.write_u64(self.next_key());
         h.write_u64(clock_seed(self.local));
         h.finish()
+    }
+
+    /// A new Call-ID ending in `suffix`, for the requests this layer starts dialogs or
+    /// registrations with: on an agent that shares its socket with others, one that hashes to
+    /// this agent, so that the answers come back to it ([`crate::transport::udp_shards`]).
+    pub(crate) fn new_call_id(&self, suffix: &str) -> String {
+        loop {
+            let id = format!("{:016x}{suffix}", self.random());
+            match self.shard {
+                Some((index, count))
+                    if sipua_proto::hash::shard_of(id.as_bytes(), count) != index => {}
+                _ => return id,
+            }
+        }
     }
 
     /// `Allow` with the methods the API handles.
@@ -554,6 +570,7 @@ impl UserAgent {
             options: o.clone(),
             local,
             listeners: net.listeners().to_vec(),
+            shard,
             local_text: local.to_string(),
             routes: Arc::default(),
             dns: match &o.dns_servers {

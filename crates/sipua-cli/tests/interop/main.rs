@@ -18,4 +18,6 @@ mod matrix_subscribe;
 mod media;
 mod signals;
 mod sipp;
+mod threads;
 mod transfer;
+mod usrloc;
