@@ -250,7 +250,7 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// Prints each state change of `session`, prefixed with `label`, until it terminates.
-pub(crate) fn print_states(label: String, session: &Session) {
+pub(crate) fn print_states(label: String, session: &Session) -> tokio::task::JoinHandle<()> {
     let mut rx = session.state_change();
     let session = session.clone();
     tokio::spawn(async move {
@@ -270,7 +270,7 @@ pub(crate) fn print_states(label: String, session: &Session) {
                 s => println!("{label}: {s:?}"),
             }
         }
-    });
+    })
 }
 
 fn describe(r: EndReason) -> String {
@@ -291,6 +291,7 @@ fn describe(r: EndReason) -> String {
 
 async fn answer(inv: Invitation, mode: Answer, quiet: bool, hangup_after: f64) {
     let label = format!("call {}", shown(inv.request().call_id()));
+    let mut printing = None;
     // a REFER in the call is followed (the peer transfers us)
     inv.set_delegate(Arc::new(crate::transfer::FollowTransfers {
         label: label.clone(),
@@ -302,7 +303,7 @@ async fn answer(inv: Invitation, mode: Answer, quiet: bool, hangup_after: f64) {
             shown(r.from().map_or("?".into(), |f| f.uri.to_string())),
             shown(r.uri().to_string())
         );
-        print_states(label.clone(), &inv);
+        printing = Some(print_states(label.clone(), &inv));
         crate::media::print_live(label.clone(), &inv);
     }
     let result = match mode {
@@ -347,9 +348,15 @@ async fn answer(inv: Invitation, mode: Answer, quiet: bool, hangup_after: f64) {
             _ = inv.terminated() => {}
         }
     }
-    // keep the handle until the call ends (dropping it would hang up)
+    // keep the handle until the call ends (dropping it would hang up), and its end printed
     inv.terminated().await;
+    if let Some(p) = printing {
+        let _ = p.await;
+    }
 }
+
+/// The calls `serve` is answering, on every thread: it exits once each has ended and said so.
+static ANSWERING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// `serve`'s delegate: answers each invitation on a task of its own.
 struct Answerer {
@@ -360,7 +367,13 @@ struct Answerer {
 
 impl UserAgentDelegate for Answerer {
     fn on_invite(&self, invitation: Invitation) {
-        tokio::spawn(answer(invitation, self.mode, self.quiet, self.hangup_after));
+        use std::sync::atomic::Ordering;
+        ANSWERING.fetch_add(1, Ordering::Relaxed);
+        let (mode, quiet, hangup_after) = (self.mode, self.quiet, self.hangup_after);
+        tokio::spawn(async move {
+            answer(invitation, mode, quiet, hangup_after).await;
+            ANSWERING.fetch_sub(1, Ordering::Relaxed);
+        });
     }
 
     fn on_message(&self, message: sipua::IncomingRequest) {
@@ -428,6 +441,9 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
         realm: args.realm.clone(),
         users,
         algorithms: args.auth_algorithms.clone(),
+        // one server for every thread's agent: a nonce is good at any of them, and an
+        // address's failures are counted once
+        shared: Some(Default::default()),
         ..Default::default()
     });
     let media = if args.no_media {
@@ -476,6 +492,13 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
         template.session_description_handler_factory = f.clone();
     }
     args.auth.apply(&mut template);
+    // every agent speaks as the address of record (the first registers it)
+    if let Some(aor) = &args.register {
+        template.uri = Some(aor.clone());
+        if let Some(u) = aor.as_sip().and_then(|s| s.user.clone()) {
+            template.user = u;
+        }
+    }
     let threads = args.threads.map(usize::from).unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
@@ -498,7 +521,7 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
             runtime().block_on(async move {
                 let mut agents = Vec::new();
                 for (listen, also) in groups {
-                    match start_agent(&template, listen, also, None).await {
+                    match start_agent(&template, listen, also).await {
                         Ok(ua) => agents.push(ua),
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
@@ -511,16 +534,12 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
                 end_agents(agents, drain).await
             })
         });
-        others.push((ready_rx, Some(end_tx), thread));
+        others.push((ready_rx, Some(end_tx), Some(thread)));
     }
-    let register = args.register.clone();
     let code = runtime().block_on(async {
         let mut agents = Vec::new();
-        let mut first = true;
         for (listen, also) in own {
-            let aor = if first { register.as_ref() } else { None };
-            first = false;
-            match start_agent(&template, listen, also, aor).await {
+            match start_agent(&template, listen, also).await {
                 Ok(ua) => agents.push(ua),
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -587,18 +606,22 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
                 let _ = end.send(drain);
             }
         }
-        Ok(end_agents(agents, drain).await)
+        let mut left = end_agents(agents, drain).await;
+        // the other threads' ends, awaited here so that a second signal still ends the
+        // process at once (its watcher is a task of this runtime)
+        for (_, _, thread) in &mut others {
+            if let Some(t) = thread.take() {
+                left += tokio::task::spawn_blocking(move || t.join().unwrap_or(0))
+                    .await
+                    .unwrap_or(0);
+            }
+        }
+        Ok(left)
     });
-    let mut left = match code {
+    let left = match code {
         Ok(left) => left,
         Err(code) => return code,
     };
-    for (_, end, thread) in others {
-        if let Some(end) = end {
-            let _ = end.send(None);
-        }
-        left += thread.join().unwrap_or(0);
-    }
     if args.drain.is_some() {
         println!("drained ({left} calls hung up at the deadline)");
     }
@@ -654,25 +677,17 @@ fn plan_agents(listens: Vec<Listen>, threads: usize) -> Result<Vec<AgentPlan>, S
 /// One thread's agents: each one's listener and its other listeners.
 type AgentPlan = Vec<(Listen, Vec<Listen>)>;
 
-/// Starts one of `serve`'s agents; the first registers `aor` when given.
+/// Starts one of `serve`'s agents.
 async fn start_agent(
     template: &UserAgentOptions,
     listen: Listen,
     also_listen: Vec<Listen>,
-    aor: Option<&Uri>,
 ) -> Result<UserAgent, sipua::Error> {
-    let mut options = UserAgentOptions {
+    let ua = UserAgent::new(UserAgentOptions {
         listen,
         also_listen,
         ..template.clone()
-    };
-    if let Some(aor) = aor {
-        options.uri = Some(aor.clone());
-        if let Some(u) = aor.as_sip().and_then(|s| s.user.clone()) {
-            options.user = u;
-        }
-    }
-    let ua = UserAgent::new(options);
+    });
     ua.start().await?;
     Ok(ua)
 }
@@ -697,6 +712,14 @@ async fn end_agents(agents: Vec<UserAgent>, drain: Option<Duration>) -> usize {
     }
     for ua in agents {
         ua.stop().await;
+    }
+    // every call has ended: let each answering task print its end (bounded: a task stuck
+    // on a peer that never answers does not hold the exit)
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while ANSWERING.load(std::sync::atomic::Ordering::Relaxed) > 0
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     left
 }

@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -41,6 +42,45 @@ pub struct DigestServerConfig {
     /// Most nonces whose counts are remembered, and most addresses whose failures are
     /// counted: both tables are bounded (the oldest entries go first).
     pub max_tracked: usize,
+    /// For several cores that serve one address (one agent per core on a shared socket):
+    /// one server for all of them, so that a nonce issued by one is good at another and an
+    /// address's failures are counted once whichever core its requests reach. `None`: this
+    /// core's own.
+    pub shared: Option<SharedDigestServer>,
+}
+
+/// One [`DigestServer`] for several cores: give each core's [`DigestServerConfig`] a clone.
+/// The first core to need it makes it, with its secret and clock; the others use it (behind a
+/// lock, taken once per request that is checked).
+#[derive(Clone, Default)]
+pub struct SharedDigestServer(Arc<Mutex<Option<DigestServer>>>);
+
+impl std::fmt::Debug for SharedDigestServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedDigestServer")
+    }
+}
+
+impl SharedDigestServer {
+    /// Runs `f` on the shared server, made from `cfg` (its `shared` dropped: the server does
+    /// not hold itself) with `secret()` at `now` if no core has made it yet.
+    pub fn with<R>(
+        &self,
+        cfg: &DigestServerConfig,
+        secret: impl FnOnce() -> [u8; 32],
+        now: Instant,
+        f: impl FnOnce(&mut DigestServer) -> R,
+    ) -> R {
+        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let server = g.get_or_insert_with(|| {
+            let cfg = DigestServerConfig {
+                shared: None,
+                ..cfg.clone()
+            };
+            DigestServer::new(cfg, secret(), now)
+        });
+        f(server)
+    }
 }
 
 impl std::fmt::Debug for DigestServerConfig {
@@ -53,6 +93,7 @@ impl std::fmt::Debug for DigestServerConfig {
             .field("max_failures", &self.max_failures)
             .field("failure_window", &self.failure_window)
             .field("max_tracked", &self.max_tracked)
+            .field("shared", &self.shared.is_some())
             .finish()
     }
 }
@@ -67,6 +108,7 @@ impl Default for DigestServerConfig {
             max_failures: 10,
             failure_window: Duration::from_secs(60),
             max_tracked: 65_536,
+            shared: None,
         }
     }
 }
@@ -444,6 +486,53 @@ mod tests {
         let c = &challenges(s.check(later, A, &[], &REQ))[0];
         let v = s.check(later, A, &[answer(c, "secret", 1)], &REQ);
         assert!(matches!(v, Verdict::Authenticated(_)));
+    }
+
+    #[test]
+    fn cores_sharing_one_server_share_its_nonces_and_failure_counts() {
+        let t0 = Instant::now();
+        let cfg = DigestServerConfig {
+            realm: "example.com".into(),
+            users: [("alice".to_owned(), "secret".to_owned())].into(),
+            ..Default::default()
+        };
+        let shared = SharedDigestServer::default();
+        // two cores, each with its own secret: the first to ask makes the server
+        let (one, two) = (shared.clone(), shared);
+        let c = &challenges(one.with(&cfg, || [1; 32], t0, |s| s.check(t0, A, &[], &REQ)))[0];
+        // the nonce core one issued is good at core two
+        let v = two.with(
+            &cfg,
+            || [2; 32],
+            t0,
+            |s| s.check(t0, A, &[answer(c, "secret", 1)], &REQ),
+        );
+        assert_eq!(v, Verdict::Authenticated("alice".into()));
+        // failures are counted once, whichever core sees them: five at each, then refused
+        for i in 0..10 {
+            let core = if i % 2 == 0 { &one } else { &two };
+            let v = core.with(
+                &cfg,
+                || [3; 32],
+                t0,
+                |s| s.check(t0, A, &[answer(c, &format!("guess{i}"), 2 + i)], &REQ),
+            );
+            assert!(matches!(v, Verdict::Challenge { .. }), "attempt {i}");
+        }
+        let v = one.with(
+            &cfg,
+            || [4; 32],
+            t0,
+            |s| s.check(t0, A, &[answer(c, "guess10", 20)], &REQ),
+        );
+        assert_eq!(v, Verdict::Forbidden);
+        // separate servers (no sharing) would each have allowed ten
+        let mut own = server(t0);
+        let c = &challenges(own.check(t0, A, &[], &REQ))[0];
+        for i in 0..5 {
+            let v = own.check(t0, A, &[answer(c, &format!("g{i}"), 1)], &REQ);
+            assert!(matches!(v, Verdict::Challenge { .. }));
+        }
     }
 
     #[test]

@@ -51,13 +51,14 @@ impl UaCore {
         let Some(cfg) = &self.cfg.authenticate else {
             return true;
         };
-        let server = self.auth_server.get_or_insert_with(|| {
+        let rng = &mut self.rng;
+        let mut secret = || {
             let mut secret = [0u8; 32];
             for chunk in secret.chunks_mut(8) {
-                chunk.copy_from_slice(&self.rng.next_u64().to_le_bytes());
+                chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
             }
-            Box::new(DigestServer::new(cfg.clone(), secret, now))
-        });
+            secret
+        };
         let credentials: Vec<_> = request
             .typed_all::<Authorization>()
             .unwrap_or_default()
@@ -70,7 +71,17 @@ impl UaCore {
             uri: &uri,
             body: request.body(),
         };
-        match server.check(now, source.ip(), &credentials, &parts) {
+        let verdict = match &cfg.shared {
+            // one server for every core of this address
+            Some(shared) => shared.with(cfg, secret, now, |server| {
+                server.check(now, source.ip(), &credentials, &parts)
+            }),
+            None => self
+                .auth_server
+                .get_or_insert_with(|| Box::new(DigestServer::new(cfg.clone(), secret(), now)))
+                .check(now, source.ip(), &credentials, &parts),
+        };
+        match verdict {
             Verdict::Authenticated(_) => true,
             Verdict::Challenge { challenges } => {
                 let headers = challenges
