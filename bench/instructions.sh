@@ -31,7 +31,8 @@ count() { # name -> one table row
   PORT=$((PORT + 2))
   local cg=(valgrind --tool=callgrind ${CACHE_SIM:+--cache-sim=yes} --callgrind-out-file="$OUT/$name")
   if [ "$name" = sipua ]; then
-    "${cg[@]}" "$SIPUA" serve --listen "udp:127.0.0.1:$PORT" --no-media --quiet --lifetime 600 >/dev/null 2>&1 &
+    # one thread (THREADS=N for more): the figures below are for one core
+    "${cg[@]}" "$SIPUA" serve --listen "udp:127.0.0.1:$PORT" --no-media --quiet --threads "${THREADS:-1}" --lifetime 600 >/dev/null 2>&1 &
   else
     "${cg[@]}" sipp -sn uas -i 127.0.0.1 -p "$PORT" -nostdin >/dev/null 2>&1 &
   fi

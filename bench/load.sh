@@ -26,7 +26,8 @@ user_ticks() { awk '{print $14}' "/proc/$1/stat"; }
 run() { # server rate -> one table row
   local server=$1 rate=$2 pid
   if [ "$server" = sipua ]; then
-    "$SIPUA" serve --listen "udp:127.0.0.1:$PORT" --no-media --quiet --lifetime $((DURATION + 60)) >/dev/null &
+    # one thread, as in the history below (serve now uses every core by default: bench/scale.sh)
+    "$SIPUA" serve --listen "udp:127.0.0.1:$PORT" --no-media --quiet --threads "${THREADS:-1}" --lifetime $((DURATION + 60)) >/dev/null &
     pid=$!
   else
     sipp -sn uas -i 127.0.0.1 -p "$PORT" -nostdin -bg >/dev/null 2>&1 || true

@@ -525,7 +525,7 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
                         Ok(ua) => agents.push(ua),
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
-                            return 0;
+                            return (0, 0);
                         }
                     }
                 }
@@ -606,22 +606,27 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
                 let _ = end.send(drain);
             }
         }
-        let mut left = end_agents(agents, drain).await;
+        let (mut left, mut shed) = end_agents(agents, drain).await;
         // the other threads' ends, awaited here so that a second signal still ends the
         // process at once (its watcher is a task of this runtime)
         for (_, _, thread) in &mut others {
             if let Some(t) = thread.take() {
-                left += tokio::task::spawn_blocking(move || t.join().unwrap_or(0))
+                let (l, s) = tokio::task::spawn_blocking(move || t.join().unwrap_or((0, 0)))
                     .await
-                    .unwrap_or(0);
+                    .unwrap_or((0, 0));
+                left += l;
+                shed += s;
             }
         }
-        Ok(left)
+        Ok((left, shed))
     });
-    let left = match code {
-        Ok(left) => left,
+    let (left, shed) = match code {
+        Ok(ended) => ended,
         Err(code) => return code,
     };
+    if shed > 0 {
+        println!("refused {shed} new requests with 503 (overload control or draining)");
+    }
     if args.drain.is_some() {
         println!("drained ({left} calls hung up at the deadline)");
     }
@@ -696,8 +701,8 @@ async fn start_agent(
 /// deadline, all at once; then (or at once) every call ends with BYE (CANCEL, or 480 while
 /// ringing) and its answer, each agent within a bounded time. The calls hung up at the
 /// deadline.
-async fn end_agents(agents: Vec<UserAgent>, drain: Option<Duration>) -> usize {
-    let mut left = 0;
+async fn end_agents(agents: Vec<UserAgent>, drain: Option<Duration>) -> (usize, u64) {
+    let (mut left, mut shed) = (0, 0);
     if let Some(within) = drain {
         let drains: Vec<_> = agents
             .iter()
@@ -707,10 +712,16 @@ async fn end_agents(agents: Vec<UserAgent>, drain: Option<Duration>) -> usize {
             })
             .collect();
         for d in drains {
-            left += d.await.unwrap_or(0);
+            let last = d.await.unwrap_or_default();
+            left += last.sessions;
+            shed += last.shed;
         }
     }
     for ua in agents {
+        // (after a drain, the agent has stopped: its figures came back from the drain)
+        if let Ok(s) = ua.stats().await {
+            shed += s.shed;
+        }
         ua.stop().await;
     }
     // every call has ended: let each answering task print its end (bounded: a task stuck
@@ -721,7 +732,7 @@ async fn end_agents(agents: Vec<UserAgent>, drain: Option<Duration>) -> usize {
     {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    left
+    (left, shed)
 }
 
 struct Progress;

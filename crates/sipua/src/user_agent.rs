@@ -601,29 +601,27 @@ impl UserAgent {
     /// request outside a dialog, OPTIONS included, is answered 503 with Retry-After (so a
     /// dispatcher probing with OPTIONS takes this instance out at once, and new calls go
     /// elsewhere), while the calls already here go on; once none is left, or after `within`,
-    /// [`UserAgent::stop`] ends what remains. Returns how many calls were still live at the
-    /// deadline (0 when all ended on their own).
-    pub async fn drain(&self, within: Duration) -> usize {
+    /// [`UserAgent::stop`] ends what remains. Returns the agent's last [`Stats`] before the
+    /// stop: its `sessions` are the calls still live at the deadline (0 when all ended on
+    /// their own), its `shed` every request refused with 503, draining's included.
+    pub async fn drain(&self, within: Duration) -> Stats {
         let Some(shared) = self.shared() else {
-            return 0;
+            return Stats::default();
         };
         if shared.commands.send(Command::Draining(true)).await.is_err() {
-            return 0;
+            return Stats::default();
         }
         drop(shared);
         let deadline = tokio::time::Instant::now() + within;
-        let left = loop {
-            let live = match self.stats().await {
-                Ok(s) => s.sessions,
-                Err(_) => 0,
-            };
-            if live == 0 || tokio::time::Instant::now() >= deadline {
-                break live;
+        let last = loop {
+            let stats = self.stats().await.unwrap_or_default();
+            if stats.sessions == 0 || tokio::time::Instant::now() >= deadline {
+                break stats;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         self.stop().await;
-        left
+        last
     }
 
     /// Stops: with `graceful_shutdown`, first unregisters every live [`crate::Registerer`]

@@ -11,6 +11,11 @@
 //! dropped, as a full socket buffer would; the sender's retransmission recovers it). Every
 //! shard sends on the socket directly. Each shard's core makes Call-IDs that hash to itself
 //! ([`sipua_proto::ua::UaConfig::shard`]), so answers to its own requests come back to it.
+//!
+//! One exception to the Call-ID rule: an INVITE with Replaces (RFC 3891, attended transfer)
+//! must reach the agent that holds the dialog it replaces, named by the Call-ID inside the
+//! Replaces header. It goes there, and so does every later message of its own Call-ID (a
+//! bounded table of such exceptions, kept by the reading shard alone).
 
 use std::io;
 use std::net::SocketAddr;
@@ -30,6 +35,10 @@ const SHARD_QUEUE: usize = 8192;
 /// Most datagrams of other shards the reading shard hands on in one poll, before it lets its
 /// own agent run.
 const HAND_ON_BURST: usize = 256;
+
+/// Most Call-IDs routed by a Replaces rather than by their hash that are remembered (the
+/// oldest is forgotten first: a call that outlives 65 536 later transfers loses its route).
+const MAX_EXCEPTIONS: usize = 65_536;
 
 /// Binds one UDP socket at `addr` and returns `count` listeners on it, one for each agent
 /// that shares it: run each agent (its [`UserAgentOptions::listen`](crate::UserAgentOptions::listen))
@@ -125,10 +134,12 @@ impl DatagramTransportFactory for ShardBind {
         // the reading shard registers the socket with the runtime it runs on
         let reader = if self.index == 0 {
             let s = self.shared.socket.try_clone()?;
-            Some((
-                tokio::net::UdpSocket::from_std(s)?,
-                vec![0; super::MAX_DATAGRAM],
-            ))
+            Some(Reader {
+                socket: tokio::net::UdpSocket::from_std(s)?,
+                buf: vec![0; super::MAX_DATAGRAM],
+                exceptions: Default::default(),
+                order: Default::default(),
+            })
         } else {
             None
         };
@@ -146,8 +157,43 @@ struct Shard {
     shared: Arc<Shared>,
     index: usize,
     rx: Queue,
-    /// The socket and a buffer, for the shard that reads.
-    reader: Option<(tokio::net::UdpSocket, Vec<u8>)>,
+    /// The socket and what routing needs, for the shard that reads.
+    reader: Option<Reader>,
+}
+
+/// The reading shard's socket, buffer and routing exceptions.
+struct Reader {
+    socket: tokio::net::UdpSocket,
+    buf: Vec<u8>,
+    /// Call-IDs that go to another shard than their hash says (see the module's text).
+    exceptions: std::collections::HashMap<Box<[u8]>, usize>,
+    order: std::collections::VecDeque<Box<[u8]>>,
+}
+
+impl Reader {
+    /// Which of `count` shards datagram `d` goes to.
+    fn route(&mut self, d: &[u8], count: usize) -> usize {
+        let id = call_id(d);
+        if let Some(&to) = id.and_then(|id| self.exceptions.get(id)) {
+            return to;
+        }
+        if let Some(replaced) = d.starts_with(b"INVITE ").then(|| replaces(d)).flatten() {
+            let to = shard_of(replaced, count);
+            if let Some(id) = id.filter(|id| shard_of(id, count) != to) {
+                if self.order.len() >= MAX_EXCEPTIONS {
+                    if let Some(old) = self.order.pop_front() {
+                        self.exceptions.remove(&old);
+                    }
+                }
+                let key: Box<[u8]> = id.into();
+                if self.exceptions.insert(key.clone(), to).is_none() {
+                    self.order.push_back(key);
+                }
+            }
+            return to;
+        }
+        id.map_or(0, |id| shard_of(id, count))
+    }
 }
 
 impl DatagramTransport for Shard {
@@ -165,18 +211,18 @@ impl DatagramTransport for Shard {
 
     fn poll_recv_from(&mut self, cx: &mut Context<'_>) -> Poll<Option<(Bytes, SocketAddr)>> {
         let count = self.shared.senders.len();
-        if let Some((socket, buf)) = self.reader.as_mut() {
+        if let Some(reader) = self.reader.as_mut() {
             for _ in 0..HAND_ON_BURST {
-                let mut rb = ReadBuf::new(buf);
-                match socket.poll_recv_from(cx, &mut rb) {
+                let mut rb = ReadBuf::new(&mut reader.buf);
+                match reader.socket.poll_recv_from(cx, &mut rb) {
                     Poll::Ready(Ok(from)) => {
-                        let d = rb.filled();
-                        let to = call_id(d).map_or(0, |id| shard_of(id, count));
+                        let d = Bytes::copy_from_slice(rb.filled());
+                        let to = reader.route(&d, count);
                         if to == self.index {
-                            return Poll::Ready(Some((Bytes::copy_from_slice(d), from)));
+                            return Poll::Ready(Some((d, from)));
                         }
                         // full: dropped, as a full socket buffer would
-                        let _ = self.shared.senders[to].try_send((Bytes::copy_from_slice(d), from));
+                        let _ = self.shared.senders[to].try_send((d, from));
                     }
                     // ICMP errors surface here on some systems: not fatal for a server
                     Poll::Ready(Err(_)) => continue,
@@ -202,6 +248,19 @@ impl DatagramTransport for Shard {
 /// colon and the line end, without surrounding white space), or `None` when there is none
 /// in the headers (a keep-alive, garbage: the first shard answers those).
 pub(crate) fn call_id(d: &[u8]) -> Option<&[u8]> {
+    header(d, b"call-id", b"i")
+}
+
+/// The Call-ID of the dialog a request's Replaces header names (RFC 3891 §6.1: the value up
+/// to its first parameter).
+fn replaces(d: &[u8]) -> Option<&[u8]> {
+    let v = header(d, b"replaces", b"replaces")?;
+    let id = v.split(|&b| b == b';').next()?.trim_ascii();
+    (!id.is_empty()).then_some(id)
+}
+
+/// The first value of header `name` (or its compact form) in the header section of `d`.
+fn header<'a>(d: &'a [u8], name: &[u8], compact: &[u8]) -> Option<&'a [u8]> {
     let mut at = memchr::memchr(b'\n', d)? + 1;
     while at < d.len() {
         let end = memchr::memchr(b'\n', &d[at..]).map_or(d.len(), |n| at + n);
@@ -214,8 +273,8 @@ pub(crate) fn call_id(d: &[u8]) -> Option<&[u8]> {
             .iter()
             .position(|&b| b == b':' || b == b' ' || b == b'\t')
             .unwrap_or(line.len());
-        let name = &line[..name_end];
-        if name.eq_ignore_ascii_case(b"call-id") || name.eq_ignore_ascii_case(b"i") {
+        let found = &line[..name_end];
+        if found.eq_ignore_ascii_case(name) || found.eq_ignore_ascii_case(compact) {
             let rest = line[name_end..].trim_ascii_start();
             if let Some(value) = rest.strip_prefix(b":") {
                 let value = value.trim_ascii();
@@ -253,6 +312,50 @@ mod tests {
                       Content-Length: 0\r\n\r\n";
         let parsed = sipua_message::Message::parse(valid).unwrap();
         assert_eq!(parsed.call_id().as_bytes(), call_id(valid).unwrap());
+    }
+
+    #[tokio::test]
+    async fn an_invite_with_replaces_goes_where_the_replaced_call_is_and_its_call_follows() {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut reader = Reader {
+            socket,
+            buf: Vec::new(),
+            exceptions: Default::default(),
+            order: Default::default(),
+        };
+        let n = 4;
+        // a replaced call and a new Call-ID that hash to different shards
+        let old = "old-call@host";
+        let new = (0..)
+            .map(|i| format!("new-{i}@host"))
+            .find(|id| shard_of(id.as_bytes(), n) != shard_of(old.as_bytes(), n))
+            .unwrap();
+        let home = shard_of(old.as_bytes(), n);
+        let invite = format!(
+            "INVITE sip:a@b SIP/2.0\r\nCall-ID: {new}\r\n\
+             Replaces: {old};to-tag=1;from-tag=2\r\n\r\n"
+        );
+        assert_eq!(reader.route(invite.as_bytes(), n), home);
+        // the new call's later messages follow it, responses too
+        for m in [
+            format!("ACK sip:a@b SIP/2.0\r\ni: {new}\r\n\r\n"),
+            format!("BYE sip:a@b SIP/2.0\r\nCall-ID: {new}\r\n\r\n"),
+            format!("SIP/2.0 200 OK\r\nCall-ID: {new}\r\n\r\n"),
+        ] {
+            assert_eq!(reader.route(m.as_bytes(), n), home, "{m}");
+        }
+        // a Replaces outside an INVITE changes nothing; other calls go by their hash
+        let other = format!("MESSAGE sip:a@b SIP/2.0\r\nCall-ID: x\r\nReplaces: {old}\r\n\r\n");
+        assert_eq!(reader.route(other.as_bytes(), n), shard_of(b"x", n));
+        // the table is bounded: the oldest exception goes first
+        for i in 0..2 * MAX_EXCEPTIONS {
+            let invite =
+                format!("INVITE sip:a@b SIP/2.0\r\nCall-ID: c{i}\r\nReplaces: {old}\r\n\r\n");
+            reader.route(invite.as_bytes(), n);
+        }
+        assert!(reader.exceptions.len() <= MAX_EXCEPTIONS);
+        assert_eq!(reader.exceptions.len(), reader.order.len());
+        assert!(!reader.exceptions.contains_key(new.as_bytes()));
     }
 
     #[tokio::test]
