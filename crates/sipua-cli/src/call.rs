@@ -531,7 +531,7 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
                 }
                 let _ = ready_tx.send(Ok(()));
                 let drain = end_rx.await.unwrap_or(None);
-                end_agents(agents, drain).await
+                end_agents(agents, drain, async { (0, 0) }).await
             })
         });
         others.push((ready_rx, Some(end_tx), Some(thread)));
@@ -606,19 +606,30 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
                 let _ = end.send(drain);
             }
         }
-        let (mut left, mut shed) = end_agents(agents, drain).await;
-        // the other threads' ends, awaited here so that a second signal still ends the
-        // process at once (its watcher is a task of this runtime)
-        for (_, _, thread) in &mut others {
-            if let Some(t) = thread.take() {
+        // the other threads' ends, awaited in this runtime so that a second signal still
+        // ends the process at once (its watcher is a task here)
+        let threads: Vec<_> = others.iter_mut().filter_map(|o| o.2.take()).collect();
+        let others_end = async move {
+            let (mut left, mut shed) = (0, 0);
+            for t in threads {
                 let (l, s) = tokio::task::spawn_blocking(move || t.join().unwrap_or((0, 0)))
                     .await
                     .unwrap_or((0, 0));
                 left += l;
                 shed += s;
             }
+            (left, shed)
+        };
+        let ended = end_agents(agents, drain, others_end).await;
+        // every call has ended: let each answering task print its end (bounded: a task
+        // stuck on a peer that never answers does not hold the exit)
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while ANSWERING.load(std::sync::atomic::Ordering::Relaxed) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        Ok((left, shed))
+        Ok(ended)
     });
     let (left, shed) = match code {
         Ok(ended) => ended,
@@ -698,39 +709,42 @@ async fn start_agent(
 }
 
 /// Ends `agents`: with `drain`, new requests get 503 while their calls go on, up to the
-/// deadline, all at once; then (or at once) every call ends with BYE (CANCEL, or 480 while
-/// ringing) and its answer, each agent within a bounded time. The calls hung up at the
-/// deadline.
-async fn end_agents(agents: Vec<UserAgent>, drain: Option<Duration>) -> (usize, u64) {
-    let (mut left, mut shed) = (0, 0);
-    if let Some(within) = drain {
-        let drains: Vec<_> = agents
-            .iter()
-            .map(|ua| {
-                let ua = ua.clone();
-                tokio::spawn(async move { ua.drain(within).await })
-            })
-            .collect();
-        for d in drains {
-            let last = d.await.unwrap_or_default();
-            left += last.sessions;
-            shed += last.shed;
+/// deadline; then every call left ends with BYE (CANCEL, or 480 while ringing) and its
+/// answer, each agent within a bounded time. `others` is the other threads' end: their agents
+/// need this thread's (the first reads the shared socket for all) until they are done, so it
+/// is awaited before these stop. The calls hung up at the deadline, and the requests
+/// refused with 503, here and in `others`.
+async fn end_agents(
+    agents: Vec<UserAgent>,
+    drain: Option<Duration>,
+    others: impl std::future::Future<Output = (usize, u64)>,
+) -> (usize, u64) {
+    let own_drain = async {
+        let Some(within) = drain else {
+            return 0;
+        };
+        for ua in &agents {
+            let _ = ua.set_draining(true).await;
         }
-    }
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let mut live = 0;
+            for ua in &agents {
+                live += ua.stats().await.map_or(0, |s| s.sessions);
+            }
+            if live == 0 || tokio::time::Instant::now() >= deadline {
+                break live;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let (mut left, (others_left, mut shed)) = tokio::join!(own_drain, others);
+    left += others_left;
     for ua in agents {
-        // (after a drain, the agent has stopped: its figures came back from the drain)
         if let Ok(s) = ua.stats().await {
             shed += s.shed;
         }
         ua.stop().await;
-    }
-    // every call has ended: let each answering task print its end (bounded: a task stuck
-    // on a peer that never answers does not hold the exit)
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-    while ANSWERING.load(std::sync::atomic::Ordering::Relaxed) > 0
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     (left, shed)
 }

@@ -605,13 +605,9 @@ impl UserAgent {
     /// stop: its `sessions` are the calls still live at the deadline (0 when all ended on
     /// their own), its `shed` every request refused with 503, draining's included.
     pub async fn drain(&self, within: Duration) -> Stats {
-        let Some(shared) = self.shared() else {
-            return Stats::default();
-        };
-        if shared.commands.send(Command::Draining(true)).await.is_err() {
+        if self.set_draining(true).await.is_err() {
             return Stats::default();
         }
-        drop(shared);
         let deadline = tokio::time::Instant::now() + within;
         let last = loop {
             let stats = self.stats().await.unwrap_or_default();
@@ -622,6 +618,20 @@ impl UserAgent {
         };
         self.stop().await;
         last
+    }
+
+    /// Starts (or ends) draining without stopping: while on, every new request outside a
+    /// dialog is answered 503 with Retry-After and the calls here go on. [`UserAgent::drain`]
+    /// is this, a wait for the calls to end, and a stop; agents that share a socket
+    /// ([`crate::transport::udp_shards`]) use it to keep the first one, which reads for all,
+    /// running until the others are done.
+    pub async fn set_draining(&self, on: bool) -> Result<(), Error> {
+        let shared = self.shared().ok_or(Error::Stopped)?;
+        shared
+            .commands
+            .send(Command::Draining(on))
+            .await
+            .map_err(|_| Error::Stopped)
     }
 
     /// Stops: with `graceful_shutdown`, first unregisters every live [`crate::Registerer`]

@@ -80,3 +80,44 @@ fn each_thread_hangs_up_its_calls_and_hears_the_answer_to_its_bye() {
         out.text()
     );
 }
+
+#[test]
+fn a_drained_three_thread_serve_carries_every_call_to_its_end() {
+    // the first thread reads the socket for all: it must run until the others' calls end
+    let (mut serve, out, port) = serve_threads(&["--drain", "20"]);
+    let (mut uac, uac_out) = spawn(
+        sipp()
+            .args(["-sn", "uac", "-d", "2000"])
+            .args(["-i", "127.0.0.1", "-p", &free_udp_port().to_string()])
+            .args(["-m", "30", "-r", "100", "-timeout", "30", "-nostdin"])
+            .arg(format!("127.0.0.1:{port}")),
+    );
+    assert!(
+        wait_until(10.0, || out.text().matches(": Established").count() >= 30),
+        "{}",
+        out.text()
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &serve.0.id().to_string()])
+        .status();
+    let status = wait_exit(&mut serve, 15.0);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{}",
+        out.text()
+    );
+    assert!(
+        out.text()
+            .contains("drained (0 calls hung up at the deadline)"),
+        "{}",
+        out.text()
+    );
+    wait_exit(&mut uac, 20.0);
+    assert_eq!(counters(&uac_out.text()), (30, 0), "{}", uac_out.text());
+    assert_eq!(
+        out.text().matches("terminated (the peer hung up)").count(),
+        30,
+        "{}",
+        out.text()
+    );
+}
