@@ -355,8 +355,11 @@ async fn answer(inv: Invitation, mode: Answer, quiet: bool, hangup_after: f64) {
     }
 }
 
-/// The calls `serve` is answering, on every thread: it exits once each has ended and said so.
-static ANSWERING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+thread_local! {
+    /// The calls `serve` is answering on this thread (each agent's runtime is one thread, and
+    /// its calls' tasks run there): its runtime ends once each has ended and said so.
+    static ANSWERING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
 
 /// `serve`'s delegate: answers each invitation on a task of its own.
 struct Answerer {
@@ -367,12 +370,11 @@ struct Answerer {
 
 impl UserAgentDelegate for Answerer {
     fn on_invite(&self, invitation: Invitation) {
-        use std::sync::atomic::Ordering;
-        ANSWERING.fetch_add(1, Ordering::Relaxed);
+        ANSWERING.with(|n| n.set(n.get() + 1));
         let (mode, quiet, hangup_after) = (self.mode, self.quiet, self.hangup_after);
         tokio::spawn(async move {
             answer(invitation, mode, quiet, hangup_after).await;
-            ANSWERING.fetch_sub(1, Ordering::Relaxed);
+            ANSWERING.with(|n| n.set(n.get().saturating_sub(1)));
         });
     }
 
@@ -620,16 +622,7 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
             }
             (left, shed)
         };
-        let ended = end_agents(agents, drain, others_end).await;
-        // every call has ended: let each answering task print its end (bounded: a task
-        // stuck on a peer that never answers does not hold the exit)
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-        while ANSWERING.load(std::sync::atomic::Ordering::Relaxed) > 0
-            && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        Ok(ended)
+        Ok(end_agents(agents, drain, others_end).await)
     });
     let (left, shed) = match code {
         Ok(ended) => ended,
@@ -745,6 +738,12 @@ async fn end_agents(
             shed += s.shed;
         }
         ua.stop().await;
+    }
+    // every call has ended: let this thread's answering tasks print their ends before its
+    // runtime goes (bounded: a task stuck on a peer that never answers does not hold it)
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while ANSWERING.with(std::cell::Cell::get) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     (left, shed)
 }
