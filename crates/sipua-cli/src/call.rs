@@ -519,6 +519,8 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
         let template = template.clone();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let (end_tx, end_rx) = tokio::sync::oneshot::channel::<Option<Duration>>();
+        let (drained_tx, drained_rx) = tokio::sync::oneshot::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             runtime().block_on(async move {
                 let mut agents = Vec::new();
@@ -527,16 +529,26 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
                         Ok(ua) => agents.push(ua),
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
-                            return (0, 0);
+                            return 0;
                         }
                     }
                 }
                 let _ = ready_tx.send(Ok(()));
                 let drain = end_rx.await.unwrap_or(None);
-                end_agents(agents, drain, async { (0, 0) }).await
+                let _ = drained_tx.send(drain_agents(&agents, drain).await);
+                // every agent answers (503 while draining) until all are drained: the
+                // datagrams hashed to this one reach no other
+                let _ = stop_rx.await;
+                stop_agents(agents).await
             })
         });
-        others.push((ready_rx, Some(end_tx), Some(thread)));
+        others.push(Other {
+            ready: ready_rx,
+            end: Some(end_tx),
+            drained: Some(drained_rx),
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        });
     }
     let code = runtime().block_on(async {
         let mut agents = Vec::new();
@@ -549,8 +561,8 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
                 }
             }
         }
-        for (ready, _, _) in &mut others {
-            if let Ok(Err(e)) = ready.await {
+        for o in &mut others {
+            if let Ok(Err(e)) = (&mut o.ready).await {
                 eprintln!("error: {e}");
                 return Err(ExitCode::FAILURE);
             }
@@ -602,27 +614,36 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
         if let Some(d) = drain {
             println!("draining (up to {} s)", d.as_secs_f64());
         }
-        // every thread drains (or stops) its agents at once
-        for (_, end, _) in &mut others {
-            if let Some(end) = end.take() {
+        // every thread drains at once; all stop once all are drained (an agent that stopped
+        // early would leave the datagrams hashed to it unanswered); the first thread's agents,
+        // which read for all, stop last. Awaited in this runtime, so that a second signal
+        // still ends the process at once (its watcher is a task here).
+        for o in &mut others {
+            if let Some(end) = o.end.take() {
                 let _ = end.send(drain);
             }
         }
-        // the other threads' ends, awaited in this runtime so that a second signal still
-        // ends the process at once (its watcher is a task here)
-        let threads: Vec<_> = others.iter_mut().filter_map(|o| o.2.take()).collect();
-        let others_end = async move {
-            let (mut left, mut shed) = (0, 0);
-            for t in threads {
-                let (l, s) = tokio::task::spawn_blocking(move || t.join().unwrap_or((0, 0)))
-                    .await
-                    .unwrap_or((0, 0));
-                left += l;
-                shed += s;
+        let mut left = drain_agents(&agents, drain).await;
+        for o in &mut others {
+            if let Some(d) = o.drained.take() {
+                left += d.await.unwrap_or(0);
             }
-            (left, shed)
-        };
-        Ok(end_agents(agents, drain, others_end).await)
+        }
+        let mut shed = 0;
+        for o in &mut others {
+            if let Some(stop) = o.stop.take() {
+                let _ = stop.send(());
+            }
+        }
+        for o in &mut others {
+            if let Some(t) = o.thread.take() {
+                shed += tokio::task::spawn_blocking(move || t.join().unwrap_or(0))
+                    .await
+                    .unwrap_or(0);
+            }
+        }
+        shed += stop_agents(agents).await;
+        Ok((left, shed))
     });
     let (left, shed) = match code {
         Ok(ended) => ended,
@@ -701,51 +722,59 @@ async fn start_agent(
     Ok(ua)
 }
 
-/// Ends `agents`: with `drain`, new requests get 503 while their calls go on, up to the
-/// deadline; then every call left ends with BYE (CANCEL, or 480 while ringing) and its
-/// answer, each agent within a bounded time. `others` is the other threads' end: their agents
-/// need this thread's (the first reads the shared socket for all) until they are done, so it
-/// is awaited before these stop. The calls hung up at the deadline, and the requests
-/// refused with 503, here and in `others`.
-async fn end_agents(
-    agents: Vec<UserAgent>,
-    drain: Option<Duration>,
-    others: impl std::future::Future<Output = (usize, u64)>,
-) -> (usize, u64) {
-    let own_drain = async {
-        let Some(within) = drain else {
-            return 0;
-        };
-        for ua in &agents {
-            let _ = ua.set_draining(true).await;
-        }
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let mut live = 0;
-            for ua in &agents {
-                live += ua.stats().await.map_or(0, |s| s.sessions);
-            }
-            if live == 0 || tokio::time::Instant::now() >= deadline {
-                break live;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+/// One of `serve`'s other threads, as the main thread sees it.
+struct Other {
+    /// Whether its agents started.
+    ready: tokio::sync::oneshot::Receiver<Result<(), sipua::Error>>,
+    /// Tells it to drain (for up to this long) or to get ready to stop.
+    end: Option<tokio::sync::oneshot::Sender<Option<Duration>>>,
+    /// Its calls hung up at the drain's deadline, once drained.
+    drained: Option<tokio::sync::oneshot::Receiver<usize>>,
+    /// Tells it to stop its agents.
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The thread; it returns the requests its agents refused with 503.
+    thread: Option<std::thread::JoinHandle<u64>>,
+}
+
+/// With `drain`, `agents` refuse new requests with 503 while their calls go on, until none is
+/// left or the deadline: the calls still up then. Without, nothing (0).
+async fn drain_agents(agents: &[UserAgent], drain: Option<Duration>) -> usize {
+    let Some(within) = drain else {
+        return 0;
     };
-    let (mut left, (others_left, mut shed)) = tokio::join!(own_drain, others);
-    left += others_left;
+    for ua in agents {
+        let _ = ua.set_draining(true).await;
+    }
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let mut live = 0;
+        for ua in agents {
+            live += ua.stats().await.map_or(0, |s| s.sessions);
+        }
+        if live == 0 || tokio::time::Instant::now() >= deadline {
+            return live;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Stops `agents`: every call left ends with BYE (CANCEL, or 480 while ringing) and its
+/// answer, each agent within a bounded time; then this thread's answering tasks print their
+/// ends before its runtime goes. The requests the agents refused with 503.
+async fn stop_agents(agents: Vec<UserAgent>) -> u64 {
+    let mut shed = 0;
     for ua in agents {
         if let Ok(s) = ua.stats().await {
             shed += s.shed;
         }
         ua.stop().await;
     }
-    // every call has ended: let this thread's answering tasks print their ends before its
-    // runtime goes (bounded: a task stuck on a peer that never answers does not hold it)
+    // bounded: a task stuck on a peer that never answers does not hold the exit
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     while ANSWERING.with(std::cell::Cell::get) > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    (left, shed)
+    shed
 }
 
 struct Progress;

@@ -213,7 +213,7 @@ fn the_certificate_serve_makes_is_private_and_removed_when_it_stops() {
 
 /// Sends `request` (a SIP request's text with `{port}` for our port) from a fresh UDP
 /// socket to `to`; the status of the first final response.
-fn status_of(request: &str, to: u16) -> Option<u16> {
+pub(crate) fn status_of(request: &str, to: u16) -> Option<u16> {
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = sock.local_addr().unwrap().port();
     sock.set_read_timeout(Some(std::time::Duration::from_secs(3)))

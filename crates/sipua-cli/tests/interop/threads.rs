@@ -121,3 +121,45 @@ fn a_drained_three_thread_serve_carries_every_call_to_its_end() {
         out.text()
     );
 }
+
+#[test]
+fn while_draining_every_thread_answers_503_even_one_with_no_call() {
+    // one call, so at most one of three threads has one: the others must still answer the
+    // probes that hash to them until every thread is drained
+    let (mut serve, out, port) = serve_threads(&["--drain", "20"]);
+    let (mut uac, _) = spawn(
+        sipp()
+            .args(["-sn", "uac", "-d", "3000"])
+            .args(["-i", "127.0.0.1", "-p", &free_udp_port().to_string()])
+            .args(["-m", "1", "-timeout", "30", "-nostdin"])
+            .arg(format!("127.0.0.1:{port}")),
+    );
+    assert!(out.wait_for(": Established", 10.0), "{}", out.text());
+    let _ = Command::new("kill")
+        .args(["-TERM", &serve.0.id().to_string()])
+        .status();
+    assert!(out.wait_for("draining", 5.0), "{}", out.text());
+    // probes with twelve Call-IDs: every thread gets some
+    for i in 0..12 {
+        let probe = format!(
+            "OPTIONS sip:bob@127.0.0.1 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:{{port}};branch=z9hG4bK-probe-{i}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p{i}\r\n\
+             To: <sip:bob@127.0.0.1>\r\nCall-ID: probe-{i}\r\nCSeq: 1 OPTIONS\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        assert_eq!(
+            crate::signals::status_of(&probe, port),
+            Some(503),
+            "probe {i}\n{}",
+            out.text()
+        );
+    }
+    let status = wait_exit(&mut serve, 15.0);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{}",
+        out.text()
+    );
+    wait_exit(&mut uac, 10.0);
+}
