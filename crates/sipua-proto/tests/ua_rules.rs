@@ -714,6 +714,24 @@ fn a_draining_core_answers_new_requests_503_but_not_its_dialogs() {
     assert_eq!(r.status(), 200);
 }
 
+/// The Call-ID of a new OPTIONS that `ua` sends.
+fn new_call_id(ua: &mut UaCore, now: Instant) -> String {
+    ua.send_request(
+        now,
+        sipua_message::Method::Options,
+        "sip:b@192.0.2.2".parse().unwrap(),
+        "192.0.2.2:5060".parse().unwrap(),
+        Vec::new(),
+        None,
+    )
+    .unwrap();
+    let t = ua.poll_transmit().unwrap();
+    let Ok(Message::Request(r)) = Message::parse(&t.bytes) else {
+        panic!()
+    };
+    r.call_id().to_owned()
+}
+
 #[test]
 fn a_shard_makes_call_ids_that_hash_back_to_it() {
     use sipua_proto::hash::shard_of;
@@ -725,40 +743,14 @@ fn a_shard_makes_call_ids_that_hash_back_to_it() {
             ..UaConfig::new("192.0.2.1:5060".parse().unwrap(), Transport::Udp, "a")
         });
         for _ in 0..50 {
-            ua.send_request(
-                now,
-                sipua_message::Method::Options,
-                "sip:b@192.0.2.2".parse().unwrap(),
-                "192.0.2.2:5060".parse().unwrap(),
-                Vec::new(),
-                None,
-            )
-            .unwrap();
-            let t = ua.poll_transmit().unwrap();
-            let Ok(Message::Request(r)) = Message::parse(&t.bytes) else {
-                panic!()
-            };
-            assert_eq!(shard_of(r.call_id().as_bytes(), count), index);
+            assert_eq!(shard_of(new_call_id(&mut ua, now).as_bytes(), count), index);
         }
     }
     // without shards, Call-IDs spread over any number of them (what a peer's do)
     let mut ua = core();
     let mut seen = [0usize; 4];
     for _ in 0..200 {
-        ua.send_request(
-            now,
-            sipua_message::Method::Options,
-            "sip:b@192.0.2.2".parse().unwrap(),
-            "192.0.2.2:5060".parse().unwrap(),
-            Vec::new(),
-            None,
-        )
-        .unwrap();
-        let t = ua.poll_transmit().unwrap();
-        let Ok(Message::Request(r)) = Message::parse(&t.bytes) else {
-            panic!()
-        };
-        seen[shard_of(r.call_id().as_bytes(), 4)] += 1;
+        seen[shard_of(new_call_id(&mut ua, now).as_bytes(), 4)] += 1;
     }
     assert!(seen.iter().all(|&n| n > 20), "{seen:?}");
 }
