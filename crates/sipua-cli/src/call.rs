@@ -306,47 +306,55 @@ async fn answer(inv: Invitation, mode: Answer, quiet: bool, hangup_after: f64) {
         printing = Some(print_states(label.clone(), &inv));
         crate::media::print_live(label.clone(), &inv);
     }
-    let result = match mode {
-        Answer::Busy => {
-            inv.reject(InvitationRejectOptions {
-                status_code: Some(486),
-                ..Default::default()
-            })
-            .await
-        }
-        Answer::Auto => match inv.progress(Default::default()).await {
-            Ok(()) => inv.accept(Default::default()).await,
-            Err(e) => Err(e),
-        },
-        Answer::Ring(secs) => match inv.progress(Default::default()).await {
-            Ok(()) => {
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(secs)) => {
-                        inv.accept(Default::default()).await
-                    }
-                    // cancelled while ringing: nothing left to answer
-                    _ = inv.terminated() => Ok(()),
-                }
+    // the answering steps run boxed: a call held for hours keeps only what waiting for its
+    // end needs, not room for the largest step (about a kilobyte per call)
+    let result = Box::pin(async {
+        match mode {
+            Answer::Busy => {
+                inv.reject(InvitationRejectOptions {
+                    status_code: Some(486),
+                    ..Default::default()
+                })
+                .await
             }
-            Err(e) => Err(e),
-        },
-    };
+            Answer::Auto => match inv.progress(Default::default()).await {
+                Ok(()) => inv.accept(Default::default()).await,
+                Err(e) => Err(e),
+            },
+            Answer::Ring(secs) => match inv.progress(Default::default()).await {
+                Ok(()) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(secs)) => {
+                            inv.accept(Default::default()).await
+                        }
+                        // cancelled while ringing: nothing left to answer
+                        _ = inv.terminated() => Ok(()),
+                    }
+                }
+                Err(e) => Err(e),
+            },
+        }
+    })
+    .await;
     if let Err(e) = result {
         if !quiet {
             println!("{label}: {e}");
         }
     }
     if hangup_after > 0.0 && inv.state() == SessionState::Established {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs_f64(hangup_after)) => {
-                match inv.bye().await {
-                    Ok(r) if !quiet => println!("{label}: BYE: {} {}", r.status(), r.reason()),
-                    Err(e) if !quiet => println!("{label}: BYE: {e}"),
-                    _ => {}
+        Box::pin(async {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs_f64(hangup_after)) => {
+                    match inv.bye().await {
+                        Ok(r) if !quiet => println!("{label}: BYE: {} {}", r.status(), r.reason()),
+                        Err(e) if !quiet => println!("{label}: BYE: {e}"),
+                        _ => {}
+                    }
                 }
+                _ = inv.terminated() => {}
             }
-            _ = inv.terminated() => {}
-        }
+        })
+        .await;
     }
     // keep the handle until the call ends (dropping it would hang up), and its end printed
     inv.terminated().await;

@@ -20,6 +20,7 @@ mod commands;
 pub mod dns;
 mod driver;
 mod error;
+mod mailbox;
 mod messager;
 mod notifier;
 mod publisher;

@@ -14,7 +14,7 @@ use sipua_message::header::{Event, Expires, MinExpires};
 use sipua_message::{Header, HeaderName, Method, Request};
 use sipua_proto::dialog::DialogId;
 use sipua_proto::endpoint::TransactionId;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use crate::commands::{Command, SessionInput, SessionKey, SESSION_QUEUE};
@@ -178,7 +178,7 @@ impl IncomingSubscription {
             NotifierState::Active
         };
         let (state, state_rx) = watch::channel(initial);
-        let (commands, command_rx) = mpsc::channel(16);
+        let (commands, command_rx) = crate::mailbox::mailbox(16);
         let task = NotifyTask {
             key,
             shared,
@@ -251,7 +251,7 @@ enum NotifyCommand {
 }
 
 struct NotifierHandle {
-    commands: mpsc::Sender<NotifyCommand>,
+    commands: crate::mailbox::Mailbox<NotifyCommand>,
     state: watch::Receiver<NotifierState>,
     request: Arc<Request>,
 }
@@ -453,7 +453,7 @@ impl NotifyTask {
 
     async fn run(
         mut self,
-        mut commands: mpsc::Receiver<NotifyCommand>,
+        mut commands: crate::mailbox::MailboxReceiver<NotifyCommand>,
         mut inputs: QueueReceiver<SessionInput>,
     ) {
         let mut handles_gone = false;

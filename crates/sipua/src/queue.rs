@@ -106,6 +106,10 @@ impl<T> QueueReceiver<T> {
             if s.sender_gone {
                 return Poll::Ready(None);
             }
+            // an idle task keeps no buffer: a held call waits here for hours
+            if s.items.capacity() > 0 {
+                s.items = VecDeque::new();
+            }
             match &mut s.waker {
                 Some(w) if w.will_wake(cx.waker()) => {}
                 slot => *slot = Some(cx.waker().clone()),

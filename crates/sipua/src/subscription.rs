@@ -182,7 +182,7 @@ enum SubCommand {
 }
 
 struct Handle {
-    commands: mpsc::Sender<SubCommand>,
+    commands: crate::mailbox::Mailbox<SubCommand>,
     state: watch::Receiver<SubscriptionState>,
     ended: Arc<Mutex<Option<Termination>>>,
     notifications: tokio::sync::Mutex<mpsc::Receiver<Notification>>,
@@ -241,7 +241,7 @@ impl Subscriber {
                 .clone()
                 .map(|b| (b.content_type.clone(), b.body)),
         )?;
-        let (commands, command_rx) = mpsc::channel(8);
+        let (commands, command_rx) = crate::mailbox::mailbox(8);
         let (state, state_rx) = watch::channel(SubscriptionState::Initial);
         let (notify_tx, notify_rx) = mpsc::channel(NOTIFICATION_QUEUE);
         let ended = Arc::new(Mutex::new(None));
@@ -391,7 +391,7 @@ impl SubTask {
 
     async fn run(
         mut self,
-        mut commands: mpsc::Receiver<SubCommand>,
+        mut commands: crate::mailbox::MailboxReceiver<SubCommand>,
         mut inputs: QueueReceiver<SessionInput>,
     ) {
         let mut handles_gone = false;

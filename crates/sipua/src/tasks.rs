@@ -3,7 +3,9 @@
 //! awaiting its answer, a slot for a background task, an optional timer. Below the driver
 //! and the API alike: it imports neither.
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
+
+use crate::mailbox::Mailbox;
 
 use crate::error::Error;
 
@@ -13,7 +15,7 @@ pub(crate) type Reply<T> = oneshot::Sender<Result<T, Error>>;
 /// Sends a handle's command to its task (a session, subscription or notifier) and awaits
 /// the reply; a task that is gone is [`Error::SessionTerminated`].
 pub(crate) async fn ask_task<C, T>(
-    commands: &mpsc::Sender<C>,
+    commands: &Mailbox<C>,
     make: impl FnOnce(Reply<T>) -> C,
 ) -> Result<T, Error> {
     let (tx, rx) = oneshot::channel();

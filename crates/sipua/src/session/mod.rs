@@ -274,11 +274,12 @@ pub(crate) struct SessionInfo {
     pub(crate) end: Option<EndReason>,
     pub(crate) remote_description: Option<BodyAndContentType>,
     pub(crate) media: Option<Arc<dyn std::any::Any + Send + Sync>>,
-    pub(crate) local_identity: Option<sipua_message::NameAddr>,
-    pub(crate) remote_identity: Option<sipua_message::NameAddr>,
+    // boxed, as the asserted identity: each is 176 bytes, and a callee's session sets none
+    pub(crate) local_identity: Option<Box<sipua_message::NameAddr>>,
+    pub(crate) remote_identity: Option<Box<sipua_message::NameAddr>>,
     /// A callee's INVITE: its To and From are the identities when none were set.
     pub(crate) invite: Option<Arc<sipua_message::Request>>,
-    pub(crate) asserted_identity: Option<sipua_message::NameAddr>,
+    pub(crate) asserted_identity: Option<Box<sipua_message::NameAddr>>,
     /// Why the INVITE could not be sent, when the session ended so.
     pub(crate) send_failure: Option<crate::TransportError>,
     /// The final response that refused a caller's INVITE.
@@ -291,7 +292,8 @@ pub(crate) struct SessionInfo {
 pub(crate) fn local_identity_of(info: &Mutex<SessionInfo>) -> Option<sipua_message::NameAddr> {
     let i = info.lock().unwrap_or_else(|e| e.into_inner());
     i.local_identity
-        .clone()
+        .as_deref()
+        .cloned()
         .or_else(|| i.invite.as_ref()?.to().ok().map(identity))
 }
 
@@ -299,7 +301,8 @@ pub(crate) fn local_identity_of(info: &Mutex<SessionInfo>) -> Option<sipua_messa
 pub(crate) fn remote_identity_of(info: &Mutex<SessionInfo>) -> Option<sipua_message::NameAddr> {
     let i = info.lock().unwrap_or_else(|e| e.into_inner());
     i.remote_identity
-        .clone()
+        .as_deref()
+        .cloned()
         .or_else(|| i.invite.as_ref()?.from().ok().map(identity))
 }
 
@@ -315,7 +318,7 @@ pub(crate) fn identity(a: &sipua_message::NameAddr) -> sipua_message::NameAddr {
 pub(crate) type DelegateSlot = Arc<Mutex<Option<Arc<dyn SessionDelegate>>>>;
 
 struct Handle {
-    commands: mpsc::Sender<Box<SessionCommand>>,
+    commands: crate::mailbox::Mailbox<Box<SessionCommand>>,
     state: watch::Receiver<SessionState>,
     info: Arc<Mutex<SessionInfo>>,
     delegate: DelegateSlot,
@@ -348,7 +351,7 @@ impl Eq for Session {}
 
 impl Session {
     fn new(
-        commands: mpsc::Sender<Box<SessionCommand>>,
+        commands: crate::mailbox::Mailbox<Box<SessionCommand>>,
         state: watch::Receiver<SessionState>,
         info: Arc<Mutex<SessionInfo>>,
         delegate: DelegateSlot,
@@ -453,7 +456,7 @@ impl Session {
     /// The peer's identity as a trusted proxy asserted it (P-Asserted-Identity, RFC 3325;
     /// SIP.js `assertedIdentity`), from the INVITE or the 2xx.
     pub fn asserted_identity(&self) -> Option<sipua_message::NameAddr> {
-        self.shared_info().asserted_identity.clone()
+        self.shared_info().asserted_identity.as_deref().cloned()
     }
 
     /// The session's id as SIP.js makes it: the Call-ID followed by the caller's From tag.

@@ -158,7 +158,7 @@ pub struct Referral {
     refer_to: NameAddr,
     /// The session's commands; weak, so that a referral kept around does not keep the
     /// session from being disposed of when its handles go.
-    commands: mpsc::WeakSender<Box<SessionCommand>>,
+    commands: crate::mailbox::WeakMailbox<Box<SessionCommand>>,
     shared: Arc<Shared>,
     answered: AtomicBool,
 }
@@ -177,7 +177,7 @@ impl Referral {
     pub(crate) fn new(
         request: Request,
         id: sipua_proto::endpoint::TransactionId,
-        commands: mpsc::WeakSender<Box<SessionCommand>>,
+        commands: crate::mailbox::WeakMailbox<Box<SessionCommand>>,
         shared: Arc<Shared>,
     ) -> Result<Referral, u16> {
         let all = request.typed_all::<ReferTo>().map_err(|_| 400u16)?;

@@ -23,6 +23,7 @@ use super::{
 };
 use crate::commands::{Body, Command, SessionInput, SessionKey};
 use crate::error::Error;
+use crate::mailbox::{mailbox, Mailbox, MailboxReceiver, WeakMailbox};
 use crate::queue::QueueReceiver;
 use crate::sdh::{
     BodyAndContentType, SessionContext, SessionDescriptionHandler,
@@ -107,7 +108,7 @@ struct Task {
     shared: Arc<Shared>,
     state: watch::Sender<SessionState>,
     info: Arc<Mutex<SessionInfo>>,
-    commands: mpsc::Receiver<Box<SessionCommand>>,
+    commands: MailboxReceiver<Box<SessionCommand>>,
     inputs: QueueReceiver<SessionInput>,
     handles_gone: bool,
     sdh: Option<Box<dyn SessionDescriptionHandler>>,
@@ -122,7 +123,7 @@ struct Task {
     role: Role,
     /// Non-INVITE requests we sent, by transaction, with whoever waits for the answer.
     requests: IdMap<TransactionId, Option<Reply<Response>>>,
-    reinvite: Option<ReInvite>,
+    reinvite: Option<Box<ReInvite>>,
     /// Our UPDATE in progress (RFC 3311).
     update: Option<Update>,
     /// The session timer, once negotiated (RFC 4028).
@@ -130,7 +131,7 @@ struct Task {
     /// The peer's Allow lists UPDATE: refreshes use it rather than re-INVITE.
     peer_allows_update: bool,
     /// A re-INVITE to retry after glare, and when.
-    retry: Option<(Instant, SessionInviteOptions, Reply<()>, u8)>,
+    retry: Option<Box<(Instant, SessionInviteOptions, Reply<()>, u8)>>,
     /// Our 2xx waits for its ACK (a BYE must wait too, RFC 3261 §15).
     awaiting_ack: bool,
     /// The peer's address (where the INVITE came from, or where ours goes), when known:
@@ -139,13 +140,13 @@ struct Task {
     /// Our 2xx carried an offer: the ACK carries the answer.
     answer_in_ack: bool,
     /// A BYE asked for while our 2xx waits for its ACK.
-    bye_after_ack: Option<(RequestOptions, Reply<Response>)>,
+    bye_after_ack: Option<Box<(RequestOptions, Reply<Response>)>>,
     /// A reliable provisional response of ours awaits its PRACK (RFC 3262); the progress
     /// call that sent it resolves then.
     awaiting_prack: Option<Reply<()>>,
     rng: Rng,
     /// Our own command channel, weakly: for the referrals we hand out.
-    me: Option<mpsc::WeakSender<Box<SessionCommand>>>,
+    me: Option<WeakMailbox<Box<SessionCommand>>>,
     /// Our REFERs' implicit subscriptions: the REFER's transaction, its CSeq once answered,
     /// and where its progress goes.
     refer_subs: Vec<(TransactionId, Option<u32>, mpsc::Sender<ReferNotification>)>,
@@ -154,15 +155,15 @@ struct Task {
 }
 
 type Channels = (
-    mpsc::Sender<Box<SessionCommand>>,
-    mpsc::Receiver<Box<SessionCommand>>,
+    Mailbox<Box<SessionCommand>>,
+    MailboxReceiver<Box<SessionCommand>>,
     watch::Sender<SessionState>,
     Arc<Mutex<SessionInfo>>,
     DelegateSlot,
 );
 
 fn new_channels(delegate: Option<Arc<dyn SessionDelegate>>) -> Channels {
-    let (ctx, crx) = mpsc::channel(COMMAND_QUEUE);
+    let (ctx, crx) = mailbox(COMMAND_QUEUE);
     let (stx, _) = watch::channel(SessionState::Initial);
     let info = Arc::new(Mutex::new(SessionInfo::default()));
     (ctx, crx, stx, info, Arc::new(Mutex::new(delegate)))
@@ -186,8 +187,8 @@ pub(crate) fn spawn_inviter(
         let mut i = info.lock().unwrap_or_else(|e| e.into_inner());
         let mut local = sipua_message::NameAddr::new(shared.aor());
         local.display = shared.options.display_name.clone();
-        i.local_identity = Some(local);
-        i.remote_identity = Some(sipua_message::NameAddr::new(target.clone()));
+        i.local_identity = Some(Box::new(local));
+        i.remote_identity = Some(Box::new(sipua_message::NameAddr::new(target.clone())));
     }
     let me = Some(ctx.downgrade());
     let session = Session::new(ctx, stx.subscribe(), info.clone(), slot.clone());
@@ -264,7 +265,7 @@ pub(crate) fn spawn_invitation(
         i.asserted_identity = request
             .typed::<sipua_message::header::PAssertedIdentity>()
             .and_then(Result::ok)
-            .map(|p| p.0);
+            .map(|p| Box::new(p.0));
     }
     let me = Some(ctx.downgrade());
     let call_id_of = request.clone();
@@ -329,7 +330,7 @@ impl Task {
         shared: Arc<Shared>,
         state: watch::Sender<SessionState>,
         info: Arc<Mutex<SessionInfo>>,
-        commands: mpsc::Receiver<Box<SessionCommand>>,
+        commands: MailboxReceiver<Box<SessionCommand>>,
         inputs: QueueReceiver<SessionInput>,
         delegate: Arc<Mutex<Option<Arc<dyn SessionDelegate>>>>,
         role: Role,
@@ -423,6 +424,9 @@ impl Task {
             // hand the only handle over: when the application drops it, we dispose
             self.shared.offer_invitation(inv);
         }
+        // Each handler's future is boxed while it runs: a held call then keeps only this loop's
+        // small state (a few hundred bytes) instead of room for the largest handler (about
+        // 3 KB). One allocation per input, command or timer is the price.
         // one timer, moved only when the deadline moves (a new Sleep per input would register
         // and cancel a timer-wheel entry each time)
         let timer = tokio::time::sleep_until(Instant::now());
@@ -436,33 +440,29 @@ impl Task {
             }
             tokio::select! {
                 input = self.inputs.recv() => match input {
-                    Some(i) => self.on_input(i).await,
+                    Some(i) => Box::pin(self.on_input(i)).await,
                     None => {
                         self.terminate(EndReason::TransportError);
                         break;
                     }
                 },
                 cmd = self.commands.recv(), if !self.handles_gone => match cmd {
-                    Some(c) => self.on_command(*c).await,
+                    Some(c) => Box::pin(self.on_command(*c)).await,
                     None => {
                         self.handles_gone = true;
-                        let _ = self.dispose().await;
+                        let _ = Box::pin(self.dispose()).await;
                     }
                 },
                 _ = &mut timer, if deadline.is_some() => {
                     armed = None;
-                    self.on_timer().await;
+                    Box::pin(self.on_timer()).await;
                 }
             }
         }
         if let Some(sdh) = self.sdh.as_mut() {
             sdh.close();
         }
-        let _ = self
-            .shared
-            .commands
-            .send(Command::Detach { key: self.key })
-            .await;
+        let _ = Box::pin(self.shared.commands.send(Command::Detach { key: self.key })).await;
     }
 
     fn deadline(&self) -> Option<Instant> {
@@ -551,7 +551,7 @@ impl Task {
         let now = Instant::now();
         self.on_session_timer(now).await;
         if self.retry.as_ref().is_some_and(|r| r.0 <= now) {
-            if let Some((_, options, reply, attempts)) = self.retry.take() {
+            if let Some((_, options, reply, attempts)) = self.retry.take().map(|b| *b) {
                 self.start_reinvite(options, reply, attempts).await;
             }
         }
@@ -1247,7 +1247,7 @@ impl Task {
         if self.awaiting_ack {
             // RFC 3261 §15: a callee does not send BYE before the ACK (or its timeout)
             self.transition(SessionState::Terminating);
-            self.bye_after_ack = Some((o, reply));
+            self.bye_after_ack = Some(Box::new((o, reply)));
             return;
         }
         match self.send_in_dialog(&d, Method::Bye, o, false).await {
@@ -1340,13 +1340,13 @@ impl Task {
             .await
         {
             Ok(id) => {
-                self.reinvite = Some(ReInvite {
+                self.reinvite = Some(Box::new(ReInvite {
                     id,
                     reply,
                     options: o,
                     offered,
                     attempts,
-                });
+                }));
             }
             Err(e) => {
                 self.rollback().await;
@@ -1552,7 +1552,7 @@ impl Task {
             }
             SessionInput::AckTimeout => {
                 self.awaiting_ack = false;
-                if let Some((_, reply)) = self.bye_after_ack.take() {
+                if let Some((_, reply)) = self.bye_after_ack.take().map(|b| *b) {
                     let _ = reply.send(Err(Error::Timeout));
                 }
                 self.terminate(EndReason::AckTimeout);
@@ -1684,12 +1684,12 @@ impl Task {
             let mut i = self.info();
             i.dialog = Some(d.clone());
             if let Ok(to) = response.to() {
-                i.remote_identity = Some(super::identity(to));
+                i.remote_identity = Some(Box::new(super::identity(to)));
             }
             i.asserted_identity = response
                 .typed::<sipua_message::header::PAssertedIdentity>()
                 .and_then(Result::ok)
-                .map(|p| p.0);
+                .map(|p| Box::new(p.0));
         }
         let seq = response.cseq().seq;
         let body = body_and_type(&response);
@@ -1809,7 +1809,12 @@ impl Task {
             } else {
                 Duration::from_millis((steps % 201) * 10)
             };
-            self.retry = Some((Instant::now() + wait, r.options, r.reply, r.attempts + 1));
+            self.retry = Some(Box::new((
+                Instant::now() + wait,
+                r.options,
+                r.reply,
+                r.attempts + 1,
+            )));
             return;
         }
         if status == 500 && r.attempts + 1 < GLARE_ATTEMPTS {
@@ -1818,7 +1823,12 @@ impl Task {
             // again then
             if let Some(secs) = retry_after_secs(&response).filter(|s| *s <= 10) {
                 let wait = Duration::from_secs(secs).max(Duration::from_millis(100));
-                self.retry = Some((Instant::now() + wait, r.options, r.reply, r.attempts + 1));
+                self.retry = Some(Box::new((
+                    Instant::now() + wait,
+                    r.options,
+                    r.reply,
+                    r.attempts + 1,
+                )));
                 return;
             }
         }
@@ -1854,7 +1864,7 @@ impl Task {
         if let Some(d) = &self.delegate() {
             d.on_ack(&request);
         }
-        if let Some((o, reply)) = self.bye_after_ack.take() {
+        if let Some((o, reply)) = self.bye_after_ack.take().map(|b| *b) {
             self.state.send_replace(SessionState::Established);
             self.bye(o, reply).await;
         }
@@ -1868,7 +1878,7 @@ impl Task {
                     Some(d) => d.on_bye(self.incoming(id, request)),
                     None => self.respond_and_forget(id, 200).await,
                 }
-                if let Some((_, reply)) = self.bye_after_ack.take() {
+                if let Some((_, reply)) = self.bye_after_ack.take().map(|b| *b) {
                     let _ = reply.send(Err(Error::SessionTerminated));
                 }
                 self.terminate(EndReason::RemoteBye);

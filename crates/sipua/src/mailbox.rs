@@ -1,0 +1,303 @@
+//! A task's command mailbox (a session's, a subscription's, a notifier's): bounded, any
+//! number of senders (the handles and their clones, weak ones for referrals), one receiver
+//! (the task).
+//!
+//! `tokio::sync::mpsc` gives every channel a cache-padded shared state and a first block of
+//! 32 slots: about 800 bytes per call before any command is sent, held for as long as the
+//! call lasts. A mailbox is one small allocation; its buffer exists only while commands wait,
+//! and is let go when the task has taken them all. The error types are tokio's, so a caller
+//! matches on them as before.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll, Waker};
+
+pub(crate) use tokio::sync::mpsc::error::{SendError, TrySendError};
+
+struct State<T> {
+    items: VecDeque<T>,
+    /// The task waiting for a command.
+    receiver: Option<Waker>,
+    /// Senders waiting for room (each pending `send` once).
+    senders_waiting: Vec<Waker>,
+    /// Strong senders alive; at zero the receiver gets what is queued, then `None`.
+    senders: usize,
+    receiver_gone: bool,
+}
+
+struct Inner<T> {
+    state: Mutex<State<T>>,
+    capacity: usize,
+}
+
+impl<T> Inner<T> {
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A mailbox holding at most `capacity` commands.
+pub(crate) fn mailbox<T>(capacity: usize) -> (Mailbox<T>, MailboxReceiver<T>) {
+    let inner = Arc::new(Inner {
+        state: Mutex::new(State {
+            items: VecDeque::new(),
+            receiver: None,
+            senders_waiting: Vec::new(),
+            senders: 1,
+            receiver_gone: false,
+        }),
+        capacity: capacity.max(1),
+    });
+    (
+        Mailbox {
+            inner: inner.clone(),
+        },
+        MailboxReceiver { inner },
+    )
+}
+
+/// A sending end; clones are more senders.
+pub(crate) struct Mailbox<T> {
+    inner: Arc<Inner<T>>,
+}
+
+impl<T> Mailbox<T> {
+    /// Queues `item`, waiting for room when the mailbox is full; the item comes back when
+    /// the task is gone.
+    pub(crate) async fn send(&self, item: T) -> Result<(), SendError<T>> {
+        let mut item = Some(item);
+        poll_fn(|cx| {
+            let Some(it) = item.take() else {
+                return Poll::Ready(Ok(()));
+            };
+            match self.push(it, Some(cx)) {
+                Ok(()) => Poll::Ready(Ok(())),
+                Err(TrySendError::Closed(it)) => Poll::Ready(Err(SendError(it))),
+                Err(TrySendError::Full(it)) => {
+                    item = Some(it);
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+
+    /// Queues `item` unless the mailbox is full or the task is gone.
+    pub(crate) fn try_send(&self, item: T) -> Result<(), TrySendError<T>> {
+        self.push(item, None)
+    }
+
+    fn push(&self, item: T, cx: Option<&mut Context<'_>>) -> Result<(), TrySendError<T>> {
+        let mut s = self.inner.lock();
+        if s.receiver_gone {
+            return Err(TrySendError::Closed(item));
+        }
+        if s.items.len() >= self.inner.capacity {
+            if let Some(cx) = cx {
+                if !s.senders_waiting.iter().any(|w| w.will_wake(cx.waker())) {
+                    s.senders_waiting.push(cx.waker().clone());
+                }
+            }
+            return Err(TrySendError::Full(item));
+        }
+        s.items.push_back(item);
+        let waker = s.receiver.take();
+        drop(s);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    /// A sender that does not keep the mailbox open.
+    pub(crate) fn downgrade(&self) -> WeakMailbox<T> {
+        WeakMailbox {
+            inner: Arc::downgrade(&self.inner),
+        }
+    }
+}
+
+impl<T> Clone for Mailbox<T> {
+    fn clone(&self) -> Self {
+        self.inner.lock().senders += 1;
+        Mailbox {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T> Drop for Mailbox<T> {
+    fn drop(&mut self) {
+        let mut s = self.inner.lock();
+        s.senders = s.senders.saturating_sub(1);
+        let waker = if s.senders == 0 {
+            s.receiver.take()
+        } else {
+            None
+        };
+        drop(s);
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Mailbox<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailbox").finish_non_exhaustive()
+    }
+}
+
+/// A sender that does not keep the mailbox open (a referral kept after its call).
+pub(crate) struct WeakMailbox<T> {
+    inner: Weak<Inner<T>>,
+}
+
+impl<T> WeakMailbox<T> {
+    /// A sender, while a strong one is still alive.
+    pub(crate) fn upgrade(&self) -> Option<Mailbox<T>> {
+        let inner = self.inner.upgrade()?;
+        {
+            let mut s = inner.lock();
+            if s.senders == 0 {
+                return None;
+            }
+            s.senders += 1;
+        }
+        Some(Mailbox { inner })
+    }
+}
+
+impl<T> Clone for WeakMailbox<T> {
+    fn clone(&self) -> Self {
+        WeakMailbox {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+/// The task's end.
+pub(crate) struct MailboxReceiver<T> {
+    inner: Arc<Inner<T>>,
+}
+
+impl<T> MailboxReceiver<T> {
+    /// The next command; `None` once every strong sender is gone and the mailbox is empty.
+    /// Cancel-safe: a command is taken only when this returns it.
+    pub(crate) async fn recv(&mut self) -> Option<T> {
+        poll_fn(|cx| {
+            let mut s = self.inner.lock();
+            if let Some(item) = s.items.pop_front() {
+                let waiting = std::mem::take(&mut s.senders_waiting);
+                drop(s);
+                for w in waiting {
+                    w.wake();
+                }
+                return Poll::Ready(Some(item));
+            }
+            if s.senders == 0 {
+                return Poll::Ready(None);
+            }
+            // an idle task keeps no buffer: a held call waits here for hours
+            if s.items.capacity() > 0 {
+                s.items = VecDeque::new();
+            }
+            match &mut s.receiver {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                slot => *slot = Some(cx.waker().clone()),
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+impl<T> Drop for MailboxReceiver<T> {
+    fn drop(&mut self) {
+        let mut s = self.inner.lock();
+        s.receiver_gone = true;
+        let items = std::mem::take(&mut s.items);
+        let waiting = std::mem::take(&mut s.senders_waiting);
+        drop(s);
+        drop(items);
+        for w in waiting {
+            w.wake();
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for MailboxReceiver<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailboxReceiver").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn commands_arrive_in_order_and_the_end_comes_with_the_last_strong_sender() {
+        let (tx, mut rx) = mailbox(4);
+        let tx2 = tx.clone();
+        let weak = tx.downgrade();
+        tx.send(1).await.unwrap();
+        tx2.try_send(2).unwrap();
+        assert_eq!(rx.recv().await, Some(1));
+        assert_eq!(rx.recv().await, Some(2));
+        drop(tx);
+        // a clone still holds it open, and a weak sender can still reach it
+        let up = weak.upgrade().expect("a strong sender is alive");
+        up.try_send(3).unwrap();
+        drop(up);
+        drop(tx2);
+        assert_eq!(rx.recv().await, Some(3));
+        assert_eq!(rx.recv().await, None);
+        assert!(weak.upgrade().is_none(), "no strong sender left");
+    }
+
+    #[tokio::test]
+    async fn a_full_mailbox_refuses_try_send_and_makes_send_wait_for_room() {
+        let (tx, mut rx) = mailbox(2);
+        tx.try_send(1).unwrap();
+        tx.try_send(2).unwrap();
+        assert!(matches!(tx.try_send(3), Err(TrySendError::Full(3))));
+        let sender = {
+            let tx = tx.clone();
+            tokio::spawn(async move { tx.send(3).await.is_ok() })
+        };
+        tokio::task::yield_now().await;
+        assert!(
+            !sender.is_finished(),
+            "the send waits while the mailbox is full"
+        );
+        assert_eq!(rx.recv().await, Some(1));
+        assert!(sender.await.unwrap(), "room made: the waiting send went in");
+        assert_eq!(rx.recv().await, Some(2));
+        assert_eq!(rx.recv().await, Some(3));
+    }
+
+    #[tokio::test]
+    async fn a_gone_task_gives_the_command_back_and_frees_what_was_queued() {
+        let (tx, rx) = mailbox(1);
+        let queued = Arc::new(());
+        tx.try_send(queued.clone()).unwrap();
+        let waiting = {
+            let tx = tx.clone();
+            let item = Arc::new(());
+            tokio::spawn(async move { tx.send(item).await.is_err() })
+        };
+        tokio::task::yield_now().await;
+        drop(rx);
+        assert_eq!(Arc::strong_count(&queued), 1, "the queued command is freed");
+        assert!(
+            waiting.await.unwrap(),
+            "the waiting send learns the task is gone"
+        );
+        assert!(matches!(
+            tx.try_send(Arc::new(())),
+            Err(TrySendError::Closed(_))
+        ));
+    }
+}
