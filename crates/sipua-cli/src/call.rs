@@ -367,6 +367,9 @@ thread_local! {
     /// The calls `serve` is answering on this thread (each agent's runtime is one thread, and
     /// its calls' tasks run there): its runtime ends once each has ended and said so.
     static ANSWERING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// The calls offered to this thread's agents since it started (`serve` prints them per
+    /// thread at its end).
+    static ANSWERED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// `serve`'s delegate: answers each invitation on a task of its own.
@@ -379,6 +382,7 @@ struct Answerer {
 impl UserAgentDelegate for Answerer {
     fn on_invite(&self, invitation: Invitation) {
         ANSWERING.with(|n| n.set(n.get() + 1));
+        ANSWERED.with(|n| n.set(n.get() + 1));
         let (mode, quiet, hangup_after) = (self.mode, self.quiet, self.hangup_after);
         tokio::spawn(async move {
             answer(invitation, mode, quiet, hangup_after).await;
@@ -512,6 +516,8 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
     let threads = args.threads.map(usize::from).unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
+    // each thread's agent binds the same stream listeners (the kernel spreads connections)
+    template.reuse_port = threads > 1;
     let plan = match plan_agents(listens, threads) {
         Ok(p) => p,
         Err(e) => {
@@ -537,7 +543,7 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
                         Ok(ua) => agents.push(ua),
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
-                            return 0;
+                            return Ended::default();
                         }
                     }
                 }
@@ -585,7 +591,8 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
         }
         if !others.is_empty() {
             println!(
-                "{} threads: each answers the calls whose Call-ID hashes to it",
+                "{} threads: each answers the UDP calls whose Call-ID hashes to it, and the \
+                 calls of the connections it accepted",
                 others.len() + 1
             );
         }
@@ -637,7 +644,7 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
                 left += d.await.unwrap_or(0);
             }
         }
-        let mut shed = 0;
+        let mut ends = Vec::new();
         for o in &mut others {
             if let Some(stop) = o.stop.take() {
                 let _ = stop.send(());
@@ -645,18 +652,25 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
         }
         for o in &mut others {
             if let Some(t) = o.thread.take() {
-                shed += tokio::task::spawn_blocking(move || t.join().unwrap_or(0))
-                    .await
-                    .unwrap_or(0);
+                ends.push(
+                    tokio::task::spawn_blocking(move || t.join().unwrap_or_default())
+                        .await
+                        .unwrap_or_default(),
+                );
             }
         }
-        shed += stop_agents(agents).await;
-        Ok((left, shed))
+        ends.insert(0, stop_agents(agents).await);
+        Ok((left, ends))
     });
-    let (left, shed) = match code {
+    let (left, ends) = match code {
         Ok(ended) => ended,
         Err(code) => return code,
     };
+    if ends.len() > 1 {
+        let per: Vec<String> = ends.iter().map(|e| e.answered.to_string()).collect();
+        println!("calls per thread: {}", per.join(" "));
+    }
+    let shed: u64 = ends.iter().map(|e| e.shed).sum();
     if shed > 0 {
         println!("refused {shed} new requests with 503 (overload control or draining)");
     }
@@ -670,8 +684,10 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
 /// Which agents `serve` runs on which thread: the first list is the main thread's. Listeners
 /// of distinct transports share one agent (UDP and TLS and WSS at once: a call names the
 /// listener it came in on), else each has its own. With several threads, each UDP listener's
-/// socket is shared by one agent per thread ([`sipua::transport::udp_shards`]); the first
-/// thread's agent also has the group's other listeners.
+/// socket is shared by one agent per thread ([`sipua::transport::udp_shards`]), and each
+/// stream listener (TCP, TLS, WS, WSS) on a fixed port is bound by every thread's agent with
+/// `SO_REUSEPORT` ([`UserAgentOptions::reuse_port`]): the kernel spreads the connections, and
+/// a connection's calls stay with the agent that accepted it.
 fn plan_agents(listens: Vec<Listen>, threads: usize) -> Result<Vec<AgentPlan>, String> {
     let distinct = {
         let mut seen: Vec<_> = listens.iter().map(Listen::transport).collect();
@@ -684,6 +700,11 @@ fn plan_agents(listens: Vec<Listen>, threads: usize) -> Result<Vec<AgentPlan>, S
     } else {
         listens.into_iter().map(|l| vec![l]).collect()
     };
+    // a stream listener every thread can bind: port 0 would give each thread another port
+    let shareable = |l: &&Listen| match l {
+        Listen::Tcp(a) | Listen::Tls(a) | Listen::Ws(a) | Listen::Wss(a) => a.port() != 0,
+        _ => false,
+    };
     let mut plan: Vec<AgentPlan> = vec![Vec::new(); threads.max(1)];
     for mut group in groups {
         let udp = group.iter().position(|l| matches!(l, Listen::Udp(_)));
@@ -694,17 +715,24 @@ fn plan_agents(listens: Vec<Listen>, threads: usize) -> Result<Vec<AgentPlan>, S
                 };
                 let shards = sipua::transport::udp_shards(addr, threads)
                     .map_err(|e| format!("udp:{addr}: {e}"))?;
+                let streams: Vec<Listen> = group.iter().filter(shareable).cloned().collect();
                 for (t, shard) in shards.into_iter().enumerate() {
                     let also = if t == 0 {
                         std::mem::take(&mut group)
                     } else {
-                        Vec::new()
+                        streams.clone()
                     };
                     plan[t].push((shard, also));
                 }
             }
             _ => {
                 let listen = group.remove(0);
+                if threads > 1 && shareable(&&listen) {
+                    let streams: Vec<Listen> = group.iter().filter(shareable).cloned().collect();
+                    for agents in plan.iter_mut().skip(1) {
+                        agents.push((listen.clone(), streams.clone()));
+                    }
+                }
                 plan[0].push((listen, group));
             }
         }
@@ -740,8 +768,8 @@ struct Other {
     drained: Option<tokio::sync::oneshot::Receiver<usize>>,
     /// Tells it to stop its agents.
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    /// The thread; it returns the requests its agents refused with 503.
-    thread: Option<std::thread::JoinHandle<u64>>,
+    /// The thread; it returns what its agents did.
+    thread: Option<std::thread::JoinHandle<Ended>>,
 }
 
 /// With `drain`, `agents` refuse new requests with 503 while their calls go on, until none is
@@ -766,10 +794,19 @@ async fn drain_agents(agents: &[UserAgent], drain: Option<Duration>) -> usize {
     }
 }
 
+/// What one of `serve`'s threads did, told when it ends.
+#[derive(Default)]
+struct Ended {
+    /// New requests its agents refused with 503.
+    shed: u64,
+    /// Calls offered to it.
+    answered: u64,
+}
+
 /// Stops `agents`: every call left ends with BYE (CANCEL, or 480 while ringing) and its
 /// answer, each agent within a bounded time; then this thread's answering tasks print their
-/// ends before its runtime goes. The requests the agents refused with 503.
-async fn stop_agents(agents: Vec<UserAgent>) -> u64 {
+/// ends before its runtime goes.
+async fn stop_agents(agents: Vec<UserAgent>) -> Ended {
     let mut shed = 0;
     for ua in agents {
         if let Ok(s) = ua.stats().await {
@@ -782,7 +819,10 @@ async fn stop_agents(agents: Vec<UserAgent>) -> u64 {
     while ANSWERING.with(std::cell::Cell::get) > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    shed
+    Ended {
+        shed,
+        answered: ANSWERED.with(std::cell::Cell::get),
+    }
 }
 
 struct Progress;
@@ -1259,7 +1299,46 @@ fn parse_from(s: &str) -> Result<sipua::message::NameAddr, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::shown;
+    use super::{plan_agents, shown};
+    use sipua::transport::Listen;
+
+    fn names(agents: &[(Listen, Vec<Listen>)]) -> Vec<String> {
+        agents
+            .iter()
+            .map(|(l, also)| {
+                let mut n = vec![l.transport().as_str().to_ascii_lowercase()];
+                n.extend(also.iter().map(|a| a.to_string()));
+                n.join(" + ")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_thread_gets_a_share_of_udp_and_each_stream_listener_on_a_fixed_port() {
+        let listens = ["udp:127.0.0.1:0", "ws:127.0.0.1:15080", "tls:127.0.0.1:0"]
+            .iter()
+            .map(|l| Listen::parse(l).unwrap())
+            .collect();
+        let plan = plan_agents(listens, 3).unwrap();
+        assert_eq!(plan.len(), 3);
+        // the first thread has them all; the others the UDP share and the shareable WS (a
+        // TLS listener on port 0 would be another port on each thread: the first keeps it)
+        assert_eq!(
+            names(&plan[0]),
+            ["udp + ws:127.0.0.1:15080 + tls:127.0.0.1:0"]
+        );
+        for t in &plan[1..] {
+            assert_eq!(names(t), ["udp + ws:127.0.0.1:15080"]);
+        }
+        // a stream listener alone goes to every thread too
+        let plan = plan_agents(vec![Listen::parse("wss:127.0.0.1:15081").unwrap()], 2).unwrap();
+        assert_eq!(names(&plan[0]), ["wss"]);
+        assert_eq!(names(&plan[1]), ["wss"]);
+        // one thread: as before
+        let plan = plan_agents(vec![Listen::parse("tcp:127.0.0.1:15082").unwrap()], 1).unwrap();
+        assert_eq!(plan.len(), 1);
+        assert_eq!(names(&plan[0]), ["tcp"]);
+    }
 
     #[test]
     fn a_peers_text_is_printed_short_and_on_one_line() {

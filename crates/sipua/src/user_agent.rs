@@ -173,6 +173,12 @@ pub struct UserAgentOptions {
     /// over all of them (64 MiB): a connection whose partial message would pass it is closed,
     /// so many connections each holding most of a large message cannot take the memory.
     pub max_partial_bytes: usize,
+    /// Binds the TCP, TLS, WS and WSS listeners with `SO_REUSEPORT`, so that agents on
+    /// several threads can each listen on the same address and the kernel spreads new
+    /// connections among them (`sipua serve --threads`): every message of a connection,
+    /// and so every call over it, stays with the agent that accepted it. Every agent on the
+    /// address must set it. Off by default (a second agent on the port is then an error).
+    pub reuse_port: bool,
     /// Most live transactions; requests beyond it get 503 with Retry-After. Over UDP each
     /// call holds its transactions for 32 s after they end, so 500 000 covers about 7 000
     /// calls per second.
@@ -211,6 +217,7 @@ impl Default for UserAgentOptions {
             max_connections_per_address: 256,
             message_timeout: Duration::from_secs(20),
             max_partial_bytes: 64 << 20,
+            reuse_port: false,
             max_transactions: 500_000,
             tls: TlsOptions::default(),
         }
@@ -487,6 +494,7 @@ impl UserAgent {
             max_connections_per_address: o.max_connections_per_address,
             message_deadline: o.message_timeout,
             max_partial_bytes: o.max_partial_bytes,
+            reuse_port: o.reuse_port,
         };
         let net = Net::bind(&o.listen, &o.also_listen, limits, &o.tls)
             .await

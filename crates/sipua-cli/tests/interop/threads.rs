@@ -163,3 +163,59 @@ fn while_draining_every_thread_answers_503_even_one_with_no_call() {
     );
     wait_exit(&mut uac, 10.0);
 }
+
+#[test]
+fn sipjs_clients_over_websocket_are_spread_over_every_thread() {
+    // each thread's agent listens on the WebSocket port (SO_REUSEPORT): the kernel hands each
+    // new connection to one of them, and that connection's calls stay there
+    let port = free_tcp_port();
+    let (mut serve, out) = spawn(
+        Command::new(env!("CARGO_BIN_EXE_sipua"))
+            .args(["serve", "--listen", &format!("ws:127.0.0.1:{port}")])
+            .args(["--threads", "3", "--lifetime", "60", "--no-media"]),
+    );
+    assert!(out.wait_for("3 threads", 10.0), "{}", out.text());
+    assert!(
+        out.text()
+            .contains(&format!("listening on ws:127.0.0.1:{port}")),
+        "{}",
+        out.text()
+    );
+    // twelve SIP.js clients, each on a connection of its own, one call each
+    let target = format!("sip:bob@127.0.0.1:{port};transport=ws");
+    let server = format!("ws://127.0.0.1:{port}");
+    let clients: Vec<_> = (0..12)
+        .map(|_| {
+            crate::matrix_node::peer(
+                "sipjs",
+                &["call", &target, "--server", &server, "--hangup-after", "1"],
+            )
+        })
+        .collect();
+    for (mut child, text) in clients {
+        wait_exit(&mut child, 30.0);
+        let t = text.text();
+        assert!(
+            t.contains("EVENT established") && t.contains("EVENT bye-sent"),
+            "{t}\n{}",
+            out.text()
+        );
+    }
+    terminate(&mut serve);
+    let text = out.text();
+    let per: Vec<u64> = text
+        .lines()
+        .find_map(|l| l.strip_prefix("calls per thread: "))
+        .unwrap_or_else(|| panic!("no per-thread count:\n{text}"))
+        .split(' ')
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert_eq!(per.len(), 3, "{text}");
+    assert_eq!(per.iter().sum::<u64>(), 12, "{text}");
+    // all twelve on one of three threads: about one run in 30 000 by chance
+    assert!(
+        per.iter().filter(|&&n| n > 0).count() >= 2,
+        "the connections were not spread: {per:?}\n{text}"
+    );
+    assert_eq!(text.matches(": Established").count(), 12, "{text}");
+}

@@ -92,6 +92,9 @@ struct Update {
     options: Option<SessionDescriptionHandlerOptions>,
 }
 
+/// A re-INVITE to send again after glare: when, its options, who waits, attempts so far.
+type Retry = (Instant, SessionInviteOptions, Reply<()>, u8);
+
 struct ReInvite {
     id: TransactionId,
     reply: Reply<()>,
@@ -131,7 +134,7 @@ struct Task {
     /// The peer's Allow lists UPDATE: refreshes use it rather than re-INVITE.
     peer_allows_update: bool,
     /// A re-INVITE to retry after glare, and when.
-    retry: Option<Box<(Instant, SessionInviteOptions, Reply<()>, u8)>>,
+    retry: Option<Box<Retry>>,
     /// Our 2xx waits for its ACK (a BYE must wait too, RFC 3261 §15).
     awaiting_ack: bool,
     /// The peer's address (where the INVITE came from, or where ours goes), when known:

@@ -484,6 +484,8 @@ pub(crate) struct StreamLimits {
     pub(crate) message_deadline: Duration,
     /// Most bytes of messages still arriving, summed over every connection.
     pub(crate) max_partial_bytes: usize,
+    /// Listeners bound with `SO_REUSEPORT` (one per agent on a shared address).
+    pub(crate) reuse_port: bool,
 }
 
 /// What the transports report to the driver.
@@ -579,8 +581,9 @@ impl Net {
             Listen::Datagram(factory) => {
                 let t = factory.bind()?;
                 let local = t.local_addr();
-                // the first share of a UDP socket takes TCP on its port, as `Listen::Udp` does
-                if primary && matches!(t.shard(), Some((0, _))) {
+                // the first share of a UDP socket takes TCP on its port, as `Listen::Udp` does;
+                // with SO_REUSEPORT every share does, and the kernel spreads the connections
+                if primary && (matches!(t.shard(), Some((0, _))) || self.streams.reuse_port()) {
                     let _ = self.streams.listen(Transport::Tcp, local).await;
                 }
                 self.custom = Some(t);

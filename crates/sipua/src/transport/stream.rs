@@ -217,12 +217,17 @@ impl Streams {
                 "a TLS listener needs a server certificate (TlsOptions::server)",
             ));
         }
-        let listener = TcpListener::bind(addr).await?;
+        let listener = bind_listener(addr, self.setup.limits.reuse_port)?;
         let local = listener.local_addr()?;
         let (events, setup) = (self.events_tx.clone(), self.setup.clone());
         self.acceptors
             .push(tokio::spawn(accept(listener, transport, events, setup)));
         Ok(local)
+    }
+
+    /// Whether listeners are bound with `SO_REUSEPORT` (see `UserAgentOptions::reuse_port`).
+    pub(crate) fn reuse_port(&self) -> bool {
+        self.setup.limits.reuse_port
     }
 
     pub(crate) fn connections(&self) -> usize {
@@ -981,6 +986,30 @@ where
         }
     })
     .await;
+}
+
+/// A TCP listener on `addr`; with `reuse_port`, one of several on the same address (each
+/// agent of `serve --threads` has one, and the kernel spreads connections among them).
+fn bind_listener(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // as std's bind does: a restarted server is not refused its port while old connections
+    // of the previous run linger in TIME_WAIT
+    socket.set_reuseaddr(true)?;
+    if reuse_port {
+        #[cfg(all(unix, not(any(target_os = "solaris", target_os = "illumos"))))]
+        socket.set_reuseport(true)?;
+        #[cfg(not(all(unix, not(any(target_os = "solaris", target_os = "illumos")))))]
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "SO_REUSEPORT is not available on this system",
+        ));
+    }
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 #[cfg(test)]
