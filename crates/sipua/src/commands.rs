@@ -15,7 +15,7 @@ use sipua_proto::ua::OutOfDialog;
 use tokio::sync::oneshot;
 
 use crate::error::TransportError;
-use crate::queue::QueueSender;
+use crate::mailbox::Mailbox;
 use crate::tasks::Reply;
 
 /// Inputs a session task may fall behind on before the driver sheds load for it.
@@ -66,7 +66,7 @@ pub(crate) enum Command {
     /// A session task starts receiving inputs under `key`.
     Attach {
         key: SessionKey,
-        sink: QueueSender<SessionInput>,
+        sink: Mailbox<SessionInput>,
     },
     /// A session task has ended.
     Detach { key: SessionKey },

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::commands::{Command, SessionInput, SessionKey, SESSION_QUEUE};
 use crate::error::{DnsError, DnsErrorKind, Error, TransportError, TransportErrorKind};
-use crate::queue::{queue, QueueSender};
+use crate::mailbox::{mailbox, Mailbox};
 use crate::tasks::Reply;
 use crate::transport::{Net, NetEvent};
 use crate::user_agent::Shared;
@@ -43,7 +43,7 @@ pub(crate) struct Driver {
     core: UaCore,
     net: Net,
     shared: Weak<Shared>,
-    sessions: IdMap<SessionKey, (QueueSender<SessionInput>, Owned)>,
+    sessions: IdMap<SessionKey, (Mailbox<SessionInput>, Owned)>,
     by_tx: IdMap<TransactionId, Route>,
     by_dialog: KeyedMap<DialogId, SessionKey>,
     /// Tasks awaiting the dialogs their SUBSCRIBE or REFER creates, by Call-ID: a NOTIFY may
@@ -456,7 +456,7 @@ impl Driver {
                     None
                 };
                 let key = shared.next_key();
-                let (sink, inputs) = queue(SESSION_QUEUE);
+                let (sink, inputs) = mailbox(SESSION_QUEUE);
                 self.sessions.insert(key, (sink, Owned::default()));
                 self.own_tx(key, id);
                 let source = self.core.request_source(id);

@@ -24,7 +24,6 @@ mod mailbox;
 mod messager;
 mod notifier;
 mod publisher;
-mod queue;
 mod registerer;
 pub mod sdh;
 #[doc = include_str!("sipjs.md")]

@@ -1,12 +1,13 @@
-//! A task's command mailbox (a session's, a subscription's, a notifier's): bounded, any
-//! number of senders (the handles and their clones, weak ones for referrals), one receiver
-//! (the task).
+//! A task's bounded channel (a session's, a subscription's, a notifier's), both ways in: the
+//! driver's inputs to it (one sender, which never waits: a full mailbox refuses) and its
+//! handles' commands (any number of senders, weak ones for referrals, which wait for room).
+//! One receiver, the task.
 //!
 //! `tokio::sync::mpsc` gives every channel a cache-padded shared state and a first block of
-//! 32 slots: about 800 bytes per call before any command is sent, held for as long as the
-//! call lasts. A mailbox is one small allocation; its buffer exists only while commands wait,
-//! and is let go when the task has taken them all. The error types are tokio's, so a caller
-//! matches on them as before.
+//! 32 slots: about 800 bytes per call before anything is sent, held for as long as the call
+//! lasts. A mailbox is one small allocation; its buffer exists only while items wait, and is
+//! let go when the task has taken them all. The error types are tokio's, so a caller matches
+//! on them as with tokio's channels.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -276,6 +277,17 @@ mod tests {
         assert!(sender.await.unwrap(), "room made: the waiting send went in");
         assert_eq!(rx.recv().await, Some(2));
         assert_eq!(rx.recv().await, Some(3));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_receiver_wakes_on_send_and_on_close() {
+        let (tx, mut rx) = mailbox::<u32>(4);
+        let waiter = tokio::spawn(async move { (rx.recv().await, rx.recv().await) });
+        tokio::task::yield_now().await;
+        tx.try_send(7).unwrap();
+        tokio::task::yield_now().await;
+        drop(tx);
+        assert_eq!(waiter.await.unwrap(), (Some(7), None));
     }
 
     #[tokio::test]

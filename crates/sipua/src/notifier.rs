@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use crate::commands::{Command, SessionInput, SessionKey, SESSION_QUEUE};
 use crate::error::Error;
-use crate::queue::QueueReceiver;
+use crate::mailbox::MailboxReceiver;
 use crate::sdh::BodyAndContentType;
 use crate::tasks::{ask_task, sleep_until};
 use crate::user_agent::{body_of, Shared};
@@ -147,7 +147,7 @@ impl IncomingSubscription {
         )?;
         let shared = self.shared.clone();
         let key = shared.next_key();
-        let (sink, inputs) = crate::queue::queue(SESSION_QUEUE);
+        let (sink, inputs) = crate::mailbox::mailbox(SESSION_QUEUE);
         shared
             .commands
             .send(Command::Attach { key, sink })
@@ -454,7 +454,7 @@ impl NotifyTask {
     async fn run(
         mut self,
         mut commands: crate::mailbox::MailboxReceiver<NotifyCommand>,
-        mut inputs: QueueReceiver<SessionInput>,
+        mut inputs: MailboxReceiver<SessionInput>,
     ) {
         let mut handles_gone = false;
         loop {

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use crate::commands::{Command, SessionInput, SessionKey, SESSION_QUEUE};
 use crate::error::Error;
-use crate::queue::QueueReceiver;
+use crate::mailbox::MailboxReceiver;
 use crate::sdh::BodyAndContentType;
 use crate::tasks::{ask_task, sleep_until};
 use crate::user_agent::{body_of, content_type_of, Shared, UserAgent};
@@ -246,7 +246,7 @@ impl Subscriber {
         let (notify_tx, notify_rx) = mpsc::channel(NOTIFICATION_QUEUE);
         let ended = Arc::new(Mutex::new(None));
         let key = shared.next_key();
-        let (inputs_tx, inputs) = crate::queue::queue(SESSION_QUEUE);
+        let (inputs_tx, inputs) = crate::mailbox::mailbox(SESSION_QUEUE);
         shared
             .commands
             .try_send(Command::Attach {
@@ -392,7 +392,7 @@ impl SubTask {
     async fn run(
         mut self,
         mut commands: crate::mailbox::MailboxReceiver<SubCommand>,
-        mut inputs: QueueReceiver<SessionInput>,
+        mut inputs: MailboxReceiver<SessionInput>,
     ) {
         let mut handles_gone = false;
         loop {

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::commands::{Command, SessionKey, SESSION_QUEUE};
 use crate::error::Error;
-use crate::queue::QueueReceiver;
+use crate::mailbox::MailboxReceiver;
 use crate::sdh::{
     BodyAndContentType, SessionDescriptionHandlerModifier, SessionDescriptionHandlerOptions,
 };
@@ -695,8 +695,8 @@ impl Invitation {
 fn attach(
     shared: &Shared,
     key: SessionKey,
-) -> Result<QueueReceiver<crate::commands::SessionInput>, Error> {
-    let (sink, inputs) = crate::queue::queue(SESSION_QUEUE);
+) -> Result<MailboxReceiver<crate::commands::SessionInput>, Error> {
+    let (sink, inputs) = crate::mailbox::mailbox(SESSION_QUEUE);
     shared
         .commands
         .try_send(Command::Attach { key, sink })

@@ -24,7 +24,6 @@ use super::{
 use crate::commands::{Body, Command, SessionInput, SessionKey};
 use crate::error::Error;
 use crate::mailbox::{mailbox, Mailbox, MailboxReceiver, WeakMailbox};
-use crate::queue::QueueReceiver;
 use crate::sdh::{
     BodyAndContentType, SessionContext, SessionDescriptionHandler,
     SessionDescriptionHandlerModifier, SessionDescriptionHandlerOptions,
@@ -112,7 +111,7 @@ struct Task {
     state: watch::Sender<SessionState>,
     info: Arc<Mutex<SessionInfo>>,
     commands: MailboxReceiver<Box<SessionCommand>>,
-    inputs: QueueReceiver<SessionInput>,
+    inputs: MailboxReceiver<SessionInput>,
     handles_gone: bool,
     sdh: Option<Box<dyn SessionDescriptionHandler>>,
     sdh_options: SessionDescriptionHandlerOptions,
@@ -254,7 +253,7 @@ pub(crate) fn spawn_invitation(
     key: SessionKey,
     id: TransactionId,
     request: Request,
-    inputs: QueueReceiver<SessionInput>,
+    inputs: MailboxReceiver<SessionInput>,
     replaces: Option<SessionKey>,
     source: Option<std::net::SocketAddr>,
 ) {
@@ -334,7 +333,7 @@ impl Task {
         state: watch::Sender<SessionState>,
         info: Arc<Mutex<SessionInfo>>,
         commands: MailboxReceiver<Box<SessionCommand>>,
-        inputs: QueueReceiver<SessionInput>,
+        inputs: MailboxReceiver<SessionInput>,
         delegate: Arc<Mutex<Option<Arc<dyn SessionDelegate>>>>,
         role: Role,
     ) -> Task {
