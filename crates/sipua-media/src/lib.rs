@@ -42,12 +42,16 @@ mod rtp_audio;
 pub mod sdp;
 pub mod stream;
 pub mod wav;
+#[cfg(feature = "webrtc")]
+pub mod webrtc;
 
 pub use rtp_audio::{
     AudioIo, AudioIoFactory, MediaHandle, RtpAudio, RtpAudioFactory, RtpAudioOptions, SessionAudio,
     PACKET_TARGET,
 };
 pub use stream::{MediaEvent, MediaStats, RemoteReport};
+#[cfg(feature = "webrtc")]
+pub use webrtc::{WebRtcAudio, WebRtcAudioFactory, WebRtcAudioOptions};
 
 /// The README's examples, compiled as doctests (here, where `sipua`, `sipua-media` and
 /// `sipua-message` are all in reach), so that every snippet a user copies builds.

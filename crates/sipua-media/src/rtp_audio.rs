@@ -154,12 +154,12 @@ impl SessionAudio for sipua::Session {
 
 /// The running media of a call, as the application sees it.
 pub struct MediaHandle {
-    stats: watch::Receiver<MediaStats>,
-    events: broadcast::Sender<MediaEvent>,
-    commands: Mutex<Option<mpsc::Sender<Control>>>,
-    closed: watch::Receiver<bool>,
-    local: SocketAddr,
-    negotiated: Mutex<Option<Negotiated>>,
+    pub(crate) stats: watch::Receiver<MediaStats>,
+    pub(crate) events: broadcast::Sender<MediaEvent>,
+    pub(crate) commands: Mutex<Option<mpsc::Sender<Control>>>,
+    pub(crate) closed: watch::Receiver<bool>,
+    pub(crate) local: SocketAddr,
+    pub(crate) negotiated: Mutex<Option<Negotiated>>,
 }
 
 impl std::fmt::Debug for MediaHandle {
@@ -214,13 +214,13 @@ impl MediaHandle {
     }
 }
 
-fn send_control(slot: &Mutex<Option<mpsc::Sender<Control>>>, c: Control) -> bool {
+pub(crate) fn send_control(slot: &Mutex<Option<mpsc::Sender<Control>>>, c: Control) -> bool {
     let guard = slot.lock().unwrap_or_else(|e| e.into_inner());
     guard.as_ref().is_some_and(|tx| tx.try_send(c).is_ok())
 }
 
 /// Orders from the handler to the media task.
-enum Control {
+pub(crate) enum Control {
     Update(Negotiated),
     /// The dialog is confirmed: media may go to the peer's address.
     Confirm,

@@ -1,0 +1,493 @@
+//! [`WebRtcAudio`]: the `SessionDescriptionHandler` for browsers (`UDP/TLS/RTP/SAVPF`), so that
+//! a SIP.js or JsSIP page can call a sipua program and be called by it.
+//!
+//! The WebRTC machinery is [str0m](https://docs.rs/str0m), a sans-IO engine in the style of
+//! our core: ICE (RFC 8445; answered STUN checks and consent freshness, RFC 7675), DTLS 1.2
+//! with SRTP keys (RFC 5764; `AES_CM_128_HMAC_SHA1_80` and AEAD-GCM profiles), STUN, DTLS and
+//! SRTP on one port (RFC 7983), BUNDLE and rtcp-mux (RFC 8843, RFC 5761). It owns the SDP of
+//! the call (fingerprint, setup, ICE credentials, one host candidate). This module gives it a
+//! socket, a clock and 20 ms frames of audio: the same [`AudioIo`] ends and codecs
+//! ([`MediaCodec`]: G.711, Opus with the `opus` feature) as [`crate::RtpAudio`], and the same
+//! [`MediaHandle`] for statistics and for waiting until a recording is complete.
+//!
+//! Not yet here: renegotiation (hold by re-INVITE), DTMF, and a jitter buffer (str0m hands
+//! over packets in order; a lost one is concealed by the codec).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket as StdUdpSocket};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use sipua::{
+    BodyAndContentType, BoxFuture, SdhError, SessionContext, SessionDescriptionHandler,
+    SessionDescriptionHandlerFactory, SessionDescriptionHandlerModifier,
+    SessionDescriptionHandlerOptions,
+};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::config::DtlsCert;
+use str0m::format::Codec as WebCodec;
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::{broadcast, mpsc, watch};
+
+use crate::codec::{MediaCodec, FRAME_SAMPLES};
+use crate::rtp_audio::{send_control, Control};
+use crate::sdp::offer_answer::{Codec, MediaCapabilities};
+use crate::stream::MediaStats;
+use crate::{AudioIo, AudioIoFactory, MediaHandle};
+
+/// Settings of [`WebRtcAudio`] handlers.
+#[derive(Clone)]
+pub struct WebRtcAudioOptions {
+    /// Codecs offered and accepted, in order of preference: those of them a browser speaks
+    /// (Opus with the `opus` feature, PCMU, PCMA) are used. Default: Opus first when built
+    /// in, then PCMU and PCMA.
+    pub capabilities: MediaCapabilities,
+    /// The address announced as our ICE candidate instead of the one signalling names towards
+    /// the peer (a NAT's public address).
+    pub public_address: Option<IpAddr>,
+    /// The audio ends of each call (default: silence out, nothing kept).
+    pub audio: AudioIoFactory,
+}
+
+impl Default for WebRtcAudioOptions {
+    fn default() -> Self {
+        let mut capabilities = MediaCapabilities::default();
+        #[cfg(feature = "opus")]
+        capabilities.codecs.insert(0, crate::codec::opus());
+        capabilities.telephone_event = None;
+        WebRtcAudioOptions {
+            capabilities,
+            public_address: None,
+            audio: Arc::new(|_| Ok(AudioIo::silence())),
+        }
+    }
+}
+
+impl std::fmt::Debug for WebRtcAudioOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebRtcAudioOptions")
+            .field("capabilities", &self.capabilities)
+            .field("public_address", &self.public_address)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Makes a [`WebRtcAudio`] handler per session: put it in `UserAgentOptions`.
+#[derive(Clone, Debug, Default)]
+pub struct WebRtcAudioFactory {
+    options: Arc<WebRtcAudioOptions>,
+}
+
+impl WebRtcAudioFactory {
+    /// A factory with these settings.
+    pub fn new(options: WebRtcAudioOptions) -> WebRtcAudioFactory {
+        WebRtcAudioFactory {
+            options: Arc::new(options),
+        }
+    }
+}
+
+impl SessionDescriptionHandlerFactory for WebRtcAudioFactory {
+    fn create(
+        &self,
+        session: &SessionContext,
+        _options: &SessionDescriptionHandlerOptions,
+    ) -> Result<Box<dyn SessionDescriptionHandler>, SdhError> {
+        Ok(Box::new(WebRtcAudio::new(session, self.options.clone())?))
+    }
+}
+
+/// Whether an SDP body is a WebRTC offer (DTLS-SRTP transport, `UDP/TLS/RTP/SAVPF`): what a
+/// browser sends, and what [`WebRtcAudio`] answers.
+pub fn is_webrtc_sdp(body: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(body);
+    text.lines().any(|l| {
+        l.starts_with("m=") && (l.contains("UDP/TLS/RTP/SAVP") || l.contains("TCP/TLS/RTP/SAVP"))
+    })
+}
+
+/// One DTLS certificate for the whole process: making a key pair per call would cost a
+/// browser call a few milliseconds of CPU for nothing (its fingerprint is in each SDP).
+fn certificate() -> Result<DtlsCert, SdhError> {
+    static CERT: OnceLock<Option<DtlsCert>> = OnceLock::new();
+    CERT.get_or_init(|| {
+        str0m::crypto::from_feature_flags()
+            .dtls_provider
+            .generate_certificate()
+    })
+    .clone()
+    .ok_or_else(|| SdhError::new("no DTLS certificate could be made"))
+}
+
+/// The WebRTC audio handler of one session (see the module documentation).
+pub struct WebRtcAudio {
+    rtc: Option<Rtc>,
+    socket: Option<StdUdpSocket>,
+    /// Our ICE candidate: the address the browser sends to.
+    candidate: SocketAddr,
+    /// The peer's offer, waiting for our answer.
+    remote_offer: Option<SdpOffer>,
+    /// Our offer, waiting for the peer's answer.
+    pending: Option<SdpPendingOffer>,
+    /// Our audio's media id, once known (an offerer makes it; an answerer learns it when the
+    /// media is added).
+    mid: Option<Mid>,
+    audio: Option<AudioIo>,
+    handle: Arc<MediaHandle>,
+    stats_tx: Option<watch::Sender<MediaStats>>,
+    closed_tx: Option<watch::Sender<bool>>,
+    running: bool,
+}
+
+impl WebRtcAudio {
+    /// A handler for `session`: binds its one UDP port now and makes its audio ends.
+    pub fn new(
+        session: &SessionContext,
+        options: Arc<WebRtcAudioOptions>,
+    ) -> Result<WebRtcAudio, SdhError> {
+        let ip = match (options.public_address, session.local_ip) {
+            (Some(p), _) => p,
+            (None, ip) if !ip.is_unspecified() => ip,
+            (None, ip) if ip.is_ipv4() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            (None, _) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        };
+        let socket = StdUdpSocket::bind(SocketAddr::new(session.bind_ip, 0)).map_err(io_err)?;
+        socket.set_nonblocking(true).map_err(io_err)?;
+        let candidate = SocketAddr::new(ip, socket.local_addr().map_err(io_err)?.port());
+        let mut config = Rtc::builder().clear_codecs().set_dtls_cert(certificate()?);
+        for c in &options.capabilities.codecs {
+            let name = c.encoding.to_ascii_uppercase();
+            config = match name.as_str() {
+                #[cfg(feature = "opus")]
+                "OPUS" => config.enable_opus(true, false),
+                "PCMU" => config.enable_pcmu(true, false),
+                "PCMA" => config.enable_pcma(true, false),
+                _ => config,
+            };
+        }
+        let mut rtc = config.build(Instant::now());
+        let host = Candidate::host(candidate, "udp")
+            .map_err(|e| SdhError::new(format!("ICE candidate {candidate}: {e}")))?;
+        rtc.add_local_candidate(host);
+        let audio = (options.audio)(session)?;
+        let (stats_tx, stats_rx) = watch::channel(MediaStats::default());
+        let (closed_tx, closed_rx) = watch::channel(false);
+        let (events, _) = broadcast::channel(64);
+        let handle = Arc::new(MediaHandle {
+            stats: stats_rx,
+            events,
+            commands: Mutex::new(None),
+            closed: closed_rx,
+            local: candidate,
+            negotiated: Mutex::new(None),
+        });
+        Ok(WebRtcAudio {
+            rtc: Some(rtc),
+            socket: Some(socket),
+            candidate,
+            remote_offer: None,
+            pending: None,
+            mid: None,
+            audio: Some(audio),
+            handle,
+            stats_tx: Some(stats_tx),
+            closed_tx: Some(closed_tx),
+            running: false,
+        })
+    }
+
+    /// The handle the session exposes (also returned by `Session::media`).
+    pub fn media_handle(&self) -> Arc<MediaHandle> {
+        self.handle.clone()
+    }
+
+    fn rtc(&mut self) -> Result<&mut Rtc, SdhError> {
+        self.rtc
+            .as_mut()
+            .ok_or_else(|| SdhError::new("renegotiating a WebRTC call is not supported yet"))
+    }
+
+    /// Starts the media task once offer and answer are both applied.
+    fn start(&mut self) -> Result<(), SdhError> {
+        let (Some(rtc), Some(socket), Some(audio), Some(stats_tx), Some(closed_tx)) = (
+            self.rtc.take(),
+            self.socket.take(),
+            self.audio.take(),
+            self.stats_tx.take(),
+            self.closed_tx.take(),
+        ) else {
+            return Err(SdhError::new("media already closed"));
+        };
+        let socket = UdpSocket::from_std(socket).map_err(io_err)?;
+        let (tx, rx) = mpsc::channel(16);
+        *self
+            .handle
+            .commands
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        tokio::spawn(run(
+            rtc,
+            socket,
+            self.candidate,
+            self.mid,
+            audio,
+            rx,
+            stats_tx,
+            closed_tx,
+        ));
+        self.running = true;
+        Ok(())
+    }
+}
+
+impl SessionDescriptionHandler for WebRtcAudio {
+    fn get_description<'a>(
+        &'a mut self,
+        _options: &'a SessionDescriptionHandlerOptions,
+        modifiers: &'a [SessionDescriptionHandlerModifier],
+    ) -> BoxFuture<'a, Result<BodyAndContentType, SdhError>> {
+        Box::pin(async move {
+            let sdp = if let Some(offer) = self.remote_offer.take() {
+                let answer = self
+                    .rtc()?
+                    .sdp_api()
+                    .accept_offer(offer)
+                    .map_err(|e| SdhError::new(format!("the WebRTC offer: {e}")))?;
+                self.start()?;
+                answer.to_sdp_string()
+            } else {
+                let rtc = self.rtc()?;
+                let mut api = rtc.sdp_api();
+                let mid = api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+                let (offer, pending) = api
+                    .apply()
+                    .ok_or_else(|| SdhError::new("no WebRTC offer to make"))?;
+                self.pending = Some(pending);
+                self.mid = Some(mid);
+                offer.to_sdp_string()
+            };
+            BodyAndContentType::sdp(sdp).modified(modifiers)
+        })
+    }
+
+    fn set_description<'a>(
+        &'a mut self,
+        description: &'a BodyAndContentType,
+        _options: &'a SessionDescriptionHandlerOptions,
+        modifiers: &'a [SessionDescriptionHandlerModifier],
+    ) -> BoxFuture<'a, Result<(), SdhError>> {
+        Box::pin(async move {
+            let d = description.received_sdp(modifiers)?;
+            let text =
+                std::str::from_utf8(&d.body).map_err(|_| SdhError::new("the SDP is not UTF-8"))?;
+            if let Some(pending) = self.pending.take() {
+                let answer = SdpAnswer::from_sdp_string(text)
+                    .map_err(|e| SdhError::new(format!("the WebRTC answer: {e}")))?;
+                self.rtc()?
+                    .sdp_api()
+                    .accept_answer(pending, answer)
+                    .map_err(|e| SdhError::new(format!("the WebRTC answer: {e}")))?;
+                self.start()
+            } else if self.running {
+                Err(SdhError::new(
+                    "renegotiating a WebRTC call is not supported yet",
+                ))
+            } else {
+                let offer = SdpOffer::from_sdp_string(text)
+                    .map_err(|e| SdhError::new(format!("the WebRTC offer: {e}")))?;
+                self.remote_offer = Some(offer);
+                Ok(())
+            }
+        })
+    }
+
+    fn has_description(&self, content_type: &str) -> bool {
+        BodyAndContentType::is_sdp_type(content_type)
+    }
+
+    fn rollback_description(&mut self) -> BoxFuture<'_, Result<(), SdhError>> {
+        self.remote_offer = None;
+        self.pending = None;
+        Box::pin(async { Ok(()) })
+    }
+
+    fn handle(&self) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        Some(self.handle.clone())
+    }
+
+    fn close(&mut self) {
+        if !send_control(&self.handle.commands, Control::Close) {
+            if let Some(mut audio) = self.audio.take() {
+                audio.sink.finish();
+            }
+            if let Some(tx) = self.closed_tx.take() {
+                let _ = tx.send(true);
+            }
+        }
+    }
+}
+
+impl Drop for WebRtcAudio {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Our codec for what str0m negotiated.
+fn codec_of(codec: WebCodec) -> Option<Codec> {
+    match codec {
+        WebCodec::PCMU => Some(Codec::pcmu()),
+        WebCodec::PCMA => Some(Codec::pcma()),
+        #[cfg(feature = "opus")]
+        WebCodec::Opus => Some(crate::codec::opus()),
+        _ => None,
+    }
+}
+
+/// The sending side: the payload type and codec chosen, and where the RTP clock is.
+struct Sender {
+    pt: Pt,
+    codec: MediaCodec,
+    clock: Frequency,
+    timestamp: u64,
+}
+
+/// The media task: moves datagrams, time and audio frames between the socket, str0m and
+/// the call's audio ends.
+async fn run(
+    mut rtc: Rtc,
+    socket: UdpSocket,
+    candidate: SocketAddr,
+    mut mid: Option<Mid>,
+    mut audio: AudioIo,
+    mut control: mpsc::Receiver<Control>,
+    stats_tx: watch::Sender<MediaStats>,
+    closed_tx: watch::Sender<bool>,
+) {
+    let mut buf = vec![0u8; 2048];
+    let mut sender: Option<Sender> = None;
+    let mut decoders: Vec<(Pt, MediaCodec)> = Vec::new();
+    let mut frame = vec![0i16; FRAME_SAMPLES];
+    let mut decoded = Vec::with_capacity(FRAME_SAMPLES * 6);
+    let mut payload = Vec::with_capacity(1500);
+    let mut stats = MediaStats::default();
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    'call: loop {
+        // drain everything str0m has to say after the last input, up to its next deadline
+        let deadline = loop {
+            let out = match rtc.poll_output() {
+                Ok(o) => o,
+                Err(_) => break 'call,
+            };
+            match out {
+                Output::Timeout(t) => break t,
+                Output::Transmit(t) => {
+                    let _ = socket.try_send_to(&t.contents, t.destination);
+                }
+                Output::Event(Event::MediaAdded(m)) if m.kind == MediaKind::Audio => {
+                    mid = Some(m.mid);
+                }
+                Output::Event(Event::MediaData(d)) => {
+                    stats.packets_received += 1;
+                    stats.octets_received += d.data.len() as u64;
+                    let known = decoders.iter().position(|(pt, _)| *pt == d.pt);
+                    let index = known.or_else(|| {
+                        let codec = MediaCodec::new(&codec_of(d.params.spec().codec)?).ok()?;
+                        decoders.push((d.pt, codec));
+                        Some(decoders.len() - 1)
+                    });
+                    if let Some((_, dec)) = index.and_then(|i| decoders.get_mut(i)) {
+                        decoded.clear();
+                        dec.decode(&d.data, &mut decoded);
+                        for chunk in decoded.chunks(FRAME_SAMPLES) {
+                            audio.sink.write(chunk);
+                        }
+                    }
+                }
+                Output::Event(Event::IceConnectionStateChange(
+                    IceConnectionState::Disconnected,
+                )) => {
+                    // the browser is gone: consent lost (RFC 7675)
+                    break 'call;
+                }
+                Output::Event(_) => {}
+            }
+        };
+        let now = Instant::now();
+        let input = tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
+                Ok((n, source)) => match buf[..n].try_into() {
+                    Ok(contents) if stats.remote.is_none() => {
+                        stats.remote = Some(source);
+                        Input::Receive(now, Receive {
+                            proto: Protocol::Udp,
+                            source,
+                            destination: candidate,
+                            contents,
+                        })
+                    }
+                    Ok(contents) => Input::Receive(now, Receive {
+                        proto: Protocol::Udp,
+                        source,
+                        // str0m matches this against our candidate: a socket on a wildcard
+                        // address reports the announced one
+                        destination: candidate,
+                        contents,
+                    }),
+                    Err(_) => continue,
+                },
+                Err(_) => continue,
+            },
+            _ = tokio::time::sleep_until(deadline.max(now).into()) => Input::Timeout(Instant::now()),
+            _ = tick.tick() => {
+                let Some(m) = mid else { continue };
+                let Some(writer) = rtc.writer(m) else { continue };
+                if sender.is_none() {
+                    sender = writer.payload_params().find_map(|p| {
+                        let spec = p.spec();
+                        let codec = MediaCodec::new(&codec_of(spec.codec)?).ok()?;
+                        Some(Sender { pt: p.pt(), codec, clock: spec.clock_rate, timestamp: 0 })
+                    });
+                    if let Some(s) = &sender {
+                        stats.codec = s.codec.name().to_owned();
+                    }
+                }
+                let Some(s) = sender.as_mut() else { continue };
+                audio.source.read(&mut frame);
+                payload.clear();
+                s.codec.encode(&frame, &mut payload);
+                let at = MediaTime::new(s.timestamp, s.clock);
+                s.timestamp += u64::from(s.codec.timestamp_step());
+                if writer.write(s.pt, now, at, payload.clone()).is_ok() {
+                    stats.packets_sent += 1;
+                    stats.octets_sent += payload.len() as u64;
+                }
+                stats_tx.send_replace(stats.clone());
+                // the write was an input: drain again before the next
+                continue;
+            }
+            c = control.recv() => match c {
+                Some(Control::Close) | None => break 'call,
+                Some(_) => continue,
+            },
+        };
+        if rtc.handle_input(input).is_err() {
+            break;
+        }
+    }
+    rtc.disconnect();
+    // the DTLS close alert and anything else still queued
+    while let Ok(Output::Transmit(t)) = rtc.poll_output() {
+        let _ = socket.try_send_to(&t.contents, t.destination);
+    }
+    stats_tx.send_replace(stats);
+    audio.sink.finish();
+    let _ = closed_tx.send(true);
+}
+
+fn io_err(e: std::io::Error) -> SdhError {
+    SdhError::new(format!("media socket: {e}"))
+}

@@ -1,0 +1,159 @@
+//! WebRTC calls between two sipua user agents on loopback ([`WebRtcAudio`] on both sides):
+//! the SDP is a browser's kind (`UDP/TLS/RTP/SAVPF`, DTLS fingerprint and setup, ICE
+//! credentials and a host candidate, rtcp-mux, no SDES key), ICE and DTLS-SRTP complete, and
+//! the audio one side plays is what the other records (by correlation and SNR), with the offer
+//! in the INVITE and in the 200. The browser itself is the interop tests' part.
+#![cfg(feature = "webrtc")]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sipua::message::Uri;
+use sipua::{EndReason, Invitation, Inviter, InviterOptions, Listen, UserAgent, UserAgentOptions};
+use sipua_media::analysis;
+use sipua_media::audio::{demo_melody, AudioSink, AudioSource, MemorySink, NullSink, Tone};
+use sipua_media::audio::{Silence, WavSource};
+use sipua_media::webrtc::is_webrtc_sdp;
+use sipua_media::{AudioIo, SessionAudio, WebRtcAudioFactory, WebRtcAudioOptions};
+
+type Heard = Arc<Mutex<Vec<i16>>>;
+
+async fn agent(user: &str, play: Vec<i16>) -> (UserAgent, Heard) {
+    let (sink, heard) = MemorySink::new(8000 * 60);
+    let sink: Arc<Mutex<Option<Box<dyn AudioSink>>>> = Arc::new(Mutex::new(Some(Box::new(sink))));
+    let play = Arc::new(Mutex::new(Some(play)));
+    let ua = UserAgent::new(UserAgentOptions {
+        listen: Listen::Udp("127.0.0.1:0".parse().unwrap()),
+        user: user.into(),
+        session_description_handler_factory: Arc::new(WebRtcAudioFactory::new(
+            WebRtcAudioOptions {
+                audio: Arc::new(move |_| {
+                    let sink = sink
+                        .lock()
+                        .unwrap()
+                        .take()
+                        .unwrap_or_else(|| Box::new(NullSink));
+                    let source: Box<dyn AudioSource> = match play.lock().unwrap().take() {
+                        Some(s) => Box::new(WavSource::new(s)),
+                        None => Box::new(Silence),
+                    };
+                    Ok(AudioIo::new(source, sink))
+                }),
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    });
+    ua.start().await.unwrap();
+    (ua, heard)
+}
+
+fn uri(ua: &UserAgent, user: &str) -> Uri {
+    format!("sip:{user}@{}", ua.local_addr().unwrap())
+        .parse()
+        .unwrap()
+}
+
+async fn next(ua: &UserAgent) -> Invitation {
+    tokio::time::timeout(Duration::from_secs(5), ua.next_invitation())
+        .await
+        .expect("the INVITE arrives")
+        .unwrap()
+}
+
+/// What a browser needs in a description, and what it must not get.
+fn assert_browser_sdp(sdp: &str) {
+    assert!(is_webrtc_sdp(sdp.as_bytes()), "{sdp}");
+    for needed in [
+        "UDP/TLS/RTP/SAVPF",
+        "a=fingerprint:sha-256 ",
+        "a=setup:",
+        "a=ice-ufrag:",
+        "a=ice-pwd:",
+        "a=rtcp-mux",
+        "a=mid:",
+        "a=group:BUNDLE",
+        "a=candidate:",
+        "127.0.0.1",
+    ] {
+        assert!(sdp.contains(needed), "no {needed:?} in\n{sdp}");
+    }
+    assert!(
+        !sdp.contains("a=crypto"),
+        "an SDES key over DTLS-SRTP:\n{sdp}"
+    );
+}
+
+fn assert_heard(sent: &[i16], heard: &Heard) {
+    let heard = heard.lock().unwrap().clone();
+    let (_, corr) = analysis::best_alignment(sent, &heard, 16000);
+    let snr = analysis::snr_db(sent, &heard);
+    assert!(corr > 0.98, "correlation {corr}");
+    assert!(snr > 30.0, "SNR {snr} dB");
+}
+
+async fn audio_flows_both_ways(without_sdp: bool) {
+    let melody = demo_melody();
+    let tone: Vec<i16> = {
+        let mut t = Tone::new(697.0, 6000, 8000);
+        let mut v = vec![0i16; 16000];
+        t.read(&mut v);
+        v
+    };
+    let (alice, alice_heard) = agent("alice", melody.clone()).await;
+    let (bob, bob_heard) = agent("bob", tone.clone()).await;
+    let call = Inviter::new(
+        &alice,
+        uri(&bob, "bob"),
+        InviterOptions {
+            invite_without_sdp: without_sdp,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    call.invite(Default::default()).await.unwrap();
+    let inv = next(&bob).await;
+    if !without_sdp {
+        assert_browser_sdp(&String::from_utf8_lossy(inv.request().body()));
+    }
+    inv.accept(Default::default()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), call.established())
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2800)).await;
+    let (a, b) = (call.audio().unwrap(), inv.audio().unwrap());
+    call.bye().await.unwrap();
+    assert_eq!(inv.terminated().await, EndReason::RemoteBye);
+    a.closed().await;
+    b.closed().await;
+    assert_heard(&melody, &bob_heard);
+    assert_heard(&tone, &alice_heard);
+    let (sa, sb) = (a.stats(), b.stats());
+    assert_eq!(sa.codec, "PCMU", "{sa:?}");
+    assert!(
+        sa.packets_received >= 100 && sb.packets_received >= 100,
+        "{sa:?} {sb:?}"
+    );
+    alice.stop().await;
+    bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webrtc_call_carries_audio_both_ways_with_the_offer_in_the_invite() {
+    audio_flows_both_ways(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webrtc_call_carries_audio_both_ways_with_the_offer_in_the_200() {
+    audio_flows_both_ways(true).await;
+}
+
+#[test]
+fn a_plain_rtp_offer_is_not_taken_for_webrtc() {
+    let avp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+               m=audio 4000 RTP/AVP 0\r\n";
+    assert!(!is_webrtc_sdp(avp.as_bytes()));
+    let savpf = avp.replace("RTP/AVP", "UDP/TLS/RTP/SAVPF");
+    assert!(is_webrtc_sdp(savpf.as_bytes()));
+}
