@@ -229,6 +229,10 @@ pub struct CallArgs {
     /// Signalling only: announce a fixed SDP and send no RTP.
     #[arg(long, conflicts_with_all = ["play", "record", "dtmf"])]
     no_media: bool,
+    /// Offer WebRTC media (ICE, DTLS-SRTP, `UDP/TLS/RTP/SAVPF`), as a browser does: to call a
+    /// SIP.js or JsSIP page, or a `sipua serve`.
+    #[arg(long, conflicts_with = "no_media")]
+    webrtc: bool,
     /// Once established, put the call on hold with a re-INVITE (`sendonly`), then take it
     /// off hold with another (0.3 s apart), and print each outcome.
     #[arg(long)]
@@ -485,7 +489,7 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
             None => crate::media::Record::Nothing,
         };
         let caps = args.codecs.clone();
-        Some(crate::media::factory(play, record, caps))
+        Some(crate::media::factory(play, record, caps, false))
     };
     let mut template = UserAgentOptions {
         max_pending_requests: args.max_pending,
@@ -916,7 +920,8 @@ pub fn call(args: &CallArgs) -> ExitCode {
             ..Default::default()
         };
         if !args.no_media {
-            options.session_description_handler_factory = crate::media::factory(play, record, caps);
+            options.session_description_handler_factory =
+                crate::media::factory(play, record, caps, args.webrtc);
         }
         args.auth.apply(&mut options);
         let ua = UserAgent::new(options);

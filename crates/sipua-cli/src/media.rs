@@ -8,7 +8,10 @@ use std::time::Duration;
 use sipua::{SdhError, Session, SessionContext, SessionDescriptionHandlerFactory};
 use sipua_media::audio::{AudioSink, AudioSource, NullSink, Silence, WavRecorder, WavSource};
 use sipua_media::sdp::offer_answer::{Codec, MediaCapabilities};
-use sipua_media::{AudioIo, MediaEvent, MediaHandle, MediaStats, RtpAudioFactory, RtpAudioOptions};
+use sipua_media::{
+    AudioIo, AutoAudioFactory, MediaEvent, MediaHandle, MediaStats, RtpAudioFactory,
+    RtpAudioOptions, WebRtcAudioFactory, WebRtcAudioOptions,
+};
 
 /// What a command plays into its calls.
 #[derive(Clone, Debug)]
@@ -65,11 +68,13 @@ pub fn capabilities(list: &str) -> Result<MediaCapabilities, String> {
     })
 }
 
-/// The RTP audio handler factory for these choices.
+/// The audio handler factory for these choices: each call's offer picks WebRTC (a
+/// browser's) or plain RTP; calls we make offer WebRTC when `offer_webrtc`.
 pub fn factory(
     play: Play,
     record: Record,
     capabilities: Option<MediaCapabilities>,
+    offer_webrtc: bool,
 ) -> Arc<dyn SessionDescriptionHandlerFactory> {
     let audio = move |ctx: &SessionContext| -> Result<AudioIo, SdhError> {
         if let Play::Echo = play {
@@ -90,12 +95,22 @@ pub fn factory(
         let sink = record_sink(&record, ctx)?.unwrap_or_else(|| Box::new(NullSink));
         Ok(AudioIo::new(source, sink))
     };
+    let audio: sipua_media::AudioIoFactory = Arc::new(audio);
     let defaults = RtpAudioOptions::default();
-    Arc::new(RtpAudioFactory::new(RtpAudioOptions {
-        audio: Arc::new(audio),
-        capabilities: capabilities.unwrap_or(defaults.capabilities.clone()),
+    let rtp = RtpAudioFactory::new(RtpAudioOptions {
+        audio: audio.clone(),
+        capabilities: capabilities
+            .clone()
+            .unwrap_or(defaults.capabilities.clone()),
         ..defaults
-    }))
+    });
+    let web_defaults = WebRtcAudioOptions::default();
+    let webrtc = WebRtcAudioFactory::new(WebRtcAudioOptions {
+        audio,
+        capabilities: capabilities.unwrap_or(web_defaults.capabilities.clone()),
+        ..web_defaults
+    });
+    Arc::new(AutoAudioFactory::new(rtp, webrtc).offering_webrtc(offer_webrtc))
 }
 
 fn record_sink(

@@ -51,7 +51,7 @@ pub use rtp_audio::{
 };
 pub use stream::{MediaEvent, MediaStats, RemoteReport};
 #[cfg(feature = "webrtc")]
-pub use webrtc::{WebRtcAudio, WebRtcAudioFactory, WebRtcAudioOptions};
+pub use webrtc::{AutoAudioFactory, WebRtcAudio, WebRtcAudioFactory, WebRtcAudioOptions};
 
 /// The README's examples, compiled as doctests (here, where `sipua`, `sipua-media` and
 /// `sipua-message` are all in reach), so that every snippet a user copies builds.

@@ -53,10 +53,14 @@ pub struct WebRtcAudioOptions {
 
 impl Default for WebRtcAudioOptions {
     fn default() -> Self {
-        let mut capabilities = MediaCapabilities::default();
+        // no telephone-event yet: DTMF over WebRTC is still to come
+        #[allow(unused_mut)]
+        let mut capabilities = MediaCapabilities {
+            telephone_event: None,
+            ..MediaCapabilities::default()
+        };
         #[cfg(feature = "opus")]
         capabilities.codecs.insert(0, crate::codec::opus());
-        capabilities.telephone_event = None;
         WebRtcAudioOptions {
             capabilities,
             public_address: None,
@@ -227,16 +231,16 @@ impl WebRtcAudio {
             .commands
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(tx);
-        tokio::spawn(run(
+        tokio::spawn(run(Media {
             rtc,
             socket,
-            self.candidate,
-            self.mid,
+            candidate: self.candidate,
+            mid: self.mid,
             audio,
-            rx,
+            control: rx,
             stats_tx,
             closed_tx,
-        ));
+        }));
         self.running = true;
         Ok(())
     }
@@ -354,18 +358,33 @@ struct Sender {
     timestamp: u64,
 }
 
-/// The media task: moves datagrams, time and audio frames between the socket, str0m and
-/// the call's audio ends.
-async fn run(
-    mut rtc: Rtc,
+/// What a call's media task owns.
+struct Media {
+    rtc: Rtc,
     socket: UdpSocket,
+    /// Our ICE candidate (what str0m matches received datagrams against).
     candidate: SocketAddr,
-    mut mid: Option<Mid>,
-    mut audio: AudioIo,
-    mut control: mpsc::Receiver<Control>,
+    /// Our audio's media id, when known before the media is added.
+    mid: Option<Mid>,
+    audio: AudioIo,
+    control: mpsc::Receiver<Control>,
     stats_tx: watch::Sender<MediaStats>,
     closed_tx: watch::Sender<bool>,
-) {
+}
+
+/// The media task: moves datagrams, time and audio frames between the socket, str0m and
+/// the call's audio ends.
+async fn run(media: Media) {
+    let Media {
+        mut rtc,
+        socket,
+        candidate,
+        mut mid,
+        mut audio,
+        mut control,
+        stats_tx,
+        closed_tx,
+    } = media;
     let mut buf = vec![0u8; 2048];
     let mut sender: Option<Sender> = None;
     let mut decoders: Vec<(Pt, MediaCodec)> = Vec::new();
@@ -490,4 +509,66 @@ async fn run(
 
 fn io_err(e: std::io::Error) -> SdhError {
     SdhError::new(format!("media socket: {e}"))
+}
+
+/// Picks each call's media handler by what the call needs, so that one agent serves
+/// browsers and phones at once (`sipua serve --listen wss:… --listen udp:…`): an offer from a
+/// browser (`UDP/TLS/RTP/SAVPF`) is answered by [`WebRtcAudio`], any other by
+/// [`crate::RtpAudio`]. A callee with no offer in the INVITE offers WebRTC when the INVITE
+/// came over WebSocket (a browser's transport), plain RTP otherwise; a caller offers WebRTC
+/// when [`AutoAudioFactory::offering_webrtc`] says so.
+#[derive(Clone, Debug)]
+pub struct AutoAudioFactory {
+    rtp: crate::RtpAudioFactory,
+    webrtc: WebRtcAudioFactory,
+    offer_webrtc: bool,
+}
+
+impl AutoAudioFactory {
+    /// Plain RTP by `rtp`'s settings, WebRTC by `webrtc`'s; calls we make offer plain RTP.
+    pub fn new(rtp: crate::RtpAudioFactory, webrtc: WebRtcAudioFactory) -> AutoAudioFactory {
+        AutoAudioFactory {
+            rtp,
+            webrtc,
+            offer_webrtc: false,
+        }
+    }
+
+    /// Calls we make offer WebRTC (to call a browser) when `yes`.
+    pub fn offering_webrtc(mut self, yes: bool) -> AutoAudioFactory {
+        self.offer_webrtc = yes;
+        self
+    }
+
+    /// Whether a session's media should be WebRTC.
+    fn wants_webrtc(&self, session: &SessionContext) -> bool {
+        let Some(invite) = session.request() else {
+            return self.offer_webrtc;
+        };
+        if !invite.body().is_empty() {
+            return is_webrtc_sdp(invite.body());
+        }
+        // no offer: we make it, in the kind the caller's transport suggests
+        invite
+            .headers()
+            .get(&sipua::message::HeaderName::Via)
+            .is_some_and(|v| {
+                let v = String::from_utf8_lossy(v.value()).to_ascii_uppercase();
+                v.starts_with("SIP/2.0/WS")
+            })
+    }
+}
+
+impl SessionDescriptionHandlerFactory for AutoAudioFactory {
+    fn create(
+        &self,
+        session: &SessionContext,
+        options: &SessionDescriptionHandlerOptions,
+    ) -> Result<Box<dyn SessionDescriptionHandler>, SdhError> {
+        if self.wants_webrtc(session) {
+            self.webrtc.create(session, options)
+        } else {
+            self.rtp.create(session, options)
+        }
+    }
 }

@@ -172,6 +172,12 @@ impl Driver {
                         let local = self.core.local_addr();
                         crate::trace::message(false, &transport, local, remote, &bytes);
                         self.advertise_to(Some(remote));
+                        // a call that began over a connection this agent accepted is this
+                        // agent's, whatever its Call-ID's hash: its later requests may come
+                        // over UDP (small ones after a large INVITE, RFC 3261 §18.1.1)
+                        if transport != Transport::Udp && bytes.starts_with(b"INVITE ") {
+                            self.net.claim_call(&bytes);
+                        }
                         self.core.handle_datagram(now(), Received { transport, remote, bytes });
                     }
                     Some(NetEvent::SendFailed(id, why)) => self.send_failed(id, why),

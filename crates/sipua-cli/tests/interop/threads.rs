@@ -219,3 +219,48 @@ fn sipjs_clients_over_websocket_are_spread_over_every_thread() {
     );
     assert_eq!(text.matches(": Established").count(), 12, "{text}");
 }
+
+#[test]
+fn webrtc_calls_too_large_for_udp_stay_with_the_thread_that_took_their_connection() {
+    // a WebRTC offer makes an INVITE of about 1.7 KB: it goes over TCP (RFC 3261 §18.1.1),
+    // to whichever thread accepted the connection, while the small BYE comes over UDP and
+    // must reach the same thread, whatever its Call-ID's hash says
+    let port = free_udp_port();
+    let (_serve, out) = spawn(
+        Command::new(env!("CARGO_BIN_EXE_sipua"))
+            .args(["serve", "--listen", &format!("udp:127.0.0.1:{port}")])
+            .args(["--threads", "3", "--lifetime", "60", "--echo"]),
+    );
+    assert!(out.wait_for("3 threads", 10.0), "{}", out.text());
+    let call = Command::new(env!("CARGO_BIN_EXE_sipua"))
+        .args(["call", &format!("sip:service@127.0.0.1:{port}")])
+        .args(["--from-addr", &format!("udp:127.0.0.1:{}", free_udp_port())])
+        .args([
+            "--webrtc",
+            "--calls",
+            "12",
+            "--rate",
+            "12",
+            "--duration",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&call.stdout);
+    assert!(
+        text.contains("calls: 12 successful, 0 failed"),
+        "{text}\n{}",
+        String::from_utf8_lossy(&call.stderr)
+    );
+    // and the media went through ICE and DTLS-SRTP both ways on every call
+    assert!(text.contains("0 calls heard nothing"), "{text}");
+    assert!(
+        wait_until(5.0, || out
+            .text()
+            .matches("terminated (the peer hung up)")
+            .count()
+            == 12),
+        "{}",
+        out.text()
+    );
+}

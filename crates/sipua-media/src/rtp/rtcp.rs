@@ -353,7 +353,7 @@ fn begin_packet(out: &mut Vec<u8>, count: usize, packet_type: u8) -> usize {
 
 /// Pads the packet started at `at` to 32 bits with zeros and writes its length field.
 fn finish_packet(out: &mut Vec<u8>, at: usize) {
-    while (out.len() - at) % 4 != 0 {
+    while !(out.len() - at).is_multiple_of(4) {
         out.push(0);
     }
     let words = (out.len() - at) / 4 - 1;

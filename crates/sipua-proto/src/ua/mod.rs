@@ -1316,7 +1316,7 @@ impl UaCore {
         // merged-request entries outlive their transactions by up to 8 sweeps (4 s): looking
         // each one up every T1 for its 32 s would cost more than the entry itself
         self.sweeps = self.sweeps.wrapping_add(1);
-        if self.sweeps % 8 == 0 {
+        if self.sweeps.is_multiple_of(8) {
             let endpoint = &self.endpoint;
             self.merged
                 .retain(|_, (id, _)| endpoint.state(*id).is_some());

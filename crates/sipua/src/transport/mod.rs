@@ -54,6 +54,11 @@ pub trait DatagramTransport: Send + 'static {
     fn shard(&self) -> Option<(usize, usize)> {
         None
     }
+
+    /// Asks that the datagrams of the call in `message` (its Call-ID) come to this agent:
+    /// the call began over a connection this agent accepted, and its later requests may come
+    /// over UDP. A transport of one agent has nothing to do (the default).
+    fn claim(&mut self, _message: &[u8]) {}
 }
 
 /// Makes a user agent's [`DatagramTransport`] each time it starts.
@@ -592,6 +597,14 @@ impl Net {
         };
         self.listeners.push((listen.transport(), local));
         Ok(local)
+    }
+
+    /// Sends the datagrams of the call in `message` to this agent from now on (see
+    /// [`DatagramTransport::claim`]).
+    pub(crate) fn claim_call(&mut self, message: &[u8]) {
+        if let Some(c) = self.custom.as_mut() {
+            c.claim(message);
+        }
     }
 
     /// This agent's share of a UDP socket several agents serve, when it has one: its index

@@ -12,10 +12,13 @@
 //! shard sends on the socket directly. Each shard's core makes Call-IDs that hash to itself
 //! ([`sipua_proto::ua::UaConfig::shard`]), so answers to its own requests come back to it.
 //!
-//! One exception to the Call-ID rule: an INVITE with Replaces (RFC 3891, attended transfer)
-//! must reach the agent that holds the dialog it replaces, named by the Call-ID inside the
-//! Replaces header. It goes there, and so does every later message of its own Call-ID (a
-//! bounded table of such exceptions, kept by the reading shard alone).
+//! Two exceptions to the Call-ID rule, kept in one bounded table by the reading shard. A call
+//! that began over a connection one agent accepted is that agent's (its later requests may
+//! come over UDP: small ones after an INVITE too large for UDP, RFC 3261 §18.1.1), so the
+//! agent claims its Call-ID ([`DatagramTransport::claim`]). And an INVITE with Replaces
+//! (RFC 3891, attended transfer) must reach the agent that holds the dialog it replaces,
+//! named by the Call-ID inside the Replaces header: it goes there, and so does every later
+//! message of its own Call-ID.
 
 use std::io;
 use std::net::SocketAddr;
@@ -85,6 +88,7 @@ pub fn udp_shards(addr: SocketAddr, count: usize) -> io::Result<Vec<Listen>> {
         local,
         senders,
         receivers: Mutex::new(receivers),
+        claims: Mutex::new(Vec::new()),
     });
     Ok((0..count)
         .map(|index| {
@@ -108,7 +112,14 @@ struct Shared {
     senders: Vec<mpsc::Sender<(Bytes, SocketAddr)>>,
     /// Taken by each shard's transport when its agent starts.
     receivers: Mutex<Vec<Option<Queue>>>,
+    /// Calls the other shards claimed (a Call-ID and the shard), for the reader to add to
+    /// its exceptions; bounded by [`MAX_CLAIMS`].
+    claims: Mutex<Vec<(Box<[u8]>, usize)>>,
 }
+
+/// Claims waiting for the reader at most; past it a claim is dropped (its call's UDP
+/// requests then go by the hash, and may get 481).
+const MAX_CLAIMS: usize = 4096;
 
 /// Makes shard `index`'s transport when its agent starts.
 struct ShardBind {
@@ -171,6 +182,20 @@ struct Reader {
 }
 
 impl Reader {
+    /// Sends Call-ID `id` to shard `to` from now on; the oldest exception goes when the
+    /// table is full.
+    fn except(&mut self, id: &[u8], to: usize) {
+        if self.order.len() >= MAX_EXCEPTIONS {
+            if let Some(old) = self.order.pop_front() {
+                self.exceptions.remove(&old);
+            }
+        }
+        let key: Box<[u8]> = id.into();
+        if self.exceptions.insert(key.clone(), to).is_none() {
+            self.order.push_back(key);
+        }
+    }
+
     /// Which of `count` shards datagram `d` goes to.
     fn route(&mut self, d: &[u8], count: usize) -> usize {
         let id = call_id(d);
@@ -180,15 +205,7 @@ impl Reader {
         if let Some(replaced) = d.starts_with(b"INVITE ").then(|| replaces(d)).flatten() {
             let to = shard_of(replaced, count);
             if let Some(id) = id.filter(|id| shard_of(id, count) != to) {
-                if self.order.len() >= MAX_EXCEPTIONS {
-                    if let Some(old) = self.order.pop_front() {
-                        self.exceptions.remove(&old);
-                    }
-                }
-                let key: Box<[u8]> = id.into();
-                if self.exceptions.insert(key.clone(), to).is_none() {
-                    self.order.push_back(key);
-                }
+                self.except(id, to);
             }
             return to;
         }
@@ -212,6 +229,13 @@ impl DatagramTransport for Shard {
     fn poll_recv_from(&mut self, cx: &mut Context<'_>) -> Poll<Option<(Bytes, SocketAddr)>> {
         let count = self.shared.senders.len();
         if let Some(reader) = self.reader.as_mut() {
+            let claims = match self.shared.claims.lock() {
+                Ok(mut c) if !c.is_empty() => std::mem::take(&mut *c),
+                _ => Vec::new(),
+            };
+            for (id, to) in claims {
+                reader.except(&id, to);
+            }
             for _ in 0..HAND_ON_BURST {
                 let mut rb = ReadBuf::new(&mut reader.buf);
                 match reader.socket.poll_recv_from(cx, &mut rb) {
@@ -241,6 +265,18 @@ impl DatagramTransport for Shard {
 
     fn shard(&self) -> Option<(usize, usize)> {
         Some((self.index, self.shared.senders.len()))
+    }
+
+    fn claim(&mut self, message: &[u8]) {
+        let Some(id) = call_id(message) else { return };
+        if shard_of(id, self.shared.senders.len()) == self.index {
+            return;
+        }
+        if let Ok(mut c) = self.shared.claims.lock() {
+            if c.len() < MAX_CLAIMS {
+                c.push((id.into(), self.index));
+            }
+        }
     }
 }
 
@@ -412,5 +448,53 @@ mod tests {
         let mut buf = [0u8; 16];
         let (n, from) = peer.recv_from(&mut buf).await.unwrap();
         assert_eq!((&buf[..n], from), (&b"hi"[..], addr));
+    }
+
+    #[tokio::test]
+    async fn a_call_claimed_by_the_agent_that_took_its_connection_comes_to_it_over_udp() {
+        let listens = udp_shards("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        let mut shards: Vec<Box<dyn DatagramTransport>> = listens
+            .iter()
+            .map(|l| match l {
+                Listen::Datagram(f) => f.bind().unwrap(),
+                _ => unreachable!(),
+            })
+            .collect();
+        let addr = shards[0].local_addr();
+        // a Call-ID that hashes to shard 1, whose INVITE shard 2 took over a connection
+        let id = (0..)
+            .map(|i| format!("big-{i}@peer"))
+            .find(|id| shard_of(id.as_bytes(), 3) == 1)
+            .unwrap();
+        let invite = format!("INVITE sip:x@y SIP/2.0\r\nCall-ID: {id}\r\nCSeq: 1 INVITE\r\n\r\n");
+        shards[2].claim(invite.as_bytes());
+        // a claim for a call already one's own changes nothing
+        shards[1].claim(invite.as_bytes());
+        let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let bye = format!("BYE sip:x@y SIP/2.0\r\nCall-ID: {id}\r\nCSeq: 2 BYE\r\n\r\n");
+        peer.send_to(bye.as_bytes(), addr).await.unwrap();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            assert!(tokio::time::Instant::now() < deadline, "the BYE was lost");
+            let mut arrived = None;
+            for (i, s) in shards.iter_mut().enumerate() {
+                let polled = std::future::poll_fn(|cx| match s.poll_recv_from(cx) {
+                    Poll::Pending => Poll::Ready(None),
+                    r => r,
+                })
+                .await;
+                if polled.is_some() {
+                    arrived = Some(i);
+                }
+            }
+            if let Some(i) = arrived {
+                assert_eq!(
+                    i, 2,
+                    "the BYE went to shard {i}, not the one that claimed it"
+                );
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
     }
 }
