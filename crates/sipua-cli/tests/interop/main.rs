@@ -3,6 +3,7 @@
 
 mod auth;
 mod baresip;
+mod browser;
 mod common;
 mod dispatcher;
 mod flood;

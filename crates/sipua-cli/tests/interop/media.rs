@@ -21,7 +21,7 @@ use sipua_media::{analysis, wav};
 const CONFIG: &str = include_str!("baresip/config-media");
 const ACCOUNTS: &str = include_str!("baresip/accounts");
 
-const RATE: u32 = 8000;
+pub(crate) const RATE: u32 = 8000;
 /// The frequencies a recording is checked against: the two test tones and a few others.
 const CANDIDATES: [f32; 5] = [300.0, 440.0, 1000.0, 1500.0, 2000.0];
 
@@ -42,10 +42,10 @@ fn free_sipp_media_port() -> u16 {
 
 /// A fresh directory for one test, removed when the test passes and kept (its path is in the
 /// failure messages) when it fails.
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new(name: &str) -> TempDir {
+    pub(crate) fn new(name: &str) -> TempDir {
         let dir =
             std::env::temp_dir().join(format!("sipua-interop-media-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -53,7 +53,7 @@ impl TempDir {
         TempDir(dir)
     }
 
-    fn join(&self, name: &str) -> PathBuf {
+    pub(crate) fn join(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
 }
@@ -112,17 +112,17 @@ fn sipua_dtmf(printed: &str) -> String {
 // Audio
 
 /// `secs` seconds of a sine at `freq` Hz, at about -12 dBFS, 8 kHz.
-fn tone(freq: f32, secs: f64) -> Vec<i16> {
+pub(crate) fn tone(freq: f32, secs: f64) -> Vec<i16> {
     let mut samples = vec![0i16; (secs * f64::from(RATE)) as usize];
     audio::Tone::new(freq, 8000, RATE).read(&mut samples);
     samples
 }
 
-fn write_wav(path: &Path, samples: &[i16]) {
+pub(crate) fn write_wav(path: &Path, samples: &[i16]) {
     std::fs::write(path, wav::write_wav(samples, RATE)).unwrap();
 }
 
-fn read_wav(path: &Path) -> Vec<i16> {
+pub(crate) fn read_wav(path: &Path) -> Vec<i16> {
     let w = wav::read_wav_file(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert_eq!(w.sample_rate, RATE, "{}", path.display());
     w.samples
@@ -156,7 +156,7 @@ fn tone_blocks(samples: &[i16], freq: f32) -> (usize, f64) {
 /// Asserts that the recording `samples` is `freq`: the dominant one of [`CANDIDATES`] over the
 /// whole file, and the tone of nearly every 20 ms block that is not silent, for at least
 /// `min_secs` seconds of such blocks.
-fn assert_tone(
+pub(crate) fn assert_tone(
     what: &str,
     samples: &[i16],
     freq: f32,

@@ -1,0 +1,229 @@
+//! WebRTC against a real browser: Debian's `chromium`, headless, runs SIP.js 0.21 (from its
+//! npm package, with its stock `Web.SessionDescriptionHandler`) in a page (`browser/call.html`)
+//! that this test serves over HTTP on loopback, with a fake microphone that plays a WAV. The
+//! page calls `sipua serve --listen ws:` and reports what it hears by POST; sipua records what
+//! it hears. Both are judged by their content: the tone each side played must be what the
+//! other heard.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use crate::common::*;
+use crate::media::{assert_tone, read_wav, tone, write_wav, TempDir};
+
+const PAGE: &str = include_str!("browser/call.html");
+const SIPJS_LIB: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/interop/node/node_modules/sip.js/lib"
+);
+
+/// A tiny HTTP server for the page: `GET /call.html`, `GET /sip.js/lib/…` (SIP.js's ES
+/// modules from its npm package) and `POST /event` (the page's reports, gathered here).
+struct Web {
+    port: u16,
+    events: Arc<Mutex<String>>,
+}
+
+impl Web {
+    fn start() -> Web {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let events = Arc::new(Mutex::new(String::new()));
+        let gathered = events.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let gathered = gathered.clone();
+                std::thread::spawn(move || serve_one(conn, &gathered));
+            }
+        });
+        Web { port, events }
+    }
+
+    fn events(&self) -> String {
+        self.events.lock().unwrap().clone()
+    }
+
+    fn wait_for(&self, event: &str, secs: f64) -> bool {
+        wait_until(secs, || {
+            self.events()
+                .lines()
+                .any(|l| l.starts_with(&format!("EVENT {event}")))
+        })
+    }
+}
+
+fn serve_one(conn: TcpStream, events: &Mutex<String>) {
+    let mut reader = BufReader::new(conn);
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+    let (method, path) = (
+        method.to_owned(),
+        path.split('?').next().unwrap_or("/").to_owned(),
+    );
+    let mut length = 0usize;
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = h.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    let (status, kind, body): (&str, &str, Vec<u8>) = if method == "POST" && path == "/event" {
+        let mut body = vec![0u8; length.min(1 << 16)];
+        let _ = reader.read_exact(&mut body);
+        let text = String::from_utf8_lossy(&body).into_owned();
+        let mut e = events.lock().unwrap();
+        e.push_str(&text);
+        e.push('\n');
+        ("200 OK", "text/plain", Vec::new())
+    } else if path == "/call.html" {
+        ("200 OK", "text/html", PAGE.as_bytes().to_vec())
+    } else if let Some(rest) = path.strip_prefix("/sip.js/lib/") {
+        let file = Path::new(SIPJS_LIB).join(rest);
+        match (rest.contains(".."), std::fs::read(&file)) {
+            (false, Ok(b)) => ("200 OK", "text/javascript", b),
+            _ => ("404 Not Found", "text/plain", Vec::new()),
+        }
+    } else {
+        ("404 Not Found", "text/plain", Vec::new())
+    };
+    let mut conn = reader.into_inner();
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = conn.write_all(head.as_bytes());
+    let _ = conn.write_all(&body);
+}
+
+/// Headless Chromium on `url`, its microphone playing `mic` (a WAV).
+fn chromium(url: &str, mic: &Path, profile: &Path) -> (Killed, Output) {
+    assert!(
+        Command::new("chromium").arg("--version").output().is_ok(),
+        "chromium is not installed (apt-get install chromium; scripts/test-deps does it)"
+    );
+    spawn(
+        Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                "--autoplay-policy=no-user-gesture-required",
+                // host candidates on loopback, and their real addresses rather than mDNS names
+                "--allow-loopback-in-peer-connection",
+                "--disable-features=WebRtcHideLocalIpsWithMdns",
+            ])
+            .arg(format!(
+                "--use-file-for-fake-audio-capture={}",
+                mic.display()
+            ))
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(url),
+    )
+}
+
+/// The one file in `dir`.
+fn only_file(dir: &Path) -> PathBuf {
+    let files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    files[0].clone()
+}
+
+#[test]
+fn sipjs_in_chromium_calls_sipua_serve_over_websocket_with_audio_both_ways() {
+    let dir = TempDir::new("browser");
+    // the browser's microphone plays 1000 Hz; sipua plays 440 Hz back
+    let mic = dir.join("mic.wav");
+    write_wav(&mic, &tone(1000.0, 10.0));
+    let ours = dir.join("ours.wav");
+    write_wav(&ours, &tone(440.0, 10.0));
+    let records = dir.join("records");
+    std::fs::create_dir_all(&records).unwrap();
+    let port = free_tcp_port();
+    let (mut served, out) = spawn(
+        Command::new(env!("CARGO_BIN_EXE_sipua"))
+            .args(["serve", "--listen", &format!("ws:127.0.0.1:{port}")])
+            .args(["--lifetime", "60", "--play"])
+            .arg(&ours)
+            .arg("--record-dir")
+            .arg(&records),
+    );
+    assert!(out.wait_for("listening on", 10.0), "{}", out.text());
+    let web = Web::start();
+    let url = format!(
+        "http://127.0.0.1:{}/call.html?ws=ws://127.0.0.1:{port}&target=sip:bob@127.0.0.1:{port}&listen=3",
+        web.port
+    );
+    let (_browser, browser_out) = chromium(&url, &mic, &dir.join("profile"));
+    let context = || {
+        format!(
+            "page events:\n{}\nsipua serve:\n{}\nchromium:\n{}",
+            web.events(),
+            out.text(),
+            browser_out.text()
+        )
+    };
+    assert!(web.wait_for("established", 20.0), "{}", context());
+    assert!(web.wait_for("terminated", 20.0), "{}", context());
+    let events = web.events();
+    let heard = events
+        .lines()
+        .find(|l| l.starts_with("EVENT heard"))
+        .unwrap_or_else(|| panic!("no report of what the page heard\n{}", context()))
+        .to_owned();
+    let field = |k: &str| -> String {
+        heard
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+            .unwrap_or("")
+            .to_owned()
+    };
+    // the page heard sipua's tone: its packets, and 440 Hz the loudest of what it played
+    let received: u64 = field("received").parse().unwrap_or(0);
+    let peak: i64 = field("peak_hz").parse().unwrap_or(0);
+    assert!(received >= 100, "{heard}\n{}", context());
+    assert!(
+        (peak - 440).abs() <= 15,
+        "peak {peak} Hz: {heard}\n{}",
+        context()
+    );
+    assert!(events.contains("EVENT bye-sent result=ok"), "{}", context());
+    assert!(
+        wait_until(5.0, || out.text().contains("terminated (the peer hung up)")),
+        "{}",
+        context()
+    );
+    terminate(&mut served);
+    // and sipua heard the browser's microphone
+    println!("the page: {heard}");
+    let recorded = read_wav(&only_file(&records));
+    assert_tone(
+        "sipua's recording of the browser",
+        &recorded,
+        1000.0,
+        1.5,
+        &context,
+    );
+}
