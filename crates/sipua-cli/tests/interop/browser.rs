@@ -151,9 +151,17 @@ fn only_file(dir: &Path) -> PathBuf {
     files[0].clone()
 }
 
-#[test]
-fn sipjs_in_chromium_calls_sipua_serve_over_websocket_with_audio_both_ways() {
-    let dir = TempDir::new("browser");
+/// Who ends a browser call.
+#[derive(PartialEq)]
+enum HangsUp {
+    Page,
+    Sipua,
+}
+
+/// SIP.js in Chromium calls `sipua serve --listen ws:` with `codecs`; audio is checked both
+/// ways, and the call ends from `who`'s side.
+fn browser_calls_serve(codecs: &str, expect: &str, who: HangsUp) {
+    let dir = TempDir::new(&format!("browser-{codecs}"));
     // the browser's microphone plays 1000 Hz; sipua plays 440 Hz back
     let mic = dir.join("mic.wav");
     write_wav(&mic, &tone(1000.0, 10.0));
@@ -162,19 +170,24 @@ fn sipjs_in_chromium_calls_sipua_serve_over_websocket_with_audio_both_ways() {
     let records = dir.join("records");
     std::fs::create_dir_all(&records).unwrap();
     let port = free_tcp_port();
-    let (mut served, out) = spawn(
-        Command::new(env!("CARGO_BIN_EXE_sipua"))
-            .args(["serve", "--listen", &format!("ws:127.0.0.1:{port}")])
-            .args(["--lifetime", "60", "--play"])
-            .arg(&ours)
-            .arg("--record-dir")
-            .arg(&records),
-    );
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_sipua"));
+    serve
+        .args(["serve", "--listen", &format!("ws:127.0.0.1:{port}")])
+        .args(["--lifetime", "60", "--codecs", codecs, "--play"])
+        .arg(&ours)
+        .arg("--record-dir")
+        .arg(&records);
+    if who == HangsUp::Sipua {
+        serve.args(["--hangup-after", "3"]);
+    }
+    let (mut served, out) = spawn(&mut serve);
     assert!(out.wait_for("listening on", 10.0), "{}", out.text());
     let web = Web::start();
     let url = format!(
-        "http://127.0.0.1:{}/call.html?ws=ws://127.0.0.1:{port}&target=sip:bob@127.0.0.1:{port}&listen=3",
-        web.port
+        "http://127.0.0.1:{}/call.html?ws=ws://127.0.0.1:{port}&target=sip:bob@127.0.0.1:{port}\
+         &listen=3&hangup={}",
+        web.port,
+        if who == HangsUp::Page { "page" } else { "peer" }
     );
     let (_browser, browser_out) = chromium(&url, &mic, &dir.join("profile"));
     let context = || {
@@ -193,6 +206,7 @@ fn sipjs_in_chromium_calls_sipua_serve_over_websocket_with_audio_both_ways() {
         .find(|l| l.starts_with("EVENT heard"))
         .unwrap_or_else(|| panic!("no report of what the page heard\n{}", context()))
         .to_owned();
+    println!("the page: {heard}");
     let field = |k: &str| -> String {
         heard
             .split_whitespace()
@@ -203,21 +217,33 @@ fn sipjs_in_chromium_calls_sipua_serve_over_websocket_with_audio_both_ways() {
     // the page heard sipua's tone: its packets, and 440 Hz the loudest of what it played
     let received: u64 = field("received").parse().unwrap_or(0);
     let peak: i64 = field("peak_hz").parse().unwrap_or(0);
+    assert_eq!(field("codec"), expect, "{heard}\n{}", context());
     assert!(received >= 100, "{heard}\n{}", context());
     assert!(
         (peak - 440).abs() <= 15,
         "peak {peak} Hz: {heard}\n{}",
         context()
     );
-    assert!(events.contains("EVENT bye-sent result=ok"), "{}", context());
-    assert!(
-        wait_until(5.0, || out.text().contains("terminated (the peer hung up)")),
-        "{}",
-        context()
-    );
+    match who {
+        HangsUp::Page => {
+            assert!(events.contains("EVENT bye-sent result=ok"), "{}", context());
+            assert!(
+                wait_until(5.0, || out.text().contains("terminated (the peer hung up)")),
+                "{}",
+                context()
+            );
+        }
+        HangsUp::Sipua => {
+            assert!(events.contains("EVENT bye-received"), "{}", context());
+            assert!(
+                wait_until(5.0, || out.text().contains(": BYE: 200 OK")),
+                "{}",
+                context()
+            );
+        }
+    }
     terminate(&mut served);
     // and sipua heard the browser's microphone
-    println!("the page: {heard}");
     let recorded = read_wav(&only_file(&records));
     assert_tone(
         "sipua's recording of the browser",
@@ -226,4 +252,15 @@ fn sipjs_in_chromium_calls_sipua_serve_over_websocket_with_audio_both_ways() {
         1.5,
         &context,
     );
+}
+
+#[cfg(feature = "opus")]
+#[test]
+fn sipjs_in_chromium_calls_sipua_with_opus_and_hangs_up() {
+    browser_calls_serve("opus,pcmu", "audio/opus", HangsUp::Page);
+}
+
+#[test]
+fn sipjs_in_chromium_calls_sipua_with_pcmu_and_sipua_hangs_up() {
+    browser_calls_serve("pcmu", "audio/PCMU", HangsUp::Sipua);
 }
