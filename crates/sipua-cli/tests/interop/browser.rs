@@ -12,6 +12,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use crate::common::*;
+use crate::kamailio::Kamailio;
 use crate::media::{assert_tone, read_wav, tone, write_wav, TempDir};
 
 const PAGE: &str = include_str!("browser/call.html");
@@ -158,10 +159,20 @@ enum HangsUp {
     Sipua,
 }
 
-/// SIP.js in Chromium calls `sipua serve --listen ws:` with `codecs`; audio is checked both
-/// ways, and the call ends from `who`'s side.
-fn browser_calls_serve(codecs: &str, expect: &str, who: HangsUp) {
-    let dir = TempDir::new(&format!("browser-{codecs}"));
+/// SIP.js in Chromium calls `sipua serve --listen ws:` with `codecs` (or, `via_kamailio`,
+/// `serve --listen udp:` through Kamailio's WebSocket listener, which record-routes); audio
+/// is checked both ways, and the call ends from `who`'s side.
+fn browser_calls_serve(codecs: &str, expect: &str, who: HangsUp, via_kamailio: bool) {
+    // a directory of each test's own (they run at once)
+    let dir = TempDir::new(&format!(
+        "browser-{codecs}-{}-{}",
+        if via_kamailio { "kamailio" } else { "straight" },
+        if who == HangsUp::Page {
+            "page"
+        } else {
+            "sipua"
+        }
+    ));
     // the browser's microphone plays 1000 Hz; sipua plays 440 Hz back
     let mic = dir.join("mic.wav");
     write_wav(&mic, &tone(1000.0, 10.0));
@@ -169,10 +180,14 @@ fn browser_calls_serve(codecs: &str, expect: &str, who: HangsUp) {
     write_wav(&ours, &tone(440.0, 10.0));
     let records = dir.join("records");
     std::fs::create_dir_all(&records).unwrap();
-    let port = free_tcp_port();
+    let kamailio = via_kamailio.then(|| Kamailio::start_with("browser", &["OPEN_RELAY"]));
+    let (port, listen) = match &kamailio {
+        Some(_) => (free_udp_port(), "udp"),
+        None => (free_tcp_port(), "ws"),
+    };
     let mut serve = Command::new(env!("CARGO_BIN_EXE_sipua"));
     serve
-        .args(["serve", "--listen", &format!("ws:127.0.0.1:{port}")])
+        .args(["serve", "--listen", &format!("{listen}:127.0.0.1:{port}")])
         .args(["--lifetime", "60", "--codecs", codecs, "--play"])
         .arg(&ours)
         .arg("--record-dir")
@@ -183,18 +198,29 @@ fn browser_calls_serve(codecs: &str, expect: &str, who: HangsUp) {
     let (mut served, out) = spawn(&mut serve);
     assert!(out.wait_for("listening on", 10.0), "{}", out.text());
     let web = Web::start();
+    // straight to sipua's WebSocket listener, or to Kamailio's and on to sipua over UDP
+    let (server, target) = match &kamailio {
+        Some(k) => (
+            format!("ws://127.0.0.1:{}", k.ws_port),
+            format!("sip:bob@127.0.0.1:{port}"),
+        ),
+        None => (
+            format!("ws://127.0.0.1:{port}"),
+            format!("sip:bob@127.0.0.1:{port};transport=ws"),
+        ),
+    };
     let url = format!(
-        "http://127.0.0.1:{}/call.html?ws=ws://127.0.0.1:{port}&target=sip:bob@127.0.0.1:{port}\
-         &listen=3&hangup={}",
+        "http://127.0.0.1:{}/call.html?ws={server}&target={target}&listen=3&hangup={}",
         web.port,
         if who == HangsUp::Page { "page" } else { "peer" }
     );
     let (_browser, browser_out) = chromium(&url, &mic, &dir.join("profile"));
     let context = || {
         format!(
-            "page events:\n{}\nsipua serve:\n{}\nchromium:\n{}",
+            "page events:\n{}\nsipua serve:\n{}\nkamailio:\n{}\nchromium:\n{}",
             web.events(),
             out.text(),
+            kamailio.as_ref().map(|k| k.out.text()).unwrap_or_default(),
             browser_out.text()
         )
     };
@@ -257,10 +283,16 @@ fn browser_calls_serve(codecs: &str, expect: &str, who: HangsUp) {
 #[cfg(feature = "opus")]
 #[test]
 fn sipjs_in_chromium_calls_sipua_with_opus_and_hangs_up() {
-    browser_calls_serve("opus,pcmu", "audio/opus", HangsUp::Page);
+    browser_calls_serve("opus,pcmu", "audio/opus", HangsUp::Page, false);
 }
 
 #[test]
 fn sipjs_in_chromium_calls_sipua_with_pcmu_and_sipua_hangs_up() {
-    browser_calls_serve("pcmu", "audio/PCMU", HangsUp::Sipua);
+    browser_calls_serve("pcmu", "audio/PCMU", HangsUp::Sipua, false);
+}
+
+#[test]
+fn sipjs_in_chromium_calls_sipua_through_a_record_routing_kamailio() {
+    // the signalling goes browser -(WS)- Kamailio -(UDP)- sipua, the media straight
+    browser_calls_serve("pcmu", "audio/PCMU", HangsUp::Page, true);
 }
