@@ -296,3 +296,85 @@ fn sipjs_in_chromium_calls_sipua_through_a_record_routing_kamailio() {
     // the signalling goes browser -(WS)- Kamailio -(UDP)- sipua, the media straight
     browser_calls_serve("pcmu", "audio/PCMU", HangsUp::Page, true);
 }
+
+#[test]
+fn sipua_calls_a_sipjs_page_registered_at_kamailio_and_hangs_up() {
+    let dir = TempDir::new("browser-callee");
+    let mic = dir.join("mic.wav");
+    write_wav(&mic, &tone(1000.0, 10.0));
+    let ours = dir.join("ours.wav");
+    write_wav(&ours, &tone(440.0, 10.0));
+    let recorded = dir.join("recorded.wav");
+    let k = Kamailio::start_with("browser-callee", &["OPEN_RELAY"]);
+    let web = Web::start();
+    // the page registers over Kamailio's WebSocket listener and answers the first call
+    let user = format!("page{}", free_udp_port());
+    let url = format!(
+        "http://127.0.0.1:{}/call.html?mode=answer&ws=ws://127.0.0.1:{}&user={user}&hangup=peer",
+        web.port, k.ws_port
+    );
+    let (_browser, browser_out) = chromium(&url, &mic, &dir.join("profile"));
+    let context = |call: &str| {
+        format!(
+            "page events:\n{}\nsipua call:\n{call}\nkamailio:\n{}\nchromium:\n{}",
+            web.events(),
+            k.out.text(),
+            browser_out.text()
+        )
+    };
+    assert!(web.wait_for("registered", 20.0), "{}", context(""));
+    // sipua offers WebRTC through Kamailio (its INVITE, 1.7 KB, goes over TCP), plays 440 Hz,
+    // records, and hangs up after 3 s
+    let (mut call, call_out) = spawn(
+        Command::new(env!("CARGO_BIN_EXE_sipua"))
+            .args(["call", &format!("sip:{user}@127.0.0.1")])
+            .args(["--proxy", &format!("127.0.0.1:{}", k.sip_port)])
+            .args([
+                "--from-addr",
+                "udp:127.0.0.1:0",
+                "--webrtc",
+                "--duration",
+                "3",
+            ])
+            .arg("--play")
+            .arg(&ours)
+            .arg("--record")
+            .arg(&recorded),
+    );
+    let status = wait_exit(&mut call, 30.0);
+    let text = call_out.text();
+    assert!(status.is_some_and(|s| s.success()), "{}", context(&text));
+    assert!(text.contains("BYE: 200 OK"), "{}", context(&text));
+    assert!(web.wait_for("terminated", 10.0), "{}", context(&text));
+    let events = web.events();
+    assert!(events.contains("EVENT bye-received"), "{}", context(&text));
+    let heard = events
+        .lines()
+        .find(|l| l.starts_with("EVENT heard"))
+        .unwrap_or("")
+        .to_owned();
+    println!("the page: {heard}");
+    let field = |k: &str| -> String {
+        heard
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+            .unwrap_or("")
+            .to_owned()
+    };
+    let received: u64 = field("received").parse().unwrap_or(0);
+    let peak: i64 = field("peak_hz").parse().unwrap_or(0);
+    assert!(received >= 100, "{heard}\n{}", context(&text));
+    assert!(
+        (peak - 440).abs() <= 15,
+        "peak {peak} Hz: {heard}\n{}",
+        context(&text)
+    );
+    let samples = read_wav(&recorded);
+    assert_tone(
+        "sipua's recording of the page",
+        &samples,
+        1000.0,
+        1.5,
+        &|| context(&text),
+    );
+}
