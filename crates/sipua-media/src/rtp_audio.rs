@@ -214,7 +214,50 @@ impl MediaHandle {
     }
 }
 
-pub(crate) fn send_control(slot: &Mutex<Option<mpsc::Sender<Control>>>, c: Control) -> bool {
+/// A media handle before its task starts, and what the task will report through.
+pub(crate) type Reporters = (
+    Arc<MediaHandle>,
+    watch::Sender<MediaStats>,
+    watch::Sender<bool>,
+);
+
+impl MediaHandle {
+    /// The handle of media on `local` that has not started, and the senders its task will
+    /// report through (statistics, and that it has closed).
+    pub(crate) fn unstarted(local: SocketAddr) -> Reporters {
+        let (stats_tx, stats_rx) = watch::channel(MediaStats::default());
+        let (closed_tx, closed_rx) = watch::channel(false);
+        let (events, _) = broadcast::channel(64);
+        let handle = Arc::new(MediaHandle {
+            stats: stats_rx,
+            events,
+            commands: Mutex::new(None),
+            closed: closed_rx,
+            local,
+            negotiated: Mutex::new(None),
+        });
+        (handle, stats_tx, closed_tx)
+    }
+
+    /// Stops the media task, or, when it never started, finishes the sink (a recording is
+    /// complete even with no media) and says the media is closed.
+    pub(crate) fn close(
+        &self,
+        audio: &mut Option<AudioIo>,
+        closed_tx: &mut Option<watch::Sender<bool>>,
+    ) {
+        if !send_control(&self.commands, Control::Close) {
+            if let Some(mut audio) = audio.take() {
+                audio.sink.finish();
+            }
+            if let Some(tx) = closed_tx.take() {
+                let _ = tx.send(true);
+            }
+        }
+    }
+}
+
+fn send_control(slot: &Mutex<Option<mpsc::Sender<Control>>>, c: Control) -> bool {
     let guard = slot.lock().unwrap_or_else(|e| e.into_inner());
     guard.as_ref().is_some_and(|tx| tx.try_send(c).is_ok())
 }
@@ -283,17 +326,7 @@ impl RtpAudio {
         };
         let local = SocketAddr::new(ip, rtp.local_addr().map_err(io_err)?.port());
         let audio = (options.audio)(session)?;
-        let (stats_tx, stats_rx) = watch::channel(MediaStats::default());
-        let (closed_tx, closed_rx) = watch::channel(false);
-        let (events, _) = broadcast::channel(64);
-        let handle = Arc::new(MediaHandle {
-            stats: stats_rx,
-            events,
-            commands: Mutex::new(None),
-            closed: closed_rx,
-            local,
-            negotiated: Mutex::new(None),
-        });
+        let (handle, stats_tx, closed_tx) = MediaHandle::unstarted(local);
         Ok(RtpAudio {
             oa: OfferAnswer::new(options.capabilities.clone(), seed % 1_000_000_000),
             options,
@@ -510,15 +543,7 @@ impl SessionDescriptionHandler for RtpAudio {
     }
 
     fn close(&mut self) {
-        if !send_control(&self.handle.commands, Control::Close) {
-            // never started: nothing to stop, but a recording is still finished
-            if let Some(mut audio) = self.audio.take() {
-                audio.sink.finish();
-            }
-            if let Some(tx) = self.closed_tx.take() {
-                let _ = tx.send(true);
-            }
-        }
+        self.handle.close(&mut self.audio, &mut self.closed_tx);
         if let Some((rtp, rtcp)) = self.sockets.take() {
             crate::ports::give(self.pool, rtp, rtcp, Instant::now());
         }

@@ -14,7 +14,7 @@
 //! over packets in order; a lost one is concealed by the codec).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket as StdUdpSocket};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use sipua::{
@@ -29,10 +29,10 @@ use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::codec::{MediaCodec, FRAME_SAMPLES};
-use crate::rtp_audio::{send_control, Control};
+use crate::rtp_audio::Control;
 use crate::sdp::offer_answer::{Codec, MediaCapabilities};
 use crate::stream::MediaStats;
 use crate::{AudioIo, AudioIoFactory, MediaHandle};
@@ -176,17 +176,7 @@ impl WebRtcAudio {
             .map_err(|e| SdhError::new(format!("ICE candidate {candidate}: {e}")))?;
         rtc.add_local_candidate(host);
         let audio = (options.audio)(session)?;
-        let (stats_tx, stats_rx) = watch::channel(MediaStats::default());
-        let (closed_tx, closed_rx) = watch::channel(false);
-        let (events, _) = broadcast::channel(64);
-        let handle = Arc::new(MediaHandle {
-            stats: stats_rx,
-            events,
-            commands: Mutex::new(None),
-            closed: closed_rx,
-            local: candidate,
-            negotiated: Mutex::new(None),
-        });
+        let (handle, stats_tx, closed_tx) = MediaHandle::unstarted(candidate);
         Ok(WebRtcAudio {
             rtc: Some(rtc),
             socket: Some(socket),
@@ -322,14 +312,7 @@ impl SessionDescriptionHandler for WebRtcAudio {
     }
 
     fn close(&mut self) {
-        if !send_control(&self.handle.commands, Control::Close) {
-            if let Some(mut audio) = self.audio.take() {
-                audio.sink.finish();
-            }
-            if let Some(tx) = self.closed_tx.take() {
-                let _ = tx.send(true);
-            }
-        }
+        self.handle.close(&mut self.audio, &mut self.closed_tx);
     }
 }
 

@@ -152,6 +152,32 @@ fn only_file(dir: &Path) -> PathBuf {
     files[0].clone()
 }
 
+/// Asserts that the page's report (`EVENT heard ...`) shows sipua's 440 Hz tone: at least 100
+/// packets, and 440 Hz the loudest of what it played. Returns the codec the page names.
+fn assert_page_heard_440(events: &str, context: &dyn Fn() -> String) -> String {
+    let heard = events
+        .lines()
+        .find(|l| l.starts_with("EVENT heard"))
+        .unwrap_or_else(|| panic!("no report of what the page heard\n{}", context()));
+    println!("the page: {heard}");
+    let field = |k: &str| -> String {
+        heard
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+            .unwrap_or("")
+            .to_owned()
+    };
+    let received: u64 = field("received").parse().unwrap_or(0);
+    let peak: i64 = field("peak_hz").parse().unwrap_or(0);
+    assert!(received >= 100, "{heard}\n{}", context());
+    assert!(
+        (peak - 440).abs() <= 15,
+        "peak {peak} Hz: {heard}\n{}",
+        context()
+    );
+    field("codec")
+}
+
 /// Who ends a browser call.
 #[derive(PartialEq)]
 enum HangsUp {
@@ -227,29 +253,8 @@ fn browser_calls_serve(codecs: &str, expect: &str, who: HangsUp, via_kamailio: b
     assert!(web.wait_for("established", 20.0), "{}", context());
     assert!(web.wait_for("terminated", 20.0), "{}", context());
     let events = web.events();
-    let heard = events
-        .lines()
-        .find(|l| l.starts_with("EVENT heard"))
-        .unwrap_or_else(|| panic!("no report of what the page heard\n{}", context()))
-        .to_owned();
-    println!("the page: {heard}");
-    let field = |k: &str| -> String {
-        heard
-            .split_whitespace()
-            .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
-            .unwrap_or("")
-            .to_owned()
-    };
-    // the page heard sipua's tone: its packets, and 440 Hz the loudest of what it played
-    let received: u64 = field("received").parse().unwrap_or(0);
-    let peak: i64 = field("peak_hz").parse().unwrap_or(0);
-    assert_eq!(field("codec"), expect, "{heard}\n{}", context());
-    assert!(received >= 100, "{heard}\n{}", context());
-    assert!(
-        (peak - 440).abs() <= 15,
-        "peak {peak} Hz: {heard}\n{}",
-        context()
-    );
+    let codec = assert_page_heard_440(&events, &context);
+    assert_eq!(codec, expect, "{}", context());
     match who {
         HangsUp::Page => {
             assert!(events.contains("EVENT bye-sent result=ok"), "{}", context());
@@ -348,27 +353,7 @@ fn sipua_calls_a_sipjs_page_registered_at_kamailio_and_hangs_up() {
     assert!(web.wait_for("terminated", 10.0), "{}", context(&text));
     let events = web.events();
     assert!(events.contains("EVENT bye-received"), "{}", context(&text));
-    let heard = events
-        .lines()
-        .find(|l| l.starts_with("EVENT heard"))
-        .unwrap_or("")
-        .to_owned();
-    println!("the page: {heard}");
-    let field = |k: &str| -> String {
-        heard
-            .split_whitespace()
-            .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
-            .unwrap_or("")
-            .to_owned()
-    };
-    let received: u64 = field("received").parse().unwrap_or(0);
-    let peak: i64 = field("peak_hz").parse().unwrap_or(0);
-    assert!(received >= 100, "{heard}\n{}", context(&text));
-    assert!(
-        (peak - 440).abs() <= 15,
-        "peak {peak} Hz: {heard}\n{}",
-        context(&text)
-    );
+    assert_page_heard_440(&events, &|| context(&text));
     let samples = read_wav(&recorded);
     assert_tone(
         "sipua's recording of the page",

@@ -394,16 +394,30 @@ mod tests {
         assert!(!reader.exceptions.contains_key(new.as_bytes()));
     }
 
-    #[tokio::test]
-    async fn each_datagram_reaches_the_shard_its_call_id_hashes_to() {
-        let listens = udp_shards("127.0.0.1:0".parse().unwrap(), 3).unwrap();
-        let mut shards: Vec<Box<dyn DatagramTransport>> = listens
+    /// Each shard's transport, as its agent would bind it.
+    fn bind_all(listens: &[Listen]) -> Vec<Box<dyn DatagramTransport>> {
+        listens
             .iter()
             .map(|l| match l {
                 Listen::Datagram(f) => f.bind().unwrap(),
                 _ => unreachable!(),
             })
-            .collect();
+            .collect()
+    }
+
+    /// What a shard has for its agent now, without waiting.
+    async fn poll_once(s: &mut dyn DatagramTransport) -> Option<(Bytes, SocketAddr)> {
+        std::future::poll_fn(|cx| match s.poll_recv_from(cx) {
+            Poll::Pending => Poll::Ready(None),
+            r => r,
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn each_datagram_reaches_the_shard_its_call_id_hashes_to() {
+        let listens = udp_shards("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        let mut shards = bind_all(&listens);
         // a second agent cannot take a shard already taken
         match &listens[1] {
             Listen::Datagram(f) => assert!(f.bind().is_err()),
@@ -422,11 +436,7 @@ mod tests {
         while got.iter().map(Vec::len).sum::<usize>() < ids.len() {
             assert!(tokio::time::Instant::now() < deadline, "datagrams lost");
             for (i, s) in shards.iter_mut().enumerate() {
-                let polled = std::future::poll_fn(|cx| match s.poll_recv_from(cx) {
-                    Poll::Pending => Poll::Ready(None),
-                    r => r,
-                })
-                .await;
+                let polled = poll_once(s.as_mut()).await;
                 if let Some((d, from)) = polled {
                     assert_eq!(from, peer.local_addr().unwrap());
                     let id = String::from_utf8(call_id(&d).unwrap().to_vec()).unwrap();
@@ -453,13 +463,7 @@ mod tests {
     #[tokio::test]
     async fn a_call_claimed_by_the_agent_that_took_its_connection_comes_to_it_over_udp() {
         let listens = udp_shards("127.0.0.1:0".parse().unwrap(), 3).unwrap();
-        let mut shards: Vec<Box<dyn DatagramTransport>> = listens
-            .iter()
-            .map(|l| match l {
-                Listen::Datagram(f) => f.bind().unwrap(),
-                _ => unreachable!(),
-            })
-            .collect();
+        let mut shards = bind_all(&listens);
         let addr = shards[0].local_addr();
         // a Call-ID that hashes to shard 1, whose INVITE shard 2 took over a connection
         let id = (0..)
@@ -478,11 +482,7 @@ mod tests {
             assert!(tokio::time::Instant::now() < deadline, "the BYE was lost");
             let mut arrived = None;
             for (i, s) in shards.iter_mut().enumerate() {
-                let polled = std::future::poll_fn(|cx| match s.poll_recv_from(cx) {
-                    Poll::Pending => Poll::Ready(None),
-                    r => r,
-                })
-                .await;
+                let polled = poll_once(s.as_mut()).await;
                 if polled.is_some() {
                     arrived = Some(i);
                 }
