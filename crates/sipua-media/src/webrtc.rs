@@ -10,9 +10,13 @@
 //! ([`MediaCodec`]: G.711, Opus with the `opus` feature) as [`crate::RtpAudio`], and the same
 //! [`MediaHandle`] for statistics and for waiting until a recording is complete.
 //!
-//! Not yet here: renegotiation (hold by re-INVITE), DTMF, and a jitter buffer (str0m hands
-//! over packets in order; a lost one is concealed by the codec).
+//! DTMF goes both ways as RFC 4733 telephone-events (a browser sends them with its
+//! `RTCDTMFSender`, which SIP.js's `sendDtmf` uses); they come out as [`MediaEvent::Dtmf`].
+//!
+//! Not yet here: renegotiation (hold by re-INVITE), and a jitter buffer (str0m hands over
+//! packets in order; a lost one is concealed by the codec).
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -25,24 +29,26 @@ use sipua::{
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::config::DtlsCert;
 use str0m::format::Codec as WebCodec;
-use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt, TelephoneEvent};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::codec::{MediaCodec, FRAME_SAMPLES};
+use crate::dtmf::DtmfReceiver;
 use crate::rtp_audio::Control;
 use crate::sdp::offer_answer::{Codec, MediaCapabilities};
-use crate::stream::MediaStats;
+use crate::stream::{MediaEvent, MediaStats};
 use crate::{AudioIo, AudioIoFactory, MediaHandle};
 
 /// Settings of [`WebRtcAudio`] handlers.
 #[derive(Clone)]
 pub struct WebRtcAudioOptions {
     /// Codecs offered and accepted, in order of preference: those of them a browser speaks
-    /// (Opus with the `opus` feature, PCMU, PCMA) are used. Default: Opus first when built
-    /// in, then PCMU and PCMA.
+    /// (Opus with the `opus` feature, PCMU, PCMA) are used, and telephone-event on its payload
+    /// type (at 8 kHz, and at 48 kHz on 110 beside Opus). Default: Opus first when built in,
+    /// then PCMU and PCMA; telephone-event on 101.
     pub capabilities: MediaCapabilities,
     /// The address announced as our ICE candidate instead of the one signalling names towards
     /// the peer (a NAT's public address).
@@ -53,12 +59,8 @@ pub struct WebRtcAudioOptions {
 
 impl Default for WebRtcAudioOptions {
     fn default() -> Self {
-        // no telephone-event yet: DTMF over WebRTC is still to come
         #[allow(unused_mut)]
-        let mut capabilities = MediaCapabilities {
-            telephone_event: None,
-            ..MediaCapabilities::default()
-        };
+        let mut capabilities = MediaCapabilities::default();
         #[cfg(feature = "opus")]
         capabilities.codecs.insert(0, crate::codec::opus());
         WebRtcAudioOptions {
@@ -111,6 +113,9 @@ pub fn is_webrtc_sdp(body: &[u8]) -> bool {
         l.starts_with("m=") && (l.contains("UDP/TLS/RTP/SAVP") || l.contains("TCP/TLS/RTP/SAVP"))
     })
 }
+
+/// The payload type of telephone-event at Opus's 48 kHz clock (Chrome's own choice).
+const OPUS_TELEPHONE_EVENT: u8 = 110;
 
 /// One DTLS certificate for the whole process: making a key pair per call would cost a
 /// browser call a few milliseconds of CPU for nothing (its fingerprint is in each SDP).
@@ -171,6 +176,28 @@ impl WebRtcAudio {
                 _ => config,
             };
         }
+        if let Some(te) = options.capabilities.telephone_event {
+            let opus = options
+                .capabilities
+                .codecs
+                .iter()
+                .any(|c| c.encoding.eq_ignore_ascii_case("opus"));
+            let mut tele = |pt: u8, rate: Frequency| {
+                let codecs = config.codec_config();
+                codecs.add_config(
+                    Pt::from(pt),
+                    None,
+                    WebCodec::Tele,
+                    rate,
+                    None,
+                    Default::default(),
+                );
+            };
+            tele(te, Frequency::EIGHT_KHZ);
+            if opus && te != OPUS_TELEPHONE_EVENT {
+                tele(OPUS_TELEPHONE_EVENT, Frequency::FORTY_EIGHT_KHZ);
+            }
+        }
         let mut rtc = config.build(Instant::now());
         let host = Candidate::host(candidate, "udp")
             .map_err(|e| SdhError::new(format!("ICE candidate {candidate}: {e}")))?;
@@ -230,6 +257,7 @@ impl WebRtcAudio {
             control: rx,
             stats_tx,
             closed_tx,
+            events: self.handle.events.clone(),
         }));
         self.running = true;
         Ok(())
@@ -311,6 +339,14 @@ impl SessionDescriptionHandler for WebRtcAudio {
         Some(self.handle.clone())
     }
 
+    fn send_dtmf(&mut self, tones: &str) -> bool {
+        let valid = !tones.is_empty()
+            && tones
+                .chars()
+                .all(|c| matches!(c, '0'..='9' | '*' | '#' | 'A'..='D' | 'a'..='d'));
+        valid && self.running && self.handle.send_dtmf(&tones.to_ascii_uppercase())
+    }
+
     fn close(&mut self) {
         self.handle.close(&mut self.audio, &mut self.closed_tx);
     }
@@ -341,6 +377,14 @@ struct Sender {
     timestamp: u64,
 }
 
+/// How long each digit we send lasts, and the silence after it (RFC 4733 §2.5.1.2 suggests
+/// at least 40 ms between events; str0m wants 50).
+const DIGIT: Duration = Duration::from_millis(100);
+const DIGIT_GAP: Duration = Duration::from_millis(70);
+
+/// Digits waiting to be sent at most.
+const MAX_QUEUED_DIGITS: usize = 64;
+
 /// What a call's media task owns.
 struct Media {
     rtc: Rtc,
@@ -353,6 +397,8 @@ struct Media {
     control: mpsc::Receiver<Control>,
     stats_tx: watch::Sender<MediaStats>,
     closed_tx: watch::Sender<bool>,
+    /// Where received DTMF goes (the handle's events).
+    events: broadcast::Sender<MediaEvent>,
 }
 
 /// The media task: moves datagrams, time and audio frames between the socket, str0m and
@@ -367,6 +413,7 @@ async fn run(media: Media) {
         mut control,
         stats_tx,
         closed_tx,
+        events,
     } = media;
     let mut buf = vec![0u8; 2048];
     let mut sender: Option<Sender> = None;
@@ -375,6 +422,9 @@ async fn run(media: Media) {
     let mut decoded = Vec::with_capacity(FRAME_SAMPLES * 6);
     let mut payload = Vec::with_capacity(1500);
     let mut stats = MediaStats::default();
+    let mut dtmf_rx: Option<DtmfReceiver> = None;
+    let mut dtmf_queue: VecDeque<u8> = VecDeque::new();
+    let mut next_digit_at = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     'call: loop {
@@ -391,6 +441,20 @@ async fn run(media: Media) {
                 }
                 Output::Event(Event::MediaAdded(m)) if m.kind == MediaKind::Audio => {
                     mid = Some(m.mid);
+                }
+                Output::Event(Event::MediaData(d)) if d.params.spec().codec == WebCodec::Tele => {
+                    // an RFC 4733 report (str0m hands over the first of a packet's)
+                    let rate = d.params.spec().clock_rate.get();
+                    let rx = dtmf_rx.get_or_insert_with(|| DtmfReceiver::new(rate));
+                    if let Some(digit) =
+                        rx.on_packet(d.time.numer() as u32, &d.data, Instant::now())
+                    {
+                        stats.dtmf_received += 1;
+                        let _ = events.send(MediaEvent::Dtmf {
+                            digit: digit.digit,
+                            duration_ms: digit.duration_ms,
+                        });
+                    }
                 }
                 Output::Event(Event::MediaData(d)) => {
                     stats.packets_received += 1;
@@ -458,6 +522,34 @@ async fn run(media: Media) {
                     }
                 }
                 let Some(s) = sender.as_mut() else { continue };
+                // the end of a digit the peer's receiver reports once, then the gap
+                if let Some(rx) = dtmf_rx.as_mut() {
+                    if let Some(digit) = rx.handle_timeout(now) {
+                        stats.dtmf_received += 1;
+                        let _ = events.send(MediaEvent::Dtmf {
+                            digit: digit.digit,
+                            duration_ms: digit.duration_ms,
+                        });
+                    }
+                }
+                let tone = if now >= next_digit_at {
+                    dtmf_queue.pop_front()
+                } else {
+                    None
+                };
+                let writer = match tone {
+                    Some(event) => {
+                        next_digit_at = now + DIGIT + DIGIT_GAP;
+                        stats.dtmf_sent += 1;
+                        writer.telephone_event(TelephoneEvent {
+                            event,
+                            end: true,
+                            volume: 10,
+                            duration: DIGIT,
+                        })
+                    }
+                    None => writer,
+                };
                 audio.source.read(&mut frame);
                 payload.clear();
                 s.codec.encode(&frame, &mut payload);
@@ -473,6 +565,15 @@ async fn run(media: Media) {
             }
             c = control.recv() => match c {
                 Some(Control::Close) | None => break 'call,
+                Some(Control::Dtmf(digits)) => {
+                    // bounded: a flood of digits beyond a few seconds' worth is dropped
+                    for d in digits.chars().filter_map(crate::dtmf::digit_to_event) {
+                        if dtmf_queue.len() < MAX_QUEUED_DIGITS {
+                            dtmf_queue.push_back(d);
+                        }
+                    }
+                    continue;
+                }
                 Some(_) => continue,
             },
         };

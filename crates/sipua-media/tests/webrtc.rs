@@ -169,6 +169,40 @@ async fn a_webrtc_call_carries_opus_both_ways() {
     audio_flows_both_ways(false, sipua_media::codec::opus()).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dtmf_goes_over_webrtc_as_telephone_events() {
+    let (alice, _) = agent("alice", Vec::new(), vec![Codec::pcmu()]).await;
+    let (bob, _) = agent("bob", Vec::new(), vec![Codec::pcmu()]).await;
+    let call = Inviter::new(&alice, uri(&bob, "bob"), Default::default()).unwrap();
+    call.invite(Default::default()).await.unwrap();
+    let inv = next(&bob).await;
+    inv.accept(Default::default()).await.unwrap();
+    call.established().await.unwrap();
+    let mut events = inv.audio().unwrap().events();
+    // DTLS first: digits sent before the keys exist would go nowhere
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    call.send_dtmf("5*#A").await.unwrap();
+    let mut digits = String::new();
+    while digits.len() < 4 {
+        match tokio::time::timeout(Duration::from_secs(3), events.recv()).await {
+            Ok(Ok(sipua_media::MediaEvent::Dtmf { digit, duration_ms })) => {
+                assert!((80..=120).contains(&duration_ms), "{duration_ms} ms");
+                digits.push(digit);
+            }
+            Ok(Ok(_)) => {}
+            other => panic!("no DTMF event: {other:?}, so far {digits:?}"),
+        }
+    }
+    assert_eq!(digits, "5*#A");
+    assert!(
+        call.send_dtmf("12x").await.is_err(),
+        "invalid digits are an error"
+    );
+    call.bye().await.unwrap();
+    alice.stop().await;
+    bob.stop().await;
+}
+
 #[test]
 fn a_plain_rtp_offer_is_not_taken_for_webrtc() {
     let avp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\

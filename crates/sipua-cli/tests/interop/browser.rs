@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::common::*;
 use crate::kamailio::Kamailio;
-use crate::media::{assert_tone, read_wav, tone, write_wav, TempDir};
+use crate::media::{assert_tone, read_wav, sipua_dtmf, tone, write_wav, TempDir};
 
 const PAGE: &str = include_str!("browser/call.html");
 const SIPJS_LIB: &str = concat!(
@@ -236,7 +236,7 @@ fn browser_calls_serve(codecs: &str, expect: &str, who: HangsUp, via_kamailio: b
         ),
     };
     let url = format!(
-        "http://127.0.0.1:{}/call.html?ws={server}&target={target}&listen=3&hangup={}",
+        "http://127.0.0.1:{}/call.html?ws={server}&target={target}&listen=3&hangup={}&dtmf=159%23",
         web.port,
         if who == HangsUp::Page { "page" } else { "peer" }
     );
@@ -255,6 +255,9 @@ fn browser_calls_serve(codecs: &str, expect: &str, who: HangsUp, via_kamailio: b
     let events = web.events();
     let codec = assert_page_heard_440(&events, &context);
     assert_eq!(codec, expect, "{}", context());
+    // the page's DTMF (its RTCDTMFSender) reached sipua as telephone-events, in order
+    assert!(events.contains("EVENT dtmf-sent ok=true"), "{}", context());
+    assert_eq!(sipua_dtmf(&out.text()), "159#", "{}", context());
     match who {
         HangsUp::Page => {
             assert!(events.contains("EVENT bye-sent result=ok"), "{}", context());

@@ -100,7 +100,7 @@ fn call(args: &[&str]) -> (bool, String) {
 }
 
 /// The digits of the `DTMF d (n ms)` lines `sipua serve` printed, in order.
-fn sipua_dtmf(printed: &str) -> String {
+pub(crate) fn sipua_dtmf(printed: &str) -> String {
     printed
         .lines()
         .filter_map(|l| l.split_once(": DTMF ").map(|(_, rest)| rest))
