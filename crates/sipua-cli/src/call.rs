@@ -287,7 +287,7 @@ fn describe(r: EndReason) -> String {
         EndReason::Timeout => "no response".into(),
         EndReason::TransportError => "could not send".into(),
         EndReason::AckTimeout => "no ACK: ended with BYE".into(),
-        EndReason::MediaFailure(e) => format!("media negotiation failed: {e}"),
+        EndReason::MediaFailure(e) => format!("media failed: {e}"),
         EndReason::Replaced => "replaced by a transferred call".into(),
         other => format!("{other:?}"),
     }

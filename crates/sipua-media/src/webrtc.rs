@@ -13,6 +13,10 @@
 //! DTMF goes both ways as RFC 4733 telephone-events (a browser sends them with its
 //! `RTCDTMFSender`, which SIP.js's `sendDtmf` uses); they come out as [`MediaEvent::Dtmf`].
 //!
+//! A peer that leaves without BYE (a closed tab: DTLS close_notify; a lost network: ICE
+//! consent lapses, RFC 7675) ends the session: BYE, and [`sipua::EndReason::MediaFailure`] with
+//! the reason.
+//!
 //! Not yet here: renegotiation (hold by re-INVITE), and a jitter buffer (str0m hands over
 //! packets in order; a lost one is concealed by the codec).
 
@@ -24,7 +28,7 @@ use std::time::{Duration, Instant};
 use sipua::{
     BodyAndContentType, BoxFuture, SdhError, SessionContext, SessionDescriptionHandler,
     SessionDescriptionHandlerFactory, SessionDescriptionHandlerModifier,
-    SessionDescriptionHandlerOptions,
+    SessionDescriptionHandlerOptions, SessionEnder,
 };
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::config::DtlsCert;
@@ -148,6 +152,8 @@ pub struct WebRtcAudio {
     stats_tx: Option<watch::Sender<MediaStats>>,
     closed_tx: Option<watch::Sender<bool>>,
     running: bool,
+    /// Ends the session when the peer leaves (consent lost, DTLS closed).
+    ender: SessionEnder,
 }
 
 impl WebRtcAudio {
@@ -216,6 +222,7 @@ impl WebRtcAudio {
             stats_tx: Some(stats_tx),
             closed_tx: Some(closed_tx),
             running: false,
+            ender: session.ender(),
         })
     }
 
@@ -258,6 +265,7 @@ impl WebRtcAudio {
             stats_tx,
             closed_tx,
             events: self.handle.events.clone(),
+            ender: self.ender.clone(),
         }));
         self.running = true;
         Ok(())
@@ -399,6 +407,8 @@ struct Media {
     closed_tx: watch::Sender<bool>,
     /// Where received DTMF goes (the handle's events).
     events: broadcast::Sender<MediaEvent>,
+    /// Ends the session when the peer leaves.
+    ender: SessionEnder,
 }
 
 /// The media task: moves datagrams, time and audio frames between the socket, str0m and
@@ -414,6 +424,7 @@ async fn run(media: Media) {
         stats_tx,
         closed_tx,
         events,
+        ender,
     } = media;
     let mut buf = vec![0u8; 2048];
     let mut sender: Option<Sender> = None;
@@ -476,7 +487,13 @@ async fn run(media: Media) {
                 Output::Event(Event::IceConnectionStateChange(
                     IceConnectionState::Disconnected,
                 )) => {
-                    // the browser is gone: consent lost (RFC 7675)
+                    // the browser is gone without a word: its consent lapsed (RFC 7675)
+                    ender.end(SdhError::new("the peer left: its ICE consent expired"));
+                    break 'call;
+                }
+                Output::Event(Event::Closed) => {
+                    // the browser closed its connection (DTLS close_notify): a closed tab
+                    ender.end(SdhError::new("the peer closed its WebRTC connection"));
                     break 'call;
                 }
                 Output::Event(_) => {}

@@ -48,7 +48,7 @@ pub use registerer::{
 pub use sdh::{
     BodyAndContentType, BoxFuture, FixedSdp, FixedSdpFactory, SdhError, SessionContext,
     SessionDescriptionHandler, SessionDescriptionHandlerFactory, SessionDescriptionHandlerModifier,
-    SessionDescriptionHandlerOptions,
+    SessionDescriptionHandlerOptions, SessionEnder,
 };
 pub use session::{
     EndReason, Invitation, InvitationAcceptOptions, InvitationProgressOptions,

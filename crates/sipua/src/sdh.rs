@@ -202,6 +202,8 @@ pub struct SessionContext {
     /// The session the handler is for, read when asked (parsing who is calling costs
     /// thousands of instructions a call; most handlers never ask).
     pub(crate) session: Option<Arc<std::sync::Mutex<crate::session::SessionInfo>>>,
+    /// The session's commands, weakly (see [`SessionContext::ender`]).
+    pub(crate) ender: Option<crate::mailbox::WeakMailbox<Box<crate::session::SessionCommand>>>,
 }
 
 impl std::fmt::Debug for SessionContext {
@@ -226,12 +228,41 @@ impl SessionContext {
         crate::session::remote_identity_of(self.session.as_ref()?)
     }
 
+    /// What ends the session when its media is gone for good (the peer left: its ICE
+    /// consent expired, it closed DTLS): a handler's media task keeps it and calls
+    /// [`SessionEnder::end`].
+    pub fn ender(&self) -> SessionEnder {
+        SessionEnder(self.ender.clone())
+    }
+
     /// The INVITE that started a callee's session (its headers: what the caller dialled,
     /// what a proxy added); `None` for a caller.
     pub fn request(&self) -> Option<Arc<sipua_message::Request>> {
         let info = self.session.as_ref()?;
         let i = info.lock().unwrap_or_else(|e| e.into_inner());
         i.invite.clone()
+    }
+}
+
+/// Ends a session from its media handler ([`SessionContext::ender`]): the session sends BYE
+/// (or refuses a call not answered yet) and ends with [`crate::EndReason::MediaFailure`]
+/// carrying the handler's reason. It holds the session weakly: a session already gone is
+/// left alone.
+#[derive(Clone, Default)]
+pub struct SessionEnder(Option<crate::mailbox::WeakMailbox<Box<crate::session::SessionCommand>>>);
+
+impl SessionEnder {
+    /// Ends the session because its media is gone, for `why`.
+    pub fn end(&self, why: SdhError) {
+        if let Some(commands) = self.0.as_ref().and_then(|w| w.upgrade()) {
+            let _ = commands.try_send(Box::new(crate::session::SessionCommand::MediaEnded(why)));
+        }
+    }
+}
+
+impl std::fmt::Debug for SessionEnder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionEnder").finish_non_exhaustive()
     }
 }
 

@@ -906,3 +906,58 @@ async fn identities_of_both_sides_and_the_asserted_one() {
     assert!(call.asserted_identity().is_none());
     call.bye().await.unwrap();
 }
+
+/// A media handler factory that keeps each session's ender, as a media handler's task would.
+struct KeepsEnders {
+    inner: sipua::FixedSdpFactory,
+    enders: Arc<std::sync::Mutex<Vec<sipua::SessionEnder>>>,
+}
+
+impl sipua::SessionDescriptionHandlerFactory for KeepsEnders {
+    fn create(
+        &self,
+        session: &sipua::SessionContext,
+        options: &sipua::SessionDescriptionHandlerOptions,
+    ) -> Result<Box<dyn sipua::SessionDescriptionHandler>, sipua::SdhError> {
+        self.enders.lock().unwrap().push(session.ender());
+        self.inner.create(session, options)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn media_that_finds_the_peer_gone_ends_the_session_with_bye_and_the_reason() {
+    let net = MemoryNetwork::new(3, LinkConfig::default());
+    let enders = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = enders.clone();
+    let alice = agent(&net, ALICE, "alice", |_| {}).await;
+    let bob = agent(&net, BOB, "bob", move |o| {
+        o.session_description_handler_factory = Arc::new(KeepsEnders {
+            inner: Default::default(),
+            enders: kept,
+        });
+    })
+    .await;
+    let p = Pair { net, alice, bob };
+    let call = invite_with(&p, Default::default()).await;
+    let inv = invitation(&p).await;
+    inv.accept(Default::default()).await.unwrap();
+    call.established().await.unwrap();
+    let ender = enders
+        .lock()
+        .unwrap()
+        .first()
+        .cloned()
+        .expect("Bob's handler was made");
+    // Bob's media says the peer is gone: Bob hangs up, and says why
+    ender.end(sipua::SdhError::new("the peer left"));
+    assert_eq!(call.terminated().await, EndReason::RemoteBye);
+    match inv.terminated().await {
+        EndReason::MediaFailure(e) => assert!(e.to_string().contains("the peer left"), "{e}"),
+        other => panic!("ended {other:?}"),
+    }
+    // once ended, or with no session at all, an ender does nothing
+    ender.end(sipua::SdhError::new("again"));
+    sipua::SessionEnder::default().end(sipua::SdhError::new("no session"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(matches!(inv.end_reason(), Some(EndReason::MediaFailure(_))));
+}

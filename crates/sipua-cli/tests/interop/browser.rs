@@ -366,3 +366,43 @@ fn sipua_calls_a_sipjs_page_registered_at_kamailio_and_hangs_up() {
         &|| context(&text),
     );
 }
+
+#[test]
+fn a_page_that_closes_its_connection_without_bye_ends_the_call_in_sipua() {
+    // a closed tab sends no BYE: its peer connection closes (DTLS close_notify), and sipua
+    // ends the session itself, with BYE and the reason
+    let dir = TempDir::new("browser-leaves");
+    let mic = dir.join("mic.wav");
+    write_wav(&mic, &tone(1000.0, 10.0));
+    let port = free_tcp_port();
+    let (_served, out) = spawn(
+        Command::new(env!("CARGO_BIN_EXE_sipua"))
+            .args(["serve", "--listen", &format!("ws:127.0.0.1:{port}")])
+            .args(["--lifetime", "60", "--echo"]),
+    );
+    assert!(out.wait_for("listening on", 10.0), "{}", out.text());
+    let web = Web::start();
+    let url = format!(
+        "http://127.0.0.1:{}/call.html?ws=ws://127.0.0.1:{port}\
+         &target=sip:bob@127.0.0.1:{port};transport=ws&listen=2&hangup=peer&leave=1",
+        web.port
+    );
+    let (_browser, browser_out) = chromium(&url, &mic, &dir.join("profile"));
+    let context = || {
+        format!(
+            "page events:\n{}\nsipua serve:\n{}\nchromium:\n{}",
+            web.events(),
+            out.text(),
+            browser_out.text()
+        )
+    };
+    assert!(web.wait_for("left", 20.0), "{}", context());
+    assert!(
+        out.wait_for("the peer closed its WebRTC connection)", 10.0)
+            && out.text().contains(": terminated (media failed: "),
+        "{}",
+        context()
+    );
+    // and the page heard sipua's BYE
+    assert!(web.wait_for("bye-received", 10.0), "{}", context());
+}

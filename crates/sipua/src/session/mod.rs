@@ -75,7 +75,9 @@ pub enum EndReason {
     TransportError,
     /// Our 2xx was never acknowledged: the session ended with BYE (RFC 3261 §13.3.1.4).
     AckTimeout,
-    /// Media negotiation failed (the session was ended with BYE or 488), with the error.
+    /// The media failed: its negotiation, or the media handler found the peer gone (a
+    /// WebRTC peer's consent lapsed or it closed DTLS, [`crate::SessionEnder`]). The session
+    /// was ended with BYE (or 488 before an answer); the error says why.
     MediaFailure(Box<Error>),
     /// Disposed before it was established.
     Disposed,
@@ -258,6 +260,9 @@ pub(crate) enum SessionCommand {
         Vec<Header>,
         Reply<()>,
     ),
+    /// The media handler says the media is gone (the peer left: ICE consent lost, DTLS
+    /// closed): the session ends with BYE.
+    MediaEnded(crate::SdhError),
     /// A NOTIFY of the implicit subscription of the peer's REFER with CSeq `event_id`.
     ReferNotify {
         event_id: u32,

@@ -720,6 +720,7 @@ impl Task {
                     id
                 },
                 session: Some(self.info.clone()),
+                ender: self.me.clone(),
             };
             let sdh = self
                 .shared
@@ -823,6 +824,24 @@ impl Task {
                 let _ = reply.send(r);
             }
             SessionCommand::Bye(o, reply) => self.bye(o, reply).await,
+            SessionCommand::MediaEnded(why) => {
+                if self.current() == SessionState::Terminated {
+                    return;
+                }
+                // a call up: BYE; one not answered yet: refused (as a failed offer is)
+                if let Some(d) = self.dialog.clone() {
+                    if self.current() == SessionState::Established {
+                        self.bye_dialog(&d).await;
+                    }
+                }
+                if let Some(id) = self.uas().filter(|u| !u.finished).map(|u| u.id) {
+                    let _ = self.respond(id, 488, None, Vec::new(), None).await;
+                    if let Some(u) = self.uas() {
+                        u.finished = true;
+                    }
+                }
+                self.terminate(EndReason::MediaFailure(Box::new(Error::from(why))));
+            }
             SessionCommand::Request(method, o, reply) => {
                 if self.current() != SessionState::Established {
                     let _ = reply.send(self.invalid("send a request"));
@@ -1620,6 +1639,7 @@ impl Task {
                 bind_ip: self.shared.local.ip(),
                 id: format!("{}-{}-fork", self.shared.local, self.key),
                 session: None,
+                ender: None,
             };
             let pending = throwaway_answer(
                 self.shared.clone(),
