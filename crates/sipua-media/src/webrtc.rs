@@ -17,8 +17,9 @@
 //! consent lapses, RFC 7675) ends the session: BYE, and [`sipua::EndReason::MediaFailure`] with
 //! the reason.
 //!
-//! Not yet here: renegotiation (hold by re-INVITE), and a jitter buffer (str0m hands over
-//! packets in order; a lost one is concealed by the codec).
+//! Hold and resume are renegotiations (RFC 3264 §8.4): a re-offer sets our direction
+//! (`sendonly` on hold) and str0m answers the peer's. Not yet here: a jitter buffer (str0m
+//! hands over packets in order; a lost one is concealed by the codec).
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket as StdUdpSocket};
@@ -154,7 +155,19 @@ pub struct WebRtcAudio {
     running: bool,
     /// Ends the session when the peer leaves (consent lost, DTLS closed).
     ender: SessionEnder,
+    /// Once the media task runs, the way to its `Rtc` (a renegotiation is done there).
+    ops: Option<mpsc::Sender<RtcOp>>,
+    /// The last description each side sent: a re-offer that changes nothing sends ours again,
+    /// and the peer's repeated one (a 2xx after a 183) is no new offer.
+    last_local: Option<String>,
+    last_remote: Option<String>,
+    /// Our last re-offer changed nothing: its answer has nothing to apply.
+    offer_unchanged: bool,
 }
+
+/// Work for the media task's `Rtc` (with the audio's media id, once known): a renegotiation
+/// step asked by the handler, whose result goes back on a one-shot channel inside.
+type RtcOp = Box<dyn FnOnce(&mut Rtc, Option<Mid>) + Send>;
 
 impl WebRtcAudio {
     /// A handler for `session`: binds its one UDP port now and makes its audio ends.
@@ -223,6 +236,10 @@ impl WebRtcAudio {
             closed_tx: Some(closed_tx),
             running: false,
             ender: session.ender(),
+            ops: None,
+            last_local: None,
+            last_remote: None,
+            offer_unchanged: false,
         })
     }
 
@@ -231,10 +248,23 @@ impl WebRtcAudio {
         self.handle.clone()
     }
 
-    fn rtc(&mut self) -> Result<&mut Rtc, SdhError> {
-        self.rtc
-            .as_mut()
-            .ok_or_else(|| SdhError::new("renegotiating a WebRTC call is not supported yet"))
+    /// Runs `f` on the call's `Rtc`: here before the media starts, in the media task after
+    /// (so that its single-writer rule holds: every change is followed by draining its output).
+    async fn on_rtc<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut Rtc, Option<Mid>) -> T + Send + 'static,
+    ) -> Result<T, SdhError> {
+        if let Some(rtc) = self.rtc.as_mut() {
+            return Ok(f(rtc, self.mid));
+        }
+        let gone = || SdhError::new("the WebRTC media has ended");
+        let ops = self.ops.as_ref().ok_or_else(gone)?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let op: RtcOp = Box::new(move |rtc, mid| {
+            let _ = tx.send(f(rtc, mid));
+        });
+        ops.send(op).await.map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
     }
 
     /// Starts the media task once offer and answer are both applied.
@@ -249,6 +279,8 @@ impl WebRtcAudio {
             return Err(SdhError::new("media already closed"));
         };
         let socket = UdpSocket::from_std(socket).map_err(io_err)?;
+        let (ops_tx, ops) = mpsc::channel(4);
+        self.ops = Some(ops_tx);
         let (tx, rx) = mpsc::channel(16);
         *self
             .handle
@@ -266,6 +298,7 @@ impl WebRtcAudio {
             closed_tx,
             events: self.handle.events.clone(),
             ender: self.ender.clone(),
+            ops,
         }));
         self.running = true;
         Ok(())
@@ -275,29 +308,67 @@ impl WebRtcAudio {
 impl SessionDescriptionHandler for WebRtcAudio {
     fn get_description<'a>(
         &'a mut self,
-        _options: &'a SessionDescriptionHandlerOptions,
+        options: &'a SessionDescriptionHandlerOptions,
         modifiers: &'a [SessionDescriptionHandlerModifier],
     ) -> BoxFuture<'a, Result<BodyAndContentType, SdhError>> {
         Box::pin(async move {
             let sdp = if let Some(offer) = self.remote_offer.take() {
+                // the peer's offer, first or later (hold, resume): str0m answers it
                 let answer = self
-                    .rtc()?
-                    .sdp_api()
-                    .accept_offer(offer)
+                    .on_rtc(move |rtc, _| {
+                        rtc.sdp_api().accept_offer(offer).map(|a| a.to_sdp_string())
+                    })
+                    .await?
                     .map_err(|e| SdhError::new(format!("the WebRTC offer: {e}")))?;
-                self.start()?;
-                answer.to_sdp_string()
-            } else {
-                let rtc = self.rtc()?;
-                let mut api = rtc.sdp_api();
-                let mid = api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
-                let (offer, pending) = api
-                    .apply()
+                if !self.running {
+                    self.start()?;
+                }
+                answer
+            } else if self.rtc.is_some() && self.mid.is_none() {
+                // our first offer: one audio stream
+                let (offer, pending, mid) = self
+                    .on_rtc(|rtc, _| {
+                        let mut api = rtc.sdp_api();
+                        let mid =
+                            api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+                        api.apply().map(|(o, p)| (o.to_sdp_string(), p, mid))
+                    })
+                    .await?
                     .ok_or_else(|| SdhError::new("no WebRTC offer to make"))?;
                 self.pending = Some(pending);
                 self.mid = Some(mid);
-                offer.to_sdp_string()
+                offer
+            } else {
+                // a re-offer: on hold we only send (RFC 3264 §8.4), else both ways
+                let dir = if options.hold {
+                    Direction::SendOnly
+                } else {
+                    Direction::SendRecv
+                };
+                let made = self
+                    .on_rtc(move |rtc, mid| {
+                        let mut api = rtc.sdp_api();
+                        if let Some(m) = mid {
+                            api.set_direction(m, dir);
+                        }
+                        api.apply().map(|(o, p)| (o.to_sdp_string(), p))
+                    })
+                    .await?;
+                match made {
+                    Some((offer, pending)) => {
+                        self.pending = Some(pending);
+                        offer
+                    }
+                    None => {
+                        // nothing changes (a refresh): the same description again
+                        self.offer_unchanged = true;
+                        self.last_local
+                            .clone()
+                            .ok_or_else(|| SdhError::new("no WebRTC offer to make"))?
+                    }
+                }
             };
+            self.last_local = Some(sdp.clone());
             BodyAndContentType::sdp(sdp).modified(modifiers)
         })
     }
@@ -315,21 +386,24 @@ impl SessionDescriptionHandler for WebRtcAudio {
             if let Some(pending) = self.pending.take() {
                 let answer = SdpAnswer::from_sdp_string(text)
                     .map_err(|e| SdhError::new(format!("the WebRTC answer: {e}")))?;
-                self.rtc()?
-                    .sdp_api()
-                    .accept_answer(pending, answer)
+                self.on_rtc(move |rtc, _| rtc.sdp_api().accept_answer(pending, answer))
+                    .await?
                     .map_err(|e| SdhError::new(format!("the WebRTC answer: {e}")))?;
-                self.start()
-            } else if self.running {
-                Err(SdhError::new(
-                    "renegotiating a WebRTC call is not supported yet",
-                ))
+                if !self.running {
+                    self.start()?;
+                }
+            } else if std::mem::take(&mut self.offer_unchanged)
+                || self.last_remote.as_deref() == Some(text)
+            {
+                // the answer to a re-offer that changed nothing, or the same description
+                // again (a 2xx after a 183): nothing new
             } else {
                 let offer = SdpOffer::from_sdp_string(text)
                     .map_err(|e| SdhError::new(format!("the WebRTC offer: {e}")))?;
                 self.remote_offer = Some(offer);
-                Ok(())
             }
+            self.last_remote = Some(text.to_owned());
+            Ok(())
         })
     }
 
@@ -338,8 +412,11 @@ impl SessionDescriptionHandler for WebRtcAudio {
     }
 
     fn rollback_description(&mut self) -> BoxFuture<'_, Result<(), SdhError>> {
+        // the offer refused: the session stays as it was (str0m forgets a pending offer
+        // when the next one is made)
         self.remote_offer = None;
         self.pending = None;
+        self.offer_unchanged = false;
         Box::pin(async { Ok(()) })
     }
 
@@ -390,6 +467,9 @@ struct Sender {
 const DIGIT: Duration = Duration::from_millis(100);
 const DIGIT_GAP: Duration = Duration::from_millis(70);
 
+/// How late a frame may be sent; a later one is skipped.
+const MAX_CATCH_UP: Duration = Duration::from_millis(200);
+
 /// Digits waiting to be sent at most.
 const MAX_QUEUED_DIGITS: usize = 64;
 
@@ -409,6 +489,8 @@ struct Media {
     events: broadcast::Sender<MediaEvent>,
     /// Ends the session when the peer leaves.
     ender: SessionEnder,
+    /// Renegotiation steps from the handler.
+    ops: mpsc::Receiver<RtcOp>,
 }
 
 /// The media task: moves datagrams, time and audio frames between the socket, str0m and
@@ -425,7 +507,9 @@ async fn run(media: Media) {
         closed_tx,
         events,
         ender,
+        mut ops,
     } = media;
+    let mut ops_open = true;
     let mut buf = vec![0u8; 2048];
     let mut sender: Option<Sender> = None;
     let mut decoders: Vec<(Pt, MediaCodec)> = Vec::new();
@@ -437,7 +521,10 @@ async fn run(media: Media) {
     let mut dtmf_queue: VecDeque<u8> = VecDeque::new();
     let mut next_digit_at = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(20));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // a frame every 20 ms on average: ticks missed while the task waited for a core are made
+    // up at once (as RtpAudio's stream does), unless too late to matter (then skipped, the
+    // RTP clock still moving on)
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     'call: loop {
         // drain everything str0m has to say after the last input, up to its next deadline
         let deadline = loop {
@@ -505,14 +592,14 @@ async fn run(media: Media) {
                 Ok((n, source)) => match buf[..n].try_into() {
                     Ok(contents) if stats.remote.is_none() => {
                         stats.remote = Some(source);
-                        Input::Receive(now, Receive {
+                        Input::Receive(Instant::now(), Receive {
                             proto: Protocol::Udp,
                             source,
                             destination: candidate,
                             contents,
                         })
                     }
-                    Ok(contents) => Input::Receive(now, Receive {
+                    Ok(contents) => Input::Receive(Instant::now(), Receive {
                         proto: Protocol::Udp,
                         source,
                         // str0m matches this against our candidate: a socket on a wildcard
@@ -525,7 +612,15 @@ async fn run(media: Media) {
                 Err(_) => continue,
             },
             _ = tokio::time::sleep_until(deadline.max(now).into()) => Input::Timeout(Instant::now()),
-            _ = tick.tick() => {
+            due = tick.tick() => {
+                let now = Instant::now();
+                let late = now.saturating_duration_since(due.into_std()) > MAX_CATCH_UP;
+                if late {
+                    if let Some(s) = sender.as_mut() {
+                        s.timestamp += u64::from(s.codec.timestamp_step());
+                    }
+                    continue;
+                }
                 let Some(m) = mid else { continue };
                 let Some(writer) = rtc.writer(m) else { continue };
                 if sender.is_none() {
@@ -578,6 +673,14 @@ async fn run(media: Media) {
                 }
                 stats_tx.send_replace(stats.clone());
                 // the write was an input: drain again before the next
+                continue;
+            }
+            op = ops.recv(), if ops_open => {
+                match op {
+                    // a change: drained at the top of the loop, as after any input
+                    Some(op) => op(&mut rtc, mid),
+                    None => ops_open = false,
+                }
                 continue;
             }
             c = control.recv() => match c {

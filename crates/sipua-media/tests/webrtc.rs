@@ -9,7 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sipua::message::Uri;
-use sipua::{EndReason, Invitation, Inviter, InviterOptions, Listen, UserAgent, UserAgentOptions};
+use sipua::{
+    EndReason, Invitation, Inviter, InviterOptions, Listen, SessionDescriptionHandlerOptions,
+    SessionInviteOptions, UserAgent, UserAgentOptions,
+};
 use sipua_media::analysis;
 use sipua_media::audio::{demo_melody, AudioSink, AudioSource, MemorySink, NullSink, Tone};
 use sipua_media::audio::{Silence, WavSource};
@@ -198,6 +201,55 @@ async fn dtmf_goes_over_webrtc_as_telephone_events() {
         call.send_dtmf("12x").await.is_err(),
         "invalid digits are an error"
     );
+    call.bye().await.unwrap();
+    alice.stop().await;
+    bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_and_resume_renegotiate_a_webrtc_call() {
+    let (alice, _) = agent("alice", Vec::new(), vec![Codec::pcmu()]).await;
+    let (bob, _) = agent("bob", Vec::new(), vec![Codec::pcmu()]).await;
+    let call = Inviter::new(&alice, uri(&bob, "bob"), Default::default()).unwrap();
+    call.invite(Default::default()).await.unwrap();
+    let inv = next(&bob).await;
+    inv.accept(Default::default()).await.unwrap();
+    call.established().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let text = |d: Option<sipua::BodyAndContentType>| {
+        String::from_utf8_lossy(&d.expect("a description").body).into_owned()
+    };
+    // Alice holds: she offers sendonly, Bob answers recvonly (RFC 3264 §8.4)
+    call.session()
+        .invite(SessionInviteOptions {
+            session_description_handler_options: Some(SessionDescriptionHandlerOptions::hold()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(text(inv.remote_description()).contains("a=sendonly"));
+    assert!(text(call.remote_description()).contains("a=recvonly"));
+    // and resumes: both ways again, and the audio flows again both ways
+    call.session().invite(Default::default()).await.unwrap();
+    assert!(text(inv.remote_description()).contains("a=sendrecv"));
+    assert!(text(call.remote_description()).contains("a=sendrecv"));
+    let (a, b) = (call.audio().unwrap(), inv.audio().unwrap());
+    let before = (a.stats().packets_received, b.stats().packets_received);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let after = (a.stats().packets_received, b.stats().packets_received);
+    assert!(
+        after.0 >= before.0 + 40 && after.1 >= before.1 + 40,
+        "{before:?} {after:?}"
+    );
+    // Bob holds too, from his side
+    inv.session()
+        .invite(SessionInviteOptions {
+            session_description_handler_options: Some(SessionDescriptionHandlerOptions::hold()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(text(call.remote_description()).contains("a=sendonly"));
     call.bye().await.unwrap();
     alice.stop().await;
     bob.stop().await;

@@ -235,10 +235,14 @@ fn browser_calls_serve(codecs: &str, expect: &str, who: HangsUp, via_kamailio: b
             format!("sip:bob@127.0.0.1:{port};transport=ws"),
         ),
     };
-    let url = format!(
-        "http://127.0.0.1:{}/call.html?ws={server}&target={target}&listen=3&hangup={}&dtmf=159%23",
+    let url =
+        format!(
+        "http://127.0.0.1:{}/call.html?ws={server}&target={target}&listen=3&hangup={}&dtmf=159%23\
+         &hold={}",
         web.port,
-        if who == HangsUp::Page { "page" } else { "peer" }
+        if who == HangsUp::Page { "page" } else { "peer" },
+        // the page holds and resumes the call in the straight Opus call
+        if who == HangsUp::Page && !via_kamailio { "1" } else { "" }
     );
     let (_browser, browser_out) = chromium(&url, &mic, &dir.join("profile"));
     let context = || {
@@ -257,6 +261,16 @@ fn browser_calls_serve(codecs: &str, expect: &str, who: HangsUp, via_kamailio: b
     assert_eq!(codec, expect, "{}", context());
     // the page's DTMF (its RTCDTMFSender) reached sipua as telephone-events, in order
     assert!(events.contains("EVENT dtmf-sent ok=true"), "{}", context());
+    if who == HangsUp::Page && !via_kamailio {
+        // hold and resume by re-INVITE, both answered by sipua's WebRTC handler
+        for step in ["hold", "unhold"] {
+            assert!(
+                events.contains(&format!("EVENT {step} result=ok")),
+                "{step}\n{}",
+                context()
+            );
+        }
+    }
     assert_eq!(sipua_dtmf(&out.text()), "159#", "{}", context());
     match who {
         HangsUp::Page => {
@@ -343,6 +357,8 @@ fn sipua_calls_a_sipjs_page_registered_at_kamailio_and_hangs_up() {
                 "--webrtc",
                 "--duration",
                 "3",
+                // it holds and resumes the page by re-INVITE (a WebRTC renegotiation)
+                "--hold",
             ])
             .arg("--play")
             .arg(&ours)
@@ -353,6 +369,11 @@ fn sipua_calls_a_sipjs_page_registered_at_kamailio_and_hangs_up() {
     let text = call_out.text();
     assert!(status.is_some_and(|s| s.success()), "{}", context(&text));
     assert!(text.contains("BYE: 200 OK"), "{}", context(&text));
+    assert!(
+        text.contains("hold: ok") && text.contains("unhold: ok"),
+        "{}",
+        context(&text)
+    );
     assert!(web.wait_for("terminated", 10.0), "{}", context(&text));
     let events = web.events();
     assert!(events.contains("EVENT bye-received"), "{}", context(&text));
