@@ -518,6 +518,7 @@ async fn run(media: Media) {
     let mut payload = Vec::with_capacity(1500);
     let mut stats = MediaStats::default();
     let mut dtmf_rx: Option<DtmfReceiver> = None;
+    let (mut first_seq, mut last_seq): (Option<u64>, u64) = (None, 0);
     let mut dtmf_queue: VecDeque<u8> = VecDeque::new();
     let mut next_digit_at = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(20));
@@ -555,8 +556,18 @@ async fn run(media: Media) {
                     }
                 }
                 Output::Event(Event::MediaData(d)) => {
-                    stats.packets_received += 1;
+                    // loss from the sequence numbers str0m extends (RFC 3550 A.3): the span
+                    // seen so far against what arrived
+                    let (lo, hi) = (**d.seq_range.start(), **d.seq_range.end());
+                    stats.packets_received += hi.saturating_sub(lo) + 1;
                     stats.octets_received += d.data.len() as u64;
+                    let first = *first_seq.get_or_insert(lo);
+                    first_seq = Some(first.min(lo));
+                    last_seq = last_seq.max(hi);
+                    let expected = last_seq.saturating_sub(first.min(lo)) + 1;
+                    let lost = expected.saturating_sub(stats.packets_received);
+                    stats.packets_lost = lost as i64;
+                    stats.loss_fraction = lost as f32 / expected as f32;
                     let known = decoders.iter().position(|(pt, _)| *pt == d.pt);
                     let index = known.or_else(|| {
                         let codec = MediaCodec::new(&codec_of(d.params.spec().codec)?).ok()?;
