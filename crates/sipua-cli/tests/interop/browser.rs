@@ -131,6 +131,8 @@ fn chromium(url: &str, mic: &Path, profile: &Path) -> (Killed, Output) {
                 // host candidates on loopback, and their real addresses rather than mDNS names
                 "--allow-loopback-in-peer-connection",
                 "--disable-features=WebRtcHideLocalIpsWithMdns",
+                // the tests' self-signed certificate on sipua's WSS listener
+                "--ignore-certificate-errors",
             ])
             .arg(format!(
                 "--use-file-for-fake-audio-capture={}",
@@ -188,10 +190,10 @@ enum HangsUp {
 /// SIP.js in Chromium calls `sipua serve --listen ws:` with `codecs` (or, `via_kamailio`,
 /// `serve --listen udp:` through Kamailio's WebSocket listener, which record-routes); audio
 /// is checked both ways, and the call ends from `who`'s side.
-fn browser_calls_serve(codecs: &str, expect: &str, who: HangsUp, via_kamailio: bool) {
+fn browser_calls_serve(codecs: &str, expect: &str, who: HangsUp, via_kamailio: bool, ws: &str) {
     // a directory of each test's own (they run at once)
     let dir = TempDir::new(&format!(
-        "browser-{codecs}-{}-{}",
+        "browser-{codecs}-{}-{ws}-{}",
         if via_kamailio { "kamailio" } else { "straight" },
         if who == HangsUp::Page {
             "page"
@@ -209,7 +211,7 @@ fn browser_calls_serve(codecs: &str, expect: &str, who: HangsUp, via_kamailio: b
     let kamailio = via_kamailio.then(|| Kamailio::start_with("browser", &["OPEN_RELAY"]));
     let (port, listen) = match &kamailio {
         Some(_) => (free_udp_port(), "udp"),
-        None => (free_tcp_port(), "ws"),
+        None => (free_tcp_port(), ws),
     };
     let mut serve = Command::new(env!("CARGO_BIN_EXE_sipua"));
     serve
@@ -221,6 +223,11 @@ fn browser_calls_serve(codecs: &str, expect: &str, who: HangsUp, via_kamailio: b
     if who == HangsUp::Sipua {
         serve.args(["--hangup-after", "3"]);
     }
+    if listen == "wss" {
+        // the tests' self-signed certificate (Chromium is told to accept it)
+        let (cert, key) = test_certificate();
+        serve.arg("--cert").arg(cert).arg("--key").arg(key);
+    }
     let (mut served, out) = spawn(&mut serve);
     assert!(out.wait_for("listening on", 10.0), "{}", out.text());
     let web = Web::start();
@@ -231,8 +238,8 @@ fn browser_calls_serve(codecs: &str, expect: &str, who: HangsUp, via_kamailio: b
             format!("sip:bob@127.0.0.1:{port}"),
         ),
         None => (
-            format!("ws://127.0.0.1:{port}"),
-            format!("sip:bob@127.0.0.1:{port};transport=ws"),
+            format!("{ws}://127.0.0.1:{port}"),
+            format!("sip:bob@127.0.0.1:{port};transport={ws}"),
         ),
     };
     let url =
@@ -241,7 +248,7 @@ fn browser_calls_serve(codecs: &str, expect: &str, who: HangsUp, via_kamailio: b
          &hold={}",
         web.port,
         if who == HangsUp::Page { "page" } else { "peer" },
-        // the page holds and resumes the call in the straight Opus call
+        // the page holds and resumes the call in the straight calls it ends
         if who == HangsUp::Page && !via_kamailio { "1" } else { "" }
     );
     let (_browser, browser_out) = chromium(&url, &mic, &dir.join("profile"));
@@ -305,18 +312,23 @@ fn browser_calls_serve(codecs: &str, expect: &str, who: HangsUp, via_kamailio: b
 #[cfg(feature = "opus")]
 #[test]
 fn sipjs_in_chromium_calls_sipua_with_opus_and_hangs_up() {
-    browser_calls_serve("opus,pcmu", "audio/opus", HangsUp::Page, false);
+    browser_calls_serve("opus,pcmu", "audio/opus", HangsUp::Page, false, "ws");
 }
 
 #[test]
 fn sipjs_in_chromium_calls_sipua_with_pcmu_and_sipua_hangs_up() {
-    browser_calls_serve("pcmu", "audio/PCMU", HangsUp::Sipua, false);
+    browser_calls_serve("pcmu", "audio/PCMU", HangsUp::Sipua, false, "ws");
+}
+
+#[test]
+fn sipjs_in_chromium_calls_sipua_over_secure_websocket() {
+    browser_calls_serve("pcmu", "audio/PCMU", HangsUp::Page, false, "wss");
 }
 
 #[test]
 fn sipjs_in_chromium_calls_sipua_through_a_record_routing_kamailio() {
     // the signalling goes browser -(WS)- Kamailio -(UDP)- sipua, the media straight
-    browser_calls_serve("pcmu", "audio/PCMU", HangsUp::Page, true);
+    browser_calls_serve("pcmu", "audio/PCMU", HangsUp::Page, true, "ws");
 }
 
 #[test]
