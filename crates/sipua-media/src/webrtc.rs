@@ -467,11 +467,44 @@ struct Sender {
 const DIGIT: Duration = Duration::from_millis(100);
 const DIGIT_GAP: Duration = Duration::from_millis(70);
 
+/// How long a peer that closed its connection has to send its BYE before we end the session.
+const BYE_GRACE: Duration = Duration::from_secs(2);
+
 /// How late a frame may be sent; a later one is skipped.
 const MAX_CATCH_UP: Duration = Duration::from_millis(200);
 
 /// Digits waiting to be sent at most.
 const MAX_QUEUED_DIGITS: usize = 64;
+
+/// Loss from the sequence numbers str0m extends (RFC 3550 A.3): the span seen so far against
+/// the packets that arrived (audio and telephone-events: they share the sequence).
+#[derive(Default)]
+struct SeqCount {
+    first: Option<u64>,
+    last: u64,
+    arrived: u64,
+}
+
+impl SeqCount {
+    /// Counts the packets of `range` and updates the loss in `stats`; returns how many.
+    fn saw(
+        &mut self,
+        range: &std::ops::RangeInclusive<str0m::rtp::SeqNo>,
+        stats: &mut MediaStats,
+    ) -> u64 {
+        let (lo, hi) = (**range.start(), **range.end());
+        let n = hi.saturating_sub(lo) + 1;
+        self.arrived += n;
+        let first = self.first.map_or(lo, |f| f.min(lo));
+        self.first = Some(first);
+        self.last = self.last.max(hi);
+        let expected = self.last.saturating_sub(first) + 1;
+        let lost = expected.saturating_sub(self.arrived);
+        stats.packets_lost = lost as i64;
+        stats.loss_fraction = lost as f32 / expected as f32;
+        n
+    }
+}
 
 /// What a call's media task owns.
 struct Media {
@@ -518,7 +551,8 @@ async fn run(media: Media) {
     let mut payload = Vec::with_capacity(1500);
     let mut stats = MediaStats::default();
     let mut dtmf_rx: Option<DtmfReceiver> = None;
-    let (mut first_seq, mut last_seq): (Option<u64>, u64) = (None, 0);
+    let mut seq = SeqCount::default();
+    let mut peer_closed = false;
     let mut dtmf_queue: VecDeque<u8> = VecDeque::new();
     let mut next_digit_at = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(20));
@@ -542,6 +576,8 @@ async fn run(media: Media) {
                     mid = Some(m.mid);
                 }
                 Output::Event(Event::MediaData(d)) if d.params.spec().codec == WebCodec::Tele => {
+                    // telephone-events share the audio's SSRC and sequence numbers
+                    seq.saw(&d.seq_range, &mut stats);
                     // an RFC 4733 report (str0m hands over the first of a packet's)
                     let rate = d.params.spec().clock_rate.get();
                     let rx = dtmf_rx.get_or_insert_with(|| DtmfReceiver::new(rate));
@@ -556,18 +592,8 @@ async fn run(media: Media) {
                     }
                 }
                 Output::Event(Event::MediaData(d)) => {
-                    // loss from the sequence numbers str0m extends (RFC 3550 A.3): the span
-                    // seen so far against what arrived
-                    let (lo, hi) = (**d.seq_range.start(), **d.seq_range.end());
-                    stats.packets_received += hi.saturating_sub(lo) + 1;
+                    stats.packets_received += seq.saw(&d.seq_range, &mut stats);
                     stats.octets_received += d.data.len() as u64;
-                    let first = *first_seq.get_or_insert(lo);
-                    first_seq = Some(first.min(lo));
-                    last_seq = last_seq.max(hi);
-                    let expected = last_seq.saturating_sub(first.min(lo)) + 1;
-                    let lost = expected.saturating_sub(stats.packets_received);
-                    stats.packets_lost = lost as i64;
-                    stats.loss_fraction = lost as f32 / expected as f32;
                     let known = decoders.iter().position(|(pt, _)| *pt == d.pt);
                     let index = known.or_else(|| {
                         let codec = MediaCodec::new(&codec_of(d.params.spec().codec)?).ok()?;
@@ -590,8 +616,11 @@ async fn run(media: Media) {
                     break 'call;
                 }
                 Output::Event(Event::Closed) => {
-                    // the browser closed its connection (DTLS close_notify): a closed tab
-                    ender.end(SdhError::new("the peer closed its WebRTC connection"));
+                    // the browser closed its connection (DTLS close_notify). A peer hanging
+                    // up does that beside its BYE, and the close may come first: give the
+                    // BYE a moment (the session then closes us) before ending the session
+                    // as a closed tab's
+                    peer_closed = true;
                     break 'call;
                 }
                 Output::Event(_) => {}
@@ -710,6 +739,14 @@ async fn run(media: Media) {
         };
         if rtc.handle_input(input).is_err() {
             break;
+        }
+    }
+    if peer_closed {
+        tokio::select! {
+            _ = control.recv() => {}
+            _ = tokio::time::sleep(BYE_GRACE) => {
+                ender.end(SdhError::new("the peer closed its WebRTC connection"));
+            }
         }
     }
     rtc.disconnect();
