@@ -17,6 +17,7 @@ use crate::media::{assert_tone, read_wav, sipua_dtmf, tone, write_wav, TempDir};
 
 const PAGE: &str = include_str!("browser/call.html");
 const JSSIP_PAGE: &str = include_str!("browser/jssip.html");
+const COMMON_JS: &str = include_str!("browser/common.js");
 const NODE_MODULES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/interop/node/node_modules"
@@ -26,7 +27,7 @@ const SIPJS_LIB: &str = concat!(
     "/tests/interop/node/node_modules/sip.js/lib"
 );
 
-/// A tiny HTTP server for the pages: `GET /call.html` and `/jssip.html`, `GET /sip.js/lib/…`
+/// A tiny HTTP server for the pages: `GET /call.html`, `/jssip.html` and `/common.js`, `GET /sip.js/lib/…`
 /// (SIP.js's ES modules from its npm package), `GET /node_modules/…` (JsSIP's CommonJS files
 /// and its dependencies') and `POST /event` (the page's reports, gathered here).
 struct Web {
@@ -98,6 +99,8 @@ fn serve_one(conn: TcpStream, events: &Mutex<String>) {
         ("200 OK", "text/html", PAGE.as_bytes().to_vec())
     } else if path == "/jssip.html" {
         ("200 OK", "text/html", JSSIP_PAGE.as_bytes().to_vec())
+    } else if path == "/common.js" {
+        ("200 OK", "text/javascript", COMMON_JS.as_bytes().to_vec())
     } else if let Some(rest) = path.strip_prefix("/node_modules/") {
         // JsSIP and its dependencies, for the page's own `require`
         let file = Path::new(NODE_MODULES).join(rest);
@@ -220,10 +223,19 @@ enum HangsUp {
 /// SIP.js in Chromium calls `sipua serve --listen ws:` with `codecs` (or, `via_kamailio`,
 /// `serve --listen udp:` through Kamailio's WebSocket listener, which record-routes); audio
 /// is checked both ways, and the call ends from `who`'s side.
-fn browser_calls_serve(codecs: &str, expect: &str, who: HangsUp, via_kamailio: bool, ws: &str) {
+fn browser_calls_serve(
+    page: &str,
+    codecs: &str,
+    expect: &str,
+    who: HangsUp,
+    via_kamailio: bool,
+    ws: &str,
+) {
+    // SIP.js's page also holds and resumes the calls it ends itself (JsSIP's does not)
+    let hold = page == "call.html" && who == HangsUp::Page && !via_kamailio;
     // a directory of each test's own (they run at once)
     let dir = TempDir::new(&format!(
-        "browser-{codecs}-{}-{ws}-{}",
+        "browser-{page}-{codecs}-{}-{ws}-{}",
         if via_kamailio { "kamailio" } else { "straight" },
         if who == HangsUp::Page {
             "page"
@@ -272,14 +284,12 @@ fn browser_calls_serve(codecs: &str, expect: &str, who: HangsUp, via_kamailio: b
             format!("sip:bob@127.0.0.1:{port};transport={ws}"),
         ),
     };
-    let url =
-        format!(
-        "http://127.0.0.1:{}/call.html?ws={server}&target={target}&listen=3&hangup={}&dtmf=159%23\
+    let url = format!(
+        "http://127.0.0.1:{}/{page}?ws={server}&target={target}&listen=3&hangup={}&dtmf=159%23\
          &hold={}",
         web.port,
         if who == HangsUp::Page { "page" } else { "peer" },
-        // the page holds and resumes the call in the straight calls it ends
-        if who == HangsUp::Page && !via_kamailio { "1" } else { "" }
+        if hold { "1" } else { "" }
     );
     let (_browser, browser_out) = chromium(&url, &mic, &dir.join("profile"));
     let context = || {
@@ -298,7 +308,7 @@ fn browser_calls_serve(codecs: &str, expect: &str, who: HangsUp, via_kamailio: b
     assert_eq!(codec, expect, "{}", context());
     // the page's DTMF (its RTCDTMFSender) reached sipua as telephone-events, in order
     assert!(events.contains("EVENT dtmf-sent ok=true"), "{}", context());
-    if who == HangsUp::Page && !via_kamailio {
+    if hold {
         // hold and resume by re-INVITE, both answered by sipua's WebRTC handler
         for step in ["hold", "unhold"] {
             assert!(
@@ -344,23 +354,44 @@ fn browser_calls_serve(codecs: &str, expect: &str, who: HangsUp, via_kamailio: b
 #[cfg(feature = "opus")]
 #[test]
 fn sipjs_in_chromium_calls_sipua_with_opus_and_hangs_up() {
-    browser_calls_serve("opus,pcmu", "audio/opus", HangsUp::Page, false, "ws");
+    browser_calls_serve(
+        "call.html",
+        "opus,pcmu",
+        "audio/opus",
+        HangsUp::Page,
+        false,
+        "ws",
+    );
 }
 
 #[test]
 fn sipjs_in_chromium_calls_sipua_with_pcmu_and_sipua_hangs_up() {
-    browser_calls_serve("pcmu", "audio/PCMU", HangsUp::Sipua, false, "ws");
+    browser_calls_serve(
+        "call.html",
+        "pcmu",
+        "audio/PCMU",
+        HangsUp::Sipua,
+        false,
+        "ws",
+    );
 }
 
 #[test]
 fn sipjs_in_chromium_calls_sipua_over_secure_websocket() {
-    browser_calls_serve("pcmu", "audio/PCMU", HangsUp::Page, false, "wss");
+    browser_calls_serve(
+        "call.html",
+        "pcmu",
+        "audio/PCMU",
+        HangsUp::Page,
+        false,
+        "wss",
+    );
 }
 
 #[test]
 fn sipjs_in_chromium_calls_sipua_through_a_record_routing_kamailio() {
     // the signalling goes browser -(WS)- Kamailio -(UDP)- sipua, the media straight
-    browser_calls_serve("pcmu", "audio/PCMU", HangsUp::Page, true, "ws");
+    browser_calls_serve("call.html", "pcmu", "audio/PCMU", HangsUp::Page, true, "ws");
 }
 
 #[test]
@@ -474,57 +505,13 @@ fn a_page_that_closes_its_connection_without_bye_ends_the_call_in_sipua() {
 
 #[test]
 fn jssip_in_chromium_calls_sipua_over_websocket_with_audio_both_ways() {
-    let dir = TempDir::new("browser-jssip");
-    let mic = dir.join("mic.wav");
-    write_wav(&mic, &tone(1000.0, 10.0));
-    let ours = dir.join("ours.wav");
-    write_wav(&ours, &tone(440.0, 10.0));
-    let records = dir.join("records");
-    std::fs::create_dir_all(&records).unwrap();
-    let port = free_tcp_port();
-    let (mut served, out) = spawn(
-        Command::new(env!("CARGO_BIN_EXE_sipua"))
-            .args(["serve", "--listen", &format!("ws:127.0.0.1:{port}")])
-            .args(["--lifetime", "60", "--codecs", "pcmu", "--play"])
-            .arg(&ours)
-            .arg("--record-dir")
-            .arg(&records),
-    );
-    assert!(out.wait_for("listening on", 10.0), "{}", out.text());
-    let web = Web::start();
-    let url = format!(
-        "http://127.0.0.1:{}/jssip.html?ws=ws://127.0.0.1:{port}\
-         &target=sip:bob@127.0.0.1:{port};transport=ws&listen=3&dtmf=42",
-        web.port
-    );
-    let (_browser, browser_out) = chromium(&url, &mic, &dir.join("profile"));
-    let context = || {
-        format!(
-            "page events:\n{}\nsipua serve:\n{}\nchromium:\n{}",
-            web.events(),
-            out.text(),
-            browser_out.text()
-        )
-    };
-    assert!(web.wait_for("established", 20.0), "{}", context());
-    assert!(web.wait_for("terminated", 20.0), "{}", context());
-    let events = web.events();
-    let codec = assert_page_heard_440(&events, &context);
-    assert_eq!(codec, "audio/PCMU", "{}", context());
-    assert_eq!(sipua_dtmf(&out.text()), "42", "{}", context());
-    assert!(
-        wait_until(5.0, || out.text().contains("terminated (the peer hung up)")),
-        "{}",
-        context()
-    );
-    terminate(&mut served);
-    assert_no_loss(&out.text(), &context);
-    let recorded = read_wav(&only_file(&records));
-    assert_tone(
-        "sipua's recording of JsSIP",
-        &recorded,
-        1000.0,
-        1.5,
-        &context,
+    // JsSIP's page: loaded through its own `require`, DTMF by RFC 2833, it hangs up
+    browser_calls_serve(
+        "jssip.html",
+        "pcmu",
+        "audio/PCMU",
+        HangsUp::Page,
+        false,
+        "ws",
     );
 }
