@@ -7,63 +7,36 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sipua::message::Uri;
 use sipua::{
     BodyAndContentType, EndReason, Error, Invitation, Inviter, InviterOptions, Listen,
     SessionDescriptionHandlerOptions, SessionInviteOptions, UserAgent, UserAgentOptions,
 };
+mod common;
+
+use common::{next, play_and_record, uri, Heard};
 use sipua_media::analysis;
-use sipua_media::audio::{demo_melody, AudioSink, MemorySink, NullSink, Silence, Tone, WavSource};
+use sipua_media::audio::{demo_melody, Tone};
 use sipua_media::sdp::offer_answer::{Codec, MediaCapabilities};
 use sipua_media::sdp::Direction;
 use sipua_media::{
     AudioIo, MediaEvent, MediaHandle, RtpAudioFactory, RtpAudioOptions, SessionAudio,
 };
 
-type Heard = Arc<Mutex<Vec<i16>>>;
-
 /// A user agent on loopback UDP whose calls play `play` (once) and record into memory.
 async fn agent(user: &str, play: Option<Vec<i16>>, caps: MediaCapabilities) -> (UserAgent, Heard) {
-    let (sink, heard) = MemorySink::new(8000 * 60);
-    let sink: Arc<Mutex<Option<Box<dyn AudioSink>>>> = Arc::new(Mutex::new(Some(Box::new(sink))));
-    let play = Arc::new(Mutex::new(play));
+    let (audio, heard) = play_and_record(play);
     let ua = UserAgent::new(UserAgentOptions {
         listen: Listen::Udp("127.0.0.1:0".parse().unwrap()),
         user: user.into(),
         session_description_handler_factory: Arc::new(RtpAudioFactory::new(RtpAudioOptions {
             capabilities: caps,
-            audio: Arc::new(move |_| {
-                let sink = sink
-                    .lock()
-                    .unwrap()
-                    .take()
-                    .unwrap_or_else(|| Box::new(NullSink));
-                let source: Box<dyn sipua_media::audio::AudioSource> =
-                    match play.lock().unwrap().take() {
-                        Some(s) => Box::new(WavSource::new(s)),
-                        None => Box::new(Silence),
-                    };
-                Ok(AudioIo::new(source, sink))
-            }),
+            audio,
             ..Default::default()
         })),
         ..Default::default()
     });
     ua.start().await.unwrap();
     (ua, heard)
-}
-
-fn uri(ua: &UserAgent, user: &str) -> Uri {
-    format!("sip:{user}@{}", ua.local_addr().unwrap())
-        .parse()
-        .unwrap()
-}
-
-async fn next(ua: &UserAgent) -> Invitation {
-    tokio::time::timeout(Duration::from_secs(5), ua.next_invitation())
-        .await
-        .expect("the INVITE arrives")
-        .unwrap()
 }
 
 async fn connect(

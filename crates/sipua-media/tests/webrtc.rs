@@ -5,29 +5,26 @@
 //! in the INVITE and in the 200. The browser itself is the interop tests' part.
 #![cfg(feature = "webrtc")]
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use sipua::message::Uri;
 use sipua::{
     EndReason, Invitation, Inviter, InviterOptions, Listen, SessionDescriptionHandlerOptions,
     SessionInviteOptions, UserAgent, UserAgentOptions,
 };
+mod common;
+
+use common::{next, play_and_record, uri, Heard};
 use sipua_media::analysis;
-use sipua_media::audio::{demo_melody, AudioSink, AudioSource, MemorySink, NullSink, Tone};
-use sipua_media::audio::{Silence, WavSource};
+use sipua_media::audio::{demo_melody, AudioSource, Tone};
 use sipua_media::sdp::offer_answer::{Codec, MediaCapabilities};
 use sipua_media::webrtc::is_webrtc_sdp;
-use sipua_media::{AudioIo, SessionAudio, WebRtcAudioFactory, WebRtcAudioOptions};
-
-type Heard = Arc<Mutex<Vec<i16>>>;
+use sipua_media::{SessionAudio, WebRtcAudioFactory, WebRtcAudioOptions};
 
 /// A user agent on loopback whose WebRTC calls offer and accept `codecs`, play `play` and
 /// record into memory.
 async fn agent(user: &str, play: Vec<i16>, codecs: Vec<Codec>) -> (UserAgent, Heard) {
-    let (sink, heard) = MemorySink::new(8000 * 60);
-    let sink: Arc<Mutex<Option<Box<dyn AudioSink>>>> = Arc::new(Mutex::new(Some(Box::new(sink))));
-    let play = Arc::new(Mutex::new(Some(play)));
+    let (audio, heard) = play_and_record(Some(play));
     let ua = UserAgent::new(UserAgentOptions {
         listen: Listen::Udp("127.0.0.1:0".parse().unwrap()),
         user: user.into(),
@@ -37,18 +34,7 @@ async fn agent(user: &str, play: Vec<i16>, codecs: Vec<Codec>) -> (UserAgent, He
                     codecs,
                     ..Default::default()
                 },
-                audio: Arc::new(move |_| {
-                    let sink = sink
-                        .lock()
-                        .unwrap()
-                        .take()
-                        .unwrap_or_else(|| Box::new(NullSink));
-                    let source: Box<dyn AudioSource> = match play.lock().unwrap().take() {
-                        Some(s) => Box::new(WavSource::new(s)),
-                        None => Box::new(Silence),
-                    };
-                    Ok(AudioIo::new(source, sink))
-                }),
+                audio,
                 ..Default::default()
             },
         )),
@@ -56,19 +42,6 @@ async fn agent(user: &str, play: Vec<i16>, codecs: Vec<Codec>) -> (UserAgent, He
     });
     ua.start().await.unwrap();
     (ua, heard)
-}
-
-fn uri(ua: &UserAgent, user: &str) -> Uri {
-    format!("sip:{user}@{}", ua.local_addr().unwrap())
-        .parse()
-        .unwrap()
-}
-
-async fn next(ua: &UserAgent) -> Invitation {
-    tokio::time::timeout(Duration::from_secs(5), ua.next_invitation())
-        .await
-        .expect("the INVITE arrives")
-        .unwrap()
 }
 
 /// Alice calls Bob, Bob answers, and the call is up on both sides.
