@@ -61,6 +61,12 @@ fn stream(data: &[u8]) {
         seed: 7,
         verified: data.first().is_some_and(|b| b & 1 == 1),
         silent_peer_limit: Some(Duration::from_millis(300)),
+        // wideband audio runs G.711 through the rate converter
+        audio_rate: if data.first().is_some_and(|b| b & 2 == 2) {
+            16000
+        } else {
+            8000
+        },
     };
     let mut s = AudioStream::new(config, negotiated, Box::new(Silence), Box::new(NullSink), t0)
         .unwrap();

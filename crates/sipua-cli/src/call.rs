@@ -121,6 +121,11 @@ pub struct ServeArgs {
     /// needs the `opus` build feature). Default: PCMU, PCMA (and Opus when built in).
     #[arg(long, value_parser = crate::media::capabilities)]
     codecs: Option<sipua_media::sdp::offer_answer::MediaCapabilities>,
+    /// Sample rate of the audio calls play and record, in Hz: 8000 (narrowband), 16000,
+    /// 24000 or 48000. With Opus (a browser's codec) the audio stays wideband end to end;
+    /// G.711 is converted to and from its 8 kHz.
+    #[arg(long, default_value_t = 8000, value_parser = crate::media::audio_rate)]
+    audio_rate: u32,
     /// Register this address of record (e.g. `sip:bob@example.com`) from the first
     /// `--listen` address, so that calls to it through the registrar's proxy reach us.
     #[arg(long)]
@@ -224,6 +229,11 @@ pub struct CallArgs {
     /// needs the `opus` build feature). Default: PCMU, PCMA (and Opus when built in).
     #[arg(long, value_parser = crate::media::capabilities)]
     codecs: Option<sipua_media::sdp::offer_answer::MediaCapabilities>,
+    /// Sample rate of the audio calls play and record, in Hz: 8000 (narrowband), 16000,
+    /// 24000 or 48000. With Opus (a browser's codec) the audio stays wideband end to end;
+    /// G.711 is converted to and from its 8 kHz.
+    #[arg(long, default_value_t = 8000, value_parser = crate::media::audio_rate)]
+    audio_rate: u32,
     #[command(flatten)]
     auth: crate::account::AuthArgs,
     /// Signalling only: announce a fixed SDP and send no RTP.
@@ -468,7 +478,7 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
         None
     } else {
         let play = match (&args.play, args.echo) {
-            (Some(p), _) => match crate::media::load_wav(p) {
+            (Some(p), _) => match crate::media::load_wav(p, args.audio_rate) {
                 Ok(p) => p,
                 Err(e) => {
                     eprintln!("error: --play {e}");
@@ -489,7 +499,13 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
             None => crate::media::Record::Nothing,
         };
         let caps = args.codecs.clone();
-        Some(crate::media::factory(play, record, caps, false))
+        Some(crate::media::factory(
+            play,
+            record,
+            caps,
+            false,
+            args.audio_rate,
+        ))
     };
     let mut template = UserAgentOptions {
         max_pending_requests: args.max_pending,
@@ -893,7 +909,7 @@ pub fn call(args: &CallArgs) -> ExitCode {
         }
     };
     let play = match &args.play {
-        Some(p) => match crate::media::load_wav(p) {
+        Some(p) => match crate::media::load_wav(p, args.audio_rate) {
             Ok(p) => p,
             Err(e) => {
                 eprintln!("error: --play {e}");
@@ -921,7 +937,7 @@ pub fn call(args: &CallArgs) -> ExitCode {
         };
         if !args.no_media {
             options.session_description_handler_factory =
-                crate::media::factory(play, record, caps, args.webrtc);
+                crate::media::factory(play, record, caps, args.webrtc, args.audio_rate);
         }
         args.auth.apply(&mut options);
         let ua = UserAgent::new(options);

@@ -18,7 +18,7 @@ use sipua_media::{
 pub enum Play {
     /// Silence.
     Silence,
-    /// A WAV file (any common format and rate, resampled to 8 kHz), once.
+    /// A WAV file (any common format and rate, resampled to the calls' audio rate), once.
     Wav(Arc<Vec<i16>>),
     /// Whatever arrives, sent back.
     Echo,
@@ -35,11 +35,21 @@ pub enum Record {
     Dir(PathBuf),
 }
 
-/// Reads `--play FILE` into 8 kHz samples.
-pub fn load_wav(path: &Path) -> Result<Play, String> {
-    let samples =
-        sipua_media::wav::read_wav_8k(path).map_err(|e| format!("{}: {e}", path.display()))?;
+/// Reads `--play FILE` into samples at the calls' audio rate.
+pub fn load_wav(path: &Path, audio_rate: u32) -> Result<Play, String> {
+    let samples = sipua_media::wav::read_wav_at(path, audio_rate)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(Play::Wav(Arc::new(samples)))
+}
+
+/// `--audio-rate HZ`: the sample rate of what calls play and record.
+pub fn audio_rate(text: &str) -> Result<u32, String> {
+    match text.trim().parse::<u32>() {
+        Ok(rate) if sipua_media::resample::is_audio_rate(rate) => Ok(rate),
+        _ => Err(format!(
+            "{text}: the audio rate is 8000, 16000, 24000 or 48000 (Hz)"
+        )),
+    }
 }
 
 /// `--codecs pcmu,pcma,opus`: the codecs offered and accepted, in order of preference.
@@ -75,11 +85,12 @@ pub fn factory(
     record: Record,
     capabilities: Option<MediaCapabilities>,
     offer_webrtc: bool,
+    audio_rate: u32,
 ) -> Arc<dyn SessionDescriptionHandlerFactory> {
     let audio = move |ctx: &SessionContext| -> Result<AudioIo, SdhError> {
         if let Play::Echo = play {
             let io = AudioIo::echo();
-            return match record_sink(&record, ctx)? {
+            return match record_sink(&record, ctx, audio_rate)? {
                 None => Ok(io),
                 // record what arrives and send it back
                 Some(rec) => Ok(AudioIo::new(
@@ -92,7 +103,7 @@ pub fn factory(
             Play::Wav(s) => Box::new(WavSource::new(s.as_ref().clone())),
             _ => Box::new(Silence),
         };
-        let sink = record_sink(&record, ctx)?.unwrap_or_else(|| Box::new(NullSink));
+        let sink = record_sink(&record, ctx, audio_rate)?.unwrap_or_else(|| Box::new(NullSink));
         Ok(AudioIo::new(source, sink))
     };
     let audio: sipua_media::AudioIoFactory = Arc::new(audio);
@@ -102,12 +113,14 @@ pub fn factory(
         capabilities: capabilities
             .clone()
             .unwrap_or(defaults.capabilities.clone()),
+        audio_rate,
         ..defaults
     });
     let web_defaults = WebRtcAudioOptions::default();
     let webrtc = WebRtcAudioFactory::new(WebRtcAudioOptions {
         audio,
         capabilities: capabilities.unwrap_or(web_defaults.capabilities.clone()),
+        audio_rate,
         ..web_defaults
     });
     Arc::new(AutoAudioFactory::new(rtp, webrtc).offering_webrtc(offer_webrtc))
@@ -116,6 +129,7 @@ pub fn factory(
 fn record_sink(
     record: &Record,
     ctx: &SessionContext,
+    audio_rate: u32,
 ) -> Result<Option<Box<dyn AudioSink>>, SdhError> {
     let path = match record {
         Record::Nothing => return Ok(None),
@@ -135,7 +149,7 @@ fn record_sink(
             d.join(format!("{name}.wav"))
         }
     };
-    let rec = WavRecorder::create(&path)
+    let rec = WavRecorder::create_at(&path, audio_rate)
         .map_err(|e| SdhError::new(format!("{}: {e}", path.display())))?;
     Ok(Some(Box::new(rec)))
 }
@@ -205,4 +219,19 @@ pub fn print_live(label: String, session: &Session) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audio_rate_takes_the_rates_a_codec_runs_and_names_them_otherwise() {
+        assert_eq!(audio_rate("8000"), Ok(8000));
+        assert_eq!(audio_rate("48000"), Ok(48000));
+        for bad in ["44100", "0", "", "16k"] {
+            let e = audio_rate(bad).unwrap_err();
+            assert!(e.contains("8000, 16000, 24000 or 48000"), "{bad}: {e}");
+        }
+    }
 }

@@ -1,6 +1,6 @@
-//! Sources and sinks of 8 kHz mono 16-bit audio frames (typically 160 samples,
-//! 20 ms, the RTP G.711 packetisation of RFC 3551), plus the demo's built-in
-//! melody. Tones are generated as phase-continuous sines; recordings use the
+//! Sources and sinks of mono 16-bit audio frames (20 ms each: 160 samples at the default
+//! 8 kHz, the RTP G.711 packetisation of RFC 3551; more at a wideband call's rate, see
+//! [`crate::resample`]), plus the demo's built-in melody. Tones are generated as phase-continuous sines; recordings use the
 //! RIFF WAVE writer in `crate::wav`.
 
 use std::collections::VecDeque;
@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::wav::WavWriter;
 
-/// Sample rate of the frames exchanged by sources and sinks (G.711 over RTP).
+/// The default sample rate of the frames exchanged by sources and sinks (G.711 over RTP).
 pub const SAMPLE_RATE: u32 = 8000;
 
 /// Something that produces audio one frame at a time (a file, a tone, the far end).
@@ -362,7 +362,8 @@ impl AudioSink for NullSink {
     fn write(&mut self, _frame: &[i16]) {}
 }
 
-/// Records frames to a 16-bit 8 kHz mono WAV file. Write errors are kept (see
+/// Records frames to a 16-bit mono WAV file (8 kHz unless made with
+/// [`WavRecorder::create_at`]). Write errors are kept (see
 /// [`WavRecorder::error`]) instead of interrupting the call; later frames are dropped.
 #[derive(Debug)]
 pub struct WavRecorder {
@@ -372,10 +373,16 @@ pub struct WavRecorder {
 }
 
 impl WavRecorder {
-    /// Creates (or truncates) the WAV file at `path`.
+    /// Creates (or truncates) the 8 kHz WAV file at `path`.
     pub fn create(path: &Path) -> io::Result<Self> {
+        WavRecorder::create_at(path, SAMPLE_RATE)
+    }
+
+    /// Creates (or truncates) the WAV file at `path`, its header saying `sample_rate` (the
+    /// call's audio rate, so that a wideband call's recording plays at the right speed).
+    pub fn create_at(path: &Path, sample_rate: u32) -> io::Result<Self> {
         Ok(WavRecorder {
-            writer: Some(WavWriter::create(path, SAMPLE_RATE)?),
+            writer: Some(WavWriter::create(path, sample_rate)?),
             samples: 0,
             error: None,
         })

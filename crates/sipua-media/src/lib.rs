@@ -37,6 +37,7 @@ pub mod dtmf;
 pub mod g711;
 pub mod jitter;
 mod ports;
+pub mod resample;
 pub mod rtp;
 mod rtp_audio;
 pub mod sdp;

@@ -84,6 +84,12 @@ pub struct RtpAudioOptions {
     /// [`crate::stream::SILENT_PEER_LIMIT`]); then one packet a second until it is heard.
     /// `None` for a peer that only ever listens and sends not even RTCP.
     pub silent_peer_limit: Option<std::time::Duration>,
+    /// The sample rate of the frames the audio ends play and hear: 8 000 (narrowband, the
+    /// default), 16 000, 24 000 or 48 000 Hz ([`crate::resample::AUDIO_RATES`]). Opus then
+    /// carries wideband audio end to end; G.711 is converted to and from its 8 kHz. A bot
+    /// that feeds speech recognition at 16 kHz asks for 16 000. Another rate fails the
+    /// handler's creation.
+    pub audio_rate: u32,
 }
 
 impl Default for RtpAudioOptions {
@@ -99,6 +105,7 @@ impl Default for RtpAudioOptions {
             jitter: JitterConfig::default(),
             audio: Arc::new(|_| Ok(AudioIo::silence())),
             silent_peer_limit: Some(crate::stream::SILENT_PEER_LIMIT),
+            audio_rate: 8000,
         }
     }
 }
@@ -109,6 +116,7 @@ impl std::fmt::Debug for RtpAudioOptions {
             .field("capabilities", &self.capabilities)
             .field("port_range", &self.port_range)
             .field("public_address", &self.public_address)
+            .field("audio_rate", &self.audio_rate)
             .finish_non_exhaustive()
     }
 }
@@ -296,6 +304,18 @@ pub struct RtpAudio {
     seed: u64,
 }
 
+/// An error for an audio rate no codec here runs (a misconfigured handler, so the call fails
+/// at once instead of later in its media task).
+pub(crate) fn check_audio_rate(rate: u32) -> Result<(), SdhError> {
+    if crate::resample::is_audio_rate(rate) {
+        Ok(())
+    } else {
+        Err(SdhError::new(format!(
+            "audio rate {rate} Hz is not supported (8000, 16000, 24000 or 48000)"
+        )))
+    }
+}
+
 impl RtpAudio {
     /// A handler for `session`: binds its RTP and RTCP ports now (so the offer can name
     /// them) and makes its audio ends.
@@ -303,6 +323,7 @@ impl RtpAudio {
         session: &SessionContext,
         options: Arc<RtpAudioOptions>,
     ) -> Result<RtpAudio, SdhError> {
+        check_audio_rate(options.audio_rate)?;
         let seed = random_seed(&session.id);
         // named in the SDP: a public address of the user's, else the one signalling names
         // towards this peer; never a wildcard (which would mean "hold" to old peers)
@@ -399,6 +420,7 @@ impl RtpAudio {
             seed: self.seed,
             verified: verified || self.confirmed,
             silent_peer_limit: self.options.silent_peer_limit,
+            audio_rate: self.options.audio_rate,
         };
         let stream = AudioStream::new(config, negotiated, audio.source, audio.sink, Instant::now())
             .map_err(SdhError::new)?;

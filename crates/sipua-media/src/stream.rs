@@ -29,8 +29,6 @@ use crate::sdp::Direction;
 const TELEPHONE_EVENT_CLOCK: u32 = 8000;
 /// The packet time, both ways.
 const FRAME: Duration = Duration::from_millis(20);
-/// Samples in one 20 ms frame at 8 kHz.
-const FRAME_SAMPLES: usize = 160;
 /// Most transmits or events waiting to be drained; older ones are dropped beyond it.
 const QUEUE_LIMIT: usize = 256;
 /// RTCP report interval (RFC 3550 §6.2: 5 s minimum, randomised by 0.5–1.5).
@@ -66,6 +64,9 @@ pub struct StreamConfig {
     /// confirmed call to an address that never answers (a dead peer, or a spoofed INVITE and
     /// ACK naming a victim) then gets a trickle, not 50 packets a second. `None`: no cap.
     pub silent_peer_limit: Option<Duration>,
+    /// The sample rate of the source's and the sink's frames (one of
+    /// [`crate::resample::AUDIO_RATES`]; 8 kHz is narrowband).
+    pub audio_rate: u32,
 }
 
 /// The rate cap's default for [`StreamConfig::silent_peer_limit`]: long enough for any peer
@@ -238,7 +239,7 @@ impl AudioStream {
         sink: Box<dyn AudioSink>,
         now: Instant,
     ) -> Result<AudioStream, String> {
-        let codec = MediaCodec::new(&params.codec)?;
+        let codec = MediaCodec::with_rate(&params.codec, config.audio_rate)?;
         let mut rng = config.seed | 1;
         let first_rtcp = jittered(&mut rng, RTCP_INTERVAL / 2);
         let stats = MediaStats {
@@ -289,7 +290,7 @@ impl AudioStream {
     /// the packet time nearly every phone uses; a peer asking for another ptime still gets
     /// 20 ms packets (RFC 4566 makes ptime a hint), and the jitter buffer expects 20 ms.
     fn frame_samples(&self) -> usize {
-        FRAME_SAMPLES
+        self.codec.frame_samples()
     }
 
     fn frame_duration(&self) -> Duration {
@@ -304,7 +305,7 @@ impl AudioStream {
             .eq_ignore_ascii_case(&self.params.codec.encoding)
         {
             // another codec: a new encoder and decoder, and a jitter buffer for its clock
-            self.codec = MediaCodec::new(&params.codec)?;
+            self.codec = MediaCodec::with_rate(&params.codec, self.config.audio_rate)?;
             self.jitter = jitter_for(&self.config.jitter, &self.codec);
             self.receiver = None;
             self.remote_ssrc = None;
@@ -802,6 +803,7 @@ mod tests {
             seed,
             verified: true,
             silent_peer_limit: Some(SILENT_PEER_LIMIT),
+            audio_rate: 8000,
         }
     }
 

@@ -346,8 +346,13 @@ pub fn read_wav_file(path: &Path) -> Result<Wav, WavError> {
 
 /// Reads a WAV file and converts it to 8000 Hz mono, the format RTP G.711 carries.
 pub fn read_wav_8k(path: &Path) -> Result<Vec<i16>, WavError> {
+    read_wav_at(path, 8000)
+}
+
+/// Reads a WAV file and converts it to mono at `sample_rate` (a call's audio rate).
+pub fn read_wav_at(path: &Path, sample_rate: u32) -> Result<Vec<i16>, WavError> {
     let wav = read_wav_file(path)?;
-    Ok(resample(&wav.samples, wav.sample_rate, 8000))
+    Ok(resample(&wav.samples, wav.sample_rate, sample_rate))
 }
 
 /// Half the filter length, counted in samples of the lower of the two rates.

@@ -40,8 +40,9 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, watch};
 
-use crate::codec::{MediaCodec, FRAME_SAMPLES};
+use crate::codec::MediaCodec;
 use crate::dtmf::DtmfReceiver;
+use crate::resample::frame_samples;
 use crate::rtp_audio::Control;
 use crate::sdp::offer_answer::{Codec, MediaCapabilities};
 use crate::stream::{MediaEvent, MediaStats};
@@ -60,6 +61,10 @@ pub struct WebRtcAudioOptions {
     pub public_address: Option<IpAddr>,
     /// The audio ends of each call (default: silence out, nothing kept).
     pub audio: AudioIoFactory,
+    /// The sample rate of the frames the audio ends play and hear: 8 000 (the default),
+    /// 16 000, 24 000 or 48 000 Hz. With Opus, 48 000 gives the browser's full band end to
+    /// end; see `RtpAudioOptions::audio_rate`.
+    pub audio_rate: u32,
 }
 
 impl Default for WebRtcAudioOptions {
@@ -72,6 +77,7 @@ impl Default for WebRtcAudioOptions {
             capabilities,
             public_address: None,
             audio: Arc::new(|_| Ok(AudioIo::silence())),
+            audio_rate: 8000,
         }
     }
 }
@@ -81,6 +87,7 @@ impl std::fmt::Debug for WebRtcAudioOptions {
         f.debug_struct("WebRtcAudioOptions")
             .field("capabilities", &self.capabilities)
             .field("public_address", &self.public_address)
+            .field("audio_rate", &self.audio_rate)
             .finish_non_exhaustive()
     }
 }
@@ -155,6 +162,8 @@ pub struct WebRtcAudio {
     running: bool,
     /// Ends the session when the peer leaves (consent lost, DTLS closed).
     ender: SessionEnder,
+    /// The audio ends' sample rate.
+    audio_rate: u32,
     /// Once the media task runs, the way to its `Rtc` (a renegotiation is done there).
     ops: Option<mpsc::Sender<RtcOp>>,
     /// The last description each side sent: a re-offer that changes nothing sends ours again,
@@ -175,6 +184,7 @@ impl WebRtcAudio {
         session: &SessionContext,
         options: Arc<WebRtcAudioOptions>,
     ) -> Result<WebRtcAudio, SdhError> {
+        crate::rtp_audio::check_audio_rate(options.audio_rate)?;
         let ip = match (options.public_address, session.local_ip) {
             (Some(p), _) => p,
             (None, ip) if !ip.is_unspecified() => ip,
@@ -236,6 +246,7 @@ impl WebRtcAudio {
             closed_tx: Some(closed_tx),
             running: false,
             ender: session.ender(),
+            audio_rate: options.audio_rate,
             ops: None,
             last_local: None,
             last_remote: None,
@@ -299,6 +310,7 @@ impl WebRtcAudio {
             events: self.handle.events.clone(),
             ender: self.ender.clone(),
             ops,
+            audio_rate: self.audio_rate,
         }));
         self.running = true;
         Ok(())
@@ -524,6 +536,8 @@ struct Media {
     ender: SessionEnder,
     /// Renegotiation steps from the handler.
     ops: mpsc::Receiver<RtcOp>,
+    /// The audio ends' sample rate.
+    audio_rate: u32,
 }
 
 /// The media task: moves datagrams, time and audio frames between the socket, str0m and
@@ -541,13 +555,15 @@ async fn run(media: Media) {
         events,
         ender,
         mut ops,
+        audio_rate,
     } = media;
     let mut ops_open = true;
     let mut buf = vec![0u8; 2048];
     let mut sender: Option<Sender> = None;
     let mut decoders: Vec<(Pt, MediaCodec)> = Vec::new();
-    let mut frame = vec![0i16; FRAME_SAMPLES];
-    let mut decoded = Vec::with_capacity(FRAME_SAMPLES * 6);
+    let frame_len = frame_samples(audio_rate);
+    let mut frame = vec![0i16; frame_len];
+    let mut decoded = Vec::with_capacity(frame_len * 6);
     let mut payload = Vec::with_capacity(1500);
     let mut stats = MediaStats::default();
     let mut dtmf_rx: Option<DtmfReceiver> = None;
@@ -596,14 +612,16 @@ async fn run(media: Media) {
                     stats.octets_received += d.data.len() as u64;
                     let known = decoders.iter().position(|(pt, _)| *pt == d.pt);
                     let index = known.or_else(|| {
-                        let codec = MediaCodec::new(&codec_of(d.params.spec().codec)?).ok()?;
+                        let codec =
+                            MediaCodec::with_rate(&codec_of(d.params.spec().codec)?, audio_rate)
+                                .ok()?;
                         decoders.push((d.pt, codec));
                         Some(decoders.len() - 1)
                     });
                     if let Some((_, dec)) = index.and_then(|i| decoders.get_mut(i)) {
                         decoded.clear();
                         dec.decode(&d.data, &mut decoded);
-                        for chunk in decoded.chunks(FRAME_SAMPLES) {
+                        for chunk in decoded.chunks(frame_len) {
                             audio.sink.write(chunk);
                         }
                     }
@@ -666,7 +684,7 @@ async fn run(media: Media) {
                 if sender.is_none() {
                     sender = writer.payload_params().find_map(|p| {
                         let spec = p.spec();
-                        let codec = MediaCodec::new(&codec_of(spec.codec)?).ok()?;
+                        let codec = MediaCodec::with_rate(&codec_of(spec.codec)?, audio_rate).ok()?;
                         Some(Sender { pt: p.pt(), codec, clock: spec.clock_rate, timestamp: 0 })
                     });
                     if let Some(s) = &sender {

@@ -24,6 +24,16 @@ use sipua_media::{
 
 /// A user agent on loopback UDP whose calls play `play` (once) and record into memory.
 async fn agent(user: &str, play: Option<Vec<i16>>, caps: MediaCapabilities) -> (UserAgent, Heard) {
+    agent_at(user, play, caps, 8000).await
+}
+
+/// [`agent`] with its audio at `audio_rate` Hz.
+async fn agent_at(
+    user: &str,
+    play: Option<Vec<i16>>,
+    caps: MediaCapabilities,
+    audio_rate: u32,
+) -> (UserAgent, Heard) {
     let (audio, heard) = play_and_record(play);
     let ua = UserAgent::new(UserAgentOptions {
         listen: Listen::Udp("127.0.0.1:0".parse().unwrap()),
@@ -31,6 +41,7 @@ async fn agent(user: &str, play: Option<Vec<i16>>, caps: MediaCapabilities) -> (
         session_description_handler_factory: Arc::new(RtpAudioFactory::new(RtpAudioOptions {
             capabilities: caps,
             audio,
+            audio_rate,
             ..Default::default()
         })),
         ..Default::default()
@@ -422,5 +433,85 @@ async fn an_answered_but_unacknowledged_call_sends_no_media_to_the_address_its_o
         "RTP reached an address that never confirmed the call"
     );
     assert_eq!(media(&inv).stats().packets_sent, 0);
+    bob.stop().await;
+}
+
+/// A bot asks for 16 kHz frames: with Opus, a 5 kHz tone (past what 8 kHz carries) goes
+/// across both ways; with G.711 against an 8 kHz peer, the call still works, each side at its
+/// own rate (a 1 kHz tone heard at the right pitch and level both ways).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wideband_call_keeps_its_band_with_opus_and_its_pitch_with_g711() {
+    use common::{heard_tone, tone_at};
+    #[cfg(feature = "opus")]
+    {
+        let opus = MediaCapabilities {
+            codecs: vec![sipua_media::codec::opus()],
+            ..Default::default()
+        };
+        let (alice, alice_heard) = agent_at(
+            "alice",
+            Some(tone_at(5000.0, 16000, 3.0)),
+            opus.clone(),
+            16000,
+        )
+        .await;
+        let (bob, bob_heard) =
+            agent_at("bob", Some(tone_at(6000.0, 16000, 3.0)), opus, 16000).await;
+        let (call, inv) = connect(&alice, &bob, Default::default()).await;
+        tokio::time::sleep(Duration::from_millis(2600)).await;
+        call.bye().await.unwrap();
+        media(&inv).closed().await;
+        media(&call).closed().await;
+        let candidates = [1000.0, 3000.0, 5000.0, 6000.0];
+        let (f, level) = heard_tone(&bob_heard, 16000, &candidates);
+        assert_eq!(f, Some(5000.0), "bob heard level {level}");
+        assert!(level > 0.5, "bob heard level {level}");
+        let (f, level) = heard_tone(&alice_heard, 16000, &candidates);
+        assert_eq!(f, Some(6000.0), "alice heard level {level}");
+        assert!(level > 0.5, "alice heard level {level}");
+        alice.stop().await;
+        bob.stop().await;
+    }
+    let pcmu = MediaCapabilities {
+        codecs: vec![Codec::pcmu()],
+        ..Default::default()
+    };
+    let (alice, alice_heard) = agent_at(
+        "alice",
+        Some(tone_at(1000.0, 48000, 3.0)),
+        pcmu.clone(),
+        48000,
+    )
+    .await;
+    let (bob, bob_heard) = agent_at("bob", Some(tone_at(700.0, 8000, 3.0)), pcmu, 8000).await;
+    let (call, inv) = connect(&alice, &bob, Default::default()).await;
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    call.bye().await.unwrap();
+    media(&inv).closed().await;
+    media(&call).closed().await;
+    let (f, level) = heard_tone(&bob_heard, 8000, &[700.0, 1000.0, 2000.0]);
+    assert_eq!(f, Some(1000.0));
+    assert!((0.8..1.2).contains(&level), "bob heard level {level}");
+    let (f, level) = heard_tone(&alice_heard, 48000, &[700.0, 1000.0, 2000.0]);
+    assert_eq!(f, Some(700.0));
+    assert!((0.8..1.2).contains(&level), "alice heard level {level}");
+    alice.stop().await;
+    bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audio_rate_no_codec_runs_fails_the_call_with_a_clear_error() {
+    let (alice, _) = agent("alice", None, MediaCapabilities::default()).await;
+    let (bob, _) = agent_at("bob", None, MediaCapabilities::default(), 44100).await;
+    let call = Inviter::new(&alice, uri(&bob, "bob"), Default::default()).unwrap();
+    call.invite(Default::default()).await.unwrap();
+    let inv = next(&bob).await;
+    let e = inv.accept(Default::default()).await.unwrap_err();
+    assert!(e.to_string().contains("44100"), "{e}");
+    let end = tokio::time::timeout(Duration::from_secs(5), call.terminated())
+        .await
+        .expect("the caller is told");
+    assert!(matches!(end, EndReason::Rejected { .. }), "{end:?}");
+    alice.stop().await;
     bob.stop().await;
 }

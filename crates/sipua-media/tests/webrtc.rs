@@ -24,6 +24,16 @@ use sipua_media::{SessionAudio, WebRtcAudioFactory, WebRtcAudioOptions};
 /// A user agent on loopback whose WebRTC calls offer and accept `codecs`, play `play` and
 /// record into memory.
 async fn agent(user: &str, play: Vec<i16>, codecs: Vec<Codec>) -> (UserAgent, Heard) {
+    agent_at(user, play, codecs, 8000).await
+}
+
+/// [`agent`] with its audio at `audio_rate` Hz.
+async fn agent_at(
+    user: &str,
+    play: Vec<i16>,
+    codecs: Vec<Codec>,
+    audio_rate: u32,
+) -> (UserAgent, Heard) {
     let (audio, heard) = play_and_record(Some(play));
     let ua = UserAgent::new(UserAgentOptions {
         listen: Listen::Udp("127.0.0.1:0".parse().unwrap()),
@@ -35,6 +45,7 @@ async fn agent(user: &str, play: Vec<i16>, codecs: Vec<Codec>) -> (UserAgent, He
                     ..Default::default()
                 },
                 audio,
+                audio_rate,
                 ..Default::default()
             },
         )),
@@ -239,4 +250,32 @@ fn a_plain_rtp_offer_is_not_taken_for_webrtc() {
     assert!(!is_webrtc_sdp(avp.as_bytes()));
     let savpf = avp.replace("RTP/AVP", "UDP/TLS/RTP/SAVPF");
     assert!(is_webrtc_sdp(savpf.as_bytes()));
+}
+
+/// At 48 kHz with Opus, the band a browser sends (here a 7 kHz and a 9 kHz tone, far past
+/// narrowband's 4 kHz) goes across both ways at its level.
+#[cfg(feature = "opus")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_48_khz_webrtc_call_carries_the_full_band_both_ways() {
+    use common::{heard_tone, tone_at};
+    let opus = vec![sipua_media::codec::opus()];
+    let (alice, alice_heard) =
+        agent_at("alice", tone_at(7000.0, 48000, 3.0), opus.clone(), 48000).await;
+    let (bob, bob_heard) = agent_at("bob", tone_at(9000.0, 48000, 3.0), opus, 48000).await;
+    let (call, inv) = connect(&alice, &bob).await;
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let (a, b) = (call.audio().unwrap(), inv.audio().unwrap());
+    call.bye().await.unwrap();
+    a.closed().await;
+    b.closed().await;
+    let candidates = [1000.0, 3000.0, 7000.0, 9000.0];
+    let (f, level) = heard_tone(&bob_heard, 48000, &candidates);
+    assert_eq!(f, Some(7000.0), "bob heard level {level}");
+    assert!(level > 0.5, "bob heard level {level}");
+    let (f, level) = heard_tone(&alice_heard, 48000, &candidates);
+    assert_eq!(f, Some(9000.0), "alice heard level {level}");
+    assert!(level > 0.5, "alice heard level {level}");
+    assert_eq!((a.stats().packets_lost, b.stats().packets_lost), (0, 0));
+    alice.stop().await;
+    bob.stop().await;
 }

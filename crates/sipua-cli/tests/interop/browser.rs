@@ -13,7 +13,10 @@ use std::sync::{Arc, Mutex};
 
 use crate::common::*;
 use crate::kamailio::Kamailio;
-use crate::media::{assert_tone, read_wav, sipua_dtmf, tone, write_wav, TempDir};
+use crate::media::{
+    assert_tone, assert_tone_at, read_wav, read_wav_at, sipua_dtmf, tone, tone_at, write_wav,
+    write_wav_at, TempDir,
+};
 
 const PAGE: &str = include_str!("browser/call.html");
 const JSSIP_PAGE: &str = include_str!("browser/jssip.html");
@@ -177,9 +180,10 @@ fn only_file(dir: &Path) -> PathBuf {
     files[0].clone()
 }
 
-/// Asserts that the page's report (`EVENT heard ...`) shows sipua's 440 Hz tone: at least 100
-/// packets, and 440 Hz the loudest of what it played. Returns the codec the page names.
-fn assert_page_heard_440(events: &str, context: &dyn Fn() -> String) -> String {
+/// Asserts that the page's report (`EVENT heard ...`) shows sipua's tone at `freq` Hz: at
+/// least 100 packets, and `freq` the loudest of what it played. Returns the codec the page
+/// names.
+fn assert_page_heard(events: &str, freq: i64, context: &dyn Fn() -> String) -> String {
     let heard = events
         .lines()
         .find(|l| l.starts_with("EVENT heard"))
@@ -196,7 +200,7 @@ fn assert_page_heard_440(events: &str, context: &dyn Fn() -> String) -> String {
     let peak: i64 = field("peak_hz").parse().unwrap_or(0);
     assert!(received >= 100, "{heard}\n{}", context());
     assert!(
-        (peak - 440).abs() <= 15,
+        (peak - freq).abs() <= 15,
         "peak {peak} Hz: {heard}\n{}",
         context()
     );
@@ -231,11 +235,25 @@ fn browser_calls_serve(
     via_kamailio: bool,
     ws: &str,
 ) {
+    browser_calls_serve_at(page, codecs, expect, who, via_kamailio, ws, 8000)
+}
+
+/// [`browser_calls_serve`] with `serve --audio-rate audio_rate`: above 8 kHz, the tones both
+/// ways (6 kHz from the browser, 5 kHz from sipua) are ones narrowband audio cannot carry.
+fn browser_calls_serve_at(
+    page: &str,
+    codecs: &str,
+    expect: &str,
+    who: HangsUp,
+    via_kamailio: bool,
+    ws: &str,
+    audio_rate: u32,
+) {
     // SIP.js's page also holds and resumes the calls it ends itself (JsSIP's does not)
     let hold = page == "call.html" && who == HangsUp::Page && !via_kamailio;
     // a directory of each test's own (they run at once)
     let dir = TempDir::new(&format!(
-        "browser-{page}-{codecs}-{}-{ws}-{}",
+        "browser-{page}-{codecs}-{}-{ws}-{audio_rate}-{}",
         if via_kamailio { "kamailio" } else { "straight" },
         if who == HangsUp::Page {
             "page"
@@ -243,11 +261,17 @@ fn browser_calls_serve(
             "sipua"
         }
     ));
-    // the browser's microphone plays 1000 Hz; sipua plays 440 Hz back
+    // the browser's microphone plays 1000 Hz; sipua plays 440 Hz back (wideband: 6 and 5 kHz,
+    // written at 48 kHz)
+    let (mic_hz, ours_hz, wav_rate) = if audio_rate > 8000 {
+        (6000.0, 5000.0, 48000)
+    } else {
+        (1000.0, 440.0, 8000)
+    };
     let mic = dir.join("mic.wav");
-    write_wav(&mic, &tone(1000.0, 10.0));
+    write_wav_at(&mic, &tone_at(mic_hz, 10.0, wav_rate), wav_rate);
     let ours = dir.join("ours.wav");
-    write_wav(&ours, &tone(440.0, 10.0));
+    write_wav_at(&ours, &tone_at(ours_hz, 10.0, wav_rate), wav_rate);
     let records = dir.join("records");
     std::fs::create_dir_all(&records).unwrap();
     let kamailio = via_kamailio.then(|| Kamailio::start_with("browser", &["OPEN_RELAY"]));
@@ -261,7 +285,8 @@ fn browser_calls_serve(
         .args(["--lifetime", "60", "--codecs", codecs, "--play"])
         .arg(&ours)
         .arg("--record-dir")
-        .arg(&records);
+        .arg(&records)
+        .args(["--audio-rate", &audio_rate.to_string()]);
     if who == HangsUp::Sipua {
         serve.args(["--hangup-after", "3"]);
     }
@@ -304,7 +329,7 @@ fn browser_calls_serve(
     assert!(web.wait_for("established", 20.0), "{}", context());
     assert!(web.wait_for("terminated", 20.0), "{}", context());
     let events = web.events();
-    let codec = assert_page_heard_440(&events, &context);
+    let codec = assert_page_heard(&events, ours_hz as i64, &context);
     assert_eq!(codec, expect, "{}", context());
     // the page's DTMF (its RTCDTMFSender) reached sipua as telephone-events, in order
     assert!(events.contains("EVENT dtmf-sent ok=true"), "{}", context());
@@ -341,11 +366,12 @@ fn browser_calls_serve(
     // nothing lost on loopback (DTMF shares the audio's sequence numbers: not a gap)
     assert_no_loss(&out.text(), &context);
     // and sipua heard the browser's microphone
-    let recorded = read_wav(&only_file(&records));
-    assert_tone(
+    let recorded = read_wav_at(&only_file(&records), audio_rate);
+    assert_tone_at(
         "sipua's recording of the browser",
         &recorded,
-        1000.0,
+        audio_rate,
+        mic_hz,
         1.5,
         &context,
     );
@@ -361,6 +387,22 @@ fn sipjs_in_chromium_calls_sipua_with_opus_and_hangs_up() {
         HangsUp::Page,
         false,
         "ws",
+    );
+}
+
+/// Opus at 48 kHz end to end: sipua hears the browser's 6 kHz and the page hears sipua's
+/// 5 kHz, neither of which narrowband audio carries.
+#[cfg(feature = "opus")]
+#[test]
+fn sipjs_in_chromium_calls_sipua_with_wideband_opus_at_48_khz() {
+    browser_calls_serve_at(
+        "call.html",
+        "opus",
+        "audio/opus",
+        HangsUp::Sipua,
+        false,
+        "ws",
+        48000,
     );
 }
 
@@ -452,7 +494,7 @@ fn sipua_calls_a_sipjs_page_registered_at_kamailio_and_hangs_up() {
     assert!(web.wait_for("terminated", 10.0), "{}", context(&text));
     let events = web.events();
     assert!(events.contains("EVENT bye-received"), "{}", context(&text));
-    assert_page_heard_440(&events, &|| context(&text));
+    assert_page_heard(&events, 440, &|| context(&text));
     let samples = read_wav(&recorded);
     assert_tone(
         "sipua's recording of the page",

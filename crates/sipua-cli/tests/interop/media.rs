@@ -23,7 +23,7 @@ const ACCOUNTS: &str = include_str!("baresip/accounts");
 
 pub(crate) const RATE: u32 = 8000;
 /// The frequencies a recording is checked against: the two test tones and a few others.
-const CANDIDATES: [f32; 5] = [300.0, 440.0, 1000.0, 1500.0, 2000.0];
+const CANDIDATES: [f32; 7] = [300.0, 440.0, 1000.0, 1500.0, 2000.0, 5000.0, 6000.0];
 
 // ---------------------------------------------------------------------------------------------
 // Processes, ports, directories
@@ -113,34 +113,50 @@ pub(crate) fn sipua_dtmf(printed: &str) -> String {
 
 /// `secs` seconds of a sine at `freq` Hz, at about -12 dBFS, 8 kHz.
 pub(crate) fn tone(freq: f32, secs: f64) -> Vec<i16> {
-    let mut samples = vec![0i16; (secs * f64::from(RATE)) as usize];
-    audio::Tone::new(freq, 8000, RATE).read(&mut samples);
+    tone_at(freq, secs, RATE)
+}
+
+/// [`tone`] sampled at `rate` Hz.
+pub(crate) fn tone_at(freq: f32, secs: f64, rate: u32) -> Vec<i16> {
+    let mut samples = vec![0i16; (secs * f64::from(rate)) as usize];
+    audio::Tone::new(freq, 8000, rate).read(&mut samples);
     samples
 }
 
 pub(crate) fn write_wav(path: &Path, samples: &[i16]) {
-    std::fs::write(path, wav::write_wav(samples, RATE)).unwrap();
+    write_wav_at(path, samples, RATE)
 }
 
+/// An 8 kHz recording's samples.
 pub(crate) fn read_wav(path: &Path) -> Vec<i16> {
+    read_wav_at(path, RATE)
+}
+
+/// A WAV file of `samples` at `rate` Hz.
+pub(crate) fn write_wav_at(path: &Path, samples: &[i16], rate: u32) {
+    std::fs::write(path, wav::write_wav(samples, rate)).unwrap();
+}
+
+/// A recording's samples, checking that its header says `rate` Hz.
+pub(crate) fn read_wav_at(path: &Path, rate: u32) -> Vec<i16> {
     let w = wav::read_wav_file(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(w.sample_rate, RATE, "{}", path.display());
+    assert_eq!(w.sample_rate, rate, "{}", path.display());
     w.samples
 }
 
 /// How much of a recording is the tone `freq`: over its 20 ms blocks (a packet's worth; short
 /// enough that a gap or a concealed packet spoils few of them) that are not silent (RMS above about -40 dBFS), the count of
 /// such blocks and the share of them in which `freq` holds at least 70 % of the power.
-fn tone_blocks(samples: &[i16], freq: f32) -> (usize, f64) {
+fn tone_blocks(samples: &[i16], freq: f32, rate: u32) -> (usize, f64) {
     let blocks: Vec<&[i16]> = samples
-        .chunks_exact(RATE as usize / 50)
+        .chunks_exact(rate as usize / 50)
         .filter(|b| analysis::rms(b) > 300.0)
         .collect();
     let toned = blocks
         .iter()
         .filter(|b| {
             // a sine of amplitude A reads (A / 32768)² in Goertzel power and has RMS² A² / 2
-            let power = analysis::goertzel_power(b, freq, RATE) * 32768.0 * 32768.0 / 2.0;
+            let power = analysis::goertzel_power(b, freq, rate) * 32768.0 * 32768.0 / 2.0;
             let r = analysis::rms(b);
             power / (r * r) >= 0.7
         })
@@ -163,8 +179,20 @@ pub(crate) fn assert_tone(
     min_secs: f64,
     context: &dyn Fn() -> String,
 ) {
-    let dominant = analysis::dominant_frequency(samples, RATE, &CANDIDATES);
-    let (blocks, share) = tone_blocks(samples, freq);
+    assert_tone_at(what, samples, RATE, freq, min_secs, context)
+}
+
+/// [`assert_tone`] for a recording at `rate` Hz.
+pub(crate) fn assert_tone_at(
+    what: &str,
+    samples: &[i16],
+    rate: u32,
+    freq: f32,
+    min_secs: f64,
+    context: &dyn Fn() -> String,
+) {
+    let dominant = analysis::dominant_frequency(samples, rate, &CANDIDATES);
+    let (blocks, share) = tone_blocks(samples, freq, rate);
     println!(
         "{what}: dominant {dominant:?}, {blocks} blocks with sound, {:.1} % of them {freq} Hz",
         share * 100.0

@@ -47,3 +47,28 @@ pub async fn next(ua: &UserAgent) -> Invitation {
         .expect("the INVITE arrives")
         .unwrap()
 }
+
+/// `seconds` of a sine at `freq` Hz sampled at `rate` Hz.
+#[cfg_attr(not(feature = "opus"), allow(dead_code))] // the WebRTC tests' use needs Opus
+pub fn tone_at(freq: f32, rate: u32, seconds: f32) -> Vec<i16> {
+    use sipua_media::audio::Tone;
+    let mut t = Tone::new(freq, 8000, rate);
+    let mut v = vec![0i16; (rate as f32 * seconds) as usize];
+    t.read(&mut v);
+    v
+}
+
+/// Which of `candidates` is strongest in the middle second of what `heard` holds at `rate`,
+/// and that second's level against a sine of amplitude 8000.
+#[cfg_attr(not(feature = "opus"), allow(dead_code))]
+pub fn heard_tone(heard: &Heard, rate: u32, candidates: &[f32]) -> (Option<f32>, f64) {
+    use sipua_media::analysis;
+    let heard = heard.lock().unwrap().clone();
+    let second = rate as usize;
+    assert!(heard.len() >= 2 * second, "{} samples heard", heard.len());
+    let middle = &heard[second / 2..second / 2 + second];
+    (
+        analysis::dominant_frequency(middle, rate, candidates),
+        analysis::rms(middle) / (8000.0 / 2f64.sqrt()),
+    )
+}
