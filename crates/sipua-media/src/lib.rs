@@ -41,6 +41,8 @@ pub mod resample;
 pub mod rtp;
 mod rtp_audio;
 pub mod sdp;
+#[cfg(feature = "srtp")]
+pub mod srtp;
 pub mod stream;
 pub mod wav;
 #[cfg(feature = "webrtc")]
