@@ -161,6 +161,12 @@ pub struct MediaStats {
     pub rtcp_sent: u64,
     /// RTCP compound packets received.
     pub rtcp_received: u64,
+    /// How the media is encrypted: the SDES suite (`AES_CM_128_HMAC_SHA1_80`), `DTLS-SRTP`
+    /// for WebRTC, or `None` for plain RTP.
+    pub srtp: Option<&'static str>,
+    /// SRTP or SRTCP packets refused: a tag that does not match (the wrong key, or forged),
+    /// a replay, or a packet too old.
+    pub srtp_rejected: u64,
 }
 
 /// The jitter buffer for `codec`: its packets are 20 ms in the codec's RTP clock.
@@ -170,6 +176,96 @@ fn jitter_for(config: &JitterConfig, codec: &MediaCodec) -> JitterBuffer {
         clock_rate: codec.clock_rate(),
         ..*config
     })
+}
+
+/// The stream's SRTP contexts, when SDES agreed keys (RFC 4568, RFC 3711).
+#[cfg(feature = "srtp")]
+struct Crypto {
+    keys: crate::sdp::offer_answer::SdesKeys,
+    /// Ours, for what we send.
+    tx: crate::srtp::SrtpContext,
+    /// The peer's, for what arrives.
+    rx: crate::srtp::SrtpContext,
+}
+
+/// Never made without the `srtp` feature: a negotiation with keys fails instead.
+#[cfg(not(feature = "srtp"))]
+struct Crypto;
+
+impl Crypto {
+    /// The contexts for what offer/answer decided; `None` for plain RTP.
+    fn for_params(params: &Negotiated) -> Result<Option<Box<Crypto>>, String> {
+        let Some(keys) = &params.srtp else {
+            return Ok(None);
+        };
+        #[cfg(feature = "srtp")]
+        {
+            use crate::srtp::{MasterKey, SrtpContext, SrtpSuite};
+            let suite = SrtpSuite::from_name(keys.suite)
+                .ok_or_else(|| format!("SRTP suite {} is not supported", keys.suite))?;
+            let context = |k: &[u8; crate::srtp::MASTER_LEN]| {
+                SrtpContext::new(suite, &MasterKey(*k)).map_err(|e| e.to_string())
+            };
+            Ok(Some(Box::new(Crypto {
+                tx: context(&keys.local_key)?,
+                rx: context(&keys.remote_key)?,
+                keys: keys.clone(),
+            })))
+        }
+        #[cfg(not(feature = "srtp"))]
+        {
+            let _ = keys;
+            Err("SRTP is not built in (the srtp feature)".into())
+        }
+    }
+
+    fn suite(&self) -> &'static str {
+        #[cfg(feature = "srtp")]
+        return self.keys.suite;
+        #[cfg(not(feature = "srtp"))]
+        ""
+    }
+
+    /// Whether these are the contexts for `params` already (a re-INVITE keeps its keys).
+    fn matches(&self, params: &Negotiated) -> bool {
+        #[cfg(feature = "srtp")]
+        return params.srtp.as_ref() == Some(&self.keys);
+        #[cfg(not(feature = "srtp"))]
+        {
+            let _ = params;
+            false
+        }
+    }
+
+    /// Encrypts an outgoing packet; false when it cannot be sent.
+    fn protect(&mut self, packet: &mut Vec<u8>, rtcp: bool) -> bool {
+        #[cfg(feature = "srtp")]
+        return if rtcp {
+            self.tx.protect_rtcp(packet).is_ok()
+        } else {
+            self.tx.protect_rtp(packet).is_ok()
+        };
+        #[cfg(not(feature = "srtp"))]
+        {
+            let _ = (packet, rtcp);
+            false
+        }
+    }
+
+    /// Checks and decrypts an incoming packet; false when it is refused.
+    fn unprotect(&mut self, packet: &mut Vec<u8>, rtcp: bool) -> bool {
+        #[cfg(feature = "srtp")]
+        return if rtcp {
+            self.rx.unprotect_rtcp(packet).is_ok()
+        } else {
+            self.rx.unprotect_rtp(packet).is_ok()
+        };
+        #[cfg(not(feature = "srtp"))]
+        {
+            let _ = (packet, rtcp);
+            false
+        }
+    }
 }
 
 /// One RTP audio stream (see the module documentation).
@@ -218,6 +314,8 @@ pub struct AudioStream {
     events: VecDeque<MediaEvent>,
     stats: MediaStats,
     closed: bool,
+    /// SRTP, when the stream is encrypted.
+    crypto: Option<Box<Crypto>>,
 }
 
 impl std::fmt::Debug for AudioStream {
@@ -240,11 +338,13 @@ impl AudioStream {
         now: Instant,
     ) -> Result<AudioStream, String> {
         let codec = MediaCodec::with_rate(&params.codec, config.audio_rate)?;
+        let crypto = Crypto::for_params(&params)?;
         let mut rng = config.seed | 1;
         let first_rtcp = jittered(&mut rng, RTCP_INTERVAL / 2);
         let stats = MediaStats {
             codec: codec.name().into(),
             remote: Some(params.remote_address),
+            srtp: crypto.as_ref().map(|c| c.suite()),
             ..MediaStats::default()
         };
         Ok(AudioStream {
@@ -281,6 +381,7 @@ impl AudioStream {
             events: VecDeque::new(),
             stats,
             closed: false,
+            crypto,
             params,
             config,
         })
@@ -299,6 +400,15 @@ impl AudioStream {
 
     /// Applies a new negotiation (a re-INVITE: hold, unhold, another address or codec).
     pub fn update(&mut self, params: Negotiated) -> Result<(), String> {
+        if !self
+            .crypto
+            .as_ref()
+            .map_or(params.srtp.is_none(), |c| c.matches(&params))
+        {
+            // new keys (or SRTP on or off): new contexts, and the peer's packets anew
+            self.crypto = Crypto::for_params(&params)?;
+            self.stats.srtp = self.crypto.as_ref().map(|c| c.suite());
+        }
         if !params
             .codec
             .encoding
@@ -356,6 +466,20 @@ impl AudioStream {
             self.handle_rtcp(now, from, bytes);
             return;
         }
+        if let Some(crypto) = self.crypto.as_mut() {
+            let mut plain = bytes.to_vec();
+            if !crypto.unprotect(&mut plain, false) {
+                self.stats.srtp_rejected += 1;
+                return;
+            }
+            self.rtp_in(now, from, &plain);
+        } else {
+            self.rtp_in(now, from, bytes);
+        }
+    }
+
+    /// An RTP packet in the clear.
+    fn rtp_in(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         let Ok(packet) = RtpPacket::parse(bytes) else {
             self.stats.invalid += 1;
             return;
@@ -415,7 +539,24 @@ impl AudioStream {
     }
 
     /// A datagram that arrived on the RTCP socket.
-    pub fn handle_rtcp(&mut self, now: Instant, _from: SocketAddr, bytes: &[u8]) {
+    pub fn handle_rtcp(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        if self.closed {
+            return;
+        }
+        if let Some(crypto) = self.crypto.as_mut() {
+            let mut plain = bytes.to_vec();
+            if !crypto.unprotect(&mut plain, true) {
+                self.stats.srtp_rejected += 1;
+                return;
+            }
+            self.rtcp_in(now, from, &plain);
+        } else {
+            self.rtcp_in(now, from, bytes);
+        }
+    }
+
+    /// An RTCP compound packet in the clear.
+    fn rtcp_in(&mut self, now: Instant, _from: SocketAddr, bytes: &[u8]) {
         let Ok(packets) = rtcp::parse_compound(bytes) else {
             self.stats.invalid += 1;
             return;
@@ -735,7 +876,12 @@ impl AudioStream {
         self.stats.discarded = self.jitter.late() + self.jitter.duplicates();
     }
 
-    fn push_transmit(&mut self, t: Transmit) {
+    fn push_transmit(&mut self, mut t: Transmit) {
+        if let Some(crypto) = self.crypto.as_mut() {
+            if !crypto.protect(&mut t.payload, t.rtcp) {
+                return;
+            }
+        }
         if self.transmits.len() >= QUEUE_LIMIT {
             self.transmits.pop_front();
         }
@@ -789,6 +935,7 @@ mod tests {
             direction,
             ptime: 20,
             remote_ptime: Some(20),
+            srtp: None,
         }
     }
 
@@ -910,24 +1057,27 @@ mod tests {
         loss: f64,
         jitter_ms: u64,
     ) -> (Link, Arc<Mutex<Vec<i16>>>) {
+        link_with(
+            source,
+            negotiated(B, codec.clone(), Direction::SendRecv),
+            negotiated(A, codec, Direction::SendRecv),
+            loss,
+            jitter_ms,
+        )
+    }
+
+    /// A plays `source` to B under `a` and `b`, what B hears is kept.
+    fn link_with(
+        source: Box<dyn AudioSource>,
+        a: Negotiated,
+        b: Negotiated,
+        loss: f64,
+        jitter_ms: u64,
+    ) -> (Link, Arc<Mutex<Vec<i16>>>) {
         let now = Instant::now();
         let (sink, heard) = MemorySink::new(8000 * 60);
-        let a = AudioStream::new(
-            config(1),
-            negotiated(B, codec.clone(), Direction::SendRecv),
-            source,
-            Box::new(NullSink),
-            now,
-        )
-        .unwrap();
-        let b = AudioStream::new(
-            config(2),
-            negotiated(A, codec, Direction::SendRecv),
-            Box::new(Silence),
-            Box::new(sink),
-            now,
-        )
-        .unwrap();
+        let a = AudioStream::new(config(1), a, source, Box::new(NullSink), now).unwrap();
+        let b = AudioStream::new(config(2), b, Box::new(Silence), Box::new(sink), now).unwrap();
         let l = Link {
             a,
             b,
@@ -1218,5 +1368,110 @@ mod tests {
             now,
         );
         assert!(r.is_err());
+    }
+
+    #[cfg(feature = "srtp")]
+    #[test]
+    fn an_srtp_stream_carries_audio_over_a_lossy_link_and_refuses_a_strangers_packets() {
+        use crate::sdp::offer_answer::SdesKeys;
+        for suite in crate::sdp::crypto::SUITES {
+            let (ka, kb) = ([1u8; 30], [2u8; 30]);
+            let keys = |local, remote| SdesKeys {
+                suite,
+                local_key: local,
+                remote_key: remote,
+            };
+            let sent = melody();
+            let (mut l, heard) = link_with(
+                Box::new(WavSource::new(sent.clone())),
+                Negotiated {
+                    srtp: Some(keys(ka, kb)),
+                    ..negotiated(B, Codec::pcmu(), Direction::SendRecv)
+                },
+                Negotiated {
+                    srtp: Some(keys(kb, ka)),
+                    ..negotiated(A, Codec::pcmu(), Direction::SendRecv)
+                },
+                0.02,
+                30,
+            );
+            l.run_for(Duration::from_secs(8));
+            let heard = heard.lock().unwrap().clone();
+            let (_, corr) = analysis::best_alignment(&sent, &heard, 8000);
+            assert!(corr > 0.9, "{suite}: correlation {corr}");
+            let (sa, sb) = (l.a.stats().clone(), l.b.stats().clone());
+            assert_eq!((sa.srtp, sb.srtp), (Some(suite), Some(suite)));
+            assert_eq!((sa.srtp_rejected, sb.srtp_rejected), (0, 0));
+            assert!(
+                sb.rtcp_received > 0 && sa.rtcp_received > 0,
+                "SRTCP both ways"
+            );
+            // what goes on the wire is not the audio: a plain stream cannot read it
+            let t = std::iter::from_fn(|| {
+                l.now += Duration::from_millis(20);
+                l.a.handle_timeout(l.now);
+                l.a.poll_transmit()
+            })
+            .find(|t| !t.rtcp)
+            .unwrap();
+            let tag = if suite.ends_with("80") { 10 } else { 4 };
+            assert_eq!(t.payload.len(), 12 + 160 + tag, "{suite}");
+            // A's key reads it, once told the sequence wrapped (A started at 65 500)
+            use crate::srtp::{MasterKey, SrtpContext, SrtpSuite};
+            let srtp_suite = SrtpSuite::from_name(suite).unwrap();
+            let mut reader = SrtpContext::new(srtp_suite, &MasterKey(ka)).unwrap();
+            let mut before_wrap = pcmu_packet();
+            before_wrap[2..4].copy_from_slice(&65_535u16.to_be_bytes());
+            before_wrap[8..12].copy_from_slice(&t.payload[8..12]);
+            let mut writer = SrtpContext::new(srtp_suite, &MasterKey(ka)).unwrap();
+            writer.protect_rtp(&mut before_wrap).unwrap();
+            reader.unprotect_rtp(&mut before_wrap).unwrap();
+            let mut plain = t.payload.clone();
+            reader.unprotect_rtp(&mut plain).unwrap();
+            assert_ne!(plain[12..], t.payload[12..12 + 160], "{suite}: encrypted");
+            // a stranger's packets (plain RTP, or SRTP under another key) are refused
+            let before = l.b.stats().packets_received;
+            l.b.handle_rtp(l.now, A.parse().unwrap(), &pcmu_packet());
+            l.b.handle_rtcp(l.now, A.parse().unwrap(), &receiver_report());
+            assert_eq!(l.b.stats().srtp_rejected, 2);
+            assert_eq!(l.b.stats().packets_received, before);
+            // the same packet twice is a replay
+            l.b.handle_rtp(l.now, A.parse().unwrap(), &t.payload);
+            l.b.handle_rtp(l.now, A.parse().unwrap(), &t.payload);
+            assert_eq!(l.b.stats().srtp_rejected, 3);
+        }
+    }
+
+    #[test]
+    fn a_negotiation_with_keys_fails_without_srtp_and_rekeys_on_update() {
+        use crate::sdp::offer_answer::SdesKeys;
+        let keyed = Negotiated {
+            srtp: Some(SdesKeys {
+                suite: "AES_CM_128_HMAC_SHA1_80",
+                local_key: [3; 30],
+                remote_key: [4; 30],
+            }),
+            ..negotiated(B, Codec::pcmu(), Direction::SendRecv)
+        };
+        let made = AudioStream::new(
+            config(6),
+            keyed.clone(),
+            Box::new(Silence),
+            Box::new(NullSink),
+            Instant::now(),
+        );
+        if cfg!(feature = "srtp") {
+            let mut s = made.unwrap();
+            assert_eq!(s.stats().srtp, Some("AES_CM_128_HMAC_SHA1_80"));
+            // a re-INVITE to plain RTP turns it off
+            s.update(negotiated(B, Codec::pcmu(), Direction::SendRecv))
+                .unwrap();
+            assert_eq!(s.stats().srtp, None);
+            s.update(keyed).unwrap();
+            assert_eq!(s.stats().srtp, Some("AES_CM_128_HMAC_SHA1_80"));
+        } else {
+            let e = made.unwrap_err();
+            assert!(e.contains("srtp"), "{e}");
+        }
     }
 }

@@ -15,6 +15,7 @@
 //! output always uses CRLF. Input is bounded (see [`MAX_SDP_BYTES`],
 //! [`MAX_SDP_LINES`], [`MAX_MEDIA_SECTIONS`]) and parsing never panics.
 
+pub mod crypto;
 pub mod offer_answer;
 
 use std::error::Error;

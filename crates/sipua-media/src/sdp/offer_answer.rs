@@ -15,7 +15,13 @@
 //! differs from the previous one we generated, so an identical re-offer or
 //! re-answer (e.g. a session refresh) repeats the version. A rolled-back offer
 //! still counts as generated, so a version is never reused for other content.
+//!
+//! SDES (RFC 4568) when the session allows it ([`OfferAnswer::set_sdes`]): an offer on
+//! `RTP/SAVP` lists an `a=crypto` line per suite with our key; an answer takes the first
+//! usable line of the offer's and answers it under the same tag with our key (§7.1); an
+//! `RTP/SAVP` offer is refused when SDES is not allowed, and a plain one when it is required.
 
+use super::crypto::{CryptoLine, KEY_LEN, SUITES};
 use super::{
     Attribute, Connection, Direction, MediaDescription, Origin, RtpMap, SdpError,
     SessionDescription,
@@ -142,6 +148,47 @@ impl LocalMedia {
     }
 }
 
+/// SDES-SRTP for one session (RFC 4568): our master key, and how the session uses it. The
+/// media handler decides (keys only over TLS signalling unless forced).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SdesSetup {
+    /// Our master key and salt: what the peer decrypts our packets with.
+    pub key: [u8; KEY_LEN],
+    /// Whether our offers are `RTP/SAVP` with keys (else we offer plain RTP and only answer
+    /// the peer's `RTP/SAVP` offers with SRTP).
+    pub offer: bool,
+    /// Whether a plain `RTP/AVP` offer is refused (and a plain answer fails).
+    pub required: bool,
+}
+
+impl fmt::Debug for SdesSetup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SdesSetup")
+            .field("offer", &self.offer)
+            .field("required", &self.required)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What SDES decided: the suite, and each side's master key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SdesKeys {
+    /// The suite both sides use, as in [`SUITES`].
+    pub suite: &'static str,
+    /// Ours: we encrypt with it.
+    pub local_key: [u8; KEY_LEN],
+    /// The peer's: we decrypt with it.
+    pub remote_key: [u8; KEY_LEN],
+}
+
+impl fmt::Debug for SdesKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SdesKeys")
+            .field("suite", &self.suite)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The outcome of a completed exchange: everything the RTP layer needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Negotiated {
@@ -159,6 +206,8 @@ pub struct Negotiated {
     pub ptime: u32,
     /// The peer's `a=ptime`, if it wrote one.
     pub remote_ptime: Option<u32>,
+    /// SRTP keys, when the stream is `RTP/SAVP` (SDES); `None` for plain RTP.
+    pub srtp: Option<SdesKeys>,
 }
 
 /// Where the exchange stands (RFC 3264 §4; the JSEP-like names of SIP.js).
@@ -198,6 +247,8 @@ pub enum OfferAnswerError {
     UnexpectedOffer,
     /// An answer was requested but no remote offer is pending.
     NoPendingOffer,
+    /// SDES could not be agreed: the reason.
+    Crypto(&'static str),
     /// The body is not valid SDP.
     Parse(SdpError),
 }
@@ -219,6 +270,7 @@ impl fmt::Display for OfferAnswerError {
             }
             OfferAnswerError::UnexpectedOffer => f.write_str("offer while an offer is outstanding"),
             OfferAnswerError::NoPendingOffer => f.write_str("no remote offer to answer"),
+            OfferAnswerError::Crypto(why) => write!(f, "SRTP: {why}"),
             OfferAnswerError::Parse(e) => write!(f, "invalid SDP: {e}"),
         }
     }
@@ -248,6 +300,8 @@ enum Pending {
         audio_index: usize,
         codecs: Vec<Codec>,
         telephone_event: Option<u8>,
+        /// Whether the offer was `RTP/SAVP` with our keys.
+        savp: bool,
     },
     Remote(SessionDescription),
 }
@@ -259,6 +313,8 @@ struct Choice {
     /// offer's order, each paired with our own fmtp for the answer.
     codecs: Vec<(Codec, Option<String>)>,
     telephone_event: Option<u8>,
+    /// The offer's crypto line we take, for an `RTP/SAVP` line.
+    crypto: Option<CryptoLine>,
 }
 
 /// Per-session RFC 3264 negotiation state, sans IO: feed it parsed bodies,
@@ -274,6 +330,8 @@ pub struct OfferAnswer {
     /// Our last offer once answered: a forked INVITE can draw a second answer to it.
     answered: Option<Pending>,
     current: Option<Negotiated>,
+    /// SDES, when this session may use it.
+    sdes: Option<SdesSetup>,
 }
 
 impl OfferAnswer {
@@ -289,7 +347,13 @@ impl OfferAnswer {
             pending: Pending::None,
             answered: None,
             current: None,
+            sdes: None,
         }
+    }
+
+    /// Allows SDES-SRTP in this session (or not, with `None`): see [`SdesSetup`].
+    pub fn set_sdes(&mut self, sdes: Option<SdesSetup>) {
+        self.sdes = sdes;
     }
 
     /// Whether an offer is outstanding, and whose.
@@ -322,17 +386,33 @@ impl OfferAnswer {
             .as_ref()
             .and_then(|sdp| sdp.media.get(self.audio_index));
         let (codecs, telephone_event) = self.offer_codecs(previous_audio);
+        // SRTP once the session is on it, or from the first offer when we offer it
+        let was_savp = previous_audio.is_some_and(|m| is_savp(&m.proto));
+        let sdes = self
+            .sdes
+            .as_ref()
+            .filter(|s| s.offer || was_savp)
+            .map(|s| s.key);
         let proto = match previous_audio {
-            Some(m) if is_rtp_avp(&m.proto) => m.proto.clone(),
+            Some(m) if is_rtp_avp(&m.proto) || is_savp(&m.proto) => m.proto.clone(),
+            _ if sdes.is_some() => "RTP/SAVP".to_owned(),
             _ => "RTP/AVP".to_owned(),
         };
-        let audio = self.audio_section(
+        let mut audio = self.audio_section(
             local,
             &proto,
             codecs.iter().map(|c| (c, c.fmtp.as_deref())),
             telephone_event,
             local.direction,
         );
+        if let Some(key) = sdes {
+            for (tag, suite) in (1..).zip(SUITES) {
+                let line = CryptoLine { tag, suite, key };
+                audio
+                    .attributes
+                    .push(Attribute::new("crypto", &line.value()));
+            }
+        }
 
         let (media, audio_index) = match (&self.local, previous_audio) {
             (Some(previous), Some(_)) => (
@@ -348,6 +428,7 @@ impl OfferAnswer {
             audio_index,
             codecs,
             telephone_event,
+            savp: sdes.is_some(),
         };
         offer
     }
@@ -359,14 +440,15 @@ impl OfferAnswer {
         &mut self,
         answer: &SessionDescription,
     ) -> Result<Negotiated, OfferAnswerError> {
-        let (offer, audio_index, codecs, telephone_event) =
+        let (offer, audio_index, codecs, telephone_event, savp) =
             match std::mem::replace(&mut self.pending, Pending::None) {
                 Pending::Local {
                     offer,
                     audio_index,
                     codecs,
                     telephone_event,
-                } => (offer, audio_index, codecs, telephone_event),
+                    savp,
+                } => (offer, audio_index, codecs, telephone_event, savp),
                 other => {
                     self.pending = other;
                     return Err(OfferAnswerError::UnexpectedAnswer);
@@ -377,6 +459,7 @@ impl OfferAnswer {
             audio_index,
             codecs: codecs.clone(),
             telephone_event,
+            savp,
         });
         if answer.media.len() != offer.media.len() {
             return Err(OfferAnswerError::MediaCountMismatch {
@@ -416,9 +499,19 @@ impl OfferAnswer {
         let ip = answer
             .connection_for(theirs)
             .ok_or(OfferAnswerError::NoConnectionAddress)?;
+        let srtp = match (savp, &self.sdes) {
+            (true, Some(sdes)) => Some(answered_keys(ours, theirs, sdes.key)?),
+            _ if self.sdes.as_ref().is_some_and(|s| s.required) => {
+                return Err(OfferAnswerError::Crypto("the answer is not encrypted"))
+            }
+            _ => None,
+        };
         let offered = offer.media_direction(ours);
         let direction = offered.intersect(answer.media_direction(theirs).reverse());
-        let negotiated = self.negotiated(answer, theirs, ip, codec, telephone_event, direction);
+        let negotiated = Negotiated {
+            srtp,
+            ..self.negotiated(answer, theirs, ip, codec, telephone_event, direction)
+        };
 
         self.local = Some(offer);
         self.audio_index = audio_index;
@@ -505,6 +598,24 @@ impl OfferAnswer {
             choice.telephone_event,
             direction,
         );
+        // the offer's crypto line we take, answered under its tag with our key
+        let srtp = match (&choice.crypto, &self.sdes) {
+            (Some(theirs), Some(sdes)) => {
+                let ours = CryptoLine {
+                    key: sdes.key,
+                    ..theirs.clone()
+                };
+                audio
+                    .attributes
+                    .push(Attribute::new("crypto", &ours.value()));
+                Some(SdesKeys {
+                    suite: theirs.suite,
+                    local_key: sdes.key,
+                    remote_key: theirs.key,
+                })
+            }
+            _ => None,
+        };
         if let Some(pt) = choice.telephone_event {
             // RFC 4733 §2.4.1: answer with the events both sides know, not all of ours
             let events = theirs
@@ -523,8 +634,10 @@ impl OfferAnswer {
         let Some((codec, _)) = choice.codecs.into_iter().next() else {
             return Err(OfferAnswerError::NoCommonCodec);
         };
-        let negotiated =
-            self.negotiated(&offer, theirs, ip, codec, choice.telephone_event, direction);
+        let negotiated = Negotiated {
+            srtp,
+            ..self.negotiated(&offer, theirs, ip, codec, choice.telephone_event, direction)
+        };
         self.local = Some(answer.clone());
         self.audio_index = choice.index;
         self.current = Some(negotiated.clone());
@@ -596,10 +709,39 @@ impl OfferAnswer {
     /// Picks the audio line to accept from an offer.
     fn choose_audio(&self, offer: &SessionDescription) -> Result<Choice, OfferAnswerError> {
         let mut saw_audio = false;
+        let mut crypto_refused = None;
         for (index, m) in offer.media.iter().enumerate() {
-            if !m.media.eq_ignore_ascii_case("audio") || m.port == 0 || !is_rtp_avp(&m.proto) {
+            if !m.media.eq_ignore_ascii_case("audio") || m.port == 0 {
                 continue;
             }
+            let crypto = if is_savp(&m.proto) {
+                // SDES: the first line we can use, if SRTP is allowed here at all
+                if self.sdes.is_none() {
+                    crypto_refused =
+                        Some("encrypted media offered, and SDES keys are not allowed here");
+                    continue;
+                }
+                let line = m
+                    .attributes
+                    .iter()
+                    .filter(|a| a.name.eq_ignore_ascii_case("crypto"))
+                    .find_map(|a| CryptoLine::parse(a.value.as_deref()?));
+                match line {
+                    Some(line) => Some(line),
+                    None => {
+                        crypto_refused = Some("no crypto suite in common");
+                        continue;
+                    }
+                }
+            } else if is_rtp_avp(&m.proto) {
+                if self.sdes.as_ref().is_some_and(|s| s.required) {
+                    crypto_refused = Some("plain RTP offered, and SRTP is required");
+                    continue;
+                }
+                None
+            } else {
+                continue;
+            };
             saw_audio = true;
             let mut codecs: Vec<(Codec, Option<String>)> = Vec::new();
             let mut telephone_event = None;
@@ -628,13 +770,14 @@ impl OfferAnswer {
                     index,
                     codecs,
                     telephone_event,
+                    crypto,
                 });
             }
         }
-        Err(if saw_audio {
-            OfferAnswerError::NoCommonCodec
-        } else {
-            OfferAnswerError::NoAudio
+        Err(match crypto_refused {
+            _ if saw_audio => OfferAnswerError::NoCommonCodec,
+            Some(why) => OfferAnswerError::Crypto(why),
+            None => OfferAnswerError::NoAudio,
         })
     }
 
@@ -739,12 +882,49 @@ impl OfferAnswer {
             direction,
             ptime: remote_ptime.unwrap_or(self.caps.ptime),
             remote_ptime,
+            srtp: None,
         }
     }
 }
 
 fn is_rtp_avp(proto: &str) -> bool {
     proto.eq_ignore_ascii_case("RTP/AVP") || proto.eq_ignore_ascii_case("RTP/AVPF")
+}
+
+/// `RTP/SAVP` or `RTP/SAVPF`: SRTP keyed in the SDP (not WebRTC's `UDP/TLS/RTP/SAVPF`).
+fn is_savp(proto: &str) -> bool {
+    proto.eq_ignore_ascii_case("RTP/SAVP") || proto.eq_ignore_ascii_case("RTP/SAVPF")
+}
+
+/// The keys of an answer to our `RTP/SAVP` offer: the answer's crypto line must answer one of
+/// ours (same tag, same suite) with its own key (RFC 4568 §7.1.3).
+fn answered_keys(
+    ours: &MediaDescription,
+    theirs: &MediaDescription,
+    key: [u8; KEY_LEN],
+) -> Result<SdesKeys, OfferAnswerError> {
+    if !is_savp(&theirs.proto) {
+        return Err(OfferAnswerError::Crypto("the answer is not encrypted"));
+    }
+    let lines = |m: &MediaDescription| -> Vec<CryptoLine> {
+        m.attributes
+            .iter()
+            .filter(|a| a.name.eq_ignore_ascii_case("crypto"))
+            .filter_map(|a| CryptoLine::parse(a.value.as_deref()?))
+            .collect()
+    };
+    let offered = lines(ours);
+    lines(theirs)
+        .into_iter()
+        .find(|t| offered.iter().any(|o| o.tag == t.tag && o.suite == t.suite))
+        .map(|t| SdesKeys {
+            suite: t.suite,
+            local_key: key,
+            remote_key: t.key,
+        })
+        .ok_or(OfferAnswerError::Crypto(
+            "the answer's crypto line answers none of ours",
+        ))
 }
 
 fn is_telephone_event(map: &RtpMap) -> bool {
@@ -1007,12 +1187,19 @@ m=application 6008 UDP/BFCP *\n",
         let offer = peer_sdp(
             PEER,
             1,
-            "m=video 6002 RTP/AVP 96\nm=audio 0 RTP/AVP 0\nm=audio 6000 RTP/SAVP 0\n",
+            "m=video 6002 RTP/AVP 96\nm=audio 0 RTP/AVP 0\nm=audio 6000 TCP/MSRP 0\n",
         );
         assert_eq!(
             answer_offer(&mut oa, &offer, &local()).err(),
             Some(OfferAnswerError::NoAudio)
         );
+        // encrypted audio with no SDES allowed says so
+        let mut oa = OfferAnswer::new(MediaCapabilities::default(), 9);
+        let offer = peer_sdp(PEER, 1, "m=audio 0 RTP/AVP 0\nm=audio 6000 RTP/SAVP 0\n");
+        assert!(matches!(
+            answer_offer(&mut oa, &offer, &local()),
+            Err(OfferAnswerError::Crypto(_))
+        ));
     }
 
     #[test]
@@ -1343,5 +1530,148 @@ m=application 6008 UDP/BFCP *\n",
         oa.receive_offer(&offer).unwrap();
         let (answer, _) = oa.create_answer(&local()).unwrap();
         assert_eq!(answer.media[0].fmtp(101), Some("0-15"));
+    }
+
+    const PEER_KEY: &str = "PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR";
+
+    fn sdes(offer: bool, required: bool) -> Option<SdesSetup> {
+        Some(SdesSetup {
+            key: [7; KEY_LEN],
+            offer,
+            required,
+        })
+    }
+
+    fn crypto_lines(m: &MediaDescription) -> Vec<CryptoLine> {
+        m.attributes
+            .iter()
+            .filter(|a| a.name == "crypto")
+            .map(|a| CryptoLine::parse(a.value.as_deref().unwrap()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn an_sdes_offer_is_savp_with_a_key_per_suite_and_takes_the_answers_key() {
+        let mut oa = OfferAnswer::new(MediaCapabilities::default(), 1);
+        oa.set_sdes(sdes(true, false));
+        let offer = oa.create_offer(&local());
+        let audio = &offer.media[0];
+        assert_eq!(audio.proto, "RTP/SAVP");
+        let lines = crypto_lines(audio);
+        assert_eq!(
+            lines.iter().map(|l| (l.tag, l.suite)).collect::<Vec<_>>(),
+            [(1, SUITES[0]), (2, SUITES[1])]
+        );
+        assert!(lines.iter().all(|l| l.key == [7; KEY_LEN]));
+        let answer = peer_sdp(
+            PEER,
+            1,
+            &format!(
+                "m=audio 6000 RTP/SAVP 0\na=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:{PEER_KEY}\n"
+            ),
+        );
+        let n = oa.receive_answer(&answer).unwrap();
+        let keys = n.srtp.unwrap();
+        assert_eq!(keys.suite, "AES_CM_128_HMAC_SHA1_32");
+        assert_eq!(keys.local_key, [7; KEY_LEN]);
+        assert_eq!(
+            keys.remote_key.to_vec(),
+            super::super::crypto::decode_base64(PEER_KEY).unwrap()
+        );
+        // a re-offer stays encrypted
+        let again = oa.create_offer(&local());
+        assert_eq!(again.media[0].proto, "RTP/SAVP");
+        assert_eq!(crypto_lines(&again.media[0]).len(), 2);
+    }
+
+    #[test]
+    fn an_answer_to_an_sdes_offer_must_answer_one_of_its_lines() {
+        for (answer, why) in [
+            ("m=audio 6000 RTP/AVP 0\n", "the answer is not encrypted"),
+            ("m=audio 6000 RTP/SAVP 0\n", "the answer's crypto line answers none of ours"),
+            (
+                "m=audio 6000 RTP/SAVP 0\na=crypto:1 AES_CM_128_HMAC_SHA1_32 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR\n",
+                "the answer's crypto line answers none of ours",
+            ),
+        ] {
+            let mut oa = OfferAnswer::new(MediaCapabilities::default(), 1);
+            oa.set_sdes(sdes(true, false));
+            oa.create_offer(&local());
+            let e = oa.receive_answer(&peer_sdp(PEER, 1, answer)).unwrap_err();
+            assert_eq!(e, OfferAnswerError::Crypto(why), "{answer}");
+            assert!(e.to_string().starts_with("SRTP: "));
+        }
+    }
+
+    #[test]
+    fn a_savp_offer_is_answered_with_our_key_under_its_tag_when_sdes_is_allowed() {
+        let offer = peer_sdp(
+            PEER,
+            1,
+            &format!(
+                "m=audio 6000 RTP/SAVP 0 101\na=rtpmap:101 telephone-event/8000\n\
+                 a=crypto:3 AEAD_AES_256_GCM inline:{PEER_KEY}\n\
+                 a=crypto:5 AES_CM_128_HMAC_SHA1_80 inline:{PEER_KEY}|2^31\n"
+            ),
+        );
+        // accepted, though we would not offer it ourselves
+        let mut oa = OfferAnswer::new(MediaCapabilities::default(), 1);
+        oa.set_sdes(sdes(false, false));
+        let (answer, n) = answer_offer(&mut oa, &offer, &local()).unwrap();
+        assert_eq!(answer.media[0].proto, "RTP/SAVP");
+        let lines = crypto_lines(&answer.media[0]);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(
+            (lines[0].tag, lines[0].suite),
+            (5, "AES_CM_128_HMAC_SHA1_80")
+        );
+        assert_eq!(lines[0].key, [7; KEY_LEN]);
+        let keys = n.srtp.unwrap();
+        assert_eq!(
+            (keys.suite, keys.local_key),
+            ("AES_CM_128_HMAC_SHA1_80", [7; KEY_LEN])
+        );
+        // without SDES (keys over plain UDP, say) it is refused, with the reason
+        let mut oa = OfferAnswer::new(MediaCapabilities::default(), 1);
+        let e = answer_offer(&mut oa, &offer, &local()).unwrap_err();
+        assert_eq!(
+            e,
+            OfferAnswerError::Crypto("encrypted media offered, and SDES keys are not allowed here")
+        );
+        // a SAVP line without a usable key is passed over for a plain one beside it
+        let mut oa = OfferAnswer::new(MediaCapabilities::default(), 1);
+        oa.set_sdes(sdes(false, false));
+        let two = peer_sdp(PEER, 1, "m=audio 6000 RTP/SAVP 0\nm=audio 6002 RTP/AVP 0\n");
+        let (answer, n) = answer_offer(&mut oa, &two, &local()).unwrap();
+        assert_eq!((answer.media[0].port, answer.media[1].port), (0, 40000));
+        assert!(n.srtp.is_none());
+    }
+
+    #[test]
+    fn required_sdes_refuses_plain_rtp() {
+        let mut oa = OfferAnswer::new(MediaCapabilities::default(), 1);
+        oa.set_sdes(sdes(true, true));
+        let e = answer_offer(
+            &mut oa,
+            &peer_sdp(PEER, 1, "m=audio 6000 RTP/AVP 0\n"),
+            &local(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            OfferAnswerError::Crypto("plain RTP offered, and SRTP is required")
+        );
+        // not required: plain RTP answered plainly, and our offers stay plain
+        let mut oa = OfferAnswer::new(MediaCapabilities::default(), 1);
+        oa.set_sdes(sdes(false, false));
+        let (answer, n) = answer_offer(
+            &mut oa,
+            &peer_sdp(PEER, 1, "m=audio 6000 RTP/AVP 0\n"),
+            &local(),
+        )
+        .unwrap();
+        assert_eq!(answer.media[0].proto, "RTP/AVP");
+        assert!(crypto_lines(&answer.media[0]).is_empty() && n.srtp.is_none());
+        assert_eq!(oa.create_offer(&local()).media[0].proto, "RTP/AVP");
     }
 }
