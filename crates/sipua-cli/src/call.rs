@@ -126,6 +126,12 @@ pub struct ServeArgs {
     /// G.711 is converted to and from its 8 kHz.
     #[arg(long, default_value_t = 8000, value_parser = crate::media::audio_rate)]
     audio_rate: u32,
+    /// SDES-SRTP (encrypted RTP, keys in the SDP): `accept` answers encrypted offers that
+    /// come over TLS/WSS (the default); `offer` also offers it over TLS/WSS; `require` takes
+    /// nothing else; `off` never; `force` offers and accepts keys over any transport
+    /// (readable on the wire: tests and trusted networks only).
+    #[arg(long, default_value = "accept", value_parser = crate::media::srtp_policy)]
+    srtp: sipua_media::SrtpPolicy,
     /// Register this address of record (e.g. `sip:bob@example.com`) from the first
     /// `--listen` address, so that calls to it through the registrar's proxy reach us.
     #[arg(long)]
@@ -234,6 +240,12 @@ pub struct CallArgs {
     /// G.711 is converted to and from its 8 kHz.
     #[arg(long, default_value_t = 8000, value_parser = crate::media::audio_rate)]
     audio_rate: u32,
+    /// SDES-SRTP (encrypted RTP, keys in the SDP): `accept` answers encrypted offers that
+    /// come over TLS/WSS (the default); `offer` also offers it over TLS/WSS; `require` takes
+    /// nothing else; `off` never; `force` offers and accepts keys over any transport
+    /// (readable on the wire: tests and trusted networks only).
+    #[arg(long, default_value = "accept", value_parser = crate::media::srtp_policy)]
+    srtp: sipua_media::SrtpPolicy,
     #[command(flatten)]
     auth: crate::account::AuthArgs,
     /// Signalling only: announce a fixed SDP and send no RTP.
@@ -505,6 +517,7 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
             caps,
             false,
             args.audio_rate,
+            args.srtp,
         ))
     };
     let mut template = UserAgentOptions {
@@ -937,7 +950,7 @@ pub fn call(args: &CallArgs) -> ExitCode {
         };
         if !args.no_media {
             options.session_description_handler_factory =
-                crate::media::factory(play, record, caps, args.webrtc, args.audio_rate);
+                crate::media::factory(play, record, caps, args.webrtc, args.audio_rate, args.srtp);
         }
         args.auth.apply(&mut options);
         let ua = UserAgent::new(options);

@@ -10,7 +10,7 @@ use sipua_media::audio::{AudioSink, AudioSource, NullSink, Silence, WavRecorder,
 use sipua_media::sdp::offer_answer::{Codec, MediaCapabilities};
 use sipua_media::{
     AudioIo, AutoAudioFactory, MediaEvent, MediaHandle, MediaStats, RtpAudioFactory,
-    RtpAudioOptions, WebRtcAudioFactory, WebRtcAudioOptions,
+    RtpAudioOptions, SrtpPolicy, WebRtcAudioFactory, WebRtcAudioOptions,
 };
 
 /// What a command plays into its calls.
@@ -52,6 +52,22 @@ pub fn audio_rate(text: &str) -> Result<u32, String> {
     }
 }
 
+/// `--srtp off|accept|offer|require|force`: when calls use SDES-SRTP.
+pub fn srtp_policy(text: &str) -> Result<SrtpPolicy, String> {
+    Ok(match text.trim().to_ascii_lowercase().as_str() {
+        "off" => SrtpPolicy::Off,
+        "accept" => SrtpPolicy::Accept,
+        "offer" => SrtpPolicy::Offer,
+        "require" => SrtpPolicy::Require,
+        "force" => SrtpPolicy::Force,
+        _ => {
+            return Err(format!(
+                "{text}: SRTP is off, accept, offer, require or force"
+            ))
+        }
+    })
+}
+
 /// `--codecs pcmu,pcma,opus`: the codecs offered and accepted, in order of preference.
 pub fn capabilities(list: &str) -> Result<MediaCapabilities, String> {
     let mut codecs = Vec::new();
@@ -86,6 +102,7 @@ pub fn factory(
     capabilities: Option<MediaCapabilities>,
     offer_webrtc: bool,
     audio_rate: u32,
+    srtp: SrtpPolicy,
 ) -> Arc<dyn SessionDescriptionHandlerFactory> {
     let audio = move |ctx: &SessionContext| -> Result<AudioIo, SdhError> {
         if let Play::Echo = play {
@@ -114,6 +131,7 @@ pub fn factory(
             .clone()
             .unwrap_or(defaults.capabilities.clone()),
         audio_rate,
+        srtp,
         ..defaults
     });
     let web_defaults = WebRtcAudioOptions::default();
@@ -170,6 +188,12 @@ pub fn line(s: &MediaStats) -> String {
     }
     if s.dtmf_received > 0 {
         out.push_str(&format!(" dtmf {}", s.dtmf_received));
+    }
+    if let Some(suite) = s.srtp {
+        out.push_str(&format!(" srtp {suite}"));
+    }
+    if s.srtp_rejected > 0 {
+        out.push_str(&format!(" srtp-rejected {}", s.srtp_rejected));
     }
     out
 }

@@ -50,7 +50,7 @@ pub mod webrtc;
 
 pub use rtp_audio::{
     AudioIo, AudioIoFactory, MediaHandle, RtpAudio, RtpAudioFactory, RtpAudioOptions, SessionAudio,
-    PACKET_TARGET,
+    SrtpPolicy, PACKET_TARGET,
 };
 pub use stream::{MediaEvent, MediaStats, RemoteReport};
 #[cfg(feature = "webrtc")]

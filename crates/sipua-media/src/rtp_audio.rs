@@ -65,6 +65,28 @@ impl From<crate::wav::WavError> for SdhError {
 /// created.
 pub type AudioIoFactory = Arc<dyn Fn(&SessionContext) -> Result<AudioIo, SdhError> + Send + Sync>;
 
+/// When a call's RTP is encrypted with SDES keys (RFC 4568, SRTP of RFC 3711). Keys travel
+/// in the SDP, so they are only as secret as the signalling: by default they go only where
+/// it is TLS or secure WebSocket hop by hop ([`SessionContext::secure_signalling`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SrtpPolicy {
+    /// Never: plain RTP, and an `RTP/SAVP` offer is refused (488).
+    Off,
+    /// Answer a peer's `RTP/SAVP` offer with SRTP when it came over TLS/WSS; offer plain
+    /// RTP (every peer takes it). The default.
+    #[default]
+    Accept,
+    /// Over TLS/WSS, offer `RTP/SAVP` with keys too (a peer without SRTP refuses the call);
+    /// over UDP/TCP, as `Accept`.
+    Offer,
+    /// Encrypted or nothing: offer `RTP/SAVP`, refuse plain RTP, and refuse calls whose
+    /// signalling is not TLS/WSS.
+    Require,
+    /// Offer and accept SDES over any signalling, keys readable by anyone on the path: for
+    /// tests and trusted networks only.
+    Force,
+}
+
 /// Settings of [`RtpAudio`] handlers.
 #[derive(Clone)]
 pub struct RtpAudioOptions {
@@ -90,6 +112,9 @@ pub struct RtpAudioOptions {
     /// that feeds speech recognition at 16 kHz asks for 16 000. Another rate fails the
     /// handler's creation.
     pub audio_rate: u32,
+    /// When calls are encrypted with SDES-SRTP (default [`SrtpPolicy::Accept`]; needs the
+    /// `srtp` feature, else every call is plain and `Require`/`Force` fail).
+    pub srtp: SrtpPolicy,
 }
 
 impl Default for RtpAudioOptions {
@@ -106,6 +131,7 @@ impl Default for RtpAudioOptions {
             audio: Arc::new(|_| Ok(AudioIo::silence())),
             silent_peer_limit: Some(crate::stream::SILENT_PEER_LIMIT),
             audio_rate: 8000,
+            srtp: SrtpPolicy::default(),
         }
     }
 }
@@ -117,6 +143,7 @@ impl std::fmt::Debug for RtpAudioOptions {
             .field("port_range", &self.port_range)
             .field("public_address", &self.public_address)
             .field("audio_rate", &self.audio_rate)
+            .field("srtp", &self.srtp)
             .finish_non_exhaustive()
     }
 }
@@ -304,6 +331,44 @@ pub struct RtpAudio {
     seed: u64,
 }
 
+/// What SDES this call may do under `policy` (see [`SrtpPolicy`]), with a fresh key.
+fn sdes_setup(
+    policy: SrtpPolicy,
+    secure: bool,
+) -> Result<Option<crate::sdp::offer_answer::SdesSetup>, SdhError> {
+    let (offer, required) = match policy {
+        SrtpPolicy::Off => return Ok(None),
+        SrtpPolicy::Accept if !secure => return Ok(None),
+        SrtpPolicy::Offer if !secure => return Ok(None),
+        SrtpPolicy::Require if !secure => {
+            return Err(SdhError::new(
+                "SRTP is required, and this call's signalling is not TLS: no keys in the clear",
+            ))
+        }
+        SrtpPolicy::Accept => (false, false),
+        SrtpPolicy::Offer | SrtpPolicy::Force => (true, false),
+        SrtpPolicy::Require => (true, true),
+    };
+    #[cfg(feature = "srtp")]
+    {
+        let key = crate::srtp::MasterKey::random()
+            .map_err(|e| SdhError::new(format!("SRTP key: {e}")))?;
+        Ok(Some(crate::sdp::offer_answer::SdesSetup {
+            key: key.0,
+            offer,
+            required,
+        }))
+    }
+    #[cfg(not(feature = "srtp"))]
+    {
+        let _ = offer;
+        if required || policy == SrtpPolicy::Force {
+            return Err(SdhError::new("SRTP is not built in (the srtp feature)"));
+        }
+        Ok(None)
+    }
+}
+
 /// An error for an audio rate no codec here runs (a misconfigured handler, so the call fails
 /// at once instead of later in its media task).
 pub(crate) fn check_audio_rate(rate: u32) -> Result<(), SdhError> {
@@ -346,10 +411,13 @@ impl RtpAudio {
             },
         };
         let local = SocketAddr::new(ip, rtp.local_addr().map_err(io_err)?.port());
+        let sdes = sdes_setup(options.srtp, session.secure_signalling)?;
         let audio = (options.audio)(session)?;
         let (handle, stats_tx, closed_tx) = MediaHandle::unstarted(local);
+        let mut oa = OfferAnswer::new(options.capabilities.clone(), seed % 1_000_000_000);
+        oa.set_sdes(sdes);
         Ok(RtpAudio {
-            oa: OfferAnswer::new(options.capabilities.clone(), seed % 1_000_000_000),
+            oa,
             options,
             ip,
             sockets: Some((rtp, rtcp)),

@@ -565,7 +565,10 @@ async fn run(media: Media) {
     let mut frame = vec![0i16; frame_len];
     let mut decoded = Vec::with_capacity(frame_len * 6);
     let mut payload = Vec::with_capacity(1500);
-    let mut stats = MediaStats::default();
+    let mut stats = MediaStats {
+        srtp: Some("DTLS-SRTP"),
+        ..MediaStats::default()
+    };
     let mut dtmf_rx: Option<DtmfReceiver> = None;
     let mut seq = SeqCount::default();
     let mut peer_closed = false;

@@ -199,6 +199,10 @@ pub struct SessionContext {
     pub bind_ip: IpAddr,
     /// The session's id (the Call-ID and tags, once known), for logs.
     pub id: String,
+    /// Whether the session's signalling is encrypted hop by hop: a callee's INVITE came over
+    /// TLS or secure WebSocket, or a caller's goes out so. A handler puts keys in its
+    /// descriptions (SDES, RFC 4568 §8.3) only when this holds, unless told otherwise.
+    pub secure_signalling: bool,
     /// The session the handler is for, read when asked (parsing who is calling costs
     /// thousands of instructions a call; most handlers never ask).
     pub(crate) session: Option<Arc<std::sync::Mutex<crate::session::SessionInfo>>>,
@@ -212,6 +216,7 @@ impl std::fmt::Debug for SessionContext {
             .field("local_ip", &self.local_ip)
             .field("bind_ip", &self.bind_ip)
             .field("id", &self.id)
+            .field("secure_signalling", &self.secure_signalling)
             .finish_non_exhaustive()
     }
 }

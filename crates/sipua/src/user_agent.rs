@@ -289,6 +289,27 @@ impl Shared {
         }
     }
 
+    /// Whether requests to `target` leave over TLS or secure WebSocket: the first hop (the
+    /// outbound proxy, else the target) is a `sips:` URI or names `transport=tls`/`wss`, or
+    /// names no transport and our primary listener is TLS or WSS. SDES keys (RFC 4568 §8.3)
+    /// go only where this holds.
+    pub(crate) fn secure_towards(&self, target: &Uri) -> bool {
+        let hop = match &self.options.outbound_proxy {
+            Some(p) => p.uri(),
+            None => target,
+        };
+        if hop.scheme() == "sips" {
+            return true;
+        }
+        match hop.as_sip().and_then(|s| s.transport()) {
+            Some(t) => t.eq_ignore_ascii_case("tls") || t.eq_ignore_ascii_case("wss"),
+            None => matches!(
+                self.listeners.first(),
+                Some((Transport::Tls | Transport::Wss, _))
+            ),
+        }
+    }
+
     /// Runs `f(target)` when the agent stops gracefully, if `target` still lives then.
     pub(crate) fn on_stop<T: Send + Sync + 'static>(
         &self,

@@ -581,6 +581,28 @@ impl Task {
 
     // ---- talking to the driver ----
 
+    /// A `Warning` (RFC 3261 §20.43, code 399) saying why the media handler refused an
+    /// offer, for the 488: the peer's logs (and a person reading them) learn the reason.
+    fn warning(&self, e: &Error) -> Header {
+        let text = match e {
+            Error::SessionDescriptionHandler(h) => h.to_string(),
+            other => other.to_string(),
+        };
+        let text: String = text
+            .chars()
+            .filter(|c| !c.is_control())
+            .map(|c| if c == '"' { '\'' } else { c })
+            .filter(|&c| c != '\\')
+            .take(200)
+            .collect();
+        let agent = self.shared.advertised_ip(self.peer);
+        let agent = match agent {
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            v4 => v4.to_string(),
+        };
+        Header::new(HeaderName::Warning, format!("399 {agent} \"{text}\""))
+    }
+
     async fn respond(
         &mut self,
         id: TransactionId,
@@ -707,6 +729,21 @@ impl Task {
 
     // ---- media ----
 
+    /// Whether this session's signalling is TLS or WSS to the next hop (see
+    /// [`SessionContext::secure_signalling`]): the way a callee's INVITE came (its top Via),
+    /// or the way a caller's goes.
+    fn secure_signalling(&self) -> bool {
+        match &self.role {
+            Role::Uas(uas) => uas.request.top_via().is_ok_and(|v| {
+                matches!(
+                    v.transport,
+                    sipua_message::header::Transport::Tls | sipua_message::header::Transport::Wss
+                )
+            }),
+            Role::Uac(uac) => self.shared.secure_towards(&uac.target),
+        }
+    }
+
     fn ensure_sdh(&mut self) -> Result<&mut Box<dyn SessionDescriptionHandler>, Error> {
         if self.sdh.is_none() {
             let ctx = SessionContext {
@@ -721,6 +758,7 @@ impl Task {
                 },
                 session: Some(self.info.clone()),
                 ender: self.me.clone(),
+                secure_signalling: self.secure_signalling(),
             };
             let sdh = self
                 .shared
@@ -1131,7 +1169,7 @@ impl Task {
                             params: Default::default(),
                         })],
                     ),
-                    _ => (488, Vec::new()),
+                    _ => (488, vec![self.warning(&e)]),
                 };
                 let _ = self.respond(id, status, None, headers, None).await;
                 if let Some(u) = self.uas() {
@@ -1493,9 +1531,10 @@ impl Task {
                             Err(_) => 500,
                         }
                     }
-                    Err(_) => {
+                    Err(e) => {
                         self.rollback().await;
-                        let _ = self.respond(id, 488, None, Vec::new(), None).await;
+                        let warning = vec![self.warning(&e)];
+                        let _ = self.respond(id, 488, None, warning, None).await;
                         488
                     }
                 }
@@ -1640,6 +1679,7 @@ impl Task {
                 id: format!("{}-{}-fork", self.shared.local, self.key),
                 session: None,
                 ender: None,
+                secure_signalling: self.secure_signalling(),
             };
             let pending = throwaway_answer(
                 self.shared.clone(),
@@ -1953,9 +1993,10 @@ impl Task {
                 }
                 Err(_) => 500,
             },
-            Err(_) => {
+            Err(e) => {
                 self.rollback().await;
-                let _ = self.respond(id, 488, None, Vec::new(), None).await;
+                let warning = vec![self.warning(&e)];
+                let _ = self.respond(id, 488, None, warning, None).await;
                 488
             }
         };
