@@ -252,20 +252,39 @@ impl Crypto {
         }
     }
 
-    /// Checks and decrypts an incoming packet; false when it is refused.
-    fn unprotect(&mut self, packet: &mut Vec<u8>, rtcp: bool) -> bool {
+    /// Checks and decrypts an incoming packet.
+    fn unprotect(&mut self, packet: &mut Vec<u8>, rtcp: bool) -> Unprotected {
         #[cfg(feature = "srtp")]
-        return if rtcp {
-            self.rx.unprotect_rtcp(packet).is_ok()
-        } else {
-            self.rx.unprotect_rtp(packet).is_ok()
-        };
+        {
+            let r = if rtcp {
+                self.rx.unprotect_rtcp(packet)
+            } else {
+                self.rx.unprotect_rtp(packet)
+            };
+            return match r {
+                Ok(()) => Unprotected::Ok,
+                // not SRTP at all (a peer's plain keep-alive, say): just not usable
+                Err(crate::srtp::SrtpError::TooShort) => Unprotected::Invalid,
+                Err(_) => Unprotected::Refused,
+            };
+        }
         #[cfg(not(feature = "srtp"))]
         {
             let _ = (packet, rtcp);
-            false
+            Unprotected::Refused
         }
     }
+}
+
+/// What became of an incoming packet of an encrypted stream.
+#[cfg_attr(not(feature = "srtp"), allow(dead_code))]
+enum Unprotected {
+    /// Authentic and decrypted.
+    Ok,
+    /// Too short to be SRTP or SRTCP: counted as invalid.
+    Invalid,
+    /// Forged, replayed or too old: counted in `srtp_rejected`.
+    Refused,
 }
 
 /// One RTP audio stream (see the module documentation).
@@ -468,11 +487,11 @@ impl AudioStream {
         }
         if let Some(crypto) = self.crypto.as_mut() {
             let mut plain = bytes.to_vec();
-            if !crypto.unprotect(&mut plain, false) {
-                self.stats.srtp_rejected += 1;
-                return;
+            match crypto.unprotect(&mut plain, false) {
+                Unprotected::Ok => self.rtp_in(now, from, &plain),
+                Unprotected::Invalid => self.stats.invalid += 1,
+                Unprotected::Refused => self.stats.srtp_rejected += 1,
             }
-            self.rtp_in(now, from, &plain);
         } else {
             self.rtp_in(now, from, bytes);
         }
@@ -545,11 +564,11 @@ impl AudioStream {
         }
         if let Some(crypto) = self.crypto.as_mut() {
             let mut plain = bytes.to_vec();
-            if !crypto.unprotect(&mut plain, true) {
-                self.stats.srtp_rejected += 1;
-                return;
+            match crypto.unprotect(&mut plain, true) {
+                Unprotected::Ok => self.rtcp_in(now, from, &plain),
+                Unprotected::Invalid => self.stats.invalid += 1,
+                Unprotected::Refused => self.stats.srtp_rejected += 1,
             }
-            self.rtcp_in(now, from, &plain);
         } else {
             self.rtcp_in(now, from, bytes);
         }

@@ -272,6 +272,13 @@ impl Baresip {
     /// [`Baresip::start`] with the account's codecs (`opus`: baresip's Opus module, which
     /// runs at 48 kHz stereo, so `wav` must be 48 kHz stereo and its recording is too).
     fn start_with(dir: &TempDir, wav: &Path, codecs: &str) -> Baresip {
+        Baresip::start_full(dir, wav, codecs, false)
+    }
+
+    /// [`Baresip::start_with`], and with `srtp` a TLS listener (at SIP port + 1, the tests'
+    /// certificate) and SDES-SRTP required on its account (`mediaenc=srtp-mand`: it offers
+    /// `RTP/SAVP` with `a=crypto` and takes nothing else).
+    fn start_full(dir: &TempDir, wav: &Path, codecs: &str, srtp: bool) -> Baresip {
         assert!(
             Command::new("baresip")
                 .arg("-h")
@@ -295,8 +302,32 @@ impl Baresip {
                 .replace("@SND_PATH@", dumps.to_str().unwrap())
                 .replace("audio_codecs=pcmu,pcma", &format!("audio_codecs={codecs}"))
         };
-        std::fs::write(conf.join("config"), fill(CONFIG)).unwrap();
-        std::fs::write(conf.join("accounts"), fill(ACCOUNTS)).unwrap();
+        let mut config = fill(CONFIG);
+        let mut accounts = fill(ACCOUNTS);
+        if srtp {
+            // certificate and key in one file, as baresip 1.0 reads them
+            let (cert, key) = test_certificate();
+            let both = conf.join("tls.pem");
+            let pem =
+                std::fs::read_to_string(cert).unwrap() + &std::fs::read_to_string(key).unwrap();
+            std::fs::write(&both, pem).unwrap();
+            config.push_str(&format!(
+                "sip_certificate\t\t{}\nmodule\t\t\tsrtp.so\n",
+                both.display()
+            ));
+            accounts = accounts
+                .lines()
+                .map(|l| {
+                    if l.starts_with('<') {
+                        format!("{l};mediaenc=srtp-mand\n")
+                    } else {
+                        format!("{l}\n")
+                    }
+                })
+                .collect();
+        }
+        std::fs::write(conf.join("config"), config).unwrap();
+        std::fs::write(conf.join("accounts"), accounts).unwrap();
         // -n: the address to use, -s: SIP trace on stdout, -t: quit after 60 s even if this
         // test dies without killing it
         let (child, out) = spawn(Command::new("baresip").arg("-f").arg(&conf).args([
@@ -475,6 +506,167 @@ fn baresip_calls_sipua_serve_both_hear_each_other_and_sipua_gets_baresips_dtmf()
     let context = || context(&ctrl, &bs);
 
     assert_eq!(sipua_dtmf(&served.text()), "2580*", "{}", context());
+    let files: Vec<PathBuf> = std::fs::read_dir(&recs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}\n{}", context());
+    assert_tone(
+        "sipua serve's recording",
+        &read_wav(&files[0]),
+        440.0,
+        2.5,
+        &context,
+    );
+    assert_tone("baresip's -dec.wav", &bs.received(), 1000.0, 2.5, &context);
+}
+
+/// The media line `sipua` printed last, or a failure.
+fn last_media_line(printed: &str, context: &dyn Fn() -> String) -> String {
+    printed
+        .lines()
+        .rev()
+        .find(|l| l.contains(" sent ") && l.contains(" recv "))
+        .unwrap_or_else(|| panic!("no media line\n{}", context()))
+        .to_owned()
+}
+
+/// SDES-SRTP with baresip over TLS (its `srtp` module, `mediaenc=srtp-mand`): sipua offers
+/// `RTP/SAVP` with keys, baresip answers with its own; each hears the other (by content, so
+/// both decrypt what the other encrypts), and sipua's media line names the suite.
+#[test]
+fn sipua_call_and_baresip_talk_sdes_srtp_over_tls() {
+    let dir = TempDir::new("call-baresip-srtp");
+    let melody = audio::demo_melody();
+    let (play, rec, bs_wav) = (
+        dir.join("melody.wav"),
+        dir.join("rec.wav"),
+        dir.join("tone440.wav"),
+    );
+    write_wav(&play, &melody);
+    write_wav(&bs_wav, &tone(440.0, 10.0));
+    let mut bs = Baresip::start_full(&dir, &bs_wav, "pcmu,pcma", true);
+    let mut ctrl = bs.ctrl();
+    let (cert, key) = test_certificate();
+    let (ok, printed) = call(&[
+        &format!("sip:baresip@127.0.0.1:{};transport=tls", bs.sip_port + 1),
+        "--from-addr",
+        "tls:127.0.0.1:0",
+        "--ca",
+        cert.to_str().unwrap(),
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "--srtp",
+        "offer",
+        "--play",
+        play.to_str().unwrap(),
+        "--record",
+        rec.to_str().unwrap(),
+        "--duration",
+        "3.5",
+    ]);
+    ctrl.wait_for(r#""type":"CALL_CLOSED""#, 5.0);
+    bs.quit(&mut ctrl);
+    let context = || {
+        format!(
+            "files in {}\nsipua call:\n{printed}\nctrl_tcp:\n{}\nbaresip:\n{}",
+            dir.0.display(),
+            ctrl.transcript(),
+            bs.out.text()
+        )
+    };
+    assert!(ok, "sipua call failed\n{}", context());
+    let line = last_media_line(&printed, &context);
+    assert!(
+        line.contains(" srtp AES_CM_128_HMAC_SHA1_"),
+        "{line}\n{}",
+        context()
+    );
+    assert!(!line.contains("srtp-rejected"), "{line}\n{}", context());
+    // baresip's answer is encrypted too
+    let log = bs.out.text();
+    assert!(
+        log.contains("RTP/SAVP") && log.contains("a=crypto:"),
+        "{}",
+        context()
+    );
+    assert_tone("sipua's recording", &read_wav(&rec), 440.0, 2.5, &context);
+    assert_melody(
+        "baresip's -dec.wav",
+        &melody,
+        &bs.received(),
+        None,
+        &context,
+    );
+}
+
+/// baresip (SDES required) calls `sipua serve` over TLS: sipua's default answers its
+/// `RTP/SAVP` offer with a key of its own, and the audio goes both ways.
+#[test]
+fn baresip_calls_sipua_serve_over_tls_with_sdes_srtp() {
+    let dir = TempDir::new("baresip-serve-srtp");
+    let (prompt, recs, bs_wav) = (
+        dir.join("tone1000.wav"),
+        dir.join("calls"),
+        dir.join("tone440.wav"),
+    );
+    write_wav(&prompt, &tone(1000.0, 5.0));
+    write_wav(&bs_wav, &tone(440.0, 10.0));
+    let port = free_tcp_port();
+    let (cert, key) = test_certificate();
+    let (_serve, served) = spawn(
+        sipua()
+            .args(["serve", "--listen", &format!("tls:127.0.0.1:{port}")])
+            .args(["--lifetime", "60", "--play"])
+            .arg(&prompt)
+            .arg("--record-dir")
+            .arg(&recs)
+            .arg("--cert")
+            .arg(&cert)
+            .arg("--key")
+            .arg(&key),
+    );
+    assert!(served.wait_for("listening on", 10.0), "{}", served.text());
+    let mut bs = Baresip::start_full(&dir, &bs_wav, "pcmu,pcma", true);
+    let mut ctrl = bs.ctrl();
+    let context = |ctrl: &Ctrl, bs: &Baresip| {
+        format!(
+            "files in {}\nsipua serve:\n{}\nctrl_tcp:\n{}\nbaresip:\n{}",
+            dir.0.display(),
+            served.text(),
+            ctrl.transcript(),
+            bs.out.text()
+        )
+    };
+    ctrl.send("dial", &format!("sip:sipua@127.0.0.1:{port};transport=tls"));
+    assert!(
+        ctrl.wait_for(r#""type":"CALL_ESTABLISHED""#, 10.0),
+        "{}",
+        context(&ctrl, &bs)
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    ctrl.send("hangup", "");
+    assert!(
+        ctrl.wait_for(r#""type":"CALL_CLOSED""#, 10.0),
+        "{}",
+        context(&ctrl, &bs)
+    );
+    assert!(
+        served.wait_for(": media at the end:", 10.0),
+        "{}",
+        context(&ctrl, &bs)
+    );
+    bs.quit(&mut ctrl);
+    let context = || context(&ctrl, &bs);
+    let line = last_media_line(&served.text(), &context);
+    assert!(
+        line.contains(" srtp AES_CM_128_HMAC_SHA1_"),
+        "{line}\n{}",
+        context()
+    );
+    assert!(!line.contains("srtp-rejected"), "{line}\n{}", context());
     let files: Vec<PathBuf> = std::fs::read_dir(&recs)
         .unwrap()
         .map(|e| e.unwrap().path())
