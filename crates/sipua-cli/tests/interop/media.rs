@@ -879,6 +879,171 @@ fn sipua_call_and_pjsua_answering_hear_each_other() {
     assert_tone("sipua's recording", &read_wav(&rec), 1000.0, 2.5, &context);
 }
 
+/// SDES-SRTP with PJSIP over TLS, both directions: PJSIP (srtpUse mandatory, keys only over
+/// TLS) answers `sipua call --srtp require`, then calls `sipua serve --srtp require`; each
+/// side hears the other's audio (by content), and sipua's media line names the suite.
+#[test]
+fn sipua_and_pjsua_talk_sdes_srtp_over_tls_both_ways() {
+    let dir = TempDir::new("pjsua-srtp");
+    let (cert, key) = test_certificate();
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let melody = audio::demo_melody();
+    let (play, rec, pj_play, pj_rec) = (
+        dir.join("melody.wav"),
+        dir.join("rec.wav"),
+        dir.join("tone1000.wav"),
+        dir.join("pjsua-rec.wav"),
+    );
+    write_wav(&play, &melody);
+    write_wav(&pj_play, &tone(1000.0, 5.0));
+    let pj_tls = [
+        "--transport",
+        "tls",
+        "--cert",
+        cert,
+        "--key",
+        key,
+        "--ca",
+        cert,
+        "--srtp",
+        "mandatory",
+    ];
+
+    // sipua calls PJSIP
+    let mut args = pj_tls.to_vec();
+    args.extend([
+        "--answer",
+        "--play",
+        pj_play.to_str().unwrap(),
+        "--record",
+        pj_rec.to_str().unwrap(),
+        "--timeout",
+        "20",
+    ]);
+    let (mut peer, peer_out, uri) = pjsua_peer(&args);
+    let (ok, printed) = call(&[
+        &uri,
+        "--from-addr",
+        "tls:127.0.0.1:0",
+        "--ca",
+        cert,
+        "--cert",
+        cert,
+        "--key",
+        key,
+        "--srtp",
+        "require",
+        "--play",
+        play.to_str().unwrap(),
+        "--record",
+        rec.to_str().unwrap(),
+        "--duration",
+        "3",
+    ]);
+    let status = wait_exit(&mut peer, 10.0);
+    let context = || {
+        format!(
+            "files in {}\nsipua call:\n{printed}\npeer.py:\n{}",
+            dir.0.display(),
+            peer_out.text()
+        )
+    };
+    assert!(ok, "sipua call failed\n{}", context());
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{}",
+        context()
+    );
+    let line = last_media_line(&printed, &context);
+    assert!(
+        line.contains(" srtp AES_CM_128_HMAC_SHA1_"),
+        "{line}\n{}",
+        context()
+    );
+    assert!(!line.contains("srtp-rejected"), "{line}\n{}", context());
+    assert_melody(
+        "pjsua's recording",
+        &melody,
+        &read_wav(&pj_rec),
+        None,
+        &context,
+    );
+    assert_tone("sipua's recording", &read_wav(&rec), 1000.0, 2.5, &context);
+
+    // PJSIP calls sipua serve
+    let recs = dir.join("calls");
+    let port = free_tcp_port();
+    let (_serve, served) = spawn(
+        sipua()
+            .args(["serve", "--listen", &format!("tls:127.0.0.1:{port}")])
+            .args(["--lifetime", "60", "--srtp", "require", "--play"])
+            .arg(&play)
+            .arg("--record-dir")
+            .arg(&recs)
+            .args(["--cert", cert, "--key", key, "--hangup-after", "3"]),
+    );
+    assert!(served.wait_for("listening on", 10.0), "{}", served.text());
+    let pj_rec2 = dir.join("pjsua-rec2.wav");
+    let target = format!("sip:sipua@127.0.0.1:{port}");
+    let mut args = pj_tls.to_vec();
+    args.extend([
+        "--play",
+        pj_play.to_str().unwrap(),
+        "--record",
+        pj_rec2.to_str().unwrap(),
+        "--timeout",
+        "20",
+        &target,
+    ]);
+    let (mut peer, peer_out, _) = pjsua_peer(&args);
+    let status = wait_exit(&mut peer, 20.0);
+    assert!(
+        served.wait_for(": media at the end:", 10.0),
+        "{}\n{}",
+        served.text(),
+        peer_out.text()
+    );
+    let context = || {
+        format!(
+            "files in {}\nsipua serve:\n{}\npeer.py:\n{}",
+            dir.0.display(),
+            served.text(),
+            peer_out.text()
+        )
+    };
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{}",
+        context()
+    );
+    let line = last_media_line(&served.text(), &context);
+    assert!(
+        line.contains(" srtp AES_CM_128_HMAC_SHA1_"),
+        "{line}\n{}",
+        context()
+    );
+    assert!(!line.contains("srtp-rejected"), "{line}\n{}", context());
+    let files: Vec<PathBuf> = std::fs::read_dir(&recs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}\n{}", context());
+    assert_tone(
+        "sipua serve's recording",
+        &read_wav(&files[0]),
+        1000.0,
+        2.5,
+        &context,
+    );
+    assert_melody(
+        "pjsua's recording",
+        &melody,
+        &read_wav(&pj_rec2),
+        None,
+        &context,
+    );
+}
+
 /// Opus both ways with baresip (needs the `opus` feature, which `scripts/test` turns on): what
 /// sipua plays, coded by our libopus encoder at a 48 kHz RTP clock, is what baresip hears, and
 /// baresip's Opus tone is what sipua records.

@@ -65,7 +65,7 @@ refers the first call's peer to the second call's peer (attended transfer). The 
 hangs up the transferred call on the final NOTIFY (the target answered, or the transfer
 failed).
 
-127.0.0.1 only, no registrar, no STUN/TURN/ICE/SRTP/session timers, G.711 only (PJSIP
+127.0.0.1 only, no registrar, no STUN/TURN/ICE/session timers, SRTP only with --srtp, G.711 only (PJSIP
 adds telephone-event by itself), no sound card (the null device): the audio comes from
 --play and goes to --record.
 
@@ -462,7 +462,9 @@ def endpoint_config(log_level, max_calls):
     return cfg
 
 
-def account_config(sip_port, transport, rtp_port, rel100=False, proxy=None, user=None, password=None):
+def account_config(
+    sip_port, transport, rtp_port, rel100=False, proxy=None, user=None, password=None, srtp="off"
+):
     acfg = pj.AccountConfig()
     acfg.idUri = f"sip:{user or 'pjsua'}@127.0.0.1:{sip_port}"
     acfg.regConfig.registrarUri = ""
@@ -489,7 +491,14 @@ def account_config(sip_port, transport, rtp_port, rel100=False, proxy=None, user
     media.transportConfig.portRange = 200  # the next ports when that one is taken
     media.transportConfig.boundAddress = "127.0.0.1"
     media.transportConfig.publicAddress = "127.0.0.1"
-    media.srtpUse = pj.PJMEDIA_SRTP_DISABLED
+    # SDES-SRTP (RFC 4568) when asked: "mandatory" offers RTP/SAVP and takes nothing else;
+    # keys only over TLS (srtpSecureSignaling 1: the hop to the peer must be TLS)
+    media.srtpUse = {
+        "off": pj.PJMEDIA_SRTP_DISABLED,
+        "optional": pj.PJMEDIA_SRTP_OPTIONAL,
+        "mandatory": pj.PJMEDIA_SRTP_MANDATORY,
+    }[srtp]
+    media.srtpSecureSignaling = 1
     # else PJSIP re-INVITEs to lock one codec when an answer lists several
     media.lockCodecEnabled = False
     acfg.callConfig.timerUse = pj.PJSUA_SIP_TIMER_INACTIVE
@@ -566,7 +575,11 @@ def run(a, ep, peer):
         peer.hold_delay = a.hold_delay
         peer.hold_time = a.hold_time
     acc = Account(peer)
-    acc.create(account_config(sip_port, transport, a.rtp_port, a.rel100, a.proxy, a.user, a.password))
+    acc.create(
+        account_config(
+            sip_port, transport, a.rtp_port, a.rel100, a.proxy, a.user, a.password, a.srtp
+        )
+    )
     peer.acc = acc
     if a.play:
         peer.player = pj.AudioMediaPlayer()
@@ -708,6 +721,12 @@ def main():
         choices=("udp", "tcp", "tls"),
         default="udp",
         help="the SIP transport we listen on and send over",
+    )
+    ap.add_argument(
+        "--srtp",
+        choices=["off", "optional", "mandatory"],
+        default="off",
+        help="SDES-SRTP for media (keys only over TLS)",
     )
     ap.add_argument("--cert", help="tls: PEM certificate our TLS listener presents")
     ap.add_argument("--key", help="tls: PEM private key of --cert")
