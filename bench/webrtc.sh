@@ -8,6 +8,10 @@
 #
 #   bench/webrtc.sh [CONCURRENT] [HOLD] [CODECS]      e.g. bench/webrtc.sh 500 10 pcmu
 #
+# MEDIA=sdes makes the same calls SDES-SRTP instead (RFC 4568 keys in the SDP, over TLS
+# signalling: serve listens on TLS with a self-signed certificate, both sides --srtp require;
+# no ICE or DTLS, so a call's set-up is a TLS-carried INVITE and the SRTP starts at once).
+#
 # Needs a release build (cargo build --release -p sipua-cli; --features opus for Opus).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,25 +22,41 @@ SIPUA=${SIPUA:-target/release/sipua}
 [ -x "$SIPUA" ] || cargo build --release -p sipua-cli
 TICKS=$(getconf CLK_TCK)
 PORT=18900
+MEDIA=${MEDIA:-webrtc}
+case "$MEDIA" in
+  webrtc)
+    LISTEN="udp:127.0.0.1:$PORT"
+    TARGET="sip:echo@127.0.0.1:$PORT"
+    SERVE_OPTS=()
+    CALL_OPTS=(--webrtc)
+    ;;
+  sdes)
+    LISTEN="tls:127.0.0.1:$PORT"
+    TARGET="sip:echo@127.0.0.1:$PORT;transport=tls"
+    SERVE_OPTS=(--srtp require)
+    CALL_OPTS=(--srtp require --insecure)
+    ;;
+  *) echo "MEDIA is webrtc or sdes" >&2; exit 2 ;;
+esac
 RATE=$((CONCURRENT / HOLD))
 CALLS=$((CONCURRENT * 2))
-"$SIPUA" serve --listen "udp:127.0.0.1:$PORT" --echo --quiet --codecs "$CODECS" \
+"$SIPUA" serve --listen "$LISTEN" "${SERVE_OPTS[@]}" --echo --quiet --codecs "$CODECS" \
   --lifetime $((HOLD * 4 + 120)) >/dev/null 2>&1 &
 pid=$!
 sleep 0.7
 s0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
-out=$(/usr/bin/time -f "cpu %U %S" "$SIPUA" call "sip:echo@127.0.0.1:$PORT" --webrtc --codecs "$CODECS" \
+out=$(/usr/bin/time -f "cpu %U %S" "$SIPUA" call "$TARGET" "${CALL_OPTS[@]}" --codecs "$CODECS" \
   --calls "$CALLS" --rate "$RATE" --duration "$HOLD" --concurrent $((CONCURRENT * 3)) 2>&1 \
   | grep -v "^call failed\|^calling" || true)
 s1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
 rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
 kill "$pid" 2>/dev/null || true
 wait "$pid" 2>/dev/null || true
-echo "| concurrent (about) | set-up rate | codec | calls | failed | packets received (echo) | calls that heard nothing | loss mean / max | serve CPU per call | serve peak RSS | caller CPU |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|"
-echo "$out" | awk -v c="$CONCURRENT" -v r="$RATE" -v codec="$CODECS" -v s=$((s1 - s0)) -v k="$TICKS" -v n="$CALLS" -v rss="$rss" '
+echo "| concurrent (about) | set-up rate | media | codec | calls | failed | packets received (echo) | calls that heard nothing | loss mean / max | serve CPU per call | serve peak RSS | caller CPU |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "$out" | awk -v c="$CONCURRENT" -v r="$RATE" -v media="$MEDIA" -v codec="$CODECS" -v s=$((s1 - s0)) -v k="$TICKS" -v n="$CALLS" -v rss="$rss" '
   /^calls:/ {ok = $2; failed = $4}
   /^media:/ {pk = $4; silent = $7; lm = $13; lx = $16}
   /^cpu/ {cpu = $2 + $3}
-  END {printf "| %s | %s/s | %s | %s | %s | %s | %s | %s / %s | %.0f µs | %.0f MB | %.1f s |\n",
-    c, r, codec, ok, failed, pk, silent, lm " %", lx " %", s / k * 1e6 / n, rss / 1024, cpu}'
+  END {printf "| %s | %s/s | %s | %s | %s | %s | %s | %s | %s / %s | %.0f µs | %.0f MB | %.1f s |\n",
+    c, r, media, codec, ok, failed, pk, silent, lm " %", lx " %", s / k * 1e6 / n, rss / 1024, cpu}'
