@@ -188,91 +188,87 @@ struct Crypto {
     rx: crate::srtp::SrtpContext,
 }
 
-/// Never made without the `srtp` feature: a negotiation with keys fails instead.
-#[cfg(not(feature = "srtp"))]
-struct Crypto;
-
+#[cfg(feature = "srtp")]
 impl Crypto {
     /// The contexts for what offer/answer decided; `None` for plain RTP.
     fn for_params(params: &Negotiated) -> Result<Option<Box<Crypto>>, String> {
+        use crate::srtp::{MasterKey, SrtpContext, SrtpSuite};
         let Some(keys) = &params.srtp else {
             return Ok(None);
         };
-        #[cfg(feature = "srtp")]
-        {
-            use crate::srtp::{MasterKey, SrtpContext, SrtpSuite};
-            let suite = SrtpSuite::from_name(keys.suite)
-                .ok_or_else(|| format!("SRTP suite {} is not supported", keys.suite))?;
-            let context = |k: &[u8; crate::srtp::MASTER_LEN]| {
-                SrtpContext::new(suite, &MasterKey(*k)).map_err(|e| e.to_string())
-            };
-            Ok(Some(Box::new(Crypto {
-                tx: context(&keys.local_key)?,
-                rx: context(&keys.remote_key)?,
-                keys: keys.clone(),
-            })))
-        }
-        #[cfg(not(feature = "srtp"))]
-        {
-            let _ = keys;
-            Err("SRTP is not built in (the srtp feature)".into())
-        }
+        let suite = SrtpSuite::from_name(keys.suite)
+            .ok_or_else(|| format!("SRTP suite {} is not supported", keys.suite))?;
+        let context = |k: &[u8; crate::srtp::MASTER_LEN]| {
+            SrtpContext::new(suite, &MasterKey(*k)).map_err(|e| e.to_string())
+        };
+        Ok(Some(Box::new(Crypto {
+            tx: context(&keys.local_key)?,
+            rx: context(&keys.remote_key)?,
+            keys: keys.clone(),
+        })))
     }
 
     fn suite(&self) -> &'static str {
-        #[cfg(feature = "srtp")]
-        return self.keys.suite;
-        #[cfg(not(feature = "srtp"))]
-        ""
+        self.keys.suite
     }
 
     /// Whether these are the contexts for `params` already (a re-INVITE keeps its keys).
     fn matches(&self, params: &Negotiated) -> bool {
-        #[cfg(feature = "srtp")]
-        return params.srtp.as_ref() == Some(&self.keys);
-        #[cfg(not(feature = "srtp"))]
-        {
-            let _ = params;
-            false
-        }
+        params.srtp.as_ref() == Some(&self.keys)
     }
 
     /// Encrypts an outgoing packet; false when it cannot be sent.
     fn protect(&mut self, packet: &mut Vec<u8>, rtcp: bool) -> bool {
-        #[cfg(feature = "srtp")]
-        return if rtcp {
+        if rtcp {
             self.tx.protect_rtcp(packet).is_ok()
         } else {
             self.tx.protect_rtp(packet).is_ok()
-        };
-        #[cfg(not(feature = "srtp"))]
-        {
-            let _ = (packet, rtcp);
-            false
         }
     }
 
     /// Checks and decrypts an incoming packet.
     fn unprotect(&mut self, packet: &mut Vec<u8>, rtcp: bool) -> Unprotected {
-        #[cfg(feature = "srtp")]
-        {
-            let r = if rtcp {
-                self.rx.unprotect_rtcp(packet)
-            } else {
-                self.rx.unprotect_rtp(packet)
-            };
-            return match r {
-                Ok(()) => Unprotected::Ok,
-                // not SRTP at all (a peer's plain keep-alive, say): just not usable
-                Err(crate::srtp::SrtpError::TooShort) => Unprotected::Invalid,
-                Err(_) => Unprotected::Refused,
-            };
+        let r = if rtcp {
+            self.rx.unprotect_rtcp(packet)
+        } else {
+            self.rx.unprotect_rtp(packet)
+        };
+        match r {
+            Ok(()) => Unprotected::Ok,
+            // not SRTP at all (a peer's plain keep-alive, say): just not usable
+            Err(crate::srtp::SrtpError::TooShort) => Unprotected::Invalid,
+            Err(_) => Unprotected::Refused,
         }
-        #[cfg(not(feature = "srtp"))]
-        {
-            let _ = (packet, rtcp);
-            Unprotected::Refused
+    }
+}
+
+/// Never made without the `srtp` feature: a negotiation with keys fails instead.
+#[cfg(not(feature = "srtp"))]
+struct Crypto;
+
+#[cfg(not(feature = "srtp"))]
+impl Crypto {
+    fn for_params(params: &Negotiated) -> Result<Option<Box<Crypto>>, String> {
+        match params.srtp {
+            None => Ok(None),
+            Some(_) => Err("SRTP is not built in (the srtp feature)".into()),
         }
+    }
+
+    fn suite(&self) -> &'static str {
+        ""
+    }
+
+    fn matches(&self, _params: &Negotiated) -> bool {
+        false
+    }
+
+    fn protect(&mut self, _packet: &mut Vec<u8>, _rtcp: bool) -> bool {
+        false
+    }
+
+    fn unprotect(&mut self, _packet: &mut Vec<u8>, _rtcp: bool) -> Unprotected {
+        Unprotected::Refused
     }
 }
 

@@ -1,5 +1,7 @@
 //! What the whole-call media tests share: audio ends that play a recording once and keep
 //! what they hear, and the two steps of every call set-up.
+// each test file uses a part of these
+#![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -49,7 +51,6 @@ pub async fn next(ua: &UserAgent) -> Invitation {
 }
 
 /// `seconds` of a sine at `freq` Hz sampled at `rate` Hz.
-#[cfg_attr(not(feature = "opus"), allow(dead_code))] // the WebRTC tests' use needs Opus
 pub fn tone_at(freq: f32, rate: u32, seconds: f32) -> Vec<i16> {
     use sipua_media::audio::Tone;
     let mut t = Tone::new(freq, 8000, rate);
@@ -60,7 +61,6 @@ pub fn tone_at(freq: f32, rate: u32, seconds: f32) -> Vec<i16> {
 
 /// Which of `candidates` is strongest in the middle second of what `heard` holds at `rate`,
 /// and that second's level against a sine of amplitude 8000.
-#[cfg_attr(not(feature = "opus"), allow(dead_code))]
 pub fn heard_tone(heard: &Heard, rate: u32, candidates: &[f32]) -> (Option<f32>, f64) {
     use sipua_media::analysis;
     let heard = heard.lock().unwrap().clone();

@@ -5,8 +5,10 @@
 //! our core: ICE (RFC 8445; answered STUN checks and consent freshness, RFC 7675), DTLS 1.2
 //! with SRTP keys (RFC 5764; `AES_CM_128_HMAC_SHA1_80` and AEAD-GCM profiles), STUN, DTLS and
 //! SRTP on one port (RFC 7983), BUNDLE and rtcp-mux (RFC 8843, RFC 5761). It owns the SDP of
-//! the call (fingerprint, setup, ICE credentials, one host candidate). This module gives it a
-//! socket, a clock and 20 ms frames of audio: the same [`AudioIo`] ends and codecs
+//! the call (fingerprint, setup, ICE credentials, one host candidate). [`WebRtcMedia`]
+//! (`media.rs`) is a call's media without I/O: str0m plus frames, codecs, DTMF and the peer's
+//! leaving as events, tested over a simulated lossy network in virtual time. This module gives
+//! it a socket, a clock and 20 ms frames of audio: the same [`AudioIo`] ends and codecs
 //! ([`MediaCodec`]: G.711, Opus with the `opus` feature) as [`crate::RtpAudio`], and the same
 //! [`MediaHandle`] for statistics and for waiting until a recording is complete.
 //!
@@ -21,7 +23,8 @@
 //! (`sendonly` on hold) and str0m answers the peer's. Not yet here: a jitter buffer (str0m
 //! hands over packets in order; a lost one is concealed by the codec).
 
-use std::collections::VecDeque;
+mod media;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -34,17 +37,15 @@ use sipua::{
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::config::DtlsCert;
 use str0m::format::Codec as WebCodec;
-use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt, TelephoneEvent};
-use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use str0m::media::{Direction, Frequency, MediaKind, Mid, Pt};
+use str0m::{Candidate, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, watch};
 
-use crate::codec::MediaCodec;
-use crate::dtmf::DtmfReceiver;
-use crate::resample::frame_samples;
+pub use media::{WebRtcEvent, WebRtcMedia};
+
 use crate::rtp_audio::Control;
-use crate::sdp::offer_answer::{Codec, MediaCapabilities};
+use crate::sdp::offer_answer::MediaCapabilities;
 use crate::stream::{MediaEvent, MediaStats};
 use crate::{AudioIo, AudioIoFactory, MediaHandle};
 
@@ -142,6 +143,53 @@ fn certificate() -> Result<DtlsCert, SdhError> {
     .ok_or_else(|| SdhError::new("no DTLS certificate could be made"))
 }
 
+/// The `Rtc` of a call announcing `candidate`, with the codecs and telephone-events of
+/// `options` and this process's DTLS certificate.
+pub(crate) fn build_rtc(
+    options: &WebRtcAudioOptions,
+    candidate: SocketAddr,
+    now: Instant,
+) -> Result<Rtc, SdhError> {
+    let mut config = Rtc::builder().clear_codecs().set_dtls_cert(certificate()?);
+    for c in &options.capabilities.codecs {
+        let name = c.encoding.to_ascii_uppercase();
+        config = match name.as_str() {
+            #[cfg(feature = "opus")]
+            "OPUS" => config.enable_opus(true, false),
+            "PCMU" => config.enable_pcmu(true, false),
+            "PCMA" => config.enable_pcma(true, false),
+            _ => config,
+        };
+    }
+    if let Some(te) = options.capabilities.telephone_event {
+        let opus = options
+            .capabilities
+            .codecs
+            .iter()
+            .any(|c| c.encoding.eq_ignore_ascii_case("opus"));
+        let mut tele = |pt: u8, rate: Frequency| {
+            let codecs = config.codec_config();
+            codecs.add_config(
+                Pt::from(pt),
+                None,
+                WebCodec::Tele,
+                rate,
+                None,
+                Default::default(),
+            );
+        };
+        tele(te, Frequency::EIGHT_KHZ);
+        if opus && te != OPUS_TELEPHONE_EVENT {
+            tele(OPUS_TELEPHONE_EVENT, Frequency::FORTY_EIGHT_KHZ);
+        }
+    }
+    let mut rtc = config.build(now);
+    let host = Candidate::host(candidate, "udp")
+        .map_err(|e| SdhError::new(format!("ICE candidate {candidate}: {e}")))?;
+    rtc.add_local_candidate(host);
+    Ok(rtc)
+}
+
 /// The WebRTC audio handler of one session (see the module documentation).
 pub struct WebRtcAudio {
     rtc: Option<Rtc>,
@@ -194,43 +242,7 @@ impl WebRtcAudio {
         let socket = StdUdpSocket::bind(SocketAddr::new(session.bind_ip, 0)).map_err(io_err)?;
         socket.set_nonblocking(true).map_err(io_err)?;
         let candidate = SocketAddr::new(ip, socket.local_addr().map_err(io_err)?.port());
-        let mut config = Rtc::builder().clear_codecs().set_dtls_cert(certificate()?);
-        for c in &options.capabilities.codecs {
-            let name = c.encoding.to_ascii_uppercase();
-            config = match name.as_str() {
-                #[cfg(feature = "opus")]
-                "OPUS" => config.enable_opus(true, false),
-                "PCMU" => config.enable_pcmu(true, false),
-                "PCMA" => config.enable_pcma(true, false),
-                _ => config,
-            };
-        }
-        if let Some(te) = options.capabilities.telephone_event {
-            let opus = options
-                .capabilities
-                .codecs
-                .iter()
-                .any(|c| c.encoding.eq_ignore_ascii_case("opus"));
-            let mut tele = |pt: u8, rate: Frequency| {
-                let codecs = config.codec_config();
-                codecs.add_config(
-                    Pt::from(pt),
-                    None,
-                    WebCodec::Tele,
-                    rate,
-                    None,
-                    Default::default(),
-                );
-            };
-            tele(te, Frequency::EIGHT_KHZ);
-            if opus && te != OPUS_TELEPHONE_EVENT {
-                tele(OPUS_TELEPHONE_EVENT, Frequency::FORTY_EIGHT_KHZ);
-            }
-        }
-        let mut rtc = config.build(Instant::now());
-        let host = Candidate::host(candidate, "udp")
-            .map_err(|e| SdhError::new(format!("ICE candidate {candidate}: {e}")))?;
-        rtc.add_local_candidate(host);
+        let rtc = build_rtc(&options, candidate, Instant::now())?;
         let audio = (options.audio)(session)?;
         let (handle, stats_tx, closed_tx) = MediaHandle::unstarted(candidate);
         Ok(WebRtcAudio {
@@ -298,19 +310,23 @@ impl WebRtcAudio {
             .commands
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(tx);
-        tokio::spawn(run(Media {
+        let media = WebRtcMedia::new(
             rtc,
-            socket,
-            candidate: self.candidate,
-            mid: self.mid,
+            self.candidate,
+            self.mid,
             audio,
+            self.audio_rate,
+            Instant::now(),
+        );
+        tokio::spawn(run(Task {
+            media,
+            socket,
             control: rx,
             stats_tx,
             closed_tx,
             events: self.handle.events.clone(),
             ender: self.ender.clone(),
             ops,
-            audio_rate: self.audio_rate,
         }));
         self.running = true;
         Ok(())
@@ -455,78 +471,16 @@ impl Drop for WebRtcAudio {
     }
 }
 
-/// Our codec for what str0m negotiated.
-fn codec_of(codec: WebCodec) -> Option<Codec> {
-    match codec {
-        WebCodec::PCMU => Some(Codec::pcmu()),
-        WebCodec::PCMA => Some(Codec::pcma()),
-        #[cfg(feature = "opus")]
-        WebCodec::Opus => Some(crate::codec::opus()),
-        _ => None,
-    }
-}
-
-/// The sending side: the payload type and codec chosen, and where the RTP clock is.
-struct Sender {
-    pt: Pt,
-    codec: MediaCodec,
-    clock: Frequency,
-    timestamp: u64,
-}
-
-/// How long each digit we send lasts, and the silence after it (RFC 4733 §2.5.1.2 suggests
-/// at least 40 ms between events; str0m wants 50).
-const DIGIT: Duration = Duration::from_millis(100);
-const DIGIT_GAP: Duration = Duration::from_millis(70);
-
 /// How long a peer that closed its connection has to send its BYE before we end the session.
 const BYE_GRACE: Duration = Duration::from_secs(2);
 
-/// How late a frame may be sent; a later one is skipped.
-const MAX_CATCH_UP: Duration = Duration::from_millis(200);
+/// How often the handle's statistics are brought up to date while the call runs.
+const PUBLISH: Duration = Duration::from_millis(100);
 
-/// Digits waiting to be sent at most.
-const MAX_QUEUED_DIGITS: usize = 64;
-
-/// Loss from the sequence numbers str0m extends (RFC 3550 A.3): the span seen so far against
-/// the packets that arrived (audio and telephone-events: they share the sequence).
-#[derive(Default)]
-struct SeqCount {
-    first: Option<u64>,
-    last: u64,
-    arrived: u64,
-}
-
-impl SeqCount {
-    /// Counts the packets of `range` and updates the loss in `stats`; returns how many.
-    fn saw(
-        &mut self,
-        range: &std::ops::RangeInclusive<str0m::rtp::SeqNo>,
-        stats: &mut MediaStats,
-    ) -> u64 {
-        let (lo, hi) = (**range.start(), **range.end());
-        let n = hi.saturating_sub(lo) + 1;
-        self.arrived += n;
-        let first = self.first.map_or(lo, |f| f.min(lo));
-        self.first = Some(first);
-        self.last = self.last.max(hi);
-        let expected = self.last.saturating_sub(first) + 1;
-        let lost = expected.saturating_sub(self.arrived);
-        stats.packets_lost = lost as i64;
-        stats.loss_fraction = lost as f32 / expected as f32;
-        n
-    }
-}
-
-/// What a call's media task owns.
-struct Media {
-    rtc: Rtc,
+/// What a call's media task owns: the sans-IO media and the ends it drives.
+struct Task {
+    media: WebRtcMedia,
     socket: UdpSocket,
-    /// Our ICE candidate (what str0m matches received datagrams against).
-    candidate: SocketAddr,
-    /// Our audio's media id, when known before the media is added.
-    mid: Option<Mid>,
-    audio: AudioIo,
     control: mpsc::Receiver<Control>,
     stats_tx: watch::Sender<MediaStats>,
     closed_tx: watch::Sender<bool>,
@@ -536,230 +490,73 @@ struct Media {
     ender: SessionEnder,
     /// Renegotiation steps from the handler.
     ops: mpsc::Receiver<RtcOp>,
-    /// The audio ends' sample rate.
-    audio_rate: u32,
 }
 
-/// The media task: moves datagrams, time and audio frames between the socket, str0m and
-/// the call's audio ends.
-async fn run(media: Media) {
-    let Media {
-        mut rtc,
+/// The media task: moves datagrams and time between the socket, the clock and the call's
+/// [`WebRtcMedia`], and what it reports to the session and the handle.
+async fn run(task: Task) {
+    let Task {
+        mut media,
         socket,
-        candidate,
-        mut mid,
-        mut audio,
         mut control,
         stats_tx,
         closed_tx,
         events,
         ender,
         mut ops,
-        audio_rate,
-    } = media;
+    } = task;
     let mut ops_open = true;
     let mut buf = vec![0u8; 2048];
-    let mut sender: Option<Sender> = None;
-    let mut decoders: Vec<(Pt, MediaCodec)> = Vec::new();
-    let frame_len = frame_samples(audio_rate);
-    let mut frame = vec![0i16; frame_len];
-    let mut decoded = Vec::with_capacity(frame_len * 6);
-    let mut payload = Vec::with_capacity(1500);
-    let mut stats = MediaStats {
-        srtp: Some("DTLS-SRTP"),
-        ..MediaStats::default()
-    };
-    let mut dtmf_rx: Option<DtmfReceiver> = None;
-    let mut seq = SeqCount::default();
     let mut peer_closed = false;
-    let mut dtmf_queue: VecDeque<u8> = VecDeque::new();
-    let mut next_digit_at = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_millis(20));
-    // a frame every 20 ms on average: ticks missed while the task waited for a core are made
-    // up at once (as RtpAudio's stream does), unless too late to matter (then skipped, the
-    // RTP clock still moving on)
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    'call: loop {
-        // drain everything str0m has to say after the last input, up to its next deadline
-        let deadline = loop {
-            let out = match rtc.poll_output() {
-                Ok(o) => o,
-                Err(_) => break 'call,
-            };
-            match out {
-                Output::Timeout(t) => break t,
-                Output::Transmit(t) => {
-                    let _ = socket.try_send_to(&t.contents, t.destination);
+    let mut published = Instant::now();
+    loop {
+        while let Some((to, bytes)) = media.poll_transmit() {
+            let _ = socket.try_send_to(&bytes, to);
+        }
+        while let Some(e) = media.poll_event() {
+            match e {
+                WebRtcEvent::Dtmf { digit, duration_ms } => {
+                    let _ = events.send(MediaEvent::Dtmf { digit, duration_ms });
                 }
-                Output::Event(Event::MediaAdded(m)) if m.kind == MediaKind::Audio => {
-                    mid = Some(m.mid);
+                // the peer is gone without a word
+                WebRtcEvent::ConsentLost => {
+                    ender.end(SdhError::new("the peer left: its ICE consent expired"))
                 }
-                Output::Event(Event::MediaData(d)) if d.params.spec().codec == WebCodec::Tele => {
-                    // telephone-events share the audio's SSRC and sequence numbers
-                    seq.saw(&d.seq_range, &mut stats);
-                    // an RFC 4733 report (str0m hands over the first of a packet's)
-                    let rate = d.params.spec().clock_rate.get();
-                    let rx = dtmf_rx.get_or_insert_with(|| DtmfReceiver::new(rate));
-                    if let Some(digit) =
-                        rx.on_packet(d.time.numer() as u32, &d.data, Instant::now())
-                    {
-                        stats.dtmf_received += 1;
-                        let _ = events.send(MediaEvent::Dtmf {
-                            digit: digit.digit,
-                            duration_ms: digit.duration_ms,
-                        });
-                    }
-                }
-                Output::Event(Event::MediaData(d)) => {
-                    stats.packets_received += seq.saw(&d.seq_range, &mut stats);
-                    stats.octets_received += d.data.len() as u64;
-                    let known = decoders.iter().position(|(pt, _)| *pt == d.pt);
-                    let index = known.or_else(|| {
-                        let codec =
-                            MediaCodec::with_rate(&codec_of(d.params.spec().codec)?, audio_rate)
-                                .ok()?;
-                        decoders.push((d.pt, codec));
-                        Some(decoders.len() - 1)
-                    });
-                    if let Some((_, dec)) = index.and_then(|i| decoders.get_mut(i)) {
-                        decoded.clear();
-                        dec.decode(&d.data, &mut decoded);
-                        for chunk in decoded.chunks(frame_len) {
-                            audio.sink.write(chunk);
-                        }
-                    }
-                }
-                Output::Event(Event::IceConnectionStateChange(
-                    IceConnectionState::Disconnected,
-                )) => {
-                    // the browser is gone without a word: its consent lapsed (RFC 7675)
-                    ender.end(SdhError::new("the peer left: its ICE consent expired"));
-                    break 'call;
-                }
-                Output::Event(Event::Closed) => {
-                    // the browser closed its connection (DTLS close_notify). A peer hanging
-                    // up does that beside its BYE, and the close may come first: give the
-                    // BYE a moment (the session then closes us) before ending the session
-                    // as a closed tab's
-                    peer_closed = true;
-                    break 'call;
-                }
-                Output::Event(_) => {}
+                // a peer hanging up closes DTLS beside its BYE, and the close may come
+                // first: the BYE gets a moment (the session then closes us) before the
+                // session is ended as a closed tab's
+                WebRtcEvent::PeerClosed => peer_closed = true,
+                WebRtcEvent::Connected => {}
             }
-        };
+        }
         let now = Instant::now();
-        let input = tokio::select! {
-            r = socket.recv_from(&mut buf) => match r {
-                Ok((n, source)) => match buf[..n].try_into() {
-                    Ok(contents) if stats.remote.is_none() => {
-                        stats.remote = Some(source);
-                        Input::Receive(Instant::now(), Receive {
-                            proto: Protocol::Udp,
-                            source,
-                            destination: candidate,
-                            contents,
-                        })
-                    }
-                    Ok(contents) => Input::Receive(Instant::now(), Receive {
-                        proto: Protocol::Udp,
-                        source,
-                        // str0m matches this against our candidate: a socket on a wildcard
-                        // address reports the announced one
-                        destination: candidate,
-                        contents,
-                    }),
-                    Err(_) => continue,
-                },
-                Err(_) => continue,
-            },
-            _ = tokio::time::sleep_until(deadline.max(now).into()) => Input::Timeout(Instant::now()),
-            due = tick.tick() => {
-                let now = Instant::now();
-                let late = now.saturating_duration_since(due.into_std()) > MAX_CATCH_UP;
-                if late {
-                    if let Some(s) = sender.as_mut() {
-                        s.timestamp += u64::from(s.codec.timestamp_step());
-                    }
-                    continue;
-                }
-                let Some(m) = mid else { continue };
-                let Some(writer) = rtc.writer(m) else { continue };
-                if sender.is_none() {
-                    sender = writer.payload_params().find_map(|p| {
-                        let spec = p.spec();
-                        let codec = MediaCodec::with_rate(&codec_of(spec.codec)?, audio_rate).ok()?;
-                        Some(Sender { pt: p.pt(), codec, clock: spec.clock_rate, timestamp: 0 })
-                    });
-                    if let Some(s) = &sender {
-                        stats.codec = s.codec.name().to_owned();
-                    }
-                }
-                let Some(s) = sender.as_mut() else { continue };
-                // the end of a digit the peer's receiver reports once, then the gap
-                if let Some(rx) = dtmf_rx.as_mut() {
-                    if let Some(digit) = rx.handle_timeout(now) {
-                        stats.dtmf_received += 1;
-                        let _ = events.send(MediaEvent::Dtmf {
-                            digit: digit.digit,
-                            duration_ms: digit.duration_ms,
-                        });
-                    }
-                }
-                let tone = if now >= next_digit_at {
-                    dtmf_queue.pop_front()
-                } else {
-                    None
-                };
-                let writer = match tone {
-                    Some(event) => {
-                        next_digit_at = now + DIGIT + DIGIT_GAP;
-                        stats.dtmf_sent += 1;
-                        writer.telephone_event(TelephoneEvent {
-                            event,
-                            end: true,
-                            volume: 10,
-                            duration: DIGIT,
-                        })
-                    }
-                    None => writer,
-                };
-                audio.source.read(&mut frame);
-                payload.clear();
-                s.codec.encode(&frame, &mut payload);
-                let at = MediaTime::new(s.timestamp, s.clock);
-                s.timestamp += u64::from(s.codec.timestamp_step());
-                if writer.write(s.pt, now, at, payload.clone()).is_ok() {
-                    stats.packets_sent += 1;
-                    stats.octets_sent += payload.len() as u64;
-                }
-                stats_tx.send_replace(stats.clone());
-                // the write was an input: drain again before the next
-                continue;
-            }
-            op = ops.recv(), if ops_open => {
-                match op {
-                    // a change: drained at the top of the loop, as after any input
-                    Some(op) => op(&mut rtc, mid),
-                    None => ops_open = false,
-                }
-                continue;
-            }
-            c = control.recv() => match c {
-                Some(Control::Close) | None => break 'call,
-                Some(Control::Dtmf(digits)) => {
-                    // bounded: a flood of digits beyond a few seconds' worth is dropped
-                    for d in digits.chars().filter_map(crate::dtmf::digit_to_event) {
-                        if dtmf_queue.len() < MAX_QUEUED_DIGITS {
-                            dtmf_queue.push_back(d);
-                        }
-                    }
-                    continue;
-                }
-                Some(_) => continue,
-            },
-        };
-        if rtc.handle_input(input).is_err() {
+        if now.saturating_duration_since(published) >= PUBLISH {
+            stats_tx.send_replace(media.stats().clone());
+            published = now;
+        }
+        if media.is_ended() {
             break;
+        }
+        let deadline = media
+            .poll_timeout()
+            .unwrap_or(now + Duration::from_secs(1))
+            .max(now);
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => {
+                if let Ok((n, source)) = r {
+                    media.handle_datagram(Instant::now(), source, &buf[..n]);
+                }
+            }
+            _ = tokio::time::sleep_until(deadline.into()) => media.handle_timeout(Instant::now()),
+            op = ops.recv(), if ops_open => match op {
+                Some(op) => media.with_rtc(Instant::now(), op),
+                None => ops_open = false,
+            },
+            c = control.recv() => match c {
+                Some(Control::Close) | None => break,
+                Some(Control::Dtmf(digits)) => media.send_dtmf(&digits),
+                Some(_) => {}
+            },
         }
     }
     if peer_closed {
@@ -770,13 +567,12 @@ async fn run(media: Media) {
             }
         }
     }
-    rtc.disconnect();
     // the DTLS close alert and anything else still queued
-    while let Ok(Output::Transmit(t)) = rtc.poll_output() {
-        let _ = socket.try_send_to(&t.contents, t.destination);
+    media.close(Instant::now());
+    while let Some((to, bytes)) = media.poll_transmit() {
+        let _ = socket.try_send_to(&bytes, to);
     }
-    stats_tx.send_replace(stats);
-    audio.sink.finish();
+    stats_tx.send_replace(media.stats().clone());
     let _ = closed_tx.send(true);
 }
 
