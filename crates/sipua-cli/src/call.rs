@@ -117,6 +117,15 @@ pub struct ServeArgs {
     /// Record what every call sends us into DIR/<call>.wav.
     #[arg(long)]
     record_dir: Option<std::path::PathBuf>,
+    /// Serve a softphone page on this address (`http://ADDR/`): SIP.js in the browser calls
+    /// this process over its `ws:`/`wss:` listener (one is needed), to talk to its echo or
+    /// hear what it plays. Loopback is a secure context for the microphone.
+    #[arg(long, value_name = "ADDR")]
+    web: Option<std::net::SocketAddr>,
+    /// The SIP.js 0.21 npm package the page loads (default `./node_modules/sip.js`; `npm
+    /// install sip.js@0.21` puts it there).
+    #[arg(long, value_name = "DIR", requires = "web")]
+    sipjs: Option<std::path::PathBuf>,
     /// Codecs to offer and accept, in order of preference: `pcmu`, `pcma`, `opus` (Opus
     /// needs the `opus` build feature). Default: PCMU, PCMA (and Opus when built in).
     #[arg(long, value_parser = crate::media::capabilities)]
@@ -628,6 +637,12 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
                  calls of the connections it accepted",
                 others.len() + 1
             );
+        }
+        if let Some(addr) = args.web {
+            if let Err(e) = start_web(addr, args.sipjs.as_deref(), &agents).await {
+                eprintln!("error: --web: {e}");
+                return Err(ExitCode::FAILURE);
+            }
         }
         let registration = match (&args.register, agents.first()) {
             (Some(_), Some(ua)) => match crate::account::register(ua, &args.registration).await {
@@ -1236,6 +1251,44 @@ fn with_transport(
             uri
         };
     Ok((listen, uri))
+}
+
+/// Starts `--web`'s page for the first WebSocket listener of `agents`.
+async fn start_web(
+    addr: std::net::SocketAddr,
+    sipjs: Option<&std::path::Path>,
+    agents: &[UserAgent],
+) -> Result<(), String> {
+    let ws = agents
+        .iter()
+        .flat_map(|ua| ua.listeners().unwrap_or_default())
+        .find(|(t, _)| {
+            matches!(
+                t,
+                sipua::message::Transport::Ws | sipua::message::Transport::Wss
+            )
+        })
+        .ok_or("it needs a WebSocket listener (--listen ws:IP:PORT or wss:)")?;
+    let (transport, at) = ws;
+    let scheme = transport.as_str().to_ascii_lowercase();
+    // a wildcard listener is reached at the page's own address
+    let host = if at.ip().is_unspecified() {
+        addr.ip()
+    } else {
+        at.ip()
+    };
+    let host_port = std::net::SocketAddr::new(host, at.port());
+    let page = crate::web::WebPage {
+        sipjs: crate::web::find_sipjs(sipjs)?,
+        ws: format!("{scheme}://{host_port}"),
+        target: format!("sip:echo@{host_port};transport={scheme}"),
+    };
+    let sipjs = page.sipjs.display().to_string();
+    let bound = crate::web::serve(addr, page)
+        .await
+        .map_err(|e| format!("{addr}: {e}"))?;
+    println!("softphone page: http://{bound}/ (SIP.js from {sipjs})");
+    Ok(())
 }
 
 /// TLS options for `serve`: the given certificate, or a self-signed one for `ips` written

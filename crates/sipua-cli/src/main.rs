@@ -11,6 +11,7 @@ mod parse;
 mod signals;
 mod trace;
 mod transfer;
+mod web;
 
 use std::process::ExitCode;
 

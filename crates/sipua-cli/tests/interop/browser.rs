@@ -557,3 +557,73 @@ fn jssip_in_chromium_calls_sipua_over_websocket_with_audio_both_ways() {
         "ws",
     );
 }
+
+/// `sipua serve --web`: the softphone page it serves (SIP.js from the npm package) calls the
+/// process's echo over WebSocket from a real browser, sends DTMF and hangs up; sipua hears
+/// the browser's microphone and the digits.
+#[test]
+fn the_softphone_page_of_serve_web_calls_its_echo() {
+    let dir = TempDir::new("browser-softphone");
+    let mic = dir.join("mic.wav");
+    write_wav(&mic, &tone(1000.0, 10.0));
+    let records = dir.join("records");
+    std::fs::create_dir_all(&records).unwrap();
+    let (port, web_port) = (free_tcp_port(), free_tcp_port());
+    let sipjs = Path::new(SIPJS_LIB).parent().unwrap();
+    let (mut served, out) = spawn(
+        Command::new(env!("CARGO_BIN_EXE_sipua"))
+            .args(["serve", "--listen", &format!("ws:127.0.0.1:{port}")])
+            .args(["--lifetime", "60", "--echo", "--codecs", "pcmu"])
+            .args(["--web", &format!("127.0.0.1:{web_port}"), "--sipjs"])
+            .arg(sipjs)
+            .arg("--record-dir")
+            .arg(&records),
+    );
+    assert!(
+        out.wait_for("softphone page: http://", 10.0),
+        "{}",
+        out.text()
+    );
+    let text = out.text();
+    let page = text
+        .lines()
+        .find_map(|l| l.strip_prefix("softphone page: "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    assert_eq!(page, format!("http://127.0.0.1:{web_port}/"));
+    let (_browser, browser_out) = chromium(
+        &format!("{page}?call=1&hangup=4&dtmf=42&raw=1"),
+        &mic,
+        &dir.join("profile"),
+    );
+    let context = || {
+        format!(
+            "sipua serve:\n{}\nchromium:\n{}",
+            out.text(),
+            browser_out.text()
+        )
+    };
+    assert!(
+        out.wait_for("terminated (the peer hung up)", 30.0),
+        "{}",
+        context()
+    );
+    assert!(out.wait_for(": media at the end:", 5.0), "{}", context());
+    terminate(&mut served);
+    assert!(
+        out.text().contains("INVITE from sip:web@127.0.0.1"),
+        "{}",
+        context()
+    );
+    assert_eq!(sipua_dtmf(&out.text()), "42", "{}", context());
+    assert_no_loss(&out.text(), &context);
+    let recorded = read_wav(&only_file(&records));
+    assert_tone(
+        "sipua's recording of the page",
+        &recorded,
+        1000.0,
+        2.0,
+        &context,
+    );
+}
