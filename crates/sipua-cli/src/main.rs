@@ -37,7 +37,7 @@ enum Command {
     /// Parse a SIP message from FILE (`-` for stdin) and print what it holds.
     Parse(parse::Args),
     /// Answer calls on UDP, TCP, TLS, WS or WSS, printing what happens.
-    Serve(call::ServeArgs),
+    Serve(Box<call::ServeArgs>),
     /// Call a SIP URI over any transport, hold the call, hang up (or make many calls).
     Call(call::CallArgs),
     /// Register an address of record at its registrar, stay registered, unregister.
