@@ -52,11 +52,11 @@ s1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
 rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
 kill "$pid" 2>/dev/null || true
 wait "$pid" 2>/dev/null || true
-echo "| concurrent (about) | set-up rate | media | codec | calls | failed | packets received (echo) | calls that heard nothing | loss mean / max | serve CPU per call | serve peak RSS | caller CPU |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| concurrent (about) | set-up rate | media | codec | calls | failed | packets received (echo) | calls that heard nothing | loss mean / max | jitter mean / max | serve CPU per call | serve peak RSS | caller CPU |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 echo "$out" | awk -v c="$CONCURRENT" -v r="$RATE" -v media="$MEDIA" -v codec="$CODECS" -v s=$((s1 - s0)) -v k="$TICKS" -v n="$CALLS" -v rss="$rss" '
   /^calls:/ {ok = $2; failed = $4}
-  /^media:/ {pk = $4; silent = $7; lm = $13; lx = $16}
+  /^media:/ {pk = $4; silent = $7; lm = $13; lx = $16; jm = $20; jx = $23}
   /^cpu/ {cpu = $2 + $3}
-  END {printf "| %s | %s/s | %s | %s | %s | %s | %s | %s | %s / %s | %.0f µs | %.0f MB | %.1f s |\n",
-    c, r, media, codec, ok, failed, pk, silent, lm " %", lx " %", s / k * 1e6 / n, rss / 1024, cpu}'
+  END {printf "| %s | %s/s | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s | %.0f µs | %.0f MB | %.1f s |\n",
+    c, r, media, codec, ok, failed, pk, silent, lm " %", lx " %", jm " ms", jx " ms", s / k * 1e6 / n, rss / 1024, cpu}'

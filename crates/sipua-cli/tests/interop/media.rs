@@ -145,28 +145,37 @@ pub(crate) fn read_wav_at(path: &Path, rate: u32) -> Vec<i16> {
 }
 
 /// How much of a recording is the tone `freq`: over its 20 ms blocks (a packet's worth; short
-/// enough that a gap or a concealed packet spoils few of them) that are not silent (RMS above about -40 dBFS), the count of
-/// such blocks and the share of them in which `freq` holds at least 70 % of the power.
-fn tone_blocks(samples: &[i16], freq: f32, rate: u32) -> (usize, f64) {
+/// enough that a gap or a concealed packet spoils few of them) that are not silent (RMS above
+/// about -40 dBFS), the count of such blocks, the share of them in which `freq` holds at least
+/// 70 % of the power, and over all of them the tone's share of the power (the square of the
+/// recording's correlation with the tone).
+fn tone_blocks(samples: &[i16], freq: f32, rate: u32) -> (usize, f64, f64) {
     let blocks: Vec<&[i16]> = samples
         .chunks_exact(rate as usize / 50)
         .filter(|b| analysis::rms(b) > 300.0)
         .collect();
-    let toned = blocks
-        .iter()
-        .filter(|b| {
-            // a sine of amplitude A reads (A / 32768)² in Goertzel power and has RMS² A² / 2
-            let power = analysis::goertzel_power(b, freq, rate) * 32768.0 * 32768.0 / 2.0;
-            let r = analysis::rms(b);
-            power / (r * r) >= 0.7
-        })
-        .count();
+    let (mut toned, mut tone_power, mut total_power) = (0, 0.0, 0.0);
+    for b in &blocks {
+        // a sine of amplitude A reads (A / 32768)² in Goertzel power and has RMS² A² / 2
+        let power = analysis::goertzel_power(b, freq, rate) * 32768.0 * 32768.0 / 2.0;
+        let r = analysis::rms(b);
+        if power / (r * r) >= 0.7 {
+            toned += 1;
+        }
+        tone_power += power.min(r * r);
+        total_power += r * r;
+    }
     let share = if blocks.is_empty() {
         0.0
     } else {
         toned as f64 / blocks.len() as f64
     };
-    (blocks.len(), share)
+    let fraction = if total_power > 0.0 {
+        tone_power / total_power
+    } else {
+        0.0
+    };
+    (blocks.len(), share, fraction)
 }
 
 /// Asserts that the recording `samples` is `freq`: the dominant one of [`CANDIDATES`] over the
@@ -192,15 +201,24 @@ pub(crate) fn assert_tone_at(
     context: &dyn Fn() -> String,
 ) {
     let dominant = analysis::dominant_frequency(samples, rate, &CANDIDATES);
-    let (blocks, share) = tone_blocks(samples, freq, rate);
+    let (blocks, share, fraction) = tone_blocks(samples, freq, rate);
+    // the tone against everything else in the sound: correlation with it and SNR
+    let correlation = fraction.sqrt();
+    let snr = 10.0 * (fraction / (1.0 - fraction).max(1e-9)).log10();
     println!(
-        "{what}: dominant {dominant:?}, {blocks} blocks with sound, {:.1} % of them {freq} Hz",
+        "{what}: dominant {dominant:?}, {blocks} blocks with sound, {:.1} % of them {freq} Hz; \
+         correlation with the tone {correlation:.3}, SNR {snr:.1} dB",
         share * 100.0
     );
     assert!(
-        dominant == Some(freq) && blocks as f64 / 50.0 >= min_secs && share >= 0.95,
+        dominant == Some(freq)
+            && blocks as f64 / 50.0 >= min_secs
+            && share >= 0.95
+            && correlation >= 0.95
+            && snr >= 10.0,
         "{what}: expected {freq} Hz; dominant {dominant:?}, {blocks} blocks of 20 ms with \
-         sound ({} samples in all), {:.1} % of them {freq} Hz\n{}",
+         sound ({} samples in all), {:.1} % of them {freq} Hz, correlation {correlation:.3}, \
+         SNR {snr:.1} dB (0.95 and 10 dB wanted)\n{}",
         samples.len(),
         share * 100.0,
         context()

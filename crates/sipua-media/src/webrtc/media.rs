@@ -62,15 +62,35 @@ struct Sender {
 }
 
 /// Loss from the sequence numbers str0m extends (RFC 3550 A.3): the span seen so far against
-/// the packets that arrived (audio and telephone-events: they share the sequence).
+/// the packets that arrived (audio and telephone-events: they share the sequence); and the
+/// interarrival jitter of the audio (RFC 3550 A.8).
 #[derive(Default)]
 struct SeqCount {
     first: Option<u64>,
     last: u64,
     arrived: u64,
+    /// When the first audio packet arrived: arrival times count from it.
+    base: Option<Instant>,
+    /// The last audio packet's transit time (arrival less RTP time), in seconds.
+    transit: Option<f64>,
+    /// The smoothed jitter, in seconds.
+    jitter: f64,
 }
 
 impl SeqCount {
+    /// Updates the jitter with an audio packet sent at RTP time `sent` that arrived at
+    /// `arrived`: J += (|D| - J) / 16, D the change in transit time.
+    fn timing(&mut self, arrived: Instant, sent: MediaTime, stats: &mut MediaStats) {
+        let base = *self.base.get_or_insert(arrived);
+        let transit = arrived.saturating_duration_since(base).as_secs_f64() - sent.as_seconds();
+        if let Some(previous) = self.transit {
+            let d = (transit - previous).abs();
+            self.jitter += (d - self.jitter) / 16.0;
+            stats.jitter_ms = (self.jitter * 1000.0) as f32;
+        }
+        self.transit = Some(transit);
+    }
+
     /// Counts the packets of `range` and updates the loss in `stats`; returns how many.
     fn saw(
         &mut self,
@@ -344,6 +364,7 @@ impl WebRtcMedia {
             }
             Event::MediaData(d) => {
                 self.stats.packets_received += self.seq.saw(&d.seq_range, &mut self.stats);
+                self.seq.timing(d.network_time, d.time, &mut self.stats);
                 self.stats.octets_received += d.data.len() as u64;
                 let known = self.decoders.iter().position(|(pt, _)| *pt == d.pt);
                 let rate = self.audio_rate;
@@ -641,6 +662,8 @@ mod tests {
         // about 400 packets in 8 s or more of media, a tenth of them lost, and counted so
         assert!(s.packets_received > 300, "{s:?}");
         assert!((0.04..0.2).contains(&s.loss_fraction), "{s:?}");
+        // 10-40 ms of delay: the jitter is some milliseconds, not zero and not hundreds
+        assert!((1.0..30.0).contains(&s.jitter_ms), "{s:?}");
         let heard = heard.lock().unwrap().clone();
         assert_eq!(
             analysis::dominant_frequency(&heard, 8000, &[300.0, 440.0, 1000.0]),
@@ -671,6 +694,8 @@ mod tests {
         assert!(took >= Duration::from_secs(1), "{took:?}");
         assert!(took < Duration::from_secs(15), "{took:?}");
         assert!(sim.b.stats().packets_received > 0);
+        // a steady 10 ms of delay: no jitter
+        assert!(sim.b.stats().jitter_ms < 0.5, "{:?}", sim.b.stats());
     }
 
     #[test]

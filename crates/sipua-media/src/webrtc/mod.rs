@@ -9,7 +9,7 @@
 //! (`media.rs`) is a call's media without I/O: str0m plus frames, codecs, DTMF and the peer's
 //! leaving as events, tested over a simulated lossy network in virtual time. This module gives
 //! it a socket, a clock and 20 ms frames of audio: the same [`AudioIo`] ends and codecs
-//! ([`MediaCodec`]: G.711, Opus with the `opus` feature) as [`crate::RtpAudio`], and the same
+//! ([`MediaCodec`](crate::codec::MediaCodec): G.711, Opus with the `opus` feature) as [`crate::RtpAudio`], and the same
 //! [`MediaHandle`] for statistics and for waiting until a recording is complete.
 //!
 //! DTMF goes both ways as RFC 4733 telephone-events (a browser sends them with its
