@@ -36,6 +36,7 @@ mod method;
 mod name_addr;
 mod params;
 mod scan;
+pub mod sdp;
 mod status;
 #[doc(hidden)] // shared with the other sipua crates, not part of the API
 pub mod text;

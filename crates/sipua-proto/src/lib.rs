@@ -5,9 +5,22 @@
 //! drained with `poll_*()`. Nothing here reads a clock, opens a socket or spawns a task: time
 //! is an argument, output is data.
 //!
-//! Built so far: the four transaction machines of RFC 3261 §17 with RFC 6026
-//! ([`transaction`]) and digest authentication, client and server side ([`auth::digest`]).
-//! The UA core that owns and routes them comes next.
+//! Where each part lives, from the wire up:
+//! - [`transaction`]: the four transaction machines of RFC 3261 §17, with RFC 6026's
+//!   Accepted state;
+//! - [`endpoint`]: owns the transactions, matches what arrives to them (§17.1.3, §17.2.3),
+//!   answers what none should see (unmatched CANCEL, malformed requests, overload) and routes
+//!   responses (§18.2.2, RFC 3581);
+//! - [`dialog`]: dialogs and their route sets (§12), with the flow a dialog came over
+//!   (RFC 5626, RFC 7118);
+//! - [`ua`]: the user-agent core on top (§8, §12, §13, §15): tags, 2xx retransmission and
+//!   ACK (§13.3.1.4, §13.2.2.4), in-dialog checks, PRACK (RFC 3262), Replaces (RFC 3891),
+//!   SUBSCRIBE/NOTIFY dialogs (RFC 6665);
+//! - [`auth`]: digest authentication, client and server side (RFC 8760: MD5 and SHA-256);
+//! - [`locate`]: where a request goes and RFC 3263 server location, DNS answers as input.
+//!
+//! The INVITE session's own machine (offer/answer, re-INVITE and UPDATE, session timers)
+//! still lives in the async `sipua` crate, in its session task; it is to move here.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

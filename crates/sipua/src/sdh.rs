@@ -16,6 +16,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use sipua_message::sdp::Direction;
 use sipua_message::text::{push_decimal, push_ip};
 
 /// A boxed future, as the handler traits return (they are used as trait objects).
@@ -294,7 +295,7 @@ pub struct FixedSdp {
     /// Our offer waits for its answer.
     offering: bool,
     /// The peer's offer waits for our answer; its direction attribute.
-    answering: Option<&'static str>,
+    answering: Option<Direction>,
     closed: bool,
 }
 
@@ -321,22 +322,21 @@ impl FixedSdp {
     fn render(&mut self, hold: bool) -> String {
         self.version += 1;
         let family = if self.ip.is_ipv4() { "IP4" } else { "IP6" };
-        // RFC 3264 §6.1: an answer mirrors the offer's direction; an offer holds or not
+        // RFC 3264 §6.1: an answer mirrors the offer's direction (holding, it sends at
+        // most); an offer holds or not
+        let local = if hold {
+            Direction::SendOnly
+        } else {
+            Direction::SendRecv
+        };
         let direction = match self.answering.take() {
-            Some("sendonly") => "recvonly",
-            Some("recvonly") => "sendonly",
-            Some("inactive") => "inactive",
-            Some(_) if hold => "sendonly",
-            Some(_) => "sendrecv",
+            Some(offered) => Direction::answer(offered, local),
             None => {
                 self.offering = true;
-                if hold {
-                    "sendonly"
-                } else {
-                    "sendrecv"
-                }
+                local
             }
-        };
+        }
+        .as_str();
         // written piece by piece, numbers and the address without the formatting machinery
         // (an IPv4 address through `Display` alone costs about a thousand instructions):
         // this runs for every call a server answers
@@ -393,19 +393,7 @@ impl SessionDescriptionHandler for FixedSdp {
                 self.answering = None; // the answer to our offer
             } else {
                 // the last direction attribute wins (a media-level one after the session's)
-                let direction = d
-                    .body
-                    .split(|&b| b == b'\n')
-                    .rev()
-                    .filter_map(|l| l.trim_ascii_end().strip_prefix(b"a="))
-                    .filter_map(|a| {
-                        ["sendonly", "recvonly", "inactive", "sendrecv"]
-                            .into_iter()
-                            .find(|d| a == d.as_bytes())
-                    })
-                    .next()
-                    .unwrap_or("sendrecv");
-                self.answering = Some(direction);
+                self.answering = Some(Direction::last_in(&d.body));
             }
             self.remote = Some(d);
             Ok(())
@@ -545,6 +533,26 @@ mod tests {
             ] {
                 let (_, a) = answer_to(format!("v=0\r\n{offer}")).await;
                 assert_eq!(direction(&a), answer, "offer {offer:?}");
+            }
+        });
+    }
+
+    #[test]
+    fn a_holding_answer_sends_at_most_what_the_offer_lets_it() {
+        run(async {
+            let hold = SessionDescriptionHandlerOptions { hold: true };
+            // RFC 3264 §6.1, §8.4: holding, we only send; to a peer that holds too, nothing
+            for (offer, answer) in [
+                ("sendrecv", "sendonly"),
+                ("recvonly", "sendonly"),
+                ("sendonly", "inactive"),
+                ("inactive", "inactive"),
+            ] {
+                let mut h = FixedSdp::new("127.0.0.1".parse().unwrap(), 4000, 1);
+                let sdp = BodyAndContentType::sdp(format!("v=0\r\na={offer}\r\n"));
+                h.set_description(&sdp, &hold, &[]).await.unwrap();
+                let a = h.get_description(&hold, &[]).await.unwrap();
+                assert_eq!(direction(&a), answer, "offer {offer}");
             }
         });
     }

@@ -115,86 +115,9 @@ impl fmt::Display for SdpError {
 
 impl Error for SdpError {}
 
-/// Media direction attribute (RFC 8866 §6.7, RFC 3264 §5.1), seen from the
-/// author of the description; used for hold and to decide who sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Direction {
-    /// `a=sendrecv`, the default when no direction attribute is present.
-    #[default]
-    SendRecv,
-    /// `a=sendonly`: the author sends but does not receive (typical hold).
-    SendOnly,
-    /// `a=recvonly`: the author receives but does not send.
-    RecvOnly,
-    /// `a=inactive`: no media either way.
-    Inactive,
-}
-
-impl Direction {
-    /// Builds the direction from whether the author sends and receives.
-    pub fn from_flags(sends: bool, receives: bool) -> Direction {
-        match (sends, receives) {
-            (true, true) => Direction::SendRecv,
-            (true, false) => Direction::SendOnly,
-            (false, true) => Direction::RecvOnly,
-            (false, false) => Direction::Inactive,
-        }
-    }
-
-    /// Whether the author of the description sends media.
-    pub fn sends(self) -> bool {
-        matches!(self, Direction::SendRecv | Direction::SendOnly)
-    }
-
-    /// Whether the author of the description receives media.
-    pub fn receives(self) -> bool {
-        matches!(self, Direction::SendRecv | Direction::RecvOnly)
-    }
-
-    /// The same stream seen from the peer: what an answer mirrors
-    /// (sendonly becomes recvonly and vice versa).
-    pub fn reverse(self) -> Direction {
-        Direction::from_flags(self.receives(), self.sends())
-    }
-
-    /// Keeps only what both directions allow; combines an offer's reversed
-    /// direction with what the local side wants (e.g. hold).
-    pub fn intersect(self, other: Direction) -> Direction {
-        Direction::from_flags(
-            self.sends() && other.sends(),
-            self.receives() && other.receives(),
-        )
-    }
-
-    /// The attribute name, e.g. `"sendonly"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::SendRecv => "sendrecv",
-            Direction::SendOnly => "sendonly",
-            Direction::RecvOnly => "recvonly",
-            Direction::Inactive => "inactive",
-        }
-    }
-
-    /// Recognises a direction attribute name (ASCII case-insensitive).
-    pub fn from_attribute_name(name: &str) -> Option<Direction> {
-        let name = name.trim();
-        [
-            Direction::SendRecv,
-            Direction::SendOnly,
-            Direction::RecvOnly,
-            Direction::Inactive,
-        ]
-        .into_iter()
-        .find(|d| d.as_str().eq_ignore_ascii_case(name))
-    }
-}
-
-impl fmt::Display for Direction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// Media direction attribute (RFC 8866 §6.7, RFC 3264 §5.1): the model every sipua media
+/// handler shares, from `sipua-message` (the fixed handler of `sipua` uses it too).
+pub use sipua::message::sdp::Direction;
 
 /// The `o=` line (RFC 8866 §5.2): identifies the session and its version.
 ///
