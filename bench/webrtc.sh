@@ -8,6 +8,7 @@
 #
 #   bench/webrtc.sh [CONCURRENT] [HOLD] [CODECS]      e.g. bench/webrtc.sh 500 10 pcmu
 #
+# OPUS_COMPLEXITY=N sets the Opus encoder's complexity (0-10) on both sides.
 # MEDIA=sdes makes the same calls SDES-SRTP instead (RFC 4568 keys in the SDP, over TLS
 # signalling: serve listens on TLS with a self-signed certificate, both sides --srtp require;
 # no ICE or DTLS, so a call's set-up is a TLS-carried INVITE and the SRTP starts at once).
@@ -38,6 +39,10 @@ case "$MEDIA" in
     ;;
   *) echo "MEDIA is webrtc or sdes" >&2; exit 2 ;;
 esac
+if [ -n "${OPUS_COMPLEXITY:-}" ]; then
+  SERVE_OPTS+=(--opus-complexity "$OPUS_COMPLEXITY")
+  CALL_OPTS+=(--opus-complexity "$OPUS_COMPLEXITY")
+fi
 RATE=$((CONCURRENT / HOLD))
 CALLS=$((CONCURRENT * 2))
 "$SIPUA" serve --listen "$LISTEN" "${SERVE_OPTS[@]}" --echo --quiet --codecs "$CODECS" \

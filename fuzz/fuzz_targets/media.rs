@@ -67,6 +67,7 @@ fn stream(data: &[u8]) {
         } else {
             8000
         },
+        opus_complexity: None,
     };
     let mut s = AudioStream::new(config, negotiated, Box::new(Silence), Box::new(NullSink), t0)
         .unwrap();

@@ -135,6 +135,10 @@ pub struct ServeArgs {
     /// G.711 is converted to and from its 8 kHz.
     #[arg(long, default_value_t = 8000, value_parser = crate::media::audio_rate)]
     audio_rate: u32,
+    /// Opus encoder complexity, 0 (cheapest) to 10 (best); default libopus's. Lower it to run
+    /// many Opus calls on few cores.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=10))]
+    opus_complexity: Option<u8>,
     /// SDES-SRTP (encrypted RTP, keys in the SDP): `accept` answers encrypted offers that
     /// come over TLS/WSS (the default); `offer` also offers it over TLS/WSS; `require` takes
     /// nothing else; `off` never; `force` offers and accepts keys over any transport
@@ -249,6 +253,10 @@ pub struct CallArgs {
     /// G.711 is converted to and from its 8 kHz.
     #[arg(long, default_value_t = 8000, value_parser = crate::media::audio_rate)]
     audio_rate: u32,
+    /// Opus encoder complexity, 0 (cheapest) to 10 (best); default libopus's. Lower it to run
+    /// many Opus calls on few cores.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=10))]
+    opus_complexity: Option<u8>,
     /// SDES-SRTP (encrypted RTP, keys in the SDP): `accept` answers encrypted offers that
     /// come over TLS/WSS (the default); `offer` also offers it over TLS/WSS; `require` takes
     /// nothing else; `off` never; `force` offers and accepts keys over any transport
@@ -525,7 +533,7 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
             record,
             caps,
             false,
-            args.audio_rate,
+            args.codec_settings(),
             args.srtp,
         ))
     };
@@ -964,8 +972,14 @@ pub fn call(args: &CallArgs) -> ExitCode {
             ..Default::default()
         };
         if !args.no_media {
-            options.session_description_handler_factory =
-                crate::media::factory(play, record, caps, args.webrtc, args.audio_rate, args.srtp);
+            options.session_description_handler_factory = crate::media::factory(
+                play,
+                record,
+                caps,
+                args.webrtc,
+                args.codec_settings(),
+                args.srtp,
+            );
         }
         args.auth.apply(&mut options);
         let ua = UserAgent::new(options);
@@ -1251,6 +1265,24 @@ fn with_transport(
             uri
         };
     Ok((listen, uri))
+}
+
+impl ServeArgs {
+    fn codec_settings(&self) -> sipua_media::codec::CodecSettings {
+        sipua_media::codec::CodecSettings {
+            audio_rate: self.audio_rate,
+            opus_complexity: self.opus_complexity,
+        }
+    }
+}
+
+impl CallArgs {
+    fn codec_settings(&self) -> sipua_media::codec::CodecSettings {
+        sipua_media::codec::CodecSettings {
+            audio_rate: self.audio_rate,
+            opus_complexity: self.opus_complexity,
+        }
+    }
 }
 
 /// Starts `--web`'s page for the first WebSocket listener of `agents`.

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use sipua::{SdhError, Session, SessionContext, SessionDescriptionHandlerFactory};
 use sipua_media::audio::{AudioSink, AudioSource, NullSink, Silence, WavRecorder, WavSource};
+use sipua_media::codec::CodecSettings;
 use sipua_media::sdp::offer_answer::{Codec, MediaCapabilities};
 use sipua_media::{
     AudioIo, AutoAudioFactory, MediaEvent, MediaHandle, MediaStats, RtpAudioFactory,
@@ -101,9 +102,10 @@ pub fn factory(
     record: Record,
     capabilities: Option<MediaCapabilities>,
     offer_webrtc: bool,
-    audio_rate: u32,
+    settings: CodecSettings,
     srtp: SrtpPolicy,
 ) -> Arc<dyn SessionDescriptionHandlerFactory> {
+    let audio_rate = settings.audio_rate;
     let audio = move |ctx: &SessionContext| -> Result<AudioIo, SdhError> {
         if let Play::Echo = play {
             let io = AudioIo::echo();
@@ -131,6 +133,7 @@ pub fn factory(
             .clone()
             .unwrap_or(defaults.capabilities.clone()),
         audio_rate,
+        opus_complexity: settings.opus_complexity,
         srtp,
         ..defaults
     });
@@ -139,6 +142,7 @@ pub fn factory(
         audio,
         capabilities: capabilities.unwrap_or(web_defaults.capabilities.clone()),
         audio_rate,
+        opus_complexity: settings.opus_complexity,
         ..web_defaults
     });
     Arc::new(AutoAudioFactory::new(rtp, webrtc).offering_webrtc(offer_webrtc))

@@ -115,6 +115,9 @@ pub struct RtpAudioOptions {
     /// When calls are encrypted with SDES-SRTP (default [`SrtpPolicy::Accept`]; needs the
     /// `srtp` feature, else every call is plain and `Require`/`Force` fail).
     pub srtp: SrtpPolicy,
+    /// Opus encoder complexity, 0 to 10 (`None`: libopus's default); see
+    /// [`crate::codec::CodecSettings`].
+    pub opus_complexity: Option<u8>,
 }
 
 impl Default for RtpAudioOptions {
@@ -132,6 +135,7 @@ impl Default for RtpAudioOptions {
             silent_peer_limit: Some(crate::stream::SILENT_PEER_LIMIT),
             audio_rate: 8000,
             srtp: SrtpPolicy::default(),
+            opus_complexity: None,
         }
     }
 }
@@ -489,6 +493,7 @@ impl RtpAudio {
             verified: verified || self.confirmed,
             silent_peer_limit: self.options.silent_peer_limit,
             audio_rate: self.options.audio_rate,
+            opus_complexity: self.options.opus_complexity,
         };
         let stream = AudioStream::new(config, negotiated, audio.source, audio.sink, Instant::now())
             .map_err(SdhError::new)?;

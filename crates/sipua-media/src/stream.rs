@@ -67,6 +67,8 @@ pub struct StreamConfig {
     /// The sample rate of the source's and the sink's frames (one of
     /// [`crate::resample::AUDIO_RATES`]; 8 kHz is narrowband).
     pub audio_rate: u32,
+    /// Opus encoder complexity (see [`crate::codec::CodecSettings`]).
+    pub opus_complexity: Option<u8>,
 }
 
 /// The rate cap's default for [`StreamConfig::silent_peer_limit`]: long enough for any peer
@@ -167,6 +169,14 @@ pub struct MediaStats {
     /// SRTP or SRTCP packets refused: a tag that does not match (the wrong key, or forged),
     /// a replay, or a packet too old.
     pub srtp_rejected: u64,
+}
+
+/// How the stream's codecs run.
+fn codec_settings(config: &StreamConfig) -> crate::codec::CodecSettings {
+    crate::codec::CodecSettings {
+        audio_rate: config.audio_rate,
+        opus_complexity: config.opus_complexity,
+    }
 }
 
 /// The jitter buffer for `codec`: its packets are 20 ms in the codec's RTP clock.
@@ -352,7 +362,7 @@ impl AudioStream {
         sink: Box<dyn AudioSink>,
         now: Instant,
     ) -> Result<AudioStream, String> {
-        let codec = MediaCodec::with_rate(&params.codec, config.audio_rate)?;
+        let codec = MediaCodec::with_settings(&params.codec, codec_settings(&config))?;
         let crypto = Crypto::for_params(&params)?;
         let mut rng = config.seed | 1;
         let first_rtcp = jittered(&mut rng, RTCP_INTERVAL / 2);
@@ -430,7 +440,7 @@ impl AudioStream {
             .eq_ignore_ascii_case(&self.params.codec.encoding)
         {
             // another codec: a new encoder and decoder, and a jitter buffer for its clock
-            self.codec = MediaCodec::with_rate(&params.codec, self.config.audio_rate)?;
+            self.codec = MediaCodec::with_settings(&params.codec, codec_settings(&self.config))?;
             self.jitter = jitter_for(&self.config.jitter, &self.codec);
             self.receiver = None;
             self.remote_ssrc = None;
@@ -966,6 +976,7 @@ mod tests {
             verified: true,
             silent_peer_limit: Some(SILENT_PEER_LIMIT),
             audio_rate: 8000,
+            opus_complexity: None,
         }
     }
 

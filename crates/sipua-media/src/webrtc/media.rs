@@ -15,7 +15,7 @@ use str0m::media::{Frequency, MediaKind, MediaTime, Mid, Pt, TelephoneEvent};
 use str0m::net::{Protocol, Receive};
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 
-use crate::codec::MediaCodec;
+use crate::codec::{CodecSettings, MediaCodec};
 use crate::dtmf::DtmfReceiver;
 use crate::resample::frame_samples;
 use crate::sdp::offer_answer::Codec;
@@ -130,7 +130,7 @@ pub struct WebRtcMedia {
     /// Our audio's media id, once known.
     mid: Option<Mid>,
     audio: AudioIo,
-    audio_rate: u32,
+    settings: CodecSettings,
     sender: Option<Sender>,
     decoders: Vec<(Pt, MediaCodec)>,
     frame: Vec<i16>,
@@ -162,22 +162,22 @@ impl std::fmt::Debug for WebRtcMedia {
 
 impl WebRtcMedia {
     /// The media of a call whose `rtc` has its offer and answer applied (or is about to),
-    /// sending from `candidate`, with frames of `audio_rate` Hz to and from `audio`.
+    /// sending from `candidate`, with frames to and from `audio` at `settings`' rate.
     pub fn new(
         rtc: Rtc,
         candidate: SocketAddr,
         mid: Option<Mid>,
         audio: AudioIo,
-        audio_rate: u32,
+        settings: CodecSettings,
         now: Instant,
     ) -> WebRtcMedia {
-        let frame_len = frame_samples(audio_rate);
+        let frame_len = frame_samples(settings.audio_rate);
         let mut m = WebRtcMedia {
             rtc,
             candidate,
             mid,
             audio,
-            audio_rate,
+            settings,
             sender: None,
             decoders: Vec::new(),
             frame: vec![0; frame_len],
@@ -367,10 +367,11 @@ impl WebRtcMedia {
                 self.seq.timing(d.network_time, d.time, &mut self.stats);
                 self.stats.octets_received += d.data.len() as u64;
                 let known = self.decoders.iter().position(|(pt, _)| *pt == d.pt);
-                let rate = self.audio_rate;
+                let settings = self.settings;
                 let index = known.or_else(|| {
                     let codec =
-                        MediaCodec::with_rate(&codec_of(d.params.spec().codec)?, rate).ok()?;
+                        MediaCodec::with_settings(&codec_of(d.params.spec().codec)?, settings)
+                            .ok()?;
                     self.decoders.push((d.pt, codec));
                     Some(self.decoders.len() - 1)
                 });
@@ -410,10 +411,10 @@ impl WebRtcMedia {
             return;
         };
         if self.sender.is_none() {
-            let rate = self.audio_rate;
+            let settings = self.settings;
             self.sender = writer.payload_params().find_map(|p| {
                 let spec = p.spec();
-                let codec = MediaCodec::with_rate(&codec_of(spec.codec)?, rate).ok()?;
+                let codec = MediaCodec::with_settings(&codec_of(spec.codec)?, settings).ok()?;
                 Some(Sender {
                     pt: p.pt(),
                     codec,
@@ -549,7 +550,7 @@ mod tests {
                 cb,
                 None,
                 AudioIo::new(Box::new(Silence), Box::new(sink)),
-                8000,
+                CodecSettings::default(),
                 now,
             );
             let sim = Sim {

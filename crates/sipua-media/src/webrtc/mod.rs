@@ -44,6 +44,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 pub use media::{WebRtcEvent, WebRtcMedia};
 
+use crate::codec::CodecSettings;
 use crate::rtp_audio::Control;
 use crate::sdp::offer_answer::MediaCapabilities;
 use crate::stream::{MediaEvent, MediaStats};
@@ -66,6 +67,9 @@ pub struct WebRtcAudioOptions {
     /// 16 000, 24 000 or 48 000 Hz. With Opus, 48 000 gives the browser's full band end to
     /// end; see `RtpAudioOptions::audio_rate`.
     pub audio_rate: u32,
+    /// Opus encoder complexity, 0 to 10 (`None`: libopus's default); see
+    /// [`crate::codec::CodecSettings`].
+    pub opus_complexity: Option<u8>,
 }
 
 impl Default for WebRtcAudioOptions {
@@ -79,6 +83,7 @@ impl Default for WebRtcAudioOptions {
             public_address: None,
             audio: Arc::new(|_| Ok(AudioIo::silence())),
             audio_rate: 8000,
+            opus_complexity: None,
         }
     }
 }
@@ -210,8 +215,8 @@ pub struct WebRtcAudio {
     running: bool,
     /// Ends the session when the peer leaves (consent lost, DTLS closed).
     ender: SessionEnder,
-    /// The audio ends' sample rate.
-    audio_rate: u32,
+    /// How the codecs run (the audio ends' sample rate, Opus's complexity).
+    settings: CodecSettings,
     /// Once the media task runs, the way to its `Rtc` (a renegotiation is done there).
     ops: Option<mpsc::Sender<RtcOp>>,
     /// The last description each side sent: a re-offer that changes nothing sends ours again,
@@ -258,7 +263,10 @@ impl WebRtcAudio {
             closed_tx: Some(closed_tx),
             running: false,
             ender: session.ender(),
-            audio_rate: options.audio_rate,
+            settings: CodecSettings {
+                audio_rate: options.audio_rate,
+                opus_complexity: options.opus_complexity,
+            },
             ops: None,
             last_local: None,
             last_remote: None,
@@ -315,7 +323,7 @@ impl WebRtcAudio {
             self.candidate,
             self.mid,
             audio,
-            self.audio_rate,
+            self.settings,
             Instant::now(),
         );
         tokio::spawn(run(Task {
