@@ -542,7 +542,7 @@ mod tests {
                 ca,
                 Some(mid),
                 AudioIo::new(play, Box::new(NullSink)),
-                8000,
+                CodecSettings::default(),
                 now,
             );
             let b = WebRtcMedia::new(
