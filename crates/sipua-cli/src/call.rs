@@ -126,25 +126,8 @@ pub struct ServeArgs {
     /// install sip.js@0.21` puts it there).
     #[arg(long, value_name = "DIR", requires = "web")]
     sipjs: Option<std::path::PathBuf>,
-    /// Codecs to offer and accept, in order of preference: `pcmu`, `pcma`, `opus` (Opus
-    /// needs the `opus` build feature). Default: PCMU, PCMA (and Opus when built in).
-    #[arg(long, value_parser = crate::media::capabilities)]
-    codecs: Option<sipua_media::sdp::offer_answer::MediaCapabilities>,
-    /// Sample rate of the audio calls play and record, in Hz: 8000 (narrowband), 16000,
-    /// 24000 or 48000. With Opus (a browser's codec) the audio stays wideband end to end;
-    /// G.711 is converted to and from its 8 kHz.
-    #[arg(long, default_value_t = 8000, value_parser = crate::media::audio_rate)]
-    audio_rate: u32,
-    /// Opus encoder complexity, 0 (cheapest) to 10 (best); default libopus's. Lower it to run
-    /// many Opus calls on few cores.
-    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=10))]
-    opus_complexity: Option<u8>,
-    /// SDES-SRTP (encrypted RTP, keys in the SDP): `accept` answers encrypted offers that
-    /// come over TLS/WSS (the default); `offer` also offers it over TLS/WSS; `require` takes
-    /// nothing else; `off` never; `force` offers and accepts keys over any transport
-    /// (readable on the wire: tests and trusted networks only).
-    #[arg(long, default_value = "accept", value_parser = crate::media::srtp_policy)]
-    srtp: sipua_media::SrtpPolicy,
+    #[command(flatten)]
+    media: crate::media::MediaArgs,
     /// Register this address of record (e.g. `sip:bob@example.com`) from the first
     /// `--listen` address, so that calls to it through the registrar's proxy reach us.
     #[arg(long)]
@@ -244,25 +227,8 @@ pub struct CallArgs {
     /// Send these DTMF digits (RFC 4733) once the call is established.
     #[arg(long)]
     dtmf: Option<String>,
-    /// Codecs to offer and accept, in order of preference: `pcmu`, `pcma`, `opus` (Opus
-    /// needs the `opus` build feature). Default: PCMU, PCMA (and Opus when built in).
-    #[arg(long, value_parser = crate::media::capabilities)]
-    codecs: Option<sipua_media::sdp::offer_answer::MediaCapabilities>,
-    /// Sample rate of the audio calls play and record, in Hz: 8000 (narrowband), 16000,
-    /// 24000 or 48000. With Opus (a browser's codec) the audio stays wideband end to end;
-    /// G.711 is converted to and from its 8 kHz.
-    #[arg(long, default_value_t = 8000, value_parser = crate::media::audio_rate)]
-    audio_rate: u32,
-    /// Opus encoder complexity, 0 (cheapest) to 10 (best); default libopus's. Lower it to run
-    /// many Opus calls on few cores.
-    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=10))]
-    opus_complexity: Option<u8>,
-    /// SDES-SRTP (encrypted RTP, keys in the SDP): `accept` answers encrypted offers that
-    /// come over TLS/WSS (the default); `offer` also offers it over TLS/WSS; `require` takes
-    /// nothing else; `off` never; `force` offers and accepts keys over any transport
-    /// (readable on the wire: tests and trusted networks only).
-    #[arg(long, default_value = "accept", value_parser = crate::media::srtp_policy)]
-    srtp: sipua_media::SrtpPolicy,
+    #[command(flatten)]
+    media: crate::media::MediaArgs,
     #[command(flatten)]
     auth: crate::account::AuthArgs,
     /// Signalling only: announce a fixed SDP and send no RTP.
@@ -507,7 +473,7 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
         None
     } else {
         let play = match (&args.play, args.echo) {
-            (Some(p), _) => match crate::media::load_wav(p, args.audio_rate) {
+            (Some(p), _) => match crate::media::load_wav(p, args.media.audio_rate) {
                 Ok(p) => p,
                 Err(e) => {
                     eprintln!("error: --play {e}");
@@ -527,15 +493,7 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
             }
             None => crate::media::Record::Nothing,
         };
-        let caps = args.codecs.clone();
-        Some(crate::media::factory(
-            play,
-            record,
-            caps,
-            false,
-            args.codec_settings(),
-            args.srtp,
-        ))
+        Some(crate::media::factory(play, record, &args.media, false))
     };
     let mut template = UserAgentOptions {
         max_pending_requests: args.max_pending,
@@ -945,7 +903,7 @@ pub fn call(args: &CallArgs) -> ExitCode {
         }
     };
     let play = match &args.play {
-        Some(p) => match crate::media::load_wav(p, args.audio_rate) {
+        Some(p) => match crate::media::load_wav(p, args.media.audio_rate) {
             Ok(p) => p,
             Err(e) => {
                 eprintln!("error: --play {e}");
@@ -962,7 +920,6 @@ pub fn call(args: &CallArgs) -> ExitCode {
         Some(p) => crate::media::Record::File(p.clone()),
         None => crate::media::Record::Nothing,
     };
-    let caps = args.codecs.clone();
     runtime().block_on(async {
         let mut options = UserAgentOptions {
             listen,
@@ -972,14 +929,8 @@ pub fn call(args: &CallArgs) -> ExitCode {
             ..Default::default()
         };
         if !args.no_media {
-            options.session_description_handler_factory = crate::media::factory(
-                play,
-                record,
-                caps,
-                args.webrtc,
-                args.codec_settings(),
-                args.srtp,
-            );
+            options.session_description_handler_factory =
+                crate::media::factory(play, record, &args.media, args.webrtc);
         }
         args.auth.apply(&mut options);
         let ua = UserAgent::new(options);
@@ -1265,24 +1216,6 @@ fn with_transport(
             uri
         };
     Ok((listen, uri))
-}
-
-impl ServeArgs {
-    fn codec_settings(&self) -> sipua_media::codec::CodecSettings {
-        sipua_media::codec::CodecSettings {
-            audio_rate: self.audio_rate,
-            opus_complexity: self.opus_complexity,
-        }
-    }
-}
-
-impl CallArgs {
-    fn codec_settings(&self) -> sipua_media::codec::CodecSettings {
-        sipua_media::codec::CodecSettings {
-            audio_rate: self.audio_rate,
-            opus_complexity: self.opus_complexity,
-        }
-    }
 }
 
 /// Starts `--web`'s page for the first WebSocket listener of `agents`.

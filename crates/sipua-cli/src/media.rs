@@ -36,6 +36,40 @@ pub enum Record {
     Dir(PathBuf),
 }
 
+/// The media flags `serve` and `call` share.
+#[derive(clap::Args, Debug, Clone)]
+pub struct MediaArgs {
+    /// Codecs to offer and accept, in order of preference: `pcmu`, `pcma`, `opus` (Opus
+    /// needs the `opus` build feature). Default: PCMU, PCMA (and Opus when built in).
+    #[arg(long, value_parser = capabilities)]
+    pub codecs: Option<MediaCapabilities>,
+    /// Sample rate of the audio calls play and record, in Hz: 8000 (narrowband), 16000,
+    /// 24000 or 48000. With Opus (a browser's codec) the audio stays wideband end to end;
+    /// G.711 is converted to and from its 8 kHz.
+    #[arg(long, default_value_t = 8000, value_parser = audio_rate)]
+    pub audio_rate: u32,
+    /// Opus encoder complexity, 0 (cheapest) to 10 (best); default libopus's. Lower it to run
+    /// many Opus calls on few cores.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=10))]
+    pub opus_complexity: Option<u8>,
+    /// SDES-SRTP (encrypted RTP, keys in the SDP): `accept` answers encrypted offers that
+    /// come over TLS/WSS (the default); `offer` also offers it over TLS/WSS; `require` takes
+    /// nothing else; `off` never; `force` offers and accepts keys over any transport
+    /// (readable on the wire: tests and trusted networks only).
+    #[arg(long, default_value = "accept", value_parser = srtp_policy)]
+    pub srtp: SrtpPolicy,
+}
+
+impl MediaArgs {
+    /// How the calls' codecs run.
+    pub fn codec_settings(&self) -> CodecSettings {
+        CodecSettings {
+            audio_rate: self.audio_rate,
+            opus_complexity: self.opus_complexity,
+        }
+    }
+}
+
 /// Reads `--play FILE` into samples at the calls' audio rate.
 pub fn load_wav(path: &Path, audio_rate: u32) -> Result<Play, String> {
     let samples = sipua_media::wav::read_wav_at(path, audio_rate)
@@ -100,11 +134,10 @@ pub fn capabilities(list: &str) -> Result<MediaCapabilities, String> {
 pub fn factory(
     play: Play,
     record: Record,
-    capabilities: Option<MediaCapabilities>,
+    media: &MediaArgs,
     offer_webrtc: bool,
-    settings: CodecSettings,
-    srtp: SrtpPolicy,
 ) -> Arc<dyn SessionDescriptionHandlerFactory> {
+    let (capabilities, settings, srtp) = (media.codecs.clone(), media.codec_settings(), media.srtp);
     let audio_rate = settings.audio_rate;
     let audio = move |ctx: &SessionContext| -> Result<AudioIo, SdhError> {
         if let Play::Echo = play {
