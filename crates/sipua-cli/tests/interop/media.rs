@@ -843,6 +843,13 @@ fn pjsua_calls_sipua_serve_with_audio_and_rfc4733_dtmf() {
 #[test]
 fn sipua_call_and_pjsua_answering_hear_each_other() {
     let dir = TempDir::new("call-pjsua");
+    let printed = sipua_calls_answering_pjsua(&dir, &[], &[]);
+    assert!(printed.contains("call: Established PCMU"), "{printed}");
+}
+
+/// `sipua call` (with `call_args`) plays the melody to PJSIP answering (with `pj_args`), which
+/// plays 1000 Hz back; both recordings are checked, and what sipua printed is returned.
+fn sipua_calls_answering_pjsua(dir: &TempDir, pj_args: &[&str], call_args: &[&str]) -> String {
     let melody = audio::demo_melody();
     let (play, rec, pj_play, pj_rec) = (
         dir.join("melody.wav"),
@@ -852,7 +859,8 @@ fn sipua_call_and_pjsua_answering_hear_each_other() {
     );
     write_wav(&play, &melody);
     write_wav(&pj_play, &tone(1000.0, 5.0));
-    let (mut peer, peer_out, uri) = pjsua_peer(&[
+    let mut args = pj_args.to_vec();
+    args.extend([
         "--answer",
         "--play",
         pj_play.to_str().unwrap(),
@@ -861,8 +869,10 @@ fn sipua_call_and_pjsua_answering_hear_each_other() {
         "--timeout",
         "20",
     ]);
-    let (ok, printed) = call(&[
-        &uri,
+    let (mut peer, peer_out, uri) = pjsua_peer(&args);
+    let mut args = vec![uri.as_str()];
+    args.extend(call_args);
+    args.extend([
         "--play",
         play.to_str().unwrap(),
         "--record",
@@ -870,6 +880,7 @@ fn sipua_call_and_pjsua_answering_hear_each_other() {
         "--duration",
         "3",
     ]);
+    let (ok, printed) = call(&args);
     // peer.py exits on our BYE, after closing its recording
     let status = wait_exit(&mut peer, 10.0);
     let context = || {
@@ -885,8 +896,6 @@ fn sipua_call_and_pjsua_answering_hear_each_other() {
         "peer.py exit {status:?}\n{}",
         context()
     );
-    assert!(printed.contains("call: Established PCMU"), "{}", context());
-
     assert_melody(
         "pjsua's recording",
         &melody,
@@ -895,6 +904,7 @@ fn sipua_call_and_pjsua_answering_hear_each_other() {
         &context,
     );
     assert_tone("sipua's recording", &read_wav(&rec), 1000.0, 2.5, &context);
+    printed
 }
 
 /// SDES-SRTP with PJSIP over TLS, both directions: PJSIP (srtpUse mandatory, keys only over
@@ -905,15 +915,6 @@ fn sipua_and_pjsua_talk_sdes_srtp_over_tls_both_ways() {
     let dir = TempDir::new("pjsua-srtp");
     let (cert, key) = test_certificate();
     let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
-    let melody = audio::demo_melody();
-    let (play, rec, pj_play, pj_rec) = (
-        dir.join("melody.wav"),
-        dir.join("rec.wav"),
-        dir.join("tone1000.wav"),
-        dir.join("pjsua-rec.wav"),
-    );
-    write_wav(&play, &melody);
-    write_wav(&pj_play, &tone(1000.0, 5.0));
     let pj_tls = [
         "--transport",
         "tls",
@@ -928,67 +929,32 @@ fn sipua_and_pjsua_talk_sdes_srtp_over_tls_both_ways() {
     ];
 
     // sipua calls PJSIP
-    let mut args = pj_tls.to_vec();
-    args.extend([
-        "--answer",
-        "--play",
-        pj_play.to_str().unwrap(),
-        "--record",
-        pj_rec.to_str().unwrap(),
-        "--timeout",
-        "20",
-    ]);
-    let (mut peer, peer_out, uri) = pjsua_peer(&args);
-    let (ok, printed) = call(&[
-        &uri,
-        "--from-addr",
-        "tls:127.0.0.1:0",
-        "--ca",
-        cert,
-        "--cert",
-        cert,
-        "--key",
-        key,
-        "--srtp",
-        "require",
-        "--play",
-        play.to_str().unwrap(),
-        "--record",
-        rec.to_str().unwrap(),
-        "--duration",
-        "3",
-    ]);
-    let status = wait_exit(&mut peer, 10.0);
-    let context = || {
-        format!(
-            "files in {}\nsipua call:\n{printed}\npeer.py:\n{}",
-            dir.0.display(),
-            peer_out.text()
-        )
-    };
-    assert!(ok, "sipua call failed\n{}", context());
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "{status:?}\n{}",
-        context()
+    let printed = sipua_calls_answering_pjsua(
+        &dir,
+        &pj_tls,
+        &[
+            "--from-addr",
+            "tls:127.0.0.1:0",
+            "--ca",
+            cert,
+            "--cert",
+            cert,
+            "--key",
+            key,
+            "--srtp",
+            "require",
+        ],
     );
-    let line = last_media_line(&printed, &context);
-    assert!(
-        line.contains(" srtp AES_CM_128_HMAC_SHA1_"),
-        "{line}\n{}",
-        context()
-    );
-    assert!(!line.contains("srtp-rejected"), "{line}\n{}", context());
-    assert_melody(
-        "pjsua's recording",
-        &melody,
-        &read_wav(&pj_rec),
-        None,
-        &context,
-    );
-    assert_tone("sipua's recording", &read_wav(&rec), 1000.0, 2.5, &context);
+    let line = last_media_line(&printed, &|| printed.clone());
+    assert!(line.contains(" srtp AES_CM_128_HMAC_SHA1_"), "{printed}");
+    assert!(!line.contains("srtp-rejected"), "{printed}");
 
-    // PJSIP calls sipua serve
+    // PJSIP calls sipua serve (the same WAVs: the melody from sipua, 1000 Hz from PJSIP)
+    let (melody, play, pj_play) = (
+        audio::demo_melody(),
+        dir.join("melody.wav"),
+        dir.join("tone1000.wav"),
+    );
     let recs = dir.join("calls");
     let port = free_tcp_port();
     let (_serve, served) = spawn(
