@@ -524,14 +524,9 @@ fn baresip_calls_sipua_serve_both_hear_each_other_and_sipua_gets_baresips_dtmf()
     let context = || context(&ctrl, &bs);
 
     assert_eq!(sipua_dtmf(&served.text()), "2580*", "{}", context());
-    let files: Vec<PathBuf> = std::fs::read_dir(&recs)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(files.len(), 1, "{files:?}\n{}", context());
     assert_tone(
         "sipua serve's recording",
-        &read_wav(&files[0]),
+        &only_recording(&recs, &context),
         440.0,
         2.5,
         &context,
@@ -547,6 +542,26 @@ fn last_media_line(printed: &str, context: &dyn Fn() -> String) -> String {
         .find(|l| l.contains(" sent ") && l.contains(" recv "))
         .unwrap_or_else(|| panic!("no media line\n{}", context()))
         .to_owned()
+}
+
+/// Asserts that the last media line sipua printed names an SDES suite and no refused packet.
+fn assert_encrypted(printed: &str, context: &dyn Fn() -> String) {
+    let line = last_media_line(printed, context);
+    assert!(
+        line.contains(" srtp AES_CM_128_HMAC_SHA1_") && !line.contains("srtp-rejected"),
+        "{line}\n{}",
+        context()
+    );
+}
+
+/// The one recording `sipua serve --record-dir` made in `dir`.
+fn only_recording(dir: &Path, context: &dyn Fn() -> String) -> Vec<i16> {
+    let files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}\n{}", context());
+    read_wav(&files[0])
 }
 
 /// SDES-SRTP with baresip over TLS (its `srtp` module, `mediaenc=srtp-mand`): sipua offers
@@ -596,13 +611,7 @@ fn sipua_call_and_baresip_talk_sdes_srtp_over_tls() {
         )
     };
     assert!(ok, "sipua call failed\n{}", context());
-    let line = last_media_line(&printed, &context);
-    assert!(
-        line.contains(" srtp AES_CM_128_HMAC_SHA1_"),
-        "{line}\n{}",
-        context()
-    );
-    assert!(!line.contains("srtp-rejected"), "{line}\n{}", context());
+    assert_encrypted(&printed, &context);
     // baresip's answer is encrypted too
     let log = bs.out.text();
     assert!(
@@ -678,21 +687,10 @@ fn baresip_calls_sipua_serve_over_tls_with_sdes_srtp() {
     );
     bs.quit(&mut ctrl);
     let context = || context(&ctrl, &bs);
-    let line = last_media_line(&served.text(), &context);
-    assert!(
-        line.contains(" srtp AES_CM_128_HMAC_SHA1_"),
-        "{line}\n{}",
-        context()
-    );
-    assert!(!line.contains("srtp-rejected"), "{line}\n{}", context());
-    let files: Vec<PathBuf> = std::fs::read_dir(&recs)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(files.len(), 1, "{files:?}\n{}", context());
+    assert_encrypted(&served.text(), &context);
     assert_tone(
         "sipua serve's recording",
-        &read_wav(&files[0]),
+        &only_recording(&recs, &context),
         440.0,
         2.5,
         &context,
@@ -945,9 +943,7 @@ fn sipua_and_pjsua_talk_sdes_srtp_over_tls_both_ways() {
             "require",
         ],
     );
-    let line = last_media_line(&printed, &|| printed.clone());
-    assert!(line.contains(" srtp AES_CM_128_HMAC_SHA1_"), "{printed}");
-    assert!(!line.contains("srtp-rejected"), "{printed}");
+    assert_encrypted(&printed, &|| printed.clone());
 
     // PJSIP calls sipua serve (the same WAVs: the melody from sipua, 1000 Hz from PJSIP)
     let (melody, play, pj_play) = (
@@ -1000,21 +996,10 @@ fn sipua_and_pjsua_talk_sdes_srtp_over_tls_both_ways() {
         "{status:?}\n{}",
         context()
     );
-    let line = last_media_line(&served.text(), &context);
-    assert!(
-        line.contains(" srtp AES_CM_128_HMAC_SHA1_"),
-        "{line}\n{}",
-        context()
-    );
-    assert!(!line.contains("srtp-rejected"), "{line}\n{}", context());
-    let files: Vec<PathBuf> = std::fs::read_dir(&recs)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(files.len(), 1, "{files:?}\n{}", context());
+    assert_encrypted(&served.text(), &context);
     assert_tone(
         "sipua serve's recording",
-        &read_wav(&files[0]),
+        &only_recording(&recs, &context),
         1000.0,
         2.5,
         &context,
