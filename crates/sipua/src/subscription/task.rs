@@ -1,14 +1,6 @@
-//! Subscriptions, the subscriber's side (SIP.js `Subscriber`, `Subscription`,
-//! `Notification`): SUBSCRIBE and the NOTIFYs it brings (RFC 6665 §4.1). Timer N waits for
-//! the first NOTIFY, which may overtake the 2xx (§4.1.2.4); the subscription is refreshed
-//! before it expires, its expiry follows the notifier's `expires` (§4.1.2.1, §4.1.3), and a
-//! `terminated` state is acted on by its reason (§4.1.3): `deactivated` and `timeout`
-//! subscribe again at once, `probation` and `giveup` after `retry-after` seconds (SIP.js
-//! waits milliseconds), the rest end it. NOTIFYs with another event package get 489
-//! (§4.1.3); ones from a second fork get 481, which ends that fork's subscription.
-//!
-//! Each subscriber is a small task like a session's: it owns the subscription's dialog
-//! and timers, takes commands from the handles and inputs from the driver.
+//! The subscriber's task (RFC 6665 §4.1): it owns one subscription's dialog and timers
+//! (Timer N, refresh, expiry, the linger after the end), sends SUBSCRIBE and its refreshes,
+//! answers the NOTIFYs, and acts on `Subscription-State` (see the parent module).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,348 +13,45 @@ use sipua_proto::ua::OutOfDialog;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use crate::commands::{Command, SessionInput, SessionKey, SESSION_QUEUE};
+use super::{
+    Notification, Reply, SubCommand, SubscriberOptions, SubscriptionState, Termination, MAX_423,
+    TIMER_N,
+};
+use crate::commands::{Command, SessionInput, SessionKey};
 use crate::error::Error;
 use crate::mailbox::MailboxReceiver;
-use crate::sdh::BodyAndContentType;
-use crate::tasks::{ask_task, sleep_until};
-use crate::user_agent::{body_of, content_type_of, Shared, UserAgent};
-
-/// Timer N (RFC 6665 §4.1.2.4): how long to wait for the first NOTIFY, 64·T1.
-const TIMER_N: Duration = Duration::from_secs(32);
-/// Notifications kept for [`Subscriber::next_notification`] before new ones are dropped.
-const NOTIFICATION_QUEUE: usize = 64;
-/// Attempts of an initial SUBSCRIBE answered `423 Interval Too Brief`.
-const MAX_423: u8 = 3;
-
-/// Where a subscription is (SIP.js `SubscriptionState`, with RFC 6665's `pending` told
-/// apart from `active`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum SubscriptionState {
-    /// Nothing sent yet.
-    Initial,
-    /// SUBSCRIBE sent; no NOTIFY yet.
-    NotifyWait,
-    /// The notifier has not authorised it yet (`Subscription-State: pending`).
-    Pending,
-    /// Active: NOTIFYs carry the resource's state.
-    Subscribed,
-    /// Ended: unsubscribed, refused, expired or terminated by the notifier.
-    Terminated,
-}
-
-/// Told about a subscription's NOTIFYs (SIP.js `SubscriptionDelegate`). Called on the
-/// subscription's task: return quickly.
-pub trait SubscriptionDelegate: Send + Sync {
-    /// A NOTIFY of this subscription: [`Notification::accept`] it (the default) or
-    /// [`Notification::reject`] it before returning. A rejected NOTIFY changes nothing of
-    /// the subscription's state (and a 481 or 489 makes the notifier end it, RFC 6665
-    /// §4.1.3).
-    fn on_notify(&self, notification: &Notification) {
-        notification.accept();
-    }
-}
-
-/// One NOTIFY (SIP.js `Notification`): the resource's state as the notifier reports it.
-#[derive(Debug)]
-pub struct Notification {
-    request: Request,
-    /// The answer a delegate chose (200 unless it rejected).
-    status: std::sync::atomic::AtomicU16,
-}
-
-impl Clone for Notification {
-    fn clone(&self) -> Notification {
-        Notification {
-            request: self.request.clone(),
-            status: std::sync::atomic::AtomicU16::new(self.status()),
-        }
-    }
-}
-
-impl Notification {
-    fn new(request: Request) -> Notification {
-        Notification {
-            request,
-            status: std::sync::atomic::AtomicU16::new(200),
-        }
-    }
-
-    /// Answers it 200 OK (what happens unless the delegate rejects it).
-    pub fn accept(&self) {
-        self.status.store(200, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Answers it with `status` (400–699; anything lower is taken as 400): the body was not
-    /// understood (415), the event is not wanted (489)...
-    pub fn reject(&self, status: u16) {
-        self.status
-            .store(status.clamp(400, 699), std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// The status it is answered with.
-    fn status(&self) -> u16 {
-        self.status.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// The NOTIFY itself.
-    pub fn request(&self) -> &Request {
-        &self.request
-    }
-
-    /// Its `Subscription-State` (`active`, `pending` or `terminated`, with `expires`,
-    /// `reason`, `retry-after`).
-    pub fn subscription_state(&self) -> Option<StateHeader> {
-        self.request.typed::<StateHeader>().and_then(Result::ok)
-    }
-
-    /// The body (the event package's document: PIDF, dialog-info, message summary...).
-    pub fn body(&self) -> &[u8] {
-        self.request.body()
-    }
-
-    /// The body's media type, e.g. `application/pidf+xml`.
-    pub fn content_type(&self) -> Option<String> {
-        self.request.content_type().map(|t| content_type_of(&t))
-    }
-}
-
-/// Options of a [`Subscriber`] (SIP.js `SubscriberOptions`).
-#[derive(Clone)]
-pub struct SubscriberOptions {
-    /// The subscription's duration asked for, in seconds (SIP.js's 3600).
-    pub expires: u32,
-    /// Headers added to every SUBSCRIBE.
-    pub extra_headers: Vec<Header>,
-    /// A body for the SUBSCRIBE (a filter, say).
-    pub body: Option<BodyAndContentType>,
-    /// Body types the subscriber takes, sent as Accept (the package's default when empty).
-    pub accept: Vec<String>,
-    /// Told about NOTIFYs; without one they queue for [`Subscriber::next_notification`].
-    pub delegate: Option<Arc<dyn SubscriptionDelegate>>,
-    /// Sends the initial SUBSCRIBE through this proxy rather than the target's host.
-    pub via: Option<Uri>,
-}
-
-impl Default for SubscriberOptions {
-    fn default() -> Self {
-        SubscriberOptions {
-            expires: 3600,
-            extra_headers: Vec::new(),
-            body: None,
-            accept: Vec::new(),
-            delegate: None,
-            via: None,
-        }
-    }
-}
-
-impl std::fmt::Debug for SubscriberOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SubscriberOptions")
-            .field("expires", &self.expires)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Why a subscription ended, as the notifier put it (RFC 6665 §4.1.3), or what failed.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Termination {
-    /// The `reason` of a `terminated` NOTIFY (`rejected`, `noresource`...).
-    pub reason: Option<String>,
-    /// Its `retry-after`, in seconds.
-    pub retry_after: Option<u32>,
-    /// The final response that refused the SUBSCRIBE, if that is how it ended.
-    pub status: Option<u16>,
-}
-
-enum SubCommand {
-    Subscribe(oneshot::Sender<Result<(), Error>>),
-    Unsubscribe(oneshot::Sender<Result<(), Error>>),
-}
-
-struct Handle {
-    commands: crate::mailbox::Mailbox<SubCommand>,
-    state: watch::Receiver<SubscriptionState>,
-    ended: Arc<Mutex<Option<Termination>>>,
-    notifications: tokio::sync::Mutex<mpsc::Receiver<Notification>>,
-}
-
-/// A subscription to an event package at a target (SIP.js `Subscriber`). Clones share it;
-/// dropping the last one unsubscribes.
-///
-/// ```no_run
-/// # async fn demo(ua: sipua::UserAgent) -> Result<(), sipua::Error> {
-/// use sipua::{Subscriber, SubscriberOptions};
-/// let target = "sip:bob@example.com".parse()?;
-/// let sub = Subscriber::new(&ua, target, "presence", SubscriberOptions::default())?;
-/// sub.subscribe().await?;
-/// while let Some(n) = sub.next_notification().await {
-///     println!("{}", String::from_utf8_lossy(n.body()));
-/// }
-/// # Ok(()) }
-/// ```
-#[derive(Clone)]
-pub struct Subscriber {
-    handle: Arc<Handle>,
-}
-
-impl std::fmt::Debug for Subscriber {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subscriber")
-            .field("state", &self.state())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Subscriber {
-    /// A subscription of `ua` (started) to `event` (`presence`, `dialog`,
-    /// `message-summary`...) at `target`. Nothing is sent until [`Subscriber::subscribe`].
-    pub fn new(
-        ua: &UserAgent,
-        target: Uri,
-        event: &str,
-        options: SubscriberOptions,
-    ) -> Result<Subscriber, Error> {
-        let shared = ua.shared().ok_or(Error::Stopped)?;
-        let event = Event {
-            package: event.to_owned(),
-            params: Default::default(),
-        };
-        if event.package.is_empty() || !event.package.bytes().all(is_token) {
-            return Err(Error::InvalidArgument(format!(
-                "event package {:?}",
-                event.package
-            )));
-        }
-        body_of(
-            options
-                .body
-                .clone()
-                .map(|b| (b.content_type.clone(), b.body)),
-        )?;
-        let (commands, command_rx) = crate::mailbox::mailbox(8);
-        let (state, state_rx) = watch::channel(SubscriptionState::Initial);
-        let (notify_tx, notify_rx) = mpsc::channel(NOTIFICATION_QUEUE);
-        let ended = Arc::new(Mutex::new(None));
-        let key = shared.next_key();
-        let (inputs_tx, inputs) = crate::mailbox::mailbox(SESSION_QUEUE);
-        shared
-            .commands
-            .try_send(Command::Attach {
-                key,
-                sink: inputs_tx,
-            })
-            .map_err(|_| Error::Stopped)?;
-        let task = SubTask {
-            key,
-            shared,
-            target,
-            event,
-            options,
-            state,
-            ended: ended.clone(),
-            notifications: notify_tx,
-            dialog: None,
-            pending: None,
-            expires: 0,
-            refresh_at: None,
-            expires_at: None,
-            timer_n: None,
-            resubscribe_at: None,
-            linger_until: None,
-            attempts_423: 0,
-            asked_expires: 0,
-        };
-        tokio::spawn(task.run(command_rx, inputs));
-        Ok(Subscriber {
-            handle: Arc::new(Handle {
-                commands,
-                state: state_rx,
-                ended,
-                notifications: tokio::sync::Mutex::new(notify_rx),
-            }),
-        })
-    }
-
-    async fn ask(&self, make: impl FnOnce(Reply) -> SubCommand) -> Result<(), Error> {
-        ask_task(&self.handle.commands, make).await
-    }
-
-    /// Sends the SUBSCRIBE (or, once subscribed, a refresh) and waits for its final
-    /// response: `Ok` for 2xx, [`Error::Rejected`] otherwise. NOTIFYs follow.
-    pub async fn subscribe(&self) -> Result<(), Error> {
-        self.ask(SubCommand::Subscribe).await
-    }
-
-    /// Ends the subscription (SUBSCRIBE with `Expires: 0`); the state is `Terminated` at
-    /// once, and the notifier's last NOTIFY is still taken.
-    pub async fn unsubscribe(&self) -> Result<(), Error> {
-        self.ask(SubCommand::Unsubscribe).await
-    }
-
-    /// The current state.
-    pub fn state(&self) -> SubscriptionState {
-        *self.handle.state.borrow()
-    }
-
-    /// Follows state changes (SIP.js `stateChange`).
-    pub fn state_change(&self) -> watch::Receiver<SubscriptionState> {
-        self.handle.state.clone()
-    }
-
-    /// Why the subscription ended, once it has.
-    pub fn termination(&self) -> Option<Termination> {
-        self.handle
-            .ended
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// The next NOTIFY (without a delegate); `None` once the subscription has ended and
-    /// every NOTIFY has been read.
-    pub async fn next_notification(&self) -> Option<Notification> {
-        self.handle.notifications.lock().await.recv().await
-    }
-}
-
-fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
-}
-
-/// Who waits for a SUBSCRIBE's answer.
-type Reply = oneshot::Sender<Result<(), Error>>;
+use crate::tasks::sleep_until;
+use crate::user_agent::{body_of, Shared};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     Initial,
     Refresh,
     Unsubscribe,
 }
 
-struct SubTask {
-    key: SessionKey,
-    shared: Arc<Shared>,
-    target: Uri,
-    event: Event,
-    options: SubscriberOptions,
-    state: watch::Sender<SubscriptionState>,
-    ended: Arc<Mutex<Option<Termination>>>,
-    notifications: mpsc::Sender<Notification>,
-    dialog: Option<DialogId>,
+pub(super) struct SubTask {
+    pub(super) key: SessionKey,
+    pub(super) shared: Arc<Shared>,
+    pub(super) target: Uri,
+    pub(super) event: Event,
+    pub(super) options: SubscriberOptions,
+    pub(super) state: watch::Sender<SubscriptionState>,
+    pub(super) ended: Arc<Mutex<Option<Termination>>>,
+    pub(super) notifications: mpsc::Sender<Notification>,
+    pub(super) dialog: Option<DialogId>,
     /// Our SUBSCRIBE awaiting its final response, and who waits for it.
-    pending: Option<(TransactionId, Kind, Option<Reply>)>,
+    pub(super) pending: Option<(TransactionId, Kind, Option<Reply>)>,
     /// The interval in force, in seconds.
-    expires: u32,
-    refresh_at: Option<Instant>,
-    expires_at: Option<Instant>,
-    timer_n: Option<Instant>,
-    resubscribe_at: Option<Instant>,
+    pub(super) expires: u32,
+    pub(super) refresh_at: Option<Instant>,
+    pub(super) expires_at: Option<Instant>,
+    pub(super) timer_n: Option<Instant>,
+    pub(super) resubscribe_at: Option<Instant>,
     /// After the end: NOTIFYs are still answered until then, then the dialog goes.
-    linger_until: Option<Instant>,
-    attempts_423: u8,
-    asked_expires: u32,
+    pub(super) linger_until: Option<Instant>,
+    pub(super) attempts_423: u8,
+    pub(super) asked_expires: u32,
 }
 
 impl SubTask {
@@ -389,7 +78,7 @@ impl SubTask {
         self.linger_until = Some(Instant::now() + TIMER_N);
     }
 
-    async fn run(
+    pub(super) async fn run(
         mut self,
         mut commands: crate::mailbox::MailboxReceiver<SubCommand>,
         mut inputs: MailboxReceiver<SessionInput>,
