@@ -734,12 +734,24 @@ impl Task {
     /// or the way a caller's goes.
     fn secure_signalling(&self) -> bool {
         match &self.role {
-            Role::Uas(uas) => uas.request.top_via().is_ok_and(|v| {
-                matches!(
-                    v.transport,
-                    sipua_message::header::Transport::Tls | sipua_message::header::Transport::Wss
-                )
-            }),
+            // the raw top Via's sent-protocol (a full parse of the Via costs thousands of
+            // instructions per call, for a word)
+            Role::Uas(uas) => uas
+                .request
+                .headers()
+                .get(&HeaderName::Via)
+                .is_some_and(|v| {
+                    let mut letters = v
+                        .value()
+                        .iter()
+                        .filter(|b| !b.is_ascii_whitespace())
+                        .map(u8::to_ascii_uppercase);
+                    let mut proto = [0u8; 11];
+                    for slot in &mut proto {
+                        *slot = letters.next().unwrap_or(0);
+                    }
+                    &proto == b"SIP/2.0/TLS" || &proto == b"SIP/2.0/WSS"
+                }),
             Role::Uac(uac) => self.shared.secure_towards(&uac.target),
         }
     }
