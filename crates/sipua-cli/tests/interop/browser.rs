@@ -274,7 +274,15 @@ fn browser_calls_serve_at(
     write_wav_at(&ours, &tone_at(ours_hz, 10.0, wav_rate), wav_rate);
     let records = dir.join("records");
     std::fs::create_dir_all(&records).unwrap();
-    let kamailio = via_kamailio.then(|| Kamailio::start_with("browser", &["OPEN_RELAY"]));
+    // a Kamailio of each test's own (they run at once, and its files are named after it)
+    let kamailio = via_kamailio.then(|| {
+        let name = format!(
+            "browser-{}-{}-{audio_rate}",
+            page.trim_end_matches(".html"),
+            codecs.replace(',', "-")
+        );
+        Kamailio::start_with(&name, &["OPEN_RELAY"])
+    });
     let (port, listen) = match &kamailio {
         Some(_) => (free_udp_port(), "udp"),
         None => (free_tcp_port(), ws),
@@ -452,33 +460,57 @@ fn sipjs_in_chromium_calls_sipua_through_a_record_routing_kamailio() {
 
 #[test]
 fn sipua_calls_a_sipjs_page_registered_at_kamailio_and_hangs_up() {
-    sipua_calls_a_page_registered_at_kamailio("call.html", true);
+    sipua_calls_a_page_registered_at_kamailio("call.html", true, false, false);
 }
 
 #[test]
 fn sipua_calls_a_jssip_page_registered_at_kamailio_and_hangs_up() {
     // JsSIP answers with its own media handling (no hold: JsSIP's page answers re-INVITEs
     // too, but one renegotiation test is SIP.js's)
-    sipua_calls_a_page_registered_at_kamailio("jssip.html", false);
+    sipua_calls_a_page_registered_at_kamailio("jssip.html", false, false, false);
 }
 
-/// The page (`call.html`, SIP.js, or `jssip.html`) registers at Kamailio over WebSocket and
-/// answers; `sipua call --webrtc` reaches it through Kamailio, plays 440 Hz (holding and
-/// resuming the call when `hold`), records the page's 1000 Hz and hangs up.
-fn sipua_calls_a_page_registered_at_kamailio(page: &str, hold: bool) {
-    let dir = TempDir::new(&format!("browser-callee-{page}"));
+#[test]
+fn sipua_calls_a_sipjs_page_registered_over_wss_and_the_page_hangs_up() {
+    // the page registers over secure WebSocket at Kamailio, and this time it sends the BYE
+    sipua_calls_a_page_registered_at_kamailio("call.html", false, true, true);
+}
+
+/// The page (`call.html`, SIP.js, or `jssip.html`) registers at Kamailio over WebSocket (or
+/// secure WebSocket, `wss`) and answers; `sipua call --webrtc` reaches it through Kamailio,
+/// plays 440 Hz (holding and resuming the call when `hold`) and records the page's 1000 Hz;
+/// sipua hangs up after 3 s, or the page does (`page_hangs_up`).
+fn sipua_calls_a_page_registered_at_kamailio(
+    page: &str,
+    hold: bool,
+    wss: bool,
+    page_hangs_up: bool,
+) {
+    let dir = TempDir::new(&format!("browser-callee-{page}-{wss}-{page_hangs_up}"));
     let mic = dir.join("mic.wav");
     write_wav(&mic, &tone(1000.0, 10.0));
     let ours = dir.join("ours.wav");
     write_wav(&ours, &tone(440.0, 10.0));
     let recorded = dir.join("recorded.wav");
-    let k = Kamailio::start_with("browser-callee", &["OPEN_RELAY"]);
+    // a Kamailio of each test's own (they run at once)
+    let name = format!("browser-callee-{}-{wss}", page.trim_end_matches(".html"));
+    let k = if wss {
+        Kamailio::start_with(&name, &["OPEN_RELAY", "WITH_TLS"])
+    } else {
+        Kamailio::start_with(&name, &["OPEN_RELAY"])
+    };
+    let server = if wss {
+        format!("wss://127.0.0.1:{}", k.wss_port)
+    } else {
+        format!("ws://127.0.0.1:{}", k.ws_port)
+    };
     let web = Web::start();
     // the page registers over Kamailio's WebSocket listener and answers the first call
     let user = format!("page{}", free_udp_port());
     let url = format!(
-        "http://127.0.0.1:{}/{page}?mode=answer&ws=ws://127.0.0.1:{}&user={user}&hangup=peer",
-        web.port, k.ws_port
+        "http://127.0.0.1:{}/{page}?mode=answer&ws={server}&user={user}&listen=3&hangup={}",
+        web.port,
+        if page_hangs_up { "page" } else { "peer" }
     );
     let (_browser, browser_out) = chromium(&url, &mic, &dir.join("profile"));
     let context = |call: &str| {
@@ -501,7 +533,7 @@ fn sipua_calls_a_page_registered_at_kamailio(page: &str, hold: bool) {
                 "udp:127.0.0.1:0",
                 "--webrtc",
                 "--duration",
-                "3",
+                if page_hangs_up { "30" } else { "3" },
             ])
             // it holds and resumes the page by re-INVITE (a WebRTC renegotiation)
             .args(hold.then_some("--hold"))
@@ -513,7 +545,11 @@ fn sipua_calls_a_page_registered_at_kamailio(page: &str, hold: bool) {
     let status = wait_exit(&mut call, 30.0);
     let text = call_out.text();
     assert!(status.is_some_and(|s| s.success()), "{}", context(&text));
-    assert!(text.contains("BYE: 200 OK"), "{}", context(&text));
+    if page_hangs_up {
+        assert!(text.contains("the peer hung up"), "{}", context(&text));
+    } else {
+        assert!(text.contains("BYE: 200 OK"), "{}", context(&text));
+    }
     assert!(
         !hold || text.contains("hold: ok") && text.contains("unhold: ok"),
         "{}",
@@ -521,7 +557,12 @@ fn sipua_calls_a_page_registered_at_kamailio(page: &str, hold: bool) {
     );
     assert!(web.wait_for("terminated", 10.0), "{}", context(&text));
     let events = web.events();
-    assert!(events.contains("EVENT bye-received"), "{}", context(&text));
+    let bye = if page_hangs_up {
+        "EVENT bye-sent result=ok"
+    } else {
+        "EVENT bye-received"
+    };
+    assert!(events.contains(bye), "{}", context(&text));
     assert_page_heard(&events, 440, &|| context(&text));
     let samples = read_wav(&recorded);
     assert_tone(
