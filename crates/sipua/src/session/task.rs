@@ -1388,29 +1388,17 @@ impl Task {
             let _ = reply.send(Err(Error::SessionTerminated));
             return;
         };
-        let body = match self
-            .offer_body(
+        let sent = self
+            .send_offer(
+                &d,
+                Method::Invite,
                 o.without_sdp,
                 o.session_description_handler_options.as_ref(),
+                o.extra_headers.clone(),
             )
-            .await
-        {
-            Ok(b) => b,
-            Err(e) => {
-                let _ = reply.send(Err(e));
-                return;
-            }
-        };
-        let offered = body.is_some();
-        let options = RequestOptions {
-            extra_headers: o.extra_headers.clone(),
-            body,
-        };
-        match self
-            .send_in_dialog(&d, Method::Invite, options, !offered)
-            .await
-        {
-            Ok(id) => {
+            .await;
+        match sent {
+            Ok((id, offered)) => {
                 self.reinvite = Some(Box::new(ReInvite {
                     id,
                     reply,
@@ -1420,8 +1408,37 @@ impl Task {
                 }));
             }
             Err(e) => {
-                self.rollback().await;
                 let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    /// Sends a re-INVITE or an UPDATE in dialog `d`, with our offer from the handler unless
+    /// `without_sdp` (RFC 3264 §8, RFC 3311 §5.1): the transaction, and whether it carried an
+    /// offer. An offer that could not be sent is rolled back. A re-INVITE without an offer
+    /// gets one in its 2xx, whose ACK then carries our answer.
+    async fn send_offer(
+        &mut self,
+        d: &DialogId,
+        method: Method,
+        without_sdp: bool,
+        sdh_options: Option<&SessionDescriptionHandlerOptions>,
+        extra_headers: Vec<Header>,
+    ) -> Result<(TransactionId, bool), Error> {
+        let body = self.offer_body(without_sdp, sdh_options).await?;
+        let offered = body.is_some();
+        let defer_ack = method == Method::Invite && !offered;
+        let options = RequestOptions {
+            extra_headers,
+            body,
+        };
+        match self.send_in_dialog(d, method, options, defer_ack).await {
+            Ok(id) => Ok((id, offered)),
+            Err(e) => {
+                if offered {
+                    self.rollback().await;
+                }
+                Err(e)
             }
         }
     }
@@ -1446,29 +1463,17 @@ impl Task {
             let _ = reply.send(Err(Error::RequestPending));
             return;
         }
-        let body = match self
-            .offer_body(
+        let sent = self
+            .send_offer(
+                &d,
+                Method::Update,
                 o.without_sdp,
                 o.session_description_handler_options.as_ref(),
+                o.extra_headers,
             )
-            .await
-        {
-            Ok(b) => b,
-            Err(e) => {
-                let _ = reply.send(Err(e));
-                return;
-            }
-        };
-        let offered = body.is_some();
-        let options = RequestOptions {
-            extra_headers: o.extra_headers,
-            body,
-        };
-        match self
-            .send_in_dialog(&d, Method::Update, options, false)
-            .await
-        {
-            Ok(id) => {
+            .await;
+        match sent {
+            Ok((id, offered)) => {
                 self.update = Some(Update {
                     id,
                     reply,
@@ -1477,9 +1482,6 @@ impl Task {
                 })
             }
             Err(e) => {
-                if offered {
-                    self.rollback().await;
-                }
                 let _ = reply.send(Err(e));
             }
         }
