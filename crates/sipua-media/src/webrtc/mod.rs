@@ -626,13 +626,10 @@ impl AutoAudioFactory {
             return is_webrtc_sdp(invite.body());
         }
         // no offer: we make it, in the kind the caller's transport suggests
-        invite
-            .headers()
-            .get(&sipua::message::HeaderName::Via)
-            .is_some_and(|v| {
-                let v = String::from_utf8_lossy(v.value()).to_ascii_uppercase();
-                v.starts_with("SIP/2.0/WS")
-            })
+        matches!(
+            invite.top_via_transport(),
+            Some(sipua::message::Transport::Ws | sipua::message::Transport::Wss)
+        )
     }
 }
 

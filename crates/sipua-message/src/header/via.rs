@@ -250,6 +250,14 @@ impl<'a> ViaText<'a> {
         ViaText { text, at }
     }
 
+    /// The transport of the sent-protocol (`SIP/2.0/TLS` gives `TLS`), upper case.
+    pub fn transport(&self) -> Transport {
+        // `SIP/2.0/` then the transport, then one space (what `read` checked)
+        let rest = self.text.get(8..).unwrap_or_default();
+        let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+        Transport::parse(&rest[..end])
+    }
+
     /// Reads `value` (one Via value, no commas, no outer whitespace) when it is in the form
     /// described above and parses in full; `None` otherwise.
     pub(crate) fn read(value: &[u8]) -> Option<ViaAt> {

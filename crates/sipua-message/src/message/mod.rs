@@ -354,6 +354,15 @@ macro_rules! common_methods {
             self.head().top_via_text()
         }
 
+        /// The top Via's transport (how the last hop sent the message), read in place when
+        /// the Via is in the usual form, else from the parsed Via; `None` without a Via.
+        pub fn top_via_transport(&self) -> Option<Transport> {
+            match self.top_via_text() {
+                Some(v) => Some(v.transport()),
+                None => self.top_via().ok().map(|v| v.transport.clone()),
+            }
+        }
+
         /// The top Via, parsed in full on first use.
         pub fn top_via(&self) -> Result<&Via> {
             self.via()?

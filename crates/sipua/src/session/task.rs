@@ -734,24 +734,10 @@ impl Task {
     /// or the way a caller's goes.
     fn secure_signalling(&self) -> bool {
         match &self.role {
-            // the raw top Via's sent-protocol (a full parse of the Via costs thousands of
-            // instructions per call, for a word)
-            Role::Uas(uas) => uas
-                .request
-                .headers()
-                .get(&HeaderName::Via)
-                .is_some_and(|v| {
-                    let mut letters = v
-                        .value()
-                        .iter()
-                        .filter(|b| !b.is_ascii_whitespace())
-                        .map(u8::to_ascii_uppercase);
-                    let mut proto = [0u8; 11];
-                    for slot in &mut proto {
-                        *slot = letters.next().unwrap_or(0);
-                    }
-                    &proto == b"SIP/2.0/TLS" || &proto == b"SIP/2.0/WSS"
-                }),
+            Role::Uas(uas) => matches!(
+                uas.request.top_via_transport(),
+                Some(sipua_message::Transport::Tls | sipua_message::Transport::Wss)
+            ),
             Role::Uac(uac) => self.shared.secure_towards(&uac.target),
         }
     }
