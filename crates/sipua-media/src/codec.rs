@@ -7,7 +7,7 @@
 //! whatever the audio's own rate, RFC 7587 §4.1).
 
 use crate::g711::{self, Law};
-use crate::resample::{frame_samples, is_audio_rate, StreamResampler};
+use crate::resample::{check_audio_rate, frame_samples, StreamResampler};
 use crate::sdp::offer_answer::Codec;
 
 /// Samples in one 20 ms frame of 8 kHz audio (the default audio rate).
@@ -111,11 +111,7 @@ impl MediaCodec {
     /// rate or setting we cannot run.
     pub fn with_settings(codec: &Codec, settings: CodecSettings) -> Result<MediaCodec, String> {
         let rate = settings.audio_rate;
-        if !is_audio_rate(rate) {
-            return Err(format!(
-                "audio rate {rate} Hz is not supported (8000, 16000, 24000 or 48000)"
-            ));
-        }
+        check_audio_rate(rate)?;
         let name = codec.encoding.as_str();
         let law = if name.eq_ignore_ascii_case("PCMU") {
             Some(Law::Ulaw)

@@ -18,6 +18,17 @@ pub fn is_audio_rate(rate: u32) -> bool {
     AUDIO_RATES.contains(&rate)
 }
 
+/// An error that names `rate` unless it is one of [`AUDIO_RATES`].
+pub fn check_audio_rate(rate: u32) -> Result<(), String> {
+    if is_audio_rate(rate) {
+        Ok(())
+    } else {
+        Err(format!(
+            "audio rate {rate} Hz is not supported (8000, 16000, 24000 or 48000)"
+        ))
+    }
+}
+
 /// Samples in one 20 ms frame at `rate`.
 pub fn frame_samples(rate: u32) -> usize {
     (rate / 50) as usize

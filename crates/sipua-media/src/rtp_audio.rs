@@ -376,13 +376,7 @@ fn sdes_setup(
 /// An error for an audio rate no codec here runs (a misconfigured handler, so the call fails
 /// at once instead of later in its media task).
 pub(crate) fn check_audio_rate(rate: u32) -> Result<(), SdhError> {
-    if crate::resample::is_audio_rate(rate) {
-        Ok(())
-    } else {
-        Err(SdhError::new(format!(
-            "audio rate {rate} Hz is not supported (8000, 16000, 24000 or 48000)"
-        )))
-    }
+    crate::resample::check_audio_rate(rate).map_err(SdhError::new)
 }
 
 impl RtpAudio {

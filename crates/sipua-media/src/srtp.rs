@@ -13,7 +13,7 @@ use aws_lc_rs::hmac;
 use aws_lc_rs::iv::FixedLength;
 
 /// Bytes of an SDES master key and salt together (`inline:` carries them as one string).
-pub const MASTER_LEN: usize = 30;
+pub const MASTER_LEN: usize = crate::sdp::crypto::KEY_LEN;
 /// SSRCs a context keeps state for; the least recently seen is forgotten past it.
 const MAX_STREAMS: usize = 8;
 /// Replay window (RFC 3711 §3.3.2 asks for at least 64).
@@ -39,9 +39,10 @@ impl SrtpSuite {
 
     /// The name in `a=crypto`.
     pub fn name(self) -> &'static str {
+        // the names SDP carries (`sdp::crypto::SUITES`, in the same order)
         match self {
-            SrtpSuite::AesCm128HmacSha1_80 => "AES_CM_128_HMAC_SHA1_80",
-            SrtpSuite::AesCm128HmacSha1_32 => "AES_CM_128_HMAC_SHA1_32",
+            SrtpSuite::AesCm128HmacSha1_80 => crate::sdp::crypto::SUITES[0],
+            SrtpSuite::AesCm128HmacSha1_32 => crate::sdp::crypto::SUITES[1],
         }
     }
 
