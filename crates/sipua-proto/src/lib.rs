@@ -19,8 +19,12 @@
 //! - [`auth`]: digest authentication, client and server side (RFC 8760: MD5 and SHA-256);
 //! - [`locate`]: where a request goes and RFC 3263 server location, DNS answers as input.
 //!
-//! The INVITE session's own machine (offer/answer, re-INVITE and UPDATE, session timers)
-//! still lives in the async `sipua` crate, in its session task; it is to move here.
+//! - [`session`]: the INVITE session's own rules: the offer/answer state (RFC 3264, RFC 6337,
+//!   RFC 3262 §5, RFC 3311 §5) and the re-offer back-off (§14).
+//!
+//! The rest of the INVITE session (its handles, the media handler's calls, session-timer
+//! scheduling) is still driven from the async `sipua` crate's session task, which asks
+//! [`session`] what each body is.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -33,6 +37,7 @@ pub mod hash;
 pub mod locate;
 #[doc(hidden)] // shared with the other sipua crates, not part of the API
 pub mod rng;
+pub mod session;
 #[cfg(any(test, feature = "test-util"))]
 pub mod sim;
 mod timers;

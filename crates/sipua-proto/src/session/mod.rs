@@ -1,0 +1,17 @@
+//! The INVITE session's own rules, with no I/O and no clock (RFC 3261 §13–§14, RFC 3264,
+//! RFC 6337, RFC 3262 §5, RFC 3311 §5).
+//!
+//! - [`negotiation`]: which offer/answer exchange is under way in a session and which
+//!   message may carry what next, as one explicit state ([`OfferAnswer`]), so that an
+//!   answer in the wrong message, two offers at once or a glare are told apart by the
+//!   machine instead of by flags scattered over the caller.
+//! - [`backoff`]: how long a re-offer refused with 491 or 500 waits before it goes again
+//!   (RFC 3261 §14.1, §14.2).
+//!
+//! The async `sipua` crate's session task drives these: it tells the machine what it sends
+//! and asks it what a received body is before it gives the body to the media handler.
+
+pub mod backoff;
+pub mod negotiation;
+
+pub use negotiation::{Message, Negotiation, OfferAnswer, OfferAnswerError, Received};
