@@ -178,3 +178,86 @@ async fn updates_that_cross_both_get_491_and_the_media_stays() {
     call.update(hold()).await.unwrap();
     call.bye().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_callee_that_answered_in_a_183_answers_a_later_offer_as_an_answer() {
+    // the 183's answer completed the exchange: the 2xx repeats it, so the callee's handler
+    // is not left holding an offer of its own that would swallow the caller's next offer
+    let net = MemoryNetwork::new(8, LinkConfig::default());
+    let (alice, bob) = (
+        agent(&net, ALICE, "alice").await,
+        agent(&net, BOB, "bob").await,
+    );
+    let call = Inviter::new(
+        &alice,
+        format!("sip:bob@{BOB}").parse().unwrap(),
+        InviterOptions {
+            early_media: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    call.invite(Default::default()).await.unwrap();
+    let inv = bob.next_invitation().await.unwrap();
+    inv.progress(InvitationProgressOptions {
+        status_code: Some(183),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    inv.accept(Default::default()).await.unwrap();
+    call.established().await.unwrap();
+    call.update(hold()).await.unwrap();
+    assert!(text(inv.remote_description()).contains("a=sendonly"));
+    assert!(
+        text(call.remote_description()).contains("a=recvonly"),
+        "the callee answered the hold: {}",
+        text(call.remote_description())
+    );
+    call.bye().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_update_crossing_a_reinvite_is_glare_on_both_sides_and_the_reinvite_retries() {
+    let net = MemoryNetwork::new(
+        9,
+        LinkConfig {
+            delay: Duration::from_millis(50),
+            ..Default::default()
+        },
+    );
+    let (alice, bob) = (
+        agent(&net, ALICE, "alice").await,
+        agent(&net, BOB, "bob").await,
+    );
+    let call = Inviter::new(
+        &alice,
+        format!("sip:bob@{BOB}").parse().unwrap(),
+        Default::default(),
+    )
+    .unwrap();
+    call.invite(Default::default()).await.unwrap();
+    let inv = bob.next_invitation().await.unwrap();
+    let seen = Arc::new(Updates::default());
+    inv.set_delegate(seen.clone());
+    inv.accept(Default::default()).await.unwrap();
+    call.established().await.unwrap();
+    let reinvite = sipua::SessionInviteOptions {
+        session_description_handler_options: Some(SessionDescriptionHandlerOptions::hold()),
+        ..Default::default()
+    };
+    let (a, b) = tokio::join!(call.update(hold()), inv.invite(reinvite));
+    // Alice's UPDATE met Bob's re-INVITE: Bob refuses it with 491 (RFC 3311 §5.2) and Alice
+    // refuses the re-INVITE with 491, which Bob sends again after his back-off
+    assert!(
+        matches!(a, Err(Error::Rejected { status: 491, .. })),
+        "{a:?}"
+    );
+    b.unwrap();
+    assert_eq!(*seen.0.lock().unwrap(), [491]);
+    // Bob's hold went through, answered by Alice as an answer
+    assert!(text(call.remote_description()).contains("a=sendonly"));
+    assert!(text(inv.remote_description()).contains("a=recvonly"));
+    call.bye().await.unwrap();
+}

@@ -11,6 +11,9 @@ use sipua_message::{Header, HeaderName, Method, Request, Response, Uri};
 use sipua_proto::dialog::DialogId;
 use sipua_proto::endpoint::TransactionId;
 use sipua_proto::rng::Rng;
+use sipua_proto::session::{
+    backoff, Message, Negotiation, OfferAnswer, OfferAnswerError, Received,
+};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -32,18 +35,15 @@ use crate::user_agent::{body_of, content_type_of, Shared};
 
 /// Commands queued from handles to one session.
 const COMMAND_QUEUE: usize = 32;
-/// Attempts of a re-INVITE refused with 491 (RFC 3261 §14.1) before giving up.
-const GLARE_ATTEMPTS: u8 = 3;
 
 /// The caller's side of the initial INVITE.
 struct Uac {
     target: Uri,
     options: InviterOptions,
     invite: Option<TransactionId>,
-    /// The INVITE carried our offer.
+    /// The INVITE carried our offer (a fact of the request; where the negotiation stands
+    /// is [`Task::oa`]'s).
     offered: bool,
-    /// The answer has been applied (from a 1xx with early media, or the 2xx).
-    answered: bool,
     /// The early dialog whose answer (in a 1xx) was applied for early media.
     early: Option<DialogId>,
     cancelled: bool,
@@ -81,12 +81,11 @@ enum Role {
     Uas(Box<Uas>),
 }
 
-/// Our re-INVITE waiting for its final response.
-/// Our UPDATE awaiting its final response.
+/// Our UPDATE awaiting its final response (whether it offered is [`Task::oa`]'s
+/// `LocalOffer(Update)`).
 struct Update {
     id: TransactionId,
     reply: Reply<()>,
-    offered: bool,
     /// The media options of its offer.
     options: Option<SessionDescriptionHandlerOptions>,
 }
@@ -94,11 +93,19 @@ struct Update {
 /// A re-INVITE to send again after glare: when, its options, who waits, attempts so far.
 type Retry = (Instant, SessionInviteOptions, Reply<()>, u8);
 
+/// A re-offer asked for while our 2xx's offer waits for the ACK that answers it: it goes
+/// once the ACK has come (RFC 3264 §4: no new offer before the answer).
+enum AfterAck {
+    ReInvite(SessionInviteOptions, Reply<()>),
+    Update(SessionUpdateOptions, Reply<()>),
+}
+
+/// Our re-INVITE waiting for its final response (whether it offered is [`Task::oa`]'s
+/// `LocalOffer(Invite)`, else `AwaitingOffer`).
 struct ReInvite {
     id: TransactionId,
     reply: Reply<()>,
     options: SessionInviteOptions,
-    offered: bool,
     attempts: u8,
 }
 
@@ -139,10 +146,16 @@ struct Task {
     /// The peer's address (where the INVITE came from, or where ours goes), when known:
     /// on a wildcard address, the media handler names our address towards it.
     peer: Option<std::net::SocketAddr>,
-    /// Our 2xx carried an offer: the ACK carries the answer.
-    answer_in_ack: bool,
+    /// Where the session's offer/answer stands (RFC 3264, RFC 6337): which exchange is under
+    /// way and which message may carry what. Every body sent or taken goes through it.
+    oa: Negotiation,
+    /// The last description we sent: a 2xx (or 1xx) after the exchange completed repeats
+    /// it rather than asking the handler again (which would make a new offer).
+    last_local: Option<BodyAndContentType>,
     /// A BYE asked for while our 2xx waits for its ACK.
     bye_after_ack: Option<Box<(RequestOptions, Reply<Response>)>>,
+    /// A re-offer asked for while our 2xx's offer waits for its answer in the ACK.
+    offer_after_ack: Option<Box<AfterAck>>,
     /// A reliable provisional response of ours awaits its PRACK (RFC 3262); the progress
     /// call that sent it resolves then.
     awaiting_prack: Option<Reply<()>>,
@@ -212,7 +225,6 @@ pub(crate) fn spawn_inviter(
                 options,
                 invite: None,
                 offered: false,
-                answered: false,
                 early: None,
                 cancelled: false,
                 resend: None,
@@ -282,6 +294,7 @@ pub(crate) fn spawn_invitation(
         .and_then(Result::ok)
         .map(|e| now + Duration::from_secs(u64::from(e.0)));
     let no_answer_at = now + shared.options.no_answer_timeout;
+    let offered = !request.body_bytes().is_empty();
     let task = Task {
         key,
         me,
@@ -318,6 +331,13 @@ pub(crate) fn spawn_invitation(
     );
     let mut task = task;
     task.span = span.clone();
+    // the INVITE's offer, or the offer it asks of us (RFC 3261 §13.3.1); a fresh machine
+    // takes either
+    let _ = if offered {
+        task.oa.receive(Message::Invite).map(|_| ())
+    } else {
+        task.oa.receive_invite_without_offer()
+    };
     tokio::spawn(tracing::Instrument::instrument(
         Box::pin(Box::new(task).run(Some(invitation))),
         span,
@@ -358,8 +378,10 @@ impl Task {
             retry: None,
             awaiting_ack: false,
             peer: None,
-            answer_in_ack: false,
+            oa: Negotiation::new(),
+            last_local: None,
             bye_after_ack: None,
+            offer_after_ack: None,
             update: None,
             timer: None,
             peer_allows_update: false,
@@ -499,8 +521,13 @@ impl Task {
             self.terminate(EndReason::SessionExpired);
             return;
         }
-        if self.reinvite.is_some() || self.update.is_some() || self.retry.is_some() {
-            // an offer of ours is under way; it refreshes the session when answered
+        if self.reinvite.is_some()
+            || self.update.is_some()
+            || self.retry.is_some()
+            || !self.oa.can_offer()
+        {
+            // an exchange is under way (an offer of ours refreshes the session when
+            // answered): try again shortly
             self.timer = Some(super::timer::Running {
                 at: now + Duration::from_secs(1),
                 ..t
@@ -781,9 +808,47 @@ impl Task {
         let options = options.cloned().unwrap_or_else(|| self.sdh_options.clone());
         let modifiers = self.modifiers.clone();
         let sdh = self.ensure_sdh()?;
-        sdh.get_description(&options, &modifiers)
+        let d = sdh
+            .get_description(&options, &modifiers)
             .await
-            .map_err(Error::from)
+            .map_err(Error::from)?;
+        self.last_local = Some(d.clone());
+        Ok(d)
+    }
+
+    /// The description a response to the initial INVITE carries (`m`: a 1xx or the 2xx),
+    /// by where the negotiation stands: our answer to the INVITE's offer, our offer when it
+    /// had none, or the last description again once an exchange completed (RFC 3261
+    /// §13.3.1, RFC 6337 §3.1). Commit it with [`Task::sent_in_response`] once sent.
+    async fn response_description(&mut self) -> Result<BodyAndContentType, Error> {
+        match (self.oa.state(), &self.last_local) {
+            (OfferAnswer::RemoteOffer(Message::Invite), _) => {
+                self.apply_invite_offer().await?;
+                self.local_description(None).await
+            }
+            // the same offer again (an unreliable 1xx showed it), or the session as it
+            // stands after an exchange in a 1xx, PRACK or UPDATE
+            (OfferAnswer::OweOffer | OfferAnswer::Stable | OfferAnswer::LocalOffer(_), Some(d)) => {
+                Ok(d.clone())
+            }
+            _ => self.local_description(None).await,
+        }
+    }
+
+    /// A response to the initial INVITE carrying [`Task::response_description`] went out
+    /// in `m`: it answered the INVITE's offer, or made the offer the INVITE asked for.
+    fn sent_in_response(&mut self, m: Message) {
+        match self.oa.state() {
+            OfferAnswer::RemoteOffer(offer) if offer.answered_by(m) => {
+                let _ = self.oa.send_answer(m);
+            }
+            // an unreliable 1xx cannot carry the offer: the machine keeps waiting for the
+            // reliable 1xx or the 2xx that will
+            OfferAnswer::OweOffer => {
+                let _ = self.oa.send_offer(m);
+            }
+            _ => {}
+        }
     }
 
     /// Gives the peer's description in `body`/`content_type` to the handler.
@@ -807,7 +872,10 @@ impl Task {
         Ok(())
     }
 
+    /// The exchange under way failed: the handler and the negotiation go back to the
+    /// previous session (RFC 3264 §8).
     async fn rollback(&mut self) {
+        self.oa.rollback();
         if let Some(sdh) = self.sdh.as_mut() {
             let _ = sdh.rollback_description().await;
         }
@@ -1019,6 +1087,11 @@ impl Task {
             uac.offered = body.is_some();
             uac.resend = Some(Box::new(resend));
         }
+        let _ = if body.is_some() {
+            self.oa.send_offer(Message::Invite)
+        } else {
+            self.oa.send_invite_without_offer()
+        };
         self.transition(SessionState::Establishing);
         Ok(())
     }
@@ -1149,11 +1222,7 @@ impl Task {
         }
         let id = u.id;
         self.transition(SessionState::Establishing);
-        let negotiated = match self.apply_invite_offer().await {
-            Ok(had_offer) => self.local_description(None).await.map(|d| (had_offer, d)),
-            Err(e) => Err(e),
-        };
-        let (had_offer, answer) = match negotiated {
+        let answer = match self.response_description().await {
             Ok(x) => x,
             Err(e) => {
                 let (status, headers) = match &e {
@@ -1212,6 +1281,7 @@ impl Task {
             }
         }
         let dialog = self.respond(id, 200, None, extra, Some(answer)).await?;
+        self.sent_in_response(Message::Success);
         if let Some(u) = self.uas() {
             u.finished = true;
         }
@@ -1221,8 +1291,9 @@ impl Task {
         }
         self.dialog = dialog.clone();
         self.info().dialog = dialog;
+        // when our 2xx made the offer, the ACK owes the answer (the machine's
+        // LocalOffer(Success))
         self.awaiting_ack = true;
-        self.answer_in_ack = !had_offer;
         self.transition(SessionState::Established);
         Ok(())
     }
@@ -1260,18 +1331,19 @@ impl Task {
         if reliable && self.awaiting_prack.is_some() {
             return Err(Error::RequestPending);
         }
-        let body = match (o.body, status) {
-            (Some(b), _) => Some(b),
-            (None, 183) => {
-                // early media: our answer (or offer) in the 183
-                self.apply_invite_offer().await?;
-                Some(self.local_description(None).await?)
-            }
-            _ => None,
+        // early media: our answer (or offer) in the 183; a body of the application's own
+        // is outside the negotiation
+        let (body, negotiated) = match (o.body, status) {
+            (Some(b), _) => (Some(b), false),
+            (None, 183) => (Some(self.response_description().await?), true),
+            _ => (None, false),
         };
         self.transition(SessionState::Establishing);
         self.respond_with(id, status, o.reason_phrase, o.extra_headers, body, reliable)
             .await?;
+        if negotiated {
+            self.sent_in_response(Message::Provisional { reliable });
+        }
         Ok(reliable)
     }
 
@@ -1350,11 +1422,20 @@ impl Task {
             let _ = reply.send(self.invalid("re-INVITE"));
             return;
         }
-        if self.reinvite.is_some() || self.retry.is_some() {
+        if self.reinvite.is_some() || self.retry.is_some() || self.offer_after_ack.is_some() {
             let _ = reply.send(Err(Error::RequestPending));
             return;
         }
+        if self.answer_awaits_ack() {
+            self.offer_after_ack = Some(Box::new(AfterAck::ReInvite(o, reply)));
+            return;
+        }
         self.start_reinvite(o, reply, 0).await;
+    }
+
+    /// Our 2xx made an offer whose answer comes in the ACK, not here yet.
+    fn answer_awaits_ack(&self) -> bool {
+        self.awaiting_ack && self.oa.state() == OfferAnswer::LocalOffer(Message::Success)
     }
 
     /// The offer of a re-INVITE or UPDATE from the media handler; none `without_sdp`.
@@ -1384,12 +1465,11 @@ impl Task {
             )
             .await;
         match sent {
-            Ok((id, offered)) => {
+            Ok(id) => {
                 self.reinvite = Some(Box::new(ReInvite {
                     id,
                     reply,
                     options: o,
-                    offered,
                     attempts,
                 }));
             }
@@ -1400,9 +1480,10 @@ impl Task {
     }
 
     /// Sends a re-INVITE or an UPDATE in dialog `d`, with our offer from the handler unless
-    /// `without_sdp` (RFC 3264 §8, RFC 3311 §5.1): the transaction, and whether it carried an
-    /// offer. An offer that could not be sent is rolled back. A re-INVITE without an offer
-    /// gets one in its 2xx, whose ACK then carries our answer.
+    /// `without_sdp` (RFC 3264 §8, RFC 3311 §5.1). An offer that could not be sent is rolled
+    /// back. A re-INVITE without an offer gets one in its 2xx, whose ACK then carries our
+    /// answer; an UPDATE without one (a refresh) opens no exchange. While an exchange is
+    /// under way no other may start: [`Error::RequestPending`].
     async fn send_offer(
         &mut self,
         d: &DialogId,
@@ -1410,7 +1491,12 @@ impl Task {
         without_sdp: bool,
         sdh_options: Option<&SessionDescriptionHandlerOptions>,
         extra_headers: Vec<Header>,
-    ) -> Result<(TransactionId, bool), Error> {
+    ) -> Result<TransactionId, Error> {
+        let invite = method == Method::Invite;
+        let opens = invite || !without_sdp;
+        if opens && !self.oa.can_offer() {
+            return Err(Error::RequestPending);
+        }
         let body = self.offer_body(without_sdp, sdh_options).await?;
         let offered = body.is_some();
         let defer_ack = method == Method::Invite && !offered;
@@ -1419,7 +1505,19 @@ impl Task {
             body,
         };
         match self.send_in_dialog(d, method, options, defer_ack).await {
-            Ok(id) => Ok((id, offered)),
+            Ok(id) => {
+                let carrier = if invite {
+                    Message::Invite
+                } else {
+                    Message::Update
+                };
+                let _ = match (offered, invite) {
+                    (true, _) => self.oa.send_offer(carrier),
+                    (false, true) => self.oa.send_invite_without_offer(),
+                    (false, false) => Ok(()),
+                };
+                Ok(id)
+            }
             Err(e) => {
                 if offered {
                     self.rollback().await;
@@ -1445,8 +1543,16 @@ impl Task {
             let _ = reply.send(self.invalid("UPDATE"));
             return;
         };
-        if self.update.is_some() || self.reinvite.is_some() || self.retry.is_some() {
+        if self.update.is_some()
+            || self.reinvite.is_some()
+            || self.retry.is_some()
+            || self.offer_after_ack.is_some()
+        {
             let _ = reply.send(Err(Error::RequestPending));
+            return;
+        }
+        if !o.without_sdp && self.answer_awaits_ack() {
+            self.offer_after_ack = Some(Box::new(AfterAck::Update(o, reply)));
             return;
         }
         let sent = self
@@ -1459,11 +1565,10 @@ impl Task {
             )
             .await;
         match sent {
-            Ok((id, offered)) => {
+            Ok(id) => {
                 self.update = Some(Update {
                     id,
                     reply,
-                    offered,
                     options: o.session_description_handler_options,
                 })
             }
@@ -1475,16 +1580,20 @@ impl Task {
 
     async fn on_update_response(&mut self, response: Response) {
         let Some(u) = self.update.take() else { return };
+        let offered = self.oa.state() == OfferAnswer::LocalOffer(Message::Update);
         if response.is_success() {
             self.refreshed_by_us(&response);
         }
-        if response.is_success() && u.offered {
+        if response.is_success() && offered {
             self.answer_options = u.options.clone();
         }
         let r = if response.is_success() {
             match body_and_type(&response) {
-                Some(answer) if u.offered => self.remote_description(Some(answer)).await,
-                None if u.offered => {
+                Some(answer) if offered => {
+                    let _ = self.oa.receive(Message::UpdateSuccess);
+                    self.remote_description(Some(answer)).await
+                }
+                None if offered => {
                     self.rollback().await;
                     Err(Error::SessionDescriptionHandler(crate::SdhError::new(
                         "the 2xx to our UPDATE carried no answer",
@@ -1494,7 +1603,7 @@ impl Task {
             }
         } else {
             // RFC 3311 §5.1: a refused offer leaves the previous session as it was
-            if u.offered {
+            if offered {
                 self.rollback().await;
             }
             Err(Error::rejected(&response))
@@ -1502,19 +1611,15 @@ impl Task {
         let _ = u.reply.send(r);
     }
 
-    /// An UPDATE from the peer (RFC 3311 §5.2): its offer answered in the 200, 491 while an
-    /// offer of ours is pending, 488 when the media handler refuses it; 200 without a body
-    /// for a refresh.
+    /// An UPDATE from the peer (RFC 3311 §5.2): its offer answered in the 200; 491 while an
+    /// offer of ours awaits its answer, 500 with Retry-After while one of the peer's awaits
+    /// ours; 488 when the media handler refuses it; 200 without a body for a refresh.
     async fn on_update(&mut self, id: TransactionId, request: Request) {
         let offer = body_and_type(&request);
-        let ours_pending = self.update.as_ref().is_some_and(|u| u.offered)
-            || self.reinvite.as_ref().is_some_and(|r| r.offered);
-        let status = match offer {
-            Some(_) if ours_pending => {
-                let _ = self.respond(id, 491, None, Vec::new(), None).await;
-                491
-            }
-            Some(offer) => {
+        let taken = offer.as_ref().map(|_| self.oa.receive(Message::Update));
+        let status = match (offer, taken) {
+            (Some(_), Some(Err(e))) => self.refuse_offer(id, e).await,
+            (Some(offer), _) => {
                 let answer = match self.remote_description(Some(offer)).await {
                     Ok(()) => {
                         self.local_description(self.answer_options.clone().as_ref())
@@ -1527,8 +1632,14 @@ impl Task {
                         let refresh: Vec<Header> =
                             self.refreshed_by_peer(&request).into_iter().collect();
                         match self.respond(id, 200, None, refresh, Some(desc)).await {
-                            Ok(_) => 200,
-                            Err(_) => 500,
+                            Ok(_) => {
+                                let _ = self.oa.send_answer(Message::UpdateSuccess);
+                                200
+                            }
+                            Err(_) => {
+                                self.oa.rollback();
+                                500
+                            }
                         }
                     }
                     Err(e) => {
@@ -1539,7 +1650,7 @@ impl Task {
                     }
                 }
             }
-            None => {
+            (None, _) => {
                 let refresh: Vec<Header> = self.refreshed_by_peer(&request).into_iter().collect();
                 let _ = self.respond(id, 200, None, refresh, None).await;
                 200
@@ -1548,6 +1659,26 @@ impl Task {
         if let Some(d) = &self.delegate() {
             d.on_update(&request, status);
         }
+    }
+
+    /// Refuses a request whose offer the negotiation cannot take now (RFC 3261 §14.2,
+    /// RFC 3311 §5.2): 491 on glare with an offer of ours; 500 with a Retry-After of 0–10 s
+    /// while an offer of the peer's still awaits our answer. The status sent.
+    async fn refuse_offer(&mut self, id: TransactionId, why: OfferAnswerError) -> u16 {
+        let (status, headers) = match why {
+            OfferAnswerError::Glare => (491, Vec::new()),
+            OfferAnswerError::Pending | OfferAnswerError::Unexpected => (
+                500,
+                vec![Header::typed(&sipua_message::header::RetryAfter {
+                    delta: (self.rng.next_u64() % 11) as u32,
+                    comment: None,
+                    params: Default::default(),
+                })],
+            ),
+        };
+        tracing::debug!(target: "sipua", status, %why, "offer refused");
+        let _ = self.respond(id, status, None, headers, None).await;
+        status
     }
 
     // ---- inputs ----
@@ -1594,9 +1725,17 @@ impl Task {
             SessionInput::Prack { request } => {
                 if let Some(reply) = self.awaiting_prack.take() {
                     // a PRACK may carry the answer to an offer in our reliable 1xx
-                    let r = match body_and_type(&request) {
-                        Some(answer) => self.remote_description(Some(answer)).await,
-                        None => Ok(()),
+                    let body = body_and_type(&request);
+                    let r = match body.as_ref().map(|_| self.oa.receive(Message::Prack)) {
+                        Some(Ok(Received::Answer)) => self.remote_description(body).await,
+                        Some(Ok(Received::Offer)) => {
+                            // its answer belongs in the PRACK's 2xx, which the core sent
+                            // without one: the offer is not taken
+                            tracing::debug!(target: "sipua", "an offer in a PRACK ignored");
+                            self.oa.rollback();
+                            Ok(())
+                        }
+                        _ => Ok(()),
                     };
                     let _ = reply.send(r);
                 }
@@ -1613,6 +1752,11 @@ impl Task {
             SessionInput::AckTimeout => {
                 self.awaiting_ack = false;
                 if let Some((_, reply)) = self.bye_after_ack.take().map(|b| *b) {
+                    let _ = reply.send(Err(Error::Timeout));
+                }
+                if let Some(AfterAck::ReInvite(_, reply) | AfterAck::Update(_, reply)) =
+                    self.offer_after_ack.take().map(|b| *b)
+                {
                     let _ = reply.send(Err(Error::Timeout));
                 }
                 self.terminate(EndReason::AckTimeout);
@@ -1653,7 +1797,7 @@ impl Task {
                     }
                 } else if self.update.as_ref().is_some_and(|u| u.id == id) {
                     if let Some(u) = self.update.take() {
-                        if u.offered {
+                        if self.oa.state() == OfferAnswer::LocalOffer(Message::Update) {
                             self.rollback().await;
                         }
                         let _ = u.reply.send(Err(e));
@@ -1696,21 +1840,23 @@ impl Task {
     async fn on_invite_response(&mut self, response: Response, dialog: Option<DialogId>) {
         let status = response.status();
         let Role::Uac(uac) = &self.role else { return };
-        let (offered, answered, cancelled, early_media) = (
-            uac.offered,
-            uac.answered,
-            uac.cancelled,
-            uac.options.early_media,
-        );
+        let (offered, cancelled, early_media) =
+            (uac.offered, uac.cancelled, uac.options.early_media);
         if status < 200 {
             if let Some(d) = &self.delegate() {
                 d.on_progress(&response);
             }
             let body = body_and_type(&response);
-            let wanted = early_media && offered && !answered && dialog.is_some();
+            // early media: the first 1xx answer to our INVITE's offer (an offer in a reliable
+            // 1xx to an INVITE without one would be answered in the PRACK, which the core
+            // sends without a body: the 2xx's offer is taken instead)
+            let wanted = early_media
+                && self.oa.state() == OfferAnswer::LocalOffer(Message::Invite)
+                && dialog.is_some();
             if wanted && body.is_some() && self.remote_description(body).await.is_ok() {
+                let reliable = response.headers().get(&HeaderName::RSeq).is_some();
+                let _ = self.oa.receive(Message::Provisional { reliable });
                 if let Role::Uac(u) = &mut self.role {
-                    u.answered = true;
                     u.early = dialog;
                 }
             }
@@ -1760,20 +1906,20 @@ impl Task {
             Role::Uas(_) => None,
         };
         let outcome = if offered {
-            if answered && (early.as_ref() == Some(&d) || body.is_none()) {
+            if early.is_some() && (early.as_ref() == Some(&d) || body.is_none()) {
                 Ok(()) // the early answer of this very dialog stands
             } else {
-                // another fork answered: its answer replaces the early one (SIP.js gives up
-                // the call here; the media follows the dialog that won instead)
+                // the answer; or another fork answered and its answer replaces the early one
+                // (SIP.js gives up the call here; the media follows the dialog that won)
+                if body.is_some() {
+                    let _ = self.oa.receive(Message::Success);
+                }
                 self.remote_description(body).await
             }
         } else {
             // the 2xx offers; our answer goes in the ACK
             self.answer_in_ack(&d, seq, body).await
         };
-        if let Role::Uac(u) = &mut self.role {
-            u.answered = true;
-        }
         if outcome.is_ok() {
             self.peer_allows_update = super::timer::allows_update(&response.headers());
             if self.shared.options.session_timers.is_some() {
@@ -1806,19 +1952,27 @@ impl Task {
         seq: u32,
         offer: Option<BodyAndContentType>,
     ) -> Result<(), Error> {
-        let answer = match self.remote_description(offer).await {
-            Ok(()) => {
-                self.local_description(self.answer_options.clone().as_ref())
-                    .await
-            }
-            Err(e) => Err(e),
+        let taken = offer.as_ref().map(|_| self.oa.receive(Message::Success));
+        let answer = match taken {
+            Some(Ok(Received::Offer)) | None => match self.remote_description(offer).await {
+                Ok(()) => {
+                    self.local_description(self.answer_options.clone().as_ref())
+                        .await
+                }
+                Err(e) => Err(e),
+            },
+            Some(other) => Err(Error::SessionDescriptionHandler(crate::SdhError::new(
+                format!("the 2xx carried no offer ({other:?})"),
+            ))),
         };
         match answer {
             Ok(answer) => {
+                let _ = self.oa.send_answer(Message::Ack);
                 self.ack(d, seq, Some(answer)).await;
                 Ok(())
             }
             Err(e) => {
+                self.oa.rollback();
                 self.ack(d, seq, None).await;
                 Err(e)
             }
@@ -1843,7 +1997,10 @@ impl Task {
                 self.answer_options = r.options.session_description_handler_options.clone();
             }
             let body = body_and_type(&response);
-            let outcome = if r.offered {
+            let outcome = if self.oa.state() == OfferAnswer::LocalOffer(Message::Invite) {
+                if body.is_some() {
+                    let _ = self.oa.receive(Message::Success);
+                }
                 self.remote_description(body).await
             } else {
                 self.answer_in_ack(&d, response.cseq().seq, body).await
@@ -1862,15 +2019,13 @@ impl Task {
             return;
         }
         self.rollback().await;
-        if status == 491 && r.attempts + 1 < GLARE_ATTEMPTS {
-            // RFC 3261 §14.1: the Call-ID's owner waits 2.1–4 s, the other side 0–2 s
-            let caller = matches!(self.role, Role::Uac(_));
-            let steps = self.rng.next_u64();
-            let wait = if caller {
-                Duration::from_millis(2100 + (steps % 191) * 10)
-            } else {
-                Duration::from_millis((steps % 201) * 10)
-            };
+        // glare (491) or a peer still busy with an earlier INVITE (500 with Retry-After):
+        // try again after the back-off of RFC 3261 §14
+        let caller = matches!(self.role, Role::Uac(_));
+        let after = retry_after_secs(&response);
+        if let Some(wait) =
+            backoff::retry_after(status, r.attempts + 1, caller, after, &mut self.rng)
+        {
             self.retry = Some(Box::new((
                 Instant::now() + wait,
                 r.options,
@@ -1878,21 +2033,6 @@ impl Task {
                 r.attempts + 1,
             )));
             return;
-        }
-        if status == 500 && r.attempts + 1 < GLARE_ATTEMPTS {
-            // RFC 3261 §14.2: a peer still busy with an INVITE of ours (its ACK crossing our
-            // next re-INVITE, RFC 5407 §3.1.2) answers 500 with Retry-After of 0–10 s: try
-            // again then
-            if let Some(secs) = retry_after_secs(&response).filter(|s| *s <= 10) {
-                let wait = Duration::from_secs(secs).max(Duration::from_millis(100));
-                self.retry = Some(Box::new((
-                    Instant::now() + wait,
-                    r.options,
-                    r.reply,
-                    r.attempts + 1,
-                )));
-                return;
-            }
         }
         let _ = r.reply.send(Err(Error::rejected(&response)));
         if matches!(status, 408 | 481) {
@@ -1909,8 +2049,13 @@ impl Task {
             return;
         }
         self.awaiting_ack = false;
-        if std::mem::replace(&mut self.answer_in_ack, false) {
+        if self.oa.state() == OfferAnswer::LocalOffer(Message::Success) {
+            // our 2xx offered: the ACK answers (RFC 3264 §5)
             let body = body_and_type(&request);
+            match body {
+                Some(_) => drop(self.oa.receive(Message::Ack)),
+                None => self.oa.rollback(),
+            }
             if let Err(e) = self.remote_description(body).await {
                 if let Some(d) = self.dialog.clone() {
                     self.bye_dialog(&d).await;
@@ -1929,6 +2074,11 @@ impl Task {
         if let Some((o, reply)) = self.bye_after_ack.take().map(|b| *b) {
             self.state.send_replace(SessionState::Established);
             self.bye(o, reply).await;
+        }
+        match self.offer_after_ack.take().map(|b| *b) {
+            Some(AfterAck::ReInvite(o, reply)) => self.reinvite(o, reply).await,
+            Some(AfterAck::Update(o, reply)) => self.send_update(o, reply).await,
+            None => {}
         }
     }
 
@@ -1967,10 +2117,24 @@ impl Task {
         }
     }
 
-    /// A re-INVITE from the peer: answered from the media handler, 488 if it fails.
+    /// A re-INVITE from the peer: answered from the media handler, 488 if it fails; 491 or
+    /// 500 when an exchange is already under way (an UPDATE's, RFC 3311 §5.2; the core
+    /// refuses the INVITE-on-INVITE cases itself, RFC 3261 §14.2).
     async fn on_reinvite(&mut self, id: TransactionId, request: Request) {
         let offer = body_and_type(&request);
         let has_offer = offer.is_some();
+        let taken = if has_offer {
+            self.oa.receive(Message::Invite).map(|_| ())
+        } else {
+            self.oa.receive_invite_without_offer()
+        };
+        if let Err(why) = taken {
+            let status = self.refuse_offer(id, why).await;
+            if let Some(d) = &self.delegate() {
+                d.on_invite(&request, status);
+            }
+            return;
+        }
         let negotiated = if has_offer {
             match self.remote_description(offer).await {
                 Ok(()) => {
@@ -1987,11 +2151,20 @@ impl Task {
         let status = match negotiated {
             Ok(desc) => match self.respond(id, 200, None, refresh, Some(desc)).await {
                 Ok(_) => {
+                    // our answer; or, for a re-INVITE without one, our offer, which the ACK
+                    // answers
                     self.awaiting_ack = true;
-                    self.answer_in_ack = !has_offer;
+                    let _ = if has_offer {
+                        self.oa.send_answer(Message::Success)
+                    } else {
+                        self.oa.send_offer(Message::Success)
+                    };
                     200
                 }
-                Err(_) => 500,
+                Err(_) => {
+                    self.oa.rollback();
+                    500
+                }
             },
             Err(e) => {
                 self.rollback().await;
