@@ -151,9 +151,7 @@ pub(crate) enum Command {
     /// End every session, wait for them (bounded), then stop.
     Stop { reply: oneshot::Sender<()> },
     /// Counts of what the agent holds.
-    Stats {
-        reply: oneshot::Sender<crate::Stats>,
-    },
+    Stats { reply: oneshot::Sender<Stats> },
     /// SIP outbound is in use (a registration with `reg-id` succeeded): our Contact in
     /// dialog-forming messages carries `;ob` (RFC 5626 §4.3).
     Outbound(bool),
@@ -183,4 +181,24 @@ impl Command {
             reply,
         }
     }
+}
+
+// here rather than beside `UserAgent`: the driver fills it in for `Command::Stats`, and
+// names no API module
+/// A snapshot of what a user agent holds ([`UserAgent::stats`](crate::UserAgent::stats)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Session tasks alive (calls in any state).
+    pub sessions: usize,
+    /// Dialogs in the protocol core.
+    pub dialogs: usize,
+    /// Transactions in the protocol core.
+    pub transactions: usize,
+    /// Open TCP connections.
+    pub connections: usize,
+    /// New requests refused with 503 by overload control or draining
+    /// ([`UserAgentOptions::max_pending_requests`](crate::UserAgentOptions::max_pending_requests),
+    /// [`UserAgent::drain`](crate::UserAgent::drain)).
+    pub shed: u64,
 }

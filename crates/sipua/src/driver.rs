@@ -2,24 +2,60 @@
 //! datagrams, timers and commands, sends what the core wants sent, and routes the core's events
 //! to the session tasks (by transaction and by dialog) or to whoever awaits a response. API
 //! handles never touch the core: they send [`Command`]s and await the reply.
+//!
+//! The driver names nothing above it: what no task owns yet (a request outside any dialog, a
+//! lost connection) goes up through the [`Incoming`] trait, which the user agent implements.
 
 use sipua_proto::hash::{IdMap, KeyedMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use sipua_message::{HeaderName, Method, Request, Response, Transport, Uri};
+use sipua_message::{Header, HeaderName, Method, Request, Response, Transport, Uri};
 use sipua_proto::dialog::DialogId;
 use sipua_proto::endpoint::{Received, TransactionId};
 use sipua_proto::ua::{OutOfDialog, UaCore, UaError, UaEvent};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::commands::{Command, SessionInput, SessionKey, SESSION_QUEUE};
+use crate::commands::{Command, SessionInput, SessionKey, Stats, SESSION_QUEUE};
 use crate::error::{DnsError, DnsErrorKind, Error, TransportError, TransportErrorKind};
-use crate::mailbox::{mailbox, Mailbox};
+use crate::mailbox::{mailbox, Mailbox, MailboxReceiver};
 use crate::tasks::Reply;
-use crate::transport::{Net, NetEvent};
-use crate::user_agent::Shared;
+use crate::transport::{Net, NetEvent, OutboundProxy, Routes};
+
+/// The layer above the driver, as the driver sees it: where a request outside any dialog goes
+/// (a new session, the delegate), and who hears of a lost connection. The user agent
+/// implements it on its shared state; the driver holds it weakly (gone: the agent is stopping)
+/// and calls it once per such request, with no task hop or allocation of its own.
+pub(crate) trait Incoming: Send + Sync {
+    /// A key for a new session task, from the agent's one sequence.
+    fn next_key(&self) -> SessionKey;
+
+    /// `Allow` with the methods the API handles, for a 405.
+    fn allow_header(&self) -> Header;
+
+    /// A new INVITE (server transaction `id`): its session task is registered under `key`
+    /// and reads `inputs`; `replaces` is the session an INVITE with Replaces takes the place
+    /// of, `source` where the INVITE came from.
+    fn invite(
+        self: Arc<Self>,
+        key: SessionKey,
+        id: TransactionId,
+        request: Request,
+        inputs: MailboxReceiver<SessionInput>,
+        replaces: Option<SessionKey>,
+        source: Option<SocketAddr>,
+    );
+
+    /// A MESSAGE or NOTIFY outside any dialog.
+    fn request(self: Arc<Self>, id: TransactionId, request: Request);
+
+    /// A SUBSCRIBE outside any dialog.
+    fn subscribe(self: Arc<Self>, id: TransactionId, request: Request);
+
+    /// A connection we opened broke, for `error`.
+    fn disconnected(&self, error: Error);
+}
 
 /// How long a graceful stop waits for BYEs and CANCELs to complete.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -42,7 +78,8 @@ struct Owned {
 pub(crate) struct Driver {
     core: UaCore,
     net: Net,
-    shared: Weak<Shared>,
+    /// The layer above (see [`Incoming`]).
+    up: Weak<dyn Incoming>,
     sessions: IdMap<SessionKey, (Mailbox<SessionInput>, Owned)>,
     by_tx: IdMap<TransactionId, Route>,
     by_dialog: KeyedMap<DialogId, SessionKey>,
@@ -56,11 +93,11 @@ pub(crate) struct Driver {
     stopping: Option<(tokio::time::Instant, oneshot::Sender<()>)>,
     /// For an agent on a wildcard address without a public one: our address towards each
     /// peer, set in the core before each message it sends or answers.
-    routes: Option<Arc<crate::transport::Routes>>,
+    routes: Option<Arc<Routes>>,
     /// Why sending a transaction's message failed at once, until its owner hears of it.
     send_errors: IdMap<TransactionId, TransportError>,
     /// The agent's outbound proxy: what its connections check and ask for.
-    outbound_proxy: Option<crate::transport::OutboundProxy>,
+    outbound_proxy: Option<OutboundProxy>,
     /// With more than one listener: each one's transport and port, the primary first (what
     /// a message names is chosen by the transport that carries it).
     listeners: Vec<(Transport, u16)>,
@@ -85,13 +122,17 @@ pub(crate) fn now() -> std::time::Instant {
 }
 
 impl Driver {
-    pub(crate) fn new(core: UaCore, net: Net, shared: Weak<Shared>) -> Driver {
-        let upgraded = shared.upgrade();
-        let routes = upgraded
-            .as_ref()
-            .and_then(|s| s.public_ip().is_none().then(|| s.routes.clone()))
-            .filter(|_| net.local_addr().ip().is_unspecified());
-        let outbound_proxy = upgraded.and_then(|s| s.options.outbound_proxy.clone());
+    /// A driver for `core` on `net`, handing up to `up`. `routes` is our address towards
+    /// each peer, used when `net` listens on a wildcard address (`None` when a public address
+    /// is set); `outbound_proxy` the agent's.
+    pub(crate) fn new(
+        core: UaCore,
+        net: Net,
+        up: Weak<dyn Incoming>,
+        routes: Option<Arc<Routes>>,
+        outbound_proxy: Option<OutboundProxy>,
+    ) -> Driver {
+        let routes = routes.filter(|_| net.local_addr().ip().is_unspecified());
         let listeners = match net.listeners() {
             [_] | [] => Vec::new(),
             all => all.iter().map(|(t, a)| (t.clone(), a.port())).collect(),
@@ -104,7 +145,7 @@ impl Driver {
             send_errors: IdMap::default(),
             core,
             net,
-            shared,
+            up,
             sessions: IdMap::default(),
             by_tx: IdMap::default(),
             by_dialog: KeyedMap::default(),
@@ -418,15 +459,11 @@ impl Driver {
         if self.stopping.is_some() {
             return;
         }
-        if let Some(d) = self
-            .shared
-            .upgrade()
-            .and_then(|s| s.options.delegate.clone())
-        {
-            d.on_disconnect(Some(Error::Transport(TransportError::new(
+        if let Some(up) = self.up.upgrade() {
+            up.disconnected(Error::Transport(TransportError::new(
                 TransportErrorKind::Closed,
                 format!("the {transport} connection to {remote} was lost"),
-            ))));
+            )));
         }
     }
 
@@ -443,7 +480,7 @@ impl Driver {
 
     /// A request outside any dialog.
     fn incoming(&mut self, id: TransactionId, request: Request) {
-        let Some(shared) = self.shared.upgrade() else {
+        let Some(up) = self.up.upgrade() else {
             self.answer(id, 503);
             return;
         };
@@ -461,19 +498,15 @@ impl Driver {
                 } else {
                     None
                 };
-                let key = shared.next_key();
+                let key = up.next_key();
                 let (sink, inputs) = mailbox(SESSION_QUEUE);
                 self.sessions.insert(key, (sink, Owned::default()));
                 self.own_tx(key, id);
                 let source = self.core.request_source(id);
-                crate::session::spawn_invitation(
-                    shared, key, id, request, inputs, replaces, source,
-                );
+                up.invite(key, id, request, inputs, replaces, source);
             }
-            Method::Message | Method::Notify => {
-                crate::user_agent::incoming_request(shared, id, request);
-            }
-            Method::Subscribe => crate::notifier::incoming_subscribe(shared, id, request),
+            Method::Message | Method::Notify => up.request(id, request),
+            Method::Subscribe => up.subscribe(id, request),
             // REFER outside a dialog (RFC 3515 allows it) would place calls for whoever
             // asks: declined, as an unhandled REFER inside a call is
             Method::Refer => self.answer(id, 603),
@@ -493,8 +526,8 @@ impl Driver {
         self.advertise_to(self.core.request_source(id));
         if let Ok(mut r) = self.core.response(id, status) {
             if status == 405 {
-                if let Some(shared) = self.shared.upgrade() {
-                    let _ = r.push_header(shared.allow_header());
+                if let Some(up) = self.up.upgrade() {
+                    let _ = r.push_header(up.allow_header());
                 }
             }
             let _ = self.core.respond(t, id, r);
@@ -737,7 +770,7 @@ impl Driver {
             Command::Outbound(on) => self.core.set_outbound(on),
             Command::Draining(on) => self.core.set_draining(on),
             Command::Stats { reply } => {
-                let _ = reply.send(crate::Stats {
+                let _ = reply.send(Stats {
                     sessions: self.sessions.len(),
                     dialogs: self.core.dialogs(),
                     transactions: self.core.transactions(),
@@ -755,15 +788,18 @@ impl Driver {
     }
 }
 
-/// Starts the driver task for `core` on `net`.
+/// Starts the driver task for `core` on `net`, taking `commands` and handing up to `up` (see
+/// [`Driver::new`] for `routes` and `outbound_proxy`).
 pub(crate) fn spawn(
     core: UaCore,
     net: Net,
-    shared: &Arc<Shared>,
+    up: Weak<dyn Incoming>,
+    routes: Option<Arc<Routes>>,
+    outbound_proxy: Option<OutboundProxy>,
     commands: mpsc::Receiver<Command>,
 ) -> tokio::task::JoinHandle<()> {
     use tracing::Instrument;
     let span = tracing::info_span!(target: "sipua", "user_agent", local = %core.local_addr());
-    let driver = Driver::new(core, net, Arc::downgrade(shared));
+    let driver = Driver::new(core, net, up, routes, outbound_proxy);
     tokio::spawn(driver.run(commands).instrument(span))
 }

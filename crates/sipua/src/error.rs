@@ -1,10 +1,15 @@
 //! The errors of the session API, one enum with a variant per thing that can go wrong (the
 //! SIP.js exceptions `RequestPendingError`, `SessionTerminatedError`, `StateTransitionError`...
-//! become variants here).
+//! become variants here), and the kinds of error kept inside it ([`TransportError`],
+//! [`DnsError`], the media handler's [`SdhError`]). A leaf: every layer returns these, so
+//! this module names nothing else of the crate but the [`SessionState`] an error reports (a
+//! leaf below it).
 
 use std::fmt;
 
 use sipua_proto::ua::UaError;
+
+use crate::session_state::SessionState;
 
 /// Why an API call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +26,7 @@ pub enum Error {
         /// What was attempted.
         action: &'static str,
         /// The state it was attempted in.
-        state: crate::SessionState,
+        state: SessionState,
     },
     /// The user agent could not listen where its options say (`UserAgent::start`): the
     /// address is in use, not ours, or not allowed; `source` keeps the `io::Error`.
@@ -32,7 +37,7 @@ pub enum Error {
         source: IoError,
     },
     /// The session description handler failed (SIP.js `SessionDescriptionHandlerError`).
-    SessionDescriptionHandler(crate::sdh::SdhError),
+    SessionDescriptionHandler(SdhError),
     /// The media handler is out of a resource for now (no free RTP port pair); an incoming
     /// call is answered 503 with Retry-After.
     MediaUnavailable {
@@ -166,8 +171,8 @@ impl From<sipua_message::ParseError> for Error {
     }
 }
 
-impl From<crate::sdh::SdhError> for Error {
-    fn from(e: crate::sdh::SdhError) -> Error {
+impl From<SdhError> for Error {
+    fn from(e: SdhError) -> Error {
         match e.retry_after() {
             Some(retry_after) => Error::MediaUnavailable {
                 reason: e.message().to_owned(),
@@ -177,6 +182,53 @@ impl From<crate::sdh::SdhError> for Error {
         }
     }
 }
+
+/// Why a handler failed; a session answers 488 (or ends the call) when it does, or 503 with
+/// Retry-After when the handler is out of a resource for now ([`SdhError::unavailable`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SdhError {
+    message: String,
+    /// `Some(seconds)`: out of a resource (media ports), worth a retry after that long.
+    retry_after: Option<u32>,
+}
+
+impl SdhError {
+    /// A failure to negotiate or set up media (488 for an offer it could not answer).
+    pub fn new(message: impl Into<String>) -> SdhError {
+        SdhError {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// The handler is out of a resource (no free RTP port pair): the caller is told to come
+    /// back after `retry_after` seconds (503 with Retry-After, RFC 3261 §21.5.4) rather than
+    /// that its offer is unacceptable.
+    pub fn unavailable(message: impl Into<String>, retry_after: u32) -> SdhError {
+        SdhError {
+            message: message.into(),
+            retry_after: Some(retry_after),
+        }
+    }
+
+    /// What went wrong.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// For a failure of [`SdhError::unavailable`]: seconds after which to retry.
+    pub fn retry_after(&self) -> Option<u32> {
+        self.retry_after
+    }
+}
+
+impl fmt::Display for SdhError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for SdhError {}
 
 /// An `io::Error` kept as the source of an [`Error`]: shared so that `Error` stays `Clone`,
 /// and compared by kind and text so that it stays `PartialEq`.

@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod body;
 mod commands;
 pub mod dns;
 mod driver;
@@ -30,6 +31,7 @@ pub mod sdh;
 pub mod sipjs {}
 mod session;
 mod session_manager;
+mod session_state;
 mod simple_user;
 mod subscription;
 mod tasks;
@@ -37,6 +39,7 @@ pub mod trace;
 pub mod transport;
 mod user_agent;
 
+pub use commands::Stats;
 pub use dns::{DnsResolver, Located};
 pub use error::{DnsError, DnsErrorKind, Error, IoError, TransportError, TransportErrorKind};
 pub use messager::{Messager, MessagerOptions};
@@ -72,7 +75,7 @@ pub use transport::{LinkConfig, MemoryNetwork, MemorySocket};
 /// The rustls crate sipua uses, for building [`TlsOptions`].
 pub use tokio_rustls::rustls;
 pub use user_agent::{
-    Bye, IncomingRequest, Info, Message, Stats, UserAgent, UserAgentDelegate, UserAgentOptions,
+    Bye, IncomingRequest, Info, Message, UserAgent, UserAgentDelegate, UserAgentOptions,
     UserAgentState,
 };
 

@@ -17,12 +17,13 @@ use sipua_proto::endpoint::TransactionId;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
+use crate::body::{body_of, content_type_of};
 use crate::commands::{Command, SessionInput, SessionKey, SESSION_QUEUE};
 use crate::error::Error;
 use crate::mailbox::MailboxReceiver;
 use crate::sdh::BodyAndContentType;
 use crate::tasks::{ask_task, sleep_until};
-use crate::user_agent::{body_of, Shared};
+use crate::user_agent::Shared;
 
 /// Where a subscription we serve is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -393,7 +394,7 @@ impl NotifyTask {
         let body = match (self.current(), &self.body) {
             (NotifierState::Active, Some((ct, b))) => Some(BodyAndContentType {
                 body: b.clone(),
-                content_type: crate::user_agent::content_type_of(ct),
+                content_type: content_type_of(ct),
             }),
             _ => None,
         };

@@ -19,6 +19,9 @@ use bytes::Bytes;
 use sipua_message::sdp::Direction;
 use sipua_message::text::{push_decimal, push_ip};
 
+// defined with the crate's other errors, which wrap it: `error` is a leaf, this module is not
+pub use crate::error::SdhError;
+
 /// A boxed future, as the handler traits return (they are used as trait objects).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -89,53 +92,6 @@ impl SessionDescriptionHandlerOptions {
         SessionDescriptionHandlerOptions { hold: true }
     }
 }
-
-/// Why a handler failed; a session answers 488 (or ends the call) when it does, or 503 with
-/// Retry-After when the handler is out of a resource for now ([`SdhError::unavailable`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SdhError {
-    message: String,
-    /// `Some(seconds)`: out of a resource (media ports), worth a retry after that long.
-    retry_after: Option<u32>,
-}
-
-impl SdhError {
-    /// A failure to negotiate or set up media (488 for an offer it could not answer).
-    pub fn new(message: impl Into<String>) -> SdhError {
-        SdhError {
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-
-    /// The handler is out of a resource (no free RTP port pair): the caller is told to come
-    /// back after `retry_after` seconds (503 with Retry-After, RFC 3261 §21.5.4) rather than
-    /// that its offer is unacceptable.
-    pub fn unavailable(message: impl Into<String>, retry_after: u32) -> SdhError {
-        SdhError {
-            message: message.into(),
-            retry_after: Some(retry_after),
-        }
-    }
-
-    /// What went wrong.
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-
-    /// For a failure of [`SdhError::unavailable`]: seconds after which to retry.
-    pub fn retry_after(&self) -> Option<u32> {
-        self.retry_after
-    }
-}
-
-impl std::fmt::Display for SdhError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for SdhError {}
 
 /// Rewrites a description before it is sent or after it is received (SIP.js
 /// `SessionDescriptionHandlerModifier`), e.g. to strip a codec.

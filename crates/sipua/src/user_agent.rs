@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use sipua_message::header::MediaType;
 use sipua_message::{Header, HeaderName, Host, Method, Request, Response, Transport, Uri};
 use sipua_proto::endpoint::TransactionId;
 use sipua_proto::ua::{
@@ -16,10 +15,12 @@ use sipua_proto::ua::{
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::commands::{Body, Command};
+use crate::body::body_of;
+use crate::commands::{Command, SessionInput, SessionKey, Stats};
 use crate::dns::DnsResolver;
-use crate::driver;
+use crate::driver::{self, Incoming};
 use crate::error::Error;
+use crate::mailbox::MailboxReceiver;
 use crate::sdh::{FixedSdpFactory, SessionDescriptionHandlerFactory};
 use crate::session::{Invitation, RequestOptions};
 use crate::transport::{Listen, Net, StreamLimits, TlsOptions};
@@ -28,23 +29,6 @@ const COMMAND_QUEUE: usize = 1024;
 /// Invitations waiting in [`UserAgent::next_invitation`] beyond this are refused with 486
 /// (a burst of INVITEs is read in one go before the application runs, so not too few).
 const INVITATION_QUEUE: usize = 4096;
-
-/// A snapshot of what a user agent holds ([`UserAgent::stats`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub struct Stats {
-    /// Session tasks alive (calls in any state).
-    pub sessions: usize,
-    /// Dialogs in the protocol core.
-    pub dialogs: usize,
-    /// Transactions in the protocol core.
-    pub transactions: usize,
-    /// Open TCP connections.
-    pub connections: usize,
-    /// New requests refused with 503 by overload control or draining
-    /// ([`UserAgentOptions::max_pending_requests`], [`UserAgent::drain`]).
-    pub shed: u64,
-}
 
 /// Whether the user agent runs (SIP.js `UserAgentState`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -616,7 +600,11 @@ impl UserAgent {
             stop_hooks: Mutex::new(Vec::new()),
         });
         *self.inner.invitations.lock().await = Some(inv_rx);
-        let task = driver::spawn(core, net, &shared, command_rx);
+        // the driver's own copies: its routes only on a wildcard address with no public one
+        let routes = shared.public_ip().is_none().then(|| shared.routes.clone());
+        let up = Arc::downgrade(&shared);
+        let proxy = shared.options.outbound_proxy.clone();
+        let task = driver::spawn(core, net, up, routes, proxy, command_rx);
         *self.inner.running.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(Running { shared, task });
         self.inner.state.send_replace(UserAgentState::Started);
@@ -776,21 +764,6 @@ impl UserAgent {
     }
 }
 
-/// Parses a `(content type, body)` pair for the core.
-pub(crate) fn body_of(body: Option<(String, Bytes)>) -> Result<Body, Error> {
-    match body {
-        None => Ok(None),
-        Some((ct, b)) => {
-            let mt =
-                <sipua_message::header::ContentType as sipua_message::header::TypedHeader>::parse(
-                    ct.as_bytes(),
-                )
-                .map_err(|e| Error::InvalidArgument(format!("content type {ct}: {e}")))?;
-            Ok(Some((mt.0, b)))
-        }
-    }
-}
-
 /// A seed from the clock and the address, so two agents never share tags or branches.
 fn clock_seed(local: SocketAddr) -> u64 {
     let t = std::time::SystemTime::now()
@@ -904,8 +877,47 @@ impl Drop for IncomingRequest {
     }
 }
 
+/// What the driver hands up, dispatched here so that the driver names no API object: a new
+/// INVITE becomes a session (and an [`Invitation`]), a SUBSCRIBE an incoming subscription, a
+/// MESSAGE or NOTIFY an [`IncomingRequest`]; a lost connection goes to the delegate.
+impl Incoming for Shared {
+    fn next_key(&self) -> SessionKey {
+        Shared::next_key(self)
+    }
+
+    fn allow_header(&self) -> Header {
+        Shared::allow_header(self)
+    }
+
+    fn invite(
+        self: Arc<Self>,
+        key: SessionKey,
+        id: TransactionId,
+        request: Request,
+        inputs: MailboxReceiver<SessionInput>,
+        replaces: Option<SessionKey>,
+        source: Option<SocketAddr>,
+    ) {
+        crate::session::spawn_invitation(self, key, id, request, inputs, replaces, source);
+    }
+
+    fn request(self: Arc<Self>, id: TransactionId, request: Request) {
+        incoming_request(self, id, request);
+    }
+
+    fn subscribe(self: Arc<Self>, id: TransactionId, request: Request) {
+        crate::notifier::incoming_subscribe(self, id, request);
+    }
+
+    fn disconnected(&self, error: Error) {
+        if let Some(d) = &self.options.delegate {
+            d.on_disconnect(Some(error));
+        }
+    }
+}
+
 /// An out-of-dialog MESSAGE or NOTIFY, to the delegate or its default.
-pub(crate) fn incoming_request(shared: Arc<Shared>, id: TransactionId, request: Request) {
+fn incoming_request(shared: Arc<Shared>, id: TransactionId, request: Request) {
     let method = request.method().clone();
     let r = IncomingRequest::new(shared.clone(), id, request, 200);
     match (&shared.options.delegate, method) {
@@ -914,9 +926,4 @@ pub(crate) fn incoming_request(shared: Arc<Shared>, id: TransactionId, request: 
         (None, Method::Message) => r.accept(),
         (None, _) => r.reject(481),
     }
-}
-
-/// The media type of a body, as given by its message.
-pub(crate) fn content_type_of(m: &MediaType) -> String {
-    format!("{}/{}", m.kind, m.subtype)
 }

@@ -14,6 +14,8 @@ mod timer;
 
 pub use refer::{ReferNotification, ReferTarget, Referral, Referrer, SessionReferOptions};
 pub use timer::SessionTimerOptions;
+// a leaf of its own, so that `Error::StateTransition` names it without naming this module
+pub use crate::session_state::SessionState;
 
 use std::sync::{Arc, Mutex};
 
@@ -30,22 +32,6 @@ use crate::sdh::{
 use crate::user_agent::{Shared, UserAgent};
 
 pub(crate) use task::spawn_invitation;
-
-/// Where a session is (SIP.js `SessionState`). Moves only forward:
-/// `Initial → Establishing → Established → Terminating → Terminated`, skipping allowed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum SessionState {
-    /// Created; no INVITE sent or answered yet.
-    Initial,
-    /// INVITE sent (caller) or being answered (callee).
-    Establishing,
-    /// 2xx sent or received and acknowledged.
-    Established,
-    /// Ending: CANCEL sent, or BYE waiting for the ACK of our 2xx.
-    Terminating,
-    /// Over.
-    Terminated,
-}
 
 /// Why a session ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

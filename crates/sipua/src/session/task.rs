@@ -24,6 +24,7 @@ use super::{
     InviterOptions, Reply, RequestOptions, Session, SessionCommand, SessionDelegate, SessionInfo,
     SessionInviteOptions, SessionReferOptions, SessionState, SessionUpdateOptions,
 };
+use crate::body::{body_of, content_type_of};
 use crate::commands::{Body, Command, SessionInput, SessionKey};
 use crate::error::Error;
 use crate::mailbox::{mailbox, Mailbox, MailboxReceiver, WeakMailbox};
@@ -31,7 +32,7 @@ use crate::sdh::{
     BodyAndContentType, SessionContext, SessionDescriptionHandler,
     SessionDescriptionHandlerModifier, SessionDescriptionHandlerOptions,
 };
-use crate::user_agent::{body_of, content_type_of, Shared};
+use crate::user_agent::Shared;
 
 /// Commands queued from handles to one session.
 const COMMAND_QUEUE: usize = 32;

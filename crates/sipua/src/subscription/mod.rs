@@ -17,11 +17,12 @@ use sipua_message::header::Event;
 use sipua_message::{Header, Uri};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::body::body_of;
 use crate::commands::{Command, SESSION_QUEUE};
 use crate::error::Error;
 use crate::sdh::BodyAndContentType;
 use crate::tasks::ask_task;
-use crate::user_agent::{body_of, UserAgent};
+use crate::user_agent::UserAgent;
 
 mod notification;
 mod task;

@@ -5,7 +5,7 @@
 use sipua_message::header::SubscriptionState as StateHeader;
 use sipua_message::Request;
 
-use crate::user_agent::content_type_of;
+use crate::body::content_type_of;
 
 /// One NOTIFY (SIP.js `Notification`): the resource's state as the notifier reports it.
 #[derive(Debug)]

@@ -17,11 +17,12 @@ use super::{
     Notification, Reply, SubCommand, SubscriberOptions, SubscriptionState, Termination, MAX_423,
     TIMER_N,
 };
+use crate::body::body_of;
 use crate::commands::{Command, SessionInput, SessionKey};
 use crate::error::Error;
 use crate::mailbox::MailboxReceiver;
 use crate::tasks::sleep_until;
-use crate::user_agent::{body_of, Shared};
+use crate::user_agent::Shared;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kind {
