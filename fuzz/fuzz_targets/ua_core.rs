@@ -5,6 +5,11 @@
 //! by (length mod 7) × 300 ms, so retransmission and expiry timers fire too. An odd first
 //! byte turns on digest authentication (the core challenges, counts failures, blocks);
 //! the budget for unacknowledged calls is small, so calls are dropped oldest first.
+//!
+//! Behind the core sits one session's offer/answer machine (`sipua_proto::session`), as the
+//! session task uses it: each request's body is classified by it and answered by its verdict
+//! (an answer in the 2xx, 491 on glare, 500 while an offer is pending), ACK and PRACK bodies
+//! are taken by it, and a refused call leaves it unchanged.
 #![no_main]
 
 use std::time::{Duration, Instant};
@@ -13,7 +18,47 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use sipua_message::Transport;
 use sipua_proto::endpoint::{Config, Received};
+use sipua_message::Method;
+use sipua_proto::session::{Message, Negotiation, OfferAnswerError};
 use sipua_proto::ua::{DigestServerConfig, UaConfig, UaCore, UaEvent};
+
+/// What a request's body is to the session's machine, and the status it is answered with.
+fn negotiate(oa: &mut Negotiation, method: &Method, has_body: bool, default: u16) -> u16 {
+    let before = oa.clone();
+    let carrier = match method {
+        Method::Invite => Message::Invite,
+        Method::Update => Message::Update,
+        Method::Prack => Message::Prack,
+        _ => return default,
+    };
+    let taken = match (has_body, carrier) {
+        (true, m) => oa.receive(m).map(|_| ()),
+        (false, Message::Invite) => oa.receive_invite_without_offer(),
+        (false, _) => Ok(()),
+    };
+    match taken {
+        Err(e) => {
+            assert_eq!(*oa, before, "a refused body changed the state");
+            if e == OfferAnswerError::Glare { 491 } else { 500 }
+        }
+        Ok(()) if default >= 300 => {
+            oa.rollback();
+            default
+        }
+        Ok(()) => {
+            let ok = match carrier {
+                Message::Invite => Message::Success,
+                Message::Update => Message::UpdateSuccess,
+                _ => Message::PrackSuccess,
+            };
+            // our answer, or the offer an INVITE without one asks for
+            if oa.send_answer(ok).is_err() && carrier == Message::Invite {
+                let _ = oa.send_offer(ok);
+            }
+            default
+        }
+    }
+}
 
 const MAX_TX: usize = 16;
 const MAX_DIALOGS: usize = 8;
@@ -34,6 +79,7 @@ fuzz_target!(|data: &[u8]| {
         ..UaConfig::new("192.0.2.2:5060".parse().unwrap(), Transport::Udp, "bob")
     });
     let mut now = Instant::now();
+    let mut oa = Negotiation::new();
     let mut rest = data;
     let mut n = 0;
     while !rest.is_empty() && n < 64 {
@@ -46,9 +92,20 @@ fuzz_target!(|data: &[u8]| {
         let transport = if msg.len() % 3 == 0 { Transport::Tcp } else { Transport::Udp };
         ua.handle_datagram(now, Received { transport, remote: "192.0.2.1:5060".parse().unwrap(), bytes: Bytes::copy_from_slice(msg) });
         while let Some(ev) = ua.poll_event() {
-            if let UaEvent::Request { id, .. } = ev {
-                // a TU that answers everything; if the core refuses the answer, a 500 must do
+            if let UaEvent::Ack { request, .. } = &ev {
+                if !request.body_bytes().is_empty() {
+                    let before = oa.clone();
+                    if oa.receive(Message::Ack).is_err() {
+                        assert_eq!(oa, before);
+                    }
+                }
+            }
+            if let UaEvent::Request { id, request, .. } = ev {
+                // a TU that answers everything, by the session machine's verdict; if the core
+                // refuses the answer, a 500 must do
                 let status = if msg.len() % 2 == 0 { 200 } else { 486 };
+                let status =
+                    negotiate(&mut oa, request.method(), !request.body_bytes().is_empty(), status);
                 let sent = ua.response(id, status).ok().is_some_and(|r| ua.respond(now, id, r).is_ok());
                 if !sent {
                     let r = ua.response(id, 500).expect("a 500 can always be built");
