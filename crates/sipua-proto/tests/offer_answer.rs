@@ -143,6 +143,19 @@ impl World {
         s
     }
 
+    /// Peer `p` sends an INVITE (the initial one or a re-INVITE), with an offer or without.
+    fn send_invite(&mut self, p: usize, initial: bool) {
+        let offer = self.pick(2) == 0;
+        let oa = &mut self.peers[p].oa;
+        if offer {
+            oa.send_offer(Message::Invite).unwrap();
+        } else {
+            oa.send_invite_without_offer().unwrap();
+        }
+        self.peers[p].invite_out = true;
+        self.send(p, msg(Kind::Invite { initial }, offer, 0));
+    }
+
     /// One random action of peer `p`, if it has one it may take; true when it acted.
     fn act(&mut self, p: usize) -> bool {
         if self.peers[p].ended {
@@ -159,15 +172,7 @@ impl World {
                 && me.oa.state() == OfferAnswer::Stable
                 && me.log.is_empty() =>
             {
-                let offer = self.pick(2) == 0;
-                let oa = &mut self.peers[p].oa;
-                if offer {
-                    oa.send_offer(Message::Invite).unwrap();
-                } else {
-                    oa.send_invite_without_offer().unwrap();
-                }
-                self.peers[p].invite_out = true;
-                self.send(p, msg(Kind::Invite { initial: true }, offer, 0));
+                self.send_invite(p, true);
                 true
             }
             // a provisional response to the INVITE in progress
@@ -218,15 +223,7 @@ impl World {
                 && !me.ack_due
                 && me.oa.can_offer() =>
             {
-                let offer = self.pick(2) == 0;
-                let oa = &mut self.peers[p].oa;
-                if offer {
-                    oa.send_offer(Message::Invite).unwrap();
-                } else {
-                    oa.send_invite_without_offer().unwrap();
-                }
-                self.peers[p].invite_out = true;
-                self.send(p, msg(Kind::Invite { initial: false }, offer, 0));
+                self.send_invite(p, false);
                 true
             }
             // an UPDATE with an offer, in the confirmed dialog or an early one after the

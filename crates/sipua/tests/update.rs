@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use sipua::message::Request;
 use sipua::{
-    Error, InvitationProgressOptions, Inviter, InviterOptions, LinkConfig, MemoryNetwork,
-    SessionDelegate, SessionDescriptionHandlerOptions, SessionUpdateOptions, UserAgent,
-    UserAgentOptions,
+    Error, Invitation, InvitationProgressOptions, Inviter, InviterOptions, LinkConfig,
+    MemoryNetwork, SessionDelegate, SessionDescriptionHandlerOptions, SessionUpdateOptions,
+    UserAgent, UserAgentOptions,
 };
 
 const ALICE: &str = "10.0.0.1:5060";
@@ -30,6 +30,38 @@ async fn agent(net: &MemoryNetwork, at: &str, user: &str) -> UserAgent {
     });
     ua.start().await.unwrap();
     ua
+}
+
+/// Alice calls Bob on `net` (asking for early media when `early_media`); Bob's invitation
+/// has arrived. The agents come back too: the call lives as long as they do.
+async fn ringing(
+    net: &MemoryNetwork,
+    early_media: bool,
+) -> (UserAgent, UserAgent, Inviter, Invitation) {
+    let (alice, bob) = (
+        agent(net, ALICE, "alice").await,
+        agent(net, BOB, "bob").await,
+    );
+    let call = Inviter::new(
+        &alice,
+        format!("sip:bob@{BOB}").parse().unwrap(),
+        InviterOptions {
+            early_media,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    call.invite(Default::default()).await.unwrap();
+    let inv = bob.next_invitation().await.unwrap();
+    (alice, bob, call, inv)
+}
+
+/// [`ringing`], and Bob answers.
+async fn established(net: &MemoryNetwork) -> (UserAgent, UserAgent, Inviter, Invitation) {
+    let (alice, bob, call, inv) = ringing(net, false).await;
+    inv.accept(Default::default()).await.unwrap();
+    call.established().await.unwrap();
+    (alice, bob, call, inv)
 }
 
 #[derive(Default)]
@@ -151,20 +183,7 @@ async fn updates_that_cross_both_get_491_and_the_media_stays() {
             ..Default::default()
         },
     );
-    let (alice, bob) = (
-        agent(&net, ALICE, "alice").await,
-        agent(&net, BOB, "bob").await,
-    );
-    let call = Inviter::new(
-        &alice,
-        format!("sip:bob@{BOB}").parse().unwrap(),
-        Default::default(),
-    )
-    .unwrap();
-    call.invite(Default::default()).await.unwrap();
-    let inv = bob.next_invitation().await.unwrap();
-    inv.accept(Default::default()).await.unwrap();
-    call.established().await.unwrap();
+    let (_alice, _bob, call, inv) = established(&net).await;
     let before = text(call.remote_description());
     let (a, b) = tokio::join!(call.update(hold()), inv.update(hold()));
     for r in [a, b] {
@@ -184,21 +203,7 @@ async fn a_callee_that_answered_in_a_183_answers_a_later_offer_as_an_answer() {
     // the 183's answer completed the exchange: the 2xx repeats it, so the callee's handler
     // is not left holding an offer of its own that would swallow the caller's next offer
     let net = MemoryNetwork::new(8, LinkConfig::default());
-    let (alice, bob) = (
-        agent(&net, ALICE, "alice").await,
-        agent(&net, BOB, "bob").await,
-    );
-    let call = Inviter::new(
-        &alice,
-        format!("sip:bob@{BOB}").parse().unwrap(),
-        InviterOptions {
-            early_media: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    call.invite(Default::default()).await.unwrap();
-    let inv = bob.next_invitation().await.unwrap();
+    let (_alice, _bob, call, inv) = ringing(&net, true).await;
     inv.progress(InvitationProgressOptions {
         status_code: Some(183),
         ..Default::default()
@@ -227,22 +232,9 @@ async fn an_update_crossing_a_reinvite_is_glare_on_both_sides_and_the_reinvite_r
             ..Default::default()
         },
     );
-    let (alice, bob) = (
-        agent(&net, ALICE, "alice").await,
-        agent(&net, BOB, "bob").await,
-    );
-    let call = Inviter::new(
-        &alice,
-        format!("sip:bob@{BOB}").parse().unwrap(),
-        Default::default(),
-    )
-    .unwrap();
-    call.invite(Default::default()).await.unwrap();
-    let inv = bob.next_invitation().await.unwrap();
+    let (_alice, _bob, call, inv) = established(&net).await;
     let seen = Arc::new(Updates::default());
     inv.set_delegate(seen.clone());
-    inv.accept(Default::default()).await.unwrap();
-    call.established().await.unwrap();
     let reinvite = sipua::SessionInviteOptions {
         session_description_handler_options: Some(SessionDescriptionHandlerOptions::hold()),
         ..Default::default()
