@@ -32,6 +32,17 @@ async fn agent(net: &MemoryNetwork, at: &str, user: &str) -> UserAgent {
     ua
 }
 
+/// A network whose every hop takes 50 ms: requests sent at once cross on the way.
+fn slow_network(seed: u64) -> MemoryNetwork {
+    MemoryNetwork::new(
+        seed,
+        LinkConfig {
+            delay: Duration::from_millis(50),
+            ..Default::default()
+        },
+    )
+}
+
 /// Alice calls Bob on `net` (asking for early media when `early_media`); Bob's invitation
 /// has arrived. The agents come back too: the call lives as long as they do.
 async fn ringing(
@@ -176,13 +187,7 @@ async fn an_update_in_the_early_dialog_goes_before_the_answer() {
 
 #[tokio::test(start_paused = true)]
 async fn updates_that_cross_both_get_491_and_the_media_stays() {
-    let net = MemoryNetwork::new(
-        7,
-        LinkConfig {
-            delay: Duration::from_millis(50),
-            ..Default::default()
-        },
-    );
+    let net = slow_network(7);
     let (_alice, _bob, call, inv) = established(&net).await;
     let before = text(call.remote_description());
     let (a, b) = tokio::join!(call.update(hold()), inv.update(hold()));
@@ -225,13 +230,7 @@ async fn a_callee_that_answered_in_a_183_answers_a_later_offer_as_an_answer() {
 
 #[tokio::test(start_paused = true)]
 async fn an_update_crossing_a_reinvite_is_glare_on_both_sides_and_the_reinvite_retries() {
-    let net = MemoryNetwork::new(
-        9,
-        LinkConfig {
-            delay: Duration::from_millis(50),
-            ..Default::default()
-        },
-    );
+    let net = slow_network(9);
     let (_alice, _bob, call, inv) = established(&net).await;
     let seen = Arc::new(Updates::default());
     inv.set_delegate(seen.clone());
