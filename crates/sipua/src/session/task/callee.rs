@@ -1,0 +1,261 @@
+//! The callee's side of the initial INVITE (RFC 3261 §13.3): provisional responses (reliable
+//! ones too, RFC 3262), accepting with the answer (or the offer an INVITE without one asks
+//! for), rejecting, and the ACK that confirms the call (and may carry the answer).
+
+use super::*;
+
+impl Task {
+    pub(super) fn uas(&mut self) -> Option<&mut Uas> {
+        match &mut self.role {
+            Role::Uas(u) => Some(u),
+            Role::Uac(_) => None,
+        }
+    }
+
+    /// Applies the INVITE's offer once, if it has one. `Ok(true)` when it had one.
+    pub(super) async fn apply_invite_offer(&mut self) -> Result<bool, Error> {
+        let Some(u) = self.uas() else {
+            return Ok(false);
+        };
+        let request = u.request.clone();
+        if u.offer_applied {
+            return Ok(true);
+        }
+        let Some(body) = body_and_type(&*request) else {
+            return Ok(false);
+        };
+        self.remote_description(Some(body)).await?;
+        if let Some(u) = self.uas() {
+            u.offer_applied = true;
+        }
+        Ok(true)
+    }
+
+    /// The description a response to the initial INVITE carries (`m`: a 1xx or the 2xx),
+    /// by where the negotiation stands: our answer to the INVITE's offer, our offer when it
+    /// had none, or the last description again once an exchange completed (RFC 3261
+    /// §13.3.1, RFC 6337 §3.1). Commit it with [`Task::sent_in_response`] once sent.
+    pub(super) async fn response_description(&mut self) -> Result<BodyAndContentType, Error> {
+        match (self.oa.state(), &self.last_local) {
+            (OfferAnswer::RemoteOffer(Message::Invite), _) => {
+                self.apply_invite_offer().await?;
+                self.local_description(None).await
+            }
+            // the same offer again (an unreliable 1xx showed it), or the session as it
+            // stands after an exchange in a 1xx, PRACK or UPDATE
+            (OfferAnswer::OweOffer | OfferAnswer::Stable | OfferAnswer::LocalOffer(_), Some(d)) => {
+                Ok(d.clone())
+            }
+            _ => self.local_description(None).await,
+        }
+    }
+
+    /// A response to the initial INVITE carrying [`Task::response_description`] went out
+    /// in `m`: it answered the INVITE's offer, or made the offer the INVITE asked for.
+    pub(super) fn sent_in_response(&mut self, m: Message) {
+        match self.oa.state() {
+            OfferAnswer::RemoteOffer(offer) if offer.answered_by(m) => {
+                let _ = self.oa.send_answer(m);
+            }
+            // an unreliable 1xx cannot carry the offer: the machine keeps waiting for the
+            // reliable 1xx or the 2xx that will
+            OfferAnswer::OweOffer => {
+                let _ = self.oa.send_offer(m);
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) async fn accept(&mut self, o: InvitationAcceptOptions) -> Result<(), Error> {
+        let state = self.current();
+        let Some(u) = self.uas() else {
+            return self.invalid("accept");
+        };
+        if u.finished || state > SessionState::Establishing {
+            return self.invalid("accept");
+        }
+        let id = u.id;
+        self.transition(SessionState::Establishing);
+        let answer = match self.response_description().await {
+            Ok(x) => x,
+            Err(e) => {
+                let (status, headers) = match &e {
+                    Error::ContentTypeUnsupported(_) => (415, Vec::new()),
+                    // out of media ports for now: come back later (RFC 3261 §21.5.4)
+                    Error::MediaUnavailable { retry_after, .. } => (
+                        503,
+                        vec![Header::typed(&sipua_message::header::RetryAfter {
+                            delta: *retry_after,
+                            comment: None,
+                            params: Default::default(),
+                        })],
+                    ),
+                    _ => (488, vec![self.warning(&e)]),
+                };
+                let _ = self.respond(id, status, None, headers, None).await;
+                if let Some(u) = self.uas() {
+                    u.finished = true;
+                }
+                self.terminate(EndReason::MediaFailure(Box::new(e.clone())));
+                return Err(e);
+            }
+        };
+        let mut extra = o.extra_headers;
+        if !extra.iter().any(|h| *h.name() == HeaderName::Allow) {
+            extra.push(self.shared.allow_header());
+        }
+        let mut timer = None;
+        let invite = self.uas().map(|u| u.request.clone());
+        if let (Some(st), Some(invite)) = (self.shared.options.session_timers, invite) {
+            self.peer_allows_update = crate::session::timer::allows_update(&invite.headers());
+            match crate::session::timer::decide(&invite, &st) {
+                crate::session::timer::Decision::TooBrief(min) => {
+                    // RFC 4028 §8.1: 422 with our minimum; the caller may try again
+                    let min_se = Header::new(HeaderName::MinSe, min.to_string());
+                    let _ = self.respond(id, 422, None, vec![min_se], None).await;
+                    self.rollback().await;
+                    if let Some(u) = self.uas() {
+                        u.finished = true;
+                    }
+                    self.terminate(EndReason::LocalReject { status: 422 });
+                    return Err(Error::Rejected {
+                        status: 422,
+                        reason: "Session Interval Too Small".into(),
+                        response: None,
+                    });
+                }
+                crate::session::timer::Decision::Run {
+                    interval,
+                    we_refresh,
+                    headers,
+                } => {
+                    extra.extend(headers);
+                    timer = Some((interval, we_refresh));
+                }
+            }
+        }
+        let dialog = self.respond(id, 200, None, extra, Some(answer)).await?;
+        self.sent_in_response(Message::Success);
+        if let Some(u) = self.uas() {
+            u.finished = true;
+        }
+        self.timer =
+            timer.map(|(i, we)| crate::session::timer::Running::start(i, we, Instant::now()));
+        if let Some(d) = &dialog {
+            record_dialog(&self.span, d);
+        }
+        self.dialog = dialog.clone();
+        self.info().dialog = dialog;
+        // when our 2xx made the offer, the ACK owes the answer (the machine's
+        // LocalOffer(Success))
+        self.awaiting_ack = true;
+        self.transition(SessionState::Established);
+        Ok(())
+    }
+
+    /// Sends the provisional response; `Ok(true)` when it went reliably and the PRACK is
+    /// awaited.
+    pub(super) async fn progress_with(
+        &mut self,
+        o: InvitationProgressOptions,
+    ) -> Result<bool, Error> {
+        let state = self.current();
+        let Some(u) = self.uas() else {
+            return self.invalid("progress");
+        };
+        if u.finished || state > SessionState::Establishing {
+            return self.invalid("progress");
+        }
+        let id = u.id;
+        let option_tags = |name: HeaderName| -> bool {
+            u.request.headers().iter().any(|h| {
+                h.is(&name)
+                    && h.elements()
+                        .iter()
+                        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"100rel"))
+            })
+        };
+        let (required, supported) = (
+            option_tags(HeaderName::Require),
+            option_tags(HeaderName::Supported),
+        );
+        let status = o.status_code.unwrap_or(180).clamp(101, 199);
+        let reliable = (o.rel100 || required) && status > 100;
+        if reliable && !(required || supported) {
+            return Err(Error::InvalidArgument(
+                "rel100: the caller does not support 100rel".into(),
+            ));
+        }
+        if reliable && self.awaiting_prack.is_some() {
+            return Err(Error::RequestPending);
+        }
+        // early media: our answer (or offer) in the 183; a body of the application's own
+        // is outside the negotiation
+        let (body, negotiated) = match (o.body, status) {
+            (Some(b), _) => (Some(b), false),
+            (None, 183) => (Some(self.response_description().await?), true),
+            _ => (None, false),
+        };
+        self.transition(SessionState::Establishing);
+        self.respond_with(id, status, o.reason_phrase, o.extra_headers, body, reliable)
+            .await?;
+        if negotiated {
+            self.sent_in_response(Message::Provisional { reliable });
+        }
+        Ok(reliable)
+    }
+
+    pub(super) async fn reject(&mut self, o: InvitationRejectOptions) -> Result<(), Error> {
+        let Some(u) = self.uas() else {
+            return self.invalid("reject");
+        };
+        if u.finished {
+            return self.invalid("reject");
+        }
+        let id = u.id;
+        let status = o.status_code.unwrap_or(480).clamp(300, 699);
+        u.finished = true;
+        self.respond(id, status, o.reason_phrase, o.extra_headers, None)
+            .await?;
+        self.terminate(EndReason::LocalReject { status });
+        Ok(())
+    }
+
+    pub(super) async fn on_ack(&mut self, request: Request) {
+        if !self.awaiting_ack {
+            return;
+        }
+        self.awaiting_ack = false;
+        if self.oa.state() == OfferAnswer::LocalOffer(Message::Success) {
+            // our 2xx offered: the ACK answers (RFC 3264 §5)
+            let body = body_and_type(&request);
+            match body {
+                Some(_) => drop(self.oa.receive(Message::Ack)),
+                None => self.oa.rollback(),
+            }
+            if let Err(e) = self.remote_description(body).await {
+                if let Some(d) = self.dialog.clone() {
+                    self.bye_dialog(&d).await;
+                }
+                self.terminate(EndReason::MediaFailure(Box::new(e.clone())));
+                return;
+            }
+        }
+        // our 2xx is acknowledged: the peer is who its offer says (RFC 3261 §13.3.1.4)
+        if let Some(sdh) = self.sdh.as_mut() {
+            sdh.confirmed();
+        }
+        if let Some(d) = &self.delegate() {
+            d.on_ack(&request);
+        }
+        if let Some((o, reply)) = self.bye_after_ack.take().map(|b| *b) {
+            self.state.send_replace(SessionState::Established);
+            self.bye(o, reply).await;
+        }
+        match self.offer_after_ack.take().map(|b| *b) {
+            Some(AfterAck::ReInvite(o, reply)) => self.reinvite(o, reply).await,
+            Some(AfterAck::Update(o, reply)) => self.send_update(o, reply).await,
+            None => {}
+        }
+    }
+}

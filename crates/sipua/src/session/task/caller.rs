@@ -1,0 +1,378 @@
+//! The caller's side of the initial INVITE (RFC 3261 §13.2): sending it (again after a 422,
+//! RFC 4028 §7.4), cancelling it (§9), its responses with early media, forks (§13.2.2.4: a
+//! second 2xx is acknowledged and ended), and an offer in the 2xx answered in the ACK
+//! (RFC 3264 §5).
+
+use super::*;
+
+impl Task {
+    pub(super) async fn invite(&mut self, o: InviterInviteOptions) -> Result<(), Error> {
+        if self.current() != SessionState::Initial {
+            return self.invalid("invite");
+        }
+        let Role::Uac(uac) = &self.role else {
+            return self.invalid("invite");
+        };
+        let (target, without_sdp) = (uac.target.clone(), uac.options.invite_without_sdp);
+        let mut headers = uac.options.extra_headers.clone();
+        if !headers.iter().any(|h| *h.name() == HeaderName::Supported) {
+            // we PRACK reliable provisional responses (RFC 3262 §4), and run session timers
+            // unless they are off
+            let tags = if self.shared.options.session_timers.is_some() {
+                "100rel, timer"
+            } else {
+                "100rel"
+            };
+            headers.push(Header::new(HeaderName::Supported, tags));
+        }
+        if !headers.iter().any(|h| *h.name() == HeaderName::Allow) {
+            // RFC 3261 §20.5: what we take in the dialog (UPDATE for refreshes, RFC 4028)
+            headers.push(self.shared.allow_header());
+        }
+        if let Some(st) = &self.shared.options.session_timers {
+            if !headers
+                .iter()
+                .any(|h| *h.name() == HeaderName::SessionExpires)
+            {
+                headers.extend(crate::session::timer::invite_headers(st));
+            }
+        }
+        // RFC 3323 / 3325: an anonymous From, our identity only for a trusted proxy
+        let from = if uac.options.anonymous {
+            headers.push(Header::new(HeaderName::from("Privacy"), "id"));
+            let me = self.shared.options.uri.clone().map_or_else(
+                || {
+                    format!(
+                        "<sip:{}@{}>",
+                        self.shared.options.user,
+                        self.shared.advertised_ip(self.peer)
+                    )
+                },
+                |u| format!("<{u}>"),
+            );
+            headers.push(Header::new(HeaderName::from("P-Preferred-Identity"), me));
+            sipua_message::NameAddr::parse(b"\"Anonymous\" <sip:anonymous@anonymous.invalid>").ok()
+        } else {
+            None
+        };
+        headers.extend(o.extra_headers);
+        headers.push(Header::new(
+            HeaderName::UserAgent,
+            self.shared.options.user_agent_string.clone(),
+        ));
+        if self.shared.routes_matter() {
+            // on a wildcard address the offer names our address towards the next hop
+            if let Role::Uac(uac) = &self.role {
+                let target = uac.target.clone();
+                self.peer = self.shared.resolve(&target).await.ok().map(|(d, _)| d);
+            }
+        }
+        let body = if without_sdp {
+            None
+        } else {
+            Some(self.local_description(None).await?)
+        };
+        let body_for_core = to_body(body.clone())?;
+        let resend = Resend {
+            target,
+            from,
+            headers,
+            body: body_for_core,
+            defer_ack: without_sdp,
+            retried: false,
+        };
+        let id = self.send_initial_invite(&resend).await?;
+        if let Role::Uac(uac) = &mut self.role {
+            uac.invite = Some(id);
+            uac.offered = body.is_some();
+            uac.resend = Some(Box::new(resend));
+        }
+        let _ = if body.is_some() {
+            self.oa.send_offer(Message::Invite)
+        } else {
+            self.oa.send_invite_without_offer()
+        };
+        self.transition(SessionState::Establishing);
+        Ok(())
+    }
+
+    pub(super) async fn send_initial_invite(&mut self, r: &Resend) -> Result<TransactionId, Error> {
+        let (destination, transport) = self.shared.resolve(&r.target).await?;
+        let key = self.key;
+        let (id, sent) = self
+            .shared
+            .ask(|reply| Command::Invite {
+                key,
+                target: r.target.clone(),
+                destination,
+                transport,
+                from: r.from.clone().map(Box::new),
+                headers: r.headers.clone(),
+                body: r.body.clone(),
+                defer_ack: r.defer_ack,
+                reply,
+            })
+            .await?;
+        self.info().sent_invite = sent;
+        Ok(id)
+    }
+
+    /// A 422 to our INVITE (RFC 4028 §7.4): send it again, once, asking for the callee's
+    /// Min-SE. True when it went out again.
+    pub(super) async fn retry_after_422(&mut self, response: &Response) -> bool {
+        let min = response
+            .typed::<sipua_message::header::MinSe>()
+            .and_then(Result::ok)
+            .map(|m| m.0);
+        let Role::Uac(uac) = &mut self.role else {
+            return false;
+        };
+        let (Some(min), Some(mut resend)) = (min, uac.resend.take()) else {
+            return false;
+        };
+        if resend.retried || uac.cancelled {
+            return false;
+        }
+        resend.retried = true;
+        resend
+            .headers
+            .retain(|h| *h.name() != HeaderName::SessionExpires && *h.name() != HeaderName::MinSe);
+        resend
+            .headers
+            .push(Header::new(HeaderName::SessionExpires, min.to_string()));
+        resend
+            .headers
+            .push(Header::new(HeaderName::MinSe, min.to_string()));
+        match self.send_initial_invite(&resend).await {
+            Ok(id) => {
+                if let Role::Uac(uac) = &mut self.role {
+                    uac.invite = Some(id);
+                    uac.resend = Some(resend);
+                }
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    pub(super) async fn cancel(&mut self, o: InviterCancelOptions) -> Result<(), Error> {
+        let state = self.current();
+        let Role::Uac(uac) = &mut self.role else {
+            return self.invalid("cancel");
+        };
+        match (state, uac.invite) {
+            (SessionState::Initial, _) => {
+                uac.cancelled = true;
+                self.terminate(EndReason::Disposed);
+                Ok(())
+            }
+            (SessionState::Establishing, Some(id)) if !uac.cancelled => {
+                uac.cancelled = true;
+                let mut reasons = o.extra_headers;
+                if let Some(code) = o.status_code {
+                    let text = o.reason_phrase.unwrap_or_default().replace('"', "'");
+                    reasons.push(Header::new(
+                        HeaderName::Reason,
+                        format!("SIP;cause={code};text=\"{text}\""),
+                    ));
+                }
+                self.shared
+                    .ask(|reply| Command::Cancel { id, reasons, reply })
+                    .await?;
+                self.transition(SessionState::Terminating);
+                Ok(())
+            }
+            _ => self.invalid("cancel"),
+        }
+    }
+
+    /// ACK then BYE a dialog made by another fork's 2xx (SIP.js does the same).
+    pub(super) async fn end_fork(&mut self, d: &DialogId, response: &Response) {
+        let deferred = matches!(&self.role, Role::Uac(u) if !u.offered);
+        if deferred {
+            // its 2xx made an offer: the ACK owes it an answer, from a handler of its own
+            let ctx = SessionContext {
+                local_ip: self.shared.advertised_ip(self.peer),
+                bind_ip: self.shared.local.ip(),
+                id: format!("{}-{}-fork", self.shared.local, self.key),
+                session: None,
+                ender: None,
+                secure_signalling: self.secure_signalling(),
+            };
+            let pending = throwaway_answer(
+                self.shared.clone(),
+                ctx,
+                self.sdh_options.clone(),
+                body_and_type(response),
+            );
+            let answer = pending.await;
+            self.ack(d, response.cseq().seq, answer).await;
+        }
+        self.bye_dialog(d).await;
+    }
+
+    pub(super) async fn on_invite_response(
+        &mut self,
+        response: Response,
+        dialog: Option<DialogId>,
+    ) {
+        let status = response.status();
+        let Role::Uac(uac) = &self.role else { return };
+        let (offered, cancelled, early_media) =
+            (uac.offered, uac.cancelled, uac.options.early_media);
+        if status < 200 {
+            if let Some(d) = &self.delegate() {
+                d.on_progress(&response);
+            }
+            let body = body_and_type(&response);
+            // early media: the first 1xx answer to our INVITE's offer (an offer in a reliable
+            // 1xx to an INVITE without one would be answered in the PRACK, which the core
+            // sends without a body: the 2xx's offer is taken instead)
+            let wanted = early_media
+                && self.oa.state() == OfferAnswer::LocalOffer(Message::Invite)
+                && dialog.is_some();
+            if wanted && body.is_some() && self.remote_description(body).await.is_ok() {
+                let reliable = response.headers().get(&HeaderName::RSeq).is_some();
+                let _ = self.oa.receive(Message::Provisional { reliable });
+                if let Role::Uac(u) = &mut self.role {
+                    u.early = dialog;
+                }
+            }
+            return;
+        }
+        if status == 422 && self.retry_after_422(&response).await {
+            return;
+        }
+        if status >= 300 {
+            self.info().final_response = Some(response.clone());
+            self.terminate(EndReason::Rejected {
+                status,
+                reason: response.reason().into_owned(),
+            });
+            return;
+        }
+        let Some(d) = dialog else { return };
+        if self.dialog.as_ref().is_some_and(|x| *x != d) {
+            self.end_fork(&d, &response).await;
+            return;
+        }
+        if self.dialog.is_some() {
+            return; // a retransmission, already handled
+        }
+        if cancelled {
+            // the CANCEL lost the race: the core acknowledged the 2xx and sent BYE
+            self.terminate(EndReason::LocalBye);
+            return;
+        }
+        record_dialog(&self.span, &d);
+        self.dialog = Some(d.clone());
+        {
+            let mut i = self.info();
+            i.dialog = Some(d.clone());
+            if let Ok(to) = response.to() {
+                i.remote_identity = Some(Box::new(crate::session::identity(to)));
+            }
+            i.asserted_identity = response
+                .typed::<sipua_message::header::PAssertedIdentity>()
+                .and_then(Result::ok)
+                .map(|p| Box::new(p.0));
+        }
+        let seq = response.cseq().seq;
+        let body = body_and_type(&response);
+        let early = match &self.role {
+            Role::Uac(u) => u.early.clone(),
+            Role::Uas(_) => None,
+        };
+        let outcome = if offered {
+            if early.is_some() && (early.as_ref() == Some(&d) || body.is_none()) {
+                Ok(()) // the early answer of this very dialog stands
+            } else {
+                // the answer; or another fork answered and its answer replaces the early one
+                // (SIP.js gives up the call here; the media follows the dialog that won)
+                if body.is_some() {
+                    let _ = self.oa.receive(Message::Success);
+                }
+                self.remote_description(body).await
+            }
+        } else {
+            // the 2xx offers; our answer goes in the ACK
+            self.answer_in_ack(&d, seq, body).await
+        };
+        if outcome.is_ok() {
+            self.peer_allows_update = crate::session::timer::allows_update(&response.headers());
+            if self.shared.options.session_timers.is_some() {
+                self.timer = crate::session::timer::from_answer(&response).map(|(interval, we)| {
+                    crate::session::timer::Running::start(interval, we, Instant::now())
+                });
+            }
+        }
+        match outcome {
+            Ok(()) => {
+                // the peer's 2xx, acknowledged by us: the dialog is confirmed
+                if let Some(sdh) = self.sdh.as_mut() {
+                    sdh.confirmed();
+                }
+                self.transition(SessionState::Established)
+            }
+            Err(e) => {
+                self.bye_dialog(&d).await;
+                self.terminate(EndReason::MediaFailure(Box::new(e.clone())));
+            }
+        }
+    }
+
+    /// A 2xx to our INVITE without offer carried the offer: apply it and put our answer in
+    /// the ACK (RFC 3264 §5). The ACK goes out even when negotiation fails (without a body),
+    /// so the peer stops retransmitting; the error tells the caller to end the session.
+    pub(super) async fn answer_in_ack(
+        &mut self,
+        d: &DialogId,
+        seq: u32,
+        offer: Option<BodyAndContentType>,
+    ) -> Result<(), Error> {
+        let taken = offer.as_ref().map(|_| self.oa.receive(Message::Success));
+        let answer = match taken {
+            Some(Ok(Received::Offer)) | None => match self.remote_description(offer).await {
+                Ok(()) => {
+                    self.local_description(self.answer_options.clone().as_ref())
+                        .await
+                }
+                Err(e) => Err(e),
+            },
+            Some(other) => Err(Error::SessionDescriptionHandler(crate::SdhError::new(
+                format!("the 2xx carried no offer ({other:?})"),
+            ))),
+        };
+        match answer {
+            Ok(answer) => {
+                let _ = self.oa.send_answer(Message::Ack);
+                self.ack(d, seq, Some(answer)).await;
+                Ok(())
+            }
+            Err(e) => {
+                self.oa.rollback();
+                self.ack(d, seq, None).await;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// An answer to `offer` from a fresh handler that is closed at once: for a dialog that is
+/// acknowledged only to be ended (a losing fork).
+async fn throwaway_answer(
+    shared: Arc<Shared>,
+    ctx: SessionContext,
+    options: SessionDescriptionHandlerOptions,
+    offer: Option<BodyAndContentType>,
+) -> Option<BodyAndContentType> {
+    let offer = offer?;
+    let factory = &shared.options.session_description_handler_factory;
+    let mut sdh = factory.create(&ctx, &options).ok()?;
+    let answer = match sdh.set_description(&offer, &options, &[]).await {
+        Ok(()) => sdh.get_description(&options, &[]).await.ok(),
+        Err(_) => None,
+    };
+    sdh.close();
+    answer
+}

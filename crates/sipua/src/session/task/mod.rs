@@ -1,0 +1,681 @@
+//! The task behind each session: it owns the session's state, dialog and media handler, takes
+//! commands from the handles and inputs from the driver, and publishes state changes.
+//!
+//! Split by concern: this file holds the task's state, its loop (commands, driver inputs,
+//! timers) and its dispatch, and what every part shares (talking to the driver, the state
+//! machine of `SessionState`); [`caller`] and [`callee`] the two sides of the initial INVITE,
+//! [`reoffer`] re-INVITE, UPDATE and session-timer refreshes, [`transfer`] REFER, [`media`]
+//! the media handler and message bodies. Where the offer/answer stands is
+//! `sipua_proto::session::Negotiation`'s, in [`Task::oa`].
+
+mod callee;
+mod caller;
+mod media;
+mod reoffer;
+mod signalling;
+mod start;
+mod transfer;
+
+use sipua_proto::hash::IdMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use sipua_message::header::Expires;
+use sipua_message::{Header, HeaderName, Method, Request, Response, Uri};
+use sipua_proto::dialog::DialogId;
+use sipua_proto::endpoint::TransactionId;
+use sipua_proto::rng::Rng;
+use sipua_proto::session::{
+    backoff, Message, Negotiation, OfferAnswer, OfferAnswerError, Received,
+};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::refer::{ReferNotification, ReferTarget, Referral, Referrer, REFER_QUEUE};
+use super::{
+    attach, DelegateSlot, EndReason, Invitation, InvitationAcceptOptions,
+    InvitationProgressOptions, InvitationRejectOptions, InviterCancelOptions, InviterInviteOptions,
+    InviterOptions, Reply, RequestOptions, Session, SessionCommand, SessionDelegate, SessionInfo,
+    SessionInviteOptions, SessionReferOptions, SessionState, SessionUpdateOptions,
+};
+use crate::body::{body_of, content_type_of};
+use crate::commands::{Body, Command, SessionInput, SessionKey};
+use crate::error::Error;
+use crate::mailbox::{mailbox, Mailbox, MailboxReceiver, WeakMailbox};
+use crate::sdh::{
+    BodyAndContentType, SessionContext, SessionDescriptionHandler,
+    SessionDescriptionHandlerModifier, SessionDescriptionHandlerOptions,
+};
+use crate::user_agent::Shared;
+use media::{body_and_type, retry_after_secs, to_body};
+use start::record_dialog;
+pub(crate) use start::{spawn_invitation, spawn_inviter};
+use transfer::is_refer_event;
+
+/// Commands queued from handles to one session.
+const COMMAND_QUEUE: usize = 32;
+
+/// The caller's side of the initial INVITE.
+struct Uac {
+    target: Uri,
+    options: InviterOptions,
+    invite: Option<TransactionId>,
+    /// The INVITE carried our offer (a fact of the request; where the negotiation stands
+    /// is [`Task::oa`]'s).
+    offered: bool,
+    /// The early dialog whose answer (in a 1xx) was applied for early media.
+    early: Option<DialogId>,
+    cancelled: bool,
+    /// What the INVITE was sent with, to send it again after a 422 (RFC 4028 §7.4).
+    resend: Option<Box<Resend>>,
+}
+
+/// An initial INVITE as sent, kept until its final response.
+struct Resend {
+    target: Uri,
+    from: Option<sipua_message::NameAddr>,
+    headers: Vec<Header>,
+    body: Body,
+    defer_ack: bool,
+    /// Already sent again once after a 422.
+    retried: bool,
+}
+
+/// The callee's side of the initial INVITE.
+struct Uas {
+    id: TransactionId,
+    request: Arc<Request>,
+    /// A final response has been sent.
+    finished: bool,
+    /// The INVITE's offer has been given to the media handler.
+    offer_applied: bool,
+    no_answer_at: Instant,
+    expires_at: Option<Instant>,
+    /// The session an INVITE with Replaces takes the place of once answered (RFC 3891).
+    replaces: Option<SessionKey>,
+}
+
+enum Role {
+    Uac(Box<Uac>),
+    Uas(Box<Uas>),
+}
+
+/// Our UPDATE awaiting its final response (whether it offered is [`Task::oa`]'s
+/// `LocalOffer(Update)`).
+struct Update {
+    id: TransactionId,
+    reply: Reply<()>,
+    /// The media options of its offer.
+    options: Option<SessionDescriptionHandlerOptions>,
+}
+
+/// A re-INVITE to send again after glare: when, its options, who waits, attempts so far.
+type Retry = (Instant, SessionInviteOptions, Reply<()>, u8);
+
+/// A re-offer asked for while our 2xx's offer waits for the ACK that answers it: it goes
+/// once the ACK has come (RFC 3264 §4: no new offer before the answer).
+enum AfterAck {
+    ReInvite(SessionInviteOptions, Reply<()>),
+    Update(SessionUpdateOptions, Reply<()>),
+}
+
+/// Our re-INVITE waiting for its final response (whether it offered is [`Task::oa`]'s
+/// `LocalOffer(Invite)`, else `AwaitingOffer`).
+struct ReInvite {
+    id: TransactionId,
+    reply: Reply<()>,
+    options: SessionInviteOptions,
+    attempts: u8,
+}
+
+struct Task {
+    key: SessionKey,
+    /// The session's span (the task runs in it): the dialog's Call-ID and tags are
+    /// recorded into it once known.
+    span: tracing::Span,
+    shared: Arc<Shared>,
+    state: watch::Sender<SessionState>,
+    info: Arc<Mutex<SessionInfo>>,
+    commands: MailboxReceiver<Box<SessionCommand>>,
+    inputs: MailboxReceiver<SessionInput>,
+    handles_gone: bool,
+    sdh: Option<Box<dyn SessionDescriptionHandler>>,
+    sdh_options: SessionDescriptionHandlerOptions,
+    /// The media options of our last accepted offer (hold, say): our answers to the peer's
+    /// offers keep to them, so a peer's re-INVITE does not take a call off hold. `None`:
+    /// the session's own.
+    answer_options: Option<SessionDescriptionHandlerOptions>,
+    modifiers: Vec<SessionDescriptionHandlerModifier>,
+    delegate: DelegateSlot,
+    dialog: Option<DialogId>,
+    role: Role,
+    /// Non-INVITE requests we sent, by transaction, with whoever waits for the answer.
+    requests: IdMap<TransactionId, Option<Reply<Response>>>,
+    reinvite: Option<Box<ReInvite>>,
+    /// Our UPDATE in progress (RFC 3311).
+    update: Option<Update>,
+    /// The session timer, once negotiated (RFC 4028).
+    timer: Option<super::timer::Running>,
+    /// The peer's Allow lists UPDATE: refreshes use it rather than re-INVITE.
+    peer_allows_update: bool,
+    /// A re-INVITE to retry after glare, and when.
+    retry: Option<Box<Retry>>,
+    /// Our 2xx waits for its ACK (a BYE must wait too, RFC 3261 §15).
+    awaiting_ack: bool,
+    /// The peer's address (where the INVITE came from, or where ours goes), when known:
+    /// on a wildcard address, the media handler names our address towards it.
+    peer: Option<std::net::SocketAddr>,
+    /// Where the session's offer/answer stands (RFC 3264, RFC 6337): which exchange is under
+    /// way and which message may carry what. Every body sent or taken goes through it.
+    oa: Negotiation,
+    /// The last description we sent: a 2xx (or 1xx) after the exchange completed repeats
+    /// it rather than asking the handler again (which would make a new offer).
+    last_local: Option<BodyAndContentType>,
+    /// A BYE asked for while our 2xx waits for its ACK.
+    bye_after_ack: Option<Box<(RequestOptions, Reply<Response>)>>,
+    /// A re-offer asked for while our 2xx's offer waits for its answer in the ACK.
+    offer_after_ack: Option<Box<AfterAck>>,
+    /// A reliable provisional response of ours awaits its PRACK (RFC 3262); the progress
+    /// call that sent it resolves then.
+    awaiting_prack: Option<Reply<()>>,
+    rng: Rng,
+    /// Our own command channel, weakly: for the referrals we hand out.
+    me: Option<WeakMailbox<Box<SessionCommand>>>,
+    /// Our REFERs' implicit subscriptions: the REFER's transaction, its CSeq once answered,
+    /// and where its progress goes.
+    refer_subs: Vec<(TransactionId, Option<u32>, mpsc::Sender<ReferNotification>)>,
+    /// Our REFERs awaiting their final response.
+    refer_waiters: IdMap<TransactionId, (Reply<Referrer>, mpsc::Receiver<ReferNotification>)>,
+}
+
+impl Task {
+    fn delegate(&self) -> Option<Arc<dyn SessionDelegate>> {
+        self.delegate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn current(&self) -> SessionState {
+        *self.state.borrow()
+    }
+
+    fn info(&self) -> std::sync::MutexGuard<'_, SessionInfo> {
+        self.info.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Moves to `to` if the machine allows it (forward only).
+    fn transition(&mut self, to: SessionState) {
+        if to > self.current() {
+            tracing::debug!(target: "sipua", state = ?to, "session state");
+            self.state.send_replace(to);
+        }
+    }
+
+    fn terminate(&mut self, reason: EndReason) {
+        if self.current() == SessionState::Terminated {
+            return;
+        }
+        self.info().end.get_or_insert(reason);
+        self.transition(SessionState::Terminated);
+    }
+
+    fn done(&self) -> bool {
+        self.current() == SessionState::Terminated
+            && self.requests.is_empty()
+            && self.reinvite.is_none()
+    }
+
+    fn invalid<T>(&self, action: &'static str) -> Result<T, Error> {
+        if self.current() == SessionState::Terminated {
+            return Err(Error::SessionTerminated);
+        }
+        Err(Error::StateTransition {
+            action,
+            state: self.current(),
+        })
+    }
+
+    /// Runs the session to its end. The task comes boxed: an `async fn` keeps its receiver
+    /// twice (captured, then moved into the body), and the future is copied whole into its
+    /// own box at spawn, so a 544-byte receiver inline would cost about 1 KB a copy.
+    async fn run(mut self: Box<Self>, invitation: Option<Invitation>) {
+        if let Some(inv) = invitation {
+            // hand the only handle over: when the application drops it, we dispose
+            self.shared.offer_invitation(inv);
+        }
+        // Each handler's future is boxed while it runs: a held call then keeps only this loop's
+        // small state (a few hundred bytes) instead of room for the largest handler (about
+        // 3 KB). One allocation per input, command or timer is the price.
+        // one timer, moved only when the deadline moves (a new Sleep per input would register
+        // and cancel a timer-wheel entry each time)
+        let timer = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(timer);
+        let mut armed = None;
+        while !self.done() {
+            let deadline = self.deadline();
+            if let Some(at) = deadline.filter(|at| armed != Some(*at)) {
+                timer.as_mut().reset(at);
+                armed = Some(at);
+            }
+            tokio::select! {
+                input = self.inputs.recv() => match input {
+                    Some(i) => Box::pin(self.on_input(i)).await,
+                    None => {
+                        self.terminate(EndReason::TransportError);
+                        break;
+                    }
+                },
+                cmd = self.commands.recv(), if !self.handles_gone => match cmd {
+                    Some(c) => Box::pin(self.on_command(*c)).await,
+                    None => {
+                        self.handles_gone = true;
+                        let _ = Box::pin(self.dispose()).await;
+                    }
+                },
+                _ = &mut timer, if deadline.is_some() => {
+                    armed = None;
+                    Box::pin(self.on_timer()).await;
+                }
+            }
+        }
+        if let Some(sdh) = self.sdh.as_mut() {
+            sdh.close();
+        }
+        let _ = Box::pin(self.shared.commands.send(Command::Detach { key: self.key })).await;
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        let retry = self.retry.as_ref().map(|r| r.0);
+        let answer = match &self.role {
+            Role::Uas(u) if !u.finished => Some(match u.expires_at {
+                Some(e) => e.min(u.no_answer_at),
+                None => u.no_answer_at,
+            }),
+            _ => None,
+        };
+        let timer = self
+            .timer
+            .filter(|_| self.current() == SessionState::Established)
+            .map(|t| t.at);
+        [retry, answer, timer].into_iter().flatten().min()
+    }
+
+    async fn on_timer(&mut self) {
+        let now = Instant::now();
+        self.on_session_timer(now).await;
+        if self.retry.as_ref().is_some_and(|r| r.0 <= now) {
+            if let Some((_, options, reply, attempts)) = self.retry.take().map(|b| *b) {
+                self.start_reinvite(options, reply, attempts).await;
+            }
+        }
+        let timed_out = match &self.role {
+            Role::Uas(u) if !u.finished => {
+                if u.expires_at.is_some_and(|e| e <= now) {
+                    Some(487) // the INVITE's Expires passed (RFC 3261 §13.3.1)
+                } else if u.no_answer_at <= now {
+                    Some(480)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        };
+        if let Some(status) = timed_out {
+            let _ = self
+                .reject(InvitationRejectOptions {
+                    status_code: Some(status),
+                    ..Default::default()
+                })
+                .await;
+        }
+    }
+
+    // ---- media ----
+
+    // ---- commands ----
+
+    async fn on_command(&mut self, cmd: SessionCommand) {
+        match cmd {
+            SessionCommand::Invite(o, reply) => {
+                let r = if self.current() == SessionState::Established {
+                    let options = SessionInviteOptions {
+                        extra_headers: o.extra_headers,
+                        ..Default::default()
+                    };
+                    return self.reinvite(options, reply).await;
+                } else {
+                    self.invite(o).await
+                };
+                let _ = reply.send(r);
+            }
+            SessionCommand::Cancel(o, reply) => {
+                let r = self.cancel(o).await;
+                let _ = reply.send(r);
+            }
+            SessionCommand::Accept(o, reply) => {
+                let r = self.accept(o).await;
+                let replaces = match &self.role {
+                    Role::Uas(u) => u.replaces,
+                    Role::Uac(_) => None,
+                };
+                if let (Ok(()), Some(key)) = (&r, replaces) {
+                    // the new call is up: the one it replaces ends (RFC 3891 §3)
+                    let _ = self.shared.commands.send(Command::Replaced { key }).await;
+                }
+                let _ = reply.send(r);
+            }
+            SessionCommand::Progress(o, reply) => match self.progress_with(o).await {
+                // resolved by the PRACK (or its timeout)
+                Ok(true) => self.awaiting_prack = Some(reply),
+                Ok(false) => {
+                    let _ = reply.send(Ok(()));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            SessionCommand::Reject(o, reply) => {
+                let r = self.reject(o).await;
+                let _ = reply.send(r);
+            }
+            SessionCommand::Bye(o, reply) => self.bye(o, reply).await,
+            SessionCommand::MediaEnded(why) => {
+                if self.current() == SessionState::Terminated {
+                    return;
+                }
+                // a call up: BYE; one not answered yet: refused (as a failed offer is)
+                if let Some(d) = self.dialog.clone() {
+                    if self.current() == SessionState::Established {
+                        self.bye_dialog(&d).await;
+                    }
+                }
+                if let Some(id) = self.uas().filter(|u| !u.finished).map(|u| u.id) {
+                    let _ = self.respond(id, 488, None, Vec::new(), None).await;
+                    if let Some(u) = self.uas() {
+                        u.finished = true;
+                    }
+                }
+                self.terminate(EndReason::MediaFailure(Box::new(Error::from(why))));
+            }
+            SessionCommand::Request(method, o, reply) => {
+                if self.current() != SessionState::Established {
+                    let _ = reply.send(self.invalid("send a request"));
+                    return;
+                }
+                let Some(d) = self.dialog.clone() else {
+                    let _ = reply.send(self.invalid("send a request"));
+                    return;
+                };
+                match self.send_in_dialog(&d, method, o, false).await {
+                    Ok(id) => {
+                        self.requests.insert(id, Some(reply));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            SessionCommand::ReInvite(o, reply) => self.reinvite(o, reply).await,
+            SessionCommand::Dispose(reply) => {
+                let r = self.dispose().await;
+                let _ = reply.send(r);
+            }
+            SessionCommand::Update(o, reply) => self.send_update(o, reply).await,
+            SessionCommand::Refer(to, o, reply) => self.refer(to, o, reply).await,
+            SessionCommand::Respond(id, status, headers, reply) => {
+                let r = self.respond(id, status, None, headers, None).await;
+                let _ = reply.send(r.map(|_| ()));
+            }
+            SessionCommand::ReferNotify {
+                event_id,
+                sipfrag,
+                terminated,
+                reply,
+            } => {
+                self.refer_notify(event_id, sipfrag, terminated, reply)
+                    .await
+            }
+            SessionCommand::Dtmf(tones, reply) => {
+                let terminated = self.current() == SessionState::Terminated;
+                let r = match self.sdh.as_mut() {
+                    _ if terminated => Err(Error::SessionTerminated),
+                    None => Err(Error::SessionDescriptionHandler(crate::SdhError::new(
+                        "no media yet",
+                    ))),
+                    Some(sdh) => {
+                        if sdh.send_dtmf(&tones) {
+                            Ok(())
+                        } else {
+                            Err(Error::SessionDescriptionHandler(crate::SdhError::new(
+                                "the media handler cannot send these DTMF tones",
+                            )))
+                        }
+                    }
+                };
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    async fn bye(&mut self, o: RequestOptions, reply: Reply<Response>) {
+        let state = self.current();
+        let Some(d) = self
+            .dialog
+            .clone()
+            .filter(|_| state == SessionState::Established)
+        else {
+            let _ = reply.send(self.invalid("bye"));
+            return;
+        };
+        if self.awaiting_ack {
+            // RFC 3261 §15: a callee does not send BYE before the ACK (or its timeout)
+            self.transition(SessionState::Terminating);
+            self.bye_after_ack = Some(Box::new((o, reply)));
+            return;
+        }
+        match self.send_in_dialog(&d, Method::Bye, o, false).await {
+            Ok(id) => {
+                self.requests.insert(id, Some(reply));
+                self.terminate(EndReason::LocalBye);
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    async fn dispose(&mut self) -> Result<(), Error> {
+        match self.current() {
+            SessionState::Terminated | SessionState::Terminating => Ok(()),
+            SessionState::Established => {
+                let (tx, _rx) = tokio::sync::oneshot::channel();
+                self.bye(RequestOptions::default(), tx).await;
+                Ok(())
+            }
+            SessionState::Initial | SessionState::Establishing => match &self.role {
+                Role::Uac(_) => {
+                    let r = self.cancel(InviterCancelOptions::default()).await;
+                    if r.is_err() {
+                        self.terminate(EndReason::Disposed);
+                    }
+                    Ok(())
+                }
+                Role::Uas(_) => {
+                    let r = self.reject(InvitationRejectOptions::default()).await;
+                    if r.is_err() {
+                        self.terminate(EndReason::Disposed);
+                    }
+                    Ok(())
+                }
+            },
+        }
+    }
+
+    // ---- inputs ----
+
+    async fn on_input(&mut self, input: SessionInput) {
+        match input {
+            SessionInput::Response {
+                id,
+                response,
+                dialog,
+            } => {
+                let initial = matches!(&self.role, Role::Uac(u) if u.invite == Some(id));
+                if initial {
+                    self.on_invite_response(response, dialog).await;
+                } else if self.reinvite.as_ref().is_some_and(|r| r.id == id) {
+                    self.on_reinvite_response(response).await;
+                } else if self.update.as_ref().is_some_and(|u| u.id == id) {
+                    if response.status() >= 200 {
+                        self.on_update_response(response).await;
+                    }
+                } else if self.refer_waiters.contains_key(&id) {
+                    if response.status() >= 200 {
+                        self.on_refer_response(id, response);
+                    }
+                } else if response.status() >= 200 {
+                    if let Some(waiter) = self.requests.remove(&id) {
+                        if let Some(w) = waiter {
+                            let _ = w.send(Ok(response));
+                        }
+                    } else if response.is_success() && response.cseq().method == Method::Invite {
+                        // a 2xx from another fork, after ours: end that dialog
+                        if let Some(d) = dialog.filter(|d| Some(d) != self.dialog.as_ref()) {
+                            self.end_fork(&d, &response).await;
+                        }
+                    }
+                }
+            }
+            SessionInput::Request { id, request } => self.on_request(id, request).await,
+            SessionInput::Replaced => {
+                self.info().end.get_or_insert(EndReason::Replaced);
+                let _ = self.dispose().await;
+            }
+            SessionInput::Ack { request } => self.on_ack(request).await,
+            SessionInput::Prack { request } => {
+                if let Some(reply) = self.awaiting_prack.take() {
+                    // a PRACK may carry the answer to an offer in our reliable 1xx
+                    let body = body_and_type(&request);
+                    let r = match body.as_ref().map(|_| self.oa.receive(Message::Prack)) {
+                        Some(Ok(Received::Answer)) => self.remote_description(body).await,
+                        Some(Ok(Received::Offer)) => {
+                            // its answer belongs in the PRACK's 2xx, which the core sent
+                            // without one: the offer is not taken
+                            tracing::debug!(target: "sipua", "an offer in a PRACK ignored");
+                            self.oa.rollback();
+                            Ok(())
+                        }
+                        _ => Ok(()),
+                    };
+                    let _ = reply.send(r);
+                }
+            }
+            SessionInput::PrackTimeout => {
+                if let Some(reply) = self.awaiting_prack.take() {
+                    let _ = reply.send(Err(Error::Timeout));
+                }
+                if let Some(u) = self.uas() {
+                    u.finished = true;
+                }
+                self.terminate(EndReason::LocalReject { status: 504 });
+            }
+            SessionInput::AckTimeout => {
+                self.awaiting_ack = false;
+                if let Some((_, reply)) = self.bye_after_ack.take().map(|b| *b) {
+                    let _ = reply.send(Err(Error::Timeout));
+                }
+                if let Some(AfterAck::ReInvite(_, reply) | AfterAck::Update(_, reply)) =
+                    self.offer_after_ack.take().map(|b| *b)
+                {
+                    let _ = reply.send(Err(Error::Timeout));
+                }
+                self.terminate(EndReason::AckTimeout);
+            }
+            SessionInput::Cancelled => {
+                if let Some(u) = self.uas() {
+                    u.finished = true;
+                }
+                if let Some(d) = &self.delegate() {
+                    d.on_cancel();
+                }
+                self.terminate(EndReason::Cancelled);
+            }
+            SessionInput::Failed {
+                id,
+                timeout,
+                reason,
+            } => {
+                let initial = matches!(&self.role, Role::Uac(u) if u.invite == Some(id));
+                // the driver gives a reason for every failure but a timeout
+                let e = match reason {
+                    Some(r) => Error::Transport(r),
+                    None => Error::Timeout,
+                };
+                if initial {
+                    if let Error::Transport(why) = &e {
+                        self.info().send_failure = Some(why.clone());
+                    }
+                    self.terminate(if timeout {
+                        EndReason::Timeout
+                    } else {
+                        EndReason::TransportError
+                    });
+                } else if self.reinvite.as_ref().is_some_and(|r| r.id == id) {
+                    if let Some(r) = self.reinvite.take() {
+                        self.rollback().await;
+                        let _ = r.reply.send(Err(e));
+                    }
+                } else if self.update.as_ref().is_some_and(|u| u.id == id) {
+                    if let Some(u) = self.update.take() {
+                        if self.oa.state() == OfferAnswer::LocalOffer(Message::Update) {
+                            self.rollback().await;
+                        }
+                        let _ = u.reply.send(Err(e));
+                    }
+                } else if let Some(Some(w)) = self.requests.remove(&id) {
+                    let _ = w.send(Err(e));
+                }
+            }
+            SessionInput::Shutdown => {
+                let _ = self.dispose().await;
+            }
+        }
+    }
+
+    async fn on_request(&mut self, id: TransactionId, request: Request) {
+        let delegate = self.delegate();
+        match request.method() {
+            Method::Bye => {
+                match &delegate {
+                    Some(d) => d.on_bye(self.incoming(id, request)),
+                    None => self.respond_and_forget(id, 200).await,
+                }
+                if let Some((_, reply)) = self.bye_after_ack.take().map(|b| *b) {
+                    let _ = reply.send(Err(Error::SessionTerminated));
+                }
+                self.terminate(EndReason::RemoteBye);
+            }
+            Method::Invite => self.on_reinvite(id, request).await,
+            Method::Update => self.on_update(id, request).await,
+            Method::Refer => self.on_refer(id, request).await,
+            Method::Notify if is_refer_event(&request) => {
+                let status = self.on_refer_notify(&request);
+                let _ = self.respond(id, status, None, Vec::new(), None).await;
+            }
+            m => match (delegate, m) {
+                (Some(d), Method::Info) => d.on_info(self.incoming(id, request)),
+                (Some(d), Method::Message) => d.on_message(self.incoming(id, request)),
+                (Some(d), Method::Notify) => d.on_notify(self.incoming(id, request)),
+                (_, m) => {
+                    let status = match m {
+                        Method::Info | Method::Message | Method::Notify => 200,
+                        _ => 501,
+                    };
+                    let _ = self.respond(id, status, None, Vec::new(), None).await;
+                }
+            },
+        }
+    }
+}

@@ -1,0 +1,481 @@
+//! Offers after the first, both ways (RFC 3261 §14, RFC 3311, RFC 3264 §8): re-INVITE and
+//! UPDATE go out through one path (`send_offer`), the peer's are answered or refused by what
+//! the session's `Negotiation` says (491 on glare, 500 while pending, 488 when the handler
+//! refuses), a refused re-INVITE is retried after the §14 back-off, and the session timer's
+//! refreshes (RFC 4028 §10), which are re-offers.
+
+use super::*;
+
+impl Task {
+    pub(super) async fn reinvite(&mut self, o: SessionInviteOptions, reply: Reply<()>) {
+        if self.current() != SessionState::Established || self.dialog.is_none() {
+            let _ = reply.send(self.invalid("re-INVITE"));
+            return;
+        }
+        if self.reinvite.is_some() || self.retry.is_some() || self.offer_after_ack.is_some() {
+            let _ = reply.send(Err(Error::RequestPending));
+            return;
+        }
+        if self.answer_awaits_ack() {
+            self.offer_after_ack = Some(Box::new(AfterAck::ReInvite(o, reply)));
+            return;
+        }
+        self.start_reinvite(o, reply, 0).await;
+    }
+
+    /// Our 2xx made an offer whose answer comes in the ACK, not here yet.
+    pub(super) fn answer_awaits_ack(&self) -> bool {
+        self.awaiting_ack && self.oa.state() == OfferAnswer::LocalOffer(Message::Success)
+    }
+
+    /// The offer of a re-INVITE or UPDATE from the media handler; none `without_sdp`.
+    pub(super) async fn offer_body(
+        &mut self,
+        without_sdp: bool,
+        options: Option<&SessionDescriptionHandlerOptions>,
+    ) -> Result<Option<BodyAndContentType>, Error> {
+        if without_sdp {
+            return Ok(None);
+        }
+        self.local_description(options).await.map(Some)
+    }
+
+    pub(super) async fn start_reinvite(
+        &mut self,
+        o: SessionInviteOptions,
+        reply: Reply<()>,
+        attempts: u8,
+    ) {
+        let Some(d) = self.dialog.clone() else {
+            let _ = reply.send(Err(Error::SessionTerminated));
+            return;
+        };
+        let sent = self
+            .send_offer(
+                &d,
+                Method::Invite,
+                o.without_sdp,
+                o.session_description_handler_options.as_ref(),
+                o.extra_headers.clone(),
+            )
+            .await;
+        match sent {
+            Ok(id) => {
+                self.reinvite = Some(Box::new(ReInvite {
+                    id,
+                    reply,
+                    options: o,
+                    attempts,
+                }));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    /// Sends a re-INVITE or an UPDATE in dialog `d`, with our offer from the handler unless
+    /// `without_sdp` (RFC 3264 §8, RFC 3311 §5.1). An offer that could not be sent is rolled
+    /// back. A re-INVITE without an offer gets one in its 2xx, whose ACK then carries our
+    /// answer; an UPDATE without one (a refresh) opens no exchange. While an exchange is
+    /// under way no other may start: [`Error::RequestPending`].
+    pub(super) async fn send_offer(
+        &mut self,
+        d: &DialogId,
+        method: Method,
+        without_sdp: bool,
+        sdh_options: Option<&SessionDescriptionHandlerOptions>,
+        extra_headers: Vec<Header>,
+    ) -> Result<TransactionId, Error> {
+        let invite = method == Method::Invite;
+        let opens = invite || !without_sdp;
+        if opens && !self.oa.can_offer() {
+            return Err(Error::RequestPending);
+        }
+        let body = self.offer_body(without_sdp, sdh_options).await?;
+        let offered = body.is_some();
+        let defer_ack = method == Method::Invite && !offered;
+        let options = RequestOptions {
+            extra_headers,
+            body,
+        };
+        match self.send_in_dialog(d, method, options, defer_ack).await {
+            Ok(id) => {
+                let carrier = if invite {
+                    Message::Invite
+                } else {
+                    Message::Update
+                };
+                let _ = match (offered, invite) {
+                    (true, _) => self.oa.send_offer(carrier),
+                    (false, true) => self.oa.send_invite_without_offer(),
+                    (false, false) => Ok(()),
+                };
+                Ok(id)
+            }
+            Err(e) => {
+                if offered {
+                    self.rollback().await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The dialog an UPDATE goes in: the confirmed one, or the early one of a caller.
+    pub(super) fn update_dialog(&self) -> Option<DialogId> {
+        self.dialog.clone().or_else(|| match &self.role {
+            Role::Uac(u) => u.early.clone(),
+            Role::Uas(_) => None,
+        })
+    }
+
+    pub(super) async fn send_update(&mut self, o: SessionUpdateOptions, reply: Reply<()>) {
+        let Some(d) = self
+            .update_dialog()
+            .filter(|_| self.current() < SessionState::Terminating)
+        else {
+            let _ = reply.send(self.invalid("UPDATE"));
+            return;
+        };
+        if self.update.is_some()
+            || self.reinvite.is_some()
+            || self.retry.is_some()
+            || self.offer_after_ack.is_some()
+        {
+            let _ = reply.send(Err(Error::RequestPending));
+            return;
+        }
+        if !o.without_sdp && self.answer_awaits_ack() {
+            self.offer_after_ack = Some(Box::new(AfterAck::Update(o, reply)));
+            return;
+        }
+        let sent = self
+            .send_offer(
+                &d,
+                Method::Update,
+                o.without_sdp,
+                o.session_description_handler_options.as_ref(),
+                o.extra_headers,
+            )
+            .await;
+        match sent {
+            Ok(id) => {
+                self.update = Some(Update {
+                    id,
+                    reply,
+                    options: o.session_description_handler_options,
+                })
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    pub(super) async fn on_update_response(&mut self, response: Response) {
+        let Some(u) = self.update.take() else { return };
+        let offered = self.oa.state() == OfferAnswer::LocalOffer(Message::Update);
+        if response.is_success() {
+            self.refreshed_by_us(&response);
+        }
+        if response.is_success() && offered {
+            self.answer_options = u.options.clone();
+        }
+        let r = if response.is_success() {
+            match body_and_type(&response) {
+                Some(answer) if offered => {
+                    let _ = self.oa.receive(Message::UpdateSuccess);
+                    self.remote_description(Some(answer)).await
+                }
+                None if offered => {
+                    self.rollback().await;
+                    Err(Error::SessionDescriptionHandler(crate::SdhError::new(
+                        "the 2xx to our UPDATE carried no answer",
+                    )))
+                }
+                _ => Ok(()),
+            }
+        } else {
+            // RFC 3311 §5.1: a refused offer leaves the previous session as it was
+            if offered {
+                self.rollback().await;
+            }
+            Err(Error::rejected(&response))
+        };
+        let _ = u.reply.send(r);
+    }
+
+    /// An UPDATE from the peer (RFC 3311 §5.2): its offer answered in the 200; 491 while an
+    /// offer of ours awaits its answer, 500 with Retry-After while one of the peer's awaits
+    /// ours; 488 when the media handler refuses it; 200 without a body for a refresh.
+    pub(super) async fn on_update(&mut self, id: TransactionId, request: Request) {
+        let offer = body_and_type(&request);
+        let taken = offer.as_ref().map(|_| self.oa.receive(Message::Update));
+        let status = match (offer, taken) {
+            (Some(_), Some(Err(e))) => self.refuse_offer(id, e).await,
+            (Some(offer), _) => {
+                let answer = match self.remote_description(Some(offer)).await {
+                    Ok(()) => {
+                        self.local_description(self.answer_options.clone().as_ref())
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
+                match answer {
+                    Ok(desc) => {
+                        let refresh: Vec<Header> =
+                            self.refreshed_by_peer(&request).into_iter().collect();
+                        match self.respond(id, 200, None, refresh, Some(desc)).await {
+                            Ok(_) => {
+                                let _ = self.oa.send_answer(Message::UpdateSuccess);
+                                200
+                            }
+                            Err(_) => {
+                                self.oa.rollback();
+                                500
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        self.rollback().await;
+                        let warning = vec![self.warning(&e)];
+                        let _ = self.respond(id, 488, None, warning, None).await;
+                        488
+                    }
+                }
+            }
+            (None, _) => {
+                let refresh: Vec<Header> = self.refreshed_by_peer(&request).into_iter().collect();
+                let _ = self.respond(id, 200, None, refresh, None).await;
+                200
+            }
+        };
+        if let Some(d) = &self.delegate() {
+            d.on_update(&request, status);
+        }
+    }
+
+    /// Refuses a request whose offer the negotiation cannot take now (RFC 3261 §14.2,
+    /// RFC 3311 §5.2): 491 on glare with an offer of ours; 500 with a Retry-After of 0–10 s
+    /// while an offer of the peer's still awaits our answer. The status sent.
+    pub(super) async fn refuse_offer(&mut self, id: TransactionId, why: OfferAnswerError) -> u16 {
+        let (status, headers) = match why {
+            OfferAnswerError::Glare => (491, Vec::new()),
+            OfferAnswerError::Pending | OfferAnswerError::Unexpected => (
+                500,
+                vec![Header::typed(&sipua_message::header::RetryAfter {
+                    delta: (self.rng.next_u64() % 11) as u32,
+                    comment: None,
+                    params: Default::default(),
+                })],
+            ),
+        };
+        tracing::debug!(target: "sipua", status, %why, "offer refused");
+        let _ = self.respond(id, status, None, headers, None).await;
+        status
+    }
+
+    pub(super) async fn on_reinvite_response(&mut self, response: Response) {
+        let status = response.status();
+        if status < 200 {
+            return;
+        }
+        let Some(r) = self.reinvite.take() else {
+            return;
+        };
+        let Some(d) = self.dialog.clone() else {
+            let _ = r.reply.send(Err(Error::SessionTerminated));
+            return;
+        };
+        if response.is_success() {
+            self.refreshed_by_us(&response);
+            if !r.options.without_sdp || r.options.session_description_handler_options.is_some() {
+                self.answer_options = r.options.session_description_handler_options.clone();
+            }
+            let body = body_and_type(&response);
+            let outcome = if self.oa.state() == OfferAnswer::LocalOffer(Message::Invite) {
+                if body.is_some() {
+                    let _ = self.oa.receive(Message::Success);
+                }
+                self.remote_description(body).await
+            } else {
+                self.answer_in_ack(&d, response.cseq().seq, body).await
+            };
+            match outcome {
+                Ok(()) => {
+                    let _ = r.reply.send(Ok(()));
+                }
+                Err(e) => {
+                    // RFC 3261 §14.1 leaves this to the UA; like SIP.js we end the call
+                    let _ = r.reply.send(Err(e.clone()));
+                    self.bye_dialog(&d).await;
+                    self.terminate(EndReason::MediaFailure(Box::new(e.clone())));
+                }
+            }
+            return;
+        }
+        self.rollback().await;
+        // glare (491) or a peer still busy with an earlier INVITE (500 with Retry-After):
+        // try again after the back-off of RFC 3261 §14
+        let caller = matches!(self.role, Role::Uac(_));
+        let after = retry_after_secs(&response);
+        if let Some(wait) =
+            backoff::retry_after(status, r.attempts + 1, caller, after, &mut self.rng)
+        {
+            self.retry = Some(Box::new((
+                Instant::now() + wait,
+                r.options,
+                r.reply,
+                r.attempts + 1,
+            )));
+            return;
+        }
+        let _ = r.reply.send(Err(Error::rejected(&response)));
+        if matches!(status, 408 | 481) {
+            // RFC 3261 §12.2.1.2: the dialog is gone
+            self.terminate(EndReason::Rejected {
+                status,
+                reason: response.reason().into_owned(),
+            });
+        }
+    }
+
+    /// A re-INVITE from the peer: answered from the media handler, 488 if it fails; 491 or
+    /// 500 when an exchange is already under way (an UPDATE's, RFC 3311 §5.2; the core
+    /// refuses the INVITE-on-INVITE cases itself, RFC 3261 §14.2).
+    pub(super) async fn on_reinvite(&mut self, id: TransactionId, request: Request) {
+        let offer = body_and_type(&request);
+        let has_offer = offer.is_some();
+        let taken = if has_offer {
+            self.oa.receive(Message::Invite).map(|_| ())
+        } else {
+            self.oa.receive_invite_without_offer()
+        };
+        if let Err(why) = taken {
+            let status = self.refuse_offer(id, why).await;
+            if let Some(d) = &self.delegate() {
+                d.on_invite(&request, status);
+            }
+            return;
+        }
+        let negotiated = if has_offer {
+            match self.remote_description(offer).await {
+                Ok(()) => {
+                    self.local_description(self.answer_options.clone().as_ref())
+                        .await
+                }
+                Err(e) => Err(e),
+            }
+        } else {
+            self.local_description(self.answer_options.clone().as_ref())
+                .await
+        };
+        let refresh: Vec<Header> = self.refreshed_by_peer(&request).into_iter().collect();
+        let status = match negotiated {
+            Ok(desc) => match self.respond(id, 200, None, refresh, Some(desc)).await {
+                Ok(_) => {
+                    // our answer; or, for a re-INVITE without one, our offer, which the ACK
+                    // answers
+                    self.awaiting_ack = true;
+                    let _ = if has_offer {
+                        self.oa.send_answer(Message::Success)
+                    } else {
+                        self.oa.send_offer(Message::Success)
+                    };
+                    200
+                }
+                Err(_) => {
+                    self.oa.rollback();
+                    500
+                }
+            },
+            Err(e) => {
+                self.rollback().await;
+                let warning = vec![self.warning(&e)];
+                let _ = self.respond(id, 488, None, warning, None).await;
+                488
+            }
+        };
+        if let Some(d) = &self.delegate() {
+            d.on_invite(&request, status);
+        }
+    }
+
+    /// The session timer fired: refresh (UPDATE without a body when the peer allows it,
+    /// else a re-INVITE), or end the session the peer stopped refreshing (RFC 4028 §10).
+    pub(super) async fn on_session_timer(&mut self, now: Instant) {
+        let Some(t) = self.timer else { return };
+        if t.at > now || self.current() != SessionState::Established {
+            return;
+        }
+        if !t.we_refresh {
+            self.timer = None;
+            self.info().end.get_or_insert(EndReason::SessionExpired);
+            if let Some(d) = self.dialog.clone() {
+                self.bye_dialog(&d).await;
+            }
+            self.terminate(EndReason::SessionExpired);
+            return;
+        }
+        if self.reinvite.is_some()
+            || self.update.is_some()
+            || self.retry.is_some()
+            || !self.oa.can_offer()
+        {
+            // an exchange is under way (an offer of ours refreshes the session when
+            // answered): try again shortly
+            self.timer = Some(crate::session::timer::Running {
+                at: now + Duration::from_secs(1),
+                ..t
+            });
+            return;
+        }
+        let headers = vec![
+            t.refresh_header(),
+            Header::new(HeaderName::Supported, "timer"),
+        ];
+        let (reply, _) = tokio::sync::oneshot::channel();
+        if self.peer_allows_update {
+            let o = SessionUpdateOptions {
+                extra_headers: headers,
+                without_sdp: true,
+                ..Default::default()
+            };
+            self.send_update(o, reply).await;
+        } else {
+            let o = SessionInviteOptions {
+                extra_headers: headers,
+                ..Default::default()
+            };
+            self.start_reinvite(o, reply, 0).await;
+        }
+        self.timer = Some(crate::session::timer::Running::start(t.interval, true, now));
+    }
+
+    /// A re-INVITE or UPDATE from the peer refreshed the session: it refreshes from now on
+    /// if it supports timers, else we still do; the header goes into our 2xx.
+    pub(super) fn refreshed_by_peer(&mut self, request: &Request) -> Option<Header> {
+        let t = self.timer?;
+        let (interval, we_refresh, header) =
+            crate::session::timer::answer_refresh(request, t.interval);
+        self.timer = Some(crate::session::timer::Running::start(
+            interval,
+            we_refresh,
+            Instant::now(),
+        ));
+        Some(header)
+    }
+
+    /// Our re-INVITE or UPDATE was answered 2xx: the session is refreshed.
+    pub(super) fn refreshed_by_us(&mut self, response: &Response) {
+        let Some(t) = self.timer else { return };
+        let (interval, we) =
+            crate::session::timer::from_answer(response).unwrap_or((t.interval, true));
+        self.timer = Some(crate::session::timer::Running::start(
+            interval,
+            we,
+            Instant::now(),
+        ));
+    }
+}
