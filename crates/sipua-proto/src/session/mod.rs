@@ -7,11 +7,14 @@
 //!   machine instead of by flags scattered over the caller.
 //! - [`backoff`]: how long a re-offer refused with 491 or 500 waits before it goes again
 //!   (RFC 3261 §14.1, §14.2).
+//! - [`timer`]: session timers (RFC 4028): what a caller asks for, what a callee decides
+//!   (422 or the interval and the refresher), and when a running timer is due.
 //!
 //! The async `sipua` crate's session task drives these: it tells the machine what it sends
 //! and asks it what a received body is before it gives the body to the media handler.
 
 pub mod backoff;
 pub mod negotiation;
+pub mod timer;
 
 pub use negotiation::{Message, Negotiation, OfferAnswer, OfferAnswerError, Received};

@@ -10,10 +10,9 @@
 
 mod refer;
 mod task;
-mod timer;
 
 pub use refer::{ReferNotification, ReferTarget, Referral, Referrer, SessionReferOptions};
-pub use timer::SessionTimerOptions;
+pub use sipua_proto::session::timer::SessionTimerOptions;
 // a leaf of its own, so that `Error::StateTransition` names it without naming this module
 pub use crate::session_state::SessionState;
 

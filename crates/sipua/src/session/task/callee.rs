@@ -107,9 +107,9 @@ impl Task {
         let mut timer = None;
         let invite = self.uas().map(|u| u.request.clone());
         if let (Some(st), Some(invite)) = (self.shared.options.session_timers, invite) {
-            self.peer_allows_update = crate::session::timer::allows_update(&invite.headers());
-            match crate::session::timer::decide(&invite, &st) {
-                crate::session::timer::Decision::TooBrief(min) => {
+            self.peer_allows_update = timer::allows_update(&invite.headers());
+            match timer::decide(&invite, &st) {
+                timer::Decision::TooBrief(min) => {
                     // RFC 4028 §8.1: 422 with our minimum; the caller may try again
                     let min_se = Header::new(HeaderName::MinSe, min.to_string());
                     let _ = self.respond(id, 422, None, vec![min_se], None).await;
@@ -124,7 +124,7 @@ impl Task {
                         response: None,
                     });
                 }
-                crate::session::timer::Decision::Run {
+                timer::Decision::Run {
                     interval,
                     we_refresh,
                     headers,
@@ -139,8 +139,7 @@ impl Task {
         if let Some(u) = self.uas() {
             u.finished = true;
         }
-        self.timer =
-            timer.map(|(i, we)| crate::session::timer::Running::start(i, we, Instant::now()));
+        self.timer = timer.map(|(i, we)| timer::Running::start(i, we, Instant::now()));
         if let Some(d) = &dialog {
             record_dialog(&self.span, d);
         }

@@ -34,7 +34,7 @@ impl Task {
                 .iter()
                 .any(|h| *h.name() == HeaderName::SessionExpires)
             {
-                headers.extend(crate::session::timer::invite_headers(st));
+                headers.extend(timer::invite_headers(st));
             }
         }
         // RFC 3323 / 3325: an anonymous From, our identity only for a trusted proxy
@@ -299,11 +299,10 @@ impl Task {
             self.answer_in_ack(&d, seq, body).await
         };
         if outcome.is_ok() {
-            self.peer_allows_update = crate::session::timer::allows_update(&response.headers());
+            self.peer_allows_update = timer::allows_update(&response.headers());
             if self.shared.options.session_timers.is_some() {
-                self.timer = crate::session::timer::from_answer(&response).map(|(interval, we)| {
-                    crate::session::timer::Running::start(interval, we, Instant::now())
-                });
+                self.timer = timer::from_answer(&response)
+                    .map(|(interval, we)| timer::Running::start(interval, we, Instant::now()));
             }
         }
         match outcome {

@@ -26,6 +26,7 @@ use sipua_message::{Header, HeaderName, Method, Request, Response, Uri};
 use sipua_proto::dialog::DialogId;
 use sipua_proto::endpoint::TransactionId;
 use sipua_proto::rng::Rng;
+use sipua_proto::session::timer;
 use sipua_proto::session::{
     backoff, Message, Negotiation, OfferAnswer, OfferAnswerError, Received,
 };
@@ -156,7 +157,7 @@ struct Task {
     /// Our UPDATE in progress (RFC 3311).
     update: Option<Update>,
     /// The session timer, once negotiated (RFC 4028).
-    timer: Option<super::timer::Running>,
+    timer: Option<timer::Running<Instant>>,
     /// The peer's Allow lists UPDATE: refreshes use it rather than re-INVITE.
     peer_allows_update: bool,
     /// A re-INVITE to retry after glare, and when.

@@ -425,7 +425,7 @@ impl Task {
         {
             // an exchange is under way (an offer of ours refreshes the session when
             // answered): try again shortly
-            self.timer = Some(crate::session::timer::Running {
+            self.timer = Some(timer::Running {
                 at: now + Duration::from_secs(1),
                 ..t
             });
@@ -450,32 +450,22 @@ impl Task {
             };
             self.start_reinvite(o, reply, 0).await;
         }
-        self.timer = Some(crate::session::timer::Running::start(t.interval, true, now));
+        self.timer = Some(timer::Running::start(t.interval, true, now));
     }
 
     /// A re-INVITE or UPDATE from the peer refreshed the session: it refreshes from now on
     /// if it supports timers, else we still do; the header goes into our 2xx.
     pub(super) fn refreshed_by_peer(&mut self, request: &Request) -> Option<Header> {
         let t = self.timer?;
-        let (interval, we_refresh, header) =
-            crate::session::timer::answer_refresh(request, t.interval);
-        self.timer = Some(crate::session::timer::Running::start(
-            interval,
-            we_refresh,
-            Instant::now(),
-        ));
+        let (interval, we_refresh, header) = timer::answer_refresh(request, t.interval);
+        self.timer = Some(timer::Running::start(interval, we_refresh, Instant::now()));
         Some(header)
     }
 
     /// Our re-INVITE or UPDATE was answered 2xx: the session is refreshed.
     pub(super) fn refreshed_by_us(&mut self, response: &Response) {
         let Some(t) = self.timer else { return };
-        let (interval, we) =
-            crate::session::timer::from_answer(response).unwrap_or((t.interval, true));
-        self.timer = Some(crate::session::timer::Running::start(
-            interval,
-            we,
-            Instant::now(),
-        ));
+        let (interval, we) = timer::from_answer(response).unwrap_or((t.interval, true));
+        self.timer = Some(timer::Running::start(interval, we, Instant::now()));
     }
 }

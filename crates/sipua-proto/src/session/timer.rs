@@ -1,6 +1,8 @@
 //! Session timers (RFC 4028): keeping a call alive with periodic refreshes so that a side
-//! (or proxy) that lost the other can end it. The negotiation rules live here; the session
-//! task calls them when it sends or answers an INVITE, a re-INVITE or an UPDATE.
+//! (or proxy) that lost the other can end it. The negotiation rules and the timer's deadline
+//! live here, without a clock (the caller passes `now`, of any instant type); `sipua`'s
+//! session task calls them when it sends or answers an INVITE, a re-INVITE or an UPDATE, and
+//! refreshes or ends the session when [`Running::at`] passes.
 //!
 //! - A caller offers `Session-Expires` (and `Min-SE`) with `Supported: timer` (§7.1).
 //! - A callee refuses an interval below its `Min-SE` with 422 (§8.1); otherwise its 2xx names
@@ -10,11 +12,11 @@
 //!   allows UPDATE, else a re-INVITE. The other side sends BYE when no refresh came by the
 //!   interval less min(32 s, a third of it) (§10).
 
+use std::ops::Add;
 use std::time::Duration;
 
 use sipua_message::header::{MinSe, SessionExpires};
 use sipua_message::{Header, HeaderName, Method, Request, Response};
-use tokio::time::Instant;
 
 /// Session-timer settings of a user agent (RFC 4028).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,19 +36,22 @@ impl Default for SessionTimerOptions {
     }
 }
 
-/// A running session timer.
+/// A running session timer; `I` is the caller's instant type (std's, or a runtime's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Running {
+pub struct Running<I> {
     /// The negotiated interval in seconds.
-    pub(crate) interval: u32,
+    pub interval: u32,
     /// Whether we refresh (else we watch for the peer's refreshes).
-    pub(crate) we_refresh: bool,
+    pub we_refresh: bool,
     /// When to refresh, or when the session expires.
-    pub(crate) at: Instant,
+    pub at: I,
 }
 
-impl Running {
-    pub(crate) fn start(interval: u32, we_refresh: bool, now: Instant) -> Running {
+impl<I: Copy + Add<Duration, Output = I>> Running<I> {
+    /// A timer of `interval` seconds started at `now`: due at half the interval when we
+    /// refresh (§10), else at the interval less min(32 s, a third of it), when the session
+    /// the peer stopped refreshing is to end.
+    pub fn start(interval: u32, we_refresh: bool, now: I) -> Running<I> {
         let i = u64::from(interval.max(1));
         let after = if we_refresh {
             Duration::from_secs(i) / 2
@@ -62,7 +67,7 @@ impl Running {
     }
 
     /// `Session-Expires` for a refresh we send (we are its UAC and stay the refresher).
-    pub(crate) fn refresh_header(&self) -> Header {
+    pub fn refresh_header(&self) -> Header {
         Header::new(
             HeaderName::SessionExpires,
             format!("{};refresher=uac", self.interval),
@@ -71,11 +76,7 @@ impl Running {
 }
 
 /// Whether `r` lists `tag` in a header named `name` (Supported, Require, Allow...).
-pub(crate) fn lists(
-    headers: &sipua_message::header::Headers<'_>,
-    name: HeaderName,
-    tag: &str,
-) -> bool {
+pub fn lists(headers: &sipua_message::header::Headers<'_>, name: HeaderName, tag: &str) -> bool {
     headers.iter().any(|h| {
         h.is(&name)
             && h.elements()
@@ -85,7 +86,7 @@ pub(crate) fn lists(
 }
 
 /// The headers a caller's INVITE carries for session timers.
-pub(crate) fn invite_headers(o: &SessionTimerOptions) -> Vec<Header> {
+pub fn invite_headers(o: &SessionTimerOptions) -> Vec<Header> {
     vec![
         Header::new(HeaderName::SessionExpires, o.session_expires.to_string()),
         Header::new(HeaderName::MinSe, o.min_se.to_string()),
@@ -94,13 +95,16 @@ pub(crate) fn invite_headers(o: &SessionTimerOptions) -> Vec<Header> {
 
 /// What a callee does with an INVITE's session-timer request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Decision {
+pub enum Decision {
     /// The interval is below our minimum: answer 422 with this `Min-SE`.
     TooBrief(u32),
     /// Run a timer: the 2xx gets these headers; `we_refresh` tells who refreshes.
     Run {
+        /// The interval, in seconds.
         interval: u32,
+        /// We refresh (else the caller does).
         we_refresh: bool,
+        /// `Session-Expires` (and `Require: timer` for a caller that supports timers).
         headers: Vec<Header>,
     },
 }
@@ -115,7 +119,7 @@ fn peer_refreshes(asked: Option<&SessionExpires>, supports: bool) -> bool {
 }
 
 /// The callee's decision for `invite` (RFC 4028 §8–9).
-pub(crate) fn decide(invite: &Request, o: &SessionTimerOptions) -> Decision {
+pub fn decide(invite: &Request, o: &SessionTimerOptions) -> Decision {
     let h = invite.headers();
     let asked = h.typed::<SessionExpires>().and_then(Result::ok);
     let their_min = h.typed::<MinSe>().and_then(Result::ok).map_or(0, |m| m.0);
@@ -153,7 +157,7 @@ pub(crate) fn decide(invite: &Request, o: &SessionTimerOptions) -> Decision {
 }
 
 /// The caller's timer from the 2xx to its INVITE: `None` when the callee runs none.
-pub(crate) fn from_answer(response: &Response) -> Option<(u32, bool)> {
+pub fn from_answer(response: &Response) -> Option<(u32, bool)> {
     let se = response.typed::<SessionExpires>().and_then(Result::ok)?;
     // §7.2: a 2xx without refresher leaves refreshing to the caller
     let we_refresh = se
@@ -167,7 +171,7 @@ pub(crate) fn from_answer(response: &Response) -> Option<(u32, bool)> {
 /// 2xx. The peer refreshes if it asks to, or if it supports timers and names no refresher;
 /// a peer that does not support them (a hold re-INVITE from SIP.js, say) leaves the
 /// refreshing to us: the call must not expire because it re-INVITEd once.
-pub(crate) fn answer_refresh(request: &Request, current: u32) -> (u32, bool, Header) {
+pub fn answer_refresh(request: &Request, current: u32) -> (u32, bool, Header) {
     let h = request.headers();
     let asked = h.typed::<SessionExpires>().and_then(Result::ok);
     let supports = lists(&h, HeaderName::Supported, "timer");
@@ -185,7 +189,7 @@ pub(crate) fn answer_refresh(request: &Request, current: u32) -> (u32, bool, Hea
 }
 
 /// Whether the peer's Allow (in its INVITE or 2xx) lists UPDATE, so refreshes can use it.
-pub(crate) fn allows_update(headers: &sipua_message::header::Headers<'_>) -> bool {
+pub fn allows_update(headers: &sipua_message::header::Headers<'_>) -> bool {
     lists(headers, HeaderName::Allow, Method::Update.as_str())
 }
 
@@ -290,7 +294,7 @@ mod tests {
 
     #[test]
     fn refreshes_come_at_half_time_and_expiry_a_little_before_the_end() {
-        let now = Instant::now();
+        let now = std::time::Instant::now();
         assert_eq!(
             Running::start(1800, true, now).at,
             now + Duration::from_secs(900)
