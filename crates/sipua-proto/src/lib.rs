@@ -20,11 +20,11 @@
 //! - [`locate`]: where a request goes and RFC 3263 server location, DNS answers as input.
 //!
 //! - [`session`]: the INVITE session's own rules: the offer/answer state (RFC 3264, RFC 6337,
-//!   RFC 3262 §5, RFC 3311 §5) and the re-offer back-off (§14).
+//!   RFC 3262 §5, RFC 3311 §5), the re-offer back-off (§14) and session timers (RFC 4028).
 //!
-//! The rest of the INVITE session (its handles, the media handler's calls, session-timer
-//! scheduling) is still driven from the async `sipua` crate's session task, which asks
-//! [`session`] what each body is.
+//! The rest of the INVITE session (its handles, the media handler's calls, which request to
+//! send when) is still driven from the async `sipua` crate's session task, which asks
+//! [`session`] what each body is and when its timers are due.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
