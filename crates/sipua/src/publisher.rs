@@ -368,8 +368,7 @@ async fn exchange(inner: &Arc<Inner>, ops: &mut Ops, kind: Kind) -> Result<Respo
                     transition(inner, PublisherState::Unpublished);
                 } else {
                     transition(inner, PublisherState::Published);
-                    let at = Duration::from_millis(u64::from(granted) * 900);
-                    schedule(inner, at, ops.epoch);
+                    schedule(inner, crate::tasks::refresh_after(granted, 90), ops.epoch);
                 }
                 return Ok(resp);
             }
@@ -439,20 +438,21 @@ fn schedule(inner: &Arc<Inner>, after: Duration, epoch: u64) {
     if *inner.state.borrow() == PublisherState::Terminated {
         return;
     }
-    let weak = Arc::downgrade(inner);
-    let task = tokio::spawn(async move {
-        tokio::time::sleep(after).await;
-        let Some(inner) = weak.upgrade() else { return };
-        let mut ops = inner.ops.lock().await;
-        if ops.epoch != epoch || *inner.state.borrow() == PublisherState::Terminated {
-            return;
-        }
-        // the slot holds this task: forget it rather than abort ourselves mid-request
-        inner.refresh.forget();
-        // exchange() schedules the next one itself
-        let _ = Box::pin(exchange(&inner, &mut ops, Kind::Refresh)).await;
-    });
-    inner.refresh.replace(task);
+    TaskSlot::schedule(
+        inner,
+        |i| &i.refresh,
+        after,
+        move |inner| async move {
+            let mut ops = inner.ops.lock().await;
+            if ops.epoch != epoch || *inner.state.borrow() == PublisherState::Terminated {
+                return;
+            }
+            // the slot holds this task: forget it rather than abort ourselves mid-request
+            inner.refresh.forget();
+            // exchange() schedules the next one itself
+            let _ = Box::pin(exchange(&inner, &mut ops, Kind::Refresh)).await;
+        },
+    );
 }
 
 #[cfg(test)]

@@ -370,9 +370,8 @@ async fn register(inner: &Arc<Inner>) -> Result<Response, Error> {
                     }
                 }
                 inner.state.send_replace(RegistererState::Registered);
-                let pct = u64::from(inner.options.refresh_frequency.clamp(10, 99));
-                let at = (u64::from(granted) * pct / 100).min(u64::from(granted).saturating_sub(5));
-                schedule(inner, Duration::from_secs(at.max(1)));
+                let pct = inner.options.refresh_frequency.clamp(10, 99);
+                schedule(inner, crate::tasks::refresh_after(granted, pct));
                 return Ok(resp);
             }
             423 if redirects < inner.options.max_redirects => {
@@ -499,17 +498,17 @@ fn backoff(inner: &Inner) -> Duration {
 
 /// Runs `register` again after `after` (a refresh or a retry), replacing any pending one.
 fn schedule(inner: &Arc<Inner>, after: Duration) {
-    let weak = Arc::downgrade(inner);
-    let task = tokio::spawn(async move {
-        tokio::time::sleep(after).await;
-        if let Some(inner) = weak.upgrade() {
+    TaskSlot::schedule(
+        inner,
+        |i| &i.refresh,
+        after,
+        |inner| async move {
             if *inner.state.borrow() != RegistererState::Terminated {
                 // register() schedules the next one itself
                 let _ = Box::pin(register(&inner)).await;
             }
-        }
-    });
-    inner.refresh.replace(task);
+        },
+    );
 }
 
 #[cfg(test)]

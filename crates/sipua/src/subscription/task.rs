@@ -300,18 +300,16 @@ impl SubTask {
         }
     }
 
-    /// Sets the interval in force and when to refresh: at 90 %, at least 5 s early when
-    /// there is room, and never later than half-way (short intervals).
+    /// Sets the interval in force and when to refresh ([`crate::tasks::refresh_after`]: at
+    /// 90 %, at least 5 s early when there is room, never before half-way).
     fn schedule(&mut self, expires: u32) {
         if self.current() == SubscriptionState::Terminated {
             return;
         }
         let now = Instant::now();
         self.expires = expires;
-        let ms = u64::from(expires) * 1000;
-        let refresh = (ms * 9 / 10).min(ms.saturating_sub(5000)).max(ms / 2);
-        self.refresh_at = Some(now + Duration::from_millis(refresh));
-        self.expires_at = Some(now + Duration::from_millis(ms));
+        self.refresh_at = Some(now + crate::tasks::refresh_after(expires, 90));
+        self.expires_at = Some(now + Duration::from_secs(u64::from(expires)));
     }
 
     async fn on_input(&mut self, input: SessionInput) {
