@@ -206,60 +206,77 @@ impl Task {
         let _ = u.reply.send(r);
     }
 
-    /// An UPDATE from the peer (RFC 3311 §5.2): its offer answered in the 200; 491 while an
-    /// offer of ours awaits its answer, 500 with Retry-After while one of the peer's awaits
-    /// ours; 488 when the media handler refuses it; 200 without a body for a refresh.
+    /// An UPDATE from the peer (RFC 3311 §5.2): see [`Task::answer_peer`].
     pub(super) async fn on_update(&mut self, id: TransactionId, request: Request) {
-        let offer = body_and_type(&request);
-        let taken = offer.as_ref().map(|_| self.oa.receive(Message::Update));
-        let status = match (offer, taken) {
-            (Some(_), Some(Err(e))) => self.refuse_offer(id, e).await,
-            (Some(offer), _) => {
-                let answer = match self.remote_description(Some(offer)).await {
-                    Ok(()) => {
-                        self.local_description(self.answer_options.clone().as_ref())
-                            .await
-                    }
-                    Err(e) => Err(e),
-                };
-                match answer {
-                    Ok(desc) => {
-                        let refresh: Vec<Header> =
-                            self.refreshed_by_peer(&request).into_iter().collect();
-                        match self.respond(id, 200, None, refresh, Some(desc)).await {
-                            Ok(_) => {
-                                let _ = self.oa.send_answer(Message::UpdateSuccess);
-                                200
-                            }
-                            Err(_) => {
-                                self.oa.rollback();
-                                500
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        self.rollback().await;
-                        let warning = vec![self.warning(&e)];
-                        let _ = self.respond(id, 488, None, warning, None).await;
-                        488
-                    }
-                }
-            }
-            (None, _) => {
-                let refresh: Vec<Header> = self.refreshed_by_peer(&request).into_iter().collect();
-                let _ = self.respond(id, 200, None, refresh, None).await;
-                200
-            }
-        };
+        let status = self.answer_peer(id, &request, false).await;
         if let Some(d) = &self.delegate() {
             d.on_update(&request, status);
         }
     }
 
+    /// Answers the peer's re-INVITE or UPDATE (`invite` tells which) by where the negotiation
+    /// stands (RFC 3261 §14.2, RFC 3311 §5.2): 491 or 500 when an exchange is under way;
+    /// else our answer to its offer, our offer for a re-INVITE without one (the ACK answers
+    /// it), or a bare 200 for an UPDATE without one (a refresh); 488 with a Warning when the
+    /// handler refuses the offer. A 2xx carries the session timer's refresh (RFC 4028 §9).
+    /// The status sent.
+    async fn answer_peer(&mut self, id: TransactionId, request: &Request, invite: bool) -> u16 {
+        let offer = body_and_type(request);
+        let has_offer = offer.is_some();
+        let taken = match (has_offer, invite) {
+            (true, true) => self.oa.receive(Message::Invite).map(|_| ()),
+            (true, false) => self.oa.receive(Message::Update).map(|_| ()),
+            (false, true) => self.oa.receive_invite_without_offer(),
+            (false, false) => Ok(()), // a refresh opens no exchange
+        };
+        if let Err(why) = taken {
+            return self.refuse_offer(id, why).await;
+        }
+        let options = self.answer_options.clone();
+        let body = match offer {
+            Some(offer) => match self.remote_description(Some(offer)).await {
+                Ok(()) => self.local_description(options.as_ref()).await.map(Some),
+                Err(e) => Err(e),
+            },
+            None if invite => self.local_description(options.as_ref()).await.map(Some),
+            None => Ok(None),
+        };
+        let desc = match body {
+            Ok(desc) => desc,
+            Err(e) => {
+                self.rollback().await;
+                let warning = vec![self.warning(&e)];
+                let _ = self.respond(id, 488, None, warning, None).await;
+                return 488;
+            }
+        };
+        let opened = desc.is_some();
+        let refresh: Vec<Header> = self.refreshed_by_peer(request).into_iter().collect();
+        if self.respond(id, 200, None, refresh, desc).await.is_err() {
+            if opened {
+                self.oa.rollback();
+            }
+            return 500;
+        }
+        let ok = if invite {
+            // the 2xx waits for its ACK, which answers our offer when we made one
+            self.awaiting_ack = true;
+            Message::Success
+        } else {
+            Message::UpdateSuccess
+        };
+        let _ = match (has_offer, invite) {
+            (true, _) => self.oa.send_answer(ok),
+            (false, true) => self.oa.send_offer(ok),
+            (false, false) => Ok(()),
+        };
+        200
+    }
+
     /// Refuses a request whose offer the negotiation cannot take now (RFC 3261 §14.2,
     /// RFC 3311 §5.2): 491 on glare with an offer of ours; 500 with a Retry-After of 0–10 s
     /// while an offer of the peer's still awaits our answer. The status sent.
-    pub(super) async fn refuse_offer(&mut self, id: TransactionId, why: OfferAnswerError) -> u16 {
+    async fn refuse_offer(&mut self, id: TransactionId, why: OfferAnswerError) -> u16 {
         let (status, headers) = match why {
             OfferAnswerError::Glare => (491, Vec::new()),
             OfferAnswerError::Pending | OfferAnswerError::Unexpected => (
@@ -341,62 +358,10 @@ impl Task {
         }
     }
 
-    /// A re-INVITE from the peer: answered from the media handler, 488 if it fails; 491 or
-    /// 500 when an exchange is already under way (an UPDATE's, RFC 3311 §5.2; the core
-    /// refuses the INVITE-on-INVITE cases itself, RFC 3261 §14.2).
+    /// A re-INVITE from the peer: see [`Task::answer_peer`] (the core refuses the
+    /// INVITE-on-INVITE cases itself, RFC 3261 §14.2).
     pub(super) async fn on_reinvite(&mut self, id: TransactionId, request: Request) {
-        let offer = body_and_type(&request);
-        let has_offer = offer.is_some();
-        let taken = if has_offer {
-            self.oa.receive(Message::Invite).map(|_| ())
-        } else {
-            self.oa.receive_invite_without_offer()
-        };
-        if let Err(why) = taken {
-            let status = self.refuse_offer(id, why).await;
-            if let Some(d) = &self.delegate() {
-                d.on_invite(&request, status);
-            }
-            return;
-        }
-        let negotiated = if has_offer {
-            match self.remote_description(offer).await {
-                Ok(()) => {
-                    self.local_description(self.answer_options.clone().as_ref())
-                        .await
-                }
-                Err(e) => Err(e),
-            }
-        } else {
-            self.local_description(self.answer_options.clone().as_ref())
-                .await
-        };
-        let refresh: Vec<Header> = self.refreshed_by_peer(&request).into_iter().collect();
-        let status = match negotiated {
-            Ok(desc) => match self.respond(id, 200, None, refresh, Some(desc)).await {
-                Ok(_) => {
-                    // our answer; or, for a re-INVITE without one, our offer, which the ACK
-                    // answers
-                    self.awaiting_ack = true;
-                    let _ = if has_offer {
-                        self.oa.send_answer(Message::Success)
-                    } else {
-                        self.oa.send_offer(Message::Success)
-                    };
-                    200
-                }
-                Err(_) => {
-                    self.oa.rollback();
-                    500
-                }
-            },
-            Err(e) => {
-                self.rollback().await;
-                let warning = vec![self.warning(&e)];
-                let _ = self.respond(id, 488, None, warning, None).await;
-                488
-            }
-        };
+        let status = self.answer_peer(id, &request, true).await;
         if let Some(d) = &self.delegate() {
             d.on_invite(&request, status);
         }
