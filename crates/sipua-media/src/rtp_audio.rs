@@ -4,6 +4,8 @@
 //! [`AudioStream`] with the sockets and the clock. The application reaches the running media
 //! through a [`MediaHandle`] (`session.audio()`, [`SessionAudio`]): statistics, DTMF events,
 //! and the moment a recording is complete.
+//!
+//! One concern in one file (about 800 lines): the handler and the task that runs its stream.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::{Arc, Mutex};

@@ -5,6 +5,8 @@
 //!
 //! The driver names nothing above it: what no task owns yet (a request outside any dialog, a
 //! lost connection) goes up through the [`Incoming`] trait, which the user agent implements.
+//!
+//! One concern in one file (about 800 lines): the driver's loop and the commands it applies.
 
 use sipua_proto::hash::{IdMap, KeyedMap};
 use std::net::SocketAddr;

@@ -5,6 +5,9 @@
 //!
 //! Each type implements [`TypedHeader`]: its name, whether it is a comma-separated list, a parser
 //! for one value and `Display` for the canonical form.
+//!
+//! One concern in one file (about 1 000 lines of code): many small, independent header types
+//! side by side, each a struct, a parser and a `Display`.
 
 use std::fmt;
 

@@ -8,6 +8,9 @@
 //! into the buffer. Typed values (`via()`, `from()`, [`Request::typed`], ...) are built when
 //! first asked for. Serialising is a slice of the buffer, so an unmodified message goes out
 //! byte for byte; a change writes a new buffer in which untouched lines keep their bytes.
+//!
+//! This file is the model: the message types, their index and accessors (about 1 050 lines,
+//! one concern); parsing is in `parse.rs` and writing in `write.rs`.
 
 use std::borrow::Cow;
 use std::fmt;

@@ -5,6 +5,9 @@
 //! after an idle period or when framing is lost. Connections are keyed by transport and peer
 //! address and reused both ways: a response goes back on the connection its request came in
 //! on (§18.2.2), and the peer's requests can reach a WebSocket client only that way.
+//!
+//! One concern in one file (about 1 000 lines of code): connections of the four stream
+//! transports share their table, framing, keep-alives and task; only the handshake differs.
 
 use std::collections::HashMap;
 use std::io;
