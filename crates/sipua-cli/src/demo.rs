@@ -58,7 +58,7 @@ async fn run(args: &DemoArgs, out: &std::path::Path) -> Result<(), String> {
     println!("sipua demo: Alice calls Bob on 127.0.0.1; Bob echoes the audio back.\n");
     // the certificate's file goes when `_made` is dropped, at the end of the demo
     let (tls, _made) = if matches!(transport.as_str(), "tls" | "wss") {
-        crate::call::server_tls(
+        crate::serve::server_tls(
             None,
             None,
             None,

@@ -8,6 +8,7 @@ mod demo;
 mod events;
 mod media;
 mod parse;
+mod serve;
 mod signals;
 mod trace;
 mod transfer;
@@ -37,7 +38,7 @@ enum Command {
     /// Parse a SIP message from FILE (`-` for stdin) and print what it holds.
     Parse(parse::Args),
     /// Answer calls on UDP, TCP, TLS, WS or WSS, printing what happens.
-    Serve(Box<call::ServeArgs>),
+    Serve(Box<serve::ServeArgs>),
     /// Call a SIP URI over any transport, hold the call, hang up (or make many calls).
     Call(call::CallArgs),
     /// Register an address of record at its registrar, stay registered, unregister.
@@ -59,7 +60,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Demo(args) => demo::demo(&args),
         Command::Parse(args) => parse::run(&args),
-        Command::Serve(args) => call::serve(&args),
+        Command::Serve(args) => serve::serve(&args),
         Command::Call(args) => call::call(&args),
         Command::Register(args) => account::register_command(&args),
         Command::Message(args) => account::message_command(&args),
