@@ -10,6 +10,11 @@
 # are made at 100 calls/s, and the counters are dumped. Kernel time (the socket calls) is not
 # counted: both servers make the same system calls per call (epoll_wait, recvfrom, sendto).
 #
+# REFUSE=1 measures a refused call instead: serve runs with --max-cps 1, SIPp offers the calls
+# with bench/overload.xml (which ACKs a 503 and ends the call), and the instructions are
+# divided by the calls SIPp made (refused and the few completed; their counts are printed).
+# Only sipua is measured then.
+#
 # CACHE_SIM=1 adds callgrind's cache simulation: first-level instruction and data cache misses
 # per call, a steadier sign of memory traffic than CPU time.
 #
@@ -32,7 +37,7 @@ count() { # name -> one table row
   local cg=(valgrind --tool=callgrind ${CACHE_SIM:+--cache-sim=yes} --callgrind-out-file="$OUT/$name")
   if [ "$name" = sipua ]; then
     # one thread (THREADS=N for more): the figures below are for one core
-    "${cg[@]}" "$SIPUA" serve --listen "udp:127.0.0.1:$PORT" --no-media --quiet --threads "${THREADS:-1}" --lifetime 600 >/dev/null 2>&1 &
+    "${cg[@]}" "$SIPUA" serve --listen "udp:127.0.0.1:$PORT" --no-media --quiet --threads "${THREADS:-1}" --lifetime 600 ${REFUSE:+--max-cps 1} >/dev/null 2>&1 &
   else
     "${cg[@]}" sipp -sn uas -i 127.0.0.1 -p "$PORT" -nostdin >/dev/null 2>&1 &
   fi
@@ -42,10 +47,15 @@ count() { # name -> one table row
     sleep 0.2
   done
   sleep 2
-  sipp -sn uac "127.0.0.1:$PORT" -i 127.0.0.1 -p $((PORT + 1)) -r 100 -m 200 -nostdin -timeout 60 >/dev/null 2>&1 || true
+  local scenario=(-sn uac)
+  [ -n "${REFUSE:-}" ] && scenario=(-sf bench/overload.xml -d 0)
+  sipp "${scenario[@]}" "127.0.0.1:$PORT" -i 127.0.0.1 -p $((PORT + 1)) -r 100 -m 200 -nostdin -timeout 60 >/dev/null 2>&1 || true
   callgrind_control -z "$pid" >/dev/null 2>&1
   local out
-  out=$(sipp -sn uac "127.0.0.1:$PORT" -i 127.0.0.1 -p $((PORT + 1)) -r 100 -m "$CALLS" -nostdin -timeout 120 2>&1 || true)
+  out=$(sipp "${scenario[@]}" "127.0.0.1:$PORT" -i 127.0.0.1 -p $((PORT + 1)) -r 100 -m "$CALLS" -nostdin -timeout 120 2>&1 || true)
+  if [ -n "${REFUSE:-}" ]; then
+    echo "refused: $(echo "$out" | awk '/503 <----------/ {v=$3} END {print v+0}') of the calls below" >&2
+  fi
   callgrind_control -d "$pid" >/dev/null 2>&1
   sleep 1
   # the counts are written: no need for a graceful exit (SIPp waits for one under valgrind)
@@ -74,4 +84,4 @@ else
   echo "|---|---|---|---|"
 fi
 count sipua
-count sipp-uas
+[ -n "${REFUSE:-}" ] || count sipp-uas

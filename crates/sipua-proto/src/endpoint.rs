@@ -66,6 +66,22 @@ impl Default for Config {
     }
 }
 
+/// Which new requests outside a dialog (no To tag) the endpoint refuses with a stateless 503
+/// before any transaction is made for them (RFC 3261 §8.2.7, §21.5.4): the cheapest refusal
+/// there is, so that a flood of new calls costs a parse and a datagram each, and calls
+/// already accepted keep the machine. ACK and CANCEL are never refused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Admission {
+    /// Refuse every new request (a draining agent), OPTIONS included, so that a dispatcher
+    /// probing with OPTIONS takes the instance out.
+    pub draining: bool,
+    /// New INVITEs per second beyond which they are refused (a token bucket holding one
+    /// second's worth); 0: no limit.
+    pub invites_per_second: u32,
+    /// The Retry-After of these 503s, in seconds.
+    pub retry_after: u32,
+}
+
 /// A message that arrived.
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -276,6 +292,13 @@ pub struct Endpoint {
     /// (Timers J, L, H, I), in the order they began to: when the table is full, the oldest
     /// of them that has lingered [`LINGER_EVICTABLE`] makes room for a new request.
     lingering: VecDeque<(TransactionId, Instant)>,
+    /// Which new requests are refused before a transaction is made.
+    admission: Admission,
+    /// The INVITE token bucket of [`Admission::invites_per_second`]: tokens, and when they
+    /// were last counted.
+    invite_tokens: (f64, Option<Instant>),
+    /// Requests refused by [`Admission`] so far.
+    refused: u64,
 }
 
 /// How long an answered server transaction lingers before a full table may drop it for a new
@@ -304,7 +327,38 @@ impl Endpoint {
             events: VecDeque::new(),
             scratch: Vec::new(),
             lingering: VecDeque::new(),
+            admission: Admission::default(),
+            invite_tokens: (0.0, None),
+            refused: 0,
         }
+    }
+
+    /// Sets which new requests are refused before a transaction is made.
+    pub fn set_admission(&mut self, admission: Admission) {
+        self.admission = admission;
+    }
+
+    /// Requests refused with 503 by [`Admission`] so far.
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+
+    /// Whether a new request outside a dialog is refused now (taking an INVITE token when
+    /// it is not).
+    fn refuses(&mut self, now: Instant, method: &Method) -> bool {
+        if self.admission.draining {
+            return true;
+        }
+        let rate = self.admission.invites_per_second;
+        if rate == 0 || *method != Method::Invite {
+            return false;
+        }
+        let (tokens, at) = self.invite_tokens;
+        let elapsed = at.map_or(1.0, |t| now.saturating_duration_since(t).as_secs_f64());
+        let tokens = (tokens + elapsed * f64::from(rate)).min(f64::from(rate));
+        let refused = tokens < 1.0;
+        self.invite_tokens = (if refused { tokens } else { tokens - 1.0 }, Some(now));
+        refused
     }
 
     /// Number of live transactions.
@@ -768,6 +822,11 @@ impl Endpoint {
                 });
             }
             Method::Cancel => self.on_cancel(now, req, key, transport, source),
+            _ if !req.has_to_tag() && self.refuses(now, &method) => {
+                self.refused += 1;
+                let after = self.admission.retry_after;
+                self.stateless_503(&req, key, after, transport, source);
+            }
             _ => {
                 let Some(id) = self.new_server_tx(now, &req, key, transport, source) else {
                     return;
@@ -850,6 +909,37 @@ impl Endpoint {
         let _ = self.respond(now, cancel_id, resp);
     }
 
+    /// Answers `req` with 503 and a Retry-After of `after` seconds, with no transaction: the
+    /// To tag comes from the transaction key, so a retransmission gets the same response
+    /// (RFC 3261 §8.2.7); the ACK of it then matches nothing and is dropped.
+    fn stateless_503(
+        &mut self,
+        req: &Request,
+        key: u64,
+        after: u32,
+        transport: Transport,
+        source: SocketAddr,
+    ) {
+        let via_text = req.top_via_text();
+        let destination = response_destination(req, via_text.as_ref(), &transport, source);
+        let mut resp = Response::from_request(req, 503);
+        if !req.has_to_tag() {
+            let _ = resp.set_to_tag(&format!("{key:016x}"));
+        }
+        let _ = resp.push_header(Header::typed(&RetryAfter {
+            delta: after,
+            comment: None,
+            params: Default::default(),
+        }));
+        let resp = with_received(resp, req, source);
+        self.transmits.push_back(Transmit {
+            transport,
+            destination,
+            bytes: resp.to_bytes(),
+            transaction: None,
+        });
+    }
+
     /// Creates a server transaction, or answers 503 statelessly when full.
     fn new_server_tx(
         &mut self,
@@ -866,19 +956,7 @@ impl Endpoint {
             transport,
         };
         if self.txs.len() >= self.cfg.max_transactions && !self.make_room(now) {
-            let mut resp = Response::from_request(req, 503);
-            let _ = resp.push_header(Header::typed(&RetryAfter {
-                delta: 5,
-                comment: None,
-                params: Default::default(),
-            }));
-            let resp = with_received(resp, req, source);
-            self.transmits.push_back(Transmit {
-                transport: peer.transport,
-                destination: peer.destination,
-                bytes: resp.to_bytes(),
-                transaction: None,
-            });
+            self.stateless_503(req, key, 5, peer.transport, source);
             return None;
         }
         let id = self.new_id();

@@ -671,6 +671,64 @@ fn invites_past_their_rate_get_503_and_the_rate_comes_back() {
 }
 
 #[test]
+fn a_refused_invite_leaves_no_transaction_and_its_503_is_the_same_each_time() {
+    // the refusal is taken before the transaction layer (RFC 3261 §8.2.7): nothing is kept
+    // for it, a retransmission gets the same response (same To tag), and the ACK of the 503
+    // reaches no one
+    let mut ua = UaCore::new(UaConfig {
+        max_invites_per_second: 1,
+        overload_retry_after: 9,
+        ..UaConfig::new("192.0.2.2:5060".parse().unwrap(), Transport::Udp, "bob")
+    });
+    let t0 = Instant::now();
+    let (_, events) = feed_at(&mut ua, t0, invite("s0", "sb0"));
+    assert!(matches!(events.as_slice(), [UaEvent::Request { .. }]));
+    let before = ua.transactions();
+    let refuse = |ua: &mut UaCore| {
+        ua.handle_datagram(
+            t0,
+            Received {
+                transport: Transport::Udp,
+                remote: "192.0.2.1:5060".parse().unwrap(),
+                bytes: invite("s1", "sb1"),
+            },
+        );
+        assert!(ua.poll_event().is_none(), "the TU never hears of it");
+        let t = ua.poll_transmit().expect("a 503");
+        assert!(ua.poll_transmit().is_none());
+        match Message::parse(&t.bytes).unwrap() {
+            Message::Response(r) => r,
+            Message::Request(r) => panic!("{r:?}"),
+        }
+    };
+    let first = refuse(&mut ua);
+    assert_eq!(first.status(), 503);
+    assert_eq!(header(&first, HeaderName::RetryAfter), "9");
+    let tag = first.to().unwrap().tag().expect("a To tag").to_owned();
+    assert_eq!(
+        ua.transactions(),
+        before,
+        "no transaction for the refused INVITE"
+    );
+    // the INVITE again (its 503 was lost): the same answer
+    let again = refuse(&mut ua);
+    assert_eq!(again.to().unwrap().tag(), Some(tag.as_str()));
+    // its ACK: nothing sent, nothing told
+    let ack = String::from_utf8(invite("s1", "sb1").to_vec())
+        .unwrap()
+        .replace("INVITE sip", "ACK sip")
+        .replace("1 INVITE", "1 ACK")
+        .replace(
+            "<sip:bob@192.0.2.2>",
+            &format!("<sip:bob@192.0.2.2>;tag={tag}"),
+        );
+    let (sent, events) = feed_at(&mut ua, t0, Bytes::from(ack));
+    assert!(sent.is_empty() && events.is_empty(), "{sent:?} {events:?}");
+    assert_eq!(ua.transactions(), before);
+    assert_eq!(ua.shed(), 2);
+}
+
+#[test]
 fn a_draining_core_answers_new_requests_503_but_not_its_dialogs() {
     let mut ua = core();
     let t0 = Instant::now();

@@ -47,7 +47,7 @@ mod subscribe;
 mod uac;
 mod uas;
 
-use crate::endpoint::{self, Endpoint, Received, TransactionId, Transmit};
+use crate::endpoint::{self, Admission, Endpoint, Received, TransactionId, Transmit};
 use crate::hash::{IdMap, KeyedMap, KeyedState};
 use crate::rng::Rng;
 use crate::timers::TimerQueue;
@@ -386,12 +386,11 @@ pub struct UaCore {
     /// CSeq), with the keyed hash of their branch, to spot merged requests (RFC 3261
     /// §8.2.2.2).
     merged: IdMap<u64, (TransactionId, u64)>,
-    /// Draining ([`UaCore::set_draining`]): every new request outside a dialog gets 503.
+    /// Draining ([`UaCore::set_draining`]): the endpoint refuses every new request outside a
+    /// dialog with 503, before a transaction is made.
     draining: bool,
-    /// The INVITE token bucket of [`UaConfig::max_invites_per_second`]: tokens, and when
-    /// they were counted.
-    invite_tokens: (f64, Option<Instant>),
-    /// Requests refused by overload control or draining.
+    /// Requests refused past [`UaConfig::max_pending_requests`] (the endpoint counts those
+    /// refused for rate or draining).
     shed: u64,
     /// The secret keys of the hashes above.
     keys: KeyedState,
@@ -429,7 +428,7 @@ impl UaCore {
     /// A user agent with no dialogs.
     pub fn new(cfg: UaConfig) -> UaCore {
         let ours = Addressed::new(&cfg);
-        UaCore {
+        let mut core = UaCore {
             timers_cfg: cfg.endpoint.timers,
             endpoint: Endpoint::new(cfg.endpoint.clone()),
             rng: Rng::new(cfg.seed),
@@ -447,7 +446,6 @@ impl UaCore {
             ours,
             merged: IdMap::default(),
             draining: false,
-            invite_tokens: (0.0, None),
             shed: 0,
             keys: KeyedState::default(),
             auth_cache: KeyedMap::default(),
@@ -459,7 +457,10 @@ impl UaCore {
             next_sweep: None,
             auth_server: None,
             sweeps: 0,
-        }
+        };
+        let admission = core.admission();
+        core.endpoint.set_admission(admission);
+        core
     }
 
     /// The address our Via, Contact, Call-IDs and (when no address of record was set) From
@@ -497,11 +498,22 @@ impl UaCore {
     /// instance out while its calls go on to their end.
     pub fn set_draining(&mut self, on: bool) {
         self.draining = on;
+        self.endpoint.set_admission(self.admission());
+    }
+
+    /// What the endpoint refuses before a transaction is made: new requests while
+    /// draining, INVITEs past [`UaConfig::max_invites_per_second`].
+    fn admission(&self) -> Admission {
+        Admission {
+            draining: self.draining,
+            invites_per_second: self.cfg.max_invites_per_second,
+            retry_after: self.cfg.overload_retry_after,
+        }
     }
 
     /// Requests refused with 503 by overload control or draining so far.
     pub fn shed(&self) -> u64 {
-        self.shed
+        self.shed + self.endpoint.refused()
     }
 
     /// Turns SIP outbound on or off ([`UaConfig::outbound`]): a registration that uses it

@@ -6,34 +6,16 @@
 use super::*;
 
 impl UaCore {
-    /// Whether a new request outside a dialog is refused for load: draining, too many
-    /// requests unanswered, or INVITEs past their rate. ACK and CANCEL never are.
-    pub(super) fn sheds(&mut self, now: Instant, method: &Method) -> bool {
+    /// Whether a new request outside a dialog is refused for load: too many requests wait
+    /// for the TU ([`UaConfig::max_pending_requests`]). Draining and the INVITE rate are
+    /// refused earlier, by the endpoint, before a transaction is made ([`Admission`]).
+    pub(super) fn sheds(&self, method: &Method) -> bool {
         if matches!(method, Method::Ack | Method::Cancel) {
             return false;
         }
-        if self.draining {
-            return true;
-        }
         let max = self.cfg.max_pending_requests;
         // `incoming` holds this request too
-        if max > 0 && self.incoming.len() > max {
-            return true;
-        }
-        let rate = self.cfg.max_invites_per_second;
-        if rate == 0 || *method != Method::Invite {
-            return false;
-        }
-        let (tokens, at) = self.invite_tokens;
-        let elapsed = at.map_or(1.0, |t| now.saturating_duration_since(t).as_secs_f64());
-        let tokens = (tokens + elapsed * f64::from(rate)).min(f64::from(rate));
-        if tokens >= 1.0 {
-            self.invite_tokens = (tokens - 1.0, Some(now));
-            false
-        } else {
-            self.invite_tokens = (tokens, Some(now));
-            true
-        }
+        max > 0 && self.incoming.len() > max
     }
 
     /// A response to request `id` with our To tag (the same for every response of the
@@ -284,7 +266,7 @@ impl UaCore {
             self.answer(now, id, status, headers);
             return;
         }
-        if !in_dialog && self.sheds(now, request.method()) {
+        if !in_dialog && self.sheds(request.method()) {
             // the cheapest answer: nothing made for it but the transaction that absorbs its
             // retransmissions
             self.shed += 1;
