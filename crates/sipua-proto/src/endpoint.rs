@@ -922,16 +922,22 @@ impl Endpoint {
     ) {
         let via_text = req.top_via_text();
         let destination = response_destination(req, via_text.as_ref(), &transport, source);
-        let mut resp = Response::from_request(req, 503);
-        if !req.has_to_tag() {
-            let _ = resp.set_to_tag(&format!("{key:016x}"));
-        }
-        let _ = resp.push_header(Header::typed(&RetryAfter {
+        // one pass: the Via with received/rport, our tag and the Retry-After written as the
+        // response is built (each edit afterwards would rebuild it)
+        let via = received_via_text_of(req, via_text.as_ref(), source);
+        let tag = (!req.has_to_tag()).then(|| format!("{key:016x}"));
+        let retry = Header::typed(&RetryAfter {
             delta: after,
             comment: None,
             params: Default::default(),
-        }));
-        let resp = with_received(resp, req, source);
+        });
+        let resp = Response::from_request_with_via_text(
+            req,
+            503,
+            tag.as_deref(),
+            via.as_deref(),
+            &[retry],
+        );
         self.transmits.push_back(Transmit {
             transport,
             destination,
