@@ -4,7 +4,9 @@
 //! Input: messages separated by the two bytes 0x00 0xff; before each, virtual time moves on
 //! by (length mod 7) × 300 ms, so retransmission and expiry timers fire too. An odd first
 //! byte turns on digest authentication (the core challenges, counts failures, blocks);
-//! the budget for unacknowledged calls is small, so calls are dropped oldest first.
+//! the budget for unacknowledged calls is small, so calls are dropped oldest first. Its
+//! second bit limits INVITEs to one a second and its third drains the core: refusals then
+//! come as stateless 503s from the endpoint.
 //!
 //! Behind the core sits one session's offer/answer machine (`sipua_proto::session`), as the
 //! session task uses it: each request's body is classified by it and answered by its verdict
@@ -75,9 +77,13 @@ fuzz_target!(|data: &[u8]| {
         max_dialogs: MAX_DIALOGS,
         max_unconfirmed: 3,
         max_unconfirmed_bytes: 4_000,
+        // the second bit turns on the INVITE rate limit (stateless 503s before the
+        // transaction layer); the third drains the core
+        max_invites_per_second: u32::from(data.first().is_some_and(|b| b & 2 == 2)),
         authenticate,
         ..UaConfig::new("192.0.2.2:5060".parse().unwrap(), Transport::Udp, "bob")
     });
+    ua.set_draining(data.first().is_some_and(|b| b & 4 == 4));
     let mut now = Instant::now();
     let mut oa = Negotiation::new();
     let mut rest = data;
