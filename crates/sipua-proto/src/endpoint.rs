@@ -926,11 +926,7 @@ impl Endpoint {
         // response is built (each edit afterwards would rebuild it)
         let via = received_via_text_of(req, via_text.as_ref(), source);
         let tag = (!req.has_to_tag()).then(|| format!("{key:016x}"));
-        let retry = Header::typed(&RetryAfter {
-            delta: after,
-            comment: None,
-            params: Default::default(),
-        });
+        let retry = Header::typed(&RetryAfter::seconds(after));
         let resp = Response::from_request_with_via_text(
             req,
             503,

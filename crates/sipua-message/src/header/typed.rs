@@ -590,6 +590,17 @@ pub struct RetryAfter {
     pub params: Params,
 }
 
+impl RetryAfter {
+    /// `Retry-After: <delta>`, seconds and nothing else: what our 503s and 500s say.
+    pub fn seconds(delta: u32) -> RetryAfter {
+        RetryAfter {
+            delta,
+            comment: None,
+            params: Params::default(),
+        }
+    }
+}
+
 impl TypedHeader for RetryAfter {
     const NAME: HeaderName = HeaderName::RetryAfter;
     fn parse(s: &[u8]) -> Result<RetryAfter> {

@@ -137,11 +137,7 @@ impl UaCore {
             return Some((400, Vec::new()));
         }
         if creates_dialog && !req.has_to_tag() && self.dialogs.len() >= self.cfg.max_dialogs {
-            let retry = sipua_message::header::RetryAfter {
-                delta: 10,
-                comment: None,
-                params: Default::default(),
-            };
+            let retry = sipua_message::header::RetryAfter::seconds(10);
             return Some((503, vec![Header::typed(&retry)]));
         }
         // a NOTIFY's body is the event package's (presence, dialog, message summary...): the

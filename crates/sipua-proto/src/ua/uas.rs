@@ -270,10 +270,9 @@ impl UaCore {
             // the cheapest answer: nothing made for it but the transaction that absorbs its
             // retransmissions
             self.shed += 1;
-            let after = Header::new(
-                HeaderName::RetryAfter,
-                self.cfg.overload_retry_after.to_string(),
-            );
+            let after = Header::typed(&sipua_message::header::RetryAfter::seconds(
+                self.cfg.overload_retry_after,
+            ));
             self.answer(now, id, 503, vec![after]);
             return;
         }
@@ -338,11 +337,9 @@ impl UaCore {
                 {
                     status = Some(500);
                     let secs = (self.rng.next_u64() % 10) as u32;
-                    headers.push(Header::typed(&sipua_message::header::RetryAfter {
-                        delta: secs,
-                        comment: None,
-                        params: Default::default(),
-                    }));
+                    headers.push(Header::typed(&sipua_message::header::RetryAfter::seconds(
+                        secs,
+                    )));
                 } else {
                     self.invites_in.insert(d.clone(), id);
                 }

@@ -84,11 +84,9 @@ impl Task {
                     // out of media ports for now: come back later (RFC 3261 §21.5.4)
                     Error::MediaUnavailable { retry_after, .. } => (
                         503,
-                        vec![Header::typed(&sipua_message::header::RetryAfter {
-                            delta: *retry_after,
-                            comment: None,
-                            params: Default::default(),
-                        })],
+                        vec![Header::typed(&sipua_message::header::RetryAfter::seconds(
+                            *retry_after,
+                        ))],
                     ),
                     _ => (488, vec![self.warning(&e)]),
                 };

@@ -281,11 +281,9 @@ impl Task {
             OfferAnswerError::Glare => (491, Vec::new()),
             OfferAnswerError::Pending | OfferAnswerError::Unexpected => (
                 500,
-                vec![Header::typed(&sipua_message::header::RetryAfter {
-                    delta: (self.rng.next_u64() % 11) as u32,
-                    comment: None,
-                    params: Default::default(),
-                })],
+                vec![Header::typed(&sipua_message::header::RetryAfter::seconds(
+                    (self.rng.next_u64() % 11) as u32,
+                ))],
             ),
         };
         tracing::debug!(target: "sipua", status, %why, "offer refused");
