@@ -12,29 +12,26 @@ impl Task {
         }
     }
 
-    /// Applies the INVITE's offer once, if it has one. `Ok(true)` when it had one.
-    pub(super) async fn apply_invite_offer(&mut self) -> Result<bool, Error> {
-        let Some(u) = self.uas() else {
-            return Ok(false);
+    /// Gives the INVITE's offer to the handler, once (a response that failed to go out may be
+    /// made again).
+    async fn apply_invite_offer(&mut self) -> Result<(), Error> {
+        let Some(u) = self.uas().filter(|u| !u.offer_applied) else {
+            return Ok(());
         };
-        let request = u.request.clone();
-        if u.offer_applied {
-            return Ok(true);
-        }
-        let Some(body) = body_and_type(&*request) else {
-            return Ok(false);
+        let Some(body) = body_and_type(&*u.request) else {
+            return Ok(());
         };
         self.remote_description(Some(body)).await?;
         if let Some(u) = self.uas() {
             u.offer_applied = true;
         }
-        Ok(true)
+        Ok(())
     }
 
-    /// The description a response to the initial INVITE carries (`m`: a 1xx or the 2xx),
-    /// by where the negotiation stands: our answer to the INVITE's offer, our offer when it
-    /// had none, or the last description again once an exchange completed (RFC 3261
-    /// §13.3.1, RFC 6337 §3.1). Commit it with [`Task::sent_in_response`] once sent.
+    /// The description a response to the initial INVITE (a 1xx or the 2xx) carries, by
+    /// where the negotiation stands: our answer to the INVITE's offer, our offer when it had
+    /// none, or the last description again once an exchange completed (RFC 3261 §13.3.1,
+    /// RFC 6337 §3.1). Commit it with [`Task::sent_in_response`] once sent.
     pub(super) async fn response_description(&mut self) -> Result<BodyAndContentType, Error> {
         match (self.oa.state(), &self.last_local) {
             (OfferAnswer::RemoteOffer(Message::Invite), _) => {
