@@ -98,7 +98,18 @@ pub(crate) fn sipua() -> Command {
 /// `sipua serve` on `transport:127.0.0.1:port`, hanging each call up after
 /// `hangup_after` seconds when given; once it prints "listening on".
 pub(crate) fn serve(transport: &str, port: u16, hangup_after: Option<f64>) -> (Killed, Output) {
+    serve_with(transport, port, hangup_after, &[])
+}
+
+/// [`serve`] with `extra` arguments (`--trace`, to see the messages when a row fails).
+pub(crate) fn serve_with(
+    transport: &str,
+    port: u16,
+    hangup_after: Option<f64>,
+    extra: &[&str],
+) -> (Killed, Output) {
     let mut cmd = sipua();
+    cmd.args(extra);
     cmd.args([
         "serve",
         "--listen",

@@ -31,7 +31,8 @@ fn node_row(
 ) -> SubRow {
     let port = free_udp_port();
     let listen = if k.is_some() { "udp" } else { transport };
-    let (_serve, served) = serve(listen, port, None);
+    // every message, to tell from a failed row where the NOTIFY went
+    let (_serve, served) = serve_with(listen, port, None, &["--trace"]);
     let (server, target) = match k {
         Some(k) => (
             format!("ws://127.0.0.1:{}", k.ws_port),
@@ -75,8 +76,21 @@ fn node_row(
         first_notify_ms: first,
         active: field(&text, "notify-received", "state").as_deref() == Some("active"),
         ended: ok && (text.contains("EVENT unsubscribed") || text.contains("state=terminated")),
-        log: format!("{text}\nsipua serve:\n{}", served.text()),
+        log: format!(
+            "{text}\nsipua serve:\n{}{}",
+            served.text(),
+            k.map_or(String::new(), |k| format!(
+                "\nKamailio (the end of its log):\n{}",
+                tail(&k.out.text(), 40)
+            ))
+        ),
     }
+}
+
+/// The last `n` lines of `text`.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// SIPp's presence subscription (`sipp/subscribe_presence.xml`, made to address `[target]`

@@ -118,7 +118,10 @@ DIRECTIONS = ("sendonly", "recvonly", "inactive", "sendrecv")
 
 
 def say(*words):
-    print(*words, flush=True)
+    # one write per line: the interpreter runs unbuffered (-u), where print() writes each
+    # word apart, and PJSIP's media thread logs to the same pipe in between
+    sys.stdout.write(" ".join(str(w) for w in words) + "\n")
+    sys.stdout.flush()
 
 
 def bare_uri(s):
