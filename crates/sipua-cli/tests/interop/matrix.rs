@@ -399,7 +399,12 @@ holds its connection (Kamailio here), which the proxied cells do. Requests *insi
 that a WebSocket client placed to `sipua` go back over its connection: the straight cells\n  \
 where sipua hangs up prove it.\n\
 - SIPp over TLS: Debian's SIPp is built without OpenSSL (`-t l1` is refused), so its rows are\n  \
-UDP and TCP; TLS is proven with PJSIP and baresip, and WSS with SIP.js.\n";
+UDP and TCP; TLS is proven with PJSIP and baresip, and WSS with SIP.js.\n\
+- JsSIP subscribing through a proxy that may reorder: JsSIP makes a subscription's dialog only\n  \
+from the SUBSCRIBE's 2xx and answers a NOTIFY that arrives before it with 481, which ends the\n  \
+subscription at any notifier (RFC 6665 §4.2.2). A\n  \
+Kamailio with several UDP workers can swap the 2xx and the NOTIFY sent right behind it, so\n  \
+the JsSIP subscription rows run Kamailio with one UDP worker.\n";
 
 fn mark(b: bool) -> &'static str {
     if b {

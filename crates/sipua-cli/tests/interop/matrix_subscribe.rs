@@ -227,7 +227,11 @@ fn run(peer: &str, version: &str, rows: Vec<SubRow>) {
 }
 
 fn node(lib: &str, name: &str, package: &str) {
-    let k = proxy(&format!("matrix-sub-{lib}"));
+    // the subscriber must see the 200 before the NOTIFY (see ONE_UDP_WORKER in the config)
+    let k = crate::kamailio::Kamailio::start_with(
+        &format!("matrix-sub-{lib}"),
+        &["OPEN_RELAY", "WITH_TLS", "ONE_UDP_WORKER"],
+    );
     let mut rows = Vec::new();
     for event in ["presence", "message-summary"] {
         for k in [None, Some(&k)] {
