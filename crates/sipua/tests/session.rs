@@ -385,6 +385,41 @@ async fn never_acked_2xx_ends_with_bye_after_64_t1() {
     assert_eq!(call.terminated().await, EndReason::RemoteBye);
 }
 
+/// RFC 3261 §15: a callee that hangs up before the ACK of its 2xx holds the BYE
+/// (`Terminating`) until the ACK comes, then sends it; if the ACK never comes, the BYE is
+/// never sent and `bye()` fails with a timeout.
+#[tokio::test(start_paused = true)]
+async fn a_bye_asked_for_before_the_ack_goes_after_it_or_not_at_all() {
+    for (seed, acks_lost) in [(13, 2), (14, usize::MAX)] {
+        let p = pair(seed).await;
+        p.net.drop_next(b"ACK ", acks_lost);
+        let call = inviter(&p, true);
+        call.invite(Default::default()).await.unwrap();
+        let inv = invitation(&p).await;
+        let log = tap(&p.net);
+        inv.accept(Default::default()).await.unwrap();
+        let bye = {
+            let s = inv.session().clone();
+            tokio::spawn(async move { s.bye().await })
+        };
+        // the 200 went at 0 and again at T1: no ACK has come yet
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(inv.state(), SessionState::Terminating);
+        assert_eq!(count(&log, "BYE "), 0, "no BYE before the ACK");
+        let outcome = bye.await.unwrap();
+        if acks_lost == 2 {
+            assert_eq!(outcome.unwrap().status(), 200);
+            assert_eq!(count(&log, "BYE "), 1);
+            assert_eq!(inv.end_reason(), Some(EndReason::LocalBye));
+            assert_eq!(call.terminated().await, EndReason::RemoteBye);
+        } else {
+            assert!(matches!(outcome, Err(Error::Timeout)), "{outcome:?}");
+            assert_eq!(inv.end_reason(), Some(EndReason::AckTimeout));
+            assert_eq!(inv.state(), SessionState::Terminated);
+        }
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn unanswered_invitation_times_out_with_480() {
     let net = MemoryNetwork::new(10, LinkConfig::default());

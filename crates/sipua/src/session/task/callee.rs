@@ -64,11 +64,11 @@ impl Task {
     }
 
     pub(super) async fn accept(&mut self, o: InvitationAcceptOptions) -> Result<(), Error> {
-        let state = self.current();
+        let (state, answered) = (self.current(), self.life.answered());
         let Some(u) = self.uas() else {
             return self.invalid("accept");
         };
-        if u.finished || state > SessionState::Establishing {
+        if answered || state > SessionState::Establishing {
             return self.invalid("accept");
         }
         let id = u.id;
@@ -88,9 +88,7 @@ impl Task {
                     _ => (488, vec![self.warning(&e)]),
                 };
                 let _ = self.respond(id, status, None, headers, None).await;
-                if let Some(u) = self.uas() {
-                    u.finished = true;
-                }
+                self.life.final_sent(false);
                 self.terminate(EndReason::MediaFailure(Box::new(e.clone())));
                 return Err(e);
             }
@@ -109,9 +107,7 @@ impl Task {
                     let min_se = Header::new(HeaderName::MinSe, min.to_string());
                     let _ = self.respond(id, 422, None, vec![min_se], None).await;
                     self.rollback().await;
-                    if let Some(u) = self.uas() {
-                        u.finished = true;
-                    }
+                    self.life.final_sent(false);
                     self.terminate(EndReason::LocalReject { status: 422 });
                     return Err(Error::Rejected {
                         status: 422,
@@ -131,19 +127,18 @@ impl Task {
         }
         let dialog = self.respond(id, 200, None, extra, Some(answer)).await?;
         self.sent_in_response(Message::Success);
-        if let Some(u) = self.uas() {
-            u.finished = true;
+        if let Some((interval, we_refresh)) = timer {
+            self.life.start_timer(interval, we_refresh, Instant::now());
         }
-        self.timer = timer.map(|(i, we)| timer::Running::start(i, we, Instant::now()));
         if let Some(d) = &dialog {
             record_dialog(&self.span, d);
         }
         self.dialog = dialog.clone();
         self.info().dialog = dialog;
-        // when our 2xx made the offer, the ACK owes the answer (the machine's
-        // LocalOffer(Success))
-        self.awaiting_ack = true;
-        self.transition(SessionState::Established);
+        // the ACK is awaited (and when our 2xx made the offer, it owes the answer: the
+        // negotiation's LocalOffer(Success))
+        self.life.final_sent(true);
+        self.publish();
         Ok(())
     }
 
@@ -153,11 +148,11 @@ impl Task {
         &mut self,
         o: InvitationProgressOptions,
     ) -> Result<bool, Error> {
-        let state = self.current();
+        let (state, answered) = (self.current(), self.life.answered());
         let Some(u) = self.uas() else {
             return self.invalid("progress");
         };
-        if u.finished || state > SessionState::Establishing {
+        if answered || state > SessionState::Establishing {
             return self.invalid("progress");
         }
         let id = u.id;
@@ -200,15 +195,14 @@ impl Task {
     }
 
     pub(super) async fn reject(&mut self, o: InvitationRejectOptions) -> Result<(), Error> {
-        let Some(u) = self.uas() else {
+        let Some(id) = self.uas().map(|u| u.id) else {
             return self.invalid("reject");
         };
-        if u.finished {
+        if self.life.answered() {
             return self.invalid("reject");
         }
-        let id = u.id;
         let status = o.status_code.unwrap_or(480).clamp(300, 699);
-        u.finished = true;
+        self.life.final_sent(false);
         self.respond(id, status, o.reason_phrase, o.extra_headers, None)
             .await?;
         self.terminate(EndReason::LocalReject { status });
@@ -216,10 +210,11 @@ impl Task {
     }
 
     pub(super) async fn on_ack(&mut self, request: Request) {
-        if !self.awaiting_ack {
+        // a BYE that waited for this ACK is released ([`lifecycle::Event::SendBye`]): it
+        // goes after the ACK's answer is applied and the delegate is told
+        if !self.life.handle_ack() {
             return;
         }
-        self.awaiting_ack = false;
         if self.oa.state() == OfferAnswer::LocalOffer(Message::Success) {
             // our 2xx offered: the ACK answers (RFC 3264 §5)
             let body = body_and_type(&request);
@@ -228,10 +223,13 @@ impl Task {
                 None => self.oa.rollback(),
             }
             if let Err(e) = self.remote_description(body).await {
-                if let Some(d) = self.dialog.clone() {
-                    self.bye_dialog(&d).await;
-                }
                 self.terminate(EndReason::MediaFailure(Box::new(e.clone())));
+                // one BYE: the one asked for if it waited for this ACK, else ours
+                if self.bye_after_ack.is_none() {
+                    if let Some(d) = self.dialog.clone() {
+                        self.bye_dialog(&d).await;
+                    }
+                }
                 return;
             }
         }
@@ -241,10 +239,6 @@ impl Task {
         }
         if let Some(d) = &self.delegate() {
             d.on_ack(&request);
-        }
-        if let Some((o, reply)) = self.bye_after_ack.take().map(|b| *b) {
-            self.state.send_replace(SessionState::Established);
-            self.bye(o, reply).await;
         }
         match self.offer_after_ack.take().map(|b| *b) {
             Some(AfterAck::ReInvite(o, reply)) => self.reinvite(o, reply).await,

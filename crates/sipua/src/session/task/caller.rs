@@ -301,8 +301,9 @@ impl Task {
         if outcome.is_ok() {
             self.peer_allows_update = timer::allows_update(&response.headers());
             if self.shared.options.session_timers.is_some() {
-                self.timer = timer::from_answer(&response)
-                    .map(|(interval, we)| timer::Running::start(interval, we, Instant::now()));
+                if let Some((interval, we)) = timer::from_answer(&response) {
+                    self.life.start_timer(interval, we, Instant::now());
+                }
             }
         }
         match outcome {

@@ -1,12 +1,15 @@
-//! The task behind each session: it owns the session's state, dialog and media handler, takes
+//! The task behind each session: it owns the session's dialog and media handler, takes
 //! commands from the handles and inputs from the driver, and publishes state changes.
 //!
-//! Split by concern: this file holds the task's state, its loop (commands, driver inputs,
-//! timers) and its dispatch, and what every part shares (talking to the driver, the state
-//! machine of `SessionState`); [`caller`] and [`callee`] the two sides of the initial INVITE,
-//! [`reoffer`] re-INVITE, UPDATE and session-timer refreshes, [`transfer`] REFER, [`media`]
-//! the media handler and message bodies. Where the offer/answer stands is
-//! `sipua_proto::session::Negotiation`'s, in [`Task::oa`].
+//! Split by concern: this file holds the task's fields, its loop (commands, driver inputs,
+//! the timer) and its dispatch, and what every part shares (talking to the driver, the
+//! events of the lifecycle machine); [`caller`] and [`callee`] the two sides of the initial
+//! INVITE, [`reoffer`] re-INVITE, UPDATE and session-timer refreshes, [`transfer`] REFER,
+//! [`media`] the media handler and message bodies. Two sans-IO machines of
+//! `sipua_proto::session` hold the rules: where the session is and what its clock and the ACK
+//! ask for is [`Task::life`]'s (`Lifecycle`: the task arms its one timer at `poll_timeout`,
+//! and does what `poll_event` asks), where the offer/answer stands is [`Task::oa`]'s
+//! (`Negotiation`).
 
 mod callee;
 mod caller;
@@ -26,6 +29,7 @@ use sipua_message::{Header, HeaderName, Method, Request, Response, Uri};
 use sipua_proto::dialog::DialogId;
 use sipua_proto::endpoint::TransactionId;
 use sipua_proto::rng::Rng;
+use sipua_proto::session::lifecycle::{self, Bye, Lifecycle};
 use sipua_proto::session::timer;
 use sipua_proto::session::{
     backoff, Message, Negotiation, OfferAnswer, OfferAnswerError, Received,
@@ -87,12 +91,8 @@ struct Resend {
 struct Uas {
     id: TransactionId,
     request: Arc<Request>,
-    /// A final response has been sent.
-    finished: bool,
     /// The INVITE's offer has been given to the media handler.
     offer_applied: bool,
-    no_answer_at: Instant,
-    expires_at: Option<Instant>,
     /// The session an INVITE with Replaces takes the place of once answered (RFC 3891).
     replaces: Option<SessionKey>,
 }
@@ -111,8 +111,9 @@ struct Update {
     options: Option<SessionDescriptionHandlerOptions>,
 }
 
-/// A re-INVITE to send again after glare: when, its options, who waits, attempts so far.
-type Retry = (Instant, SessionInviteOptions, Reply<()>, u8);
+/// A re-INVITE to send again after glare (when is [`Task::life`]'s): its options, who
+/// waits, attempts so far.
+type Retry = (SessionInviteOptions, Reply<()>, u8);
 
 /// A re-offer asked for while our 2xx's offer waits for the ACK that answers it: it goes
 /// once the ACK has come (RFC 3264 §4: no new offer before the answer).
@@ -156,14 +157,13 @@ struct Task {
     reinvite: Option<Box<ReInvite>>,
     /// Our UPDATE in progress (RFC 3311).
     update: Option<Update>,
-    /// The session timer, once negotiated (RFC 4028).
-    timer: Option<timer::Running<Instant>>,
+    /// Where the session is, and what its clock and the ACK ask for: the state, the
+    /// callee's answer deadline, the ACK awaited, the glare retry and the session timer.
+    life: Lifecycle<Instant>,
     /// The peer's Allow lists UPDATE: refreshes use it rather than re-INVITE.
     peer_allows_update: bool,
-    /// A re-INVITE to retry after glare, and when.
+    /// A re-INVITE to retry after glare ([`lifecycle::Event::Retry`] says when).
     retry: Option<Box<Retry>>,
-    /// Our 2xx waits for its ACK (a BYE must wait too, RFC 3261 §15).
-    awaiting_ack: bool,
     /// The peer's address (where the INVITE came from, or where ours goes), when known:
     /// on a wildcard address, the media handler names our address towards it.
     peer: Option<std::net::SocketAddr>,
@@ -173,7 +173,8 @@ struct Task {
     /// The last description we sent: a 2xx (or 1xx) after the exchange completed repeats
     /// it rather than asking the handler again (which would make a new offer).
     last_local: Option<BodyAndContentType>,
-    /// A BYE asked for while our 2xx waits for its ACK.
+    /// A BYE asked for while our 2xx waits for its ACK (held until
+    /// [`lifecycle::Event::SendBye`]).
     bye_after_ack: Option<Box<(RequestOptions, Reply<Response>)>>,
     /// A re-offer asked for while our 2xx's offer waits for its answer in the ACK.
     offer_after_ack: Option<Box<AfterAck>>,
@@ -199,7 +200,20 @@ impl Task {
     }
 
     fn current(&self) -> SessionState {
-        *self.state.borrow()
+        self.life.state()
+    }
+
+    /// Shows the handles the machine's state, if it moved.
+    fn publish(&self) {
+        let now = self.life.state();
+        self.state.send_if_modified(|s| {
+            let changed = *s != now;
+            if changed {
+                tracing::debug!(target: "sipua", state = ?now, "session state");
+                *s = now;
+            }
+            changed
+        });
     }
 
     fn info(&self) -> std::sync::MutexGuard<'_, SessionInfo> {
@@ -208,18 +222,17 @@ impl Task {
 
     /// Moves to `to` if the machine allows it (forward only).
     fn transition(&mut self, to: SessionState) {
-        if to > self.current() {
-            tracing::debug!(target: "sipua", state = ?to, "session state");
-            self.state.send_replace(to);
+        if self.life.advance(to) {
+            self.publish();
         }
     }
 
+    /// Ends the session for `reason`, unless it had one already (the machine may have ended
+    /// it first: the ACK's timeout, the session timer).
     fn terminate(&mut self, reason: EndReason) {
-        if self.current() == SessionState::Terminated {
-            return;
-        }
         self.info().end.get_or_insert(reason);
-        self.transition(SessionState::Terminated);
+        self.life.advance(SessionState::Terminated);
+        self.publish();
     }
 
     fn done(&self) -> bool {
@@ -277,9 +290,13 @@ impl Task {
                 },
                 _ = &mut timer, if deadline.is_some() => {
                     armed = None;
-                    Box::pin(self.on_timer()).await;
+                    self.life.handle_timeout(Instant::now());
                 }
             }
+            if self.life.has_events() {
+                Box::pin(self.on_events()).await;
+            }
+            self.publish();
         }
         if let Some(sdh) = self.sdh.as_mut() {
             sdh.close();
@@ -288,48 +305,45 @@ impl Task {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        let retry = self.retry.as_ref().map(|r| r.0);
-        let answer = match &self.role {
-            Role::Uas(u) if !u.finished => Some(match u.expires_at {
-                Some(e) => e.min(u.no_answer_at),
-                None => u.no_answer_at,
-            }),
-            _ => None,
-        };
-        let timer = self
-            .timer
-            .filter(|_| self.current() == SessionState::Established)
-            .map(|t| t.at);
-        [retry, answer, timer].into_iter().flatten().min()
+        self.life.poll_timeout()
     }
 
-    async fn on_timer(&mut self) {
-        let now = Instant::now();
-        self.on_session_timer(now).await;
-        if self.retry.as_ref().is_some_and(|r| r.0 <= now) {
-            if let Some((_, options, reply, attempts)) = self.retry.take().map(|b| *b) {
-                self.start_reinvite(options, reply, attempts).await;
-            }
-        }
-        let timed_out = match &self.role {
-            Role::Uas(u) if !u.finished => {
-                if u.expires_at.is_some_and(|e| e <= now) {
-                    Some(487) // the INVITE's Expires passed (RFC 3261 §13.3.1)
-                } else if u.no_answer_at <= now {
-                    Some(480)
-                } else {
-                    None
+    /// Does what the machine asks for (its timers fired, or the ACK came or never did).
+    async fn on_events(&mut self) {
+        while let Some(event) = self.life.poll_event() {
+            match event {
+                lifecycle::Event::AnswerTimeout(status) => {
+                    let _ = self
+                        .reject(InvitationRejectOptions {
+                            status_code: Some(status),
+                            ..Default::default()
+                        })
+                        .await;
                 }
+                lifecycle::Event::SendBye => {
+                    self.publish();
+                    if let Some((o, reply)) = self.bye_after_ack.take().map(|b| *b) {
+                        self.send_bye(o, reply).await;
+                    }
+                }
+                lifecycle::Event::ByeAbandoned => {
+                    if let Some((_, reply)) = self.bye_after_ack.take().map(|b| *b) {
+                        let acked = !matches!(self.info().end, Some(EndReason::AckTimeout));
+                        let _ = reply.send(Err(if acked {
+                            Error::SessionTerminated
+                        } else {
+                            Error::Timeout
+                        }));
+                    }
+                }
+                lifecycle::Event::Retry => {
+                    if let Some((options, reply, attempts)) = self.retry.take().map(|b| *b) {
+                        self.start_reinvite(options, reply, attempts).await;
+                    }
+                }
+                lifecycle::Event::Refresh => self.refresh_session().await,
+                lifecycle::Event::Expired => self.session_expired().await,
             }
-            _ => None,
-        };
-        if let Some(status) = timed_out {
-            let _ = self
-                .reject(InvitationRejectOptions {
-                    status_code: Some(status),
-                    ..Default::default()
-                })
-                .await;
         }
     }
 
@@ -392,11 +406,9 @@ impl Task {
                         self.bye_dialog(&d).await;
                     }
                 }
-                if let Some(id) = self.uas().filter(|u| !u.finished).map(|u| u.id) {
+                if let Some(id) = self.uas().map(|u| u.id).filter(|_| !self.life.answered()) {
                     let _ = self.respond(id, 488, None, Vec::new(), None).await;
-                    if let Some(u) = self.uas() {
-                        u.finished = true;
-                    }
+                    self.life.final_sent(false);
                 }
                 self.terminate(EndReason::MediaFailure(Box::new(Error::from(why))));
             }
@@ -470,16 +482,37 @@ impl Task {
             let _ = reply.send(self.invalid("bye"));
             return;
         };
-        if self.awaiting_ack {
-            // RFC 3261 §15: a callee does not send BYE before the ACK (or its timeout)
-            self.transition(SessionState::Terminating);
-            self.bye_after_ack = Some(Box::new((o, reply)));
-            return;
+        match self.life.request_bye() {
+            Bye::Now => {
+                self.terminate(EndReason::LocalBye);
+                self.send_bye_on(&d, o, reply).await;
+            }
+            Bye::AfterAck => {
+                // RFC 3261 §15: a callee does not send BYE before the ACK (or its timeout)
+                self.publish();
+                self.bye_after_ack = Some(Box::new((o, reply)));
+            }
+            Bye::Refused(_) => {
+                let _ = reply.send(self.invalid("bye"));
+            }
         }
-        match self.send_in_dialog(&d, Method::Bye, o, false).await {
+    }
+
+    /// The BYE the machine released (the ACK came): the session has ended.
+    async fn send_bye(&mut self, o: RequestOptions, reply: Reply<Response>) {
+        self.info().end.get_or_insert(EndReason::LocalBye);
+        match self.dialog.clone() {
+            Some(d) => self.send_bye_on(&d, o, reply).await,
+            None => {
+                let _ = reply.send(Err(Error::SessionTerminated));
+            }
+        }
+    }
+
+    async fn send_bye_on(&mut self, d: &DialogId, o: RequestOptions, reply: Reply<Response>) {
+        match self.send_in_dialog(d, Method::Bye, o, false).await {
             Ok(id) => {
                 self.requests.insert(id, Some(reply));
-                self.terminate(EndReason::LocalBye);
             }
             Err(e) => {
                 let _ = reply.send(Err(e));
@@ -577,16 +610,13 @@ impl Task {
                 if let Some(reply) = self.awaiting_prack.take() {
                     let _ = reply.send(Err(Error::Timeout));
                 }
-                if let Some(u) = self.uas() {
-                    u.finished = true;
-                }
+                self.life.final_sent(false);
                 self.terminate(EndReason::LocalReject { status: 504 });
             }
             SessionInput::AckTimeout => {
-                self.awaiting_ack = false;
-                if let Some((_, reply)) = self.bye_after_ack.take().map(|b| *b) {
-                    let _ = reply.send(Err(Error::Timeout));
-                }
+                // a BYE that waited is abandoned ([`lifecycle::Event::ByeAbandoned`])
+                self.info().end.get_or_insert(EndReason::AckTimeout);
+                self.life.handle_ack_timeout();
                 if let Some(AfterAck::ReInvite(_, reply) | AfterAck::Update(_, reply)) =
                     self.offer_after_ack.take().map(|b| *b)
                 {
@@ -595,9 +625,7 @@ impl Task {
                 self.terminate(EndReason::AckTimeout);
             }
             SessionInput::Cancelled => {
-                if let Some(u) = self.uas() {
-                    u.finished = true;
-                }
+                self.life.final_sent(false);
                 if let Some(d) = &self.delegate() {
                     d.on_cancel();
                 }
@@ -652,9 +680,6 @@ impl Task {
                 match &delegate {
                     Some(d) => d.on_bye(self.incoming(id, request)),
                     None => self.respond_and_forget(id, 200).await,
-                }
-                if let Some((_, reply)) = self.bye_after_ack.take().map(|b| *b) {
-                    let _ = reply.send(Err(Error::SessionTerminated));
                 }
                 self.terminate(EndReason::RemoteBye);
             }

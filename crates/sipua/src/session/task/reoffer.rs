@@ -25,7 +25,7 @@ impl Task {
 
     /// Our 2xx made an offer whose answer comes in the ACK, not here yet.
     pub(super) fn answer_awaits_ack(&self) -> bool {
-        self.awaiting_ack && self.oa.state() == OfferAnswer::LocalOffer(Message::Success)
+        self.life.awaiting_ack() && self.oa.state() == OfferAnswer::LocalOffer(Message::Success)
     }
 
     /// The offer of a re-INVITE or UPDATE from the media handler; none `without_sdp`.
@@ -260,7 +260,7 @@ impl Task {
         }
         let ok = if invite {
             // the 2xx waits for its ACK, which answers our offer when we made one
-            self.awaiting_ack = true;
+            self.life.reinvite_answered();
             Message::Success
         } else {
             Message::UpdateSuccess
@@ -338,12 +338,8 @@ impl Task {
         if let Some(wait) =
             backoff::retry_after(status, r.attempts + 1, caller, after, &mut self.rng)
         {
-            self.retry = Some(Box::new((
-                Instant::now() + wait,
-                r.options,
-                r.reply,
-                r.attempts + 1,
-            )));
+            self.retry = Some(Box::new((r.options, r.reply, r.attempts + 1)));
+            self.life.retry_at(Instant::now() + wait);
             return;
         }
         let _ = r.reply.send(Err(Error::rejected(&response)));
@@ -365,33 +361,18 @@ impl Task {
         }
     }
 
-    /// The session timer fired: refresh (UPDATE without a body when the peer allows it,
-    /// else a re-INVITE), or end the session the peer stopped refreshing (RFC 4028 §10).
-    pub(super) async fn on_session_timer(&mut self, now: Instant) {
-        let Some(t) = self.timer else { return };
-        if t.at > now || self.current() != SessionState::Established {
-            return;
-        }
-        if !t.we_refresh {
-            self.timer = None;
-            self.info().end.get_or_insert(EndReason::SessionExpired);
-            if let Some(d) = self.dialog.clone() {
-                self.bye_dialog(&d).await;
-            }
-            self.terminate(EndReason::SessionExpired);
-            return;
-        }
+    /// The session timer asks for a refresh (RFC 4028 §10): an UPDATE without a body when
+    /// the peer allows it, else a re-INVITE. While an exchange is under way (an offer of
+    /// ours refreshes the session when answered) it is tried again a second later.
+    pub(super) async fn refresh_session(&mut self) {
+        let Some(t) = self.life.timer() else { return };
         if self.reinvite.is_some()
             || self.update.is_some()
             || self.retry.is_some()
             || !self.oa.can_offer()
         {
-            // an exchange is under way (an offer of ours refreshes the session when
-            // answered): try again shortly
-            self.timer = Some(timer::Running {
-                at: now + Duration::from_secs(1),
-                ..t
-            });
+            self.life
+                .postpone_refresh(Instant::now() + Duration::from_secs(1));
             return;
         }
         let headers = vec![
@@ -413,22 +394,29 @@ impl Task {
             };
             self.start_reinvite(o, reply, 0).await;
         }
-        self.timer = Some(timer::Running::start(t.interval, true, now));
+    }
+
+    /// The peer stopped refreshing: BYE (RFC 4028 §10); the machine has ended the session.
+    pub(super) async fn session_expired(&mut self) {
+        self.terminate(EndReason::SessionExpired);
+        if let Some(d) = self.dialog.clone() {
+            self.bye_dialog(&d).await;
+        }
     }
 
     /// A re-INVITE or UPDATE from the peer refreshed the session: it refreshes from now on
     /// if it supports timers, else we still do; the header goes into our 2xx.
     pub(super) fn refreshed_by_peer(&mut self, request: &Request) -> Option<Header> {
-        let t = self.timer?;
+        let t = self.life.timer()?;
         let (interval, we_refresh, header) = timer::answer_refresh(request, t.interval);
-        self.timer = Some(timer::Running::start(interval, we_refresh, Instant::now()));
+        self.life.start_timer(interval, we_refresh, Instant::now());
         Some(header)
     }
 
     /// Our re-INVITE or UPDATE was answered 2xx: the session is refreshed.
     pub(super) fn refreshed_by_us(&mut self, response: &Response) {
-        let Some(t) = self.timer else { return };
+        let Some(t) = self.life.timer() else { return };
         let (interval, we) = timer::from_answer(response).unwrap_or((t.interval, true));
-        self.timer = Some(timer::Running::start(interval, we, Instant::now()));
+        self.life.start_timer(interval, we, Instant::now());
     }
 }

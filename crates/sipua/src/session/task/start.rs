@@ -123,18 +123,20 @@ pub(crate) fn spawn_invitation(
         session: Session::new(ctx, stx.subscribe(), info.clone(), slot.clone()),
         request: request.clone(),
     };
-    let now = Instant::now();
-    let expires_at = request
-        .typed::<Expires>()
-        .and_then(Result::ok)
-        .map(|e| now + Duration::from_secs(u64::from(e.0)));
-    let no_answer_at = now + shared.options.no_answer_timeout;
+    // unanswered, the INVITE gets 480 after the no-answer timeout, or 487 once its
+    // Expires has passed (RFC 3261 §13.3.1)
+    let life = Lifecycle::callee(
+        Instant::now(),
+        shared.options.no_answer_timeout,
+        request.typed::<Expires>().and_then(Result::ok).map(|e| e.0),
+    );
     let offered = !request.body_bytes().is_empty();
     let task = Task {
         key,
         me,
         rng: Rng::new(key ^ shared.local.port() as u64 ^ 0xca11),
         peer: source,
+        life,
         ..Task::blank(
             shared,
             stx,
@@ -145,10 +147,7 @@ pub(crate) fn spawn_invitation(
             Role::Uas(Box::new(Uas {
                 id,
                 request,
-                finished: false,
                 offer_applied: false,
-                no_answer_at,
-                expires_at,
                 replaces,
             })),
         )
@@ -211,14 +210,13 @@ impl Task {
             requests: IdMap::default(),
             reinvite: None,
             retry: None,
-            awaiting_ack: false,
             peer: None,
             oa: Negotiation::new(),
             last_local: None,
             bye_after_ack: None,
             offer_after_ack: None,
             update: None,
-            timer: None,
+            life: Lifecycle::caller(),
             peer_allows_update: false,
             awaiting_prack: None,
             rng: Rng::new(0),
