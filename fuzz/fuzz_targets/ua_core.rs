@@ -11,7 +11,11 @@
 //! Behind the core sits one session's offer/answer machine (`sipua_proto::session`), as the
 //! session task uses it: each request's body is classified by it and answered by its verdict
 //! (an answer in the 2xx, 491 on glare, 500 while an offer is pending), ACK and PRACK bodies
-//! are taken by it, and a refused call leaves it unchanged.
+//! are taken by it, and a refused call leaves it unchanged. Beside it, the session's
+//! lifecycle machine (`Lifecycle`) takes what the core reports of the first call: the INVITE
+//! and its answer, ACK, ACK timeout, CANCEL, BYE, with a hang-up asked for when a message's
+//! length says so, its timers fired as time moves and its events handled as the session task
+//! does; its state never moves back, and at the end it has ended or is still established.
 #![no_main]
 
 use std::time::{Duration, Instant};
@@ -21,6 +25,7 @@ use libfuzzer_sys::fuzz_target;
 use sipua_message::Transport;
 use sipua_proto::endpoint::{Config, Received};
 use sipua_message::Method;
+use sipua_proto::session::lifecycle::{Bye, Event, Lifecycle, SessionState};
 use sipua_proto::session::{Message, Negotiation, OfferAnswerError};
 use sipua_proto::ua::{DigestServerConfig, UaConfig, UaCore, UaEvent};
 
@@ -62,6 +67,22 @@ fn negotiate(oa: &mut Negotiation, method: &Method, has_body: bool, default: u16
     }
 }
 
+/// Handles the lifecycle machine's events as the session task does.
+fn pump(life: &mut Lifecycle<Instant>) {
+    while let Some(e) = life.poll_event() {
+        match e {
+            Event::AnswerTimeout(_) => {
+                life.final_sent(false);
+                life.advance(SessionState::Terminated);
+            }
+            Event::SendBye | Event::ByeAbandoned | Event::Expired => {
+                assert_eq!(life.state(), SessionState::Terminated)
+            }
+            Event::Refresh | Event::Retry => assert_eq!(life.state(), SessionState::Established),
+        }
+    }
+}
+
 const MAX_TX: usize = 16;
 const MAX_DIALOGS: usize = 8;
 
@@ -86,6 +107,8 @@ fuzz_target!(|data: &[u8]| {
     ua.set_draining(data.first().is_some_and(|b| b & 4 == 4));
     let mut now = Instant::now();
     let mut oa = Negotiation::new();
+    // the first call's lifecycle, once its INVITE has come
+    let mut life: Option<Lifecycle<Instant>> = None;
     let mut rest = data;
     let mut n = 0;
     while !rest.is_empty() && n < 64 {
@@ -95,9 +118,35 @@ fuzz_target!(|data: &[u8]| {
         rest = tail.get(2..).unwrap_or_default();
         now += Duration::from_millis((msg.len() % 7) as u64 * 300);
         ua.handle_timeout(now);
+        if let Some(l) = life.as_mut() {
+            let before = l.state();
+            l.handle_timeout(now);
+            pump(l);
+            assert!(l.state() >= before);
+            if msg.len() % 5 == 4 && l.request_bye() == Bye::Now {
+                assert_eq!(l.state(), SessionState::Terminated);
+            }
+        }
         let transport = if msg.len() % 3 == 0 { Transport::Tcp } else { Transport::Udp };
         ua.handle_datagram(now, Received { transport, remote: "192.0.2.1:5060".parse().unwrap(), bytes: Bytes::copy_from_slice(msg) });
         while let Some(ev) = ua.poll_event() {
+            if let Some(l) = life.as_mut() {
+                let before = l.state();
+                match &ev {
+                    UaEvent::Ack { .. } => drop(l.handle_ack()),
+                    UaEvent::AckTimeout { .. } => l.handle_ack_timeout(),
+                    UaEvent::Cancelled { .. } => {
+                        l.final_sent(false);
+                        l.advance(SessionState::Terminated);
+                    }
+                    UaEvent::Request { request, .. } if *request.method() == Method::Bye => {
+                        l.advance(SessionState::Terminated);
+                    }
+                    _ => {}
+                }
+                pump(l);
+                assert!(l.state() >= before);
+            }
             if let UaEvent::Ack { request, .. } = &ev {
                 if !request.body_bytes().is_empty() {
                     let before = oa.clone();
@@ -117,6 +166,17 @@ fuzz_target!(|data: &[u8]| {
                     let r = ua.response(id, 500).expect("a 500 can always be built");
                     ua.respond(now, id, r).expect("a 500 can always be sent");
                 }
+                let first_invite = *request.method() == Method::Invite && life.is_none();
+                if first_invite {
+                    let mut l = Lifecycle::callee(now, Duration::from_secs(60), None);
+                    l.advance(SessionState::Establishing);
+                    let ok = sent && (200..300).contains(&status);
+                    l.final_sent(ok);
+                    if !ok {
+                        l.advance(SessionState::Terminated);
+                    }
+                    life = Some(l);
+                }
             }
         }
         while ua.poll_transmit().is_some() {}
@@ -126,9 +186,28 @@ fuzz_target!(|data: &[u8]| {
     // a long time later everything has expired (an un-ACKed 2xx may still start a BYE at the
     // first of these, which the next one sees out)
     for k in 1..=3 {
-        ua.handle_timeout(now + Duration::from_secs(300 * k));
-        while ua.poll_event().is_some() {}
+        let later = now + Duration::from_secs(300 * k);
+        ua.handle_timeout(later);
+        while let Some(ev) = ua.poll_event() {
+            if let (Some(l), UaEvent::AckTimeout { .. }) = (life.as_mut(), ev) {
+                l.handle_ack_timeout();
+            }
+        }
         while ua.poll_transmit().is_some() {}
+        if let Some(l) = life.as_mut() {
+            l.handle_timeout(later);
+            pump(l);
+        }
+    }
+    if let Some(l) = &life {
+        // no timer left: an established call lasts until a BYE, nothing else is waited for
+        assert!(
+            matches!(l.state(), SessionState::Terminated | SessionState::Established)
+                && !(l.state() == SessionState::Established && l.awaiting_ack()),
+            "{:?} awaiting ACK {}",
+            l.state(),
+            l.awaiting_ack()
+        );
     }
     assert_eq!(ua.transactions(), 0);
 });
