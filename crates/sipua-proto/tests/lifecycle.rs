@@ -11,21 +11,16 @@
 //!   `ByeAbandoned`;
 //! - once both sides stop, every session ends in `Terminated`.
 
-use std::ops::Add;
 use std::time::Duration;
 
 use sipua_proto::rng::Rng;
 use sipua_proto::session::lifecycle::{Bye, Event, Lifecycle, SessionState};
 
-/// Virtual time in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct T(u64);
+/// Virtual time: the machine takes any instant type, and a `Duration` since the start is one.
+type T = Duration;
 
-impl Add<Duration> for T {
-    type Output = T;
-    fn add(self, d: Duration) -> T {
-        T(self.0 + d.as_millis() as u64)
-    }
+fn ms(n: u64) -> T {
+    Duration::from_millis(n)
 }
 
 /// One session under test, with what the pump (the async task) would keep.
@@ -47,11 +42,11 @@ impl Run {
             Lifecycle::caller()
         } else {
             let expires = (rng.next_u64().is_multiple_of(3)).then(|| (rng.next_u64() % 120) as u32);
-            Lifecycle::callee(T(0), Duration::from_secs(1 + rng.next_u64() % 90), expires)
+            Lifecycle::callee(ms(0), Duration::from_secs(1 + rng.next_u64() % 90), expires)
         };
         Run {
             life,
-            now: T(0),
+            now: ms(0),
             caller,
             held: 0,
             released: 0,
@@ -117,7 +112,7 @@ impl Run {
 
     /// Lets time run to the next deadline (or a random step), checking it makes progress.
     fn tick(&mut self, rng: &mut Rng) {
-        let step = T(self.now.0 + rng.next_u64() % 40_000);
+        let step = self.now + ms(rng.next_u64() % 40_000);
         let to = match self.life.poll_timeout() {
             Some(at) if at <= step => at.max(self.now),
             _ => step,
@@ -166,7 +161,7 @@ impl Run {
                 Bye::Now | Bye::Refused(_) => {}
             },
             8 => {
-                let at = T(self.now.0 + rng.next_u64() % 4_000);
+                let at = self.now + ms(rng.next_u64() % 4_000);
                 self.check_forward("retry_at", |l| l.retry_at(at));
             }
             9 => {
@@ -176,7 +171,7 @@ impl Run {
                 self.check_forward("start_timer", |l| l.start_timer(interval, we, now));
             }
             10 => {
-                let at = T(self.now.0 + 1_000);
+                let at = self.now + ms(1_000);
                 self.check_forward("postpone", |l| l.postpone_refresh(at));
             }
             _ => self.check_forward("reinvite answered", |l| l.reinvite_answered()),
@@ -227,7 +222,7 @@ impl Run {
             if self.life.state() == SessionState::Terminated {
                 break;
             }
-            self.now = T(self.now.0 + 200_000);
+            self.now += ms(200_000);
             let now = self.now;
             self.check_forward("time", |l| l.handle_timeout(now));
             self.pump();

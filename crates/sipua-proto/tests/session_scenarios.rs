@@ -1,12 +1,23 @@
-//! The offer/answer part of SIP.js's session scenarios (`test/spec/api/session.spec.ts`,
+//! SIP.js's session scenarios (`test/spec/api/session.spec.ts`,
 //! `session-in-dialog.spec.ts`, `core/user-agent-core.spec.ts`), run against the sans-IO
-//! machine directly, with and without an offer in the INVITE as SIP.js runs them: which
-//! message carries the offer, which the answer, what a failure leaves. No tokio, no network:
-//! the whole file runs in microseconds. The same scenarios run as whole user agents over the
-//! simulated network in `crates/sipua/tests/session.rs`.
+//! machines directly. No tokio, no network: the whole file runs in microseconds. The same
+//! scenarios run as whole user agents over the simulated network in
+//! `crates/sipua/tests/session.rs`.
+//!
+//! - The offer/answer part, against `Negotiation`, with and without an offer in the INVITE
+//!   as SIP.js runs them: which message carries the offer, which the answer, what a failure
+//!   leaves.
+//! - The state part, against `Lifecycle` (one per side): accept and reject, once and twice;
+//!   CANCEL before and after a provisional and its races with the 200; hanging up before
+//!   the ACK, with the ACK lost for good; the no-answer and `Expires` timeouts; a re-INVITE
+//!   racing a BYE from either side; glare's retry.
 
+use std::time::Duration;
+
+use sipua_proto::session::lifecycle::{Bye, Event, Lifecycle, SessionState};
 use sipua_proto::session::{Message, Negotiation, OfferAnswer, OfferAnswerError, Received};
 use Message::*;
+use SessionState::*;
 
 /// Alice (the caller) and Bob, each with the machine of their side of one session.
 struct Pair {
@@ -193,4 +204,176 @@ fn reinvite_glare_gets_491_on_both_sides() {
     p.alice.rollback();
     p.bob.rollback();
     p.stable(1);
+}
+
+// ---- the state part: `Lifecycle` on each side ----
+
+/// Virtual time: a `Duration` since Bob got the INVITE.
+fn at(secs: u64) -> Duration {
+    Duration::from_secs(secs)
+}
+
+/// Alice has sent her INVITE (`Establishing`); Bob has it, with a no-answer timeout of 60 s
+/// and the INVITE's `Expires` if any.
+fn calls(expires: Option<u32>) -> (Lifecycle<Duration>, Lifecycle<Duration>) {
+    let mut alice = Lifecycle::caller();
+    alice.advance(Establishing);
+    let mut bob = Lifecycle::callee(at(0), at(60), expires);
+    bob.advance(Establishing);
+    (alice, bob)
+}
+
+fn events(l: &mut Lifecycle<Duration>) -> Vec<Event> {
+    std::iter::from_fn(|| l.poll_event()).collect()
+}
+
+/// Bob accepts (his 2xx goes), Alice gets it and ACKs, Bob gets the ACK.
+fn established() -> (Lifecycle<Duration>, Lifecycle<Duration>) {
+    let (mut alice, mut bob) = calls(None);
+    bob.final_sent(true);
+    assert_eq!(bob.state(), Established);
+    alice.advance(Established);
+    assert!(bob.handle_ack());
+    (alice, bob)
+}
+
+#[test]
+fn accept_then_bye_from_either_side() {
+    for bob_hangs_up in [false, true] {
+        let (mut alice, mut bob) = established();
+        let (hangs_up, other) = if bob_hangs_up {
+            (&mut bob, &mut alice)
+        } else {
+            (&mut alice, &mut bob)
+        };
+        assert_eq!(hangs_up.request_bye(), Bye::Now);
+        // the BYE arrives
+        other.advance(Terminated);
+        assert_eq!((alice.state(), bob.state()), (Terminated, Terminated));
+        assert_eq!((alice.poll_timeout(), bob.poll_timeout()), (None, None));
+    }
+}
+
+#[test]
+fn accept_twice_and_reject_twice_are_refused() {
+    // SIP.js throws on the second call; the task answers a state error when `answered()`
+    let (_, bob) = established();
+    assert!(bob.answered());
+    let (mut alice, mut bob) = calls(None);
+    bob.final_sent(false);
+    bob.advance(Terminated);
+    assert!(bob.answered());
+    // the 480 reaches Alice
+    alice.advance(Terminated);
+    assert_eq!(bob.request_bye(), Bye::Refused(Terminated));
+}
+
+#[test]
+fn cancel_before_or_after_a_provisional_ends_both_sides() {
+    for provisional in [false, true] {
+        let (mut alice, mut bob) = calls(None);
+        if provisional {
+            // Bob's 180: no change of state, and no answer yet
+            assert!(!bob.answered());
+        }
+        // Alice cancels: Terminating until the INVITE's 487
+        assert!(alice.advance(Terminating));
+        // Bob gets the CANCEL: the core has answered the INVITE 487
+        bob.final_sent(false);
+        bob.advance(Terminated);
+        assert!(bob.answered(), "accept() after the CANCEL is refused");
+        alice.advance(Terminated);
+        assert_eq!(bob.poll_timeout(), None, "no 480 after the CANCEL");
+    }
+}
+
+#[test]
+fn cancel_and_accept_race_the_200_wins() {
+    // Bob's 200 and Alice's CANCEL cross: Bob is established (the core answers the CANCEL
+    // 200 and leaves the call), Alice gets a 200 after cancelling: she ACKs and says BYE
+    let (mut alice, mut bob) = calls(None);
+    alice.advance(Terminating);
+    bob.final_sent(true);
+    assert!(
+        !alice.advance(Established),
+        "a cancelled call does not come back up"
+    );
+    assert_eq!(alice.state(), Terminating);
+    // her ACK, then her BYE, reach Bob
+    assert!(bob.handle_ack());
+    bob.advance(Terminated);
+    alice.advance(Terminated);
+    assert!(events(&mut bob).is_empty());
+}
+
+#[test]
+fn hanging_up_before_the_ack_waits_for_it_or_gives_up_without_it() {
+    for ack_comes in [true, false] {
+        let (mut alice, mut bob) = calls(None);
+        bob.final_sent(true);
+        alice.advance(Established);
+        // Bob hangs up at once (SIP.js: accept() then terminate(), the ACKs lost)
+        assert_eq!(bob.request_bye(), Bye::AfterAck);
+        assert_eq!(bob.state(), Terminating);
+        assert!(events(&mut bob).is_empty(), "no BYE before the ACK");
+        if ack_comes {
+            assert!(bob.handle_ack());
+            assert_eq!(events(&mut bob), [Event::SendBye]);
+        } else {
+            // timer H: the core ends the dialog (and says BYE itself, §13.3.1.4)
+            bob.handle_ack_timeout();
+            assert_eq!(events(&mut bob), [Event::ByeAbandoned]);
+        }
+        assert_eq!(bob.state(), Terminated);
+        alice.advance(Terminated);
+    }
+}
+
+#[test]
+fn an_unanswered_invite_times_out_480_or_487_by_its_expires() {
+    for (expires, due, status) in [(None, 60, 480), (Some(20), 20, 487), (Some(90), 60, 480)] {
+        let (mut alice, mut bob) = calls(expires);
+        // Bob's 180 went; nobody answers
+        assert_eq!(bob.poll_timeout(), Some(at(due)));
+        bob.handle_timeout(at(due));
+        assert_eq!(events(&mut bob), [Event::AnswerTimeout(status)]);
+        // the session task rejects with that status
+        bob.final_sent(false);
+        bob.advance(Terminated);
+        alice.advance(Terminated);
+        assert_eq!(bob.poll_timeout(), None);
+    }
+}
+
+#[test]
+fn a_reinvite_racing_a_bye_from_either_side_is_dropped() {
+    for local_bye in [true, false] {
+        let (mut p, (mut alice, mut bob)) = (Pair::invited(true), established());
+        p.accepted();
+        // Alice re-INVITEs (hold) ...
+        p.alice.send_offer(Invite).unwrap();
+        if local_bye {
+            // ... and hangs up before its answer: the session ends at once
+            assert_eq!(alice.request_bye(), Bye::Now);
+        } else {
+            // ... and Bob's BYE crosses it
+            assert_eq!(bob.request_bye(), Bye::Now);
+            alice.advance(Terminated);
+        }
+        // the re-INVITE's 491 or 481 comes back: no retry on an ended session
+        alice.retry_at(at(5));
+        assert_eq!(alice.poll_timeout(), None);
+        assert_eq!(alice.state(), Terminated);
+    }
+}
+
+#[test]
+fn glare_retries_after_the_back_off_while_established() {
+    let (mut alice, _) = established();
+    // Alice's re-INVITE got 491: the back-off (§14.1, 2.1–4 s for the caller) says when
+    alice.retry_at(at(3));
+    assert_eq!(alice.poll_timeout(), Some(at(3)));
+    alice.handle_timeout(at(3));
+    assert_eq!(events(&mut alice), [Event::Retry]);
+    assert_eq!(alice.poll_timeout(), None);
 }

@@ -219,6 +219,7 @@ impl<I: Copy + Ord + Add<Duration, Output = I>> Lifecycle<I> {
     }
 
     /// The application asks to hang up an established session (see [`Bye`]).
+    #[must_use = "the BYE is the caller's to send, now or once the ACK has come"]
     pub fn request_bye(&mut self) -> Bye {
         if self.state != SessionState::Established {
             return Bye::Refused(self.state);
@@ -339,15 +340,11 @@ impl<I: Copy + Ord + Add<Duration, Output = I>> Lifecycle<I> {
 mod tests {
     use super::*;
 
-    /// Virtual time: milliseconds.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-    struct T(u64);
+    /// Virtual time: a `Duration` since the start, in milliseconds.
+    type T = Duration;
 
-    impl Add<Duration> for T {
-        type Output = T;
-        fn add(self, d: Duration) -> T {
-            T(self.0 + d.as_millis() as u64)
-        }
+    fn ms(n: u64) -> T {
+        Duration::from_millis(n)
     }
 
     fn events(l: &mut Lifecycle<T>) -> Vec<Event> {
@@ -356,27 +353,27 @@ mod tests {
 
     #[test]
     fn an_unanswered_invite_gets_480_or_487_whichever_comes_first() {
-        let mut l = Lifecycle::callee(T(0), Duration::from_secs(60), None);
-        assert_eq!(l.poll_timeout(), Some(T(60_000)));
-        l.handle_timeout(T(59_999));
+        let mut l = Lifecycle::callee(ms(0), Duration::from_secs(60), None);
+        assert_eq!(l.poll_timeout(), Some(ms(60_000)));
+        l.handle_timeout(ms(59_999));
         assert!(events(&mut l).is_empty());
-        l.handle_timeout(T(60_000));
+        l.handle_timeout(ms(60_000));
         assert_eq!(events(&mut l), [Event::AnswerTimeout(480)]);
         assert_eq!(l.poll_timeout(), None, "asked once");
 
-        let mut l = Lifecycle::callee(T(0), Duration::from_secs(60), Some(5));
-        assert_eq!(l.poll_timeout(), Some(T(5_000)));
-        l.handle_timeout(T(5_000));
+        let mut l = Lifecycle::callee(ms(0), Duration::from_secs(60), Some(5));
+        assert_eq!(l.poll_timeout(), Some(ms(5_000)));
+        l.handle_timeout(ms(5_000));
         assert_eq!(events(&mut l), [Event::AnswerTimeout(487)]);
 
-        let mut l = Lifecycle::callee(T(0), Duration::from_secs(60), Some(5));
+        let mut l = Lifecycle::callee(ms(0), Duration::from_secs(60), Some(5));
         l.final_sent(false);
         assert_eq!(l.poll_timeout(), None, "answered: no timeout");
     }
 
     #[test]
     fn a_bye_before_the_ack_waits_for_it_and_is_abandoned_without_it() {
-        let mut l = Lifecycle::callee(T(0), Duration::from_secs(60), None);
+        let mut l = Lifecycle::callee(ms(0), Duration::from_secs(60), None);
         assert_eq!(l.request_bye(), Bye::Refused(SessionState::Initial));
         l.advance(SessionState::Establishing);
         l.final_sent(true);
@@ -389,7 +386,7 @@ mod tests {
         assert_eq!(l.state(), SessionState::Terminated);
         assert!(!l.handle_ack(), "a retransmitted ACK changes nothing");
 
-        let mut l = Lifecycle::callee(T(0), Duration::from_secs(60), None);
+        let mut l = Lifecycle::callee(ms(0), Duration::from_secs(60), None);
         l.final_sent(true);
         assert_eq!(l.request_bye(), Bye::AfterAck);
         l.handle_ack_timeout();
@@ -399,7 +396,7 @@ mod tests {
 
     #[test]
     fn a_bye_after_the_ack_goes_at_once() {
-        let mut l = Lifecycle::callee(T(0), Duration::from_secs(60), None);
+        let mut l = Lifecycle::callee(ms(0), Duration::from_secs(60), None);
         l.final_sent(true);
         assert!(l.handle_ack());
         assert_eq!(l.request_bye(), Bye::Now);
@@ -411,18 +408,18 @@ mod tests {
     fn the_session_timer_refreshes_at_half_and_ends_an_unrefreshed_session() {
         let mut l = Lifecycle::<T>::caller();
         l.advance(SessionState::Established);
-        l.start_timer(90, true, T(0));
-        assert_eq!(l.poll_timeout(), Some(T(45_000)));
-        l.handle_timeout(T(45_000));
+        l.start_timer(90, true, ms(0));
+        assert_eq!(l.poll_timeout(), Some(ms(45_000)));
+        l.handle_timeout(ms(45_000));
         assert_eq!(events(&mut l), [Event::Refresh]);
-        assert_eq!(l.poll_timeout(), Some(T(90_000)), "restarted");
-        l.postpone_refresh(T(46_000));
-        assert_eq!(l.poll_timeout(), Some(T(46_000)));
+        assert_eq!(l.poll_timeout(), Some(ms(90_000)), "restarted");
+        l.postpone_refresh(ms(46_000));
+        assert_eq!(l.poll_timeout(), Some(ms(46_000)));
 
         // the peer refreshes: we end the session 30 s (a third of 90) before it expires
-        l.start_timer(90, false, T(50_000));
-        assert_eq!(l.poll_timeout(), Some(T(110_000)));
-        l.handle_timeout(T(110_000));
+        l.start_timer(90, false, ms(50_000));
+        assert_eq!(l.poll_timeout(), Some(ms(110_000)));
+        l.handle_timeout(ms(110_000));
         assert_eq!(events(&mut l), [Event::Expired]);
         assert_eq!(l.state(), SessionState::Terminated);
         assert_eq!(l.poll_timeout(), None);
@@ -432,15 +429,15 @@ mod tests {
     fn a_retry_fires_once_and_not_after_the_end() {
         let mut l = Lifecycle::<T>::caller();
         l.advance(SessionState::Established);
-        l.retry_at(T(2_100));
+        l.retry_at(ms(2_100));
         assert!(l.retry_pending());
-        l.handle_timeout(T(2_100));
+        l.handle_timeout(ms(2_100));
         assert_eq!(events(&mut l), [Event::Retry]);
         assert!(!l.retry_pending());
-        l.retry_at(T(3_000));
+        l.retry_at(ms(3_000));
         l.advance(SessionState::Terminated);
         assert_eq!(l.poll_timeout(), None);
-        l.retry_at(T(4_000));
+        l.retry_at(ms(4_000));
         assert!(
             !l.retry_pending(),
             "nothing is scheduled on an ended session"
