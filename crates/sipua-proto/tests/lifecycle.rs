@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use sipua_proto::rng::Rng;
-use sipua_proto::session::lifecycle::{Bye, Event, Lifecycle, SessionState};
+use sipua_proto::session::lifecycle::{Bye, Cancel, Event, Lifecycle, SessionState};
 
 /// Virtual time: the machine takes any instant type, and a `Duration` since the start is one.
 type T = Duration;
@@ -134,7 +134,7 @@ impl Run {
 
     fn step(&mut self, rng: &mut Rng) {
         let ended = self.life.state() == SessionState::Terminated;
-        match rng.next_u64() % 12 {
+        match rng.next_u64() % 13 {
             0 | 1 => self.tick(rng),
             2 => {
                 let to = [
@@ -174,7 +174,21 @@ impl Run {
                 let at = self.now + ms(1_000);
                 self.check_forward("postpone", |l| l.postpone_refresh(at));
             }
-            _ => self.check_forward("reinvite answered", |l| l.reinvite_answered()),
+            11 => self.check_forward("reinvite answered", |l| l.reinvite_answered()),
+            _ => {
+                let (state, cancelled) = (self.life.state(), self.life.cancelled());
+                match self.check_forward("cancel", |l| l.request_cancel()) {
+                    Cancel::Send => {
+                        assert!(self.caller && state == SessionState::Establishing && !cancelled);
+                        assert_eq!(self.life.state(), SessionState::Terminating);
+                    }
+                    Cancel::Ended => {
+                        assert!(self.caller && state == SessionState::Initial);
+                        assert_eq!(self.life.state(), SessionState::Terminated);
+                    }
+                    Cancel::Refused(s) => assert_eq!(s, self.life.state()),
+                }
+            }
         }
         self.pump();
         if ended {
@@ -204,8 +218,11 @@ impl Run {
                     self.check_forward("ended", |l| l.advance(SessionState::Terminated));
                 }
                 SessionState::Initial | SessionState::Establishing if self.caller => {
-                    // CANCEL, then its 487
-                    self.check_forward("cancel", |l| l.advance(SessionState::Terminating));
+                    // CANCEL, then its 487 (a CANCEL sent already: only the 487)
+                    if let Cancel::Refused(_) = self.check_forward("cancel", |l| l.request_cancel())
+                    {
+                        self.check_forward("487", |l| l.advance(SessionState::Terminated));
+                    }
                 }
                 SessionState::Initial | SessionState::Establishing => {
                     if self.life.answered() {

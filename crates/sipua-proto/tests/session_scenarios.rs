@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use sipua_proto::session::lifecycle::{Bye, Event, Lifecycle, SessionState};
+use sipua_proto::session::lifecycle::{Bye, Cancel, Event, Lifecycle, SessionState};
 use sipua_proto::session::{Message, Negotiation, OfferAnswer, OfferAnswerError, Received};
 use Message::*;
 use SessionState::*;
@@ -276,8 +276,10 @@ fn cancel_before_or_after_a_provisional_ends_both_sides() {
             // Bob's 180: no change of state, and no answer yet
             assert!(!bob.answered());
         }
-        // Alice cancels: Terminating until the INVITE's 487
-        assert!(alice.advance(Terminating));
+        // Alice cancels: Terminating until the INVITE's 487; once only
+        assert_eq!(alice.request_cancel(), Cancel::Send);
+        assert_eq!(alice.state(), Terminating);
+        assert_eq!(alice.request_cancel(), Cancel::Refused(Terminating));
         // Bob gets the CANCEL: the core has answered the INVITE 487
         bob.final_sent(false);
         bob.advance(Terminated);
@@ -292,8 +294,10 @@ fn cancel_and_accept_race_the_200_wins() {
     // Bob's 200 and Alice's CANCEL cross: Bob is established (the core answers the CANCEL
     // 200 and leaves the call), Alice gets a 200 after cancelling: she ACKs and says BYE
     let (mut alice, mut bob) = calls(None);
-    alice.advance(Terminating);
+    assert_eq!(alice.request_cancel(), Cancel::Send);
     bob.final_sent(true);
+    // the task sees the 2xx crossed the CANCEL
+    assert!(alice.cancelled());
     assert!(
         !alice.advance(Established),
         "a cancelled call does not come back up"

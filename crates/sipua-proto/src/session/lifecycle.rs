@@ -7,6 +7,9 @@
 //!   its `Expires` has passed (RFC 3261 §13.3.1);
 //! - a callee does not send BYE before the ACK of its 2xx (RFC 3261 §15): a BYE asked for
 //!   meanwhile waits, and goes when the ACK comes; if the ACK never comes the session ends;
+//! - a caller cancels only an INVITE not finally answered (RFC 3261 §9.1), once; before the
+//!   INVITE went, cancelling just ends the session; a 2xx that crosses the CANCEL does not
+//!   bring the call back up (the caller ACKs it and says BYE);
 //! - a re-offer refused with 491 (or 500 with `Retry-After`) goes again at the back-off's
 //!   time (RFC 3261 §14.1);
 //! - the session timer (RFC 4028 §10) refreshes at half its interval, or ends a session the
@@ -70,6 +73,19 @@ pub enum Bye {
     Refused(SessionState),
 }
 
+/// What to do with a CANCEL asked for, from [`Lifecycle::request_cancel`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancel {
+    /// The INVITE has not gone: nothing to send; the session has ended.
+    Ended,
+    /// Send the CANCEL; the session is `Terminating` until the INVITE's final response
+    /// (487, or a 2xx that crossed it: ACK it and say BYE).
+    Send,
+    /// Only a caller's INVITE not yet answered can be cancelled, once; this is where the
+    /// session is.
+    Refused(SessionState),
+}
+
 /// The callee's unanswered INVITE and when it times out.
 #[derive(Debug, Clone, Copy)]
 struct Unanswered<I> {
@@ -91,6 +107,10 @@ const ANSWER_TIMEOUT: u8 = 32;
 #[derive(Debug, Clone)]
 pub struct Lifecycle<I> {
     state: SessionState,
+    /// Our side sent the INVITE.
+    caller: bool,
+    /// The caller cancelled its INVITE.
+    cancelled: bool,
     /// Callee: the INVITE's final response is still to be sent (`None` once it is, and
     /// always for a caller).
     unanswered: Option<Unanswered<I>>,
@@ -115,6 +135,8 @@ impl<I: Copy + Ord + Add<Duration, Output = I>> Lifecycle<I> {
     pub fn caller() -> Lifecycle<I> {
         Lifecycle {
             state: SessionState::Initial,
+            caller: true,
+            cancelled: false,
             unanswered: None,
             answered: true,
             awaiting_ack: false,
@@ -136,6 +158,7 @@ impl<I: Copy + Ord + Add<Duration, Output = I>> Lifecycle<I> {
                 expires: expires.map(|s| now + Duration::from_secs(u64::from(s))),
             }),
             answered: false,
+            caller: false,
             ..Lifecycle::caller()
         }
     }
@@ -231,6 +254,32 @@ impl<I: Copy + Ord + Add<Duration, Output = I>> Lifecycle<I> {
         }
         self.advance(SessionState::Terminated);
         Bye::Now
+    }
+
+    /// The application asks to cancel the caller's INVITE (see [`Cancel`]).
+    #[must_use = "the CANCEL is the caller's to send"]
+    pub fn request_cancel(&mut self) -> Cancel {
+        if !self.caller || self.cancelled {
+            return Cancel::Refused(self.state);
+        }
+        match self.state {
+            SessionState::Initial => {
+                self.cancelled = true;
+                self.advance(SessionState::Terminated);
+                Cancel::Ended
+            }
+            SessionState::Establishing => {
+                self.cancelled = true;
+                self.advance(SessionState::Terminating);
+                Cancel::Send
+            }
+            s => Cancel::Refused(s),
+        }
+    }
+
+    /// Whether the caller cancelled: a 2xx that comes now crossed the CANCEL.
+    pub fn cancelled(&self) -> bool {
+        self.cancelled
     }
 
     /// A refused re-offer goes again at `at` ([`Event::Retry`]), if the session is still
@@ -441,6 +490,39 @@ mod tests {
         assert!(
             !l.retry_pending(),
             "nothing is scheduled on an ended session"
+        );
+    }
+
+    #[test]
+    fn a_caller_cancels_once_and_only_before_the_answer() {
+        let mut l = Lifecycle::<T>::caller();
+        assert_eq!(l.request_cancel(), Cancel::Ended, "nothing sent yet");
+        assert_eq!(l.state(), SessionState::Terminated);
+
+        let mut l = Lifecycle::<T>::caller();
+        l.advance(SessionState::Establishing);
+        assert_eq!(l.request_cancel(), Cancel::Send);
+        assert_eq!(l.state(), SessionState::Terminating);
+        assert!(l.cancelled());
+        assert_eq!(
+            l.request_cancel(),
+            Cancel::Refused(SessionState::Terminating),
+            "once"
+        );
+        assert!(!l.advance(SessionState::Established), "the 2xx crossed it");
+
+        let mut l = Lifecycle::<T>::caller();
+        l.advance(SessionState::Established);
+        assert_eq!(
+            l.request_cancel(),
+            Cancel::Refused(SessionState::Established)
+        );
+        let mut l = Lifecycle::callee(ms(0), Duration::from_secs(60), None);
+        l.advance(SessionState::Establishing);
+        assert_eq!(
+            l.request_cancel(),
+            Cancel::Refused(SessionState::Establishing),
+            "a callee rejects"
         );
     }
 

@@ -5,10 +5,10 @@
 //!   message may carry what next, as one explicit state ([`OfferAnswer`]), so that an
 //!   answer in the wrong message, two offers at once or a glare are told apart by the
 //!   machine instead of by flags scattered over the caller.
-//! - [`lifecycle`]: where the session is ([`SessionState`]) and what its clock and the ACK
-//!   ask for: the callee's 480/487 when unanswered, a BYE held until the ACK of our 2xx,
-//!   the glare retry and the session timer, as `handle_*`/`poll_*` like the rest of the
-//!   core.
+//! - [`lifecycle`]: where the session is ([`SessionState`]) and what its clock, the ACK and
+//!   the CANCEL ask for: the callee's 480/487 when unanswered, a BYE held until the ACK of
+//!   our 2xx, a caller's CANCEL once and only before the answer, the glare retry and the
+//!   session timer, as `handle_*`/`poll_*` like the rest of the core.
 //! - [`backoff`]: how long a re-offer refused with 491 or 500 waits before it goes again
 //!   (RFC 3261 §14.1, §14.2).
 //! - [`timer`]: session timers (RFC 4028): what a caller asks for, what a callee decides

@@ -124,13 +124,14 @@ impl Task {
             .typed::<sipua_message::header::MinSe>()
             .and_then(Result::ok)
             .map(|m| m.0);
+        let cancelled = self.life.cancelled();
         let Role::Uac(uac) = &mut self.role else {
             return false;
         };
         let (Some(min), Some(mut resend)) = (min, uac.resend.take()) else {
             return false;
         };
-        if resend.retried || uac.cancelled {
+        if resend.retried || cancelled {
             return false;
         }
         resend.retried = true;
@@ -156,18 +157,21 @@ impl Task {
     }
 
     pub(super) async fn cancel(&mut self, o: InviterCancelOptions) -> Result<(), Error> {
-        let state = self.current();
-        let Role::Uac(uac) = &mut self.role else {
-            return self.invalid("cancel");
+        let invite = match &self.role {
+            Role::Uac(uac) => uac.invite,
+            Role::Uas(_) => None,
         };
-        match (state, uac.invite) {
-            (SessionState::Initial, _) => {
-                uac.cancelled = true;
+        // an Establishing caller has sent its INVITE (the machine's state says so)
+        match self.life.request_cancel() {
+            Cancel::Ended => {
                 self.terminate(EndReason::Disposed);
                 Ok(())
             }
-            (SessionState::Establishing, Some(id)) if !uac.cancelled => {
-                uac.cancelled = true;
+            Cancel::Send => {
+                self.publish();
+                let Some(id) = invite else {
+                    return Ok(());
+                };
                 let mut reasons = o.extra_headers;
                 if let Some(code) = o.status_code {
                     let text = o.reason_phrase.unwrap_or_default().replace('"', "'");
@@ -179,10 +183,9 @@ impl Task {
                 self.shared
                     .ask(|reply| Command::Cancel { id, reasons, reply })
                     .await?;
-                self.transition(SessionState::Terminating);
                 Ok(())
             }
-            _ => self.invalid("cancel"),
+            Cancel::Refused(_) => self.invalid("cancel"),
         }
     }
 
@@ -219,7 +222,7 @@ impl Task {
         let status = response.status();
         let Role::Uac(uac) = &self.role else { return };
         let (offered, cancelled, early_media) =
-            (uac.offered, uac.cancelled, uac.options.early_media);
+            (uac.offered, self.life.cancelled(), uac.options.early_media);
         if status < 200 {
             if let Some(d) = &self.delegate() {
                 d.on_progress(&response);

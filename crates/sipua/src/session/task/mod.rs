@@ -29,7 +29,7 @@ use sipua_message::{Header, HeaderName, Method, Request, Response, Uri};
 use sipua_proto::dialog::DialogId;
 use sipua_proto::endpoint::TransactionId;
 use sipua_proto::rng::Rng;
-use sipua_proto::session::lifecycle::{self, Bye, Lifecycle};
+use sipua_proto::session::lifecycle::{self, Bye, Cancel, Lifecycle};
 use sipua_proto::session::timer;
 use sipua_proto::session::{
     backoff, Message, Negotiation, OfferAnswer, OfferAnswerError, Received,
@@ -71,7 +71,6 @@ struct Uac {
     offered: bool,
     /// The early dialog whose answer (in a 1xx) was applied for early media.
     early: Option<DialogId>,
-    cancelled: bool,
     /// What the INVITE was sent with, to send it again after a 422 (RFC 4028 §7.4).
     resend: Option<Box<Resend>>,
 }

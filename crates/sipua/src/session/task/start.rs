@@ -61,7 +61,6 @@ pub(crate) fn spawn_inviter(
                 invite: None,
                 offered: false,
                 early: None,
-                cancelled: false,
                 resend: None,
             })),
         )
