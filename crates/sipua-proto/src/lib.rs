@@ -17,14 +17,17 @@
 //!   ACK (§13.3.1.4, §13.2.2.4), in-dialog checks, PRACK (RFC 3262), Replaces (RFC 3891),
 //!   SUBSCRIBE/NOTIFY dialogs (RFC 6665);
 //! - [`auth`]: digest authentication, client and server side (RFC 8760: MD5 and SHA-256);
-//! - [`locate`]: where a request goes and RFC 3263 server location, DNS answers as input.
-//!
-//! - [`session`]: the INVITE session's own rules: the offer/answer state (RFC 3264, RFC 6337,
-//!   RFC 3262 §5, RFC 3311 §5), the re-offer back-off (§14) and session timers (RFC 4028).
+//! - [`locate`]: where a request goes and RFC 3263 server location, DNS answers as input;
+//! - [`session`]: the INVITE session's own rules, as two machines: its lifecycle (the state
+//!   SIP.js calls `SessionState`, the callee's 480/487 deadlines, a BYE held for the ACK, the
+//!   caller's CANCEL, the glare retry and the session timer: RFC 3261 §9.1, §13.3.1, §14,
+//!   §15, RFC 4028) and its offer/answer state (RFC 3264, RFC 6337, RFC 3262 §5,
+//!   RFC 3311 §5).
 //!
 //! The rest of the INVITE session (its handles, the media handler's calls, which request to
-//! send when) is still driven from the async `sipua` crate's session task, which asks
-//! [`session`] what each body is and when its timers are due.
+//! send when) is still driven from the async `sipua` crate's session task: it pumps the
+//! lifecycle machine (one timer at `poll_timeout`, the events of `poll_event`) and asks the
+//! offer/answer machine what each body is.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
