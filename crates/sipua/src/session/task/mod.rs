@@ -320,6 +320,8 @@ impl Task {
                         .await;
                 }
                 lifecycle::Event::SendBye => {
+                    // ended: why is said before the handles see it
+                    self.info().end.get_or_insert(EndReason::LocalBye);
                     self.publish();
                     if let Some((o, reply)) = self.bye_after_ack.take().map(|b| *b) {
                         self.send_bye(o, reply).await;
@@ -499,7 +501,6 @@ impl Task {
 
     /// The BYE the machine released (the ACK came): the session has ended.
     async fn send_bye(&mut self, o: RequestOptions, reply: Reply<Response>) {
-        self.info().end.get_or_insert(EndReason::LocalBye);
         match self.dialog.clone() {
             Some(d) => self.send_bye_on(&d, o, reply).await,
             None => {
