@@ -32,6 +32,33 @@ struct Inner<T> {
     capacity: usize,
 }
 
+/// A weak, type-erased sender of `U` into a mailbox of some `T: From<U>`: a lower layer
+/// posts to a task whose command type it cannot name (a media handler ending its session).
+/// Made by [`WeakMailbox::poster`], with no allocation.
+pub(crate) type WeakPost<U> = Weak<dyn Post<U>>;
+
+/// What a [`WeakPost`] reaches.
+pub(crate) trait Post<U>: Send + Sync {
+    /// Queues `u` as the mailbox's item while a strong sender is alive and there is room;
+    /// else drops it (the task is gone, or going).
+    fn post(&self, u: U);
+}
+
+impl<T: From<U> + Send, U> Post<U> for Inner<T> {
+    fn post(&self, u: U) {
+        let mut s = self.lock();
+        if s.senders == 0 || s.receiver_gone || s.items.len() >= self.capacity {
+            return;
+        }
+        s.items.push_back(T::from(u));
+        let waker = s.receiver.take();
+        drop(s);
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
 impl<T> Inner<T> {
     fn lock(&self) -> MutexGuard<'_, State<T>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -155,6 +182,16 @@ pub(crate) struct WeakMailbox<T> {
     inner: Weak<Inner<T>>,
 }
 
+impl<T: Send + 'static> WeakMailbox<T> {
+    /// This sender, weak and type-erased: it posts a `U`, made into the mailbox's item.
+    pub(crate) fn poster<U>(&self) -> WeakPost<U>
+    where
+        T: From<U>,
+    {
+        self.inner.clone()
+    }
+}
+
 impl<T> WeakMailbox<T> {
     /// A sender, while a strong one is still alive.
     pub(crate) fn upgrade(&self) -> Option<Mailbox<T>> {
@@ -256,6 +293,32 @@ mod tests {
         assert_eq!(rx.recv().await, Some(3));
         assert_eq!(rx.recv().await, None);
         assert!(weak.upgrade().is_none(), "no strong sender left");
+    }
+
+    /// A mailbox item made from what a poster posts.
+    #[derive(Debug, PartialEq)]
+    struct Item(String);
+
+    impl From<&'static str> for Item {
+        fn from(s: &'static str) -> Item {
+            Item(s.to_owned())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_poster_reaches_the_task_while_a_strong_sender_lives_and_never_overfills() {
+        let (tx, mut rx) = mailbox::<Item>(1);
+        let post: WeakPost<&'static str> = tx.downgrade().poster();
+        post.upgrade().unwrap().post("media gone");
+        // full: dropped, not waited for
+        post.upgrade().unwrap().post("again");
+        assert_eq!(rx.recv().await, Some(Item("media gone".into())));
+        drop(tx);
+        // no strong sender: the task is ending, the post is dropped
+        post.upgrade().unwrap().post("late");
+        assert_eq!(rx.recv().await, None);
+        drop(rx);
+        assert!(post.upgrade().is_none(), "the mailbox is gone");
     }
 
     #[tokio::test]

@@ -21,6 +21,7 @@ use sipua_message::text::{push_decimal, push_ip};
 
 // defined with the crate's other errors, which wrap it: `error` is a leaf, this module is not
 pub use crate::error::SdhError;
+use crate::mailbox::WeakPost;
 
 /// A boxed future, as the handler traits return (they are used as trait objects).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -162,9 +163,9 @@ pub struct SessionContext {
     pub secure_signalling: bool,
     /// The session the handler is for, read when asked (parsing who is calling costs
     /// thousands of instructions a call; most handlers never ask).
-    pub(crate) session: Option<Arc<std::sync::Mutex<crate::session::SessionInfo>>>,
+    pub(crate) session: Option<Arc<dyn SessionView>>,
     /// The session's commands, weakly (see [`SessionContext::ender`]).
-    pub(crate) ender: Option<crate::mailbox::WeakMailbox<Box<crate::session::SessionCommand>>>,
+    pub(crate) ender: Option<WeakPost<SdhError>>,
 }
 
 impl std::fmt::Debug for SessionContext {
@@ -178,16 +179,27 @@ impl std::fmt::Debug for SessionContext {
     }
 }
 
+/// What a handler may read of its session, implemented by the session layer above: the
+/// handler names no session type (the arrow runs from `session` to `sdh` only).
+pub(crate) trait SessionView: Send + Sync {
+    /// Who we are in the call.
+    fn local_identity(&self) -> Option<sipua_message::NameAddr>;
+    /// Who the peer is.
+    fn remote_identity(&self) -> Option<sipua_message::NameAddr>;
+    /// A callee's INVITE.
+    fn request(&self) -> Option<Arc<sipua_message::Request>>;
+}
+
 impl SessionContext {
     /// Who we are in the call (our From as a caller, the INVITE's To as a callee).
     pub fn local_identity(&self) -> Option<sipua_message::NameAddr> {
-        crate::session::local_identity_of(self.session.as_ref()?)
+        self.session.as_ref()?.local_identity()
     }
 
     /// Who the peer is (the caller's From, or the target we call): a bot names its
     /// recording, or picks its prompt, by it.
     pub fn remote_identity(&self) -> Option<sipua_message::NameAddr> {
-        crate::session::remote_identity_of(self.session.as_ref()?)
+        self.session.as_ref()?.remote_identity()
     }
 
     /// What ends the session when its media is gone for good (the peer left: its ICE
@@ -200,9 +212,7 @@ impl SessionContext {
     /// The INVITE that started a callee's session (its headers: what the caller dialled,
     /// what a proxy added); `None` for a caller.
     pub fn request(&self) -> Option<Arc<sipua_message::Request>> {
-        let info = self.session.as_ref()?;
-        let i = info.lock().unwrap_or_else(|e| e.into_inner());
-        i.invite.clone()
+        self.session.as_ref()?.request()
     }
 }
 
@@ -211,13 +221,13 @@ impl SessionContext {
 /// carrying the handler's reason. It holds the session weakly: a session already gone is
 /// left alone.
 #[derive(Clone, Default)]
-pub struct SessionEnder(Option<crate::mailbox::WeakMailbox<Box<crate::session::SessionCommand>>>);
+pub struct SessionEnder(Option<WeakPost<SdhError>>);
 
 impl SessionEnder {
     /// Ends the session because its media is gone, for `why`.
     pub fn end(&self, why: SdhError) {
-        if let Some(commands) = self.0.as_ref().and_then(|w| w.upgrade()) {
-            let _ = commands.try_send(Box::new(crate::session::SessionCommand::MediaEnded(why)));
+        if let Some(session) = self.0.as_ref().and_then(std::sync::Weak::upgrade) {
+            session.post(why);
         }
     }
 }

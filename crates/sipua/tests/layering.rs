@@ -24,6 +24,9 @@ const TIERS: &[&[&str]] = &[
     // the network, then the one task that owns the protocol core and the network
     &["transport"],
     &["driver"],
+    // the media handler's interface: what a session asks of its handler, and the view of
+    // the session a handler gets (implemented above it)
+    &["sdh"],
     // the API objects and the user agent that makes and hands them out
     &[
         "user_agent",
@@ -33,7 +36,6 @@ const TIERS: &[&[&str]] = &[
         "registerer",
         "messager",
         "publisher",
-        "sdh",
     ],
     // the front doors, built on the above
     &["session_manager"],
@@ -41,7 +43,7 @@ const TIERS: &[&[&str]] = &[
 ];
 
 /// The index in [`TIERS`] of the tier whose modules may name one another.
-const API: usize = 7;
+const API: usize = 8;
 
 fn tier_of(module: &str) -> Option<usize> {
     TIERS.iter().position(|t| t.contains(&module))

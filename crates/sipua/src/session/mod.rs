@@ -296,6 +296,30 @@ pub(crate) fn remote_identity_of(info: &Mutex<SessionInfo>) -> Option<sipua_mess
         .or_else(|| i.invite.as_ref()?.from().ok().map(identity))
 }
 
+/// What the session's media handler reads of it (`SessionContext`'s identities and request).
+impl crate::sdh::SessionView for Mutex<SessionInfo> {
+    fn local_identity(&self) -> Option<sipua_message::NameAddr> {
+        local_identity_of(self)
+    }
+
+    fn remote_identity(&self) -> Option<sipua_message::NameAddr> {
+        remote_identity_of(self)
+    }
+
+    fn request(&self) -> Option<Arc<sipua_message::Request>> {
+        let i = self.lock().unwrap_or_else(|e| e.into_inner());
+        i.invite.clone()
+    }
+}
+
+/// A media handler's [`crate::SessionEnder`] posts its reason; the session takes it as this
+/// command.
+impl From<crate::sdh::SdhError> for Box<SessionCommand> {
+    fn from(why: crate::sdh::SdhError) -> Self {
+        Box::new(SessionCommand::MediaEnded(why))
+    }
+}
+
 /// A From or To without its tag: who a party is, not which dialog.
 pub(crate) fn identity(a: &sipua_message::NameAddr) -> sipua_message::NameAddr {
     let mut a = a.clone();

@@ -31,8 +31,8 @@ impl Task {
                     let _ = std::fmt::Write::write_fmt(&mut id, format_args!("-{}", self.key));
                     id
                 },
-                session: Some(self.info.clone()),
-                ender: self.me.clone(),
+                session: Some(self.info.clone() as Arc<dyn crate::sdh::SessionView>),
+                ender: self.me.as_ref().map(|m| m.poster()),
                 secure_signalling: self.secure_signalling(),
             };
             let sdh = self
