@@ -4,7 +4,7 @@
 //! postponed refreshes, time passing by random steps, and any of them out of place), with
 //! the events it emits handled as the async session task handles them. Then both sides stop:
 //! the session is hung up however its state allows, and time runs on. Checked:
-//! - no step panics, and the state never moves back;
+//! - no step panics, the state never moves back, and only an unanswered callee may answer;
 //! - `handle_timeout` at `poll_timeout` always makes progress (no timer that fires forever);
 //! - an ended session asks for no time and emits nothing new, bar the fate of a held BYE;
 //! - every BYE held for the ACK (`Bye::AfterAck`) comes out exactly once, as `SendBye` or
@@ -57,10 +57,18 @@ impl Run {
 
     /// Moves the state and checks it only went forward.
     fn check_forward<R>(&mut self, what: &str, f: impl FnOnce(&mut Lifecycle<T>) -> R) -> R {
-        let before = self.life.state();
+        let (before, answered) = (self.life.state(), self.life.answered());
         let r = f(&mut self.life);
         self.log.push(format!("{what} -> {:?}", self.life.state()));
         assert!(self.life.state() >= before, "moved back: {:#?}", self.log);
+        // only an unanswered callee's INVITE, before the end, may be answered, and once
+        if self.life.may_answer() {
+            assert!(
+                !self.caller && !answered && self.life.state() <= SessionState::Establishing,
+                "{:#?}",
+                self.log
+            );
+        }
         r
     }
 

@@ -256,13 +256,14 @@ fn accept_then_bye_from_either_side() {
 
 #[test]
 fn accept_twice_and_reject_twice_are_refused() {
-    // SIP.js throws on the second call; the task answers a state error when `answered()`
+    // SIP.js throws on the second call; the task answers a state error unless `may_answer()`
     let (_, bob) = established();
-    assert!(bob.answered());
+    assert!(!bob.may_answer());
     let (mut alice, mut bob) = calls(None);
+    assert!(bob.may_answer());
     bob.final_sent(false);
     bob.advance(Terminated);
-    assert!(bob.answered());
+    assert!(!bob.may_answer());
     // the 480 reaches Alice
     alice.advance(Terminated);
     assert_eq!(bob.request_bye(), Bye::Refused(Terminated));
@@ -274,7 +275,7 @@ fn cancel_before_or_after_a_provisional_ends_both_sides() {
         let (mut alice, mut bob) = calls(None);
         if provisional {
             // Bob's 180: no change of state, and no answer yet
-            assert!(!bob.answered());
+            assert!(bob.may_answer());
         }
         // Alice cancels: Terminating until the INVITE's 487; once only
         assert_eq!(alice.request_cancel(), Cancel::Send);
@@ -283,7 +284,7 @@ fn cancel_before_or_after_a_provisional_ends_both_sides() {
         // Bob gets the CANCEL: the core has answered the INVITE 487
         bob.final_sent(false);
         bob.advance(Terminated);
-        assert!(bob.answered(), "accept() after the CANCEL is refused");
+        assert!(!bob.may_answer(), "accept() after the CANCEL is refused");
         alice.advance(Terminated);
         assert_eq!(bob.poll_timeout(), None, "no 480 after the CANCEL");
     }

@@ -198,6 +198,13 @@ impl<I: Copy + Ord + Add<Duration, Output = I>> Lifecycle<I> {
         self.answered
     }
 
+    /// Callee: whether the INVITE may still be answered (a provisional response, the 2xx or a
+    /// refusal): its final response has not gone and the session has not ended. SIP.js's
+    /// `accept()`, `progress()` and `reject()` are refused otherwise.
+    pub fn may_answer(&self) -> bool {
+        !self.caller && !self.answered && self.state <= SessionState::Establishing
+    }
+
     /// Callee: the INVITE's final response has been sent (`success`: a 2xx, whose ACK is
     /// now awaited, and the session is established). No timeout applies any more.
     pub fn final_sent(&mut self, success: bool) {
@@ -416,8 +423,17 @@ mod tests {
         assert_eq!(events(&mut l), [Event::AnswerTimeout(487)]);
 
         let mut l = Lifecycle::callee(ms(0), Duration::from_secs(60), Some(5));
+        assert!(l.may_answer());
         l.final_sent(false);
         assert_eq!(l.poll_timeout(), None, "answered: no timeout");
+        assert!(!l.may_answer(), "answered once");
+        assert!(
+            !Lifecycle::<T>::caller().may_answer(),
+            "a caller answers nothing"
+        );
+        let mut l = Lifecycle::callee(ms(0), Duration::from_secs(60), None);
+        l.advance(SessionState::Terminated);
+        assert!(!l.may_answer(), "ended");
     }
 
     #[test]

@@ -64,13 +64,12 @@ impl Task {
     }
 
     pub(super) async fn accept(&mut self, o: InvitationAcceptOptions) -> Result<(), Error> {
-        let (state, answered) = (self.current(), self.life.answered());
+        if !self.life.may_answer() {
+            return self.invalid("accept");
+        }
         let Some(u) = self.uas() else {
             return self.invalid("accept");
         };
-        if answered || state > SessionState::Establishing {
-            return self.invalid("accept");
-        }
         let id = u.id;
         self.transition(SessionState::Establishing);
         let answer = match self.response_description().await {
@@ -148,13 +147,12 @@ impl Task {
         &mut self,
         o: InvitationProgressOptions,
     ) -> Result<bool, Error> {
-        let (state, answered) = (self.current(), self.life.answered());
+        if !self.life.may_answer() {
+            return self.invalid("progress");
+        }
         let Some(u) = self.uas() else {
             return self.invalid("progress");
         };
-        if answered || state > SessionState::Establishing {
-            return self.invalid("progress");
-        }
         let id = u.id;
         let option_tags = |name: HeaderName| -> bool {
             u.request.headers().iter().any(|h| {
@@ -195,12 +193,9 @@ impl Task {
     }
 
     pub(super) async fn reject(&mut self, o: InvitationRejectOptions) -> Result<(), Error> {
-        let Some(id) = self.uas().map(|u| u.id) else {
+        let Some(id) = self.uas().map(|u| u.id).filter(|_| self.life.may_answer()) else {
             return self.invalid("reject");
         };
-        if self.life.answered() {
-            return self.invalid("reject");
-        }
         let status = o.status_code.unwrap_or(480).clamp(300, 699);
         self.life.final_sent(false);
         self.respond(id, status, o.reason_phrase, o.extra_headers, None)
