@@ -46,22 +46,27 @@ pub(crate) trait Post<U>: Send + Sync {
 
 impl<T: From<U> + Send, U> Post<U> for Inner<T> {
     fn post(&self, u: U) {
-        let mut s = self.lock();
+        let s = self.lock();
         if s.senders == 0 || s.receiver_gone || s.items.len() >= self.capacity {
             return;
         }
-        s.items.push_back(T::from(u));
-        let waker = s.receiver.take();
-        drop(s);
-        if let Some(w) = waker {
-            w.wake();
-        }
+        self.deliver(s, T::from(u));
     }
 }
 
 impl<T> Inner<T> {
     fn lock(&self) -> MutexGuard<'_, State<T>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `item` (the caller has checked for room) and wakes the task, outside the lock.
+    fn deliver(&self, mut s: MutexGuard<'_, State<T>>, item: T) {
+        s.items.push_back(item);
+        let waker = s.receiver.take();
+        drop(s);
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 }
 
@@ -129,12 +134,7 @@ impl<T> Mailbox<T> {
             }
             return Err(TrySendError::Full(item));
         }
-        s.items.push_back(item);
-        let waker = s.receiver.take();
-        drop(s);
-        if let Some(w) = waker {
-            w.wake();
-        }
+        self.inner.deliver(s, item);
         Ok(())
     }
 

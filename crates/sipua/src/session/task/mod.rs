@@ -267,7 +267,7 @@ impl Task {
         tokio::pin!(timer);
         let mut armed = None;
         while !self.done() {
-            let deadline = self.deadline();
+            let deadline = self.life.poll_timeout();
             if let Some(at) = deadline.filter(|at| armed != Some(*at)) {
                 timer.as_mut().reset(at);
                 armed = Some(at);
@@ -301,10 +301,6 @@ impl Task {
             sdh.close();
         }
         let _ = Box::pin(self.shared.commands.send(Command::Detach { key: self.key })).await;
-    }
-
-    fn deadline(&self) -> Option<Instant> {
-        self.life.poll_timeout()
     }
 
     /// Does what the machine asks for (its timers fired, or the ACK came or never did).
@@ -407,7 +403,7 @@ impl Task {
                         self.bye_dialog(&d).await;
                     }
                 }
-                if let Some(id) = self.uas().map(|u| u.id).filter(|_| !self.life.answered()) {
+                if let Some(id) = self.uas().map(|u| u.id).filter(|_| self.life.may_answer()) {
                     let _ = self.respond(id, 488, None, Vec::new(), None).await;
                     self.life.final_sent(false);
                 }
