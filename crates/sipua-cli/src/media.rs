@@ -232,6 +232,9 @@ pub fn line(s: &MediaStats) -> String {
     if s.srtp_rejected > 0 {
         out.push_str(&format!(" srtp-rejected {}", s.srtp_rejected));
     }
+    if s.rtcp_mux {
+        out.push_str(&format!(" rtcp-mux {}/{}", s.rtcp_sent, s.rtcp_received));
+    }
     out
 }
 

@@ -1,7 +1,11 @@
 //! [`RtpAudio`]: the `SessionDescriptionHandler` for plain `RTP/AVP` audio. It negotiates with
 //! RFC 3264 offer/answer ([`OfferAnswer`]), binds an RTP/RTCP port pair (RFC 3550 §11: an
 //! even port and the next one), and runs one small tokio task per call that drives an
-//! [`AudioStream`] with the sockets and the clock. The application reaches the running media
+//! [`AudioStream`] with the sockets and the clock. It offers and accepts RTCP multiplexed on
+//! the RTP port (RFC 5761, [`MediaCapabilities::rtcp_mux`](crate::sdp::offer_answer::MediaCapabilities::rtcp_mux)); when both sides agree, all the call's
+//! packets go through the RTP socket. The RTCP port stays reserved all the same: an offerer
+//! must take RTCP on it if the answer declines (§5.1.1), and the pair goes back to the pool
+//! as one. The application reaches the running media
 //! through a [`MediaHandle`] (`session.audio()`, [`SessionAudio`]): statistics, DTMF events,
 //! and the moment a recording is complete.
 //!

@@ -1,6 +1,8 @@
 //! One RTP audio stream as a plain state machine (sans-IO): RTP packetisation and playout
 //! (RFC 3550 §5, G.711 per RFC 3551 §4.5.14), RTCP sender and receiver reports with jitter,
-//! loss and round-trip time (RFC 3550 §6.4), and RFC 4733 DTMF in both directions.
+//! loss and round-trip time (RFC 3550 §6.4), and RFC 4733 DTMF in both directions. RTCP
+//! may share the RTP port (RFC 5761: told apart by its packet type, §4; sent from the RTP
+//! socket when negotiated).
 //!
 //! The stream never reads a clock or touches a socket. Its driver feeds it packets
 //! ([`AudioStream::handle_rtp`], [`AudioStream::handle_rtcp`]) and the time
@@ -110,7 +112,8 @@ pub enum MediaEvent {
 pub struct Transmit {
     /// Where it goes.
     pub destination: SocketAddr,
-    /// Whether it is RTCP (sent from the RTCP socket) rather than RTP.
+    /// Whether it goes out of the RTCP socket: RTCP, unless multiplexed on the RTP port
+    /// ([`Negotiated::rtcp_mux`], RFC 5761), which sends it from the RTP socket.
     pub rtcp: bool,
     /// The packet.
     pub payload: Vec<u8>,
@@ -172,6 +175,8 @@ pub struct MediaStats {
     /// SRTP or SRTCP packets refused: a tag that does not match (the wrong key, or forged),
     /// a replay, or a packet too old.
     pub srtp_rejected: u64,
+    /// Whether RTCP shares the RTP port (RFC 5761), as negotiated.
+    pub rtcp_mux: bool,
 }
 
 /// How the stream's codecs run.
@@ -373,6 +378,7 @@ impl AudioStream {
             codec: codec.name().into(),
             remote: Some(params.remote_address),
             srtp: crypto.as_ref().map(|c| c.suite()),
+            rtcp_mux: params.rtcp_mux,
             ..MediaStats::default()
         };
         Ok(AudioStream {
@@ -453,7 +459,12 @@ impl AudioStream {
             self.remote_rtp = params.remote_address;
             self.latched = false;
         }
-        self.remote_rtcp = params.remote_rtcp;
+        self.remote_rtcp = match params.rtcp_mux {
+            // with the RTP, wherever that was latched
+            true => self.remote_rtp,
+            false => params.remote_rtcp,
+        };
+        self.stats.rtcp_mux = params.rtcp_mux;
         self.stats.codec = self.codec.name().into();
         self.stats.remote = Some(self.remote_rtp);
         if params.direction != self.params.direction || params.remote_address != self.remote_rtp {
@@ -524,6 +535,10 @@ impl AudioStream {
         if from != self.remote_rtp && !self.latched {
             self.latched = true;
             self.remote_rtp = from;
+            if self.params.rtcp_mux {
+                // RTCP rides with the RTP, so it follows it through the NAT too
+                self.remote_rtcp = from;
+            }
             self.stats.remote = Some(from);
             self.push_event(MediaEvent::RemoteAddressChanged(from));
         }
@@ -805,11 +820,14 @@ impl AudioStream {
         self.stats.packets_sent += 1;
         self.stats.octets_sent += payload.len() as u64;
         self.sent_since_report = true;
-        self.push_transmit(Transmit {
-            destination: self.remote_rtp,
-            rtcp: false,
-            payload: out,
-        });
+        self.push_transmit(
+            Transmit {
+                destination: self.remote_rtp,
+                rtcp: false,
+                payload: out,
+            },
+            false,
+        );
     }
 
     /// Plays one frame out of the jitter buffer into the sink.
@@ -887,11 +905,14 @@ impl AudioStream {
         rtcp::write_compound(&mut out, &first, &self.config.cname, bye.then_some(""));
         self.sent_since_report = false;
         self.stats.rtcp_sent += 1;
-        self.push_transmit(Transmit {
-            destination: self.remote_rtcp,
-            rtcp: true,
-            payload: out,
-        });
+        self.push_transmit(
+            Transmit {
+                destination: self.remote_rtcp,
+                rtcp: !self.params.rtcp_mux,
+                payload: out,
+            },
+            true,
+        );
     }
 
     fn update_stats(&mut self) {
@@ -904,9 +925,11 @@ impl AudioStream {
         self.stats.discarded = self.jitter.late() + self.jitter.duplicates();
     }
 
-    fn push_transmit(&mut self, mut t: Transmit) {
+    /// Queues a datagram, encrypted first under SRTP: as SRTCP when `is_rtcp`, whichever
+    /// socket it leaves by (`t.rtcp` names the socket).
+    fn push_transmit(&mut self, mut t: Transmit, is_rtcp: bool) {
         if let Some(crypto) = self.crypto.as_mut() {
-            if !crypto.protect(&mut t.payload, t.rtcp) {
+            if !crypto.protect(&mut t.payload, is_rtcp) {
                 return;
             }
         }
@@ -958,6 +981,7 @@ mod tests {
         Negotiated {
             remote_address: remote,
             remote_rtcp: SocketAddr::new(remote.ip(), remote.port() + 1),
+            rtcp_mux: false,
             codec,
             telephone_event: Some(101),
             direction,
@@ -1347,6 +1371,76 @@ mod tests {
         // 10 ms each way on this link
         assert!((15.0..=30.0).contains(&rtt), "rtt {rtt}");
         assert!(l.a.stats().rtcp_sent >= 2 && l.b.stats().rtcp_received >= 1);
+    }
+
+    /// [`negotiated`] with RTCP multiplexed on the peer's RTP port (RFC 5761).
+    fn muxed(remote: &str) -> Negotiated {
+        let n = negotiated(remote, Codec::pcmu(), Direction::SendRecv);
+        Negotiated {
+            remote_rtcp: n.remote_address,
+            rtcp_mux: true,
+            ..n
+        }
+    }
+
+    #[test]
+    fn multiplexed_rtcp_leaves_by_the_rtp_socket_for_the_peers_rtp_address_and_follows_a_latch() {
+        let start = Instant::now();
+        let mut s = AudioStream::new(
+            config(1),
+            muxed(B),
+            Box::new(Silence),
+            Box::new(NullSink),
+            start,
+        )
+        .unwrap();
+        s.confirm();
+        // the peer's RTP comes from another address (a NAT on its side): we latch onto it,
+        // and the RTCP must go there too, since it shares the port
+        let nat: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        s.handle_rtp(start, nat, &pcmu_packet());
+        let mut now = start;
+        let (mut reports, mut audio) = (Vec::new(), 0);
+        while now < start + Duration::from_secs(12) {
+            now += Duration::from_millis(10);
+            s.handle_timeout(now);
+            // the peer keeps talking, so we keep sending at full rate
+            s.handle_rtp(now, nat, &pcmu_packet());
+            while let Some(t) = s.poll_transmit() {
+                if is_rtcp(&t.payload) {
+                    reports.push(t);
+                } else {
+                    assert!(!t.rtcp && t.destination == nat, "{t:?}");
+                    audio += 1;
+                }
+            }
+        }
+        assert!(
+            audio > 500 && reports.len() >= 2,
+            "{audio} {}",
+            reports.len()
+        );
+        for t in &reports {
+            assert!(!t.rtcp, "RTCP from the RTCP socket: {t:?}");
+            assert_eq!(t.destination, nat);
+        }
+        assert!(s.stats().rtcp_mux);
+        // a re-negotiation that keeps the address keeps the latch for both
+        s.update(muxed(B)).unwrap();
+        assert_eq!(s.remote_rtcp, nat);
+    }
+
+    #[test]
+    fn multiplexed_rtcp_still_gives_both_sides_reports_and_a_round_trip_time() {
+        let (mut l, _) = link_with(Box::new(Silence), muxed(B), muxed(A), 0.0, 0);
+        l.run_for(Duration::from_secs(20));
+        for (side, s) in [("a", &l.a), ("b", &l.b)] {
+            let stats = s.stats();
+            assert!(stats.rtcp_received >= 2, "{side}: {stats:?}");
+            assert_eq!(stats.invalid, 0, "{side}: RTCP taken for RTP: {stats:?}");
+            let rtt = stats.remote_report.and_then(|r| r.rtt_ms).expect("an rtt");
+            assert!((15.0..=30.0).contains(&rtt), "{side}: rtt {rtt}");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! (`-rtp_echo`); PJSIP plays and records WAVs on its null sound device.
 
 use crate::common::*;
+use std::collections::HashSet;
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -297,20 +298,22 @@ struct Baresip {
 }
 
 impl Baresip {
+    /// baresip with G.711 and RTCP multiplexed on the RTP port (RFC 5761 `rtcp_mux yes`: it
+    /// offers `a=rtcp-mux` and takes it when offered).
     fn start(dir: &TempDir, wav: &Path) -> Baresip {
-        Baresip::start_with(dir, wav, "pcmu,pcma")
+        Baresip::start_full(dir, wav, "pcmu,pcma", false, true)
     }
 
     /// [`Baresip::start`] with the account's codecs (`opus`: baresip's Opus module, which
     /// runs at 48 kHz stereo, so `wav` must be 48 kHz stereo and its recording is too).
     fn start_with(dir: &TempDir, wav: &Path, codecs: &str) -> Baresip {
-        Baresip::start_full(dir, wav, codecs, false)
+        Baresip::start_full(dir, wav, codecs, false, false)
     }
 
     /// [`Baresip::start_with`], and with `srtp` a TLS listener (at SIP port + 1, the tests'
     /// certificate) and SDES-SRTP required on its account (`mediaenc=srtp-mand`: it offers
-    /// `RTP/SAVP` with `a=crypto` and takes nothing else).
-    fn start_full(dir: &TempDir, wav: &Path, codecs: &str, srtp: bool) -> Baresip {
+    /// `RTP/SAVP` with `a=crypto` and takes nothing else); RTCP on its own port unless `mux`.
+    fn start_full(dir: &TempDir, wav: &Path, codecs: &str, srtp: bool, mux: bool) -> Baresip {
         assert!(
             Command::new("baresip")
                 .arg("-h")
@@ -332,6 +335,7 @@ impl Baresip {
                 .replace("@CTRL_PORT@", &ctrl_port.to_string())
                 .replace("@WAV@", wav.to_str().unwrap())
                 .replace("@SND_PATH@", dumps.to_str().unwrap())
+                .replace("@RTCP_MUX@", if mux { "yes" } else { "no" })
                 .replace("audio_codecs=pcmu,pcma", &format!("audio_codecs={codecs}"))
         };
         let mut config = fill(CONFIG);
@@ -466,6 +470,7 @@ fn sipua_call_and_baresip_hear_each_other_and_baresip_gets_sipuas_dtmf() {
     };
     assert!(ok, "sipua call failed\n{}", context());
     assert!(printed.contains("call: Established PCMU"), "{}", context());
+    assert_rtcp_muxed(&printed, false, &context);
 
     // sipua heard baresip's tone, for most of the call
     assert_tone("sipua's recording", &read_wav(&rec), 440.0, 2.5, &context);
@@ -538,6 +543,7 @@ fn baresip_calls_sipua_serve_both_hear_each_other_and_sipua_gets_baresips_dtmf()
     let context = || context(&ctrl, &bs);
 
     assert_eq!(sipua_dtmf(&served.text()), "2580*", "{}", context());
+    assert_rtcp_muxed(&served.text(), false, &context);
     assert_tone(
         "sipua serve's recording",
         &only_recording(&recs, &context),
@@ -546,6 +552,52 @@ fn baresip_calls_sipua_serve_both_hear_each_other_and_sipua_gets_baresips_dtmf()
         &context,
     );
     assert_tone("baresip's -dec.wav", &bs.received(), 1000.0, 2.5, &context);
+}
+
+/// Checks that sipua's last media line says RTCP shared the RTP port (RFC 5761) and that RTCP
+/// went both ways on it: reports sent, and the peer's received there (a peer that multiplexes
+/// sends none to the RTCP port, so they can only have come through the RTP socket). With
+/// `rtt`, the peer's report must also give a round-trip time: it had our sender report, so
+/// what we sent from the RTP socket reached it.
+fn assert_rtcp_muxed(printed: &str, rtt: bool, context: &dyn Fn() -> String) {
+    let line = last_media_line(printed, context);
+    let counts = line
+        .split(" rtcp-mux ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|c| c.split_once('/'))
+        .and_then(|(s, r)| Some((s.parse::<u64>().ok()?, r.parse::<u64>().ok()?)));
+    let Some((sent, received)) = counts else {
+        panic!("RTCP not multiplexed: {line}\n{}", context());
+    };
+    assert!(sent > 0 && received > 0, "{line}\n{}", context());
+    assert!(
+        !rtt || line.contains(" rtt "),
+        "no round trip: {line}\n{}",
+        context()
+    );
+}
+
+/// The UDP datagrams in a capture sipua wrote (`--pcap`: LINKTYPE_RAW, IPv4): source port,
+/// destination port, payload.
+fn udp_in_pcap(path: &Path) -> Vec<(u16, u16, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap();
+    assert!(bytes.len() >= 24, "{}: no pcap header", path.display());
+    let mut at = 24;
+    let mut out = Vec::new();
+    while at + 16 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
+        let packet = &bytes[at + 16..(at + 16 + len).min(bytes.len())];
+        at += 16 + len;
+        // IPv4, UDP (protocol 17)
+        if packet.len() < 28 || packet[0] >> 4 != 4 || packet[9] != 17 {
+            continue;
+        }
+        let udp = &packet[usize::from(packet[0] & 0x0f) * 4..];
+        let port = |i: usize| u16::from_be_bytes([udp[i], udp[i + 1]]);
+        out.push((port(0), port(2), udp[8..].to_vec()));
+    }
+    out
 }
 
 /// The media line `sipua` printed last, or a failure.
@@ -592,7 +644,7 @@ fn sipua_call_and_baresip_talk_sdes_srtp_over_tls() {
     );
     write_wav(&play, &melody);
     write_wav(&bs_wav, &tone(440.0, 10.0));
-    let mut bs = Baresip::start_full(&dir, &bs_wav, "pcmu,pcma", true);
+    let mut bs = Baresip::start_full(&dir, &bs_wav, "pcmu,pcma", true, false);
     let mut ctrl = bs.ctrl();
     let (cert, key) = test_certificate();
     let (ok, printed) = call(&[
@@ -670,7 +722,7 @@ fn baresip_calls_sipua_serve_over_tls_with_sdes_srtp() {
             .arg(&key),
     );
     assert!(served.wait_for("listening on", 10.0), "{}", served.text());
-    let mut bs = Baresip::start_full(&dir, &bs_wav, "pcmu,pcma", true);
+    let mut bs = Baresip::start_full(&dir, &bs_wav, "pcmu,pcma", true, false);
     let mut ctrl = bs.ctrl();
     let context = |ctrl: &Ctrl, bs: &Baresip| {
         format!(
@@ -807,9 +859,11 @@ fn pjsua_calls_sipua_serve_with_audio_and_rfc4733_dtmf() {
         "--dtmf-delay",
         "0.5",
         "--duration",
-        "3.5",
+        "4.5",
         "--timeout",
         "20",
+        // PJSIP offers a=rtcp-mux and sipua takes it (RFC 5761)
+        "--rtcp-mux",
     ]);
     let status = wait_exit(&mut peer, 25.0);
     let finished = served.wait_for(": media at the end:", 5.0);
@@ -830,6 +884,8 @@ fn pjsua_calls_sipua_serve_with_audio_and_rfc4733_dtmf() {
     assert!(peer_out.text().contains("DTMF-TX 147#"), "{}", context());
 
     assert_eq!(sipua_dtmf(&served.text()), "147#", "{}", context());
+    // our first sender report leaves within 3.75 s, and PJSIP reports on it as it hangs up
+    assert_rtcp_muxed(&served.text(), true, &context);
     let files: Vec<PathBuf> = std::fs::read_dir(&recs)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -855,8 +911,37 @@ fn pjsua_calls_sipua_serve_with_audio_and_rfc4733_dtmf() {
 #[test]
 fn sipua_call_and_pjsua_answering_hear_each_other() {
     let dir = TempDir::new("call-pjsua");
-    let printed = sipua_calls_answering_pjsua(&dir, &[], &[]);
+    // PJSIP multiplexes RTCP when asked (RFC 5761): sipua offers it, PJSIP takes it
+    let pcap = dir.join("call.pcap");
+    let printed =
+        sipua_calls_answering_pjsua(&dir, &["--rtcp-mux"], &["--pcap", pcap.to_str().unwrap()]);
     assert!(printed.contains("call: Established PCMU"), "{printed}");
+    assert_rtcp_muxed(&printed, false, &|| printed.clone());
+    // on the wire (sipua's capture of its own sockets): every RTCP packet, ours and PJSIP's,
+    // went between the two RTP ports, and both sides sent some
+    let packets = udp_in_pcap(&pcap);
+    let is_rtcp = |p: &[u8]| p.len() >= 8 && p[0] >> 6 == 2 && (200..=204).contains(&p[1]);
+    let rtp: HashSet<(u16, u16)> = packets
+        .iter()
+        .filter(|(_, _, p)| p.len() >= 12 && p[0] >> 6 == 2 && p[1] & 0x7f == 0)
+        .map(|&(s, d, _)| (s, d))
+        .collect();
+    let rtcp: Vec<(u16, u16)> = packets
+        .iter()
+        .filter(|(_, _, p)| is_rtcp(p))
+        .map(|&(s, d, _)| (s, d))
+        .collect();
+    assert_eq!(rtp.len(), 2, "RTP port pairs {rtp:?}\n{printed}");
+    assert!(
+        rtcp.iter().all(|pair| rtp.contains(pair)),
+        "RTCP {rtcp:?} off the RTP ports {rtp:?}\n{printed}"
+    );
+    let directions: HashSet<_> = rtcp.iter().collect();
+    assert_eq!(
+        directions.len(),
+        2,
+        "RTCP one way only: {rtcp:?}\n{printed}"
+    );
 }
 
 /// `sipua call` (with `call_args`) plays the melody to PJSIP answering (with `pj_args`), which

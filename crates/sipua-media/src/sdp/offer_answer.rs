@@ -16,6 +16,9 @@
 //! re-answer (e.g. a session refresh) repeats the version. A rolled-back offer
 //! still counts as generated, so a version is never reused for other content.
 //!
+//! RTCP multiplexed on the RTP port (RFC 5761 §5.1.1) when [`MediaCapabilities::rtcp_mux`]
+//! is set: offered as `a=rtcp-mux`, answered only when offered, used only when both said it.
+//!
 //! SDES (RFC 4568) when the session allows it ([`OfferAnswer::set_sdes`]): an offer on
 //! `RTP/SAVP` lists an `a=crypto` line per suite with our key; an answer takes the first
 //! usable line of the offer's and answers it under the same tag with our key (§7.1); an
@@ -116,15 +119,20 @@ pub struct MediaCapabilities {
     pub telephone_event: Option<u8>,
     /// Packet time we ask for, in milliseconds (`a=ptime`).
     pub ptime: u32,
+    /// Whether we offer and accept RTCP on the RTP port (RFC 5761 `a=rtcp-mux`): one port
+    /// per call to open in a firewall or keep alive through a NAT. A peer that does not
+    /// answer it gets RTCP on the next port, as before.
+    pub rtcp_mux: bool,
 }
 
 impl Default for MediaCapabilities {
-    /// PCMU, PCMA, telephone-event on 101, 20 ms packets.
+    /// PCMU, PCMA, telephone-event on 101, 20 ms packets, rtcp-mux offered and accepted.
     fn default() -> MediaCapabilities {
         MediaCapabilities {
             codecs: vec![Codec::pcmu(), Codec::pcma()],
             telephone_event: Some(101),
             ptime: 20,
+            rtcp_mux: true,
         }
     }
 }
@@ -197,8 +205,12 @@ impl fmt::Debug for SdesKeys {
 pub struct Negotiated {
     /// Where to send RTP.
     pub remote_address: SocketAddr,
-    /// Where to send RTCP: RFC 3605 `a=rtcp` if given, else RTP port + 1.
+    /// Where to send RTCP: the RTP address when multiplexed ([`rtcp_mux`](Self::rtcp_mux)),
+    /// else RFC 3605 `a=rtcp` if given, else RTP port + 1.
     pub remote_rtcp: SocketAddr,
+    /// Whether both sides agreed to carry RTCP on the RTP port (RFC 5761 §5.1.1): our RTCP
+    /// goes out of the RTP socket to the peer's RTP address, and theirs arrives with the RTP.
+    pub rtcp_mux: bool,
     /// Codec to send, numbered as the peer's description numbers it.
     pub codec: Codec,
     /// Payload type to send RFC 4733 DTMF with, if both sides support it.
@@ -407,6 +419,7 @@ impl OfferAnswer {
             codecs.iter().map(|c| (c, c.fmtp.as_deref())),
             telephone_event,
             local.direction,
+            self.caps.rtcp_mux,
         );
         if let Some(key) = sdes {
             for (tag, suite) in (1..).zip(SUITES) {
@@ -511,9 +524,11 @@ impl OfferAnswer {
         };
         let offered = offer.media_direction(ours);
         let direction = offered.intersect(answer.media_direction(theirs).reverse());
+        // RFC 5761 §5.1.1: multiplexed only when we offered it and the answer took it
+        let mux = has_rtcp_mux(ours) && has_rtcp_mux(theirs);
         let negotiated = Negotiated {
             srtp,
-            ..self.negotiated(answer, theirs, ip, codec, telephone_event, direction)
+            ..self.negotiated(answer, theirs, ip, codec, telephone_event, direction, mux)
         };
 
         self.local = Some(offer);
@@ -593,6 +608,8 @@ impl OfferAnswer {
             offered = Direction::from_flags(offered.sends(), false);
         }
         let direction = offered.reverse().intersect(local.direction);
+        // RFC 5761 §5.1.1: answered only when offered
+        let mux = self.caps.rtcp_mux && has_rtcp_mux(theirs);
 
         let mut audio = self.audio_section(
             local,
@@ -600,6 +617,7 @@ impl OfferAnswer {
             choice.codecs.iter().map(|(c, ours)| (c, ours.as_deref())),
             choice.telephone_event,
             direction,
+            mux,
         );
         // the offer's crypto line we take, answered under its tag with our key
         let srtp = match (&choice.crypto, &self.sdes) {
@@ -639,7 +657,15 @@ impl OfferAnswer {
         };
         let negotiated = Negotiated {
             srtp,
-            ..self.negotiated(&offer, theirs, ip, codec, choice.telephone_event, direction)
+            ..self.negotiated(
+                &offer,
+                theirs,
+                ip,
+                codec,
+                choice.telephone_event,
+                direction,
+                mux,
+            )
         };
         self.local = Some(answer.clone());
         self.audio_index = choice.index;
@@ -785,7 +811,7 @@ impl OfferAnswer {
     }
 
     /// Our audio `m=` section: rtpmap for every codec, fmtp where we have
-    /// parameters, telephone-event, ptime and the direction.
+    /// parameters, telephone-event, ptime, the direction and `a=rtcp-mux` if `mux`.
     fn audio_section<'a>(
         &self,
         local: &LocalMedia,
@@ -793,6 +819,7 @@ impl OfferAnswer {
         codecs: impl Iterator<Item = (&'a Codec, Option<&'a str>)> + Clone,
         telephone_event: Option<u8>,
         direction: Direction,
+        mux: bool,
     ) -> MediaDescription {
         let formats = codecs
             .clone()
@@ -823,6 +850,9 @@ impl OfferAnswer {
         m.attributes
             .push(Attribute::new("ptime", &self.caps.ptime.to_string()));
         m.attributes.push(Attribute::flag(direction.as_str()));
+        if mux {
+            m.attributes.push(Attribute::flag("rtcp-mux"));
+        }
         m
     }
 
@@ -859,6 +889,7 @@ impl OfferAnswer {
     }
 
     /// Builds the result from the peer's description of the audio line.
+    #[allow(clippy::too_many_arguments)] // the parts of one result, each computed apart
     fn negotiated(
         &self,
         remote: &SessionDescription,
@@ -867,12 +898,14 @@ impl OfferAnswer {
         codec: Codec,
         telephone_event: Option<u8>,
         mut direction: Direction,
+        rtcp_mux: bool,
     ) -> Negotiated {
         if ip.is_unspecified() {
             // RFC 2543 hold: the peer receives nothing, so we send nothing.
             direction = Direction::from_flags(false, direction.receives());
         }
         let remote_rtcp = match media.rtcp() {
+            _ if rtcp_mux => SocketAddr::new(ip, media.port),
             Some((port, address)) => SocketAddr::new(address.unwrap_or(ip), port),
             None => SocketAddr::new(ip, media.port.saturating_add(1)),
         };
@@ -880,6 +913,7 @@ impl OfferAnswer {
         Negotiated {
             remote_address: SocketAddr::new(ip, media.port),
             remote_rtcp,
+            rtcp_mux,
             codec,
             telephone_event,
             direction,
@@ -888,6 +922,11 @@ impl OfferAnswer {
             srtp: None,
         }
     }
+}
+
+/// Whether an `m=` section carries RFC 5761's `a=rtcp-mux`.
+fn has_rtcp_mux(m: &MediaDescription) -> bool {
+    m.attribute("rtcp-mux").is_some()
 }
 
 fn is_rtp_avp(proto: &str) -> bool {
@@ -1039,6 +1078,7 @@ mod tests {
             codecs: vec![Codec::pcma()],
             telephone_event: Some(100),
             ptime: 20,
+            rtcp_mux: true,
         }
     }
 
@@ -1056,14 +1096,14 @@ mod tests {
     }
 
     #[test]
-    fn initial_offer_lists_capabilities_with_rtpmap_dtmf_and_ptime() {
+    fn initial_offer_lists_capabilities_with_rtpmap_dtmf_and_ptime_and_rtcp_mux() {
         let mut oa = OfferAnswer::new(MediaCapabilities::default(), 42);
         let offer = oa.create_offer(&local());
         assert_eq!(
             offer.to_string(),
             "v=0\r\no=- 42 0 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n\
 m=audio 40000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
-a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n"
+a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\na=rtcp-mux\r\n"
         );
         assert_eq!(oa.state(), NegotiationState::HaveLocalOffer);
         assert_eq!(parse(&offer.to_string()), offer);
@@ -1244,6 +1284,63 @@ m=application 6008 UDP/BFCP *\n",
         assert_eq!(negotiated.telephone_event, Some(101));
         assert_eq!(negotiated.ptime, 20);
         assert_eq!(negotiated.remote_ptime, None);
+    }
+
+    #[test]
+    fn rtcp_mux_is_offered_and_used_only_when_the_answer_takes_it() {
+        // RFC 5761 §5.1.1: the answer decides
+        for (answer_mux, used) in [("a=rtcp-mux\n", true), ("", false)] {
+            let mut oa = OfferAnswer::new(MediaCapabilities::default(), 42);
+            let offer = oa.create_offer(&local());
+            assert!(has_rtcp_mux(&offer.media[0]), "{offer}");
+            let answer = peer_sdp(
+                PEER,
+                1,
+                &format!("m=audio 6000 RTP/AVP 0\na=rtcp:7005\n{answer_mux}"),
+            );
+            let negotiated = oa.receive_answer(&answer).expect("negotiated");
+            assert_eq!(negotiated.rtcp_mux, used);
+            // multiplexed, RTCP goes to the RTP port whatever a=rtcp says
+            let rtcp_port = if used { 6000 } else { 7005 };
+            assert_eq!(negotiated.remote_rtcp, sock(PEER, rtcp_port));
+            // a re-offer keeps offering it (§5.1.3 once agreed)
+            assert!(has_rtcp_mux(&oa.create_offer(&local()).media[0]));
+        }
+        // an answer that adds it to an offer without it does not get it
+        let mut oa = OfferAnswer::new(
+            MediaCapabilities {
+                rtcp_mux: false,
+                ..Default::default()
+            },
+            42,
+        );
+        let offer = oa.create_offer(&local());
+        assert!(!has_rtcp_mux(&offer.media[0]), "{offer}");
+        let answer = peer_sdp(PEER, 1, "m=audio 6000 RTP/AVP 0\na=rtcp-mux\n");
+        let negotiated = oa.receive_answer(&answer).expect("negotiated");
+        assert!(!negotiated.rtcp_mux);
+        assert_eq!(negotiated.remote_rtcp, sock(PEER, 6001));
+    }
+
+    #[test]
+    fn rtcp_mux_is_answered_only_when_offered_and_wanted() {
+        for (offer_mux, ours, used) in [
+            ("a=rtcp-mux\n", true, true),
+            ("", true, false),
+            ("a=rtcp-mux\n", false, false),
+        ] {
+            let caps = MediaCapabilities {
+                rtcp_mux: ours,
+                ..Default::default()
+            };
+            let mut oa = OfferAnswer::new(caps, 9);
+            let offer = peer_sdp(PEER, 1, &format!("m=audio 6000 RTP/AVP 0\n{offer_mux}"));
+            let (answer, negotiated) = answer_offer(&mut oa, &offer, &local()).expect("answer");
+            assert_eq!(has_rtcp_mux(&answer.media[0]), used, "{answer}");
+            assert_eq!(negotiated.rtcp_mux, used);
+            let rtcp_port = if used { 6000 } else { 6001 };
+            assert_eq!(negotiated.remote_rtcp, sock(PEER, rtcp_port));
+        }
     }
 
     #[test]
@@ -1484,6 +1581,7 @@ m=application 6008 UDP/BFCP *\n",
             codecs: vec![Codec::new(97, "speex", 8000), Codec::pcmu()],
             telephone_event: Some(101),
             ptime: 20,
+            rtcp_mux: true,
         };
         let mut oa = OfferAnswer::new(caps, 42);
         // The peer numbered PCMU 97, the number we prefer for speex.

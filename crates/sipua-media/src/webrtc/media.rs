@@ -185,6 +185,8 @@ impl WebRtcMedia {
             payload: Vec::with_capacity(1500),
             stats: MediaStats {
                 srtp: Some("DTLS-SRTP"),
+                // WebRTC always carries RTCP on its one port
+                rtcp_mux: true,
                 ..MediaStats::default()
             },
             dtmf_rx: None,

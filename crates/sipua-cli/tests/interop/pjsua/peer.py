@@ -466,7 +466,15 @@ def endpoint_config(log_level, max_calls):
 
 
 def account_config(
-    sip_port, transport, rtp_port, rel100=False, proxy=None, user=None, password=None, srtp="off"
+    sip_port,
+    transport,
+    rtp_port,
+    rel100=False,
+    proxy=None,
+    user=None,
+    password=None,
+    srtp="off",
+    rtcp_mux=False,
 ):
     acfg = pj.AccountConfig()
     acfg.idUri = f"sip:{user or 'pjsua'}@127.0.0.1:{sip_port}"
@@ -502,6 +510,8 @@ def account_config(
         "mandatory": pj.PJMEDIA_SRTP_MANDATORY,
     }[srtp]
     media.srtpSecureSignaling = 1
+    # RFC 5761: offer a=rtcp-mux and take it when offered (PJSIP's default is off)
+    media.rtcpMuxEnabled = rtcp_mux
     # else PJSIP re-INVITEs to lock one codec when an answer lists several
     media.lockCodecEnabled = False
     acfg.callConfig.timerUse = pj.PJSUA_SIP_TIMER_INACTIVE
@@ -580,7 +590,15 @@ def run(a, ep, peer):
     acc = Account(peer)
     acc.create(
         account_config(
-            sip_port, transport, a.rtp_port, a.rel100, a.proxy, a.user, a.password, a.srtp
+            sip_port,
+            transport,
+            a.rtp_port,
+            a.rel100,
+            a.proxy,
+            a.user,
+            a.password,
+            a.srtp,
+            a.rtcp_mux,
         )
     )
     peer.acc = acc
@@ -730,6 +748,11 @@ def main():
         choices=["off", "optional", "mandatory"],
         default="off",
         help="SDES-SRTP for media (keys only over TLS)",
+    )
+    ap.add_argument(
+        "--rtcp-mux",
+        action="store_true",
+        help="offer and accept RTCP on the RTP port (RFC 5761 a=rtcp-mux)",
     )
     ap.add_argument("--cert", help="tls: PEM certificate our TLS listener presents")
     ap.add_argument("--key", help="tls: PEM private key of --cert")
