@@ -80,6 +80,10 @@ pub struct Admission {
     pub invites_per_second: u32,
     /// The Retry-After of these 503s, in seconds.
     pub retry_after: u32,
+    /// New INVITEs are refused while the datagrams waiting to be read have been queueing
+    /// longer than this ([`Endpoint::set_backlog`]): the agent is behind, and a call taken
+    /// now would only be answered after its caller has begun to retransmit. Zero: off.
+    pub max_queue_delay: Duration,
 }
 
 /// A message that arrived.
@@ -299,6 +303,15 @@ pub struct Endpoint {
     invite_tokens: (f64, Option<Instant>),
     /// Requests refused by [`Admission`] so far.
     refused: u64,
+    /// The To tag of every stateless 503 (random per endpoint, from the seed): its ACK is
+    /// known by it before any parse ([`crate::shed`]).
+    shed_tag: String,
+    /// When a request was last refused: ACKs are looked at for [`Self::shed_tag`] until
+    /// 64×T1 after it (the longest an ACK of that 503 may come, §17.1.1.2 Timer B).
+    last_refusal: Option<Instant>,
+    /// Since when the datagrams waiting to be read have been waiting, as the driver last
+    /// said ([`Endpoint::set_backlog`]).
+    backlog_since: Option<Instant>,
 }
 
 /// How long an answered server transaction lingers before a full table may drop it for a new
@@ -316,6 +329,10 @@ fn reliability(t: &Transport) -> Reliability {
 impl Endpoint {
     /// An endpoint with no transactions.
     pub fn new(cfg: Config) -> Endpoint {
+        let shed_tag = format!(
+            "{:016x}",
+            crate::rng::Rng::new(cfg.seed ^ 0x7a67_5348_4544_0001).next_u64()
+        );
         Endpoint {
             cfg,
             next_id: 1,
@@ -330,12 +347,32 @@ impl Endpoint {
             admission: Admission::default(),
             invite_tokens: (0.0, None),
             refused: 0,
+            shed_tag,
+            last_refusal: None,
+            backlog_since: None,
         }
     }
 
     /// Sets which new requests are refused before a transaction is made.
     pub fn set_admission(&mut self, admission: Admission) {
         self.admission = admission;
+    }
+
+    /// Tells how far behind the reading is: `Some(t)` when datagrams have been waiting to
+    /// be read since `t` with no moment of an empty socket in between, `None` when the
+    /// socket was just found empty. The driver says it when it changes; past
+    /// [`Admission::max_queue_delay`] of it, new INVITEs are refused.
+    pub fn set_backlog(&mut self, since: Option<Instant>) {
+        self.backlog_since = since;
+    }
+
+    /// Whether the reading is further behind than [`Admission::max_queue_delay`].
+    fn behind(&self, now: Instant) -> bool {
+        let max = self.admission.max_queue_delay;
+        !max.is_zero()
+            && self
+                .backlog_since
+                .is_some_and(|since| now.saturating_duration_since(since) > max)
     }
 
     /// Requests refused with 503 by [`Admission`] so far.
@@ -349,16 +386,75 @@ impl Endpoint {
         if self.admission.draining {
             return true;
         }
-        let rate = self.admission.invites_per_second;
-        if rate == 0 || *method != Method::Invite {
+        if *method != Method::Invite {
             return false;
         }
-        let (tokens, at) = self.invite_tokens;
-        let elapsed = at.map_or(1.0, |t| now.saturating_duration_since(t).as_secs_f64());
-        let tokens = (tokens + elapsed * f64::from(rate)).min(f64::from(rate));
+        if self.behind(now) {
+            return true;
+        }
+        if self.admission.invites_per_second == 0 {
+            return false;
+        }
+        let tokens = self.invite_tokens_at(now);
         let refused = tokens < 1.0;
         self.invite_tokens = (if refused { tokens } else { tokens - 1.0 }, Some(now));
         refused
+    }
+
+    /// The INVITE tokens in the bucket at `now` (refilled, not taken).
+    fn invite_tokens_at(&self, now: Instant) -> f64 {
+        let rate = f64::from(self.admission.invites_per_second);
+        let (tokens, at) = self.invite_tokens;
+        let elapsed = at.map_or(1.0, |t| now.saturating_duration_since(t).as_secs_f64());
+        (tokens + elapsed * rate).min(rate)
+    }
+
+    /// Whether a new INVITE would be refused now (nothing taken).
+    fn refusing_invites(&self, now: Instant) -> bool {
+        self.admission.draining
+            || self.behind(now)
+            || (self.admission.invites_per_second > 0 && self.invite_tokens_at(now) < 1.0)
+    }
+
+    /// The refusals taken from the raw datagram ([`crate::shed`]), before the parser: an
+    /// INVITE refused now gets its 503, and the ACK of one of our 503s is dropped. Whether
+    /// the datagram was dealt with (else it takes the full path).
+    fn shed_raw(&mut self, now: Instant, rx: &Received) -> bool {
+        if rx.transport != Transport::Udp {
+            return false;
+        }
+        let window = self.cfg.timers.t1 * 64;
+        if self
+            .last_refusal
+            .is_some_and(|t| now.saturating_duration_since(t) < window)
+            && crate::shed::is_ack_of_refusal(&rx.bytes, &self.shed_tag)
+        {
+            return true;
+        }
+        if !self.refusing_invites(now) {
+            return false;
+        }
+        let Some(invite) = crate::shed::invite(&rx.bytes, rx.remote) else {
+            return false;
+        };
+        // counted as the full path counts it (the bucket refilled, no token taken)
+        let refused = self.refuses(now, &Method::Invite);
+        debug_assert!(refused);
+        self.refused += 1;
+        self.last_refusal = Some(now);
+        let bytes = crate::shed::refusal(
+            &rx.bytes,
+            &invite,
+            &self.shed_tag,
+            self.admission.retry_after,
+        );
+        self.transmits.push_back(Transmit {
+            transport: Transport::Udp,
+            destination: rx.remote,
+            bytes: Bytes::from(bytes),
+            transaction: None,
+        });
+        true
     }
 
     /// Number of live transactions.
@@ -755,6 +851,9 @@ impl Endpoint {
             });
             return;
         }
+        if self.shed_raw(now, &rx) {
+            return;
+        }
         match Message::parse_bytes(rx.bytes.clone()) {
             Err(error) => {
                 self.answer_malformed(&rx, &error);
@@ -825,7 +924,7 @@ impl Endpoint {
             _ if !req.has_to_tag() && self.refuses(now, &method) => {
                 self.refused += 1;
                 let after = self.admission.retry_after;
-                self.stateless_503(&req, key, after, transport, source);
+                self.stateless_503(now, &req, after, transport, source);
             }
             _ => {
                 let Some(id) = self.new_server_tx(now, &req, key, transport, source) else {
@@ -910,12 +1009,12 @@ impl Endpoint {
     }
 
     /// Answers `req` with 503 and a Retry-After of `after` seconds, with no transaction: the
-    /// To tag comes from the transaction key, so a retransmission gets the same response
-    /// (RFC 3261 §8.2.7); the ACK of it then matches nothing and is dropped.
+    /// To tag is the endpoint's shed tag, so a retransmission gets the same response (RFC 3261
+    /// §8.2.7), and the ACK of it is known by that tag and dropped before the parser.
     fn stateless_503(
         &mut self,
+        now: Instant,
         req: &Request,
-        key: u64,
         after: u32,
         transport: Transport,
         source: SocketAddr,
@@ -925,15 +1024,11 @@ impl Endpoint {
         // one pass: the Via with received/rport, our tag and the Retry-After written as the
         // response is built (each edit afterwards would rebuild it)
         let via = received_via_text_of(req, via_text.as_ref(), source);
-        let tag = (!req.has_to_tag()).then(|| format!("{key:016x}"));
+        // the tag that lets its ACK be dropped unparsed
+        let tag = (!req.has_to_tag()).then_some(self.shed_tag.as_str());
+        self.last_refusal = Some(now);
         let retry = Header::typed(&RetryAfter::seconds(after));
-        let resp = Response::from_request_with_via_text(
-            req,
-            503,
-            tag.as_deref(),
-            via.as_deref(),
-            &[retry],
-        );
+        let resp = Response::from_request_with_via_text(req, 503, tag, via.as_deref(), &[retry]);
         self.transmits.push_back(Transmit {
             transport,
             destination,
@@ -958,7 +1053,7 @@ impl Endpoint {
             transport,
         };
         if self.txs.len() >= self.cfg.max_transactions && !self.make_room(now) {
-            self.stateless_503(req, key, 5, peer.transport, source);
+            self.stateless_503(now, req, 5, peer.transport, source);
             return None;
         }
         let id = self.new_id();

@@ -41,6 +41,7 @@ pub mod locate;
 #[doc(hidden)] // shared with the other sipua crates, not part of the API
 pub mod rng;
 pub mod session;
+mod shed;
 #[cfg(any(test, feature = "test-util"))]
 pub mod sim;
 mod timers;

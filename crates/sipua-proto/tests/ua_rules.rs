@@ -729,6 +729,117 @@ fn a_refused_invite_leaves_no_transaction_and_its_503_is_the_same_each_time() {
 }
 
 #[test]
+fn a_refusal_taken_from_the_raw_datagram_says_what_the_parsed_one_says() {
+    // a plain INVITE is refused before the parser; the same INVITE asking for rport takes the
+    // parser's path (its Via gets rport=): the two 503s say the same, and both ACKs vanish
+    let mut ua = UaCore::new(UaConfig {
+        max_invites_per_second: 1,
+        overload_retry_after: 9,
+        ..UaConfig::new("192.0.2.2:5060".parse().unwrap(), Transport::Udp, "bob")
+    });
+    let t0 = Instant::now();
+    let (_, events) = feed_at(&mut ua, t0, invite("x0", "xb0"));
+    assert!(matches!(events.as_slice(), [UaEvent::Request { .. }]));
+    let before = ua.transactions();
+    let text = |b: Bytes| String::from_utf8(b.to_vec()).unwrap();
+    let plain = invite("x1", "xb1");
+    let rport = Bytes::from(text(plain.clone()).replace(";branch=", ";rport;branch="));
+    let refuse = |ua: &mut UaCore, bytes: Bytes| {
+        ua.handle_datagram(
+            t0,
+            Received {
+                transport: Transport::Udp,
+                remote: "192.0.2.1:5060".parse().unwrap(),
+                bytes,
+            },
+        );
+        assert!(ua.poll_event().is_none(), "the TU never hears of it");
+        let t = ua.poll_transmit().expect("a 503");
+        assert_eq!(t.destination, "192.0.2.1:5060".parse().unwrap());
+        match Message::parse(&t.bytes).unwrap() {
+            Message::Response(r) => r,
+            Message::Request(r) => panic!("{r:?}"),
+        }
+    };
+    let (raw, parsed) = (
+        refuse(&mut ua, plain.clone()),
+        refuse(&mut ua, rport.clone()),
+    );
+    assert_eq!(
+        header(&raw, HeaderName::Via),
+        "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKxb1"
+    );
+    assert_eq!(
+        header(&parsed, HeaderName::Via),
+        "SIP/2.0/UDP 192.0.2.1:5060;rport=5060;branch=z9hG4bKxb1;received=192.0.2.1"
+    );
+    for r in [&raw, &parsed] {
+        assert_eq!(
+            (r.status(), r.reason().as_ref()),
+            (503, "Service Unavailable")
+        );
+        assert_eq!(r.call_id(), "x1");
+        assert_eq!(r.cseq(), parsed.cseq());
+        assert_eq!(r.from_tag(), Some("a1"));
+        assert_eq!(r.to().unwrap().uri, parsed.to().unwrap().uri);
+        assert_eq!(header(r, HeaderName::RetryAfter), "9");
+    }
+    let tag = raw.to_tag().expect("a tag").to_owned();
+    assert_eq!(parsed.to_tag(), Some(tag.as_str()));
+    // the ACK of either: nothing sent, nothing told, nothing kept
+    for invite in [plain, rport] {
+        let ack = text(invite)
+            .replace("INVITE sip", "ACK sip")
+            .replace("1 INVITE", "1 ACK")
+            .replace(
+                "<sip:bob@192.0.2.2>",
+                &format!("<sip:bob@192.0.2.2>;tag={tag}"),
+            );
+        let (sent, events) = feed_at(&mut ua, t0, Bytes::from(ack));
+        assert!(sent.is_empty() && events.is_empty(), "{sent:?} {events:?}");
+    }
+    assert_eq!(ua.transactions(), before);
+    assert_eq!(ua.shed(), 2);
+    // the raw refusal reads only the lines it copies: while refusing, an INVITE whose
+    // Request-URI the parser would answer 400 gets the 503 (and once not refusing, the 400)
+    let bad_uri =
+        Bytes::from(text(invite("x2", "xb2")).replace("INVITE sip:bob@192.0.2.2", "INVITE ::"));
+    assert_eq!(feed_at(&mut ua, t0, bad_uri.clone()).0, ["503"]);
+    let later = t0 + std::time::Duration::from_secs(2);
+    assert_eq!(feed_at(&mut ua, later, bad_uri).0, ["400"]);
+}
+
+#[test]
+fn invites_are_refused_while_the_reading_is_behind_and_taken_once_it_catches_up() {
+    use std::time::Duration;
+    let mut ua = UaCore::new(UaConfig {
+        max_queue_delay: Duration::from_millis(100),
+        ..UaConfig::new("192.0.2.2:5060".parse().unwrap(), Transport::Udp, "bob")
+    });
+    let t0 = Instant::now();
+    let ms = |n: u64| t0 + Duration::from_millis(n);
+    let outcome = |ua: &mut UaCore, at: Instant, i: u32| {
+        let (sent, events) = feed_at(ua, at, invite(&format!("q{i}"), &format!("qb{i}")));
+        match (shed_of(&sent), events.as_slice()) {
+            (1, []) => "503",
+            (0, [UaEvent::Request { .. }]) => "taken",
+            other => panic!("{other:?}"),
+        }
+    };
+    // nothing said yet: taken
+    assert_eq!(outcome(&mut ua, t0, 0), "taken");
+    // datagrams waiting since t0: taken while that is under 100 ms, refused past it
+    ua.set_backlog(Some(t0));
+    assert_eq!(outcome(&mut ua, ms(90), 1), "taken");
+    assert_eq!(outcome(&mut ua, ms(150), 2), "503");
+    assert_eq!(outcome(&mut ua, ms(400), 3), "503");
+    // the socket ran dry at 410 ms: what came after has waited a few ms
+    ua.set_backlog(Some(ms(410)));
+    assert_eq!(outcome(&mut ua, ms(420), 4), "taken");
+    assert_eq!(ua.shed(), 2);
+}
+
+#[test]
 fn a_draining_core_answers_new_requests_503_but_not_its_dialogs() {
     let mut ua = core();
     let t0 = Instant::now();

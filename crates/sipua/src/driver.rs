@@ -221,7 +221,12 @@ impl Driver {
                         if transport != Transport::Udp && bytes.starts_with(b"INVITE ") {
                             self.net.claim_call(&bytes);
                         }
-                        self.core.handle_datagram(now(), Received { transport, remote, bytes });
+                        let now = now();
+                        if transport == Transport::Udp && self.net.take_ran_dry() {
+                            // the socket was empty before this one: nothing has waited longer
+                            self.core.set_backlog(Some(now));
+                        }
+                        self.core.handle_datagram(now, Received { transport, remote, bytes });
                     }
                     Some(NetEvent::SendFailed(id, why)) => self.send_failed(id, why),
                     Some(NetEvent::FlowLost(transport, remote)) => self.flow_lost(&transport, remote),

@@ -98,6 +98,11 @@ pub struct UaConfig {
     pub max_invites_per_second: u32,
     /// The Retry-After (seconds) of the 503s of overload control and of draining.
     pub overload_retry_after: u32,
+    /// Overload control by queueing delay: while the datagrams waiting to be read have
+    /// waited longer than this ([`UaCore::set_backlog`]), new INVITEs get the same 503. It
+    /// needs no figure of the machine's capacity: it refuses exactly when the agent falls
+    /// behind. Zero: off.
+    pub max_queue_delay: Duration,
     /// Our address of record for From (and To of REGISTER), with its display name; `None`
     /// makes `sip:user@local-ip`.
     pub aor: Option<NameAddr>,
@@ -129,6 +134,7 @@ impl UaConfig {
             max_pending_requests: 0,
             max_invites_per_second: 0,
             overload_retry_after: 5,
+            max_queue_delay: Duration::ZERO,
             aor: None,
             outbound: false,
             shard: None,
@@ -508,7 +514,14 @@ impl UaCore {
             draining: self.draining,
             invites_per_second: self.cfg.max_invites_per_second,
             retry_after: self.cfg.overload_retry_after,
+            max_queue_delay: self.cfg.max_queue_delay,
         }
+    }
+
+    /// How far behind the driver's reading is (see [`UaConfig::max_queue_delay`]): `Some(t)`
+    /// while datagrams have been waiting since `t`, `None` once the socket is found empty.
+    pub fn set_backlog(&mut self, since: Option<Instant>) {
+        self.endpoint.set_backlog(since);
     }
 
     /// Requests refused with 503 by overload control or draining so far.

@@ -516,6 +516,9 @@ pub(crate) struct Net {
     listeners: Vec<(Transport, SocketAddr)>,
     /// Which source [`Net::poll_recv`] asks first.
     turn: u8,
+    /// Whether the datagram source was found empty since the last datagram
+    /// ([`Net::take_ran_dry`]).
+    ran_dry: bool,
 }
 
 impl Net {
@@ -535,6 +538,7 @@ impl Net {
             local: SocketAddr::from(([0, 0, 0, 0], 0)),
             listeners: Vec::new(),
             turn: 0,
+            ran_dry: true,
         };
         net.local = net.add(listen, tls, true).await?;
         for l in also {
@@ -638,9 +642,13 @@ impl Net {
             let polled = match (self.turn + i) % 3 {
                 0 => self.poll_udp(cx),
                 1 => match self.custom.as_mut() {
-                    Some(t) => t
-                        .poll_recv_from(cx)
-                        .map(|m| m.map(|(b, from)| NetEvent::Message(Transport::Udp, b, from))),
+                    Some(t) => {
+                        let polled = t
+                            .poll_recv_from(cx)
+                            .map(|m| m.map(|(b, from)| NetEvent::Message(Transport::Udp, b, from)));
+                        self.ran_dry |= polled.is_pending();
+                        polled
+                    }
                     None => Poll::Pending,
                 },
                 _ => self.streams.poll_recv(cx),
@@ -650,6 +658,13 @@ impl Net {
             }
         }
         Poll::Pending
+    }
+
+    /// Whether the datagram source (the UDP socket, or this agent's share of it) was found
+    /// empty since the last datagram taken: the driver's measure of how far behind it is
+    /// (see [`sipua_proto::ua::UaConfig::max_queue_delay`]).
+    pub(crate) fn take_ran_dry(&mut self) -> bool {
+        std::mem::take(&mut self.ran_dry)
     }
 
     fn poll_udp(&mut self, cx: &mut Context<'_>) -> Poll<Option<NetEvent>> {
@@ -668,7 +683,10 @@ impl Net {
                 }
                 // ICMP errors surface here on some systems: not fatal for a server
                 Poll::Ready(Err(_)) => continue,
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    self.ran_dry = true;
+                    return Poll::Pending;
+                }
             }
         }
     }
