@@ -149,6 +149,7 @@ fn run_sipp(name: &str, scenario: &str, ip: &str, calls: u32, port: u16) -> (u32
             .arg(format!("127.0.0.1:{port}")),
     );
     let _ = wait_exit(&mut uac, 40.0);
+    out.wait_closed(10.0);
     let (ok, failed) = counters(&out.text());
     (ok, failed, out.text())
 }

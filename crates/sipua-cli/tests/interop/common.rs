@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,13 +29,15 @@ pub(crate) fn wait_until(secs: f64, mut done: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// What a child writes to its pipes, gathered line by line by reader threads as it arrives.
+/// What a child writes to its pipes, gathered line by line by reader threads as it arrives;
+/// and how many of those pipes are still open.
 #[derive(Clone, Default)]
-pub(crate) struct Output(Arc<Mutex<String>>);
+pub(crate) struct Output(Arc<Mutex<String>>, Arc<AtomicUsize>);
 
 impl Output {
     pub(crate) fn collect(&self, pipe: impl Read + Send + 'static) {
-        let text = self.0.clone();
+        let (text, open) = (self.0.clone(), self.1.clone());
+        open.fetch_add(1, Ordering::SeqCst);
         std::thread::spawn(move || {
             let mut pipe = BufReader::new(pipe);
             let mut line = Vec::new();
@@ -44,7 +47,15 @@ impl Output {
                     .push_str(&String::from_utf8_lossy(&line));
                 line.clear();
             }
+            open.fetch_sub(1, Ordering::SeqCst);
         });
+    }
+
+    /// Waits up to `secs` until every pipe is read to its end: what a child wrote as it
+    /// exited (SIPp's final counts) is in [`text`](Self::text) only then, a little after
+    /// the exit itself.
+    pub(crate) fn wait_closed(&self, secs: f64) -> bool {
+        wait_until(secs, || self.1.load(Ordering::SeqCst) == 0)
     }
 
     pub(crate) fn text(&self) -> String {

@@ -133,6 +133,8 @@ fn calls(
 /// Waits for SIPp to end; its (successful, failed) counts.
 fn outcome(sipp: &mut Killed, out: &Output) -> (u32, u32) {
     wait_exit(sipp, 60.0);
+    // its final screen, written as it exits, reaches `out` a moment later
+    out.wait_closed(10.0);
     counters(&out.text())
 }
 

@@ -126,6 +126,7 @@ fn a_flood_of_unacknowledged_invites_is_bounded_and_real_calls_go_on() {
     let during = peak.load(Ordering::Relaxed);
 
     let sipp_status = wait_exit(&mut uac, 60.0);
+    uac_out.wait_closed(10.0);
     let (ok, failed) = counters(&uac_out.text());
     let after = rss_mb(pid);
     done.store(true, Ordering::Relaxed);

@@ -152,6 +152,7 @@ fn sipp_row(transport: &'static str, k: Option<&crate::kamailio::Kamailio>) -> S
             .arg(&next_hop),
     );
     let ok = wait_exit(&mut s, 35.0).is_some_and(|st| st.success());
+    out.wait_closed(10.0);
     let (good, bad) = counters(&out.text());
     let passed = ok && good == 1 && bad == 0;
     SubRow {

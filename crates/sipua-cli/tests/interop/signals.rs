@@ -97,6 +97,7 @@ fn sigterm_hangs_up_every_live_call_of_serve_and_exits_0() {
         served.text()
     );
     let sipp_status = wait_exit(&mut uac, 15.0);
+    uac_out.wait_closed(10.0);
     let (ok, failed) = counters(&uac_out.text());
     assert!(
         sipp_status.is_some_and(|s| s.success()) && ok == 50 && failed == 0,
@@ -303,6 +304,7 @@ fn sigterm_with_drain_refuses_new_calls_and_probes_but_lets_live_calls_end() {
         served.text()
     );
     let sipp_status = wait_exit(&mut uac, 15.0);
+    uac_out.wait_closed(10.0);
     let (ok, failed) = counters(&uac_out.text());
     assert!(
         sipp_status.is_some_and(|s| s.success()) && ok == 5 && failed == 0,
