@@ -99,8 +99,12 @@ fuzz_target!(|data: &[u8]| {
         max_unconfirmed: 3,
         max_unconfirmed_bytes: 4_000,
         // the second bit turns on the INVITE rate limit (stateless 503s before the
-        // transaction layer); the third drains the core
+        // transaction layer, most from the raw datagram); the third drains the core; the
+        // fourth refuses by queueing delay, the backlog's age moved by each message's length
         max_invites_per_second: u32::from(data.first().is_some_and(|b| b & 2 == 2)),
+        max_queue_delay: Duration::from_millis(
+            if data.first().is_some_and(|b| b & 8 == 8) { 100 } else { 0 },
+        ),
         authenticate,
         ..UaConfig::new("192.0.2.2:5060".parse().unwrap(), Transport::Udp, "bob")
     });
@@ -128,6 +132,11 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         let transport = if msg.len() % 3 == 0 { Transport::Tcp } else { Transport::Udp };
+        if msg.len() % 4 == 1 {
+            // the socket was found empty: the backlog starts again (or is already old)
+            let age = Duration::from_millis((msg.len() % 11) as u64 * 20);
+            ua.set_backlog(Some(now.checked_sub(age).unwrap_or(now)));
+        }
         ua.handle_datagram(now, Received { transport, remote: "192.0.2.1:5060".parse().unwrap(), bytes: Bytes::copy_from_slice(msg) });
         while let Some(ev) = ua.poll_event() {
             if let Some(l) = life.as_mut() {

@@ -8,7 +8,7 @@
 //! [`Endpoint::respond`], and both drain [`Endpoint::poll_transmit`], [`Endpoint::poll_event`]
 //! and [`Endpoint::poll_timeout`].
 //!
-//! One concern in one file (about 1 050 lines of code): the transaction table and the
+//! One concern in one file (about 1 200 lines of code): the transaction table and the
 //! matching rules that every message passes through; the four machines it drives live in
 //! [`crate::transaction`].
 

@@ -670,37 +670,60 @@ fn invites_past_their_rate_get_503_and_the_rate_comes_back() {
     assert_eq!([outcome(later, 3), outcome(later, 4)], ["taken", "503"]);
 }
 
-#[test]
-fn a_refused_invite_leaves_no_transaction_and_its_503_is_the_same_each_time() {
-    // the refusal is taken before the transaction layer (RFC 3261 §8.2.7): nothing is kept
-    // for it, a retransmission gets the same response (same To tag), and the ACK of the 503
-    // reaches no one
+/// A core that takes one INVITE a second (Retry-After 9), its token just taken by a call.
+fn refusing_core() -> (UaCore, Instant) {
     let mut ua = UaCore::new(UaConfig {
         max_invites_per_second: 1,
         overload_retry_after: 9,
         ..UaConfig::new("192.0.2.2:5060".parse().unwrap(), Transport::Udp, "bob")
     });
     let t0 = Instant::now();
-    let (_, events) = feed_at(&mut ua, t0, invite("s0", "sb0"));
+    let (_, events) = feed_at(&mut ua, t0, invite("first", "first"));
     assert!(matches!(events.as_slice(), [UaEvent::Request { .. }]));
+    (ua, t0)
+}
+
+/// Feeds an INVITE the core must refuse: one datagram out, a 503 back to the sender.
+fn refused(ua: &mut UaCore, now: Instant, bytes: Bytes) -> Response {
+    ua.handle_datagram(
+        now,
+        Received {
+            transport: Transport::Udp,
+            remote: "192.0.2.1:5060".parse().unwrap(),
+            bytes,
+        },
+    );
+    assert!(ua.poll_event().is_none(), "the TU never hears of it");
+    let t = ua.poll_transmit().expect("a 503");
+    assert!(ua.poll_transmit().is_none());
+    assert_eq!(t.destination, "192.0.2.1:5060".parse().unwrap());
+    match Message::parse(&t.bytes).unwrap() {
+        Message::Response(r) => r,
+        Message::Request(r) => panic!("{r:?}"),
+    }
+}
+
+/// The ACK of a non-2xx final response with To tag `tag` to `invite` (same branch).
+fn ack_of(invite: &Bytes, tag: &str) -> Bytes {
+    let text = String::from_utf8(invite.to_vec()).unwrap();
+    Bytes::from(
+        text.replace("INVITE sip", "ACK sip")
+            .replace("1 INVITE", "1 ACK")
+            .replace(
+                "<sip:bob@192.0.2.2>",
+                &format!("<sip:bob@192.0.2.2>;tag={tag}"),
+            ),
+    )
+}
+
+#[test]
+fn a_refused_invite_leaves_no_transaction_and_its_503_is_the_same_each_time() {
+    // the refusal is taken before the transaction layer (RFC 3261 §8.2.7): nothing is kept
+    // for it, a retransmission gets the same response (same To tag), and the ACK of the 503
+    // reaches no one
+    let (mut ua, t0) = refusing_core();
     let before = ua.transactions();
-    let refuse = |ua: &mut UaCore| {
-        ua.handle_datagram(
-            t0,
-            Received {
-                transport: Transport::Udp,
-                remote: "192.0.2.1:5060".parse().unwrap(),
-                bytes: invite("s1", "sb1"),
-            },
-        );
-        assert!(ua.poll_event().is_none(), "the TU never hears of it");
-        let t = ua.poll_transmit().expect("a 503");
-        assert!(ua.poll_transmit().is_none());
-        match Message::parse(&t.bytes).unwrap() {
-            Message::Response(r) => r,
-            Message::Request(r) => panic!("{r:?}"),
-        }
-    };
+    let refuse = |ua: &mut UaCore| refused(ua, t0, invite("s1", "sb1"));
     let first = refuse(&mut ua);
     assert_eq!(first.status(), 503);
     assert_eq!(header(&first, HeaderName::RetryAfter), "9");
@@ -714,15 +737,7 @@ fn a_refused_invite_leaves_no_transaction_and_its_503_is_the_same_each_time() {
     let again = refuse(&mut ua);
     assert_eq!(again.to().unwrap().tag(), Some(tag.as_str()));
     // its ACK: nothing sent, nothing told
-    let ack = String::from_utf8(invite("s1", "sb1").to_vec())
-        .unwrap()
-        .replace("INVITE sip", "ACK sip")
-        .replace("1 INVITE", "1 ACK")
-        .replace(
-            "<sip:bob@192.0.2.2>",
-            &format!("<sip:bob@192.0.2.2>;tag={tag}"),
-        );
-    let (sent, events) = feed_at(&mut ua, t0, Bytes::from(ack));
+    let (sent, events) = feed_at(&mut ua, t0, ack_of(&invite("s1", "sb1"), &tag));
     assert!(sent.is_empty() && events.is_empty(), "{sent:?} {events:?}");
     assert_eq!(ua.transactions(), before);
     assert_eq!(ua.shed(), 2);
@@ -732,39 +747,13 @@ fn a_refused_invite_leaves_no_transaction_and_its_503_is_the_same_each_time() {
 fn a_refusal_taken_from_the_raw_datagram_says_what_the_parsed_one_says() {
     // a plain INVITE is refused before the parser; the same INVITE asking for rport takes the
     // parser's path (its Via gets rport=): the two 503s say the same, and both ACKs vanish
-    let mut ua = UaCore::new(UaConfig {
-        max_invites_per_second: 1,
-        overload_retry_after: 9,
-        ..UaConfig::new("192.0.2.2:5060".parse().unwrap(), Transport::Udp, "bob")
-    });
-    let t0 = Instant::now();
-    let (_, events) = feed_at(&mut ua, t0, invite("x0", "xb0"));
-    assert!(matches!(events.as_slice(), [UaEvent::Request { .. }]));
+    let (mut ua, t0) = refusing_core();
     let before = ua.transactions();
     let text = |b: Bytes| String::from_utf8(b.to_vec()).unwrap();
     let plain = invite("x1", "xb1");
     let rport = Bytes::from(text(plain.clone()).replace(";branch=", ";rport;branch="));
-    let refuse = |ua: &mut UaCore, bytes: Bytes| {
-        ua.handle_datagram(
-            t0,
-            Received {
-                transport: Transport::Udp,
-                remote: "192.0.2.1:5060".parse().unwrap(),
-                bytes,
-            },
-        );
-        assert!(ua.poll_event().is_none(), "the TU never hears of it");
-        let t = ua.poll_transmit().expect("a 503");
-        assert_eq!(t.destination, "192.0.2.1:5060".parse().unwrap());
-        match Message::parse(&t.bytes).unwrap() {
-            Message::Response(r) => r,
-            Message::Request(r) => panic!("{r:?}"),
-        }
-    };
-    let (raw, parsed) = (
-        refuse(&mut ua, plain.clone()),
-        refuse(&mut ua, rport.clone()),
-    );
+    let raw = refused(&mut ua, t0, plain.clone());
+    let parsed = refused(&mut ua, t0, rport.clone());
     assert_eq!(
         header(&raw, HeaderName::Via),
         "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKxb1"
@@ -788,14 +777,7 @@ fn a_refusal_taken_from_the_raw_datagram_says_what_the_parsed_one_says() {
     assert_eq!(parsed.to_tag(), Some(tag.as_str()));
     // the ACK of either: nothing sent, nothing told, nothing kept
     for invite in [plain, rport] {
-        let ack = text(invite)
-            .replace("INVITE sip", "ACK sip")
-            .replace("1 INVITE", "1 ACK")
-            .replace(
-                "<sip:bob@192.0.2.2>",
-                &format!("<sip:bob@192.0.2.2>;tag={tag}"),
-            );
-        let (sent, events) = feed_at(&mut ua, t0, Bytes::from(ack));
+        let (sent, events) = feed_at(&mut ua, t0, ack_of(&invite, &tag));
         assert!(sent.is_empty() && events.is_empty(), "{sent:?} {events:?}");
     }
     assert_eq!(ua.transactions(), before);

@@ -1006,3 +1006,73 @@ async fn two_listeners_for_one_transport_are_refused() {
         "{err:?}"
     );
 }
+
+/// Overload control by queueing delay, end to end over a real UDP socket: a burst of INVITEs
+/// sent faster than the agent reads them queues in its socket. With `max_queue_delay` at a
+/// nanosecond, an INVITE read while others wait behind it is refused 503 at once, one read
+/// from an empty socket is taken; every INVITE gets an answer, none is left to time out.
+#[tokio::test]
+async fn invites_queued_past_the_queue_delay_get_503_and_every_invite_an_answer() {
+    let bob = agent(Listen::Udp(loopback()), |o| {
+        o.max_queue_delay = Duration::from_nanos(1);
+        o.overload_retry_after = 7;
+    })
+    .await;
+    // what the agent takes, it turns down itself
+    let taker = bob.clone();
+    tokio::spawn(async move {
+        while let Some(inv) = taker.next_invitation().await {
+            let _ = inv
+                .reject(sipua::InvitationRejectOptions {
+                    status_code: Some(486),
+                    ..Default::default()
+                })
+                .await;
+        }
+    });
+    let target = bob.local_addr().unwrap();
+    let burst = 200;
+    let answers = tokio::task::spawn_blocking(move || {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let me = sock.local_addr().unwrap();
+        for i in 0..burst {
+            let invite = format!(
+                "INVITE sip:bob@{target} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKq{i}\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:alice@{me}>;tag=a{i}\r\nTo: <sip:bob@{target}>\r\n\
+                 Call-ID: burst-{i}\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@{me}>\r\n\
+                 Content-Length: 0\r\n\r\n"
+            );
+            sock.send_to(invite.as_bytes(), target).unwrap();
+        }
+        // each Call-ID's final answer (and a 503's Retry-After)
+        let mut answers = std::collections::HashMap::new();
+        let mut buf = [0u8; 4096];
+        sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        while answers.len() < burst {
+            let Ok(n) = sock.recv(&mut buf) else { break };
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let status: u16 = text[8..11].parse().unwrap();
+            if status < 200 {
+                continue;
+            }
+            let call = text
+                .lines()
+                .find_map(|l| l.strip_prefix("Call-ID: "))
+                .unwrap()
+                .to_owned();
+            let retry = text.lines().any(|l| l == "Retry-After: 7");
+            answers.insert(call, (status, retry));
+        }
+        answers
+    })
+    .await
+    .unwrap();
+    assert_eq!(answers.len(), burst, "INVITEs without an answer");
+    let refused = answers.values().filter(|(s, _)| *s == 503).count();
+    let taken = answers.values().filter(|(s, _)| *s == 486).count();
+    assert_eq!(refused + taken, burst, "{answers:?}");
+    assert!(refused > 0 && taken > 0, "{refused} refused, {taken} taken");
+    assert!(answers.values().all(|&(s, retry)| s != 503 || retry));
+    assert_eq!(bob.stats().await.unwrap().shed, refused as u64);
+    bob.stop().await;
+}
