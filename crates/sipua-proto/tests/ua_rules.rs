@@ -205,9 +205,8 @@ fn merged_request_gets_482_and_unknown_dialog_481() {
     assert_eq!(answered(&mut ua, Bytes::from(bye)).status(), 481);
 }
 
-/// Feeds one request at `now` from 192.0.2.1; returns every response status the core sent
-/// and the events.
-fn feed_at(ua: &mut UaCore, now: Instant, bytes: Bytes) -> (Vec<String>, Vec<UaEvent>) {
+/// Hands the core one datagram from 192.0.2.1 over UDP at `now`.
+fn deliver(ua: &mut UaCore, now: Instant, bytes: Bytes) {
     ua.handle_datagram(
         now,
         Received {
@@ -216,6 +215,12 @@ fn feed_at(ua: &mut UaCore, now: Instant, bytes: Bytes) -> (Vec<String>, Vec<UaE
             bytes,
         },
     );
+}
+
+/// Feeds one request at `now` from 192.0.2.1; returns every response status the core sent
+/// and the events.
+fn feed_at(ua: &mut UaCore, now: Instant, bytes: Bytes) -> (Vec<String>, Vec<UaEvent>) {
+    deliver(ua, now, bytes);
     let mut sent = Vec::new();
     while let Some(t) = ua.poll_transmit() {
         match Message::parse(&t.bytes) {
@@ -685,14 +690,7 @@ fn refusing_core() -> (UaCore, Instant) {
 
 /// Feeds an INVITE the core must refuse: one datagram out, a 503 back to the sender.
 fn refused(ua: &mut UaCore, now: Instant, bytes: Bytes) -> Response {
-    ua.handle_datagram(
-        now,
-        Received {
-            transport: Transport::Udp,
-            remote: "192.0.2.1:5060".parse().unwrap(),
-            bytes,
-        },
-    );
+    deliver(ua, now, bytes);
     assert!(ua.poll_event().is_none(), "the TU never hears of it");
     let t = ua.poll_transmit().expect("a 503");
     assert!(ua.poll_transmit().is_none());
