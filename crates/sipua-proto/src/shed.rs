@@ -148,16 +148,14 @@ fn tag_of(value: &[u8]) -> Result<Option<&[u8]>, ()> {
     if memchr::memchr(b'"', value).is_some() {
         return Err(());
     }
-    Ok(param_tag(value))
-}
-
-/// [`tag_of`] for a value without quotes.
-fn param_tag(value: &[u8]) -> Option<&[u8]> {
     let params = match value.iter().rposition(|&b| b == b'>') {
         Some(gt) => &value[gt + 1..],
-        None => &value[value.iter().position(|&b| b == b';')?..],
+        None => match value.iter().position(|&b| b == b';') {
+            Some(semi) => &value[semi..],
+            None => return Ok(None),
+        },
     };
-    params.split(|&b| b == b';').find_map(|param| {
+    Ok(params.split(|&b| b == b';').find_map(|param| {
         let (name, value) = match param.iter().position(|&b| b == b'=') {
             Some(eq) => (&param[..eq], &param[eq + 1..]),
             None => (param, &[][..]),
@@ -165,7 +163,7 @@ fn param_tag(value: &[u8]) -> Option<&[u8]> {
         trimmed(name)
             .eq_ignore_ascii_case(b"tag")
             .then(|| trimmed(value))
-    })
+    }))
 }
 
 /// Whether a top Via value (`SIP/2.0/UDP host[:port];params`) sends the response straight
@@ -179,12 +177,8 @@ fn via_is_source(via: &[u8], source: SocketAddr) -> bool {
     let Some(space) = via.iter().position(|&b| b == b' ' || b == b'\t') else {
         return false;
     };
+    // up to the first space: no whitespace inside (a spaced-out protocol takes the full path)
     let (protocol, rest) = via.split_at(space);
-    let protocol: Vec<u8> = protocol
-        .iter()
-        .copied()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
     if !protocol.eq_ignore_ascii_case(b"SIP/2.0/UDP") {
         return false;
     }
