@@ -4,11 +4,13 @@
 # five times what it sustains), SIPp (bench/overload.xml: the built-in uac that takes a 503
 # for an answer) offering each rate of RATES for DURATION seconds, with and without overload
 # control (CONTROL: serve's arguments for it). For each run: calls completed and goodput,
-# calls refused with 503, calls that got no answer (timed out), serve's CPU and peak RSS.
+# calls refused with 503, calls that got no answer (timed out), serve's CPU (and how much of
+# it was the kernel's: the system calls) and peak RSS.
 # Then, on the same serve, RECOVER calls/s for 10 s right after the flood.
 #
 #   bench/overload.sh [DURATION] [RATES...]
 #   e.g. QUOTA=10 CONTROL="--max-cps 1800" RECOVER=1800 bench/overload.sh 60 900 1800 3600 9000
+#        QUOTA=10 CONTROL="--max-delay 200" CONTROL_ONLY=1 bench/overload.sh 30 6000 6000 6000
 #
 # Writes target/overload.csv and, with matplotlib (PLOT=path.png), a plot of offered load
 # against goodput. Needs root (a cgroup v1 cpu controller at /sys/fs/cgroup/cpu), sipp and a
@@ -55,11 +57,13 @@ offer() {
   echo "$((ok - refused)) $refused $failed"
 }
 
-echo "control,offered,completed,goodput,refused,failed,serve_cpu_s,rss_mb,recovered,recover_failed" >"$CSV"
-echo "| overload control | offered (calls/s) | completed | goodput (calls/s) | refused (503) | no answer | serve CPU | peak RSS | then $RECOVER/s for 10 s |"
+echo "control,offered,completed,goodput,refused,failed,serve_cpu_s,serve_sys_s,rss_mb,recovered,recover_failed" >"$CSV"
+echo "| overload control | offered (calls/s) | completed | goodput (calls/s) | refused (503) | no answer | serve CPU (of it, kernel) | peak RSS | then $RECOVER/s for 10 s |"
 echo "|---|---|---|---|---|---|---|---|---|"
-# CONTROL=none runs without overload control only (to find the rate it sustains)
+# CONTROL=none runs without overload control only (to find the rate it sustains);
+# CONTROL_ONLY=1 runs with CONTROL only (a rate named twice runs twice: runs vary)
 controls=(none)
+[ -n "${CONTROL_ONLY:-}" ] && controls=()
 [ "$CONTROL" = none ] || controls+=("$CONTROL")
 for control in "${controls[@]}"; do
   for rate in $RATES; do
@@ -71,23 +75,24 @@ for control in "${controls[@]}"; do
       --lifetime $((DURATION + 200)) "${args[@]}" >/dev/null 2>&1 &
     pid=$!
     sleep 0.7
-    c0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    read -r u0 s0 < <(awk '{print $14, $15}' "/proc/$pid/stat")
     t0=$(date +%s.%N)
     read -r done refused failed < <(offer "$rate" "$DURATION" "$PORT")
     # SIPp runs until its last call ends or times out (Timer B, 32 s): calls per second of it
     wall=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {print b - a}')
-    c1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$pid/stat")
     rss=$(awk '/VmHWM/ {printf "%d", $2 / 1024}' "/proc/$pid/status")
     # right after the flood, the rate it sustains is served again at once
     read -r rdone _ rfailed < <(offer "$RECOVER" 10 $((PORT + 5)))
     # at once: a graceful stop on a tenth of a core would overlap the next run's quota
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
-    cpu=$(awk -v t=$((c1 - c0)) -v k="$TICKS" 'BEGIN {printf "%.1f", t / k}')
+    cpu=$(awk -v t=$((u1 - u0 + s1 - s0)) -v k="$TICKS" 'BEGIN {printf "%.2f", t / k}')
+    sys=$(awk -v t=$((s1 - s0)) -v k="$TICKS" 'BEGIN {printf "%.2f", t / k}')
     goodput=$(awk -v n="$done" -v s="$wall" 'BEGIN {printf "%d", n / s}')
-    echo "$control,$rate,$done,$goodput,$refused,$failed,$cpu,$rss,$rdone,$rfailed" >>"$CSV"
-    printf '| %s | %s | %s | %s | %s | %s | %s s | %s MB | %s completed, %s failed |\n' \
-      "$control" "$rate" "$done" "$goodput" "$refused" "$failed" "$cpu" "$rss" "$rdone" "$rfailed"
+    echo "$control,$rate,$done,$goodput,$refused,$failed,$cpu,$sys,$rss,$rdone,$rfailed" >>"$CSV"
+    printf '| %s | %s | %s | %s | %s | %s | %s s (%s s) | %s MB | %s completed, %s failed |\n' \
+      "$control" "$rate" "$done" "$goodput" "$refused" "$failed" "$cpu" "$sys" "$rss" "$rdone" "$rfailed"
   done
 done
 if [ -n "${PLOT:-}" ]; then

@@ -146,7 +146,9 @@ pub struct UserAgentOptions {
     /// been waiting longer than this, new INVITEs get the same 503, taken from the raw
     /// datagram before any parse (a tenth of a call's cost), so that an agent past its
     /// capacity spends itself on the calls it took. It needs no figure of the machine's
-    /// capacity. `Duration::ZERO` (the default): off.
+    /// capacity. Take it well under T1 (callers resend at 500 ms) and, in a container with a
+    /// CPU quota, at least twice the quota's period: 200 ms suits most. `Duration::ZERO` (the
+    /// default): off.
     pub max_queue_delay: Duration,
     /// Seeds tags, branches and Call-IDs; `None` takes one from the clock and address.
     pub seed: Option<u64>,
