@@ -6,7 +6,8 @@
 //! byte turns on digest authentication (the core challenges, counts failures, blocks);
 //! the budget for unacknowledged calls is small, so calls are dropped oldest first. Its
 //! second bit limits INVITEs to one a second and its third drains the core: refusals then
-//! come as stateless 503s from the endpoint.
+//! come as stateless 503s from the endpoint. The fourth refuses by queueing delay and the
+//! fifth writes RFC 7339's overload figures into the Via of answers to Vias that ask.
 //!
 //! Behind the core sits one session's offer/answer machine (`sipua_proto::session`), as the
 //! session task uses it: each request's body is classified by it and answered by its verdict
@@ -100,11 +101,13 @@ fuzz_target!(|data: &[u8]| {
         max_unconfirmed_bytes: 4_000,
         // the second bit turns on the INVITE rate limit (stateless 503s before the
         // transaction layer, most from the raw datagram); the third drains the core; the
-        // fourth refuses by queueing delay, the backlog's age moved by each message's length
+        // fourth refuses by queueing delay, the backlog's age moved by each message's length;
+        // the fifth writes RFC 7339's figures into the Via of answers to Vias that ask
         max_invites_per_second: u32::from(data.first().is_some_and(|b| b & 2 == 2)),
         max_queue_delay: Duration::from_millis(
             if data.first().is_some_and(|b| b & 8 == 8) { 100 } else { 0 },
         ),
+        overload_via: data.first().is_some_and(|b| b & 16 == 16),
         authenticate,
         ..UaConfig::new("192.0.2.2:5060".parse().unwrap(), Transport::Udp, "bob")
     });

@@ -62,10 +62,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECONDS")]
     drain: Option<f64>,
     /// Overload control: past this many requests received and not yet answered, new ones
-    /// get 503 with Retry-After (calls in progress keep their priority). 0: no limit.
+    /// get 503 with Retry-After (calls in progress keep their priority); shared evenly among
+    /// the threads. 0: no limit.
     #[arg(long, default_value_t = 0)]
     max_pending: usize,
-    /// Overload control: past this many new calls a second, 503 with Retry-After. 0: no
+    /// Overload control: past this many new calls a second, 503 with Retry-After; shared
+    /// evenly among the threads (each takes the calls whose Call-ID hashes to it). 0: no
     /// limit.
     #[arg(long, default_value_t = 0)]
     max_cps: u32,
@@ -75,6 +77,11 @@ pub struct ServeArgs {
     /// 200 suits most: at least twice a CPU quota's period, well under T1 (500). 0: off.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     max_delay: u64,
+    /// RFC 7339 overload control: tell the proxies that ask for it (`oc` in their Via) how
+    /// much of their traffic to cut, from the share of new calls --max-cps, --max-delay or
+    /// draining refuse.
+    #[arg(long)]
+    oc: bool,
     /// Print nothing per call (for load runs).
     #[arg(long)]
     quiet: bool,
@@ -330,6 +337,7 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
         max_pending_requests: args.max_pending,
         max_invites_per_second: args.max_cps,
         max_queue_delay: Duration::from_millis(args.max_delay),
+        overload_via: args.oc,
         // a server answers whatever user the Request-URI names
         accept_any_user: true,
         tls,
@@ -358,6 +366,11 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
     });
     // each thread's agent binds the same stream listeners (the kernel spreads connections)
     template.reuse_port = threads > 1;
+    // the limits are the whole server's: each thread takes its share of the calls (Call-IDs
+    // hash evenly), so it takes its share of the limits
+    let share = |limit: usize| limit.div_ceil(threads.max(1));
+    template.max_invites_per_second = share(args.max_cps as usize) as u32;
+    template.max_pending_requests = share(args.max_pending);
     let plan = match plan_agents(listens, threads) {
         Ok(p) => p,
         Err(e) => {

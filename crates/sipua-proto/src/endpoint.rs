@@ -84,6 +84,10 @@ pub struct Admission {
     /// longer than this ([`Endpoint::set_backlog`]): the agent is behind, and a call taken
     /// now would only be answered after its caller has begun to retransmit. Zero: off.
     pub max_queue_delay: Duration,
+    /// RFC 7339: answer the clients that ask for overload control (their top Via carries
+    /// `oc`) with the share of their traffic to cut in the Via of every response
+    /// (`oc.rs`), counted from the INVITEs these rules refuse.
+    pub overload_via: bool,
 }
 
 /// A message that arrived.
@@ -251,8 +255,6 @@ struct Entry {
 #[derive(Debug)]
 struct Incoming {
     request: Request,
-    /// Where it came from.
-    source: SocketAddr,
     /// The top Via its responses carry ([`received_via`], as text), made once for all of
     /// them.
     via: Option<String>,
@@ -312,6 +314,8 @@ pub struct Endpoint {
     /// Since when the datagrams waiting to be read have been waiting, as the driver last
     /// said ([`Endpoint::set_backlog`]).
     backlog_since: Option<Instant>,
+    /// The RFC 7339 figure of [`Admission::overload_via`].
+    oc: crate::oc::OcServer,
 }
 
 /// How long an answered server transaction lingers before a full table may drop it for a new
@@ -350,6 +354,7 @@ impl Endpoint {
             shed_tag,
             last_refusal: None,
             backlog_since: None,
+            oc: crate::oc::OcServer::default(),
         }
     }
 
@@ -381,8 +386,17 @@ impl Endpoint {
     }
 
     /// Whether a new request outside a dialog is refused now (taking an INVITE token when
-    /// it is not).
+    /// it is not); a new INVITE's answer counts toward the RFC 7339 figure.
     fn refuses(&mut self, now: Instant, method: &Method) -> bool {
+        let refused = self.refused_by_rules(now, method);
+        if self.admission.overload_via && *method == Method::Invite {
+            self.oc.record(now, refused);
+        }
+        refused
+    }
+
+    /// [`Self::refuses`]'s rules.
+    fn refused_by_rules(&mut self, now: Instant, method: &Method) -> bool {
         if self.admission.draining {
             return true;
         }
@@ -432,6 +446,11 @@ impl Endpoint {
             return true;
         }
         if !self.refusing_invites(now) {
+            return false;
+        }
+        // a client that may ask for overload control gets its figure in the Via: the parser's
+        // path writes it
+        if self.admission.overload_via && memchr::memmem::find(&rx.bytes, b";oc").is_some() {
             return false;
         }
         let Some(invite) = crate::shed::invite(&rx.bytes, rx.remote) else {
@@ -761,7 +780,11 @@ impl Endpoint {
         let response = match &entry.request {
             // the request's top Via needs no received/rport (`via` was made on arrival): the
             // response carries it as it came, without reading the Via again
-            Some(inc) if inc.via.is_some() => with_received(response, &inc.request, inc.source),
+            Some(Incoming {
+                request,
+                via: Some(via),
+                ..
+            }) if same_top_via(&response, request) => with_top_via(response, via),
             _ => response,
         };
         let bytes = response.to_bytes();
@@ -1023,7 +1046,7 @@ impl Endpoint {
         let destination = response_destination(req, via_text.as_ref(), &transport, source);
         // one pass: the Via with received/rport, our tag and the Retry-After written as the
         // response is built (each edit afterwards would rebuild it)
-        let via = received_via_text_of(req, via_text.as_ref(), source);
+        let via = self.response_via(now, req, via_text.as_ref(), source);
         // the tag that lets its ACK be dropped unparsed
         let tag = (!req.has_to_tag()).then_some(self.shed_tag.as_str());
         self.last_refusal = Some(now);
@@ -1058,7 +1081,7 @@ impl Endpoint {
         }
         let id = self.new_id();
         let rel = reliability(&peer.transport);
-        let via = received_via_text_of(req, via_text.as_ref(), source);
+        let via = self.response_via(now, req, via_text.as_ref(), source);
         let tx = if *req.method() == Method::Invite {
             if self.cfg.send_trying && !self.cfg.trying_delay.is_zero() {
                 Tx::Ist(
@@ -1090,7 +1113,6 @@ impl Endpoint {
                 lingering: false,
                 request: Some(Incoming {
                     request: req.clone(),
-                    source,
                     via,
                 }),
             }),
@@ -1211,6 +1233,62 @@ fn received_params(
         Some(write(&[("received", Some(&ip)), ("rport", Some(&port))]))
     } else {
         Some(write(&[("received", Some(&ip))]))
+    }
+}
+
+/// `resp` with `via` (a [`received_via_text`], or the same with RFC 7339's figures) as its
+/// top Via.
+fn with_top_via(mut resp: Response, via: &str) -> Response {
+    if let Ok(v) = Via::parse(via.as_bytes()) {
+        let _ = resp.set_top_via(&v);
+    }
+    resp
+}
+
+impl Endpoint {
+    /// The top Via of the responses to `req` (`via`: its top Via read in place, when it can
+    /// be): [`received_via_text`], and RFC 7339's figures when overload control is on and
+    /// the client asks for it (§5.2). `None`: the Via as it came.
+    fn response_via(
+        &mut self,
+        now: Instant,
+        req: &Request,
+        via: Option<&ViaText<'_>>,
+        source: SocketAddr,
+    ) -> Option<String> {
+        if self.admission.overload_via {
+            if let Ok(v) = req.top_via() {
+                if crate::oc::asks(v.params.get("oc"), v.params.get("oc-algo")) {
+                    return Some(self.overload_via_text(now, v, source));
+                }
+            }
+        }
+        received_via_text_of(req, via, source)
+    }
+
+    /// `v` with `received`/`rport` as [`received_via`] sets them and the overload figures:
+    /// `oc`, `oc-algo="loss"`, `oc-validity` and `oc-seq` (RFC 7339 §4).
+    fn overload_via_text(&mut self, now: Instant, v: &Via, source: SocketAddr) -> String {
+        let p = self.oc.params(now);
+        let figures = [
+            ("oc", Some(p.oc.as_str())),
+            ("oc-algo", Some("loss")),
+            ("oc-validity", Some(p.validity.as_str())),
+            ("oc-seq", Some(p.seq.as_str())),
+        ];
+        let text = received_params(v.rport().is_some(), v.host.ip(), source, |set| {
+            v.to_string_with(&[set, &figures[..]].concat())
+        })
+        .unwrap_or_else(|| v.to_string_with(&figures));
+        // the algorithm is a quoted list (§9), which a plain value is not written as
+        let lower = text.to_ascii_lowercase();
+        match lower.find(";oc-algo=loss") {
+            Some(at) => {
+                let value = at + ";oc-algo=".len();
+                format!("{}\"loss\"{}", &text[..value], &text[value + 4..])
+            }
+            None => text,
+        }
     }
 }
 

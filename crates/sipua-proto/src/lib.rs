@@ -11,7 +11,8 @@
 //! - [`endpoint`]: owns the transactions, matches what arrives to them (§17.1.3, §17.2.3),
 //!   answers what none should see (unmatched CANCEL, malformed requests, overload) and routes
 //!   responses (§18.2.2, RFC 3581); a new INVITE it refuses in overload is answered from the
-//!   raw datagram, before the parser (`shed.rs`, §21.5.4);
+//!   raw datagram, before the parser (`shed.rs`, §21.5.4), and clients that ask for RFC 7339
+//!   overload control read the share of their traffic to cut in its responses' Via (`oc.rs`);
 //! - [`dialog`]: dialogs and their route sets (§12), with the flow a dialog came over
 //!   (RFC 5626, RFC 7118);
 //! - [`ua`]: the user-agent core on top (§8, §12, §13, §15): tags, 2xx retransmission and
@@ -39,6 +40,7 @@ pub mod endpoint;
 #[doc(hidden)] // shared with the other sipua crates, not part of the API
 pub mod hash;
 pub mod locate;
+pub(crate) mod oc;
 #[doc(hidden)] // shared with the other sipua crates, not part of the API
 pub mod rng;
 pub mod session;

@@ -903,3 +903,90 @@ fn a_shard_makes_call_ids_that_hash_back_to_it() {
     }
     assert!(seen.iter().all(|&n| n > 20), "{seen:?}");
 }
+
+/// The top Via of a message sent by the core.
+fn top_via(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    text.lines()
+        .find_map(|l| l.strip_prefix("Via: "))
+        .unwrap()
+        .to_owned()
+}
+
+/// An INVITE whose Via asks for RFC 7339 overload control, as a proxy's would.
+fn oc_invite(call: &str, branch: &str) -> Bytes {
+    let text = String::from_utf8(invite(call, branch).to_vec()).unwrap();
+    Bytes::from(text.replace(
+        &format!(";branch=z9hG4bK{branch}"),
+        &format!(";branch=z9hG4bK{branch};oc;oc-algo=\"loss,A\""),
+    ))
+}
+
+#[test]
+fn overload_figures_reach_the_clients_that_ask_in_the_via_of_every_answer() {
+    // RFC 7339: one INVITE a second taken; the share refused becomes the cut
+    let mut ua = UaCore::new(UaConfig {
+        max_invites_per_second: 1,
+        overload_via: true,
+        ..UaConfig::new("192.0.2.2:5060".parse().unwrap(), Transport::Udp, "bob")
+    });
+    let t0 = Instant::now();
+    let via = |call: &str| format!("SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK{call}");
+    // not overloaded: oc=0, and a validity of 0 says no cut is asked for (§5.1)
+    deliver(&mut ua, t0, oc_invite("oc0", "oc0"));
+    let Some(UaEvent::Request { id, .. }) = ua.poll_event() else {
+        panic!()
+    };
+    let trying = ua.poll_transmit().expect("100 Trying");
+    let calm = format!(
+        "{};oc=0;oc-algo=\"loss\";oc-validity=0;oc-seq=0.000",
+        via("oc0")
+    );
+    assert_eq!(top_via(&trying.bytes), calm);
+    // three more this second: refused, their 503s through the parser (the raw path would
+    // not write the figures) and still saying 0, for the second is not over
+    for i in 1..4 {
+        let call = format!("oc{i}");
+        let r = refused(&mut ua, t0, oc_invite(&call, &call));
+        assert_eq!(r.status(), 503);
+        assert_eq!(
+            header(&r, HeaderName::Via),
+            calm.replace("oc0", &call),
+            "{i}"
+        );
+    }
+    // a second later: 3 of 4 were refused, cut 75 % for a second (oc-seq: later figures)
+    let later = t0 + std::time::Duration::from_secs(1);
+    deliver(&mut ua, later, oc_invite("oc4", "oc4"));
+    let Some(UaEvent::Request { id: id4, .. }) = ua.poll_event() else {
+        panic!()
+    };
+    let trying = ua.poll_transmit().expect("100 Trying");
+    let cut = format!(
+        "{};oc=75;oc-algo=\"loss\";oc-validity=1000;oc-seq=1.000",
+        via("oc4")
+    );
+    assert_eq!(top_via(&trying.bytes), cut);
+    // the TU's answers carry what was told when the request came
+    let r = ua.response(id4, 486).unwrap();
+    ua.respond(later, id4, r).unwrap();
+    let t = ua.poll_transmit().expect("486");
+    assert_eq!(top_via(&t.bytes), cut);
+    let r = ua.response(id, 180).unwrap();
+    ua.respond(later, id, r).unwrap();
+    let t = ua.poll_transmit().expect("180");
+    assert_eq!(top_via(&t.bytes), calm);
+    while ua.poll_transmit().is_some() {}
+    // a client that does not ask gets no figures
+    let r = refused(&mut ua, later, invite("plain", "plain"));
+    assert_eq!(header(&r, HeaderName::Via), via("plain"));
+    // a Via that offers other algorithms only is not answered with loss figures
+    let other = String::from_utf8(oc_invite("rate", "rate").to_vec())
+        .unwrap()
+        .replace("\"loss,A\"", "\"rate\"");
+    let r = refused(&mut ua, later, Bytes::from(other));
+    assert_eq!(
+        header(&r, HeaderName::Via),
+        format!("{};oc;oc-algo=\"rate\"", via("rate"))
+    );
+}

@@ -385,3 +385,85 @@ fn sipp_gets_a_session_timer_granted_and_refreshes_and_holds_with_update() {
         "{printed}"
     );
 }
+
+#[test]
+fn a_proxy_asking_for_overload_control_reads_the_cut_in_every_answers_via() {
+    // RFC 7339 on the wire, SIPp as the proxy that asks (`oc` in its Via): serve takes five
+    // calls a second (--max-cps 5) and turns them down (486), refuses the rest (503); every
+    // answer's Via must carry the figures (the scenario fails a call otherwise), and once a
+    // second of refusals is counted, the cut is the share refused
+    let port = free_udp_port();
+    let callee = serve_with(
+        port,
+        &[
+            "--answer",
+            "busy",
+            "--no-media",
+            "--threads",
+            "1",
+            "--oc",
+            "--max-cps",
+            "5",
+        ],
+        Stdio::null(),
+    );
+    let scenario = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/sipp/overload_control.xml"
+    );
+    let log = std::env::temp_dir().join(format!("sipua-oc-{port}.log"));
+    let _ = std::fs::remove_file(&log);
+    let out = sipp()
+        .args([
+            "-sf",
+            scenario,
+            &format!("127.0.0.1:{port}"),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &free_udp_port().to_string(),
+        ])
+        .args(["-m", "80", "-r", "20", "-timeout", "30", "-timeout_error"])
+        .args(["-nostdin", "-trace_logs", "-log_file"])
+        .arg(&log)
+        .output()
+        .unwrap();
+    drop(callee);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(counters(&text), (80, 0), "{text}");
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    // "<status> cut=<n> validity=<ms> seq=<s.ms>", in the order SIPp got them
+    let answers: Vec<(u16, u8, u32, String)> = logged
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let status = w.next()?.parse().ok()?;
+            let field = |w: Option<&str>, name: &str| w?.strip_prefix(name).map(str::to_owned);
+            let cut = field(w.next(), "cut=")?.parse().ok()?;
+            let validity = field(w.next(), "validity=")?.parse().ok()?;
+            let seq = field(w.next(), "seq=")?;
+            Some((status, cut, validity, seq))
+        })
+        .collect();
+    assert_eq!(answers.len(), 80, "{logged}");
+    let taken = answers.iter().filter(|a| a.0 == 486).count();
+    assert!((10..=30).contains(&taken), "{taken} taken of 80 at 5/s");
+    // a cut is sent with a validity, no cut with validity 0 (§5.1, §5.7)
+    assert!(answers
+        .iter()
+        .all(|&(_, cut, validity, _)| (cut == 0) == (validity == 0)));
+    // past the first second most of the offer was refused: the cut says so
+    let top = answers.iter().map(|a| a.1).max().unwrap();
+    assert!((50..=100).contains(&top), "{answers:?}");
+    // new figures come with a new oc-seq (§4.4): one seq never names two cuts
+    let mut by_seq = std::collections::HashMap::new();
+    for (_, cut, _, seq) in &answers {
+        assert_eq!(
+            *by_seq.entry(seq.clone()).or_insert(*cut),
+            *cut,
+            "{answers:?}"
+        );
+    }
+    assert!(by_seq.len() >= 2, "{answers:?}");
+}

@@ -264,3 +264,50 @@ fn webrtc_calls_too_large_for_udp_stay_with_the_thread_that_took_their_connectio
         out.text()
     );
 }
+
+/// How many `status` responses SIPp's last screen in `out` says it received.
+fn received(out: &str, status: &str) -> u32 {
+    let label = format!("{status} <----------");
+    out.lines()
+        .rev()
+        .find(|l| l.contains(&label))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn the_call_rate_limit_is_the_whole_servers_not_each_threads() {
+    // --max-cps 6 over three threads: each takes 2 a second of the calls hashed to it, so
+    // the server takes about 6 a second (a second's worth at once, then the rate), not 18
+    let (_serve, out, port) = serve_threads(&["--answer", "busy", "--max-cps", "6", "--oc"]);
+    let scenario = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/sipp/overload_control.xml"
+    );
+    let run = sipp()
+        .args(["-sf", scenario, &format!("127.0.0.1:{port}")])
+        .args(["-i", "127.0.0.1", "-p", &free_udp_port().to_string()])
+        .args([
+            "-m",
+            "90",
+            "-r",
+            "30",
+            "-timeout",
+            "30",
+            "-timeout_error",
+            "-nostdin",
+        ])
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(counters(&text), (90, 0), "{text}\n{}", out.text());
+    let (taken, refused) = (received(&text, "486"), received(&text, "503"));
+    assert_eq!(taken + refused, 90, "{text}");
+    // 3 s of offer: 6 at once and 6 a second at most, whatever the hash's spread
+    assert!(
+        (6..=26).contains(&taken),
+        "{taken} taken, {refused} refused\n{text}"
+    );
+}

@@ -103,6 +103,11 @@ pub struct UaConfig {
     /// needs no figure of the machine's capacity: it refuses exactly when the agent falls
     /// behind. Zero: off.
     pub max_queue_delay: Duration,
+    /// RFC 7339 overload control: clients whose top Via carries `oc` read in our responses'
+    /// Via how much of their traffic to cut (`oc`, `oc-validity`, `oc-seq`), from the share
+    /// of new INVITEs the rules above refuse; they cut it before sending. Off by default (a
+    /// server may tell only the neighbours it trusts, §11).
+    pub overload_via: bool,
     /// Our address of record for From (and To of REGISTER), with its display name; `None`
     /// makes `sip:user@local-ip`.
     pub aor: Option<NameAddr>,
@@ -135,6 +140,7 @@ impl UaConfig {
             max_invites_per_second: 0,
             overload_retry_after: 5,
             max_queue_delay: Duration::ZERO,
+            overload_via: false,
             aor: None,
             outbound: false,
             shard: None,
@@ -515,6 +521,7 @@ impl UaCore {
             invites_per_second: self.cfg.max_invites_per_second,
             retry_after: self.cfg.overload_retry_after,
             max_queue_delay: self.cfg.max_queue_delay,
+            overload_via: self.cfg.overload_via,
         }
     }
 

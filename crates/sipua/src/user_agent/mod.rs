@@ -150,6 +150,12 @@ pub struct UserAgentOptions {
     /// CPU quota, at least twice the quota's period: 200 ms suits most. `Duration::ZERO` (the
     /// default): off.
     pub max_queue_delay: Duration,
+    /// RFC 7339 overload control toward the proxies that ask for it (their top Via carries
+    /// `oc`): our responses tell them the share of their traffic to cut, from the share of
+    /// new INVITEs `max_invites_per_second`, `max_queue_delay` or draining refuse, so that
+    /// they hold calls back before sending. `false` (the default): not told (a server may
+    /// tell only the neighbours it trusts).
+    pub overload_via: bool,
     /// Seeds tags, branches and Call-IDs; `None` takes one from the clock and address.
     pub seed: Option<u64>,
     /// A TCP connection with no traffic for this long is closed.
@@ -209,6 +215,7 @@ impl Default for UserAgentOptions {
             max_invites_per_second: 0,
             overload_retry_after: 5,
             max_queue_delay: Duration::ZERO,
+            overload_via: false,
             seed: None,
             connection_idle_timeout: Duration::from_secs(180),
             keepalive_interval: None,
@@ -378,6 +385,7 @@ impl UserAgent {
             max_invites_per_second: o.max_invites_per_second,
             overload_retry_after: o.overload_retry_after,
             max_queue_delay: o.max_queue_delay,
+            overload_via: o.overload_via,
             shard,
             ..UaConfig::new(named, transport, &o.user)
         };
