@@ -316,6 +316,8 @@ pub struct Endpoint {
     backlog_since: Option<Instant>,
     /// The RFC 7339 figure of [`Admission::overload_via`].
     oc: crate::oc::OcServer,
+    /// What the servers we send to told us of their overload (RFC 7339 §5.4).
+    oc_told: crate::oc::OcClient,
 }
 
 /// How long an answered server transaction lingers before a full table may drop it for a new
@@ -355,6 +357,7 @@ impl Endpoint {
             last_refusal: None,
             backlog_since: None,
             oc: crate::oc::OcServer::default(),
+            oc_told: crate::oc::OcClient::default(),
         }
     }
 
@@ -378,6 +381,12 @@ impl Endpoint {
             && self
                 .backlog_since
                 .is_some_and(|since| now.saturating_duration_since(since) > max)
+    }
+
+    /// The share of its new requests that `server` asked us to hold back (RFC 7339 `oc`,
+    /// percent), as long as its figure holds; 0 without [`Admission::overload_via`].
+    pub fn overload_cut_at(&self, now: Instant, server: SocketAddr) -> u8 {
+        self.oc_told.cut(now, server)
     }
 
     /// Requests refused with 503 by [`Admission`] so far.
@@ -916,6 +925,19 @@ impl Endpoint {
         let Some(entry) = self.txs.get_mut(&id) else {
             return;
         };
+        if self.admission.overload_via {
+            // our Via asked for overload control: what the server says of its load
+            if let Ok(v) = resp.top_via() {
+                let p = &v.params;
+                self.oc_told.heard(
+                    now,
+                    entry.peer.destination,
+                    p.get("oc"),
+                    p.get("oc-validity"),
+                    p.get("oc-seq"),
+                );
+            }
+        }
         let delivery = match &mut entry.tx {
             Tx::Ict(t) => t.on_response(now, &resp, &mut self.scratch),
             Tx::Nict(t) => t.on_response(now, resp.status()),

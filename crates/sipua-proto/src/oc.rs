@@ -1,9 +1,11 @@
-//! RFC 7339 overload control, the server's side: what an overloaded agent tells the clients
-//! that ask for it (their top Via carries `oc`, §4.1) in the Via of its responses: how much of
-//! their traffic to cut (`oc`, a percentage for the "loss" algorithm, §7.1), for how long
-//! (`oc-validity`, §4.3) and in which order the figures were made (`oc-seq`, §4.4).
+//! RFC 7339 overload control. The server's side ([`OcServer`]): what an overloaded agent
+//! tells the clients that ask for it (their top Via carries `oc`, §4.1) in the Via of its
+//! responses: how much of their traffic to cut (`oc`, a percentage for the "loss" algorithm,
+//! §7.1), for how long (`oc-validity`, §4.3) and in which order the figures were made
+//! (`oc-seq`, §4.4).
 //!
-//! The figure comes from the endpoint's own admission decisions ([`crate::endpoint::Admission`]):
+//! The figure comes from the endpoint's own admission decisions
+//! ([`crate::endpoint::Admission`]):
 //! each second, the share of new INVITEs it refused raises the cut on top of what the
 //! clients already cut (they refused that share of what still came), and a second without a
 //! refusal lowers it by a quarter. While the cut is above zero, the answer carries it with a
@@ -14,7 +16,13 @@
 //! asks and goes on sending everything keeps the refused share up, so the cut climbs toward
 //! 100 for every client that asks. The admission rules go on refusing what is too much
 //! either way, so the server stays safe; a figure per client is not built.
+//!
+//! The client's side ([`OcClient`], §5.4–§5.5): the figures each next hop sent in the Via of
+//! its responses, kept by address; the UA core holds a new INVITE back with the chance the
+//! hop asked for (the loss algorithm with no priority classes, §7.2). Requests inside a
+//! dialog are never held back: they finish calls the server already took.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use sipua_message::text::push_decimal;
@@ -130,6 +138,115 @@ impl OcServer {
     }
 }
 
+/// What the servers we send to told us in the Via of their responses (§5.4): per address,
+/// the cut, until when it holds, and the `oc-seq` it came with. At most [`MAX_SERVERS`].
+#[derive(Debug, Default)]
+pub(crate) struct OcClient {
+    servers: std::collections::HashMap<SocketAddr, Told>,
+}
+
+/// How many servers' figures are kept (the expired go first, then the one that ends first).
+pub(crate) const MAX_SERVERS: usize = 256;
+
+#[derive(Debug, Clone, Copy)]
+struct Told {
+    cut: u8,
+    until: Instant,
+    seq: (u64, u32),
+}
+
+impl OcClient {
+    /// Takes the figures of a response from `server`: the values of its top Via's `oc`,
+    /// `oc-validity` and `oc-seq` parameters. A bare `oc` (the server left it as we wrote
+    /// it: it does not take part), an `oc-seq` not above the last one (a late or repeated
+    /// figure) and a malformed value change nothing; `oc-validity=0` ends the control
+    /// (§5.7); no `oc-validity` holds for 500 ms (§4.3).
+    pub(crate) fn heard(
+        &mut self,
+        now: Instant,
+        server: SocketAddr,
+        oc: Option<Option<&str>>,
+        validity: Option<Option<&str>>,
+        seq: Option<Option<&str>>,
+    ) {
+        let Some(Some(oc)) = oc else {
+            return;
+        };
+        let Ok(cut) = oc.parse::<u64>() else {
+            return;
+        };
+        let validity = match validity {
+            None | Some(None) => 500,
+            Some(Some(v)) => match v.parse::<u64>() {
+                Ok(v) => v,
+                Err(_) => return,
+            },
+        };
+        let seq = match seq.flatten().map(parse_seq) {
+            Some(Some(s)) => s,
+            Some(None) => return,
+            None => (0, 0),
+        };
+        if let Some(told) = self.servers.get(&server) {
+            if told.until > now && seq <= told.seq {
+                return;
+            }
+        }
+        if validity == 0 {
+            self.servers.remove(&server);
+            return;
+        }
+        if !self.servers.contains_key(&server) && self.servers.len() >= MAX_SERVERS {
+            self.servers.retain(|_, t| t.until > now);
+            if self.servers.len() >= MAX_SERVERS {
+                let first = self
+                    .servers
+                    .iter()
+                    .min_by_key(|(_, t)| t.until)
+                    .map(|(a, _)| *a);
+                if let Some(a) = first {
+                    self.servers.remove(&a);
+                }
+            }
+        }
+        let told = Told {
+            cut: cut.min(100) as u8,
+            until: now + Duration::from_millis(validity.min(3_600_000)),
+            seq,
+        };
+        self.servers.insert(server, told);
+    }
+
+    /// The cut `server` asks for now, percent (0 when it asks for none or its figure ran out).
+    pub(crate) fn cut(&self, now: Instant, server: SocketAddr) -> u8 {
+        self.servers
+            .get(&server)
+            .filter(|t| t.until > now)
+            .map_or(0, |t| t.cut)
+    }
+}
+
+/// An `oc-seq` (`1*12DIGIT "." 1*5DIGIT`, or digits alone): its whole and fraction parts,
+/// the fraction counted in hundred-thousandths so that `.5` and `.50000` are equal.
+fn parse_seq(s: &str) -> Option<(u64, u32)> {
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    if whole.is_empty() || whole.len() > 12 || frac.len() > 5 {
+        return None;
+    }
+    if !whole.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut f: u32 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse().ok()?
+    };
+    for _ in frac.len()..5 {
+        f *= 10;
+    }
+    Some((whole.parse().ok()?, f))
+}
+
 /// Whether a Via's parameters ask for overload control: an `oc` parameter, and `loss` among
 /// the algorithms of `oc-algo` when it is there (every client must offer it, §4.2).
 pub(crate) fn asks(oc: Option<Option<&str>>, algo: Option<Option<&str>>) -> bool {
@@ -224,6 +341,65 @@ mod tests {
         oc.record(at(t0, 41_000), true);
         assert_eq!(oc.cut(at(t0, 42_000)), 100);
         assert_eq!(oc.cut(at(t0, 62_000)), 0);
+    }
+
+    #[test]
+    fn a_client_holds_a_cut_for_its_validity_and_takes_only_later_figures() {
+        let t0 = Instant::now();
+        let a: SocketAddr = "192.0.2.1:5060".parse().unwrap();
+        let b: SocketAddr = "192.0.2.2:5060".parse().unwrap();
+        let mut told = OcClient::default();
+        let hear = |told: &mut OcClient, ms: u64, oc: &str, validity: &str, seq: &str| {
+            told.heard(
+                at(t0, ms),
+                a,
+                Some(Some(oc)),
+                Some(Some(validity)),
+                Some(Some(seq)),
+            );
+        };
+        hear(&mut told, 0, "20", "500", "1282321615.782");
+        assert_eq!(told.cut(at(t0, 499), a), 20);
+        assert_eq!(told.cut(at(t0, 499), b), 0, "per server");
+        assert_eq!(told.cut(at(t0, 500), a), 0, "ran out");
+        hear(&mut told, 600, "30", "1000", "1282321616.1");
+        // the same oc-seq again, or an earlier one: no change, no new validity
+        hear(&mut told, 700, "90", "1000", "1282321616.10000");
+        hear(&mut told, 700, "90", "1000", "1282321615.999");
+        assert_eq!(told.cut(at(t0, 800), a), 30);
+        assert_eq!(told.cut(at(t0, 1_600), a), 0);
+        // a later one with validity 0 ends it at once, whatever its oc (§5.7)
+        hear(&mut told, 1_700, "40", "1000", "1282321617");
+        hear(&mut told, 1_800, "50", "0", "1282321617.5");
+        assert_eq!(told.cut(at(t0, 1_900), a), 0);
+        // a bare oc (the server does not take part), garbage and a cut past 100
+        told.heard(at(t0, 2_000), a, Some(None), None, None);
+        hear(&mut told, 2_000, "x", "1000", "1");
+        hear(&mut told, 2_000, "10", "1000", "1.234567");
+        assert_eq!(told.cut(at(t0, 2_001), a), 0);
+        told.heard(at(t0, 2_000), a, Some(Some("250")), None, None);
+        assert_eq!(
+            told.cut(at(t0, 2_499), a),
+            100,
+            "500 ms without oc-validity"
+        );
+        assert_eq!(told.cut(at(t0, 2_500), a), 0);
+    }
+
+    #[test]
+    fn a_client_keeps_the_figures_of_a_bounded_number_of_servers() {
+        let t0 = Instant::now();
+        let mut told = OcClient::default();
+        for i in 0..(MAX_SERVERS as u16 + 10) {
+            let server = SocketAddr::from(([192, 0, 2, 1], 1000 + i));
+            let validity = (1_000 + u64::from(i)).to_string();
+            told.heard(t0, server, Some(Some("50")), Some(Some(&validity)), None);
+        }
+        assert_eq!(told.servers.len(), MAX_SERVERS);
+        // the ones that ended first made room
+        assert_eq!(told.cut(t0, SocketAddr::from(([192, 0, 2, 1], 1000))), 0);
+        let last = SocketAddr::from(([192, 0, 2, 1], 1000 + MAX_SERVERS as u16 + 9));
+        assert_eq!(told.cut(t0, last), 50);
     }
 
     #[test]

@@ -1104,3 +1104,73 @@ async fn invites_queued_past_the_queue_delay_get_503_and_every_invite_an_answer(
     );
     bob.stop().await;
 }
+
+/// RFC 7339 end to end over a real UDP socket, both sides sipua: a callee that takes two
+/// calls a second tells the caller in its answers' Via how much to cut, and the caller holds
+/// that share of its new calls back itself, with a typed error and nothing sent.
+#[tokio::test]
+async fn a_caller_holds_back_the_calls_an_overloaded_callee_asks_it_to_cut() {
+    let bob = agent(Listen::Udp(loopback()), |o| {
+        o.overload_via = true;
+        o.max_invites_per_second = 2;
+    })
+    .await;
+    // what the agent takes it turns down; it counts the INVITEs whose Via asked (§4.1)
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (taker, count) = (bob.clone(), asked.clone());
+    tokio::spawn(async move {
+        while let Some(inv) = taker.next_invitation().await {
+            let via = inv
+                .request()
+                .headers()
+                .get(&HeaderName::Via)
+                .unwrap()
+                .unfolded();
+            if via.ends_with(";rport;oc;oc-algo=\"loss\"") {
+                count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            let _ = inv
+                .reject(sipua::InvitationRejectOptions {
+                    status_code: Some(486),
+                    ..Default::default()
+                })
+                .await;
+        }
+    });
+    let alice = agent(Listen::Udp(loopback()), |o| o.overload_via = true).await;
+    let to = target(&bob, "udp");
+    // 20 calls a second for 3 s, each to its answer
+    let (mut held, mut answered) = (0, std::collections::HashMap::new());
+    for _ in 0..60 {
+        let call = Inviter::new(&alice, to.clone(), InviterOptions::default()).unwrap();
+        match call.invite(InviterInviteOptions::default()).await {
+            Err(sipua::Error::Core(sipua::proto::ua::UaError::Overloaded { cut })) => {
+                assert!((1..=100).contains(&cut));
+                held += 1;
+            }
+            Err(e) => panic!("{e}"),
+            Ok(()) => {
+                let end = tokio::time::timeout(Duration::from_secs(5), call.terminated())
+                    .await
+                    .expect("an answer");
+                let status = match end {
+                    EndReason::Rejected { status, .. } => status,
+                    other => panic!("{other:?}"),
+                };
+                *answered.entry(status).or_insert(0) += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // the first second is refused by the callee (it has said nothing yet); after it the
+    // caller holds most calls back itself
+    assert!(held >= 20, "held {held}, answered {answered:?}");
+    assert_eq!(held + answered.values().sum::<usize>(), 60, "{answered:?}");
+    assert!(answered.get(&486).is_some_and(|&n| n >= 3), "{answered:?}");
+    assert_eq!(
+        Some(&asked.load(std::sync::atomic::Ordering::Relaxed)),
+        answered.get(&486)
+    );
+    alice.stop().await;
+    bob.stop().await;
+}

@@ -41,16 +41,30 @@ impl UaCore {
             transport: self.cfg.transport.clone(),
             host: Host::from(self.cfg.local.ip()),
             port: Some(self.cfg.local.port()),
-            params: Params(vec![param("branch", Some(branch)), param("rport", None)]),
+            params: Params(if self.cfg.overload_via {
+                vec![
+                    param("branch", Some(branch)),
+                    param("rport", None),
+                    param("oc", None),
+                    Param {
+                        name: "oc-algo".to_owned(),
+                        value: Some("loss".to_owned()),
+                        quoted: true,
+                    },
+                ]
+            } else {
+                vec![param("branch", Some(branch)), param("rport", None)]
+            }),
         }
     }
 
     /// Our Via as text with `branch`.
     pub(super) fn via_text_with(&self, branch: &str) -> String {
-        let mut v = String::with_capacity(self.ours.via_prefix.len() + branch.len() + 6);
+        let suffix = self.ours.via_suffix;
+        let mut v = String::with_capacity(self.ours.via_prefix.len() + branch.len() + suffix.len());
         v.push_str(&self.ours.via_prefix);
         v.push_str(branch);
-        v.push_str(";rport");
+        v.push_str(suffix);
         v
     }
 
@@ -157,6 +171,9 @@ pub(super) struct Addressed {
     pub(super) call_id_suffix: String,
     /// Our Via up to its branch value (`SIP/2.0/UDP host:port;branch=`).
     pub(super) via_prefix: String,
+    /// What follows the branch: `;rport`, and RFC 7339's `;oc;oc-algo="loss"` when we take
+    /// part in overload control ([`UaConfig::overload_via`]).
+    pub(super) via_suffix: &'static str,
     /// The same with `;rport` after the branch, checked once (`None` if it does not parse:
     /// then requests carry [`UaCore::via_text`], checked each time).
     pub(super) via_template: Option<ViaTemplate>,
@@ -165,6 +182,11 @@ pub(super) struct Addressed {
 impl Addressed {
     pub(super) fn new(cfg: &UaConfig) -> Addressed {
         let aor = UaCore::make_aor(cfg);
+        let via_suffix = if cfg.overload_via {
+            ";rport;oc;oc-algo=\"loss\""
+        } else {
+            ";rport"
+        };
         // what UaCore::via writes before its branch value
         let via_prefix = {
             let mut v = Via::new(
@@ -185,8 +207,9 @@ impl Addressed {
             },
             aor,
             call_id_suffix: format!("@{}", Host::from(cfg.local.ip())),
-            via_template: ViaTemplate::new(&via_prefix, ";rport").ok(),
+            via_template: ViaTemplate::new(&via_prefix, via_suffix).ok(),
             via_prefix,
+            via_suffix,
         }
     }
 }

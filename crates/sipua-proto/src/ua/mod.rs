@@ -103,9 +103,11 @@ pub struct UaConfig {
     /// needs no figure of the machine's capacity: it refuses exactly when the agent falls
     /// behind. Zero: off.
     pub max_queue_delay: Duration,
-    /// RFC 7339 overload control: clients whose top Via carries `oc` read in our responses'
-    /// Via how much of their traffic to cut (`oc`, `oc-validity`, `oc-seq`), from the share
-    /// of new INVITEs the rules above refuse; they cut it before sending. Off by default (a
+    /// RFC 7339 overload control, both ways. As a server: clients whose top Via carries
+    /// `oc` read in our responses' Via how much of their traffic to cut (`oc`,
+    /// `oc-validity`, `oc-seq`), from the share of new INVITEs the rules above refuse. As a
+    /// client: our Vias carry `oc;oc-algo="loss"`, and a new INVITE to a next hop that asked
+    /// for a cut is held back with that chance ([`UaError::Overloaded`]). Off by default (a
     /// server may tell only the neighbours it trusts, §11).
     pub overload_via: bool,
     /// Our address of record for From (and To of REGISTER), with its display name; `None`
@@ -260,6 +262,12 @@ pub enum UaError {
     NothingToAck,
     /// The command does not apply to what it names (e.g. a reliable 200).
     InvalidArgument(String),
+    /// A new call held back by overload control: its next hop asked us to send `cut` % fewer
+    /// (RFC 7339 §5.5), and this call drew the short straw. Nothing was sent.
+    Overloaded {
+        /// The share the server asked to cut, percent.
+        cut: u8,
+    },
 }
 
 impl std::fmt::Display for UaError {
@@ -274,6 +282,11 @@ impl std::fmt::Display for UaError {
             }
             UaError::NothingToAck => f.write_str("no 2xx of that dialog and CSeq awaits an ACK"),
             UaError::InvalidArgument(why) => write!(f, "invalid argument: {why}"),
+            UaError::Overloaded { cut } => write!(
+                f,
+                "held back by overload control: the next hop asked for {cut} % fewer calls \
+                 (RFC 7339)"
+            ),
         }
     }
 }
@@ -774,19 +787,28 @@ mod tests {
 
     #[test]
     fn our_via_as_text_is_our_via_written() {
-        for (local, transport) in [
-            ("192.0.2.1:5060", Transport::Udp),
-            ("192.0.2.1:5070", Transport::Tcp),
-            ("[2001:db8::1]:5061", Transport::Tls),
+        for (local, transport, overload_via) in [
+            ("192.0.2.1:5060", Transport::Udp, false),
+            ("192.0.2.1:5070", Transport::Tcp, false),
+            ("[2001:db8::1]:5061", Transport::Tls, false),
+            ("192.0.2.1:5060", Transport::Udp, true),
         ] {
             let cfg = UaConfig {
                 seed: 7,
+                overload_via,
                 ..UaConfig::new(local.parse().unwrap(), transport, "alice")
             };
             let (mut a, mut b) = (UaCore::new(cfg.clone()), UaCore::new(cfg));
             assert!(a.ours.via_template.is_some());
             for _ in 0..3 {
-                assert_eq!(a.via_text(), b.via().to_string());
+                let text = a.via_text();
+                assert_eq!(text, b.via().to_string());
+                // RFC 7339 §4.1: a client that takes part says so in every Via it adds
+                assert_eq!(
+                    text.ends_with(";rport;oc;oc-algo=\"loss\""),
+                    overload_via,
+                    "{text}"
+                );
             }
         }
     }

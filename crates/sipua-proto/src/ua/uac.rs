@@ -57,6 +57,14 @@ impl UaCore {
             contact,
             contact_params,
         } = opts;
+        if method == Method::Invite && self.cfg.overload_via {
+            // RFC 7339 §5.5, the loss algorithm (§7.2): a new call to a server that asked us
+            // to cut by `cut` % is held back with that chance; calls in progress are not
+            let cut = self.endpoint.overload_cut_at(now, destination);
+            if cut > 0 && self.rng.next_u64() % 100 < u64::from(cut) {
+                return Err(UaError::Overloaded { cut });
+            }
+        }
         let tag = self.token(10);
         let call_id = call_id.unwrap_or_else(|| self.call_id());
         let branch = self.branch();

@@ -150,11 +150,13 @@ pub struct UserAgentOptions {
     /// CPU quota, at least twice the quota's period: 200 ms suits most. `Duration::ZERO` (the
     /// default): off.
     pub max_queue_delay: Duration,
-    /// RFC 7339 overload control toward the proxies that ask for it (their top Via carries
-    /// `oc`): our responses tell them the share of their traffic to cut, from the share of
-    /// new INVITEs `max_invites_per_second`, `max_queue_delay` or draining refuse, so that
-    /// they hold calls back before sending. `false` (the default): not told (a server may
-    /// tell only the neighbours it trusts).
+    /// RFC 7339 overload control, both ways. Toward the proxies that ask for it (their top
+    /// Via carries `oc`), our responses tell them the share of their traffic to cut, from the
+    /// share of new INVITEs `max_invites_per_second`, `max_queue_delay` or draining refuse.
+    /// Our own requests ask for it, and a new call to a next hop that asked us to cut is held
+    /// back with that chance: [`Inviter::invite`](crate::Inviter::invite) then fails with
+    /// `Error::Core(UaError::Overloaded { .. })` and nothing is sent. `false` (the default):
+    /// neither (a server may tell only the neighbours it trusts).
     pub overload_via: bool,
     /// Seeds tags, branches and Call-IDs; `None` takes one from the clock and address.
     pub seed: Option<u64>,
