@@ -913,6 +913,19 @@ fn top_via(bytes: &[u8]) -> String {
         .to_owned()
 }
 
+/// Feeds an INVITE the core takes: its transaction and the top Via of its 100 Trying.
+fn taken(
+    ua: &mut UaCore,
+    now: Instant,
+    bytes: Bytes,
+) -> (sipua_proto::endpoint::TransactionId, String) {
+    deliver(ua, now, bytes);
+    let Some(UaEvent::Request { id, .. }) = ua.poll_event() else {
+        panic!("not taken")
+    };
+    (id, top_via(&ua.poll_transmit().expect("100 Trying").bytes))
+}
+
 /// An INVITE whose Via asks for RFC 7339 overload control, as a proxy's would.
 fn oc_invite(call: &str, branch: &str) -> Bytes {
     let text = String::from_utf8(invite(call, branch).to_vec()).unwrap();
@@ -933,16 +946,12 @@ fn overload_figures_reach_the_clients_that_ask_in_the_via_of_every_answer() {
     let t0 = Instant::now();
     let via = |call: &str| format!("SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK{call}");
     // not overloaded: oc=0, and a validity of 0 says no cut is asked for (§5.1)
-    deliver(&mut ua, t0, oc_invite("oc0", "oc0"));
-    let Some(UaEvent::Request { id, .. }) = ua.poll_event() else {
-        panic!()
-    };
-    let trying = ua.poll_transmit().expect("100 Trying");
+    let (id, trying) = taken(&mut ua, t0, oc_invite("oc0", "oc0"));
     let calm = format!(
         "{};oc=0;oc-algo=\"loss\";oc-validity=0;oc-seq=0.000",
         via("oc0")
     );
-    assert_eq!(top_via(&trying.bytes), calm);
+    assert_eq!(trying, calm);
     // three more this second: refused, their 503s through the parser (the raw path would
     // not write the figures) and still saying 0, for the second is not over
     for i in 1..4 {
@@ -957,16 +966,12 @@ fn overload_figures_reach_the_clients_that_ask_in_the_via_of_every_answer() {
     }
     // a second later: 3 of 4 were refused, cut 75 % for a second (oc-seq: later figures)
     let later = t0 + std::time::Duration::from_secs(1);
-    deliver(&mut ua, later, oc_invite("oc4", "oc4"));
-    let Some(UaEvent::Request { id: id4, .. }) = ua.poll_event() else {
-        panic!()
-    };
-    let trying = ua.poll_transmit().expect("100 Trying");
+    let (id4, trying) = taken(&mut ua, later, oc_invite("oc4", "oc4"));
     let cut = format!(
         "{};oc=75;oc-algo=\"loss\";oc-validity=1000;oc-seq=1.000",
         via("oc4")
     );
-    assert_eq!(top_via(&trying.bytes), cut);
+    assert_eq!(trying, cut);
     // the TU's answers carry what was told when the request came
     let r = ua.response(id4, 486).unwrap();
     ua.respond(later, id4, r).unwrap();

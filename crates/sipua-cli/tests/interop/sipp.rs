@@ -66,6 +66,14 @@ fn serve_with(port: u16, extra: &[&str], stdout: Stdio) -> Killed {
     Killed(child)
 }
 
+/// SIPp running `scenario` (a file) against `127.0.0.1:port`, from a free local port.
+pub(crate) fn sipp_scenario(scenario: &str, port: u16) -> Command {
+    let mut c = sipp();
+    c.args(["-sf", scenario, &format!("127.0.0.1:{port}")])
+        .args(["-i", "127.0.0.1", "-p", &free_udp_port().to_string()]);
+    c
+}
+
 /// The (successful, failed) call counts of SIPp's last screen in `out`.
 pub(crate) fn counters(out: &str) -> (u32, u32) {
     let count = |label: &str| {
@@ -209,16 +217,7 @@ fn a_lost_ack_makes_sipua_retransmit_its_200_then_send_bye() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/interop/sipp/uac_no_ack.xml"
     );
-    let out = sipp()
-        .args([
-            "-sf",
-            scenario,
-            &format!("127.0.0.1:{port}"),
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &free_udp_port().to_string(),
-        ])
+    let out = sipp_scenario(scenario, port)
         .args(["-m", "1", "-timeout", "60", "-nostdin"])
         .output()
         .unwrap();
@@ -413,16 +412,7 @@ fn a_proxy_asking_for_overload_control_reads_the_cut_in_every_answers_via() {
     );
     let log = std::env::temp_dir().join(format!("sipua-oc-{port}.log"));
     let _ = std::fs::remove_file(&log);
-    let out = sipp()
-        .args([
-            "-sf",
-            scenario,
-            &format!("127.0.0.1:{port}"),
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &free_udp_port().to_string(),
-        ])
+    let out = sipp_scenario(scenario, port)
         .args(["-m", "80", "-r", "20", "-timeout", "30", "-timeout_error"])
         .args(["-nostdin", "-trace_logs", "-log_file"])
         .arg(&log)

@@ -3,7 +3,7 @@
 //! is the case that matters: the kernel would put all of it on one socket.
 
 use crate::common::*;
-use crate::sipp::{counters, sipp};
+use crate::sipp::{counters, sipp, sipp_scenario};
 use std::process::{Command, Stdio};
 
 /// `serve --threads 3` on a fresh port, printing per call.
@@ -285,19 +285,9 @@ fn the_call_rate_limit_is_the_whole_servers_not_each_threads() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/interop/sipp/overload_control.xml"
     );
-    let run = sipp()
-        .args(["-sf", scenario, &format!("127.0.0.1:{port}")])
-        .args(["-i", "127.0.0.1", "-p", &free_udp_port().to_string()])
-        .args([
-            "-m",
-            "90",
-            "-r",
-            "30",
-            "-timeout",
-            "30",
-            "-timeout_error",
-            "-nostdin",
-        ])
+    let run = sipp_scenario(scenario, port)
+        .args(["-m", "90", "-r", "30"])
+        .args(["-timeout", "30", "-timeout_error", "-nostdin"])
         .stdout(Stdio::piped())
         .output()
         .unwrap();
