@@ -1281,36 +1281,30 @@ impl Endpoint {
         if self.admission.overload_via {
             if let Ok(v) = req.top_via() {
                 if crate::oc::asks(v.params.get("oc"), v.params.get("oc-algo")) {
-                    return Some(self.overload_via_text(now, v, source));
+                    return Some(self.overload_via_text(now, req, v, source));
                 }
             }
         }
         received_via_text_of(req, via, source)
     }
 
-    /// `v` with `received`/`rport` as [`received_via`] sets them and the overload figures:
-    /// `oc`, `oc-algo="loss"`, `oc-validity` and `oc-seq` (RFC 7339 §4).
-    fn overload_via_text(&mut self, now: Instant, v: &Via, source: SocketAddr) -> String {
+    /// `v` (`req`'s top Via) with `received`/`rport` as [`received_via`] sets them and the
+    /// overload figures: `oc`, `oc-algo="loss"`, `oc-validity` and `oc-seq` (RFC 7339 §4).
+    fn overload_via_text(
+        &mut self,
+        now: Instant,
+        req: &Request,
+        v: &Via,
+        source: SocketAddr,
+    ) -> String {
         let p = self.oc.params(now);
-        let figures = [
-            ("oc", Some(p.oc.as_str())),
-            ("oc-algo", Some("loss")),
-            ("oc-validity", Some(p.validity.as_str())),
-            ("oc-seq", Some(p.seq.as_str())),
-        ];
-        let text = received_params(v.rport().is_some(), v.host.ip(), source, |set| {
-            v.to_string_with(&[set, &figures[..]].concat())
-        })
-        .unwrap_or_else(|| v.to_string_with(&figures));
-        // the algorithm is a quoted list (§9), which a plain value is not written as
-        let lower = text.to_ascii_lowercase();
-        match lower.find(";oc-algo=loss") {
-            Some(at) => {
-                let value = at + ";oc-algo=".len();
-                format!("{}\"loss\"{}", &text[..value], &text[value + 4..])
-            }
-            None => text,
-        }
+        let mut v = received_via(req, source).unwrap_or_else(|| v.clone());
+        v.params.set("oc", Some(&p.oc));
+        // the algorithm is a quoted list (§9)
+        v.params.set_quoted("oc-algo", "loss");
+        v.params.set("oc-validity", Some(&p.validity));
+        v.params.set("oc-seq", Some(&p.seq));
+        v.to_string()
     }
 }
 

@@ -25,8 +25,6 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use sipua_message::text::push_decimal;
-
 /// How long a client applies a cut it was told (the `oc-validity` sent with a cut above 0):
 /// a second, the period at which the cut is recomputed.
 pub const VALIDITY: Duration = Duration::from_secs(1);
@@ -37,9 +35,9 @@ const WINDOW: Duration = Duration::from_secs(1);
 /// The server's overload figure and the `oc-seq` it stamps on it.
 #[derive(Debug, Default)]
 pub(crate) struct OcServer {
-    /// The start of the current counting window and of `oc-seq`'s clock (the first decision
-    /// or answer).
+    /// The start of the current counting window.
     window: Option<Instant>,
+    /// The zero of `oc-seq`'s clock: the first decision or answer.
     epoch: Option<Instant>,
     /// New INVITEs taken and refused in the current window.
     taken: u32,
@@ -80,27 +78,17 @@ impl OcServer {
     /// The parameters to write into the Via of an answer sent now.
     pub(crate) fn params(&mut self, now: Instant) -> OcParams {
         self.roll(now);
-        let mut seq = String::with_capacity(16);
-        push_decimal(&mut seq, self.seq_ms / 1000);
-        seq.push('.');
-        let ms = self.seq_ms % 1000;
-        if ms < 100 {
-            seq.push('0');
-        }
-        if ms < 10 {
-            seq.push('0');
-        }
-        push_decimal(&mut seq, ms);
-        let mut oc = String::with_capacity(3);
-        push_decimal(&mut oc, u64::from(self.cut));
+        // only for the clients that ask: not on every call's path, so plain `format!`
         let validity = if self.cut == 0 {
-            "0".to_owned()
+            0
         } else {
-            let mut v = String::with_capacity(5);
-            push_decimal(&mut v, VALIDITY.as_millis() as u64);
-            v
+            VALIDITY.as_millis()
         };
-        OcParams { oc, validity, seq }
+        OcParams {
+            oc: self.cut.to_string(),
+            validity: validity.to_string(),
+            seq: format!("{}.{:03}", self.seq_ms / 1000, self.seq_ms % 1000),
+        }
     }
 
     /// Closes the windows that ended by `now`, moving the cut.

@@ -42,14 +42,14 @@ impl UaCore {
             host: Host::from(self.cfg.local.ip()),
             port: Some(self.cfg.local.port()),
             params: Params(if self.cfg.overload_via {
+                // RFC 7339 §4.1: `;oc;oc-algo="loss"`, as `via_suffix` writes it
                 vec![
                     param("branch", Some(branch)),
                     param("rport", None),
                     param("oc", None),
                     Param {
-                        name: "oc-algo".to_owned(),
-                        value: Some("loss".to_owned()),
                         quoted: true,
+                        ..param("oc-algo", Some("loss".to_owned()))
                     },
                 ]
             } else {
