@@ -79,7 +79,7 @@ fn pump(life: &mut Lifecycle<Instant>) {
             Event::SendBye | Event::ByeAbandoned | Event::Expired => {
                 assert_eq!(life.state(), SessionState::Terminated)
             }
-            Event::Refresh | Event::Retry => assert_eq!(life.state(), SessionState::Established),
+            Event::Refresh => assert_eq!(life.state(), SessionState::Established),
         }
     }
 }

@@ -111,7 +111,7 @@ impl Run {
                     assert_eq!(self.life.state(), SessionState::Terminated);
                 }
                 Event::Expired => assert_eq!(self.life.state(), SessionState::Terminated),
-                Event::Refresh | Event::Retry => {
+                Event::Refresh => {
                     assert_eq!(self.life.state(), SessionState::Established)
                 }
             }
@@ -168,10 +168,6 @@ impl Run {
                 Bye::AfterAck => self.held += 1,
                 Bye::Now | Bye::Refused(_) => {}
             },
-            8 => {
-                let at = self.now + ms(rng.next_u64() % 4_000);
-                self.check_forward("retry_at", |l| l.retry_at(at));
-            }
             9 => {
                 let interval = 90 + (rng.next_u64() % 1800) as u32;
                 let we = rng.next_u64().is_multiple_of(2);
@@ -182,7 +178,7 @@ impl Run {
                 let at = self.now + ms(1_000);
                 self.check_forward("postpone", |l| l.postpone_refresh(at));
             }
-            11 => self.check_forward("reinvite answered", |l| l.reinvite_answered()),
+            8 | 11 => self.check_forward("reinvite answered", |l| l.reinvite_answered()),
             _ => {
                 let (state, cancelled) = (self.life.state(), self.life.cancelled());
                 match self.check_forward("cancel", |l| l.request_cancel()) {

@@ -10,11 +10,15 @@
 //! - The state part, against `Lifecycle` (one per side): accept and reject, once and twice;
 //!   CANCEL before and after a provisional and its races with the 200; hanging up before
 //!   the ACK, with the ACK lost for good; the no-answer and `Expires` timeouts; a re-INVITE
-//!   racing a BYE from either side; glare's retry.
+//!   racing a BYE from either side.
+//! - Our re-offers, against `Reoffers`: glare's back-off and retry, and no retry once a BYE
+//!   ended the session.
 
 use std::time::Duration;
 
-use sipua_proto::session::lifecycle::{Bye, Cancel, Event, Lifecycle, SessionState};
+use sipua_proto::rng::Rng;
+use sipua_proto::session::lifecycle::{Bye, Cancel, Event as LifeEvent, Lifecycle, SessionState};
+use sipua_proto::session::reoffer::{Ask, Event, Kind, Outcome, Reoffers};
 use sipua_proto::session::{Message, Negotiation, OfferAnswer, OfferAnswerError, Received};
 use Message::*;
 use SessionState::*;
@@ -223,7 +227,7 @@ fn calls(expires: Option<u32>) -> (Lifecycle<Duration>, Lifecycle<Duration>) {
     (alice, bob)
 }
 
-fn events(l: &mut Lifecycle<Duration>) -> Vec<Event> {
+fn events(l: &mut Lifecycle<Duration>) -> Vec<LifeEvent> {
     std::iter::from_fn(|| l.poll_event()).collect()
 }
 
@@ -323,11 +327,11 @@ fn hanging_up_before_the_ack_waits_for_it_or_gives_up_without_it() {
         assert!(events(&mut bob).is_empty(), "no BYE before the ACK");
         if ack_comes {
             assert!(bob.handle_ack());
-            assert_eq!(events(&mut bob), [Event::SendBye]);
+            assert_eq!(events(&mut bob), [LifeEvent::SendBye]);
         } else {
             // timer H: the core ends the dialog (and says BYE itself, §13.3.1.4)
             bob.handle_ack_timeout();
-            assert_eq!(events(&mut bob), [Event::ByeAbandoned]);
+            assert_eq!(events(&mut bob), [LifeEvent::ByeAbandoned]);
         }
         assert_eq!(bob.state(), Terminated);
         alice.advance(Terminated);
@@ -341,7 +345,7 @@ fn an_unanswered_invite_times_out_480_or_487_by_its_expires() {
         // Bob's 180 went; nobody answers
         assert_eq!(bob.poll_timeout(), Some(at(due)));
         bob.handle_timeout(at(due));
-        assert_eq!(events(&mut bob), [Event::AnswerTimeout(status)]);
+        assert_eq!(events(&mut bob), [LifeEvent::AnswerTimeout(status)]);
         // the session task rejects with that status
         bob.final_sent(false);
         bob.advance(Terminated);
@@ -354,9 +358,12 @@ fn an_unanswered_invite_times_out_480_or_487_by_its_expires() {
 fn a_reinvite_racing_a_bye_from_either_side_is_dropped() {
     for local_bye in [true, false] {
         let (mut p, (mut alice, mut bob)) = (Pair::invited(true), established());
+        let mut ours = Reoffers::<Duration, u32>::new(true);
         p.accepted();
         // Alice re-INVITEs (hold) ...
+        assert_eq!(ours.ask(Kind::ReInvite, true, false), Ask::Send);
         p.alice.send_offer(Invite).unwrap();
+        ours.sent(Kind::ReInvite, 2);
         if local_bye {
             // ... and hangs up before its answer: the session ends at once
             assert_eq!(alice.request_bye(), Bye::Now);
@@ -365,20 +372,68 @@ fn a_reinvite_racing_a_bye_from_either_side_is_dropped() {
             assert_eq!(bob.request_bye(), Bye::Now);
             alice.advance(Terminated);
         }
+        // the session task tells the re-offers the session is over; nothing waits yet
+        assert_eq!(ours.end(), None);
         // the re-INVITE's 491 or 481 comes back: no retry on an ended session
-        alice.retry_at(at(5));
-        assert_eq!(alice.poll_timeout(), None);
+        let status = if local_bye { 491 } else { 481 };
+        let outcome = ours.handle_response(2, status, None, at(1), &mut Rng::new(1));
+        assert_eq!(outcome, Some(Outcome::Refused));
+        assert_eq!((ours.poll_timeout(), alice.poll_timeout()), (None, None));
         assert_eq!(alice.state(), Terminated);
     }
 }
 
 #[test]
 fn glare_retries_after_the_back_off_while_established() {
-    let (mut alice, _) = established();
-    // Alice's re-INVITE got 491: the back-off (§14.1, 2.1–4 s for the caller) says when
-    alice.retry_at(at(3));
-    assert_eq!(alice.poll_timeout(), Some(at(3)));
-    alice.handle_timeout(at(3));
-    assert_eq!(events(&mut alice), [Event::Retry]);
-    assert_eq!(alice.poll_timeout(), None);
+    let (mut p, _) = (Pair::invited(true), established());
+    p.accepted();
+    // Alice (the Call-ID's owner) and Bob re-INVITE at once: each refuses the other's 491
+    let (mut alice, mut bob) = (Reoffers::<Duration, u32>::new(true), Reoffers::new(false));
+    let mut rng = Rng::new(7);
+    for (ours, n) in [(&mut alice, &mut p.alice), (&mut bob, &mut p.bob)] {
+        assert_eq!(ours.ask(Kind::ReInvite, true, false), Ask::Send);
+        n.send_offer(Invite).unwrap();
+        ours.sent(Kind::ReInvite, 1);
+    }
+    assert_eq!(p.alice.receive(Invite), Err(OfferAnswerError::Glare));
+    assert_eq!(p.bob.receive(Invite), Err(OfferAnswerError::Glare));
+    p.alice.rollback();
+    p.bob.rollback();
+    for ours in [&mut alice, &mut bob] {
+        let outcome = ours.handle_response(1, 491, None, at(0), &mut rng);
+        assert_eq!(outcome, Some(Outcome::Retrying));
+    }
+    // the back-off of §14.1: 2.1–4 s for the owner, up to 2 s for the other: Bob goes first
+    let (a, b) = (alice.poll_timeout().unwrap(), bob.poll_timeout().unwrap());
+    assert!(b < a && (at(2)..=at(4)).contains(&a) && a >= at(0) + Duration::from_millis(2100));
+    bob.handle_timeout(b);
+    alice.handle_timeout(b);
+    assert_eq!(
+        (bob.poll_event(), alice.poll_event()),
+        (Some(Event::Retry), None)
+    );
+    p.bob.send_offer(Invite).unwrap();
+    bob.sent(Kind::ReInvite, 2);
+    assert_eq!(p.alice.receive(Invite), Ok(Received::Offer));
+    // Alice's retry, due while Bob's offer is open, waits for that exchange to end
+    alice.handle_timeout(a);
+    assert_eq!(alice.poll_event(), Some(Event::Retry));
+    assert!(!p.alice.can_offer());
+    p.alice.send_answer(Success).unwrap();
+    assert_eq!(p.bob.receive(Success), Ok(Received::Answer));
+    assert_eq!(
+        bob.handle_response(2, 200, None, a, &mut rng),
+        Some(Outcome::Accepted)
+    );
+    p.alice.send_offer(Invite).unwrap();
+    alice.sent(Kind::ReInvite, 3);
+    assert_eq!(p.bob.receive(Invite), Ok(Received::Offer));
+    p.bob.send_answer(Success).unwrap();
+    assert_eq!(p.alice.receive(Success), Ok(Received::Answer));
+    assert_eq!(
+        alice.handle_response(3, 200, None, a, &mut rng),
+        Some(Outcome::Accepted)
+    );
+    assert!(!alice.busy() && !bob.busy());
+    p.stable(3);
 }

@@ -15,8 +15,9 @@ use crate::session_state::SessionState;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
-    /// A request of the same kind is still waiting for its final response (a second
-    /// re-INVITE, RFC 3261 §14.1; SIP.js `RequestPendingError`).
+    /// Another re-offer of ours (a re-INVITE or an UPDATE) is still under way, or an
+    /// offer/answer exchange is open (RFC 3261 §14.1, RFC 3311 §5.1; SIP.js
+    /// `RequestPendingError`).
     RequestPending,
     /// The session has ended; nothing more can be sent in it (SIP.js `SessionTerminatedError`).
     SessionTerminated,

@@ -252,3 +252,61 @@ async fn an_update_crossing_a_reinvite_is_glare_on_both_sides_and_the_reinvite_r
     assert!(text(inv.remote_description()).contains("a=recvonly"));
     call.bye().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn one_reoffer_at_a_time_a_bare_update_included() {
+    // a re-INVITE asked for while our UPDATE (even a refresh without a body) waits for its
+    // answer is refused at once: the two could arrive in the wrong order, and the peer
+    // would refuse the lower CSeq (RFC 3261 §12.2.2); the same holds the other way round
+    let net = slow_network(10);
+    let (_alice, _bob, call, _inv) = established(&net).await;
+    let bare = SessionUpdateOptions {
+        without_sdp: true,
+        ..Default::default()
+    };
+    let (a, b) = tokio::join!(call.update(bare.clone()), async {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        call.session().invite(Default::default()).await
+    });
+    a.unwrap();
+    assert_eq!(b, Err(Error::RequestPending));
+    let (a, b) = tokio::join!(call.session().invite(Default::default()), async {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        call.update(bare.clone()).await
+    });
+    a.unwrap();
+    assert_eq!(b, Err(Error::RequestPending));
+    // once answered, either goes
+    call.update(bare).await.unwrap();
+    call.session().invite(Default::default()).await.unwrap();
+    call.bye().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reinvite_waiting_out_its_glare_back_off_ends_with_the_call() {
+    // both sides re-INVITE at once: both get 491 and wait (Alice, the Call-ID's owner,
+    // 2.1–4 s; Bob up to 2 s). Alice hangs up during her wait: her re-INVITE is not sent
+    // again, and whoever waits for it hears that the session ended, at once.
+    let net = slow_network(11);
+    let (_alice, _bob, call, inv) = established(&net).await;
+    let started = tokio::time::Instant::now();
+    let (a, b, bye) = tokio::join!(
+        call.session().invite(Default::default()),
+        inv.invite(Default::default()),
+        async {
+            // after both 491s (a round trip and a bit), before Alice's earliest retry
+            tokio::time::sleep(Duration::from_millis(2_050)).await;
+            call.bye().await
+        }
+    );
+    bye.unwrap();
+    assert_eq!(a, Err(Error::SessionTerminated));
+    assert!(
+        started.elapsed() < Duration::from_millis(2_300),
+        "Alice's waiter heard at the hang-up, not at her retry's time: {:?}",
+        started.elapsed()
+    );
+    // Bob's own retry went before the BYE (his wait is shorter) or meets an ended dialog
+    let _ = b;
+    assert_eq!(call.state(), sipua::SessionState::Terminated);
+}

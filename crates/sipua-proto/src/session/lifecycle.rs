@@ -1,5 +1,5 @@
 //! Where an INVITE session is in its life, and what its clock asks for, with no I/O and no
-//! clock of its own (RFC 3261 §13.3.1 and §15, RFC 4028 §10, RFC 3261 §14.1).
+//! clock of its own (RFC 3261 §13.3.1 and §15, RFC 4028 §10).
 //!
 //! [`Lifecycle`] holds the session's [`SessionState`] (SIP.js's, forward only) and every
 //! rule that depends on time or on the ACK:
@@ -10,10 +10,11 @@
 //! - a caller cancels only an INVITE not finally answered (RFC 3261 §9.1), once; before the
 //!   INVITE went, cancelling just ends the session; a 2xx that crosses the CANCEL does not
 //!   bring the call back up (the caller ACKs it and says BYE);
-//! - a re-offer refused with 491 (or 500 with `Retry-After`) goes again at the back-off's
-//!   time (RFC 3261 §14.1);
 //! - the session timer (RFC 4028 §10) refreshes at half its interval, or ends a session the
 //!   peer stopped refreshing.
+//!
+//! Our re-offers, and when a refused one goes again (RFC 3261 §14.1), are
+//! [`Reoffers`](super::reoffer::Reoffers)'.
 //!
 //! It is driven as the rest of the core is: inputs through its methods, with `now` given
 //! where time matters; [`Lifecycle::poll_timeout`] says when it next wants
@@ -52,8 +53,6 @@ pub enum Event {
     SendBye,
     /// The ACK never came: the BYE that waited for it will not be sent.
     ByeAbandoned,
-    /// The re-offer refused by glare may go again.
-    Retry,
     /// The session timer asks us to refresh (with an UPDATE or re-INVITE): the timer has
     /// been restarted; if an exchange is under way, call [`Lifecycle::postpone_refresh`].
     Refresh,
@@ -99,8 +98,7 @@ const SEND_BYE: u8 = 1;
 const BYE_ABANDONED: u8 = 2;
 const EXPIRED: u8 = 4;
 const REFRESH: u8 = 8;
-const RETRY: u8 = 16;
-const ANSWER_TIMEOUT: u8 = 32;
+const ANSWER_TIMEOUT: u8 = 16;
 
 /// An INVITE session's state and timers (see the module documentation). `I` is the
 /// caller's instant type.
@@ -120,8 +118,6 @@ pub struct Lifecycle<I> {
     awaiting_ack: bool,
     /// A BYE waits for that ACK.
     bye_after_ack: bool,
-    /// When the glare-refused re-offer goes again.
-    retry_at: Option<I>,
     /// The session timer, once negotiated.
     timer: Option<Running<I>>,
     /// The events due ([`SEND_BYE`] and the others).
@@ -141,7 +137,6 @@ impl<I: Copy + Ord + Add<Duration, Output = I>> Lifecycle<I> {
             answered: true,
             awaiting_ack: false,
             bye_after_ack: false,
-            retry_at: None,
             timer: None,
             due: 0,
             timeout_status: 0,
@@ -186,7 +181,6 @@ impl<I: Copy + Ord + Add<Duration, Output = I>> Lifecycle<I> {
     fn end(&mut self) {
         self.unanswered = None;
         self.awaiting_ack = false;
-        self.retry_at = None;
         self.timer = None;
         if std::mem::take(&mut self.bye_after_ack) {
             self.due |= BYE_ABANDONED;
@@ -289,19 +283,6 @@ impl<I: Copy + Ord + Add<Duration, Output = I>> Lifecycle<I> {
         self.cancelled
     }
 
-    /// A refused re-offer goes again at `at` ([`Event::Retry`]), if the session is still
-    /// established then.
-    pub fn retry_at(&mut self, at: I) {
-        if self.state == SessionState::Established {
-            self.retry_at = Some(at);
-        }
-    }
-
-    /// Whether a re-offer waits for its retry.
-    pub fn retry_pending(&self) -> bool {
-        self.retry_at.is_some()
-    }
-
     /// The session timer runs from `now`: `interval` seconds, refreshed by us or by the peer.
     pub fn start_timer(&mut self, interval: u32, we_refresh: bool, now: I) {
         if self.state < SessionState::Terminating {
@@ -330,7 +311,7 @@ impl<I: Copy + Ord + Add<Duration, Output = I>> Lifecycle<I> {
             .timer
             .filter(|_| self.state == SessionState::Established)
             .map(|t| t.at);
-        [self.retry_at, answer, timer].into_iter().flatten().min()
+        answer.into_iter().chain(timer).min()
     }
 
     /// Time has come to `now`: whatever is due becomes an event.
@@ -344,12 +325,6 @@ impl<I: Copy + Ord + Add<Duration, Output = I>> Lifecycle<I> {
                     self.advance(SessionState::Terminated);
                     self.due |= EXPIRED;
                 }
-            }
-        }
-        if self.retry_at.is_some_and(|at| at <= now) {
-            self.retry_at = None;
-            if self.state == SessionState::Established {
-                self.due |= RETRY;
             }
         }
         if let Some(u) = self.unanswered {
@@ -386,7 +361,6 @@ impl<I: Copy + Ord + Add<Duration, Output = I>> Lifecycle<I> {
             BYE_ABANDONED => Event::ByeAbandoned,
             EXPIRED => Event::Expired,
             REFRESH => Event::Refresh,
-            RETRY => Event::Retry,
             _ => Event::AnswerTimeout(self.timeout_status),
         })
     }
@@ -488,25 +462,6 @@ mod tests {
         assert_eq!(events(&mut l), [Event::Expired]);
         assert_eq!(l.state(), SessionState::Terminated);
         assert_eq!(l.poll_timeout(), None);
-    }
-
-    #[test]
-    fn a_retry_fires_once_and_not_after_the_end() {
-        let mut l = Lifecycle::<T>::caller();
-        l.advance(SessionState::Established);
-        l.retry_at(ms(2_100));
-        assert!(l.retry_pending());
-        l.handle_timeout(ms(2_100));
-        assert_eq!(events(&mut l), [Event::Retry]);
-        assert!(!l.retry_pending());
-        l.retry_at(ms(3_000));
-        l.advance(SessionState::Terminated);
-        assert_eq!(l.poll_timeout(), None);
-        l.retry_at(ms(4_000));
-        assert!(
-            !l.retry_pending(),
-            "nothing is scheduled on an ended session"
-        );
     }
 
     #[test]

@@ -7,8 +7,12 @@
 //!   machine instead of by flags scattered over the caller.
 //! - [`lifecycle`]: where the session is ([`SessionState`]) and what its clock, the ACK and
 //!   the CANCEL ask for: the callee's 480/487 when unanswered, a BYE held until the ACK of
-//!   our 2xx, a caller's CANCEL once and only before the answer, the glare retry and the
-//!   session timer, as `handle_*`/`poll_*` like the rest of the core.
+//!   our 2xx, a caller's CANCEL once and only before the answer, and the session timer,
+//!   as `handle_*`/`poll_*` like the rest of the core.
+//! - [`reoffer`]: our re-INVITEs and UPDATEs after the first exchange ([`Reoffers`]): one
+//!   at a time (the one "request pending" rule for re-INVITE, UPDATE and the session
+//!   timer's refresh), held for the ACK that answers our 2xx's offer, and a refused one
+//!   sent again after the back-off (RFC 3261 §14.1, RFC 3311 §5.1).
 //! - [`backoff`]: how long a re-offer refused with 491 or 500 waits before it goes again
 //!   (RFC 3261 §14.1, §14.2).
 //! - [`timer`]: session timers (RFC 4028): what a caller asks for, what a callee decides
@@ -20,7 +24,9 @@
 pub mod backoff;
 pub mod lifecycle;
 pub mod negotiation;
+pub mod reoffer;
 pub mod timer;
 
 pub use lifecycle::{Lifecycle, SessionState};
 pub use negotiation::{Message, Negotiation, OfferAnswer, OfferAnswerError, Received};
+pub use reoffer::Reoffers;

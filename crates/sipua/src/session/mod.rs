@@ -542,8 +542,9 @@ impl Session {
     /// Re-INVITE: a new offer (e.g. hold) in an established session. Resolves when the
     /// re-INVITE is answered: `Ok` for 2xx, [`Error::Rejected`] otherwise (the previous
     /// media stays). A 491 (glare) is retried after the back-off of RFC 3261 §14.1, up to
-    /// three times. A second call while one is pending, or while another offer/answer
-    /// exchange is under way, is [`Error::RequestPending`]; one made while our 2xx's offer
+    /// three times. A call while a re-INVITE or UPDATE of ours is under way (sent, or
+    /// waiting out that back-off), or while another offer/answer exchange is open, is
+    /// [`Error::RequestPending`]; one made while our 2xx's offer
     /// waits for its answer in the ACK goes once the ACK has come.
     pub async fn invite(&self, options: SessionInviteOptions) -> Result<(), Error> {
         self.ask(|r| SessionCommand::ReInvite(options, r)).await
@@ -552,8 +553,9 @@ impl Session {
     /// UPDATE (RFC 3311): a new offer without a re-INVITE, also in an early dialog (before
     /// the call is answered, once a provisional response made the dialog). Resolves when
     /// the UPDATE is answered: `Ok` for 2xx (the answer is applied), [`Error::Rejected`]
-    /// otherwise (491 on glare, the previous media stays). A second call while an offer of
-    /// ours is pending, or while the peer's awaits our answer, is [`Error::RequestPending`];
+    /// otherwise (491 on glare, the previous media stays). A call while a re-INVITE or UPDATE
+    /// of ours is under way (one without a body included), or while the peer's offer awaits
+    /// our answer, is [`Error::RequestPending`];
     /// one made while our 2xx's offer waits for its answer in the ACK goes once the ACK
     /// has come. Without a body (`without_sdp`) it is a refresh and opens no exchange.
     pub async fn update(&self, options: SessionUpdateOptions) -> Result<(), Error> {

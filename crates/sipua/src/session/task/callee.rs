@@ -235,10 +235,7 @@ impl Task {
         if let Some(d) = &self.delegate() {
             d.on_ack(&request);
         }
-        match self.offer_after_ack.take().map(|b| *b) {
-            Some(AfterAck::ReInvite(o, reply)) => self.reinvite(o, reply).await,
-            Some(AfterAck::Update(o, reply)) => self.send_update(o, reply).await,
-            None => {}
-        }
+        // a re-offer held for this ACK may go now
+        self.reoffer.handle_ack();
     }
 }

@@ -9,7 +9,8 @@
 //! `sipua_proto::session` hold the rules: where the session is and what its clock and the ACK
 //! ask for is [`Task::life`]'s (`Lifecycle`: the task arms its one timer at `poll_timeout`,
 //! and does what `poll_event` asks), where the offer/answer stands is [`Task::oa`]'s
-//! (`Negotiation`).
+//! (`Negotiation`), which re-offer of ours is under way and when a refused one goes again
+//! is [`Task::reoffer`]'s (`Reoffers`, on the same timer).
 
 mod callee;
 mod caller;
@@ -30,10 +31,9 @@ use sipua_proto::dialog::DialogId;
 use sipua_proto::endpoint::TransactionId;
 use sipua_proto::rng::Rng;
 use sipua_proto::session::lifecycle::{self, Bye, Cancel, Lifecycle};
+use sipua_proto::session::reoffer::{Ask, Event as ReofferEvent, Kind, Outcome, Reoffers};
 use sipua_proto::session::timer;
-use sipua_proto::session::{
-    backoff, Message, Negotiation, OfferAnswer, OfferAnswerError, Received,
-};
+use sipua_proto::session::{Message, Negotiation, OfferAnswer, OfferAnswerError, Received};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -101,33 +101,19 @@ enum Role {
     Uas(Box<Uas>),
 }
 
-/// Our UPDATE awaiting its final response (whether it offered is [`Task::oa`]'s
-/// `LocalOffer(Update)`).
-struct Update {
-    id: TransactionId,
+/// Our re-offer as the application asked for it, and who waits for its outcome. Where it
+/// stands (sent, backing off after glare, held for the ACK) is [`Task::reoffer`]'s; whether
+/// it offered is [`Task::oa`]'s.
+struct Pending {
+    request: Reoffer,
     reply: Reply<()>,
-    /// The media options of its offer.
-    options: Option<SessionDescriptionHandlerOptions>,
 }
 
-/// A re-INVITE to send again after glare (when is [`Task::life`]'s): its options, who
-/// waits, attempts so far.
-type Retry = (SessionInviteOptions, Reply<()>, u8);
-
-/// A re-offer asked for while our 2xx's offer waits for the ACK that answers it: it goes
-/// once the ACK has come (RFC 3264 §4: no new offer before the answer).
-enum AfterAck {
-    ReInvite(SessionInviteOptions, Reply<()>),
-    Update(SessionUpdateOptions, Reply<()>),
-}
-
-/// Our re-INVITE waiting for its final response (whether it offered is [`Task::oa`]'s
-/// `LocalOffer(Invite)`, else `AwaitingOffer`).
-struct ReInvite {
-    id: TransactionId,
-    reply: Reply<()>,
-    options: SessionInviteOptions,
-    attempts: u8,
+/// What a [`Pending`] re-offer was asked with: a re-INVITE keeps its options whole, to go
+/// again after glare; an UPDATE keeps its media options, which our later answers keep to.
+enum Reoffer {
+    ReInvite(SessionInviteOptions),
+    Update(SessionUpdateOptions),
 }
 
 struct Task {
@@ -153,16 +139,17 @@ struct Task {
     role: Role,
     /// Non-INVITE requests we sent, by transaction, with whoever waits for the answer.
     requests: IdMap<TransactionId, Option<Reply<Response>>>,
-    reinvite: Option<Box<ReInvite>>,
-    /// Our UPDATE in progress (RFC 3311).
-    update: Option<Update>,
+    /// Which re-INVITE or UPDATE of ours is under way, if any (sent, backing off after
+    /// glare, held for the ACK): one at a time, for the application's and the session
+    /// timer's alike.
+    reoffer: Reoffers<Instant, TransactionId>,
+    /// That re-offer's options and who waits for it.
+    pending: Option<Box<Pending>>,
     /// Where the session is, and what its clock and the ACK ask for: the state, the
-    /// callee's answer deadline, the ACK awaited, the glare retry and the session timer.
+    /// callee's answer deadline, the ACK awaited and the session timer.
     life: Lifecycle<Instant>,
     /// The peer's Allow lists UPDATE: refreshes use it rather than re-INVITE.
     peer_allows_update: bool,
-    /// A re-INVITE to retry after glare ([`lifecycle::Event::Retry`] says when).
-    retry: Option<Box<Retry>>,
     /// The peer's address (where the INVITE came from, or where ours goes), when known:
     /// on a wildcard address, the media handler names our address towards it.
     peer: Option<std::net::SocketAddr>,
@@ -175,8 +162,6 @@ struct Task {
     /// A BYE asked for while our 2xx waits for its ACK (held until
     /// [`lifecycle::Event::SendBye`]).
     bye_after_ack: Option<Box<(RequestOptions, Reply<Response>)>>,
-    /// A re-offer asked for while our 2xx's offer waits for its answer in the ACK.
-    offer_after_ack: Option<Box<AfterAck>>,
     /// A reliable provisional response of ours awaits its PRACK (RFC 3262); the progress
     /// call that sent it resolves then.
     awaiting_prack: Option<Reply<()>>,
@@ -231,13 +216,26 @@ impl Task {
     fn terminate(&mut self, reason: EndReason) {
         self.info().end.get_or_insert(reason);
         self.life.advance(SessionState::Terminated);
+        self.end_reoffers(Error::SessionTerminated);
         self.publish();
     }
 
+    /// The session is past established: a re-offer of ours that waits (for its retry or
+    /// for the ACK) will not go, and whoever asked for it hears `why`. One on the wire
+    /// still gets its response.
+    fn end_reoffers(&mut self, why: Error) {
+        if self.reoffer.end().is_some() {
+            if let Some(p) = self.pending.take() {
+                let _ = p.reply.send(Err(why));
+            }
+        }
+    }
+
     fn done(&self) -> bool {
+        // a re-INVITE's 2xx still wants its ACK, so its transaction is waited for
         self.current() == SessionState::Terminated
             && self.requests.is_empty()
-            && self.reinvite.is_none()
+            && self.reoffer.in_flight() != Some(Kind::ReInvite)
     }
 
     fn invalid<T>(&self, action: &'static str) -> Result<T, Error> {
@@ -267,7 +265,10 @@ impl Task {
         tokio::pin!(timer);
         let mut armed = None;
         while !self.done() {
-            let deadline = self.life.poll_timeout();
+            let deadline = match (self.life.poll_timeout(), self.reoffer.poll_timeout()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             if let Some(at) = deadline.filter(|at| armed != Some(*at)) {
                 timer.as_mut().reset(at);
                 armed = Some(at);
@@ -289,10 +290,15 @@ impl Task {
                 },
                 _ = &mut timer, if deadline.is_some() => {
                     armed = None;
-                    self.life.handle_timeout(Instant::now());
+                    let now = Instant::now();
+                    self.life.handle_timeout(now);
+                    self.reoffer.handle_timeout(now);
                 }
             }
-            if self.life.has_events() {
+            if self.current() > SessionState::Established {
+                self.end_reoffers(Error::SessionTerminated);
+            }
+            if self.life.has_events() || self.reoffer.has_events() {
                 Box::pin(self.on_events()).await;
             }
             self.publish();
@@ -333,14 +339,29 @@ impl Task {
                         }));
                     }
                 }
-                lifecycle::Event::Retry => {
-                    if let Some((options, reply, attempts)) = self.retry.take().map(|b| *b) {
-                        self.start_reinvite(options, reply, attempts).await;
-                    }
-                }
                 lifecycle::Event::Refresh => self.refresh_session().await,
                 lifecycle::Event::Expired => self.session_expired().await,
             }
+        }
+        while let Some(event) = self.reoffer.poll_event() {
+            let Some(p) = self.pending.take() else {
+                self.reoffer.not_sent();
+                continue;
+            };
+            match (event, p.request) {
+                // the back-off after glare is over: the same re-INVITE again
+                (ReofferEvent::Retry, Reoffer::ReInvite(o)) => {
+                    self.start_reinvite(o, p.reply).await
+                }
+                // the ACK answered our 2xx's offer: the held re-offer is asked for again
+                (ReofferEvent::Release(_), Reoffer::ReInvite(o)) => self.reinvite(o, p.reply).await,
+                (ReofferEvent::Release(_), Reoffer::Update(o)) => {
+                    self.send_update(o, p.reply).await
+                }
+                (ReofferEvent::Retry, Reoffer::Update(_)) => {}
+            }
+            // whatever did not go (the session moved on meanwhile) frees the machine
+            self.reoffer.not_sent();
         }
     }
 
@@ -553,13 +574,14 @@ impl Task {
                 dialog,
             } => {
                 let initial = matches!(&self.role, Role::Uac(u) if u.invite == Some(id));
+                let reoffer = self.reoffer.sent_in(id);
                 if initial {
                     self.on_invite_response(response, dialog).await;
-                } else if self.reinvite.as_ref().is_some_and(|r| r.id == id) {
-                    self.on_reinvite_response(response).await;
-                } else if self.update.as_ref().is_some_and(|u| u.id == id) {
+                } else if reoffer == Some(Kind::ReInvite) {
+                    self.on_reinvite_response(id, response).await;
+                } else if reoffer == Some(Kind::Update) {
                     if response.status() >= 200 {
-                        self.on_update_response(response).await;
+                        self.on_update_response(id, response).await;
                     }
                 } else if self.refer_waiters.contains_key(&id) {
                     if response.status() >= 200 {
@@ -613,11 +635,8 @@ impl Task {
                 // a BYE that waited is abandoned ([`lifecycle::Event::ByeAbandoned`])
                 self.info().end.get_or_insert(EndReason::AckTimeout);
                 self.life.handle_ack_timeout();
-                if let Some(AfterAck::ReInvite(_, reply) | AfterAck::Update(_, reply)) =
-                    self.offer_after_ack.take().map(|b| *b)
-                {
-                    let _ = reply.send(Err(Error::Timeout));
-                }
+                // a re-offer held for that ACK will not go
+                self.end_reoffers(Error::Timeout);
                 self.terminate(EndReason::AckTimeout);
             }
             SessionInput::Cancelled => {
@@ -647,17 +666,16 @@ impl Task {
                     } else {
                         EndReason::TransportError
                     });
-                } else if self.reinvite.as_ref().is_some_and(|r| r.id == id) {
-                    if let Some(r) = self.reinvite.take() {
+                } else if let Some(kind) = self.reoffer.handle_failure(id) {
+                    let open = match kind {
+                        Kind::ReInvite => true,
+                        Kind::Update => self.oa.state() == OfferAnswer::LocalOffer(Message::Update),
+                    };
+                    if open {
                         self.rollback().await;
-                        let _ = r.reply.send(Err(e));
                     }
-                } else if self.update.as_ref().is_some_and(|u| u.id == id) {
-                    if let Some(u) = self.update.take() {
-                        if self.oa.state() == OfferAnswer::LocalOffer(Message::Update) {
-                            self.rollback().await;
-                        }
-                        let _ = u.reply.send(Err(e));
+                    if let Some(p) = self.pending.take() {
+                        let _ = p.reply.send(Err(e));
                     }
                 } else if let Some(Some(w)) = self.requests.remove(&id) {
                     let _ = w.send(Err(e));

@@ -2,7 +2,9 @@
 //! UPDATE go out through one path (`send_offer`), the peer's are answered or refused by what
 //! the session's `Negotiation` says (491 on glare, 500 while pending, 488 when the handler
 //! refuses), a refused re-INVITE is retried after the §14 back-off, and the session timer's
-//! refreshes (RFC 4028 §10), which are re-offers.
+//! refreshes (RFC 4028 §10), which are re-offers. Whether one of ours may start, is held
+//! for the ACK, or goes again is the task's `Reoffers` machine's: this file only sends
+//! what it allows and gives the outcome to whoever asked.
 
 use super::*;
 
@@ -12,15 +14,22 @@ impl Task {
             let _ = reply.send(self.invalid("re-INVITE"));
             return;
         }
-        if self.reinvite.is_some() || self.retry.is_some() || self.offer_after_ack.is_some() {
-            let _ = reply.send(Err(Error::RequestPending));
-            return;
+        match self
+            .reoffer
+            .ask(Kind::ReInvite, !o.without_sdp, self.answer_awaits_ack())
+        {
+            Ask::Busy => {
+                let _ = reply.send(Err(Error::RequestPending));
+            }
+            Ask::AfterAck => self.hold(Reoffer::ReInvite(o), reply),
+            Ask::Send => self.start_reinvite(o, reply).await,
         }
-        if self.answer_awaits_ack() {
-            self.offer_after_ack = Some(Box::new(AfterAck::ReInvite(o, reply)));
-            return;
-        }
-        self.start_reinvite(o, reply, 0).await;
+    }
+
+    /// Keeps a re-offer the machine holds (for the ACK, or for its retry) with whoever
+    /// waits for it.
+    fn hold(&mut self, request: Reoffer, reply: Reply<()>) {
+        self.pending = Some(Box::new(Pending { request, reply }));
     }
 
     /// Our 2xx made an offer whose answer comes in the ACK, not here yet.
@@ -40,13 +49,10 @@ impl Task {
         self.local_description(options).await.map(Some)
     }
 
-    pub(super) async fn start_reinvite(
-        &mut self,
-        o: SessionInviteOptions,
-        reply: Reply<()>,
-        attempts: u8,
-    ) {
+    /// Sends the re-INVITE the machine allowed (asked for, or due again after glare).
+    pub(super) async fn start_reinvite(&mut self, o: SessionInviteOptions, reply: Reply<()>) {
         let Some(d) = self.dialog.clone() else {
+            self.reoffer.not_sent();
             let _ = reply.send(Err(Error::SessionTerminated));
             return;
         };
@@ -61,14 +67,11 @@ impl Task {
             .await;
         match sent {
             Ok(id) => {
-                self.reinvite = Some(Box::new(ReInvite {
-                    id,
-                    reply,
-                    options: o,
-                    attempts,
-                }));
+                self.reoffer.sent(Kind::ReInvite, id);
+                self.hold(Reoffer::ReInvite(o), reply);
             }
             Err(e) => {
+                self.reoffer.not_sent();
                 let _ = reply.send(Err(e));
             }
         }
@@ -138,49 +141,63 @@ impl Task {
             let _ = reply.send(self.invalid("UPDATE"));
             return;
         };
-        if self.update.is_some()
-            || self.reinvite.is_some()
-            || self.retry.is_some()
-            || self.offer_after_ack.is_some()
+        match self
+            .reoffer
+            .ask(Kind::Update, !o.without_sdp, self.answer_awaits_ack())
         {
-            let _ = reply.send(Err(Error::RequestPending));
-            return;
+            Ask::Busy => {
+                let _ = reply.send(Err(Error::RequestPending));
+                return;
+            }
+            Ask::AfterAck => return self.hold(Reoffer::Update(o), reply),
+            Ask::Send => {}
         }
-        if !o.without_sdp && self.answer_awaits_ack() {
-            self.offer_after_ack = Some(Box::new(AfterAck::Update(o, reply)));
-            return;
-        }
+        let mut o = o;
+        let extra_headers = std::mem::take(&mut o.extra_headers);
         let sent = self
             .send_offer(
                 &d,
                 Method::Update,
                 o.without_sdp,
                 o.session_description_handler_options.as_ref(),
-                o.extra_headers,
+                extra_headers,
             )
             .await;
         match sent {
             Ok(id) => {
-                self.update = Some(Update {
-                    id,
-                    reply,
-                    options: o.session_description_handler_options,
-                })
+                self.reoffer.sent(Kind::Update, id);
+                self.hold(Reoffer::Update(o), reply);
             }
             Err(e) => {
+                self.reoffer.not_sent();
                 let _ = reply.send(Err(e));
             }
         }
     }
 
-    pub(super) async fn on_update_response(&mut self, response: Response) {
-        let Some(u) = self.update.take() else { return };
+    /// The final response to our UPDATE in transaction `id`.
+    pub(super) async fn on_update_response(&mut self, id: TransactionId, response: Response) {
+        let now = Instant::now();
+        let outcome = self
+            .reoffer
+            .handle_response(id, response.status(), None, now, &mut self.rng);
+        if outcome.is_none() {
+            return;
+        }
+        let Some(p) = self.pending.take() else { return };
+        let Pending {
+            request: Reoffer::Update(o),
+            reply,
+        } = *p
+        else {
+            return;
+        };
         let offered = self.oa.state() == OfferAnswer::LocalOffer(Message::Update);
         if response.is_success() {
             self.refreshed_by_us(&response);
         }
         if response.is_success() && offered {
-            self.answer_options = u.options.clone();
+            self.answer_options = o.session_description_handler_options;
         }
         let r = if response.is_success() {
             match body_and_type(&response) {
@@ -203,7 +220,7 @@ impl Task {
             }
             Err(Error::rejected(&response))
         };
-        let _ = u.reply.send(r);
+        let _ = reply.send(r);
     }
 
     /// An UPDATE from the peer (RFC 3311 §5.2): see [`Task::answer_peer`].
@@ -291,25 +308,41 @@ impl Task {
         status
     }
 
-    pub(super) async fn on_reinvite_response(&mut self, response: Response) {
+    /// A response to our re-INVITE in transaction `id`: a 2xx applies the answer (or takes
+    /// the peer's offer and answers in the ACK); a 491, or a 500 with a short Retry-After,
+    /// rolls back and waits for the machine's retry; anything else is the caller's error.
+    pub(super) async fn on_reinvite_response(&mut self, id: TransactionId, response: Response) {
         let status = response.status();
         if status < 200 {
             return;
         }
-        let Some(r) = self.reinvite.take() else {
+        let after = retry_after_secs(&response);
+        let now = Instant::now();
+        let Some(outcome) = self
+            .reoffer
+            .handle_response(id, status, after, now, &mut self.rng)
+        else {
+            return;
+        };
+        let Some(p) = self.pending.take() else { return };
+        let Pending {
+            request: Reoffer::ReInvite(o),
+            reply,
+        } = *p
+        else {
             return;
         };
         let Some(d) = self.dialog.clone() else {
-            let _ = r.reply.send(Err(Error::SessionTerminated));
+            let _ = reply.send(Err(Error::SessionTerminated));
             return;
         };
         if response.is_success() {
             self.refreshed_by_us(&response);
-            if !r.options.without_sdp || r.options.session_description_handler_options.is_some() {
-                self.answer_options = r.options.session_description_handler_options.clone();
+            if !o.without_sdp || o.session_description_handler_options.is_some() {
+                self.answer_options = o.session_description_handler_options.clone();
             }
             let body = body_and_type(&response);
-            let outcome = if self.oa.state() == OfferAnswer::LocalOffer(Message::Invite) {
+            let applied = if self.oa.state() == OfferAnswer::LocalOffer(Message::Invite) {
                 if body.is_some() {
                     let _ = self.oa.receive(Message::Success);
                 }
@@ -317,13 +350,13 @@ impl Task {
             } else {
                 self.answer_in_ack(&d, response.cseq().seq, body).await
             };
-            match outcome {
+            match applied {
                 Ok(()) => {
-                    let _ = r.reply.send(Ok(()));
+                    let _ = reply.send(Ok(()));
                 }
                 Err(e) => {
                     // RFC 3261 §14.1 leaves this to the UA; like SIP.js we end the call
-                    let _ = r.reply.send(Err(e.clone()));
+                    let _ = reply.send(Err(e.clone()));
                     self.bye_dialog(&d).await;
                     self.terminate(EndReason::MediaFailure(Box::new(e.clone())));
                 }
@@ -332,17 +365,11 @@ impl Task {
         }
         self.rollback().await;
         // glare (491) or a peer still busy with an earlier INVITE (500 with Retry-After):
-        // try again after the back-off of RFC 3261 §14
-        let caller = matches!(self.role, Role::Uac(_));
-        let after = retry_after_secs(&response);
-        if let Some(wait) =
-            backoff::retry_after(status, r.attempts + 1, caller, after, &mut self.rng)
-        {
-            self.retry = Some(Box::new((r.options, r.reply, r.attempts + 1)));
-            self.life.retry_at(Instant::now() + wait);
-            return;
+        // the machine sends it again after the back-off of RFC 3261 §14
+        if outcome == Outcome::Retrying {
+            return self.hold(Reoffer::ReInvite(o), reply);
         }
-        let _ = r.reply.send(Err(Error::rejected(&response)));
+        let _ = reply.send(Err(Error::rejected(&response)));
         if matches!(status, 408 | 481) {
             // RFC 3261 §12.2.1.2: the dialog is gone
             self.terminate(EndReason::Rejected {
@@ -366,33 +393,35 @@ impl Task {
     /// ours refreshes the session when answered) it is tried again a second later.
     pub(super) async fn refresh_session(&mut self) {
         let Some(t) = self.life.timer() else { return };
-        if self.reinvite.is_some()
-            || self.update.is_some()
-            || self.retry.is_some()
-            || !self.oa.can_offer()
-        {
+        let Some(kind) = self
+            .reoffer
+            .refresh(self.oa.can_offer(), self.peer_allows_update)
+        else {
             self.life
                 .postpone_refresh(Instant::now() + Duration::from_secs(1));
             return;
-        }
+        };
         let headers = vec![
             t.refresh_header(),
             Header::new(HeaderName::Supported, "timer"),
         ];
         let (reply, _) = tokio::sync::oneshot::channel();
-        if self.peer_allows_update {
-            let o = SessionUpdateOptions {
-                extra_headers: headers,
-                without_sdp: true,
-                ..Default::default()
-            };
-            self.send_update(o, reply).await;
-        } else {
-            let o = SessionInviteOptions {
-                extra_headers: headers,
-                ..Default::default()
-            };
-            self.start_reinvite(o, reply, 0).await;
+        match kind {
+            Kind::Update => {
+                let o = SessionUpdateOptions {
+                    extra_headers: headers,
+                    without_sdp: true,
+                    ..Default::default()
+                };
+                self.send_update(o, reply).await;
+            }
+            Kind::ReInvite => {
+                let o = SessionInviteOptions {
+                    extra_headers: headers,
+                    ..Default::default()
+                };
+                self.reinvite(o, reply).await;
+            }
         }
     }
 

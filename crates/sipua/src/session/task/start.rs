@@ -190,6 +190,7 @@ impl Task {
         delegate: Arc<Mutex<Option<Arc<dyn SessionDelegate>>>>,
         role: Role,
     ) -> Task {
+        let caller = matches!(role, Role::Uac(_));
         Task {
             key: 0,
             span: tracing::Span::none(),
@@ -207,14 +208,12 @@ impl Task {
             dialog: None,
             role,
             requests: IdMap::default(),
-            reinvite: None,
-            retry: None,
+            reoffer: Reoffers::new(caller),
+            pending: None,
             peer: None,
             oa: Negotiation::new(),
             last_local: None,
             bye_after_ack: None,
-            offer_after_ack: None,
-            update: None,
             life: Lifecycle::caller(),
             peer_allows_update: false,
             awaiting_prack: None,
