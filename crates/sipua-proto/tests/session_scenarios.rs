@@ -13,10 +13,14 @@
 //!   racing a BYE from either side.
 //! - Our re-offers, against `Reoffers`: glare's back-off and retry, and no retry once a BYE
 //!   ended the session.
+//! - The caller's responses, against `Caller`: a forked INVITE (early media from one fork,
+//!   the 2xx of another, the first's late 2xx ended), the one resend after a 422, a 2xx
+//!   crossing the CANCEL.
 
 use std::time::Duration;
 
 use sipua_proto::rng::Rng;
+use sipua_proto::session::caller::{Caller, Confirm, Final};
 use sipua_proto::session::lifecycle::{Bye, Cancel, Event as LifeEvent, Lifecycle, SessionState};
 use sipua_proto::session::reoffer::{Ask, Event, Kind, Outcome, Reoffers};
 use sipua_proto::session::{Message, Negotiation, OfferAnswer, OfferAnswerError, Received};
@@ -436,4 +440,78 @@ fn glare_retries_after_the_back_off_while_established() {
     );
     assert!(!alice.busy() && !bob.busy());
     p.stable(3);
+}
+
+#[test]
+fn a_forked_invite_takes_the_first_2xx_and_ends_the_others() {
+    // Alice's INVITE forks to Bob's desk phone (dialog 1) and his mobile (dialog 2): the
+    // desk phone's 183 gives early media, the mobile answers first, then the desk phone
+    for with_offer in [true, false] {
+        let mut alice = Caller::<u8>::new(true);
+        let mut oa = Negotiation::new();
+        if with_offer {
+            oa.send_offer(Invite).unwrap();
+        } else {
+            oa.send_invite_without_offer().unwrap();
+        }
+        alice.sent(with_offer);
+        let awaited = oa.state() == OfferAnswer::LocalOffer(Invite);
+        assert_eq!(alice.early_media(Some(&1), true, awaited), with_offer);
+        if with_offer {
+            assert_eq!(
+                oa.receive(Provisional { reliable: false }),
+                Ok(Received::Answer)
+            );
+            alice.early_applied(1);
+        }
+        // the mobile's 200 wins: its answer replaces the desk phone's early one, or its
+        // offer is answered in the ACK
+        let expect = if with_offer {
+            Confirm::Answer
+        } else {
+            Confirm::AnswerInAck
+        };
+        assert_eq!(
+            alice.handle_final(200, Some(2), true, None, false),
+            Final::Confirm(2, expect)
+        );
+        assert_eq!(alice.confirmed(), Some(&2));
+        // the mobile's 200 again (retransmitted), then the desk phone's: ACK and BYE it
+        assert_eq!(
+            alice.handle_final(200, Some(2), true, None, false),
+            Final::Nothing
+        );
+        assert_eq!(
+            alice.handle_final(200, Some(1), true, None, false),
+            Final::EndFork {
+                dialog: 1,
+                answer_in_ack: !with_offer
+            }
+        );
+    }
+}
+
+#[test]
+fn a_422_resends_once_and_a_2xx_after_a_cancel_does_not_bring_the_call_up() {
+    let (mut alice, _) = calls(None);
+    let mut caller = Caller::<u8>::new(false);
+    caller.sent(true);
+    // the callee wants a longer session interval: the INVITE goes again, once
+    assert_eq!(
+        caller.handle_final(422, None, false, Some(1800), false),
+        Final::Resend422(1800)
+    );
+    assert_eq!(
+        caller.handle_final(422, None, false, Some(1800), false),
+        Final::Rejected
+    );
+    // a new call: Alice cancels, and the 200 crosses her CANCEL
+    let mut caller = Caller::<u8>::new(false);
+    caller.sent(true);
+    assert_eq!(alice.request_cancel(), Cancel::Send);
+    assert_eq!(
+        caller.handle_final(200, Some(1), true, None, alice.cancelled()),
+        Final::CrossedCancel
+    );
+    assert_eq!(caller.confirmed(), None);
 }

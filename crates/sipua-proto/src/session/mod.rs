@@ -13,6 +13,10 @@
 //!   at a time (the one "request pending" rule for re-INVITE, UPDATE and the session
 //!   timer's refresh), held for the ACK that answers our 2xx's offer, and a refused one
 //!   sent again after the back-off (RFC 3261 §14.1, RFC 3311 §5.1).
+//! - [`caller`]: what each response to the caller's initial INVITE means ([`Caller`]):
+//!   early media, the one resend after a 422 (RFC 4028 §7.4), the 2xx that confirms and
+//!   what its body is, a later fork's 2xx to acknowledge and end (RFC 3261 §13.2.2.4), a 2xx
+//!   that crossed our CANCEL.
 //! - [`backoff`]: how long a re-offer refused with 491 or 500 waits before it goes again
 //!   (RFC 3261 §14.1, §14.2).
 //! - [`timer`]: session timers (RFC 4028): what a caller asks for, what a callee decides
@@ -22,11 +26,13 @@
 //! and asks it what a received body is before it gives the body to the media handler.
 
 pub mod backoff;
+pub mod caller;
 pub mod lifecycle;
 pub mod negotiation;
 pub mod reoffer;
 pub mod timer;
 
+pub use caller::Caller;
 pub use lifecycle::{Lifecycle, SessionState};
 pub use negotiation::{Message, Negotiation, OfferAnswer, OfferAnswerError, Received};
 pub use reoffer::Reoffers;

@@ -1,7 +1,8 @@
 //! The caller's side of the initial INVITE (RFC 3261 §13.2): sending it (again after a 422,
 //! RFC 4028 §7.4), cancelling it (§9), its responses with early media, forks (§13.2.2.4: a
 //! second 2xx is acknowledged and ended), and an offer in the 2xx answered in the ACK
-//! (RFC 3264 §5).
+//! (RFC 3264 §5). What each response means is the `Caller` machine's
+//! (`sipua_proto::session::caller`); this file does what it says.
 
 use super::*;
 
@@ -79,12 +80,11 @@ impl Task {
             headers,
             body: body_for_core,
             defer_ack: without_sdp,
-            retried: false,
         };
         let id = self.send_initial_invite(&resend).await?;
         if let Role::Uac(uac) = &mut self.role {
             uac.invite = Some(id);
-            uac.offered = body.is_some();
+            uac.caller.sent(body.is_some());
             uac.resend = Some(Box::new(resend));
         }
         let _ = if body.is_some() {
@@ -117,24 +117,15 @@ impl Task {
         Ok(id)
     }
 
-    /// A 422 to our INVITE (RFC 4028 §7.4): send it again, once, asking for the callee's
-    /// Min-SE. True when it went out again.
-    pub(super) async fn retry_after_422(&mut self, response: &Response) -> bool {
-        let min = response
-            .typed::<sipua_message::header::MinSe>()
-            .and_then(Result::ok)
-            .map(|m| m.0);
-        let cancelled = self.life.cancelled();
+    /// A 422 to our INVITE (RFC 4028 §7.4): send it again, asking for the callee's
+    /// Min-SE (once: the machine said so). True when it went out again.
+    pub(super) async fn retry_after_422(&mut self, min: u32) -> bool {
         let Role::Uac(uac) = &mut self.role else {
             return false;
         };
-        let (Some(min), Some(mut resend)) = (min, uac.resend.take()) else {
+        let Some(mut resend) = uac.resend.take() else {
             return false;
         };
-        if resend.retried || cancelled {
-            return false;
-        }
-        resend.retried = true;
         resend
             .headers
             .retain(|h| *h.name() != HeaderName::SessionExpires && *h.name() != HeaderName::MinSe);
@@ -190,9 +181,13 @@ impl Task {
     }
 
     /// ACK then BYE a dialog made by another fork's 2xx (SIP.js does the same).
-    pub(super) async fn end_fork(&mut self, d: &DialogId, response: &Response) {
-        let deferred = matches!(&self.role, Role::Uac(u) if !u.offered);
-        if deferred {
+    pub(super) async fn end_fork(
+        &mut self,
+        d: &DialogId,
+        response: &Response,
+        answer_in_ack: bool,
+    ) {
+        if answer_in_ack {
             // its 2xx made an offer: the ACK owes it an answer, from a handler of its own
             let ctx = SessionContext {
                 local_ip: self.shared.advertised_ip(self.peer),
@@ -220,53 +215,62 @@ impl Task {
         dialog: Option<DialogId>,
     ) {
         let status = response.status();
-        let Role::Uac(uac) = &self.role else { return };
-        let (offered, cancelled, early_media) =
-            (uac.offered, self.life.cancelled(), uac.options.early_media);
+        let body = body_and_type(&response);
+        let cancelled = self.life.cancelled();
+        let answer_awaited = self.oa.state() == OfferAnswer::LocalOffer(Message::Invite);
+        if !matches!(self.role, Role::Uac(_)) {
+            return;
+        }
         if status < 200 {
             if let Some(d) = &self.delegate() {
                 d.on_progress(&response);
             }
-            let body = body_and_type(&response);
             // early media: the first 1xx answer to our INVITE's offer (an offer in a reliable
             // 1xx to an INVITE without one would be answered in the PRACK, which the core
             // sends without a body: the 2xx's offer is taken instead)
-            let wanted = early_media
-                && self.oa.state() == OfferAnswer::LocalOffer(Message::Invite)
-                && dialog.is_some();
-            if wanted && body.is_some() && self.remote_description(body).await.is_ok() {
+            let early = matches!(&self.role, Role::Uac(u)
+                if u.caller.early_media(dialog.as_ref(), body.is_some(), answer_awaited));
+            if early && self.remote_description(body).await.is_ok() {
                 let reliable = response.headers().get(&HeaderName::RSeq).is_some();
                 let _ = self.oa.receive(Message::Provisional { reliable });
-                if let Role::Uac(u) = &mut self.role {
-                    u.early = dialog;
+                if let (Role::Uac(u), Some(d)) = (&mut self.role, dialog) {
+                    u.caller.early_applied(d);
                 }
             }
             return;
         }
-        if status == 422 && self.retry_after_422(&response).await {
+        let min_se = response
+            .typed::<sipua_message::header::MinSe>()
+            .and_then(Result::ok)
+            .map(|m| m.0);
+        let Role::Uac(uac) = &mut self.role else {
             return;
-        }
-        if status >= 300 {
-            self.info().final_response = Some(response.clone());
-            self.terminate(EndReason::Rejected {
-                status,
-                reason: response.reason().into_owned(),
-            });
-            return;
-        }
-        let Some(d) = dialog else { return };
-        if self.dialog.as_ref().is_some_and(|x| *x != d) {
-            self.end_fork(&d, &response).await;
-            return;
-        }
-        if self.dialog.is_some() {
-            return; // a retransmission, already handled
-        }
-        if cancelled {
-            // the CANCEL lost the race: the core acknowledged the 2xx and sent BYE
-            self.terminate(EndReason::LocalBye);
-            return;
-        }
+        };
+        let next = uac
+            .caller
+            .handle_final(status, dialog, body.is_some(), min_se, cancelled);
+        let (d, confirm) = match next {
+            Final::Resend422(min) if self.retry_after_422(min).await => return,
+            Final::Resend422(_) | Final::Rejected => {
+                self.info().final_response = Some(response.clone());
+                self.terminate(EndReason::Rejected {
+                    status,
+                    reason: response.reason().into_owned(),
+                });
+                return;
+            }
+            Final::EndFork {
+                dialog,
+                answer_in_ack,
+            } => return self.end_fork(&dialog, &response, answer_in_ack).await,
+            Final::Nothing => return,
+            Final::CrossedCancel => {
+                // the CANCEL lost the race: the core acknowledged the 2xx and sent BYE
+                self.terminate(EndReason::LocalBye);
+                return;
+            }
+            Final::Confirm(d, confirm) => (d, confirm),
+        };
         record_dialog(&self.span, &d);
         self.dialog = Some(d.clone());
         {
@@ -281,15 +285,9 @@ impl Task {
                 .map(|p| Box::new(p.0));
         }
         let seq = response.cseq().seq;
-        let body = body_and_type(&response);
-        let early = match &self.role {
-            Role::Uac(u) => u.early.clone(),
-            Role::Uas(_) => None,
-        };
-        let outcome = if offered {
-            if early.is_some() && (early.as_ref() == Some(&d) || body.is_none()) {
-                Ok(()) // the early answer of this very dialog stands
-            } else {
+        let outcome = match confirm {
+            Confirm::KeepEarly => Ok(()), // the early answer of this very dialog stands
+            Confirm::Answer => {
                 // the answer; or another fork answered and its answer replaces the early one
                 // (SIP.js gives up the call here; the media follows the dialog that won)
                 if body.is_some() {
@@ -297,9 +295,8 @@ impl Task {
                 }
                 self.remote_description(body).await
             }
-        } else {
             // the 2xx offers; our answer goes in the ACK
-            self.answer_in_ack(&d, seq, body).await
+            Confirm::AnswerInAck => self.answer_in_ack(&d, seq, body).await,
         };
         if outcome.is_ok() {
             self.peer_allows_update = timer::allows_update(&response.headers());

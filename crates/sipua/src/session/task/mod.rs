@@ -30,10 +30,11 @@ use sipua_message::{Header, HeaderName, Method, Request, Response, Uri};
 use sipua_proto::dialog::DialogId;
 use sipua_proto::endpoint::TransactionId;
 use sipua_proto::rng::Rng;
+use sipua_proto::session::caller::{Confirm, Final};
 use sipua_proto::session::lifecycle::{self, Bye, Cancel, Lifecycle};
 use sipua_proto::session::reoffer::{Ask, Event as ReofferEvent, Kind, Outcome, Reoffers};
 use sipua_proto::session::timer;
-use sipua_proto::session::{Message, Negotiation, OfferAnswer, OfferAnswerError, Received};
+use sipua_proto::session::{Caller, Message, Negotiation, OfferAnswer, OfferAnswerError, Received};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -66,11 +67,10 @@ struct Uac {
     target: Uri,
     options: InviterOptions,
     invite: Option<TransactionId>,
-    /// The INVITE carried our offer (a fact of the request; where the negotiation stands
-    /// is [`Task::oa`]'s).
-    offered: bool,
-    /// The early dialog whose answer (in a 1xx) was applied for early media.
-    early: Option<DialogId>,
+    /// What the INVITE's responses mean (whether it offered, the early dialog whose answer
+    /// was applied, the dialog that won, the one resend after a 422); where the negotiation
+    /// stands is [`Task::oa`]'s.
+    caller: Caller<DialogId>,
     /// What the INVITE was sent with, to send it again after a 422 (RFC 4028 §7.4).
     resend: Option<Box<Resend>>,
 }
@@ -82,8 +82,6 @@ struct Resend {
     headers: Vec<Header>,
     body: Body,
     defer_ack: bool,
-    /// Already sent again once after a 422.
-    retried: bool,
 }
 
 /// The callee's side of the initial INVITE.
@@ -595,7 +593,9 @@ impl Task {
                     } else if response.is_success() && response.cseq().method == Method::Invite {
                         // a 2xx from another fork, after ours: end that dialog
                         if let Some(d) = dialog.filter(|d| Some(d) != self.dialog.as_ref()) {
-                            self.end_fork(&d, &response).await;
+                            let answer_in_ack =
+                                matches!(&self.role, Role::Uac(u) if !u.caller.offered());
+                            self.end_fork(&d, &response, answer_in_ack).await;
                         }
                     }
                 }

@@ -128,7 +128,7 @@ impl Task {
     /// The dialog an UPDATE goes in: the confirmed one, or the early one of a caller.
     pub(super) fn update_dialog(&self) -> Option<DialogId> {
         self.dialog.clone().or_else(|| match &self.role {
-            Role::Uac(u) => u.early.clone(),
+            Role::Uac(u) => u.caller.early().cloned(),
             Role::Uas(_) => None,
         })
     }

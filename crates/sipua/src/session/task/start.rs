@@ -57,10 +57,9 @@ pub(crate) fn spawn_inviter(
             slot,
             Role::Uac(Box::new(Uac {
                 target,
+                caller: Caller::new(options.early_media),
                 options,
                 invite: None,
-                offered: false,
-                early: None,
                 resend: None,
             })),
         )
