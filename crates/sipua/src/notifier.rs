@@ -22,7 +22,7 @@ use crate::commands::{Command, SessionInput, SessionKey, SESSION_QUEUE};
 use crate::error::Error;
 use crate::mailbox::MailboxReceiver;
 use crate::sdh::BodyAndContentType;
-use crate::tasks::{ask_task, sleep_until};
+use crate::tasks::{sleep_until, TaskHandle};
 use crate::user_agent::Shared;
 
 /// Where a subscription we serve is.
@@ -205,8 +205,7 @@ impl IncomingSubscription {
         tokio::spawn(task.run(command_rx, inputs));
         Ok(Notifier {
             inner: Arc::new(NotifierHandle {
-                commands,
-                state: state_rx,
+                task: TaskHandle::new(commands, state_rx),
                 request,
             }),
         })
@@ -252,8 +251,7 @@ enum NotifyCommand {
 }
 
 struct NotifierHandle {
-    commands: crate::mailbox::Mailbox<NotifyCommand>,
-    state: watch::Receiver<NotifierState>,
+    task: TaskHandle<NotifyCommand, NotifierState>,
     request: Arc<Request>,
 }
 
@@ -275,7 +273,7 @@ impl std::fmt::Debug for Notifier {
 
 impl Notifier {
     async fn ask(&self, make: impl FnOnce(Waiter) -> NotifyCommand) -> Result<(), Error> {
-        ask_task(&self.inner.commands, make).await
+        self.inner.task.ask(make).await
     }
 
     /// Sends the resource's new state (the body becomes the state repeated after
@@ -299,18 +297,21 @@ impl Notifier {
 
     /// The current state.
     pub fn state(&self) -> NotifierState {
-        *self.inner.state.borrow()
+        self.inner.task.state()
     }
 
     /// Follows state changes.
     pub fn state_change(&self) -> watch::Receiver<NotifierState> {
-        self.inner.state.clone()
+        self.inner.task.state_change()
     }
 
     /// Waits until the subscription has ended.
     pub async fn terminated(&self) {
-        let mut rx = self.state_change();
-        let _ = rx.wait_for(|s| *s == NotifierState::Terminated).await;
+        let _ = self
+            .inner
+            .task
+            .wait_for(|s| *s == NotifierState::Terminated)
+            .await;
     }
 
     /// The SUBSCRIBE that started it.

@@ -1,6 +1,7 @@
 //! What every handle-plus-task object of the API shares (a session, a subscription, a
-//! notifier, a registerer's refreshes): the one-shot reply of a command, asking a task and
-//! awaiting its answer, a slot for a background task and the one refresh scheduler of
+//! notifier, a registerer's refreshes): the one-shot reply of a command, the handle to a
+//! task ([`TaskHandle`]: its command mailbox and watched state, asked and followed the same
+//! way for all), a slot for a background task and the one refresh scheduler of
 //! registrations, publications and subscriptions, an optional timer. Below the driver
 //! and the API alike: it imports neither.
 
@@ -8,7 +9,7 @@ use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use crate::mailbox::Mailbox;
 
@@ -29,6 +30,49 @@ pub(crate) async fn ask_task<C, T>(
         .await
         .map_err(|_| Error::SessionTerminated)?;
     rx.await.map_err(|_| Error::SessionTerminated)?
+}
+
+/// What a handle to a task holds, whatever the task (a session, a subscription, a
+/// notifier): the mailbox its commands go to and the state the task publishes. The task
+/// ends (and disposes of what it holds) once every handle's mailbox sender is gone.
+pub(crate) struct TaskHandle<C, S> {
+    commands: Mailbox<C>,
+    state: watch::Receiver<S>,
+}
+
+impl<C, S: Copy> TaskHandle<C, S> {
+    pub(crate) fn new(commands: Mailbox<C>, state: watch::Receiver<S>) -> TaskHandle<C, S> {
+        TaskHandle { commands, state }
+    }
+
+    /// Sends the command `make` builds around its reply, and awaits that reply (see
+    /// [`ask_task`]).
+    pub(crate) async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> C) -> Result<T, Error> {
+        ask_task(&self.commands, make).await
+    }
+
+    /// The task's state now.
+    pub(crate) fn state(&self) -> S {
+        *self.state.borrow()
+    }
+
+    /// A receiver of the task's state changes (SIP.js `stateChange`).
+    pub(crate) fn state_change(&self) -> watch::Receiver<S> {
+        self.state.clone()
+    }
+
+    /// Waits for a state that `done` accepts, and returns it; `None` when the task ended
+    /// first without publishing one.
+    pub(crate) async fn wait_for(&self, done: impl FnMut(&S) -> bool) -> Option<S> {
+        let mut rx = self.state.clone();
+        let s = rx.wait_for(done).await.ok().map(|s| *s);
+        s
+    }
+
+    /// The command mailbox itself: for a command sent without waiting for room or reply.
+    pub(crate) fn commands(&self) -> &Mailbox<C> {
+        &self.commands
+    }
 }
 
 /// One background task of a handle (a refresh, a retry): a new one replaces it, and the

@@ -28,6 +28,7 @@ use crate::mailbox::MailboxReceiver;
 use crate::sdh::{
     BodyAndContentType, SessionDescriptionHandlerModifier, SessionDescriptionHandlerOptions,
 };
+use crate::tasks::TaskHandle;
 use crate::user_agent::{Shared, UserAgent};
 
 pub(crate) use task::spawn_invitation;
@@ -332,8 +333,7 @@ pub(crate) fn identity(a: &sipua_message::NameAddr) -> sipua_message::NameAddr {
 pub(crate) type DelegateSlot = Arc<Mutex<Option<Arc<dyn SessionDelegate>>>>;
 
 struct Handle {
-    commands: crate::mailbox::Mailbox<Box<SessionCommand>>,
-    state: watch::Receiver<SessionState>,
+    task: TaskHandle<Box<SessionCommand>, SessionState>,
     info: Arc<Mutex<SessionInfo>>,
     delegate: DelegateSlot,
 }
@@ -372,8 +372,7 @@ impl Session {
     ) -> Session {
         Session {
             handle: Arc::new(Handle {
-                commands,
-                state,
+                task: TaskHandle::new(commands, state),
                 info,
                 delegate,
             }),
@@ -395,26 +394,27 @@ impl Session {
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> SessionCommand) -> Result<T, Error> {
-        crate::tasks::ask_task(&self.handle.commands, |r| Box::new(make(r))).await
+        self.handle.task.ask(|r| Box::new(make(r))).await
     }
 
     /// The current state.
     pub fn state(&self) -> SessionState {
-        *self.handle.state.borrow()
+        self.handle.task.state()
     }
 
     /// Follows state changes (SIP.js `stateChange`).
     pub fn state_change(&self) -> watch::Receiver<SessionState> {
-        self.handle.state.clone()
+        self.handle.task.state_change()
     }
 
     /// Waits until the session is established; an error says why it ended instead.
     pub async fn established(&self) -> Result<(), Error> {
-        let mut rx = self.state_change();
-        let s = *rx
+        let s = self
+            .handle
+            .task
             .wait_for(|s| *s >= SessionState::Established)
             .await
-            .map_err(|_| Error::SessionTerminated)?;
+            .ok_or(Error::SessionTerminated)?;
         if s == SessionState::Established {
             return Ok(());
         }
@@ -438,8 +438,11 @@ impl Session {
 
     /// Waits until the session has terminated and says why.
     pub async fn terminated(&self) -> EndReason {
-        let mut rx = self.state_change();
-        let _ = rx.wait_for(|s| *s == SessionState::Terminated).await;
+        let _ = self
+            .handle
+            .task
+            .wait_for(|s| *s == SessionState::Terminated)
+            .await;
         self.end_reason().unwrap_or(EndReason::Disposed)
     }
 
@@ -700,7 +703,8 @@ impl Invitation {
         let _ = self
             .session
             .handle
-            .commands
+            .task
+            .commands()
             .try_send(Box::new(SessionCommand::Reject(
                 InvitationRejectOptions {
                     status_code: Some(status),

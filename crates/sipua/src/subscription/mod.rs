@@ -21,7 +21,7 @@ use crate::body::body_of;
 use crate::commands::{Command, SESSION_QUEUE};
 use crate::error::Error;
 use crate::sdh::BodyAndContentType;
-use crate::tasks::ask_task;
+use crate::tasks::TaskHandle;
 use crate::user_agent::UserAgent;
 
 mod notification;
@@ -120,8 +120,7 @@ enum SubCommand {
 }
 
 struct Handle {
-    commands: crate::mailbox::Mailbox<SubCommand>,
-    state: watch::Receiver<SubscriptionState>,
+    task: TaskHandle<SubCommand, SubscriptionState>,
     ended: Arc<Mutex<Option<Termination>>>,
     notifications: tokio::sync::Mutex<mpsc::Receiver<Notification>>,
 }
@@ -215,8 +214,7 @@ impl Subscriber {
         tokio::spawn(task.run(command_rx, inputs));
         Ok(Subscriber {
             handle: Arc::new(Handle {
-                commands,
-                state: state_rx,
+                task: TaskHandle::new(commands, state_rx),
                 ended,
                 notifications: tokio::sync::Mutex::new(notify_rx),
             }),
@@ -224,7 +222,7 @@ impl Subscriber {
     }
 
     async fn ask(&self, make: impl FnOnce(Reply) -> SubCommand) -> Result<(), Error> {
-        ask_task(&self.handle.commands, make).await
+        self.handle.task.ask(make).await
     }
 
     /// Sends the SUBSCRIBE (or, once subscribed, a refresh) and waits for its final
@@ -241,12 +239,12 @@ impl Subscriber {
 
     /// The current state.
     pub fn state(&self) -> SubscriptionState {
-        *self.handle.state.borrow()
+        self.handle.task.state()
     }
 
     /// Follows state changes (SIP.js `stateChange`).
     pub fn state_change(&self) -> watch::Receiver<SubscriptionState> {
-        self.handle.state.clone()
+        self.handle.task.state_change()
     }
 
     /// Why the subscription ended, once it has.
