@@ -17,7 +17,8 @@ use crate::session_state::SessionState;
 pub enum Error {
     /// Another re-offer of ours (a re-INVITE or an UPDATE) is still under way, or an
     /// offer/answer exchange is open (RFC 3261 §14.1, RFC 3311 §5.1; SIP.js
-    /// `RequestPendingError`).
+    /// `RequestPendingError`); or a session's REFERs followed at once are at their bound
+    /// (`sipua_proto::session::transfer::MAX_REFERS`).
     RequestPending,
     /// The session has ended; nothing more can be sent in it (SIP.js `SessionTerminatedError`).
     SessionTerminated,

@@ -353,3 +353,29 @@ async fn headers_in_the_refer_to_uri_go_into_the_invite_except_unsafe_ones() {
     );
     assert!(!r.uri().to_string().contains('?'), "{}", r.uri());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_refer_that_gets_no_answer_fails_with_a_timeout_and_the_call_goes_on() {
+    // every REFER is lost on the way to Bob: after Timer F (64 × T1) Alice's refer() fails
+    // with Timeout, not waiting for the call's end, and the call is still up
+    let net = MemoryNetwork::new(6, LinkConfig::default());
+    let alice = agent(&net, ALICE, "alice").await;
+    let bob = agent(&net, BOB, "bob").await;
+    let call = Inviter::new(&alice, uri("bob", BOB), InviterOptions::default()).unwrap();
+    call.invite(Default::default()).await.unwrap();
+    let inv = bob.next_invitation().await.unwrap();
+    inv.accept(Default::default()).await.unwrap();
+    call.established().await.unwrap();
+    net.drop_next(b"REFER ", 100);
+    let started = tokio::time::Instant::now();
+    let r = tokio::time::timeout(
+        Duration::from_secs(120),
+        call.refer(uri("carol", CAROL), SessionReferOptions::default()),
+    )
+    .await
+    .expect("refer() answered once its transaction timed out");
+    assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
+    assert!(started.elapsed() >= Duration::from_secs(32));
+    assert_eq!(call.state(), SessionState::Established);
+    call.bye().await.unwrap();
+}

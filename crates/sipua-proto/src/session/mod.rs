@@ -17,6 +17,9 @@
 //!   early media, the one resend after a 422 (RFC 4028 §7.4), the 2xx that confirms and
 //!   what its body is, a later fork's 2xx to acknowledge and end (RFC 3261 §13.2.2.4), a 2xx
 //!   that crossed our CANCEL.
+//! - [`transfer`]: our REFERs' implicit subscriptions ([`transfer::Refers`]): which REFER
+//!   a NOTIFY reports on (by its Event `id`, RFC 3515 §2.4.6), when one ends, 481 for a
+//!   NOTIFY of none, and a bound on how many are followed.
 //! - [`backoff`]: how long a re-offer refused with 491 or 500 waits before it goes again
 //!   (RFC 3261 §14.1, §14.2).
 //! - [`timer`]: session timers (RFC 4028): what a caller asks for, what a callee decides
@@ -31,6 +34,7 @@ pub mod lifecycle;
 pub mod negotiation;
 pub mod reoffer;
 pub mod timer;
+pub mod transfer;
 
 pub use caller::Caller;
 pub use lifecycle::{Lifecycle, SessionState};

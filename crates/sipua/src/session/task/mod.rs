@@ -34,6 +34,7 @@ use sipua_proto::session::caller::{Confirm, Final};
 use sipua_proto::session::lifecycle::{self, Bye, Cancel, Lifecycle};
 use sipua_proto::session::reoffer::{Ask, Event as ReofferEvent, Kind, Outcome, Reoffers};
 use sipua_proto::session::timer;
+use sipua_proto::session::transfer::Refers;
 use sipua_proto::session::{Caller, Message, Negotiation, OfferAnswer, OfferAnswerError, Received};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -166,9 +167,11 @@ struct Task {
     rng: Rng,
     /// Our own command channel, weakly: for the referrals we hand out.
     me: Option<WeakMailbox<Box<SessionCommand>>>,
-    /// Our REFERs' implicit subscriptions: the REFER's transaction, its CSeq once answered,
-    /// and where its progress goes.
-    refer_subs: Vec<(TransactionId, Option<u32>, mpsc::Sender<ReferNotification>)>,
+    /// Our REFERs' implicit subscriptions: which REFER a NOTIFY reports on, and when each
+    /// ends.
+    refers: Refers<TransactionId>,
+    /// Where each followed REFER's progress goes.
+    refer_sinks: IdMap<TransactionId, mpsc::Sender<ReferNotification>>,
     /// Our REFERs awaiting their final response.
     refer_waiters: IdMap<TransactionId, (Reply<Referrer>, mpsc::Receiver<ReferNotification>)>,
 }
@@ -677,6 +680,12 @@ impl Task {
                     if let Some(p) = self.pending.take() {
                         let _ = p.reply.send(Err(e));
                     }
+                } else if let Some((reply, _)) = self.refer_waiters.remove(&id) {
+                    // our REFER got no answer: whoever waits hears why, and it is not
+                    // followed any more
+                    self.refers.failed(id);
+                    self.refer_sinks.remove(&id);
+                    let _ = reply.send(Err(e));
                 } else if let Some(Some(w)) = self.requests.remove(&id) {
                     let _ = w.send(Err(e));
                 }

@@ -218,7 +218,8 @@ impl Task {
             awaiting_prack: None,
             rng: Rng::new(0),
             me: None,
-            refer_subs: Vec::new(),
+            refers: Refers::new(),
+            refer_sinks: IdMap::default(),
             refer_waiters: IdMap::default(),
         }
     }

@@ -1,6 +1,7 @@
 //! REFER from both sides of a session (RFC 3515, RFC 4488, RFC 3891 for attended transfer):
 //! sending one and following its implicit subscription, answering the peer's, and the
-//! NOTIFYs of `message/sipfrag` progress.
+//! NOTIFYs of `message/sipfrag` progress. Which REFER of ours a NOTIFY reports on, and when
+//! its subscription ends, is the `Refers` machine's (`sipua_proto::session::transfer`).
 
 use super::*;
 
@@ -20,6 +21,10 @@ impl Task {
             let _ = reply.send(self.invalid("refer"));
             return;
         };
+        if self.refers.may_send().is_err() {
+            let _ = reply.send(Err(Error::RequestPending));
+            return;
+        }
         let refer_to = match self.refer_to(to).await {
             Ok(v) => v,
             Err(e) => {
@@ -44,7 +49,9 @@ impl Task {
             Ok(id) => {
                 let (tx, rx) = mpsc::channel(REFER_QUEUE);
                 // a NOTIFY may overtake the 2xx: the subscription is listened to already
-                self.refer_subs.push((id, None, tx));
+                if self.refers.sent(id).is_ok() {
+                    self.refer_sinks.insert(id, tx);
+                }
                 self.refer_waiters.insert(id, (reply, rx));
             }
             Err(e) => {
@@ -98,19 +105,20 @@ impl Task {
         let Some((reply, rx)) = self.refer_waiters.remove(&id) else {
             return;
         };
-        if response.is_success() {
-            let no_sub = response
-                .headers()
-                .get(&HeaderName::ReferSub)
-                .is_some_and(|v| v.value().trim_ascii().eq_ignore_ascii_case(b"false"));
-            if no_sub {
-                self.refer_subs.retain(|(t, _, _)| *t != id);
-            } else if let Some(s) = self.refer_subs.iter_mut().find(|(t, _, _)| *t == id) {
-                s.1 = Some(response.cseq().seq);
-            }
+        let no_sub = response
+            .headers()
+            .get(&HeaderName::ReferSub)
+            .is_some_and(|v| v.value().trim_ascii().eq_ignore_ascii_case(b"false"));
+        let success = response.is_success();
+        if !self
+            .refers
+            .answered(id, success, response.cseq().seq, no_sub)
+        {
+            self.refer_sinks.remove(&id);
+        }
+        if success {
             let _ = reply.send(Ok(Referrer::new(response, rx)));
         } else {
-            self.refer_subs.retain(|(t, _, _)| *t != id);
             let _ = reply.send(Err(Error::rejected(&response)));
         }
     }
@@ -122,26 +130,21 @@ impl Task {
             .typed::<sipua_message::header::Event>()
             .and_then(Result::ok)
             .and_then(|e| e.id().and_then(|v| v.parse::<u32>().ok()));
-        let at = match id {
-            Some(seq) => self
-                .refer_subs
-                .iter()
-                .position(|(_, c, _)| *c == Some(seq))
-                .or_else(|| self.refer_subs.iter().position(|(_, c, _)| c.is_none())),
-            None => (!self.refer_subs.is_empty()).then_some(0),
-        };
-        let Some(at) = at else {
-            return 481;
-        };
         let terminated = request
             .typed::<sipua_message::header::SubscriptionState>()
             .and_then(Result::ok)
             .is_some_and(|s| s.state.eq_ignore_ascii_case("terminated"));
-        if let Some(n) = ReferNotification::parse(request, terminated) {
-            let _ = self.refer_subs[at].2.try_send(n);
-        }
-        if terminated {
-            self.refer_subs.remove(at);
+        let Some(n) = self.refers.notify(id, terminated) else {
+            return 481;
+        };
+        let sink = if n.ended {
+            self.refer_sinks.remove(&n.refer)
+        } else {
+            self.refer_sinks.get(&n.refer).cloned()
+        };
+        if let (Some(sink), Some(progress)) = (sink, ReferNotification::parse(request, terminated))
+        {
+            let _ = sink.try_send(progress);
         }
         200
     }
