@@ -382,10 +382,12 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
     let own = plan.next().unwrap_or_default();
     // the other cores' agents, each thread with a runtime of its own
     let mut others = Vec::new();
-    for groups in plan {
+    let report = args.oc && !args.quiet;
+    for (n, groups) in plan.enumerate() {
         let template = template.clone();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let (end_tx, end_rx) = tokio::sync::oneshot::channel::<Option<Duration>>();
+        let (draining_tx, draining_rx) = tokio::sync::oneshot::channel();
         let (drained_tx, drained_rx) = tokio::sync::oneshot::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -401,7 +403,14 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
                     }
                 }
                 let _ = ready_tx.send(Ok(()));
+                if report {
+                    tokio::spawn(report_cut(agents.clone(), format!(" (thread {})", n + 2)));
+                }
                 let drain = end_rx.await.unwrap_or(None);
+                if drain.is_some() {
+                    start_draining(&agents).await;
+                }
+                let _ = draining_tx.send(());
                 let _ = drained_tx.send(drain_agents(&agents, drain).await);
                 // every agent answers (503 while draining) until all are drained: the
                 // datagrams hashed to this one reach no other
@@ -412,6 +421,7 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
         others.push(Other {
             ready: ready_rx,
             end: Some(end_tx),
+            draining: Some(draining_rx),
             drained: Some(drained_rx),
             stop: Some(stop_tx),
             thread: Some(thread),
@@ -433,6 +443,10 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
                 eprintln!("error: {e}");
                 return Err(ExitCode::FAILURE);
             }
+        }
+        if report {
+            let label = if others.is_empty() { "" } else { " (thread 1)" };
+            tokio::spawn(report_cut(agents.clone(), label.to_owned()));
         }
         for ua in &agents {
             for (transport, a) in ua.listeners().unwrap_or_default() {
@@ -485,9 +499,6 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
         let drain = args
             .drain
             .map(|secs| Duration::from_secs_f64(secs.max(0.0)));
-        if let Some(d) = drain {
-            println!("draining (up to {} s)", d.as_secs_f64());
-        }
         // every thread drains at once; all stop once all are drained (an agent that stopped
         // early would leave the datagrams hashed to it unanswered); the first thread's agents,
         // which read for all, stop last. Awaited in this runtime, so that a second signal
@@ -496,6 +507,16 @@ pub fn serve(args: &ServeArgs) -> ExitCode {
             if let Some(end) = o.end.take() {
                 let _ = end.send(drain);
             }
+        }
+        if let Some(d) = drain {
+            start_draining(&agents).await;
+            // said once every thread refuses: a probe sent after this line gets its 503
+            for o in &mut others {
+                if let Some(ready) = o.draining.take() {
+                    let _ = ready.await;
+                }
+            }
+            println!("draining (up to {} s)", d.as_secs_f64());
         }
         let mut left = drain_agents(&agents, drain).await;
         for o in &mut others {
@@ -620,6 +641,8 @@ struct Other {
     ready: tokio::sync::oneshot::Receiver<Result<(), sipua::Error>>,
     /// Tells it to drain (for up to this long) or to get ready to stop.
     end: Option<tokio::sync::oneshot::Sender<Option<Duration>>>,
+    /// Its agents refuse new requests now (sent whether or not it drains).
+    draining: Option<tokio::sync::oneshot::Receiver<()>>,
     /// Its calls hung up at the drain's deadline, once drained.
     drained: Option<tokio::sync::oneshot::Receiver<usize>>,
     /// Tells it to stop its agents.
@@ -628,15 +651,20 @@ struct Other {
     thread: Option<std::thread::JoinHandle<Ended>>,
 }
 
-/// With `drain`, `agents` refuse new requests with 503 while their calls go on, until none is
-/// left or the deadline: the calls still up then. Without, nothing (0).
+/// `agents` refuse new requests with 503 from now on, while their calls go on.
+async fn start_draining(agents: &[UserAgent]) {
+    for ua in agents {
+        let _ = ua.set_draining(true).await;
+    }
+}
+
+/// With `drain`, waits while `agents` (draining: [`start_draining`]) carry their calls to
+/// their end, until none is left or the deadline: the calls still up then. Without, nothing
+/// (0).
 async fn drain_agents(agents: &[UserAgent], drain: Option<Duration>) -> usize {
     let Some(within) = drain else {
         return 0;
     };
-    for ua in agents {
-        let _ = ua.set_draining(true).await;
-    }
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let mut live = 0;
@@ -647,6 +675,27 @@ async fn drain_agents(agents: &[UserAgent], drain: Option<Duration>) -> usize {
             return live;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// With `--oc` (and without `--quiet`): says when the RFC 7339 cut that `agents` ask of
+/// their clients changes, checked once a second (the figure moves at most that often).
+async fn report_cut(agents: Vec<UserAgent>, label: String) {
+    let mut last = 0;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let mut cut = 0;
+        for ua in &agents {
+            match ua.stats().await {
+                Ok(s) => cut = cut.max(s.overload_cut),
+                Err(_) => return, // stopped
+            }
+        }
+        if cut != last {
+            println!("overload{label}: RFC 7339 clients are asked to send {cut} % fewer new calls");
+            last = cut;
+        }
     }
 }
 

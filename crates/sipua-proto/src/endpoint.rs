@@ -389,6 +389,15 @@ impl Endpoint {
         self.oc_told.cut(now, server)
     }
 
+    /// The share of new INVITEs we ask RFC 7339 clients to hold back now (percent): 0 when
+    /// nothing is refused, or without [`Admission::overload_via`].
+    pub fn overload_cut(&mut self, now: Instant) -> u8 {
+        if !self.admission.overload_via {
+            return 0;
+        }
+        self.oc.cut(now)
+    }
+
     /// Requests refused with 503 by [`Admission`] so far.
     pub fn refused(&self) -> u64 {
         self.refused

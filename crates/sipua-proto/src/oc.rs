@@ -69,7 +69,6 @@ impl OcServer {
     }
 
     /// The cut advertised now, percent.
-    #[cfg(test)]
     pub(crate) fn cut(&mut self, now: Instant) -> u8 {
         self.roll(now);
         self.cut

@@ -201,4 +201,11 @@ pub struct Stats {
     /// ([`UserAgentOptions::max_pending_requests`](crate::UserAgentOptions::max_pending_requests),
     /// [`UserAgent::drain`](crate::UserAgent::drain)).
     pub shed: u64,
+    /// The share of new INVITEs (percent) this agent asks RFC 7339 clients to hold back
+    /// now ([`UserAgentOptions::overload_via`](crate::UserAgentOptions::overload_via)): 0
+    /// when it refuses nothing, or without the option.
+    pub overload_cut: u8,
+    /// New INVITEs of ours held back, never sent, because their next hop asked for a cut
+    /// (RFC 7339; [`Error::Core`](crate::Error::Core) with `Overloaded`).
+    pub held_back: u64,
 }

@@ -783,6 +783,8 @@ impl Driver {
                     transactions: self.core.transactions(),
                     connections: self.net.connections(),
                     shed: self.core.shed(),
+                    overload_cut: self.core.overload_cut(now()),
+                    held_back: self.core.held_back(),
                 });
             }
             Command::Stop { reply } => {

@@ -1141,7 +1141,10 @@ async fn a_caller_holds_back_the_calls_an_overloaded_callee_asks_it_to_cut() {
     let to = target(&bob, "udp");
     // 20 calls a second for 3 s, each to its answer
     let (mut held, mut answered) = (0, std::collections::HashMap::new());
+    let mut cut_seen = 0;
     for _ in 0..60 {
+        // the cut Bob announces, as his Stats report it
+        cut_seen = cut_seen.max(bob.stats().await.unwrap().overload_cut);
         let call = Inviter::new(&alice, to.clone(), InviterOptions::default()).unwrap();
         match call.invite(InviterInviteOptions::default()).await {
             Err(sipua::Error::Core(sipua::proto::ua::UaError::Overloaded { cut })) => {
@@ -1170,6 +1173,14 @@ async fn a_caller_holds_back_the_calls_an_overloaded_callee_asks_it_to_cut() {
     assert_eq!(
         Some(&asked.load(std::sync::atomic::Ordering::Relaxed)),
         answered.get(&486)
+    );
+    // both sides report it: the cut Bob asks for, the calls Alice held back
+    assert!(cut_seen >= 50, "the cut Bob's Stats reported: {cut_seen}");
+    assert_eq!(alice.stats().await.unwrap().held_back, held as u64);
+    assert_eq!(
+        alice.stats().await.unwrap().overload_cut,
+        0,
+        "Alice refuses nothing"
     );
     alice.stop().await;
     bob.stop().await;

@@ -404,7 +404,8 @@ fn a_proxy_asking_for_overload_control_reads_the_cut_in_every_answers_via() {
             "--max-cps",
             "5",
         ],
-        Stdio::null(),
+        // its own report of the cut, checked below (about 80 lines: the pipe holds them)
+        Stdio::piped(),
     );
     let scenario = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -418,7 +419,7 @@ fn a_proxy_asking_for_overload_control_reads_the_cut_in_every_answers_via() {
         .arg(&log)
         .output()
         .unwrap();
-    drop(callee);
+    let served = callee.stop();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(counters(&text), (80, 0), "{text}");
     let logged = std::fs::read_to_string(&log).unwrap_or_default();
@@ -456,4 +457,15 @@ fn a_proxy_asking_for_overload_control_reads_the_cut_in_every_answers_via() {
         );
     }
     assert!(by_seq.len() >= 2, "{answers:?}");
+    // serve says what it asks for, as it changes, once a second: a cut SIPp read in a Via
+    let reported: Vec<u8> = served
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("overload: RFC 7339 clients are asked to send ")?;
+            rest.strip_suffix(" % fewer new calls")?.parse().ok()
+        })
+        .collect();
+    // the first while SIPp still called (later ones may be the decay once it stopped)
+    let first = reported.first().expect(&served);
+    assert!(by_seq.values().any(|c| c == first), "{first} in {served}");
 }

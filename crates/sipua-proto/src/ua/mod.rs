@@ -417,6 +417,8 @@ pub struct UaCore {
     /// Requests refused past [`UaConfig::max_pending_requests`] (the endpoint counts those
     /// refused for rate or draining).
     shed: u64,
+    /// New INVITEs held back for an RFC 7339 cut ([`UaCore::held_back`]).
+    held_back: u64,
     /// The secret keys of the hashes above.
     keys: KeyedState,
     /// The last digest challenge answered per next hop, reused for the following requests
@@ -472,6 +474,7 @@ impl UaCore {
             merged: IdMap::default(),
             draining: false,
             shed: 0,
+            held_back: 0,
             keys: KeyedState::default(),
             auth_cache: KeyedMap::default(),
             invites_out: KeyedMap::default(),
@@ -547,6 +550,18 @@ impl UaCore {
     /// Requests refused with 503 by overload control or draining so far.
     pub fn shed(&self) -> u64 {
         self.shed + self.endpoint.refused()
+    }
+
+    /// The share of new INVITEs we ask RFC 7339 clients to hold back now, percent
+    /// ([`UaConfig::overload_via`]; 0 without it or when nothing is refused).
+    pub fn overload_cut(&mut self, now: Instant) -> u8 {
+        self.endpoint.overload_cut(now)
+    }
+
+    /// New INVITEs of ours held back so far because their next hop asked for a cut
+    /// (RFC 7339, [`UaError::Overloaded`]).
+    pub fn held_back(&self) -> u64 {
+        self.held_back
     }
 
     /// Turns SIP outbound on or off ([`UaConfig::outbound`]): a registration that uses it

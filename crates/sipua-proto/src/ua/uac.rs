@@ -62,6 +62,7 @@ impl UaCore {
             // to cut by `cut` % is held back with that chance; calls in progress are not
             let cut = self.endpoint.overload_cut_at(now, destination);
             if cut > 0 && self.rng.next_u64() % 100 < u64::from(cut) {
+                self.held_back += 1;
                 return Err(UaError::Overloaded { cut });
             }
         }

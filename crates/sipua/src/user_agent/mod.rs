@@ -477,14 +477,18 @@ impl UserAgent {
     /// dialog is answered 503 with Retry-After and the calls here go on. [`UserAgent::drain`]
     /// is this, a wait for the calls to end, and a stop; agents that share a socket
     /// ([`crate::transport::udp_shards`]) use it to keep the first one, which reads for all,
-    /// running until the others are done.
+    /// running until the others are done. In effect when it returns: a request read after
+    /// it gets the 503 (so a dispatcher's probe sent then sees the instance draining).
     pub async fn set_draining(&self, on: bool) -> Result<(), Error> {
         let shared = self.shared().ok_or(Error::Stopped)?;
         shared
             .commands
             .send(Command::Draining(on))
             .await
-            .map_err(|_| Error::Stopped)
+            .map_err(|_| Error::Stopped)?;
+        // the driver takes its commands in order: once a later one is answered, this one
+        // has been applied
+        self.stats().await.map(|_| ())
     }
 
     /// Stops: with `graceful_shutdown`, first unregisters every live [`crate::Registerer`]
