@@ -230,9 +230,10 @@ pub(crate) fn assert_tone_at(
 /// quarter second of it correlates above 0.9 at a lag within 100 ms of the best lag of the
 /// whole (a receiver's adaptive jitter buffer may drop or add a few ms while it plays: PJSIP's
 /// does, so the whole may correlate less). A quarter second in which the jitter buffer
-/// stepped (the quarter seconds either side of it sit at lags a frame or more apart) holds
-/// two alignments, so no one lag fits it: it must still correlate above 0.6, and there may be
-/// two such steps at most. With `whole_snr` (for sipua's own recordings, whose playout keeps
+/// stepped holds two alignments, so no one lag fits it: the quarter seconds either side of
+/// it sit at lags a frame or more apart, or (the first or last, or a step of less than a
+/// frame) its own best lag is 5 ms or more from a neighbour's. It must still correlate
+/// above 0.6, and there may be two such steps at most. With `whole_snr` (for sipua's own recordings, whose playout keeps
 /// time), the whole must correlate above 0.9 too, with an SNR above that. Returns the lag.
 fn assert_melody(
     what: &str,
@@ -263,8 +264,18 @@ fn assert_melody(
     let whole_ok = whole_snr.is_none_or(|min| corr > 0.9 && snr > min);
     // a frame at the recording's rate (20 ms)
     let frame = RATE as usize / 50;
+    // 5 ms at the recording's rate: PJSIP's buffer also catches up by less than a frame
+    let shift = RATE as usize / 200;
     let stepped = |i: usize| {
-        i > 0 && i + 1 < segments.len() && segments[i - 1].0.abs_diff(segments[i + 1].0) >= frame
+        let across = i > 0
+            && i + 1 < segments.len()
+            && segments[i - 1].0.abs_diff(segments[i + 1].0) >= frame;
+        let beside = [i.checked_sub(1), Some(i + 1)]
+            .into_iter()
+            .flatten()
+            .filter_map(|j| segments.get(j))
+            .any(|n| n.0.abs_diff(segments[i].0) >= shift);
+        across || beside
     };
     let steps = (0..segments.len())
         .filter(|&i| segments[i].1 <= 0.9 && stepped(i))
