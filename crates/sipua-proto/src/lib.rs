@@ -20,18 +20,20 @@
 //!   SUBSCRIBE/NOTIFY dialogs (RFC 6665);
 //! - [`auth`]: digest authentication, client and server side (RFC 8760: MD5 and SHA-256);
 //! - [`locate`]: where a request goes and RFC 3263 server location, DNS answers as input;
-//! - [`session`]: the INVITE session's own rules, as machines: its lifecycle (the state
-//!   SIP.js calls `SessionState`, the callee's 480/487 deadlines, a BYE held for the ACK, the
-//!   caller's CANCEL and the session timer: RFC 3261 §9.1, §13.3.1, §15, RFC 4028), its
-//!   offer/answer state (RFC 3264, RFC 6337, RFC 3262 §5, RFC 3311 §5), and our re-offers
-//!   (one re-INVITE or UPDATE at a time, the glare retry: RFC 3261 §14.1, RFC 3311 §5.1),
-//!   and what each response to the caller's INVITE means (forks, early media, the 422
-//!   resend: RFC 3261 §13.2.2, RFC 4028 §7.4).
+//! - [`session`]: the INVITE session's own rules, as machines split by concern: its
+//!   lifecycle (the state SIP.js calls `SessionState`, the callee's 480/487 deadlines, a BYE
+//!   held for the ACK, the caller's CANCEL and the session timer: RFC 3261 §9.1, §13.3.1,
+//!   §15, RFC 4028), its offer/answer state (RFC 3264, RFC 6337, RFC 3262 §5, RFC 3311 §5),
+//!   the caller's responses (forks, early media, the 422 resend: RFC 3261 §13.2.2, RFC 4028
+//!   §7.4), the callee's reliable provisional responses (RFC 3262 §3), our re-offers (one
+//!   re-INVITE or UPDATE at a time, the glare retry: RFC 3261 §14.1, RFC 3311 §5.1) and our
+//!   REFERs' subscriptions (RFC 3515 §2.4).
 //!
-//! The rest of the INVITE session (its handles, the media handler's calls, the callee's
-//! PRACK, REFER) is still driven from the async `sipua` crate's session task: it
-//! pumps the lifecycle and re-offer machines (one timer at the sooner `poll_timeout`, the
-//! events of `poll_event`) and asks the offer/answer machine what each body is.
+//! What is left of the INVITE session in the async `sipua` crate's session task is the
+//! order of its steps: its handles, the media handler's calls (awaited in place, not yet
+//! asked for through events), and sending what the machines allow. It pumps the lifecycle
+//! and re-offer machines (one timer at the sooner `poll_timeout`, the events of
+//! `poll_event`) and asks the others what each response, body or request means.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -16,10 +16,13 @@
 //! - The caller's responses, against `Caller`: a forked INVITE (early media from one fork,
 //!   the 2xx of another, the first's late 2xx ended), the one resend after a 422, a 2xx
 //!   crossing the CANCEL.
+//! - The callee's reliable provisional responses, against `Callee` and `Negotiation`: the
+//!   answer in a reliable 183, the next reliable 1xx held until its PRACK.
 
 use std::time::Duration;
 
 use sipua_proto::rng::Rng;
+use sipua_proto::session::callee::{Callee, ProgressError, Rel100};
 use sipua_proto::session::caller::{Caller, Confirm, Final};
 use sipua_proto::session::lifecycle::{Bye, Cancel, Event as LifeEvent, Lifecycle, SessionState};
 use sipua_proto::session::reoffer::{Ask, Event, Kind, Outcome, Reoffers};
@@ -514,4 +517,35 @@ fn a_422_resends_once_and_a_2xx_after_a_cancel_does_not_bring_the_call_up() {
         Final::CrossedCancel
     );
     assert_eq!(caller.confirmed(), None);
+}
+
+#[test]
+fn a_reliable_183_carries_the_answer_and_the_next_waits_for_its_prack() {
+    // Alice's INVITE offers and supports 100rel; Bob sends early media in a reliable 183
+    let mut p = Pair::invited(true);
+    let mut bob = Callee::new(Rel100::Supported);
+    assert_eq!(bob.progress(183, true), Ok(true));
+    p.bob
+        .send_answer(Provisional { reliable: true })
+        .expect("a 1xx may carry the answer");
+    bob.sent_reliably();
+    // a second reliable 1xx waits for the first one's PRACK (RFC 3262 §3)
+    assert_eq!(bob.progress(180, true), Err(ProgressError::PrackPending));
+    assert_eq!(
+        bob.progress(180, false),
+        Ok(false),
+        "an unreliable one may go"
+    );
+    assert_eq!(
+        p.alice.receive(Provisional { reliable: true }),
+        Ok(Received::Answer)
+    );
+    // Alice's PRACK (without a body: the exchange is done)
+    assert!(bob.handle_prack());
+    assert_eq!(bob.progress(180, true), Ok(true));
+    // the 200 repeats the answer: nothing new is negotiated
+    p.stable(1);
+    // and a caller that does not support 100rel never gets one reliably
+    let bob = Callee::new(Rel100::Unsupported);
+    assert_eq!(bob.progress(183, true), Err(ProgressError::Unsupported));
 }

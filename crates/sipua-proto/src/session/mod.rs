@@ -13,6 +13,10 @@
 //!   at a time (the one "request pending" rule for re-INVITE, UPDATE and the session
 //!   timer's refresh), held for the ACK that answers our 2xx's offer, and a refused one
 //!   sent again after the back-off (RFC 3261 §14.1, RFC 3311 §5.1).
+//! - [`callee`]: the callee's side of the initial INVITE ([`Callee`]): which provisional
+//!   responses go reliably (RFC 3262 §3: asked for, or required by the INVITE; never when
+//!   it does not support 100rel), one at a time until its PRACK, and the INVITE's offer
+//!   taken once.
 //! - [`caller`]: what each response to the caller's initial INVITE means ([`Caller`]):
 //!   early media, the one resend after a 422 (RFC 4028 §7.4), the 2xx that confirms and
 //!   what its body is, a later fork's 2xx to acknowledge and end (RFC 3261 §13.2.2.4), a 2xx
@@ -29,6 +33,7 @@
 //! and asks it what a received body is before it gives the body to the media handler.
 
 pub mod backoff;
+pub mod callee;
 pub mod caller;
 pub mod lifecycle;
 pub mod negotiation;
@@ -36,6 +41,7 @@ pub mod reoffer;
 pub mod timer;
 pub mod transfer;
 
+pub use callee::Callee;
 pub use caller::Caller;
 pub use lifecycle::{Lifecycle, SessionState};
 pub use negotiation::{Message, Negotiation, OfferAnswer, OfferAnswerError, Received};

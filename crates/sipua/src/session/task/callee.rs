@@ -1,6 +1,8 @@
 //! The callee's side of the initial INVITE (RFC 3261 §13.3): provisional responses (reliable
 //! ones too, RFC 3262), accepting with the answer (or the offer an INVITE without one asks
-//! for), rejecting, and the ACK that confirms the call (and may carry the answer).
+//! for), rejecting, and the ACK that confirms the call (and may carry the answer). Which
+//! provisional responses go reliably, and when one may, is the `Callee` machine's
+//! (`sipua_proto::session::callee`).
 
 use super::*;
 
@@ -15,7 +17,7 @@ impl Task {
     /// Gives the INVITE's offer to the handler, once (a response that failed to go out may be
     /// made again).
     async fn apply_invite_offer(&mut self) -> Result<(), Error> {
-        let Some(u) = self.uas().filter(|u| !u.offer_applied) else {
+        let Some(u) = self.uas().filter(|u| !u.callee.offer_taken()) else {
             return Ok(());
         };
         let Some(body) = body_and_type(&*u.request) else {
@@ -23,7 +25,7 @@ impl Task {
         };
         self.remote_description(Some(body)).await?;
         if let Some(u) = self.uas() {
-            u.offer_applied = true;
+            u.callee.took_offer();
         }
         Ok(())
     }
@@ -154,28 +156,16 @@ impl Task {
             return self.invalid("progress");
         };
         let id = u.id;
-        let option_tags = |name: HeaderName| -> bool {
-            u.request.headers().iter().any(|h| {
-                h.is(&name)
-                    && h.elements()
-                        .iter()
-                        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"100rel"))
-            })
-        };
-        let (required, supported) = (
-            option_tags(HeaderName::Require),
-            option_tags(HeaderName::Supported),
-        );
         let status = o.status_code.unwrap_or(180).clamp(101, 199);
-        let reliable = (o.rel100 || required) && status > 100;
-        if reliable && !(required || supported) {
-            return Err(Error::InvalidArgument(
-                "rel100: the caller does not support 100rel".into(),
-            ));
-        }
-        if reliable && self.awaiting_prack.is_some() {
-            return Err(Error::RequestPending);
-        }
+        let reliable = match u.callee.progress(status, o.rel100) {
+            Ok(reliable) => reliable,
+            Err(ProgressError::Unsupported) => {
+                return Err(Error::InvalidArgument(
+                    "rel100: the caller does not support 100rel".into(),
+                ))
+            }
+            Err(ProgressError::PrackPending) => return Err(Error::RequestPending),
+        };
         // early media: our answer (or offer) in the 183; a body of the application's own
         // is outside the negotiation
         let (body, negotiated) = match (o.body, status) {
@@ -186,6 +176,9 @@ impl Task {
         self.transition(SessionState::Establishing);
         self.respond_with(id, status, o.reason_phrase, o.extra_headers, body, reliable)
             .await?;
+        if let (true, Some(u)) = (reliable, self.uas()) {
+            u.callee.sent_reliably();
+        }
         if negotiated {
             self.sent_in_response(Message::Provisional { reliable });
         }

@@ -30,12 +30,15 @@ use sipua_message::{Header, HeaderName, Method, Request, Response, Uri};
 use sipua_proto::dialog::DialogId;
 use sipua_proto::endpoint::TransactionId;
 use sipua_proto::rng::Rng;
+use sipua_proto::session::callee::{ProgressError, Rel100};
 use sipua_proto::session::caller::{Confirm, Final};
 use sipua_proto::session::lifecycle::{self, Bye, Cancel, Lifecycle};
 use sipua_proto::session::reoffer::{Ask, Event as ReofferEvent, Kind, Outcome, Reoffers};
 use sipua_proto::session::timer;
 use sipua_proto::session::transfer::Refers;
-use sipua_proto::session::{Caller, Message, Negotiation, OfferAnswer, OfferAnswerError, Received};
+use sipua_proto::session::{
+    Callee, Caller, Message, Negotiation, OfferAnswer, OfferAnswerError, Received,
+};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -89,8 +92,9 @@ struct Resend {
 struct Uas {
     id: TransactionId,
     request: Arc<Request>,
-    /// The INVITE's offer has been given to the media handler.
-    offer_applied: bool,
+    /// What the INVITE allows of reliable provisional responses, whether one awaits its
+    /// PRACK, and whether the INVITE's offer was taken.
+    callee: Callee,
     /// The session an INVITE with Replaces takes the place of once answered (RFC 3891).
     replaces: Option<SessionKey>,
 }
@@ -161,8 +165,8 @@ struct Task {
     /// A BYE asked for while our 2xx waits for its ACK (held until
     /// [`lifecycle::Event::SendBye`]).
     bye_after_ack: Option<Box<(RequestOptions, Reply<Response>)>>,
-    /// A reliable provisional response of ours awaits its PRACK (RFC 3262); the progress
-    /// call that sent it resolves then.
+    /// Who waits for the PRACK of our reliable provisional response (RFC 3262; that one is
+    /// awaited is the `Callee` machine's): the progress call that sent it resolves then.
     awaiting_prack: Option<Reply<()>>,
     rng: Rng,
     /// Our own command channel, weakly: for the referrals we hand out.
@@ -610,7 +614,8 @@ impl Task {
             }
             SessionInput::Ack { request } => self.on_ack(request).await,
             SessionInput::Prack { request } => {
-                if let Some(reply) = self.awaiting_prack.take() {
+                let awaited = self.uas().is_some_and(|u| u.callee.handle_prack());
+                if let Some(reply) = self.awaiting_prack.take().filter(|_| awaited) {
                     // a PRACK may carry the answer to an offer in our reliable 1xx
                     let body = body_and_type(&request);
                     let r = match body.as_ref().map(|_| self.oa.receive(Message::Prack)) {
@@ -628,6 +633,9 @@ impl Task {
                 }
             }
             SessionInput::PrackTimeout => {
+                if let Some(u) = self.uas() {
+                    u.callee.handle_prack();
+                }
                 if let Some(reply) = self.awaiting_prack.take() {
                     let _ = reply.send(Err(Error::Timeout));
                 }

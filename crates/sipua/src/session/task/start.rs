@@ -144,8 +144,8 @@ pub(crate) fn spawn_invitation(
             slot,
             Role::Uas(Box::new(Uas {
                 id,
+                callee: Callee::new(Rel100::of(&request)),
                 request,
-                offer_applied: false,
                 replaces,
             })),
         )
