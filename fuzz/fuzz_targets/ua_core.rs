@@ -17,6 +17,12 @@
 //! and its answer, ACK, ACK timeout, CANCEL, BYE, with a hang-up asked for when a message's
 //! length says so, its timers fired as time moves and its events handled as the session task
 //! does; its state never moves back, and at the end it has ended or is still established.
+//! The first call's `Callee` machine reads 100rel from the fuzzed INVITE's Require and
+//! Supported and is asked for a provisional response (reliably or not) as a message's length
+//! says, PRACKed by the PRACKs that come: one reliable 1xx at a time. And a caller's `Caller`
+//! machine takes every fuzzed response to an INVITE as if it answered ours (its dialog from
+//! the To tag, its Min-SE parsed): once a dialog is confirmed it stays, and the INVITE goes
+//! again after a 422 at most once.
 #![no_main]
 
 use std::time::{Duration, Instant};
@@ -26,6 +32,8 @@ use libfuzzer_sys::fuzz_target;
 use sipua_message::Transport;
 use sipua_proto::endpoint::{Config, Received};
 use sipua_message::Method;
+use sipua_proto::session::callee::{Callee, ProgressError, Rel100};
+use sipua_proto::session::caller::{Caller, Final};
 use sipua_proto::session::lifecycle::{Bye, Event, Lifecycle, SessionState};
 use sipua_proto::session::{Message, Negotiation, OfferAnswerError};
 use sipua_proto::ua::{DigestServerConfig, UaConfig, UaCore, UaEvent};
@@ -116,6 +124,12 @@ fuzz_target!(|data: &[u8]| {
     let mut oa = Negotiation::new();
     // the first call's lifecycle, once its INVITE has come
     let mut life: Option<Lifecycle<Instant>> = None;
+    // the first call's callee side, once its INVITE has come
+    let mut callee: Option<Callee> = None;
+    // a caller whose INVITE every fuzzed response to an INVITE answers
+    let mut caller = Caller::<Vec<u8>>::new(data.len() % 2 == 0);
+    caller.sent(data.len() % 3 != 0);
+    let mut resent = 0;
     let mut rest = data;
     let mut n = 0;
     while !rest.is_empty() && n < 64 {
@@ -139,6 +153,28 @@ fuzz_target!(|data: &[u8]| {
             // the socket was found empty: the backlog starts again (or is already old)
             let age = Duration::from_millis((msg.len() % 11) as u64 * 20);
             ua.set_backlog(Some(now.checked_sub(age).unwrap_or(now)));
+        }
+        if let Ok(sipua_message::Message::Response(r)) = sipua_message::Message::parse(msg) {
+            if r.cseq().method == Method::Invite {
+                let dialog = r.to().ok().and_then(|t| t.tag().map(|t| t.as_bytes().to_vec()));
+                let min_se =
+                    r.typed::<sipua_message::header::MinSe>().and_then(Result::ok).map(|m| m.0);
+                let before = caller.confirmed().cloned();
+                if r.status() < 200 {
+                    let _ = caller.early_media(dialog.as_ref(), !r.body_bytes().is_empty(), true);
+                } else {
+                    let cancelled = msg.len() % 11 == 0;
+                    let next = caller.handle_final(
+                        r.status(), dialog, !r.body_bytes().is_empty(), min_se, cancelled);
+                    if let Final::Resend422(_) = next {
+                        resent += 1;
+                        assert!(resent <= 1, "the INVITE went again after a 422 twice");
+                    }
+                }
+                if before.is_some() {
+                    assert_eq!(caller.confirmed().cloned(), before, "a confirmed dialog changed");
+                }
+            }
         }
         ua.handle_datagram(now, Received { transport, remote: "192.0.2.1:5060".parse().unwrap(), bytes: Bytes::copy_from_slice(msg) });
         while let Some(ev) = ua.poll_event() {
@@ -178,8 +214,29 @@ fuzz_target!(|data: &[u8]| {
                     let r = ua.response(id, 500).expect("a 500 can always be built");
                     ua.respond(now, id, r).expect("a 500 can always be sent");
                 }
+                if let Some(c) = callee.as_mut().filter(|_| *request.method() == Method::Prack) {
+                    c.handle_prack();
+                }
                 let first_invite = *request.method() == Method::Invite && life.is_none();
                 if first_invite {
+                    // its provisional responses, as the application asks for them
+                    let mut c = Callee::new(Rel100::of(&request));
+                    for (i, &b) in msg.iter().take(4).enumerate() {
+                        let status = 100 + u16::from(b) % 100;
+                        let awaited = c.prack_awaited();
+                        match c.progress(status, i % 2 == 0) {
+                            Ok(true) => {
+                                assert!(!awaited && c.rel100() != Rel100::Unsupported);
+                                c.sent_reliably();
+                            }
+                            Ok(false) => {}
+                            Err(ProgressError::PrackPending) => assert!(awaited),
+                            Err(ProgressError::Unsupported) => {
+                                assert_eq!(c.rel100(), Rel100::Unsupported)
+                            }
+                        }
+                    }
+                    callee = Some(c);
                     let mut l = Lifecycle::callee(now, Duration::from_secs(60), None);
                     l.advance(SessionState::Establishing);
                     let ok = sent && (200..300).contains(&status);

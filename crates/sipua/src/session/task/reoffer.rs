@@ -175,23 +175,30 @@ impl Task {
         }
     }
 
+    /// Our re-offer in transaction `id` got its final `response`: how it ended, and who
+    /// waits for it with what it was asked with; `None` when it is not ours.
+    fn reoffer_answered(
+        &mut self,
+        id: TransactionId,
+        response: &Response,
+    ) -> Option<(Outcome, Pending)> {
+        let after = retry_after_secs(response);
+        let outcome = self.reoffer.handle_response(
+            id,
+            response.status(),
+            after,
+            Instant::now(),
+            &mut self.rng,
+        )?;
+        Some((outcome, *self.pending.take()?))
+    }
+
     /// The final response to our UPDATE in transaction `id`.
     pub(super) async fn on_update_response(&mut self, id: TransactionId, response: Response) {
-        let now = Instant::now();
-        let outcome = self
-            .reoffer
-            .handle_response(id, response.status(), None, now, &mut self.rng);
-        if outcome.is_none() {
-            return;
-        }
-        let Some(p) = self.pending.take() else { return };
-        let Pending {
-            request: Reoffer::Update(o),
-            reply,
-        } = *p
-        else {
+        let Some((_, Pending { request, reply })) = self.reoffer_answered(id, &response) else {
             return;
         };
+        let Reoffer::Update(o) = request else { return };
         let offered = self.oa.state() == OfferAnswer::LocalOffer(Message::Update);
         if response.is_success() {
             self.refreshed_by_us(&response);
@@ -316,20 +323,11 @@ impl Task {
         if status < 200 {
             return;
         }
-        let after = retry_after_secs(&response);
-        let now = Instant::now();
-        let Some(outcome) = self
-            .reoffer
-            .handle_response(id, status, after, now, &mut self.rng)
+        let Some((outcome, Pending { request, reply })) = self.reoffer_answered(id, &response)
         else {
             return;
         };
-        let Some(p) = self.pending.take() else { return };
-        let Pending {
-            request: Reoffer::ReInvite(o),
-            reply,
-        } = *p
-        else {
+        let Reoffer::ReInvite(o) = request else {
             return;
         };
         let Some(d) = self.dialog.clone() else {
