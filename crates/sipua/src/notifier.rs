@@ -307,11 +307,8 @@ impl Notifier {
 
     /// Waits until the subscription has ended.
     pub async fn terminated(&self) {
-        let _ = self
-            .inner
-            .task
-            .wait_for(|s| *s == NotifierState::Terminated)
-            .await;
+        let mut rx = self.state_change();
+        let _ = rx.wait_for(|s| *s == NotifierState::Terminated).await;
     }
 
     /// The SUBSCRIBE that started it.

@@ -1,6 +1,6 @@
 //! What every handle-plus-task object of the API shares (a session, a subscription, a
 //! notifier, a registerer's refreshes): the one-shot reply of a command, the handle to a
-//! task ([`TaskHandle`]: its command mailbox and watched state, asked and followed the same
+//! task ([`TaskHandle`]: its command mailbox and watched state, asked and read the same
 //! way for all), a slot for a background task and the one refresh scheduler of
 //! registrations, publications and subscriptions, an optional timer. Below the driver
 //! and the API alike: it imports neither.
@@ -59,14 +59,6 @@ impl<C, S: Copy> TaskHandle<C, S> {
     /// A receiver of the task's state changes (SIP.js `stateChange`).
     pub(crate) fn state_change(&self) -> watch::Receiver<S> {
         self.state.clone()
-    }
-
-    /// Waits for a state that `done` accepts, and returns it; `None` when the task ended
-    /// first without publishing one.
-    pub(crate) async fn wait_for(&self, done: impl FnMut(&S) -> bool) -> Option<S> {
-        let mut rx = self.state.clone();
-        let s = rx.wait_for(done).await.ok().map(|s| *s);
-        s
     }
 
     /// The command mailbox itself: for a command sent without waiting for room or reply.

@@ -409,12 +409,13 @@ impl Session {
 
     /// Waits until the session is established; an error says why it ended instead.
     pub async fn established(&self) -> Result<(), Error> {
-        let s = self
-            .handle
-            .task
+        // the receiver awaited in place: a nested async helper would grow every caller's
+        // future (serve keeps one answering task per call, sized by such an await)
+        let mut rx = self.state_change();
+        let s = *rx
             .wait_for(|s| *s >= SessionState::Established)
             .await
-            .ok_or(Error::SessionTerminated)?;
+            .map_err(|_| Error::SessionTerminated)?;
         if s == SessionState::Established {
             return Ok(());
         }
@@ -438,11 +439,8 @@ impl Session {
 
     /// Waits until the session has terminated and says why.
     pub async fn terminated(&self) -> EndReason {
-        let _ = self
-            .handle
-            .task
-            .wait_for(|s| *s == SessionState::Terminated)
-            .await;
+        let mut rx = self.state_change();
+        let _ = rx.wait_for(|s| *s == SessionState::Terminated).await;
         self.end_reason().unwrap_or(EndReason::Disposed)
     }
 
