@@ -43,7 +43,7 @@ impl Task {
             // the same offer again (an unreliable 1xx showed it), or the session as it
             // stands after an exchange in a 1xx, PRACK or UPDATE
             (OfferAnswer::OweOffer | OfferAnswer::Stable | OfferAnswer::LocalOffer(_), Some(d)) => {
-                Ok(d.clone())
+                Ok((**d).clone())
             }
             _ => self.local_description(None).await,
         }
@@ -128,6 +128,8 @@ impl Task {
         }
         let dialog = self.respond(id, 200, None, extra, Some(answer)).await?;
         self.sent_in_response(Message::Success);
+        // no response of ours repeats a description any more (the core resends the 2xx)
+        self.last_local = None;
         if let Some((interval, we_refresh)) = timer {
             self.life.start_timer(interval, we_refresh, Instant::now());
         }

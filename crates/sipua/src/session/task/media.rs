@@ -62,7 +62,9 @@ impl Task {
             .get_description(&options, &modifiers)
             .await
             .map_err(Error::from)?;
-        self.last_local = Some(d.clone());
+        if self.life.may_answer() {
+            self.last_local = Some(Box::new(d.clone()));
+        }
         Ok(d)
     }
 

@@ -159,9 +159,10 @@ struct Task {
     /// Where the session's offer/answer stands (RFC 3264, RFC 6337): which exchange is under
     /// way and which message may carry what. Every body sent or taken goes through it.
     oa: Negotiation,
-    /// The last description we sent: a 2xx (or 1xx) after the exchange completed repeats
-    /// it rather than asking the handler again (which would make a new offer).
-    last_local: Option<BodyAndContentType>,
+    /// Callee, while the INVITE is unanswered: the last description we sent, which a 2xx
+    /// (or 1xx) after the exchange completed repeats rather than asking the handler again
+    /// (which would make a new offer). Let go with the 2xx: a held call does not keep it.
+    last_local: Option<Box<BodyAndContentType>>,
     /// A BYE asked for while our 2xx waits for its ACK (held until
     /// [`lifecycle::Event::SendBye`]).
     bye_after_ack: Option<Box<(RequestOptions, Reply<Response>)>>,
@@ -171,13 +172,28 @@ struct Task {
     rng: Rng,
     /// Our own command channel, weakly: for the referrals we hand out.
     me: Option<WeakMailbox<Box<SessionCommand>>>,
-    /// Our REFERs' implicit subscriptions: which REFER a NOTIFY reports on, and when each
-    /// ends.
+    /// Our REFERs and their subscriptions, from the first `refer()` on (most calls never
+    /// transfer: boxed, an untransferred call keeps 8 bytes for them instead of 88).
+    transfers: Option<Box<Transfers>>,
+}
+
+/// Our REFERs' implicit subscriptions (which REFER a NOTIFY reports on, and when each
+/// ends), where each one's progress goes, and who waits for each one's final response.
+struct Transfers {
     refers: Refers<TransactionId>,
-    /// Where each followed REFER's progress goes.
-    refer_sinks: IdMap<TransactionId, mpsc::Sender<ReferNotification>>,
-    /// Our REFERs awaiting their final response.
-    refer_waiters: IdMap<TransactionId, (Reply<Referrer>, mpsc::Receiver<ReferNotification>)>,
+    sinks: IdMap<TransactionId, mpsc::Sender<ReferNotification>>,
+    waiters: IdMap<TransactionId, (Reply<Referrer>, mpsc::Receiver<ReferNotification>)>,
+}
+
+impl Transfers {
+    /// Our REFER `id` got no final response (its transaction failed): it is not followed
+    /// any more, and who waited for it is returned to hear why.
+    fn failed(&mut self, id: TransactionId) -> Option<Reply<Referrer>> {
+        let (reply, _) = self.waiters.remove(&id)?;
+        self.refers.failed(id);
+        self.sinks.remove(&id);
+        Some(reply)
+    }
 }
 
 impl Task {
@@ -588,7 +604,11 @@ impl Task {
                     if response.status() >= 200 {
                         self.on_update_response(id, response).await;
                     }
-                } else if self.refer_waiters.contains_key(&id) {
+                } else if self
+                    .transfers
+                    .as_ref()
+                    .is_some_and(|t| t.waiters.contains_key(&id))
+                {
                     if response.status() >= 200 {
                         self.on_refer_response(id, response);
                     }
@@ -688,11 +708,10 @@ impl Task {
                     if let Some(p) = self.pending.take() {
                         let _ = p.reply.send(Err(e));
                     }
-                } else if let Some((reply, _)) = self.refer_waiters.remove(&id) {
+                } else if let Some(reply) = self.transfers.as_deref_mut().and_then(|t| t.failed(id))
+                {
                     // our REFER got no answer: whoever waits hears why, and it is not
                     // followed any more
-                    self.refers.failed(id);
-                    self.refer_sinks.remove(&id);
                     let _ = reply.send(Err(e));
                 } else if let Some(Some(w)) = self.requests.remove(&id) {
                     let _ = w.send(Err(e));

@@ -218,9 +218,7 @@ impl Task {
             awaiting_prack: None,
             rng: Rng::new(0),
             me: None,
-            refers: Refers::new(),
-            refer_sinks: IdMap::default(),
-            refer_waiters: IdMap::default(),
+            transfers: None,
         }
     }
 }

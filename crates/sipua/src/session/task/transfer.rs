@@ -21,7 +21,14 @@ impl Task {
             let _ = reply.send(self.invalid("refer"));
             return;
         };
-        if self.refers.may_send().is_err() {
+        let transfers = self.transfers.get_or_insert_with(|| {
+            Box::new(Transfers {
+                refers: Refers::new(),
+                sinks: IdMap::default(),
+                waiters: IdMap::default(),
+            })
+        });
+        if transfers.refers.may_send().is_err() {
             let _ = reply.send(Err(Error::RequestPending));
             return;
         }
@@ -48,11 +55,14 @@ impl Task {
         match self.send_in_dialog(&d, Method::Refer, options, false).await {
             Ok(id) => {
                 let (tx, rx) = mpsc::channel(REFER_QUEUE);
+                let Some(t) = self.transfers.as_deref_mut() else {
+                    return;
+                };
                 // a NOTIFY may overtake the 2xx: the subscription is listened to already
-                if self.refers.sent(id).is_ok() {
-                    self.refer_sinks.insert(id, tx);
+                if t.refers.sent(id).is_ok() {
+                    t.sinks.insert(id, tx);
                 }
-                self.refer_waiters.insert(id, (reply, rx));
+                t.waiters.insert(id, (reply, rx));
             }
             Err(e) => {
                 let _ = reply.send(Err(e));
@@ -102,7 +112,10 @@ impl Task {
     }
 
     pub(super) fn on_refer_response(&mut self, id: TransactionId, response: Response) {
-        let Some((reply, rx)) = self.refer_waiters.remove(&id) else {
+        let Some(t) = self.transfers.as_deref_mut() else {
+            return;
+        };
+        let Some((reply, rx)) = t.waiters.remove(&id) else {
             return;
         };
         let no_sub = response
@@ -110,11 +123,8 @@ impl Task {
             .get(&HeaderName::ReferSub)
             .is_some_and(|v| v.value().trim_ascii().eq_ignore_ascii_case(b"false"));
         let success = response.is_success();
-        if !self
-            .refers
-            .answered(id, success, response.cseq().seq, no_sub)
-        {
-            self.refer_sinks.remove(&id);
+        if !t.refers.answered(id, success, response.cseq().seq, no_sub) {
+            t.sinks.remove(&id);
         }
         if success {
             let _ = reply.send(Ok(Referrer::new(response, rx)));
@@ -134,13 +144,16 @@ impl Task {
             .typed::<sipua_message::header::SubscriptionState>()
             .and_then(Result::ok)
             .is_some_and(|s| s.state.eq_ignore_ascii_case("terminated"));
-        let Some(n) = self.refers.notify(id, terminated) else {
+        let Some(t) = self.transfers.as_deref_mut() else {
+            return 481;
+        };
+        let Some(n) = t.refers.notify(id, terminated) else {
             return 481;
         };
         let sink = if n.ended {
-            self.refer_sinks.remove(&n.refer)
+            t.sinks.remove(&n.refer)
         } else {
-            self.refer_sinks.get(&n.refer).cloned()
+            t.sinks.get(&n.refer).cloned()
         };
         if let (Some(sink), Some(progress)) = (sink, ReferNotification::parse(request, terminated))
         {
