@@ -654,6 +654,42 @@ async fn dropping_every_handle_disposes_the_call() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_detached_call_outlives_its_handles_and_ends_as_calls_do() {
+    // Bob answers and forgets: his handle goes, the call stays up
+    let p = pair(19).await;
+    let (call, inv) = established(&p, true).await;
+    inv.detach().await.unwrap();
+    drop(inv);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(call.state(), SessionState::Established);
+    assert_eq!(p.bob.stats().await.unwrap().sessions, 1);
+    // Alice's BYE ends it on Bob's side too: his session task is gone
+    call.bye().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(p.bob.stats().await.unwrap().sessions, 0);
+
+    // and the caller may detach as well: Bob's BYE ends the call, which nobody holds
+    let (call, inv) = established(&p, true).await;
+    call.detach().await.unwrap();
+    drop(call);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(inv.state(), SessionState::Established);
+    inv.bye().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(p.alice.stats().await.unwrap().sessions, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_detached_call_is_hung_up_by_stop() {
+    let p = pair(21).await;
+    let (call, inv) = established(&p, true).await;
+    inv.detach().await.unwrap();
+    drop(inv);
+    p.bob.stop().await;
+    assert_eq!(call.terminated().await, EndReason::RemoteBye);
+}
+
+#[tokio::test(start_paused = true)]
 async fn graceful_stop_hangs_up_live_calls() {
     let p = pair(20).await;
     let (_call, inv) = established(&p, true).await;

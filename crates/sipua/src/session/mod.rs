@@ -236,6 +236,7 @@ pub(crate) enum SessionCommand {
     Request(sipua_message::Method, RequestOptions, Reply<Response>),
     ReInvite(SessionInviteOptions, Reply<()>),
     Dispose(Reply<()>),
+    Detach(Reply<()>),
     Dtmf(String, Reply<()>),
     Update(SessionUpdateOptions, Reply<()>),
     Refer(ReferTarget, SessionReferOptions, Reply<Referrer>),
@@ -582,6 +583,16 @@ impl Session {
     ) -> Result<Referrer, Error> {
         let to = to.into();
         self.ask(|r| SessionCommand::Refer(to, options, r)).await
+    }
+
+    /// Lets the session run to its end without handles: from now on the last handle going
+    /// does not end the call (as it otherwise does, SIP.js's dispose), which then ends as any
+    /// call does: a BYE or CANCEL from the peer, its timers, the media handler, or
+    /// [`UserAgent::stop`](crate::UserAgent::stop). For a server that answers and forgets,
+    /// so that it need not keep a task per call only to hold its handle. Nothing to undo:
+    /// the handles that remain work as before.
+    pub async fn detach(&self) -> Result<(), Error> {
+        self.ask(SessionCommand::Detach).await
     }
 
     /// Ends the session whatever its state: CANCEL or BYE for a caller, 480 or BYE for a

@@ -129,7 +129,10 @@ struct Task {
     info: Arc<Mutex<SessionInfo>>,
     commands: MailboxReceiver<Box<SessionCommand>>,
     inputs: MailboxReceiver<SessionInput>,
+    /// Every handle is gone (the command mailbox closed).
     handles_gone: bool,
+    /// [`Session::detach`]: the handles going does not end the session.
+    detached: bool,
     sdh: Option<Box<dyn SessionDescriptionHandler>>,
     sdh_options: SessionDescriptionHandlerOptions,
     /// The media options of our last accepted offer (hold, say): our answers to the peer's
@@ -306,7 +309,9 @@ impl Task {
                     Some(c) => Box::pin(self.on_command(*c)).await,
                     None => {
                         self.handles_gone = true;
-                        let _ = Box::pin(self.dispose()).await;
+                        if !self.detached {
+                            let _ = Box::pin(self.dispose()).await;
+                        }
                     }
                 },
                 _ = &mut timer, if deadline.is_some() => {
@@ -470,6 +475,10 @@ impl Task {
                 }
             }
             SessionCommand::ReInvite(o, reply) => self.reinvite(o, reply).await,
+            SessionCommand::Detach(reply) => {
+                self.detached = true;
+                let _ = reply.send(Ok(()));
+            }
             SessionCommand::Dispose(reply) => {
                 let r = self.dispose().await;
                 let _ = reply.send(r);

@@ -199,6 +199,7 @@ impl Task {
             commands,
             inputs,
             handles_gone: false,
+            detached: false,
             sdh: None,
             sdh_options: SessionDescriptionHandlerOptions::default(),
             answer_options: None,
