@@ -214,7 +214,7 @@ async fn answer(inv: Invitation, mode: Answer, quiet: bool, hangup_after: f64) {
     }
     // the call runs on to its end without this task: dropping a detached handle does not
     // hang up, and a held call keeps no task of ours (about 600 bytes a call)
-    let _ = inv.detach().await;
+    inv.detach();
     drop(inv);
     if let Some(p) = printing {
         let _ = p.await;

@@ -236,7 +236,6 @@ pub(crate) enum SessionCommand {
     Request(sipua_message::Method, RequestOptions, Reply<Response>),
     ReInvite(SessionInviteOptions, Reply<()>),
     Dispose(Reply<()>),
-    Detach(Reply<()>),
     Dtmf(String, Reply<()>),
     Update(SessionUpdateOptions, Reply<()>),
     Refer(ReferTarget, SessionReferOptions, Reply<Referrer>),
@@ -278,6 +277,8 @@ pub(crate) struct SessionInfo {
     pub(crate) final_response: Option<sipua_message::Response>,
     /// A caller's INVITE as last sent (a 401/407 or 422 sends it again, changed).
     pub(crate) sent_invite: Option<Arc<sipua_message::Request>>,
+    /// [`Session::detach`]: the last handle going does not end the session.
+    pub(crate) detached: bool,
 }
 
 /// Who we are in a session: as set, else the To of a callee's INVITE.
@@ -590,9 +591,10 @@ impl Session {
     /// call does: a BYE or CANCEL from the peer, its timers, the media handler, or
     /// [`UserAgent::stop`](crate::UserAgent::stop). For a server that answers and forgets,
     /// so that it need not keep a task per call only to hold its handle. Nothing to undo:
-    /// the handles that remain work as before.
-    pub async fn detach(&self) -> Result<(), Error> {
-        self.ask(SessionCommand::Detach).await
+    /// the handles that remain work as before. A flag the task reads when the last handle
+    /// goes: no round trip to the task.
+    pub fn detach(&self) {
+        self.shared_info().detached = true;
     }
 
     /// Ends the session whatever its state: CANCEL or BYE for a caller, 480 or BYE for a

@@ -131,8 +131,6 @@ struct Task {
     inputs: MailboxReceiver<SessionInput>,
     /// Every handle is gone (the command mailbox closed).
     handles_gone: bool,
-    /// [`Session::detach`]: the handles going does not end the session.
-    detached: bool,
     sdh: Option<Box<dyn SessionDescriptionHandler>>,
     sdh_options: SessionDescriptionHandlerOptions,
     /// The media options of our last accepted offer (hold, say): our answers to the peer's
@@ -309,7 +307,8 @@ impl Task {
                     Some(c) => Box::pin(self.on_command(*c)).await,
                     None => {
                         self.handles_gone = true;
-                        if !self.detached {
+                        // unless a handle detached the session (SessionInfo::detached)
+                        if !self.info().detached {
                             let _ = Box::pin(self.dispose()).await;
                         }
                     }
@@ -475,10 +474,6 @@ impl Task {
                 }
             }
             SessionCommand::ReInvite(o, reply) => self.reinvite(o, reply).await,
-            SessionCommand::Detach(reply) => {
-                self.detached = true;
-                let _ = reply.send(Ok(()));
-            }
             SessionCommand::Dispose(reply) => {
                 let r = self.dispose().await;
                 let _ = reply.send(r);

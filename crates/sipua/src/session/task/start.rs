@@ -199,7 +199,6 @@ impl Task {
             commands,
             inputs,
             handles_gone: false,
-            detached: false,
             sdh: None,
             sdh_options: SessionDescriptionHandlerOptions::default(),
             answer_options: None,
