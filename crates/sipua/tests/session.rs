@@ -10,7 +10,7 @@ use std::time::Duration;
 use sipua::message::{Header, HeaderName, Response};
 use sipua::{
     EndReason, Error, Invitation, InvitationProgressOptions, InvitationRejectOptions, Inviter,
-    InviterCancelOptions, InviterOptions, LinkConfig, MemoryNetwork, RequestOptions,
+    InviterCancelOptions, InviterOptions, LinkConfig, MemoryNetwork, RequestOptions, Session,
     SessionDelegate, SessionInviteOptions, SessionState, UserAgent, UserAgentOptions,
 };
 
@@ -653,38 +653,46 @@ async fn dropping_every_handle_disposes_the_call() {
     assert_eq!(inv.terminated().await, EndReason::RemoteBye);
 }
 
+/// An established call whose `side` (Alice's `Inviter` or Bob's `Invitation`) was detached
+/// and dropped; the other side's handle is returned.
+async fn detached(p: &Pair, alice_detaches: bool) -> Session {
+    let (call, inv) = established(p, true).await;
+    let (gone, kept) = if alice_detaches {
+        (call.session().clone(), inv.session().clone())
+    } else {
+        (inv.session().clone(), call.session().clone())
+    };
+    gone.detach();
+    drop((gone, call, inv));
+    kept
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_detached_call_outlives_its_handles_and_ends_as_calls_do() {
-    // Bob answers and forgets: his handle goes, the call stays up
-    let p = pair(19).await;
-    let (call, inv) = established(&p, true).await;
-    inv.detach();
-    drop(inv);
-    tokio::time::sleep(Duration::from_secs(60)).await;
-    assert_eq!(call.state(), SessionState::Established);
-    assert_eq!(p.bob.stats().await.unwrap().sessions, 1);
-    // Alice's BYE ends it on Bob's side too: his session task is gone
-    call.bye().await.unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(p.bob.stats().await.unwrap().sessions, 0);
-
-    // and the caller may detach as well: Bob's BYE ends the call, which nobody holds
-    let (call, inv) = established(&p, true).await;
-    call.detach();
-    drop(call);
-    tokio::time::sleep(Duration::from_secs(60)).await;
-    assert_eq!(inv.state(), SessionState::Established);
-    inv.bye().await.unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(p.alice.stats().await.unwrap().sessions, 0);
+    for alice_detaches in [false, true] {
+        // one side answers (or calls) and forgets: its handle goes, the call stays up
+        let p = pair(19).await;
+        let (gone, kept) = if alice_detaches {
+            (&p.alice, &p.bob)
+        } else {
+            (&p.bob, &p.alice)
+        };
+        let call = detached(&p, alice_detaches).await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(call.state(), SessionState::Established);
+        assert_eq!(gone.stats().await.unwrap().sessions, 1);
+        // the other side's BYE ends it there too: the detached session's task is gone
+        call.bye().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(gone.stats().await.unwrap().sessions, 0);
+        assert_eq!(kept.stats().await.unwrap().sessions, 0);
+    }
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_detached_call_is_hung_up_by_stop() {
     let p = pair(21).await;
-    let (call, inv) = established(&p, true).await;
-    inv.detach();
-    drop(inv);
+    let call = detached(&p, false).await;
     p.bob.stop().await;
     assert_eq!(call.terminated().await, EndReason::RemoteBye);
 }
