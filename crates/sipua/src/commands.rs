@@ -197,6 +197,9 @@ pub struct Stats {
     pub transactions: usize,
     /// Open TCP connections.
     pub connections: usize,
+    /// Transactions whose events the agent routes to a session or a waiting request: those
+    /// under way, however old the calls (a long call's INFOs and refreshes do not add up).
+    pub routes: usize,
     /// New requests refused with 503 by overload control or draining
     /// ([`UserAgentOptions::max_pending_requests`](crate::UserAgentOptions::max_pending_requests),
     /// [`UserAgent::drain`](crate::UserAgent::drain)).

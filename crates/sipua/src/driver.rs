@@ -329,6 +329,27 @@ impl Driver {
         }
     }
 
+    /// A session's transaction `id` is over for it (its final response sent or received,
+    /// or the transaction failed): its route goes, and the session's list of transactions
+    /// forgets it, so that a long call's INFOs and refreshes do not pile up until it ends.
+    /// The list's buffer goes when it empties: a held call keeps none.
+    fn forget_tx(&mut self, id: TransactionId) {
+        let Some(Route::Session(key)) = self.by_tx.get(&id) else {
+            return;
+        };
+        let key = *key;
+        self.by_tx.remove(&id);
+        self.destinations.remove(&id);
+        if let Some((_, owned)) = self.sessions.get_mut(&key) {
+            if let Some(at) = owned.transactions.iter().position(|t| *t == id) {
+                owned.transactions.swap_remove(at);
+            }
+            if owned.transactions.is_empty() {
+                owned.transactions = Vec::new();
+            }
+        }
+    }
+
     fn own_dialog(&mut self, key: SessionKey, dialog: &DialogId) {
         // the 180 and the 200 of a call name the same dialog: no copies the second time
         if self.by_dialog.get(dialog) == Some(&key) {
@@ -336,6 +357,9 @@ impl Driver {
         }
         if self.by_dialog.insert(dialog.clone(), key) != Some(key) {
             if let Some((_, owned)) = self.sessions.get_mut(&key) {
+                // room for one: a call has one dialog unless it forks (a first push would
+                // make room for four, 192 bytes a call)
+                owned.dialogs.reserve_exact(1);
                 owned.dialogs.push(dialog.clone());
             }
         }
@@ -385,8 +409,7 @@ impl Driver {
                             },
                         );
                         if last {
-                            self.by_tx.remove(&id);
-                            self.destinations.remove(&id);
+                            self.forget_tx(id);
                         }
                     }
                     Some(Route::Waiter(_)) if response.status() >= 200 => {
@@ -437,7 +460,15 @@ impl Driver {
                         )
                     }))
                 };
-                match self.by_tx.remove(&id) {
+                let route = match self.by_tx.get(&id) {
+                    Some(Route::Session(key)) => {
+                        let key = *key;
+                        self.forget_tx(id);
+                        Some(Route::Session(key))
+                    }
+                    _ => self.by_tx.remove(&id),
+                };
+                match route {
                     Some(Route::Session(key)) => {
                         self.deliver(
                             key,
@@ -651,6 +682,11 @@ impl Driver {
                 if let (Some(key), Ok(Some(d))) = (key, &r) {
                     self.own_dialog(key, d);
                 }
+                // a final response ends the server transaction for the session: what the
+                // core does after it (2xx retransmissions, the ACK) goes by the dialog
+                if status >= 200 && r.is_ok() {
+                    self.forget_tx(id);
+                }
                 if let Some(reply) = reply {
                     let _ = reply.send(r.map_err(Error::from));
                 }
@@ -782,6 +818,7 @@ impl Driver {
                     dialogs: self.core.dialogs(),
                     transactions: self.core.transactions(),
                     connections: self.net.connections(),
+                    routes: self.by_tx.len(),
                     shed: self.core.shed(),
                     overload_cut: self.core.overload_cut(now()),
                     held_back: self.core.held_back(),

@@ -698,6 +698,33 @@ async fn a_detached_call_is_hung_up_by_stop() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_long_call_s_requests_leave_no_routes_behind() {
+    // a voice bot's call: DTMF by INFO, one a second, both ways; each transaction's route in
+    // the agents goes with its final response, so nothing grows with the call's age
+    let p = pair(22).await;
+    let (call, inv) = established(&p, true).await;
+    let baseline = p.bob.stats().await.unwrap().routes;
+    for n in 0..50 {
+        let info = RequestOptions {
+            body: Some(sipua::BodyAndContentType {
+                body: format!("Signal={}\r\nDuration=160\r\n", n % 10).into(),
+                content_type: "application/dtmf-relay".into(),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(call.info(info.clone()).await.unwrap().status(), 200);
+        assert_eq!(inv.info(info).await.unwrap().status(), 200);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    for ua in [&p.alice, &p.bob] {
+        let routes = ua.stats().await.unwrap().routes;
+        assert!(routes <= baseline + 1, "{routes} routes after 100 INFOs");
+    }
+    call.bye().await.unwrap();
+    inv.terminated().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn graceful_stop_hangs_up_live_calls() {
     let p = pair(20).await;
     let (_call, inv) = established(&p, true).await;
