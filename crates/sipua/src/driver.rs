@@ -329,25 +329,24 @@ impl Driver {
         }
     }
 
-    /// A session's transaction `id` is over for it (its final response sent or received,
-    /// or the transaction failed): its route goes, and the session's list of transactions
-    /// forgets it, so that a long call's INFOs and refreshes do not pile up until it ends.
-    /// The list's buffer goes when it empties: a held call keeps none.
-    fn forget_tx(&mut self, id: TransactionId) {
-        let Some(Route::Session(key)) = self.by_tx.get(&id) else {
-            return;
-        };
-        let key = *key;
-        self.by_tx.remove(&id);
+    /// Transaction `id` is over for whoever it was routed to (its final response sent or
+    /// received, or the transaction failed): its route goes, and is returned; a session's
+    /// list of transactions forgets it too, so that a long call's INFOs and refreshes do not
+    /// pile up until it ends. The list's buffer goes when it empties: a held call keeps none.
+    fn forget_tx(&mut self, id: TransactionId) -> Option<Route> {
+        let route = self.by_tx.remove(&id)?;
         self.destinations.remove(&id);
-        if let Some((_, owned)) = self.sessions.get_mut(&key) {
-            if let Some(at) = owned.transactions.iter().position(|t| *t == id) {
-                owned.transactions.swap_remove(at);
-            }
-            if owned.transactions.is_empty() {
-                owned.transactions = Vec::new();
+        if let Route::Session(key) = &route {
+            if let Some((_, owned)) = self.sessions.get_mut(key) {
+                if let Some(at) = owned.transactions.iter().position(|t| *t == id) {
+                    owned.transactions.swap_remove(at);
+                }
+                if owned.transactions.is_empty() {
+                    owned.transactions = Vec::new();
+                }
             }
         }
+        Some(route)
     }
 
     fn own_dialog(&mut self, key: SessionKey, dialog: &DialogId) {
@@ -460,15 +459,7 @@ impl Driver {
                         )
                     }))
                 };
-                let route = match self.by_tx.get(&id) {
-                    Some(Route::Session(key)) => {
-                        let key = *key;
-                        self.forget_tx(id);
-                        Some(Route::Session(key))
-                    }
-                    _ => self.by_tx.remove(&id),
-                };
-                match route {
+                match self.forget_tx(id) {
                     Some(Route::Session(key)) => {
                         self.deliver(
                             key,

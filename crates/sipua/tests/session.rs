@@ -653,8 +653,8 @@ async fn dropping_every_handle_disposes_the_call() {
     assert_eq!(inv.terminated().await, EndReason::RemoteBye);
 }
 
-/// An established call whose `side` (Alice's `Inviter` or Bob's `Invitation`) was detached
-/// and dropped; the other side's handle is returned.
+/// An established call one side of which (Alice's `Inviter` when `alice_detaches`, else
+/// Bob's `Invitation`) was detached and dropped; the other side's handle is returned.
 async fn detached(p: &Pair, alice_detaches: bool) -> Session {
     let (call, inv) = established(p, true).await;
     let (gone, kept) = if alice_detaches {

@@ -412,7 +412,7 @@ impl Session {
     /// Waits until the session is established; an error says why it ended instead.
     pub async fn established(&self) -> Result<(), Error> {
         // the receiver awaited in place: a nested async helper would grow every caller's
-        // future (serve keeps one answering task per call, sized by such an await)
+        // future (an application that keeps a task per call pays it per call)
         let mut rx = self.state_change();
         let s = *rx
             .wait_for(|s| *s >= SessionState::Established)

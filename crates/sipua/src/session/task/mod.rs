@@ -186,6 +186,16 @@ struct Transfers {
     waiters: IdMap<TransactionId, (Reply<Referrer>, mpsc::Receiver<ReferNotification>)>,
 }
 
+impl Default for Transfers {
+    fn default() -> Transfers {
+        Transfers {
+            refers: Refers::new(),
+            sinks: IdMap::default(),
+            waiters: IdMap::default(),
+        }
+    }
+}
+
 impl Transfers {
     /// Our REFER `id` got no final response (its transaction failed): it is not followed
     /// any more, and who waited for it is returned to hear why.

@@ -6,6 +6,11 @@
 use super::*;
 
 impl Task {
+    /// Our REFERs' tables, made at the first use.
+    fn transfers(&mut self) -> &mut Transfers {
+        self.transfers.get_or_insert_with(Box::default)
+    }
+
     /// Sends a REFER (SIP.js `Session.refer`); the reply comes with its final response.
     pub(super) async fn refer(
         &mut self,
@@ -21,14 +26,7 @@ impl Task {
             let _ = reply.send(self.invalid("refer"));
             return;
         };
-        let transfers = self.transfers.get_or_insert_with(|| {
-            Box::new(Transfers {
-                refers: Refers::new(),
-                sinks: IdMap::default(),
-                waiters: IdMap::default(),
-            })
-        });
-        if transfers.refers.may_send().is_err() {
+        if self.transfers().refers.may_send().is_err() {
             let _ = reply.send(Err(Error::RequestPending));
             return;
         }
@@ -55,9 +53,7 @@ impl Task {
         match self.send_in_dialog(&d, Method::Refer, options, false).await {
             Ok(id) => {
                 let (tx, rx) = mpsc::channel(REFER_QUEUE);
-                let Some(t) = self.transfers.as_deref_mut() else {
-                    return;
-                };
+                let t = self.transfers();
                 // a NOTIFY may overtake the 2xx: the subscription is listened to already
                 if t.refers.sent(id).is_ok() {
                     t.sinks.insert(id, tx);
