@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use sipua_message::{Header, HeaderName, Method, Request, Response, Transport, Uri};
 use sipua_proto::dialog::DialogId;
-use sipua_proto::endpoint::{Received, TransactionId};
+use sipua_proto::endpoint::{Received, TransactionId, Transmit};
 use sipua_proto::ua::{OutOfDialog, UaCore, UaError, UaEvent};
 use tokio::sync::{mpsc, oneshot};
 
@@ -106,6 +106,8 @@ pub(crate) struct Driver {
     /// The addresses the outbound proxy was reached at (a few): an in-dialog request there
     /// keeps the proxy's name rather than its route's.
     proxy_destinations: Vec<SocketAddr>,
+    /// Room for the UDP datagrams sent in one system call (kept between rounds).
+    out: Vec<Transmit>,
 }
 
 /// Most addresses of the outbound proxy remembered.
@@ -114,6 +116,9 @@ const MAX_PROXY_DESTINATIONS: usize = 8;
 /// Most failure reasons kept for [`Driver::send_errors`] (each is taken when the core reports
 /// the failure, at once; this only bounds a pathological backlog).
 const MAX_SEND_ERRORS: usize = 1024;
+
+/// Most UDP datagrams sent in one system call (`sendmmsg`).
+const SEND_BATCH: usize = 16;
 
 /// How many queued commands the driver applies after the one its select woke for.
 const COMMAND_BATCH: usize = 32;
@@ -143,6 +148,7 @@ impl Driver {
             routes,
             outbound_proxy,
             proxy_destinations: Vec::new(),
+            out: Vec::with_capacity(SEND_BATCH),
             listeners,
             send_errors: IdMap::default(),
             core,
@@ -166,24 +172,40 @@ impl Driver {
         tokio::pin!(timer);
         let mut armed: Option<tokio::time::Instant> = None;
         loop {
-            while let Some(t) = self.core.poll_transmit() {
-                let local = self.core.local_addr();
-                crate::trace::message(true, &t.transport, local, t.destination, &t.bytes);
-                if let Err(e) = self.net.send(&t).await {
-                    if let Some(tx) = t.transaction {
-                        let context = format!("sending over {} to {}", t.transport, t.destination);
-                        let why = if e.kind() == std::io::ErrorKind::WouldBlock {
-                            TransportError::new(
-                                TransportErrorKind::Overloaded,
-                                format!("{context}: {e}"),
-                            )
-                        } else {
-                            TransportError::io(context, e)
-                        };
-                        tracing::warn!(target: "sipua", "{why}");
-                        self.send_failed(tx, Some(why));
+            // what the core queued, UDP datagrams in batches of one system call each
+            let mut carry: Option<Transmit> = None;
+            while let Some(t) = carry.take().or_else(|| self.core.poll_transmit()) {
+                if t.transport != Transport::Udp || !self.net.batches_udp() {
+                    self.transmit(&t).await;
+                    continue;
+                }
+                let mut batch = std::mem::take(&mut self.out);
+                batch.push(t);
+                while batch.len() < SEND_BATCH {
+                    match self.core.poll_transmit() {
+                        Some(t) if t.transport == Transport::Udp => batch.push(t),
+                        other => {
+                            carry = other;
+                            break;
+                        }
                     }
                 }
+                let sent = if batch.len() > 1 {
+                    let local = self.core.local_addr();
+                    let sent = self.net.send_udp_batch(&batch);
+                    for t in &batch[..sent] {
+                        crate::trace::message(true, &t.transport, local, t.destination, &t.bytes);
+                    }
+                    sent
+                } else {
+                    0
+                };
+                // one at a time what the batch did not send: each error to its transaction
+                for t in &batch[sent..] {
+                    self.transmit(t).await;
+                }
+                batch.clear();
+                self.out = batch;
             }
             while let Some(ev) = self.core.poll_event() {
                 self.route(ev);
@@ -212,21 +234,15 @@ impl Driver {
                 r = std::future::poll_fn(|cx| self.net.poll_recv(cx)) => match r {
                     None => return,
                     Some(NetEvent::Message(transport, bytes, remote)) => {
-                        let local = self.core.local_addr();
-                        crate::trace::message(false, &transport, local, remote, &bytes);
-                        self.advertise_to(Some(remote));
-                        // a call that began over a connection this agent accepted is this
-                        // agent's, whatever its Call-ID's hash: its later requests may come
-                        // over UDP (small ones after a large INVITE, RFC 3261 §18.1.1)
-                        if transport != Transport::Udp && bytes.starts_with(b"INVITE ") {
-                            self.net.claim_call(&bytes);
+                        self.received(transport, bytes, remote);
+                        // the rest of a batched UDP read, without a round of the loop each;
+                        // each counted against the task's budget, so that the sessions still
+                        // run as often as when every datagram was one read
+                        while tokio::task::coop::has_budget_remaining() {
+                            let Some((bytes, remote)) = self.net.take_batched() else { break };
+                            tokio::task::coop::consume_budget().await;
+                            self.received(Transport::Udp, bytes, remote);
                         }
-                        let now = now();
-                        if transport == Transport::Udp && self.net.take_ran_dry() {
-                            // the socket was empty before this one: nothing has waited longer
-                            self.core.set_backlog(Some(now));
-                        }
-                        self.core.handle_datagram(now, Received { transport, remote, bytes });
                     }
                     Some(NetEvent::SendFailed(id, why)) => self.send_failed(id, why),
                     Some(NetEvent::FlowLost(transport, remote)) => self.flow_lost(&transport, remote),
@@ -250,6 +266,50 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Sends one message; a failure goes to its transaction.
+    async fn transmit(&mut self, t: &Transmit) {
+        let local = self.core.local_addr();
+        crate::trace::message(true, &t.transport, local, t.destination, &t.bytes);
+        if let Err(e) = self.net.send(t).await {
+            if let Some(tx) = t.transaction {
+                let context = format!("sending over {} to {}", t.transport, t.destination);
+                let why = if e.kind() == std::io::ErrorKind::WouldBlock {
+                    TransportError::new(TransportErrorKind::Overloaded, format!("{context}: {e}"))
+                } else {
+                    TransportError::io(context, e)
+                };
+                tracing::warn!(target: "sipua", "{why}");
+                self.send_failed(tx, Some(why));
+            }
+        }
+    }
+
+    /// A message arrived: to the core.
+    fn received(&mut self, transport: Transport, bytes: bytes::Bytes, remote: SocketAddr) {
+        let local = self.core.local_addr();
+        crate::trace::message(false, &transport, local, remote, &bytes);
+        self.advertise_to(Some(remote));
+        // a call that began over a connection this agent accepted is this agent's, whatever
+        // its Call-ID's hash: its later requests may come over UDP (small ones after a large
+        // INVITE, RFC 3261 §18.1.1)
+        if transport != Transport::Udp && bytes.starts_with(b"INVITE ") {
+            self.net.claim_call(&bytes);
+        }
+        let now = now();
+        if transport == Transport::Udp && self.net.take_ran_dry() {
+            // the socket was empty before this one: nothing has waited longer
+            self.core.set_backlog(Some(now));
+        }
+        self.core.handle_datagram(
+            now,
+            Received {
+                transport,
+                remote,
+                bytes,
+            },
+        );
     }
 
     /// The message of transaction `id` could not be sent: the core hears of it, and the

@@ -1185,3 +1185,74 @@ async fn a_caller_holds_back_the_calls_an_overloaded_callee_asks_it_to_cut() {
     alice.stop().await;
     bob.stop().await;
 }
+
+/// UDP datagrams are read several per system call (`recvmmsg`) and answers sent several per
+/// call (`sendmmsg`): a burst from two senders, interleaved, waiting in the socket at once, is
+/// answered in full, each answer to the address its request came from (`rport`), once; and a
+/// datagram of 60 000 bytes among them is read whole.
+#[tokio::test]
+async fn a_burst_from_two_senders_is_read_and_answered_in_batches() {
+    let bob = agent(Listen::Udp(loopback()), |_| {}).await;
+    let target = bob.local_addr().unwrap();
+    let burst = 48;
+    let socks: Vec<std::net::UdpSocket> = (0..2)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    for i in 0..burst {
+        let s = &socks[i % 2];
+        let me = s.local_addr().unwrap();
+        // one large request in the middle of the burst
+        let body = if i == burst / 2 {
+            "p".repeat(60_000)
+        } else {
+            String::new()
+        };
+        let options = format!(
+            "OPTIONS sip:bob@{target} SIP/2.0\r\nVia: SIP/2.0/UDP {me};rport;branch=z9hG4bKb{i}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:alice@{me}>;tag=a{i}\r\nTo: <sip:bob@{target}>\r\n\
+             Call-ID: batch-{i}\r\nCSeq: 1 OPTIONS\r\nContent-Type: text/plain\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        // sent from this thread, the runtime's: the agent reads nothing until the test
+        // awaits, so the whole burst waits in its socket and is read in batches
+        s.send_to(options.as_bytes(), target).unwrap();
+    }
+    let got = tokio::task::spawn_blocking(move || {
+        // each sender: the branches of the 200s it got
+        socks
+            .iter()
+            .map(|s| {
+                s.set_read_timeout(Some(Duration::from_millis(1500)))
+                    .unwrap();
+                let mut branches = Vec::new();
+                let mut buf = vec![0u8; 65_536];
+                while let Ok(n) = s.recv(&mut buf) {
+                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    assert!(text.starts_with("SIP/2.0 200 "), "{text}");
+                    let branch = text
+                        .split("branch=z9hG4bKb")
+                        .nth(1)
+                        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+                        .unwrap()
+                        .parse::<usize>()
+                        .unwrap();
+                    branches.push(branch);
+                }
+                branches
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    for (k, branches) in got.iter().enumerate() {
+        let want: Vec<usize> = (0..burst).filter(|i| i % 2 == k).collect();
+        let mut have = branches.clone();
+        have.sort_unstable();
+        assert_eq!(
+            have, want,
+            "sender {k} got the answers to exactly its own requests"
+        );
+    }
+    bob.stop().await;
+}

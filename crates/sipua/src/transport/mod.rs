@@ -33,6 +33,10 @@ pub use shards::udp_shards;
 /// Largest datagram read.
 const MAX_DATAGRAM: usize = 65_535;
 
+/// Most datagrams one read of a UDP socket takes (each slot is a 64 KiB buffer, resident
+/// only as far as datagrams fill it).
+const RECV_BATCH: usize = 16;
+
 /// A datagram transport a user brings in place of a UDP socket ([`Listen::Datagram`]): a
 /// relay, a tunnel, an in-process network. It has UDP's semantics for SIP: messages are
 /// whole datagrams, may be lost, and are retransmitted by the transactions (RFC 3261
@@ -505,9 +509,104 @@ pub(crate) enum NetEvent {
     FlowLost(Transport, SocketAddr),
 }
 
+/// Datagrams read from one UDP socket at a time per system call (`recvmmsg`, see
+/// [`sipua_udp`]): under a flood, a system call and a readiness check per datagram were
+/// most of what a refused call cost.
+struct UdpRx {
+    socket: UdpSocket,
+    batch: sipua_udp::RecvBatch,
+    /// The next datagram of `batch` to hand on.
+    next: usize,
+    /// Whether the last read took fewer datagrams than `batch` has room for (the socket was
+    /// empty then).
+    dry_after: bool,
+    /// Whether batched reads work here; if not, `one` is read into, one datagram at a time.
+    batched: bool,
+    one: Vec<u8>,
+}
+
+impl UdpRx {
+    fn new(socket: UdpSocket) -> UdpRx {
+        UdpRx {
+            socket,
+            batch: sipua_udp::RecvBatch::new(RECV_BATCH),
+            next: 0,
+            dry_after: false,
+            batched: cfg!(target_os = "linux"),
+            one: Vec::new(),
+        }
+    }
+
+    /// The next datagram the last read took, if any is left.
+    fn take_batched(&mut self) -> Option<(Bytes, SocketAddr)> {
+        while self.next < self.batch.len() {
+            let i = self.next;
+            self.next += 1;
+            if let Some((d, from)) = self.batch.get(i) {
+                return Some((Bytes::copy_from_slice(d), from));
+            }
+        }
+        None
+    }
+
+    #[cfg(unix)]
+    fn read_batch(&mut self) -> io::Result<usize> {
+        use std::os::fd::AsFd;
+        let (socket, batch) = (&self.socket, &mut self.batch);
+        socket.try_io(tokio::io::Interest::READABLE, || {
+            sipua_udp::recv_batch(socket.as_fd(), batch)
+        })
+    }
+
+    #[cfg(unix)]
+    fn send_batch(&self, batch: &[Transmit]) -> io::Result<usize> {
+        use std::os::fd::AsFd;
+        let socket = &self.socket;
+        socket.try_io(tokio::io::Interest::WRITABLE, || {
+            let datagrams = batch.iter().map(|t| (&t.bytes[..], t.destination));
+            sipua_udp::send_batch(socket.as_fd(), datagrams)
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn send_batch(&self, _batch: &[Transmit]) -> io::Result<usize> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    #[cfg(not(unix))]
+    fn read_batch(&mut self) -> io::Result<usize> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    /// One datagram, where batched reads are not available.
+    fn poll_one(&mut self, cx: &mut Context<'_>, ran_dry: &mut bool) -> Poll<Option<NetEvent>> {
+        if self.one.is_empty() {
+            self.one = vec![0; MAX_DATAGRAM];
+        }
+        loop {
+            let mut rb = ReadBuf::new(&mut self.one);
+            match self.socket.poll_recv_from(cx, &mut rb) {
+                Poll::Ready(Ok(from)) => {
+                    return Poll::Ready(Some(NetEvent::Message(
+                        Transport::Udp,
+                        Bytes::copy_from_slice(rb.filled()),
+                        from,
+                    )))
+                }
+                // ICMP errors surface here on some systems: not fatal for a server
+                Poll::Ready(Err(_)) => continue,
+                Poll::Pending => {
+                    *ran_dry = true;
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
 /// The bound transports, owned by the driver task.
 pub(crate) struct Net {
-    udp: Option<(UdpSocket, Vec<u8>)>,
+    udp: Option<UdpRx>,
     custom: Option<Box<dyn DatagramTransport>>,
     streams: stream::Streams,
     primary: Transport,
@@ -569,7 +668,7 @@ impl Net {
                 if primary {
                     let _ = self.streams.listen(Transport::Tcp, local).await;
                 }
-                self.udp = Some((s, vec![0; MAX_DATAGRAM]));
+                self.udp = Some(UdpRx::new(s));
                 local
             }
             Listen::Tls(a) | Listen::Wss(a) if tls.server.is_none() => {
@@ -660,6 +759,12 @@ impl Net {
         Poll::Pending
     }
 
+    /// The next datagram of the UDP socket's last batched read, if it holds more; never
+    /// reads the socket (the driver takes a read's datagrams in one round of its loop).
+    pub(crate) fn take_batched(&mut self) -> Option<(Bytes, SocketAddr)> {
+        self.udp.as_mut()?.take_batched()
+    }
+
     /// Whether the datagram source (the UDP socket, or this agent's share of it) was found
     /// empty since the last datagram taken: the driver's measure of how far behind it is
     /// (see [`sipua_proto::ua::UaConfig::max_queue_delay`]).
@@ -668,25 +773,67 @@ impl Net {
     }
 
     fn poll_udp(&mut self, cx: &mut Context<'_>) -> Poll<Option<NetEvent>> {
-        let Some((s, buf)) = self.udp.as_mut() else {
+        let Some(u) = self.udp.as_mut() else {
             return Poll::Pending;
         };
         loop {
-            let mut rb = ReadBuf::new(buf);
-            match s.poll_recv_from(cx, &mut rb) {
-                Poll::Ready(Ok(from)) => {
-                    return Poll::Ready(Some(NetEvent::Message(
-                        Transport::Udp,
-                        Bytes::copy_from_slice(rb.filled()),
-                        from,
-                    )))
+            // what the last batch read still holds comes first, each datagram counted
+            // against the task's budget as a read of the socket would be: otherwise the
+            // driver yields to the sessions a batch's size less often, and under a flood
+            // their answers wait behind thousands of datagrams
+            if u.next < u.batch.len() {
+                let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+                if let Some((bytes, from)) = u.take_batched() {
+                    coop.made_progress();
+                    return Poll::Ready(Some(NetEvent::Message(Transport::Udp, bytes, from)));
                 }
+            }
+            if std::mem::take(&mut u.dry_after) {
+                // the last read took less than it could: the socket was empty after it
+                self.ran_dry = true;
+            }
+            if !u.batched {
+                return u.poll_one(cx, &mut self.ran_dry);
+            }
+            if u.socket.poll_recv_ready(cx).is_pending() {
+                self.ran_dry = true;
+                return Poll::Pending;
+            }
+            match u.read_batch() {
+                Ok(n) => {
+                    u.next = 0;
+                    u.dry_after = n < u.batch.slots();
+                }
+                // readiness was stale (`try_io` cleared it): the next poll waits again
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // no recvmmsg here (another system, a seccomp filter): one at a time
+                Err(e) if e.kind() == io::ErrorKind::Unsupported => u.batched = false,
                 // ICMP errors surface here on some systems: not fatal for a server
-                Poll::Ready(Err(_)) => continue,
-                Poll::Pending => {
-                    self.ran_dry = true;
-                    return Poll::Pending;
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Whether UDP datagrams go out in batches ([`Net::send_udp_batch`]): on a UDP socket
+    /// of our own where the system has `sendmmsg`.
+    pub(crate) fn batches_udp(&self) -> bool {
+        self.udp.as_ref().is_some_and(|u| u.batched)
+    }
+
+    /// Sends UDP datagrams `batch` (at most [`sipua_udp::MAX_SLOTS`] of them) in one system
+    /// call: how many went, counted from the first; the caller sends the rest one at a
+    /// time, which tells each one's error.
+    pub(crate) fn send_udp_batch(&mut self, batch: &[Transmit]) -> usize {
+        let Some(u) = self.udp.as_mut() else {
+            return 0;
+        };
+        match u.send_batch(batch) {
+            Ok(n) => n,
+            Err(e) => {
+                if e.kind() == io::ErrorKind::Unsupported {
+                    u.batched = false;
                 }
+                0
             }
         }
     }
@@ -696,7 +843,7 @@ impl Net {
     pub(crate) async fn send(&mut self, t: &Transmit) -> io::Result<()> {
         match t.transport {
             Transport::Udp => {
-                if let Some((s, _)) = &self.udp {
+                if let Some(UdpRx { socket: s, .. }) = &self.udp {
                     // straight to the socket; the readiness future only when its buffer is full
                     return match s.try_send_to(&t.bytes, t.destination) {
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
