@@ -8,8 +8,9 @@
 //! `SO_REUSEPORT` spreading, which hashes the address pair, would put everything on one
 //! socket. Here one socket is shared: the first shard reads it and hands each datagram that
 //! is not its own to the shard it belongs to over a bounded queue (full: the datagram is
-//! dropped, as a full socket buffer would; the sender's retransmission recovers it). Every
-//! shard sends on the socket directly. Each shard's core makes Call-IDs that hash to itself
+//! dropped, as a full socket buffer would; the sender's retransmission recovers it), reading
+//! up to 16 datagrams per system call (`recvmmsg`, [`sipua_udp`]). Every shard sends on the
+//! socket directly. Each shard's core makes Call-IDs that hash to itself
 //! ([`sipua_proto::ua::UaConfig::shard`]), so answers to its own requests come back to it.
 //!
 //! Two exceptions to the Call-ID rule, kept in one bounded table by the reading shard. A call
@@ -145,12 +146,7 @@ impl DatagramTransportFactory for ShardBind {
         // the reading shard registers the socket with the runtime it runs on
         let reader = if self.index == 0 {
             let s = self.shared.socket.try_clone()?;
-            Some(Reader {
-                socket: tokio::net::UdpSocket::from_std(s)?,
-                buf: vec![0; super::MAX_DATAGRAM],
-                exceptions: Default::default(),
-                order: Default::default(),
-            })
+            Some(Reader::new(tokio::net::UdpSocket::from_std(s)?))
         } else {
             None
         };
@@ -172,16 +168,87 @@ struct Shard {
     reader: Option<Reader>,
 }
 
-/// The reading shard's socket, buffer and routing exceptions.
+/// The reading shard's socket, buffers and routing exceptions.
 struct Reader {
     socket: tokio::net::UdpSocket,
+    /// Room for one datagram, where batched reads are not available (made then).
     buf: Vec<u8>,
+    /// Up to [`super::RECV_BATCH`] datagrams per system call (`recvmmsg`), handed on one
+    /// at a time from `next`.
+    batch: sipua_udp::RecvBatch,
+    next: usize,
+    batched: bool,
     /// Call-IDs that go to another shard than their hash says (see the module's text).
     exceptions: std::collections::HashMap<Box<[u8]>, usize>,
     order: std::collections::VecDeque<Box<[u8]>>,
 }
 
 impl Reader {
+    fn new(socket: tokio::net::UdpSocket) -> Reader {
+        Reader {
+            socket,
+            buf: Vec::new(),
+            batch: sipua_udp::RecvBatch::new(super::RECV_BATCH),
+            next: 0,
+            batched: cfg!(target_os = "linux"),
+            exceptions: Default::default(),
+            order: Default::default(),
+        }
+    }
+
+    /// The next datagram waiting: from the last batch read, else from a new read.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<(Bytes, SocketAddr)> {
+        loop {
+            while self.next < self.batch.len() {
+                let i = self.next;
+                self.next += 1;
+                if let Some((d, from)) = self.batch.get(i) {
+                    return Poll::Ready((Bytes::copy_from_slice(d), from));
+                }
+            }
+            if !self.batched {
+                if self.buf.is_empty() {
+                    self.buf = vec![0; super::MAX_DATAGRAM];
+                }
+                let mut rb = ReadBuf::new(&mut self.buf);
+                match self.socket.poll_recv_from(cx, &mut rb) {
+                    Poll::Ready(Ok(from)) => {
+                        return Poll::Ready((Bytes::copy_from_slice(rb.filled()), from))
+                    }
+                    // ICMP errors surface here on some systems: not fatal for a server
+                    Poll::Ready(Err(_)) => continue,
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            if self.socket.poll_recv_ready(cx).is_pending() {
+                return Poll::Pending;
+            }
+            match self.read_batch() {
+                Ok(_) => self.next = 0,
+                // readiness was stale (`try_io` cleared it): the next poll waits again
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // no recvmmsg here: one at a time
+                Err(e) if e.kind() == io::ErrorKind::Unsupported => self.batched = false,
+                // ICMP errors surface here on some systems: not fatal for a server
+                Err(_) => {}
+            }
+        }
+    }
+
+    #[cfg(unix)]
+    fn read_batch(&mut self) -> io::Result<usize> {
+        use std::os::fd::AsFd;
+        let (socket, batch) = (&self.socket, &mut self.batch);
+        socket.try_io(tokio::io::Interest::READABLE, || {
+            sipua_udp::recv_batch(socket.as_fd(), batch)
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn read_batch(&mut self) -> io::Result<usize> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
     /// Sends Call-ID `id` to shard `to` from now on; the oldest exception goes when the
     /// table is full.
     fn except(&mut self, id: &[u8], to: usize) {
@@ -237,10 +304,12 @@ impl DatagramTransport for Shard {
                 reader.except(&id, to);
             }
             for _ in 0..HAND_ON_BURST {
-                let mut rb = ReadBuf::new(&mut reader.buf);
-                match reader.socket.poll_recv_from(cx, &mut rb) {
-                    Poll::Ready(Ok(from)) => {
-                        let d = Bytes::copy_from_slice(rb.filled());
+                // each datagram counted against the task's budget, as a read of its own
+                // would be (a batched read is one operation for tokio)
+                let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+                match reader.poll_next(cx) {
+                    Poll::Ready((d, from)) => {
+                        coop.made_progress();
                         let to = reader.route(&d, count);
                         if to == self.index {
                             return Poll::Ready(Some((d, from)));
@@ -248,8 +317,6 @@ impl DatagramTransport for Shard {
                         // full: dropped, as a full socket buffer would
                         let _ = self.shared.senders[to].try_send((d, from));
                     }
-                    // ICMP errors surface here on some systems: not fatal for a server
-                    Poll::Ready(Err(_)) => continue,
                     Poll::Pending => return self.rx.poll_recv(cx),
                 }
             }
@@ -353,12 +420,7 @@ mod tests {
     #[tokio::test]
     async fn an_invite_with_replaces_goes_where_the_replaced_call_is_and_its_call_follows() {
         let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let mut reader = Reader {
-            socket,
-            buf: Vec::new(),
-            exceptions: Default::default(),
-            order: Default::default(),
-        };
+        let mut reader = Reader::new(socket);
         let n = 4;
         // a replaced call and a new Call-ID that hash to different shards
         let old = "old-call@host";
