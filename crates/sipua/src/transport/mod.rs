@@ -604,6 +604,16 @@ impl UdpRx {
     }
 }
 
+/// Whether a batched read's error says the system call cannot be used here (not built in,
+/// or refused by a seccomp filter as ENOSYS, EPERM or EINVAL), rather than a datagram's
+/// error (an ICMP error surfaces on the next read and is gone after it).
+fn not_available(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::Unsupported | io::ErrorKind::PermissionDenied | io::ErrorKind::InvalidInput
+    )
+}
+
 /// The bound transports, owned by the driver task.
 pub(crate) struct Net {
     udp: Option<UdpRx>,
@@ -807,7 +817,7 @@ impl Net {
                 // readiness was stale (`try_io` cleared it): the next poll waits again
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 // no recvmmsg here (another system, a seccomp filter): one at a time
-                Err(e) if e.kind() == io::ErrorKind::Unsupported => u.batched = false,
+                Err(e) if not_available(&e) => u.batched = false,
                 // ICMP errors surface here on some systems: not fatal for a server
                 Err(_) => {}
             }

@@ -227,8 +227,8 @@ impl Reader {
                 Ok(_) => self.next = 0,
                 // readiness was stale (`try_io` cleared it): the next poll waits again
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                // no recvmmsg here: one at a time
-                Err(e) if e.kind() == io::ErrorKind::Unsupported => self.batched = false,
+                // no recvmmsg here (another system, a seccomp filter): one at a time
+                Err(e) if super::not_available(&e) => self.batched = false,
                 // ICMP errors surface here on some systems: not fatal for a server
                 Err(_) => {}
             }
