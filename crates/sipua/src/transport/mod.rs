@@ -512,7 +512,7 @@ pub(crate) enum NetEvent {
 /// Datagrams read from one UDP socket at a time per system call (`recvmmsg`, see
 /// [`sipua_udp`]): under a flood, a system call and a readiness check per datagram were
 /// most of what a refused call cost.
-struct UdpRx {
+pub(super) struct UdpRx {
     socket: UdpSocket,
     batch: sipua_udp::RecvBatch,
     /// The next datagram of `batch` to hand on.
@@ -526,7 +526,7 @@ struct UdpRx {
 }
 
 impl UdpRx {
-    fn new(socket: UdpSocket) -> UdpRx {
+    pub(super) fn new(socket: UdpSocket) -> UdpRx {
         UdpRx {
             socket,
             batch: sipua_udp::RecvBatch::new(RECV_BATCH),
@@ -578,27 +578,43 @@ impl UdpRx {
         Err(io::ErrorKind::Unsupported.into())
     }
 
-    /// One datagram, where batched reads are not available.
-    fn poll_one(&mut self, cx: &mut Context<'_>, ran_dry: &mut bool) -> Poll<Option<NetEvent>> {
-        if self.one.is_empty() {
-            self.one = vec![0; MAX_DATAGRAM];
-        }
+    /// The next datagram: what the last batched read still holds, else a new read (a batch,
+    /// or one datagram where batched reads are not available). `Pending` when the socket
+    /// is empty (the waker registered). Charges nothing to tokio's budget for a datagram
+    /// already read: the callers do, one per datagram.
+    pub(super) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<(Bytes, SocketAddr)> {
         loop {
-            let mut rb = ReadBuf::new(&mut self.one);
-            match self.socket.poll_recv_from(cx, &mut rb) {
-                Poll::Ready(Ok(from)) => {
-                    return Poll::Ready(Some(NetEvent::Message(
-                        Transport::Udp,
-                        Bytes::copy_from_slice(rb.filled()),
-                        from,
-                    )))
+            if let Some(d) = self.take_batched() {
+                return Poll::Ready(d);
+            }
+            if !self.batched {
+                if self.one.is_empty() {
+                    self.one = vec![0; MAX_DATAGRAM];
                 }
+                let mut rb = ReadBuf::new(&mut self.one);
+                match self.socket.poll_recv_from(cx, &mut rb) {
+                    Poll::Ready(Ok(from)) => {
+                        return Poll::Ready((Bytes::copy_from_slice(rb.filled()), from))
+                    }
+                    // ICMP errors surface here on some systems: not fatal for a server
+                    Poll::Ready(Err(_)) => continue,
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            if self.socket.poll_recv_ready(cx).is_pending() {
+                return Poll::Pending;
+            }
+            match self.read_batch() {
+                Ok(n) => {
+                    self.next = 0;
+                    self.dry_after = n < self.batch.slots();
+                }
+                // readiness was stale (`try_io` cleared it): the next poll waits again
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // no recvmmsg here (another system, a seccomp filter): one at a time
+                Err(e) if not_available(&e) => self.batched = false,
                 // ICMP errors surface here on some systems: not fatal for a server
-                Poll::Ready(Err(_)) => continue,
-                Poll::Pending => {
-                    *ran_dry = true;
-                    return Poll::Pending;
-                }
+                Err(_) => {}
             }
         }
     }
@@ -786,40 +802,28 @@ impl Net {
         let Some(u) = self.udp.as_mut() else {
             return Poll::Pending;
         };
-        loop {
-            // what the last batch read still holds comes first, each datagram counted
-            // against the task's budget as a read of the socket would be: otherwise the
-            // driver yields to the sessions a batch's size less often, and under a flood
-            // their answers wait behind thousands of datagrams
-            if u.next < u.batch.len() {
-                let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
-                if let Some((bytes, from)) = u.take_batched() {
-                    coop.made_progress();
-                    return Poll::Ready(Some(NetEvent::Message(Transport::Udp, bytes, from)));
-                }
+        // what the last batch read still holds comes first, each datagram counted against
+        // the task's budget as a read of the socket would be: otherwise the driver yields to
+        // the sessions a batch's size less often, and under a flood their answers wait
+        // behind thousands of datagrams
+        if u.next < u.batch.len() {
+            let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+            if let Some((bytes, from)) = u.take_batched() {
+                coop.made_progress();
+                return Poll::Ready(Some(NetEvent::Message(Transport::Udp, bytes, from)));
             }
-            if std::mem::take(&mut u.dry_after) {
-                // the last read took less than it could: the socket was empty after it
+        }
+        if std::mem::take(&mut u.dry_after) {
+            // the last read took less than it could: the socket was empty after it
+            self.ran_dry = true;
+        }
+        match u.poll_next(cx) {
+            Poll::Ready((bytes, from)) => {
+                Poll::Ready(Some(NetEvent::Message(Transport::Udp, bytes, from)))
+            }
+            Poll::Pending => {
                 self.ran_dry = true;
-            }
-            if !u.batched {
-                return u.poll_one(cx, &mut self.ran_dry);
-            }
-            if u.socket.poll_recv_ready(cx).is_pending() {
-                self.ran_dry = true;
-                return Poll::Pending;
-            }
-            match u.read_batch() {
-                Ok(n) => {
-                    u.next = 0;
-                    u.dry_after = n < u.batch.slots();
-                }
-                // readiness was stale (`try_io` cleared it): the next poll waits again
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                // no recvmmsg here (another system, a seccomp filter): one at a time
-                Err(e) if not_available(&e) => u.batched = false,
-                // ICMP errors surface here on some systems: not fatal for a server
-                Err(_) => {}
+                Poll::Pending
             }
         }
     }

@@ -28,7 +28,6 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use sipua_proto::hash::shard_of;
-use tokio::io::ReadBuf;
 use tokio::sync::mpsc;
 
 use super::{DatagramTransport, DatagramTransportFactory, Listen};
@@ -168,16 +167,9 @@ struct Shard {
     reader: Option<Reader>,
 }
 
-/// The reading shard's socket, buffers and routing exceptions.
+/// The reading shard's socket (read in batches, as an agent's own is) and routing exceptions.
 struct Reader {
-    socket: tokio::net::UdpSocket,
-    /// Room for one datagram, where batched reads are not available (made then).
-    buf: Vec<u8>,
-    /// Up to [`super::RECV_BATCH`] datagrams per system call (`recvmmsg`), handed on one
-    /// at a time from `next`.
-    batch: sipua_udp::RecvBatch,
-    next: usize,
-    batched: bool,
+    rx: super::UdpRx,
     /// Call-IDs that go to another shard than their hash says (see the module's text).
     exceptions: std::collections::HashMap<Box<[u8]>, usize>,
     order: std::collections::VecDeque<Box<[u8]>>,
@@ -186,67 +178,10 @@ struct Reader {
 impl Reader {
     fn new(socket: tokio::net::UdpSocket) -> Reader {
         Reader {
-            socket,
-            buf: Vec::new(),
-            batch: sipua_udp::RecvBatch::new(super::RECV_BATCH),
-            next: 0,
-            batched: cfg!(target_os = "linux"),
+            rx: super::UdpRx::new(socket),
             exceptions: Default::default(),
             order: Default::default(),
         }
-    }
-
-    /// The next datagram waiting: from the last batch read, else from a new read.
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<(Bytes, SocketAddr)> {
-        loop {
-            while self.next < self.batch.len() {
-                let i = self.next;
-                self.next += 1;
-                if let Some((d, from)) = self.batch.get(i) {
-                    return Poll::Ready((Bytes::copy_from_slice(d), from));
-                }
-            }
-            if !self.batched {
-                if self.buf.is_empty() {
-                    self.buf = vec![0; super::MAX_DATAGRAM];
-                }
-                let mut rb = ReadBuf::new(&mut self.buf);
-                match self.socket.poll_recv_from(cx, &mut rb) {
-                    Poll::Ready(Ok(from)) => {
-                        return Poll::Ready((Bytes::copy_from_slice(rb.filled()), from))
-                    }
-                    // ICMP errors surface here on some systems: not fatal for a server
-                    Poll::Ready(Err(_)) => continue,
-                    Poll::Pending => return Poll::Pending,
-                }
-            }
-            if self.socket.poll_recv_ready(cx).is_pending() {
-                return Poll::Pending;
-            }
-            match self.read_batch() {
-                Ok(_) => self.next = 0,
-                // readiness was stale (`try_io` cleared it): the next poll waits again
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                // no recvmmsg here (another system, a seccomp filter): one at a time
-                Err(e) if super::not_available(&e) => self.batched = false,
-                // ICMP errors surface here on some systems: not fatal for a server
-                Err(_) => {}
-            }
-        }
-    }
-
-    #[cfg(unix)]
-    fn read_batch(&mut self) -> io::Result<usize> {
-        use std::os::fd::AsFd;
-        let (socket, batch) = (&self.socket, &mut self.batch);
-        socket.try_io(tokio::io::Interest::READABLE, || {
-            sipua_udp::recv_batch(socket.as_fd(), batch)
-        })
-    }
-
-    #[cfg(not(unix))]
-    fn read_batch(&mut self) -> io::Result<usize> {
-        Err(io::ErrorKind::Unsupported.into())
     }
 
     /// Sends Call-ID `id` to shard `to` from now on; the oldest exception goes when the
@@ -307,7 +242,7 @@ impl DatagramTransport for Shard {
                 // each datagram counted against the task's budget, as a read of its own
                 // would be (a batched read is one operation for tokio)
                 let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
-                match reader.poll_next(cx) {
+                match reader.rx.poll_next(cx) {
                     Poll::Ready((d, from)) => {
                         coop.made_progress();
                         let to = reader.route(&d, count);
