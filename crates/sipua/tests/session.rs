@@ -1013,6 +1013,29 @@ async fn identities_of_both_sides_and_the_asserted_one() {
     call.bye().await.unwrap();
 }
 
+/// A callee's INVITE is kept as its bytes once answered and let go by the application (a
+/// held call does not keep it parsed); what is read from it stays right.
+#[tokio::test(start_paused = true)]
+async fn an_answered_callee_s_id_and_identities_outlive_its_invitation() {
+    let p = pair(43).await;
+    let call = invite_with(&p, InviterOptions::default()).await;
+    let inv = p.bob.next_invitation().await.unwrap();
+    let id = inv.id().expect("a callee knows its id from the INVITE");
+    let caller = inv.remote_identity().unwrap();
+    inv.accept(Default::default()).await.unwrap();
+    call.established().await.unwrap();
+    let session = inv.session().clone();
+    drop(inv);
+    // the Call-ID and the caller's From tag, not our own tag
+    assert_eq!(session.id().as_deref(), Some(id.as_str()));
+    assert_eq!(session.remote_identity(), Some(caller));
+    assert_eq!(session.local_identity().unwrap().uri, bob_uri());
+    // and again: a second read parses the bytes again as well
+    assert_eq!(session.id().as_deref(), Some(id.as_str()));
+    call.bye().await.unwrap();
+    session.terminated().await;
+}
+
 /// A media handler factory that keeps each session's ender, as a media handler's task would.
 struct KeepsEnders {
     inner: sipua::FixedSdpFactory,

@@ -8,6 +8,7 @@
 //! [`SessionDelegate`]. Dropping every handle of a session disposes of it (BYE, CANCEL or
 //! 480, as [`Session::dispose`]).
 
+mod kept;
 mod refer;
 mod task;
 
@@ -268,8 +269,9 @@ pub(crate) struct SessionInfo {
     // boxed, as the asserted identity: each is 176 bytes, and a callee's session sets none
     pub(crate) local_identity: Option<Box<sipua_message::NameAddr>>,
     pub(crate) remote_identity: Option<Box<sipua_message::NameAddr>>,
-    /// A callee's INVITE: its To and From are the identities when none were set.
-    pub(crate) invite: Option<Arc<sipua_message::Request>>,
+    /// A callee's INVITE: its To and From are the identities when none were set. Kept as
+    /// its bytes once nobody holds the parsed form ([`kept`]).
+    pub(crate) invite: Option<Arc<kept::KeptRequest>>,
     pub(crate) asserted_identity: Option<Box<sipua_message::NameAddr>>,
     /// Why the INVITE could not be sent, when the session ended so.
     pub(crate) send_failure: Option<crate::TransportError>,
@@ -287,7 +289,7 @@ pub(crate) fn local_identity_of(info: &Mutex<SessionInfo>) -> Option<sipua_messa
     i.local_identity
         .as_deref()
         .cloned()
-        .or_else(|| i.invite.as_ref()?.to().ok().map(identity))
+        .or_else(|| i.invite.as_ref()?.get()?.to().ok().map(identity))
 }
 
 /// Who the peer is: as set, else the From of a callee's INVITE.
@@ -296,7 +298,7 @@ pub(crate) fn remote_identity_of(info: &Mutex<SessionInfo>) -> Option<sipua_mess
     i.remote_identity
         .as_deref()
         .cloned()
-        .or_else(|| i.invite.as_ref()?.from().ok().map(identity))
+        .or_else(|| i.invite.as_ref()?.get()?.from().ok().map(identity))
 }
 
 /// What the session's media handler reads of it (`SessionContext`'s identities and request).
@@ -311,7 +313,7 @@ impl crate::sdh::SessionView for Mutex<SessionInfo> {
 
     fn request(&self) -> Option<Arc<sipua_message::Request>> {
         let i = self.lock().unwrap_or_else(|e| e.into_inner());
-        i.invite.clone()
+        i.invite.as_ref()?.get()
     }
 }
 
@@ -480,7 +482,7 @@ impl Session {
     /// A callee knows it from the start; a caller once its INVITE has made a dialog.
     pub fn id(&self) -> Option<String> {
         let info = self.shared_info();
-        if let Some(invite) = &info.invite {
+        if let Some(invite) = info.invite.as_ref().and_then(|i| i.get()) {
             return Some(format!(
                 "{}{}",
                 invite.call_id(),
@@ -681,7 +683,9 @@ impl Invitation {
         &self.session
     }
 
-    /// The INVITE.
+    /// The INVITE. An `Invitation` holds it parsed (about 1.3 KB); once the call is
+    /// answered, keep [`Invitation::session`] instead for a long call: the session then
+    /// keeps only the INVITE's bytes, and its identities and id still read from them.
     pub fn request(&self) -> &Request {
         &self.request
     }

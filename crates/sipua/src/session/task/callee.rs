@@ -17,10 +17,10 @@ impl Task {
     /// Gives the INVITE's offer to the handler, once (a response that failed to go out may be
     /// made again).
     async fn apply_invite_offer(&mut self) -> Result<(), Error> {
-        let Some(u) = self.uas().filter(|u| !u.callee.offer_taken()) else {
+        if self.uas().is_none_or(|u| u.callee.offer_taken()) {
             return Ok(());
-        };
-        let Some(body) = body_and_type(&*u.request) else {
+        }
+        let Some(body) = self.received_invite().and_then(|r| body_and_type(&*r)) else {
             return Ok(());
         };
         self.remote_description(Some(body)).await?;
@@ -99,7 +99,7 @@ impl Task {
             extra.push(self.shared.allow_header());
         }
         let mut timer = None;
-        let invite = self.uas().map(|u| u.request.clone());
+        let invite = self.received_invite();
         if let (Some(st), Some(invite)) = (self.shared.options.session_timers, invite) {
             self.peer_allows_update = timer::allows_update(&invite.headers());
             match timer::decide(&invite, &st) {

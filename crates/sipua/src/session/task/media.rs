@@ -11,10 +11,7 @@ impl Task {
     /// or the way a caller's goes.
     pub(super) fn secure_signalling(&self) -> bool {
         match &self.role {
-            Role::Uas(uas) => matches!(
-                uas.request.top_via_transport(),
-                Some(sipua_message::Transport::Tls | sipua_message::Transport::Wss)
-            ),
+            Role::Uas(uas) => uas.secure,
             Role::Uac(uac) => self.shared.secure_towards(&uac.target),
         }
     }

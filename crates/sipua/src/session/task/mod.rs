@@ -91,7 +91,11 @@ struct Resend {
 /// The callee's side of the initial INVITE.
 struct Uas {
     id: TransactionId,
-    request: Arc<Request>,
+    /// The INVITE, until its final response (then only [`SessionInfo::invite`] keeps it,
+    /// as its bytes while nobody reads it: a held call does not keep it parsed).
+    request: Option<Arc<Request>>,
+    /// The INVITE came over TLS or WSS (its top Via).
+    secure: bool,
     /// What the INVITE allows of reliable provisional responses, whether one awaits its
     /// PRACK, and whether the INVITE's offer was taken.
     callee: Callee,
@@ -263,6 +267,29 @@ impl Task {
         }
     }
 
+    /// A callee's INVITE: the task's own until the final response, then as the session's
+    /// info keeps it (parsed again if nobody holds it).
+    fn received_invite(&self) -> Option<Arc<Request>> {
+        match &self.role {
+            Role::Uas(u) => u
+                .request
+                .clone()
+                .or_else(|| self.info().invite.as_ref()?.get()),
+            Role::Uac(_) => None,
+        }
+    }
+
+    /// Once the INVITE's final response went (or the session ended unanswered), the task
+    /// no longer holds it parsed: a held call keeps its bytes only.
+    fn let_go_of_invite(&mut self) {
+        if self.life.may_answer() {
+            return;
+        }
+        if let Role::Uas(u) = &mut self.role {
+            u.request = None;
+        }
+    }
+
     fn done(&self) -> bool {
         // a re-INVITE's 2xx still wants its ACK, so its transaction is waited for
         self.current() == SessionState::Terminated
@@ -337,6 +364,7 @@ impl Task {
                 Box::pin(self.on_events()).await;
             }
             self.publish();
+            self.let_go_of_invite();
         }
         if let Some(sdh) = self.sdh.as_mut() {
             sdh.close();

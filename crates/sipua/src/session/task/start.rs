@@ -107,7 +107,7 @@ pub(crate) fn spawn_invitation(
     {
         let mut i = info.lock().unwrap_or_else(|e| e.into_inner());
         // the identities are read from the INVITE when asked (most servers never ask)
-        i.invite = Some(request.clone());
+        i.invite = Some(Arc::new(super::super::kept::KeptRequest::new(&request)));
         // RFC 3325: the identity a trusted proxy asserted
         i.asserted_identity = request
             .typed::<sipua_message::header::PAssertedIdentity>()
@@ -145,7 +145,11 @@ pub(crate) fn spawn_invitation(
             Role::Uas(Box::new(Uas {
                 id,
                 callee: Callee::new(Rel100::of(&request)),
-                request,
+                secure: matches!(
+                    request.top_via_transport(),
+                    Some(sipua_message::Transport::Tls | sipua_message::Transport::Wss)
+                ),
+                request: Some(request),
                 replaces,
             })),
         )
