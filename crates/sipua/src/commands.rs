@@ -54,6 +54,8 @@ pub(crate) enum SessionInput {
     },
     /// The user agent is stopping: end the session.
     Shutdown,
+    /// The time a parked session asked for ([`Command::WakeAt`]) has come.
+    Wake,
     /// An accepted INVITE with Replaces took this session's place (RFC 3891): end it.
     Replaced,
 }
@@ -70,6 +72,12 @@ pub(crate) enum Command {
     },
     /// A session task has ended.
     Detach { key: SessionKey },
+    /// A parked session (no task while it waits, `session::task::park`) is due at `at`:
+    /// send it [`SessionInput::Wake`] then (its latest such time only).
+    WakeAt {
+        key: SessionKey,
+        at: tokio::time::Instant,
+    },
     /// A new INVITE for session `key`.
     Invite {
         key: SessionKey,

@@ -75,6 +75,8 @@ struct Owned {
     dialogs: Vec<DialogId>,
     /// Call-IDs of SUBSCRIBE or REFER requests whose NOTIFYs may create dialogs.
     call_ids: Vec<String>,
+    /// When the session, parked, asked to be woken ([`Command::WakeAt`]), if it did.
+    wake_at: Option<tokio::time::Instant>,
 }
 
 pub(crate) struct Driver {
@@ -93,6 +95,10 @@ pub(crate) struct Driver {
     /// Where each client INVITE went (the dialogs it creates inherit it).
     destinations: IdMap<TransactionId, SocketAddr>,
     stopping: Option<(tokio::time::Instant, oneshot::Sender<()>)>,
+    /// Parked sessions' wake-up times, earliest first; an entry whose session has since
+    /// asked for another time (its `Owned::wake_at`) is skipped. Bounded: past twice the
+    /// sessions, it is rebuilt from their latest times.
+    wakes: std::collections::BinaryHeap<std::cmp::Reverse<(tokio::time::Instant, SessionKey)>>,
     /// For an agent on a wildcard address without a public one: our address towards each
     /// peer, set in the core before each message it sends or answers.
     routes: Option<Arc<Routes>>,
@@ -161,6 +167,7 @@ impl Driver {
             peers: KeyedMap::default(),
             destinations: IdMap::default(),
             stopping: None,
+            wakes: std::collections::BinaryHeap::new(),
         }
     }
 
@@ -223,6 +230,9 @@ impl Driver {
                 }
             }
             let mut sleep = self.core.poll_timeout().map(tokio::time::Instant::from_std);
+            if let Some(std::cmp::Reverse((at, _))) = self.wakes.peek() {
+                sleep = Some(sleep.map_or(*at, |s| s.min(*at)));
+            }
             if let Some((deadline, _)) = &self.stopping {
                 sleep = Some(sleep.map_or(*deadline, |s| s.min(*deadline)));
             }
@@ -263,6 +273,41 @@ impl Driver {
                 _ = &mut timer, if sleep.is_some() => {
                     armed = None;
                     self.core.handle_timeout(now());
+                    self.wake_due(tokio::time::Instant::now());
+                }
+            }
+        }
+    }
+
+    /// Parked session `key` asks to be woken at `at` (instead of any earlier request).
+    fn wake_at(&mut self, key: SessionKey, at: tokio::time::Instant) {
+        let Some((_, owned)) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        owned.wake_at = Some(at);
+        self.wakes.push(std::cmp::Reverse((at, key)));
+        if self.wakes.len() > 2 * self.sessions.len() + 64 {
+            // what was asked for since is all that counts: one entry per session
+            self.wakes = self
+                .sessions
+                .iter()
+                .filter_map(|(k, (_, o))| Some(std::cmp::Reverse((o.wake_at?, *k))))
+                .collect();
+        }
+    }
+
+    /// Wakes the parked sessions whose time has come.
+    fn wake_due(&mut self, now: tokio::time::Instant) {
+        while let Some(std::cmp::Reverse((at, key))) = self.wakes.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.wakes.pop();
+            if let Some((sink, owned)) = self.sessions.get_mut(&key) {
+                if owned.wake_at == Some(at) {
+                    owned.wake_at = None;
+                    // a full mailbox has woken the session already
+                    let _ = sink.try_send(SessionInput::Wake);
                 }
             }
         }
@@ -651,6 +696,7 @@ impl Driver {
             Command::Attach { key, sink } => {
                 self.sessions.insert(key, (sink, Owned::default()));
             }
+            Command::WakeAt { key, at } => self.wake_at(key, at),
             Command::Detach { key } => {
                 if let Some((_, owned)) = self.sessions.remove(&key) {
                     for id in owned.transactions {

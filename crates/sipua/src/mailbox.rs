@@ -224,30 +224,33 @@ impl<T> MailboxReceiver<T> {
     /// The next command; `None` once every strong sender is gone and the mailbox is empty.
     /// Cancel-safe: a command is taken only when this returns it.
     pub(crate) async fn recv(&mut self) -> Option<T> {
-        poll_fn(|cx| {
-            let mut s = self.inner.lock();
-            if let Some(item) = s.items.pop_front() {
-                let waiting = std::mem::take(&mut s.senders_waiting);
-                drop(s);
-                for w in waiting {
-                    w.wake();
-                }
-                return Poll::Ready(Some(item));
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// [`MailboxReceiver::recv`] as a poll: the next command if one waits (or `None` at the
+    /// end), else `cx`'s waker is kept to be woken by the next one.
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let mut s = self.inner.lock();
+        if let Some(item) = s.items.pop_front() {
+            let waiting = std::mem::take(&mut s.senders_waiting);
+            drop(s);
+            for w in waiting {
+                w.wake();
             }
-            if s.senders == 0 {
-                return Poll::Ready(None);
-            }
-            // an idle task keeps no buffer: a held call waits here for hours
-            if s.items.capacity() > 0 {
-                s.items = VecDeque::new();
-            }
-            match &mut s.receiver {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                slot => *slot = Some(cx.waker().clone()),
-            }
-            Poll::Pending
-        })
-        .await
+            return Poll::Ready(Some(item));
+        }
+        if s.senders == 0 {
+            return Poll::Ready(None);
+        }
+        // an idle task keeps no buffer: a held call waits here for hours
+        if s.items.capacity() > 0 {
+            s.items = VecDeque::new();
+        }
+        match &mut s.receiver {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 }
 

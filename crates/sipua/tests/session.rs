@@ -1036,6 +1036,42 @@ async fn an_answered_callee_s_id_and_identities_outlive_its_invitation() {
     session.terminated().await;
 }
 
+/// An established call with nothing timed keeps no task: its session waits parked until
+/// its next command or message, which wakes it in a new task (the BYE, from either side).
+#[tokio::test(start_paused = true)]
+async fn held_calls_keep_no_task_and_wake_for_their_bye() {
+    let p = pair(44).await;
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let idle = metrics.num_alive_tasks();
+    let mut calls = Vec::new();
+    for _ in 0..10 {
+        let call = invite_with(&p, InviterOptions::default()).await;
+        let inv = p.bob.next_invitation().await.unwrap();
+        inv.accept(Default::default()).await.unwrap();
+        call.established().await.unwrap();
+        calls.push((call, inv.session().clone()));
+    }
+    // the ACKs land; after a few idle seconds the sessions park (nothing is timed for
+    // long: the session timer's refresh is minutes away)
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let held = metrics.num_alive_tasks();
+    assert!(
+        held < idle + 5,
+        "{held} tasks alive with 10 calls held on both sides, {idle} before"
+    );
+    // every handle still works on a parked session, and each wakes for its BYE
+    for (i, (call, callee)) in calls.into_iter().enumerate() {
+        assert_eq!(call.state(), SessionState::Established);
+        if i % 2 == 0 {
+            assert_eq!(call.bye().await.unwrap().status(), 200);
+            assert_eq!(callee.terminated().await, EndReason::RemoteBye);
+        } else {
+            assert_eq!(callee.bye().await.unwrap().status(), 200);
+            assert_eq!(call.terminated().await, EndReason::RemoteBye);
+        }
+    }
+}
+
 /// A media handler factory that keeps each session's ender, as a media handler's task would.
 struct KeepsEnders {
     inner: sipua::FixedSdpFactory,

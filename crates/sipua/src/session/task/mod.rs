@@ -15,6 +15,7 @@
 mod callee;
 mod caller;
 mod media;
+mod park;
 mod reoffer;
 mod signalling;
 mod start;
@@ -59,6 +60,7 @@ use crate::sdh::{
 };
 use crate::user_agent::Shared;
 use media::{body_and_type, retry_after_secs, to_body};
+use park::Next;
 use start::record_dialog;
 pub(crate) use start::{spawn_invitation, spawn_inviter};
 use transfer::is_refer_event;
@@ -180,6 +182,8 @@ struct Task {
     /// Our REFERs and their subscriptions, from the first `refer()` on (most calls never
     /// transfer: boxed, an untransferred call keeps 8 bytes for them instead of 88).
     transfers: Option<Box<Transfers>>,
+    /// The time the driver was last asked to wake this session, parked, at (see [`park`]).
+    wake_asked: Option<Instant>,
 }
 
 /// Our REFERs' implicit subscriptions (which REFER a NOTIFY reports on, and when each
@@ -310,12 +314,19 @@ impl Task {
     /// Runs the session to its end. The task comes boxed: an `async fn` keeps its receiver
     /// twice (captured, then moved into the body), and the future is copied whole into its
     /// own box at spawn, so a 544-byte receiver inline would cost about 1 KB a copy.
-    async fn run(mut self: Box<Self>, invitation: Option<Invitation>) {
+    async fn run(self: Box<Self>, invitation: Option<Invitation>) {
         if let Some(inv) = invitation {
             // hand the only handle over: when the application drops it, we dispose
             self.shared.offer_invitation(inv);
         }
-        // Each handler's future is boxed while it runs: a held call then keeps only this loop's
+        self.resume().await
+    }
+
+    /// The session's loop: commands, driver inputs and the timer, until the session ends,
+    /// or until it parks ([`park`]: established with nothing timed, a held call keeps no
+    /// task). A parked session goes on in a new task at its next command or input.
+    async fn resume(mut self: Box<Self>) {
+        // Each handler's future is boxed while it runs: the loop then keeps only its own
         // small state (a few hundred bytes) instead of room for the largest handler (about
         // 3 KB). One allocation per input, command or timer is the price.
         // one timer, moved only when the deadline moves (a new Sleep per input would register
@@ -323,35 +334,68 @@ impl Task {
         let timer = tokio::time::sleep_until(Instant::now());
         tokio::pin!(timer);
         let mut armed = None;
+        // an established session idle this long parks (see `park`): a short call never does
+        let mut idle_since = Instant::now();
         while !self.done() {
             let deadline = match (self.life.poll_timeout(), self.reoffer.poll_timeout()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            if let Some(at) = deadline.filter(|at| armed != Some(*at)) {
+            let park_at =
+                (self.current() == SessionState::Established).then(|| idle_since + park::IDLE);
+            let wake = match (deadline, park_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if let Some(at) = wake.filter(|at| armed != Some(*at)) {
                 timer.as_mut().reset(at);
                 armed = Some(at);
             }
-            tokio::select! {
-                input = self.inputs.recv() => match input {
-                    Some(i) => Box::pin(self.on_input(i)).await,
-                    None => {
-                        self.terminate(EndReason::TransportError);
-                        break;
-                    }
-                },
-                cmd = self.commands.recv(), if !self.handles_gone => match cmd {
-                    Some(c) => Box::pin(self.on_command(*c)).await,
-                    None => {
-                        self.handles_gone = true;
-                        // unless a handle detached the session (SessionInfo::detached)
-                        if !self.info().detached {
-                            let _ = Box::pin(self.dispose()).await;
+            let mut next = tokio::select! {
+                input = self.inputs.recv() => Next::Input(input),
+                cmd = self.commands.recv(), if !self.handles_gone => Next::Command(cmd),
+                _ = &mut timer, if wake.is_some() => Next::Timer,
+            };
+            if matches!(next, Next::Timer) {
+                armed = None;
+                let now = Instant::now();
+                let idle = park_at.is_some_and(|at| at <= now);
+                if idle {
+                    // whether it parks or not, it counts as idle from now on
+                    idle_since = now;
+                }
+                if idle && deadline.is_none_or(|at| at > now + park::IDLE) {
+                    match park::park(self, deadline) {
+                        park::Parked::Yes => return,
+                        park::Parked::No(task, waiting) => {
+                            self = task;
+                            match waiting {
+                                Some(w) => next = w,
+                                // the driver could not take the time: try again later
+                                None => continue,
+                            }
                         }
                     }
-                },
-                _ = &mut timer, if deadline.is_some() => {
-                    armed = None;
+                }
+            }
+            if !matches!(next, Next::Timer) {
+                idle_since = Instant::now();
+            }
+            match next {
+                Next::Input(Some(i)) => Box::pin(self.on_input(i)).await,
+                Next::Input(None) => {
+                    self.terminate(EndReason::TransportError);
+                    break;
+                }
+                Next::Command(Some(c)) => Box::pin(self.on_command(*c)).await,
+                Next::Command(None) => {
+                    self.handles_gone = true;
+                    // unless a handle detached the session (SessionInfo::detached)
+                    if !self.info().detached {
+                        let _ = Box::pin(self.dispose()).await;
+                    }
+                }
+                Next::Timer => {
                     let now = Instant::now();
                     self.life.handle_timeout(now);
                     self.reoffer.handle_timeout(now);
@@ -762,6 +806,8 @@ impl Task {
             SessionInput::Shutdown => {
                 let _ = self.dispose().await;
             }
+            // the loop goes on to its timer; a next park asks for its time again
+            SessionInput::Wake => self.wake_asked = None,
         }
     }
 

@@ -223,6 +223,7 @@ impl Task {
             rng: Rng::new(0),
             me: None,
             transfers: None,
+            wake_asked: None,
         }
     }
 }
