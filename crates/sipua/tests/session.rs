@@ -1072,6 +1072,77 @@ async fn held_calls_keep_no_task_and_wake_for_their_bye() {
     }
 }
 
+/// Parked calls still end with their agent: `stop` wakes each and it sends its BYE.
+#[tokio::test(start_paused = true)]
+async fn parked_calls_are_hung_up_by_stop() {
+    let p = pair(45).await;
+    let mut calls = Vec::new();
+    for _ in 0..3 {
+        calls.push(established(&p, true).await);
+    }
+    // idle: every session of both sides parks
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    p.bob.stop().await;
+    for (call, inv) in calls {
+        let ended = tokio::time::timeout(Duration::from_secs(60), call.terminated()).await;
+        assert_eq!(ended, Ok(EndReason::RemoteBye));
+        assert_eq!(inv.state(), SessionState::Terminated);
+    }
+}
+
+/// A parked session is woken from any thread: here a handle's BYE from a thread of its own,
+/// on a runtime of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_session_wakes_for_a_handle_on_another_thread() {
+    let p = pair(46).await;
+    let (call, inv) = established(&p, true).await;
+    // real time here: two idle seconds park both sessions
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let session = inv.session().clone();
+    let status = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async { session.bye().await.map(|r| r.status()) })
+    })
+    .join()
+    .unwrap();
+    assert_eq!(status.unwrap(), 200);
+    let ended = tokio::time::timeout(Duration::from_secs(10), call.terminated()).await;
+    assert_eq!(ended, Ok(EndReason::RemoteBye));
+}
+
+/// A runtime dropped while sessions are parked lets them go: nothing keeps a parked session
+/// alive but its mailboxes, and the driver's go with the runtime.
+#[test]
+fn a_runtime_dropped_with_parked_sessions_lets_them_go() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let (p, call, inv) = rt.block_on(async {
+        let p = pair(47).await;
+        let metrics = tokio::runtime::Handle::current().metrics();
+        let idle = metrics.num_alive_tasks();
+        let (call, inv) = established(&p, true).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        // both sessions parked: their tasks are gone
+        assert_eq!(metrics.num_alive_tasks(), idle);
+        (p, call, inv)
+    });
+    // a session's state sender lives in its task, parked or not
+    let (a, b) = (call.state_change(), inv.state_change());
+    assert!(a.has_changed().is_ok() && b.has_changed().is_ok());
+    drop(rt);
+    assert!(
+        a.has_changed().is_err() && b.has_changed().is_err(),
+        "a parked session outlived its runtime"
+    );
+    drop((p, call, inv));
+}
+
 /// A media handler factory that keeps each session's ender, as a media handler's task would.
 struct KeepsEnders {
     inner: sipua::FixedSdpFactory,
