@@ -178,7 +178,7 @@ impl IncomingSubscription {
         } else {
             NotifierState::Active
         };
-        let (state, state_rx) = watch::channel(initial);
+        let (state, state_rx) = crate::tasks::state_channel(initial);
         let (commands, command_rx) = crate::mailbox::mailbox(16);
         let task = NotifyTask {
             key,
@@ -333,7 +333,7 @@ struct NotifyTask {
     shared: Arc<Shared>,
     dialog: DialogId,
     event: Event,
-    state: watch::Sender<NotifierState>,
+    state: crate::tasks::StateSender<NotifierState>,
     /// The current state document.
     body: crate::commands::Body,
     expires_at: Instant,
@@ -346,7 +346,7 @@ struct NotifyTask {
 
 impl NotifyTask {
     fn current(&self) -> NotifierState {
-        *self.state.borrow()
+        self.state.get()
     }
 
     fn state_value(&self) -> String {

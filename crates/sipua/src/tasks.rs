@@ -6,7 +6,7 @@
 //! and the API alike: it imports neither.
 
 use std::future::Future;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
@@ -32,16 +32,118 @@ pub(crate) async fn ask_task<C, T>(
     rx.await.map_err(|_| Error::SessionTerminated)?
 }
 
+/// A task's state as its handles see it (a session's, a subscription's, a notifier's): read
+/// at any time, and followed through tokio's `watch` (SIP.js `stateChange`), which is made
+/// only when a handle first follows it: most held calls are never followed, and a `watch`
+/// costs about 350 bytes. Once the task is gone ([`StateSender`] dropped) every receiver sees
+/// the channel closed, as with a `watch` whose sender went.
+pub(crate) struct Watched<S> {
+    inner: Mutex<WatchedState<S>>,
+}
+
+struct WatchedState<S> {
+    value: S,
+    /// The `watch` of handles following the state, once one asked.
+    tx: Option<watch::Sender<S>>,
+    /// The task is gone.
+    closed: bool,
+}
+
+impl<S: Copy + Send + Sync> Watched<S> {
+    fn lock(&self) -> MutexGuard<'_, WatchedState<S>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The state now.
+    pub(crate) fn get(&self) -> S {
+        self.lock().value
+    }
+
+    /// A receiver of the state's changes, made with the first.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<S> {
+        let mut s = self.lock();
+        if s.closed {
+            // what the task last published, and the channel closed
+            return watch::channel(s.value).1;
+        }
+        let value = s.value;
+        s.tx.get_or_insert_with(|| watch::channel(value).0)
+            .subscribe()
+    }
+}
+
+/// The task's end of a [`Watched`] state: publishes, and closes it when dropped.
+pub(crate) struct StateSender<S: Copy + Send + Sync>(Arc<Watched<S>>);
+
+/// A state starting at `initial`: the task's sender and what its handles hold.
+pub(crate) fn state_channel<S: Copy + Send + Sync>(
+    initial: S,
+) -> (StateSender<S>, Arc<Watched<S>>) {
+    let watched = Arc::new(Watched {
+        inner: Mutex::new(WatchedState {
+            value: initial,
+            tx: None,
+            closed: false,
+        }),
+    });
+    (StateSender(watched.clone()), watched)
+}
+
+impl<S: Copy + Send + Sync> StateSender<S> {
+    /// The state now.
+    pub(crate) fn get(&self) -> S {
+        self.0.get()
+    }
+
+    /// Sets the state, telling the handles that follow it; returns the one before.
+    pub(crate) fn send_replace(&self, value: S) -> S {
+        let mut s = self.0.lock();
+        let old = std::mem::replace(&mut s.value, value);
+        if let Some(tx) = &s.tx {
+            tx.send_replace(value);
+        }
+        old
+    }
+
+    /// Changes the state in place; the handles that follow it hear of it if `change` says
+    /// it changed.
+    pub(crate) fn send_if_modified(&self, change: impl FnOnce(&mut S) -> bool) -> bool {
+        let mut s = self.0.lock();
+        if !change(&mut s.value) {
+            return false;
+        }
+        let value = s.value;
+        if let Some(tx) = &s.tx {
+            tx.send_replace(value);
+        }
+        true
+    }
+
+    /// What the handles hold.
+    pub(crate) fn watched(&self) -> Arc<Watched<S>> {
+        self.0.clone()
+    }
+}
+
+impl<S: Copy + Send + Sync> Drop for StateSender<S> {
+    fn drop(&mut self) {
+        let mut s = self.0.lock();
+        s.closed = true;
+        // receivers see the channel closed
+        s.tx = None;
+    }
+}
+
 /// What a handle to a task holds, whatever the task (a session, a subscription, a
 /// notifier): the mailbox its commands go to and the state the task publishes. The task
 /// ends (and disposes of what it holds) once every handle's mailbox sender is gone.
 pub(crate) struct TaskHandle<C, S> {
     commands: Mailbox<C>,
-    state: watch::Receiver<S>,
+    state: Arc<Watched<S>>,
 }
 
-impl<C, S: Copy> TaskHandle<C, S> {
-    pub(crate) fn new(commands: Mailbox<C>, state: watch::Receiver<S>) -> TaskHandle<C, S> {
+impl<C, S: Copy + Send + Sync> TaskHandle<C, S> {
+    pub(crate) fn new(commands: Mailbox<C>, state: Arc<Watched<S>>) -> TaskHandle<C, S> {
         TaskHandle { commands, state }
     }
 
@@ -53,12 +155,12 @@ impl<C, S: Copy> TaskHandle<C, S> {
 
     /// The task's state now.
     pub(crate) fn state(&self) -> S {
-        *self.state.borrow()
+        self.state.get()
     }
 
     /// A receiver of the task's state changes (SIP.js `stateChange`).
     pub(crate) fn state_change(&self) -> watch::Receiver<S> {
-        self.state.clone()
+        self.state.subscribe()
     }
 
     /// The command mailbox itself: for a command sent without waiting for room or reply.
@@ -143,6 +245,34 @@ pub(crate) async fn sleep_until(at: Option<tokio::time::Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_state_is_followed_from_the_first_subscriber_and_closes_with_its_task() {
+        let (tx, watched) = state_channel(1u8);
+        tx.send_replace(2);
+        assert_eq!(watched.get(), 2);
+        // the first follower sees the state now, then each change
+        let mut rx = watched.subscribe();
+        assert_eq!(*rx.borrow_and_update(), 2);
+        assert!(!tx.send_if_modified(|_| false));
+        assert!(!rx.has_changed().unwrap());
+        assert!(tx.send_if_modified(|s| {
+            *s = 3;
+            true
+        }));
+        assert!(rx.has_changed().unwrap());
+        assert_eq!(*rx.borrow_and_update(), 3);
+        let mut late = watched.subscribe();
+        assert_eq!(*late.borrow_and_update(), 3);
+        // the task gone: every receiver, and any made after, sees the channel closed with
+        // the last state
+        drop(tx);
+        assert!(rx.has_changed().is_err() && late.has_changed().is_err());
+        let after = watched.subscribe();
+        assert!(after.has_changed().is_err());
+        assert_eq!(*after.borrow(), 3);
+        assert_eq!(watched.get(), 3);
+    }
 
     #[test]
     fn refreshes_come_at_the_percentage_with_a_margin_and_never_before_half() {

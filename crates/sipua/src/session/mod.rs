@@ -370,7 +370,7 @@ impl Eq for Session {}
 impl Session {
     fn new(
         commands: crate::mailbox::Mailbox<Box<SessionCommand>>,
-        state: watch::Receiver<SessionState>,
+        state: Arc<crate::tasks::Watched<SessionState>>,
         info: Arc<Mutex<SessionInfo>>,
         delegate: DelegateSlot,
     ) -> Session {

@@ -179,7 +179,7 @@ impl Subscriber {
                 .map(|b| (b.content_type.clone(), b.body)),
         )?;
         let (commands, command_rx) = crate::mailbox::mailbox(8);
-        let (state, state_rx) = watch::channel(SubscriptionState::Initial);
+        let (state, state_rx) = crate::tasks::state_channel(SubscriptionState::Initial);
         let (notify_tx, notify_rx) = mpsc::channel(NOTIFICATION_QUEUE);
         let ended = Arc::new(Mutex::new(None));
         let key = shared.next_key();

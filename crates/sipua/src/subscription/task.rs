@@ -10,7 +10,7 @@ use sipua_message::{Header, HeaderName, Method, Request, Response, Uri};
 use sipua_proto::dialog::{Dialog, DialogId};
 use sipua_proto::endpoint::TransactionId;
 use sipua_proto::ua::OutOfDialog;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::{
@@ -37,7 +37,7 @@ pub(super) struct SubTask {
     pub(super) target: Uri,
     pub(super) event: Event,
     pub(super) options: SubscriberOptions,
-    pub(super) state: watch::Sender<SubscriptionState>,
+    pub(super) state: crate::tasks::StateSender<SubscriptionState>,
     pub(super) ended: Arc<Mutex<Option<Termination>>>,
     pub(super) notifications: mpsc::Sender<Notification>,
     pub(super) dialog: Option<DialogId>,
@@ -57,7 +57,7 @@ pub(super) struct SubTask {
 
 impl SubTask {
     fn current(&self) -> SubscriptionState {
-        *self.state.borrow()
+        self.state.get()
     }
 
     fn set(&self, s: SubscriptionState) {

@@ -40,7 +40,7 @@ use sipua_proto::session::transfer::Refers;
 use sipua_proto::session::{
     Callee, Caller, Message, Negotiation, OfferAnswer, OfferAnswerError, Received,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::refer::{ReferNotification, ReferTarget, Referral, Referrer, REFER_QUEUE};
@@ -58,6 +58,7 @@ use crate::sdh::{
     BodyAndContentType, SessionContext, SessionDescriptionHandler,
     SessionDescriptionHandlerModifier, SessionDescriptionHandlerOptions,
 };
+use crate::tasks::{state_channel, StateSender};
 use crate::user_agent::Shared;
 use media::{body_and_type, retry_after_secs, to_body};
 use park::Next;
@@ -131,7 +132,7 @@ struct Task {
     /// recorded into it once known.
     span: tracing::Span,
     shared: Arc<Shared>,
-    state: watch::Sender<SessionState>,
+    state: StateSender<SessionState>,
     info: Arc<Mutex<SessionInfo>>,
     commands: MailboxReceiver<Box<SessionCommand>>,
     inputs: MailboxReceiver<SessionInput>,

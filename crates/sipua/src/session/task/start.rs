@@ -7,14 +7,14 @@ use super::*;
 pub(super) type Channels = (
     Mailbox<Box<SessionCommand>>,
     MailboxReceiver<Box<SessionCommand>>,
-    watch::Sender<SessionState>,
+    StateSender<SessionState>,
     Arc<Mutex<SessionInfo>>,
     DelegateSlot,
 );
 
 pub(super) fn new_channels(delegate: Option<Arc<dyn SessionDelegate>>) -> Channels {
     let (ctx, crx) = mailbox(COMMAND_QUEUE);
-    let (stx, _) = watch::channel(SessionState::Initial);
+    let (stx, _) = state_channel(SessionState::Initial);
     let info = Arc::new(Mutex::new(SessionInfo::default()));
     (ctx, crx, stx, info, Arc::new(Mutex::new(delegate)))
 }
@@ -41,7 +41,7 @@ pub(crate) fn spawn_inviter(
         i.remote_identity = Some(Box::new(sipua_message::NameAddr::new(target.clone())));
     }
     let me = Some(ctx.downgrade());
-    let session = Session::new(ctx, stx.subscribe(), info.clone(), slot.clone());
+    let session = Session::new(ctx, stx.watched(), info.clone(), slot.clone());
     let task = Task {
         key,
         me,
@@ -118,7 +118,7 @@ pub(crate) fn spawn_invitation(
     let call_id_of = request.clone();
     let call_id = call_id_of.call_id();
     let invitation = Invitation {
-        session: Session::new(ctx, stx.subscribe(), info.clone(), slot.clone()),
+        session: Session::new(ctx, stx.watched(), info.clone(), slot.clone()),
         request: request.clone(),
     };
     // unanswered, the INVITE gets 480 after the no-answer timeout, or 487 once its
@@ -186,7 +186,7 @@ impl Task {
     /// allocations a call).
     pub(super) fn blank(
         shared: Arc<Shared>,
-        state: watch::Sender<SessionState>,
+        state: StateSender<SessionState>,
         info: Arc<Mutex<SessionInfo>>,
         commands: MailboxReceiver<Box<SessionCommand>>,
         inputs: MailboxReceiver<SessionInput>,
