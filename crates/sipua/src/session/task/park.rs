@@ -12,7 +12,6 @@
 
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
-
 use std::time::Duration;
 
 use tokio::time::Instant;
