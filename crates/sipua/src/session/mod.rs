@@ -273,14 +273,31 @@ pub(crate) struct SessionInfo {
     /// its bytes once nobody holds the parsed form ([`kept`]).
     pub(crate) invite: Option<Arc<kept::KeptRequest>>,
     pub(crate) asserted_identity: Option<Box<sipua_message::NameAddr>>,
-    /// Why the INVITE could not be sent, when the session ended so.
-    pub(crate) send_failure: Option<crate::TransportError>,
-    /// The final response that refused a caller's INVITE.
-    pub(crate) final_response: Option<sipua_message::Response>,
-    /// A caller's INVITE as last sent (a 401/407 or 422 sends it again, changed).
-    pub(crate) sent_invite: Option<Arc<sipua_message::Request>>,
+    /// What only a caller's session knows (boxed: a callee's, most of a server's, has none).
+    pub(crate) caller: Option<Box<CallerInfo>>,
+    /// Who is told about requests in this session: from the options, or set by a handle
+    /// after the session started (SIP.js sets `session.delegate` the same way).
+    pub(crate) delegate: Option<Arc<dyn SessionDelegate>>,
     /// [`Session::detach`]: the last handle going does not end the session.
     pub(crate) detached: bool,
+}
+
+/// What handles read of a caller's session only.
+#[derive(Default)]
+pub(crate) struct CallerInfo {
+    /// Why the INVITE could not be sent, when the session ended so.
+    pub(crate) send_failure: Option<crate::TransportError>,
+    /// The final response that refused the INVITE.
+    pub(crate) final_response: Option<sipua_message::Response>,
+    /// The INVITE as last sent (a 401/407 or 422 sends it again, changed).
+    pub(crate) sent_invite: Option<Arc<sipua_message::Request>>,
+}
+
+impl SessionInfo {
+    /// The caller's part, made on first use.
+    pub(crate) fn caller_mut(&mut self) -> &mut CallerInfo {
+        self.caller.get_or_insert_with(Default::default)
+    }
 }
 
 /// Who we are in a session: as set, else the To of a callee's INVITE.
@@ -332,14 +349,9 @@ pub(crate) fn identity(a: &sipua_message::NameAddr) -> sipua_message::NameAddr {
     a
 }
 
-/// The delegate slot a handle can fill after the session started (SIP.js sets
-/// `session.delegate` the same way).
-pub(crate) type DelegateSlot = Arc<Mutex<Option<Arc<dyn SessionDelegate>>>>;
-
 struct Handle {
     task: TaskHandle<Box<SessionCommand>, SessionState>,
     info: Arc<Mutex<SessionInfo>>,
-    delegate: DelegateSlot,
 }
 
 /// A call, from either side (SIP.js `Session`). [`Inviter`] and [`Invitation`] dereference
@@ -372,13 +384,11 @@ impl Session {
         commands: crate::mailbox::Mailbox<Box<SessionCommand>>,
         state: Arc<crate::tasks::Watched<SessionState>>,
         info: Arc<Mutex<SessionInfo>>,
-        delegate: DelegateSlot,
     ) -> Session {
         Session {
             handle: Arc::new(Handle {
                 task: TaskHandle::new(commands, state),
                 info,
-                delegate,
             }),
         }
     }
@@ -386,11 +396,7 @@ impl Session {
     /// Sets who is told about requests in this session (replacing any delegate given in
     /// the options); typically called on an [`Invitation`] before answering it.
     pub fn set_delegate(&self, delegate: Arc<dyn SessionDelegate>) {
-        *self
-            .handle
-            .delegate
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(delegate);
+        self.shared_info().delegate = Some(delegate);
     }
 
     fn shared_info(&self) -> std::sync::MutexGuard<'_, SessionInfo> {
@@ -427,7 +433,11 @@ impl Session {
             Some(EndReason::Rejected { status, reason }) => Error::Rejected {
                 status,
                 reason,
-                response: self.shared_info().final_response.clone(),
+                response: self
+                    .shared_info()
+                    .caller
+                    .as_ref()
+                    .and_then(|c| c.final_response.clone()),
             },
             Some(EndReason::Timeout) => Error::Timeout,
             Some(EndReason::TransportError) => Error::Transport(match self.send_failure() {
@@ -457,7 +467,10 @@ impl Session {
     /// [`EndReason::TransportError`]: the connection refused, the TLS handshake's error (a
     /// certificate for another name, say), the closed flow of a WebSocket client...
     pub fn send_failure(&self) -> Option<crate::TransportError> {
-        self.shared_info().send_failure.clone()
+        self.shared_info()
+            .caller
+            .as_ref()
+            .and_then(|c| c.send_failure.clone())
     }
 
     /// Who we are in this call (SIP.js `localIdentity`): our From as a caller, the To of
@@ -641,7 +654,11 @@ impl Inviter {
     /// again; a retry answering a challenge (401/407) keeps its Call-ID and tags but has a
     /// new CSeq and the credentials.
     pub fn request(&self) -> Option<Arc<Request>> {
-        self.session.shared_info().sent_invite.clone()
+        self.session
+            .shared_info()
+            .caller
+            .as_ref()
+            .and_then(|c| c.sent_invite.clone())
     }
 
     /// Sends the INVITE (with an offer from the media handler, unless `invite_without_sdp`).

@@ -113,7 +113,7 @@ impl Task {
                 reply,
             })
             .await?;
-        self.info().sent_invite = sent;
+        self.info().caller_mut().sent_invite = sent;
         Ok(id)
     }
 
@@ -252,7 +252,7 @@ impl Task {
         let (d, confirm) = match next {
             Final::Resend422(min) if self.retry_after_422(min).await => return,
             Final::Resend422(_) | Final::Rejected => {
-                self.info().final_response = Some(response.clone());
+                self.info().caller_mut().final_response = Some(response.clone());
                 self.terminate(EndReason::Rejected {
                     status,
                     reason: response.reason().into_owned(),

@@ -45,10 +45,10 @@ use tokio::time::Instant;
 
 use super::refer::{ReferNotification, ReferTarget, Referral, Referrer, REFER_QUEUE};
 use super::{
-    attach, DelegateSlot, EndReason, Invitation, InvitationAcceptOptions,
-    InvitationProgressOptions, InvitationRejectOptions, InviterCancelOptions, InviterInviteOptions,
-    InviterOptions, Reply, RequestOptions, Session, SessionCommand, SessionDelegate, SessionInfo,
-    SessionInviteOptions, SessionReferOptions, SessionState, SessionUpdateOptions,
+    attach, EndReason, Invitation, InvitationAcceptOptions, InvitationProgressOptions,
+    InvitationRejectOptions, InviterCancelOptions, InviterInviteOptions, InviterOptions, Reply,
+    RequestOptions, Session, SessionCommand, SessionDelegate, SessionInfo, SessionInviteOptions,
+    SessionReferOptions, SessionState, SessionUpdateOptions,
 };
 use crate::body::{body_of, content_type_of};
 use crate::commands::{Body, Command, SessionInput, SessionKey};
@@ -145,7 +145,6 @@ struct Task {
     /// the session's own.
     answer_options: Option<SessionDescriptionHandlerOptions>,
     modifiers: Vec<SessionDescriptionHandlerModifier>,
-    delegate: DelegateSlot,
     dialog: Option<DialogId>,
     role: Role,
     /// Non-INVITE requests we sent, by transaction, with whoever waits for the answer.
@@ -218,10 +217,7 @@ impl Transfers {
 
 impl Task {
     fn delegate(&self) -> Option<Arc<dyn SessionDelegate>> {
-        self.delegate
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.info().delegate.clone()
     }
 
     fn current(&self) -> SessionState {
@@ -777,7 +773,7 @@ impl Task {
                 };
                 if initial {
                     if let Error::Transport(why) = &e {
-                        self.info().send_failure = Some(why.clone());
+                        self.info().caller_mut().send_failure = Some(why.clone());
                     }
                     self.terminate(if timeout {
                         EndReason::Timeout

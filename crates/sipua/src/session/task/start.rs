@@ -9,14 +9,16 @@ pub(super) type Channels = (
     MailboxReceiver<Box<SessionCommand>>,
     StateSender<SessionState>,
     Arc<Mutex<SessionInfo>>,
-    DelegateSlot,
 );
 
 pub(super) fn new_channels(delegate: Option<Arc<dyn SessionDelegate>>) -> Channels {
     let (ctx, crx) = mailbox(COMMAND_QUEUE);
     let (stx, _) = state_channel(SessionState::Initial);
-    let info = Arc::new(Mutex::new(SessionInfo::default()));
-    (ctx, crx, stx, info, Arc::new(Mutex::new(delegate)))
+    let info = Arc::new(Mutex::new(SessionInfo {
+        delegate,
+        ..SessionInfo::default()
+    }));
+    (ctx, crx, stx, info)
 }
 
 /// Starts the task of an outgoing call.
@@ -32,7 +34,7 @@ pub(crate) fn spawn_inviter(
     }
     let key = shared.next_key();
     let inputs = attach(&shared, key)?;
-    let (ctx, crx, stx, info, slot) = new_channels(options.delegate.clone());
+    let (ctx, crx, stx, info) = new_channels(options.delegate.clone());
     {
         let mut i = info.lock().unwrap_or_else(|e| e.into_inner());
         let mut local = sipua_message::NameAddr::new(shared.aor());
@@ -41,7 +43,7 @@ pub(crate) fn spawn_inviter(
         i.remote_identity = Some(Box::new(sipua_message::NameAddr::new(target.clone())));
     }
     let me = Some(ctx.downgrade());
-    let session = Session::new(ctx, stx.watched(), info.clone(), slot.clone());
+    let session = Session::new(ctx, stx.watched(), info.clone());
     let task = Task {
         key,
         me,
@@ -54,7 +56,6 @@ pub(crate) fn spawn_inviter(
             info,
             crx,
             inputs,
-            slot,
             Role::Uac(Box::new(Uac {
                 target,
                 caller: Caller::new(options.early_media),
@@ -102,7 +103,7 @@ pub(crate) fn spawn_invitation(
     replaces: Option<SessionKey>,
     source: Option<std::net::SocketAddr>,
 ) {
-    let (ctx, crx, stx, info, slot) = new_channels(None);
+    let (ctx, crx, stx, info) = new_channels(None);
     let request = Arc::new(request);
     {
         let mut i = info.lock().unwrap_or_else(|e| e.into_inner());
@@ -118,7 +119,7 @@ pub(crate) fn spawn_invitation(
     let call_id_of = request.clone();
     let call_id = call_id_of.call_id();
     let invitation = Invitation {
-        session: Session::new(ctx, stx.watched(), info.clone(), slot.clone()),
+        session: Session::new(ctx, stx.watched(), info.clone()),
         request: request.clone(),
     };
     // unanswered, the INVITE gets 480 after the no-answer timeout, or 487 once its
@@ -141,7 +142,6 @@ pub(crate) fn spawn_invitation(
             info,
             crx,
             inputs,
-            slot,
             Role::Uas(Box::new(Uas {
                 id,
                 callee: Callee::new(Rel100::of(&request)),
@@ -181,16 +181,14 @@ pub(crate) fn spawn_invitation(
 }
 
 impl Task {
-    /// A task in its first state, with everything a role does not set; the role and the
-    /// delegate's slot come in (a placeholder made only to be replaced would cost three
-    /// allocations a call).
+    /// A task in its first state, with everything a role does not set; the role comes in
+    /// (a placeholder made only to be replaced would cost allocations a call).
     pub(super) fn blank(
         shared: Arc<Shared>,
         state: StateSender<SessionState>,
         info: Arc<Mutex<SessionInfo>>,
         commands: MailboxReceiver<Box<SessionCommand>>,
         inputs: MailboxReceiver<SessionInput>,
-        delegate: Arc<Mutex<Option<Arc<dyn SessionDelegate>>>>,
         role: Role,
     ) -> Task {
         let caller = matches!(role, Role::Uac(_));
@@ -207,7 +205,6 @@ impl Task {
             sdh_options: SessionDescriptionHandlerOptions::default(),
             answer_options: None,
             modifiers: Vec::new(),
-            delegate,
             dialog: None,
             role,
             requests: IdMap::default(),
