@@ -2,7 +2,8 @@
 //! handler, from the first INVITE to the BYE (RFC 3261 §13–§15, offer/answer per RFC 3264 §5
 //! through the [`SessionDescriptionHandler`](crate::SessionDescriptionHandler)).
 //!
-//! Each session runs as a small task that owns its state and its media handler; [`Session`],
+//! Each session runs as a small task that owns its state and its media handler (a held call
+//! that idles parks instead, with no task until its next message, command or timer); [`Session`],
 //! [`Inviter`] and [`Invitation`] are cheap handles to it. State changes are published on a
 //! `watch` channel ([`Session::state_change`]) and requests from the peer go to the
 //! [`SessionDelegate`]. Dropping every handle of a session disposes of it (BYE, CANCEL or

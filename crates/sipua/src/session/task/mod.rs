@@ -320,8 +320,9 @@ impl Task {
     }
 
     /// The session's loop: commands, driver inputs and the timer, until the session ends,
-    /// or until it parks ([`park`]: established with nothing timed, a held call keeps no
-    /// task). A parked session goes on in a new task at its next command or input.
+    /// or until it parks ([`park`]: established, idle for [`park::IDLE`] and nothing due
+    /// sooner, a held call keeps no task). A parked session goes on in a new task at its
+    /// next command or input, or when the driver wakes it at its deadline.
     async fn resume(mut self: Box<Self>) {
         // Each handler's future is boxed while it runs: the loop then keeps only its own
         // small state (a few hundred bytes) instead of room for the largest handler (about
@@ -334,16 +335,13 @@ impl Task {
         // an established session idle this long parks (see `park`): a short call never does
         let mut idle_since = Instant::now();
         while !self.done() {
-            let deadline = match (self.life.poll_timeout(), self.reoffer.poll_timeout()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let deadline = [self.life.poll_timeout(), self.reoffer.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
             let park_at =
                 (self.current() == SessionState::Established).then(|| idle_since + park::IDLE);
-            let wake = match (deadline, park_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let wake = deadline.into_iter().chain(park_at).min();
             if let Some(at) = wake.filter(|at| armed != Some(*at)) {
                 timer.as_mut().reset(at);
                 armed = Some(at);
