@@ -68,6 +68,20 @@ impl RequestBuilder {
     pub fn new_ref(method: Method, uri: &Uri) -> RequestBuilder {
         let mut text = Vec::with_capacity(256);
         let _ = uri.write_to(&mut ByteWriter(&mut text));
+        RequestBuilder::with_uri_text(method, text)
+    }
+
+    /// [`RequestBuilder::new`] with the Request-URI as text: a URI as its `Display` wrote it
+    /// (a dialog's remote target, kept written), copied without parsing. The request parses
+    /// it when it is read, as it would a peer's.
+    pub fn new_text(method: Method, uri: &str) -> RequestBuilder {
+        let mut text = Vec::with_capacity(256);
+        text.extend_from_slice(uri.as_bytes());
+        RequestBuilder::with_uri_text(method, text)
+    }
+
+    /// A builder whose text holds the Request-URI so far.
+    fn with_uri_text(method: Method, text: Vec<u8>) -> RequestBuilder {
         RequestBuilder {
             method,
             uri: (0, text.len() as u32),
@@ -153,6 +167,13 @@ impl RequestBuilder {
         self
     }
 
+    /// Sets From from an address as its `Display` wrote it (a dialog's own address with its
+    /// tag, kept written), copied without parsing.
+    pub fn from_text(mut self, from: &str) -> Self {
+        self.from = Some(self.put(|t| t.extend_from_slice(from.as_bytes())));
+        self
+    }
+
     /// Sets To.
     pub fn to(self, to: NameAddr) -> Self {
         self.to_ref(&to)
@@ -171,6 +192,21 @@ impl RequestBuilder {
     pub fn to_tagged(mut self, to: &NameAddr, tag: &str) -> Self {
         self.to = Some(self.put(|t| {
             let _ = to.write_tagged(&mut ByteWriter(t), tag);
+        }));
+        self
+    }
+
+    /// Sets To from an address with no `tag` parameter as its `Display` wrote it, with
+    /// `;tag=` and `tag` after it: what [`RequestBuilder::to_tagged`] writes of that address
+    /// (a dialog's peer, kept written).
+    pub fn to_text_tagged(mut self, to: &str, tag: &str) -> Self {
+        self.to = Some(self.put(|t| {
+            t.extend_from_slice(to.as_bytes());
+            let _ = crate::params::write_params_with(
+                &mut ByteWriter(t),
+                std::iter::empty(),
+                &[("tag", Some(tag))],
+            );
         }));
         self
     }
@@ -742,6 +778,47 @@ pub const MAX_ERROR_RESPONSE: usize = 8 * 1024;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_given_as_written_build_the_request_their_parsed_forms_build() {
+        for (uri, from, to, tag) in [
+            (
+                "sip:bob@192.0.2.2",
+                "<sip:a@192.0.2.1>;tag=1",
+                "<sip:bob@192.0.2.2>",
+                "x",
+            ),
+            (
+                "sips:bob@[2001:db8::1]:5061;transport=tcp;maddr=h?Subject=a%20b",
+                "\"A \\\"q\\\"\" <sip:a@h;lr>;tag=9;x=\"y z\"",
+                "Bob <tel:+1-201-555-0123;phone-context=x>;y",
+                "a.b-c!",
+            ),
+            ("urn:service:sos", "<sip:%61@h>;tag=t", "<sip:b@h>", "z9"),
+        ] {
+            let u: Uri = uri.parse().unwrap();
+            let f: NameAddr = from.parse().unwrap();
+            let t: NameAddr = to.parse().unwrap();
+            let via = "SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1";
+            let parsed = RequestBuilder::new_ref(Method::Bye, &u)
+                .via_text(via)
+                .from_ref(&f)
+                .to_tagged(&t, tag)
+                .call_id("c")
+                .cseq(2)
+                .build()
+                .unwrap();
+            let written = RequestBuilder::new_text(Method::Bye, &u.to_string())
+                .via_text(via)
+                .from_text(&f.to_string())
+                .to_text_tagged(&t.to_string(), tag)
+                .call_id("c")
+                .cseq(2)
+                .build()
+                .unwrap();
+            assert_eq!(parsed.to_bytes(), written.to_bytes(), "{uri}");
+        }
+    }
 
     #[test]
     fn via_templates_are_checked_once_and_index_as_a_parse_would() {

@@ -218,6 +218,12 @@ impl fmt::Display for NameAddr {
 }
 
 impl NameAddr {
+    /// Appends the address to `out` as [`fmt::Display`] writes it, without a `Formatter` in
+    /// between: what keeps an address written rather than parsed (a dialog's).
+    pub fn write_into(&self, out: &mut String) {
+        let _ = self.write_to(out);
+    }
+
     /// Writes the address as [`fmt::Display`] does, into any [`fmt::Write`].
     pub(crate) fn write_to<W: fmt::Write>(&self, f: &mut W) -> fmt::Result {
         self.write_address(f)?;

@@ -320,7 +320,7 @@ fn uac_route_set_is_the_2xx_record_route_reversed_and_then_frozen() {
         ["sip:192.0.2.10:5070;lr;x=1", "sip:192.0.2.11;lr"]
     );
     assert_eq!(
-        alice.dialog(&dialog).unwrap().remote_target.to_string(),
+        alice.dialog(&dialog).unwrap().remote_target_text(),
         "sip:bob@192.0.2.22"
     );
 }

@@ -9,6 +9,7 @@
 //! One concern in one file (about 800 lines): the driver's loop and the commands it applies.
 
 use sipua_proto::hash::{IdMap, KeyedMap};
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -73,8 +74,10 @@ enum Route {
 struct Owned {
     transactions: Vec<TransactionId>,
     dialogs: Vec<DialogId>,
-    /// Call-IDs of SUBSCRIBE or REFER requests whose NOTIFYs may create dialogs.
-    call_ids: Vec<String>,
+    /// Call-IDs of SUBSCRIBE or REFER requests whose NOTIFYs may create dialogs (boxed: a
+    /// call has none, and the table holds a slot per call).
+    #[allow(clippy::box_collection)] // 8 bytes in the slot instead of 24: the point
+    call_ids: Option<Box<Vec<String>>>,
     /// When the session, parked, asked to be woken ([`Command::WakeAt`]), if it did.
     wake_at: Option<tokio::time::Instant>,
 }
@@ -705,7 +708,7 @@ impl Driver {
                             self.destinations.remove(&id);
                         }
                     }
-                    for c in owned.call_ids {
+                    for c in owned.call_ids.into_iter().flat_map(|c| *c) {
                         if self.by_call.get(&c) == Some(&key) {
                             self.by_call.remove(&c);
                         }
@@ -804,21 +807,27 @@ impl Driver {
                     ))));
                     return;
                 };
+                // (the next hop is kept written: parsed once here)
+                let (flow, hop) = match self.core.dialog(&dialog) {
+                    Some(d) => (
+                        d.flow.as_ref().map(|f| f.transport.clone()),
+                        d.next_hop().ok().map(Cow::into_owned),
+                    ),
+                    None => (None, None),
+                };
                 if !self.listeners.is_empty() {
                     // the dialog's connection, else what its next hop asks for
-                    let t = self.core.dialog(&dialog).and_then(|d| {
-                        d.flow.as_ref().map(|f| f.transport.clone()).or_else(|| {
-                            d.next_hop()
-                                .as_sip()
-                                .and_then(|u| u.transport())
-                                .map(|t| Transport::parse(t.as_bytes()))
-                        })
+                    let t = flow.or_else(|| {
+                        hop.as_ref()
+                            .and_then(|h| h.as_sip())
+                            .and_then(|u| u.transport())
+                            .map(|t| Transport::parse(t.as_bytes()))
                     });
                     self.use_listener(t.as_ref());
                 }
                 self.advertise_to(Some(destination));
-                if let Some(hop) = self.core.dialog(&dialog).map(|d| d.next_hop().clone()) {
-                    self.name_destination(destination, &hop);
+                if let Some(hop) = &hop {
+                    self.name_destination(destination, hop);
                 }
                 let r = self.core.request_in_dialog_with(
                     t,
@@ -890,7 +899,7 @@ impl Driver {
                     if let (true, Some(c)) = (creates, call_id) {
                         self.by_call.insert(c.clone(), key);
                         if let Some((_, owned)) = self.sessions.get_mut(&key) {
-                            owned.call_ids.push(c);
+                            owned.call_ids.get_or_insert_with(Default::default).push(c);
                         }
                     }
                 }

@@ -401,6 +401,12 @@ impl Uri {
         self.write_to(&mut c).is_ok() && c.rest.is_empty()
     }
 
+    /// Appends the URI to `out` as [`fmt::Display`] writes it, without a `Formatter` in
+    /// between: what keeps a URI written rather than parsed (a dialog's remote target).
+    pub fn write_into(&self, out: &mut String) {
+        let _ = self.write_to(out);
+    }
+
     /// Writes the URI as [`fmt::Display`] does, into any [`fmt::Write`].
     pub(crate) fn write_to<W: fmt::Write>(&self, f: &mut W) -> fmt::Result {
         match self {

@@ -73,14 +73,15 @@ pub(super) fn destination_of(d: &Dialog) -> Option<SocketAddr> {
 fn next_hop_address(d: &Dialog) -> Option<SocketAddr> {
     // the usual next hop, an IP address with a port and no maddr or transport parameter,
     // is where the locator would send (RFC 3263 §4.2), without making one
-    if let Some(sip) = d.next_hop().as_sip() {
+    let hop = d.next_hop().ok()?;
+    if let Some(sip) = hop.as_sip() {
         if let (Some(ip), Some(port), None, None) =
             (sip.host.ip(), sip.port, sip.maddr(), sip.transport())
         {
             return Some(SocketAddr::new(ip, port));
         }
     }
-    let mut l = crate::locate::Locator::new(d.next_hop(), 0).ok()?;
+    let mut l = crate::locate::Locator::new(&hop, 0).ok()?;
     match l.step() {
         crate::locate::Step::Done(t) => t.first().map(|(_, a)| *a),
         _ => None,

@@ -220,11 +220,11 @@ impl UaCore {
         // (the peer's Contact or first route) decides
         let hint = match flow_in_use(d) {
             Some(f) => Some(f.transport.clone()),
-            None => d
-                .next_hop()
-                .as_sip()
-                .and_then(|u| u.transport())
-                .map(|t| Transport::parse(t.as_bytes())),
+            None => d.next_hop().ok().and_then(|hop| {
+                hop.as_sip()
+                    .and_then(|u| u.transport())
+                    .map(|t| Transport::parse(t.as_bytes()))
+            }),
         };
         if let Some((ct, body)) = body {
             request.set_body(Some(&ct), &body)?;

@@ -264,7 +264,8 @@ pub(crate) enum SessionCommand {
 #[derive(Default)]
 pub(crate) struct SessionInfo {
     pub(crate) dialog: Option<DialogId>,
-    pub(crate) end: Option<EndReason>,
+    /// Boxed: set once, at the end (24 bytes less for every live call).
+    pub(crate) end: Option<Box<EndReason>>,
     pub(crate) remote_description: Option<BodyAndContentType>,
     pub(crate) media: Option<Arc<dyn std::any::Any + Send + Sync>>,
     // boxed, as the asserted identity: each is 176 bytes, and a callee's session sets none
@@ -461,7 +462,7 @@ impl Session {
 
     /// Why the session ended, once it has.
     pub fn end_reason(&self) -> Option<EndReason> {
-        self.shared_info().end.clone()
+        self.shared_info().end.as_deref().cloned()
     }
 
     /// Why the INVITE could not be sent, when the session ended with

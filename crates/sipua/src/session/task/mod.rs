@@ -104,6 +104,9 @@ struct Uas {
     callee: Callee,
     /// The session an INVITE with Replaces takes the place of once answered (RFC 3891).
     replaces: Option<SessionKey>,
+    /// Who waits for the PRACK of our reliable provisional response (RFC 3262; that one is
+    /// awaited is the `Callee` machine's): the progress call that sent it resolves then.
+    awaiting_prack: Option<Reply<()>>,
 }
 
 enum Role {
@@ -144,7 +147,7 @@ struct Task {
     /// offers keep to them, so a peer's re-INVITE does not take a call off hold. `None`:
     /// the session's own.
     answer_options: Option<SessionDescriptionHandlerOptions>,
-    modifiers: Vec<SessionDescriptionHandlerModifier>,
+    modifiers: Box<[SessionDescriptionHandlerModifier]>,
     dialog: Option<DialogId>,
     role: Role,
     /// Non-INVITE requests we sent, by transaction, with whoever waits for the answer.
@@ -173,9 +176,6 @@ struct Task {
     /// A BYE asked for while our 2xx waits for its ACK (held until
     /// [`lifecycle::Event::SendBye`]).
     bye_after_ack: Option<Box<(RequestOptions, Reply<Response>)>>,
-    /// Who waits for the PRACK of our reliable provisional response (RFC 3262; that one is
-    /// awaited is the `Callee` machine's): the progress call that sent it resolves then.
-    awaiting_prack: Option<Reply<()>>,
     rng: Rng,
     /// Our own command channel, weakly: for the referrals we hand out.
     me: Option<WeakMailbox<Box<SessionCommand>>>,
@@ -251,7 +251,7 @@ impl Task {
     /// Ends the session for `reason`, unless it had one already (the machine may have ended
     /// it first: the ACK's timeout, the session timer).
     fn terminate(&mut self, reason: EndReason) {
-        self.info().end.get_or_insert(reason);
+        self.info().end.get_or_insert_with(|| Box::new(reason));
         self.life.advance(SessionState::Terminated);
         self.end_reoffers(Error::SessionTerminated);
         self.publish();
@@ -425,7 +425,9 @@ impl Task {
                 }
                 lifecycle::Event::SendBye => {
                     // ended: why is said before the handles see it
-                    self.info().end.get_or_insert(EndReason::LocalBye);
+                    self.info()
+                        .end
+                        .get_or_insert_with(|| Box::new(EndReason::LocalBye));
                     self.publish();
                     if let Some((o, reply)) = self.bye_after_ack.take().map(|b| *b) {
                         self.send_bye(o, reply).await;
@@ -433,7 +435,8 @@ impl Task {
                 }
                 lifecycle::Event::ByeAbandoned => {
                     if let Some((_, reply)) = self.bye_after_ack.take().map(|b| *b) {
-                        let acked = !matches!(self.info().end, Some(EndReason::AckTimeout));
+                        let acked =
+                            !matches!(self.info().end.as_deref(), Some(EndReason::AckTimeout));
                         let _ = reply.send(Err(if acked {
                             Error::SessionTerminated
                         } else {
@@ -503,7 +506,12 @@ impl Task {
             }
             SessionCommand::Progress(o, reply) => match self.progress_with(o).await {
                 // resolved by the PRACK (or its timeout)
-                Ok(true) => self.awaiting_prack = Some(reply),
+                Ok(true) => match self.uas() {
+                    Some(u) => u.awaiting_prack = Some(reply),
+                    None => {
+                        let _ = reply.send(Ok(()));
+                    }
+                },
                 Ok(false) => {
                     let _ = reply.send(Ok(()));
                 }
@@ -710,13 +718,16 @@ impl Task {
             }
             SessionInput::Request { id, request } => self.on_request(id, request).await,
             SessionInput::Replaced => {
-                self.info().end.get_or_insert(EndReason::Replaced);
+                self.info()
+                    .end
+                    .get_or_insert_with(|| Box::new(EndReason::Replaced));
                 let _ = self.dispose().await;
             }
             SessionInput::Ack { request } => self.on_ack(request).await,
             SessionInput::Prack { request } => {
                 let awaited = self.uas().is_some_and(|u| u.callee.handle_prack());
-                if let Some(reply) = self.awaiting_prack.take().filter(|_| awaited) {
+                let waiting = self.uas().and_then(|u| u.awaiting_prack.take());
+                if let Some(reply) = waiting.filter(|_| awaited) {
                     // a PRACK may carry the answer to an offer in our reliable 1xx
                     let body = body_and_type(&request);
                     let r = match body.as_ref().map(|_| self.oa.receive(Message::Prack)) {
@@ -737,7 +748,7 @@ impl Task {
                 if let Some(u) = self.uas() {
                     u.callee.handle_prack();
                 }
-                if let Some(reply) = self.awaiting_prack.take() {
+                if let Some(reply) = self.uas().and_then(|u| u.awaiting_prack.take()) {
                     let _ = reply.send(Err(Error::Timeout));
                 }
                 self.life.final_sent(false);
@@ -745,7 +756,9 @@ impl Task {
             }
             SessionInput::AckTimeout => {
                 // a BYE that waited is abandoned ([`lifecycle::Event::ByeAbandoned`])
-                self.info().end.get_or_insert(EndReason::AckTimeout);
+                self.info()
+                    .end
+                    .get_or_insert_with(|| Box::new(EndReason::AckTimeout));
                 self.life.handle_ack_timeout();
                 // a re-offer held for that ACK will not go
                 self.end_reoffers(Error::Timeout);

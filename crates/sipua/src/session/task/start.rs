@@ -49,7 +49,7 @@ pub(crate) fn spawn_inviter(
         me,
         rng: Rng::new(key ^ shared.local.port() as u64 ^ 0x5eed),
         sdh_options: options.session_description_handler_options.clone(),
-        modifiers: options.session_description_handler_modifiers.clone(),
+        modifiers: options.session_description_handler_modifiers.clone().into(),
         ..Task::blank(
             shared,
             stx,
@@ -151,6 +151,7 @@ pub(crate) fn spawn_invitation(
                 ),
                 request: Some(request),
                 replaces,
+                awaiting_prack: None,
             })),
         )
     };
@@ -204,7 +205,7 @@ impl Task {
             sdh: None,
             sdh_options: SessionDescriptionHandlerOptions::default(),
             answer_options: None,
-            modifiers: Vec::new(),
+            modifiers: Box::default(),
             dialog: None,
             role,
             requests: IdMap::default(),
@@ -216,7 +217,6 @@ impl Task {
             bye_after_ack: None,
             life: Lifecycle::caller(),
             peer_allows_update: false,
-            awaiting_prack: None,
             rng: Rng::new(0),
             me: None,
             transfers: None,

@@ -86,7 +86,8 @@ impl Task {
             })
             .await?
             .ok_or(Error::SessionTerminated)?;
-        let mut target = dialog.remote_target.clone();
+        let bad = |e| Error::InvalidArgument(format!("the session to replace: {e}"));
+        let mut target = dialog.remote_target().map_err(bad)?;
         let Some(sip) = target.as_sip_mut() else {
             return Err(Error::InvalidArgument(
                 "the session to replace has no SIP target".into(),
@@ -101,7 +102,7 @@ impl Task {
                 od.call_id, od.remote_tag, od.local_tag
             ),
         ));
-        let mut addr = dialog.remote_uri.clone();
+        let mut addr = dialog.remote_uri().map_err(bad)?;
         addr.uri = target;
         addr.params = Default::default();
         Ok(addr.to_string())
