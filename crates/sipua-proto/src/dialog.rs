@@ -852,6 +852,59 @@ mod tests {
     }
 
     #[test]
+    fn the_addresses_kept_written_read_back_and_follow_a_target_refresh() {
+        let inv = invite();
+        let mut d = Dialog::uas(&inv, "314159", DialogState::Confirmed).unwrap();
+        let from = |r: &Request| r.headers().get(&HeaderName::From).unwrap().unfolded();
+        let to = |r: &Request| r.headers().get(&HeaderName::To).unwrap().unfolded();
+        // what the accessors parse is what the INVITE said, our tag added to ours and the
+        // peer's left off its own
+        assert_eq!(
+            d.local_uri().unwrap(),
+            "Bob <sip:bob@biloxi.example.com>;tag=314159"
+                .parse()
+                .unwrap()
+        );
+        assert_eq!(
+            d.remote_uri().unwrap(),
+            "Alice <sip:alice@atlanta.example.com>".parse().unwrap()
+        );
+        let bye = d.request(Method::Bye, via(), Vec::new()).unwrap();
+        assert_eq!(
+            from(&bye),
+            "\"Bob\" <sip:bob@biloxi.example.com>;tag=314159"
+        );
+        assert_eq!(
+            to(&bye),
+            "\"Alice\" <sip:alice@atlanta.example.com>;tag=9fxced76sl"
+        );
+        // a re-INVITE from the peer with a new Contact moves the target, nothing else
+        let reinvite = parse_req(
+            "INVITE sip:bob@192.0.2.4 SIP/2.0\nVia: SIP/2.0/UDP h;branch=z9hG4bK7\n\
+             From: Alice <sip:alice@atlanta.example.com>;tag=9fxced76sl\n\
+             To: Bob <sip:bob@biloxi.example.com>;tag=314159\n\
+             Call-ID: 3848276298220188511@atlanta.example.com\nCSeq: 3 INVITE\n\
+             Contact: <sip:alice@192.0.2.9:5070;transport=tcp>\nContent-Length: 0\n\n",
+        );
+        d.on_request(&reinvite).unwrap();
+        assert_eq!(
+            d.remote_target().unwrap(),
+            "sip:alice@192.0.2.9:5070;transport=tcp".parse().unwrap()
+        );
+        assert_eq!(
+            d.next_hop().unwrap().to_string(),
+            "sip:p2.example.com;lr",
+            "a route set still comes first"
+        );
+        let again = d.request(Method::Bye, via(), Vec::new()).unwrap();
+        assert_eq!(
+            again.uri().to_string(),
+            "sip:alice@192.0.2.9:5070;transport=tcp"
+        );
+        assert_eq!((from(&again), to(&again)), (from(&bye), to(&bye)));
+    }
+
+    #[test]
     fn strict_router_becomes_the_request_uri() {
         let inv = invite();
         let mut resp = Response::from_request(&inv, 200);
