@@ -9,10 +9,14 @@
 //! come as stateless 503s from the endpoint. The fourth refuses by queueing delay and the
 //! fifth writes RFC 7339's overload figures into the Via of answers to Vias that ask.
 //!
-//! Behind the core sits one session's offer/answer machine (`sipua_proto::session`), as the
-//! session task uses it: each request's body is classified by it and answered by its verdict
-//! (an answer in the 2xx, 491 on glare, 500 while an offer is pending), ACK and PRACK bodies
-//! are taken by it, and a refused call leaves it unchanged. Beside it, the session's
+//! Behind the core sits one session's media machine (`sipua_proto::session::Media`, holding
+//! its offer/answer state), as the session task uses it: each request's body is classified by
+//! it and answered by its verdict (an answer or the owed offer in the 2xx, 491 on glare, 500
+//! while an offer is pending, 488 when the handler fails), ACK and PRACK bodies are taken by
+//! it, and a refused body asks nothing. What it asks goes to a model handler with WebRTC's
+//! rules (an offer applied only when stable, an answer only to an offer of ours), which fails
+//! an ask when a message's length says so: the machine never asks what the handler's state
+//! forbids, and after each request the two agree on what is pending. Beside it, the session's
 //! lifecycle machine (`Lifecycle`) takes what the core reports of the first call: the INVITE
 //! and its answer, ACK, ACK timeout, CANCEL, BYE, with a hang-up asked for when a message's
 //! length says so, its timers fired as time moves and its events handled as the session task
@@ -35,45 +39,113 @@ use sipua_message::Method;
 use sipua_proto::session::callee::{Callee, ProgressError, Rel100};
 use sipua_proto::session::caller::{Caller, Final};
 use sipua_proto::session::lifecycle::{Bye, Event, Lifecycle, SessionState};
-use sipua_proto::session::{Message, Negotiation, OfferAnswerError};
+use sipua_proto::session::media::Ask;
+use sipua_proto::session::{Media, Message, OfferAnswer, OfferAnswerError};
 use sipua_proto::ua::{DigestServerConfig, UaConfig, UaCore, UaEvent};
 
-/// What a request's body is to the session's machine, and the status it is answered with.
-fn negotiate(oa: &mut Negotiation, method: &Method, has_body: bool, default: u16) -> u16 {
-    let before = oa.clone();
+/// What a model media handler holds, as WebRTC's signalling states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    Stable,
+    Local,
+    Remote,
+}
+
+/// Does what the media machine asks of a model handler that fails the `fail`th ask (0: none):
+/// whether all went, and whether a description was made.
+fn asks(media: &mut Media, held: &mut Held, mut fail: u8) -> (bool, bool) {
+    let mut made = false;
+    while let Some(ask) = media.poll_ask() {
+        let allowed = match ask {
+            Ask::ApplyOffer(_) => *held == Held::Stable,
+            Ask::ApplyAnswer(_) => *held == Held::Local,
+            Ask::Describe(_) => *held != Held::Local,
+            Ask::Repeat(_) | Ask::Rollback | Ask::Confirmed => true,
+        };
+        assert!(allowed, "{ask:?} asked of a handler holding {held:?}");
+        fail = fail.saturating_sub(1);
+        if fail == 0 && matches!(ask, Ask::ApplyOffer(_) | Ask::ApplyAnswer(_) | Ask::Describe(_)) {
+            media.failed();
+            while let Some(after) = media.poll_ask() {
+                assert_eq!(after, Ask::Rollback, "only a roll-back follows a failure");
+                *held = Held::Stable;
+            }
+            return (false, false);
+        }
+        match ask {
+            Ask::ApplyOffer(_) => *held = Held::Remote,
+            Ask::ApplyAnswer(_) | Ask::Rollback => *held = Held::Stable,
+            Ask::Describe(_) => {
+                *held = if *held == Held::Remote { Held::Stable } else { Held::Local };
+                made = true;
+            }
+            Ask::Repeat(_) => made = true,
+            Ask::Confirmed => {}
+        }
+    }
+    (true, made)
+}
+
+/// The handler holds what the negotiation says is pending.
+fn agree(media: &Media, held: Held) {
+    assert!(!media.busy());
+    let ok = match media.state() {
+        OfferAnswer::Stable | OfferAnswer::AwaitingOffer => held == Held::Stable,
+        OfferAnswer::LocalOffer(_) => held == Held::Local,
+        OfferAnswer::RemoteOffer(_) => held == Held::Remote,
+        OfferAnswer::OweOffer => held != Held::Remote,
+    };
+    assert!(ok, "the handler holds {held:?} in {:?}", media.state());
+}
+
+/// What a request's body is to the session's machine, the status it is answered with, and
+/// the handler's part, failing the `fail`th ask.
+fn negotiate(
+    media: &mut Media,
+    held: &mut Held,
+    method: &Method,
+    has_body: bool,
+    default: u16,
+    fail: u8,
+) -> u16 {
     let carrier = match method {
         Method::Invite => Message::Invite,
         Method::Update => Message::Update,
         Method::Prack => Message::Prack,
         _ => return default,
     };
-    let taken = match (has_body, carrier) {
-        (true, m) => oa.receive(m).map(|_| ()),
-        (false, Message::Invite) => oa.receive_invite_without_offer(),
-        (false, _) => Ok(()),
-    };
-    match taken {
+    let before = *media.negotiation();
+    let status = match media.received(carrier, has_body) {
         Err(e) => {
-            assert_eq!(*oa, before, "a refused body changed the state");
+            assert_eq!(*media.negotiation(), before, "a refused body changed the state");
+            assert!(!media.busy(), "a refused body asked something");
             if e == OfferAnswerError::Glare { 491 } else { 500 }
         }
-        Ok(()) if default >= 300 => {
-            oa.rollback();
+        Ok(_) if default >= 300 => {
+            media.rollback();
+            asks(media, held, 0);
             default
         }
-        Ok(()) => {
+        Ok(_) => {
             let ok = match carrier {
                 Message::Invite => Message::Success,
                 Message::Update => Message::UpdateSuccess,
                 _ => Message::PrackSuccess,
             };
-            // our answer, or the offer an INVITE without one asks for
-            if oa.send_answer(ok).is_err() && carrier == Message::Invite {
-                let _ = oa.send_offer(ok);
+            // our answer, or the offer an INVITE without one asks for (a PRACK's answer is
+            // applied, its 2xx carries nothing)
+            media.respond(ok);
+            match asks(media, held, fail) {
+                (true, made) => {
+                    media.sent(ok, made);
+                    default
+                }
+                (false, _) => 488,
             }
-            default
         }
-    }
+    };
+    agree(media, *held);
+    status
 }
 
 /// Handles the lifecycle machine's events as the session task does.
@@ -121,7 +193,8 @@ fuzz_target!(|data: &[u8]| {
     });
     ua.set_draining(data.first().is_some_and(|b| b & 4 == 4));
     let mut now = Instant::now();
-    let mut oa = Negotiation::new();
+    let mut media = Media::new();
+    let mut held = Held::Stable;
     // the first call's lifecycle, once its INVITE has come
     let mut life: Option<Lifecycle<Instant>> = None;
     // the first call's callee side, once its INVITE has come
@@ -196,19 +269,33 @@ fuzz_target!(|data: &[u8]| {
                 assert!(l.state() >= before);
             }
             if let UaEvent::Ack { request, .. } = &ev {
-                if !request.body_bytes().is_empty() {
-                    let before = oa.clone();
-                    if oa.receive(Message::Ack).is_err() {
-                        assert_eq!(oa, before);
+                let before = *media.negotiation();
+                match media.received(Message::Ack, !request.body_bytes().is_empty()) {
+                    Ok(_) => {
+                        asks(&mut media, &mut held, (msg.len() % 9) as u8);
                     }
+                    Err(OfferAnswerError::Missing) => {
+                        asks(&mut media, &mut held, 0);
+                    }
+                    Err(_) => assert_eq!(*media.negotiation(), before),
                 }
+                media.confirm();
+                asks(&mut media, &mut held, 0);
+                // an answer the handler failed leaves our offer open, and the handler its offer
+                agree(&media, held);
             }
             if let UaEvent::Request { id, request, .. } = ev {
                 // a TU that answers everything, by the session machine's verdict; if the core
                 // refuses the answer, a 500 must do
                 let status = if msg.len() % 2 == 0 { 200 } else { 486 };
-                let status =
-                    negotiate(&mut oa, request.method(), !request.body_bytes().is_empty(), status);
+                let status = negotiate(
+                    &mut media,
+                    &mut held,
+                    request.method(),
+                    !request.body_bytes().is_empty(),
+                    status,
+                    (msg.len() % 5) as u8,
+                );
                 let sent = ua.response(id, status).ok().is_some_and(|r| ua.respond(now, id, r).is_ok());
                 if !sent {
                     let r = ua.response(id, 500).expect("a 500 can always be built");

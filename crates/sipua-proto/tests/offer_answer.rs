@@ -542,7 +542,7 @@ fn a_rogue_sequence_never_corrupts_the_state() {
     for _ in 0..2000 {
         let mut oa = Negotiation::new();
         for _ in 0..60 {
-            let before = oa.clone();
+            let before = oa;
             let m = messages[(rng.next_u64() % messages.len() as u64) as usize];
             let r = match rng.next_u64() % 6 {
                 0 => oa.send_offer(m).map(|_| None),

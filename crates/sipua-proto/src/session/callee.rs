@@ -1,5 +1,5 @@
 //! The callee's side of the initial INVITE: which provisional responses go reliably and
-//! when one may (RFC 3262 §3, §4), and whether the INVITE's offer has been taken.
+//! when one may (RFC 3262 §3, §4).
 //!
 //! [`Callee`] knows what the INVITE said of 100rel ([`Rel100`]: required, supported, or
 //! neither) and keeps whether a reliable provisional response awaits its PRACK:
@@ -62,8 +62,6 @@ pub struct Callee {
     rel100: Rel100,
     /// A reliable provisional response awaits its PRACK.
     prack_awaited: bool,
-    /// The INVITE's offer has been given to the media handler.
-    offer_taken: bool,
 }
 
 impl Callee {
@@ -72,7 +70,6 @@ impl Callee {
         Callee {
             rel100,
             prack_awaited: false,
-            offer_taken: false,
         }
     }
 
@@ -111,16 +108,6 @@ impl Callee {
     /// The PRACK came (or never will: its timer fired): whether one was awaited.
     pub fn handle_prack(&mut self) -> bool {
         std::mem::take(&mut self.prack_awaited)
-    }
-
-    /// Whether the INVITE's offer has been given to the media handler (once only).
-    pub fn offer_taken(&self) -> bool {
-        self.offer_taken
-    }
-
-    /// The INVITE's offer has been given to the media handler.
-    pub fn took_offer(&mut self) {
-        self.offer_taken = true;
     }
 }
 

@@ -9,6 +9,10 @@
 //!   the CANCEL ask for: the callee's 480/487 when unanswered, a BYE held until the ACK of
 //!   our 2xx, a caller's CANCEL once and only before the answer, and the session timer,
 //!   as `handle_*`/`poll_*` like the rest of the core.
+//! - [`media`]: what the session asks of its media handler ([`Media`], holding the
+//!   [`Negotiation`]): apply the peer's offer or answer, make ours, repeat the one a 1xx
+//!   carried, roll back a failed exchange, the dialog is confirmed, as [`media::Ask`]s drained
+//!   with `poll_ask`, so that the driver only does what it is asked.
 //! - [`reoffer`]: our re-INVITEs and UPDATEs after the first exchange ([`Reoffers`]): one
 //!   at a time (the one "request pending" rule for re-INVITE, UPDATE and the session
 //!   timer's refresh), held for the ACK that answers our 2xx's offer, and a refused one
@@ -29,13 +33,14 @@
 //! - [`timer`]: session timers (RFC 4028): what a caller asks for, what a callee decides
 //!   (422 or the interval and the refresher), and when a running timer is due.
 //!
-//! The async `sipua` crate's session task drives these: it tells the machine what it sends
-//! and asks it what a received body is before it gives the body to the media handler.
+//! The async `sipua` crate's session task drives these: it tells [`Media`] what it sends and
+//! receives, and does what the machine asks of the handler.
 
 pub mod backoff;
 pub mod callee;
 pub mod caller;
 pub mod lifecycle;
+pub mod media;
 pub mod negotiation;
 pub mod reoffer;
 pub mod timer;
@@ -44,5 +49,6 @@ pub mod transfer;
 pub use callee::Callee;
 pub use caller::Caller;
 pub use lifecycle::{Lifecycle, SessionState};
+pub use media::Media;
 pub use negotiation::{Message, Negotiation, OfferAnswer, OfferAnswerError, Received};
 pub use reoffer::Reoffers;

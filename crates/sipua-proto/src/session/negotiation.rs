@@ -110,6 +110,10 @@ pub enum OfferAnswerError {
     /// none is awaited, an offer in a response while an exchange is under way, a body in
     /// an ACK that owes nothing). The body is to be ignored, the state is unchanged.
     Unexpected,
+    /// A 2xx or an ACK without the session description it owes: the answer to our offer,
+    /// or the offer our INVITE without one asked for (RFC 3261 §13.2.1, §13.3.1). The
+    /// exchange is rolled back.
+    Missing,
 }
 
 impl std::fmt::Display for OfferAnswerError {
@@ -118,6 +122,7 @@ impl std::fmt::Display for OfferAnswerError {
             OfferAnswerError::Glare => "both sides offered at once (glare)",
             OfferAnswerError::Pending => "an offer/answer exchange is already under way",
             OfferAnswerError::Unexpected => "a session description this message may not carry",
+            OfferAnswerError::Missing => "a session description this message owes is missing",
         })
     }
 }
@@ -125,7 +130,7 @@ impl std::fmt::Display for OfferAnswerError {
 impl std::error::Error for OfferAnswerError {}
 
 /// The offer/answer machine of one session: feed it what is sent and received, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Negotiation {
     state: OfferAnswer,
     /// Exchanges completed so far (an offer and its answer).
@@ -247,6 +252,12 @@ impl Negotiation {
         }
         self.state = next;
         Ok(what)
+    }
+
+    /// Puts the machine back where a run of media asks began ([`Media::failed`](super::Media::failed)).
+    pub(super) fn restore(&mut self, state: OfferAnswer, exchanges: u32) {
+        self.state = state;
+        self.exchanges = exchanges;
     }
 
     /// The exchange under way failed (our offer refused, its request lost, the peer's offer

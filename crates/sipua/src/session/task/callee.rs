@@ -14,55 +14,19 @@ impl Task {
         }
     }
 
-    /// Gives the INVITE's offer to the handler, once (a response that failed to go out may be
-    /// made again).
-    async fn apply_invite_offer(&mut self) -> Result<(), Error> {
-        if self.uas().is_none_or(|u| u.callee.offer_taken()) {
-            return Ok(());
-        }
-        let Some(body) = self.received_invite().and_then(|r| body_and_type(&*r)) else {
-            return Ok(());
-        };
-        self.remote_description(Some(body)).await?;
-        if let Some(u) = self.uas() {
-            u.callee.took_offer();
-        }
-        Ok(())
-    }
-
-    /// The description a response to the initial INVITE (a 1xx or the 2xx) carries, by
-    /// where the negotiation stands: our answer to the INVITE's offer, our offer when it had
-    /// none, or the last description again once an exchange completed (RFC 3261 §13.3.1,
-    /// RFC 6337 §3.1). Commit it with [`Task::sent_in_response`] once sent.
-    pub(super) async fn response_description(&mut self) -> Result<BodyAndContentType, Error> {
-        match (self.oa.state(), &self.last_local) {
-            (OfferAnswer::RemoteOffer(Message::Invite), _) => {
-                self.apply_invite_offer().await?;
-                self.local_description(None).await
-            }
-            // the same offer again (an unreliable 1xx showed it), or the session as it
-            // stands after an exchange in a 1xx, PRACK or UPDATE
-            (OfferAnswer::OweOffer | OfferAnswer::Stable | OfferAnswer::LocalOffer(_), Some(d)) => {
-                Ok((**d).clone())
-            }
-            _ => self.local_description(None).await,
-        }
-    }
-
-    /// A response to the initial INVITE carrying [`Task::response_description`] went out
-    /// in `m`: it answered the INVITE's offer, or made the offer the INVITE asked for.
-    pub(super) fn sent_in_response(&mut self, m: Message) {
-        match self.oa.state() {
-            OfferAnswer::RemoteOffer(offer) if offer.answered_by(m) => {
-                let _ = self.oa.send_answer(m);
-            }
-            // an unreliable 1xx cannot carry the offer: the machine keeps waiting for the
-            // reliable 1xx or the 2xx that will
-            OfferAnswer::OweOffer => {
-                let _ = self.oa.send_offer(m);
-            }
-            _ => {}
-        }
+    /// The description a response to the initial INVITE (a 1xx or the 2xx, `m`) carries, as
+    /// the media machine asks for it (RFC 3261 §13.3.1, RFC 6337 §3.1): our answer to the
+    /// INVITE's offer (applied first, once), our offer when it had none, or the last
+    /// description again once an exchange completed. It counts once sent
+    /// (`self.media.sent(m, true)`).
+    pub(super) async fn response_description(
+        &mut self,
+        m: Message,
+    ) -> Result<BodyAndContentType, Error> {
+        self.media.respond(m);
+        self.media_asks(None, None).await?.ok_or_else(|| {
+            Error::SessionDescriptionHandler(crate::SdhError::new("no session description"))
+        })
     }
 
     pub(super) async fn accept(&mut self, o: InvitationAcceptOptions) -> Result<(), Error> {
@@ -74,7 +38,7 @@ impl Task {
         };
         let id = u.id;
         self.transition(SessionState::Establishing);
-        let answer = match self.response_description().await {
+        let answer = match self.response_description(Message::Success).await {
             Ok(x) => x,
             Err(e) => {
                 let (status, headers) = match &e {
@@ -107,7 +71,8 @@ impl Task {
                     // RFC 4028 §8.1: 422 with our minimum; the caller may try again
                     let min_se = Header::new(HeaderName::MinSe, min.to_string());
                     let _ = self.respond(id, 422, None, vec![min_se], None).await;
-                    self.rollback().await;
+                    self.media.rollback();
+                    self.media_settle().await;
                     self.life.final_sent(false);
                     self.terminate(EndReason::LocalReject { status: 422 });
                     return Err(Error::Rejected {
@@ -127,7 +92,7 @@ impl Task {
             }
         }
         let dialog = self.respond(id, 200, None, extra, Some(answer)).await?;
-        self.sent_in_response(Message::Success);
+        self.media.sent(Message::Success, true);
         // no response of ours repeats a description any more (the core resends the 2xx)
         self.last_local = None;
         if let Some((interval, we_refresh)) = timer {
@@ -172,7 +137,13 @@ impl Task {
         // is outside the negotiation
         let (body, negotiated) = match (o.body, status) {
             (Some(b), _) => (Some(b), false),
-            (None, 183) => (Some(self.response_description().await?), true),
+            (None, 183) => (
+                Some(
+                    self.response_description(Message::Provisional { reliable })
+                        .await?,
+                ),
+                true,
+            ),
             _ => (None, false),
         };
         self.transition(SessionState::Establishing);
@@ -182,7 +153,7 @@ impl Task {
             u.callee.sent_reliably();
         }
         if negotiated {
-            self.sent_in_response(Message::Provisional { reliable });
+            self.media.sent(Message::Provisional { reliable }, true);
         }
         Ok(reliable)
     }
@@ -205,14 +176,17 @@ impl Task {
         if !self.life.handle_ack() {
             return;
         }
-        if self.oa.state() == OfferAnswer::LocalOffer(Message::Success) {
+        if self.media.state() == OfferAnswer::LocalOffer(Message::Success) {
             // our 2xx offered: the ACK answers (RFC 3264 §5)
             let body = body_and_type(&request);
-            match body {
-                Some(_) => drop(self.oa.receive(Message::Ack)),
-                None => self.oa.rollback(),
-            }
-            if let Err(e) = self.remote_description(body).await {
+            let applied = match self.media.received(Message::Ack, body.is_some()) {
+                Ok(_) => self.media_asks(body.as_ref(), None).await.map(drop),
+                Err(why) => {
+                    self.media_settle().await;
+                    Err(offer_answer_error(why))
+                }
+            };
+            if let Err(e) = applied {
                 self.terminate(EndReason::MediaFailure(Box::new(e.clone())));
                 // one BYE: the one asked for if it waited for this ACK, else ours
                 if self.bye_after_ack.is_none() {
@@ -224,9 +198,8 @@ impl Task {
             }
         }
         // our 2xx is acknowledged: the peer is who its offer says (RFC 3261 §13.3.1.4)
-        if let Some(sdh) = self.sdh.as_mut() {
-            sdh.confirmed();
-        }
+        self.media.confirm();
+        self.media_settle().await;
         if let Some(d) = &self.delegate() {
             d.on_ack(&request);
         }

@@ -71,7 +71,10 @@ impl Task {
         let body = if without_sdp {
             None
         } else {
-            Some(self.local_description(None).await?)
+            self.media
+                .offer(Message::Invite)
+                .map_err(offer_answer_error)?;
+            self.media_asks(None, None).await?
         };
         let body_for_core = to_body(body.clone())?;
         let resend = Resend {
@@ -87,11 +90,7 @@ impl Task {
             uac.caller.sent(body.is_some());
             uac.resend = Some(Box::new(resend));
         }
-        let _ = if body.is_some() {
-            self.oa.send_offer(Message::Invite)
-        } else {
-            self.oa.send_invite_without_offer()
-        };
+        self.media.sent(Message::Invite, body.is_some());
         self.transition(SessionState::Establishing);
         Ok(())
     }
@@ -217,7 +216,7 @@ impl Task {
         let status = response.status();
         let body = body_and_type(&response);
         let cancelled = self.life.cancelled();
-        let answer_awaited = self.oa.state() == OfferAnswer::LocalOffer(Message::Invite);
+        let answer_awaited = self.media.state() == OfferAnswer::LocalOffer(Message::Invite);
         if !matches!(self.role, Role::Uac(_)) {
             return;
         }
@@ -230,10 +229,17 @@ impl Task {
             // sends without a body: the 2xx's offer is taken instead)
             let early = matches!(&self.role, Role::Uac(u)
                 if u.caller.early_media(dialog.as_ref(), body.is_some(), answer_awaited));
-            if early && self.remote_description(body).await.is_ok() {
+            if early {
                 let reliable = response.headers().get(&HeaderName::RSeq).is_some();
-                let _ = self.oa.receive(Message::Provisional { reliable });
-                if let (Role::Uac(u), Some(d)) = (&mut self.role, dialog) {
+                let m = Message::Provisional { reliable };
+                // an answer the handler cannot apply leaves the offer open for the 2xx's
+                let applied = match self.media.received(m, body.is_some()) {
+                    Ok(Some(Received::Answer)) => {
+                        self.media_asks(body.as_ref(), None).await.is_ok()
+                    }
+                    _ => false,
+                };
+                if let (true, Role::Uac(u), Some(d)) = (applied, &mut self.role, dialog) {
                     u.caller.early_applied(d);
                 }
             }
@@ -290,10 +296,7 @@ impl Task {
             Confirm::Answer => {
                 // the answer; or another fork answered and its answer replaces the early one
                 // (SIP.js gives up the call here; the media follows the dialog that won)
-                if body.is_some() {
-                    let _ = self.oa.receive(Message::Success);
-                }
-                self.remote_description(body).await
+                self.take_answer(Message::Success, body.as_ref()).await
             }
             // the 2xx offers; our answer goes in the ACK
             Confirm::AnswerInAck => self.answer_in_ack(&d, seq, body).await,
@@ -309,9 +312,8 @@ impl Task {
         match outcome {
             Ok(()) => {
                 // the peer's 2xx, acknowledged by us: the dialog is confirmed
-                if let Some(sdh) = self.sdh.as_mut() {
-                    sdh.confirmed();
-                }
+                self.media.confirm();
+                self.media_settle().await;
                 self.transition(SessionState::Established)
             }
             Err(e) => {
@@ -330,27 +332,31 @@ impl Task {
         seq: u32,
         offer: Option<BodyAndContentType>,
     ) -> Result<(), Error> {
-        let taken = offer.as_ref().map(|_| self.oa.receive(Message::Success));
-        let answer = match taken {
-            Some(Ok(Received::Offer)) | None => match self.remote_description(offer).await {
-                Ok(()) => {
-                    self.local_description(self.answer_options.clone().as_ref())
-                        .await
+        let answer = match self.media.received(Message::Success, offer.is_some()) {
+            Ok(Some(Received::Offer)) => {
+                self.media.respond(Message::Ack);
+                let options = self.answer_options.clone();
+                match self.media_asks(offer.as_ref(), options.as_ref()).await {
+                    Ok(Some(answer)) => Ok(answer),
+                    Ok(None) => Err(offer_answer_error(OfferAnswerError::Missing)),
+                    Err(e) => Err(e),
                 }
-                Err(e) => Err(e),
-            },
-            Some(other) => Err(Error::SessionDescriptionHandler(crate::SdhError::new(
+            }
+            Err(OfferAnswerError::Missing) => {
+                self.media_settle().await;
+                Err(offer_answer_error(OfferAnswerError::Missing))
+            }
+            other => Err(Error::SessionDescriptionHandler(crate::SdhError::new(
                 format!("the 2xx carried no offer ({other:?})"),
             ))),
         };
         match answer {
             Ok(answer) => {
-                let _ = self.oa.send_answer(Message::Ack);
+                self.media.sent(Message::Ack, true);
                 self.ack(d, seq, Some(answer)).await;
                 Ok(())
             }
             Err(e) => {
-                self.oa.rollback();
                 self.ack(d, seq, None).await;
                 Err(e)
             }

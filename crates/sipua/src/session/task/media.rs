@@ -1,6 +1,7 @@
 //! The session's media handler as the task uses it: made on first need with the session's
-//! context, asked for descriptions (the last one kept, for a response that repeats it), told
-//! the peer's, rolled back with the negotiation when an exchange fails (RFC 3264 §8); and the
+//! context, and called only for what the media machine (`sipua_proto::session::Media`) asks:
+//! apply the peer's offer or answer, make our description (the last one kept, for a response
+//! that repeats it), roll back a failed exchange (RFC 3264 §8), the dialog confirmed. And the
 //! bodies of messages as the handler sees them.
 
 use super::*;
@@ -48,7 +49,100 @@ impl Task {
             .ok_or_else(|| Error::SessionDescriptionHandler(crate::SdhError::new("no handler")))
     }
 
-    pub(super) async fn local_description(
+    /// Does what the media machine asks ([`Media::poll_ask`]), in order, and nothing else:
+    /// `incoming` is the peer's description that arrived (the callee's INVITE's offer when
+    /// none is given), `options` what ours is made with (the session's when none). Returns
+    /// the description made or repeated for the message about to go, if one was asked for.
+    /// When the handler fails an ask, the machine hears it ([`Media::failed`]: back to where
+    /// the run began) and the roll-back it then asks for is done before the error returns.
+    pub(super) async fn media_asks(
+        &mut self,
+        incoming: Option<&BodyAndContentType>,
+        options: Option<&SessionDescriptionHandlerOptions>,
+    ) -> Result<Option<BodyAndContentType>, Error> {
+        let mut made = None;
+        while let Some(ask) = self.media.poll_ask() {
+            let done = match ask {
+                MediaAsk::ApplyOffer(m) | MediaAsk::ApplyAnswer(m) => {
+                    let body = match incoming {
+                        Some(b) => Some(b.clone()),
+                        None if m == Message::Invite => {
+                            self.received_invite().and_then(|r| body_and_type(&*r))
+                        }
+                        None => None,
+                    };
+                    self.remote_description(body).await
+                }
+                MediaAsk::Describe(_) => match self.local_description(options).await {
+                    Ok(d) => {
+                        made = Some(d);
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                },
+                MediaAsk::Repeat(_) => match self.last_local.as_deref() {
+                    Some(d) => {
+                        made = Some(d.clone());
+                        Ok(())
+                    }
+                    None => Err(Error::SessionDescriptionHandler(crate::SdhError::new(
+                        "no description to repeat",
+                    ))),
+                },
+                MediaAsk::Rollback => {
+                    if let Some(sdh) = self.sdh.as_mut() {
+                        let _ = sdh.rollback_description().await;
+                    }
+                    Ok(())
+                }
+                MediaAsk::Confirmed => {
+                    if let Some(sdh) = self.sdh.as_mut() {
+                        sdh.confirmed();
+                    }
+                    Ok(())
+                }
+            };
+            if let Err(e) = done {
+                self.media.failed();
+                while let Some(ask) = self.media.poll_ask() {
+                    if let (MediaAsk::Rollback, Some(sdh)) = (ask, self.sdh.as_mut()) {
+                        let _ = sdh.rollback_description().await;
+                    }
+                }
+                return Err(e);
+            }
+        }
+        Ok(made)
+    }
+
+    /// The answer to our INVITE's offer arrived in its 2xx (`m`): applied. A 2xx without one
+    /// rolls the exchange back and is an error; a 2xx whose exchange another fork's 1xx
+    /// completed brings the answer that replaces that one (the media follows the dialog that
+    /// won).
+    pub(super) async fn take_answer(
+        &mut self,
+        m: Message,
+        body: Option<&BodyAndContentType>,
+    ) -> Result<(), Error> {
+        match (self.media.received(m, body.is_some()), body) {
+            (Ok(Some(Received::Answer)), _) => {}
+            (_, Some(_)) => self.media.replace_answer(m),
+            (Err(why), None) => {
+                self.media_settle().await;
+                return Err(offer_answer_error(why));
+            }
+            (Ok(_), None) => return Err(offer_answer_error(OfferAnswerError::Missing)),
+        }
+        self.media_asks(body, None).await.map(drop)
+    }
+
+    /// Does what the media machine asks when no description is to come of it (a roll-back,
+    /// the dialog confirmed).
+    pub(super) async fn media_settle(&mut self) {
+        let _ = self.media_asks(None, None).await;
+    }
+
+    async fn local_description(
         &mut self,
         options: Option<&SessionDescriptionHandlerOptions>,
     ) -> Result<BodyAndContentType, Error> {
@@ -59,14 +153,14 @@ impl Task {
             .get_description(&options, &modifiers)
             .await
             .map_err(Error::from)?;
-        if self.life.may_answer() {
+        if self.media.keeps_descriptions() {
             self.last_local = Some(Box::new(d.clone()));
         }
         Ok(d)
     }
 
-    /// Gives the peer's description in `body`/`content_type` to the handler.
-    pub(super) async fn remote_description(
+    /// Gives the peer's description to the handler.
+    async fn remote_description(
         &mut self,
         message_body: Option<BodyAndContentType>,
     ) -> Result<(), Error> {
@@ -85,15 +179,16 @@ impl Task {
         self.info().remote_description = Some(d);
         Ok(())
     }
+}
 
-    /// The exchange under way failed: the handler and the negotiation go back to the
-    /// previous session (RFC 3264 §8).
-    pub(super) async fn rollback(&mut self) {
-        self.oa.rollback();
-        if let Some(sdh) = self.sdh.as_mut() {
-            let _ = sdh.rollback_description().await;
-        }
-    }
+/// The error a session reports for a body the negotiation did not allow, or one it owed and
+/// lacked.
+pub(super) fn offer_answer_error(why: OfferAnswerError) -> Error {
+    let text = match why {
+        OfferAnswerError::Missing => "no session description".to_owned(),
+        other => other.to_string(),
+    };
+    Error::SessionDescriptionHandler(crate::SdhError::new(text))
 }
 
 /// The body of a message with its content type, if it has a body.

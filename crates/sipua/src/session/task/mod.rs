@@ -8,8 +8,9 @@
 //! [`media`] the media handler and message bodies. Two sans-IO machines of
 //! `sipua_proto::session` hold the rules: where the session is and what its clock and the ACK
 //! ask for is [`Task::life`]'s (`Lifecycle`: the task arms its one timer at `poll_timeout`,
-//! and does what `poll_event` asks), where the offer/answer stands is [`Task::oa`]'s
-//! (`Negotiation`), which re-offer of ours is under way and when a refused one goes again
+//! and does what `poll_event` asks), where the offer/answer stands and what the media handler
+//! is to do is [`Task::media`]'s (`Media`: the task does what its `poll_ask` asks, in
+//! [`media`]), which re-offer of ours is under way and when a refused one goes again
 //! is [`Task::reoffer`]'s (`Reoffers`, on the same timer).
 
 mod callee;
@@ -34,11 +35,12 @@ use sipua_proto::rng::Rng;
 use sipua_proto::session::callee::{ProgressError, Rel100};
 use sipua_proto::session::caller::{Confirm, Final};
 use sipua_proto::session::lifecycle::{self, Bye, Cancel, Lifecycle};
+use sipua_proto::session::media::Ask as MediaAsk;
 use sipua_proto::session::reoffer::{Ask, Event as ReofferEvent, Kind, Outcome, Reoffers};
 use sipua_proto::session::timer;
 use sipua_proto::session::transfer::Refers;
 use sipua_proto::session::{
-    Callee, Caller, Message, Negotiation, OfferAnswer, OfferAnswerError, Received,
+    Callee, Caller, Media, Message, OfferAnswer, OfferAnswerError, Received,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -60,7 +62,7 @@ use crate::sdh::{
 };
 use crate::tasks::{state_channel, StateSender};
 use crate::user_agent::Shared;
-use media::{body_and_type, retry_after_secs, to_body};
+use media::{body_and_type, offer_answer_error, retry_after_secs, to_body};
 use park::Next;
 use start::record_dialog;
 pub(crate) use start::{spawn_invitation, spawn_inviter};
@@ -76,7 +78,7 @@ struct Uac {
     invite: Option<TransactionId>,
     /// What the INVITE's responses mean (whether it offered, the early dialog whose answer
     /// was applied, the dialog that won, the one resend after a 422); where the negotiation
-    /// stands is [`Task::oa`]'s.
+    /// stands is [`Task::media`]'s.
     caller: Caller<DialogId>,
     /// What the INVITE was sent with, to send it again after a 422 (RFC 4028 §7.4).
     resend: Option<Box<Resend>>,
@@ -116,7 +118,7 @@ enum Role {
 
 /// Our re-offer as the application asked for it, and who waits for its outcome. Where it
 /// stands (sent, backing off after glare, held for the ACK) is [`Task::reoffer`]'s; whether
-/// it offered is [`Task::oa`]'s.
+/// it offered is [`Task::media`]'s.
 struct Pending {
     request: Reoffer,
     reply: Reply<()>,
@@ -166,12 +168,14 @@ struct Task {
     /// The peer's address (where the INVITE came from, or where ours goes), when known:
     /// on a wildcard address, the media handler names our address towards it.
     peer: Option<std::net::SocketAddr>,
-    /// Where the session's offer/answer stands (RFC 3264, RFC 6337): which exchange is under
-    /// way and which message may carry what. Every body sent or taken goes through it.
-    oa: Negotiation,
+    /// Where the session's offer/answer stands (RFC 3264, RFC 6337) and what the media
+    /// handler is asked to do: every body sent or taken goes through it, and the handler is
+    /// called only for its asks ([`Task::media_asks`]).
+    media: Media,
     /// Callee, while the INVITE is unanswered: the last description we sent, which a 2xx
-    /// (or 1xx) after the exchange completed repeats rather than asking the handler again
-    /// (which would make a new offer). Let go with the 2xx: a held call does not keep it.
+    /// (or 1xx) after the exchange completed repeats ([`MediaAsk::Repeat`])
+    /// rather than asking the handler again (which would make a new offer). Let go with the
+    /// 2xx: a held call does not keep it.
     last_local: Option<Box<BodyAndContentType>>,
     /// A BYE asked for while our 2xx waits for its ACK (held until
     /// [`lifecycle::Event::SendBye`]).
@@ -730,16 +734,17 @@ impl Task {
                 if let Some(reply) = waiting.filter(|_| awaited) {
                     // a PRACK may carry the answer to an offer in our reliable 1xx
                     let body = body_and_type(&request);
-                    let r = match body.as_ref().map(|_| self.oa.receive(Message::Prack)) {
-                        Some(Ok(Received::Answer)) => self.remote_description(body).await,
-                        Some(Ok(Received::Offer)) => {
-                            // its answer belongs in the PRACK's 2xx, which the core sent
-                            // without one: the offer is not taken
-                            tracing::debug!(target: "sipua", "an offer in a PRACK ignored");
-                            self.oa.rollback();
+                    let r = match self.media.received(Message::Prack, body.is_some()) {
+                        Ok(Some(Received::Answer)) => {
+                            self.media_asks(body.as_ref(), None).await.map(drop)
+                        }
+                        // an offer's answer would belong in the PRACK's 2xx, which the core
+                        // sent without one: the machine does not take it
+                        Err(why) => {
+                            tracing::debug!(target: "sipua", %why, "a body in a PRACK ignored");
                             Ok(())
                         }
-                        _ => Ok(()),
+                        Ok(_) => Ok(()),
                     };
                     let _ = reply.send(r);
                 }
@@ -792,13 +797,11 @@ impl Task {
                         EndReason::TransportError
                     });
                 } else if let Some(kind) = self.reoffer.handle_failure(id) {
-                    let open = match kind {
-                        Kind::ReInvite => true,
-                        Kind::Update => self.oa.state() == OfferAnswer::LocalOffer(Message::Update),
-                    };
-                    if open {
-                        self.rollback().await;
-                    }
+                    self.media.refused(match kind {
+                        Kind::ReInvite => Message::Invite,
+                        Kind::Update => Message::Update,
+                    });
+                    self.media_settle().await;
                     if let Some(p) = self.pending.take() {
                         let _ = p.reply.send(Err(e));
                     }

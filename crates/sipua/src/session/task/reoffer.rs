@@ -34,19 +34,7 @@ impl Task {
 
     /// Our 2xx made an offer whose answer comes in the ACK, not here yet.
     pub(super) fn answer_awaits_ack(&self) -> bool {
-        self.life.awaiting_ack() && self.oa.state() == OfferAnswer::LocalOffer(Message::Success)
-    }
-
-    /// The offer of a re-INVITE or UPDATE from the media handler; none `without_sdp`.
-    pub(super) async fn offer_body(
-        &mut self,
-        without_sdp: bool,
-        options: Option<&SessionDescriptionHandlerOptions>,
-    ) -> Result<Option<BodyAndContentType>, Error> {
-        if without_sdp {
-            return Ok(None);
-        }
-        self.local_description(options).await.map(Some)
+        self.life.awaiting_ack() && self.media.state() == OfferAnswer::LocalOffer(Message::Success)
     }
 
     /// Sends the re-INVITE the machine allowed (asked for, or due again after glare).
@@ -91,11 +79,23 @@ impl Task {
         extra_headers: Vec<Header>,
     ) -> Result<TransactionId, Error> {
         let invite = method == Method::Invite;
+        let carrier = if invite {
+            Message::Invite
+        } else {
+            Message::Update
+        };
         let opens = invite || !without_sdp;
-        if opens && !self.oa.can_offer() {
+        if opens && !self.media.can_offer() {
             return Err(Error::RequestPending);
         }
-        let body = self.offer_body(without_sdp, sdh_options).await?;
+        let body = if without_sdp {
+            None
+        } else {
+            self.media
+                .offer(carrier)
+                .map_err(|_| Error::RequestPending)?;
+            self.media_asks(None, sdh_options).await?
+        };
         let offered = body.is_some();
         let defer_ack = method == Method::Invite && !offered;
         let options = RequestOptions {
@@ -104,21 +104,13 @@ impl Task {
         };
         match self.send_in_dialog(d, method, options, defer_ack).await {
             Ok(id) => {
-                let carrier = if invite {
-                    Message::Invite
-                } else {
-                    Message::Update
-                };
-                let _ = match (offered, invite) {
-                    (true, _) => self.oa.send_offer(carrier),
-                    (false, true) => self.oa.send_invite_without_offer(),
-                    (false, false) => Ok(()),
-                };
+                self.media.sent(carrier, offered);
                 Ok(id)
             }
             Err(e) => {
                 if offered {
-                    self.rollback().await;
+                    self.media.not_sent();
+                    self.media_settle().await;
                 }
                 Err(e)
             }
@@ -199,7 +191,7 @@ impl Task {
             return;
         };
         let Reoffer::Update(o) = request else { return };
-        let offered = self.oa.state() == OfferAnswer::LocalOffer(Message::Update);
+        let offered = self.media.state() == OfferAnswer::LocalOffer(Message::Update);
         if response.is_success() {
             self.refreshed_by_us(&response);
         }
@@ -209,11 +201,20 @@ impl Task {
         let r = if response.is_success() {
             match body_and_type(&response) {
                 Some(answer) if offered => {
-                    let _ = self.oa.receive(Message::UpdateSuccess);
-                    self.remote_description(Some(answer)).await
+                    let r = self
+                        .take_answer(Message::UpdateSuccess, Some(&answer))
+                        .await;
+                    if r.is_err() {
+                        // an answer the handler cannot take ends the exchange
+                        self.media.rollback();
+                        self.media_settle().await;
+                    }
+                    r
                 }
                 None if offered => {
-                    self.rollback().await;
+                    // the machine rolls the exchange back
+                    let _ = self.media.received(Message::UpdateSuccess, false);
+                    self.media_settle().await;
                     Err(Error::SessionDescriptionHandler(crate::SdhError::new(
                         "the 2xx to our UPDATE carried no answer",
                     )))
@@ -222,9 +223,8 @@ impl Task {
             }
         } else {
             // RFC 3311 §5.1: a refused offer leaves the previous session as it was
-            if offered {
-                self.rollback().await;
-            }
+            self.media.refused(Message::Update);
+            self.media_settle().await;
             Err(Error::rejected(&response))
         };
         let _ = reply.send(r);
@@ -246,29 +246,22 @@ impl Task {
     /// The status sent.
     async fn answer_peer(&mut self, id: TransactionId, request: &Request, invite: bool) -> u16 {
         let offer = body_and_type(request);
-        let has_offer = offer.is_some();
-        let taken = match (has_offer, invite) {
-            (true, true) => self.oa.receive(Message::Invite).map(|_| ()),
-            (true, false) => self.oa.receive(Message::Update).map(|_| ()),
-            (false, true) => self.oa.receive_invite_without_offer(),
-            (false, false) => Ok(()), // a refresh opens no exchange
+        let (m, ok) = if invite {
+            (Message::Invite, Message::Success)
+        } else {
+            (Message::Update, Message::UpdateSuccess)
         };
-        if let Err(why) = taken {
+        // an UPDATE without an offer (a refresh) opens no exchange
+        if let Err(why) = self.media.received(m, offer.is_some()) {
             return self.refuse_offer(id, why).await;
         }
+        // our answer to its offer, our offer for a re-INVITE without one, or nothing
+        self.media.respond(ok);
         let options = self.answer_options.clone();
-        let body = match offer {
-            Some(offer) => match self.remote_description(Some(offer)).await {
-                Ok(()) => self.local_description(options.as_ref()).await.map(Some),
-                Err(e) => Err(e),
-            },
-            None if invite => self.local_description(options.as_ref()).await.map(Some),
-            None => Ok(None),
-        };
-        let desc = match body {
+        let desc = match self.media_asks(offer.as_ref(), options.as_ref()).await {
             Ok(desc) => desc,
             Err(e) => {
-                self.rollback().await;
+                // the machine is back where it was, the handler rolled back
                 let warning = vec![self.warning(&e)];
                 let _ = self.respond(id, 488, None, warning, None).await;
                 return 488;
@@ -278,22 +271,16 @@ impl Task {
         let refresh: Vec<Header> = self.refreshed_by_peer(request).into_iter().collect();
         if self.respond(id, 200, None, refresh, desc).await.is_err() {
             if opened {
-                self.oa.rollback();
+                self.media.not_sent();
+                self.media_settle().await;
             }
             return 500;
         }
-        let ok = if invite {
+        if invite {
             // the 2xx waits for its ACK, which answers our offer when we made one
             self.life.reinvite_answered();
-            Message::Success
-        } else {
-            Message::UpdateSuccess
-        };
-        let _ = match (has_offer, invite) {
-            (true, _) => self.oa.send_answer(ok),
-            (false, true) => self.oa.send_offer(ok),
-            (false, false) => Ok(()),
-        };
+        }
+        self.media.sent(ok, opened);
         200
     }
 
@@ -303,7 +290,9 @@ impl Task {
     async fn refuse_offer(&mut self, id: TransactionId, why: OfferAnswerError) -> u16 {
         let (status, headers) = match why {
             OfferAnswerError::Glare => (491, Vec::new()),
-            OfferAnswerError::Pending | OfferAnswerError::Unexpected => (
+            OfferAnswerError::Pending
+            | OfferAnswerError::Unexpected
+            | OfferAnswerError::Missing => (
                 500,
                 vec![Header::typed(&sipua_message::header::RetryAfter::seconds(
                     (self.rng.next_u64() % 11) as u32,
@@ -340,11 +329,8 @@ impl Task {
                 self.answer_options = o.session_description_handler_options.clone();
             }
             let body = body_and_type(&response);
-            let applied = if self.oa.state() == OfferAnswer::LocalOffer(Message::Invite) {
-                if body.is_some() {
-                    let _ = self.oa.receive(Message::Success);
-                }
-                self.remote_description(body).await
+            let applied = if self.media.state() == OfferAnswer::LocalOffer(Message::Invite) {
+                self.take_answer(Message::Success, body.as_ref()).await
             } else {
                 self.answer_in_ack(&d, response.cseq().seq, body).await
             };
@@ -361,7 +347,8 @@ impl Task {
             }
             return;
         }
-        self.rollback().await;
+        self.media.refused(Message::Invite);
+        self.media_settle().await;
         // glare (491) or a peer still busy with an earlier INVITE (500 with Retry-After):
         // the machine sends it again after the back-off of RFC 3261 §14
         if outcome == Outcome::Retrying {
@@ -393,7 +380,7 @@ impl Task {
         let Some(t) = self.life.timer() else { return };
         let Some(kind) = self
             .reoffer
-            .refresh(self.oa.can_offer(), self.peer_allows_update)
+            .refresh(self.media.can_offer(), self.peer_allows_update)
         else {
             self.life
                 .postpone_refresh(Instant::now() + Duration::from_secs(1));

@@ -168,13 +168,9 @@ pub(crate) fn spawn_invitation(
     );
     let mut task = task;
     task.span = span.clone();
-    // the INVITE's offer, or the offer it asks of us (RFC 3261 §13.3.1); a fresh machine
-    // takes either
-    let _ = if offered {
-        task.oa.receive(Message::Invite).map(|_| ())
-    } else {
-        task.oa.receive_invite_without_offer()
-    };
+    // the INVITE's offer, or the offer it asks of us (RFC 3261 §13.3.1): the handler is
+    // asked for anything only once a response needs a description
+    task.media = Media::callee(offered);
     tokio::spawn(tracing::Instrument::instrument(
         Box::pin(Box::new(task).run(Some(invitation))),
         span,
@@ -212,7 +208,7 @@ impl Task {
             reoffer: Reoffers::new(caller),
             pending: None,
             peer: None,
-            oa: Negotiation::new(),
+            media: Media::new(),
             last_local: None,
             bye_after_ack: None,
             life: Lifecycle::caller(),
