@@ -4,9 +4,10 @@
 //! scenarios run as whole user agents over the simulated network in
 //! `crates/sipua/tests/session.rs`.
 //!
-//! - The offer/answer part, against `Negotiation`, with and without an offer in the INVITE
-//!   as SIP.js runs them: which message carries the offer, which the answer, what a failure
-//!   leaves.
+//! - The offer/answer part, against `Media` (the machine the session task drives, holding the
+//!   `Negotiation`), with and without an offer in the INVITE as SIP.js runs them: which
+//!   message carries the offer, which the answer, what each side's media handler is asked
+//!   and when, what a failure leaves.
 //! - The state part, against `Lifecycle` (one per side): accept and reject, once and twice;
 //!   CANCEL before and after a provisional and its races with the 200; hanging up before
 //!   the ACK, with the ACK lost for good; the no-answer and `Expires` timeouts; a re-INVITE
@@ -16,7 +17,7 @@
 //! - The caller's responses, against `Caller`: a forked INVITE (early media from one fork,
 //!   the 2xx of another, the first's late 2xx ended), the one resend after a 422, a 2xx
 //!   crossing the CANCEL.
-//! - The callee's reliable provisional responses, against `Callee` and `Negotiation`: the
+//! - The callee's reliable provisional responses, against `Callee` and `Media`: the
 //!   answer in a reliable 183, the next reliable 1xx held until its PRACK.
 
 use std::time::Duration;
@@ -25,45 +26,86 @@ use sipua_proto::rng::Rng;
 use sipua_proto::session::callee::{Callee, ProgressError, Rel100};
 use sipua_proto::session::caller::{Caller, Confirm, Final};
 use sipua_proto::session::lifecycle::{Bye, Cancel, Event as LifeEvent, Lifecycle, SessionState};
+use sipua_proto::session::media::Ask as Do;
 use sipua_proto::session::reoffer::{Ask, Event, Kind, Outcome, Reoffers};
-use sipua_proto::session::{Message, Negotiation, OfferAnswer, OfferAnswerError, Received};
+use sipua_proto::session::{Media, Message, OfferAnswer, OfferAnswerError, Received};
 use Message::*;
 use SessionState::*;
 
+/// What `side`'s media handler is asked, drained.
+fn asks(side: &mut Media) -> Vec<Do> {
+    std::iter::from_fn(|| side.poll_ask()).collect()
+}
+
+/// `side` offers in request `m`: its handler describes, and the request goes.
+fn offers(side: &mut Media, m: Message) {
+    side.offer(m).unwrap();
+    assert_eq!(asks(side), [Do::Describe(m)]);
+    side.sent(m, true);
+}
+
+/// `side` sends response (or ACK) `m`: what its handler is asked for it, then it goes
+/// (with a body when one was made or repeated).
+fn responds(side: &mut Media, m: Message) -> Vec<Do> {
+    let carries = side.respond(m);
+    let done = asks(side);
+    assert_eq!(carries, !done.is_empty());
+    side.sent(m, carries);
+    done
+}
+
+/// A body arrives at `side` in `m`: what it is, checking that the handler is asked to apply
+/// exactly that.
+fn takes(side: &mut Media, m: Message) -> Result<Received, OfferAnswerError> {
+    let r = side.received(m, true);
+    let want = match r {
+        Ok(Some(Received::Offer)) => vec![Do::ApplyOffer(m)],
+        Ok(Some(Received::Answer)) => vec![Do::ApplyAnswer(m)],
+        _ => vec![],
+    };
+    assert_eq!(asks(side), want, "{m:?}: {r:?}");
+    r.map(|r| r.expect("a body"))
+}
+
 /// Alice (the caller) and Bob, each with the machine of their side of one session.
 struct Pair {
-    alice: Negotiation,
-    bob: Negotiation,
+    alice: Media,
+    bob: Media,
 }
 
 impl Pair {
-    /// Alice has sent her INVITE, with an offer or without, and Bob has it.
+    /// Alice has sent her INVITE, with an offer or without, and Bob has it (his handler is
+    /// asked nothing until he responds with a description).
     fn invited(with_offer: bool) -> Pair {
-        let (mut alice, mut bob) = (Negotiation::new(), Negotiation::new());
+        let mut alice = Media::new();
         if with_offer {
-            alice.send_offer(Invite).unwrap();
-            assert_eq!(bob.receive(Invite), Ok(Received::Offer));
+            offers(&mut alice, Invite);
         } else {
-            alice.send_invite_without_offer().unwrap();
-            bob.receive_invite_without_offer().unwrap();
+            alice.sent(Invite, false);
+            assert_eq!(alice.state(), OfferAnswer::AwaitingOffer);
         }
+        let mut bob = Media::callee(with_offer);
+        assert_eq!(asks(&mut bob), []);
         Pair { alice, bob }
     }
 
-    /// Bob puts his description in `m` (a response to the INVITE): his answer, or his offer
-    /// when the INVITE had none; Alice takes it.
+    /// Bob puts his description in `m` (a response to the INVITE): his answer (applying
+    /// the INVITE's offer first, the first time), his offer when the INVITE had none, or the
+    /// last one again; Alice takes it.
     fn bob_describes(&mut self, m: Message) -> Received {
-        if self.bob.send_answer(m).is_err() {
-            self.bob.send_offer(m).unwrap();
-        }
-        self.alice.receive(m).unwrap()
+        let done = responds(&mut self.bob, m);
+        assert!(
+            !done.is_empty(),
+            "a response to the INVITE carries a description"
+        );
+        takes(&mut self.alice, m).unwrap()
     }
 
     /// Bob accepts: the 2xx, and the ACK (with Alice's answer when the 2xx offered).
     fn accepted(&mut self) {
         if self.bob_describes(Success) == Received::Offer {
-            self.alice.send_answer(Ack).unwrap();
-            assert_eq!(self.bob.receive(Ack), Ok(Received::Answer));
+            assert_eq!(responds(&mut self.alice, Ack), [Do::Describe(Ack)]);
+            assert_eq!(takes(&mut self.bob, Ack), Ok(Received::Answer));
         }
         self.stable(1);
     }
@@ -72,7 +114,11 @@ impl Pair {
     fn stable(&self, n: u32) {
         assert_eq!(self.alice.state(), OfferAnswer::Stable);
         assert_eq!(self.bob.state(), OfferAnswer::Stable);
-        assert_eq!((self.alice.exchanges(), self.bob.exchanges()), (n, n));
+        let counts = (
+            self.alice.negotiation().exchanges(),
+            self.bob.negotiation().exchanges(),
+        );
+        assert_eq!(counts, (n, n));
     }
 }
 
@@ -82,6 +128,12 @@ fn accept() {
         let mut p = Pair::invited(with_offer);
         p.accepted();
     }
+    // the answering side applies the INVITE's offer as its 2xx is made, not before
+    let mut p = Pair::invited(true);
+    assert_eq!(
+        responds(&mut p.bob, Success),
+        [Do::ApplyOffer(Invite), Do::Describe(Success)]
+    );
 }
 
 #[test]
@@ -89,11 +141,9 @@ fn accept_twice_describes_nothing_new() {
     // the second accept() throws in SIP.js; here a second 2xx body is only a repeat
     let mut p = Pair::invited(true);
     p.accepted();
-    assert_eq!(p.alice.receive(Success), Ok(Received::Repeat));
-    assert_eq!(
-        p.bob.send_answer(Success),
-        Err(OfferAnswerError::Unexpected)
-    );
+    assert_eq!(takes(&mut p.alice, Success), Ok(Received::Repeat));
+    // and the session's 2xx no longer repeats anything
+    assert!(!p.bob.respond(UpdateSuccess));
 }
 
 #[test]
@@ -105,15 +155,21 @@ fn progress_183_then_accept_with_early_media() {
         Received::Answer
     );
     assert_eq!(p.bob.state(), OfferAnswer::Stable);
-    assert_eq!(p.alice.receive(Success), Ok(Received::Repeat));
+    assert_eq!(responds(&mut p.bob, Success), [Do::Repeat(Success)]);
+    assert_eq!(takes(&mut p.alice, Success), Ok(Received::Repeat));
     p.stable(1);
-    // without an offer an unreliable 183 cannot carry Bob's: it waits for the 2xx
+    // without an offer an unreliable 183 shows Bob's offer, which only the 2xx carries
+    // as one: the 2xx repeats it and Alice's ACK answers
     let mut p = Pair::invited(false);
-    assert_eq!(
-        p.bob.send_offer(Provisional { reliable: false }),
-        Err(OfferAnswerError::Unexpected)
-    );
-    p.accepted();
+    let unreliable = Provisional { reliable: false };
+    assert_eq!(responds(&mut p.bob, unreliable), [Do::Describe(unreliable)]);
+    assert_eq!(p.bob.state(), OfferAnswer::OweOffer);
+    assert_eq!(responds(&mut p.bob, Success), [Do::Repeat(Success)]);
+    assert_eq!(p.bob.state(), OfferAnswer::LocalOffer(Success));
+    assert_eq!(takes(&mut p.alice, Success), Ok(Received::Offer));
+    assert_eq!(responds(&mut p.alice, Ack), [Do::Describe(Ack)]);
+    assert_eq!(takes(&mut p.bob, Ack), Ok(Received::Answer));
+    p.stable(1);
 }
 
 #[test]
@@ -127,28 +183,34 @@ fn reliable_progress_and_prack_once_and_twice() {
             // the reliable 183 offers; the PRACK answers
             Received::Offer => {
                 assert!(!with_offer);
-                p.alice.send_answer(Prack).unwrap();
-                assert_eq!(p.bob.receive(Prack), Ok(Received::Answer));
+                assert_eq!(responds(&mut p.alice, Prack), [Do::Describe(Prack)]);
+                assert_eq!(takes(&mut p.bob, Prack), Ok(Received::Answer));
             }
             Received::Repeat => panic!("nothing to repeat yet"),
         }
         p.stable(1);
         // a second reliable 183 and the 2xx repeat the session
-        assert_eq!(p.alice.receive(reliable), Ok(Received::Repeat));
-        assert_eq!(p.alice.receive(Success), Ok(Received::Repeat));
+        assert_eq!(responds(&mut p.bob, reliable), [Do::Repeat(reliable)]);
+        assert_eq!(takes(&mut p.alice, reliable), Ok(Received::Repeat));
+        assert_eq!(responds(&mut p.bob, Success), [Do::Repeat(Success)]);
+        assert_eq!(takes(&mut p.alice, Success), Ok(Received::Repeat));
         p.stable(1);
     }
 }
 
 #[test]
-fn an_ack_without_the_answer_leaves_bobs_offer_open() {
+fn an_ack_without_the_answer_rolls_bobs_offer_back() {
     // SIP.js: "ACK without SDP" → BYE
     let mut p = Pair::invited(false);
     assert_eq!(p.bob_describes(Success), Received::Offer);
     assert_eq!(p.bob.state(), OfferAnswer::LocalOffer(Success));
+    assert_eq!(p.bob.received(Ack, false), Err(OfferAnswerError::Missing));
+    // his handler forgets the offer; the session task then ends the call
+    assert_eq!(asks(&mut p.bob), [Do::Rollback]);
+    assert_eq!(p.bob.state(), OfferAnswer::Stable);
     // an ACK body could only ever be that answer
     assert_eq!(
-        Negotiation::new().receive(Ack),
+        Media::new().received(Ack, true),
         Err(OfferAnswerError::Unexpected)
     );
 }
@@ -165,17 +227,18 @@ fn reinvite_accepted_with_and_without_offer_from_either_side() {
                 (&mut p.bob, &mut p.alice)
             };
             if with_offer {
-                from.send_offer(Invite).unwrap();
-                assert_eq!(to.receive(Invite), Ok(Received::Offer));
-                to.send_answer(Success).unwrap();
-                assert_eq!(from.receive(Success), Ok(Received::Answer));
+                offers(from, Invite);
+                assert_eq!(takes(to, Invite), Ok(Received::Offer));
+                assert_eq!(responds(to, Success), [Do::Describe(Success)]);
+                assert_eq!(takes(from, Success), Ok(Received::Answer));
             } else {
-                from.send_invite_without_offer().unwrap();
-                to.receive_invite_without_offer().unwrap();
-                to.send_offer(Success).unwrap();
-                assert_eq!(from.receive(Success), Ok(Received::Offer));
-                from.send_answer(Ack).unwrap();
-                assert_eq!(to.receive(Ack), Ok(Received::Answer));
+                from.sent(Invite, false);
+                assert_eq!(to.received(Invite, false), Ok(None));
+                // the 2xx carries the offer, the ACK the answer
+                assert_eq!(responds(to, Success), [Do::Describe(Success)]);
+                assert_eq!(takes(from, Success), Ok(Received::Offer));
+                assert_eq!(responds(from, Ack), [Do::Describe(Ack)]);
+                assert_eq!(takes(to, Ack), Ok(Received::Answer));
             }
             p.stable(2);
         }
@@ -186,11 +249,19 @@ fn reinvite_accepted_with_and_without_offer_from_either_side() {
 fn reinvite_rejected_rolls_back_to_stable() {
     let mut p = Pair::invited(true);
     p.accepted();
-    p.alice.send_offer(Invite).unwrap();
-    assert_eq!(p.bob.receive(Invite), Ok(Received::Offer));
-    // Bob's handler refuses the offer: 488, both roll back, the first session stands
-    p.bob.rollback();
-    p.alice.rollback();
+    offers(&mut p.alice, Invite);
+    // Bob's task takes the offer and asks for his answer in one run, as it does
+    assert_eq!(p.bob.received(Invite, true), Ok(Some(Received::Offer)));
+    assert!(p.bob.respond(Success));
+    assert_eq!(p.bob.poll_ask(), Some(Do::ApplyOffer(Invite)));
+    assert_eq!(p.bob.poll_ask(), Some(Do::Describe(Success)));
+    // his handler cannot answer it: the machine returns to where the run began and his
+    // handler forgets the offer it applied; 488 goes, and Alice's 488 rolls her offer
+    // back; the first session stands
+    p.bob.failed();
+    assert_eq!(asks(&mut p.bob), [Do::Rollback]);
+    p.alice.refused(Invite);
+    assert_eq!(asks(&mut p.alice), [Do::Rollback]);
     p.stable(1);
 }
 
@@ -198,22 +269,27 @@ fn reinvite_rejected_rolls_back_to_stable() {
 fn a_reinvite_while_one_is_in_progress_is_request_pending() {
     let mut p = Pair::invited(true);
     p.accepted();
-    p.alice.send_offer(Invite).unwrap();
+    offers(&mut p.alice, Invite);
     assert!(!p.alice.can_offer());
-    assert_eq!(p.alice.send_offer(Update), Err(OfferAnswerError::Pending));
+    assert_eq!(p.alice.offer(Update), Err(OfferAnswerError::Pending));
+    assert_eq!(asks(&mut p.alice), []);
 }
 
 #[test]
 fn reinvite_glare_gets_491_on_both_sides() {
     let mut p = Pair::invited(false);
     p.accepted();
-    p.alice.send_offer(Invite).unwrap();
-    p.bob.send_offer(Invite).unwrap();
-    assert_eq!(p.alice.receive(Invite), Err(OfferAnswerError::Glare));
-    assert_eq!(p.bob.receive(Invite), Err(OfferAnswerError::Glare));
+    offers(&mut p.alice, Invite);
+    offers(&mut p.bob, Invite);
+    assert_eq!(takes(&mut p.alice, Invite), Err(OfferAnswerError::Glare));
+    assert_eq!(takes(&mut p.bob, Invite), Err(OfferAnswerError::Glare));
     // each side's 491 rolls back the other's offer
-    p.alice.rollback();
-    p.bob.rollback();
+    p.alice.refused(Invite);
+    p.bob.refused(Invite);
+    assert_eq!(
+        (asks(&mut p.alice), asks(&mut p.bob)),
+        (vec![Do::Rollback], vec![Do::Rollback])
+    );
     p.stable(1);
 }
 
@@ -369,7 +445,7 @@ fn a_reinvite_racing_a_bye_from_either_side_is_dropped() {
         p.accepted();
         // Alice re-INVITEs (hold) ...
         assert_eq!(ours.ask(Kind::ReInvite, true, false), Ask::Send);
-        p.alice.send_offer(Invite).unwrap();
+        offers(&mut p.alice, Invite);
         ours.sent(Kind::ReInvite, 2);
         if local_bye {
             // ... and hangs up before its answer: the session ends at once
@@ -399,13 +475,17 @@ fn glare_retries_after_the_back_off_while_established() {
     let mut rng = Rng::new(7);
     for (ours, n) in [(&mut alice, &mut p.alice), (&mut bob, &mut p.bob)] {
         assert_eq!(ours.ask(Kind::ReInvite, true, false), Ask::Send);
-        n.send_offer(Invite).unwrap();
+        offers(n, Invite);
         ours.sent(Kind::ReInvite, 1);
     }
-    assert_eq!(p.alice.receive(Invite), Err(OfferAnswerError::Glare));
-    assert_eq!(p.bob.receive(Invite), Err(OfferAnswerError::Glare));
-    p.alice.rollback();
-    p.bob.rollback();
+    assert_eq!(takes(&mut p.alice, Invite), Err(OfferAnswerError::Glare));
+    assert_eq!(takes(&mut p.bob, Invite), Err(OfferAnswerError::Glare));
+    p.alice.refused(Invite);
+    p.bob.refused(Invite);
+    assert_eq!(
+        (asks(&mut p.alice), asks(&mut p.bob)),
+        (vec![Do::Rollback], vec![Do::Rollback])
+    );
     for ours in [&mut alice, &mut bob] {
         let outcome = ours.handle_response(1, 491, None, at(0), &mut rng);
         assert_eq!(outcome, Some(Outcome::Retrying));
@@ -419,24 +499,24 @@ fn glare_retries_after_the_back_off_while_established() {
         (bob.poll_event(), alice.poll_event()),
         (Some(Event::Retry), None)
     );
-    p.bob.send_offer(Invite).unwrap();
+    offers(&mut p.bob, Invite);
     bob.sent(Kind::ReInvite, 2);
-    assert_eq!(p.alice.receive(Invite), Ok(Received::Offer));
+    assert_eq!(takes(&mut p.alice, Invite), Ok(Received::Offer));
     // Alice's retry, due while Bob's offer is open, waits for that exchange to end
     alice.handle_timeout(a);
     assert_eq!(alice.poll_event(), Some(Event::Retry));
     assert!(!p.alice.can_offer());
-    p.alice.send_answer(Success).unwrap();
-    assert_eq!(p.bob.receive(Success), Ok(Received::Answer));
+    assert_eq!(responds(&mut p.alice, Success), [Do::Describe(Success)]);
+    assert_eq!(takes(&mut p.bob, Success), Ok(Received::Answer));
     assert_eq!(
         bob.handle_response(2, 200, None, a, &mut rng),
         Some(Outcome::Accepted)
     );
-    p.alice.send_offer(Invite).unwrap();
+    offers(&mut p.alice, Invite);
     alice.sent(Kind::ReInvite, 3);
-    assert_eq!(p.bob.receive(Invite), Ok(Received::Offer));
-    p.bob.send_answer(Success).unwrap();
-    assert_eq!(p.alice.receive(Success), Ok(Received::Answer));
+    assert_eq!(takes(&mut p.bob, Invite), Ok(Received::Offer));
+    assert_eq!(responds(&mut p.bob, Success), [Do::Describe(Success)]);
+    assert_eq!(takes(&mut p.alice, Success), Ok(Received::Answer));
     assert_eq!(
         alice.handle_response(3, 200, None, a, &mut rng),
         Some(Outcome::Accepted)
@@ -451,20 +531,18 @@ fn a_forked_invite_takes_the_first_2xx_and_ends_the_others() {
     // desk phone's 183 gives early media, the mobile answers first, then the desk phone
     for with_offer in [true, false] {
         let mut alice = Caller::<u8>::new(true);
-        let mut oa = Negotiation::new();
+        let mut oa = Media::new();
         if with_offer {
-            oa.send_offer(Invite).unwrap();
+            offers(&mut oa, Invite);
         } else {
-            oa.send_invite_without_offer().unwrap();
+            oa.sent(Invite, false);
         }
         alice.sent(with_offer);
         let awaited = oa.state() == OfferAnswer::LocalOffer(Invite);
         assert_eq!(alice.early_media(Some(&1), true, awaited), with_offer);
         if with_offer {
-            assert_eq!(
-                oa.receive(Provisional { reliable: false }),
-                Ok(Received::Answer)
-            );
+            let early = Provisional { reliable: false };
+            assert_eq!(takes(&mut oa, early), Ok(Received::Answer));
             alice.early_applied(1);
         }
         // the mobile's 200 wins: its answer replaces the desk phone's early one, or its
@@ -479,6 +557,17 @@ fn a_forked_invite_takes_the_first_2xx_and_ends_the_others() {
             Final::Confirm(2, expect)
         );
         assert_eq!(alice.confirmed(), Some(&2));
+        if with_offer {
+            // the exchange is done: the 2xx is a repeat to the negotiation, and its answer
+            // is applied in place of the early one
+            assert_eq!(takes(&mut oa, Success), Ok(Received::Repeat));
+            oa.replace_answer(Success);
+            assert_eq!(asks(&mut oa), [Do::ApplyAnswer(Success)]);
+        } else {
+            assert_eq!(takes(&mut oa, Success), Ok(Received::Offer));
+            assert_eq!(responds(&mut oa, Ack), [Do::Describe(Ack)]);
+        }
+        assert_eq!(oa.state(), OfferAnswer::Stable);
         // the mobile's 200 again (retransmitted), then the desk phone's: ACK and BYE it
         assert_eq!(
             alice.handle_final(200, Some(2), true, None, false),
@@ -525,9 +614,12 @@ fn a_reliable_183_carries_the_answer_and_the_next_waits_for_its_prack() {
     let mut p = Pair::invited(true);
     let mut bob = Callee::new(Rel100::Supported);
     assert_eq!(bob.progress(183, true), Ok(true));
-    p.bob
-        .send_answer(Provisional { reliable: true })
-        .expect("a 1xx may carry the answer");
+    let reliable = Provisional { reliable: true };
+    assert_eq!(
+        responds(&mut p.bob, reliable),
+        [Do::ApplyOffer(Invite), Do::Describe(reliable)],
+        "a 1xx may carry the answer"
+    );
     bob.sent_reliably();
     // a second reliable 1xx waits for the first one's PRACK (RFC 3262 §3)
     assert_eq!(bob.progress(180, true), Err(ProgressError::PrackPending));
@@ -536,10 +628,7 @@ fn a_reliable_183_carries_the_answer_and_the_next_waits_for_its_prack() {
         Ok(false),
         "an unreliable one may go"
     );
-    assert_eq!(
-        p.alice.receive(Provisional { reliable: true }),
-        Ok(Received::Answer)
-    );
+    assert_eq!(takes(&mut p.alice, reliable), Ok(Received::Answer));
     // Alice's PRACK (without a body: the exchange is done)
     assert!(bob.handle_prack());
     assert_eq!(bob.progress(180, true), Ok(true));

@@ -225,3 +225,56 @@ async fn rel100_is_refused_when_the_caller_does_not_support_it() {
     inv.accept(Default::default()).await.unwrap();
     call.established().await.unwrap();
 }
+
+/// A late offer: Alice's INVITE has none and Bob's reliable 183 carries his. Alice's PRACK
+/// goes at once without a body (the core sends it before any handler could answer), so Bob's
+/// offer stays open: his 2xx carries it again, Alice answers in the ACK, and each side ends
+/// with the other's description applied.
+#[tokio::test(start_paused = true)]
+async fn a_late_offer_in_a_reliable_183_is_answered_in_the_ack() {
+    let (_net, alice, bob, log) = setup().await;
+    let call = Inviter::new(
+        &alice,
+        format!("sip:bob@{BOB}").parse().unwrap(),
+        InviterOptions {
+            invite_without_sdp: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    call.invite(Default::default()).await.unwrap();
+    let inv = bob.next_invitation().await.unwrap();
+    inv.progress(reliable_183()).await.unwrap();
+    inv.accept(Default::default()).await.unwrap();
+    call.established().await.unwrap();
+    // the ACK reaches Bob and its answer is applied
+    for _ in 0..50 {
+        if inv.remote_description().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let dump = || log.lock().unwrap().join("\n----\n");
+    assert!(inv.remote_description().is_some(), "{}", dump());
+    assert!(call.remote_description().is_some(), "{}", dump());
+    let msgs = log.lock().unwrap().clone();
+    // the first message that starts so, of the INVITE's transaction (not the PRACK's)
+    let body_of = |start: &str| {
+        let m = msgs
+            .iter()
+            .find(|m| m.starts_with(start) && !m.contains(" PRACK\r\n"))
+            .expect(start);
+        m.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned()
+    };
+    let (offer183, ok, ack) = (
+        body_of("SIP/2.0 183"),
+        body_of("SIP/2.0 200"),
+        body_of("ACK "),
+    );
+    assert!(offer183.starts_with("v=0"), "{}", dump());
+    assert_eq!(ok, offer183, "the 2xx carries the same offer");
+    assert!(ack.starts_with("v=0"), "the ACK answers\n{}", dump());
+    assert_eq!(inv.state(), SessionState::Established);
+    call.bye().await.unwrap();
+    assert_eq!(inv.terminated().await, EndReason::RemoteBye);
+}

@@ -21,7 +21,11 @@
 //! - **Failing.** When the handler fails one ask, [`Media::failed`] returns the negotiation
 //!   to where the run of asks began (an answer a 1xx carried that could not be applied
 //!   leaves the offer open for the 2xx's), and asks for a roll-back when an ask of the run
-//!   had already changed the handler (RFC 3264 §8: the previous session stays).
+//!   had already changed the handler (RFC 3264 §8: the previous session stays). A run is
+//!   what was queued since the driver last drained the queue: a driver that takes the
+//!   peer's offer and asks for its answer before draining returns, when the answer fails, to
+//!   before the offer (the session task does this); one that drains between the two returns
+//!   to the offer applied, and rolls back itself.
 //! - **Refusals.** [`Media::rollback`] ends the exchange under way (we refuse the peer's
 //!   offer, or ours is refused); [`Media::refused`] ends only the one our request opened.
 //!
@@ -249,6 +253,14 @@ impl Media {
                 RemoteOffer(offer) if offer.answered_by(m) => self.oa.send_answer(m),
                 OweOffer => self.oa.send_offer(m),
                 Stable if matches!(m, Message::Invite | Message::Update) => self.oa.send_offer(m),
+                // our offer went in a reliable 1xx and its PRACK did not answer (a caller whose
+                // core PRACKs at once, sipua's own among them): the 2xx carries it again, and
+                // the ACK may answer it (RFC 3261 §13.3.1)
+                LocalOffer(Message::Provisional { reliable: true }) if m == Message::Success => {
+                    let exchanges = self.oa.exchanges();
+                    self.oa.restore(LocalOffer(Message::Success), exchanges);
+                    Ok(())
+                }
                 _ => Ok(()),
             };
         } else if m == Message::Invite {
@@ -497,6 +509,25 @@ mod tests {
         assert_eq!(c.received(Prack, true), Err(OfferAnswerError::Unexpected));
         assert_eq!(c.state(), OfferAnswer::OweOffer);
         assert!(!c.busy());
+    }
+
+    #[test]
+    fn an_offer_in_a_reliable_1xx_the_prack_left_unanswered_goes_again_in_the_2xx() {
+        let mut b = Media::callee(false);
+        let r = Provisional { reliable: true };
+        assert!(b.respond(r));
+        assert_eq!(drain(&mut b), [Ask::Describe(r)]);
+        b.sent(r, true);
+        assert_eq!(b.state(), OfferAnswer::LocalOffer(r));
+        // the PRACK came without the answer
+        assert_eq!(b.received(Prack, false), Ok(None));
+        assert!(b.respond(Success));
+        assert_eq!(drain(&mut b), [Ask::Repeat(Success)]);
+        b.sent(Success, true);
+        assert_eq!(b.state(), OfferAnswer::LocalOffer(Success));
+        assert_eq!(b.received(Ack, true), Ok(Some(Received::Answer)));
+        assert_eq!(drain(&mut b), [Ask::ApplyAnswer(Ack)]);
+        assert_eq!(b.negotiation().exchanges(), 1);
     }
 
     #[test]
