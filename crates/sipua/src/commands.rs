@@ -122,6 +122,13 @@ pub(crate) enum Command {
         body: Body,
         reply: Reply<()>,
     },
+    /// The PRACK (with the answer) of a reliable provisional response that carried the
+    /// offer our INVITE did not make (RFC 3262 §5).
+    Prack {
+        dialog: DialogId,
+        body: Body,
+        reply: Reply<()>,
+    },
     /// CANCEL our INVITE `id`.
     Cancel {
         id: TransactionId,

@@ -852,6 +852,15 @@ impl Driver {
                 self.advertise_to(self.dialog_destination(&dialog));
                 let _ = reply.send(self.core.ack(t, &dialog, seq, body).map_err(Error::from));
             }
+            Command::Prack {
+                dialog,
+                body,
+                reply,
+            } => {
+                self.advertise_to(self.dialog_destination(&dialog));
+                let sent = self.core.prack(t, &dialog, body).map(drop);
+                let _ = reply.send(sent.map_err(Error::from));
+            }
             Command::Cancel { id, reasons, reply } => {
                 let _ = reply.send(self.core.cancel(t, id, reasons).map_err(Error::from));
             }

@@ -374,6 +374,27 @@ fn sipua_call_pracks_the_reliable_183_of_sipp() {
 }
 
 #[test]
+fn sipua_call_without_an_offer_answers_the_offer_of_sipps_reliable_183_in_its_prack() {
+    // a late offer (RFC 3262 §5): the INVITE has no body, the reliable 183 offers, the
+    // PRACK must answer and the ACK owe nothing (the scenario checks all three)
+    let port = free_udp_port();
+    let scenario = format!(
+        "{}/tests/interop/sipp/prack_late_offer_uas.xml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let (ok, text, err, uas_text) = sipua_call_against_sipp(
+        port,
+        &["-sf", &scenario],
+        1,
+        20,
+        &["--duration", "0.5", "--no-offer"],
+    );
+    assert!(ok, "{text}{err}");
+    assert!(text.contains("183 Session Progress"), "{text}");
+    assert_eq!(counters(&uas_text), (1, 0), "{uas_text}");
+}
+
+#[test]
 fn sipp_gets_a_session_timer_granted_and_refreshes_and_holds_with_update() {
     let (text, ok, printed) = scenario_against_serve("update_timer.xml", "auto", 5, &[]);
     assert_eq!(counters(&text), (5, 0), "{text}");

@@ -12,7 +12,8 @@
 //! - the first 2xx confirms its dialog. Its body answers our offer, unless the answer
 //!   already came as early media in that same dialog (or the 2xx has none, and an early
 //!   answer stands); or, when our INVITE made no offer, it is the peer's offer, answered in
-//!   the ACK;
+//!   the ACK, unless its offer already came in a reliable 1xx of that dialog and our PRACK
+//!   answered it (RFC 3262 §5), when the 2xx only repeats it;
 //! - a 2xx from another fork, after the first, is acknowledged and ended with BYE
 //!   (§13.2.2.4; its offer, if our INVITE made none, is answered in that ACK first);
 //! - a 2xx again on the confirmed dialog is a retransmission: nothing to do;
@@ -47,7 +48,9 @@ pub enum Final<D> {
 /// What a confirming 2xx's body is ([`Final::Confirm`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Confirm {
-    /// The answer already came as early media in this dialog: it stands.
+    /// The answer already came as early media in this dialog, or (our INVITE made no offer)
+    /// the peer's offer came in its reliable 1xx and our PRACK answered it: it stands. The
+    /// ACK of a 2xx to an INVITE without an offer is still the caller's to send, bare.
     KeepEarly,
     /// The body answers our INVITE's offer (a missing body is the media handler's error).
     Answer,
@@ -111,7 +114,8 @@ impl<D: Clone + PartialEq> Caller<D> {
         self.early_media && answer_awaited && has_body && dialog.is_some()
     }
 
-    /// The body of a provisional response on `dialog` was applied as early media.
+    /// The body of a provisional response on `dialog` was applied as early media, or (our
+    /// INVITE made no offer) its offer was answered in our PRACK.
     pub fn early_applied(&mut self, dialog: D) {
         self.early = Some(dialog);
     }
@@ -152,7 +156,10 @@ impl<D: Clone + PartialEq> Caller<D> {
             return Final::CrossedCancel;
         }
         self.confirmed = Some(d.clone());
-        let body = if !self.offered {
+        let early_here = self.early.as_ref().is_some_and(|e| *e == d);
+        let body = if !self.offered && early_here {
+            Confirm::KeepEarly
+        } else if !self.offered {
             Confirm::AnswerInAck
         } else if self.early.as_ref().is_some_and(|e| *e == d || !has_body) {
             Confirm::KeepEarly

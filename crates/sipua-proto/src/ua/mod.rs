@@ -260,6 +260,9 @@ pub enum UaError {
     RequestPending,
     /// No 2xx of that dialog and CSeq is waiting for the TU's ACK.
     NothingToAck,
+    /// [`UaCore::prack`]: no reliable provisional response of that dialog awaits the TU's
+    /// PRACK.
+    NothingToPrack,
     /// The command does not apply to what it names (e.g. a reliable 200).
     InvalidArgument(String),
     /// A new call held back by overload control: its next hop asked us to send `cut` % fewer
@@ -281,6 +284,9 @@ impl std::fmt::Display for UaError {
                 f.write_str("a re-INVITE of ours in this dialog awaits its final response")
             }
             UaError::NothingToAck => f.write_str("no 2xx of that dialog and CSeq awaits an ACK"),
+            UaError::NothingToPrack => {
+                f.write_str("no reliable provisional response of that dialog awaits a PRACK")
+            }
             UaError::InvalidArgument(why) => write!(f, "invalid argument: {why}"),
             UaError::Overloaded { cut } => write!(
                 f,

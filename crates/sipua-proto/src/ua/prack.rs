@@ -10,6 +10,9 @@
 //! As UAC, each reliable provisional response of an early dialog is acknowledged with a
 //! PRACK carrying `RAck` (§4); retransmissions (an RSeq already seen) are absorbed and
 //! out-of-order ones (an RSeq beyond the next) are dropped until the missing one arrives.
+//! One that carries the offer our initial INVITE did not make (an INVITE marked
+//! [`UaCore::defer_ack`]) is PRACKed by the TU instead, with its answer ([`UaCore::prack`],
+//! §5: the answer to an offer in a reliable provisional response goes in its PRACK).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -48,6 +51,17 @@ pub(super) struct PrackState {
     rseq_in: crate::hash::KeyedMap<DialogId, u32>,
     /// Our PRACK transactions: their responses are the core's business, not the TU's.
     ours: std::collections::HashSet<TransactionId>,
+    /// Per early dialog: the reliable provisional whose offer the TU answers in the PRACK
+    /// it sends with [`UaCore::prack`] (UAC; one at a time, as the UAS sends them).
+    deferred: crate::hash::KeyedMap<DialogId, Deferred>,
+}
+
+/// A reliable provisional response whose PRACK waits for the TU's answer.
+#[derive(Debug, Clone, Copy)]
+struct Deferred {
+    rseq: u32,
+    cseq: u32,
+    destination: SocketAddr,
 }
 
 impl PrackState {
@@ -66,6 +80,9 @@ impl PrackState {
         }
         if !self.out.is_empty() {
             self.out.remove(dialog);
+        }
+        if !self.deferred.is_empty() {
+            self.deferred.remove(dialog);
         }
     }
 
@@ -220,14 +237,16 @@ impl UaCore {
     }
 
     /// A provisional response to our INVITE in early dialog `dialog` (UAC): PRACK it if it
-    /// is reliable. Returns false when it must not reach the TU (a retransmission, or out of
-    /// order).
+    /// is reliable, or leave the PRACK to the TU when it carries an offer (`offer_awaited`:
+    /// our initial INVITE made none). Returns false when it must not reach the TU (a
+    /// retransmission, or out of order).
     pub(super) fn on_reliable_provisional(
         &mut self,
         now: Instant,
         response: &Response,
         dialog: &DialogId,
         destination: SocketAddr,
+        offer_awaited: bool,
     ) -> bool {
         if !requires_100rel(response) {
             return true;
@@ -241,6 +260,16 @@ impl UaCore {
             _ => {}
         }
         self.prack.rseq_in.insert(dialog.clone(), rseq);
+        if offer_awaited && !response.body_bytes().is_empty() {
+            // the offer our INVITE asked for: the TU's answer goes in the PRACK (§5)
+            let deferred = Deferred {
+                rseq,
+                cseq: response.cseq().seq,
+                destination,
+            };
+            self.prack.deferred.insert(dialog.clone(), deferred);
+            return true;
+        }
         let rack = RAck {
             rseq,
             cseq: response.cseq().seq,
@@ -258,5 +287,39 @@ impl UaCore {
             self.prack.ours.insert(tx);
         }
         true
+    }
+
+    /// Sends the PRACK of the reliable provisional response in early dialog `dialog` whose
+    /// offer the TU answers, with `body` (the answer; none when the TU has none) (RFC 3262
+    /// §5). The core holds such a PRACK back for the TU when the response carries a body and
+    /// our initial INVITE, marked [`UaCore::defer_ack`], made no offer.
+    /// [`UaError::NothingToPrack`] when no PRACK waits in that dialog.
+    pub fn prack(
+        &mut self,
+        now: Instant,
+        dialog: &DialogId,
+        body: Option<(sipua_message::header::MediaType, Bytes)>,
+    ) -> Result<TransactionId, UaError> {
+        let d = self
+            .prack
+            .deferred
+            .remove(dialog)
+            .ok_or(UaError::NothingToPrack)?;
+        let rack = RAck {
+            rseq: d.rseq,
+            cseq: d.cseq,
+            method: Method::Invite,
+        };
+        let dest = self.dialog_destination(dialog).unwrap_or(d.destination);
+        let tx = self.request_in_dialog_with(
+            now,
+            dialog,
+            Method::Prack,
+            dest,
+            vec![Header::typed(&rack)],
+            body,
+        )?;
+        self.prack.ours.insert(tx);
+        Ok(tx)
     }
 }

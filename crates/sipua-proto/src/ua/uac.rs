@@ -407,9 +407,14 @@ impl UaCore {
             dialog = self.subscription_dialog(id, &response);
         }
         if let (Some(did), Some(i), true) = (&dialog, id, is_invite && response.status() < 200) {
-            let dest = self.outgoing.get(&i).map(|o| o.destination);
-            if let Some(dest) = dest {
-                if !self.on_reliable_provisional(now, &response, did, dest) {
+            // an initial INVITE (no To tag) without an offer: an offer in a reliable 1xx is
+            // answered in the PRACK, which the TU sends
+            let out = self.outgoing.get(&i).map(|o| {
+                let initial = o.defer_ack && o.request.to().is_ok_and(|t| t.tag().is_none());
+                (o.destination, initial)
+            });
+            if let Some((dest, offer_awaited)) = out {
+                if !self.on_reliable_provisional(now, &response, did, dest, offer_awaited) {
                     return;
                 }
             }

@@ -224,9 +224,15 @@ impl Task {
             if let Some(d) = &self.delegate() {
                 d.on_progress(&response);
             }
-            // early media: the first 1xx answer to our INVITE's offer (an offer in a reliable
-            // 1xx to an INVITE without one would be answered in the PRACK, which the core
-            // sends without a body: the 2xx's offer is taken instead)
+            // an offer in a reliable 1xx to our INVITE without one: our answer goes in its
+            // PRACK, which the core holds back for us (RFC 3262 §5)
+            let reliable = response.headers().get(&HeaderName::RSeq).is_some();
+            let offer_awaited = self.media.state() == OfferAnswer::AwaitingOffer;
+            if let (true, true, Some(b), Some(d)) = (reliable, offer_awaited, &body, &dialog) {
+                let (b, d) = (b.clone(), d.clone());
+                return self.answer_in_prack(&d, b).await;
+            }
+            // early media: the first 1xx answer to our INVITE's offer
             let early = matches!(&self.role, Role::Uac(u)
                 if u.caller.early_media(dialog.as_ref(), body.is_some(), answer_awaited));
             if early {
@@ -292,7 +298,14 @@ impl Task {
         }
         let seq = response.cseq().seq;
         let outcome = match confirm {
-            Confirm::KeepEarly => Ok(()), // the early answer of this very dialog stands
+            Confirm::KeepEarly => {
+                // the early answer of this very dialog stands; the ACK of a 2xx to an INVITE
+                // without an offer (answered in our PRACK) is ours to send, bare
+                if matches!(&self.role, Role::Uac(u) if !u.caller.offered()) {
+                    self.ack(&d, seq, None).await;
+                }
+                Ok(())
+            }
             Confirm::Answer => {
                 // the answer; or another fork answered and its answer replaces the early one
                 // (SIP.js gives up the call here; the media follows the dialog that won)
@@ -319,6 +332,32 @@ impl Task {
             Err(e) => {
                 self.bye_dialog(&d).await;
                 self.terminate(EndReason::MediaFailure(Box::new(e.clone())));
+            }
+        }
+    }
+
+    /// A reliable 1xx in early dialog `d` carried the offer our INVITE did not make: apply
+    /// it and send our answer in its PRACK (RFC 3262 §5). If no answer can be made the PRACK
+    /// goes without one (the peer's 2xx then carries the offer again, answered in the ACK).
+    async fn answer_in_prack(&mut self, d: &DialogId, offer: BodyAndContentType) {
+        let m = Message::Provisional { reliable: true };
+        let answer = match self.media.received(m, true) {
+            Ok(Some(Received::Offer)) => {
+                self.media.respond(Message::Prack);
+                let options = self.answer_options.clone();
+                self.media_asks(Some(&offer), options.as_ref())
+                    .await
+                    .ok()
+                    .flatten()
+            }
+            _ => None,
+        };
+        let answered = answer.is_some();
+        self.prack(d, answer).await;
+        if answered {
+            self.media.sent(Message::Prack, true);
+            if let Role::Uac(u) = &mut self.role {
+                u.caller.early_applied(d.clone());
             }
         }
     }

@@ -155,4 +155,20 @@ impl Task {
             })
             .await;
     }
+
+    /// The PRACK of the reliable provisional response in early dialog `dialog` whose offer
+    /// our INVITE asked for, with our answer (none when we have none): the core holds it
+    /// back for us (RFC 3262 §5).
+    pub(super) async fn prack(&mut self, dialog: &DialogId, body: Option<BodyAndContentType>) {
+        let Ok(body) = to_body(body) else { return };
+        let dialog = dialog.clone();
+        let _ = self
+            .shared
+            .ask(|reply| Command::Prack {
+                dialog,
+                body,
+                reply,
+            })
+            .await;
+    }
 }
