@@ -110,6 +110,17 @@ impl Pair {
         self.stable(1);
     }
 
+    /// Both sides' re-INVITEs crossed: each takes the other's as glare (491, asking its
+    /// handler nothing), and each side's 491 rolls back the other's offer.
+    fn crossing_reinvites_refused(&mut self) {
+        assert_eq!(takes(&mut self.alice, Invite), Err(OfferAnswerError::Glare));
+        assert_eq!(takes(&mut self.bob, Invite), Err(OfferAnswerError::Glare));
+        self.alice.refused(Invite);
+        self.bob.refused(Invite);
+        let both = (asks(&mut self.alice), asks(&mut self.bob));
+        assert_eq!(both, (vec![Do::Rollback], vec![Do::Rollback]));
+    }
+
     /// Both sides stable, with `n` exchanges done.
     fn stable(&self, n: u32) {
         assert_eq!(self.alice.state(), OfferAnswer::Stable);
@@ -281,15 +292,7 @@ fn reinvite_glare_gets_491_on_both_sides() {
     p.accepted();
     offers(&mut p.alice, Invite);
     offers(&mut p.bob, Invite);
-    assert_eq!(takes(&mut p.alice, Invite), Err(OfferAnswerError::Glare));
-    assert_eq!(takes(&mut p.bob, Invite), Err(OfferAnswerError::Glare));
-    // each side's 491 rolls back the other's offer
-    p.alice.refused(Invite);
-    p.bob.refused(Invite);
-    assert_eq!(
-        (asks(&mut p.alice), asks(&mut p.bob)),
-        (vec![Do::Rollback], vec![Do::Rollback])
-    );
+    p.crossing_reinvites_refused();
     p.stable(1);
 }
 
@@ -478,14 +481,7 @@ fn glare_retries_after_the_back_off_while_established() {
         offers(n, Invite);
         ours.sent(Kind::ReInvite, 1);
     }
-    assert_eq!(takes(&mut p.alice, Invite), Err(OfferAnswerError::Glare));
-    assert_eq!(takes(&mut p.bob, Invite), Err(OfferAnswerError::Glare));
-    p.alice.refused(Invite);
-    p.bob.refused(Invite);
-    assert_eq!(
-        (asks(&mut p.alice), asks(&mut p.bob)),
-        (vec![Do::Rollback], vec![Do::Rollback])
-    );
+    p.crossing_reinvites_refused();
     for ours in [&mut alice, &mut bob] {
         let outcome = ours.handle_response(1, 491, None, at(0), &mut rng);
         assert_eq!(outcome, Some(Outcome::Retrying));
