@@ -638,7 +638,7 @@ fn a_rogue_driver_never_overflows_or_panics() {
         for _ in 0..60 {
             let m = messages[(rng.next_u64() % messages.len() as u64) as usize];
             let body = rng.next_u64().is_multiple_of(2);
-            match rng.next_u64() % 9 {
+            match rng.next_u64() % 10 {
                 0 => drop(media.offer(m)),
                 1 => drop(media.respond(m)),
                 2 => media.sent(m, body),
@@ -647,7 +647,8 @@ fn a_rogue_driver_never_overflows_or_panics() {
                 5 => media.rollback(),
                 6 => media.refused(m),
                 7 => media.confirm(),
-                _ => media.replace_answer(m),
+                8 => media.replace_answer(m),
+                _ => drop(media.replace_offer(m)),
             }
             // drain, failing at random
             let mut n = 0;

@@ -880,6 +880,58 @@ async fn early_media_survives_forking_the_answer_follows_the_dialog_that_wins() 
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_late_offer_answered_in_one_fork_s_prack_gives_way_to_the_winning_fork_s_offer() {
+    // Alice's INVITE has no offer; the first Bob offers in a reliable 183, which Alice
+    // answers in its PRACK; the second Bob's 2xx wins with an offer of its own, which Alice
+    // answers in the ACK: her media follows him, and the first fork is ended
+    let (net, alice, bob1, bob2) = forked(24).await;
+    let log = tap(&net);
+    let call = Inviter::new(
+        &alice,
+        "sip:bob@10.0.0.9:5060".parse().unwrap(),
+        InviterOptions {
+            invite_without_sdp: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    call.invite(Default::default()).await.unwrap();
+    let (i1, i2) = (
+        bob1.next_invitation().await.unwrap(),
+        bob2.next_invitation().await.unwrap(),
+    );
+    let reliable = InvitationProgressOptions {
+        status_code: Some(183),
+        rel100: true,
+        ..Default::default()
+    };
+    i1.progress(reliable).await.unwrap();
+    let sdp = |s: &sipua::Session| {
+        String::from_utf8_lossy(&s.remote_description().unwrap().body).into_owned()
+    };
+    assert!(
+        sdp(&call).contains("c=IN IP4 10.0.0.2"),
+        "the first fork's offer"
+    );
+    assert!(i1.remote_description().is_some(), "answered in the PRACK");
+    i2.accept(Default::default()).await.unwrap();
+    call.established().await.unwrap();
+    assert!(sdp(&call).contains("c=IN IP4 10.0.0.3"), "{}", sdp(&call));
+    for _ in 0..20 {
+        if i2.remote_description().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(i2.remote_description().is_some(), "answered in the ACK");
+    assert_eq!(count(&log, "PRACK "), 1);
+    assert_eq!(call.state(), SessionState::Established);
+    i1.reject(Default::default()).await.ok();
+    call.bye().await.unwrap();
+    assert_eq!(i2.terminated().await, EndReason::RemoteBye);
+}
+
+#[tokio::test(start_paused = true)]
 async fn invite_expires_header_ends_an_unanswered_invitation_with_487() {
     let p = pair(23).await;
     let call = invite_with(

@@ -350,6 +350,21 @@ impl Media {
         self.push(Ask::ApplyAnswer(m));
     }
 
+    /// The 2xx (`m`) of another fork than the one whose reliable 1xx offered and our PRACK
+    /// answered (our INVITE made none): its own offer, taken as a new one to answer in the
+    /// ACK (the media follows the dialog that won). [`OfferAnswerError::Pending`] unless
+    /// stable (an exchange of the early dialog is still under way).
+    pub fn replace_offer(&mut self, m: Message) -> Result<(), OfferAnswerError> {
+        if self.oa.state() != OfferAnswer::Stable {
+            return Err(OfferAnswerError::Pending);
+        }
+        self.begin();
+        let exchanges = self.oa.exchanges();
+        self.oa.restore(OfferAnswer::RemoteOffer(m), exchanges);
+        self.push(Ask::ApplyOffer(m));
+        Ok(())
+    }
+
     /// The exchange under way failed or was refused, whichever side offered: back to stable,
     /// and the handler rolls back (RFC 3264 §8, RFC 3311 §5.1). Nothing when stable.
     pub fn rollback(&mut self) {
@@ -528,6 +543,33 @@ mod tests {
         assert_eq!(b.received(Ack, true), Ok(Some(Received::Answer)));
         assert_eq!(drain(&mut b), [Ask::ApplyAnswer(Ack)]);
         assert_eq!(b.negotiation().exchanges(), 1);
+    }
+
+    #[test]
+    fn another_fork_s_offer_after_a_prack_exchange_is_answered_in_the_ack() {
+        let mut a = Media::new();
+        a.sent(Invite, false);
+        let r = Provisional { reliable: true };
+        assert_eq!(a.received(r, true), Ok(Some(Received::Offer)));
+        assert!(a.respond(Prack));
+        assert_eq!(drain(&mut a), [Ask::ApplyOffer(r), Ask::Describe(Prack)]);
+        a.sent(Prack, true);
+        // the winning fork's 2xx: a repeat to the negotiation, its own offer to us
+        assert_eq!(a.received(Success, true), Ok(Some(Received::Repeat)));
+        a.replace_offer(Success).unwrap();
+        assert!(a.respond(Ack));
+        assert_eq!(
+            drain(&mut a),
+            [Ask::ApplyOffer(Success), Ask::Describe(Ack)]
+        );
+        a.sent(Ack, true);
+        assert_eq!(a.state(), OfferAnswer::Stable);
+        // not while an exchange is under way
+        a.offer(Update).unwrap();
+        drain(&mut a);
+        a.sent(Update, true);
+        assert_eq!(a.replace_offer(Success), Err(OfferAnswerError::Pending));
+        assert!(!a.busy());
     }
 
     #[test]

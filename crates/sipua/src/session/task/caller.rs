@@ -371,7 +371,15 @@ impl Task {
         seq: u32,
         offer: Option<BodyAndContentType>,
     ) -> Result<(), Error> {
-        let answer = match self.media.received(Message::Success, offer.is_some()) {
+        let taken = match self.media.received(Message::Success, offer.is_some()) {
+            // another fork's 2xx after our PRACK answered an earlier fork's offer: its own
+            Ok(Some(Received::Repeat)) => self
+                .media
+                .replace_offer(Message::Success)
+                .map(|()| Some(Received::Offer)),
+            other => other,
+        };
+        let answer = match taken {
             Ok(Some(Received::Offer)) => {
                 self.media.respond(Message::Ack);
                 let options = self.answer_options.clone();
