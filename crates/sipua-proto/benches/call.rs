@@ -9,9 +9,16 @@
 //! For instruction counts, `SIPUA_CALLS=N` runs N calls in a plain loop instead (no
 //! criterion, no memory run), which `valgrind --tool=callgrind` can count:
 //! `SIPUA_CALLS=20000 valgrind --tool=callgrind target/release/deps/call-<hash>`.
+//!
+//! `SIPUA_RR=N` puts N record-routing proxies in the path: each INVITE gets N
+//! `Record-Route` lines on its way to Bob, so both sides' dialogs keep a route set of N and
+//! their in-dialog requests carry it (the usual deployment, for its memory and its cost).
 
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use criterion::{criterion_group, Criterion};
 use sipua_message::{Method, Transport};
@@ -26,6 +33,36 @@ fn rss() -> usize {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
         .map_or(0, |kb| kb * 1024)
+}
+
+/// The Record-Route lines an INVITE gains on its way to Bob (`SIPUA_RR`).
+fn record_routes() -> &'static str {
+    static RR: OnceLock<String> = OnceLock::new();
+    RR.get_or_init(|| {
+        let n = std::env::var("SIPUA_RR")
+            .ok()
+            .and_then(|n| n.parse::<usize>().ok());
+        (1..=n.unwrap_or(0))
+            .map(|i| format!("Record-Route: <sip:proxy{i}.example.net;lr>\r\n"))
+            .collect()
+    })
+}
+
+/// `bytes` as the proxies pass them on: an INVITE with their Record-Route after its first
+/// line.
+fn through_proxies(bytes: Bytes) -> Bytes {
+    let rr = record_routes();
+    if rr.is_empty() || !bytes.starts_with(b"INVITE ") {
+        return bytes;
+    }
+    let Some(eol) = bytes.windows(2).position(|w| w == b"\r\n") else {
+        return bytes;
+    };
+    let mut v = Vec::with_capacity(bytes.len() + rr.len());
+    v.extend_from_slice(&bytes[..eol + 2]);
+    v.extend_from_slice(rr.as_bytes());
+    v.extend_from_slice(&bytes[eol + 2..]);
+    Bytes::from(v)
 }
 
 const A: &str = "192.0.2.1:5060";
@@ -60,7 +97,7 @@ fn pump(
                 Received {
                     transport: t.transport,
                     remote: aa,
-                    bytes: t.bytes,
+                    bytes: through_proxies(t.bytes),
                 },
             );
             moved = true;

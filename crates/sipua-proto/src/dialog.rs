@@ -9,6 +9,8 @@ use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use sipua_message::header::{Contact, RecordRoute};
 use sipua_message::{
     Header, HeaderName, Host, Method, NameAddr, ParseError, Request, RequestBuilder, Response,
@@ -212,8 +214,9 @@ pub struct Dialog {
     /// Our address, the peer's and the remote target, as our requests write them (see
     /// [`Dialog::local_uri`], [`Dialog::remote_uri`], [`Dialog::remote_target`]).
     addresses: Addresses,
-    /// Record-Route, in the order our requests visit it.
-    pub route_set: Vec<NameAddr>,
+    /// Record-Route, in the order our requests visit it, as their Route headers write it
+    /// ([`Dialog::route_set`] parses it); none for a dialog without proxies.
+    routes: Option<Box<Routes>>,
     /// Whether the dialog is `sips` (RFC 3261 §12.1.1).
     pub secure: bool,
     /// Whether we sent the INVITE that made it (and so chose the Call-ID, RFC 3261 §14.1).
@@ -274,6 +277,61 @@ impl Addresses {
         s.push_str(&self.text[..self.target as usize]);
         target.write_into(&mut s);
         self.text = s.into_boxed_str();
+    }
+}
+
+/// A dialog's route set as its requests' Route headers write it (RFC 3261 §12.1.1,
+/// §12.2.1.1), in one buffer that each request's headers share.
+///
+/// Behind record-routing proxies (the usual deployment) a dialog keeps its route set for
+/// the whole call: parsed, each route took about 500 bytes in several allocations (its URI,
+/// host and parameters); written, it is its text. A request's Route headers are slices of
+/// the buffer: no copy, no formatting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Routes {
+    /// The values one after another.
+    text: Bytes,
+    /// Where each value ends in `text`.
+    ends: Box<[u32]>,
+    /// The first route is a strict router (no `lr`): requests put it in the Request-URI.
+    strict: bool,
+}
+
+impl Routes {
+    /// The route set `routes`, in the order requests visit it; none when empty.
+    fn new(routes: impl IntoIterator<Item = NameAddr>) -> Option<Box<Routes>> {
+        let mut text = String::new();
+        let mut ends = Vec::new();
+        let mut strict = false;
+        for r in routes {
+            if ends.is_empty() {
+                strict = !r.uri.as_sip().is_some_and(|s| s.lr());
+            }
+            r.write_into(&mut text);
+            ends.push(text.len() as u32);
+        }
+        if ends.is_empty() {
+            return None;
+        }
+        Some(Box::new(Routes {
+            text: Bytes::from(text),
+            ends: ends.into_boxed_slice(),
+            strict,
+        }))
+    }
+
+    /// Each value, as a slice of the buffer.
+    fn values(&self) -> impl Iterator<Item = Bytes> + '_ {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .map(|(a, b)| self.text.slice(a as usize..b as usize))
+    }
+
+    /// The first value, parsed.
+    fn first(&self) -> Result<NameAddr, ParseError> {
+        let end = self.ends.first().copied().unwrap_or(0) as usize;
+        NameAddr::parse(&self.text[..end])
     }
 }
 
@@ -349,12 +407,13 @@ impl Dialog {
             .from_tag()
             .ok_or(DialogError::MissingTag)?
             .to_owned();
-        let mut route_set: Vec<NameAddr> = response
-            .typed_all::<RecordRoute>()?
-            .into_iter()
-            .map(|r| r.0)
-            .collect();
-        route_set.reverse();
+        let route_set = Routes::new(
+            response
+                .typed_all::<RecordRoute>()?
+                .into_iter()
+                .rev()
+                .map(|r| r.0),
+        );
         let remote_target = contact_uri(response.contacts()?)?;
         Ok(Dialog {
             id: DialogId {
@@ -380,7 +439,7 @@ impl Dialog {
                 &without_tag(response.owned_to_untagged()?),
                 &remote_target,
             ),
-            route_set,
+            routes: route_set,
             secure: is_sips(request),
             caller: true,
             flow: None,
@@ -415,11 +474,7 @@ impl Dialog {
         };
         // an RFC 2543 peer may send no From tag: the empty tag then names it
         let remote_tag = request.from_tag().unwrap_or_default().to_owned();
-        let route_set = request
-            .typed_all::<RecordRoute>()?
-            .into_iter()
-            .map(|r| r.0)
-            .collect();
+        let route_set = Routes::new(request.typed_all::<RecordRoute>()?.into_iter().map(|r| r.0));
         // (what was not parsed already is parsed here, in the order errors are told)
         let contacts = match contacts {
             Some(c) => c,
@@ -445,7 +500,7 @@ impl Dialog {
             local_seq: None,
             remote_seq: Some(request.cseq().seq),
             addresses: Addresses::new(&local_uri, &without_tag(remote_uri), &remote_target),
-            route_set,
+            routes: route_set,
             secure: is_sips(request),
             caller: false,
             flow: None,
@@ -461,11 +516,7 @@ impl Dialog {
             .ok_or(DialogError::MissingTag)?
             .to_owned();
         let remote_tag = notify.from_tag().ok_or(DialogError::MissingTag)?.to_owned();
-        let route_set = notify
-            .typed_all::<RecordRoute>()?
-            .into_iter()
-            .map(|r| r.0)
-            .collect();
+        let route_set = Routes::new(notify.typed_all::<RecordRoute>()?.into_iter().map(|r| r.0));
         let remote_target = contact_uri(notify.contacts()?)?;
         Ok(Dialog {
             id: DialogId {
@@ -481,7 +532,7 @@ impl Dialog {
                 &without_tag(notify.owned_from_untagged()?),
                 &remote_target,
             ),
-            route_set,
+            routes: route_set,
             secure: is_sips(subscribe),
             caller: true,
             flow: None,
@@ -553,7 +604,7 @@ impl Dialog {
                 && resp.cseq().method == Method::Invite
             {
                 if let Ok(rr) = resp.typed_all::<RecordRoute>() {
-                    self.route_set = rr.into_iter().rev().map(|r| r.0).collect();
+                    self.routes = Routes::new(rr.into_iter().rev().map(|r| r.0));
                 }
             }
             self.state = DialogState::Confirmed;
@@ -616,7 +667,7 @@ impl Dialog {
     /// route set (the peer is the next hop) and a peer that is [`reached_only_over_flow`].
     pub fn uses_flow(&self) -> bool {
         self.flow.is_some()
-            && self.route_set.is_empty()
+            && self.routes.is_none()
             && self
                 .remote_target()
                 .is_ok_and(|t| reached_only_over_flow(&t))
@@ -624,10 +675,25 @@ impl Dialog {
 
     /// The URI the next hop is taken from: the first route, or the remote target.
     pub fn next_hop(&self) -> Result<Cow<'_, Uri>, ParseError> {
-        match self.route_set.first() {
-            Some(r) => Ok(Cow::Borrowed(&r.uri)),
+        match &self.routes {
+            Some(r) => r.first().map(|r| Cow::Owned(r.uri)),
             None => self.remote_target().map(Cow::Owned),
         }
+    }
+
+    /// The route set (Record-Route, in the order our requests visit it), parsed from the
+    /// text its requests write; empty without proxies.
+    pub fn route_set(&self) -> Vec<NameAddr> {
+        self.routes.as_deref().map_or_else(Vec::new, |r| {
+            r.values()
+                .filter_map(|v| NameAddr::parse(&v).ok())
+                .collect()
+        })
+    }
+
+    /// Whether the dialog has a route set (a proxy record-routed it).
+    pub fn has_route_set(&self) -> bool {
+        self.routes.is_some()
     }
 
     /// Builds the next in-dialog request (RFC 3261 §12.2.1.1), taking a new local CSeq.
@@ -673,29 +739,28 @@ impl Dialog {
         via: ViaValue<'_>,
         headers: Vec<Header>,
     ) -> Result<Request, DialogError> {
-        let loose = self
-            .route_set
-            .first()
-            .is_none_or(|r| r.uri.as_sip().is_some_and(|s| s.lr()));
-        // loose routing (the usual case) borrows every value; a strict router is rewritten
-        let mut b = if loose {
-            let mut b = RequestBuilder::new_text(method, self.addresses.target());
-            for r in &self.route_set {
-                b = b.header(Header::new(HeaderName::Route, r.to_string()));
+        // loose routing (the usual case) shares every value; a strict router is rewritten
+        let mut b = match self.routes.as_deref() {
+            Some(r) if r.strict => {
+                // strict router: it becomes the Request-URI, the remote target the last Route
+                let mut first = r.first()?.uri;
+                if let Some(s) = first.as_sip_mut() {
+                    s.headers.clear();
+                }
+                let mut b = RequestBuilder::new(method, first);
+                for v in r.values().skip(1) {
+                    b = b.header(Header::new(HeaderName::Route, v));
+                }
+                let target = NameAddr::new(self.remote_target()?);
+                b.header(Header::new(HeaderName::Route, target.to_string()))
             }
-            b
-        } else {
-            // strict router: it becomes the Request-URI, the remote target the last Route
-            let mut first = self.route_set[0].uri.clone();
-            if let Some(s) = first.as_sip_mut() {
-                s.headers.clear();
+            routes => {
+                let mut b = RequestBuilder::new_text(method, self.addresses.target());
+                for v in routes.into_iter().flat_map(Routes::values) {
+                    b = b.header(Header::new(HeaderName::Route, v));
+                }
+                b
             }
-            let mut b = RequestBuilder::new(method, first);
-            for r in &self.route_set[1..] {
-                b = b.header(Header::new(HeaderName::Route, r.to_string()));
-            }
-            let target = NameAddr::new(self.remote_target()?);
-            b.header(Header::new(HeaderName::Route, target.to_string()))
         };
         b = match via {
             ViaValue::Typed(v) => b.via(v),
@@ -810,7 +875,7 @@ mod tests {
         let mut d = Dialog::uac(&inv, &ok(&inv)).unwrap();
         assert_eq!(d.state, DialogState::Confirmed);
         assert_eq!(&*d.id.remote_tag, "314159");
-        assert_eq!(d.route_set[0].uri.to_string(), "sip:p1.example.com;lr");
+        assert_eq!(d.route_set()[0].uri.to_string(), "sip:p1.example.com;lr");
         assert_eq!(d.remote_target_text(), "sip:bob@192.0.2.4");
         let bye = d.request(Method::Bye, via(), Vec::new()).unwrap();
         assert_eq!(bye.uri().to_string(), "sip:bob@192.0.2.4");
@@ -831,10 +896,54 @@ mod tests {
     }
 
     #[test]
+    fn the_route_set_kept_written_reads_back_and_goes_out_as_it_came() {
+        // display names, parameters on the URI and the name-addr, IPv6, a URI header
+        let rr = "\"edge\" <sip:[2001:db8::1]:5070;lr;transport=tcp>;x=1, \
+                  <sip:p1.example.com;lr;ftag=a%20b>, <sips:core.example.net;lr?h=v>";
+        let with = |rr: &str| {
+            parse_req(&format!(
+                "INVITE sip:bob@biloxi.example.com SIP/2.0\n\
+                 Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bKnashds8\n{rr}\
+                 From: Alice <sip:alice@atlanta.example.com>;tag=9fxced76sl\n\
+                 To: Bob <sip:bob@biloxi.example.com>\n\
+                 Call-ID: 3848276298220188511@atlanta.example.com\nCSeq: 2 INVITE\n\
+                 Contact: <sip:alice@pc33.atlanta.example.com>\nContent-Length: 0\n\n"
+            ))
+        };
+        let inv = with(&format!("Record-Route: {rr}\n"));
+        let parsed: Vec<NameAddr> = inv
+            .typed_all::<RecordRoute>()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
+        let mut uas = Dialog::uas(&inv, "ourtag", DialogState::Confirmed).unwrap();
+        assert!(uas.has_route_set());
+        assert_eq!(uas.route_set(), parsed);
+        assert_eq!(*uas.next_hop().unwrap(), parsed[0].uri);
+        let bye = uas.request(Method::Bye, via(), Vec::new()).unwrap();
+        let routes: Vec<String> = bye
+            .headers()
+            .get_all(&HeaderName::Route)
+            .map(|h| h.unfolded())
+            .collect();
+        let written: Vec<String> = parsed.iter().map(ToString::to_string).collect();
+        assert_eq!(routes, written);
+        // the caller's side: reversed, and none without Record-Route
+        let uac = Dialog::uac(&inv, &ok(&inv)).unwrap();
+        let reversed: Vec<NameAddr> = parsed.iter().rev().cloned().collect();
+        assert_eq!(uac.route_set(), reversed);
+        let plain = with("");
+        let direct = Dialog::uac(&plain, &ok(&plain)).unwrap();
+        assert!(!direct.has_route_set() && direct.route_set().is_empty());
+        assert_eq!(direct.next_hop().unwrap().to_string(), "sip:bob@192.0.2.4");
+    }
+
+    #[test]
     fn uas_dialog_keeps_record_route_order_and_checks_cseq() {
         let inv = invite();
         let mut d = Dialog::uas(&inv, "314159", DialogState::Confirmed).unwrap();
-        assert_eq!(d.route_set[0].uri.to_string(), "sip:p2.example.com;lr");
+        assert_eq!(d.route_set()[0].uri.to_string(), "sip:p2.example.com;lr");
         assert_eq!(d.remote_target_text(), "sip:alice@pc33.atlanta.example.com");
         assert_eq!(d.local_seq, None);
         let bye = d.request(Method::Bye, via(), Vec::new()).unwrap();

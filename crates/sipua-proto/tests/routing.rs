@@ -167,7 +167,7 @@ fn answered_call(rr: &str) -> (UaCore, DialogId) {
 fn uas_requests_follow_the_record_route_in_order() {
     let (mut bob, dialog) = answered_call(RR);
     let d = bob.dialog(&dialog).unwrap();
-    let routes: Vec<String> = d.route_set.iter().map(|r| r.uri.to_string()).collect();
+    let routes: Vec<String> = d.route_set().iter().map(|r| r.uri.to_string()).collect();
     assert_eq!(
         routes,
         [
@@ -276,7 +276,7 @@ fn uac_route_set_is_the_2xx_record_route_reversed_and_then_frozen() {
     let routes = |a: &UaCore| -> Vec<String> {
         a.dialog(&dialog)
             .unwrap()
-            .route_set
+            .route_set()
             .iter()
             .map(|r| r.uri.to_string())
             .collect()
