@@ -54,6 +54,9 @@ pub(super) struct PrackState {
     /// Per early dialog: the reliable provisional whose offer the TU answers in the PRACK
     /// it sends with [`UaCore::prack`] (UAC; one at a time, as the UAS sends them).
     deferred: crate::hash::KeyedMap<DialogId, Deferred>,
+    /// The early dialogs whose offer came (UAC): the bodies of their later reliable
+    /// provisionals repeat it, and the core PRACKs those itself.
+    offered: crate::hash::KeyedMap<DialogId, ()>,
 }
 
 /// A reliable provisional response whose PRACK waits for the TU's answer.
@@ -83,6 +86,9 @@ impl PrackState {
         }
         if !self.deferred.is_empty() {
             self.deferred.remove(dialog);
+        }
+        if !self.offered.is_empty() {
+            self.offered.remove(dialog);
         }
     }
 
@@ -260,8 +266,10 @@ impl UaCore {
             _ => {}
         }
         self.prack.rseq_in.insert(dialog.clone(), rseq);
-        if offer_awaited && !response.body_bytes().is_empty() {
-            // the offer our INVITE asked for: the TU's answer goes in the PRACK (§5)
+        let offers = offer_awaited && !response.body_bytes().is_empty();
+        if offers && self.prack.offered.insert(dialog.clone(), ()).is_none() {
+            // the offer our INVITE asked for (the first body of a reliable provisional in
+            // this dialog; later ones repeat it): the TU's answer goes in the PRACK (§5)
             let deferred = Deferred {
                 rseq,
                 cseq: response.cseq().seq,
