@@ -295,6 +295,82 @@ struct Routes {
     ends: Box<[u32]>,
     /// The first route is a strict router (no `lr`): requests put it in the Request-URI.
     strict: bool,
+    /// Where the first route sends requests, read once when the set is made: every request
+    /// of the dialog needs it, and the text would be parsed again each time.
+    first: FirstHop,
+}
+
+/// Where a next hop sends requests, read from its URI (RFC 3263 §4 without DNS): what a
+/// dialog's requests need each time, kept so that its text is not parsed again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FirstHop {
+    /// The address, when the URI names one (an IP address; a host name needs DNS).
+    pub(crate) address: Option<SocketAddr>,
+    /// Its `transport` parameter, when it is one of ours (`Other` is read again from the
+    /// text, rarely).
+    pub(crate) transport: HopTransport,
+    /// The host is a domain name (a TLS or WSS connection to it is named by it).
+    pub(crate) named: bool,
+}
+
+/// A next hop's `transport` parameter, in a byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HopTransport {
+    /// No parameter.
+    None,
+    /// One of the transports we know.
+    Known(KnownTransport),
+    /// Another token: read from the text when asked.
+    Other,
+}
+
+/// [`Transport`] without its `Other` case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KnownTransport {
+    Udp,
+    Tcp,
+    Tls,
+    Sctp,
+    Ws,
+    Wss,
+}
+
+impl FirstHop {
+    /// What `uri` says of where requests go.
+    pub(crate) fn of(uri: &Uri) -> FirstHop {
+        let sip = uri.as_sip();
+        let transport = match sip.and_then(|u| u.transport()) {
+            None => HopTransport::None,
+            Some(t) => match Transport::parse(t.as_bytes()) {
+                Transport::Udp => HopTransport::Known(KnownTransport::Udp),
+                Transport::Tcp => HopTransport::Known(KnownTransport::Tcp),
+                Transport::Tls => HopTransport::Known(KnownTransport::Tls),
+                Transport::Sctp => HopTransport::Known(KnownTransport::Sctp),
+                Transport::Ws => HopTransport::Known(KnownTransport::Ws),
+                Transport::Wss => HopTransport::Known(KnownTransport::Wss),
+                Transport::Other(_) => HopTransport::Other,
+            },
+        };
+        FirstHop {
+            address: crate::locate::address_without_dns(uri),
+            transport,
+            named: sip.is_some_and(|u| matches!(u.host, Host::Domain(_))),
+        }
+    }
+}
+
+impl KnownTransport {
+    /// As a [`Transport`].
+    pub(crate) fn transport(self) -> Transport {
+        match self {
+            KnownTransport::Udp => Transport::Udp,
+            KnownTransport::Tcp => Transport::Tcp,
+            KnownTransport::Tls => Transport::Tls,
+            KnownTransport::Sctp => Transport::Sctp,
+            KnownTransport::Ws => Transport::Ws,
+            KnownTransport::Wss => Transport::Wss,
+        }
+    }
 }
 
 impl Routes {
@@ -303,20 +379,21 @@ impl Routes {
         let mut text = String::new();
         let mut ends = Vec::new();
         let mut strict = false;
+        let mut first = None;
         for r in routes {
             if ends.is_empty() {
                 strict = !r.uri.as_sip().is_some_and(|s| s.lr());
+                first = Some(FirstHop::of(&r.uri));
             }
             r.write_into(&mut text);
             ends.push(text.len() as u32);
         }
-        if ends.is_empty() {
-            return None;
-        }
+        let first = first?;
         Some(Box::new(Routes {
             text: Bytes::from(text),
             ends: ends.into_boxed_slice(),
             strict,
+            first,
         }))
     }
 
@@ -679,6 +756,12 @@ impl Dialog {
             Some(r) => r.first().map(|r| Cow::Owned(r.uri)),
             None => self.remote_target().map(Cow::Owned),
         }
+    }
+
+    /// Where the first route sends requests, as read when the route set was made; `None`
+    /// without a route set.
+    pub(crate) fn first_hop(&self) -> Option<&FirstHop> {
+        self.routes.as_deref().map(|r| &r.first)
     }
 
     /// The route set (Record-Route, in the order our requests visit it), parsed from the

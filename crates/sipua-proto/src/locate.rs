@@ -47,6 +47,25 @@ pub fn next_hop_uri(request: &Request, outbound_proxy: Option<&Uri>) -> Uri {
     }
 }
 
+/// Where `uri` sends a request when it names an address (RFC 3263 without DNS): an IP
+/// address, with its port or the transport's default; `None` for a host name.
+pub fn address_without_dns(uri: &Uri) -> Option<SocketAddr> {
+    // the usual next hop, an IP address with a port and no maddr or transport parameter,
+    // is where the locator would send (RFC 3263 §4.2), without making one
+    if let Some(sip) = uri.as_sip() {
+        if let (Some(ip), Some(port), None, None) =
+            (sip.host.ip(), sip.port, sip.maddr(), sip.transport())
+        {
+            return Some(SocketAddr::new(ip, port));
+        }
+    }
+    let mut l = Locator::new(uri, 0).ok()?;
+    match l.step() {
+        Step::Done(t) => t.first().map(|(_, a)| *a),
+        _ => None,
+    }
+}
+
 /// The transport of a request of `size` bytes for `chosen`: UDP becomes TCP above
 /// [`UDP_LIMIT`] (RFC 3261 §18.1.1), unless the URI insisted on UDP.
 pub fn transport_for_size(chosen: &Transport, size: usize, uri_forces_udp: bool) -> Transport {

@@ -387,3 +387,85 @@ fn a_resolvable_contact_over_udp_is_used_as_written() {
     );
     assert!(bob.dialog(&dialog).unwrap().flow.is_none());
 }
+
+/// What `dialog_route` reads once for a request (its address, transport and whether the hop
+/// is named) is what the request then goes with, proxy or no proxy.
+#[test]
+fn the_dialog_route_gives_a_request_s_address_transport_and_name_at_once() {
+    let proxy: SocketAddr = PROXY.parse().unwrap();
+    for (rr, destination, transport, named) in [
+        (
+            "Record-Route: <sip:192.0.2.10:5070;lr;transport=tcp>\r\n",
+            Some(proxy),
+            Some(Transport::Tcp),
+            false,
+        ),
+        // a host name needs DNS: the driver resolves it, TLS names the connection by it
+        (
+            "Record-Route: <sip:p1.example.com;lr;transport=tls>\r\n",
+            None,
+            Some(Transport::Tls),
+            true,
+        ),
+        // a transport we do not know is read again from the route's text (and the locator,
+        // which does not know it either, names no address)
+        (
+            "Record-Route: <sip:192.0.2.10:5070;lr;transport=x-quic>\r\n",
+            None,
+            Some(Transport::Other("X-QUIC".into())),
+            false,
+        ),
+        // no proxy: the Contact is the next hop
+        ("", Some(ALICE.parse().unwrap()), None, false),
+    ] {
+        let (mut bob, dialog) = answered_call(rr);
+        let route = bob.dialog_route(&dialog).unwrap();
+        assert_eq!(route.destination, destination, "{rr}");
+        assert_eq!(route.transport, transport, "{rr}");
+        assert_eq!(route.named, named, "{rr}");
+        assert!(!route.over_flow, "{rr}: no connection to use");
+        assert_eq!(bob.dialog_destination(&dialog), destination, "{rr}");
+        let to = destination.unwrap_or(proxy);
+        bob.request_in_dialog_over(
+            Instant::now(),
+            &dialog,
+            Method::Bye,
+            to,
+            route.transport.clone(),
+            Vec::new(),
+            None,
+        )
+        .unwrap();
+        let bye = &sent(&mut bob)[0];
+        assert_eq!(bye.destination, to, "{rr}");
+        // (an unknown transport is the driver's to refuse)
+        let want = route.transport.clone().unwrap_or(Transport::Udp);
+        assert_eq!(bye.transport, want, "{rr}");
+        // the hint and the plain call agree
+        let (mut again, dialog) = answered_call(rr);
+        again
+            .request_in_dialog(Instant::now(), &dialog, Method::Bye, to)
+            .unwrap();
+        assert_eq!(sent(&mut again)[0].transport, want, "{rr}");
+    }
+}
+
+/// A WebSocket client's dialog: its requests go over the connection it came in on, and the
+/// route says so.
+#[test]
+fn the_dialog_route_of_a_websocket_client_is_its_connection() {
+    let mut bob = core("192.0.2.2:8080", "bob", Transport::Ws);
+    let id = incoming_id(&feed(
+        &mut bob,
+        "192.0.2.50:53124",
+        Transport::Ws,
+        ws_invite("sip:k3j2@abcdef.invalid;transport=ws"),
+    ));
+    let ok = bob.response(id, 200).unwrap();
+    let dialog = bob.respond(Instant::now(), id, ok).unwrap().unwrap();
+    let route = bob.dialog_route(&dialog).unwrap();
+    assert!(route.over_flow);
+    assert_eq!(route.destination, Some("192.0.2.50:53124".parse().unwrap()));
+    assert_eq!(route.transport, Some(Transport::Ws));
+    assert!(route.named, "abcdef.invalid is a name");
+}

@@ -9,7 +9,6 @@
 //! One concern in one file (about 800 lines): the driver's loop and the commands it applies.
 
 use sipua_proto::hash::{IdMap, KeyedMap};
-use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -422,6 +421,14 @@ impl Driver {
         }
     }
 
+    /// [`Driver::advertise_to`] the destination of dialog `dialog`'s requests (looked up
+    /// only on a wildcard address, where it matters).
+    fn advertise_in(&mut self, dialog: &DialogId) {
+        if self.routes.is_some() {
+            self.advertise_to(self.dialog_destination(dialog));
+        }
+    }
+
     fn deliver(&mut self, key: SessionKey, input: SessionInput) -> bool {
         let Some((sink, _)) = self.sessions.get(&key) else {
             return false;
@@ -800,40 +807,46 @@ impl Driver {
                 defer_ack,
                 reply,
             } => {
-                let Some(destination) = self.dialog_destination(&dialog) else {
+                // the next hop is kept written: parsed once here, for the address, the
+                // transport and the name
+                let route = self.core.dialog_route(&dialog);
+                let destination = route
+                    .as_ref()
+                    .and_then(|r| r.destination)
+                    .or_else(|| self.peers.get(&dialog).copied());
+                let Some(destination) = destination else {
                     let _ = reply.send(Err(Error::Dns(DnsError::new(
                         DnsErrorKind::NoTarget,
                         format!("the remote target of dialog {}", dialog.call_id),
                     ))));
                     return;
                 };
-                // (the next hop is kept written: parsed once here)
-                let (flow, hop) = match self.core.dialog(&dialog) {
-                    Some(d) => (
-                        d.flow.as_ref().map(|f| f.transport.clone()),
-                        d.next_hop().ok().map(Cow::into_owned),
-                    ),
-                    None => (None, None),
-                };
+                let (transport, named) = route.map_or((None, false), |r| (r.transport, r.named));
                 if !self.listeners.is_empty() {
                     // the dialog's connection, else what its next hop asks for
-                    let t = flow.or_else(|| {
-                        hop.as_ref()
-                            .and_then(|h| h.as_sip())
-                            .and_then(|u| u.transport())
-                            .map(|t| Transport::parse(t.as_bytes()))
-                    });
-                    self.use_listener(t.as_ref());
+                    let flow = self
+                        .core
+                        .dialog(&dialog)
+                        .and_then(|d| d.flow.as_ref().map(|f| f.transport.clone()));
+                    self.use_listener(flow.or_else(|| transport.clone()).as_ref());
                 }
                 self.advertise_to(Some(destination));
-                if let Some(hop) = &hop {
-                    self.name_destination(destination, hop);
+                if named {
+                    // a TLS or WSS connection to it is named by the hop's host
+                    let hop = self
+                        .core
+                        .dialog(&dialog)
+                        .and_then(|d| d.next_hop().ok().map(|h| h.into_owned()));
+                    if let Some(hop) = hop {
+                        self.name_destination(destination, &hop);
+                    }
                 }
-                let r = self.core.request_in_dialog_with(
+                let r = self.core.request_in_dialog_over(
                     t,
                     &dialog,
                     method,
                     destination,
+                    transport,
                     headers,
                     body,
                 );
@@ -849,7 +862,7 @@ impl Driver {
                 body,
                 reply,
             } => {
-                self.advertise_to(self.dialog_destination(&dialog));
+                self.advertise_in(&dialog);
                 let _ = reply.send(self.core.ack(t, &dialog, seq, body).map_err(Error::from));
             }
             Command::Prack {
@@ -857,7 +870,7 @@ impl Driver {
                 body,
                 reply,
             } => {
-                self.advertise_to(self.dialog_destination(&dialog));
+                self.advertise_in(&dialog);
                 let sent = self.core.prack(t, &dialog, body).map(drop);
                 let _ = reply.send(sent.map_err(Error::from));
             }

@@ -35,7 +35,8 @@ use crate::dialog::{
     Dialog, DialogError, DialogId, DialogIdRef, DialogState, Flow, UasParts, ViaValue,
 };
 use addressing::Addressed;
-use routing::{destination_for, destination_of, flow_in_use, flow_of};
+pub use routing::DialogRoute;
+use routing::{destination_for, flow_of, route_of, transport_of_route};
 
 mod addressing;
 mod auth;

@@ -283,12 +283,17 @@ impl UaCore {
             cseq: response.cseq().seq,
             method: Method::Invite,
         };
-        let dest = self.dialog_destination(dialog).unwrap_or(destination);
-        if let Ok(tx) = self.request_in_dialog_with(
+        let route = self.dialog_route(dialog);
+        let (dest, transport) = match route {
+            Some(r) => (r.destination.unwrap_or(destination), r.transport),
+            None => (destination, None),
+        };
+        if let Ok(tx) = self.request_in_dialog_over(
             now,
             dialog,
             Method::Prack,
             dest,
+            transport,
             vec![Header::typed(&rack)],
             None,
         ) {
@@ -318,12 +323,17 @@ impl UaCore {
             cseq: d.cseq,
             method: Method::Invite,
         };
-        let dest = self.dialog_destination(dialog).unwrap_or(d.destination);
-        let tx = self.request_in_dialog_with(
+        let route = self.dialog_route(dialog);
+        let (dest, transport) = match route {
+            Some(r) => (r.destination.unwrap_or(d.destination), r.transport),
+            None => (d.destination, None),
+        };
+        let tx = self.request_in_dialog_over(
             now,
             dialog,
             Method::Prack,
             dest,
+            transport,
             vec![Header::typed(&rack)],
             body,
         )?;

@@ -3,6 +3,7 @@
 //! received/rport address.
 
 use super::*;
+use crate::dialog::{reached_only_over_flow, HopTransport};
 
 impl UaCore {
     /// Ends a dialog the TU is done with: a subscription that terminated (RFC 6665 §4.4.1),
@@ -39,16 +40,98 @@ impl UaCore {
     /// (a forking proxy that did not record-route). `None` for a host name: the caller's
     /// resolved address applies.
     pub fn dialog_destination(&self, dialog: &DialogId) -> Option<SocketAddr> {
-        destination_of(self.dialogs.get(dialog)?)
+        route_of(self.dialogs.get(dialog)?).destination
+    }
+
+    /// Where an in-dialog request of `dialog` goes and over what, read from its next hop
+    /// once: a driver that needs the address, the transport and the hop's name for one
+    /// request takes them all here and hands the transport to
+    /// [`UaCore::request_in_dialog_over`], rather than having the hop parsed for each.
+    pub fn dialog_route(&self, dialog: &DialogId) -> Option<DialogRoute> {
+        Some(route_of(self.dialogs.get(dialog)?))
     }
 }
 
-/// The connection dialog `d`'s requests go over instead of its next hop: the peer can be
-/// reached only over it ([`Dialog::uses_flow`]), or the next hop names no address we could
-/// reach without DNS while the peer reached us over a connection.
-pub(super) fn flow_in_use(d: &Dialog) -> Option<&Flow> {
-    let f = d.flow.as_deref()?;
-    (d.uses_flow() || next_hop_address(d).is_none()).then_some(f)
+/// Where an in-dialog request goes (RFC 3261 §12.2.1.1, RFC 3263 §4 without DNS, RFC 5626):
+/// what [`UaCore::dialog_route`] reads from a dialog's next hop and its connection.
+#[derive(Debug, Clone)]
+pub struct DialogRoute {
+    /// The address: the connection's remote end when the peer is reached over it, else the
+    /// next hop's when it names one (`None` for a host name, which needs DNS).
+    pub destination: Option<SocketAddr>,
+    /// The transport the request goes over: the connection's, else the next hop's
+    /// `transport` parameter; `None` leaves it to the destination.
+    pub transport: Option<Transport>,
+    /// The next hop's host is a domain name ([`Dialog::next_hop`] gives it): a TLS or WSS
+    /// connection to the destination is named by it.
+    pub named: bool,
+    /// The request goes over the connection the peer reached us on ([`Dialog::flow`]), not
+    /// to the next hop.
+    pub over_flow: bool,
+}
+
+/// [`UaCore::dialog_route`] of dialog `d`. Behind proxies the first route was read when the
+/// route set was made, so nothing is parsed (but a rare unknown `transport` parameter);
+/// without them the remote target is parsed once.
+pub(super) fn route_of(d: &Dialog) -> DialogRoute {
+    let (address, transport, named, only_over_flow) = match d.first_hop() {
+        Some(first) => {
+            let transport = match first.transport {
+                HopTransport::None => None,
+                HopTransport::Known(k) => Some(k.transport()),
+                HopTransport::Other => d.next_hop().ok().and_then(|h| transport_of(&h)),
+            };
+            // with a route set the peer is not the next hop: its connection is used only
+            // when the route names no address
+            (first.address, transport, first.named, false)
+        }
+        None => match d.remote_target() {
+            Ok(target) => (
+                crate::locate::address_without_dns(&target),
+                transport_of(&target),
+                target
+                    .as_sip()
+                    .is_some_and(|u| matches!(u.host, Host::Domain(_))),
+                // (asked only when there is a connection to use)
+                d.flow.is_some() && reached_only_over_flow(&target),
+            ),
+            Err(_) => (None, None, false, false),
+        },
+    };
+    match d.flow.as_deref() {
+        Some(f) if only_over_flow || address.is_none() => DialogRoute {
+            destination: Some(f.remote),
+            transport: Some(f.transport.clone()),
+            named,
+            over_flow: true,
+        },
+        _ => DialogRoute {
+            destination: address,
+            transport,
+            named,
+            over_flow: false,
+        },
+    }
+}
+
+/// [`DialogRoute::transport`] of dialog `d`, without looking for an address when no
+/// connection could be used instead (the usual case: then only the parameter counts).
+pub(super) fn transport_of_route(d: &Dialog) -> Option<Transport> {
+    if d.flow.is_some() {
+        return route_of(d).transport;
+    }
+    match d.first_hop().map(|f| f.transport) {
+        Some(HopTransport::None) => None,
+        Some(HopTransport::Known(k)) => Some(k.transport()),
+        Some(HopTransport::Other) | None => d.next_hop().ok().and_then(|h| transport_of(&h)),
+    }
+}
+
+/// The `transport` parameter of next hop `hop`.
+fn transport_of(hop: &Uri) -> Option<Transport> {
+    hop.as_sip()
+        .and_then(|u| u.transport())
+        .map(|t| Transport::parse(t.as_bytes()))
 }
 
 /// The flow a dialog made by a message over `transport` from (or to) `remote` keeps.
@@ -59,33 +142,6 @@ pub(super) fn flow_of(transport: &Transport, remote: SocketAddr) -> Option<Box<F
             remote,
         })
     })
-}
-
-/// [`UaCore::dialog_destination`] of dialog `d`.
-pub(super) fn destination_of(d: &Dialog) -> Option<SocketAddr> {
-    match flow_in_use(d) {
-        Some(f) => Some(f.remote),
-        None => next_hop_address(d),
-    }
-}
-
-/// Where the next hop of dialog `d` is, when it names an address (RFC 3263 without DNS).
-fn next_hop_address(d: &Dialog) -> Option<SocketAddr> {
-    // the usual next hop, an IP address with a port and no maddr or transport parameter,
-    // is where the locator would send (RFC 3263 §4.2), without making one
-    let hop = d.next_hop().ok()?;
-    if let Some(sip) = hop.as_sip() {
-        if let (Some(ip), Some(port), None, None) =
-            (sip.host.ip(), sip.port, sip.maddr(), sip.transport())
-        {
-            return Some(SocketAddr::new(ip, port));
-        }
-    }
-    let mut l = crate::locate::Locator::new(&hop, 0).ok()?;
-    match l.step() {
-        crate::locate::Step::Done(t) => t.first().map(|(_, a)| *a),
-        _ => None,
-    }
 }
 
 /// Where responses to `request` go over UDP (RFC 3261 §18.2.2, RFC 3581).

@@ -191,6 +191,26 @@ impl UaCore {
         extra: Vec<Header>,
         body: Option<(MediaType, Bytes)>,
     ) -> Result<TransactionId, UaError> {
+        let d = self.dialogs.get(dialog).ok_or(UaError::UnknownDialog)?;
+        let transport = transport_of_route(d);
+        self.request_in_dialog_over(now, dialog, method, destination, transport, extra, body)
+    }
+
+    /// Like [`UaCore::request_in_dialog_with`], over `transport` as
+    /// [`UaCore::dialog_route`] read it (the dialog's connection, else its next hop's
+    /// `transport` parameter): a driver that read the route for the destination hands it
+    /// on instead of having the next hop parsed again.
+    #[allow(clippy::too_many_arguments)]
+    pub fn request_in_dialog_over(
+        &mut self,
+        now: Instant,
+        dialog: &DialogId,
+        method: Method,
+        destination: SocketAddr,
+        transport: Option<Transport>,
+        extra: Vec<Header>,
+        body: Option<(MediaType, Bytes)>,
+    ) -> Result<TransactionId, UaError> {
         if !self.dialogs.contains_key(dialog) {
             return Err(UaError::UnknownDialog);
         }
@@ -216,21 +236,11 @@ impl UaCore {
         };
         let d = self.dialogs.get_mut(dialog).ok_or(UaError::UnknownDialog)?;
         let mut request = d.request_via(method.clone(), via, headers)?;
-        // the flow the peer is reachable over, else a transport parameter in the next hop
-        // (the peer's Contact or first route) decides
-        let hint = match flow_in_use(d) {
-            Some(f) => Some(f.transport.clone()),
-            None => d.next_hop().ok().and_then(|hop| {
-                hop.as_sip()
-                    .and_then(|u| u.transport())
-                    .map(|t| Transport::parse(t.as_bytes()))
-            }),
-        };
         if let Some((ct, body)) = body {
             request.set_body(Some(&ct), &body)?;
         }
         let is_invite = *request.method() == Method::Invite;
-        let id = self.start(now, request, destination, None, hint)?;
+        let id = self.start(now, request, destination, None, transport)?;
         if is_invite {
             self.invites_out.insert(dialog.clone(), id);
         }
@@ -535,10 +545,11 @@ impl UaCore {
         let Some(d) = self.dialogs.get(did) else {
             return;
         };
-        if let Some(f) = flow_in_use(d) {
-            transport = f.transport.clone();
+        let route = route_of(d);
+        if let (Some(t), true) = (route.transport, route.over_flow) {
+            transport = t;
         }
-        let destination = destination_of(d).unwrap_or(fallback);
+        let destination = route.destination.unwrap_or(fallback);
         let via = self.via_value(branch);
         let Ok(mut ack) = d.ack_via(seq, via) else {
             return;
