@@ -33,13 +33,19 @@
 //! - [`timer`]: session timers (RFC 4028): what a caller asks for, what a callee decides
 //!   (422 or the interval and the refresher), and when a running timer is due.
 //!
-//! The async `sipua` crate's session task drives these: it tells [`Media`] what it sends and
-//! receives, and does what the machine asks of the handler.
+//! - [`machine`]: the three that every session runs, lifecycle, media and re-offers, as one
+//!   [`Session`] with one clock and one queue of events, and the decisions that need more
+//!   than one of them (a re-offer held for the ACK or ended with the session, the refresh
+//!   put off while an exchange is open, 491 or 500 for a peer's offer that cannot be taken).
+//!
+//! The async `sipua` crate's session task drives these: it holds one [`Session`], tells it
+//! what it sends and receives, and does what it asks of the handler and the network.
 
 pub mod backoff;
 pub mod callee;
 pub mod caller;
 pub mod lifecycle;
+pub mod machine;
 pub mod media;
 pub mod negotiation;
 pub mod reoffer;
@@ -49,6 +55,7 @@ pub mod transfer;
 pub use callee::Callee;
 pub use caller::Caller;
 pub use lifecycle::{Lifecycle, SessionState};
+pub use machine::Session;
 pub use media::Media;
 pub use negotiation::{Message, Negotiation, OfferAnswer, OfferAnswerError, Received};
 pub use reoffer::Reoffers;

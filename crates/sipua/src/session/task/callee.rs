@@ -18,19 +18,19 @@ impl Task {
     /// the media machine asks for it (RFC 3261 §13.3.1, RFC 6337 §3.1): our answer to the
     /// INVITE's offer (applied first, once), our offer when it had none, or the last
     /// description again once an exchange completed. It counts once sent
-    /// (`self.media.sent(m, true)`).
+    /// (`self.session.media_mut().sent(m, true)`).
     pub(super) async fn response_description(
         &mut self,
         m: Message,
     ) -> Result<BodyAndContentType, Error> {
-        self.media.respond(m);
+        self.session.media_mut().respond(m);
         self.media_asks(None, None).await?.ok_or_else(|| {
             Error::SessionDescriptionHandler(crate::SdhError::new("no session description"))
         })
     }
 
     pub(super) async fn accept(&mut self, o: InvitationAcceptOptions) -> Result<(), Error> {
-        if !self.life.may_answer() {
+        if !self.session.life().may_answer() {
             return self.invalid("accept");
         }
         let Some(u) = self.uas() else {
@@ -53,7 +53,7 @@ impl Task {
                     _ => (488, vec![self.warning(&e)]),
                 };
                 let _ = self.respond(id, status, None, headers, None).await;
-                self.life.final_sent(false);
+                self.session.life_mut().final_sent(false);
                 self.terminate(EndReason::MediaFailure(Box::new(e.clone())));
                 return Err(e);
             }
@@ -65,15 +65,16 @@ impl Task {
         let mut timer = None;
         let invite = self.received_invite();
         if let (Some(st), Some(invite)) = (self.shared.options.session_timers, invite) {
-            self.peer_allows_update = timer::allows_update(&invite.headers());
+            self.session
+                .set_peer_allows_update(timer::allows_update(&invite.headers()));
             match timer::decide(&invite, &st) {
                 timer::Decision::TooBrief(min) => {
                     // RFC 4028 §8.1: 422 with our minimum; the caller may try again
                     let min_se = Header::new(HeaderName::MinSe, min.to_string());
                     let _ = self.respond(id, 422, None, vec![min_se], None).await;
-                    self.media.rollback();
+                    self.session.media_mut().rollback();
                     self.media_settle().await;
-                    self.life.final_sent(false);
+                    self.session.life_mut().final_sent(false);
                     self.terminate(EndReason::LocalReject { status: 422 });
                     return Err(Error::Rejected {
                         status: 422,
@@ -92,11 +93,13 @@ impl Task {
             }
         }
         let dialog = self.respond(id, 200, None, extra, Some(answer)).await?;
-        self.media.sent(Message::Success, true);
+        self.session.media_mut().sent(Message::Success, true);
         // no response of ours repeats a description any more (the core resends the 2xx)
         self.last_local = None;
         if let Some((interval, we_refresh)) = timer {
-            self.life.start_timer(interval, we_refresh, Instant::now());
+            self.session
+                .life_mut()
+                .start_timer(interval, we_refresh, Instant::now());
         }
         if let Some(d) = &dialog {
             record_dialog(&self.span, d);
@@ -105,7 +108,7 @@ impl Task {
         self.info().dialog = dialog;
         // the ACK is awaited (and when our 2xx made the offer, it owes the answer: the
         // negotiation's LocalOffer(Success))
-        self.life.final_sent(true);
+        self.session.life_mut().final_sent(true);
         self.publish();
         Ok(())
     }
@@ -116,7 +119,7 @@ impl Task {
         &mut self,
         o: InvitationProgressOptions,
     ) -> Result<bool, Error> {
-        if !self.life.may_answer() {
+        if !self.session.life().may_answer() {
             return self.invalid("progress");
         }
         let Some(u) = self.uas() else {
@@ -153,17 +156,23 @@ impl Task {
             u.callee.sent_reliably();
         }
         if negotiated {
-            self.media.sent(Message::Provisional { reliable }, true);
+            self.session
+                .media_mut()
+                .sent(Message::Provisional { reliable }, true);
         }
         Ok(reliable)
     }
 
     pub(super) async fn reject(&mut self, o: InvitationRejectOptions) -> Result<(), Error> {
-        let Some(id) = self.uas().map(|u| u.id).filter(|_| self.life.may_answer()) else {
+        let Some(id) = self
+            .uas()
+            .map(|u| u.id)
+            .filter(|_| self.session.life().may_answer())
+        else {
             return self.invalid("reject");
         };
         let status = o.status_code.unwrap_or(480).clamp(300, 699);
-        self.life.final_sent(false);
+        self.session.life_mut().final_sent(false);
         self.respond(id, status, o.reason_phrase, o.extra_headers, None)
             .await?;
         self.terminate(EndReason::LocalReject { status });
@@ -173,13 +182,17 @@ impl Task {
     pub(super) async fn on_ack(&mut self, request: Request) {
         // a BYE that waited for this ACK is released ([`lifecycle::Event::SendBye`]): it
         // goes after the ACK's answer is applied and the delegate is told
-        if !self.life.handle_ack() {
+        if !self.session.life_mut().handle_ack() {
             return;
         }
-        if self.media.state() == OfferAnswer::LocalOffer(Message::Success) {
+        if self.session.media().state() == OfferAnswer::LocalOffer(Message::Success) {
             // our 2xx offered: the ACK answers (RFC 3264 §5)
             let body = body_and_type(&request);
-            let applied = match self.media.received(Message::Ack, body.is_some()) {
+            let applied = match self
+                .session
+                .media_mut()
+                .received(Message::Ack, body.is_some())
+            {
                 Ok(_) => self.media_asks(body.as_ref(), None).await.map(drop),
                 Err(why) => {
                     self.media_settle().await;
@@ -198,12 +211,12 @@ impl Task {
             }
         }
         // our 2xx is acknowledged: the peer is who its offer says (RFC 3261 §13.3.1.4)
-        self.media.confirm();
+        self.session.media_mut().confirm();
         self.media_settle().await;
         if let Some(d) = &self.delegate() {
             d.on_ack(&request);
         }
         // a re-offer held for this ACK may go now
-        self.reoffer.handle_ack();
+        self.session.reoffers_mut().handle_ack();
     }
 }

@@ -71,7 +71,8 @@ impl Task {
         let body = if without_sdp {
             None
         } else {
-            self.media
+            self.session
+                .media_mut()
                 .offer(Message::Invite)
                 .map_err(offer_answer_error)?;
             self.media_asks(None, None).await?
@@ -90,7 +91,9 @@ impl Task {
             uac.caller.sent(body.is_some());
             uac.resend = Some(Box::new(resend));
         }
-        self.media.sent(Message::Invite, body.is_some());
+        self.session
+            .media_mut()
+            .sent(Message::Invite, body.is_some());
         self.transition(SessionState::Establishing);
         Ok(())
     }
@@ -152,7 +155,7 @@ impl Task {
             Role::Uas(_) => None,
         };
         // an Establishing caller has sent its INVITE (the machine's state says so)
-        match self.life.request_cancel() {
+        match self.session.life_mut().request_cancel() {
             Cancel::Ended => {
                 self.terminate(EndReason::Disposed);
                 Ok(())
@@ -215,8 +218,9 @@ impl Task {
     ) {
         let status = response.status();
         let body = body_and_type(&response);
-        let cancelled = self.life.cancelled();
-        let answer_awaited = self.media.state() == OfferAnswer::LocalOffer(Message::Invite);
+        let cancelled = self.session.life().cancelled();
+        let answer_awaited =
+            self.session.media().state() == OfferAnswer::LocalOffer(Message::Invite);
         if !matches!(self.role, Role::Uac(_)) {
             return;
         }
@@ -227,7 +231,7 @@ impl Task {
             // an offer in a reliable 1xx to our INVITE without one: our answer goes in its
             // PRACK, which the core holds back for us (RFC 3262 §5)
             let reliable = response.headers().get(&HeaderName::RSeq).is_some();
-            let offer_awaited = self.media.state() == OfferAnswer::AwaitingOffer;
+            let offer_awaited = self.session.media().state() == OfferAnswer::AwaitingOffer;
             if let (true, true, Some(b), Some(d)) = (reliable, offer_awaited, &body, &dialog) {
                 let (b, d) = (b.clone(), d.clone());
                 return self.answer_in_prack(&d, b).await;
@@ -239,7 +243,7 @@ impl Task {
                 let reliable = response.headers().get(&HeaderName::RSeq).is_some();
                 let m = Message::Provisional { reliable };
                 // an answer the handler cannot apply leaves the offer open for the 2xx's
-                let applied = match self.media.received(m, body.is_some()) {
+                let applied = match self.session.media_mut().received(m, body.is_some()) {
                     Ok(Some(Received::Answer)) => {
                         self.media_asks(body.as_ref(), None).await.is_ok()
                     }
@@ -315,17 +319,20 @@ impl Task {
             Confirm::AnswerInAck => self.answer_in_ack(&d, seq, body).await,
         };
         if outcome.is_ok() {
-            self.peer_allows_update = timer::allows_update(&response.headers());
+            self.session
+                .set_peer_allows_update(timer::allows_update(&response.headers()));
             if self.shared.options.session_timers.is_some() {
                 if let Some((interval, we)) = timer::from_answer(&response) {
-                    self.life.start_timer(interval, we, Instant::now());
+                    self.session
+                        .life_mut()
+                        .start_timer(interval, we, Instant::now());
                 }
             }
         }
         match outcome {
             Ok(()) => {
                 // the peer's 2xx, acknowledged by us: the dialog is confirmed
-                self.media.confirm();
+                self.session.media_mut().confirm();
                 self.media_settle().await;
                 self.transition(SessionState::Established)
             }
@@ -341,9 +348,9 @@ impl Task {
     /// goes without one (the peer's 2xx then carries the offer again, answered in the ACK).
     async fn answer_in_prack(&mut self, d: &DialogId, offer: BodyAndContentType) {
         let m = Message::Provisional { reliable: true };
-        let answer = match self.media.received(m, true) {
+        let answer = match self.session.media_mut().received(m, true) {
             Ok(Some(Received::Offer)) => {
-                self.media.respond(Message::Prack);
+                self.session.media_mut().respond(Message::Prack);
                 let options = self.answer_options.clone();
                 self.media_asks(Some(&offer), options.as_ref())
                     .await
@@ -355,7 +362,7 @@ impl Task {
         let answered = answer.is_some();
         self.prack(d, answer).await;
         if answered {
-            self.media.sent(Message::Prack, true);
+            self.session.media_mut().sent(Message::Prack, true);
             if let Role::Uac(u) = &mut self.role {
                 u.caller.early_applied(d.clone());
             }
@@ -371,17 +378,22 @@ impl Task {
         seq: u32,
         offer: Option<BodyAndContentType>,
     ) -> Result<(), Error> {
-        let taken = match self.media.received(Message::Success, offer.is_some()) {
+        let taken = match self
+            .session
+            .media_mut()
+            .received(Message::Success, offer.is_some())
+        {
             // another fork's 2xx after our PRACK answered an earlier fork's offer: its own
             Ok(Some(Received::Repeat)) => self
-                .media
+                .session
+                .media_mut()
                 .replace_offer(Message::Success)
                 .map(|()| Some(Received::Offer)),
             other => other,
         };
         let answer = match taken {
             Ok(Some(Received::Offer)) => {
-                self.media.respond(Message::Ack);
+                self.session.media_mut().respond(Message::Ack);
                 let options = self.answer_options.clone();
                 match self.media_asks(offer.as_ref(), options.as_ref()).await {
                     Ok(Some(answer)) => Ok(answer),
@@ -399,7 +411,7 @@ impl Task {
         };
         match answer {
             Ok(answer) => {
-                self.media.sent(Message::Ack, true);
+                self.session.media_mut().sent(Message::Ack, true);
                 self.ack(d, seq, Some(answer)).await;
                 Ok(())
             }

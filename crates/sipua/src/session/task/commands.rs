@@ -66,9 +66,13 @@ impl Task {
                         self.bye_dialog(&d).await;
                     }
                 }
-                if let Some(id) = self.uas().map(|u| u.id).filter(|_| self.life.may_answer()) {
+                if let Some(id) = self
+                    .uas()
+                    .map(|u| u.id)
+                    .filter(|_| self.session.life().may_answer())
+                {
                     let _ = self.respond(id, 488, None, Vec::new(), None).await;
-                    self.life.final_sent(false);
+                    self.session.life_mut().final_sent(false);
                 }
                 self.terminate(EndReason::MediaFailure(Box::new(Error::from(why))));
             }
@@ -142,7 +146,7 @@ impl Task {
             let _ = reply.send(self.invalid("bye"));
             return;
         };
-        match self.life.request_bye() {
+        match self.session.life_mut().request_bye() {
             Bye::Now => {
                 self.terminate(EndReason::LocalBye);
                 self.send_bye_on(&d, o, reply).await;

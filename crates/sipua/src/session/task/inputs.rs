@@ -15,7 +15,7 @@ impl Task {
                 dialog,
             } => {
                 let initial = matches!(&self.role, Role::Uac(u) if u.invite == Some(id));
-                let reoffer = self.reoffer.sent_in(id);
+                let reoffer = self.session.reoffers().sent_in(id);
                 if initial {
                     self.on_invite_response(response, dialog).await;
                 } else if reoffer == Some(Kind::ReInvite) {
@@ -61,7 +61,11 @@ impl Task {
                 if let Some(reply) = waiting.filter(|_| awaited) {
                     // a PRACK may carry the answer to an offer in our reliable 1xx
                     let body = body_and_type(&request);
-                    let r = match self.media.received(Message::Prack, body.is_some()) {
+                    let r = match self
+                        .session
+                        .media_mut()
+                        .received(Message::Prack, body.is_some())
+                    {
                         Ok(Some(Received::Answer)) => {
                             self.media_asks(body.as_ref(), None).await.map(drop)
                         }
@@ -83,7 +87,7 @@ impl Task {
                 if let Some(reply) = self.uas().and_then(|u| u.awaiting_prack.take()) {
                     let _ = reply.send(Err(Error::Timeout));
                 }
-                self.life.final_sent(false);
+                self.session.life_mut().final_sent(false);
                 self.terminate(EndReason::LocalReject { status: 504 });
             }
             SessionInput::AckTimeout => {
@@ -91,13 +95,13 @@ impl Task {
                 self.info()
                     .end
                     .get_or_insert_with(|| Box::new(EndReason::AckTimeout));
-                self.life.handle_ack_timeout();
-                // a re-offer held for that ACK will not go
-                self.end_reoffers(Error::Timeout);
+                // the session ends, and a re-offer held for that ACK with it
+                let held = self.session.handle_ack_timeout();
+                self.ended_reoffer(held, Error::Timeout);
                 self.terminate(EndReason::AckTimeout);
             }
             SessionInput::Cancelled => {
-                self.life.final_sent(false);
+                self.session.life_mut().final_sent(false);
                 if let Some(d) = &self.delegate() {
                     d.on_cancel();
                 }
@@ -123,11 +127,8 @@ impl Task {
                     } else {
                         EndReason::TransportError
                     });
-                } else if let Some(kind) = self.reoffer.handle_failure(id) {
-                    self.media.refused(match kind {
-                        Kind::ReInvite => Message::Invite,
-                        Kind::Update => Message::Update,
-                    });
+                } else if self.session.reoffer_failed(id).is_some() {
+                    // the media goes back to what it was
                     self.media_settle().await;
                     if let Some(p) = self.pending.take() {
                         let _ = p.reply.send(Err(e));

@@ -49,11 +49,11 @@ impl Task {
             .ok_or_else(|| Error::SessionDescriptionHandler(crate::SdhError::new("no handler")))
     }
 
-    /// Does what the media machine asks ([`Media::poll_ask`]), in order, and nothing else:
+    /// Does what the media machine asks ([`Media::poll_ask`](sipua_proto::session::Media::poll_ask)), in order, and nothing else:
     /// `incoming` is the peer's description that arrived (the callee's INVITE's offer when
     /// none is given), `options` what ours is made with (the session's when none). Returns
     /// the description made or repeated for the message about to go, if one was asked for.
-    /// When the handler fails an ask, the machine hears it ([`Media::failed`]: back to where
+    /// When the handler fails an ask, the machine hears it ([`Media::failed`](sipua_proto::session::Media::failed): back to where
     /// the run began) and the roll-back it then asks for is done before the error returns.
     pub(super) async fn media_asks(
         &mut self,
@@ -61,7 +61,7 @@ impl Task {
         options: Option<&SessionDescriptionHandlerOptions>,
     ) -> Result<Option<BodyAndContentType>, Error> {
         let mut made = None;
-        while let Some(ask) = self.media.poll_ask() {
+        while let Some(ask) = self.session.media_mut().poll_ask() {
             let done = match ask {
                 MediaAsk::ApplyOffer(m) | MediaAsk::ApplyAnswer(m) => {
                     let body = match incoming {
@@ -103,8 +103,8 @@ impl Task {
                 }
             };
             if let Err(e) = done {
-                self.media.failed();
-                while let Some(ask) = self.media.poll_ask() {
+                self.session.media_mut().failed();
+                while let Some(ask) = self.session.media_mut().poll_ask() {
                     if let (MediaAsk::Rollback, Some(sdh)) = (ask, self.sdh.as_mut()) {
                         let _ = sdh.rollback_description().await;
                     }
@@ -124,9 +124,9 @@ impl Task {
         m: Message,
         body: Option<&BodyAndContentType>,
     ) -> Result<(), Error> {
-        match (self.media.received(m, body.is_some()), body) {
+        match (self.session.media_mut().received(m, body.is_some()), body) {
             (Ok(Some(Received::Answer)), _) => {}
-            (_, Some(_)) => self.media.replace_answer(m),
+            (_, Some(_)) => self.session.media_mut().replace_answer(m),
             (Err(why), None) => {
                 self.media_settle().await;
                 return Err(offer_answer_error(why));
@@ -153,7 +153,7 @@ impl Task {
             .get_description(&options, &modifiers)
             .await
             .map_err(Error::from)?;
-        if self.media.keeps_descriptions() {
+        if self.session.media().keeps_descriptions() {
             self.last_local = Some(Box::new(d.clone()));
         }
         Ok(d)

@@ -6,13 +6,13 @@
 //! lifecycle and re-offer machines); [`commands`] what the handles ask, [`inputs`] what the
 //! driver hands over; [`caller`] and [`callee`] the two sides of the initial
 //! INVITE, [`reoffer`] re-INVITE, UPDATE and session-timer refreshes, [`transfer`] REFER,
-//! [`media`] the media handler and message bodies. Two sans-IO machines of
-//! `sipua_proto::session` hold the rules: where the session is and what its clock and the ACK
-//! ask for is [`Task::life`]'s (`Lifecycle`: the task arms its one timer at `poll_timeout`,
-//! and does what `poll_event` asks), where the offer/answer stands and what the media handler
-//! is to do is [`Task::media`]'s (`Media`: the task does what its `poll_ask` asks, in
-//! [`media`]), which re-offer of ours is under way and when a refused one goes again
-//! is [`Task::reoffer`]'s (`Reoffers`, on the same timer).
+//! [`media`] the media handler and message bodies. The rules are the sans-IO machine
+//! [`Task::session`]'s (`sipua_proto::session::Session`): where the session is and what its
+//! clock and the ACK ask for (its `Lifecycle`), where the offer/answer stands and what the
+//! media handler is to do (its `Media`: the task does what its `poll_ask` asks, in
+//! [`media`]), which re-offer of ours is under way and when a refused one goes again (its
+//! `Reoffers`). The task arms one timer at its `poll_timeout` and does what its
+//! `poll_event` asks.
 
 mod callee;
 mod caller;
@@ -27,7 +27,6 @@ mod transfer;
 
 use sipua_proto::hash::IdMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::Bytes;
 use sipua_message::header::Expires;
@@ -37,13 +36,14 @@ use sipua_proto::endpoint::TransactionId;
 use sipua_proto::rng::Rng;
 use sipua_proto::session::callee::{ProgressError, Rel100};
 use sipua_proto::session::caller::{Confirm, Final};
-use sipua_proto::session::lifecycle::{self, Bye, Cancel, Lifecycle};
+use sipua_proto::session::lifecycle::{self, Bye, Cancel};
+use sipua_proto::session::machine::{Event as SessionEvent, Refusal};
 use sipua_proto::session::media::Ask as MediaAsk;
-use sipua_proto::session::reoffer::{Ask, Event as ReofferEvent, Kind, Outcome, Reoffers};
+use sipua_proto::session::reoffer::{Ask, Event as ReofferEvent, Kind, Outcome};
 use sipua_proto::session::timer;
 use sipua_proto::session::transfer::Refers;
 use sipua_proto::session::{
-    Callee, Caller, Media, Message, OfferAnswer, OfferAnswerError, Received,
+    Callee, Caller, Message, OfferAnswer, OfferAnswerError, Received, Session as Machine,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -81,7 +81,7 @@ struct Uac {
     invite: Option<TransactionId>,
     /// What the INVITE's responses mean (whether it offered, the early dialog whose answer
     /// was applied, the dialog that won, the one resend after a 422); where the negotiation
-    /// stands is [`Task::media`]'s.
+    /// stands is [`Task::session`]'s.
     caller: Caller<DialogId>,
     /// What the INVITE was sent with, to send it again after a 422 (RFC 4028 §7.4).
     resend: Option<Box<Resend>>,
@@ -120,8 +120,8 @@ enum Role {
 }
 
 /// Our re-offer as the application asked for it, and who waits for its outcome. Where it
-/// stands (sent, backing off after glare, held for the ACK) is [`Task::reoffer`]'s; whether
-/// it offered is [`Task::media`]'s.
+/// stands (sent, backing off after glare, held for the ACK) is [`Task::session`]'s; whether
+/// it offered is its media's.
 struct Pending {
     request: Reoffer,
     reply: Reply<()>,
@@ -157,24 +157,18 @@ struct Task {
     role: Role,
     /// Non-INVITE requests we sent, by transaction, with whoever waits for the answer.
     requests: IdMap<TransactionId, Option<Reply<Response>>>,
-    /// Which re-INVITE or UPDATE of ours is under way, if any (sent, backing off after
-    /// glare, held for the ACK): one at a time, for the application's and the session
-    /// timer's alike.
-    reoffer: Reoffers<Instant, TransactionId>,
-    /// That re-offer's options and who waits for it.
+    /// The session's rules (`sipua_proto::session::Session`): where it is and what its
+    /// clock and the ACK ask for (its `Lifecycle`), where the offer/answer stands and what
+    /// the media handler is asked to do (its `Media`: every body sent or taken goes through
+    /// it, and the handler is called only for its asks, [`Task::media_asks`]), and which
+    /// re-INVITE or UPDATE of ours is under way (its `Reoffers`: one at a time, for the
+    /// application's and the session timer's alike).
+    session: Machine<Instant, TransactionId>,
+    /// Our re-offer's options and who waits for it.
     pending: Option<Box<Pending>>,
-    /// Where the session is, and what its clock and the ACK ask for: the state, the
-    /// callee's answer deadline, the ACK awaited and the session timer.
-    life: Lifecycle<Instant>,
-    /// The peer's Allow lists UPDATE: refreshes use it rather than re-INVITE.
-    peer_allows_update: bool,
     /// The peer's address (where the INVITE came from, or where ours goes), when known:
     /// on a wildcard address, the media handler names our address towards it.
     peer: Option<std::net::SocketAddr>,
-    /// Where the session's offer/answer stands (RFC 3264, RFC 6337) and what the media
-    /// handler is asked to do: every body sent or taken goes through it, and the handler is
-    /// called only for its asks ([`Task::media_asks`]).
-    media: Media,
     /// Callee, while the INVITE is unanswered: the last description we sent, which a 2xx
     /// (or 1xx) after the exchange completed repeats ([`MediaAsk::Repeat`])
     /// rather than asking the handler again (which would make a new offer). Let go with the
@@ -228,12 +222,12 @@ impl Task {
     }
 
     fn current(&self) -> SessionState {
-        self.life.state()
+        self.session.life().state()
     }
 
     /// Shows the handles the machine's state, if it moved.
     fn publish(&self) {
-        let now = self.life.state();
+        let now = self.session.life().state();
         self.state.send_if_modified(|s| {
             let changed = *s != now;
             if changed {
@@ -250,7 +244,9 @@ impl Task {
 
     /// Moves to `to` if the machine allows it (forward only).
     fn transition(&mut self, to: SessionState) {
-        if self.life.advance(to) {
+        let (moved, ended) = self.session.advance(to);
+        self.ended_reoffer(ended, Error::SessionTerminated);
+        if moved {
             self.publish();
         }
     }
@@ -259,8 +255,8 @@ impl Task {
     /// it first: the ACK's timeout, the session timer).
     fn terminate(&mut self, reason: EndReason) {
         self.info().end.get_or_insert_with(|| Box::new(reason));
-        self.life.advance(SessionState::Terminated);
-        self.end_reoffers(Error::SessionTerminated);
+        let ended = self.session.terminate();
+        self.ended_reoffer(ended, Error::SessionTerminated);
         self.publish();
     }
 
@@ -268,7 +264,14 @@ impl Task {
     /// for the ACK) will not go, and whoever asked for it hears `why`. One on the wire
     /// still gets its response.
     fn end_reoffers(&mut self, why: Error) {
-        if self.reoffer.end().is_some() {
+        let ended = self.session.end_reoffers();
+        self.ended_reoffer(ended, why);
+    }
+
+    /// The machine ended a re-offer of ours that waited (`ended`): whoever asked for it
+    /// hears `why`.
+    fn ended_reoffer(&mut self, ended: Option<Kind>, why: Error) {
+        if ended.is_some() {
             if let Some(p) = self.pending.take() {
                 let _ = p.reply.send(Err(why));
             }
@@ -290,7 +293,7 @@ impl Task {
     /// Once the INVITE's final response went (or the session ended unanswered), the task
     /// no longer holds it parsed: a held call keeps its bytes only.
     fn let_go_of_invite(&mut self) {
-        if self.life.may_answer() {
+        if self.session.life().may_answer() {
             return;
         }
         if let Role::Uas(u) = &mut self.role {
@@ -300,9 +303,7 @@ impl Task {
 
     fn done(&self) -> bool {
         // a re-INVITE's 2xx still wants its ACK, so its transaction is waited for
-        self.current() == SessionState::Terminated
-            && self.requests.is_empty()
-            && self.reoffer.in_flight() != Some(Kind::ReInvite)
+        self.session.done() && self.requests.is_empty()
     }
 
     fn invalid<T>(&self, action: &'static str) -> Result<T, Error> {
@@ -342,10 +343,7 @@ impl Task {
         // an established session idle this long parks (see `park`): a short call never does
         let mut idle_since = Instant::now();
         while !self.done() {
-            let deadline = [self.life.poll_timeout(), self.reoffer.poll_timeout()]
-                .into_iter()
-                .flatten()
-                .min();
+            let deadline = self.session.poll_timeout();
             let park_at =
                 (self.current() == SessionState::Established).then(|| idle_since + park::IDLE);
             let wake = deadline.into_iter().chain(park_at).min();
@@ -399,14 +397,13 @@ impl Task {
                 }
                 Next::Timer => {
                     let now = Instant::now();
-                    self.life.handle_timeout(now);
-                    self.reoffer.handle_timeout(now);
+                    self.session.handle_timeout(now);
                 }
             }
             if self.current() > SessionState::Established {
                 self.end_reoffers(Error::SessionTerminated);
             }
-            if self.life.has_events() || self.reoffer.has_events() {
+            if self.session.has_events() {
                 Box::pin(self.on_events()).await;
             }
             self.publish();
@@ -420,7 +417,14 @@ impl Task {
 
     /// Does what the machine asks for (its timers fired, or the ACK came or never did).
     async fn on_events(&mut self) {
-        while let Some(event) = self.life.poll_event() {
+        while let Some(event) = self.session.poll_event() {
+            let event = match event {
+                SessionEvent::Life(e) => e,
+                SessionEvent::Reoffer(e) => {
+                    self.on_reoffer_event(e).await;
+                    continue;
+                }
+            };
             match event {
                 lifecycle::Event::AnswerTimeout(status) => {
                     let _ = self
@@ -455,10 +459,15 @@ impl Task {
                 lifecycle::Event::Expired => self.session_expired().await,
             }
         }
-        while let Some(event) = self.reoffer.poll_event() {
+    }
+
+    /// Does what the re-offer machine asks: our refused re-INVITE goes again, or a re-offer
+    /// held for the ACK is asked for again.
+    async fn on_reoffer_event(&mut self, event: ReofferEvent) {
+        {
             let Some(p) = self.pending.take() else {
-                self.reoffer.not_sent();
-                continue;
+                self.session.reoffers_mut().not_sent();
+                return;
             };
             match (event, p.request) {
                 // the back-off after glare is over: the same re-INVITE again
@@ -473,7 +482,18 @@ impl Task {
                 (ReofferEvent::Retry, Reoffer::Update(_)) => {}
             }
             // whatever did not go (the session moved on meanwhile) frees the machine
-            self.reoffer.not_sent();
+            self.session.reoffers_mut().not_sent();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A session task is boxed while its call is doing something, and a held call's memory
+    /// is counted in bytes (docs/PERFORMANCE.md): it stays in the allocator's 448-byte class.
+    #[test]
+    fn a_session_task_stays_in_the_448_byte_allocation_class() {
+        let size = std::mem::size_of::<super::Task>();
+        assert!(size <= 448, "Task is {size} bytes");
     }
 }

@@ -14,10 +14,7 @@ impl Task {
             let _ = reply.send(self.invalid("re-INVITE"));
             return;
         }
-        match self
-            .reoffer
-            .ask(Kind::ReInvite, !o.without_sdp, self.answer_awaits_ack())
-        {
+        match self.session.ask_reoffer(Kind::ReInvite, !o.without_sdp) {
             Ask::Busy => {
                 let _ = reply.send(Err(Error::RequestPending));
             }
@@ -32,15 +29,10 @@ impl Task {
         self.pending = Some(Box::new(Pending { request, reply }));
     }
 
-    /// Our 2xx made an offer whose answer comes in the ACK, not here yet.
-    pub(super) fn answer_awaits_ack(&self) -> bool {
-        self.life.awaiting_ack() && self.media.state() == OfferAnswer::LocalOffer(Message::Success)
-    }
-
     /// Sends the re-INVITE the machine allowed (asked for, or due again after glare).
     pub(super) async fn start_reinvite(&mut self, o: SessionInviteOptions, reply: Reply<()>) {
         let Some(d) = self.dialog.clone() else {
-            self.reoffer.not_sent();
+            self.session.reoffers_mut().not_sent();
             let _ = reply.send(Err(Error::SessionTerminated));
             return;
         };
@@ -55,11 +47,11 @@ impl Task {
             .await;
         match sent {
             Ok(id) => {
-                self.reoffer.sent(Kind::ReInvite, id);
+                self.session.reoffers_mut().sent(Kind::ReInvite, id);
                 self.hold(Reoffer::ReInvite(o), reply);
             }
             Err(e) => {
-                self.reoffer.not_sent();
+                self.session.reoffers_mut().not_sent();
                 let _ = reply.send(Err(e));
             }
         }
@@ -85,13 +77,14 @@ impl Task {
             Message::Update
         };
         let opens = invite || !without_sdp;
-        if opens && !self.media.can_offer() {
+        if opens && !self.session.media().can_offer() {
             return Err(Error::RequestPending);
         }
         let body = if without_sdp {
             None
         } else {
-            self.media
+            self.session
+                .media_mut()
                 .offer(carrier)
                 .map_err(|_| Error::RequestPending)?;
             self.media_asks(None, sdh_options).await?
@@ -104,12 +97,12 @@ impl Task {
         };
         match self.send_in_dialog(d, method, options, defer_ack).await {
             Ok(id) => {
-                self.media.sent(carrier, offered);
+                self.session.media_mut().sent(carrier, offered);
                 Ok(id)
             }
             Err(e) => {
                 if offered {
-                    self.media.not_sent();
+                    self.session.media_mut().not_sent();
                     self.media_settle().await;
                 }
                 Err(e)
@@ -133,10 +126,7 @@ impl Task {
             let _ = reply.send(self.invalid("UPDATE"));
             return;
         };
-        match self
-            .reoffer
-            .ask(Kind::Update, !o.without_sdp, self.answer_awaits_ack())
-        {
+        match self.session.ask_reoffer(Kind::Update, !o.without_sdp) {
             Ask::Busy => {
                 let _ = reply.send(Err(Error::RequestPending));
                 return;
@@ -157,11 +147,11 @@ impl Task {
             .await;
         match sent {
             Ok(id) => {
-                self.reoffer.sent(Kind::Update, id);
+                self.session.reoffers_mut().sent(Kind::Update, id);
                 self.hold(Reoffer::Update(o), reply);
             }
             Err(e) => {
-                self.reoffer.not_sent();
+                self.session.reoffers_mut().not_sent();
                 let _ = reply.send(Err(e));
             }
         }
@@ -175,7 +165,7 @@ impl Task {
         response: &Response,
     ) -> Option<(Outcome, Pending)> {
         let after = retry_after_secs(response);
-        let outcome = self.reoffer.handle_response(
+        let outcome = self.session.reoffers_mut().handle_response(
             id,
             response.status(),
             after,
@@ -191,7 +181,7 @@ impl Task {
             return;
         };
         let Reoffer::Update(o) = request else { return };
-        let offered = self.media.state() == OfferAnswer::LocalOffer(Message::Update);
+        let offered = self.session.media().state() == OfferAnswer::LocalOffer(Message::Update);
         if response.is_success() {
             self.refreshed_by_us(&response);
         }
@@ -206,14 +196,17 @@ impl Task {
                         .await;
                     if r.is_err() {
                         // an answer the handler cannot take ends the exchange
-                        self.media.rollback();
+                        self.session.media_mut().rollback();
                         self.media_settle().await;
                     }
                     r
                 }
                 None if offered => {
                     // the machine rolls the exchange back
-                    let _ = self.media.received(Message::UpdateSuccess, false);
+                    let _ = self
+                        .session
+                        .media_mut()
+                        .received(Message::UpdateSuccess, false);
                     self.media_settle().await;
                     Err(Error::SessionDescriptionHandler(crate::SdhError::new(
                         "the 2xx to our UPDATE carried no answer",
@@ -223,7 +216,7 @@ impl Task {
             }
         } else {
             // RFC 3311 §5.1: a refused offer leaves the previous session as it was
-            self.media.refused(Message::Update);
+            self.session.media_mut().refused(Message::Update);
             self.media_settle().await;
             Err(Error::rejected(&response))
         };
@@ -246,17 +239,20 @@ impl Task {
     /// The status sent.
     async fn answer_peer(&mut self, id: TransactionId, request: &Request, invite: bool) -> u16 {
         let offer = body_and_type(request);
-        let (m, ok) = if invite {
-            (Message::Invite, Message::Success)
+        let ok = if invite {
+            Message::Success
         } else {
-            (Message::Update, Message::UpdateSuccess)
+            Message::UpdateSuccess
         };
         // an UPDATE without an offer (a refresh) opens no exchange
-        if let Err(why) = self.media.received(m, offer.is_some()) {
-            return self.refuse_offer(id, why).await;
+        if let Err(refusal) = self
+            .session
+            .peer_offer(invite, offer.is_some(), &mut self.rng)
+        {
+            return self.refuse_offer(id, refusal).await;
         }
         // our answer to its offer, our offer for a re-INVITE without one, or nothing
-        self.media.respond(ok);
+        self.session.media_mut().respond(ok);
         let options = self.answer_options.clone();
         let desc = match self.media_asks(offer.as_ref(), options.as_ref()).await {
             Ok(desc) => desc,
@@ -271,34 +267,32 @@ impl Task {
         let refresh: Vec<Header> = self.refreshed_by_peer(request).into_iter().collect();
         if self.respond(id, 200, None, refresh, desc).await.is_err() {
             if opened {
-                self.media.not_sent();
+                self.session.media_mut().not_sent();
                 self.media_settle().await;
             }
             return 500;
         }
         if invite {
             // the 2xx waits for its ACK, which answers our offer when we made one
-            self.life.reinvite_answered();
+            self.session.life_mut().reinvite_answered();
         }
-        self.media.sent(ok, opened);
+        self.session.media_mut().sent(ok, opened);
         200
     }
 
     /// Refuses a request whose offer the negotiation cannot take now (RFC 3261 §14.2,
     /// RFC 3311 §5.2): 491 on glare with an offer of ours; 500 with a Retry-After of 0–10 s
     /// while an offer of the peer's still awaits our answer. The status sent.
-    async fn refuse_offer(&mut self, id: TransactionId, why: OfferAnswerError) -> u16 {
-        let (status, headers) = match why {
-            OfferAnswerError::Glare => (491, Vec::new()),
-            OfferAnswerError::Pending
-            | OfferAnswerError::Unexpected
-            | OfferAnswerError::Missing => (
-                500,
-                vec![Header::typed(&sipua_message::header::RetryAfter::seconds(
-                    (self.rng.next_u64() % 11) as u32,
-                ))],
-            ),
-        };
+    async fn refuse_offer(&mut self, id: TransactionId, refusal: Refusal) -> u16 {
+        let Refusal {
+            status,
+            retry_after,
+            why,
+        } = refusal;
+        let headers = retry_after
+            .map(|s| Header::typed(&sipua_message::header::RetryAfter::seconds(s)))
+            .into_iter()
+            .collect();
         tracing::debug!(target: "sipua", status, %why, "offer refused");
         let _ = self.respond(id, status, None, headers, None).await;
         status
@@ -329,11 +323,12 @@ impl Task {
                 self.answer_options = o.session_description_handler_options.clone();
             }
             let body = body_and_type(&response);
-            let applied = if self.media.state() == OfferAnswer::LocalOffer(Message::Invite) {
-                self.take_answer(Message::Success, body.as_ref()).await
-            } else {
-                self.answer_in_ack(&d, response.cseq().seq, body).await
-            };
+            let applied =
+                if self.session.media().state() == OfferAnswer::LocalOffer(Message::Invite) {
+                    self.take_answer(Message::Success, body.as_ref()).await
+                } else {
+                    self.answer_in_ack(&d, response.cseq().seq, body).await
+                };
             match applied {
                 Ok(()) => {
                     let _ = reply.send(Ok(()));
@@ -347,7 +342,7 @@ impl Task {
             }
             return;
         }
-        self.media.refused(Message::Invite);
+        self.session.media_mut().refused(Message::Invite);
         self.media_settle().await;
         // glare (491) or a peer still busy with an earlier INVITE (500 with Retry-After):
         // the machine sends it again after the back-off of RFC 3261 §14
@@ -377,13 +372,11 @@ impl Task {
     /// the peer allows it, else a re-INVITE. While an exchange is under way (an offer of
     /// ours refreshes the session when answered) it is tried again a second later.
     pub(super) async fn refresh_session(&mut self) {
-        let Some(t) = self.life.timer() else { return };
-        let Some(kind) = self
-            .reoffer
-            .refresh(self.media.can_offer(), self.peer_allows_update)
-        else {
-            self.life
-                .postpone_refresh(Instant::now() + Duration::from_secs(1));
+        let Some(t) = self.session.life().timer() else {
+            return;
+        };
+        // put off a second by the machine while an exchange is under way
+        let Some(kind) = self.session.refresh(Instant::now()) else {
             return;
         };
         let headers = vec![
@@ -421,16 +414,11 @@ impl Task {
     /// A re-INVITE or UPDATE from the peer refreshed the session: it refreshes from now on
     /// if it supports timers, else we still do; the header goes into our 2xx.
     pub(super) fn refreshed_by_peer(&mut self, request: &Request) -> Option<Header> {
-        let t = self.life.timer()?;
-        let (interval, we_refresh, header) = timer::answer_refresh(request, t.interval);
-        self.life.start_timer(interval, we_refresh, Instant::now());
-        Some(header)
+        self.session.refreshed_by_peer(request, Instant::now())
     }
 
     /// Our re-INVITE or UPDATE was answered 2xx: the session is refreshed.
     pub(super) fn refreshed_by_us(&mut self, response: &Response) {
-        let Some(t) = self.life.timer() else { return };
-        let (interval, we) = timer::from_answer(response).unwrap_or((t.interval, true));
-        self.life.start_timer(interval, we, Instant::now());
+        self.session.refreshed_by_us(response, Instant::now());
     }
 }

@@ -124,18 +124,20 @@ pub(crate) fn spawn_invitation(
     };
     // unanswered, the INVITE gets 480 after the no-answer timeout, or 487 once its
     // Expires has passed (RFC 3261 §13.3.1)
-    let life = Lifecycle::callee(
+    // the INVITE's offer, or the offer it asks of us (RFC 3261 §13.3.1): the handler is
+    // asked for anything only once a response needs a description
+    let session = Machine::callee(
         Instant::now(),
         shared.options.no_answer_timeout,
         request.typed::<Expires>().and_then(Result::ok).map(|e| e.0),
+        !request.body_bytes().is_empty(),
     );
-    let offered = !request.body_bytes().is_empty();
     let task = Task {
         key,
         me,
         rng: Rng::new(key ^ shared.local.port() as u64 ^ 0xca11),
         peer: source,
-        life,
+        session,
         ..Task::blank(
             shared,
             stx,
@@ -168,9 +170,6 @@ pub(crate) fn spawn_invitation(
     );
     let mut task = task;
     task.span = span.clone();
-    // the INVITE's offer, or the offer it asks of us (RFC 3261 §13.3.1): the handler is
-    // asked for anything only once a response needs a description
-    task.media = Media::callee(offered);
     tokio::spawn(tracing::Instrument::instrument(
         Box::pin(Box::new(task).run(Some(invitation))),
         span,
@@ -188,7 +187,6 @@ impl Task {
         inputs: MailboxReceiver<SessionInput>,
         role: Role,
     ) -> Task {
-        let caller = matches!(role, Role::Uac(_));
         Task {
             key: 0,
             span: tracing::Span::none(),
@@ -205,14 +203,11 @@ impl Task {
             dialog: None,
             role,
             requests: IdMap::default(),
-            reoffer: Reoffers::new(caller),
             pending: None,
             peer: None,
-            media: Media::new(),
             last_local: None,
             bye_after_ack: None,
-            life: Lifecycle::caller(),
-            peer_allows_update: false,
+            session: Machine::caller(),
             rng: Rng::new(0),
             me: None,
             transfers: None,
