@@ -617,17 +617,7 @@ fn the_handler_is_only_asked_what_its_state_allows_and_ends_in_step() {
 /// most three asks queued, and a roll-back is the only ask after a failure.
 #[test]
 fn a_rogue_driver_never_overflows_or_panics() {
-    let messages = [
-        Message::Invite,
-        Message::Provisional { reliable: false },
-        Message::Provisional { reliable: true },
-        Message::Success,
-        Message::Ack,
-        Message::Prack,
-        Message::PrackSuccess,
-        Message::Update,
-        Message::UpdateSuccess,
-    ];
+    let messages = Message::ALL;
     let mut rng = Rng::new(7);
     for run in 0..3000 {
         let mut media = match run % 3 {

@@ -36,17 +36,6 @@ const STATES: [SessionState; 5] = [
     SessionState::Terminated,
 ];
 
-const MESSAGES: [Message; 8] = [
-    Message::Invite,
-    Message::Provisional { reliable: false },
-    Message::Provisional { reliable: true },
-    Message::Success,
-    Message::Ack,
-    Message::Prack,
-    Message::Update,
-    Message::UpdateSuccess,
-];
-
 struct Run {
     s: S,
     rng: Rng,
@@ -163,8 +152,20 @@ impl Run {
                 self.s.life_mut().final_sent(ok);
             }
             2 => {
-                self.s.life_mut().handle_ack();
-                self.s.reoffers_mut().handle_ack();
+                let body = self.coin();
+                let awaited = self.s.life().awaiting_ack();
+                let answers = self.s.answer_awaits_ack();
+                match self.s.handle_ack(body) {
+                    None => assert!(!awaited, "an awaited ACK ignored: {:?}", self.log),
+                    Some(taken) => {
+                        assert_eq!(taken.is_ok_and(|a| a), answers && body, "{:?}", self.log);
+                        self.asks();
+                        if taken.is_ok() {
+                            self.s.acked();
+                        }
+                    }
+                }
+                assert!(!self.s.life().awaiting_ack());
             }
             3 => {
                 let _ = self.s.life_mut().request_bye();
@@ -180,7 +181,7 @@ impl Run {
             }
             6 => self.s.life_mut().reinvite_answered(),
             7 => {
-                let m = self.pick(&MESSAGES);
+                let m = self.pick(&Message::ALL);
                 if self.s.media_mut().offer(m).is_ok() {
                     self.asks();
                     if self.coin() {
@@ -191,19 +192,19 @@ impl Run {
                 }
             }
             8 => {
-                let m = self.pick(&MESSAGES);
+                let m = self.pick(&Message::ALL);
                 let body = self.coin();
                 let _ = self.s.media_mut().received(m, body);
             }
             9 => {
-                let m = self.pick(&MESSAGES);
+                let m = self.pick(&Message::ALL);
                 self.s.media_mut().respond(m);
                 self.asks();
                 let body = self.coin();
                 self.s.media_mut().sent(m, body);
             }
             10 => {
-                let m = self.pick(&MESSAGES);
+                let m = self.pick(&Message::ALL);
                 if self.coin() {
                     self.s.media_mut().refused(m);
                 } else {

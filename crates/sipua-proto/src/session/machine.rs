@@ -13,7 +13,9 @@
 //! - a peer's offer that the negotiation cannot take now is refused with 491 on glare or
 //!   500 with a Retry-After of 0–10 s while its earlier offer awaits our answer (RFC 3261
 //!   §14.2, RFC 3311 §5.2);
-//! - our re-offer that failed (no response) or was refused leaves the media as it was.
+//! - our re-offer that failed (no response) or was refused leaves the media as it was;
+//! - the ACK of our 2xx answers the offer that 2xx made, if it made one, and then releases
+//!   a re-offer held for it.
 //!
 //! What each machine decides alone is reached through [`Session::life`], [`Session::media`]
 //! and [`Session::reoffers`] (and their `_mut`). The async `sipua` session task holds one
@@ -195,6 +197,30 @@ where
         self.life.handle_ack_timeout();
         let held = self.reoffer.end();
         self.terminate().or(held)
+    }
+
+    /// The ACK of our 2xx came, with a body or without (`body`) (RFC 3261 §13.3.1.4,
+    /// RFC 3264 §5). `None`: no ACK was awaited (a retransmission, or one after its
+    /// timeout), nothing to do. Else whether it answers our 2xx's offer (`Ok(true)`: the
+    /// answer is then among the media's asks), or the error when it owed that answer and
+    /// lacks it (the exchange is rolled back: the session cannot go on). Once the asks are
+    /// done, [`Session::acked`].
+    pub fn handle_ack(&mut self, body: bool) -> Option<Result<bool, OfferAnswerError>> {
+        if !self.life.handle_ack() {
+            return None;
+        }
+        if self.media.state() != OfferAnswer::LocalOffer(Message::Success) {
+            return Some(Ok(false));
+        }
+        Some(self.media.received(Message::Ack, body).map(|_| true))
+    }
+
+    /// The ACK [`Session::handle_ack`] took is done with (its answer applied): the media
+    /// hears the dialog is confirmed, and a re-offer held for this ACK may be asked for
+    /// again ([`reoffer::Event::Release`]).
+    pub fn acked(&mut self) {
+        self.media.confirm();
+        self.reoffer.handle_ack();
     }
 
     /// Our 2xx made an offer whose answer comes in the ACK, not here yet.

@@ -47,6 +47,19 @@ pub enum Message {
 }
 
 impl Message {
+    /// Every message, each once (for tests and tables that must cover them all).
+    pub const ALL: [Message; 9] = [
+        Message::Invite,
+        Message::Provisional { reliable: false },
+        Message::Provisional { reliable: true },
+        Message::Success,
+        Message::Ack,
+        Message::Prack,
+        Message::PrackSuccess,
+        Message::Update,
+        Message::UpdateSuccess,
+    ];
+
     /// Whether an offer carried in `self` is answered by a body in `answer` (RFC 6337 §2.1).
     pub fn answered_by(self, answer: Message) -> bool {
         use Message::*;

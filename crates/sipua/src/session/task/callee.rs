@@ -182,41 +182,35 @@ impl Task {
     pub(super) async fn on_ack(&mut self, request: Request) {
         // a BYE that waited for this ACK is released ([`lifecycle::Event::SendBye`]): it
         // goes after the ACK's answer is applied and the delegate is told
-        if !self.session.life_mut().handle_ack() {
+        let body = body_and_type(&request);
+        let Some(taken) = self.session.handle_ack(body.is_some()) else {
+            return;
+        };
+        // our 2xx offered: the ACK answers (RFC 3264 §5)
+        let applied = match taken {
+            Ok(true) => self.media_asks(body.as_ref(), None).await.map(drop),
+            Ok(false) => Ok(()),
+            Err(why) => {
+                self.media_settle().await;
+                Err(offer_answer_error(why))
+            }
+        };
+        if let Err(e) = applied {
+            self.terminate(EndReason::MediaFailure(Box::new(e.clone())));
+            // one BYE: the one asked for if it waited for this ACK, else ours
+            if self.bye_after_ack.is_none() {
+                if let Some(d) = self.dialog.clone() {
+                    self.bye_dialog(&d).await;
+                }
+            }
             return;
         }
-        if self.session.media().state() == OfferAnswer::LocalOffer(Message::Success) {
-            // our 2xx offered: the ACK answers (RFC 3264 §5)
-            let body = body_and_type(&request);
-            let applied = match self
-                .session
-                .media_mut()
-                .received(Message::Ack, body.is_some())
-            {
-                Ok(_) => self.media_asks(body.as_ref(), None).await.map(drop),
-                Err(why) => {
-                    self.media_settle().await;
-                    Err(offer_answer_error(why))
-                }
-            };
-            if let Err(e) = applied {
-                self.terminate(EndReason::MediaFailure(Box::new(e.clone())));
-                // one BYE: the one asked for if it waited for this ACK, else ours
-                if self.bye_after_ack.is_none() {
-                    if let Some(d) = self.dialog.clone() {
-                        self.bye_dialog(&d).await;
-                    }
-                }
-                return;
-            }
-        }
-        // our 2xx is acknowledged: the peer is who its offer says (RFC 3261 §13.3.1.4)
-        self.session.media_mut().confirm();
+        // our 2xx is acknowledged: the peer is who its offer says (RFC 3261 §13.3.1.4), and
+        // a re-offer held for this ACK may go now
+        self.session.acked();
         self.media_settle().await;
         if let Some(d) = &self.delegate() {
             d.on_ack(&request);
         }
-        // a re-offer held for this ACK may go now
-        self.session.reoffers_mut().handle_ack();
     }
 }
