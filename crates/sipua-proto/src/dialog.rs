@@ -318,38 +318,42 @@ pub(crate) struct FirstHop {
 pub(crate) enum HopTransport {
     /// No parameter.
     None,
-    /// One of the transports we know.
-    Known(KnownTransport),
+    /// One of [`KNOWN_TRANSPORTS`], by its index.
+    Known(u8),
     /// Another token: read from the text when asked.
     Other,
 }
 
-/// [`Transport`] without its `Other` case.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum KnownTransport {
-    Udp,
-    Tcp,
-    Tls,
-    Sctp,
-    Ws,
-    Wss,
-}
+/// The transports a next hop's parameter is kept as ([`HopTransport::Known`]).
+const KNOWN_TRANSPORTS: [Transport; 6] = [
+    Transport::Udp,
+    Transport::Tcp,
+    Transport::Tls,
+    Transport::Sctp,
+    Transport::Ws,
+    Transport::Wss,
+];
 
 impl FirstHop {
+    /// A next hop that says nothing: no address, no parameter, no name.
+    pub(crate) const NONE: FirstHop = FirstHop {
+        address: None,
+        transport: HopTransport::None,
+        named: false,
+    };
+
     /// What `uri` says of where requests go.
     pub(crate) fn of(uri: &Uri) -> FirstHop {
         let sip = uri.as_sip();
         let transport = match sip.and_then(|u| u.transport()) {
             None => HopTransport::None,
-            Some(t) => match Transport::parse(t.as_bytes()) {
-                Transport::Udp => HopTransport::Known(KnownTransport::Udp),
-                Transport::Tcp => HopTransport::Known(KnownTransport::Tcp),
-                Transport::Tls => HopTransport::Known(KnownTransport::Tls),
-                Transport::Sctp => HopTransport::Known(KnownTransport::Sctp),
-                Transport::Ws => HopTransport::Known(KnownTransport::Ws),
-                Transport::Wss => HopTransport::Known(KnownTransport::Wss),
-                Transport::Other(_) => HopTransport::Other,
-            },
+            Some(t) => {
+                let t = Transport::parse(t.as_bytes());
+                KNOWN_TRANSPORTS
+                    .iter()
+                    .position(|k| *k == t)
+                    .map_or(HopTransport::Other, |i| HopTransport::Known(i as u8))
+            }
         };
         FirstHop {
             address: crate::locate::address_without_dns(uri),
@@ -357,18 +361,16 @@ impl FirstHop {
             named: sip.is_some_and(|u| matches!(u.host, Host::Domain(_))),
         }
     }
-}
 
-impl KnownTransport {
-    /// As a [`Transport`].
-    pub(crate) fn transport(self) -> Transport {
-        match self {
-            KnownTransport::Udp => Transport::Udp,
-            KnownTransport::Tcp => Transport::Tcp,
-            KnownTransport::Tls => Transport::Tls,
-            KnownTransport::Sctp => Transport::Sctp,
-            KnownTransport::Ws => Transport::Ws,
-            KnownTransport::Wss => Transport::Wss,
+    /// Its `transport` parameter; `reread` reads one we do not know from the hop's text.
+    pub(crate) fn transport(
+        &self,
+        reread: impl FnOnce() -> Option<Transport>,
+    ) -> Option<Transport> {
+        match self.transport {
+            HopTransport::None => None,
+            HopTransport::Known(i) => KNOWN_TRANSPORTS.get(usize::from(i)).cloned(),
+            HopTransport::Other => reread(),
         }
     }
 }

@@ -194,9 +194,9 @@ where
     /// The ACK of our 2xx never came (RFC 3261 §13.3.1.4): the session ends, and a re-offer
     /// held for that ACK with it (its kind returned).
     pub fn handle_ack_timeout(&mut self) -> Option<Kind> {
+        // (the lifecycle ends the session itself)
         self.life.handle_ack_timeout();
-        let held = self.reoffer.end();
-        self.terminate().or(held)
+        self.reoffer.end()
     }
 
     /// The ACK of our 2xx came, with a body or without (`body`) (RFC 3261 §13.3.1.4,

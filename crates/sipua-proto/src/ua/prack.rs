@@ -283,22 +283,7 @@ impl UaCore {
             cseq: response.cseq().seq,
             method: Method::Invite,
         };
-        let route = self.dialog_route(dialog);
-        let (dest, transport) = match route {
-            Some(r) => (r.destination.unwrap_or(destination), r.transport),
-            None => (destination, None),
-        };
-        if let Ok(tx) = self.request_in_dialog_over(
-            now,
-            dialog,
-            Method::Prack,
-            dest,
-            transport,
-            vec![Header::typed(&rack)],
-            None,
-        ) {
-            self.prack.ours.insert(tx);
-        }
+        let _ = self.send_prack(now, dialog, rack, destination, None);
         true
     }
 
@@ -323,10 +308,22 @@ impl UaCore {
             cseq: d.cseq,
             method: Method::Invite,
         };
-        let route = self.dialog_route(dialog);
-        let (dest, transport) = match route {
-            Some(r) => (r.destination.unwrap_or(d.destination), r.transport),
-            None => (d.destination, None),
+        self.send_prack(now, dialog, rack, d.destination, body)
+    }
+
+    /// Sends the PRACK `rack` in early dialog `dialog`, to its next hop (else `fallback`,
+    /// where the INVITE went), with `body`; its response is the core's to absorb.
+    fn send_prack(
+        &mut self,
+        now: Instant,
+        dialog: &DialogId,
+        rack: RAck,
+        fallback: SocketAddr,
+        body: Option<(sipua_message::header::MediaType, Bytes)>,
+    ) -> Result<TransactionId, UaError> {
+        let (dest, transport) = match self.dialog_route(dialog) {
+            Some(r) => (r.destination.unwrap_or(fallback), r.transport),
+            None => (fallback, None),
         };
         let tx = self.request_in_dialog_over(
             now,

@@ -3,7 +3,7 @@
 //! received/rport address.
 
 use super::*;
-use crate::dialog::{reached_only_over_flow, HopTransport};
+use crate::dialog::{reached_only_over_flow, FirstHop};
 
 impl UaCore {
     /// Ends a dialog the TU is done with: a subscription that terminated (RFC 6665 §4.4.1),
@@ -74,41 +74,30 @@ pub struct DialogRoute {
 /// route set was made, so nothing is parsed (but a rare unknown `transport` parameter);
 /// without them the remote target is parsed once.
 pub(super) fn route_of(d: &Dialog) -> DialogRoute {
-    let (address, transport, named, only_over_flow) = match d.first_hop() {
-        Some(first) => {
-            let transport = match first.transport {
-                HopTransport::None => None,
-                HopTransport::Known(k) => Some(k.transport()),
-                HopTransport::Other => d.next_hop().ok().and_then(|h| transport_of(&h)),
-            };
-            // with a route set the peer is not the next hop: its connection is used only
-            // when the route names no address
-            (first.address, transport, first.named, false)
-        }
+    let (first, only_over_flow) = match d.first_hop() {
+        // with a route set the peer is not the next hop: its connection is used only when
+        // the route names no address
+        Some(first) => (*first, false),
         None => match d.remote_target() {
             Ok(target) => (
-                crate::locate::address_without_dns(&target),
-                transport_of(&target),
-                target
-                    .as_sip()
-                    .is_some_and(|u| matches!(u.host, Host::Domain(_))),
+                FirstHop::of(&target),
                 // (asked only when there is a connection to use)
                 d.flow.is_some() && reached_only_over_flow(&target),
             ),
-            Err(_) => (None, None, false, false),
+            Err(_) => (FirstHop::NONE, false),
         },
     };
     match d.flow.as_deref() {
-        Some(f) if only_over_flow || address.is_none() => DialogRoute {
+        Some(f) if only_over_flow || first.address.is_none() => DialogRoute {
             destination: Some(f.remote),
             transport: Some(f.transport.clone()),
-            named,
+            named: first.named,
             over_flow: true,
         },
         _ => DialogRoute {
-            destination: address,
-            transport,
-            named,
+            destination: first.address,
+            transport: first.transport(|| hop_transport(d)),
+            named: first.named,
             over_flow: false,
         },
     }
@@ -120,11 +109,15 @@ pub(super) fn transport_of_route(d: &Dialog) -> Option<Transport> {
     if d.flow.is_some() {
         return route_of(d).transport;
     }
-    match d.first_hop().map(|f| f.transport) {
-        Some(HopTransport::None) => None,
-        Some(HopTransport::Known(k)) => Some(k.transport()),
-        Some(HopTransport::Other) | None => d.next_hop().ok().and_then(|h| transport_of(&h)),
+    match d.first_hop() {
+        Some(first) => first.transport(|| hop_transport(d)),
+        None => hop_transport(d),
     }
+}
+
+/// The `transport` parameter of dialog `d`'s next hop, read from its text.
+fn hop_transport(d: &Dialog) -> Option<Transport> {
+    d.next_hop().ok().and_then(|h| transport_of(&h))
 }
 
 /// The `transport` parameter of next hop `hop`.
